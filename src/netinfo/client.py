@@ -1,0 +1,475 @@
+"""The one client core: ONC RPC over TCP (pipelined) and UDP, and the NETINFO client.
+
+:class:`Client` is asyncio-native; :class:`SyncClient` runs the very same coroutines on a
+private event loop, adding no protocol logic of its own. Every tool and the web UI go
+through here.
+
+Spec: §1.2–§1.4 (RPC and transports), §4 (procedures), §7.1 (connecting; a reserved source
+port when running as root), §7.6 (path search), §10.1 (credentials).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import os
+import random
+import socket
+from collections.abc import Callable
+from typing import Any
+
+from . import rpc
+from .errors import NiError, RpcError, Status, Timeout, WireError
+from .model import NI_INDEX_NULL, NiId, Proplist, parse_path
+from .protocol import (NETINFO_PROG, NETINFO_VERS, PROCEDURES, Kind, Proc, decode_readall,
+                       encode_args, unpack_proplist)
+from .xdr import Unpacker
+
+#: Default timeouts (spec §7.1: 5 s for reads, 60 s for writes).
+READ_TIMEOUT = 5.0
+WRITE_TIMEOUT = 60.0
+RESERVED = range(600, 1024)
+
+
+def _new_xid() -> int:
+    return random.getrandbits(32)
+
+
+class RpcConnection(asyncio.Protocol):
+    """A TCP connection carrying record-marked RPC calls; many calls in flight at once."""
+
+    def __init__(self) -> None:
+        self.reader = rpc.RecordReader(rpc.MAX_REPLY_RECORD)
+        self.transport: asyncio.Transport | None = None
+        self.waiting: dict[int, asyncio.Future[bytes]] = {}
+        self.closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._xid = _new_xid()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            records = self.reader.feed(data)
+        except WireError as e:
+            self._fail(e)
+            return
+        for rec in records:
+            try:
+                xid = rpc.reply_xid(rec)
+            except WireError:
+                continue
+            fut = self.waiting.pop(xid, None)
+            if fut is not None and not fut.done():
+                fut.set_result(rec)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._fail(exc or ConnectionResetError("connection closed by the server"))
+        if not self.closed.done():
+            self.closed.set_result(None)
+
+    def _fail(self, exc: BaseException) -> None:
+        for fut in self.waiting.values():
+            if not fut.done():
+                fut.set_exception(exc)
+        self.waiting.clear()
+        if self.transport is not None:
+            self.transport.abort()
+
+    def next_xid(self) -> int:
+        self._xid = (self._xid + 1) & 0xFFFFFFFF
+        return self._xid
+
+    def send(self, record: bytes, xid: int) -> asyncio.Future[bytes]:
+        """Send one call record; the future gets the reply record."""
+        if self.transport is None or self.transport.is_closing():
+            raise ConnectionResetError("connection is closed")
+        fut = asyncio.get_running_loop().create_future()
+        self.waiting[xid] = fut
+        self.transport.write(rpc.frame(record))
+        return fut
+
+    async def call(self, prog: int, vers: int, proc: int, args: bytes,
+                   auth: rpc.AuthUnix | None, timeout: float) -> Unpacker:
+        """One call; returns an unpacker at the results. :raises RpcError, Timeout."""
+        xid = self.next_xid()
+        fut = self.send(rpc.encode_call(xid, prog, vers, proc, args, auth), xid)
+        try:
+            async with asyncio.timeout(timeout):
+                rec = await fut
+        except TimeoutError:
+            self.waiting.pop(xid, None)
+            raise Timeout(f"no reply within {timeout} s") from None
+        return rpc.decode_reply(rec)[1]
+
+    def close(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
+
+
+async def open_tcp(host: str, port: int, privileged: bool | None = None,
+                   timeout: float = READ_TIMEOUT) -> RpcConnection:
+    """Connect; from a reserved source port when *privileged* (default: when root).
+
+    A reserved source port is what makes a local root caller the superuser (spec §10.2).
+    """
+    loop = asyncio.get_running_loop()
+    if privileged is None:
+        privileged = os.geteuid() == 0
+    try:
+        async with asyncio.timeout(timeout):
+            if privileged:
+                for port_try in random.sample(RESERVED, 40):
+                    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+                    sock.setblocking(False)
+                    try:
+                        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                        sock.bind(("", port_try))
+                        await loop.sock_connect(sock, (host, port))
+                    except OSError as e:
+                        sock.close()
+                        if isinstance(e, ConnectionRefusedError):
+                            raise
+                        continue
+                    _, proto = await loop.create_connection(RpcConnection, sock=sock)
+                    return proto
+            _, proto = await loop.create_connection(RpcConnection, host, port)
+            return proto
+    except TimeoutError:
+        raise Timeout(f"cannot connect to {host}:{port} within {timeout} s") from None
+
+
+class _UdpCall(asyncio.DatagramProtocol):
+    def __init__(self, xid: int) -> None:
+        self.xid = xid
+        self.reply: asyncio.Future[tuple[bytes, tuple]] = \
+            asyncio.get_running_loop().create_future()
+
+    def datagram_received(self, data: bytes, addr: tuple) -> None:
+        try:
+            if rpc.reply_xid(data) == self.xid and not self.reply.done():
+                self.reply.set_result((data, addr))
+        except WireError:
+            pass
+
+    def error_received(self, exc: Exception) -> None:
+        if not self.reply.done():
+            self.reply.set_exception(exc)
+
+
+async def udp_call(host: str, port: int, prog: int, vers: int, proc: int, args: bytes = b"",
+                   auth: rpc.AuthUnix | None = None, timeout: float = READ_TIMEOUT,
+                   retries: int = 3) -> Unpacker:
+    """One call over UDP with retransmission; returns an unpacker at the results.
+
+    :raises Timeout: no reply; :raises RpcError: refused.
+    """
+    loop = asyncio.get_running_loop()
+    xid = _new_xid()
+    msg = rpc.encode_call(xid, prog, vers, proc, args, auth)
+    transport, proto = await loop.create_datagram_endpoint(
+        lambda: _UdpCall(xid), remote_addr=(host, port))
+    try:
+        wait = timeout / (retries + 1)
+        for _ in range(retries + 1):
+            transport.sendto(msg)
+            try:
+                async with asyncio.timeout(wait):
+                    data, _ = await asyncio.shield(proto.reply)
+                return rpc.decode_reply(data)[1]
+            except TimeoutError:
+                continue
+        raise Timeout(f"no UDP reply from {host}:{port} within {timeout} s")
+    finally:
+        transport.close()
+
+
+def parse_server(spec: str, default_tag: str = "local") -> tuple[str, str, int | None]:
+    """``tag@host:port``, ``tag@host``, ``host:port`` → (tag, host, port or None)."""
+    tag, at, rest = spec.rpartition("@")
+    if not at:
+        tag, rest = default_tag, spec
+    host, port = rest, None
+    if rest.count(":") == 1:
+        host, _, p = rest.partition(":")
+        if not p.isdigit():
+            raise ValueError(f"bad port in {spec!r}")
+        port = int(p)
+    if not host:
+        raise ValueError(f"no host in {spec!r}")
+    return tag or default_tag, host, port
+
+
+class Client:
+    """Async NETINFO client for one server: a typed method per procedure (spec §4.1).
+
+    Create with :meth:`connect`. Calls may be issued concurrently: they are pipelined on one
+    TCP connection and answered in order.
+    """
+
+    def __init__(self, conn: RpcConnection, host: str, port: int, tag: str,
+                 timeout: float = READ_TIMEOUT, write_timeout: float = WRITE_TIMEOUT) -> None:
+        self.conn = conn
+        self.host = host
+        self.port = port
+        self.tag = tag
+        self.timeout = timeout
+        self.write_timeout = write_timeout
+        self.auth: rpc.AuthUnix | None = None
+
+    @classmethod
+    async def connect(cls, host: str, port: int, tag: str = "local", *,
+                      privileged: bool | None = None, timeout: float = READ_TIMEOUT) -> Client:
+        """Connect straight to a netinfod at *host*:*port* (no portmapper needed)."""
+        conn = await open_tcp(host, port, privileged, timeout)
+        return cls(conn, host, port, tag, timeout)
+
+    @classmethod
+    async def open(cls, spec: str, **kw: Any) -> Client:
+        """Connect to ``tag@host:port`` (see :func:`parse_server`)."""
+        tag, host, port = parse_server(spec)
+        if port is None:
+            from .binding import lookup_netinfod  # noqa: PLC0415 (binding issue)
+            port = await lookup_netinfod(host, tag)
+        return await cls.connect(host, port, tag, **kw)
+
+    async def close(self) -> None:
+        self.conn.close()
+
+    async def __aenter__(self) -> Client:
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        await self.close()
+
+    def set_password(self, password: str | None, uid: int | None = None) -> None:
+        """``ni_setpassword``: AUTH_UNIX with the inverted password, or back to AUTH_NONE."""
+        if password is None:
+            self.auth = None
+        else:
+            self.auth = rpc.AuthUnix.for_password(
+                password, os.getuid() if uid is None else uid)
+
+    # -- the generic call ---------------------------------------------------------------------
+
+    async def call(self, proc: int, *args: Any) -> Any:
+        """Call NETINFO procedure *proc* with decoded *args*; returns the decoded result.
+
+        :raises NiError: a status other than NI_OK. :raises RpcError, Timeout, WireError.
+        """
+        info = PROCEDURES[proc]
+        timeout = self.write_timeout if info.is_write else self.timeout
+        try:
+            u = await self.conn.call(NETINFO_PROG, NETINFO_VERS, proc,
+                                     encode_args(info, *args), self.auth, timeout)
+        except RpcError as e:
+            if info.kind is Kind.NO_REPLY_UNLESS_OK and e.stat == rpc.AcceptStat.SYSTEM_ERR:
+                return False
+            raise
+        kind = info.kind
+        if kind is Kind.UNION:
+            status = u.unpack_int()
+            if status != Status.OK:
+                raise NiError(status)
+            value = info.result.unpack(u)  # type: ignore[union-attr]
+            u.done()
+            return value
+        if kind is Kind.BARE_PROPLIST:
+            props = unpack_proplist(u)
+            u.done()
+            return props
+        if kind is Kind.BARE_STATUS:
+            status = u.unpack_int()
+            if status != Status.OK:
+                raise NiError(status)
+            return status
+        if kind is Kind.STREAM:
+            return decode_readall(u)
+        if kind is Kind.NO_REPLY_UNLESS_OK:
+            return True
+        return None
+
+    # -- one typed method per procedure -------------------------------------------------------
+
+    async def ping(self) -> None:
+        await self.call(Proc.PING)
+
+    async def statistics(self) -> Proplist:
+        return await self.call(Proc.STATISTICS)
+
+    async def root(self) -> NiId:
+        return await self.call(Proc.ROOT)
+
+    async def self_id(self, d: NiId | int) -> NiId:
+        return await self.call(Proc.SELF, _nid(d))
+
+    async def parent(self, d: NiId | int) -> tuple[int, NiId]:
+        return await self.call(Proc.PARENT, _nid(d))
+
+    async def create(self, parent: NiId, props: Proplist, where: int = NI_INDEX_NULL,
+                     target: NiId | None = None) -> tuple[NiId, NiId]:
+        """Returns (child id, parent's new id)."""
+        return await self.call(Proc.CREATE, parent, props, where, target)
+
+    async def destroy(self, parent: NiId, child: NiId) -> NiId:
+        return await self.call(Proc.DESTROY, parent, child)
+
+    async def read(self, d: NiId | int) -> tuple[NiId, Proplist]:
+        return await self.call(Proc.READ, _nid(d))
+
+    async def write(self, d: NiId, props: Proplist) -> NiId:
+        return await self.call(Proc.WRITE, d, props)
+
+    async def children(self, d: NiId | int) -> tuple[list[int], NiId]:
+        return await self.call(Proc.CHILDREN, _nid(d))
+
+    async def lookup(self, d: NiId | int, key: str, value: str) -> tuple[list[int], NiId]:
+        return await self.call(Proc.LOOKUP, _nid(d), key, value)
+
+    async def list(self, d: NiId | int,
+                   name: str = "name") -> tuple[list[tuple[int, list[str] | None]], NiId]:
+        return await self.call(Proc.LIST, _nid(d), name)
+
+    async def createprop(self, d: NiId, name: str, values: list[str],
+                         where: int = NI_INDEX_NULL) -> NiId:
+        return await self.call(Proc.CREATEPROP, d, (name, values), where)
+
+    async def destroyprop(self, d: NiId, index: int) -> NiId:
+        return await self.call(Proc.DESTROYPROP, d, index)
+
+    async def readprop(self, d: NiId | int, index: int) -> tuple[list[str], NiId]:
+        return await self.call(Proc.READPROP, _nid(d), index)
+
+    async def writeprop(self, d: NiId, index: int, values: list[str]) -> NiId:
+        return await self.call(Proc.WRITEPROP, d, index, values)
+
+    async def renameprop(self, d: NiId, index: int, name: str) -> NiId:
+        return await self.call(Proc.RENAMEPROP, d, index, name)
+
+    async def listprops(self, d: NiId | int) -> tuple[list[str], NiId]:
+        return await self.call(Proc.LISTPROPS, _nid(d))
+
+    async def createname(self, d: NiId, index: int, name: str,
+                         where: int = NI_INDEX_NULL) -> NiId:
+        return await self.call(Proc.CREATENAME, d, index, name, where)
+
+    async def destroyname(self, d: NiId, index: int, name_index: int) -> NiId:
+        return await self.call(Proc.DESTROYNAME, d, index, name_index)
+
+    async def readname(self, d: NiId | int, index: int, name_index: int) -> tuple[NiId, str]:
+        return await self.call(Proc.READNAME, _nid(d), index, name_index)
+
+    async def writename(self, d: NiId, index: int, name_index: int, name: str) -> NiId:
+        return await self.call(Proc.WRITENAME, d, index, name_index, name)
+
+    async def rparent(self) -> tuple[str, int]:
+        """(parent tag, parent address as uint). :raises NiError: NETROOT, NORESPONSE."""
+        return await self.call(Proc.RPARENT)
+
+    async def listall(self, d: NiId | int) -> tuple[NiId, list[Proplist]]:
+        return await self.call(Proc.LISTALL, _nid(d))
+
+    async def bind(self, tag: str, addr: int) -> bool:
+        """NETINFO BIND: True when this server serves the child (tag, addr) (spec §4.4)."""
+        return await self.call(Proc.BIND, tag, addr)
+
+    async def readall(self, checksum: int = 0) -> tuple[int, int, list]:
+        """(checksum, highest_id, objects); checksum 0 = the caller is current (§9.4)."""
+        return await self.call(Proc.READALL, checksum)
+
+    async def crashed(self, checksum: int) -> None:
+        await self.call(Proc.CRASHED, checksum)
+
+    async def resync(self) -> int:
+        return await self.call(Proc.RESYNC)
+
+    async def lookupread(self, d: NiId | int, key: str, value: str) -> tuple[NiId, Proplist]:
+        return await self.call(Proc.LOOKUPREAD, _nid(d), key, value)
+
+    # -- conveniences built on the procedures -----------------------------------------------
+
+    async def pathsearch(self, path: str, start: NiId | int | None = None) -> NiId:
+        """``ni_pathsearch``: resolve ``/users/uid=0``-style paths (spec §7.6).
+
+        :raises NiError: NI_NODIR when a component does not resolve.
+        """
+        cur = (await self.root()).object if start is None else _nid(start).object
+        for key, value in parse_path(path):
+            found, _ = await self.lookup(cur, key, value)
+            cur = found[0]
+        return await self.self_id(cur)
+
+    async def lookupprop(self, d: NiId | int, name: str) -> list[str]:
+        """``ni_lookupprop``: values of the first property *name* (LISTPROPS + READPROP)."""
+        names, _ = await self.listprops(d)
+        if name not in names:
+            raise NiError(Status.NOPROP)
+        values, _ = await self.readprop(d, names.index(name))
+        return values
+
+
+def _nid(d: NiId | int) -> NiId:
+    return NiId(d, 0) if isinstance(d, int) else d
+
+
+class SyncClient:
+    """Blocking facade: the :class:`Client` coroutines run on a private event loop.
+
+    ``SyncClient.connect(host, port)`` / ``SyncClient.open("tag@host:port")``; every
+    :class:`Client` method is available with the same arguments, returning its result.
+    """
+
+    def __init__(self, client: Client, loop: asyncio.AbstractEventLoop) -> None:
+        self._client = client
+        self._loop = loop
+
+    @staticmethod
+    def _run_new(factory: Callable[[], Any]) -> SyncClient:
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            pass
+        else:
+            raise RuntimeError("SyncClient cannot be used inside a running event loop; "
+                               "use the async Client")
+        loop = asyncio.new_event_loop()
+        try:
+            client = loop.run_until_complete(factory())
+        except BaseException:
+            loop.close()
+            raise
+        return SyncClient(client, loop)
+
+    @classmethod
+    def connect(cls, host: str, port: int, tag: str = "local", **kw: Any) -> SyncClient:
+        return cls._run_new(lambda: Client.connect(host, port, tag, **kw))
+
+    @classmethod
+    def open(cls, spec: str, **kw: Any) -> SyncClient:
+        return cls._run_new(lambda: Client.open(spec, **kw))
+
+    @property
+    def client(self) -> Client:
+        return self._client
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._client, name)
+        if inspect.iscoroutinefunction(attr):
+            def run(*args: Any, **kw: Any) -> Any:
+                return self._loop.run_until_complete(attr(*args, **kw))
+            run.__name__ = name
+            run.__doc__ = attr.__doc__
+            return run
+        return attr
+
+    def close(self) -> None:
+        if not self._loop.is_closed():
+            self._loop.run_until_complete(self._client.close())
+            self._loop.run_until_complete(asyncio.sleep(0))
+            self._loop.close()
+
+    def __enter__(self) -> SyncClient:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()

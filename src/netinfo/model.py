@@ -1,0 +1,122 @@
+"""Pure NetInfo data: ids, properties, directories, and the path grammar.
+
+A property is a ``(name, values)`` pair; :class:`Property` is the public named form and
+any 2-tuple is accepted wherever a property is expected (decoders build plain tuples,
+which compare equal to :class:`Property`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
+#: "No index" / "append at the end" (spec conventions).
+NI_INDEX_NULL = 0xFFFFFFFF
+
+
+class NiId(NamedTuple):
+    """``ni_id``: directory number and instance (version) (spec §2)."""
+
+    object: int
+    instance: int = 0
+
+
+class Property(NamedTuple):
+    """``ni_property``: a name and its ordered values (spec §5.1)."""
+
+    name: str
+    values: list[str]
+
+
+Proplist = list[tuple[str, list[str]]]
+
+
+@dataclass(slots=True)
+class Directory:
+    """``ni_object``: one directory as the wire carries it (READALL, storage images)."""
+
+    id: NiId
+    props: Proplist = field(default_factory=list)
+    parent: int = 0
+    children: list[int] = field(default_factory=list)
+
+    def get(self, name: str) -> list[str] | None:
+        """Values of the first property called *name* (spec §5.1), or None."""
+        for k, v in self.props:
+            if k == name:
+                return v
+        return None
+
+
+def first_values(props: Proplist, name: str) -> list[str] | None:
+    """Values of the first property named *name* in *props*, or None (spec §5.1)."""
+    for k, v in props:
+        if k == name:
+            return v
+    return None
+
+
+# -- directory paths (spec §7.6, tools §0.4) ------------------------------------------------
+
+class PathComponent(NamedTuple):
+    key: str
+    value: str
+
+
+def _split_unescaped(text: str, sep: str) -> list[str]:
+    """Split on *sep* where it is not preceded by a backslash; escapes are kept."""
+    parts, cur, i = [], [], 0
+    while i < len(text):
+        c = text[i]
+        if c == "\\" and i + 1 < len(text):
+            cur.append(text[i:i + 2])
+            i += 2
+            continue
+        if c == sep:
+            parts.append("".join(cur))
+            cur = []
+        else:
+            cur.append(c)
+        i += 1
+    parts.append("".join(cur))
+    return parts
+
+
+def unescape(text: str) -> str:
+    """Remove every backslash, keeping the character it escapes (tools §0.4)."""
+    out, i = [], 0
+    while i < len(text):
+        if text[i] == "\\" and i + 1 < len(text):
+            out.append(text[i + 1])
+            i += 2
+        else:
+            if text[i] != "\\":
+                out.append(text[i])
+            i += 1
+    return "".join(out)
+
+
+def parse_path(path: str) -> list[PathComponent]:
+    """Parse a directory path into ``(key, value)`` components.
+
+    Leading slashes and runs of slashes are skipped; a bare ``value`` means
+    ``name=value``; ``\\`` escapes ``/`` and ``=`` (spec §7.6, tools §0.4).
+    ``"/"`` (or ``""``) is the root: an empty list.
+    """
+    comps = []
+    for raw in _split_unescaped(path, "/"):
+        if not raw:
+            continue
+        kv = _split_unescaped(raw, "=")
+        if len(kv) == 1:
+            comps.append(PathComponent("name", unescape(kv[0])))
+        else:
+            comps.append(PathComponent(unescape(kv[0]), unescape("=".join(kv[1:]))))
+    return comps
+
+
+def format_component(key: str, value: str) -> str:
+    """Inverse of one component of :func:`parse_path` (escapes ``/``, ``=``, ``\\``)."""
+    def esc(s: str) -> str:
+        return s.replace("\\", "\\\\").replace("/", "\\/").replace("=", "\\=")
+    return esc(value) if key == "name" else f"{esc(key)}={esc(value)}"

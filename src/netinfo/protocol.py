@@ -1,0 +1,484 @@
+"""The NETINFO program (200100000 v2): procedures, argument and result codecs, one table.
+
+Layouts are those of spec §2; the procedure list is spec §4.1. Results that are XDR unions on
+``ni_status`` carry a body only when the status is NI_OK (spec §2): the server encodes an
+error as the bare status word, via :func:`pack_status`.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Callable
+from enum import IntEnum
+from typing import Any, NamedTuple
+
+from .errors import NiError, Status
+from .model import Directory, NiId, Proplist
+from .xdr import BIG_LIST_MAX, LIST_MAX, Packer, Unpacker
+
+NETINFO_PROG = 200100000
+NETINFO_VERS = 2
+
+_U32 = struct.Struct(">I")
+_ID = struct.Struct(">II")
+
+class Proc(IntEnum):
+    """NETINFO procedure numbers (spec §4.1)."""
+
+    PING = 0
+    STATISTICS = 1
+    ROOT = 2
+    SELF = 3
+    PARENT = 4
+    CREATE = 5
+    DESTROY = 6
+    READ = 7
+    WRITE = 8
+    CHILDREN = 9
+    LOOKUP = 10
+    LIST = 11
+    CREATEPROP = 12
+    DESTROYPROP = 13
+    READPROP = 14
+    WRITEPROP = 15
+    RENAMEPROP = 16
+    LISTPROPS = 17
+    CREATENAME = 18
+    DESTROYNAME = 19
+    READNAME = 20
+    WRITENAME = 21
+    RPARENT = 22
+    LISTALL = 23
+    BIND = 24
+    READALL = 25
+    CRASHED = 26
+    RESYNC = 27
+    LOOKUPREAD = 28
+
+# -- primitive NetInfo types ------------------------------------------------------------------
+
+def pack_id(p: Packer, i: NiId | tuple[int, int]) -> None:
+    p.pack_raw(_ID.pack(i[0], i[1]))
+
+def unpack_id(u: Unpacker) -> NiId:
+    return NiId(*u.unpack_2uint())
+
+def pack_property(p: Packer, prop: tuple[str, list[str]]) -> None:
+    p.pack_string(prop[0])
+    p.pack_string_array(prop[1])
+
+def unpack_property(u: Unpacker) -> tuple[str, list[str]]:
+    return (u.unpack_string(), u.unpack_string_array())
+
+def pack_proplist(p: Packer, props: Proplist) -> None:
+    if len(props) > LIST_MAX:
+        raise ValueError("proplist longer than 65535")
+    p.pack_uint(len(props))
+    for name, values in props:
+        p.pack_string(name)
+        p.pack_string_array(values)
+
+def unpack_proplist(u: Unpacker) -> Proplist:
+    # A property takes at least 8 bytes (empty name, empty namelist).
+    return u.unpack_array(lambda: (u.unpack_string(), u.unpack_string_array()), LIST_MAX, 8)
+
+def encode_proplist(props: Proplist) -> bytes:
+    """A proplist alone, as XDR bytes (also the storage engines' on-disk form)."""
+    p = Packer()
+    pack_proplist(p, props)
+    return p.get_buffer()
+
+def decode_proplist(data: bytes) -> Proplist:
+    u = Unpacker(data)
+    props = unpack_proplist(u)
+    u.done()
+    return props
+
+def pack_object(p: Packer, d: Directory) -> None:
+    pack_id(p, d.id)
+    pack_proplist(p, d.props)
+    p.pack_uint(d.parent)
+    p.pack_uint_array(d.children)
+
+def unpack_object(u: Unpacker) -> Directory:
+    oid = unpack_id(u)
+    props = unpack_proplist(u)
+    parent = u.unpack_uint()
+    return Directory(oid, props, parent, u.unpack_uint_array())
+
+def pack_status(status: int) -> bytes:
+    """The bare status word: a whole error result (spec §2, unions)."""
+    return struct.pack(">i", status)
+
+# -- argument codecs: (pack(p, *args), unpack(u) -> tuple) --------------------------------------
+
+class Codec(NamedTuple):
+    pack: Callable[..., None]
+    unpack: Callable[[Unpacker], Any]
+
+def _pk_void(p: Packer) -> None:
+    pass
+
+def _up_void(u: Unpacker) -> tuple:
+    return ()
+
+def _pk_uint(p: Packer, v: int) -> None:
+    p.pack_uint(v)
+
+def _up_uint(u: Unpacker) -> tuple:
+    return (u.unpack_uint(),)
+
+def _pk_idarg(p: Packer, i: NiId) -> None:
+    pack_id(p, i)
+
+def _up_idarg(u: Unpacker) -> tuple:
+    return (unpack_id(u),)
+
+def _pk_create(p: Packer, parent: NiId, props: Proplist, where: int,
+               target: NiId | None = None) -> None:
+    pack_id(p, parent)
+    pack_proplist(p, props)
+    p.pack_uint(where)
+    if target is None:
+        p.pack_bool(False)
+    else:
+        p.pack_bool(True)
+        pack_id(p, target)
+
+def _up_create(u: Unpacker) -> tuple:
+    parent = unpack_id(u)
+    props = unpack_proplist(u)
+    where = u.unpack_uint()
+    target = unpack_id(u) if u.unpack_bool() else None
+    return (parent, props, where, target)
+
+def _pk_2id(p: Packer, a: NiId, b: NiId) -> None:
+    pack_id(p, a)
+    pack_id(p, b)
+
+def _up_2id(u: Unpacker) -> tuple:
+    return (unpack_id(u), unpack_id(u))
+
+def _pk_id_props(p: Packer, i: NiId, props: Proplist) -> None:
+    pack_id(p, i)
+    pack_proplist(p, props)
+
+def _up_id_props(u: Unpacker) -> tuple:
+    return (unpack_id(u), unpack_proplist(u))
+
+def _pk_lookup(p: Packer, i: NiId, key: str, value: str) -> None:
+    pack_id(p, i)
+    p.pack_string(key)
+    p.pack_string(value)
+
+def _up_lookup(u: Unpacker) -> tuple:
+    return (unpack_id(u), u.unpack_string(), u.unpack_string())
+
+def _pk_id_name(p: Packer, i: NiId, name: str) -> None:
+    pack_id(p, i)
+    p.pack_string(name)
+
+def _up_id_name(u: Unpacker) -> tuple:
+    return (unpack_id(u), u.unpack_string())
+
+def _pk_createprop(p: Packer, i: NiId, prop: tuple[str, list[str]], where: int) -> None:
+    pack_id(p, i)
+    pack_property(p, prop)
+    p.pack_uint(where)
+
+def _up_createprop(u: Unpacker) -> tuple:
+    return (unpack_id(u), unpack_property(u), u.unpack_uint())
+
+def _pk_id_idx(p: Packer, i: NiId, idx: int) -> None:
+    pack_id(p, i)
+    p.pack_uint(idx)
+
+def _up_id_idx(u: Unpacker) -> tuple:
+    return (unpack_id(u), u.unpack_uint())
+
+def _pk_writeprop(p: Packer, i: NiId, idx: int, values: list[str]) -> None:
+    pack_id(p, i)
+    p.pack_uint(idx)
+    p.pack_string_array(values)
+
+def _up_writeprop(u: Unpacker) -> tuple:
+    return (unpack_id(u), u.unpack_uint(), u.unpack_string_array())
+
+def _pk_propname(p: Packer, i: NiId, idx: int, name: str) -> None:
+    pack_id(p, i)
+    p.pack_uint(idx)
+    p.pack_string(name)
+
+def _up_propname(u: Unpacker) -> tuple:
+    return (unpack_id(u), u.unpack_uint(), u.unpack_string())
+
+def _pk_createname(p: Packer, i: NiId, idx: int, name: str, where: int) -> None:
+    pack_id(p, i)
+    p.pack_uint(idx)
+    p.pack_string(name)
+    p.pack_uint(where)
+
+def _up_createname(u: Unpacker) -> tuple:
+    return (unpack_id(u), u.unpack_uint(), u.unpack_string(), u.unpack_uint())
+
+def _pk_nameindex(p: Packer, i: NiId, idx: int, nidx: int) -> None:
+    pack_id(p, i)
+    p.pack_uint(idx)
+    p.pack_uint(nidx)
+
+def _up_nameindex(u: Unpacker) -> tuple:
+    return (unpack_id(u), u.unpack_uint(), u.unpack_uint())
+
+def _pk_writename(p: Packer, i: NiId, idx: int, nidx: int, name: str) -> None:
+    pack_id(p, i)
+    p.pack_uint(idx)
+    p.pack_uint(nidx)
+    p.pack_string(name)
+
+def _up_writename(u: Unpacker) -> tuple:
+    return (unpack_id(u), u.unpack_uint(), u.unpack_uint(), u.unpack_string())
+
+def _pk_binding(p: Packer, tag: str, addr: int) -> None:
+    p.pack_string(tag)
+    p.pack_uint(addr)
+
+def _up_binding(u: Unpacker) -> tuple:
+    return (u.unpack_string(), u.unpack_uint())
+
+VOID = Codec(_pk_void, _up_void)
+UINT_ARG = Codec(_pk_uint, _up_uint)
+ID_ARG = Codec(_pk_idarg, _up_idarg)
+CREATE_ARGS = Codec(_pk_create, _up_create)
+DESTROY_ARGS = Codec(_pk_2id, _up_2id)
+PROPLIST_STUFF = Codec(_pk_id_props, _up_id_props)
+LOOKUP_ARGS = Codec(_pk_lookup, _up_lookup)
+NAME_ARGS = Codec(_pk_id_name, _up_id_name)
+CREATEPROP_ARGS = Codec(_pk_createprop, _up_createprop)
+PROP_ARGS = Codec(_pk_id_idx, _up_id_idx)
+WRITEPROP_ARGS = Codec(_pk_writeprop, _up_writeprop)
+PROPNAME_ARGS = Codec(_pk_propname, _up_propname)
+CREATENAME_ARGS = Codec(_pk_createname, _up_createname)
+NAMEINDEX_ARGS = Codec(_pk_nameindex, _up_nameindex)
+WRITENAME_ARGS = Codec(_pk_writename, _up_writename)
+BINDING_ARGS = Codec(_pk_binding, _up_binding)
+
+# -- result codecs: pack(p, value) after the NI_OK word; unpack(u) -> value -------------------
+
+def _rp_id(p: Packer, v: NiId) -> None:
+    pack_id(p, v)
+
+def _ru_id(u: Unpacker) -> NiId:
+    return unpack_id(u)
+
+def _rp_parent(p: Packer, v: tuple[int, NiId]) -> None:
+    p.pack_uint(v[0])
+    pack_id(p, v[1])
+
+def _ru_parent(u: Unpacker) -> tuple[int, NiId]:
+    return (u.unpack_uint(), unpack_id(u))
+
+def _rp_children(p: Packer, v: tuple[list[int], NiId]) -> None:
+    p.pack_uint_array(v[0])
+    pack_id(p, v[1])
+
+def _ru_children(u: Unpacker) -> tuple[list[int], NiId]:
+    return (u.unpack_uint_array(), unpack_id(u))
+
+def _pack_entry(p: Packer, e: tuple[int, list[str] | None]) -> None:
+    p.pack_uint(e[0])
+    if e[1] is None:
+        p.pack_bool(False)
+    else:
+        p.pack_bool(True)
+        p.pack_string_array(e[1])
+
+def _rp_list(p: Packer, v: tuple[list[tuple[int, list[str] | None]], NiId]) -> None:
+    p.pack_array(v[0], lambda e: _pack_entry(p, e), BIG_LIST_MAX)
+    pack_id(p, v[1])
+
+def _ru_list(u: Unpacker) -> tuple[list[tuple[int, list[str] | None]], NiId]:
+    def entry() -> tuple[int, list[str] | None]:
+        oid = u.unpack_uint()
+        return (oid, u.unpack_string_array() if u.unpack_bool() else None)
+    entries = u.unpack_array(entry, BIG_LIST_MAX, 8)
+    return (entries, unpack_id(u))
+
+def _rp_proplist(p: Packer, v: tuple[NiId, Proplist]) -> None:
+    pack_id(p, v[0])
+    pack_proplist(p, v[1])
+
+def _ru_proplist(u: Unpacker) -> tuple[NiId, Proplist]:
+    return (unpack_id(u), unpack_proplist(u))
+
+def _rp_create(p: Packer, v: tuple[NiId, NiId]) -> None:
+    pack_id(p, v[0])
+    pack_id(p, v[1])
+
+def _ru_create(u: Unpacker) -> tuple[NiId, NiId]:
+    return (unpack_id(u), unpack_id(u))
+
+def _rp_namelist(p: Packer, v: tuple[list[str], NiId]) -> None:
+    p.pack_string_array(v[0])
+    pack_id(p, v[1])
+
+def _ru_namelist(u: Unpacker) -> tuple[list[str], NiId]:
+    return (u.unpack_string_array(), unpack_id(u))
+
+def _rp_readname(p: Packer, v: tuple[NiId, str]) -> None:
+    pack_id(p, v[0])
+    p.pack_string(v[1])
+
+def _ru_readname(u: Unpacker) -> tuple[NiId, str]:
+    return (unpack_id(u), u.unpack_string())
+
+def _rp_binding(p: Packer, v: tuple[str, int]) -> None:
+    p.pack_string(v[0])
+    p.pack_uint(v[1])
+
+def _ru_binding(u: Unpacker) -> tuple[str, int]:
+    return (u.unpack_string(), u.unpack_uint())
+
+def _rp_listall(p: Packer, v: tuple[NiId, list[Proplist]]) -> None:
+    pack_id(p, v[0])
+    p.pack_array(v[1], lambda pl: pack_proplist(p, pl), BIG_LIST_MAX)
+
+def _ru_listall(u: Unpacker) -> tuple[NiId, list[Proplist]]:
+    sid = unpack_id(u)
+    return (sid, u.unpack_array(lambda: unpack_proplist(u), BIG_LIST_MAX, 4))
+
+ID_RES = Codec(_rp_id, _ru_id)
+PARENT_RES = Codec(_rp_parent, _ru_parent)
+CHILDREN_RES = Codec(_rp_children, _ru_children)
+LIST_RES = Codec(_rp_list, _ru_list)
+PROPLIST_RES = Codec(_rp_proplist, _ru_proplist)
+CREATE_RES = Codec(_rp_create, _ru_create)
+LOOKUP_RES = CHILDREN_RES  # ni_lookup_res: idlist then self_id, the same layout
+NAMELIST_RES = Codec(_rp_namelist, _ru_namelist)
+READNAME_RES = Codec(_rp_readname, _ru_readname)
+RPARENT_RES = Codec(_rp_binding, _ru_binding)
+LISTALL_RES = Codec(_rp_listall, _ru_listall)
+
+class Kind(IntEnum):
+    """How a procedure's result is framed on the wire."""
+
+    UNION = 0      # ni_status, then the body when NI_OK
+    VOID = 1       # nothing (PING, CRASHED)
+    BARE_PROPLIST = 2  # STATISTICS: a proplist with no status word
+    BARE_STATUS = 3    # RESYNC: just the status
+    NO_REPLY_UNLESS_OK = 4  # BIND: reply (void) only when served
+    STREAM = 5     # READALL: streamed by the server (spec §9.4)
+
+class ProcInfo(NamedTuple):
+    """One row of the procedure table."""
+
+    proc: Proc
+    args: Codec
+    result: Codec | None
+    kind: Kind
+    method: str     # DirectoryService method name
+    is_write: bool
+
+def _row(proc: Proc, args: Codec, result: Codec | None, kind: Kind = Kind.UNION,
+         is_write: bool = False) -> ProcInfo:
+    return ProcInfo(proc, args, result, kind, "proc_" + proc.name.lower(), is_write)
+
+#: THE procedure table (spec §4.1): every NETINFO procedure, its codecs and its kind.
+PROCEDURES: dict[int, ProcInfo] = {r.proc: r for r in (
+    _row(Proc.PING, VOID, None, Kind.VOID),
+    _row(Proc.STATISTICS, VOID, None, Kind.BARE_PROPLIST),
+    _row(Proc.ROOT, VOID, ID_RES),
+    _row(Proc.SELF, ID_ARG, ID_RES),
+    _row(Proc.PARENT, ID_ARG, PARENT_RES),
+    _row(Proc.CREATE, CREATE_ARGS, CREATE_RES, is_write=True),
+    _row(Proc.DESTROY, DESTROY_ARGS, ID_RES, is_write=True),
+    _row(Proc.READ, ID_ARG, PROPLIST_RES),
+    _row(Proc.WRITE, PROPLIST_STUFF, ID_RES, is_write=True),
+    _row(Proc.CHILDREN, ID_ARG, CHILDREN_RES),
+    _row(Proc.LOOKUP, LOOKUP_ARGS, LOOKUP_RES),
+    _row(Proc.LIST, NAME_ARGS, LIST_RES),
+    _row(Proc.CREATEPROP, CREATEPROP_ARGS, ID_RES, is_write=True),
+    _row(Proc.DESTROYPROP, PROP_ARGS, ID_RES, is_write=True),
+    _row(Proc.READPROP, PROP_ARGS, NAMELIST_RES),
+    _row(Proc.WRITEPROP, WRITEPROP_ARGS, ID_RES, is_write=True),
+    _row(Proc.RENAMEPROP, PROPNAME_ARGS, ID_RES, is_write=True),
+    _row(Proc.LISTPROPS, ID_ARG, NAMELIST_RES),
+    _row(Proc.CREATENAME, CREATENAME_ARGS, ID_RES, is_write=True),
+    _row(Proc.DESTROYNAME, NAMEINDEX_ARGS, ID_RES, is_write=True),
+    _row(Proc.READNAME, NAMEINDEX_ARGS, READNAME_RES),
+    _row(Proc.WRITENAME, WRITENAME_ARGS, ID_RES, is_write=True),
+    _row(Proc.RPARENT, VOID, RPARENT_RES),
+    _row(Proc.LISTALL, ID_ARG, LISTALL_RES),
+    _row(Proc.BIND, BINDING_ARGS, None, Kind.NO_REPLY_UNLESS_OK),
+    _row(Proc.READALL, UINT_ARG, None, Kind.STREAM),
+    _row(Proc.CRASHED, UINT_ARG, None, Kind.VOID),
+    _row(Proc.RESYNC, VOID, None, Kind.BARE_STATUS),
+    _row(Proc.LOOKUPREAD, LOOKUP_ARGS, PROPLIST_RES),
+)}
+
+#: Procedures that a UDP port answers (spec §1.4).
+UDP_PROCS = frozenset({Proc.PING, Proc.BIND})
+#: Read procedures additionally answered over UDP in lenient (Previous-like) mode.
+UDP_LENIENT_PROCS = frozenset(
+    r.proc for r in PROCEDURES.values()
+    if not r.is_write and r.proc not in (Proc.READALL, Proc.CRASHED, Proc.RESYNC))
+
+def decode_args(info: ProcInfo, data: bytes) -> tuple:
+    """Decode a procedure's arguments; trailing bytes are an error (GARBAGE_ARGS)."""
+    u = Unpacker(data)
+    args = info.args.unpack(u)
+    u.done()
+    return args
+
+def encode_args(info: ProcInfo, *args: Any) -> bytes:
+    p = Packer()
+    info.args.pack(p, *args)
+    return p.get_buffer()
+
+def encode_ok(info: ProcInfo, value: Any) -> bytes:
+    """NI_OK followed by the result body."""
+    p = Packer()
+    p.pack_raw(b"\0\0\0\0")
+    assert info.result is not None
+    info.result.pack(p, value)
+    return p.get_buffer()
+
+def decode_result(info: ProcInfo, u: Unpacker) -> Any:
+    """Decode a union result: returns the body, or raises NiError for a status."""
+
+    status = u.unpack_int()
+    if status != Status.OK:
+        raise NiError(status)
+    assert info.result is not None
+    value = info.result.unpack(u)
+    u.done()
+    return value
+
+# -- READALL stream (spec §9.4) ---------------------------------------------------------------
+
+def encode_readall_head(checksum: int, highest: int) -> bytes:
+    return struct.pack(">iII", Status.OK, checksum, highest)
+
+def encode_readall_object(d: Directory) -> bytes:
+    p = Packer()
+    p.pack_uint(1)
+    pack_object(p, d)
+    return p.get_buffer()
+
+READALL_END = b"\0\0\0\0"
+
+def decode_readall(u: Unpacker) -> tuple[int, int, list[Directory]]:
+    """Decode a READALL result: (checksum, highest_id, objects), iteratively (no recursion).
+
+    :raises NiError: the status was not NI_OK.
+    """
+
+    status = u.unpack_int()
+    if status != Status.OK:
+        raise NiError(status)
+    checksum = u.unpack_uint()
+    highest = u.unpack_uint()
+    objs = []
+    while u.unpack_bool():
+        objs.append(unpack_object(u))
+    u.done()
+    return checksum, highest, objs

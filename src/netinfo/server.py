@@ -1,0 +1,425 @@
+"""netinfod's network side: asyncio UDP and TCP endpoints for one domain.
+
+The one place where exceptions become wire statuses. Calls are decoded, dispatched through
+:data:`protocol.PROCEDURES` to :class:`~netinfo.service.DirectoryService` on the event-loop
+thread, and answered in order. Writes are committed to the store (one transaction for all
+writes found in one read of the socket: group commit) before any reply of that batch is
+sent, so a write is acknowledged only once it is durable.
+
+Spec: §1.2–§1.4 (RPC, record marking, UDP/TCP), §4 (procedures), §9.4 (READALL stream).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import ipaddress
+import logging
+import os
+import random
+import socket
+import struct
+import time
+from dataclasses import dataclass
+
+from . import rpc
+from .errors import NiError, Status, StorageError, WireError
+from .protocol import (NETINFO_PROG, NETINFO_VERS, PROCEDURES, READALL_END, UDP_LENIENT_PROCS,
+                       UDP_PROCS, Kind, ProcInfo, decode_args, encode_readall_head,
+                       encode_readall_object, pack_proplist, pack_status)
+from .rpc import AcceptStat, AuthStat
+from .service import Caller, DirectoryService
+from .storage import Store
+from .xdr import Packer
+
+log = logging.getLogger("netinfo.server")
+
+#: Pause reading from a TCP peer whose unread replies exceed this many bytes.
+WRITE_HIGH_WATER = 4 * 1024 * 1024
+#: Reserved ports tried for a root netinfod (Mac OS X's RPC services sat in 600–1023).
+RESERVED_PORTS = range(600, 1024)
+_OK_WORD = b"\0\0\0\0"
+
+
+# -- host addresses ---------------------------------------------------------------------------
+
+def local_addresses() -> list[str]:
+    """IPv4 addresses of this host's interfaces, loopback included."""
+    addrs: list[str] = []
+    SIOCGIFADDR = 0x8915
+    try:
+        names = [n for _, n in socket.if_nameindex()]
+    except OSError:
+        names = []
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        for name in names:
+            try:
+                res = fcntl.ioctl(s.fileno(), SIOCGIFADDR,
+                                  struct.pack("256s", name.encode()[:15]))
+            except OSError:
+                continue
+            addrs.append(socket.inet_ntoa(res[20:24]))
+    if "127.0.0.1" not in addrs:
+        addrs.append("127.0.0.1")
+    return addrs
+
+
+def non_loopback(addrs: list[str]) -> list[str]:
+    return [a for a in addrs if not a.startswith("127.")]
+
+
+def is_local(addr: str, own: frozenset[str]) -> bool:
+    """One of this host's addresses (any 127/8 address counts)."""
+    if addr.startswith("::ffff:"):
+        addr = addr[7:]
+    return addr in own or addr.startswith("127.") or addr == "::1"
+
+
+# -- call handling ----------------------------------------------------------------------------
+
+@dataclass
+class ServerConfig:
+    """How one netinfod serves its domain."""
+
+    tag: str
+    bind: str = "0.0.0.0"
+    port: int | None = None
+    lenient_udp: bool = False
+    #: treat any caller from a local address as the superuser, whatever its source port
+    #: (spec §15.2: privileged-peer detection configurable for unprivileged test runs)
+    trust_local: bool = False
+
+
+class Dispatcher:
+    """Turns call records into reply records for one domain (shared by UDP and TCP)."""
+
+    def __init__(self, service: DirectoryService, store: Store, config: ServerConfig,
+                 own_addresses: list[str]) -> None:
+        self.service = service
+        self.store = store
+        self.config = config
+        self.own = frozenset(own_addresses)
+        self.counters = service.info.counters
+
+    def caller_for(self, host: str, port: int) -> Caller:
+        local = is_local(host, self.own)
+        su = local and (port < 1024 or self.config.trust_local)
+        return Caller(host, port, superuser=su, user="root" if su else None)
+
+    def handle(self, record: bytes, caller: Caller, udp: bool) -> tuple[bytes | None, bool]:
+        """Answer one record: (reply or None for no reply, whether it was a write).
+
+        :raises WireError: the record is not an RPC call (TCP closes the connection).
+        """
+        try:
+            call = rpc.decode_call(record)
+        except rpc.RpcMismatch as e:
+            return rpc.reply_rpc_mismatch(e.xid), False
+        xid = call.xid
+        if call.prog != NETINFO_PROG:
+            return rpc.reply_accept_error(xid, AcceptStat.PROG_UNAVAIL), False
+        if call.vers != NETINFO_VERS:
+            return rpc.reply_accept_error(xid, AcceptStat.PROG_MISMATCH, NETINFO_VERS,
+                                          NETINFO_VERS), False
+        if call.auth_error is not None:
+            return rpc.reply_auth_error(xid, call.auth_error), False
+        info = PROCEDURES.get(call.proc)
+        if info is None:
+            return rpc.reply_accept_error(xid, AcceptStat.PROC_UNAVAIL), False
+        if udp and call.proc not in UDP_PROCS and not (
+                self.config.lenient_udp and call.proc in UDP_LENIENT_PROCS):
+            # Spec §1.4: data calls over UDP are refused with AUTH_ERROR / AUTH_TOOWEAK.
+            return rpc.reply_auth_error(xid, AuthStat.TOOWEAK), False
+        try:
+            args = decode_args(info, call.args)
+        except (WireError, ValueError):
+            return rpc.reply_accept_error(xid, AcceptStat.GARBAGE_ARGS), False
+        if call.auth is not None:
+            # Apple's lookupd shortcut: password "checksum" asks for the checksum only (§4.4).
+            if call.auth.machinename == rpc.invert(b"checksum"):
+                caller = Caller(caller.addr, caller.port, caller.superuser, caller.user,
+                                checksum_only=True)
+        t0 = time.perf_counter_ns()
+        try:
+            body = self._run(info, caller, args)
+        except _SystemErr:
+            return rpc.reply_accept_error(xid, AcceptStat.SYSTEM_ERR), False
+        except Exception:
+            log.exception("procedure %s failed", info.proc.name)
+            return rpc.reply_accept_error(xid, AcceptStat.SYSTEM_ERR), False
+        finally:
+            c = self.counters[info.proc]
+            c[0] += 1
+            c[1] += (time.perf_counter_ns() - t0) // 1000
+        if body is None:
+            return None, False
+        return rpc.reply_success(xid, body), info.is_write
+
+    def _run(self, info: ProcInfo, caller: Caller, args: tuple) -> bytes | None:
+        svc = self.service
+        kind = info.kind
+        if kind is Kind.UNION:
+            try:
+                value = getattr(svc, info.method)(caller, *args)
+            except NiError as e:
+                return pack_status(e.status)
+            p = Packer()
+            p.pack_raw(_OK_WORD)
+            info.result.pack(p, value)  # type: ignore[union-attr]
+            return p.get_buffer()
+        if kind is Kind.VOID:
+            getattr(svc, info.method)(caller, *args)
+            return b""
+        if kind is Kind.BARE_PROPLIST:
+            p = Packer()
+            pack_proplist(p, svc.proc_statistics(caller))
+            return p.get_buffer()
+        if kind is Kind.BARE_STATUS:
+            try:
+                return pack_status(getattr(svc, info.method)(caller, *args))
+            except NiError as e:
+                return pack_status(e.status)
+        if kind is Kind.NO_REPLY_UNLESS_OK:
+            # BIND (spec §4.4): answer only when /machines lists the child. When it does not,
+            # answer SYSTEM_ERR as Apple does rather than staying silent, so that a pipelined
+            # TCP caller is never left waiting (and nibindd needs no timeout).
+            tag, addr = args
+            if svc.serves_child(tag, addr):
+                return b""
+            raise _SystemErr()
+        if kind is Kind.STREAM:
+            return self._readall(caller, args[0])
+        raise AssertionError(kind)
+
+    def _readall(self, caller: Caller, checksum: int) -> bytes:
+        """READALL as one stream (spec §9.4): checksum 0 when the caller is current."""
+        svc = self.service
+        try:
+            changed = svc.readall_check(caller, checksum)
+        except NiError as e:
+            return pack_status(e.status)
+        if not changed:
+            return encode_readall_head(0, 0) + READALL_END
+        parts = [encode_readall_head(svc.checksum, svc.highest_id())]
+        parts.extend(encode_readall_object(d) for d in svc.iter_preorder())
+        parts.append(READALL_END)
+        return b"".join(parts)
+
+    def commit(self) -> bool:
+        """Make pending writes durable. False when the store failed (writes rolled back)."""
+        svc = self.service
+        if not svc.pending:
+            return True
+        ops = svc.take_pending()
+        try:
+            self.store.commit(ops, svc.checksum)
+            return True
+        except StorageError:
+            log.exception("store commit failed; reloading the last durable state")
+            info = svc.info
+            svc.__init__(self.store.load(), info)  # back to what is on disk
+            svc.pending.clear()
+            return False
+
+
+class _SystemErr(Exception):
+    pass
+
+
+def _fail_writes(replies: list[bytes | None], writes: list[int]) -> None:
+    """Replace the replies of writes that could not be made durable by NI_NOSPACE."""
+    for i in writes:
+        rep = replies[i]
+        if rep is not None:
+            replies[i] = rep[:24] + pack_status(Status.NOSPACE)
+
+
+class TcpConnection(asyncio.Protocol):
+    """One TCP client: pipelined calls answered in order (spec §1.3)."""
+
+    def __init__(self, server: NetInfoServer) -> None:
+        self.server = server
+        self.reader = rpc.RecordReader()
+        self.transport: asyncio.Transport | None = None
+        self.caller = Caller()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        peer = transport.get_extra_info("peername") or ("", 0)
+        self.caller = self.server.dispatcher.caller_for(peer[0], peer[1])
+        self.server.info.connections += 1
+        transport.set_write_buffer_limits(high=WRITE_HIGH_WATER)  # type: ignore[attr-defined]
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.server.info.connections -= 1
+
+    def pause_writing(self) -> None:
+        # A peer that does not read its replies stops being read: its memory stays bounded.
+        if self.transport is not None:
+            self.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.resume_reading()
+
+    def data_received(self, data: bytes) -> None:
+        transport = self.transport
+        assert transport is not None
+        try:
+            records = self.reader.feed(data)
+        except WireError as e:
+            log.warning("closing %s: %s", self.caller.addr, e)
+            transport.abort()
+            return
+        if not records:
+            return
+        disp = self.server.dispatcher
+        replies: list[bytes | None] = []
+        writes: list[int] = []
+        bad = False
+        for rec in records:
+            try:
+                reply, is_write = disp.handle(rec, self.caller, udp=False)
+            except WireError as e:
+                log.warning("closing %s: %s", self.caller.addr, e)
+                bad = True
+                break
+            if is_write:
+                writes.append(len(replies))
+            replies.append(reply)
+        if not disp.commit():
+            _fail_writes(replies, writes)
+        out = [rpc.frame(r) for r in replies if r is not None]
+        if out:
+            transport.write(b"".join(out))
+        if bad:
+            transport.close()
+
+
+class UdpEndpoint(asyncio.DatagramProtocol):
+    """The UDP port: PING and BIND (spec §1.4); reads too in lenient mode; never writes."""
+
+    def __init__(self, server: NetInfoServer) -> None:
+        self.server = server
+        self.transport: asyncio.DatagramTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def datagram_received(self, data: bytes, addr: tuple) -> None:
+        disp = self.server.dispatcher
+        try:
+            reply, _ = disp.handle(data, disp.caller_for(addr[0], addr[1]), udp=True)
+        except WireError:
+            return  # not an RPC call: drop it
+        if reply is not None and self.transport is not None:
+            self.transport.sendto(reply, addr)
+
+    def error_received(self, exc: Exception) -> None:
+        log.debug("udp error: %s", exc)
+
+
+class NetInfoServer:
+    """One netinfod: a domain's service and store behind a UDP and a TCP port."""
+
+    def __init__(self, service: DirectoryService, store: Store, config: ServerConfig,
+                 own_addresses: list[str] | None = None) -> None:
+        self.service = service
+        self.store = store
+        self.config = config
+        self.info = service.info
+        self.dispatcher = Dispatcher(service, store, config, own_addresses or local_addresses())
+        self.udp_port = 0
+        self.tcp_port = 0
+        self._tcp: asyncio.AbstractServer | None = None
+        self._udp: asyncio.DatagramTransport | None = None
+
+    async def start(self) -> None:
+        """Bind both ports (spec §1.1: one UDP and one TCP port per netinfod)."""
+        loop = asyncio.get_running_loop()
+        tsock, usock = bind_pair(self.config.bind, self._wanted_ports())
+        self._tcp = await loop.create_server(lambda: TcpConnection(self), sock=tsock)
+        self._udp, _ = await loop.create_datagram_endpoint(lambda: UdpEndpoint(self), sock=usock)
+        self.tcp_port = tsock.getsockname()[1]
+        self.udp_port = usock.getsockname()[1]
+
+    def _wanted_ports(self) -> tuple[int | None, int | None]:
+        if self.config.port is not None:
+            return self.config.port, self.config.port
+        root = self.service.directory(0)
+
+        def num(name: str) -> int | None:
+            v = root.get(name)
+            return int(v[0]) if v and v[0].isdigit() else None
+        both = num("port")
+        return num("udp_port") or both, num("tcp_port") or both
+
+    async def close(self) -> None:
+        if self._tcp is not None:
+            self._tcp.close()
+        if self._udp is not None:
+            self._udp.close()
+        self.dispatcher.commit()
+
+
+def bind_pair(host: str, ports: tuple[int | None, int | None]) -> tuple[socket.socket,
+                                                                        socket.socket]:
+    """Bound TCP (listening) and UDP sockets, on the same port when none is fixed.
+
+    Fixed ports are used as given; otherwise a reserved port when running as root (the
+    original servers sat in 600–1023), else an ephemeral port.
+    """
+    udp_port, tcp_port = ports
+    fam = socket.AF_INET6 if ":" in host else socket.AF_INET
+    if udp_port is not None or tcp_port is not None:
+        return _listen(fam, host, tcp_port or 0), _udp(fam, host, udp_port or 0)
+    candidates: list[int] = []
+    if os.geteuid() == 0:
+        candidates = random.sample(RESERVED_PORTS, len(RESERVED_PORTS))
+    for port in candidates + [0] * 50:
+        try:
+            t = _listen(fam, host, port)
+        except OSError:
+            continue
+        try:
+            return t, _udp(fam, host, t.getsockname()[1])
+        except OSError:
+            t.close()
+    raise OSError("no free port pair for UDP and TCP")
+
+
+def _listen(fam: int, host: str, port: int) -> socket.socket:
+    s = socket.socket(fam, socket.SOCK_STREAM)
+    try:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind((host, port))
+        s.listen(128)
+        s.setblocking(False)
+    except OSError:
+        s.close()
+        raise
+    return s
+
+
+def _udp(fam: int, host: str, port: int) -> socket.socket:
+    s = socket.socket(fam, socket.SOCK_DGRAM)
+    try:
+        s.bind((host, port))
+        s.setblocking(False)
+    except OSError:
+        s.close()
+        raise
+    return s
+
+
+def addr_to_uint(addr: str) -> int:
+    """Dotted IPv4 → NetInfo's numeric address (spec conventions)."""
+    return int(ipaddress.IPv4Address(addr))
+
+
+def uint_to_addr(n: int) -> str:
+    return str(ipaddress.IPv4Address(n & 0xFFFFFFFF))
+
+
+__all__ = ["NetInfoServer", "ServerConfig", "Dispatcher", "local_addresses", "bind_pair",
+           "addr_to_uint", "uint_to_addr"]

@@ -1,0 +1,652 @@
+"""DirectoryService: the NetInfo semantics of one domain, pure and synchronous.
+
+One method per NETINFO procedure (``proc_<name>``, named in :data:`protocol.PROCEDURES`),
+each taking the :class:`Caller` first and then the decoded arguments, returning the result
+body or raising :class:`~netinfo.errors.NiError`. The service holds the working copy of the
+domain; every change is appended to :attr:`DirectoryService.pending` as store operations
+(``storage/__init__.py``), which the server commits durably before it answers.
+
+Spec sections: §4.2–§4.4 (procedures), §5 (data model, ids, instances, checksum),
+§10.2–§10.4 (write validation and ``_writers``), §8 (what RPARENT and BIND read).
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+from .errors import NiError, Status
+from .model import Directory, NiId, Proplist, first_values
+from .protocol import Proc
+from .storage import Image, Op
+
+MASK32 = 0xFFFFFFFF
+#: Children count from which LOOKUP builds a per-(directory, key) index. Apple's server
+#: indexed directories of 32 children and more (spec §5.4); the result is the same.
+INDEX_THRESHOLD = 32
+SERVER_VERSION = "opennetinfo-0.1"
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """Who is calling, as the server saw it (spec §10.2)."""
+
+    addr: str = ""
+    port: int = 0
+    #: local address + reserved source port: the local superuser (spec §10.2 step 1)
+    superuser: bool = False
+    #: authenticated user name; None = anonymous
+    user: str | None = None
+    #: AUTH_UNIX credential whose inverted machinename is "checksum" (spec §4.4 STATISTICS)
+    checksum_only: bool = False
+    #: an update pushed by this domain's master (spec §9.2)
+    from_master: bool = False
+
+
+#: The caller used by in-process administration (creating templates, imports).
+SUPERUSER = Caller(superuser=True, user="root")
+
+
+@dataclass(slots=True)
+class ServerInfo:
+    """Facts about the serving process that STATISTICS reports (spec §4.4)."""
+
+    tag: str = "local"
+    hostname: str = "localhost"
+    addresses: list[str] = field(default_factory=list)
+    clone: bool = False
+    clones: int = 0
+    binding: str = "unknown"
+    connections: int = 0
+    #: per procedure number: [calls, total microseconds]
+    counters: list[list[int]] = field(default_factory=lambda: [[0, 0] for _ in Proc])
+
+
+class _Node:
+    """One directory of the working copy."""
+
+    __slots__ = ("instance", "parent", "props", "children", "kindex", "korder")
+
+    def __init__(self, instance: int, parent: int, props: Proplist,
+                 children: list[int] | None = None) -> None:
+        self.instance = instance
+        self.parent = parent
+        self.props = props          # replaced, never mutated in place (ops hold references)
+        self.children = children if children is not None else []
+        # LOOKUP index of this directory's children: key -> value -> {child: None}
+        self.kindex: dict[str, dict[str, dict[int, None]]] | None = None
+        # child -> a number increasing along the child list (for ordering index hits)
+        self.korder: dict[int, int] | None = None
+
+
+def _fv(props: Proplist, name: str) -> list[str] | None:
+    for k, v in props:
+        if k == name:
+            return v
+    return None
+
+
+class DirectoryService:
+    """The directory semantics of one NetInfo domain (spec §4–§5, §10)."""
+
+    def __init__(self, image: Image | None = None, info: ServerInfo | None = None) -> None:
+        self.info = info or ServerInfo()
+        #: store operations not yet committed
+        self.pending: list[Op] = []
+        self._load(image or Image())
+
+    # -- loading and bookkeeping --------------------------------------------------------------
+
+    def _load(self, image: Image) -> None:
+        nodes: dict[int, _Node] = {}
+        for oid, rec in image.records.items():
+            nodes[oid] = _Node(rec.instance, rec.parent, rec.props,
+                               list(image.children.get(oid, ())))
+        self._nodes = nodes
+        self._freed = dict(image.freed)
+        if 0 not in nodes:
+            # Directory 0 always exists; a new database gets an empty root (spec §4.4 ROOT).
+            inst = self._freed.pop(0, 0) + 1
+            nodes[0] = _Node(inst, 0, [])
+            self.pending.append(("put", 0, inst, 0, []))
+        self._next_new = max(nodes) + 1
+        self._free_heap = [i for i in range(self._next_new) if i not in nodes]
+        heapq.heapify(self._free_heap)
+        self.checksum = self.compute_checksum()
+        self.loaded_checksum = image.checksum
+
+    def compute_checksum(self) -> int:
+        """Σ (object+1) × instance over all directories, mod 2³² (spec §5.6), from scratch."""
+        return sum((k + 1) * n.instance for k, n in self._nodes.items()) & MASK32
+
+    def replace(self, image: Image) -> None:
+        """Swap in a whole new database (full transfer, bulk load) and queue a reset."""
+        self.pending.append(("reset",))
+        self._load(image)
+        for oid, n in self._nodes.items():
+            self.pending.append(("put", oid, n.instance, n.parent, n.props))
+            for i, c in enumerate(n.children):
+                self.pending.append(("kid_ins", oid, i, c))
+        for oid, inst in self._freed.items():
+            self.pending.append(("free", oid, inst))
+
+    def take_pending(self) -> list[Op]:
+        ops, self.pending = self.pending, []
+        return ops
+
+    def __len__(self) -> int:
+        return len(self._nodes)
+
+    def directory(self, oid: int) -> Directory:
+        """A copy of directory *oid* as an ``ni_object``. :raises NiError: BADID."""
+        n = self._get(oid)
+        return Directory(NiId(oid, n.instance), list(n.props), n.parent, list(n.children))
+
+    def iter_preorder(self) -> Iterator[Directory]:
+        """Every directory, depth-first pre-order from the root (spec §9.4)."""
+        stack = [0]
+        nodes = self._nodes
+        while stack:
+            oid = stack.pop()
+            n = nodes.get(oid)
+            if n is None:
+                continue
+            yield Directory(NiId(oid, n.instance), n.props, n.parent, n.children)
+            stack.extend(reversed(n.children))
+
+    def highest_id(self) -> int:
+        """Largest object number + 1, as NeXT clones expect in READALL (spec §9.4)."""
+        return max(self._nodes) + 1
+
+    def image(self) -> Image:
+        """The working copy as a storage :class:`Image` (for tests and transfers)."""
+        from .storage import Record
+        img = Image(checksum=self.checksum, freed=dict(self._freed))
+        for oid, n in self._nodes.items():
+            img.records[oid] = Record(n.instance, n.parent, [(k, list(v)) for k, v in n.props])
+            if n.children:
+                img.children[oid] = list(n.children)
+        return img
+
+    def _get(self, oid: int) -> _Node:
+        n = self._nodes.get(oid)
+        if n is None:
+            raise NiError(Status.BADID)
+        return n
+
+    def _id(self, oid: int) -> NiId:
+        return NiId(oid, self._get(oid).instance)
+
+    # -- write plumbing (spec §4.3) ---------------------------------------------------------
+
+    def _validate(self, caller: Caller) -> None:
+        """Step 1: write validation by role (spec §10.3)."""
+        if self.info.clone and not caller.from_master:
+            raise NiError(Status.RDONLY)
+
+    def _target(self, i: NiId) -> _Node:
+        """Step 2: the target exists and the caller's instance is current."""
+        n = self._nodes.get(i[0])
+        if n is None:
+            raise NiError(Status.BADID)
+        if n.instance != i[1]:
+            raise NiError(Status.STALE)
+        return n
+
+    @staticmethod
+    def _admits(values: list[str] | None, caller: Caller) -> bool:
+        """Apple's membership rule: ``*`` admits everyone, else the user by name (§10.4)."""
+        if values is None:
+            return False
+        if "*" in values:
+            return True
+        return caller.user is not None and caller.user in values
+
+    def _check_dir(self, n: _Node, caller: Caller, unlocking: bool = False) -> None:
+        """Step 4, directory-level permission (spec §10.4)."""
+        if _fv(n.props, "_locked") is not None and not (unlocking and caller.superuser):
+            # Apple: a locked directory refuses directory-level writes, even root's. The
+            # superuser may still remove `_locked` itself, or nothing could unlock it.
+            raise NiError(Status.RDONLY)
+        if caller.superuser or caller.from_master:
+            return
+        if not self._admits(_fv(n.props, "_writers"), caller):
+            raise NiError(Status.PERM)
+
+    def _check_prop(self, n: _Node, caller: Caller, prop: str) -> None:
+        """Step 4 for value edits: directory-level, else ``_writers_<prop>`` (Apple, §10.4)."""
+        if caller.superuser or caller.from_master:
+            return
+        if self._admits(_fv(n.props, "_writers"), caller):
+            return
+        if not self._admits(_fv(n.props, "_writers_" + prop), caller):
+            raise NiError(Status.PERM)
+
+    def _touched(self, oid: int, n: _Node) -> NiId:
+        """Step 5: instance +1, checksum += (oid+1), queue the record (spec §5.3, §5.6)."""
+        n.instance = (n.instance + 1) & MASK32
+        self.checksum = (self.checksum + oid + 1) & MASK32
+        self.pending.append(("put", oid, n.instance, n.parent, n.props))
+        return NiId(oid, n.instance)
+
+    def _set_props(self, oid: int, n: _Node, props: Proplist) -> NiId:
+        old = n.props
+        n.props = props
+        parent = self._nodes.get(n.parent)
+        if parent is not None and parent.kindex is not None and oid != 0:
+            self._reindex(parent, oid, old, props)
+        return self._touched(oid, n)
+
+    # -- the LOOKUP index ----------------------------------------------------------------------
+
+    def _reindex(self, parent: _Node, child: int, old: Proplist, new: Proplist) -> None:
+        assert parent.kindex is not None
+        for key, byval in parent.kindex.items():
+            ov, nv = _fv(old, key), _fv(new, key)
+            if ov == nv:
+                continue
+            for v in ov or ():
+                s = byval.get(v)
+                if s is not None:
+                    s.pop(child, None)
+                    if not s:
+                        del byval[v]
+            for v in nv or ():
+                byval.setdefault(v, {})[child] = None
+
+    def _index_for(self, n: _Node, key: str) -> dict[str, dict[int, None]]:
+        if n.kindex is None:
+            n.kindex = {}
+        idx = n.kindex.get(key)
+        if idx is None:
+            idx = {}
+            nodes = self._nodes
+            for c in n.children:
+                for v in _fv(nodes[c].props, key) or ():
+                    idx.setdefault(v, {})[c] = None
+            n.kindex[key] = idx
+        return idx
+
+    def _order(self, n: _Node) -> dict[int, int]:
+        if n.korder is None:
+            n.korder = {c: i for i, c in enumerate(n.children)}
+        return n.korder
+
+    def _matches(self, n: _Node, key: str, value: str) -> list[int]:
+        """Children whose first ``key`` property has ``value``, in child-list order (§4.4)."""
+        nodes = self._nodes
+        if len(n.children) < INDEX_THRESHOLD:
+            out = []
+            for c in n.children:
+                vals = _fv(nodes[c].props, key)
+                if vals is not None and value in vals:
+                    out.append(c)
+            return out
+        hits = self._index_for(n, key).get(value)
+        if not hits:
+            return []
+        if len(hits) == 1:
+            return list(hits)
+        order = self._order(n)
+        return sorted(hits, key=order.__getitem__)
+
+    def _link_child(self, parent: _Node, child: int, where: int, props: Proplist) -> None:
+        kids = parent.children
+        if where >= len(kids):
+            if parent.korder is not None:
+                parent.korder[child] = (parent.korder[kids[-1]] + 1) if kids else 0
+            kids.append(child)
+        else:
+            kids.insert(where, child)
+            parent.korder = None
+        if parent.kindex is not None:
+            self._reindex(parent, child, [], props)
+
+    def _unlink_child(self, parent: _Node, child: int, props: Proplist) -> None:
+        parent.children.remove(child)
+        if parent.korder is not None:
+            parent.korder.pop(child, None)
+        if parent.kindex is not None:
+            self._reindex(parent, child, props, [])
+
+    # -- read procedures (spec §4.2: instances ignored, current ids returned) ------------------
+
+    def proc_ping(self, caller: Caller) -> None:
+        return None
+
+    def proc_root(self, caller: Caller) -> NiId:
+        return NiId(0, self._nodes[0].instance)
+
+    def proc_self(self, caller: Caller, i: NiId) -> NiId:
+        return self._id(i[0])
+
+    def proc_parent(self, caller: Caller, i: NiId) -> tuple[int, NiId]:
+        n = self._get(i[0])
+        return (n.parent, NiId(i[0], n.instance))
+
+    def proc_read(self, caller: Caller, i: NiId) -> tuple[NiId, Proplist]:
+        n = self._get(i[0])
+        return (NiId(i[0], n.instance), n.props)
+
+    def proc_children(self, caller: Caller, i: NiId) -> tuple[list[int], NiId]:
+        n = self._get(i[0])
+        return (n.children, NiId(i[0], n.instance))
+
+    def proc_lookup(self, caller: Caller, i: NiId, key: str, value: str) -> tuple[list[int], NiId]:
+        n = self._get(i[0])
+        found = self._matches(n, key, value)
+        if not found:
+            raise NiError(Status.NODIR)
+        return (found, NiId(i[0], n.instance))
+
+    def proc_lookupread(self, caller: Caller, i: NiId, key: str,
+                        value: str) -> tuple[NiId, Proplist]:
+        n = self._get(i[0])
+        found = self._matches(n, key, value)
+        if not found:
+            raise NiError(Status.NODIR)
+        # The id is the searched directory's, not the child's (spec §4.4 LOOKUPREAD).
+        return (NiId(i[0], n.instance), self._nodes[found[0]].props)
+
+    def proc_list(self, caller: Caller, i: NiId,
+                  name: str) -> tuple[list[tuple[int, list[str] | None]], NiId]:
+        n = self._get(i[0])
+        nodes = self._nodes
+        entries: list[tuple[int, list[str] | None]] = []
+        for c in n.children:
+            vals = None
+            for k, v in nodes[c].props:
+                if k == name and v:  # empty value lists count as absent (spec §5.5)
+                    vals = v
+                    break
+            entries.append((c, vals))
+        return (entries, NiId(i[0], n.instance))
+
+    def proc_listall(self, caller: Caller, i: NiId) -> tuple[NiId, list[Proplist]]:
+        n = self._get(i[0])
+        nodes = self._nodes
+        return (NiId(i[0], n.instance), [nodes[c].props for c in n.children])
+
+    def proc_readprop(self, caller: Caller, i: NiId, idx: int) -> tuple[list[str], NiId]:
+        n = self._get(i[0])
+        if idx >= len(n.props):
+            raise NiError(Status.NOPROP)
+        return (n.props[idx][1], NiId(i[0], n.instance))
+
+    def proc_listprops(self, caller: Caller, i: NiId) -> tuple[list[str], NiId]:
+        n = self._get(i[0])
+        return ([k for k, _ in n.props], NiId(i[0], n.instance))
+
+    def proc_readname(self, caller: Caller, i: NiId, idx: int, nidx: int) -> tuple[NiId, str]:
+        n = self._get(i[0])
+        if idx >= len(n.props):
+            raise NiError(Status.NOPROP)
+        vals = n.props[idx][1]
+        if nidx >= len(vals):
+            raise NiError(Status.NONAME)
+        return (NiId(i[0], n.instance), vals[nidx])
+
+    # -- write procedures (spec §4.3 order: validate, target, ranges, permission, apply) ----
+
+    def proc_create(self, caller: Caller, parent: NiId, props: Proplist, where: int,
+                    target: NiId | None = None) -> tuple[NiId, NiId]:
+        self._validate(caller)
+        p = self._target(parent)
+        if target is not None and target[0] in self._nodes:
+            raise NiError(Status.ALIVE)
+        self._check_dir(p, caller)
+        if target is not None:
+            oid, inst = target[0], target[1]
+            self._claim(oid)
+        else:
+            oid = self._allocate()
+            inst = (self._freed.get(oid, 0) + 1) & MASK32  # NeXT: continue the slot (§5.3)
+        self._freed.pop(oid, None)
+        props = [(k, list(v)) for k, v in props]
+        self._nodes[oid] = _Node(inst, parent[0], props)
+        self.checksum = (self.checksum + (oid + 1) * inst) & MASK32
+        self.pending.append(("put", oid, inst, parent[0], props))
+        self._link_child(p, oid, where, props)
+        self.pending.append(("kid_ins", parent[0], min(where, len(p.children) - 1), oid))
+        return (NiId(oid, inst), self._touched(parent[0], p))
+
+    def _allocate(self) -> int:
+        """The lowest unused object number (spec §5.2)."""
+        heap, nodes = self._free_heap, self._nodes
+        while heap:
+            oid = heapq.heappop(heap)
+            if oid not in nodes:
+                return oid
+        oid = self._next_new
+        self._next_new += 1
+        return oid
+
+    def _claim(self, oid: int) -> None:
+        """Take a specific number (CREATE with target_id, spec §4.4)."""
+        if oid >= self._next_new:
+            for k in range(self._next_new, oid):
+                heapq.heappush(self._free_heap, k)
+            self._next_new = oid + 1
+        # a number below _next_new stays in the heap and is skipped lazily when popped
+
+    def proc_destroy(self, caller: Caller, parent: NiId, child: NiId) -> NiId:
+        self._validate(caller)
+        p = self._target(parent)
+        if child[0] not in p.children:
+            raise NiError(Status.UNRELATED)
+        c = self._nodes.get(child[0])
+        if c is not None:
+            if c.instance != child[1]:
+                raise NiError(Status.STALE)
+            if c.children:
+                raise NiError(Status.NOTEMPTY)
+        self._check_dir(p, caller)
+        oid = child[0]
+        self._unlink_child(p, oid, c.props if c is not None else [])
+        self.pending.append(("kid_del", parent[0], oid))
+        if c is not None:
+            del self._nodes[oid]
+            self._freed[oid] = c.instance
+            heapq.heappush(self._free_heap, oid)
+            self.checksum = (self.checksum - (oid + 1) * c.instance) & MASK32
+            self.pending.append(("free", oid, c.instance))
+        return self._touched(parent[0], p)
+
+    def proc_write(self, caller: Caller, i: NiId, props: Proplist) -> NiId:
+        self._validate(caller)
+        n = self._target(i)
+        self._check_dir(n, caller)
+        return self._set_props(i[0], n, [(k, list(v)) for k, v in props])
+
+    def proc_createprop(self, caller: Caller, i: NiId, prop: tuple[str, list[str]],
+                        where: int) -> NiId:
+        self._validate(caller)
+        n = self._target(i)
+        self._check_dir(n, caller)
+        props = list(n.props)
+        props.insert(min(where, len(props)), (prop[0], list(prop[1])))
+        return self._set_props(i[0], n, props)
+
+    def _prop_index(self, n: _Node, idx: int) -> tuple[str, list[str]]:
+        if idx >= len(n.props):
+            raise NiError(Status.NOPROP)
+        return n.props[idx]
+
+    def proc_destroyprop(self, caller: Caller, i: NiId, idx: int) -> NiId:
+        self._validate(caller)
+        n = self._target(i)
+        name, _ = self._prop_index(n, idx)
+        self._check_dir(n, caller, unlocking=(name == "_locked"))
+        props = list(n.props)
+        del props[idx]
+        return self._set_props(i[0], n, props)
+
+    def proc_writeprop(self, caller: Caller, i: NiId, idx: int, values: list[str]) -> NiId:
+        self._validate(caller)
+        n = self._target(i)
+        name, _ = self._prop_index(n, idx)
+        self._check_prop(n, caller, name)
+        props = list(n.props)
+        props[idx] = (name, list(values))
+        return self._set_props(i[0], n, props)
+
+    def proc_renameprop(self, caller: Caller, i: NiId, idx: int, newname: str) -> NiId:
+        self._validate(caller)
+        n = self._target(i)
+        _, vals = self._prop_index(n, idx)
+        self._check_dir(n, caller)
+        props = list(n.props)
+        props[idx] = (newname, vals)
+        return self._set_props(i[0], n, props)
+
+    def _edit_values(self, caller: Caller, i: NiId, idx: int, nidx: int | None,
+                     edit) -> NiId:
+        self._validate(caller)
+        n = self._target(i)
+        name, vals = self._prop_index(n, idx)
+        if nidx is not None and nidx >= len(vals):
+            raise NiError(Status.NONAME)
+        self._check_prop(n, caller, name)
+        vals = list(vals)
+        edit(vals)
+        props = list(n.props)
+        props[idx] = (name, vals)
+        return self._set_props(i[0], n, props)
+
+    def proc_createname(self, caller: Caller, i: NiId, idx: int, name: str,
+                        where: int) -> NiId:
+        return self._edit_values(caller, i, idx, None,
+                                 lambda vals: vals.insert(min(where, len(vals)), name))
+
+    def proc_destroyname(self, caller: Caller, i: NiId, idx: int, nidx: int) -> NiId:
+        return self._edit_values(caller, i, idx, nidx, lambda vals: vals.pop(nidx))
+
+    def proc_writename(self, caller: Caller, i: NiId, idx: int, nidx: int, name: str) -> NiId:
+        return self._edit_values(caller, i, idx, nidx,
+                                 lambda vals: vals.__setitem__(nidx, name))
+
+    # -- binding, statistics, replication entry points ---------------------------------------
+
+    def machines(self) -> list[Proplist]:
+        """The proplists of /machines' children (empty when there is no /machines)."""
+        root = self._nodes[0]
+        found = self._matches(root, "name", "machines")
+        if not found:
+            return []
+        m = self._nodes[found[0]]
+        return [self._nodes[c].props for c in m.children]
+
+    def parent_candidates(self) -> list[tuple[str, str]]:
+        """(address, parent tag) for every /machines ``serves ../TAG`` entry (spec §8.2 step 3)."""
+        out = []
+        for props in self.machines():
+            addrs = first_values(props, "ip_address") or []
+            for s in first_values(props, "serves") or []:
+                name, _, tag = s.partition("/")
+                if name == ".." and tag and addrs:
+                    out.append((addrs[0], tag))
+        return out
+
+    def is_forced_root(self) -> bool:
+        vals = _fv(self._nodes[0].props, "isRoot")
+        return bool(vals) and vals[0] in ("YES", "yes", "Yes", "Y", "y", "1")
+
+    def proc_rparent(self, caller: Caller) -> tuple[str, int]:
+        """No ``../`` candidates (or ``isRoot``): NI_NETROOT (spec §4.4, §8.2 steps 3–4).
+
+        The network search for a named parent is done by the binder; until it succeeds
+        the answer is NI_NORESPONSE.
+        """
+        if self.is_forced_root() or not self.parent_candidates():
+            raise NiError(Status.NETROOT)
+        raise NiError(Status.NORESPONSE)
+
+    def serves_child(self, tag: str, addr: int) -> bool:
+        """NETINFO BIND: does /machines list *addr* serving ``NAME/tag``? (spec §4.4 BIND)"""
+        dotted = "%d.%d.%d.%d" % (addr >> 24 & 255, addr >> 16 & 255, addr >> 8 & 255, addr & 255)
+        for props in self.machines():
+            if dotted not in (first_values(props, "ip_address") or ()):
+                continue
+            for s in first_values(props, "serves") or ():
+                name, slash, t = s.partition("/")
+                if slash and t == tag and name not in (".", ".."):
+                    return True
+        return False
+
+    def master_property(self) -> tuple[str, str] | None:
+        """Root ``master`` as (host, tag) (spec §9.1), or None."""
+        vals = _fv(self._nodes[0].props, "master")
+        if not vals or "/" not in vals[0]:
+            return None
+        host, _, tag = vals[0].partition("/")
+        return host, tag
+
+    def master_address(self) -> str | None:
+        """The first ``ip_address`` of /machines/<master host> (spec §9.1)."""
+        mp = self.master_property()
+        if mp is None:
+            return None
+        for props in self.machines():
+            if mp[0] in (first_values(props, "name") or ()):
+                addrs = first_values(props, "ip_address")
+                return addrs[0] if addrs else None
+        return None
+
+    def domain_servers(self) -> list[str]:
+        """``ip/tag`` for every /machines entry serving ``./tag`` (spec §4.4 STATISTICS)."""
+        out = []
+        for props in self.machines():
+            for s in first_values(props, "serves") or ():
+                if s.startswith("./"):
+                    out.extend(f"{a}/{s[2:]}" for a in first_values(props, "ip_address") or ())
+        return out
+
+    def proc_statistics(self, caller: Caller) -> Proplist:
+        """``checksum`` first, then Apple's set (spec §4.4 STATISTICS)."""
+        stats: Proplist = [("checksum", [str(self.checksum)])]
+        if caller.checksum_only:
+            return stats
+        info = self.info
+        tagvals = [info.tag, "clone" if info.clone else "master"]
+        if not info.clone:
+            tagvals.append(str(info.clones))
+        counters = info.counters
+        stats += [
+            ("server_version", [SERVER_VERSION]),
+            ("tag", tagvals),
+            ("ip_address", list(info.addresses)),
+            ("hostname", [info.hostname]),
+            ("domain_servers", self.domain_servers()),
+            ("write_locked", ["NO"]),
+            ("notify_threads", ["0"]),
+            ("notifications_pending", ["0"]),
+            ("authentications", ["0", "0", "0", "0"]),
+            ("readall_proxies", ["0"]),
+            ("cleanup_wait", ["1800"]),
+            ("total_calls", [str(sum(c[0] for c in counters))]),
+            ("binding", [info.binding]),
+            ("connections", [str(info.connections)]),
+        ]
+        for p in Proc:
+            calls, micros = counters[p]
+            stats.append((p.name.lower(), [str(int(p)), str(calls), str(micros)]))
+        return stats
+
+    def proc_crashed(self, caller: Caller, checksum: int) -> None:
+        """A master ignores CRASHED (spec §4.4); clones resynchronise (replication issue)."""
+        return None
+
+    def proc_resync(self, caller: Caller) -> int:
+        """Bare NI_OK; a master without clones has nothing to push (spec §4.4)."""
+        return Status.OK
+
+    def readall_check(self, caller: Caller, checksum: int) -> bool:
+        """READALL preconditions: False when the caller is current (send checksum 0).
+
+        :raises NiError: NI_NOTMASTER on a clone (spec §4.4 READALL).
+        """
+        if self.info.clone:
+            raise NiError(Status.NOTMASTER)
+        return checksum != self.checksum
+

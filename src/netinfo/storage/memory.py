@@ -1,0 +1,29 @@
+"""The memory engine: the reference implementation of the store contract, for tests."""
+
+from __future__ import annotations
+
+import copy
+
+from . import Image, Op, Store, apply_ops
+
+
+class MemoryStore(Store):
+    """Keeps the domain in process memory; "durable" until the process ends."""
+
+    scheme = "memory"
+
+    def __init__(self) -> None:
+        self._image = Image()
+
+    def load(self) -> Image:
+        return copy.deepcopy(self._image)
+
+    def exists(self) -> bool:
+        return bool(self._image.records)
+
+    def commit(self, ops: list[Op], checksum: int) -> None:
+        apply_ops(self._image, ops)
+        self._image.checksum = checksum
+
+    def close(self) -> None:
+        pass

@@ -1,0 +1,106 @@
+"""Database templates: the master layout of ``netinfod -m`` and the standard directories.
+
+Pure: each function drives a :class:`~netinfo.service.DirectoryService` as the superuser,
+so every template is built with the same semantics (ids, instances, checksum) as a client
+would get over the wire.
+"""
+
+from __future__ import annotations
+
+from .errors import NiError
+from .model import NI_INDEX_NULL, NiId, Proplist
+from .service import SUPERUSER, DirectoryService
+
+
+def _child(svc: DirectoryService, parent: int, props: Proplist) -> int:
+    pid = svc.proc_self(SUPERUSER, NiId(parent))
+    child, _ = svc.proc_create(SUPERUSER, pid, props, NI_INDEX_NULL)
+    return child.object
+
+
+def _set_root(svc: DirectoryService, name: str, values: list[str]) -> None:
+    root = svc.proc_root(SUPERUSER)
+    _, props = svc.proc_read(SUPERUSER, root)
+    props = [p for p in props if p[0] != name] + [(name, values)]
+    svc.proc_write(SUPERUSER, root, props)
+
+
+def ensure_dir(svc: DirectoryService, name: str, extra: Proplist = ()) -> int:
+    """The top-level directory *name*, created when missing."""
+    try:
+        found, _ = svc.proc_lookup(SUPERUSER, NiId(0), "name", name)
+        return found[0]
+    except NiError:
+        return _child(svc, 0, [("name", [name]), *extra])
+
+
+def create_master(svc: DirectoryService, tag: str, hostname: str, addresses: list[str]) -> None:
+    """``netinfod -m``: root ``master`` = ``<hostname>/<tag>``; /machines/<hostname> with its
+    addresses serving ``./<tag>`` (spec §6.2 CREATEMASTER, §7.4: a domain lists its own server)."""
+    _set_root(svc, "master", [f"{hostname}/{tag}"])
+    machines = ensure_dir(svc, "machines")
+    _child(svc, machines, [("name", [hostname]), ("ip_address", list(addresses)),
+                           ("serves", [f"./{tag}"])])
+
+
+#: The standard directories and entries a new domain is populated with (tools §5,
+#: spec §12.1). Written for this project; values follow the usual Unix conventions.
+STANDARD: list[tuple[str, Proplist, list[Proplist]]] = [
+    ("users", [], [
+        [("name", ["root"]), ("passwd", []), ("uid", ["0"]), ("gid", ["0"]),
+         ("realname", ["System Administrator"]), ("home", ["/var/root"]), ("shell", ["/bin/sh"]),
+         ("_writers_passwd", ["root"])],
+        [("name", ["daemon"]), ("passwd", ["*"]), ("uid", ["1"]), ("gid", ["1"]),
+         ("realname", ["System Services"]), ("home", ["/var/root"]),
+         ("shell", ["/usr/bin/false"]), ("_writers_passwd", ["daemon"])],
+        [("name", ["nobody"]), ("passwd", ["*"]), ("uid", ["-2"]), ("gid", ["-2"]),
+         ("realname", ["Unprivileged User"]), ("home", ["/var/empty"]),
+         ("shell", ["/usr/bin/false"]), ("_writers_passwd", ["nobody"])],
+    ]),
+    ("groups", [], [
+        [("name", ["wheel"]), ("passwd", ["*"]), ("gid", ["0"]), ("users", ["root"])],
+        [("name", ["daemon"]), ("passwd", ["*"]), ("gid", ["1"]), ("users", ["root"])],
+        [("name", ["staff"]), ("passwd", ["*"]), ("gid", ["20"]), ("users", ["root"])],
+        [("name", ["admin"]), ("passwd", ["*"]), ("gid", ["80"]), ("users", ["root"])],
+        [("name", ["nobody"]), ("passwd", ["*"]), ("gid", ["-2"]), ("users", [])],
+    ]),
+    ("networks", [], [
+        [("name", ["loopback"]), ("address", ["127"])],
+    ]),
+    ("protocols", [], [
+        [("name", ["ip"]), ("number", ["0"])],
+        [("name", ["icmp"]), ("number", ["1"])],
+        [("name", ["tcp"]), ("number", ["6"])],
+        [("name", ["udp"]), ("number", ["17"])],
+    ]),
+    ("rpcs", [], [
+        [("name", ["portmapper", "portmap", "sunrpc"]), ("number", ["100000"])],
+        [("name", ["netinfo"]), ("number", ["200100000"])],
+        [("name", ["netinfobind"]), ("number", ["200100001"])],
+    ]),
+    ("services", [], [
+        [("name", ["ssh"]), ("port", ["22"]), ("protocol", ["tcp"])],
+        [("name", ["domain"]), ("port", ["53"]), ("protocol", ["udp", "tcp"])],
+        [("name", ["sunrpc"]), ("port", ["111"]), ("protocol", ["udp", "tcp"])],
+    ]),
+    ("aliases", [], [
+        [("name", ["postmaster"]), ("members", ["root"])],
+        [("name", ["MAILER-DAEMON"]), ("members", ["postmaster"])],
+        [("name", ["nobody"]), ("members", ["root"])],
+    ]),
+    ("mounts", [], []),
+    ("printers", [("_writers", ["*"])], []),
+]
+
+
+def populate_standard(svc: DirectoryService) -> None:
+    """Add the standard top-level directories and their entries (skipping existing ones)."""
+    for name, extra, entries in STANDARD:
+        try:
+            svc.proc_lookup(SUPERUSER, NiId(0), "name", name)
+            continue
+        except NiError:
+            pass
+        d = ensure_dir(svc, name, extra)
+        for props in entries:
+            _child(svc, d, props)

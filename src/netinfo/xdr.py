@@ -1,0 +1,216 @@
+"""XDR (RFC 4506) on :mod:`struct`: the primitives NetInfo needs, with bounded lengths.
+
+Strings are NetInfo names: 8-bit text the protocol never interprets (spec §2). They are
+held as :class:`str` decoded from UTF-8 with ``surrogateescape``, so any byte sequence
+survives a decode/encode round trip unchanged.
+
+Decoders raise only :class:`~netinfo.errors.WireError`.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Callable, Iterable
+from typing import TypeVar
+
+from .errors import WireError
+
+T = TypeVar("T")
+
+_U32 = struct.Struct(">I")
+_I32 = struct.Struct(">i")
+_2U32 = struct.Struct(">II")
+_PAD = (b"", b"\0\0\0", b"\0\0", b"\0")
+
+#: ``ni_name`` is ``string<65535>`` in ni_prot.x (spec §2).
+NAME_MAX = 65535
+#: ``ni_namelist`` and ``ni_proplist`` are declared ``<65535>`` (spec §2).
+LIST_MAX = 65535
+#: ``ni_idlist``, ``ni_entrylist``, ``ni_proplist_list`` are declared ``<1048576>``.
+BIG_LIST_MAX = 1048576
+#: opaque_auth bodies are at most 400 bytes (RFC 5531 §8.2).
+AUTH_MAX = 400
+
+
+def encode_str(s: str) -> bytes:
+    return s.encode("utf-8", "surrogateescape")
+
+
+def decode_str(b: bytes) -> str:
+    return b.decode("utf-8", "surrogateescape")
+
+
+class Packer:
+    """Append-only XDR encoder. ``bytes(packer)`` / :meth:`get_buffer` give the result."""
+
+    __slots__ = ("_parts",)
+
+    def __init__(self) -> None:
+        self._parts: list[bytes] = []
+
+    def get_buffer(self) -> bytes:
+        return b"".join(self._parts)
+
+    __bytes__ = get_buffer
+
+    def pack_raw(self, data: bytes) -> None:
+        self._parts.append(data)
+
+    def pack_uint(self, v: int) -> None:
+        try:
+            self._parts.append(_U32.pack(v))
+        except struct.error as e:
+            raise ValueError(f"uint out of range: {v!r}") from e
+
+    def pack_int(self, v: int) -> None:
+        try:
+            self._parts.append(_I32.pack(v))
+        except struct.error as e:
+            raise ValueError(f"int out of range: {v!r}") from e
+
+    def pack_bool(self, v: bool) -> None:
+        self._parts.append(_U32.pack(1 if v else 0))
+
+    def pack_opaque(self, data: bytes) -> None:
+        n = len(data)
+        self._parts.append(_U32.pack(n))
+        self._parts.append(data)
+        self._parts.append(_PAD[n & 3])
+
+    def pack_string(self, s: str, maxlen: int = NAME_MAX) -> None:
+        b = s.encode("utf-8", "surrogateescape")
+        if len(b) > maxlen:
+            raise ValueError(f"string longer than {maxlen} bytes")
+        self.pack_opaque(b)
+
+    def pack_array(self, items: Iterable[T], pack_item: Callable[[T], None],
+                   maxlen: int = BIG_LIST_MAX) -> None:
+        items = list(items)
+        if len(items) > maxlen:
+            raise ValueError(f"array longer than {maxlen}")
+        self._parts.append(_U32.pack(len(items)))
+        for it in items:
+            pack_item(it)
+
+    def pack_uint_array(self, items: list[int], maxlen: int = BIG_LIST_MAX) -> None:
+        n = len(items)
+        if n > maxlen:
+            raise ValueError(f"array longer than {maxlen}")
+        self._parts.append(struct.pack(f">I{n}I", n, *items))
+
+    def pack_string_array(self, items: Iterable[str], maxlen: int = LIST_MAX) -> None:
+        items = list(items)
+        if len(items) > maxlen:
+            raise ValueError(f"array longer than {maxlen}")
+        parts = self._parts
+        parts.append(_U32.pack(len(items)))
+        for s in items:
+            b = s.encode("utf-8", "surrogateescape")
+            n = len(b)
+            if n > NAME_MAX:
+                raise ValueError(f"string longer than {NAME_MAX} bytes")
+            parts.append(_U32.pack(n))
+            parts.append(b)
+            parts.append(_PAD[n & 3])
+
+
+class Unpacker:
+    """XDR decoder over a bytes-like buffer; every read is bounds-checked."""
+
+    __slots__ = ("data", "pos")
+
+    def __init__(self, data: bytes, pos: int = 0) -> None:
+        self.data = data
+        self.pos = pos
+
+    def remaining(self) -> int:
+        return len(self.data) - self.pos
+
+    def done(self) -> None:
+        """Raise :class:`WireError` if bytes remain (RFC 4506 messages are exact)."""
+        if self.pos != len(self.data):
+            raise WireError(f"{len(self.data) - self.pos} trailing bytes")
+
+    def unpack_uint(self) -> int:
+        p = self.pos
+        if p + 4 > len(self.data):
+            raise WireError("truncated uint")
+        self.pos = p + 4
+        return _U32.unpack_from(self.data, p)[0]
+
+    def unpack_int(self) -> int:
+        p = self.pos
+        if p + 4 > len(self.data):
+            raise WireError("truncated int")
+        self.pos = p + 4
+        return _I32.unpack_from(self.data, p)[0]
+
+    def unpack_2uint(self) -> tuple[int, int]:
+        p = self.pos
+        if p + 8 > len(self.data):
+            raise WireError("truncated pair")
+        self.pos = p + 8
+        return _2U32.unpack_from(self.data, p)
+
+    def unpack_bool(self) -> bool:
+        v = self.unpack_uint()
+        if v > 1:
+            raise WireError(f"bad bool {v}")
+        return v == 1
+
+    def unpack_opaque(self, maxlen: int = NAME_MAX) -> bytes:
+        n = self.unpack_uint()
+        if n > maxlen:
+            raise WireError(f"opaque length {n} exceeds {maxlen}")
+        p = self.pos
+        end = p + n
+        padded = end + ((4 - (n & 3)) & 3)
+        if padded > len(self.data):
+            raise WireError("truncated opaque")
+        self.pos = padded
+        return bytes(self.data[p:end])
+
+    def unpack_string(self, maxlen: int = NAME_MAX) -> str:
+        return self.unpack_opaque(maxlen).decode("utf-8", "surrogateescape")
+
+    def _count(self, maxlen: int, min_item: int) -> int:
+        n = self.unpack_uint()
+        if n > maxlen:
+            raise WireError(f"array length {n} exceeds {maxlen}")
+        # Each element takes at least min_item bytes: refuse counts the buffer cannot hold
+        # before allocating anything (a hostile count must not cost memory).
+        if n * min_item > len(self.data) - self.pos:
+            raise WireError("truncated array")
+        return n
+
+    def unpack_array(self, unpack_item: Callable[[], T], maxlen: int = BIG_LIST_MAX,
+                     min_item: int = 4) -> list[T]:
+        n = self._count(maxlen, min_item)
+        return [unpack_item() for _ in range(n)]
+
+    def unpack_uint_array(self, maxlen: int = BIG_LIST_MAX) -> list[int]:
+        n = self._count(maxlen, 4)
+        p = self.pos
+        self.pos = p + 4 * n
+        return list(struct.unpack_from(f">{n}I", self.data, p))
+
+    def unpack_string_array(self, maxlen: int = LIST_MAX) -> list[str]:
+        n = self._count(maxlen, 4)
+        data = self.data
+        size = len(data)
+        p = self.pos
+        out = []
+        for _ in range(n):
+            if p + 4 > size:
+                raise WireError("truncated string")
+            ln = _U32.unpack_from(data, p)[0]
+            if ln > NAME_MAX:
+                raise WireError(f"string length {ln} exceeds {NAME_MAX}")
+            p += 4
+            end = p + ln
+            if end + ((4 - (ln & 3)) & 3) > size:
+                raise WireError("truncated string")
+            out.append(data[p:end].decode("utf-8", "surrogateescape"))
+            p = end + ((4 - (ln & 3)) & 3)
+        self.pos = p
+        return out
