@@ -10,12 +10,13 @@ Operations, applied in order inside one atomic transaction:
 ``("put", id, instance, parent, props)``
     create or replace the directory's own record (not its child list).
 ``("free", id, last_instance)``
-    the directory is gone; remember its last instance (spec §5.3: a reused number continues
-    from it).
+    the directory (and its own child list) is gone; remember its last instance (spec §5.3:
+    a reused number continues from it).
 ``("kid_ins", parent, index, child)``
-    insert *child* at position *index* of *parent*'s child list (index == len → append).
+    insert *child* at position *index* of *parent*'s child list (as ``list.insert``: an
+    index past the end appends).
 ``("kid_del", parent, child)``
-    remove *child* from *parent*'s child list.
+    remove the first occurrence of *child* from *parent*'s child list (none: no-op).
 ``("reset",)``
     forget everything (full transfer, whole-database load).
 
@@ -109,8 +110,25 @@ def open_store(url: str) -> Store:
     return _ENGINES[scheme](rest)
 
 
+_SHAPES = {"put": (int, int, int, list), "free": (int, int), "kid_ins": (int, int, int),
+           "kid_del": (int, int), "reset": ()}
+
+
+def validate_ops(ops: list[Op]) -> None:
+    """Check every op's kind and field types before anything is applied.
+
+    :raises StorageError: a malformed op (the batch must then be refused whole).
+    """
+    from ..errors import StorageError  # noqa: PLC0415 - errors is pure; avoid a cycle
+    for op in ops:
+        shape = _SHAPES.get(op[0]) if isinstance(op, tuple) and op else None
+        if shape is None or len(op) != len(shape) + 1 or not all(
+                isinstance(v, t) for v, t in zip(op[1:], shape)):
+            raise StorageError(f"malformed storage op {op!r}")
+
+
 def apply_ops(image: Image, ops: list[Op]) -> None:
-    """Apply *ops* to an in-memory :class:`Image` (the memory engine's commit)."""
+    """Apply validated *ops* to an in-memory :class:`Image` (the memory engine's commit)."""
     records, children, freed = image.records, image.children, image.freed
     for op in ops:
         kind = op[0]
@@ -141,4 +159,4 @@ def apply_ops(image: Image, ops: list[Op]) -> None:
             raise ValueError(f"unknown storage op {kind!r}")
 
 
-__all__ = ["Store", "Image", "Record", "Op", "open_store", "apply_ops"]
+__all__ = ["Store", "Image", "Record", "Op", "open_store", "apply_ops", "validate_ops"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import copy
 
-from . import Image, Op, Store, apply_ops
+from . import Image, Op, Store, apply_ops, validate_ops
 
 
 class MemoryStore(Store):
@@ -22,6 +22,7 @@ class MemoryStore(Store):
         return bool(self._image.records)
 
     def commit(self, ops: list[Op], checksum: int) -> None:
+        validate_ops(ops)  # all or nothing: a malformed batch changes nothing
         apply_ops(self._image, ops)
         self._image.checksum = checksum
 

@@ -1,0 +1,365 @@
+"""The SQLite engine: the default durable store of a domain (one file per domain).
+
+Layout, one table per concern:
+
+``dirs(id, instance, parent, props)``
+    a directory's own record; ``props`` is the XDR proplist (``protocol.encode_proplist``),
+    which keeps property order, value order, duplicates and any bytes exactly (spec §5.1).
+``kids(parent, ord, child)``
+    child lists, one row per entry. ``ord`` is a sparse sort key, so inserting or removing a
+    child touches one row, never the whole list (DESIGN.md: a directory may have a million
+    children).
+``freed(id, instance)``
+    last instance of each destroyed object number (spec §5.3: a reused number continues
+    from it).
+``meta(key, value)``
+    the database checksum (spec §5.6).
+``schema_version(version)``
+    numbered migrations, applied in order at open.
+
+Durability: WAL journal with ``synchronous=FULL``, so a batch is on disk when
+:meth:`SqliteStore.commit` returns and a SIGKILL at any moment loses no acknowledged write.
+The store must be the only writer of its file; a change by another connection is detected
+(``PRAGMA data_version``) and only costs the in-memory child counts.
+"""
+
+from __future__ import annotations
+
+import gc
+import sqlite3
+from itertools import groupby
+from operator import itemgetter
+
+from ..errors import StorageError, WireError
+from ..protocol import decode_proplist, encode_proplist
+from . import Image, Op, Record, Store
+
+# STRICT tables make SQLite refuse a wrongly typed value (an id that is not an integer)
+# instead of storing it; older libraries simply get ordinary tables.
+_STRICT = ["STRICT"] if sqlite3.sqlite_version_info >= (3, 37) else []
+
+
+def _options(*options: str) -> str:
+    """Table options, e.g. ``" WITHOUT ROWID, STRICT"``."""
+    return " " + ", ".join([*options, *_STRICT]) if options or _STRICT else ""
+
+
+#: Migration number → statements; version 1 is the initial schema. Append, never edit.
+_MIGRATIONS: dict[int, list[str]] = {
+    1: [
+        "CREATE TABLE dirs(id INTEGER PRIMARY KEY, instance INTEGER NOT NULL,"
+        " parent INTEGER NOT NULL, props BLOB NOT NULL)" + _options(),
+        # WITHOUT ROWID: rows are stored in (parent, ord) order, which is exactly the
+        # order load() and positional lookups read them in.
+        "CREATE TABLE kids(parent INTEGER NOT NULL, ord INTEGER NOT NULL,"
+        " child INTEGER NOT NULL, PRIMARY KEY(parent, ord))" + _options("WITHOUT ROWID"),
+        # The index carries (parent, ord) too, so "first occurrence of child" is one seek.
+        "CREATE INDEX kids_child ON kids(parent, child)",
+        "CREATE TABLE freed(id INTEGER PRIMARY KEY, instance INTEGER NOT NULL)" + _options(),
+        "CREATE TABLE meta(key TEXT PRIMARY KEY, value ANY)" + _options(),
+    ],
+}
+
+
+class SqliteStore(Store):
+    """A domain in one SQLite file (``sqlite:PATH``).
+
+    Ordinal keys: an append takes ``max(ord) + gap``, an insert at the front
+    ``min(ord) - gap``, an insert in the middle the midpoint of its neighbours. When two
+    neighbours leave no room, only a window of that parent's rows around the spot is
+    spaced out again, grown until it has room (see :meth:`_spread`).
+    """
+
+    scheme = "sqlite"
+    #: Distance between fresh ordinal keys; 32 middle inserts at one spot fit in one gap.
+    gap = 1 << 32
+    #: Smallest spacing a re-spaced window may leave between neighbours.
+    min_step = 1 << 16
+    #: Ordinal keys stay within ±limit (SQLite integers are 64-bit).
+    limit = 1 << 62
+
+    def __init__(self, path: str) -> None:
+        if not path:
+            raise StorageError("sqlite store: no file name given")
+        self.path = path
+        #: parent → exact number of kids rows; lets kid_ins tell an append (index == len)
+        #: from a middle insert without counting. Dropped on any doubt (failed batch,
+        #: another writer); rebuilt per parent with one count, or by load().
+        self._counts: dict[int, int] = {}
+        try:
+            self._conn = sqlite3.connect(path, isolation_level=None)
+        except sqlite3.Error as exc:
+            raise StorageError(f"cannot open sqlite store {path!r}: {exc}") from exc
+        try:
+            self._conn.execute("PRAGMA journal_mode=WAL")
+            # FULL: the WAL is synced at every commit, so commit() returning means on disk.
+            self._conn.execute("PRAGMA synchronous=FULL")
+            self._migrate()
+            self._data_version = self._conn.execute("PRAGMA data_version").fetchone()[0]
+        except (sqlite3.Error, StorageError) as exc:
+            self._conn.close()
+            if isinstance(exc, StorageError):
+                raise
+            raise StorageError(f"cannot open sqlite store {path!r}: {exc}") from exc
+
+    def _migrate(self) -> None:
+        """Bring the schema up to the newest version, one numbered migration at a time."""
+        c = self._conn
+        c.execute("BEGIN IMMEDIATE")
+        try:
+            c.execute("CREATE TABLE IF NOT EXISTS schema_version(version INTEGER NOT NULL)")
+            row = c.execute("SELECT max(version) FROM schema_version").fetchone()
+            current = row[0] or 0
+            newest = max(_MIGRATIONS)
+            if current > newest:
+                raise StorageError(f"sqlite store {self.path!r} has schema version {current}, "
+                                   f"newer than this program's {newest}")
+            for version in range(current + 1, newest + 1):
+                for sql in _MIGRATIONS[version]:
+                    c.execute(sql)
+                c.execute("INSERT INTO schema_version VALUES (?)", (version,))
+            c.execute("COMMIT")
+        except BaseException:
+            c.execute("ROLLBACK")
+            raise
+
+    # -- reading ------------------------------------------------------------------------
+
+    def load(self) -> Image:
+        """Read the whole domain: one pass over each table, in one read transaction."""
+        c = self._conn
+        image = Image()
+        # Building 100k+ small containers sets off the cyclic GC over and over (more than
+        # half the load time, measured); nothing here makes cycles, so pause it.
+        paused = gc.isenabled()
+        gc.disable()
+        try:
+            c.execute("BEGIN")
+            try:
+                image.records = {oid: Record(inst, parent, decode_proplist(props))
+                                 for oid, inst, parent, props
+                                 in c.execute("SELECT id, instance, parent, props FROM dirs")}
+                # Primary-key order of a WITHOUT ROWID table: no sort needed.
+                rows = c.execute("SELECT parent, child FROM kids ORDER BY parent, ord")
+                image.children = {parent: [child for _, child in group]
+                                  for parent, group in groupby(rows, itemgetter(0))}
+                image.freed = dict(c.execute("SELECT id, instance FROM freed"))
+                row = c.execute("SELECT value FROM meta WHERE key = 'checksum'").fetchone()
+                image.checksum = None if row is None else row[0]
+            finally:
+                c.execute("COMMIT")
+        except (sqlite3.Error, WireError) as exc:  # WireError: a corrupt props blob
+            raise StorageError(f"cannot read sqlite store {self.path!r}: {exc}") from exc
+        finally:
+            if paused:
+                gc.enable()
+        # Free and exact: what was just read is what is committed.
+        self._counts = {parent: len(kids) for parent, kids in image.children.items()}
+        return image
+
+    def exists(self) -> bool:
+        """True when at least one directory is stored."""
+        try:
+            return self._conn.execute("SELECT 1 FROM dirs LIMIT 1").fetchone() is not None
+        except sqlite3.Error as exc:
+            raise StorageError(f"cannot read sqlite store {self.path!r}: {exc}") from exc
+
+    # -- writing ------------------------------------------------------------------------
+
+    def commit(self, ops: list[Op], checksum: int) -> None:
+        """Apply *ops* in order in one transaction, store *checksum*, sync to disk.
+
+        Puts and runs of frees go to SQLite with ``executemany``.
+
+        :raises StorageError: anything failed (unknown op, bad value, SQLite error);
+            the transaction is rolled back and nothing was applied.
+        """
+        c = self._conn
+        try:
+            c.execute("BEGIN IMMEDIATE")
+            version = c.execute("PRAGMA data_version").fetchone()[0]
+            if version != self._data_version:  # someone else wrote: counts are stale
+                self._counts.clear()
+                self._data_version = version
+            # A put touches only dirs and freed, so it commutes with kid_ins/kid_del:
+            # puts are gathered into one executemany and flushed before the ops that do
+            # not commute with them (free, reset) and at the end.
+            puts: list[Op] = []
+            i, n = 0, len(ops)
+            while i < n:
+                op = ops[i]
+                kind = op[0]
+                i += 1
+                if kind == "put":
+                    puts.append(op)
+                    continue
+                if kind in _FLUSH_PUTS and puts:
+                    self._puts(puts)
+                    puts = []
+                if kind == "free":  # a run of frees: one executemany too
+                    j = i - 1
+                    while i < n and ops[i][0] == "free":
+                        i += 1
+                    self._frees(ops[j:i])
+                    continue
+                handler = _SINGLE.get(kind)
+                if handler is None:
+                    raise ValueError(f"unknown storage op {kind!r}")
+                handler(self, *op[1:])
+            if puts:
+                self._puts(puts)
+            c.execute("INSERT OR REPLACE INTO meta VALUES ('checksum', ?)", (checksum,))
+            c.execute("COMMIT")
+        except BaseException as exc:
+            self._counts.clear()
+            try:
+                if c.in_transaction:
+                    c.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass  # a failed rollback still leaves the last commit as the file's state
+            if isinstance(exc, Exception):
+                raise StorageError(f"sqlite store {self.path!r}: batch not applied: "
+                                   f"{exc}") from exc
+            raise
+
+    def _puts(self, ops: list[Op]) -> None:
+        rows = [(oid, inst, parent, encode_proplist(props))
+                for _, oid, inst, parent, props in ops]
+        c = self._conn
+        c.executemany("INSERT OR REPLACE INTO dirs VALUES (?, ?, ?, ?)", rows)
+        c.executemany("DELETE FROM freed WHERE id = ?", [(r[0],) for r in rows])
+
+    def _frees(self, ops: list[Op]) -> None:
+        rows = [(oid, inst) for _, oid, inst in ops]
+        ids = [(oid,) for oid, _ in rows]
+        c = self._conn
+        c.executemany("DELETE FROM dirs WHERE id = ?", ids)
+        c.executemany("DELETE FROM kids WHERE parent = ?", ids)
+        c.executemany("INSERT OR REPLACE INTO freed VALUES (?, ?)", rows)
+        for oid, _ in rows:
+            self._counts[oid] = 0
+
+    def _reset(self) -> None:
+        for table in ("dirs", "kids", "freed", "meta"):
+            self._conn.execute(f"DELETE FROM {table}")
+        self._counts.clear()
+
+    def _count(self, parent: int) -> int:
+        n = self._counts.get(parent)
+        if n is None:
+            n = self._conn.execute("SELECT count(*) FROM kids WHERE parent = ?",
+                                   (parent,)).fetchone()[0]
+            self._counts[parent] = n
+        return n
+
+    def _kid_ins(self, parent: int, index: int, child: int) -> None:
+        c = self._conn
+        n = self._count(parent)
+        if index < 0:  # same meaning as list.insert, like the memory engine
+            index = max(0, index + n)
+        if n == 0:
+            key = 0
+        elif index >= n:
+            last = c.execute("SELECT max(ord) FROM kids WHERE parent = ?", (parent,)).fetchone()[0]
+            key = last + self.gap
+            if key > self.limit:
+                return self._renumber(parent, last, child, n)
+        elif index == 0:
+            key = c.execute("SELECT min(ord) FROM kids WHERE parent = ?",
+                            (parent,)).fetchone()[0] - self.gap
+            if key < -self.limit:
+                return self._renumber(parent, None, child, n)
+        else:
+            # The neighbours at index-1 and index; scan from the nearer end of the list.
+            if index <= n // 2:
+                lo, hi = (r[0] for r in c.execute(
+                    "SELECT ord FROM kids WHERE parent = ? ORDER BY ord LIMIT 2 OFFSET ?",
+                    (parent, index - 1)))
+            else:
+                hi, lo = (r[0] for r in c.execute(
+                    "SELECT ord FROM kids WHERE parent = ? ORDER BY ord DESC LIMIT 2 OFFSET ?",
+                    (parent, n - index - 1)))
+            if hi - lo < 2:
+                return self._spread(parent, lo, hi, child, n)
+            key = (lo + hi) // 2
+        c.execute("INSERT INTO kids VALUES (?, ?, ?)", (parent, key, child))
+        self._counts[parent] = n + 1
+
+    def _spread(self, parent: int, lo: int, hi: int, child: int, n: int) -> None:
+        """Insert *child* between keys *lo* and *hi* that have no room between them.
+
+        Takes k rows each side (k = 4, 16, 64, ...) and spaces them evenly between the
+        keys just outside that window, until the spacing is at least ``min_step``; so
+        repeated inserts at one spot rewrite a few rows each time, not the whole list.
+        """
+        c = self._conn
+        k = 4
+        while True:
+            left = c.execute("SELECT ord, child FROM kids WHERE parent = ? AND ord <= ? "
+                             "ORDER BY ord DESC LIMIT ?", (parent, lo, k + 1)).fetchall()
+            right = c.execute("SELECT ord, child FROM kids WHERE parent = ? AND ord >= ? "
+                              "ORDER BY ord LIMIT ?", (parent, hi, k + 1)).fetchall()
+            # Rows just beyond the window bound it (they keep their keys).
+            lb = left.pop()[0] if len(left) > k else None
+            ub = right.pop()[0] if len(right) > k else None
+            if lb is None and ub is None:  # the window is the whole list
+                return self._renumber(parent, lo, child, n)
+            m = len(left) + 1 + len(right)
+            # At an end of the list there is open room: use up to m gaps of it.
+            if lb is None:
+                lb = max(-self.limit, left[-1][0] - m * self.gap)
+            if ub is None:
+                ub = min(self.limit, right[-1][0] + m * self.gap)
+            step = (ub - lb) // (m + 1)
+            if step >= self.min_step:
+                break
+            k *= 4
+        window = [kid for _, kid in reversed(left)] + [child] + [kid for _, kid in right]
+        c.execute("DELETE FROM kids WHERE parent = ? AND ord BETWEEN ? AND ?",
+                  (parent, left[-1][0], right[-1][0]))
+        c.executemany("INSERT INTO kids VALUES (?, ?, ?)",
+                      [(parent, lb + (i + 1) * step, kid) for i, kid in enumerate(window)])
+        self._counts[parent] = n + 1
+
+    def _renumber(self, parent: int, after: int | None, child: int, n: int) -> None:
+        """Insert *child* after key *after* (None: first) and re-key the whole list.
+
+        The last resort: ordinal keys ran out at an end of the 64-bit range, or the list
+        is too dense for a window to help. Keys become multiples of the gap around 0.
+        """
+        c = self._conn
+        rows = c.execute("SELECT ord, child FROM kids WHERE parent = ? ORDER BY ord",
+                         (parent,)).fetchall()
+        pos = 0 if after is None else sum(1 for key, _ in rows if key <= after)
+        kids = [kid for _, kid in rows]
+        kids.insert(pos, child)
+        step = min(self.gap, 2 * self.limit // (len(kids) + 1))
+        if step < 1:
+            raise StorageError(f"child list of {parent} ran out of ordinal keys")
+        base = -(len(kids) // 2) * step
+        c.execute("DELETE FROM kids WHERE parent = ?", (parent,))
+        c.executemany("INSERT INTO kids VALUES (?, ?, ?)",
+                      [(parent, base + i * step, kid) for i, kid in enumerate(kids)])
+        self._counts[parent] = n + 1
+
+    def _kid_del(self, parent: int, child: int) -> None:
+        # The first occurrence, as list.remove does in the memory engine.
+        cur = self._conn.execute(
+            "DELETE FROM kids WHERE parent = ? AND ord = "
+            "(SELECT min(ord) FROM kids WHERE parent = ? AND child = ?)", (parent, parent, child))
+        if cur.rowcount and parent in self._counts:
+            self._counts[parent] -= cur.rowcount
+
+    def close(self) -> None:
+        """Close the connection (SQLite checkpoints the WAL into the file on last close)."""
+        try:
+            self._conn.close()
+        except sqlite3.Error as exc:
+            raise StorageError(f"cannot close sqlite store {self.path!r}: {exc}") from exc
+
+
+#: Op kind → handler, for the kinds applied one at a time ("put" and "free" are batched).
+_SINGLE = {"kid_ins": SqliteStore._kid_ins, "kid_del": SqliteStore._kid_del,
+           "reset": SqliteStore._reset}
+#: Op kinds that touch dirs or freed, so pending puts must be written before them.
+_FLUSH_PUTS = frozenset({"free", "reset"})

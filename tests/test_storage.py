@@ -1,0 +1,386 @@
+"""The storage contract suite: every engine must pass the same tests.
+
+Engines: the memory reference (``memory:``) and SQLite (``sqlite:PATH``). A randomized
+test drives SQLite and the memory engine with the same valid op sequences and compares
+the loaded images. Spec §5: order and duplicates are preserved everywhere.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import textwrap
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from netinfo.errors import StorageError
+from netinfo.storage import Image, Record, Store, apply_ops, open_store
+from netinfo.storage.memory import MemoryStore
+from netinfo.storage.sqlite import SqliteStore
+
+SRC = Path(__file__).resolve().parents[1] / "src"
+
+
+class Engine:
+    """Opens (and re-opens) one store of one engine."""
+
+    def __init__(self, scheme: str, tmp_path: Path) -> None:
+        self.scheme = scheme
+        self.url = f"sqlite:{tmp_path / 'test.nidb' / 'netinfo.sqlite'}"
+        (tmp_path / "test.nidb").mkdir()
+        self._memory: MemoryStore | None = None
+
+    def open(self) -> Store:
+        # The memory engine cannot be reopened: "reopening" hands back the same store.
+        if self.scheme == "memory":
+            if self._memory is None:
+                self._memory = open_store("memory:")
+            return self._memory
+        return open_store(self.url)
+
+
+@pytest.fixture(params=["memory", "sqlite"])
+def engine(request, tmp_path) -> Engine:
+    return Engine(request.param, tmp_path)
+
+
+@pytest.fixture
+def store(engine):
+    s = engine.open()
+    yield s
+    s.close()
+
+
+def put(oid, inst=1, parent=0, props=()):
+    return ("put", oid, inst, parent, list(props))
+
+
+def small_tree() -> list:
+    return [put(0, 3, 0, [("name", [])]), put(1, 1, 0, [("name", ["users"])]),
+            put(2, 1, 0, [("name", ["machines"])]),
+            ("kid_ins", 0, 0, 1), ("kid_ins", 0, 1, 2)]
+
+
+# -- basics --------------------------------------------------------------------------------
+
+def test_empty_store(store):
+    assert store.load() == Image()
+    assert store.load().checksum is None
+    assert not store.exists()
+
+
+def test_put_round_trip_keeps_order_duplicates_and_bytes(store):
+    props = [("name", ["b", "a"]), ("zeta", ["1"]), ("alpha", []), ("name", ["dup"]),
+             ("", [""]), ("raw\udcff", ["\udcfe\udc80x", "é"]),
+             ("many", [str(i) for i in range(50)])]
+    store.commit([put(7, 4, 3, props)], 99)
+    image = store.load()
+    assert image.records == {7: Record(4, 3, props)}
+    assert [name for name, _ in image.records[7].props] == \
+        ["name", "zeta", "alpha", "name", "", "raw\udcff", "many"]
+    assert image.checksum == 99
+    assert store.exists()
+
+
+def test_put_replaces_record_but_not_children(store):
+    store.commit(small_tree(), 1)
+    store.commit([put(0, 4, 0, [("name", ["/"])])], 2)
+    image = store.load()
+    assert image.records[0] == Record(4, 0, [("name", ["/"])])
+    assert image.children == {0: [1, 2]}
+
+
+def test_checksum_is_stored_with_every_batch(store):
+    store.commit(small_tree(), 10)
+    assert store.load().checksum == 10
+    store.commit([], 11)
+    assert store.load().checksum == 11
+    store.commit([("reset",)], 0)
+    assert store.load().checksum == 0
+
+
+# -- child lists ---------------------------------------------------------------------------
+
+def test_kid_ins_append_front_and_middle(store):
+    ops = [put(0)] + [("kid_ins", 0, i, 10 + i) for i in range(5)]   # 10..14 appended
+    ops += [("kid_ins", 0, 0, 1), ("kid_ins", 0, 3, 2), ("kid_ins", 0, 7, 3)]
+    store.commit(ops, 1)
+    assert store.load().children == {0: [1, 10, 11, 2, 12, 13, 14, 3]}
+    store.commit([("kid_ins", 0, 4, 4)], 2)
+    assert store.load().children == {0: [1, 10, 11, 2, 4, 12, 13, 14, 3]}
+
+
+def test_many_inserts_at_one_spot_keep_order(store):
+    store.commit([put(0)] + [("kid_ins", 0, i, i) for i in range(10)], 1)
+    expect = list(range(10))
+    # One spot, between 4 and 5, 300 times: the ordinal keys run out and get re-spaced.
+    for n in range(300):
+        store.commit([("kid_ins", 0, 5, 1000 + n)], 1)
+        expect.insert(5, 1000 + n)
+    # And right behind the front, in one batch.
+    ops = []
+    for n in range(100):
+        ops.append(("kid_ins", 0, 1, 5000 + n))
+        expect.insert(1, 5000 + n)
+    store.commit(ops, 2)
+    assert store.load().children[0] == expect
+
+
+def test_kid_del_removes_first_occurrence_only(store):
+    store.commit([put(0)] + [("kid_ins", 0, i, c) for i, c in enumerate([5, 6, 5, 7])], 1)
+    store.commit([("kid_del", 0, 5)], 2)
+    assert store.load().children == {0: [6, 5, 7]}
+    store.commit([("kid_del", 0, 99), ("kid_del", 42, 1)], 3)   # absent: no-op
+    assert store.load().children == {0: [6, 5, 7]}
+    store.commit([("kid_del", 0, 6), ("kid_del", 0, 5), ("kid_del", 0, 7)], 4)
+    assert store.load().children == {}   # an emptied list disappears
+    store.commit([("kid_ins", 0, 0, 8)], 5)
+    assert store.load().children == {0: [8]}
+
+
+def test_negative_index_means_what_list_insert_means(store):
+    store.commit([put(0)] + [("kid_ins", 0, i, i) for i in range(3)], 1)
+    store.commit([("kid_ins", 0, -1, 9), ("kid_ins", 0, -100, 8), ("kid_ins", 0, 100, 7)], 2)
+    assert store.load().children == {0: [8, 0, 1, 9, 2, 7]}
+
+
+def test_large_directory_insert_and_delete_in_the_middle(store):
+    n = 20_000
+    store.commit([put(0)] + [("kid_ins", 0, i, i + 1) for i in range(n)], 1)
+    store.commit([("kid_ins", 0, n // 2, 99_999)], 2)
+    store.commit([("kid_del", 0, n // 3)], 3)
+    kids = store.load().children[0]
+    expect = list(range(1, n + 1))
+    expect.insert(n // 2, 99_999)
+    expect.remove(n // 3)
+    assert kids == expect
+
+
+# -- free, reset, order within a batch -----------------------------------------------------
+
+def test_free_and_reuse_of_a_number(store):
+    store.commit(small_tree() + [("kid_ins", 2, 0, 9)], 1)
+    store.commit([("kid_del", 0, 2), ("free", 2, 5)], 2)
+    image = store.load()
+    assert 2 not in image.records
+    assert 2 not in image.children       # its own child list went with it
+    assert image.freed == {2: 5}
+    assert image.children == {0: [1]}
+    store.commit([put(2, 6, 0, [("name", ["again"])]), ("kid_ins", 0, 1, 2)], 3)
+    image = store.load()
+    assert image.records[2] == Record(6, 0, [("name", ["again"])])
+    assert image.freed == {}
+    assert image.children == {0: [1, 2]}
+
+
+def test_ops_apply_in_order_within_a_batch(store):
+    store.commit([put(1, 1, 0, [("a", ["1"])]), ("free", 1, 1),
+                  put(1, 2, 0, [("b", ["2"])]), ("free", 3, 7),
+                  put(4), ("free", 4, 1)], 5)
+    image = store.load()
+    assert image.records == {1: Record(2, 0, [("b", ["2"])])}
+    assert image.freed == {3: 7, 4: 1}
+
+
+def test_reset_forgets_everything(store):
+    store.commit(small_tree() + [("free", 9, 3)], 1)
+    store.commit([("reset",), put(0, 1, 0, [("name", ["new"])])], 7)
+    assert store.load() == Image({0: Record(1, 0, [("name", ["new"])])}, {}, {}, 7)
+    store.commit([("reset",)], 0)
+    assert not store.exists()
+
+
+# -- durability and atomicity --------------------------------------------------------------
+
+def test_reopen_gives_the_same_image(engine):
+    s = engine.open()
+    s.commit(small_tree() + [("free", 5, 2), put(3, 1, 1, [("x", ["\udcff"])]),
+                             ("kid_ins", 1, 0, 3)], 1234)
+    before = s.load()
+    s.close()
+    s = engine.open()
+    assert s.load() == before
+    assert s.exists()
+    # Appends and middle inserts still land right after a reopen (counts rebuilt).
+    s.commit([("kid_ins", 0, 2, 6), ("kid_ins", 0, 1, 7)], 1)
+    assert s.load().children[0] == [1, 7, 2, 6]
+    s.close()
+
+
+def test_failing_batch_applies_nothing(store):
+    store.commit(small_tree(), 1)
+    before = store.load()
+    with pytest.raises(StorageError):
+        store.commit([put(3), ("kid_ins", 0, 1, 3), ("no-such-op", 1)], 2)
+    assert store.load() == before
+    # The store is still usable and its child positions still right.
+    store.commit([("kid_ins", 0, 2, 3), ("kid_ins", 0, 1, 4)], 3)
+    assert store.load().children == {0: [1, 4, 2, 3]}
+
+
+@pytest.mark.parametrize("bad", [
+    pytest.param([put(3, "one")], marks=pytest.mark.skipif(   # instance not an integer
+        sqlite3.sqlite_version_info < (3, 37), reason="needs STRICT tables")),
+    [put(3, 1, 0, [("name", [1])])],               # value not a string
+    [put(3, 1, 0, [("name", ["x" * 70000])])],     # longer than a NetInfo name
+    [("kid_ins", 0, 0)],                           # missing field
+    [("free", "x", 1)],
+])
+def test_sqlite_bad_values_raise_storage_error(tmp_path, bad):
+    s = SqliteStore(str(tmp_path / "db.sqlite"))
+    s.commit(small_tree(), 1)
+    before = s.load()
+    with pytest.raises(StorageError):
+        s.commit([put(4), ("kid_ins", 0, 0, 4)] + bad, 2)
+    assert s.load() == before
+    s.close()
+
+
+def test_sqlite_open_errors(tmp_path):
+    with pytest.raises(StorageError, match="cannot open"):
+        SqliteStore(str(tmp_path / "missing-dir" / "db.sqlite"))
+    junk = tmp_path / "junk.sqlite"
+    junk.write_bytes(b"this is not a database" * 100)
+    with pytest.raises(StorageError):
+        SqliteStore(str(junk))
+    with pytest.raises(StorageError):
+        SqliteStore("")
+
+
+def test_sqlite_schema_version_and_wal(tmp_path):
+    path = str(tmp_path / "db.sqlite")
+    SqliteStore(path).close()
+    SqliteStore(path).close()   # migrations are not applied twice
+    c = sqlite3.connect(path)
+    assert c.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert c.execute("SELECT version FROM schema_version").fetchall() == [(1,)]
+    c.execute("INSERT INTO schema_version VALUES (99)")
+    c.commit()
+    c.close()
+    with pytest.raises(StorageError, match="newer"):
+        SqliteStore(path)
+
+
+def test_sqlite_sees_another_writer(tmp_path):
+    """A change made behind the store's back must not leave it with a wrong child count."""
+    path = str(tmp_path / "db.sqlite")
+    s = SqliteStore(path)
+    s.commit([put(0)] + [("kid_ins", 0, i, i + 1) for i in range(3)], 1)
+    s.load()
+    other = SqliteStore(path)
+    other.commit([("kid_del", 0, 3)], 2)
+    other.close()
+    s.commit([("kid_ins", 0, 2, 9)], 3)     # index 2 is now the end of the list
+    assert s.load().children == {0: [1, 2, 9]}
+    s.close()
+
+
+def test_sqlite_key_space_exhaustion_renumbers(tmp_path):
+    s = SqliteStore(str(tmp_path / "db.sqlite"))
+    s.gap, s.min_step, s.limit = 4, 2, 40   # a tiny key space: every path gets exercised
+    expect: list[int] = []
+    ops = [put(0)]
+    for n in range(60):
+        index = [len(expect), 0, len(expect) // 2, 1][n % 4]
+        ops.append(("kid_ins", 0, index, n))
+        expect.insert(index, n)
+        s.commit(ops, n)
+        ops = []
+    assert s.load().children[0] == expect
+    s.close()
+
+
+@pytest.mark.slow
+def test_sqlite_sigkill_loses_no_acknowledged_write(tmp_path):
+    path = str(tmp_path / "db.sqlite")
+    writer = textwrap.dedent(f"""
+        import sys
+        sys.path.insert(0, {str(SRC)!r})
+        from netinfo.storage.sqlite import SqliteStore
+        s = SqliteStore({path!r})
+        s.commit([("put", 0, 1, 0, [])], 0)
+        n = 0
+        while True:
+            n += 1
+            s.commit([("put", n, 1, 0, [("name", [str(n)])]), ("kid_ins", 0, n - 1, n)], n)
+            print(n, flush=True)
+    """)
+    proc = subprocess.Popen([sys.executable, "-c", writer], stdout=subprocess.PIPE, text=True)
+    acked = 0
+    for line in proc.stdout:
+        acked = int(line)
+        if acked >= 200:
+            break
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    s = SqliteStore(path)
+    image = s.load()
+    s.close()
+    assert image.checksum >= acked
+    assert image.children[0] == list(range(1, image.checksum + 1))
+    assert set(image.records) == set(range(image.checksum + 1))
+
+
+# -- the SQLite engine against the reference ------------------------------------------------
+
+@st.composite
+def batches(draw):
+    """Valid op batches, drawn against a model so indexes and deletes make sense."""
+    model = Image()
+    out = []
+    for _ in range(draw(st.integers(1, 8))):
+        ops = []
+        for _ in range(draw(st.integers(0, 12))):
+            kind = draw(st.sampled_from(["put", "put", "ins", "ins", "ins", "ins", "del",
+                                         "free", "reset"]))
+            if kind == "put":
+                props = draw(st.lists(st.tuples(st.sampled_from(["name", "a", "\udcff", ""]),
+                                                st.lists(st.text(max_size=3), max_size=3)),
+                                      max_size=4))
+                op = put(draw(st.integers(0, 6)), draw(st.integers(0, 9)),
+                         draw(st.integers(0, 6)), props)
+            elif kind == "ins":
+                parent = draw(st.integers(0, 3))
+                size = len(model.children.get(parent, []))
+                op = ("kid_ins", parent, draw(st.integers(0, size)), draw(st.integers(0, 9)))
+            elif kind == "del":
+                present = [(p, c) for p, kids in model.children.items() for c in kids]
+                if not present:
+                    continue
+                op = ("kid_del", *draw(st.sampled_from(present)))
+            elif kind == "free":
+                op = ("free", draw(st.integers(0, 6)), draw(st.integers(0, 9)))
+            else:
+                if draw(st.integers(0, 5)):
+                    continue   # keep resets rare
+                op = ("reset",)
+            apply_ops(model, [op])
+            ops.append(op)
+        out.append(ops)
+    return out
+
+
+@pytest.mark.parametrize("tiny_keys", [False, True], ids=["default-keys", "tiny-keys"])
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=batches())
+def test_sqlite_matches_memory_engine(tiny_keys, data):
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "db.sqlite")
+        sql, ref = SqliteStore(path), MemoryStore()
+        if tiny_keys:   # ordinal keys run out constantly: re-spacing on most inserts
+            sql.gap, sql.min_step, sql.limit = 1, 1, 48
+        for checksum, ops in enumerate(data):
+            sql.commit(ops, checksum)
+            ref.commit(ops, checksum)
+            assert sql.load() == ref.load()
+        sql.close()
+        sql = SqliteStore(path)
+        assert sql.load() == ref.load()
+        sql.close()
