@@ -13,7 +13,7 @@ from netinfo.client import Client, SyncClient, udp_call
 from netinfo.errors import NiError, RpcError, Status
 from netinfo.model import NiId
 from netinfo.protocol import NETINFO_PROG, NETINFO_VERS, Proc, unpack_proplist
-from netinfo.server import addr_to_uint
+from netinfo.model import addr_to_uint
 
 from .conftest import FIXTURES
 

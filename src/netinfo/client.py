@@ -157,18 +157,42 @@ class _UdpCall(asyncio.DatagramProtocol):
             self.reply.set_exception(exc)
 
 
+def _udp_socket(host: str, privileged: bool) -> socket.socket:
+    """A UDP socket, bound to a reserved port when *privileged* and possible."""
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_DGRAM)
+    if privileged:
+        for port in random.sample(RESERVED, 40):
+            try:
+                sock.bind(("", port))
+                break
+            except OSError:
+                continue
+    sock.setblocking(False)
+    return sock
+
+
 async def udp_call(host: str, port: int, prog: int, vers: int, proc: int, args: bytes = b"",
                    auth: rpc.AuthUnix | None = None, timeout: float = READ_TIMEOUT,
-                   retries: int = 3) -> Unpacker:
+                   retries: int = 3, privileged: bool | None = None) -> Unpacker:
     """One call over UDP with retransmission; returns an unpacker at the results.
+
+    With *privileged* (default: when root) the call leaves from a reserved port, which
+    nibindd requires of REGISTER and friends (spec §6.2).
 
     :raises Timeout: no reply; :raises RpcError: refused.
     """
     loop = asyncio.get_running_loop()
     xid = _new_xid()
     msg = rpc.encode_call(xid, prog, vers, proc, args, auth)
-    transport, proto = await loop.create_datagram_endpoint(
-        lambda: _UdpCall(xid), remote_addr=(host, port))
+    if privileged is None:
+        privileged = os.geteuid() == 0
+    sock = _udp_socket(host, privileged)
+    try:
+        sock.connect((host, port))
+    except OSError:
+        sock.close()
+        raise
+    transport, proto = await loop.create_datagram_endpoint(lambda: _UdpCall(xid), sock=sock)
     try:
         wait = timeout / (retries + 1)
         for _ in range(retries + 1):
@@ -229,7 +253,7 @@ class Client:
         """Connect to ``tag@host:port`` (see :func:`parse_server`)."""
         tag, host, port = parse_server(spec)
         if port is None:
-            from .binding import lookup_netinfod  # noqa: PLC0415 (binding issue)
+            from .binding import lookup_netinfod  # noqa: PLC0415 (binding imports us)
             port = await lookup_netinfod(host, tag)
         return await cls.connect(host, port, tag, **kw)
 
@@ -257,11 +281,15 @@ class Client:
 
         :raises NiError: a status other than NI_OK. :raises RpcError, Timeout, WireError.
         """
+        return await self.call_on(self.conn, proc, *args)
+
+    async def call_on(self, conn: RpcConnection, proc: int, *args: Any) -> Any:
+        """:meth:`call` over a given connection (domain handles pick one per call)."""
         info = PROCEDURES[proc]
         timeout = self.write_timeout if info.is_write else self.timeout
         try:
-            u = await self.conn.call(NETINFO_PROG, NETINFO_VERS, proc,
-                                     encode_args(info, *args), self.auth, timeout)
+            u = await conn.call(NETINFO_PROG, NETINFO_VERS, proc,
+                                encode_args(info, *args), self.auth, timeout)
         except RpcError as e:
             if info.kind is Kind.NO_REPLY_UNLESS_OK and e.stat == rpc.AcceptStat.SYSTEM_ERR:
                 return False

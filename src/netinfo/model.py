@@ -7,6 +7,7 @@ which compare equal to :class:`Property`).
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -120,3 +121,14 @@ def format_component(key: str, value: str) -> str:
     def esc(s: str) -> str:
         return s.replace("\\", "\\\\").replace("/", "\\/").replace("=", "\\=")
     return esc(value) if key == "name" else f"{esc(key)}={esc(value)}"
+
+
+def addr_to_uint(addr: str) -> int:
+    """Dotted IPv4 → NetInfo's numeric address: a.b.c.d as a<<24|b<<16|c<<8|d
+    (spec conventions). :raises ValueError: not an IPv4 address."""
+    return int(ipaddress.IPv4Address(addr))
+
+
+def uint_to_addr(n: int) -> str:
+    """NetInfo's numeric address → dotted IPv4."""
+    return str(ipaddress.IPv4Address(n & 0xFFFFFFFF))

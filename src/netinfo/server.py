@@ -12,14 +12,12 @@ Spec: §1.2–§1.4 (RPC, record marking, UDP/TCP), §4 (procedures), §9.4 (REA
 from __future__ import annotations
 
 import asyncio
-import fcntl
-import ipaddress
 import logging
 import os
 import random
 import socket
-import struct
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from . import rpc
@@ -28,6 +26,7 @@ from .protocol import (NETINFO_PROG, NETINFO_VERS, PROCEDURES, READALL_END, UDP_
                        UDP_PROCS, Kind, ProcInfo, decode_args, encode_readall_head,
                        encode_readall_object, pack_proplist, pack_status)
 from .rpc import AcceptStat, AuthStat
+from .netif import is_local, local_addresses, non_loopback
 from .service import Caller, DirectoryService
 from .storage import Store
 from .xdr import Packer
@@ -39,40 +38,6 @@ WRITE_HIGH_WATER = 4 * 1024 * 1024
 #: Reserved ports tried for a root netinfod (Mac OS X's RPC services sat in 600–1023).
 RESERVED_PORTS = range(600, 1024)
 _OK_WORD = b"\0\0\0\0"
-
-
-# -- host addresses ---------------------------------------------------------------------------
-
-def local_addresses() -> list[str]:
-    """IPv4 addresses of this host's interfaces, loopback included."""
-    addrs: list[str] = []
-    SIOCGIFADDR = 0x8915
-    try:
-        names = [n for _, n in socket.if_nameindex()]
-    except OSError:
-        names = []
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        for name in names:
-            try:
-                res = fcntl.ioctl(s.fileno(), SIOCGIFADDR,
-                                  struct.pack("256s", name.encode()[:15]))
-            except OSError:
-                continue
-            addrs.append(socket.inet_ntoa(res[20:24]))
-    if "127.0.0.1" not in addrs:
-        addrs.append("127.0.0.1")
-    return addrs
-
-
-def non_loopback(addrs: list[str]) -> list[str]:
-    return [a for a in addrs if not a.startswith("127.")]
-
-
-def is_local(addr: str, own: frozenset[str]) -> bool:
-    """One of this host's addresses (any 127/8 address counts)."""
-    if addr.startswith("::ffff:"):
-        addr = addr[7:]
-    return addr in own or addr.startswith("127.") or addr == "::1"
 
 
 # -- call handling ----------------------------------------------------------------------------
@@ -100,6 +65,8 @@ class Dispatcher:
         self.config = config
         self.own = frozenset(own_addresses)
         self.counters = service.info.counters
+        #: called when RPARENT finds no binding yet (the server starts a parent search)
+        self.on_parent_miss: Callable[[], None] | None = None
 
     def caller_for(self, host: str, port: int) -> Caller:
         local = is_local(host, self.own)
@@ -162,6 +129,8 @@ class Dispatcher:
             try:
                 value = getattr(svc, info.method)(caller, *args)
             except NiError as e:
+                if e.status == Status.NORESPONSE and self.on_parent_miss is not None:
+                    self.on_parent_miss()  # RPARENT without a binding: search (spec §8.2)
                 return pack_status(e.status)
             p = Packer()
             p.pack_raw(_OK_WORD)
@@ -333,6 +302,9 @@ class NetInfoServer:
         self.tcp_port = 0
         self._tcp: asyncio.AbstractServer | None = None
         self._udp: asyncio.DatagramTransport | None = None
+        self._search: asyncio.Task | None = None
+        self._watch: asyncio.Task | None = None
+        self.dispatcher.on_parent_miss = self.want_parent
 
     async def start(self) -> None:
         """Bind both ports (spec §1.1: one UDP and one TCP port per netinfod)."""
@@ -354,7 +326,53 @@ class NetInfoServer:
         both = num("port")
         return num("udp_port") or both, num("tcp_port") or both
 
+    # -- parent binding (spec §8.2) ------------------------------------------------------
+
+    def want_parent(self) -> None:
+        """Start a parent search unless one runs or this domain is a root."""
+        svc = self.service
+        if self._search is not None and not self._search.done():
+            return
+        if svc.is_forced_root():
+            self.info.binding = "forcedRoot"
+            return
+        candidates = [c for c in svc.parent_candidates()
+                      if not (c[1] == self.config.tag and is_local(c[0], self.dispatcher.own))]
+        if not candidates:
+            self.info.binding = "root"
+            return
+        self._search = asyncio.ensure_future(self._search_parent(candidates))
+
+    async def _search_parent(self, candidates: list[tuple[str, str]]) -> None:
+        from .binding import find_parent  # noqa: PLC0415 - binding uses the client side
+        found = await find_parent(self.config.tag, candidates)
+        if found is None:
+            self.info.binding = "notResponding"
+            log.info("no parent answered for %s (candidates %s)", self.config.tag, candidates)
+            return
+        self.info.parent = found
+        self.info.binding = f"{found[0]}/{found[1]}"
+        log.info("bound to parent %s/%s", *found)
+        if self._watch is None or self._watch.done():
+            self._watch = asyncio.ensure_future(self._watch_parent())
+
+    async def _watch_parent(self, period: float = 60.0) -> None:
+        """Re-check the binding; search again when the parent stops answering (§8.2 step 2)."""
+        from .binding import ping_netinfod  # noqa: PLC0415
+        while self.info.parent is not None:
+            await asyncio.sleep(period)
+            addr, tag = self.info.parent
+            if not await ping_netinfod(addr, tag):
+                log.info("parent %s/%s stopped answering", addr, tag)
+                self.info.parent = None
+                self.info.binding = "notResponding"
+                self.want_parent()
+                return
+
     async def close(self) -> None:
+        for task in (self._search, self._watch):
+            if task is not None:
+                task.cancel()
         if self._tcp is not None:
             self._tcp.close()
         if self._udp is not None:
@@ -412,14 +430,4 @@ def _udp(fam: int, host: str, port: int) -> socket.socket:
     return s
 
 
-def addr_to_uint(addr: str) -> int:
-    """Dotted IPv4 → NetInfo's numeric address (spec conventions)."""
-    return int(ipaddress.IPv4Address(addr))
-
-
-def uint_to_addr(n: int) -> str:
-    return str(ipaddress.IPv4Address(n & 0xFFFFFFFF))
-
-
-__all__ = ["NetInfoServer", "ServerConfig", "Dispatcher", "local_addresses", "bind_pair",
-           "addr_to_uint", "uint_to_addr"]
+__all__ = ["NetInfoServer", "ServerConfig", "Dispatcher", "local_addresses", "bind_pair"]

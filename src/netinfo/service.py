@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from .errors import NiError, Status
-from .model import Directory, NiId, Proplist, first_values
+from .model import Directory, NiId, Proplist, addr_to_uint, first_values
 from .protocol import Proc
 from .storage import Image, Op
 
@@ -43,6 +43,12 @@ class Caller:
     #: an update pushed by this domain's master (spec §9.2)
     from_master: bool = False
 
+    @property
+    def is_root(self) -> bool:
+        """Passes every permission check: the local superuser, an authenticated user
+        named ``root`` (spec §10.2, §10.4), or the master pushing an update (§9.2)."""
+        return self.superuser or self.from_master or self.user == "root"
+
 
 #: The caller used by in-process administration (creating templates, imports).
 SUPERUSER = Caller(superuser=True, user="root")
@@ -58,6 +64,10 @@ class ServerInfo:
     clone: bool = False
     clones: int = 0
     binding: str = "unknown"
+    #: the parent server found by the search of spec §8.2: (address, tag), or None
+    parent: tuple[str, str] | None = None
+    #: ``netinfod -n``: a root whatever /machines says (spec §8.2, Apple)
+    forced_root: bool = False
     connections: int = 0
     #: per procedure number: [calls, total microseconds]
     counters: list[list[int]] = field(default_factory=lambda: [[0, 0] for _ in Proc])
@@ -205,18 +215,18 @@ class DirectoryService:
 
     def _check_dir(self, n: _Node, caller: Caller, unlocking: bool = False) -> None:
         """Step 4, directory-level permission (spec §10.4)."""
-        if _fv(n.props, "_locked") is not None and not (unlocking and caller.superuser):
+        if _fv(n.props, "_locked") is not None and not (unlocking and caller.is_root):
             # Apple: a locked directory refuses directory-level writes, even root's. The
             # superuser may still remove `_locked` itself, or nothing could unlock it.
             raise NiError(Status.RDONLY)
-        if caller.superuser or caller.from_master:
+        if caller.is_root:
             return
         if not self._admits(_fv(n.props, "_writers"), caller):
             raise NiError(Status.PERM)
 
     def _check_prop(self, n: _Node, caller: Caller, prop: str) -> None:
         """Step 4 for value edits: directory-level, else ``_writers_<prop>`` (Apple, §10.4)."""
-        if caller.superuser or caller.from_master:
+        if caller.is_root:
             return
         if self._admits(_fv(n.props, "_writers"), caller):
             return
@@ -549,18 +559,24 @@ class DirectoryService:
         return out
 
     def is_forced_root(self) -> bool:
+        """``netinfod -n`` or root ``isRoot`` = YES (spec §8.2, §11)."""
+        if self.info.forced_root:
+            return True
         vals = _fv(self._nodes[0].props, "isRoot")
         return bool(vals) and vals[0] in ("YES", "yes", "Yes", "Y", "y", "1")
 
     def proc_rparent(self, caller: Caller) -> tuple[str, int]:
-        """No ``../`` candidates (or ``isRoot``): NI_NETROOT (spec §4.4, §8.2 steps 3–4).
+        """The parent binding (spec §4.4 RPARENT, §8.2).
 
-        The network search for a named parent is done by the binder; until it succeeds
-        the answer is NI_NORESPONSE.
+        No ``../`` candidates (or ``isRoot``): NI_NETROOT. Otherwise the binding the
+        server's parent search found, or NI_NORESPONSE while it has found none.
         """
         if self.is_forced_root() or not self.parent_candidates():
             raise NiError(Status.NETROOT)
-        raise NiError(Status.NORESPONSE)
+        if self.info.parent is None:
+            raise NiError(Status.NORESPONSE)
+        addr, tag = self.info.parent
+        return (tag, addr_to_uint(addr))
 
     def serves_child(self, tag: str, addr: int) -> bool:
         """NETINFO BIND: does /machines list *addr* serving ``NAME/tag``? (spec §4.4 BIND)"""

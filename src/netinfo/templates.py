@@ -43,6 +43,31 @@ def create_master(svc: DirectoryService, tag: str, hostname: str, addresses: lis
                            ("serves", [f"./{tag}"])])
 
 
+def create_clone(svc: DirectoryService, master_name: str, master_addr: str,
+                 master_tag: str) -> None:
+    """``netinfod -c``: ``master`` = ``<master_name>/<master_tag>`` and /machines/<master_name>
+    with its address serving ``./<master_tag>`` (spec §6.2 CREATECLONE). The data itself
+    comes from the master by READALL."""
+    _set_root(svc, "master", [f"{master_name}/{master_tag}"])
+    machines = ensure_dir(svc, "machines")
+    _child(svc, machines, [("name", [master_name]), ("ip_address", [master_addr]),
+                           ("serves", [f"./{master_tag}"])])
+
+
+def create_local(svc: DirectoryService, parent_tag: str = "network") -> None:
+    """The ``local`` domain template (spec §12.3): ``master localhost/local``, an empty
+    ``trusted_networks``, /machines ``localhost serves ./local`` and ``broadcasthost serves
+    ../<parent_tag>`` (binding to the parent by broadcast), and the standard directories."""
+    _set_root(svc, "master", ["localhost/local"])
+    _set_root(svc, "trusted_networks", [])
+    machines = ensure_dir(svc, "machines")
+    _child(svc, machines, [("name", ["localhost"]), ("ip_address", ["127.0.0.1"]),
+                           ("serves", ["./local"])])
+    _child(svc, machines, [("name", ["broadcasthost"]), ("ip_address", ["255.255.255.255"]),
+                           ("serves", [f"../{parent_tag}"])])
+    populate_standard(svc)
+
+
 #: The standard directories and entries a new domain is populated with (tools §5,
 #: spec §12.1). Written for this project; values follow the usual Unix conventions.
 STANDARD: list[tuple[str, Proplist, list[Proplist]]] = [

@@ -1,6 +1,7 @@
 """netinfod: serve one NetInfo database (tools §4.5, DESIGN "netinfod" interface).
 
-``netinfod [--dir DIR] [--bind ADDR] [--port PORT] [--lenient-udp] [-m] [--populate] TAG``
+``netinfod [--dir DIR] [--bind ADDR] [--port PORT] [--lenient-udp] [-m | -c NAME ADDR TAG]
+[--populate] [--template master|local] [-n] TAG``
 """
 
 from __future__ import annotations
@@ -12,11 +13,13 @@ import signal
 import socket
 import sys
 
+from .. import binding
 from ..database import database_exists, netinfo_dir, open_database
-from ..errors import StorageError
-from ..server import NetInfoServer, ServerConfig, local_addresses, non_loopback
+from ..errors import NiError, RpcError, StorageError, Timeout, WireError
+from ..netif import is_local, local_addresses, non_loopback
+from ..server import NetInfoServer, ServerConfig
 from ..service import ServerInfo
-from ..templates import create_master, populate_standard
+from ..templates import create_clone, create_local, create_master, populate_standard
 
 PROG = "netinfod"
 
@@ -31,8 +34,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also answer read procedures over UDP (Previous emulator behaviour)")
     p.add_argument("-m", dest="master", action="store_true",
                    help="create a new master database when none exists")
+    p.add_argument("-c", dest="clone", nargs=3, metavar=("NAME", "ADDR", "TAG"),
+                   help="create a clone database of master NAME (address ADDR) serving TAG")
     p.add_argument("--populate", action="store_true",
                    help="with -m: add the standard directories (users, groups, ...)")
+    p.add_argument("--template", choices=("master", "local"), default="master",
+                   help="with -m: 'local' creates the local-domain template (spec §12.3)")
     p.add_argument("--trust-local", action="store_true",
                    help="treat every local caller as the superuser, whatever its source port "
                         "(for unprivileged test setups)")
@@ -50,10 +57,12 @@ async def serve(args: argparse.Namespace) -> int:
     directory = netinfo_dir(args.dir)
     addrs = local_addresses()
     info = ServerInfo(tag=args.tag, hostname=hostname(), addresses=non_loopback(addrs),
-                      binding="root" if args.forced_root else "unknown")
-    created = args.master and not database_exists(directory, args.tag)
+                      binding="forcedRoot" if args.forced_root else "unknown",
+                      forced_root=args.forced_root)
+    creating = args.master or args.clone is not None
+    created = creating and not database_exists(directory, args.tag)
     try:
-        svc, store = open_database(directory, args.tag, info, create=args.master)
+        svc, store = open_database(directory, args.tag, info, create=creating)
     except FileNotFoundError:
         print(f"{PROG}: no database for tag {args.tag} in {directory} "
               f"(use -m to create a master)", file=sys.stderr)
@@ -62,10 +71,16 @@ async def serve(args: argparse.Namespace) -> int:
         print(f"{PROG}: cannot open database {args.tag}: {e}", file=sys.stderr)
         return 2
     if created:
-        create_master(svc, args.tag, info.hostname, non_loopback(addrs) or ["127.0.0.1"])
-        if args.populate:
-            populate_standard(svc)
+        if args.clone is not None:
+            create_clone(svc, *args.clone)
+        elif args.template == "local":
+            create_local(svc)
+        else:
+            create_master(svc, args.tag, info.hostname, non_loopback(addrs) or ["127.0.0.1"])
+            if args.populate:
+                populate_standard(svc)
         store.commit(svc.take_pending(), svc.checksum)
+    info.clone = is_clone(svc, args.tag, addrs)
     server = NetInfoServer(svc, store, ServerConfig(args.tag, args.bind, args.port,
                                                     args.lenient_udp, args.trust_local), addrs)
     try:
@@ -76,15 +91,48 @@ async def serve(args: argparse.Namespace) -> int:
         return 2
     print(f"{PROG}: serving {args.tag} udp={server.udp_port} tcp={server.tcp_port}",
           file=sys.stderr, flush=True)
+    registered = await _register(args.tag, server.udp_port, server.tcp_port)
+    server.want_parent()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
+    if registered:
+        await _unregister(args.tag)
     await server.close()
     store.close()
     print(f"{PROG}: {args.tag} stopped", file=sys.stderr, flush=True)
     return 0
+
+
+def is_clone(svc, tag: str, addrs: list[str]) -> bool:
+    """A clone when root ``master`` names a host whose address is not ours (spec §9.1);
+    a database named ``local`` is never a clone (Apple)."""
+    if tag == "local":
+        return False
+    master = svc.master_address()
+    return master is not None and not is_local(master, frozenset(addrs))
+
+
+async def _register(tag: str, udp: int, tcp: int) -> bool:
+    """REGISTER with the local nibindd, if one runs (spec §6.2); from a reserved port
+    when root. A netinfod without nibindd serves standalone."""
+    try:
+        await binding.register(tag, udp, tcp, timeout=1.5)
+        return True
+    except NiError as e:
+        logging.getLogger("netinfo.netinfod").warning("nibindd refused registration: %s", e)
+    except (Timeout, RpcError, WireError, OSError):
+        pass
+    return False
+
+
+async def _unregister(tag: str) -> None:
+    try:
+        await binding.unregister(tag, timeout=1.0)
+    except (NiError, Timeout, RpcError, WireError, OSError):
+        pass
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,371 @@
+"""nibindd: the NIBIND program, an embedded portmapper, and one netinfod per tag.
+
+Spec §1.5 (portmapper, CALLIT), §6 (NIBIND), tools §4.6. Each tag is served by a child
+``netinfod`` process (crash isolation, and both cores busy under load); the children register
+with nibindd over UDP exactly as NeXT's and Apple's netinfods did.
+
+The portmapper is either the system's rpcbind (we UNSET then SET our registration, re-check
+it periodically and remove it on exit; Debian's rpcbind forwards CALLIT only when started
+with ``-r``) or our own, embedded one, with CALLIT.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import shutil
+import signal
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import rpc
+from .binding import pmap_getport, pmap_set, pmap_unset, portmapper_address
+from .client import udp_call
+from .errors import NiError, RpcError, Status, Timeout, WireError
+from .model import uint_to_addr
+from .nibind import (NIBIND_PROG, NIBIND_VERS, PRIVILEGED, BindProc, Registration,
+                     decode_bind_args, decode_clone_args, decode_registration, decode_tag,
+                     encode_getregister_res, encode_listreg_res, encode_status)
+from .portmap import (IPPROTO_TCP, IPPROTO_UDP, PMAP_PROG, PMAP_VERS, Mapping, PmapProc,
+                      Registry, decode_callit_args, encode_bool, encode_callit_result,
+                      encode_dump, encode_uint)
+from .protocol import NETINFO_PROG, NETINFO_VERS, PROCEDURES, Proc, encode_args
+from .rpc import AcceptStat
+from .rpcserver import Peer, Program, RpcServer
+from .netif import is_local, local_addresses
+from .server import bind_pair
+
+log = logging.getLogger("netinfo.nibindd")
+
+#: How long CALLIT waits for the service it forwards to (the caller retransmits anyway).
+CALLIT_TIMEOUT = 2.0
+#: NIBIND BIND asks the tag's netinfod with a 2 s timeout (spec §6.3).
+BIND_TIMEOUT = 2.0
+#: How often the registration with a system rpcbind is re-checked (it accepts UNSET from
+#: any local process; notes/ecosystem.md §2.3).
+RECHECK_SECONDS = 60.0
+
+
+class PortmapperProgram:
+    """Portmapper v2 (program 100000): NULL, SET, UNSET, GETPORT, DUMP, CALLIT."""
+
+    def __init__(self, own_addresses: list[str]) -> None:
+        self.registry = Registry()
+        self.own = frozenset(own_addresses)
+
+    def program(self) -> Program:
+        # v3/v4 callers get PROG_MISMATCH(2, 2) and fall back to v2 (libtirpc does).
+        return Program(PMAP_PROG, PMAP_VERS, PMAP_VERS, self.handle)
+
+    async def handle(self, call: rpc.Call, peer: Peer) -> bytes | None:
+        xid, proc, reg = call.xid, call.proc, self.registry
+        if proc == PmapProc.NULL:
+            return rpc.reply_success(xid)
+        if proc in (PmapProc.SET, PmapProc.UNSET):
+            m = Mapping.decode(call.args)
+            if not is_local(peer.addr, self.own):
+                return rpc.reply_success(xid, encode_bool(False))
+            ok = reg.set(m) if proc == PmapProc.SET else reg.unset(m.prog, m.vers)
+            return rpc.reply_success(xid, encode_bool(ok))
+        if proc == PmapProc.GETPORT:
+            m = Mapping.decode(call.args)
+            return rpc.reply_success(xid, encode_uint(reg.getport(m.prog, m.vers, m.prot)))
+        if proc == PmapProc.DUMP:
+            if call.args:
+                raise WireError("DUMP takes no arguments")
+            return rpc.reply_success(xid, encode_dump(reg.dump()))
+        if proc == PmapProc.CALLIT:
+            if not peer.udp:
+                return rpc.reply_accept_error(xid, AcceptStat.PROC_UNAVAIL)
+            return await self._callit(call)
+        return rpc.reply_accept_error(xid, AcceptStat.PROC_UNAVAIL)
+
+    async def _callit(self, call: rpc.Call) -> bytes | None:
+        """Forward to a local UDP service; answer only a success (spec §1.5)."""
+        prog, vers, proc, args = decode_callit_args(call.args)
+        port = self.registry.getport(prog, vers, IPPROTO_UDP)
+        if not port:
+            return None
+        try:
+            u = await udp_call("127.0.0.1", port, prog, vers, proc, args, call.auth,
+                               timeout=CALLIT_TIMEOUT, retries=1, privileged=False)
+        except (RpcError, Timeout, WireError, OSError):
+            return None  # silent on any failure: that is what makes broadcast binding work
+        return rpc.reply_success(call.xid, encode_callit_result(port, u.data[u.pos:]))
+
+
+@dataclass
+class Child:
+    """One served tag."""
+
+    tag: str
+    proc: asyncio.subprocess.Process | None = None
+    reg: Registration | None = None
+    registered: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+class Nibindd:
+    """The NIBIND program and the netinfods it runs (spec §6)."""
+
+    def __init__(self, directory: Path, bind: str = "0.0.0.0", portmapper: str = "auto",
+                 netinfod_args: list[str] | None = None) -> None:
+        self.directory = directory
+        self.bind = bind
+        self.portmapper_mode = portmapper
+        self.netinfod_args = netinfod_args or []
+        self.own = local_addresses()
+        self.children: dict[str, Child] = {}
+        self.pmap: PortmapperProgram | None = None
+        self.pmap_server: RpcServer | None = None
+        self.server = RpcServer([Program(NIBIND_PROG, NIBIND_VERS, NIBIND_VERS, self.handle)])
+        self.system_rpcbind = False
+        self._recheck: asyncio.Task | None = None
+        self.pmap_port = 0
+
+    # -- start-up and shutdown ------------------------------------------------------------
+
+    async def start(self) -> None:
+        mode = self.portmapper_mode
+        if mode == "auto":
+            mode = "system" if await self._system_rpcbind_answers() else "embedded"
+        if mode == "embedded":
+            self.pmap = PortmapperProgram(self.own)
+            self.pmap_server = RpcServer([self.pmap.program()])
+            host, port = portmapper_address()
+            bind_host = self.bind if self.bind != "0.0.0.0" or not os.environ.get(
+                "NETINFO_PORTMAPPER") else host
+            t, u = bind_pair(bind_host, (port, port))
+            await self.pmap_server.start(t, u)
+            self.pmap_port = port
+            for prot in (IPPROTO_TCP, IPPROTO_UDP):  # the portmapper lists itself
+                self.pmap.registry.set(Mapping(PMAP_PROG, PMAP_VERS, prot, port))
+        else:
+            self.system_rpcbind = True
+            self.pmap_port = portmapper_address()[1]
+        t, u = bind_pair(self.bind, (None, None))
+        await self.server.start(t, u)
+        await self._register_self()
+        if self.system_rpcbind:
+            self._recheck = asyncio.ensure_future(self._recheck_loop())
+        await self.rescan()
+
+    async def _system_rpcbind_answers(self) -> bool:
+        try:
+            await pmap_getport(None, PMAP_PROG, PMAP_VERS, IPPROTO_UDP, timeout=1.0)
+            return True
+        except (Timeout, RpcError, OSError, WireError):
+            return False
+
+    async def _register_self(self) -> None:
+        ports = ((IPPROTO_UDP, self.server.udp_port), (IPPROTO_TCP, self.server.tcp_port))
+        if self.pmap is not None:
+            self.pmap.registry.unset(NIBIND_PROG, NIBIND_VERS)
+            for prot, port in ports:
+                self.pmap.registry.set(Mapping(NIBIND_PROG, NIBIND_VERS, prot, port))
+            return
+        # System rpcbind: UNSET, then SET (a SET of a mapped triple fails, ecosystem §2.3).
+        await pmap_unset(NIBIND_PROG, NIBIND_VERS)
+        for prot, port in ports:
+            if not await pmap_set(NIBIND_PROG, NIBIND_VERS, prot, port):
+                log.warning("rpcbind refused to register NIBIND %d", prot)
+
+    async def _recheck_loop(self) -> None:
+        while True:
+            await asyncio.sleep(RECHECK_SECONDS)
+            try:
+                port = await pmap_getport(None, NIBIND_PROG, NIBIND_VERS, IPPROTO_UDP)
+                if port != self.server.udp_port:
+                    log.warning("registration with rpcbind lost; registering again")
+                    await self._register_self()
+            except (Timeout, RpcError, OSError, WireError) as e:
+                log.warning("rpcbind does not answer: %s", e)
+
+    async def stop(self) -> None:
+        if self._recheck is not None:
+            self._recheck.cancel()
+        for child in list(self.children.values()):
+            await self._stop_child(child)
+        if self.system_rpcbind:
+            try:
+                await pmap_unset(NIBIND_PROG, NIBIND_VERS)
+            except (Timeout, RpcError, OSError, WireError):
+                pass
+        await self.server.close()
+        if self.pmap_server is not None:
+            await self.pmap_server.close()
+
+    # -- the netinfods ------------------------------------------------------------------
+
+    def served_tags(self) -> list[str]:
+        """Every ``*.nidb`` in the directory (spec §6.4)."""
+        if not self.directory.is_dir():
+            return []
+        return sorted(p.name[:-5] for p in self.directory.glob("*.nidb") if p.is_dir())
+
+    async def rescan(self) -> None:
+        """Serve every database in the directory; stop serving vanished ones (SIGHUP)."""
+        tags = set(self.served_tags())
+        for tag in sorted(tags - set(self.children)):
+            await self.start_child(tag)
+        for tag in sorted(set(self.children) - tags):
+            await self._stop_child(self.children[tag])
+
+    async def start_child(self, tag: str, *extra: str, wait: float = 0.0) -> bool:
+        """Start ``netinfod TAG``; with *wait*, until it has registered (or not)."""
+        child = self.children.get(tag) or Child(tag)
+        self.children[tag] = child
+        env = dict(os.environ)
+        env["NETINFO_PORTMAPPER"] = f"127.0.0.1:{self.pmap_port}"
+        cmd = [sys.executable, "-m", "netinfo.cli.netinfod", "--dir", str(self.directory),
+               "--bind", self.bind, *self.netinfod_args, *extra, tag]
+        child.proc = await asyncio.create_subprocess_exec(*cmd, env=env,
+                                                          stdin=asyncio.subprocess.DEVNULL)
+        asyncio.ensure_future(self._watch(child, child.proc))
+        if wait:
+            try:
+                async with asyncio.timeout(wait):
+                    await child.registered.wait()
+            except TimeoutError:
+                return False
+        return True
+
+    async def _watch(self, child: Child, proc: asyncio.subprocess.Process) -> None:
+        rc = await proc.wait()
+        if child.proc is proc:
+            # nibindd unregisters a netinfod automatically when it exits (spec §6.2).
+            log.info("netinfod %s exited with %s", child.tag, rc)
+            child.reg = None
+            child.registered.clear()
+            child.proc = None
+
+    async def _stop_child(self, child: Child) -> None:
+        proc = child.proc
+        self.children.pop(child.tag, None)
+        if proc is not None and proc.returncode is None:
+            proc.terminate()
+            try:
+                async with asyncio.timeout(10):
+                    await proc.wait()
+            except TimeoutError:
+                proc.kill()
+                await proc.wait()
+
+    # -- NIBIND ---------------------------------------------------------------------------
+
+    def privileged(self, peer: Peer) -> bool:
+        """Local address and reserved port (spec §6.2); any local caller when we are not
+        root, since nobody could then hold a reserved port (spec §15.2)."""
+        if not is_local(peer.addr, frozenset(self.own)):
+            return False
+        return peer.port < 1024 or os.geteuid() != 0
+
+    def registrations(self) -> list[Registration]:
+        return [c.reg for c in self.children.values() if c.reg is not None]
+
+    async def handle(self, call: rpc.Call, peer: Peer) -> bytes | None:
+        xid = call.xid
+        try:
+            proc = BindProc(call.proc)
+        except ValueError:
+            return rpc.reply_accept_error(xid, AcceptStat.PROC_UNAVAIL)
+        if proc in PRIVILEGED and not self.privileged(peer):
+            # still decode, so that garbage gets GARBAGE_ARGS rather than NI_PERM
+            _DECODERS[proc](call.args)
+            return rpc.reply_success(xid, encode_status(Status.PERM))
+        if proc == BindProc.PING:
+            return rpc.reply_success(xid)
+        if proc == BindProc.BIND:
+            return await self._bind(call)
+        if proc == BindProc.GETREGISTER:
+            child = self.children.get(decode_tag(call.args))
+            if child is None or child.reg is None:
+                return rpc.reply_success(xid, encode_getregister_res(Status.NOTAG))
+            return rpc.reply_success(xid, encode_getregister_res(
+                Status.OK, child.reg.udp_port, child.reg.tcp_port))
+        if proc == BindProc.LISTREG:
+            if call.args:
+                raise WireError("LISTREG takes no arguments")
+            return rpc.reply_success(xid, encode_listreg_res(self.registrations()))
+        status = await self._admin(proc, call.args)
+        return rpc.reply_success(xid, encode_status(status))
+
+    async def _admin(self, proc: BindProc, args: bytes) -> int:
+        if proc == BindProc.REGISTER:
+            reg = decode_registration(args)
+            child = self.children.get(reg.tag)
+            if child is None:
+                child = self.children[reg.tag] = Child(reg.tag)
+            child.reg = reg
+            child.registered.set()
+            return Status.OK
+        if proc == BindProc.UNREGISTER:
+            child = self.children.get(decode_tag(args))
+            if child is not None:
+                child.reg = None
+                child.registered.clear()
+            return Status.OK
+        if proc == BindProc.CREATEMASTER:
+            tag = decode_tag(args)
+            if self._is_served(tag):
+                return Status.DUPTAG
+            ok = await self.start_child(tag, "-m", wait=20.0)
+            return Status.OK if ok else Status.SYSTEMERR
+        if proc == BindProc.CREATECLONE:
+            a = decode_clone_args(args)
+            if self._is_served(a.tag):
+                return Status.DUPTAG
+            ok = await self.start_child(a.tag, "-c", a.master_name,
+                                        uint_to_addr(a.master_addr), a.master_tag, wait=20.0)
+            return Status.OK if ok else Status.SYSTEMERR
+        if proc == BindProc.DESTROYDOMAIN:
+            tag = decode_tag(args)
+            child = self.children.get(tag)
+            if child is None or child.reg is None:
+                return Status.NOTAG
+            await self._stop_child(child)
+            for suffix in (".nidb", ".temp", ".move"):
+                shutil.rmtree(self.directory / f"{tag}{suffix}", ignore_errors=True)
+            return Status.OK
+        raise AssertionError(proc)
+
+    def _is_served(self, tag: str) -> bool:
+        child = self.children.get(tag)
+        return child is not None and (child.reg is not None or child.proc is not None)
+
+    async def _bind(self, call: rpc.Call) -> bytes:
+        """Ask the server tag's netinfod whether it serves the child (spec §6.3)."""
+        a = decode_bind_args(call.args)
+        child = self.children.get(a.server_tag)
+        if child is not None and child.reg is not None:
+            args = encode_args(PROCEDURES[Proc.BIND], a.client_tag, a.client_addr)
+            try:
+                await udp_call("127.0.0.1", child.reg.udp_port, NETINFO_PROG, NETINFO_VERS,
+                               Proc.BIND, args, timeout=BIND_TIMEOUT, retries=1,
+                               privileged=False)
+                return rpc.reply_success(call.xid)
+            except (RpcError, Timeout, WireError, OSError, NiError):
+                pass
+        # Apple answers SYSTEM_ERR; the portmapper then stays silent on a CALLIT.
+        return rpc.reply_accept_error(call.xid, AcceptStat.SYSTEM_ERR)
+
+
+_DECODERS = {
+    BindProc.REGISTER: decode_registration,
+    BindProc.UNREGISTER: decode_tag,
+    BindProc.CREATEMASTER: decode_tag,
+    BindProc.CREATECLONE: decode_clone_args,
+    BindProc.DESTROYDOMAIN: decode_tag,
+}
+
+
+async def run_nibindd(nb: Nibindd) -> None:
+    """Run until SIGTERM/SIGINT; SIGHUP re-reads the directory."""
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(nb.rescan()))
+    await stop.wait()
+    await nb.stop()

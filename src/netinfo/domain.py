@@ -1,0 +1,407 @@
+"""Opening domains by name: ``.``, ``..``, ``/``, ``/a/b``, ``tag@host``, ``-t host/tag``.
+
+A domain handle (:class:`DomainClient`) holds the ordered list of the domain's servers
+(address, tag), talks to one of them, fails reads over to the others, and sends writes to
+the master (spec §7.1–§7.5). Domain names (``/sales/polaris``) are computed as spec §7.7
+says.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+from typing import Any
+
+from .binding import getregister
+from .client import READ_TIMEOUT, Client, RpcConnection, open_tcp
+from .errors import NetInfoError, NiError, RpcError, Status, Timeout, WireError
+from .model import first_values, uint_to_addr
+from .protocol import PROCEDURES
+from .netif import local_addresses
+
+log = logging.getLogger("netinfo.domain")
+
+#: Apple's netinfod serves ``local`` on TCP 1033 and its library tries it first (spec §7.1).
+APPLE_LOCAL_PORT = 1033
+#: How many RPARENT levels a climb to "/" may take before we call it a loop.
+MAX_DEPTH = 32
+
+Server = tuple[str, str]  # (address, tag)
+
+_CONNECT_ERRORS = (OSError, Timeout, RpcError, WireError, NiError, ConnectionError)
+
+
+async def connect_server(addr: str, tag: str, port: int | None = None, *,
+                         timeout: float = READ_TIMEOUT,
+                         privileged: bool | None = None) -> RpcConnection:
+    """A TCP connection to (addr, tag): GETREGISTER at *addr*'s nibindd, then connect.
+
+    With *port*, connect straight to it. For ``local`` on this host, Apple's fixed port
+    1033 is tried when nibindd does not know the tag (spec §7.1).
+    """
+    if port is None:
+        try:
+            _, port = await getregister(addr, tag, timeout)
+        except (NiError, Timeout, RpcError, OSError, WireError):
+            if tag != "local" or not _is_local(addr):
+                raise
+            port = APPLE_LOCAL_PORT
+    return await open_tcp(addr, port, privileged, timeout)
+
+
+def _is_local(addr: str) -> bool:
+    return addr.startswith("127.") or addr in local_addresses()
+
+
+def resolve_host(host: str) -> str:
+    """A host name or dotted address → dotted IPv4. :raises NiError: CANTFINDADDRESS."""
+    try:
+        return socket.gethostbyname(host)
+    except OSError:
+        raise NiError(Status.CANTFINDADDRESS, f"Can't find address for {host}") from None
+
+
+class DomainClient(Client):
+    """A handle on one domain: every :class:`Client` method, with failover and master
+    selection. Build with :func:`open_domain` or :meth:`for_servers`."""
+
+    def __init__(self, conn: RpcConnection, servers: list[Server], index: int,
+                 port: int | None = None, timeout: float = READ_TIMEOUT,
+                 privileged: bool | None = None) -> None:
+        addr, tag = servers[index]
+        super().__init__(conn, addr, port or 0, tag, timeout)
+        self.servers = servers
+        self.index = index
+        self.fixed_port = port
+        self.privileged = privileged
+        self._master: RpcConnection | None = None
+        self._master_known = False
+
+    @classmethod
+    async def for_servers(cls, servers: list[Server], *, port: int | None = None,
+                          timeout: float = READ_TIMEOUT,
+                          privileged: bool | None = None) -> DomainClient:
+        """Connect to the first server of *servers* that answers (spec §7.5)."""
+        if not servers:
+            raise NiError(Status.NORESPONSE, "the domain lists no servers")
+        last: BaseException | None = None
+        for i, (addr, tag) in enumerate(servers):
+            try:
+                conn = await connect_server(addr, tag, port, timeout=timeout,
+                                            privileged=privileged)
+            except _CONNECT_ERRORS as e:
+                last = e
+                continue
+            return cls(conn, list(servers), i, port, timeout, privileged)
+        assert last is not None
+        raise last
+
+    @property
+    def server(self) -> Server:
+        return self.servers[self.index]
+
+    async def close(self) -> None:
+        if self._master is not None and self._master is not self.conn:
+            self._master.close()
+        await super().close()
+
+    async def call(self, proc: int, *args: Any) -> Any:
+        """Writes go to the master (spec §7.5); reads fail over to the next server."""
+        if PROCEDURES[proc].is_write:
+            return await self.call_on(await self.master_connection(), proc, *args)
+        tried = 0
+        while True:
+            try:
+                return await self.call_on(self.conn, proc, *args)
+            except (ConnectionError, Timeout, OSError):
+                tried += 1
+                if tried >= len(self.servers) or not await self._failover():
+                    raise
+
+    async def _failover(self) -> bool:
+        """Move to the next server of the list that answers."""
+        n = len(self.servers)
+        for step in range(1, n):
+            i = (self.index + step) % n
+            addr, tag = self.servers[i]
+            try:
+                conn = await connect_server(addr, tag, self.fixed_port, timeout=self.timeout,
+                                            privileged=self.privileged)
+            except _CONNECT_ERRORS:
+                continue
+            log.info("failing over from %s/%s to %s/%s", *self.servers[self.index], addr, tag)
+            if self._master is self.conn:
+                self._master, self._master_known = None, False
+            self.conn.close()
+            self.conn, self.index, self.host, self.tag = conn, i, addr, tag
+            return True
+        return False
+
+    async def master_connection(self) -> RpcConnection:
+        """The master's connection: root ``master`` = host/tag, /machines/host's address
+        matched against the server list; a single server is the master (spec §7.5)."""
+        if self._master is not None and not (self._master.transport is None
+                                             or self._master.transport.is_closing()):
+            return self._master
+        if len(self.servers) == 1 or self._master_known:
+            self._master = self.conn
+            return self.conn
+        target = await self._find_master()
+        self._master_known = True
+        if target is None or target == self.server:
+            self._master = self.conn
+            return self.conn
+        self._master = await connect_server(*target, self.fixed_port, timeout=self.timeout,
+                                            privileged=self.privileged)
+        return self._master
+
+    async def _find_master(self) -> Server | None:
+        try:
+            master = first_values((await self.read(0))[1], "master")
+            if not master or "/" not in master[0]:
+                return None
+            host, _, mtag = master[0].partition("/")
+            mid = await self.pathsearch(f"/machines/{_escape(host)}")
+            addrs = first_values((await self.read(mid))[1], "ip_address") or []
+        except NiError:
+            return None
+        for addr, tag in self.servers:
+            if addr in addrs:
+                return (addr, tag)
+        return (addrs[0], mtag) if addrs else None
+
+
+def _escape(name: str) -> str:
+    return name.replace("\\", "\\\\").replace("/", "\\/").replace("=", "\\=")
+
+
+# -- walking the hierarchy ------------------------------------------------------------------
+
+async def domain_servers(c: Client, tag_hint: str | None = None) -> list[Server]:
+    """The servers of the domain *c* is connected to: every /machines entry serving
+    ``./T``, as (ip_address, T) (spec §7.4 step 2)."""
+    try:
+        mid = await c.pathsearch("/machines")
+        _, entries = await c.listall(mid)
+    except NiError:
+        return []
+    out: list[Server] = []
+    for props in entries:
+        for s in first_values(props, "serves") or ():
+            if s.startswith("./"):
+                out.extend((a, s[2:]) for a in first_values(props, "ip_address") or ())
+    return out
+
+
+async def open_parent(c: DomainClient) -> DomainClient:
+    """``..``: RPARENT, then the parent's own server list, RPARENT's server first (§7.4).
+
+    :raises NiError: NI_NETROOT at the root; NI_NORESPONSE while the server finds no parent.
+    """
+    tag, addr_n = await c.rparent()
+    addr = uint_to_addr(addr_n)
+    parent = await DomainClient.for_servers([(addr, tag)], timeout=c.timeout,
+                                            privileged=c.privileged)
+    servers = await domain_servers(parent)
+    servers = [(addr, tag)] + [s for s in servers if s != (addr, tag)]
+    parent.servers, parent.index = servers, 0
+    return parent
+
+
+async def open_child(c: DomainClient, name: str) -> DomainClient:
+    """A child domain *name*: /machines entries serving ``name/T`` (spec §7.3)."""
+    try:
+        mid = await c.pathsearch("/machines")
+        _, entries = await c.listall(mid)
+    except NiError as e:
+        raise NiError(Status.NODIR, f"no domain {name}") from e
+    servers: list[Server] = []
+    for props in entries:
+        for s in first_values(props, "serves") or ():
+            n, slash, t = s.partition("/")
+            if slash and n == name:
+                servers.extend((a, t) for a in first_values(props, "ip_address") or ())
+    if not servers:
+        raise NiError(Status.NODIR, f"no domain {name}")
+    return await DomainClient.for_servers(servers, timeout=c.timeout, privileged=c.privileged)
+
+
+async def open_local(timeout: float = READ_TIMEOUT,
+                     privileged: bool | None = None) -> DomainClient:
+    """The local domain: tag ``local`` on 127.0.0.1 (Apple, spec §7.2)."""
+    return await DomainClient.for_servers([("127.0.0.1", "local")], timeout=timeout,
+                                          privileged=privileged)
+
+
+async def _climb(c: DomainClient, retries: int) -> DomainClient:
+    """Open ".." of *c*, waiting out NI_NORESPONSE a few times (the library sleeps 4 s)."""
+    for attempt in range(retries + 1):
+        try:
+            return await open_parent(c)
+        except NiError as e:
+            if e.status != Status.NORESPONSE or attempt == retries:
+                raise
+            await asyncio.sleep(1.0)
+    raise AssertionError
+
+
+def split_domain_path(path: str) -> list[str]:
+    """Components of a domain path; ``\\`` escapes ``/`` (spec §7.3)."""
+    parts, cur, i = [], [], 0
+    while i < len(path):
+        ch = path[i]
+        if ch == "\\" and i + 1 < len(path):
+            cur.append(path[i + 1])
+            i += 2
+            continue
+        if ch == "/":
+            parts.append("".join(cur))
+            cur = []
+        else:
+            cur.append(ch)
+        i += 1
+    parts.append("".join(cur))
+    return parts
+
+
+def parse_tagged(arg: str) -> tuple[str, str, int | None]:
+    """``-t host/tag`` (a port may follow the host: ``host:port/tag``).
+
+    :raises TaggedError: with the parse status of tools §0.2 (1 Bad format, 2 No host,
+        3 No tag, 4 Bad address, 5 Host not found).
+    """
+    if "/" not in arg:
+        raise TaggedError(1)
+    host, _, tag = arg.partition("/")
+    if not host:
+        raise TaggedError(2)
+    if not tag:
+        raise TaggedError(3)
+    port = None
+    if host.count(":") == 1:
+        host, _, p = host.partition(":")
+        if not p.isdigit() or not 0 < int(p) < 65536:
+            raise TaggedError(4)
+        port = int(p)
+    if all(ch.isdigit() or ch == "." for ch in host):
+        try:
+            socket.inet_aton(host)
+        except OSError:
+            raise TaggedError(4) from None
+        if host.count(".") != 3:
+            raise TaggedError(4)
+        return host, tag, port
+    try:
+        return socket.gethostbyname(host), tag, port
+    except OSError:
+        raise TaggedError(5, host) from None
+
+
+class TaggedError(NetInfoError):
+    """A ``-t host/tag`` argument that does not parse (tools §0.2)."""
+
+    TEXTS = {1: "Bad format", 2: "No host", 3: "No tag", 4: "Bad address",
+             5: "Host not found"}
+
+    def __init__(self, code: int, host: str = "") -> None:
+        self.code = code
+        self.host = host
+        super().__init__(self.TEXTS[code])
+
+
+async def open_domain(name: str = ".", *, tagged: bool = False, timeout: float = READ_TIMEOUT,
+                      privileged: bool | None = None, retries: int = 3) -> DomainClient:
+    """``ni_open``: a handle on the domain *name* (spec §7.3, tools §0.2).
+
+    *name* is ``.``, ``..``, ``/``, ``/a/b``, ``./x``, ``../x``, ``a/b`` (relative to the
+    local domain), or ends in a ``tag@host[:port]`` component (a direct connection). With
+    *tagged*, *name* is ``host/tag`` (``-t``).
+    """
+    if tagged:
+        host, tag, port = parse_tagged(name)
+        return await DomainClient.for_servers([(host, tag)], port=port, timeout=timeout,
+                                              privileged=privileged)
+    comps = split_domain_path(name)
+    # A tag@host component connects straight there and ignores what precedes it.
+    for i in range(len(comps) - 1, -1, -1):
+        if "@" in comps[i]:
+            tag, _, hostport = comps[i].partition("@")
+            host, port = hostport, None
+            if hostport.count(":") == 1:
+                host, _, p = hostport.partition(":")
+                port = int(p) if p.isdigit() else None
+            cur = await DomainClient.for_servers([(resolve_host(host), tag or "local")],
+                                                 port=port, timeout=timeout,
+                                                 privileged=privileged)
+            comps = comps[i + 1:]
+            break
+    else:
+        cur = await open_local(timeout, privileged)
+        if name.startswith("/"):
+            # "/": climb ".." until RPARENT says NI_NETROOT (spec §7.3)
+            for _ in range(MAX_DEPTH):
+                try:
+                    nxt = await _climb(cur, retries)
+                except NiError as e:
+                    if e.status == Status.NETROOT:
+                        break
+                    await cur.close()
+                    raise
+                await cur.close()
+                cur = nxt
+            comps = comps[1:]
+    try:
+        for comp in comps:
+            if comp in ("", "."):
+                continue
+            nxt = await (_climb(cur, retries) if comp == ".." else open_child(cur, comp))
+            await cur.close()
+            cur = nxt
+    except BaseException:
+        await cur.close()
+        raise
+    return cur
+
+
+async def domain_name(c: DomainClient) -> str:
+    """``ni_pwdomain``: the absolute name of *c*'s domain (spec §7.7), e.g. ``/sales/eng``."""
+    names: list[str] = []
+    cur = c
+    own = False
+    try:
+        for _ in range(MAX_DEPTH):
+            try:
+                parent = await open_parent(cur)
+            except NiError as e:
+                if e.status == Status.NETROOT:
+                    break
+                raise
+            addr, tag = cur.server
+            mine = {addr} | (set(local_addresses()) if _is_local(addr) else set())
+            label = f"{tag}@{addr}"
+            try:
+                mid = await parent.pathsearch("/machines")
+                _, entries = await parent.listall(mid)
+            except NiError:
+                entries = []
+            for props in entries:
+                if not mine & set(first_values(props, "ip_address") or ()):
+                    continue
+                for s in first_values(props, "serves") or ():
+                    n, slash, t = s.partition("/")
+                    if slash and t == tag and n not in (".", ".."):
+                        label = n
+                        break
+                else:
+                    continue
+                break
+            names.append(label)
+            if own:
+                await cur.close()
+            cur, own = parent, True
+    finally:
+        if own:
+            await cur.close()
+    return "/" + "/".join(reversed(names))
+

@@ -1,0 +1,71 @@
+"""This host's network interfaces and addresses (Linux ioctls; IPv4)."""
+
+from __future__ import annotations
+
+import fcntl
+import socket
+import struct
+
+_SIOCGIFFLAGS = 0x8913
+_SIOCGIFADDR = 0x8915
+_SIOCGIFBRDADDR = 0x8919
+_IFF_UP = 0x1
+_IFF_BROADCAST = 0x2
+
+
+def interfaces() -> list[tuple[str, str, str | None]]:
+    """(name, address, broadcast address or None) of every IPv4 interface that is up."""
+    out: list[tuple[str, str, str | None]] = []
+    try:
+        names = [n for _, n in socket.if_nameindex()]
+    except OSError:
+        return out
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        for name in names:
+            req = struct.pack("256s", name.encode()[:15])
+            try:
+                flags = struct.unpack_from("H", fcntl.ioctl(s.fileno(), _SIOCGIFFLAGS, req),
+                                           16)[0]
+                addr = socket.inet_ntoa(fcntl.ioctl(s.fileno(), _SIOCGIFADDR, req)[20:24])
+            except OSError:
+                continue
+            if not flags & _IFF_UP:
+                continue
+            bcast = None
+            if flags & _IFF_BROADCAST:
+                try:
+                    bcast = socket.inet_ntoa(
+                        fcntl.ioctl(s.fileno(), _SIOCGIFBRDADDR, req)[20:24])
+                except OSError:
+                    pass
+            out.append((name, addr, bcast))
+    return out
+
+
+def local_addresses() -> list[str]:
+    """IPv4 addresses of this host's interfaces that are up, loopback included."""
+    addrs = [a for _, a, _ in interfaces()]
+    if "127.0.0.1" not in addrs:
+        addrs.append("127.0.0.1")
+    return addrs
+
+
+def non_loopback(addrs: list[str]) -> list[str]:
+    return [a for a in addrs if not a.startswith("127.")]
+
+
+def is_local(addr: str, own: frozenset[str] | set[str]) -> bool:
+    """One of this host's addresses (any 127/8 address counts)."""
+    if addr.startswith("::ffff:"):
+        addr = addr[7:]
+    return addr in own or addr.startswith("127.") or addr == "::1"
+
+
+def source_address_for(dest: str) -> str:
+    """The local address the kernel would use to reach *dest*."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        try:
+            s.connect((dest, 9))
+            return s.getsockname()[0]
+        except OSError:
+            return "127.0.0.1"

@@ -1,0 +1,179 @@
+"""The NIBIND program (nibindd, 200100001 v1): types, codecs and the tag registry, pure.
+
+Spec §6.1 (types), §6.2 (procedures and who may call them).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import IntEnum
+
+from .errors import NiError, Status
+from .xdr import Packer, Unpacker
+
+NIBIND_PROG = 200100001
+NIBIND_VERS = 1
+#: ``nibind_listreg_res`` carries at most 32 registrations (spec §6.1).
+LISTREG_MAX = 32
+
+
+class BindProc(IntEnum):
+    PING = 0
+    REGISTER = 1
+    UNREGISTER = 2
+    GETREGISTER = 3
+    LISTREG = 4
+    CREATEMASTER = 5
+    CREATECLONE = 6
+    DESTROYDOMAIN = 7
+    BIND = 8
+
+
+#: Procedures only a privileged caller may use (spec §6.2).
+PRIVILEGED = frozenset({BindProc.REGISTER, BindProc.UNREGISTER, BindProc.CREATEMASTER,
+                        BindProc.CREATECLONE, BindProc.DESTROYDOMAIN})
+
+
+@dataclass(frozen=True, slots=True)
+class Registration:
+    """``nibind_registration``: a tag and its UDP and TCP ports."""
+
+    tag: str
+    udp_port: int
+    tcp_port: int
+
+    def pack(self, p: Packer) -> None:
+        p.pack_string(self.tag)
+        p.pack_uint(self.udp_port)
+        p.pack_uint(self.tcp_port)
+
+    @classmethod
+    def unpack(cls, u: Unpacker) -> Registration:
+        return cls(u.unpack_string(), u.unpack_uint(), u.unpack_uint())
+
+
+@dataclass(frozen=True, slots=True)
+class CloneArgs:
+    """``nibind_clone_args`` (spec §6.1)."""
+
+    tag: str
+    master_name: str
+    master_addr: int
+    master_tag: str
+
+    def pack(self, p: Packer) -> None:
+        p.pack_string(self.tag)
+        p.pack_string(self.master_name)
+        p.pack_uint(self.master_addr)
+        p.pack_string(self.master_tag)
+
+    @classmethod
+    def unpack(cls, u: Unpacker) -> CloneArgs:
+        return cls(u.unpack_string(), u.unpack_string(), u.unpack_uint(), u.unpack_string())
+
+
+@dataclass(frozen=True, slots=True)
+class BindArgs:
+    """``nibind_bind_args``: a child (address, tag) looking for a parent tag (spec §6.3)."""
+
+    client_addr: int
+    client_tag: str
+    server_tag: str
+
+    def pack(self, p: Packer) -> None:
+        p.pack_uint(self.client_addr)
+        p.pack_string(self.client_tag)
+        p.pack_string(self.server_tag)
+
+    @classmethod
+    def unpack(cls, u: Unpacker) -> BindArgs:
+        return cls(u.unpack_uint(), u.unpack_string(), u.unpack_string())
+
+
+def _enc(fn, *values) -> bytes:
+    p = Packer()
+    fn(p, *values)
+    return p.get_buffer()
+
+
+def encode_tag(tag: str) -> bytes:
+    return _enc(Packer.pack_string, tag)
+
+
+def decode_tag(data: bytes) -> str:
+    u = Unpacker(data)
+    tag = u.unpack_string()
+    u.done()
+    return tag
+
+
+def encode_registration(r: Registration) -> bytes:
+    return _enc(lambda p: r.pack(p))
+
+
+def decode_registration(data: bytes) -> Registration:
+    u = Unpacker(data)
+    r = Registration.unpack(u)
+    u.done()
+    return r
+
+
+def encode_clone_args(a: CloneArgs) -> bytes:
+    return _enc(lambda p: a.pack(p))
+
+
+def decode_clone_args(data: bytes) -> CloneArgs:
+    u = Unpacker(data)
+    a = CloneArgs.unpack(u)
+    u.done()
+    return a
+
+
+def encode_bind_args(a: BindArgs) -> bytes:
+    return _enc(lambda p: a.pack(p))
+
+
+def decode_bind_args(data: bytes) -> BindArgs:
+    u = Unpacker(data)
+    a = BindArgs.unpack(u)
+    u.done()
+    return a
+
+
+def encode_status(status: int) -> bytes:
+    return _enc(Packer.pack_int, status)
+
+
+def encode_getregister_res(status: int, udp_port: int = 0, tcp_port: int = 0) -> bytes:
+    p = Packer()
+    p.pack_int(status)
+    if status == Status.OK:
+        p.pack_uint(udp_port)
+        p.pack_uint(tcp_port)
+    return p.get_buffer()
+
+
+def decode_getregister_res(u: Unpacker) -> tuple[int, int]:
+    """(udp_port, tcp_port). :raises NiError: status ≠ NI_OK (e.g. NI_NOTAG)."""
+    status = u.unpack_int()
+    if status != Status.OK:
+        raise NiError(status)
+    return u.unpack_uint(), u.unpack_uint()
+
+
+def encode_listreg_res(regs: list[Registration]) -> bytes:
+    p = Packer()
+    p.pack_int(Status.OK)
+    p.pack_array(regs[:LISTREG_MAX], lambda r: r.pack(p), LISTREG_MAX)
+    return p.get_buffer()
+
+
+def decode_listreg_res(u: Unpacker) -> list[Registration]:
+    status = u.unpack_int()
+    if status != Status.OK:
+        raise NiError(status)
+    return u.unpack_array(lambda: Registration.unpack(u), LISTREG_MAX, 12)
+
+
+def decode_status(u: Unpacker) -> int:
+    return u.unpack_int()

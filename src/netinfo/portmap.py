@@ -1,0 +1,142 @@
+"""The portmapper protocol (program 100000, version 2, RFC 1833 §3) and its registry, pure.
+
+NetInfo relies on GETPORT (to find nibindd) and CALLIT (broadcast binding, spec §1.5).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import IntEnum
+
+from .xdr import Packer, Unpacker
+
+PMAP_PROG = 100000
+PMAP_VERS = 2
+PMAP_PORT = 111
+IPPROTO_TCP = 6
+IPPROTO_UDP = 17
+#: CALLIT arguments are a datagram's worth at most.
+CALLIT_ARGS_MAX = 65536
+
+
+class PmapProc(IntEnum):
+    NULL = 0
+    SET = 1
+    UNSET = 2
+    GETPORT = 3
+    DUMP = 4
+    CALLIT = 5
+
+
+@dataclass(frozen=True, slots=True)
+class Mapping:
+    """``struct mapping {prog, vers, prot, port}``."""
+
+    prog: int
+    vers: int
+    prot: int
+    port: int
+
+    def pack(self, p: Packer) -> None:
+        for v in (self.prog, self.vers, self.prot, self.port):
+            p.pack_uint(v)
+
+    @classmethod
+    def unpack(cls, u: Unpacker) -> Mapping:
+        return cls(u.unpack_uint(), u.unpack_uint(), u.unpack_uint(), u.unpack_uint())
+
+    def encode(self) -> bytes:
+        p = Packer()
+        self.pack(p)
+        return p.get_buffer()
+
+    @classmethod
+    def decode(cls, data: bytes) -> Mapping:
+        u = Unpacker(data)
+        m = cls.unpack(u)
+        u.done()
+        return m
+
+
+def encode_bool(v: bool) -> bytes:
+    return b"\0\0\0\x01" if v else b"\0\0\0\0"
+
+
+def encode_uint(v: int) -> bytes:
+    p = Packer()
+    p.pack_uint(v)
+    return p.get_buffer()
+
+
+def encode_dump(maps: list[Mapping]) -> bytes:
+    """DUMP result: an optional-pointer list of mappings."""
+    p = Packer()
+    for m in maps:
+        p.pack_bool(True)
+        m.pack(p)
+    p.pack_bool(False)
+    return p.get_buffer()
+
+
+def decode_dump(u: Unpacker) -> list[Mapping]:
+    out = []
+    while u.unpack_bool():
+        out.append(Mapping.unpack(u))
+    return out
+
+
+def encode_callit_args(prog: int, vers: int, proc: int, args: bytes) -> bytes:
+    p = Packer()
+    for v in (prog, vers, proc):
+        p.pack_uint(v)
+    p.pack_opaque(args)
+    return p.get_buffer()
+
+
+def decode_callit_args(data: bytes) -> tuple[int, int, int, bytes]:
+    u = Unpacker(data)
+    prog, vers, proc = u.unpack_uint(), u.unpack_uint(), u.unpack_uint()
+    args = u.unpack_opaque(CALLIT_ARGS_MAX)
+    u.done()
+    return prog, vers, proc, args
+
+
+def encode_callit_result(port: int, result: bytes) -> bytes:
+    p = Packer()
+    p.pack_uint(port)
+    p.pack_opaque(result)
+    return p.get_buffer()
+
+
+def decode_callit_result(u: Unpacker) -> tuple[int, bytes]:
+    port = u.unpack_uint()
+    return port, u.unpack_opaque(CALLIT_ARGS_MAX)
+
+
+class Registry:
+    """The portmapper's table of (prog, vers, prot) → port."""
+
+    def __init__(self) -> None:
+        self._map: dict[tuple[int, int, int], int] = {}
+
+    def set(self, m: Mapping) -> bool:
+        """RFC 1833: SET fails when the triple is already mapped (UNSET first)."""
+        key = (m.prog, m.vers, m.prot)
+        if key in self._map:
+            return False
+        self._map[key] = m.port
+        return True
+
+    def unset(self, prog: int, vers: int) -> bool:
+        """Remove every protocol's mapping of (prog, vers)."""
+        keys = [k for k in self._map if k[0] == prog and k[1] == vers]
+        for k in keys:
+            del self._map[k]
+        return bool(keys)
+
+    def getport(self, prog: int, vers: int, prot: int) -> int:
+        return self._map.get((prog, vers, prot), 0)
+
+    def dump(self) -> list[Mapping]:
+        return [Mapping(p, v, pr, port) for (p, v, pr), port in sorted(self._map.items())]
+

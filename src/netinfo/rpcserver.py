@@ -1,0 +1,145 @@
+"""A small asyncio ONC RPC server for the binder's programs (portmapper, NIBIND).
+
+netinfod's data path has its own synchronous, group-committing transport (``server.py``);
+the binder's programs answer a few calls a second but must await the network while doing
+so (CALLIT forwarding, NIBIND BIND forwarding), so here every call is a coroutine. TCP calls
+on one connection are answered in order (spec §1.3); UDP calls run concurrently.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from . import rpc
+from .errors import WireError
+from .rpc import AcceptStat
+
+log = logging.getLogger("netinfo.rpcserver")
+
+#: The binder's programs take small arguments; cap their records accordingly.
+MAX_BINDER_RECORD = 1 << 20
+
+
+@dataclass(frozen=True, slots=True)
+class Peer:
+    """Who sent a call, and over which transport."""
+
+    addr: str
+    port: int
+    udp: bool
+
+
+#: A program's handler: (call, peer) → reply record, or None to stay silent.
+Handler = Callable[[rpc.Call, Peer], Awaitable[bytes | None]]
+
+
+@dataclass
+class Program:
+    """One RPC program: versions it answers and its handler."""
+
+    prog: int
+    low: int
+    high: int
+    handler: Handler
+
+
+class RpcServer:
+    """Serves a set of programs on one UDP and one TCP socket."""
+
+    def __init__(self, programs: list[Program]) -> None:
+        self.programs = {p.prog: p for p in programs}
+        self._tcp: asyncio.AbstractServer | None = None
+        self._udp: asyncio.DatagramTransport | None = None
+        self._tasks: set[asyncio.Task] = set()
+        self.udp_port = 0
+        self.tcp_port = 0
+
+    async def answer(self, record: bytes, peer: Peer) -> bytes | None:
+        """The reply to one record (None: no reply). :raises WireError: not a call."""
+        try:
+            call = rpc.decode_call(record)
+        except rpc.RpcMismatch as e:
+            return rpc.reply_rpc_mismatch(e.xid)
+        prog = self.programs.get(call.prog)
+        if prog is None:
+            return rpc.reply_accept_error(call.xid, AcceptStat.PROG_UNAVAIL)
+        if not prog.low <= call.vers <= prog.high:
+            # libtirpc clients ask v4, then v3, then fall back to v2 on this answer.
+            return rpc.reply_accept_error(call.xid, AcceptStat.PROG_MISMATCH, prog.low,
+                                          prog.high)
+        if call.auth_error is not None:
+            return rpc.reply_auth_error(call.xid, call.auth_error)
+        try:
+            return await prog.handler(call, peer)
+        except (WireError, ValueError):
+            return rpc.reply_accept_error(call.xid, AcceptStat.GARBAGE_ARGS)
+        except Exception:
+            log.exception("program %d procedure %d failed", call.prog, call.proc)
+            return rpc.reply_accept_error(call.xid, AcceptStat.SYSTEM_ERR)
+
+    async def start(self, tcp_sock: socket.socket, udp_sock: socket.socket) -> None:
+        loop = asyncio.get_running_loop()
+        self._tcp = await asyncio.start_server(self._serve_tcp, sock=tcp_sock)
+        self._udp, _ = await loop.create_datagram_endpoint(lambda: _Udp(self), sock=udp_sock)
+        self.tcp_port = tcp_sock.getsockname()[1]
+        self.udp_port = udp_sock.getsockname()[1]
+
+    def spawn(self, coro: Awaitable) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _serve_tcp(self, reader: asyncio.StreamReader,
+                         writer: asyncio.StreamWriter) -> None:
+        peername = writer.get_extra_info("peername") or ("", 0)
+        peer = Peer(peername[0], peername[1], False)
+        rr = rpc.RecordReader(MAX_BINDER_RECORD)
+        try:
+            while True:
+                data = await reader.read(65536)
+                if not data:
+                    break
+                for rec in rr.feed(data):
+                    reply = await self.answer(rec, peer)
+                    if reply is not None:
+                        writer.write(rpc.frame(reply))
+                await writer.drain()
+        except (WireError, ConnectionError) as e:
+            log.debug("closing %s: %s", peer.addr, e)
+        finally:
+            writer.close()
+
+    async def close(self) -> None:
+        if self._tcp is not None:
+            self._tcp.close()
+        if self._udp is not None:
+            self._udp.close()
+        for t in list(self._tasks):
+            t.cancel()
+
+
+class _Udp(asyncio.DatagramProtocol):
+    def __init__(self, server: RpcServer) -> None:
+        self.server = server
+        self.transport: asyncio.DatagramTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def datagram_received(self, data: bytes, addr: tuple) -> None:
+        self.server.spawn(self._one(data, addr))
+
+    async def _one(self, data: bytes, addr: tuple) -> None:
+        try:
+            reply = await self.server.answer(data, Peer(addr[0], addr[1], True))
+        except WireError:
+            return
+        if reply is not None and self.transport is not None and not self.transport.is_closing():
+            self.transport.sendto(reply, addr)
+
+    def error_received(self, exc: Exception) -> None:
+        log.debug("udp error: %s", exc)
