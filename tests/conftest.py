@@ -103,3 +103,80 @@ def netinfod(tmp_path):
     yield start
     for d in started:
         d.stop()
+
+
+class Nibindd:
+    """A real ``nibindd --init`` subprocess with its own embedded portmapper on a free
+    loopback port. ``env`` is what tool subprocesses need (NETINFO_PORTMAPPER, no
+    broadcasts, the source tree on PYTHONPATH)."""
+
+    def __init__(self, directory: Path, *extra: str) -> None:
+        self.directory = directory
+        self.pmap_port = free_port()
+        self.env = env_with_src()
+        self.env["NETINFO_PORTMAPPER"] = f"127.0.0.1:{self.pmap_port}"
+        self.env["NETINFO_BROADCAST"] = "off"
+        self.extra = extra
+        self.proc: subprocess.Popen | None = None
+        self.log: list[str] = []
+
+    def start(self, timeout: float = 30.0, tags: tuple[str, ...] = ("local", "network")):
+        import threading
+
+        cmd = [sys.executable, "-m", "netinfo.cli.nibindd", "--dir", str(self.directory),
+               "--portmapper", "embedded", "--bind", "127.0.0.1", *self.extra]
+        self.proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                                     env=self.env, text=True)
+        ready = threading.Event()
+
+        def drain(stream):
+            for line in stream:
+                self.log.append(line)
+                if line.startswith("nibindd: serving"):
+                    ready.set()
+        threading.Thread(target=drain, args=(self.proc.stderr,), daemon=True).start()
+        if not ready.wait(timeout):
+            self.stop()
+            raise RuntimeError("nibindd did not start:\n" + "".join(self.log))
+        self.wait_for(tags, timeout)
+        return self
+
+    def wait_for(self, tags, timeout: float = 30.0) -> None:
+        """Until every tag in *tags* is registered (and local has bound its parent)."""
+        import asyncio
+
+        from netinfo import binding
+        deadline = time.monotonic() + timeout
+
+        async def registered():
+            try:
+                return {r.tag for r in await binding.listreg("127.0.0.1", timeout=1.0)}
+            except Exception:
+                return set()
+        while time.monotonic() < deadline:
+            if set(tags) <= asyncio.run(registered()):
+                return
+            time.sleep(0.2)
+        raise RuntimeError(f"tags {tags} not registered:\n" + "".join(self.log))
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+
+
+@pytest.fixture
+def nibindd(tmp_path, monkeypatch):
+    """A served ``local`` domain bound to a ``network`` root on this host (``nibindd
+    --init``); in-process clients and tool subprocesses find it through ``.env``."""
+    nb = Nibindd(tmp_path / "netinfo", "--init")
+    monkeypatch.setenv("NETINFO_PORTMAPPER", nb.env["NETINFO_PORTMAPPER"])
+    monkeypatch.setenv("NETINFO_BROADCAST", "off")
+    nb.start()
+    yield nb
+    nb.stop()

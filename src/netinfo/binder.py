@@ -205,10 +205,15 @@ class Nibindd:
         return sorted(p.name[:-5] for p in self.directory.glob("*.nidb") if p.is_dir())
 
     async def rescan(self) -> None:
-        """Serve every database in the directory; stop serving vanished ones (SIGHUP)."""
+        """Serve every database in the directory; stop serving vanished ones (SIGHUP).
+
+        ``local`` starts last, once the others have registered, so that its parent search
+        finds a parent served on this host at once (spec §8.2 timing).
+        """
         tags = set(self.served_tags())
-        for tag in sorted(tags - set(self.children)):
-            await self.start_child(tag)
+        new = sorted(tags - set(self.children), key=lambda t: (t == "local", t))
+        for tag in new:
+            await self.start_child(tag, wait=10.0 if tag != "local" and "local" in new else 0)
         for tag in sorted(set(self.children) - tags):
             await self._stop_child(self.children[tag])
 

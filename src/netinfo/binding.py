@@ -18,7 +18,7 @@ from . import rpc
 from .client import udp_call
 from .errors import NiError, RpcError, Status, Timeout, WireError
 from .model import addr_to_uint, uint_to_addr
-from .netif import interfaces, source_address_for
+from .netif import interfaces, is_local, local_addresses, source_address_for
 from .nibind import (NIBIND_PROG, NIBIND_VERS, BindArgs, BindProc, CloneArgs, Registration,
                      decode_getregister_res, decode_listreg_res, decode_status,
                      encode_bind_args, encode_clone_args, encode_registration, encode_tag)
@@ -217,6 +217,12 @@ async def multicall(targets: Sequence[tuple[str, bytes]], prog: int, vers: int, 
         transport.close()
 
 
+def broadcast_allowed() -> bool:
+    """False when ``NETINFO_BROADCAST=off``: this host must not broadcast (tests do this,
+    since they may send only to loopback and to namespaces they create)."""
+    return os.environ.get("NETINFO_BROADCAST", "on").lower() not in ("off", "0", "no")
+
+
 def expand_candidates(candidates: Sequence[tuple[str, str]],
                       ifaces: list[tuple[str, str, str | None]] | None = None
                       ) -> list[tuple[str, str, str]]:
@@ -226,7 +232,7 @@ def expand_candidates(candidates: Sequence[tuple[str, str]],
     interface's own address as the client address (spec §8.2 step 5, Apple).
     """
     if ifaces is None:
-        ifaces = interfaces()
+        ifaces = interfaces() if broadcast_allowed() else []
     out = []
     for addr, tag in candidates:
         if addr == BROADCAST:
@@ -245,13 +251,20 @@ async def find_parent(own_tag: str, candidates: Sequence[tuple[str, str]],
     :returns: (parent address, parent tag) of the first server that answers, or None.
     """
     expanded = expand_candidates(candidates)
-    targets = [(dest, encode_bind_args(BindArgs(addr_to_uint(client), own_tag, tag)))
-               for dest, tag, client in expanded]
-    won = await multicall(targets, NIBIND_PROG, NIBIND_VERS, BindProc.BIND, rounds)
-    if won is None:
-        return None
-    idx, addr, _ = won
-    return addr, expanded[idx][1]
+    own = set(local_addresses())
+    # Apple asks the candidates on this host first, then everyone (spec §8.2 step 6): a
+    # parent served on this host is found without a datagram leaving it.
+    local = [c for c in expanded if is_local(c[0], own)]
+    stages = ([local, expanded] if local and len(local) < len(expanded) else [expanded])
+    for stage in stages:
+        targets = [(dest, encode_bind_args(BindArgs(addr_to_uint(client), own_tag, tag)))
+                   for dest, tag, client in stage]
+        won = await multicall(targets, NIBIND_PROG, NIBIND_VERS, BindProc.BIND,
+                              rounds[:2] if stage is local and len(stages) > 1 else rounds)
+        if won is not None:
+            idx, addr, _ = won
+            return addr, stage[idx][1]
+    return None
 
 
 async def ping_netinfod(host: str, tag: str, timeout: float = 2.0) -> bool:

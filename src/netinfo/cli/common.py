@@ -1,0 +1,171 @@
+"""What every NetInfo tool shares: opening the domain argument, authentication, the one
+mapping from errors to messages and exit codes, JSON output and progress bars.
+
+Tools spec §0.2 (domain arguments and ``-t`` errors), §0.3 (status messages), §1.5 (exit
+codes), spec §10.1 (``-p``/``-u``/``-P``: ``ni_setuser`` + ``ni_setpassword``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import getpass
+import json
+import sys
+from collections.abc import Awaitable, Callable
+from typing import Any, TextIO
+
+from ..client import Client
+from ..domain import DomainClient, TaggedError, open_domain
+from ..errors import NetInfoError, NiError, RpcError, Status, Timeout, WireError
+
+#: Exit status for NI_FAILED / communication failures and unknown domain names (tools §1.5).
+EXIT_FAILED = 199
+#: Exit status when ``-t`` names a server that cannot be reached (tools §1.5).
+EXIT_TAGGED_CONNECT = 200
+#: A ``-t`` parse error exits 10000 + status + 200 truncated to 8 bits, i.e. 216 + status
+#: (217–221), as the original binaries did (tools §1.5: we copy the binaries, not the
+#: comment's intended 201–205).
+EXIT_TAGGED_PARSE_BASE = 216
+
+
+def ni_message(status: int) -> str:
+    """``ni_error`` text; "(unknown error)" for a code outside the table (tools §0.3)."""
+    from ..errors import MESSAGES  # noqa: PLC0415
+    return MESSAGES.get(status, "(unknown error)")
+
+
+def exit_code(err: BaseException) -> int:
+    """The one error → exit status mapping: ni_status + 100, 199 for communication."""
+    if isinstance(err, NiError) and err.status != Status.FAILED:
+        return 100 + err.status
+    return EXIT_FAILED
+
+
+def error_text(err: BaseException) -> str:
+    """What follows ``: `` in a tool's error message."""
+    if isinstance(err, NiError):
+        return ni_message(err.status)
+    return ni_message(Status.FAILED)
+
+
+class ToolExit(Exception):
+    """Stop a tool with *code*, after printing *lines* on stderr."""
+
+    def __init__(self, code: int, *lines: str) -> None:
+        super().__init__(lines[0] if lines else "")
+        self.code = code
+        self.lines = lines
+
+
+async def open_for_tool(prog: str, domain: str, *, tagged: bool = False,
+                        timeout: float = 30.0) -> DomainClient:
+    """Open the domain argument as the original tools did, or raise :class:`ToolExit` with
+    their messages and exit codes (tools §0.2, §1.5)."""
+    try:
+        return await open_domain(domain, tagged=tagged, timeout=timeout, retries=2)
+    except TaggedError as e:
+        lines = []
+        if e.code == 5:
+            lines.append(f"Can't find address for {e.host}")
+        lines += [f"{prog}: incorrect format for domain {domain} ({e})",
+                  "usage: -t <host>/<tag>", "<host> can be a host name or IP address"]
+        raise ToolExit(EXIT_TAGGED_PARSE_BASE + e.code, *lines) from None
+    except (NetInfoError, OSError) as e:
+        if tagged:
+            raise ToolExit(EXIT_TAGGED_CONNECT, f"{prog}: can't connect to server {domain}") \
+                from None
+        raise ToolExit(EXIT_FAILED, f"{prog}: can't connect to server for domain {domain}") \
+            from None
+
+
+async def authenticate(client: Client, user: str | None, password: str | None,
+                       prompt: bool) -> None:
+    """``ni_setuser`` then ``ni_setpassword`` as ``niutil -p/-u/-P`` do (spec §10.1).
+
+    The user (default ``root``) is looked up in the target domain's /users for its uid;
+    the password is prompted for without echo when *prompt* and none was given.
+    """
+    if user is None and password is None and not prompt:
+        return
+    name = user or "root"
+    if password is None:
+        password = getpass.getpass("Password: ")
+    try:
+        uid_s = await client.lookupprop(await client.pathsearch(
+            "/users/" + name.replace("\\", "\\\\").replace("/", "\\/")), "uid")
+    except NiError:
+        raise NiError(Status.NOUSER) from None
+    if not uid_s or not uid_s[0].isdigit():
+        raise NiError(Status.NOUSER)
+    client.set_password(password, int(uid_s[0]))
+
+
+def run(coro_fn: Callable[[], Awaitable[int]]) -> int:
+    """Run a tool's coroutine; :class:`ToolExit` prints its lines and gives its code."""
+    try:
+        return asyncio.run(coro_fn())
+    except ToolExit as e:
+        for line in e.lines:
+            print(line, file=sys.stderr)
+        return e.code
+    except KeyboardInterrupt:
+        return 130
+
+
+def dump_json(value: Any, out: TextIO | None = None) -> None:
+    """``--json`` output: one JSON document, UTF-8, bytes that are not UTF-8 escaped."""
+    out = out or sys.stdout
+    json.dump(value, out, ensure_ascii=False, indent=2, default=_json_default)
+    out.write("\n")
+
+
+def _json_default(o: Any) -> Any:
+    if hasattr(o, "_asdict"):
+        return o._asdict()
+    raise TypeError(f"not JSON serialisable: {o!r}")
+
+
+def props_json(props: list[tuple[str, list[str]]]) -> list[dict[str, Any]]:
+    """A proplist as JSON: a list keeps order and duplicates."""
+    return [{"name": k, "values": list(v)} for k, v in props]
+
+
+class Progress:
+    """A one-line progress bar on stderr, only when stderr is a terminal and the job is big
+    enough to be worth it (issue: more than about 1,000 records)."""
+
+    THRESHOLD = 1000
+
+    def __init__(self, label: str, total: int | None, stream: TextIO | None = None) -> None:
+        self.stream = stream or sys.stderr
+        self.label = label
+        self.total = total
+        self.done = 0
+        self.enabled = bool(getattr(self.stream, "isatty", lambda: False)()) and (
+            total is None or total > self.THRESHOLD)
+        self._last = -1
+
+    def advance(self, n: int = 1) -> None:
+        self.done += n
+        if not self.enabled:
+            return
+        if self.total:
+            pct = self.done * 100 // self.total
+            if pct == self._last:
+                return
+            self._last = pct
+            width = 30
+            fill = width * self.done // self.total
+            self.stream.write(f"\r{self.label} [{'#' * fill}{'.' * (width - fill)}] "
+                              f"{self.done}/{self.total}")
+        elif self.done % 100 == 0:
+            self.stream.write(f"\r{self.label} {self.done}")
+        self.stream.flush()
+
+    def close(self) -> None:
+        if self.enabled:
+            self.stream.write("\n")
+            self.stream.flush()
+
+
+COMM_ERRORS = (Timeout, RpcError, WireError, OSError, ConnectionError)
