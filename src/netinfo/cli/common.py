@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import getpass
 import json
+import os
 import sys
 from collections.abc import Awaitable, Callable
 from typing import Any, TextIO
@@ -57,12 +58,24 @@ class ToolExit(Exception):
         self.lines = lines
 
 
+def privileged_from_env() -> bool | None:
+    """``NETINFO_PRIVILEGED=0`` keeps a root tool off reserved ports (it then writes as an
+    ordinary, unauthenticated caller); unset: reserved ports when root (spec §7.1)."""
+    v = os.environ.get("NETINFO_PRIVILEGED")
+    if v is None or v == "":
+        return None
+    return v.lower() not in ("0", "no", "off", "false")
+
+
 async def open_for_tool(prog: str, domain: str, *, tagged: bool = False,
-                        timeout: float = 30.0) -> DomainClient:
+                        timeout: float = 30.0, privileged: bool | None = None) -> DomainClient:
     """Open the domain argument as the original tools did, or raise :class:`ToolExit` with
     their messages and exit codes (tools §0.2, §1.5)."""
+    if privileged is None:
+        privileged = privileged_from_env()
     try:
-        return await open_domain(domain, tagged=tagged, timeout=timeout, retries=2)
+        return await open_domain(domain, tagged=tagged, timeout=timeout, retries=2,
+                                 privileged=privileged)
     except TaggedError as e:
         lines = []
         if e.code == 5:
