@@ -17,6 +17,7 @@ import os
 import random
 import socket
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -204,13 +205,20 @@ def _fail_writes(replies: list[bytes | None], writes: list[int]) -> None:
 
 
 class TcpConnection(asyncio.Protocol):
-    """One TCP client: pipelined calls answered in order (spec §1.3)."""
+    """One TCP client: pipelined calls answered in order (spec §1.3).
+
+    Memory per connection stays bounded: calls are answered only while the replies not
+    yet taken by the peer stay under :data:`WRITE_HIGH_WATER`; the rest wait in
+    ``backlog`` (with reading paused) until the peer catches up.
+    """
 
     def __init__(self, server: NetInfoServer) -> None:
         self.server = server
         self.reader = rpc.RecordReader()
         self.transport: asyncio.Transport | None = None
         self.caller = Caller()
+        self.backlog: deque[bytes] = deque()
+        self._writing_paused = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -221,15 +229,26 @@ class TcpConnection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.server.info.connections -= 1
+        self.backlog.clear()
 
     def pause_writing(self) -> None:
-        # A peer that does not read its replies stops being read: its memory stays bounded.
+        # A peer that does not read its replies stops being read.
+        self._writing_paused = True
         if self.transport is not None:
             self.transport.pause_reading()
 
     def resume_writing(self) -> None:
-        if self.transport is not None and not self.transport.is_closing():
-            self.transport.resume_reading()
+        self._writing_paused = False
+        self._continue()
+
+    def _continue(self) -> None:
+        transport = self.transport
+        if transport is None or transport.is_closing() or self._writing_paused:
+            return
+        if self.backlog:
+            self._answer()
+        if not self.backlog and not self._writing_paused:
+            transport.resume_reading()
 
     def data_received(self, data: bytes) -> None:
         transport = self.transport
@@ -240,22 +259,35 @@ class TcpConnection(asyncio.Protocol):
             log.warning("closing %s: %s", self.caller.addr, e)
             transport.abort()
             return
-        if not records:
-            return
+        if records:
+            self.backlog.extend(records)
+            self._answer()
+
+    def _answer(self) -> None:
+        """Answer backlog calls while the unsent replies stay under the high-water mark."""
+        transport = self.transport
+        assert transport is not None
         disp = self.server.dispatcher
+        budget = WRITE_HIGH_WATER - transport.get_write_buffer_size()
         replies: list[bytes | None] = []
         writes: list[int] = []
         bad = False
-        for rec in records:
+        size = 0
+        backlog = self.backlog
+        while backlog and size < budget:
+            rec = backlog.popleft()
             try:
                 reply, is_write = disp.handle(rec, self.caller, udp=False)
             except WireError as e:
                 log.warning("closing %s: %s", self.caller.addr, e)
                 bad = True
+                backlog.clear()
                 break
             if is_write:
                 writes.append(len(replies))
             replies.append(reply)
+            if reply is not None:
+                size += len(reply)
         if not disp.commit():
             _fail_writes(replies, writes)
         out = [rpc.frame(r) for r in replies if r is not None]
@@ -263,6 +295,11 @@ class TcpConnection(asyncio.Protocol):
             transport.write(b"".join(out))
         if bad:
             transport.close()
+        elif backlog:
+            transport.pause_reading()
+            if not self._writing_paused:
+                # The kernel took everything at once: carry on after other connections.
+                asyncio.get_running_loop().call_soon(self._continue)
 
 
 class UdpEndpoint(asyncio.DatagramProtocol):
