@@ -9,7 +9,7 @@ import pytest
 
 PKG = Path(__file__).resolve().parent.parent / "src" / "netinfo"
 PURE = ["errors", "xdr", "rpc", "model", "protocol", "service", "templates", "legacy",
-        "portmap", "nibind",
+        "portmap", "nibind", "formats",
         "storage/__init__", "storage/memory"]
 FORBIDDEN = {"asyncio", "socket", "sqlite3", "selectors", "ssl", "subprocess", "fcntl",
              "termios", "curses", "http", "urllib", "psycopg", "signal"}

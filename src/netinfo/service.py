@@ -443,16 +443,15 @@ class DirectoryService:
     def proc_destroy(self, caller: Caller, parent: NiId, child: NiId) -> NiId:
         self._validate(caller)
         p = self._target(parent)
-        # Both ids are validated for writing first (spec §4.4 DESTROY), then the checks
-        # in the order the spec lists them: NOTEMPTY, UNRELATED.
+        # Both ids are validated for writing first (spec §4.3 step 2, §4.4 DESTROY); then
+        # whether the child is the parent's at all, then whether it is empty.
         c = self._nodes.get(child[0])
-        if c is not None:
-            if c.instance != child[1]:
-                raise NiError(Status.STALE)
-            if c.children:
-                raise NiError(Status.NOTEMPTY)
+        if c is not None and c.instance != child[1]:
+            raise NiError(Status.STALE)
         if child[0] not in p.children:
             raise NiError(Status.UNRELATED)
+        if c is not None and c.children:
+            raise NiError(Status.NOTEMPTY)
         self._check_dir(p, caller)
         oid = child[0]
         self._unlink_child(p, oid, c.props if c is not None else [])

@@ -1,0 +1,307 @@
+"""nifind: find a directory in every domain of the hierarchy (tools §4.3).
+
+::
+
+    nifind [-anvp] [-T timeout] directory [domain]
+
+By default the search starts in the local domain ``.`` and climbs ``..`` until the root,
+or until it has searched the optional *domain*. With ``-a`` it walks the whole hierarchy
+below the root (or below *domain*), depth first, child domains taken from the ``serves``
+values ``name/tag`` of each domain's ``/machines`` (``./...`` and ``../...`` name the
+domain itself and its parent, so they are skipped). Each hit prints
+``<directory> found in <domain name>, id = <n>``. The exit status is 0 whether or not
+anything was found; 1 for usage errors and for a domain that cannot be opened.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..domain import DomainClient, domain_name, open_child, open_domain, open_parent
+from ..errors import NiError, Status
+from ..model import Proplist, first_values
+from .common import (COMM_ERRORS, ToolExit, dump_json, error_text, privileged_from_env,
+                     props_json, run)
+from .nireport import parse_timeout
+
+PROG = "nifind"
+USAGE = "usage: nifind [-anvp] [-T timeout] directory [domain]"
+HELP = f"""{USAGE}
+
+Search for <directory> in the local domain and each domain above it, up to the root or
+up to <domain>, and print where it is found.
+
+options:
+  -a            search all domains: the whole hierarchy below the root (or <domain>)
+  -n            skip local domains (those with tag "local")
+  -p            print the properties of each directory found, then a blank line
+  -v            verbose: report misses and binding progress on stderr
+  -T timeout    connect and read timeout in seconds (default 2)
+  --json        print the results as JSON instead
+  -h, --help    show this help and exit
+"""
+#: nifind's default connect timeout (tools §4.3).
+DEFAULT_TIMEOUT = 2.0
+#: Most domain levels followed in either direction (a guard against ``serves`` loops).
+MAX_DEPTH = 32
+#: Tries of RPARENT while the server still searches for its parent (NI_NORESPONSE).
+PARENT_TRIES = 3
+
+_OPEN_ERRORS = (NiError, *COMM_ERRORS)
+
+
+@dataclass
+class Options:
+    all: bool = False
+    skip_local: bool = False
+    verbose: bool = False
+    print_props: bool = False
+    timeout: float = DEFAULT_TIMEOUT
+    json: bool = False
+    operands: list[str] = field(default_factory=list)
+
+
+def parse_args(argv: list[str]) -> Options:
+    """Flags may be grouped (``-ap``) and may come anywhere; ``-T`` takes the rest of its
+    word or the next argument; ``--`` ends the options.
+
+    :raises ToolExit: usage errors (exit 1), or ``--help`` (exit 0, text on stdout).
+    """
+    opts = Options()
+    flags = {"a": "all", "n": "skip_local", "v": "verbose", "p": "print_props"}
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        i += 1
+        if arg == "--":
+            opts.operands.extend(argv[i:])
+            break
+        if not arg.startswith("-") or arg == "-":
+            opts.operands.append(arg)
+        elif arg in ("-h", "--help"):
+            sys.stdout.write(HELP)
+            raise ToolExit(0)
+        elif arg == "--json":
+            opts.json = True
+        else:
+            letters = arg[1:]
+            j = 0
+            while j < len(letters):
+                ch = letters[j]
+                j += 1
+                if ch in flags:
+                    setattr(opts, flags[ch], True)
+                elif ch == "T":
+                    if j < len(letters):
+                        value, j = letters[j:], len(letters)
+                    elif i < len(argv):
+                        value, i = argv[i], i + 1
+                    else:
+                        raise ToolExit(1, f"{PROG}: option -T needs a value", USAGE)
+                    opts.timeout = parse_timeout(PROG, USAGE, value)
+                else:
+                    raise ToolExit(1, f"{PROG}: unknown option -{ch}", USAGE)
+    if not 1 <= len(opts.operands) <= 2:
+        raise ToolExit(1, USAGE)
+    return opts
+
+
+def read_format(props: Proplist) -> str:
+    """niutil ``-read`` format: ``key: v1 v2``, ``key:`` without values (tools §1.4)."""
+    return "".join(f"{k}:" + "".join(" " + v for v in vals) + "\n" for k, vals in props)
+
+
+class Finder:
+    """One nifind run: searches domains, prints hits, and remembers them for ``--json``."""
+
+    def __init__(self, opts: Options) -> None:
+        self.opts = opts
+        self.directory = opts.operands[0]
+        self.results: list[dict[str, Any]] = []
+        self.privileged = privileged_from_env()
+
+    def note(self, text: str) -> None:
+        """A ``-v`` diagnostic on stderr."""
+        if self.opts.verbose:
+            print(text, file=sys.stderr, flush=True)
+
+    async def open(self, name: str) -> DomainClient:
+        """Open the domain *name* (a domain argument). :raises ToolExit: exit 1."""
+        try:
+            return await open_domain(name, timeout=self.opts.timeout,
+                                     privileged=self.privileged, retries=2)
+        except (*_OPEN_ERRORS, ValueError) as e:
+            what = {".": "local domain", "/": "root domain"}.get(name, f"domain {name}")
+            self.note(f"{PROG}: {name}: {_reason(e)}")
+            raise ToolExit(1, f"error: can't open {what}") from None
+
+    async def name_of(self, client: DomainClient, fallback: str) -> str:
+        try:
+            return await domain_name(client)
+        except _OPEN_ERRORS as e:
+            self.note(f"{PROG}: can't get the name of domain {fallback}: {_reason(e)}")
+            return fallback
+
+    async def search(self, client: DomainClient, name: str) -> None:
+        """Look for the directory in one domain and report the result."""
+        addr, tag = client.server
+        if self.opts.skip_local and tag == "local":
+            self.note(f"skipping local domain {name} ({tag}@{addr})")
+            return
+        self.note(f"searching {name} ({tag}@{addr})")
+        try:
+            _, root_props = await client.read(0)
+            if first_values(root_props, "master") is None:
+                print(f"Domain {name} has no master property!", file=sys.stderr, flush=True)
+            did = await client.pathsearch(self.directory)
+            props = await client.read(did) if self.opts.print_props else None
+        except _OPEN_ERRORS as e:
+            if not (isinstance(e, NiError) and e.status == Status.NODIR):
+                self.note(f"{PROG}: can't search domain {name}: {_reason(e)}")
+            self.note(f"{self.directory} not found in {name}")
+            self.results.append({"domain": name, "found": False, "id": None})
+            return
+        hit: dict[str, Any] = {"domain": name, "found": True, "id": did.object}
+        if props is not None:
+            hit["properties"] = props_json(props[1])
+        self.results.append(hit)
+        if not self.opts.json:
+            text = f"{self.directory} found in {name}, id = {did.object}\n"
+            if props is not None:
+                text += read_format(props[1]) + "\n"
+            sys.stdout.write(text)
+            sys.stdout.flush()
+
+    async def climb(self) -> None:
+        """Default search: ``.``, then ``..`` upwards until the root or the domain given."""
+        cur = await self.open(".")
+        stop: str | None = None
+        try:
+            if len(self.opts.operands) > 1:
+                target = await self.open(self.opts.operands[1])
+                try:
+                    stop = await self.name_of(target, self.opts.operands[1])
+                finally:
+                    await target.close()
+            for _ in range(MAX_DEPTH):
+                name = await self.name_of(cur, ".")
+                await self.search(cur, name)
+                if name == stop:
+                    return
+                parent = await self.parent(cur, name)
+                if parent is None:
+                    if stop is not None:
+                        self.note(f"{PROG}: reached the root without meeting {stop}")
+                    return
+                await cur.close()
+                cur = parent
+        finally:
+            await cur.close()
+
+    async def parent(self, client: DomainClient, name: str) -> DomainClient | None:
+        """The parent domain, or None at the root (or when it cannot be reached)."""
+        for attempt in range(PARENT_TRIES):
+            try:
+                parent = await open_parent(client)
+            except NiError as e:
+                if e.status == Status.NETROOT:
+                    self.note(f"{name} is the root domain")
+                    return None
+                if e.status == Status.NORESPONSE and attempt + 1 < PARENT_TRIES:
+                    self.note(f"{name}: the server is still looking for its parent")
+                    await asyncio.sleep(1.0)
+                    continue
+                self.note(f"{PROG}: can't open the parent of {name}: {_reason(e)}")
+                return None
+            except COMM_ERRORS as e:
+                self.note(f"{PROG}: can't open the parent of {name}: {_reason(e)}")
+                return None
+            self.note(f"parent of {name} is {parent.server[1]}@{parent.server[0]}")
+            return parent
+        return None
+
+    async def walk_all(self) -> None:
+        """``-a``: the root (or the domain given) and every domain below it."""
+        start = self.opts.operands[1] if len(self.opts.operands) > 1 else "/"
+        client = await self.open(start)
+        try:
+            name = await self.name_of(client, start)
+            await self.walk(client, name, 0, set())
+        finally:
+            await client.close()
+
+    async def walk(self, client: DomainClient, name: str, depth: int,
+                   seen: set[tuple[str, str]]) -> None:
+        if client.server in seen:
+            # two serves entries lead to the same server, or they form a loop
+            self.note(f"{PROG}: {name} was already searched (a serves loop?)")
+            return
+        if depth > MAX_DEPTH:
+            self.note(f"{PROG}: {name} is more than {MAX_DEPTH} levels deep; not searched")
+            return
+        seen.add(client.server)
+        await self.search(client, name)
+        for child in await self.child_names(client, name):
+            child_name = ("" if name == "/" else name) + "/" + child
+            try:
+                sub = await open_child(client, child)
+            except _OPEN_ERRORS as e:
+                self.note(f"{PROG}: can't open domain {child_name}: {_reason(e)}")
+                continue
+            try:
+                self.note(f"child {child_name} of {name} is at {sub.server[1]}@{sub.server[0]}")
+                await self.walk(sub, child_name, depth + 1, seen)
+            finally:
+                await sub.close()
+
+    async def child_names(self, client: DomainClient, name: str) -> list[str]:
+        """Names of the child domains listed in /machines ``serves`` values, in order."""
+        try:
+            mid = await client.pathsearch("/machines")
+            _, entries = await client.listall(mid)
+        except _OPEN_ERRORS as e:
+            self.note(f"{PROG}: can't list the child domains of {name}: {_reason(e)}")
+            return []
+        names: list[str] = []
+        for props in entries:
+            for s in first_values(props, "serves") or ():
+                child, slash, tag = s.partition("/")
+                if slash and child and tag and child not in (".", "..") \
+                        and child not in names:
+                    names.append(child)
+        return names
+
+
+def _reason(e: BaseException) -> str:
+    if isinstance(e, NiError):
+        return error_text(e)
+    return str(e) or error_text(e)
+
+
+async def find(opts: Options) -> int:
+    f = Finder(opts)
+    if opts.all:
+        await f.walk_all()
+    else:
+        await f.climb()
+    if opts.json:
+        dump_json({"directory": f.directory, "results": f.results})
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else list(argv)
+    try:
+        opts = parse_args(args)
+    except ToolExit as e:
+        for line in e.lines:
+            print(line, file=sys.stderr)
+        return e.code
+    return run(lambda: find(opts))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
