@@ -79,6 +79,10 @@ def hierarchy(request, tmp_path):
                         "--portmapper", "system" if mode == "rpcbind" else "embedded"], log)
         net.mode = mode
         net.logs = tmp_path
+        served = {"hostA": "network", "hostB": "sales", "hostC": "local", "hostD": "network"}
+        for name, tag in served.items():
+            wait_until(lambda h=hosts[name], t=tag: f"tag={t} " in h.run(
+                [sys.executable, "-m", "netinfo.cli.nidomain", "-l"]).stdout, 30)
         # C's local binds to sales by broadcast: wait until its RPARENT answers.
         wait_until(lambda: hosts["hostC"].python(_RPARENT).strip().startswith("sales"), 60)
         yield net
@@ -145,13 +149,13 @@ def test_hierarchy_from_c(hierarchy):
 
 
 _FAILOVER = textwrap.dedent("""
-    import asyncio, os, signal, sys
+    import asyncio, logging, os, signal, sys
     from netinfo.domain import open_domain
+    logging.basicConfig(level=logging.INFO)
     async def main():
         root = await open_domain("/")
-        first = root.server
-        print("servers", root.servers, flush=True)
         await root.read(0)
+        print("servers", root.servers, flush=True)
         sys.stdin.readline()          # the test kills the first server now
         _, props = await root.read(await root.pathsearch("/users/uid=0"))
         print("after", root.server, dict(props)["name"], flush=True)
@@ -169,7 +173,7 @@ def test_failover_to_the_other_server(hierarchy):
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                          env=c.env())
     line = p.stdout.readline()
-    assert line.startswith("servers"), p.stderr.read()
+    assert line.startswith("servers"), p.stderr.read() + _logs(net)
     assert a.addr in line and d.addr in line
     # Kill host A's nibindd and its netinfods (its process group): one server of "/" is gone.
     import os
@@ -177,7 +181,7 @@ def test_failover_to_the_other_server(hierarchy):
     os.killpg(nib.pid, 9)
     nib.wait()
     out, err = p.communicate("go\n", timeout=120)
-    assert p.returncode == 0, err
+    assert p.returncode == 0, err + _logs(net)
     assert f"after ('{d.addr}', 'network') ['root']" in out, out + err
 
 

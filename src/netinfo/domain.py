@@ -128,7 +128,8 @@ class DomainClient(Client):
             try:
                 conn = await connect_server(addr, tag, self.fixed_port, timeout=self.timeout,
                                             privileged=self.privileged)
-            except _CONNECT_ERRORS:
+            except _CONNECT_ERRORS as e:
+                log.info("cannot fail over to %s/%s: %r", addr, tag, e)
                 continue
             log.info("failing over from %s/%s to %s/%s", *self.servers[self.index], addr, tag)
             if self._master is self.conn:
@@ -364,15 +365,18 @@ async def open_domain(name: str = ".", *, tagged: bool = False, timeout: float =
     return cur
 
 
-async def domain_name(c: DomainClient) -> str:
-    """``ni_pwdomain``: the absolute name of *c*'s domain (spec §7.7), e.g. ``/sales/eng``."""
+async def domain_name(c: DomainClient, retries: int = 3) -> str:
+    """``ni_pwdomain``: the absolute name of *c*'s domain (spec §7.7), e.g. ``/sales/eng``.
+
+    A level whose server is still looking for its parent (NI_NORESPONSE) is retried a few
+    times, as the library's open of ".." does."""
     names: list[str] = []
     cur = c
     own = False
     try:
         for _ in range(MAX_DEPTH):
             try:
-                parent = await open_parent(cur)
+                parent = await _climb(cur, retries)
             except NiError as e:
                 if e.status == Status.NETROOT:
                     break

@@ -1,0 +1,513 @@
+"""The verbs every NetInfo editing tool shares, each written once (DESIGN: "One client core").
+
+``niutil`` and ``nicl`` are thin syntax adapters over these coroutines. A verb takes a
+client (a :class:`~netinfo.client.Client` or anything with its methods: a domain handle,
+nicl's raw database) and plain arguments, returns data and prints nothing. Failures are
+:class:`~netinfo.errors.NiError`; the adapters turn them into their own messages.
+
+Directories are addressed by object number after the adapter resolved the user's path
+(:func:`resolve`), because the tools word "no such directory" differently from a failed
+operation. Every write reads the directory first so that its instance number is current,
+and an NI_STALE answer (someone wrote in between) makes it re-read and try once more.
+
+Spec: tools §0.4 (paths), §1.3 (niutil semantics), §3.2 (nicl commands).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import Awaitable, Callable
+from typing import Any, NamedTuple, TypeVar
+
+from ..client import Client
+from ..errors import NiError, Status
+from ..model import NI_INDEX_NULL, NiId, Proplist, parse_path, uint_to_addr
+
+T = TypeVar("T")
+
+
+# -- plumbing ---------------------------------------------------------------------------------
+
+async def fresh(fn: Callable[[], Awaitable[T]]) -> T:
+    """Run a read-then-write step; on NI_STALE run it once more with a fresh read."""
+    try:
+        return await fn()
+    except NiError as e:
+        if e.status != Status.STALE:
+            raise
+    return await fn()
+
+
+async def use_master(c: Client) -> None:
+    """Send reads to the master too, so that instance numbers read before a write are the
+    master's (the C library's "needwrite" mode, tools §0.5). No-op for a plain client."""
+    get = getattr(c, "master_connection", None)
+    if get is None:
+        return
+    master = await get()
+    if master is not c.conn:
+        c.conn.close()
+        c.conn = master
+
+
+def is_id(path: str) -> bool:
+    """niutil and nicl take a path made only of digits as a directory ID (tools §0.4)."""
+    return path.isdigit()
+
+
+async def resolve(c: Client, path: str, start: int | None = None) -> int:
+    """The object number of *path*: an ID when all digits, else a lookup path from the
+    root (or from *start*). :raises NiError: NI_NODIR, NI_BADID."""
+    if is_id(path):
+        return (await c.self_id(int(path))).object
+    return (await c.pathsearch(path, start)).object
+
+
+async def find_prop(c: Client, oid: int, key: str) -> tuple[NiId, Proplist, int]:
+    """Read directory *oid*: (current id, properties, index of the first *key* or -1)."""
+    nid, props = await c.read(oid)
+    for i, (k, _) in enumerate(props):
+        if k == key:
+            return nid, props, i
+    return nid, props, -1
+
+
+def _is_meta(key: str) -> bool:
+    return key.startswith("_")
+
+
+def _append_index(props: Proplist, key: str, meta_last: bool) -> int:
+    """Where a new property goes: the end, or (nicl, tools §3.3) before the first meta
+    property when *key* is an ordinary one, so that ordinary properties stay first."""
+    if meta_last and not _is_meta(key):
+        for i, (k, _) in enumerate(props):
+            if _is_meta(k):
+                return i
+    return NI_INDEX_NULL
+
+
+# -- directory paths (tools §0.4) -------------------------------------------------------------
+
+class CreateComponent(NamedTuple):
+    """One component of a path to create: how to look it up, and what to store."""
+
+    key: str
+    value: str           #: fully un-escaped (lookups remove every backslash)
+    stored_value: str    #: as stored when the directory is made (only ``\\/`` un-escaped)
+    stored_key: str
+
+
+def _split_raw(text: str, sep: str, limit: int = -1) -> list[str]:
+    """Split at *sep* characters not preceded by a backslash; escapes are kept."""
+    parts, cur, i = [], [], 0
+    while i < len(text):
+        ch = text[i]
+        if ch == "\\" and i + 1 < len(text):
+            cur.append(text[i:i + 2])
+            i += 2
+            continue
+        if ch == sep and limit != 0:
+            parts.append("".join(cur))
+            cur = []
+            limit -= 1
+        else:
+            cur.append(ch)
+        i += 1
+    parts.append("".join(cur))
+    return parts
+
+
+def create_components(path: str) -> list[CreateComponent]:
+    """Components of a path to create (tools §0.4): looked up like any path, but a new
+    directory stores ``key: value`` with only ``\\/`` un-escaped."""
+    lookup = parse_path(path)
+    raw = [r for r in _split_raw(path, "/") if r]
+    out = []
+    for (key, value), r in zip(lookup, raw):
+        kv = _split_raw(r, "=", 1)
+        skey, sval = ("name", kv[0]) if len(kv) == 1 else (kv[0], kv[1])
+        out.append(CreateComponent(key, value, sval.replace("\\/", "/"),
+                                   skey.replace("\\/", "/")))
+    return out
+
+
+async def create_path(c: Client, path: str, start: int | None = None,
+                      dots: bool = False) -> int:
+    """``niutil -create``: make every missing component of *path* (tools §1.3).
+
+    Existing components are followed; a missing one becomes a new child holding only
+    ``key: value``. With *dots* (nicl), ``.`` and ``..`` components mean "here" and "the
+    parent". Returns the last directory's number; an existing path is not an error.
+    """
+    if is_id(path):
+        return (await c.self_id(int(path))).object
+    cur = (await c.root()).object if start is None or path.startswith("/") else start
+    for comp in create_components(path):
+        if dots and comp.key == "name" and comp.value in (".", ".."):
+            if comp.value == "..":
+                cur = (await c.parent(cur))[0]
+            continue
+        try:
+            found, _ = await c.lookup(cur, comp.key, comp.value)
+            cur = found[0]
+            continue
+        except NiError as e:
+            if e.status != Status.NODIR:
+                raise
+        parent = cur
+
+        async def make() -> int:
+            pid = await c.self_id(parent)
+            child, _ = await c.create(pid, [(comp.stored_key, [comp.stored_value])],
+                                      NI_INDEX_NULL)
+            return child.object
+        cur = await fresh(make)
+    return cur
+
+
+async def destroy(c: Client, oid: int) -> None:
+    """``niutil -destroy``: remove directory *oid* and its whole subtree, children first
+    (tools §1.3). The root has no parent to be removed from: NI_UNRELATED, and nothing is
+    touched."""
+    parent, _ = await c.parent(oid)
+    if parent == oid:
+        raise NiError(Status.UNRELATED)
+    await _destroy_tree(c, parent, oid)
+
+
+async def _destroy_tree(c: Client, parent: int, oid: int) -> None:
+    kids, _ = await c.children(oid)
+    for k in list(kids):
+        await _destroy_tree(c, oid, k)
+
+    async def step() -> None:
+        await c.destroy(await c.self_id(parent), await c.self_id(oid))
+    await fresh(step)
+
+
+# -- property edits (tools §1.3) --------------------------------------------------------------
+
+async def createprop(c: Client, oid: int, key: str, values: list[str],
+                     meta_last: bool = False) -> None:
+    """Replace the first *key*'s values in place, or append a new property (zero values
+    allowed)."""
+    async def step() -> None:
+        nid, props, i = await find_prop(c, oid, key)
+        if i >= 0:
+            await c.writeprop(nid, i, list(values))
+        else:
+            await c.createprop(nid, key, list(values), _append_index(props, key, meta_last))
+    await fresh(step)
+
+
+async def _edit_values(c: Client, oid: int, key: str, edit: Callable[[list[str]], list[str]],
+                       create: bool = True, meta_last: bool = False) -> None:
+    """Rewrite the first *key*'s values with *edit*; create ``key: edit([])`` when missing
+    (or raise NI_NOPROP when not *create*). Nothing is written when nothing changes."""
+    async def step() -> None:
+        nid, props, i = await find_prop(c, oid, key)
+        if i < 0:
+            if not create:
+                raise NiError(Status.NOPROP)
+            await c.createprop(nid, key, edit([]), _append_index(props, key, meta_last))
+            return
+        old = list(props[i][1])
+        new = edit(list(old))
+        if new != old:
+            await c.writeprop(nid, i, new)
+    await fresh(step)
+
+
+async def appendprop(c: Client, oid: int, key: str, values: list[str],
+                     meta_last: bool = False) -> None:
+    """Append *values* (duplicates allowed); create the property when missing."""
+    await _edit_values(c, oid, key, lambda vals: vals + list(values), meta_last=meta_last)
+
+
+async def mergeprop(c: Client, oid: int, key: str, values: list[str],
+                    meta_last: bool = False) -> None:
+    """Append the *values* not already present; create the property when missing."""
+    def merge(vals: list[str]) -> list[str]:
+        for v in values:
+            if v not in vals:
+                vals.append(v)
+        return vals
+    await _edit_values(c, oid, key, merge, meta_last=meta_last)
+
+
+async def insertval(c: Client, oid: int, key: str, value: str, index: int,
+                    create: bool = True, meta_last: bool = False) -> None:
+    """Insert *value* at *index* (0-based; at or past the end, or negative, appends).
+    Creates ``key: [value]`` when missing; nicl refuses instead (*create* false →
+    NI_NOPROP, tools §3.2)."""
+    def insert(vals: list[str]) -> list[str]:
+        if 0 <= index < len(vals):
+            vals.insert(index, value)
+        else:
+            vals.append(value)
+        return vals
+    await _edit_values(c, oid, key, insert, create=create, meta_last=meta_last)
+
+
+async def destroyprop(c: Client, oid: int, keys: list[str], missing_ok: bool = True) -> None:
+    """Remove every property called any of *keys*. A missing key is no error (niutil);
+    with *missing_ok* false (nicl) the first missing key raises NI_NOPROP, before any
+    change."""
+    async def step() -> None:
+        nid, props = await c.read(oid)
+        if not missing_ok:
+            have = {k for k, _ in props}
+            for key in keys:
+                if key not in have:
+                    raise NiError(Status.NOPROP, key)
+        doomed = [i for i, (k, _) in enumerate(props) if k in keys]
+        for i in reversed(doomed):   # from the end, so earlier indexes stay valid
+            nid = await c.destroyprop(nid, i)
+    await fresh(step)
+
+
+async def destroyval(c: Client, oid: int, key: str, values: list[str],
+                     missing_ok: bool = True) -> None:
+    """Remove every occurrence of each of *values* from the first *key*. A missing
+    property or value is no error (niutil); nicl (*missing_ok* false) gets NI_NOPROP for
+    a missing property."""
+    try:
+        await _edit_values(c, oid, key, lambda vals: [v for v in vals if v not in values],
+                           create=False)
+    except NiError as e:
+        if e.status != Status.NOPROP or not missing_ok:
+            raise
+
+
+async def renameprop(c: Client, oid: int, old: str, new: str) -> None:
+    """Rename the first property *old*. :raises NiError: NI_NOPROP when it is missing."""
+    async def step() -> None:
+        nid, _, i = await find_prop(c, oid, old)
+        if i < 0:
+            raise NiError(Status.NOPROP)
+        await c.renameprop(nid, i, new)
+    await fresh(step)
+
+
+async def write_record(c: Client, oid: int, props: Proplist) -> None:
+    """Replace all properties of *oid* (directory-level write)."""
+    async def step() -> None:
+        nid, _ = await c.read(oid)
+        await c.write(nid, props)
+    await fresh(step)
+
+
+# -- reads ------------------------------------------------------------------------------------
+
+async def read(c: Client, oid: int) -> Proplist:
+    """Every property of *oid*, in stored order."""
+    return list((await c.read(oid))[1])
+
+
+async def list_children(c: Client, oid: int,
+                        key: str = "name") -> list[tuple[int, list[str]]]:
+    """(child id, values of *key*) in child order; no values when the child lacks *key*."""
+    entries, _ = await c.list(oid, key)
+    return [(cid, list(vals or ())) for cid, vals in entries]
+
+
+async def readprop(c: Client, oid: int, key: str) -> list[str]:
+    """Values of the first property *key*. :raises NiError: NI_NOPROP."""
+    _, props, i = await find_prop(c, oid, key)
+    if i < 0:
+        raise NiError(Status.NOPROP)
+    return list(props[i][1])
+
+
+async def readval(c: Client, oid: int, key: str, index: int) -> str | None:
+    """One value of the first *key*, or None past the end. :raises NiError: NI_NOPROP."""
+    vals = await readprop(c, oid, key)
+    return vals[index] if 0 <= index < len(vals) else None
+
+
+class Record(NamedTuple):
+    """A directory with its place in the tree (nicl ``read -v``, tools §3.3)."""
+
+    id: int
+    instance: int
+    parent: int
+    children: list[int]
+    props: Proplist
+
+
+async def record(c: Client, oid: int) -> Record:
+    """Directory *oid* with its instance, parent and children."""
+    nid, props = await c.read(oid)
+    parent, _ = await c.parent(oid)
+    kids, _ = await c.children(oid)
+    return Record(oid, nid.instance, parent, list(kids), list(props))
+
+
+async def ancestry(c: Client, oid: int) -> list[int]:
+    """*oid*, its parent, ... up to the root (nicl ``path``, tools §3.2)."""
+    out = [oid]
+    while oid != 0 and len(out) < 10_000:
+        oid = (await c.parent(oid))[0]
+        out.append(oid)
+    return out
+
+
+def _matches(props: Proplist, pairs: list[tuple[str, str]]) -> bool:
+    for key, val in pairs:
+        for k, v in props:
+            if k == key:
+                if val not in v:
+                    return False
+                break
+        else:
+            return False
+    return True
+
+
+async def search(c: Client, oid: int, scope_min: int, scope_max: int,
+                 pairs: list[tuple[str, str]]) -> list[tuple[int, Proplist]]:
+    """Directories of *oid*'s subtree, at depths *scope_min*..*scope_max* (0 = *oid*,
+    max −1 = unlimited), whose first property of each key holds the value (tools §3.2).
+    Pre-order, in child order."""
+    found: list[tuple[int, Proplist]] = []
+
+    async def visit(d: int, props: Proplist, depth: int) -> None:
+        if depth >= scope_min and _matches(props, pairs):
+            found.append((d, props))
+        if scope_max >= 0 and depth >= scope_max:
+            return
+        kids, _ = await c.children(d)
+        if not kids:
+            return
+        _, kprops = await c.listall(d)
+        for k, p in zip(kids, kprops):
+            await visit(k, list(p), depth + 1)
+
+    await visit(oid, await read(c, oid), 0)
+    return found
+
+
+async def subtree(c: Client, oid: int) -> list[Record]:
+    """Every directory of *oid*'s subtree in pre-order."""
+    out: list[Record] = []
+    stack = [oid]
+    while stack:
+        d = stack.pop()
+        r = await record(c, d)
+        out.append(r)
+        stack.extend(reversed(r.children))
+    return out
+
+
+async def copy(c: Client, oid: int, new_parent: int) -> int:
+    """Copy *oid*'s subtree under *new_parent* (nicl ``copy``); returns the new top. The
+    subtree is read completely first, so copying a directory into itself ends."""
+    tree = await subtree(c, oid)
+    made: dict[int, int] = {}
+    for r in tree:
+        target = new_parent if r.id == oid else made[r.parent]
+
+        async def make(target: int = target, props: Proplist = r.props) -> int:
+            child, _ = await c.create(await c.self_id(target), props, NI_INDEX_NULL)
+            return child.object
+        made[r.id] = await fresh(make)
+    return made[oid]
+
+
+async def move(c: Client, oid: int, new_parent: int) -> int:
+    """nicl ``move`` against a server: copy, then remove the original (tools §3.2)."""
+    if oid == 0:
+        raise NiError(Status.UNRELATED)
+    if oid in await ancestry(c, new_parent):
+        raise NiError(Status.UNRELATED)  # into its own subtree
+    new = await copy(c, oid, new_parent)
+    await destroy(c, oid)
+    return new
+
+
+async def create_child(c: Client, parent: int, props: Proplist) -> int:
+    """A new child of *parent* holding *props* (nicl ``load``)."""
+    async def make() -> int:
+        child, _ = await c.create(await c.self_id(parent), props, NI_INDEX_NULL)
+        return child.object
+    return await fresh(make)
+
+
+async def versions(c: Client) -> list[tuple[int, int]]:
+    """(id, instance) of every directory, pre-order (nicl ``history``)."""
+    return [(r.id, r.instance) for r in await subtree(c, 0)]
+
+
+# -- domain-level verbs -----------------------------------------------------------------------
+
+class Parent(NamedTuple):
+    """Where a server's parent domain is served (``-rparent``)."""
+
+    address: str
+    tag: str
+    host: str      #: the address's host name when it resolves, else the address
+
+
+async def rparent(c: Client, numeric: bool = False) -> Parent:
+    """RPARENT of the connected server, the address resolved back to a name unless
+    *numeric* (tools §1.4). :raises NiError: NI_NETROOT at the root."""
+    tag, addr_n = await c.rparent()
+    addr = uint_to_addr(addr_n)
+    host = addr
+    if not numeric:
+        try:
+            loop = asyncio.get_running_loop()
+            host = (await asyncio.wait_for(
+                loop.run_in_executor(None, socket.gethostbyaddr, addr), 5.0))[0]
+        except (OSError, asyncio.TimeoutError):
+            host = addr
+    return Parent(addr, tag, host)
+
+
+async def resync(c: Client) -> None:
+    """RESYNC: the master tells its clones to resync, a clone checks itself (§1.3)."""
+    await c.resync()
+
+
+async def statistics(c: Client) -> Proplist:
+    """The server's statistics as a property list."""
+    return list(await c.statistics())
+
+
+async def domainname(c: Client) -> str:
+    """The absolute domain name (tools §0.2)."""
+    from ..domain import DomainClient, domain_name  # noqa: PLC0415
+    if not isinstance(c, DomainClient):
+        raise NiError(Status.FAILED, "not a served domain")
+    return await domain_name(c)
+
+
+#: THE verb table: every editing verb once; niutil and nicl map their syntax onto it.
+VERBS: dict[str, Callable[..., Awaitable[Any]]] = {
+    "create": create_path,
+    "destroy": destroy,
+    "createprop": createprop,
+    "appendprop": appendprop,
+    "mergeprop": mergeprop,
+    "insertval": insertval,
+    "destroyprop": destroyprop,
+    "destroyval": destroyval,
+    "renameprop": renameprop,
+    "write": write_record,
+    "read": read,
+    "record": record,
+    "list": list_children,
+    "readprop": readprop,
+    "readval": readval,
+    "path": ancestry,
+    "search": search,
+    "copy": copy,
+    "move": move,
+    "load": create_child,
+    "history": versions,
+    "rparent": rparent,
+    "resync": resync,
+    "statistics": statistics,
+    "domainname": domainname,
+}

@@ -1,0 +1,515 @@
+"""niutil: NetInfo's command-line editor, argument for argument (tools §1).
+
+::
+
+    niutil -read . /users/root
+    niutil -createprop . /users/nobody uid -2
+    niutil -list -t host/network /machines ip_address
+
+The argument parsing copies the original's quirks on purpose (tools §1.2): every ``-x``
+is looked at wherever it stands, the last operation wins, and the operands are everything
+from the first word that does not start with ``-``. Output formats, messages and exit
+codes are those of tools §1.4–§1.5. Beyond the original: ``--help`` and ``--json``.
+The verbs themselves live in :mod:`netinfo.cli.commands`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
+from ..client import Client
+from ..errors import NiError, Status
+from . import commands
+from .common import (COMM_ERRORS, ToolExit, authenticate, dump_json, error_text, exit_code,
+                     open_for_tool, props_json, run)
+
+PROG = "niutil"
+
+#: The usage text (tools §1.1), printed on stderr with exit 1.
+USAGE = """\
+niutil -create      [opts] <domain> <path>
+niutil -destroy     [opts] <domain> <path>
+niutil -createprop  [opts] <domain> <path> <propkey> [<val>...]
+niutil -appendprop  [opts] <domain> <path> <propkey> <val>...
+niutil -mergeprop   [opts] <domain> <path> <propkey> <val>...
+niutil -insertval   [opts] <domain> <path> <propkey> <val> <index>
+niutil -destroyprop [opts] <domain> <path> <propkey>...
+niutil -destroyval  [opts] <domain> <path> <propkey> <val>...
+niutil -renameprop  [opts] <domain> <path> <oldkey> <newkey>
+niutil -read        [opts] <domain> <path>
+niutil -list        [opts] <domain> <path> [<propkey>]
+niutil -readprop    [opts] <domain> <path> <propkey>
+niutil -readval     [opts] <domain> <path> <propkey> <index>
+niutil -rparent     [opts] <domain>
+niutil -resync      [opts] <domain>
+niutil -statistics  [opts] <domain>
+niutil -domainname  [opts] <domain>
+opts: -t (domain is <hostname>/<tag>), -p (prompt for password),
+      -u <user> (authenticate as another user, implies -p),
+      -P <password> (password on command line, overrides -p),
+      -T <timeout> (read & write timeout in seconds, default 30),
+      -n (numeric output for -rparent), -R (retry operation if master is busy)
+"""
+
+#: Extra lines of ``--help`` (not part of the original usage text).
+HELP_EXTRA = """\
+      --json (machine-readable output for -read, -list, -readprop, -readval,
+              -rparent, -statistics, -domainname), --help (this text)
+"""
+
+EXIT_USAGE = 1
+EXIT_BAD_INDEX = 3
+DEFAULT_TIMEOUT = 30.0
+MASTERBUSY_PAUSE = 1.0
+
+
+class Op(NamedTuple):
+    """One operation flag: its name, minimum operand count, and whether it must talk to
+    the domain's master (writes, and -resync by domain name, tools §1.3)."""
+
+    name: str
+    minimum: int
+    master: bool
+
+
+#: Operation flag → (name, minimum operands, master) (tools §1.2 table).
+OPS: dict[str, Op] = {
+    "-create": Op("create", 2, True),
+    "-destroy": Op("destroy", 2, True),
+    "-createprop": Op("createprop", 3, True),
+    "-appendprop": Op("appendprop", 4, True),
+    "-mergeprop": Op("mergeprop", 4, True),
+    "-insertval": Op("insertval", 5, True),
+    "-destroyprop": Op("destroyprop", 3, True),
+    "-destroyval": Op("destroyval", 4, True),
+    "-renameprop": Op("renameprop", 4, True),
+    "-read": Op("read", 2, False),
+    "-list": Op("list", 2, False),
+    "-readprop": Op("readprop", 3, False),
+    "-readval": Op("readval", 4, False),
+    "-rparent": Op("rparent", 1, False),
+    "-resync": Op("resync", 1, True),
+    "-statistics": Op("statistics", 1, False),
+    "-stat": Op("statistics", 1, False),
+    "-domainname": Op("domainname", 1, False),
+}
+
+
+class UsageError(Exception):
+    """Print the usage (after *lines*) and exit 1."""
+
+    def __init__(self, *lines: str) -> None:
+        super().__init__(*lines)
+        self.lines = lines
+
+
+@dataclass
+class Options:
+    """What the command line asked for."""
+
+    op: Op | None = None
+    operands: list[str] = field(default_factory=list)
+    tagged: bool = False
+    prompt: bool = False
+    user: str | None = None
+    password: str | None = None
+    timeout: float = DEFAULT_TIMEOUT
+    numeric: bool = False
+    retry: bool = False
+    json: bool = False
+    help: bool = False
+
+
+def parse_args(args: list[str]) -> Options:
+    """The original's parsing (tools §1.2). :raises UsageError:."""
+    o = Options()
+    first = args[0] if args else ""
+    start: int | None = None
+    i = 0
+
+    def value() -> str:
+        if i + 1 >= len(args):
+            raise UsageError(f"{PROG}: insufficient number of arguments for {first}")
+        return args[i + 1]
+
+    while i < len(args):
+        a = args[i]
+        if a.startswith("-"):
+            if a == "-t":
+                o.tagged = True
+            elif a == "-p":
+                o.prompt = True
+            elif a == "-u":
+                o.user = value()
+                o.prompt = True
+                i += 1
+            elif a == "-P":
+                o.password = value()
+                i += 1
+            elif a == "-T":
+                o.timeout = _timeout(value())
+                i += 1
+            elif a == "-n":
+                o.numeric = True
+            elif a == "-R":
+                o.retry = True
+            elif a == "--json":
+                o.json = True
+            elif a == "--help":
+                o.help = True
+            elif a in OPS:
+                o.op = OPS[a]
+            elif o.op is None:
+                raise UsageError()
+        elif start is None:
+            start = i
+        i += 1
+    if o.help:
+        return o
+    if o.op is None:
+        raise UsageError()
+    o.operands = args[start:] if start is not None else []
+    if len(o.operands) < o.op.minimum:
+        raise UsageError(f"{PROG}: insufficient number of arguments for {first}")
+    return o
+
+
+def _timeout(text: str) -> float:
+    """``-T`` seconds; like ``atoi``, junk reads as 0, which we take as the default."""
+    n = _atoi(text)
+    return float(n) if n > 0 else DEFAULT_TIMEOUT
+
+
+def _atoi(text: str) -> int:
+    """C ``atoi``: optional blanks and sign, then leading digits; 0 when none."""
+    s = text.lstrip(" \t\n")
+    sign = 1
+    if s[:1] in ("+", "-"):
+        sign = -1 if s[0] == "-" else 1
+        s = s[1:]
+    digits = ""
+    for ch in s:
+        if not ch.isdigit():
+            break
+        digits += ch
+    return sign * int(digits) if digits else 0
+
+
+def _is_integer(text: str) -> bool:
+    s = text[1:] if text[:1] in ("+", "-") else text
+    return s.isdigit()
+
+
+# -- running an operation ---------------------------------------------------------------------
+
+_ERRORS = (NiError, *COMM_ERRORS)
+
+
+class Context:
+    """One run: the open domain, the options, and the error wording."""
+
+    def __init__(self, c: Client, o: Options) -> None:
+        self.c = c
+        self.o = o
+        self.domain = o.operands[0]
+
+    def fail(self, err: BaseException, text: str, colon: bool = True) -> ToolExit:
+        """The per-operation message ``niutil: <text>: <ni_error>`` and ni_status + 100."""
+        sep = ": " if colon else " "
+        return ToolExit(exit_code(err), f"{PROG}{sep}{text}: {error_text(err)}")
+
+    async def directory(self, path: str, colon: bool = True) -> int:
+        """Resolve *path*, or stop with "can't open directory"."""
+        try:
+            return await commands.resolve(self.c, path)
+        except _ERRORS as e:
+            raise self.fail(e, f"can't open directory {path}", colon) from None
+
+    async def attempt(self, fn: Callable[[], Awaitable[Any]], always_retry: bool = False) -> Any:
+        """Run *fn*; with ``-R`` (or *always_retry*) again while the master is busy."""
+        while True:
+            try:
+                return await fn()
+            except NiError as e:
+                if e.status != Status.MASTERBUSY or not (self.o.retry or always_retry):
+                    raise
+            await asyncio.sleep(MASTERBUSY_PAUSE)
+
+    def out(self, text: str) -> None:
+        sys.stdout.write(text + "\n")
+
+
+def _props_lines(props: list[tuple[str, list[str]]]) -> str:
+    """``key: v1 v2`` lines; ``key:`` for no values (tools §1.4)."""
+    return "".join(k + ":" + "".join(" " + v for v in vals) + "\n" for k, vals in props)
+
+
+async def op_create(x: Context) -> int:
+    path = x.o.operands[1]
+    try:
+        await x.attempt(lambda: commands.create_path(x.c, path))
+    except _ERRORS as e:
+        raise x.fail(e, f"can't create directory {path}") from None
+    return 0
+
+
+async def op_destroy(x: Context) -> int:
+    path = x.o.operands[1]
+    oid = await x.directory(path)
+    try:
+        await x.attempt(lambda: commands.destroy(x.c, oid))
+    except _ERRORS as e:
+        raise x.fail(e, f"can't destroy directory {path}") from None
+    return 0
+
+
+async def _modify(x: Context, verb: Callable[..., Awaitable[Any]], *args: Any,
+                  always_retry: bool = False) -> int:
+    path, key = x.o.operands[1], x.o.operands[2]
+    oid = await x.directory(path)
+    try:
+        await x.attempt(lambda: verb(x.c, oid, key, *args), always_retry)
+    except _ERRORS as e:
+        raise x.fail(e, f"can't modify {key} in directory {path}") from None
+    return 0
+
+
+async def op_createprop(x: Context) -> int:
+    return await _modify(x, commands.createprop, x.o.operands[3:])
+
+
+async def op_appendprop(x: Context) -> int:
+    # [369]: -appendprop retries on NI_MASTERBUSY even without -R (tools §1.2).
+    return await _modify(x, commands.appendprop, x.o.operands[3:], always_retry=True)
+
+
+async def op_mergeprop(x: Context) -> int:
+    return await _modify(x, commands.mergeprop, x.o.operands[3:])
+
+
+async def op_insertval(x: Context) -> int:
+    value, index = x.o.operands[3], x.o.operands[4]
+    if not _is_integer(index):
+        raise ToolExit(EXIT_BAD_INDEX, f"{PROG}: index for -insertval must be an integer",
+                       f"found {index}")
+    return await _modify(x, commands.insertval, value, int(index))
+
+
+async def op_destroyval(x: Context) -> int:
+    return await _modify(x, commands.destroyval, x.o.operands[3:])
+
+
+async def op_destroyprop(x: Context) -> int:
+    path, keys = x.o.operands[1], x.o.operands[2:]
+    oid = await x.directory(path)
+    for key in keys:
+        try:
+            await x.attempt(lambda key=key: commands.destroyprop(x.c, oid, [key]))
+        except _ERRORS as e:
+            raise x.fail(e, f"can't destroy {key} in directory {path}") from None
+    return 0
+
+
+async def op_renameprop(x: Context) -> int:
+    path, old, new = x.o.operands[1:4]
+    oid = await x.directory(path)
+    try:
+        await x.attempt(lambda: commands.renameprop(x.c, oid, old, new))
+    except _ERRORS as e:
+        raise x.fail(e, f"can't rename {old} in directory {path}") from None
+    return 0
+
+
+async def op_read(x: Context) -> int:
+    path = x.o.operands[1]
+    oid = await x.directory(path)
+    try:
+        props = await x.attempt(lambda: commands.read(x.c, oid))
+    except _ERRORS as e:
+        raise x.fail(e, f"can't read directory {path}") from None
+    if x.o.json:
+        dump_json(props_json(props))
+    else:
+        sys.stdout.write(_props_lines(props))
+    return 0
+
+
+async def op_list(x: Context) -> int:
+    path = x.o.operands[1]
+    key = x.o.operands[2] if len(x.o.operands) > 2 else "name"
+    oid = await x.directory(path, colon=False)  # the original's missing colon (tools §1.5)
+    try:
+        entries = await x.attempt(lambda: commands.list_children(x.c, oid, key))
+    except _ERRORS as e:
+        raise x.fail(e, f"can't list directory {path}") from None
+    if x.o.json:
+        dump_json([{"id": cid, "values": vals} for cid, vals in entries])
+    else:
+        sys.stdout.write("".join(f"{cid}\t" + "".join(" " + v for v in vals) + "\n"
+                                 for cid, vals in entries))
+    return 0
+
+
+async def op_readprop(x: Context) -> int:
+    path, key = x.o.operands[1], x.o.operands[2]
+    oid = await x.directory(path)
+    try:
+        vals = await x.attempt(lambda: commands.readprop(x.c, oid, key))
+    except _ERRORS as e:
+        raise x.fail(e, f"can't get property {key} in directory {path}") from None
+    if x.o.json:
+        dump_json(vals)
+    else:
+        x.out(" ".join(vals))
+    return 0
+
+
+async def op_readval(x: Context) -> int:
+    path, key, index = x.o.operands[1], x.o.operands[2], x.o.operands[3]
+    oid = await x.directory(path)
+    try:
+        vals = await x.attempt(lambda: commands.readprop(x.c, oid, key))
+    except _ERRORS as e:
+        raise x.fail(e, f"can't get property {key} in directory {path}") from None
+    i = _atoi(index)
+    if not 0 <= i < len(vals):
+        # The original reports this but still exits 0 (tools §1.5 quirk).
+        print(f"{PROG}: property {key} in directory {path} has no value at index {index}",
+              file=sys.stderr)
+        if x.o.json:
+            dump_json(None)
+        return 0
+    if x.o.json:
+        dump_json(vals[i])
+    else:
+        x.out(vals[i])
+    return 0
+
+
+async def op_rparent(x: Context) -> int:
+    try:
+        p = await x.attempt(lambda: commands.rparent(x.c, x.o.numeric))
+    except NiError as e:
+        if e.status == Status.NETROOT:
+            if x.o.json:
+                dump_json(None)
+            else:
+                x.out("root domain: no parent")  # stdout, as the original (tools §1.4)
+            return exit_code(e)
+        raise x.fail(e, f"can't find rparent for domain {x.domain}") from None
+    except COMM_ERRORS as e:
+        raise x.fail(e, f"can't find rparent for domain {x.domain}") from None
+    if x.o.json:
+        dump_json({"host": p.host, "address": p.address, "tag": p.tag})
+    else:
+        x.out(f"{p.host}/{p.tag}")
+    return 0
+
+
+async def op_resync(x: Context) -> int:
+    try:
+        await x.attempt(lambda: commands.resync(x.c))
+    except _ERRORS as e:
+        raise x.fail(e, f"can't resync domain {x.domain}", colon=False) from None
+    return 0
+
+
+async def op_statistics(x: Context) -> int:
+    try:
+        props = await x.attempt(lambda: commands.statistics(x.c))
+    except _ERRORS as e:
+        raise x.fail(e, f"can't get statistics for domain {x.domain}") from None
+    if x.o.json:
+        dump_json(props_json(props))
+    else:
+        sys.stdout.write(_props_lines(props))
+    return 0
+
+
+async def op_domainname(x: Context) -> int:
+    try:
+        name = await x.attempt(lambda: commands.domainname(x.c))
+    except _ERRORS as e:
+        raise x.fail(e, f"can't get name for domain {x.domain}") from None
+    if x.o.json:
+        dump_json(name)
+    else:
+        x.out(name)
+    return 0
+
+
+#: Operation name → handler: the one dispatch table of niutil.
+HANDLERS: dict[str, Callable[[Context], Awaitable[int]]] = {
+    "create": op_create, "destroy": op_destroy, "createprop": op_createprop,
+    "appendprop": op_appendprop, "mergeprop": op_mergeprop, "insertval": op_insertval,
+    "destroyprop": op_destroyprop, "destroyval": op_destroyval,
+    "renameprop": op_renameprop, "read": op_read, "list": op_list,
+    "readprop": op_readprop, "readval": op_readval, "rparent": op_rparent,
+    "resync": op_resync, "statistics": op_statistics, "domainname": op_domainname,
+}
+
+
+async def _main(o: Options) -> int:
+    assert o.op is not None
+    domain = o.operands[0]
+    c = await open_for_tool(PROG, domain, tagged=o.tagged, timeout=o.timeout)
+    try:
+        c.timeout = c.write_timeout = o.timeout
+        where = f"server {domain}" if o.tagged else f"server for domain {domain}"
+        try:
+            await c.root()
+        except _ERRORS as e:
+            raise ToolExit(exit_code(e), f"{PROG}: can't connect to {where}: "
+                           f"{error_text(e)}") from None
+        if o.prompt or o.password is not None:
+            try:
+                await authenticate(c, o.user, o.password, o.prompt and o.password is None)
+            except _ERRORS as e:
+                raise ToolExit(exit_code(e), f"{PROG}: can't authenticate as "
+                               f"{o.user or 'root'}: {error_text(e)}") from None
+        if o.op.master:
+            # All writes go to the master ("needwrite", tools §0.5); with -t the one
+            # server named is used as it is (a clone then answers NI_RDONLY, §8 A12).
+            try:
+                await commands.use_master(c)
+            except _ERRORS as e:
+                raise ToolExit(exit_code(e), f"{PROG}: can't connect to {where}: "
+                               f"{error_text(e)}") from None
+        return await HANDLERS[o.op.name](Context(c, o))
+    finally:
+        await c.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``niutil``: returns the exit status (tools §1.5)."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    try:
+        o = parse_args(args)
+    except UsageError as e:
+        for line in e.lines:
+            print(line, file=sys.stderr)
+        sys.stderr.write(USAGE)
+        return EXIT_USAGE
+    if o.help:
+        sys.stdout.write(USAGE + HELP_EXTRA)
+        return 0
+    if argv is None:
+        _hide_password(o)
+    return run(lambda: _main(o))
+
+
+def _hide_password(o: Options) -> None:
+    """The original erased ``-P``'s value from its arguments; we blank it in sys.argv."""
+    if o.password is None:
+        return
+    for i, a in enumerate(sys.argv):
+        if a == o.password and i > 0 and sys.argv[i - 1] == "-P":
+            sys.argv[i] = "*" * len(a)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
