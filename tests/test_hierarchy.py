@@ -215,3 +215,64 @@ def test_rpcinfo_and_callit_inside_a_host(hierarchy):
     lines = c.python(code).splitlines()
     assert lines[0] == f"(0, '{b.addr}', b'')", lines
     assert lines[1] == "None", lines
+
+
+_SET_TRUSTED = textwrap.dedent("""
+    import asyncio, sys
+    from netinfo.domain import open_domain
+    async def main():
+        d = await open_domain("network@127.0.0.1")
+        root = await d.root()
+        props = [p for p in (await d.read(root))[1] if p[0] != "trusted_networks"]
+        await d.write(root, props + [("trusted_networks", sys.argv[1:])])
+        nets = await d.pathsearch("/networks")
+        try:
+            await d.pathsearch("/networks/lan")
+        except Exception:
+            await d.create(nets, [("name", ["lan"]), ("address", ["10.77.0"])])
+        await d.close()
+    asyncio.run(main())
+""")
+
+_READ_ROOT_FROM = textwrap.dedent("""
+    import asyncio, sys
+    from netinfo.domain import open_domain
+    async def main():
+        try:
+            d = await open_domain(f"network@{sys.argv[1]}")
+            await d.read(0)
+            print("admitted")
+        except Exception as e:
+            print("refused", type(e).__name__)
+    asyncio.run(main())
+""")
+
+
+def test_trusted_networks_filter_tcp(hierarchy):
+    """Root trusted_networks admits listed networks (numbers or /networks names) and the
+    host itself; others are closed right after accept (spec §10.5, scenario A15)."""
+    net = hierarchy
+    if net.mode != "embedded":
+        pytest.skip("the filter does not depend on the portmapper")
+    a, c = net.hosts["hostA"], net.hosts["hostC"]
+
+    def from_c() -> str:
+        r = c.run([sys.executable, "-c", _READ_ROOT_FROM, a.addr])
+        assert r.returncode == 0, r.stderr
+        return r.stdout.strip()
+
+    def set_trusted(*values: str) -> None:
+        r = a.run([sys.executable, "-c", _SET_TRUSTED, *values])
+        assert r.returncode == 0, r.stderr
+
+    assert from_c() == "admitted"
+    set_trusted("10.99")
+    assert from_c().startswith("refused")
+    r = a.run([sys.executable, "-c", _READ_ROOT_FROM, a.addr])  # the host itself: always
+    assert r.stdout.strip() == "admitted", r.stderr
+    set_trusted("10.77.0")
+    assert from_c() == "admitted"
+    set_trusted("lan")  # a /networks name
+    assert from_c() == "admitted"
+    set_trusted()  # empty: only the server's own addresses
+    assert from_c().startswith("refused")

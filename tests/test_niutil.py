@@ -752,23 +752,17 @@ def test_console_script_is_installed():
     assert p.returncode == 0 and p.stdout.startswith(USAGE)
 
 
-def test_use_master_sends_reads_to_the_master_too():
-    class Conn:
-        closed = False
+def test_use_master_sends_reads_to_the_master_too(nibindd):
+    """needwrite mode over the real wire: after use_master, reads and writes share the
+    master's connection (spec §7.5)."""
+    from netinfo.domain import open_domain
 
-        def close(self):
-            self.closed = True
-
-    class Handle:
-        def __init__(self):
-            self.conn = Conn()
-            self.master = Conn()
-
-        async def master_connection(self):
-            return self.master
-
-    h = Handle()
-    old = h.conn
-    asyncio.run(commands.use_master(h))
-    assert h.conn is h.master and old.closed and not h.master.closed
-    asyncio.run(commands.use_master(object()))   # a plain client: nothing to do
+    async def go():
+        d = await open_domain("/")
+        await commands.use_master(d)
+        assert d.conn is await d.master_connection()
+        root = await d.root()
+        child, _ = await d.create(root, [("name", ["needwrite"])])
+        assert (await d.read(child))[1] == [("name", ["needwrite"])]
+        await d.close()
+    asyncio.run(go())

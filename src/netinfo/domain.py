@@ -157,6 +157,20 @@ class DomainClient(Client):
                                             privileged=self.privileged)
         return self._master
 
+    async def use_master(self) -> None:
+        """The library's "needwrite" mode (spec §7.5): reads go to the master too, so the
+        instances a tool reads before writing are the master's."""
+        master = await self.master_connection()
+        if master is self.conn:
+            return
+        for i, (addr, _) in enumerate(self.servers):
+            peer = master.transport.get_extra_info("peername") if master.transport else None
+            if peer and peer[0] == addr:
+                self.index, self.host, self.tag = i, addr, self.servers[i][1]
+                break
+        self.conn.close()
+        self.conn = master
+
     async def _find_master(self) -> Server | None:
         try:
             master = first_values((await self.read(0))[1], "master")

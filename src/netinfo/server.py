@@ -223,7 +223,14 @@ class TcpConnection(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
         peer = transport.get_extra_info("peername") or ("", 0)
-        self.caller = self.server.dispatcher.caller_for(peer[0], peer[1])
+        disp = self.server.dispatcher
+        self.caller = disp.caller_for(peer[0], peer[1])
+        if not disp.service.admits_tcp(peer[0], is_local(peer[0], disp.own)):
+            # trusted_networks: close right after accept (spec §10.5)
+            log.info("refusing %s: not in trusted_networks", peer[0])
+            self.server.info.connections += 1  # balanced by connection_lost
+            transport.close()
+            return
         self.server.info.connections += 1
         transport.set_write_buffer_limits(high=WRITE_HIGH_WATER)  # type: ignore[attr-defined]
 

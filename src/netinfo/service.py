@@ -225,7 +225,11 @@ class DirectoryService:
             raise NiError(Status.PERM)
 
     def _check_prop(self, n: _Node, caller: Caller, prop: str) -> None:
-        """Step 4 for value edits: directory-level, else ``_writers_<prop>`` (Apple, §10.4)."""
+        """Step 4 for value edits: directory-level, else ``_writers_<prop>`` (Apple, §10.4).
+
+        A ``_locked`` directory is read-only for value edits too (tools §0.5)."""
+        if _fv(n.props, "_locked") is not None:
+            raise NiError(Status.RDONLY)
         if caller.is_root:
             return
         if self._admits(_fv(n.props, "_writers"), caller):
@@ -591,6 +595,55 @@ class DirectoryService:
                     return True
         return False
 
+    def trusted_networks(self) -> list[tuple[int, int, int]] | None:
+        """Root ``trusted_networks`` as classful network byte triples (spec §10.5), or None
+        when absent (everyone may connect). Names resolve through /networks/<name>."""
+        vals = _fv(self._nodes[0].props, "trusted_networks")
+        if vals is None:
+            return None
+        nets = []
+        for v in vals:
+            if not v.replace(".", "").isdigit():
+                v = self._network_address(v) or ""
+            net = classful_network(v)
+            if net is not None:
+                nets.append(net)
+        return nets
+
+    def _network_address(self, name: str) -> str | None:
+        root = self._nodes[0]
+        found = self._matches(root, "name", "networks")
+        if not found:
+            return None
+        hits = self._matches(self._nodes[found[0]], "name", name)
+        if not hits:
+            return None
+        addr = _fv(self._nodes[hits[0]].props, "address")
+        return addr[0] if addr else None
+
+    def admits_tcp(self, addr: str, local: bool) -> bool:
+        """May a TCP connection from *addr* stay open? (spec §10.5: only TCP is filtered;
+        the server's own addresses always may; an empty list admits only those.)"""
+        nets = self.trusted_networks()
+        if nets is None or local:
+            return True
+        try:
+            a = [int(x) for x in addr.removeprefix("::ffff:").split(".")]
+        except ValueError:
+            return False
+        if len(a) != 4:
+            return False
+        for n1, n2, n3 in nets:
+            if a[0] != n1:
+                continue
+            if n2 == 0:
+                return True
+            if a[1] != n2:
+                continue
+            if n3 == 0 or a[2] == n3:
+                return True
+        return False
+
     def master_property(self) -> tuple[str, str] | None:
         """Root ``master`` as (host, tag) (spec §9.1), or None."""
         vals = _fv(self._nodes[0].props, "master")
@@ -667,3 +720,30 @@ class DirectoryService:
             raise NiError(Status.NOTMASTER)
         return checksum != self.checksum
 
+
+
+def classful_network(value: str) -> tuple[int, int, int] | None:
+    """A ``trusted_networks`` value as the first three bytes of its network (spec §10.5).
+
+    The dotted number is read like ``inet_network`` and shifted into the class A/B/C
+    position: ``10`` → 10.0.0, ``128.1`` → 128.1.0, ``192.42.172`` and ``10.0.2`` (larger
+    than 65535) → their three bytes. None for a value that is not a network number.
+    """
+    parts = value.rstrip(".").split(".") if value else []
+    if not parts or len(parts) > 4 or not all(p.isdigit() for p in parts):
+        return None
+    nums = [int(p) for p in parts]
+    if any(x > 255 for x in nums):
+        return None
+    n = 0
+    for x in nums:
+        n = (n << 8) | x
+    if len(nums) == 4:
+        pass
+    elif n < 256:
+        n <<= 24
+    elif n < 65536:
+        n <<= 16
+    else:
+        n <<= 8
+    return (n >> 24 & 255, n >> 16 & 255, n >> 8 & 255)

@@ -42,13 +42,9 @@ async def fresh(fn: Callable[[], Awaitable[T]]) -> T:
 async def use_master(c: Client) -> None:
     """Send reads to the master too, so that instance numbers read before a write are the
     master's (the C library's "needwrite" mode, tools §0.5). No-op for a plain client."""
-    get = getattr(c, "master_connection", None)
-    if get is None:
-        return
-    master = await get()
-    if master is not c.conn:
-        c.conn.close()
-        c.conn = master
+    use = getattr(c, "use_master", None)
+    if use is not None:
+        await use()
 
 
 def is_id(path: str) -> bool:

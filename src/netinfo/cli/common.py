@@ -123,6 +123,13 @@ def run(coro_fn: Callable[[], Awaitable[int]]) -> int:
         return e.code
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # `niutil -list ... | head -1`: the reader went away; say nothing more.
+        try:
+            sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - stop further flushes failing
+        except OSError:
+            pass
+        return 1
 
 
 def dump_json(value: Any, out: TextIO | None = None) -> None:

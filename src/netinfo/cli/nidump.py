@@ -1,0 +1,458 @@
+"""nidump: print a NetInfo table as a flat file, or a subtree in the raw format (tools §2).
+
+::
+
+    nidump passwd .
+    nidump -r /users .
+    nidump -r /users -t 127.0.0.1/network      # the code's order (tools §2.1)
+    nidump -t -r /users 127.0.0.1/network      # the man page's order
+
+Argument orders. The man page writes ``nidump [-t] {-r directory | format} domain``;
+the original code's usage is ``nidump [-r] [-T timeout] {directory | format} [-t] domain``
+and its ``-t`` swallowed the next argument as the domain. Both are accepted (tools §2.1
+recommends it): ``-t`` takes the next word as the domain only when that word could be a
+``host/tag`` (it contains a ``/``, does not start with ``/`` or ``-``, and is not a format
+name); otherwise ``-t`` is a plain flag and the domain is the last operand. ``-r`` is a
+flag: the first operand is then a directory path (tools §0.4). A third operand is
+ignored ([208]'s mount-map name). ``-T`` is accepted anywhere.
+
+Output is exactly the original's (tools §2.2, §2.3), with one deliberate change: ``-r``
+escapes a backslash in a key or value as ``\\\\``. The [369] tool printed it bare, and its
+own ``niload -r`` then dropped it, so a value such as ``fs:\\/export`` did not survive a
+backup and restore. Escaping it makes ``nidump -r | niload -r`` give back the same tree
+whatever it holds (the issue's requirement); text without backslashes prints unchanged.
+
+Exit status (tools §2.1): 0 on success, also when the directory or table does not exist
+(nothing is printed then, except bootptab's header); 1 for usage errors, a domain that
+cannot be opened (the message, then the usage) and a read that fails part way; a ``-t``
+argument that does not parse prints the messages of tools §0.2 and exits 217–221, as the
+shared domain opener does for every tool (tools §1.5). nidump never authenticates.
+
+Beyond the original: ``--help``; ``--json`` (the records each flat format prints, or the
+raw tree, as JSON); reads in batches (one LISTALL per table; ``-r`` walks the tree level
+by level with READ and CHILDREN calls pipelined on one connection); a progress bar on
+stderr for big ``-r`` dumps when stderr is a terminal.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from collections import deque
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from ..client import Client
+from ..errors import NetInfoError, NiError, Status
+from ..formats import FORMATS, NIDUMP_FORMATS, RawNode, raw_to_text
+from ..model import NiId, Proplist
+from .common import (COMM_ERRORS, EXIT_FAILED, EXIT_TAGGED_CONNECT, Progress, ToolExit,
+                     dump_json, error_text, open_for_tool, props_json, run)
+
+PROG = "nidump"
+EXIT_USAGE = 1
+DEFAULT_TIMEOUT = 30.0
+#: Calls kept in flight on the connection at once (pipelining, DESIGN "clients pipeline").
+WINDOW = 512
+
+T = TypeVar("T")
+
+
+def usage_text(prog: str, synopsis: str, formats: Sequence[str]) -> str:
+    """A usage block: the synopsis, then the known formats, eight to a line."""
+    lines = [f"usage: {prog} {synopsis}", "known formats:"]
+    for i in range(0, len(formats), 8):
+        lines.append("\t" + " ".join(formats[i:i + 8]))
+    return "\n".join(lines) + "\n"
+
+
+#: The usage text (stderr, exit 1), listing the known formats (tools §2.1).
+USAGE = usage_text(PROG, "[-T <timeout>] {-r <directory> | <format>} [-t] <domain>",
+                   NIDUMP_FORMATS)
+
+HELP_EXTRA = """\
+options: -r (the operand is a directory path: dump that subtree in raw format),
+         -t (the domain is <host>/<tag>; either before the operands or right before
+             the domain), -T <timeout> (RPC timeout in seconds, default 30),
+         --json (machine-readable output), --help (this text)
+"""
+
+
+# -- argument scanning (shared with niload) ----------------------------------------------------
+
+class UsageError(Exception):
+    """Print *lines*, then the usage, and exit 1."""
+
+    def __init__(self, *lines: str) -> None:
+        super().__init__(*lines)
+        self.lines = lines
+
+
+class UnknownOption(UsageError):
+    """An option the tool does not know (niload words it its own way)."""
+
+    def __init__(self, option: str) -> None:
+        super().__init__(f"{PROG}: unknown option {option}")
+        self.option = option
+
+
+@dataclass
+class Scanned:
+    """What :func:`scan_args` found: flags and option values by letter, the operands, and
+    the domain ``-t`` took as its argument (None when ``-t`` was a plain flag)."""
+
+    flags: set[str] = field(default_factory=set)
+    values: dict[str, str] = field(default_factory=dict)
+    operands: list[str] = field(default_factory=list)
+    tagged_domain: str | None = None
+
+
+def _could_be_tagged_domain(word: str, formats: Iterable[str]) -> bool:
+    # host/tag: never starts with '/' (that is "No host") and always has a '/'.
+    return ("/" in word and not word.startswith(("/", "-")) and word not in formats)
+
+
+def scan_args(args: list[str], flags: str, valued: str, formats: Iterable[str]) -> Scanned:
+    """Scan nidump/niload arguments: single-letter *flags*, *valued* options that take the
+    next argument, ``--help``/``--json``, and ``-t`` in either order (tools §2.1, §2.5).
+
+    :raises UnknownOption: an option not listed. :raises UsageError: a value is missing.
+    """
+    s = Scanned()
+    formats = tuple(formats)
+    i = 0
+    while i < len(args):
+        a = args[i]
+        if a in ("--help", "--json"):
+            s.flags.add(a)
+        elif a == "-t":
+            s.flags.add("t")
+            nxt = args[i + 1] if i + 1 < len(args) else None
+            if nxt is not None and _could_be_tagged_domain(nxt, formats):
+                s.tagged_domain = nxt
+                i += 1
+        elif len(a) == 2 and a[0] == "-" and a[1] in flags:
+            s.flags.add(a[1])
+        elif len(a) == 2 and a[0] == "-" and a[1] in valued:
+            if i + 1 >= len(args):
+                raise UsageError()
+            s.values[a[1]] = args[i + 1]
+            i += 1
+        elif a.startswith("-") and len(a) > 1:
+            raise UnknownOption(a)
+        else:
+            s.operands.append(a)
+        i += 1
+    return s
+
+
+def atoi(text: str) -> int:
+    """C ``atoi``: optional blanks and sign, then leading digits; 0 when there are none."""
+    t = text.lstrip(" \t\n")
+    sign = -1 if t[:1] == "-" else 1
+    t = t[1:] if t[:1] in "+-" and t else t
+    n = 0
+    for ch in t:
+        if not "0" <= ch <= "9":
+            break
+        n = n * 10 + ord(ch) - 48
+    return sign * n
+
+
+def parse_timeout(text: str | None) -> float:
+    """``-T`` seconds; junk or a non-positive number means the default (30 s)."""
+    if text is None:
+        return DEFAULT_TIMEOUT
+    n = atoi(text)
+    return float(n) if n > 0 else DEFAULT_TIMEOUT
+
+
+@dataclass
+class Options:
+    """A parsed nidump command line."""
+
+    raw: bool = False
+    what: str = ""          #: the format name, or the directory path with -r
+    domain: str = ""
+    tagged: bool = False
+    timeout: float = DEFAULT_TIMEOUT
+    json: bool = False
+    help: bool = False
+
+
+def parse_args(args: list[str]) -> Options:
+    """nidump's command line, in either order (module docstring). :raises UsageError:."""
+    s = scan_args(args, "r", "T", NIDUMP_FORMATS)
+    o = Options(raw="r" in s.flags, tagged="t" in s.flags, json="--json" in s.flags,
+                help="--help" in s.flags, timeout=parse_timeout(s.values.get("T")))
+    if o.help:
+        return o
+    ops = s.operands
+    if s.tagged_domain is not None:
+        if not ops:
+            raise UsageError()
+        o.what, o.domain = ops[0], s.tagged_domain
+    else:
+        if len(ops) < 2:
+            raise UsageError()
+        o.what, o.domain = ops[0], ops[1]
+    if not o.raw and (o.what not in FORMATS or not FORMATS[o.what].nidump):
+        raise UsageError(f"{PROG}: unknown format: {o.what}")
+    return o
+
+
+# -- pipelined calls ---------------------------------------------------------------------------
+
+async def _settle(task: asyncio.Future[T]) -> T | BaseException:
+    try:
+        return await task
+    except (NetInfoError, *COMM_ERRORS) as e:
+        return e
+
+
+async def pipelined(factories: Iterable[Callable[[], Awaitable[T]]], window: int = WINDOW,
+                    done: Callable[[int], None] | None = None) -> list[T | BaseException]:
+    """Start each call in order, keeping up to *window* in flight on the connection, and
+    return their results in the same order (a failed call's exception in its place).
+
+    Calls are issued in the order given: a task sends its request at its first step and
+    tasks start in creation order, so the server sees them in that order and answers in
+    order (client.py). A factory may await an earlier call's result before sending (a
+    child needs its parent's id); it must never wait on a later one. *done(i)* is called
+    as the i-th result arrives.
+    """
+    out: list[T | BaseException] = []
+    flying: deque[asyncio.Future[T]] = deque()
+    for make in factories:
+        if len(flying) >= window:
+            out.append(await _settle(flying.popleft()))
+            if done:
+                done(len(out) - 1)
+        flying.append(asyncio.ensure_future(make()))
+    while flying:
+        out.append(await _settle(flying.popleft()))
+        if done:
+            done(len(out) - 1)
+    return out
+
+
+class LazyProgress:
+    """A :class:`Progress` that only starts once more than ~1,000 items were seen (the
+    total of a tree walk is unknown until it ends)."""
+
+    def __init__(self, label: str, stream: Any = None) -> None:
+        self.label = label
+        self.stream = stream
+        self.seen = 0
+        self.bar: Progress | None = None
+
+    def advance(self, n: int = 1) -> None:
+        self.seen += n
+        if self.bar is not None:
+            self.bar.advance(n)
+        elif self.seen > Progress.THRESHOLD:
+            self.bar = Progress(self.label, None, self.stream)
+            self.bar.advance(self.seen)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+# -- walking a subtree -------------------------------------------------------------------------
+
+@dataclass
+class TreeNode:
+    """One directory of a walked subtree: its id with the instance read, its properties
+    (None when not read) and its children's numbers."""
+
+    id: NiId
+    props: Proplist | None
+    kids: list[int]
+
+
+async def walk(c: Client, top: int, *, with_props: bool = True, window: int = WINDOW,
+               progress: LazyProgress | None = None) -> dict[int, TreeNode]:
+    """Every directory of the subtree at *top*, level by level, with its READ and
+    CHILDREN calls pipelined (tools §2.3; DESIGN "clients pipeline").
+
+    A directory that vanishes during the walk (NI_BADID) is left out, with its subtree.
+    :raises NiError: any other failure. :raises COMM_ERRORS: communication failures.
+    """
+    nodes: dict[int, TreeNode] = {}
+    level = [top]
+    while level:
+        calls: list[Callable[[], Awaitable[Any]]] = []
+        for oid in level:
+            if with_props:
+                calls.append(lambda oid=oid: c.read(oid))
+            calls.append(lambda oid=oid: c.children(oid))
+        step = 2 if with_props else 1
+        results = await pipelined(
+            calls, window, (lambda i: progress.advance() if i % step == 0 else None)
+            if progress else None)
+        nxt: list[int] = []
+        for n, oid in enumerate(level):
+            got = results[n * step:(n + 1) * step]
+            bad = next((r for r in got if isinstance(r, BaseException)), None)
+            if bad is not None:
+                if isinstance(bad, NiError) and bad.status == Status.BADID and oid != top:
+                    continue
+                raise bad
+            props = got[0][1] if with_props else None
+            kids, nid = got[-1]
+            kids = list(kids)
+            nodes[oid] = TreeNode(nid, props, kids)
+            nxt.extend(kids)
+        level = nxt
+    for node in nodes.values():   # drop children that vanished mid-walk
+        if any(k not in nodes for k in node.kids):
+            node.kids = [k for k in node.kids if k in nodes]
+    return nodes
+
+
+def to_raw(nodes: dict[int, TreeNode], top: int) -> RawNode:
+    """The walked subtree as a :class:`RawNode` tree (iterative: any depth)."""
+    made = {oid: RawNode(list(n.props or []), []) for oid, n in nodes.items()}
+    for oid, n in nodes.items():
+        made[oid].children = [made[k] for k in n.kids]
+    return made[top]
+
+
+def raw_json(tree: RawNode) -> dict[str, Any]:
+    """``--json`` for ``-r``: ``{"properties": [...], "children": [...]}`` recursively."""
+    out: dict[str, Any] = {"properties": props_json(tree.props), "children": []}
+    stack = [(tree, out)]
+    while stack:
+        node, obj = stack.pop()
+        for child in node.children:
+            cobj = {"properties": props_json(child.props), "children": []}
+            obj["children"].append(cobj)
+            stack.append((child, cobj))
+    return out
+
+
+# -- the dump ----------------------------------------------------------------------------------
+
+def write_out(text: str) -> None:
+    """Write *text* to stdout byte-exact: values may hold any bytes (surrogateescape)."""
+    buf = getattr(sys.stdout, "buffer", None)
+    if buf is None:
+        sys.stdout.write(text)
+        return
+    sys.stdout.flush()
+    buf.write(text.encode("utf-8", "surrogateescape"))
+    buf.flush()
+
+
+async def _find(c: Client, path: str) -> int | None:
+    """The directory at *path*, or None when it does not exist (tools §2.1: exit 0)."""
+    try:
+        return (await c.pathsearch(path)).object
+    except NiError as e:
+        if e.status == Status.NODIR:
+            return None
+        raise
+
+
+async def dump_raw(c: Client, o: Options) -> Callable[[], None]:
+    """Walk the subtree; returns what prints it (nothing when the path does not exist)."""
+    oid = await _find(c, o.what)
+    if oid is None:
+        return lambda: None
+    progress = LazyProgress(PROG)
+    try:
+        nodes = await walk(c, oid, progress=progress)
+    except NiError as e:
+        if e.status == Status.BADID:   # the directory went away after the lookup
+            return lambda: None
+        raise
+    finally:
+        progress.close()
+    tree = to_raw(nodes, oid)
+    if o.json:
+        return lambda: dump_json(raw_json(tree))
+    # escape_backslashes: the lossless choice (module docstring, issue requirement).
+    return lambda: write_out(raw_to_text(tree, escape_backslashes=True))
+
+
+async def dump_flat(c: Client, o: Options) -> Callable[[], None]:
+    """Read the format's table with one LISTALL; returns what prints it."""
+    spec = FORMATS[o.what]
+    records: list[Proplist] = []
+    oid = await _find(c, spec.directory)
+    if oid is not None:
+        try:
+            if spec.table:
+                records = list((await c.listall(oid))[1])
+            else:
+                records = [(await c.read(oid))[1]]
+        except NiError as e:
+            if e.status != Status.BADID:
+                raise
+    if o.json:
+        # The records that give output, i.e. those the format does not skip.
+        empty = spec.to_text([])
+        shown = [r for r in records if spec.to_text([r]) != empty]
+        return lambda: dump_json({"format": o.what, "directory": spec.directory,
+                                  "records": [props_json(r) for r in shown]})
+    if oid is None and not spec.dump_when_missing:
+        return lambda: None
+    return lambda: write_out(spec.to_text(records))
+
+
+async def _main(o: Options) -> int:
+    try:
+        c = await open_for_tool(PROG, o.domain, tagged=o.tagged, timeout=o.timeout)
+    except ToolExit as e:
+        if e.code not in (EXIT_FAILED, EXIT_TAGGED_CONNECT):
+            raise   # a -t argument that does not parse: tools §0.2 messages, 217-221
+        # tools §2.1: a domain that cannot be opened prints the usage and exits 1.
+        raise ToolExit(EXIT_USAGE, *e.lines, *USAGE.rstrip("\n").split("\n")) from None
+    try:
+        c.timeout = c.write_timeout = o.timeout
+        try:
+            show = await (dump_raw(c, o) if o.raw else dump_flat(c, o))
+        except (NiError, *COMM_ERRORS) as e:
+            where = o.what if o.raw else FORMATS[o.what].directory
+            raise ToolExit(EXIT_USAGE, f"{PROG}: can't read directory {where}: "
+                           f"{error_text(e)}") from None
+        show()
+        return 0
+    finally:
+        await c.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``nidump``: returns the exit status (tools §2.1)."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    try:
+        o = parse_args(args)
+    except UsageError as e:
+        for line in e.lines:
+            print(line, file=sys.stderr)
+        sys.stderr.write(USAGE)
+        return EXIT_USAGE
+    if o.help:
+        sys.stdout.write(USAGE + HELP_EXTRA)
+        return 0
+    return run_quietly(lambda: _main(o))
+
+
+def run_quietly(coro_fn: Callable[[], Awaitable[int]]) -> int:
+    """:func:`~netinfo.cli.common.run`, and a reader that went away (``nidump … | head``)
+    ends the tool quietly with status 1 instead of a traceback."""
+    try:
+        return run(coro_fn)
+    except BrokenPipeError:
+        try:
+            sys.stdout = open(os.devnull, "w")  # noqa: SIM115 (flush at exit must not fail)
+        except OSError:
+            pass
+        return EXIT_USAGE
+
+
+if __name__ == "__main__":
+    sys.exit(main())
