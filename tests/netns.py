@@ -54,11 +54,17 @@ class Host:
         env.update(extra)
         return env
 
+    hosts_file: Path | None = None
+
     def wrap(self, cmd: list[str]) -> list[str]:
-        """Run *cmd* in this host's namespace with its own hostname."""
+        """Run *cmd* in this host's namespace with its own hostname (and the network's
+        /etc/hosts, so that host names resolve)."""
         script = 'hostname "$0" && exec "$@"'
-        return ["ip", "netns", "exec", self.ns, "unshare", "--uts", "sh", "-c", script,
-                self.name, *cmd]
+        unshare = ["unshare", "--uts"]
+        if self.hosts_file is not None:
+            script = f'mount --bind {self.hosts_file} /etc/hosts && ' + script
+            unshare.append("--mount")
+        return ["ip", "netns", "exec", self.ns, *unshare, "sh", "-c", script, self.name, *cmd]
 
     def run(self, cmd: list[str], timeout: float = 60, **kw) -> subprocess.CompletedProcess:
         kw.setdefault("env", self.env())
@@ -120,6 +126,13 @@ class Network:
         host = Host(name, ns, addr)
         self.hosts[name] = host
         return host
+
+    def write_hosts(self, path: Path) -> None:
+        """An /etc/hosts naming every host; bind-mounted over /etc/hosts in each one."""
+        lines = ["127.0.0.1 localhost"] + [f"{h.addr} {h.name}" for h in self.hosts.values()]
+        path.write_text("\n".join(lines) + "\n")
+        for h in self.hosts.values():
+            h.hosts_file = path
 
     def close(self) -> None:
         for h in self.hosts.values():
