@@ -1,0 +1,227 @@
+"""nibindd and its portmapper over the real wire: every NIBIND procedure, the privilege
+rule, portmapper v2 (and PROG_MISMATCH for v3/v4), CALLIT, SIGHUP, and nidomain.
+
+Runs against the ``nibindd`` fixture: a real ``nibindd --init`` with its embedded
+portmapper on a free loopback port (spec §1.5, §6; tools §4.4).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+
+import pytest
+
+from netinfo import binding, rpc
+from netinfo.client import udp_call
+from netinfo.errors import NiError, RpcError, Status
+from netinfo.model import addr_to_uint
+from netinfo.nibind import (NIBIND_PROG, NIBIND_VERS, BindArgs, BindProc, Registration,
+                            decode_status, encode_bind_args, encode_registration, encode_tag)
+from netinfo.portmap import IPPROTO_TCP, IPPROTO_UDP, PMAP_PROG, Mapping, PmapProc
+from netinfo.protocol import NETINFO_PROG, NETINFO_VERS, Proc
+
+from .netns import wait_until
+
+ROOT = os.geteuid() == 0
+
+
+def run(coro):
+    return asyncio.run(coro)
+
+
+def pmap_port() -> int:
+    return binding.portmapper_address()[1]
+
+
+def test_portmapper_lists_itself_and_nibindd(nibindd):
+    maps = run(binding.pmap_dump())
+    progs = {(m.prog, m.prot) for m in maps}
+    assert {(PMAP_PROG, IPPROTO_TCP), (PMAP_PROG, IPPROTO_UDP),
+            (NIBIND_PROG, IPPROTO_TCP), (NIBIND_PROG, IPPROTO_UDP)} <= progs
+    # NETINFO itself is registered with nibindd, not with the portmapper (spec §1.1)
+    assert all(m.prog != NETINFO_PROG for m in maps)
+    assert run(binding.pmap_getport("127.0.0.1", NIBIND_PROG, 1)) > 0
+    assert run(binding.pmap_getport("127.0.0.1", 123456, 1)) == 0
+
+
+@pytest.mark.parametrize("vers", [3, 4])
+def test_portmapper_v3_v4_prog_mismatch(nibindd, vers):
+    with pytest.raises(RpcError) as ei:
+        run(udp_call("127.0.0.1", pmap_port(), PMAP_PROG, vers, 3, b""))
+    assert (ei.value.stat, ei.value.detail) == (rpc.AcceptStat.PROG_MISMATCH, (2, 2))
+
+
+def test_portmapper_set_and_unset_from_local_callers(nibindd):
+    assert run(binding.pmap_set(300001, 1, IPPROTO_UDP, 4242)) is True
+    assert run(binding.pmap_set(300001, 1, IPPROTO_UDP, 4343)) is False  # RFC 1833
+    assert run(binding.pmap_getport("127.0.0.1", 300001, 1)) == 4242
+    assert run(binding.pmap_unset(300001, 1)) is True
+    assert run(binding.pmap_getport("127.0.0.1", 300001, 1)) == 0
+
+
+def test_callit_forwards_success_and_is_silent_on_failure(nibindd):
+    """CALLIT of NIBIND BIND: answered for a served child, silent otherwise (spec §1.5, §6.3).
+
+    The ``network`` root of ``nibindd --init`` lists this host's local domain as the child
+    ``<host>/local`` at 127.0.0.1 (and the host's other addresses)."""
+    ok = encode_bind_args(BindArgs(addr_to_uint("127.0.0.1"), "local", "network"))
+    wrong_tag = encode_bind_args(BindArgs(addr_to_uint("127.0.0.1"), "local", "nosuch"))
+    wrong_child = encode_bind_args(BindArgs(addr_to_uint("10.9.9.9"), "local", "network"))
+    won = run(binding.multicall([("127.0.0.1", ok)], NIBIND_PROG, 1, BindProc.BIND, (2.0,)))
+    assert won is not None and won[0] == 0 and won[1] == "127.0.0.1" and won[2] == b""
+    for args in (wrong_tag, wrong_child):
+        assert run(binding.multicall([("127.0.0.1", args)], NIBIND_PROG, 1, BindProc.BIND,
+                                     (1.0, 1.0))) is None
+    # CALLIT of NIBIND PING, and of a program nobody registered
+    assert run(binding.multicall([("127.0.0.1", b"")], NIBIND_PROG, 1, BindProc.PING,
+                                 (2.0,))) is not None
+    assert run(binding.multicall([("127.0.0.1", b"")], 123456, 1, 0, (1.0,))) is None
+
+
+def test_callit_over_tcp_is_refused(nibindd):
+    async def go():
+        from netinfo.client import open_tcp
+        conn = await open_tcp("127.0.0.1", pmap_port(), privileged=False)
+        try:
+            await conn.call(PMAP_PROG, 2, PmapProc.CALLIT, b"\0" * 16, None, 3.0)
+        finally:
+            conn.close()
+    with pytest.raises(RpcError) as ei:
+        run(go())
+    assert ei.value.stat == rpc.AcceptStat.PROC_UNAVAIL
+
+
+def test_nibind_ping_getregister_listreg(nibindd):
+    port = run(binding.nibindd_port("127.0.0.1"))
+    run(udp_call("127.0.0.1", port, NIBIND_PROG, NIBIND_VERS, BindProc.PING))
+    regs = {r.tag: r for r in run(binding.listreg("127.0.0.1"))}
+    assert set(regs) == {"local", "network"}
+    assert run(binding.getregister("127.0.0.1", "network")) == (regs["network"].udp_port,
+                                                               regs["network"].tcp_port)
+    with pytest.raises(NiError) as ei:
+        run(binding.getregister("127.0.0.1", "nosuch"))
+    assert ei.value.status == Status.NOTAG
+    # the registered ports answer NETINFO PING over UDP
+    run(udp_call("127.0.0.1", regs["local"].udp_port, NETINFO_PROG, NETINFO_VERS, Proc.PING))
+
+
+def test_nibind_register_unregister(nibindd):
+    run(binding.register("extra", 1111, 2222))
+    assert run(binding.getregister("127.0.0.1", "extra")) == (1111, 2222)
+    run(binding.register("extra", 3333, 4444))  # replaces (spec §6.2)
+    assert run(binding.getregister("127.0.0.1", "extra")) == (3333, 4444)
+    run(binding.unregister("extra"))
+    run(binding.unregister("extra"))  # absent: still NI_OK
+    with pytest.raises(NiError):
+        run(binding.getregister("127.0.0.1", "extra"))
+
+
+@pytest.mark.skipif(not ROOT, reason="the privilege rule only binds when nibindd is root")
+def test_privileged_procedures_need_a_reserved_port(nibindd):
+    """From an ordinary port a root nibindd answers NI_PERM (spec §6.2, §10.6)."""
+    port = run(binding.nibindd_port("127.0.0.1"))
+    calls = [(BindProc.REGISTER, encode_registration(Registration("x", 1, 2))),
+             (BindProc.UNREGISTER, encode_tag("local")),
+             (BindProc.CREATEMASTER, encode_tag("x")),
+             (BindProc.DESTROYDOMAIN, encode_tag("local"))]
+    for proc, args in calls:
+        u = run(udp_call("127.0.0.1", port, NIBIND_PROG, NIBIND_VERS, proc, args,
+                         privileged=False))
+        assert decode_status(u) == Status.PERM, proc
+    assert "local" in {r.tag for r in run(binding.listreg("127.0.0.1"))}
+    # garbage to a privileged procedure is GARBAGE_ARGS, not NI_PERM
+    with pytest.raises(RpcError) as ei:
+        run(udp_call("127.0.0.1", port, NIBIND_PROG, NIBIND_VERS, BindProc.REGISTER, b"\1",
+                     privileged=False))
+    assert ei.value.stat == rpc.AcceptStat.GARBAGE_ARGS
+    with pytest.raises(RpcError) as ei:
+        run(udp_call("127.0.0.1", port, NIBIND_PROG, NIBIND_VERS, 9, b""))
+    assert ei.value.stat == rpc.AcceptStat.PROC_UNAVAIL
+
+
+def nidomain(nb, *args):
+    return subprocess.run([sys.executable, "-m", "netinfo.cli.nidomain", *args], env=nb.env,
+                          capture_output=True, text=True, timeout=60)
+
+
+def test_nidomain_create_list_destroy(nibindd):
+    r = nidomain(nibindd, "-l")
+    assert r.returncode == 0
+    assert sorted(x.split()[0] for x in r.stdout.splitlines()) == ["tag=local", "tag=network"]
+    r = nidomain(nibindd, "-m", "eng")
+    assert (r.returncode, r.stderr) == (0, "")
+    db = nibindd.directory / "eng.nidb"
+    assert db.is_dir()
+    r = nidomain(nibindd, "-g", "eng")
+    assert r.returncode == 0 and r.stdout.startswith("tag=eng udp=")
+    # CREATEMASTER made the master layout of spec §6.2
+    tcp = int(r.stdout.split("tcp=")[1])
+
+    async def layout():
+        from netinfo.client import Client
+        async with await Client.connect("127.0.0.1", tcp, "eng") as c:
+            return dict((await c.read(0))[1])
+    assert run(layout())["master"][0].endswith("/eng")
+    r = nidomain(nibindd, "-m", "eng")
+    assert (r.returncode, r.stderr.strip()) == (
+        1, "nidomain: operation failed - Duplicate domain tag: can't serve it")
+    r = nidomain(nibindd, "-d", "eng")
+    assert r.returncode == 0 and not db.exists()
+    r = nidomain(nibindd, "-d", "eng")
+    assert (r.returncode, r.stderr.strip()) == (1, "nidomain: operation failed - No such tag")
+    r = nidomain(nibindd, "-g", "eng")
+    assert r.returncode == 1 and "No such tag" in r.stderr
+
+
+def test_nidomain_clone_creates_the_clone_database(nibindd):
+    """CREATECLONE makes <tag>.nidb naming the master and serves it (spec §6.2);
+    the transfer of the master's data belongs to replication."""
+    r = nidomain(nibindd, "-c", "copy", "127.0.0.1/network")
+    assert r.returncode == 0, r.stderr
+    r = nidomain(nibindd, "-g", "copy")
+    tcp = int(r.stdout.split("tcp=")[1])
+
+    async def check():
+        from netinfo.client import Client
+        async with await Client.connect("127.0.0.1", tcp, "copy") as c:
+            root = dict((await c.read(0))[1])
+            m = await c.pathsearch("/machines/127.0.0.1")
+            return root, dict((await c.read(m))[1])
+    root, machine = run(check())
+    assert root["master"] == ["127.0.0.1/network"]
+    assert machine["serves"] == ["./network"] and machine["ip_address"] == ["127.0.0.1"]
+
+
+def test_nidomain_usage_and_errors(nibindd):
+    r = nidomain(nibindd)
+    assert r.returncode == 1 and r.stderr.startswith("usage: nidomain -l [host]")
+    assert nidomain(nibindd, "-x").returncode == 1
+    assert nidomain(nibindd, "--help").returncode == 0
+    r = nidomain(nibindd, "-l", "no-such-host.invalid")
+    assert (r.returncode, r.stderr.strip()) == (1, "nidomain: unknown host - no-such-host.invalid")
+
+
+def test_nidomain_without_nibindd(tmp_path):
+    env = dict(os.environ, NETINFO_PORTMAPPER="127.0.0.1:9", NETINFO_BROADCAST="off")
+    r = subprocess.run([sys.executable, "-m", "netinfo.cli.nidomain", "-l"], env=env,
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0 and "not available" in r.stderr  # tools §4.4: exit 0
+    r = subprocess.run([sys.executable, "-m", "netinfo.cli.nidomain", "-m", "x"], env=env,
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 1 and "nibindd is not running" in r.stderr
+
+
+def test_sighup_rereads_the_directory(nibindd):
+    """A database added to DIR is served after SIGHUP; a removed one stops (spec §6.4)."""
+    from netinfo.database import open_database
+    from netinfo.templates import create_master
+    svc, store = open_database(nibindd.directory, "late", create=True)
+    create_master(svc, "late", "here", ["127.0.0.1"])
+    store.commit(svc.take_pending(), svc.checksum)
+    store.close()
+    nibindd.proc.send_signal(signal.SIGHUP)
+    assert wait_until(lambda: "late" in {r.tag for r in run(binding.listreg("127.0.0.1"))}, 30)
