@@ -16,7 +16,7 @@ from typing import Any
 from .binding import getregister
 from .client import READ_TIMEOUT, Client, RpcConnection, open_tcp
 from .errors import NetInfoError, NiError, RpcError, Status, Timeout, WireError
-from .model import first_values, uint_to_addr
+from .model import first_values, split_unescaped, uint_to_addr, unescape
 from .protocol import PROCEDURES
 from .netif import local_addresses
 
@@ -193,14 +193,18 @@ def _escape(name: str) -> str:
 
 # -- walking the hierarchy ------------------------------------------------------------------
 
-async def domain_servers(c: Client, tag_hint: str | None = None) -> list[Server]:
-    """The servers of the domain *c* is connected to: every /machines entry serving
-    ``./T``, as (ip_address, T) (spec §7.4 step 2)."""
+async def machines(c: Client) -> list[list[tuple[str, list[str]]]]:
+    """The proplists of the domain's /machines entries (one LISTALL); [] without one."""
     try:
-        mid = await c.pathsearch("/machines")
-        _, entries = await c.listall(mid)
+        return (await c.listall(await c.pathsearch("/machines")))[1]
     except NiError:
         return []
+
+
+async def domain_servers(c: Client) -> list[Server]:
+    """The servers of the domain *c* is connected to: every /machines entry serving
+    ``./T``, as (ip_address, T) (spec §7.4 step 2)."""
+    entries = await machines(c)
     out: list[Server] = []
     for props in entries:
         for s in first_values(props, "serves") or ():
@@ -226,13 +230,8 @@ async def open_parent(c: DomainClient) -> DomainClient:
 
 async def open_child(c: DomainClient, name: str) -> DomainClient:
     """A child domain *name*: /machines entries serving ``name/T`` (spec §7.3)."""
-    try:
-        mid = await c.pathsearch("/machines")
-        _, entries = await c.listall(mid)
-    except NiError as e:
-        raise NiError(Status.NODIR, f"no domain {name}") from e
     servers: list[Server] = []
-    for props in entries:
+    for props in await machines(c):
         for s in first_values(props, "serves") or ():
             n, slash, t = s.partition("/")
             if slash and n == name:
@@ -263,21 +262,7 @@ async def _climb(c: DomainClient, retries: int) -> DomainClient:
 
 def split_domain_path(path: str) -> list[str]:
     """Components of a domain path; ``\\`` escapes ``/`` (spec §7.3)."""
-    parts, cur, i = [], [], 0
-    while i < len(path):
-        ch = path[i]
-        if ch == "\\" and i + 1 < len(path):
-            cur.append(path[i + 1])
-            i += 2
-            continue
-        if ch == "/":
-            parts.append("".join(cur))
-            cur = []
-        else:
-            cur.append(ch)
-        i += 1
-    parts.append("".join(cur))
-    return parts
+    return [unescape(p) for p in split_unescaped(path, "/")]
 
 
 def parse_tagged(arg: str) -> tuple[str, str, int | None]:
@@ -398,12 +383,7 @@ async def domain_name(c: DomainClient, retries: int = 3) -> str:
             addr, tag = cur.server
             mine = {addr} | (set(local_addresses()) if _is_local(addr) else set())
             label = f"{tag}@{addr}"
-            try:
-                mid = await parent.pathsearch("/machines")
-                _, entries = await parent.listall(mid)
-            except NiError:
-                entries = []
-            for props in entries:
+            for props in await machines(parent):
                 if not mine & set(first_values(props, "ip_address") or ()):
                     continue
                 for s in first_values(props, "serves") or ():

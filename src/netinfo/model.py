@@ -64,8 +64,9 @@ class PathComponent(NamedTuple):
     value: str
 
 
-def _split_unescaped(text: str, sep: str) -> list[str]:
-    """Split on *sep* where it is not preceded by a backslash; escapes are kept."""
+def split_unescaped(text: str, sep: str, limit: int = -1) -> list[str]:
+    """Split on *sep* where it is not preceded by a backslash, at most *limit* times
+    (-1: no limit); the escapes are kept in the parts."""
     parts, cur, i = [], [], 0
     while i < len(text):
         c = text[i]
@@ -73,9 +74,10 @@ def _split_unescaped(text: str, sep: str) -> list[str]:
             cur.append(text[i:i + 2])
             i += 2
             continue
-        if c == sep:
+        if c == sep and limit != 0:
             parts.append("".join(cur))
             cur = []
+            limit -= 1
         else:
             cur.append(c)
         i += 1
@@ -105,10 +107,10 @@ def parse_path(path: str) -> list[PathComponent]:
     ``"/"`` (or ``""``) is the root: an empty list.
     """
     comps = []
-    for raw in _split_unescaped(path, "/"):
+    for raw in split_unescaped(path, "/"):
         if not raw:
             continue
-        kv = _split_unescaped(raw, "=")
+        kv = split_unescaped(raw, "=")
         if len(kv) == 1:
             comps.append(PathComponent("name", unescape(kv[0])))
         else:

@@ -22,7 +22,7 @@ from typing import Any, NamedTuple, TypeVar
 
 from ..client import Client
 from ..errors import NiError, Status
-from ..model import NI_INDEX_NULL, NiId, Proplist, parse_path, uint_to_addr
+from ..model import NI_INDEX_NULL, NiId, Proplist, parse_path, split_unescaped, uint_to_addr
 
 T = TypeVar("T")
 
@@ -94,34 +94,14 @@ class CreateComponent(NamedTuple):
     stored_key: str
 
 
-def _split_raw(text: str, sep: str, limit: int = -1) -> list[str]:
-    """Split at *sep* characters not preceded by a backslash; escapes are kept."""
-    parts, cur, i = [], [], 0
-    while i < len(text):
-        ch = text[i]
-        if ch == "\\" and i + 1 < len(text):
-            cur.append(text[i:i + 2])
-            i += 2
-            continue
-        if ch == sep and limit != 0:
-            parts.append("".join(cur))
-            cur = []
-            limit -= 1
-        else:
-            cur.append(ch)
-        i += 1
-    parts.append("".join(cur))
-    return parts
-
-
 def create_components(path: str) -> list[CreateComponent]:
     """Components of a path to create (tools §0.4): looked up like any path, but a new
     directory stores ``key: value`` with only ``\\/`` un-escaped."""
     lookup = parse_path(path)
-    raw = [r for r in _split_raw(path, "/") if r]
+    raw = [r for r in split_unescaped(path, "/") if r]
     out = []
     for (key, value), r in zip(lookup, raw):
-        kv = _split_raw(r, "=", 1)
+        kv = split_unescaped(r, "=", 1)
         skey, sval = ("name", kv[0]) if len(kv) == 1 else (kv[0], kv[1])
         out.append(CreateComponent(key, value, sval.replace("\\/", "/"),
                                    skey.replace("\\/", "/")))
