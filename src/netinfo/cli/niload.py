@@ -22,8 +22,12 @@ connection, each carrying the instance its directory will have by then (every su
 write adds 1, spec §5.3). If a prediction turns out wrong (NI_STALE or NI_BADID:
 somebody else wrote meanwhile), the rest of the input is planned again from a fresh read;
 re-applying a record that already went through is harmless (a replacement or merge of
-the same data gives the same directory). Any other error stops the run with the
-original's message. Because calls are in flight together, records after the failing one
+the same data gives the same directory), so nothing is lost or duplicated. One visible
+trace remains: when another writer's changes shift the table's instance by exactly k,
+creates after the first failed one can line up again and succeed in the first pass, so
+under concurrent writers new entries may appear in a different order than the input's
+(the original, sequential, would interleave the other writer's entries instead). Any
+other error stops the run with the original's message. Because calls are in flight together, records after the failing one
 may already have been written when the error comes back (at most one window of calls);
 records before it always are.
 
@@ -41,6 +45,10 @@ Deliberate differences from the original, all additive:
 * Input that does not parse (``-r``) prints ``niload: <message> at line N`` and exits 1
   without writing anything.
 * A record without a name prints ``input item has no name - ignored`` on stderr.
+* A ``-r`` path that is not absolute exits 1 (nothing is done).
+* With ``-v``, creating the missing table prints ``Creating NetInfo directory <t>``
+  (tools §2.5); tools §2.7 rule 4 calls the same event ``creating directory: <t>``, and
+  it is reported once.
 * ``--help``; a progress bar on stderr for more than ~1,000 records when it is a terminal.
 
 Exit status: 0 on success (and on raw-load write failures, as the original); 1 for usage
@@ -67,7 +75,7 @@ from .commands import create_path, use_master
 from .common import (COMM_ERRORS, EXIT_FAILED, EXIT_TAGGED_CONNECT, Progress, ToolExit,
                      authenticate, error_text, open_for_tool, run)
 from .nidump import (DEFAULT_TIMEOUT, WINDOW, TreeNode, UnknownOption, UsageError,
-                     parse_timeout, pipelined, scan_args, usage_text, walk)
+                     gc_paused, parse_timeout, pipelined, scan_args, usage_text, walk)
 
 PROG = "niload"
 EXIT_USAGE = 1
@@ -159,7 +167,7 @@ def say(text: str) -> None:
     sys.stderr.write(text + "\n")
 
 
-# -- destroying subtrees, pipelined ---------------------------------------------------------------
+# -- destroying subtrees, pipelined ------------------------------------------------------------
 
 def destroy_calls(c: Client, nodes: dict[int, TreeNode], top: int, *, bumped: int = 0,
                   parent: NiId | None = None) -> list[Callable[[], Awaitable[Any]]]:
@@ -237,7 +245,7 @@ async def destroy_tree(c: Client, oid: int) -> None:
             raise
 
 
-# -- flat files (tools §2.6, §2.7) ----------------------------------------------------------------
+# -- flat files (tools §2.6, §2.7) -------------------------------------------------------------
 
 @dataclass
 class Entry:
@@ -512,7 +520,7 @@ async def load_flat(c: Client, o: Options, text: str) -> int:
     return await FlatLoad(c, o).run(loaded.records)
 
 
-# -- raw load (tools §2.7 "Raw load") -------------------------------------------------------------
+# -- raw load (tools §2.7 "Raw load") ----------------------------------------------------------
 
 def create_calls(c: Client, top: RawNode, target: int, base: int) -> tuple[
         list[Callable[[], Awaitable[Any]]], int]:
@@ -610,7 +618,7 @@ async def load_raw(c: Client, o: Options, text: str) -> int:
     return 0   # sic: the original exits 0 whatever the raw load did (tools §2.7)
 
 
-# -- main ------------------------------------------------------------------------------------------
+# -- main --------------------------------------------------------------------------------------
 
 async def _main(o: Options) -> int:
     # A relative -r path is refused before anything else happens.
@@ -665,7 +673,8 @@ def main(argv: list[str] | None = None) -> int:
         for i, a in enumerate(sys.argv):   # keep the password out of ps(1)
             if i > 0 and sys.argv[i - 1] == "-P" and a == o.password:
                 sys.argv[i] = "*" * len(a)
-    return run(lambda: _main(o))
+    with gc_paused():
+        return run(lambda: _main(o))
 
 
 if __name__ == "__main__":

@@ -1,0 +1,135 @@
+"""Benchmark: ``niload passwd`` of 10,000 users into a real netinfod, and dumping them back.
+
+Starts ``netinfod -m`` on a free loopback port (a fresh database in a temporary
+directory), then times, each as a real subprocess reached with ``-t 127.0.0.1:PORT/TAG``:
+
+* ``niload passwd`` of N generated 10-field lines into an empty /users (creates);
+* the same ``niload passwd`` again (every record found: replacements);
+* ``niload -m passwd`` again (merges);
+* ``nidump passwd`` and ``nidump -r /users``.
+
+Prints the seconds (wall clock, Python start-up included) and checks that the dump gives
+back the N users. Usage: ``python bench/bench_niload.py [-n 10000] [--sqlite|--memory]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+TAG = "bench"
+
+
+def free_port() -> int:
+    for _ in range(100):
+        t = socket.socket()
+        t.bind(("127.0.0.1", 0))
+        port = t.getsockname()[1]
+        u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            u.bind(("127.0.0.1", port))
+        except OSError:
+            continue
+        finally:
+            u.close()
+            t.close()
+        return port
+    raise RuntimeError("no free port")
+
+
+def passwd_lines(n: int) -> str:
+    """N distinct 10-field master.passwd lines."""
+    return "".join(f"user{i:05d}:$1$salt$abcdefghijklmnopqrstuv:{10000 + i}:20::0:0:"
+                   f"User Number {i}:/Users/user{i:05d}:/bin/zsh\n" for i in range(n))
+
+
+def env() -> dict[str, str]:
+    e = dict(os.environ)
+    e["PYTHONPATH"] = str(ROOT / "src") + os.pathsep + e.get("PYTHONPATH", "")
+    e["NETINFO_BROADCAST"] = "off"
+    return e
+
+
+def start_server(directory: str, port: int, extra: list[str]) -> subprocess.Popen:
+    cmd = [sys.executable, "-m", "netinfo.cli.netinfod", "--dir", directory, "--bind",
+           "127.0.0.1", "--port", str(port), "-m", *extra, TAG]
+    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                            env=env(), text=True)
+    assert proc.stderr is not None
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        line = proc.stderr.readline()
+        if not line:
+            raise RuntimeError(f"netinfod exited with {proc.wait()}")
+        if line.startswith(f"netinfod: serving {TAG} "):
+            # Keep draining its log so it never blocks on a full pipe.
+            import threading
+            threading.Thread(target=lambda: proc.stderr.read(), daemon=True).start()
+            return proc
+    proc.kill()
+    raise RuntimeError("netinfod did not start")
+
+
+def timed(args: list[str], stdin: str | None = None) -> tuple[float, str]:
+    t0 = time.perf_counter()
+    p = subprocess.run([sys.executable, "-m", *args], input=stdin, capture_output=True,
+                       text=True, env=env(), timeout=600)
+    dt = time.perf_counter() - t0
+    if p.returncode != 0:
+        raise RuntimeError(f"{args} exited {p.returncode}: {p.stderr}")
+    return dt, p.stdout
+
+
+def python_startup() -> float:
+    t0 = time.perf_counter()
+    subprocess.run([sys.executable, "-c", "import netinfo.cli.niload"], env=env(), check=True)
+    return time.perf_counter() - t0
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("-n", type=int, default=10_000, help="number of users (10000)")
+    ap.add_argument("--server-arg", action="append", default=[],
+                    help="extra netinfod argument (repeatable)")
+    a = ap.parse_args()
+    text = passwd_lines(a.n)
+    with tempfile.TemporaryDirectory() as tmp:
+        port = free_port()
+        server = start_server(tmp, port, a.server_arg)
+        dom = f"127.0.0.1:{port}/{TAG}"
+        try:
+            startup = python_startup()
+            rows = []
+            dt, _ = timed(["netinfo.cli.niload", "passwd", "-t", dom], text)
+            rows.append((f"niload passwd ({a.n} new users)", dt))
+            dt, _ = timed(["netinfo.cli.niload", "passwd", "-t", dom], text)
+            rows.append((f"niload passwd ({a.n} existing: replace)", dt))
+            dt, _ = timed(["netinfo.cli.niload", "-m", "passwd", "-t", dom], text)
+            rows.append((f"niload -m passwd ({a.n} existing: merge)", dt))
+            dt, out = timed(["netinfo.cli.nidump", "passwd", "-t", dom])
+            rows.append((f"nidump passwd ({a.n} users)", dt))
+            got = [ln for ln in out.splitlines() if ln.startswith("user")]
+            assert len(got) == a.n, f"dumped {len(got)} users, expected {a.n}"
+            dt, out = timed(["netinfo.cli.nidump", "-r", "/users", "-t", dom])
+            rows.append((f"nidump -r /users ({a.n} users)", dt))
+            got_r = len(re.findall(r'"name" = \( "user\d', out))
+            assert got_r == a.n, f"nidump -r gave {got_r} users, expected {a.n}"
+        finally:
+            server.terminate()
+            server.wait(15)
+    print(f"python start-up + import: {startup:.3f} s")
+    for label, dt in rows:
+        print(f"{label:<45} {dt:7.3f} s   ({a.n / dt:,.0f} records/s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
