@@ -48,6 +48,7 @@ options:
     -v               verbose record printing (-vv: with property indexes)
     -q               no interactive prompt
     -i               ask before deleting directories (interactive mode only)
+    -x500            experimental X.500 naming (accepted; refs and setrdn are not supported)
     --json           machine-readable output
     --help           this text
 commands:
