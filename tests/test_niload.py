@@ -482,8 +482,6 @@ def test_authentication(srv, unprivileged):
                               "No such user\n")
 
 
-@pytest.mark.xfail(reason="netinfod does not check AUTH_UNIX passwords yet (tools §0.5): "
-                   "an authenticated ordinary user is still anonymous", strict=False)
 def test_authenticated_user_may_write(srv, unprivileged):
     populate(srv, True, {"/users": [([("name", ["tester"]), ("uid", ["4242"]),
                                       ("passwd", [""])], [])],

@@ -104,9 +104,9 @@ class Dispatcher:
             return rpc.reply_accept_error(xid, AcceptStat.GARBAGE_ARGS), False
         if call.auth is not None:
             # Apple's lookupd shortcut: password "checksum" asks for the checksum only (§4.4).
-            if call.auth.machinename == rpc.invert(b"checksum"):
-                caller = Caller(caller.addr, caller.port, caller.superuser, caller.user,
-                                checksum_only=True)
+            only = call.auth.machinename == rpc.invert(b"checksum")
+            caller = Caller(caller.addr, caller.port, caller.superuser, caller.user,
+                            checksum_only=only, credential=call.auth)
         t0 = time.perf_counter_ns()
         try:
             body = self._run(info, caller, args)

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from .errors import NiError, Status
 from .model import Directory, NiId, Proplist, addr_to_uint, first_values
 from .protocol import Proc
+from .rpc import AuthUnix
 from .storage import Image, Op
 
 MASK32 = 0xFFFFFFFF
@@ -42,6 +43,8 @@ class Caller:
     checksum_only: bool = False
     #: an update pushed by this domain's master (spec §9.2)
     from_master: bool = False
+    #: the AUTH_UNIX credential, authenticated on the first write (spec §10.2)
+    credential: AuthUnix | None = None
 
     @property
     def is_root(self) -> bool:
@@ -190,10 +193,50 @@ class DirectoryService:
 
     # -- write plumbing (spec §4.3) ---------------------------------------------------------
 
-    def _validate(self, caller: Caller) -> None:
-        """Step 1: write validation by role (spec §10.3)."""
+    def _validate(self, caller: Caller) -> Caller:
+        """Step 1: write validation by role (spec §10.3): a clone takes only its master's
+        updates; a master authenticates the caller (§10.2). Returns who the caller is."""
         if self.info.clone and not caller.from_master:
             raise NiError(Status.RDONLY)
+        if caller.credential is not None and not (caller.superuser or caller.from_master):
+            return self.authenticate(caller)
+        return caller
+
+    def authenticate(self, caller: Caller) -> Caller:
+        """AUTH_UNIX on a master (spec §10.2 step 3): the inverted machinename is the
+        password of a /users entry whose ``uid`` is the credential's uid.
+
+        Every user with that uid is tried (Apple); one matches when its ``passwd`` is
+        missing, empty or ``""`` (NeXT and Apple), or when ``crypt(password, passwd)``
+        equals it. uid 0 makes the superuser. No such user: NI_NOUSER; no match:
+        NI_AUTHERROR (never a fall-back to anonymous, step 4).
+        """
+        cred = caller.credential
+        assert cred is not None
+        root = self._nodes[0]
+        found = self._matches(root, "name", "users")
+        if not found:
+            raise NiError(Status.NOUSER)
+        users = self._nodes[found[0]]
+        uids = self._matches(users, "uid", str(cred.uid))
+        if not uids:
+            raise NiError(Status.NOUSER)
+        password = cred.password
+        for oid in uids:
+            props = self._nodes[oid].props
+            authority = _fv(props, "authentication_authority")
+            if authority and authority[0] not in (";basic;", ""):
+                continue  # ShadowHash / Password Server: out of scope (spec §10.2)
+            stored = _fv(props, "passwd")
+            if stored is None or not stored or stored[0] == "" or check_password(
+                    password, stored[0]):
+                names = _fv(props, "name")
+                if cred.uid == 0:
+                    return Caller(caller.addr, caller.port, True, "root", caller.checksum_only)
+                if not names:
+                    raise NiError(Status.NOUSER)
+                return Caller(caller.addr, caller.port, False, names[0], caller.checksum_only)
+        raise NiError(Status.AUTHERROR)
 
     def _target(self, i: NiId) -> _Node:
         """Step 2: the target exists and the caller's instance is current."""
@@ -405,7 +448,7 @@ class DirectoryService:
 
     def proc_create(self, caller: Caller, parent: NiId, props: Proplist, where: int,
                     target: NiId | None = None) -> tuple[NiId, NiId]:
-        self._validate(caller)
+        caller = self._validate(caller)
         p = self._target(parent)
         if target is not None and target[0] in self._nodes:
             raise NiError(Status.ALIVE)
@@ -445,7 +488,7 @@ class DirectoryService:
         # a number below _next_new stays in the heap and is skipped lazily when popped
 
     def proc_destroy(self, caller: Caller, parent: NiId, child: NiId) -> NiId:
-        self._validate(caller)
+        caller = self._validate(caller)
         p = self._target(parent)
         # Both ids are validated for writing first (spec §4.3 step 2, §4.4 DESTROY); then
         # whether the child is the parent's at all, then whether it is empty.
@@ -469,14 +512,14 @@ class DirectoryService:
         return self._touched(parent[0], p)
 
     def proc_write(self, caller: Caller, i: NiId, props: Proplist) -> NiId:
-        self._validate(caller)
+        caller = self._validate(caller)
         n = self._target(i)
         self._check_dir(n, caller)
         return self._set_props(i[0], n, [(k, list(v)) for k, v in props])
 
     def proc_createprop(self, caller: Caller, i: NiId, prop: tuple[str, list[str]],
                         where: int) -> NiId:
-        self._validate(caller)
+        caller = self._validate(caller)
         n = self._target(i)
         self._check_dir(n, caller)
         props = list(n.props)
@@ -489,7 +532,7 @@ class DirectoryService:
         return n.props[idx]
 
     def proc_destroyprop(self, caller: Caller, i: NiId, idx: int) -> NiId:
-        self._validate(caller)
+        caller = self._validate(caller)
         n = self._target(i)
         name, _ = self._prop_index(n, idx)
         self._check_dir(n, caller, unlocking=(name == "_locked"))
@@ -498,7 +541,7 @@ class DirectoryService:
         return self._set_props(i[0], n, props)
 
     def proc_writeprop(self, caller: Caller, i: NiId, idx: int, values: list[str]) -> NiId:
-        self._validate(caller)
+        caller = self._validate(caller)
         n = self._target(i)
         name, _ = self._prop_index(n, idx)
         self._check_prop(n, caller, name)
@@ -507,7 +550,7 @@ class DirectoryService:
         return self._set_props(i[0], n, props)
 
     def proc_renameprop(self, caller: Caller, i: NiId, idx: int, newname: str) -> NiId:
-        self._validate(caller)
+        caller = self._validate(caller)
         n = self._target(i)
         _, vals = self._prop_index(n, idx)
         self._check_dir(n, caller)
@@ -517,7 +560,7 @@ class DirectoryService:
 
     def _edit_values(self, caller: Caller, i: NiId, idx: int, nidx: int | None,
                      edit) -> NiId:
-        self._validate(caller)
+        caller = self._validate(caller)
         n = self._target(i)
         name, vals = self._prop_index(n, idx)
         if nidx is not None and nidx >= len(vals):
@@ -747,3 +790,27 @@ def classful_network(value: str) -> tuple[int, int, int] | None:
     else:
         n <<= 8
     return (n >> 24 & 255, n >> 16 & 255, n >> 8 & 255)
+
+
+def check_password(password: str, stored: str) -> bool:
+    """``crypt(password, stored) == stored``: traditional DES crypt (salt = the first two
+    characters) and whatever else the platform's crypt(3) knows (spec §10.2)."""
+    crypt = _crypt()
+    if crypt is None or len(stored) < 2:
+        return False
+    try:
+        return crypt(password, stored) == stored
+    except (ValueError, OSError):
+        return False
+
+
+def _crypt():
+    """The platform's crypt(3): the stdlib module up to Python 3.12, else None."""
+    import warnings  # noqa: PLC0415
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        try:
+            import crypt  # noqa: PLC0415 - deprecated, removed in 3.13
+        except ImportError:
+            return None
+    return crypt.crypt
