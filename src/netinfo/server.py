@@ -27,7 +27,7 @@ from .protocol import (NETINFO_PROG, NETINFO_VERS, PROCEDURES, READALL_END, UDP_
                        UDP_PROCS, Kind, ProcInfo, decode_args, encode_readall_head,
                        encode_readall_object, pack_proplist, pack_status)
 from .rpc import AcceptStat, AuthStat
-from .netif import is_local, local_addresses, non_loopback
+from .netif import is_local, local_addresses
 from .service import Caller, DirectoryService
 from .storage import Store
 from .xdr import Packer

@@ -37,11 +37,9 @@ stderr for big ``-r`` dumps when stderr is a terminal.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import gc
 import sys
 from collections import deque
-from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -50,7 +48,7 @@ from ..errors import NetInfoError, NiError, Status
 from ..formats import FORMATS, NIDUMP_FORMATS, RawNode, raw_to_text
 from ..model import NiId, Proplist
 from .common import (COMM_ERRORS, EXIT_FAILED, EXIT_TAGGED_CONNECT, Progress, ToolExit,
-                     dump_json, error_text, open_for_tool, props_json, run)
+                     UsageError, dump_json, error_text, open_for_tool, props_json, tool_main)
 
 PROG = "nidump"
 EXIT_USAGE = 1
@@ -82,14 +80,6 @@ options: -r (the operand is a directory path: dump that subtree in raw format),
 
 
 # -- argument scanning (shared with niload) ----------------------------------------------------
-
-class UsageError(Exception):
-    """Print *lines*, then the usage, and exit 1."""
-
-    def __init__(self, *lines: str) -> None:
-        super().__init__(*lines)
-        self.lines = lines
-
 
 class UnknownOption(UsageError):
     """An option the tool does not know (niload words it its own way)."""
@@ -428,37 +418,7 @@ async def _main(o: Options) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """``nidump``: returns the exit status (tools §2.1)."""
-    args = list(sys.argv[1:] if argv is None else argv)
-    try:
-        o = parse_args(args)
-    except UsageError as e:
-        for line in e.lines:
-            print(line, file=sys.stderr)
-        sys.stderr.write(USAGE)
-        return EXIT_USAGE
-    if o.help:
-        sys.stdout.write(USAGE + HELP_EXTRA)
-        return 0
-    with gc_paused():
-        return run(lambda: _main(o))  # run() also ends quietly on a closed pipe
-
-
-@contextlib.contextmanager
-def gc_paused() -> Iterator[None]:
-    """Pause the cyclic garbage collector for one bulk job.
-
-    A dump or load allocates hundreds of thousands of small objects that all stay alive
-    until the end (records, pending calls), so the collector's full passes find nothing
-    to free and cost ~40% of the run (measured with bench/bench_niload.py). Reference
-    counting still frees everything else; the previous state is restored afterwards.
-    """
-    was = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was:
-            gc.enable()
+    return tool_main(argv, parse_args, USAGE, USAGE + HELP_EXTRA, _main, bulk=True)
 
 
 if __name__ == "__main__":

@@ -73,9 +73,9 @@ from ..formats import (FORMATS, NILOAD_FORMATS, UPDATE_MESSAGES, FormatError, Ra
 from ..model import NiId, Proplist, first_values
 from .commands import create_path, use_master
 from .common import (COMM_ERRORS, EXIT_FAILED, EXIT_TAGGED_CONNECT, Progress, ToolExit,
-                     authenticate, error_text, open_for_tool, run)
-from .nidump import (DEFAULT_TIMEOUT, WINDOW, TreeNode, UnknownOption, UsageError,
-                     gc_paused, parse_timeout, pipelined, scan_args, usage_text, walk)
+                     UsageError, authenticate, error_text, open_for_tool, tool_main)
+from .nidump import (DEFAULT_TIMEOUT, WINDOW, TreeNode, UnknownOption, parse_timeout,
+                     pipelined, scan_args, usage_text, walk)
 
 PROG = "niload"
 EXIT_USAGE = 1
@@ -104,6 +104,8 @@ _REPLAN = (Status.STALE, Status.BADID)
 
 class UnknownFormat(UsageError):
     """``niload: unknown format: X`` goes to stdout, then the usage (tools §2.5)."""
+
+    to_stdout = True
 
 
 @dataclass
@@ -657,24 +659,7 @@ async def _main(o: Options) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """``niload``: returns the exit status (tools §2.5, §2.7)."""
-    args = list(sys.argv[1:] if argv is None else argv)
-    try:
-        o = parse_args(args)
-    except UsageError as e:
-        for line in e.lines:
-            print(line, file=sys.stdout if isinstance(e, UnknownFormat) else sys.stderr)
-        sys.stdout.flush()
-        sys.stderr.write(USAGE)
-        return EXIT_USAGE
-    if o.help:
-        sys.stdout.write(USAGE + HELP_EXTRA)
-        return 0
-    if argv is None and o.password is not None:
-        for i, a in enumerate(sys.argv):   # keep the password out of ps(1)
-            if i > 0 and sys.argv[i - 1] == "-P" and a == o.password:
-                sys.argv[i] = "*" * len(a)
-    with gc_paused():
-        return run(lambda: _main(o))
+    return tool_main(argv, parse_args, USAGE, USAGE + HELP_EXTRA, _main, bulk=True)
 
 
 if __name__ == "__main__":

@@ -24,8 +24,8 @@ from typing import Any, NamedTuple
 from ..client import Client
 from ..errors import NiError, Status
 from . import commands
-from .common import (COMM_ERRORS, ToolExit, authenticate, dump_json, error_text, exit_code,
-                     open_for_tool, props_json, run)
+from .common import (COMM_ERRORS, ToolExit, UsageError, authenticate, dump_json, error_text,
+                     exit_code, open_for_tool, props_json, tool_main)
 
 PROG = "niutil"
 
@@ -97,14 +97,6 @@ OPS: dict[str, Op] = {
     "-stat": Op("statistics", 1, False),
     "-domainname": Op("domainname", 1, False),
 }
-
-
-class UsageError(Exception):
-    """Print the usage (after *lines*) and exit 1."""
-
-    def __init__(self, *lines: str) -> None:
-        super().__init__(*lines)
-        self.lines = lines
 
 
 @dataclass
@@ -486,29 +478,7 @@ async def _main(o: Options) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """``niutil``: returns the exit status (tools §1.5)."""
-    args = list(sys.argv[1:] if argv is None else argv)
-    try:
-        o = parse_args(args)
-    except UsageError as e:
-        for line in e.lines:
-            print(line, file=sys.stderr)
-        sys.stderr.write(USAGE)
-        return EXIT_USAGE
-    if o.help:
-        sys.stdout.write(USAGE + HELP_EXTRA)
-        return 0
-    if argv is None:
-        _hide_password(o)
-    return run(lambda: _main(o))
-
-
-def _hide_password(o: Options) -> None:
-    """The original erased ``-P``'s value from its arguments; we blank it in sys.argv."""
-    if o.password is None:
-        return
-    for i, a in enumerate(sys.argv):
-        if a == o.password and i > 0 and sys.argv[i - 1] == "-P":
-            sys.argv[i] = "*" * len(a)
+    return tool_main(argv, parse_args, USAGE, USAGE + HELP_EXTRA, _main)
 
 
 if __name__ == "__main__":
