@@ -197,6 +197,14 @@ def test_rpcinfo_and_callit_inside_a_host(hierarchy):
         assert "ready and waiting" in r.stdout, r.stdout + r.stderr
         r = b.run(["rpcinfo", flag, "127.0.0.1", "100000", "2"])
         assert "ready and waiting" in r.stdout, r.stdout + r.stderr
+    # rpcinfo -b broadcasts CALLIT(NIBIND, PING): every host's portmapper forwards it to its
+    # nibindd and answers; for a program nobody serves, every portmapper stays silent.
+    if shutil.which("stdbuf"):
+        r = b.run(["timeout", "4", "stdbuf", "-oL", "rpcinfo", "-b", "200100001", "1"])
+        answered = {line.split()[0].rsplit(".", 2)[0] for line in r.stdout.splitlines()}
+        assert {h.addr for h in net.hosts.values()} <= answered, r.stdout + r.stderr
+        r = b.run(["timeout", "3", "stdbuf", "-oL", "rpcinfo", "-b", "200100099", "1"])
+        assert r.stdout.strip() == "", r.stdout
     c = net.hosts["hostC"]
     code = textwrap.dedent(f"""
         import asyncio
