@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
@@ -180,3 +181,19 @@ def nibindd(tmp_path, monkeypatch):
     nb.start()
     yield nb
     nb.stop()
+
+
+@contextlib.contextmanager
+def served_domains(tmp_path_factory, name: str):
+    """A module's shared ``nibindd --init`` (``.`` = local, ``/`` = the network root), with
+    the environment set for in-process tools; stopped at the end."""
+    d = Nibindd(tmp_path_factory.mktemp(name) / "netinfo", "--init")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("NETINFO_PORTMAPPER", d.env["NETINFO_PORTMAPPER"])
+        mp.setenv("NETINFO_BROADCAST", "off")
+        mp.delenv("NETINFO_PRIVILEGED", raising=False)
+        d.start()
+        try:
+            yield d
+        finally:
+            d.stop()

@@ -21,7 +21,7 @@ from netinfo.errors import NiError, RpcError, Status
 from netinfo.model import addr_to_uint
 from netinfo.nibind import (NIBIND_PROG, NIBIND_VERS, BindArgs, BindProc, Registration,
                             decode_status, encode_bind_args, encode_registration, encode_tag)
-from netinfo.portmap import IPPROTO_TCP, IPPROTO_UDP, PMAP_PROG, Mapping, PmapProc
+from netinfo.portmap import IPPROTO_TCP, IPPROTO_UDP, PMAP_PROG, PmapProc
 from netinfo.protocol import NETINFO_PROG, NETINFO_VERS, Proc
 
 from .netns import wait_until

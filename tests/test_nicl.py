@@ -21,7 +21,7 @@ from netinfo.cli import nicl
 from netinfo.cli.netinfod import hostname
 from netinfo.domain import open_domain
 
-from .conftest import Nibindd
+from .conftest import served_domains
 
 _names = count()
 
@@ -32,16 +32,9 @@ def uniq(prefix: str = "d") -> str:
 
 @pytest.fixture(scope="module")
 def nb(tmp_path_factory):
-    d = Nibindd(tmp_path_factory.mktemp("nicl") / "netinfo", "--init")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("NETINFO_PORTMAPPER", d.env["NETINFO_PORTMAPPER"])
-        mp.setenv("NETINFO_BROADCAST", "off")
-        mp.delenv("NETINFO_PRIVILEGED", raising=False)
-        d.start()
-        try:
-            yield d
-        finally:
-            d.stop()
+    """One nibindd for the module: ``.`` = local, ``/`` = network root."""
+    with served_domains(tmp_path_factory, "nicl") as d:
+        yield d
 
 
 @pytest.fixture

@@ -24,7 +24,7 @@ from netinfo.domain import open_domain
 from netinfo.errors import NiError, Status
 from netinfo.formats import NIDUMP_FORMATS, RawNode, raw_from_text
 
-from .conftest import Netinfod, Nibindd, env_with_src, free_port
+from .conftest import Netinfod, env_with_src, free_port, served_domains
 
 GOLDEN = Path(__file__).parent / "data" / "nidump"
 TAGGED_HELP = "usage: -t <host>/<tag>\n<host> can be a host name or IP address\n"
@@ -218,16 +218,8 @@ def golden(tmp_path_factory):
 @pytest.fixture(scope="module")
 def nb(tmp_path_factory):
     """One nibindd for the module: ``.`` = local, ``/`` = network root."""
-    d = Nibindd(tmp_path_factory.mktemp("nidumpnb") / "netinfo", "--init")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("NETINFO_PORTMAPPER", d.env["NETINFO_PORTMAPPER"])
-        mp.setenv("NETINFO_BROADCAST", "off")
-        mp.delenv("NETINFO_PRIVILEGED", raising=False)
-        d.start()
-        try:
-            yield d
-        finally:
-            d.stop()
+    with served_domains(tmp_path_factory, "nidumpnb") as d:
+        yield d
 
 
 def golden_text(name: str) -> str:

@@ -24,22 +24,14 @@ from netinfo.domain import open_domain
 from netinfo.errors import NiError, Status
 from netinfo.formats import RawNode, raw_from_text, raw_to_text
 
-from .conftest import Netinfod, Nibindd, env_with_src, free_port
+from .conftest import Netinfod, env_with_src, free_port, served_domains
 from .test_nidump import TAGGED_HELP, call, make, populate, sub
 
 @pytest.fixture(scope="module")
 def nb(tmp_path_factory):
     """One nibindd for the module: ``.`` = local, ``/`` = network root."""
-    d = Nibindd(tmp_path_factory.mktemp("niloadnb") / "netinfo", "--init")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("NETINFO_PORTMAPPER", d.env["NETINFO_PORTMAPPER"])
-        mp.setenv("NETINFO_BROADCAST", "off")
-        mp.delenv("NETINFO_PRIVILEGED", raising=False)
-        d.start()
-        try:
-            yield d
-        finally:
-            d.stop()
+    with served_domains(tmp_path_factory, "niloadnb") as d:
+        yield d
 
 
 @pytest.fixture(scope="module")

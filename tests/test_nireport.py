@@ -19,7 +19,7 @@ from netinfo.domain import DomainClient, open_domain
 from netinfo.errors import MESSAGES, NiError, Status, Timeout
 from netinfo.model import first_values
 
-from .conftest import Nibindd
+from .conftest import Nibindd, served_domains
 
 USAGE = "usage: nireport [-T timeout] [-t] domain directory property...\n"
 TAGGED_HELP = "usage: -t <host>/<tag>\n<host> can be a host name or IP address\n"
@@ -94,18 +94,10 @@ async def _populate(w: World) -> None:
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
     """One nibindd for the whole module, with NETINFO_PORTMAPPER set for in-process runs."""
-    nb = Nibindd(tmp_path_factory.mktemp("nitools") / "netinfo", "--init")
-    mp = pytest.MonkeyPatch()
-    mp.setenv("NETINFO_PORTMAPPER", nb.env["NETINFO_PORTMAPPER"])
-    mp.setenv("NETINFO_BROADCAST", "off")
-    try:
-        nb.start()
+    with served_domains(tmp_path_factory, "nitools") as nb:
         w = World(nb)
         asyncio.run(_populate(w))
         yield w
-    finally:
-        nb.stop()
-        mp.undo()
 
 
 def tool(module: str, *args: str, env: dict[str, str]) -> subprocess.CompletedProcess:

@@ -24,7 +24,7 @@ from netinfo.cli.netinfod import hostname
 from netinfo.domain import open_domain
 from netinfo.errors import NiError, Status
 
-from .conftest import Nibindd, free_port
+from .conftest import free_port, served_domains
 
 # The usage text exactly as tools §1.1 gives it.
 USAGE = """\
@@ -64,16 +64,8 @@ def uniq(prefix: str = "d") -> str:
 @pytest.fixture(scope="module")
 def nb(tmp_path_factory):
     """One nibindd for the module: ``.`` = local, ``/`` = network root."""
-    d = Nibindd(tmp_path_factory.mktemp("niutil") / "netinfo", "--init")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("NETINFO_PORTMAPPER", d.env["NETINFO_PORTMAPPER"])
-        mp.setenv("NETINFO_BROADCAST", "off")
-        mp.delenv("NETINFO_PRIVILEGED", raising=False)
-        d.start()
-        try:
-            yield d
-        finally:
-            d.stop()
+    with served_domains(tmp_path_factory, "niutil") as d:
+        yield d
 
 
 @pytest.fixture
