@@ -284,3 +284,38 @@ def test_trusted_networks_filter_tcp(hierarchy):
     assert from_c() == "admitted"
     set_trusted()  # empty: only the server's own addresses
     assert from_c().startswith("refused")
+
+
+_MASTER_WRITE = textwrap.dedent("""
+    import asyncio, sys
+    from netinfo.domain import DomainClient
+    from netinfo.errors import NiError
+    a, d = sys.argv[1], sys.argv[2]
+    async def main():
+        # a handle whose current server is the clone D: reads from D, writes to the master
+        h = await DomainClient.for_servers([(d, "network"), (a, "network")])
+        printers = await h.pathsearch("/printers")          # _writers = * (anonymous ok)
+        await h.create(printers, [("name", ["lp-master"])])
+        only_a = await DomainClient.for_servers([(a, "network")])
+        print("on master", (await only_a.read(await only_a.pathsearch("/printers/lp-master")))[1])
+        only_d = await DomainClient.for_servers([(d, "network")])
+        try:
+            await only_d.create(await only_d.pathsearch("/printers"), [("name", ["x"])])
+        except NiError as e:
+            print("clone says", e.status)
+        for c in (h, only_a, only_d):
+            await c.close()
+    asyncio.run(main())
+""")
+
+
+def test_writes_go_to_the_master_and_clones_refuse_them(hierarchy):
+    """Spec §7.5 master discovery (root master -> /machines/<host> -> server list) and
+    §9.2: a clone answers NI_RDONLY to writes that do not come from its master."""
+    net = hierarchy
+    if net.mode != "embedded":
+        pytest.skip("does not depend on the portmapper")
+    a, c, d = net.hosts["hostA"], net.hosts["hostC"], net.hosts["hostD"]
+    r = c.run([sys.executable, "-c", _MASTER_WRITE, a.addr, d.addr])
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines() == ["on master [('name', ['lp-master'])]", "clone says 13"]
