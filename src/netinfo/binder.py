@@ -44,8 +44,15 @@ CALLIT_TIMEOUT = 2.0
 #: NIBIND BIND asks the tag's netinfod with a 2 s timeout (spec §6.3).
 BIND_TIMEOUT = 2.0
 #: How often the registration with a system rpcbind is re-checked (it accepts UNSET from
-#: any local process; notes/ecosystem.md §2.3).
+#: any local process; notes/ecosystem.md §2.3). ``NETINFO_RPCBIND_RECHECK`` overrides it.
 RECHECK_SECONDS = 60.0
+
+
+def recheck_seconds() -> float:
+    try:
+        return max(0.5, float(os.environ.get("NETINFO_RPCBIND_RECHECK", RECHECK_SECONDS)))
+    except ValueError:
+        return RECHECK_SECONDS
 
 
 class PortmapperProgram:
@@ -172,8 +179,9 @@ class Nibindd:
                 log.warning("rpcbind refused to register NIBIND %d", prot)
 
     async def _recheck_loop(self) -> None:
+        period = recheck_seconds()
         while True:
-            await asyncio.sleep(RECHECK_SECONDS)
+            await asyncio.sleep(period)
             try:
                 port = await pmap_getport(None, NIBIND_PROG, NIBIND_VERS, IPPROTO_UDP)
                 if port != self.server.udp_port:
