@@ -505,7 +505,10 @@ def hosts_to_text(records: Sequence[Proplist]) -> str:
     return "".join(out)
 
 
-def _addr_names_line(key: str) -> Callable[[str, int, list[Note]], Proplist | None]:
+def _two_field_line(build: Callable[[list[str]], dict[str, list[str]]]
+                    ) -> Callable[[str, int, list[Note]], Proplist | None]:
+    """A parser of blank-separated lines of at least two fields (``#`` starts a comment),
+    building a record with *build*; shorter lines are skipped with a note."""
     def parse(line: str, number: int, notes: list[Note]) -> Proplist | None:
         fields = _fields(line, " \t", stop_at_pound=True)
         if not fields:
@@ -513,8 +516,12 @@ def _addr_names_line(key: str) -> Callable[[str, int, list[Note]], Proplist | No
         if len(fields) < 2:
             _skip(notes, number, f"{len(fields)} field, expected at least 2")
             return None
-        return _record({key: [fields[0]], "name": fields[1:]})
+        return _record(build(fields))
     return parse
+
+
+def _addr_names_line(key: str) -> Callable[[str, int, list[Note]], Proplist | None]:
+    return _two_field_line(lambda f: {key: [f[0]], "name": f[1:]})
 
 
 def hosts_from_text(text: str) -> Loaded:
@@ -542,15 +549,7 @@ def _nna_to_text(records: Sequence[Proplist], key: str) -> str:
 
 
 def _nna_line(key: str) -> Callable[[str, int, list[Note]], Proplist | None]:
-    def parse(line: str, number: int, notes: list[Note]) -> Proplist | None:
-        fields = _fields(line, " \t", stop_at_pound=True)
-        if not fields:
-            return None
-        if len(fields) < 2:
-            _skip(notes, number, f"{len(fields)} field, expected at least 2")
-            return None
-        return _record({"name": [fields[0], *fields[2:]], key: [fields[1]]})
-    return parse
+    return _two_field_line(lambda f: {"name": [f[0], *f[2:]], key: [f[1]]})
 
 
 def networks_to_text(records: Sequence[Proplist]) -> str:

@@ -7,9 +7,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import IntEnum
+from typing import TypeVar
 
 from .errors import NiError, Status
 from .xdr import Packer, Unpacker
+
+T = TypeVar("T")
 
 NIBIND_PROG = 200100001
 NIBIND_VERS = 1
@@ -107,37 +110,44 @@ def decode_tag(data: bytes) -> str:
     return tag
 
 
+def encode_struct(obj: Registration | CloneArgs | BindArgs) -> bytes:
+    """One NIBIND argument structure as XDR bytes."""
+    return _enc(lambda p: obj.pack(p))
+
+
+def decode_struct(cls: type[T], data: bytes) -> T:
+    """One NIBIND argument structure; trailing bytes are an error.
+
+    :raises WireError: the bytes do not decode.
+    """
+    u = Unpacker(data)
+    obj = cls.unpack(u)  # type: ignore[attr-defined]
+    u.done()
+    return obj
+
+
 def encode_registration(r: Registration) -> bytes:
-    return _enc(lambda p: r.pack(p))
+    return encode_struct(r)
 
 
 def decode_registration(data: bytes) -> Registration:
-    u = Unpacker(data)
-    r = Registration.unpack(u)
-    u.done()
-    return r
+    return decode_struct(Registration, data)
 
 
 def encode_clone_args(a: CloneArgs) -> bytes:
-    return _enc(lambda p: a.pack(p))
+    return encode_struct(a)
 
 
 def decode_clone_args(data: bytes) -> CloneArgs:
-    u = Unpacker(data)
-    a = CloneArgs.unpack(u)
-    u.done()
-    return a
+    return decode_struct(CloneArgs, data)
 
 
 def encode_bind_args(a: BindArgs) -> bytes:
-    return _enc(lambda p: a.pack(p))
+    return encode_struct(a)
 
 
 def decode_bind_args(data: bytes) -> BindArgs:
-    u = Unpacker(data)
-    a = BindArgs.unpack(u)
-    u.done()
-    return a
+    return decode_struct(BindArgs, data)
 
 
 def encode_status(status: int) -> bytes:
