@@ -316,6 +316,15 @@ async def op_renameprop(x: Context) -> int:
     return 0
 
 
+def _show_props(x: Context, props: list[tuple[str, list[str]]]) -> int:
+    """``-read`` / ``-statistics`` output: ``key: v1 v2`` lines, or ``--json``."""
+    if x.o.json:
+        dump_json(props_json(props))
+    else:
+        sys.stdout.write(_props_lines(props))
+    return 0
+
+
 async def op_read(x: Context) -> int:
     path = x.o.operands[1]
     oid = await x.directory(path)
@@ -323,11 +332,7 @@ async def op_read(x: Context) -> int:
         props = await x.attempt(lambda: commands.read(x.c, oid))
     except _ERRORS as e:
         raise x.fail(e, f"can't read directory {path}") from None
-    if x.o.json:
-        dump_json(props_json(props))
-    else:
-        sys.stdout.write(_props_lines(props))
-    return 0
+    return _show_props(x, props)
 
 
 async def op_list(x: Context) -> int:
@@ -415,11 +420,7 @@ async def op_statistics(x: Context) -> int:
         props = await x.attempt(lambda: commands.statistics(x.c))
     except _ERRORS as e:
         raise x.fail(e, f"can't get statistics for domain {x.domain}") from None
-    if x.o.json:
-        dump_json(props_json(props))
-    else:
-        sys.stdout.write(_props_lines(props))
-    return 0
+    return _show_props(x, props)
 
 
 async def op_domainname(x: Context) -> int:
