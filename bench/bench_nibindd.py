@@ -39,11 +39,11 @@ def main() -> int:
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as d:
         for i in range(args.tags):
-            svc, store = open_database(Path(d), f"t{i}", create=True)
+            db = open_database(Path(d), f"t{i}", create=True)
+            svc = db.service
             create_master(svc, f"t{i}", "bench", ["127.0.0.1"])
             populate_standard(svc)
-            store.commit(svc.take_pending(), svc.checksum)
-            store.close()
+            db.close()
         s = socket.socket()
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]

@@ -22,10 +22,10 @@ pytestmark = pytest.mark.slow
 
 
 def _local_db(directory) -> None:
-    svc, store = open_database(directory, "local", create=True)
+    db = open_database(directory, "local", create=True)
+    svc = db.service
     create_local(svc)  # broadcasthost serves ../network (spec §12.3)
-    store.commit(svc.take_pending(), svc.checksum)
-    store.close()
+    db.close()
 
 
 def tool(host, *argv: str, ok: bool = True):

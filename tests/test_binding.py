@@ -219,9 +219,9 @@ def test_sighup_rereads_the_directory(nibindd):
     """A database added to DIR is served after SIGHUP; a removed one stops (spec §6.4)."""
     from netinfo.database import open_database
     from netinfo.templates import create_master
-    svc, store = open_database(nibindd.directory, "late", create=True)
+    db = open_database(nibindd.directory, "late", create=True)
+    svc = db.service
     create_master(svc, "late", "here", ["127.0.0.1"])
-    store.commit(svc.take_pending(), svc.checksum)
-    store.close()
+    db.close()
     nibindd.proc.send_signal(signal.SIGHUP)
     assert wait_until(lambda: "late" in {r.tag for r in run(binding.listreg("127.0.0.1"))}, 30)

@@ -29,7 +29,8 @@ REASON = available()
 
 
 def _db(directory, tag, master, machines, populate=False, local_parent=None):
-    svc, store = open_database(directory, tag, create=True)
+    db = open_database(directory, tag, create=True)
+    svc = db.service
     if local_parent:
         create_local(svc, local_parent)
     else:
@@ -41,8 +42,7 @@ def _db(directory, tag, master, machines, populate=False, local_parent=None):
                             0xFFFFFFFF)
         if populate:
             populate_standard(svc)
-    store.commit(svc.take_pending(), svc.checksum)
-    store.close()
+    db.close()
 
 
 @pytest.fixture(params=["embedded", "rpcbind"])

@@ -9,12 +9,16 @@ from hypothesis import strategies as st
 
 from netinfo.errors import NiError, WireError
 from netinfo.model import Directory, NiId
-from netinfo.protocol import (PROCEDURES, Kind, Proc, decode_args, decode_readall, encode_args,
-                              encode_ok, encode_readall_head, encode_readall_object,
+from netinfo.protocol import (PROCEDURES, RESULT_KINDS, Kind, Proc, decode_args, decode_readall,
+                              encode_args, encode_readall_head, encode_readall_object,
                               READALL_END, pack_status)
 from netinfo.xdr import Unpacker
 
 from .conftest import hexbytes
+
+
+def encode_ok(info, value):
+    return RESULT_KINDS[Kind.UNION].encode(info, value)
 
 
 def test_lookup_args_vector_spec_2():

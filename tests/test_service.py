@@ -1090,16 +1090,18 @@ def test_statistics_tag_and_domain_servers(svc):
     assert dict(svc.proc_statistics(ANON))["tag"] == ["local", "clone"]
 
 
-def test_readall_check(svc):
+def test_readall(svc):
     mkdir(svc, 0, "a")
-    assert svc.readall_check(ANON, svc.checksum) is False
-    assert svc.readall_check(ANON, svc.checksum + 1) is True
-    assert svc.readall_check(ANON, 0) is True
+    assert svc.proc_readall(ANON, svc.checksum) is None   # current: checksum 0, no objects
+    for stale in (svc.checksum + 1, 0):
+        ra = svc.proc_readall(ANON, stale)
+        assert (ra.checksum, ra.highest) == (svc.checksum, svc.highest_id())
+        assert [d.id for d in ra.objects] == [d.id for d in svc.iter_preorder()]
     svc.info = ServerInfo(clone=True)
     with fails(Status.NOTMASTER):
-        svc.readall_check(ANON, 0)
+        svc.proc_readall(ANON, 0)
     with fails(Status.NOTMASTER):
-        svc.readall_check(FROM_MASTER, svc.checksum)
+        svc.proc_readall(FROM_MASTER, svc.checksum)
 
 
 # -- RPARENT and BIND (what the database says) ------------------------------------------------

@@ -21,7 +21,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from netinfo.errors import StorageError
-from netinfo.storage import Image, Record, Store, apply_ops, open_store
+from netinfo.storage import (RESET, Free, Image, KidDel, KidIns, Put, Record, Store, apply_ops,
+                             open_store)
 from netinfo.storage.memory import MemoryStore
 from netinfo.storage.sqlite import SqliteStore
 
@@ -59,13 +60,13 @@ def store(engine):
 
 
 def put(oid, inst=1, parent=0, props=()):
-    return ("put", oid, inst, parent, list(props))
+    return Put(oid, inst, parent, list(props))
 
 
 def small_tree() -> list:
     return [put(0, 3, 0, [("name", [])]), put(1, 1, 0, [("name", ["users"])]),
             put(2, 1, 0, [("name", ["machines"])]),
-            ("kid_ins", 0, 0, 1), ("kid_ins", 0, 1, 2)]
+            KidIns(0, 0, 1), KidIns(0, 1, 2)]
 
 
 # -- basics --------------------------------------------------------------------------------
@@ -102,60 +103,60 @@ def test_checksum_is_stored_with_every_batch(store):
     assert store.load().checksum == 10
     store.commit([], 11)
     assert store.load().checksum == 11
-    store.commit([("reset",)], 0)
+    store.commit([RESET], 0)
     assert store.load().checksum == 0
 
 
 # -- child lists ---------------------------------------------------------------------------
 
 def test_kid_ins_append_front_and_middle(store):
-    ops = [put(0)] + [("kid_ins", 0, i, 10 + i) for i in range(5)]   # 10..14 appended
-    ops += [("kid_ins", 0, 0, 1), ("kid_ins", 0, 3, 2), ("kid_ins", 0, 7, 3)]
+    ops = [put(0)] + [KidIns(0, i, 10 + i) for i in range(5)]   # 10..14 appended
+    ops += [KidIns(0, 0, 1), KidIns(0, 3, 2), KidIns(0, 7, 3)]
     store.commit(ops, 1)
     assert store.load().children == {0: [1, 10, 11, 2, 12, 13, 14, 3]}
-    store.commit([("kid_ins", 0, 4, 4)], 2)
+    store.commit([KidIns(0, 4, 4)], 2)
     assert store.load().children == {0: [1, 10, 11, 2, 4, 12, 13, 14, 3]}
 
 
 def test_many_inserts_at_one_spot_keep_order(store):
-    store.commit([put(0)] + [("kid_ins", 0, i, i) for i in range(10)], 1)
+    store.commit([put(0)] + [KidIns(0, i, i) for i in range(10)], 1)
     expect = list(range(10))
     # One spot, between 4 and 5, 300 times: the ordinal keys run out and get re-spaced.
     for n in range(300):
-        store.commit([("kid_ins", 0, 5, 1000 + n)], 1)
+        store.commit([KidIns(0, 5, 1000 + n)], 1)
         expect.insert(5, 1000 + n)
     # And right behind the front, in one batch.
     ops = []
     for n in range(100):
-        ops.append(("kid_ins", 0, 1, 5000 + n))
+        ops.append(KidIns(0, 1, 5000 + n))
         expect.insert(1, 5000 + n)
     store.commit(ops, 2)
     assert store.load().children[0] == expect
 
 
 def test_kid_del_removes_first_occurrence_only(store):
-    store.commit([put(0)] + [("kid_ins", 0, i, c) for i, c in enumerate([5, 6, 5, 7])], 1)
-    store.commit([("kid_del", 0, 5)], 2)
+    store.commit([put(0)] + [KidIns(0, i, c) for i, c in enumerate([5, 6, 5, 7])], 1)
+    store.commit([KidDel(0, 5)], 2)
     assert store.load().children == {0: [6, 5, 7]}
-    store.commit([("kid_del", 0, 99), ("kid_del", 42, 1)], 3)   # absent: no-op
+    store.commit([KidDel(0, 99), KidDel(42, 1)], 3)   # absent: no-op
     assert store.load().children == {0: [6, 5, 7]}
-    store.commit([("kid_del", 0, 6), ("kid_del", 0, 5), ("kid_del", 0, 7)], 4)
+    store.commit([KidDel(0, 6), KidDel(0, 5), KidDel(0, 7)], 4)
     assert store.load().children == {}   # an emptied list disappears
-    store.commit([("kid_ins", 0, 0, 8)], 5)
+    store.commit([KidIns(0, 0, 8)], 5)
     assert store.load().children == {0: [8]}
 
 
 def test_negative_index_means_what_list_insert_means(store):
-    store.commit([put(0)] + [("kid_ins", 0, i, i) for i in range(3)], 1)
-    store.commit([("kid_ins", 0, -1, 9), ("kid_ins", 0, -100, 8), ("kid_ins", 0, 100, 7)], 2)
+    store.commit([put(0)] + [KidIns(0, i, i) for i in range(3)], 1)
+    store.commit([KidIns(0, -1, 9), KidIns(0, -100, 8), KidIns(0, 100, 7)], 2)
     assert store.load().children == {0: [8, 0, 1, 9, 2, 7]}
 
 
 def test_large_directory_insert_and_delete_in_the_middle(store):
     n = 20_000
-    store.commit([put(0)] + [("kid_ins", 0, i, i + 1) for i in range(n)], 1)
-    store.commit([("kid_ins", 0, n // 2, 99_999)], 2)
-    store.commit([("kid_del", 0, n // 3)], 3)
+    store.commit([put(0)] + [KidIns(0, i, i + 1) for i in range(n)], 1)
+    store.commit([KidIns(0, n // 2, 99_999)], 2)
+    store.commit([KidDel(0, n // 3)], 3)
     kids = store.load().children[0]
     expect = list(range(1, n + 1))
     expect.insert(n // 2, 99_999)
@@ -166,14 +167,14 @@ def test_large_directory_insert_and_delete_in_the_middle(store):
 # -- free, reset, order within a batch -----------------------------------------------------
 
 def test_free_and_reuse_of_a_number(store):
-    store.commit(small_tree() + [("kid_ins", 2, 0, 9)], 1)
-    store.commit([("kid_del", 0, 2), ("free", 2, 5)], 2)
+    store.commit(small_tree() + [KidIns(2, 0, 9)], 1)
+    store.commit([KidDel(0, 2), Free(2, 5)], 2)
     image = store.load()
     assert 2 not in image.records
     assert 2 not in image.children       # its own child list went with it
     assert image.freed == {2: 5}
     assert image.children == {0: [1]}
-    store.commit([put(2, 6, 0, [("name", ["again"])]), ("kid_ins", 0, 1, 2)], 3)
+    store.commit([put(2, 6, 0, [("name", ["again"])]), KidIns(0, 1, 2)], 3)
     image = store.load()
     assert image.records[2] == Record(6, 0, [("name", ["again"])])
     assert image.freed == {}
@@ -181,19 +182,19 @@ def test_free_and_reuse_of_a_number(store):
 
 
 def test_ops_apply_in_order_within_a_batch(store):
-    store.commit([put(1, 1, 0, [("a", ["1"])]), ("free", 1, 1),
-                  put(1, 2, 0, [("b", ["2"])]), ("free", 3, 7),
-                  put(4), ("free", 4, 1)], 5)
+    store.commit([put(1, 1, 0, [("a", ["1"])]), Free(1, 1),
+                  put(1, 2, 0, [("b", ["2"])]), Free(3, 7),
+                  put(4), Free(4, 1)], 5)
     image = store.load()
     assert image.records == {1: Record(2, 0, [("b", ["2"])])}
     assert image.freed == {3: 7, 4: 1}
 
 
 def test_reset_forgets_everything(store):
-    store.commit(small_tree() + [("free", 9, 3)], 1)
-    store.commit([("reset",), put(0, 1, 0, [("name", ["new"])])], 7)
+    store.commit(small_tree() + [Free(9, 3)], 1)
+    store.commit([RESET, put(0, 1, 0, [("name", ["new"])])], 7)
     assert store.load() == Image({0: Record(1, 0, [("name", ["new"])])}, {}, {}, 7)
-    store.commit([("reset",)], 0)
+    store.commit([RESET], 0)
     assert not store.exists()
 
 
@@ -201,15 +202,15 @@ def test_reset_forgets_everything(store):
 
 def test_reopen_gives_the_same_image(engine):
     s = engine.open()
-    s.commit(small_tree() + [("free", 5, 2), put(3, 1, 1, [("x", ["\udcff"])]),
-                             ("kid_ins", 1, 0, 3)], 1234)
+    s.commit(small_tree() + [Free(5, 2), put(3, 1, 1, [("x", ["\udcff"])]),
+                             KidIns(1, 0, 3)], 1234)
     before = s.load()
     s.close()
     s = engine.open()
     assert s.load() == before
     assert s.exists()
     # Appends and middle inserts still land right after a reopen (counts rebuilt).
-    s.commit([("kid_ins", 0, 2, 6), ("kid_ins", 0, 1, 7)], 1)
+    s.commit([KidIns(0, 2, 6), KidIns(0, 1, 7)], 1)
     assert s.load().children[0] == [1, 7, 2, 6]
     s.close()
 
@@ -218,10 +219,10 @@ def test_failing_batch_applies_nothing(store):
     store.commit(small_tree(), 1)
     before = store.load()
     with pytest.raises(StorageError):
-        store.commit([put(3), ("kid_ins", 0, 1, 3), ("no-such-op", 1)], 2)
+        store.commit([put(3), KidIns(0, 1, 3), ("no-such-op", 1)], 2)
     assert store.load() == before
     # The store is still usable and its child positions still right.
-    store.commit([("kid_ins", 0, 2, 3), ("kid_ins", 0, 1, 4)], 3)
+    store.commit([KidIns(0, 2, 3), KidIns(0, 1, 4)], 3)
     assert store.load().children == {0: [1, 4, 2, 3]}
 
 
@@ -230,15 +231,15 @@ def test_failing_batch_applies_nothing(store):
         sqlite3.sqlite_version_info < (3, 37), reason="needs STRICT tables")),
     [put(3, 1, 0, [("name", [1])])],               # value not a string
     [put(3, 1, 0, [("name", ["x" * 70000])])],     # longer than a NetInfo name
-    [("kid_ins", 0, 0)],                           # missing field
-    [("free", "x", 1)],
+    [(0, 0)],                                      # not an op (a bare tuple)
+    [Free("x", 1)],
 ])
 def test_sqlite_bad_values_raise_storage_error(tmp_path, bad):
     s = SqliteStore(str(tmp_path / "db.sqlite"))
     s.commit(small_tree(), 1)
     before = s.load()
     with pytest.raises(StorageError):
-        s.commit([put(4), ("kid_ins", 0, 0, 4)] + bad, 2)
+        s.commit([put(4), KidIns(0, 0, 4)] + bad, 2)
     assert s.load() == before
     s.close()
 
@@ -272,12 +273,12 @@ def test_sqlite_sees_another_writer(tmp_path):
     """A change made behind the store's back must not leave it with a wrong child count."""
     path = str(tmp_path / "db.sqlite")
     s = SqliteStore(path)
-    s.commit([put(0)] + [("kid_ins", 0, i, i + 1) for i in range(3)], 1)
+    s.commit([put(0)] + [KidIns(0, i, i + 1) for i in range(3)], 1)
     s.load()
     other = SqliteStore(path)
-    other.commit([("kid_del", 0, 3)], 2)
+    other.commit([KidDel(0, 3)], 2)
     other.close()
-    s.commit([("kid_ins", 0, 2, 9)], 3)     # index 2 is now the end of the list
+    s.commit([KidIns(0, 2, 9)], 3)     # index 2 is now the end of the list
     assert s.load().children == {0: [1, 2, 9]}
     s.close()
 
@@ -289,7 +290,7 @@ def test_sqlite_key_space_exhaustion_renumbers(tmp_path):
     ops = [put(0)]
     for n in range(60):
         index = [len(expect), 0, len(expect) // 2, 1][n % 4]
-        ops.append(("kid_ins", 0, index, n))
+        ops.append(KidIns(0, index, n))
         expect.insert(index, n)
         s.commit(ops, n)
         ops = []
@@ -303,13 +304,14 @@ def test_sqlite_sigkill_loses_no_acknowledged_write(tmp_path):
     writer = textwrap.dedent(f"""
         import sys
         sys.path.insert(0, {str(SRC)!r})
+        from netinfo.storage import KidIns, Put
         from netinfo.storage.sqlite import SqliteStore
         s = SqliteStore({path!r})
-        s.commit([("put", 0, 1, 0, [])], 0)
+        s.commit([Put(0, 1, 0, [])], 0)
         n = 0
         while True:
             n += 1
-            s.commit([("put", n, 1, 0, [("name", [str(n)])]), ("kid_ins", 0, n - 1, n)], n)
+            s.commit([Put(n, 1, 0, [("name", [str(n)])]), KidIns(0, n - 1, n)], n)
             print(n, flush=True)
     """)
     proc = subprocess.Popen([sys.executable, "-c", writer], stdout=subprocess.PIPE, text=True)
@@ -349,18 +351,18 @@ def batches(draw):
             elif kind == "ins":
                 parent = draw(st.integers(0, 3))
                 size = len(model.children.get(parent, []))
-                op = ("kid_ins", parent, draw(st.integers(0, size)), draw(st.integers(0, 9)))
+                op = KidIns(parent, draw(st.integers(0, size)), draw(st.integers(0, 9)))
             elif kind == "del":
                 present = [(p, c) for p, kids in model.children.items() for c in kids]
                 if not present:
                     continue
-                op = ("kid_del", *draw(st.sampled_from(present)))
+                op = KidDel(*draw(st.sampled_from(present)))
             elif kind == "free":
-                op = ("free", draw(st.integers(0, 6)), draw(st.integers(0, 9)))
+                op = Free(draw(st.integers(0, 6)), draw(st.integers(0, 9)))
             else:
                 if draw(st.integers(0, 5)):
                     continue   # keep resets rare
-                op = ("reset",)
+                op = RESET
             apply_ops(model, [op])
             ops.append(op)
         out.append(ops)

@@ -1,26 +1,315 @@
-"""Where a tag's database lives on disk, and how it is opened or created.
+"""The owner of one open domain: :class:`Database`, and where a tag's database lives.
 
-One database per tag: the directory ``DIR/TAG.nidb`` (spec §13), holding our SQLite file
-``netinfo.sqlite``. A NeXT ``collection`` file found there instead is converted on first
-start, as Apple's netinfod converted old databases (spec §13).
+A :class:`Database` pairs the domain's :class:`~netinfo.service.DirectoryService` (all
+NetInfo semantics, pure) with its :class:`~netinfo.storage.Store` and is the one place a
+write becomes durable: :meth:`Database.call` runs a procedure, :meth:`Database.commit`
+makes every pending write durable in one transaction and returns one :class:`Change` per
+write, and subscribers (:meth:`Database.subscribe`) hear of each durable batch — the seam
+for replication, the change history, live views and front doors.
+
+On disk, one database per tag: the directory ``DIR/TAG.nidb`` (spec §13), holding our
+SQLite file ``netinfo.sqlite`` and ``netinfo.sqlite.lock``, which keeps a second writer out. A NeXT
+``collection`` file found there instead is converted on first start, as Apple's netinfod
+converted old databases (spec §13). ``open_database(..., store=URL)`` picks another engine.
 """
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import IO, Any
 
-from .errors import StorageError, WireError
+from .errors import NiError, RpcError, Status, StorageError, WireError
 from .legacy import decode_collection
-from .service import DirectoryService, ServerInfo
-from .storage import Store, open_store
+from .protocol import (NETINFO_PROG, PROCEDURES, RESULT_KINDS, Proc, decode_args,
+                       iter_readall, pack_status)
+from .rpc import AcceptStat, AuthUnix
+from .service import SUPERUSER, Caller, DirectoryService, ServerInfo
+from .storage import Image, Store, open_store
+from .xdr import Unpacker
 
 log = logging.getLogger("netinfo.database")
 
 DEFAULT_DIR = "/var/db/netinfo"
 SQLITE_NAME = "netinfo.sqlite"
 
+
+# -- changes ------------------------------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """One write made durable.
+
+    ``proc`` is the NETINFO procedure, ``args`` its arguments as the client sent them
+    (ids with the instances the write was based on), ``result`` what it answered (the new
+    id, or for CREATE the child's and the parent's new ids) and ``instance`` the written
+    directory's instance after the write (for CREATE and DESTROY, the parent's).
+    ``caller`` is who made it, as authenticated (spec §10.2): its ``user``, ``superuser``
+    (by reserved port), ``addr`` and ``port``.
+
+    A whole new tree swapped in by :meth:`Database.replace` is one Change with ``proc``
+    None, ``args`` empty and ``result`` the new checksum.
+    """
+
+    proc: Proc | None
+    caller: Caller
+    args: tuple
+    result: Any
+    instance: int
+
+
+Subscriber = Callable[[list[Change]], None]
+
+
+# -- one writer per database --------------------------------------------------------------------
+
+class DatabaseInUse(StorageError):
+    """Another process holds the database open (one writer per database)."""
+
+    def __init__(self, where: str, pid: int | None) -> None:
+        self.where = where
+        self.pid = pid
+        who = f"process {pid}" if pid else "another process"
+        super().__init__(f"database {where} is in use by {who}")
+
+
+class DatabaseLock:
+    """An exclusive ``flock`` on a lock file, held for the process's life (or until
+    :meth:`release`). The file holds the owner's pid, for the message a second opener
+    gets. The kernel drops the lock when the process dies, so a crash leaves no stale
+    lock behind.
+    """
+
+    def __init__(self, path: Path, where: str) -> None:
+        self.path = path
+        self.where = where
+        self._file: IO[str] | None = None
+        f = open(path, "a+", encoding="ascii")  # noqa: SIM115 - held until release()
+        try:
+            fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.seek(0)
+            text = f.read().strip()
+            f.close()
+            raise DatabaseInUse(where, int(text) if text.isdecimal() else None) from None
+        except OSError:
+            f.close()
+            raise
+        f.seek(0)
+        f.truncate()
+        f.write(f"{os.getpid()}\n")
+        f.flush()
+        self._file = f
+
+    def release(self) -> None:
+        if self._file is not None:
+            self._file.close()  # closing the descriptor drops the flock
+            self._file = None
+
+
+def check_not_in_use(directory: Path, tag: str) -> None:
+    """:raises DatabaseInUse: a process holds ``DIR/TAG.nidb`` (nothing is changed)."""
+    p = nidb_path(directory, tag)
+    lock = p / (SQLITE_NAME + ".lock")
+    if lock.exists():
+        DatabaseLock(lock, str(p)).release()
+
+
+# -- the owner ----------------------------------------------------------------------------------
+
+class Database:
+    """One open domain: its service, its store, its commits and their subscribers."""
+
+    def __init__(self, store: Store, info: ServerInfo | None = None, *,
+                 lock: DatabaseLock | None = None, where: str = "") -> None:
+        self.store = store
+        self.where = where or store.scheme
+        self._lock = lock
+        image = store.load()
+        #: true when the store held no domain and an empty root was just made
+        self.created = not image.records
+        svc = DirectoryService(image, info)
+        if image.checksum is not None and image.checksum != svc.checksum:
+            log.warning("%s: stored checksum %d differs from the recomputed %d; using the "
+                        "latter", self.where, image.checksum, svc.checksum)
+        self.service = svc
+        #: procedure → the bound service method: dispatch is one dict lookup per call
+        self._handlers: dict[int, Callable[..., Any]] = {
+            proc: getattr(svc, row.method) for proc, row in PROCEDURES.items()}
+        self._writes = frozenset(p for p, row in PROCEDURES.items() if row.is_write)
+        #: procedure → (table row, its kind's encoder, its kind's failure encoder)
+        self._answers = {proc: (row, RESULT_KINDS[row.kind].encode,
+                                RESULT_KINDS[row.kind].failure)
+                         for proc, row in PROCEDURES.items()}
+        self._changes: list[Change] = []
+        self._subscribers: list[Subscriber] = []
+        if svc.pending:  # a new database: its empty root
+            self.commit()
+
+    # -- reading and writing ---------------------------------------------------------------
+
+    @property
+    def info(self) -> ServerInfo:
+        return self.service.info
+
+    @property
+    def checksum(self) -> int:
+        return self.service.checksum
+
+    def call(self, proc: int, caller: Caller, args: tuple) -> Any:
+        """Run NETINFO procedure *proc* for *caller* with decoded *args*; its value.
+
+        A write stays pending (visible to later calls, not yet durable) until
+        :meth:`commit`. :raises NiError: the procedure's status.
+        """
+        value = self._handlers[proc](caller, *args)
+        if proc in self._writes:
+            result_id = value[1] if proc == Proc.CREATE else value
+            self._changes.append(Change(Proc(proc), self.service.writer, args, value,
+                                        result_id[1]))
+        return value
+
+    def answer(self, proc: int, caller: Caller, args: tuple) -> bytes | None:
+        """:meth:`call`, encoded as the reply body by the result-kind table (protocol);
+        None when the reply is SYSTEM_ERR (BIND of a child not served here)."""
+        row, encode, failure = self._answers[proc]
+        try:
+            value = self.call(proc, caller, args)
+        except NiError as e:
+            return failure(e.status)
+        return encode(row, value)
+
+    def readall(self, caller: Caller, checksum: int) -> Iterator[bytes]:
+        """READALL's reply body in pieces, produced as they are taken (spec §9.4)."""
+        try:
+            value = self.service.proc_readall(caller, checksum)
+        except NiError as e:
+            return iter((pack_status(e.status),))
+        return iter_readall(value)
+
+    @property
+    def dirty(self) -> bool:
+        """True when writes wait for :meth:`commit`."""
+        return bool(self.service.pending)
+
+    def commit(self) -> list[Change]:
+        """Make every pending write durable in one transaction; the writes, in order.
+
+        Subscribers are then told, in commit order, never before the data is on disk.
+
+        :raises StorageError: nothing was stored; the working copy went back to the last
+            durable state (:meth:`reload`) and no change is reported.
+        """
+        svc = self.service
+        if not svc.pending:
+            self._changes.clear()
+            return []
+        ops = svc.take_pending()
+        changes, self._changes = self._changes, []
+        try:
+            self.store.commit(ops, svc.checksum)
+        except StorageError:
+            log.exception("%s: commit failed; back to the last durable state", self.where)
+            self.reload()
+            raise
+        if changes:
+            for fn in list(self._subscribers):
+                try:
+                    fn(changes)
+                except Exception:
+                    log.exception("%s: change subscriber %r failed", self.where, fn)
+        return changes
+
+    def reload(self) -> None:
+        """Forget every pending write and continue from what the store holds."""
+        self._changes.clear()
+        self.service.reload(self.store.load())
+
+    def subscribe(self, fn: Subscriber) -> Callable[[], None]:
+        """Call *fn* with each durable batch of changes; returns the unsubscribe call."""
+        self._subscribers.append(fn)
+        return lambda: self._subscribers.remove(fn) if fn in self._subscribers else None
+
+    def replace(self, image: Image, caller: Caller = SUPERUSER) -> list[Change]:
+        """Swap in a whole new tree atomically (a clone's full transfer, an import):
+        after a crash the store holds the old tree or the new one, never a mix.
+
+        Pending writes are committed with it, in the same transaction.
+        :raises StorageError: as :meth:`commit` (the old tree stays).
+        """
+        self.service.replace(image)
+        self._changes.append(Change(None, caller, (), self.service.checksum, 0))
+        return self.commit()
+
+    def close(self) -> None:
+        """Commit what is pending, close the store and release the lock."""
+        try:
+            if self.service.pending:
+                self.commit()
+        finally:
+            try:
+                self.store.close()
+            finally:
+                if self._lock is not None:
+                    self._lock.release()
+                    self._lock = None
+
+    def __enter__(self) -> Database:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+# -- in-process channel -------------------------------------------------------------------------
+
+class LocalChannel:
+    """The transport interface of :class:`~netinfo.client.Client` over a
+    :class:`Database` in this process (``nicl -raw``): calls are encoded, answered
+    through the same result-kind table as the server, decoded by the client, and every
+    write is committed at once.
+    """
+
+    def __init__(self, db: Database, caller: Caller = SUPERUSER,
+                 refused: frozenset[int] = frozenset()) -> None:
+        self.db = db
+        self.caller = caller
+        self.refused = refused
+        #: procedure → number of calls (for raw-mode statistics)
+        self.calls: dict[int, int] = {}
+
+    async def call(self, prog: int, vers: int, proc: int, args: bytes,
+                   auth: AuthUnix | None, timeout: float) -> Unpacker:
+        """As ``RpcConnection.call``: an unpacker at the reply body."""
+        row = PROCEDURES.get(proc)
+        if prog != NETINFO_PROG or row is None:
+            raise RpcError("accept", AcceptStat.PROC_UNAVAIL)
+        if proc in self.refused:
+            raise NiError(Status.FAILED, "not available in raw mode")
+        try:
+            decoded = decode_args(row, args)
+        except (WireError, ValueError):
+            raise RpcError("accept", AcceptStat.GARBAGE_ARGS) from None
+        self.calls[proc] = self.calls.get(proc, 0) + 1
+        body = self.db.answer(proc, self.caller, decoded)
+        if row.is_write:
+            try:
+                self.db.commit()
+            except StorageError as e:
+                raise NiError(Status.NOSPACE, str(e)) from None
+        if body is None:
+            raise RpcError("accept", AcceptStat.SYSTEM_ERR)
+        return Unpacker(body)
+
+    def close(self) -> None:
+        self.db.close()
+
+
+# -- where databases live -----------------------------------------------------------------------
 
 def netinfo_dir(explicit: str | None = None) -> Path:
     """``--dir``, else ``$NETINFO_DIR``, else /var/db/netinfo (DESIGN: netinfod interface)."""
@@ -37,33 +326,55 @@ def database_exists(directory: Path, tag: str) -> bool:
 
 
 def open_database(directory: Path, tag: str, info: ServerInfo | None = None,
-                  create: bool = False) -> tuple[DirectoryService, Store]:
-    """Open (or, with *create*, make) the database of *tag*: a service and its store.
+                  create: bool = False, store: str | None = None) -> Database:
+    """Open (or, with *create*, make) the database of *tag*, locked for this process.
+
+    *store* is a store URL (``sqlite:///path``, ``memory:``) used instead of
+    ``DIR/TAG.nidb/netinfo.sqlite``. A SQLite file is locked by ``FILE.lock`` beside it.
 
     :raises FileNotFoundError: no database and *create* is false.
+    :raises DatabaseInUse: another process holds it (nothing was changed).
     :raises StorageError: the store cannot be opened or a NeXT collection does not decode.
+    :raises ValueError: an unknown store scheme.
     """
-    p = nidb_path(directory, tag)
-    sqlite_file = p / SQLITE_NAME
-    collection = p / "collection"
-    if not sqlite_file.exists() and not collection.exists() and not create:
-        raise FileNotFoundError(f"no database for tag {tag!r} in {directory}")
-    p.mkdir(parents=True, exist_ok=True)
-    store = open_store(f"sqlite:{sqlite_file}")
-    image = store.load()
-    if not image.records and collection.exists():
-        image = _convert_collection(p, store)
-    svc = DirectoryService(image, info)
-    if image.checksum is not None and image.checksum != svc.checksum:
-        log.warning("stored checksum %d differs from the recomputed %d; using the latter",
-                    image.checksum, svc.checksum)
-    if svc.pending:  # a new database: its empty root
-        store.commit(svc.take_pending(), svc.checksum)
-    return svc, store
+    if store is None:
+        p = nidb_path(directory, tag)
+        sqlite_file = p / SQLITE_NAME
+        collection = p / "collection"
+        if not sqlite_file.exists() and not collection.exists() and not create:
+            raise FileNotFoundError(f"no database for tag {tag!r} in {directory}")
+        p.mkdir(parents=True, exist_ok=True)
+        url, where = f"sqlite:{sqlite_file}", str(p)
+    else:
+        url, collection = store, None
+        scheme, _, rest = store.partition(":")
+        where = (rest[2:] if rest.startswith("//") else rest) or store
+        if scheme == "sqlite" and not create and not Path(where).exists():
+            raise FileNotFoundError(f"no database for tag {tag!r} at {store}")
+    scheme, _, rest = url.partition(":")
+    path = rest[2:] if rest.startswith("//") else rest
+    lock = DatabaseLock(Path(path + ".lock"), where) if scheme == "sqlite" else None
+    try:
+        st = open_store(url)
+        try:
+            if not st.exists():
+                if collection is not None and collection.exists():
+                    _convert_collection(collection, st)
+                elif not create:
+                    raise FileNotFoundError(f"no database for tag {tag!r} at {where}")
+            return Database(st, info, lock=lock, where=where)
+        except BaseException:
+            st.close()
+            raise
+    except BaseException:
+        if lock is not None:
+            lock.release()
+        raise
 
 
-def _convert_collection(p: Path, store: Store) -> object:
-    data = (p / "collection").read_bytes()
+def _convert_collection(collection: Path, store: Store) -> None:
+    p = collection.parent
+    data = collection.read_bytes()
 
     def extension(k: int) -> bytes | None:
         f = p / f"extension_{k}"
@@ -78,4 +389,3 @@ def _convert_collection(p: Path, store: Store) -> object:
     store.commit(svc.take_pending(), svc.checksum)
     log.info("converted NeXT collection %s (%d directories, checksum %d)",
              p / "collection", len(image.records), svc.checksum)
-    return store.load()

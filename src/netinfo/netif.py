@@ -69,3 +69,8 @@ def source_address_for(dest: str) -> str:
             return s.getsockname()[0]
         except OSError:
             return "127.0.0.1"
+
+
+def hostname() -> str:
+    """This host's short name (what /machines and ``master`` call it)."""
+    return socket.gethostname().split(".")[0] or "localhost"

@@ -8,7 +8,7 @@ error as the bare status word, via :func:`pack_status`.
 from __future__ import annotations
 
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from enum import IntEnum
 from typing import Any, NamedTuple
 
@@ -434,25 +434,6 @@ def encode_args(info: ProcInfo, *args: Any) -> bytes:
     info.args.pack(p, *args)
     return p.get_buffer()
 
-def encode_ok(info: ProcInfo, value: Any) -> bytes:
-    """NI_OK followed by the result body."""
-    p = Packer()
-    p.pack_raw(b"\0\0\0\0")
-    assert info.result is not None
-    info.result.pack(p, value)
-    return p.get_buffer()
-
-def decode_result(info: ProcInfo, u: Unpacker) -> Any:
-    """Decode a union result: returns the body, or raises NiError for a status."""
-
-    status = u.unpack_int()
-    if status != Status.OK:
-        raise NiError(status)
-    assert info.result is not None
-    value = info.result.unpack(u)
-    u.done()
-    return value
-
 # -- READALL stream (spec §9.4) ---------------------------------------------------------------
 
 def encode_readall_head(checksum: int, highest: int) -> bytes:
@@ -482,3 +463,110 @@ def decode_readall(u: Unpacker) -> tuple[int, int, list[Directory]]:
         objs.append(unpack_object(u))
     u.done()
     return checksum, highest, objs
+
+
+def iter_readall(value: Any) -> Iterator[bytes]:
+    """The READALL reply body in pieces (spec §9.4): the head, one piece per directory,
+    the end marker. *value* is the service's ``ReadAll``, or None when the caller is
+    current (checksum 0, no objects)."""
+    if value is None:
+        yield encode_readall_head(0, 0)
+    else:
+        checksum, highest, objects = value
+        yield encode_readall_head(checksum, highest)
+        for d in objects:
+            yield encode_readall_object(d)
+    yield READALL_END
+
+
+# -- result kinds: how each Kind is encoded by a server and decoded by a client ------------------
+
+class ResultKind(NamedTuple):
+    """How results of one :class:`Kind` travel (server and in-process channel encode,
+    the client decodes)."""
+
+    #: the service's value → reply body; None: answer SYSTEM_ERR (BIND not served)
+    encode: Callable[[ProcInfo, Any], bytes | None]
+    #: an NiError status → reply body; None: answer SYSTEM_ERR (the kind has no status)
+    failure: Callable[[int], bytes | None]
+    #: reply body (at an unpacker) → the value; raises NiError for an error status
+    decode: Callable[[ProcInfo, Unpacker], Any]
+
+
+def _enc_union(info: ProcInfo, value: Any) -> bytes:
+    p = Packer()
+    p.pack_raw(b"\0\0\0\0")
+    info.result.pack(p, value)  # type: ignore[union-attr]
+    return p.get_buffer()
+
+
+def _dec_union(info: ProcInfo, u: Unpacker) -> Any:
+    status = u.unpack_int()
+    if status != Status.OK:
+        raise NiError(status)
+    value = info.result.unpack(u)  # type: ignore[union-attr]
+    u.done()
+    return value
+
+
+def _enc_void(info: ProcInfo, value: Any) -> bytes:
+    return b""
+
+
+def _dec_void(info: ProcInfo, u: Unpacker) -> None:
+    return None
+
+
+def _enc_bare_proplist(info: ProcInfo, value: Any) -> bytes:
+    return encode_proplist(value)
+
+
+def _dec_bare_proplist(info: ProcInfo, u: Unpacker) -> Proplist:
+    props = unpack_proplist(u)
+    u.done()
+    return props
+
+
+def _enc_bare_status(info: ProcInfo, value: Any) -> bytes:
+    return pack_status(value)
+
+
+def _dec_bare_status(info: ProcInfo, u: Unpacker) -> int:
+    status = u.unpack_int()
+    if status != Status.OK:
+        raise NiError(status)
+    return status
+
+
+def _enc_bind(info: ProcInfo, value: Any) -> bytes | None:
+    # BIND (spec §4.4): an empty success only when /machines lists the child. Otherwise
+    # SYSTEM_ERR, as Apple answers, rather than NeXT's silence, so that a pipelined TCP
+    # caller is never left waiting (and nibindd needs no timeout).
+    return b"" if value else None
+
+
+def _dec_bind(info: ProcInfo, u: Unpacker) -> bool:
+    return True
+
+
+def _enc_stream(info: ProcInfo, value: Any) -> bytes:
+    return b"".join(iter_readall(value))
+
+
+def _dec_stream(info: ProcInfo, u: Unpacker) -> tuple[int, int, list[Directory]]:
+    return decode_readall(u)
+
+
+def _no_status(status: int) -> None:
+    return None
+
+
+#: THE result-kind table: Kind → (encode, failure, decode).
+RESULT_KINDS: dict[Kind, ResultKind] = {
+    Kind.UNION: ResultKind(_enc_union, pack_status, _dec_union),
+    Kind.VOID: ResultKind(_enc_void, _no_status, _dec_void),
+    Kind.BARE_PROPLIST: ResultKind(_enc_bare_proplist, _no_status, _dec_bare_proplist),
+    Kind.BARE_STATUS: ResultKind(_enc_bare_status, pack_status, _dec_bare_status),
+    Kind.NO_REPLY_UNLESS_OK: ResultKind(_enc_bind, _no_status, _dec_bind),
+    Kind.STREAM: ResultKind(_enc_stream, pack_status, _dec_stream),
+}

@@ -1,10 +1,10 @@
 """netinfod's network side: asyncio UDP and TCP endpoints for one domain.
 
-The one place where exceptions become wire statuses. Calls are decoded, dispatched through
-:data:`protocol.PROCEDURES` to :class:`~netinfo.service.DirectoryService` on the event-loop
-thread, and answered in order. Writes are committed to the store (one transaction for all
-writes found in one read of the socket: group commit) before any reply of that batch is
-sent, so a write is acknowledged only once it is durable.
+The one place where exceptions become wire statuses. Calls are decoded and answered by the
+domain's :class:`~netinfo.database.Database` (the procedure table, then the result-kind
+table of ``protocol``) on the event-loop thread, in order. Writes are committed (one
+transaction for all writes found in one read of the socket: group commit) before any
+reply of that batch is sent, so a write is acknowledged only once it is durable.
 
 Spec: §1.2–§1.4 (RPC, record marking, UDP/TCP), §4 (procedures), §9.4 (READALL stream).
 """
@@ -22,15 +22,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from . import rpc
-from .errors import NiError, Status, StorageError, WireError
-from .protocol import (NETINFO_PROG, NETINFO_VERS, PROCEDURES, READALL_END, UDP_LENIENT_PROCS,
-                       UDP_PROCS, Kind, ProcInfo, decode_args, encode_readall_head,
-                       encode_readall_object, pack_proplist, pack_status)
+from .errors import Status, StorageError, WireError
+from .database import Database
+from .protocol import (NETINFO_PROG, NETINFO_VERS, PROCEDURES, UDP_LENIENT_PROCS, UDP_PROCS,
+                       Proc, decode_args, pack_status)
 from .rpc import AcceptStat, AuthStat
 from .netif import is_local, local_addresses
-from .service import Caller, DirectoryService
-from .storage import Store
-from .xdr import Packer
+from .service import Caller
 
 log = logging.getLogger("netinfo.server")
 
@@ -38,7 +36,7 @@ log = logging.getLogger("netinfo.server")
 WRITE_HIGH_WATER = 4 * 1024 * 1024
 #: Reserved ports tried for a root netinfod (Mac OS X's RPC services sat in 600–1023).
 RESERVED_PORTS = range(600, 1024)
-_OK_WORD = b"\0\0\0\0"
+_NORESPONSE = pack_status(Status.NORESPONSE)
 
 
 # -- call handling ----------------------------------------------------------------------------
@@ -59,13 +57,11 @@ class ServerConfig:
 class Dispatcher:
     """Turns call records into reply records for one domain (shared by UDP and TCP)."""
 
-    def __init__(self, service: DirectoryService, store: Store, config: ServerConfig,
-                 own_addresses: list[str]) -> None:
-        self.service = service
-        self.store = store
+    def __init__(self, db: Database, config: ServerConfig, own_addresses: list[str]) -> None:
+        self.db = db
         self.config = config
         self.own = frozenset(own_addresses)
-        self.counters = service.info.counters
+        self.counters = db.info.counters
         #: called when RPARENT finds no binding yet (the server starts a parent search)
         self.on_parent_miss: Callable[[], None] | None = None
 
@@ -109,9 +105,7 @@ class Dispatcher:
                             checksum_only=only, credential=call.auth)
         t0 = time.perf_counter_ns()
         try:
-            body = self._run(info, caller, args)
-        except _SystemErr:
-            return rpc.reply_accept_error(xid, AcceptStat.SYSTEM_ERR), False
+            body = self.db.answer(info.proc, caller, args)
         except Exception:
             log.exception("procedure %s failed", info.proc.name)
             return rpc.reply_accept_error(xid, AcceptStat.SYSTEM_ERR), False
@@ -120,80 +114,21 @@ class Dispatcher:
             c[0] += 1
             c[1] += (time.perf_counter_ns() - t0) // 1000
         if body is None:
-            return None, False
+            # BIND of a child not served here (spec §4.4; Apple's SYSTEM_ERR, see protocol)
+            return rpc.reply_accept_error(xid, AcceptStat.SYSTEM_ERR), False
+        if info.proc == Proc.RPARENT and body == _NORESPONSE and self.on_parent_miss:
+            self.on_parent_miss()  # RPARENT without a binding: search (spec §8.2)
         return rpc.reply_success(xid, body), info.is_write
-
-    def _run(self, info: ProcInfo, caller: Caller, args: tuple) -> bytes | None:
-        svc = self.service
-        kind = info.kind
-        if kind is Kind.UNION:
-            try:
-                value = getattr(svc, info.method)(caller, *args)
-            except NiError as e:
-                if e.status == Status.NORESPONSE and self.on_parent_miss is not None:
-                    self.on_parent_miss()  # RPARENT without a binding: search (spec §8.2)
-                return pack_status(e.status)
-            p = Packer()
-            p.pack_raw(_OK_WORD)
-            info.result.pack(p, value)  # type: ignore[union-attr]
-            return p.get_buffer()
-        if kind is Kind.VOID:
-            getattr(svc, info.method)(caller, *args)
-            return b""
-        if kind is Kind.BARE_PROPLIST:
-            p = Packer()
-            pack_proplist(p, svc.proc_statistics(caller))
-            return p.get_buffer()
-        if kind is Kind.BARE_STATUS:
-            try:
-                return pack_status(getattr(svc, info.method)(caller, *args))
-            except NiError as e:
-                return pack_status(e.status)
-        if kind is Kind.NO_REPLY_UNLESS_OK:
-            # BIND (spec §4.4): answer only when /machines lists the child. When it does not,
-            # answer SYSTEM_ERR as Apple does rather than staying silent, so that a pipelined
-            # TCP caller is never left waiting (and nibindd needs no timeout).
-            tag, addr = args
-            if svc.serves_child(tag, addr):
-                return b""
-            raise _SystemErr()
-        if kind is Kind.STREAM:
-            return self._readall(caller, args[0])
-        raise AssertionError(kind)
-
-    def _readall(self, caller: Caller, checksum: int) -> bytes:
-        """READALL as one stream (spec §9.4): checksum 0 when the caller is current."""
-        svc = self.service
-        try:
-            changed = svc.readall_check(caller, checksum)
-        except NiError as e:
-            return pack_status(e.status)
-        if not changed:
-            return encode_readall_head(0, 0) + READALL_END
-        parts = [encode_readall_head(svc.checksum, svc.highest_id())]
-        parts.extend(encode_readall_object(d) for d in svc.iter_preorder())
-        parts.append(READALL_END)
-        return b"".join(parts)
 
     def commit(self) -> bool:
         """Make pending writes durable. False when the store failed (writes rolled back)."""
-        svc = self.service
-        if not svc.pending:
+        if not self.db.dirty:
             return True
-        ops = svc.take_pending()
         try:
-            self.store.commit(ops, svc.checksum)
+            self.db.commit()
             return True
         except StorageError:
-            log.exception("store commit failed; reloading the last durable state")
-            info = svc.info
-            svc.__init__(self.store.load(), info)  # back to what is on disk
-            svc.pending.clear()
             return False
-
-
-class _SystemErr(Exception):
-    pass
 
 
 def _fail_writes(replies: list[bytes | None], writes: list[int]) -> None:
@@ -225,7 +160,7 @@ class TcpConnection(asyncio.Protocol):
         peer = transport.get_extra_info("peername") or ("", 0)
         disp = self.server.dispatcher
         self.caller = disp.caller_for(peer[0], peer[1])
-        if not disp.service.admits_tcp(peer[0], is_local(peer[0], disp.own)):
+        if not disp.db.service.admits_tcp(peer[0], is_local(peer[0], disp.own)):
             # trusted_networks: close right after accept (spec §10.5)
             log.info("refusing %s: not in trusted_networks", peer[0])
             self.server.info.connections += 1  # balanced by connection_lost
@@ -333,15 +268,16 @@ class UdpEndpoint(asyncio.DatagramProtocol):
 
 
 class NetInfoServer:
-    """One netinfod: a domain's service and store behind a UDP and a TCP port."""
+    """One netinfod: a domain's :class:`~netinfo.database.Database` behind a UDP and a
+    TCP port."""
 
-    def __init__(self, service: DirectoryService, store: Store, config: ServerConfig,
+    def __init__(self, db: Database, config: ServerConfig,
                  own_addresses: list[str] | None = None) -> None:
-        self.service = service
-        self.store = store
+        self.db = db
+        self.service = db.service
         self.config = config
-        self.info = service.info
-        self.dispatcher = Dispatcher(service, store, config, own_addresses or local_addresses())
+        self.info = db.info
+        self.dispatcher = Dispatcher(db, config, own_addresses or local_addresses())
         self.udp_port = 0
         self.tcp_port = 0
         self._tcp: asyncio.AbstractServer | None = None

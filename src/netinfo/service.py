@@ -15,12 +15,13 @@ from __future__ import annotations
 import heapq
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from .errors import NiError, Status
 from .model import Directory, NiId, Proplist, addr_to_uint, first_values
 from .protocol import Proc
 from .rpc import AuthUnix
-from .storage import Image, Op
+from .storage import RESET, Free, Image, KidDel, KidIns, Op, Put
 
 MASK32 = 0xFFFFFFFF
 #: Children count from which LOOKUP builds a per-(directory, key) index. Apple's server
@@ -55,6 +56,15 @@ class Caller:
 
 #: The caller used by in-process administration (creating templates, imports).
 SUPERUSER = Caller(superuser=True, user="root")
+
+
+class ReadAll(NamedTuple):
+    """What READALL sends (spec §9.4): the checksum, highest id + 1, then every
+    directory in depth-first pre-order."""
+
+    checksum: int
+    highest: int
+    objects: Iterator[Directory]
 
 
 @dataclass(slots=True)
@@ -107,6 +117,8 @@ class DirectoryService:
         self.info = info or ServerInfo()
         #: store operations not yet committed
         self.pending: list[Op] = []
+        #: who the last successful write was made by, once authenticated (spec §10.2)
+        self.writer: Caller = SUPERUSER
         self._load(image or Image())
 
     # -- loading and bookkeeping --------------------------------------------------------------
@@ -122,7 +134,7 @@ class DirectoryService:
             # Directory 0 always exists; a new database gets an empty root (spec §4.4 ROOT).
             inst = self._freed.pop(0, 0) + 1
             nodes[0] = _Node(inst, 0, [])
-            self.pending.append(("put", 0, inst, 0, []))
+            self.pending.append(Put(0, inst, 0, []))
         self._next_new = max(nodes) + 1
         self._free_heap = [i for i in range(self._next_new) if i not in nodes]
         heapq.heapify(self._free_heap)
@@ -135,14 +147,20 @@ class DirectoryService:
 
     def replace(self, image: Image) -> None:
         """Swap in a whole new database (full transfer, bulk load) and queue a reset."""
-        self.pending.append(("reset",))
+        self.pending.append(RESET)
         self._load(image)
         for oid, n in self._nodes.items():
-            self.pending.append(("put", oid, n.instance, n.parent, n.props))
+            self.pending.append(Put(oid, n.instance, n.parent, n.props))
             for i, c in enumerate(n.children):
-                self.pending.append(("kid_ins", oid, i, c))
+                self.pending.append(KidIns(oid, i, c))
         for oid, inst in self._freed.items():
-            self.pending.append(("free", oid, inst))
+            self.pending.append(Free(oid, inst))
+
+    def reload(self, image: Image) -> None:
+        """Drop everything not committed and continue from *image* (the last durable
+        state), keeping :attr:`info`."""
+        self.pending = []
+        self._load(image)
 
     def take_pending(self) -> list[Op]:
         ops, self.pending = self.pending, []
@@ -199,7 +217,8 @@ class DirectoryService:
         if self.info.clone and not caller.from_master:
             raise NiError(Status.RDONLY)
         if caller.credential is not None and not (caller.superuser or caller.from_master):
-            return self.authenticate(caller)
+            caller = self.authenticate(caller)
+        self.writer = caller
         return caller
 
     def authenticate(self, caller: Caller) -> Caller:
@@ -284,7 +303,7 @@ class DirectoryService:
         """Step 5: instance +1, checksum += (oid+1), queue the record (spec §5.3, §5.6)."""
         n.instance = (n.instance + 1) & MASK32
         self.checksum = (self.checksum + oid + 1) & MASK32
-        self.pending.append(("put", oid, n.instance, n.parent, n.props))
+        self.pending.append(Put(oid, n.instance, n.parent, n.props))
         return NiId(oid, n.instance)
 
     def _set_props(self, oid: int, n: _Node, props: Proplist) -> NiId:
@@ -463,9 +482,9 @@ class DirectoryService:
         props = [(k, list(v)) for k, v in props]
         self._nodes[oid] = _Node(inst, parent[0], props)
         self.checksum = (self.checksum + (oid + 1) * inst) & MASK32
-        self.pending.append(("put", oid, inst, parent[0], props))
+        self.pending.append(Put(oid, inst, parent[0], props))
         self._link_child(p, oid, where, props)
-        self.pending.append(("kid_ins", parent[0], min(where, len(p.children) - 1), oid))
+        self.pending.append(KidIns(parent[0], min(where, len(p.children) - 1), oid))
         return (NiId(oid, inst), self._touched(parent[0], p))
 
     def _allocate(self) -> int:
@@ -502,13 +521,13 @@ class DirectoryService:
         self._check_dir(p, caller)
         oid = child[0]
         self._unlink_child(p, oid, c.props if c is not None else [])
-        self.pending.append(("kid_del", parent[0], oid))
+        self.pending.append(KidDel(parent[0], oid))
         if c is not None:
             del self._nodes[oid]
             self._freed[oid] = c.instance
             heapq.heappush(self._free_heap, oid)
             self.checksum = (self.checksum - (oid + 1) * c.instance) & MASK32
-            self.pending.append(("free", oid, c.instance))
+            self.pending.append(Free(oid, c.instance))
         return self._touched(parent[0], p)
 
     def proc_write(self, caller: Caller, i: NiId, props: Proplist) -> NiId:
@@ -754,14 +773,24 @@ class DirectoryService:
         """Bare NI_OK; a master without clones has nothing to push (spec §4.4)."""
         return Status.OK
 
-    def readall_check(self, caller: Caller, checksum: int) -> bool:
-        """READALL preconditions: False when the caller is current (send checksum 0).
+    def proc_bind(self, caller: Caller, tag: str, addr: int) -> bool:
+        """NETINFO BIND (spec §4.4): True when /machines lists the child (answered with an
+        empty success); False otherwise (the server answers SYSTEM_ERR, see protocol)."""
+        return self.serves_child(tag, addr)
 
-        :raises NiError: NI_NOTMASTER on a clone (spec §4.4 READALL).
+    def proc_readall(self, caller: Caller, checksum: int) -> ReadAll | None:
+        """READALL (spec §4.4, §9.4): the whole database in pre-order, or None when the
+        caller's *checksum* is current (the reply then carries checksum 0).
+
+        The directories are produced lazily, as the stream is written.
+
+        :raises NiError: NI_NOTMASTER on a clone.
         """
         if self.info.clone:
             raise NiError(Status.NOTMASTER)
-        return checksum != self.checksum
+        if checksum == self.checksum:
+            return None
+        return ReadAll(self.checksum, self.highest_id(), self.iter_preorder())
 
 
 

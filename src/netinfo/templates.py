@@ -68,6 +68,31 @@ def create_local(svc: DirectoryService, parent_tag: str = "network") -> None:
     populate_standard(svc)
 
 
+def add_serves(svc: DirectoryService, machine: str, value: str) -> None:
+    """Append *value* (``NAME/TAG``) to the ``serves`` of /machines/<machine>."""
+    machines = svc.proc_lookup(SUPERUSER, NiId(0), "name", "machines")[0][0]
+    found = svc.proc_lookup(SUPERUSER, NiId(machines), "name", machine)[0][0]
+    mid = svc.proc_self(SUPERUSER, NiId(found))
+    names = svc.proc_listprops(SUPERUSER, mid)[0]
+    svc.proc_createname(SUPERUSER, mid, names.index("serves"), value, NI_INDEX_NULL)
+
+
+def create_network_root(svc: DirectoryService, hostname: str, addresses: list[str]) -> None:
+    """``nibindd --init``'s ``network`` root: a master served by *hostname* that lists this
+    host's local domain as its child ``<hostname>/local``, with the standard directories."""
+    create_master(svc, "network", hostname, addresses)
+    add_serves(svc, hostname, f"{hostname}/local")
+    populate_standard(svc)
+
+
+def create_local_under_network(svc: DirectoryService) -> None:
+    """``nibindd --init``'s ``local`` domain: the template (spec §12.3) whose localhost
+    also serves ``../network``, so that it binds to the network root served on this host
+    without broadcasting."""
+    create_local(svc)
+    add_serves(svc, "localhost", "../network")
+
+
 #: The standard directories and entries a new domain is populated with (tools §5,
 #: spec §12.1). Written for this project; values follow the usual Unix conventions.
 STANDARD: list[tuple[str, Proplist, list[Proplist]]] = [

@@ -10,13 +10,12 @@ import argparse
 import asyncio
 import logging
 import signal
-import socket
 import sys
 
 from .. import binding
-from ..database import database_exists, netinfo_dir, open_database
+from ..database import Database, DatabaseInUse, netinfo_dir, open_database
 from ..errors import NiError, RpcError, StorageError, Timeout, WireError
-from ..netif import is_local, local_addresses, non_loopback
+from ..netif import hostname, is_local, local_addresses, non_loopback
 from ..server import NetInfoServer, ServerConfig
 from ..service import ServerInfo
 from ..templates import create_clone, create_local, create_master, populate_standard
@@ -28,6 +27,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=PROG, description="Serve one NetInfo database (domain tag).")
     p.add_argument("tag", metavar="TAG", help="database tag, served from DIR/TAG.nidb")
     p.add_argument("--dir", help="database directory (default $NETINFO_DIR or /var/db/netinfo)")
+    p.add_argument("--store", metavar="URL",
+                   help="store URL instead of DIR/TAG.nidb (sqlite:///PATH, memory:)")
     p.add_argument("--bind", default="0.0.0.0", help="address to listen on (default all)")
     p.add_argument("--port", type=int, help="fixed UDP and TCP port")
     p.add_argument("--lenient-udp", action="store_true",
@@ -49,10 +50,6 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def hostname() -> str:
-    return socket.gethostname().split(".")[0] or "localhost"
-
-
 async def serve(args: argparse.Namespace) -> int:
     directory = netinfo_dir(args.dir)
     addrs = local_addresses()
@@ -60,17 +57,29 @@ async def serve(args: argparse.Namespace) -> int:
                       binding="forcedRoot" if args.forced_root else "unknown",
                       forced_root=args.forced_root)
     creating = args.master or args.clone is not None
-    created = creating and not database_exists(directory, args.tag)
     try:
-        svc, store = open_database(directory, args.tag, info, create=creating)
+        db = open_database(directory, args.tag, info, create=creating, store=args.store)
     except FileNotFoundError:
-        print(f"{PROG}: no database for tag {args.tag} in {directory} "
+        where = args.store or directory
+        print(f"{PROG}: no database for tag {args.tag} in {where} "
               f"(use -m to create a master)", file=sys.stderr)
         return 2
-    except (StorageError, OSError) as e:
+    except DatabaseInUse as e:
+        print(f"{PROG}: {e}", file=sys.stderr)
+        return 2
+    except (StorageError, OSError, ValueError) as e:
         print(f"{PROG}: cannot open database {args.tag}: {e}", file=sys.stderr)
         return 2
-    if created:
+    try:
+        return await _serve(args, db, info, addrs)
+    finally:
+        db.close()
+
+
+async def _serve(args: argparse.Namespace, db: Database, info: ServerInfo,
+                 addrs: list[str]) -> int:
+    svc = db.service
+    if db.created and (args.master or args.clone is not None):
         if args.clone is not None:
             create_clone(svc, *args.clone)
         elif args.template == "local":
@@ -79,29 +88,28 @@ async def serve(args: argparse.Namespace) -> int:
             create_master(svc, args.tag, info.hostname, non_loopback(addrs) or ["127.0.0.1"])
             if args.populate:
                 populate_standard(svc)
-        store.commit(svc.take_pending(), svc.checksum)
+        db.commit()
     info.clone = is_clone(svc, args.tag, addrs)
-    server = NetInfoServer(svc, store, ServerConfig(args.tag, args.bind, args.port,
-                                                    args.lenient_udp, args.trust_local), addrs)
+    # Signals first: a TERM while starting or registering still shuts down cleanly.
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    server = NetInfoServer(db, ServerConfig(args.tag, args.bind, args.port,
+                                            args.lenient_udp, args.trust_local), addrs)
     try:
         await server.start()
     except OSError as e:
         print(f"{PROG}: cannot listen on {args.bind}: {e}", file=sys.stderr)
-        store.close()
         return 2
     print(f"{PROG}: serving {args.tag} udp={server.udp_port} tcp={server.tcp_port}",
           file=sys.stderr, flush=True)
     registered = await _register(args.tag, server.udp_port, server.tcp_port)
     server.want_parent()
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
     await stop.wait()
     if registered:
         await _unregister(args.tag)
     await server.close()
-    store.close()
     print(f"{PROG}: {args.tag} stopped", file=sys.stderr, flush=True)
     return 0
 

@@ -10,14 +10,13 @@ import asyncio
 import logging
 import os
 import sys
+from pathlib import Path
 
 from ..binder import Nibindd, run_nibindd
-from ..database import database_exists, netinfo_dir, open_database
-from ..model import NI_INDEX_NULL
-from ..netif import local_addresses, non_loopback
-from ..service import SUPERUSER
-from ..templates import create_local, create_master, populate_standard
-from .netinfod import hostname
+from ..database import (DatabaseInUse, check_not_in_use, database_exists, netinfo_dir,
+                        open_database)
+from ..netif import hostname, local_addresses, non_loopback
+from ..templates import create_local_under_network, create_network_root
 
 PROG = "nibindd"
 
@@ -39,55 +38,59 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def init_domains(directory) -> list[str]:
+def init_domains(directory: Path) -> list[str]:
     """Create ``local`` (spec §12.3 template) and a ``network`` root when missing.
 
     The network root lists this host as its server (``./network``) and its local domain as
     the child ``<host>/local``; the local domain names the network server on 127.0.0.1 as
     its parent (``../network``) besides the usual broadcasthost entry, so that binding works
     on one machine without broadcasts.
+
+    :raises DatabaseInUse: a database of *directory* is held by a running process.
     """
     made = []
     host = hostname()
     addrs = non_loopback(local_addresses())
-    if not database_exists(directory, "network"):
-        svc, store = open_database(directory, "network", create=True)
-        create_master(svc, "network", host, addrs + ["127.0.0.1"])
-        machine = svc.proc_lookup(SUPERUSER, svc.proc_root(SUPERUSER), "name", "machines")[0][0]
-        me = svc.proc_lookup(SUPERUSER, svc.proc_self(SUPERUSER, _id(machine)), "name", host)
-        mid = svc.proc_self(SUPERUSER, _id(me[0][0]))
-        names = svc.proc_listprops(SUPERUSER, mid)[0]
-        svc.proc_createname(SUPERUSER, mid, names.index("serves"), f"{host}/local",
-                            NI_INDEX_NULL)
-        populate_standard(svc)
-        store.commit(svc.take_pending(), svc.checksum)
-        store.close()
-        made.append("network")
-    if not database_exists(directory, "local"):
-        svc, store = open_database(directory, "local", create=True)
-        create_local(svc)
-        machines = svc.proc_lookup(SUPERUSER, svc.proc_root(SUPERUSER), "name", "machines")
-        lh = svc.proc_lookup(SUPERUSER, svc.proc_self(SUPERUSER, _id(machines[0][0])),
-                             "name", "localhost")[0][0]
-        lid = svc.proc_self(SUPERUSER, _id(lh))
-        names = svc.proc_listprops(SUPERUSER, lid)[0]
-        svc.proc_createname(SUPERUSER, lid, names.index("serves"), "../network", NI_INDEX_NULL)
-        store.commit(svc.take_pending(), svc.checksum)
-        store.close()
-        made.append("local")
+    for tag, build in (("network", lambda svc: create_network_root(svc, host,
+                                                                   addrs + ["127.0.0.1"])),
+                       ("local", create_local_under_network)):
+        if database_exists(directory, tag):
+            continue
+        with open_database(directory, tag, create=True) as db:
+            build(db.service)
+        made.append(tag)
     return made
 
 
-def _id(oid: int):
-    from ..model import NiId  # noqa: PLC0415
-    return NiId(oid, 0)
+def databases_in_use(directory: Path) -> DatabaseInUse | None:
+    """The first database of *directory* another process holds, if any: a second nibindd
+    on one directory would otherwise start servers that fight over its databases."""
+    if not directory.is_dir():
+        return None
+    for p in sorted(directory.glob("*.nidb")):
+        try:
+            check_not_in_use(directory, p.name[:-5])
+        except DatabaseInUse as e:
+            return e
+        except OSError:
+            continue
+    return None
 
 
 async def serve(args: argparse.Namespace) -> int:
     directory = netinfo_dir(args.dir)
+    busy = databases_in_use(directory)
+    if busy is not None:
+        print(f"{PROG}: {busy}", file=sys.stderr)
+        return 2
     if args.init:
         directory.mkdir(parents=True, exist_ok=True)
-        for tag in init_domains(directory):
+        try:
+            made = init_domains(directory)
+        except DatabaseInUse as e:
+            print(f"{PROG}: {e}", file=sys.stderr)
+            return 2
+        for tag in made:
             print(f"{PROG}: created {directory / (tag + '.nidb')}", file=sys.stderr)
     nb = Nibindd(directory, args.bind, args.portmapper)
     try:

@@ -15,7 +15,6 @@ is the syntax, the output formats of tools §3.3 and nicl's own statuses and exi
 
 from __future__ import annotations
 
-import copy as _copy
 import os
 import sys
 from collections.abc import Awaitable, Callable
@@ -27,8 +26,9 @@ from ..client import Client
 from ..domain import TaggedError, open_domain
 from ..errors import NetInfoError, NiError, Status, StorageError
 from ..model import Proplist, format_component, parse_path
-from ..protocol import PROCEDURES, Kind, Proc
-from ..service import SUPERUSER
+from ..database import SQLITE_NAME, Database, DatabaseInUse, LocalChannel, open_database
+from ..protocol import PROCEDURES, Proc
+from ..service import ServerInfo
 from . import commands
 from .common import (COMM_ERRORS, EXIT_TAGGED_PARSE_BASE, authenticate, dump_json,
                      privileged_from_env, props_json)
@@ -156,86 +156,55 @@ _ERRORS = (NiError, *COMM_ERRORS)
 # -- raw mode: the database edited in this process --------------------------------------------
 
 class RawClient(Client):
-    """The :class:`Client` interface over a database opened in this process (``-raw``).
+    """A :class:`Client` over an in-process channel to a database opened here (``-raw``).
 
-    Each call runs the service's procedure as the superuser and commits writes at once;
-    the domain-level procedures (RPARENT, RESYNC, ...) make no sense here.
+    Each call is answered by the :class:`~netinfo.database.Database` as the superuser,
+    through the same procedure and result-kind tables as a server, and every write is
+    committed at once; the domain-level procedures (RPARENT, RESYNC, ...) make no sense
+    here.
     """
 
     UNSUPPORTED = frozenset({Proc.RPARENT, Proc.RESYNC, Proc.BIND, Proc.CRASHED,
                              Proc.READALL})
 
-    def __init__(self, path: str, svc: Any, store: Any) -> None:
-        super().__init__(None, "raw", 0, svc.info.tag)  # type: ignore[arg-type]
+    def __init__(self, path: str, db: Database) -> None:
+        self.channel = LocalChannel(db, refused=self.UNSUPPORTED)
+        super().__init__(self.channel, "raw", 0, db.info.tag)  # type: ignore[arg-type]
         self.path = path
-        self.svc = svc
-        self.store = store
-        self.counts = {"fetch": 0, "save": 0, "remove": 0}
-
-    async def call(self, proc: int, *args: Any) -> Any:
-        if proc in self.UNSUPPORTED:
-            raise NiError(Status.FAILED, "not available in raw mode")
-        info = PROCEDURES[proc]
-        fn = getattr(self.svc, info.method)
-        result = fn(SUPERUSER, *args)
-        if info.is_write:
-            self.counts["remove" if proc == Proc.DESTROY else "save"] += 1
-            self._commit()
-        else:
-            self.counts["fetch"] += 1
-        if info.kind is Kind.BARE_STATUS:
-            return Status.OK
-        return _copy.deepcopy(result)
-
-    def _commit(self) -> None:
-        svc = self.svc
-        if not svc.pending:
-            return
-        try:
-            self.store.commit(svc.take_pending(), svc.checksum)
-        except StorageError as e:
-            info = svc.info
-            svc.__init__(self.store.load(), info)
-            svc.pending.clear()
-            raise NiError(Status.NOSPACE, str(e)) from None
+        self.db = db
 
     async def statistics(self) -> Proplist:
         """Raw statistics: checksum, version, max ID and this session's counts (§3.2)."""
-        svc = self.svc
+        svc = self.db.service
+        calls = self.channel.calls
+        writes = sum(n for p, n in calls.items() if PROCEDURES[p].is_write)
+        removes = calls.get(Proc.DESTROY, 0)
         top = max((d.id.instance for d in svc.iter_preorder()), default=0)
         return [("checksum", [str(svc.checksum)]), ("version", [str(top)]),
                 ("max_id", [str(svc.highest_id() - 1)]),
-                ("fetch_count", [str(self.counts["fetch"])]),
-                ("save_count", [str(self.counts["save"])]),
-                ("remove_count", [str(self.counts["remove"])])]
-
-    async def close(self) -> None:
-        self.store.close()
+                ("fetch_count", [str(sum(calls.values()) - writes)]),
+                ("save_count", [str(writes - removes)]),
+                ("remove_count", [str(removes)])]
 
 
 def open_raw(path: str, create: bool) -> RawClient:
     """Open (or with *create* make) the database directory *path*.
 
-    :raises FileNotFoundError: no database; :raises StorageError:, OSError.
+    :raises FileNotFoundError: no database; :raises DatabaseInUse: a server holds it;
+    :raises StorageError:, OSError.
     """
-    from ..database import SQLITE_NAME, open_database  # noqa: PLC0415
-    from ..service import DirectoryService, ServerInfo  # noqa: PLC0415
-    from ..storage import open_store  # noqa: PLC0415
     p = Path(path)
     name = p.name
     if name.endswith(".nidb") and len(name) > 5:
         tag = name[:-5]
-        svc, store = open_database(p.parent, tag, ServerInfo(tag=tag), create=create)
-        return RawClient(path, svc, store)
+        return RawClient(path, open_database(p.parent, tag, ServerInfo(tag=tag),
+                                             create=create))
     db = p / SQLITE_NAME
     if not db.exists() and not create:
         raise FileNotFoundError(path)
     p.mkdir(parents=True, exist_ok=True)
-    store = open_store(f"sqlite:{db}")
-    svc = DirectoryService(store.load(), ServerInfo(tag=name or "raw"))
-    if svc.pending:
-        store.commit(svc.take_pending(), svc.checksum)
-    return RawClient(path, svc, store)
+    return RawClient(path, open_database(p, name, ServerInfo(tag=name or "raw"),
+                                         create=create, store=f"sqlite:{db}"))
 
 
 # -- command line -----------------------------------------------------------------------------
@@ -906,6 +875,8 @@ async def _open(o: Options, ds: str, create: bool) -> Client:
         except FileNotFoundError:
             raise Fail(NO_SUCH_FILE & 0xFF, f"open({ds}): {ds_message(NO_SUCH_FILE)}") \
                 from None
+        except DatabaseInUse as e:
+            raise Fail(INVALID_STORE & 0xFF, f"{PROG}: {e}") from None
         except (OSError, StorageError):
             what = "create" if create or o.create else "open"
             st = WRITE_FAILED if what == "create" else INVALID_STORE

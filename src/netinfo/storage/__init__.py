@@ -5,21 +5,22 @@ every change to its store as an ordered list of primitive operations. The store 
 batch durable before :meth:`Store.commit` returns; that is what lets the server
 acknowledge a write only once it is on disk (issue "crash-safe store").
 
-Operations, applied in order inside one atomic transaction:
+Operations (typed records, applied in order inside one atomic transaction):
 
-``("put", id, instance, parent, props)``
+:class:`Put` ``(id, instance, parent, props)``
     create or replace the directory's own record (not its child list).
-``("free", id, last_instance)``
+:class:`Free` ``(id, instance)``
     the directory (and its own child list) is gone; remember its last instance (spec §5.3:
     a reused number continues from it).
-``("kid_ins", parent, index, child)``
+:class:`KidIns` ``(parent, index, child)``
     insert *child* at position *index* of *parent*'s child list (as ``list.insert``: an
     index past the end appends).
-``("kid_del", parent, child)``
+:class:`KidDel` ``(parent, child)``
     remove the first occurrence of *child* from *parent*'s child list (none: no-op).
-``("reset",)``
+:class:`Reset` ``()``
     forget everything (full transfer, whole-database load).
 
+Each engine dispatches on the op's type through one table of its own.
 Every batch ends with the new database checksum (spec §5.6), stored with it.
 """
 
@@ -28,11 +29,50 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from ..model import Proplist
 
-Op = tuple[Any, ...]
+
+class Put(NamedTuple):
+    """Create or replace directory *id*'s own record."""
+
+    id: int
+    instance: int
+    parent: int
+    props: Proplist
+
+
+class Free(NamedTuple):
+    """Directory *id* is gone; *instance* was its last (spec §5.3)."""
+
+    id: int
+    instance: int
+
+
+class KidIns(NamedTuple):
+    """Insert *child* at *index* of *parent*'s child list (``list.insert`` semantics)."""
+
+    parent: int
+    index: int
+    child: int
+
+
+class KidDel(NamedTuple):
+    """Remove the first occurrence of *child* from *parent*'s child list."""
+
+    parent: int
+    child: int
+
+
+class Reset(NamedTuple):
+    """Forget everything (a whole new tree follows)."""
+
+
+#: One storage operation.
+Op = Put | Free | KidIns | KidDel | Reset
+#: The one Reset (it has no fields).
+RESET = Reset()
 
 
 @dataclass(slots=True)
@@ -110,53 +150,67 @@ def open_store(url: str) -> Store:
     return _ENGINES[scheme](rest)
 
 
-_SHAPES = {"put": (int, int, int, list), "free": (int, int), "kid_ins": (int, int, int),
-           "kid_del": (int, int), "reset": ()}
+#: Op type → the types of its fields, for :func:`validate_ops`.
+_SHAPES: dict[type, tuple[type, ...]] = {Put: (int, int, int, list), Free: (int, int),
+                                         KidIns: (int, int, int), KidDel: (int, int),
+                                         Reset: ()}
 
 
 def validate_ops(ops: list[Op]) -> None:
-    """Check every op's kind and field types before anything is applied.
+    """Check every op's type and field types before anything is applied.
 
     :raises StorageError: a malformed op (the batch must then be refused whole).
     """
     from ..errors import StorageError  # noqa: PLC0415 - errors is pure; avoid a cycle
     for op in ops:
-        shape = _SHAPES.get(op[0]) if isinstance(op, tuple) and op else None
-        if shape is None or len(op) != len(shape) + 1 or not all(
-                isinstance(v, t) for v, t in zip(op[1:], shape)):
+        shape = _SHAPES.get(type(op))
+        if shape is None or len(op) != len(shape) or not all(
+                isinstance(v, t) for v, t in zip(op, shape)):
             raise StorageError(f"malformed storage op {op!r}")
+
+
+def _put(image: Image, op: Put) -> None:
+    image.records[op.id] = Record(op.instance, op.parent, [(k, list(v)) for k, v in op.props])
+    image.freed.pop(op.id, None)
+
+
+def _kid_ins(image: Image, op: KidIns) -> None:
+    image.children.setdefault(op.parent, []).insert(op.index, op.child)
+
+
+def _kid_del(image: Image, op: KidDel) -> None:
+    kids = image.children.get(op.parent)
+    if kids and op.child in kids:
+        kids.remove(op.child)
+        if not kids:
+            del image.children[op.parent]
+
+
+def _free(image: Image, op: Free) -> None:
+    image.records.pop(op.id, None)
+    image.children.pop(op.id, None)
+    image.freed[op.id] = op.instance
+
+
+def _reset(image: Image, op: Reset) -> None:
+    image.records.clear()
+    image.children.clear()
+    image.freed.clear()
+
+
+#: Op type → how it changes an in-memory :class:`Image` (the memory engine's dispatch).
+_APPLY: dict[type, Callable[[Image, Any], None]] = {
+    Put: _put, KidIns: _kid_ins, KidDel: _kid_del, Free: _free, Reset: _reset}
 
 
 def apply_ops(image: Image, ops: list[Op]) -> None:
     """Apply validated *ops* to an in-memory :class:`Image` (the memory engine's commit)."""
-    records, children, freed = image.records, image.children, image.freed
     for op in ops:
-        kind = op[0]
-        if kind == "put":
-            _, oid, inst, parent, props = op
-            records[oid] = Record(inst, parent, [(k, list(v)) for k, v in props])
-            freed.pop(oid, None)
-        elif kind == "kid_ins":
-            _, parent, index, child = op
-            children.setdefault(parent, []).insert(index, child)
-        elif kind == "kid_del":
-            _, parent, child = op
-            kids = children.get(parent)
-            if kids and child in kids:
-                kids.remove(child)
-                if not kids:
-                    del children[parent]
-        elif kind == "free":
-            _, oid, inst = op
-            records.pop(oid, None)
-            children.pop(oid, None)
-            freed[oid] = inst
-        elif kind == "reset":
-            records.clear()
-            children.clear()
-            freed.clear()
-        else:
-            raise ValueError(f"unknown storage op {kind!r}")
+        fn = _APPLY.get(type(op))
+        if fn is None:
+            raise ValueError(f"unknown storage op {op!r}")
+        fn(image, op)
 
 
-__all__ = ["Store", "Image", "Record", "Op", "open_store", "apply_ops", "validate_ops"]
+__all__ = ["Store", "Image", "Record", "Op", "Put", "Free", "KidIns", "KidDel", "Reset",
+           "RESET", "open_store", "apply_ops", "validate_ops"]

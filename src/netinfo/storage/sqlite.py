@@ -27,12 +27,13 @@ from __future__ import annotations
 
 import gc
 import sqlite3
+from collections.abc import Callable
 from itertools import groupby
 from operator import itemgetter
 
 from ..errors import StorageError, WireError
 from ..protocol import decode_proplist, encode_proplist
-from . import Image, Op, Record, Store
+from . import Free, Image, KidDel, KidIns, Op, Put, Record, Reset, Store
 
 # STRICT tables make SQLite refuse a wrongly typed value (an id that is not an integer)
 # instead of storing it; older libraries simply get ordinary tables.
@@ -184,28 +185,28 @@ class SqliteStore(Store):
             # A put touches only dirs and freed, so it commutes with kid_ins/kid_del:
             # puts are gathered into one executemany and flushed before the ops that do
             # not commute with them (free, reset) and at the end.
-            puts: list[Op] = []
+            puts: list[Put] = []
             i, n = 0, len(ops)
             while i < n:
                 op = ops[i]
-                kind = op[0]
+                kind = type(op)
                 i += 1
-                if kind == "put":
-                    puts.append(op)
+                if kind is Put:
+                    puts.append(op)  # type: ignore[arg-type]
                     continue
                 if kind in _FLUSH_PUTS and puts:
                     self._puts(puts)
                     puts = []
-                if kind == "free":  # a run of frees: one executemany too
+                if kind is Free:  # a run of frees: one executemany too
                     j = i - 1
-                    while i < n and ops[i][0] == "free":
+                    while i < n and type(ops[i]) is Free:
                         i += 1
-                    self._frees(ops[j:i])
+                    self._frees(ops[j:i])  # type: ignore[arg-type]
                     continue
                 handler = _SINGLE.get(kind)
                 if handler is None:
-                    raise ValueError(f"unknown storage op {kind!r}")
-                handler(self, *op[1:])
+                    raise ValueError(f"unknown storage op {op!r}")
+                handler(self, *op)
             if puts:
                 self._puts(puts)
             c.execute("INSERT OR REPLACE INTO meta VALUES ('checksum', ?)", (checksum,))
@@ -222,15 +223,14 @@ class SqliteStore(Store):
                                    f"{exc}") from exc
             raise
 
-    def _puts(self, ops: list[Op]) -> None:
-        rows = [(oid, inst, parent, encode_proplist(props))
-                for _, oid, inst, parent, props in ops]
+    def _puts(self, ops: list[Put]) -> None:
+        rows = [(oid, inst, parent, encode_proplist(props)) for oid, inst, parent, props in ops]
         c = self._conn
         c.executemany("INSERT OR REPLACE INTO dirs VALUES (?, ?, ?, ?)", rows)
         c.executemany("DELETE FROM freed WHERE id = ?", [(r[0],) for r in rows])
 
-    def _frees(self, ops: list[Op]) -> None:
-        rows = [(oid, inst) for _, oid, inst in ops]
+    def _frees(self, ops: list[Free]) -> None:
+        rows = [(oid, inst) for oid, inst in ops]
         ids = [(oid,) for oid, _ in rows]
         c = self._conn
         c.executemany("DELETE FROM dirs WHERE id = ?", ids)
@@ -358,8 +358,9 @@ class SqliteStore(Store):
             raise StorageError(f"cannot close sqlite store {self.path!r}: {exc}") from exc
 
 
-#: Op kind → handler, for the kinds applied one at a time ("put" and "free" are batched).
-_SINGLE = {"kid_ins": SqliteStore._kid_ins, "kid_del": SqliteStore._kid_del,
-           "reset": SqliteStore._reset}
-#: Op kinds that touch dirs or freed, so pending puts must be written before them.
-_FLUSH_PUTS = frozenset({"free", "reset"})
+#: Op type → handler, for the types applied one at a time (Put and Free are batched).
+_SINGLE: dict[type, Callable[..., None]] = {KidIns: SqliteStore._kid_ins,
+                                            KidDel: SqliteStore._kid_del,
+                                            Reset: SqliteStore._reset}
+#: Op types that touch dirs or freed, so pending puts must be written before them.
+_FLUSH_PUTS = frozenset({Free, Reset})
