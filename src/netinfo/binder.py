@@ -111,6 +111,8 @@ class Child:
     proc: asyncio.subprocess.Process | None = None
     reg: Registration | None = None
     registered: asyncio.Event = field(default_factory=asyncio.Event)
+    #: the task that waits for the child to exit (kept so it is not collected)
+    watcher: asyncio.Future | None = None
 
 
 class Nibindd:
@@ -235,7 +237,7 @@ class Nibindd:
                "--bind", self.bind, *self.netinfod_args, *extra, tag]
         child.proc = await asyncio.create_subprocess_exec(*cmd, env=env,
                                                           stdin=asyncio.subprocess.DEVNULL)
-        asyncio.ensure_future(self._watch(child, child.proc))
+        child.watcher = asyncio.ensure_future(self._watch(child, child.proc))
         if wait:
             try:
                 async with asyncio.timeout(wait):

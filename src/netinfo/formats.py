@@ -23,8 +23,9 @@ original niload's dictionary did (§2.6 "Property order").
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, NamedTuple, Sequence
+from typing import NamedTuple
 
 from .errors import NetInfoError
 from .model import Proplist, first_values
@@ -80,7 +81,7 @@ class RawNode:
     """One directory of a raw dump: its properties, then its children, in order."""
 
     props: Proplist = field(default_factory=list)
-    children: list["RawNode"] = field(default_factory=list)
+    children: list[RawNode] = field(default_factory=list)
 
 
 #: Deepest nesting raw_from_text accepts; deeper input is a FormatError, not a
@@ -417,7 +418,7 @@ def passwd_to_text(records: Sequence[Proplist]) -> str:
 
 
 def _user(fields: list[str], names: tuple[str, ...]) -> Proplist:
-    props = {k: [v] for k, v in zip(names, fields)}
+    props = {k: [v] for k, v in zip(names, fields, strict=False)}
     props.setdefault("class", [""])
     props.setdefault("change", ["0"])
     props.setdefault("expire", ["0"])
@@ -741,7 +742,7 @@ def _bootptab_line(line: str, number: int, notes: list[Note]) -> Proplist | None
         _skip(notes, number, f"{len(fields)} fields, expected at least 5")
         return None
     return _record({k: [v] for k, v in zip(
-        ("name", "htype", "en_address", "ip_address", "bootfile"), fields)})
+        ("name", "htype", "en_address", "ip_address", "bootfile"), fields, strict=False)})
 
 
 def bootptab_from_text(text: str) -> Loaded:

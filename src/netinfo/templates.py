@@ -7,6 +7,8 @@ would get over the wire.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from .errors import NiError
 from .model import NI_INDEX_NULL, NiId, Proplist
 from .service import SUPERUSER, DirectoryService
@@ -25,7 +27,8 @@ def _set_root(svc: DirectoryService, name: str, values: list[str]) -> None:
     svc.proc_write(SUPERUSER, root, props)
 
 
-def ensure_dir(svc: DirectoryService, name: str, extra: Proplist = ()) -> int:
+def ensure_dir(svc: DirectoryService, name: str,
+               extra: Sequence[tuple[str, list[str]]] = ()) -> int:
     """The top-level directory *name*, created when missing."""
     try:
         found, _ = svc.proc_lookup(SUPERUSER, NiId(0), "name", name)

@@ -165,7 +165,7 @@ def validate_ops(ops: list[Op]) -> None:
     for op in ops:
         shape = _SHAPES.get(type(op))
         if shape is None or len(op) != len(shape) or not all(
-                isinstance(v, t) for v, t in zip(op, shape)):
+                isinstance(v, t) for v, t in zip(op, shape, strict=True)):
             raise StorageError(f"malformed storage op {op!r}")
 
 
