@@ -50,7 +50,8 @@ def two_hosts(tmp_path):
             _local_db(d)
             h.dbdir = d
             h.nibindd = h.spawn([sys.executable, "-m", "netinfo.cli.nibindd", "--dir", str(d),
-                                 "--portmapper", "embedded"], tmp_path / f"{h.name}.log")
+                                 "--portmapper", "embedded", "--bind", "0.0.0.0"],
+                                tmp_path / f"{h.name}.log")
         for h in (server, client):
             wait_until(lambda h=h: "tag=local " in tool(h, "nidomain", "-l", ok=False).stdout,
                        30)

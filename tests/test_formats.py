@@ -68,7 +68,8 @@ def test_formats_module_is_pure():
             imported.update(a.name for a in node.names)
         elif isinstance(node, ast.ImportFrom):
             imported.add("." * node.level + (node.module or ""))
-    assert imported <= {"__future__", "re", "dataclasses", "typing", ".errors", ".model"}
+    assert imported <= {"__future__", "re", "collections.abc", "dataclasses", "typing", ".errors",
+                        ".model"}
 
 
 def test_format_error_is_a_netinfo_error_with_line():

@@ -76,7 +76,8 @@ def hierarchy(request, tmp_path):
                 wait_until(lambda h=host: h.run(["rpcinfo", "-p", "127.0.0.1"]).returncode
                            == 0, 15)
             host.spawn([sys.executable, "-m", "netinfo.cli.nibindd", "--dir", str(dirs[name]),
-                        "--portmapper", "system" if mode == "rpcbind" else "embedded"], log)
+                        "--portmapper", "system" if mode == "rpcbind" else "embedded",
+                        "--bind", "0.0.0.0"], log)
         net.mode = mode
         net.logs = tmp_path
         served = {"hostA": "network", "hostB": "sales", "hostC": "local", "hostD": "network"}

@@ -25,22 +25,24 @@ from .binding import pmap_getport, pmap_set, pmap_unset, portmapper_address
 from .client import udp_call
 from .errors import NiError, RpcError, Status, Timeout, WireError
 from .model import uint_to_addr
-from .nibind import (NIBIND_PROG, NIBIND_VERS, PRIVILEGED, BindProc, Registration,
+from .nibind import (FORWARDABLE, NIBIND_PROG, NIBIND_VERS, PRIVILEGED, BindProc, Registration,
                      decode_bind_args, decode_clone_args, decode_registration, decode_tag,
-                     encode_getregister_res, encode_listreg_res, encode_status)
+                     encode_getregister_res, encode_listreg_res, encode_status, valid_tag)
 from .portmap import (IPPROTO_TCP, IPPROTO_UDP, PMAP_PROG, PMAP_VERS, Mapping, PmapProc,
                       Registry, decode_callit_args, encode_bool, encode_callit_result,
                       encode_dump, encode_uint)
 from .protocol import NETINFO_PROG, NETINFO_VERS, PROCEDURES, Proc, encode_args
 from .rpc import AcceptStat
 from .rpcserver import Peer, Program, RpcServer
-from .netif import is_local, local_addresses
+from .netif import is_local, local_addresses, peer_uid
 from .server import bind_pair
 
 log = logging.getLogger("netinfo.nibindd")
 
 #: How long CALLIT waits for the service it forwards to (the caller retransmits anyway).
 CALLIT_TIMEOUT = 2.0
+#: CALLIT forwards in flight at once; more are dropped (as rpcbind limits them).
+CALLIT_IN_FLIGHT = 64
 #: NIBIND BIND asks the tag's netinfod with a 2 s timeout (spec §6.3).
 BIND_TIMEOUT = 2.0
 #: How often the registration with a system rpcbind is re-checked (it accepts UNSET from
@@ -61,6 +63,8 @@ class PortmapperProgram:
     def __init__(self, own_addresses: list[str]) -> None:
         self.registry = Registry()
         self.own = frozenset(own_addresses)
+        #: CALLIT calls being forwarded now
+        self.in_flight = 0
 
     def program(self) -> Program:
         # v3/v4 callers get PROG_MISMATCH(2, 2) and fall back to v2 (libtirpc does).
@@ -72,7 +76,9 @@ class PortmapperProgram:
             return rpc.reply_success(xid)
         if proc in (PmapProc.SET, PmapProc.UNSET):
             m = Mapping.decode(call.args)
-            if not is_local(peer.addr, self.own):
+            if not owner_may_register(peer, self.own):
+                log.info("refusing portmapper %s from %s:%d", PmapProc(proc).name,
+                         peer.addr, peer.port)
                 return rpc.reply_success(xid, encode_bool(False))
             ok = reg.set(m) if proc == PmapProc.SET else reg.unset(m.prog, m.vers)
             return rpc.reply_success(xid, encode_bool(ok))
@@ -90,17 +96,45 @@ class PortmapperProgram:
         return rpc.reply_accept_error(xid, AcceptStat.PROC_UNAVAIL)
 
     async def _callit(self, call: rpc.Call) -> bytes | None:
-        """Forward to a local UDP service; answer only a success (spec §1.5)."""
+        """Forward to a local UDP service; answer only a success (spec §1.5).
+
+        Never to the portmapper itself (so SET/UNSET and CALLIT are never forwarded and
+        forwarding never nests), to NIBIND only what anyone may call, and at most
+        :data:`CALLIT_IN_FLIGHT` at once (more are dropped): a forwarded call leaves from
+        this host, and must not lend its locality to an anonymous sender.
+        """
         prog, vers, proc, args = decode_callit_args(call.args)
+        if prog == PMAP_PROG or (prog == NIBIND_PROG and proc not in FORWARDABLE):
+            return None
+        if self.in_flight >= CALLIT_IN_FLIGHT:
+            return None
         port = self.registry.getport(prog, vers, IPPROTO_UDP)
         if not port:
             return None
+        self.in_flight += 1
         try:
             u = await udp_call("127.0.0.1", port, prog, vers, proc, args, call.auth,
                                timeout=CALLIT_TIMEOUT, retries=1, privileged=False)
         except (RpcError, Timeout, WireError, OSError):
             return None  # silent on any failure: that is what makes broadcast binding work
+        finally:
+            self.in_flight -= 1
         return rpc.reply_success(call.xid, encode_callit_result(port, u.data[u.pos:]))
+
+
+def owner_may_register(peer: Peer, own: frozenset[str]) -> bool:
+    """Who may administer this host's portmapper and nibindd (spec §6.2, §10.6).
+
+    A local address, and a reserved source port (only root can bind one). A non-root
+    daemon, where nobody can hold a reserved port, also accepts its own user's sockets
+    (their owner read from /proc/net), never "any local caller".
+    """
+    if not is_local(peer.addr, own):
+        return False
+    if peer.port < 1024:
+        return True
+    euid = os.geteuid()
+    return euid != 0 and peer_uid(peer.addr, peer.port, peer.udp) == euid
 
 
 @dataclass
@@ -125,6 +159,7 @@ class Nibindd:
         self.portmapper_mode = portmapper
         self.netinfod_args = netinfod_args or []
         self.own = local_addresses()
+        self.own_set = frozenset(self.own)
         self.children: dict[str, Child] = {}
         self.pmap: PortmapperProgram | None = None
         self.pmap_server: RpcServer | None = None
@@ -142,10 +177,10 @@ class Nibindd:
         if mode == "embedded":
             self.pmap = PortmapperProgram(self.own)
             self.pmap_server = RpcServer([self.pmap.program()])
-            host, port = portmapper_address()
-            bind_host = self.bind if self.bind != "0.0.0.0" or not os.environ.get(
-                "NETINFO_PORTMAPPER") else host
-            t, u = bind_pair(bind_host, (port, port))
+            _, port = portmapper_address()
+            # On the addresses nibindd serves (loopback unless told otherwise); the
+            # netinfods register with it on 127.0.0.1.
+            t, u = bind_pair(self.bind, (port, port))
             await self.pmap_server.start(t, u)
             self.pmap_port = port
             for prot in (IPPROTO_TCP, IPPROTO_UDP):  # the portmapper lists itself
@@ -212,7 +247,8 @@ class Nibindd:
         """Every ``*.nidb`` in the directory (spec §6.4)."""
         if not self.directory.is_dir():
             return []
-        return sorted(p.name[:-5] for p in self.directory.glob("*.nidb") if p.is_dir())
+        return sorted(p.name[:-5] for p in self.directory.glob("*.nidb")
+                      if p.is_dir() and valid_tag(p.name[:-5]))
 
     async def rescan(self) -> None:
         """Serve every database in the directory; stop serving vanished ones (SIGHUP).
@@ -270,11 +306,9 @@ class Nibindd:
     # -- NIBIND ---------------------------------------------------------------------------
 
     def privileged(self, peer: Peer) -> bool:
-        """Local address and reserved port (spec §6.2); any local caller when we are not
-        root, since nobody could then hold a reserved port (spec §15.2)."""
-        if not is_local(peer.addr, frozenset(self.own)):
-            return False
-        return peer.port < 1024 or os.geteuid() != 0
+        """Local address and reserved port (spec §6.2); when we are not root, our own
+        user's sockets instead (see :func:`owner_may_register`)."""
+        return owner_may_register(peer, self.own_set)
 
     def registrations(self) -> list[Registration]:
         return [c.reg for c in self.children.values() if c.reg is not None]
@@ -307,6 +341,12 @@ class Nibindd:
         return rpc.reply_success(xid, encode_status(status))
 
     async def _admin(self, proc: BindProc, args: bytes) -> int:
+        tag = _DECODERS[proc](args)
+        tag = tag if isinstance(tag, str) else tag.tag
+        if not valid_tag(tag):
+            # A tag names DIR/TAG.nidb: nothing that could leave the directory.
+            log.warning("refusing %s of invalid tag %r", proc.name, tag)
+            return Status.NOTAG
         if proc == BindProc.REGISTER:
             reg = decode_registration(args)
             child = self.children.get(reg.tag)

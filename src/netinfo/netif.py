@@ -74,3 +74,45 @@ def source_address_for(dest: str) -> str:
 def hostname() -> str:
     """This host's short name (what /machines and ``master`` call it)."""
     return socket.gethostname().split(".")[0] or "localhost"
+
+
+def _proc_net_address(addr: str, port: int) -> set[str]:
+    """How /proc/net/{tcp,udp}[6] write a local socket address (host byte order words)."""
+    addr = addr.removeprefix("::ffff:")
+    out = set()
+    try:
+        if ":" in addr:
+            raw = socket.inet_pton(socket.AF_INET6, addr)
+        else:
+            raw4 = socket.inet_aton(addr)
+            out.add(f"{struct.unpack('=I', raw4)[0]:08X}:{port:04X}")
+            raw = b"\0" * 10 + b"\xff\xff" + raw4  # the same socket seen through tcp6/udp6
+    except OSError:
+        return out
+    words = struct.unpack("=4I", raw)
+    out.add("".join(f"{w:08X}" for w in words) + f":{port:04X}")
+    return out
+
+
+def peer_uid(addr: str, port: int, udp: bool) -> int | None:
+    """The uid owning the local socket bound to (*addr*, *port*), from /proc/net; None
+    when no local socket has that address (the peer is remote, or gone).
+
+    This is how a non-root daemon tells its own user's processes from other local users
+    (a reserved port cannot, since nobody may bind one without root).
+    """
+    keys = _proc_net_address(addr, port)
+    if not keys:
+        return None
+    kinds = ("udp", "udp6") if udp else ("tcp", "tcp6")
+    for kind in kinds:
+        try:
+            with open(f"/proc/net/{kind}", encoding="ascii") as f:
+                next(f, None)
+                for line in f:
+                    fields = line.split()
+                    if len(fields) > 7 and fields[1] in keys:
+                        return int(fields[7])
+        except OSError:
+            continue
+    return None

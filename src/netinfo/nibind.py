@@ -35,6 +35,23 @@ class BindProc(IntEnum):
 #: Procedures only a privileged caller may use (spec §6.2).
 PRIVILEGED = frozenset({BindProc.REGISTER, BindProc.UNREGISTER, BindProc.CREATEMASTER,
                         BindProc.CREATECLONE, BindProc.DESTROYDOMAIN})
+#: Procedures a portmapper may forward through CALLIT: the ones anyone may call. A
+#: forwarded call leaves from the local host, so administration must never be reachable
+#: that way (as rpcbind refuses indirect calls to its own SET/UNSET/CALLIT).
+FORWARDABLE = frozenset({BindProc.PING, BindProc.BIND, BindProc.GETREGISTER,
+                         BindProc.LISTREG})
+
+#: Longest tag accepted (a file name component, ``TAG.nidb``, stays well under 255).
+TAG_MAX = 64
+_TAG_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")
+
+
+def valid_tag(tag: str) -> bool:
+    """A tag names a database file (``DIR/TAG.nidb``), so only letters, digits, ``.``,
+    ``_`` and ``-``, 1 to :data:`TAG_MAX` characters, not starting with ``.`` or ``-``:
+    no ``/``, no ``..``, no NUL, nothing that leaves the database directory."""
+    return (0 < len(tag) <= TAG_MAX and tag[0] not in ".-" and ".." not in tag
+            and all(c in _TAG_CHARS for c in tag))
 
 
 @dataclass(frozen=True, slots=True)

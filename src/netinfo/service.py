@@ -235,11 +235,11 @@ class DirectoryService:
         root = self._nodes[0]
         found = self._matches(root, "name", "users")
         if not found:
-            raise NiError(Status.NOUSER)
+            raise NiError(Status.NOUSER, f"uid {cred.uid}: no /users directory")
         users = self._nodes[found[0]]
         uids = self._matches(users, "uid", str(cred.uid))
         if not uids:
-            raise NiError(Status.NOUSER)
+            raise NiError(Status.NOUSER, f"uid {cred.uid}: no such user")
         password = cred.password
         for oid in uids:
             props = self._nodes[oid].props
@@ -253,9 +253,39 @@ class DirectoryService:
                 if cred.uid == 0:
                     return Caller(caller.addr, caller.port, True, "root", caller.checksum_only)
                 if not names:
-                    raise NiError(Status.NOUSER)
-                return Caller(caller.addr, caller.port, False, names[0], caller.checksum_only)
-        raise NiError(Status.AUTHERROR)
+                    raise NiError(Status.NOUSER, f"uid {cred.uid}: user has no name")
+                # Apple: members of /groups/admin are promoted unless promote_admins is NO.
+                admin = self._promote_admins() and names[0] in self._admins()
+                return Caller(caller.addr, caller.port, admin, names[0], caller.checksum_only)
+        raise NiError(Status.AUTHERROR, f"uid {cred.uid}: wrong password")
+
+    def _promote_admins(self) -> bool:
+        vals = _fv(self._nodes[0].props, "promote_admins")
+        return not vals or vals[0] not in ("NO", "no", "No", "N", "n", "0")
+
+    def _admins(self) -> list[str]:
+        """``users`` of /groups/admin (spec §10.2, Apple)."""
+        found = self._matches(self._nodes[0], "name", "groups")
+        if not found:
+            return []
+        admin = self._matches(self._nodes[found[0]], "name", "admin")
+        if not admin:
+            return []
+        return _fv(self._nodes[admin[0]].props, "users") or []
+
+    def root_without_password(self) -> list[str]:
+        """Names of uid-0 users anyone can authenticate as: no ``passwd``, or an empty
+        one (spec §10.2 accepts any password then). netinfod warns about them."""
+        found = self._matches(self._nodes[0], "name", "users")
+        if not found:
+            return []
+        out = []
+        for oid in self._matches(self._nodes[found[0]], "uid", "0"):
+            props = self._nodes[oid].props
+            stored = _fv(props, "passwd")
+            if stored is None or not stored or stored[0] == "":
+                out.append((_fv(props, "name") or ["?"])[0])
+        return out
 
     def _target(self, i: NiId) -> _Node:
         """Step 2: the target exists and the caller's instance is current."""
@@ -822,24 +852,7 @@ def classful_network(value: str) -> tuple[int, int, int] | None:
 
 
 def check_password(password: str, stored: str) -> bool:
-    """``crypt(password, stored) == stored``: traditional DES crypt (salt = the first two
-    characters) and whatever else the platform's crypt(3) knows (spec §10.2)."""
-    crypt = _crypt()
-    if crypt is None or len(stored) < 2:
-        return False
-    try:
-        return crypt(password, stored) == stored
-    except (ValueError, OSError):
-        return False
-
-
-def _crypt():
-    """The platform's crypt(3): the stdlib module up to Python 3.12, else None."""
-    import warnings  # noqa: PLC0415
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        try:
-            import crypt  # noqa: PLC0415 - deprecated, removed in 3.13
-        except ImportError:
-            return None
-    return crypt.crypt
+    """``crypt(password, stored) == stored`` for DES crypt and the modern crypt formats
+    (spec §10.2; ``passwords``)."""
+    from .passwords import verify  # noqa: PLC0415 - libpass loads on the first write
+    return verify(password, stored)

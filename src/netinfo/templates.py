@@ -100,7 +100,9 @@ def create_local_under_network(svc: DirectoryService) -> None:
 #: spec §12.1). Written for this project; values follow the usual Unix conventions.
 STANDARD: list[tuple[str, Proplist, list[Proplist]]] = [
     ("users", [], [
-        [("name", ["root"]), ("passwd", []), ("uid", ["0"]), ("gid", ["0"]),
+        # Locked until a password is set (``--root-password-file`` or the prompt): a new
+        # domain never admits root with an empty password (spec §10.2 would accept any).
+        [("name", ["root"]), ("passwd", ["*"]), ("uid", ["0"]), ("gid", ["0"]),
          ("realname", ["System Administrator"]), ("home", ["/var/root"]), ("shell", ["/bin/sh"]),
          ("_writers_passwd", ["root"])],
         [("name", ["daemon"]), ("passwd", ["*"]), ("uid", ["1"]), ("gid", ["1"]),
@@ -144,6 +146,23 @@ STANDARD: list[tuple[str, Proplist, list[Proplist]]] = [
     ("mounts", [], []),
     ("printers", [("_writers", ["*"])], []),
 ]
+
+
+def set_password(svc: DirectoryService, user: str, crypted: str) -> bool:
+    """Set /users/<user>'s ``passwd`` to the crypt string *crypted*; False when there is
+    no such user."""
+    try:
+        users = svc.proc_lookup(SUPERUSER, NiId(0), "name", "users")[0][0]
+        found = svc.proc_lookup(SUPERUSER, NiId(users), "name", user)[0][0]
+    except NiError:
+        return False
+    uid, props = svc.proc_read(SUPERUSER, NiId(found))
+    names = [k for k, _ in props]
+    if "passwd" in names:
+        svc.proc_writeprop(SUPERUSER, uid, names.index("passwd"), [crypted])
+    else:
+        svc.proc_createprop(SUPERUSER, uid, ("passwd", [crypted]), NI_INDEX_NULL)
+    return True
 
 
 def populate_standard(svc: DirectoryService) -> None:

@@ -13,14 +13,18 @@ import signal
 import sys
 
 from .. import binding
-from ..database import Database, DatabaseInUse, netinfo_dir, open_database
+from ..database import Database, DatabaseInUse, database_exists, netinfo_dir, open_database
 from ..errors import NiError, RpcError, StorageError, Timeout, WireError
 from ..netif import hostname, is_local, local_addresses, non_loopback
+from ..nibind import TAG_MAX, valid_tag
 from ..server import NetInfoServer, ServerConfig
 from ..service import ServerInfo
-from ..templates import create_clone, create_local, create_master, populate_standard
+from ..templates import (create_clone, create_local, create_master, populate_standard,
+                         set_password)
+from .rootpass import RootPasswordError, root_password_hash
 
 PROG = "netinfod"
+log = logging.getLogger("netinfo.netinfod")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -29,7 +33,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dir", help="database directory (default $NETINFO_DIR or /var/db/netinfo)")
     p.add_argument("--store", metavar="URL",
                    help="store URL instead of DIR/TAG.nidb (sqlite:///PATH, memory:)")
-    p.add_argument("--bind", default="0.0.0.0", help="address to listen on (default all)")
+    p.add_argument("--bind", default="127.0.0.1",
+                   help="address to listen on (default 127.0.0.1; 0.0.0.0 for all)")
     p.add_argument("--port", type=int, help="fixed UDP and TCP port")
     p.add_argument("--lenient-udp", action="store_true",
                    help="also answer read procedures over UDP (Previous emulator behaviour)")
@@ -37,6 +42,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="create a new master database when none exists")
     p.add_argument("-c", dest="clone", nargs=3, metavar=("NAME", "ADDR", "TAG"),
                    help="create a clone database of master NAME (address ADDR) serving TAG")
+    p.add_argument("--root-password-file", metavar="FILE",
+                   help="with -m: root's password, the first line of FILE ('-': standard "
+                        "input); without it a terminal is asked, else root stays locked")
     p.add_argument("--populate", action="store_true",
                    help="with -m: add the standard directories (users, groups, ...)")
     p.add_argument("--template", choices=("master", "local"), default="master",
@@ -51,12 +59,24 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 async def serve(args: argparse.Namespace) -> int:
+    if not valid_tag(args.tag):
+        print(f"{PROG}: invalid tag {args.tag!r}: use letters, digits, '.', '_' and '-' "
+              f"(not first), at most {TAG_MAX} characters", file=sys.stderr)
+        return 2
     directory = netinfo_dir(args.dir)
     addrs = local_addresses()
     info = ServerInfo(tag=args.tag, hostname=hostname(), addresses=non_loopback(addrs),
                       binding="forcedRoot" if args.forced_root else "unknown",
                       forced_root=args.forced_root)
     creating = args.master or args.clone is not None
+    args.root_crypt = None
+    if args.master and (args.store is not None or not database_exists(directory, args.tag)):
+        # Asked before anything is created: a bad password file leaves nothing behind.
+        try:
+            args.root_crypt = root_password_hash(args.root_password_file, args.tag)
+        except RootPasswordError as e:
+            print(f"{PROG}: {e}", file=sys.stderr)
+            return 2
     try:
         db = open_database(directory, args.tag, info, create=creating, store=args.store)
     except FileNotFoundError:
@@ -82,13 +102,22 @@ async def _serve(args: argparse.Namespace, db: Database, info: ServerInfo,
     if db.created and (args.master or args.clone is not None):
         if args.clone is not None:
             create_clone(svc, *args.clone)
-        elif args.template == "local":
-            create_local(svc)
         else:
-            create_master(svc, args.tag, info.hostname, non_loopback(addrs) or ["127.0.0.1"])
-            if args.populate:
-                populate_standard(svc)
+            crypted = args.root_crypt
+            if args.template == "local":
+                create_local(svc)
+            else:
+                create_master(svc, args.tag, info.hostname,
+                              non_loopback(addrs) or ["127.0.0.1"])
+                if args.populate:
+                    populate_standard(svc)
+            if crypted is not None:
+                set_password(svc, "root", crypted)
         db.commit()
+    for name in svc.root_without_password():
+        log.warning("user %s (uid 0) has no password: any AUTH_UNIX caller claiming uid 0 "
+                    "may write as root; set one (niutil -createprop . /users/%s passwd "
+                    "CRYPT) or lock it with '*'", name, name)
     info.clone = is_clone(svc, args.tag, addrs)
     # Signals first: a TERM while starting or registering still shuts down cleanly.
     stop = asyncio.Event()

@@ -16,7 +16,8 @@ from ..binder import Nibindd, run_nibindd
 from ..database import (DatabaseInUse, check_not_in_use, database_exists, netinfo_dir,
                         open_database)
 from ..netif import hostname, local_addresses, non_loopback
-from ..templates import create_local_under_network, create_network_root
+from ..templates import create_local_under_network, create_network_root, set_password
+from .rootpass import RootPasswordError, root_password_hash
 
 PROG = "nibindd"
 
@@ -26,7 +27,9 @@ def build_parser() -> argparse.ArgumentParser:
                                 "(DIR/*.nidb), the NIBIND program and, when no rpcbind runs, "
                                 "a portmapper.")
     p.add_argument("--dir", help="database directory (default $NETINFO_DIR or /var/db/netinfo)")
-    p.add_argument("--bind", default="0.0.0.0", help="address to listen on (default all)")
+    p.add_argument("--bind", default="127.0.0.1",
+                   help="address to listen on, for nibindd, its netinfods and an embedded "
+                        "portmapper (default 127.0.0.1; 0.0.0.0 for all)")
     p.add_argument("--portmapper", choices=("auto", "system", "embedded"), default="auto",
                    help="register with the system rpcbind, or run our own portmapper on "
                         "port 111 (or NETINFO_PORTMAPPER's port); auto picks rpcbind when "
@@ -34,17 +37,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--init", action="store_true",
                    help="first run: create a 'local' domain bound to a 'network' root "
                         "domain served here, when they do not exist")
+    p.add_argument("--root-password-file", metavar="FILE",
+                   help="with --init: root's password in the new domains, the first line "
+                        "of FILE ('-': standard input); without it a terminal is asked, "
+                        "else root stays locked")
     p.add_argument("-v", "--verbose", action="store_true", help="log more")
     return p
 
 
-def init_domains(directory: Path) -> list[str]:
+def init_domains(directory: Path, root_crypt: str | None = None) -> list[str]:
     """Create ``local`` (spec §12.3 template) and a ``network`` root when missing.
 
     The network root lists this host as its server (``./network``) and its local domain as
     the child ``<host>/local``; the local domain names the network server on 127.0.0.1 as
     its parent (``../network``) besides the usual broadcasthost entry, so that binding works
     on one machine without broadcasts.
+
+    Root's ``passwd`` is *root_crypt* (a crypt string), else ``*`` (locked).
 
     :raises DatabaseInUse: a database of *directory* is held by a running process.
     """
@@ -58,6 +67,8 @@ def init_domains(directory: Path) -> list[str]:
             continue
         with open_database(directory, tag, create=True) as db:
             build(db.service)
+            if root_crypt is not None:
+                set_password(db.service, "root", root_crypt)
         made.append(tag)
     return made
 
@@ -86,8 +97,12 @@ async def serve(args: argparse.Namespace) -> int:
     if args.init:
         directory.mkdir(parents=True, exist_ok=True)
         try:
-            made = init_domains(directory)
-        except DatabaseInUse as e:
+            crypted = None
+            if not (database_exists(directory, "network")
+                    and database_exists(directory, "local")):
+                crypted = root_password_hash(args.root_password_file, "the new domains")
+            made = init_domains(directory, crypted)
+        except (DatabaseInUse, RootPasswordError) as e:
             print(f"{PROG}: {e}", file=sys.stderr)
             return 2
         for tag in made:

@@ -1,0 +1,101 @@
+"""Password hashes: checking a user's ``passwd`` value and making new ones (spec §10.2).
+
+NetInfo stores ``crypt(3)`` strings in ``/users/<name>`` ``passwd``. NeXT and Apple
+checked traditional DES crypt (13 characters, salt = the first two); we also accept the
+modern crypt formats a migrated domain may carry — MD5 ``$1$``, SHA-256 ``$5$``, SHA-512
+``$6$``, bcrypt ``$2a$/$2b$/$2y$`` and argon2 ``$argon2…`` where their backends are
+installed — through ``libpass`` (the maintained fork of passlib), so the result is the
+same on every Python version, with or without the stdlib ``crypt`` module (gone in 3.13).
+
+New passwords are hashed with SHA-512 crypt (``$6$``), which every platform's crypt(3)
+and every NetInfo-era tool after 2008 can read; a NeXT client still authenticates against
+it, since only the server compares hashes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import cache
+from typing import Any
+
+#: What a ``passwd`` value that admits no password looks like (a locked account).
+LOCKED = "*"
+
+#: crypt prefix → libpass handler name; DES crypt has no prefix (13 characters).
+_SCHEMES: dict[str, str] = {
+    "$1$": "md5_crypt",
+    "$5$": "sha256_crypt",
+    "$6$": "sha512_crypt",
+    "$2a$": "bcrypt",
+    "$2b$": "bcrypt",
+    "$2y$": "bcrypt",
+    "$argon2": "argon2",
+}
+
+
+@cache
+def _handler(name: str) -> Any | None:
+    try:
+        from passlib import hash as hashes  # noqa: PLC0415 - loaded on first use
+    except ImportError:
+        return None
+    return getattr(hashes, name, None)
+
+
+def scheme_of(stored: str) -> str | None:
+    """The libpass scheme of a crypt string, or None when it is not one we know."""
+    for prefix, name in _SCHEMES.items():
+        if stored.startswith(prefix):
+            return name
+    if len(stored) == 13 and not stored.startswith("$"):
+        return "des_crypt"
+    return None
+
+
+def verify(password: str, stored: str) -> bool:
+    """True when *password* hashes to *stored*. Unknown formats, missing backends and
+    malformed hashes never match (and never raise)."""
+    name = scheme_of(stored)
+    if name is None:
+        return False
+    h = _handler(name)
+    if h is None:
+        return False
+    try:
+        return bool(h.verify(password, stored))
+    except (ValueError, TypeError, NotImplementedError, RuntimeError):
+        return False
+    except Exception as e:  # a backend missing at verify time (bcrypt, argon2)
+        if type(e).__name__ == "MissingBackendError":
+            return False
+        raise
+
+
+def hash_password(password: str, scheme: str = "sha512_crypt") -> str:
+    """A new crypt string for *password* (SHA-512 crypt unless told otherwise).
+
+    :raises RuntimeError: libpass or the scheme's backend is not available.
+    """
+    h = _handler(scheme)
+    if h is None:
+        raise RuntimeError(f"password scheme {scheme} is not available (install libpass)")
+    return str(h.hash(password))
+
+
+def available_schemes() -> list[str]:
+    """The schemes this installation can check, for documentation and tests."""
+    out = []
+    for name in ["des_crypt", *dict.fromkeys(_SCHEMES.values())]:
+        h = _handler(name)
+        if h is None:
+            continue
+        try:
+            h.hash("probe")
+        except Exception:  # no backend for this scheme here
+            continue
+        out.append(name)
+    return out
+
+
+#: The check the directory service uses; tests may swap in another.
+Verifier = Callable[[str, str], bool]
