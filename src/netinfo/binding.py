@@ -15,7 +15,6 @@ import socket
 from collections.abc import Sequence
 
 from . import rpc
-from .client import udp_call
 from .errors import NiError, RpcError, Status, Timeout, WireError
 from .model import addr_to_uint, uint_to_addr
 from .netif import interfaces, is_local, local_addresses, source_address_for
@@ -24,6 +23,7 @@ from .nibind import (NIBIND_PROG, NIBIND_VERS, BindArgs, BindProc, CloneArgs, Re
                      encode_bind_args, encode_clone_args, encode_registration, encode_tag)
 from .portmap import (IPPROTO_TCP, IPPROTO_UDP, PMAP_PORT, PMAP_PROG, PMAP_VERS, Mapping,
                       PmapProc, decode_callit_result, decode_dump, encode_callit_args)
+from .transport import udp_call
 
 log = logging.getLogger("netinfo.binding")
 

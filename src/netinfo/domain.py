@@ -14,11 +14,12 @@ import socket
 from typing import Any
 
 from .binding import getregister
-from .client import READ_TIMEOUT, Client, RpcConnection, open_tcp
+from .client import Client
 from .errors import NetInfoError, NiError, RpcError, Status, Timeout, WireError
 from .model import first_values, split_unescaped, uint_to_addr, unescape
 from .protocol import PROCEDURES
 from .netif import local_addresses
+from .transport import READ_TIMEOUT, RpcConnection, open_tcp
 
 log = logging.getLogger("netinfo.domain")
 
