@@ -19,7 +19,8 @@ from itertools import count
 
 import pytest
 
-from netinfo.cli import commands, niutil
+from netinfo import verbs
+from netinfo.cli import niutil
 from netinfo.cli.netinfod import hostname
 from netinfo.domain import open_domain
 from netinfo.errors import NiError, Status
@@ -717,18 +718,18 @@ def test_stale_write_is_reread_and_retried_once():
             if len(seen) == 1:
                 raise NiError(Status.STALE)
             return "ok"
-        assert await commands.fresh(step) == "ok"
+        assert await verbs.fresh(step) == "ok"
         assert len(seen) == 2
 
         async def always():
             raise NiError(Status.STALE)
         with pytest.raises(NiError):
-            await commands.fresh(always)
+            await verbs.fresh(always)
     asyncio.run(go())
 
 
 def test_create_components_unescape_only_slash_when_storing():
-    comps = commands.create_components("/a\\/b/uid=5/x\\=y")
+    comps = verbs.create_components("/a\\/b/uid=5/x\\=y")
     assert [(c.key, c.value, c.stored_key, c.stored_value) for c in comps] == [
         ("name", "a/b", "name", "a/b"), ("uid", "5", "uid", "5"),
         ("name", "x=y", "name", "x\\=y")]
@@ -751,7 +752,7 @@ def test_use_master_sends_reads_to_the_master_too(nibindd):
 
     async def go():
         d = await open_domain("/")
-        await commands.use_master(d)
+        await verbs.use_master(d)
         assert d.conn is await d.master_connection()
         root = await d.root()
         child, _ = await d.create(root, [("name", ["needwrite"])])

@@ -71,7 +71,7 @@ from ..errors import NiError, Status
 from ..formats import (FORMATS, NILOAD_FORMATS, UPDATE_MESSAGES, FormatError, RawNode,
                        plan_update, raw_from_text, record_key, record_path, record_text)
 from ..model import NiId, Proplist, first_values
-from .commands import create_path, use_master
+from ..verbs import create_path, use_master
 from .common import (COMM_ERRORS, EXIT_FAILED, EXIT_TAGGED_CONNECT, Progress, ToolExit,
                      UsageError, authenticate, error_text, open_for_tool, tool_main)
 from .nidump import (DEFAULT_TIMEOUT, WINDOW, TreeNode, UnknownOption, parse_timeout,
