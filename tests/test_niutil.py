@@ -390,6 +390,22 @@ def test_insertval_non_integer_index_exits_3(nb, ni):
     assert ni("-insertval", ".", "/users/root", "shell", "x", "two")[0] == 3
 
 
+def test_unicode_digits_are_not_numbers(nb, ni):
+    # "1²".isdigit() is True but int("1²") fails: indexes and IDs take ASCII digits only,
+    # read as C's atoi reads them (model.atoi); nothing may end in a traceback.
+    p = sub(nb, "-readval", ".", "/users/root", "name", "1²")
+    assert (p.returncode, p.stdout, p.stderr) == (
+        0, "", "niutil: property name in directory /users/root has no value at index 1²\n")
+    assert ni("-readval", ".", "/users/root", "name", "0²") == (0, "root\n", "")
+    p = sub(nb, "-insertval", ".", "/users/root", "shell", "x", "1²")
+    assert (p.returncode, p.stderr) == (
+        3, "niutil: index for -insertval must be an integer\nfound 1²\n")
+    # a path of superscript digits is a name to look up, not a directory ID
+    p = sub(nb, "-read", ".", "²")
+    assert (p.returncode, p.stdout, p.stderr) == (
+        105, "", "niutil: can't open directory ²: No such directory\n")
+
+
 def test_locked_directory_is_read_only_113(ni):
     d = f"/{uniq('locked')}"
     ni("-create", ".", d)

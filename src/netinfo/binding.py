@@ -16,7 +16,7 @@ from collections.abc import Sequence
 
 from . import rpc
 from .errors import NiError, RpcError, Status, Timeout, WireError
-from .model import addr_to_uint, uint_to_addr
+from .model import addr_to_uint, is_digits, uint_to_addr
 from .netif import interfaces, is_local, local_addresses, source_address_for
 from .nibind import (NIBIND_PROG, NIBIND_VERS, BindArgs, BindProc, CloneArgs, Registration,
                      decode_getregister_res, decode_listreg_res, decode_status,
@@ -39,7 +39,7 @@ def portmapper_address(host: str | None = None) -> tuple[str, int]:
     env = os.environ.get("NETINFO_PORTMAPPER", "")
     if env:
         h, _, p = env.rpartition(":")
-        port = int(p) if p.isdigit() else PMAP_PORT
+        port = int(p) if is_digits(p) else PMAP_PORT
         return (host if host is not None else (h or "127.0.0.1")), port
     return (host if host is not None else "127.0.0.1"), PMAP_PORT
 

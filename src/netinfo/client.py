@@ -20,7 +20,7 @@ from typing import Any
 from . import rpc
 from .binding import lookup_netinfod
 from .errors import NiError, RpcError, Status
-from .model import NI_INDEX_NULL, NiId, Proplist, parse_path
+from .model import NI_INDEX_NULL, NiId, Proplist, is_digits, parse_path
 from .protocol import (NETINFO_PROG, NETINFO_VERS, PROCEDURES, Kind, Proc, decode_readall,
                        encode_args, unpack_proplist)
 from .transport import READ_TIMEOUT, WRITE_TIMEOUT, RpcConnection, open_tcp
@@ -33,7 +33,7 @@ def parse_server(spec: str, default_tag: str = "local") -> tuple[str, str, int |
     host, port = rest, None
     if rest.count(":") == 1:
         host, _, p = rest.partition(":")
-        if not p.isdigit():
+        if not is_digits(p):
             raise ValueError(f"bad port in {spec!r}")
         port = int(p)
     if not host:

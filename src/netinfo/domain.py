@@ -16,7 +16,7 @@ from typing import Any
 from .binding import getregister
 from .client import Client
 from .errors import NetInfoError, NiError, RpcError, Status, Timeout, WireError
-from .model import first_values, split_unescaped, uint_to_addr, unescape
+from .model import first_values, is_digits, split_unescaped, uint_to_addr, unescape
 from .protocol import PROCEDURES
 from .netif import local_addresses
 from .transport import READ_TIMEOUT, RpcConnection, open_tcp
@@ -282,10 +282,10 @@ def parse_tagged(arg: str) -> tuple[str, str, int | None]:
     port = None
     if host.count(":") == 1:
         host, _, p = host.partition(":")
-        if not p.isdigit() or not 0 < int(p) < 65536:
+        if not is_digits(p) or not 0 < int(p) < 65536:
             raise TaggedError(4)
         port = int(p)
-    if all(ch.isdigit() or ch == "." for ch in host):
+    if all(ch in "0123456789." for ch in host):
         try:
             socket.inet_aton(host)
         except OSError:
@@ -331,7 +331,7 @@ async def open_domain(name: str = ".", *, tagged: bool = False, timeout: float =
             host, port = hostport, None
             if hostport.count(":") == 1:
                 host, _, p = hostport.partition(":")
-                port = int(p) if p.isdigit() else None
+                port = int(p) if is_digits(p) else None
             cur = await DomainClient.for_servers([(resolve_host(host), tag or "local")],
                                                  port=port, timeout=timeout,
                                                  privileged=privileged)

@@ -24,7 +24,8 @@ from typing import NamedTuple, TypeVar
 from .client import Client
 from .domain import DomainClient, domain_name
 from .errors import NiError, Status
-from .model import NI_INDEX_NULL, NiId, Proplist, parse_path, split_unescaped, uint_to_addr
+from .model import (NI_INDEX_NULL, NiId, Proplist, is_digits, parse_path, split_unescaped,
+                    uint_to_addr)
 
 T = TypeVar("T")
 
@@ -50,8 +51,9 @@ async def use_master(c: Client) -> None:
 
 
 def is_id(path: str) -> bool:
-    """niutil and nicl take a path made only of digits as a directory ID (tools §0.4)."""
-    return path.isdigit()
+    """niutil and nicl take a path made only of (ASCII) digits as a directory ID
+    (tools §0.4)."""
+    return is_digits(path)
 
 
 async def resolve(c: Client, path: str, start: int | None = None) -> int:

@@ -20,6 +20,7 @@ from typing import Any, TextIO
 from ..client import Client
 from ..domain import DomainClient, TaggedError, open_domain
 from ..errors import NetInfoError, NiError, RpcError, Status, Timeout, WireError
+from ..model import atoi, is_digits
 
 #: Exit status for NI_FAILED / communication failures and unknown domain names (tools §1.5).
 EXIT_FAILED = 199
@@ -29,6 +30,8 @@ EXIT_TAGGED_CONNECT = 200
 #: (217–221), as the original binaries did (tools §1.5: we copy the binaries, not the
 #: comment's intended 201–205).
 EXIT_TAGGED_PARSE_BASE = 216
+#: ``-T``'s default, in seconds (tools §1.1, §2.5; nifind's is its own, tools §4.3).
+DEFAULT_TIMEOUT = 30.0
 
 
 def ni_message(status: int) -> str:
@@ -58,6 +61,32 @@ class ToolExit(Exception):
         super().__init__(lines[0] if lines else "")
         self.code = code
         self.lines = lines
+
+
+def parse_timeout(text: str | None, default: float = DEFAULT_TIMEOUT, *,
+                  prog: str | None = None, usage: str = "") -> float:
+    """The one ``-T <seconds>`` parser of the tools.
+
+    Without *prog*, as the C tools read it (niutil, nidump, niload; tools §1.1, §2.1,
+    §2.5): ``atoi``, so the leading integer counts and junk or a non-positive number
+    means *default*. With *prog* (nireport, nigrep, nifind, tools §4.1-§4.3): a positive
+    finite number, fractions allowed; anything else stops the tool with
+    ``<prog>: invalid timeout <text>`` and *usage*, exit 1. *text* None: *default*.
+
+    :raises ToolExit: only with *prog*.
+    """
+    if text is None:
+        return default
+    if prog is None:
+        n = atoi(text)
+        return float(n) if n > 0 else default
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 < value < float("inf"):   # also refuses NaN
+        raise ToolExit(1, f"{prog}: invalid timeout {text}", usage)
+    return value
 
 
 def privileged_from_env() -> bool | None:
@@ -110,7 +139,7 @@ async def authenticate(client: Client, user: str | None, password: str | None,
             "/users/" + name.replace("\\", "\\\\").replace("/", "\\/")), "uid")
     except NiError:
         raise NiError(Status.NOUSER) from None
-    if not uid_s or not uid_s[0].isdigit():
+    if not uid_s or not is_digits(uid_s[0]):
         raise NiError(Status.NOUSER)
     client.set_password(password, int(uid_s[0]))
 

@@ -26,7 +26,7 @@ from typing import Any, NamedTuple
 from ..client import Client
 from ..domain import TaggedError, open_domain
 from ..errors import NetInfoError, NiError, Status, StorageError
-from ..model import Proplist, format_component, parse_path
+from ..model import Proplist, atoi, format_component, parse_path
 from ..protocol import PROCEDURES, Kind, Proc
 from ..service import SUPERUSER
 from .. import verbs
@@ -576,7 +576,7 @@ class Session:
             args = ["."] + args
         self.need(args, 5)
         oid = await self.dir(args[0])
-        lo, hi = _atoi(args[1]), _atoi(args[2])
+        lo, hi = atoi(args[1]), atoi(args[2])
         if hi >= 0 and lo > hi:
             raise Fail(FAILED, f"Scope minimum ({lo}) > maximum ({hi}) precludes search")
         rest = args[3:]
@@ -617,7 +617,7 @@ class Session:
             return OK
         if args[0] in ops:
             self.need(args, 2)
-            op, v = ops[args[0]], _atoi(args[1])
+            op, v = ops[args[0]], atoi(args[1])
             test = {"<": lambda x: x < v, "=": lambda x: x == v, ">": lambda x: x > v}[op]
             hits = [(d, x) for d, x in vers if test(x)]
             if self.o.json:
@@ -625,7 +625,7 @@ class Session:
             else:
                 self.out("".join(f"{d:<10} {x}\n" for d, x in hits))
             return OK
-        v = _atoi(args[0])
+        v = atoi(args[0])
         hits = [(d, x) for d, x in vers if x == v]
         if self.o.json:
             dump_json([{"id": d, "version": x} for d, x in hits])
@@ -696,7 +696,7 @@ class Session:
         args = self.with_dir(args, 4)
         self.need(args, 4)
         oid = await self.dir(args[0])
-        key, val, index = args[1], args[2], _atoi(args[3])
+        key, val, index = args[1], args[2], atoi(args[3])
         try:
             # nicl refuses a missing key, whatever its manual says (tools §3.2).
             await verbs.insertval(self.c, oid, key, val, index, create=False,
@@ -882,18 +882,6 @@ class Session:
             await self.execute(words)
         self.out("Goodbye\n")
         return 0
-
-
-def _atoi(text: str) -> int:
-    s = text.strip()
-    sign = -1 if s[:1] == "-" else 1
-    s = s[1:] if s[:1] in "+-" and s else s
-    digits = ""
-    for ch in s:
-        if not ch.isdigit():
-            break
-        digits += ch
-    return sign * int(digits) if digits else 0
 
 
 # -- main -------------------------------------------------------------------------------------

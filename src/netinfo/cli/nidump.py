@@ -47,12 +47,12 @@ from ..client import Client
 from ..errors import NetInfoError, NiError, Status
 from ..formats import FORMATS, NIDUMP_FORMATS, RawNode, raw_to_text
 from ..model import NiId, Proplist
-from .common import (COMM_ERRORS, EXIT_FAILED, EXIT_TAGGED_CONNECT, Progress, ToolExit,
-                     UsageError, dump_json, error_text, open_for_tool, props_json, tool_main)
+from .common import (COMM_ERRORS, DEFAULT_TIMEOUT, EXIT_FAILED, EXIT_TAGGED_CONNECT, Progress,
+                     ToolExit, UsageError, dump_json, error_text, open_for_tool,
+                     parse_timeout, props_json, tool_main)
 
 PROG = "nidump"
 EXIT_USAGE = 1
-DEFAULT_TIMEOUT = 30.0
 #: Calls kept in flight on the connection at once (pipelining, DESIGN "clients pipeline").
 WINDOW = 512
 
@@ -137,27 +137,6 @@ def scan_args(args: list[str], flags: str, valued: str, formats: Iterable[str]) 
             s.operands.append(a)
         i += 1
     return s
-
-
-def atoi(text: str) -> int:
-    """C ``atoi``: optional blanks and sign, then leading digits; 0 when there are none."""
-    t = text.lstrip(" \t\n")
-    sign = -1 if t[:1] == "-" else 1
-    t = t[1:] if t[:1] in "+-" and t else t
-    n = 0
-    for ch in t:
-        if not "0" <= ch <= "9":
-            break
-        n = n * 10 + ord(ch) - 48
-    return sign * n
-
-
-def parse_timeout(text: str | None) -> float:
-    """``-T`` seconds; junk or a non-positive number means the default (30 s)."""
-    if text is None:
-        return DEFAULT_TIMEOUT
-    n = atoi(text)
-    return float(n) if n > 0 else DEFAULT_TIMEOUT
 
 
 @dataclass

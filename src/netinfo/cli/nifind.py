@@ -23,9 +23,8 @@ from typing import Any
 from ..domain import DomainClient, domain_name, open_child, open_domain, open_parent
 from ..errors import NiError, Status
 from ..model import Proplist, first_values
-from .common import (COMM_ERRORS, ToolExit, dump_json, error_text, privileged_from_env,
-                     props_json, run)
-from .nireport import parse_timeout
+from .common import (COMM_ERRORS, ToolExit, dump_json, error_text, parse_timeout,
+                     privileged_from_env, props_json, run)
 
 PROG = "nifind"
 USAGE = "usage: nifind [-anvp] [-T timeout] directory [domain]"
@@ -101,7 +100,7 @@ def parse_args(argv: list[str]) -> Options:
                         value, i = argv[i], i + 1
                     else:
                         raise ToolExit(1, f"{PROG}: option -T needs a value", USAGE)
-                    opts.timeout = parse_timeout(PROG, USAGE, value)
+                    opts.timeout = parse_timeout(value, prog=PROG, usage=USAGE)
                 else:
                     raise ToolExit(1, f"{PROG}: unknown option -{ch}", USAGE)
     if not 1 <= len(opts.operands) <= 2:

@@ -28,9 +28,9 @@ from typing import Any
 
 from ..errors import NiError
 from ..model import Proplist, first_values
-from .common import (COMM_ERRORS, ToolExit, dump_json, error_text, exit_code, open_for_tool,
-                     run)
-from .nireport import parse_timeout, silence_stdout
+from .common import (COMM_ERRORS, DEFAULT_TIMEOUT, ToolExit, dump_json, error_text, exit_code,
+                     open_for_tool, parse_timeout, run)
+from .nireport import silence_stdout
 
 PROG = "nigrep"
 USAGE = "usage: nigrep [-T timeout] <regex> [-t] domain [directory ...]"
@@ -47,7 +47,6 @@ options:
   --            end of options (for an expression that starts with '-')
   -h, --help    show this help and exit
 """
-DEFAULT_TIMEOUT = 30.0
 #: READs kept in flight while walking one directory's children.
 BATCH = 128
 #: Deepest directory nesting followed (a guard against a corrupt parent/child cycle).
@@ -209,7 +208,7 @@ def ere_to_python(ere: str) -> str:
             out.append("|")
             prev, branch_empty = "start", True
             i += 1
-        elif c in "*+?" or (c == "{" and i + 1 < n and ere[i + 1].isdigit()):
+        elif c in "*+?" or (c == "{" and i + 1 < n and ere[i + 1] in "0123456789"):
             if prev == "repeat":
                 raise BadExpression("repetition-operator operand invalid")
             if prev != "atom":
@@ -308,7 +307,7 @@ def parse_args(argv: list[str]) -> Options:
             if i + 1 >= len(argv):
                 raise ToolExit(1, f"{PROG}: option -T needs a value", USAGE)
             i += 1
-            opts.timeout = parse_timeout(PROG, USAGE, argv[i])
+            opts.timeout = parse_timeout(argv[i], prog=PROG, usage=USAGE)
         else:
             raise ToolExit(1, f"{PROG}: unknown option {arg}", USAGE)
         i += 1

@@ -72,10 +72,10 @@ from ..formats import (FORMATS, NILOAD_FORMATS, UPDATE_MESSAGES, FormatError, Ra
                        plan_update, raw_from_text, record_key, record_path, record_text)
 from ..model import NiId, Proplist, first_values
 from ..verbs import create_path, use_master
-from .common import (COMM_ERRORS, EXIT_FAILED, EXIT_TAGGED_CONNECT, Progress, ToolExit,
-                     UsageError, authenticate, error_text, open_for_tool, tool_main)
-from .nidump import (DEFAULT_TIMEOUT, WINDOW, TreeNode, UnknownOption, parse_timeout,
-                     pipelined, scan_args, usage_text, walk)
+from .common import (COMM_ERRORS, DEFAULT_TIMEOUT, EXIT_FAILED, EXIT_TAGGED_CONNECT, Progress,
+                     ToolExit, UsageError, authenticate, error_text, open_for_tool,
+                     parse_timeout, tool_main)
+from .nidump import WINDOW, TreeNode, UnknownOption, pipelined, scan_args, usage_text, walk
 
 PROG = "niload"
 EXIT_USAGE = 1

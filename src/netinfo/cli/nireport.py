@@ -22,8 +22,8 @@ from typing import Any
 
 from ..errors import NiError
 from ..model import NiId, Proplist, first_values
-from .common import (COMM_ERRORS, ToolExit, dump_json, error_text, exit_code, open_for_tool,
-                     run)
+from .common import (COMM_ERRORS, DEFAULT_TIMEOUT, ToolExit, dump_json, error_text, exit_code,
+                     open_for_tool, parse_timeout, run)
 
 PROG = "nireport"
 USAGE = "usage: nireport [-T timeout] [-t] domain directory property..."
@@ -40,7 +40,6 @@ options:
 """
 #: The column text of a missing property or one without values (tools §4.1).
 NO_VALUE = "#NoValue#"
-DEFAULT_TIMEOUT = 30.0
 #: How many READs are kept in flight at once when the child IDs are wanted (``--json``).
 BATCH = 128
 
@@ -55,17 +54,6 @@ class Options:
 
 def _usage(*before: str) -> ToolExit:
     return ToolExit(1, *before, USAGE)
-
-
-def parse_timeout(prog: str, usage: str, text: str) -> float:
-    """``-T`` value: seconds, a positive number. :raises ToolExit: *usage*, exit 1."""
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not value > 0 or value != value or value == float("inf"):
-        raise ToolExit(1, f"{prog}: invalid timeout {text}", usage)
-    return value
 
 
 def parse_args(argv: list[str]) -> Options:
@@ -94,7 +82,7 @@ def parse_args(argv: list[str]) -> Options:
             if i + 1 >= len(argv):
                 raise _usage(f"{PROG}: option -T needs a value")
             i += 1
-            opts.timeout = parse_timeout(PROG, USAGE, argv[i])
+            opts.timeout = parse_timeout(argv[i], prog=PROG, usage=USAGE)
         else:
             raise _usage(f"{PROG}: unknown option {arg}")
         i += 1

@@ -23,9 +23,11 @@ from typing import Any, NamedTuple
 
 from ..client import Client
 from ..errors import NiError, Status
+from ..model import atoi, is_integer
 from .. import verbs
-from .common import (COMM_ERRORS, ToolExit, UsageError, authenticate, dump_json, error_text,
-                     exit_code, open_for_tool, props_json, tool_main)
+from .common import (COMM_ERRORS, DEFAULT_TIMEOUT, ToolExit, UsageError, authenticate,
+                     dump_json, error_text, exit_code, open_for_tool, parse_timeout,
+                     props_json, tool_main)
 
 PROG = "niutil"
 
@@ -63,7 +65,6 @@ HELP_EXTRA = """\
 
 EXIT_USAGE = 1
 EXIT_BAD_INDEX = 3
-DEFAULT_TIMEOUT = 30.0
 MASTERBUSY_PAUSE = 1.0
 
 
@@ -143,7 +144,7 @@ def parse_args(args: list[str]) -> Options:
                 o.password = value()
                 i += 1
             elif a == "-T":
-                o.timeout = _timeout(value())
+                o.timeout = parse_timeout(value())
                 i += 1
             elif a == "-n":
                 o.numeric = True
@@ -168,32 +169,6 @@ def parse_args(args: list[str]) -> Options:
     if len(o.operands) < o.op.minimum:
         raise UsageError(f"{PROG}: insufficient number of arguments for {first}")
     return o
-
-
-def _timeout(text: str) -> float:
-    """``-T`` seconds; like ``atoi``, junk reads as 0, which we take as the default."""
-    n = _atoi(text)
-    return float(n) if n > 0 else DEFAULT_TIMEOUT
-
-
-def _atoi(text: str) -> int:
-    """C ``atoi``: optional blanks and sign, then leading digits; 0 when none."""
-    s = text.lstrip(" \t\n")
-    sign = 1
-    if s[:1] in ("+", "-"):
-        sign = -1 if s[0] == "-" else 1
-        s = s[1:]
-    digits = ""
-    for ch in s:
-        if not ch.isdigit():
-            break
-        digits += ch
-    return sign * int(digits) if digits else 0
-
-
-def _is_integer(text: str) -> bool:
-    s = text[1:] if text[:1] in ("+", "-") else text
-    return s.isdigit()
 
 
 # -- running an operation ---------------------------------------------------------------------
@@ -285,7 +260,7 @@ async def op_mergeprop(x: Context) -> int:
 
 async def op_insertval(x: Context) -> int:
     value, index = x.o.operands[3], x.o.operands[4]
-    if not _is_integer(index):
+    if not is_integer(index):
         raise ToolExit(EXIT_BAD_INDEX, f"{PROG}: index for -insertval must be an integer",
                        f"found {index}")
     return await _modify(x, verbs.insertval, value, int(index))
@@ -372,7 +347,7 @@ async def op_readval(x: Context) -> int:
         vals = await x.attempt(lambda: verbs.readprop(x.c, oid, key))
     except _ERRORS as e:
         raise x.fail(e, f"can't get property {key} in directory {path}") from None
-    i = _atoi(index)
+    i = atoi(index)
     if not 0 <= i < len(vals):
         # The original reports this but still exits 0 (tools §1.5 quirk).
         print(f"{PROG}: property {key} in directory {path} has no value at index {index}",
