@@ -14,7 +14,8 @@ import getpass
 import json
 import os
 import sys
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
 from typing import Any, TextIO
 
 from ..client import Client
@@ -153,6 +154,76 @@ class UsageError(Exception):
     def __init__(self, *lines: str) -> None:
         super().__init__(*lines)
         self.lines = lines
+
+
+# -- nidump/niload argument scanning (tools §2.1, §2.5) ------------------------------------
+
+def usage_text(prog: str, synopsis: str, formats: Sequence[str]) -> str:
+    """A usage block: the synopsis, then the known formats, eight to a line."""
+    lines = [f"usage: {prog} {synopsis}", "known formats:"]
+    for i in range(0, len(formats), 8):
+        lines.append("\t" + " ".join(formats[i:i + 8]))
+    return "\n".join(lines) + "\n"
+
+
+class UnknownOption(UsageError):
+    """An option the tool does not know: ``<prog>: unknown option <option>`` (niload words
+    it its own way)."""
+
+    def __init__(self, prog: str, option: str) -> None:
+        super().__init__(f"{prog}: unknown option {option}")
+        self.option = option
+
+
+@dataclass
+class Scanned:
+    """What :func:`scan_args` found: flags and option values by letter, the operands, and
+    the domain ``-t`` took as its argument (None when ``-t`` was a plain flag)."""
+
+    flags: set[str] = field(default_factory=set)
+    values: dict[str, str] = field(default_factory=dict)
+    operands: list[str] = field(default_factory=list)
+    tagged_domain: str | None = None
+
+
+def _could_be_tagged_domain(word: str, formats: Iterable[str]) -> bool:
+    # host/tag: never starts with '/' (that is "No host") and always has a '/'.
+    return ("/" in word and not word.startswith(("/", "-")) and word not in formats)
+
+
+def scan_args(prog: str, args: list[str], flags: str, valued: str,
+              formats: Iterable[str]) -> Scanned:
+    """Scan nidump/niload arguments: single-letter *flags*, *valued* options that take the
+    next argument, ``--help``/``--json``, and ``-t`` in either order (tools §2.1, §2.5).
+
+    :raises UnknownOption: an option not listed. :raises UsageError: a value is missing.
+    """
+    s = Scanned()
+    formats = tuple(formats)
+    i = 0
+    while i < len(args):
+        a = args[i]
+        if a in ("--help", "--json"):
+            s.flags.add(a)
+        elif a == "-t":
+            s.flags.add("t")
+            nxt = args[i + 1] if i + 1 < len(args) else None
+            if nxt is not None and _could_be_tagged_domain(nxt, formats):
+                s.tagged_domain = nxt
+                i += 1
+        elif len(a) == 2 and a[0] == "-" and a[1] in flags:
+            s.flags.add(a[1])
+        elif len(a) == 2 and a[0] == "-" and a[1] in valued:
+            if i + 1 >= len(args):
+                raise UsageError()
+            s.values[a[1]] = args[i + 1]
+            i += 1
+        elif a.startswith("-") and len(a) > 1:
+            raise UnknownOption(prog, a)
+        else:
+            s.operands.append(a)
+        i += 1
+    return s
 
 
 def hide_password(password: str | None) -> None:
