@@ -9,6 +9,7 @@ says.
 from __future__ import annotations
 
 import asyncio
+import getpass
 import logging
 import socket
 from typing import Any
@@ -190,6 +191,31 @@ class DomainClient(Client):
 
 def _escape(name: str) -> str:
     return name.replace("\\", "\\\\").replace("/", "\\/").replace("=", "\\=")
+
+
+# -- credentials (spec §10.1) ----------------------------------------------------------------
+
+async def authenticate(client: Client, user: str | None, password: str | None,
+                       prompt: bool) -> None:
+    """``ni_setuser`` then ``ni_setpassword`` as ``niutil -p/-u/-P`` do (spec §10.1):
+    *client*'s later calls carry AUTH_UNIX with the inverted password.
+
+    The user (default ``root``) is looked up in the target domain's /users for its uid;
+    the password is prompted for without echo when *prompt* and none was given.
+    """
+    if user is None and password is None and not prompt:
+        return
+    name = user or "root"
+    if password is None:
+        password = getpass.getpass("Password: ")
+    try:
+        uid_s = await client.lookupprop(await client.pathsearch(
+            "/users/" + name.replace("\\", "\\\\").replace("/", "\\/")), "uid")
+    except NiError:
+        raise NiError(Status.NOUSER) from None
+    if not uid_s or not is_digits(uid_s[0]):
+        raise NiError(Status.NOUSER)
+    client.set_password(password, int(uid_s[0]))
 
 
 # -- walking the hierarchy ------------------------------------------------------------------

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
-import getpass
 import json
 import os
 import sys
@@ -18,10 +17,9 @@ from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
-from ..client import Client
 from ..domain import DomainClient, TaggedError, open_domain
 from ..errors import NetInfoError, NiError, RpcError, Status, Timeout, WireError
-from ..model import atoi, is_digits
+from ..model import atoi
 
 #: Exit status for NI_FAILED / communication failures and unknown domain names (tools §1.5).
 EXIT_FAILED = 199
@@ -121,28 +119,6 @@ async def open_for_tool(prog: str, domain: str, *, tagged: bool = False,
                 from None
         raise ToolExit(EXIT_FAILED, f"{prog}: can't connect to server for domain {domain}") \
             from None
-
-
-async def authenticate(client: Client, user: str | None, password: str | None,
-                       prompt: bool) -> None:
-    """``ni_setuser`` then ``ni_setpassword`` as ``niutil -p/-u/-P`` do (spec §10.1).
-
-    The user (default ``root``) is looked up in the target domain's /users for its uid;
-    the password is prompted for without echo when *prompt* and none was given.
-    """
-    if user is None and password is None and not prompt:
-        return
-    name = user or "root"
-    if password is None:
-        password = getpass.getpass("Password: ")
-    try:
-        uid_s = await client.lookupprop(await client.pathsearch(
-            "/users/" + name.replace("\\", "\\\\").replace("/", "\\/")), "uid")
-    except NiError:
-        raise NiError(Status.NOUSER) from None
-    if not uid_s or not is_digits(uid_s[0]):
-        raise NiError(Status.NOUSER)
-    client.set_password(password, int(uid_s[0]))
 
 
 class UsageError(Exception):

@@ -24,14 +24,14 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from ..client import Client
-from ..domain import TaggedError, open_domain
+from ..domain import TaggedError, authenticate, open_domain
 from ..errors import NetInfoError, NiError, Status, StorageError
 from ..model import Proplist, atoi, format_component, parse_path
 from ..protocol import PROCEDURES, Kind, Proc
 from ..service import SUPERUSER
 from .. import verbs
-from .common import (COMM_ERRORS, EXIT_TAGGED_PARSE_BASE, authenticate, dump_json,
-                     privileged_from_env, props_json)
+from .common import (COMM_ERRORS, EXIT_TAGGED_PARSE_BASE, dump_json, privileged_from_env,
+                     props_json)
 
 PROG = "nicl"
 

@@ -67,6 +67,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..client import Client
+from ..domain import authenticate
 from ..errors import NiError, Status
 from ..formats import (FORMATS, NILOAD_FORMATS, UPDATE_MESSAGES, FormatError, RawNode,
                        plan_update, raw_from_text, record_key, record_path, record_text)
@@ -74,8 +75,8 @@ from ..model import NiId, Proplist, first_values
 from ..verbs import create_path, use_master
 from ..walk import WINDOW, TreeNode, pipelined, walk
 from .common import (COMM_ERRORS, DEFAULT_TIMEOUT, EXIT_FAILED, EXIT_TAGGED_CONNECT, Progress,
-                     ToolExit, UnknownOption, UsageError, authenticate, error_text,
-                     open_for_tool, parse_timeout, scan_args, tool_main, usage_text)
+                     ToolExit, UnknownOption, UsageError, error_text, open_for_tool,
+                     parse_timeout, scan_args, tool_main, usage_text)
 
 PROG = "niload"
 EXIT_USAGE = 1

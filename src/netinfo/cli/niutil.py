@@ -22,12 +22,12 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 from ..client import Client
+from ..domain import authenticate
 from ..errors import NiError, Status
 from ..model import atoi, is_integer
 from .. import verbs
-from .common import (COMM_ERRORS, DEFAULT_TIMEOUT, ToolExit, UsageError, authenticate,
-                     dump_json, error_text, exit_code, open_for_tool, parse_timeout,
-                     props_json, tool_main)
+from .common import (COMM_ERRORS, DEFAULT_TIMEOUT, ToolExit, UsageError, dump_json, error_text,
+                     exit_code, open_for_tool, parse_timeout, props_json, tool_main)
 
 PROG = "niutil"
 
