@@ -62,17 +62,28 @@ class ToolExit(Exception):
         self.lines = lines
 
 
+class UsageError(Exception):
+    """Print *lines* (on stdout when ``to_stdout``), then the tool's usage on stderr, and
+    exit 1."""
+
+    to_stdout = False
+
+    def __init__(self, *lines: str) -> None:
+        super().__init__(*lines)
+        self.lines = lines
+
+
 def parse_timeout(text: str | None, default: float = DEFAULT_TIMEOUT, *,
-                  prog: str | None = None, usage: str = "") -> float:
+                  prog: str | None = None) -> float:
     """The one ``-T <seconds>`` parser of the tools.
 
     Without *prog*, as the C tools read it (niutil, nidump, niload; tools §1.1, §2.1,
     §2.5): ``atoi``, so the leading integer counts and junk or a non-positive number
     means *default*. With *prog* (nireport, nigrep, nifind, tools §4.1-§4.3): a positive
-    finite number, fractions allowed; anything else stops the tool with
-    ``<prog>: invalid timeout <text>`` and *usage*, exit 1. *text* None: *default*.
+    finite number, fractions allowed; anything else is a usage error
+    ``<prog>: invalid timeout <text>``. *text* None: *default*.
 
-    :raises ToolExit: only with *prog*.
+    :raises UsageError: only with *prog*.
     """
     if text is None:
         return default
@@ -84,7 +95,7 @@ def parse_timeout(text: str | None, default: float = DEFAULT_TIMEOUT, *,
     except ValueError:
         value = -1.0
     if not 0 < value < float("inf"):   # also refuses NaN
-        raise ToolExit(1, f"{prog}: invalid timeout {text}", usage)
+        raise UsageError(f"{prog}: invalid timeout {text}")
     return value
 
 
@@ -119,17 +130,6 @@ async def open_for_tool(prog: str, domain: str, *, tagged: bool = False,
                 from None
         raise ToolExit(EXIT_FAILED, f"{prog}: can't connect to server for domain {domain}") \
             from None
-
-
-class UsageError(Exception):
-    """Print *lines* (on stdout when ``to_stdout``), then the tool's usage on stderr, and
-    exit 1."""
-
-    to_stdout = False
-
-    def __init__(self, *lines: str) -> None:
-        super().__init__(*lines)
-        self.lines = lines
 
 
 # -- nidump/niload argument scanning (tools §2.1, §2.5) ------------------------------------
@@ -233,9 +233,10 @@ def gc_paused() -> Iterator[None]:
 def tool_main(argv: list[str] | None, parse: Callable[[list[str]], Any], usage: str,
               help_text: str, body: Callable[[Any], Awaitable[int]], *,
               bulk: bool = False) -> int:
-    """The ``main`` of a tool: parse (usage errors exit 1), ``--help`` (exit 0), keep a
-    ``-P`` password out of ps(1), then run *body* (with the collector paused for *bulk*
-    jobs)."""
+    """The ``main`` of every ni* tool: parse (:class:`UsageError`: its lines, then *usage*
+    on stderr, exit 1; a parser may also stop the tool itself with :class:`ToolExit`),
+    ``--help`` (*help_text* on stdout, exit 0), keep a ``-P`` password out of ps(1), then
+    run *body* through :func:`run` (with the collector paused for *bulk* jobs)."""
     args = list(sys.argv[1:] if argv is None else argv)
     try:
         o = parse(args)
@@ -246,6 +247,8 @@ def tool_main(argv: list[str] | None, parse: Callable[[list[str]], Any], usage: 
         sys.stdout.flush()
         sys.stderr.write(usage)
         return 1
+    except ToolExit as e:
+        return _exit(e)
     if getattr(o, "help", False):
         sys.stdout.write(help_text)
         return 0
@@ -258,22 +261,41 @@ def tool_main(argv: list[str] | None, parse: Callable[[list[str]], Any], usage: 
 
 
 def run(coro_fn: Callable[[], Awaitable[int]]) -> int:
-    """Run a tool's coroutine; :class:`ToolExit` prints its lines and gives its code."""
+    """Run a tool's coroutine; :class:`ToolExit` prints its lines and gives its code,
+    ^C exits 130, a reader that went away (``| head``) exits 1 quietly."""
     try:
         return asyncio.run(coro_fn())
     except ToolExit as e:
-        for line in e.lines:
-            print(line, file=sys.stderr)
-        return e.code
+        return _exit(e)
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:
         # `niutil -list ... | head -1`: the reader went away; say nothing more.
-        try:
-            sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - stop further flushes failing
-        except OSError:
-            pass
+        silence_stdout()
         return 1
+
+
+def _exit(e: ToolExit) -> int:
+    for line in e.lines:
+        print(line, file=sys.stderr)
+    return e.code
+
+
+def silence_stdout() -> None:
+    """Point stdout at /dev/null after a broken pipe, so that the interpreter's final
+    flush does not fail and print a traceback."""
+    try:
+        sys.stdout.flush()
+    except (OSError, ValueError):
+        pass
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        try:
+            os.dup2(devnull, sys.stdout.fileno())
+        finally:
+            os.close(devnull)
+    except (OSError, ValueError):
+        pass
 
 
 def dump_json(value: Any, out: TextIO | None = None) -> None:

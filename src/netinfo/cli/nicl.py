@@ -19,7 +19,7 @@ import copy as _copy
 import os
 import sys
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -30,8 +30,8 @@ from ..model import Proplist, atoi, format_component, parse_path
 from ..protocol import PROCEDURES, Kind, Proc
 from ..service import SUPERUSER
 from .. import verbs
-from .common import (COMM_ERRORS, EXIT_TAGGED_PARSE_BASE, dump_json, privileged_from_env,
-                     props_json)
+from .common import (COMM_ERRORS, EXIT_TAGGED_PARSE_BASE, ToolExit, UsageError, dump_json,
+                     privileged_from_env, props_json, tool_main)
 
 PROG = "nicl"
 
@@ -242,6 +242,9 @@ def open_raw(path: str, create: bool) -> RawClient:
 
 @dataclass
 class Options:
+    """A parsed nicl command line: the options, the datasource and the command words
+    (none: an interactive session)."""
+
     create: bool = False
     readonly: bool = False
     prompt: bool = False
@@ -256,6 +259,8 @@ class Options:
     bold: bool = True
     json: bool = False
     help: bool = False
+    datasource: str = ""
+    words: list[str] = field(default_factory=list)
 
 
 _FLAGS = {"-c": "create", "-ro": "readonly", "-p": "prompt", "-raw": "raw", "-t": "tagged",
@@ -911,7 +916,7 @@ async def _open(o: Options, ds: str, create: bool) -> Client:
         raise Fail(st & 0xFF, f"open({ds}): {ds_message(st)}") from None
 
 
-async def _main(o: Options, ds: str, words: list[str]) -> int:
+async def _run(o: Options, ds: str, words: list[str]) -> int:
     sole_create = len(words) == 1 and words[0].lstrip("-") in ("create", "mk", "createprop")
     if (sole_create or o.create) and not o.raw:
         print("Can't create a NetInfo domain", file=sys.stderr)
@@ -932,33 +937,33 @@ async def _main(o: Options, ds: str, words: list[str]) -> int:
         await c.close()
 
 
-def main(argv: list[str] | None = None) -> int:
-    """``nicl``: returns the exit status (tools §3.3)."""
-    import asyncio  # noqa: PLC0415
-    args = list(sys.argv[1:] if argv is None else argv)
+def parse_command_line(args: list[str]) -> Options:
+    """The whole command line (tools §3.1): options, then the datasource and the
+    command words. :raises UsageError: no datasource, or a missing option value."""
     try:
         o, rest = parse_args(args)
     except TooFew:
-        sys.stderr.write(USAGE)
-        return 1
+        raise UsageError() from None
     if o.help:
-        sys.stdout.write(USAGE)
-        return 0
+        return o
     if not rest:
-        sys.stderr.write(USAGE)
-        return 1
-    ds, words = rest[0], rest[1:]
-    if o.confirm and words:
-        print(f"{PROG}: -i needs an interactive session", file=sys.stderr)
-        return 1
+        raise UsageError()
+    o.datasource, o.words = rest[0], rest[1:]
+    return o
+
+
+async def _main(o: Options) -> int:
+    if o.confirm and o.words:
+        raise ToolExit(1, f"{PROG}: -i needs an interactive session")
     try:
-        return asyncio.run(_main(o, ds, words))
+        return await _run(o, o.datasource, o.words)
     except Fail as f:
-        for line in f.lines:
-            print(line, file=sys.stderr)
-        return f.status
-    except KeyboardInterrupt:
-        return 130
+        raise ToolExit(f.status, *f.lines) from None
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``nicl``: returns the exit status (tools §3.3)."""
+    return tool_main(argv, parse_command_line, USAGE, USAGE, _main)
 
 
 if __name__ == "__main__":
