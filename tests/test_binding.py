@@ -16,7 +16,7 @@ import sys
 import pytest
 
 from netinfo import binding, rpc
-from netinfo.client import udp_call
+from netinfo.transport import udp_call
 from netinfo.errors import NiError, RpcError, Status
 from netinfo.model import addr_to_uint
 from netinfo.nibind import (NIBIND_PROG, NIBIND_VERS, BindArgs, BindProc, Registration,
@@ -84,7 +84,7 @@ def test_callit_forwards_success_and_is_silent_on_failure(nibindd):
 
 def test_callit_over_tcp_is_refused(nibindd):
     async def go():
-        from netinfo.client import open_tcp
+        from netinfo.transport import open_tcp
         conn = await open_tcp("127.0.0.1", pmap_port(), privileged=False)
         try:
             await conn.call(PMAP_PROG, 2, PmapProc.CALLIT, b"\0" * 16, None, 3.0)

@@ -257,6 +257,19 @@ def test_append_merge_insert_rename(cl):
     assert cl(".", "-rename", path, "v", "z") == (213, "", "Rename: Invalid Key\n")
 
 
+def test_unicode_digits_are_not_numbers(nb, cl):
+    # str.isdigit() is True for '²', int() refuses it: nicl reads indexes, scopes and
+    # versions with C's atoi on ASCII digits (model.atoi), and never crashes.
+    path, _ = make("/", [("v", ["a"])])
+    assert cl(".", "-insert", path, "v", "b", "0²") == (0, "", "")
+    assert cl(".", "-read", path, "v")[1] == "v: b a\n"
+    rc, out, err = cl(".", "-search", path, "0²", "0", "v", "a")
+    assert (rc, out.splitlines()[0], err) == (0, "Search found 1 match", "")
+    assert cl(".", "-history", "=", "1²")[0] == 0
+    p = sub(nb, ".", "-read", "²")
+    assert (p.returncode, p.stdout, p.stderr) == (212, "", "read: Invalid Path\n")
+
+
 def test_delete_forms(cl):
     path, _ = make("/", [("v", ["a", "b", "a"]), ("gone", ["x"])])
     assert cl(".", "-delete", path, "v", "a") == (0, "", "")

@@ -19,7 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from netinfo.cli import nidump, niload, niutil
-from netinfo.client import RpcConnection
+from netinfo.transport import RpcConnection
 from netinfo.domain import open_domain
 from netinfo.errors import NiError, Status
 from netinfo.formats import RawNode, raw_from_text, raw_to_text

@@ -19,7 +19,8 @@ from itertools import count
 
 import pytest
 
-from netinfo.cli import commands, niutil
+from netinfo import verbs
+from netinfo.cli import niutil
 from netinfo.cli.netinfod import hostname
 from netinfo.domain import open_domain
 from netinfo.errors import NiError, Status
@@ -389,6 +390,22 @@ def test_insertval_non_integer_index_exits_3(nb, ni):
     assert ni("-insertval", ".", "/users/root", "shell", "x", "two")[0] == 3
 
 
+def test_unicode_digits_are_not_numbers(nb, ni):
+    # "1²".isdigit() is True but int("1²") fails: indexes and IDs take ASCII digits only,
+    # read as C's atoi reads them (model.atoi); nothing may end in a traceback.
+    p = sub(nb, "-readval", ".", "/users/root", "name", "1²")
+    assert (p.returncode, p.stdout, p.stderr) == (
+        0, "", "niutil: property name in directory /users/root has no value at index 1²\n")
+    assert ni("-readval", ".", "/users/root", "name", "0²") == (0, "root\n", "")
+    p = sub(nb, "-insertval", ".", "/users/root", "shell", "x", "1²")
+    assert (p.returncode, p.stderr) == (
+        3, "niutil: index for -insertval must be an integer\nfound 1²\n")
+    # a path of superscript digits is a name to look up, not a directory ID
+    p = sub(nb, "-read", ".", "²")
+    assert (p.returncode, p.stdout, p.stderr) == (
+        105, "", "niutil: can't open directory ²: No such directory\n")
+
+
 def test_locked_directory_is_read_only_113(ni):
     d = f"/{uniq('locked')}"
     ni("-create", ".", d)
@@ -717,18 +734,18 @@ def test_stale_write_is_reread_and_retried_once():
             if len(seen) == 1:
                 raise NiError(Status.STALE)
             return "ok"
-        assert await commands.fresh(step) == "ok"
+        assert await verbs.fresh(step) == "ok"
         assert len(seen) == 2
 
         async def always():
             raise NiError(Status.STALE)
         with pytest.raises(NiError):
-            await commands.fresh(always)
+            await verbs.fresh(always)
     asyncio.run(go())
 
 
 def test_create_components_unescape_only_slash_when_storing():
-    comps = commands.create_components("/a\\/b/uid=5/x\\=y")
+    comps = verbs.create_components("/a\\/b/uid=5/x\\=y")
     assert [(c.key, c.value, c.stored_key, c.stored_value) for c in comps] == [
         ("name", "a/b", "name", "a/b"), ("uid", "5", "uid", "5"),
         ("name", "x=y", "name", "x\\=y")]
@@ -751,7 +768,7 @@ def test_use_master_sends_reads_to_the_master_too(nibindd):
 
     async def go():
         d = await open_domain("/")
-        await commands.use_master(d)
+        await verbs.use_master(d)
         assert d.conn is await d.master_connection()
         root = await d.root()
         child, _ = await d.create(root, [("name", ["needwrite"])])

@@ -9,7 +9,8 @@ import socket
 import pytest
 
 from netinfo import rpc
-from netinfo.client import Client, SyncClient, udp_call
+from netinfo.client import Client, SyncClient
+from netinfo.transport import udp_call
 from netinfo.errors import NiError, RpcError, Status
 from netinfo.model import NiId
 from netinfo.protocol import NETINFO_PROG, NETINFO_VERS, Proc, unpack_proplist

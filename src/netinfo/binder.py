@@ -22,7 +22,6 @@ from pathlib import Path
 
 from . import rpc
 from .binding import pmap_getport, pmap_set, pmap_unset, portmapper_address
-from .client import udp_call
 from .errors import NiError, RpcError, Status, Timeout, WireError
 from .model import uint_to_addr
 from .nibind import (FORWARDABLE, NIBIND_PROG, NIBIND_VERS, PRIVILEGED, BindProc, Registration,
@@ -36,6 +35,7 @@ from .rpc import AcceptStat
 from .rpcserver import Peer, Program, RpcServer
 from .netif import is_local, local_addresses, peer_uid
 from .server import bind_pair
+from .transport import udp_call
 
 log = logging.getLogger("netinfo.nibindd")
 

@@ -15,15 +15,15 @@ import socket
 from collections.abc import Sequence
 
 from . import rpc
-from .client import udp_call
 from .errors import NiError, RpcError, Status, Timeout, WireError
-from .model import addr_to_uint, uint_to_addr
+from .model import addr_to_uint, is_digits, uint_to_addr
 from .netif import interfaces, is_local, local_addresses, source_address_for
 from .nibind import (NIBIND_PROG, NIBIND_VERS, BindArgs, BindProc, CloneArgs, Registration,
                      decode_getregister_res, decode_listreg_res, decode_status,
                      encode_bind_args, encode_clone_args, encode_registration, encode_tag)
 from .portmap import (IPPROTO_TCP, IPPROTO_UDP, PMAP_PORT, PMAP_PROG, PMAP_VERS, Mapping,
                       PmapProc, decode_callit_result, decode_dump, encode_callit_args)
+from .transport import udp_call
 
 log = logging.getLogger("netinfo.binding")
 
@@ -39,7 +39,7 @@ def portmapper_address(host: str | None = None) -> tuple[str, int]:
     env = os.environ.get("NETINFO_PORTMAPPER", "")
     if env:
         h, _, p = env.rpartition(":")
-        port = int(p) if p.isdigit() else PMAP_PORT
+        port = int(p) if is_digits(p) else PMAP_PORT
         return (host if host is not None else (h or "127.0.0.1")), port
     return (host if host is not None else "127.0.0.1"), PMAP_PORT
 

@@ -1,11 +1,12 @@
-"""The one client core: ONC RPC over TCP (pipelined) and UDP, and the NETINFO client.
+"""The one client core: the NETINFO client over the RPC transports of
+:mod:`netinfo.transport`.
 
 :class:`Client` is asyncio-native; :class:`SyncClient` runs the very same coroutines on a
 private event loop, adding no protocol logic of its own. Every tool and the web UI go
 through here.
 
-Spec: §1.2–§1.4 (RPC and transports), §4 (procedures), §7.1 (connecting; a reserved source
-port when running as root), §7.6 (path search), §10.1 (credentials).
+Spec: §4 (procedures), §7.1 (connecting to one (address, tag)), §7.6 (path search),
+§10.1 (credentials).
 """
 
 from __future__ import annotations
@@ -13,211 +14,16 @@ from __future__ import annotations
 import asyncio
 import inspect
 import os
-import random
-import socket
 from collections.abc import Callable
 from typing import Any
 
 from . import rpc
-from .errors import NiError, RpcError, Status, Timeout, WireError
-from .model import NI_INDEX_NULL, NiId, Proplist, parse_path
-from .protocol import (NETINFO_PROG, NETINFO_VERS, PROCEDURES, Kind, Proc, decode_readall,
-                       encode_args, unpack_proplist)
-from .xdr import Unpacker
-
-#: Default timeouts (spec §7.1: 5 s for reads, 60 s for writes).
-READ_TIMEOUT = 5.0
-WRITE_TIMEOUT = 60.0
-RESERVED = range(600, 1024)
-
-
-def _new_xid() -> int:
-    return random.getrandbits(32)
-
-
-class RpcConnection(asyncio.Protocol):
-    """A TCP connection carrying record-marked RPC calls; many calls in flight at once."""
-
-    def __init__(self) -> None:
-        self.reader = rpc.RecordReader(rpc.MAX_REPLY_RECORD)
-        self.transport: asyncio.Transport | None = None
-        self.waiting: dict[int, asyncio.Future[bytes]] = {}
-        self.closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._xid = _new_xid()
-        # Calls issued in one turn of the event loop leave in one write (one segment
-        # rather than one per call), so pipelined calls reach the server together.
-        self._out: list[bytes] = []
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
-
-    def data_received(self, data: bytes) -> None:
-        try:
-            records = self.reader.feed(data)
-        except WireError as e:
-            self._fail(e)
-            return
-        for rec in records:
-            try:
-                xid = rpc.reply_xid(rec)
-            except WireError:
-                continue
-            fut = self.waiting.pop(xid, None)
-            if fut is not None and not fut.done():
-                fut.set_result(rec)
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._fail(exc or ConnectionResetError("connection closed by the server"))
-        if not self.closed.done():
-            self.closed.set_result(None)
-
-    def _fail(self, exc: BaseException) -> None:
-        for fut in self.waiting.values():
-            if not fut.done():
-                fut.set_exception(exc)
-        self.waiting.clear()
-        if self.transport is not None:
-            self.transport.abort()
-
-    def next_xid(self) -> int:
-        self._xid = (self._xid + 1) & 0xFFFFFFFF
-        return self._xid
-
-    def send(self, record: bytes, xid: int) -> asyncio.Future[bytes]:
-        """Send one call record; the future gets the reply record."""
-        if self.transport is None or self.transport.is_closing():
-            raise ConnectionResetError("connection is closed")
-        loop = asyncio.get_running_loop()
-        fut = loop.create_future()
-        self.waiting[xid] = fut
-        if not self._out:
-            loop.call_soon(self._flush)
-        self._out.append(rpc.frame(record))
-        return fut
-
-    def _flush(self) -> None:
-        out, self._out = self._out, []
-        if out and self.transport is not None and not self.transport.is_closing():
-            self.transport.write(b"".join(out))
-
-    async def call(self, prog: int, vers: int, proc: int, args: bytes,
-                   auth: rpc.AuthUnix | None, timeout: float) -> Unpacker:
-        """One call; returns an unpacker at the results. :raises RpcError, Timeout."""
-        xid = self.next_xid()
-        fut = self.send(rpc.encode_call(xid, prog, vers, proc, args, auth), xid)
-        try:
-            async with asyncio.timeout(timeout):
-                rec = await fut
-        except TimeoutError:
-            self.waiting.pop(xid, None)
-            raise Timeout(f"no reply within {timeout} s") from None
-        return rpc.decode_reply(rec)[1]
-
-    def close(self) -> None:
-        if self.transport is not None:
-            self.transport.close()
-
-
-async def open_tcp(host: str, port: int, privileged: bool | None = None,
-                   timeout: float = READ_TIMEOUT) -> RpcConnection:
-    """Connect; from a reserved source port when *privileged* (default: when root).
-
-    A reserved source port is what makes a local root caller the superuser (spec §10.2).
-    """
-    loop = asyncio.get_running_loop()
-    if privileged is None:
-        privileged = os.geteuid() == 0
-    try:
-        async with asyncio.timeout(timeout):
-            if privileged:
-                for port_try in random.sample(RESERVED, 40):
-                    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
-                    sock.setblocking(False)
-                    try:
-                        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                        sock.bind(("", port_try))
-                        await loop.sock_connect(sock, (host, port))
-                    except OSError as e:
-                        sock.close()
-                        if isinstance(e, ConnectionRefusedError):
-                            raise
-                        continue
-                    _, proto = await loop.create_connection(RpcConnection, sock=sock)
-                    return proto
-            _, proto = await loop.create_connection(RpcConnection, host, port)
-            return proto
-    except TimeoutError:
-        raise Timeout(f"cannot connect to {host}:{port} within {timeout} s") from None
-
-
-class _UdpCall(asyncio.DatagramProtocol):
-    def __init__(self, xid: int) -> None:
-        self.xid = xid
-        self.reply: asyncio.Future[tuple[bytes, tuple]] = \
-            asyncio.get_running_loop().create_future()
-
-    def datagram_received(self, data: bytes, addr: tuple) -> None:
-        try:
-            if rpc.reply_xid(data) == self.xid and not self.reply.done():
-                self.reply.set_result((data, addr))
-        except WireError:
-            pass
-
-    def error_received(self, exc: Exception) -> None:
-        if not self.reply.done():
-            self.reply.set_exception(exc)
-
-
-def _udp_socket(host: str, privileged: bool) -> socket.socket:
-    """A UDP socket, bound to a reserved port when *privileged* and possible."""
-    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_DGRAM)
-    if privileged:
-        for port in random.sample(RESERVED, 40):
-            try:
-                sock.bind(("", port))
-                break
-            except OSError:
-                continue
-    sock.setblocking(False)
-    return sock
-
-
-async def udp_call(host: str, port: int, prog: int, vers: int, proc: int, args: bytes = b"",
-                   auth: rpc.AuthUnix | None = None, timeout: float = READ_TIMEOUT,
-                   retries: int = 3, privileged: bool | None = None) -> Unpacker:
-    """One call over UDP with retransmission; returns an unpacker at the results.
-
-    With *privileged* (default: when root) the call leaves from a reserved port, which
-    nibindd requires of REGISTER and friends (spec §6.2).
-
-    :raises Timeout: no reply; :raises RpcError: refused.
-    """
-    loop = asyncio.get_running_loop()
-    xid = _new_xid()
-    msg = rpc.encode_call(xid, prog, vers, proc, args, auth)
-    if privileged is None:
-        privileged = os.geteuid() == 0
-    sock = _udp_socket(host, privileged)
-    try:
-        sock.connect((host, port))
-    except OSError:
-        sock.close()
-        raise
-    transport, proto = await loop.create_datagram_endpoint(lambda: _UdpCall(xid), sock=sock)
-    try:
-        wait = timeout / (retries + 1)
-        for _ in range(retries + 1):
-            transport.sendto(msg)
-            try:
-                async with asyncio.timeout(wait):
-                    data, _ = await asyncio.shield(proto.reply)
-                return rpc.decode_reply(data)[1]
-            except TimeoutError:
-                continue
-        raise Timeout(f"no UDP reply from {host}:{port} within {timeout} s")
-    finally:
-        transport.close()
-
+from .binding import lookup_netinfod
+from .errors import NiError, RpcError, Status
+from .model import NI_INDEX_NULL, NiId, Proplist, is_digits, parse_path
+from .protocol import (NETINFO_PROG, NETINFO_VERS, PROCEDURES, RESULT_KINDS, Kind, Proc,
+                       encode_args)
+from .transport import READ_TIMEOUT, WRITE_TIMEOUT, RpcConnection, open_tcp
 
 def parse_server(spec: str, default_tag: str = "local") -> tuple[str, str, int | None]:
     """``tag@host:port``, ``tag@host``, ``host:port`` → (tag, host, port or None)."""
@@ -227,7 +33,7 @@ def parse_server(spec: str, default_tag: str = "local") -> tuple[str, str, int |
     host, port = rest, None
     if rest.count(":") == 1:
         host, _, p = rest.partition(":")
-        if not p.isdigit():
+        if not is_digits(p):
             raise ValueError(f"bad port in {spec!r}")
         port = int(p)
     if not host:
@@ -264,7 +70,6 @@ class Client:
         """Connect to ``tag@host:port`` (see :func:`parse_server`)."""
         tag, host, port = parse_server(spec)
         if port is None:
-            from .binding import lookup_netinfod  # noqa: PLC0415 (binding imports us)
             port = await lookup_netinfod(host, tag)
         return await cls.connect(host, port, tag, **kw)
 
@@ -305,28 +110,8 @@ class Client:
             if info.kind is Kind.NO_REPLY_UNLESS_OK and e.stat == rpc.AcceptStat.SYSTEM_ERR:
                 return False
             raise
-        kind = info.kind
-        if kind is Kind.UNION:
-            status = u.unpack_int()
-            if status != Status.OK:
-                raise NiError(status)
-            value = info.result.unpack(u)  # type: ignore[union-attr]
-            u.done()
-            return value
-        if kind is Kind.BARE_PROPLIST:
-            props = unpack_proplist(u)
-            u.done()
-            return props
-        if kind is Kind.BARE_STATUS:
-            status = u.unpack_int()
-            if status != Status.OK:
-                raise NiError(status)
-            return status
-        if kind is Kind.STREAM:
-            return decode_readall(u)
-        if kind is Kind.NO_REPLY_UNLESS_OK:
-            return True
-        return None
+        # The result-kind table (protocol) decodes what the server's side encoded.
+        return RESULT_KINDS[info.kind].decode(info, u)
 
     # -- one typed method per procedure -------------------------------------------------------
 

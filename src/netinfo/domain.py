@@ -9,16 +9,18 @@ says.
 from __future__ import annotations
 
 import asyncio
+import getpass
 import logging
 import socket
 from typing import Any
 
 from .binding import getregister
-from .client import READ_TIMEOUT, Client, RpcConnection, open_tcp
+from .client import Client
 from .errors import NetInfoError, NiError, RpcError, Status, Timeout, WireError
-from .model import first_values, split_unescaped, uint_to_addr, unescape
+from .model import first_values, is_digits, split_unescaped, uint_to_addr, unescape
 from .protocol import PROCEDURES
 from .netif import local_addresses
+from .transport import READ_TIMEOUT, RpcConnection, open_tcp
 
 log = logging.getLogger("netinfo.domain")
 
@@ -191,6 +193,31 @@ def _escape(name: str) -> str:
     return name.replace("\\", "\\\\").replace("/", "\\/").replace("=", "\\=")
 
 
+# -- credentials (spec §10.1) ----------------------------------------------------------------
+
+async def authenticate(client: Client, user: str | None, password: str | None,
+                       prompt: bool) -> None:
+    """``ni_setuser`` then ``ni_setpassword`` as ``niutil -p/-u/-P`` do (spec §10.1):
+    *client*'s later calls carry AUTH_UNIX with the inverted password.
+
+    The user (default ``root``) is looked up in the target domain's /users for its uid;
+    the password is prompted for without echo when *prompt* and none was given.
+    """
+    if user is None and password is None and not prompt:
+        return
+    name = user or "root"
+    if password is None:
+        password = getpass.getpass("Password: ")
+    try:
+        uid_s = await client.lookupprop(await client.pathsearch(
+            "/users/" + name.replace("\\", "\\\\").replace("/", "\\/")), "uid")
+    except NiError:
+        raise NiError(Status.NOUSER) from None
+    if not uid_s or not is_digits(uid_s[0]):
+        raise NiError(Status.NOUSER)
+    client.set_password(password, int(uid_s[0]))
+
+
 # -- walking the hierarchy ------------------------------------------------------------------
 
 async def machines(c: Client) -> list[list[tuple[str, list[str]]]]:
@@ -281,10 +308,10 @@ def parse_tagged(arg: str) -> tuple[str, str, int | None]:
     port = None
     if host.count(":") == 1:
         host, _, p = host.partition(":")
-        if not p.isdigit() or not 0 < int(p) < 65536:
+        if not is_digits(p) or not 0 < int(p) < 65536:
             raise TaggedError(4)
         port = int(p)
-    if all(ch.isdigit() or ch == "." for ch in host):
+    if all(ch in "0123456789." for ch in host):
         try:
             socket.inet_aton(host)
         except OSError:
@@ -330,7 +357,7 @@ async def open_domain(name: str = ".", *, tagged: bool = False, timeout: float =
             host, port = hostport, None
             if hostport.count(":") == 1:
                 host, _, p = hostport.partition(":")
-                port = int(p) if p.isdigit() else None
+                port = int(p) if is_digits(p) else None
             cur = await DomainClient.for_servers([(resolve_host(host), tag or "local")],
                                                  port=port, timeout=timeout,
                                                  privileged=privileged)

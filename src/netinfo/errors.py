@@ -114,6 +114,14 @@ class Timeout(NetInfoError, TimeoutError):
     """No answer within the allowed time."""
 
 
+class ConnectionFailed(NetInfoError, ConnectionError):
+    """A connection could not be made, was reset, or was closed (spec §1.3, §7.1).
+
+    Also a :class:`ConnectionError` (so an :class:`OSError`): code that catches either
+    root keeps working. The original ``OSError``, when there was one, is ``__cause__``.
+    """
+
+
 class StorageError(NetInfoError):
     """The storage engine failed (disk full, corrupt database, ...)."""
 

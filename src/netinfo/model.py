@@ -57,6 +57,45 @@ def first_values(props: Proplist, name: str) -> list[str] | None:
     return None
 
 
+# -- numbers typed by users (tools §1.2, §1.3, §3.2) ----------------------------------------
+
+#: What C's ``isspace`` skips before a number (the C locale).
+_C_SPACE = " \t\n\v\f\r"
+_ASCII_DIGITS = frozenset("0123456789")
+
+
+def is_digits(text: str) -> bool:
+    """True when *text* is one or more ASCII digits ``0``-``9``.
+
+    ``str.isdigit`` is not the test: it accepts ``²`` or ``١``, which ``int`` then
+    refuses (or reads as another number); the tools take only what C's ``isdigit`` does.
+    """
+    return bool(text) and all(ch in _ASCII_DIGITS for ch in text)
+
+
+def atoi(text: str) -> int:
+    """C ``atoi`` (used by the original tools for indexes, scopes and ``-T``, tools §1.2):
+    blanks, an optional ``+``/``-``, then the leading ASCII digits; 0 when there are
+    none. Never raises: ``"1²"`` is 1, ``"x"`` is 0, ``"-1"`` is -1."""
+    s = text.lstrip(_C_SPACE)
+    sign = 1
+    if s[:1] in ("+", "-"):
+        sign = -1 if s[0] == "-" else 1
+        s = s[1:]
+    n = 0
+    for ch in s:
+        if ch not in _ASCII_DIGITS:
+            break
+        n = n * 10 + ord(ch) - 48
+    return sign * n
+
+
+def is_integer(text: str) -> bool:
+    """An optional sign then ASCII digits, nothing else (niutil's ``-insertval`` index,
+    tools §1.3)."""
+    return is_digits(text[1:] if text[:1] in ("+", "-") else text)
+
+
 # -- directory paths (spec §7.6, tools §0.4) ------------------------------------------------
 
 class PathComponent(NamedTuple):

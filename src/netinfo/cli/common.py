@@ -10,16 +10,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
-import getpass
 import json
 import os
 import sys
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
 from typing import Any, TextIO
 
-from ..client import Client
 from ..domain import DomainClient, TaggedError, open_domain
 from ..errors import NetInfoError, NiError, RpcError, Status, Timeout, WireError
+from ..model import atoi
 
 #: Exit status for NI_FAILED / communication failures and unknown domain names (tools §1.5).
 EXIT_FAILED = 199
@@ -29,6 +29,8 @@ EXIT_TAGGED_CONNECT = 200
 #: (217–221), as the original binaries did (tools §1.5: we copy the binaries, not the
 #: comment's intended 201–205).
 EXIT_TAGGED_PARSE_BASE = 216
+#: ``-T``'s default, in seconds (tools §1.1, §2.5; nifind's is its own, tools §4.3).
+DEFAULT_TIMEOUT = 30.0
 
 
 def ni_message(status: int) -> str:
@@ -58,6 +60,43 @@ class ToolExit(Exception):
         super().__init__(lines[0] if lines else "")
         self.code = code
         self.lines = lines
+
+
+class UsageError(Exception):
+    """Print *lines* (on stdout when ``to_stdout``), then the tool's usage on stderr, and
+    exit 1."""
+
+    to_stdout = False
+
+    def __init__(self, *lines: str) -> None:
+        super().__init__(*lines)
+        self.lines = lines
+
+
+def parse_timeout(text: str | None, default: float = DEFAULT_TIMEOUT, *,
+                  prog: str | None = None) -> float:
+    """The one ``-T <seconds>`` parser of the tools.
+
+    Without *prog*, as the C tools read it (niutil, nidump, niload; tools §1.1, §2.1,
+    §2.5): ``atoi``, so the leading integer counts and junk or a non-positive number
+    means *default*. With *prog* (nireport, nigrep, nifind, tools §4.1-§4.3): a positive
+    finite number, fractions allowed; anything else is a usage error
+    ``<prog>: invalid timeout <text>``. *text* None: *default*.
+
+    :raises UsageError: only with *prog*.
+    """
+    if text is None:
+        return default
+    if prog is None:
+        n = atoi(text)
+        return float(n) if n > 0 else default
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 < value < float("inf"):   # also refuses NaN
+        raise UsageError(f"{prog}: invalid timeout {text}")
+    return value
 
 
 def privileged_from_env() -> bool | None:
@@ -93,37 +132,74 @@ async def open_for_tool(prog: str, domain: str, *, tagged: bool = False,
             from None
 
 
-async def authenticate(client: Client, user: str | None, password: str | None,
-                       prompt: bool) -> None:
-    """``ni_setuser`` then ``ni_setpassword`` as ``niutil -p/-u/-P`` do (spec §10.1).
+# -- nidump/niload argument scanning (tools §2.1, §2.5) ------------------------------------
 
-    The user (default ``root``) is looked up in the target domain's /users for its uid;
-    the password is prompted for without echo when *prompt* and none was given.
+def usage_text(prog: str, synopsis: str, formats: Sequence[str]) -> str:
+    """A usage block: the synopsis, then the known formats, eight to a line."""
+    lines = [f"usage: {prog} {synopsis}", "known formats:"]
+    for i in range(0, len(formats), 8):
+        lines.append("\t" + " ".join(formats[i:i + 8]))
+    return "\n".join(lines) + "\n"
+
+
+class UnknownOption(UsageError):
+    """An option the tool does not know: ``<prog>: unknown option <option>`` (niload words
+    it its own way)."""
+
+    def __init__(self, prog: str, option: str) -> None:
+        super().__init__(f"{prog}: unknown option {option}")
+        self.option = option
+
+
+@dataclass
+class Scanned:
+    """What :func:`scan_args` found: flags and option values by letter, the operands, and
+    the domain ``-t`` took as its argument (None when ``-t`` was a plain flag)."""
+
+    flags: set[str] = field(default_factory=set)
+    values: dict[str, str] = field(default_factory=dict)
+    operands: list[str] = field(default_factory=list)
+    tagged_domain: str | None = None
+
+
+def _could_be_tagged_domain(word: str, formats: Iterable[str]) -> bool:
+    # host/tag: never starts with '/' (that is "No host") and always has a '/'.
+    return ("/" in word and not word.startswith(("/", "-")) and word not in formats)
+
+
+def scan_args(prog: str, args: list[str], flags: str, valued: str,
+              formats: Iterable[str]) -> Scanned:
+    """Scan nidump/niload arguments: single-letter *flags*, *valued* options that take the
+    next argument, ``--help``/``--json``, and ``-t`` in either order (tools §2.1, §2.5).
+
+    :raises UnknownOption: an option not listed. :raises UsageError: a value is missing.
     """
-    if user is None and password is None and not prompt:
-        return
-    name = user or "root"
-    if password is None:
-        password = getpass.getpass("Password: ")
-    try:
-        uid_s = await client.lookupprop(await client.pathsearch(
-            "/users/" + name.replace("\\", "\\\\").replace("/", "\\/")), "uid")
-    except NiError:
-        raise NiError(Status.NOUSER) from None
-    if not uid_s or not uid_s[0].isdigit():
-        raise NiError(Status.NOUSER)
-    client.set_password(password, int(uid_s[0]))
-
-
-class UsageError(Exception):
-    """Print *lines* (on stdout when ``to_stdout``), then the tool's usage on stderr, and
-    exit 1."""
-
-    to_stdout = False
-
-    def __init__(self, *lines: str) -> None:
-        super().__init__(*lines)
-        self.lines = lines
+    s = Scanned()
+    formats = tuple(formats)
+    i = 0
+    while i < len(args):
+        a = args[i]
+        if a in ("--help", "--json"):
+            s.flags.add(a)
+        elif a == "-t":
+            s.flags.add("t")
+            nxt = args[i + 1] if i + 1 < len(args) else None
+            if nxt is not None and _could_be_tagged_domain(nxt, formats):
+                s.tagged_domain = nxt
+                i += 1
+        elif len(a) == 2 and a[0] == "-" and a[1] in flags:
+            s.flags.add(a[1])
+        elif len(a) == 2 and a[0] == "-" and a[1] in valued:
+            if i + 1 >= len(args):
+                raise UsageError()
+            s.values[a[1]] = args[i + 1]
+            i += 1
+        elif a.startswith("-") and len(a) > 1:
+            raise UnknownOption(prog, a)
+        else:
+            s.operands.append(a)
+        i += 1
+    return s
 
 
 def hide_password(password: str | None) -> None:
@@ -157,9 +233,10 @@ def gc_paused() -> Iterator[None]:
 def tool_main(argv: list[str] | None, parse: Callable[[list[str]], Any], usage: str,
               help_text: str, body: Callable[[Any], Awaitable[int]], *,
               bulk: bool = False) -> int:
-    """The ``main`` of a tool: parse (usage errors exit 1), ``--help`` (exit 0), keep a
-    ``-P`` password out of ps(1), then run *body* (with the collector paused for *bulk*
-    jobs)."""
+    """The ``main`` of every ni* tool: parse (:class:`UsageError`: its lines, then *usage*
+    on stderr, exit 1; a parser may also stop the tool itself with :class:`ToolExit`),
+    ``--help`` (*help_text* on stdout, exit 0), keep a ``-P`` password out of ps(1), then
+    run *body* through :func:`run` (with the collector paused for *bulk* jobs)."""
     args = list(sys.argv[1:] if argv is None else argv)
     try:
         o = parse(args)
@@ -170,6 +247,8 @@ def tool_main(argv: list[str] | None, parse: Callable[[list[str]], Any], usage: 
         sys.stdout.flush()
         sys.stderr.write(usage)
         return 1
+    except ToolExit as e:
+        return _exit(e)
     if getattr(o, "help", False):
         sys.stdout.write(help_text)
         return 0
@@ -182,22 +261,41 @@ def tool_main(argv: list[str] | None, parse: Callable[[list[str]], Any], usage: 
 
 
 def run(coro_fn: Callable[[], Awaitable[int]]) -> int:
-    """Run a tool's coroutine; :class:`ToolExit` prints its lines and gives its code."""
+    """Run a tool's coroutine; :class:`ToolExit` prints its lines and gives its code,
+    ^C exits 130, a reader that went away (``| head``) exits 1 quietly."""
     try:
         return asyncio.run(coro_fn())
     except ToolExit as e:
-        for line in e.lines:
-            print(line, file=sys.stderr)
-        return e.code
+        return _exit(e)
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:
         # `niutil -list ... | head -1`: the reader went away; say nothing more.
-        try:
-            sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - stop further flushes failing
-        except OSError:
-            pass
+        silence_stdout()
         return 1
+
+
+def _exit(e: ToolExit) -> int:
+    for line in e.lines:
+        print(line, file=sys.stderr)
+    return e.code
+
+
+def silence_stdout() -> None:
+    """Point stdout at /dev/null after a broken pipe, so that the interpreter's final
+    flush does not fail and print a traceback."""
+    try:
+        sys.stdout.flush()
+    except (OSError, ValueError):
+        pass
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        try:
+            os.dup2(devnull, sys.stdout.fileno())
+        finally:
+            os.close(devnull)
+    except (OSError, ValueError):
+        pass
 
 
 def dump_json(value: Any, out: TextIO | None = None) -> None:

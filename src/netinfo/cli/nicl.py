@@ -9,7 +9,7 @@
 
 Against a server every command goes through the client core; with ``-raw`` the database
 directory is opened and edited in this process, with the same directory semantics
-(:mod:`netinfo.service`). The verbs are those of :mod:`netinfo.cli.commands`; this module
+(:mod:`netinfo.service`). The verbs are those of :mod:`netinfo.verbs`; this module
 is the syntax, the output formats of tools §3.3 and nicl's own statuses and exit codes.
 """
 
@@ -18,20 +18,20 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
 
 from ..client import Client
-from ..domain import TaggedError, open_domain
+from ..domain import TaggedError, authenticate, open_domain
 from ..errors import NetInfoError, NiError, Status, StorageError
-from ..model import Proplist, format_component, parse_path
+from .. import verbs
 from ..database import SQLITE_NAME, Database, DatabaseInUse, LocalChannel, open_database
+from ..model import Proplist, atoi, format_component, parse_path
 from ..protocol import PROCEDURES, Proc
 from ..service import ServerInfo
-from . import commands
-from .common import (COMM_ERRORS, EXIT_TAGGED_PARSE_BASE, authenticate, dump_json,
-                     privileged_from_env, props_json)
+from .common import (COMM_ERRORS, EXIT_TAGGED_PARSE_BASE, ToolExit, UsageError, dump_json,
+                     privileged_from_env, props_json, tool_main)
 
 PROG = "nicl"
 
@@ -211,6 +211,9 @@ def open_raw(path: str, create: bool) -> RawClient:
 
 @dataclass
 class Options:
+    """A parsed nicl command line: the options, the datasource and the command words
+    (none: an interactive session)."""
+
     create: bool = False
     readonly: bool = False
     prompt: bool = False
@@ -225,6 +228,8 @@ class Options:
     bold: bool = True
     json: bool = False
     help: bool = False
+    datasource: str = ""
+    words: list[str] = field(default_factory=list)
 
 
 _FLAGS = {"-c": "create", "-ro": "readonly", "-p": "prompt", "-raw": "raw", "-t": "tagged",
@@ -310,7 +315,7 @@ def split_meta(props: Proplist) -> tuple[list[tuple[int, str, list[str]]],
     return normal, meta
 
 
-def format_record(r: commands.Record, verbose: int) -> str:
+def format_record(r: verbs.Record, verbose: int) -> str:
     """A record as nicl prints it (tools §3.3): ordinary properties, then meta ones; with
     *verbose* the ``Record:``/``Parent:``/``Children`` header and indented sections, with
     ``-vv`` each property prefixed by its index ``[i]``."""
@@ -329,7 +334,7 @@ def format_record(r: commands.Record, verbose: int) -> str:
             f"Meta-attributes:\n{section(meta)}")
 
 
-def record_json(r: commands.Record) -> dict[str, Any]:
+def record_json(r: verbs.Record) -> dict[str, Any]:
     return {"id": r.id, "version": r.instance, "serial": r.instance, "parent": r.parent,
             "children": r.children, "properties": props_json(r.props)}
 
@@ -399,7 +404,7 @@ class Session:
         """Resolve a nicl path: an ID when all digits (``00`` is not 0), else from the root
         (leading ``/``) or the current directory, ``.`` and ``..`` allowed (tools §0.4)."""
         c = self.c
-        if commands.is_id(path):
+        if verbs.is_id(path):
             n = int(path)
             if n == 0 and path != "0":
                 raise Fail(INVALID_RECORD_ID, f"{self.cmd}: {ds_message(INVALID_RECORD_ID)}")
@@ -449,8 +454,8 @@ class Session:
 
     async def show(self, oid: int) -> str:
         if self.o.verbose:
-            return format_record(await commands.record(self.c, oid), self.o.verbose)
-        return format_record(commands.Record(oid, 0, 0, [], await commands.read(self.c, oid)),
+            return format_record(await verbs.record(self.c, oid), self.o.verbose)
+        return format_record(verbs.Record(oid, 0, 0, [], await verbs.read(self.c, oid)),
                              0)
 
     # -- running ------------------------------------------------------------------------------
@@ -474,7 +479,7 @@ class Session:
                 raise Fail(FAILED, f"{name}: not available in raw mode")
             if (cmd.writes or name == "resync") and not self.on_master:
                 # from the first write on, read from the master too (fresh instances)
-                await commands.use_master(self.c)
+                await verbs.use_master(self.c)
                 self.on_master = True
             return await getattr(self, cmd.handler)(args, cmd)
         except TooFew:
@@ -501,7 +506,7 @@ class Session:
         self.need(args, 1)
         oid = await self.dir(args[0])
         try:
-            r = await commands.record(self.c, oid)
+            r = await verbs.record(self.c, oid)
         except _ERRORS as e:
             raise self.failed(e, f"Fetch record {oid} failed: ") from None
         keys = args[1:]
@@ -532,7 +537,7 @@ class Session:
         oid = await self.dir(args[0])
         key = args[1] if len(args) > 1 else "name"
         entries = [(cid, vals) for cid, vals in
-                   await commands.list_children(self.c, oid, key) if vals]
+                   await verbs.list_children(self.c, oid, key) if vals]
         if self.o.json:
             dump_json([{"id": cid, "values": vals} for cid, vals in entries])
         else:
@@ -545,21 +550,21 @@ class Session:
             args = ["."] + args
         self.need(args, 5)
         oid = await self.dir(args[0])
-        lo, hi = _atoi(args[1]), _atoi(args[2])
+        lo, hi = atoi(args[1]), atoi(args[2])
         if hi >= 0 and lo > hi:
             raise Fail(FAILED, f"Scope minimum ({lo}) > maximum ({hi}) precludes search")
         rest = args[3:]
         pairs = [(rest[i], rest[i + 1]) for i in range(0, len(rest) - 1, 2)]
-        found = await commands.search(self.c, oid, lo, hi, pairs)
+        found = await verbs.search(self.c, oid, lo, hi, pairs)
         if self.o.json:
-            dump_json([record_json(await commands.record(self.c, d)) for d, _ in found])
+            dump_json([record_json(await verbs.record(self.c, d)) for d, _ in found])
             return OK
         n = len(found)
         text = [f"Search found {n} match{'' if n == 1 else 'es'}\n"]
         for d, props in found:
             text.append("\n")
             text.append(await self.show(d) if self.o.verbose else
-                        format_record(commands.Record(d, 0, 0, [], props), 0))
+                        format_record(verbs.Record(d, 0, 0, [], props), 0))
         self.out("".join(text))
         return OK
 
@@ -567,15 +572,15 @@ class Session:
         args = self.with_dir(args, 1)
         self.need(args, 1)
         oid = await self.dir(args[0])
-        chain = await commands.ancestry(self.c, oid)
+        chain = await verbs.ancestry(self.c, oid)
         if self.o.json:
-            dump_json([record_json(await commands.record(self.c, d)) for d in chain])
+            dump_json([record_json(await verbs.record(self.c, d)) for d in chain])
             return OK
         self.out("\n".join([await self.show(d) for d in chain]))
         return OK
 
     async def c_history(self, args: list[str], cmd: Cmd) -> int:
-        vers = await commands.versions(self.c)
+        vers = await verbs.versions(self.c)
         top = max((v for _, v in vers), default=0)
         ops = {"<": "<", "lt": "<", "=": "=", "eq": "=", ">": ">", "gt": ">"}
         if not args:
@@ -586,7 +591,7 @@ class Session:
             return OK
         if args[0] in ops:
             self.need(args, 2)
-            op, v = ops[args[0]], _atoi(args[1])
+            op, v = ops[args[0]], atoi(args[1])
             test = {"<": lambda x: x < v, "=": lambda x: x == v, ">": lambda x: x > v}[op]
             hits = [(d, x) for d, x in vers if test(x)]
             if self.o.json:
@@ -594,7 +599,7 @@ class Session:
             else:
                 self.out("".join(f"{d:<10} {x}\n" for d, x in hits))
             return OK
-        v = _atoi(args[0])
+        v = atoi(args[0])
         hits = [(d, x) for d, x in vers if x == v]
         if self.o.json:
             dump_json([{"id": d, "version": x} for d, x in hits])
@@ -603,7 +608,7 @@ class Session:
         return OK
 
     async def c_statistics(self, args: list[str], cmd: Cmd) -> int:
-        props = await commands.statistics(self.c)
+        props = await verbs.statistics(self.c)
         if self.o.json:
             dump_json(props_json(props))
         else:
@@ -611,7 +616,7 @@ class Session:
         return OK
 
     async def c_domainname(self, args: list[str], cmd: Cmd) -> int:
-        name = await commands.domainname(self.c)
+        name = await verbs.domainname(self.c)
         if self.o.json:
             dump_json(name)
         else:
@@ -619,7 +624,7 @@ class Session:
         return OK
 
     async def c_rparent(self, args: list[str], cmd: Cmd) -> int:
-        p = await commands.rparent(self.c, numeric=True)
+        p = await verbs.rparent(self.c, numeric=True)
         if self.o.json:
             dump_json({"address": p.address, "tag": p.tag})
         else:
@@ -627,7 +632,7 @@ class Session:
         return OK
 
     async def c_resync(self, args: list[str], cmd: Cmd) -> int:
-        await commands.resync(self.c)
+        await verbs.resync(self.c)
         return OK
 
     # -- writing ------------------------------------------------------------------------------
@@ -638,9 +643,9 @@ class Session:
                 return OK  # the database exists now (opened with create, see main)
             raise Fail(1, "Can't create a NetInfo domain")
         try:
-            oid = await commands.create_path(self.c, args[0], self.cwd, dots=True)
+            oid = await verbs.create_path(self.c, args[0], self.cwd, dots=True)
             if len(args) > 1:
-                await commands.createprop(self.c, oid, args[1], args[2:], meta_last=True)
+                await verbs.createprop(self.c, oid, args[1], args[2:], meta_last=True)
         except _ERRORS as e:
             raise self.failed(e, "Create failed: ") from None
         return OK
@@ -656,19 +661,19 @@ class Session:
         return OK
 
     async def c_append(self, args: list[str], cmd: Cmd) -> int:
-        return await self._values(args, commands.appendprop, "Append")
+        return await self._values(args, verbs.appendprop, "Append")
 
     async def c_merge(self, args: list[str], cmd: Cmd) -> int:
-        return await self._values(args, commands.mergeprop, "Merge")
+        return await self._values(args, verbs.mergeprop, "Merge")
 
     async def c_insert(self, args: list[str], cmd: Cmd) -> int:
         args = self.with_dir(args, 4)
         self.need(args, 4)
         oid = await self.dir(args[0])
-        key, val, index = args[1], args[2], _atoi(args[3])
+        key, val, index = args[1], args[2], atoi(args[3])
         try:
             # nicl refuses a missing key, whatever its manual says (tools §3.2).
-            await commands.insertval(self.c, oid, key, val, index, create=False,
+            await verbs.insertval(self.c, oid, key, val, index, create=False,
                                      meta_last=True)
         except _ERRORS as e:
             raise self.failed(e, f"Insert failed: {key}: ") from None
@@ -679,7 +684,7 @@ class Session:
         self.need(args, 3)
         oid = await self.dir(args[0])
         try:
-            await commands.renameprop(self.c, oid, args[1], args[2])
+            await verbs.renameprop(self.c, oid, args[1], args[2])
         except _ERRORS as e:
             raise self.failed(e, "Rename: ") from None
         return OK
@@ -694,7 +699,7 @@ class Session:
             if self.o.confirm and not await self.ask(f"Delete {await self.pathname(oid)}? "):
                 return OK
             try:
-                await commands.destroy(c, oid)
+                await verbs.destroy(c, oid)
             except _ERRORS as e:
                 raise self.failed(e, "Delete: ") from None
             if self.cwd != 0 and oid in await self._ancestry_or_root(self.cwd):
@@ -703,9 +708,9 @@ class Session:
         key = args[1]
         try:
             if len(args) == 2:
-                await commands.destroyprop(c, oid, [key], missing_ok=False)
+                await verbs.destroyprop(c, oid, [key], missing_ok=False)
             else:
-                await commands.destroyval(c, oid, key, args[2:], missing_ok=False)
+                await verbs.destroyval(c, oid, key, args[2:], missing_ok=False)
         except NiError as e:
             if e.status == Status.NOPROP:
                 raise Fail(INVALID_KEY, f"No such key: {key}") from None
@@ -716,7 +721,7 @@ class Session:
 
     async def _ancestry_or_root(self, oid: int) -> list[int]:
         try:
-            return await commands.ancestry(self.c, oid)
+            return await verbs.ancestry(self.c, oid)
         except _ERRORS:
             return [oid]
 
@@ -729,7 +734,7 @@ class Session:
         self.need(args, 2)
         src, dst = await self.dir(args[0]), await self.dir(args[1])
         try:
-            await commands.copy(self.c, src, dst)
+            await verbs.copy(self.c, src, dst)
         except _ERRORS as e:
             raise self.failed(e, "Copy failed: ") from None
         return OK
@@ -738,7 +743,7 @@ class Session:
         self.need(args, 2)
         src, dst = await self.dir(args[0]), await self.dir(args[1])
         try:
-            await commands.move(self.c, src, dst)
+            await verbs.move(self.c, src, dst)
         except _ERRORS as e:
             raise self.failed(e, "Move failed: ") from None
         return OK
@@ -769,7 +774,7 @@ class Session:
             raise TooFew()
         parent = await self.dir(where)
         try:
-            await commands.create_child(self.c, parent, nicl_order(props))
+            await verbs.create_child(self.c, parent, nicl_order(props))
         except _ERRORS as e:
             raise self.failed(e, "Load failed: ") from None
         return OK
@@ -853,18 +858,6 @@ class Session:
         return 0
 
 
-def _atoi(text: str) -> int:
-    s = text.strip()
-    sign = -1 if s[:1] == "-" else 1
-    s = s[1:] if s[:1] in "+-" and s else s
-    digits = ""
-    for ch in s:
-        if not ch.isdigit():
-            break
-        digits += ch
-    return sign * int(digits) if digits else 0
-
-
 # -- main -------------------------------------------------------------------------------------
 
 async def _open(o: Options, ds: str, create: bool) -> Client:
@@ -894,7 +887,7 @@ async def _open(o: Options, ds: str, create: bool) -> Client:
         raise Fail(st & 0xFF, f"open({ds}): {ds_message(st)}") from None
 
 
-async def _main(o: Options, ds: str, words: list[str]) -> int:
+async def _run(o: Options, ds: str, words: list[str]) -> int:
     sole_create = len(words) == 1 and words[0].lstrip("-") in ("create", "mk", "createprop")
     if (sole_create or o.create) and not o.raw:
         print("Can't create a NetInfo domain", file=sys.stderr)
@@ -915,33 +908,33 @@ async def _main(o: Options, ds: str, words: list[str]) -> int:
         await c.close()
 
 
-def main(argv: list[str] | None = None) -> int:
-    """``nicl``: returns the exit status (tools §3.3)."""
-    import asyncio  # noqa: PLC0415
-    args = list(sys.argv[1:] if argv is None else argv)
+def parse_command_line(args: list[str]) -> Options:
+    """The whole command line (tools §3.1): options, then the datasource and the
+    command words. :raises UsageError: no datasource, or a missing option value."""
     try:
         o, rest = parse_args(args)
     except TooFew:
-        sys.stderr.write(USAGE)
-        return 1
+        raise UsageError() from None
     if o.help:
-        sys.stdout.write(USAGE)
-        return 0
+        return o
     if not rest:
-        sys.stderr.write(USAGE)
-        return 1
-    ds, words = rest[0], rest[1:]
-    if o.confirm and words:
-        print(f"{PROG}: -i needs an interactive session", file=sys.stderr)
-        return 1
+        raise UsageError()
+    o.datasource, o.words = rest[0], rest[1:]
+    return o
+
+
+async def _main(o: Options) -> int:
+    if o.confirm and o.words:
+        raise ToolExit(1, f"{PROG}: -i needs an interactive session")
     try:
-        return asyncio.run(_main(o, ds, words))
+        return await _run(o, o.datasource, o.words)
     except Fail as f:
-        for line in f.lines:
-            print(line, file=sys.stderr)
-        return f.status
-    except KeyboardInterrupt:
-        return 130
+        raise ToolExit(f.status, *f.lines) from None
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``nicl``: returns the exit status (tools §3.3)."""
+    return tool_main(argv, parse_command_line, USAGE, USAGE, _main)
 
 
 if __name__ == "__main__":

@@ -13,12 +13,13 @@
 
 from __future__ import annotations
 
-import asyncio
 import sys
+from dataclasses import dataclass
 
 from .. import binding
 from ..domain import resolve_host
 from ..errors import NiError, RpcError, Status, Timeout, WireError, status_message
+from .common import ToolExit, UsageError, tool_main
 
 PROG = "nidomain"
 USAGE = """usage: nidomain -l [host]
@@ -68,49 +69,61 @@ async def _run(op: str, operands: list[str], host: str) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = sys.argv[1:] if argv is None else argv
-    if not args or args[0] in ("-h", "--help"):
-        sys.stderr.write(USAGE)
-        return 0 if args else 1
+@dataclass
+class Options:
+    """A parsed nidomain command line: the operation, its operands, the host argument."""
+
+    op: str
+    operands: list[str]
+    host: str | None
+
+
+def parse_args(args: list[str]) -> Options:
+    """``-x operands... [host]`` (tools §4.4). ``-h``/``--help`` print the usage on stderr
+    and exit 0. :raises UsageError: no or an unknown operation, or a wrong operand count."""
+    if args and args[0] in ("-h", "--help"):
+        raise ToolExit(0, *USAGE.rstrip("\n").split("\n"))
+    if not args:
+        raise UsageError()
     op = args[0]
     need = OPERATIONS.get(op)
     if need is None or len(args) - 1 < need or len(args) - 1 > need + 1:
-        sys.stderr.write(USAGE)
-        return 1
-    operands = args[1:1 + need]
-    host_arg = args[1 + need] if len(args) > 1 + need else None
+        raise UsageError()
+    return Options(op, args[1:1 + need], args[1 + need] if len(args) > 1 + need else None)
+
+
+async def _main(o: Options) -> int:
+    op, host_arg = o.op, o.host
     if host_arg is None:
         host = "127.0.0.1"
     else:
         try:
             host = resolve_host(host_arg)
         except NiError:
-            print(f"{PROG}: unknown host - {host_arg}", file=sys.stderr)
-            return 1
+            raise ToolExit(1, f"{PROG}: unknown host - {host_arg}") from None
     try:
-        return asyncio.run(_run(op, operands, host))
+        return await _run(op, o.operands, host)
     except NiError as e:
         if e.status == Status.CANTFINDADDRESS and host_arg is None:
             # no nibindd registered here (tools §4.4: -l and -g exit 0, others 1)
             if op in ("-l", "-g"):
-                print(f"{PROG}: port information is not available (nibindd is not running)",
-                      file=sys.stderr)
-                return 0
-            print(NOT_RUNNING, file=sys.stderr)
-            return 1
-        print(f"{PROG}: operation failed - {status_message(e.status)}", file=sys.stderr)
-        return 1
+                raise ToolExit(0, f"{PROG}: port information is not available "
+                               "(nibindd is not running)") from None
+            raise ToolExit(1, NOT_RUNNING) from None
+        raise ToolExit(1, f"{PROG}: operation failed - {status_message(e.status)}") from None
     except (Timeout, RpcError, WireError, OSError):
         if host_arg is None and op in ("-l", "-g"):
-            print(f"{PROG}: port information is not available (nibindd is not running)",
-                  file=sys.stderr)
-            return 0
+            raise ToolExit(0, f"{PROG}: port information is not available "
+                           "(nibindd is not running)") from None
         if host_arg is None and op in ("-m", "-c", "-a"):
-            print(NOT_RUNNING, file=sys.stderr)
-            return 1
-        print(f"{PROG}: cannot connect to server {host_arg or 'localhost'}", file=sys.stderr)
-        return 1
+            raise ToolExit(1, NOT_RUNNING) from None
+        raise ToolExit(1, f"{PROG}: cannot connect to server {host_arg or 'localhost'}") \
+            from None
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``nidomain``: returns the exit status (tools §4.4)."""
+    return tool_main(argv, parse_args, USAGE, USAGE, _main)
 
 
 if __name__ == "__main__":

@@ -36,36 +36,22 @@ stderr for big ``-r`` dumps when stderr is a terminal.
 
 from __future__ import annotations
 
-import asyncio
 import sys
-from collections import deque
-from collections.abc import Awaitable, Callable, Iterable, Sequence
-from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
 from ..client import Client
-from ..errors import NetInfoError, NiError, Status
+from ..errors import NiError, Status
 from ..formats import FORMATS, NIDUMP_FORMATS, RawNode, raw_to_text
-from ..model import NiId, Proplist
-from .common import (COMM_ERRORS, EXIT_FAILED, EXIT_TAGGED_CONNECT, Progress, ToolExit,
-                     UsageError, dump_json, error_text, open_for_tool, props_json, tool_main)
+from ..model import Proplist
+from ..walk import TreeNode, walk
+from .common import (COMM_ERRORS, DEFAULT_TIMEOUT, EXIT_FAILED, EXIT_TAGGED_CONNECT, Progress,
+                     ToolExit, UsageError, dump_json, error_text, open_for_tool,
+                     parse_timeout, props_json, scan_args, tool_main, usage_text)
 
 PROG = "nidump"
 EXIT_USAGE = 1
-DEFAULT_TIMEOUT = 30.0
-#: Calls kept in flight on the connection at once (pipelining, DESIGN "clients pipeline").
-WINDOW = 512
-
-T = TypeVar("T")
-
-
-def usage_text(prog: str, synopsis: str, formats: Sequence[str]) -> str:
-    """A usage block: the synopsis, then the known formats, eight to a line."""
-    lines = [f"usage: {prog} {synopsis}", "known formats:"]
-    for i in range(0, len(formats), 8):
-        lines.append("\t" + " ".join(formats[i:i + 8]))
-    return "\n".join(lines) + "\n"
-
 
 #: The usage text (stderr, exit 1), listing the known formats (tools §2.1).
 USAGE = usage_text(PROG, "[-T <timeout>] {-r <directory> | <format>} [-t] <domain>",
@@ -77,87 +63,6 @@ options: -r (the operand is a directory path: dump that subtree in raw format),
              the domain), -T <timeout> (RPC timeout in seconds, default 30),
          --json (machine-readable output), --help (this text)
 """
-
-
-# -- argument scanning (shared with niload) ----------------------------------------------------
-
-class UnknownOption(UsageError):
-    """An option the tool does not know (niload words it its own way)."""
-
-    def __init__(self, option: str) -> None:
-        super().__init__(f"{PROG}: unknown option {option}")
-        self.option = option
-
-
-@dataclass
-class Scanned:
-    """What :func:`scan_args` found: flags and option values by letter, the operands, and
-    the domain ``-t`` took as its argument (None when ``-t`` was a plain flag)."""
-
-    flags: set[str] = field(default_factory=set)
-    values: dict[str, str] = field(default_factory=dict)
-    operands: list[str] = field(default_factory=list)
-    tagged_domain: str | None = None
-
-
-def _could_be_tagged_domain(word: str, formats: Iterable[str]) -> bool:
-    # host/tag: never starts with '/' (that is "No host") and always has a '/'.
-    return ("/" in word and not word.startswith(("/", "-")) and word not in formats)
-
-
-def scan_args(args: list[str], flags: str, valued: str, formats: Iterable[str]) -> Scanned:
-    """Scan nidump/niload arguments: single-letter *flags*, *valued* options that take the
-    next argument, ``--help``/``--json``, and ``-t`` in either order (tools §2.1, §2.5).
-
-    :raises UnknownOption: an option not listed. :raises UsageError: a value is missing.
-    """
-    s = Scanned()
-    formats = tuple(formats)
-    i = 0
-    while i < len(args):
-        a = args[i]
-        if a in ("--help", "--json"):
-            s.flags.add(a)
-        elif a == "-t":
-            s.flags.add("t")
-            nxt = args[i + 1] if i + 1 < len(args) else None
-            if nxt is not None and _could_be_tagged_domain(nxt, formats):
-                s.tagged_domain = nxt
-                i += 1
-        elif len(a) == 2 and a[0] == "-" and a[1] in flags:
-            s.flags.add(a[1])
-        elif len(a) == 2 and a[0] == "-" and a[1] in valued:
-            if i + 1 >= len(args):
-                raise UsageError()
-            s.values[a[1]] = args[i + 1]
-            i += 1
-        elif a.startswith("-") and len(a) > 1:
-            raise UnknownOption(a)
-        else:
-            s.operands.append(a)
-        i += 1
-    return s
-
-
-def atoi(text: str) -> int:
-    """C ``atoi``: optional blanks and sign, then leading digits; 0 when there are none."""
-    t = text.lstrip(" \t\n")
-    sign = -1 if t[:1] == "-" else 1
-    t = t[1:] if t[:1] in "+-" and t else t
-    n = 0
-    for ch in t:
-        if not "0" <= ch <= "9":
-            break
-        n = n * 10 + ord(ch) - 48
-    return sign * n
-
-
-def parse_timeout(text: str | None) -> float:
-    """``-T`` seconds; junk or a non-positive number means the default (30 s)."""
-    if text is None:
-        return DEFAULT_TIMEOUT
-    n = atoi(text)
-    return float(n) if n > 0 else DEFAULT_TIMEOUT
 
 
 @dataclass
@@ -175,7 +80,7 @@ class Options:
 
 def parse_args(args: list[str]) -> Options:
     """nidump's command line, in either order (module docstring). :raises UsageError:."""
-    s = scan_args(args, "r", "T", NIDUMP_FORMATS)
+    s = scan_args(PROG, args, "r", "T", NIDUMP_FORMATS)
     o = Options(raw="r" in s.flags, tagged="t" in s.flags, json="--json" in s.flags,
                 help="--help" in s.flags, timeout=parse_timeout(s.values.get("T")))
     if o.help:
@@ -194,40 +99,7 @@ def parse_args(args: list[str]) -> Options:
     return o
 
 
-# -- pipelined calls ---------------------------------------------------------------------------
-
-async def _settle(task: asyncio.Future[T]) -> T | BaseException:
-    try:
-        return await task
-    except (NetInfoError, *COMM_ERRORS) as e:
-        return e
-
-
-async def pipelined(factories: Iterable[Callable[[], Awaitable[T]]], window: int = WINDOW,
-                    done: Callable[[int], None] | None = None) -> list[T | BaseException]:
-    """Start each call in order, keeping up to *window* in flight on the connection, and
-    return their results in the same order (a failed call's exception in its place).
-
-    Calls are issued in the order given: a task sends its request at its first step and
-    tasks start in creation order, so the server sees them in that order and answers in
-    order (client.py). A factory may await an earlier call's result before sending (a
-    child needs its parent's id); it must never wait on a later one. *done(i)* is called
-    as the i-th result arrives.
-    """
-    out: list[T | BaseException] = []
-    flying: deque[asyncio.Future[T]] = deque()
-    for make in factories:
-        if len(flying) >= window:
-            out.append(await _settle(flying.popleft()))
-            if done:
-                done(len(out) - 1)
-        flying.append(asyncio.ensure_future(make()))
-    while flying:
-        out.append(await _settle(flying.popleft()))
-        if done:
-            done(len(out) - 1)
-    return out
-
+# -- progress ---------------------------------------------------------------------------------
 
 class LazyProgress:
     """A :class:`Progress` that only starts once more than ~1,000 items were seen (the
@@ -253,56 +125,6 @@ class LazyProgress:
 
 
 # -- walking a subtree -------------------------------------------------------------------------
-
-@dataclass
-class TreeNode:
-    """One directory of a walked subtree: its id with the instance read, its properties
-    (None when not read) and its children's numbers."""
-
-    id: NiId
-    props: Proplist | None
-    kids: list[int]
-
-
-async def walk(c: Client, top: int, *, with_props: bool = True, window: int = WINDOW,
-               progress: LazyProgress | None = None) -> dict[int, TreeNode]:
-    """Every directory of the subtree at *top*, level by level, with its READ and
-    CHILDREN calls pipelined (tools §2.3; DESIGN "clients pipeline").
-
-    A directory that vanishes during the walk (NI_BADID) is left out, with its subtree.
-    :raises NiError: any other failure. :raises COMM_ERRORS: communication failures.
-    """
-    nodes: dict[int, TreeNode] = {}
-    level = [top]
-    while level:
-        calls: list[Callable[[], Awaitable[Any]]] = []
-        for oid in level:
-            if with_props:
-                calls.append(lambda oid=oid: c.read(oid))
-            calls.append(lambda oid=oid: c.children(oid))
-        step = 2 if with_props else 1
-        results = await pipelined(
-            calls, window, (lambda i: progress.advance() if i % step == 0 else None)
-            if progress else None)
-        nxt: list[int] = []
-        for n, oid in enumerate(level):
-            got = results[n * step:(n + 1) * step]
-            bad = next((r for r in got if isinstance(r, BaseException)), None)
-            if bad is not None:
-                if isinstance(bad, NiError) and bad.status == Status.BADID and oid != top:
-                    continue
-                raise bad
-            props = got[0][1] if with_props else None
-            kids, nid = got[-1]
-            kids = list(kids)
-            nodes[oid] = TreeNode(nid, props, kids)
-            nxt.extend(kids)
-        level = nxt
-    for node in nodes.values():   # drop children that vanished mid-walk
-        if any(k not in nodes for k in node.kids):
-            node.kids = [k for k in node.kids if k in nodes]
-    return nodes
-
 
 def to_raw(nodes: dict[int, TreeNode], top: int) -> RawNode:
     """The walked subtree as a :class:`RawNode` tree (iterative: any depth)."""
@@ -355,7 +177,7 @@ async def dump_raw(c: Client, o: Options) -> Callable[[], None]:
         return lambda: None
     progress = LazyProgress(PROG)
     try:
-        nodes = await walk(c, oid, progress=progress)
+        nodes = await walk(c, oid, progress=progress.advance)
     except NiError as e:
         if e.status == Status.BADID:   # the directory went away after the lookup
             return lambda: None

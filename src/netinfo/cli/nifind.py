@@ -23,9 +23,8 @@ from typing import Any
 from ..domain import DomainClient, domain_name, open_child, open_domain, open_parent
 from ..errors import NiError, Status
 from ..model import Proplist, first_values
-from .common import (COMM_ERRORS, ToolExit, dump_json, error_text, privileged_from_env,
-                     props_json, run)
-from .nireport import parse_timeout
+from .common import (COMM_ERRORS, ToolExit, UsageError, dump_json, error_text, parse_timeout,
+                     privileged_from_env, props_json, tool_main)
 
 PROG = "nifind"
 USAGE = "usage: nifind [-anvp] [-T timeout] directory [domain]"
@@ -55,12 +54,15 @@ _OPEN_ERRORS = (NiError, *COMM_ERRORS)
 
 @dataclass
 class Options:
+    """A parsed nifind command line."""
+
     all: bool = False
     skip_local: bool = False
     verbose: bool = False
     print_props: bool = False
     timeout: float = DEFAULT_TIMEOUT
     json: bool = False
+    help: bool = False
     operands: list[str] = field(default_factory=list)
 
 
@@ -68,7 +70,7 @@ def parse_args(argv: list[str]) -> Options:
     """Flags may be grouped (``-ap``) and may come anywhere; ``-T`` takes the rest of its
     word or the next argument; ``--`` ends the options.
 
-    :raises ToolExit: usage errors (exit 1), or ``--help`` (exit 0, text on stdout).
+    :raises UsageError: (exit 1). ``-h``/``--help`` stops the scan (help, exit 0).
     """
     opts = Options()
     flags = {"a": "all", "n": "skip_local", "v": "verbose", "p": "print_props"}
@@ -82,8 +84,8 @@ def parse_args(argv: list[str]) -> Options:
         if not arg.startswith("-") or arg == "-":
             opts.operands.append(arg)
         elif arg in ("-h", "--help"):
-            sys.stdout.write(HELP)
-            raise ToolExit(0)
+            opts.help = True
+            return opts
         elif arg == "--json":
             opts.json = True
         else:
@@ -100,12 +102,12 @@ def parse_args(argv: list[str]) -> Options:
                     elif i < len(argv):
                         value, i = argv[i], i + 1
                     else:
-                        raise ToolExit(1, f"{PROG}: option -T needs a value", USAGE)
-                    opts.timeout = parse_timeout(PROG, USAGE, value)
+                        raise UsageError(f"{PROG}: option -T needs a value")
+                    opts.timeout = parse_timeout(value, prog=PROG)
                 else:
-                    raise ToolExit(1, f"{PROG}: unknown option -{ch}", USAGE)
+                    raise UsageError(f"{PROG}: unknown option -{ch}")
     if not 1 <= len(opts.operands) <= 2:
-        raise ToolExit(1, USAGE)
+        raise UsageError()
     return opts
 
 
@@ -282,6 +284,7 @@ def _reason(e: BaseException) -> str:
 
 
 async def find(opts: Options) -> int:
+    """Search and print the hits (or ``--json``); returns the exit status."""
     f = Finder(opts)
     if opts.all:
         await f.walk_all()
@@ -293,14 +296,8 @@ async def find(opts: Options) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = sys.argv[1:] if argv is None else list(argv)
-    try:
-        opts = parse_args(args)
-    except ToolExit as e:
-        for line in e.lines:
-            print(line, file=sys.stderr)
-        return e.code
-    return run(lambda: find(opts))
+    """``nifind``: returns the exit status (tools §4.3)."""
+    return tool_main(argv, parse_args, USAGE + "\n", HELP, find)
 
 
 if __name__ == "__main__":

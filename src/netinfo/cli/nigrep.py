@@ -28,9 +28,8 @@ from typing import Any
 
 from ..errors import NiError
 from ..model import Proplist, first_values
-from .common import (COMM_ERRORS, ToolExit, dump_json, error_text, exit_code, open_for_tool,
-                     run)
-from .nireport import parse_timeout, silence_stdout
+from .common import (COMM_ERRORS, DEFAULT_TIMEOUT, ToolExit, UsageError, dump_json, error_text,
+                     exit_code, open_for_tool, parse_timeout, tool_main)
 
 PROG = "nigrep"
 USAGE = "usage: nigrep [-T timeout] <regex> [-t] domain [directory ...]"
@@ -47,7 +46,6 @@ options:
   --            end of options (for an expression that starts with '-')
   -h, --help    show this help and exit
 """
-DEFAULT_TIMEOUT = 30.0
 #: READs kept in flight while walking one directory's children.
 BATCH = 128
 #: Deepest directory nesting followed (a guard against a corrupt parent/child cycle).
@@ -209,7 +207,7 @@ def ere_to_python(ere: str) -> str:
             out.append("|")
             prev, branch_empty = "start", True
             i += 1
-        elif c in "*+?" or (c == "{" and i + 1 < n and ere[i + 1].isdigit()):
+        elif c in "*+?" or (c == "{" and i + 1 < n and ere[i + 1] in "0123456789"):
             if prev == "repeat":
                 raise BadExpression("repetition-operator operand invalid")
             if prev != "atom":
@@ -273,19 +271,24 @@ def compile_ere(ere: str) -> re.Pattern[str]:
 
 @dataclass
 class Options:
+    """A parsed nigrep command line; *pattern* is the compiled expression."""
+
     tagged: bool = False
     timeout: float = DEFAULT_TIMEOUT
     json: bool = False
+    help: bool = False
     operands: list[str] = field(default_factory=list)
+    pattern: re.Pattern[str] | None = None
 
 
 def parse_args(argv: list[str]) -> Options:
     """Options may come anywhere before the domain: ``-T`` before the expression and ``-t``
     after it, as the synopsis shows, or the other way round. ``--`` makes the next argument
     an operand (an expression starting with ``-``). From the domain on, every argument is
-    a directory.
+    a directory. The expression is compiled here (:func:`compile_ere`).
 
-    :raises ToolExit: usage errors (exit 1), or ``--help`` (exit 0, text on stdout).
+    :raises UsageError: (exit 1), also for an expression that is not a valid ERE.
+        ``-h``/``--help`` stops the scan (help, exit 0).
     """
     opts = Options()
     i = 0
@@ -298,22 +301,26 @@ def parse_args(argv: list[str]) -> Options:
         elif arg == "--":
             force = True
         elif arg in ("-h", "--help"):
-            sys.stdout.write(HELP)
-            raise ToolExit(0)
+            opts.help = True
+            return opts
         elif arg == "-t":
             opts.tagged = True
         elif arg == "--json":
             opts.json = True
         elif arg == "-T":
             if i + 1 >= len(argv):
-                raise ToolExit(1, f"{PROG}: option -T needs a value", USAGE)
+                raise UsageError(f"{PROG}: option -T needs a value")
             i += 1
-            opts.timeout = parse_timeout(PROG, USAGE, argv[i])
+            opts.timeout = parse_timeout(argv[i], prog=PROG)
         else:
-            raise ToolExit(1, f"{PROG}: unknown option {arg}", USAGE)
+            raise UsageError(f"{PROG}: unknown option {arg}")
         i += 1
     if len(opts.operands) < 2:
-        raise ToolExit(1, USAGE)
+        raise UsageError()
+    try:
+        opts.pattern = compile_ere(opts.operands[0])
+    except BadExpression:
+        raise UsageError(f"Bad expression: {opts.operands[0]}") from None
     return opts
 
 
@@ -401,7 +408,10 @@ class Grep:
                 await self.walk(cid, _join(path, _label(cid, cprops)), cprops, depth + 1)
 
 
-async def grep(opts: Options, pattern: re.Pattern[str]) -> int:
+async def grep(opts: Options) -> int:
+    """Search the domain and print the matches (or ``--json``); returns the exit status."""
+    assert opts.pattern is not None
+    pattern = opts.pattern
     domain, directories = opts.operands[1], opts.operands[2:] or ["/"]
     client = await open_for_tool(PROG, domain, tagged=opts.tagged, timeout=opts.timeout)
     g = Grep(client, pattern, opts.json)
@@ -418,22 +428,8 @@ async def grep(opts: Options, pattern: re.Pattern[str]) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = sys.argv[1:] if argv is None else list(argv)
-    try:
-        opts = parse_args(args)
-        try:
-            pattern = compile_ere(opts.operands[0])
-        except BadExpression:
-            raise ToolExit(1, f"Bad expression: {opts.operands[0]}", USAGE) from None
-    except ToolExit as e:
-        for line in e.lines:
-            print(line, file=sys.stderr)
-        return e.code
-    try:
-        return run(lambda: grep(opts, pattern))
-    except BrokenPipeError:
-        silence_stdout()
-        return 1
+    """``nigrep``: returns the exit status (tools §4.2, §1.5)."""
+    return tool_main(argv, parse_args, USAGE + "\n", HELP, grep)
 
 
 if __name__ == "__main__":

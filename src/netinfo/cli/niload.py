@@ -67,15 +67,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..client import Client
+from ..domain import authenticate
 from ..errors import NiError, Status
 from ..formats import (FORMATS, NILOAD_FORMATS, UPDATE_MESSAGES, FormatError, RawNode,
                        plan_update, raw_from_text, record_key, record_path, record_text)
 from ..model import NiId, Proplist, first_values
-from .commands import create_path, use_master
-from .common import (COMM_ERRORS, EXIT_FAILED, EXIT_TAGGED_CONNECT, Progress, ToolExit,
-                     UsageError, authenticate, error_text, open_for_tool, tool_main)
-from .nidump import (DEFAULT_TIMEOUT, WINDOW, TreeNode, UnknownOption, parse_timeout,
-                     pipelined, scan_args, usage_text, walk)
+from ..verbs import create_path, use_master
+from ..walk import WINDOW, TreeNode, pipelined, walk
+from .common import (COMM_ERRORS, DEFAULT_TIMEOUT, EXIT_FAILED, EXIT_TAGGED_CONNECT, Progress,
+                     ToolExit, UnknownOption, UsageError, error_text, open_for_tool,
+                     parse_timeout, scan_args, tool_main, usage_text)
 
 PROG = "niload"
 EXIT_USAGE = 1
@@ -132,7 +133,7 @@ def parse_args(args: list[str]) -> Options:
     :raises UsageError: with the original's messages.
     """
     try:
-        s = scan_args(args, "vdmpr", "uPT", NILOAD_FORMATS)
+        s = scan_args(PROG, args, "vdmpr", "uPT", NILOAD_FORMATS)
     except UnknownOption as e:
         raise UsageError(f"{PROG} unknown option: {e.option}") from None
     o = Options(verbose="v" in s.flags, delete="d" in s.flags, merge="m" in s.flags,
@@ -211,7 +212,7 @@ def destroy_calls(c: Client, nodes: dict[int, TreeNode], top: int, *, bumped: in
 
 async def run_calls(calls: list[Callable[[], Awaitable[Any]]],
                     progress: Progress | None = None) -> list[Any]:
-    """:func:`~netinfo.cli.nidump.pipelined` with a progress bar."""
+    """:func:`~netinfo.walk.pipelined` with a progress bar."""
     return await pipelined(calls, WINDOW, (lambda i: progress.advance()) if progress else None)
 
 

@@ -15,15 +15,14 @@ communication failure or an unknown domain, 200 when a ``-t`` server cannot be r
 from __future__ import annotations
 
 import asyncio
-import os
 import sys
 from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import NiError
 from ..model import NiId, Proplist, first_values
-from .common import (COMM_ERRORS, ToolExit, dump_json, error_text, exit_code, open_for_tool,
-                     run)
+from .common import (COMM_ERRORS, DEFAULT_TIMEOUT, ToolExit, UsageError, dump_json, error_text,
+                     exit_code, open_for_tool, parse_timeout, tool_main)
 
 PROG = "nireport"
 USAGE = "usage: nireport [-T timeout] [-t] domain directory property..."
@@ -40,39 +39,26 @@ options:
 """
 #: The column text of a missing property or one without values (tools §4.1).
 NO_VALUE = "#NoValue#"
-DEFAULT_TIMEOUT = 30.0
 #: How many READs are kept in flight at once when the child IDs are wanted (``--json``).
 BATCH = 128
 
 
 @dataclass
 class Options:
+    """A parsed nireport command line."""
+
     tagged: bool = False
     timeout: float = DEFAULT_TIMEOUT
     json: bool = False
+    help: bool = False
     operands: list[str] = field(default_factory=list)
-
-
-def _usage(*before: str) -> ToolExit:
-    return ToolExit(1, *before, USAGE)
-
-
-def parse_timeout(prog: str, usage: str, text: str) -> float:
-    """``-T`` value: seconds, a positive number. :raises ToolExit: *usage*, exit 1."""
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not value > 0 or value != value or value == float("inf"):
-        raise ToolExit(1, f"{prog}: invalid timeout {text}", usage)
-    return value
 
 
 def parse_args(argv: list[str]) -> Options:
     """Options are read until the first operand (the domain); ``--`` ends them. Everything
     from the domain on is an operand, as in niutil (tools §1.2).
 
-    :raises ToolExit: usage errors (exit 1), or ``--help`` (exit 0, text on stdout).
+    :raises UsageError: (exit 1). ``-h``/``--help`` stops the scan (help, exit 0).
     """
     opts = Options()
     i = 0
@@ -84,24 +70,24 @@ def parse_args(argv: list[str]) -> Options:
         if opts.operands or not arg.startswith("-") or arg == "-":
             opts.operands.append(arg)
         elif arg in ("-h", "--help"):
-            sys.stdout.write(HELP)
-            raise ToolExit(0)
+            opts.help = True
+            return opts
         elif arg == "-t":
             opts.tagged = True
         elif arg == "--json":
             opts.json = True
         elif arg == "-T":
             if i + 1 >= len(argv):
-                raise _usage(f"{PROG}: option -T needs a value")
+                raise UsageError(f"{PROG}: option -T needs a value")
             i += 1
-            opts.timeout = parse_timeout(PROG, USAGE, argv[i])
+            opts.timeout = parse_timeout(argv[i], prog=PROG)
         else:
-            raise _usage(f"{PROG}: unknown option {arg}")
+            raise UsageError(f"{PROG}: unknown option {arg}")
         i += 1
     if len(opts.operands) < 2:
-        raise _usage()
+        raise UsageError()
     if len(opts.operands) == 2:
-        raise _usage("no properties")
+        raise UsageError("no properties")
     return opts
 
 
@@ -165,29 +151,8 @@ async def report(opts: Options) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = sys.argv[1:] if argv is None else list(argv)
-    try:
-        opts = parse_args(args)
-    except ToolExit as e:
-        for line in e.lines:
-            print(line, file=sys.stderr)
-        return e.code
-    try:
-        return run(lambda: report(opts))
-    except BrokenPipeError:
-        # `nireport ... | head`: the reader went away; stop quietly.
-        silence_stdout()
-        return 1
-
-
-def silence_stdout() -> None:
-    """Point stdout at /dev/null, so that the interpreter's final flush after a closed
-    pipe does not print a traceback."""
-    try:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-    except (OSError, ValueError):
-        pass
+    """``nireport``: returns the exit status (tools §4.1, §1.5)."""
+    return tool_main(argv, parse_args, USAGE + "\n", HELP, report)
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ The argument parsing copies the original's quirks on purpose (tools §1.2): ever
 is looked at wherever it stands, the last operation wins, and the operands are everything
 from the first word that does not start with ``-``. Output formats, messages and exit
 codes are those of tools §1.4–§1.5. Beyond the original: ``--help`` and ``--json``.
-The verbs themselves live in :mod:`netinfo.cli.commands`.
+The verbs themselves live in :mod:`netinfo.verbs`.
 """
 
 from __future__ import annotations
@@ -22,10 +22,12 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 from ..client import Client
+from ..domain import authenticate
 from ..errors import NiError, Status
-from . import commands
-from .common import (COMM_ERRORS, ToolExit, UsageError, authenticate, dump_json, error_text,
-                     exit_code, open_for_tool, props_json, tool_main)
+from ..model import atoi, is_integer
+from .. import verbs
+from .common import (COMM_ERRORS, DEFAULT_TIMEOUT, ToolExit, UsageError, dump_json, error_text,
+                     exit_code, open_for_tool, parse_timeout, props_json, tool_main)
 
 PROG = "niutil"
 
@@ -63,7 +65,6 @@ HELP_EXTRA = """\
 
 EXIT_USAGE = 1
 EXIT_BAD_INDEX = 3
-DEFAULT_TIMEOUT = 30.0
 MASTERBUSY_PAUSE = 1.0
 
 
@@ -143,7 +144,7 @@ def parse_args(args: list[str]) -> Options:
                 o.password = value()
                 i += 1
             elif a == "-T":
-                o.timeout = _timeout(value())
+                o.timeout = parse_timeout(value())
                 i += 1
             elif a == "-n":
                 o.numeric = True
@@ -170,32 +171,6 @@ def parse_args(args: list[str]) -> Options:
     return o
 
 
-def _timeout(text: str) -> float:
-    """``-T`` seconds; like ``atoi``, junk reads as 0, which we take as the default."""
-    n = _atoi(text)
-    return float(n) if n > 0 else DEFAULT_TIMEOUT
-
-
-def _atoi(text: str) -> int:
-    """C ``atoi``: optional blanks and sign, then leading digits; 0 when none."""
-    s = text.lstrip(" \t\n")
-    sign = 1
-    if s[:1] in ("+", "-"):
-        sign = -1 if s[0] == "-" else 1
-        s = s[1:]
-    digits = ""
-    for ch in s:
-        if not ch.isdigit():
-            break
-        digits += ch
-    return sign * int(digits) if digits else 0
-
-
-def _is_integer(text: str) -> bool:
-    s = text[1:] if text[:1] in ("+", "-") else text
-    return s.isdigit()
-
-
 # -- running an operation ---------------------------------------------------------------------
 
 _ERRORS = (NiError, *COMM_ERRORS)
@@ -217,7 +192,7 @@ class Context:
     async def directory(self, path: str, colon: bool = True) -> int:
         """Resolve *path*, or stop with "can't open directory"."""
         try:
-            return await commands.resolve(self.c, path)
+            return await verbs.resolve(self.c, path)
         except _ERRORS as e:
             raise self.fail(e, f"can't open directory {path}", colon) from None
 
@@ -243,7 +218,7 @@ def _props_lines(props: list[tuple[str, list[str]]]) -> str:
 async def op_create(x: Context) -> int:
     path = x.o.operands[1]
     try:
-        await x.attempt(lambda: commands.create_path(x.c, path))
+        await x.attempt(lambda: verbs.create_path(x.c, path))
     except _ERRORS as e:
         raise x.fail(e, f"can't create directory {path}") from None
     return 0
@@ -253,7 +228,7 @@ async def op_destroy(x: Context) -> int:
     path = x.o.operands[1]
     oid = await x.directory(path)
     try:
-        await x.attempt(lambda: commands.destroy(x.c, oid))
+        await x.attempt(lambda: verbs.destroy(x.c, oid))
     except _ERRORS as e:
         raise x.fail(e, f"can't destroy directory {path}") from None
     return 0
@@ -271,28 +246,28 @@ async def _modify(x: Context, verb: Callable[..., Awaitable[Any]], *args: Any,
 
 
 async def op_createprop(x: Context) -> int:
-    return await _modify(x, commands.createprop, x.o.operands[3:])
+    return await _modify(x, verbs.createprop, x.o.operands[3:])
 
 
 async def op_appendprop(x: Context) -> int:
     # [369]: -appendprop retries on NI_MASTERBUSY even without -R (tools §1.2).
-    return await _modify(x, commands.appendprop, x.o.operands[3:], always_retry=True)
+    return await _modify(x, verbs.appendprop, x.o.operands[3:], always_retry=True)
 
 
 async def op_mergeprop(x: Context) -> int:
-    return await _modify(x, commands.mergeprop, x.o.operands[3:])
+    return await _modify(x, verbs.mergeprop, x.o.operands[3:])
 
 
 async def op_insertval(x: Context) -> int:
     value, index = x.o.operands[3], x.o.operands[4]
-    if not _is_integer(index):
+    if not is_integer(index):
         raise ToolExit(EXIT_BAD_INDEX, f"{PROG}: index for -insertval must be an integer",
                        f"found {index}")
-    return await _modify(x, commands.insertval, value, int(index))
+    return await _modify(x, verbs.insertval, value, int(index))
 
 
 async def op_destroyval(x: Context) -> int:
-    return await _modify(x, commands.destroyval, x.o.operands[3:])
+    return await _modify(x, verbs.destroyval, x.o.operands[3:])
 
 
 async def op_destroyprop(x: Context) -> int:
@@ -300,7 +275,7 @@ async def op_destroyprop(x: Context) -> int:
     oid = await x.directory(path)
     for key in keys:
         try:
-            await x.attempt(lambda key=key: commands.destroyprop(x.c, oid, [key]))
+            await x.attempt(lambda key=key: verbs.destroyprop(x.c, oid, [key]))
         except _ERRORS as e:
             raise x.fail(e, f"can't destroy {key} in directory {path}") from None
     return 0
@@ -310,7 +285,7 @@ async def op_renameprop(x: Context) -> int:
     path, old, new = x.o.operands[1:4]
     oid = await x.directory(path)
     try:
-        await x.attempt(lambda: commands.renameprop(x.c, oid, old, new))
+        await x.attempt(lambda: verbs.renameprop(x.c, oid, old, new))
     except _ERRORS as e:
         raise x.fail(e, f"can't rename {old} in directory {path}") from None
     return 0
@@ -329,7 +304,7 @@ async def op_read(x: Context) -> int:
     path = x.o.operands[1]
     oid = await x.directory(path)
     try:
-        props = await x.attempt(lambda: commands.read(x.c, oid))
+        props = await x.attempt(lambda: verbs.read(x.c, oid))
     except _ERRORS as e:
         raise x.fail(e, f"can't read directory {path}") from None
     return _show_props(x, props)
@@ -340,7 +315,7 @@ async def op_list(x: Context) -> int:
     key = x.o.operands[2] if len(x.o.operands) > 2 else "name"
     oid = await x.directory(path, colon=False)  # the original's missing colon (tools §1.5)
     try:
-        entries = await x.attempt(lambda: commands.list_children(x.c, oid, key))
+        entries = await x.attempt(lambda: verbs.list_children(x.c, oid, key))
     except _ERRORS as e:
         raise x.fail(e, f"can't list directory {path}") from None
     if x.o.json:
@@ -355,7 +330,7 @@ async def op_readprop(x: Context) -> int:
     path, key = x.o.operands[1], x.o.operands[2]
     oid = await x.directory(path)
     try:
-        vals = await x.attempt(lambda: commands.readprop(x.c, oid, key))
+        vals = await x.attempt(lambda: verbs.readprop(x.c, oid, key))
     except _ERRORS as e:
         raise x.fail(e, f"can't get property {key} in directory {path}") from None
     if x.o.json:
@@ -369,10 +344,10 @@ async def op_readval(x: Context) -> int:
     path, key, index = x.o.operands[1], x.o.operands[2], x.o.operands[3]
     oid = await x.directory(path)
     try:
-        vals = await x.attempt(lambda: commands.readprop(x.c, oid, key))
+        vals = await x.attempt(lambda: verbs.readprop(x.c, oid, key))
     except _ERRORS as e:
         raise x.fail(e, f"can't get property {key} in directory {path}") from None
-    i = _atoi(index)
+    i = atoi(index)
     if not 0 <= i < len(vals):
         # The original reports this but still exits 0 (tools §1.5 quirk).
         print(f"{PROG}: property {key} in directory {path} has no value at index {index}",
@@ -389,7 +364,7 @@ async def op_readval(x: Context) -> int:
 
 async def op_rparent(x: Context) -> int:
     try:
-        p = await x.attempt(lambda: commands.rparent(x.c, x.o.numeric))
+        p = await x.attempt(lambda: verbs.rparent(x.c, x.o.numeric))
     except NiError as e:
         if e.status == Status.NETROOT:
             if x.o.json:
@@ -409,7 +384,7 @@ async def op_rparent(x: Context) -> int:
 
 async def op_resync(x: Context) -> int:
     try:
-        await x.attempt(lambda: commands.resync(x.c))
+        await x.attempt(lambda: verbs.resync(x.c))
     except _ERRORS as e:
         raise x.fail(e, f"can't resync domain {x.domain}", colon=False) from None
     return 0
@@ -417,7 +392,7 @@ async def op_resync(x: Context) -> int:
 
 async def op_statistics(x: Context) -> int:
     try:
-        props = await x.attempt(lambda: commands.statistics(x.c))
+        props = await x.attempt(lambda: verbs.statistics(x.c))
     except _ERRORS as e:
         raise x.fail(e, f"can't get statistics for domain {x.domain}") from None
     return _show_props(x, props)
@@ -425,7 +400,7 @@ async def op_statistics(x: Context) -> int:
 
 async def op_domainname(x: Context) -> int:
     try:
-        name = await x.attempt(lambda: commands.domainname(x.c))
+        name = await x.attempt(lambda: verbs.domainname(x.c))
     except _ERRORS as e:
         raise x.fail(e, f"can't get name for domain {x.domain}") from None
     if x.o.json:
@@ -468,7 +443,7 @@ async def _main(o: Options) -> int:
             # All writes go to the master ("needwrite", tools §0.5); with -t the one
             # server named is used as it is (a clone then answers NI_RDONLY, §8 A12).
             try:
-                await commands.use_master(c)
+                await verbs.use_master(c)
             except _ERRORS as e:
                 raise ToolExit(exit_code(e), f"{PROG}: can't connect to {where}: "
                                f"{error_text(e)}") from None

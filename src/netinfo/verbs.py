@@ -1,6 +1,7 @@
 """The verbs every NetInfo editing tool shares, each written once (DESIGN: "One client core").
 
-``niutil`` and ``nicl`` are thin syntax adapters over these coroutines. A verb takes a
+``niutil`` and ``nicl`` are thin syntax adapters over these coroutines: each maps its own
+syntax onto them in its own dispatch table (niutil's ``HANDLERS``, nicl's ``COMMANDS``). A verb takes a
 client (a :class:`~netinfo.client.Client` or anything with its methods: a domain handle,
 nicl's raw database) and plain arguments, returns data and prints nothing. Failures are
 :class:`~netinfo.errors.NiError`; the adapters turn them into their own messages.
@@ -18,11 +19,13 @@ from __future__ import annotations
 import asyncio
 import socket
 from collections.abc import Awaitable, Callable
-from typing import Any, NamedTuple, TypeVar
+from typing import NamedTuple, TypeVar
 
-from ..client import Client
-from ..errors import NiError, Status
-from ..model import NI_INDEX_NULL, NiId, Proplist, parse_path, split_unescaped, uint_to_addr
+from .client import Client
+from .domain import DomainClient, domain_name
+from .errors import NiError, Status
+from .model import (NI_INDEX_NULL, NiId, Proplist, is_digits, parse_path, split_unescaped,
+                    uint_to_addr)
 
 T = TypeVar("T")
 
@@ -48,8 +51,9 @@ async def use_master(c: Client) -> None:
 
 
 def is_id(path: str) -> bool:
-    """niutil and nicl take a path made only of digits as a directory ID (tools §0.4)."""
-    return path.isdigit()
+    """niutil and nicl take a path made only of (ASCII) digits as a directory ID
+    (tools §0.4)."""
+    return is_digits(path)
 
 
 async def resolve(c: Client, path: str, start: int | None = None) -> int:
@@ -453,37 +457,7 @@ async def statistics(c: Client) -> Proplist:
 
 async def domainname(c: Client) -> str:
     """The absolute domain name (tools §0.2)."""
-    from ..domain import DomainClient, domain_name  # noqa: PLC0415
     if not isinstance(c, DomainClient):
         raise NiError(Status.FAILED, "not a served domain")
     return await domain_name(c)
 
-
-#: THE verb table: every editing verb once; niutil and nicl map their syntax onto it.
-VERBS: dict[str, Callable[..., Awaitable[Any]]] = {
-    "create": create_path,
-    "destroy": destroy,
-    "createprop": createprop,
-    "appendprop": appendprop,
-    "mergeprop": mergeprop,
-    "insertval": insertval,
-    "destroyprop": destroyprop,
-    "destroyval": destroyval,
-    "renameprop": renameprop,
-    "write": write_record,
-    "read": read,
-    "record": record,
-    "list": list_children,
-    "readprop": readprop,
-    "readval": readval,
-    "path": ancestry,
-    "search": search,
-    "copy": copy,
-    "move": move,
-    "load": create_child,
-    "history": versions,
-    "rparent": rparent,
-    "resync": resync,
-    "statistics": statistics,
-    "domainname": domainname,
-}
