@@ -166,7 +166,7 @@ def test_a_failing_subscriber_does_not_undo_the_commit(db):
     assert len(told) == 1
 
 
-def test_a_failed_commit_reloads_and_reports_nothing(db, url):
+def test_a_failed_commit_rolls_back_and_reports_nothing(db, url):
     told = []
     db.subscribe(told.append)
     create(db, root(db), "kept")
@@ -261,6 +261,119 @@ def test_replace_is_atomic_under_sigkill(tmp_path):
         assert len(img.records) == n and img.children[0] == list(range(1, n))
         assert all(r.props[0][1][0] == f"{tag}{i}" for i, r in img.records.items() if i)
         assert DirectoryService(img).checksum == img.checksum
+
+
+# -- rollback: a failed commit takes the batch back in memory, exactly ------------------------
+
+WRITE_KINDS = ["create", "create", "destroy", "createprop", "writeprop", "destroyprop",
+               "renameprop", "createname", "destroyname", "writename", "write"]
+
+
+def random_writes(db: Database, rng: random.Random, n: int) -> list[str]:
+    """*n* random writes (every write procedure), each valid for the current tree."""
+    done = []
+    for _ in range(n):
+        svc = db.service
+        ids = [d.id for d in svc.iter_preorder()]
+        kind = rng.choice(WRITE_KINDS)
+        target = rng.choice(ids)
+        cur = svc.directory(target.object)
+        props = cur.props
+        try:
+            if kind == "create":
+                db.call(Proc.CREATE, SUPERUSER, (target, [("name", [f"n{rng.randrange(99)}"])],
+                                                 rng.choice([0, 1, NI_INDEX_NULL]), None))
+            elif kind == "destroy":
+                leaves = [i for i in ids if i.object and not svc.directory(i.object).children]
+                if not leaves:
+                    continue
+                leaf = rng.choice(leaves)
+                parent = svc.directory(svc.directory(leaf.object).parent).id
+                db.call(Proc.DESTROY, SUPERUSER, (parent, leaf))
+            elif kind == "createprop":
+                db.call(Proc.CREATEPROP, SUPERUSER, (target, (f"p{rng.randrange(9)}", ["v"]),
+                                                     NI_INDEX_NULL))
+            elif kind == "write":
+                db.call(Proc.WRITE, SUPERUSER, (target, [("name", ["w"]), ("x", ["1", "2"])]))
+            elif not props:
+                continue
+            else:
+                idx = rng.randrange(len(props))
+                vals = props[idx][1]
+                if kind == "writeprop":
+                    db.call(Proc.WRITEPROP, SUPERUSER, (target, idx, ["a", "b"]))
+                elif kind == "destroyprop":
+                    db.call(Proc.DESTROYPROP, SUPERUSER, (target, idx))
+                elif kind == "renameprop":
+                    db.call(Proc.RENAMEPROP, SUPERUSER, (target, idx, "name"))
+                elif kind == "createname":
+                    db.call(Proc.CREATENAME, SUPERUSER, (target, idx, "c", 0))
+                elif not vals:
+                    continue
+                elif kind == "destroyname":
+                    db.call(Proc.DESTROYNAME, SUPERUSER, (target, idx, 0))
+                else:
+                    db.call(Proc.WRITENAME, SUPERUSER, (target, idx, 0, "z"))
+            done.append(kind)
+        except NiError:
+            continue
+    return done
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_rollback_restores_exactly_what_the_store_holds(seed):
+    rng = random.Random(seed)
+    db = Database(FlakyStore(open_store("memory:")))
+    for _ in range(3):                      # some committed history first, with LOOKUPs
+        random_writes(db, rng, 40)
+        db.commit()
+    # big enough directories for the LOOKUP index to exist during the failed batch
+    for k in range(40):
+        create(db, root(db), f"n{k}")
+    db.commit()
+    try:
+        db.call(Proc.LOOKUP, SUPERUSER, (NiId(0), "name", "n3"))
+    except NiError:
+        pass
+    before = db.service.image()
+    done = random_writes(db, rng, 60)
+    assert done
+    db.store.fail_next = True
+    with pytest.raises(StorageError):
+        db.commit()
+    assert db.service.image() == before
+    # and it goes on exactly as a database freshly loaded from the store would
+    fresh = Database(open_store("memory:"))
+    fresh.replace(db.store.load())
+    for d in (db, fresh):
+        d.rng = random.Random(seed + 1000)
+    a, b = random_writes(db, db.rng, 50), random_writes(fresh, fresh.rng, 50)
+    assert a == b and db.service.image() == fresh.service.image()
+    for k in range(40):
+        for d in (db, fresh):
+            try:
+                d.result = d.call(Proc.LOOKUP, SUPERUSER, (NiId(0), "name", f"n{k}"))[0]
+            except NiError as e:
+                d.result = e.status
+        assert db.result == fresh.result
+    db.commit()
+    assert db.service.image() == durable(db, "memory:")
+
+
+def test_list_limits_refuse_before_any_change(db):
+    d = create(db, root(db), "big")
+    db.commit()
+    props = [(f"p{i}", []) for i in range(65535)]
+    d = db.call(Proc.WRITE, SUPERUSER, (d, props))
+    db.commit()
+    with pytest.raises(NiError) as e:
+        db.call(Proc.CREATEPROP, SUPERUSER, (d, ("one-more", []), NI_INDEX_NULL))
+    assert e.value.status == Status.NOSPACE and not db.dirty
+    d = db.call(Proc.WRITE, SUPERUSER, (d, [("v", [str(i) for i in range(65535)])]))
+    with pytest.raises(NiError) as e:
+        db.call(Proc.CREATENAME, SUPERUSER, (d, 0, "one-more", NI_INDEX_NULL))
+    assert e.value.status == Status.NOSPACE
+    assert [c.proc for c in db.commit()] == [Proc.WRITE]
 
 
 # -- the in-process channel ---------------------------------------------------------------------

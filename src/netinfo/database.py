@@ -202,7 +202,8 @@ class Database:
         Subscribers are then told, in commit order, never before the data is on disk.
 
         :raises StorageError: nothing was stored; the working copy went back to the last
-            durable state (:meth:`reload`) and no change is reported.
+            durable state (the batch is rolled back in memory, no reload) and no
+            change is reported.
         """
         svc = self.service
         if not svc.pending:
@@ -213,9 +214,11 @@ class Database:
         try:
             self.store.commit(ops, svc.checksum)
         except StorageError:
-            log.exception("%s: commit failed; back to the last durable state", self.where)
-            self.reload()
+            # Nothing of the batch is stored: take it back in memory too (no reload).
+            log.exception("%s: commit failed; the batch's writes are rolled back", self.where)
+            svc.rollback()
             raise
+        svc.durable()
         if changes:
             for fn in list(self._subscribers):
                 try:

@@ -279,21 +279,23 @@ class RecordReader:
     """Reassembles record-marked fragments into records, with a size cap.
 
     Feed bytes with :meth:`feed`; it returns every record completed so far.
-    A record (or a declared fragment) larger than *max_record* raises a fatal
-    :class:`WireError`: the peer must be disconnected.
+    A record larger than *max_record* — counting every fragment's 4-byte header with its
+    payload, so that a stream of tiny fragments cannot hold more memory than the cap —
+    raises a fatal :class:`WireError`, as does an empty fragment that is not the last
+    (it carries nothing and only costs work). The peer must then be disconnected.
     """
 
-    __slots__ = ("max_record", "_buf", "_frags", "_size")
+    __slots__ = ("max_record", "_buf", "_rec", "_size")
 
     def __init__(self, max_record: int = MAX_CALL_RECORD) -> None:
         self.max_record = max_record
         self._buf = bytearray()
-        self._frags: list[bytes] = []
-        self._size = 0
+        self._rec = bytearray()   # payload of the record's fragments so far
+        self._size = 0            # wire bytes of those fragments, headers included
 
     def pending(self) -> int:
-        """Bytes buffered towards an incomplete record."""
-        return len(self._buf) + self._size
+        """Bytes held towards incomplete records."""
+        return len(self._buf) + len(self._rec)
 
     def feed(self, data: bytes) -> list[bytes]:
         buf = self._buf
@@ -304,24 +306,26 @@ class RecordReader:
         while n - pos >= 4:
             hdr = _U32.unpack_from(buf, pos)[0]
             length = hdr & 0x7FFFFFFF
-            if self._size + length > self.max_record:
+            last = hdr & _LAST
+            if not last and not length:
+                raise WireError("empty record fragment that is not the last", fatal=True)
+            if self._size + 4 + length > self.max_record:
                 raise WireError(f"record larger than {self.max_record} bytes", fatal=True)
             end = pos + 4 + length
             if end > n:
                 break
-            frag = bytes(buf[pos + 4:end])
-            pos = end
-            if hdr & _LAST:
-                if self._frags:
-                    self._frags.append(frag)
-                    out.append(b"".join(self._frags))
-                    self._frags = []
-                    self._size = 0
+            if last:
+                if self._rec:
+                    self._rec += buf[pos + 4:end]
+                    out.append(bytes(self._rec))
+                    self._rec = bytearray()
                 else:
-                    out.append(frag)
+                    out.append(bytes(buf[pos + 4:end]))
+                self._size = 0
             else:
-                self._frags.append(frag)
-                self._size += length
+                self._rec += buf[pos + 4:end]
+                self._size += 4 + length
+            pos = end
         if pos:
             del buf[:pos]
         return out

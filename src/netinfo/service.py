@@ -19,6 +19,7 @@ from typing import NamedTuple
 
 from .errors import NiError, Status
 from .model import Directory, NiId, Proplist, addr_to_uint, first_values
+from .xdr import BIG_LIST_MAX, LIST_MAX
 from .protocol import Proc
 from .rpc import AuthUnix
 from .storage import RESET, Free, Image, KidDel, KidIns, Op, Put
@@ -119,6 +120,10 @@ class DirectoryService:
         self.pending: list[Op] = []
         #: who the last successful write was made by, once authenticated (spec §10.2)
         self.writer: Caller = SUPERUSER
+        #: how to take back the uncommitted changes: (function, *args), applied in reverse
+        self._undo: list[tuple] = []
+        #: the same for the operations last taken by take_pending, until durable()
+        self._taken: list[tuple] = []
         self._load(image or Image())
 
     # -- loading and bookkeeping --------------------------------------------------------------
@@ -147,6 +152,9 @@ class DirectoryService:
 
     def replace(self, image: Image) -> None:
         """Swap in a whole new database (full transfer, bulk load) and queue a reset."""
+        self._undo.append((self._restore, (self._nodes, self._freed, self._free_heap,
+                                           self._next_new, self.checksum,
+                                           self.loaded_checksum)))
         self.pending.append(RESET)
         self._load(image)
         for oid, n in self._nodes.items():
@@ -160,11 +168,39 @@ class DirectoryService:
         """Drop everything not committed and continue from *image* (the last durable
         state), keeping :attr:`info`."""
         self.pending = []
+        self._undo, self._taken = [], []
         self._load(image)
 
     def take_pending(self) -> list[Op]:
+        """The store operations of every change since the last call, to be committed.
+        Until :meth:`durable` (or the next call), :meth:`rollback` can still take the
+        changes back if the store fails to commit them."""
         ops, self.pending = self.pending, []
+        self._taken, self._undo = self._undo, []
         return ops
+
+    def durable(self) -> None:
+        """The operations last taken are on disk: they can no longer be rolled back."""
+        self._taken = []
+
+    def rollback(self) -> None:
+        """Take back the changes of the last :meth:`take_pending` and every change since
+        (their store failed to commit them): the working copy is again what the store
+        holds, without reloading the domain. The LOOKUP indexes of the directories
+        involved are rebuilt lazily."""
+        undo = self._taken + self._undo
+        self._taken, self._undo = [], []
+        for fn, *args in reversed(undo):
+            fn(*args)
+        self.pending = []
+
+    def _drop_index(self, n: _Node) -> None:
+        n.kindex = None
+        n.korder = None
+
+    def _restore(self, state: tuple) -> None:
+        (self._nodes, self._freed, self._free_heap, self._next_new, self.checksum,
+         self.loaded_checksum) = state
 
     def __len__(self) -> int:
         return len(self._nodes)
@@ -331,6 +367,8 @@ class DirectoryService:
 
     def _touched(self, oid: int, n: _Node) -> NiId:
         """Step 5: instance +1, checksum += (oid+1), queue the record (spec §5.3, §5.6)."""
+        self._undo.append((setattr, n, "instance", n.instance))
+        self._undo.append((setattr, self, "checksum", self.checksum))
         n.instance = (n.instance + 1) & MASK32
         self.checksum = (self.checksum + oid + 1) & MASK32
         self.pending.append(Put(oid, n.instance, n.parent, n.props))
@@ -338,9 +376,11 @@ class DirectoryService:
 
     def _set_props(self, oid: int, n: _Node, props: Proplist) -> NiId:
         old = n.props
+        self._undo.append((setattr, n, "props", old))
         n.props = props
         parent = self._nodes.get(n.parent)
         if parent is not None and parent.kindex is not None and oid != 0:
+            self._undo.append((self._drop_index, parent))
             self._reindex(parent, oid, old, props)
         return self._touched(oid, n)
 
@@ -399,6 +439,7 @@ class DirectoryService:
 
     def _link_child(self, parent: _Node, child: int, where: int, props: Proplist) -> None:
         kids = parent.children
+        self._undo.append((self._unlink_raw, parent, child))
         if where >= len(kids):
             if parent.korder is not None:
                 parent.korder[child] = (parent.korder[kids[-1]] + 1) if kids else 0
@@ -409,8 +450,15 @@ class DirectoryService:
         if parent.kindex is not None:
             self._reindex(parent, child, [], props)
 
-    def _unlink_child(self, parent: _Node, child: int, props: Proplist) -> None:
+    def _unlink_raw(self, parent: _Node, child: int) -> None:
         parent.children.remove(child)
+        self._drop_index(parent)
+
+    def _unlink_child(self, parent: _Node, child: int, props: Proplist) -> None:
+        at = parent.children.index(child)
+        del parent.children[at]
+        self._undo.append((self._drop_index, parent))
+        self._undo.append((parent.children.insert, at, child))
         if parent.korder is not None:
             parent.korder.pop(child, None)
         if parent.kindex is not None:
@@ -502,15 +550,22 @@ class DirectoryService:
         if target is not None and target[0] in self._nodes:
             raise NiError(Status.ALIVE)
         self._check_dir(p, caller)
+        if len(p.children) >= BIG_LIST_MAX:
+            raise NiError(Status.NOSPACE, f"a directory holds at most {BIG_LIST_MAX} children")
+        self._undo.append((setattr, self, "_next_new", self._next_new))
         if target is not None:
             oid, inst = target[0], target[1]
             self._claim(oid)
         else:
             oid = self._allocate()
+            self._undo.append((heapq.heappush, self._free_heap, oid))
             inst = (self._freed.get(oid, 0) + 1) & MASK32  # NeXT: continue the slot (§5.3)
-        self._freed.pop(oid, None)
+        if oid in self._freed:
+            self._undo.append((self._freed.__setitem__, oid, self._freed.pop(oid)))
         props = [(k, list(v)) for k, v in props]
         self._nodes[oid] = _Node(inst, parent[0], props)
+        self._undo.append((self._nodes.pop, oid))
+        self._undo.append((setattr, self, "checksum", self.checksum))
         self.checksum = (self.checksum + (oid + 1) * inst) & MASK32
         self.pending.append(Put(oid, inst, parent[0], props))
         self._link_child(p, oid, where, props)
@@ -525,7 +580,9 @@ class DirectoryService:
             if oid not in nodes:
                 return oid
         oid = self._next_new
-        self._next_new += 1
+        while oid in nodes:  # taken by a CREATE with target_id (or a rolled-back claim)
+            oid += 1
+        self._next_new = oid + 1
         return oid
 
     def _claim(self, oid: int) -> None:
@@ -554,8 +611,14 @@ class DirectoryService:
         self.pending.append(KidDel(parent[0], oid))
         if c is not None:
             del self._nodes[oid]
+            self._undo.append((self._nodes.__setitem__, oid, c))
+            if oid in self._freed:
+                self._undo.append((self._freed.__setitem__, oid, self._freed[oid]))
+            else:
+                self._undo.append((self._freed.pop, oid, None))
             self._freed[oid] = c.instance
             heapq.heappush(self._free_heap, oid)
+            self._undo.append((setattr, self, "checksum", self.checksum))
             self.checksum = (self.checksum - (oid + 1) * c.instance) & MASK32
             self.pending.append(Free(oid, c.instance))
         return self._touched(parent[0], p)
@@ -571,6 +634,8 @@ class DirectoryService:
         caller = self._validate(caller)
         n = self._target(i)
         self._check_dir(n, caller)
+        if len(n.props) >= LIST_MAX:  # the proplist could no longer be sent (spec §2)
+            raise NiError(Status.NOSPACE, f"a directory holds at most {LIST_MAX} properties")
         props = list(n.props)
         props.insert(min(where, len(props)), (prop[0], list(prop[1])))
         return self._set_props(i[0], n, props)
@@ -615,6 +680,8 @@ class DirectoryService:
         if nidx is not None and nidx >= len(vals):
             raise NiError(Status.NONAME)
         self._check_prop(n, caller, name)
+        if nidx is None and len(vals) >= LIST_MAX:  # CREATENAME: the list is full (spec §2)
+            raise NiError(Status.NOSPACE, f"a property holds at most {LIST_MAX} values")
         vals = list(vals)
         edit(vals)
         props = list(n.props)
