@@ -1092,9 +1092,10 @@ def test_statistics_tag_and_domain_servers(svc):
 
 def test_readall(svc):
     mkdir(svc, 0, "a")
-    assert svc.proc_readall(ANON, svc.checksum) is None   # current: checksum 0, no objects
+    root = Caller(superuser=True)
+    assert svc.proc_readall(root, svc.checksum) is None   # current: checksum 0, no objects
     for stale in (svc.checksum + 1, 0):
-        ra = svc.proc_readall(ANON, stale)
+        ra = svc.proc_readall(root, stale)
         assert (ra.checksum, ra.highest) == (svc.checksum, svc.highest_id())
         assert [d.id for d in ra.objects] == [d.id for d in svc.iter_preorder()]
     svc.info = ServerInfo(clone=True)
@@ -1102,6 +1103,18 @@ def test_readall(svc):
         svc.proc_readall(ANON, 0)
     with fails(Status.NOTMASTER):
         svc.proc_readall(FROM_MASTER, svc.checksum)
+
+
+def test_readall_goes_only_to_clones_and_the_superuser(svc):
+    m = mkdir(svc, 0, "machines").object
+    mkdir(svc, m, "c1", ("ip_address", ["10.0.0.7"]), ("serves", ["./local"]))
+    mkdir(svc, m, "kid", ("ip_address", ["10.0.0.8"]), ("serves", ["kid/local"]))
+    for who in (ANON, ALICE, Caller("10.0.0.8", 700), Caller("10.0.0.9", 700)):
+        with fails(Status.PERM):
+            svc.proc_readall(who, 0)
+    assert svc.proc_readall(Caller("10.0.0.7", 40000), 0) is not None
+    assert svc.proc_readall(Caller("::ffff:10.0.0.7", 40000), 0) is not None
+    assert svc.proc_readall(Caller(superuser=True), 0) is not None
 
 
 # -- RPARENT and BIND (what the database says) ------------------------------------------------

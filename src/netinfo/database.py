@@ -147,6 +147,8 @@ class Database:
                          for proc, row in PROCEDURES.items()}
         self._changes: list[Change] = []
         self._subscribers: list[Subscriber] = []
+        #: READALL transfers in progress (writes wait: NI_MASTERBUSY)
+        self.transfers = 0
         if svc.pending:  # a new database: its empty root
             self.commit()
 
@@ -166,6 +168,8 @@ class Database:
         A write stays pending (visible to later calls, not yet durable) until
         :meth:`commit`. :raises NiError: the procedure's status.
         """
+        if self.transfers and proc in self._writes:
+            raise NiError(Status.MASTERBUSY)
         value = self._handlers[proc](caller, *args)
         if proc in self._writes:
             result_id = value[1] if proc == Proc.CREATE else value
@@ -184,12 +188,26 @@ class Database:
         return encode(row, value)
 
     def readall(self, caller: Caller, checksum: int) -> Iterator[bytes]:
-        """READALL's reply body in pieces, produced as they are taken (spec §9.4)."""
+        """READALL's reply body in pieces, produced as they are taken (spec §9.4).
+
+        While a transfer runs the tree must not change under it, so writes get
+        NI_MASTERBUSY until the iterator is exhausted or closed (as Apple's master does,
+        spec §10.3); the caller must close an abandoned iterator.
+        """
         try:
             value = self.service.proc_readall(caller, checksum)
         except NiError as e:
             return iter((pack_status(e.status),))
-        return iter_readall(value)
+        if value is None:
+            return iter_readall(None)
+        return self._transfer(iter_readall(value))
+
+    def _transfer(self, pieces: Iterator[bytes]) -> Iterator[bytes]:
+        self.transfers += 1
+        try:
+            yield from pieces
+        finally:
+            self.transfers -= 1
 
     @property
     def dirty(self) -> bool:

@@ -15,17 +15,19 @@ import asyncio
 import logging
 import os
 import random
+import resource
 import socket
+import struct
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from . import rpc
 from .errors import Status, StorageError, WireError
 from .database import Database
 from .protocol import (NETINFO_PROG, NETINFO_VERS, PROCEDURES, UDP_LENIENT_PROCS, UDP_PROCS,
-                       Proc, decode_args, pack_status)
+                       Kind, Proc, decode_args, pack_status)
 from .rpc import AcceptStat, AuthStat
 from .netif import is_local, local_addresses
 from .service import Caller
@@ -34,9 +36,26 @@ log = logging.getLogger("netinfo.server")
 
 #: Pause reading from a TCP peer whose unread replies exceed this many bytes.
 WRITE_HIGH_WATER = 4 * 1024 * 1024
+#: A streamed reply (READALL) leaves in record fragments of about this size ...
+STREAM_FRAGMENT = 64 * 1024
+#: ... at most this much per turn of the event loop, so others are answered in between,
+STREAM_SLICE = 256 * 1024
+#: and must be taken by the peer within this many seconds (writes wait meanwhile).
+STREAM_TIMEOUT = 600
+#: Incomplete records held by all connections together, at most; past it the connection
+#: holding the most is dropped.
+PARTIAL_BUDGET = 64 * 1024 * 1024
+#: An incomplete record must be completed within this many seconds.
+PARTIAL_TIMEOUT = 30.0
+#: A connection with nothing to do for this long is closed (clients reconnect).
+IDLE_TIMEOUT = 900.0
+#: Connections at most (further capped by the descriptor limit); at the cap the oldest
+#: idle connection makes room, and without one the newcomer is refused.
+MAX_CONNECTIONS = 1024
 #: Reserved ports tried for a root netinfod (Mac OS X's RPC services sat in 600–1023).
 RESERVED_PORTS = range(600, 1024)
 _NORESPONSE = pack_status(Status.NORESPONSE)
+_U32 = struct.Struct(">I")
 
 
 # -- call handling ----------------------------------------------------------------------------
@@ -70,7 +89,8 @@ class Dispatcher:
         su = local and (port < 1024 or self.config.trust_local)
         return Caller(host, port, superuser=su, user="root" if su else None)
 
-    def handle(self, record: bytes, caller: Caller, udp: bool) -> tuple[bytes | None, bool]:
+    def handle(self, record: bytes, caller: Caller,
+               udp: bool) -> tuple[bytes | ReplyStream | None, bool]:
         """Answer one record: (reply or None for no reply, whether it was a write).
 
         :raises WireError: the record is not an RPC call (TCP closes the connection).
@@ -98,6 +118,9 @@ class Dispatcher:
             args = decode_args(info, call.args)
         except (WireError, ValueError):
             return rpc.reply_accept_error(xid, AcceptStat.GARBAGE_ARGS), False
+        if info.kind is Kind.STREAM:
+            self.counters[info.proc][0] += 1
+            return ReplyStream(rpc.reply_success(xid), self.db.readall(caller, *args)), False
         if call.auth is not None:
             # Apple's lookupd shortcut: password "checksum" asks for the checksum only (§4.4).
             only = call.auth.machinename == rpc.invert(b"checksum")
@@ -139,12 +162,30 @@ def _fail_writes(replies: list[bytes | None], writes: list[int]) -> None:
             replies[i] = rep[:24] + pack_status(Status.NOSPACE)
 
 
+class ReplyStream:
+    """A reply produced in pieces (READALL, spec §9.4): sent as record fragments while
+    the peer takes them, never built whole."""
+
+    __slots__ = ("head", "pieces")
+
+    def __init__(self, head: bytes, pieces: Iterator[bytes]) -> None:
+        self.head = head
+        self.pieces = pieces
+
+    def close(self) -> None:
+        close = getattr(self.pieces, "close", None)
+        if close is not None:
+            close()
+
+
 class TcpConnection(asyncio.Protocol):
     """One TCP client: pipelined calls answered in order (spec §1.3).
 
     Memory per connection stays bounded: calls are answered only while the replies not
     yet taken by the peer stay under :data:`WRITE_HIGH_WATER`; the rest wait in
-    ``backlog`` (with reading paused) until the peer catches up.
+    ``backlog`` (with reading paused) until the peer catches up. A READALL reply is
+    streamed as record fragments under the same mark, a slice per turn of the event
+    loop, so other connections' small calls are answered in between.
     """
 
     def __init__(self, server: NetInfoServer) -> None:
@@ -154,24 +195,46 @@ class TcpConnection(asyncio.Protocol):
         self.caller = Caller()
         self.backlog: deque[bytes] = deque()
         self._writing_paused = False
+        self._stream: ReplyStream | None = None
+        self._stream_started = 0.0
+        #: bytes of incomplete records this connection holds (counted in the server)
+        self.partial = 0
+        #: when the oldest incomplete record began (monotonic), or 0
+        self.partial_since = 0.0
+        self.last_active = time.monotonic()
+
+    @property
+    def idle(self) -> bool:
+        """Nothing half-read, nothing waiting to be answered or sent."""
+        t = self.transport
+        return (not self.partial and not self.backlog and self._stream is None
+                and (t is None or not t.get_write_buffer_size()))
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
         peer = transport.get_extra_info("peername") or ("", 0)
         disp = self.server.dispatcher
         self.caller = disp.caller_for(peer[0], peer[1])
+        self.server.info.connections += 1  # balanced by connection_lost
         if not disp.db.service.admits_tcp(peer[0], is_local(peer[0], disp.own)):
             # trusted_networks: close right after accept (spec §10.5)
             log.info("refusing %s: not in trusted_networks", peer[0])
-            self.server.info.connections += 1  # balanced by connection_lost
             transport.close()
             return
-        self.server.info.connections += 1
+        if not self.server.admit(self):
+            log.warning("refusing %s: %d connections, none idle", peer[0],
+                        len(self.server.conns))
+            transport.close()
+            return
         transport.set_write_buffer_limits(high=WRITE_HIGH_WATER)  # type: ignore[attr-defined]
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.server.info.connections -= 1
+        self.server.forget(self)
         self.backlog.clear()
+        if self._stream is not None:
+            self._stream.close()  # ends the transfer: writes are accepted again
+            self._stream = None
 
     def pause_writing(self) -> None:
         # A peer that does not read its replies stops being read.
@@ -187,23 +250,32 @@ class TcpConnection(asyncio.Protocol):
         transport = self.transport
         if transport is None or transport.is_closing() or self._writing_paused:
             return
+        if self._stream is not None:
+            self._pump()
+            if self._stream is not None:
+                return
         if self.backlog:
             self._answer()
-        if not self.backlog and not self._writing_paused:
+        if not self.backlog and self._stream is None and not self._writing_paused:
             transport.resume_reading()
 
     def data_received(self, data: bytes) -> None:
         transport = self.transport
         assert transport is not None
+        self.last_active = time.monotonic()
         try:
             records = self.reader.feed(data)
         except WireError as e:
             log.warning("closing %s: %s", self.caller.addr, e)
             transport.abort()
             return
+        self.server.account(self, self.reader.pending())
         if records:
             self.backlog.extend(records)
-            self._answer()
+            if self._stream is None:
+                self._answer()
+            else:
+                transport.pause_reading()  # the stream's turn; the calls wait in order
 
     def _answer(self) -> None:
         """Answer backlog calls while the unsent replies stay under the high-water mark."""
@@ -215,6 +287,7 @@ class TcpConnection(asyncio.Protocol):
         writes: list[int] = []
         bad = False
         size = 0
+        stream: ReplyStream | None = None
         backlog = self.backlog
         while backlog and size < budget:
             rec = backlog.popleft()
@@ -224,6 +297,9 @@ class TcpConnection(asyncio.Protocol):
                 log.warning("closing %s: %s", self.caller.addr, e)
                 bad = True
                 backlog.clear()
+                break
+            if isinstance(reply, ReplyStream):
+                stream = reply
                 break
             if is_write:
                 writes.append(len(replies))
@@ -237,11 +313,56 @@ class TcpConnection(asyncio.Protocol):
             transport.write(b"".join(out))
         if bad:
             transport.close()
-        elif backlog:
+            return
+        if stream is not None:
+            self._stream = stream
+            self._stream_started = time.monotonic()
+            transport.pause_reading()
+            self._pump()
+            return
+        if backlog:
             transport.pause_reading()
             if not self._writing_paused:
                 # The kernel took everything at once: carry on after other connections.
                 asyncio.get_running_loop().call_soon(self._continue)
+
+    def _pump(self) -> None:
+        """Send the next slice of the stream as record fragments (spec §1.3): at most
+        :data:`STREAM_SLICE` bytes per turn of the event loop, and only while the peer
+        keeps up (:meth:`pause_writing` stops it, :meth:`resume_writing` resumes)."""
+        stream, transport = self._stream, self.transport
+        assert stream is not None and transport is not None
+        if time.monotonic() - self._stream_started > STREAM_TIMEOUT:
+            log.warning("closing %s: READALL not taken within %d s", self.caller.addr,
+                        STREAM_TIMEOUT)
+            transport.abort()
+            return
+        sent = 0
+        buf = [stream.head] if stream.head else []
+        stream.head = b""
+        size = sum(map(len, buf))
+        for piece in stream.pieces:
+            buf.append(piece)
+            size += len(piece)
+            if size - len(piece) >= STREAM_FRAGMENT:
+                # Everything but the newest piece: the record's last fragment is never
+                # empty (READALL's end marker is always the final piece).
+                out = b"".join(buf[:-1])
+                transport.write(_fragment(out, last=False))
+                sent += len(out)
+                buf, size = [piece], len(piece)
+                if sent >= STREAM_SLICE or self._writing_paused:
+                    stream.head = b"".join(buf)  # carried over to the next slice
+                    if not self._writing_paused:
+                        asyncio.get_running_loop().call_soon(self._continue)
+                    return
+        transport.write(_fragment(b"".join(buf), last=True))
+        self._stream = None
+        asyncio.get_running_loop().call_soon(self._continue)
+
+
+def _fragment(data: bytes, last: bool) -> bytes:
+    return _U32.pack((0x80000000 if last else 0) | len(data)) + data
 
 
 class UdpEndpoint(asyncio.DatagramProtocol):
@@ -284,7 +405,67 @@ class NetInfoServer:
         self._udp: asyncio.DatagramTransport | None = None
         self._search: asyncio.Task | None = None
         self._watch: asyncio.Task | None = None
+        self._sweeper: asyncio.Task | None = None
         self.dispatcher.on_parent_miss = self.want_parent
+        #: open TCP connections, oldest first
+        self.conns: dict[TcpConnection, None] = {}
+        #: bytes of incomplete records held by all connections
+        self.partial_bytes = 0
+        self.max_connections = connection_cap()
+
+    # -- bounds on what anonymous peers can hold ------------------------------------------
+
+    def admit(self, conn: TcpConnection) -> bool:
+        """Room for *conn*? At the cap, the least recently active idle connection is
+        closed to make room; when none is idle the newcomer is refused."""
+        if len(self.conns) >= self.max_connections:
+            idle = [c for c in self.conns if c.idle]
+            if not idle:
+                return False
+            victim = min(idle, key=lambda c: c.last_active)
+            log.info("closing idle %s: %d connections", victim.caller.addr, len(self.conns))
+            if victim.transport is not None:
+                victim.transport.abort()
+            self.forget(victim)
+        self.conns[conn] = None
+        return True
+
+    def forget(self, conn: TcpConnection) -> None:
+        if self.conns.pop(conn, 0) is not None:
+            self.account(conn, 0)
+
+    def account(self, conn: TcpConnection, pending: int) -> None:
+        """*conn* now holds *pending* bytes of incomplete records; past the global
+        :data:`PARTIAL_BUDGET`, the connection holding the most is dropped."""
+        if pending and not conn.partial:
+            conn.partial_since = time.monotonic()
+        elif not pending:
+            conn.partial_since = 0.0
+        self.partial_bytes += pending - conn.partial
+        conn.partial = pending
+        while self.partial_bytes > PARTIAL_BUDGET:
+            hog = max(self.conns, key=lambda c: c.partial, default=None)
+            if hog is None or not hog.partial:
+                break
+            log.warning("closing %s: %d bytes of incomplete records, over the budget",
+                        hog.caller.addr, hog.partial)
+            if hog.transport is not None:
+                hog.transport.abort()
+            self.forget(hog)
+
+    async def _sweep(self, period: float = 2.0) -> None:
+        """Close connections idle too long or slow to complete a record."""
+        while True:
+            await asyncio.sleep(period)
+            now = time.monotonic()
+            for c in list(self.conns):
+                stale = c.partial and now - c.partial_since > PARTIAL_TIMEOUT
+                if stale or (c.idle and now - c.last_active > IDLE_TIMEOUT):
+                    log.info("closing %s: %s", c.caller.addr,
+                             "record not completed in time" if stale else "idle")
+                    if c.transport is not None:
+                        c.transport.abort()
+                    self.forget(c)
 
     async def start(self) -> None:
         """Bind both ports (spec §1.1: one UDP and one TCP port per netinfod)."""
@@ -294,6 +475,7 @@ class NetInfoServer:
         self._udp, _ = await loop.create_datagram_endpoint(lambda: UdpEndpoint(self), sock=usock)
         self.tcp_port = tsock.getsockname()[1]
         self.udp_port = usock.getsockname()[1]
+        self._sweeper = asyncio.ensure_future(self._sweep())
 
     def _wanted_ports(self) -> tuple[int | None, int | None]:
         if self.config.port is not None:
@@ -350,7 +532,7 @@ class NetInfoServer:
                 return
 
     async def close(self) -> None:
-        for task in (self._search, self._watch):
+        for task in (self._search, self._watch, self._sweeper):
             if task is not None:
                 task.cancel()
         if self._tcp is not None:
@@ -358,6 +540,15 @@ class NetInfoServer:
         if self._udp is not None:
             self._udp.close()
         self.dispatcher.commit()
+
+
+def connection_cap() -> int:
+    """:data:`MAX_CONNECTIONS`, kept well under the descriptor limit (the database, the
+    UDP socket and the listener need some), so accept() never fails for lack of one."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        return MAX_CONNECTIONS
+    return max(8, min(MAX_CONNECTIONS, soft - 64))
 
 
 def bind_pair(host: str, ports: tuple[int | None, int | None]) -> tuple[socket.socket,

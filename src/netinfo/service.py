@@ -822,6 +822,11 @@ class DirectoryService:
                 return addrs[0] if addrs else None
         return None
 
+    def serves_domain(self, addr: str) -> bool:
+        """Does /machines list *addr* as a server of this domain (``serves ./TAG``)?"""
+        addr = addr.removeprefix("::ffff:")
+        return any(s.split("/", 1)[0] == addr for s in self.domain_servers())
+
     def domain_servers(self) -> list[str]:
         """``ip/tag`` for every /machines entry serving ``./tag`` (spec §4.4 STATISTICS)."""
         out = []
@@ -881,10 +886,15 @@ class DirectoryService:
 
         The directories are produced lazily, as the stream is written.
 
-        :raises NiError: NI_NOTMASTER on a clone.
+        :raises NiError: NI_NOTMASTER on a clone; NI_PERM unless the caller is the
+            superuser or an address /machines lists as serving this domain (a clone).
         """
         if self.info.clone:
             raise NiError(Status.NOTMASTER)
+        if not (caller.is_root or self.serves_domain(caller.addr)):
+            # The whole domain, passwords included, goes only to this domain's own
+            # servers (its clones) and the local superuser (issue "security").
+            raise NiError(Status.PERM)
         if checksum == self.checksum:
             return None
         return ReadAll(self.checksum, self.highest_id(), self.iter_preorder())
