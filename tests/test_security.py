@@ -237,3 +237,57 @@ def test_new_domains_lock_root_and_bind_loopback(net, tmp_path):
     r = a.run([sys.executable, "-c", code])
     assert r.returncode == 0, r.stderr
     assert r.stdout.splitlines() == ["['*']"] + ["AUTHERROR"] * 3
+
+
+# -- finding 10: damaged databases are refused, never served in part ---------------------------
+
+def _netinfod(directory: Path, *extra: str) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NETINFO_")}
+    env["PYTHONPATH"] = str(SRC)
+    return subprocess.run([sys.executable, "-m", "netinfo.cli.netinfod", "--dir", str(directory),
+                           "--port", "0", *extra, "dmg"], capture_output=True, text=True,
+                          timeout=30, env=env, stdin=subprocess.DEVNULL)
+
+
+def _make_domain(directory: Path, users: int = 300) -> Path:
+    from netinfo.database import open_database
+    from netinfo.templates import create_master, ensure_dir
+    from netinfo.service import SUPERUSER
+    from netinfo.model import NI_INDEX_NULL, NiId
+    with open_database(directory, "dmg", create=True) as db:
+        svc = db.service
+        create_master(svc, "dmg", "here", ["127.0.0.1"])
+        u = ensure_dir(svc, "users")
+        for i in range(users):
+            svc.proc_create(SUPERUSER, svc.proc_self(SUPERUSER, NiId(u)),
+                            [("name", [f"user{i}"]), ("uid", [str(1000 + i)]),
+                             ("passwd", ["x" * 40])], NI_INDEX_NULL)
+    return directory / "dmg.nidb" / "netinfo.sqlite"
+
+
+def test_empty_database_file_is_refused_and_kept(tmp_path):
+    f = tmp_path / "dmg.nidb" / "netinfo.sqlite"
+    f.parent.mkdir()
+    f.write_bytes(b"")
+    r = _netinfod(tmp_path)
+    assert r.returncode == 2 and "is empty (0 bytes)" in r.stderr and "-m" in r.stderr
+    assert "Traceback" not in r.stderr and f.read_bytes() == b""
+
+
+@pytest.mark.parametrize("damage", ["pages", "bit"])
+def test_damaged_database_is_refused_with_a_recovery_hint(tmp_path, damage):
+    f = _make_domain(tmp_path)
+    data = bytearray(f.read_bytes())
+    if damage == "pages":     # overwrite whole pages in the middle (a torn disk write)
+        mid = len(data) // 2 // 4096 * 4096
+        data[mid:mid + 8192] = os.urandom(8192)
+    else:                     # one flipped bit in every page past the header
+        for off in range(4096 + 100, len(data), 4096):
+            data[off] ^= 0x10
+    f.write_bytes(bytes(data))
+    before = f.read_bytes()
+    r = _netinfod(tmp_path)
+    assert r.returncode == 2, r.stderr
+    assert "damaged" in r.stderr or "cannot read" in r.stderr, r.stderr
+    assert "restore it from a dump" in r.stderr and "Traceback" not in r.stderr
+    assert f.read_bytes() == before

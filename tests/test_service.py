@@ -1627,3 +1627,36 @@ def test_next_template_database(env):
     assert svc.checksum == (42693 + printers + 1 + (new.object + 1) * new.instance) & MASK32
     svc = env.reload()
     checksum_ok(svc)
+
+
+# -- bounded LOOKUP indexes; dangling children -------------------------------------------------
+
+def test_lookup_indexes_are_bounded_and_stay_correct(svc):
+    from netinfo.service import INDEX_MAX
+    users = mkdir(svc, 0, "users").object
+    for i in range(40):
+        mkdir(svc, users, f"u{i}", ("uid", [str(i)]))
+    d = NiId(users, 0)
+    for k in range(INDEX_MAX * 3):          # anyone may ask about any key
+        with fails(Status.NODIR):
+            svc.proc_lookup(ANON, d, f"key{k}" + "x" * 1000, "v")
+    assert len(svc._lru) <= INDEX_MAX
+    kept = sum(len(n.kindex or ()) for n in svc._nodes.values())
+    assert kept <= INDEX_MAX
+    assert svc.proc_lookup(ANON, d, "uid", "7")[0] == [kids(svc, users)[7]]
+    mkdir(svc, users, "late", ("uid", ["7"]))  # kept in step after the rebuild
+    assert len(svc.proc_lookup(ANON, d, "uid", "7")[0]) == 2
+
+
+def test_reads_tolerate_a_child_without_a_record(env):
+    img = Image()
+    img.records[0] = Record(3, 0, [("master", ["h/t"])])
+    img.records[1] = Record(2, 0, [("name", ["a"])])
+    img.children[0] = [1, 7] + list(range(100, 140))  # past the index threshold too
+    svc = env.svc
+    svc.replace(img)
+    svc = env.reload()
+    root = NiId(0, 0)
+    assert svc.proc_list(ANON, root, "name")[0][:2] == [(1, ["a"]), (7, None)]
+    assert svc.proc_listall(ANON, root)[1][:2] == [[("name", ["a"])], []]
+    assert svc.proc_lookup(ANON, root, "name", "a")[0] == [1]

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 
 from . import rpc
 from .errors import NiError, RpcError, Status, Timeout, WireError
-from .model import addr_to_uint, is_digits, uint_to_addr
+from .model import addr_to_uint, is_digits, is_ipv4, uint_to_addr
 from .netif import interfaces, is_local, local_addresses, source_address_for
 from .nibind import (NIBIND_PROG, NIBIND_VERS, BindArgs, BindProc, CloneArgs, Registration,
                      decode_getregister_res, decode_listreg_res, decode_status,
@@ -239,7 +239,7 @@ def expand_candidates(candidates: Sequence[tuple[str, str]],
             for _, own, bcast in ifaces:
                 if bcast and not own.startswith("127."):
                     out.append((bcast, tag, own))
-        else:
+        elif is_ipv4(addr):  # never a name: no DNS lookup may stall a server
             out.append((addr, tag, source_address_for(addr)))
     return out
 

@@ -95,7 +95,7 @@ class DatabaseLock:
             f.seek(0)
             text = f.read().strip()
             f.close()
-            raise DatabaseInUse(where, int(text) if text.isdecimal() else None) from None
+            raise DatabaseInUse(where, int(text) if text.isascii() and text.isdecimal() else None) from None
         except OSError:
             f.close()
             raise
@@ -364,6 +364,10 @@ def open_database(directory: Path, tag: str, info: ServerInfo | None = None,
         collection = p / "collection"
         if not sqlite_file.exists() and not collection.exists() and not create:
             raise FileNotFoundError(f"no database for tag {tag!r} in {directory}")
+        if not create and sqlite_file.exists() and sqlite_file.stat().st_size == 0:
+            # A truncated file is not a new domain: serving it would lose everything.
+            raise StorageError(f"database {p} is empty (0 bytes): restore it from a dump, "
+                               f"or start with -m to create a new domain in its place")
         p.mkdir(parents=True, exist_ok=True)
         url, where = f"sqlite:{sqlite_file}", str(p)
     else:

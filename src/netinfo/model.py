@@ -170,6 +170,16 @@ def addr_to_uint(addr: str) -> int:
     return int(ipaddress.IPv4Address(addr))
 
 
+def is_ipv4(addr: str) -> bool:
+    """A dotted-quad IPv4 address (never a host name: servers resolve no names on a
+    request's path, so a name in /machines cannot stall them on DNS)."""
+    try:
+        ipaddress.IPv4Address(addr)
+    except ValueError:
+        return False
+    return True
+
+
 def uint_to_addr(n: int) -> str:
     """NetInfo's numeric address → dotted IPv4."""
     return str(ipaddress.IPv4Address(n & 0xFFFFFFFF))

@@ -329,3 +329,17 @@ class RecordReader:
         if pos:
             del buf[:pos]
         return out
+
+
+#: An unauthenticated UDP reply to a remote peer is at most this many times the size of
+#: its request (documented in docs/security.md): UDP's source address is not verified,
+#: so a bigger answer would make the server an amplifier for spoofed requests.
+UDP_AMPLIFICATION = 10
+
+
+def bounded_udp_reply(reply: bytes, request_size: int) -> bytes:
+    """*reply*, or when it exceeds :data:`UDP_AMPLIFICATION` × *request_size* the
+    20-byte AUTH_ERROR / AUTH_TOOWEAK that tells the client to use TCP (spec §1.4)."""
+    if len(reply) <= UDP_AMPLIFICATION * request_size:
+        return reply
+    return reply_auth_error(reply_xid(reply), AuthStat.TOOWEAK)

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from . import rpc
 from .errors import WireError
+from .netif import is_local, local_addresses
 from .rpc import AcceptStat
 
 log = logging.getLogger("netinfo.rpcserver")
@@ -47,6 +48,15 @@ class Program:
     handler: Handler
 
 
+#: UDP calls being answered at once (some await the network, e.g. NIBIND BIND); more
+#: are dropped like lost datagrams.
+MAX_UDP_IN_FLIGHT = 256
+#: TCP connections at once (nibindd and portmapper calls are short); more are closed.
+MAX_TCP_CONNECTIONS = 256
+#: A TCP peer that sends nothing for this long is disconnected.
+TCP_IDLE_TIMEOUT = 120.0
+
+
 class RpcServer:
     """Serves a set of programs on one UDP and one TCP socket."""
 
@@ -55,8 +65,11 @@ class RpcServer:
         self._tcp: asyncio.AbstractServer | None = None
         self._udp: asyncio.DatagramTransport | None = None
         self._tasks: set[asyncio.Task] = set()
+        self._connections = 0
         self.udp_port = 0
         self.tcp_port = 0
+        #: this host's addresses: UDP replies to them are not size-capped
+        self.own = frozenset(local_addresses())
 
     async def answer(self, record: bytes, peer: Peer) -> bytes | None:
         """The reply to one record (None: no reply). :raises WireError: not a call."""
@@ -97,10 +110,18 @@ class RpcServer:
                          writer: asyncio.StreamWriter) -> None:
         peername = writer.get_extra_info("peername") or ("", 0)
         peer = Peer(peername[0], peername[1], False)
+        if self._connections >= MAX_TCP_CONNECTIONS:
+            writer.close()
+            return
+        self._connections += 1
         rr = rpc.RecordReader(MAX_BINDER_RECORD)
         try:
             while True:
-                data = await reader.read(65536)
+                try:
+                    async with asyncio.timeout(TCP_IDLE_TIMEOUT):
+                        data = await reader.read(65536)
+                except TimeoutError:
+                    break  # idle, or a record never completed: free the descriptor
                 if not data:
                     break
                 for rec in rr.feed(data):
@@ -111,6 +132,7 @@ class RpcServer:
         except (WireError, ConnectionError) as e:
             log.debug("closing %s: %s", peer.addr, e)
         finally:
+            self._connections -= 1
             writer.close()
 
     async def close(self) -> None:
@@ -131,6 +153,8 @@ class _Udp(asyncio.DatagramProtocol):
         self.transport = transport  # type: ignore[assignment]
 
     def datagram_received(self, data: bytes, addr: tuple) -> None:
+        if len(self.server._tasks) >= MAX_UDP_IN_FLIGHT:
+            return  # as a lost datagram: the client retransmits (bounded memory)
         self.server.spawn(self._one(data, addr))
 
     async def _one(self, data: bytes, addr: tuple) -> None:
@@ -139,6 +163,8 @@ class _Udp(asyncio.DatagramProtocol):
         except WireError:
             return
         if reply is not None and self.transport is not None and not self.transport.is_closing():
+            if not is_local(addr[0], self.server.own):
+                reply = rpc.bounded_udp_reply(reply, len(data))  # no amplifier for spoofers
             self.transport.sendto(reply, addr)
 
     def error_received(self, exc: Exception) -> None:

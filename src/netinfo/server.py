@@ -30,6 +30,7 @@ from .protocol import (NETINFO_PROG, NETINFO_VERS, PROCEDURES, UDP_LENIENT_PROCS
                        Kind, Proc, decode_args, pack_status)
 from .rpc import AcceptStat, AuthStat
 from .netif import is_local, local_addresses
+from .model import is_digits
 from .service import Caller
 
 log = logging.getLogger("netinfo.server")
@@ -89,8 +90,8 @@ class Dispatcher:
         su = local and (port < 1024 or self.config.trust_local)
         return Caller(host, port, superuser=su, user="root" if su else None)
 
-    def handle(self, record: bytes, caller: Caller,
-               udp: bool) -> tuple[bytes | ReplyStream | None, bool]:
+    def handle(self, record: bytes, caller: Caller, udp: bool,
+               lenient: bool = False) -> tuple[bytes | ReplyStream | None, bool]:
         """Answer one record: (reply or None for no reply, whether it was a write).
 
         :raises WireError: the record is not an RPC call (TCP closes the connection).
@@ -111,7 +112,7 @@ class Dispatcher:
         if info is None:
             return rpc.reply_accept_error(xid, AcceptStat.PROC_UNAVAIL), False
         if udp and call.proc not in UDP_PROCS and not (
-                self.config.lenient_udp and call.proc in UDP_LENIENT_PROCS):
+                lenient and call.proc in UDP_LENIENT_PROCS):
             # Spec §1.4: data calls over UDP are refused with AUTH_ERROR / AUTH_TOOWEAK.
             return rpc.reply_auth_error(xid, AuthStat.TOOWEAK), False
         try:
@@ -377,11 +378,18 @@ class UdpEndpoint(asyncio.DatagramProtocol):
 
     def datagram_received(self, data: bytes, addr: tuple) -> None:
         disp = self.server.dispatcher
+        local = is_local(addr[0], disp.own)
+        # Lenient reads over UDP obey trusted_networks like TCP (PING and BIND stay open:
+        # binding needs them, spec §10.5).
+        lenient = self.server.config.lenient_udp and disp.db.service.admits_tcp(addr[0], local)
         try:
-            reply, _ = disp.handle(data, disp.caller_for(addr[0], addr[1]), udp=True)
+            reply, _ = disp.handle(data, disp.caller_for(addr[0], addr[1]), udp=True,
+                                   lenient=lenient)
         except WireError:
             return  # not an RPC call: drop it
-        if reply is not None and self.transport is not None:
+        if isinstance(reply, bytes) and self.transport is not None:
+            if not local:
+                reply = rpc.bounded_udp_reply(reply, len(data))
             self.transport.sendto(reply, addr)
 
     def error_received(self, exc: Exception) -> None:
@@ -484,7 +492,7 @@ class NetInfoServer:
 
         def num(name: str) -> int | None:
             v = root.get(name)
-            return int(v[0]) if v and v[0].isdigit() else None
+            return int(v[0]) if v and is_digits(v[0]) else None
         both = num("port")
         return num("udp_port") or both, num("tcp_port") or both
 

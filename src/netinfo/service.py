@@ -13,12 +13,14 @@ Spec sections: §4.2–§4.4 (procedures), §5 (data model, ids, instances, chec
 from __future__ import annotations
 
 import heapq
+from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from .errors import NiError, Status
-from .model import Directory, NiId, Proplist, addr_to_uint, first_values
+from .model import (Directory, NiId, Proplist, addr_to_uint, first_values, is_digits,
+                    is_ipv4)
 from .xdr import BIG_LIST_MAX, LIST_MAX
 from .protocol import Proc
 from .rpc import AuthUnix
@@ -28,6 +30,9 @@ MASK32 = 0xFFFFFFFF
 #: Children count from which LOOKUP builds a per-(directory, key) index. Apple's server
 #: indexed directories of 32 children and more (spec §5.4); the result is the same.
 INDEX_THRESHOLD = 32
+#: LOOKUP indexes kept at once (each a (directory, key) pair), least recently used
+#: dropped first.
+INDEX_MAX = 256
 SERVER_VERSION = "opennetinfo-0.1"
 
 
@@ -111,6 +116,10 @@ def _fv(props: Proplist, name: str) -> list[str] | None:
     return None
 
 
+#: What a child number left without a directory reads as (spec §4.4 tolerates them).
+_MISSING = _Node(0, 0, [])
+
+
 class DirectoryService:
     """The directory semantics of one NetInfo domain (spec §4–§5, §10)."""
 
@@ -120,6 +129,8 @@ class DirectoryService:
         self.pending: list[Op] = []
         #: who the last successful write was made by, once authenticated (spec §10.2)
         self.writer: Caller = SUPERUSER
+        #: the LOOKUP indexes that exist, least recently used first
+        self._lru: OrderedDict[tuple[_Node, str], None] = OrderedDict()
         #: how to take back the uncommitted changes: (function, *args), applied in reverse
         self._undo: list[tuple] = []
         #: the same for the operations last taken by take_pending, until durable()
@@ -129,6 +140,7 @@ class DirectoryService:
     # -- loading and bookkeeping --------------------------------------------------------------
 
     def _load(self, image: Image) -> None:
+        self._lru = OrderedDict()
         nodes: dict[int, _Node] = {}
         for oid, rec in image.records.items():
             nodes[oid] = _Node(rec.instance, rec.parent, rec.props,
@@ -154,7 +166,7 @@ class DirectoryService:
         """Swap in a whole new database (full transfer, bulk load) and queue a reset."""
         self._undo.append((self._restore, (self._nodes, self._freed, self._free_heap,
                                            self._next_new, self.checksum,
-                                           self.loaded_checksum)))
+                                           self.loaded_checksum, self._lru)))
         self.pending.append(RESET)
         self._load(image)
         for oid, n in self._nodes.items():
@@ -200,7 +212,7 @@ class DirectoryService:
 
     def _restore(self, state: tuple) -> None:
         (self._nodes, self._freed, self._free_heap, self._next_new, self.checksum,
-         self.loaded_checksum) = state
+         self.loaded_checksum, self._lru) = state
 
     def __len__(self) -> int:
         return len(self._nodes)
@@ -402,6 +414,10 @@ class DirectoryService:
                 byval.setdefault(v, {})[child] = None
 
     def _index_for(self, n: _Node, key: str) -> dict[str, dict[int, None]]:
+        """The LOOKUP index of *n*'s children by *key*. At most :data:`INDEX_MAX`
+        indexes exist at once, the least recently used one dropped first: anyone may ask
+        for any key, and an index is kept only while it is worth its memory."""
+        lru = self._lru
         if n.kindex is None:
             n.kindex = {}
         idx = n.kindex.get(key)
@@ -409,9 +425,20 @@ class DirectoryService:
             idx = {}
             nodes = self._nodes
             for c in n.children:
-                for v in _fv(nodes[c].props, key) or ():
+                for v in _fv(nodes.get(c, _MISSING).props, key) or ():
                     idx.setdefault(v, {})[c] = None
             n.kindex[key] = idx
+            lru[(n, key)] = None
+            lru.move_to_end((n, key))
+            while len(lru) > INDEX_MAX:
+                old, okey = next(iter(lru))
+                del lru[(old, okey)]
+                if old.kindex is not None:
+                    old.kindex.pop(okey, None)
+                    if not old.kindex:
+                        old.kindex = None
+        else:
+            lru.move_to_end((n, key))
         return idx
 
     def _order(self, n: _Node) -> dict[int, int]:
@@ -425,7 +452,7 @@ class DirectoryService:
         if len(n.children) < INDEX_THRESHOLD:
             out = []
             for c in n.children:
-                vals = _fv(nodes[c].props, key)
+                vals = _fv(nodes.get(c, _MISSING).props, key)
                 if vals is not None and value in vals:
                     out.append(c)
             return out
@@ -510,7 +537,7 @@ class DirectoryService:
         entries: list[tuple[int, list[str] | None]] = []
         for c in n.children:
             vals = None
-            for k, v in nodes[c].props:
+            for k, v in nodes.get(c, _MISSING).props:
                 if k == name and v:  # empty value lists count as absent (spec §5.5)
                     vals = v
                     break
@@ -520,7 +547,7 @@ class DirectoryService:
     def proc_listall(self, caller: Caller, i: NiId) -> tuple[NiId, list[Proplist]]:
         n = self._get(i[0])
         nodes = self._nodes
-        return (NiId(i[0], n.instance), [nodes[c].props for c in n.children])
+        return (NiId(i[0], n.instance), [nodes.get(c, _MISSING).props for c in n.children])
 
     def proc_readprop(self, caller: Caller, i: NiId, idx: int) -> tuple[list[str], NiId]:
         n = self._get(i[0])
@@ -709,13 +736,14 @@ class DirectoryService:
         if not found:
             return []
         m = self._nodes[found[0]]
-        return [self._nodes[c].props for c in m.children]
+        return [self._nodes.get(c, _MISSING).props for c in m.children]
 
     def parent_candidates(self) -> list[tuple[str, str]]:
         """(address, parent tag) for every /machines ``serves ../TAG`` entry (spec §8.2 step 3)."""
         out = []
         for props in self.machines():
-            addrs = first_values(props, "ip_address") or []
+            # Dotted addresses only: a host name would need DNS, which may hang.
+            addrs = [a for a in first_values(props, "ip_address") or [] if is_ipv4(a)]
             for s in first_values(props, "serves") or []:
                 name, _, tag = s.partition("/")
                 if name == ".." and tag and addrs:
@@ -762,7 +790,7 @@ class DirectoryService:
             return None
         nets = []
         for v in vals:
-            if not v.replace(".", "").isdigit():
+            if not is_digits(v.replace(".", "")):
                 v = self._network_address(v) or ""
             net = classful_network(v)
             if net is not None:
@@ -909,7 +937,7 @@ def classful_network(value: str) -> tuple[int, int, int] | None:
     than 65535) → their three bytes. None for a value that is not a network number.
     """
     parts = value.rstrip(".").split(".") if value else []
-    if not parts or len(parts) > 4 or not all(p.isdigit() for p in parts):
+    if not parts or len(parts) > 4 or not all(is_digits(p) for p in parts):
         return None
     nums = [int(p) for p in parts]
     if any(x > 255 for x in nums):

@@ -35,6 +35,11 @@ from ..errors import StorageError, WireError
 from ..protocol import decode_proplist, encode_proplist
 from . import Free, Image, KidDel, KidIns, Op, Put, Record, Reset, Store
 
+#: What to tell the administrator when a database cannot be trusted.
+RECOVERY = ("restore it from a dump (niload -r / . < dump.raw into a new domain), or move it "
+            "away and let a clone copy it again from the master; "
+            "'sqlite3 FILE .recover' may rescue what is left")
+
 # STRICT tables make SQLite refuse a wrongly typed value (an id that is not an integer)
 # instead of storing it; older libraries simply get ordinary tables.
 _STRICT = ["STRICT"] if sqlite3.sqlite_version_info >= (3, 37) else []
@@ -92,6 +97,7 @@ class SqliteStore(Store):
         except sqlite3.Error as exc:
             raise StorageError(f"cannot open sqlite store {path!r}: {exc}") from exc
         try:
+            self._check()
             self._conn.execute("PRAGMA journal_mode=WAL")
             # FULL: the WAL is synced at every commit, so commit() returning means on disk.
             self._conn.execute("PRAGMA synchronous=FULL")
@@ -102,6 +108,23 @@ class SqliteStore(Store):
             if isinstance(exc, StorageError):
                 raise
             raise StorageError(f"cannot open sqlite store {path!r}: {exc}") from exc
+
+    def _check(self) -> None:
+        """Refuse a damaged file (``PRAGMA quick_check``): a database SQLite can only
+        partly read must never be served as if it were whole.
+
+        :raises StorageError: with what SQLite reported and how to recover.
+        """
+        try:
+            rows = self._conn.execute("PRAGMA quick_check").fetchall()
+        except sqlite3.DatabaseError as exc:
+            raise StorageError(f"{self.path} is damaged or not a database ({exc}); "
+                               f"{RECOVERY}") from exc
+        problems = [r[0] for r in rows if r and r[0] != "ok"]
+        if problems:
+            raise StorageError(f"{self.path} is damaged ({problems[0]}"
+                               f"{f' and {len(problems) - 1} more' if len(problems) > 1 else ''}"
+                               f"); {RECOVERY}")
 
     def _migrate(self) -> None:
         """Bring the schema up to the newest version, one numbered migration at a time."""
@@ -149,8 +172,11 @@ class SqliteStore(Store):
                 image.checksum = None if row is None else row[0]
             finally:
                 c.execute("COMMIT")
-        except (sqlite3.Error, WireError) as exc:  # WireError: a corrupt props blob
-            raise StorageError(f"cannot read sqlite store {self.path!r}: {exc}") from exc
+        except (sqlite3.Error, WireError, TypeError, ValueError) as exc:
+            # WireError: a corrupt props blob; TypeError/ValueError: a value of the wrong
+            # kind where a damaged file escaped quick_check
+            raise StorageError(f"cannot read sqlite store {self.path!r}: {exc}; "
+                               f"{RECOVERY}") from exc
         finally:
             if paused:
                 gc.enable()
