@@ -100,7 +100,7 @@ def net(tmp_path_factory):
         shutil.rmtree(top, ignore_errors=True)
 
 
-def attack(net, code: str) -> str:
+def attack(net, code: str, prelude: str = "") -> str:
     """Run *code* on the attacker's host, after the attack library."""
     helpers = textwrap.dedent(f"""
         from netinfo.nibind import decode_listreg_res
@@ -116,7 +116,7 @@ def attack(net, code: str) -> str:
             return None if u is None else u.unpack_uint()
         A = {net.a.addr!r}
     """)
-    return net.b.python(ATTACK_LIB + helpers + textwrap.dedent(code), timeout=120)
+    return net.b.python(ATTACK_LIB + helpers + prelude + textwrap.dedent(code), timeout=180)
 
 
 def victim_log(net) -> str:
@@ -291,3 +291,263 @@ def test_damaged_database_is_refused_with_a_recovery_hint(tmp_path, damage):
     assert "damaged" in r.stderr or "cannot read" in r.stderr, r.stderr
     assert "restore it from a dump" in r.stderr and "Traceback" not in r.stderr
     assert f.read_bytes() == before
+
+
+# -- a served domain on the victim, for the data-path findings ---------------------------------
+
+SEC_PORT, TRUSTED_PORT = 1800, 1801
+
+
+def _served_db(directory: Path, tag: str, users: int, trusted: list[str] | None = None,
+               parent_name: str | None = None) -> None:
+    from netinfo.database import open_database
+    from netinfo.model import NI_INDEX_NULL, NiId
+    from netinfo.service import SUPERUSER
+    from netinfo.templates import create_master, ensure_dir, populate_standard
+    with open_database(directory, tag, create=True) as db:
+        svc = db.service
+        create_master(svc, tag, "victim", ["10.77.0.1"])
+        populate_standard(svc)
+        u = ensure_dir(svc, "users")
+        for i in range(users):
+            svc.proc_create(SUPERUSER, svc.proc_self(SUPERUSER, NiId(u)),
+                            [("name", [f"user{i}"]), ("uid", [str(1000 + i)]),
+                             ("home", [f"/Users/user{i}"]), ("shell", ["/bin/sh"])],
+                            NI_INDEX_NULL)
+        root = svc.proc_root(SUPERUSER)
+        if trusted is not None:
+            svc.proc_createprop(SUPERUSER, root, ("trusted_networks", trusted), NI_INDEX_NULL)
+        if parent_name is not None:  # a parent named, not numbered: would need DNS
+            m = ensure_dir(svc, "machines")
+            svc.proc_create(SUPERUSER, svc.proc_self(SUPERUSER, NiId(m)),
+                            [("name", [parent_name]), ("ip_address", [parent_name]),
+                             ("serves", ["../top"])], NI_INDEX_NULL)
+
+
+def rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise AssertionError("no VmRSS")
+
+
+@pytest.fixture(scope="module")
+def served(net, tmp_path_factory):
+    d = tmp_path_factory.mktemp("served")
+    _served_db(d, "sec", 2000, parent_name="nosuchparent")
+    _served_db(d, "trusted", 50, trusted=["192.42.172"])
+    resolv = d / "resolv.conf"        # a name server on the test network that never answers
+    resolv.write_text("nameserver 10.77.0.250\noptions timeout:3 attempts:2\n")
+    procs = {}
+    for tag, port in (("sec", SEC_PORT), ("trusted", TRUSTED_PORT)):
+        log = d / f"{tag}.log"
+        cmd = net.a.wrap([sys.executable, "-m", "netinfo.cli.netinfod", "--dir", str(d),
+                          "--bind", "0.0.0.0", "--port", str(port), "--lenient-udp", tag])
+        # the same namespace, with the silent name server mounted over resolv.conf
+        cmd = ["unshare", "--mount", "sh", "-c",
+               f'mount --bind {resolv} /etc/resolv.conf && exec "$@"', "sh", *cmd]
+        out = open(log, "w")
+        p = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=net.a.env(),
+                             start_new_session=True)
+        out.close()
+        net.a.procs.append(p)
+        wait_until(lambda log=log, tag=tag: f"serving {tag}" in log.read_text(), 30)
+        pid = int(subprocess.run(["pgrep", "-f", f"netinfod.*--port {port}"],
+                                 capture_output=True, text=True).stdout.split()[-1])
+        procs[tag] = pid
+    net.pids, net.served_dir = procs, d
+    return net
+
+
+CLIENT_LIB = textwrap.dedent("""
+    import asyncio, time
+    from netinfo.client import Client
+    from netinfo.errors import NiError, Status
+
+    async def read_latency(port, n=20):
+        c = await Client.connect(A, port, "sec", privileged=False)
+        worst = 0.0
+        for _ in range(n):
+            t = time.monotonic()
+            await c.read(0)
+            worst = max(worst, time.monotonic() - t)
+            await asyncio.sleep(0.02)
+        await c.close()
+        return worst
+""")
+
+
+def test_finding3_fragment_floods_hold_no_memory(served):
+    pid = served.pids["sec"]
+    before = rss_kib(pid)
+    out = attack(served, prelude=CLIENT_LIB, code=f"""
+        import socket, struct
+        def flood(frag, total):
+            s = socket.create_connection((A, {SEC_PORT}))
+            sent = 0
+            try:
+                while sent < total:
+                    s.sendall(frag * 4096)
+                    sent += len(frag) * 4096
+            except OSError:
+                return "closed", sent
+            finally:
+                s.close()
+            return "open", sent
+        print(*flood(struct.pack(">I", 2) + b"ab", 48 << 20))    # 2-byte fragments
+        print(*flood(struct.pack(">I", 0), 128 << 20))           # empty fragments
+        # budget: many connections each holding most of a 16 MiB record
+        socks = []
+        for _ in range(8):
+            s = socket.create_connection((A, {SEC_PORT}))
+            try:
+                s.sendall(struct.pack(">I", 15 << 20) + b"x" * (14 << 20))
+            except OSError:
+                pass  # dropped already: over the budget
+            socks.append(s)
+        time.sleep(1)
+        alive = 0
+        for s in socks:
+            s.setblocking(False)
+            try:
+                alive += s.recv(1) != b""
+            except BlockingIOError:
+                alive += 1
+            except OSError:
+                pass
+            s.close()
+        print("alive", alive)
+        print("latency", asyncio.run(read_latency({SEC_PORT})) < 0.2)
+    """)
+    lines = out.splitlines()
+    # closed at the 16 MiB cap (what socket buffers took on the way comes on top)
+    assert lines[0].startswith("closed") and int(lines[0].split()[1]) < (32 << 20), out
+    assert lines[1].startswith("closed") and int(lines[1].split()[1]) < (1 << 20), out
+    assert int(lines[2].split()[1]) <= 4, out       # 64 MiB budget / 14 MiB each
+    assert lines[3] == "latency True", out
+    assert rss_kib(pid) - before < 96 * 1024
+
+
+def test_finding4_and_5_no_anonymous_reload_and_no_anonymous_readall(served):
+    out = attack(served, prelude=CLIENT_LIB, code=f"""
+        async def main():
+            c = await Client.connect(A, {SEC_PORT}, "sec", privileged=False)
+            try:
+                await c.readall(0)
+                print("readall ok")
+            except NiError as e:
+                print("readall", Status(e.status).name)
+            printers = await c.pathsearch("/printers")
+            lp, _ = await c.create(printers, [("name", ["lp"]), ("_writers", ["*"]),
+                                              ("v", [str(i) for i in range(65535)])])
+            t = time.monotonic()
+            try:
+                await c.createname(lp, 2, "one-more")
+                print("createname ok")
+            except NiError as e:
+                print("createname", Status(e.status).name, time.monotonic() - t < 0.5)
+            await c.close()
+        asyncio.run(main())
+    """)
+    assert out.splitlines() == ["readall PERM", "createname NOSPACE True"], out
+    log = (served.served_dir / "sec.log").read_text()
+    assert "commit failed" not in log and "Traceback" not in log
+
+
+def test_finding6_lookup_keys_hold_bounded_memory(served):
+    pid = served.pids["sec"]
+    before = rss_kib(pid)
+    attack(served, prelude=CLIENT_LIB, code=f"""
+        async def main():
+            c = await Client.connect(A, {SEC_PORT}, "sec", privileged=False)
+            users = await c.pathsearch("/users")
+            for k in range(2000):
+                try:
+                    await c.lookup(users, f"k{{k}}" + "y" * 60000, "v")
+                except NiError:
+                    pass
+            await c.close()
+        asyncio.run(main())
+    """)
+    assert rss_kib(pid) - before < 32 * 1024
+
+
+def test_finding7_idle_connections_cannot_lock_clients_out(served):
+    log = served.served_dir / "sec.log"
+    size = log.stat().st_size
+    out = attack(served, prelude=CLIENT_LIB, code=f"""
+        import resource, socket
+        resource.setrlimit(resource.RLIMIT_NOFILE, (4096, 4096))
+        socks = []
+        for _ in range(1100):
+            try:
+                socks.append(socket.create_connection((A, {SEC_PORT}), timeout=2))
+            except OSError:
+                break
+        print("opened", len(socks))
+        print("latency", asyncio.run(read_latency({SEC_PORT}, 5)) < 0.5)
+        for s in socks:
+            s.close()
+    """, )
+    lines = out.splitlines()
+    assert int(lines[0].split()[1]) >= 1000, out
+    assert lines[1] == "latency True", out
+    assert log.stat().st_size - size < 200_000   # no megabytes of accept tracebacks
+
+
+def test_finding9_lenient_udp_obeys_trusted_networks_and_does_not_amplify(served):
+    out = attack(served, f"""
+        from netinfo.protocol import PROCEDURES, Proc, encode_args
+        from netinfo.model import NiId
+        def udp(port, proc, *args):
+            u = call(A, port, 200100000, 2, proc, encode_args(PROCEDURES[proc], *args))
+            return "silent" if u is None else "answered"
+        import socket, os
+        from netinfo import rpc
+        def size(port, proc, *args):
+            s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            s.settimeout(2)
+            req = rpc.encode_call(7, 200100000, 2, proc, encode_args(PROCEDURES[proc], *args))
+            s.sendto(req, (A, port))
+            try:
+                data = s.recv(65536)
+            except socket.timeout:
+                return "silent"
+            try:
+                rpc.decode_reply(data)
+                return f"{{len(data) / len(req):.1f}}"
+            except Exception as e:
+                return type(e).__name__
+        print(size({TRUSTED_PORT}, Proc.READ, NiId(0, 0)))          # refused: not trusted
+        print(size({TRUSTED_PORT}, Proc.PING))                      # PING stays open
+        print(size({SEC_PORT}, Proc.READ, NiId(0, 0)))              # small: answered
+        u = call(A, {SEC_PORT}, 200100000, 2, Proc.LOOKUP,
+                 encode_args(PROCEDURES[Proc.LOOKUP], NiId(0, 0), "name", "users"))
+        assert u.unpack_int() == 0
+        users = PROCEDURES[Proc.LOOKUP].result.unpack(u)[0][0]
+        print(size({SEC_PORT}, Proc.LISTALL, NiId(users, 0)))       # big: refused
+    """)
+    lines = out.splitlines()
+    assert lines[0] == "RpcError" and lines[2] != "RpcError", out
+    assert float(lines[1]) <= 10 and float(lines[2]) <= 10, out
+    assert lines[3] == "RpcError", out
+
+
+def test_finding11_no_dns_on_a_request_path(served):
+    out = attack(served, prelude=CLIENT_LIB, code=f"""
+        async def main():
+            c = await Client.connect(A, {SEC_PORT}, "sec", privileged=False)
+            worst = 0.0
+            for _ in range(3):
+                t = time.monotonic()
+                try:
+                    await c.rparent()
+                except NiError as e:
+                    pass
+                worst = max(worst, time.monotonic() - t)
+            await c.close()
+            print(worst < 0.5)
+        asyncio.run(main())
+        print(asyncio.run(read_latency({SEC_PORT}, 5)) < 0.2)
+    """)
+    assert out.splitlines() == ["True", "True"], out
