@@ -99,12 +99,12 @@ def test_verbose_subprocess(world):
 
 
 def test_print_read_format_zero_values(world, capsys):
-    root = world.local["/users/root"]
-    rc, out, _ = call(nifind.main, capsys, "-p", "/users/root", ".")
+    bob = world.local["/users/bob"]
+    rc, out, _ = call(nifind.main, capsys, "-p", "/users/bob", ".")
     assert rc == 0
-    assert out == (f"/users/root found in {world.local_name}, id = {root}\n"
-                   "name: root\npasswd:\nuid: 0\ngid: 0\nrealname: System Administrator\n"
-                   "home: /var/root\nshell: /bin/sh\n_writers_passwd: root\n\n")
+    assert out == (f"/users/bob found in {world.local_name}, id = {bob}\n"
+                   "name: bob\npasswd:\nuid: 501\ngid: 20\nrealname: Bob Smith\n"
+                   "home: /Users/bob\nshell: /bin/tcsh\n_writers_passwd: bob\n\n")
 
 
 # -- -a ------------------------------------------------------------------------------------------

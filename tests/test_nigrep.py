@@ -83,9 +83,9 @@ def test_value_match_any_value(world, capsys):
 
 
 def test_empty_value_list_printed_with_key_only(world, capsys):
-    root = world.local["/users/root"]
-    assert call(nigrep.main, capsys, "^passwd$", ".", "/users/root") == \
-        (0, f"{root} /users/root:  passwd\n", "")
+    bob = world.local["/users/bob"]
+    assert call(nigrep.main, capsys, "^passwd$", ".", "/users/bob") == \
+        (0, f"{bob} /users/bob:  passwd\n", "")
 
 
 def test_start_directory_path_is_built_from_names(world, capsys):

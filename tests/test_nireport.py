@@ -26,7 +26,9 @@ TAGGED_HELP = "usage: -t <host>/<tag>\n<host> can be a host name or IP address\n
 
 # -- the shared world ----------------------------------------------------------------------------
 
-BOB = [("name", ["bob"]), ("passwd", ["*"]), ("uid", ["501"]), ("gid", ["20"]),
+# bob's passwd has no values: the tools' empty-value-list cases (root's is "*": new
+# domains lock root).
+BOB = [("name", ["bob"]), ("passwd", []), ("uid", ["501"]), ("gid", ["20"]),
        ("realname", ["Bob Smith"]), ("home", ["/Users/bob"]), ("shell", ["/bin/tcsh"]),
        ("_writers_passwd", ["bob"])]
 
@@ -155,13 +157,13 @@ def test_console_script_entry(world):
 # -- output format -----------------------------------------------------------------------------
 
 def test_no_value_missing_and_empty(world, capsys):
-    # root's passwd has no values, "nosuch" is absent: both print #NoValue#
+    # bob's passwd has no values, "nosuch" is absent: both print #NoValue#
     rc, out, _ = call(nireport.main, capsys, ".", "/users", "name", "passwd", "nosuch")
     assert rc == 0
-    assert out == ("root\t#NoValue#\t#NoValue#\t\n"
+    assert out == ("root\t*\t#NoValue#\t\n"
                    "daemon\t*\t#NoValue#\t\n"
                    "nobody\t*\t#NoValue#\t\n"
-                   "bob\t*\t#NoValue#\t\n")
+                   "bob\t#NoValue#\t#NoValue#\t\n")
 
 
 def test_several_values_joined_with_commas(world, capsys):
@@ -220,10 +222,10 @@ def test_json(world, capsys):
     assert doc == {
         "domain": ".", "directory": "/users", "properties": ["name", "passwd", "nosuch"],
         "rows": [
-            {"id": world.local["/users/root"], "values": [["root"], [], None]},
+            {"id": world.local["/users/root"], "values": [["root"], ["*"], None]},
             {"id": world.local["/users/daemon"], "values": [["daemon"], ["*"], None]},
             {"id": world.local["/users/nobody"], "values": [["nobody"], ["*"], None]},
-            {"id": world.local["/users/bob"], "values": [["bob"], ["*"], None]},
+            {"id": world.local["/users/bob"], "values": [["bob"], [], None]},
         ]}
 
 

@@ -17,6 +17,7 @@ import os
 import shutil
 import signal
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,9 +25,10 @@ from . import rpc
 from .binding import pmap_getport, pmap_set, pmap_unset, portmapper_address
 from .errors import NiError, RpcError, Status, Timeout, WireError
 from .model import uint_to_addr
-from .nibind import (FORWARDABLE, NIBIND_PROG, NIBIND_VERS, PRIVILEGED, BindProc, Registration,
-                     decode_bind_args, decode_clone_args, decode_registration, decode_tag,
-                     encode_getregister_res, encode_listreg_res, encode_status, valid_tag)
+from .nibind import (FORWARDABLE, NIBIND_PROG, NIBIND_VERS, PRIVILEGED, BindProc, CloneArgs,
+                     Registration, decode_bind_args, decode_clone_args, decode_registration,
+                     decode_tag, encode_getregister_res, encode_listreg_res, encode_status,
+                     valid_tag)
 from .portmap import (IPPROTO_TCP, IPPROTO_UDP, PMAP_PROG, PMAP_VERS, Mapping, PmapProc,
                       Registry, decode_callit_args, encode_bool, encode_callit_result,
                       encode_dump, encode_uint)
@@ -406,7 +408,8 @@ class Nibindd:
         return rpc.reply_accept_error(call.xid, AcceptStat.SYSTEM_ERR)
 
 
-_DECODERS = {
+#: The administration procedures' argument decoders (each argument holds the tag).
+_DECODERS: dict[BindProc, Callable[[bytes], str | Registration | CloneArgs]] = {
     BindProc.REGISTER: decode_registration,
     BindProc.UNREGISTER: decode_tag,
     BindProc.CREATEMASTER: decode_tag,

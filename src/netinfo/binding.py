@@ -46,9 +46,10 @@ def portmapper_address(host: str | None = None) -> tuple[str, int]:
 
 # -- portmapper calls ---------------------------------------------------------------------
 
-async def pmap_getport(host: str, prog: int, vers: int, prot: int = IPPROTO_UDP,
+async def pmap_getport(host: str | None, prog: int, vers: int, prot: int = IPPROTO_UDP,
                        timeout: float = 3.0) -> int:
-    """GETPORT (spec §1.5): the port, 0 when not registered."""
+    """GETPORT (spec §1.5): the port, 0 when not registered. *host* None: the local
+    portmapper (see :func:`portmapper_address`)."""
     h, p = portmapper_address(host)
     u = await udp_call(h, p, PMAP_PROG, PMAP_VERS, PmapProc.GETPORT,
                        Mapping(prog, vers, prot, 0).encode(), timeout=timeout)

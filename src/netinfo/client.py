@@ -12,6 +12,7 @@ Spec: §4 (procedures), §7.1 (connecting to one (address, tag)), §7.6 (path se
 from __future__ import annotations
 
 import asyncio
+import builtins
 import inspect
 import os
 from collections.abc import Callable
@@ -150,27 +151,29 @@ class Client:
     async def lookup(self, d: NiId | int, key: str, value: str) -> tuple[list[int], NiId]:
         return await self.call(Proc.LOOKUP, _nid(d), key, value)
 
+    # From here on, ``list`` in this class body is this method: the annotations below spell
+    # the builtin ``builtins.list``.
     async def list(self, d: NiId | int,
                    name: str = "name") -> tuple[list[tuple[int, list[str] | None]], NiId]:
         return await self.call(Proc.LIST, _nid(d), name)
 
-    async def createprop(self, d: NiId, name: str, values: list[str],
+    async def createprop(self, d: NiId, name: str, values: builtins.list[str],
                          where: int = NI_INDEX_NULL) -> NiId:
         return await self.call(Proc.CREATEPROP, d, (name, values), where)
 
     async def destroyprop(self, d: NiId, index: int) -> NiId:
         return await self.call(Proc.DESTROYPROP, d, index)
 
-    async def readprop(self, d: NiId | int, index: int) -> tuple[list[str], NiId]:
+    async def readprop(self, d: NiId | int, index: int) -> tuple[builtins.list[str], NiId]:
         return await self.call(Proc.READPROP, _nid(d), index)
 
-    async def writeprop(self, d: NiId, index: int, values: list[str]) -> NiId:
+    async def writeprop(self, d: NiId, index: int, values: builtins.list[str]) -> NiId:
         return await self.call(Proc.WRITEPROP, d, index, values)
 
     async def renameprop(self, d: NiId, index: int, name: str) -> NiId:
         return await self.call(Proc.RENAMEPROP, d, index, name)
 
-    async def listprops(self, d: NiId | int) -> tuple[list[str], NiId]:
+    async def listprops(self, d: NiId | int) -> tuple[builtins.list[str], NiId]:
         return await self.call(Proc.LISTPROPS, _nid(d))
 
     async def createname(self, d: NiId, index: int, name: str,
@@ -190,14 +193,14 @@ class Client:
         """(parent tag, parent address as uint). :raises NiError: NETROOT, NORESPONSE."""
         return await self.call(Proc.RPARENT)
 
-    async def listall(self, d: NiId | int) -> tuple[NiId, list[Proplist]]:
+    async def listall(self, d: NiId | int) -> tuple[NiId, builtins.list[Proplist]]:
         return await self.call(Proc.LISTALL, _nid(d))
 
     async def bind(self, tag: str, addr: int) -> bool:
         """NETINFO BIND: True when this server serves the child (tag, addr) (spec §4.4)."""
         return await self.call(Proc.BIND, tag, addr)
 
-    async def readall(self, checksum: int = 0) -> tuple[int, int, list]:
+    async def readall(self, checksum: int = 0) -> tuple[int, int, builtins.list]:
         """(checksum, highest_id, objects); checksum 0 = the caller is current (§9.4)."""
         return await self.call(Proc.READALL, checksum)
 
@@ -223,7 +226,7 @@ class Client:
             cur = found[0]
         return await self.self_id(cur)
 
-    async def lookupprop(self, d: NiId | int, name: str) -> list[str]:
+    async def lookupprop(self, d: NiId | int, name: str) -> builtins.list[str]:
         """``ni_lookupprop``: values of the first property *name* (LISTPROPS + READPROP)."""
         names, _ = await self.listprops(d)
         if name not in names:

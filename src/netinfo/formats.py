@@ -312,6 +312,7 @@ def _fields(data: str, seps: str, stop_at_pound: bool = False) -> list[str]:
     p, n = 0, len(data)
     while True:
         m = rx.match(data, p)   # always matches: leading blanks, then the field
+        assert m is not None    # (both parts of the pattern may be empty)
         start = m.start(1)
         if start >= n or (stop_at_pound and data[start] == "#"):
             break
@@ -499,7 +500,7 @@ def group_from_text(text: str) -> Loaded:
 def hosts_to_text(records: Sequence[Proplist]) -> str:
     """One line per ``ip_address`` value: ``ip TAB names…`` (spec §2.2). Only a child
     without ip_address is skipped; one without a name prints ``ip TAB``."""
-    out = []
+    out: list[str] = []
     for r in records:
         names = " ".join(_all(r, "name"))
         out.extend(f"{ip}\t{names}\n" for ip in _all(r, "ip_address"))

@@ -755,7 +755,7 @@ class DirectoryService:
         if self.info.forced_root:
             return True
         vals = _fv(self._nodes[0].props, "isRoot")
-        return bool(vals) and vals[0] in ("YES", "yes", "Yes", "Y", "y", "1")
+        return bool(vals and vals[0] in ("YES", "yes", "Yes", "Y", "y", "1"))
 
     def proc_rparent(self, caller: Caller) -> tuple[str, int]:
         """The parent binding (spec §4.4 RPARENT, §8.2).
@@ -857,7 +857,7 @@ class DirectoryService:
 
     def domain_servers(self) -> list[str]:
         """``ip/tag`` for every /machines entry serving ``./tag`` (spec §4.4 STATISTICS)."""
-        out = []
+        out: list[str] = []
         for props in self.machines():
             for s in first_values(props, "serves") or ():
                 if s.startswith("./"):

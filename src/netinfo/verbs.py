@@ -1,10 +1,11 @@
 """The verbs every NetInfo editing tool shares, each written once (DESIGN: "One client core").
 
 ``niutil`` and ``nicl`` are thin syntax adapters over these coroutines: each maps its own
-syntax onto them in its own dispatch table (niutil's ``HANDLERS``, nicl's ``COMMANDS``). A verb takes a
-client (a :class:`~netinfo.client.Client` or anything with its methods: a domain handle,
-nicl's raw database) and plain arguments, returns data and prints nothing. Failures are
-:class:`~netinfo.errors.NiError`; the adapters turn them into their own messages.
+syntax onto them in its own dispatch table (niutil's ``HANDLERS``, nicl's ``COMMANDS``). A
+verb takes a client (a :class:`~netinfo.client.Client` or anything with its methods: a
+domain handle, nicl's raw database) and plain arguments, returns data and prints nothing.
+Failures are :class:`~netinfo.errors.NiError`; the adapters turn them into their own
+messages.
 
 Directories are addressed by object number after the adapter resolved the user's path
 (:func:`resolve`), because the tools word "no such directory" differently from a failed
@@ -19,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import socket
 from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import NamedTuple, TypeVar
 
 from .client import Client
@@ -104,7 +106,7 @@ def create_components(path: str) -> list[CreateComponent]:
     lookup = parse_path(path)
     raw = [r for r in split_unescaped(path, "/") if r]
     out = []
-    for (key, value), r in zip(lookup, raw):
+    for (key, value), r in zip(lookup, raw, strict=True):   # parse_path skips the same empties
         kv = split_unescaped(r, "=", 1)
         skey, sval = ("name", kv[0]) if len(kv) == 1 else (kv[0], kv[1])
         out.append(CreateComponent(key, value, sval.replace("\\/", "/"),
@@ -135,15 +137,15 @@ async def create_path(c: Client, path: str, start: int | None = None,
         except NiError as e:
             if e.status != Status.NODIR:
                 raise
-        parent = cur
-
-        async def make() -> int:
-            pid = await c.self_id(parent)
-            child, _ = await c.create(pid, [(comp.stored_key, [comp.stored_value])],
-                                      NI_INDEX_NULL)
-            return child.object
-        cur = await fresh(make)
+        cur = await fresh(partial(_make_child, c, cur, comp))
     return cur
+
+
+async def _make_child(c: Client, parent: int, comp: CreateComponent) -> int:
+    """Create *comp* under *parent* from a fresh read of its instance."""
+    pid = await c.self_id(parent)
+    child, _ = await c.create(pid, [(comp.stored_key, [comp.stored_value])], NI_INDEX_NULL)
+    return child.object
 
 
 async def destroy(c: Client, oid: int) -> None:
@@ -361,7 +363,8 @@ async def search(c: Client, oid: int, scope_min: int, scope_max: int,
         if not kids:
             return
         _, kprops = await c.listall(d)
-        for k, p in zip(kids, kprops):
+        # two calls: a concurrent change may make the lists differ; take what pairs up
+        for k, p in zip(kids, kprops, strict=False):
             await visit(k, list(p), depth + 1)
 
     await visit(oid, await read(c, oid), 0)
@@ -440,7 +443,7 @@ async def rparent(c: Client, numeric: bool = False) -> Parent:
             loop = asyncio.get_running_loop()
             host = (await asyncio.wait_for(
                 loop.run_in_executor(None, socket.gethostbyaddr, addr), 5.0))[0]
-        except (OSError, asyncio.TimeoutError):
+        except (OSError, TimeoutError):
             host = addr
     return Parent(addr, tag, host)
 

@@ -13,7 +13,8 @@ import asyncio
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from functools import partial
+from typing import Any, TypeVar, cast
 
 from .client import Client
 from .errors import NetInfoError, NiError, Status
@@ -29,7 +30,7 @@ T = TypeVar("T")
 CALL_ERRORS = (NetInfoError, OSError)
 
 
-async def _settle(task: asyncio.Future[T]) -> T | BaseException:
+async def _settle(task: Awaitable[T]) -> T | BaseException:
     try:
         return await task
     except CALL_ERRORS as e:
@@ -94,8 +95,8 @@ async def walk(c: Client, top: int, *, with_props: bool = True, window: int = WI
         calls: list[Callable[[], Awaitable[Any]]] = []
         for oid in level:
             if with_props:
-                calls.append(lambda oid=oid: c.read(oid))
-            calls.append(lambda oid=oid: c.children(oid))
+                calls.append(partial(c.read, oid))
+            calls.append(partial(c.children, oid))
         results = await pipelined(calls, window, done)
         nxt: list[int] = []
         for n, oid in enumerate(level):
@@ -105,8 +106,9 @@ async def walk(c: Client, top: int, *, with_props: bool = True, window: int = WI
                 if isinstance(bad, NiError) and bad.status == Status.BADID and oid != top:
                     continue
                 raise bad
-            props = got[0][1] if with_props else None
-            kids, nid = got[-1]
+            ok = cast("list[Any]", got)   # no exception among them (checked above)
+            props = ok[0][1] if with_props else None
+            kids, nid = ok[-1]
             kids = list(kids)
             nodes[oid] = TreeNode(nid, props, kids)
             nxt.extend(kids)

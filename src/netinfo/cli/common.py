@@ -13,7 +13,7 @@ import gc
 import json
 import os
 import sys
-from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Coroutine, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
@@ -231,7 +231,7 @@ def gc_paused() -> Iterator[None]:
 
 
 def tool_main(argv: list[str] | None, parse: Callable[[list[str]], Any], usage: str,
-              help_text: str, body: Callable[[Any], Awaitable[int]], *,
+              help_text: str, body: Callable[[Any], Coroutine[Any, Any, int]], *,
               bulk: bool = False) -> int:
     """The ``main`` of every ni* tool: parse (:class:`UsageError`: its lines, then *usage*
     on stderr, exit 1; a parser may also stop the tool itself with :class:`ToolExit`),
@@ -260,7 +260,7 @@ def tool_main(argv: list[str] | None, parse: Callable[[list[str]], Any], usage: 
     return run(lambda: body(o))
 
 
-def run(coro_fn: Callable[[], Awaitable[int]]) -> int:
+def run(coro_fn: Callable[[], Coroutine[Any, Any, int]]) -> int:
     """Run a tool's coroutine; :class:`ToolExit` prints its lines and gives its code,
     ^C exits 130, a reader that went away (``| head``) exits 1 quietly."""
     try:

@@ -309,7 +309,8 @@ def _line(key: str, vals: list[str]) -> str:
 def split_meta(props: Proplist) -> tuple[list[tuple[int, str, list[str]]],
                                           list[tuple[int, str, list[str]]]]:
     """(ordinary, meta) properties with their stored indexes; meta keys start with ``_``."""
-    normal, meta = [], []
+    normal: list[tuple[int, str, list[str]]] = []
+    meta: list[tuple[int, str, list[str]]] = []
     for i, (k, v) in enumerate(props):
         (meta if k.startswith("_") else normal).append((i, k, list(v)))
     return normal, meta

@@ -399,7 +399,7 @@ class Grep:
             # output before it is the same as with one READ at a time
             reads = await asyncio.gather(*(self.client.read(c) for c in batch),
                                          return_exceptions=True)
-            for cid, got in zip(batch, reads):
+            for cid, got in zip(batch, reads, strict=True):
                 if isinstance(got, BaseException):
                     if isinstance(got, (NiError, *COMM_ERRORS)):
                         raise ToolExit(exit_code(got), f"ni_read: {error_text(got)}")

@@ -27,9 +27,9 @@ trace remains: when another writer's changes shift the table's instance by exact
 creates after the first failed one can line up again and succeed in the first pass, so
 under concurrent writers new entries may appear in a different order than the input's
 (the original, sequential, would interleave the other writer's entries instead). Any
-other error stops the run with the original's message. Because calls are in flight together, records after the failing one
-may already have been written when the error comes back (at most one window of calls);
-records before it always are.
+other error stops the run with the original's message. Because calls are in flight
+together, records after the failing one may already have been written when the error
+comes back (at most one window of calls); records before it always are.
 
 Raw load (``-r``): the whole input is parsed before anything is written; then the target
 (created if missing) gets the input's top-level properties, all its children are destroyed
@@ -64,6 +64,7 @@ import bisect
 import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from ..client import Client
@@ -450,15 +451,16 @@ class FlatLoad:
             raise self.fail(f"can't list NetInfo {self.table}", e) from None
         entries = [Entry(cid, list(vals or [])) for cid, vals in listed]
         index = NameIndex()
-        for pos, e in enumerate(entries):
-            index.add(pos, e.names)
-        wanted = [e for e in entries if not keys.isdisjoint(e.names)]
-        results = await run_calls([lambda e=e: self.c.read(e.oid) for e in wanted])
-        for e, r in zip(wanted, results):
+        for pos, ent in enumerate(entries):
+            index.add(pos, ent.names)
+        wanted = [(cid, ent) for (cid, _), ent in zip(listed, entries, strict=True)
+                  if not keys.isdisjoint(ent.names)]
+        results = await run_calls([partial(self.c.read, cid) for cid, _ in wanted])
+        for (_, ent), r in zip(wanted, results, strict=True):   # one result per call
             if isinstance(r, BaseException):
-                e.error = r
+                ent.error = r
             else:
-                e.instance, e.props = r[0].instance, list(r[1])
+                ent.instance, ent.props = r[0].instance, list(r[1])
         return table, entries, index
 
     def report(self, records: list[Proplist], steps: list[Step]) -> None:
@@ -585,7 +587,7 @@ async def raw_load(c: Client, path: str, tree: RawNode) -> None:
         top = nodes[oid]
         labels: list[str] = ["Can't write directory"]
         calls: list[Callable[[], Awaitable[Any]]] = [
-            lambda: c.write(NiId(oid, top.id.instance), list(tree.props))]
+            partial(c.write, NiId(oid, top.id.instance), list(tree.props))]
         destroys = destroy_calls(c, nodes, oid, bumped=1)
         calls += destroys
         labels += ["Can't destroy child directories"] * len(destroys)

@@ -118,7 +118,7 @@ async def _read_children(client: Any, did: NiId) -> list[tuple[int, Proplist]]:
     for start in range(0, len(ids), BATCH):
         batch = ids[start:start + BATCH]
         reads = await step("ni_read", asyncio.gather(*(client.read(c) for c in batch)))
-        out.extend((c, props) for c, (_, props) in zip(batch, reads))
+        out.extend((c, props) for c, (_, props) in zip(batch, reads, strict=True))
     return out
 
 

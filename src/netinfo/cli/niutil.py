@@ -19,6 +19,7 @@ import asyncio
 import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, NamedTuple
 
 from ..client import Client
@@ -275,7 +276,7 @@ async def op_destroyprop(x: Context) -> int:
     oid = await x.directory(path)
     for key in keys:
         try:
-            await x.attempt(lambda key=key: verbs.destroyprop(x.c, oid, [key]))
+            await x.attempt(partial(verbs.destroyprop, x.c, oid, [key]))
         except _ERRORS as e:
             raise x.fail(e, f"can't destroy {key} in directory {path}") from None
     return 0

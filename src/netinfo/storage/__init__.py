@@ -12,8 +12,8 @@ Operations (typed records, applied in order inside one atomic transaction):
 :class:`Free` ``(id, instance)``
     the directory (and its own child list) is gone; remember its last instance (spec §5.3:
     a reused number continues from it).
-:class:`KidIns` ``(parent, index, child)``
-    insert *child* at position *index* of *parent*'s child list (as ``list.insert``: an
+:class:`KidIns` ``(parent, pos, child)``
+    insert *child* at position *pos* of *parent*'s child list (as ``list.insert``: an
     index past the end appends).
 :class:`KidDel` ``(parent, child)``
     remove the first occurrence of *child* from *parent*'s child list (none: no-op).
@@ -51,10 +51,11 @@ class Free(NamedTuple):
 
 
 class KidIns(NamedTuple):
-    """Insert *child* at *index* of *parent*'s child list (``list.insert`` semantics)."""
+    """Insert *child* at position *pos* of *parent*'s child list (``list.insert``
+    semantics). (Not ``index``: that field would hide ``tuple.index``.)"""
 
     parent: int
-    index: int
+    pos: int
     child: int
 
 
@@ -175,7 +176,7 @@ def _put(image: Image, op: Put) -> None:
 
 
 def _kid_ins(image: Image, op: KidIns) -> None:
-    image.children.setdefault(op.parent, []).insert(op.index, op.child)
+    image.children.setdefault(op.parent, []).insert(op.pos, op.child)
 
 
 def _kid_del(image: Image, op: KidDel) -> None:
