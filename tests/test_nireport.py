@@ -78,11 +78,6 @@ async def _populate(w: World) -> None:
         await _create(root, "/machines", [("name", ["mailhost"]),
                                           ("ip_address", ["10.0.0.26"])])
         await _create(root, "/users", [("name", ["carol"]), ("uid", ["502"])])
-        # root with an empty passwd value list, as NeXT's template had it (new domains
-        # lock root with '*'): what the zero-value output tests print
-        rid = await local.pathsearch("/users/root")
-        names, rid = await local.listprops(rid)
-        await local.writeprop(rid, names.index("passwd"), [])
         w.local = await _ids(local, [
             "/users", "/users/root", "/users/daemon", "/users/nobody", "/users/bob",
             "/groups", "/groups/eng", "/machines", "/machines/localhost",

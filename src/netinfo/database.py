@@ -95,7 +95,8 @@ class DatabaseLock:
             f.seek(0)
             text = f.read().strip()
             f.close()
-            raise DatabaseInUse(where, int(text) if text.isascii() and text.isdecimal() else None) from None
+            pid = int(text) if text.isascii() and text.isdecimal() else None
+            raise DatabaseInUse(where, pid) from None
         except OSError:
             f.close()
             raise
