@@ -139,7 +139,11 @@ class Nibindd:
         if not ready.wait(timeout):
             self.stop()
             raise RuntimeError("nibindd did not start:\n" + "".join(self.log))
-        self.wait_for(tags, timeout)
+        try:
+            self.wait_for(tags, timeout)
+        except BaseException:
+            self.stop()  # never leave a server behind
+            raise
         return self
 
     def wait_for(self, tags, timeout: float = 30.0) -> None:

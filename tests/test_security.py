@@ -551,3 +551,45 @@ def test_finding11_no_dns_on_a_request_path(served):
         print(asyncio.run(read_latency({SEC_PORT}, 5)) < 0.2)
     """)
     assert out.splitlines() == ["True", "True"], out
+
+
+# -- the spec's trusted_networks values, over TCP and lenient UDP (spec §10.5) -----------------
+
+@pytest.mark.parametrize("value,admitted", [("10", True), ("128.1", False),
+                                            ("192.42.172", False), ("10.0.2", True)])
+def test_trusted_networks_values_over_tcp_and_udp(served, value, admitted):
+    # the local superuser (reserved port on the victim) sets the value
+    served.a.python(textwrap.dedent(f"""
+        import asyncio
+        from netinfo.client import Client
+        async def main():
+            c = await Client.connect("127.0.0.1", {TRUSTED_PORT}, "trusted", privileged=True)
+            root, props = await c.read(0)
+            names = [k for k, _ in props]
+            await c.writeprop(root, names.index("trusted_networks"), [{value!r}])
+            await c.close()
+        asyncio.run(main())
+    """))
+    out = attack(served, f"""
+        from netinfo.protocol import PROCEDURES, Proc, encode_args
+        from netinfo.model import NiId
+        import asyncio
+        from netinfo.client import Client
+        async def tcp():
+            try:
+                c = await Client.connect(A, {TRUSTED_PORT}, "trusted", privileged=False)
+                await c.read(0)
+                await c.close()
+                return "tcp yes"
+            except Exception:
+                return "tcp no"
+        print(asyncio.run(tcp()))
+        try:
+            u = call(A, {TRUSTED_PORT}, 200100000, 2, Proc.READ,
+                     encode_args(PROCEDURES[Proc.READ], NiId(0, 0)))
+            print("udp yes" if u is not None and u.unpack_int() == 0 else "udp no")
+        except Exception:
+            print("udp no")
+    """)
+    want = "yes" if admitted else "no"
+    assert out.splitlines() == [f"tcp {want}", f"udp {want}"], out

@@ -18,6 +18,7 @@ from __future__ import annotations
 import fcntl
 import logging
 import os
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -63,6 +64,11 @@ class Change:
 
 
 Subscriber = Callable[[list[Change]], None]
+
+#: Failed authentications from one address within AUTH_WINDOW seconds, after which its
+#: credentialed writes are refused for AUTH_WINDOW seconds without checking a password.
+AUTH_FAILURES = 5
+AUTH_WINDOW = 60
 
 
 # -- one writer per database --------------------------------------------------------------------
@@ -150,6 +156,10 @@ class Database:
         self._subscribers: list[Subscriber] = []
         #: READALL transfers in progress (writes wait: NI_MASTERBUSY)
         self.transfers = 0
+        #: peer address → times of its recent failed authentications
+        self._auth_failures: dict[str, list[float]] = {}
+        #: peer address → until when its credentials are refused
+        self._auth_blocked: dict[str, float] = {}
         if svc.pending:  # a new database: its empty root
             self.commit()
 
@@ -169,14 +179,58 @@ class Database:
         A write stays pending (visible to later calls, not yet durable) until
         :meth:`commit`. :raises NiError: the procedure's status.
         """
-        if self.transfers and proc in self._writes:
+        if proc not in self._writes:
+            return self._handlers[proc](caller, *args)
+        if self.transfers:
             raise NiError(Status.MASTERBUSY)
-        value = self._handlers[proc](caller, *args)
-        if proc in self._writes:
-            result_id = value[1] if proc == Proc.CREATE else value
-            self._changes.append(Change(Proc(proc), self.service.writer, args, value,
-                                        result_id[1]))
+        if caller.credential is not None and not caller.superuser:
+            value = self._authenticated_write(proc, caller, args)
+        else:
+            value = self._handlers[proc](caller, *args)
+        result_id = value[1] if proc == Proc.CREATE else value
+        self._changes.append(Change(Proc(proc), self.service.writer, args, value,
+                                    result_id[1]))
         return value
+
+    def _authenticated_write(self, proc: int, caller: Caller, args: tuple) -> Any:
+        """A write with AUTH_UNIX credentials (spec §10.2): failures are logged (user,
+        peer, reason; never the password) and limited per peer address, so that a
+        password cannot be guessed at the speed of the wire."""
+        cred = caller.credential
+        assert cred is not None
+        now = time.monotonic()
+        blocked = self._auth_blocked.get(caller.addr, 0.0)
+        if blocked > now:
+            raise NiError(Status.AUTHERROR, "too many failed authentications; retry later")
+        try:
+            return self._handlers[proc](caller, *args)
+        except NiError as e:
+            if e.status in (Status.AUTHERROR, Status.NOUSER):
+                self._auth_failed(caller, now, str(e))
+            raise
+
+    def _auth_failed(self, caller: Caller, now: float, reason: str) -> None:
+        recent = [t for t in self._auth_failures.get(caller.addr, ()) if now - t < AUTH_WINDOW]
+        recent.append(now)
+        log.warning("%s: authentication failed for uid %d from %s:%d: %s", self.where,
+                    caller.credential.uid if caller.credential else -1, caller.addr,
+                    caller.port, reason)
+        # Loopback callers are only logged: anyone on this host can read the hashes
+        # anyway (READ of /users), and the host's own tools must not lock each other out.
+        local = caller.addr.startswith("127.") or caller.addr in ("::1", "")
+        if len(recent) >= AUTH_FAILURES and not local:
+            self._auth_blocked[caller.addr] = now + AUTH_WINDOW
+            log.warning("%s: %d failed authentications from %s within %d s: refusing its "
+                        "credentials for %d s", self.where, len(recent), caller.addr,
+                        AUTH_WINDOW, AUTH_WINDOW)
+            recent = []
+        self._auth_failures[caller.addr] = recent
+        if len(self._auth_failures) > 4096:  # many peers: keep only the recent ones
+            for addr in [a for a, ts in self._auth_failures.items()
+                         if not ts or now - ts[-1] >= AUTH_WINDOW]:
+                del self._auth_failures[addr]
+            for addr in [a for a, t in self._auth_blocked.items() if t <= now]:
+                del self._auth_blocked[addr]
 
     def answer(self, proc: int, caller: Caller, args: tuple) -> bytes | None:
         """:meth:`call`, encoded as the reply body by the result-kind table (protocol);

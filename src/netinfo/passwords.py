@@ -71,6 +71,12 @@ def verify(password: str, stored: str) -> bool:
         raise
 
 
+#: Rounds for new SHA-256/512 crypt hashes: glibc's default. libpass's own default
+#: (656,000) makes every check cost about half a second, and netinfod checks a password
+#: on the event loop for each authenticated write.
+CRYPT_ROUNDS = 5000
+
+
 def hash_password(password: str, scheme: str = "sha512_crypt") -> str:
     """A new crypt string for *password* (SHA-512 crypt unless told otherwise).
 
@@ -79,6 +85,8 @@ def hash_password(password: str, scheme: str = "sha512_crypt") -> str:
     h = _handler(scheme)
     if h is None:
         raise RuntimeError(f"password scheme {scheme} is not available (install libpass)")
+    if scheme in ("sha256_crypt", "sha512_crypt"):
+        h = h.using(rounds=CRYPT_ROUNDS)
     return str(h.hash(password))
 
 
