@@ -33,6 +33,7 @@ PURE = frozenset({
     "netinfo.storage.memory",
     # hashes only; libpass (third party, pure computation) is loaded on the first check
     "netinfo.passwords",
+    "netinfo.replication",
 })
 
 #: The client library: I/O (sockets, asyncio), but never the tools above it.

@@ -22,6 +22,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Protocol
 
 from . import rpc
 from .errors import Status, StorageError, WireError
@@ -56,6 +57,8 @@ MAX_CONNECTIONS = 1024
 #: Reserved ports tried for a root netinfod (Mac OS X's RPC services sat in 600–1023).
 RESERVED_PORTS = range(600, 1024)
 _NORESPONSE = pack_status(Status.NORESPONSE)
+#: Calls replication is told of besides the master's pushed updates (spec §9.5).
+_REPLICATION_PROCS = frozenset({Proc.CRASHED, Proc.RESYNC})
 _U32 = struct.Struct(">I")
 
 
@@ -74,6 +77,12 @@ class ServerConfig:
     trust_local: bool = False
 
 
+class Observer(Protocol):
+    """What the dispatcher tells replication (``replicator.Replicator``)."""
+
+    def observe(self, proc: int, caller: Caller, args: tuple, ok: bool) -> None: ...
+
+
 class Dispatcher:
     """Turns call records into reply records for one domain (shared by UDP and TCP)."""
 
@@ -84,9 +93,16 @@ class Dispatcher:
         self.counters = db.info.counters
         #: called when RPARENT finds no binding yet (the server starts a parent search)
         self.on_parent_miss: Callable[[], None] | None = None
+        #: told of the calls replication cares about (replicator.Replicator.observe)
+        self.replicator: Observer | None = None
 
     def caller_for(self, host: str, port: int) -> Caller:
         local = is_local(host, self.own)
+        svc = self.db.service
+        if svc.info.clone and port < 1024 and host.removeprefix("::ffff:") == \
+                svc.master_address():
+            # An update pushed by the master: its address and a reserved port (spec §9.2).
+            return Caller(host, port, from_master=True)
         su = local and (port < 1024 or self.config.trust_local)
         return Caller(host, port, superuser=su, user="root" if su else None)
 
@@ -121,7 +137,10 @@ class Dispatcher:
             return rpc.reply_accept_error(xid, AcceptStat.GARBAGE_ARGS), False
         if info.kind is Kind.STREAM:
             self.counters[info.proc][0] += 1
-            return ReplyStream(rpc.reply_success(xid), self.db.readall(caller, *args)), False
+            pieces = self.db.readall(caller, *args)
+            if self.replicator is not None:
+                self.replicator.observe(info.proc, caller, args, True)
+            return ReplyStream(rpc.reply_success(xid), pieces), False
         if call.auth is not None:
             # Apple's lookupd shortcut: password "checksum" asks for the checksum only (§4.4).
             only = call.auth.machinename == rpc.invert(b"checksum")
@@ -142,6 +161,10 @@ class Dispatcher:
             return rpc.reply_accept_error(xid, AcceptStat.SYSTEM_ERR), False
         if info.proc == Proc.RPARENT and body == _NORESPONSE and self.on_parent_miss:
             self.on_parent_miss()  # RPARENT without a binding: search (spec §8.2)
+        if self.replicator is not None and (info.proc in _REPLICATION_PROCS
+                                            or caller.from_master):
+            ok = not (info.kind is Kind.UNION and body[:4] != b"\0\0\0\0")
+            self.replicator.observe(info.proc, caller, args, ok)
         return rpc.reply_success(xid, body), info.is_write
 
     def commit(self) -> bool:

@@ -88,6 +88,8 @@ class ServerInfo:
     #: ``netinfod -n``: a root whatever /machines says (spec §8.2, Apple)
     forced_root: bool = False
     connections: int = 0
+    #: what replication reports in STATISTICS (clone states, last copy), set by it
+    replication: list[tuple[str, list[str]]] = field(default_factory=list)
     #: per procedure number: [calls, total microseconds]
     counters: list[list[int]] = field(default_factory=lambda: [[0, 0] for _ in Proc])
 
@@ -893,6 +895,7 @@ class DirectoryService:
         for p in Proc:
             calls, micros = counters[p]
             stats.append((p.name.lower(), [str(int(p)), str(calls), str(micros)]))
+        stats += [(k, list(v)) for k, v in info.replication]
         return stats
 
     def proc_crashed(self, caller: Caller, checksum: int) -> None:

@@ -17,6 +17,7 @@ from ..database import Database, DatabaseInUse, database_exists, netinfo_dir, op
 from ..errors import NiError, RpcError, StorageError, Timeout, WireError
 from ..netif import hostname, is_local, local_addresses, non_loopback
 from ..nibind import TAG_MAX, valid_tag
+from ..replicator import Replicator
 from ..server import NetInfoServer, ServerConfig
 from ..service import ServerInfo
 from ..templates import (create_clone, create_local, create_master, populate_standard,
@@ -135,7 +136,12 @@ async def _serve(args: argparse.Namespace, db: Database, info: ServerInfo,
           file=sys.stderr, flush=True)
     registered = await _register(args.tag, server.udp_port, server.tcp_port)
     server.want_parent()
+    own = frozenset(addrs)
+    replicator = Replicator(db, args.tag, lambda a: is_local(a, own))
+    server.dispatcher.replicator = replicator
+    replicator.start()
     await stop.wait()
+    await replicator.close()
     if registered:
         await _unregister(args.tag)
     await server.close()

@@ -1,0 +1,326 @@
+"""Replication over the network: a master's pusher and a clone's synchroniser (spec §9).
+
+One :class:`Replicator` runs in each netinfod. On a master it subscribes to the domain's
+:class:`~netinfo.database.Database`: every durable batch of writes is queued for each clone
+that is in step, and after ``update_latency`` seconds delivered as the same calls the
+clients sent (spec §9.3) — NIBIND GETREGISTER at the clone's address, then TCP from a
+reserved source port, AUTH_NONE, pipelined. A clone whose update fails is marked out of
+date and skipped until it copies the domain again (its READALL marks it in step). At
+start-up a master sends CRASHED(checksum) to every clone (§9.6); RESYNC and every
+``cleanup_wait`` seconds it sends RESYNC to all of them.
+
+On a clone it copies the domain from the master (GETREGISTER of the master's tag, then
+READALL with its own checksum, §9.5) at start-up, on CRASHED with another checksum, when a
+pushed update fails here, on RESYNC and every ``cleanup_wait``; the copy replaces the old
+one in one transaction (``Database.replace``: after a crash the store holds the old tree or
+the new, never a mix), and the old copy serves until then. NI_MASTERBUSY is retried with
+backoff, never taken as final.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from . import binding
+from .client import Client
+from .database import Change, Database
+from .errors import NetInfoError, NiError, Status
+from .model import first_values
+from .protocol import Proc
+from .replication import Peer, Update, clone_list, image_from_transfer, master_of, update_for
+from .service import Caller
+
+log = logging.getLogger("netinfo.replication")
+
+#: Apple's defaults (spec §11): seconds between a write and its push, between checks.
+UPDATE_LATENCY = 2.0
+CLEANUP_WAIT = 1800.0
+#: Backoff of a clone whose master is busy or unreachable: first and largest wait.
+BACKOFF_FIRST, BACKOFF_MAX = 0.5, 30.0
+#: A READALL of a big domain may take long.
+TRANSFER_TIMEOUT = 600.0
+
+
+@dataclass
+class CloneState:
+    """What a master knows of one clone."""
+
+    peer: Peer
+    in_step: bool = False
+    queue: list[Update] = field(default_factory=list)
+    last_push: float | None = None
+    flushing: bool = False
+
+    def describe(self) -> str:
+        when = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.last_push)) \
+            if self.last_push else "never"
+        state = "in-step" if self.in_step else "out-of-date"
+        return f"{self.peer.addr}/{self.peer.tag} {state} queued={len(self.queue)} " \
+               f"last_push={when}"
+
+
+class Replicator:
+    """The replication side of one netinfod (master or clone, by ``info.clone``)."""
+
+    def __init__(self, db: Database, tag: str, is_own: Callable[[str], bool]) -> None:
+        self.db = db
+        self.tag = tag
+        self.is_own = is_own
+        self.clones: dict[Peer, CloneState] = {}
+        self.last_sync: float | None = None
+        self.in_step = False
+        self._tasks: set[asyncio.Task] = set()
+        self._sync_task: asyncio.Task | None = None
+        self._sync_again = False
+        self._flush_handle: asyncio.TimerHandle | None = None
+        self._unsubscribe: Callable[[], None] | None = None
+
+    @property
+    def is_clone(self) -> bool:
+        return self.db.info.clone
+
+    # -- root properties (spec §11) -------------------------------------------------------
+
+    def _seconds(self, name: str, default: float, low: float, high: float) -> float:
+        vals = first_values(self.db.service.directory(0).props, name)
+        try:
+            v = float(vals[0]) if vals else default
+        except ValueError:
+            v = default
+        return min(max(v, low), high)
+
+    def update_latency(self) -> float:
+        return self._seconds("update_latency", UPDATE_LATENCY, 0.0, 7200.0)
+
+    def cleanup_wait(self) -> float:
+        return self._seconds("cleanup_wait", CLEANUP_WAIT, 1.0, 36000.0)
+
+    # -- life ---------------------------------------------------------------------------
+
+    def start(self) -> None:
+        if self.is_clone:
+            self.sync()
+        else:
+            self.rebuild_clones(first=True)
+            self._unsubscribe = self.db.subscribe(self._on_commit)
+            for st in self.clones.values():
+                self._spawn(self._send_one(st.peer, Proc.CRASHED, (self.db.checksum,)))
+        self._spawn(self._periodic())
+        self.publish()
+
+    async def close(self) -> None:
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+        if self._flush_handle is not None:
+            self._flush_handle.cancel()
+        for t in list(self._tasks):
+            t.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    def _spawn(self, coro) -> asyncio.Task:
+        t = asyncio.ensure_future(coro)
+        self._tasks.add(t)
+        t.add_done_callback(self._tasks.discard)
+        return t
+
+    async def _periodic(self) -> None:
+        while True:
+            await asyncio.sleep(self.cleanup_wait())
+            if self.is_clone:
+                self.sync()
+            else:
+                self.resync_clones()
+
+    # -- what the server tells us (Dispatcher.replicator) --------------------------------
+
+    def observe(self, proc: int, caller: Caller, args: tuple, ok: bool) -> None:
+        """A call the server answered that matters to replication."""
+        if proc == Proc.CRASHED:
+            if self.is_clone and args and args[0] != self.db.checksum:
+                self.sync()
+        elif proc == Proc.RESYNC:
+            if self.is_clone:
+                self.sync()
+            else:
+                self.rebuild_clones()
+                self.resync_clones()
+        elif proc == Proc.READALL:
+            if not self.is_clone:
+                self.clone_copying(caller.addr)
+        elif caller.from_master and not ok:
+            log.info("an update from the master failed here: copying the domain again")
+            self.sync()
+
+    # -- master --------------------------------------------------------------------------
+
+    def rebuild_clones(self, first: bool = False) -> None:
+        """The clone list from /machines (spec §9.1), keeping what we knew of each."""
+        svc = self.db.service
+        peers = clone_list(svc.machines(), self.is_own, self.tag)
+        old = self.clones
+        # A clone known at start-up is assumed in step: CRASHED makes it check (§9.6).
+        self.clones = {p: old.get(p) or CloneState(p, in_step=first) for p in peers}
+        self.db.info.clones = len(self.clones)
+        self.publish()
+
+    def clone_copying(self, addr: str) -> None:
+        """A READALL from *addr*: the clones there are in step from now on (writes wait
+        while the transfer runs, so what follows is queued for them)."""
+        for st in self.clones.values():
+            if st.peer.addr == addr.removeprefix("::ffff:"):
+                st.in_step = True
+                st.queue = []
+        self.publish()
+
+    def _on_commit(self, changes: list[Change]) -> None:
+        self.rebuild_clones()
+        updates: list[Update] = []
+        for c in changes:
+            if c.proc is None:      # a whole new tree: the clones must copy it
+                for st in self.clones.values():
+                    st.in_step, st.queue = False, []
+                    self._spawn(self._send_one(st.peer, Proc.CRASHED, (self.db.checksum,)))
+                updates = []
+                continue
+            updates.append(update_for(c.proc, c.args, c.result))
+        if not updates:
+            return
+        for st in self.clones.values():
+            if st.in_step:
+                st.queue.extend(updates)
+        self._schedule_flush()
+
+    def resync_clones(self) -> None:
+        for st in self.clones.values():
+            if st.in_step:
+                st.queue.append((Proc.RESYNC, ()))
+            else:
+                self._spawn(self._send_one(st.peer, Proc.RESYNC, ()))
+        self._schedule_flush()
+
+    def _schedule_flush(self) -> None:
+        if self._flush_handle is not None:
+            return
+        loop = asyncio.get_running_loop()
+        self._flush_handle = loop.call_later(self.update_latency(), self._flush_all)
+
+    def _flush_all(self) -> None:
+        self._flush_handle = None
+        for st in self.clones.values():
+            if st.in_step and st.queue and not st.flushing:
+                self._spawn(self._flush(st))
+
+    async def _connect(self, peer: Peer) -> Client:
+        _, port = await binding.getregister(peer.addr, peer.tag, timeout=3.0)
+        # A reserved source port and AUTH_NONE: how a clone knows its master (§9.2).
+        return await Client.connect(peer.addr, port, peer.tag, privileged=True, timeout=5.0)
+
+    async def _flush(self, st: CloneState) -> None:
+        st.flushing = True
+        try:
+            while st.in_step and st.queue:
+                batch, st.queue = st.queue, []
+                c = await self._connect(st.peer)
+                try:
+                    results = await asyncio.gather(*(c.call(p, *a) for p, a in batch),
+                                                   return_exceptions=True)
+                finally:
+                    await c.close()
+                bad = next((r for r in results if isinstance(r, BaseException)), None)
+                if bad is not None:
+                    raise bad
+                st.last_push = time.time()
+        except (NetInfoError, OSError) as e:
+            log.warning("clone %s/%s is out of date: %s", st.peer.addr, st.peer.tag, e)
+            st.in_step, st.queue = False, []
+        finally:
+            st.flushing = False
+            self.publish()
+        if st.queue:
+            self._schedule_flush()
+
+    async def _send_one(self, peer: Peer, proc: int, args: tuple) -> None:
+        try:
+            c = await self._connect(peer)
+            try:
+                await c.call(proc, *args)
+            finally:
+                await c.close()
+        except (NetInfoError, OSError) as e:
+            log.info("%s to clone %s/%s: %s", Proc(proc).name, peer.addr, peer.tag, e)
+
+    # -- clone ---------------------------------------------------------------------------
+
+    def sync(self) -> None:
+        """Check the master's checksum and copy the domain if it differs (spec §9.5)."""
+        if self._sync_task is not None and not self._sync_task.done():
+            self._sync_again = True
+            return
+        self._sync_task = self._spawn(self._sync_loop())
+
+    async def _sync_loop(self) -> None:
+        while True:
+            self._sync_again = False
+            await self._sync_once()
+            if not self._sync_again:
+                return
+
+    async def _sync_once(self) -> None:
+        wait = BACKOFF_FIRST
+        while True:
+            svc = self.db.service
+            master = master_of((first_values(svc.directory(0).props, "master") or [""])[0],
+                               svc.machines())
+            if master is None:
+                log.warning("no master address in /machines: cannot synchronise")
+                return
+            addr, tag = master
+            try:
+                _, port = await binding.getregister(addr, tag, timeout=3.0)
+                c = await Client.connect(addr, port, tag, privileged=True, timeout=5.0)
+                c.timeout = TRANSFER_TIMEOUT
+                try:
+                    checksum, _, objects = await c.readall(self.db.checksum)
+                finally:
+                    await c.close()
+            except NiError as e:
+                if e.status != Status.MASTERBUSY and e.status not in (Status.NOTAG,
+                                                                      Status.NORESPONSE):
+                    log.warning("master %s/%s refused the copy: %s", addr, tag, e)
+                    return
+                log.info("master %s/%s: %s; again in %.1f s", addr, tag, e, wait)
+            except (NetInfoError, OSError) as e:
+                log.info("master %s/%s unreachable (%s); again in %.1f s", addr, tag, e, wait)
+            else:
+                self.last_sync = time.time()
+                if checksum:  # 0: we are current (spec §9.4)
+                    self.db.replace(image_from_transfer(checksum, objects))
+                    log.info("copied %d directories from %s/%s (checksum %d)",
+                             len(objects), addr, tag, checksum)
+                self.in_step = True
+                self.publish()
+                return
+            await asyncio.sleep(wait)
+            wait = min(wait * 2, BACKOFF_MAX)
+
+    # -- STATISTICS (spec §4.4, our additions) --------------------------------------------
+
+    def publish(self) -> None:
+        """What STATISTICS reports of replication: each clone's state on a master; the
+        master, the last copy and whether it is in step on a clone."""
+        info = self.db.info
+        if self.is_clone:
+            svc = self.db.service
+            m = master_of((first_values(svc.directory(0).props, "master") or [""])[0],
+                          svc.machines())
+            when = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.last_sync)) \
+                if self.last_sync else "never"
+            info.replication = [("master_server", [f"{m[0]}/{m[1]}" if m else "unknown"]),
+                                ("last_sync", [when]),
+                                ("sync_state", ["in-step" if self.in_step else "syncing"])]
+        else:
+            info.replication = [("clone_state", [st.describe() for st in self.clones.values()])]

@@ -1,0 +1,212 @@
+"""Replication across test hosts (spec §9): a master and two clones in network namespaces,
+each with its own hostname, /etc/hosts and address, each running nibindd with its own
+embedded portmapper. Clones are made with ``nidomain -c`` (CREATECLONE), copy the domain
+with READALL, receive every write the master commits, and refuse everyone else's.
+"""
+
+from __future__ import annotations
+
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from .netns import Network, available, wait_until
+
+pytestmark = pytest.mark.slow
+
+REASON = available()
+HOSTS = {"hosta": 1, "hostb": 2, "hostc": 3}
+
+
+def _master_db(directory: Path) -> None:
+    from netinfo.database import open_database
+    from netinfo.model import NI_INDEX_NULL, NiId
+    from netinfo.service import SUPERUSER
+    from netinfo.templates import create_master, ensure_dir, populate_standard
+    with open_database(directory, "network", create=True) as db:
+        svc = db.service
+        create_master(svc, "network", "hosta", ["10.77.0.1"])
+        m = ensure_dir(svc, "machines")
+        for name in ("hostb", "hostc"):
+            svc.proc_create(SUPERUSER, svc.proc_self(SUPERUSER, NiId(m)),
+                            [("name", [name]), ("ip_address", [f"10.77.0.{HOSTS[name]}"]),
+                             ("serves", ["./network"])], NI_INDEX_NULL)
+        populate_standard(svc)
+        root = svc.proc_root(SUPERUSER)
+        svc.proc_createprop(SUPERUSER, root, ("update_latency", ["1"]), NI_INDEX_NULL)
+
+
+def tool(host, *argv: str, ok: bool = True):
+    r = host.run([sys.executable, "-m", f"netinfo.cli.{argv[0]}", *argv[1:]], timeout=120)
+    if ok:
+        assert r.returncode == 0, f"{host.name} {argv}: {r.stderr}"
+    return r
+
+
+def stats(host) -> dict[str, list[str]]:
+    out = host.python(textwrap.dedent("""
+        import asyncio, json
+        from netinfo.client import Client
+        from netinfo import binding
+        async def main():
+            _, port = await binding.getregister("127.0.0.1", "network")
+            c = await Client.connect("127.0.0.1", port, "network", privileged=False)
+            print(json.dumps(dict(await c.statistics())))
+            await c.close()
+        asyncio.run(main())
+    """))
+    import json
+    return json.loads(out)
+
+
+@pytest.fixture(scope="module")
+def domain(tmp_path_factory):
+    if REASON:
+        pytest.skip(REASON)
+    tmp = tmp_path_factory.mktemp("repl")
+    net = Network()
+    try:
+        hosts = {name: net.add_host(name, i) for name, i in HOSTS.items()}
+        net.write_hosts(tmp / "hosts")
+        for name, h in hosts.items():
+            d = tmp / name
+            d.mkdir()
+            if name == "hosta":
+                _master_db(d)
+            h.dir = d
+            h.spawn([sys.executable, "-m", "netinfo.cli.nibindd", "--dir", str(d),
+                     "--portmapper", "embedded", "--bind", "0.0.0.0"], tmp / f"{name}.log")
+        for h in hosts.values():
+            wait_until(lambda h=h: tool(h, "nidomain", "-l", ok=False).returncode == 0, 30)
+        for name in ("hostb", "hostc"):
+            tool(hosts[name], "nidomain", "-c", "network", "hosta/network")
+        a = hosts["hosta"]
+        for name in ("hostb", "hostc"):
+            wait_until(lambda h=hosts[name]: stats(h)["checksum"] == stats(a)["checksum"], 30)
+        net.logs = tmp
+        net.h = hosts
+        yield net
+    finally:
+        net.close()
+
+
+WRITER = textwrap.dedent("""
+    import asyncio, random
+    from netinfo.client import Client
+    from netinfo import binding
+    from netinfo.errors import NiError
+    async def main(n, seed):
+        rng = random.Random(seed)
+        _, port = await binding.getregister("127.0.0.1", "network")
+        c = await Client.connect("127.0.0.1", port, "network", privileged=True)
+        users = await c.pathsearch("/users")
+        made = []
+        done = 0
+        while done < n:
+            kind = rng.randrange(11)
+            try:
+                if kind <= 2 or not made:
+                    users = await c.self_id(users)
+                    kid, users = await c.create(users, [("name", [f"u{seed}-{done}"]),
+                                                        ("uid", [str(5000 + done)]),
+                                                        ("v", ["a", "b"])])
+                    made.append(kid.object)
+                else:
+                    oid = rng.choice(made)
+                    d = await c.self_id(oid)
+                    if kind == 3:
+                        users = await c.self_id(users)
+                        await c.destroy(users, d)
+                        made.remove(oid)
+                    elif kind == 4:
+                        await c.write(d, [("name", [f"w{done}"]), ("v", ["x"])])
+                    elif kind == 5:
+                        await c.createprop(d, "p", ["1", "2"])
+                    elif kind == 6:
+                        names, d = await c.listprops(d)
+                        await c.destroyprop(d, len(names) - 1)
+                    elif kind == 7:
+                        await c.writeprop(d, 0, [f"n{done}"])
+                    elif kind == 8:
+                        await c.renameprop(d, 0, "name")
+                    elif kind == 9:
+                        await c.createname(d, 0, f"alias{done}")
+                    else:
+                        names, d = await c.listprops(d)
+                        vals, d = await c.readprop(d, 0)
+                        if len(vals) > 1:
+                            await c.destroyname(d, 0, len(vals) - 1)
+                        else:
+                            await c.writename(d, 0, 0, f"r{done}")
+                done += 1
+            except NiError:
+                continue
+        await c.close()
+        print(done)
+    asyncio.run(main(N, SEED))
+""")
+
+
+def dump(host) -> str:
+    return tool(host, "nidump", "-r", "/", "-t", "127.0.0.1/network").stdout
+
+
+def test_clones_are_clones_and_copied_the_domain(domain):
+    a, b, c = (domain.h[n] for n in HOSTS)
+    sa = stats(a)
+    assert sa["tag"][:2] == ["network", "master"]
+    for h in (b, c):
+        s = stats(h)
+        assert s["tag"] == ["network", "clone"] and s["checksum"] == sa["checksum"]
+        assert s["sync_state"] == ["in-step"] and s["master_server"] == ["10.77.0.1/network"]
+    assert dump(b) == dump(a) == dump(c)
+
+
+def test_every_write_reaches_both_clones(domain):
+    a, b, c = (domain.h[n] for n in HOSTS)
+    t = time.monotonic()
+    out = a.python(WRITER.replace("N, SEED", "1000, 7"), timeout=300)
+    assert out.strip() == "1000"
+    written = time.monotonic()
+    want = stats(a)["checksum"]
+    for h in (b, c):
+        wait_until(lambda h=h: stats(h)["checksum"] == want, 10, 0.2)
+    converged = time.monotonic()
+    print(f"MEASURE replication writes=1000 write_s={written - t:.1f} "
+          f"converged_after_s={converged - written:.1f}")
+    assert dump(b) == dump(a) == dump(c)
+    states = stats(a)["clone_state"]
+    assert len(states) == 2 and all(" in-step " in s for s in states), states
+
+
+def test_clones_refuse_everyone_but_their_master(domain):
+    a, b, c = (domain.h[n] for n in HOSTS)
+    code = textwrap.dedent("""
+        import asyncio
+        from netinfo.client import Client
+        from netinfo import binding
+        from netinfo.errors import NiError, Status
+        async def main():
+            _, port = await binding.getregister(HOST, "network")
+            for priv in PRIVS:
+                c = await Client.connect(HOST, port, "network", privileged=priv)
+                users = await c.pathsearch("/users")
+                for what, call in (("create", c.create(users, [("name", ["intruder"])])),
+                                   ("readall", c.readall(0))):
+                    try:
+                        await call
+                        print(what, "OK")
+                    except NiError as e:
+                        print(what, Status(e.status).name)
+                await c.close()
+        asyncio.run(main())
+    """)
+    # from the clone's own host, from the other clone, and from the master's address but
+    # (first round) an ordinary port: none is the master pushing an update
+    for frm, privs in ((b, (False, True)), (c, (False, True)), (a, (False,))):
+        out = frm.python(code.replace("HOST", repr("10.77.0.2"))
+                         .replace("PRIVS", repr(privs)))
+        assert out.splitlines() == ["create RDONLY", "readall NOTMASTER"] * len(privs), out
