@@ -127,6 +127,8 @@ WRITER = textwrap.dedent("""
                         await c.createprop(d, "p", ["1", "2"])
                     elif kind == 6:
                         names, d = await c.listprops(d)
+                        if not names:
+                            continue
                         await c.destroyprop(d, len(names) - 1)
                     elif kind == 7:
                         await c.writeprop(d, 0, [f"n{done}"])
@@ -136,6 +138,8 @@ WRITER = textwrap.dedent("""
                         await c.createname(d, 0, f"alias{done}")
                     else:
                         names, d = await c.listprops(d)
+                        if not names:
+                            continue
                         vals, d = await c.readprop(d, 0)
                         if len(vals) > 1:
                             await c.destroyname(d, 0, len(vals) - 1)
@@ -210,3 +214,87 @@ def test_clones_refuse_everyone_but_their_master(domain):
         out = frm.python(code.replace("HOST", repr("10.77.0.2"))
                          .replace("PRIVS", repr(privs)))
         assert out.splitlines() == ["create RDONLY", "readall NOTMASTER"] * len(privs), out
+
+
+# -- faults -------------------------------------------------------------------------------------
+
+def _pid(host, tag: str = "network") -> int | None:
+    import subprocess
+    r = subprocess.run(["pgrep", "-f", f"netinfo.cli.netinfod --dir {host.dir} .*{tag}$"],
+                       capture_output=True, text=True)
+    pids = [int(p) for p in r.stdout.split()]
+    return pids[0] if pids else None
+
+
+def _converged(domain, host, timeout: float = 10.0) -> float:
+    a = domain.h["hosta"]
+    want = stats(a)["checksum"]
+    t = time.monotonic()
+    wait_until(lambda: stats(host)["checksum"] == want, timeout, 0.2)
+    return time.monotonic() - t
+
+
+def _writer(domain, n: int, seed: int):
+    import subprocess
+    a = domain.h["hosta"]
+    code = WRITER.replace("N, SEED", f"{n}, {seed}")
+    return subprocess.Popen(a.wrap([sys.executable, "-c", code]), env=a.env(),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def test_a_clone_killed_at_random_moments_converges(domain):
+    import os
+    import random
+    import signal
+    b = domain.h["hostb"]
+    rng = random.Random(11)
+    w = _writer(domain, 800, 21)
+    kills = 0
+    while kills < 10:
+        time.sleep(rng.uniform(0.05, 0.4))
+        pid = _pid(b)
+        if pid is None:
+            continue  # being restarted by nibindd
+        os.kill(pid, signal.SIGKILL)
+        kills += 1
+    out, err = w.communicate(timeout=300)
+    assert w.returncode == 0, err
+    # nibindd restarts it; at start-up it copies what it missed; its database always opens
+    took = _converged(domain, b, 30)
+    print(f"MEASURE replication sigkills=10 converged_after_s={took:.1f}")
+    assert dump(b) == dump(domain.h["hosta"])
+
+
+def test_a_clone_cut_off_converges_soon_after_the_link_is_back(domain):
+    import subprocess
+    c = domain.h["hostc"]
+    subprocess.run(["ip", "-n", c.ns, "link", "set", "eth0", "down"], check=True)
+    try:
+        w = _writer(domain, 500, 31)
+        out, err = w.communicate(timeout=300)
+        assert w.returncode == 0, err
+        time.sleep(3)  # the master finds the clone gone and marks it out of date
+    finally:
+        subprocess.run(["ip", "-n", c.ns, "link", "set", "eth0", "up"], check=True)
+    took = _converged(domain, c, 10)
+    print(f"MEASURE replication link_down_writes=500 converged_after_link_up_s={took:.1f}")
+    assert dump(c) == dump(domain.h["hosta"])
+
+
+def test_a_restarted_master_tells_a_clone_that_is_behind(domain):
+    import os
+    import signal
+    import subprocess
+    a, c = domain.h["hosta"], domain.h["hostc"]
+    subprocess.run(["ip", "-n", c.ns, "link", "set", "eth0", "down"], check=True)
+    try:
+        w = _writer(domain, 200, 41)
+        out, err = w.communicate(timeout=300)
+        assert w.returncode == 0, err
+        os.kill(_pid(a), signal.SIGKILL)   # the master goes down with the clone behind
+    finally:
+        subprocess.run(["ip", "-n", c.ns, "link", "set", "eth0", "up"], check=True)
+    # nibindd restarts the master, which sends CRASHED(checksum) to its clones (§9.6)
+    wait_until(lambda: _pid(a) is not None, 30)
+    took = _converged(domain, c, 15)
+    print(f"MEASURE replication master_restart converged_after_s={took:.1f}")

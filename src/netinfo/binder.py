@@ -17,6 +17,7 @@ import os
 import shutil
 import signal
 import sys
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -149,6 +150,8 @@ class Child:
     registered: asyncio.Event = field(default_factory=asyncio.Event)
     #: the task that waits for the child to exit (kept so it is not collected)
     watcher: asyncio.Future | None = None
+    #: seconds before the next restart after a crash
+    backoff: float = 0.0
 
 
 class Nibindd:
@@ -162,6 +165,7 @@ class Nibindd:
         self.netinfod_args = netinfod_args or []
         self.own = local_addresses()
         self.own_set = frozenset(self.own)
+        self._closing = False
         self.children: dict[str, Child] = {}
         self.pmap: PortmapperProgram | None = None
         self.pmap_server: RpcServer | None = None
@@ -230,6 +234,7 @@ class Nibindd:
                 log.warning("rpcbind does not answer: %s", e)
 
     async def stop(self) -> None:
+        self._closing = True
         if self._recheck is not None:
             self._recheck.cancel()
         for child in list(self.children.values()):
@@ -285,13 +290,27 @@ class Nibindd:
         return True
 
     async def _watch(self, child: Child, proc: asyncio.subprocess.Process) -> None:
+        started = time.monotonic()
         rc = await proc.wait()
-        if child.proc is proc:
-            # nibindd unregisters a netinfod automatically when it exits (spec §6.2).
-            log.info("netinfod %s exited with %s", child.tag, rc)
-            child.reg = None
-            child.registered.clear()
-            child.proc = None
+        if child.proc is not proc:
+            return
+        # nibindd unregisters a netinfod automatically when it exits (spec §6.2).
+        log.info("netinfod %s exited with %s", child.tag, rc)
+        child.reg = None
+        child.registered.clear()
+        child.proc = None
+        if rc == 0 or self.children.get(child.tag) is not child or self._closing:
+            return
+        # It crashed or was killed: serve the domain again, waiting longer each time it
+        # fails quickly (a damaged database must not make a busy loop).
+        # Killed by a signal (rc < 0) or after a good run: again at once, nearly; failing
+        # by itself soon after each start: longer and longer, up to 30 s.
+        quick = rc > 0 and time.monotonic() - started < 60
+        child.backoff = min(child.backoff * 2 or 1.0, 30.0) if quick else 0.5
+        log.warning("restarting netinfod %s in %.0f s", child.tag, child.backoff)
+        await asyncio.sleep(child.backoff)
+        if self.children.get(child.tag) is child and child.proc is None and not self._closing:
+            await self.start_child(child.tag)
 
     async def _stop_child(self, child: Child) -> None:
         proc = child.proc

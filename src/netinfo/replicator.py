@@ -41,6 +41,8 @@ UPDATE_LATENCY = 2.0
 CLEANUP_WAIT = 1800.0
 #: Backoff of a clone whose master is busy or unreachable: first and largest wait.
 BACKOFF_FIRST, BACKOFF_MAX = 0.5, 30.0
+#: Longest wait between two nudges of an out-of-date clone.
+NUDGE_MAX = 5.0
 #: A READALL of a big domain may take long.
 TRANSFER_TIMEOUT = 600.0
 
@@ -109,6 +111,7 @@ class Replicator:
             self._unsubscribe = self.db.subscribe(self._on_commit)
             for st in self.clones.values():
                 self._spawn(self._send_one(st.peer, Proc.CRASHED, (self.db.checksum,)))
+            self._spawn(self._nudge_out_of_date())
         self._spawn(self._periodic())
         self.publish()
 
@@ -134,6 +137,22 @@ class Replicator:
                 self.sync()
             else:
                 self.resync_clones()
+
+    async def _nudge_out_of_date(self) -> None:
+        """Beyond the original: a master tells each out-of-date clone to copy the domain
+        again (RESYNC), every 2 s growing to :data:`NUDGE_MAX`, until it does; so a clone
+        cut off for a while converges soon after it is back, not at its next
+        cleanup_wait."""
+        wait = BACKOFF_FIRST * 4
+        while True:
+            await asyncio.sleep(wait)
+            behind = [st for st in self.clones.values() if not st.in_step]
+            if not behind:
+                wait = BACKOFF_FIRST * 4
+                continue
+            for st in behind:
+                await self._send_one(st.peer, Proc.RESYNC, ())
+            wait = min(wait * 2, NUDGE_MAX)
 
     # -- what the server tells us (Dispatcher.replicator) --------------------------------
 
