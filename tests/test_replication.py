@@ -298,3 +298,27 @@ def test_a_restarted_master_tells_a_clone_that_is_behind(domain):
     wait_until(lambda: _pid(a) is not None, 30)
     took = _converged(domain, c, 15)
     print(f"MEASURE replication master_restart converged_after_s={took:.1f}")
+
+
+# -- promotion (beyond the original; keep this test last: it changes the roles) -----------
+
+def test_promote_a_clone_when_the_master_is_gone(domain):
+    a, b, c = (domain.h[n] for n in HOSTS)
+    a.stop_all()                                    # the master host goes away
+    tool(b, "nidomain", "-p", "network")
+    wait_until(lambda: stats(b)["tag"][:2] == ["network", "master"], 15)
+    out = b.python(WRITER.replace("N, SEED", "200, 51"), timeout=300)
+    assert out.strip() == "200"
+    # the other clone follows the new master
+    wait_until(lambda: stats(c)["checksum"] == stats(b)["checksum"], 20, 0.3)
+    assert stats(c)["master_server"] == ["10.77.0.2/network"]
+    assert dump(c) == dump(b)
+    assert "master_server: 10.77.0.2/network" in tool(c, "nidomain", "-s", "network").stdout
+    # the old master comes back, sees it is no longer the master, and becomes a clone
+    a.spawn([sys.executable, "-m", "netinfo.cli.nibindd", "--dir", str(a.dir),
+             "--portmapper", "embedded", "--bind", "0.0.0.0"], domain.logs / "hosta-2.log")
+    wait_until(lambda: stats(a)["tag"][:2] == ["network", "clone"], 30, 0.5)
+    wait_until(lambda: stats(a)["checksum"] == stats(b)["checksum"], 20, 0.3)
+    assert dump(a) == dump(b)
+    states = tool(b, "nidomain", "-s", "network").stdout
+    assert "tag: network master 2" in states, states

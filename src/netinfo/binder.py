@@ -395,6 +395,13 @@ class Nibindd:
             ok = await self.start_child(a.tag, "-c", a.master_name,
                                         uint_to_addr(a.master_addr), a.master_tag, wait=20.0)
             return Status.OK if ok else Status.SYSTEMERR
+        if proc == BindProc.PROMOTE:
+            # The clone's netinfod makes itself master (replicator.Replicator.promote).
+            child = self.children.get(tag)
+            if child is None or child.proc is None or child.proc.returncode is not None:
+                return Status.NOTAG
+            child.proc.send_signal(signal.SIGUSR1)
+            return Status.OK
         if proc == BindProc.DESTROYDOMAIN:
             tag = decode_tag(args)
             child = self.children.get(tag)
@@ -434,6 +441,7 @@ _DECODERS: dict[BindProc, Callable[[bytes], str | Registration | CloneArgs]] = {
     BindProc.CREATEMASTER: decode_tag,
     BindProc.CREATECLONE: decode_clone_args,
     BindProc.DESTROYDOMAIN: decode_tag,
+    BindProc.PROMOTE: decode_tag,
 }
 
 

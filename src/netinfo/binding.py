@@ -143,6 +143,12 @@ async def destroydomain(tag: str, host: str = "127.0.0.1", timeout: float = 30.0
     await _status_call(host, BindProc.DESTROYDOMAIN, encode_tag(tag), timeout)
 
 
+async def promote(tag: str, host: str = "127.0.0.1", timeout: float = 30.0) -> None:
+    """Make the clone serving *tag* on *host* its domain's master (our NIBIND extension,
+    ``nidomain -p``)."""
+    await _status_call(host, BindProc.PROMOTE, encode_tag(tag), timeout)
+
+
 async def lookup_netinfod(host: str, tag: str, timeout: float = 3.0) -> int:
     """The TCP port of *tag*'s netinfod on *host* via portmapper and nibindd (spec §7.1)."""
     _, tcp = await getregister(host, tag, timeout)

@@ -30,11 +30,14 @@ class BindProc(IntEnum):
     CREATECLONE = 6
     DESTROYDOMAIN = 7
     BIND = 8
+    #: opennetinfo extension: make the clone serving a tag its domain's master
+    #: (``nidomain -p``); original clients never call it, original servers lack it.
+    PROMOTE = 100
 
 
 #: Procedures only a privileged caller may use (spec §6.2).
 PRIVILEGED = frozenset({BindProc.REGISTER, BindProc.UNREGISTER, BindProc.CREATEMASTER,
-                        BindProc.CREATECLONE, BindProc.DESTROYDOMAIN})
+                        BindProc.CREATECLONE, BindProc.DESTROYDOMAIN, BindProc.PROMOTE})
 #: Procedures a portmapper may forward through CALLIT: the ones anyone may call. A
 #: forwarded call leaves from the local host, so administration must never be reachable
 #: that way (as rpcbind refuses indirect calls to its own SET/UNSET/CALLIT).

@@ -32,7 +32,7 @@ from .errors import NetInfoError, NiError, Status
 from .model import first_values
 from .protocol import Proc
 from .replication import Peer, Update, clone_list, image_from_transfer, master_of, update_for
-from .service import Caller
+from .service import SUPERUSER, Caller
 
 log = logging.getLogger("netinfo.replication")
 
@@ -80,6 +80,8 @@ class Replicator:
         self._sync_again = False
         self._flush_handle: asyncio.TimerHandle | None = None
         self._unsubscribe: Callable[[], None] | None = None
+        #: where the next copy comes from when not the master our copy names
+        self._source: Peer | None = None
 
     @property
     def is_clone(self) -> bool:
@@ -109,11 +111,77 @@ class Replicator:
         else:
             self.rebuild_clones(first=True)
             self._unsubscribe = self.db.subscribe(self._on_commit)
-            for st in self.clones.values():
-                self._spawn(self._send_one(st.peer, Proc.CRASHED, (self.db.checksum,)))
+            self._spawn(self._master_start())
             self._spawn(self._nudge_out_of_date())
         self._spawn(self._periodic())
         self.publish()
+
+    async def _master_start(self) -> None:
+        """A master coming up first asks the other servers who the master is: one that
+        was promoted while we were away makes us a clone of it (beyond the original,
+        which would have run two masters). Otherwise CRASHED(checksum) tells every clone
+        to check its copy (spec §9.6)."""
+        for st in list(self.clones.values()):
+            if await self._claims_master(st.peer):
+                log.warning("%s/%s is the master now: this server becomes its clone",
+                            st.peer.addr, st.peer.tag)
+                self._become_clone(st.peer)
+                return
+        for st in list(self.clones.values()):
+            self._spawn(self._send_one(st.peer, Proc.CRASHED, (self.db.checksum,)))
+
+    async def _claims_master(self, peer: Peer) -> bool:
+        """Does *peer* say it is a master of the domain (STATISTICS ``tag``, spec §4.4)?"""
+        try:
+            c = await self._connect(peer, privileged=False)
+            try:
+                stats = dict(await c.statistics())
+            finally:
+                await c.close()
+        except (NetInfoError, OSError):
+            return False
+        tag = stats.get("tag") or []
+        return len(tag) > 1 and tag[1] == "master"
+
+    def _become_clone(self, master: Peer) -> None:
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+            self._unsubscribe = None
+        self.clones = {}
+        self.db.info.clone = True
+        self.db.info.clones = 0
+        self.sync(source=master)
+
+    def promote(self) -> None:
+        """Make this clone the domain's master (``nidomain -p``, beyond the original):
+        root ``master`` names this server, written here and pushed to the other servers,
+        which follow it (a clone takes a master from a listed server that claims to be
+        one when its own is gone; an old master coming back becomes a clone)."""
+        if not self.is_clone:
+            log.info("promote: already the master")
+            return
+        svc = self.db.service
+        me = next((p for p in clone_list(svc.machines(), lambda a: False, "")
+                   if self.is_own(p.addr) and p.tag == self.tag), None)
+        if me is None:
+            log.warning("promote: /machines lists no entry of this host serving ./%s",
+                        self.tag)
+            return
+        self.db.info.clone = False
+        root, props = svc.proc_read(SUPERUSER, svc.proc_root(SUPERUSER))
+        names = [k for k, _ in props]
+        value = [f"{me.name}/{self.tag}"]
+        if "master" in names:
+            self.db.call(Proc.WRITEPROP, SUPERUSER, (root, names.index("master"), value))
+        else:
+            self.db.call(Proc.CREATEPROP, SUPERUSER, (root, ("master", value), 0))
+        self.db.commit()
+        log.warning("promoted: this server is the master of %s now", self.tag)
+        self.rebuild_clones(first=True)
+        self._unsubscribe = self.db.subscribe(self._on_commit)
+        for st in self.clones.values():
+            self._spawn(self._send_one(st.peer, Proc.CRASHED, (self.db.checksum,)))
+        self._spawn(self._nudge_out_of_date())
 
     async def close(self) -> None:
         if self._unsubscribe is not None:
@@ -158,6 +226,12 @@ class Replicator:
 
     def observe(self, proc: int, caller: Caller, args: tuple, ok: bool) -> None:
         """A call the server answered that matters to replication."""
+        if proc in (Proc.CRASHED, Proc.RESYNC) and self.is_clone and \
+                not caller.from_master and caller.port < 1024:
+            other = self._listed_server(caller.addr)
+            if other is not None:
+                self._spawn(self._consider_master(other))
+                return
         if proc == Proc.CRASHED:
             if self.is_clone and args and args[0] != self.db.checksum:
                 self.sync()
@@ -233,10 +307,11 @@ class Replicator:
             if st.in_step and st.queue and not st.flushing:
                 self._spawn(self._flush(st))
 
-    async def _connect(self, peer: Peer) -> Client:
+    async def _connect(self, peer: Peer, privileged: bool = True) -> Client:
         _, port = await binding.getregister(peer.addr, peer.tag, timeout=3.0)
         # A reserved source port and AUTH_NONE: how a clone knows its master (§9.2).
-        return await Client.connect(peer.addr, port, peer.tag, privileged=True, timeout=5.0)
+        return await Client.connect(peer.addr, port, peer.tag, privileged=privileged,
+                                    timeout=5.0)
 
     async def _flush(self, st: CloneState) -> None:
         st.flushing = True
@@ -274,8 +349,31 @@ class Replicator:
 
     # -- clone ---------------------------------------------------------------------------
 
-    def sync(self) -> None:
-        """Check the master's checksum and copy the domain if it differs (spec §9.5)."""
+    def _listed_server(self, addr: str) -> Peer | None:
+        """The server of this domain at *addr*, as /machines lists it."""
+        addr = addr.removeprefix("::ffff:")
+        return next((p for p in clone_list(self.db.service.machines(), lambda a: False, "")
+                     if p.addr == addr), None)
+
+    async def _consider_master(self, other: Peer) -> None:
+        """Another listed server says our copy may be stale. Follow it only when it claims
+        to be the master and ours is gone or no longer claims to be (a promotion)."""
+        svc = self.db.service
+        mine = master_of((first_values(svc.directory(0).props, "master") or [""])[0],
+                         svc.machines())
+        if mine is not None and await self._claims_master(Peer("", *mine)):
+            self.sync()
+            return
+        if await self._claims_master(other):
+            log.warning("following %s/%s, which says it is the master now", other.addr,
+                        other.tag)
+            self.sync(source=other)
+
+    def sync(self, source: Peer | None = None) -> None:
+        """Check the master's checksum and copy the domain if it differs (spec §9.5);
+        from *source* instead of the master named in our copy when given."""
+        if source is not None:
+            self._source = source
         if self._sync_task is not None and not self._sync_task.done():
             self._sync_again = True
             return
@@ -294,6 +392,8 @@ class Replicator:
             svc = self.db.service
             master = master_of((first_values(svc.directory(0).props, "master") or [""])[0],
                                svc.machines())
+            if self._source is not None:
+                master = (self._source.addr, self._source.tag)
             if master is None:
                 log.warning("no master address in /machines: cannot synchronise")
                 return
@@ -316,6 +416,7 @@ class Replicator:
                 log.info("master %s/%s unreachable (%s); again in %.1f s", addr, tag, e, wait)
             else:
                 self.last_sync = time.time()
+                self._source = None  # from now on the master our copy names
                 if checksum:  # 0: we are current (spec §9.4)
                     self.db.replace(image_from_transfer(checksum, objects))
                     log.info("copied %d directories from %s/%s (checksum %d)",

@@ -140,6 +140,8 @@ async def _serve(args: argparse.Namespace, db: Database, info: ServerInfo,
     replicator = Replicator(db, args.tag, lambda a: is_local(a, own))
     server.dispatcher.replicator = replicator
     replicator.start()
+    # nibindd's PROMOTE (nidomain -p) arrives as SIGUSR1: this clone becomes the master.
+    loop.add_signal_handler(signal.SIGUSR1, replicator.promote)
     await stop.wait()
     await replicator.close()
     if registered:

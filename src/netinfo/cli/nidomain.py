@@ -9,6 +9,8 @@
     nidomain -u tag [host]                      unregister server
     nidomain -c tag master/remotetag [host]     create a clone of master/remotetag as tag
     nidomain -a tag alias [host]                register an existing tag under another name
+    nidomain -p tag [host]                      make the clone serving tag the master
+    nidomain -s tag [host]                      replication state of tag's server
 """
 
 from __future__ import annotations
@@ -29,16 +31,39 @@ USAGE = """usage: nidomain -l [host]
        nidomain -u tag [host]
        nidomain -c tag master/remotetag [host]
        nidomain -a tag alias [host]
+       nidomain -p tag [host]
+       nidomain -s tag [host]
 """
 
 #: option → (operands before the optional host, needs a running nibindd to make sense)
-OPERATIONS = {"-l": 0, "-g": 1, "-m": 1, "-d": 1, "-u": 1, "-c": 2, "-a": 2}
+OPERATIONS = {"-l": 0, "-g": 1, "-m": 1, "-d": 1, "-u": 1, "-c": 2, "-a": 2, "-p": 1,
+              "-s": 1}
 NOT_RUNNING = ("nidomain: nibindd is not running. Start it (nibindd; on Mac OS X set "
                "NETINFOSERVER=-YES- in /etc/hostconfig and restart) and try again.")
 
 
 def _line(tag: str, udp: int, tcp: int) -> str:
     return f"tag={tag} udp={udp} tcp={tcp}"
+
+
+#: STATISTICS properties that say how a server replicates (spec §4.4; ours after tag).
+_STATE = ("tag", "checksum", "master_server", "sync_state", "last_sync", "clone_state")
+
+
+async def _state(tag: str, host: str) -> int:
+    """``nidomain -s``: the role, checksum and replication state of *tag*'s server."""
+    from ..client import Client  # noqa: PLC0415 - only this operation talks NETINFO
+    _, port = await binding.getregister(host, tag)
+    c = await Client.connect(host, port, tag, privileged=False)
+    try:
+        stats = dict(await c.statistics())
+    finally:
+        await c.close()
+    for name in _STATE:
+        for value in ([" ".join(stats[name])] if name != "clone_state"
+                      else stats.get(name, [])) if name in stats else []:
+            print(f"{name}: {value}")
+    return 0
 
 
 async def _run(op: str, operands: list[str], host: str) -> int:
@@ -51,7 +76,11 @@ async def _run(op: str, operands: list[str], host: str) -> int:
         udp, tcp = await binding.getregister(host, tag)
         print(_line(tag, udp, tcp))
         return 0
-    if op == "-m":
+    if op == "-s":
+        return await _state(tag, host)
+    if op == "-p":
+        await binding.promote(tag, host)
+    elif op == "-m":
         await binding.createmaster(tag, host)
     elif op == "-d":
         await binding.destroydomain(tag, host)
