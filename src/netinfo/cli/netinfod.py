@@ -152,12 +152,14 @@ async def _serve(args: argparse.Namespace, db: Database, info: ServerInfo,
 
 
 def is_clone(svc, tag: str, addrs: list[str]) -> bool:
-    """A clone when root ``master`` names a host whose address is not ours (spec §9.1);
-    a database named ``local`` is never a clone (Apple)."""
+    """A clone when root ``master`` names a host whose address is not ours, or a tag that
+    is not ours (Apple; spec §9.1); a database named ``local`` is never a clone."""
     if tag == "local":
         return False
     master = svc.master_address()
-    return master is not None and not is_local(master, frozenset(addrs))
+    mp = svc.master_property()
+    return master is not None and (not is_local(master, frozenset(addrs))
+                                   or (mp is not None and mp[1] != tag))
 
 
 async def _register(tag: str, udp: int, tcp: int) -> bool:
