@@ -300,6 +300,20 @@ def test_a_restarted_master_tells_a_clone_that_is_behind(domain):
     print(f"MEASURE replication master_restart converged_after_s={took:.1f}")
 
 
+def test_niutil_resync_on_both_roles(domain):
+    a, b, c = (domain.h[n] for n in HOSTS)
+    # on a clone: it checks its copy against the master (spec §4.4 RESYNC)
+    r = tool(c, "niutil", "-resync", "-t", "127.0.0.1/network")
+    assert r.returncode == 0 and r.stderr == ""
+    # on the master: it pushes RESYNC to its clones, which copy nothing new
+    before = stats(b)["last_sync"]
+    time.sleep(1.1)  # last_sync has a one-second resolution
+    r = tool(a, "niutil", "-resync", "-t", "127.0.0.1/network")
+    assert r.returncode == 0 and r.stderr == ""
+    wait_until(lambda: stats(b)["last_sync"] != before, 15, 0.3)
+    assert stats(b)["checksum"] == stats(a)["checksum"]
+
+
 # -- promotion (beyond the original; keep this test last: it changes the roles) -----------
 
 def test_promote_a_clone_when_the_master_is_gone(domain):

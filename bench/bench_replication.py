@@ -1,0 +1,184 @@
+"""Replication costs (issue "replication"): how long a fresh clone takes to copy a domain,
+how long a write takes to reach a clone at each ``update_latency``, and the master's memory
+while it streams the copy.
+
+Usage: python bench/bench_replication.py [--sizes 100000 [1000000]] [--rounds 5]
+
+One nibindd on a private portmapper port serves a master ``net`` with N users; ``nidomain
+-c copy 127.0.0.1/net`` makes a clone on the same host (its tag differs, so it is a clone,
+spec §9.1), which copies the domain with READALL at once. Run as root (the copy and the
+pushes leave from reserved ports). Prints a table; numbers for docs/benchmarks.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "src"))
+
+from netinfo import binding  # noqa: E402
+from netinfo.client import Client  # noqa: E402
+from netinfo.database import open_database  # noqa: E402
+from netinfo.model import NI_INDEX_NULL, NiId  # noqa: E402
+from netinfo.service import SUPERUSER  # noqa: E402
+from netinfo.templates import create_master, ensure_dir, populate_standard  # noqa: E402
+
+
+def rss_kib(pid: int) -> int:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def netinfod_pid(directory: Path, tag: str) -> int:
+    for p in Path("/proc").iterdir():
+        if p.name.isdigit():
+            try:
+                args = [a for a in (p / "cmdline").read_bytes().split(b"\0") if a]
+            except OSError:
+                continue
+            if b"netinfo.cli.netinfod" in args and str(directory).encode() in args \
+                    and args[-1] == tag.encode():
+                return int(p.name)
+    return 0
+
+
+def make_master(directory: Path, users: int) -> None:
+    with open_database(directory, "net", create=True) as db:
+        svc = db.service
+        create_master(svc, "net", "bench", ["127.0.0.1"])
+        populate_standard(svc)
+        u = NiId(ensure_dir(svc, "users"), 0)
+        for i in range(users):
+            u = svc.proc_create(SUPERUSER, svc.proc_self(SUPERUSER, u),
+                                [("name", [f"user{i}"]), ("uid", [str(10000 + i)]),
+                                 ("gid", ["20"]), ("home", [f"/Users/user{i}"]),
+                                 ("shell", ["/bin/sh"])], NI_INDEX_NULL)[1]
+            if i % 50000 == 49999:
+                db.commit()
+
+
+async def checksum(tag: str) -> int:
+    _, port = await binding.getregister("127.0.0.1", tag, timeout=2)
+    c = await Client.connect("127.0.0.1", port, tag, privileged=False)
+    try:
+        return int(dict(await c.statistics())["checksum"][0])
+    finally:
+        await c.close()
+
+
+def wait_same(timeout: float) -> float:
+    t = time.monotonic()
+    while time.monotonic() - t < timeout:
+        try:
+            if asyncio.run(checksum("copy")) == asyncio.run(checksum("net")):
+                return time.monotonic() - t
+        except Exception:
+            pass
+        time.sleep(0.05)
+    raise TimeoutError("the clone did not converge")
+
+
+async def one_write(latency: str) -> float:
+    """Set update_latency, write once on the master, time until the clone has it."""
+    _, mport = await binding.getregister("127.0.0.1", "net")
+    m = await Client.connect("127.0.0.1", mport, "net", privileged=True)
+    root, props = await m.read(0)
+    names = [k for k, _ in props]
+    if "update_latency" in names:
+        root = await m.writeprop(root, names.index("update_latency"), [latency])
+    else:
+        root = await m.createprop(root, "update_latency", [latency])
+    await asyncio.sleep(3)  # let that change itself reach the clone
+    _, cport = await binding.getregister("127.0.0.1", "copy")
+    c = await Client.connect("127.0.0.1", cport, "copy", privileged=False)
+    t = time.monotonic()
+    await m.createprop(root, "probe", [str(t)])
+    want = int(dict(await m.statistics())["checksum"][0])
+    while int(dict(await c.statistics())["checksum"][0]) != want:
+        await asyncio.sleep(0.01)
+    took = time.monotonic() - t
+    await m.close()
+    await c.close()
+    return took
+
+
+def run_size(users: int, rounds: int) -> dict[str, float]:
+    out: dict[str, float] = {}
+    with tempfile.TemporaryDirectory() as d:
+        directory = Path(d)
+        t = time.monotonic()
+        make_master(directory, users)
+        out["build_s"] = time.monotonic() - t
+        s = socket.socket()
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+        s.close()
+        env = dict(os.environ, NETINFO_PORTMAPPER=f"127.0.0.1:{port}", NETINFO_BROADCAST="off",
+                   PYTHONPATH=str(ROOT / "src"))
+        os.environ.update(NETINFO_PORTMAPPER=env["NETINFO_PORTMAPPER"])
+        nb = subprocess.Popen([sys.executable, "-m", "netinfo.cli.nibindd", "--dir", d,
+                               "--portmapper", "embedded"], env=env,
+                              stderr=subprocess.DEVNULL)
+        try:
+            deadline = time.monotonic() + 600
+            while time.monotonic() < deadline:
+                try:
+                    asyncio.run(checksum("net"))
+                    break
+                except Exception:
+                    time.sleep(0.2)
+            master = netinfod_pid(directory, "net")
+            t = time.monotonic()
+            subprocess.run([sys.executable, "-m", "netinfo.cli.nidomain", "-c", "copy",
+                            "127.0.0.1/net"], env=env, check=True, capture_output=True)
+            peak = 0
+            while True:
+                peak = max(peak, rss_kib(master))
+                try:
+                    if asyncio.run(checksum("copy")) == asyncio.run(checksum("net")):
+                        break
+                except Exception:
+                    pass
+                if time.monotonic() - t > 1800:
+                    raise TimeoutError("no copy within 30 min")
+                time.sleep(0.05)
+            out["copy_s"] = time.monotonic() - t
+            out["master_rss_mib_peak"] = peak / 1024
+            out["clone_rss_mib"] = rss_kib(netinfod_pid(directory, "copy")) / 1024
+            for latency in ("0", "1", "2"):
+                out[f"propagation_s_latency_{latency}"] = statistics.median(
+                    asyncio.run(one_write(latency)) for _ in range(rounds))
+        finally:
+            nb.terminate()
+            nb.wait(60)
+    return out
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--sizes", type=int, nargs="+", default=[100_000])
+    ap.add_argument("--rounds", type=int, default=3)
+    args = ap.parse_args()
+    for n in args.sizes:
+        r = run_size(n, args.rounds)
+        print(f"users={n} " + " ".join(f"{k}={v:.2f}" for k, v in r.items()), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
