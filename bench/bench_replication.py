@@ -61,6 +61,9 @@ def make_master(directory: Path, users: int) -> None:
     with open_database(directory, "net", create=True) as db:
         svc = db.service
         create_master(svc, "net", "bench", ["127.0.0.1"])
+        # the clone this host will also serve, listed as the master's clones are (A12)
+        from netinfo.templates import add_serves
+        add_serves(svc, "bench", "./copy")
         populate_standard(svc)
         u = NiId(ensure_dir(svc, "users"), 0)
         for i in range(users):
