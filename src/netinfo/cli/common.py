@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import gc
 import json
 import os
@@ -29,6 +30,11 @@ EXIT_TAGGED_CONNECT = 200
 #: (217–221), as the original binaries did (tools §1.5: we copy the binaries, not the
 #: comment's intended 201–205).
 EXIT_TAGGED_PARSE_BASE = 216
+#: Usage and argument errors (tools §1.5).
+EXIT_USAGE = 1
+#: Any error the spec gives no status for: output errors, an OSError or an unexpected
+#: failure that reached the top (tools §1.5 is silent; 1, as for usage errors).
+EXIT_ERROR = 1
 #: ``-T``'s default, in seconds (tools §1.1, §2.5; nifind's is its own, tools §4.3).
 DEFAULT_TIMEOUT = 30.0
 
@@ -232,47 +238,102 @@ def gc_paused() -> Iterator[None]:
 
 def tool_main(argv: list[str] | None, parse: Callable[[list[str]], Any], usage: str,
               help_text: str, body: Callable[[Any], Coroutine[Any, Any, int]], *,
-              bulk: bool = False) -> int:
+              prog: str, bulk: bool = False) -> int:
     """The ``main`` of every ni* tool: parse (:class:`UsageError`: its lines, then *usage*
     on stderr, exit 1; a parser may also stop the tool itself with :class:`ToolExit`),
     ``--help`` (*help_text* on stdout, exit 0), keep a ``-P`` password out of ps(1), then
-    run *body* through :func:`run` (with the collector paused for *bulk* jobs)."""
+    run *body* through :func:`run` (with the collector paused for *bulk* jobs).
+
+    Everything runs under :func:`guarded`, the one top-level handler: no traceback ever
+    reaches the user."""
     args = list(sys.argv[1:] if argv is None else argv)
+
+    def main() -> int:
+        try:
+            o = parse(args)
+        except UsageError as e:
+            stream = sys.stdout if e.to_stdout else sys.stderr
+            for line in e.lines:
+                print(line, file=stream)
+            sys.stdout.flush()
+            sys.stderr.write(usage)
+            return EXIT_USAGE
+        if getattr(o, "help", False):
+            sys.stdout.write(help_text)
+            return 0
+        if argv is None:
+            hide_password(getattr(o, "password", None))
+        if bulk:
+            with gc_paused():
+                return asyncio.run(body(o))
+        return asyncio.run(body(o))
+    return guarded(prog, main)
+
+
+def run(coro_fn: Callable[[], Coroutine[Any, Any, int]], prog: str = "netinfo") -> int:
+    """Run a tool's coroutine under :func:`guarded`."""
+    return guarded(prog, lambda: asyncio.run(coro_fn()))
+
+
+#: errno values that can only come from writing: their message says the output failed.
+OUTPUT_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
+
+
+def os_error_text(e: OSError) -> str:
+    """One line for an :class:`OSError` that reached the top: what failed and why."""
+    reason = e.strerror or str(e) or type(e).__name__
+    if e.filename is not None:
+        return f"{e.filename}: {reason}"
+    if e.errno in OUTPUT_ERRNOS:
+        return f"can't write output: {reason}"
+    return reason
+
+
+def guarded(prog: str, fn: Callable[[], int]) -> int:
+    """The one top-level handler of the tools: run *fn* and flush stdout, so that an
+    output error surfaces here and not in the interpreter's final flush.
+
+    * :class:`ToolExit`: its lines on stderr, its code;
+    * ^C: 130; a reader that went away (EPIPE, ``| head``): 1, quietly;
+    * any other :class:`OSError` (a full disk, ``> /dev/full``, a socket error nothing
+      caught): ``<prog>: <reason>`` and :data:`EXIT_ERROR`;
+    * anything unexpected (a bug, a damaged database): ``<prog>: internal error: <type>:
+      <message>`` and :data:`EXIT_ERROR`, never a traceback.
+
+    The spec gives no exit status for the last two (tools §1.5 is silent): 1, as for the
+    other argument and usage errors.
+    """
     try:
-        o = parse(args)
-    except UsageError as e:
-        stream = sys.stdout if e.to_stdout else sys.stderr
-        for line in e.lines:
-            print(line, file=stream)
+        code = fn()
         sys.stdout.flush()
-        sys.stderr.write(usage)
-        return 1
+        return code
     except ToolExit as e:
-        return _exit(e)
-    if getattr(o, "help", False):
-        sys.stdout.write(help_text)
-        return 0
-    if argv is None:
-        hide_password(getattr(o, "password", None))
-    if bulk:
-        with gc_paused():
-            return run(lambda: body(o))
-    return run(lambda: body(o))
-
-
-def run(coro_fn: Callable[[], Coroutine[Any, Any, int]]) -> int:
-    """Run a tool's coroutine; :class:`ToolExit` prints its lines and gives its code,
-    ^C exits 130, a reader that went away (``| head``) exits 1 quietly."""
-    try:
-        return asyncio.run(coro_fn())
-    except ToolExit as e:
+        _flush_quietly()
         return _exit(e)
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:
         # `niutil -list ... | head -1`: the reader went away; say nothing more.
         silence_stdout()
-        return 1
+        return EXIT_ERROR
+    except OSError as e:
+        silence_stdout()
+        print(f"{prog}: {os_error_text(e)}", file=sys.stderr)
+        return EXIT_ERROR
+    except Exception as e:   # the one place that turns bugs into a message
+        _flush_quietly()
+        detail = f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
+        print(f"{prog}: internal error: {detail}", file=sys.stderr)
+        return EXIT_ERROR
+
+
+def _flush_quietly() -> None:
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        silence_stdout()
+    except (OSError, ValueError):
+        silence_stdout()
 
 
 def _exit(e: ToolExit) -> int:

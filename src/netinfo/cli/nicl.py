@@ -30,8 +30,9 @@ from ..database import SQLITE_NAME, Database, DatabaseInUse, LocalChannel, open_
 from ..model import Proplist, atoi, format_component, parse_path
 from ..protocol import PROCEDURES, Proc
 from ..service import ServerInfo
-from .common import (COMM_ERRORS, EXIT_TAGGED_PARSE_BASE, ToolExit, UsageError, dump_json,
-                     privileged_from_env, props_json, tool_main)
+from .common import (COMM_ERRORS, EXIT_ERROR, EXIT_TAGGED_PARSE_BASE, OUTPUT_ERRNOS, ToolExit,
+                     UsageError, dump_json, os_error_text, privileged_from_env, props_json,
+                     tool_main)
 
 PROG = "nicl"
 
@@ -398,8 +399,15 @@ class Session:
     # -- helpers ------------------------------------------------------------------------------
 
     def out(self, text: str) -> None:
-        sys.stdout.write(text)
-        sys.stdout.flush()
+        """Write to stdout. An output error ends the run with its own message (common's
+        top-level handler); it is not a failure of the command (tools §3.3 statuses)."""
+        try:
+            sys.stdout.write(text)
+            sys.stdout.flush()
+        except BrokenPipeError:
+            raise
+        except OSError as e:
+            raise ToolExit(EXIT_ERROR, f"{PROG}: {os_error_text(e)}") from None
 
     async def dir(self, path: str) -> int:
         """Resolve a nicl path: an ID when all digits (``00`` is not 0), else from the root
@@ -492,6 +500,9 @@ class Session:
                 print(line, file=sys.stderr)
             return f.status
         except _ERRORS as e:
+            if isinstance(e, BrokenPipeError) or (isinstance(e, OSError)
+                                                  and e.errno in OUTPUT_ERRNOS):
+                raise   # our output failed, not the command: the top-level handler says so
             st = ds_status(e)
             print(f"{name}: {ds_message(st)}", file=sys.stderr)
             return st
@@ -935,7 +946,7 @@ async def _main(o: Options) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """``nicl``: returns the exit status (tools §3.3)."""
-    return tool_main(argv, parse_command_line, USAGE, USAGE, _main)
+    return tool_main(argv, parse_command_line, USAGE, USAGE, _main, prog=PROG)
 
 
 if __name__ == "__main__":
