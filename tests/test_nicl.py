@@ -330,7 +330,9 @@ def test_one_shot_as_subprocess(nb):
 
 def test_open_failures(nb, cl):
     rc, out, err = cl("/nosuchdomain", "-read", "/")
-    assert rc == 212 and err == "open(/nosuchdomain): Invalid Path\n"
+    assert rc == 212 and err == ("open(/nosuchdomain): Invalid Path: unknown domain "
+                                 "nosuchdomain: no /machines entry of network@127.0.0.1 "
+                                 "serves nosuchdomain/<tag>\n")
     rc, out, err = cl("-t", "nohost", "-read", "/")
     assert rc == 217
     assert err == ("nicl: incorrect format for domain nohost (Bad format)\n"

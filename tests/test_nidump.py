@@ -503,14 +503,16 @@ def test_tagged_connect_failure_exit_1_with_usage():
     port = free_port()
     rc, out, err = call(nidump.main, "passwd", "-t", f"127.0.0.1:{port}/none")
     assert (rc, out) == (1, "")
-    assert err == f"nidump: can't connect to server 127.0.0.1:{port}/none\n" + nidump.USAGE
+    assert err == (f"nidump: can't connect to server 127.0.0.1:{port}/none: "
+                   "Communication failure\n" + nidump.USAGE)
 
 
 def test_unknown_domain_exit_1_with_usage(nb):
     rc, out, err = call(nidump.main, "passwd", "/nosuchdomain")
     assert (rc, out) == (1, "")
-    assert err == ("nidump: can't connect to server for domain /nosuchdomain\n"
-                   + nidump.USAGE)
+    assert err == ("nidump: can't connect to server for domain /nosuchdomain: unknown "
+                   "domain nosuchdomain: no /machines entry of network@127.0.0.1 serves "
+                   "nosuchdomain/<tag>\n" + nidump.USAGE)
     p = sub("nidump", "-r", "/users", "/nosuchdomain", env=nb.env)
     assert (p.returncode, p.stdout) == (1, "")
     assert p.stderr.endswith(nidump.USAGE)

@@ -200,19 +200,23 @@ def test_bad_expression_checked_before_connecting(capsys, monkeypatch):
 
 def test_unknown_domain_199(world, capsys):
     assert call(nigrep.main, capsys, "x", "/nonexistent") == \
-        (199, "", "nigrep: can't connect to server for domain /nonexistent\n")
+        (199, "", "nigrep: can't connect to server for domain /nonexistent: unknown "
+                  "domain nonexistent: no /machines entry of network@127.0.0.1 serves "
+                  "nonexistent/<tag>\n")
 
 
 def test_no_server_199(capsys, monkeypatch):
     dead_env(monkeypatch)
     assert call(nigrep.main, capsys, "x", ".") == \
-        (199, "", "nigrep: can't connect to server for domain .\n")
+        (199, "", "nigrep: can't connect to server for domain .: no nibindd at "
+                  "127.0.0.1 (no answer from the portmapper at 127.0.0.1:1)\n")
 
 
-def test_tagged_connect_failure_200(capsys):
+def test_tagged_connect_failure_199(capsys):
     port = free_port()
     assert call(nigrep.main, capsys, "x", "-t", f"127.0.0.1:{port}/local") == \
-        (200, "", f"nigrep: can't connect to server 127.0.0.1:{port}/local\n")
+        (199, "", f"nigrep: can't connect to server 127.0.0.1:{port}/local: "
+                  "Communication failure\n")
 
 
 @pytest.mark.parametrize("arg, code, text", [

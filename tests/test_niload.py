@@ -529,11 +529,13 @@ def test_cannot_open_domain_exit_1_with_usage(nb):
     port = free_port()
     rc, out, err = call(niload.main, "passwd", "-t", f"127.0.0.1:{port}/x", stdin=pw("a", 1))
     assert (rc, out) == (1, "")
-    assert err == f"niload: can't connect to server 127.0.0.1:{port}/x\n" + niload.USAGE
+    assert err == (f"niload: can't connect to server 127.0.0.1:{port}/x: "
+                   "Communication failure\n" + niload.USAGE)
     p = sub("niload", "passwd", "/nosuchdomain", env=nb.env, stdin=pw("a", 1))
     assert (p.returncode, p.stdout) == (1, "")
-    assert p.stderr == ("niload: can't connect to server for domain /nosuchdomain\n"
-                        + niload.USAGE)
+    assert p.stderr == ("niload: can't connect to server for domain /nosuchdomain: "
+                        "unknown domain nosuchdomain: no /machines entry of "
+                        "network@127.0.0.1 serves nosuchdomain/<tag>\n" + niload.USAGE)
 
 
 def test_tagged_domain_in_either_place(srv):

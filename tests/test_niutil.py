@@ -336,7 +336,10 @@ def test_a15_delegation_lets_non_root_write(nb, ni, monkeypatch):
 def test_unknown_domain_199(nb):
     p = sub(nb, "-read", "/nosuchdomain", "/")
     assert p.returncode == 199
-    assert p.stderr == "niutil: can't connect to server for domain /nosuchdomain\n"
+    # names the domain that is missing, and where it was looked for (issue #9)
+    assert p.stderr == ("niutil: can't connect to server for domain /nosuchdomain: unknown "
+                        "domain nosuchdomain: no /machines entry of network@127.0.0.1 serves "
+                        "nosuchdomain/<tag>\n")
 
 
 @pytest.mark.parametrize("arg,code,text", [
@@ -360,11 +363,88 @@ def test_tagged_parse_error_as_subprocess(nb):
         TAGGED_HELP
 
 
-def test_tagged_connect_failure_200(nb):
+def test_tagged_connect_failure_199(nb):
+    # The original connected lazily: the failure surfaced as NI_FAILED (Appendix B).
     port = free_port()  # nothing listens there
     p = sub(nb, "-read", "-t", f"127.0.0.1:{port}/nothing", "/")
-    assert p.returncode == 200
-    assert p.stderr == f"niutil: can't connect to server 127.0.0.1:{port}/nothing\n"
+    assert p.returncode == 199
+    assert p.stderr == (f"niutil: can't connect to server 127.0.0.1:{port}/nothing: "
+                        "Communication failure\n")
+
+
+# -- domain arguments that do not parse, and why a domain cannot be opened (issue #9) ------
+
+@pytest.mark.parametrize("domain,why", [
+    ("local@", "no host after '@'"),
+    ("@127.0.0.1", "no tag before '@'"),
+    (":abc", "no host before ':abc'"),
+    (":-1", "no host before ':-1'"),
+    ("host:99999", "bad port 99999 (not in 1-65535)"),
+    ("local@127.0.0.1:99999", "bad port 99999 (not in 1-65535)"),   # OverflowError before
+    ("local@127.0.0.1:abc", "bad port 'abc' (not a number)"),
+    ("local@127.0.0.1:-1", "bad port '-1' (not a number)"),
+    ("local@127.0.0.1:0", "bad port 0 (not in 1-65535)"),
+    ("local@[::1", "no ']' after the IPv6 address in [::1"),
+    ("local@[nope]:5", "'nope' is not an IPv6 address"),
+    ("127.0.0.1:5", "127.0.0.1:5 names a server but no tag (write TAG@127.0.0.1:5)"),
+])
+def test_bad_domain_names_the_bad_part(nb, domain, why):
+    p = sub(nb, "-read", domain, "/")
+    assert (p.returncode, p.stdout, p.stderr) == (1, "", f"niutil: bad domain {domain}: {why}\n")
+
+
+def test_unknown_domain_tag_and_nibindd_each_say_so(nb):
+    p = sub(nb, "-read", "nosuchtag@127.0.0.1", "/")
+    assert (p.returncode, p.stderr) == (
+        199, "niutil: can't connect to server for domain nosuchtag@127.0.0.1: no such tag "
+             "nosuchtag at 127.0.0.1\n")
+    p = sub(nb, "-read", ".", "/", env={"NETINFO_PORTMAPPER": "127.0.0.1:9"})
+    assert (p.returncode, p.stderr) == (
+        199, "niutil: can't connect to server for domain .: no nibindd at 127.0.0.1 (no "
+             "answer from the portmapper at 127.0.0.1:9)\n")
+    port = free_port()
+    p = sub(nb, "-read", f"local@127.0.0.1:{port}", "/")
+    assert (p.returncode, p.stderr) == (
+        199, f"niutil: can't connect to server for domain local@127.0.0.1:{port}: cannot "
+             f"connect to 127.0.0.1:{port}: Connection refused\n")
+
+
+@pytest.fixture
+def v6_server(tmp_path):
+    """A netinfod (-m) listening on the IPv6 loopback only; yields its port."""
+    with socket.socket(socket.AF_INET6) as s:
+        s.bind(("::1", 0))
+        port = s.getsockname()[1]
+    from .conftest import env_with_src
+    proc = subprocess.Popen([sys.executable, "-m", "netinfo.cli.netinfod", "--dir",
+                             str(tmp_path), "--bind", "::1", "--port", str(port), "-m", "six"],
+                            stderr=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                            env=env_with_src(), text=True)
+    try:
+        assert proc.stderr is not None
+        for line in proc.stderr:
+            if line.startswith("netinfod: serving six "):
+                break
+        else:
+            pytest.fail(f"netinfod on ::1 did not start ({proc.wait()})")
+        yield port
+    finally:
+        proc.terminate()
+        proc.wait(15)
+
+
+def test_ipv6_literals_wherever_an_address_goes(nb, v6_server):
+    port = v6_server
+    for args in (["-t", f"[::1]:{port}/six"], [f"six@[::1]:{port}"]):
+        p = sub(nb, "-createprop", *args, "/", "v6", "yes")
+        assert (p.returncode, p.stderr) == (0, "")
+        p = sub(nb, "-readprop", *args, "/", "v6")
+        assert (p.returncode, p.stdout, p.stderr) == (0, "yes\n", "")
+    # without a port, the nibindd of ::1 is asked (there is none here), and said so
+    p = sub(nb, "-read", "six@::1", "/")
+    assert p.returncode == 199
+    assert p.stderr.startswith("niutil: can't connect to server for domain six@::1: no "
+                               "nibindd at ::1 (no answer from the portmapper at [::1]:")
 
 
 def test_missing_path_105_and_missing_property_106(ni):

@@ -99,3 +99,38 @@ def test_nidomain_without_nibindd_names_the_portmapper(nb):
                "127.0.0.1:9)\n")
     p = tool(nb, "nidomain", "-g", "local", env=env)
     assert p.returncode == 1 and p.stderr.startswith("nidomain: no nibindd at 127.0.0.1 ")
+
+
+# -- addresses (model.split_host_port, domain.parse_tagged) ------------------------------------
+
+@pytest.mark.parametrize("text,expected", [
+    ("h", ("h", None)), ("h:1", ("h", 1)), ("10.0.0.1:65535", ("10.0.0.1", 65535)),
+    ("[::1]", ("::1", None)), ("[::1]:5", ("::1", 5)), ("::1", ("::1", None)),
+    ("fe80::1", ("fe80::1", None)),
+])
+def test_split_host_port(text, expected):
+    from netinfo.model import split_host_port
+    assert split_host_port(text) == expected
+
+
+@pytest.mark.parametrize("text,message", [
+    ("", "no host"), (":5", "no host before ':5'"), ("h:", "bad port '' (not a number)"),
+    ("h:65536", "bad port 65536 (not in 1-65535)"), ("h:x1", "bad port 'x1' (not a number)"),
+    ("[::1", "no ']' after the IPv6 address in [::1"), ("[::1]x", "unexpected 'x' after [::1]"),
+    ("1:2:x", "bad address '1:2:x' (write an IPv6 address with a port as [address]:port)"),
+])
+def test_split_host_port_names_the_bad_part(text, message):
+    from netinfo.model import split_host_port
+    with pytest.raises(ValueError) as ei:
+        split_host_port(text)
+    assert str(ei.value) == message
+
+
+def test_tagged_ipv6():
+    from netinfo.domain import TaggedError, parse_tagged
+    assert parse_tagged("[::1]:1033/local") == ("::1", "local", 1033)
+    assert parse_tagged("::1/local") == ("::1", "local", None)
+    for bad in ("[::1/local", "[::1]:0/local", "127.0.0.1:99999/local"):
+        with pytest.raises(TaggedError) as ei:
+            parse_tagged(bad)
+        assert ei.value.code == 4

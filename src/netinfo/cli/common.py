@@ -18,13 +18,15 @@ from collections.abc import Callable, Coroutine, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
-from ..domain import DomainClient, TaggedError, open_domain
+from ..domain import DomainClient, DomainSyntaxError, TaggedError, open_domain
 from ..errors import NetInfoError, NiError, RpcError, Status, Timeout, WireError
 from ..model import atoi
 
 #: Exit status for NI_FAILED / communication failures and unknown domain names (tools §1.5).
 EXIT_FAILED = 199
-#: Exit status when ``-t`` names a server that cannot be reached (tools §1.5).
+#: tools §1.5's status when ``-t``'s connect "returned nothing". The original connected
+#: lazily, so an unreachable server surfaced as NI_FAILED (199) at the first call
+#: (Appendix B); no tool exits 200 any more. Kept so that scripts can name it.
 EXIT_TAGGED_CONNECT = 200
 #: A ``-t`` parse error exits 10000 + status + 200 truncated to 8 bits, i.e. 216 + status
 #: (217–221), as the original binaries did (tools §1.5: we copy the binaries, not the
@@ -114,10 +116,30 @@ def privileged_from_env() -> bool | None:
     return v.lower() not in ("0", "no", "off", "false")
 
 
+def failure_reason(err: BaseException) -> str:
+    """Why a domain could not be opened, as specific as the library said it: ``unknown
+    domain X: ...``, ``no such tag T at A``, ``no nibindd at A (...)``, ``cannot connect
+    to A:P: Connection refused``; the ni_status message when nothing more is known."""
+    if isinstance(err, OSError) and err.strerror:
+        return err.strerror   # without str()'s "[Errno N]"
+    return str(err) or error_text(err)
+
+
 async def open_for_tool(prog: str, domain: str, *, tagged: bool = False,
                         timeout: float = 30.0, privileged: bool | None = None) -> DomainClient:
     """Open the domain argument as the original tools did, or raise :class:`ToolExit` with
-    their messages and exit codes (tools §0.2, §1.5)."""
+    their messages and exit codes (tools §0.2, §1.5):
+
+    * a ``-t`` argument that does not parse: the three lines of tools §0.2, 217-221;
+    * ``-t`` host/tag that cannot be reached: ``<prog>: can't connect to server
+      host/tag: Communication failure``, 199. The original connected lazily, so the
+      failure surfaced as NI_FAILED at the first call (Appendix B; 200 is never used);
+    * a domain name that does not parse (``local@``, ``@host``, ``tag@host:99999``):
+      ``<prog>: bad domain <d>: <what is wrong>``, 1 (an argument error, tools §1.5);
+    * a domain that cannot be opened: ``<prog>: can't connect to server for domain <d>:
+      <reason>``, 199, the reason naming what failed (:func:`failure_reason`): an unknown
+      domain, an unknown tag and an absent nibindd each say so.
+    """
     if privileged is None:
         privileged = privileged_from_env()
     try:
@@ -130,12 +152,14 @@ async def open_for_tool(prog: str, domain: str, *, tagged: bool = False,
         lines += [f"{prog}: incorrect format for domain {domain} ({e})",
                   "usage: -t <host>/<tag>", "<host> can be a host name or IP address"]
         raise ToolExit(EXIT_TAGGED_PARSE_BASE + e.code, *lines) from None
-    except (NetInfoError, OSError):
+    except DomainSyntaxError as e:
+        raise ToolExit(EXIT_USAGE, f"{prog}: bad domain {domain}: {e}") from None
+    except (NetInfoError, OSError) as e:
         if tagged:
-            raise ToolExit(EXIT_TAGGED_CONNECT, f"{prog}: can't connect to server {domain}") \
-                from None
-        raise ToolExit(EXIT_FAILED, f"{prog}: can't connect to server for domain {domain}") \
-            from None
+            raise ToolExit(EXIT_FAILED, f"{prog}: can't connect to server {domain}: "
+                           f"{ni_message(Status.FAILED)}") from None
+        raise ToolExit(EXIT_FAILED, f"{prog}: can't connect to server for domain {domain}: "
+                       f"{failure_reason(e)}") from None
 
 
 # -- nidump/niload argument scanning (tools §2.1, §2.5) ------------------------------------

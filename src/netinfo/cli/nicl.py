@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from ..client import Client
-from ..domain import TaggedError, authenticate, open_domain
+from ..domain import DomainSyntaxError, TaggedError, authenticate, open_domain
 from ..errors import NetInfoError, NiError, Status, StorageError
 from .. import verbs
 from ..database import SQLITE_NAME, Database, DatabaseInUse, LocalChannel, open_database
@@ -31,8 +31,8 @@ from ..model import Proplist, atoi, format_component, parse_path
 from ..protocol import PROCEDURES, Proc
 from ..service import ServerInfo
 from .common import (COMM_ERRORS, EXIT_ERROR, EXIT_TAGGED_PARSE_BASE, OUTPUT_ERRNOS, ToolExit,
-                     UsageError, dump_json, os_error_text, privileged_from_env, props_json,
-                     tool_main)
+                     UsageError, dump_json, failure_reason, os_error_text,
+                     privileged_from_env, props_json, tool_main)
 
 PROG = "nicl"
 
@@ -894,9 +894,13 @@ async def _open(o: Options, ds: str, create: bool) -> Client:
         lines += [f"{PROG}: incorrect format for domain {ds} ({e})",
                   "usage: -t <host>/<tag>", "<host> can be a host name or IP address"]
         raise Fail(EXIT_TAGGED_PARSE_BASE + e.code, *lines) from None
+    except DomainSyntaxError as e:
+        raise Fail(1, f"{PROG}: bad domain {ds}: {e}") from None
     except (NetInfoError, OSError) as e:
+        # tools §3.3's "open(<ds>): <msg>", then why (an unknown domain, tag, nibindd)
         st = ds_status(e)
-        raise Fail(st & 0xFF, f"open({ds}): {ds_message(st)}") from None
+        raise Fail(st & 0xFF, f"open({ds}): {ds_message(st)}: {failure_reason(e)}") \
+            from None
 
 
 async def _run(o: Options, ds: str, words: list[str]) -> int:
