@@ -27,31 +27,35 @@ from netinfo.errors import NiError, Status
 
 from .conftest import free_port, served_domains
 
-# The usage text exactly as tools §1.1 gives it.
-USAGE = """\
-niutil -create      [opts] <domain> <path>
-niutil -destroy     [opts] <domain> <path>
-niutil -createprop  [opts] <domain> <path> <propkey> [<val>...]
-niutil -appendprop  [opts] <domain> <path> <propkey> <val>...
-niutil -mergeprop   [opts] <domain> <path> <propkey> <val>...
-niutil -insertval   [opts] <domain> <path> <propkey> <val> <index>
-niutil -destroyprop [opts] <domain> <path> <propkey>...
-niutil -destroyval  [opts] <domain> <path> <propkey> <val>...
-niutil -renameprop  [opts] <domain> <path> <oldkey> <newkey>
-niutil -read        [opts] <domain> <path>
-niutil -list        [opts] <domain> <path> [<propkey>]
-niutil -readprop    [opts] <domain> <path> <propkey>
-niutil -readval     [opts] <domain> <path> <propkey> <index>
-niutil -rparent     [opts] <domain>
-niutil -resync      [opts] <domain>
-niutil -statistics  [opts] <domain>
-niutil -domainname  [opts] <domain>
-opts: -t (domain is <hostname>/<tag>), -p (prompt for password),
-      -u <user> (authenticate as another user, implies -p),
-      -P <password> (password on command line, overrides -p),
-      -T <timeout> (read & write timeout in seconds, default 30),
-      -n (numeric output for -rparent), -R (retry operation if master is busy)
-"""
+# The usage text exactly as the original prints it (tools Appendix B).
+USAGE = (
+    "usage:\n"
+    "\tniutil -create      [opts] <domain> <path>\n"
+    "\tniutil -destroy     [opts] <domain> <path>\n"
+    "\tniutil -createprop  [opts] <domain> <path> <propkey> [<val>...]\n"
+    "\tniutil -appendprop  [opts] <domain> <path> <propkey> <val>...\n"
+    "\tniutil -mergeprop   [opts] <domain> <path> <propkey> <val>...\n"
+    "\tniutil -insertval   [opts] <domain> <path> <propkey> <val> <index>\n"
+    "\tniutil -destroyprop [opts] <domain> <path> <propkey>...\n"
+    "\tniutil -destroyval  [opts] <domain> <path> <propkey> <val>...\n"
+    "\tniutil -renameprop  [opts] <domain> <path> <oldkey> <newkey>\n"
+    "\tniutil -read        [opts] <domain> <path>\n"
+    "\tniutil -list        [opts] <domain> <path> [<propkey>]\n"
+    "\tniutil -readprop    [opts] <domain> <path> <propkey>\n"
+    "\tniutil -readval     [opts] <domain> <path> <propkey> <index>\n"
+    "\tniutil -rparent     [opts] <domain>\n"
+    "\tniutil -resync      [opts] <domain>\n"
+    "\tniutil -statistics  [opts] <domain>\n"
+    "\tniutil -domainname  [opts] <domain>\n"
+    "opts:\n"
+    "\t-t\t\tdomain specified by <hostname>/<tag>\n"
+    "\t-p\t\tprompt for password\n"
+    "\t-u <user>\tauthenticate as another user (implies -p)\n"
+    "\t-P <password>\tpassword supplied on command line (overrides -p)\n"
+    "\t-T <timeout>\tread & write timeout in seconds (default 30)\n"
+    "\t-n\t\tnumeric output for -rparent\n"
+    "\t-R\t\tRetry operation if master is busy\n"
+)
 TAGGED_HELP = "usage: -t <host>/<tag>\n<host> can be a host name or IP address\n"
 
 _names = count()
@@ -182,7 +186,6 @@ def test_parse_password_rules():
     o = niutil.parse_args(["-read", "-T", "5", "-n", "-R", "-t", "h/t", "/"])
     assert (o.timeout, o.numeric, o.retry, o.tagged, o.operands) == (5.0, True, True, True,
                                                                       ["h/t", "/"])
-    assert niutil.parse_args(["-read", "-T", "junk", ".", "/"]).timeout == 30.0
 
 
 # -- A1: add a user ----------------------------------------------------------------------------
@@ -447,6 +450,43 @@ def test_ipv6_literals_wherever_an_address_goes(nb, v6_server):
                                "nibindd at ::1 (no answer from the portmapper at [::1]:")
 
 
+def test_usage_is_the_originals_subprocess(nb):
+    # Appendix B: "usage:", one tab-indented line per command, "opts:", one option a line
+    p = sub(nb, "-bogus")
+    assert (p.returncode, p.stdout, p.stderr) == (1, "", USAGE)
+
+
+def test_destroy_of_a_missing_directory_says_destroy(nb):
+    p = sub(nb, "-destroy", ".", "/users/missing")
+    assert (p.returncode, p.stdout, p.stderr) == (
+        105, "", "niutil: can't destroy directory /users/missing: No such directory\n")
+
+
+def test_readval_past_the_end_exits_107(nb):
+    p = sub(nb, "-readval", ".", "/users/root", "name", "5")
+    assert (p.returncode, p.stdout, p.stderr) == (
+        107, "", "niutil: property name in directory /users/root has no value at index 5\n")
+
+
+@pytest.mark.parametrize("value", ["abc", "0", "-5", "3x"])
+def test_bad_timeout_is_refused(nb, value):
+    p = sub(nb, "-T", value, "-read", ".", "/")
+    assert (p.returncode, p.stdout) == (1, "")
+    assert p.stderr == f"niutil: invalid timeout {value}\n" + USAGE
+
+
+@pytest.mark.parametrize("path,why", [
+    ("", "'': an empty path names no directory"),
+    ("/users/name=", "/users/name=: empty value in component name="),
+    ("/users/=x", "/users/=x: empty key in component =x"),
+])
+def test_create_of_a_nameless_directory_is_refused(nb, path, why):
+    before = sub(nb, "-list", ".", "/users").stdout
+    p = sub(nb, "-create", ".", path)
+    assert (p.returncode, p.stdout, p.stderr) == (1, "", f"niutil: can't create directory {why}\n")
+    assert sub(nb, "-list", ".", "/users").stdout == before
+
+
 def test_missing_path_105_and_missing_property_106(ni):
     assert ni("-readprop", ".", "/nosuch", "name") == (
         105, "", "niutil: can't open directory /nosuch: No such directory\n")
@@ -475,7 +515,7 @@ def test_unicode_digits_are_not_numbers(nb, ni):
     # read as C's atoi reads them (model.atoi); nothing may end in a traceback.
     p = sub(nb, "-readval", ".", "/users/root", "name", "1²")
     assert (p.returncode, p.stdout, p.stderr) == (
-        0, "", "niutil: property name in directory /users/root has no value at index 1²\n")
+        107, "", "niutil: property name in directory /users/root has no value at index 1²\n")
     assert ni("-readval", ".", "/users/root", "name", "0²") == (0, "root\n", "")
     p = sub(nb, "-insertval", ".", "/users/root", "shell", "x", "1²")
     assert (p.returncode, p.stderr) == (
@@ -581,9 +621,9 @@ def test_readval(ni):
     ni("-create", ".", d)
     ni("-createprop", ".", d, "k", "zero", "one")
     assert ni("-readval", ".", d, "k", "1") == (0, "one\n", "")
-    # past the end: a message, yet exit 0 (tools §1.5)
+    # past the end: the original's message; it exited 0 (tools §1.5), now 107 (NI_NONAME)
     assert ni("-readval", ".", d, "k", "2") == (
-        0, "", f"niutil: property k in directory {d} has no value at index 2\n")
+        107, "", f"niutil: property k in directory {d} has no value at index 2\n")
 
 
 def test_rparent_formats(nb):

@@ -114,6 +114,22 @@ def create_components(path: str) -> list[CreateComponent]:
     return out
 
 
+def nameless(path: str) -> str | None:
+    """Why *path* would create a directory without a name, or None: an empty path (it
+    names no directory), or a component whose key or value is empty (``/users/name=``)
+    (issue #9: ``niutil -create . ''`` is refused rather than "succeeding" on the root)."""
+    if not path:
+        return "an empty path names no directory"
+    if is_id(path):
+        return None
+    for comp in create_components(path):
+        if not comp.stored_key:
+            return f"empty key in component ={comp.stored_value}"
+        if not comp.stored_value:
+            return f"empty value in component {comp.stored_key}="
+    return None
+
+
 async def create_path(c: Client, path: str, start: int | None = None,
                       dots: bool = False) -> int:
     """``niutil -create``: make every missing component of *path* (tools §1.3).

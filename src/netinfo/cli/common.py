@@ -20,7 +20,6 @@ from typing import Any, TextIO
 
 from ..domain import DomainClient, DomainSyntaxError, TaggedError, open_domain
 from ..errors import NetInfoError, NiError, RpcError, Status, Timeout, WireError
-from ..model import atoi
 
 #: Exit status for NI_FAILED / communication failures and unknown domain names (tools §1.5).
 EXIT_FAILED = 199
@@ -81,23 +80,17 @@ class UsageError(Exception):
         self.lines = lines
 
 
-def parse_timeout(text: str | None, default: float = DEFAULT_TIMEOUT, *,
-                  prog: str | None = None) -> float:
-    """The one ``-T <seconds>`` parser of the tools.
+def parse_timeout(text: str | None, default: float = DEFAULT_TIMEOUT, *, prog: str) -> float:
+    """The one ``-T <seconds>`` parser of the tools (tools §1.1, §2.1, §2.5, §4.1-§4.3):
+    a positive finite number, fractions allowed; *text* None: *default*.
 
-    Without *prog*, as the C tools read it (niutil, nidump, niload; tools §1.1, §2.1,
-    §2.5): ``atoi``, so the leading integer counts and junk or a non-positive number
-    means *default*. With *prog* (nireport, nigrep, nifind, tools §4.1-§4.3): a positive
-    finite number, fractions allowed; anything else is a usage error
-    ``<prog>: invalid timeout <text>``. *text* None: *default*.
+    The C tools read it with ``atoi``, so ``-T abc`` or ``-T 0`` silently meant the
+    default; a mistyped timeout is now refused (issue #9).
 
-    :raises UsageError: only with *prog*.
+    :raises UsageError: ``<prog>: invalid timeout <text>`` (then the usage, exit 1).
     """
     if text is None:
         return default
-    if prog is None:
-        n = atoi(text)
-        return float(n) if n > 0 else default
     try:
         value = float(text)
     except ValueError:

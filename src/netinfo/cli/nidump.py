@@ -82,7 +82,7 @@ def parse_args(args: list[str]) -> Options:
     """nidump's command line, in either order (module docstring). :raises UsageError:."""
     s = scan_args(PROG, args, "r", "T", NIDUMP_FORMATS)
     o = Options(raw="r" in s.flags, tagged="t" in s.flags, json="--json" in s.flags,
-                help="--help" in s.flags, timeout=parse_timeout(s.values.get("T")))
+                help="--help" in s.flags, timeout=parse_timeout(s.values.get("T"), prog=PROG))
     if o.help:
         return o
     ops = s.operands

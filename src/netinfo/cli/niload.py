@@ -140,7 +140,7 @@ def parse_args(args: list[str]) -> Options:
     o = Options(verbose="v" in s.flags, delete="d" in s.flags, merge="m" in s.flags,
                 prompt="p" in s.flags or "u" in s.values, user=s.values.get("u"),
                 password=s.values.get("P"), tagged="t" in s.flags, raw="r" in s.flags,
-                timeout=parse_timeout(s.values.get("T")), help="--help" in s.flags)
+                timeout=parse_timeout(s.values.get("T"), prog=PROG), help="--help" in s.flags)
     if o.help:
         return o
     if "--json" in s.flags:
