@@ -158,10 +158,10 @@ async def open_for_tool(prog: str, domain: str, *, tagged: bool = False,
 # -- nidump/niload argument scanning (tools §2.1, §2.5) ------------------------------------
 
 def usage_text(prog: str, synopsis: str, formats: Sequence[str]) -> str:
-    """A usage block: the synopsis, then the known formats, eight to a line."""
+    """A usage block as the original nidump prints it (tools Appendix B): the synopsis,
+    ``known formats:``, then one tab-indented format a line."""
     lines = [f"usage: {prog} {synopsis}", "known formats:"]
-    for i in range(0, len(formats), 8):
-        lines.append("\t" + " ".join(formats[i:i + 8]))
+    lines += ["\t" + f for f in formats]
     return "\n".join(lines) + "\n"
 
 
