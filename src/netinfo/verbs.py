@@ -164,24 +164,26 @@ async def _make_child(c: Client, parent: int, comp: CreateComponent) -> int:
     return child.object
 
 
-async def destroy(c: Client, oid: int) -> None:
+async def destroy(c: Client, oid: int) -> int:
     """``niutil -destroy``: remove directory *oid* and its whole subtree, children first
-    (tools §1.3). The root has no parent to be removed from: NI_UNRELATED, and nothing is
-    touched."""
+    (tools §1.3); returns how many directories went. The root has no parent to be
+    removed from: NI_UNRELATED, and nothing is touched."""
     parent, _ = await c.parent(oid)
     if parent == oid:
         raise NiError(Status.UNRELATED)
-    await _destroy_tree(c, parent, oid)
+    return await _destroy_tree(c, parent, oid)
 
 
-async def _destroy_tree(c: Client, parent: int, oid: int) -> None:
+async def _destroy_tree(c: Client, parent: int, oid: int) -> int:
     kids, _ = await c.children(oid)
+    gone = 0
     for k in list(kids):
-        await _destroy_tree(c, oid, k)
+        gone += await _destroy_tree(c, oid, k)
 
     async def step() -> None:
         await c.destroy(await c.self_id(parent), await c.self_id(oid))
     await fresh(step)
+    return gone + 1
 
 
 # -- property edits (tools §1.3) --------------------------------------------------------------

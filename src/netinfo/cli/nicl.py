@@ -152,6 +152,9 @@ class TooFew(Exception):
 
 
 _ERRORS = (NiError, *COMM_ERRORS)
+#: Exit status of a one-shot unknown command (the original exited 0; tools §3.3 has no
+#: status for it: 1, as for the other argument errors).
+EXIT_UNKNOWN_COMMAND = 1
 
 
 # -- raw mode: the database edited in this process --------------------------------------------
@@ -477,8 +480,14 @@ class Session:
         name = ALIASES.get(name, name)
         cmd = COMMANDS.get(name)
         if cmd is None or (cmd.interactive_only and not self.interactive):
-            sys.stderr.write(USAGE)
-            return OK
+            if self.interactive:
+                sys.stderr.write(USAGE)   # the original's answer (tools §3.1); go on
+                return OK
+            # One-shot: the original printed the usage and exited 0, so a typo in a
+            # script passed unnoticed; now it is an error (issue #9).
+            print(f"{PROG}: unknown command {words[0]} ({PROG} --help lists them)",
+                  file=sys.stderr)
+            return EXIT_UNKNOWN_COMMAND
         self.cmd = name
         args = words[1:]
         try:
@@ -710,10 +719,14 @@ class Session:
                 raise Fail(FAILED, "Can't delete root!")
             if self.o.confirm and not await self.ask(f"Delete {await self.pathname(oid)}? "):
                 return OK
+            name = await self.pathname(oid) if self.o.verbose else ""
             try:
-                await verbs.destroy(c, oid)
+                gone = await verbs.destroy(c, oid)
             except _ERRORS as e:
                 raise self.failed(e, "Delete: ") from None
+            if self.o.verbose:   # a deletion says how much it removed (issue #9)
+                print(f"Deleted {name}: {gone} "
+                      f"director{'y' if gone == 1 else 'ies'}", file=sys.stderr)
             if self.cwd != 0 and oid in await self._ancestry_or_root(self.cwd):
                 self.cwd = 0
             return OK
@@ -882,10 +895,12 @@ async def _open(o: Options, ds: str, create: bool) -> Client:
                 from None
         except DatabaseInUse as e:
             raise Fail(INVALID_STORE & 0xFF, f"{PROG}: {e}") from None
-        except (OSError, StorageError):
+        except (OSError, StorageError) as e:
+            # tools §3.3's "open(<ds>): Invalid Datastore", then what is wrong with it
             what = "create" if create or o.create else "open"
             st = WRITE_FAILED if what == "create" else INVALID_STORE
-            raise Fail(st & 0xFF, f"{what}({ds}): {ds_message(st)}") from None
+            raise Fail(st & 0xFF, f"{what}({ds}): {ds_message(st)}: {failure_reason(e)}") \
+                from None
     try:
         return await open_domain(ds, tagged=o.tagged, privileged=privileged_from_env(),
                                  retries=2)
