@@ -373,6 +373,11 @@ def test_tagged_connect_failure_199(nb):
     assert p.returncode == 199
     assert p.stderr == (f"niutil: can't connect to server 127.0.0.1:{port}/nothing: "
                         "Communication failure\n")
+    # a host whose nibindd does not serve the tag: the same (Appendix B); was 200
+    p = sub(nb, "-read", "-t", "127.0.0.1/unknowntag", "/")
+    assert (p.returncode, p.stdout, p.stderr) == (
+        199, "", "niutil: can't connect to server 127.0.0.1/unknowntag: Communication "
+                 "failure\n")
 
 
 # -- domain arguments that do not parse, and why a domain cannot be opened (issue #9) ------
