@@ -32,10 +32,12 @@ def load(fmt: str, text: str) -> Loaded:
 # -- the table ------------------------------------------------------------------------------
 
 def test_nidump_formats_are_the_spec_list_in_usage_order():
-    # §2.1 [369]: 15 formats.
+    # §2.1 [369]: 15 formats; Appendix B's usage adds [208]'s mountmaps at the end.
     assert NIDUMP_FORMATS == ("aliases", "bootptab", "bootparams", "ethers", "exports",
                               "fstab", "group", "hosts", "networks", "passwd", "printcap",
-                              "protocols", "resolv.conf", "rpc", "services")
+                              "protocols", "resolv.conf", "rpc", "services", "mountmaps")
+    assert FORMATS["mountmaps"].directory == "/mountmaps"
+    assert "mountmaps" not in NILOAD_FORMATS
 
 
 def test_niload_formats_and_directories_match_spec_table():
@@ -185,6 +187,12 @@ SAMPLES: dict[str, list] = {
     "resolv.conf": [
         [("domain", ["example.com"]), ("search", ["example.com", "corp.example.com"]),
          ("nameserver", ["10.0.0.2", "10.0.0.3"])],
+    ],
+    "mountmaps": [
+        [("name", ["auto.home", "home"]), ("dir", ["/home"]), ("opts", ["rw", "soft"])],
+        [("name", ["auto.net"]), ("empty", []), ("name", ["second"])],
+        [("dir", ["/nameless"])],
+        [("name", ["bare"])],
     ],
 }
 
@@ -664,6 +672,10 @@ ROUND_TRIPS = {
     "exports": st.builds(lambda n, o, c: _sorted({"name": n, "opts": o, "clients": c}),
                          st.lists(tok, min_size=1, max_size=3), st.lists(tok, max_size=3),
                          st.lists(tok, max_size=3)),
+    "mountmaps": st.builds(lambda ns, ps: [("name", ns), *ps.items()],
+                           st.lists(tok, min_size=1, max_size=3),
+                           st.dictionaries(tok.filter(lambda k: k != "name"),
+                                           st.lists(tok, max_size=3), max_size=4)),
     "resolv.conf": st.builds(lambda d, s, ns: _sorted({"domain": [d], "nameserver": ns,
                                                        **({"search": s} if s else {})}),
                              tok, st.lists(tok, max_size=3),

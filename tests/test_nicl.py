@@ -21,7 +21,7 @@ from netinfo.cli import nicl
 from netinfo.cli.netinfod import hostname
 from netinfo.domain import open_domain
 
-from .conftest import served_domains
+from .conftest import env_with_src, served_domains
 
 _names = count()
 
@@ -97,8 +97,17 @@ def test_usage_and_help(cl):
     assert (rc, out, err) == (0, nicl.USAGE, "")
 
 
-def test_unknown_command_prints_usage_and_succeeds(cl):
-    assert cl(".", "-nosuchcommand") == (0, "", nicl.USAGE)
+def test_unknown_command_is_an_error(nb, cl):
+    # One-shot: the original printed the usage and exited 0 (a typo in a script passed
+    # unnoticed); now one line and exit 1. Interactive sessions still print the usage.
+    assert cl(".", "-nosuchcommand") == (
+        1, "", "nicl: unknown command -nosuchcommand (nicl --help lists them)\n")
+    p = sub(nb, ".", "-bogus")
+    assert (p.returncode, p.stdout, p.stderr) == (
+        1, "", "nicl: unknown command -bogus (nicl --help lists them)\n")
+    p = sub(nb, ".", input="bogus\nread /users/root uid\n")
+    assert p.returncode == 0 and p.stdout == "uid: 0\nGoodbye\n"
+    assert p.stderr == nicl.USAGE
 
 
 def test_too_few_parameters_prints_usage_exit_0(cl):
@@ -330,7 +339,9 @@ def test_one_shot_as_subprocess(nb):
 
 def test_open_failures(nb, cl):
     rc, out, err = cl("/nosuchdomain", "-read", "/")
-    assert rc == 212 and err == "open(/nosuchdomain): Invalid Path\n"
+    assert rc == 212 and err == ("open(/nosuchdomain): Invalid Path: unknown domain "
+                                 "nosuchdomain: no /machines entry of network@127.0.0.1 "
+                                 "serves nosuchdomain/<tag>\n")
     rc, out, err = cl("-t", "nohost", "-read", "/")
     assert rc == 217
     assert err == ("nicl: incorrect format for domain nohost (Bad format)\n"
@@ -483,6 +494,15 @@ def test_tokenize():
     assert nicl.tokenize("   \n") == []
 
 
+def test_delete_verbose_says_how_much_went(nb):
+    top = uniq("gone")
+    for path in (f"/{top}/a/b", f"/{top}/c"):
+        assert sub(nb, ".", "-create", path).returncode == 0
+    p = sub(nb, "-v", ".", "-delete", f"/{top}")
+    assert (p.returncode, p.stdout, p.stderr) == (0, "", f"Deleted /{top}: 4 directories\n")
+    assert sub(nb, ".", "-delete", "/" + uniq("none")).returncode == 212
+
+
 # -- raw mode ----------------------------------------------------------------------------------
 
 def test_raw_mode(tmp_path, capsys):
@@ -519,3 +539,42 @@ def test_raw_mode_as_subprocess(nb, tmp_path):
     assert sub(nb, "-raw", db, "-create").returncode == 0
     p = sub(nb, "-raw", db, input="create /a k v\nread /a\n")
     assert (p.returncode, p.stdout) == (0, "name: a\nk: v\nGoodbye\n")
+
+
+def _collection(dirs) -> bytes:
+    """A NeXT collection file (256-byte slots of XDR ni_objects) holding *dirs*."""
+    from netinfo.protocol import pack_object
+    from netinfo.xdr import Packer
+    out = b""
+    for d in dirs:
+        pk = Packer()
+        pack_object(pk, d)
+        out += pk.get_buffer().ljust(256, b"\0")
+    return out
+
+
+def test_raw_mode_on_a_damaged_database(tmp_path):
+    # A directory listed as its own child: every walk of the tree used to recurse
+    # without end (RecursionError traceback) or hang; the database is refused at open.
+    from netinfo.model import Directory, NiId
+    db = tmp_path / "loop.nidb"
+    db.mkdir()
+    (db / "collection").write_bytes(_collection([
+        Directory(NiId(0, 1), [], 0, [1]),
+        Directory(NiId(1, 1), [("name", ["x"])], 0, [1])]))
+    env = env_with_src()
+    p = subprocess.run([sys.executable, "-m", "netinfo.cli.nicl", "-raw", str(db), "-search",
+                        "/", "0", "-1", "name", "x"], env=env, capture_output=True,
+                       text=True, timeout=60)
+    assert (p.returncode, p.stdout) == (233, "")
+    assert p.stderr == (f"open({db}): Invalid Datastore: damaged database: directory 1 is "
+                        "listed as a child more than once\n")
+    # random bytes in place of the SQLite file: refused with SQLite's own diagnosis
+    bad = tmp_path / "noise.nidb"
+    bad.mkdir()
+    (bad / "netinfo.sqlite").write_bytes(os.urandom(8192))
+    p = subprocess.run([sys.executable, "-m", "netinfo.cli.nicl", "-raw", str(bad), "-read",
+                        "/"], env=env, capture_output=True, text=True, timeout=60)
+    assert (p.returncode, p.stdout) == (233, "")
+    assert p.stderr.startswith(f"open({bad}): Invalid Datastore: ") and "damaged" in p.stderr
+    assert "Traceback" not in p.stderr

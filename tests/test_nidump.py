@@ -187,6 +187,11 @@ GOLDEN_DATA: dict[str, list[Tree]] = {
           ("clients", ["host1", "host2"])], []),
         ([("name", ["/pub"])], []),
     ],
+    "/mountmaps": [
+        ([("name", ["auto.home"]), ("dir", ["/home"]), ("opts", ["rw", "soft"])], []),
+        ([("name", ["auto.net", "net"]), ("empty", [])], []),
+        ([("dir", ["/nameless"])], []),                          # no name: skipped
+    ],
     "/golden": [
         ([("name", ["c1", "alias"]), ("empty", [])], []),
         ([("name", ["c2"])], [([("name", ["deep"]), ("x", ["1", "2", "3"])], [])]),
@@ -238,7 +243,7 @@ def test_golden_every_format(golden, fmt):
 def test_golden_covers_every_format():
     names = {p.name.removesuffix(".golden") for p in GOLDEN.glob("*.golden")}
     assert names == set(NIDUMP_FORMATS) | {"raw"}
-    assert len(NIDUMP_FORMATS) == 15
+    assert len(NIDUMP_FORMATS) == 16
 
 
 def test_golden_raw(golden):
@@ -425,10 +430,14 @@ def test_missing_machines_bootptab_prints_its_header(bare):
     assert call(nidump.main, "bootptab", "-t", bare) == (0, "/private/tftpboot:/\nmach\n%%\n", "")
 
 
-def test_missing_raw_path_prints_nothing_exit_0(bare):
-    assert call(nidump.main, "-r", "/no/such/dir", "-t", bare) == (0, "", "")
+def test_missing_raw_path_is_an_error(bare):
+    # The original printed nothing and exited 0: "nidump -r /nosuch . > users.raw" made
+    # an empty backup (issue #9).
+    assert call(nidump.main, "-r", "/no/such/dir", "-t", bare) == (
+        1, "", "nidump: can't read directory /no/such/dir: No such directory\n")
     p = sub("nidump", "-r", "/nothing", "-t", bare, env=env_with_src())
-    assert (p.returncode, p.stdout, p.stderr) == (0, "", "")
+    assert (p.returncode, p.stdout, p.stderr) == (
+        1, "", "nidump: can't read directory /nothing: No such directory\n")
 
 
 def test_empty_table_prints_nothing(golden):
@@ -464,8 +473,8 @@ def test_usage_lists_every_format():
     (("-t", "127.0.0.1/x"), None),
     (("-x", "passwd", "."), "nidump: unknown option -x"),
     (("passwd", ".", "-T"), None),
-    (("nosuchformat", "."), "nidump: unknown format: nosuchformat"),
-    (("passwd.43", "."), "nidump: unknown format: passwd.43"),
+    (("nosuchformat", "."), None),            # just the usage (Appendix B)
+    (("passwd.43", "."), None),
     (("-r",), None),
 ])
 def test_usage_errors_exit_1(args, first):
@@ -474,9 +483,32 @@ def test_usage_errors_exit_1(args, first):
     assert err == (first + "\n" if first else "") + nidump.USAGE
 
 
+#: The usage exactly as the original prints it (tools Appendix B).
+APPENDIX_B_USAGE = (
+    "usage: nidump [-r] [-T timeout] {directory | format} [-t] domain\n"
+    "known formats:\n"
+    + "".join(f"\t{f}\n" for f in ("aliases", "bootptab", "bootparams", "ethers",
+                                    "exports", "fstab", "group", "hosts", "networks",
+                                    "passwd", "printcap", "protocols", "resolv.conf", "rpc",
+                                    "services", "mountmaps")))
+
+
 def test_usage_subprocess():
     p = sub("nidump", env=env_with_src())
-    assert (p.returncode, p.stdout, p.stderr) == (1, "", nidump.USAGE)
+    assert (p.returncode, p.stdout, p.stderr) == (1, "", APPENDIX_B_USAGE)
+    assert nidump.USAGE == APPENDIX_B_USAGE
+
+
+def test_unknown_format_prints_the_usage_only_subprocess():
+    p = sub("nidump", "nosuchformat", ".", env=env_with_src())
+    assert (p.returncode, p.stdout, p.stderr) == (1, "", APPENDIX_B_USAGE)
+
+
+def test_mountmaps_subprocess(golden, bare):
+    p = sub("nidump", "mountmaps", "-t", golden, env=env_with_src())
+    assert (p.returncode, p.stdout, p.stderr) == (0, golden_text("mountmaps"), "")
+    p = sub("nidump", "mountmaps", "-t", bare, env=env_with_src())   # no /mountmaps
+    assert (p.returncode, p.stdout, p.stderr) == (0, "", "")
 
 
 def test_console_script():
@@ -503,14 +535,16 @@ def test_tagged_connect_failure_exit_1_with_usage():
     port = free_port()
     rc, out, err = call(nidump.main, "passwd", "-t", f"127.0.0.1:{port}/none")
     assert (rc, out) == (1, "")
-    assert err == f"nidump: can't connect to server 127.0.0.1:{port}/none\n" + nidump.USAGE
+    assert err == (f"nidump: can't connect to server 127.0.0.1:{port}/none: "
+                   "Communication failure\n" + nidump.USAGE)
 
 
 def test_unknown_domain_exit_1_with_usage(nb):
     rc, out, err = call(nidump.main, "passwd", "/nosuchdomain")
     assert (rc, out) == (1, "")
-    assert err == ("nidump: can't connect to server for domain /nosuchdomain\n"
-                   + nidump.USAGE)
+    assert err == ("nidump: can't connect to server for domain /nosuchdomain: unknown "
+                   "domain nosuchdomain: no /machines entry of network@127.0.0.1 serves "
+                   "nosuchdomain/<tag>\n" + nidump.USAGE)
     p = sub("nidump", "-r", "/users", "/nosuchdomain", env=nb.env)
     assert (p.returncode, p.stdout) == (1, "")
     assert p.stderr.endswith(nidump.USAGE)

@@ -70,32 +70,46 @@ def test_stop_at_the_domain_given(world, capsys):
     assert call(nifind.main, capsys, "/users/root", "/")[1].count(" found in ") == 2
 
 
-def test_skip_local(world, capsys):
-    assert call(nifind.main, capsys, "-n", "/users/root") == \
-        (0, f"/users/root found in /, id = {world.root['/users/root']}\n", "")
-    assert call(nifind.main, capsys, "-n", "/users/bob") == (0, "", "")
+def test_n_affects_only_the_all_walk(world, capsys):
+    # Without -a, -n changes nothing: the local domain and its parent are both reported
+    # (the original's behaviour; -n used to skip the local domain here too).
+    both = (f"/users/root found in {world.local_name}, id = {world.local['/users/root']}\n"
+            f"/users/root found in /, id = {world.root['/users/root']}\n")
+    assert call(nifind.main, capsys, "-n", "/users/root") == (0, both, "")
+    assert call(nifind.main, capsys, "/users/root") == (0, both, "")
+    bob = world.local["/users/bob"]
+    assert call(nifind.main, capsys, "-n", "/users/bob") == (
+        0, f"/users/bob found in {world.local_name}, id = {bob}\n", "")
+
+
+def test_n_without_a_subprocess(world):
+    r = tool("nifind", "-n", "/users/bob", env=world.env)
+    assert (r.returncode, r.stdout, r.stderr) == (
+        0, f"/users/bob found in {world.local_name}, id = {world.local['/users/bob']}\n", "")
 
 
 def test_nothing_found_exits_0(world, capsys):
     assert call(nifind.main, capsys, "/users/nosuch") == (0, "", "")
 
 
-def test_verbose_reports_misses(world, capsys):
-    rc, out, err = call(nifind.main, capsys, "-v", "/users/carol")
+def test_verbose_reports_misses_only(world, capsys):
+    # -v: the original's "not found in" lines, on stdout among the hits; nothing else
+    assert call(nifind.main, capsys, "-v", "/users/carol") == (
+        0, f"/users/carol not found in {world.local_name}\n"
+           f"/users/carol found in /, id = {world.root['/users/carol']}\n", "")
+    rc, out, err = call(nifind.main, capsys, "--debug", "/users/carol")
     assert (rc, out) == (0, f"/users/carol found in /, id = {world.root['/users/carol']}\n")
     lines = err.splitlines()
-    assert f"/users/carol not found in {world.local_name}" in lines
-    assert "/users/carol not found in /" not in lines
     assert f"parent of {world.local_name} is network@127.0.0.1" in lines
     assert "/ is the root domain" in lines
 
 
 def test_verbose_subprocess(world):
+    # Before, -v wrote misses and binding traces on stderr.
     r = tool("nifind", "-v", "/users/nosuch", env=world.env)
-    assert (r.returncode, r.stdout) == (0, "")
-    lines = r.stderr.splitlines()
-    assert f"/users/nosuch not found in {world.local_name}" in lines
-    assert "/users/nosuch not found in /" in lines
+    assert (r.returncode, r.stdout, r.stderr) == (
+        0, f"/users/nosuch not found in {world.local_name}\n/users/nosuch not found in /\n",
+        "")
 
 
 def test_print_read_format_zero_values(world, capsys):
@@ -144,12 +158,15 @@ def test_all_walks_child_domains_and_reports_missing_master(world, netinfod, cap
     rc, out, err = call(nifind.main, capsys, "-a", "/users/bob", top)
     assert (rc, out) == (0, f"/users/bob found in /kid, id = {bob}\n")
     assert err == "Domain / has no master property!\n"
-    # verbose: the unreachable child and the second name of an already searched domain
+    # verbose: the misses; debug: the unreachable child and the second name of an
+    # already searched domain
     rc, out, err = call(nifind.main, capsys, "-av", "/users/bob", top)
+    assert (rc, out, err) == (0, f"/users/bob not found in /\n/users/bob found in /kid, id = "
+                                 f"{bob}\n", "Domain / has no master property!\n")
+    rc, out, err = call(nifind.main, capsys, "-a", "--debug", "/users/bob", top)
     assert (rc, out) == (0, f"/users/bob found in /kid, id = {bob}\n")
     lines = err.splitlines()
     assert "Domain / has no master property!" in lines
-    assert "/users/bob not found in /" in lines
     assert any(line.startswith("nifind: can't open domain /ghost: ") for line in lines)
     assert "nifind: /kid2 was already searched (a serves loop?)" in lines
     # a domain with a master prints no warning
@@ -209,27 +226,38 @@ def test_usage_errors(capsys, args, err):
     assert call(nifind.main, capsys, *args) == (1, "", err)
 
 
+NO_NIBINDD = "no nibindd at 127.0.0.1 (no answer from the portmapper at 127.0.0.1:1)"
+
+
+def unknown(name: str) -> str:
+    return (f"unknown domain {name}: no /machines entry of network@127.0.0.1 serves "
+            f"{name}/<tag>")
+
+
 def test_cannot_open_local_domain(capsys, monkeypatch):
     dead_env(monkeypatch)
-    assert call(nifind.main, capsys, "/users") == (1, "", "error: can't open local domain\n")
+    assert call(nifind.main, capsys, "/users") == (
+        1, "", f"error: can't open local domain: {NO_NIBINDD}\n")
 
 
 def test_cannot_open_root_domain(capsys, monkeypatch):
     dead_env(monkeypatch)
     assert call(nifind.main, capsys, "-a", "/users") == \
-        (1, "", "error: can't open root domain\n")
+        (1, "", f"error: can't open root domain: {NO_NIBINDD}\n")
 
 
 def test_cannot_open_domain_given(world, capsys):
     assert call(nifind.main, capsys, "/users", "/nonexistent") == \
-        (1, "", "error: can't open domain /nonexistent\n")
+        (1, "", f"error: can't open domain /nonexistent: {unknown('nonexistent')}\n")
     assert call(nifind.main, capsys, "-a", "/users", "/nonexistent") == \
-        (1, "", "error: can't open domain /nonexistent\n")
+        (1, "", f"error: can't open domain /nonexistent: {unknown('nonexistent')}\n")
 
 
 def test_cannot_open_subprocess(world):
     env = dict(world.env, NETINFO_PORTMAPPER="127.0.0.1:1")
     r = tool("nifind", "/users/bob", env=env)
-    assert (r.returncode, r.stdout, r.stderr) == (1, "", "error: can't open local domain\n")
+    assert (r.returncode, r.stdout, r.stderr) == (
+        1, "", f"error: can't open local domain: {NO_NIBINDD}\n")
     r = tool("nifind", "-a", "/users/bob", "/x", env=world.env)
-    assert (r.returncode, r.stdout, r.stderr) == (1, "", "error: can't open domain /x\n")
+    assert (r.returncode, r.stdout, r.stderr) == (
+        1, "", f"error: can't open domain /x: {unknown('x')}\n")

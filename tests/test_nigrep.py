@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+import sys
 
 import pytest
 
@@ -13,7 +15,7 @@ from netinfo.cli.nigrep import BadExpression, compile_ere, ere_to_python
 from netinfo.domain import DomainClient
 from netinfo.errors import MESSAGES, NiError, Status, Timeout
 
-from .conftest import free_port
+from .conftest import env_with_src, free_port
 from .test_nireport import TAGGED_HELP, call, dead_env, tool, world  # noqa: F401
 
 USAGE = "usage: nigrep [-T timeout] <regex> [-t] domain [directory ...]\n"
@@ -125,12 +127,25 @@ def test_no_match_exit_0(world, capsys):
 def test_options_positions(world, netinfod, capsys):
     d = netinfod("grep", "-m", "--populate", "-n")
     dom = f"127.0.0.1:{d.port}/grep"
-    # -T before the expression, -t after it, as the synopsis; and -t first
+    # -T before the expression, -t after it, as the synopsis; and -t first: -t takes
+    # the next argument as the domain (the original's parsing)
     rc1, out1, _ = call(nigrep.main, capsys, "-T", "5", "^wheel$", "-t", dom, "/groups")
-    rc2, out2, _ = call(nigrep.main, capsys, "-t", "^wheel$", dom, "/groups")
+    rc2, out2, _ = call(nigrep.main, capsys, "-t", dom, "^wheel$", "/groups")
     assert rc1 == rc2 == 0
     assert out1 == out2
     assert out1.endswith(" /groups/wheel:  name wheel\n")
+
+
+def test_t_takes_the_next_argument_subprocess(world, netinfod):
+    # Before, -t was a flag: "nigrep -t host/tag wheel" searched domain "wheel" for the
+    # expression "host/tag".
+    d = netinfod("grept", "-m", "--populate", "-n")
+    dom = f"127.0.0.1:{d.port}/grept"
+    p = subprocess.run([sys.executable, "-m", "netinfo.cli.nigrep", "-t", dom, "^wheel$",
+                        "/groups"], env=env_with_src(), capture_output=True, text=True,
+                       timeout=60)
+    assert (p.returncode, p.stderr) == (0, "")
+    assert p.stdout.endswith(" /groups/wheel:  name wheel\n")
 
 
 def test_expression_starting_with_dash(world, capsys):
@@ -200,19 +215,23 @@ def test_bad_expression_checked_before_connecting(capsys, monkeypatch):
 
 def test_unknown_domain_199(world, capsys):
     assert call(nigrep.main, capsys, "x", "/nonexistent") == \
-        (199, "", "nigrep: can't connect to server for domain /nonexistent\n")
+        (199, "", "nigrep: can't connect to server for domain /nonexistent: unknown "
+                  "domain nonexistent: no /machines entry of network@127.0.0.1 serves "
+                  "nonexistent/<tag>\n")
 
 
 def test_no_server_199(capsys, monkeypatch):
     dead_env(monkeypatch)
     assert call(nigrep.main, capsys, "x", ".") == \
-        (199, "", "nigrep: can't connect to server for domain .\n")
+        (199, "", "nigrep: can't connect to server for domain .: no nibindd at "
+                  "127.0.0.1 (no answer from the portmapper at 127.0.0.1:1)\n")
 
 
-def test_tagged_connect_failure_200(capsys):
+def test_tagged_connect_failure_199(capsys):
     port = free_port()
     assert call(nigrep.main, capsys, "x", "-t", f"127.0.0.1:{port}/local") == \
-        (200, "", f"nigrep: can't connect to server 127.0.0.1:{port}/local\n")
+        (199, "", f"nigrep: can't connect to server 127.0.0.1:{port}/local: "
+                  "Communication failure\n")
 
 
 @pytest.mark.parametrize("arg, code, text", [

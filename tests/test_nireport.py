@@ -264,20 +264,24 @@ def test_usage_subprocess(world):
 
 def test_unknown_domain_199(world, capsys):
     assert call(nireport.main, capsys, "/nonexistent", "/users", "name") == \
-        (199, "", "nireport: can't connect to server for domain /nonexistent\n")
+        (199, "", "nireport: can't connect to server for domain /nonexistent: unknown "
+                  "domain nonexistent: no /machines entry of network@127.0.0.1 serves "
+                  "nonexistent/<tag>\n")
 
 
 def test_no_server_199(capsys, monkeypatch):
     dead_env(monkeypatch)
     assert call(nireport.main, capsys, ".", "/users", "name") == \
-        (199, "", "nireport: can't connect to server for domain .\n")
+        (199, "", "nireport: can't connect to server for domain .: no nibindd at "
+                  "127.0.0.1 (no answer from the portmapper at 127.0.0.1:1)\n")
 
 
-def test_tagged_connect_failure_200(capsys):
+def test_tagged_connect_failure_199(capsys):
     from .conftest import free_port
     port = free_port()
     assert call(nireport.main, capsys, "-t", f"127.0.0.1:{port}/local", "/users", "name") \
-        == (200, "", f"nireport: can't connect to server 127.0.0.1:{port}/local\n")
+        == (199, "", f"nireport: can't connect to server 127.0.0.1:{port}/local: "
+                     "Communication failure\n")
 
 
 @pytest.mark.parametrize("arg, code, text", [

@@ -27,31 +27,35 @@ from netinfo.errors import NiError, Status
 
 from .conftest import free_port, served_domains
 
-# The usage text exactly as tools §1.1 gives it.
-USAGE = """\
-niutil -create      [opts] <domain> <path>
-niutil -destroy     [opts] <domain> <path>
-niutil -createprop  [opts] <domain> <path> <propkey> [<val>...]
-niutil -appendprop  [opts] <domain> <path> <propkey> <val>...
-niutil -mergeprop   [opts] <domain> <path> <propkey> <val>...
-niutil -insertval   [opts] <domain> <path> <propkey> <val> <index>
-niutil -destroyprop [opts] <domain> <path> <propkey>...
-niutil -destroyval  [opts] <domain> <path> <propkey> <val>...
-niutil -renameprop  [opts] <domain> <path> <oldkey> <newkey>
-niutil -read        [opts] <domain> <path>
-niutil -list        [opts] <domain> <path> [<propkey>]
-niutil -readprop    [opts] <domain> <path> <propkey>
-niutil -readval     [opts] <domain> <path> <propkey> <index>
-niutil -rparent     [opts] <domain>
-niutil -resync      [opts] <domain>
-niutil -statistics  [opts] <domain>
-niutil -domainname  [opts] <domain>
-opts: -t (domain is <hostname>/<tag>), -p (prompt for password),
-      -u <user> (authenticate as another user, implies -p),
-      -P <password> (password on command line, overrides -p),
-      -T <timeout> (read & write timeout in seconds, default 30),
-      -n (numeric output for -rparent), -R (retry operation if master is busy)
-"""
+# The usage text exactly as the original prints it (tools Appendix B).
+USAGE = (
+    "usage:\n"
+    "\tniutil -create      [opts] <domain> <path>\n"
+    "\tniutil -destroy     [opts] <domain> <path>\n"
+    "\tniutil -createprop  [opts] <domain> <path> <propkey> [<val>...]\n"
+    "\tniutil -appendprop  [opts] <domain> <path> <propkey> <val>...\n"
+    "\tniutil -mergeprop   [opts] <domain> <path> <propkey> <val>...\n"
+    "\tniutil -insertval   [opts] <domain> <path> <propkey> <val> <index>\n"
+    "\tniutil -destroyprop [opts] <domain> <path> <propkey>...\n"
+    "\tniutil -destroyval  [opts] <domain> <path> <propkey> <val>...\n"
+    "\tniutil -renameprop  [opts] <domain> <path> <oldkey> <newkey>\n"
+    "\tniutil -read        [opts] <domain> <path>\n"
+    "\tniutil -list        [opts] <domain> <path> [<propkey>]\n"
+    "\tniutil -readprop    [opts] <domain> <path> <propkey>\n"
+    "\tniutil -readval     [opts] <domain> <path> <propkey> <index>\n"
+    "\tniutil -rparent     [opts] <domain>\n"
+    "\tniutil -resync      [opts] <domain>\n"
+    "\tniutil -statistics  [opts] <domain>\n"
+    "\tniutil -domainname  [opts] <domain>\n"
+    "opts:\n"
+    "\t-t\t\tdomain specified by <hostname>/<tag>\n"
+    "\t-p\t\tprompt for password\n"
+    "\t-u <user>\tauthenticate as another user (implies -p)\n"
+    "\t-P <password>\tpassword supplied on command line (overrides -p)\n"
+    "\t-T <timeout>\tread & write timeout in seconds (default 30)\n"
+    "\t-n\t\tnumeric output for -rparent\n"
+    "\t-R\t\tRetry operation if master is busy\n"
+)
 TAGGED_HELP = "usage: -t <host>/<tag>\n<host> can be a host name or IP address\n"
 
 _names = count()
@@ -182,7 +186,6 @@ def test_parse_password_rules():
     o = niutil.parse_args(["-read", "-T", "5", "-n", "-R", "-t", "h/t", "/"])
     assert (o.timeout, o.numeric, o.retry, o.tagged, o.operands) == (5.0, True, True, True,
                                                                       ["h/t", "/"])
-    assert niutil.parse_args(["-read", "-T", "junk", ".", "/"]).timeout == 30.0
 
 
 # -- A1: add a user ----------------------------------------------------------------------------
@@ -336,7 +339,10 @@ def test_a15_delegation_lets_non_root_write(nb, ni, monkeypatch):
 def test_unknown_domain_199(nb):
     p = sub(nb, "-read", "/nosuchdomain", "/")
     assert p.returncode == 199
-    assert p.stderr == "niutil: can't connect to server for domain /nosuchdomain\n"
+    # names the domain that is missing, and where it was looked for (issue #9)
+    assert p.stderr == ("niutil: can't connect to server for domain /nosuchdomain: unknown "
+                        "domain nosuchdomain: no /machines entry of network@127.0.0.1 serves "
+                        "nosuchdomain/<tag>\n")
 
 
 @pytest.mark.parametrize("arg,code,text", [
@@ -360,11 +366,130 @@ def test_tagged_parse_error_as_subprocess(nb):
         TAGGED_HELP
 
 
-def test_tagged_connect_failure_200(nb):
+def test_tagged_connect_failure_199(nb):
+    # The original connected lazily: the failure surfaced as NI_FAILED (Appendix B).
     port = free_port()  # nothing listens there
     p = sub(nb, "-read", "-t", f"127.0.0.1:{port}/nothing", "/")
-    assert p.returncode == 200
-    assert p.stderr == f"niutil: can't connect to server 127.0.0.1:{port}/nothing\n"
+    assert p.returncode == 199
+    assert p.stderr == (f"niutil: can't connect to server 127.0.0.1:{port}/nothing: "
+                        "Communication failure\n")
+    # a host whose nibindd does not serve the tag: the same (Appendix B); was 200
+    p = sub(nb, "-read", "-t", "127.0.0.1/unknowntag", "/")
+    assert (p.returncode, p.stdout, p.stderr) == (
+        199, "", "niutil: can't connect to server 127.0.0.1/unknowntag: Communication "
+                 "failure\n")
+
+
+# -- domain arguments that do not parse, and why a domain cannot be opened (issue #9) ------
+
+@pytest.mark.parametrize("domain,why", [
+    ("local@", "no host after '@'"),
+    ("@127.0.0.1", "no tag before '@'"),
+    (":abc", "no host before ':abc'"),
+    (":-1", "no host before ':-1'"),
+    ("host:99999", "bad port 99999 (not in 1-65535)"),
+    ("local@127.0.0.1:99999", "bad port 99999 (not in 1-65535)"),   # OverflowError before
+    ("local@127.0.0.1:abc", "bad port 'abc' (not a number)"),
+    ("local@127.0.0.1:-1", "bad port '-1' (not a number)"),
+    ("local@127.0.0.1:0", "bad port 0 (not in 1-65535)"),
+    ("local@[::1", "no ']' after the IPv6 address in [::1"),
+    ("local@[nope]:5", "'nope' is not an IPv6 address"),
+    ("127.0.0.1:5", "127.0.0.1:5 names a server but no tag (write TAG@127.0.0.1:5)"),
+])
+def test_bad_domain_names_the_bad_part(nb, domain, why):
+    p = sub(nb, "-read", domain, "/")
+    assert (p.returncode, p.stdout, p.stderr) == (1, "", f"niutil: bad domain {domain}: {why}\n")
+
+
+def test_unknown_domain_tag_and_nibindd_each_say_so(nb):
+    p = sub(nb, "-read", "nosuchtag@127.0.0.1", "/")
+    assert (p.returncode, p.stderr) == (
+        199, "niutil: can't connect to server for domain nosuchtag@127.0.0.1: no such tag "
+             "nosuchtag at 127.0.0.1\n")
+    p = sub(nb, "-read", ".", "/", env={"NETINFO_PORTMAPPER": "127.0.0.1:9"})
+    assert (p.returncode, p.stderr) == (
+        199, "niutil: can't connect to server for domain .: no nibindd at 127.0.0.1 (no "
+             "answer from the portmapper at 127.0.0.1:9)\n")
+    port = free_port()
+    p = sub(nb, "-read", f"local@127.0.0.1:{port}", "/")
+    assert (p.returncode, p.stderr) == (
+        199, f"niutil: can't connect to server for domain local@127.0.0.1:{port}: cannot "
+             f"connect to 127.0.0.1:{port}: Connection refused\n")
+
+
+@pytest.fixture
+def v6_server(tmp_path):
+    """A netinfod (-m) listening on the IPv6 loopback only; yields its port."""
+    with socket.socket(socket.AF_INET6) as s:
+        s.bind(("::1", 0))
+        port = s.getsockname()[1]
+    from .conftest import env_with_src
+    proc = subprocess.Popen([sys.executable, "-m", "netinfo.cli.netinfod", "--dir",
+                             str(tmp_path), "--bind", "::1", "--port", str(port), "-m", "six"],
+                            stderr=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                            env=env_with_src(), text=True)
+    try:
+        assert proc.stderr is not None
+        for line in proc.stderr:
+            if line.startswith("netinfod: serving six "):
+                break
+        else:
+            pytest.fail(f"netinfod on ::1 did not start ({proc.wait()})")
+        yield port
+    finally:
+        proc.terminate()
+        proc.wait(15)
+
+
+def test_ipv6_literals_wherever_an_address_goes(nb, v6_server):
+    port = v6_server
+    for args in (["-t", f"[::1]:{port}/six"], [f"six@[::1]:{port}"]):
+        p = sub(nb, "-createprop", *args, "/", "v6", "yes")
+        assert (p.returncode, p.stderr) == (0, "")
+        p = sub(nb, "-readprop", *args, "/", "v6")
+        assert (p.returncode, p.stdout, p.stderr) == (0, "yes\n", "")
+    # without a port, the nibindd of ::1 is asked (there is none here), and said so
+    p = sub(nb, "-read", "six@::1", "/")
+    assert p.returncode == 199
+    assert p.stderr.startswith("niutil: can't connect to server for domain six@::1: no "
+                               "nibindd at ::1 (no answer from the portmapper at [::1]:")
+
+
+def test_usage_is_the_originals_subprocess(nb):
+    # Appendix B: "usage:", one tab-indented line per command, "opts:", one option a line
+    p = sub(nb, "-bogus")
+    assert (p.returncode, p.stdout, p.stderr) == (1, "", USAGE)
+
+
+def test_destroy_of_a_missing_directory_says_destroy(nb):
+    p = sub(nb, "-destroy", ".", "/users/missing")
+    assert (p.returncode, p.stdout, p.stderr) == (
+        105, "", "niutil: can't destroy directory /users/missing: No such directory\n")
+
+
+def test_readval_past_the_end_exits_107(nb):
+    p = sub(nb, "-readval", ".", "/users/root", "name", "5")
+    assert (p.returncode, p.stdout, p.stderr) == (
+        107, "", "niutil: property name in directory /users/root has no value at index 5\n")
+
+
+@pytest.mark.parametrize("value", ["abc", "0", "-5", "3x"])
+def test_bad_timeout_is_refused(nb, value):
+    p = sub(nb, "-T", value, "-read", ".", "/")
+    assert (p.returncode, p.stdout) == (1, "")
+    assert p.stderr == f"niutil: invalid timeout {value}\n" + USAGE
+
+
+@pytest.mark.parametrize("path,why", [
+    ("", "'': an empty path names no directory"),
+    ("/users/name=", "/users/name=: empty value in component name="),
+    ("/users/=x", "/users/=x: empty key in component =x"),
+])
+def test_create_of_a_nameless_directory_is_refused(nb, path, why):
+    before = sub(nb, "-list", ".", "/users").stdout
+    p = sub(nb, "-create", ".", path)
+    assert (p.returncode, p.stdout, p.stderr) == (1, "", f"niutil: can't create directory {why}\n")
+    assert sub(nb, "-list", ".", "/users").stdout == before
 
 
 def test_missing_path_105_and_missing_property_106(ni):
@@ -395,7 +520,7 @@ def test_unicode_digits_are_not_numbers(nb, ni):
     # read as C's atoi reads them (model.atoi); nothing may end in a traceback.
     p = sub(nb, "-readval", ".", "/users/root", "name", "1²")
     assert (p.returncode, p.stdout, p.stderr) == (
-        0, "", "niutil: property name in directory /users/root has no value at index 1²\n")
+        107, "", "niutil: property name in directory /users/root has no value at index 1²\n")
     assert ni("-readval", ".", "/users/root", "name", "0²") == (0, "root\n", "")
     p = sub(nb, "-insertval", ".", "/users/root", "shell", "x", "1²")
     assert (p.returncode, p.stderr) == (
@@ -501,9 +626,9 @@ def test_readval(ni):
     ni("-create", ".", d)
     ni("-createprop", ".", d, "k", "zero", "one")
     assert ni("-readval", ".", d, "k", "1") == (0, "one\n", "")
-    # past the end: a message, yet exit 0 (tools §1.5)
+    # past the end: the original's message; it exited 0 (tools §1.5), now 107 (NI_NONAME)
     assert ni("-readval", ".", d, "k", "2") == (
-        0, "", f"niutil: property k in directory {d} has no value at index 2\n")
+        107, "", f"niutil: property k in directory {d} has no value at index 2\n")
 
 
 def test_rparent_formats(nb):

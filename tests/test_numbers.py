@@ -32,15 +32,15 @@ def test_is_digits_and_is_integer_take_ascii_only(text, digits, integer):
     assert is_integer(text) is integer
 
 
-def test_parse_timeout_as_the_c_tools_read_it():
-    # niutil, nidump, niload: atoi; junk or a non-positive number is the default
-    assert parse_timeout(None) == DEFAULT_TIMEOUT == 30.0
-    assert parse_timeout("7") == 7.0
-    assert parse_timeout("7x") == 7.0
-    assert parse_timeout("2.9") == 2.0
-    for junk in ("junk", "0", "-3", "", "²"):
-        assert parse_timeout(junk) == 30.0
-    assert parse_timeout("x", 2.0) == 2.0
+def test_parse_timeout_refuses_what_atoi_would_have_read():
+    # niutil, nidump, niload read -T with atoi (tools §1.1); junk no longer means 30 s
+    assert parse_timeout(None, prog="niutil") == DEFAULT_TIMEOUT == 30.0
+    assert parse_timeout("7", prog="niutil") == 7.0
+    assert parse_timeout("2.5", prog="nidump") == 2.5
+    for junk in ("junk", "0", "-3", "", "²", "7x"):
+        with pytest.raises(UsageError) as ei:
+            parse_timeout(junk, prog="niutil")
+        assert ei.value.lines == (f"niutil: invalid timeout {junk}",)
 
 
 def test_parse_timeout_strict_for_the_newer_tools():
@@ -53,15 +53,18 @@ def test_parse_timeout_strict_for_the_newer_tools():
 
 
 def test_every_tool_reads_t_through_the_one_parser():
-    assert niutil.parse_args(["-read", "-T", "9x", ".", "/"]).timeout == 9.0
-    assert nidump.parse_args(["-T", "9x", "passwd", "."]).timeout == 9.0
-    assert niload.parse_args(["-T", "9x", "passwd", "."]).timeout == 9.0
+    assert niutil.parse_args(["-read", "-T", "9", ".", "/"]).timeout == 9.0
+    assert nidump.parse_args(["-T", "9", "passwd", "."]).timeout == 9.0
+    assert niload.parse_args(["-T", "9", "passwd", "."]).timeout == 9.0
     assert nireport.parse_args(["-T", "2.5", ".", "/users", "name"]).timeout == 2.5
     assert nigrep.parse_args(["-T", "2.5", "x", "."]).timeout == 2.5
     assert nifind.parse_args(["-T2.5", "/users"]).timeout == 2.5
-    for parse, args in ((nireport.parse_args, ["-T", "1²", ".", "/u", "k"]),
+    for parse, args in ((niutil.parse_args, ["-read", "-T", "9x", ".", "/"]),
+                        (nidump.parse_args, ["-T", "9x", "passwd", "."]),
+                        (niload.parse_args, ["-T", "abc", "passwd", "."]),
+                        (nireport.parse_args, ["-T", "1²", ".", "/u", "k"]),
                         (nigrep.parse_args, ["-T", "1²", "x", "."]),
                         (nifind.parse_args, ["-T", "1²", "/users"])):
         with pytest.raises(UsageError) as ei:
             parse(args)
-        assert ei.value.lines[0].endswith(": invalid timeout 1²")
+        assert ei.value.lines[0].endswith(f": invalid timeout {args[args.index('-T') + 1]}")

@@ -10,14 +10,16 @@ from __future__ import annotations
 
 import asyncio
 import getpass
+import ipaddress
 import logging
 import socket
 from typing import Any
 
-from .binding import getregister
+from .binding import getregister, nibindd_port, portmapper_address
 from .client import Client
 from .errors import NetInfoError, NiError, RpcError, Status, Timeout, WireError
-from .model import first_values, is_digits, split_unescaped, uint_to_addr, unescape
+from .model import (first_values, format_host_port, is_digits, split_host_port,
+                    split_unescaped, uint_to_addr, unescape)
 from .protocol import PROCEDURES
 from .netif import local_addresses
 from .transport import READ_TIMEOUT, RpcConnection, open_tcp
@@ -44,24 +46,61 @@ async def connect_server(addr: str, tag: str, port: int | None = None, *,
     """
     if port is None:
         try:
-            _, port = await getregister(addr, tag, timeout)
-        except (NiError, Timeout, RpcError, OSError, WireError):
+            port = await lookup_port(addr, tag, timeout)
+        except (NiError, Timeout, RpcError, OSError, WireError) as e:
             if tag != "local" or not _is_local(addr):
                 raise
-            port = APPLE_LOCAL_PORT
+            try:
+                return await open_tcp(addr, APPLE_LOCAL_PORT, privileged, timeout)
+            except (OSError, Timeout):
+                raise e from None   # the lookup's failure says more than 1033's
     return await open_tcp(addr, port, privileged, timeout)
 
 
+async def lookup_port(addr: str, tag: str, timeout: float = READ_TIMEOUT) -> int:
+    """*tag*'s TCP port from *addr*'s nibindd (spec §7.1 steps 1-2), with failures that
+    say what was asked: the portmapper's address, the nibindd, the tag.
+
+    :raises NiError: NI_CANTFINDADDRESS (no nibindd: ``no nibindd at A (...)``),
+        NI_NOTAG (``no such tag T at A``). :raises Timeout: nibindd did not answer.
+    """
+    pm = format_host_port(*portmapper_address(addr))
+    try:
+        nb_port = await nibindd_port(addr, timeout)
+    except NiError:
+        raise NiError(Status.CANTFINDADDRESS, f"no nibindd at {addr} (not registered with "
+                      f"the portmapper at {pm})") from None
+    except (Timeout, RpcError, WireError, OSError):
+        raise NiError(Status.CANTFINDADDRESS, f"no nibindd at {addr} (no answer from the "
+                      f"portmapper at {pm})") from None
+    try:
+        _, tcp = await getregister(addr, tag, timeout, port=nb_port)
+    except NiError as e:
+        if e.status != Status.NOTAG:
+            raise
+        raise NiError(Status.NOTAG, f"no such tag {tag} at {addr}") from None
+    except (Timeout, RpcError, WireError, OSError):
+        raise Timeout(f"no answer from nibindd at {format_host_port(addr, nb_port)}") \
+            from None
+    return tcp
+
+
 def _is_local(addr: str) -> bool:
-    return addr.startswith("127.") or addr in local_addresses()
+    return addr.startswith("127.") or addr == "::1" or addr in local_addresses()
 
 
 def resolve_host(host: str) -> str:
-    """A host name or dotted address → dotted IPv4. :raises NiError: CANTFINDADDRESS."""
+    """A host name, dotted IPv4 or IPv6 literal → an address to connect to.
+
+    :raises NiError: CANTFINDADDRESS (``unknown host <host>``)."""
+    try:
+        return str(ipaddress.ip_address(host.strip("[]") if host.startswith("[") else host))
+    except ValueError:
+        pass
     try:
         return socket.gethostbyname(host)
-    except OSError:
-        raise NiError(Status.CANTFINDADDRESS, f"Can't find address for {host}") from None
+    except (OSError, UnicodeError):
+        raise NiError(Status.CANTFINDADDRESS, f"unknown host {host}") from None
 
 
 class DomainClient(Client):
@@ -264,7 +303,9 @@ async def open_child(c: DomainClient, name: str) -> DomainClient:
             if slash and n == name:
                 servers.extend((a, t) for a in first_values(props, "ip_address") or ())
     if not servers:
-        raise NiError(Status.NODIR, f"no domain {name}")
+        addr, tag = c.server
+        raise NiError(Status.NODIR, f"unknown domain {name}: no /machines entry of "
+                      f"{tag}@{addr} serves {name}/<tag>")
     return await DomainClient.for_servers(servers, timeout=c.timeout, privileged=c.privileged)
 
 
@@ -293,7 +334,8 @@ def split_domain_path(path: str) -> list[str]:
 
 
 def parse_tagged(arg: str) -> tuple[str, str, int | None]:
-    """``-t host/tag`` (a port may follow the host: ``host:port/tag``).
+    """``-t host/tag``. A port may follow the host (``host:port/tag``); an IPv6 address
+    is written bare or in brackets (``::1/tag``, ``[::1]:port/tag``).
 
     :raises TaggedError: with the parse status of tools §0.2 (1 Bad format, 2 No host,
         3 No tag, 4 Bad address, 5 Host not found).
@@ -305,12 +347,12 @@ def parse_tagged(arg: str) -> tuple[str, str, int | None]:
         raise TaggedError(2)
     if not tag:
         raise TaggedError(3)
-    port = None
-    if host.count(":") == 1:
-        host, _, p = host.partition(":")
-        if not is_digits(p) or not 0 < int(p) < 65536:
-            raise TaggedError(4)
-        port = int(p)
+    try:
+        host, port = split_host_port(host)
+    except ValueError:
+        raise TaggedError(4) from None
+    if ":" in host:
+        return host, tag, port   # an IPv6 literal (split_host_port checked it)
     if all(ch in "0123456789." for ch in host):
         try:
             socket.inet_aton(host)
@@ -321,8 +363,45 @@ def parse_tagged(arg: str) -> tuple[str, str, int | None]:
         return host, tag, port
     try:
         return socket.gethostbyname(host), tag, port
-    except OSError:
+    except (OSError, UnicodeError):
         raise TaggedError(5, host) from None
+
+
+def parse_direct(component: str) -> tuple[str, str, int | None]:
+    """A ``tag@host[:port]`` domain component → (tag, host, port); the host may be an
+    IPv6 literal, bare or in brackets (``local@::1``, ``local@[::1]:1033``).
+
+    :raises DomainSyntaxError: naming the bad part (no tag, no host, a bad port).
+    """
+    tag, _, hostport = component.partition("@")
+    if not tag:
+        raise DomainSyntaxError("no tag before '@'")
+    if not hostport:
+        raise DomainSyntaxError("no host after '@'")
+    try:
+        host, port = split_host_port(hostport)
+    except ValueError as e:
+        raise DomainSyntaxError(str(e)) from None
+    return tag, host, port
+
+
+def check_component(component: str) -> None:
+    """A domain component without ``@`` is a child domain's name; one holding a ``:`` is
+    an address written without its tag, refused with what is wrong with it.
+
+    :raises DomainSyntaxError:."""
+    if ":" not in component:
+        return
+    try:
+        split_host_port(component)
+    except ValueError as e:
+        raise DomainSyntaxError(str(e)) from None
+    raise DomainSyntaxError(f"{component} names a server but no tag (write "
+                            f"TAG@{component})")
+
+
+class DomainSyntaxError(NetInfoError, ValueError):
+    """A domain argument that does not parse; the message names the bad part."""
 
 
 class TaggedError(NetInfoError):
@@ -353,17 +432,16 @@ async def open_domain(name: str = ".", *, tagged: bool = False, timeout: float =
     # A tag@host component connects straight there and ignores what precedes it.
     for i in range(len(comps) - 1, -1, -1):
         if "@" in comps[i]:
-            tag, _, hostport = comps[i].partition("@")
-            host, port = hostport, None
-            if hostport.count(":") == 1:
-                host, _, p = hostport.partition(":")
-                port = int(p) if is_digits(p) else None
-            cur = await DomainClient.for_servers([(resolve_host(host), tag or "local")],
-                                                 port=port, timeout=timeout,
-                                                 privileged=privileged)
+            tag, host, port = parse_direct(comps[i])
+            for comp in comps[i + 1:]:
+                check_component(comp)
+            cur = await DomainClient.for_servers([(resolve_host(host), tag)], port=port,
+                                                 timeout=timeout, privileged=privileged)
             comps = comps[i + 1:]
             break
     else:
+        for comp in comps:
+            check_component(comp)
         cur = await open_local(timeout, privileged)
         if name.startswith("/"):
             # "/": climb ".." until RPARENT says NI_NETROOT (spec §7.3)

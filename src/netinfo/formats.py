@@ -830,6 +830,51 @@ def exports_from_text(text: str) -> Loaded:
     return _load(text, _exports_line)
 
 
+# -- mountmaps ([208]) ----------------------------------------------------------------------
+
+def mountmaps_to_text(records: Sequence[Proplist]) -> str:
+    """NeXT's automounter maps, the children of ``/mountmaps`` ([208] ``nidump
+    mountmaps``; Appendix B lists it among the formats). The spec does not record the
+    original's layout, so this one loses nothing: one line per named map, its names
+    comma-joined, then each other property as TAB ``key=v1,v2`` in stored order."""
+    out = []
+    for r in records:
+        if not _has_name(r):
+            continue
+        fields = [",".join(_all(r, "name"))]
+        seen_name = False
+        for k, vals in r:
+            if k == "name" and not seen_name:
+                seen_name = True
+                continue
+            fields.append(f"{k}={','.join(vals)}")
+        out.append("\t".join(fields) + "\n")
+    return "".join(out)
+
+
+def _mountmaps_line(line: str, number: int, notes: list[Note]) -> Proplist | None:
+    if not line.strip(_TRIM):
+        return None
+    first, *rest = line.split("\t")
+    if not first:
+        _skip(notes, number, "no map name at the start of the line")
+        return None
+    props: Proplist = [("name", first.split(","))]
+    for piece in rest:
+        key, eq, vals = piece.partition("=")
+        if not eq or not key:
+            _skip(notes, number, f"field {piece!r} is not key=values")
+            return None
+        props.append((key, _explode(vals, ",")))
+    return props
+
+
+def mountmaps_from_text(text: str) -> Loaded:
+    """The inverse of :func:`mountmaps_to_text` (no niload loader, spec §2.5); the
+    properties stay in the order read."""
+    return _load(text, _mountmaps_line)
+
+
 # -- resolv.conf ----------------------------------------------------------------------------
 
 def resolv_to_text(records: Sequence[Proplist]) -> str:
@@ -892,8 +937,8 @@ class FormatSpec(NamedTuple):
     dump_when_missing: bool = False
 
 
-#: Format name → codecs, in nidump's usage order (spec §2.1 [369]), plus niload's
-#: undocumented passwd.43 (§2.5).
+#: Format name → codecs, in nidump's usage order (spec §2.1 [369] and Appendix B, which
+#: ends with [208]'s mountmaps), plus niload's undocumented passwd.43 (§2.5).
 FORMATS: dict[str, FormatSpec] = {
     "aliases": FormatSpec(aliases_to_text, aliases_from_text, "/aliases"),
     "bootptab": FormatSpec(bootptab_to_text, bootptab_from_text, "/machines",
@@ -913,9 +958,13 @@ FORMATS: dict[str, FormatSpec] = {
                               key=None, niload=False, table=False),
     "rpc": FormatSpec(rpc_to_text, rpc_from_text, "/rpcs"),
     "services": FormatSpec(services_to_text, services_from_text, "/services"),
+    # [208]'s mount maps, back in the list as Appendix B prints it; nothing without
+    # /mountmaps, like every other missing table (tools §2.1).
+    "mountmaps": FormatSpec(mountmaps_to_text, mountmaps_from_text, "/mountmaps",
+                            niload=False),
 }
 
-#: The formats nidump accepts, in its usage order (15, spec §2.1).
+#: The formats nidump accepts, in its usage order (16, spec §2.1 and Appendix B).
 NIDUMP_FORMATS: tuple[str, ...] = tuple(n for n, s in FORMATS.items() if s.nidump)
 #: The formats niload accepts (spec §2.5).
 NILOAD_FORMATS: tuple[str, ...] = tuple(n for n, s in FORMATS.items() if s.niload)

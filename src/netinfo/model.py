@@ -164,6 +164,59 @@ def format_component(key: str, value: str) -> str:
     return esc(value) if key == "name" else f"{esc(key)}={esc(value)}"
 
 
+#: The TCP/UDP port range a user may name (0 is "any port", never a server's).
+PORT_MIN, PORT_MAX = 1, 65535
+
+
+def split_host_port(text: str) -> tuple[str, int | None]:
+    """``host``, ``host:port``, ``[v6]``, ``[v6]:port`` or a bare IPv6 literal
+    (``::1``) → (host, port or None). Brackets are dropped from an IPv6 literal.
+
+    :raises ValueError: a message naming the bad part (no host, a port that is not a
+        number in 1-65535, an unclosed ``[``, a bracketed text that is not IPv6).
+    """
+    if text.startswith("["):
+        close = text.find("]")
+        if close < 0:
+            raise ValueError(f"no ']' after the IPv6 address in {text}")
+        host, rest = text[1:close], text[close + 1:]
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            raise ValueError(f"{host!r} is not an IPv6 address") from None
+        if not rest:
+            return host, None
+        if not rest.startswith(":"):
+            raise ValueError(f"unexpected {rest!r} after [{host}]")
+        return host, parse_port(rest[1:])
+    if text.count(":") > 1:
+        try:
+            ipaddress.IPv6Address(text)
+        except ValueError:
+            raise ValueError(f"bad address {text!r} (write an IPv6 address with a port "
+                             "as [address]:port)") from None
+        return text, None
+    host, colon, port = text.partition(":")
+    if not host:
+        raise ValueError("no host" + (f" before ':{port}'" if colon else ""))
+    return host, (parse_port(port) if colon else None)
+
+
+def parse_port(text: str) -> int:
+    """A port a user typed: ASCII digits, 1-65535. :raises ValueError: naming it."""
+    if not is_digits(text):
+        raise ValueError(f"bad port {text!r} (not a number)")
+    n = int(text)
+    if not PORT_MIN <= n <= PORT_MAX:
+        raise ValueError(f"bad port {text} (not in {PORT_MIN}-{PORT_MAX})")
+    return n
+
+
+def format_host_port(host: str, port: int) -> str:
+    """``host:port``, with an IPv6 address in brackets (``[::1]:111``)."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
 def addr_to_uint(addr: str) -> int:
     """Dotted IPv4 → NetInfo's numeric address: a.b.c.d as a<<24|b<<16|c<<8|d
     (spec conventions). :raises ValueError: not an IPv4 address."""

@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
-from .errors import NiError, Status
+from .errors import NiError, Status, StorageError
 from .model import (Directory, NiId, Proplist, addr_to_uint, first_values, is_digits,
                     is_ipv4)
 from .xdr import BIG_LIST_MAX, LIST_MAX
@@ -122,6 +122,28 @@ def _fv(props: Proplist, name: str) -> list[str] | None:
 _MISSING = _Node(0, 0, [])
 
 
+def tree_damage(image: Image) -> str | None:
+    """What makes *image* unusable as a tree, or None: a directory listed as a child
+    more than once (twice in one list, under two parents, the root as a child, or a
+    cycle such as a directory in its own child list). Every walk of the tree -- reads,
+    dumps, searches, statistics -- would otherwise never end or recurse without bound.
+
+    Tolerated: a child number without a record (just unlinked by DESTROY, spec §4.4)
+    and directories no parent lists (unreachable, so harmless)."""
+    records, children = image.records, image.children
+    seen: set[int] = set()
+    for parent, kids in children.items():
+        if parent not in records:
+            continue   # the child list of a directory that is gone: nothing reaches it
+        for k in kids:
+            if k not in records:
+                continue
+            if k in seen or k == 0:
+                return f"directory {k} is listed as a child more than once"
+            seen.add(k)
+    return None
+
+
 class DirectoryService:
     """The directory semantics of one NetInfo domain (spec §4–§5, §10)."""
 
@@ -142,6 +164,10 @@ class DirectoryService:
     # -- loading and bookkeeping --------------------------------------------------------------
 
     def _load(self, image: Image) -> None:
+        """:raises StorageError: the image's tree is damaged (:func:`tree_damage`)."""
+        damage = tree_damage(image)
+        if damage is not None:
+            raise StorageError(f"damaged database: {damage}")
         self._lru = OrderedDict()
         nodes: dict[int, _Node] = {}
         for oid, rec in image.records.items():

@@ -23,6 +23,7 @@ import socket
 
 from . import rpc
 from .errors import ConnectionFailed, Timeout, WireError
+from .model import format_host_port
 from .xdr import Unpacker
 
 #: Default timeouts (spec §7.1: 5 s for reads, 60 s for writes).
@@ -42,7 +43,8 @@ def _failed(what: str, exc: BaseException | None = None) -> ConnectionFailed:
     if isinstance(exc, ConnectionFailed):
         return exc
     if isinstance(exc, OSError) and exc.errno is not None:
-        err = ConnectionFailed(exc.errno, f"{what}: {exc.strerror or exc}")
+        # os.strerror: asyncio's own strerror ("Connect call failed ('h', p)") says less
+        err = ConnectionFailed(exc.errno, f"{what}: {os.strerror(exc.errno)}")
     else:
         err = ConnectionFailed(f"{what}: {exc}" if exc is not None else what)
     err.__cause__ = exc
@@ -152,9 +154,10 @@ async def open_tcp(host: str, port: int, privileged: bool | None = None,
     try:
         return await _connect(host, port, privileged, timeout)
     except TimeoutError:
-        raise Timeout(f"cannot connect to {host}:{port} within {timeout} s") from None
+        raise Timeout(f"cannot connect to {format_host_port(host, port)} within {timeout} s") \
+            from None
     except OSError as e:
-        raise _failed(f"cannot connect to {host}:{port}", e) from e
+        raise _failed(f"cannot connect to {format_host_port(host, port)}", e) from e
 
 
 async def _connect(host: str, port: int, privileged: bool | None,

@@ -114,6 +114,22 @@ def create_components(path: str) -> list[CreateComponent]:
     return out
 
 
+def nameless(path: str) -> str | None:
+    """Why *path* would create a directory without a name, or None: an empty path (it
+    names no directory), or a component whose key or value is empty (``/users/name=``)
+    (issue #9: ``niutil -create . ''`` is refused rather than "succeeding" on the root)."""
+    if not path:
+        return "an empty path names no directory"
+    if is_id(path):
+        return None
+    for comp in create_components(path):
+        if not comp.stored_key:
+            return f"empty key in component ={comp.stored_value}"
+        if not comp.stored_value:
+            return f"empty value in component {comp.stored_key}="
+    return None
+
+
 async def create_path(c: Client, path: str, start: int | None = None,
                       dots: bool = False) -> int:
     """``niutil -create``: make every missing component of *path* (tools §1.3).
@@ -148,24 +164,26 @@ async def _make_child(c: Client, parent: int, comp: CreateComponent) -> int:
     return child.object
 
 
-async def destroy(c: Client, oid: int) -> None:
+async def destroy(c: Client, oid: int) -> int:
     """``niutil -destroy``: remove directory *oid* and its whole subtree, children first
-    (tools §1.3). The root has no parent to be removed from: NI_UNRELATED, and nothing is
-    touched."""
+    (tools §1.3); returns how many directories went. The root has no parent to be
+    removed from: NI_UNRELATED, and nothing is touched."""
     parent, _ = await c.parent(oid)
     if parent == oid:
         raise NiError(Status.UNRELATED)
-    await _destroy_tree(c, parent, oid)
+    return await _destroy_tree(c, parent, oid)
 
 
-async def _destroy_tree(c: Client, parent: int, oid: int) -> None:
+async def _destroy_tree(c: Client, parent: int, oid: int) -> int:
     kids, _ = await c.children(oid)
+    gone = 0
     for k in list(kids):
-        await _destroy_tree(c, oid, k)
+        gone += await _destroy_tree(c, oid, k)
 
     async def step() -> None:
         await c.destroy(await c.self_id(parent), await c.self_id(oid))
     await fresh(step)
+    return gone + 1
 
 
 # -- property edits (tools §1.3) --------------------------------------------------------------

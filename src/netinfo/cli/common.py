@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import gc
 import json
 import os
@@ -17,18 +18,24 @@ from collections.abc import Callable, Coroutine, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
-from ..domain import DomainClient, TaggedError, open_domain
+from ..domain import DomainClient, DomainSyntaxError, TaggedError, open_domain
 from ..errors import NetInfoError, NiError, RpcError, Status, Timeout, WireError
-from ..model import atoi
 
 #: Exit status for NI_FAILED / communication failures and unknown domain names (tools §1.5).
 EXIT_FAILED = 199
-#: Exit status when ``-t`` names a server that cannot be reached (tools §1.5).
+#: tools §1.5's status when ``-t``'s connect "returned nothing". The original connected
+#: lazily, so an unreachable server surfaced as NI_FAILED (199) at the first call
+#: (Appendix B); no tool exits 200 any more. Kept so that scripts can name it.
 EXIT_TAGGED_CONNECT = 200
 #: A ``-t`` parse error exits 10000 + status + 200 truncated to 8 bits, i.e. 216 + status
 #: (217–221), as the original binaries did (tools §1.5: we copy the binaries, not the
 #: comment's intended 201–205).
 EXIT_TAGGED_PARSE_BASE = 216
+#: Usage and argument errors (tools §1.5).
+EXIT_USAGE = 1
+#: Any error the spec gives no status for: output errors, an OSError or an unexpected
+#: failure that reached the top (tools §1.5 is silent; 1, as for usage errors).
+EXIT_ERROR = 1
 #: ``-T``'s default, in seconds (tools §1.1, §2.5; nifind's is its own, tools §4.3).
 DEFAULT_TIMEOUT = 30.0
 
@@ -73,23 +80,17 @@ class UsageError(Exception):
         self.lines = lines
 
 
-def parse_timeout(text: str | None, default: float = DEFAULT_TIMEOUT, *,
-                  prog: str | None = None) -> float:
-    """The one ``-T <seconds>`` parser of the tools.
+def parse_timeout(text: str | None, default: float = DEFAULT_TIMEOUT, *, prog: str) -> float:
+    """The one ``-T <seconds>`` parser of the tools (tools §1.1, §2.1, §2.5, §4.1-§4.3):
+    a positive finite number, fractions allowed; *text* None: *default*.
 
-    Without *prog*, as the C tools read it (niutil, nidump, niload; tools §1.1, §2.1,
-    §2.5): ``atoi``, so the leading integer counts and junk or a non-positive number
-    means *default*. With *prog* (nireport, nigrep, nifind, tools §4.1-§4.3): a positive
-    finite number, fractions allowed; anything else is a usage error
-    ``<prog>: invalid timeout <text>``. *text* None: *default*.
+    The C tools read it with ``atoi``, so ``-T abc`` or ``-T 0`` silently meant the
+    default; a mistyped timeout is now refused (issue #9).
 
-    :raises UsageError: only with *prog*.
+    :raises UsageError: ``<prog>: invalid timeout <text>`` (then the usage, exit 1).
     """
     if text is None:
         return default
-    if prog is None:
-        n = atoi(text)
-        return float(n) if n > 0 else default
     try:
         value = float(text)
     except ValueError:
@@ -108,10 +109,30 @@ def privileged_from_env() -> bool | None:
     return v.lower() not in ("0", "no", "off", "false")
 
 
+def failure_reason(err: BaseException) -> str:
+    """Why a domain could not be opened, as specific as the library said it: ``unknown
+    domain X: ...``, ``no such tag T at A``, ``no nibindd at A (...)``, ``cannot connect
+    to A:P: Connection refused``; the ni_status message when nothing more is known."""
+    if isinstance(err, OSError) and err.strerror:
+        return err.strerror   # without str()'s "[Errno N]"
+    return str(err) or error_text(err)
+
+
 async def open_for_tool(prog: str, domain: str, *, tagged: bool = False,
                         timeout: float = 30.0, privileged: bool | None = None) -> DomainClient:
     """Open the domain argument as the original tools did, or raise :class:`ToolExit` with
-    their messages and exit codes (tools §0.2, §1.5)."""
+    their messages and exit codes (tools §0.2, §1.5):
+
+    * a ``-t`` argument that does not parse: the three lines of tools §0.2, 217-221;
+    * ``-t`` host/tag that cannot be reached: ``<prog>: can't connect to server
+      host/tag: Communication failure``, 199. The original connected lazily, so the
+      failure surfaced as NI_FAILED at the first call (Appendix B; 200 is never used);
+    * a domain name that does not parse (``local@``, ``@host``, ``tag@host:99999``):
+      ``<prog>: bad domain <d>: <what is wrong>``, 1 (an argument error, tools §1.5);
+    * a domain that cannot be opened: ``<prog>: can't connect to server for domain <d>:
+      <reason>``, 199, the reason naming what failed (:func:`failure_reason`): an unknown
+      domain, an unknown tag and an absent nibindd each say so.
+    """
     if privileged is None:
         privileged = privileged_from_env()
     try:
@@ -124,21 +145,23 @@ async def open_for_tool(prog: str, domain: str, *, tagged: bool = False,
         lines += [f"{prog}: incorrect format for domain {domain} ({e})",
                   "usage: -t <host>/<tag>", "<host> can be a host name or IP address"]
         raise ToolExit(EXIT_TAGGED_PARSE_BASE + e.code, *lines) from None
-    except (NetInfoError, OSError):
+    except DomainSyntaxError as e:
+        raise ToolExit(EXIT_USAGE, f"{prog}: bad domain {domain}: {e}") from None
+    except (NetInfoError, OSError) as e:
         if tagged:
-            raise ToolExit(EXIT_TAGGED_CONNECT, f"{prog}: can't connect to server {domain}") \
-                from None
-        raise ToolExit(EXIT_FAILED, f"{prog}: can't connect to server for domain {domain}") \
-            from None
+            raise ToolExit(EXIT_FAILED, f"{prog}: can't connect to server {domain}: "
+                           f"{ni_message(Status.FAILED)}") from None
+        raise ToolExit(EXIT_FAILED, f"{prog}: can't connect to server for domain {domain}: "
+                       f"{failure_reason(e)}") from None
 
 
 # -- nidump/niload argument scanning (tools §2.1, §2.5) ------------------------------------
 
 def usage_text(prog: str, synopsis: str, formats: Sequence[str]) -> str:
-    """A usage block: the synopsis, then the known formats, eight to a line."""
+    """A usage block as the original nidump prints it (tools Appendix B): the synopsis,
+    ``known formats:``, then one tab-indented format a line."""
     lines = [f"usage: {prog} {synopsis}", "known formats:"]
-    for i in range(0, len(formats), 8):
-        lines.append("\t" + " ".join(formats[i:i + 8]))
+    lines += ["\t" + f for f in formats]
     return "\n".join(lines) + "\n"
 
 
@@ -232,47 +255,102 @@ def gc_paused() -> Iterator[None]:
 
 def tool_main(argv: list[str] | None, parse: Callable[[list[str]], Any], usage: str,
               help_text: str, body: Callable[[Any], Coroutine[Any, Any, int]], *,
-              bulk: bool = False) -> int:
+              prog: str, bulk: bool = False) -> int:
     """The ``main`` of every ni* tool: parse (:class:`UsageError`: its lines, then *usage*
     on stderr, exit 1; a parser may also stop the tool itself with :class:`ToolExit`),
     ``--help`` (*help_text* on stdout, exit 0), keep a ``-P`` password out of ps(1), then
-    run *body* through :func:`run` (with the collector paused for *bulk* jobs)."""
+    run *body* through :func:`run` (with the collector paused for *bulk* jobs).
+
+    Everything runs under :func:`guarded`, the one top-level handler: no traceback ever
+    reaches the user."""
     args = list(sys.argv[1:] if argv is None else argv)
+
+    def main() -> int:
+        try:
+            o = parse(args)
+        except UsageError as e:
+            stream = sys.stdout if e.to_stdout else sys.stderr
+            for line in e.lines:
+                print(line, file=stream)
+            sys.stdout.flush()
+            sys.stderr.write(usage)
+            return EXIT_USAGE
+        if getattr(o, "help", False):
+            sys.stdout.write(help_text)
+            return 0
+        if argv is None:
+            hide_password(getattr(o, "password", None))
+        if bulk:
+            with gc_paused():
+                return asyncio.run(body(o))
+        return asyncio.run(body(o))
+    return guarded(prog, main)
+
+
+def run(coro_fn: Callable[[], Coroutine[Any, Any, int]], prog: str = "netinfo") -> int:
+    """Run a tool's coroutine under :func:`guarded`."""
+    return guarded(prog, lambda: asyncio.run(coro_fn()))
+
+
+#: errno values that can only come from writing: their message says the output failed.
+OUTPUT_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
+
+
+def os_error_text(e: OSError) -> str:
+    """One line for an :class:`OSError` that reached the top: what failed and why."""
+    reason = e.strerror or str(e) or type(e).__name__
+    if e.filename is not None:
+        return f"{e.filename}: {reason}"
+    if e.errno in OUTPUT_ERRNOS:
+        return f"can't write output: {reason}"
+    return reason
+
+
+def guarded(prog: str, fn: Callable[[], int]) -> int:
+    """The one top-level handler of the tools: run *fn* and flush stdout, so that an
+    output error surfaces here and not in the interpreter's final flush.
+
+    * :class:`ToolExit`: its lines on stderr, its code;
+    * ^C: 130; a reader that went away (EPIPE, ``| head``): 1, quietly;
+    * any other :class:`OSError` (a full disk, ``> /dev/full``, a socket error nothing
+      caught): ``<prog>: <reason>`` and :data:`EXIT_ERROR`;
+    * anything unexpected (a bug, a damaged database): ``<prog>: internal error: <type>:
+      <message>`` and :data:`EXIT_ERROR`, never a traceback.
+
+    The spec gives no exit status for the last two (tools §1.5 is silent): 1, as for the
+    other argument and usage errors.
+    """
     try:
-        o = parse(args)
-    except UsageError as e:
-        stream = sys.stdout if e.to_stdout else sys.stderr
-        for line in e.lines:
-            print(line, file=stream)
+        code = fn()
         sys.stdout.flush()
-        sys.stderr.write(usage)
-        return 1
+        return code
     except ToolExit as e:
-        return _exit(e)
-    if getattr(o, "help", False):
-        sys.stdout.write(help_text)
-        return 0
-    if argv is None:
-        hide_password(getattr(o, "password", None))
-    if bulk:
-        with gc_paused():
-            return run(lambda: body(o))
-    return run(lambda: body(o))
-
-
-def run(coro_fn: Callable[[], Coroutine[Any, Any, int]]) -> int:
-    """Run a tool's coroutine; :class:`ToolExit` prints its lines and gives its code,
-    ^C exits 130, a reader that went away (``| head``) exits 1 quietly."""
-    try:
-        return asyncio.run(coro_fn())
-    except ToolExit as e:
+        _flush_quietly()
         return _exit(e)
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:
         # `niutil -list ... | head -1`: the reader went away; say nothing more.
         silence_stdout()
-        return 1
+        return EXIT_ERROR
+    except OSError as e:
+        silence_stdout()
+        print(f"{prog}: {os_error_text(e)}", file=sys.stderr)
+        return EXIT_ERROR
+    except Exception as e:   # the one place that turns bugs into a message
+        _flush_quietly()
+        detail = f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
+        print(f"{prog}: internal error: {detail}", file=sys.stderr)
+        return EXIT_ERROR
+
+
+def _flush_quietly() -> None:
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        silence_stdout()
+    except (OSError, ValueError):
+        silence_stdout()
 
 
 def _exit(e: ToolExit) -> int:

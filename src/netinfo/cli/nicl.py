@@ -23,14 +23,15 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from ..client import Client
-from ..domain import TaggedError, authenticate, open_domain
+from ..domain import DomainSyntaxError, TaggedError, authenticate, open_domain
 from ..errors import NetInfoError, NiError, Status, StorageError
 from .. import verbs
 from ..database import SQLITE_NAME, Database, DatabaseInUse, LocalChannel, open_database
 from ..model import Proplist, atoi, format_component, parse_path
 from ..protocol import PROCEDURES, Proc
 from ..service import ServerInfo
-from .common import (COMM_ERRORS, EXIT_TAGGED_PARSE_BASE, ToolExit, UsageError, dump_json,
+from .common import (COMM_ERRORS, EXIT_ERROR, EXIT_TAGGED_PARSE_BASE, OUTPUT_ERRNOS, ToolExit,
+                     UsageError, dump_json, failure_reason, os_error_text,
                      privileged_from_env, props_json, tool_main)
 
 PROG = "nicl"
@@ -151,6 +152,9 @@ class TooFew(Exception):
 
 
 _ERRORS = (NiError, *COMM_ERRORS)
+#: Exit status of a one-shot unknown command (the original exited 0; tools §3.3 has no
+#: status for it: 1, as for the other argument errors).
+EXIT_UNKNOWN_COMMAND = 1
 
 
 # -- raw mode: the database edited in this process --------------------------------------------
@@ -398,8 +402,15 @@ class Session:
     # -- helpers ------------------------------------------------------------------------------
 
     def out(self, text: str) -> None:
-        sys.stdout.write(text)
-        sys.stdout.flush()
+        """Write to stdout. An output error ends the run with its own message (common's
+        top-level handler); it is not a failure of the command (tools §3.3 statuses)."""
+        try:
+            sys.stdout.write(text)
+            sys.stdout.flush()
+        except BrokenPipeError:
+            raise
+        except OSError as e:
+            raise ToolExit(EXIT_ERROR, f"{PROG}: {os_error_text(e)}") from None
 
     async def dir(self, path: str) -> int:
         """Resolve a nicl path: an ID when all digits (``00`` is not 0), else from the root
@@ -469,8 +480,14 @@ class Session:
         name = ALIASES.get(name, name)
         cmd = COMMANDS.get(name)
         if cmd is None or (cmd.interactive_only and not self.interactive):
-            sys.stderr.write(USAGE)
-            return OK
+            if self.interactive:
+                sys.stderr.write(USAGE)   # the original's answer (tools §3.1); go on
+                return OK
+            # One-shot: the original printed the usage and exited 0, so a typo in a
+            # script passed unnoticed; now it is an error (issue #9).
+            print(f"{PROG}: unknown command {words[0]} ({PROG} --help lists them)",
+                  file=sys.stderr)
+            return EXIT_UNKNOWN_COMMAND
         self.cmd = name
         args = words[1:]
         try:
@@ -492,6 +509,9 @@ class Session:
                 print(line, file=sys.stderr)
             return f.status
         except _ERRORS as e:
+            if isinstance(e, BrokenPipeError) or (isinstance(e, OSError)
+                                                  and e.errno in OUTPUT_ERRNOS):
+                raise   # our output failed, not the command: the top-level handler says so
             st = ds_status(e)
             print(f"{name}: {ds_message(st)}", file=sys.stderr)
             return st
@@ -699,10 +719,14 @@ class Session:
                 raise Fail(FAILED, "Can't delete root!")
             if self.o.confirm and not await self.ask(f"Delete {await self.pathname(oid)}? "):
                 return OK
+            name = await self.pathname(oid) if self.o.verbose else ""
             try:
-                await verbs.destroy(c, oid)
+                gone = await verbs.destroy(c, oid)
             except _ERRORS as e:
                 raise self.failed(e, "Delete: ") from None
+            if self.o.verbose:   # a deletion says how much it removed (issue #9)
+                print(f"Deleted {name}: {gone} "
+                      f"director{'y' if gone == 1 else 'ies'}", file=sys.stderr)
             if self.cwd != 0 and oid in await self._ancestry_or_root(self.cwd):
                 self.cwd = 0
             return OK
@@ -871,10 +895,12 @@ async def _open(o: Options, ds: str, create: bool) -> Client:
                 from None
         except DatabaseInUse as e:
             raise Fail(INVALID_STORE & 0xFF, f"{PROG}: {e}") from None
-        except (OSError, StorageError):
+        except (OSError, StorageError) as e:
+            # tools §3.3's "open(<ds>): Invalid Datastore", then what is wrong with it
             what = "create" if create or o.create else "open"
             st = WRITE_FAILED if what == "create" else INVALID_STORE
-            raise Fail(st & 0xFF, f"{what}({ds}): {ds_message(st)}") from None
+            raise Fail(st & 0xFF, f"{what}({ds}): {ds_message(st)}: {failure_reason(e)}") \
+                from None
     try:
         return await open_domain(ds, tagged=o.tagged, privileged=privileged_from_env(),
                                  retries=2)
@@ -883,9 +909,13 @@ async def _open(o: Options, ds: str, create: bool) -> Client:
         lines += [f"{PROG}: incorrect format for domain {ds} ({e})",
                   "usage: -t <host>/<tag>", "<host> can be a host name or IP address"]
         raise Fail(EXIT_TAGGED_PARSE_BASE + e.code, *lines) from None
+    except DomainSyntaxError as e:
+        raise Fail(1, f"{PROG}: bad domain {ds}: {e}") from None
     except (NetInfoError, OSError) as e:
+        # tools §3.3's "open(<ds>): <msg>", then why (an unknown domain, tag, nibindd)
         st = ds_status(e)
-        raise Fail(st & 0xFF, f"open({ds}): {ds_message(st)}") from None
+        raise Fail(st & 0xFF, f"open({ds}): {ds_message(st)}: {failure_reason(e)}") \
+            from None
 
 
 async def _run(o: Options, ds: str, words: list[str]) -> int:
@@ -935,7 +965,7 @@ async def _main(o: Options) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """``nicl``: returns the exit status (tools §3.3)."""
-    return tool_main(argv, parse_command_line, USAGE, USAGE, _main)
+    return tool_main(argv, parse_command_line, USAGE, USAGE, _main, prog=PROG)
 
 
 if __name__ == "__main__":

@@ -11,6 +11,12 @@
     nidomain -a tag alias [host]                register an existing tag under another name
     nidomain -p tag [host]                      make the clone serving tag the master
     nidomain -s tag [host]                      replication state of tag's server
+
+Errors (one line on stderr, exit 1): ``nidomain: no nibindd at <host> (<why>)`` names
+the portmapper address asked (``NETINFO_PORTMAPPER`` or port 111); ``nidomain: operation
+failed - <ni_error>`` (tools §4.4); ``nidomain: unknown host - <host>``. Unlike the
+original, ``-l`` and ``-g`` also exit 1 when no nibindd answers (tools §4.4 has them exit
+0), so that "no domains" and "could not ask" differ.
 """
 
 from __future__ import annotations
@@ -20,7 +26,7 @@ from dataclasses import dataclass
 
 from .. import binding
 from ..domain import resolve_host
-from ..errors import NiError, RpcError, Status, Timeout, WireError, status_message
+from ..errors import NiError, RpcError, Timeout, WireError, status_message
 from .common import ToolExit, UsageError, tool_main
 
 PROG = "nidomain"
@@ -35,22 +41,38 @@ USAGE = """usage: nidomain -l [host]
        nidomain -s tag [host]
 """
 
-#: option → (operands before the optional host, needs a running nibindd to make sense)
+#: option → operands before the optional host
 OPERATIONS = {"-l": 0, "-g": 1, "-m": 1, "-d": 1, "-u": 1, "-c": 2, "-a": 2, "-p": 1,
               "-s": 1}
-NOT_RUNNING = ("nidomain: nibindd is not running. Start it (nibindd; on Mac OS X set "
-               "NETINFOSERVER=-YES- in /etc/hostconfig and restart) and try again.")
+#: Exit status of every failure (tools §4.4: "operation failed", exit 1). The original
+#: exited 0 for -l and -g when no nibindd ran; here an unreachable nibindd is an error for
+#: every operation, so that a script can tell "no domains" from "could not ask".
+EXIT_FAILED = 1
 
 
 def _line(tag: str, udp: int, tcp: int) -> str:
     return f"tag={tag} udp={udp} tcp={tcp}"
 
 
+async def _reach(host: str) -> None:
+    """Make sure a nibindd is registered with *host*'s portmapper, or stop with a line
+    naming the portmapper address that was asked."""
+    pm_host, pm_port = binding.portmapper_address(host)
+    try:
+        await binding.nibindd_port(host)
+        return
+    except NiError:
+        why = f"not registered with the portmapper at {pm_host}:{pm_port}"
+    except (Timeout, RpcError, WireError, OSError):
+        why = f"no answer from the portmapper at {pm_host}:{pm_port}"
+    raise ToolExit(EXIT_FAILED, f"{PROG}: no nibindd at {host} ({why})")
+
+
 #: STATISTICS properties that say how a server replicates (spec §4.4; ours after tag).
 _STATE = ("tag", "checksum", "master_server", "sync_state", "last_sync", "clone_state")
 
 
-async def _state(tag: str, host: str) -> int:
+async def _state(tag: str, host: str) -> list[str]:
     """``nidomain -s``: the role, checksum and replication state of *tag*'s server."""
     from ..client import Client  # noqa: PLC0415 - only this operation talks NETINFO
     _, port = await binding.getregister(host, tag)
@@ -59,23 +81,23 @@ async def _state(tag: str, host: str) -> int:
         stats = dict(await c.statistics())
     finally:
         await c.close()
+    lines = []
     for name in _STATE:
-        for value in ([" ".join(stats[name])] if name != "clone_state"
-                      else stats.get(name, [])) if name in stats else []:
-            print(f"{name}: {value}")
-    return 0
+        if name in stats:
+            values = stats[name] if name == "clone_state" else [" ".join(stats[name])]
+            lines += [f"{name}: {v}" for v in values]
+    return lines
 
 
-async def _run(op: str, operands: list[str], host: str) -> int:
+async def _run(op: str, operands: list[str], host: str) -> list[str]:
+    """Do *op*; returns the lines to print (printed by the caller, so that an output
+    error is never mistaken for an unreachable nibindd)."""
     if op == "-l":
-        for r in await binding.listreg(host):
-            print(_line(r.tag, r.udp_port, r.tcp_port))
-        return 0
+        return [_line(r.tag, r.udp_port, r.tcp_port) for r in await binding.listreg(host)]
     tag = operands[0]
     if op == "-g":
         udp, tcp = await binding.getregister(host, tag)
-        print(_line(tag, udp, tcp))
-        return 0
+        return [_line(tag, udp, tcp)]
     if op == "-s":
         return await _state(tag, host)
     if op == "-p":
@@ -89,13 +111,17 @@ async def _run(op: str, operands: list[str], host: str) -> int:
     elif op == "-c":
         master, slash, rtag = operands[1].partition("/")
         if not slash or not master or not rtag:
-            print(f"{PROG}: bad master {operands[1]} (expected master/tag)", file=sys.stderr)
-            return 1
-        await binding.createclone(tag, master, resolve_host(master), rtag, host)
+            raise ToolExit(EXIT_FAILED, f"{PROG}: bad master {operands[1]} "
+                           "(expected master/tag)")
+        try:
+            addr = resolve_host(master)
+        except NiError:
+            raise ToolExit(EXIT_FAILED, f"{PROG}: unknown host - {master}") from None
+        await binding.createclone(tag, master, addr, rtag, host)
     elif op == "-a":
         udp, tcp = await binding.getregister(host, tag)
         await binding.register(operands[1], udp, tcp, host)
-    return 0
+    return []
 
 
 @dataclass
@@ -129,30 +155,23 @@ async def _main(o: Options) -> int:
         try:
             host = resolve_host(host_arg)
         except NiError:
-            raise ToolExit(1, f"{PROG}: unknown host - {host_arg}") from None
+            raise ToolExit(EXIT_FAILED, f"{PROG}: unknown host - {host_arg}") from None
+    await _reach(host)
     try:
-        return await _run(op, o.operands, host)
+        lines = await _run(op, o.operands, host)
     except NiError as e:
-        if e.status == Status.CANTFINDADDRESS and host_arg is None:
-            # no nibindd registered here (tools §4.4: -l and -g exit 0, others 1)
-            if op in ("-l", "-g"):
-                raise ToolExit(0, f"{PROG}: port information is not available "
-                               "(nibindd is not running)") from None
-            raise ToolExit(1, NOT_RUNNING) from None
-        raise ToolExit(1, f"{PROG}: operation failed - {status_message(e.status)}") from None
-    except (Timeout, RpcError, WireError, OSError):
-        if host_arg is None and op in ("-l", "-g"):
-            raise ToolExit(0, f"{PROG}: port information is not available "
-                           "(nibindd is not running)") from None
-        if host_arg is None and op in ("-m", "-c", "-a"):
-            raise ToolExit(1, NOT_RUNNING) from None
-        raise ToolExit(1, f"{PROG}: cannot connect to server {host_arg or 'localhost'}") \
+        raise ToolExit(EXIT_FAILED, f"{PROG}: operation failed - {status_message(e.status)}") \
             from None
+    except (Timeout, RpcError, WireError, OSError):
+        raise ToolExit(EXIT_FAILED, f"{PROG}: no answer from nibindd at {host}") from None
+    for line in lines:
+        print(line)
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     """``nidomain``: returns the exit status (tools §4.4)."""
-    return tool_main(argv, parse_args, USAGE, USAGE, _main)
+    return tool_main(argv, parse_args, USAGE, USAGE, _main, prog=PROG)
 
 
 if __name__ == "__main__":

@@ -22,11 +22,15 @@ own ``niload -r`` then dropped it, so a value such as ``fs:\\/export`` did not s
 backup and restore. Escaping it makes ``nidump -r | niload -r`` give back the same tree
 whatever it holds (the issue's requirement); text without backslashes prints unchanged.
 
-Exit status (tools §2.1): 0 on success, also when the directory or table does not exist
-(nothing is printed then, except bootptab's header); 1 for usage errors, a domain that
-cannot be opened (the message, then the usage) and a read that fails part way; a ``-t``
-argument that does not parse prints the messages of tools §0.2 and exits 217–221, as the
-shared domain opener does for every tool (tools §1.5). nidump never authenticates.
+Exit status (tools §2.1): 0 on success, also when a format's table does not exist
+(nothing is printed then, except bootptab's header); 1 for usage errors (an unknown
+format prints just the usage, which lists the formats, Appendix B), a domain that cannot
+be opened (the message with its reason, then the usage), a read that fails part way, an
+output error, and -- unlike the original, which printed nothing and exited 0 -- a ``-r``
+directory that does not exist (``nidump: can't read directory /nosuch: No such
+directory``); a ``-t`` argument that does not parse prints the messages of tools §0.2
+and exits 217–221, as the shared domain opener does for every tool (tools §1.5). nidump
+never authenticates. ``mountmaps`` ([208]) is a format again: it dumps ``/mountmaps``.
 
 Beyond the original: ``--help``; ``--json`` (the records each flat format prints, or the
 raw tree, as JSON); reads in batches (one LISTALL per table; ``-r`` walks the tree level
@@ -53,8 +57,9 @@ from .common import (COMM_ERRORS, DEFAULT_TIMEOUT, EXIT_FAILED, EXIT_TAGGED_CONN
 PROG = "nidump"
 EXIT_USAGE = 1
 
-#: The usage text (stderr, exit 1), listing the known formats (tools §2.1).
-USAGE = usage_text(PROG, "[-T <timeout>] {-r <directory> | <format>} [-t] <domain>",
+#: The usage text exactly as the original prints it, after no arguments and after an
+#: unknown format alike (stderr, exit 1; tools §2.1, Appendix B).
+USAGE = usage_text(PROG, "[-r] [-T timeout] {directory | format} [-t] domain",
                    NIDUMP_FORMATS)
 
 HELP_EXTRA = """\
@@ -82,7 +87,7 @@ def parse_args(args: list[str]) -> Options:
     """nidump's command line, in either order (module docstring). :raises UsageError:."""
     s = scan_args(PROG, args, "r", "T", NIDUMP_FORMATS)
     o = Options(raw="r" in s.flags, tagged="t" in s.flags, json="--json" in s.flags,
-                help="--help" in s.flags, timeout=parse_timeout(s.values.get("T")))
+                help="--help" in s.flags, timeout=parse_timeout(s.values.get("T"), prog=PROG))
     if o.help:
         return o
     ops = s.operands
@@ -95,7 +100,7 @@ def parse_args(args: list[str]) -> Options:
             raise UsageError()
         o.what, o.domain = ops[0], ops[1]
     if not o.raw and (o.what not in FORMATS or not FORMATS[o.what].nidump):
-        raise UsageError(f"{PROG}: unknown format: {o.what}")
+        raise UsageError()   # the usage lists the known formats (Appendix B)
     return o
 
 
@@ -161,7 +166,8 @@ def write_out(text: str) -> None:
 
 
 async def _find(c: Client, path: str) -> int | None:
-    """The directory at *path*, or None when it does not exist (tools §2.1: exit 0)."""
+    """The directory at *path*, or None when it does not exist (a missing table: tools
+    §2.1, nothing printed, exit 0)."""
     try:
         return (await c.pathsearch(path)).object
     except NiError as e:
@@ -171,16 +177,19 @@ async def _find(c: Client, path: str) -> int | None:
 
 
 async def dump_raw(c: Client, o: Options) -> Callable[[], None]:
-    """Walk the subtree; returns what prints it (nothing when the path does not exist)."""
-    oid = await _find(c, o.what)
-    if oid is None:
-        return lambda: None
+    """Walk the subtree; returns what prints it.
+
+    :raises NiError: NI_NODIR when the path does not exist. The original printed nothing
+        and exited 0, so ``nidump -r /nosuch . > backup.raw`` left an empty "backup"
+        that ``niload -r`` would have restored as nothing (issue #9); it is an error now.
+    """
+    oid = (await c.pathsearch(o.what)).object
     progress = LazyProgress(PROG)
     try:
         nodes = await walk(c, oid, progress=progress.advance)
     except NiError as e:
         if e.status == Status.BADID:   # the directory went away after the lookup
-            return lambda: None
+            raise NiError(Status.NODIR) from None
         raise
     finally:
         progress.close()
@@ -240,7 +249,7 @@ async def _main(o: Options) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """``nidump``: returns the exit status (tools §2.1)."""
-    return tool_main(argv, parse_args, USAGE, USAGE + HELP_EXTRA, _main, bulk=True)
+    return tool_main(argv, parse_args, USAGE, USAGE + HELP_EXTRA, _main, bulk=True, prog=PROG)
 
 
 if __name__ == "__main__":

@@ -10,7 +10,14 @@ below the root (or below *domain*), depth first, child domains taken from the ``
 values ``name/tag`` of each domain's ``/machines`` (``./...`` and ``../...`` name the
 domain itself and its parent, so they are skipped). Each hit prints
 ``<directory> found in <domain name>, id = <n>``. The exit status is 0 whether or not
-anything was found; 1 for usage errors and for a domain that cannot be opened.
+anything was found; 1 for usage errors and for a domain that cannot be opened
+(``error: can't open local domain``, then ``: `` and the reason).
+
+``-n`` skips domains tagged ``local`` in the ``-a`` walk only: the default climb reports
+the local domain and its parents whatever ``-n`` says (the original's behaviour). ``-v``
+adds the original's ``<directory> not found in <domain>`` lines, on stdout among the
+hits; the binding and search tracing this implementation can give is behind
+``--debug`` (stderr).
 """
 
 from __future__ import annotations
@@ -23,8 +30,8 @@ from typing import Any
 from ..domain import DomainClient, domain_name, open_child, open_domain, open_parent
 from ..errors import NiError, Status
 from ..model import Proplist, first_values
-from .common import (COMM_ERRORS, ToolExit, UsageError, dump_json, error_text, parse_timeout,
-                     privileged_from_env, props_json, tool_main)
+from .common import (COMM_ERRORS, ToolExit, UsageError, dump_json, error_text, failure_reason,
+                     parse_timeout, privileged_from_env, props_json, tool_main)
 
 PROG = "nifind"
 USAGE = "usage: nifind [-anvp] [-T timeout] directory [domain]"
@@ -35,9 +42,10 @@ up to <domain>, and print where it is found.
 
 options:
   -a            search all domains: the whole hierarchy below the root (or <domain>)
-  -n            skip local domains (those with tag "local")
+  -n            with -a, skip local domains (those with tag "local")
   -p            print the properties of each directory found, then a blank line
-  -v            verbose: report misses and binding progress on stderr
+  -v            verbose: also print "<directory> not found in <domain>" lines
+  --debug       trace binding and searching on stderr
   -T timeout    connect and read timeout in seconds (default 2)
   --json        print the results as JSON instead
   -h, --help    show this help and exit
@@ -60,6 +68,7 @@ class Options:
     skip_local: bool = False
     verbose: bool = False
     print_props: bool = False
+    debug: bool = False
     timeout: float = DEFAULT_TIMEOUT
     json: bool = False
     help: bool = False
@@ -88,6 +97,8 @@ def parse_args(argv: list[str]) -> Options:
             return opts
         elif arg == "--json":
             opts.json = True
+        elif arg == "--debug":
+            opts.debug = True
         else:
             letters = arg[1:]
             j = 0
@@ -126,9 +137,15 @@ class Finder:
         self.privileged = privileged_from_env()
 
     def note(self, text: str) -> None:
-        """A ``-v`` diagnostic on stderr."""
-        if self.opts.verbose:
+        """A ``--debug`` trace line on stderr."""
+        if self.opts.debug:
             print(text, file=sys.stderr, flush=True)
+
+    def miss(self, name: str) -> None:
+        """``-v``: the original's ``<directory> not found in <domain>``, on stdout."""
+        if self.opts.verbose and not self.opts.json:
+            sys.stdout.write(f"{self.directory} not found in {name}\n")
+            sys.stdout.flush()
 
     async def open(self, name: str) -> DomainClient:
         """Open the domain *name* (a domain argument). :raises ToolExit: exit 1."""
@@ -137,8 +154,8 @@ class Finder:
                                      privileged=self.privileged, retries=2)
         except (*_OPEN_ERRORS, ValueError) as e:
             what = {".": "local domain", "/": "root domain"}.get(name, f"domain {name}")
-            self.note(f"{PROG}: {name}: {_reason(e)}")
-            raise ToolExit(1, f"error: can't open {what}") from None
+            # the original's line (tools §4.3), then why
+            raise ToolExit(1, f"error: can't open {what}: {failure_reason(e)}") from None
 
     async def name_of(self, client: DomainClient, fallback: str) -> str:
         try:
@@ -150,7 +167,7 @@ class Finder:
     async def search(self, client: DomainClient, name: str) -> None:
         """Look for the directory in one domain and report the result."""
         addr, tag = client.server
-        if self.opts.skip_local and tag == "local":
+        if self.opts.all and self.opts.skip_local and tag == "local":   # -n: -a only
             self.note(f"skipping local domain {name} ({tag}@{addr})")
             return
         self.note(f"searching {name} ({tag}@{addr})")
@@ -163,7 +180,7 @@ class Finder:
         except _OPEN_ERRORS as e:
             if not (isinstance(e, NiError) and e.status == Status.NODIR):
                 self.note(f"{PROG}: can't search domain {name}: {_reason(e)}")
-            self.note(f"{self.directory} not found in {name}")
+            self.miss(name)
             self.results.append({"domain": name, "found": False, "id": None})
             return
         hit: dict[str, Any] = {"domain": name, "found": True, "id": did.object}
@@ -297,7 +314,7 @@ async def find(opts: Options) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """``nifind``: returns the exit status (tools §4.3)."""
-    return tool_main(argv, parse_args, USAGE + "\n", HELP, find)
+    return tool_main(argv, parse_args, USAGE + "\n", HELP, find, prog=PROG)
 
 
 if __name__ == "__main__":

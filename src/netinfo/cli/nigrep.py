@@ -40,7 +40,8 @@ regular expression, unanchored), searching depth-first from / or from each <dire
 Each match prints as: <id> <path>:  <key> <values...>
 
 options:
-  -t            <domain> is <host>/<tag> (the server's address and the domain's tag)
+  -t host/tag   the domain is the next argument, <host>/<tag> (the server's address
+                and the domain's tag); -t may come before or after <regex>
   -T timeout    read timeout in seconds (default 30)
   --json        print the matches as JSON instead
   --            end of options (for an expression that starts with '-')
@@ -282,21 +283,33 @@ class Options:
 
 
 def parse_args(argv: list[str]) -> Options:
-    """Options may come anywhere before the domain: ``-T`` before the expression and ``-t``
-    after it, as the synopsis shows, or the other way round. ``--`` makes the next argument
-    an operand (an expression starting with ``-``). From the domain on, every argument is
-    a directory. The expression is compiled here (:func:`compile_ere`).
+    """Options may come anywhere before the directories: ``-T`` before the expression as
+    the synopsis shows, or later. ``-t`` takes the next argument as the domain, as the
+    original's did (niutil too reads the domain right after ``-t``): ``nigrep re -t
+    host/tag`` and ``nigrep -t host/tag re`` are the same search. ``--`` makes the next
+    argument an operand (an expression starting with ``-``). Once the expression and the
+    domain are known, every argument is a directory. The expression is compiled here
+    (:func:`compile_ere`).
 
     :raises UsageError: (exit 1), also for an expression that is not a valid ERE.
         ``-h``/``--help`` stops the scan (help, exit 0).
     """
     opts = Options()
+    regex: str | None = None
+    domain: str | None = None
+    directories: list[str] = []
     i = 0
     force = False
     while i < len(argv):
         arg = argv[i]
-        if len(opts.operands) >= 2 or force or not arg.startswith("-") or arg == "-":
-            opts.operands.append(arg)
+        if (regex is not None and domain is not None) or force or not arg.startswith("-") \
+                or arg == "-":
+            if regex is None:
+                regex = arg
+            elif domain is None:
+                domain = arg
+            else:
+                directories.append(arg)
             force = False
         elif arg == "--":
             force = True
@@ -305,6 +318,9 @@ def parse_args(argv: list[str]) -> Options:
             return opts
         elif arg == "-t":
             opts.tagged = True
+            if domain is None and i + 1 < len(argv):
+                i += 1
+                domain = argv[i]
         elif arg == "--json":
             opts.json = True
         elif arg == "-T":
@@ -315,12 +331,13 @@ def parse_args(argv: list[str]) -> Options:
         else:
             raise UsageError(f"{PROG}: unknown option {arg}")
         i += 1
-    if len(opts.operands) < 2:
+    if regex is None or domain is None:
         raise UsageError()
+    opts.operands = [regex, domain, *directories]
     try:
-        opts.pattern = compile_ere(opts.operands[0])
+        opts.pattern = compile_ere(regex)
     except BadExpression:
-        raise UsageError(f"Bad expression: {opts.operands[0]}") from None
+        raise UsageError(f"Bad expression: {regex}") from None
     return opts
 
 
@@ -429,7 +446,7 @@ async def grep(opts: Options) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """``nigrep``: returns the exit status (tools §4.2, §1.5)."""
-    return tool_main(argv, parse_args, USAGE + "\n", HELP, grep)
+    return tool_main(argv, parse_args, USAGE + "\n", HELP, grep, prog=PROG)
 
 
 if __name__ == "__main__":

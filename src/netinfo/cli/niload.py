@@ -32,10 +32,12 @@ together, records after the failing one may already have been written when the e
 comes back (at most one window of calls); records before it always are.
 
 Raw load (``-r``): the whole input is parsed before anything is written; then the target
-(created if missing) gets the input's top-level properties, all its children are destroyed
-and the input's children created, again pipelined: destroys leaves first, creates of a
-directory's children as soon as its own CREATE has answered. As in the original, failures
-of the load itself are reported but the exit status stays 0 (tools §2.7).
+(created if missing) is replaced so that a failure part way leaves the old subtree: the
+removals are checked first, the input's children are created next to the old ones (and
+taken away again if that fails), only then are the old children destroyed and the
+target's properties written (the comment above :class:`RawLoadError` says why this
+order). Empty input is refused unless ``-f``/``--allow-empty``: a 0-byte file, as a
+failed ``nidump -r /nosuch . > users.raw`` used to leave, would empty the directory.
 
 Deliberate differences from the original, all additive:
 
@@ -46,14 +48,21 @@ Deliberate differences from the original, all additive:
   without writing anything.
 * A record without a name prints ``input item has no name - ignored`` on stderr.
 * A ``-r`` path that is not absolute exits 1 (nothing is done).
+* A raw load that fails exits 1 (the original exited 0), with the original's message
+  (``Can't create directory: <err>``); the old subtree is still there. ``-v`` says how
+  much a raw load removed and created, and ``-d`` how much it removed.
+* A flat file with a line that does not parse (wrong field count, ...) is not loaded at
+  all: ``niload: line N: <why> (nothing loaded)``, exit 1. The original skipped such
+  lines silently and loaded the rest. Comments, blank lines and NIS ``+`` entries are
+  still skipped.
 * With ``-v``, creating the missing table prints ``Creating NetInfo directory <t>``
   (tools §2.5); tools §2.7 rule 4 calls the same event ``creating directory: <t>``, and
   it is reported once.
 * ``--help``; a progress bar on stderr for more than ~1,000 records when it is a terminal.
 
-Exit status: 0 on success (and on raw-load write failures, as the original); 1 for usage
-errors, a domain that cannot be opened (with the usage), a failed authentication, a
-table that cannot be accessed or updated, and raw input that does not parse; a ``-t``
+Exit status: 0 on success; 1 for usage errors, a domain that cannot be opened (with the
+usage), a failed authentication, a table that cannot be accessed or updated, input that
+does not parse, empty raw input without ``-f``, and a raw load that fails; a ``-t``
 argument that does not parse exits 217-221 with the messages of tools §0.2.
 """
 
@@ -72,7 +81,7 @@ from ..domain import authenticate
 from ..errors import NiError, Status
 from ..formats import (FORMATS, NILOAD_FORMATS, UPDATE_MESSAGES, FormatError, RawNode,
                        plan_update, raw_from_text, record_key, record_path, record_text)
-from ..model import NiId, Proplist, first_values
+from ..model import NiId, Proplist, first_values, split_unescaped
 from ..verbs import create_path, use_master
 from ..walk import WINDOW, TreeNode, pipelined, walk
 from .common import (COMM_ERRORS, DEFAULT_TIMEOUT, EXIT_FAILED, EXIT_TAGGED_CONNECT, Progress,
@@ -86,8 +95,8 @@ EXIT_ERROR = 1
 RETRIES = 5
 
 #: The usage text (stderr, exit 1), listing the formats niload reads (tools §2.5).
-USAGE = usage_text(PROG, "[-v] [-d] [-m] [-p] [-u <user>] [-P <password>] [-T <timeout>] "
-                   "[-t] {-r <directory> | <format>} <domain>", NILOAD_FORMATS)
+USAGE = usage_text(PROG, "[-v] [-d] [-m] [-f] [-p] [-u <user>] [-P <password>] "
+                   "[-T <timeout>] [-t] {-r <directory> | <format>} <domain>", NILOAD_FORMATS)
 
 HELP_EXTRA = """\
 options: -v (verbose, on stderr), -d (destroy and recreate the table first),
@@ -95,6 +104,7 @@ options: -v (verbose, on stderr), -d (destroy and recreate the table first),
          -u <user> (authenticate as <user>, implies -p), -P <password> (no prompt),
          -t (the domain is <host>/<tag>), -T <timeout> (RPC timeout, default 30),
          -r (the operand is an absolute directory path; input is a raw dump),
+         -f, --allow-empty (let empty input replace a -r directory with nothing),
          --help (this text)
 Input is read from stdin.
 """
@@ -122,6 +132,7 @@ class Options:
     password: str | None = None
     tagged: bool = False
     raw: bool = False
+    allow_empty: bool = False
     what: str = ""
     domain: str = ""
     timeout: float = DEFAULT_TIMEOUT
@@ -133,14 +144,16 @@ def parse_args(args: list[str]) -> Options:
 
     :raises UsageError: with the original's messages.
     """
+    args = ["-f" if a == "--allow-empty" else a for a in args]
     try:
-        s = scan_args(PROG, args, "vdmpr", "uPT", NILOAD_FORMATS)
+        s = scan_args(PROG, args, "vdmprf", "uPT", NILOAD_FORMATS)
     except UnknownOption as e:
         raise UsageError(f"{PROG} unknown option: {e.option}") from None
     o = Options(verbose="v" in s.flags, delete="d" in s.flags, merge="m" in s.flags,
                 prompt="p" in s.flags or "u" in s.values, user=s.values.get("u"),
                 password=s.values.get("P"), tagged="t" in s.flags, raw="r" in s.flags,
-                timeout=parse_timeout(s.values.get("T")), help="--help" in s.flags)
+                allow_empty="f" in s.flags,
+                timeout=parse_timeout(s.values.get("T"), prog=PROG), help="--help" in s.flags)
     if o.help:
         return o
     if "--json" in s.flags:
@@ -224,8 +237,9 @@ def first_error(results: list[Any]) -> tuple[int, BaseException] | None:
     return None
 
 
-async def destroy_tree(c: Client, oid: int) -> None:
-    """Destroy directory *oid* and everything below it (``niload -d``).
+async def destroy_tree(c: Client, oid: int) -> int:
+    """Destroy directory *oid* and everything below it (``niload -d``); returns how many
+    directories went.
 
     :raises NiError: the first failure. :raises COMM_ERRORS:.
     """
@@ -237,7 +251,7 @@ async def destroy_tree(c: Client, oid: int) -> None:
         nodes = await walk(c, oid, with_props=False)
         bad = first_error(await run_calls(destroy_calls(c, nodes, oid, parent=parent)))
         if bad is None:
-            return
+            return len(nodes)
         err = bad[1]
         if attempt == RETRIES or not (isinstance(err, NiError) and err.status in _REPLAN):
             raise err
@@ -245,8 +259,9 @@ async def destroy_tree(c: Client, oid: int) -> None:
             await c.self_id(oid)
         except NiError as e:
             if e.status == Status.BADID:
-                return   # gone after all
+                return len(nodes)   # gone after all
             raise
+    raise AssertionError("unreachable")
 
 
 # -- flat files (tools §2.6, §2.7) -------------------------------------------------------------
@@ -429,9 +444,11 @@ class FlatLoad:
             if self.o.verbose:
                 say(f"Deleting exiting NetInfo directory {t}")  # sic (tools §2.5)
             try:
-                await destroy_tree(self.c, oid)
+                gone = await destroy_tree(self.c, oid)
             except _ERRORS as e:
                 raise self.fail(f"can't delete NetInfo directory {t}", e) from None
+            if self.o.verbose:   # a deletion says how much it removed (issue #9)
+                say(f"{t}: {gone} directories removed")
             oid = None
         if oid is None:
             if self.o.verbose:
@@ -519,6 +536,13 @@ async def load_flat(c: Client, o: Options, text: str) -> int:
     if o.verbose:
         for note in loaded.notes:
             say(f"{PROG}: {note}")
+    bad = [n for n in loaded.notes if n.kind == "skipped"]
+    if bad:
+        # The original skipped such lines silently (tools §2.6) and loaded the rest:
+        # a slip in the input went unnoticed. Nothing is written now.
+        more = f"; {len(bad)} lines do not parse" if len(bad) > 1 else ""
+        raise ToolExit(EXIT_ERROR, f"{PROG}: {bad[0]} (nothing loaded{more})")
+    if o.verbose:
         say(f"{len(loaded.records)} items read from input")
     if not loaded.records:
         return 0   # tools §2.7: nothing read, the database is not touched
@@ -526,14 +550,53 @@ async def load_flat(c: Client, o: Options, text: str) -> int:
 
 
 # -- raw load (tools §2.7 "Raw load") ----------------------------------------------------------
+#
+# The original wrote the target's properties, destroyed all its children, then created
+# the input's: a failure half way (a permission, a full disk, a lost connection) left a
+# directory with part of the old tree and part of the new. NetInfo has no transaction
+# spanning calls and no "move" to swap a subtree built elsewhere into place (building
+# under a temporary name would also change the target's ID, and cannot work for "/").
+# So the load checks, then adds, then removes (issue #9):
+#
+# 1. check: the target and every old directory that will lose children are rewritten
+#    with their own properties, unchanged. That is the permission a CREATE or DESTROY
+#    of their children and the final WRITE need (service._check_dir), so a refusal
+#    (NI_PERM, a _locked directory, a clone's NI_RDONLY) comes before anything changed;
+# 2. add: the input's children are created under the target, after the old ones. If
+#    that fails, what was created is destroyed again: the old subtree never changed;
+# 3. remove: the old children (by ID) are destroyed, leaves first;
+# 4. the target gets the input's properties.
+#
+# Steps 3 and 4 run only once the new tree is complete and the removals were checked,
+# so what remains to fail is the connection or the disk; the message then says what is
+# in place. Instances are re-read at each step (others may write meanwhile), NI_STALE
+# repeats the step.
+
+
+class RawLoadError(Exception):
+    """A raw load stopped: *label* is the original's message (tools §2.7), *err* why."""
+
+    def __init__(self, label: str, err: BaseException, state: str = "") -> None:
+        super().__init__(label)
+        self.label = label
+        self.err = err
+        self.state = state
+
+    def line(self) -> str:
+        state = f" ({self.state})" if self.state else ""
+        return f"{self.label}: {error_text(self.err)}{state}"
+
 
 def create_calls(c: Client, top: RawNode, target: int, base: int) -> tuple[
-        list[Callable[[], Awaitable[Any]]], int]:
+        list[Callable[[], Awaitable[Any]]], list[int]]:
     """CREATE calls for the children of *top* (pre-order), under *target* whose instance
-    will be *base*. A directory's children wait for its own CREATE's answer and then go
-    out together, each with the instance the earlier siblings leave behind."""
+    will be *base*, appended after its present children. A directory's children wait for
+    its own CREATE's answer and then go out together, each with the instance the earlier
+    siblings leave behind. Returns the calls and the indexes of those that create
+    *target*'s direct children."""
     loop = asyncio.get_running_loop()
     calls: list[Callable[[], Awaitable[Any]]] = []
+    tops: list[int] = []
     # (node, future of its parent's id or None for the target, index among siblings)
     stack: list[tuple[RawNode, asyncio.Future[NiId] | None, int]] = [
         (child, None, k) for k, child in reversed(list(enumerate(top.children)))]
@@ -544,8 +607,10 @@ def create_calls(c: Client, top: RawNode, target: int, base: int) -> tuple[
             fut = loop.create_future()
             fut.add_done_callback(lambda f: f.cancelled() or f.exception())
             stack.extend((child, fut, j) for j, child in reversed(list(enumerate(node.children))))
+        if parent_fut is None:
+            tops.append(len(calls))
         calls.append(_raw_create_call(c, target, base, parent_fut, k, node.props, fut))
-    return calls, len(calls)
+    return calls, tops
 
 
 def _raw_create_call(c: Client, target: int, base: int, parent: asyncio.Future[NiId] | None,
@@ -569,58 +634,151 @@ def _raw_create_call(c: Client, target: int, base: int, parent: asyncio.Future[N
     return call
 
 
-async def raw_load(c: Client, path: str, tree: RawNode) -> None:
-    """Replace the directory at *path* with *tree* (tools §2.7): create the path if
-    missing, write the top-level properties, destroy all children, create the input's.
-    Failures print the original's messages; the caller exits 0 regardless."""
+def _replan(err: BaseException) -> bool:
+    return isinstance(err, NiError) and err.status in _REPLAN
+
+
+async def _first_missing(c: Client, path: str) -> str | None:
+    """The path of the first component of *path* that does not exist yet (what a failed
+    load must take away again), or None when *path* exists."""
+    raws = [r for r in split_unescaped(path, "/") if r]
+    for n in range(len(raws), -1, -1):
+        try:
+            await c.pathsearch("/" + "/".join(raws[:n]))
+        except NiError as e:
+            if e.status != Status.NODIR:
+                raise
+            continue
+        return None if n == len(raws) else "/" + "/".join(raws[:n + 1])
+    return None
+
+
+async def _check_removals(c: Client, nodes: dict[int, TreeNode], top: int) -> None:
+    """Step 1: rewrite *top*, and each old directory below it that has children, with
+    its own properties: the permission every later step needs (creating and destroying
+    children of a directory, writing it), checked before anything changed. Pipelined."""
+    dirs = [top] + [oid for oid, n in nodes.items() if oid != top and n.kids]
+    calls: list[Callable[[], Awaitable[Any]]] = [
+        partial(c.write, nodes[oid].id, list(nodes[oid].props or [])) for oid in dirs]
+    bad = first_error(await run_calls(calls))
+    if bad is not None:
+        raise RawLoadError("Can't write directory" if bad[0] == 0 else
+                           "Can't destroy child directories", bad[1])
+
+
+async def _add(c: Client, oid: int, tree: RawNode) -> tuple[int, set[int]]:
+    """Step 2: create the input's children under *oid*; on failure destroy them again.
+    Returns how many directories were created, and the IDs of *oid*'s new children."""
+    base = (await c.self_id(oid)).instance
+    calls, tops = create_calls(c, tree, oid, base)
+    progress = Progress(PROG, len(calls))
+    try:
+        results = await run_calls(calls, progress)
+    finally:
+        progress.close()
+    bad = first_error(results)
+    if bad is None:
+        return len(calls), {results[i].object for i in tops}
+    undo_failed: BaseException | None = None
+    for i in reversed(tops):
+        made = results[i]
+        if isinstance(made, NiId):
+            try:
+                await destroy_tree(c, made.object)
+            except _ERRORS as e:
+                undo_failed = e
+    state = "" if undo_failed is None else (
+        f"and some new entries could not be taken away again: {error_text(undo_failed)}")
+    raise RawLoadError("Can't create directory", bad[1], state)
+
+
+async def _remove(c: Client, oid: int, new: set[int]) -> None:
+    """Step 3: destroy every child of *oid* but the *new* ones, with their subtrees (one
+    another writer added meanwhile goes too: the input replaces the directory)."""
     for attempt in range(RETRIES + 1):
-        try:
-            oid = await create_path(c, path)
-        except _ERRORS as e:
-            say(f"Can't create directory: {error_text(e)}")
-            return
-        try:
-            nodes = await walk(c, oid, with_props=False)
-        except _ERRORS as e:
-            say(f"Can't destroy child directories: {error_text(e)}")
-            return
-        top = nodes[oid]
-        labels: list[str] = ["Can't write directory"]
-        calls: list[Callable[[], Awaitable[Any]]] = [
-            partial(c.write, NiId(oid, top.id.instance), list(tree.props))]
-        destroys = destroy_calls(c, nodes, oid, bumped=1)
-        calls += destroys
-        labels += ["Can't destroy child directories"] * len(destroys)
-        # After the write and the destroys of its own children, the target's instance:
-        base = top.id.instance + 1 + len(top.kids)
-        creates, n = create_calls(c, tree, oid, base)
-        calls += creates
-        labels += ["Can't create directory"] * n
-        progress = Progress(PROG, len(calls))
-        try:
-            results = await run_calls(calls, progress)
-        finally:
-            progress.close()
-        bad = first_error(results)
+        nodes = await walk(c, oid, with_props=False)
+        nodes[oid].kids = [k for k in nodes[oid].kids if k not in new]
+        bad = first_error(await run_calls(destroy_calls(c, nodes, oid)))
         if bad is None:
             return
-        i, err = bad
-        if isinstance(err, NiError) and err.status in _REPLAN and attempt < RETRIES:
-            continue   # someone else wrote meanwhile: do it all again from a fresh read
-        say(f"{labels[i]}: {error_text(err)}")
-        return
+        if not (_replan(bad[1]) and attempt < RETRIES):
+            raise RawLoadError("Can't destroy child directories", bad[1],
+                               "the new entries are in place, some old ones remain")
+
+
+async def _write_top(c: Client, oid: int, props: Proplist) -> None:
+    """Step 4: the target's properties become the input's."""
+    for attempt in range(RETRIES + 1):
+        try:
+            await c.write(await c.self_id(oid), list(props))
+            return
+        except _ERRORS as e:
+            if not (_replan(e) and attempt < RETRIES):
+                raise RawLoadError("Can't write directory", e,
+                                   "its children were replaced, its properties were not") \
+                    from None
+
+
+async def raw_load(c: Client, path: str, tree: RawNode) -> tuple[int, int]:
+    """Replace the directory at *path* with *tree* (tools §2.7), so that a failure part
+    way leaves the old subtree (the steps above). Creates the path if missing (and takes
+    it away again when the load fails). Returns (directories removed, created).
+
+    :raises RawLoadError: with the original's message. :raises COMM_ERRORS:.
+    """
+    for attempt in range(RETRIES + 1):
+        try:
+            missing = await _first_missing(c, path)
+            oid = await create_path(c, path)
+        except _ERRORS as e:
+            raise RawLoadError("Can't create directory", e) from None
+        try:
+            nodes = await walk(c, oid)
+            await _check_removals(c, nodes, oid)
+            made, new = await _add(c, oid, tree)
+        except RawLoadError as e:
+            if missing is not None:
+                await _take_away(c, missing)
+            if _replan(e.err) and attempt < RETRIES:
+                continue   # someone else wrote meanwhile: again, from a fresh read
+            raise
+        except _ERRORS as e:
+            if missing is not None:
+                await _take_away(c, missing)
+            raise RawLoadError("Can't destroy child directories", e) from None
+        removed = len(nodes) - 1
+        await _remove(c, oid, new)
+        await _write_top(c, oid, tree.props)
+        return removed, made
+    raise AssertionError("unreachable")
+
+
+async def _take_away(c: Client, path: str) -> None:
+    """Best effort: remove the directory a failed load created at *path*."""
+    try:
+        await destroy_tree(c, (await c.pathsearch(path)).object)
+    except _ERRORS:
+        pass
 
 
 async def load_raw(c: Client, o: Options, text: str) -> int:
+    if not text.strip() and not o.allow_empty:
+        # A 0-byte file (a failed "nidump -r ... > file") would empty the directory.
+        raise ToolExit(EXIT_ERROR, f"{PROG}: empty input: refusing to replace {o.what} "
+                       "with nothing (-f or --allow-empty to do so)")
     try:
         tree = raw_from_text(text)
     except FormatError as e:
         raise ToolExit(EXIT_ERROR, f"{PROG}: {e}") from None
     try:
-        await raw_load(c, o.what, tree)
+        removed, made = await raw_load(c, o.what, tree)
+    except RawLoadError as e:
+        raise ToolExit(EXIT_ERROR, e.line()) from None
     except COMM_ERRORS as e:
-        say(f"Can't write directory: {error_text(e)}")
-    return 0   # sic: the original exits 0 whatever the raw load did (tools §2.7)
+        raise ToolExit(EXIT_ERROR, f"Can't write directory: {error_text(e)}") from None
+    if o.verbose:
+        say(f"{o.what}: {removed} directories removed, {made} created")
+    return 0
 
 
 # -- main --------------------------------------------------------------------------------------
@@ -662,7 +820,7 @@ async def _main(o: Options) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """``niload``: returns the exit status (tools §2.5, §2.7)."""
-    return tool_main(argv, parse_args, USAGE, USAGE + HELP_EXTRA, _main, bulk=True)
+    return tool_main(argv, parse_args, USAGE, USAGE + HELP_EXTRA, _main, bulk=True, prog=PROG)
 
 
 if __name__ == "__main__":

@@ -11,6 +11,12 @@ is looked at wherever it stands, the last operation wins, and the operands are e
 from the first word that does not start with ``-``. Output formats, messages and exit
 codes are those of tools §1.4–§1.5. Beyond the original: ``--help`` and ``--json``.
 The verbs themselves live in :mod:`netinfo.verbs`.
+
+Where a slip used to pass silently, it is now an error (issue #9): ``-readval`` past the
+last value keeps the original's message but exits 107 (NI_NONAME + 100) instead of 0;
+``-T`` takes a positive number only (``niutil: invalid timeout abc``, usage, exit 1;
+the original's atoi read junk as 30 s); ``-create`` refuses a nameless directory (an
+empty path, or a component with an empty key or value: exit 1).
 """
 
 from __future__ import annotations
@@ -32,40 +38,50 @@ from .common import (COMM_ERRORS, DEFAULT_TIMEOUT, ToolExit, UsageError, dump_js
 
 PROG = "niutil"
 
-#: The usage text (tools §1.1), printed on stderr with exit 1.
+#: The usage text exactly as the original prints it (tools Appendix B; §1.1 gives the
+#: same lines unindented): stderr, exit 1.
 USAGE = """\
-niutil -create      [opts] <domain> <path>
-niutil -destroy     [opts] <domain> <path>
-niutil -createprop  [opts] <domain> <path> <propkey> [<val>...]
-niutil -appendprop  [opts] <domain> <path> <propkey> <val>...
-niutil -mergeprop   [opts] <domain> <path> <propkey> <val>...
-niutil -insertval   [opts] <domain> <path> <propkey> <val> <index>
-niutil -destroyprop [opts] <domain> <path> <propkey>...
-niutil -destroyval  [opts] <domain> <path> <propkey> <val>...
-niutil -renameprop  [opts] <domain> <path> <oldkey> <newkey>
-niutil -read        [opts] <domain> <path>
-niutil -list        [opts] <domain> <path> [<propkey>]
-niutil -readprop    [opts] <domain> <path> <propkey>
-niutil -readval     [opts] <domain> <path> <propkey> <index>
-niutil -rparent     [opts] <domain>
-niutil -resync      [opts] <domain>
-niutil -statistics  [opts] <domain>
-niutil -domainname  [opts] <domain>
-opts: -t (domain is <hostname>/<tag>), -p (prompt for password),
-      -u <user> (authenticate as another user, implies -p),
-      -P <password> (password on command line, overrides -p),
-      -T <timeout> (read & write timeout in seconds, default 30),
-      -n (numeric output for -rparent), -R (retry operation if master is busy)
+usage:
+\tniutil -create      [opts] <domain> <path>
+\tniutil -destroy     [opts] <domain> <path>
+\tniutil -createprop  [opts] <domain> <path> <propkey> [<val>...]
+\tniutil -appendprop  [opts] <domain> <path> <propkey> <val>...
+\tniutil -mergeprop   [opts] <domain> <path> <propkey> <val>...
+\tniutil -insertval   [opts] <domain> <path> <propkey> <val> <index>
+\tniutil -destroyprop [opts] <domain> <path> <propkey>...
+\tniutil -destroyval  [opts] <domain> <path> <propkey> <val>...
+\tniutil -renameprop  [opts] <domain> <path> <oldkey> <newkey>
+\tniutil -read        [opts] <domain> <path>
+\tniutil -list        [opts] <domain> <path> [<propkey>]
+\tniutil -readprop    [opts] <domain> <path> <propkey>
+\tniutil -readval     [opts] <domain> <path> <propkey> <index>
+\tniutil -rparent     [opts] <domain>
+\tniutil -resync      [opts] <domain>
+\tniutil -statistics  [opts] <domain>
+\tniutil -domainname  [opts] <domain>
+opts:
+\t-t\t\tdomain specified by <hostname>/<tag>
+\t-p\t\tprompt for password
+\t-u <user>\tauthenticate as another user (implies -p)
+\t-P <password>\tpassword supplied on command line (overrides -p)
+\t-T <timeout>\tread & write timeout in seconds (default 30)
+\t-n\t\tnumeric output for -rparent
+\t-R\t\tRetry operation if master is busy
 """
 
 #: Extra lines of ``--help`` (not part of the original usage text).
 HELP_EXTRA = """\
-      --json (machine-readable output for -read, -list, -readprop, -readval,
-              -rparent, -statistics, -domainname), --help (this text)
+\t--json\t\tmachine-readable output for -read, -list, -readprop, -readval,
+\t\t\t-rparent, -statistics, -domainname
+\t--help\t\tthis text
 """
 
 EXIT_USAGE = 1
 EXIT_BAD_INDEX = 3
+#: ``-readval`` past the last value. The original printed its message and exited 0
+#: (tools §1.5 quirk); an error now exits non-zero: NI_NONAME + 100, what the server
+#: answers for a value index that does not exist (READNAME, spec §3).
+EXIT_NO_VALUE = 100 + Status.NONAME
 MASTERBUSY_PAUSE = 1.0
 
 
@@ -145,7 +161,7 @@ def parse_args(args: list[str]) -> Options:
                 o.password = value()
                 i += 1
             elif a == "-T":
-                o.timeout = parse_timeout(value())
+                o.timeout = parse_timeout(value(), prog=PROG)
                 i += 1
             elif a == "-n":
                 o.numeric = True
@@ -218,6 +234,10 @@ def _props_lines(props: list[tuple[str, list[str]]]) -> str:
 
 async def op_create(x: Context) -> int:
     path = x.o.operands[1]
+    problem = verbs.nameless(path)
+    if problem is not None:
+        raise ToolExit(EXIT_USAGE, f"{PROG}: can't create directory {path or repr(path)}: "
+                       f"{problem}")
     try:
         await x.attempt(lambda: verbs.create_path(x.c, path))
     except _ERRORS as e:
@@ -227,7 +247,10 @@ async def op_create(x: Context) -> int:
 
 async def op_destroy(x: Context) -> int:
     path = x.o.operands[1]
-    oid = await x.directory(path)
+    try:
+        oid = await verbs.resolve(x.c, path)
+    except _ERRORS as e:   # the original says what it could not do (Appendix B)
+        raise x.fail(e, f"can't destroy directory {path}") from None
     try:
         await x.attempt(lambda: verbs.destroy(x.c, oid))
     except _ERRORS as e:
@@ -350,12 +373,9 @@ async def op_readval(x: Context) -> int:
         raise x.fail(e, f"can't get property {key} in directory {path}") from None
     i = atoi(index)
     if not 0 <= i < len(vals):
-        # The original reports this but still exits 0 (tools §1.5 quirk).
-        print(f"{PROG}: property {key} in directory {path} has no value at index {index}",
-              file=sys.stderr)
-        if x.o.json:
-            dump_json(None)
-        return 0
+        # The original's message; it then exited 0 (tools §1.5 quirk), now 107.
+        raise ToolExit(EXIT_NO_VALUE, f"{PROG}: property {key} in directory {path} has no "
+                       f"value at index {index}")
     if x.o.json:
         dump_json(vals[i])
     else:
@@ -455,7 +475,7 @@ async def _main(o: Options) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """``niutil``: returns the exit status (tools §1.5)."""
-    return tool_main(argv, parse_args, USAGE, USAGE + HELP_EXTRA, _main)
+    return tool_main(argv, parse_args, USAGE, USAGE + HELP_EXTRA, _main, prog=PROG)
 
 
 if __name__ == "__main__":
