@@ -18,7 +18,8 @@ from dataclasses import dataclass, field
 from typing import Any, TextIO
 
 from ..domain import DomainClient, TaggedError, open_domain
-from ..errors import NetInfoError, NiError, RpcError, Status, Timeout, WireError
+from ..binding import portmapper_address
+from ..errors import ConfigError, NetInfoError, NiError, RpcError, Status, Timeout, WireError
 from ..model import atoi
 
 #: Exit status for NI_FAILED / communication failures and unknown domain names (tools §1.5).
@@ -29,6 +30,8 @@ EXIT_TAGGED_CONNECT = 200
 #: (217–221), as the original binaries did (tools §1.5: we copy the binaries, not the
 #: comment's intended 201–205).
 EXIT_TAGGED_PARSE_BASE = 216
+#: A malformed ``NETINFO_*`` setting: the status of a usage error, in every tool (tools §1.5).
+EXIT_SETTING = 1
 #: ``-T``'s default, in seconds (tools §1.1, §2.5; nifind's is its own, tools §4.3).
 DEFAULT_TIMEOUT = 30.0
 
@@ -97,6 +100,16 @@ def parse_timeout(text: str | None, default: float = DEFAULT_TIMEOUT, *,
     if not 0 < value < float("inf"):   # also refuses NaN
         raise UsageError(f"{prog}: invalid timeout {text}")
     return value
+
+
+def environment_problem() -> str | None:
+    """What is wrong with the ``NETINFO_*`` settings, on one line (None: nothing). A
+    malformed ``NETINFO_PORTMAPPER`` must never quietly mean port 111."""
+    try:
+        portmapper_address()
+    except ConfigError as e:
+        return str(e)
+    return None
 
 
 def privileged_from_env() -> bool | None:
@@ -232,11 +245,13 @@ def gc_paused() -> Iterator[None]:
 
 def tool_main(argv: list[str] | None, parse: Callable[[list[str]], Any], usage: str,
               help_text: str, body: Callable[[Any], Coroutine[Any, Any, int]], *,
-              bulk: bool = False) -> int:
+              bulk: bool = False, prog: str = "") -> int:
     """The ``main`` of every ni* tool: parse (:class:`UsageError`: its lines, then *usage*
     on stderr, exit 1; a parser may also stop the tool itself with :class:`ToolExit`),
-    ``--help`` (*help_text* on stdout, exit 0), keep a ``-P`` password out of ps(1), then
-    run *body* through :func:`run` (with the collector paused for *bulk* jobs)."""
+    ``--help`` (*help_text* on stdout, exit 0), refuse a malformed ``NETINFO_PORTMAPPER``
+    (one line, :data:`EXIT_SETTING`, before any traffic), keep a ``-P`` password out of
+    ps(1), then run *body* through :func:`run` (with the collector paused for *bulk*
+    jobs)."""
     args = list(sys.argv[1:] if argv is None else argv)
     try:
         o = parse(args)
@@ -252,6 +267,10 @@ def tool_main(argv: list[str] | None, parse: Callable[[list[str]], Any], usage: 
     if getattr(o, "help", False):
         sys.stdout.write(help_text)
         return 0
+    problem = environment_problem()
+    if problem:
+        print(f"{prog}: {problem}" if prog else problem, file=sys.stderr)
+        return EXIT_SETTING
     if argv is None:
         hide_password(getattr(o, "password", None))
     if bulk:

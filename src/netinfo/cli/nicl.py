@@ -935,7 +935,7 @@ async def _main(o: Options) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """``nicl``: returns the exit status (tools §3.3)."""
-    return tool_main(argv, parse_command_line, USAGE, USAGE, _main)
+    return tool_main(argv, parse_command_line, USAGE, USAGE, _main, prog=PROG)
 
 
 if __name__ == "__main__":

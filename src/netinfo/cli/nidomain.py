@@ -123,7 +123,7 @@ async def _main(o: Options) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """``nidomain``: returns the exit status (tools §4.4)."""
-    return tool_main(argv, parse_args, USAGE, USAGE, _main)
+    return tool_main(argv, parse_args, USAGE, USAGE, _main, prog=PROG)
 
 
 if __name__ == "__main__":

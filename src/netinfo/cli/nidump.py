@@ -240,7 +240,7 @@ async def _main(o: Options) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """``nidump``: returns the exit status (tools §2.1)."""
-    return tool_main(argv, parse_args, USAGE, USAGE + HELP_EXTRA, _main, bulk=True)
+    return tool_main(argv, parse_args, USAGE, USAGE + HELP_EXTRA, _main, bulk=True, prog=PROG)
 
 
 if __name__ == "__main__":

@@ -297,7 +297,7 @@ async def find(opts: Options) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """``nifind``: returns the exit status (tools §4.3)."""
-    return tool_main(argv, parse_args, USAGE + "\n", HELP, find)
+    return tool_main(argv, parse_args, USAGE + "\n", HELP, find, prog=PROG)
 
 
 if __name__ == "__main__":

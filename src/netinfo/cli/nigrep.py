@@ -429,7 +429,7 @@ async def grep(opts: Options) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """``nigrep``: returns the exit status (tools §4.2, §1.5)."""
-    return tool_main(argv, parse_args, USAGE + "\n", HELP, grep)
+    return tool_main(argv, parse_args, USAGE + "\n", HELP, grep, prog=PROG)
 
 
 if __name__ == "__main__":

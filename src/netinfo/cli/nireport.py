@@ -152,7 +152,7 @@ async def report(opts: Options) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """``nireport``: returns the exit status (tools §4.1, §1.5)."""
-    return tool_main(argv, parse_args, USAGE + "\n", HELP, report)
+    return tool_main(argv, parse_args, USAGE + "\n", HELP, report, prog=PROG)
 
 
 if __name__ == "__main__":

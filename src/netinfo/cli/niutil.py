@@ -455,7 +455,7 @@ async def _main(o: Options) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """``niutil``: returns the exit status (tools §1.5)."""
-    return tool_main(argv, parse_args, USAGE, USAGE + HELP_EXTRA, _main)
+    return tool_main(argv, parse_args, USAGE, USAGE + HELP_EXTRA, _main, prog=PROG)
 
 
 if __name__ == "__main__":
