@@ -6,8 +6,10 @@ copy of the source tree, with Debian's python3, on a free loopback port.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import sys
 import subprocess
 import tempfile
 import textwrap
@@ -16,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import SRC, free_port
+from .conftest import SRC, env_with_src, free_port
 
 SYSTEM_PYTHON = "/usr/bin/python3"
 NOBODY = 65534
@@ -34,8 +36,10 @@ def _why_not() -> str | None:
     return None
 
 
-@pytest.fixture
-def userland():
+@contextlib.contextmanager
+def _userland(*nibindd_args: str):
+    """nobody's ``nibindd --init`` (plus *nibindd_args*) on a free loopback port, from a
+    copy of the source tree: (as_nobody command prefix, env, top directory, process)."""
     why = _why_not()
     if why:
         pytest.skip(why)
@@ -52,8 +56,8 @@ def userland():
                  SYSTEM_PYTHON]
     log = open(top / "nibindd.log", "w")
     proc = subprocess.Popen([*as_nobody, "-m", "netinfo.cli.nibindd", "--init", "--dir",
-                             str(db), "--bind", "127.0.0.1"], env=env, stdout=log,
-                            stderr=subprocess.STDOUT, start_new_session=True)
+                             str(db), "--bind", "127.0.0.1", *nibindd_args], env=env,
+                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         yield as_nobody, env, top, proc
     finally:
@@ -63,8 +67,25 @@ def userland():
         shutil.rmtree(top, ignore_errors=True)
 
 
+@pytest.fixture
+def userland():
+    with _userland() as u:
+        yield u
+
+
+def _serving(top: Path, timeout: float = 60) -> str:
+    """nibindd's log once it serves (or times out)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        text = (top / "nibindd.log").read_text()
+        if "nibindd: serving" in text:
+            return text
+        time.sleep(0.2)
+    raise AssertionError("nibindd did not start:\n" + (top / "nibindd.log").read_text())
+
+
 def test_nibindd_and_clients_as_an_ordinary_user(userland):
-    as_nobody, env, top, proc = userland
+    as_nobody, env, top, _ = userland
     code = textwrap.dedent("""
         import asyncio, os
         from netinfo import binding
@@ -115,3 +136,76 @@ def test_nibindd_and_clients_as_an_ordinary_user(userland):
     r = subprocess.run([*as_nobody, "-m", "netinfo.cli.nidomain", "-l"], env=env,
                        capture_output=True, text=True, timeout=30)
     assert r.returncode == 0 and "tag=local" in r.stdout and "tag=network" in r.stdout
+
+
+def test_nibindd_trust_local_lets_its_own_user_write(tmp_path):
+    """``nibindd --trust-local``: the unprivileged setup the suite uses as an ordinary user
+    (no reserved port proves the superuser there, spec §10.2). Before: no such option."""
+    with _userland("--trust-local") as (as_nobody, env, top, _):
+        _serving(top)
+        deadline = time.monotonic() + 60
+        while True:
+            r = subprocess.run([*as_nobody, "-m", "netinfo.cli.niutil", "-create", ".",
+                                "/users/eve"], env=env, capture_output=True, text=True,
+                               timeout=60)
+            if r.returncode == 0 or time.monotonic() > deadline:
+                break
+            time.sleep(1)
+        assert r.returncode == 0, r.stderr + (top / "nibindd.log").read_text()
+        r = subprocess.run([*as_nobody, "-m", "netinfo.cli.niutil", "-read", ".",
+                            "/users/eve"], env=env, capture_output=True, text=True, timeout=60)
+        assert r.stdout == "name: eve\n", r.stderr
+
+
+def _refused(cmd: list[str], env: dict[str, str]) -> tuple[int | None, str]:
+    """(status, stderr) of a nibindd that must refuse; None if it kept running."""
+    p = subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                         stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        return p.wait(30), p.communicate()[1]
+    except subprocess.TimeoutExpired:
+        os.killpg(p.pid, 15)
+        return None, p.communicate(timeout=15)[1]
+
+
+def test_a_nibindd_never_joins_another_users_portmapper(userland, nibindd, tmp_path):
+    """Root's nibindd on nobody's portmapper, nobody's on root's, and root's on a port
+    another user's plain process holds: each refuses with one line naming the other uid,
+    exits 2 and creates nothing. Before: root's re-registered its NIBIND in nobody's
+    portmapper (a reserved port passes its owner check) and took over nobody's clients;
+    nobody's was refused by root's portmapper but kept running, serving no one."""
+    as_nobody, env, top, _ = userland
+    _serving(top)
+    mine = tmp_path / "root-db"
+    root_env = dict(env_with_src(), NETINFO_PORTMAPPER=env["NETINFO_PORTMAPPER"])
+    rc, err = _refused([sys.executable, "-m", "netinfo.cli.nibindd", "--init", "--dir",
+                        str(mine)], root_env)
+    assert rc == 2 and len(err.splitlines()) == 1, err
+    assert f"already serves another nibindd of uid {NOBODY}" in err, err
+    assert not mine.exists()
+
+    theirs = top / "db" / "second"
+    user_env = dict(env, NETINFO_PORTMAPPER=nibindd.env["NETINFO_PORTMAPPER"])
+    rc, err = _refused([*as_nobody, "-m", "netinfo.cli.nibindd", "--init", "--dir",
+                        str(theirs)], user_env)
+    assert rc == 2 and len(err.splitlines()) == 1, err
+    assert "already serves another nibindd of uid 0" in err, err
+    assert not theirs.exists()
+
+    port = free_port()
+    holder = subprocess.Popen([*as_nobody, "-c", textwrap.dedent(f"""
+        import socket, sys, time
+        t = socket.socket(); t.bind(("127.0.0.1", {port})); t.listen()
+        u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); u.bind(("127.0.0.1", {port}))
+        print("held", flush=True); time.sleep(120)
+    """)], env=env, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "held\n"
+        rc, err = _refused([sys.executable, "-m", "netinfo.cli.nibindd", "--init", "--dir",
+                            str(mine)], dict(root_env, NETINFO_PORTMAPPER=f"127.0.0.1:{port}"))
+        assert rc == 2 and len(err.splitlines()) == 1, err
+        assert f"uid {NOBODY}" in err, err
+        assert not mine.exists()
+    finally:
+        holder.kill()
+        holder.wait()

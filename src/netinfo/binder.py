@@ -24,7 +24,7 @@ from pathlib import Path
 
 from . import rpc
 from .binding import pmap_getport, pmap_set, pmap_unset, portmapper_address
-from .errors import NiError, RpcError, Status, Timeout, WireError
+from .errors import NetInfoError, NiError, RpcError, Status, Timeout, WireError
 from .model import uint_to_addr
 from .nibind import (FORWARDABLE, NIBIND_PROG, NIBIND_VERS, PRIVILEGED, BindProc, CloneArgs,
                      Registration, decode_bind_args, decode_clone_args, decode_registration,
@@ -36,7 +36,7 @@ from .portmap import (IPPROTO_TCP, IPPROTO_UDP, PMAP_PROG, PMAP_VERS, Mapping, P
 from .protocol import NETINFO_PROG, NETINFO_VERS, PROCEDURES, Proc, encode_args
 from .rpc import AcceptStat
 from .rpcserver import Peer, Program, RpcServer
-from .netif import is_local, local_addresses, peer_uid
+from .netif import bind_problem, is_local, local_addresses, peer_uid, port_owner
 from .server import bind_pair
 from .transport import udp_call
 
@@ -51,6 +51,21 @@ BIND_TIMEOUT = 2.0
 #: How often the registration with a system rpcbind is re-checked (it accepts UNSET from
 #: any local process; notes/ecosystem.md §2.3). ``NETINFO_RPCBIND_RECHECK`` overrides it.
 RECHECK_SECONDS = 60.0
+
+
+class PortmapperTaken(NetInfoError):
+    """The portmapper nibindd was told to use is another nibindd's or another user's; the
+    message is one line saying whose, and what to do."""
+
+
+async def _nibind_answers(host: str, port: int) -> bool:
+    """Whether a NIBIND server answers PING on *host*:*port* (spec §6.1, procedure 0)."""
+    try:
+        await udp_call(host, port, NIBIND_PROG, NIBIND_VERS, BindProc.PING, timeout=1.0,
+                       retries=1, privileged=False)
+        return True
+    except (Timeout, RpcError, OSError, WireError):
+        return False
 
 
 def recheck_seconds() -> float:
@@ -173,20 +188,81 @@ class Nibindd:
         self.system_rpcbind = False
         self._recheck: asyncio.Task | None = None
         self.pmap_port = 0
+        #: "embedded" or "system" once :meth:`claim_portmapper` has decided
+        self._mode: str | None = None
 
     # -- start-up and shutdown ------------------------------------------------------------
 
-    async def start(self) -> None:
+    async def claim_portmapper(self) -> str:
+        """Decide which portmapper to use (``embedded`` or ``system``), or refuse one that
+        is not ours to use; changes nothing, so it may run before ``--init``.
+
+        A portmapper that already lists a NIBIND that answers belongs to another nibindd:
+        registering there would send one user's clients to another user's domains, and the
+        other's NIBIND would vanish when we stop (spec §6: one nibindd per portmapper). A
+        portmapper on an unreserved port owned by another user is not ours either.
+
+        :raises PortmapperTaken: one line saying whose it is and what to do.
+        """
+        if self._mode is not None:
+            return self._mode
+        host, port = portmapper_address()
+        where = f"the portmapper at {host}:{port} (NETINFO_PORTMAPPER)"
+        try:
+            nibind = await pmap_getport(None, NIBIND_PROG, NIBIND_VERS, IPPROTO_UDP,
+                                        timeout=1.0)
+            answers = True
+        except (Timeout, RpcError, OSError, WireError):
+            nibind, answers = 0, False
+        me = os.geteuid()
+        if nibind and await _nibind_answers(host, nibind):
+            owner = port_owner(nibind)
+            whose = "" if owner is None else (" of this user" if owner == me
+                                              else f" of uid {owner}")
+            raise PortmapperTaken(f"{where} already serves another nibindd{whose} (NIBIND "
+                                  f"port {nibind}); stop it, or give this one its own "
+                                  f"NETINFO_PORTMAPPER port")
+        owner = next((u for u in (port_owner(port), port_owner(port, udp=False))
+                      if u is not None), None)
+        if port >= 1024 and owner not in (None, 0, me):
+            raise PortmapperTaken(f"{where} belongs to uid {owner}, not to this user; "
+                                  f"give this nibindd its own NETINFO_PORTMAPPER port")
         mode = self.portmapper_mode
         if mode == "auto":
-            mode = "system" if await self._system_rpcbind_answers() else "embedded"
+            mode = "system" if answers else "embedded"
+        if mode == "embedded":
+            # asked now, so that --init creates nothing when the port is not ours to serve
+            problem = ("a portmapper already answers there" if answers
+                       else "the port is in use" if owner is not None
+                       else bind_problem(self.bind, port))
+            if problem:
+                whose = "" if owner is None else f" (held by uid {owner})"
+                raise PortmapperTaken(f"cannot serve a portmapper on {self.bind} port "
+                                      f"{port}{whose}: {problem}")
+        self._mode = mode
+        return mode
+
+    async def start(self) -> None:
+        """Claim the portmapper (:meth:`claim_portmapper`), serve NIBIND, start the
+        netinfods.
+
+        :raises PortmapperTaken: the portmapper is another nibindd's or another user's.
+        :raises OSError: a port cannot be bound.
+        """
+        mode = await self.claim_portmapper()
         if mode == "embedded":
             self.pmap = PortmapperProgram(self.own)
             self.pmap_server = RpcServer([self.pmap.program()])
             _, port = portmapper_address()
             # On the addresses nibindd serves (loopback unless told otherwise); the
             # netinfods register with it on 127.0.0.1.
-            t, u = bind_pair(self.bind, (port, port))
+            try:
+                t, u = bind_pair(self.bind, (port, port))
+            except OSError as e:
+                owner = port_owner(port, udp=False) or port_owner(port)
+                whose = "" if owner is None else f" (held by uid {owner})"
+                raise PortmapperTaken(f"cannot serve a portmapper on {self.bind} port "
+                                      f"{port}{whose}: {e.strerror or e}") from None
             await self.pmap_server.start(t, u)
             self.pmap_port = port
             for prot in (IPPROTO_TCP, IPPROTO_UDP):  # the portmapper lists itself
@@ -200,13 +276,6 @@ class Nibindd:
         if self.system_rpcbind:
             self._recheck = asyncio.ensure_future(self._recheck_loop())
         await self.rescan()
-
-    async def _system_rpcbind_answers(self) -> bool:
-        try:
-            await pmap_getport(None, PMAP_PROG, PMAP_VERS, IPPROTO_UDP, timeout=1.0)
-            return True
-        except (Timeout, RpcError, OSError, WireError):
-            return False
 
     async def _register_self(self) -> None:
         ports = ((IPPROTO_UDP, self.server.udp_port), (IPPROTO_TCP, self.server.tcp_port))

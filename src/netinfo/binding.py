@@ -11,11 +11,12 @@ import asyncio
 import logging
 import os
 import random
+import re
 import socket
 from collections.abc import Sequence
 
 from . import rpc
-from .errors import NiError, RpcError, Status, Timeout, WireError
+from .errors import ConfigError, NiError, RpcError, Status, Timeout, WireError
 from .model import addr_to_uint, is_digits, is_ipv4, uint_to_addr
 from .netif import interfaces, is_local, local_addresses, source_address_for
 from .nibind import (NIBIND_PROG, NIBIND_VERS, BindArgs, BindProc, CloneArgs, Registration,
@@ -30,16 +31,54 @@ log = logging.getLogger("netinfo.binding")
 BROADCAST = "255.255.255.255"
 
 
+#: The variable that says where the portmapper is when it is not on port 111 (DESIGN
+#: "Interfaces"; the README's quick start gives each user a port of their own).
+PORTMAPPER_VAR = "NETINFO_PORTMAPPER"
+_EXPECTED = "expected HOST:PORT or PORT, e.g. 127.0.0.1:1111"
+_HOST_LABEL = re.compile(r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\Z")
+
+
+def _host_ok(h: str) -> bool:
+    """An IPv4 address or a host name (RFC 1123 labels; not a malformed dotted number)."""
+    if is_ipv4(h):
+        return True
+    labels = h.split(".")
+    return (len(h) <= 253 and not all(x.isdigit() for x in labels)
+            and all(_HOST_LABEL.match(x) for x in labels))
+
+
+def parse_portmapper(value: str) -> tuple[str | None, int]:
+    """``HOST:PORT``, ``:PORT`` or ``PORT`` → (host or None, port).
+
+    :raises ConfigError: one line naming :data:`PORTMAPPER_VAR` and the part that is
+        wrong, never a silent port 111.
+    """
+    h, sep, p = value.rpartition(":")
+    # (is it wrong?, what to say): the first that applies is the message.
+    checks = (
+        (not p, f"no port after {h + sep!r}"),
+        (not (is_digits(p) and 0 < int(p) < 65536), f"port {p!r} is not a number from 1 to "
+                                                    "65535"),
+        (bool(h) and not _host_ok(h), f"host {h!r} is neither an IPv4 address nor a host "
+                                      "name"),
+    )
+    for wrong, why in checks:
+        if wrong:
+            raise ConfigError(f"{PORTMAPPER_VAR}={value!r}: {why} ({_EXPECTED})")
+    return h or None, int(p)
+
+
 def portmapper_address(host: str | None = None) -> tuple[str, int]:
     """Where the portmapper of *host* listens: port 111, or ``NETINFO_PORTMAPPER``'s.
 
     ``NETINFO_PORTMAPPER=host:port`` names the portmapper used when it is not on port 111
     (unprivileged runs, tests); its port applies to every host, its host to the local one.
+
+    :raises ConfigError: the variable is set but malformed (see :func:`parse_portmapper`).
     """
-    env = os.environ.get("NETINFO_PORTMAPPER", "")
+    env = os.environ.get(PORTMAPPER_VAR, "")
     if env:
-        h, _, p = env.rpartition(":")
-        port = int(p) if is_digits(p) else PMAP_PORT
+        h, port = parse_portmapper(env)
         return (host if host is not None else (h or "127.0.0.1")), port
     return (host if host is not None else "127.0.0.1"), PMAP_PORT
 

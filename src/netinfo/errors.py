@@ -126,6 +126,11 @@ class StorageError(NetInfoError):
     """The storage engine failed (disk full, corrupt database, ...)."""
 
 
+class ConfigError(NetInfoError, ValueError):
+    """A setting this process cannot use (e.g. a malformed ``NETINFO_PORTMAPPER``); the
+    message names the setting and the bad part, on one line."""
+
+
 class NiError(NetInfoError):
     """A NetInfo call answered a status other than NI_OK.
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import socket
 import struct
@@ -115,4 +116,52 @@ def peer_uid(addr: str, port: int, udp: bool) -> int | None:
                         return int(fields[7])
         except OSError:
             continue
+    return None
+
+
+def port_owner(port: int, udp: bool = True) -> int | None:
+    """The uid owning a local socket bound to *port* on any address (for TCP, a
+    listening one), from /proc/net; None when there is none (or it is not visible).
+
+    This is how nibindd tells whose portmapper answers on ``NETINFO_PORTMAPPER``'s port.
+    """
+    suffix = f":{port:04X}"
+    kinds = ("udp", "udp6") if udp else ("tcp", "tcp6")
+    for kind in kinds:
+        try:
+            with open(f"/proc/net/{kind}", encoding="ascii") as f:
+                next(f, None)
+                for line in f:
+                    fields = line.split()
+                    # TCP state 0A is LISTEN; a UDP socket's state does not matter
+                    if (len(fields) > 7 and fields[1].endswith(suffix)
+                            and (udp or fields[3] == "0A")):
+                        return int(fields[7])
+        except OSError:
+            continue
+    return None
+
+
+#: Why a bind to an address fails, for the errors a mistyped --bind gives.
+_BIND_ERRORS = {
+    errno.EADDRNOTAVAIL: "not an address of this host",
+    errno.EADDRINUSE: "the port is in use",
+    errno.EACCES: "permission denied (a port below 1024 needs root)",
+}
+
+
+def bind_problem(addr: str, port: int = 0) -> str | None:
+    """Why this host cannot listen on (*addr*, *port*), a few words; None when it can.
+
+    Asked before a daemon creates anything, so that ``--bind`` with an address that is
+    not this host's fails at once and leaves nothing behind.
+    """
+    fam = socket.AF_INET6 if ":" in addr else socket.AF_INET
+    try:
+        with socket.socket(fam, socket.SOCK_DGRAM) as s:
+            s.bind((addr, port))
+    except socket.gaierror:
+        return "not an address"
+    except OSError as e:
+        return _BIND_ERRORS.get(e.errno or 0, e.strerror or str(e))
     return None

@@ -18,8 +18,9 @@ from collections.abc import Callable, Coroutine, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
+from ..binding import portmapper_address
 from ..domain import DomainClient, DomainSyntaxError, TaggedError, open_domain
-from ..errors import NetInfoError, NiError, RpcError, Status, Timeout, WireError
+from ..errors import ConfigError, NetInfoError, NiError, RpcError, Status, Timeout, WireError
 
 #: Exit status for NI_FAILED / communication failures and unknown domain names (tools §1.5).
 EXIT_FAILED = 199
@@ -36,6 +37,8 @@ EXIT_USAGE = 1
 #: Any error the spec gives no status for: output errors, an OSError or an unexpected
 #: failure that reached the top (tools §1.5 is silent; 1, as for usage errors).
 EXIT_ERROR = 1
+#: A malformed ``NETINFO_*`` setting: the status of a usage error, in every tool (tools §1.5).
+EXIT_SETTING = EXIT_USAGE
 #: ``-T``'s default, in seconds (tools §1.1, §2.5; nifind's is its own, tools §4.3).
 DEFAULT_TIMEOUT = 30.0
 
@@ -98,6 +101,16 @@ def parse_timeout(text: str | None, default: float = DEFAULT_TIMEOUT, *, prog: s
     if not 0 < value < float("inf"):   # also refuses NaN
         raise UsageError(f"{prog}: invalid timeout {text}")
     return value
+
+
+def environment_problem() -> str | None:
+    """What is wrong with the ``NETINFO_*`` settings, on one line (None: nothing). A
+    malformed ``NETINFO_PORTMAPPER`` must never quietly mean port 111."""
+    try:
+        portmapper_address()
+    except ConfigError as e:
+        return str(e)
+    return None
 
 
 def privileged_from_env() -> bool | None:
@@ -258,8 +271,9 @@ def tool_main(argv: list[str] | None, parse: Callable[[list[str]], Any], usage: 
               prog: str, bulk: bool = False) -> int:
     """The ``main`` of every ni* tool: parse (:class:`UsageError`: its lines, then *usage*
     on stderr, exit 1; a parser may also stop the tool itself with :class:`ToolExit`),
-    ``--help`` (*help_text* on stdout, exit 0), keep a ``-P`` password out of ps(1), then
-    run *body* through :func:`run` (with the collector paused for *bulk* jobs).
+    ``--help`` (*help_text* on stdout, exit 0), refuse a malformed ``NETINFO_PORTMAPPER`` (one
+    line, :data:`EXIT_SETTING`, before any traffic), keep a ``-P`` password out of ps(1),
+    then run *body* through :func:`run` (with the collector paused for *bulk* jobs).
 
     Everything runs under :func:`guarded`, the one top-level handler: no traceback ever
     reaches the user."""
@@ -278,6 +292,10 @@ def tool_main(argv: list[str] | None, parse: Callable[[list[str]], Any], usage: 
         if getattr(o, "help", False):
             sys.stdout.write(help_text)
             return 0
+        problem = environment_problem()
+        if problem:
+            print(f"{prog}: {problem}" if prog else problem, file=sys.stderr)
+            return EXIT_SETTING
         if argv is None:
             hide_password(getattr(o, "password", None))
         if bulk:

@@ -14,8 +14,8 @@ import sys
 
 from .. import binding
 from ..database import Database, DatabaseInUse, database_exists, netinfo_dir, open_database
-from ..errors import NiError, RpcError, StorageError, Timeout, WireError
-from ..netif import hostname, is_local, local_addresses, non_loopback
+from ..errors import ConfigError, NiError, RpcError, StorageError, Timeout, WireError
+from ..netif import bind_problem, hostname, is_local, local_addresses, non_loopback
 from ..nibind import TAG_MAX, valid_tag
 from ..replicator import Replicator
 from ..server import NetInfoServer, ServerConfig
@@ -63,6 +63,18 @@ async def serve(args: argparse.Namespace) -> int:
     if not valid_tag(args.tag):
         print(f"{PROG}: invalid tag {args.tag!r}: use letters, digits, '.', '_' and '-' "
               f"(not first), at most {TAG_MAX} characters", file=sys.stderr)
+        return 2
+    # Before anything is created: a malformed NETINFO_PORTMAPPER, a mistyped --bind (or a
+    # taken --port) leaves no new database behind.
+    try:
+        binding.portmapper_address()
+    except ConfigError as e:
+        print(f"{PROG}: {e}", file=sys.stderr)
+        return 2
+    problem = bind_problem(args.bind, args.port or 0)
+    if problem:
+        print(f"{PROG}: cannot listen on {args.bind}"
+              + (f" port {args.port}" if args.port else "") + f": {problem}", file=sys.stderr)
         return 2
     directory = netinfo_dir(args.dir)
     addrs = local_addresses()

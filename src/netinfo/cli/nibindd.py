@@ -1,6 +1,7 @@
 """nibindd: serve every NetInfo database of a directory (tools §4.6, spec §6).
 
-``nibindd [--dir DIR] [--bind ADDR] [--portmapper auto|system|embedded] [--init] [-v]``
+``nibindd [--dir DIR] [--bind ADDR] [--portmapper auto|system|embedded] [--init]
+[--trust-local] [-v]``
 """
 
 from __future__ import annotations
@@ -12,10 +13,12 @@ import os
 import sys
 from pathlib import Path
 
-from ..binder import Nibindd, run_nibindd
+from ..binder import Nibindd, PortmapperTaken, run_nibindd
+from ..binding import portmapper_address
 from ..database import (DatabaseInUse, check_not_in_use, database_exists, netinfo_dir,
                         open_database)
-from ..netif import hostname, local_addresses, non_loopback
+from ..errors import ConfigError
+from ..netif import bind_problem, hostname, local_addresses, non_loopback
 from ..templates import create_local_under_network, create_network_root, set_password
 from .rootpass import RootPasswordError, root_password_hash
 
@@ -41,6 +44,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with --init: root's password in the new domains, the first line "
                         "of FILE ('-': standard input); without it a terminal is asked, "
                         "else root stays locked")
+    p.add_argument("--trust-local", action="store_true",
+                   help="run every netinfod with --trust-local: any local caller is the "
+                        "superuser (for unprivileged test setups, where nobody can bind "
+                        "the reserved port that proves it, spec §10.2)")
     p.add_argument("-v", "--verbose", action="store_true", help="log more")
     return p
 
@@ -88,11 +95,46 @@ def databases_in_use(directory: Path) -> DatabaseInUse | None:
     return None
 
 
+def directory_problem(directory: Path) -> str | None:
+    """Why nibindd would serve nothing from *directory* (None: it can serve from it)."""
+    # (is it so?, the reason): the first that applies is said.
+    checks = (
+        (lambda: not directory.exists(), "it does not exist (--init creates it)"),
+        (lambda: not directory.is_dir(), "it is not a directory"),
+        (lambda: not os.access(directory, os.R_OK | os.X_OK), "it is not readable"),
+    )
+    for applies, why in checks:
+        if applies():
+            return why
+    return None
+
+
 async def serve(args: argparse.Namespace) -> int:
     directory = netinfo_dir(args.dir)
+    # Everything that can refuse is asked before anything is created (--init) or bound.
+    try:
+        portmapper_address()
+    except ConfigError as e:
+        print(f"{PROG}: {e}", file=sys.stderr)
+        return 2
+    problem = bind_problem(args.bind)
+    if problem:
+        print(f"{PROG}: cannot listen on {args.bind}: {problem}", file=sys.stderr)
+        return 2
+    problem = None if args.init else directory_problem(directory)
+    if problem:
+        print(f"{PROG}: serving nothing from {directory}: {problem}", file=sys.stderr)
+        return 2
     busy = databases_in_use(directory)
     if busy is not None:
         print(f"{PROG}: {busy}", file=sys.stderr)
+        return 2
+    nb = Nibindd(directory, args.bind, args.portmapper,
+                 ["--trust-local"] if args.trust_local else None)
+    try:
+        await nb.claim_portmapper()
+    except PortmapperTaken as e:
+        print(f"{PROG}: {e}", file=sys.stderr)
         return 2
     if args.init:
         directory.mkdir(parents=True, exist_ok=True)
@@ -107,16 +149,19 @@ async def serve(args: argparse.Namespace) -> int:
             return 2
         for tag in made:
             print(f"{PROG}: created {directory / (tag + '.nidb')}", file=sys.stderr)
-    nb = Nibindd(directory, args.bind, args.portmapper)
     try:
         await nb.start()
+    except PortmapperTaken as e:
+        print(f"{PROG}: {e}", file=sys.stderr)
+        return 2
     except OSError as e:
         print(f"{PROG}: cannot start: {e}", file=sys.stderr)
         return 2
     where = "system rpcbind" if nb.system_rpcbind else f"portmapper port {nb.pmap_port}"
-    print(f"{PROG}: serving {', '.join(nb.served_tags()) or 'no databases'} "
-          f"(nibind udp={nb.server.udp_port} tcp={nb.server.tcp_port}, {where})",
-          file=sys.stderr, flush=True)
+    tags = ", ".join(nb.served_tags()) or (f"no databases yet (none in {directory}; "
+                                          "nidomain -m TAG creates one)")
+    print(f"{PROG}: serving {tags} (nibind udp={nb.server.udp_port} "
+          f"tcp={nb.server.tcp_port}, {where})", file=sys.stderr, flush=True)
     if nb.pmap_port != 111 and "NETINFO_PORTMAPPER" in os.environ:
         print(f"{PROG}: clients need NETINFO_PORTMAPPER={os.environ['NETINFO_PORTMAPPER']}",
               file=sys.stderr, flush=True)
