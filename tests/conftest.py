@@ -1,4 +1,12 @@
-"""Shared fixtures: byte helpers, a real netinfod subprocess on loopback."""
+"""Shared fixtures: byte helpers, a real netinfod subprocess on loopback.
+
+The suite is hermetic: it ignores the caller's ``NETINFO_*`` settings (cleared for the
+whole session in :func:`pytest_configure`, so every subprocess environment, built from
+``os.environ``, is clean too), points clients at a portmapper port nothing serves unless
+a test starts it, never broadcasts outside the namespaces it creates, and runs as root or
+as an ordinary user (where the servers it starts trust local callers, since nobody else can
+bind the reserved port that makes a caller the superuser, spec §10.2).
+"""
 
 from __future__ import annotations
 
@@ -15,6 +23,35 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 SRC = ROOT / "src"
 FIXTURES = Path(os.environ.get("NETINFO_FIXTURES", ROOT.parent / "shared" / "fixtures"))
+
+
+#: Our own variable: where the shared fixtures are (kept; every other NETINFO_* is cleared).
+KEEP_ENV = frozenset({"NETINFO_FIXTURES"})
+#: Root binds reserved ports and so is the superuser of the servers it starts; an ordinary
+#: user's servers are started with --trust-local so that its tests can write.
+ROOT_USER = os.geteuid() == 0
+TRUST = () if ROOT_USER else ("--trust-local",)
+#: For tests of the privilege rule itself through the suite's shared, trusting servers.
+PRIVILEGE_RULE_NEEDS_ROOT = (
+    "as an ordinary user the suite's servers trust every local caller (--trust-local), so an "
+    "unprivileged caller cannot be told from the superuser; the rule itself is tested on "
+    "strict servers (test_access, test_server)")
+needs_privilege_rule = pytest.mark.skipif(not ROOT_USER, reason=PRIVILEGE_RULE_NEEDS_ROOT)
+#: Held for the whole session: a TCP port bound but never listening, so free_port() never
+#: hands it out and a call to it is refused at once (see pytest_configure).
+_DEAD_PORT: socket.socket | None = None
+
+
+def pytest_configure(config) -> None:
+    """Forget the caller's NETINFO_* environment; clients find no portmapper (a port nothing
+    serves) and never broadcast, unless a test says otherwise."""
+    global _DEAD_PORT
+    for key in [k for k in os.environ if k.startswith("NETINFO_") and k not in KEEP_ENV]:
+        del os.environ[key]
+    _DEAD_PORT = socket.socket()
+    _DEAD_PORT.bind(("127.0.0.1", 0))
+    os.environ["NETINFO_PORTMAPPER"] = f"127.0.0.1:{_DEAD_PORT.getsockname()[1]}"
+    os.environ["NETINFO_BROADCAST"] = "off"
 
 
 def hexbytes(text: str) -> bytes:
@@ -49,10 +86,12 @@ def env_with_src() -> dict[str, str]:
 class Netinfod:
     """A real ``netinfod`` subprocess serving one tag on 127.0.0.1."""
 
-    def __init__(self, directory: Path, tag: str, *extra: str, port: int | None = None) -> None:
+    def __init__(self, directory: Path, tag: str, *extra: str, port: int | None = None,
+                 strict: bool = False) -> None:
         self.directory = directory
         self.tag = tag
-        self.extra = extra
+        # strict: the real privilege rule even for an ordinary user (no --trust-local)
+        self.extra = extra if strict else (*TRUST, *extra)
         self.port = port or free_port()
         self.proc: subprocess.Popen | None = None
 
@@ -92,12 +131,13 @@ class Netinfod:
 
 @pytest.fixture
 def netinfod(tmp_path):
-    """Start netinfod instances: ``netinfod(tag, *flags)``; all are stopped afterwards."""
+    """Start netinfod instances: ``netinfod(tag, *flags)``; all are stopped afterwards.
+    ``strict=True``: no --trust-local for an ordinary user (tests of the privilege rule)."""
     started: list[Netinfod] = []
 
     def start(tag: str = "test", *extra: str, directory: Path | None = None,
-              port: int | None = None) -> Netinfod:
-        d = Netinfod(directory or tmp_path, tag, *extra, port=port).start()
+              port: int | None = None, strict: bool = False) -> Netinfod:
+        d = Netinfod(directory or tmp_path, tag, *extra, port=port, strict=strict).start()
         started.append(d)
         return d
 
@@ -125,7 +165,7 @@ class Nibindd:
         import threading
 
         cmd = [sys.executable, "-m", "netinfo.cli.nibindd", "--dir", str(self.directory),
-               "--portmapper", "embedded", "--bind", "127.0.0.1", *self.extra]
+               "--portmapper", "embedded", "--bind", "127.0.0.1", *TRUST, *self.extra]
         self.proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL,
                                      env=self.env, text=True)
         ready = threading.Event()

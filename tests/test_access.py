@@ -203,7 +203,7 @@ def test_matrix_corners_over_the_wire(tmp_path):
     with open_database(tmp_path, "acc", create=True) as db:
         src = build()
         db.replace(src.service.image())
-    srv = Netinfod(tmp_path, "acc").start()
+    srv = Netinfod(tmp_path, "acc", strict=True).start()
     try:
         async def go() -> list[str]:
             out = []

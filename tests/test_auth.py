@@ -14,6 +14,8 @@ from netinfo.model import NI_INDEX_NULL, NiId
 from netinfo.rpc import AuthUnix
 from netinfo.service import SUPERUSER, Caller, DirectoryService
 
+from .conftest import needs_privilege_rule
+
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", DeprecationWarning)
     try:
@@ -100,6 +102,7 @@ def test_no_users_directory_is_nouser():
 
 
 @needs_crypt
+@needs_privilege_rule
 def test_niutil_with_user_and_password_over_the_wire(netinfod):
     """niutil -u alice -P secret writes as alice; a wrong password exits 120 (§1.5)."""
     from netinfo.client import SyncClient

@@ -21,7 +21,7 @@ from netinfo.cli import nicl
 from netinfo.cli.netinfod import hostname
 from netinfo.domain import open_domain
 
-from .conftest import env_with_src, served_domains
+from .conftest import env_with_src, needs_privilege_rule, served_domains
 
 _names = count()
 
@@ -324,10 +324,14 @@ def test_exit_codes(nb, cl):
         211, "", "Fetch record 999999 failed: Invalid Record ID\n")
     assert cl(".", "-read", "00") == (211, "", "read: Invalid Record ID\n")
     assert cl(".", "-rename", "/users/root", "nokey", "x")[0] == 213
-    p = sub(nb, ".", "-append", "/users/root", "shell", "x", env={"NETINFO_PRIVILEGED": "0"})
-    assert (p.returncode, p.stderr) == (161, "Append failed: Access Restricted\n")
     locked, _ = make("/", [("_locked", [])])
     assert cl(".", "-create", locked, "k", "v") == (236, "", "Create failed: Write Failed\n")
+
+
+@needs_privilege_rule
+def test_exit_code_of_a_refused_write(nb):
+    p = sub(nb, ".", "-append", "/users/root", "shell", "x", env={"NETINFO_PRIVILEGED": "0"})
+    assert (p.returncode, p.stderr) == (161, "Append failed: Access Restricted\n")
 
 
 def test_one_shot_as_subprocess(nb):

@@ -24,7 +24,8 @@ from netinfo.domain import open_domain
 from netinfo.errors import NiError, Status
 from netinfo.formats import RawNode, raw_from_text, raw_to_text
 
-from .conftest import Netinfod, env_with_src, free_port, served_domains
+from .conftest import (PRIVILEGE_RULE_NEEDS_ROOT, ROOT_USER, Netinfod, env_with_src, free_port,
+                       served_domains)
 from .test_nidump import TAGGED_HELP, call, make, populate, sub
 
 @pytest.fixture(scope="module")
@@ -53,7 +54,10 @@ def fresh(tmp_path, netinfod):
 
 @pytest.fixture
 def unprivileged(monkeypatch):
-    """Tools talk from an ordinary port: not the superuser (tools §0.5)."""
+    """Tools talk from an ordinary port: not the superuser (tools §0.5). Root only: an
+    ordinary user's servers here trust every local caller (see ``needs_privilege_rule``)."""
+    if not ROOT_USER:
+        pytest.skip(PRIVILEGE_RULE_NEEDS_ROOT)
     monkeypatch.setenv("NETINFO_PRIVILEGED", "0")
 
 

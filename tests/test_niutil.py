@@ -25,7 +25,7 @@ from netinfo.cli.netinfod import hostname
 from netinfo.domain import open_domain
 from netinfo.errors import NiError, Status
 
-from .conftest import free_port, served_domains
+from .conftest import free_port, needs_privilege_rule, served_domains
 
 # The usage text exactly as the original prints it (tools Appendix B).
 USAGE = (
@@ -306,6 +306,7 @@ def test_a15_root_writes_access_properties(ni):
     assert ni("-readprop", ".", f"/users/{user}", "_writers_passwd")[1] == f"{user}\n"
 
 
+@needs_privilege_rule
 def test_a15_non_root_write_is_denied_104(nb):
     p = sub(nb, "-createprop", ".", "/users/root", "shell", "/bin/zsh", env=unprivileged(nb))
     assert p.returncode == 104
@@ -316,6 +317,7 @@ def test_a15_non_root_write_is_denied_104(nb):
     assert p.stderr.endswith(": Permission denied\n")
 
 
+@needs_privilege_rule
 def test_a15_delegation_lets_non_root_write(nb, ni, monkeypatch):
     d = f"/{uniq('shared')}"
     ni("-create", ".", d)

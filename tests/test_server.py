@@ -177,7 +177,7 @@ def test_pipelining_many_calls_on_one_connection(netinfod):
 
 
 def test_anonymous_writes_need_writers_star(netinfod):
-    d = netinfod("test", "-m", "--populate")
+    d = netinfod("test", "-m", "--populate", strict=True)
 
     async def go():
         async with await Client.connect("127.0.0.1", d.port, "test", privileged=False) as c:

@@ -1,5 +1,6 @@
 """Nothing lost by a slip (issue #9): domains never cross between users, a malformed
-NETINFO_PORTMAPPER or --dir or --bind is said at once and changes nothing.
+NETINFO_PORTMAPPER or --dir or --bind is said at once and changes nothing, and the suite
+ignores the caller's environment.
 
 Everything here drives the real daemons and tools as subprocesses, on loopback.
 """
@@ -8,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import os
+import select
+import socket
 import subprocess
 import sys
 
@@ -17,7 +20,7 @@ from netinfo import binding
 from netinfo.errors import ConfigError
 from netinfo.netif import bind_problem
 
-from .conftest import env_with_src, free_port
+from .conftest import ROOT, env_with_src, free_port
 
 FOREIGN = "10.9.9.9"   # an address this host does not have (checked before use)
 
@@ -136,3 +139,30 @@ def test_netinfod_on_an_address_not_on_this_host_fails_and_creates_nothing(tmp_p
     assert (rc, err) == (2, f"nibindd: cannot listen on {foreign}: not an address of "
                             "this host\n")
     assert not (tmp_path / "nb").exists()
+
+
+# -- the suite is hermetic ---------------------------------------------------------------
+
+def test_the_suite_ignores_the_callers_netinfo_environment(tmp_path):
+    """A caller's NETINFO_* settings reach no test: a decoy portmapper named by the caller
+    hears nothing, NETINFO_PRIVILEGED=0 does not stop root's writes, NETINFO_DIR is not
+    used. Before: the netinfod fixture registered with the caller's portmapper and the
+    writes failed."""
+    decoy = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    decoy.bind(("127.0.0.1", 0))
+    elsewhere = tmp_path / "callers-dir"
+    env = dict(env_with_src(), NETINFO_PORTMAPPER=f"127.0.0.1:{decoy.getsockname()[1]}",
+               NETINFO_PRIVILEGED="0", NETINFO_DIR=str(elsewhere), NETINFO_BROADCAST="on")
+    try:
+        r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                            "--basetemp", str(tmp_path / "inner"),
+                            "tests/test_server.py::test_every_procedure_over_tcp",
+                            "tests/test_niutil.py::test_create_makes_every_missing_component"],
+                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+        heard = select.select([decoy], [], [], 0)[0]
+    finally:
+        decoy.close()
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-2000:]
+    assert "2 passed" in r.stdout
+    assert not heard, "a test talked to the caller's portmapper"
+    assert not elsewhere.exists()
