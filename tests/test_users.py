@@ -1,6 +1,6 @@
 """Nothing lost by a slip (issue #9): domains never cross between users, a malformed
-NETINFO_PORTMAPPER or --dir or --bind is said at once and changes nothing, and the suite
-ignores the caller's environment.
+NETINFO_PORTMAPPER or --dir or --bind is said at once and changes nothing, the suite
+ignores the caller's environment, and the README's quick start works per user.
 
 Everything here drives the real daemons and tools as subprocesses, on loopback.
 """
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import select
 import socket
 import subprocess
@@ -22,6 +23,8 @@ from netinfo.netif import bind_problem
 
 from .conftest import ROOT, env_with_src, free_port
 
+README = (ROOT / "README.md").read_text()
+CI = (ROOT / ".ci" / "run").read_text()
 FOREIGN = "10.9.9.9"   # an address this host does not have (checked before use)
 
 
@@ -166,3 +169,39 @@ def test_the_suite_ignores_the_callers_netinfo_environment(tmp_path):
     assert "2 passed" in r.stdout
     assert not heard, "a test talked to the caller's portmapper"
     assert not elsewhere.exists()
+
+
+# -- the README's quick start -----------------------------------------------------------
+
+def _quick_start() -> list[str]:
+    block = README.split("## Quick start", 1)[1].split("```sh", 1)[1].split("```", 1)[0]
+    return [x for x in block.splitlines() if x.strip() and not x.startswith("#")]
+
+
+def test_the_quick_start_gives_each_user_their_own_portmapper():
+    """Before: every user was told NETINFO_PORTMAPPER=127.0.0.1:1111."""
+    first = _quick_start()[0]
+    export = next(p.strip() for p in first.split("&&") if "NETINFO_PORTMAPPER=" in p)
+    ports = {}
+    for uid in (0, 1000, 1001, 65534):
+        r = subprocess.run(["bash", "-c", f"id() {{ echo {uid}; }}; {export}; "
+                            "echo \"$NETINFO_PORTMAPPER\""], capture_output=True, text=True,
+                           timeout=10)
+        host, port = binding.parse_portmapper(r.stdout.strip())
+        assert host == "127.0.0.1"
+        ports[uid] = port
+    assert len(set(ports.values())) == len(ports), ports
+    # unreserved (any user may bind it) and below Linux's ephemeral range
+    assert all(1024 <= p < 32768 for p in ports.values()), ports
+
+
+def test_the_quick_start_uses_a_venv_and_ci_runs_its_test_command():
+    """Before: plain `pip install` (refused by PEP 668 on Debian 12 and Ubuntu) and a fixed
+    port; CI ran the suite as root only."""
+    first, test = _quick_start()
+    assert first.startswith("python3 -m venv .venv && . .venv/bin/activate && "
+                            "pip install -e '.[test]' && "), first
+    assert "nibindd --init" in first
+    assert CI.rstrip("\n").splitlines()[-1] == test
+    # and before it the same suite as an ordinary user
+    assert re.search(r"(setpriv --reuid|runuser -u) ?\S*.*pytest", CI, re.S)
