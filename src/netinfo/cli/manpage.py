@@ -1,7 +1,13 @@
-"""Man pages for every tool, generated from the tool's own ``--help`` (its parser's text).
+"""Man pages for every tool, from one table (:data:`PAGES`) and the tool's own ``--help``.
 
-``python -m netinfo.cli.manpage DIR`` writes ``DIR/<tool>.1``; ``tests/test_manpages.py``
-checks that the committed pages in ``docs/man`` are exactly what the parsers print now.
+``python -m netinfo.cli.manpage DIR`` writes ``DIR/man1/<tool>.1`` (DIR is a man tree, so
+``MANPATH=DIR:`` finds the pages); ``tests/test_manpages.py`` checks that the committed pages
+in ``docs/man/man1`` are exactly what this renders now. SYNOPSIS and OPTIONS are the
+parser's text (so a new option cannot go undocumented); NAME, DESCRIPTION, ENVIRONMENT,
+EXIT STATUS, EXAMPLES and FILES come from :data:`PAGES`. A regular install puts the pages
+into ``<venv>/share/man/man1`` (pyproject ``data-files``), where ``man`` finds them from
+``PATH``; an editable install (``pip install -e``) installs no data files (a setuptools
+limitation), hence the README's ``MANPATH``.
 """
 
 from __future__ import annotations
@@ -11,23 +17,216 @@ import importlib
 import io
 import os
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 from .. import __version__
 
-#: tool → one-line summary for the NAME section.
-TOOLS: dict[str, str] = {
-    "niutil": "NetInfo utility: read and write directories and properties of a domain",
-    "nicl": "NetInfo command line: a shell over a domain or a database directory",
-    "nidump": "write NetInfo data as flat files or in the raw format",
-    "niload": "load flat files or the raw format into NetInfo",
-    "nireport": "print a table of properties of a directory's children",
-    "nigrep": "search a NetInfo domain for a regular expression",
-    "nifind": "find a directory in the NetInfo hierarchy",
-    "nidomain": "list, create and destroy the databases served by nibindd",
-    "netinfod": "serve one NetInfo database",
-    "nibindd": "serve every NetInfo database of a directory, NIBIND and a portmapper",
+#: Every ``NETINFO_*`` variable the programs read, and what it does (one table; a page
+#: lists the ones that apply to its tool).
+ENVIRONMENT: dict[str, str] = {
+    "NETINFO_PORTMAPPER":
+        "HOST:PORT (or PORT) of the portmapper, when it is not on port 111 of 127.0.0.1 "
+        "(DESIGN, \"Interfaces\"): its port applies to every host, its host to this one. "
+        "The README's quick start gives each user a port of their own, "
+        "127.0.0.1:$((10000 + $(id -u) % 20000)). A malformed value is an error that names "
+        "it; it never quietly means port 111.",
+    "NETINFO_DIR":
+        "The database directory when --dir is not given (default /var/db/netinfo).",
+    "NETINFO_BROADCAST":
+        "off (or 0, no) keeps this host from broadcasting when a domain looks for its "
+        "parent (spec §8.2); the parent is then found only at the addresses /machines "
+        "lists.",
+    "NETINFO_PRIVILEGED":
+        "0 (or no, off, false) keeps a tool run by root off reserved source ports: it then "
+        "calls as an ordinary caller, not as the superuser (spec §7.1, §10.2).",
+    "NETINFO_RPCBIND_RECHECK":
+        "Seconds between checks of nibindd's registration with a system rpcbind "
+        "(default 60).",
 }
+
+#: Exit statuses several tools share (tools §1.5).
+_NI_STATUS = ("101\\(en124", "the NetInfo status of the failure + 100: 104 permission "
+              "denied, 105 no such directory, 106 no such property, 111 the root domain has "
+              "no parent, 113 read-only, 120 authentication error, 122 master busy")
+_USAGE = ("1", "a usage error, or a malformed NETINFO_PORTMAPPER")
+_COMM = ("199", "communication failure, or a domain name that does not resolve")
+_TAGGED = ("200", "the server -t names cannot be reached")
+_TAGGED_PARSE = ("217\\(en221", "a -t argument that does not parse (216 + its parse "
+                 "status, as the original binaries computed it)")
+_CLIENT_ENV = ("NETINFO_PORTMAPPER", "NETINFO_PRIVILEGED")
+_CLIENT_FILES = (("", "None: the tool reaches the domain's servers through the portmapper "
+                  "(NETINFO_PORTMAPPER), nibindd and netinfod."),)
+
+
+@dataclass(frozen=True)
+class Page:
+    """What a tool's page says besides its parser's text."""
+
+    summary: str
+    description: tuple[str, ...]
+    environment: tuple[str, ...]
+    exit_status: tuple[tuple[str, str], ...]
+    examples: tuple[tuple[str, str], ...]
+    files: tuple[tuple[str, str], ...] = _CLIENT_FILES
+
+
+PAGES: dict[str, Page] = {
+    "niutil": Page(
+        "NetInfo utility: read and write directories and properties of a domain",
+        ("niutil reads and changes one NetInfo domain: it creates and destroys directories, "
+         "sets, appends and removes properties and values, and prints directories, lists, "
+         "the domain's name, its parent and its statistics. Writes go to the domain's "
+         "master (tools §1.3).",
+         "Domains are named ., .., /, /a/b, tag@host[:port], or host/tag with -t. Writing "
+         "needs the superuser (root on one of the server's own addresses, through a "
+         "reserved source port), a password (-p, -u, -P), or a directory whose _writers "
+         "lists the caller or *."),
+        _CLIENT_ENV,
+        (("0", "success (also -readval with an index past the end)"), _USAGE,
+         ("3", "an -insertval index that is not a number"), _NI_STATUS, _COMM, _TAGGED,
+         _TAGGED_PARSE),
+        (("niutil -read . /users/root", "print root's user record in the local domain"),
+         ("niutil -create / /users/bob && niutil -createprop / /users/bob uid 501",
+          "as root: add a user to the network domain"),
+         ("niutil -list . /users name", "list the users with their names"),
+         ("niutil -domainname .", "print the local domain's name"))),
+    "nicl": Page(
+        "NetInfo command line: a shell over a domain or a database directory",
+        ("nicl runs one command on a domain, or reads commands from its standard input "
+         "(interactively on a terminal) when none is given. With -raw the datasource is a "
+         "database directory (DIR/TAG.nidb) that nicl opens itself, with no server; the "
+         "database must not be in use by a running netinfod (tools §3).",),
+        _CLIENT_ENV,
+        (("0", "success"), _USAGE,
+         ("2\\(en255", "the low byte of the Directory Services status of the command that "
+          "failed (e.g. a record or key that does not exist)"),
+         _TAGGED_PARSE),
+        (("nicl . -read /users/root", "print root's record"),
+         ("nicl / -create /users/bob uid 501", "as root: add a user with a uid"),
+         ("nicl -raw /var/db/netinfo/local.nidb -list /users",
+          "list the users of a database that no server is running")),
+        (("DIR/TAG.nidb", "a database that -raw edits directly (its lock file says who "
+          "holds it)"),)),
+    "nidump": Page(
+        "write NetInfo data as flat files or in the raw format",
+        ("nidump prints a directory of a domain in one of the classic flat-file formats "
+         "(passwd, group, hosts, ...) or, with -r, a subtree in the raw format that "
+         "niload -r reads back (tools §2.1\\(en2.3).",),
+        ("NETINFO_PORTMAPPER",),
+        (("0", "success, also when the directory or table does not exist"),
+         ("1", "a usage error, a domain that cannot be opened or read, or a malformed "
+          "NETINFO_PORTMAPPER"), _TAGGED_PARSE),
+        (("nidump passwd .", "the local domain's users as an /etc/passwd file"),
+         ("nidump -r /users . > users.raw", "back up /users in the raw format"))),
+    "niload": Page(
+        "load flat files or the raw format into NetInfo",
+        ("niload reads a flat file (passwd, group, hosts, ...) or, with -r, a raw dump "
+         "from its standard input and writes it into a domain, adding and replacing "
+         "entries by name; -d first destroys the table, -m merges values (tools "
+         "§2.5\\(en2.7).",),
+        _CLIENT_ENV,
+        (("0", "success (a raw load exits 0 whatever it did, as the original did)"),
+         ("1", "a usage error, a domain that cannot be opened, a failed write, or a "
+          "malformed NETINFO_PORTMAPPER"), _TAGGED_PARSE),
+        (("niload passwd . < passwd", "as root: load users into the local domain"),
+         ("niload -r /users . < users.raw", "restore a backup made with nidump -r"))),
+    "nireport": Page(
+        "print a table of properties of a directory's children",
+        ("nireport prints one line per child of a directory: for each property named, its "
+         "values joined with commas, or #NoValue#, each column followed by a TAB "
+         "(tools §4.1).",),
+        _CLIENT_ENV,
+        (("0", "success"), _USAGE, _NI_STATUS, _COMM, _TAGGED, _TAGGED_PARSE),
+        (("nireport . /users name uid", "the users' names and uids"),)),
+    "nigrep": Page(
+        "search a NetInfo domain for a regular expression",
+        ("nigrep prints every property whose key or any value matches a POSIX extended "
+         "regular expression, searching depth-first from / or from the directories given "
+         "(tools §4.2).",),
+        _CLIENT_ENV,
+        (("0", "success, matches or not"), _USAGE, _NI_STATUS, _COMM, _TAGGED,
+         _TAGGED_PARSE),
+        (("nigrep root .", "every property mentioning root in the local domain"),)),
+    "nifind": Page(
+        "find a directory in the NetInfo hierarchy",
+        ("nifind looks for a directory in the local domain and each domain above it (or, "
+         "with -a, in the whole hierarchy below the root) and prints where it is found "
+         "(tools §4.3).",),
+        _CLIENT_ENV,
+        (("0", "success, found or not"),
+         ("1", "a usage error, a domain that cannot be opened, or a malformed "
+          "NETINFO_PORTMAPPER")),
+        (("nifind /users/root", "where root's record is, from the local domain up"),
+         ("nifind -a /printers/lp /", "every domain below the root that has the printer"))),
+    "nidomain": Page(
+        "list, create and destroy the databases served by nibindd",
+        ("nidomain asks nibindd on this host (or on host) to list its tags (-l), look one "
+         "up (-g), create a master database and its netinfod (-m), destroy one (-d), "
+         "unregister a netinfod (-u), create a clone of master/remotetag (-c), or register "
+         "a tag under another name (-a) (tools §4.4). Everything but -l and -g needs the "
+         "superuser: root on the same host, or, when nibindd is not root, its own user.",),
+        ("NETINFO_PORTMAPPER",),
+        (("0", "success; also -l and -g when no nibindd runs (port information is not "
+          "available)"),
+         ("1", "a usage error, a failed operation, nibindd not running, an unknown host, or "
+          "a malformed NETINFO_PORTMAPPER"),),
+        (("nidomain -l", "the tags served here, with their ports"),
+         ("nidomain -m sales", "create and serve a new master database sales"))),
+    "netinfod": Page(
+        "serve one NetInfo database",
+        ("netinfod serves DIR/TAG.nidb (or the store --store names) over ONC RPC, program "
+         "200100000 version 2, on UDP and TCP, and registers with the local nibindd when "
+         "one runs; nibindd normally starts it (tools §4.5). With -m it first creates a "
+         "master database, with -c a clone that copies its master.",
+         "It listens on 127.0.0.1 unless --bind says otherwise, and refuses an address "
+         "that is not this host's before it creates anything. One process holds a "
+         "database: a second netinfod, nibindd or nicl -raw on it is refused. SIGTERM and "
+         "SIGINT shut it down cleanly."),
+        ("NETINFO_DIR", "NETINFO_PORTMAPPER", "NETINFO_BROADCAST"),
+        (("0", "stopped by SIGTERM or SIGINT"),
+         ("2", "no database (without -m or -c), a damaged or busy database, an invalid tag, "
+          "an address or port it cannot listen on, or a malformed NETINFO_PORTMAPPER; "
+          "the one line on standard error says which"),),
+        (("netinfod --dir \"$HOME/.netinfo\" --port 1033 -m --populate mytag",
+          "create and serve a populated master database on a fixed port"),
+         ("netinfod --dir /var/db/netinfo local", "serve an existing database")),
+        (("/var/db/netinfo/TAG.nidb", "the database (NETINFO_DIR, --dir)"),
+         ("TAG.nidb/netinfo.sqlite", "the SQLite store"),
+         ("TAG.nidb/netinfo.sqlite.lock", "the lock, holding the owner's process id"),
+         ("TAG.nidb/collection", "a NeXT database, converted on first start"))),
+    "nibindd": Page(
+        "serve every NetInfo database of a directory, NIBIND and a portmapper",
+        ("nibindd runs one netinfod per DIR/*.nidb, answers the NIBIND program (200100001) "
+         "that maps tags to ports, and either registers with the system rpcbind or serves "
+         "its own portmapper version 2, with CALLIT, on NETINFO_PORTMAPPER's port (111 "
+         "when unset) (spec §6, tools §4.6). SIGHUP re-reads DIR; SIGTERM and SIGINT stop "
+         "it and its netinfods.",
+         "One nibindd per portmapper: when the portmapper it is told to use already lists "
+         "another nibindd, or belongs to another user, it prints one line saying whose and "
+         "exits with status 2, changing nothing; give each user their own "
+         "NETINFO_PORTMAPPER. It also refuses, before creating anything, a --bind address "
+         "that is not this host's and a DIR that does not exist (without --init)."),
+        ("NETINFO_PORTMAPPER", "NETINFO_DIR", "NETINFO_BROADCAST", "NETINFO_RPCBIND_RECHECK"),
+        (("0", "stopped by SIGTERM or SIGINT"),
+         ("2", "the portmapper is another nibindd's or another user's, DIR does not exist, "
+          "an address or port it cannot listen on, a database in use, or a malformed "
+          "NETINFO_PORTMAPPER; the one line on standard error says which"),),
+        (("export NETINFO_PORTMAPPER=127.0.0.1:$((10000 + $(id -u) % 20000))\n"
+          "nibindd --init --dir \"$HOME/.netinfo\"",
+          "the README's quick start: a local domain bound to a network root, on a "
+          "portmapper of your own"),
+         ("nibindd --bind 0.0.0.0", "as root: serve /var/db/netinfo to the network")),
+        (("/var/db/netinfo/*.nidb", "the databases served (NETINFO_DIR, --dir)"),
+         ("$HOME/.netinfo", "the README's quick start directory"))),
+}
+
+#: Tool → NAME line (kept for callers that list the tools).
+TOOLS: dict[str, str] = {tool: page.summary for tool, page in PAGES.items()}
+
+#: Lines of ``--help`` that start its options (everything before is the synopsis).
+_OPTION_HEADS = ("opts:", "options:", "known formats:", "positional arguments:",
+                 "commands:")
 
 
 def help_text(tool: str) -> str:
@@ -50,6 +249,17 @@ def help_text(tool: str) -> str:
     return out.getvalue() + err.getvalue()
 
 
+def split_help(text: str) -> tuple[list[str], list[str]]:
+    """(synopsis lines, option lines) of a ``--help`` text: the synopsis runs to the first
+    blank line or option heading; the options start at the first heading (an argparse
+    description before it is the DESCRIPTION's business)."""
+    lines = text.rstrip("\n").splitlines()
+    end = next((i for i, x in enumerate(lines)
+                if not x.strip() or x.startswith(_OPTION_HEADS)), len(lines))
+    start = next((i for i, x in enumerate(lines) if x.startswith(_OPTION_HEADS)), len(lines))
+    return lines[:end], lines[max(start, end):]
+
+
 def _escape(line: str) -> str:
     line = line.replace("\\", "\\e").replace("-", "\\-")
     if line.startswith((".", "'")):
@@ -57,21 +267,48 @@ def _escape(line: str) -> str:
     return line
 
 
+def _text(s: str) -> str:
+    """Prose from the table: escaped like the parser's text, but its ``\\(en`` kept."""
+    return "\n".join(_escape(x).replace("\\e(en", "\\(en") for x in s.split("\n"))
+
+
 def render(tool: str) -> str:
     """The troff man page of *tool*."""
-    others = ", ".join(f"\\fB{t}\\fR(1)" for t in TOOLS if t != tool)
-    body = "\n".join(_escape(x) for x in help_text(tool).rstrip("\n").splitlines())
-    return (f'.TH {tool.upper()} 1 "" "opennetinfo {__version__}" "NetInfo"\n'
-            f".SH NAME\n{tool} \\- {TOOLS[tool]}\n"
-            f".SH SYNOPSIS AND OPTIONS\n.nf\n{body}\n.fi\n"
-            f".SH SEE ALSO\n{others}\n")
+    page = PAGES[tool]
+    synopsis, options = split_help(help_text(tool))
+    out = [f'.TH {tool.upper()} 1 "" "opennetinfo {__version__}" "NetInfo"',
+           ".SH NAME", f"{tool} \\- {_text(page.summary)}",
+           ".SH SYNOPSIS", ".nf", *map(_escape, synopsis), ".fi",
+           ".SH DESCRIPTION"]
+    for i, para in enumerate(page.description):
+        out += ([".PP"] if i else []) + [_text(para)]
+    out += [".SH OPTIONS"]
+    out += ([".nf", *map(_escape, options), ".fi"] if options else
+            ["None besides the operations in the SYNOPSIS; --help prints it."])
+    out += [".SH ENVIRONMENT"]
+    for name in page.environment:
+        out += [".TP", f".B {name}", _text(ENVIRONMENT[name])]
+    out += [".SH EXIT STATUS"]
+    for code, meaning in page.exit_status:
+        out += [".TP", f".B {code}", _text(meaning)]
+    out += [".SH EXAMPLES"]
+    for command, what in page.examples:
+        out += [".PP", _text(what[0].upper() + what[1:]) + ":",
+                ".RS", ".nf", _text(command), ".fi", ".RE"]
+    out += [".SH FILES"]
+    for path, what in page.files:
+        out += [".TP", f".I {_text(path)}", _text(what)] if path else [_text(what)]
+    out += [".SH SEE ALSO",
+            ", ".join(f"\\fB{t}\\fR(1)" for t in PAGES if t != tool)
+            + ", README.md, docs/security.md"]
+    return "\n".join(out) + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
-    target = Path(args[0] if args else "docs/man")
+    target = Path(args[0] if args else "docs/man") / "man1"
     target.mkdir(parents=True, exist_ok=True)
-    for tool in TOOLS:
+    for tool in PAGES:
         (target / f"{tool}.1").write_text(render(tool))
     return 0
 
