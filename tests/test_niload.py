@@ -18,6 +18,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from netinfo import dumps
 from netinfo.cli import nidump, niload, niutil
 from netinfo.transport import RpcConnection
 from netinfo.domain import open_domain
@@ -695,7 +696,7 @@ def _external_write(dom: str, fn):
 
 def test_stale_prediction_falls_back_to_a_fresh_read(srv, monkeypatch):
     populate(srv, True, {"/users": [([("name", ["keep"]), ("uid", ["1"])], [])]})
-    real = niload.FlatLoad.picture
+    real = dumps.FlatLoad.picture
     calls = []
 
     async def picture(self, oid, keys):
@@ -711,7 +712,7 @@ def test_stale_prediction_falls_back_to_a_fresh_read(srv, monkeypatch):
                 await c.createprop(keep, "extra", ["x"])
             await _external_write(srv, meddle)
         return got
-    monkeypatch.setattr(niload.FlatLoad, "picture", picture)
+    monkeypatch.setattr(dumps.FlatLoad, "picture", picture)
     text = pw("keep", 1, "Kept") + "".join(pw(f"s{i}", 100 + i) for i in range(50))
     rc, out, err = load(srv, "-v", "-m", "passwd", stdin=text)
     assert (rc, out) == (0, ""), err
@@ -730,7 +731,7 @@ def test_stale_prediction_falls_back_to_a_fresh_read(srv, monkeypatch):
 
 def test_raw_load_replaces_what_another_writer_adds_meanwhile(srv, monkeypatch):
     populate(srv, True, {"/rr": [([("name", ["a"])], [])]})
-    real = niload.walk
+    real = dumps.walk
     seen = []
 
     async def walk(c, top, **kw):
@@ -742,7 +743,7 @@ def test_raw_load_replaces_what_another_writer_adds_meanwhile(srv, monkeypatch):
                 await make(c2, rr.object, [("name", ["late"])])
             await _external_write(srv, meddle)
         return got
-    monkeypatch.setattr(niload, "walk", walk)
+    monkeypatch.setattr(dumps, "walk", walk)
     rc, out, err = load(srv, "-r", "/rr", stdin="name = rr; CHILDREN = ( { name = b; } );")
     assert (rc, out, err) == (0, "", "")
     assert len(seen) >= 2   # the check met the other write (NI_STALE): read again

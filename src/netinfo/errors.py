@@ -184,3 +184,16 @@ _BY_STATUS: dict[int, type[NiError]] = {
                           SystemError_, Alive, NotMaster, DupTag, NoTag, AuthError, NoUser,
                           MasterBusy)
 }
+
+
+def ni_message(status: int) -> str:
+    """``ni_error`` text; "(unknown error)" for a code outside the table (tools §0.3)."""
+    return MESSAGES.get(status, "(unknown error)")
+
+
+def error_text(err: BaseException) -> str:
+    """What follows ``: `` in the tools' error messages: the status's text, and
+    "Communication failure" (NI_FAILED's) for anything that is not a NetInfo status."""
+    if isinstance(err, NiError):
+        return ni_message(err.status)
+    return ni_message(Status.FAILED)

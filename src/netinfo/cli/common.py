@@ -20,7 +20,8 @@ from typing import Any, TextIO
 
 from ..binding import portmapper_address
 from ..domain import DomainClient, DomainSyntaxError, TaggedError, open_domain
-from ..errors import ConfigError, NetInfoError, NiError, RpcError, Status, Timeout, WireError
+from ..errors import (ConfigError, NetInfoError, NiError, RpcError, Status, Timeout, WireError,
+                      error_text, ni_message)
 
 #: Exit status for NI_FAILED / communication failures and unknown domain names (tools §1.5).
 EXIT_FAILED = 199
@@ -43,24 +44,11 @@ EXIT_SETTING = EXIT_USAGE
 DEFAULT_TIMEOUT = 30.0
 
 
-def ni_message(status: int) -> str:
-    """``ni_error`` text; "(unknown error)" for a code outside the table (tools §0.3)."""
-    from ..errors import MESSAGES  # noqa: PLC0415
-    return MESSAGES.get(status, "(unknown error)")
-
-
 def exit_code(err: BaseException) -> int:
     """The one error → exit status mapping: ni_status + 100, 199 for communication."""
     if isinstance(err, NiError) and err.status != Status.FAILED:
         return 100 + err.status
     return EXIT_FAILED
-
-
-def error_text(err: BaseException) -> str:
-    """What follows ``: `` in a tool's error message."""
-    if isinstance(err, NiError):
-        return ni_message(err.status)
-    return ni_message(Status.FAILED)
 
 
 class ToolExit(Exception):

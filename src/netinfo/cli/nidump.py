@@ -45,11 +45,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from .. import dumps
 from ..client import Client
 from ..errors import NiError, Status
 from ..formats import FORMATS, NIDUMP_FORMATS, RawNode, raw_to_text
-from ..model import Proplist
-from ..walk import TreeNode, walk
 from .common import (COMM_ERRORS, DEFAULT_TIMEOUT, EXIT_FAILED, EXIT_TAGGED_CONNECT, Progress,
                      ToolExit, UsageError, dump_json, error_text, open_for_tool,
                      parse_timeout, props_json, scan_args, tool_main, usage_text)
@@ -129,15 +128,7 @@ class LazyProgress:
             self.bar.close()
 
 
-# -- walking a subtree -------------------------------------------------------------------------
-
-def to_raw(nodes: dict[int, TreeNode], top: int) -> RawNode:
-    """The walked subtree as a :class:`RawNode` tree (iterative: any depth)."""
-    made = {oid: RawNode(list(n.props or []), []) for oid, n in nodes.items()}
-    for oid, n in nodes.items():
-        made[oid].children = [made[k] for k in n.kids]
-    return made[top]
-
+# -- JSON ---------------------------------------------------------------------------------------
 
 def raw_json(tree: RawNode) -> dict[str, Any]:
     """``--json`` for ``-r``: ``{"properties": [...], "children": [...]}`` recursively."""
@@ -165,17 +156,6 @@ def write_out(text: str) -> None:
     buf.flush()
 
 
-async def _find(c: Client, path: str) -> int | None:
-    """The directory at *path*, or None when it does not exist (a missing table: tools
-    §2.1, nothing printed, exit 0)."""
-    try:
-        return (await c.pathsearch(path)).object
-    except NiError as e:
-        if e.status == Status.NODIR:
-            return None
-        raise
-
-
 async def dump_raw(c: Client, o: Options) -> Callable[[], None]:
     """Walk the subtree; returns what prints it.
 
@@ -183,17 +163,13 @@ async def dump_raw(c: Client, o: Options) -> Callable[[], None]:
         and exited 0, so ``nidump -r /nosuch . > backup.raw`` left an empty "backup"
         that ``niload -r`` would have restored as nothing (issue #9); it is an error now.
     """
-    oid = (await c.pathsearch(o.what)).object
     progress = LazyProgress(PROG)
     try:
-        nodes = await walk(c, oid, progress=progress.advance)
-    except NiError as e:
-        if e.status == Status.BADID:   # the directory went away after the lookup
-            raise NiError(Status.NODIR) from None
-        raise
+        tree = await dumps.read_subtree(c, o.what, progress=progress.advance)
     finally:
         progress.close()
-    tree = to_raw(nodes, oid)
+    if tree is None:
+        raise NiError(Status.NODIR)
     if o.json:
         return lambda: dump_json(raw_json(tree))
     # escape_backslashes: the lossless choice (module docstring, issue requirement).
@@ -203,24 +179,14 @@ async def dump_raw(c: Client, o: Options) -> Callable[[], None]:
 async def dump_flat(c: Client, o: Options) -> Callable[[], None]:
     """Read the format's table with one LISTALL; returns what prints it."""
     spec = FORMATS[o.what]
-    records: list[Proplist] = []
-    oid = await _find(c, spec.directory)
-    if oid is not None:
-        try:
-            if spec.table:
-                records = list((await c.listall(oid))[1])
-            else:
-                records = [(await c.read(oid))[1]]
-        except NiError as e:
-            if e.status != Status.BADID:
-                raise
+    found, records = await dumps.read_table(c, o.what)
     if o.json:
         # The records that give output, i.e. those the format does not skip.
         empty = spec.to_text([])
         shown = [r for r in records if spec.to_text([r]) != empty]
         return lambda: dump_json({"format": o.what, "directory": spec.directory,
                                   "records": [props_json(r) for r in shown]})
-    if oid is None and not spec.dump_when_missing:
+    if not found and not spec.dump_when_missing:
         return lambda: None
     return lambda: write_out(spec.to_text(records))
 

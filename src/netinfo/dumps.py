@@ -1,0 +1,758 @@
+"""Dumping and loading domains: what nidump and niload do, as a library (tools §2).
+
+The tools (``cli/nidump``, ``cli/niload``) and the web manager both call these; they only
+differ in where messages and progress go. Nothing here prints: messages go to a *write*
+callable (text with its newlines), progress to a factory of objects with ``advance()`` and
+``close()``, and failures are raised as :class:`LoadError` carrying the original's wording
+(tools §2.7) and the error underneath.
+
+* Reading: :func:`read_subtree` (``nidump -r``, the pipelined level-by-level walk of
+  :mod:`netinfo.walk`) and :func:`read_table` (a flat format's table, one LISTALL).
+* Flat loads (tools §2.6, §2.7): :class:`FlatLoad` / :func:`load_flat`. The table is read
+  once (one LIST of names, then READs of just the children the input will touch, all
+  pipelined), the run is planned locally with the pure helpers of :mod:`netinfo.formats`,
+  and the CREATE and WRITE calls go out back to back, each carrying the instance its
+  directory will have by then (every successful write adds 1, spec §5.3). A wrong
+  prediction (NI_STALE or NI_BADID: somebody else wrote meanwhile) makes the rest of the
+  input be planned again from a fresh read; re-applying a record that already went
+  through gives the same directory, so nothing is lost or duplicated. Input with no
+  records never touches the domain (tools §2.7), and input with a line that does not
+  parse is refused whole (:class:`~netinfo.formats.FormatError`, nothing written).
+* Raw loads (tools §2.7 "Raw load"): :func:`raw_load` replaces a directory so that a
+  failure part way leaves the old subtree (check, add, remove: see the comment above
+  :class:`LoadError`'s raw-load section); :func:`check_raw_input` refuses empty input
+  unless asked (a failed ``nidump -r /nosuch > f`` leaves a 0-byte file).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any, Protocol
+
+from .client import Client
+from .errors import NetInfoError, NiError, Status, error_text
+from .formats import (FORMATS, UPDATE_MESSAGES, FormatError, RawNode, plan_update,
+                      raw_from_text, record_key, record_path, record_text)
+from .model import NiId, Proplist, first_values, split_unescaped
+from .verbs import create_path
+from .walk import CALL_ERRORS, WINDOW, TreeNode, pipelined, walk
+
+__all__ = [
+    "RETRIES", "LoadError", "Progress", "find_dir", "to_raw", "read_subtree",
+    "read_table", "destroy_calls", "run_calls", "first_error", "destroy_tree", "Entry",
+    "NameIndex", "Step", "plan_records", "step_calls", "FlatLoad", "load_flat",
+    "create_calls", "raw_load", "check_raw_input",
+]
+
+#: How many times a run whose instance predictions failed is planned again.
+RETRIES = 5
+#: Statuses that mean "the picture we planned against is out of date": plan again.
+_REPLAN = (Status.STALE, Status.BADID)
+#: Every failure a call can end in (NiError, communication errors, OSError).
+_ERRORS = CALL_ERRORS
+
+
+class Progress(Protocol):
+    """What a progress factory returns (the tools' terminal bar, or nothing at all)."""
+
+    def advance(self, n: int = 1) -> None: ...
+
+    def close(self) -> None: ...
+
+
+ProgressFactory = Callable[[int], Progress]
+
+
+class LoadError(NetInfoError):
+    """A load stopped: *what* is the original's wording (``can't update NetInfo
+    /users/bob``, ``Can't create directory``, ...), *err* the failure underneath, *state*
+    what a raw load left in place when that is not simply the old subtree."""
+
+    def __init__(self, what: str, err: BaseException, state: str = "") -> None:
+        super().__init__(f"{what}: {err}")
+        self.what = what
+        self.err = err
+        self.state = state
+
+    def line(self) -> str:
+        """The message as niload prints it: ``<what>: <reason>[ (<state>)]``."""
+        state = f" ({self.state})" if self.state else ""
+        return f"{self.what}: {error_text(self.err)}{state}"
+
+
+class _NoProgress:
+    def advance(self, n: int = 1) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def _progress(factory: ProgressFactory | None, total: int) -> Progress:
+    return factory(total) if factory is not None else _NoProgress()
+
+
+# -- reading -----------------------------------------------------------------------------------
+
+async def find_dir(c: Client, path: str) -> int | None:
+    """The directory at *path*, or None when it does not exist (nidump: exit 0, §2.1)."""
+    try:
+        return (await c.pathsearch(path)).object
+    except NiError as e:
+        if e.status == Status.NODIR:
+            return None
+        raise
+
+
+def to_raw(nodes: dict[int, TreeNode], top: int) -> RawNode:
+    """A walked subtree as a :class:`RawNode` tree (iterative: any depth)."""
+    made = {oid: RawNode(list(n.props or []), []) for oid, n in nodes.items()}
+    for oid, n in nodes.items():
+        made[oid].children = [made[k] for k in n.kids]
+    return made[top]
+
+
+async def read_subtree(c: Client, path: str,
+                       progress: Callable[[int], None] | None = None) -> RawNode | None:
+    """``nidump -r``: the subtree at *path*, or None when it does not exist (or went away
+    during the walk). *progress(n)* is told of directories as they are read."""
+    oid = await find_dir(c, path)
+    if oid is None:
+        return None
+    try:
+        nodes = await walk(c, oid, progress=progress)
+    except NiError as e:
+        if e.status == Status.BADID:   # the directory went away after the lookup
+            return None
+        raise
+    return to_raw(nodes, oid)
+
+
+async def read_table(c: Client, fmt: str) -> tuple[bool, list[Proplist]]:
+    """A flat format's records (one LISTALL of its table; the directory itself for a
+    non-table format such as resolv.conf): (whether the directory exists, records)."""
+    spec = FORMATS[fmt]
+    oid = await find_dir(c, spec.directory)
+    if oid is None:
+        return False, []
+    try:
+        if spec.table:
+            return True, list((await c.listall(oid))[1])
+        return True, [(await c.read(oid))[1]]
+    except NiError as e:
+        if e.status != Status.BADID:
+            raise
+    return False, []
+
+
+# -- destroying subtrees, pipelined ------------------------------------------------------------
+
+def destroy_calls(c: Client, nodes: dict[int, TreeNode], top: int, *, bumped: int = 0,
+                  parent: NiId | None = None) -> list[Callable[[], Awaitable[Any]]]:
+    """DESTROY calls for the walked subtree at *top*, leaves first, each with the
+    instances its parent and itself will have by then (spec §5.3: destroying a child adds
+    1 to the parent's instance; the child keeps the instance its own last destroy left).
+
+    Without *parent* only *top*'s descendants go (top stays); with it, *top* goes too.
+    *bumped*: writes to *top* issued before these calls.
+    """
+    gone: dict[int, int] = {}          # directory → children destroyed so far
+    calls: list[Callable[[], Awaitable[Any]]] = []
+
+    def inst(oid: int) -> int:
+        return nodes[oid].id.instance + gone.get(oid, 0) + (bumped if oid == top else 0)
+
+    def destroy(p: NiId, child: NiId) -> Callable[[], Awaitable[Any]]:
+        return lambda: c.destroy(p, child)
+
+    # Iterative post-order: (directory, its parent, index of the next child to visit).
+    stack: list[list[int]] = [[top, -1, 0]]
+    while stack:
+        frame = stack[-1]
+        oid, par, i = frame
+        kids = nodes[oid].kids
+        if i < len(kids):
+            frame[2] += 1
+            stack.append([kids[i], oid, 0])
+            continue
+        stack.pop()
+        if oid == top:
+            if parent is not None:
+                calls.append(destroy(parent, NiId(oid, inst(oid))))
+            continue
+        calls.append(destroy(NiId(par, inst(par)), NiId(oid, inst(oid))))
+        gone[par] = gone.get(par, 0) + 1
+    return calls
+
+
+async def run_calls(calls: list[Callable[[], Awaitable[Any]]],
+                    progress: Progress | None = None) -> list[Any]:
+    """:func:`~netinfo.walk.pipelined`, advancing *progress* per answer."""
+    bar = progress
+    return await pipelined(calls, WINDOW, (lambda i: bar.advance()) if bar else None)
+
+
+def first_error(results: list[Any]) -> tuple[int, BaseException] | None:
+    """The first failed call's index and exception, or None."""
+    for i, r in enumerate(results):
+        if isinstance(r, BaseException):
+            return i, r
+    return None
+
+
+async def destroy_tree(c: Client, oid: int) -> int:
+    """Destroy directory *oid* and everything below it (``niload -d``); returns how many
+    directories went.
+
+    :raises NiError: the first failure. :raises CALL_ERRORS: communication failures.
+    """
+    for attempt in range(RETRIES + 1):
+        parent_no, _ = await c.parent(oid)
+        if parent_no == oid:
+            raise NiError(Status.UNRELATED)   # the root cannot be removed
+        parent = await c.self_id(parent_no)
+        nodes = await walk(c, oid, with_props=False)
+        bad = first_error(await run_calls(destroy_calls(c, nodes, oid, parent=parent)))
+        if bad is None:
+            return len(nodes)
+        err = bad[1]
+        if attempt == RETRIES or not (isinstance(err, NiError) and err.status in _REPLAN):
+            raise err
+        try:
+            await c.self_id(oid)
+        except NiError as e:
+            if e.status == Status.BADID:
+                return len(nodes)   # gone after all
+            raise
+    raise AssertionError("unreachable")
+
+
+# -- flat files (tools §2.6, §2.7) -------------------------------------------------------------
+
+@dataclass
+class Entry:
+    """One child of the table in the local picture the run is planned against."""
+
+    oid: int | None                   #: None: made by this run (its CREATE is a step)
+    names: list[str]                  #: current values of its name property
+    props: Proplist | None = None     #: current properties, when read
+    instance: int | None = None       #: instance when read
+    error: BaseException | None = None  #: why it could not be read
+    writes: int = 0                   #: writes planned on it so far
+    create_step: int | None = None    #: the step that creates it (oid None)
+
+
+class NameIndex:
+    """name value → positions of the entries holding it, in child order, so that the
+    first-match lookup of tools §2.7 rule 3 costs a dictionary probe."""
+
+    def __init__(self) -> None:
+        self.at: dict[str, list[int]] = {}
+
+    def add(self, pos: int, names: list[str]) -> None:
+        for n in dict.fromkeys(names):
+            bisect.insort(self.at.setdefault(n, []), pos)
+
+    def remove(self, pos: int, names: list[str]) -> None:
+        for n in dict.fromkeys(names):
+            lst = self.at.get(n)
+            if lst:
+                i = bisect.bisect_left(lst, pos)
+                if i < len(lst) and lst[i] == pos:
+                    del lst[i]
+
+    def first(self, name: str) -> int | None:
+        lst = self.at.get(name)
+        return lst[0] if lst else None
+
+
+@dataclass
+class Step:
+    """What one input record does (tools §2.7)."""
+
+    record: int                      #: index in the input
+    path: str | None                 #: ``<table>/<name>``; None: no name
+    action: str                      #: "create", "write", "merge" or "ignore"
+    entry: int = -1                  #: position of the target entry
+    props: Proplist = field(default_factory=list)
+    seq: int = 0                     #: earlier writes to the same directory in this run
+
+
+def _names(props: Proplist) -> list[str]:
+    return list(first_values(props, "name") or [])
+
+
+def plan_records(records: list[Proplist], entries: list[Entry], index: NameIndex,
+                 table: str, merge: bool) -> tuple[list[Step], tuple[int, str, BaseException]
+                                                   | None]:
+    """Replay tools §2.7 rules 1-6 over the local picture, record by record. Returns the
+    steps, and (record, path, error) when a record hits a child that could not be read
+    (planning stops there: rule 7)."""
+    steps: list[Step] = []
+    creates = 0
+    for i, rec in enumerate(records):
+        key = record_key(rec)
+        if key is None:
+            steps.append(Step(i, None, "ignore"))
+            continue
+        path = record_path(table, key)
+        pos = index.first(key)
+        if pos is None:
+            action, props = plan_update(None, rec, merge)
+            pos = len(entries)
+            entries.append(Entry(None, _names(props), props, create_step=len(steps)))
+            index.add(pos, entries[pos].names)
+            steps.append(Step(i, path, action, pos, props, creates))
+            creates += 1
+            continue
+        e = entries[pos]
+        if e.error is not None or e.props is None:
+            return steps, (i, path, e.error or NiError(Status.BADID))
+        action, props = plan_update(e.props, rec, merge)
+        steps.append(Step(i, path, action, pos, props, e.writes))
+        e.writes += 1
+        new_names = _names(props)
+        if new_names != e.names:
+            index.remove(pos, e.names)
+            index.add(pos, new_names)
+            e.names = new_names
+        e.props = props
+    return steps, None
+
+
+def step_calls(c: Client, steps: list[Step], entries: list[Entry],
+               table: NiId) -> tuple[list[Callable[[], Awaitable[Any]]], list[int]]:
+    """The CREATE/WRITE calls of *steps*, with predicted instances; and for each call
+    the index of its step."""
+    loop = asyncio.get_running_loop()
+    made: dict[int, asyncio.Future[NiId]] = {}   # entry → its CREATE's answer
+    needed = {s.entry for s in steps if s.action in ("write", "merge")
+              and entries[s.entry].oid is None}
+    calls: list[Callable[[], Awaitable[Any]]] = []
+    which: list[int] = []
+    for n, s in enumerate(steps):
+        if s.action == "ignore":
+            continue
+        e = entries[s.entry]
+        if s.action == "create":
+            fut = None
+            if s.entry in needed:
+                fut = made[s.entry] = loop.create_future()
+                fut.add_done_callback(lambda f: f.cancelled() or f.exception())
+            calls.append(_create_call(c, NiId(table.object, table.instance + s.seq),
+                                      s.props, fut))
+        elif e.oid is not None:
+            assert e.instance is not None
+            calls.append(_write_call(c, NiId(e.oid, e.instance + s.seq), s.props))
+        else:
+            calls.append(_write_new_call(c, made[s.entry], s.seq, s.props))
+        which.append(n)
+    return calls, which
+
+
+def _create_call(c: Client, parent: NiId, props: Proplist,
+                 fut: asyncio.Future[NiId] | None) -> Callable[[], Awaitable[Any]]:
+    async def call() -> NiId:
+        try:
+            child, _ = await c.create(parent, props)
+        except BaseException as e:
+            if fut is not None and not fut.done():
+                fut.set_exception(e)
+            raise
+        if fut is not None and not fut.done():
+            fut.set_result(child)
+        return child
+    return call
+
+
+def _write_call(c: Client, d: NiId, props: Proplist) -> Callable[[], Awaitable[Any]]:
+    return lambda: c.write(d, props)
+
+
+def _write_new_call(c: Client, made: asyncio.Future[NiId], seq: int,
+                    props: Proplist) -> Callable[[], Awaitable[Any]]:
+    # The first write to a child made by this run waits for its CREATE's answer; the
+    # child's instance is the one CREATE returned, plus the writes before this one.
+    async def call() -> NiId:
+        child = await made
+        return await c.write(NiId(child.object, child.instance + seq), props)
+    return call
+
+
+class FlatLoad:
+    """One flat-format load into a domain (``niload <format>``, tools §2.7).
+
+    *write* gets the ``-v`` text (and the no-name notice) with its newlines; *progress*
+    makes a progress object for a number of calls. Failures raise :class:`LoadError` with
+    niload's wording ("can't update NetInfo <t>/<name>", ...).
+    """
+
+    def __init__(self, c: Client, fmt: str, *, merge: bool = False, delete: bool = False,
+                 verbose: bool = False, write: Callable[[str], Any] | None = None,
+                 progress: ProgressFactory | None = None) -> None:
+        self.c = c
+        self.spec = FORMATS[fmt]
+        self.table = self.spec.directory
+        self.merge = merge
+        self.delete = delete
+        self.verbose = verbose
+        self.write = write or (lambda text: None)
+        self.progress = progress
+        #: what the run did: (action, path) per record written, in input order
+        self.done: list[tuple[str, str]] = []
+
+    def say(self, text: str) -> None:
+        self.write(text + "\n")
+
+    async def table_dir(self) -> int:
+        """Find the table, after ``delete`` has destroyed it; create it when missing."""
+        t = self.table
+        oid: int | None
+        try:
+            oid = (await self.c.pathsearch(t)).object
+        except NiError as e:
+            if e.status != Status.NODIR:
+                raise LoadError(f"can't access NetInfo directory {t}", e) from None
+            oid = None
+        except _ERRORS as e:
+            raise LoadError(f"can't access NetInfo directory {t}", e) from None
+        if oid is not None and self.delete:
+            if self.verbose:
+                self.say(f"Deleting exiting NetInfo directory {t}")  # sic (tools §2.5)
+            try:
+                gone = await destroy_tree(self.c, oid)
+            except _ERRORS as e:
+                raise LoadError(f"can't delete NetInfo directory {t}", e) from None
+            if self.verbose:   # a deletion says how much it removed (issue #9)
+                self.say(f"{t}: {gone} directories removed")
+            oid = None
+        if oid is None:
+            if self.verbose:
+                self.say(f"Creating NetInfo directory {t}")
+            try:
+                oid = await create_path(self.c, t)
+            except _ERRORS as e:
+                raise LoadError(f"can't create NetInfo directory {t}", e) from None
+        return oid
+
+    async def picture(self, oid: int, keys: set[str]) -> tuple[NiId, list[Entry], NameIndex]:
+        """The table as the plan needs it: every child's names (one LIST), and the
+        properties and instances of those the input can hit (pipelined READs)."""
+        try:
+            listed, table = await self.c.list(oid, "name")
+        except _ERRORS as e:
+            raise LoadError(f"can't list NetInfo {self.table}", e) from None
+        entries = [Entry(cid, list(vals or [])) for cid, vals in listed]
+        index = NameIndex()
+        for pos, ent in enumerate(entries):
+            index.add(pos, ent.names)
+        wanted = [(cid, ent) for (cid, _), ent in zip(listed, entries, strict=True)
+                  if not keys.isdisjoint(ent.names)]
+        results = await run_calls([partial(self.c.read, cid) for cid, _ in wanted])
+        for (_, ent), r in zip(wanted, results, strict=True):   # one result per call
+            if isinstance(r, BaseException):
+                ent.error = r
+            else:
+                ent.instance, ent.props = r[0].instance, list(r[1])
+        return table, entries, index
+
+    def report(self, records: list[Proplist], steps: list[Step]) -> None:
+        """``-v`` output for *steps* (and the no-name notice) (tools §2.7). A step whose
+        action is "fail" only shows its record: its error follows."""
+        for s in steps:
+            if self.verbose:
+                self.write("\nProcessing input item:\n" + record_text(records[s.record]))
+            if s.action == "ignore":
+                self.say("input item has no name - ignored")
+            elif s.action in UPDATE_MESSAGES and s.path is not None:
+                self.done.append((s.action, s.path))
+                if self.verbose:
+                    self.say(UPDATE_MESSAGES[s.action].format(path=s.path))
+
+    async def run(self, records: list[Proplist]) -> int:
+        """Load *records* (at least one); returns 0. :raises LoadError:."""
+        oid = await self.table_dir()
+        keys = {k for k in map(record_key, records) if k is not None}
+        for attempt in range(RETRIES + 1):
+            table, entries, index = await self.picture(oid, keys)
+            if attempt == 0 and self.verbose:
+                self.say(f"Netinfo {self.table} contains {len(entries)} items")
+            steps, unreadable = plan_records(records, entries, index, self.table,
+                                             self.merge)
+            calls, which = step_calls(self.c, steps, entries, table)
+            progress = _progress(self.progress, len(calls))
+            try:
+                results = await run_calls(calls, progress)
+            finally:
+                progress.close()
+            bad = first_error(results)
+            if bad is not None:
+                n, err = bad
+                at = which[n]
+                step = steps[at]
+            elif unreadable is not None:
+                i, path, err = unreadable
+                at = len(steps)
+                step = Step(i, path, "fail")
+                steps.append(step)
+            else:
+                self.report(records, steps)
+                return 0
+            if isinstance(err, NiError) and err.status in _REPLAN and attempt < RETRIES:
+                # Our picture was out of date: report what went through, plan the rest
+                # of the input again from a fresh read.
+                self.report(records, steps[:at])
+                records = records[step.record:]
+                continue
+            self.report(records, steps[:at] + [Step(step.record, step.path, "fail")])
+            raise LoadError(f"can't update NetInfo {step.path}", err)
+        raise AssertionError("unreachable")
+
+
+async def load_flat(c: Client, fmt: str, text: str, *, merge: bool = False,
+                    delete: bool = False, verbose: bool = False,
+                    write: Callable[[str], Any] | None = None,
+                    progress: ProgressFactory | None = None,
+                    prog: str = "niload") -> FlatLoad | None:
+    """Parse *text* in format *fmt* and load it (tools §2.6, §2.7). Input without records
+    returns None **without touching the domain** (tools §2.7), whatever *delete* says.
+
+    :raises FormatError: a line does not parse (wrong field count, ...): nothing is
+        written. The original skipped such lines silently and loaded the rest, so a slip
+        in the input went unnoticed (issue #9). Comments, blank lines and NIS ``+``
+        entries are still skipped.
+    :raises LoadError: niload's failure wording and the error underneath.
+    """
+    loaded = FORMATS[fmt].from_text(text)
+    say = write or (lambda s: None)
+    if verbose:
+        for note in loaded.notes:
+            say(f"{prog}: {note}\n")
+    bad = [n for n in loaded.notes if n.kind == "skipped"]
+    if bad:
+        more = f"; {len(bad)} lines do not parse" if len(bad) > 1 else ""
+        raise FormatError(f"{bad[0]} (nothing loaded{more})")
+    if verbose:
+        say(f"{len(loaded.records)} items read from input\n")
+    if not loaded.records:
+        return None
+    run = FlatLoad(c, fmt, merge=merge, delete=delete, verbose=verbose, write=write,
+                   progress=progress)
+    await run.run(loaded.records)
+    return run
+
+
+# -- raw load (tools §2.7 "Raw load") ----------------------------------------------------------
+#
+# The original wrote the target's properties, destroyed all its children, then created
+# the input's: a failure half way (a permission, a full disk, a lost connection) left a
+# directory with part of the old tree and part of the new. NetInfo has no transaction
+# spanning calls and no "move" to swap a subtree built elsewhere into place (building
+# under a temporary name would also change the target's ID, and cannot work for "/").
+# So the load checks, then adds, then removes (issue #9):
+#
+# 1. check: the target and every old directory that will lose children are rewritten
+#    with their own properties, unchanged. That is the permission a CREATE or DESTROY
+#    of their children and the final WRITE need (service._check_dir), so a refusal
+#    (NI_PERM, a _locked directory, a clone's NI_RDONLY) comes before anything changed;
+# 2. add: the input's children are created under the target, after the old ones. If
+#    that fails, what was created is destroyed again: the old subtree never changed;
+# 3. remove: the old children (by ID) are destroyed, leaves first;
+# 4. the target gets the input's properties.
+#
+# Steps 3 and 4 run only once the new tree is complete and the removals were checked,
+# so what remains to fail is the connection or the disk; the message then says what is
+# in place. Instances are re-read at each step (others may write meanwhile), NI_STALE
+# repeats the step.
+
+
+def create_calls(c: Client, top: RawNode, target: int, base: int) -> tuple[
+        list[Callable[[], Awaitable[Any]]], list[int]]:
+    """CREATE calls for the children of *top* (pre-order), under *target* whose instance
+    will be *base*, appended after its present children. A directory's children wait for
+    its own CREATE's answer and then go out together, each with the instance the earlier
+    siblings leave behind. Returns the calls and the indexes of those that create
+    *target*'s direct children."""
+    loop = asyncio.get_running_loop()
+    calls: list[Callable[[], Awaitable[Any]]] = []
+    tops: list[int] = []
+    # (node, future of its parent's id or None for the target, index among siblings)
+    stack: list[tuple[RawNode, asyncio.Future[NiId] | None, int]] = [
+        (child, None, k) for k, child in reversed(list(enumerate(top.children)))]
+    while stack:
+        node, parent_fut, k = stack.pop()
+        fut: asyncio.Future[NiId] | None = None
+        if node.children:
+            fut = loop.create_future()
+            fut.add_done_callback(lambda f: f.cancelled() or f.exception())
+            stack.extend((child, fut, j) for j, child in reversed(list(enumerate(node.children))))
+        if parent_fut is None:
+            tops.append(len(calls))
+        calls.append(_raw_create_call(c, target, base, parent_fut, k, node.props, fut))
+    return calls, tops
+
+
+def _raw_create_call(c: Client, target: int, base: int, parent: asyncio.Future[NiId] | None,
+                     k: int, props: Proplist,
+                     fut: asyncio.Future[NiId] | None) -> Callable[[], Awaitable[Any]]:
+    async def call() -> NiId:
+        try:
+            if parent is None:
+                pid = NiId(target, base + k)
+            else:
+                p = await parent
+                pid = NiId(p.object, p.instance + k)
+            child, _ = await c.create(pid, props)
+        except BaseException as e:
+            if fut is not None and not fut.done():
+                fut.set_exception(e)
+            raise
+        if fut is not None and not fut.done():
+            fut.set_result(child)
+        return child
+    return call
+
+
+def _replan(err: BaseException) -> bool:
+    return isinstance(err, NiError) and err.status in _REPLAN
+
+
+async def _first_missing(c: Client, path: str) -> str | None:
+    """The path of the first component of *path* that does not exist yet (what a failed
+    load must take away again), or None when *path* exists."""
+    raws = [r for r in split_unescaped(path, "/") if r]
+    for n in range(len(raws), -1, -1):
+        try:
+            await c.pathsearch("/" + "/".join(raws[:n]))
+        except NiError as e:
+            if e.status != Status.NODIR:
+                raise
+            continue
+        return None if n == len(raws) else "/" + "/".join(raws[:n + 1])
+    return None
+
+
+async def _check_removals(c: Client, nodes: dict[int, TreeNode], top: int) -> None:
+    """Step 1: rewrite *top*, and each old directory below it that has children, with
+    its own properties: the permission every later step needs (creating and destroying
+    children of a directory, writing it), checked before anything changed. Pipelined."""
+    dirs = [top] + [oid for oid, n in nodes.items() if oid != top and n.kids]
+    calls: list[Callable[[], Awaitable[Any]]] = [
+        partial(c.write, nodes[oid].id, list(nodes[oid].props or [])) for oid in dirs]
+    bad = first_error(await run_calls(calls))
+    if bad is not None:
+        raise LoadError("Can't write directory" if bad[0] == 0 else
+                           "Can't destroy child directories", bad[1])
+
+
+async def _add(c: Client, oid: int, tree: RawNode,
+               progress: ProgressFactory | None) -> tuple[int, set[int]]:
+    """Step 2: create the input's children under *oid*; on failure destroy them again.
+    Returns how many directories were created, and the IDs of *oid*'s new children."""
+    base = (await c.self_id(oid)).instance
+    calls, tops = create_calls(c, tree, oid, base)
+    bar = _progress(progress, len(calls))
+    try:
+        results = await run_calls(calls, bar)
+    finally:
+        bar.close()
+    bad = first_error(results)
+    if bad is None:
+        return len(calls), {results[i].object for i in tops}
+    undo_failed: BaseException | None = None
+    for i in reversed(tops):
+        made = results[i]
+        if isinstance(made, NiId):
+            try:
+                await destroy_tree(c, made.object)
+            except _ERRORS as e:
+                undo_failed = e
+    state = "" if undo_failed is None else (
+        f"and some new entries could not be taken away again: {error_text(undo_failed)}")
+    raise LoadError("Can't create directory", bad[1], state)
+
+
+async def _remove(c: Client, oid: int, new: set[int]) -> None:
+    """Step 3: destroy every child of *oid* but the *new* ones, with their subtrees (one
+    another writer added meanwhile goes too: the input replaces the directory)."""
+    for attempt in range(RETRIES + 1):
+        nodes = await walk(c, oid, with_props=False)
+        nodes[oid].kids = [k for k in nodes[oid].kids if k not in new]
+        bad = first_error(await run_calls(destroy_calls(c, nodes, oid)))
+        if bad is None:
+            return
+        if not (_replan(bad[1]) and attempt < RETRIES):
+            raise LoadError("Can't destroy child directories", bad[1],
+                               "the new entries are in place, some old ones remain")
+
+
+async def _write_top(c: Client, oid: int, props: Proplist) -> None:
+    """Step 4: the target's properties become the input's."""
+    for attempt in range(RETRIES + 1):
+        try:
+            await c.write(await c.self_id(oid), list(props))
+            return
+        except _ERRORS as e:
+            if not (_replan(e) and attempt < RETRIES):
+                raise LoadError("Can't write directory", e,
+                                   "its children were replaced, its properties were not") \
+                    from None
+
+
+async def raw_load(c: Client, path: str, tree: RawNode,
+                   progress: ProgressFactory | None = None) -> tuple[int, int]:
+    """Replace the directory at *path* with *tree* (tools §2.7), so that a failure part
+    way leaves the old subtree (the steps above). Creates the path if missing (and takes
+    it away again when the load fails). Returns (directories removed, created).
+
+    :raises LoadError: with the original's message. :raises CALL_ERRORS:.
+    """
+    for attempt in range(RETRIES + 1):
+        try:
+            missing = await _first_missing(c, path)
+            oid = await create_path(c, path)
+        except _ERRORS as e:
+            raise LoadError("Can't create directory", e) from None
+        try:
+            nodes = await walk(c, oid)
+            await _check_removals(c, nodes, oid)
+            made, new = await _add(c, oid, tree, progress)
+        except LoadError as e:
+            if missing is not None:
+                await _take_away(c, missing)
+            if _replan(e.err) and attempt < RETRIES:
+                continue   # someone else wrote meanwhile: again, from a fresh read
+            raise
+        except _ERRORS as e:
+            if missing is not None:
+                await _take_away(c, missing)
+            raise LoadError("Can't destroy child directories", e) from None
+        removed = len(nodes) - 1
+        await _remove(c, oid, new)
+        await _write_top(c, oid, tree.props)
+        return removed, made
+    raise AssertionError("unreachable")
+
+
+async def _take_away(c: Client, path: str) -> None:
+    """Best effort: remove the directory a failed load created at *path*."""
+    try:
+        await destroy_tree(c, (await c.pathsearch(path)).object)
+    except _ERRORS:
+        pass
+
+
+def check_raw_input(text: str, what: str, *, allow_empty: bool = False) -> RawNode:
+    """Parse raw-load input (tools §2.4) before anything is written.
+
+    :raises FormatError: it does not parse, or it is empty and not *allow_empty*: a
+        0-byte file (a failed ``nidump -r ... > file``) would empty *what*.
+    """
+    if not text.strip() and not allow_empty:
+        raise FormatError(f"empty input: refusing to replace {what} with nothing "
+                          "(-f or --allow-empty to do so)")
+    return raw_from_text(text)
