@@ -39,7 +39,7 @@ PURE = frozenset({
 #: The client library: I/O (sockets, asyncio), but never the tools above it.
 LIBRARY = frozenset({
     "netinfo.transport", "netinfo.client", "netinfo.binding", "netinfo.domain",
-    "netinfo.netif", "netinfo.verbs", "netinfo.walk", "netinfo.dumps",
+    "netinfo.netif", "netinfo.verbs", "netinfo.walk", "netinfo.dumps", "netinfo.search",
 })
 
 #: Standard modules a pure module may not import: networking, event loops, threads and

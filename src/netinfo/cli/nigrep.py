@@ -14,8 +14,8 @@ for a directory without one, ``/`` for the root. Errors use the niutil exit mapp
 
 The expression is POSIX *extended* (ERE), unanchored, as the original compiled it with
 ``regcomp(REG_EXTENDED)``. Python's ``re`` speaks a Perl-like dialect, so
-:func:`ere_to_python` translates the expression first; see its docstring for the mapping
-and the remaining differences.
+:func:`netinfo.search.ere_to_python` translates the expression first (the web manager's
+search shares it); see its docstring for the mapping and the remaining differences.
 """
 
 from __future__ import annotations
@@ -27,7 +27,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import NiError
-from ..model import Proplist, first_values
+from ..model import Proplist
+from ..search import BadExpression, compile_ere, ere_to_python
+from ..search import join_path as _join
+from ..search import label as _label
 from .common import (COMM_ERRORS, DEFAULT_TIMEOUT, ToolExit, UsageError, dump_json, error_text,
                      exit_code, open_for_tool, parse_timeout, tool_main)
 
@@ -52,220 +55,7 @@ BATCH = 128
 #: Deepest directory nesting followed (a guard against a corrupt parent/child cycle).
 MAX_DEPTH = 256
 
-
-# -- POSIX ERE → Python re -------------------------------------------------------------------
-
-class BadExpression(ValueError):
-    """The expression is not a valid POSIX extended regular expression."""
-
-
-#: POSIX character classes in the C locale, as Python set items.
-_CLASSES = {
-    "alpha": "A-Za-z",
-    "digit": "0-9",
-    "alnum": "0-9A-Za-z",
-    "upper": "A-Z",
-    "lower": "a-z",
-    "xdigit": "0-9A-Fa-f",
-    "space": " \\t\\n\\r\\f\\v",
-    "blank": " \\t",
-    "punct": "!-/:-@\\[-`{-~",
-    "print": " -~",
-    "graph": "!-~",
-    "cntrl": "\\x00-\\x1f\\x7f",
-}
-#: RE_DUP_MAX: the largest bound allowed in an interval ``{m,n}``.
-DUP_MAX = 255
-
-
-def _set_char(c: str) -> str:
-    """A literal character inside a Python ``[...]`` set."""
-    return "\\" + c if c in "\\]-^[&~|" else c
-
-
-def _bracket(ere: str, i: int) -> tuple[str, int]:
-    """Translate the bracket expression starting after ``[`` at *i*; returns the Python
-    set and the index after the closing ``]``."""
-    n = len(ere)
-    neg = i < n and ere[i] == "^"
-    if neg:
-        i += 1
-    items: list[str] = []
-    first = True
-    while True:
-        if i >= n:
-            raise BadExpression("brackets ([ ]) not balanced")
-        c = ere[i]
-        if c == "]" and not first:
-            i += 1
-            break
-        first = False
-        # one "end point": a character, a collating symbol [.x.] or an equivalence class
-        # [=x=]; or a character class [:name:], which cannot start or end a range.
-        if c == "[" and i + 1 < n and ere[i + 1] in ".=:":
-            kind = ere[i + 1]
-            close = ere.find(kind + "]", i + 2)
-            if close < 0:
-                raise BadExpression("brackets ([ ]) not balanced")
-            name = ere[i + 2:close]
-            i = close + 2
-            if kind == ":":
-                if name not in _CLASSES:
-                    raise BadExpression("invalid character class")
-                items.append(_CLASSES[name])
-                continue
-            if len(name) != 1:  # only single-character collating elements exist in C
-                raise BadExpression("invalid collating element")
-            lo = name
-        else:
-            lo = c
-            i += 1
-        # a range lo-hi, unless the '-' is the last character before ']'
-        if i + 1 < n and ere[i] == "-" and ere[i + 1] != "]":
-            if ere[i + 1] == "[" and i + 2 < n and ere[i + 2] in ".=":
-                kind = ere[i + 2]
-                close = ere.find(kind + "]", i + 3)
-                if close < 0:
-                    raise BadExpression("brackets ([ ]) not balanced")
-                hi = ere[i + 3:close]
-                if len(hi) != 1:
-                    raise BadExpression("invalid collating element")
-                i = close + 2
-            elif ere[i + 1] == "[" and i + 2 < n and ere[i + 2] == ":":
-                raise BadExpression("invalid character range")
-            else:
-                hi = ere[i + 1]
-                i += 2
-            if ord(hi) < ord(lo):
-                raise BadExpression("invalid character range")
-            items.append(_set_char(lo) + "-" + _set_char(hi))
-        else:
-            items.append(_set_char(lo))
-    return "[" + ("^" if neg else "") + "".join(items) + "]", i
-
-
-def ere_to_python(ere: str) -> str:
-    """Translate a POSIX extended regular expression into Python ``re`` syntax.
-
-    The mapping (compile the result with ``re.DOTALL``, match with ``search``):
-
-    * Ordinary characters, ``.``, ``^``, ``|``, ``( )``, ``* + ?`` and intervals
-      ``{m}``, ``{m,}``, ``{m,n}`` mean the same in both. Groups become ``(?:...)``: an
-      ERE has no use for capturing, and ``(?`` constructs cannot arise.
-    * ``.`` matches a newline in POSIX (no ``REG_NEWLINE``): hence ``re.DOTALL``.
-      ``$`` matches only at the very end of the string: it becomes ``\\Z`` (Python's
-      ``$`` would also match before a final newline).
-    * ``\\c`` outside brackets is the literal ``c`` for every ``c``, as in the BSD regex
-      library the original used. So ``\\d``, ``\\w``, ``\\b`` or ``\\1`` do **not** get
-      Python's (or GNU's) meaning: they match ``d``, ``w``, ``b``, ``1``.
-    * Inside a bracket expression a backslash is an ordinary character; ``]`` first is
-      literal; ``-`` first or last is literal; ``[:class:]`` (C locale: alpha, digit,
-      alnum, upper, lower, xdigit, space, blank, punct, print, graph, cntrl) becomes
-      explicit ranges; ``[.c.]`` and ``[=c=]`` are the single character ``c``. Python
-      set metacharacters (``\\ [ ^ - & ~ |``) are escaped where they are literal.
-    * ``{`` followed by a digit starts an interval (bounds at most 255, m <= n); any
-      other ``{``, and any ``}``, is literal. (Python would read ``{,3}`` as ``{0,3}``.)
-    * Rejected, as the BSD ``regcomp`` rejects them: an empty expression, an empty group
-      or alternative (``()``, ``a|``, ``|a``), a repetition with nothing to repeat
-      (``*a``, ``(+a)``, ``^*``) or applied twice (``a**``, ``a+?``: in Python these
-      would be lazy or possessive quantifiers), an unmatched ``(`` or ``)``, a trailing
-      ``\\``, a bad range or class.
-
-    Remaining difference: POSIX picks the leftmost *longest* match and Python the
-    leftmost *first* one. nigrep only asks whether a string matches at all, and the two
-    rules agree on that, so the output is the same.
-
-    :raises BadExpression: the expression is not a valid ERE.
-    """
-    out: list[str] = []
-    n = len(ere)
-    i = 0
-    depth = 0
-    # what the previous token was: "start" (start of a branch), "atom", "anchor", "repeat"
-    prev = "start"
-    branch_empty = True
-    if not ere:
-        raise BadExpression("empty (sub)expression")
-    while i < n:
-        c = ere[i]
-        if c == "(":
-            out.append("(?:")
-            depth += 1
-            prev, branch_empty = "start", True
-            i += 1
-        elif c == ")":
-            if depth == 0:
-                raise BadExpression("parentheses not balanced")
-            if branch_empty:
-                raise BadExpression("empty (sub)expression")
-            out.append(")")
-            depth -= 1
-            prev, branch_empty = "atom", False
-            i += 1
-        elif c == "|":
-            if branch_empty:
-                raise BadExpression("empty (sub)expression")
-            out.append("|")
-            prev, branch_empty = "start", True
-            i += 1
-        elif c in "*+?" or (c == "{" and i + 1 < n and ere[i + 1] in "0123456789"):
-            if prev == "repeat":
-                raise BadExpression("repetition-operator operand invalid")
-            if prev != "atom":
-                raise BadExpression("repetition-operator operand invalid")
-            if c == "{":
-                m = re.match(r"\{([0-9]+)(,([0-9]*))?\}", ere[i:])
-                if m is None:
-                    raise BadExpression("invalid repetition count(s)")
-                lo = int(m.group(1))
-                hi = None if m.group(2) and not m.group(3) else int(m.group(3) or lo)
-                if lo > DUP_MAX or (hi is not None and (hi > DUP_MAX or hi < lo)):
-                    raise BadExpression("invalid repetition count(s)")
-                out.append(m.group(0))
-                i += len(m.group(0))
-            else:
-                out.append(c)
-                i += 1
-            prev = "repeat"
-        elif c == "^":
-            out.append("^")
-            prev, branch_empty = "anchor", False
-            i += 1
-        elif c == "$":
-            out.append(r"\Z")
-            prev, branch_empty = "anchor", False
-            i += 1
-        elif c == ".":
-            out.append(".")
-            prev, branch_empty = "atom", False
-            i += 1
-        elif c == "[":
-            text, i = _bracket(ere, i + 1)
-            out.append(text)
-            prev, branch_empty = "atom", False
-        elif c == "\\":
-            if i + 1 >= n:
-                raise BadExpression("trailing backslash (\\)")
-            out.append(re.escape(ere[i + 1]))
-            prev, branch_empty = "atom", False
-            i += 2
-        else:
-            out.append(re.escape(c))
-            prev, branch_empty = "atom", False
-            i += 1
-    if depth:
-        raise BadExpression("parentheses not balanced")
-    if branch_empty:
-        raise BadExpression("empty (sub)expression")
-    return "".join(out)
-
-
-def compile_ere(ere: str) -> re.Pattern[str]:
-    """The compiled Python form of a POSIX ERE. :raises BadExpression:."""
-    try:
-        return re.compile(ere_to_python(ere), re.DOTALL)
-    except re.error as e:  # should not happen after translation; reject all the same
-        raise BadExpression(str(e)) from None
+__all__ = ["BadExpression", "compile_ere", "ere_to_python", "parse_args", "main"]
 
 
 # -- arguments ---------------------------------------------------------------------------------
@@ -342,16 +132,6 @@ def parse_args(argv: list[str]) -> Options:
 
 
 # -- the search --------------------------------------------------------------------------------
-
-def _label(did: int, props: Proplist) -> str:
-    """A directory's path component: its first ``name`` value, else ``dir: <id>``."""
-    names = first_values(props, "name")
-    return names[0] if names else f"dir: {did}"
-
-
-def _join(parent: str, label: str) -> str:
-    return ("" if parent == "/" else parent) + "/" + label
-
 
 def match_line(did: int, path: str, key: str, values: list[str]) -> str:
     """``<id> <path>:  <key> <v1> <v2>...`` (tools §4.2)."""
