@@ -1,0 +1,116 @@
+"""The ASGI application: routes, sessions and the security headers every answer carries.
+
+Routes (GET reads, POST writes; every POST needs the session's CSRF token):
+
+=====================  =========================================================
+``/``                  open a domain by name (``.``, ``..``, ``/``, ``/a``, ``tag@host``)
+``/browse``            a directory: breadcrumbs, a page of children with a filter,
+                       properties and values in order, edit forms (``ids=1``: ids and
+                       instances); ``path=`` opens a directory by path (tools §0.4)
+``/children``          a page of children as an HTML fragment (lazy tree, filter box)
+``/login`` ``/logout``  the lock: AUTH_UNIX credentials kept in the server-side session
+``/dir/*`` ``/prop/*`` ``/value/*``  the edits (:data:`netinfo.web.edits.EDITS`)
+``/find``              nigrep-style search in a subtree, nifind-style search up the
+                       hierarchy
+``/transfer`` ``/export`` ``/import``  raw and flat dumps and loads
+``/info``              master and clones with state and checksum, statistics, parent
+                       and child domains
+``/static/*``          the stylesheet, the script, the icon (vendored: works offline)
+=====================  =========================================================
+
+Every answer carries a Content-Security-Policy without inline script or style, and
+``nosniff``/``no-referrer``/``DENY`` framing; pages are not cached.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from . import edits, transfer, views
+from .common import HERE
+from .pool import Pool
+from .sessions import COOKIE, SessionStore
+
+#: The policy: only this site's own script, styles, images and form targets.
+CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
+       "connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'")
+
+SECURITY_HEADERS = {
+    "Content-Security-Policy": CSP,
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "X-Frame-Options": "DENY",
+    "Cross-Origin-Opener-Policy": "same-origin",
+    "Permissions-Policy": "camera=(), microphone=(), geolocation=()",
+}
+
+
+class SessionMiddleware(BaseHTTPMiddleware):
+    """Attach the browser's server-side session (a new one when it has none), set the
+    cookie when its token is new or rotated, and add the security headers."""
+
+    async def dispatch(self, request: Request, call_next: RequestResponseEndpoint) -> Response:
+        store: SessionStore = request.app.state.sessions
+        static = request.url.path.startswith("/static/") or request.url.path == "/favicon.ico"
+        sent = request.cookies.get(COOKIE)
+        s = None if static else (store.get(sent) or store.new())
+        request.state.session = s
+        response = await call_next(request)
+        if s is not None and s.token != sent and store.get(s.token) is s:
+            response.set_cookie(COOKIE, s.token, httponly=True, samesite="strict",
+                                secure=request.url.scheme == "https", path="/")
+        for k, v in SECURITY_HEADERS.items():
+            response.headers.setdefault(k, v)
+        if not static:
+            response.headers["Cache-Control"] = "no-store"
+        return response
+
+
+async def favicon(request: Request) -> Response:
+    return RedirectResponse("/static/favicon.svg", 301)
+
+
+def create_app(default_domain: str = ".", *, timeout: float | None = None) -> Starlette:
+    """The NetInfo Manager application; *default_domain* is opened when a URL names none."""
+    pool = Pool() if timeout is None else Pool(timeout)
+    sessions = SessionStore()
+    sessions.on_end.append(pool.end_session)
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        yield
+        await pool.close()
+
+    routes = [
+        Route("/", views.home),
+        Route("/browse", views.browse),
+        Route("/children", views.children),
+        Route("/find", views.find),
+        Route("/info", views.info),
+        Route("/login", edits.login_form, methods=["GET"]),
+        Route("/login", edits.login, methods=["POST"]),
+        Route("/logout", edits.logout, methods=["POST"]),
+        Route("/transfer", transfer.page),
+        Route("/export", transfer.export),
+        Route("/import", transfer.import_, methods=["POST"]),
+        *(Route(path, edits.endpoint(fn), methods=["POST"])
+          for path, fn in edits.EDITS.items()),
+        Route("/favicon.ico", favicon),
+        Mount("/static", StaticFiles(directory=str(HERE / "static")), name="static"),
+    ]
+    app = Starlette(routes=routes, middleware=[Middleware(SessionMiddleware)],
+                    lifespan=lifespan)
+    app.state.pool = pool
+    app.state.sessions = sessions
+    app.state.default_domain = default_domain
+    app.state.names = {}
+    return app

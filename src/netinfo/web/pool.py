@@ -1,0 +1,160 @@
+"""Domain handles for the web manager: one per domain for anonymous reading, one per
+(session, domain) for a session that logged in, all on the server's event loop.
+
+Handles connect without a reserved source port (``privileged=False``) even when the web
+server runs as root: otherwise netinfod would take every browser for the local superuser
+(spec §10.2, tools §0.5). A logged-in session's handle carries its AUTH_UNIX credential;
+the server checks it on each write and applies ``_writers``. Reads and writes both go to
+the master when it answers (the library's "needwrite" mode, tools §0.5), so the instance
+numbers a page shows are the ones its writes will be checked against.
+
+A handle whose connection closed (the server's idle timeout, a restart) is reopened on
+next use; a list of children is cached per directory instance, so paging through a
+100,000-child directory costs one LIST per change of the directory (issue #12).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+from ..domain import DomainClient, open_domain
+from ..errors import NiError
+from ..verbs import use_master
+from ..walk import CALL_ERRORS
+from .sessions import Credential, Session
+
+log = logging.getLogger("netinfo.web")
+
+T = TypeVar("T")
+
+#: RPC timeout of the manager's calls, seconds.
+TIMEOUT = 10.0
+#: Cached child lists (directory instances) kept at once.
+LIST_CACHE = 32
+
+
+def _alive(c: DomainClient) -> bool:
+    t = c.conn.transport
+    return t is not None and not t.is_closing() and not c.conn.closed.done()
+
+
+class Pool:
+    """Open domain handles, keyed by (session id or "", domain name)."""
+
+    def __init__(self, timeout: float = TIMEOUT) -> None:
+        self.timeout = timeout
+        self._handles: dict[tuple[str, str], tuple[asyncio.AbstractEventLoop,
+                                                   DomainClient]] = {}
+        self._locks: dict[tuple[str, str], asyncio.Lock] = {}
+        #: (domain, directory, instance) → [(child id, names)]: what a directory holds
+        #: at one instance is the same whoever reads it
+        self._lists: OrderedDict[tuple[str, int, int],
+                                 list[tuple[int, list[str]]]] = OrderedDict()
+
+    async def _open(self, domain: str, cred: Credential | None) -> DomainClient:
+        c = await open_domain(domain, timeout=self.timeout, privileged=False, retries=2)
+        if cred is not None:
+            c.set_password(cred.password, cred.uid)
+        try:
+            await use_master(c)
+        except CALL_ERRORS as e:   # reads stay on the server that answered
+            log.info("master of %s not reachable: %r", domain, e)
+        return c
+
+    async def handle(self, session: Session | None, domain: str) -> DomainClient:
+        """The handle for *domain* as *session* sees it (its credential, if any)."""
+        cred = session.creds.get(domain) if session is not None else None
+        key = (session.id if cred is not None and session is not None else "", domain)
+        loop = asyncio.get_running_loop()
+        lock = self._locks.setdefault(key, asyncio.Lock())
+        async with lock:
+            got = self._handles.get(key)
+            if got is not None:
+                hloop, c = got
+                if hloop is loop and _alive(c):
+                    return c
+                self._handles.pop(key, None)
+                if hloop is loop:
+                    await c.close()
+            c = await self._open(domain, cred)
+            self._handles[key] = (loop, c)
+            return c
+
+    async def run(self, session: Session | None, domain: str,
+                  fn: Callable[[DomainClient], Awaitable[T]], *, retry: bool = True) -> T:
+        """``fn(handle)``; a read (*retry*) whose connection broke is tried once more on a
+        new connection. Writes are never repeated."""
+        c = await self.handle(session, domain)
+        try:
+            return await fn(c)
+        except NiError:
+            raise
+        except (ConnectionError, OSError):
+            self.forget(session, domain)
+            if not retry:
+                raise
+        return await fn(await self.handle(session, domain))
+
+    def forget(self, session: Session | None, domain: str) -> None:
+        """Drop a broken handle (closed on its own loop if possible)."""
+        for key in ((session.id if session else "", domain), ("", domain)):
+            got = self._handles.pop(key, None)
+            if got is not None:
+                _close_soon(*got)
+
+    def end_session(self, session_id: str) -> None:
+        """Close every handle of a session that ended or logged out."""
+        for key in [k for k in self._handles if k[0] == session_id]:
+            _close_soon(*self._handles.pop(key))
+
+    def end_credential(self, session_id: str, domain: str) -> None:
+        got = self._handles.pop((session_id, domain), None)
+        if got is not None:
+            _close_soon(*got)
+
+    async def children(self, session: Session | None, domain: str,
+                       oid: int) -> tuple[int, list[tuple[int, list[str]]]]:
+        """(instance, [(child id, name values)]) of *oid*: one SELF to learn the instance,
+        and one LIST when that instance was not seen before."""
+        async def go(c: DomainClient) -> tuple[int, list[tuple[int, list[str]]]]:
+            inst = (await c.self_id(oid)).instance
+            key = (domain, oid, inst)
+            cached = self._lists.get(key)
+            if cached is not None:
+                self._lists.move_to_end(key)
+                return inst, cached
+            entries, nid = await c.list(oid, "name")
+            got = [(cid, list(v or ())) for cid, v in entries]
+            self._lists[(domain, oid, nid.instance)] = got
+            while len(self._lists) > LIST_CACHE:
+                self._lists.popitem(last=False)
+            return nid.instance, got
+        return await self.run(session, domain, go)
+
+    async def close(self) -> None:
+        """Close every handle (the server is stopping)."""
+        loop = asyncio.get_running_loop()
+        for hloop, c in list(self._handles.values()):
+            if hloop is loop:
+                await c.close()
+        self._handles.clear()
+        self._lists.clear()
+
+
+def _close_soon(loop: asyncio.AbstractEventLoop, c: DomainClient) -> None:
+    try:
+        if loop.is_closed():
+            return
+        if loop is asyncio.get_running_loop():
+            loop.create_task(c.close())
+        else:
+            loop.call_soon_threadsafe(lambda: loop.create_task(c.close()))
+    except RuntimeError:
+        pass
+
+
+__all__ = ["Pool", "TIMEOUT"]

@@ -1,0 +1,177 @@
+"""Moving data in and out: export and import of a subtree in nidump's raw format and of
+the flat formats (passwd, group, hosts, ...), through :mod:`netinfo.dumps`, the very
+code nidump and niload run (tools §2).
+
+Safety is niload's (tools §2.7): input is parsed completely before anything is written;
+a flat import that reads no records changes nothing (even with "replace the table"); a
+raw import replaces the target directory and everything below it, so it also needs a
+ticked confirmation and is refused when the input holds no properties and no children.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from starlette.datastructures import UploadFile
+from starlette.requests import Request
+from starlette.responses import Response
+
+from .. import dumps
+from ..domain import DomainClient
+from ..errors import MESSAGES, NiError
+from ..formats import FORMATS, NIDUMP_FORMATS, NILOAD_FORMATS, FormatError, raw_from_text, \
+    raw_to_text
+from ..walk import CALL_ERRORS
+from .common import BadInput, domain_of, explain, pool, render, session, url
+from .edits import Forbidden, checked_form, forbidden
+
+#: Largest import accepted, bytes.
+MAX_IMPORT = 64 * 1024 * 1024
+
+
+def _context(domain: str, **extra: Any) -> dict[str, Any]:
+    ctx = {"domain": domain, "nav": "transfer", "dump_formats": NIDUMP_FORMATS,
+           "load_formats": NILOAD_FORMATS, "formats": FORMATS, "result": None,
+           "log": "", "path": "/", "fmt": "raw", "merge": False, "replace": False,
+           "title": f"Export and import — {domain} — NetInfo Manager",
+           "path_here": url("/transfer", d=domain)}
+    ctx.update(extra)
+    return ctx
+
+
+async def page(request: Request) -> Response:
+    domain = domain_of(request)
+    q = request.query_params
+    return render(request, "transfer.html", _context(domain, path=q.get("path") or "/"))
+
+
+def _filename(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_") or "netinfo"
+
+
+async def export(request: Request) -> Response:
+    """``nidump -r <path>`` or ``nidump <format>`` as a download (tools §2.2, §2.3)."""
+    domain = domain_of(request)
+    q = request.query_params
+    fmt = q.get("format") or "raw"
+    path = q.get("path") or "/"
+    if fmt != "raw" and fmt not in NIDUMP_FORMATS:
+        return render(request, "transfer.html", _context(
+            domain, extra_notices=[("error", f"Unknown format {fmt}.")]), status_code=400)
+
+    async def go(c: DomainClient) -> str | None:
+        if fmt == "raw":
+            tree = await dumps.read_subtree(c, path)
+            # escape_backslashes: lossless, as nidump -r (cli/nidump docstring)
+            return None if tree is None else raw_to_text(tree, escape_backslashes=True)
+        found, records = await dumps.read_table(c, fmt)
+        if not found and not FORMATS[fmt].dump_when_missing:
+            return None
+        return FORMATS[fmt].to_text(records)
+    try:
+        text = await pool(request).run(session(request), domain, go)
+    except (NiError, *CALL_ERRORS) as e:
+        code, message = explain(e)
+        return render(request, "transfer.html", _context(
+            domain, path=path, extra_notices=[("error", message)]), status_code=code)
+    if text is None:
+        where = path if fmt == "raw" else FORMATS[fmt].directory
+        return render(request, "transfer.html", _context(
+            domain, path=path, extra_notices=[("error", f"No directory {where} here.")]),
+            status_code=404)
+    name = _filename((path.strip("/") or "root") + ".raw" if fmt == "raw" else fmt)
+    return Response(text.encode("utf-8", "surrogateescape"),
+                    media_type="text/plain; charset=utf-8",
+                    headers={"Content-Disposition": f'attachment; filename="{name}"'})
+
+
+async def _input_text(form: Any) -> str:
+    upload = form.get("file")
+    if isinstance(upload, UploadFile) and upload.filename:
+        data = await upload.read(MAX_IMPORT + 1)
+        if len(data) > MAX_IMPORT:
+            raise BadInput("the file is too large")
+        return data.decode("utf-8", "surrogateescape")
+    text = form.get("text")
+    return text if isinstance(text, str) else ""
+
+
+async def import_(request: Request) -> Response:
+    """``niload -r <path>`` or ``niload [-m] [-d] <format>`` from a file or the text box."""
+    try:
+        form = await checked_form(request)
+    except Forbidden:
+        return forbidden(request)
+    domain = domain_of(request, form)
+    fmt = str(form.get("format") or "raw")
+    path = str(form.get("path") or "")
+    merge = form.get("merge") == "1"
+    replace = form.get("replace") == "1"
+    ctx = _context(domain, path=path or "/", fmt=fmt, merge=merge, replace=replace)
+    log: list[str] = []
+    try:
+        text = await _input_text(form)
+        if fmt == "raw":
+            if not path.startswith("/"):
+                raise BadInput("A raw import needs an absolute directory path, such as "
+                               "/users.")
+            try:
+                tree = raw_from_text(text)
+            except FormatError as e:
+                raise BadInput(f"The input does not parse: {e}. Nothing was changed.") \
+                    from None
+            if not tree.props and not tree.children:
+                raise BadInput("The input is empty: nothing was changed (an empty import "
+                               "never deletes).")
+            if form.get("confirm") != "1":
+                raise BadInput(f"Tick the confirmation: a raw import replaces {path} and "
+                               "everything below it. Nothing was changed.")
+
+            async def load_raw(c: DomainClient) -> str:
+                await dumps.raw_load(c, path, tree)
+                return (f"Imported {path}: {1 + _count(tree.children)} directories "
+                        "written.")
+            result = await pool(request).run(session(request), domain, load_raw,
+                                             retry=False)
+        elif fmt in NILOAD_FORMATS:
+            async def load_flat(c: DomainClient) -> str:
+                run = await dumps.load_flat(c, fmt, text, merge=merge, delete=replace,
+                                            verbose=True, write=log.append, prog="import")
+                if run is None:
+                    return "0 items read from input: nothing was changed."
+                counts: dict[str, int] = {}
+                for action, _ in run.done:
+                    counts[action] = counts.get(action, 0) + 1
+                words = {"create": "created", "write": "replaced", "merge": "merged"}
+                return "Imported into {}: {}.".format(FORMATS[fmt].directory, ", ".join(
+                    f"{n} {words[a]}" for a, n in counts.items()) or "nothing to do")
+            result = await pool(request).run(session(request), domain, load_flat,
+                                             retry=False)
+        else:
+            raise BadInput(f"Unknown format {fmt}.")
+    except dumps.LoadError as e:
+        err = e.err
+        detail = MESSAGES.get(err.status, str(err)) if isinstance(err, NiError) \
+            else str(err) or type(err).__name__
+        code = explain(err)[0]
+        after = ("Records before it were written." if fmt != "raw" else
+                 "The import stopped part way: export the directory to see what it holds.")
+        ctx.update(log="".join(log), extra_notices=[("error", f"{e.what}: {detail}. {after}")])
+        return render(request, "transfer.html", ctx, status_code=code)
+    except (BadInput, NiError, *CALL_ERRORS) as e:
+        code, message = explain(e)
+        ctx.update(log="".join(log), extra_notices=[("error", message)])
+        return render(request, "transfer.html", ctx, status_code=code)
+    ctx.update(result=result, log="".join(log))
+    return render(request, "transfer.html", ctx)
+
+
+def _count(nodes: list) -> int:
+    n = 0
+    stack = list(nodes)
+    while stack:
+        node = stack.pop()
+        n += 1
+        stack.extend(node.children)
+    return n
