@@ -22,12 +22,11 @@ from ..domain import DomainClient, TaggedError, domain_name
 from ..errors import MESSAGES, NetInfoError, NiError, Status, Timeout
 from ..model import first_values
 from ..walk import CALL_ERRORS
+from .paging import PAGE
 from .pool import Pool
 from .sessions import Session, SessionStore
 
 HERE = Path(__file__).resolve().parent
-#: Children shown per page of a directory listing.
-PAGE = 100
 #: Seconds a domain's printed name (spec §7.7, a climb of RPARENT calls) is reused.
 NAME_TTL = 30.0
 

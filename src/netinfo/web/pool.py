@@ -19,12 +19,15 @@ import asyncio
 import logging
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import TypeVar
 
 from ..domain import DomainClient, open_domain
 from ..errors import NiError
+from ..model import first_values
 from ..verbs import use_master
-from ..walk import CALL_ERRORS
+from ..walk import CALL_ERRORS, pipelined
+from .paging import PAGE, Listing, clamp, label, page_of
 from .sessions import Credential, Session
 
 log = logging.getLogger("netinfo.web")
@@ -35,6 +38,9 @@ T = TypeVar("T")
 TIMEOUT = 10.0
 #: Cached child lists (directory instances) kept at once.
 LIST_CACHE = 32
+#: Children above which a directory's first page comes from CHILDREN and READs of that
+#: page while its LIST (a second or so at 100,000 children) is fetched in the background.
+BIG = 2000
 
 
 def _alive(c: DomainClient) -> bool:
@@ -54,6 +60,8 @@ class Pool:
         #: at one instance is the same whoever reads it
         self._lists: OrderedDict[tuple[str, int, int],
                                  list[tuple[int, list[str]]]] = OrderedDict()
+        #: background LISTs under way, by the key they will fill
+        self._warming: dict[tuple[str, int, int], asyncio.Task[None]] = {}
 
     async def _open(self, domain: str, cred: Credential | None) -> DomainClient:
         c = await open_domain(domain, timeout=self.timeout, privileged=False, retries=2)
@@ -116,28 +124,73 @@ class Pool:
         if got is not None:
             _close_soon(*got)
 
-    async def children(self, session: Session | None, domain: str,
-                       oid: int) -> tuple[int, list[tuple[int, list[str]]]]:
-        """(instance, [(child id, name values)]) of *oid*: one SELF to learn the instance,
-        and one LIST when that instance was not seen before."""
-        async def go(c: DomainClient) -> tuple[int, list[tuple[int, list[str]]]]:
+    async def page(self, session: Session | None, domain: str, oid: int, offset: int = 0,
+                   text: str = "") -> Listing:
+        """One page of *oid*'s children, filtered by *text* (:func:`paging.page_of`).
+
+        The directory's instance (one SELF) says whether the cached LIST still holds. A
+        big directory seen for the first time, without a filter, is answered from
+        CHILDREN (ids only) and pipelined READs of the page's children, while its LIST
+        is fetched in the background for the filter and later pages.
+        """
+        async def go(c: DomainClient) -> Listing:
             inst = (await c.self_id(oid)).instance
             key = (domain, oid, inst)
             cached = self._lists.get(key)
-            if cached is not None:
+            if cached is None and not text.strip():
+                ids, nid = await c.children(oid)
+                if len(ids) > BIG:
+                    at = clamp(offset, len(ids))
+                    part = ids[at:at + PAGE]
+                    reads = await pipelined([partial(c.read, i) for i in part])
+                    # after the READs: the server answers a connection's calls in order
+                    self._warm(session, domain, oid, (domain, oid, nid.instance))
+                    rows = []
+                    for cid, got in zip(part, reads, strict=True):
+                        names = [] if isinstance(got, BaseException) else list(
+                            first_values(got[1], "name") or ())
+                        rows.append((cid, label(cid, names), names))
+                    return Listing(len(ids), len(ids), at, rows, "")
+            if cached is None and key in self._warming:
+                await asyncio.shield(self._warming[key])   # the LIST already under way
+                cached = self._lists.get(key)
+            if cached is None:
+                cached = await self._list(c, domain, oid)
+            else:
                 self._lists.move_to_end(key)
-                return inst, cached
-            entries, nid = await c.list(oid, "name")
-            got = [(cid, list(v or ())) for cid, v in entries]
-            self._lists[(domain, oid, nid.instance)] = got
-            while len(self._lists) > LIST_CACHE:
-                self._lists.popitem(last=False)
-            return nid.instance, got
+            return page_of(cached, offset, text)
         return await self.run(session, domain, go)
+
+    async def _list(self, c: DomainClient, domain: str,
+                    oid: int) -> list[tuple[int, list[str]]]:
+        """LIST of *oid*'s names, kept under the instance it answered with."""
+        entries, nid = await c.list(oid, "name")
+        got = [(cid, list(v or ())) for cid, v in entries]
+        self._lists[(domain, oid, nid.instance)] = got
+        while len(self._lists) > LIST_CACHE:
+            self._lists.popitem(last=False)
+        return got
+
+    def _warm(self, session: Session | None, domain: str, oid: int,
+              key: tuple[str, int, int]) -> None:
+        """Fetch a big directory's LIST in the background (at most one per instance)."""
+        if key in self._warming or key in self._lists:
+            return
+
+        async def fetch() -> None:
+            try:
+                await self.run(session, domain, lambda c: self._list(c, domain, oid))
+            except (NiError, *CALL_ERRORS) as e:
+                log.info("background LIST of %s in %s failed: %r", oid, domain, e)
+            finally:
+                self._warming.pop(key, None)
+        self._warming[key] = asyncio.get_running_loop().create_task(fetch())
 
     async def close(self) -> None:
         """Close every handle (the server is stopping)."""
         loop = asyncio.get_running_loop()
+        for task in list(self._warming.values()):
+            task.cancel()
         for hloop, c in list(self._handles.values()):
             if hloop is loop:
                 await c.close()

@@ -15,7 +15,7 @@ from ..domain import DomainClient, connect_server, domain_servers, machines
 from ..errors import NiError, Status
 from ..model import Proplist, first_values, uint_to_addr
 from ..walk import CALL_ERRORS
-from .common import (PAGE, BadInput, display_name, domain_of, error_page, explain, int_param,
+from .common import (BadInput, display_name, domain_of, error_page, explain, int_param,
                      label, pool, render, session, url)
 
 #: Deepest ancestry shown in the breadcrumbs (a guard against a parent cycle).
@@ -29,41 +29,6 @@ async def home(request: Request) -> Response:
 
 
 # -- browsing ----------------------------------------------------------------------------------
-
-@dataclass
-class Listing:
-    """One page of a directory's children."""
-
-    total: int                     #: children of the directory
-    matched: int                   #: children passing the filter
-    offset: int
-    rows: list[tuple[int, str, list[str]]]   #: (id, label, all names)
-    filter: str
-
-    @property
-    def next(self) -> int | None:
-        return self.offset + PAGE if self.offset + PAGE < self.matched else None
-
-    @property
-    def prev(self) -> int | None:
-        return max(0, self.offset - PAGE) if self.offset > 0 else None
-
-
-def page_of(children: list[tuple[int, list[str]]], offset: int, text: str) -> Listing:
-    """Filter (case-insensitive substring of any name, or the exact id) and one page."""
-    text = text.strip()
-    if text:
-        needle = text.casefold()
-        ident = int(text) if text.isascii() and text.isdigit() else None
-        picked = [(cid, names) for cid, names in children
-                  if cid == ident or any(needle in n.casefold() for n in names)]
-    else:
-        picked = children
-    offset = min(offset, max(0, len(picked) - 1) // PAGE * PAGE)
-    rows = [(cid, label(cid, names=names), names) for cid, names in
-            picked[offset:offset + PAGE]]
-    return Listing(len(children), len(picked), offset, rows, text)
-
 
 async def crumbs(c: Client, oid: int, props: Proplist) -> list[tuple[int, str]]:
     """(id, label) from the root down to *oid*."""
@@ -113,8 +78,7 @@ async def browse_context(request: Request, domain: str, oid: int, *, offset: int
         trail = await crumbs(c, oid, props)
         return nid, list(props), trail, await display_name(request, c, domain)
     nid, props, trail, name = await p.run(s, domain, read)
-    _, kids = await p.children(s, domain, oid)
-    listing = page_of(kids, offset, text)
+    listing = await p.page(s, domain, oid, offset, text)
     here = dir_path(trail)
     return {
         "domain": domain, "domain_label": name, "oid": oid, "instance": nid.instance,
@@ -149,8 +113,8 @@ async def children(request: Request) -> Response:
     q = request.query_params
     try:
         oid = int_param(q.get("id"), 0)
-        _, kids = await pool(request).children(session(request), domain, oid)
-        listing = page_of(kids, int_param(q.get("offset"), 0), q.get("q") or "")
+        listing = await pool(request).page(session(request), domain, oid,
+                                           int_param(q.get("offset"), 0), q.get("q") or "")
     except (BadInput, NiError, *CALL_ERRORS) as e:
         return error_page(request, e, domain=domain)
     ctx = {"domain": domain, "oid": oid, "listing": listing,
