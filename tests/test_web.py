@@ -482,3 +482,16 @@ def test_the_web_package_never_reaches_tools_or_storage():
                                             "netinfo.database", "netinfo.service",
                                             "netinfo.server"))]
     assert not bad, bad
+
+
+def test_bad_input_is_a_400_not_a_crash(client):
+    token = csrf_of(client.get("/login").text)
+    r = client.post("/login", data={"d": ".", "csrf": token, "user": "x" * 70000})
+    assert r.status_code == 400
+    r = client.post("/prop/add", data={"d": ".", "csrf": token, "id": "1x",
+                                       "instance": "0", "key": "k"})
+    assert r.status_code == 400 and "not a number" in r.text
+    r = client.get("/children", params={"d": ".", "id": 999999})
+    assert r.status_code == 404 and r.text.startswith('<p class="notice error">')
+    r = client.get("/browse", params={"d": ".", "offset": "-3"})
+    assert r.status_code == 400

@@ -116,9 +116,13 @@ async def login(request: Request) -> Response:
     except Forbidden:
         return forbidden(request)
     domain = domain_of(request, form)
-    user = text_field(form, "user", required=False).strip() or "root"
-    password = text_field(form, "password", required=False)
-    nxt = safe_next(text_field(form, "next", required=False), url("/browse", d=domain))
+    try:
+        user = text_field(form, "user", required=False).strip() or "root"
+        password = text_field(form, "password", required=False)
+        nxt = safe_next(text_field(form, "next", required=False), url("/browse", d=domain))
+    except BadInput as e:
+        return render(request, "error.html", {"message": str(e), "domain": domain},
+                      status_code=400)
     s = session(request)
     try:
         c = await open_domain(domain, timeout=pool(request).timeout, privileged=False,
@@ -156,7 +160,8 @@ async def logout(request: Request) -> Response:
     if s.creds.pop(domain, None) is not None:
         pool(request).end_credential(s.id, domain)
         s.notice("ok", "Locked: changes are now made without credentials.")
-    return RedirectResponse(safe_next(text_field(form, "next", required=False),
+    nxt = form.get("next")
+    return RedirectResponse(safe_next(nxt if isinstance(nxt, str) else None,
                                       url("/browse", d=domain)), 303)
 
 

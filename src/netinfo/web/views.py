@@ -3,11 +3,12 @@ paged child lists), Find, and Domain info (tools §6)."""
 
 from __future__ import annotations
 
+import html
 from dataclasses import dataclass
 from typing import Any
 
 from starlette.requests import Request
-from starlette.responses import RedirectResponse, Response
+from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from .. import search
 from ..client import Client
@@ -116,7 +117,9 @@ async def children(request: Request) -> Response:
         listing = await pool(request).page(session(request), domain, oid,
                                            int_param(q.get("offset"), 0), q.get("q") or "")
     except (BadInput, NiError, *CALL_ERRORS) as e:
-        return error_page(request, e, domain=domain)
+        code, message = explain(e)   # a fragment: it goes inside the page's tree
+        return HTMLResponse(f'<p class="notice error">{html.escape(message)}</p>',
+                            status_code=code)
     ctx = {"domain": domain, "oid": oid, "listing": listing,
            "show_ids": q.get("ids") == "1", "tree": q.get("tree") == "1"}
     return render(request, "_children.html", ctx)
