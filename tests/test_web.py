@@ -18,17 +18,17 @@ pytest.importorskip("starlette")
 pytest.importorskip("jinja2")
 pytest.importorskip("httpx")
 
-from starlette.testclient import TestClient  # noqa: E402
+from starlette.testclient import TestClient
 
-from netinfo.domain import open_domain  # noqa: E402
-from netinfo.errors import NiError  # noqa: E402
-from netinfo.formats import raw_from_text  # noqa: E402
-from netinfo.model import NiId  # noqa: E402
-from netinfo.passwords import hash_password  # noqa: E402
-from netinfo.web import create_app  # noqa: E402
-from netinfo.web.sessions import COOKIE, SessionStore, csrf_ok  # noqa: E402
+from netinfo.domain import open_domain
+from netinfo.errors import NiError
+from netinfo.formats import raw_from_text
+from netinfo.model import NiId
+from netinfo.passwords import hash_password
+from netinfo.web import create_app
+from netinfo.web.sessions import COOKIE, SessionStore, csrf_ok
 
-from .conftest import served_domains  # noqa: E402
+from .conftest import served_domains
 
 PASSWORD = "s3cret pass"
 

@@ -16,12 +16,12 @@ import pytest
 pytest.importorskip("starlette")
 pytest.importorskip("httpx")
 
-from starlette.testclient import TestClient  # noqa: E402
+from starlette.testclient import TestClient
 
-from netinfo import dumps  # noqa: E402
-from netinfo.domain import open_domain  # noqa: E402
-from netinfo.formats import RawNode  # noqa: E402
-from netinfo.web import create_app  # noqa: E402
+from netinfo import dumps
+from netinfo.domain import open_domain
+from netinfo.formats import RawNode
+from netinfo.web import create_app
 
 N = 100_000
 
