@@ -196,6 +196,16 @@ async def run_calls(calls: list[Callable[[], Awaitable[Any]]],
     return await pipelined(calls, WINDOW, (lambda i: bar.advance()) if bar else None)
 
 
+async def _run_shown(calls: list[Callable[[], Awaitable[Any]]],
+                     factory: ProgressFactory | None) -> list[Any]:
+    """:func:`run_calls` with a progress object from *factory* for as many calls."""
+    bar = _progress(factory, len(calls))
+    try:
+        return await run_calls(calls, bar)
+    finally:
+        bar.close()
+
+
 def first_error(results: list[Any]) -> tuple[int, BaseException] | None:
     """The first failed call's index and exception, or None."""
     for i, r in enumerate(results):
@@ -354,19 +364,26 @@ def step_calls(c: Client, steps: list[Step], entries: list[Entry],
     return calls, which
 
 
+async def _create_into(c: Client, parent: Callable[[], Awaitable[NiId]], props: Proplist,
+                       fut: asyncio.Future[NiId] | None) -> NiId:
+    """CREATE under the directory *parent()* gives; settle *fut* (when given) with the
+    new child's id, or with the failure, so that calls waiting for it go on or fail."""
+    try:
+        child, _ = await c.create(await parent(), props)
+    except BaseException as e:
+        if fut is not None and not fut.done():
+            fut.set_exception(e)
+        raise
+    if fut is not None and not fut.done():
+        fut.set_result(child)
+    return child
+
+
 def _create_call(c: Client, parent: NiId, props: Proplist,
                  fut: asyncio.Future[NiId] | None) -> Callable[[], Awaitable[Any]]:
-    async def call() -> NiId:
-        try:
-            child, _ = await c.create(parent, props)
-        except BaseException as e:
-            if fut is not None and not fut.done():
-                fut.set_exception(e)
-            raise
-        if fut is not None and not fut.done():
-            fut.set_result(child)
-        return child
-    return call
+    async def known() -> NiId:
+        return parent
+    return lambda: _create_into(c, known, props, fut)
 
 
 def _write_call(c: Client, d: NiId, props: Proplist) -> Callable[[], Awaitable[Any]]:
@@ -484,11 +501,7 @@ class FlatLoad:
             steps, unreadable = plan_records(records, entries, index, self.table,
                                              self.merge)
             calls, which = step_calls(self.c, steps, entries, table)
-            progress = _progress(self.progress, len(calls))
-            try:
-                results = await run_calls(calls, progress)
-            finally:
-                progress.close()
+            results = await _run_shown(calls, self.progress)
             bad = first_error(results)
             if bad is not None:
                 n, err = bad
@@ -599,22 +612,13 @@ def create_calls(c: Client, top: RawNode, target: int, base: int) -> tuple[
 def _raw_create_call(c: Client, target: int, base: int, parent: asyncio.Future[NiId] | None,
                      k: int, props: Proplist,
                      fut: asyncio.Future[NiId] | None) -> Callable[[], Awaitable[Any]]:
-    async def call() -> NiId:
-        try:
-            if parent is None:
-                pid = NiId(target, base + k)
-            else:
-                p = await parent
-                pid = NiId(p.object, p.instance + k)
-            child, _ = await c.create(pid, props)
-        except BaseException as e:
-            if fut is not None and not fut.done():
-                fut.set_exception(e)
-            raise
-        if fut is not None and not fut.done():
-            fut.set_result(child)
-        return child
-    return call
+    async def where() -> NiId:
+        # the k-th child of its parent: the parent's instance after k earlier CREATEs
+        if parent is None:
+            return NiId(target, base + k)
+        p = await parent
+        return NiId(p.object, p.instance + k)
+    return lambda: _create_into(c, where, props, fut)
 
 
 def _replan(err: BaseException) -> bool:
@@ -655,11 +659,7 @@ async def _add(c: Client, oid: int, tree: RawNode,
     Returns how many directories were created, and the IDs of *oid*'s new children."""
     base = (await c.self_id(oid)).instance
     calls, tops = create_calls(c, tree, oid, base)
-    bar = _progress(progress, len(calls))
-    try:
-        results = await run_calls(calls, bar)
-    finally:
-        bar.close()
+    results = await _run_shown(calls, progress)
     bad = first_error(results)
     if bad is None:
         return len(calls), {results[i].object for i in tops}

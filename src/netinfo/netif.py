@@ -6,6 +6,7 @@ import errno
 import fcntl
 import socket
 import struct
+from collections.abc import Iterator
 
 _SIOCGIFFLAGS = 0x8913
 _SIOCGIFADDR = 0x8915
@@ -105,17 +106,9 @@ def peer_uid(addr: str, port: int, udp: bool) -> int | None:
     keys = _proc_net_address(addr, port)
     if not keys:
         return None
-    kinds = ("udp", "udp6") if udp else ("tcp", "tcp6")
-    for kind in kinds:
-        try:
-            with open(f"/proc/net/{kind}", encoding="ascii") as f:
-                next(f, None)
-                for line in f:
-                    fields = line.split()
-                    if len(fields) > 7 and fields[1] in keys:
-                        return int(fields[7])
-        except OSError:
-            continue
+    for fields in _proc_net_sockets(udp):
+        if fields[1] in keys:
+            return int(fields[7])
     return None
 
 
@@ -126,20 +119,26 @@ def port_owner(port: int, udp: bool = True) -> int | None:
     This is how nibindd tells whose portmapper answers on ``NETINFO_PORTMAPPER``'s port.
     """
     suffix = f":{port:04X}"
-    kinds = ("udp", "udp6") if udp else ("tcp", "tcp6")
-    for kind in kinds:
+    for fields in _proc_net_sockets(udp):
+        # TCP state 0A is LISTEN; a UDP socket's state does not matter
+        if fields[1].endswith(suffix) and (udp or fields[3] == "0A"):
+            return int(fields[7])
+    return None
+
+
+def _proc_net_sockets(udp: bool) -> Iterator[list[str]]:
+    """The rows of /proc/net/{udp,udp6} or {tcp,tcp6}, split into fields (local address
+    is field 1, state field 3, uid field 7); a table that cannot be read is skipped."""
+    for kind in ("udp", "udp6") if udp else ("tcp", "tcp6"):
         try:
             with open(f"/proc/net/{kind}", encoding="ascii") as f:
                 next(f, None)
                 for line in f:
                     fields = line.split()
-                    # TCP state 0A is LISTEN; a UDP socket's state does not matter
-                    if (len(fields) > 7 and fields[1].endswith(suffix)
-                            and (udp or fields[3] == "0A")):
-                        return int(fields[7])
+                    if len(fields) > 7:
+                        yield fields
         except OSError:
             continue
-    return None
 
 
 #: Why a bind to an address fails, for the errors a mistyped --bind gives.
