@@ -26,7 +26,7 @@ from netinfo.errors import NiError, Status
 from netinfo.formats import RawNode, raw_from_text, raw_to_text
 
 from .conftest import (PRIVILEGE_RULE_NEEDS_ROOT, ROOT_USER, Netinfod, env_with_src, free_port,
-                       served_domains)
+                       needs_privilege_rule, served_domains)
 from .test_nidump import TAGGED_HELP, call, make, populate, sub
 
 @pytest.fixture(scope="module")
@@ -466,6 +466,7 @@ def test_raw_load_failing_part_way_leaves_the_old_subtree(srv, monkeypatch):
     assert dump(srv, "-r", "/half") == before
 
 
+@needs_privilege_rule
 def test_raw_load_refused_part_way_subprocess(nb):
     # An ordinary user may write /half2 (_writers *) but not inside the new n1, whose
     # input properties give no _writers: the CREATE of n2 is refused part way. The
@@ -516,6 +517,7 @@ def test_empty_raw_input_is_refused_without_f(nb):
         assert '"keepme"' not in sub("nidump", "-r", "/", ".", env=nb.env).stdout
 
 
+@needs_privilege_rule
 def test_raw_load_refused_write_subprocess(nb):
     # niload "when the write is refused": exit 1 and nothing changed.
     populate(".", False, {"/guarded": [([("name", ["g"])], [])]})

@@ -425,9 +425,10 @@ def v6_server(tmp_path):
     with socket.socket(socket.AF_INET6) as s:
         s.bind(("::1", 0))
         port = s.getsockname()[1]
-    from .conftest import env_with_src
+    from .conftest import TRUST, env_with_src
     proc = subprocess.Popen([sys.executable, "-m", "netinfo.cli.netinfod", "--dir",
-                             str(tmp_path), "--bind", "::1", "--port", str(port), "-m", "six"],
+                             str(tmp_path), "--bind", "::1", "--port", str(port), *TRUST,
+                             "-m", "six"],
                             stderr=subprocess.PIPE, stdout=subprocess.DEVNULL,
                             env=env_with_src(), text=True)
     try:
