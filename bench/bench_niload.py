@@ -78,14 +78,30 @@ def start_server(directory: str, port: int, extra: list[str]) -> subprocess.Pope
     raise RuntimeError("netinfod did not start")
 
 
+#: the tool's own peak RSS (MiB) of the last :func:`timed` run, from wait4()
+PEAK: list[float] = []
+
+
 def timed(args: list[str], stdin: str | None = None) -> tuple[float, str]:
-    t0 = time.perf_counter()
-    p = subprocess.run([sys.executable, "-m", *args], input=stdin, capture_output=True,
-                       text=True, env=env(), timeout=600)
-    dt = time.perf_counter() - t0
+    """Run ``python -m <args>`` with *stdin*; wall seconds and stdout. The tool's peak
+    RSS goes to :data:`PEAK` (the rusage of exactly that child)."""
+    with tempfile.TemporaryFile() as fin, tempfile.TemporaryFile() as fout, \
+            tempfile.TemporaryFile() as ferr:
+        fin.write((stdin or "").encode())
+        fin.seek(0)
+        t0 = time.perf_counter()
+        p = subprocess.Popen([sys.executable, "-m", *args], stdin=fin, stdout=fout,
+                             stderr=ferr, env=env())
+        _, status, usage = os.wait4(p.pid, 0)
+        dt = time.perf_counter() - t0
+        p.returncode = os.waitstatus_to_exitcode(status)
+        fout.seek(0)
+        ferr.seek(0)
+        out, err = fout.read().decode(), ferr.read().decode()
+    PEAK.append(usage.ru_maxrss / 1024)
     if p.returncode != 0:
-        raise RuntimeError(f"{args} exited {p.returncode}: {p.stderr}")
-    return dt, p.stdout
+        raise RuntimeError(f"{args} exited {p.returncode}: {err}")
+    return dt, out
 
 
 def python_startup() -> float:
@@ -109,25 +125,26 @@ def main() -> int:
             startup = python_startup()
             rows = []
             dt, _ = timed(["netinfo.cli.niload", "passwd", "-t", dom], text)
-            rows.append((f"niload passwd ({a.n} new users)", dt))
+            rows.append((f"niload passwd ({a.n} new users)", dt, PEAK[-1]))
             dt, _ = timed(["netinfo.cli.niload", "passwd", "-t", dom], text)
-            rows.append((f"niload passwd ({a.n} existing: replace)", dt))
+            rows.append((f"niload passwd ({a.n} existing: replace)", dt, PEAK[-1]))
             dt, _ = timed(["netinfo.cli.niload", "-m", "passwd", "-t", dom], text)
-            rows.append((f"niload -m passwd ({a.n} existing: merge)", dt))
+            rows.append((f"niload -m passwd ({a.n} existing: merge)", dt, PEAK[-1]))
             dt, out = timed(["netinfo.cli.nidump", "passwd", "-t", dom])
-            rows.append((f"nidump passwd ({a.n} users)", dt))
+            rows.append((f"nidump passwd ({a.n} users)", dt, PEAK[-1]))
             got = [ln for ln in out.splitlines() if ln.startswith("user")]
             assert len(got) == a.n, f"dumped {len(got)} users, expected {a.n}"
             dt, out = timed(["netinfo.cli.nidump", "-r", "/users", "-t", dom])
-            rows.append((f"nidump -r /users ({a.n} users)", dt))
+            rows.append((f"nidump -r /users ({a.n} users)", dt, PEAK[-1]))
             got_r = len(re.findall(r'"name" = \( "user\d', out))
             assert got_r == a.n, f"nidump -r gave {got_r} users, expected {a.n}"
         finally:
             server.terminate()
             server.wait(15)
     print(f"python start-up + import: {startup:.3f} s")
-    for label, dt in rows:
-        print(f"{label:<45} {dt:7.3f} s   ({a.n / dt:,.0f} records/s)")
+    for label, dt, peak in rows:
+        print(f"{label:<45} {dt:7.3f} s   ({a.n / dt:>9,.0f} records/s)  tool peak RSS "
+              f"{peak:6.0f} MiB")
     return 0
 
 

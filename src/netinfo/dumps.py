@@ -28,15 +28,15 @@ from __future__ import annotations
 
 import asyncio
 import bisect
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, Protocol
 
 from .client import Client
 from .errors import NetInfoError, NiError, Status, error_text
-from .formats import (FORMATS, UPDATE_MESSAGES, FormatError, RawNode, plan_update,
-                      raw_from_text, record_key, record_path, record_text)
+from .formats import (FORMATS, UPDATE_MESSAGES, FormatError, Note, RawNode, iter_loaded,
+                      plan_update, raw_from_text, record_key, record_path, record_text)
 from .model import NiId, Proplist, first_values, split_unescaped
 from .verbs import create_path
 from .walk import CALL_ERRORS, WINDOW, TreeNode, pipelined, walk
@@ -400,6 +400,27 @@ def _write_new_call(c: Client, made: asyncio.Future[NiId], seq: int,
     return call
 
 
+#: Tables of up to this many children are pictured with one LIST of names; bigger ones
+#: with a LOOKUP per input key (:meth:`FlatLoad.picture`).
+LIST_TABLE = 20_000
+
+
+async def _holders(c: Client, table: NiId, name: str) -> list[int]:
+    """The children of *table* holding *name* as a name (LOOKUP; NI_NODIR, spec §4.4's
+    answer when none does, is an empty list)."""
+    try:
+        return (await c.lookup(table, "name", name))[0]
+    except NiError as e:
+        if e.status == Status.NODIR:
+            return []
+        raise
+
+
+def _holding(entries: list[Entry], keys: set[str]) -> set[int | None]:
+    """The entries whose names hold one of *keys* (those the plan can touch)."""
+    return {ent.oid for ent in entries if not keys.isdisjoint(ent.names)}
+
+
 class FlatLoad:
     """One flat-format load into a domain (``niload <format>``, tools §2.7).
 
@@ -419,8 +440,10 @@ class FlatLoad:
         self.verbose = verbose
         self.write = write or (lambda text: None)
         self.progress = progress
-        #: what the run did: (action, path) per record written, in input order
-        self.done: list[tuple[str, str]] = []
+        #: what the run did: how many records were created, replaced, merged
+        self.counts: dict[str, int] = {}
+        #: children of the table when last pictured
+        self.size = 0
 
     def say(self, text: str) -> None:
         self.write(text + "\n")
@@ -457,24 +480,48 @@ class FlatLoad:
         return oid
 
     async def picture(self, oid: int, keys: set[str]) -> tuple[NiId, list[Entry], NameIndex]:
-        """The table as the plan needs it: every child's names (one LIST), and the
-        properties and instances of those the input can hit (pipelined READs)."""
+        """The table as the plan needs it: the children that hold one of *keys* as a
+        name, in child order, with their properties and instances (pipelined READs).
+
+        A table of up to :data:`LIST_TABLE` children is read with one LIST of names (and
+        every child is an entry); a bigger one with one LOOKUP per key, so a run over a
+        million users never holds the whole table (tools §2.7 only ever asks for the
+        first child holding a name, and the children that hold none of the input's keys
+        cannot change the plan)."""
         try:
-            listed, table = await self.c.list(oid, "name")
+            kids, table = await self.c.children(oid)
         except _ERRORS as e:
             raise LoadError(f"can't list NetInfo {self.table}", e) from None
-        entries = [Entry(cid, list(vals or [])) for cid, vals in listed]
+        self.size = len(kids)
+        if len(kids) <= LIST_TABLE:
+            try:
+                listed, table = await self.c.list(oid, "name")
+            except _ERRORS as e:
+                raise LoadError(f"can't list NetInfo {self.table}", e) from None
+            entries = [Entry(cid, list(vals or [])) for cid, vals in listed]
+            holders = _holding(entries, keys)
+            wanted = [(cid, ent) for (cid, _), ent in zip(listed, entries, strict=True)
+                      if cid in holders]
+        else:
+            found = await run_calls([partial(_holders, self.c, table, k) for k in keys])
+            bad = first_error(found)
+            if bad is not None:
+                raise LoadError(f"can't list NetInfo {self.table}", bad[1])
+            holders = {cid for ids in found for cid in ids}
+            # in child order: what "the first child holding a name" is measured by
+            wanted = [(cid, Entry(cid, [])) for cid in kids if cid in holders]
+            entries = [ent for _, ent in wanted]
+            del kids
         index = NameIndex()
-        for pos, ent in enumerate(entries):
-            index.add(pos, ent.names)
-        wanted = [(cid, ent) for (cid, _), ent in zip(listed, entries, strict=True)
-                  if not keys.isdisjoint(ent.names)]
         results = await run_calls([partial(self.c.read, cid) for cid, _ in wanted])
         for (_, ent), r in zip(wanted, results, strict=True):   # one result per call
             if isinstance(r, BaseException):
                 ent.error = r
             else:
                 ent.instance, ent.props = r[0].instance, list(r[1])
+                ent.names = _names(ent.props)
+        for pos, ent in enumerate(entries):
+            index.add(pos, ent.names)
         return table, entries, index
 
     def report(self, records: list[Proplist], steps: list[Step]) -> None:
@@ -486,22 +533,39 @@ class FlatLoad:
             if s.action == "ignore":
                 self.say("input item has no name - ignored")
             elif s.action in UPDATE_MESSAGES and s.path is not None:
-                self.done.append((s.action, s.path))
+                self.counts[s.action] = self.counts.get(s.action, 0) + 1
                 if self.verbose:
                     self.say(UPDATE_MESSAGES[s.action].format(path=s.path))
 
-    async def run(self, records: list[Proplist]) -> int:
-        """Load *records* (at least one); returns 0. :raises LoadError:."""
+    async def run(self, pieces: Iterable[list[Proplist]], total: int = 0) -> int:
+        """Load the records, a piece at a time (each piece planned against a fresh
+        picture of the table, so memory is bounded by the piece, not the input);
+        returns 0. *total*: how many records in all, for the progress bar.
+
+        :raises LoadError:."""
         oid = await self.table_dir()
+        bar = _progress(self.progress, total)
+        try:
+            first = True
+            for records in pieces:
+                if records:
+                    await self._run_piece(oid, records, bar, first)
+                    first = False
+        finally:
+            bar.close()
+        return 0
+
+    async def _run_piece(self, oid: int, records: list[Proplist], bar: Progress,
+                         first: bool) -> None:
         keys = {k for k in map(record_key, records) if k is not None}
         for attempt in range(RETRIES + 1):
             table, entries, index = await self.picture(oid, keys)
-            if attempt == 0 and self.verbose:
-                self.say(f"Netinfo {self.table} contains {len(entries)} items")
+            if first and attempt == 0 and self.verbose:
+                self.say(f"Netinfo {self.table} contains {self.size} items")
             steps, unreadable = plan_records(records, entries, index, self.table,
                                              self.merge)
             calls, which = step_calls(self.c, steps, entries, table)
-            results = await _run_shown(calls, self.progress)
+            results = await run_calls(calls, bar)
             bad = first_error(results)
             if bad is not None:
                 n, err = bad
@@ -514,7 +578,7 @@ class FlatLoad:
                 steps.append(step)
             else:
                 self.report(records, steps)
-                return 0
+                return
             if isinstance(err, NiError) and err.status in _REPLAN and attempt < RETRIES:
                 # Our picture was out of date: report what went through, plan the rest
                 # of the input again from a fresh read.
@@ -526,7 +590,7 @@ class FlatLoad:
         raise AssertionError("unreachable")
 
 
-async def load_flat(c: Client, fmt: str, text: str, *, merge: bool = False,
+async def load_flat(c: Client, fmt: str, text: str | bytes, *, merge: bool = False,
                     delete: bool = False, verbose: bool = False,
                     write: Callable[[str], Any] | None = None,
                     progress: ProgressFactory | None = None,
@@ -534,28 +598,36 @@ async def load_flat(c: Client, fmt: str, text: str, *, merge: bool = False,
     """Parse *text* in format *fmt* and load it (tools §2.6, §2.7). Input without records
     returns None **without touching the domain** (tools §2.7), whatever *delete* says.
 
+    The input is read twice, a piece at a time (:func:`~netinfo.formats.iter_loaded`):
+    once to check every line and count the records, once to load them; records are
+    never all in memory at once. *text* may be bytes (niload's stdin, held once).
+
     :raises FormatError: a line does not parse (wrong field count, ...): nothing is
         written. The original skipped such lines silently and loaded the rest, so a slip
         in the input went unnoticed (issue #9). Comments, blank lines and NIS ``+``
         entries are still skipped.
     :raises LoadError: niload's failure wording and the error underneath.
     """
-    loaded = FORMATS[fmt].from_text(text)
     say = write or (lambda s: None)
-    if verbose:
+    total = 0
+    bad: list[Note] = []
+    for loaded in iter_loaded(fmt, text):
+        total += len(loaded.records)
         for note in loaded.notes:
-            say(f"{prog}: {note}\n")
-    bad = [n for n in loaded.notes if n.kind == "skipped"]
+            if verbose:
+                say(f"{prog}: {note}\n")
+            if note.kind == "skipped":
+                bad.append(note)
     if bad:
         more = f"; {len(bad)} lines do not parse" if len(bad) > 1 else ""
         raise FormatError(f"{bad[0]} (nothing loaded{more})")
     if verbose:
-        say(f"{len(loaded.records)} items read from input\n")
-    if not loaded.records:
+        say(f"{total} items read from input\n")
+    if not total:
         return None
     run = FlatLoad(c, fmt, merge=merge, delete=delete, verbose=verbose, write=write,
                    progress=progress)
-    await run.run(loaded.records)
+    await run.run((loaded.records for loaded in iter_loaded(fmt, text)), total)
     return run
 
 

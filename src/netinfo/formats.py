@@ -23,7 +23,7 @@ original niload's dictionary did (§2.6 "Property order").
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -963,6 +963,64 @@ FORMATS: dict[str, FormatSpec] = {
     "mountmaps": FormatSpec(mountmaps_to_text, mountmaps_from_text, "/mountmaps",
                             niload=False),
 }
+
+#: The niload formats whose records are read line by line (``_load``), so that the input
+#: can be parsed a piece at a time (:func:`iter_loaded`), and how their lines continue:
+#: ``"indent"`` (aliases), ``"backslash"`` (printcap, bootparams) or None. bootptab (its
+#: ``%%`` section) and resolv.conf (one record) are parsed whole.
+LINE_FORMATS: dict[str, str | None] = {
+    "aliases": "indent", "bootparams": "backslash", "fstab": None, "group": None,
+    "hosts": None, "networks": None, "passwd": None, "passwd.43": None,
+    "printcap": "backslash", "protocols": None, "rpc": None, "services": None,
+}
+
+#: Input lines per piece of :func:`iter_loaded` (niload plans and writes a piece at a
+#: time: memory stays bounded whatever the input's size).
+PIECE_LINES = 10_000
+
+
+def _may_cut(text: str | bytes, at: int, join: str | None) -> bool:
+    """Whether a piece may end just before offset *at* (the start of a line): never
+    inside a continued logical line (spec §2.6's joins)."""
+    nl, bs = ("\n", "\\") if isinstance(text, str) else (b"\n", b"\\")
+    if join == "indent":
+        return text[at:at + 1] not in ((" ", "\t") if isinstance(text, str) else (b" ", b"\t"))
+    if join == "backslash":
+        return not (at >= 2 and text[at - 1:at] == nl and text[at - 2:at - 1] == bs)
+    return True
+
+
+def iter_loaded(fmt: str, text: str | bytes, lines: int | None = None) -> Iterator[Loaded]:
+    """``FORMATS[fmt].from_text`` a piece at a time: the records of about *lines* input
+    lines (default :data:`PIECE_LINES`) per :class:`Loaded`, in input order, notes numbered as in the whole input.
+    Pieces end only between logical lines, so the records are exactly those of parsing
+    the whole text at once. *text* may be bytes (decoded a piece at a time, UTF-8 with
+    surrogateescape, as niload reads its input): the input is held once, never twice."""
+    parse = FORMATS[fmt].from_text
+    lines = lines or PIECE_LINES
+    if fmt not in LINE_FORMATS:
+        yield parse(text if isinstance(text, str)
+                    else text.decode("utf-8", "surrogateescape"))
+        return
+    join = LINE_FORMATS[fmt]
+    nl = "\n" if isinstance(text, str) else b"\n"
+    start, before, size = 0, 0, len(text)
+    while start < size:
+        end, n = start, 0
+        while end < size and (n < lines or not _may_cut(text, end, join)):
+            j = text.find(nl, end)   # type: ignore[arg-type]
+            end = size if j < 0 else j + 1
+            n += 1
+        piece = text[start:end]
+        got = parse(piece if isinstance(piece, str)
+                    else piece.decode("utf-8", "surrogateescape"))
+        if before:
+            got = Loaded(got.records, [nt._replace(line=nt.line + before)
+                                       for nt in got.notes])
+        yield got
+        before += n
+        start = end
+
 
 #: The formats nidump accepts, in its usage order (16, spec §2.1 and Appendix B).
 NIDUMP_FORMATS: tuple[str, ...] = tuple(n for n, s in FORMATS.items() if s.nidump)

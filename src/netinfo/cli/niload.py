@@ -162,12 +162,14 @@ def parse_args(args: list[str]) -> Options:
     return o
 
 
-def read_stdin() -> str:
-    """All of stdin; bytes that are not UTF-8 survive (surrogateescape, as the wire)."""
+def read_stdin() -> str | bytes:
+    """All of stdin, as bytes when there are bytes (the loaders decode a piece at a
+    time, so a million-line input is held once, not twice); bytes that are not UTF-8
+    survive (surrogateescape, as the wire)."""
     buf = getattr(sys.stdin, "buffer", None)
     if buf is None:
         return sys.stdin.read()
-    return buf.read().decode("utf-8", "surrogateescape")
+    return buf.read()
 
 
 def say(text: str) -> None:
@@ -179,7 +181,7 @@ def _flat_failure(e: LoadError) -> ToolExit:
     return ToolExit(EXIT_ERROR, f"{PROG}: {e.what}: {error_text(e.err)}")
 
 
-async def load_flat(c: Client, o: Options, text: str) -> int:
+async def load_flat(c: Client, o: Options, text: str | bytes) -> int:
     """``niload <format>`` (tools §2.7), through :func:`netinfo.dumps.load_flat`."""
     try:
         await dumps.load_flat(c, o.what, text, merge=o.merge, delete=o.delete,
@@ -192,8 +194,10 @@ async def load_flat(c: Client, o: Options, text: str) -> int:
     return 0
 
 
-async def load_raw(c: Client, o: Options, text: str) -> int:
+async def load_raw(c: Client, o: Options, text: str | bytes) -> int:
     """``niload -r <path>`` (tools §2.7), through :func:`netinfo.dumps.raw_load`."""
+    if isinstance(text, bytes):
+        text = text.decode("utf-8", "surrogateescape")
     try:
         tree = dumps.check_raw_input(text, o.what, allow_empty=o.allow_empty)
     except FormatError as e:

@@ -140,9 +140,7 @@ async def import_(request: Request) -> Response:
                                             verbose=True, write=log.append, prog="import")
                 if run is None:
                     return "0 items read from input: nothing was changed."
-                counts: dict[str, int] = {}
-                for action, _ in run.done:
-                    counts[action] = counts.get(action, 0) + 1
+                counts = run.counts
                 words = {"create": "created", "write": "replaced", "merge": "merged"}
                 return "Imported into {}: {}.".format(FORMATS[fmt].directory, ", ".join(
                     f"{n} {words[a]}" for a, n in counts.items()) or "nothing to do")

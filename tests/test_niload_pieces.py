@@ -1,0 +1,151 @@
+"""niload at scale: input parsed and loaded a piece at a time, big tables pictured by
+LOOKUP instead of one LIST (issue #10, "niload at scale").
+
+The pieces and the LOOKUP picture must give exactly what one whole-input run over a LIST
+picture gives (tools §2.7's rules: first child holding the name, create / replace /
+merge, aliases, records that rename an entry). These tests load the same tricky input
+both ways into real servers and compare the dumps; the piece size and the LIST limit
+are shrunk so that a few records cross every boundary.
+"""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from netinfo import dumps, formats
+from netinfo.formats import FORMATS, LINE_FORMATS, iter_loaded
+
+from .conftest import Netinfod
+from .test_niload import dump, load, populate
+
+
+def _whole(fmt: str, text: str):
+    got = FORMATS[fmt].from_text(text)
+    return got.records, got.notes
+
+
+def _pieces(fmt: str, text: str | bytes, lines: int):
+    records, notes = [], []
+    for loaded in iter_loaded(fmt, text, lines):
+        records += loaded.records
+        notes += loaded.notes
+    return records, notes
+
+
+_LINE = st.sampled_from([
+    "a: b, c", "  d, e", "\tf", "#c", "#c\\", "", "x\\", "\t:rm=h:\\", ":rp=q:",
+    "lp|x:\\", "u:*:1:1::0:0:U:/h:/bin/sh", "bad:line", "v:*:2:2:V:/h:/sh", "c1\troot=x",
+    "h 10.0.0.1", "10.0.0.2 h2 alias", "g:*:5:a,b", "é:\udcff:3:3::0:0::/:/",
+])
+
+
+@settings(max_examples=300, deadline=None)
+@given(fmt=st.sampled_from(sorted(LINE_FORMATS)), lines=st.lists(_LINE, max_size=40),
+       size=st.integers(1, 7), end=st.booleans())
+def test_pieces_parse_exactly_as_the_whole_input(fmt, lines, size, end):
+    text = "\n".join(lines) + ("\n" if end and lines else "")
+    want = _whole(fmt, text)
+    assert _pieces(fmt, text, size) == want
+    assert _pieces(fmt, text.encode("utf-8", "surrogateescape"), size) == want
+
+
+def test_whole_formats_come_in_one_piece():
+    text = "%%\nhost 1 00:00:00:00:00:01 10.0.0.1 boot\n"
+    assert len(list(iter_loaded("bootptab", text, 1))) == 1
+
+
+def _input(n: int, seed: int) -> str:
+    """passwd lines with repeats (the second of a name replaces or merges into the
+    first), and names other entries already hold as an alias."""
+    rnd = random.Random(seed)
+    out = []
+    for i in range(n):
+        k = rnd.randrange(n // 2 + 1)
+        out.append(f"u{k}:*:{1000 + i}:20::0:0:User {i}:/home/u{k}:/bin/sh\n")
+    return "".join(out)
+
+
+def _existing():
+    """A table whose entries hold several names: the input's names hit the first holder
+    (an alias), and one entry holds a name twice."""
+    return {"/users": [
+        ([("name", ["old", "u3"]), ("uid", ["1"])], []),
+        ([("name", ["u3"]), ("uid", ["2"])], []),
+        ([("name", ["u5", "u5"]), ("uid", ["3"])], []),
+        ([("uid", ["4"])], []),
+        ([("name", ["u7"]), ("shell", ["/bin/old"])], []),
+    ]}
+
+
+@pytest.fixture(scope="module")
+def pair(tmp_path_factory):
+    """Two servers: one loaded the way small inputs are, one piece by piece."""
+    a = Netinfod(tmp_path_factory.mktemp("whole"), "whole", "-m").start()
+    b = Netinfod(tmp_path_factory.mktemp("pieces"), "pieces", "-m").start()
+    try:
+        yield f"127.0.0.1:{a.port}/whole", f"127.0.0.1:{b.port}/pieces"
+    finally:
+        a.stop()
+        b.stop()
+
+
+@pytest.mark.parametrize("flags", [(), ("-m",)], ids=["replace", "merge"])
+def test_pieces_and_lookup_picture_load_what_one_whole_run_loads(pair, monkeypatch, flags):
+    whole, pieces = pair
+    text = _input(60, seed=len(flags))
+    populate(whole, True, _existing())
+    rc, out, err = load(whole, "-v", *flags, "passwd", stdin=text)
+    assert rc == 0, err
+    want_log = err
+    monkeypatch.setattr(formats, "PIECE_LINES", 7)     # 9 pieces
+    monkeypatch.setattr(dumps, "LIST_TABLE", 2)        # LOOKUP picture from the start
+    populate(pieces, True, _existing())
+    rc, out, err = load(pieces, "-v", *flags, "passwd", stdin=text)
+    assert rc == 0, err
+    assert dump(pieces, "-r", "/users") == dump(whole, "-r", "/users")
+    # the -v log is the same too (but for the table's count, once, and which server)
+    assert err == want_log
+
+
+def test_a_bad_line_anywhere_loads_nothing(pair, monkeypatch):
+    _, pieces = pair
+    monkeypatch.setattr(formats, "PIECE_LINES", 3)
+    populate(pieces, True, {"/users": []})
+    before = dump(pieces, "-r", "/users")
+    text = _input(20, seed=9) + "broken:line\n" + _input(5, seed=10)
+    rc, out, err = load(pieces, "passwd", stdin=text)
+    assert (rc, out) == (1, "")
+    assert err == "niload: line 21: 2 fields, expected 10 or 7 (nothing loaded)\n"
+    assert dump(pieces, "-r", "/users") == before
+
+
+def test_a_stale_picture_in_a_later_piece_is_read_again(pair, monkeypatch):
+    # Another writer adds a child to the table while the second piece is pictured: that
+    # piece's first CREATE carries a stale table instance (NI_STALE), so the rest of the
+    # piece is pictured and planned again; nothing is lost or duplicated.
+    _, pieces = pair
+    monkeypatch.setattr(formats, "PIECE_LINES", 4)
+    monkeypatch.setattr(dumps, "LIST_TABLE", 0)
+    populate(pieces, True, {"/users": [([("name", ["u1"]), ("x", ["1"])], [])]})
+    real = dumps.FlatLoad.picture
+    seen = []
+
+    async def picture(self, oid, keys):
+        got = await real(self, oid, keys)
+        seen.append(sorted(keys))
+        if len(seen) == 2:
+            await self.c.create(got[0], [("name", ["zz"])])
+        return got
+    monkeypatch.setattr(dumps.FlatLoad, "picture", picture)
+    text = "".join(f"u{i}:*:{i}:20::0:0:U:/h:/sh\n" for i in range(10))
+    rc, out, err = load(pieces, "passwd", stdin=text)
+    assert rc == 0, err
+    got = dump(pieces, "passwd")
+    assert sorted(line.split(":")[0] for line in got.splitlines()) == \
+        sorted([*(f"u{i}" for i in range(10)), "zz"])
+    assert seen[1] == seen[2] == ["u4", "u5", "u6", "u7"]   # the second piece, twice
+    assert len(seen) == 4
