@@ -28,7 +28,9 @@ from __future__ import annotations
 
 import asyncio
 import bisect
-from collections.abc import Awaitable, Callable, Iterable
+from array import array
+from collections import deque
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, Protocol
@@ -36,14 +38,16 @@ from typing import Any, Protocol
 from .client import Client
 from .errors import NetInfoError, NiError, Status, error_text
 from .formats import (FORMATS, UPDATE_MESSAGES, FormatError, Note, RawNode, iter_loaded,
-                      plan_update, raw_from_text, record_key, record_path, record_text)
+                      plan_update, raw_children_close, raw_children_open, raw_from_text,
+                      raw_open, record_key, record_path, record_text)
 from .model import NiId, Proplist, first_values, split_unescaped
 from .verbs import create_path
 from .walk import CALL_ERRORS, WINDOW, TreeNode, pipelined, walk
 
 __all__ = [
     "RETRIES", "LoadError", "Progress", "find_dir", "to_raw", "read_subtree",
-    "read_table", "destroy_calls", "run_calls", "first_error", "destroy_tree", "Entry",
+    "read_table", "table_pieces", "write_subtree", "destroy_calls", "run_calls",
+    "first_error", "destroy_tree", "Entry",
     "NameIndex", "Step", "plan_records", "step_calls", "FlatLoad", "load_flat",
     "create_calls", "raw_load", "check_raw_input",
 ]
@@ -133,20 +137,156 @@ async def read_subtree(c: Client, path: str,
 
 
 async def read_table(c: Client, fmt: str) -> tuple[bool, list[Proplist]]:
-    """A flat format's records (one LISTALL of its table; the directory itself for a
-    non-table format such as resolv.conf): (whether the directory exists, records)."""
+    """A flat format's records (the directory itself for a non-table format such as
+    resolv.conf): (whether the directory exists, records)."""
+    found, pieces = await table_pieces(c, fmt)
+    records: list[Proplist] = []
+    async for piece in pieces:
+        records += piece
+    return found, records
+
+
+#: Tables of up to this many children are read with one LISTALL; bigger ones a window of
+#: READs at a time (:func:`table_pieces`), so no reply holds a million records.
+LISTALL_TABLE = 20_000
+#: Directories read per window by the streaming dumps.
+DUMP_WINDOW = 2_000
+
+
+async def table_pieces(c: Client, fmt: str) -> tuple[bool, AsyncIterator[list[Proplist]]]:
+    """A flat format's records, a piece at a time, in child order (tools §2.1): whether
+    the directory exists, and the pieces. A table of up to :data:`LISTALL_TABLE`
+    children is one LISTALL (one piece); a bigger one is CHILDREN, then pipelined READs
+    of :data:`DUMP_WINDOW` children per piece; a child that went away meanwhile
+    (NI_BADID) is left out, as LISTALL would have.
+
+    :raises NiError: a failure other than the table being missing.
+    """
     spec = FORMATS[fmt]
     oid = await find_dir(c, spec.directory)
     if oid is None:
-        return False, []
+        return False, _pieces_of([])
     try:
-        if spec.table:
-            return True, list((await c.listall(oid))[1])
-        return True, [(await c.read(oid))[1]]
+        if not spec.table:
+            return True, _pieces_of([[(await c.read(oid))[1]]])
+        kids = (await c.children(oid))[0]
+        if len(kids) <= LISTALL_TABLE:
+            return True, _pieces_of([list((await c.listall(oid))[1])])
     except NiError as e:
         if e.status != Status.BADID:
             raise
-    return False, []
+        return False, _pieces_of([])
+    return True, _read_windows(c, array("I", kids))
+
+
+async def _pieces_of(pieces: list[list[Proplist]]) -> AsyncIterator[list[Proplist]]:
+    for piece in pieces:
+        yield piece
+
+
+async def _read_windows(c: Client, kids: array) -> AsyncIterator[list[Proplist]]:
+    for at in range(0, len(kids), DUMP_WINDOW):
+        results = await run_calls([partial(c.read, k) for k in kids[at:at + DUMP_WINDOW]])
+        piece: list[Proplist] = []
+        for r in results:
+            if isinstance(r, BaseException):
+                if isinstance(r, NiError) and r.status == Status.BADID:
+                    continue   # went away after CHILDREN
+                raise r
+            piece.append(r[1])
+        yield piece
+
+
+async def write_subtree(c: Client, path: str, write: Callable[[str], Any], *,
+                        escape_backslashes: bool = True,
+                        progress: Callable[[int], None] | None = None) -> bool:
+    """``nidump -r`` as it reads: the subtree at *path* in the raw layout (spec §2.3),
+    written through *write* depth first while the next directories are read, so memory
+    is bounded by the tree's depth times :data:`DUMP_WINDOW`, not its size. The text is
+    :func:`~netinfo.formats.raw_to_text` of the tree read. Returns False (nothing
+    written) when *path* does not exist; a directory that goes away during the dump is
+    left out.
+
+    :raises NiError: any other failure. :raises CALL_ERRORS: communication failures.
+    """
+    oid = await find_dir(c, path)
+    if oid is None:
+        return False
+    top = (await _read_window(c, [oid]))
+    if not top:
+        return False
+    esc = escape_backslashes
+    # One frame per directory whose children are being written: its children's
+    # numbers, where the next window starts, the window read and not yet written, the
+    # directory's indent, and whether a sibling brace waits for its "," or newline.
+    frames: list[_Frame] = []
+
+    def enter(props: Proplist, kids: array, indent: int) -> None:
+        write(raw_open(props, indent, esc))
+        if progress is not None:
+            progress(1)
+        if kids:
+            write(raw_children_open(indent))
+            frames.append(_Frame(kids, indent))
+        else:
+            write(" " * indent + "}")
+            if frames:
+                frames[-1].open_brace = True
+
+    _, props, kids = top[0]
+    enter(props, kids, 0)
+    if not frames:
+        write("\n")
+    while frames:
+        f = frames[-1]
+        if not f.ready and f.next < len(f.kids):
+            f.ready = deque(await _read_window(c, f.kids[f.next:f.next + DUMP_WINDOW]))
+            f.next += DUMP_WINDOW
+            continue
+        if f.ready:
+            _, props, kids = f.ready.popleft()
+            if f.open_brace:
+                write(",\n")
+                f.open_brace = False
+            enter(props, kids, f.indent + 4)
+            continue
+        frames.pop()
+        write(("\n" if f.open_brace else "") + raw_children_close(f.indent))
+        if frames:
+            frames[-1].open_brace = True
+        else:
+            write("\n")
+    return True
+
+
+@dataclass
+class _Frame:
+    kids: array
+    indent: int
+    next: int = 0
+    ready: deque[tuple[int, Proplist, array]] = field(default_factory=deque)
+    open_brace: bool = False
+
+
+async def _read_window(c: Client, oids: Iterable[int]) -> list[tuple[int, Proplist, array]]:
+    """READ and CHILDREN of *oids*, pipelined: (id, properties, children) of those still
+    there (NI_BADID: gone, left out)."""
+    ids = list(oids)
+    calls: list[Callable[[], Awaitable[Any]]] = []
+    for oid in ids:
+        calls += [partial(c.read, oid), partial(c.children, oid)]
+    results = await run_calls(calls)
+    out = []
+    for n, oid in enumerate(ids):
+        read, kids = results[2 * n], results[2 * n + 1]
+        bad = read if isinstance(read, BaseException) else \
+            kids if isinstance(kids, BaseException) else None
+        if bad is not None:
+            if isinstance(bad, NiError) and bad.status == Status.BADID:
+                continue
+            raise bad
+        out.append((oid, read[1], array("I", kids[0])))
+    return out
 
 
 # -- destroying subtrees, pipelined ------------------------------------------------------------

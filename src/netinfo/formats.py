@@ -32,7 +32,8 @@ from .model import Proplist, first_values
 
 __all__ = [
     "FormatError", "Note", "Loaded", "FormatSpec", "FORMATS", "NIDUMP_FORMATS",
-    "NILOAD_FORMATS", "RawNode", "raw_to_text", "raw_from_text", "MAX_RAW_DEPTH",
+    "NILOAD_FORMATS", "RawNode", "raw_to_text", "raw_open", "raw_children_open",
+    "raw_children_close", "raw_from_text", "MAX_RAW_DEPTH",
     "record_key", "record_path", "merge_proplists", "plan_update", "UPDATE_MESSAGES",
     "record_text",
 ]
@@ -97,11 +98,38 @@ def _quote(s: str, escape_backslashes: bool) -> str:
     return '"' + s.replace('"', '\\"') + '"'
 
 
+def raw_open(props: Proplist, indent: int, escape_backslashes: bool = False) -> str:
+    """A directory's opening brace and property lines at *indent* in the [369] layout
+    (spec §2.3): what :func:`raw_to_text` prints before its children."""
+    pad, inner = " " * indent, " " * (indent + 2)
+    out = [pad + "{\n"]
+    for key, values in props:
+        line = [inner, _quote(key, escape_backslashes), " = ( "]
+        for i, v in enumerate(values):
+            line.append(_quote(v, escape_backslashes))
+            line.append(", " if i + 1 < len(values) else " ")
+        line.append(");\n")
+        out.append("".join(line))
+    return "".join(out)
+
+
+def raw_children_open(indent: int) -> str:
+    """``CHILDREN = (`` of the directory at *indent*."""
+    return " " * (indent + 2) + "CHILDREN = (\n"
+
+
+def raw_children_close(indent: int) -> str:
+    """The children list's ``)`` and the closing brace of the directory at *indent*,
+    without what follows the brace (``,`` between siblings, then a newline)."""
+    return " " * (indent + 2) + ")\n" + " " * indent + "}"
+
+
 def raw_to_text(tree: RawNode, *, escape_backslashes: bool = False) -> str:
     """``nidump -r``: *tree* in the exact [369] layout (spec §2.3), ending in a newline.
 
     With *escape_backslashes* a backslash in a key or value is written ``\\\\`` so that
     :func:`raw_from_text` gives it back; the original printed it bare (the default).
+    The pieces (:func:`raw_open`, ...) are those the streaming dump writes as it reads.
     """
     out: list[str] = []
     # An explicit stack instead of recursion: any depth prints.
@@ -113,25 +141,15 @@ def raw_to_text(tree: RawNode, *, escape_backslashes: bool = False) -> str:
             out.append(item)
             continue
         node, indent, last = item
-        pad, inner = " " * indent, " " * (indent + 2)
-        out.append(pad + "{\n")
-        for key, values in node.props:
-            line = [inner, _quote(key, escape_backslashes), " = ( "]
-            for i, v in enumerate(values):
-                line.append(_quote(v, escape_backslashes))
-                line.append(", " if i + 1 < len(values) else " ")
-            line.append(");\n")
-            out.append("".join(line))
-        closing = pad + "}" + last + "\n"
+        out.append(raw_open(node.props, indent, escape_backslashes))
         if node.children:
-            out.append(inner + "CHILDREN = (\n")
-            stack.append(closing)
-            stack.append(inner + ")\n")
+            out.append(raw_children_open(indent))
+            stack.append(raw_children_close(indent) + last + "\n")
             n = len(node.children)
             for i in range(n - 1, -1, -1):
                 stack.append((node.children[i], indent + 4, "," if i + 1 < n else ""))
         else:
-            out.append(closing)
+            out.append(" " * indent + "}" + last + "\n")
     return "".join(out)
 
 
@@ -974,6 +992,12 @@ LINE_FORMATS: dict[str, str | None] = {
     "printcap": "backslash", "protocols": None, "rpc": None, "services": None,
 }
 
+#: The nidump formats whose text is one piece per record (``to_text(a + b)`` is
+#: ``to_text(a) + to_text(b)``), so a big table can be printed as it is read; bootptab
+#: (a header) and resolv.conf (not a table) are printed whole.
+RECORD_FORMATS: frozenset[str] = frozenset(
+    n for n, s in FORMATS.items() if s.nidump and s.table and n != "bootptab")
+
 #: Input lines per piece of :func:`iter_loaded` (niload plans and writes a piece at a
 #: time: memory stays bounded whatever the input's size).
 PIECE_LINES = 10_000
@@ -992,10 +1016,11 @@ def _may_cut(text: str | bytes, at: int, join: str | None) -> bool:
 
 def iter_loaded(fmt: str, text: str | bytes, lines: int | None = None) -> Iterator[Loaded]:
     """``FORMATS[fmt].from_text`` a piece at a time: the records of about *lines* input
-    lines (default :data:`PIECE_LINES`) per :class:`Loaded`, in input order, notes numbered as in the whole input.
-    Pieces end only between logical lines, so the records are exactly those of parsing
-    the whole text at once. *text* may be bytes (decoded a piece at a time, UTF-8 with
-    surrogateescape, as niload reads its input): the input is held once, never twice."""
+    lines (default :data:`PIECE_LINES`) per :class:`Loaded`, in input order, notes
+    numbered as in the whole input. Pieces end only between logical lines, so the
+    records are exactly those of parsing the whole text at once. *text* may be bytes
+    (decoded a piece at a time, UTF-8 with surrogateescape, as niload reads its input):
+    the input is held once, never twice."""
     parse = FORMATS[fmt].from_text
     lines = lines or PIECE_LINES
     if fmt not in LINE_FORMATS:

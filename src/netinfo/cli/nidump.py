@@ -48,7 +48,7 @@ from typing import Any
 from .. import dumps
 from ..client import Client
 from ..errors import NiError, Status
-from ..formats import FORMATS, NIDUMP_FORMATS, RawNode, raw_to_text
+from ..formats import FORMATS, NIDUMP_FORMATS, RECORD_FORMATS, RawNode
 from .common import (COMM_ERRORS, DEFAULT_TIMEOUT, EXIT_FAILED, EXIT_TAGGED_CONNECT, Progress,
                      ToolExit, UsageError, dump_json, error_text, open_for_tool,
                      parse_timeout, props_json, scan_args, tool_main, usage_text)
@@ -156,8 +156,32 @@ def write_out(text: str) -> None:
     buf.flush()
 
 
+class BufferedOut:
+    """What a streaming dump writes through: pieces gathered and written to stdout (by
+    :func:`write_out`) about 64 KiB at a time, the rest at :meth:`flush`."""
+
+    SIZE = 1 << 16
+
+    def __init__(self) -> None:
+        self.parts: list[str] = []
+        self.size = 0
+
+    def write(self, text: str) -> None:
+        self.parts.append(text)
+        self.size += len(text)
+        if self.size >= self.SIZE:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.parts:
+            text = "".join(self.parts)
+            self.parts, self.size = [], 0
+            write_out(text)
+
+
 async def dump_raw(c: Client, o: Options) -> Callable[[], None]:
-    """Walk the subtree; returns what prints it.
+    """Dump the subtree: written as it is read (bounded memory, any size); with
+    ``--json`` read whole, then printed by what this returns.
 
     :raises NiError: NI_NODIR when the path does not exist. The original printed nothing
         and exited 0, so ``nidump -r /nosuch . > backup.raw`` left an empty "backup"
@@ -165,20 +189,39 @@ async def dump_raw(c: Client, o: Options) -> Callable[[], None]:
     """
     progress = LazyProgress(PROG)
     try:
+        if not o.json:
+            out = BufferedOut()
+            try:
+                # escape_backslashes: the lossless choice (module docstring).
+                if not await dumps.write_subtree(c, o.what, out.write,
+                                                 escape_backslashes=True,
+                                                 progress=progress.advance):
+                    raise NiError(Status.NODIR)
+            finally:
+                out.flush()
+            return lambda: None
         tree = await dumps.read_subtree(c, o.what, progress=progress.advance)
     finally:
         progress.close()
     if tree is None:
         raise NiError(Status.NODIR)
-    if o.json:
-        return lambda: dump_json(raw_json(tree))
-    # escape_backslashes: the lossless choice (module docstring, issue requirement).
-    return lambda: write_out(raw_to_text(tree, escape_backslashes=True))
+    return lambda: dump_json(raw_json(tree))
 
 
 async def dump_flat(c: Client, o: Options) -> Callable[[], None]:
-    """Read the format's table with one LISTALL; returns what prints it."""
+    """Dump the format's table. A format printed record by record
+    (:data:`~netinfo.formats.RECORD_FORMATS`) is written as it is read, a piece at a
+    time (:func:`netinfo.dumps.table_pieces`: one LISTALL, or windows of READs for a big
+    table); the others, and ``--json``, are read whole, then printed by what this
+    returns."""
     spec = FORMATS[o.what]
+    if o.what in RECORD_FORMATS and not o.json:
+        found, pieces = await dumps.table_pieces(c, o.what)
+        async for piece in pieces:
+            write_out(spec.to_text(piece))
+        if not found and spec.dump_when_missing:
+            write_out(spec.to_text([]))
+        return lambda: None
     found, records = await dumps.read_table(c, o.what)
     if o.json:
         # The records that give output, i.e. those the format does not skip.

@@ -1,5 +1,6 @@
-"""niload at scale: input parsed and loaded a piece at a time, big tables pictured by
-LOOKUP instead of one LIST (issue #10, "niload at scale").
+"""niload and nidump at scale (issue #10): input parsed and loaded a piece at a time, big
+tables pictured by LOOKUP instead of one LIST; tables dumped a window of READs at a time
+and trees written as they are read.
 
 The pieces and the LOOKUP picture must give exactly what one whole-input run over a LIST
 picture gives (tools §2.7's rules: first child holding the name, create / replace /
@@ -17,10 +18,23 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from netinfo import dumps, formats
-from netinfo.formats import FORMATS, LINE_FORMATS, iter_loaded
+from netinfo.formats import (FORMATS, LINE_FORMATS, RECORD_FORMATS, iter_loaded,
+                             raw_to_text)
 
 from .conftest import Netinfod
 from .test_niload import dump, load, populate
+
+
+def _tree():
+    """Nesting, empty directories, a leaf after a subtree, quoting and backslashes."""
+    return {"/t": [
+        ([("name", ["a"]), ("v", ['q"uote', "back\\slash", ""])],
+         [([("name", ["a1"])], [([("name", ["a11"])], []), ([("name", ["a12"])], [])]),
+          ([("name", ["a2"]), ("empty", [])], []),
+          ([("name", ["a3"])], [([("name", ["a31"])], [])])]),
+        ([("name", ["b"])], []),
+        ([], [([("name", ["c1"])], [])]),
+    ]}
 
 
 def _whole(fmt: str, text: str):
@@ -149,3 +163,52 @@ def test_a_stale_picture_in_a_later_piece_is_read_again(pair, monkeypatch):
         sorted([*(f"u{i}" for i in range(10)), "zz"])
     assert seen[1] == seen[2] == ["u4", "u5", "u6", "u7"]   # the second piece, twice
     assert len(seen) == 4
+
+
+# -- nidump ------------------------------------------------------------------------------------
+
+def _whole_raw(dom: str, path: str) -> str:
+    async def go():
+        from netinfo.domain import open_domain
+        c = await open_domain(dom, tagged=True)
+        try:
+            return raw_to_text(await dumps.read_subtree(c, path), escape_backslashes=True)
+        finally:
+            await c.close()
+    import asyncio
+    return asyncio.run(go())
+
+
+@pytest.mark.parametrize("window", [1, 2, 3, 2000])
+def test_raw_dump_written_as_read_is_the_tree_read_whole(pair, monkeypatch, window):
+    _, dom = pair
+    populate(dom, True, _tree())
+    monkeypatch.setattr(dumps, "DUMP_WINDOW", window)
+    for path in ("/t", "/t/a", "/t/b", "/"):
+        assert dump(dom, "-r", path) == _whole_raw(dom, path), (path, window)
+
+
+def test_big_table_dumped_in_windows_is_the_listall_dump(pair, monkeypatch):
+    _, dom = pair
+    users = [([("name", [f"w{i}"]), ("uid", [str(i)]), ("shell", ["/bin/sh"])], [])
+             for i in range(23)]
+    populate(dom, True, {"/users": users, "/groups": [([("name", ["g"]), ("gid", ["5"])], [])]})
+    want = {fmt: dump(dom, fmt) for fmt in ("passwd", "group", "bootptab")}
+    assert want["passwd"].count("\n") == 23
+    monkeypatch.setattr(dumps, "LISTALL_TABLE", 0)
+    monkeypatch.setattr(dumps, "DUMP_WINDOW", 4)
+    assert {fmt: dump(dom, fmt) for fmt in want} == want
+
+
+@settings(max_examples=100, deadline=None)
+@given(fmt=st.sampled_from(sorted(RECORD_FORMATS)), cut=st.integers(0, 6), data=st.data())
+def test_record_formats_print_record_by_record(fmt, cut, data):
+    keys = ["name", "passwd", "uid", "gid", "ip_address", "en_address", "members",
+            "address", "number", "port", "protocol", "dir", "type", "opts", "bootparams",
+            "rm", "clients"]
+    rec = st.lists(st.tuples(st.sampled_from(keys),
+                             st.lists(st.sampled_from(["a", "b c", "", "x:y", "1"]),
+                                      max_size=3)), max_size=6)
+    records = data.draw(st.lists(rec, max_size=6))
+    to_text = FORMATS[fmt].to_text
+    assert to_text(records) == to_text(records[:cut]) + to_text(records[cut:])
