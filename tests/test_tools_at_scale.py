@@ -125,6 +125,34 @@ def test_pieces_and_lookup_picture_load_what_one_whole_run_loads(pair, monkeypat
     assert err == want_log
 
 
+def _hosts(n: int, seed: int) -> str:
+    """hosts lines whose names repeat across lines, as first names and as aliases."""
+    rnd = random.Random(seed)
+    return "".join(f"10.0.{i // 250}.{i % 250} h{rnd.randrange(n // 3 + 1)} "
+                   f"h{rnd.randrange(n // 3 + 1)}\n" for i in range(n))
+
+
+@pytest.mark.parametrize("flags", [(), ("-m",)], ids=["replace", "merge"])
+def test_hosts_with_aliases_load_alike_whole_and_in_pieces(pair, monkeypatch, flags):
+    # Records that bring two names, entries holding several keys: the LOOKUP picture
+    # takes the child order from CHILDREN.
+    whole, pieces = pair
+    existing = {"/machines": [([("name", ["h1", "h2"]), ("ip_address", ["1.1.1.1"])], []),
+                              ([("name", ["h2"])], []),
+                              ([("name", ["h4", "h9"])], [])]}
+    text = _hosts(40, seed=3)
+    populate(whole, True, existing)
+    rc, _, want_log = load(whole, "-v", *flags, "hosts", stdin=text)
+    assert rc == 0, want_log
+    monkeypatch.setattr(formats, "PIECE_LINES", 6)
+    monkeypatch.setattr(dumps, "LIST_TABLE", 1)
+    populate(pieces, True, existing)
+    rc, _, err = load(pieces, "-v", *flags, "hosts", stdin=text)
+    assert rc == 0, err
+    assert dump(pieces, "-r", "/machines") == dump(whole, "-r", "/machines")
+    assert err == want_log
+
+
 def test_a_bad_line_anywhere_loads_nothing(pair, monkeypatch):
     _, pieces = pair
     monkeypatch.setattr(formats, "PIECE_LINES", 3)

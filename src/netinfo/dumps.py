@@ -582,8 +582,11 @@ class FlatLoad:
         self.progress = progress
         #: what the run did: how many records were created, replaced, merged
         self.counts: dict[str, int] = {}
-        #: children of the table when last pictured
+        #: children of the table when the run began; whether that is more than LIST_TABLE
         self.size = 0
+        self.big: bool | None = None
+        #: whether a record of the piece being planned brings more than one name
+        self.many_names = False
 
     def say(self, text: str) -> None:
         self.write(text + "\n")
@@ -623,35 +626,58 @@ class FlatLoad:
         """The table as the plan needs it: the children that hold one of *keys* as a
         name, in child order, with their properties and instances (pipelined READs).
 
-        A table of up to :data:`LIST_TABLE` children is read with one LIST of names (and
-        every child is an entry); a bigger one with one LOOKUP per key, so a run over a
-        million users never holds the whole table (tools §2.7 only ever asks for the
-        first child holding a name, and the children that hold none of the input's keys
-        cannot change the plan)."""
+        A table of up to :data:`LIST_TABLE` children (counted once per run) is read with
+        one LIST of names, and every child is an entry; a bigger one with one LOOKUP per
+        key, so a run over a million users never holds the whole table: tools §2.7 only
+        asks for the first child holding a name, and children that hold none of the
+        input's keys cannot change the plan. Each LOOKUP answers in child order; when no
+        child holds two of the keys and no record brings two names (so no entry can
+        gain a key during the piece), those answers in turn are as good as child order
+        for every question the plan asks. Otherwise the order comes from CHILDREN."""
         try:
-            kids, table = await self.c.children(oid)
+            if self.big is None:
+                kids, table = await self.c.children(oid)
+                self.size, self.big = len(kids), len(kids) > LIST_TABLE
+                del kids
+            if not self.big:
+                listed, table = await self.c.list(oid, "name")
         except _ERRORS as e:
             raise LoadError(f"can't list NetInfo {self.table}", e) from None
-        self.size = len(kids)
-        if len(kids) <= LIST_TABLE:
-            try:
-                listed, table = await self.c.list(oid, "name")
-            except _ERRORS as e:
-                raise LoadError(f"can't list NetInfo {self.table}", e) from None
+        if not self.big:
             entries = [Entry(cid, list(vals or [])) for cid, vals in listed]
             holders = _holding(entries, keys)
             wanted = [(cid, ent) for (cid, _), ent in zip(listed, entries, strict=True)
                       if cid in holders]
         else:
+            try:
+                # the instance planned with is taken first: a change during the
+                # LOOKUPs makes the piece's first write NI_STALE (planned again)
+                table = await self.c.self_id(oid)
+            except _ERRORS as e:
+                raise LoadError(f"can't list NetInfo {self.table}", e) from None
             found = await run_calls([partial(_holders, self.c, table, k) for k in keys])
             bad = first_error(found)
             if bad is not None:
                 raise LoadError(f"can't list NetInfo {self.table}", bad[1])
-            holders = {cid for ids in found for cid in ids}
-            # in child order: what "the first child holding a name" is measured by
-            wanted = [(cid, Entry(cid, [])) for cid in kids if cid in holders]
+            order: list[int] = []
+            seen: set[int] = set()
+            exact = self.many_names
+            for ids in found:
+                for cid in ids:
+                    if cid in seen:
+                        exact = True
+                    else:
+                        seen.add(cid)
+                        order.append(cid)
+            if exact:
+                try:
+                    kids = (await self.c.children(oid))[0]
+                except _ERRORS as e:
+                    raise LoadError(f"can't list NetInfo {self.table}", e) from None
+                order = [cid for cid in kids if cid in seen]
+                del kids
+            wanted = [(cid, Entry(cid, [])) for cid in order]
             entries = [ent for _, ent in wanted]
-            del kids
         index = NameIndex()
         results = await run_calls([partial(self.c.read, cid) for cid, _ in wanted])
         for (_, ent), r in zip(wanted, results, strict=True):   # one result per call
@@ -698,6 +724,7 @@ class FlatLoad:
     async def _run_piece(self, oid: int, records: list[Proplist], bar: Progress,
                          first: bool) -> None:
         keys = {k for k in map(record_key, records) if k is not None}
+        self.many_names = any(len(first_values(r, "name") or ()) > 1 for r in records)
         for attempt in range(RETRIES + 1):
             table, entries, index = await self.picture(oid, keys)
             if first and attempt == 0 and self.verbose:
