@@ -125,6 +125,30 @@ def test_pieces_and_lookup_picture_load_what_one_whole_run_loads(pair, monkeypat
     assert err == want_log
 
 
+def test_a_table_the_run_grows_moves_to_lookups(pair, monkeypatch):
+    # Starts empty (LIST pictures), passes LIST_TABLE part way (LOOKUP pictures after).
+    whole, pieces = pair
+    text = _input(50, seed=5)
+    populate(whole, True, {"/users": []})
+    rc, _, want_log = load(whole, "-v", "passwd", stdin=text)
+    assert rc == 0, want_log
+    monkeypatch.setattr(formats, "PIECE_LINES", 4)
+    monkeypatch.setattr(dumps, "LIST_TABLE", 6)
+    populate(pieces, True, {"/users": []})
+    lists = []
+    real = dumps.Client.list
+
+    async def counted(self, *a, **kw):
+        lists.append(a)
+        return await real(self, *a, **kw)
+    monkeypatch.setattr(dumps.Client, "list", counted)
+    rc, _, err = load(pieces, "-v", "passwd", stdin=text)
+    assert rc == 0, err
+    assert dump(pieces, "-r", "/users") == dump(whole, "-r", "/users")
+    assert err == want_log
+    assert 1 <= len(lists) <= 3   # LIST until the table passed 6 children, then LOOKUPs
+
+
 def _hosts(n: int, seed: int) -> str:
     """hosts lines whose names repeat across lines, as first names and as aliases."""
     rnd = random.Random(seed)

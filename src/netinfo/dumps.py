@@ -582,7 +582,8 @@ class FlatLoad:
         self.progress = progress
         #: what the run did: how many records were created, replaced, merged
         self.counts: dict[str, int] = {}
-        #: children of the table when the run began; whether that is more than LIST_TABLE
+        #: children of the table (counted at the start and by each LIST, then grown by
+        #: this run's creates); whether the run has moved to LOOKUP pictures
         self.size = 0
         self.big: bool | None = None
         #: whether a record of the piece being planned brings more than one name
@@ -626,8 +627,9 @@ class FlatLoad:
         """The table as the plan needs it: the children that hold one of *keys* as a
         name, in child order, with their properties and instances (pipelined READs).
 
-        A table of up to :data:`LIST_TABLE` children (counted once per run) is read with
-        one LIST of names, and every child is an entry; a bigger one with one LOOKUP per
+        A table of up to :data:`LIST_TABLE` children (counted at the start, then by each
+        LIST and this run's creates) is read with one LIST of names, and every child is
+        an entry; a bigger one with one LOOKUP per
         key, so a run over a million users never holds the whole table: tools §2.7 only
         asks for the first child holding a name, and children that hold none of the
         input's keys cannot change the plan. Each LOOKUP answers in child order; when no
@@ -637,10 +639,13 @@ class FlatLoad:
         try:
             if self.big is None:
                 kids, table = await self.c.children(oid)
-                self.size, self.big = len(kids), len(kids) > LIST_TABLE
+                self.size = len(kids)
                 del kids
+            # a table this run grows past the limit moves to LOOKUPs, never back
+            self.big = self.big or self.size > LIST_TABLE
             if not self.big:
                 listed, table = await self.c.list(oid, "name")
+                self.size = len(listed)
         except _ERRORS as e:
             raise LoadError(f"can't list NetInfo {self.table}", e) from None
         if not self.big:
@@ -745,6 +750,7 @@ class FlatLoad:
                 steps.append(step)
             else:
                 self.report(records, steps)
+                self.size += sum(s.action == "create" for s in steps)
                 return
             if isinstance(err, NiError) and err.status in _REPLAN and attempt < RETRIES:
                 # Our picture was out of date: report what went through, plan the rest
