@@ -722,6 +722,7 @@ class FlatLoad:
                 if records:
                     await self._run_piece(oid, records, bar, first)
                     first = False
+                del records   # before the next piece is parsed: one piece at a time
         finally:
             bar.close()
         return 0

@@ -1000,7 +1000,7 @@ RECORD_FORMATS: frozenset[str] = frozenset(
 
 #: Input lines per piece of :func:`iter_loaded` (niload plans and writes a piece at a
 #: time: memory stays bounded whatever the input's size).
-PIECE_LINES = 10_000
+PIECE_LINES = 2_000
 
 
 def _may_cut(text: str | bytes, at: int, join: str | None) -> bool:
