@@ -145,6 +145,23 @@ def raw_json(tree: RawNode) -> dict[str, Any]:
 
 # -- the dump ----------------------------------------------------------------------------------
 
+class OutputFailed(Exception):
+    """Writing a dump that streams failed (a full disk): *error* is the OSError, told
+    apart from a failure to read the domain, which is also an OSError."""
+
+    def __init__(self, error: OSError) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+def write_streamed(text: str) -> None:
+    """:func:`write_out` while the domain is still being read."""
+    try:
+        write_out(text)
+    except OSError as e:
+        raise OutputFailed(e) from e
+
+
 def write_out(text: str) -> None:
     """Write *text* to stdout byte-exact: values may hold any bytes (surrogateescape)."""
     buf = getattr(sys.stdout, "buffer", None)
@@ -176,7 +193,7 @@ class BufferedOut:
         if self.parts:
             text = "".join(self.parts)
             self.parts, self.size = [], 0
-            write_out(text)
+            write_streamed(text)
 
 
 async def dump_raw(c: Client, o: Options) -> Callable[[], None]:
@@ -218,9 +235,9 @@ async def dump_flat(c: Client, o: Options) -> Callable[[], None]:
     if o.what in RECORD_FORMATS and not o.json:
         found, pieces = await dumps.table_pieces(c, o.what)
         async for piece in pieces:
-            write_out(spec.to_text(piece))
+            write_streamed(spec.to_text(piece))
         if not found and spec.dump_when_missing:
-            write_out(spec.to_text([]))
+            write_streamed(spec.to_text([]))
         return lambda: None
     found, records = await dumps.read_table(c, o.what)
     if o.json:
@@ -246,6 +263,8 @@ async def _main(o: Options) -> int:
         c.timeout = c.write_timeout = o.timeout
         try:
             show = await (dump_raw(c, o) if o.raw else dump_flat(c, o))
+        except OutputFailed as e:
+            raise e.error from None   # stdout failed, not the domain: guarded says so
         except (NiError, *COMM_ERRORS) as e:
             where = o.what if o.raw else FORMATS[o.what].directory
             raise ToolExit(EXIT_USAGE, f"{PROG}: can't read directory {where}: "
