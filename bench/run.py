@@ -160,7 +160,8 @@ def comm(pid: int) -> str:
 def build_clients(work: Path) -> dict[str, Path]:
     """rpcgen + gcc: nilookup, ypload, ldapload and ninull, in *work*."""
     b = work / "build"
-    b.mkdir(exist_ok=True)
+    shutil.rmtree(b, ignore_errors=True)  # rpcgen will not overwrite its outputs
+    b.mkdir()
     for f in PEERS.iterdir():
         if f.suffix in (".c", ".h"):
             shutil.copy(f, b / f.name)
@@ -309,7 +310,9 @@ class Server:
     client_args: list[str]
     start: Callable[[], subprocess.Popen]
     start_timeout: float
+    loads: tuple[int, ...] = CLIENTS
     results: dict = field(default_factory=dict)
+    proc: subprocess.Popen | None = None
 
 
 class Bench:
@@ -394,47 +397,63 @@ class Bench:
                                f"(exit {p.poll()}; see its log in {self.work})")
         return p, took
 
-    def measure(self, s: Server, loads: tuple[int, ...] = CLIENTS) -> dict:
-        reps, seconds = self.args.reps, self.args.seconds
-        res: dict = {"users": s.users, "start_s": [], "load": {}}
-        p = None
-        for r in range(reps):
-            p, took = self.start_until_answer(s)
-            res["start_s"].append(round(took, 3))
-            log(f"{s.name}: first answer {took:.2f} s after start (pid {p.pid}, {comm(p.pid)})")
-            if r < reps - 1:
-                self.ns.stop(p)
-        assert p is not None
-        try:
-            res["rss_mib_started"] = round(rss_mib(p.pid), 1)
-            for k in loads:
-                runs = []
-                for _ in range(reps):
-                    cpu = cpu_seconds(p.pid)
+    def start_all(self, servers: list[Server]) -> None:
+        """Each server started ``reps`` times, timed until its first answer; the last
+        start of each stays up (all of them, idle, while the others are loaded)."""
+        for s in servers:
+            s.results = {"users": s.users, "start_s": [], "load": {}}
+            for r in range(self.args.reps):
+                p, took = self.start_until_answer(s)
+                s.results["start_s"].append(round(took, 3))
+                log(f"{s.name}: first answer {took:.2f} s after start "
+                    f"(pid {p.pid}, {comm(p.pid)})")
+                if r < self.args.reps - 1:
+                    self.ns.stop(p, timeout=120)
+            s.proc = p
+            s.results["rss_mib_started"] = round(rss_mib(p.pid), 1)
+
+    def load_all(self, servers: list[Server]) -> None:
+        """For each client count, ``reps`` rounds; each round loads every server once,
+        in an order rotated by one each round, so that every ratio compares runs taken
+        minutes apart at most on this shared machine."""
+        seconds = self.args.seconds
+        for k in CLIENTS:
+            these = [s for s in servers if k in s.loads]
+            for r in range(self.args.reps):
+                for s in these[r % len(these):] + these[:r % len(these)]:
+                    assert s.proc is not None
+                    cpu = cpu_seconds(s.proc.pid)
                     out = self.client(s, "load", seconds, k, seconds + 120)
-                    cpu = cpu_seconds(p.pid) - cpu
+                    cpu = cpu_seconds(s.proc.pid) - cpu
                     if out.returncode not in (0, 3) or not out.stdout.strip():
                         raise RuntimeError(f"{s.name}: load client failed: {out.stderr}")
                     one = json.loads(out.stdout)
                     one["server_cpu_us_per_call"] = round(cpu * 1e6 / max(1, one["calls"]), 1)
-                    runs.append(one)
-                res["load"][k] = runs
-                med = statistics.median(x["rate"] for x in runs)
-                log(f"{s.name}: {k:2d} clients {med:10.0f} lookups/s, p99 "
-                    f"{statistics.median(x['p99_us'] for x in runs):.0f} us, errors "
+                    s.results["load"].setdefault(k, []).append(one)
+            for s in these:
+                runs = s.results["load"][k]
+                log(f"{s.name:12s} {k:2d} clients "
+                    f"{statistics.median(x['rate'] for x in runs):8.0f} lookups/s, p99 "
+                    f"{statistics.median(x['p99_us'] for x in runs):6.0f} us, errors "
                     f"{sum(x['errors'] for x in runs)}")
-            time.sleep(1.0)
-            res["rss_mib_idle_after_load"] = round(rss_mib(p.pid), 1)
-            res["pid_comm"] = comm(p.pid)
-        finally:
-            self.ns.stop(p, timeout=120)
-        return res
+        time.sleep(1.0)
+        for s in servers:
+            assert s.proc is not None
+            s.results["rss_mib_idle_after_load"] = round(rss_mib(s.proc.pid), 1)
+            s.results["pid_comm"] = comm(s.proc.pid)
 
-    def ldclt(self, port: int) -> dict | None:
+    def ldclt(self, port: int, s: Server) -> dict | None:
         """The survey's slapd figure, re-taken: ldclt, 4 threads, one fixed uid
         (ecosystem notes §6); its intervals are 10 s each."""
         if not shutil.which("ldclt"):
             return None
+        p, _ = self.start_until_answer(s)
+        try:
+            return self._ldclt(port)
+        finally:
+            self.ns.stop(p)
+
+    def _ldclt(self, port: int) -> dict | None:
         n = self.args.seconds
         argv = ["ldclt", "-h", "127.0.0.1", "-p", str(port), "-b", LDAP_USERS,
                 "-f", "uid=user1", "-e", "esearch", "-n", "4", "-N", str(max(1, round(n / 10))),
@@ -545,9 +564,11 @@ def report(results: dict, m: dict) -> str:
         "",
         f"Measured {m['date']} at commit {m['commit']}: {m['nproc']} cores ({m['machine']}), "
         f"Linux {m['kernel']}, Python {m['python']}, SQLite {m['sqlite']}. "
-        f"One network namespace (loopback only), one server at a time; clients and server "
-        f"share the cores. Each figure is the median of {m['reps']} runs of "
-        f"{m['seconds']:g} s (starts: median of {m['reps']}). Load average at the end: "
+        f"One network namespace (loopback only). The servers are started one at a time "
+        f"(median of {m['reps']} starts), then all stay up while one at a time is loaded, in "
+        f"rounds that visit every server in turn, so ratios compare neighbouring runs. "
+        f"Clients and server share the cores. Each rate or latency is the median of "
+        f"{m['reps']} runs of {m['seconds']:g} s. Load average at the end: "
         f"{', '.join(f'{x:.1f}' for x in m['loadavg_at_end'])}.",
         "",
         *table(results, m["users"]),
@@ -704,21 +725,17 @@ def main() -> int:
                     log(f"NetInfo domain of {n:,} users: {time.monotonic() - t:.1f} s")
                     servers.append(Server(name, PORTS[name], n, bins["nilookup"], [],
                                           b.netinfod(d, PORTS[name]),
-                                          120 + 900 * n / 1_000_000))
+                                          120 + 900 * n / 1_000_000,
+                                          (1,) if n == P99_SMALL else CLIENTS))
+            b.start_all(servers)
+            b.load_all(servers)
             for s in servers:
-                log(f"measuring {s.name} ({s.users:,} users)")
-                loads = (1,) if s.name == "netinfod-1k" else CLIENTS
-                results[s.name] = b.measure(s, loads)
-                if s.name == "ypserv" and b.rpcbind is not None:
-                    ns.stop(b.rpcbind)  # the others run without a portmapper
+                results[s.name] = s.results
+                ns.stop(s.proc, timeout=120)
                 if s.name == "slapd":
-                    s.start()
-                    p = ns.procs[-1]
-                    try:
-                        b.client(s, "probe", 60, 1, 90)
-                        results["ldclt"] = b.ldclt(s.port)
-                    finally:
-                        ns.stop(p)
+                    results["ldclt"] = b.ldclt(s.port, s)
+            if b.rpcbind is not None:
+                ns.stop(b.rpcbind)
     finally:
         if ns is not None:
             ns.close()
