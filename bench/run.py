@@ -796,4 +796,8 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt as e:  # the namespace and the servers are gone already
+        print(f"run.py: interrupted ({e or 'SIGINT'}); cleaned up", file=sys.stderr)
+        sys.exit(130)
