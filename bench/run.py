@@ -31,8 +31,8 @@ For each server it measures: start until the first correct answer (the probe cli
 retries every 5 ms), lookups/s with 1, 4 and 16 clients, p99 latency with one client,
 resident memory idle after the load. Every number is the median of ``--reps`` runs.
 It prints one table, writes the raw results as JSON (``--json``) and, unless ``--quick``
-or ``--no-docs``, replaces the section "Peers — ``python3 bench/run.py``" of
-docs/benchmarks.md.
+or ``--no-docs``, rewrites the section "Peers — ``python3 bench/run.py``" of
+docs/benchmarks.md, replacing only the subsection of this population size.
 
 Packages: rpcbind rpcsvc-proto libtirpc-dev gcc libnsl-dev ypserv slapd ldap-utils
 libldap-dev (389-ds-base for the optional ``ldclt`` cross-check).
