@@ -1,0 +1,66 @@
+/*
+ * ldapload.c -- LDAP backend of the bench/run.py load client (see loadcore.h).
+ *
+ * libldap (OpenLDAP, package libldap-dev), LDAPv3, anonymous.  Each call is one
+ * synchronous search, scope one level under BASE, filter (uid=NAME), all attributes,
+ * checked to return exactly one entry: the "equality search" of slapd's rows.
+ *
+ * Backend args: BASE (e.g. ou=users,dc=bench,dc=test).
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <ldap.h>
+
+#include "loadcore.h"
+
+static char *g_base;
+
+int backend_init(int argc, char **argv)
+{
+	if (argc < 1) {
+		fprintf(stderr, "ldapload: backend args: BASE\n");
+		return 1;
+	}
+	g_base = argv[0];
+	return 0;
+}
+
+void *backend_connect(const char *host, int port, int verbose)
+{
+	char uri[256];
+	snprintf(uri, sizeof uri, "ldap://%s:%d/", host, port);
+	LDAP *ld = NULL;
+	if (ldap_initialize(&ld, uri) != LDAP_SUCCESS)
+		return NULL;
+	int v3 = LDAP_VERSION3;
+	ldap_set_option(ld, LDAP_OPT_PROTOCOL_VERSION, &v3);
+	struct berval cred = {0, NULL};
+	int rc = ldap_sasl_bind_s(ld, NULL, LDAP_SASL_SIMPLE, &cred, NULL, NULL, NULL);
+	if (rc != LDAP_SUCCESS) {
+		if (verbose)
+			fprintf(stderr, "ldap bind: %s\n", ldap_err2string(rc));
+		ldap_unbind_ext_s(ld, NULL, NULL);
+		return NULL;
+	}
+	return ld;
+}
+
+int backend_call(void *conn, const char *name)
+{
+	char filter[64];
+	snprintf(filter, sizeof filter, "(uid=%s)", name);
+	LDAPMessage *res = NULL;
+	struct timeval tv = {60, 0};
+	int rc = ldap_search_ext_s((LDAP *)conn, g_base, LDAP_SCOPE_ONELEVEL, filter, NULL, 0,
+				   NULL, NULL, &tv, 0, &res);
+	int bad = rc != LDAP_SUCCESS || ldap_count_entries((LDAP *)conn, res) != 1;
+	if (res)
+		ldap_msgfree(res);
+	return bad;
+}
+
+void backend_close(void *conn)
+{
+	ldap_unbind_ext_s((LDAP *)conn, NULL, NULL);
+}

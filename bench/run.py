@@ -1,0 +1,803 @@
+"""Peers benchmark (issue 10): netinfod against ypserv, slapd and a do-nothing C server.
+
+Usage (as root, on Debian with the packages below):
+
+    python3 bench/run.py                    # 1,000,000 users, 5 s runs, medians of 3
+    python3 bench/run.py --users 100000     # the quicker run
+    python3 bench/run.py --quick            # 10,000 users, 1 s runs, 1 repetition, no docs
+
+One entry point that runs every peer itself, each in turn, inside one network namespace
+it creates (only ``lo`` exists there) and deletes at the end, even on failure:
+
+* ``netinfod`` (this tree, ``src/``) serving a domain whose /users holds N users, written
+  straight into its SQLite store through the storage API (``Store.commit`` of Put and
+  KidIns operations), plus a second domain of 1,000 users for the p99 ratio;
+* ``ypserv`` serving a NIS domain whose ``passwd.byname`` map holds the same N users
+  (``makedbm``), with its own ``rpcbind``, in a private mount and UTS namespace (the NIS
+  domain name and ``/var/yp`` are bind-mounted there; the host's are untouched);
+* ``slapd`` (mdb backend, loaded with ``slapadd``) holding the same N users as
+  ``account``/``posixAccount`` entries under ``ou=users``, ``uid`` indexed;
+* ``ninull``, an rpcgen/libtirpc server of the NETINFO program that holds no data: the
+  ceiling any NetInfo server can reach through this RPC layer on this machine.
+
+The load clients are C, built here with rpcgen and libtirpc from ``interop/netinfo_prot.x``
+and ``/usr/include/rpcsvc/yp.x``, and over libldap (sources in ``bench/peers/``). Each looks
+up random users by name over TCP, one call in flight per connection: NetInfo
+LOOKUPREAD(/users, name, NAME), NIS YPPROC_MATCH(passwd.byname, NAME), LDAP search one
+level under ``ou=users`` with ``(uid=NAME)``. K clients are K threads, each with its own
+connection; their rates are summed.
+
+For each server it measures: start until the first correct answer (the probe client
+retries every 5 ms), lookups/s with 1, 4 and 16 clients, p99 latency with one client,
+resident memory idle after the load. Every number is the median of ``--reps`` runs.
+It prints one table, writes the raw results as JSON (``--json``) and, unless ``--quick``
+or ``--no-docs``, rewrites the section "Peers — ``python3 bench/run.py``" of
+docs/benchmarks.md, replacing only the subsection of this population size.
+
+Packages: rpcbind rpcsvc-proto libtirpc-dev gcc libnsl-dev ypserv slapd ldap-utils
+libldap-dev (389-ds-base for the optional ``ldclt`` cross-check).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime
+import json
+import os
+import platform
+import secrets
+import shutil
+import signal
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+SRC = ROOT / "src"
+PEERS = Path(__file__).resolve().parent / "peers"
+DOCS = ROOT / "docs" / "benchmarks.md"
+SECTION = "## Peers — `python3 bench/run.py`"
+
+NIS_DOMAIN = "nibench"
+LDAP_SUFFIX = "dc=bench,dc=test"
+LDAP_USERS = f"ou=users,{LDAP_SUFFIX}"
+TAG = "bench"
+P99_SMALL = 1000          # users in the second netinfod domain, for the p99 ratio
+PORTS = {"netinfod": 9601, "netinfod-1k": 9602, "ypserv": 9603, "slapd": 9604,
+         "ninull": 9605}
+CLIENTS = (1, 4, 16)
+PACKAGES = ("ypserv", "slapd", "ldap-utils", "389-ds-base", "rpcbind", "rpcsvc-proto",
+            "libtirpc3", "libtirpc-dev", "libldap-2.5-0", "gcc", "libnsl-dev")
+
+
+def log(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+def run(cmd: list[str], **kw) -> subprocess.CompletedProcess:
+    kw.setdefault("check", True)
+    return subprocess.run(cmd, **kw)
+
+
+# -- the namespace and the processes in it ----------------------------------------------------
+
+class Namespace:
+    """A network namespace with only ``lo``, removed by :meth:`close`."""
+
+    def __init__(self) -> None:
+        self.name = f"nibench{secrets.token_hex(3)}"
+        run(["ip", "netns", "add", self.name])
+        self.procs: list[subprocess.Popen] = []
+        try:
+            run(["ip", "-n", self.name, "link", "set", "lo", "up"])
+        except BaseException:
+            self.close()
+            raise
+
+    def cmd(self, argv: list[str]) -> list[str]:
+        return ["ip", "netns", "exec", self.name, *argv]
+
+    def spawn(self, argv: list[str], logfile: Path, env: dict[str, str] | None = None
+              ) -> subprocess.Popen:
+        out = open(logfile, "ab")  # noqa: SIM115 - handed to the child
+        try:
+            p = subprocess.Popen(self.cmd(argv), stdin=subprocess.DEVNULL, stdout=out,
+                                 stderr=subprocess.STDOUT, env=env, start_new_session=True)
+        finally:
+            out.close()
+        self.procs.append(p)
+        return p
+
+    def stop(self, p: subprocess.Popen, timeout: float = 30) -> None:
+        """SIGTERM the process by its pid, SIGKILL it if it lingers."""
+        if p.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(p.pid, signal.SIGTERM)
+            try:
+                p.wait(timeout)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(p.pid, signal.SIGKILL)
+                p.wait()
+        if p in self.procs:
+            self.procs.remove(p)
+
+    def close(self) -> None:
+        for p in list(reversed(self.procs)):
+            self.stop(p, timeout=10)
+        subprocess.run(["ip", "netns", "del", self.name], capture_output=True)
+
+
+def rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time the process (all its threads) has used."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def comm(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:
+        return "?"
+
+
+# -- building the clients -------------------------------------------------------------------
+
+def build_clients(work: Path) -> dict[str, Path]:
+    """rpcgen + gcc: nilookup, ypload, ldapload and ninull, in *work*."""
+    b = work / "build"
+    shutil.rmtree(b, ignore_errors=True)  # rpcgen will not overwrite its outputs
+    b.mkdir()
+    for f in PEERS.iterdir():
+        if f.suffix in (".c", ".h"):
+            shutil.copy(f, b / f.name)
+    shutil.copy(ROOT / "interop" / "netinfo_prot.x", b / "netinfo_prot.x")
+    shutil.copy("/usr/include/rpcsvc/yp.x", b / "yp.x")
+    # -M: thread-safe stubs (the result is the caller's); -N: arguments by value.
+    for flags, base in ((["-M", "-N"], "netinfo_prot"), (["-M"], "yp")):
+        for what, out in (("-h", ".h"), ("-c", "_xdr.c"), ("-l", "_clnt.c")):
+            run(["rpcgen", *flags, what, "-o", base + out, base + ".x"], cwd=b)
+    run(["rpcgen", "-M", "-N", "-m", "-o", "netinfo_prot_svc.c", "netinfo_prot.x"], cwd=b)
+    cc = ["gcc", "-O2", "-I/usr/include/tirpc", "-I."]
+    builds = {
+        "nilookup": ["loadcore.c", "nilookup.c", "netinfo_prot_clnt.c", "netinfo_prot_xdr.c",
+                     "-ltirpc", "-pthread"],
+        "ypload": ["loadcore.c", "ypload.c", "yp_clnt.c", "yp_xdr.c", "-ltirpc", "-pthread"],
+        "ldapload": ["loadcore.c", "ldapload.c", "-lldap", "-llber", "-pthread"],
+        "ninull": ["ninull.c", "netinfo_prot_svc.c", "netinfo_prot_xdr.c", "-ltirpc"],
+    }
+    for name, srcs in builds.items():
+        run([*cc, "-o", name, *srcs], cwd=b, capture_output=True)
+    return {name: b / name for name in builds}
+
+
+# -- the populations --------------------------------------------------------------------------
+
+def user(i: int) -> tuple[str, int, int, str, str, str]:
+    """User *i*: name, uid, gid, real name, home, shell (the same in every system)."""
+    return (f"user{i}", 10000 + i, 20, f"Bench User {i}", f"/home/user{i}", "/bin/sh")
+
+
+def build_netinfo(directory: Path, users: int) -> None:
+    """A master domain TAG in *directory*: the standard directories, then *users* users
+    written straight to the store in batches (two ops each: Put, KidIns at the end of
+    /users), with the checksum the service would have computed (spec §5.6)."""
+    sys.path.insert(0, str(SRC))
+    from netinfo.database import open_database
+    from netinfo.model import NiId
+    from netinfo.service import SUPERUSER
+    from netinfo.storage import KidIns, Put
+    from netinfo.templates import create_master, populate_standard
+
+    with open_database(directory, TAG, create=True) as db:
+        svc = db.service
+        create_master(svc, TAG, "benchhost", ["127.0.0.1"])
+        populate_standard(svc)
+        db.commit()
+        root = svc.proc_root(SUPERUSER)
+        parent = svc.proc_lookup(SUPERUSER, NiId(root[0], root[1]), "name", "users")[0][0]
+        checksum = svc.checksum
+        first = svc.highest_id()
+        end = 1 << 30  # any position past the end appends
+        batch = 100_000
+        for lo in range(0, users, batch):
+            ops: list = []
+            for i in range(lo, min(users, lo + batch)):
+                name, uid, gid, real, home, shell = user(i)
+                oid = first + i
+                ops.append(Put(oid, 1, parent, [
+                    ("name", [name]), ("passwd", ["*"]), ("uid", [str(uid)]),
+                    ("gid", [str(gid)]), ("realname", [real]), ("home", [home]),
+                    ("shell", [shell])]))
+                ops.append(KidIns(parent, end, oid))
+                checksum = (checksum + oid + 1) & 0xFFFFFFFF  # instance 1: (oid + 1) × 1
+            db.store.commit(ops, checksum)
+    # The service's own copy (open above) is stale now; nothing else holds the store.
+
+
+def passwd_line(i: int) -> str:
+    name, uid, gid, real, home, shell = user(i)
+    return f"{name}:x:{uid}:{gid}:{real}:{home}:{shell}"
+
+
+def build_nis(ypdir: Path, users: int) -> None:
+    """``ypdir/NIS_DOMAIN/passwd.byname`` from *users* passwd lines, by ``makedbm``."""
+    d = ypdir / NIS_DOMAIN
+    d.mkdir(parents=True, exist_ok=True)
+    p = subprocess.Popen(["/usr/lib/yp/makedbm", "-i", "/etc/passwd", "-m", "benchhost",
+                          "-o", NIS_DOMAIN, "-", str(d / "passwd.byname")],
+                         stdin=subprocess.PIPE)
+    assert p.stdin is not None
+    chunk = 50_000
+    for lo in range(0, users, chunk):
+        p.stdin.write("".join(f"user{i}\t{passwd_line(i)}\n"
+                              for i in range(lo, min(users, lo + chunk))).encode())
+    p.stdin.close()
+    if p.wait() != 0:
+        raise RuntimeError("makedbm failed")
+
+
+SLAPD_CONF = """\
+include /etc/ldap/schema/core.schema
+include /etc/ldap/schema/cosine.schema
+include /etc/ldap/schema/nis.schema
+modulepath /usr/lib/ldap
+moduleload back_mdb
+pidfile {d}/slapd.pid
+argsfile {d}/slapd.args
+loglevel 0
+database mdb
+maxsize 17179869184
+suffix "{suffix}"
+rootdn "cn=admin,{suffix}"
+directory {d}/db
+index objectClass eq
+index uid eq
+"""
+
+
+def build_ldap(d: Path, users: int) -> Path:
+    """A slapd.conf and an mdb database of *users* entries, loaded by ``slapadd -q``."""
+    (d / "db").mkdir(parents=True, exist_ok=True)
+    conf = d / "slapd.conf"
+    conf.write_text(SLAPD_CONF.format(d=d, suffix=LDAP_SUFFIX))
+    p = subprocess.Popen(["slapadd", "-q", "-f", str(conf)], stdin=subprocess.PIPE,
+                         stdout=subprocess.DEVNULL)
+    assert p.stdin is not None
+    p.stdin.write(f"dn: {LDAP_SUFFIX}\nobjectClass: dcObject\nobjectClass: organization\n"
+                  f"dc: bench\no: bench\n\n"
+                  f"dn: {LDAP_USERS}\nobjectClass: organizationalUnit\nou: users\n\n".encode())
+    chunk = 20_000
+    for lo in range(0, users, chunk):
+        out = []
+        for i in range(lo, min(users, lo + chunk)):
+            name, uid, gid, real, home, shell = user(i)
+            out.append(f"dn: uid={name},{LDAP_USERS}\nobjectClass: account\n"
+                       f"objectClass: posixAccount\nuid: {name}\ncn: {real}\n"
+                       f"uidNumber: {uid}\ngidNumber: {gid}\ngecos: {real}\n"
+                       f"homeDirectory: {home}\nloginShell: {shell}\n\n")
+        p.stdin.write("".join(out).encode())
+    p.stdin.close()
+    if p.wait() != 0:
+        raise RuntimeError("slapadd failed")
+    return conf
+
+
+# -- the servers ------------------------------------------------------------------------------
+
+@dataclass
+class Server:
+    """How to start one server in the namespace and load it."""
+
+    name: str
+    port: int
+    users: int
+    client: Path
+    client_args: list[str]
+    start: Callable[[], subprocess.Popen]
+    start_timeout: float
+    loads: tuple[int, ...] = CLIENTS
+    results: dict = field(default_factory=dict)
+    proc: subprocess.Popen | None = None
+
+
+class Bench:
+    def __init__(self, args: argparse.Namespace, ns: Namespace, work: Path,
+                 bins: dict[str, Path]) -> None:
+        self.args = args
+        self.ns = ns
+        self.work = work
+        self.bins = bins
+        self.rpcbind: subprocess.Popen | None = None
+
+    # the servers' start commands
+
+    def netinfod(self, directory: Path, port: int) -> Callable[[], subprocess.Popen]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("NETINFO_")}
+        env.update(PYTHONPATH=str(SRC), NETINFO_BROADCAST="off",
+                   # no nibindd: registration fails at once and the server serves alone
+                   NETINFO_PORTMAPPER="127.0.0.1:9609")
+        argv = [sys.executable, "-m", "netinfo.cli.netinfod", "--dir", str(directory),
+                "--bind", "127.0.0.1", "--port", str(port), "-n", TAG]
+        return lambda: self.ns.spawn(argv, self.work / f"netinfod-{port}.log", env)
+
+    def start_rpcbind(self, ypdir: Path) -> None:
+        """rpcbind with a private /run, and the NIS domain name and /var/yp of ypserv:
+        a mount and UTS namespace that ypserv joins (``nsenter``)."""
+        script = ("mount -t tmpfs tmpfs /run && mkdir -p /run/rpcbind && "
+                  "chown _rpc: /run/rpcbind && mkdir -p /var/yp && "
+                  f"mount --bind {ypdir} /var/yp && domainname {NIS_DOMAIN} && "
+                  "exec /sbin/rpcbind -f -w")
+        self.rpcbind = self.ns.spawn(["unshare", "--uts", "--mount", "sh", "-c", script],
+                                     self.work / "rpcbind.log")
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            if comm(self.rpcbind.pid) == "rpcbind" and self._listening(111):
+                return
+            if self.rpcbind.poll() is not None:
+                break
+            time.sleep(0.05)
+        raise RuntimeError("rpcbind did not start (see rpcbind.log)")
+
+    def _listening(self, port: int) -> bool:
+        r = subprocess.run(self.ns.cmd(["ss", "-Htln", f"sport = :{port}"]),
+                           capture_output=True, text=True)
+        return bool(r.stdout.strip())
+
+    def ypserv(self, port: int) -> Callable[[], subprocess.Popen]:
+        def start() -> subprocess.Popen:
+            assert self.rpcbind is not None
+            pid = str(self.rpcbind.pid)
+            # nsenter joins rpcbind's namespaces and then execs ypserv: same pid.
+            return self.ns.spawn(["nsenter", "-t", pid, "-m", "-u", "--",
+                                  "/usr/sbin/ypserv", "-f", "-p", str(port)],
+                                 self.work / "ypserv.log")
+        return start
+
+    def slapd(self, conf: Path, port: int) -> Callable[[], subprocess.Popen]:
+        argv = ["/usr/sbin/slapd", "-d", "0", "-f", str(conf), "-h",
+                f"ldap://127.0.0.1:{port}/"]
+        return lambda: self.ns.spawn(argv, self.work / "slapd.log")
+
+    def ninull(self, port: int) -> Callable[[], subprocess.Popen]:
+        return lambda: self.ns.spawn([str(self.bins["ninull"]), str(port)],
+                                     self.work / "ninull.log")
+
+    # measuring
+
+    def client(self, s: Server, mode: str, seconds: float, threads: int,
+               timeout: float) -> subprocess.CompletedProcess:
+        argv = [str(s.client), mode, "127.0.0.1", str(s.port), str(s.users), str(seconds),
+                str(threads), *s.client_args]
+        return subprocess.run(self.ns.cmd(argv), capture_output=True, text=True,
+                              timeout=timeout)
+
+    def start_until_answer(self, s: Server) -> tuple[subprocess.Popen, float]:
+        t0 = time.monotonic()
+        p = s.start()
+        r = self.client(s, "probe", s.start_timeout, 1, s.start_timeout + 30)
+        took = time.monotonic() - t0
+        if r.returncode != 0:
+            self.ns.stop(p)
+            raise RuntimeError(f"{s.name}: no answer within {s.start_timeout:.0f} s "
+                               f"(exit {p.poll()}; see its log in {self.work})")
+        return p, took
+
+    def start_all(self, servers: list[Server]) -> None:
+        """Each server started ``reps`` times, timed until its first answer; the last
+        start of each stays up (all of them, idle, while the others are loaded)."""
+        for s in servers:
+            s.results = {"users": s.users, "start_s": [], "load": {}}
+            for r in range(self.args.reps):
+                p, took = self.start_until_answer(s)
+                s.results["start_s"].append(round(took, 3))
+                log(f"{s.name}: first answer {took:.2f} s after start "
+                    f"(pid {p.pid}, {comm(p.pid)})")
+                if r < self.args.reps - 1:
+                    self.ns.stop(p, timeout=120)
+            s.proc = p
+            s.results["rss_mib_started"] = round(rss_mib(p.pid), 1)
+
+    def load_all(self, servers: list[Server]) -> None:
+        """For each client count, ``reps`` rounds; each round loads every server once,
+        in an order rotated by one each round, so that every ratio compares runs taken
+        minutes apart at most on this shared machine."""
+        seconds = self.args.seconds
+        for k in CLIENTS:
+            these = [s for s in servers if k in s.loads]
+            for r in range(self.args.reps):
+                for s in these[r % len(these):] + these[:r % len(these)]:
+                    assert s.proc is not None
+                    cpu = cpu_seconds(s.proc.pid)
+                    out = self.client(s, "load", seconds, k, seconds + 120)
+                    cpu = cpu_seconds(s.proc.pid) - cpu
+                    if out.returncode not in (0, 3) or not out.stdout.strip():
+                        raise RuntimeError(f"{s.name}: load client failed: {out.stderr}")
+                    one = json.loads(out.stdout)
+                    one["server_cpu_us_per_call"] = round(cpu * 1e6 / max(1, one["calls"]), 1)
+                    s.results["load"].setdefault(k, []).append(one)
+            for s in these:
+                runs = s.results["load"][k]
+                log(f"{s.name:12s} {k:2d} clients "
+                    f"{statistics.median(x['rate'] for x in runs):8.0f} lookups/s, p99 "
+                    f"{statistics.median(x['p99_us'] for x in runs):6.0f} us, errors "
+                    f"{sum(x['errors'] for x in runs)}")
+        time.sleep(1.0)
+        for s in servers:
+            assert s.proc is not None
+            s.results["rss_mib_idle_after_load"] = round(rss_mib(s.proc.pid), 1)
+            s.results["pid_comm"] = comm(s.proc.pid)
+
+    def ldclt(self, port: int, s: Server) -> dict | None:
+        """The survey's slapd figure, re-taken: ldclt, 4 threads, one fixed uid
+        (ecosystem notes §6); its intervals are 10 s each."""
+        if not shutil.which("ldclt"):
+            return None
+        p, _ = self.start_until_answer(s)
+        try:
+            return self._ldclt(port)
+        finally:
+            self.ns.stop(p)
+
+    def _ldclt(self, port: int) -> dict | None:
+        n = self.args.seconds
+        argv = ["ldclt", "-h", "127.0.0.1", "-p", str(port), "-b", LDAP_USERS,
+                "-f", "uid=user1", "-e", "esearch", "-n", "4", "-N", str(max(1, round(n / 10))),
+                "-I", "32"]
+        r = subprocess.run(self.ns.cmd(argv), capture_output=True, text=True, timeout=300)
+        for line in (r.stdout + r.stderr).splitlines():
+            if "Global average rate" in line and "/sec" in line:
+                rate = float(line.split("(")[1].split("/sec")[0])
+                return {"threads": 4, "rate": rate, "line": line.strip()}
+        return {"error": (r.stdout + r.stderr)[-500:]}
+
+
+# -- the report -------------------------------------------------------------------------------
+
+def med(xs: list[float]) -> float:
+    return statistics.median(xs)
+
+
+def rate(res: dict, k: int) -> float:
+    return med([x["rate"] for x in res["load"][k]])
+
+
+def p99(res: dict) -> float:
+    return med([x["p99_us"] for x in res["load"][1]])
+
+
+def fmt_n(x: float) -> str:
+    return f"{x:,.0f}"
+
+
+def verdict(ok: bool) -> str:
+    return "**met**" if ok else "**missed**"
+
+
+def table(results: dict, users: int) -> list[str]:
+    ni, yp, ld, nul = (results.get(k) for k in ("netinfod", "ypserv", "slapd", "ninull"))
+    small = results.get("netinfod-1k")
+    at = f"{users:,} users"
+    rows = [f"| measure ({at}) | netinfod | ypserv | slapd | ceiling: rpcgen null server "
+            f"| issue target | verdict |",
+            "|---|---|---|---|---|---|---|"]
+
+    def cell(r: dict | None, f: Callable[[dict], str]) -> str:
+        return f(r) if r else "–"
+
+    for k in CLIENTS:
+        what = ("lookups/s, 1 client, sequential, TCP" if k == 1 else
+                f"lookups/s, {k} clients summed")
+        if k == 1:
+            tgt = "≥ 1.0× ypserv MATCH"
+            ok_ratio = [rate(ni, k) / rate(yp, k)] if ni and yp else []
+            note = f"{ok_ratio[0]:.2f}× ypserv" if ok_ratio else "–"
+        else:
+            tgt = "≥ 1.0× ypserv and ≥ 1.0× slapd"
+            ok_ratio = [rate(ni, k) / rate(r, k) for r in (yp, ld) if ni and r]
+            note = (f"{rate(ni, k) / rate(yp, k):.2f}× ypserv, "
+                    f"{rate(ni, k) / rate(ld, k):.2f}× slapd" if ni and yp and ld else "–")
+        v = f"{verdict(all(x >= 1.0 for x in ok_ratio))}: {note}" if ok_ratio else "–"
+        rows.append(f"| {what} | " + " | ".join(
+            cell(r, lambda r, k=k: fmt_n(rate(r, k))) for r in (ni, yp, ld, nul))
+            + f" | {tgt} | {v} |")
+    rows.append("| server CPU per lookup, µs (16 clients) | " + " | ".join(
+        cell(r, lambda r: f"{med([x['server_cpu_us_per_call'] for x in r['load'][16]]):,.0f}")
+        for r in (ni, yp, ld, nul)) + " | – | (for comparing runs) |")
+    rss_note = "" if users == 1_000_000 else f" (target is for 1,000,000; measured at {users:,})"
+    rows.append("| RSS idle after the load, MiB | " + " | ".join(
+        cell(r, lambda r: f"{r['rss_mib_idle_after_load']:,.0f}") for r in (ni, yp, ld, nul))
+        + " | ≤ 300 MB (286 MiB) | "
+        + (f"{verdict(ni['rss_mib_idle_after_load'] * 1.048576 <= 300)}{rss_note}"
+           if ni else "–") + " |")
+    rows.append("| start until the first answer, s | " + " | ".join(
+        cell(r, lambda r: f"{med(r['start_s']):.2f}") for r in (ni, yp, ld, nul))
+        + " | ≤ 1 s (netinfod, first LOOKUP) | "
+        + (f"{verdict(med(ni['start_s']) <= 1.0)}{rss_note}" if ni else "–") + " |")
+    rows.append("| p99 latency, 1 client, µs | " + " | ".join(
+        cell(r, lambda r: f"{p99(r):,.0f}") for r in (ni, yp, ld, nul))
+        + f" | ≤ 2× netinfod's p99 at {P99_SMALL:,} users"
+        + (f" ({p99(small):,.0f} µs)" if small else "") + " | "
+        + (f"{verdict(p99(ni) <= 2 * p99(small))}: {p99(ni) / p99(small):.2f}×"
+           f"{rss_note}" if ni and small else "–") + " |")
+    return rows
+
+
+def machine(args: argparse.Namespace) -> dict:
+    versions = {}
+    r = subprocess.run(["dpkg-query", "-W", "-f", "${Package} ${Version}\\n", *PACKAGES],
+                       capture_output=True, text=True)
+    for line in r.stdout.splitlines():
+        name, _, ver = line.partition(" ")
+        if ver:
+            versions[name] = ver
+    commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
+                            capture_output=True, text=True).stdout.strip()
+    dirty = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "src"],
+                           capture_output=True, text=True).stdout.strip()
+    return {"date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+            "nproc": os.cpu_count(), "kernel": platform.release(),
+            "machine": platform.machine(), "python": platform.python_version(),
+            "sqlite": sqlite3.sqlite_version, "loadavg_at_end": os.getloadavg(),
+            "commit": commit + ("+dirty src" if dirty else ""), "versions": versions,
+            "users": args.users, "seconds": args.seconds, "reps": args.reps}
+
+
+INTRO = f"""\
+Written by `python3 bench/run.py [--users N]` (as root): one subsection per population
+size, each replaced when that size is run again. The targets are issue 10's; the
+memory, start and p99 targets are stated for 1,000,000 users, so their verdicts at
+other sizes only show the trend.
+
+What each column serves and how it is asked (all over TCP, one call in flight per
+client, random users; `bench/peers/` holds the C clients):
+
+* **netinfod**: this tree's server, `/users` holding the users as directories (name,
+  passwd, uid, gid, realname, home, shell), written into its SQLite store through the
+  storage API; asked `LOOKUPREAD(/users, "name", NAME)` by a C client built with rpcgen
+  from `interop/netinfo_prot.x`. Its p99 ratio is against a second domain of
+  {P99_SMALL:,} users, loaded in the same rounds.
+* **ypserv**: `passwd.byname` made by `makedbm`; `YPPROC_MATCH` from a C client built
+  with rpcgen from `/usr/include/rpcsvc/yp.x` (port fixed with `ypserv -p`; its own
+  rpcbind, `/run`, `/var/yp` and NIS domain name in private namespaces).
+* **slapd**: mdb backend loaded by `slapadd -q`, `uid` indexed; a one-level search
+  `(uid=NAME)` under `ou=users` returning every attribute, from a C client over libldap
+  (anonymous, LDAPv3).
+* **ceiling**: `bench/peers/ninull.c`, rpcgen's dispatcher for the NETINFO program under
+  libtirpc's single-threaded `svc_run`, answering a canned user: what the RPC layer
+  costs with no directory behind it.
+
+Everything runs in one network namespace (loopback only) that the script creates and
+deletes. The servers are started one at a time (each {{reps}} times; the median start is
+reported), then all stay up while one at a time is loaded, in rounds that visit every
+server in turn, so ratios compare neighbouring runs on this shared machine. K clients
+are K threads of one client process, each with its own connection, sharing the cores
+with the server; their rates are summed. Start is from spawning the server to its first
+correct answer (the probe retries every 5 ms). RSS is the server's VmRSS one second after
+the last load run; server CPU is its user + system time during the runs (all threads)
+over the lookups answered.
+"""
+
+
+def subsection(results: dict, m: dict) -> str:
+    """``### N users``: when, where, the table, the versions."""
+    v = m["versions"]
+    lines = [
+        f"### {m['users']:,} users",
+        "",
+        f"Measured {m['date']} at commit {m['commit']}: {m['nproc']} cores ({m['machine']}), "
+        f"Linux {m['kernel']}, Python {m['python']}, SQLite {m['sqlite']}; medians of "
+        f"{m['reps']} runs of {m['seconds']:g} s; load average at the end "
+        f"{', '.join(f'{x:.1f}' for x in m['loadavg_at_end'])} (other work shares the "
+        f"machine).",
+        "",
+        *table(results, m["users"]),
+        "",
+        "Versions: " + ", ".join(f"{k} {v[k]}" for k in
+                                 ("ypserv", "rpcbind", "slapd", "libldap-2.5-0", "libtirpc3",
+                                  "rpcsvc-proto", "gcc", "389-ds-base") if k in v) + ".",
+    ]
+    ld = results.get("ldclt")
+    if ld and "rate" in ld:
+        lines += ["", f"Cross-check with `ldclt` (389-ds-base), 4 threads, one fixed uid "
+                      f"(`-e esearch -n 4 -I 32`), same slapd: {fmt_n(ld['rate'])} searches/s."]
+    return "\n".join(line if line.startswith("|") else textwrap.fill(line, 92)
+                     for line in lines) + "\n"
+
+
+def write_docs(sub: str, users: int, reps: int) -> None:
+    """Rewrite the peer section of docs/benchmarks.md: the fixed introduction, then the
+    subsections of every size measured, this one (*sub*) new, largest size first."""
+    text = DOCS.read_text()
+    start = text.find(SECTION)
+    subs: dict[int, str] = {}
+    if start < 0:
+        head, rest = text.rstrip("\n") + "\n\n", ""
+    else:
+        nxt = text.find("\n## ", start + len(SECTION))
+        head = text[:start]
+        body = text[start:nxt + 1] if nxt >= 0 else text[start:]
+        rest = text[nxt + 1:] if nxt >= 0 else ""
+        for part in body.split("\n### ")[1:]:
+            title = part.split("\n", 1)[0]
+            n = title.split(" ")[0].replace(",", "")
+            if n.isdigit():
+                subs[int(n)] = "### " + part.rstrip("\n") + "\n"
+    subs[users] = sub
+    section = "\n".join([SECTION, "", INTRO.replace("{reps}", str(reps)),
+                         *(subs[n] for n in sorted(subs, reverse=True))])
+    DOCS.write_text(head + section + ("\n" + rest if rest else ""))
+
+
+def from_json(path: str) -> tuple[dict, dict]:
+    """Results saved by ``--json`` (JSON keys are strings: the client counts back to int)."""
+    data = json.loads(Path(path).read_text())
+    for r in data["results"].values():
+        if r and "load" in r:
+            r["load"] = {int(k): v for k, v in r["load"].items()}
+    return data["results"], data["machine"]
+
+
+# -- main -------------------------------------------------------------------------------------
+
+def check_tools() -> list[str]:
+    need = {"ip": "iproute2", "unshare": "util-linux", "nsenter": "util-linux",
+            "rpcgen": "rpcsvc-proto", "gcc": "gcc", "/sbin/rpcbind": "rpcbind",
+            "/usr/sbin/ypserv": "ypserv", "/usr/lib/yp/makedbm": "ypserv",
+            "/usr/sbin/slapd": "slapd", "slapadd": "slapd", "ss": "iproute2"}
+    missing = [pkg for tool, pkg in need.items()
+               if not (Path(tool).exists() if tool.startswith("/") else shutil.which(tool))]
+    for path, pkg in (("/usr/include/tirpc/rpc/rpc.h", "libtirpc-dev"),
+                      ("/usr/include/rpcsvc/yp.x", "libnsl-dev"),
+                      ("/usr/include/ldap.h", "libldap-dev")):
+        if not Path(path).exists():
+            missing.append(pkg)
+    return sorted(set(missing))
+
+
+@contextlib.contextmanager
+def signals_raise() -> Iterator[None]:
+    """SIGTERM/SIGHUP become KeyboardInterrupt, so the cleanup below always runs."""
+    def handler(signum, frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+    old = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--users", type=int, help="users in each system (default 1,000,000; "
+                    "10,000 with --quick)")
+    ap.add_argument("--seconds", type=float, help="length of each load run (default 5)")
+    ap.add_argument("--reps", type=int, help="runs per figure, the median is kept (default 3)")
+    ap.add_argument("--quick", action="store_true",
+                    help="10,000 users, 1 s runs, 1 repetition, docs left alone")
+    ap.add_argument("--only", nargs="+", choices=["netinfod", "ypserv", "slapd", "ninull"],
+                    help="measure only these servers")
+    ap.add_argument("--workdir", help="keep the populations and logs here (default: a "
+                    "temporary directory, removed at the end)")
+    ap.add_argument("--json", help="write the raw results here")
+    ap.add_argument("--no-docs", action="store_true",
+                    help="do not rewrite docs/benchmarks.md's peer section")
+    ap.add_argument("--from-json", metavar="FILE",
+                    help="measure nothing: rewrite the docs section from a --json file")
+    args = ap.parse_args()
+    if args.from_json:
+        results, m = from_json(args.from_json)
+        sub = subsection(results, m)
+        print(sub)
+        write_docs(sub, m["users"], m["reps"])
+        return 0
+    args.users = args.users or (10_000 if args.quick else 1_000_000)
+    args.seconds = args.seconds or (1.0 if args.quick else 5.0)
+    args.reps = args.reps or (1 if args.quick else 3)
+    if os.geteuid() != 0:
+        print("run.py: needs root (network namespace, rpcbind, ypserv)", file=sys.stderr)
+        return 2
+    missing = check_tools()
+    if missing:
+        print("run.py: missing packages: " + " ".join(missing), file=sys.stderr)
+        return 2
+    only = set(args.only or ("netinfod", "ypserv", "slapd", "ninull"))
+    keep = args.workdir is not None
+    work = Path(args.workdir or tempfile.mkdtemp(prefix="nibench-"))
+    work.mkdir(parents=True, exist_ok=True)
+    results: dict = {}
+    ns = None
+    try:
+        with signals_raise():
+            log(f"work directory {work}; building the clients")
+            bins = build_clients(work)
+            ns = Namespace()
+            log(f"namespace {ns.name}")
+            b = Bench(args, ns, work, bins)
+            servers: list[Server] = []
+            if "ninull" in only:
+                servers.append(Server("ninull", PORTS["ninull"], args.users, bins["nilookup"],
+                                      [], b.ninull(PORTS["ninull"]), 30))
+            if "ypserv" in only:
+                ypdir = work / f"yp-{args.users}"
+                if not (ypdir / NIS_DOMAIN / "passwd.byname").exists():
+                    t = time.monotonic()
+                    build_nis(ypdir, args.users)
+                    log(f"NIS map of {args.users:,} users: {time.monotonic() - t:.1f} s")
+                b.start_rpcbind(ypdir)
+                servers.append(Server("ypserv", PORTS["ypserv"], args.users, bins["ypload"],
+                                      [NIS_DOMAIN, "passwd.byname"], b.ypserv(PORTS["ypserv"]),
+                                      60))
+            if "slapd" in only:
+                ldir = work / f"ldap-{args.users}"
+                if not (ldir / "done").exists():
+                    shutil.rmtree(ldir, ignore_errors=True)
+                    t = time.monotonic()
+                    conf = build_ldap(ldir, args.users)
+                    (ldir / "done").touch()
+                    log(f"LDAP database of {args.users:,} users: {time.monotonic() - t:.1f} s")
+                else:
+                    conf = ldir / "slapd.conf"
+                servers.append(Server("slapd", PORTS["slapd"], args.users, bins["ldapload"],
+                                      [LDAP_USERS], b.slapd(conf, PORTS["slapd"]), 120))
+            if "netinfod" in only:
+                # Always rebuilt: the store's format belongs to the tree under test.
+                for name, n in (("netinfod", args.users), ("netinfod-1k", P99_SMALL)):
+                    d = work / name
+                    shutil.rmtree(d, ignore_errors=True)
+                    t = time.monotonic()
+                    build_netinfo(d, n)
+                    log(f"NetInfo domain of {n:,} users: {time.monotonic() - t:.1f} s")
+                    servers.append(Server(name, PORTS[name], n, bins["nilookup"], [],
+                                          b.netinfod(d, PORTS[name]),
+                                          120 + 900 * n / 1_000_000,
+                                          (1,) if n == P99_SMALL else CLIENTS))
+            b.start_all(servers)
+            b.load_all(servers)
+            for s in servers:
+                results[s.name] = s.results
+                ns.stop(s.proc, timeout=120)
+                if s.name == "slapd":
+                    results["ldclt"] = b.ldclt(s.port, s)
+            if b.rpcbind is not None:
+                ns.stop(b.rpcbind)
+    finally:
+        if ns is not None:
+            ns.close()
+        if not keep:
+            shutil.rmtree(work, ignore_errors=True)
+    m = machine(args)
+    section = subsection(results, m)
+    print()
+    print(section)
+    if args.json:
+        Path(args.json).write_text(json.dumps({"machine": m, "results": results}, indent=1)
+                                   + "\n")
+    if not (args.quick or args.no_docs or args.only):
+        write_docs(section, args.users, args.reps)
+        log(f"wrote the peer section of {DOCS}")
+    return 0
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt as e:  # the namespace and the servers are gone already
+        print(f"run.py: interrupted ({e or 'SIGINT'}); cleaned up", file=sys.stderr)
+        sys.exit(130)
