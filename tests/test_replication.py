@@ -226,10 +226,19 @@ def _pid(host, tag: str = "network") -> int | None:
     return pids[0] if pids else None
 
 
+def _answers(host) -> bool:
+    try:
+        stats(host)
+    except AssertionError:   # restarting: not registered again yet
+        return False
+    return True
+
+
 def _converged(domain, host, timeout: float = 10.0) -> float:
     a = domain.h["hosta"]
-    want = stats(a)["checksum"]
     t = time.monotonic()
+    wait_until(lambda: _answers(a), 30, 0.2)
+    want = stats(a)["checksum"]
     wait_until(lambda: stats(host)["checksum"] == want, timeout, 0.2)
     return time.monotonic() - t
 
@@ -298,6 +307,42 @@ def test_a_restarted_master_tells_a_clone_that_is_behind(domain):
     wait_until(lambda: _pid(a) is not None, 30)
     took = _converged(domain, c, 15)
     print(f"MEASURE replication master_restart converged_after_s={took:.1f}")
+
+
+def test_a_clone_killed_mid_transfer_converges(domain):
+    # The clone is behind by 6,000 users (its link was down while they were loaded), so
+    # each start of its netinfod copies the domain (READALL, then one replace). It is
+    # killed again and again while copying; its database keeps opening (the replace is
+    # one transaction), and once left alone it copies and converges.
+    import os
+    import random
+    import signal
+    import subprocess
+    a, b = domain.h["hosta"], domain.h["hostb"]
+    lines = "".join(f"mt{i}:*:{20000 + i}:20::0:0:Mid Transfer:/h:/bin/sh\n"
+                    for i in range(6000))
+    subprocess.run(["ip", "-n", b.ns, "link", "set", "eth0", "down"], check=True)
+    try:
+        r = a.run([sys.executable, "-m", "netinfo.cli.niload", "passwd", "-t",
+                   "127.0.0.1/network"], input=lines, timeout=300)
+        assert r.returncode == 0, r.stderr
+    finally:
+        subprocess.run(["ip", "-n", b.ns, "link", "set", "eth0", "up"], check=True)
+    log = domain.logs / "hostb.log"
+    rng = random.Random(5)
+    mid = 0
+    for _ in range(6):
+        wait_until(lambda: _pid(b) is not None, 30)
+        pid = _pid(b)
+        time.sleep(rng.uniform(0.05, 0.5))
+        if f"netinfod[{pid}] INFO copied" not in log.read_text(errors="replace"):
+            mid += 1   # started, not yet copied: killed during the copy
+        os.kill(pid, signal.SIGKILL)
+        wait_until(lambda pid=pid: _pid(b) not in (None, pid), 30)
+    took = _converged(domain, b, 60)
+    print(f"MEASURE replication kills_during_copy={mid}/6 converged_after_s={took:.1f}")
+    assert mid >= 1
+    assert dump(b) == dump(a)
 
 
 def test_niutil_resync_on_both_roles(domain):
