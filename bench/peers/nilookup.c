@@ -41,20 +41,9 @@ static int has_name(const ni_proplist *pl, const char *name)
 
 void *backend_connect(const char *host, int port, int verbose)
 {
-	struct sockaddr_in sa;
-	int fd = tcp_connect(host, port, &sa, verbose);
-	if (fd < 0)
+	CLIENT *c = tcp_rpc_client(host, port, NI_PROG, NI_VERS, verbose);
+	if (!c)
 		return NULL;
-	CLIENT *c = clnttcp_create(&sa, NI_PROG, NI_VERS, &fd, 0, 0);
-	if (!c) {
-		if (verbose)
-			clnt_pcreateerror("clnttcp_create");
-		close(fd);
-		return NULL;
-	}
-	clnt_control(c, CLSET_FD_CLOSE, NULL);
-	struct timeval tv = {60, 0};
-	clnt_control(c, CLSET_TIMEOUT, (char *)&tv);
 
 	ni_id_res root;
 	memset(&root, 0, sizeof root);

@@ -32,4 +32,28 @@ static int tcp_connect(const char *host, int port, struct sockaddr_in *sa, int v
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
 	return fd;
 }
+
+#ifdef CLSET_FD_CLOSE
+/* An RPC client of PROG/VERS over a new TCP connection to HOST:PORT (it owns the
+ * socket; calls time out after 60 s); NULL when either step fails. */
+static CLIENT *tcp_rpc_client(const char *host, int port, unsigned long prog,
+			      unsigned long vers, int verbose)
+{
+	struct sockaddr_in sa;
+	int fd = tcp_connect(host, port, &sa, verbose);
+	if (fd < 0)
+		return NULL;
+	CLIENT *c = clnttcp_create(&sa, prog, vers, &fd, 0, 0);
+	if (!c) {
+		if (verbose)
+			clnt_pcreateerror("clnttcp_create");
+		close(fd);
+		return NULL;
+	}
+	clnt_control(c, CLSET_FD_CLOSE, NULL);
+	struct timeval tv = {60, 0};
+	clnt_control(c, CLSET_TIMEOUT, (char *)&tv);
+	return c;
+}
+#endif
 #endif

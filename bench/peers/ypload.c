@@ -30,20 +30,9 @@ int backend_init(int argc, char **argv)
 
 void *backend_connect(const char *host, int port, int verbose)
 {
-	struct sockaddr_in sa;
-	int fd = tcp_connect(host, port, &sa, verbose);
-	if (fd < 0)
+	CLIENT *c = tcp_rpc_client(host, port, YPPROG, YPVERS, verbose);
+	if (!c)
 		return NULL;
-	CLIENT *c = clnttcp_create(&sa, YPPROG, YPVERS, &fd, 0, 0);
-	if (!c) {
-		if (verbose)
-			clnt_pcreateerror("clnttcp_create");
-		close(fd);
-		return NULL;
-	}
-	clnt_control(c, CLSET_FD_CLOSE, NULL);
-	struct timeval tv = {60, 0};
-	clnt_control(c, CLSET_TIMEOUT, (char *)&tv);
 	return c;
 }
 
