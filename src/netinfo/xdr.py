@@ -10,7 +10,7 @@ Decoders raise only :class:`~netinfo.errors.WireError`.
 from __future__ import annotations
 
 import struct
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import TypeVar
 
 from .errors import WireError
@@ -92,7 +92,7 @@ class Packer:
         for it in items:
             pack_item(it)
 
-    def pack_uint_array(self, items: list[int], maxlen: int = BIG_LIST_MAX) -> None:
+    def pack_uint_array(self, items: Sequence[int], maxlen: int = BIG_LIST_MAX) -> None:
         n = len(items)
         if n > maxlen:
             raise ValueError(f"array longer than {maxlen}")

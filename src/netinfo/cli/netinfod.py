@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import logging
 import signal
 import sys
@@ -37,6 +38,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bind", default="127.0.0.1",
                    help="address to listen on (default 127.0.0.1; 0.0.0.0 for all)")
     p.add_argument("--port", type=int, help="fixed UDP and TCP port")
+    p.add_argument("--cache", type=int, metavar="N",
+                   help="directories kept decoded in memory (default 20000); the database "
+                        "file is read for the others")
     p.add_argument("--lenient-udp", action="store_true",
                    help="also answer read procedures over UDP (Previous emulator behaviour)")
     p.add_argument("-m", dest="master", action="store_true",
@@ -91,7 +95,8 @@ async def serve(args: argparse.Namespace) -> int:
             print(f"{PROG}: {e}", file=sys.stderr)
             return 2
     try:
-        db = open_database(directory, args.tag, info, create=creating, store=args.store)
+        db = open_database(directory, args.tag, info, create=creating, store=args.store,
+                           cache=args.cache)
     except FileNotFoundError:
         where = args.store or directory
         print(f"{PROG}: no database for tag {args.tag} in {where} "
@@ -144,6 +149,9 @@ async def _serve(args: argparse.Namespace, db: Database, info: ServerInfo,
     except OSError as e:
         print(f"{PROG}: cannot listen on {args.bind}: {e}", file=sys.stderr)
         return 2
+    # What start-up made lives as long as the process: keep it out of every later
+    # collection (and out of the one at exit).
+    gc.freeze()
     print(f"{PROG}: serving {args.tag} udp={server.udp_port} tcp={server.tcp_port}",
           file=sys.stderr, flush=True)
     registered = await _register(args.tag, server.udp_port, server.tcp_port)
@@ -154,13 +162,33 @@ async def _serve(args: argparse.Namespace, db: Database, info: ServerInfo,
     replicator.start()
     # nibindd's PROMOTE (nidomain -p) arrives as SIGUSR1: this clone becomes the master.
     loop.add_signal_handler(signal.SIGUSR1, replicator.promote)
+    damaged: list[str] = []
+    checker = asyncio.create_task(_verify(db, stop, damaged))
     await stop.wait()
+    checker.cancel()
     await replicator.close()
     if registered:
         await _unregister(args.tag)
     await server.close()
+    if damaged:
+        print(f"{PROG}: cannot serve database {args.tag}: {damaged[0]}", file=sys.stderr,
+              flush=True)
+        return 2
     print(f"{PROG}: {args.tag} stopped", file=sys.stderr, flush=True)
     return 0
+
+
+async def _verify(db: Database, stop: asyncio.Event, damaged: list[str]) -> None:
+    """A large database's integrity check, run while it is served (storage/sqlite: the
+    check reads every page, too slow for start-up). Damage stops the server, as a
+    damaged file found at open would have (exit status 2)."""
+    if not db.store.deferred_check:
+        return
+    problem = await asyncio.to_thread(db.store.verify)
+    if problem is not None:
+        log.error("%s", problem)
+        damaged.append(problem)
+        stop.set()
 
 
 def is_clone(svc, tag: str, addrs: list[str]) -> bool:
@@ -198,7 +226,11 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format=f"{PROG}[%(process)d] %(levelname)s %(message)s", stream=sys.stderr)
-    return asyncio.run(serve(args))
+    rc = asyncio.run(serve(args))
+    # Everything is durable and closed: spare the exit the last full collection over the
+    # cached directories (0.2 s for 20,000 of them, measured; issue 10: shutdown <= 1 s).
+    gc.freeze()
+    return rc
 
 
 if __name__ == "__main__":
