@@ -288,3 +288,23 @@ def test_large_files_are_checked_after_start(tmp_path, monkeypatch):
     finally:
         st.close()
     assert os.path.exists(path)
+
+
+def test_readall_pieces_are_the_encoded_preorder(tmp_path):
+    """The lazy source's READALL pieces, cut from the stored XDR, are byte for byte the
+    encoding of its pre-order walk, pending (pinned) changes included (spec §9.4)."""
+    from netinfo.protocol import encode_readall_object
+    path = tmp_path / "d.sqlite"
+    users, ids = _domain(path, 600)
+    with Database(open_store(f"sqlite:{path}"), cache=8) as db:
+        svc = db.service
+        sub, _ = svc.proc_create(SUPERUSER, svc.proc_self(SUPERUSER, NiId(ids[4])),
+                                 [("name", ["sub"]), ("x", ["\udcff", ""])], NI_INDEX_NULL)
+        svc.proc_write(SUPERUSER, svc.proc_self(SUPERUSER, NiId(ids[9])), [("name", [])])
+        ra = svc.proc_readall(SUPERUSER, 0)
+        assert ra.pieces is not None
+        assert b"".join(ra.pieces) == b"".join(encode_readall_object(d) for d in ra.objects)
+        db.commit()
+        ra = svc.proc_readall(SUPERUSER, 0)
+        want = [encode_readall_object(d) for d in svc.iter_preorder()]
+        assert list(ra.pieces) == want and len(want) == 603

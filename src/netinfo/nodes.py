@@ -171,6 +171,12 @@ class NodeSource:
                 stack.append(self.children_of(n))
 
 
+    def readall_pieces(self) -> Iterator[bytes] | None:
+        """:meth:`preorder` already encoded for READALL, when this source can do it
+        without decoding (None: the caller encodes :meth:`preorder`)."""
+        return None
+
+
 class MemorySource(NodeSource, dict):
     """Every directory resident, as a dict of :class:`Node` (built from an ``Image``)."""
 

@@ -72,6 +72,9 @@ class ReadAll(NamedTuple):
     checksum: int
     highest: int
     objects: Iterator[Directory]
+    #: the same directories already encoded as READALL pieces, when the source can make
+    #: them without decoding (``NodeSource.readall_pieces``); None: encode ``objects``
+    pieces: Iterator[bytes] | None = None
 
 
 @dataclass(slots=True)
@@ -969,7 +972,8 @@ class DirectoryService:
             raise NiError(Status.PERM)
         if checksum == self.checksum:
             return None
-        return ReadAll(self.checksum, self.highest_id(), self.iter_preorder())
+        return ReadAll(self.checksum, self.highest_id(), self.iter_preorder(),
+                       self._nodes.readall_pieces())
 
 
 

@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING
 from ..errors import StorageError, WireError
 from ..model import Directory, NiId
 from ..nodes import MISSING, Node, NodeSource, matches
-from ..protocol import decode_proplist
+from ..protocol import decode_proplist, encode_proplist, encode_readall_stored
 from .sqlite import CHUNK, RECOVERY
 
 if TYPE_CHECKING:
@@ -44,6 +44,9 @@ if TYPE_CHECKING:
 DEFAULT_CACHE = 20_000
 #: Child count from which a loaded child list stays resident (see the module docstring).
 BIG_KIDS = 1024
+#: A directory as stored, undecoded: (instance, parent, props XDR, children).
+Stored = tuple[int, int, bytes, array]
+_NO_KIDS = array("I")
 
 
 class LazyNode(Node):
@@ -365,15 +368,19 @@ class SqliteSource(NodeSource):
                 pass
         return sorted(pos, key=pos.__getitem__)
 
-    def children_of(self, node: Node, with_kids: bool = False
-                    ) -> Iterator[tuple[int, Node]]:
+    def children_of(self, node: Node) -> Iterator[tuple[int, Node]]:
         """Along *node*'s child list, :data:`~.sqlite.CHUNK` children per query, the
         cache left as it was (a whole-list read must not flush the working set)."""
-        kids = node.children
+        for c, item in self._chunks(node.children, False, False):
+            assert isinstance(item, Node)  # not raw: always a node (MISSING is one too)
+            yield c, item
+
+    def _chunks(self, kids: MutableSequence[int], with_kids: bool, raw: bool
+                ) -> Iterator[tuple[int, Node | Stored]]:
         overlay_get = self._overlay().get
         for start in range(0, len(kids), CHUNK):
             chunk = kids[start:start + CHUNK]
-            found: dict[int, Node] = {}
+            found: dict[int, Node | Stored] = {}
             need = []
             for c in chunk:
                 n = overlay_get(c, MISSING)
@@ -385,50 +392,72 @@ class SqliteSource(NodeSource):
                 if n is not None:
                     found[c] = n
             if need:
-                found.update(self._fetch(need, with_kids))
+                found.update(self._fetch(need, with_kids, raw))
             for c in chunk:
                 yield c, found.get(c, MISSING)
 
-    def _fetch(self, ids: list[int], with_kids: bool) -> dict[int, Node]:
+    def _fetch(self, ids: list[int], with_kids: bool, raw: bool) -> dict[int, Node | Stored]:
+        """Directories *ids* from the store (one query; one more for their child lists):
+        nodes, or with *raw* (instance, parent, props XDR, children) undecoded."""
         marks = ",".join("?" * len(ids))
-        out: dict[int, Node] = {}
+        out: dict[int, Node | Stored] = {}
+        kids: dict[int, array] = {}
         try:
-            for oid, inst, parent, blob in self._conn.execute(
-                    f"SELECT id, instance, parent, props FROM dirs WHERE id IN ({marks})", ids):
-                out[oid] = LazyNode(self, oid, inst, parent, decode_proplist(blob),
-                                    array("I") if with_kids else None)
-            if with_kids and out:
-                rows = self._conn.execute(
-                    f"SELECT parent, child FROM kids WHERE parent IN ({marks})"
-                    " ORDER BY parent, ord", ids)
-                for parent, group in groupby(rows, itemgetter(0)):
-                    n = out.get(parent)
-                    if n is not None:
-                        n._kids = array("I", map(itemgetter(1), group))
+            rows = self._conn.execute(
+                f"SELECT id, instance, parent, props FROM dirs WHERE id IN ({marks})",
+                ids).fetchall()
+            if with_kids and rows:
+                for parent, group in groupby(self._conn.execute(
+                        f"SELECT parent, child FROM kids WHERE parent IN ({marks})"
+                        " ORDER BY parent, ord", ids), itemgetter(0)):
+                    kids[parent] = array("I", map(itemgetter(1), group))
+            for oid, inst, parent, blob in rows:
+                k = kids.get(oid, _NO_KIDS) if with_kids else None
+                if raw:
+                    out[oid] = (inst, parent, blob, k if k is not None else _NO_KIDS)
+                else:
+                    out[oid] = LazyNode(self, oid, inst, parent, decode_proplist(blob),
+                                        array("I", k) if k is not None else None)
         except (sqlite3.Error, WireError) as exc:
             raise _bad(self._store, exc) from exc
         return out
 
-    def preorder(self) -> Iterator[Directory]:
-        """As :meth:`NodeSource.preorder`, each level read in chunks with its children's
-        child lists (two queries per chunk)."""
+    def _walk(self, raw: bool) -> Iterator[tuple[int, Node | Stored]]:
+        """Every directory in pre-order (spec §9.4), each level read in chunks with its
+        children's child lists, in memory bounded by the tree's depth."""
         root = self.get(0)
         if root is None:
             return
-        yield Directory(NiId(0, root.instance), root.props, root.parent, root.children)
-        stack = [self.children_of(root, True)]
+        yield 0, root
+        stack = [self._chunks(root.children, True, raw)]
         budget = len(self)  # a damaged tree (a cycle) must not make the walk endless
         while stack:
             nxt = next(stack[-1], None)
             if nxt is None:
                 stack.pop()
                 continue
-            oid, n = nxt
-            if n is MISSING:
+            oid, item = nxt
+            if item is MISSING:
                 continue
             budget -= 1
             if budget < 0:
                 return
+            yield oid, item
+            kids = item[3] if isinstance(item, tuple) else item.children
+            if kids:
+                stack.append(self._chunks(kids, True, raw))
+
+    def preorder(self) -> Iterator[Directory]:
+        for oid, n in self._walk(False):
+            assert isinstance(n, Node)
             yield Directory(NiId(oid, n.instance), n.props, n.parent, n.children)
-            if n.children:
-                stack.append(self.children_of(n, True))
+
+    def readall_pieces(self) -> Iterator[bytes]:
+        """READALL's directories straight from the stored XDR proplists (no decoding)."""
+        for oid, item in self._walk(True):
+            if isinstance(item, tuple):
+                inst, parent, blob, kids = item
+                yield encode_readall_stored(oid, inst, blob, parent, kids)
+            else:
+                yield encode_readall_stored(oid, item.instance, encode_proplist(item.props),
+                                            item.parent, item.children)
