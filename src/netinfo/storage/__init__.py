@@ -126,6 +126,10 @@ class Store(ABC):
         """Run a deferred integrity check; what is wrong, or None (thread-safe)."""
         return None
 
+    def interrupt_verify(self) -> None:
+        """Cut a :meth:`verify` running in another thread short."""
+        return None
+
     def source(self, cache: int | None = None) -> NodeSource | None:
         """The stored domain read on demand, through a cache of about *cache* directories
         (None: the engine's default), or None when the engine has no such reader: the

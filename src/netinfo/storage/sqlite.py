@@ -153,6 +153,8 @@ class SqliteStore(Store):
             raise StorageError(f"cannot open sqlite store {path!r}: {exc}") from exc
         #: True when the integrity check waits for :meth:`verify` (a large file)
         self.deferred_check = False
+        self._verifying: sqlite3.Connection | None = None
+        self._verify_stopped = False
         try:
             try:
                 size = os.path.getsize(path)
@@ -198,20 +200,34 @@ class SqliteStore(Store):
         """The deferred integrity check of a large file: ``PRAGMA quick_check`` on a
         connection of its own (WAL: it reads beside the serving connection, which is not
         blocked; SQLite releases the GIL while it runs, so a thread may call this).
-        Returns what is wrong (with the recovery hint), or None."""
+        Returns what is wrong (with the recovery hint), or None (also when
+        :meth:`interrupt_verify` cut it short)."""
         if not self.deferred_check:
             return None
         try:
-            conn = sqlite3.connect(Path(self.path).resolve().as_uri() + "?mode=ro", uri=True)
+            conn = sqlite3.connect(Path(self.path).resolve().as_uri() + "?mode=ro", uri=True,
+                                   check_same_thread=False)
         except sqlite3.Error as exc:
             return f"cannot open sqlite store {self.path!r} to check it: {exc}"
+        self._verifying = conn
         try:
             self._check(conn)
         except StorageError as exc:
+            if self._verify_stopped:
+                return None  # interrupted (shutdown): nothing was found
             return str(exc)
         finally:
+            self._verifying = None
             conn.close()
         return None
+
+    def interrupt_verify(self) -> None:
+        """Stop a :meth:`verify` running in another thread (shutdown must not wait for
+        a check reading the whole file)."""
+        self._verify_stopped = True
+        conn = self._verifying
+        if conn is not None:
+            conn.interrupt()
 
     def _migrate(self) -> None:
         """Bring the schema up to the newest version, one numbered migration at a time."""
