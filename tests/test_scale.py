@@ -308,3 +308,26 @@ def test_readall_pieces_are_the_encoded_preorder(tmp_path):
         ra = svc.proc_readall(SUPERUSER, 0)
         want = [encode_readall_object(d) for d in svc.iter_preorder()]
         assert list(ra.pieces) == want and len(want) == 603
+
+
+def test_unused_numbers_below_the_highest(tmp_path):
+    """The lazy source's gaps() (spec §5.2: lowest unused number first), whether the ids
+    are dense, have only destroyed holes (listed in freed), or never-used ones too."""
+    from netinfo.nodes import MemorySource
+    from netinfo.storage import Free, Image, KidIns, Put, Record
+    st = open_store(f"sqlite:{tmp_path / 'd.sqlite'}")
+    try:
+        ops = [Put(i, 1, 0, [("name", [str(i)])]) for i in range(10)]
+        ops += [KidIns(0, i, i) for i in range(1, 10)]
+        st.commit(ops, 0)
+        assert st.source().gaps() == []
+        st.commit([Free(3, 1), Free(7, 1)], 0)
+        assert st.source().gaps() == [3, 7]
+        st.commit([Put(15, 1, 0, []), Put(12, 1, 0, [])], 0)  # never-used 10, 11, 13, 14
+        src = st.source()
+        img = Image(records={i: Record(1, 0, []) for i in (0, 1, 2, 4, 5, 6, 8, 9, 12, 15)})
+        assert src.gaps() == MemorySource(img).gaps() == [3, 7, 10, 11, 13, 14]
+        del src[12]  # a destroyed number not yet committed is unused too
+        assert src.gaps() == [3, 7, 10, 11, 12, 13, 14] and src.highest() == 15
+    finally:
+        st.close()
