@@ -14,9 +14,9 @@ from collections.abc import Callable, Iterator, Sequence
 from enum import IntEnum
 from typing import Any, NamedTuple
 
-from .errors import NiError, Status
+from .errors import NiError, Status, WireError
 from .model import Directory, NiId, Proplist
-from .xdr import BIG_LIST_MAX, LIST_MAX, Packer, Unpacker
+from .xdr import BIG_LIST_MAX, LIST_MAX, NAME_MAX, Packer, Unpacker
 
 NETINFO_PROG = 200100000
 NETINFO_VERS = 2
@@ -91,10 +91,95 @@ def encode_proplist(props: Proplist) -> bytes:
     return p.get_buffer()
 
 def decode_proplist(data: bytes) -> Proplist:
-    u = Unpacker(data)
-    props = unpack_proplist(u)
-    u.done()
+    """A proplist alone (:func:`encode_proplist`'s bytes, the storage engines' form),
+    whole, with the checks of :func:`unpack_proplist` and nothing after it.
+
+    One loop over the buffer rather than an :class:`Unpacker` call per field: a lazy
+    store decodes a directory on every cache miss (issue 10: 2-3x faster, measured).
+
+    :raises WireError: truncated, oversized or trailing data.
+    """
+    u32 = _U32.unpack_from
+    size = len(data)
+    try:
+        (n,) = u32(data, 0)
+        # A property takes at least 8 bytes (empty name, empty namelist).
+        if n > LIST_MAX or n * 8 > size - 4:
+            raise WireError(f"proplist of {n} properties in {size} bytes")
+        p = 4
+        props: Proplist = []
+        for _ in range(n):
+            (ln,) = u32(data, p)
+            if ln > NAME_MAX:
+                raise WireError(f"string length {ln} exceeds {NAME_MAX}")
+            p += 4
+            end = p + ln
+            name = data[p:end].decode("utf-8", "surrogateescape")
+            p = end + (-ln & 3)
+            (m,) = u32(data, p)
+            p += 4
+            if m > LIST_MAX or m * 4 > size - p:
+                raise WireError(f"namelist of {m} names past the end")
+            values = []
+            for _ in range(m):
+                (ln,) = u32(data, p)
+                if ln > NAME_MAX:
+                    raise WireError(f"string length {ln} exceeds {NAME_MAX}")
+                p += 4
+                end = p + ln
+                values.append(data[p:end].decode("utf-8", "surrogateescape"))
+                p = end + (-ln & 3)
+            props.append((name, values))
+    except struct.error as exc:
+        raise WireError(f"truncated proplist: {exc}") from None
+    if p != size:
+        raise WireError("truncated proplist" if p > size
+                        else f"{size - p} bytes after the proplist")
     return props
+
+
+def stored_list_values(data: bytes, name: str) -> list[str] | None:
+    """LIST's entry for one child (spec §4.4 LIST: the values of the first property
+    called *name* that has at least one value; None when there is none), read from an
+    encoded proplist without decoding the other properties.
+
+    :raises WireError: truncated data.
+    """
+    want = name.encode("utf-8", "surrogateescape")
+    u32 = _U32.unpack_from
+    size = len(data)
+    try:
+        (n,) = u32(data, 0)
+        p = 4
+        for _ in range(n):
+            (ln,) = u32(data, p)
+            p += 4
+            end = p + ln
+            if end > size:
+                raise WireError("truncated proplist")
+            hit = data[p:end] == want
+            p = end + (-ln & 3)
+            (m,) = u32(data, p)
+            p += 4
+            if hit and m:
+                if m > LIST_MAX:
+                    raise WireError(f"namelist of {m} names")
+                values = []
+                for _ in range(m):
+                    (ln,) = u32(data, p)
+                    p += 4
+                    end = p + ln
+                    if end > size:
+                        raise WireError("truncated proplist")
+                    values.append(data[p:end].decode("utf-8", "surrogateescape"))
+                    p = end + (-ln & 3)
+                return values
+            for _ in range(m):
+                (ln,) = u32(data, p)
+                p += 4 + ln + (-ln & 3)
+    except struct.error as exc:
+        raise WireError(f"truncated proplist: {exc}") from None
+    return None
 
 def pack_object(p: Packer, d: Directory) -> None:
     pack_id(p, d.id)

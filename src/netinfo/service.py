@@ -24,7 +24,7 @@ from .model import (Directory, NiId, Proplist, addr_to_uint, first_values, is_di
 from .xdr import BIG_LIST_MAX, LIST_MAX
 from .protocol import Proc
 from .rpc import AuthUnix
-from .nodes import MISSING, MemorySource, Node, NodeSource
+from .nodes import MISSING, MemorySource, Node, NodeSource, no_gc
 from .storage import RESET, Free, Image, KidDel, KidIns, Op, Put
 
 MASK32 = 0xFFFFFFFF
@@ -575,19 +575,15 @@ class DirectoryService:
     def proc_list(self, caller: Caller, i: NiId,
                   name: str) -> tuple[list[tuple[int, list[str] | None]], NiId]:
         n = self._get(i[0])
-        entries: list[tuple[int, list[str] | None]] = []
-        for c, cn in self._nodes.children_of(n):
-            vals = None
-            for k, v in cn.props:
-                if k == name and v:  # empty value lists count as absent (spec §5.5)
-                    vals = v
-                    break
-            entries.append((c, vals))
+        with no_gc():
+            entries = list(self._nodes.list_values(n, name))
         return (entries, NiId(i[0], n.instance))
 
     def proc_listall(self, caller: Caller, i: NiId) -> tuple[NiId, list[Proplist]]:
         n = self._get(i[0])
-        return (NiId(i[0], n.instance), [c.props for _, c in self._nodes.children_of(n)])
+        with no_gc():
+            lists = [c.props for _, c in self._nodes.children_of(n)]
+        return (NiId(i[0], n.instance), lists)
 
     def proc_readprop(self, caller: Caller, i: NiId, idx: int) -> tuple[list[str], NiId]:
         n = self._get(i[0])

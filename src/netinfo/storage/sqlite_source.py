@@ -33,7 +33,8 @@ from typing import TYPE_CHECKING
 from ..errors import StorageError, WireError
 from ..model import Directory, NiId
 from ..nodes import MISSING, Node, NodeSource, matches
-from ..protocol import decode_proplist, encode_proplist, encode_readall_stored
+from ..protocol import (decode_proplist, encode_proplist, encode_readall_stored,
+                        stored_list_values)
 from .sqlite import CHUNK, RECOVERY
 
 if TYPE_CHECKING:
@@ -381,6 +382,22 @@ class SqliteSource(NodeSource):
         for c, item in self._chunks(node.children, False, False):
             assert isinstance(item, Node)  # not raw: always a node (MISSING is one too)
             yield c, item
+
+    def list_values(self, node: Node, name: str) -> Iterator[tuple[int, list[str] | None]]:
+        """LIST from the stored proplists, decoding only the property asked for."""
+        for c, item in self._chunks(node.children, False, True):
+            if isinstance(item, tuple):
+                try:
+                    yield c, stored_list_values(item[2], name)
+                except WireError as exc:
+                    raise _bad(self._store, exc) from exc
+                continue
+            vals = None
+            for k, v in item.props:
+                if k == name and v:  # empty value lists count as absent (spec §5.5)
+                    vals = v
+                    break
+            yield c, vals
 
     def _chunks(self, kids: MutableSequence[int], with_kids: bool, raw: bool
                 ) -> Iterator[tuple[int, Node | Stored]]:
