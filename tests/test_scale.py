@@ -331,3 +331,23 @@ def test_unused_numbers_below_the_highest(tmp_path):
         assert src.gaps() == [3, 7, 10, 11, 12, 13, 14] and src.highest() == 15
     finally:
         st.close()
+
+
+def test_listall_frames_the_stored_proplists(tmp_path):
+    """LISTALL on the lazy source hands the stored XDR to the encoder (no decoding), with
+    pending changes encoded from memory: the reply is byte for byte the decoded one's."""
+    from netinfo.protocol import LISTALL_RES, StoredProplists
+    from netinfo.xdr import Packer
+    path = tmp_path / "d.sqlite"
+    users, ids = _domain(path, 300)
+    with Database(open_store(f"sqlite:{path}"), cache=8) as db:
+        svc = db.service
+        svc.proc_write(SUPERUSER, svc.proc_self(SUPERUSER, NiId(ids[5])), [("name", ["w"])])
+        sid, lists = svc.proc_listall(Caller(), NiId(users))
+        assert isinstance(lists, StoredProplists) and len(lists) == 300
+        plain = [svc.proc_read(Caller(), NiId(c))[1] for c in ids]
+        assert lists == plain and lists[5] == [("name", ["w"])] and lists[:2] == plain[:2]
+        a, b = Packer(), Packer()
+        LISTALL_RES.pack(a, (sid, lists))
+        LISTALL_RES.pack(b, (sid, plain))
+        assert a.get_buffer() == b.get_buffer()

@@ -20,7 +20,7 @@ drop it when the store refused it (:meth:`rollback`). Pure: no I/O.
 from __future__ import annotations
 
 import gc
-from collections.abc import Iterator, MutableSequence
+from collections.abc import Iterator, MutableSequence, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
@@ -161,6 +161,12 @@ class NodeSource:
         get = self.get
         for c in node.children:
             yield c, get(c) or MISSING
+
+    def listall(self, node: Node) -> Sequence[Proplist]:
+        """LISTALL's proplists (spec §4.4), one per child in order ([] for a number
+        without a directory)."""
+        with no_gc():
+            return [c.props for _, c in self.children_of(node)]
 
     def list_values(self, node: Node, name: str) -> Iterator[tuple[int, list[str] | None]]:
         """LIST's entries (spec §4.4, §5.5): per child in order, the values of its first

@@ -12,7 +12,7 @@ import sys
 from array import array
 from collections.abc import Callable, Iterator, Sequence
 from enum import IntEnum
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, overload
 
 from .errors import NiError, Status, WireError
 from .model import Directory, NiId, Proplist
@@ -136,6 +136,42 @@ def decode_proplist(data: bytes) -> Proplist:
         raise WireError("truncated proplist" if p > size
                         else f"{size - p} bytes after the proplist")
     return props
+
+
+class StoredProplists(Sequence[Proplist]):
+    """Proplists kept as their XDR encoding (:func:`encode_proplist`, the SQLite
+    engine's stored form): LISTALL frames them without decoding and encoding each one
+    again (a million users, issue 10); reading an item decodes it, so to everyone else
+    this is the list of proplists it holds."""
+
+    __slots__ = ("blobs",)
+
+    def __init__(self, blobs: list[bytes]) -> None:
+        self.blobs = blobs
+
+    def __len__(self) -> int:
+        return len(self.blobs)
+
+    @overload
+    def __getitem__(self, i: int) -> Proplist: ...
+
+    @overload
+    def __getitem__(self, i: slice) -> list[Proplist]: ...
+
+    def __getitem__(self, i: int | slice) -> Proplist | list[Proplist]:
+        if isinstance(i, slice):
+            return [decode_proplist(b) for b in self.blobs[i]]
+        return decode_proplist(self.blobs[i])
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, StoredProplists):
+            return self.blobs == other.blobs
+        return isinstance(other, list) and list(self) == other
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"StoredProplists({list(self)!r})"
 
 
 def stored_list_values(data: bytes, name: str) -> list[str] | None:
@@ -425,9 +461,16 @@ def _rp_binding(p: Packer, v: tuple[str, int]) -> None:
 def _ru_binding(u: Unpacker) -> tuple[str, int]:
     return (u.unpack_string(), u.unpack_uint())
 
-def _rp_listall(p: Packer, v: tuple[NiId, list[Proplist]]) -> None:
+def _rp_listall(p: Packer, v: tuple[NiId, Sequence[Proplist]]) -> None:
     pack_id(p, v[0])
-    p.pack_array(v[1], lambda pl: pack_proplist(p, pl), BIG_LIST_MAX)
+    lists = v[1]
+    if isinstance(lists, StoredProplists):  # already XDR: framed as is
+        if len(lists) > BIG_LIST_MAX:
+            raise ValueError(f"array longer than {BIG_LIST_MAX}")
+        p.pack_uint(len(lists))
+        p.pack_raw(b"".join(lists.blobs))
+        return
+    p.pack_array(lists, lambda pl: pack_proplist(p, pl), BIG_LIST_MAX)
 
 def _ru_listall(u: Unpacker) -> tuple[NiId, list[Proplist]]:
     sid = unpack_id(u)

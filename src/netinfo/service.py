@@ -579,11 +579,9 @@ class DirectoryService:
             entries = list(self._nodes.list_values(n, name))
         return (entries, NiId(i[0], n.instance))
 
-    def proc_listall(self, caller: Caller, i: NiId) -> tuple[NiId, list[Proplist]]:
+    def proc_listall(self, caller: Caller, i: NiId) -> tuple[NiId, Sequence[Proplist]]:
         n = self._get(i[0])
-        with no_gc():
-            lists = [c.props for _, c in self._nodes.children_of(n)]
-        return (NiId(i[0], n.instance), lists)
+        return (NiId(i[0], n.instance), self._nodes.listall(n))
 
     def proc_readprop(self, caller: Caller, i: NiId, idx: int) -> tuple[list[str], NiId]:
         n = self._get(i[0])

@@ -33,8 +33,8 @@ from typing import TYPE_CHECKING
 from ..errors import StorageError, WireError
 from ..model import Directory, NiId
 from ..nodes import MISSING, Node, NodeSource, matches
-from ..protocol import (decode_proplist, encode_proplist, encode_readall_stored,
-                        stored_list_values)
+from ..protocol import (StoredProplists, decode_proplist, encode_proplist,
+                        encode_readall_stored, stored_list_values)
 from .sqlite import CHUNK, RECOVERY
 
 if TYPE_CHECKING:
@@ -382,6 +382,13 @@ class SqliteSource(NodeSource):
         for c, item in self._chunks(node.children, False, False):
             assert isinstance(item, Node)  # not raw: always a node (MISSING is one too)
             yield c, item
+
+    def listall(self, node: Node) -> StoredProplists:
+        """LISTALL from the stored proplists, never decoded (they are the wire form)."""
+        blobs = []
+        for _, item in self._chunks(node.children, False, True):
+            blobs.append(item[2] if isinstance(item, tuple) else encode_proplist(item.props))
+        return StoredProplists(blobs)
 
     def list_values(self, node: Node, name: str) -> Iterator[tuple[int, list[str] | None]]:
         """LIST from the stored proplists, decoding only the property asked for."""
