@@ -190,3 +190,47 @@ def test_readall_decoder_is_iterative():
     obj = encode_readall_object(Directory(NiId(1, 1), [], 0, []))
     data = encode_readall_head(1, 2) + obj * 100_000 + READALL_END
     assert len(decode_readall(Unpacker(data))[2]) == 100_000
+
+
+# -- stored proplists (issue 10: the lazy store's decoders) ------------------------------------
+
+_names = st.sampled_from(["name", "uid", "", "x", "\udcff", "é", "name "])
+_plist = st.lists(st.tuples(_names, st.lists(_names, max_size=3)), max_size=6)
+
+
+def _reference(data: bytes):
+    from netinfo.protocol import unpack_proplist
+    u = Unpacker(data)
+    props = unpack_proplist(u)
+    u.done()
+    return props
+
+
+@given(_plist, st.data())
+@settings(max_examples=400)
+def test_decode_proplist_is_unpack_proplist_whole(props, data):
+    """decode_proplist (one loop) answers exactly as the Unpacker, on good and bad bytes."""
+    from netinfo.protocol import decode_proplist, encode_proplist, stored_list_values
+    b = encode_proplist(props)
+    assert decode_proplist(b) == props
+    for key in ("name", "uid", "", "x"):
+        # LIST: first property of that name with at least one value (spec §4.4, §5.5)
+        assert stored_list_values(b, key) == next((v for k, v in props if k == key and v), None)
+    bad = bytearray(b)
+    if bad:
+        i = data.draw(st.integers(0, len(bad) - 1))
+        bad[i] = data.draw(st.integers(0, 255))
+    cut = bytes(bad[:data.draw(st.integers(0, len(bad)))]) + data.draw(st.binary(max_size=2))
+    try:
+        want = ("ok", _reference(cut))
+    except WireError:
+        want = ("error",)
+    try:
+        got = ("ok", decode_proplist(cut))
+    except WireError:
+        got = ("error",)
+    assert got == want
+    try:
+        stored_list_values(cut, "name")
+    except WireError:
+        pass

@@ -261,7 +261,8 @@ def test_sqlite_schema_version_and_wal(tmp_path):
     SqliteStore(path).close()   # migrations are not applied twice
     c = sqlite3.connect(path)
     assert c.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-    assert c.execute("SELECT version FROM schema_version").fetchall() == [(1,)]
+    # every numbered migration once, in order (2: the persisted LOOKUP index)
+    assert c.execute("SELECT version FROM schema_version").fetchall() == [(1,), (2,)]
     c.execute("INSERT INTO schema_version VALUES (99)")
     c.commit()
     c.close()

@@ -101,3 +101,15 @@ def test_arbitrary_bytes_only_wireerror(data):
             getattr(Unpacker(data), op)()
         except WireError:
             pass
+
+
+def test_uint_array_from_a_compact_array_is_the_same_bytes():
+    """A lazy source's child lists are array('I') (issue 10): packed in C, same bytes."""
+    from array import array
+    values = [0, 1, 255, 65536, 2**31, 2**32 - 1]
+    a, b = Packer(), Packer()
+    a.pack_uint_array(values)
+    b.pack_uint_array(array("I", values))
+    assert a.get_buffer() == b.get_buffer()
+    u = Unpacker(b.get_buffer())
+    assert [u.unpack_uint() for _ in range(u.unpack_uint())] == values

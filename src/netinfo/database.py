@@ -132,17 +132,27 @@ class Database:
     """One open domain: its service, its store, its commits and their subscribers."""
 
     def __init__(self, store: Store, info: ServerInfo | None = None, *,
-                 lock: DatabaseLock | None = None, where: str = "") -> None:
+                 lock: DatabaseLock | None = None, where: str = "",
+                 cache: int | None = None) -> None:
         self.store = store
         self.where = where or store.scheme
         self._lock = lock
-        image = store.load()
-        #: true when the store held no domain and an empty root was just made
-        self.created = not image.records
-        svc = DirectoryService(image, info)
-        if image.checksum is not None and image.checksum != svc.checksum:
-            log.warning("%s: stored checksum %d differs from the recomputed %d; using the "
-                        "latter", self.where, image.checksum, svc.checksum)
+        #: directories the service keeps decoded (None: the engine's default)
+        self.cache = cache
+        source = store.source(cache)
+        if source is not None:
+            # The store is the source of truth, read on demand (docs/architecture.md,
+            # "Representation at scale"): nothing here is O(n).
+            self.created = not store.exists()
+            svc = DirectoryService(info=info, source=source)
+        else:
+            image = store.load()
+            #: true when the store held no domain and an empty root was just made
+            self.created = not image.records
+            svc = DirectoryService(image, info)
+            if image.checksum is not None and image.checksum != svc.checksum:
+                log.warning("%s: stored checksum %d differs from the recomputed %d; using "
+                            "the latter", self.where, image.checksum, svc.checksum)
         self.service = svc
         #: procedure → the bound service method: dispatch is one dict lookup per call
         self._handlers: dict[int, Callable[..., Any]] = {
@@ -303,7 +313,11 @@ class Database:
     def reload(self) -> None:
         """Forget every pending write and continue from what the store holds."""
         self._changes.clear()
-        self.service.reload(self.store.load())
+        source = self.store.source(self.cache)
+        if source is not None:
+            self.service.reload(source=source)
+        else:
+            self.service.reload(self.store.load())
 
     def subscribe(self, fn: Subscriber) -> Callable[[], None]:
         """Call *fn* with each durable batch of changes; returns the unsubscribe call."""
@@ -319,7 +333,13 @@ class Database:
         """
         self.service.replace(image)
         self._changes.append(Change(None, caller, (), self.service.checksum, 0))
-        return self.commit()
+        changes = self.commit()
+        # The new tree is durable: serve it from the store again rather than from the
+        # image (a lazy engine keeps only its cache resident).
+        source = self.store.source(self.cache)
+        if source is not None:
+            self.service.reload(source=source)
+        return changes
 
     def close(self) -> None:
         """Commit what is pending, close the store and release the lock."""
@@ -402,11 +422,14 @@ def database_exists(directory: Path, tag: str) -> bool:
 
 
 def open_database(directory: Path, tag: str, info: ServerInfo | None = None,
-                  create: bool = False, store: str | None = None) -> Database:
+                  create: bool = False, store: str | None = None,
+                  cache: int | None = None) -> Database:
     """Open (or, with *create*, make) the database of *tag*, locked for this process.
 
     *store* is a store URL (``sqlite:///path``, ``memory:``) used instead of
-    ``DIR/TAG.nidb/netinfo.sqlite``. A SQLite file is locked by ``FILE.lock`` beside it.
+    ``DIR/TAG.nidb/netinfo.sqlite``; *cache* the number of directories kept decoded
+    (``netinfod --cache``; None: the engine's default). A SQLite file is locked by
+    ``FILE.lock`` beside it.
 
     :raises FileNotFoundError: no database and *create* is false.
     :raises DatabaseInUse: another process holds it (nothing was changed).
@@ -442,7 +465,7 @@ def open_database(directory: Path, tag: str, info: ServerInfo | None = None,
                     _convert_collection(collection, st)
                 elif not create:
                     raise FileNotFoundError(f"no database for tag {tag!r} at {where}")
-            return Database(st, info, lock=lock, where=where)
+            return Database(st, info, lock=lock, where=where, cache=cache)
         except BaseException:
             st.close()
             raise

@@ -8,6 +8,7 @@ which compare equal to :class:`Property`).
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -39,7 +40,7 @@ class Directory:
     id: NiId
     props: Proplist = field(default_factory=list)
     parent: int = 0
-    children: list[int] = field(default_factory=list)
+    children: Sequence[int] = field(default_factory=list)
 
     def get(self, name: str) -> list[str] | None:
         """Values of the first property called *name* (spec §5.1), or None."""

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import heapq
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -24,6 +24,7 @@ from .model import (Directory, NiId, Proplist, addr_to_uint, first_values, is_di
 from .xdr import BIG_LIST_MAX, LIST_MAX
 from .protocol import Proc
 from .rpc import AuthUnix
+from .nodes import MISSING, MemorySource, Node, NodeSource, no_gc
 from .storage import RESET, Free, Image, KidDel, KidIns, Op, Put
 
 MASK32 = 0xFFFFFFFF
@@ -71,6 +72,9 @@ class ReadAll(NamedTuple):
     checksum: int
     highest: int
     objects: Iterator[Directory]
+    #: the same directories already encoded as READALL pieces, when the source can make
+    #: them without decoding (``NodeSource.readall_pieces``); None: encode ``objects``
+    pieces: Iterator[bytes] | None = None
 
 
 @dataclass(slots=True)
@@ -94,32 +98,7 @@ class ServerInfo:
     counters: list[list[int]] = field(default_factory=lambda: [[0, 0] for _ in Proc])
 
 
-class _Node:
-    """One directory of the working copy."""
-
-    __slots__ = ("instance", "parent", "props", "children", "kindex", "korder")
-
-    def __init__(self, instance: int, parent: int, props: Proplist,
-                 children: list[int] | None = None) -> None:
-        self.instance = instance
-        self.parent = parent
-        self.props = props          # replaced, never mutated in place (ops hold references)
-        self.children = children if children is not None else []
-        # LOOKUP index of this directory's children: key -> value -> {child: None}
-        self.kindex: dict[str, dict[str, dict[int, None]]] | None = None
-        # child -> a number increasing along the child list (for ordering index hits)
-        self.korder: dict[int, int] | None = None
-
-
-def _fv(props: Proplist, name: str) -> list[str] | None:
-    for k, v in props:
-        if k == name:
-            return v
-    return None
-
-
-#: What a child number left without a directory reads as (spec §4.4 tolerates them).
-_MISSING = _Node(0, 0, [])
+_fv = first_values
 
 
 def tree_damage(image: Image) -> str | None:
@@ -147,19 +126,26 @@ def tree_damage(image: Image) -> str | None:
 class DirectoryService:
     """The directory semantics of one NetInfo domain (spec §4–§5, §10)."""
 
-    def __init__(self, image: Image | None = None, info: ServerInfo | None = None) -> None:
+    def __init__(self, image: Image | None = None, info: ServerInfo | None = None, *,
+                 source: NodeSource | None = None) -> None:
+        """Serve *image* (loaded whole, checked by :func:`tree_damage`) or, given
+        *source*, the directories it reads on demand (docs/architecture.md,
+        "Representation at scale")."""
         self.info = info or ServerInfo()
         #: store operations not yet committed
         self.pending: list[Op] = []
         #: who the last successful write was made by, once authenticated (spec §10.2)
         self.writer: Caller = SUPERUSER
         #: the LOOKUP indexes that exist, least recently used first
-        self._lru: OrderedDict[tuple[_Node, str], None] = OrderedDict()
+        self._lru: OrderedDict[tuple[Node, str], None] = OrderedDict()
         #: how to take back the uncommitted changes: (function, *args), applied in reverse
         self._undo: list[tuple] = []
         #: the same for the operations last taken by take_pending, until durable()
         self._taken: list[tuple] = []
-        self._load(image or Image())
+        if source is not None:
+            self._attach(source)
+        else:
+            self._load(image or Image())
 
     # -- loading and bookkeeping --------------------------------------------------------------
 
@@ -168,48 +154,72 @@ class DirectoryService:
         damage = tree_damage(image)
         if damage is not None:
             raise StorageError(f"damaged database: {damage}")
+        self._attach(MemorySource(image))
+
+    def _attach(self, source: NodeSource) -> None:
+        """Serve the directories of *source*. Nothing here is O(n) for a lazy source: the
+        checksum is the one stored with the last commit (spec §5.6: Apple kept a running
+        sum in the store), the highest number one query, and the unused numbers below it
+        are searched on the first CREATE that needs one (spec §5.2)."""
         self._lru = OrderedDict()
-        nodes: dict[int, _Node] = {}
-        for oid, rec in image.records.items():
-            nodes[oid] = _Node(rec.instance, rec.parent, rec.props,
-                               list(image.children.get(oid, ())))
-        self._nodes = nodes
-        self._freed = dict(image.freed)
-        if 0 not in nodes:
+        self._nodes = source
+        self._freed = dict(source.freed())
+        created = False
+        if 0 not in source:
             # Directory 0 always exists; a new database gets an empty root (spec §4.4 ROOT).
             inst = self._freed.pop(0, 0) + 1
-            nodes[0] = _Node(inst, 0, [])
+            source[0] = Node(inst, 0, [])
             self.pending.append(Put(0, inst, 0, []))
-        self._next_new = max(nodes) + 1
-        self._free_heap = [i for i in range(self._next_new) if i not in nodes]
-        heapq.heapify(self._free_heap)
-        self.checksum = self.compute_checksum()
-        self.loaded_checksum = image.checksum
+            created = True
+        self._next_new = source.highest() + 1
+        self._free_heap: list[int] = []
+        #: True until the unused numbers below _next_new are in the heap (lazy sources)
+        self._gaps_unscanned = source.lazy
+        if not source.lazy:
+            self._free_heap = source.gaps()
+            heapq.heapify(self._free_heap)
+        stored = source.stored_checksum()
+        if source.lazy and stored is not None and not created:
+            self.checksum = stored
+        else:
+            self.checksum = self.compute_checksum()
+        self.loaded_checksum = stored
+
+    @property
+    def source(self) -> NodeSource:
+        """Where the directories are read from (the node-source seam, ``nodes``)."""
+        return self._nodes
 
     def compute_checksum(self) -> int:
         """Σ (object+1) × instance over all directories, mod 2³² (spec §5.6), from scratch."""
-        return sum((k + 1) * n.instance for k, n in self._nodes.items()) & MASK32
+        return sum((k + 1) * i for k, i in self._nodes.instances()) & MASK32
 
     def replace(self, image: Image) -> None:
         """Swap in a whole new database (full transfer, bulk load) and queue a reset."""
         self._undo.append((self._restore, (self._nodes, self._freed, self._free_heap,
                                            self._next_new, self.checksum,
-                                           self.loaded_checksum, self._lru)))
+                                           self.loaded_checksum, self._lru,
+                                           self._gaps_unscanned)))
         self.pending.append(RESET)
         self._load(image)
-        for oid, n in self._nodes.items():
+        nodes = self._nodes
+        assert isinstance(nodes, MemorySource)
+        for oid, n in nodes.items():
             self.pending.append(Put(oid, n.instance, n.parent, n.props))
             for i, c in enumerate(n.children):
                 self.pending.append(KidIns(oid, i, c))
         for oid, inst in self._freed.items():
             self.pending.append(Free(oid, inst))
 
-    def reload(self, image: Image) -> None:
-        """Drop everything not committed and continue from *image* (the last durable
-        state), keeping :attr:`info`."""
+    def reload(self, image: Image | None = None, *, source: NodeSource | None = None) -> None:
+        """Drop everything not committed and continue from *image* or *source* (the last
+        durable state), keeping :attr:`info`."""
         self.pending = []
         self._undo, self._taken = [], []
-        self._load(image)
+        if source is not None:
+            self._attach(source)
+        else:
+            self._load(image or Image())
 
     def take_pending(self) -> list[Op]:
         """The store operations of every change since the last call, to be committed.
@@ -217,11 +227,13 @@ class DirectoryService:
         changes back if the store fails to commit them."""
         ops, self.pending = self.pending, []
         self._taken, self._undo = self._undo, []
+        self._nodes.take()
         return ops
 
     def durable(self) -> None:
         """The operations last taken are on disk: they can no longer be rolled back."""
         self._taken = []
+        self._nodes.durable()
 
     def rollback(self) -> None:
         """Take back the changes of the last :meth:`take_pending` and every change since
@@ -232,15 +244,16 @@ class DirectoryService:
         self._taken, self._undo = [], []
         for fn, *args in reversed(undo):
             fn(*args)
+        self._nodes.rollback()
         self.pending = []
 
-    def _drop_index(self, n: _Node) -> None:
+    def _drop_index(self, n: Node) -> None:
         n.kindex = None
         n.korder = None
 
     def _restore(self, state: tuple) -> None:
         (self._nodes, self._freed, self._free_heap, self._next_new, self.checksum,
-         self.loaded_checksum, self._lru) = state
+         self.loaded_checksum, self._lru, self._gaps_unscanned) = state
 
     def __len__(self) -> int:
         return len(self._nodes)
@@ -251,20 +264,13 @@ class DirectoryService:
         return Directory(NiId(oid, n.instance), list(n.props), n.parent, list(n.children))
 
     def iter_preorder(self) -> Iterator[Directory]:
-        """Every directory, depth-first pre-order from the root (spec §9.4)."""
-        stack = [0]
-        nodes = self._nodes
-        while stack:
-            oid = stack.pop()
-            n = nodes.get(oid)
-            if n is None:
-                continue
-            yield Directory(NiId(oid, n.instance), n.props, n.parent, n.children)
-            stack.extend(reversed(n.children))
+        """Every directory, depth-first pre-order from the root (spec §9.4), produced
+        as taken (a lazy source reads them from the store in bounded memory)."""
+        return self._nodes.preorder()
 
     def highest_id(self) -> int:
         """Largest object number + 1, as NeXT clones expect in READALL (spec §9.4)."""
-        return max(self._nodes) + 1
+        return self._nodes.highest() + 1
 
     def image(self) -> Image:
         """The working copy as a storage :class:`Image` (for tests and transfers)."""
@@ -276,7 +282,7 @@ class DirectoryService:
                 img.children[oid] = list(n.children)
         return img
 
-    def _get(self, oid: int) -> _Node:
+    def _get(self, oid: int) -> Node:
         n = self._nodes.get(oid)
         if n is None:
             raise NiError(Status.BADID)
@@ -309,11 +315,11 @@ class DirectoryService:
         cred = caller.credential
         assert cred is not None
         root = self._nodes[0]
-        found = self._matches(root, "name", "users")
+        found = self._matches(0, root, "name", "users")
         if not found:
             raise NiError(Status.NOUSER, f"uid {cred.uid}: no /users directory")
         users = self._nodes[found[0]]
-        uids = self._matches(users, "uid", str(cred.uid))
+        uids = self._matches(found[0], users, "uid", str(cred.uid))
         if not uids:
             raise NiError(Status.NOUSER, f"uid {cred.uid}: no such user")
         password = cred.password
@@ -341,10 +347,10 @@ class DirectoryService:
 
     def _admins(self) -> list[str]:
         """``users`` of /groups/admin (spec §10.2, Apple)."""
-        found = self._matches(self._nodes[0], "name", "groups")
+        found = self._matches(0, self._nodes[0], "name", "groups")
         if not found:
             return []
-        admin = self._matches(self._nodes[found[0]], "name", "admin")
+        admin = self._matches(found[0], self._nodes[found[0]], "name", "admin")
         if not admin:
             return []
         return _fv(self._nodes[admin[0]].props, "users") or []
@@ -352,18 +358,18 @@ class DirectoryService:
     def root_without_password(self) -> list[str]:
         """Names of uid-0 users anyone can authenticate as: no ``passwd``, or an empty
         one (spec §10.2 accepts any password then). netinfod warns about them."""
-        found = self._matches(self._nodes[0], "name", "users")
+        found = self._matches(0, self._nodes[0], "name", "users")
         if not found:
             return []
         out = []
-        for oid in self._matches(self._nodes[found[0]], "uid", "0"):
+        for oid in self._matches(found[0], self._nodes[found[0]], "uid", "0"):
             props = self._nodes[oid].props
             stored = _fv(props, "passwd")
             if stored is None or not stored or stored[0] == "":
                 out.append((_fv(props, "name") or ["?"])[0])
         return out
 
-    def _target(self, i: NiId) -> _Node:
+    def _target(self, i: NiId) -> Node:
         """Step 2: the target exists and the caller's instance is current."""
         n = self._nodes.get(i[0])
         if n is None:
@@ -381,7 +387,7 @@ class DirectoryService:
             return True
         return caller.user is not None and caller.user in values
 
-    def _check_dir(self, n: _Node, caller: Caller, unlocking: bool = False) -> None:
+    def _check_dir(self, n: Node, caller: Caller, unlocking: bool = False) -> None:
         """Step 4, directory-level permission (spec §10.4)."""
         if _fv(n.props, "_locked") is not None and not (unlocking and caller.is_root):
             # Apple: a locked directory refuses directory-level writes, even root's. The
@@ -392,7 +398,7 @@ class DirectoryService:
         if not self._admits(_fv(n.props, "_writers"), caller):
             raise NiError(Status.PERM)
 
-    def _check_prop(self, n: _Node, caller: Caller, prop: str) -> None:
+    def _check_prop(self, n: Node, caller: Caller, prop: str) -> None:
         """Step 4 for value edits: directory-level, else ``_writers_<prop>`` (Apple, §10.4).
 
         A ``_locked`` directory is read-only for value edits too (tools §0.5)."""
@@ -405,8 +411,9 @@ class DirectoryService:
         if not self._admits(_fv(n.props, "_writers_" + prop), caller):
             raise NiError(Status.PERM)
 
-    def _touched(self, oid: int, n: _Node) -> NiId:
+    def _touched(self, oid: int, n: Node) -> NiId:
         """Step 5: instance +1, checksum += (oid+1), queue the record (spec §5.3, §5.6)."""
+        self._nodes.pin(oid, n)
         self._undo.append((setattr, n, "instance", n.instance))
         self._undo.append((setattr, self, "checksum", self.checksum))
         n.instance = (n.instance + 1) & MASK32
@@ -414,7 +421,8 @@ class DirectoryService:
         self.pending.append(Put(oid, n.instance, n.parent, n.props))
         return NiId(oid, n.instance)
 
-    def _set_props(self, oid: int, n: _Node, props: Proplist) -> NiId:
+    def _set_props(self, oid: int, n: Node, props: Proplist) -> NiId:
+        self._nodes.pin(oid, n)
         old = n.props
         self._undo.append((setattr, n, "props", old))
         n.props = props
@@ -426,7 +434,7 @@ class DirectoryService:
 
     # -- the LOOKUP index ----------------------------------------------------------------------
 
-    def _reindex(self, parent: _Node, child: int, old: Proplist, new: Proplist) -> None:
+    def _reindex(self, parent: Node, child: int, old: Proplist, new: Proplist) -> None:
         assert parent.kindex is not None
         for key, byval in parent.kindex.items():
             ov, nv = _fv(old, key), _fv(new, key)
@@ -441,7 +449,7 @@ class DirectoryService:
             for v in nv or ():
                 byval.setdefault(v, {})[child] = None
 
-    def _index_for(self, n: _Node, key: str) -> dict[str, dict[int, None]]:
+    def _index_for(self, n: Node, key: str) -> dict[str, dict[int, None]]:
         """The LOOKUP index of *n*'s children by *key*. At most :data:`INDEX_MAX`
         indexes exist at once, the least recently used one dropped first: anyone may ask
         for any key, and an index is kept only while it is worth its memory."""
@@ -453,7 +461,7 @@ class DirectoryService:
             idx = {}
             nodes = self._nodes
             for c in n.children:
-                for v in _fv(nodes.get(c, _MISSING).props, key) or ():
+                for v in _fv((nodes.get(c) or MISSING).props, key) or ():
                     idx.setdefault(v, {})[c] = None
             n.kindex[key] = idx
             lru[(n, key)] = None
@@ -469,18 +477,21 @@ class DirectoryService:
             lru.move_to_end((n, key))
         return idx
 
-    def _order(self, n: _Node) -> dict[int, int]:
+    def _order(self, n: Node) -> dict[int, int]:
         if n.korder is None:
             n.korder = {c: i for i, c in enumerate(n.children)}
         return n.korder
 
-    def _matches(self, n: _Node, key: str, value: str) -> list[int]:
+    def _matches(self, oid: int, n: Node, key: str, value: str) -> list[int]:
         """Children whose first ``key`` property has ``value``, in child-list order (§4.4)."""
         nodes = self._nodes
+        found = nodes.lookup(oid, n, key, value)
+        if found is not None:  # a lazy source answers from the store's index
+            return found
         if len(n.children) < INDEX_THRESHOLD:
             out = []
             for c in n.children:
-                vals = _fv(nodes.get(c, _MISSING).props, key)
+                vals = _fv((nodes.get(c) or MISSING).props, key)
                 if vals is not None and value in vals:
                     out.append(c)
             return out
@@ -492,7 +503,9 @@ class DirectoryService:
         order = self._order(n)
         return sorted(hits, key=order.__getitem__)
 
-    def _link_child(self, parent: _Node, child: int, where: int, props: Proplist) -> None:
+    def _link_child(self, poid: int, parent: Node, child: int, where: int,
+                    props: Proplist) -> None:
+        self._nodes.pin(poid, parent)
         kids = parent.children
         self._undo.append((self._unlink_raw, parent, child))
         if where >= len(kids):
@@ -505,11 +518,12 @@ class DirectoryService:
         if parent.kindex is not None:
             self._reindex(parent, child, [], props)
 
-    def _unlink_raw(self, parent: _Node, child: int) -> None:
+    def _unlink_raw(self, parent: Node, child: int) -> None:
         parent.children.remove(child)
         self._drop_index(parent)
 
-    def _unlink_child(self, parent: _Node, child: int, props: Proplist) -> None:
+    def _unlink_child(self, poid: int, parent: Node, child: int, props: Proplist) -> None:
+        self._nodes.pin(poid, parent)
         at = parent.children.index(child)
         del parent.children[at]
         self._undo.append((self._drop_index, parent))
@@ -538,13 +552,13 @@ class DirectoryService:
         n = self._get(i[0])
         return (NiId(i[0], n.instance), n.props)
 
-    def proc_children(self, caller: Caller, i: NiId) -> tuple[list[int], NiId]:
+    def proc_children(self, caller: Caller, i: NiId) -> tuple[Sequence[int], NiId]:
         n = self._get(i[0])
         return (n.children, NiId(i[0], n.instance))
 
     def proc_lookup(self, caller: Caller, i: NiId, key: str, value: str) -> tuple[list[int], NiId]:
         n = self._get(i[0])
-        found = self._matches(n, key, value)
+        found = self._matches(i[0], n, key, value)
         if not found:
             raise NiError(Status.NODIR)
         return (found, NiId(i[0], n.instance))
@@ -552,7 +566,7 @@ class DirectoryService:
     def proc_lookupread(self, caller: Caller, i: NiId, key: str,
                         value: str) -> tuple[NiId, Proplist]:
         n = self._get(i[0])
-        found = self._matches(n, key, value)
+        found = self._matches(i[0], n, key, value)
         if not found:
             raise NiError(Status.NODIR)
         # The id is the searched directory's, not the child's (spec §4.4 LOOKUPREAD).
@@ -561,21 +575,13 @@ class DirectoryService:
     def proc_list(self, caller: Caller, i: NiId,
                   name: str) -> tuple[list[tuple[int, list[str] | None]], NiId]:
         n = self._get(i[0])
-        nodes = self._nodes
-        entries: list[tuple[int, list[str] | None]] = []
-        for c in n.children:
-            vals = None
-            for k, v in nodes.get(c, _MISSING).props:
-                if k == name and v:  # empty value lists count as absent (spec §5.5)
-                    vals = v
-                    break
-            entries.append((c, vals))
+        with no_gc():
+            entries = list(self._nodes.list_values(n, name))
         return (entries, NiId(i[0], n.instance))
 
-    def proc_listall(self, caller: Caller, i: NiId) -> tuple[NiId, list[Proplist]]:
+    def proc_listall(self, caller: Caller, i: NiId) -> tuple[NiId, Sequence[Proplist]]:
         n = self._get(i[0])
-        nodes = self._nodes
-        return (NiId(i[0], n.instance), [nodes.get(c, _MISSING).props for c in n.children])
+        return (NiId(i[0], n.instance), self._nodes.listall(n))
 
     def proc_readprop(self, caller: Caller, i: NiId, idx: int) -> tuple[list[str], NiId]:
         n = self._get(i[0])
@@ -618,18 +624,24 @@ class DirectoryService:
         if oid in self._freed:
             self._undo.append((self._freed.__setitem__, oid, self._freed.pop(oid)))
         props = [(k, list(v)) for k, v in props]
-        self._nodes[oid] = _Node(inst, parent[0], props)
+        self._nodes[oid] = Node(inst, parent[0], props)
         self._undo.append((self._nodes.pop, oid))
         self._undo.append((setattr, self, "checksum", self.checksum))
         self.checksum = (self.checksum + (oid + 1) * inst) & MASK32
         self.pending.append(Put(oid, inst, parent[0], props))
-        self._link_child(p, oid, where, props)
+        self._link_child(parent[0], p, oid, where, props)
         self.pending.append(KidIns(parent[0], min(where, len(p.children) - 1), oid))
         return (NiId(oid, inst), self._touched(parent[0], p))
 
     def _allocate(self) -> int:
         """The lowest unused object number (spec §5.2)."""
         heap, nodes = self._free_heap, self._nodes
+        if self._gaps_unscanned:
+            # A lazy source's unused numbers, searched once, on the first CREATE
+            # (spec §5.2: the lowest unused number).
+            self._gaps_unscanned = False
+            for k in nodes.gaps():
+                heapq.heappush(heap, k)
         while heap:
             oid = heapq.heappop(heap)
             if oid not in nodes:
@@ -662,7 +674,7 @@ class DirectoryService:
             raise NiError(Status.NOTEMPTY)
         self._check_dir(p, caller)
         oid = child[0]
-        self._unlink_child(p, oid, c.props if c is not None else [])
+        self._unlink_child(parent[0], p, oid, c.props if c is not None else [])
         self.pending.append(KidDel(parent[0], oid))
         if c is not None:
             del self._nodes[oid]
@@ -695,7 +707,7 @@ class DirectoryService:
         props.insert(min(where, len(props)), (prop[0], list(prop[1])))
         return self._set_props(i[0], n, props)
 
-    def _prop_index(self, n: _Node, idx: int) -> tuple[str, list[str]]:
+    def _prop_index(self, n: Node, idx: int) -> tuple[str, list[str]]:
         if idx >= len(n.props):
             raise NiError(Status.NOPROP)
         return n.props[idx]
@@ -760,11 +772,11 @@ class DirectoryService:
     def machines(self) -> list[Proplist]:
         """The proplists of /machines' children (empty when there is no /machines)."""
         root = self._nodes[0]
-        found = self._matches(root, "name", "machines")
+        found = self._matches(0, root, "name", "machines")
         if not found:
             return []
         m = self._nodes[found[0]]
-        return [self._nodes.get(c, _MISSING).props for c in m.children]
+        return [c.props for _, c in self._nodes.children_of(m)]
 
     def parent_candidates(self) -> list[tuple[str, str]]:
         """(address, parent tag) for every /machines ``serves ../TAG`` entry (spec §8.2 step 3)."""
@@ -827,10 +839,10 @@ class DirectoryService:
 
     def _network_address(self, name: str) -> str | None:
         root = self._nodes[0]
-        found = self._matches(root, "name", "networks")
+        found = self._matches(0, root, "name", "networks")
         if not found:
             return None
-        hits = self._matches(self._nodes[found[0]], "name", name)
+        hits = self._matches(found[0], self._nodes[found[0]], "name", name)
         if not hits:
             return None
         addr = _fv(self._nodes[hits[0]].props, "address")
@@ -954,7 +966,8 @@ class DirectoryService:
             raise NiError(Status.PERM)
         if checksum == self.checksum:
             return None
-        return ReadAll(self.checksum, self.highest_id(), self.iter_preorder())
+        return ReadAll(self.checksum, self.highest_id(), self.iter_preorder(),
+                       self._nodes.readall_pieces())
 
 
 

@@ -10,7 +10,9 @@ Decoders raise only :class:`~netinfo.errors.WireError`.
 from __future__ import annotations
 
 import struct
-from collections.abc import Callable, Iterable
+import sys
+from array import array
+from collections.abc import Callable, Iterable, Sequence
 from typing import TypeVar
 
 from .errors import WireError
@@ -21,6 +23,7 @@ _U32 = struct.Struct(">I")
 _I32 = struct.Struct(">i")
 _2U32 = struct.Struct(">II")
 _PAD = (b"", b"\0\0\0", b"\0\0", b"\0")
+_LITTLE = sys.byteorder == "little"
 
 #: ``ni_name`` is ``string<65535>`` in ni_prot.x (spec §2).
 NAME_MAX = 65535
@@ -92,10 +95,19 @@ class Packer:
         for it in items:
             pack_item(it)
 
-    def pack_uint_array(self, items: list[int], maxlen: int = BIG_LIST_MAX) -> None:
+    def pack_uint_array(self, items: Sequence[int], maxlen: int = BIG_LIST_MAX) -> None:
         n = len(items)
         if n > maxlen:
             raise ValueError(f"array longer than {maxlen}")
+        if isinstance(items, array) and items.typecode == "I" and items.itemsize == 4:
+            # A lazy source's child list (array('I')): copied in C, no int per entry
+            # (CHILDREN of a million-entry directory, issue 10).
+            wire = array("I", items)
+            if _LITTLE:
+                wire.byteswap()
+            self._parts.append(_U32.pack(n))
+            self._parts.append(wire.tobytes())
+            return
         self._parts.append(struct.pack(f">I{n}I", n, *items))
 
     def pack_string_array(self, items: Iterable[str], maxlen: int = LIST_MAX) -> None:

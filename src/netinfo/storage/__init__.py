@@ -29,9 +29,12 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ..model import Proplist
+
+if TYPE_CHECKING:
+    from ..nodes import NodeSource
 
 
 class Put(NamedTuple):
@@ -115,6 +118,24 @@ class Store(ABC):
     def exists(self) -> bool:
         """True when the store already holds a domain (any record)."""
         return bool(self.load().records)
+
+    #: True when an integrity check is left for :meth:`verify`, after start-up
+    deferred_check = False
+
+    def verify(self) -> str | None:
+        """Run a deferred integrity check; what is wrong, or None (thread-safe)."""
+        return None
+
+    def interrupt_verify(self) -> None:
+        """Cut a :meth:`verify` running in another thread short."""
+        return None
+
+    def source(self, cache: int | None = None) -> NodeSource | None:
+        """The stored domain read on demand, through a cache of about *cache* directories
+        (None: the engine's default), or None when the engine has no such reader: the
+        service then serves a :meth:`load`-ed image (docs/architecture.md,
+        "Representation at scale")."""
+        return None
 
     @abstractmethod
     def close(self) -> None:

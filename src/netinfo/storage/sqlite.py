@@ -14,6 +14,12 @@ Layout, one table per concern:
     from it).
 ``meta(key, value)``
     the database checksum (spec §5.6).
+``keys(parent, key, value, child)``
+    the LOOKUP index (spec §4.4, §5.4): one row per distinct value of the *first* property
+    of each name of every directory but the root, under its parent; kept in step by every
+    Put and Free in the same transaction, so a LOOKUP right after start-up needs no index
+    build (docs/architecture.md, "Representation at scale"). Names and values are stored
+    as their UTF-8 bytes (surrogateescape), exactly as compared.
 ``schema_version(version)``
     numbered migrations, applied in order at open.
 
@@ -26,14 +32,21 @@ The store must be the only writer of its file; a change by another connection is
 from __future__ import annotations
 
 import gc
+import os
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from itertools import groupby
 from operator import itemgetter
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..errors import StorageError, WireError
 from ..protocol import decode_proplist, encode_proplist
+from ..model import Proplist
 from . import Free, Image, KidDel, KidIns, Op, Put, Record, Reset, Store
+
+if TYPE_CHECKING:
+    from .sqlite_source import SqliteSource
 
 #: What to tell the administrator when a database cannot be trusted.
 RECOVERY = ("restore it from a dump (niload -r / . < dump.raw into a new domain), or move it "
@@ -50,8 +63,38 @@ def _options(*options: str) -> str:
     return " " + ", ".join([*options, *_STRICT]) if options or _STRICT else ""
 
 
-#: Migration number → statements; version 1 is the initial schema. Append, never edit.
-_MIGRATIONS: dict[int, list[str]] = {
+def key_rows(oid: int, parent: int, props: Proplist) -> set[tuple[int, bytes, bytes, int]]:
+    """The ``keys`` rows of directory *oid*: (parent, name, value, oid) for each distinct
+    value of the first property of each name (spec §4.4: LOOKUP looks at the first property
+    of that name only, any value position). None for the root: it is no one's child."""
+    rows: set[tuple[int, bytes, bytes, int]] = set()
+    if oid == 0:
+        return rows
+    seen: set[str] = set()
+    for name, values in props:
+        if name in seen:
+            continue
+        seen.add(name)
+        kb = name.encode("utf-8", "surrogateescape")
+        for v in values:
+            rows.add((parent, kb, v.encode("utf-8", "surrogateescape"), oid))
+    return rows
+
+
+def _build_keys(c: sqlite3.Connection) -> None:
+    """Migration 2: index every stored directory (a database made before the index)."""
+    rows: list[tuple[int, bytes, bytes, int]] = []
+    for oid, parent, blob in c.execute("SELECT id, parent, props FROM dirs"):
+        rows.extend(key_rows(oid, parent, decode_proplist(blob)))
+        if len(rows) >= 50_000:
+            c.executemany("INSERT OR IGNORE INTO keys VALUES (?, ?, ?, ?)", rows)
+            rows = []
+    c.executemany("INSERT OR IGNORE INTO keys VALUES (?, ?, ?, ?)", rows)
+
+
+#: Migration number → steps (SQL statements, or functions of the connection); version 1
+#: is the initial schema. Append, never edit.
+_MIGRATIONS: dict[int, list[str | Callable[[sqlite3.Connection], None]]] = {
     1: [
         "CREATE TABLE dirs(id INTEGER PRIMARY KEY, instance INTEGER NOT NULL,"
         " parent INTEGER NOT NULL, props BLOB NOT NULL)" + _options(),
@@ -64,7 +107,17 @@ _MIGRATIONS: dict[int, list[str]] = {
         "CREATE TABLE freed(id INTEGER PRIMARY KEY, instance INTEGER NOT NULL)" + _options(),
         "CREATE TABLE meta(key TEXT PRIMARY KEY, value ANY)" + _options(),
     ],
+    # The persisted LOOKUP index (issue 10: no index build after start-up).
+    2: [
+        "CREATE TABLE keys(parent INTEGER NOT NULL, key BLOB NOT NULL, value BLOB NOT NULL,"
+        " child INTEGER NOT NULL, PRIMARY KEY(parent, key, value, child))"
+        + _options("WITHOUT ROWID"),
+        _build_keys,
+    ],
 }
+
+#: Ids per ``IN (...)`` query (well under SQLite's host-parameter limit).
+CHUNK = 256
 
 
 class SqliteStore(Store):
@@ -83,6 +136,8 @@ class SqliteStore(Store):
     min_step = 1 << 16
     #: Ordinal keys stay within ±limit (SQLite integers are 64-bit).
     limit = 1 << 62
+    #: Files up to this size are checked at open; larger ones by verify() after start.
+    inline_check_max = 64 << 20
 
     def __init__(self, path: str) -> None:
         if not path:
@@ -96,8 +151,23 @@ class SqliteStore(Store):
             self._conn = sqlite3.connect(path, isolation_level=None)
         except sqlite3.Error as exc:
             raise StorageError(f"cannot open sqlite store {path!r}: {exc}") from exc
+        #: True when the integrity check waits for :meth:`verify` (a large file)
+        self.deferred_check = False
+        self._verifying: sqlite3.Connection | None = None
+        self._verify_stopped = False
         try:
-            self._check()
+            try:
+                size = os.path.getsize(path)
+            except OSError:
+                size = 0
+            if size <= self.inline_check_max:
+                self._check()
+            else:
+                # quick_check reads every page: 2.4 s for a million users, more than the
+                # whole start-up budget (issue 10). Opening still reads the schema (a
+                # file that is not a database is refused here); the full check runs
+                # after start-up (verify(), netinfod) while the domain is served.
+                self.deferred_check = True
             self._conn.execute("PRAGMA journal_mode=WAL")
             # FULL: the WAL is synced at every commit, so commit() returning means on disk.
             self._conn.execute("PRAGMA synchronous=FULL")
@@ -109,14 +179,14 @@ class SqliteStore(Store):
                 raise
             raise StorageError(f"cannot open sqlite store {path!r}: {exc}") from exc
 
-    def _check(self) -> None:
+    def _check(self, conn: sqlite3.Connection | None = None) -> None:
         """Refuse a damaged file (``PRAGMA quick_check``): a database SQLite can only
         partly read must never be served as if it were whole.
 
         :raises StorageError: with what SQLite reported and how to recover.
         """
         try:
-            rows = self._conn.execute("PRAGMA quick_check").fetchall()
+            rows = (conn or self._conn).execute("PRAGMA quick_check").fetchall()
         except sqlite3.DatabaseError as exc:
             raise StorageError(f"{self.path} is damaged or not a database ({exc}); "
                                f"{RECOVERY}") from exc
@@ -125,6 +195,39 @@ class SqliteStore(Store):
             raise StorageError(f"{self.path} is damaged ({problems[0]}"
                                f"{f' and {len(problems) - 1} more' if len(problems) > 1 else ''}"
                                f"); {RECOVERY}")
+
+    def verify(self) -> str | None:
+        """The deferred integrity check of a large file: ``PRAGMA quick_check`` on a
+        connection of its own (WAL: it reads beside the serving connection, which is not
+        blocked; SQLite releases the GIL while it runs, so a thread may call this).
+        Returns what is wrong (with the recovery hint), or None (also when
+        :meth:`interrupt_verify` cut it short)."""
+        if not self.deferred_check:
+            return None
+        try:
+            conn = sqlite3.connect(Path(self.path).resolve().as_uri() + "?mode=ro", uri=True,
+                                   check_same_thread=False)
+        except sqlite3.Error as exc:
+            return f"cannot open sqlite store {self.path!r} to check it: {exc}"
+        self._verifying = conn
+        try:
+            self._check(conn)
+        except StorageError as exc:
+            if self._verify_stopped:
+                return None  # interrupted (shutdown): nothing was found
+            return str(exc)
+        finally:
+            self._verifying = None
+            conn.close()
+        return None
+
+    def interrupt_verify(self) -> None:
+        """Stop a :meth:`verify` running in another thread (shutdown must not wait for
+        a check reading the whole file)."""
+        self._verify_stopped = True
+        conn = self._verifying
+        if conn is not None:
+            conn.interrupt()
 
     def _migrate(self) -> None:
         """Bring the schema up to the newest version, one numbered migration at a time."""
@@ -139,8 +242,11 @@ class SqliteStore(Store):
                 raise StorageError(f"sqlite store {self.path!r} has schema version {current}, "
                                    f"newer than this program's {newest}")
             for version in range(current + 1, newest + 1):
-                for sql in _MIGRATIONS[version]:
-                    c.execute(sql)
+                for step in _MIGRATIONS[version]:
+                    if isinstance(step, str):
+                        c.execute(step)
+                    else:
+                        step(c)
                 c.execute("INSERT INTO schema_version VALUES (?)", (version,))
             c.execute("COMMIT")
         except BaseException:
@@ -183,6 +289,11 @@ class SqliteStore(Store):
         # Free and exact: what was just read is what is committed.
         self._counts = {parent: len(kids) for parent, kids in image.children.items()}
         return image
+
+    def source(self, cache: int | None = None) -> SqliteSource:
+        """The domain read on demand through a bounded cache (``sqlite_source``)."""
+        from .sqlite_source import SqliteSource  # noqa: PLC0415 - the seam's other half
+        return SqliteSource(self, self._conn, cache)
 
     def exists(self) -> bool:
         """True when at least one directory is stored."""
@@ -249,9 +360,41 @@ class SqliteStore(Store):
                                    f"{exc}") from exc
             raise
 
+    def _stored(self, ids: Iterable[int]) -> dict[int, tuple[int, bytes]]:
+        """id → (parent, props blob) of the stored ones among *ids*."""
+        out: dict[int, tuple[int, bytes]] = {}
+        ids = list(ids)
+        for i in range(0, len(ids), CHUNK):
+            chunk = ids[i:i + CHUNK]
+            out.update((oid, (parent, blob)) for oid, parent, blob in self._conn.execute(
+                f"SELECT id, parent, props FROM dirs WHERE id IN ({','.join('?' * len(chunk))})",
+                chunk))
+        return out
+
     def _puts(self, ops: list[Put]) -> None:
         rows = [(oid, inst, parent, encode_proplist(props)) for oid, inst, parent, props in ops]
         c = self._conn
+        # The LOOKUP index: per directory, the rows of what was stored before this run of
+        # puts against the rows of its last put (a put changing neither parent nor props,
+        # as an instance bump of a parent, costs nothing).
+        last = {op.id: (op.parent, row[3], op.props) for row, op in zip(rows, ops, strict=True)}
+        old = self._stored(last)
+        drop: list[tuple[int, bytes, bytes, int]] = []
+        add: list[tuple[int, bytes, bytes, int]] = []
+        for oid, (parent, blob, props) in last.items():
+            was = old.get(oid)
+            if was == (parent, blob):
+                continue
+            new = key_rows(oid, parent, props)
+            if was is None:
+                add.extend(new)
+                continue
+            before = key_rows(oid, was[0], decode_proplist(was[1]))
+            drop.extend(before - new)
+            add.extend(new - before)
+        c.executemany("DELETE FROM keys WHERE parent = ? AND key = ? AND value = ? AND child = ?",
+                      drop)
+        c.executemany("INSERT OR IGNORE INTO keys VALUES (?, ?, ?, ?)", add)
         c.executemany("INSERT OR REPLACE INTO dirs VALUES (?, ?, ?, ?)", rows)
         c.executemany("DELETE FROM freed WHERE id = ?", [(r[0],) for r in rows])
 
@@ -259,6 +402,10 @@ class SqliteStore(Store):
         rows = [(oid, inst) for oid, inst in ops]
         ids = [(oid,) for oid, _ in rows]
         c = self._conn
+        drop = [r for oid, (parent, blob) in self._stored(oid for oid, _ in rows).items()
+                for r in key_rows(oid, parent, decode_proplist(blob))]
+        c.executemany("DELETE FROM keys WHERE parent = ? AND key = ? AND value = ? AND child = ?",
+                      drop)
         c.executemany("DELETE FROM dirs WHERE id = ?", ids)
         c.executemany("DELETE FROM kids WHERE parent = ?", ids)
         c.executemany("INSERT OR REPLACE INTO freed VALUES (?, ?)", rows)
@@ -266,7 +413,7 @@ class SqliteStore(Store):
             self._counts[oid] = 0
 
     def _reset(self) -> None:
-        for table in ("dirs", "kids", "freed", "meta"):
+        for table in ("dirs", "kids", "freed", "meta", "keys"):
             self._conn.execute(f"DELETE FROM {table}")
         self._counts.clear()
 

@@ -1,0 +1,249 @@
+"""Where the directory service finds its directories: the node-source seam.
+
+:class:`~netinfo.service.DirectoryService` reads and changes directories through a
+:class:`NodeSource` keyed by object number (spec §5.2), never through a store. Two sources:
+
+:class:`MemorySource`
+    the whole domain as :class:`Node` objects, built from a storage ``Image`` (the memory
+    engine, tests, ``replace``/bulk loads, NeXT collections). Everything is resident.
+:class:`netinfo.storage.sqlite_source.SqliteSource`
+    the SQLite file is the source of truth: directories are read on demand through a
+    bounded cache, and directories changed but not yet durable are pinned in memory so
+    that reads see uncommitted writes (docs/architecture.md, "Representation at scale").
+
+The service mutates a :class:`Node` in place (instance, props, children) and keeps an
+undo log of those mutations; before mutating a node it calls :meth:`NodeSource.pin`, so a
+lazy source can keep it resident until the store holds the change (:meth:`durable`) or
+drop it when the store refused it (:meth:`rollback`). Pure: no I/O.
+"""
+
+from __future__ import annotations
+
+import gc
+from collections.abc import Iterator, MutableSequence, Sequence
+from contextlib import contextmanager
+from typing import TYPE_CHECKING
+
+from .model import Directory, NiId, Proplist, first_values
+
+if TYPE_CHECKING:
+    from .storage import Image
+
+
+class Node:
+    """One directory of the working copy (spec §5.1): instance, parent, props, children."""
+
+    __slots__ = ("instance", "parent", "props", "_kids", "kindex", "korder")
+
+    def __init__(self, instance: int, parent: int, props: Proplist,
+                 children: MutableSequence[int] | None = None) -> None:
+        self.instance = instance
+        self.parent = parent
+        self.props = props          # replaced, never mutated in place (ops hold references)
+        self._kids: MutableSequence[int] | None = children if children is not None else []
+        # LOOKUP index of this directory's children (memory source only):
+        # key -> value -> {child: None}
+        self.kindex: dict[str, dict[str, dict[int, None]]] | None = None
+        # child -> a number increasing along the child list (for ordering index hits)
+        self.korder: dict[int, int] | None = None
+
+    @property
+    def children(self) -> MutableSequence[int]:
+        """The child list, in order (spec §5.4). A list, or an ``array('I')`` on a lazy
+        source (4 bytes a child)."""
+        kids = self._kids
+        assert kids is not None
+        return kids
+
+
+def matches(props: Proplist, key: str, value: str) -> bool:
+    """LOOKUP's test (spec §4.4): the first ``key`` property holds *value*."""
+    vals = first_values(props, key)
+    return vals is not None and value in vals
+
+
+@contextmanager
+def no_gc() -> Iterator[None]:
+    """The cyclic GC paused while a whole-list read decodes a directory's children into
+    one reply: each collection would walk everything built so far (LISTALL of a million
+    users: 53 s with it, measured; nothing built there makes a cycle)."""
+    paused = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if paused:
+            gc.enable()
+
+
+#: What a child number left without a directory reads as (spec §4.4 tolerates them).
+MISSING = Node(0, 0, [])
+
+
+class NodeSource:
+    """The directories of one domain, by object number (the service's only view of them).
+
+    The mapping part (``get``, ``in``, ``[]``, assignment, ``del``, ``pop``, ``len``) is
+    what the service's procedures use; the rest lets a lazy source answer whole-list reads
+    without loading every directory."""
+
+    #: True when directories are read on demand (the store is the source of truth)
+    lazy = False
+
+    def get(self, oid: int, default: Node | None = None) -> Node | None:
+        raise NotImplementedError
+
+    def __getitem__(self, oid: int) -> Node:
+        n = self.get(oid)
+        if n is None:
+            raise KeyError(oid)
+        return n
+
+    def __contains__(self, oid: object) -> bool:
+        raise NotImplementedError
+
+    def __setitem__(self, oid: int, node: Node) -> None:
+        raise NotImplementedError
+
+    def __delitem__(self, oid: int) -> None:
+        raise NotImplementedError
+
+    def pop(self, oid: int, default: Node | None = None) -> Node | None:
+        raise NotImplementedError
+
+    def __len__(self) -> int:
+        raise NotImplementedError
+
+    def pin(self, oid: int, node: Node) -> None:
+        """*node* (directory *oid*) is about to change: keep it until it is durable."""
+
+    def take(self) -> None:
+        """The changes so far were taken for a commit (``take_pending``)."""
+
+    def durable(self) -> None:
+        """The changes last taken are in the store."""
+
+    def rollback(self) -> None:
+        """The store refused the changes: every pinned node's state is the store's again."""
+
+    def highest(self) -> int:
+        """The largest object number in use, -1 for none."""
+        raise NotImplementedError
+
+    def gaps(self) -> list[int]:
+        """Every unused number below :meth:`highest` (spec §5.2), ascending."""
+        raise NotImplementedError
+
+    def freed(self) -> dict[int, int]:
+        """Destroyed numbers not reused → their last instance (spec §5.3)."""
+        raise NotImplementedError
+
+    def stored_checksum(self) -> int | None:
+        """The checksum the store holds with its last commit (spec §5.6), if any."""
+        return None
+
+    def instances(self) -> Iterator[tuple[int, int]]:
+        """(object, instance) of every directory, in no particular order."""
+        raise NotImplementedError
+
+    def items(self) -> Iterator[tuple[int, Node]]:
+        """(object, node) of every directory, in no particular order (tests, images)."""
+        raise NotImplementedError
+
+    def lookup(self, oid: int, node: Node, key: str, value: str) -> list[int] | None:
+        """LOOKUP's matches among *node*'s children in child-list order (spec §4.4, §5.4),
+        or None when the service should search itself."""
+        return None
+
+    def children_of(self, node: Node) -> Iterator[tuple[int, Node]]:
+        """(child, its node) along *node*'s child list; :data:`MISSING` for a number
+        without a directory."""
+        get = self.get
+        for c in node.children:
+            yield c, get(c) or MISSING
+
+    def listall(self, node: Node) -> Sequence[Proplist]:
+        """LISTALL's proplists (spec §4.4), one per child in order ([] for a number
+        without a directory)."""
+        with no_gc():
+            return [c.props for _, c in self.children_of(node)]
+
+    def list_values(self, node: Node, name: str) -> Iterator[tuple[int, list[str] | None]]:
+        """LIST's entries (spec §4.4, §5.5): per child in order, the values of its first
+        property called *name* that has at least one value, or None."""
+        for c, cn in self.children_of(node):
+            vals = None
+            for k, v in cn.props:
+                if k == name and v:  # empty value lists count as absent (spec §5.5)
+                    vals = v
+                    break
+            yield c, vals
+
+    def preorder(self) -> Iterator[Directory]:
+        """Every directory, depth-first pre-order from the root (spec §9.4), in memory
+        bounded by the tree's depth."""
+        root = self.get(0)
+        if root is None:
+            return
+        yield Directory(NiId(0, root.instance), root.props, root.parent, root.children)
+        stack = [self.children_of(root)]
+        budget = len(self)  # a damaged tree (a cycle) must not make the walk endless
+        while stack:
+            nxt = next(stack[-1], None)
+            if nxt is None:
+                stack.pop()
+                continue
+            oid, n = nxt
+            if n is MISSING:
+                continue
+            budget -= 1
+            if budget < 0:
+                return
+            yield Directory(NiId(oid, n.instance), n.props, n.parent, n.children)
+            if n.children:
+                stack.append(self.children_of(n))
+
+
+    def readall_pieces(self) -> Iterator[bytes] | None:
+        """:meth:`preorder` already encoded for READALL, when this source can do it
+        without decoding (None: the caller encodes :meth:`preorder`)."""
+        return None
+
+
+class MemorySource(NodeSource, dict):
+    """Every directory resident, as a dict of :class:`Node` (built from an ``Image``)."""
+
+    def __init__(self, image: Image | None = None) -> None:
+        dict.__init__(self)
+        self._freed: dict[int, int] = {}
+        self._checksum: int | None = None
+        if image is not None:
+            for oid, rec in image.records.items():
+                self[oid] = Node(rec.instance, rec.parent, rec.props,
+                                 list(image.children.get(oid, ())))
+            self._freed = dict(image.freed)
+            self._checksum = image.checksum
+
+    get = dict.get  # type: ignore[assignment]
+    __getitem__ = dict.__getitem__
+    __contains__ = dict.__contains__
+    __setitem__ = dict.__setitem__
+    __delitem__ = dict.__delitem__
+    pop = dict.pop  # type: ignore[assignment]
+    __len__ = dict.__len__
+    items = dict.items  # type: ignore[assignment]
+
+    def highest(self) -> int:
+        return max(self, default=-1)
+
+    def gaps(self) -> list[int]:
+        return [i for i in range(self.highest()) if i not in self]
+
+    def freed(self) -> dict[int, int]:
+        return self._freed
+
+    def stored_checksum(self) -> int | None:
+        return self._checksum
+
+    def instances(self) -> Iterator[tuple[int, int]]:
+        return ((k, n.instance) for k, n in self.items())

@@ -1,0 +1,494 @@
+"""The lazy node source: a domain served straight from its SQLite file.
+
+The store is the source of truth; the service reads directories on demand
+(docs/architecture.md, "Representation at scale"):
+
+* a bounded LRU of decoded directories (``cache`` entries); a directory with
+  :data:`BIG_KIDS` children or more stays resident once its child list is loaded: child
+  lists are ``array('I')`` (4 bytes a child), so all of them together cost at most 4 bytes
+  per directory of the domain, and a million-child /users is never re-read per request;
+* directories changed but not yet durable are *pinned* (two generations: changed since
+  the last ``take_pending``, and taken for the commit in flight), so every read sees the
+  uncommitted writes and nothing waits on a disk flush; ``durable`` moves them to the
+  cache, ``rollback`` drops them (their state is the store's again);
+* LOOKUP reads the persisted ``keys`` index in child-list order (spec §4.4, §5.4) and
+  overlays the pinned children of the searched directory;
+* LIST, LISTALL and READALL read children in chunks of :data:`~.sqlite.CHUNK` with one
+  query each, without filling the cache.
+
+Nothing here is O(n) at open: the checksum, highest number and freed numbers come from
+the store (spec §5.6, §5.2, §5.3).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from array import array
+from collections import OrderedDict
+from collections.abc import Iterator, MutableSequence
+from itertools import chain, groupby
+from operator import itemgetter
+from typing import TYPE_CHECKING
+
+from ..errors import StorageError, WireError
+from ..model import Directory, NiId
+from ..nodes import MISSING, Node, NodeSource, matches
+from ..protocol import (StoredProplists, decode_proplist, encode_proplist,
+                        encode_readall_stored, stored_list_values)
+from .sqlite import CHUNK, RECOVERY
+
+if TYPE_CHECKING:
+    from .sqlite import SqliteStore
+
+#: Directories cached by default: measured (docs/benchmarks.md, "Scale") to keep a
+#: 1,000,000-user domain's server well under 300 MB while a working set of users stays hot.
+DEFAULT_CACHE = 20_000
+#: Child count from which a loaded child list stays resident (see the module docstring).
+BIG_KIDS = 1024
+#: A directory as stored, undecoded: (instance, parent, props XDR, children).
+Stored = tuple[int, int, bytes, array]
+_NO_KIDS = array("I")
+
+
+class LazyNode(Node):
+    """A directory read from the store; its child list is read on first use."""
+
+    __slots__ = ("_src", "_oid")
+
+    def __init__(self, src: SqliteSource, oid: int, instance: int, parent: int,
+                 props: list, kids: MutableSequence[int] | None = None) -> None:
+        Node.__init__(self, instance, parent, props)
+        self._kids = kids
+        self._src = src
+        self._oid = oid
+
+    @property
+    def children(self) -> MutableSequence[int]:
+        kids = self._kids
+        if kids is None:
+            kids = self._kids = self._src._load_kids(self._oid, self)
+        return kids
+
+
+def _bad(store: SqliteStore, exc: Exception) -> StorageError:
+    return StorageError(f"cannot read sqlite store {store.path!r}: {exc}; {RECOVERY}")
+
+
+class SqliteSource(NodeSource):
+    """The directories of a :class:`~.sqlite.SqliteStore`, read on demand."""
+
+    lazy = True
+
+    def __init__(self, store: SqliteStore, conn: sqlite3.Connection,
+                 cache: int | None = None) -> None:
+        self._store = store
+        self._conn = conn
+        self._max = max(1, DEFAULT_CACHE if cache is None else cache)
+        self._cache: OrderedDict[int, Node] = OrderedDict()
+        #: directories with BIG_KIDS children or more, once their list is loaded
+        self._big: dict[int, Node] = {}
+        #: changed since the last take(); None: destroyed
+        self._pins: dict[int, Node | None] = {}
+        #: taken for the commit in flight, until durable()
+        self._taken: dict[int, Node | None] = {}
+        #: parent → its children among the pinned (LOOKUP re-checks them in memory)
+        self._dirty: dict[int, dict[int, None]] = {}
+        #: destroyed (pinned as None) → the parent it had
+        self._gone: dict[int, int] = {}
+
+    # -- reading one directory -------------------------------------------------------------
+
+    def get(self, oid: int, default: Node | None = None) -> Node | None:
+        pins = self._pins
+        if oid in pins:
+            return pins[oid] or default
+        if oid in self._taken:
+            return self._taken[oid] or default
+        n = self._big.get(oid)
+        if n is not None:
+            return n
+        cache = self._cache
+        n = cache.get(oid)
+        if n is not None:
+            cache.move_to_end(oid)
+            return n
+        try:
+            row = self._conn.execute("SELECT instance, parent, props FROM dirs WHERE id = ?",
+                                     (oid,)).fetchone()
+            if row is None:
+                return default
+            n = LazyNode(self, oid, row[0], row[1], decode_proplist(row[2]))
+        except (sqlite3.Error, WireError) as exc:
+            raise _bad(self._store, exc) from exc
+        self._remember(oid, n)
+        return n
+
+    def _remember(self, oid: int, n: Node) -> None:
+        """Keep clean directory *oid* (resident when big, else in the LRU)."""
+        kids = n._kids
+        if kids is not None and len(kids) >= BIG_KIDS:
+            self._big[oid] = n
+            return
+        cache = self._cache
+        cache[oid] = n
+        cache.move_to_end(oid)
+        while len(cache) > self._max:
+            cache.popitem(last=False)
+
+    def _load_kids(self, oid: int, n: Node) -> MutableSequence[int]:
+        try:
+            kids = array("I", map(itemgetter(0), self._conn.execute(
+                "SELECT child FROM kids WHERE parent = ? ORDER BY ord", (oid,))))
+        except sqlite3.Error as exc:
+            raise _bad(self._store, exc) from exc
+        if len(kids) >= BIG_KIDS and self._cache.get(oid) is n:
+            del self._cache[oid]
+            self._big[oid] = n
+        return kids
+
+    def _stored(self, oid: int) -> bool:
+        try:
+            return self._conn.execute("SELECT 1 FROM dirs WHERE id = ?",
+                                      (oid,)).fetchone() is not None
+        except sqlite3.Error as exc:
+            raise _bad(self._store, exc) from exc
+
+    def __contains__(self, oid: object) -> bool:
+        if not isinstance(oid, int):
+            return False
+        if oid in self._pins:
+            return self._pins[oid] is not None
+        if oid in self._taken:
+            return self._taken[oid] is not None
+        return oid in self._big or oid in self._cache or self._stored(oid)
+
+    # -- changes (pinned until durable) -----------------------------------------------------
+
+    def _mark(self, oid: int, n: Node) -> None:
+        self._dirty.setdefault(n.parent, {})[oid] = None
+
+    def pin(self, oid: int, node: Node) -> None:
+        if self._pins.get(oid) is not node:
+            self._pins[oid] = node
+            self._cache.pop(oid, None)
+            self._mark(oid, node)
+
+    def __setitem__(self, oid: int, node: Node) -> None:
+        self._pins[oid] = node
+        self._cache.pop(oid, None)
+        self._big.pop(oid, None)
+        self._mark(oid, node)
+
+    def __delitem__(self, oid: int) -> None:
+        n = self.get(oid)
+        if n is None:
+            raise KeyError(oid)
+        self._pins[oid] = None
+        self._gone[oid] = n.parent
+        self._cache.pop(oid, None)
+        self._big.pop(oid, None)
+        self._mark(oid, n)
+
+    def pop(self, oid: int, default: Node | None = None) -> Node | None:
+        n = self.get(oid)
+        if n is None:
+            return default
+        del self[oid]
+        return n
+
+    def _settle(self, gen: dict[int, Node | None]) -> None:
+        """*gen*'s changes are in the store: its directories become clean cache entries."""
+        for oid, n in gen.items():
+            if oid in self._pins or oid in self._taken:
+                continue  # changed again since: still pinned
+            if n is not None:
+                self._remember(oid, n)
+        self._dirty = {}
+        gone, self._gone = self._gone, {}
+        for oid, n in chain(self._taken.items(), self._pins.items()):
+            if n is not None:
+                self._mark(oid, n)
+            elif oid in gone:  # destroyed: its parent still has to re-check it
+                self._gone[oid] = gone[oid]
+                self._dirty.setdefault(gone[oid], {})[oid] = None
+
+    def take(self) -> None:
+        old, self._taken, self._pins = self._taken, self._pins, {}
+        if old:
+            self._settle(old)
+
+    def durable(self) -> None:
+        old, self._taken = self._taken, {}
+        if old:
+            self._settle(old)
+
+    def rollback(self) -> None:
+        # The undo log restored every pinned node; drop them all the same and read the
+        # store again, which is then exactly the durable state.
+        for oid in chain(self._pins, self._taken):
+            self._cache.pop(oid, None)
+            self._big.pop(oid, None)
+        self._pins, self._taken, self._dirty, self._gone = {}, {}, {}, {}
+
+    def _overlay(self) -> dict[int, Node | None]:
+        return {**self._taken, **self._pins}
+
+    # -- whole-domain facts ----------------------------------------------------------------
+
+    def __len__(self) -> int:
+        try:
+            n = self._conn.execute("SELECT count(*) FROM dirs").fetchone()[0]
+        except sqlite3.Error as exc:
+            raise _bad(self._store, exc) from exc
+        for oid, node in self._overlay().items():
+            stored = self._stored(oid)
+            if node is None and stored:
+                n -= 1
+            elif node is not None and not stored:
+                n += 1
+        return n
+
+    def highest(self) -> int:
+        overlay = self._overlay()
+        live = [oid for oid, n in overlay.items() if n is not None]
+        gone = [oid for oid, n in overlay.items() if n is None]
+        sql = "SELECT max(id) FROM dirs"
+        if gone:
+            sql += f" WHERE id NOT IN ({','.join('?' * len(gone))})"
+        try:
+            top = self._conn.execute(sql, gone).fetchone()[0]
+        except sqlite3.Error as exc:
+            raise _bad(self._store, exc) from exc
+        top = -1 if top is None else top
+        return max(top, *live) if live else top
+
+    def gaps(self) -> list[int]:
+        """Unused numbers below the highest: the holes between stored ids (one indexed
+        pass in SQLite) plus destroyed ones not yet committed."""
+        out: list[int] = [oid for oid, n in self._overlay().items() if n is None]
+        try:
+            first, last, count = self._conn.execute(
+                "SELECT min(id), max(id), count(*) FROM dirs").fetchone()
+            if first is None or last - first + 1 == count:  # dense: no holes (0.1 s at 1M)
+                out.extend(range(first or 0))
+                return sorted(set(out))
+            out.extend(range(first))
+            # Usually every hole is a destroyed number, listed in freed (a Put removes
+            # its number from freed): then they are the holes, without a scan (1 s at 1M).
+            freed = [oid for (oid,) in self._conn.execute(
+                "SELECT id FROM freed WHERE id > ? AND id < ?", (first, last))]
+            if len(freed) == last - first + 1 - count:
+                out.extend(freed)
+                return sorted(set(out))
+            for oid, nxt in self._conn.execute(
+                    "SELECT id, nxt FROM (SELECT id, lead(id) OVER (ORDER BY id) AS nxt "
+                    "FROM dirs) WHERE nxt > id + 1"):
+                out.extend(range(oid + 1, nxt))
+        except sqlite3.Error as exc:
+            raise _bad(self._store, exc) from exc
+        return sorted(set(out))
+
+    def freed(self) -> dict[int, int]:
+        try:
+            return dict(self._conn.execute("SELECT id, instance FROM freed"))
+        except sqlite3.Error as exc:
+            raise _bad(self._store, exc) from exc
+
+    def stored_checksum(self) -> int | None:
+        try:
+            row = self._conn.execute("SELECT value FROM meta WHERE key = 'checksum'").fetchone()
+        except sqlite3.Error as exc:
+            raise _bad(self._store, exc) from exc
+        return None if row is None else row[0]
+
+    def instances(self) -> Iterator[tuple[int, int]]:
+        overlay = self._overlay()
+        try:
+            rows = self._conn.execute("SELECT id, instance FROM dirs").fetchall()
+        except sqlite3.Error as exc:
+            raise _bad(self._store, exc) from exc
+        for oid, inst in rows:
+            if oid not in overlay:
+                yield oid, inst
+        for oid, n in overlay.items():
+            if n is not None:
+                yield oid, n.instance
+
+    def items(self) -> Iterator[tuple[int, Node]]:
+        overlay = self._overlay()
+        try:
+            ids = [oid for (oid,) in self._conn.execute("SELECT id FROM dirs")]
+        except sqlite3.Error as exc:
+            raise _bad(self._store, exc) from exc
+        for oid in ids:
+            if oid not in overlay:
+                n = self.get(oid)
+                if n is not None:
+                    yield oid, n
+        for oid, node in overlay.items():
+            if node is not None:
+                yield oid, node
+
+    def values(self) -> Iterator[Node]:
+        """The resident directories (pinned, big and cached)."""
+        seen = self._overlay()
+        yield from (n for n in seen.values() if n is not None)
+        yield from (n for k, n in self._big.items() if k not in seen)
+        yield from (n for k, n in self._cache.items() if k not in seen)
+
+    # -- whole-list reads -------------------------------------------------------------------
+
+    def lookup(self, oid: int, node: Node, key: str, value: str) -> list[int]:
+        """From the ``keys`` index, ordered by child position (spec §4.4, §5.4); the
+        pinned children of *oid* are re-checked in memory and merged by position."""
+        try:
+            rows = self._conn.execute(
+                # CROSS JOIN keeps keys as the outer loop (SQLite's planner would
+                # otherwise walk the whole child list: 1,000x slower at 20,000 children)
+                "SELECT k.child FROM keys k CROSS JOIN kids o ON o.parent = k.parent"
+                " AND o.child = k.child WHERE k.parent = ? AND k.key = ? AND k.value = ?"
+                " ORDER BY o.ord",
+                (oid, key.encode("utf-8", "surrogateescape"),
+                 value.encode("utf-8", "surrogateescape"))).fetchall()
+        except sqlite3.Error as exc:
+            raise _bad(self._store, exc) from exc
+        dirty = self._dirty.get(oid)
+        if not dirty:
+            return [c for (c,) in rows]
+        hits = [c for (c,) in rows if c not in dirty]
+        extra = []
+        for c in dirty:
+            n = self.get(c)
+            if n is not None and n.parent == oid and matches(n.props, key, value):
+                extra.append(c)
+        if not extra:
+            return hits
+        want = set(hits + extra)
+        # Positions in the current child list, which is in memory when it changed.
+        kids = node.children
+        if len(want) > 8:
+            return [c for c in kids if c in want]
+        pos = {}
+        for c in want:
+            try:
+                pos[c] = kids.index(c)
+            except ValueError:
+                pass
+        return sorted(pos, key=pos.__getitem__)
+
+    def children_of(self, node: Node) -> Iterator[tuple[int, Node]]:
+        """Along *node*'s child list, :data:`~.sqlite.CHUNK` children per query, the
+        cache left as it was (a whole-list read must not flush the working set)."""
+        for c, item in self._chunks(node.children, False, False):
+            assert isinstance(item, Node)  # not raw: always a node (MISSING is one too)
+            yield c, item
+
+    def listall(self, node: Node) -> StoredProplists:
+        """LISTALL from the stored proplists, never decoded (they are the wire form)."""
+        blobs = []
+        for _, item in self._chunks(node.children, False, True):
+            blobs.append(item[2] if isinstance(item, tuple) else encode_proplist(item.props))
+        return StoredProplists(blobs)
+
+    def list_values(self, node: Node, name: str) -> Iterator[tuple[int, list[str] | None]]:
+        """LIST from the stored proplists, decoding only the property asked for."""
+        for c, item in self._chunks(node.children, False, True):
+            if isinstance(item, tuple):
+                try:
+                    yield c, stored_list_values(item[2], name)
+                except WireError as exc:
+                    raise _bad(self._store, exc) from exc
+                continue
+            vals = None
+            for k, v in item.props:
+                if k == name and v:  # empty value lists count as absent (spec §5.5)
+                    vals = v
+                    break
+            yield c, vals
+
+    def _chunks(self, kids: MutableSequence[int], with_kids: bool, raw: bool
+                ) -> Iterator[tuple[int, Node | Stored]]:
+        overlay_get = self._overlay().get
+        for start in range(0, len(kids), CHUNK):
+            chunk = kids[start:start + CHUNK]
+            found: dict[int, Node | Stored] = {}
+            need = []
+            for c in chunk:
+                n = overlay_get(c, MISSING)
+                if n is MISSING:
+                    n = self._big.get(c) or self._cache.get(c)
+                    if n is None:
+                        need.append(c)
+                        continue
+                if n is not None:
+                    found[c] = n
+            if need:
+                found.update(self._fetch(need, with_kids, raw))
+            for c in chunk:
+                yield c, found.get(c, MISSING)
+
+    def _fetch(self, ids: list[int], with_kids: bool, raw: bool) -> dict[int, Node | Stored]:
+        """Directories *ids* from the store (one query; one more for their child lists):
+        nodes, or with *raw* (instance, parent, props XDR, children) undecoded."""
+        marks = ",".join("?" * len(ids))
+        out: dict[int, Node | Stored] = {}
+        kids: dict[int, array] = {}
+        try:
+            rows = self._conn.execute(
+                f"SELECT id, instance, parent, props FROM dirs WHERE id IN ({marks})",
+                ids).fetchall()
+            if with_kids and rows:
+                for parent, group in groupby(self._conn.execute(
+                        f"SELECT parent, child FROM kids WHERE parent IN ({marks})"
+                        " ORDER BY parent, ord", ids), itemgetter(0)):
+                    kids[parent] = array("I", map(itemgetter(1), group))
+            for oid, inst, parent, blob in rows:
+                k = kids.get(oid, _NO_KIDS) if with_kids else None
+                if raw:
+                    out[oid] = (inst, parent, blob, k if k is not None else _NO_KIDS)
+                else:
+                    out[oid] = LazyNode(self, oid, inst, parent, decode_proplist(blob),
+                                        array("I", k) if k is not None else None)
+        except (sqlite3.Error, WireError) as exc:
+            raise _bad(self._store, exc) from exc
+        return out
+
+    def _walk(self, raw: bool) -> Iterator[tuple[int, Node | Stored]]:
+        """Every directory in pre-order (spec §9.4), each level read in chunks with its
+        children's child lists, in memory bounded by the tree's depth."""
+        root = self.get(0)
+        if root is None:
+            return
+        yield 0, root
+        stack = [self._chunks(root.children, True, raw)]
+        budget = len(self)  # a damaged tree (a cycle) must not make the walk endless
+        while stack:
+            nxt = next(stack[-1], None)
+            if nxt is None:
+                stack.pop()
+                continue
+            oid, item = nxt
+            if item is MISSING:
+                continue
+            budget -= 1
+            if budget < 0:
+                return
+            yield oid, item
+            kids = item[3] if isinstance(item, tuple) else item.children
+            if kids:
+                stack.append(self._chunks(kids, True, raw))
+
+    def preorder(self) -> Iterator[Directory]:
+        for oid, n in self._walk(False):
+            assert isinstance(n, Node)
+            yield Directory(NiId(oid, n.instance), n.props, n.parent, n.children)
+
+    def readall_pieces(self) -> Iterator[bytes]:
+        """READALL's directories straight from the stored XDR proplists (no decoding)."""
+        for oid, item in self._walk(True):
+            if isinstance(item, tuple):
+                inst, parent, blob, kids = item
+                yield encode_readall_stored(oid, inst, blob, parent, kids)
+            else:
+                yield encode_readall_stored(oid, item.instance, encode_proplist(item.props),
+                                            item.parent, item.children)
