@@ -234,3 +234,46 @@ def test_decode_proplist_is_unpack_proplist_whole(props, data):
         stored_list_values(cut, "name")
     except WireError:
         pass
+
+
+# -- proplists that carry their encoding (issue 10, the hot path) ------------------------------
+
+def test_a_decoded_proplist_carries_its_bytes_and_is_sent_as_they_are():
+    from netinfo.protocol import WireProplist, decode_proplist, encode_proplist
+    props = [("name", ["alice"]), ("uid", ["501"]), ("empty", []), ("é", ["\udcff"])]
+    wire = encode_proplist(props)
+    got = decode_proplist(wire)
+    assert type(got) is WireProplist and got == props and got.wire is wire
+    assert encode_proplist(got) is wire
+    # the bytes are what is sent, whatever the list says (so it must never change)
+    assert encode_proplist(WireProplist([("x", [])], wire)) == wire
+
+
+@pytest.mark.parametrize("change", [
+    lambda w: w.append(("x", [])), lambda w: w.extend([]), lambda w: w.insert(0, ("x", [])),
+    lambda w: w.pop(), lambda w: w.remove(w[0]), lambda w: w.clear(), lambda w: w.sort(),
+    lambda w: w.reverse(), lambda w: w.__setitem__(0, ("x", [])),
+    lambda w: w.__delitem__(0), lambda w: w.__iadd__([]), lambda w: w.__imul__(2)])
+def test_a_proplist_with_its_bytes_cannot_change(change):
+    from netinfo.protocol import decode_proplist, encode_proplist
+    w = decode_proplist(encode_proplist([("name", ["a"]), ("b", ["c"])]))
+    with pytest.raises(TypeError):
+        change(w)
+    copy = list(w)
+    copy.append(("x", []))
+    assert encode_proplist(copy) != w.wire
+
+
+def test_read_after_write_sends_the_new_properties():
+    # READ keeps the encoding on the directory; a write replaces it (service._wire).
+    from netinfo.model import NiId
+    from netinfo.protocol import WireProplist
+    from netinfo.service import SUPERUSER, DirectoryService
+    svc = DirectoryService()
+    root = svc.proc_root(SUPERUSER)
+    kid, root = svc.proc_create(SUPERUSER, root, [("name", ["k"])], 0xFFFFFFFF)
+    first = svc.proc_read(SUPERUSER, kid)[1]
+    assert type(first) is WireProplist and svc.proc_read(SUPERUSER, kid)[1] is first
+    kid = svc.proc_write(SUPERUSER, kid, [("name", ["k2"])])
+    again = svc.proc_read(SUPERUSER, NiId(kid.object, 0))[1]
+    assert again == [("name", ["k2"])] and again.wire != first.wire

@@ -22,7 +22,7 @@ from .errors import NiError, Status, StorageError
 from .model import (Directory, NiId, Proplist, addr_to_uint, first_values, is_digits,
                     is_ipv4)
 from .xdr import BIG_LIST_MAX, LIST_MAX
-from .protocol import Proc
+from .protocol import Proc, WireProplist, encode_proplist
 from .rpc import AuthUnix
 from .nodes import MISSING, MemorySource, Node, NodeSource, no_gc
 from .storage import RESET, Free, Image, KidDel, KidIns, Op, Put
@@ -121,6 +121,17 @@ def tree_damage(image: Image) -> str | None:
                 return f"directory {k} is listed as a child more than once"
             seen.add(k)
     return None
+
+
+def _wire(n: Node) -> Proplist:
+    """*n*'s properties as a :class:`~netinfo.protocol.WireProplist`, encoded once and
+    kept on the node: later READs and LOOKUPREADs of an unchanged directory send those
+    bytes (a directory read from the store has them already). A write replaces
+    ``n.props`` with a new list, which is encoded again when next read."""
+    props = n.props
+    if type(props) is not WireProplist:
+        props = n.props = WireProplist(props, encode_proplist(props))
+    return props
 
 
 class DirectoryService:
@@ -550,7 +561,7 @@ class DirectoryService:
 
     def proc_read(self, caller: Caller, i: NiId) -> tuple[NiId, Proplist]:
         n = self._get(i[0])
-        return (NiId(i[0], n.instance), n.props)
+        return (NiId(i[0], n.instance), _wire(n))
 
     def proc_children(self, caller: Caller, i: NiId) -> tuple[Sequence[int], NiId]:
         n = self._get(i[0])
@@ -570,7 +581,7 @@ class DirectoryService:
         if not found:
             raise NiError(Status.NODIR)
         # The id is the searched directory's, not the child's (spec §4.4 LOOKUPREAD).
-        return (NiId(i[0], n.instance), self._nodes[found[0]].props)
+        return (NiId(i[0], n.instance), _wire(self._nodes[found[0]]))
 
     def proc_list(self, caller: Caller, i: NiId,
                   name: str) -> tuple[list[tuple[int, list[str] | None]], NiId]:
