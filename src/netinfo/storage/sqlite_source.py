@@ -113,11 +113,15 @@ class SqliteSource(NodeSource):
             cache.move_to_end(oid)
             return n
         try:
-            row = self._conn.execute("SELECT instance, parent, props FROM dirs WHERE id = ?",
-                                     (oid,)).fetchone()
+            # Whether it has children at all comes with it (one index seek): most
+            # directories are leaves, whose CHILDREN then needs no second query.
+            row = self._conn.execute(
+                "SELECT instance, parent, props, EXISTS(SELECT 1 FROM kids WHERE parent = ?1)"
+                " FROM dirs WHERE id = ?1", (oid,)).fetchone()
             if row is None:
                 return default
-            n = LazyNode(self, oid, row[0], row[1], decode_proplist(row[2]))
+            n = LazyNode(self, oid, row[0], row[1], decode_proplist(row[2]),
+                         None if row[3] else array("I"))
         except (sqlite3.Error, WireError) as exc:
             raise _bad(self._store, exc) from exc
         self._remember(oid, n)
