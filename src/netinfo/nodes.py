@@ -25,6 +25,7 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 from .model import Directory, NiId, Proplist, first_values
+from .protocol import encode_proplist
 
 if TYPE_CHECKING:
     from .storage import Image
@@ -167,6 +168,12 @@ class NodeSource:
         without a directory)."""
         with no_gc():
             return [c.props for _, c in self.children_of(node)]
+
+    def listall_wire(self, node: Node) -> Iterator[bytes]:
+        """LISTALL's proplists as XDR (:func:`~netinfo.protocol.encode_proplist`), one
+        per child in order, produced as they are taken (a streamed reply)."""
+        for _, c in self.children_of(node):
+            yield encode_proplist(c.props)
 
     def list_values(self, node: Node, name: str) -> Iterator[tuple[int, list[str] | None]]:
         """LIST's entries (spec §4.4, §5.5): per child in order, the values of its first

@@ -123,6 +123,11 @@ def tree_damage(image: Image) -> str | None:
     return None
 
 
+#: LIST and LISTALL of a directory with more children than this are answered in pieces
+#: as the peer takes them (Database.stream), never built whole (issue 10).
+STREAM_CHILDREN = 4096
+
+
 def _wire(n: Node) -> Proplist:
     """*n*'s properties as a :class:`~netinfo.protocol.WireProplist`, encoded once and
     kept on the node: later READs and LOOKUPREADs of an unchanged directory send those
@@ -589,6 +594,25 @@ class DirectoryService:
         with no_gc():
             entries = list(self._nodes.list_values(n, name))
         return (entries, NiId(i[0], n.instance))
+
+    def list_stream(self, caller: Caller, i: NiId, name: str
+                    ) -> tuple[int, Iterator[tuple[int, list[str] | None]], NiId] | None:
+        """LIST of a directory of more than :data:`STREAM_CHILDREN` children as (count,
+        entries produced as they are taken, id); None: answer it whole (a smaller one,
+        or one past the protocol's limit, whose answer is NI_NOSPACE).
+        :raises NiError: BADID."""
+        n = self._get(i[0])
+        if not STREAM_CHILDREN < len(n.children) <= BIG_LIST_MAX:
+            return None
+        return len(n.children), self._nodes.list_values(n, name), NiId(i[0], n.instance)
+
+    def listall_stream(self, caller: Caller, i: NiId
+                       ) -> tuple[NiId, int, Iterator[bytes]] | None:
+        """LISTALL likewise: (id, count, the proplists in XDR as they are taken)."""
+        n = self._get(i[0])
+        if not STREAM_CHILDREN < len(n.children) <= BIG_LIST_MAX:
+            return None
+        return NiId(i[0], n.instance), len(n.children), self._nodes.listall_wire(n)
 
     def proc_listall(self, caller: Caller, i: NiId) -> tuple[NiId, Sequence[Proplist]]:
         n = self._get(i[0])

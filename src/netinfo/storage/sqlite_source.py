@@ -389,10 +389,13 @@ class SqliteSource(NodeSource):
 
     def listall(self, node: Node) -> StoredProplists:
         """LISTALL from the stored proplists, never decoded (they are the wire form)."""
-        blobs = []
+        return StoredProplists(list(self.listall_wire(node)))
+
+    def listall_wire(self, node: Node) -> Iterator[bytes]:
+        """The stored proplists along *node*'s child list, :data:`~.sqlite.CHUNK` per
+        query, as they are (pinned and cached children encoded)."""
         for _, item in self._chunks(node.children, False, True):
-            blobs.append(item[2] if isinstance(item, tuple) else encode_proplist(item.props))
-        return StoredProplists(blobs)
+            yield item[2] if isinstance(item, tuple) else encode_proplist(item.props)
 
     def list_values(self, node: Node, name: str) -> Iterator[tuple[int, list[str] | None]]:
         """LIST from the stored proplists, decoding only the property asked for."""
