@@ -156,6 +156,13 @@ class NodeSource:
         or None when the service should search itself."""
         return None
 
+    def lookup_first(self, oid: int, node: Node, key: str,
+                     value: str) -> tuple[bool, Node | None]:
+        """LOOKUPREAD's child (spec §4.4: the first match in child-list order) as
+        (answered, the child or None when nothing matches); (False, None) when the
+        service should search itself (:meth:`lookup`)."""
+        return False, None
+
     def children_of(self, node: Node) -> Iterator[tuple[int, Node]]:
         """(child, its node) along *node*'s child list; :data:`MISSING` for a number
         without a directory."""

@@ -582,11 +582,14 @@ class DirectoryService:
     def proc_lookupread(self, caller: Caller, i: NiId, key: str,
                         value: str) -> tuple[NiId, Proplist]:
         n = self._get(i[0])
-        found = self._matches(i[0], n, key, value)
-        if not found:
+        answered, child = self._nodes.lookup_first(i[0], n, key, value)
+        if not answered:
+            found = self._matches(i[0], n, key, value)
+            child = self._nodes[found[0]] if found else None
+        if child is None:
             raise NiError(Status.NODIR)
         # The id is the searched directory's, not the child's (spec §4.4 LOOKUPREAD).
-        return (NiId(i[0], n.instance), _wire(self._nodes[found[0]]))
+        return (NiId(i[0], n.instance), _wire(child))
 
     def proc_list(self, caller: Caller, i: NiId,
                   name: str) -> tuple[list[tuple[int, list[str] | None]], NiId]:

@@ -380,6 +380,34 @@ class SqliteSource(NodeSource):
                 pass
         return sorted(pos, key=pos.__getitem__)
 
+    def lookup_first(self, oid: int, node: Node, key: str,
+                     value: str) -> tuple[bool, Node | None]:
+        """One query for LOOKUPREAD: the first match's stored row comes with the index
+        hit (the keys index, child-list order, as :meth:`lookup`), decoded but not
+        cached (a random LOOKUPREAD must not flush the working set). A resident copy of
+        the child wins; with pinned children of *oid* the general path is taken."""
+        if self._dirty.get(oid):
+            found = self.lookup(oid, node, key, value)
+            return True, (self.get(found[0]) if found else None)
+        try:
+            row = self._conn.execute(
+                # CROSS JOINs: keys is the outer loop (see lookup)
+                "SELECT d.id, d.instance, d.parent, d.props FROM keys k CROSS JOIN kids o"
+                " ON o.parent = k.parent AND o.child = k.child CROSS JOIN dirs d"
+                " ON d.id = k.child WHERE k.parent = ? AND k.key = ? AND k.value = ?"
+                " ORDER BY o.ord LIMIT 1",
+                (oid, key.encode("utf-8", "surrogateescape"),
+                 value.encode("utf-8", "surrogateescape"))).fetchone()
+            if row is None:
+                return True, None
+            child = row[0]
+            resident = self._big.get(child) or self._cache.get(child)
+            if resident is not None:
+                return True, resident
+            return True, LazyNode(self, child, row[1], row[2], decode_proplist(row[3]))
+        except (sqlite3.Error, WireError) as exc:
+            raise _bad(self._store, exc) from exc
+
     def children_of(self, node: Node) -> Iterator[tuple[int, Node]]:
         """Along *node*'s child list, :data:`~.sqlite.CHUNK` children per query, the
         cache left as it was (a whole-list read must not flush the working set)."""
