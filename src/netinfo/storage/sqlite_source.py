@@ -74,6 +74,16 @@ def _bad(store: SqliteStore, exc: Exception) -> StorageError:
     return StorageError(f"cannot read sqlite store {store.path!r}: {exc}; {RECOVERY}")
 
 
+# LOOKUPREAD's child with its row (SqliteSource.lookup_first). CROSS JOINs keep the keys
+# index as the outer loop (see SqliteSource.lookup); kids makes it a child of the
+# directory still, and gives the child-list order.
+_FIRST = ("SELECT d.id, d.instance, d.parent, d.props FROM keys k CROSS JOIN kids o"
+          " ON o.parent = k.parent AND o.child = k.child CROSS JOIN dirs d"
+          " ON d.id = k.child WHERE k.parent = ? AND k.key = ? AND k.value = ?")
+_FIRST_ANY = _FIRST + " LIMIT 2"
+_FIRST_IN_ORDER = _FIRST + " ORDER BY o.ord LIMIT 1"
+
+
 class SqliteSource(NodeSource):
     """The directories of a :class:`~.sqlite.SqliteStore`, read on demand."""
 
@@ -389,17 +399,17 @@ class SqliteSource(NodeSource):
         if self._dirty.get(oid):
             found = self.lookup(oid, node, key, value)
             return True, (self.get(found[0]) if found else None)
+        args = (oid, key.encode("utf-8", "surrogateescape"),
+                value.encode("utf-8", "surrogateescape"))
         try:
-            row = self._conn.execute(
-                # CROSS JOINs: keys is the outer loop (see lookup)
-                "SELECT d.id, d.instance, d.parent, d.props FROM keys k CROSS JOIN kids o"
-                " ON o.parent = k.parent AND o.child = k.child CROSS JOIN dirs d"
-                " ON d.id = k.child WHERE k.parent = ? AND k.key = ? AND k.value = ?"
-                " ORDER BY o.ord LIMIT 1",
-                (oid, key.encode("utf-8", "surrogateescape"),
-                 value.encode("utf-8", "surrogateescape"))).fetchone()
-            if row is None:
+            # Most values are held by one child: without ORDER BY SQLite builds no
+            # sorter (14 instead of 19 us at 1M, measured); two rows ask again in order.
+            rows = self._conn.execute(_FIRST_ANY, args).fetchall()
+            if len(rows) > 1:
+                rows = self._conn.execute(_FIRST_IN_ORDER, args).fetchall()
+            if not rows:
                 return True, None
+            row = rows[0]
             child = row[0]
             resident = self._big.get(child) or self._cache.get(child)
             if resident is not None:
