@@ -27,7 +27,7 @@ from typing import IO, Any
 from .errors import NiError, RpcError, Status, StorageError, WireError
 from .legacy import decode_collection
 from .protocol import (NETINFO_PROG, PROCEDURES, RESULT_KINDS, Proc, decode_args,
-                       iter_readall, pack_status)
+                       iter_readall, list_pieces, listall_pieces, pack_status)
 from .rpc import AcceptStat, AuthUnix
 from .service import SUPERUSER, Caller, DirectoryService, ServerInfo
 from .storage import Image, Store, open_store
@@ -266,6 +266,26 @@ class Database:
         if value is None:
             return iter_readall(None)
         return self._transfer(iter_readall(value))
+
+    def stream(self, proc: int, caller: Caller, args: tuple) -> Iterator[bytes] | None:
+        """LIST or LISTALL of a big directory (service.STREAM_CHILDREN) as reply-body
+        pieces made as the peer takes them: memory and event-loop time per piece, not per
+        directory, so other connections' calls are answered in between (issue 10).
+        Like READALL, writes get NI_MASTERBUSY while it runs, so the count announced
+        first stays true. None: answer it whole (:meth:`answer`; also every failure).
+        """
+        try:
+            if proc == Proc.LIST:
+                got = self.service.list_stream(caller, *args)
+                if got is not None:
+                    return self._transfer(list_pieces(*got))
+            elif proc == Proc.LISTALL:
+                got2 = self.service.listall_stream(caller, *args)
+                if got2 is not None:
+                    return self._transfer(listall_pieces(*got2))
+        except NiError:
+            pass   # answered whole, with its status
+        return None
 
     def _transfer(self, pieces: Iterator[bytes]) -> Iterator[bytes]:
         self.transfers += 1

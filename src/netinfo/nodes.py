@@ -25,6 +25,7 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 from .model import Directory, NiId, Proplist, first_values
+from .protocol import encode_proplist
 
 if TYPE_CHECKING:
     from .storage import Image
@@ -155,6 +156,13 @@ class NodeSource:
         or None when the service should search itself."""
         return None
 
+    def lookup_first(self, oid: int, node: Node, key: str,
+                     value: str) -> tuple[bool, Node | None]:
+        """LOOKUPREAD's child (spec §4.4: the first match in child-list order) as
+        (answered, the child or None when nothing matches); (False, None) when the
+        service should search itself (:meth:`lookup`)."""
+        return False, None
+
     def children_of(self, node: Node) -> Iterator[tuple[int, Node]]:
         """(child, its node) along *node*'s child list; :data:`MISSING` for a number
         without a directory."""
@@ -167,6 +175,12 @@ class NodeSource:
         without a directory)."""
         with no_gc():
             return [c.props for _, c in self.children_of(node)]
+
+    def listall_wire(self, node: Node) -> Iterator[bytes]:
+        """LISTALL's proplists as XDR (:func:`~netinfo.protocol.encode_proplist`), one
+        per child in order, produced as they are taken (a streamed reply)."""
+        for _, c in self.children_of(node):
+            yield encode_proplist(c.props)
 
     def list_values(self, node: Node, name: str) -> Iterator[tuple[int, list[str] | None]]:
         """LIST's entries (spec §4.4, §5.5): per child in order, the values of its first

@@ -444,6 +444,54 @@ def _pack_entry(p: Packer, e: tuple[int, list[str] | None]) -> None:
         p.pack_bool(True)
         p.pack_string_array(e[1])
 
+#: Entries or proplists per piece of a streamed LIST or LISTALL reply.
+STREAM_PIECE = 512
+
+
+def list_pieces(count: int, entries: Iterator[tuple[int, list[str] | None]],
+                nid: NiId) -> Iterator[bytes]:
+    """LIST's reply body (NI_OK, *count* entries, the directory's id; the layout of
+    :func:`_rp_list`) in pieces of :data:`STREAM_PIECE` entries, made as they are taken.
+
+    :raises ValueError: *entries* did not hold exactly *count* (the directory changed
+        under the stream; Database.stream keeps writes away meanwhile).
+    """
+    p = Packer()
+    p.pack_raw(b"\0\0\0\0")
+    p.pack_uint(count)
+    n = 0
+    for e in entries:
+        _pack_entry(p, e)
+        n += 1
+        if n % STREAM_PIECE == 0:
+            yield p.get_buffer()
+            p = Packer()
+    if n != count:
+        raise ValueError(f"LIST streamed {n} entries, announced {count}")
+    pack_id(p, nid)
+    yield p.get_buffer()
+
+
+def listall_pieces(nid: NiId, count: int, blobs: Iterator[bytes]) -> Iterator[bytes]:
+    """LISTALL's reply body (NI_OK, the directory's id, *count* proplists already in XDR;
+    the layout of :func:`_rp_listall`) in pieces of :data:`STREAM_PIECE` proplists.
+
+    :raises ValueError: *blobs* did not hold exactly *count*.
+    """
+    part = [b"\0\0\0\0" + _ID.pack(nid[0], nid[1]) + _U32.pack(count)]
+    n = 0
+    for b in blobs:
+        part.append(b)
+        n += 1
+        if n % STREAM_PIECE == 0:
+            yield b"".join(part)
+            part = []
+    if n != count:
+        raise ValueError(f"LISTALL streamed {n} proplists, announced {count}")
+    if part:
+        yield b"".join(part)
+
+
 def _rp_list(p: Packer, v: tuple[list[tuple[int, list[str] | None]], NiId]) -> None:
     p.pack_array(v[0], lambda e: _pack_entry(p, e), BIG_LIST_MAX)
     pack_id(p, v[1])

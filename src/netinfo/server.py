@@ -141,6 +141,11 @@ class Dispatcher:
             if self.replicator is not None:
                 self.replicator.observe(info.proc, caller, args, True)
             return ReplyStream(rpc.reply_success(xid), pieces), False
+        if info.proc in _STREAMED:
+            streamed = self.db.stream(info.proc, caller, args)
+            if streamed is not None:
+                self.counters[info.proc][0] += 1
+                return ReplyStream(rpc.reply_success(xid), streamed), False
         if call.auth is not None:
             # Apple's lookupd shortcut: password "checksum" asks for the checksum only (§4.4).
             only = call.auth.machinename == rpc.invert(b"checksum")
@@ -186,9 +191,13 @@ def _fail_writes(replies: list[bytes | None], writes: list[int]) -> None:
             replies[i] = rep[:24] + pack_status(Status.NOSPACE)
 
 
+#: Reads answered in pieces when their directory is big (Database.stream).
+_STREAMED = frozenset({Proc.LIST, Proc.LISTALL})
+
+
 class ReplyStream:
-    """A reply produced in pieces (READALL, spec §9.4): sent as record fragments while
-    the peer takes them, never built whole."""
+    """A reply produced in pieces (READALL, spec §9.4; LIST and LISTALL of a big
+    directory): sent as record fragments while the peer takes them, never built whole."""
 
     __slots__ = ("head", "pieces")
 
@@ -357,14 +366,26 @@ class TcpConnection(asyncio.Protocol):
         stream, transport = self._stream, self.transport
         assert stream is not None and transport is not None
         if time.monotonic() - self._stream_started > STREAM_TIMEOUT:
-            log.warning("closing %s: READALL not taken within %d s", self.caller.addr,
-                        STREAM_TIMEOUT)
+            log.warning("closing %s: a streamed reply (READALL, LIST, LISTALL) not taken "
+                        "within %d s", self.caller.addr, STREAM_TIMEOUT)
             transport.abort()
             return
         sent = 0
         buf = [stream.head] if stream.head else []
         stream.head = b""
         size = sum(map(len, buf))
+        try:
+            self._pump_slice(stream, transport, buf, size, sent)
+        except Exception:
+            # The reply cannot be finished (a damaged store, a directory that changed
+            # under a stream): the record is cut, so the connection must go.
+            log.exception("closing %s: a streamed reply failed", self.caller.addr)
+            stream.close()
+            self._stream = None
+            transport.abort()
+
+    def _pump_slice(self, stream: ReplyStream, transport: asyncio.Transport,
+                    buf: list[bytes], size: int, sent: int) -> None:
         for piece in stream.pieces:
             buf.append(piece)
             size += len(piece)

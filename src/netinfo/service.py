@@ -123,6 +123,11 @@ def tree_damage(image: Image) -> str | None:
     return None
 
 
+#: LIST and LISTALL of a directory with more children than this are answered in pieces
+#: as the peer takes them (Database.stream), never built whole (issue 10).
+STREAM_CHILDREN = 4096
+
+
 def _wire(n: Node) -> Proplist:
     """*n*'s properties as a :class:`~netinfo.protocol.WireProplist`, encoded once and
     kept on the node: later READs and LOOKUPREADs of an unchanged directory send those
@@ -577,11 +582,14 @@ class DirectoryService:
     def proc_lookupread(self, caller: Caller, i: NiId, key: str,
                         value: str) -> tuple[NiId, Proplist]:
         n = self._get(i[0])
-        found = self._matches(i[0], n, key, value)
-        if not found:
+        answered, child = self._nodes.lookup_first(i[0], n, key, value)
+        if not answered:
+            found = self._matches(i[0], n, key, value)
+            child = self._nodes[found[0]] if found else None
+        if child is None:
             raise NiError(Status.NODIR)
         # The id is the searched directory's, not the child's (spec §4.4 LOOKUPREAD).
-        return (NiId(i[0], n.instance), _wire(self._nodes[found[0]]))
+        return (NiId(i[0], n.instance), _wire(child))
 
     def proc_list(self, caller: Caller, i: NiId,
                   name: str) -> tuple[list[tuple[int, list[str] | None]], NiId]:
@@ -589,6 +597,25 @@ class DirectoryService:
         with no_gc():
             entries = list(self._nodes.list_values(n, name))
         return (entries, NiId(i[0], n.instance))
+
+    def list_stream(self, caller: Caller, i: NiId, name: str
+                    ) -> tuple[int, Iterator[tuple[int, list[str] | None]], NiId] | None:
+        """LIST of a directory of more than :data:`STREAM_CHILDREN` children as (count,
+        entries produced as they are taken, id); None: answer it whole (a smaller one,
+        or one past the protocol's limit, whose answer is NI_NOSPACE).
+        :raises NiError: BADID."""
+        n = self._get(i[0])
+        if not STREAM_CHILDREN < len(n.children) <= BIG_LIST_MAX:
+            return None
+        return len(n.children), self._nodes.list_values(n, name), NiId(i[0], n.instance)
+
+    def listall_stream(self, caller: Caller, i: NiId
+                       ) -> tuple[NiId, int, Iterator[bytes]] | None:
+        """LISTALL likewise: (id, count, the proplists in XDR as they are taken)."""
+        n = self._get(i[0])
+        if not STREAM_CHILDREN < len(n.children) <= BIG_LIST_MAX:
+            return None
+        return NiId(i[0], n.instance), len(n.children), self._nodes.listall_wire(n)
 
     def proc_listall(self, caller: Caller, i: NiId) -> tuple[NiId, Sequence[Proplist]]:
         n = self._get(i[0])
