@@ -20,12 +20,14 @@ drop it when the store refused it (:meth:`rollback`). Pure: no I/O.
 from __future__ import annotations
 
 import gc
-from collections.abc import Iterator, MutableSequence, Sequence
+from collections.abc import Callable, Iterator, MutableSequence, Sequence
 from contextlib import contextmanager
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from .model import Directory, NiId, Proplist, first_values
 from .protocol import encode_proplist
+
+T = TypeVar("T")
 
 if TYPE_CHECKING:
     from .storage import Image
@@ -75,6 +77,33 @@ def no_gc() -> Iterator[None]:
     finally:
         if paused:
             gc.enable()
+
+
+def bounded_preorder(root: T, children_of: Callable[[T], Iterator[tuple[int, T]]],
+                     kids: Callable[[T], Sequence[int]], budget: int
+                     ) -> Iterator[tuple[int, T]]:
+    """(number, item) for the root (0) and every directory below it, depth-first
+    pre-order (spec §9.4), with one iterator per level on a stack: memory bounded by the
+    tree's depth. *children_of(item)* gives an item's children in order (:data:`MISSING`
+    for a number without a directory: skipped), *kids(item)* its child numbers. At most
+    *budget* directories below the root: a damaged tree (a cycle) cannot make the walk
+    endless."""
+    yield 0, root
+    stack = [children_of(root)]
+    while stack:
+        nxt = next(stack[-1], None)
+        if nxt is None:
+            stack.pop()
+            continue
+        oid, item = nxt
+        if item is MISSING:
+            continue
+        budget -= 1
+        if budget < 0:
+            return
+        yield oid, item
+        if kids(item):
+            stack.append(children_of(item))
 
 
 #: What a child number left without a directory reads as (spec §4.4 tolerates them).
@@ -199,24 +228,8 @@ class NodeSource:
         root = self.get(0)
         if root is None:
             return
-        yield Directory(NiId(0, root.instance), root.props, root.parent, root.children)
-        stack = [self.children_of(root)]
-        budget = len(self)  # a damaged tree (a cycle) must not make the walk endless
-        while stack:
-            nxt = next(stack[-1], None)
-            if nxt is None:
-                stack.pop()
-                continue
-            oid, n = nxt
-            if n is MISSING:
-                continue
-            budget -= 1
-            if budget < 0:
-                return
+        for oid, n in bounded_preorder(root, self.children_of, lambda n: n.children, len(self)):
             yield Directory(NiId(oid, n.instance), n.props, n.parent, n.children)
-            if n.children:
-                stack.append(self.children_of(n))
-
 
     def readall_pieces(self) -> Iterator[bytes] | None:
         """:meth:`preorder` already encoded for READALL, when this source can do it

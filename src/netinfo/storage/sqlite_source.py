@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING
 
 from ..errors import StorageError, WireError
 from ..model import Directory, NiId
-from ..nodes import MISSING, Node, NodeSource, matches
+from ..nodes import MISSING, Node, NodeSource, bounded_preorder, matches
 from ..protocol import (StoredProplists, decode_proplist, encode_proplist,
                         encode_readall_stored, stored_list_values)
 from .sqlite import CHUNK, RECOVERY
@@ -82,6 +82,11 @@ _FIRST = ("SELECT d.id, d.instance, d.parent, d.props FROM keys k CROSS JOIN kid
           " ON d.id = k.child WHERE k.parent = ? AND k.key = ? AND k.value = ?")
 _FIRST_ANY = _FIRST + " LIMIT 2"
 _FIRST_IN_ORDER = _FIRST + " ORDER BY o.ord LIMIT 1"
+
+
+def _kids(item: Node | Stored) -> MutableSequence[int]:
+    """The child numbers of a node, or of a stored row (its fourth field)."""
+    return item[3] if isinstance(item, tuple) else item.children
 
 
 class SqliteSource(NodeSource):
@@ -501,27 +506,11 @@ class SqliteSource(NodeSource):
     def _walk(self, raw: bool) -> Iterator[tuple[int, Node | Stored]]:
         """Every directory in pre-order (spec §9.4), each level read in chunks with its
         children's child lists, in memory bounded by the tree's depth."""
-        root = self.get(0)
+        root: Node | Stored | None = self.get(0)
         if root is None:
             return
-        yield 0, root
-        stack = [self._chunks(root.children, True, raw)]
-        budget = len(self)  # a damaged tree (a cycle) must not make the walk endless
-        while stack:
-            nxt = next(stack[-1], None)
-            if nxt is None:
-                stack.pop()
-                continue
-            oid, item = nxt
-            if item is MISSING:
-                continue
-            budget -= 1
-            if budget < 0:
-                return
-            yield oid, item
-            kids = item[3] if isinstance(item, tuple) else item.children
-            if kids:
-                stack.append(self._chunks(kids, True, raw))
+        yield from bounded_preorder(
+            root, lambda item: self._chunks(_kids(item), True, raw), _kids, len(self))
 
     def preorder(self) -> Iterator[Directory]:
         for oid, n in self._walk(False):

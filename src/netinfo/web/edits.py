@@ -11,7 +11,9 @@ and the server applies ``_writers`` (tools §0.5); its answer is what the page s
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from starlette.datastructures import FormData
 from starlette.requests import Request
@@ -71,6 +73,20 @@ class Forbidden(Exception):
     """A write without the session's CSRF token (an old page, or another site)."""
 
 
+def form_post(fn: Callable[..., Awaitable[Response]]) -> Callable[..., Awaitable[Response]]:
+    """A handler of a posted form: ``fn(request, form, domain, *rest)`` runs once the
+    form passed its CSRF check (:func:`checked_form`); a form that did not is refused
+    with the 403 page and nothing else happens."""
+    @functools.wraps(fn)
+    async def handler(request: Request, *rest: Any) -> Response:
+        try:
+            form = await checked_form(request)
+        except Forbidden:
+            return forbidden(request)
+        return await fn(request, form, domain_of(request, form), *rest)
+    return handler
+
+
 def forbidden(request: Request) -> Response:
     return render(request, "error.html", {
         "title": "Refused — NetInfo Manager",
@@ -110,12 +126,8 @@ async def verify(c: DomainClient) -> None:
         raise
 
 
-async def login(request: Request) -> Response:
-    try:
-        form = await checked_form(request)
-    except Forbidden:
-        return forbidden(request)
-    domain = domain_of(request, form)
+@form_post
+async def login(request: Request, form: FormData, domain: str) -> Response:
     try:
         user = text_field(form, "user", required=False).strip() or "root"
         password = text_field(form, "password", required=False)
@@ -150,12 +162,8 @@ async def login(request: Request) -> Response:
     return RedirectResponse(nxt, 303)
 
 
-async def logout(request: Request) -> Response:
-    try:
-        form = await checked_form(request)
-    except Forbidden:
-        return forbidden(request)
-    domain = domain_of(request, form)
+@form_post
+async def logout(request: Request, form: FormData, domain: str) -> Response:
     s = session(request)
     if s.creds.pop(domain, None) is not None:
         pool(request).end_credential(s.id, domain)
@@ -170,15 +178,11 @@ async def logout(request: Request) -> Response:
 Edit = Callable[[DomainClient, FormData, NiId], Awaitable[tuple[str, int]]]
 
 
-async def apply(request: Request, edit: Edit) -> Response:
+@form_post
+async def apply(request: Request, form: FormData, domain: str, edit: Edit) -> Response:
     """Run one edit against the directory the form names, at the instance it names.
     Success: a notice and a redirect (303) to the directory the edit points to. Failure:
     the directory page again, read fresh, with the reason and its HTTP status."""
-    try:
-        form = await checked_form(request)
-    except Forbidden:
-        return forbidden(request)
-    domain = domain_of(request, form)
     s = session(request)
     oid = 0
     try:

@@ -24,7 +24,7 @@ from ..formats import FORMATS, NIDUMP_FORMATS, NILOAD_FORMATS, FormatError, raw_
     raw_to_text
 from ..walk import CALL_ERRORS
 from .common import BadInput, domain_of, explain, pool, render, session, url
-from .edits import Forbidden, checked_form, forbidden
+from .edits import form_post
 
 #: Largest import accepted, bytes.
 MAX_IMPORT = 64 * 1024 * 1024
@@ -97,13 +97,9 @@ async def _input_text(form: Any) -> str:
     return text if isinstance(text, str) else ""
 
 
-async def import_(request: Request) -> Response:
+@form_post
+async def import_(request: Request, form: Any, domain: str) -> Response:
     """``niload -r <path>`` or ``niload [-m] [-d] <format>`` from a file or the text box."""
-    try:
-        form = await checked_form(request)
-    except Forbidden:
-        return forbidden(request)
-    domain = domain_of(request, form)
     fmt = str(form.get("format") or "raw")
     path = str(form.get("path") or "")
     merge = form.get("merge") == "1"
