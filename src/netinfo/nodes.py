@@ -59,6 +59,16 @@ class Node:
         return kids
 
 
+def list_value(props: Proplist, name: str) -> list[str] | None:
+    """LIST's entry for one directory (spec §4.4, §5.5): the values of its first property
+    called *name* that has at least one value (empty value lists count as absent), or
+    None."""
+    for k, v in props:
+        if k == name and v:
+            return v
+    return None
+
+
 def matches(props: Proplist, key: str, value: str) -> bool:
     """LOOKUP's test (spec §4.4): the first ``key`` property holds *value*."""
     vals = first_values(props, key)
@@ -215,12 +225,7 @@ class NodeSource:
         """LIST's entries (spec §4.4, §5.5): per child in order, the values of its first
         property called *name* that has at least one value, or None."""
         for c, cn in self.children_of(node):
-            vals = None
-            for k, v in cn.props:
-                if k == name and v:  # empty value lists count as absent (spec §5.5)
-                    vals = v
-                    break
-            yield c, vals
+            yield c, list_value(cn.props, name)
 
     def preorder(self) -> Iterator[Directory]:
         """Every directory, depth-first pre-order from the root (spec §9.4), in memory

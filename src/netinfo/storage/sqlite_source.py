@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING
 
 from ..errors import StorageError, WireError
 from ..model import Directory, NiId
-from ..nodes import MISSING, Node, NodeSource, bounded_preorder, matches
+from ..nodes import MISSING, Node, NodeSource, bounded_preorder, list_value, matches
 from ..protocol import (StoredProplists, decode_proplist, encode_proplist,
                         encode_readall_stored, stored_list_values)
 from .sqlite import CHUNK, RECOVERY
@@ -449,12 +449,7 @@ class SqliteSource(NodeSource):
                 except WireError as exc:
                     raise _bad(self._store, exc) from exc
                 continue
-            vals = None
-            for k, v in item.props:
-                if k == name and v:  # empty value lists count as absent (spec §5.5)
-                    vals = v
-                    break
-            yield c, vals
+            yield c, list_value(item.props, name)
 
     def _chunks(self, kids: MutableSequence[int], with_kids: bool, raw: bool
                 ) -> Iterator[tuple[int, Node | Stored]]:
