@@ -351,3 +351,31 @@ def test_listall_frames_the_stored_proplists(tmp_path):
         LISTALL_RES.pack(a, (sid, lists))
         LISTALL_RES.pack(b, (sid, plain))
         assert a.get_buffer() == b.get_buffer()
+
+
+def test_lookupread_of_a_directory_not_in_memory_sends_its_stored_bytes(tmp_path):
+    """LOOKUPREAD on the lazy source answers a child that is not resident with its
+    stored proplist, undecoded (StoredProplist); it reads as the proplist, the reply is
+    byte for byte the decoded one's, and a resident or changed child is answered from
+    memory."""
+    from netinfo.protocol import PROCEDURES, RESULT_KINDS, Proc, StoredProplist
+    path = tmp_path / "d.sqlite"
+    users, ids = _domain(path, 50)
+    row = PROCEDURES[Proc.LOOKUPREAD]
+    encode = RESULT_KINDS[row.kind].encode
+    with Database(open_store(f"sqlite:{path}"), cache=8) as db:
+        svc = db.service
+        name = "u7"  # _domain's name of ids[7], not read yet
+        sid, props = svc.proc_lookupread(Caller(), NiId(users), "name", name)
+        assert type(props) is StoredProplist and props._props is None
+        assert props == svc.proc_read(Caller(), NiId(ids[7]))[1] and props._props is not None
+        assert list(props) == list(svc.proc_read(Caller(), NiId(ids[7]))[1])
+        assert props.wire == svc.proc_read(Caller(), NiId(ids[7]))[1].wire
+        assert encode(row, (sid, props)) == encode(row, (sid, list(props)))
+        # resident now (the READs above cached it): answered from memory
+        assert type(svc.proc_lookupread(Caller(), NiId(users), "name", name)[1]) \
+            is not StoredProplist
+        # a pending write is seen at once
+        svc.proc_write(SUPERUSER, svc.proc_self(SUPERUSER, NiId(ids[9])), [("name", ["new"])])
+        got = svc.proc_lookupread(Caller(), NiId(users), "name", "new")[1]
+        assert got == [("name", ["new"])]

@@ -25,7 +25,7 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, TypeVar
 
 from .model import Directory, NiId, Proplist, first_values
-from .protocol import encode_proplist
+from .protocol import StoredProplist, encode_proplist
 
 T = TypeVar("T")
 
@@ -196,10 +196,11 @@ class NodeSource:
         return None
 
     def lookup_first(self, oid: int, node: Node, key: str,
-                     value: str) -> tuple[bool, Node | None]:
+                     value: str) -> tuple[bool, Node | StoredProplist | None]:
         """LOOKUPREAD's child (spec §4.4: the first match in child-list order) as
-        (answered, the child or None when nothing matches); (False, None) when the
-        service should search itself (:meth:`lookup`)."""
+        (answered, the child — or only its stored proplist when it is not in memory —
+        or None when nothing matches); (False, None) when the service should search
+        itself (:meth:`lookup`)."""
         return False, None
 
     def children_of(self, node: Node) -> Iterator[tuple[int, Node]]:

@@ -96,8 +96,8 @@ class WireProplist(list):
     __setitem__ = __delitem__ = __iadd__ = __imul__ = _frozen  # type: ignore
 
 
-def pack_proplist(p: Packer, props: Proplist) -> None:
-    if type(props) is WireProplist:
+def pack_proplist(p: Packer, props: Proplist | StoredProplist) -> None:
+    if type(props) is WireProplist or type(props) is StoredProplist:
         p.pack_raw(props.wire)
         return
     if len(props) > LIST_MAX:
@@ -201,6 +201,54 @@ class StoredProplists(Sequence[Proplist]):
 
     def __repr__(self) -> str:
         return f"StoredProplists({list(self)!r})"
+
+
+class StoredProplist(Sequence[tuple[str, list[str]]]):
+    """One proplist kept as its stored XDR encoding (:func:`encode_proplist`'s bytes),
+    decoded only if someone looks inside: the server's LOOKUPREAD of a directory that is
+    not in memory sends the stored bytes as they are, which saves decoding them into
+    Python objects and encoding them again (issue 10: half of a LOOKUPREAD's time at
+    1,000,000 users, measured). To everyone else it is the proplist it holds.
+
+    :raises WireError: on first access, when the bytes do not decode.
+    """
+
+    __slots__ = ("wire", "_props")
+
+    def __init__(self, wire: bytes) -> None:
+        self.wire = wire
+        self._props: Proplist | None = None
+
+    def _decoded(self) -> Proplist:
+        props = self._props
+        if props is None:
+            props = self._props = decode_proplist(self.wire)
+        return props
+
+    def __len__(self) -> int:
+        return len(self._decoded())
+
+    @overload
+    def __getitem__(self, i: int) -> tuple[str, list[str]]: ...
+
+    @overload
+    def __getitem__(self, i: slice) -> Proplist: ...
+
+    def __getitem__(self, i: int | slice) -> tuple[str, list[str]] | Proplist:
+        return self._decoded()[i]
+
+    def __iter__(self) -> Iterator[tuple[str, list[str]]]:
+        return iter(self._decoded())
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, StoredProplist):
+            return self.wire == other.wire
+        return isinstance(other, list) and self._decoded() == other
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"StoredProplist({self._decoded()!r})"
 
 
 def stored_list_values(data: bytes, name: str) -> list[str] | None:

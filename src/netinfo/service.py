@@ -22,7 +22,7 @@ from .errors import NiError, Status, StorageError
 from .model import (Directory, NiId, Proplist, addr_to_uint, first_values, is_digits,
                     is_ipv4)
 from .xdr import BIG_LIST_MAX, LIST_MAX
-from .protocol import Proc, WireProplist, encode_proplist
+from .protocol import Proc, StoredProplist, WireProplist, encode_proplist
 from .rpc import AuthUnix
 from .nodes import MISSING, MemorySource, Node, NodeSource, no_gc
 from .storage import RESET, Free, Image, KidDel, KidIns, Op, Put
@@ -580,7 +580,7 @@ class DirectoryService:
         return (found, NiId(i[0], n.instance))
 
     def proc_lookupread(self, caller: Caller, i: NiId, key: str,
-                        value: str) -> tuple[NiId, Proplist]:
+                        value: str) -> tuple[NiId, Proplist | StoredProplist]:
         n = self._get(i[0])
         answered, child = self._nodes.lookup_first(i[0], n, key, value)
         if not answered:
@@ -589,7 +589,8 @@ class DirectoryService:
         if child is None:
             raise NiError(Status.NODIR)
         # The id is the searched directory's, not the child's (spec §4.4 LOOKUPREAD).
-        return (NiId(i[0], n.instance), _wire(child))
+        return (NiId(i[0], n.instance),
+                child if isinstance(child, StoredProplist) else _wire(child))
 
     def proc_list(self, caller: Caller, i: NiId,
                   name: str) -> tuple[list[tuple[int, list[str] | None]], NiId]:

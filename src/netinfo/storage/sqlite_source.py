@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING
 from ..errors import StorageError, WireError
 from ..model import Directory, NiId
 from ..nodes import MISSING, Node, NodeSource, bounded_preorder, list_value, matches
-from ..protocol import (StoredProplists, decode_proplist, encode_proplist,
+from ..protocol import (StoredProplist, StoredProplists, decode_proplist, encode_proplist,
                         encode_readall_stored, stored_list_values)
 from .sqlite import CHUNK, RECOVERY
 
@@ -77,7 +77,7 @@ def _bad(store: SqliteStore, exc: Exception) -> StorageError:
 # LOOKUPREAD's child with its row (SqliteSource.lookup_first). CROSS JOINs keep the keys
 # index as the outer loop (see SqliteSource.lookup); kids makes it a child of the
 # directory still, and gives the child-list order.
-_FIRST = ("SELECT d.id, d.instance, d.parent, d.props FROM keys k CROSS JOIN kids o"
+_FIRST = ("SELECT d.id, d.props FROM keys k CROSS JOIN kids o"
           " ON o.parent = k.parent AND o.child = k.child CROSS JOIN dirs d"
           " ON d.id = k.child WHERE k.parent = ? AND k.key = ? AND k.value = ?")
 _FIRST_ANY = _FIRST + " LIMIT 2"
@@ -396,11 +396,12 @@ class SqliteSource(NodeSource):
         return sorted(pos, key=pos.__getitem__)
 
     def lookup_first(self, oid: int, node: Node, key: str,
-                     value: str) -> tuple[bool, Node | None]:
+                     value: str) -> tuple[bool, Node | StoredProplist | None]:
         """One query for LOOKUPREAD: the first match's stored row comes with the index
-        hit (the keys index, child-list order, as :meth:`lookup`), decoded but not
-        cached (a random LOOKUPREAD must not flush the working set). A resident copy of
-        the child wins; with pinned children of *oid* the general path is taken."""
+        hit (the keys index, child-list order, as :meth:`lookup`); a child that is not
+        in memory is answered by its stored proplist, neither decoded nor cached (a
+        random LOOKUPREAD must not flush the working set). A resident copy of the child
+        wins; with pinned children of *oid* the general path is taken."""
         if self._dirty.get(oid):
             found = self.lookup(oid, node, key, value)
             return True, (self.get(found[0]) if found else None)
@@ -412,16 +413,13 @@ class SqliteSource(NodeSource):
             rows = self._conn.execute(_FIRST_ANY, args).fetchall()
             if len(rows) > 1:
                 rows = self._conn.execute(_FIRST_IN_ORDER, args).fetchall()
-            if not rows:
-                return True, None
-            row = rows[0]
-            child = row[0]
-            resident = self._big.get(child) or self._cache.get(child)
-            if resident is not None:
-                return True, resident
-            return True, LazyNode(self, child, row[1], row[2], decode_proplist(row[3]))
-        except (sqlite3.Error, WireError) as exc:
+        except sqlite3.Error as exc:
             raise _bad(self._store, exc) from exc
+        if not rows:
+            return True, None
+        child, props = rows[0]
+        resident = self._big.get(child) or self._cache.get(child)
+        return True, (resident if resident is not None else StoredProplist(props))
 
     def children_of(self, node: Node) -> Iterator[tuple[int, Node]]:
         """Along *node*'s child list, :data:`~.sqlite.CHUNK` children per query, the
