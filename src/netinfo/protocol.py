@@ -128,14 +128,39 @@ def decode_proplist(data: bytes) -> Proplist:
 
     :raises WireError: truncated, oversized or trailing data.
     """
+    props, p = _scan_proplist(data, 0)
+    size = len(data)
+    if p != size:
+        raise WireError(f"{size - p} bytes after the proplist")
+    return WireProplist(props, data if type(data) is bytes else bytes(data))
+
+
+def unpack_wire_proplist(u: Unpacker) -> WireProplist:
+    """A proplist argument (CREATE, WRITE) with the bytes it came in, which the store
+    keeps as they are (issue 10: a bulk load's server encoded every new directory again).
+    Immutable, so for the server's decoding of calls only: a client edits what it reads.
+
+    :raises WireError: as :func:`unpack_proplist`.
+    """
+    data, start = u.data, u.pos
+    if type(data) is not bytes:  # a memoryview or bytearray: slices must decode
+        data = bytes(data)
+    props, end = _scan_proplist(data, start)
+    u.pos = end
+    return WireProplist(props, bytes(data[start:end]))
+
+
+def _scan_proplist(data: bytes, p: int) -> tuple[Proplist, int]:
+    """The proplist encoded at *p* in *data* and where it ends (the checks of
+    :func:`unpack_proplist`, in one loop)."""
     u32 = _U32.unpack_from
     size = len(data)
     try:
-        (n,) = u32(data, 0)
+        (n,) = u32(data, p)
         # A property takes at least 8 bytes (empty name, empty namelist).
-        if n > LIST_MAX or n * 8 > size - 4:
-            raise WireError(f"proplist of {n} properties in {size} bytes")
-        p = 4
+        if n > LIST_MAX or n * 8 > size - p - 4:
+            raise WireError(f"proplist of {n} properties in {size - p} bytes")
+        p += 4
         props: Proplist = []
         for _ in range(n):
             (ln,) = u32(data, p)
@@ -161,10 +186,9 @@ def decode_proplist(data: bytes) -> Proplist:
             props.append((name, values))
     except struct.error as exc:
         raise WireError(f"truncated proplist: {exc}") from None
-    if p != size:
-        raise WireError("truncated proplist" if p > size
-                        else f"{size - p} bytes after the proplist")
-    return WireProplist(props, data if type(data) is bytes else bytes(data))
+    if p > size:
+        raise WireError("truncated proplist")
+    return props, p
 
 
 class StoredProplists(Sequence[Proplist]):
@@ -347,7 +371,7 @@ def _pk_create(p: Packer, parent: NiId, props: Proplist, where: int,
 
 def _up_create(u: Unpacker) -> tuple:
     parent = unpack_id(u)
-    props = unpack_proplist(u)
+    props = unpack_wire_proplist(u)
     where = u.unpack_uint()
     target = unpack_id(u) if u.unpack_bool() else None
     return (parent, props, where, target)
@@ -364,7 +388,7 @@ def _pk_id_props(p: Packer, i: NiId, props: Proplist) -> None:
     pack_proplist(p, props)
 
 def _up_id_props(u: Unpacker) -> tuple:
-    return (unpack_id(u), unpack_proplist(u))
+    return (unpack_id(u), unpack_wire_proplist(u))
 
 def _pk_lookup(p: Packer, i: NiId, key: str, value: str) -> None:
     pack_id(p, i)

@@ -139,6 +139,15 @@ def _wire(n: Node) -> Proplist:
     return props
 
 
+def _own(props: Proplist) -> Proplist:
+    """A caller's proplist as the service may keep it: copied, so that the caller's later
+    edits cannot reach the tree, unless it cannot change (a WireProplist decoded from a
+    call keeps its bytes, which the store then writes as they are)."""
+    if type(props) is WireProplist:
+        return props
+    return [(k, list(v)) for k, v in props]
+
+
 class DirectoryService:
     """The directory semantics of one NetInfo domain (spec §4–§5, §10)."""
 
@@ -662,7 +671,7 @@ class DirectoryService:
             inst = (self._freed.get(oid, 0) + 1) & MASK32  # NeXT: continue the slot (§5.3)
         if oid in self._freed:
             self._undo.append((self._freed.__setitem__, oid, self._freed.pop(oid)))
-        props = [(k, list(v)) for k, v in props]
+        props = _own(props)
         self._nodes[oid] = Node(inst, parent[0], props)
         self._undo.append((self._nodes.pop, oid))
         self._undo.append((setattr, self, "checksum", self.checksum))
@@ -733,7 +742,7 @@ class DirectoryService:
         caller = self._validate(caller)
         n = self._target(i)
         self._check_dir(n, caller)
-        return self._set_props(i[0], n, [(k, list(v)) for k, v in props])
+        return self._set_props(i[0], n, _own(props))
 
     def proc_createprop(self, caller: Caller, i: NiId, prop: tuple[str, list[str]],
                         where: int) -> NiId:

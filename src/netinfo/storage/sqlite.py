@@ -67,25 +67,40 @@ def key_rows(oid: int, parent: int, props: Proplist) -> set[tuple[int, bytes, by
     """The ``keys`` rows of directory *oid*: (parent, name, value, oid) for each distinct
     value of the first property of each name (spec §4.4: LOOKUP looks at the first property
     of that name only, any value position). None for the root: it is no one's child."""
-    rows: set[tuple[int, bytes, bytes, int]] = set()
+    return set(key_row_list(oid, parent, props))
+
+
+def key_row_list(oid: int, parent: int, props: Proplist) -> list[tuple[int, bytes, bytes, int]]:
+    """:func:`key_rows` as a list, a row twice when a value is repeated (``INSERT OR
+    IGNORE`` takes it once): a new directory's rows, without building a set."""
     if oid == 0:
-        return rows
+        return []
+    rows = []
     seen: set[str] = set()
+    names = _NAME_BYTES
     for name, values in props:
         if name in seen:
             continue
         seen.add(name)
-        kb = name.encode("utf-8", "surrogateescape")
+        kb = names.get(name)
+        if kb is None:
+            kb = name.encode("utf-8", "surrogateescape")
+            if len(names) < 4096:  # property names are few; never grow without bound
+                names[name] = kb
         for v in values:
-            rows.add((parent, kb, v.encode("utf-8", "surrogateescape"), oid))
+            rows.append((parent, kb, v.encode("utf-8", "surrogateescape"), oid))
     return rows
+
+
+#: property name -> its bytes in the keys table (key_row_list)
+_NAME_BYTES: dict[str, bytes] = {}
 
 
 def _build_keys(c: sqlite3.Connection) -> None:
     """Migration 2: index every stored directory (a database made before the index)."""
     rows: list[tuple[int, bytes, bytes, int]] = []
     for oid, parent, blob in c.execute("SELECT id, parent, props FROM dirs"):
-        rows.extend(key_rows(oid, parent, decode_proplist(blob)))
+        rows.extend(key_row_list(oid, parent, decode_proplist(blob)))
         if len(rows) >= 50_000:
             c.executemany("INSERT OR IGNORE INTO keys VALUES (?, ?, ?, ?)", rows)
             rows = []
@@ -385,15 +400,16 @@ class SqliteStore(Store):
             was = old.get(oid)
             if was == (parent, blob):
                 continue
-            new = key_rows(oid, parent, props)
             if was is None:
-                add.extend(new)
+                add.extend(key_row_list(oid, parent, props))
                 continue
+            new = key_rows(oid, parent, props)
             before = key_rows(oid, was[0], decode_proplist(was[1]))
             drop.extend(before - new)
             add.extend(new - before)
         c.executemany("DELETE FROM keys WHERE parent = ? AND key = ? AND value = ? AND child = ?",
                       drop)
+        add.sort()  # in index order: each insert lands next to the last one
         c.executemany("INSERT OR IGNORE INTO keys VALUES (?, ?, ?, ?)", add)
         c.executemany("INSERT OR REPLACE INTO dirs VALUES (?, ?, ?, ?)", rows)
         c.executemany("DELETE FROM freed WHERE id = ?", [(r[0],) for r in rows])
@@ -403,7 +419,7 @@ class SqliteStore(Store):
         ids = [(oid,) for oid, _ in rows]
         c = self._conn
         drop = [r for oid, (parent, blob) in self._stored(oid for oid, _ in rows).items()
-                for r in key_rows(oid, parent, decode_proplist(blob))]
+                for r in key_row_list(oid, parent, decode_proplist(blob))]
         c.executemany("DELETE FROM keys WHERE parent = ? AND key = ? AND value = ? AND child = ?",
                       drop)
         c.executemany("DELETE FROM dirs WHERE id = ?", ids)
