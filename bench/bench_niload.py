@@ -9,12 +9,14 @@ directory), then times, each as a real subprocess reached with ``-t 127.0.0.1:PO
 * ``nidump passwd`` and ``nidump -r /users``.
 
 Prints the seconds (wall clock, Python start-up included) and checks that the dump gives
-back the N users. Usage: ``python bench/bench_niload.py [-n 10000] [--sqlite|--memory]``.
+back the N users. Usage: ``python bench/bench_niload.py [-n 10000] [--steps load,dump]
+[--json FILE] [--server-arg ARG]``.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import socket
@@ -115,7 +117,11 @@ def main() -> int:
     ap.add_argument("-n", type=int, default=10_000, help="number of users (10000)")
     ap.add_argument("--server-arg", action="append", default=[],
                     help="extra netinfod argument (repeatable)")
+    ap.add_argument("--steps", default="load,replace,merge,dump,dumpraw",
+                    help="which runs, comma-separated (default: all five)")
+    ap.add_argument("--json", help="also write the results to FILE")
     a = ap.parse_args()
+    steps = set(a.steps.split(","))
     text = passwd_lines(a.n)
     with tempfile.TemporaryDirectory() as tmp:
         port = free_port()
@@ -124,27 +130,41 @@ def main() -> int:
         try:
             startup = python_startup()
             rows = []
+            # the first load always runs: the others need its users
             dt, _ = timed(["netinfo.cli.niload", "passwd", "-t", dom], text)
-            rows.append((f"niload passwd ({a.n} new users)", dt, PEAK[-1]))
-            dt, _ = timed(["netinfo.cli.niload", "passwd", "-t", dom], text)
-            rows.append((f"niload passwd ({a.n} existing: replace)", dt, PEAK[-1]))
-            dt, _ = timed(["netinfo.cli.niload", "-m", "passwd", "-t", dom], text)
-            rows.append((f"niload -m passwd ({a.n} existing: merge)", dt, PEAK[-1]))
-            dt, out = timed(["netinfo.cli.nidump", "passwd", "-t", dom])
-            rows.append((f"nidump passwd ({a.n} users)", dt, PEAK[-1]))
-            got = [ln for ln in out.splitlines() if ln.startswith("user")]
-            assert len(got) == a.n, f"dumped {len(got)} users, expected {a.n}"
-            dt, out = timed(["netinfo.cli.nidump", "-r", "/users", "-t", dom])
-            rows.append((f"nidump -r /users ({a.n} users)", dt, PEAK[-1]))
-            got_r = len(re.findall(r'"name" = \( "user\d', out))
-            assert got_r == a.n, f"nidump -r gave {got_r} users, expected {a.n}"
+            rows.append(("load", f"niload passwd ({a.n} new users)", dt, PEAK[-1]))
+            if "replace" in steps:
+                dt, _ = timed(["netinfo.cli.niload", "passwd", "-t", dom], text)
+                rows.append(("replace", f"niload passwd ({a.n} existing: replace)", dt,
+                             PEAK[-1]))
+            if "merge" in steps:
+                dt, _ = timed(["netinfo.cli.niload", "-m", "passwd", "-t", dom], text)
+                rows.append(("merge", f"niload -m passwd ({a.n} existing: merge)", dt,
+                             PEAK[-1]))
+            if "dump" in steps:
+                dt, out = timed(["netinfo.cli.nidump", "passwd", "-t", dom])
+                rows.append(("dump", f"nidump passwd ({a.n} users)", dt, PEAK[-1]))
+                got = [ln for ln in out.splitlines() if ln.startswith("user")]
+                assert len(got) == a.n, f"dumped {len(got)} users, expected {a.n}"
+                del out, got
+            if "dumpraw" in steps:
+                dt, out = timed(["netinfo.cli.nidump", "-r", "/users", "-t", dom])
+                rows.append(("dumpraw", f"nidump -r /users ({a.n} users)", dt, PEAK[-1]))
+                got_r = len(re.findall(r'"name" = \( "user\d', out))
+                assert got_r == a.n, f"nidump -r gave {got_r} users, expected {a.n}"
+                del out
         finally:
             server.terminate()
             server.wait(15)
     print(f"python start-up + import: {startup:.3f} s")
-    for label, dt, peak in rows:
+    for _, label, dt, peak in rows:
         print(f"{label:<45} {dt:7.3f} s   ({a.n / dt:>9,.0f} records/s)  tool peak RSS "
               f"{peak:6.0f} MiB")
+    if a.json:
+        Path(a.json).write_text(json.dumps(
+            {"users": a.n, "startup_s": startup,
+             "runs": {k: {"seconds": dt, "tool_peak_rss_mib": peak}
+                      for k, _, dt, peak in rows}}, indent=2) + "\n")
     return 0
 
 

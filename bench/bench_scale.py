@@ -11,6 +11,7 @@ directly (niload would take minutes), then starts ``netinfod`` as a subprocess o
   is answered, retrying the connection every 5 ms;
 * RSS idle after start, and after the LOOKUP/READ workload (cache warm);
 * RSS peak while a READALL streams the whole domain (sampled every 20 ms);
+* a small READ's latency while LIST /users, LISTALL /users or READALL streams;
 * p50/p99 of sequential LOOKUPs of random users, for the N-user domain and a
   ``--small``-user one (the same process layout): the first LOOKUPs after start, and
   the median of three rounds after ``--settle`` seconds;
@@ -248,6 +249,47 @@ def readall(pid: int, port: int) -> dict[str, float]:
     return {"seconds": elapsed, "bytes": len(body), "rss_peak_mib": max(peak)}
 
 
+def fairness(port: int, big: str) -> dict[str, float]:
+    """A small READ's latency while one big reply streams (issue 10: <= 10 ms): one
+    connection asks *big* (LIST /users name, LISTALL /users or READALL) and reads it as
+    fast as it can, while another sends a READ of /users every 2 ms until it is done."""
+    args = {"LIST": (Proc.LIST, struct.pack(">II", 1, 0) + _xdr_string("name")),
+            "LISTALL": (Proc.LISTALL, struct.pack(">II", 1, 0)),
+            "READALL": (Proc.READALL, struct.pack(">I", 12345))}[big]
+    small = Conn(port)
+    small.call(Proc.READ, struct.pack(">II", 1, 0))
+    done = threading.Event()
+    got: dict[str, float] = {}
+
+    def reader() -> None:
+        c = Conn(port)
+        t0 = time.perf_counter()
+        got["bytes"] = len(c.call(*args))
+        got["seconds"] = time.perf_counter() - t0
+        c.close()
+        done.set()
+
+    th = threading.Thread(target=reader)
+    th.start()
+    lat = []
+    while not done.is_set():
+        t = time.perf_counter()
+        small.call(Proc.READ, struct.pack(">II", 1, 0))
+        lat.append(time.perf_counter() - t)
+        time.sleep(0.002)
+    th.join()
+    small.close()
+    lat.sort()
+    return {**got, "reads": len(lat), "p50_ms": lat[len(lat) // 2] * 1e3,
+            "p99_ms": lat[int(len(lat) * 0.99)] * 1e3, "max_ms": lat[-1] * 1e3}
+
+
+def _xdr_string(text: str) -> bytes:
+    p = Packer()
+    p.pack_string(text)
+    return p.get_buffer()
+
+
 def stop(p: subprocess.Popen) -> float:
     t0 = time.perf_counter()
     p.send_signal(signal.SIGTERM)
@@ -290,6 +332,8 @@ def run(users: int, small: int, src: Path, cache: int | None, keep: str | None,
         out["rss_idle_warm_mib"] = rss_mib(p.pid)
         out["readall"] = readall(p.pid, port)
         out["rss_after_readall_mib"] = rss_mib(p.pid)
+        # the first touch of /users' child list is once per server (see benchmarks.md)
+        out["fairness"] = {big: fairness(port, big) for big in ("LIST", "LISTALL", "READALL")}
         out["stop_s"] = stop(p)
     out["p99_ratio"] = out["lookup"]["p99_us"] / out["small_lookup"]["p99_us"]
     return out

@@ -60,6 +60,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import targets
+
 ROOT = Path(__file__).resolve().parent.parent
 SRC = ROOT / "src"
 PEERS = Path(__file__).resolve().parent / "peers"
@@ -620,16 +622,20 @@ def subsection(results: dict, m: dict) -> str:
                      for line in lines) + "\n"
 
 
-def write_docs(sub: str, users: int, reps: int) -> None:
-    """Rewrite the peer section of docs/benchmarks.md: the fixed introduction, then the
-    subsections of every size measured, this one (*sub*) new, largest size first."""
+def write_docs(sub: str, users: int, reps: int, title: str = SECTION,
+               intro: str | None = None) -> None:
+    """Rewrite a section of docs/benchmarks.md (the peers', unless *title* says another):
+    the fixed introduction, then the subsections of every size measured, this one
+    (*sub*) new, largest size first."""
+    if intro is None:
+        intro = INTRO.replace("{reps}", str(reps))
     text = DOCS.read_text()
-    start = text.find(SECTION)
+    start = text.find(title)
     subs: dict[int, str] = {}
     if start < 0:
         head, rest = text.rstrip("\n") + "\n\n", ""
     else:
-        nxt = text.find("\n## ", start + len(SECTION))
+        nxt = text.find("\n## ", start + len(title))
         head = text[:start]
         body = text[start:nxt + 1] if nxt >= 0 else text[start:]
         rest = text[nxt + 1:] if nxt >= 0 else ""
@@ -639,7 +645,7 @@ def write_docs(sub: str, users: int, reps: int) -> None:
             if n.isdigit():
                 subs[int(n)] = "### " + part.rstrip("\n") + "\n"
     subs[users] = sub
-    section = "\n".join([SECTION, "", INTRO.replace("{reps}", str(reps)),
+    section = "\n".join([title, "", intro,
                          *(subs[n] for n in sorted(subs, reverse=True))])
     DOCS.write_text(head + section + ("\n" + rest if rest else ""))
 
@@ -698,6 +704,9 @@ def main() -> int:
     ap.add_argument("--json", help="write the raw results here")
     ap.add_argument("--no-docs", action="store_true",
                     help="do not rewrite docs/benchmarks.md's peer section")
+    ap.add_argument("--no-targets", action="store_true",
+                    help="measure the peers only, not the other targets of issue 10 "
+                         "(bench/targets.py; skipped with --quick)")
     ap.add_argument("--from-json", metavar="FILE",
                     help="measure nothing: rewrite the docs section from a --json file")
     args = ap.parse_args()
@@ -706,6 +715,8 @@ def main() -> int:
         sub = subsection(results, m)
         print(sub)
         write_docs(sub, m["users"], m["reps"])
+        if results.get("targets"):
+            write_targets(results, m)
         return 0
     args.users = args.users or (10_000 if args.quick else 1_000_000)
     args.seconds = args.seconds or (1.0 if args.quick else 5.0)
@@ -777,6 +788,10 @@ def main() -> int:
                     results["ldclt"] = b.ldclt(s.port, s)
             if b.rpcbind is not None:
                 ns.stop(b.rpcbind)
+            ns.close()
+            ns = None
+            if not (args.quick or args.no_targets):
+                results["targets"] = targets.run_all(work / "targets", args.users, log)
     finally:
         if ns is not None:
             ns.close()
@@ -789,10 +804,35 @@ def main() -> int:
     if args.json:
         Path(args.json).write_text(json.dumps({"machine": m, "results": results}, indent=1)
                                    + "\n")
+    if results.get("targets"):
+        print("\n".join(targets_section(results, m)))
     if not (args.quick or args.no_docs or args.only):
         write_docs(section, args.users, args.reps)
         log(f"wrote the peer section of {DOCS}")
+        if results.get("targets"):
+            write_targets(results, m)
+            log(f"wrote the targets section of {DOCS}")
     return 0
+
+
+TARGETS_SECTION = "## Issue 10's targets — `python3 bench/run.py`"
+TARGETS_INTRO = """\
+Every target of issue 10 with what one run of `bench/run.py` measured: the peer
+figures above (same run) and the scripts that `bench/targets.py` runs after them, one
+at a time on this machine (see each script's docstring for how it measures).
+"""
+
+
+def targets_section(results: dict, m: dict) -> list[str]:
+    return [f"### {m['users']:,} users", "",
+            f"Measured {m['date']} at commit {m['commit']} ({m['nproc']} cores, Python "
+            f"{m['python']}, SQLite {m['sqlite']}).", "",
+            *targets.table(results, results["targets"], rate)]
+
+
+def write_targets(results: dict, m: dict) -> None:
+    write_docs("\n".join(targets_section(results, m)) + "\n", m["users"], m["reps"],
+               TARGETS_SECTION, TARGETS_INTRO)
 
 
 if __name__ == "__main__":
