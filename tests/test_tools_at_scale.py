@@ -217,6 +217,71 @@ def test_a_stale_picture_in_a_later_piece_is_read_again(pair, monkeypatch):
     assert len(seen) == 4
 
 
+def test_a_small_table_known_from_its_first_list_needs_no_lookups(pair, monkeypatch):
+    # A table of at most LIST_TABLE children is LISTed once; while its instance shows
+    # nobody else added or removed a child, later pieces ask no LOOKUP for a name that
+    # neither that LIST nor the run's own writes brought (only the repeated ones).
+    whole, pieces = pair
+    text = _input(40, seed=11)
+    populate(whole, True, _existing())
+    rc, _, want_log = load(whole, "-v", "passwd", stdin=text)
+    assert rc == 0, want_log
+    monkeypatch.setattr(formats, "PIECE_LINES", 5)
+    populate(pieces, True, _existing())
+    asked: list[str] = []
+    calls = {"list": 0}
+    real_lookup, real_list = dumps.Client.lookup, dumps.Client.list
+
+    async def lookup(self, d, key, value):
+        asked.append(value)
+        return await real_lookup(self, d, key, value)
+
+    async def listed(self, *a, **kw):
+        calls["list"] += 1
+        return await real_list(self, *a, **kw)
+    monkeypatch.setattr(dumps.Client, "lookup", lookup)
+    monkeypatch.setattr(dumps.Client, "list", listed)
+    rc, _, err = load(pieces, "-v", "passwd", stdin=text)
+    assert rc == 0, err
+    assert dump(pieces, "-r", "/users") == dump(whole, "-r", "/users")
+    assert err == want_log
+    assert calls["list"] == 1
+    keys = [line.split(":")[0] for line in text.splitlines()]
+    first_piece = set(keys[:5])
+    earlier = {k for i, k in enumerate(keys) if k in keys[:i] or k in first_piece}
+    existing = {"old", "u3", "u5", "u7"}
+    # every LOOKUP is of a name the table may hold; new names are never asked
+    asked = [v for v in asked if v != "users"]   # finding the table itself
+    assert set(asked) <= earlier | existing
+    assert len(asked) < len(keys) - 5
+
+
+def test_another_writers_child_between_pieces_ends_the_known_names(pair, monkeypatch):
+    # Someone adds a child named like a later record between two pieces: the table's
+    # instance is not the one the run left, so the run pictures it again (LIST) and the
+    # record replaces that child instead of creating a second one.
+    _, pieces = pair
+    monkeypatch.setattr(formats, "PIECE_LINES", 3)
+    populate(pieces, True, {"/users": []})
+    real = dumps.FlatLoad.picture
+    seen = []
+
+    async def picture(self, oid, keys):
+        seen.append(sorted(keys))
+        if len(seen) == 2:
+            table = await self.c.self_id(oid)
+            await self.c.create(table, [("name", ["u7"]), ("shell", ["/bin/other"])])
+        return await real(self, oid, keys)
+    monkeypatch.setattr(dumps.FlatLoad, "picture", picture)
+    text = "".join(f"u{i}:*:{i}:20::0:0:U:/h:/sh\n" for i in range(9))
+    rc, out, err = load(pieces, "passwd", stdin=text)
+    assert rc == 0, err
+    got = dump(pieces, "passwd")
+    names = [line.split(":")[0] for line in got.splitlines()]
+    assert sorted(names) == [f"u{i}" for i in range(9)]   # one u7, from the input
+    assert "u7:*:7:20::0:0:U:/h:/sh" in got
+
+
 # -- nidump ------------------------------------------------------------------------------------
 
 def _whole_raw(dom: str, path: str) -> str:

@@ -561,6 +561,35 @@ def _holding(entries: list[Entry], keys: set[str]) -> set[int | None]:
     return {ent.oid for ent in entries if not keys.isdisjoint(ent.names)}
 
 
+class NameFilter:
+    """Names that may be held by the table's children: a Bloom filter (16 MiB, three
+    probes; about one false "maybe" in 100,000 at a million names), never a false "no".
+    Lets a load skip the LOOKUP of a key that no child can hold (:meth:`FlatLoad.picture`)."""
+
+    BITS = 1 << 27
+
+    def __init__(self) -> None:
+        self.bits = bytearray(self.BITS >> 3)
+
+    @staticmethod
+    def _spots(name: str) -> tuple[int, int, int]:
+        h = hash(name) & 0xFFFFFFFFFFFFFFFF
+        mask = NameFilter.BITS - 1
+        return h & mask, (h >> 27) & mask, ((h >> 54) ^ (h * 0x9E3779B1)) & mask
+
+    def add(self, names: Iterable[str]) -> None:
+        bits = self.bits
+        for n in names:
+            for b in self._spots(n):
+                bits[b >> 3] |= 1 << (b & 7)
+
+    def __contains__(self, name: object) -> bool:
+        if not isinstance(name, str):
+            return False
+        bits = self.bits
+        return all(bits[b >> 3] & (1 << (b & 7)) for b in self._spots(name))
+
+
 class FlatLoad:
     """One flat-format load into a domain (``niload <format>``, tools §2.7).
 
@@ -588,6 +617,14 @@ class FlatLoad:
         self.big: bool | None = None
         #: whether a record of the piece being planned brings more than one name
         self.many_names = False
+        #: every name the table's children can hold, while this run knows them: the
+        #: names LISTed at its start (a table of at most LIST_TABLE children) and those
+        #: its own writes brought; and the table's instance those writes left. While the
+        #: table is at that instance nobody else added or removed a child, so a key the
+        #: filter does not hold needs no LOOKUP (a bulk load into a new or small table
+        #: asks one SELF per piece instead of one LOOKUP per record). None: not known.
+        self.known: NameFilter | None = None
+        self.expected = -1
 
     def say(self, text: str) -> None:
         self.write(text + "\n")
@@ -636,31 +673,44 @@ class FlatLoad:
         child holds two of the keys and no record brings two names (so no entry can
         gain a key during the piece), those answers in turn are as good as child order
         for every question the plan asks. Otherwise the order comes from CHILDREN."""
+        lookup_keys = keys
         try:
+            if self.known is not None:
+                table = await self.c.self_id(oid)
+                if table.instance == self.expected:
+                    lookup_keys = {k for k in keys if k in self.known}
+                else:
+                    self.known = None   # someone else changed the table: ask again
             if self.big is None:
                 kids, table = await self.c.children(oid)
                 self.size = len(kids)
                 del kids
             # a table this run grows past the limit moves to LOOKUPs, never back
             self.big = self.big or self.size > LIST_TABLE
-            if not self.big:
+            if not self.big and self.known is None:
                 listed, table = await self.c.list(oid, "name")
                 self.size = len(listed)
+                if self.expected < 0:   # the run's first picture: learn every name
+                    self.known = NameFilter()
+                    for _, vals in listed:
+                        self.known.add(vals or ())
         except _ERRORS as e:
             raise LoadError(f"can't list NetInfo {self.table}", e) from None
-        if not self.big:
+        if not self.big and lookup_keys is keys:
             entries = [Entry(cid, list(vals or [])) for cid, vals in listed]
             holders = _holding(entries, keys)
             wanted = [(cid, ent) for (cid, _), ent in zip(listed, entries, strict=True)
                       if cid in holders]
         else:
-            try:
-                # the instance planned with is taken first: a change during the
-                # LOOKUPs makes the piece's first write NI_STALE (planned again)
-                table = await self.c.self_id(oid)
-            except _ERRORS as e:
-                raise LoadError(f"can't list NetInfo {self.table}", e) from None
-            found = await run_calls([partial(_holders, self.c, table, k) for k in keys])
+            if lookup_keys is keys:
+                try:
+                    # the instance planned with is taken first: a change during the
+                    # LOOKUPs makes the piece's first write NI_STALE (planned again)
+                    table = await self.c.self_id(oid)
+                except _ERRORS as e:
+                    raise LoadError(f"can't list NetInfo {self.table}", e) from None
+            found = await run_calls([partial(_holders, self.c, table, k)
+                                     for k in lookup_keys])
             bad = first_error(found)
             if bad is not None:
                 raise LoadError(f"can't list NetInfo {self.table}", bad[1])
@@ -751,7 +801,15 @@ class FlatLoad:
                 steps.append(step)
             else:
                 self.report(records, steps)
-                self.size += sum(s.action == "create" for s in steps)
+                creates = sum(s.action == "create" for s in steps)
+                self.size += creates
+                if attempt == 0 and self.known is not None and self.expected != -2:
+                    for s in steps:
+                        if s.action != "ignore":
+                            self.known.add(_names(s.props))
+                    self.expected = table.instance + creates
+                else:
+                    self.known, self.expected = None, -2   # never again in this run
                 return
             if isinstance(err, NiError) and err.status in _REPLAN and attempt < RETRIES:
                 # Our picture was out of date: report what went through, plan the rest
