@@ -1,6 +1,6 @@
 """Replication costs (issue "replication"): how long a fresh clone takes to copy a domain,
-how long a write takes to reach a clone at each ``update_latency``, and the master's memory
-while it streams the copy.
+how long a write takes to reach a clone at each ``update_latency``, and the memory of the
+master while it streams the copy and of the clone while it writes it.
 
 Usage: python bench/bench_replication.py [--sizes 100000 [1000000]] [--rounds 5]
 
@@ -8,6 +8,11 @@ One nibindd on a private portmapper port serves a master ``net`` with N users; `
 -c copy 127.0.0.1/net`` makes a clone on the same host (its tag differs, so it is a clone,
 spec §9.1), which copies the domain with READALL at once. Run as root (the copy and the
 pushes leave from reserved ports). Prints a table; numbers for docs/benchmarks.md.
+
+``copy_s`` runs from ``nidomain -c`` until both checksums agree (the clone's start-up,
+its READALL and the swap). ``master_rss_mib_peak`` and ``clone_rss_mib_peak`` are each
+process's peak resident set (the kernel's ``VmHWM``: every page it ever held at once,
+not a sample), read once the copy is done; ``clone_rss_mib`` is the clone's RSS then.
 """
 
 from __future__ import annotations
@@ -34,10 +39,11 @@ from netinfo.service import SUPERUSER  # noqa: E402
 from netinfo.templates import create_master, ensure_dir, populate_standard  # noqa: E402
 
 
-def rss_kib(pid: int) -> int:
+def rss_kib(pid: int, field: str = "VmRSS") -> int:
+    """*pid*'s resident set (``VmHWM``: its peak) in KiB, from /proc."""
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
+            if line.startswith(field + ":"):
                 return int(line.split()[1])
     except OSError:
         pass
@@ -149,9 +155,7 @@ def run_size(users: int, rounds: int) -> dict[str, float]:
             t = time.monotonic()
             subprocess.run([sys.executable, "-m", "netinfo.cli.nidomain", "-c", "copy",
                             "127.0.0.1/net"], env=env, check=True, capture_output=True)
-            peak = 0
             while True:
-                peak = max(peak, rss_kib(master))
                 try:
                     if asyncio.run(checksum("copy")) == asyncio.run(checksum("net")):
                         break
@@ -161,8 +165,10 @@ def run_size(users: int, rounds: int) -> dict[str, float]:
                     raise TimeoutError("no copy within 30 min")
                 time.sleep(0.05)
             out["copy_s"] = time.monotonic() - t
-            out["master_rss_mib_peak"] = peak / 1024
-            out["clone_rss_mib"] = rss_kib(netinfod_pid(directory, "copy")) / 1024
+            clone = netinfod_pid(directory, "copy")
+            out["master_rss_mib_peak"] = rss_kib(master, "VmHWM") / 1024
+            out["clone_rss_mib_peak"] = rss_kib(clone, "VmHWM") / 1024
+            out["clone_rss_mib"] = rss_kib(clone) / 1024
             for latency in ("0", "1", "2"):
                 out[f"propagation_s_latency_{latency}"] = statistics.median(
                     asyncio.run(one_write(latency)) for _ in range(rounds))
