@@ -738,25 +738,13 @@ def _wire_object(buf: bytes, p: int) -> tuple[WireObject | None, int]:
         firsts: list[tuple[bytes, bytes]] = []
         seen: set[bytes] = set()
         canonical = True
+        name = b""
+        first = False
         for _ in range(n):
-            (ln,) = u32(buf, q)
-            if ln > NAME_MAX:
-                raise WireError(f"string length {ln} exceeds {NAME_MAX}", fatal=True)
-            q += 4
-            end = q + ln
-            nxt = end + (-ln & 3)
-            if nxt > size:
-                raise _Short(nxt + 4)
-            name = buf[q:end]
-            if nxt != end and buf[end:nxt] != _ZEROS[nxt - end]:
-                canonical = False
-            (m,) = u32(buf, nxt)
-            if m > LIST_MAX:
-                raise WireError(f"namelist of {m} names", fatal=True)
-            q = nxt + 4
-            first = name not in seen   # LOOKUP sees the first property of a name only
-            seen.add(name)
-            for _ in range(m):
+            # The property's name (values = -1), then each of its values: one string
+            # reader for both, inline (this loop runs for every string of the domain).
+            values, m = -1, 0
+            while values < m:
                 (ln,) = u32(buf, q)
                 if ln > NAME_MAX:
                     raise WireError(f"string length {ln} exceeds {NAME_MAX}", fatal=True)
@@ -765,11 +753,20 @@ def _wire_object(buf: bytes, p: int) -> tuple[WireObject | None, int]:
                 nxt = end + (-ln & 3)
                 if nxt > size:
                     raise _Short(nxt)
-                if first:
-                    firsts.append((name, buf[q:end]))
                 if nxt != end and buf[end:nxt] != _ZEROS[nxt - end]:
                     canonical = False
+                if values < 0:
+                    name = buf[q:end]
+                    (m,) = u32(buf, nxt)
+                    if m > LIST_MAX:
+                        raise WireError(f"namelist of {m} names", fatal=True)
+                    nxt += 4
+                    first = name not in seen   # LOOKUP sees a name's first property only
+                    seen.add(name)
+                elif first:
+                    firsts.append((name, buf[q:end]))
                 q = nxt
+                values += 1
         props = buf[p + 12:q]
         parent, nkids = _OBJECT_TAIL.unpack_from(buf, q)
     except struct.error:
