@@ -3,10 +3,11 @@
 
 :class:`Client` is asyncio-native; :class:`SyncClient` runs the very same coroutines on a
 private event loop, adding no protocol logic of its own. Every tool and the web UI go
-through here.
+through here, and so does a clone copying its master: :meth:`Client.readall_stream`
+decodes READALL as it arrives (:class:`ReadAllStream`).
 
 Spec: §4 (procedures), §7.1 (connecting to one (address, tag)), §7.6 (path search),
-§10.1 (credentials).
+§9.4 (the READALL stream), §10.1 (credentials).
 """
 
 from __future__ import annotations

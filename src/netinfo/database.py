@@ -8,9 +8,10 @@ write, and subscribers (:meth:`Database.subscribe`) hear of each durable batch �
 for replication, the change history, live views and front doors.
 
 On disk, one database per tag: the directory ``DIR/TAG.nidb`` (spec §13), holding our
-SQLite file ``netinfo.sqlite`` and ``netinfo.sqlite.lock``, which keeps a second writer out. A NeXT
-``collection`` file found there instead is converted on first start, as Apple's netinfod
-converted old databases (spec §13). ``open_database(..., store=URL)`` picks another engine.
+SQLite file ``netinfo.sqlite`` and ``netinfo.sqlite.lock``, which keeps a second writer
+out (and, while a clone copies its master, ``netinfo.sqlite.temp``: :meth:`Database.new_copy`).
+A NeXT ``collection`` file found there instead is converted on first start, as Apple's
+netinfod converted old databases (spec §13). ``open_database(..., store=URL)`` picks another engine.
 """
 
 from __future__ import annotations

@@ -5,6 +5,10 @@ Everything that owns a socket on the calling side lives here, below :mod:`netinf
 (the NETINFO procedures) and :mod:`netinfo.binding` (portmapper and nibindd calls), which
 both import it and nothing of each other's.
 
+Replies are gathered whole, except those of calls made with
+:meth:`RpcConnection.call_stream` (READALL, spec §9.4), which are handed to a
+:class:`ReplyStream` as their bytes arrive, in bounded memory however long they are.
+
 A connection that cannot be made, is reset or is closed raises
 :class:`~netinfo.errors.ConnectionFailed`, a :class:`~netinfo.errors.NetInfoError` that is
 also a :class:`ConnectionError`; no answer in time raises

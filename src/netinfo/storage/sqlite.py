@@ -27,6 +27,11 @@ Durability: WAL journal with ``synchronous=FULL``, so a batch is on disk when
 :meth:`SqliteStore.commit` returns and a SIGKILL at any moment loses no acknowledged write.
 The store must be the only writer of its file; a change by another connection is detected
 (``PRAGMA data_version``) and only costs the in-memory child counts.
+
+A clone's copy (spec §9.5) is written into ``FILE.temp`` beside the file by
+:class:`SqliteCopy`, rows straight from the READALL stream, and swapped in by
+:meth:`SqliteStore.adopt` with one rename, after the old file's WAL is checkpointed and
+its connection closed; a ``FILE.temp`` a crash left is discarded (:func:`discard_copy`).
 """
 
 from __future__ import annotations
