@@ -311,9 +311,10 @@ def test_a_restarted_master_tells_a_clone_that_is_behind(domain):
 
 def test_a_clone_killed_mid_transfer_converges(domain):
     # The clone is behind by 6,000 users (its link was down while they were loaded), so
-    # each start of its netinfod copies the domain (READALL, then one replace). It is
-    # killed again and again while copying; its database keeps opening (the replace is
-    # one transaction), and once left alone it copies and converges.
+    # each start of its netinfod copies the domain (READALL, written beside its database
+    # and renamed over it). It is killed again and again while copying; its database
+    # keeps opening (old or new, and a half-written copy is discarded at the next start),
+    # and once left alone it copies and converges.
     import os
     import random
     import signal

@@ -3,10 +3,11 @@
 
 :class:`Client` is asyncio-native; :class:`SyncClient` runs the very same coroutines on a
 private event loop, adding no protocol logic of its own. Every tool and the web UI go
-through here.
+through here, and so does a clone copying its master: :meth:`Client.readall_stream`
+decodes READALL as it arrives (:class:`ReadAllStream`).
 
 Spec: §4 (procedures), §7.1 (connecting to one (address, tag)), §7.6 (path search),
-§10.1 (credentials).
+§9.4 (the READALL stream), §10.1 (credentials).
 """
 
 from __future__ import annotations
@@ -23,8 +24,8 @@ from .binding import lookup_netinfod
 from .errors import NiError, RpcError, Status
 from .model import NI_INDEX_NULL, NiId, Proplist, is_digits, parse_path
 from .protocol import (NETINFO_PROG, NETINFO_VERS, PROCEDURES, RESULT_KINDS, Kind, Proc,
-                       encode_args)
-from .transport import READ_TIMEOUT, WRITE_TIMEOUT, RpcConnection, open_tcp
+                       ReadAllDecoder, WireObject, encode_args)
+from .transport import READ_TIMEOUT, WRITE_TIMEOUT, ReplyStream, RpcConnection, open_tcp
 
 def parse_server(spec: str, default_tag: str = "local") -> tuple[str, str, int | None]:
     """``tag@host:port``, ``tag@host``, ``host:port`` → (tag, host, port or None)."""
@@ -201,8 +202,29 @@ class Client:
         return await self.call(Proc.BIND, tag, addr)
 
     async def readall(self, checksum: int = 0) -> tuple[int, int, builtins.list]:
-        """(checksum, highest_id, objects); checksum 0 = the caller is current (§9.4)."""
+        """(checksum, highest_id, objects); checksum 0 = the caller is current (§9.4).
+        The whole reply is held: a big domain is read with :meth:`readall_stream`."""
         return await self.call(Proc.READALL, checksum)
+
+    async def readall_stream(self, checksum: int = 0) -> ReadAllStream:
+        """READALL taken as it arrives (spec §9.4): a :class:`ReadAllStream` whose head
+        (status, checksum, highest number) is read; its directories follow, a batch at a
+        time, in memory bounded by the batch, never the domain. Close it (or use it with
+        ``async with``) to abandon the rest. ``timeout`` bounds each wait for more bytes.
+
+        :raises NiError: a status other than NI_OK (NI_MASTERBUSY, NI_NOTMASTER, ...).
+        :raises RpcError, Timeout, ConnectionFailed, WireError:
+        """
+        reply = await self.conn.call_stream(
+            NETINFO_PROG, NETINFO_VERS, Proc.READALL,
+            encode_args(PROCEDURES[Proc.READALL], checksum), self.auth, self.timeout)
+        stream = ReadAllStream(reply)
+        try:
+            await stream.start()
+        except BaseException:
+            stream.close()
+            raise
+        return stream
 
     async def crashed(self, checksum: int) -> None:
         await self.call(Proc.CRASHED, checksum)
@@ -237,6 +259,83 @@ class Client:
 
 def _nid(d: NiId | int) -> NiId:
     return NiId(d, 0) if isinstance(d, int) else d
+
+
+class ReadAllStream:
+    """A READALL reply (spec §9.4) decoded as it arrives (:meth:`Client.readall_stream`).
+
+    ``checksum`` is the sender's (0: the caller's copy is current and nothing follows) and
+    ``highest`` its highest number + 1; ``async for batch in stream`` then gives the
+    directories in pre-order as lists of :class:`~netinfo.protocol.WireObject`
+    (undecoded proplists, as a store keeps them), each list what one piece of the reply
+    completed. Between pieces the event loop runs other work.
+
+    :raises WireError: bytes that are not a READALL reply, or a reply cut short.
+    :raises ConnectionFailed, Timeout: the connection failed or went quiet.
+    """
+
+    def __init__(self, reply: ReplyStream) -> None:
+        self._reply = reply
+        self._decoder = ReadAllDecoder()
+        self._ready: builtins.list[WireObject] = []
+        self._done = False
+
+    async def start(self) -> None:
+        """Read the head. :raises NiError: its status is not NI_OK."""
+        d = self._decoder
+        while not d.head_read:
+            if not await self._piece():
+                break
+        if d.status is not None and d.status != Status.OK:
+            raise NiError(d.status)
+
+    async def _piece(self) -> bool:
+        """Decode the next piece of the reply; False once it has ended."""
+        if self._done:
+            return False
+        data = await self._reply.read()
+        if data:
+            self._ready += self._decoder.feed(data)
+        else:
+            self._ready += self._decoder.finish()
+            self._done = True
+        return True
+
+    @property
+    def checksum(self) -> int:
+        return self._decoder.checksum
+
+    @property
+    def highest(self) -> int:
+        return self._decoder.highest
+
+    @property
+    def current(self) -> bool:
+        """The caller's checksum matched: nothing to copy (spec §9.4)."""
+        return self._decoder.checksum == 0
+
+    def __aiter__(self) -> ReadAllStream:
+        return self
+
+    async def __anext__(self) -> builtins.list[WireObject]:
+        while not self._ready:
+            if not await self._piece():
+                raise StopAsyncIteration
+            # the loop's other work between two pieces, even when the next one is
+            # already here (a piece's decoding is a bounded slice of work)
+            await asyncio.sleep(0)
+        batch, self._ready = self._ready, []
+        return batch
+
+    def close(self) -> None:
+        """Abandon what is left of the reply (the connection stays usable)."""
+        self._reply.close()
+
+    async def __aenter__(self) -> ReadAllStream:
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        self.close()
 
 
 class SyncClient:

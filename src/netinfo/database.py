@@ -8,9 +8,10 @@ write, and subscribers (:meth:`Database.subscribe`) hear of each durable batch �
 for replication, the change history, live views and front doors.
 
 On disk, one database per tag: the directory ``DIR/TAG.nidb`` (spec §13), holding our
-SQLite file ``netinfo.sqlite`` and ``netinfo.sqlite.lock``, which keeps a second writer out. A NeXT
-``collection`` file found there instead is converted on first start, as Apple's netinfod
-converted old databases (spec §13). ``open_database(..., store=URL)`` picks another engine.
+SQLite file ``netinfo.sqlite`` and ``netinfo.sqlite.lock``, which keeps a second writer
+out (and, while a clone copies its master, ``netinfo.sqlite.temp``: :meth:`Database.new_copy`).
+A NeXT ``collection`` file found there instead is converted on first start, as Apple's
+netinfod converted old databases (spec §13). ``open_database(..., store=URL)`` picks another engine.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from .protocol import (NETINFO_PROG, PROCEDURES, RESULT_KINDS, Proc, decode_args
                        iter_readall, list_pieces, listall_pieces, pack_status)
 from .rpc import AcceptStat, AuthUnix
 from .service import SUPERUSER, Caller, DirectoryService, ServerInfo
-from .storage import Image, Store, open_store
+from .storage import Image, NewCopy, Store, open_store
 from .xdr import Unpacker
 
 log = logging.getLogger("netinfo.database")
@@ -322,13 +323,17 @@ class Database:
             svc.rollback()
             raise
         svc.durable()
+        self._tell(changes)
+        return changes
+
+    def _tell(self, changes: list[Change]) -> None:
+        """Every subscriber hears of a durable batch (a failing one is logged)."""
         if changes:
             for fn in list(self._subscribers):
                 try:
                     fn(changes)
                 except Exception:
                     log.exception("%s: change subscriber %r failed", self.where, fn)
-        return changes
 
     def reload(self) -> None:
         """Forget every pending write and continue from what the store holds."""
@@ -359,6 +364,35 @@ class Database:
         source = self.store.source(self.cache)
         if source is not None:
             self.service.reload(source=source)
+        return changes
+
+    def new_copy(self) -> NewCopy:
+        """A whole new tree to be written beside the live one while it serves (a clone's
+        copy, spec §9.5), then swapped in by :meth:`adopt` (may be called in a worker
+        thread, as the copy's own methods may)."""
+        return self.store.new_copy()
+
+    def adopt(self, copy: NewCopy, caller: Caller = SUPERUSER) -> list[Change]:
+        """Swap in a finished *copy* of :meth:`new_copy` at once: the store renames it
+        over the live file (after a crash the store holds the old tree or the new, never
+        a mix) and the service reads the new one from the store, with its checksum,
+        highest number and freed numbers (none: spec §5.3, §5.6). An engine whose copies
+        are images replaces its tree with it (:meth:`replace`). Pending writes are
+        committed first (to the old tree); subscribers then hear of one Change with
+        ``proc`` None, as for :meth:`replace`.
+
+        :raises StorageError: nothing was swapped.
+        """
+        if copy.image is not None:
+            return self.replace(copy.image, caller)
+        if self.service.pending:
+            self.commit()
+        self.store.adopt(copy)
+        source = self.store.source(self.cache)
+        assert source is not None, "an engine that swaps copies reads its store lazily"
+        self.service.reload(source=source)
+        changes = [Change(None, caller, (), self.service.checksum, 0)]
+        self._tell(changes)
         return changes
 
     def close(self) -> None:
@@ -478,6 +512,11 @@ def open_database(directory: Path, tag: str, info: ServerInfo | None = None,
     path = rest[2:] if rest.startswith("//") else rest
     lock = DatabaseLock(Path(path + ".lock"), where) if scheme == "sqlite" else None
     try:
+        if lock is not None:
+            # A copy a crash interrupted is never the domain (spec §9.5: a leftover .temp
+            # is discarded): only the lock's holder writes one, so it can go now.
+            from .storage.sqlite import discard_copy  # noqa: PLC0415 - the engine's own
+            discard_copy(path)
         st = open_store(url)
         try:
             if not st.exists():

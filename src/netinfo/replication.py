@@ -1,5 +1,6 @@
-"""Replication's pure parts: who the clones are, what a master pushes, what a transfer
-rebuilds (spec §9). The network side lives in ``replicator``.
+"""Replication's pure parts: who the clones are, what a master pushes, who the master is
+(spec §9). The network side lives in ``replicator``; what a transfer writes, in the
+store's copy (``storage.NewCopy``).
 
 A master pushes each committed write to its clones as the very call the client sent
 (ids with their pre-write instances), CREATE with ``target_id`` set to the id it made
@@ -9,13 +10,12 @@ clone that falls behind copies the whole domain with READALL (§9.4, §9.5).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from .model import Directory, Proplist, first_values, is_ipv4
+from .model import Proplist, first_values, is_ipv4
 from .protocol import Proc
-from .storage import Image, Record
 
 #: What a master pushes: (procedure, arguments as a client would send them).
 Update = tuple[int, tuple]
@@ -60,17 +60,6 @@ def update_for(proc: int, args: tuple, result: Any) -> Update:
     return (proc, args)
 
 
-def image_from_transfer(checksum: int, objects: Sequence[Directory]) -> Image:
-    """The database a READALL stream describes (spec §9.4), to replace a clone's copy."""
-    image = Image(checksum=checksum)
-    for d in objects:
-        oid = d.id.object
-        image.records[oid] = Record(d.id.instance, d.parent, [(k, list(v)) for k, v in d.props])
-        if d.children:
-            image.children[oid] = list(d.children)
-    return image
-
-
 def master_of(root_master: str | None, machines: Iterable[Proplist]) -> tuple[str, str] | None:
     """(address, tag) of the master named by root ``master`` = ``HOST/TAG`` (spec §9.1)."""
     if not root_master or "/" not in root_master:
@@ -84,4 +73,4 @@ def master_of(root_master: str | None, machines: Iterable[Proplist]) -> tuple[st
     return None
 
 
-__all__ = ["Peer", "Update", "clone_list", "image_from_transfer", "master_of", "update_for"]
+__all__ = ["Peer", "Update", "clone_list", "master_of", "update_for"]

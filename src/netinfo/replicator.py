@@ -11,9 +11,14 @@ start-up a master sends CRASHED(checksum) to every clone (§9.6); RESYNC and eve
 
 On a clone it copies the domain from the master (GETREGISTER of the master's tag, then
 READALL with its own checksum, §9.5) at start-up, on CRASHED with another checksum, when a
-pushed update fails here, on RESYNC and every ``cleanup_wait``; the copy replaces the old
-one in one transaction (``Database.replace``: after a crash the store holds the old tree or
-the new, never a mix), and the old copy serves until then. NI_MASTERBUSY is retried with
+pushed update fails here, on RESYNC and every ``cleanup_wait``. The copy is streamed: the
+reply is decoded as it arrives (``Client.readall_stream``) and its directories are written
+by a worker thread, a batch at a time through a short queue, into a new store beside the
+live one (``Database.new_copy``: ``FILE.temp`` for SQLite), which is then swapped in at
+once (``Database.adopt``: after a crash the store holds the old tree or the new, never a
+mix). Memory follows the batches, not the domain, and the old copy serves reads until the
+swap. The master's updates that arrive meanwhile follow its snapshot, so they wait
+(:meth:`Replicator.held`) and are applied to the new copy. NI_MASTERBUSY is retried with
 backoff, never taken as final.
 """
 
@@ -22,16 +27,18 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import deque
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from . import binding
-from .client import Client
+from .client import Client, ReadAllStream
 from .database import Change, Database
-from .errors import NetInfoError, NiError, Status
+from .errors import NetInfoError, NiError, Status, StorageError
 from .model import first_values
-from .protocol import Proc
-from .replication import Peer, Update, clone_list, image_from_transfer, master_of, update_for
+from .protocol import Proc, WireObject
+from .replication import Peer, Update, clone_list, master_of, update_for
 from .service import SUPERUSER, Caller
 
 log = logging.getLogger("netinfo.replication")
@@ -43,8 +50,12 @@ CLEANUP_WAIT = 1800.0
 BACKOFF_FIRST, BACKOFF_MAX = 0.5, 30.0
 #: Longest wait between two nudges of an out-of-date clone.
 NUDGE_MAX = 5.0
-#: A READALL of a big domain may take long.
+#: A READALL stream that sends nothing for this long is given up.
 TRANSFER_TIMEOUT = 600.0
+#: Directories per batch handed to the thread writing a copy, and batches queued for it
+#: at most: the memory a copy takes beyond the old domain's cache.
+COPY_BATCH = 4096
+COPY_QUEUE = 2
 
 
 @dataclass
@@ -82,6 +93,8 @@ class Replicator:
         self._unsubscribe: Callable[[], None] | None = None
         #: where the next copy comes from when not the master our copy names
         self._source: Peer | None = None
+        #: set while a copy is being received and swapped in: the master's updates wait
+        self._held: asyncio.Future[None] | None = None
 
     @property
     def is_clone(self) -> bool:
@@ -223,6 +236,14 @@ class Replicator:
             wait = min(wait * 2, NUDGE_MAX)
 
     # -- what the server tells us (Dispatcher.replicator) --------------------------------
+
+    def held(self) -> asyncio.Future[None] | None:
+        """While a copy is received and swapped in, a future done once it is: the master's
+        updates wait for it (the server stops answering that connection meanwhile).
+        They follow the master's snapshot (it refuses writes while it sends one), so they
+        must be applied to the new copy, not to the old one the swap would drop."""
+        h = self._held
+        return h if h is not None and not h.done() else None
 
     def observe(self, proc: int, caller: Caller, args: tuple, ok: bool) -> None:
         """A call the server answered that matters to replication."""
@@ -403,7 +424,11 @@ class Replicator:
                 c = await Client.connect(addr, port, tag, privileged=True, timeout=5.0)
                 c.timeout = TRANSFER_TIMEOUT
                 try:
-                    checksum, _, objects = await c.readall(self.db.checksum)
+                    transfer = await c.readall_stream(self.db.checksum)
+                    try:
+                        copied = None if transfer.current else await self._copy(transfer)
+                    finally:
+                        transfer.close()
                 finally:
                     await c.close()
             except NiError as e:
@@ -412,20 +437,70 @@ class Replicator:
                     log.warning("master %s/%s refused the copy: %s", addr, tag, e)
                     return
                 log.info("master %s/%s: %s; again in %.1f s", addr, tag, e, wait)
+            except StorageError as e:
+                # the copy is unusable (a damaged tree, a full disk): the old one serves
+                # on, and the next CRASHED, RESYNC or cleanup_wait tries again
+                log.warning("the copy from %s/%s failed: %s", addr, tag, e)
+                return
             except (NetInfoError, OSError) as e:
                 log.info("master %s/%s unreachable (%s); again in %.1f s", addr, tag, e, wait)
             else:
                 self.last_sync = time.time()
                 self._source = None  # from now on the master our copy names
-                if checksum:  # 0: we are current (spec §9.4)
-                    self.db.replace(image_from_transfer(checksum, objects))
-                    log.info("copied %d directories from %s/%s (checksum %d)",
-                             len(objects), addr, tag, checksum)
+                if copied is not None:  # None: we are current (checksum 0, spec §9.4)
+                    count, took = copied
+                    log.info("copied %d directories from %s/%s (checksum %d) in %.1f s",
+                             count, addr, tag, self.db.checksum, took)
                 self.in_step = True
                 self.publish()
                 return
             await asyncio.sleep(wait)
             wait = min(wait * 2, BACKOFF_MAX)
+
+    async def _copy(self, transfer: ReadAllStream) -> tuple[int, float]:
+        """Write the READALL stream into a new copy beside the live one and swap it in
+        (spec §9.4, §9.5): (directories, seconds). A worker thread writes, a batch at a
+        time, at most :data:`COPY_QUEUE` batches behind the stream (SQLite lets go of
+        the interpreter while it works); the event loop decodes the stream and serves
+        meanwhile. The master's updates wait from its snapshot until the swap.
+
+        :raises StorageError, NetInfoError, OSError: the old copy stays.
+        """
+        t0 = time.monotonic()
+        loop = asyncio.get_running_loop()
+        self._held = loop.create_future()
+        pool = ThreadPoolExecutor(1, thread_name_prefix="netinfo-copy")
+        copy = None
+        queued: deque[asyncio.Future[None]] = deque()
+        try:
+            copy = await loop.run_in_executor(pool, self.db.new_copy)
+            batch: list[WireObject] = []
+            async for objects in transfer:
+                batch += objects
+                if len(batch) >= COPY_BATCH:
+                    queued.append(loop.run_in_executor(pool, copy.add, batch))
+                    batch = []
+                    while len(queued) > COPY_QUEUE or (queued and queued[0].done()):
+                        await queued.popleft()
+            queued.append(loop.run_in_executor(pool, copy.add, batch))
+            while queued:
+                await queued.popleft()
+            await loop.run_in_executor(pool, copy.finish)
+            if copy.checksum != transfer.checksum:
+                log.warning("the master announced checksum %d, its directories make %d "
+                            "(spec §5.6): keeping the latter", transfer.checksum,
+                            copy.checksum)
+            self.db.adopt(copy)
+            done, copy = copy, None
+            return done.count, time.monotonic() - t0
+        finally:
+            if copy is not None:
+                # cancelled or failed: what was written goes (discard never raises), once
+                # the thread is done with the batches in hand
+                await asyncio.shield(asyncio.gather(
+                    *queued, loop.run_in_executor(pool, copy.discard), return_exceptions=True))
+            pool.shutdown(wait=False)
+            self._held.set_result(None)
 
     # -- STATISTICS (spec §4.4, our additions) --------------------------------------------
 

@@ -331,6 +331,65 @@ class RecordReader:
         return out
 
 
+class PieceReader:
+    """Record marking read piece by piece, for the calling side: the payload of every
+    fragment as its bytes arrive, each piece with whether it starts a record and whether
+    it ends one. Nothing is held but a fragment header cut between two reads, so a reply
+    may be consumed while it arrives (READALL's, spec §9.4) or gathered whole by the
+    caller, which then bounds it.
+
+    :raises WireError: (fatal) an empty fragment that is not a record's last.
+    """
+
+    __slots__ = ("_head", "_left", "_last", "_start")
+
+    def __init__(self) -> None:
+        self._head = b""      # a fragment header cut between two reads
+        self._left = 0        # payload bytes still to come in the current fragment
+        self._last = False    # the current fragment is its record's last
+        self._start = True    # the next piece starts a record
+
+    def feed(self, data: bytes) -> list[tuple[bytes, bool, bool]]:
+        """(piece, starts a record, ends it) for the payload bytes in *data*."""
+        out: list[tuple[bytes, bool, bool]] = []
+        pos, n = 0, len(data)
+        if self._head:
+            need = 4 - len(self._head)
+            if n < need:
+                self._head += data
+                return out
+            self._fragment(_U32.unpack(self._head + data[:need])[0], out)
+            self._head = b""
+            pos = need
+        while pos < n:
+            left = self._left
+            if left:
+                take = min(left, n - pos)
+                piece = data if take == n else data[pos:pos + take]
+                pos += take
+                self._left = left = left - take
+                end = not left and self._last
+                out.append((piece, self._start, end))
+                self._start = end
+            elif n - pos < 4:
+                self._head = data[pos:]
+                break
+            else:
+                self._fragment(_U32.unpack_from(data, pos)[0], out)
+                pos += 4
+        return out
+
+    def _fragment(self, hdr: int, out: list[tuple[bytes, bool, bool]]) -> None:
+        length = hdr & 0x7FFFFFFF
+        last = bool(hdr & _LAST)
+        if not length:
+            if not last:
+                raise WireError("empty record fragment that is not the last", fatal=True)
+            out.append((b"", self._start, True))   # a record ends on an empty fragment
+            self._start = True
+        self._left, self._last = length, last
+
+
 #: An unauthenticated UDP reply to a remote peer is at most this many times the size of
 #: its request (documented in docs/security.md): UDP's source address is not verified,
 #: so a bigger answer would make the server an amplifier for spoofed requests.

@@ -81,9 +81,14 @@ class ServerConfig:
 
 
 class Observer(Protocol):
-    """What the dispatcher tells replication (``replicator.Replicator``)."""
+    """What the dispatcher tells replication (``replicator.Replicator``), and what it
+    asks of it."""
 
     def observe(self, proc: int, caller: Caller, args: tuple, ok: bool) -> None: ...
+
+    def held(self) -> asyncio.Future[None] | None:
+        """A future the master's updates wait for (a copy being swapped in), or None."""
+        ...
 
 
 class Dispatcher:
@@ -233,6 +238,8 @@ class TcpConnection(asyncio.Protocol):
         self._writing_paused = False
         self._stream: ReplyStream | None = None
         self._stream_started = 0.0
+        #: the master's updates wait for this (Observer.held); None: they are answered
+        self._held: asyncio.Future[None] | None = None
         #: bytes of incomplete records this connection holds (counted in the server)
         self.partial = 0
         #: when the oldest incomplete record began (monotonic), or 0
@@ -245,6 +252,28 @@ class TcpConnection(asyncio.Protocol):
         t = self.transport
         return (not self.partial and not self.backlog and self._stream is None
                 and (t is None or not t.get_write_buffer_size()))
+
+    def _hold(self) -> bool:
+        """True when this is the master's connection and its updates must wait for a copy
+        being swapped in (spec §9.5; Replicator.held): reading stops, and the calls
+        already read are answered once it is done, in order."""
+        if self._held is not None:
+            return True
+        if not self.caller.from_master:
+            return False
+        observer = self.server.dispatcher.replicator
+        held = observer.held() if observer is not None else None
+        if held is None:
+            return False
+        self._held = held
+        if self.transport is not None:
+            self.transport.pause_reading()
+
+        def release(_: asyncio.Future[None]) -> None:
+            self._held = None
+            self._continue()
+        held.add_done_callback(release)
+        return True
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -284,7 +313,8 @@ class TcpConnection(asyncio.Protocol):
 
     def _continue(self) -> None:
         transport = self.transport
-        if transport is None or transport.is_closing() or self._writing_paused:
+        if transport is None or transport.is_closing() or self._writing_paused \
+                or self._hold():
             return
         if self._stream is not None:
             self._pump()
@@ -308,10 +338,10 @@ class TcpConnection(asyncio.Protocol):
         self.server.account(self, self.reader.pending())
         if records:
             self.backlog.extend(records)
-            if self._stream is None:
+            if self._stream is None and not self._hold():
                 self._answer()
             else:
-                transport.pause_reading()  # the stream's turn; the calls wait in order
+                transport.pause_reading()  # the stream's (or a copy's) turn: calls wait
 
     def _answer(self) -> None:
         """Answer backlog calls while the unsent replies stay under the high-water mark."""

@@ -5,6 +5,10 @@ Everything that owns a socket on the calling side lives here, below :mod:`netinf
 (the NETINFO procedures) and :mod:`netinfo.binding` (portmapper and nibindd calls), which
 both import it and nothing of each other's.
 
+Replies are gathered whole, except those of calls made with
+:meth:`RpcConnection.call_stream` (READALL, spec §9.4), which are handed to a
+:class:`ReplyStream` as their bytes arrive, in bounded memory however long they are.
+
 A connection that cannot be made, is reset or is closed raises
 :class:`~netinfo.errors.ConnectionFailed`, a :class:`~netinfo.errors.NetInfoError` that is
 also a :class:`ConnectionError`; no answer in time raises
@@ -20,6 +24,8 @@ import asyncio
 import os
 import random
 import socket
+import struct
+from collections import deque
 
 from . import rpc
 from .errors import ConnectionFailed, Timeout, WireError
@@ -31,6 +37,15 @@ READ_TIMEOUT = 5.0
 WRITE_TIMEOUT = 60.0
 #: Source ports tried by a privileged caller (spec §10.2: a reserved port makes root).
 RESERVED = range(600, 1024)
+#: Bytes of a streamed reply waiting for its reader, at most: past this the connection
+#: stops reading (and the sender's TCP window closes) until the reader has taken half.
+STREAM_HIGH_WATER = 4 * 1024 * 1024
+#: A streamed reply's bytes are handed to its reader at most this many at a time, so the
+#: work done with each piece between two turns of the event loop stays small.
+STREAM_READ = 64 * 1024
+#: An RPC reply header is at most this long (a verifier is at most 400 bytes, RFC 5531).
+_REPLY_HEAD_MAX = 512
+_U32 = struct.Struct(">I")
 
 
 def new_xid() -> int:
@@ -52,35 +67,76 @@ def _failed(what: str, exc: BaseException | None = None) -> ConnectionFailed:
 
 
 class RpcConnection(asyncio.Protocol):
-    """A TCP connection carrying record-marked RPC calls; many calls in flight at once."""
+    """A TCP connection carrying record-marked RPC calls; many calls in flight at once.
+
+    Replies are gathered whole (at most :data:`~netinfo.rpc.MAX_REPLY_RECORD` bytes), but
+    for calls made with :meth:`call_stream`, whose reply is handed to a
+    :class:`ReplyStream` as its bytes arrive, in memory bounded by
+    :data:`STREAM_HIGH_WATER` whatever its length.
+    """
 
     def __init__(self) -> None:
-        self.reader = rpc.RecordReader(rpc.MAX_REPLY_RECORD)
+        self.pieces = rpc.PieceReader()
+        self.max_record = rpc.MAX_REPLY_RECORD
         self.transport: asyncio.Transport | None = None
         self.waiting: dict[int, asyncio.Future[bytes]] = {}
+        #: xid → the stream of a streamed call whose reply has not begun
+        self.streams: dict[int, ReplyStream] = {}
         self.closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._xid = new_xid()
         # Calls issued in one turn of the event loop leave in one write (one segment
         # rather than one per call), so pipelined calls reach the server together.
         self._out: list[bytes] = []
+        self._rec = bytearray()                # the reply record being gathered
+        self._routed = False                   # its xid has been looked at
+        self._sink: ReplyStream | None = None  # where the current record streams to
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
 
     def data_received(self, data: bytes) -> None:
         try:
-            records = self.reader.feed(data)
+            pieces = self.pieces.feed(data)
         except WireError as e:
             self._fail(e)
             return
-        for rec in records:
-            try:
-                xid = rpc.reply_xid(rec)
-            except WireError:
+        for piece, first, end in pieces:
+            if first:
+                self._sink, self._routed = None, False
+            sink = self._sink
+            if sink is not None:
+                sink.feed(piece, end)
                 continue
-            fut = self.waiting.pop(xid, None)
-            if fut is not None and not fut.done():
-                fut.set_result(rec)
+            if first and end and not self.streams:
+                self._deliver(piece)   # the usual case: a whole reply in one piece
+                continue
+            rec = self._rec
+            rec += piece
+            if len(rec) > self.max_record:
+                self._fail(WireError(f"reply larger than {self.max_record} bytes",
+                                     fatal=True))
+                return
+            if not self._routed and (len(rec) >= 4 or end):
+                self._routed = True
+                sink = self.streams.pop(_U32.unpack_from(rec)[0], None) \
+                    if len(rec) >= 4 else None
+                if sink is not None:   # the reply of a streamed call: hand it over
+                    self._rec = bytearray()
+                    self._sink = sink
+                    sink.feed(bytes(rec), end)
+                    continue
+            if end:
+                self._rec = bytearray()
+                self._deliver(bytes(rec))
+
+    def _deliver(self, rec: bytes) -> None:
+        try:
+            xid = rpc.reply_xid(rec)
+        except WireError:
+            return
+        fut = self.waiting.pop(xid, None)
+        if fut is not None and not fut.done():
+            fut.set_result(rec)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._fail(_failed("connection closed by the server") if exc is None
@@ -93,6 +149,10 @@ class RpcConnection(asyncio.Protocol):
             if not fut.done():
                 fut.set_exception(exc)
         self.waiting.clear()
+        for stream in [*self.streams.values(), *([self._sink] if self._sink else [])]:
+            stream.fail(exc)
+        self.streams.clear()
+        self._sink = None
         if self.transport is not None:
             self.transport.abort()
 
@@ -106,15 +166,17 @@ class RpcConnection(asyncio.Protocol):
 
         :raises ConnectionFailed: the connection is closed.
         """
+        self._queue(record)
+        fut = asyncio.get_running_loop().create_future()
+        self.waiting[xid] = fut
+        return fut
+
+    def _queue(self, record: bytes) -> None:
         if self.transport is None or self.transport.is_closing():
             raise _failed("connection is closed")
-        loop = asyncio.get_running_loop()
-        fut = loop.create_future()
-        self.waiting[xid] = fut
         if not self._out:
-            loop.call_soon(self._flush)
+            asyncio.get_running_loop().call_soon(self._flush)
         self._out.append(rpc.frame(record))
-        return fut
 
     def _flush(self) -> None:
         out, self._out = self._out, []
@@ -137,10 +199,148 @@ class RpcConnection(asyncio.Protocol):
             raise Timeout(f"no reply within {timeout} s") from None
         return rpc.decode_reply(rec)[1]
 
+    async def call_stream(self, prog: int, vers: int, proc: int, args: bytes,
+                          auth: rpc.AuthUnix | None, timeout: float) -> ReplyStream:
+        """One call whose reply is taken as it arrives (READALL's, spec §9.4): its
+        :class:`ReplyStream`, once the RPC reply header is read and accepted. *timeout*
+        bounds each wait for more of the reply, not the whole of it.
+
+        :raises RpcError, Timeout, ConnectionFailed, WireError:
+        """
+        xid = self.next_xid()
+        self._queue(rpc.encode_call(xid, prog, vers, proc, args, auth))
+        stream = self.streams[xid] = ReplyStream(self, xid, timeout)
+        try:
+            await stream.read_head()
+        except BaseException:
+            stream.close()
+            raise
+        return stream
+
     def close(self) -> None:
         """Close the connection (calls in flight fail with ConnectionFailed)."""
         if self.transport is not None:
             self.transport.close()
+
+
+class ReplyStream:
+    """The reply to one call, taken as its bytes arrive and never held whole: after
+    :meth:`read_head`, :meth:`read` returns the next bytes of its body (b"" at its end).
+
+    At most :data:`STREAM_HIGH_WATER` bytes wait for the reader; past that the connection
+    stops reading until the reader has taken half of them, so a slow reader slows the
+    sender down (TCP flow control) instead of filling memory.
+    """
+
+    def __init__(self, conn: RpcConnection, xid: int, timeout: float) -> None:
+        self._conn = conn
+        self._xid = xid
+        self.timeout = timeout
+        self._chunks: deque[bytes] = deque()
+        self._held = 0
+        self._ended = False
+        self._closed = False
+        self._paused = False
+        self._exc: BaseException | None = None
+        self._waiter: asyncio.Future[None] | None = None
+
+    # -- from the connection -------------------------------------------------------------
+
+    def feed(self, piece: bytes, end: bool) -> None:
+        """More of the reply (*end*: its last bytes)."""
+        if self._closed:
+            return   # abandoned: the rest of the record is dropped as it arrives
+        if piece:
+            self._chunks.append(piece)
+            self._held += len(piece)
+            transport = self._conn.transport
+            if self._held > STREAM_HIGH_WATER and not self._paused and transport is not None:
+                transport.pause_reading()
+                self._paused = True
+        if end:
+            self._ended = True
+        self._wake()
+
+    def fail(self, exc: BaseException) -> None:
+        """The connection failed before the reply ended."""
+        if not self._ended:
+            self._exc = exc
+            self._wake()
+
+    def _wake(self) -> None:
+        w = self._waiter
+        if w is not None and not w.done():
+            w.set_result(None)
+
+    # -- for the reader ------------------------------------------------------------------
+
+    async def _more(self) -> None:
+        """Until bytes are held, the reply ended or the connection failed."""
+        while not self._chunks and not self._ended and self._exc is None:
+            self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                async with asyncio.timeout(self.timeout):
+                    await self._waiter
+            except TimeoutError:
+                raise Timeout(f"no more of the reply within {self.timeout} s") from None
+            finally:
+                self._waiter = None
+        if self._exc is not None:
+            raise self._exc
+
+    def _take(self, limit: int) -> bytes:
+        chunk = self._chunks[0]
+        if len(chunk) > limit:
+            self._chunks[0] = chunk[limit:]
+            chunk = chunk[:limit]
+        else:
+            self._chunks.popleft()
+        self._held -= len(chunk)
+        if self._paused and self._held <= STREAM_HIGH_WATER // 2:
+            self._paused = False
+            transport = self._conn.transport
+            if transport is not None and not transport.is_closing():
+                transport.resume_reading()
+        return chunk
+
+    async def read_head(self) -> None:
+        """Read the RPC reply header (spec §1.2); what follows is the body.
+
+        :raises RpcError: the call was refused. :raises WireError: not a reply.
+        """
+        head = b""
+        while len(head) < _REPLY_HEAD_MAX:
+            await self._more()
+            if not self._chunks:
+                break   # the whole reply is shorter than the longest header
+            head += self._take(_REPLY_HEAD_MAX - len(head))
+        _, u = rpc.decode_reply(head)
+        rest = head[u.pos:]
+        if rest:
+            self._chunks.appendleft(rest)
+            self._held += len(rest)
+
+    async def read(self, limit: int = STREAM_READ) -> bytes:
+        """The body's next bytes, at most *limit*; b"" once it has ended.
+
+        :raises ConnectionFailed: the connection failed first. :raises Timeout: nothing
+            came for ``timeout`` seconds.
+        """
+        await self._more()
+        return self._take(limit) if self._chunks else b""
+
+    def close(self) -> None:
+        """Stop taking the reply: what is left of it is dropped as it arrives (the
+        connection stays usable for other calls)."""
+        self._closed = True
+        self._chunks.clear()
+        self._held = 0
+        self._conn.streams.pop(self._xid, None)
+        if self._paused:
+            self._paused = False
+            transport = self._conn.transport
+            if transport is not None and not transport.is_closing():
+                transport.resume_reading()
 
 
 async def open_tcp(host: str, port: int, privileged: bool | None = None,
@@ -260,4 +460,4 @@ async def udp_call(host: str, port: int, prog: int, vers: int, proc: int, args: 
 
 
 __all__ = ["READ_TIMEOUT", "WRITE_TIMEOUT", "RESERVED", "new_xid", "RpcConnection",
-           "open_tcp", "udp_call"]
+           "ReplyStream", "open_tcp", "udp_call"]

@@ -22,6 +22,12 @@ Operations (typed records, applied in order inside one atomic transaction):
 
 Each engine dispatches on the op's type through one table of its own.
 Every batch ends with the new database checksum (spec §5.6), stored with it.
+
+A whole new domain (a clone's copy, spec §9.5) does not go through ops: :meth:`Store.new_copy`
+gives a :class:`NewCopy`, written a batch of READALL directories at a time beside the live
+domain, which keeps serving, and then swapped in at once by :meth:`Store.adopt`. An engine
+without a swap of its own collects an :class:`Image` instead (:class:`ImageCopy`), which the
+database then replaces whole.
 """
 
 from __future__ import annotations
@@ -31,7 +37,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from ..errors import StorageError
 from ..model import Proplist
+from ..protocol import WireObject, decode_proplist
 
 if TYPE_CHECKING:
     from ..nodes import NodeSource
@@ -98,6 +106,84 @@ class Image:
     checksum: int | None = None
 
 
+class NewCopy(ABC):
+    """A whole new domain written beside a store's live one, a batch of directories at a
+    time in the order of a READALL stream (pre-order from the root, spec §9.4), then
+    swapped in whole by :meth:`Store.adopt` (a clone's copy, spec §9.5). :meth:`add`,
+    :meth:`finish` and :meth:`discard` may run in a worker thread, one at a time.
+
+    ``count`` and ``checksum`` are those of what was added: Σ (object+1) × instance mod
+    2³² (spec §5.6), the checksum the copy is stored with, as the database would compute
+    it from the same directories.
+    """
+
+    #: the copy as an image, for engines without a swap of their own (the database
+    #: then replaces its tree with it); None when :meth:`Store.adopt` swaps it in
+    image: Image | None = None
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.checksum = 0
+
+    def add(self, objects: list[WireObject]) -> None:
+        """Write the next directories of the stream.
+
+        :raises StorageError: the first is not the root, a number comes twice, or the
+            engine failed (the copy is then unusable: :meth:`discard` it).
+        """
+        if objects and not self.count and objects[0].oid != 0:
+            raise StorageError("a copy must begin with the root directory (spec §9.4)")
+        checksum = self.checksum
+        for o in objects:
+            checksum += (o.oid + 1) * o.instance
+        self.checksum = checksum & 0xFFFFFFFF
+        self.count += len(objects)
+        self._add(objects)
+
+    @abstractmethod
+    def _add(self, objects: list[WireObject]) -> None:
+        """Write *objects* (checked and counted by :meth:`add`)."""
+
+    @abstractmethod
+    def finish(self) -> None:
+        """Make the copy whole and durable, ready for :meth:`Store.adopt`.
+
+        :raises StorageError: it is empty, its tree is damaged (a directory listed as a
+            child twice, as ``service.tree_damage``), or the engine failed.
+        """
+
+    @abstractmethod
+    def discard(self) -> None:
+        """Forget the copy and whatever it wrote (never raises)."""
+
+
+class ImageCopy(NewCopy):
+    """A copy collected as an :class:`Image` (the memory engine, and every engine
+    without a swap of its own): the database replaces its tree with :attr:`image`, whose
+    tree ``service.tree_damage`` checks."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.image: Image = Image()
+
+    def _add(self, objects: list[WireObject]) -> None:
+        records, children = self.image.records, self.image.children
+        for o in objects:
+            if o.oid in records:
+                raise StorageError(f"damaged copy: directory {o.oid} comes twice")
+            records[o.oid] = Record(o.instance, o.parent, list(decode_proplist(o.props)))
+            if o.children:
+                children[o.oid] = o.children.tolist()
+
+    def finish(self) -> None:
+        self.image.checksum = self.checksum
+        if not self.count:
+            raise StorageError("the copy holds no directory")
+
+    def discard(self) -> None:
+        self.image = Image()
+
+
 class Store(ABC):
     """A durable home for one domain. Engines implement these four methods."""
 
@@ -136,6 +222,20 @@ class Store(ABC):
         service then serves a :meth:`load`-ed image (docs/architecture.md,
         "Representation at scale")."""
         return None
+
+    def new_copy(self) -> NewCopy:
+        """A whole new domain to be written beside this one (:class:`NewCopy`; may be
+        called in a worker thread). The default collects an :class:`Image`."""
+        return ImageCopy()
+
+    def adopt(self, copy: NewCopy) -> None:
+        """Swap in a finished *copy* of :meth:`new_copy` atomically: after a crash the
+        store holds the old domain or the new one, never a mix. Engines whose copies are
+        images never get here (the database replaces the tree instead).
+
+        :raises StorageError: the old domain stays.
+        """
+        raise NotImplementedError(f"{type(self).__name__} copies are images")
 
     @abstractmethod
     def close(self) -> None:
@@ -183,7 +283,6 @@ def validate_ops(ops: list[Op]) -> None:
 
     :raises StorageError: a malformed op (the batch must then be refused whole).
     """
-    from ..errors import StorageError  # noqa: PLC0415 - errors is pure; avoid a cycle
     for op in ops:
         shape = _SHAPES.get(type(op))
         if shape is None or len(op) != len(shape) or not all(
@@ -235,4 +334,4 @@ def apply_ops(image: Image, ops: list[Op]) -> None:
 
 
 __all__ = ["Store", "Image", "Record", "Op", "Put", "Free", "KidIns", "KidDel", "Reset",
-           "RESET", "open_store", "apply_ops", "validate_ops"]
+           "RESET", "NewCopy", "ImageCopy", "open_store", "apply_ops", "validate_ops"]

@@ -27,6 +27,11 @@ Durability: WAL journal with ``synchronous=FULL``, so a batch is on disk when
 :meth:`SqliteStore.commit` returns and a SIGKILL at any moment loses no acknowledged write.
 The store must be the only writer of its file; a change by another connection is detected
 (``PRAGMA data_version``) and only costs the in-memory child counts.
+
+A clone's copy (spec §9.5) is written into ``FILE.temp`` beside the file by
+:class:`SqliteCopy`, rows straight from the READALL stream, and swapped in by
+:meth:`SqliteStore.adopt` with one rename, after the old file's WAL is checkpointed and
+its connection closed; a ``FILE.temp`` a crash left is discarded (:func:`discard_copy`).
 """
 
 from __future__ import annotations
@@ -34,16 +39,17 @@ from __future__ import annotations
 import gc
 import os
 import sqlite3
+import threading
 from collections.abc import Callable, Iterable
-from itertools import groupby
+from itertools import chain, groupby
 from operator import itemgetter
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..errors import StorageError, WireError
-from ..protocol import decode_proplist, encode_proplist
+from ..protocol import WireObject, decode_proplist, encode_proplist
 from ..model import Proplist
-from . import Free, Image, KidDel, KidIns, Op, Put, Record, Reset, Store
+from . import Free, Image, KidDel, KidIns, NewCopy, Op, Put, Record, Reset, Store
 
 if TYPE_CHECKING:
     from .sqlite_source import SqliteSource
@@ -135,6 +141,31 @@ _MIGRATIONS: dict[int, list[str | Callable[[sqlite3.Connection], None]]] = {
 CHUNK = 256
 
 
+def migrate(c: sqlite3.Connection, path: str) -> None:
+    """Bring the schema of the database on *c* up to the newest version, one numbered
+    migration at a time (a new file gets them all, in one transaction)."""
+    c.execute("BEGIN IMMEDIATE")
+    try:
+        c.execute("CREATE TABLE IF NOT EXISTS schema_version(version INTEGER NOT NULL)")
+        row = c.execute("SELECT max(version) FROM schema_version").fetchone()
+        current = row[0] or 0
+        newest = max(_MIGRATIONS)
+        if current > newest:
+            raise StorageError(f"sqlite store {path!r} has schema version {current}, "
+                               f"newer than this program's {newest}")
+        for version in range(current + 1, newest + 1):
+            for step in _MIGRATIONS[version]:
+                if isinstance(step, str):
+                    c.execute(step)
+                else:
+                    step(c)
+            c.execute("INSERT INTO schema_version VALUES (?)", (version,))
+        c.execute("COMMIT")
+    except BaseException:
+        c.execute("ROLLBACK")
+        raise
+
+
 class SqliteStore(Store):
     """A domain in one SQLite file (``sqlite:PATH``).
 
@@ -162,37 +193,49 @@ class SqliteStore(Store):
         #: from a middle insert without counting. Dropped on any doubt (failed batch,
         #: another writer); rebuilt per parent with one count, or by load().
         self._counts: dict[int, int] = {}
-        try:
-            self._conn = sqlite3.connect(path, isolation_level=None)
-        except sqlite3.Error as exc:
-            raise StorageError(f"cannot open sqlite store {path!r}: {exc}") from exc
         #: True when the integrity check waits for :meth:`verify` (a large file)
         self.deferred_check = False
         self._verifying: sqlite3.Connection | None = None
         self._verify_stopped = False
+        self._verify_lock = threading.Lock()
+        self._verify_idle = threading.Event()
+        self._verify_idle.set()
+        self._conn = self._open(check=True)
+
+    def _open(self, check: bool) -> sqlite3.Connection:
+        """A connection to the file, in WAL mode, its schema migrated; with *check*, the
+        file checked first (at once up to :attr:`inline_check_max`, else by
+        :meth:`verify`)."""
+        path = self.path
         try:
-            try:
-                size = os.path.getsize(path)
-            except OSError:
-                size = 0
-            if size <= self.inline_check_max:
-                self._check()
-            else:
-                # quick_check reads every page: 2.4 s for a million users, more than the
-                # whole start-up budget (issue 10). Opening still reads the schema (a
-                # file that is not a database is refused here); the full check runs
-                # after start-up (verify(), netinfod) while the domain is served.
-                self.deferred_check = True
-            self._conn.execute("PRAGMA journal_mode=WAL")
+            conn = sqlite3.connect(path, isolation_level=None)
+        except sqlite3.Error as exc:
+            raise StorageError(f"cannot open sqlite store {path!r}: {exc}") from exc
+        try:
+            if check:
+                try:
+                    size = os.path.getsize(path)
+                except OSError:
+                    size = 0
+                if size <= self.inline_check_max:
+                    self._check(conn)
+                else:
+                    # quick_check reads every page: 2.4 s for a million users, more than
+                    # the whole start-up budget (issue 10). Opening still reads the
+                    # schema (a file that is not a database is refused here); the full
+                    # check runs after start-up (verify(), netinfod) while it is served.
+                    self.deferred_check = True
+            conn.execute("PRAGMA journal_mode=WAL")
             # FULL: the WAL is synced at every commit, so commit() returning means on disk.
-            self._conn.execute("PRAGMA synchronous=FULL")
-            self._migrate()
-            self._data_version = self._conn.execute("PRAGMA data_version").fetchone()[0]
+            conn.execute("PRAGMA synchronous=FULL")
+            migrate(conn, path)
+            self._data_version = conn.execute("PRAGMA data_version").fetchone()[0]
         except (sqlite3.Error, StorageError) as exc:
-            self._conn.close()
+            conn.close()
             if isinstance(exc, StorageError):
                 raise
             raise StorageError(f"cannot open sqlite store {path!r}: {exc}") from exc
+        return conn
 
     def _check(self, conn: sqlite3.Connection | None = None) -> None:
         """Refuse a damaged file (``PRAGMA quick_check``): a database SQLite can only
@@ -217,56 +260,36 @@ class SqliteStore(Store):
         blocked; SQLite releases the GIL while it runs, so a thread may call this).
         Returns what is wrong (with the recovery hint), or None (also when
         :meth:`interrupt_verify` cut it short)."""
-        if not self.deferred_check:
-            return None
-        try:
-            conn = sqlite3.connect(Path(self.path).resolve().as_uri() + "?mode=ro", uri=True,
-                                   check_same_thread=False)
-        except sqlite3.Error as exc:
-            return f"cannot open sqlite store {self.path!r} to check it: {exc}"
-        self._verifying = conn
+        with self._verify_lock:
+            if not self.deferred_check or self._verify_stopped:
+                return None
+            try:
+                conn = sqlite3.connect(Path(self.path).resolve().as_uri() + "?mode=ro",
+                                       uri=True, check_same_thread=False)
+            except sqlite3.Error as exc:
+                return f"cannot open sqlite store {self.path!r} to check it: {exc}"
+            self._verifying = conn
+            self._verify_idle.clear()
         try:
             self._check(conn)
         except StorageError as exc:
             if self._verify_stopped:
-                return None  # interrupted (shutdown): nothing was found
+                return None  # interrupted (shutdown, a swap): nothing was found
             return str(exc)
         finally:
             self._verifying = None
             conn.close()
+            self._verify_idle.set()
         return None
 
     def interrupt_verify(self) -> None:
         """Stop a :meth:`verify` running in another thread (shutdown must not wait for
-        a check reading the whole file)."""
-        self._verify_stopped = True
-        conn = self._verifying
+        a check reading the whole file), and keep any from starting."""
+        with self._verify_lock:
+            self._verify_stopped = True
+            conn = self._verifying
         if conn is not None:
             conn.interrupt()
-
-    def _migrate(self) -> None:
-        """Bring the schema up to the newest version, one numbered migration at a time."""
-        c = self._conn
-        c.execute("BEGIN IMMEDIATE")
-        try:
-            c.execute("CREATE TABLE IF NOT EXISTS schema_version(version INTEGER NOT NULL)")
-            row = c.execute("SELECT max(version) FROM schema_version").fetchone()
-            current = row[0] or 0
-            newest = max(_MIGRATIONS)
-            if current > newest:
-                raise StorageError(f"sqlite store {self.path!r} has schema version {current}, "
-                                   f"newer than this program's {newest}")
-            for version in range(current + 1, newest + 1):
-                for step in _MIGRATIONS[version]:
-                    if isinstance(step, str):
-                        c.execute(step)
-                    else:
-                        step(c)
-                c.execute("INSERT INTO schema_version VALUES (?)", (version,))
-            c.execute("COMMIT")
-        except BaseException:
-            c.execute("ROLLBACK")
-            raise
 
     # -- reading ------------------------------------------------------------------------
 
@@ -539,6 +562,53 @@ class SqliteStore(Store):
         if cur.rowcount and parent in self._counts:
             self._counts[parent] -= cur.rowcount
 
+    # -- a whole new domain (a clone's copy, spec §9.5) ------------------------------------
+
+    def new_copy(self) -> SqliteCopy:
+        """A whole new domain written into ``FILE.temp`` beside this one (may be called in
+        a worker thread: the copy has its own connection)."""
+        return SqliteCopy(self.path, self.gap)
+
+    def adopt(self, copy: NewCopy) -> None:
+        """Swap in a finished :class:`SqliteCopy` (spec §9.5's ``.temp``/``.move``, in
+        one rename): the old file's WAL is checkpointed into it and its connection
+        closed, so that no old WAL can ever be applied to the new file; FILE.temp is
+        renamed over FILE (atomic: after a crash FILE is the old domain or the new one,
+        and a leftover FILE.temp is discarded at the next open); the file is opened
+        again. The database lock (``FILE.lock``, database.py) is another file, held
+        throughout. A :meth:`verify` in progress is stopped first (its connection would
+        share the new file's WAL); the copy was checked before the swap.
+
+        :raises StorageError: nothing was swapped (the old domain is served on).
+        """
+        assert isinstance(copy, SqliteCopy)
+        self.interrupt_verify()
+        self._verify_idle.wait(10)
+        old = self._conn
+        try:
+            busy = old.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
+        except sqlite3.Error as exc:
+            raise StorageError(f"sqlite store {self.path!r}: cannot swap in the copy: "
+                               f"{exc}") from exc
+        if busy:
+            raise StorageError(f"sqlite store {self.path!r}: cannot swap in the copy: "
+                               f"its write-ahead log is in use")
+        old.close()
+        wal = self.path + "-wal"
+        try:
+            if os.path.exists(wal) and os.path.getsize(wal):
+                raise StorageError(f"cannot swap in the copy: {wal} is still in use")
+            os.replace(copy.path, self.path)
+        except (OSError, StorageError) as exc:
+            self._conn = self._open(check=False)   # the old file, as it was
+            if isinstance(exc, StorageError):
+                raise
+            raise StorageError(f"cannot swap in the copy {copy.path!r}: {exc}") from exc
+        _sync_dir(self.path)   # the rename survives a power loss too
+        self._counts.clear()
+        self.deferred_check = False
+        self._conn = self._open(check=False)
+
     def close(self) -> None:
         """Close the connection (SQLite checkpoints the WAL into the file on last close)."""
         try:
@@ -553,3 +623,144 @@ _SINGLE: dict[type, Callable[..., None]] = {KidIns: SqliteStore._kid_ins,
                                             Reset: SqliteStore._reset}
 #: Op types that touch dirs or freed, so pending puts must be written before them.
 _FLUSH_PUTS = frozenset({Free, Reset})
+
+
+# -- a clone's copy ---------------------------------------------------------------------
+
+#: The file a copy is written to, beside the domain's (spec §9.5's ``.temp``).
+COPY_SUFFIX = ".temp"
+#: Rows per INSERT statement of a copy: Python's cost per statement (binding, stepping
+#: from the interpreter) is then paid once for that many rows (40% of the insert time
+#: of a million users, measured).
+ROWS_PER_INSERT = 100
+#: Children per batch of kids rows (a directory may have a million).
+_KIDS_SLICE = 65536
+#: SQLite's page cache while a copy is written, in KiB.
+_COPY_CACHE_KIB = 32 * 1024
+# A directory listed as a child twice, or the root listed as one (service.tree_damage),
+# among the directories that exist.
+_LISTED_TWICE = ("SELECT child FROM kids WHERE child IN (SELECT id FROM dirs)"
+                 " GROUP BY child HAVING count(*) > 1 OR child = 0 LIMIT 1")
+
+
+def discard_copy(path: str) -> None:
+    """Remove what an interrupted copy of *path*'s domain left beside it (``FILE.temp``
+    and its journal files); the domain itself is untouched."""
+    for suffix in ("", "-journal", "-wal", "-shm"):
+        try:
+            os.unlink(path + COPY_SUFFIX + suffix)
+        except FileNotFoundError:
+            pass
+
+
+def _sync_dir(path: str) -> None:
+    fd = os.open(os.path.dirname(os.path.abspath(path)), os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _insert(c: sqlite3.Connection, table: str, width: int, rows: list[tuple],
+            ignore: bool = False) -> None:
+    """*rows* into *table*, :data:`ROWS_PER_INSERT` to a statement."""
+    verb = "INSERT OR IGNORE" if ignore else "INSERT"
+    one = "(" + ",".join("?" * width) + ")"
+    k = ROWS_PER_INSERT
+    whole = len(rows) - len(rows) % k
+    if whole:
+        c.executemany(f"{verb} INTO {table} VALUES " + ",".join([one] * k),
+                      (tuple(chain.from_iterable(rows[i:i + k])) for i in range(0, whole, k)))
+    if whole < len(rows):
+        c.executemany(f"{verb} INTO {table} VALUES {one}", rows[whole:])
+
+
+class SqliteCopy(NewCopy):
+    """A whole domain written into ``FILE.temp`` beside the store's file, straight from
+    a READALL stream's bytes: the ``dirs`` rows take the XDR proplists as they came (the
+    store's own form), the ``kids`` rows the child lists with the ordinal keys the
+    store's appends give (0, gap, 2·gap, ...), the ``keys`` rows the pairs the decoder
+    picked up (:attr:`~netinfo.protocol.WireObject.firsts`): the very rows a
+    ``Database.replace`` of the same tree leaves, with the same schema, in one
+    transaction. Nothing is journalled or synced while it is written (a crash leaves a
+    file that is discarded); :meth:`finish` checks the tree and the file and syncs it,
+    in WAL mode like every store file. One thread at a time (``add`` after ``add``).
+    """
+
+    def __init__(self, path: str, gap: int) -> None:
+        super().__init__()
+        self.path = path + COPY_SUFFIX
+        self._gap = gap
+        self._conn: sqlite3.Connection | None = None
+        discard_copy(path)
+        try:
+            c = self._conn = sqlite3.connect(self.path, isolation_level=None)
+            c.execute("PRAGMA journal_mode=OFF")
+            c.execute("PRAGMA synchronous=OFF")
+            c.execute("PRAGMA locking_mode=EXCLUSIVE")   # nobody else opens it: no -shm
+            c.execute(f"PRAGMA cache_size=-{_COPY_CACHE_KIB}")
+            migrate(c, self.path)
+            c.execute("BEGIN")
+        except (sqlite3.Error, StorageError) as exc:
+            self.discard()
+            raise StorageError(f"cannot write a copy to {self.path!r}: {exc}") from exc
+
+    def _add(self, objects: list[WireObject]) -> None:
+        c = self._conn
+        assert c is not None
+        gap = self._gap
+        try:
+            _insert(c, "dirs", 4, [(o.oid, o.instance, o.parent, o.props) for o in objects])
+            kids: list[tuple[int, int, int]] = []
+            for o in objects:
+                ch = o.children
+                for start in range(0, len(ch), _KIDS_SLICE):
+                    kids.extend((o.oid, (start + i) * gap, k)
+                                for i, k in enumerate(ch[start:start + _KIDS_SLICE]))
+                    if len(kids) >= _KIDS_SLICE:
+                        _insert(c, "kids", 3, kids)
+                        kids = []
+            _insert(c, "kids", 3, kids)
+            # The LOOKUP index (spec §4.4): none for the root, which is no one's child;
+            # a value twice in one property is one row.
+            _insert(c, "keys", 4, [(o.parent, k, v, o.oid) for o in objects if o.oid
+                                   for k, v in o.firsts], ignore=True)
+        except sqlite3.IntegrityError as exc:
+            raise StorageError(f"damaged copy: a directory comes twice ({exc})") from exc
+        except sqlite3.Error as exc:
+            raise StorageError(f"cannot write a copy to {self.path!r}: {exc}") from exc
+
+    def finish(self) -> None:
+        c = self._conn
+        assert c is not None
+        if not self.count:
+            raise StorageError("the copy holds no directory")
+        try:
+            row = c.execute(_LISTED_TWICE).fetchone()
+            if row is not None:
+                raise StorageError(f"damaged database: directory {row[0]} is listed as a "
+                                   f"child more than once")
+            c.execute("INSERT INTO meta VALUES ('checksum', ?)", (self.checksum,))
+            c.execute("COMMIT")
+            problems = [r[0] for r in c.execute("PRAGMA quick_check") if r[0] != "ok"]
+            if problems:
+                raise StorageError(f"the copy {self.path!r} is damaged: {problems[0]}")
+            c.execute("PRAGMA journal_mode=WAL")
+            c.close()
+            self._conn = None
+            fd = os.open(self.path, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        except sqlite3.Error as exc:
+            raise StorageError(f"cannot write a copy to {self.path!r}: {exc}") from exc
+
+    def discard(self) -> None:
+        if self._conn is not None:
+            try:
+                self._conn.close()
+            except sqlite3.Error:
+                pass
+            self._conn = None
+        discard_copy(self.path[:-len(COPY_SUFFIX)])
