@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import re
 import socket
@@ -238,10 +239,14 @@ def main() -> int:
     ap.add_argument("--sizes", type=int, nargs="+", default=[100_000])
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--py-spy", metavar="SVG", help="profile the clone's copy with py-spy")
+    ap.add_argument("--json", help="also write the results to FILE (bench/targets.py)")
     args = ap.parse_args()
+    sizes = {}
     for n in args.sizes:
-        r = run_size(n, args.rounds, args.py_spy)
+        r = sizes[n] = run_size(n, args.rounds, args.py_spy)
         print(f"users={n} " + " ".join(f"{k}={v:.2f}" for k, v in r.items()), flush=True)
+    if args.json:
+        Path(args.json).write_text(json.dumps({"sizes": sizes}, indent=2) + "\n")
     return 0
 
 
