@@ -562,20 +562,22 @@ def _holding(entries: list[Entry], keys: set[str]) -> set[int | None]:
 
 
 class NameFilter:
-    """Names that may be held by the table's children: a Bloom filter (16 MiB, three
-    probes; about one false "maybe" in 100,000 at a million names), never a false "no".
-    Lets a load skip the LOOKUP of a key that no child can hold (:meth:`FlatLoad.picture`)."""
+    """Names that may be held by the table's children: a Bloom filter of 16 bits a name
+    for *capacity* names (2 MiB for a million; three probes, about one false "maybe" in
+    500), never a false "no". Lets a load skip the LOOKUP of a key that no child can
+    hold (:meth:`FlatLoad.picture`); a false "maybe" only costs that LOOKUP."""
 
-    BITS = 1 << 27
+    def __init__(self, capacity: int) -> None:
+        bits = 1 << 16
+        while bits < 16 * capacity and bits < 1 << 30:
+            bits <<= 1
+        self.mask = bits - 1
+        self.bits = bytearray(bits >> 3)
 
-    def __init__(self) -> None:
-        self.bits = bytearray(self.BITS >> 3)
-
-    @staticmethod
-    def _spots(name: str) -> tuple[int, int, int]:
+    def _spots(self, name: str) -> tuple[int, int, int]:
         h = hash(name) & 0xFFFFFFFFFFFFFFFF
-        mask = NameFilter.BITS - 1
-        return h & mask, (h >> 27) & mask, ((h >> 54) ^ (h * 0x9E3779B1)) & mask
+        mask = self.mask
+        return h & mask, (h >> 21) & mask, ((h >> 42) ^ (h * 0x9E3779B1)) & mask
 
     def add(self, names: Iterable[str]) -> None:
         bits = self.bits
@@ -625,6 +627,8 @@ class FlatLoad:
         #: asks one SELF per piece instead of one LOOKUP per record). None: not known.
         self.known: NameFilter | None = None
         self.expected = -1
+        #: records in the whole input (run()'s total), to size the filter
+        self.total = 0
 
     def say(self, text: str) -> None:
         self.write(text + "\n")
@@ -691,7 +695,7 @@ class FlatLoad:
                 listed, table = await self.c.list(oid, "name")
                 self.size = len(listed)
                 if self.expected < 0:   # the run's first picture: learn every name
-                    self.known = NameFilter()
+                    self.known = NameFilter(len(listed) + self.total)
                     for _, vals in listed:
                         self.known.add(vals or ())
         except _ERRORS as e:
@@ -764,6 +768,7 @@ class FlatLoad:
         returns 0. *total*: how many records in all, for the progress bar.
 
         :raises LoadError:."""
+        self.total = total
         oid = await self.table_dir()
         bar = _progress(self.progress, total)
         try:
