@@ -640,8 +640,8 @@ def write_docs(sub: str, users: int, reps: int, title: str = SECTION,
         body = text[start:nxt + 1] if nxt >= 0 else text[start:]
         rest = text[nxt + 1:] if nxt >= 0 else ""
         for part in body.split("\n### ")[1:]:
-            title = part.split("\n", 1)[0]
-            n = title.split(" ")[0].replace(",", "")
+            heading = part.split("\n", 1)[0]
+            n = heading.split(" ")[0].replace(",", "")
             if n.isdigit():
                 subs[int(n)] = "### " + part.rstrip("\n") + "\n"
     subs[users] = sub

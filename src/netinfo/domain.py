@@ -9,7 +9,6 @@ says.
 from __future__ import annotations
 
 import asyncio
-import getpass
 import ipaddress
 import logging
 import socket
@@ -246,6 +245,7 @@ async def authenticate(client: Client, user: str | None, password: str | None,
         return
     name = user or "root"
     if password is None:
+        import getpass  # only when asking: keeps the tools' start-up short (issue 10)
         password = getpass.getpass("Password: ")
     try:
         uid_s = await client.lookupprop(await client.pathsearch(

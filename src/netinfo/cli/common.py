@@ -11,7 +11,6 @@ import asyncio
 import contextlib
 import errno
 import gc
-import json
 import os
 import sys
 from collections.abc import Callable, Coroutine, Iterable, Iterator, Sequence
@@ -385,6 +384,7 @@ def silence_stdout() -> None:
 def dump_json(value: Any, out: TextIO | None = None) -> None:
     """``--json`` output: one JSON document, UTF-8, bytes that are not UTF-8 escaped."""
     out = out or sys.stdout
+    import json  # only for --json: keeps the tools' start-up short (issue 10)
     json.dump(value, out, ensure_ascii=False, indent=2, default=_json_default)
     out.write("\n")
 
