@@ -433,7 +433,7 @@ class SqliteStore(Store):
         c.executemany("DELETE FROM keys WHERE parent = ? AND key = ? AND value = ? AND child = ?",
                       drop)
         add.sort()  # in index order: each insert lands next to the last one
-        c.executemany("INSERT OR IGNORE INTO keys VALUES (?, ?, ?, ?)", add)
+        _insert(c, "keys", 4, add, ignore=True)
         c.executemany("INSERT OR REPLACE INTO dirs VALUES (?, ?, ?, ?)", rows)
         c.executemany("DELETE FROM freed WHERE id = ?", [(r[0],) for r in rows])
 
