@@ -27,6 +27,7 @@ from ..errors import NiError
 from ..model import first_values
 from ..verbs import use_master
 from ..walk import CALL_ERRORS, pipelined
+from .domains import DomainPolicy
 from .paging import PAGE, Listing, clamp, label, page_of
 from .sessions import Credential, Session
 
@@ -51,8 +52,10 @@ def _alive(c: DomainClient) -> bool:
 class Pool:
     """Open domain handles, keyed by (session id or "", domain name)."""
 
-    def __init__(self, timeout: float = TIMEOUT) -> None:
+    def __init__(self, timeout: float = TIMEOUT, policy: DomainPolicy | None = None) -> None:
         self.timeout = timeout
+        #: which domains may be opened, and the resolver (issue 18: never any server)
+        self.policy = policy if policy is not None else DomainPolicy()
         self._handles: dict[tuple[str, str], tuple[asyncio.AbstractEventLoop,
                                                    DomainClient]] = {}
         self._locks: dict[tuple[str, str], asyncio.Lock] = {}
@@ -63,8 +66,14 @@ class Pool:
         #: background LISTs under way, by the key they will fill
         self._warming: dict[tuple[str, int, int], asyncio.Task[None]] = {}
 
+    async def connect(self, domain: str) -> DomainClient:
+        """A new handle on *domain*, if :attr:`policy` admits it (unprivileged: spec
+        §10.2). :raises DomainRefused:."""
+        return await open_domain(await self.policy.admit(domain), timeout=self.timeout,
+                                 privileged=False, retries=2)
+
     async def _open(self, domain: str, cred: Credential | None) -> DomainClient:
-        c = await open_domain(domain, timeout=self.timeout, privileged=False, retries=2)
+        c = await self.connect(domain)
         if cred is not None:
             c.set_password(cred.password, cred.uid)
         try:
@@ -196,6 +205,7 @@ class Pool:
                 await c.close()
         self._handles.clear()
         self._lists.clear()
+        self.policy.close()
 
 
 def _close_soon(loop: asyncio.AbstractEventLoop, c: DomainClient) -> None:
