@@ -181,6 +181,16 @@ def test_n6_the_hierarchy_learned_on_the_info_page_is_admitted(domain):
             assert r2.status_code != 403, (d, r2.text)
 
 
+def test_names_of_one_domain_do_not_pile_up_connections(domain):
+    from netinfo.web.pool import HANDLES
+    _, spec = domain
+    with TestClient(create_app(spec)) as tc:
+        for i in range(HANDLES + 16):        # sec@...:port/./././ ...: one domain
+            assert tc.get("/browse", params={"d": spec + "/." * i}).status_code == 200
+        handles = tc.app.state.pool._handles
+        assert len([k for k in handles if not k[0]]) == HANDLES
+
+
 def test_allow_host_values_are_checked():
     with pytest.raises(ValueError):
         create_app(".", allow_hosts=["127.0.0.1:notaport"])
@@ -337,6 +347,22 @@ def test_n11_a_large_import_is_refused_and_imports_are_parsed_off_the_loop(web, 
     assert raw_post(port, f"/import?csrf={token}", 0, send=MAX_IMPORT + 64 * 1024,
                     headers=cookie, chunked=True)[0] == 413
     assert peak_rss(proc) < 400 * 1024 * 1024
+
+
+def test_n11_one_import_at_a_time(web, domain):
+    _, port = web
+    cookie, token = session_of(port, domain[1])
+    with socket.create_connection(("127.0.0.1", port), 10) as slow:
+        # an import whose body is still arriving holds the one slot
+        slow.sendall((f"POST /import?csrf={token} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+                      "Content-Type: application/x-www-form-urlencoded\r\n" + cookie +
+                      "Content-Length: 100000\r\n\r\nd=x").encode())
+        time.sleep(0.5)
+        status, _ = raw_post(port, f"/import?csrf={token}", 10, send=10, headers=cookie)
+        assert status == 503
+    time.sleep(0.5)
+    status, _ = raw_post(port, f"/import?csrf={token}", 10, send=10, headers=cookie)
+    assert status == 400          # the slot is free again: the form is read and judged
 
 
 def test_n11_the_parse_runs_in_a_worker_thread(domain, monkeypatch):

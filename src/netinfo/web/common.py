@@ -30,6 +30,8 @@ from .sessions import Session, SessionStore
 HERE = Path(__file__).resolve().parent
 #: Seconds a domain's printed name (spec §7.7, a climb of RPARENT calls) is reused.
 NAME_TTL = 30.0
+#: Printed names cached at once (expired ones, else all, are dropped beyond it).
+NAMES = 256
 
 
 def printable(value: Any) -> Any:
@@ -123,6 +125,9 @@ async def display_name(request: Request, c: DomainClient, domain: str) -> str:
         name = await domain_name(c, retries=0)
     except CALL_ERRORS:
         name = f"{c.server[1]}@{c.server[0]}"
+    if len(cache) >= NAMES:
+        for key in [k for k, (until, _) in cache.items() if until <= now] or list(cache):
+            del cache[key]
     cache[domain] = (now + NAME_TTL, name)
     return name
 

@@ -22,7 +22,7 @@ import unicodedata
 from urllib.parse import unquote, urlsplit
 
 from starlette.datastructures import FormData
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 
 from .sessions import Session, csrf_ok
 
@@ -45,12 +45,15 @@ class Forbidden(Exception):
 
 
 class TooLarge(Exception):
-    """A body over the route's limit (HTTP 413), or slower than :data:`BODY_TIMEOUT`
-    (HTTP 408)."""
+    """A body over the route's limit (HTTP 413), slower than :data:`BODY_TIMEOUT`
+    (HTTP 408), or cut short by the client (400)."""
+
+    TEXTS = {413: "the request is larger than {limit:,} bytes",
+             408: f"the request took longer than {BODY_TIMEOUT:g} s to arrive",
+             400: "the request was cut short"}
 
     def __init__(self, limit: int, status: int = 413) -> None:
-        super().__init__(f"the request is larger than {limit:,} bytes" if status == 413
-                         else f"the request took longer than {BODY_TIMEOUT:g} s to arrive")
+        super().__init__(self.TEXTS[status].format(limit=limit))
         self.limit = limit
         self.status = status
 
@@ -103,6 +106,8 @@ async def read_body(request: Request, limit: int) -> bytes:
                     raise TooLarge(limit)
     except TimeoutError:
         raise TooLarge(limit, 408) from None
+    except ClientDisconnect:
+        raise TooLarge(limit, 400) from None
     body = bytes(buf)
     # Starlette parses request.form() from a body already read (Request.stream)
     request._body = body

@@ -37,6 +37,9 @@ T = TypeVar("T")
 
 #: RPC timeout of the manager's calls, seconds.
 TIMEOUT = 10.0
+#: Anonymous handles kept open at once (one per domain name as written: ``.`` and
+#: ``./`` are two), the least recently used closed beyond it.
+HANDLES = 64
 #: Cached child lists (directory instances) kept at once.
 LIST_CACHE = 32
 #: Children above which a directory's first page comes from CHILDREN and READs of that
@@ -89,17 +92,27 @@ class Pool:
         loop = asyncio.get_running_loop()
         lock = self._locks.setdefault(key, asyncio.Lock())
         async with lock:
-            got = self._handles.get(key)
+            got = self._handles.pop(key, None)
             if got is not None:
                 hloop, c = got
                 if hloop is loop and _alive(c):
+                    self._handles[key] = got        # the most recently used now
                     return c
-                self._handles.pop(key, None)
                 if hloop is loop:
                     await c.close()
             c = await self._open(domain, cred)
             self._handles[key] = (loop, c)
+            self._trim()
             return c
+
+    def _trim(self) -> None:
+        """Close the least recently used anonymous handles beyond :data:`HANDLES`."""
+        anon = [k for k in self._handles if not k[0]]
+        for key in anon[:max(0, len(anon) - HANDLES)]:
+            _close_soon(*self._handles.pop(key))
+            lock = self._locks.get(key)
+            if lock is not None and not lock.locked():
+                del self._locks[key]
 
     async def run(self, session: Session | None, domain: str,
                   fn: Callable[[DomainClient], Awaitable[T]], *, retry: bool = True) -> T:
