@@ -89,9 +89,18 @@ def client(dom):
 
 
 def csrf_of(html: str) -> str:
-    m = re.search(r'name="csrf" value="([^"]+)"', html)
+    m = re.search(r'action="[^"?]*\?csrf=([^"&]+)"', html)
     assert m, "no CSRF token on the page"
     return m.group(1)
+
+
+def post(tc, path: str, data: dict | None = None, **kw):
+    """A form post as the page's form makes it: the CSRF token in the action's query
+    (checked before the body is read), the fields in the body."""
+    data = dict(data or {})
+    token = data.pop("csrf", None)
+    return tc.post(path, params={"csrf": token} if token is not None else None, data=data,
+                   **kw)
 
 
 def page_instance(tc, oid: int) -> tuple[int, str]:
@@ -103,7 +112,7 @@ def page_instance(tc, oid: int) -> tuple[int, str]:
 
 def login(tc, user="alice", password=PASSWORD, domain="."):
     r = tc.get("/login", params={"d": domain})
-    return tc.post("/login", data={"d": domain, "user": user, "password": password,
+    return post(tc, "/login", data={"d": domain, "user": user, "password": password,
                                    "csrf": csrf_of(r.text), "next": "/browse?d=."},
                    follow_redirects=False)
 
@@ -218,11 +227,11 @@ def test_every_write_needs_the_csrf_token(client):
     oid = oid_of("/open")
     inst, token = page_instance(client, oid)
     for path in ("/prop/add", "/dir/create", "/login", "/logout", "/import"):
-        r = client.post(path, data={"d": ".", "id": oid, "instance": inst, "key": "x",
+        r = post(client, path, data={"d": ".", "id": oid, "instance": inst, "key": "x",
                                     "name": "x", "csrf": "forged"})
         assert r.status_code == 403 and "CSRF" in r.text, path
     # the right token, but sent from another site
-    r = client.post("/prop/add", data={"d": ".", "id": oid, "instance": inst, "key": "x",
+    r = post(client, "/prop/add", data={"d": ".", "id": oid, "instance": inst, "key": "x",
                                        "csrf": token},
                     headers={"Origin": "http://evil.example"})
     assert r.status_code == 403
@@ -254,14 +263,14 @@ def test_sessions_expire_and_are_bounded():
 def test_anonymous_write_refused_unless_writers_allow(client):
     oid = oid_of("/web")
     inst, token = page_instance(client, oid)
-    r = client.post("/prop/add", data={"d": ".", "id": oid, "instance": inst,
+    r = post(client, "/prop/add", data={"d": ".", "id": oid, "instance": inst,
                                        "key": "anon", "values": "1", "csrf": token})
     assert r.status_code == 403
     assert "permission denied" in r.text and "not authenticated" in r.text
     # /open has _writers *: the server lets anyone write there
     oid = oid_of("/open")
     inst, token = page_instance(client, oid)
-    r = client.post("/prop/add", data={"d": ".", "id": oid, "instance": inst,
+    r = post(client, "/prop/add", data={"d": ".", "id": oid, "instance": inst,
                                        "key": "anon", "values": "1", "csrf": token},
                     follow_redirects=False)
     assert r.status_code == 303
@@ -296,7 +305,7 @@ def test_authenticated_edits_and_the_servers_permissions(client):
     assert login(client).status_code == 303
     web = oid_of("/web")
     inst, token = page_instance(client, web)
-    r = client.post("/dir/create", data={"d": ".", "id": web, "instance": inst,
+    r = post(client, "/dir/create", data={"d": ".", "id": web, "instance": inst,
                                          "name": "carol", "csrf": token},
                     follow_redirects=False)
     assert r.status_code == 303
@@ -305,14 +314,14 @@ def test_authenticated_edits_and_the_servers_permissions(client):
     # alice may not write /users (its _writers does not name her): the server says no
     users = oid_of("/users")
     inst, token = page_instance(client, users)
-    r = client.post("/dir/create", data={"d": ".", "id": users, "instance": inst,
+    r = post(client, "/dir/create", data={"d": ".", "id": users, "instance": inst,
                                          "name": "mallory", "csrf": token})
     assert r.status_code == 403 and "permission denied" in r.text
     # logging out forgets the credential
-    r = client.post("/logout", data={"d": ".", "csrf": token}, follow_redirects=False)
+    r = post(client, "/logout", data={"d": ".", "csrf": token}, follow_redirects=False)
     assert r.status_code == 303
     carol_inst, token = page_instance(client, carol)
-    r = client.post("/prop/add", data={"d": ".", "id": carol, "instance": carol_inst,
+    r = post(client, "/prop/add", data={"d": ".", "id": carol, "instance": carol_inst,
                                        "key": "k", "csrf": token})
     assert r.status_code == 403
 
@@ -332,19 +341,19 @@ def test_property_and_value_edits(client):
     ]
     for path, extra in steps:
         inst, token = page_instance(client, d)
-        r = client.post(path, data={"d": ".", "id": d, "instance": inst, "csrf": token,
+        r = post(client, path, data={"d": ".", "id": d, "instance": inst, "csrf": token,
                                     **extra}, follow_redirects=False)
         assert r.status_code == 303, (path, r.text)
     assert props_of("/web/dora") == [("name", ["dora", "d2"]),
                                      ("shell", ["/bin/tcsh", "/bin/zsh", "/bin/bash"]),
                                      ("gone", [])]
     inst, token = page_instance(client, d)
-    r = client.post("/value/delete", data={"d": ".", "id": d, "instance": inst,
+    r = post(client, "/value/delete", data={"d": ".", "id": d, "instance": inst,
                                            "csrf": token, "index": 1, "vindex": 1},
                     follow_redirects=False)
     assert r.status_code == 303
     inst, token = page_instance(client, d)
-    r = client.post("/prop/delete", data={"d": ".", "id": d, "instance": inst,
+    r = post(client, "/prop/delete", data={"d": ".", "id": d, "instance": inst,
                                           "csrf": token, "index": 2},
                     follow_redirects=False)
     assert r.status_code == 303
@@ -364,7 +373,7 @@ def test_stale_instance_is_reported_never_overwritten(client):
                         ("/value/move", {"index": 1, "vindex": 0, "to": "down"}),
                         ("/prop/add", {"key": "x", "values": "y"}),
                         ("/dir/delete", {"confirm": "1"})):
-        r = client.post(path, data={"d": ".", "id": e, "instance": inst, "csrf": token,
+        r = post(client, path, data={"d": ".", "id": e, "instance": inst, "csrf": token,
                                     **extra})
         assert r.status_code == 409, (path, r.text)
         assert "changed by someone else" in r.text and "Reload" in r.text
@@ -384,12 +393,12 @@ def test_copy_and_delete_directories(client):
     admin(lambda c: ensure(c, "/web", [("name", ["copies"]), ("_writers", ["bob"])]))
     web = oid_of("/web")
     inst, token = page_instance(client, f)
-    r = client.post("/dir/copy", data={"d": ".", "id": f, "instance": inst, "csrf": token,
+    r = post(client, "/dir/copy", data={"d": ".", "id": f, "instance": inst, "csrf": token,
                                        "to": "/web/copies"}, follow_redirects=False)
     assert r.status_code == 303, r.text
     assert props_of("/web/copies/frank/sub") == [("name", ["sub"])]
     inst, token = page_instance(client, f)
-    r = client.post("/dir/delete", data={"d": ".", "id": f, "instance": inst,
+    r = post(client, "/dir/delete", data={"d": ".", "id": f, "instance": inst,
                                          "csrf": token, "confirm": "1"},
                     follow_redirects=False)
     assert r.status_code == 303 and f"id={web}" in r.headers["location"]
@@ -428,25 +437,25 @@ def test_import_raw_and_flat_with_niloads_safety(client):
     token = csrf_of(client.get("/transfer", params={"d": "."}).text)
     raw = '{ "name" = ( "imp" ); CHILDREN = ( { "name" = ( "one" ); "v" = ( "1", "2" ); } ) }'
     base = {"d": ".", "csrf": token, "format": "raw", "path": "/web/imp"}
-    r = client.post("/import", data={**base, "text": raw})
+    r = post(client, "/import", data={**base, "text": raw})
     assert r.status_code == 400 and "confirmation" in r.text      # not confirmed
-    r = client.post("/import", data={**base, "text": "   ", "confirm": "1"})
+    r = post(client, "/import", data={**base, "text": "   ", "confirm": "1"})
     assert r.status_code == 400 and "empty" in r.text             # never deletes
-    r = client.post("/import", data={**base, "text": "{ oops", "confirm": "1"})
+    r = post(client, "/import", data={**base, "text": "{ oops", "confirm": "1"})
     assert r.status_code == 400 and "does not parse" in r.text
-    r = client.post("/import", data={**base, "confirm": "1"},
+    r = post(client, "/import", data={**base, "confirm": "1"},
                     files={"file": ("imp.raw", raw.encode(), "text/plain")})
     assert r.status_code == 200, r.text
     assert props_of("/web/imp/one") == [("name", ["one"]), ("v", ["1", "2"])]
     # flat: alice may not write /users, so the server refuses and the page says so
     assert login(client).status_code == 303
     token = csrf_of(client.get("/transfer", params={"d": "."}).text)
-    r = client.post("/import", data={"d": ".", "csrf": token, "format": "passwd",
+    r = post(client, "/import", data={"d": ".", "csrf": token, "format": "passwd",
                                      "text": "zed::600:20::0:0:Zed:/u/zed:/bin/sh\n"})
     assert r.status_code == 403 and "can&#39;t update NetInfo /users/zed" in r.text
     # an empty flat import changes nothing, even with "replace the whole table"
     before = props_of("/users/alice")
-    r = client.post("/import", data={"d": ".", "csrf": token, "format": "passwd",
+    r = post(client, "/import", data={"d": ".", "csrf": token, "format": "passwd",
                                      "replace": "1", "text": "# nothing\n"})
     assert r.status_code == 200 and "nothing was changed" in r.text
     assert props_of("/users/alice") == before
@@ -455,7 +464,7 @@ def test_import_raw_and_flat_with_niloads_safety(client):
 def test_flat_import_as_an_admin(client):
     assert login(client, "bob", "bobpw").status_code == 303
     token = csrf_of(client.get("/transfer", params={"d": "."}).text)
-    r = client.post("/import", data={"d": ".", "csrf": token, "format": "hosts",
+    r = post(client, "/import", data={"d": ".", "csrf": token, "format": "hosts",
                                      "text": "10.9.9.9 webhost wh\n"})
     assert r.status_code == 200, r.text
     assert "1 created" in r.text and "writing new directory /machines/webhost" in r.text
@@ -492,9 +501,9 @@ def test_the_web_package_never_reaches_tools_or_storage():
 
 def test_bad_input_is_a_400_not_a_crash(client):
     token = csrf_of(client.get("/login").text)
-    r = client.post("/login", data={"d": ".", "csrf": token, "user": "x" * 70000})
+    r = post(client, "/login", data={"d": ".", "csrf": token, "user": "x" * 70000})
     assert r.status_code == 400
-    r = client.post("/prop/add", data={"d": ".", "csrf": token, "id": "1x",
+    r = post(client, "/prop/add", data={"d": ".", "csrf": token, "id": "1x",
                                        "instance": "0", "key": "k"})
     assert r.status_code == 400 and "not a number" in r.text
     r = client.get("/children", params={"d": ".", "id": 999999})

@@ -827,6 +827,16 @@ class FlatLoad:
         raise AssertionError("unreachable")
 
 
+def _survey(fmt: str, text: str | bytes) -> tuple[int, list[Note]]:
+    """The records an input holds and its notes, parsed a piece at a time."""
+    total = 0
+    notes: list[Note] = []
+    for loaded in iter_loaded(fmt, text):
+        total += len(loaded.records)
+        notes.extend(loaded.notes)
+    return total, notes
+
+
 async def load_flat(c: Client, fmt: str, text: str | bytes, *, merge: bool = False,
                     delete: bool = False, verbose: bool = False,
                     write: Callable[[str], Any] | None = None,
@@ -846,15 +856,15 @@ async def load_flat(c: Client, fmt: str, text: str | bytes, *, merge: bool = Fal
     :raises LoadError: niload's failure wording and the error underneath.
     """
     say = write or (lambda s: None)
-    total = 0
+    # the checking pass parses the whole input: in a worker thread, so that a server
+    # loading a large input (the web manager) keeps answering meanwhile
+    total, notes = await asyncio.to_thread(_survey, fmt, text)
     bad: list[Note] = []
-    for loaded in iter_loaded(fmt, text):
-        total += len(loaded.records)
-        for note in loaded.notes:
-            if verbose:
-                say(f"{prog}: {note}\n")
-            if note.kind == "skipped":
-                bad.append(note)
+    for note in notes:
+        if verbose:
+            say(f"{prog}: {note}\n")
+        if note.kind == "skipped":
+            bad.append(note)
     if bad:
         more = f"; {len(bad)} lines do not parse" if len(bad) > 1 else ""
         raise FormatError(f"{bad[0]} (nothing loaded{more})")

@@ -71,6 +71,18 @@ def verify(password: str, stored: str) -> bool:
         raise
 
 
+def verdict(password: str, stored: str) -> bool | None:
+    """What :func:`verify` answers, or None when this process cannot tell: the format is
+    one we know but its backend (bcrypt, argon2) is not installed here, so a server that
+    has it might still accept the password. A format nobody knows is a firm False."""
+    name = scheme_of(stored)
+    if name is None:
+        return False
+    if name not in _available():
+        return None
+    return verify(password, stored)
+
+
 #: Rounds for new SHA-256/512 crypt hashes: glibc's default. libpass's own default
 #: (656,000) makes every check cost about half a second, and netinfod checks a password
 #: on the event loop for each authenticated write.
@@ -92,6 +104,11 @@ def hash_password(password: str, scheme: str = "sha512_crypt") -> str:
 
 def available_schemes() -> list[str]:
     """The schemes this installation can check, for documentation and tests."""
+    return list(_available())
+
+
+@cache
+def _available() -> tuple[str, ...]:
     out = []
     for name in ["des_crypt", *dict.fromkeys(_SCHEMES.values())]:
         h = _handler(name)
@@ -102,7 +119,7 @@ def available_schemes() -> list[str]:
         except Exception:  # no backend for this scheme here
             continue
         out.append(name)
-    return out
+    return tuple(out)
 
 
 #: The check the directory service uses; tests may swap in another.

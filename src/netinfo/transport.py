@@ -26,6 +26,7 @@ import random
 import socket
 import struct
 from collections import deque
+from contextvars import ContextVar
 
 from . import rpc
 from .errors import ConnectionFailed, Timeout, WireError
@@ -43,6 +44,11 @@ STREAM_HIGH_WATER = 4 * 1024 * 1024
 #: A streamed reply's bytes are handed to its reader at most this many at a time, so the
 #: work done with each piece between two turns of the event loop stays small.
 STREAM_READ = 64 * 1024
+#: The largest reply record the connections opened in this context gather
+#: (:data:`~netinfo.rpc.MAX_REPLY_RECORD` unless lowered; the web manager lowers it for
+#: the requests it serves, docs/security.md).
+REPLY_LIMIT: ContextVar[int] = ContextVar("netinfo_reply_limit",
+                                          default=rpc.MAX_REPLY_RECORD)
 #: An RPC reply header is at most this long (a verifier is at most 400 bytes, RFC 5531).
 _REPLY_HEAD_MAX = 512
 _U32 = struct.Struct(">I")
@@ -69,7 +75,7 @@ def _failed(what: str, exc: BaseException | None = None) -> ConnectionFailed:
 class RpcConnection(asyncio.Protocol):
     """A TCP connection carrying record-marked RPC calls; many calls in flight at once.
 
-    Replies are gathered whole (at most :data:`~netinfo.rpc.MAX_REPLY_RECORD` bytes), but
+    Replies are gathered whole (at most :data:`REPLY_LIMIT` bytes), but
     for calls made with :meth:`call_stream`, whose reply is handed to a
     :class:`ReplyStream` as its bytes arrive, in memory bounded by
     :data:`STREAM_HIGH_WATER` whatever its length.
@@ -77,7 +83,7 @@ class RpcConnection(asyncio.Protocol):
 
     def __init__(self) -> None:
         self.pieces = rpc.PieceReader()
-        self.max_record = rpc.MAX_REPLY_RECORD
+        self.max_record = REPLY_LIMIT.get()
         self.transport: asyncio.Transport | None = None
         self.waiting: dict[int, asyncio.Future[bytes]] = {}
         #: xid → the stream of a streamed call whose reply has not begun

@@ -1,6 +1,7 @@
 """The ASGI application: routes, sessions and the security headers every answer carries.
 
-Routes (GET reads, POST writes; every POST needs the session's CSRF token):
+Routes (GET reads, POST writes; every POST needs the session's CSRF token, checked
+before its body is read: :mod:`netinfo.web.guard`):
 
 =====================  =========================================================
 ``/``                  open a domain by name (``.``, ``..``, ``/``, ``/a``, ``tag@host``)
@@ -20,11 +21,15 @@ Routes (GET reads, POST writes; every POST needs the session's CSRF token):
 
 Every answer carries a Content-Security-Policy without inline script or style, and
 ``nosniff``, a same-origin referrer policy and ``DENY`` framing; pages are not cached.
+Domains are opened only as :mod:`netinfo.web.domains` admits them, every reply the
+manager gathers is bounded (:data:`~netinfo.web.domains.MAX_REPLY`), and logins are
+limited per client and per user (:mod:`netinfo.web.lock`).
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 
 from starlette.applications import Starlette
@@ -35,8 +40,11 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from ..transport import REPLY_LIMIT
 from . import edits, transfer, views
 from .common import HERE
+from .domains import MAX_REPLY, DomainPolicy
+from .lock import LoginLimiter
 from .pool import Pool
 from .sessions import COOKIE, SessionStore
 
@@ -57,15 +65,19 @@ SECURITY_HEADERS = {
 
 
 class SessionMiddleware(BaseHTTPMiddleware):
-    """Attach the browser's server-side session (a new one when it has none), set the
-    cookie when its token is new or rotated, and add the security headers."""
+    """Attach the browser's server-side session (a new one when it has none; for a POST,
+    one that is not kept), set the cookie when its token is new or rotated, bound the
+    replies gathered for the request, and add the security headers."""
 
     async def dispatch(self, request: Request, call_next: RequestResponseEndpoint) -> Response:
         store: SessionStore = request.app.state.sessions
         static = request.url.path.startswith("/static/") or request.url.path == "/favicon.ico"
         sent = request.cookies.get(COOKIE)
-        s = None if static else (store.get(sent) or store.new())
+        s = None if static else store.get(sent)
+        if s is None and not static:
+            s = store.new() if request.method in ("GET", "HEAD") else store.ephemeral()
         request.state.session = s
+        REPLY_LIMIT.set(MAX_REPLY)   # the connections this request opens (issue 18)
         response = await call_next(request)
         if s is not None and s.token != sent and store.get(s.token) is s:
             response.set_cookie(COOKIE, s.token, httponly=True, samesite="strict",
@@ -81,9 +93,15 @@ async def favicon(request: Request) -> Response:
     return RedirectResponse("/static/favicon.svg", 301)
 
 
-def create_app(default_domain: str = ".", *, timeout: float | None = None) -> Starlette:
-    """The NetInfo Manager application; *default_domain* is opened when a URL names none."""
-    pool = Pool() if timeout is None else Pool(timeout)
+def create_app(default_domain: str = ".", *, timeout: float | None = None,
+               allow_hosts: Iterable[str] = ()) -> Starlette:
+    """The NetInfo Manager application; *default_domain* is opened when a URL names none.
+    Other servers than *default_domain*'s and those the hierarchy names are reached only
+    when *allow_hosts* lists them (``HOST`` or ``HOST:PORT``, :mod:`.domains`).
+
+    :raises ValueError: an *allow_hosts* entry that does not parse."""
+    policy = DomainPolicy(default_domain, allow_hosts)
+    pool = Pool(policy=policy) if timeout is None else Pool(timeout, policy)
     sessions = SessionStore()
     sessions.on_end.append(pool.end_session)
 
@@ -115,4 +133,6 @@ def create_app(default_domain: str = ".", *, timeout: float | None = None) -> St
     app.state.sessions = sessions
     app.state.default_domain = default_domain
     app.state.names = {}
+    app.state.limiter = LoginLimiter()
+    app.state.imports = asyncio.Semaphore(transfer.IMPORTS)
     return app

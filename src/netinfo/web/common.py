@@ -18,10 +18,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.templating import Jinja2Templates
 
-from ..domain import DomainClient, TaggedError, domain_name
+from ..domain import DomainClient, DomainSyntaxError, TaggedError, domain_name
 from ..errors import MESSAGES, NetInfoError, NiError, Status, Timeout
 from ..model import first_values
 from ..walk import CALL_ERRORS
+from .domains import DomainRefused
 from .paging import PAGE
 from .pool import Pool
 from .sessions import Session, SessionStore
@@ -29,6 +30,8 @@ from .sessions import Session, SessionStore
 HERE = Path(__file__).resolve().parent
 #: Seconds a domain's printed name (spec §7.7, a climb of RPARENT calls) is reused.
 NAME_TTL = 30.0
+#: Printed names cached at once (expired ones, else all, are dropped beyond it).
+NAMES = 256
 
 
 def printable(value: Any) -> Any:
@@ -122,6 +125,9 @@ async def display_name(request: Request, c: DomainClient, domain: str) -> str:
         name = await domain_name(c, retries=0)
     except CALL_ERRORS:
         name = f"{c.server[1]}@{c.server[0]}"
+    if len(cache) >= NAMES:
+        for key in [k for k, (until, _) in cache.items() if until <= now] or list(cache):
+            del cache[key]
     cache[domain] = (now + NAME_TTL, name)
     return name
 
@@ -174,8 +180,10 @@ def explain(err: BaseException) -> tuple[int, str]:
     """(HTTP status, message) for a failure; the server's own words follow in brackets."""
     if isinstance(err, BadInput):
         return 400, str(err)
-    if isinstance(err, TaggedError):
+    if isinstance(err, (TaggedError, DomainSyntaxError)):
         return 400, f"Not a domain name: {err}"
+    if isinstance(err, DomainRefused):
+        return 403, f"Refused: {err}."
     if isinstance(err, NiError):
         code, text = STATUS_PAGES.get(err.status, (502, "The server could not do it."))
         return code, f"{text} (server: {MESSAGES.get(err.status, err.status)})"

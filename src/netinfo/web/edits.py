@@ -4,7 +4,7 @@ Every edit form carries the directory's id *and the instance it was read at*; th
 goes to the server with exactly that instance (spec §5.3), so a directory changed by
 someone else in between answers NI_STALE, which is shown ("changed by someone else —
 reload", HTTP 409) and never retried or overwritten. Every POST is checked against the
-session's CSRF token first (:func:`~netinfo.web.sessions.csrf_ok`). Permissions are the
+session's CSRF token before its body is read (:mod:`netinfo.web.guard`). Permissions are the
 server's: the request carries the session's AUTH_UNIX credential for the domain, or none,
 and the server applies ``_writers`` (tools §0.5); its answer is what the page shows.
 """
@@ -20,13 +20,16 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
 from .. import dumps, verbs
-from ..domain import DomainClient, authenticate, open_domain
+from ..domain import DomainClient, authenticate
 from ..errors import NiError, Status
 from ..model import NI_INDEX_NULL, NiId
 from ..walk import CALL_ERRORS, walk
 from .common import (BadInput, domain_of, explain, int_param, label, pool, render, session,
                      store, url)
-from .sessions import Credential, csrf_ok
+from .guard import MAX_FORM, Forbidden, TooLarge, safe_next
+from .guard import checked_form as _guarded_form
+from .lock import check_here
+from .sessions import Credential
 from .views import browse_context
 
 #: Longest key, value or name a form may send (the wire allows 65535 bytes, spec §0.1).
@@ -54,37 +57,33 @@ def values_field(form: FormData, name: str = "values") -> list[str]:
     return text.split("\n") if text else []
 
 
-def same_site(request: Request) -> str:
-    return f"{request.url.scheme}://{request.headers.get('host', request.url.netloc)}"
+async def checked_form(request: Request, limit: int = MAX_FORM) -> FormData:
+    """The form, once its CSRF token and Origin passed, read within *limit* bytes
+    (:func:`netinfo.web.guard.checked_form`). :raises Forbidden: :raises TooLarge:."""
+    return await _guarded_form(request, session(request), limit)
 
 
-async def checked_form(request: Request) -> FormData:
-    """The form, once its CSRF token and Origin passed. :raises Forbidden:."""
-    form = await request.form()
-    sent = form.get("csrf")
-    if not isinstance(sent, str):
-        sent = request.headers.get("x-csrf-token")
-    if not csrf_ok(session(request), sent, request.headers.get("origin"), same_site(request)):
-        raise Forbidden()
-    return form
-
-
-class Forbidden(Exception):
-    """A write without the session's CSRF token (an old page, or another site)."""
-
-
-def form_post(fn: Callable[..., Awaitable[Response]]) -> Callable[..., Awaitable[Response]]:
+def form_post(fn: Callable[..., Awaitable[Response]] | None = None, *,
+              limit: int = MAX_FORM) -> Any:
     """A handler of a posted form: ``fn(request, form, domain, *rest)`` runs once the
-    form passed its CSRF check (:func:`checked_form`); a form that did not is refused
-    with the 403 page and nothing else happens."""
-    @functools.wraps(fn)
-    async def handler(request: Request, *rest: Any) -> Response:
-        try:
-            form = await checked_form(request)
-        except Forbidden:
-            return forbidden(request)
-        return await fn(request, form, domain_of(request, form), *rest)
-    return handler
+    form passed its CSRF check (:func:`checked_form`) and came within *limit* bytes; a
+    form that did not is refused (403, 413) and nothing else happens. Use as
+    ``@form_post`` or ``@form_post(limit=N)``."""
+    def wrap(fn: Callable[..., Awaitable[Response]]) -> Callable[..., Awaitable[Response]]:
+        @functools.wraps(fn)
+        async def handler(request: Request, *rest: Any) -> Response:
+            try:
+                form = await checked_form(request, limit)
+            except Forbidden:
+                return forbidden(request)
+            except TooLarge as e:
+                return render(request, "error.html", {
+                    "title": "Refused — NetInfo Manager",
+                    "message": f"Not saved: {e}. Nothing was changed."},
+                    status_code=e.status)
+            return await fn(request, form, domain_of(request, form), *rest)
+        return handler
+    return wrap if fn is None else wrap(fn)
 
 
 def forbidden(request: Request) -> Response:
@@ -92,14 +91,6 @@ def forbidden(request: Request) -> Response:
         "title": "Refused — NetInfo Manager",
         "message": "This form has expired or did not come from this page (CSRF check). "
                    "Nothing was changed: reload the page and try again."}, status_code=403)
-
-
-def safe_next(target: str | None, fallback: str) -> str:
-    """A local redirect target only (no ``//host``, no scheme)."""
-    if target and target.startswith("/") and not target.startswith("//") \
-            and "\\" not in target:
-        return target
-    return fallback
 
 
 # -- the lock (spec §10.1, tools §0.5, tools §6 "Authenticate") ----------------------------------
@@ -126,6 +117,15 @@ async def verify(c: DomainClient) -> None:
         raise
 
 
+class TooManyTries(Exception):
+    """A login refused by :class:`netinfo.web.lock.LoginLimiter` without being tried."""
+
+    def __init__(self, wait: float) -> None:
+        when = "later" if wait == float("inf") else f"in {max(1, round(wait))} s"
+        super().__init__(f"Too many failed logins: try again {when}. Nothing was sent "
+                         "to the server.")
+
+
 @form_post
 async def login(request: Request, form: FormData, domain: str) -> Response:
     try:
@@ -136,25 +136,34 @@ async def login(request: Request, form: FormData, domain: str) -> Response:
         return render(request, "error.html", {"message": str(e), "domain": domain},
                       status_code=400)
     s = session(request)
+    who = request.client.host if request.client else ""
+    limiter = request.app.state.limiter        # netinfo.web.lock: per client, per user
+    wait = limiter.wait(who, domain, user)
     try:
-        c = await open_domain(domain, timeout=pool(request).timeout, privileged=False,
-                              retries=2)
+        if wait:
+            raise TooManyTries(wait)
+        c = await pool(request).connect(domain)
         try:
             await authenticate(c, user, password, prompt=False)
             await verbs.use_master(c)
-            await verify(c)
             assert c.auth is not None
             uid = c.auth.uid
+            await check_here(c, uid, password)   # a wrong guess never reaches the server
+            await verify(c)
         finally:
             await c.close()
-    except (NiError, *CALL_ERRORS) as e:
+    except (NiError, TooManyTries, *CALL_ERRORS) as e:
         code, text = explain(e)
         if isinstance(e, NiError) and e.status in (Status.NOUSER, Status.AUTHERROR):
+            limiter.failed(who, domain, user)
             code, text = 403, f"The server did not accept the name or password for {user}."
+        elif isinstance(e, TooManyTries):
+            code, text = 429, str(e)
         return render(request, "login.html", {
             "domain": domain, "next": nxt, "login_user": user,
             "title": f"Authenticate — {domain} — NetInfo Manager",
             "extra_notices": [("error", text)]}, status_code=code)
+    limiter.succeeded(who, domain, user)
     pool(request).end_credential(s.id, domain)
     s.creds[domain] = Credential(user, uid, password)
     store(request).rotate(s)            # a new cookie: a token seen before login is void
@@ -339,4 +348,5 @@ def endpoint(edit: Edit) -> Callable[[Request], Awaitable[Response]]:
 
 
 __all__ = ["EDITS", "endpoint", "login", "login_form", "logout", "verify", "checked_form",
-           "Forbidden", "forbidden", "text_field", "values_field", "safe_next"]
+           "form_post", "Forbidden", "forbidden", "text_field", "values_field", "safe_next",
+           "TooManyTries"]

@@ -27,6 +27,7 @@ from ..errors import NiError
 from ..model import first_values
 from ..verbs import use_master
 from ..walk import CALL_ERRORS, pipelined
+from .domains import DomainPolicy
 from .paging import PAGE, Listing, clamp, label, page_of
 from .sessions import Credential, Session
 
@@ -36,6 +37,9 @@ T = TypeVar("T")
 
 #: RPC timeout of the manager's calls, seconds.
 TIMEOUT = 10.0
+#: Anonymous handles kept open at once (one per domain name as written: ``.`` and
+#: ``./`` are two), the least recently used closed beyond it.
+HANDLES = 64
 #: Cached child lists (directory instances) kept at once.
 LIST_CACHE = 32
 #: Children above which a directory's first page comes from CHILDREN and READs of that
@@ -51,8 +55,10 @@ def _alive(c: DomainClient) -> bool:
 class Pool:
     """Open domain handles, keyed by (session id or "", domain name)."""
 
-    def __init__(self, timeout: float = TIMEOUT) -> None:
+    def __init__(self, timeout: float = TIMEOUT, policy: DomainPolicy | None = None) -> None:
         self.timeout = timeout
+        #: which domains may be opened, and the resolver (issue 18: never any server)
+        self.policy = policy if policy is not None else DomainPolicy()
         self._handles: dict[tuple[str, str], tuple[asyncio.AbstractEventLoop,
                                                    DomainClient]] = {}
         self._locks: dict[tuple[str, str], asyncio.Lock] = {}
@@ -63,8 +69,14 @@ class Pool:
         #: background LISTs under way, by the key they will fill
         self._warming: dict[tuple[str, int, int], asyncio.Task[None]] = {}
 
+    async def connect(self, domain: str) -> DomainClient:
+        """A new handle on *domain*, if :attr:`policy` admits it (unprivileged: spec
+        §10.2). :raises DomainRefused:."""
+        return await open_domain(await self.policy.admit(domain), timeout=self.timeout,
+                                 privileged=False, retries=2)
+
     async def _open(self, domain: str, cred: Credential | None) -> DomainClient:
-        c = await open_domain(domain, timeout=self.timeout, privileged=False, retries=2)
+        c = await self.connect(domain)
         if cred is not None:
             c.set_password(cred.password, cred.uid)
         try:
@@ -80,17 +92,27 @@ class Pool:
         loop = asyncio.get_running_loop()
         lock = self._locks.setdefault(key, asyncio.Lock())
         async with lock:
-            got = self._handles.get(key)
+            got = self._handles.pop(key, None)
             if got is not None:
                 hloop, c = got
                 if hloop is loop and _alive(c):
+                    self._handles[key] = got        # the most recently used now
                     return c
-                self._handles.pop(key, None)
                 if hloop is loop:
                     await c.close()
             c = await self._open(domain, cred)
             self._handles[key] = (loop, c)
+            self._trim()
             return c
+
+    def _trim(self) -> None:
+        """Close the least recently used anonymous handles beyond :data:`HANDLES`."""
+        anon = [k for k in self._handles if not k[0]]
+        for key in anon[:max(0, len(anon) - HANDLES)]:
+            _close_soon(*self._handles.pop(key))
+            lock = self._locks.get(key)
+            if lock is not None and not lock.locked():
+                del self._locks[key]
 
     async def run(self, session: Session | None, domain: str,
                   fn: Callable[[DomainClient], Awaitable[T]], *, retry: bool = True) -> T:
@@ -196,6 +218,7 @@ class Pool:
                 await c.close()
         self._handles.clear()
         self._lists.clear()
+        self.policy.close()
 
 
 def _close_soon(loop: asyncio.AbstractEventLoop, c: DomainClient) -> None:

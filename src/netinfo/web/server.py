@@ -2,11 +2,16 @@
 
 ::
 
-    netinfo-web [--domain SPEC] [--bind 127.0.0.1:8966] [--certfile F --keyfile F] [-v]
+    netinfo-web [--domain SPEC] [--allow-host HOST[:PORT]]... [--bind 127.0.0.1:8966]
+                [--certfile F --keyfile F] [-v]
 
 Listens on loopback unless told otherwise; with a certificate it serves https and the
 session cookie is marked Secure. Uvicorn's access log shows paths and query strings only:
 credentials travel in POST bodies and stay in the server's memory.
+
+Pages open the ``--domain``, the domains the hierarchy reaches from the local domain
+(``.``, ``..``, ``/``, ``/a/b``) and ``tag@host`` names only at the ``--domain``'s own
+server or at an ``--allow-host`` (``netinfo.web.domains``, docs/security.md).
 """
 
 from __future__ import annotations
@@ -46,6 +51,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--domain", default=".", metavar="SPEC",
                    help="the domain opened first: ., .., /, /a/b or tag@host[:port] "
                         "(default .)")
+    p.add_argument("--allow-host", action="append", default=[], metavar="HOST[:PORT]",
+                   help="let pages open tag@HOST (through HOST's portmapper) or, with a "
+                        "port, tag@HOST:PORT; repeatable (default: only the --domain's "
+                        "server and the hierarchy's)")
     p.add_argument("--bind", default="127.0.0.1:8966", metavar="HOST:PORT",
                    help="where to listen (default 127.0.0.1:8966, loopback only)")
     p.add_argument("--certfile", help="serve https with this certificate (PEM)")
@@ -73,7 +82,11 @@ def main(argv: list[str] | None = None) -> int:
     shown = f"[{host}]" if ":" in host else host
     print(f"netinfo-web: serving {o.domain} on {scheme}://{shown}:{port}/", file=sys.stderr,
           flush=True)
-    uvicorn.run(create_app(o.domain), host=host, port=port,
+    try:
+        app = create_app(o.domain, allow_hosts=o.allow_host)
+    except ValueError as e:
+        p.error(str(e))
+    uvicorn.run(app, host=host, port=port,
                 log_level="info" if o.verbose else "warning", access_log=o.verbose,
                 ssl_certfile=o.certfile, ssl_keyfile=o.keyfile, proxy_headers=False,
                 server_header=False)

@@ -4,13 +4,19 @@ A browser holds only a random session token in an HttpOnly, SameSite=Strict cook
 (Secure when served over https). The token maps to a :class:`Session` in this process's
 memory: a CSRF token, the AUTH_UNIX credentials it logged in with per domain (tools §0.5,
 spec §10.1), and one-shot notices for the next page. Nothing here is written to disk,
-logged, or put in a URL or a page. Sessions end after :data:`IDLE` seconds unused; at most
-:data:`CAPACITY` live at once (the least recently used goes first).
+logged, or put in a page. Sessions end after :data:`IDLE` seconds unused.
 
-CSRF: every form carries the session's token (``csrf`` field, or the ``X-CSRF-Token``
-header for scripts); a write whose token does not match, or whose ``Origin`` is another
-site's, is refused before anything is read from it (:func:`csrf_ok`). Logging in issues a
-new session token (no fixation) and keeps the CSRF token.
+Two pools, so that requests without a cookie cannot push out a logged-in browser
+(issue 18): at most :data:`CAPACITY` sessions that never logged in, and apart from them
+at most :data:`AUTH_CAPACITY` that did (the least recently used of a pool goes first). A
+POST without a live session gets a session that is never stored.
+
+CSRF: every form's action carries the session's token (``?csrf=``; scripts send the
+``X-CSRF-Token`` header); a write whose token does not match, or whose ``Origin`` is
+another site's, is refused before its body is read (:func:`csrf_ok`,
+:mod:`netinfo.web.guard`). The token is not a secret of the account: a URL is the
+manager's own (the referrer policy keeps it on this site). Logging in issues a new
+session token (no fixation) and keeps the CSRF token.
 """
 
 from __future__ import annotations
@@ -23,8 +29,10 @@ from dataclasses import dataclass, field
 
 #: Seconds a session lives without being used.
 IDLE = 1800.0
-#: Sessions held at once; the least recently used is dropped beyond it.
+#: Sessions that never logged in held at once; the least recently used is dropped.
 CAPACITY = 1000
+#: Sessions that logged in held at once (apart from the others).
+AUTH_CAPACITY = 1000
 #: The cookie's name.
 COOKIE = "ni_session"
 
@@ -62,17 +70,21 @@ class Session:
 
 
 class SessionStore:
-    """Token → :class:`Session`, bounded in time and number."""
+    """Token → :class:`Session`, bounded in time and number, in two pools: sessions that
+    never logged in, and sessions that did (:meth:`rotate` moves one there)."""
 
-    def __init__(self, idle: float = IDLE, capacity: int = CAPACITY) -> None:
+    def __init__(self, idle: float = IDLE, capacity: int = CAPACITY,
+                 auth_capacity: int = AUTH_CAPACITY) -> None:
         self.idle = idle
         self.capacity = capacity
-        self._by_token: OrderedDict[str, Session] = OrderedDict()
+        self.auth_capacity = auth_capacity
+        self._anon: OrderedDict[str, Session] = OrderedDict()
+        self._auth: OrderedDict[str, Session] = OrderedDict()
         #: called with a session's id when it ends (closes its domain handles)
         self.on_end: list = []
 
     def __len__(self) -> int:
-        return len(self._by_token)
+        return len(self._anon) + len(self._auth)
 
     def _end(self, s: Session) -> None:
         s.creds.clear()
@@ -82,43 +94,56 @@ class SessionStore:
     def expire(self, now: float | None = None) -> None:
         """Drop sessions unused for longer than :attr:`idle`."""
         now = time.monotonic() if now is None else now
-        while self._by_token:
-            token, s = next(iter(self._by_token.items()))
-            if now - s.seen <= self.idle:
-                break
-            del self._by_token[token]
-            self._end(s)
+        for pool in (self._anon, self._auth):
+            while pool:
+                token, s = next(iter(pool.items()))
+                if now - s.seen <= self.idle:
+                    break
+                del pool[token]
+                self._end(s)
 
     def get(self, token: str | None) -> Session | None:
         """The live session of *token*, marked as used; None when unknown or expired."""
         self.expire()
         if not token:
             return None
-        s = self._by_token.get(token)
-        if s is None:
-            return None
-        s.seen = time.monotonic()
-        self._by_token.move_to_end(token)
-        return s
+        for pool in (self._auth, self._anon):
+            s = pool.get(token)
+            if s is not None:
+                s.seen = time.monotonic()
+                pool.move_to_end(token)
+                return s
+        return None
+
+    @staticmethod
+    def ephemeral() -> Session:
+        """A session that is never stored (a POST that came without one)."""
+        return Session(secrets.token_hex(8), secrets.token_urlsafe(32),
+                       secrets.token_urlsafe(32), time.monotonic())
 
     def new(self) -> Session:
-        """A fresh session with new random tokens."""
-        while len(self._by_token) >= self.capacity:
-            _, old = self._by_token.popitem(last=False)
+        """A fresh session with new random tokens, in the pool of those never logged in."""
+        while len(self._anon) >= self.capacity:
+            _, old = self._anon.popitem(last=False)
             self._end(old)
-        s = Session(secrets.token_hex(8), secrets.token_urlsafe(32),
-                    secrets.token_urlsafe(32), time.monotonic())
-        self._by_token[s.token] = s
+        s = self.ephemeral()
+        self._anon[s.token] = s
         return s
 
     def rotate(self, s: Session) -> None:
-        """Give *s* a new cookie token (at login: a token seen before login is no use)."""
-        self._by_token.pop(s.token, None)
+        """Give *s* a new cookie token (at login: a token seen before login is no use),
+        and keep it with the sessions that logged in."""
+        self._anon.pop(s.token, None)
+        self._auth.pop(s.token, None)
+        while len(self._auth) >= self.auth_capacity:
+            _, old = self._auth.popitem(last=False)
+            self._end(old)
         s.token = secrets.token_urlsafe(32)
-        self._by_token[s.token] = s
+        self._auth[s.token] = s
 
     def drop(self, s: Session) -> None:
-        self._by_token.pop(s.token, None)
+        self._anon.pop(s.token, None)
+        self._auth.pop(s.token, None)
         self._end(s)
 
 

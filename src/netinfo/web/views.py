@@ -207,9 +207,15 @@ async def info(request: Request) -> Response:
         if not listed:
             listed = [c.server]
         servers = [await server_state(a, t) for a, t in listed]
+        # the servers this page links to are the hierarchy's own: the manager may open
+        # them by address from now on (netinfo.web.domains)
+        learn = pool(request).policy.learn
+        for a, _ in listed:
+            learn(a)
         try:
             ptag, paddr = await c.rparent()
             parent = f"{ptag}@{uint_to_addr(paddr)}"
+            learn(uint_to_addr(paddr))
             parent_note = ""
         except NiError as e:
             parent = None
@@ -222,6 +228,7 @@ async def info(request: Request) -> Response:
                 if slash and n not in (".", "..") and n and t:
                     for a in first_values(props, "ip_address") or ():
                         kids.append((n, t, f"{t}@{a}"))
+                        learn(a)
         return {"domain_label": name, "master": (first_values(root, "master") or [""])[0],
                 "connected": c.server, "stats": stats, "servers": servers,
                 "parent": parent, "parent_note": parent_note, "children": kids}
