@@ -233,7 +233,9 @@ PAGES: dict[str, Page] = {
          "user's own unless --bind names one: 8966 for root, 30000 + uid % 20000 for "
          "everyone else (uid 1000: 31000), a range apart from the README's portmapper "
          "ports (10000 + uid % 20000), so that two users on one machine never meet on "
-         "one port. It prints the address it serves on once it listens; a port in use, a "
+         "one port (ports from 32768 up are also the kernel's for outgoing connections, "
+         "which may hold one for a moment). It prints the address it serves on once it "
+         "listens; a port in use, a "
          "reserved port or an address that is not this host's is one line on standard "
          "error instead, and nothing is served."),
         ("NETINFO_PORTMAPPER",),
