@@ -81,6 +81,50 @@ def test_an_address_that_is_not_this_hosts_is_one_line():
         "netinfo-web: cannot listen on 192.0.2.1:8080: not an address of this host", "", 2)
 
 
+def test_a_certificate_it_cannot_read_is_one_line_before_serving(tmp_path):
+    bad = tmp_path / "cert.pem"
+    bad.write_text("not a certificate\n")
+    port = free_port()
+    for cert, why in ((tmp_path / "none.pem", "No such file or directory"),
+                      (bad, "[SSL] PEM lib")):
+        line, rest, rc = _first_line([*WEB, "--bind", f"127.0.0.1:{port}",
+                                      "--certfile", str(cert), "--keyfile", str(cert)])
+        assert line.startswith(f"netinfo-web: cannot use --certfile {cert} with --keyfile "
+                               f"{cert}: {why}"), line
+        assert (rest, rc) == ("", 2)
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="needs openssl for a certificate")
+def test_https_on_the_socket_it_made(tmp_path):
+    """The socket made before the "serving" line carries TLS when given a certificate."""
+    import http.client
+    import ssl
+
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                    "-subj", "/CN=localhost", "-keyout", str(key), "-out", str(cert)],
+                   check=True, capture_output=True, timeout=60)
+    port = free_port()
+    proc = subprocess.Popen([*WEB, "--bind", f"127.0.0.1:{port}", "--certfile", str(cert),
+                             "--keyfile", str(key)], env=env_with_src(),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stderr is not None
+        line = proc.stderr.readline()
+        assert line == f"netinfo-web: serving . on https://127.0.0.1:{port}/\n", line
+        ctx = ssl.create_default_context(cafile=str(cert))
+        ctx.check_hostname = False
+        conn = http.client.HTTPSConnection("127.0.0.1", port, context=ctx, timeout=30)
+        conn.request("GET", "/")
+        assert conn.getresponse().status == 200
+        conn.close()
+    finally:
+        proc.terminate()
+        proc.wait(15)
+        assert proc.stderr is not None
+        proc.stderr.close()
+
+
 def _reserved_port_is_refused() -> bool:
     try:
         with open("/proc/sys/net/ipv4/ip_unprivileged_port_start") as f:

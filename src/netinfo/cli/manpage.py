@@ -242,9 +242,9 @@ PAGES: dict[str, Page] = {
         (("0", "stopped by SIGINT (Ctrl-C); SIGTERM also stops it cleanly, then ends it "
           "as that signal does"),
          ("1", "the web extra is not installed"),
-         ("2", "a usage error, or an address or port it cannot listen on: the port is in "
-          "use, reserved (below 1024, not root) or not this host's; the one line on "
-          "standard error says which")),
+         ("2", "a usage error, an address or port it cannot listen on (the port is in "
+          "use, reserved (below 1024, not root) or not this host's), or a certificate or "
+          "key it cannot read; the one line on standard error says which")),
         (("netinfo-web", "serve the local domain on this user's port of 127.0.0.1"),
          ("netinfo-web --domain / --bind 127.0.0.1:8080",
           "open the network root first, on port 8080"),

@@ -25,14 +25,15 @@ import socket
 import sys
 
 
-#: root's port (the original NetInfo Manager had none; 966 is the RPC services' port).
+#: root's port (the only default before issue 17).
 ROOT_PORT = 8966
 #: Everyone else: WEB_BASE + uid % UID_SPAN, 30000-49999. The README's portmappers use
 #: 10000 + uid % 20000 (10000-29999), so a user's manager never takes a portmapper's
 #: port, their own or another user's, nor root's 8966.
 WEB_BASE = 30000
 UID_SPAN = 20000
-#: Exit status when netinfo-web cannot listen (as netinfod and nibindd: tools §4.5).
+#: Exit status when netinfo-web cannot listen or cannot read its certificate (as
+#: netinfod and nibindd when they cannot listen).
 EXIT_CANNOT_LISTEN = 2
 
 
@@ -131,16 +132,23 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as e:
         print(listen_problem(host, port, e), file=sys.stderr)
         return EXIT_CANNOT_LISTEN
+    config = uvicorn.Config(create_app(o.domain), host=host, port=port,
+                            log_level="info" if o.verbose else "warning",
+                            access_log=o.verbose, ssl_certfile=o.certfile,
+                            ssl_keyfile=o.keyfile, proxy_headers=False, server_header=False)
+    try:
+        config.load()  # reads the certificate and key now, not after the "serving" line
+    except OSError as e:  # ssl.SSLError too
+        sock.close()
+        print(f"netinfo-web: cannot use --certfile {o.certfile} with --keyfile {o.keyfile}: "
+              f"{e.strerror or e}", file=sys.stderr)
+        return EXIT_CANNOT_LISTEN
     if not is_loopback(host):
         print(f"netinfo-web: warning: listening on {host}, not loopback: anyone who reaches "
               "it can browse and, with credentials, edit", file=sys.stderr)
     scheme = "https" if o.certfile else "http"
     print(f"netinfo-web: serving {o.domain} on {scheme}://{shown(host, port)}/",
           file=sys.stderr, flush=True)
-    config = uvicorn.Config(create_app(o.domain), host=host, port=port,
-                            log_level="info" if o.verbose else "warning",
-                            access_log=o.verbose, ssl_certfile=o.certfile,
-                            ssl_keyfile=o.keyfile, proxy_headers=False, server_header=False)
     uvicorn.Server(config).run(sockets=[sock])
     return 0
 
