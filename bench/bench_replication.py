@@ -62,10 +62,10 @@ def netinfod_pid(directory: Path, tag: str) -> int:
     for p in Path("/proc").iterdir():
         if p.name.isdigit():
             try:
-                args = [a for a in (p / "cmdline").read_bytes().split(b"\0") if a]
+                args = (p / "cmdline").read_bytes().replace(b"\0", b" ").split()
             except OSError:
                 continue
-            if b"netinfo.cli.netinfod" in args and str(directory).encode() in args \
+            if any(a.endswith(b"netinfod") for a in args[:3]) and str(directory).encode() in args \
                     and args[-1] == tag.encode():
                 return int(p.name)
     return 0

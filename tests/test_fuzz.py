@@ -234,11 +234,11 @@ def _netinfod_pid(nb: Nibindd, tag: str) -> tuple[int, int]:
         if not p.name.isdigit():
             continue
         try:
-            args = [a for a in (p / "cmdline").read_bytes().split(b"\0") if a]
+            args = (p / "cmdline").read_bytes().replace(b"\0", b" ").split()
         except OSError:
             continue
-        if (b"netinfo.cli.netinfod" in args and str(nb.directory).encode() in args
-                and args[-1] == tag.encode()):
+        if (any(a.endswith(b"netinfod") for a in args[:3])
+                and str(nb.directory).encode() in args and args[-1] == tag.encode()):
             return int(p.name), reg[0]
     raise AssertionError(f"no netinfod for {tag}")
 

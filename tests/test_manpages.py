@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from netinfo.cli.manpage import TOOLS, help_text, render
+from netinfo.cli.manpage import TOOLS, help_text, module_of, render
 
 from .conftest import env_with_src
 
@@ -22,7 +22,7 @@ MAN = Path(__file__).resolve().parent.parent / "docs" / "man" / "man1"
 
 @pytest.mark.parametrize("tool", list(TOOLS))
 def test_help_exits_zero_as_a_real_subprocess(tool):
-    r = subprocess.run([sys.executable, "-m", f"netinfo.cli.{tool}", "--help"],
+    r = subprocess.run([sys.executable, "-m", module_of(tool), "--help"],
                        capture_output=True, text=True, env=env_with_src(), timeout=60)
     assert r.returncode == 0, r.stderr
     assert tool in (r.stdout + r.stderr)
@@ -47,8 +47,9 @@ def test_every_documented_flag_is_in_the_help(tool):
 
 def test_every_console_script_has_a_man_page():
     text = (Path(__file__).resolve().parent.parent / "pyproject.toml").read_text()
-    scripts = re.findall(r'^(\w+) = "netinfo\.cli\.\w+:main"', text, re.M)
+    scripts = dict(re.findall(r'^([\w-]+) = "([\w.]+):main"', text, re.M))
     assert set(scripts) == set(TOOLS)
+    assert all(module_of(tool) == module for tool, module in scripts.items())
 
 
 def _page(tool: str) -> str:

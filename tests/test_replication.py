@@ -220,7 +220,7 @@ def test_clones_refuse_everyone_but_their_master(domain):
 
 def _pid(host, tag: str = "network") -> int | None:
     import subprocess
-    r = subprocess.run(["pgrep", "-f", f"netinfo.cli.netinfod --dir {host.dir} .*{tag}$"],
+    r = subprocess.run(["pgrep", "-f", f"^netinfod {tag} --dir {host.dir} "],
                        capture_output=True, text=True)
     pids = [int(p) for p in r.stdout.split()]
     return pids[0] if pids else None

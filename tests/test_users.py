@@ -205,3 +205,11 @@ def test_the_quick_start_uses_a_venv_and_ci_runs_its_test_command():
     assert CI.rstrip("\n").splitlines()[-1] == test
     # and before it the same suite as an ordinary user
     assert re.search(r"(setpriv --reuid|runuser -u) ?\S*.*pytest", CI, re.S)
+
+
+def test_the_standalone_netinfod_has_a_directory_of_its_own():
+    """Before: ``netinfod --dir "$HOME/.netinfo" ...``, nibindd's directory: nibindd serves
+    every DIR/*.nidb, so its next SIGHUP took the standalone database up too (issue 17)."""
+    nibindd_dir = re.search(r'nibindd --init --dir (\S+)', _quick_start()[0])[1]
+    alone = re.findall(r'`netinfod --dir (\S+) [^`]*`', README)
+    assert alone and nibindd_dir not in alone, alone

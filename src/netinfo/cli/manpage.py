@@ -188,8 +188,9 @@ PAGES: dict[str, Page] = {
          ("2", "no database (without -m or -c), a damaged or busy database, an invalid tag, "
           "an address or port it cannot listen on, or a malformed NETINFO_PORTMAPPER; "
           "the one line on standard error says which"),),
-        (("netinfod --dir \"$HOME/.netinfo\" --port 1033 -m --populate mytag",
-          "create and serve a populated master database on a fixed port"),
+        (("netinfod --dir \"$HOME/netinfo-alone\" --port 1033 -m --populate mytag",
+          "create and serve a populated master database on a fixed port, alone: from a "
+          "directory of its own, since nibindd serves every DIR/*.nidb (also on SIGHUP)"),
          ("netinfod --dir /var/db/netinfo local", "serve an existing database")),
         (("/var/db/netinfo/TAG.nidb", "the database (NETINFO_DIR, --dir)"),
          ("TAG.nidb/netinfo.sqlite", "the SQLite store"),
@@ -219,7 +220,48 @@ PAGES: dict[str, Page] = {
          ("nibindd --bind 0.0.0.0", "as root: serve /var/db/netinfo to the network")),
         (("/var/db/netinfo/*.nidb", "the databases served (NETINFO_DIR, --dir)"),
          ("$HOME/.netinfo", "the README's quick start directory"))),
+    "netinfo-web": Page(
+        "NetInfo Manager in the browser",
+        ("netinfo-web serves NetInfo Manager over http (https with --certfile and "
+         "--keyfile): open a domain by name, walk its directories, read and edit "
+         "properties and values, search, export and import subtrees and flat files "
+         "(tools §6). It reaches domains through the portmapper, nibindd and netinfod as "
+         "the tools do; the servers decide every permission, and credentials given to "
+         "its lock stay in its memory. Starlette, Jinja2 and uvicorn come with the web "
+         "extra (pip install 'opennetinfo[web]').",
+         "It listens on 127.0.0.1 unless --bind says otherwise, and on a port of the "
+         "user's own unless --bind names one: 8966 for root, 30000 + uid % 20000 for "
+         "everyone else (uid 1000: 31000), a range apart from the README's portmapper "
+         "ports (10000 + uid % 20000), so that two users on one machine never meet on "
+         "one port (ports from 32768 up are also the kernel's for outgoing connections, "
+         "which may hold one for a moment). It prints the address it serves on once it "
+         "listens; a port in use, a "
+         "reserved port or an address that is not this host's is one line on standard "
+         "error instead, and nothing is served."),
+        ("NETINFO_PORTMAPPER",),
+        (("0", "stopped by SIGINT (Ctrl-C); SIGTERM also stops it cleanly, then ends it "
+          "as that signal does"),
+         ("1", "the web extra is not installed"),
+         ("2", "a usage error, an address or port it cannot listen on (the port is in "
+          "use, reserved (below 1024, not root) or not this host's), or a certificate or "
+          "key it cannot read; the one line on standard error says which")),
+        (("netinfo-web", "serve the local domain on this user's port of 127.0.0.1"),
+         ("netinfo-web --domain / --bind 127.0.0.1:8080",
+          "open the network root first, on port 8080"),
+         ("netinfo-web --bind 0.0.0.0:443 --certfile cert.pem --keyfile key.pem",
+          "as root: serve https to the network")),
+        (("", "None: the manager reaches the domain's servers through the portmapper "
+          "(NETINFO_PORTMAPPER), nibindd and netinfod."),)),
 }
+
+#: The module whose ``main`` a tool runs, where it is not ``netinfo.cli.<tool>``.
+MODULES: dict[str, str] = {"netinfo-web": "netinfo.web.server"}
+
+
+def module_of(tool: str) -> str:
+    """The module of *tool*'s ``main`` (its console script's entry point)."""
+    return MODULES.get(tool, f"netinfo.cli.{tool}")
+
 
 #: Tool → NAME line (kept for callers that list the tools).
 TOOLS: dict[str, str] = {tool: page.summary for tool, page in PAGES.items()}
@@ -231,7 +273,7 @@ _OPTION_HEADS = ("opts:", "options:", "known formats:", "positional arguments:",
 
 def help_text(tool: str) -> str:
     """What ``<tool> --help`` prints (stdout and stderr), from the tool's parser."""
-    module = importlib.import_module(f"netinfo.cli.{tool}")
+    module = importlib.import_module(module_of(tool))
     out, err = io.StringIO(), io.StringIO()
     columns = os.environ.get("COLUMNS")
     os.environ["COLUMNS"] = "80"  # argparse wraps to the terminal: pin it

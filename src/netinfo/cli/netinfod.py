@@ -20,6 +20,7 @@ from ..database import Database, DatabaseInUse, database_exists, netinfo_dir, op
 from ..errors import ConfigError, NiError, RpcError, StorageError, Timeout, WireError
 from ..netif import bind_problem, hostname, is_local, local_addresses, non_loopback
 from ..nibind import TAG_MAX, valid_tag
+from ..proctitle import name_process
 from ..replicator import Replicator
 from ..server import NetInfoServer, ServerConfig
 from ..service import ServerInfo
@@ -264,6 +265,13 @@ async def _unregister(tag: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if argv is None:  # run as a program, not called in-process: name the process
+        # "netinfod TAG" first (issue 17), the rest after it, still a command line that
+        # parses the same (the tag is the one positional argument)
+        rest = sys.argv[1:]
+        if args.tag in rest:
+            del rest[len(rest) - 1 - rest[::-1].index(args.tag)]
+        name_process(PROG, [args.tag, *rest])
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format=f"{PROG}[%(process)d] %(levelname)s %(message)s", stream=sys.stderr)
     rc = asyncio.run(serve(args))

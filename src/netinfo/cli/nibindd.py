@@ -19,6 +19,7 @@ from ..database import (DatabaseInUse, check_not_in_use, database_exists, netinf
                         open_database)
 from ..errors import ConfigError
 from ..netif import bind_problem, hostname, local_addresses, non_loopback
+from ..proctitle import name_process
 from ..templates import create_local_under_network, create_network_root, set_password
 from .rootpass import RootPasswordError, root_password_hash
 
@@ -171,6 +172,8 @@ async def serve(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if argv is None:  # run as a program, not called in-process: name the process
+        name_process(PROG, sys.argv[1:])
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format=f"{PROG}[%(process)d] %(levelname)s %(message)s",
                         stream=sys.stderr)
