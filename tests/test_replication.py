@@ -374,11 +374,22 @@ def test_promote_a_clone_when_the_master_is_gone(domain):
     assert stats(c)["master_server"] == ["10.77.0.2/network"]
     assert dump(c) == dump(b)
     assert "master_server: 10.77.0.2/network" in tool(c, "nidomain", "-s", "network").stdout
-    # the old master comes back, sees it is no longer the master, and becomes a clone
+    # the old master comes back and hears hostb claim to be the master: it says so and
+    # stays the master (issue 18, N5: never a role change on a peer's word)
+    log = domain.logs / "hosta-2.log"
     a.spawn([sys.executable, "-m", "netinfo.cli.nibindd", "--dir", str(a.dir),
-             "--portmapper", "embedded", "--bind", "0.0.0.0"], domain.logs / "hosta-2.log")
+             "--portmapper", "embedded", "--bind", "0.0.0.0"], log)
+    wait_until(lambda: "says it is the master" in log.read_text(errors="replace"), 30, 0.5)
+    assert stats(a)["tag"][:2] == ["network", "master"]
+    assert not list((a.dir / "network.nidb").glob("*.mastered-*"))
+    # the operator demotes it (root master written there, as root): it keeps the
+    # database it mastered aside, becomes hostb's clone and copies the domain
+    tool(a, "niutil", "-createprop", "-t", "127.0.0.1/network", "/", "master",
+         "hostb/network")
     wait_until(lambda: stats(a)["tag"][:2] == ["network", "clone"], 30, 0.5)
-    wait_until(lambda: stats(a)["checksum"] == stats(b)["checksum"], 20, 0.3)
+    wait_until(lambda: stats(a)["checksum"] == stats(b)["checksum"], 30, 0.3)
     assert dump(a) == dump(b)
+    kept = list((a.dir / "network.nidb").glob("netinfo.sqlite.mastered-*"))
+    assert len(kept) == 1 and f"kept as {kept[0]}" in log.read_text(errors="replace")
     states = tool(b, "nidomain", "-s", "network").stdout
     assert "tag: network master 2" in states, states
