@@ -152,6 +152,8 @@ class Replicator:
         self._resynced_at: float | None = None
         self._resync_handle: asyncio.TimerHandle | None = None
         self._considering = False
+        #: set by the master's own CRASHED: the next copy need not wait (sync)
+        self._urgent = asyncio.Event()
         self._unwatch_transfers: Callable[[], None] | None = None
         self.clones: dict[Peer, CloneState] = {}
         self.last_sync: float | None = None
@@ -396,7 +398,7 @@ class Replicator:
                 return
         if proc == Proc.CRASHED:
             if self.is_clone and args and args[0] != self.db.checksum:
-                self.sync()
+                self.sync(urgent=caller.from_master)
         elif proc == Proc.RESYNC:
             if self.is_clone:
                 self.sync()
@@ -583,11 +585,15 @@ class Replicator:
         finally:
             self._considering = False
 
-    def sync(self, source: Peer | None = None) -> None:
+    def sync(self, source: Peer | None = None, urgent: bool = False) -> None:
         """Check the master's checksum and copy the domain if it differs (spec §9.5);
-        from *source* instead of the master named in our copy when given."""
+        from *source* instead of the master named in our copy when given. *urgent*
+        (the master's own CRASHED: its address and a reserved port) skips the wait of
+        :func:`copy_interval`: a restarted master's clones converge at once."""
         if source is not None:
             self._source = source
+        if urgent:
+            self._urgent.set()
         if self._sync_task is not None and not self._sync_task.done():
             self._sync_again = True
             return
@@ -605,10 +611,14 @@ class Replicator:
         if self._copied_at is not None:
             # No copy back to back (N13): a copy starts copy_interval() after the last.
             delay = self._copied_at + copy_interval(self._copy_took) - time.monotonic()
-            if delay > 0:
+            if delay > 0 and not self._urgent.is_set():
                 log.debug("next copy check in %.1f s (the last copy took %.1f s)", delay,
                           self._copy_took)
-                await asyncio.sleep(delay)
+                try:
+                    await asyncio.wait_for(self._urgent.wait(), delay)
+                except TimeoutError:
+                    pass
+        self._urgent.clear()
         while True:
             svc = self.db.service
             master = master_of((first_values(svc.directory(0).props, "master") or [""])[0],
