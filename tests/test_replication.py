@@ -346,6 +346,59 @@ def test_a_clone_killed_mid_transfer_converges(domain):
     assert dump(b) == dump(a)
 
 
+ATTACKER = textwrap.dedent("""
+    import asyncio, time
+    from netinfo.client import Client
+    from netinfo import binding
+    async def main():
+        n = 0
+        _, port = await binding.getregister("10.77.0.1", "network")
+        end = time.monotonic() + SECONDS
+        while time.monotonic() < end:
+            # an ordinary port of the clone's address; the master's checksum: "current"
+            c = await Client.connect("10.77.0.1", port, "network", privileged=False)
+            try:
+                checksum = int(dict(await c.statistics())["checksum"][0])
+                t = await c.readall_stream(checksum)
+                async for _ in t:
+                    pass
+                t.close()
+                n += 1
+            finally:
+                await c.close()
+            await asyncio.sleep(0.05)
+        print(n)
+    asyncio.run(main())
+""")
+
+
+def test_readalls_from_a_clones_host_on_ordinary_ports_lose_no_update(domain):
+    # Issue 18, N9: any user on hostb READALLs from the master again and again while
+    # writes are made; the master's queue for hostb must survive it (only hostb's
+    # address with a reserved port and a transfer taken whole counts as its copy).
+    import subprocess
+    a, b = domain.h["hosta"], domain.h["hostb"]
+    attacker = subprocess.Popen(b.wrap([sys.executable, "-c",
+                                        ATTACKER.replace("SECONDS", "6")]),
+                                env=b.env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True)
+    try:
+        time.sleep(0.5)
+        w = _writer(domain, 100, 61)
+        out, err = w.communicate(timeout=300)
+        assert w.returncode == 0, err
+    finally:
+        out, err = attacker.communicate(timeout=60)
+    assert attacker.returncode == 0, err
+    assert int(out) > 10
+    # no RESYNC, no cleanup_wait: the pushes alone bring hostb in step
+    took = _converged(domain, b, 10)
+    print(f"MEASURE replication readalls_from_clone_host={out.strip()} converged_s={took:.1f}")
+    assert dump(b) == dump(a)
+    assert "not taken as the clone's copy" in (domain.logs / "hosta.log").read_text(
+        errors="replace")
+
+
 def test_niutil_resync_on_both_roles(domain):
     a, b, c = (domain.h[n] for n in HOSTS)
     # on a clone: it checks its copy against the master (spec §4.4 RESYNC)
