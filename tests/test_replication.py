@@ -399,6 +399,60 @@ def test_readalls_from_a_clones_host_on_ordinary_ports_lose_no_update(domain):
         errors="replace")
 
 
+FLOOD = textwrap.dedent("""
+    import asyncio
+    from netinfo.client import Client
+    from netinfo import binding
+    from netinfo.protocol import Proc
+    async def main():
+        _, port = await binding.getregister("10.77.0.1", "network")
+        c = await Client.connect("10.77.0.1", port, "network", privileged=False)
+        for _ in range(4):
+            await asyncio.gather(*(c.call(Proc.RESYNC) for _ in range(500)))
+            await asyncio.sleep(0.5)
+        await c.close()
+    asyncio.run(main())
+""")
+
+
+def test_anonymous_resyncs_open_no_socket_each(domain):
+    # Issue 18, N8: while hostc is unreachable (out of date), 2,000 anonymous RESYNCs
+    # from hostb. Each used to make the master open a connection to hostc (5,000
+    # descriptors, EMFILE, megabytes of log); now one is in flight per clone.
+    import os
+    import subprocess
+    a, b, c = (domain.h[n] for n in HOSTS)
+    log = domain.logs / "hosta.log"
+    lines = log.read_text(errors="replace").count("RESYNC to clone 10.77.0.3")
+    subprocess.run(["ip", "-n", c.ns, "link", "set", "eth0", "down"], check=True)
+    try:
+        w = _writer(domain, 20, 71)          # hostc's push fails: it is out of date
+        _, err = w.communicate(timeout=300)
+        assert w.returncode == 0, err
+        time.sleep(3)
+        pid = _pid(a)
+        assert pid is not None
+        base = len(os.listdir(f"/proc/{pid}/fd"))
+        flood = subprocess.Popen(b.wrap([sys.executable, "-c", FLOOD]), env=b.env(),
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        most = base
+        while flood.poll() is None:
+            most = max(most, len(os.listdir(f"/proc/{pid}/fd")))
+            time.sleep(0.02)
+        _, err = flood.communicate()
+        assert flood.returncode == 0, err
+        for _ in range(50):                  # the RESYNCs' aftermath
+            most = max(most, len(os.listdir(f"/proc/{pid}/fd")))
+            time.sleep(0.05)
+    finally:
+        subprocess.run(["ip", "-n", c.ns, "link", "set", "eth0", "up"], check=True)
+    print(f"MEASURE replication resync_flood=2000 descriptors={base}->{most}")
+    assert most - base <= 10, (base, most)
+    new_lines = log.read_text(errors="replace").count("RESYNC to clone 10.77.0.3") - lines
+    assert new_lines <= 2, new_lines
+    _converged(domain, c, 20)
+
+
 def test_niutil_resync_on_both_roles(domain):
     a, b, c = (domain.h[n] for n in HOSTS)
     # on a clone: it checks its copy against the master (spec §4.4 RESYNC)
