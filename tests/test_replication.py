@@ -346,6 +346,113 @@ def test_a_clone_killed_mid_transfer_converges(domain):
     assert dump(b) == dump(a)
 
 
+ATTACKER = textwrap.dedent("""
+    import asyncio, time
+    from netinfo.client import Client
+    from netinfo import binding
+    async def main():
+        n = 0
+        _, port = await binding.getregister("10.77.0.1", "network")
+        end = time.monotonic() + SECONDS
+        while time.monotonic() < end:
+            # an ordinary port of the clone's address; the master's checksum: "current"
+            c = await Client.connect("10.77.0.1", port, "network", privileged=False)
+            try:
+                checksum = int(dict(await c.statistics())["checksum"][0])
+                t = await c.readall_stream(checksum)
+                async for _ in t:
+                    pass
+                t.close()
+                n += 1
+            finally:
+                await c.close()
+            await asyncio.sleep(0.05)
+        print(n)
+    asyncio.run(main())
+""")
+
+
+def test_readalls_from_a_clones_host_on_ordinary_ports_lose_no_update(domain):
+    # Issue 18, N9: any user on hostb READALLs from the master again and again while
+    # writes are made; the master's queue for hostb must survive it (only hostb's
+    # address with a reserved port and a transfer taken whole counts as its copy).
+    import subprocess
+    a, b = domain.h["hosta"], domain.h["hostb"]
+    attacker = subprocess.Popen(b.wrap([sys.executable, "-c",
+                                        ATTACKER.replace("SECONDS", "6")]),
+                                env=b.env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True)
+    try:
+        time.sleep(0.5)
+        w = _writer(domain, 100, 61)
+        out, err = w.communicate(timeout=300)
+        assert w.returncode == 0, err
+    finally:
+        out, err = attacker.communicate(timeout=60)
+    assert attacker.returncode == 0, err
+    assert int(out) > 10
+    # no RESYNC, no cleanup_wait: the pushes alone bring hostb in step
+    took = _converged(domain, b, 10)
+    print(f"MEASURE replication readalls_from_clone_host={out.strip()} converged_s={took:.1f}")
+    assert dump(b) == dump(a)
+    assert "not taken as the clone's copy" in (domain.logs / "hosta.log").read_text(
+        errors="replace")
+
+
+FLOOD = textwrap.dedent("""
+    import asyncio
+    from netinfo.client import Client
+    from netinfo import binding
+    from netinfo.protocol import Proc
+    async def main():
+        _, port = await binding.getregister("10.77.0.1", "network")
+        c = await Client.connect("10.77.0.1", port, "network", privileged=False)
+        for _ in range(4):
+            await asyncio.gather(*(c.call(Proc.RESYNC) for _ in range(500)))
+            await asyncio.sleep(0.5)
+        await c.close()
+    asyncio.run(main())
+""")
+
+
+def test_anonymous_resyncs_open_no_socket_each(domain):
+    # Issue 18, N8: while hostc is unreachable (out of date), 2,000 anonymous RESYNCs
+    # from hostb. Each used to make the master open a connection to hostc (5,000
+    # descriptors, EMFILE, megabytes of log); now one is in flight per clone.
+    import os
+    import subprocess
+    a, b, c = (domain.h[n] for n in HOSTS)
+    log = domain.logs / "hosta.log"
+    lines = log.read_text(errors="replace").count("RESYNC to clone 10.77.0.3")
+    subprocess.run(["ip", "-n", c.ns, "link", "set", "eth0", "down"], check=True)
+    try:
+        w = _writer(domain, 20, 71)          # hostc's push fails: it is out of date
+        _, err = w.communicate(timeout=300)
+        assert w.returncode == 0, err
+        time.sleep(3)
+        pid = _pid(a)
+        assert pid is not None
+        base = len(os.listdir(f"/proc/{pid}/fd"))
+        flood = subprocess.Popen(b.wrap([sys.executable, "-c", FLOOD]), env=b.env(),
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        most = base
+        while flood.poll() is None:
+            most = max(most, len(os.listdir(f"/proc/{pid}/fd")))
+            time.sleep(0.02)
+        _, err = flood.communicate()
+        assert flood.returncode == 0, err
+        for _ in range(50):                  # the RESYNCs' aftermath
+            most = max(most, len(os.listdir(f"/proc/{pid}/fd")))
+            time.sleep(0.05)
+    finally:
+        subprocess.run(["ip", "-n", c.ns, "link", "set", "eth0", "up"], check=True)
+    print(f"MEASURE replication resync_flood=2000 descriptors={base}->{most}")
+    assert most - base <= 10, (base, most)
+    new_lines = log.read_text(errors="replace").count("RESYNC to clone 10.77.0.3") - lines
+    assert new_lines <= 2, new_lines
+    _converged(domain, c, 20)
+
+
 def test_niutil_resync_on_both_roles(domain):
     a, b, c = (domain.h[n] for n in HOSTS)
     # on a clone: it checks its copy against the master (spec §4.4 RESYNC)
@@ -374,11 +481,22 @@ def test_promote_a_clone_when_the_master_is_gone(domain):
     assert stats(c)["master_server"] == ["10.77.0.2/network"]
     assert dump(c) == dump(b)
     assert "master_server: 10.77.0.2/network" in tool(c, "nidomain", "-s", "network").stdout
-    # the old master comes back, sees it is no longer the master, and becomes a clone
+    # the old master comes back and hears hostb claim to be the master: it says so and
+    # stays the master (issue 18, N5: never a role change on a peer's word)
+    log = domain.logs / "hosta-2.log"
     a.spawn([sys.executable, "-m", "netinfo.cli.nibindd", "--dir", str(a.dir),
-             "--portmapper", "embedded", "--bind", "0.0.0.0"], domain.logs / "hosta-2.log")
+             "--portmapper", "embedded", "--bind", "0.0.0.0"], log)
+    wait_until(lambda: "says it is the master" in log.read_text(errors="replace"), 30, 0.5)
+    assert stats(a)["tag"][:2] == ["network", "master"]
+    assert not list((a.dir / "network.nidb").glob("*.mastered-*"))
+    # the operator demotes it (root master written there, as root): it keeps the
+    # database it mastered aside, becomes hostb's clone and copies the domain
+    tool(a, "niutil", "-createprop", "-t", "127.0.0.1/network", "/", "master",
+         "hostb/network")
     wait_until(lambda: stats(a)["tag"][:2] == ["network", "clone"], 30, 0.5)
-    wait_until(lambda: stats(a)["checksum"] == stats(b)["checksum"], 20, 0.3)
+    wait_until(lambda: stats(a)["checksum"] == stats(b)["checksum"], 30, 0.3)
     assert dump(a) == dump(b)
+    kept = list((a.dir / "network.nidb").glob("netinfo.sqlite.mastered-*"))
+    assert len(kept) == 1 and f"kept as {kept[0]}" in log.read_text(errors="replace")
     states = tool(b, "nidomain", "-s", "network").stdout
     assert "tag: network master 2" in states, states

@@ -279,6 +279,8 @@ class ReadAllStream:
         self._decoder = ReadAllDecoder()
         self._ready: builtins.list[WireObject] = []
         self._done = False
+        #: bytes of the reply received so far (a copy bounds it: netinfod --max-copy-mb)
+        self.received = 0
 
     async def start(self) -> None:
         """Read the head. :raises NiError: its status is not NI_OK."""
@@ -295,6 +297,7 @@ class ReadAllStream:
             return False
         data = await self._reply.read()
         if data:
+            self.received += len(data)
             self._ready += self._decoder.feed(data)
         else:
             self._ready += self._decoder.finish()

@@ -65,6 +65,8 @@ class Change:
 
 
 Subscriber = Callable[[list[Change]], None]
+#: Told of a READALL transfer sent whole (not a "current" answer), with its caller.
+TransferWatcher = Callable[[Caller], None]
 
 #: Failed authentications from one address within AUTH_WINDOW seconds, after which its
 #: credentialed writes are refused for AUTH_WINDOW seconds without checking a password.
@@ -165,6 +167,7 @@ class Database:
                          for proc, row in PROCEDURES.items()}
         self._changes: list[Change] = []
         self._subscribers: list[Subscriber] = []
+        self._transfer_watchers: list[TransferWatcher] = []
         #: READALL transfers in progress (writes wait: NI_MASTERBUSY)
         self.transfers = 0
         #: peer address → times of its recent failed authentications
@@ -266,7 +269,7 @@ class Database:
             return iter((pack_status(e.status),))
         if value is None:
             return iter_readall(None)
-        return self._transfer(iter_readall(value))
+        return self._transfer(iter_readall(value), caller)
 
     def stream(self, proc: int, caller: Caller, args: tuple) -> Iterator[bytes] | None:
         """LIST or LISTALL of a big directory (service.STREAM_CHILDREN) as reply-body
@@ -288,12 +291,27 @@ class Database:
             pass   # answered whole, with its status
         return None
 
-    def _transfer(self, pieces: Iterator[bytes]) -> Iterator[bytes]:
+    def _transfer(self, pieces: Iterator[bytes],
+                  caller: Caller | None = None) -> Iterator[bytes]:
         self.transfers += 1
         try:
             yield from pieces
         finally:
             self.transfers -= 1
+        if caller is not None:   # a READALL produced to its end (not closed early)
+            for fn in list(self._transfer_watchers):
+                try:
+                    fn(caller)
+                except Exception:
+                    log.exception("%s: transfer watcher %r failed", self.where, fn)
+
+    def watch_transfers(self, fn: TransferWatcher) -> Callable[[], None]:
+        """Call *fn* with the caller of each READALL transfer produced to its end (the
+        last piece handed to the connection; a "current" answer, an error or a transfer
+        cut short is not one); returns the call that stops it."""
+        self._transfer_watchers.append(fn)
+        return lambda: self._transfer_watchers.remove(fn) \
+            if fn in self._transfer_watchers else None
 
     @property
     def dirty(self) -> bool:
@@ -394,6 +412,15 @@ class Database:
         changes = [Change(None, caller, (), self.service.checksum, 0)]
         self._tell(changes)
         return changes
+
+    def keep_aside(self, label: str) -> str | None:
+        """Keep a copy of the domain as it is now beside the store, named with *label*
+        (a master being demoted, before a copy from another master can replace it):
+        where it is, or None when the store is no file (memory). Pending writes are
+        committed first. :raises StorageError: nothing was kept."""
+        if self.service.pending:
+            self.commit()
+        return self.store.keep_aside(label)
 
     def close(self) -> None:
         """Commit what is pending, close the store and release the lock."""

@@ -5,9 +5,18 @@ One :class:`Replicator` runs in each netinfod. On a master it subscribes to the 
 that is in step, and after ``update_latency`` seconds delivered as the same calls the
 clients sent (spec §9.3) — NIBIND GETREGISTER at the clone's address, then TCP from a
 reserved source port, AUTH_NONE, pipelined. A clone whose update fails is marked out of
-date and skipped until it copies the domain again (its READALL marks it in step). At
-start-up a master sends CRASHED(checksum) to every clone (§9.6); RESYNC and every
-``cleanup_wait`` seconds it sends RESYNC to all of them.
+date and skipped until it copies the domain again: a READALL from the clone's address
+*and a reserved port* whose whole transfer was taken marks it in step (a READALL answered
+"current" changes nothing), and so does the clone answering our own STATISTICS with our
+checksum. At start-up a master sends CRASHED(checksum) to every clone (§9.6); RESYNC and
+every ``cleanup_wait`` seconds it sends RESYNC to all of them, coalesced: one fan-out per
+:data:`RESYNC_INTERVAL`, one connection in flight per clone and message.
+
+Roles change only by the operator's hand (docs/security.md): a master never demotes itself
+because a peer says it is the master (it logs it); ``nidomain -p`` promotes a clone, and a
+master becomes a clone when its own root ``master`` property is changed to name another
+server (a superuser's write on the master itself). Its database is then kept aside
+(``Database.keep_aside``) before any copy can replace it.
 
 On a clone it copies the domain from the master (GETREGISTER of the master's tag, then
 READALL with its own checksum, §9.5) at start-up, on CRASHED with another checksum, when a
@@ -19,7 +28,9 @@ once (``Database.adopt``: after a crash the store holds the old tree or the new,
 mix). Memory follows the batches, not the domain, and the old copy serves reads until the
 swap. The master's updates that arrive meanwhile follow its snapshot, so they wait
 (:meth:`Replicator.held`) and are applied to the new copy. NI_MASTERBUSY is retried with
-backoff, never taken as final.
+backoff, never taken as final. Copies are bounded: one starts at least
+:func:`copy_interval` after the last one ended, and one larger than ``max_copy`` bytes
+(``netinfod --max-copy-mb``) is abandoned with the old copy kept.
 """
 
 from __future__ import annotations
@@ -52,6 +63,19 @@ BACKOFF_FIRST, BACKOFF_MAX = 0.5, 30.0
 NUDGE_MAX = 5.0
 #: A READALL stream that sends nothing for this long is given up.
 TRANSFER_TIMEOUT = 600.0
+#: A master fans RESYNC out to its clones at most once per this many seconds; RESYNCs
+#: arriving meanwhile are coalesced into one fan-out at the end of the window (N8).
+RESYNC_INTERVAL = 10.0
+#: A clone starts a copy (a READALL that transfers) no sooner than this many seconds ...
+COPY_INTERVAL_MIN = 10.0
+#: ... and this many times the last copy's duration after the last copy ended: a clone
+#: keeps its master busy (writes refused) at most about 1/11 of the time (N13).
+COPY_INTERVAL_FACTOR = 10.0
+#: Default bound of one copy's READALL reply, bytes (``netinfod --max-copy-mb``): 2 GiB,
+#: about 7.5 million users at the 267 MB per million measured (docs/benchmarks.md).
+MAX_COPY_BYTES = 2048 * 1024 * 1024
+#: Repeated log lines of one kind and peer: at most one per this many seconds.
+LOG_INTERVAL = 60.0
 #: Directories per batch handed to the thread writing a copy, and batches queued for it
 #: at most: the memory a copy takes beyond the old domain's cache.
 COPY_BATCH = 4096
@@ -67,6 +91,8 @@ class CloneState:
     queue: list[Update] = field(default_factory=list)
     last_push: float | None = None
     flushing: bool = False
+    #: procedures (RESYNC, CRASHED) with a connection to this clone in flight: one each
+    sending: set[int] = field(default_factory=set)
 
     def describe(self) -> str:
         when = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.last_push)) \
@@ -76,13 +102,59 @@ class CloneState:
                f"last_push={when}"
 
 
+class CopyTooLarge(StorageError):
+    """A copy's READALL reply exceeded ``max_copy`` bytes: it is abandoned (N18)."""
+
+
+def copy_interval(last_took: float) -> float:
+    """Seconds a clone waits after a copy that took *last_took* s before the next one."""
+    return max(COPY_INTERVAL_MIN, COPY_INTERVAL_FACTOR * last_took)
+
+
+class RateLimitedLog:
+    """Log lines of one kind about one peer at most once per :data:`LOG_INTERVAL` s; the
+    next one says how many were left out (a flood of calls must not flood the log)."""
+
+    def __init__(self, interval: float = LOG_INTERVAL) -> None:
+        self.interval = interval
+        self._last: dict[tuple, tuple[float, int]] = {}
+
+    def __call__(self, key: tuple, level: int, msg: str, *args: object) -> None:
+        now = time.monotonic()
+        last, skipped = self._last.get(key, (-1e18, 0))
+        if now - last < self.interval:
+            self._last[key] = (last, skipped + 1)
+            return
+        if len(self._last) > 4096:
+            self._last = {k: v for k, v in self._last.items() if now - v[0] < self.interval}
+        self._last[key] = (now, 0)
+        if skipped:
+            msg += " (%d more like it in the last %.0f s)"
+            args = (*args, skipped, self.interval)
+        log.log(level, msg, *args)
+
+
 class Replicator:
     """The replication side of one netinfod (master or clone, by ``info.clone``)."""
 
-    def __init__(self, db: Database, tag: str, is_own: Callable[[str], bool]) -> None:
+    def __init__(self, db: Database, tag: str, is_own: Callable[[str], bool],
+                 max_copy: int = MAX_COPY_BYTES) -> None:
         self.db = db
         self.tag = tag
         self.is_own = is_own
+        #: bytes of a copy's READALL reply at most (``netinfod --max-copy-mb``)
+        self.max_copy = max_copy
+        self.limited_log = RateLimitedLog()
+        #: when the last copy ended (monotonic) and how long it took
+        self._copied_at: float | None = None
+        self._copy_took = 0.0
+        #: the coalesced RESYNC fan-out: when the last one ran, the one scheduled
+        self._resynced_at: float | None = None
+        self._resync_handle: asyncio.TimerHandle | None = None
+        self._considering = False
+        #: set by the master's own CRASHED: the next copy need not wait (sync)
+        self._urgent = asyncio.Event()
+        self._unwatch_transfers: Callable[[], None] | None = None
         self.clones: dict[Peer, CloneState] = {}
         self.last_sync: float | None = None
         self.in_step = False
@@ -124,24 +196,29 @@ class Replicator:
         else:
             self.rebuild_clones(first=True)
             self._unsubscribe = self.db.subscribe(self._on_commit)
+            self._watch_transfers()
             self._spawn(self._master_start())
             self._spawn(self._nudge_out_of_date())
         self._spawn(self._periodic())
         self.publish()
 
     async def _master_start(self) -> None:
-        """A master coming up first asks the other servers who the master is: one that
-        was promoted while we were away makes us a clone of it (beyond the original,
-        which would have run two masters). Otherwise CRASHED(checksum) tells every clone
-        to check its copy (spec §9.6)."""
-        for st in list(self.clones.values()):
-            if await self._claims_master(st.peer):
-                log.warning("%s/%s is the master now: this server becomes its clone",
-                            st.peer.addr, st.peer.tag)
-                self._become_clone(st.peer)
-                return
+        """A master coming up tells every clone to check its copy with CRASHED(checksum)
+        (spec §9.6). It also asks them who the master is, only to say so: a listed server
+        that claims to be the master (one promoted while we were away, or anyone who
+        answers at a clone's address) never makes this one a clone (N5: that would
+        replace the domain with whatever the claimant sends). The operator decides
+        (docs/security.md): root ``master`` written here to name the new master demotes
+        this server, keeping its database aside."""
         for st in list(self.clones.values()):
             self._spawn(self._send_one(st.peer, Proc.CRASHED, (self.db.checksum,)))
+        for st in list(self.clones.values()):
+            if await self._claims_master(st.peer):
+                log.warning("%s/%s (%s) says it is the master of %s: this server stays "
+                            "the master (no role changes on a peer's word). If that server "
+                            "was promoted, make this one its clone, as root here: niutil "
+                            "-createprop . / master %s/%s", st.peer.addr, st.peer.tag,
+                            st.peer.name, self.tag, st.peer.name, st.peer.tag)
 
     async def _claims_master(self, peer: Peer) -> bool:
         """Does *peer* say it is a master of the domain (STATISTICS ``tag``, spec §4.4)?"""
@@ -156,14 +233,42 @@ class Replicator:
         tag = stats.get("tag") or []
         return len(tag) > 1 and tag[1] == "master"
 
-    def _become_clone(self, master: Peer) -> None:
+    def _names_another_master(self) -> bool:
+        """Does root ``master`` name a server other than this one (spec §9.1, as
+        ``netinfod.is_clone``)? A database named ``local`` is never a clone."""
+        svc = self.db.service
+        if self.tag == "local":
+            return False
+        addr, mp = svc.master_address(), svc.master_property()
+        return addr is not None and (not self.is_own(addr)
+                                     or (mp is not None and mp[1] != self.tag))
+
+    def _demote(self) -> None:
+        """Root ``master`` was changed here to name another server (the operator's
+        demotion): keep the database this server mastered aside, then become a clone of
+        the named master and copy the domain from it."""
         if self._unsubscribe is not None:
             self._unsubscribe()
             self._unsubscribe = None
+        if self._resync_handle is not None:
+            self._resync_handle.cancel()
+            self._resync_handle = None
+        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+        try:
+            kept = self.db.keep_aside(f"mastered-{stamp}")
+        except StorageError as e:
+            log.error("root master names another server, but the database this server "
+                      "mastered cannot be kept aside (%s): staying the master", e)
+            self._unsubscribe = self.db.subscribe(self._on_commit)
+            return
         self.clones = {}
         self.db.info.clone = True
         self.db.info.clones = 0
-        self.sync(source=master)
+        mp = self.db.service.master_property()
+        log.warning("root master now names %s: this server is a clone from now on; the "
+                    "database it mastered is kept as %s", "/".join(mp or ("?", "?")),
+                    kept or "(nothing: the store is not a file)")
+        self.sync()
 
     def promote(self) -> None:
         """Make this clone the domain's master (``nidomain -p``, beyond the original):
@@ -192,15 +297,24 @@ class Replicator:
         log.warning("promoted: this server is the master of %s now", self.tag)
         self.rebuild_clones(first=True)
         self._unsubscribe = self.db.subscribe(self._on_commit)
+        self._watch_transfers()
         for st in self.clones.values():
             self._spawn(self._send_one(st.peer, Proc.CRASHED, (self.db.checksum,)))
         self._spawn(self._nudge_out_of_date())
 
+    def _watch_transfers(self) -> None:
+        if self._unwatch_transfers is None:
+            self._unwatch_transfers = self.db.watch_transfers(self._transfer_taken)
+
     async def close(self) -> None:
         if self._unsubscribe is not None:
             self._unsubscribe()
+        if self._unwatch_transfers is not None:
+            self._unwatch_transfers()
         if self._flush_handle is not None:
             self._flush_handle.cancel()
+        if self._resync_handle is not None:
+            self._resync_handle.cancel()
         for t in list(self._tasks):
             t.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -220,20 +334,47 @@ class Replicator:
                 self.resync_clones()
 
     async def _nudge_out_of_date(self) -> None:
-        """Beyond the original: a master tells each out-of-date clone to copy the domain
-        again (RESYNC), every 2 s growing to :data:`NUDGE_MAX`, until it does; so a clone
-        cut off for a while converges soon after it is back, not at its next
+        """Beyond the original: a master looks at each out-of-date clone every 2 s,
+        growing to :data:`NUDGE_MAX`, until it is in step: a clone whose STATISTICS
+        (asked by us, at its listed address) show our checksum is in step again;
+        otherwise it is told to copy the domain (RESYNC, one connection at a time). So a
+        clone cut off for a while converges soon after it is back, not at its next
         cleanup_wait."""
         wait = BACKOFF_FIRST * 4
         while True:
             await asyncio.sleep(wait)
+            if self.is_clone:
+                return
             behind = [st for st in self.clones.values() if not st.in_step]
             if not behind:
                 wait = BACKOFF_FIRST * 4
                 continue
             for st in behind:
-                await self._send_one(st.peer, Proc.RESYNC, ())
+                if not await self._caught_up(st):
+                    await self._send_one(st.peer, Proc.RESYNC, ())
             wait = min(wait * 2, NUDGE_MAX)
+
+    async def _caught_up(self, st: CloneState) -> bool:
+        """Mark *st* in step when the clone, asked by us, reports our checksum. Our
+        checksum is read after its answer: a write committed meanwhile (not queued for
+        an out-of-date clone) changes it, so it cannot be missed."""
+        try:
+            c = await self._connect(st.peer)
+            try:
+                stats = dict(await c.statistics())
+            finally:
+                await c.close()
+        except (NetInfoError, OSError):
+            return False
+        theirs = (stats.get("checksum") or [""])[0]
+        role = (stats.get("tag") or ["", ""])[1:2]
+        if st.in_step or role != ["clone"] or theirs != str(self.db.checksum):
+            return st.in_step
+        if self.clones.get(st.peer) is st:
+            st.in_step, st.queue = True, []
+            log.info("clone %s/%s has our checksum: in step", st.peer.addr, st.peer.tag)
+            self.publish()
+        return True
 
     # -- what the server tells us (Dispatcher.replicator) --------------------------------
 
@@ -251,20 +392,20 @@ class Replicator:
                 not caller.from_master and caller.port < 1024:
             other = self._listed_server(caller.addr)
             if other is not None:
-                self._spawn(self._consider_master(other))
+                if not self._considering:   # one look at a time, however many calls
+                    self._considering = True
+                    self._spawn(self._consider_master(other))
                 return
         if proc == Proc.CRASHED:
             if self.is_clone and args and args[0] != self.db.checksum:
-                self.sync()
+                self.sync(urgent=caller.from_master)
         elif proc == Proc.RESYNC:
             if self.is_clone:
                 self.sync()
             else:
-                self.rebuild_clones()
-                self.resync_clones()
+                self.resync_clones(rebuild=True)
         elif proc == Proc.READALL:
-            if not self.is_clone:
-                self.clone_copying(caller.addr)
+            pass   # a clone's bookkeeping changes once a transfer is taken (_transfer_taken)
         elif caller.from_master and not ok:
             log.info("an update from the master failed here: copying the domain again")
             self.sync()
@@ -281,16 +422,33 @@ class Replicator:
         self.db.info.clones = len(self.clones)
         self.publish()
 
-    def clone_copying(self, addr: str) -> None:
-        """A READALL from *addr*: the clones there are in step from now on (writes wait
-        while the transfer runs, so what follows is queued for them)."""
-        for st in self.clones.values():
-            if st.peer.addr == addr.removeprefix("::ffff:"):
-                st.in_step = True
-                st.queue = []
+    def _transfer_taken(self, caller: Caller) -> None:
+        """A READALL transfer (not a "current" answer, not an error) was sent whole to
+        *caller*. When that is a clone's address **and** a reserved port (spec §9.2, as
+        pushes are recognised; or the local superuser), the clones there are in step
+        from now on: writes were refused while it ran, so the transfer holds everything
+        committed, and what follows is queued for them. From any other port it changes
+        nothing (N9: any user on a clone's host could otherwise empty its queue)."""
+        if self.is_clone:
+            return
+        addr = caller.addr.removeprefix("::ffff:")
+        mine = [st for st in self.clones.values() if st.peer.addr == addr]
+        if not mine:
+            return
+        if not (caller.port < 1024 or caller.superuser):
+            self.limited_log(("readall-port", addr), logging.WARNING,
+                             "a READALL from %s:%d (a clone's address, not a reserved "
+                             "port) is not taken as the clone's copy", addr, caller.port)
+            return
+        for st in mine:
+            st.in_step = True
+            st.queue = []
         self.publish()
 
     def _on_commit(self, changes: list[Change]) -> None:
+        if self._names_another_master():
+            self._demote()
+            return
         self.rebuild_clones()
         updates: list[Update] = []
         for c in changes:
@@ -308,10 +466,31 @@ class Replicator:
                 st.queue.extend(updates)
         self._schedule_flush()
 
-    def resync_clones(self) -> None:
+    def resync_clones(self, rebuild: bool = False) -> None:
+        """RESYNC every clone: pushed after the queued updates of those in step, sent
+        to the others (spec §9.3). At most one fan-out per :data:`RESYNC_INTERVAL`: a
+        RESYNC arriving sooner is coalesced into one at the end of the window (N8)."""
+        if self._resync_handle is not None:
+            return   # one is scheduled: it does this one's work too
+        now = time.monotonic()
+        if self._resynced_at is not None and now - self._resynced_at < RESYNC_INTERVAL:
+            loop = asyncio.get_running_loop()
+            self._resync_handle = loop.call_later(
+                self._resynced_at + RESYNC_INTERVAL - now, self._resync_now, True)
+            return
+        self._resync_now(rebuild)
+
+    def _resync_now(self, rebuild: bool) -> None:
+        self._resync_handle = None
+        if self.is_clone:
+            return
+        self._resynced_at = time.monotonic()
+        if rebuild:
+            self.rebuild_clones()
         for st in self.clones.values():
             if st.in_step:
-                st.queue.append((Proc.RESYNC, ()))
+                if (Proc.RESYNC, ()) not in st.queue[-1:]:
+                    st.queue.append((Proc.RESYNC, ()))
             else:
                 self._spawn(self._send_one(st.peer, Proc.RESYNC, ()))
         self._schedule_flush()
@@ -359,6 +538,13 @@ class Replicator:
             self._schedule_flush()
 
     async def _send_one(self, peer: Peer, proc: int, args: tuple) -> None:
+        """One call to one clone on a connection of its own; skipped when the same
+        procedure to that clone is in flight already (one connection each, N8)."""
+        st = self.clones.get(peer)
+        if st is not None:
+            if proc in st.sending:
+                return
+            st.sending.add(proc)
         try:
             c = await self._connect(peer)
             try:
@@ -366,7 +552,11 @@ class Replicator:
             finally:
                 await c.close()
         except (NetInfoError, OSError) as e:
-            log.info("%s to clone %s/%s: %s", Proc(proc).name, peer.addr, peer.tag, e)
+            self.limited_log(("send", proc, peer), logging.INFO, "%s to clone %s/%s: %s",
+                             Proc(proc).name, peer.addr, peer.tag, e)
+        finally:
+            if st is not None:
+                st.sending.discard(proc)
 
     # -- clone ---------------------------------------------------------------------------
 
@@ -378,23 +568,32 @@ class Replicator:
 
     async def _consider_master(self, other: Peer) -> None:
         """Another listed server says our copy may be stale. Follow it only when it claims
-        to be the master and ours is gone or no longer claims to be (a promotion)."""
-        svc = self.db.service
-        mine = master_of((first_values(svc.directory(0).props, "master") or [""])[0],
-                         svc.machines())
-        if mine is not None and await self._claims_master(Peer("", *mine)):
-            self.sync()
-            return
-        if await self._claims_master(other):
-            log.warning("following %s/%s, which says it is the master now", other.addr,
-                        other.tag)
-            self.sync(source=other)
+        to be the master and ours is gone or no longer claims to be (a promotion). A
+        clone's copy is only a copy: what it risks is bounded (copy_interval,
+        ``max_copy``), and the master it would have followed never follows anyone."""
+        try:
+            svc = self.db.service
+            mine = master_of((first_values(svc.directory(0).props, "master") or [""])[0],
+                             svc.machines())
+            if mine is not None and await self._claims_master(Peer("", *mine)):
+                self.sync()
+                return
+            if await self._claims_master(other):
+                log.warning("following %s/%s, which says it is the master now", other.addr,
+                            other.tag)
+                self.sync(source=other)
+        finally:
+            self._considering = False
 
-    def sync(self, source: Peer | None = None) -> None:
+    def sync(self, source: Peer | None = None, urgent: bool = False) -> None:
         """Check the master's checksum and copy the domain if it differs (spec §9.5);
-        from *source* instead of the master named in our copy when given."""
+        from *source* instead of the master named in our copy when given. *urgent*
+        (the master's own CRASHED: its address and a reserved port) skips the wait of
+        :func:`copy_interval`: a restarted master's clones converge at once."""
         if source is not None:
             self._source = source
+        if urgent:
+            self._urgent.set()
         if self._sync_task is not None and not self._sync_task.done():
             self._sync_again = True
             return
@@ -409,6 +608,17 @@ class Replicator:
 
     async def _sync_once(self) -> None:
         wait = BACKOFF_FIRST
+        if self._copied_at is not None:
+            # No copy back to back (N13): a copy starts copy_interval() after the last.
+            delay = self._copied_at + copy_interval(self._copy_took) - time.monotonic()
+            if delay > 0 and not self._urgent.is_set():
+                log.debug("next copy check in %.1f s (the last copy took %.1f s)", delay,
+                          self._copy_took)
+                try:
+                    await asyncio.wait_for(self._urgent.wait(), delay)
+                except TimeoutError:
+                    pass
+        self._urgent.clear()
         while True:
             svc = self.db.service
             master = master_of((first_values(svc.directory(0).props, "master") or [""])[0],
@@ -438,8 +648,10 @@ class Replicator:
                     return
                 log.info("master %s/%s: %s; again in %.1f s", addr, tag, e, wait)
             except StorageError as e:
-                # the copy is unusable (a damaged tree, a full disk): the old one serves
-                # on, and the next CRASHED, RESYNC or cleanup_wait tries again
+                # the copy is unusable (a damaged tree, a full disk, too large): the old
+                # one serves on, and the next CRASHED, RESYNC or cleanup_wait tries again
+                # (no sooner than copy_interval)
+                self._copied_at = time.monotonic()
                 log.warning("the copy from %s/%s failed: %s", addr, tag, e)
                 return
             except (NetInfoError, OSError) as e:
@@ -449,6 +661,7 @@ class Replicator:
                 self._source = None  # from now on the master our copy names
                 if copied is not None:  # None: we are current (checksum 0, spec §9.4)
                     count, took = copied
+                    self._copied_at, self._copy_took = time.monotonic(), took
                     log.info("copied %d directories from %s/%s (checksum %d) in %.1f s",
                              count, addr, tag, self.db.checksum, took)
                 self.in_step = True
@@ -476,6 +689,10 @@ class Replicator:
             copy = await loop.run_in_executor(pool, self.db.new_copy)
             batch: list[WireObject] = []
             async for objects in transfer:
+                if transfer.received > self.max_copy:
+                    raise CopyTooLarge(
+                        f"the copy exceeds {self.max_copy // (1024 * 1024)} MB "
+                        f"(netinfod --max-copy-mb): abandoned, the old copy is kept")
                 batch += objects
                 if len(batch) >= COPY_BATCH:
                     queued.append(loop.run_in_executor(pool, copy.add, batch))

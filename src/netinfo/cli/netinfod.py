@@ -1,7 +1,7 @@
 """netinfod: serve one NetInfo database (tools §4.5, DESIGN "netinfod" interface).
 
 ``netinfod [--dir DIR] [--bind ADDR] [--port PORT] [--lenient-udp] [-m | -c NAME ADDR TAG]
-[--populate] [--template master|local] [-n] TAG``
+[--populate] [--template master|local] [--max-copy-mb N] [-n] TAG``
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from ..errors import ConfigError, NiError, RpcError, StorageError, Timeout, Wire
 from ..netif import bind_problem, hostname, is_local, local_addresses, non_loopback
 from ..nibind import TAG_MAX, valid_tag
 from ..proctitle import name_process
-from ..replicator import Replicator
+from ..replicator import MAX_COPY_BYTES, Replicator
 from ..server import NetInfoServer, ServerConfig
 from ..service import ServerInfo
 from ..templates import (create_clone, create_local, create_master, populate_standard,
@@ -62,10 +62,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--trust-local", action="store_true",
                    help="treat every local caller as the superuser, whatever its source port "
                         "(for unprivileged test setups)")
+    p.add_argument("--max-copy-mb", type=positive_number, metavar="N",
+                   default=MAX_COPY_BYTES // (1024 * 1024),
+                   help="as a clone, abandon a copy of the domain larger than N MB "
+                        "(the master's READALL reply) and keep the old copy "
+                        "(default %(default)s)")
     p.add_argument("-n", dest="forced_root", action="store_true",
                    help="this domain is a root: never look for a parent")
     p.add_argument("-v", "--verbose", action="store_true", help="log more")
     return p
+
+
+def positive_number(text: str) -> int:
+    """An argparse type: a whole number above 0."""
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if n <= 0:
+        raise argparse.ArgumentTypeError(f"not a positive number: {text!r}")
+    return n
 
 
 async def serve(args: argparse.Namespace) -> int:
@@ -168,7 +184,8 @@ async def _serve(args: argparse.Namespace, db: Database, info: ServerInfo,
     registered = await _register(args.tag, server.udp_port, server.tcp_port)
     server.want_parent()
     own = frozenset(addrs)
-    replicator = Replicator(db, args.tag, lambda a: is_local(a, own))
+    replicator = Replicator(db, args.tag, lambda a: is_local(a, own),
+                            max_copy=args.max_copy_mb * 1024 * 1024)
     server.dispatcher.replicator = replicator
     replicator.start()
     # nibindd's PROMOTE (nidomain -p) arrives as SIGUSR1: this clone becomes the master.

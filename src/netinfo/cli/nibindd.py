@@ -1,7 +1,7 @@
 """nibindd: serve every NetInfo database of a directory (tools §4.6, spec §6).
 
 ``nibindd [--dir DIR] [--bind ADDR] [--portmapper auto|system|embedded] [--init]
-[--trust-local] [-v]``
+[--trust-local] [--max-copy-mb N] [-v]``
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from ..errors import ConfigError
 from ..netif import bind_problem, hostname, local_addresses, non_loopback
 from ..proctitle import name_process
 from ..templates import create_local_under_network, create_network_root, set_password
+from .netinfod import positive_number
 from .rootpass import RootPasswordError, root_password_hash
 
 PROG = "nibindd"
@@ -49,6 +50,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="run every netinfod with --trust-local: any local caller is the "
                         "superuser (for unprivileged test setups, where nobody can bind "
                         "the reserved port that proves it, spec §10.2)")
+    p.add_argument("--max-copy-mb", type=positive_number, metavar="N",
+                   help="run every netinfod with --max-copy-mb N: a clone abandons a copy "
+                        "of its domain larger than N MB (netinfod's default otherwise)")
     p.add_argument("-v", "--verbose", action="store_true", help="log more")
     return p
 
@@ -130,8 +134,10 @@ async def serve(args: argparse.Namespace) -> int:
     if busy is not None:
         print(f"{PROG}: {busy}", file=sys.stderr)
         return 2
-    nb = Nibindd(directory, args.bind, args.portmapper,
-                 ["--trust-local"] if args.trust_local else None)
+    child_args = ["--trust-local"] if args.trust_local else []
+    if args.max_copy_mb is not None:
+        child_args += ["--max-copy-mb", str(args.max_copy_mb)]
+    nb = Nibindd(directory, args.bind, args.portmapper, child_args or None)
     try:
         await nb.claim_portmapper()
     except PortmapperTaken as e:

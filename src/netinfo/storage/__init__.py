@@ -228,6 +228,12 @@ class Store(ABC):
         called in a worker thread). The default collects an :class:`Image`."""
         return ImageCopy()
 
+    def keep_aside(self, label: str) -> str | None:
+        """Write a copy of the stored domain beside the store, its name ending in
+        ``.LABEL``; its path, or None when the engine keeps no file (the default).
+        :raises StorageError: nothing was kept."""
+        return None
+
     def adopt(self, copy: NewCopy) -> None:
         """Swap in a finished *copy* of :meth:`new_copy` atomically: after a crash the
         store holds the old domain or the new one, never a mix. Engines whose copies are

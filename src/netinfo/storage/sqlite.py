@@ -609,6 +609,28 @@ class SqliteStore(Store):
         self.deferred_check = False
         self._conn = self._open(check=False)
 
+    def keep_aside(self, label: str) -> str:
+        """``FILE.LABEL``: a consistent copy of the domain (SQLite's ``VACUUM INTO``,
+        committed data only, WAL included), written beside the file and synced."""
+        dest = f"{self.path}.{label}"
+        if os.path.exists(dest):
+            raise StorageError(f"cannot keep the domain aside: {dest} exists")
+        try:
+            self._conn.execute("VACUUM INTO ?", (dest,))
+            fd = os.open(dest, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        except (sqlite3.Error, OSError) as exc:
+            try:
+                os.unlink(dest)
+            except OSError:
+                pass
+            raise StorageError(f"cannot keep the domain aside as {dest}: {exc}") from exc
+        _sync_dir(dest)
+        return dest
+
     def close(self) -> None:
         """Close the connection (SQLite checkpoints the WAL into the file on last close)."""
         try:
