@@ -158,11 +158,18 @@ def test_all_walks_child_domains_and_reports_missing_master(world, netinfod, cap
     rc, out, err = call(nifind.main, capsys, "-a", "/users/bob", top)
     assert (rc, out) == (0, f"/users/bob found in /kid, id = {bob}\n")
     assert err == "Domain / has no master property!\n"
-    # verbose: the misses; debug: the unreachable child and the second name of an
-    # already searched domain
+    # verbose: the misses on stdout; on stderr the original's line for each serves value
+    # naming a child domain (issue 17), and "No response from" for the one that does not
+    # answer; debug: the unreachable child and the second name of an already searched
+    # domain
     rc, out, err = call(nifind.main, capsys, "-av", "/users/bob", top)
     assert (rc, out, err) == (0, f"/users/bob not found in /\n/users/bob found in /kid, id = "
-                                 f"{bob}\n", "Domain / has no master property!\n")
+                                 f"{bob}\n",
+                              "Domain / has no master property!\n"
+                              "/: kidhost serves kid/local - new child domain\n"
+                              "/: ghosthost serves ghost/nosuchtag - new child domain\n"
+                              "No response from ghost\n"
+                              "/: kidhost2 serves kid2/local - new child domain\n")
     rc, out, err = call(nifind.main, capsys, "-a", "--debug", "/users/bob", top)
     assert (rc, out) == (0, f"/users/bob found in /kid, id = {bob}\n")
     lines = err.splitlines()

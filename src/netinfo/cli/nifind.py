@@ -13,11 +13,13 @@ domain itself and its parent, so they are skipped). Each hit prints
 anything was found; 1 for usage errors and for a domain that cannot be opened
 (``error: can't open local domain``, then ``: `` and the reason).
 
-``-n`` skips domains tagged ``local`` in the ``-a`` walk only: the default climb reports
-the local domain and its parents whatever ``-n`` says (the original's behaviour). ``-v``
-adds the original's ``<directory> not found in <domain>`` lines, on stdout among the
-hits; the binding and search tracing this implementation can give is behind
-``--debug`` (stderr).
+``-n`` skips child domains served with the tag ``local`` in the ``-a`` walk only (and
+what lies below them): the default climb reports the local domain and its parents
+whatever ``-n`` says (the original's behaviour). ``-v`` adds the original's
+``<directory> not found in <domain>`` lines, on stdout among the hits, and in the
+``-a`` walk its line for each ``serves`` value that names a child domain, on stderr
+(``/: vm serves vm/local - new child domain``; :meth:`Finder.children`). The binding
+and search tracing this implementation can give is behind ``--debug`` (stderr).
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..domain import DomainClient, domain_name, open_child, open_domain, open_parent
-from ..errors import NiError, Status
+from ..errors import NiError, Status, TooLong
 from ..model import Proplist, first_values
 from .common import (COMM_ERRORS, ToolExit, UsageError, dump_json, error_text, failure_reason,
                      parse_timeout, privileged_from_env, props_json, tool_main)
@@ -167,9 +169,6 @@ class Finder:
     async def search(self, client: DomainClient, name: str) -> None:
         """Look for the directory in one domain and report the result."""
         addr, tag = client.server
-        if self.opts.all and self.opts.skip_local and tag == "local":   # -n: -a only
-            self.note(f"skipping local domain {name} ({tag}@{addr})")
-            return
         self.note(f"searching {name} ({tag}@{addr})")
         try:
             _, root_props = await client.read(0)
@@ -178,6 +177,9 @@ class Finder:
             did = await client.pathsearch(self.directory)
             props = await client.read(did) if self.opts.print_props else None
         except _OPEN_ERRORS as e:
+            if isinstance(e, TooLong):   # no domain can hold it: say so, once
+                raise ToolExit(1, f"{PROG}: can't search for {self.directory}: {e}") \
+                    from None
             if not (isinstance(e, NiError) and e.status == Status.NODIR):
                 self.note(f"{PROG}: can't search domain {name}: {_reason(e)}")
             self.miss(name)
@@ -263,35 +265,59 @@ class Finder:
             return
         seen.add(client.server)
         await self.search(client, name)
-        for child in await self.child_names(client, name):
-            child_name = ("" if name == "/" else name) + "/" + child
-            try:
-                sub = await open_child(client, child)
-            except _OPEN_ERRORS as e:
-                self.note(f"{PROG}: can't open domain {child_name}: {_reason(e)}")
-                continue
-            try:
+        children = await self.children(client, name)
+        try:
+            for child_name, sub in children:
                 self.note(f"child {child_name} of {name} is at {sub.server[1]}@{sub.server[0]}")
                 await self.walk(sub, child_name, depth + 1, seen)
-            finally:
+        finally:
+            for _, sub in children:
                 await sub.close()
 
-    async def child_names(self, client: DomainClient, name: str) -> list[str]:
-        """Names of the child domains listed in /machines ``serves`` values, in order."""
+    def verbose(self, text: str) -> None:
+        """``-v``: one of the original's lines about the ``-a`` walk, on stderr."""
+        if self.opts.verbose:
+            print(text, file=sys.stderr, flush=True)
+
+    async def children(self, client: DomainClient,
+                       name: str) -> list[tuple[str, DomainClient]]:
+        """The child domains named by the ``serves`` values of /machines, opened, in
+        order (tools §4.3). With ``-v``, each value that names a child domain (neither
+        ``./…`` nor ``../…``) gets the original's line on stderr:
+        ``<domain>: <host> serves <value> - `` then ``new child domain`` (opened now),
+        ``already have this child`` (that name opened already, from another host) or,
+        with ``-n`` and a ``local`` tag, ``ignoring local domain``; a new child that
+        does not answer adds ``No response from <child>``. <host> is the entry's first
+        ``name``."""
         try:
             mid = await client.pathsearch("/machines")
             _, entries = await client.listall(mid)
         except _OPEN_ERRORS as e:
             self.note(f"{PROG}: can't list the child domains of {name}: {_reason(e)}")
             return []
-        names: list[str] = []
+        opened: list[tuple[str, DomainClient]] = []
         for props in entries:
-            for s in first_values(props, "serves") or ():
-                child, slash, tag = s.partition("/")
-                if slash and child and tag and child not in (".", "..") \
-                        and child not in names:
-                    names.append(child)
-        return names
+            host = (first_values(props, "name") or [""])[0]
+            for value in first_values(props, "serves") or ():
+                if value.startswith(("./", "../")):
+                    continue   # this domain and its parent
+                child, _, tag = value.partition("/")
+                head = f"{name}: {host} serves {value} - "
+                if self.opts.skip_local and tag == "local":   # -n: -a only
+                    self.verbose(head + "ignoring local domain")
+                    continue
+                if any(child == known for known, _ in opened):
+                    self.verbose(head + "already have this child")
+                    continue
+                self.verbose(head + "new child domain")
+                child_name = ("" if name == "/" else name) + "/" + child
+                try:
+                    opened.append((child, await open_child(client, child)))
+                except _OPEN_ERRORS as e:
+                    if not (isinstance(e, NiError) and e.status == Status.NODIR):
+                        self.verbose(f"No response from {child}")
+                    self.note(f"{PROG}: can't open domain {child_name}: {_reason(e)}")
+        return [(("" if name == "/" else name) + "/" + child, sub) for child, sub in opened]
 
 
 def _reason(e: BaseException) -> str:
