@@ -44,9 +44,10 @@ up to <domain>, and print where it is found.
 
 options:
   -a            search all domains: the whole hierarchy below the root (or <domain>)
-  -n            with -a, skip local domains (those with tag "local")
+  -n            with -a, skip child domains served with the tag "local"
   -p            print the properties of each directory found, then a blank line
-  -v            verbose: also print "<directory> not found in <domain>" lines
+  -v            verbose: also print "<directory> not found in <domain>" lines, and
+                with -a each child domain the walk finds (on stderr)
   --debug       trace binding and searching on stderr
   -T timeout    connect and read timeout in seconds (default 2)
   --json        print the results as JSON instead
