@@ -52,13 +52,14 @@ UNKNOWN_DOMAIN = [
      "nidump: can't connect to server for domain /nosuch: "),
     ("niload", ("passwd", "/nosuch"), 1, niload.USAGE,
      "niload: can't connect to server for domain /nosuch: "),
-    ("nifind", ("/users", "/nosuch"), 1, None, "error: can't open domain /nosuch: "),
+    ("nifind", ("-a", "/users", "/nosuch"), 1, None, "error: can't open domain /nosuch: "),
+    ("nifind", ("/users", "/nosuch"), 1, None, "error: can't open root domain: "),
     ("nicl", ("/nosuch", "-read", "/"), 233, None, "open(/nosuch): Invalid Datastore: "),
 ]
 
 
 @pytest.mark.parametrize("module, args, code, usage, prefix", UNKNOWN_DOMAIN,
-                         ids=[c[0] for c in UNKNOWN_DOMAIN])
+                         ids=[" ".join((c[0], *c[1])) for c in UNKNOWN_DOMAIN])
 def test_unknown_domain(nb, module, args, code, usage, prefix):
     rc, out, err = tool(nb, module, *args)
     assert (rc, out) == (code, "")
@@ -241,3 +242,15 @@ def test_hostile_arguments_never_an_internal_error(nb, module, shape):
                        env=nb.env, input="", capture_output=True, text=True, timeout=600,
                        start_new_session=True)
     assert (p.returncode, p.stdout, "Traceback" in p.stderr) == (0, "[]\n", False)
+
+
+def test_a_call_over_the_servers_cap_is_refused_before_sending(nb):
+    # 300 values of 60 KB: each fits the protocol, the WRITE (18 MB) does not fit a
+    # server's call record cap (16 MiB, spec §1.3): it said "Communication failure"
+    # after the server closed the connection.
+    values = ", ".join(['"' + "v" * 60000 + '"'] * 300)
+    rc, out, err = tool(nb, "niload", "-r", "/huge", ".", stdin=f"name = huge; k = ( {values} );\n")
+    assert (rc, out) == (1, "")
+    assert err.startswith("Can't write directory: a call of ")
+    assert "bytes is more than a server accepts (16777216 bytes)" in err
+    assert err.count("\n") == 1

@@ -241,21 +241,32 @@ def unknown(name: str) -> str:
             f"{name}/<tag>")
 
 
-def test_cannot_open_local_domain(capsys, monkeypatch):
-    dead_env(monkeypatch)
-    assert call(nifind.main, capsys, "/users") == (
-        1, "", f"error: can't open local domain: {NO_NIBINDD}\n")
-
+# The original opened the top first (the domain given, else "/"), then ".", and named
+# them "root domain" and "local domain"; with -a, "domain <top>" (issue 17).
 
 def test_cannot_open_root_domain(capsys, monkeypatch):
     dead_env(monkeypatch)
+    assert call(nifind.main, capsys, "/users") == (
+        1, "", f"error: can't open root domain: {NO_NIBINDD}\n")
+
+
+def test_cannot_open_local_domain(netinfod, capsys, monkeypatch):
+    # the top answers (reached straight, tag@host:port), "." does not
+    d = netinfod("top", "-m", "-n")
+    dead_env(monkeypatch)
+    assert call(nifind.main, capsys, "/users", f"top@127.0.0.1:{d.port}") == (
+        1, "", f"error: can't open local domain: {NO_NIBINDD}\n")
+
+
+def test_cannot_open_top_with_a(capsys, monkeypatch):
+    dead_env(monkeypatch)
     assert call(nifind.main, capsys, "-a", "/users") == \
-        (1, "", f"error: can't open root domain: {NO_NIBINDD}\n")
+        (1, "", f"error: can't open domain /: {NO_NIBINDD}\n")
 
 
 def test_cannot_open_domain_given(world, capsys):
     assert call(nifind.main, capsys, "/users", "/nonexistent") == \
-        (1, "", f"error: can't open domain /nonexistent: {unknown('nonexistent')}\n")
+        (1, "", f"error: can't open root domain: {unknown('nonexistent')}\n")
     assert call(nifind.main, capsys, "-a", "/users", "/nonexistent") == \
         (1, "", f"error: can't open domain /nonexistent: {unknown('nonexistent')}\n")
 
@@ -264,7 +275,7 @@ def test_cannot_open_subprocess(world):
     env = dict(world.env, NETINFO_PORTMAPPER="127.0.0.1:1")
     r = tool("nifind", "/users/bob", env=env)
     assert (r.returncode, r.stdout, r.stderr) == (
-        1, "", f"error: can't open local domain: {NO_NIBINDD}\n")
+        1, "", f"error: can't open root domain: {NO_NIBINDD}\n")
     r = tool("nifind", "-a", "/users/bob", "/x", env=world.env)
     assert (r.returncode, r.stdout, r.stderr) == (
         1, "", f"error: can't open domain /x: {unknown('x')}\n")

@@ -10,8 +10,10 @@ below the root (or below *domain*), depth first, child domains taken from the ``
 values ``name/tag`` of each domain's ``/machines`` (``./...`` and ``../...`` name the
 domain itself and its parent, so they are skipped). Each hit prints
 ``<directory> found in <domain name>, id = <n>``. The exit status is 0 whether or not
-anything was found; 1 for usage errors and for a domain that cannot be opened
-(``error: can't open local domain``, then ``: `` and the reason).
+anything was found; 1 for usage errors and for a domain that cannot be opened, in the
+original's words (``error: can't open root domain`` for ``/`` or the domain given,
+``error: can't open local domain``, with ``-a`` ``error: can't open domain X``), then
+``: `` and the reason.
 
 ``-n`` skips child domains served with the tag ``local`` in the ``-a`` walk only (and
 what lies below them): the default climb reports the local domain and its parents
@@ -150,14 +152,15 @@ class Finder:
             sys.stdout.write(f"{self.directory} not found in {name}\n")
             sys.stdout.flush()
 
-    async def open(self, name: str) -> DomainClient:
-        """Open the domain *name* (a domain argument). :raises ToolExit: exit 1."""
+    async def open(self, name: str, what: str) -> DomainClient:
+        """Open the domain *name* (a domain argument).
+
+        :raises ToolExit: ``error: can't open <what>`` (the original's line, tools
+            §4.3), then ``: `` and why; exit 1."""
         try:
             return await open_domain(name, timeout=self.opts.timeout,
                                      privileged=self.privileged, retries=2)
         except (*_OPEN_ERRORS, ValueError) as e:
-            what = {".": "local domain", "/": "root domain"}.get(name, f"domain {name}")
-            # the original's line (tools §4.3), then why
             raise ToolExit(1, f"error: can't open {what}: {failure_reason(e)}") from None
 
     async def name_of(self, client: DomainClient, fallback: str) -> str:
@@ -198,16 +201,22 @@ class Finder:
             sys.stdout.flush()
 
     async def climb(self) -> None:
-        """Default search: ``.``, then ``..`` upwards until the root or the domain given."""
-        cur = await self.open(".")
+        """Default search: ``.``, then ``..`` upwards until the root or the domain given.
+
+        As the original, the top (the domain given, else ``/``) is opened first, then
+        ``.``: ``error: can't open root domain`` names a failure of the first (whichever
+        it is), ``error: can't open local domain`` of the second (tools §4.3)."""
+        given = len(self.opts.operands) > 1
+        top = self.opts.operands[1] if given else "/"
+        target = await self.open(top, "root domain")
         stop: str | None = None
         try:
-            if len(self.opts.operands) > 1:
-                target = await self.open(self.opts.operands[1])
-                try:
-                    stop = await self.name_of(target, self.opts.operands[1])
-                finally:
-                    await target.close()
+            if given:
+                stop = await self.name_of(target, top)
+        finally:
+            await target.close()
+        cur = await self.open(".", "local domain")
+        try:
             for _ in range(MAX_DEPTH):
                 name = await self.name_of(cur, ".")
                 await self.search(cur, name)
@@ -248,7 +257,7 @@ class Finder:
     async def walk_all(self) -> None:
         """``-a``: the root (or the domain given) and every domain below it."""
         start = self.opts.operands[1] if len(self.opts.operands) > 1 else "/"
-        client = await self.open(start)
+        client = await self.open(start, f"domain {start}")   # the original's words
         try:
             name = await self.name_of(client, start)
             await self.walk(client, name, 0, set())
