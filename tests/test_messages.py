@@ -254,3 +254,15 @@ def test_a_call_over_the_servers_cap_is_refused_before_sending(nb):
     assert err.startswith("Can't write directory: a call of ")
     assert "bytes is more than a server accepts (16777216 bytes)" in err
     assert err.count("\n") == 1
+
+
+@pytest.mark.parametrize("port", ["70000", "-1", "abc"])
+def test_netinfod_bad_port_is_a_usage_error(tmp_path, port):
+    # --port 70000 and --port -1 ended in an OverflowError traceback
+    p = subprocess.run([sys.executable, "-m", "netinfo.cli.netinfod", "--dir", str(tmp_path),
+                        "--bind", "127.0.0.1", f"--port={port}", "-m", "x"],
+                       capture_output=True, text=True, timeout=60)
+    assert (p.returncode, p.stdout) == (2, "")
+    assert p.stderr.endswith(f"netinfod: error: argument --port: bad port {port} (not a "
+                             "number in 0-65535)\n")
+    assert "Traceback" not in p.stderr and not list(tmp_path.iterdir())
