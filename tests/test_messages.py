@@ -9,6 +9,7 @@ be opened. Only loopback addresses and unused loopback ports and tags are used.
 
 from __future__ import annotations
 
+import ast
 import subprocess
 import sys
 
@@ -266,3 +267,44 @@ def test_netinfod_bad_port_is_a_usage_error(tmp_path, port):
     assert p.stderr.endswith(f"netinfod: error: argument --port: bad port {port} (not a "
                              "number in 0-65535)\n")
     assert "Traceback" not in p.stderr and not list(tmp_path.iterdir())
+
+
+PTY_DRIVER = r"""
+import os, pty, sys, time
+answer, args = sys.argv[1].encode().decode("unicode_escape").encode(), sys.argv[2:]
+pid, fd = pty.fork()
+if pid == 0:
+    os.execvp(sys.executable, [sys.executable, "-m", "netinfo.cli.niutil", *args])
+buf, deadline = b"", time.monotonic() + 60
+while b"Password: " not in buf and time.monotonic() < deadline:
+    try:
+        buf += os.read(fd, 1024)
+    except OSError:
+        break
+os.write(fd, answer)
+while True:
+    try:
+        chunk = os.read(fd, 1024)
+    except OSError:
+        break
+    if not chunk:
+        break
+    buf += chunk
+_, status = os.waitpid(pid, 0)
+print(repr((os.waitstatus_to_exitcode(status), buf.decode(errors="replace"))))
+"""
+
+
+@pytest.mark.parametrize("answer, expected", [
+    ("secret\\n", (0, "Password: \r\n0\r\n")),
+    ("\\x04", (1, "Password: \r\nniutil: can't read the password: end of input at the "
+                  "prompt\r\n")),
+])
+def test_p_on_a_terminal(nb, answer, expected):
+    # On a terminal the prompt is read without echo; ^D at the prompt is one line, exit 1
+    # (it was "niutil: internal error: EOFError").
+    p = subprocess.run([sys.executable, "-c", PTY_DRIVER, answer, "-p", "-readprop", ".",
+                        "/users/root", "uid"], env=nb.env, capture_output=True, text=True,
+                       timeout=120)
+    assert p.returncode == 0, p.stderr
+    assert ast.literal_eval(p.stdout) == expected

@@ -279,6 +279,8 @@ def ask_password(prompt: str = "Password: ", *, stdin_ok: bool = True) -> str:
         try:
             return getpass.getpass(prompt)
         except EOFError:
+            if sys.stderr is not None:
+                sys.stderr.write("\n")   # end the prompt's line before the error
             raise NoPassword("can't read the password: end of input at the prompt") \
                 from None
     if not stdin_ok:
