@@ -342,14 +342,24 @@ def test_one_shot_as_subprocess(nb):
 
 
 def test_open_failures(nb, cl):
+    # Every failure to open a served domain is "open(<ds>): Invalid Datastore", exit
+    # 1001 & 0xFF = 233, as the original's nistore_open (tools §3.3; issue 17: an
+    # unknown domain exited 212 "Invalid Path", a -t parse error 217).
     rc, out, err = cl("/nosuchdomain", "-read", "/")
-    assert rc == 212 and err == ("open(/nosuchdomain): Invalid Path: unknown domain "
+    assert rc == 233 and err == ("open(/nosuchdomain): Invalid Datastore: unknown domain "
                                  "nosuchdomain: no /machines entry of network@127.0.0.1 "
                                  "serves nosuchdomain/<tag>\n")
     rc, out, err = cl("-t", "nohost", "-read", "/")
-    assert rc == 217
+    assert rc == 233
     assert err == ("nicl: incorrect format for domain nohost (Bad format)\n"
-                   "usage: -t <host>/<tag>\n<host> can be a host name or IP address\n")
+                   "usage: -t <host>/<tag>\n<host> can be a host name or IP address\n"
+                   "open(nohost): Invalid Datastore\n")
+    rc, out, err = cl("badtag@127.0.0.1", "-read", "/")
+    assert (rc, err) == (233, "open(badtag@127.0.0.1): Invalid Datastore: no such tag "
+                              "badtag at 127.0.0.1\n")
+    rc, out, err = cl("-t", "127.0.0.1/badtag", "-read", "/")
+    assert (rc, err) == (233, "open(127.0.0.1/badtag): Invalid Datastore: no such tag "
+                              "badtag at 127.0.0.1\n")
     assert cl(".", "-create") == (1, "", "Can't create a NetInfo domain\n")
 
 

@@ -158,11 +158,18 @@ def test_all_walks_child_domains_and_reports_missing_master(world, netinfod, cap
     rc, out, err = call(nifind.main, capsys, "-a", "/users/bob", top)
     assert (rc, out) == (0, f"/users/bob found in /kid, id = {bob}\n")
     assert err == "Domain / has no master property!\n"
-    # verbose: the misses; debug: the unreachable child and the second name of an
-    # already searched domain
+    # verbose: the misses on stdout; on stderr the original's line for each serves value
+    # naming a child domain (issue 17), and "No response from" for the one that does not
+    # answer; debug: the unreachable child and the second name of an already searched
+    # domain
     rc, out, err = call(nifind.main, capsys, "-av", "/users/bob", top)
     assert (rc, out, err) == (0, f"/users/bob not found in /\n/users/bob found in /kid, id = "
-                                 f"{bob}\n", "Domain / has no master property!\n")
+                                 f"{bob}\n",
+                              "Domain / has no master property!\n"
+                              "/: kidhost serves kid/local - new child domain\n"
+                              "/: ghosthost serves ghost/nosuchtag - new child domain\n"
+                              "No response from ghost\n"
+                              "/: kidhost2 serves kid2/local - new child domain\n")
     rc, out, err = call(nifind.main, capsys, "-a", "--debug", "/users/bob", top)
     assert (rc, out) == (0, f"/users/bob found in /kid, id = {bob}\n")
     lines = err.splitlines()
@@ -234,21 +241,32 @@ def unknown(name: str) -> str:
             f"{name}/<tag>")
 
 
-def test_cannot_open_local_domain(capsys, monkeypatch):
-    dead_env(monkeypatch)
-    assert call(nifind.main, capsys, "/users") == (
-        1, "", f"error: can't open local domain: {NO_NIBINDD}\n")
-
+# The original opened the top first (the domain given, else "/"), then ".", and named
+# them "root domain" and "local domain"; with -a, "domain <top>" (issue 17).
 
 def test_cannot_open_root_domain(capsys, monkeypatch):
     dead_env(monkeypatch)
+    assert call(nifind.main, capsys, "/users") == (
+        1, "", f"error: can't open root domain: {NO_NIBINDD}\n")
+
+
+def test_cannot_open_local_domain(netinfod, capsys, monkeypatch):
+    # the top answers (reached straight, tag@host:port), "." does not
+    d = netinfod("top", "-m", "-n")
+    dead_env(monkeypatch)
+    assert call(nifind.main, capsys, "/users", f"top@127.0.0.1:{d.port}") == (
+        1, "", f"error: can't open local domain: {NO_NIBINDD}\n")
+
+
+def test_cannot_open_top_with_a(capsys, monkeypatch):
+    dead_env(monkeypatch)
     assert call(nifind.main, capsys, "-a", "/users") == \
-        (1, "", f"error: can't open root domain: {NO_NIBINDD}\n")
+        (1, "", f"error: can't open domain /: {NO_NIBINDD}\n")
 
 
 def test_cannot_open_domain_given(world, capsys):
     assert call(nifind.main, capsys, "/users", "/nonexistent") == \
-        (1, "", f"error: can't open domain /nonexistent: {unknown('nonexistent')}\n")
+        (1, "", f"error: can't open root domain: {unknown('nonexistent')}\n")
     assert call(nifind.main, capsys, "-a", "/users", "/nonexistent") == \
         (1, "", f"error: can't open domain /nonexistent: {unknown('nonexistent')}\n")
 
@@ -257,7 +275,7 @@ def test_cannot_open_subprocess(world):
     env = dict(world.env, NETINFO_PORTMAPPER="127.0.0.1:1")
     r = tool("nifind", "/users/bob", env=env)
     assert (r.returncode, r.stdout, r.stderr) == (
-        1, "", f"error: can't open local domain: {NO_NIBINDD}\n")
+        1, "", f"error: can't open root domain: {NO_NIBINDD}\n")
     r = tool("nifind", "-a", "/users/bob", "/x", env=world.env)
     assert (r.returncode, r.stdout, r.stderr) == (
         1, "", f"error: can't open domain /x: {unknown('x')}\n")

@@ -18,7 +18,8 @@ from netinfo.errors import MESSAGES, NiError, Status, Timeout
 from .conftest import env_with_src, free_port
 from .test_nireport import TAGGED_HELP, call, dead_env, tool, world  # noqa: F401
 
-USAGE = "usage: nigrep [-T timeout] <regex> [-t] domain [directory ...]\n"
+# The original's usage line, byte for byte (issue 17: compared with the original binary).
+USAGE = "usage: nigrep [-T timeout] exp [-t] domain [dir ...]\n"
 
 
 # -- scenario A10 ------------------------------------------------------------------------------
@@ -211,41 +212,64 @@ def test_bad_expression_checked_before_connecting(capsys, monkeypatch):
     assert call(nigrep.main, capsys, "a|", ".")[0] == 1
 
 
-# -- opening the domain: 199, 200, 217-221 -------------------------------------------------------
+# -- opening the domain: the reason, then the usage, exit 1 (issue 17) ---------------------------
+# The original called usage() whenever do_open failed: an unknown domain, an unreachable
+# server and a -t argument that does not parse all end with the usage line and exit 1.
 
-def test_unknown_domain_199(world, capsys):
+def test_unknown_domain_usage_1(world, capsys):
     assert call(nigrep.main, capsys, "x", "/nonexistent") == \
-        (199, "", "nigrep: can't connect to server for domain /nonexistent: unknown "
-                  "domain nonexistent: no /machines entry of network@127.0.0.1 serves "
-                  "nonexistent/<tag>\n")
+        (1, "", "nigrep: can't connect to server for domain /nonexistent: unknown "
+                "domain nonexistent: no /machines entry of network@127.0.0.1 serves "
+                "nonexistent/<tag>\n" + USAGE)
 
 
-def test_no_server_199(capsys, monkeypatch):
+def test_no_server_usage_1(capsys, monkeypatch):
     dead_env(monkeypatch)
     assert call(nigrep.main, capsys, "x", ".") == \
-        (199, "", "nigrep: can't connect to server for domain .: no nibindd at "
-                  "127.0.0.1 (no answer from the portmapper at 127.0.0.1:1)\n")
+        (1, "", "nigrep: can't connect to server for domain .: no nibindd at "
+                "127.0.0.1 (no answer from the portmapper at 127.0.0.1:1)\n" + USAGE)
 
 
-def test_tagged_connect_failure_199(capsys):
+def test_tagged_connect_failure_usage_1(capsys):
     port = free_port()
     assert call(nigrep.main, capsys, "x", "-t", f"127.0.0.1:{port}/local") == \
-        (199, "", f"nigrep: can't connect to server 127.0.0.1:{port}/local: "
-                  "Communication failure\n")
+        (1, "", f"nigrep: can't connect to server 127.0.0.1:{port}/local: cannot connect "
+                f"to 127.0.0.1:{port}: Connection refused\n" + USAGE)
 
 
-@pytest.mark.parametrize("arg, code, text", [
-    ("localhost", 217, "Bad format"),
-    ("/local", 218, "No host"),
-    ("127.0.0.1/", 219, "No tag"),
-    ("256.1.1.1/local", 220, "Bad address"),
-    ("no-such-host.invalid/local", 221, "Host not found"),
+def test_tagged_failures_subprocess(world):
+    # Issue 17 against the original binary: `nigrep -t root 127.0.0.1/local` (-t takes
+    # "root" as the domain) and `nigrep root -t HOST/TAG` with nobody there both exit 1
+    # and end with the usage line (they exited 217 and 199).
+    r = tool("nigrep", "-t", "root", "127.0.0.1/local", env=world.env)
+    assert (r.returncode, r.stdout) == (1, "")
+    assert r.stderr == ("nigrep: incorrect format for domain root (Bad format)\n"
+                        + TAGGED_HELP + USAGE)
+    port = free_port()
+    r = tool("nigrep", "root", "-t", f"127.0.0.1:{port}/local", env=world.env)
+    assert (r.returncode, r.stdout) == (1, "")
+    assert r.stderr.startswith(f"nigrep: can't connect to server 127.0.0.1:{port}/local: ")
+    assert r.stderr.endswith("\n" + USAGE) and r.stderr.count("\n") == 2
+    # an unknown tag says so, as badtag@host does
+    r = tool("nigrep", "root", "-t", "127.0.0.1/badtag", env=world.env)
+    assert (r.returncode, r.stdout, r.stderr) == (
+        1, "", "nigrep: can't connect to server 127.0.0.1/badtag: no such tag badtag at "
+               "127.0.0.1\n" + USAGE)
+
+
+@pytest.mark.parametrize("arg, text", [
+    ("localhost", "Bad format"),
+    ("/local", "No host"),
+    ("127.0.0.1/", "No tag"),
+    ("256.1.1.1/local", "Bad address"),
+    ("no-such-host.invalid/local", "Host not found"),
 ])
-def test_tagged_parse_errors(capsys, arg, code, text):
+def test_tagged_parse_errors(capsys, arg, text):
     rc, out, err = call(nigrep.main, capsys, "x", "-t", arg)
-    first = "Can't find address for no-such-host.invalid\n" if code == 221 else ""
-    assert (rc, out) == (code, "")
-    assert err == first + f"nigrep: incorrect format for domain {arg} ({text})\n" + TAGGED_HELP
+    first = "Can't find address for no-such-host.invalid\n" if "invalid" in arg else ""
+    assert (rc, out) == (1, "")
+    assert err == (first + f"nigrep: incorrect format for domain {arg} ({text})\n"
+                   + TAGGED_HELP + USAGE)
 
 
 # -- errors during the search: ni_pathsearch, ni_list, ni_read -----------------------------------

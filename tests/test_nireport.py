@@ -281,7 +281,7 @@ def test_tagged_connect_failure_199(capsys):
     port = free_port()
     assert call(nireport.main, capsys, "-t", f"127.0.0.1:{port}/local", "/users", "name") \
         == (199, "", f"nireport: can't connect to server 127.0.0.1:{port}/local: "
-                     "Communication failure\n")
+                     f"cannot connect to 127.0.0.1:{port}: Connection refused\n")
 
 
 @pytest.mark.parametrize("arg, code, text", [

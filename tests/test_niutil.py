@@ -369,17 +369,23 @@ def test_tagged_parse_error_as_subprocess(nb):
 
 
 def test_tagged_connect_failure_199(nb):
-    # The original connected lazily: the failure surfaced as NI_FAILED (Appendix B).
+    # The original connected lazily: the failure surfaced as NI_FAILED (199) at the first
+    # call; the reason after the colon says which failure it was (issue 17).
     port = free_port()  # nothing listens there
     p = sub(nb, "-read", "-t", f"127.0.0.1:{port}/nothing", "/")
     assert p.returncode == 199
     assert p.stderr == (f"niutil: can't connect to server 127.0.0.1:{port}/nothing: "
-                        "Communication failure\n")
-    # a host whose nibindd does not serve the tag: the same (Appendix B); was 200
+                        f"cannot connect to 127.0.0.1:{port}: Connection refused\n")
+    # a host whose nibindd does not serve the tag: 199 (was 200), and the same reason
+    # as unknowntag@127.0.0.1 gives (it said "Communication failure")
     p = sub(nb, "-read", "-t", "127.0.0.1/unknowntag", "/")
     assert (p.returncode, p.stdout, p.stderr) == (
-        199, "", "niutil: can't connect to server 127.0.0.1/unknowntag: Communication "
-                 "failure\n")
+        199, "", "niutil: can't connect to server 127.0.0.1/unknowntag: no such tag "
+                 "unknowntag at 127.0.0.1\n")
+    p = sub(nb, "-read", "unknowntag@127.0.0.1", "/")
+    assert (p.returncode, p.stdout, p.stderr) == (
+        199, "", "niutil: can't connect to server for domain unknowntag@127.0.0.1: no such "
+                 "tag unknowntag at 127.0.0.1\n")
 
 
 # -- domain arguments that do not parse, and why a domain cannot be opened (issue #9) ------
@@ -470,10 +476,12 @@ def test_destroy_of_a_missing_directory_says_destroy(nb):
         105, "", "niutil: can't destroy directory /users/missing: No such directory\n")
 
 
-def test_readval_past_the_end_exits_107(nb):
-    p = sub(nb, "-readval", ".", "/users/root", "name", "5")
+def test_readval_past_the_end_exits_0(nb):
+    # Issue 17: the original printed its message and exited 0 (tools §1.5 quirk); the
+    # original's status is the spec (this exited 107 before). Nothing on stdout.
+    p = sub(nb, "-readval", ".", "/users/root", "shell", "5")
     assert (p.returncode, p.stdout, p.stderr) == (
-        107, "", "niutil: property name in directory /users/root has no value at index 5\n")
+        0, "", "niutil: property shell in directory /users/root has no value at index 5\n")
 
 
 @pytest.mark.parametrize("value", ["abc", "0", "-5", "3x"])
@@ -523,7 +531,7 @@ def test_unicode_digits_are_not_numbers(nb, ni):
     # read as C's atoi reads them (model.atoi); nothing may end in a traceback.
     p = sub(nb, "-readval", ".", "/users/root", "name", "1²")
     assert (p.returncode, p.stdout, p.stderr) == (
-        107, "", "niutil: property name in directory /users/root has no value at index 1²\n")
+        0, "", "niutil: property name in directory /users/root has no value at index 1\n")
     assert ni("-readval", ".", "/users/root", "name", "0²") == (0, "root\n", "")
     p = sub(nb, "-insertval", ".", "/users/root", "shell", "x", "1²")
     assert (p.returncode, p.stderr) == (
@@ -629,9 +637,9 @@ def test_readval(ni):
     ni("-create", ".", d)
     ni("-createprop", ".", d, "k", "zero", "one")
     assert ni("-readval", ".", d, "k", "1") == (0, "one\n", "")
-    # past the end: the original's message; it exited 0 (tools §1.5), now 107 (NI_NONAME)
+    # past the end: the original's message, and exit 0 as the original (tools §1.5)
     assert ni("-readval", ".", d, "k", "2") == (
-        107, "", f"niutil: property k in directory {d} has no value at index 2\n")
+        0, "", f"niutil: property k in directory {d} has no value at index 2\n")
 
 
 def test_rparent_formats(nb):

@@ -127,6 +127,11 @@ class Client:
         return await self.call(Proc.ROOT)
 
     async def self_id(self, d: NiId | int) -> NiId:
+        """SELF: *d*'s current instance. An ID that does not fit the wire's 32 bits (a
+        user's ``niutil -read . 99999999999``) names no directory: NI_BADID, as the
+        server answers for any ID it does not hold."""
+        if isinstance(d, int) and not 0 <= d <= 0xFFFFFFFF:
+            raise NiError(Status.BADID)
         return await self.call(Proc.SELF, _nid(d))
 
     async def parent(self, d: NiId | int) -> tuple[int, NiId]:

@@ -11,12 +11,14 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import logging
+import os
 import socket
+import sys
 from typing import Any
 
 from .binding import getregister, nibindd_port, portmapper_address
 from .client import Client
-from .errors import NetInfoError, NiError, RpcError, Status, Timeout, WireError
+from .errors import NetInfoError, NiError, NoPassword, RpcError, Status, Timeout, WireError
 from .model import (first_values, format_host_port, is_digits, split_host_port,
                     split_unescaped, uint_to_addr, unescape)
 from .protocol import PROCEDURES
@@ -234,19 +236,20 @@ def _escape(name: str) -> str:
 # -- credentials (spec §10.1) ----------------------------------------------------------------
 
 async def authenticate(client: Client, user: str | None, password: str | None,
-                       prompt: bool) -> None:
+                       prompt: bool, *, stdin_ok: bool = True) -> None:
     """``ni_setuser`` then ``ni_setpassword`` as ``niutil -p/-u/-P`` do (spec §10.1):
     *client*'s later calls carry AUTH_UNIX with the inverted password.
 
     The user (default ``root``) is looked up in the target domain's /users for its uid;
-    the password is prompted for without echo when *prompt* and none was given.
+    the password is prompted for without echo when *prompt* and none was given
+    (:func:`ask_password`; *stdin_ok* False: never from standard input, which holds a
+    tool's data).
     """
     if user is None and password is None and not prompt:
         return
     name = user or "root"
     if password is None:
-        import getpass  # only when asking: keeps the tools' start-up short (issue 10)
-        password = getpass.getpass("Password: ")
+        password = ask_password(stdin_ok=stdin_ok)
     try:
         uid_s = await client.lookupprop(await client.pathsearch(
             "/users/" + name.replace("\\", "\\\\").replace("/", "\\/")), "uid")
@@ -255,6 +258,44 @@ async def authenticate(client: Client, user: str | None, password: str | None,
     if not uid_s or not is_digits(uid_s[0]):
         raise NiError(Status.NOUSER)
     client.set_password(password, int(uid_s[0]))
+
+
+def ask_password(prompt: str = "Password: ", *, stdin_ok: bool = True) -> str:
+    """Read a password as the original tools' ``getpass(3)`` did (tools §1.2): without
+    echo on the process's terminal; with no terminal at all (a script, cron), the prompt
+    on stderr and the first line of standard input (without the warning Python's getpass
+    gives, and without its traceback at end of input).
+
+    :raises NoPassword: end of input at the prompt, or no terminal and nothing on
+        standard input (or *stdin_ok* False).
+    """
+    try:
+        os.close(os.open("/dev/tty", os.O_RDWR | os.O_NOCTTY))
+        has_tty = True
+    except OSError:
+        has_tty = False
+    if has_tty:
+        import getpass  # only when asking: keeps the tools' start-up short (issue 10)
+        try:
+            return getpass.getpass(prompt)
+        except EOFError:
+            if sys.stderr is not None:
+                sys.stderr.write("\n")   # end the prompt's line before the error
+            raise NoPassword("can't read the password: end of input at the prompt") \
+                from None
+    if not stdin_ok:
+        raise NoPassword("can't read the password: no terminal (standard input holds the "
+                         "data; give the password with -P)")
+    if sys.stderr is not None:
+        sys.stderr.write(prompt)   # as readpassphrase(3) did without a terminal
+        sys.stderr.flush()
+    line = sys.stdin.readline() if sys.stdin is not None else ""
+    if not line:
+        if sys.stderr is not None:
+            sys.stderr.write("\n")   # end the prompt's line before the error
+        raise NoPassword("can't read the password: no terminal, and nothing on standard "
+                         "input")
+    return line[:-1] if line.endswith("\n") else line
 
 
 # -- walking the hierarchy ------------------------------------------------------------------

@@ -131,6 +131,17 @@ class ConfigError(NetInfoError, ValueError):
     message names the setting and the bad part, on one line."""
 
 
+class TooLong(NetInfoError, ValueError):
+    """A name, value or list longer than the protocol can carry (spec §2: ``ni_name`` is
+    ``string<65535>``, lists ``<65535>``): refused before anything is sent. The message
+    says what and how long, on one line."""
+
+
+class NoPassword(NetInfoError):
+    """A password was asked for (``-p``, ``-u``) and none could be read: no terminal and
+    nothing on standard input, or end of input at the prompt."""
+
+
 class NiError(NetInfoError):
     """A NetInfo call answered a status other than NI_OK.
 
@@ -196,4 +207,6 @@ def error_text(err: BaseException) -> str:
     "Communication failure" (NI_FAILED's) for anything that is not a NetInfo status."""
     if isinstance(err, NiError):
         return ni_message(err.status)
+    if isinstance(err, (TooLong, NoPassword)):
+        return str(err)   # not a status: the one line that says what is wrong
     return ni_message(Status.FAILED)

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator, Sequence
 from enum import IntEnum
 from typing import Any, NamedTuple, overload
 
-from .errors import NiError, Status, WireError
+from .errors import NiError, Status, TooLong, WireError
 from .model import Directory, NiId, Proplist
 from .xdr import BIG_LIST_MAX, LIST_MAX, NAME_MAX, Packer, Unpacker
 
@@ -101,7 +101,8 @@ def pack_proplist(p: Packer, props: Proplist | StoredProplist) -> None:
         p.pack_raw(props.wire)
         return
     if len(props) > LIST_MAX:
-        raise ValueError("proplist longer than 65535")
+        raise TooLong(f"a list of {len(props)} properties is longer than the protocol's "
+                      f"limit of {LIST_MAX}")
     p.pack_uint(len(props))
     for name, values in props:
         p.pack_string(name)

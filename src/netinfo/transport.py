@@ -29,7 +29,7 @@ from collections import deque
 from contextvars import ContextVar
 
 from . import rpc
-from .errors import ConnectionFailed, Timeout, WireError
+from .errors import ConnectionFailed, Timeout, TooLong, WireError
 from .model import format_host_port
 from .xdr import Unpacker
 
@@ -170,7 +170,8 @@ class RpcConnection(asyncio.Protocol):
     def send(self, record: bytes, xid: int) -> asyncio.Future[bytes]:
         """Send one call record; the future gets the reply record.
 
-        :raises ConnectionFailed: the connection is closed.
+        :raises ConnectionFailed: the connection is closed. :raises TooLong: the record
+            is over the servers' cap (:data:`rpc.MAX_CALL_RECORD`).
         """
         self._queue(record)
         fut = asyncio.get_running_loop().create_future()
@@ -178,6 +179,11 @@ class RpcConnection(asyncio.Protocol):
         return fut
 
     def _queue(self, record: bytes) -> None:
+        if len(record) > rpc.MAX_CALL_RECORD:
+            # A server closes the connection on a call record over its cap (spec §1.3):
+            # say so before sending, instead of a "Communication failure" after.
+            raise TooLong(f"a call of {len(record)} bytes is more than a server accepts "
+                          f"({rpc.MAX_CALL_RECORD} bytes)")
         if self.transport is None or self.transport.is_closing():
             raise _failed("connection is closed")
         if not self._out:

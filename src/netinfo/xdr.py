@@ -15,7 +15,7 @@ from array import array
 from collections.abc import Callable, Iterable, Sequence
 from typing import TypeVar
 
-from .errors import WireError
+from .errors import TooLong, WireError
 
 T = TypeVar("T")
 
@@ -83,14 +83,16 @@ class Packer:
     def pack_string(self, s: str, maxlen: int = NAME_MAX) -> None:
         b = s.encode("utf-8", "surrogateescape")
         if len(b) > maxlen:
-            raise ValueError(f"string longer than {maxlen} bytes")
+            raise TooLong(f"a name or value of {len(b)} bytes is longer than the protocol's "
+                          f"limit of {maxlen} bytes")
         self.pack_opaque(b)
 
     def pack_array(self, items: Iterable[T], pack_item: Callable[[T], None],
                    maxlen: int = BIG_LIST_MAX) -> None:
         items = list(items)
         if len(items) > maxlen:
-            raise ValueError(f"array longer than {maxlen}")
+            raise TooLong(f"a list of {len(items)} entries is longer than the "
+                          f"protocol's limit of {maxlen}")
         self._parts.append(_U32.pack(len(items)))
         for it in items:
             pack_item(it)
@@ -98,7 +100,8 @@ class Packer:
     def pack_uint_array(self, items: Sequence[int], maxlen: int = BIG_LIST_MAX) -> None:
         n = len(items)
         if n > maxlen:
-            raise ValueError(f"array longer than {maxlen}")
+            raise TooLong(f"a list of {n} entries is longer than the protocol's limit "
+                          f"of {maxlen}")
         if isinstance(items, array) and items.typecode == "I" and items.itemsize == 4:
             # A lazy source's child list (array('I')): copied in C, no int per entry
             # (CHILDREN of a million-entry directory, issue 10).
@@ -113,14 +116,16 @@ class Packer:
     def pack_string_array(self, items: Iterable[str], maxlen: int = LIST_MAX) -> None:
         items = list(items)
         if len(items) > maxlen:
-            raise ValueError(f"array longer than {maxlen}")
+            raise TooLong(f"a list of {len(items)} entries is longer than the "
+                          f"protocol's limit of {maxlen}")
         parts = self._parts
         parts.append(_U32.pack(len(items)))
         for s in items:
             b = s.encode("utf-8", "surrogateescape")
             n = len(b)
             if n > NAME_MAX:
-                raise ValueError(f"string longer than {NAME_MAX} bytes")
+                raise TooLong(f"a name or value of {n} bytes is longer than the "
+                              f"protocol's limit of {NAME_MAX} bytes")
             parts.append(_U32.pack(n))
             parts.append(b)
             parts.append(_PAD[n & 3])

@@ -19,8 +19,8 @@ from typing import Any, TextIO
 
 from ..binding import portmapper_address
 from ..domain import DomainClient, DomainSyntaxError, TaggedError, open_domain
-from ..errors import (ConfigError, NetInfoError, NiError, RpcError, Status, Timeout, WireError,
-                      error_text, ni_message)
+from ..errors import (ConfigError, NetInfoError, NiError, NoPassword, RpcError, Status, Timeout,
+                      TooLong, WireError, error_text)
 
 #: Exit status for NI_FAILED / communication failures and unknown domain names (tools §1.5).
 EXIT_FAILED = 199
@@ -43,10 +43,24 @@ EXIT_SETTING = EXIT_USAGE
 DEFAULT_TIMEOUT = 30.0
 
 
+#: Failures that are not a NetInfo status → exit status: the one table beside the
+#: ni_status + 100 rule (tools §1.5). A name or value the protocol cannot carry, and a
+#: password that cannot be read, are argument errors (1); anything else that is not a
+#: status (a timeout, a refused connection, a garbled reply) is NI_FAILED's 199.
+EXIT_BY_ERROR: tuple[tuple[type[BaseException], int], ...] = (
+    (TooLong, EXIT_USAGE),
+    (NoPassword, EXIT_USAGE),
+)
+
+
 def exit_code(err: BaseException) -> int:
-    """The one error → exit status mapping: ni_status + 100, 199 for communication."""
+    """The one error → exit status mapping: ni_status + 100 (tools §1.5), then
+    :data:`EXIT_BY_ERROR`, else 199 (communication)."""
     if isinstance(err, NiError) and err.status != Status.FAILED:
         return 100 + err.status
+    for kind, code in EXIT_BY_ERROR:
+        if isinstance(err, kind):
+            return code
     return EXIT_FAILED
 
 
@@ -125,8 +139,9 @@ async def open_for_tool(prog: str, domain: str, *, tagged: bool = False,
 
     * a ``-t`` argument that does not parse: the three lines of tools §0.2, 217-221;
     * ``-t`` host/tag that cannot be reached: ``<prog>: can't connect to server
-      host/tag: Communication failure``, 199. The original connected lazily, so the
-      failure surfaced as NI_FAILED at the first call (Appendix B; 200 is never used);
+      host/tag: <reason>``, 199. The original connected lazily, so the failure surfaced
+      as NI_FAILED ("Communication failure") at the first call (200 is never used); the
+      reason says more, and the same as for ``tag@host`` (``no such tag T at A``);
     * a domain name that does not parse (``local@``, ``@host``, ``tag@host:99999``):
       ``<prog>: bad domain <d>: <what is wrong>``, 1 (an argument error, tools §1.5);
     * a domain that cannot be opened: ``<prog>: can't connect to server for domain <d>:
@@ -150,9 +165,19 @@ async def open_for_tool(prog: str, domain: str, *, tagged: bool = False,
     except (NetInfoError, OSError) as e:
         if tagged:
             raise ToolExit(EXIT_FAILED, f"{prog}: can't connect to server {domain}: "
-                           f"{ni_message(Status.FAILED)}") from None
+                           f"{failure_reason(e)}") from None
         raise ToolExit(EXIT_FAILED, f"{prog}: can't connect to server for domain {domain}: "
                        f"{failure_reason(e)}") from None
+
+
+async def open_or_usage(prog: str, domain: str, usage: str, **kw: Any) -> DomainClient:
+    """:func:`open_for_tool` for the tools whose original printed its usage after any
+    failure to open the domain and exited 1 (nidump tools §2.1, niload §2.7, nigrep):
+    the same lines (a ``-t`` parse error's three included), then *usage*, exit 1."""
+    try:
+        return await open_for_tool(prog, domain, **kw)
+    except ToolExit as e:
+        raise ToolExit(EXIT_USAGE, *e.lines, *usage.rstrip("\n").split("\n")) from None
 
 
 # -- nidump/niload argument scanning (tools §2.1, §2.5) ------------------------------------
@@ -316,6 +341,9 @@ def guarded(prog: str, fn: Callable[[], int]) -> int:
     output error surfaces here and not in the interpreter's final flush.
 
     * :class:`ToolExit`: its lines on stderr, its code;
+    * any other :class:`NetInfoError` no tool caught (a name longer than the protocol
+      allows, a password that cannot be read): ``<prog>: <message>`` and
+      :func:`exit_code`'s status;
     * ^C: 130; a reader that went away (EPIPE, ``| head``): 1, quietly;
     * any other :class:`OSError` (a full disk, ``> /dev/full``, a socket error nothing
       caught): ``<prog>: <reason>`` and :data:`EXIT_ERROR`;
@@ -342,6 +370,10 @@ def guarded(prog: str, fn: Callable[[], int]) -> int:
         silence_stdout()
         print(f"{prog}: {os_error_text(e)}", file=sys.stderr)
         return EXIT_ERROR
+    except NetInfoError as e:
+        _flush_quietly()
+        print(f"{prog}: {str(e) or error_text(e)}", file=sys.stderr)
+        return exit_code(e)
     except Exception as e:   # the one place that turns bugs into a message
         _flush_quietly()
         detail = f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
@@ -438,4 +470,7 @@ class Progress:
             self.stream.flush()
 
 
-COMM_ERRORS = (Timeout, RpcError, WireError, OSError, ConnectionError)
+#: What a call can fail with besides a status: communication failures, and a name or
+#: value too long to send (:class:`TooLong`, exit 1 by :data:`EXIT_BY_ERROR`). Every tool
+#: catches these where it catches :class:`NiError`, and words them its own way.
+COMM_ERRORS = (Timeout, RpcError, WireError, OSError, ConnectionError, TooLong)

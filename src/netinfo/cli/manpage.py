@@ -101,7 +101,7 @@ PAGES: dict[str, Page] = {
         (("0", "success"), _USAGE,
          ("2\\(en255", "the low byte of the Directory Services status of the command that "
           "failed (e.g. a record or key that does not exist)"),
-         _TAGGED_PARSE),
+         ("233", "a domain that cannot be opened (1001, Invalid Datastore)")),
         (("nicl . -read /users/root", "print root's record"),
          ("nicl / -create /users/bob uid 501", "as root: add a user with a uid"),
          ("nicl -raw /var/db/netinfo/local.nidb -list /users",
@@ -114,9 +114,10 @@ PAGES: dict[str, Page] = {
          "(passwd, group, hosts, ...) or, with -r, a subtree in the raw format that "
          "niload -r reads back (tools §2.1\\(en2.3).",),
         ("NETINFO_PORTMAPPER",),
-        (("0", "success, also when the directory or table does not exist"),
-         ("1", "a usage error, a domain that cannot be opened or read, or a malformed "
-          "NETINFO_PORTMAPPER"), _TAGGED_PARSE),
+        (("0", "success"),
+         ("1", "a usage error, a domain that cannot be opened (then the usage is printed, "
+          "a -t argument that does not parse included) or read, a directory that does "
+          "not exist (-r), or a malformed NETINFO_PORTMAPPER"),),
         (("nidump passwd .", "the local domain's users as an /etc/passwd file"),
          ("nidump -r /users . > users.raw", "back up /users in the raw format"))),
     "niload": Page(
@@ -126,9 +127,11 @@ PAGES: dict[str, Page] = {
          "entries by name; -d first destroys the table, -m merges values (tools "
          "§2.5\\(en2.7).",),
         _CLIENT_ENV,
-        (("0", "success (a raw load exits 0 whatever it did, as the original did)"),
-         ("1", "a usage error, a domain that cannot be opened, a failed write, or a "
-          "malformed NETINFO_PORTMAPPER"), _TAGGED_PARSE),
+        (("0", "success"),
+         ("1", "a usage error, a domain that cannot be opened (then the usage is printed, "
+          "a -t argument that does not parse included), a failed write (a raw load "
+          "included), a password that cannot be read, or a malformed "
+          "NETINFO_PORTMAPPER"),),
         (("niload passwd . < passwd", "as root: load users into the local domain"),
          ("niload -r /users . < users.raw", "restore a backup made with nidump -r"))),
     "nireport": Page(
@@ -145,8 +148,10 @@ PAGES: dict[str, Page] = {
          "regular expression, searching depth-first from / or from the directories given "
          "(tools §4.2).",),
         _CLIENT_ENV,
-        (("0", "success, matches or not"), _USAGE, _NI_STATUS, _COMM, _TAGGED,
-         _TAGGED_PARSE),
+        (("0", "success, matches or not"),
+         ("1", "a usage error, a domain that cannot be opened (then the usage is printed, "
+          "as the original did), or a malformed NETINFO_PORTMAPPER"), _NI_STATUS,
+         ("199", "communication failure while searching")),
         (("nigrep root .", "every property mentioning root in the local domain"),)),
     "nifind": Page(
         "find a directory in the NetInfo hierarchy",

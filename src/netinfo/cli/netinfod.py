@@ -34,6 +34,14 @@ GC_YOUNG = 50_000
 log = logging.getLogger("netinfo.netinfod")
 
 
+def port_number(text: str) -> int:
+    """``--port``: 0-65535 (0: the system picks); anything else is a usage error naming
+    the value (``--port 70000`` ended in an OverflowError traceback, issue 17)."""
+    if not (text.isascii() and text.isdigit()) or int(text) > 65535:
+        raise argparse.ArgumentTypeError(f"bad port {text} (not a number in 0-65535)")
+    return int(text)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=PROG, description="Serve one NetInfo database (domain tag).")
     p.add_argument("tag", metavar="TAG", help="database tag, served from DIR/TAG.nidb")
@@ -42,7 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="store URL instead of DIR/TAG.nidb (sqlite:///PATH, memory:)")
     p.add_argument("--bind", default="127.0.0.1",
                    help="address to listen on (default 127.0.0.1; 0.0.0.0 for all)")
-    p.add_argument("--port", type=int, help="fixed UDP and TCP port")
+    p.add_argument("--port", type=port_number, help="fixed UDP and TCP port")
     p.add_argument("--cache", type=int, metavar="N",
                    help="directories kept decoded in memory (default 20000); the database "
                         "file is read for the others")

@@ -23,14 +23,14 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from ..client import Client
-from ..domain import DomainSyntaxError, TaggedError, authenticate, open_domain
-from ..errors import NetInfoError, NiError, Status, StorageError
+from ..domain import TaggedError, authenticate, open_domain
+from ..errors import NetInfoError, NiError, Status, StorageError, TooLong
 from .. import verbs
 from ..database import SQLITE_NAME, Database, DatabaseInUse, LocalChannel, open_database
 from ..model import Proplist, atoi, format_component, parse_path
 from ..protocol import PROCEDURES, Proc
 from ..service import ServerInfo
-from .common import (COMM_ERRORS, EXIT_ERROR, EXIT_TAGGED_PARSE_BASE, OUTPUT_ERRNOS, ToolExit,
+from .common import (COMM_ERRORS, EXIT_ERROR, OUTPUT_ERRNOS, ToolExit,
                      UsageError, dump_json, failure_reason, os_error_text,
                      privileged_from_env, props_json, tool_main)
 
@@ -132,6 +132,13 @@ def ds_status(err: BaseException) -> int:
     if isinstance(err, NiError):
         return FROM_NI.get(err.status, FAILED)
     return FAILED
+
+
+def ds_text(err: BaseException) -> str:
+    """The message of an exception: its dsstatus's (tools §3.3), then why when the
+    status alone would hide it (a name or value longer than the protocol allows)."""
+    text = ds_message(ds_status(err))
+    return f"{text}: {err}" if isinstance(err, TooLong) else text
 
 
 def ds_message(status: int) -> str:
@@ -437,12 +444,10 @@ class Session:
                 cur = found[0]
             return cur
         except _ERRORS as e:
-            st = ds_status(e)
-            raise Fail(st, f"{self.cmd}: {ds_message(st)}") from None
+            raise Fail(ds_status(e), f"{self.cmd}: {ds_text(e)}") from None
 
     def failed(self, e: BaseException, prefix: str) -> Fail:
-        st = ds_status(e)
-        return Fail(st, f"{prefix}{ds_message(st)}")
+        return Fail(ds_status(e), f"{prefix}{ds_text(e)}")
 
     async def pathname(self, oid: int) -> str:
         """A printable path of *oid*: its ``name`` values up to the root."""
@@ -512,9 +517,8 @@ class Session:
             if isinstance(e, BrokenPipeError) or (isinstance(e, OSError)
                                                   and e.errno in OUTPUT_ERRNOS):
                 raise   # our output failed, not the command: the top-level handler says so
-            st = ds_status(e)
-            print(f"{name}: {ds_message(st)}", file=sys.stderr)
-            return st
+            print(f"{name}: {ds_text(e)}", file=sys.stderr)
+            return ds_status(e)
 
     def need(self, args: list[str], n: int) -> None:
         if len(args) < n:
@@ -901,21 +905,21 @@ async def _open(o: Options, ds: str, create: bool) -> Client:
             st = WRITE_FAILED if what == "create" else INVALID_STORE
             raise Fail(st & 0xFF, f"{what}({ds}): {ds_message(st)}: {failure_reason(e)}") \
                 from None
+    # The original's nistore_open turned every failure to open a served domain into
+    # DSStatusInvalidStore (tools §3.3: "open(<ds>): Invalid Datastore", 1001 → exit
+    # 233), after do_open's own lines for a -t argument that does not parse (§0.2).
+    bad = f"open({ds}): {ds_message(INVALID_STORE)}"
     try:
         return await open_domain(ds, tagged=o.tagged, privileged=privileged_from_env(),
                                  retries=2)
     except TaggedError as e:
         lines = [f"Can't find address for {e.host}"] if e.code == 5 else []
         lines += [f"{PROG}: incorrect format for domain {ds} ({e})",
-                  "usage: -t <host>/<tag>", "<host> can be a host name or IP address"]
-        raise Fail(EXIT_TAGGED_PARSE_BASE + e.code, *lines) from None
-    except DomainSyntaxError as e:
-        raise Fail(1, f"{PROG}: bad domain {ds}: {e}") from None
+                  "usage: -t <host>/<tag>", "<host> can be a host name or IP address", bad]
+        raise Fail(INVALID_STORE & 0xFF, *lines) from None
     except (NetInfoError, OSError) as e:
-        # tools §3.3's "open(<ds>): <msg>", then why (an unknown domain, tag, nibindd)
-        st = ds_status(e)
-        raise Fail(st & 0xFF, f"open({ds}): {ds_message(st)}: {failure_reason(e)}") \
-            from None
+        # then why: an unknown domain, tag or nibindd, a malformed name
+        raise Fail(INVALID_STORE & 0xFF, f"{bad}: {failure_reason(e)}") from None
 
 
 async def _run(o: Options, ds: str, words: list[str]) -> int:

@@ -49,8 +49,8 @@ from .. import dumps
 from ..client import Client
 from ..errors import NiError, Status
 from ..formats import FORMATS, NIDUMP_FORMATS, RECORD_FORMATS, RawNode
-from .common import (COMM_ERRORS, DEFAULT_TIMEOUT, EXIT_FAILED, EXIT_TAGGED_CONNECT, Progress,
-                     ToolExit, UsageError, dump_json, error_text, open_for_tool,
+from .common import (COMM_ERRORS, DEFAULT_TIMEOUT, Progress,
+                     ToolExit, UsageError, dump_json, error_text, open_or_usage,
                      parse_timeout, props_json, scan_args, tool_main, usage_text)
 
 PROG = "nidump"
@@ -252,13 +252,10 @@ async def dump_flat(c: Client, o: Options) -> Callable[[], None]:
 
 
 async def _main(o: Options) -> int:
-    try:
-        c = await open_for_tool(PROG, o.domain, tagged=o.tagged, timeout=o.timeout)
-    except ToolExit as e:
-        if e.code not in (EXIT_FAILED, EXIT_TAGGED_CONNECT):
-            raise   # a -t argument that does not parse: tools §0.2 messages, 217-221
-        # tools §2.1: a domain that cannot be opened prints the usage and exits 1.
-        raise ToolExit(EXIT_USAGE, *e.lines, *USAGE.rstrip("\n").split("\n")) from None
+    # tools §2.1/§2.7: a domain that cannot be opened (a -t argument that does not parse
+    # included: the original called usage() whenever do_open failed) prints the usage
+    # after the reason and exits 1.
+    c = await open_or_usage(PROG, o.domain, USAGE, tagged=o.tagged, timeout=o.timeout)
     try:
         c.timeout = c.write_timeout = o.timeout
         try:

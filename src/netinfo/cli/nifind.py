@@ -10,14 +10,18 @@ below the root (or below *domain*), depth first, child domains taken from the ``
 values ``name/tag`` of each domain's ``/machines`` (``./...`` and ``../...`` name the
 domain itself and its parent, so they are skipped). Each hit prints
 ``<directory> found in <domain name>, id = <n>``. The exit status is 0 whether or not
-anything was found; 1 for usage errors and for a domain that cannot be opened
-(``error: can't open local domain``, then ``: `` and the reason).
+anything was found; 1 for usage errors and for a domain that cannot be opened, in the
+original's words (``error: can't open root domain`` for ``/`` or the domain given,
+``error: can't open local domain``, with ``-a`` ``error: can't open domain X``), then
+``: `` and the reason.
 
-``-n`` skips domains tagged ``local`` in the ``-a`` walk only: the default climb reports
-the local domain and its parents whatever ``-n`` says (the original's behaviour). ``-v``
-adds the original's ``<directory> not found in <domain>`` lines, on stdout among the
-hits; the binding and search tracing this implementation can give is behind
-``--debug`` (stderr).
+``-n`` skips child domains served with the tag ``local`` in the ``-a`` walk only (and
+what lies below them): the default climb reports the local domain and its parents
+whatever ``-n`` says (the original's behaviour). ``-v`` adds the original's
+``<directory> not found in <domain>`` lines, on stdout among the hits, and in the
+``-a`` walk its line for each ``serves`` value that names a child domain, on stderr
+(``/: vm serves vm/local - new child domain``; :meth:`Finder.children`). The binding
+and search tracing this implementation can give is behind ``--debug`` (stderr).
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..domain import DomainClient, domain_name, open_child, open_domain, open_parent
-from ..errors import NiError, Status
+from ..errors import NiError, Status, TooLong
 from ..model import Proplist, first_values
 from .common import (COMM_ERRORS, ToolExit, UsageError, dump_json, error_text, failure_reason,
                      parse_timeout, privileged_from_env, props_json, tool_main)
@@ -42,9 +46,10 @@ up to <domain>, and print where it is found.
 
 options:
   -a            search all domains: the whole hierarchy below the root (or <domain>)
-  -n            with -a, skip local domains (those with tag "local")
+  -n            with -a, skip child domains served with the tag "local"
   -p            print the properties of each directory found, then a blank line
-  -v            verbose: also print "<directory> not found in <domain>" lines
+  -v            verbose: also print "<directory> not found in <domain>" lines, and
+                with -a each child domain the walk finds (on stderr)
   --debug       trace binding and searching on stderr
   -T timeout    connect and read timeout in seconds (default 2)
   --json        print the results as JSON instead
@@ -147,14 +152,15 @@ class Finder:
             sys.stdout.write(f"{self.directory} not found in {name}\n")
             sys.stdout.flush()
 
-    async def open(self, name: str) -> DomainClient:
-        """Open the domain *name* (a domain argument). :raises ToolExit: exit 1."""
+    async def open(self, name: str, what: str) -> DomainClient:
+        """Open the domain *name* (a domain argument).
+
+        :raises ToolExit: ``error: can't open <what>`` (the original's line, tools
+            §4.3), then ``: `` and why; exit 1."""
         try:
             return await open_domain(name, timeout=self.opts.timeout,
                                      privileged=self.privileged, retries=2)
         except (*_OPEN_ERRORS, ValueError) as e:
-            what = {".": "local domain", "/": "root domain"}.get(name, f"domain {name}")
-            # the original's line (tools §4.3), then why
             raise ToolExit(1, f"error: can't open {what}: {failure_reason(e)}") from None
 
     async def name_of(self, client: DomainClient, fallback: str) -> str:
@@ -167,9 +173,6 @@ class Finder:
     async def search(self, client: DomainClient, name: str) -> None:
         """Look for the directory in one domain and report the result."""
         addr, tag = client.server
-        if self.opts.all and self.opts.skip_local and tag == "local":   # -n: -a only
-            self.note(f"skipping local domain {name} ({tag}@{addr})")
-            return
         self.note(f"searching {name} ({tag}@{addr})")
         try:
             _, root_props = await client.read(0)
@@ -178,6 +181,9 @@ class Finder:
             did = await client.pathsearch(self.directory)
             props = await client.read(did) if self.opts.print_props else None
         except _OPEN_ERRORS as e:
+            if isinstance(e, TooLong):   # no domain can hold it: say so, once
+                raise ToolExit(1, f"{PROG}: can't search for {self.directory}: {e}") \
+                    from None
             if not (isinstance(e, NiError) and e.status == Status.NODIR):
                 self.note(f"{PROG}: can't search domain {name}: {_reason(e)}")
             self.miss(name)
@@ -195,16 +201,22 @@ class Finder:
             sys.stdout.flush()
 
     async def climb(self) -> None:
-        """Default search: ``.``, then ``..`` upwards until the root or the domain given."""
-        cur = await self.open(".")
+        """Default search: ``.``, then ``..`` upwards until the root or the domain given.
+
+        As the original, the top (the domain given, else ``/``) is opened first, then
+        ``.``: ``error: can't open root domain`` names a failure of the first (whichever
+        it is), ``error: can't open local domain`` of the second (tools §4.3)."""
+        given = len(self.opts.operands) > 1
+        top = self.opts.operands[1] if given else "/"
+        target = await self.open(top, "root domain")
         stop: str | None = None
         try:
-            if len(self.opts.operands) > 1:
-                target = await self.open(self.opts.operands[1])
-                try:
-                    stop = await self.name_of(target, self.opts.operands[1])
-                finally:
-                    await target.close()
+            if given:
+                stop = await self.name_of(target, top)
+        finally:
+            await target.close()
+        cur = await self.open(".", "local domain")
+        try:
             for _ in range(MAX_DEPTH):
                 name = await self.name_of(cur, ".")
                 await self.search(cur, name)
@@ -245,7 +257,7 @@ class Finder:
     async def walk_all(self) -> None:
         """``-a``: the root (or the domain given) and every domain below it."""
         start = self.opts.operands[1] if len(self.opts.operands) > 1 else "/"
-        client = await self.open(start)
+        client = await self.open(start, f"domain {start}")   # the original's words
         try:
             name = await self.name_of(client, start)
             await self.walk(client, name, 0, set())
@@ -263,35 +275,59 @@ class Finder:
             return
         seen.add(client.server)
         await self.search(client, name)
-        for child in await self.child_names(client, name):
-            child_name = ("" if name == "/" else name) + "/" + child
-            try:
-                sub = await open_child(client, child)
-            except _OPEN_ERRORS as e:
-                self.note(f"{PROG}: can't open domain {child_name}: {_reason(e)}")
-                continue
-            try:
+        children = await self.children(client, name)
+        try:
+            for child_name, sub in children:
                 self.note(f"child {child_name} of {name} is at {sub.server[1]}@{sub.server[0]}")
                 await self.walk(sub, child_name, depth + 1, seen)
-            finally:
+        finally:
+            for _, sub in children:
                 await sub.close()
 
-    async def child_names(self, client: DomainClient, name: str) -> list[str]:
-        """Names of the child domains listed in /machines ``serves`` values, in order."""
+    def verbose(self, text: str) -> None:
+        """``-v``: one of the original's lines about the ``-a`` walk, on stderr."""
+        if self.opts.verbose:
+            print(text, file=sys.stderr, flush=True)
+
+    async def children(self, client: DomainClient,
+                       name: str) -> list[tuple[str, DomainClient]]:
+        """The child domains named by the ``serves`` values of /machines, opened, in
+        order (tools §4.3). With ``-v``, each value that names a child domain (neither
+        ``./…`` nor ``../…``) gets the original's line on stderr:
+        ``<domain>: <host> serves <value> - `` then ``new child domain`` (opened now),
+        ``already have this child`` (that name opened already, from another host) or,
+        with ``-n`` and a ``local`` tag, ``ignoring local domain``; a new child that
+        does not answer adds ``No response from <child>``. <host> is the entry's first
+        ``name``."""
         try:
             mid = await client.pathsearch("/machines")
             _, entries = await client.listall(mid)
         except _OPEN_ERRORS as e:
             self.note(f"{PROG}: can't list the child domains of {name}: {_reason(e)}")
             return []
-        names: list[str] = []
+        opened: list[tuple[str, DomainClient]] = []
         for props in entries:
-            for s in first_values(props, "serves") or ():
-                child, slash, tag = s.partition("/")
-                if slash and child and tag and child not in (".", "..") \
-                        and child not in names:
-                    names.append(child)
-        return names
+            host = (first_values(props, "name") or [""])[0]
+            for value in first_values(props, "serves") or ():
+                if value.startswith(("./", "../")):
+                    continue   # this domain and its parent
+                child, _, tag = value.partition("/")
+                head = f"{name}: {host} serves {value} - "
+                if self.opts.skip_local and tag == "local":   # -n: -a only
+                    self.verbose(head + "ignoring local domain")
+                    continue
+                if any(child == known for known, _ in opened):
+                    self.verbose(head + "already have this child")
+                    continue
+                self.verbose(head + "new child domain")
+                child_name = ("" if name == "/" else name) + "/" + child
+                try:
+                    opened.append((child, await open_child(client, child)))
+                except _OPEN_ERRORS as e:
+                    if not (isinstance(e, NiError) and e.status == Status.NODIR):
+                        self.verbose(f"No response from {child}")
+                    self.note(f"{PROG}: can't open domain {child_name}: {_reason(e)}")
+        return [(("" if name == "/" else name) + "/" + child, sub) for child, sub in opened]
 
 
 def _reason(e: BaseException) -> str:

@@ -9,8 +9,11 @@ The search is depth-first from ``/`` or from each directory given; a directory i
 before its children, children in child order. A property matches when its key or any of
 its values matches. Each match prints ``<id> <path>:  <key> <v1> <v2>...`` (two spaces
 after the colon), the path made of each directory's first ``name`` value, ``dir: <id>``
-for a directory without one, ``/`` for the root. Errors use the niutil exit mapping
-(tools §1.5).
+for a directory without one, ``/`` for the root. Errors while searching use the niutil
+exit mapping (tools §1.5); a domain that cannot be opened (an unknown name, a ``-t``
+argument that does not parse, a server that cannot be reached) prints the original's
+lines, then the usage, and exits 1, as the original did (it called usage() whenever
+do_open failed).
 
 The expression is POSIX *extended* (ERE), unanchored, as the original compiled it with
 ``regcomp(REG_EXTENDED)``. Python's ``re`` speaks a Perl-like dialect, so
@@ -32,11 +35,15 @@ from ..search import BadExpression, compile_ere, ere_to_python
 from ..search import join_path as _join
 from ..search import label as _label
 from .common import (COMM_ERRORS, DEFAULT_TIMEOUT, ToolExit, UsageError, dump_json, error_text,
-                     exit_code, open_for_tool, parse_timeout, tool_main)
+                     exit_code, open_or_usage, parse_timeout, tool_main)
 
 PROG = "nigrep"
-USAGE = "usage: nigrep [-T timeout] <regex> [-t] domain [directory ...]"
+#: The usage line exactly as the original prints it (stderr, exit 1), also after any
+#: failure to open the domain (issue 17: compared with the original binary).
+USAGE = "usage: nigrep [-T timeout] exp [-t] domain [dir ...]"
 HELP = f"""{USAGE}
+
+<exp> is a regular expression, <dir> a directory to search below.
 
 Print every property of <domain> whose key or any value matches <regex> (a POSIX extended
 regular expression, unanchored), searching depth-first from / or from each <directory>.
@@ -210,7 +217,8 @@ async def grep(opts: Options) -> int:
     assert opts.pattern is not None
     pattern = opts.pattern
     domain, directories = opts.operands[1], opts.operands[2:] or ["/"]
-    client = await open_for_tool(PROG, domain, tagged=opts.tagged, timeout=opts.timeout)
+    client = await open_or_usage(PROG, domain, USAGE, tagged=opts.tagged,
+                                 timeout=opts.timeout)
     g = Grep(client, pattern, opts.json)
     try:
         for directory in directories:

@@ -79,8 +79,8 @@ from ..dumps import LoadError
 from ..errors import NiError
 from ..formats import NILOAD_FORMATS, FormatError
 from ..verbs import use_master
-from .common import (COMM_ERRORS, DEFAULT_TIMEOUT, EXIT_FAILED, EXIT_TAGGED_CONNECT, Progress,
-                     ToolExit, UnknownOption, UsageError, error_text, open_for_tool,
+from .common import (COMM_ERRORS, DEFAULT_TIMEOUT, Progress,
+                     ToolExit, UnknownOption, UsageError, error_text, open_or_usage,
                      parse_timeout, scan_args, tool_main, usage_text)
 
 PROG = "niload"
@@ -220,17 +220,16 @@ async def _main(o: Options) -> int:
     if o.raw and not o.what.startswith("/"):
         raise ToolExit(EXIT_USAGE, "Raw load requires an absolute directory pathname, "
                        f"found {o.what}")
-    try:
-        c = await open_for_tool(PROG, o.domain, tagged=o.tagged, timeout=o.timeout)
-    except ToolExit as e:
-        if e.code not in (EXIT_FAILED, EXIT_TAGGED_CONNECT):
-            raise   # a -t argument that does not parse: tools §0.2 messages, 217-221
-        raise ToolExit(EXIT_USAGE, *e.lines, *USAGE.rstrip("\n").split("\n")) from None
+    # tools §2.1/§2.7: a domain that cannot be opened (a -t argument that does not parse
+    # included: the original called usage() whenever do_open failed) prints the usage
+    # after the reason and exits 1.
+    c = await open_or_usage(PROG, o.domain, USAGE, tagged=o.tagged, timeout=o.timeout)
     try:
         c.timeout = c.write_timeout = o.timeout
         if o.prompt or o.password is not None:
             try:
-                await authenticate(c, o.user, o.password, o.prompt and o.password is None)
+                await authenticate(c, o.user, o.password, o.prompt and o.password is None,
+                                   stdin_ok=False)
             except _ERRORS as e:
                 raise ToolExit(EXIT_ERROR, f"{PROG}: can't authenticate as "
                                f"{o.user or 'root'}: {error_text(e)}") from None

@@ -12,9 +12,10 @@ from the first word that does not start with ``-``. Output formats, messages and
 codes are those of tools §1.4–§1.5. Beyond the original: ``--help`` and ``--json``.
 The verbs themselves live in :mod:`netinfo.verbs`.
 
-Where a slip used to pass silently, it is now an error (issue #9): ``-readval`` past the
-last value keeps the original's message but exits 107 (NI_NONAME + 100) instead of 0;
-``-T`` takes a positive number only (``niutil: invalid timeout abc``, usage, exit 1;
+Where a slip used to pass silently, it is now an error (issue #9), except where the
+original's exit status is the spec: ``-readval`` past the last value prints the
+original's message on stderr and exits 0, as the original did (tools §1.5 quirk, issue
+17); ``-T`` takes a positive number only (``niutil: invalid timeout abc``, usage, exit 1;
 the original's atoi read junk as 30 s); ``-create`` refuses a nameless directory (an
 empty path, or a component with an empty key or value: exit 1).
 """
@@ -78,10 +79,10 @@ HELP_EXTRA = """\
 
 EXIT_USAGE = 1
 EXIT_BAD_INDEX = 3
-#: ``-readval`` past the last value. The original printed its message and exited 0
-#: (tools §1.5 quirk); an error now exits non-zero: NI_NONAME + 100, what the server
-#: answers for a value index that does not exist (READNAME, spec §3).
-EXIT_NO_VALUE = 100 + Status.NONAME
+#: ``-readval`` past the last value: the original printed its message and exited 0
+#: (tools §1.5 quirk: its status variable still held NI_OK). The original's bytes and
+#: exit status are the spec (issue 17), so 0 it is; the message says what is missing.
+EXIT_NO_VALUE = 0
 MASTERBUSY_PAUSE = 1.0
 
 
@@ -373,9 +374,9 @@ async def op_readval(x: Context) -> int:
         raise x.fail(e, f"can't get property {key} in directory {path}") from None
     i = atoi(index)
     if not 0 <= i < len(vals):
-        # The original's message; it then exited 0 (tools §1.5 quirk), now 107.
+        # The original's message (its %d of atoi(index)), then exit 0 (tools §1.5 quirk).
         raise ToolExit(EXIT_NO_VALUE, f"{PROG}: property {key} in directory {path} has no "
-                       f"value at index {index}")
+                       f"value at index {i}")
     if x.o.json:
         dump_json(vals[i])
     else:
