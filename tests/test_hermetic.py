@@ -185,3 +185,57 @@ def test_invalid_names_are_never_looked_up(monkeypatch):
         with pytest.raises(OSError):
             netif.address_of(name)
     assert guard_violations() == []
+
+
+# -- tests/tools/strace_check.py: the same rule, checked from the system calls ----------------
+
+_TRACE = """\
+100 connect(3<UDP:[41234]>, {sa_family=AF_INET, sin_port=htons(53), sin_addr=inet_addr("10.9.9.53")}, 16) = 0
+100 sendto(3<UDP:[41234]>, "q", 1, MSG_NOSIGNAL, NULL, 0) = 1
+100 connect(4<UDPv6:[41235]>, {sa_family=AF_INET6, sin6_port=htons(443), sin6_flowinfo=htonl(0), inet_pton(AF_INET6, "2001:db8::1", &sin6_addr), sin6_scope_id=0}, 28) = 0
+100 connect(5<TCP:[41236]>, {sa_family=AF_INET, sin_port=htons(111), sin_addr=inet_addr("127.0.0.1")}, 16) = 0
+100 sendto(6<UDP:[0.0.0.0:881]>, "x", 1, 0, {sa_family=AF_INET, sin_port=htons(111), sin_addr=inet_addr("255.255.255.255")}, 16) = -1 EACCES (Permission denied)
+100 connect(7<UNIX:[41237]>, {sa_family=AF_UNIX, sun_path="/run/x"}, 110) = 0
+100 connect(8<TCP:[41238]>, {sa_family=AF_INET, sin_port=htons(80), sin_addr=inet_addr("192.0.2.80")} <unfinished ...>
+101 clone(child_stack=NULL, flags=CLONE_CHILD_SETTID|SIGCHLD <unfinished ...>
+100 <... connect resumed>, 16) = -1 EINPROGRESS (Operation now in progress)
+100 clone(child_stack=NULL, flags=CLONE_CHILD_SETTID|SIGCHLD, child_tidptr=0x7f) = 200
+200 setns(9</run/netns/nitest>, CLONE_NEWNET) = 0
+200 sendto(3<UDP:[1]>, "x", 1, 0, {sa_family=AF_INET, sin_port=htons(9), sin_addr=inet_addr("10.77.0.2")}, 16) = 1
+200 clone(child_stack=NULL, flags=CLONE_CHILD_SETTID|SIGCHLD, child_tidptr=0x7f) = 201
+201 connect(3<TCP:[2]>, {sa_family=AF_INET, sin_port=htons(9), sin_addr=inet_addr("10.77.0.3")}, 16) = 0
+100 clone3({flags=CLONE_VM|CLONE_FILES|CLONE_THREAD, exit_signal=0} => {parent_tid=[300]}, 88) = 300
+300 sendmsg(3<UDP:[41234]>, {msg_name=NULL, msg_namelen=0, msg_iov=[], msg_iovlen=0}, 0) = 0
+"""
+
+
+def test_strace_check_tells_traffic_from_route_lookups_and_namespaces(tmp_path):
+    from .tools import strace_check
+    found = strace_check.scan(_TRACE.splitlines(keepends=True), host_ns="net:[1]")
+    rows = [(f.pid, f.call, f.destination, f.host_ns, f.traffic) for f in found]
+    assert rows == [
+        ("100", "connect", "10.9.9.53:53", True, True),      # sent on afterwards: traffic
+        ("100", "sendto", "10.9.9.53:53", True, True),
+        ("100", "connect", "[2001:db8::1]:443", True, False),  # a route lookup only
+        ("100", "sendto", "255.255.255.255:111", True, True),
+        ("100", "connect", "192.0.2.80:80", True, True),     # TCP: a SYN, even unfinished
+        ("200", "sendto", "10.77.0.2:9", False, True),       # inside a test's namespace
+        ("201", "connect", "10.77.0.3:9", False, True),      # ... and its children
+        ("300", "sendmsg", "10.9.9.53:53", True, True),      # a thread: the same fd table
+    ]
+    trace = tmp_path / "trace"
+    trace.write_text(_TRACE)
+    r = subprocess.run([sys.executable, str(ROOT / "tests" / "tools" / "strace_check.py"),
+                        "--host-netns", "net:[1]", str(trace)],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 1
+    assert r.stdout.splitlines()[-1] == ("5 beyond loopback from the host's namespace (1 "
+                                         "route lookups without traffic), 2 inside test "
+                                         "namespaces")
+    trace.write_text("".join(line + "\n" for line in _TRACE.splitlines()
+                             if "10.9.9.53" not in line and "192.0.2" not in line
+                             and "255.255" not in line and not line.startswith("300")))
+    r = subprocess.run([sys.executable, str(ROOT / "tests" / "tools" / "strace_check.py"),
+                        "--host-netns", "net:[1]", str(trace)],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stdout

@@ -68,7 +68,9 @@ def _loopback_names() -> frozenset[str]:
             for line in f:
                 fields = line.partition("#")[0].split()
                 ip = _ip(fields[0]) if len(fields) > 1 else None
-                for n in fields[1:] if ip is not None else ():
+                if ip is None:
+                    continue
+                for n in fields[1:]:
                     key = n.lower().rstrip(".")
                     found[key] = found.get(key, True) and ip.is_loopback
     except OSError:
