@@ -25,13 +25,15 @@ Nothing here changes how a process behaves unless ``NETINFO_TEST_GUARD`` is set.
 from __future__ import annotations
 
 import os
-import socket
 import sys
 
 LOG_VAR = "NETINFO_TEST_GUARD"
 NETNS_VAR = "NETINFO_TEST_NETNS"
+# Linux's address families, as numbers: importing socket here would load it into every
+# Python process of the suite (test_layers checks that pure modules load no I/O).
+_AF_UNIX, _AF_INET, _AF_INET6, _AF_NETLINK = 1, 2, 10, 16
 #: Families that never leave the host, whatever their address.
-_LOCAL_FAMILIES = frozenset({socket.AF_UNIX, getattr(socket, "AF_NETLINK", -1)})
+_LOCAL_FAMILIES = frozenset({_AF_UNIX, _AF_NETLINK})
 _LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain", "ip6-localhost",
                              "ip6-loopback"})
 
@@ -108,7 +110,7 @@ def _destination_ok(sock, address) -> bool:
     family = getattr(sock, "family", None)
     if family in _LOCAL_FAMILIES or address is None:
         return True
-    if family in (socket.AF_INET, socket.AF_INET6):
+    if family in (_AF_INET, _AF_INET6):
         if isinstance(address, tuple) and address:
             return _loopback_host(address[0])
         return False
