@@ -3,18 +3,28 @@
 The suite is hermetic: it ignores the caller's ``NETINFO_*`` settings (cleared for the
 whole session in :func:`pytest_configure`, so every subprocess environment, built from
 ``os.environ``, is clean too), points clients at a portmapper port nothing serves unless
-a test starts it, never broadcasts outside the namespaces it creates, and runs as root or
-as an ordinary user (where the servers it starts trust local callers, since nobody else can
-bind the reserved port that makes a caller the superuser, spec §10.2).
+a test starts it, never broadcasts outside the namespaces it creates, resolves host names
+from its own hosts file (``NETINFO_HOSTS``, tests/data/hosts: no DNS query ever), and runs as
+root or as an ordinary user (where the servers it starts trust local callers, since nobody
+else can bind the reserved port that makes a caller the superuser, spec §10.2).
+
+The hermetic guard (tests/guard/sitecustomize.py) holds every test to that: in this process
+and in every Python subprocess, a connect, send or name lookup that would reach beyond
+loopback from the host's network namespace is refused and recorded, and the test during
+which it happened fails, naming the destination and the process.
 """
 
 from __future__ import annotations
 
 import contextlib
+import importlib.util
+import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -27,6 +37,10 @@ FIXTURES = Path(os.environ.get("NETINFO_FIXTURES", ROOT.parent / "shared" / "fix
 
 #: Our own variable: where the shared fixtures are (kept; every other NETINFO_* is cleared).
 KEEP_ENV = frozenset({"NETINFO_FIXTURES"})
+#: The suite's hosts file: the only names the code under test can resolve (NETINFO_HOSTS).
+HOSTS_FILE = Path(__file__).resolve().parent / "data" / "hosts"
+#: Holds the guard as ``sitecustomize.py``; first on every subprocess's PYTHONPATH.
+GUARD_DIR = Path(__file__).resolve().parent / "guard"
 #: Root binds reserved ports and so is the superuser of the servers it starts; an ordinary
 #: user's servers are started with --trust-local so that its tests can write.
 ROOT_USER = os.geteuid() == 0
@@ -40,11 +54,14 @@ needs_privilege_rule = pytest.mark.skipif(not ROOT_USER, reason=PRIVILEGE_RULE_N
 #: Held for the whole session: a TCP port bound but never listening, so free_port() never
 #: hands it out and a call to it is refused at once (see pytest_configure).
 _DEAD_PORT: socket.socket | None = None
+#: The guard's log (a file every user may append to) and how much of it has been reported.
+_GUARD: dict[str, object] = {"dir": None, "log": None, "seen": 0}
 
 
 def pytest_configure(config) -> None:
     """Forget the caller's NETINFO_* environment; clients find no portmapper (a port nothing
-    serves) and never broadcast, unless a test says otherwise."""
+    serves), never broadcast and resolve names only from the suite's hosts file, unless a
+    test says otherwise; and the hermetic guard watches this process and its children."""
     global _DEAD_PORT
     for key in [k for k in os.environ if k.startswith("NETINFO_") and k not in KEEP_ENV]:
         del os.environ[key]
@@ -52,6 +69,106 @@ def pytest_configure(config) -> None:
     _DEAD_PORT.bind(("127.0.0.1", 0))
     os.environ["NETINFO_PORTMAPPER"] = f"127.0.0.1:{_DEAD_PORT.getsockname()[1]}"
     os.environ["NETINFO_BROADCAST"] = "off"
+    os.environ["NETINFO_HOSTS"] = str(HOSTS_FILE)
+    _start_guard()
+
+
+# -- the hermetic guard (tests/guard/sitecustomize.py) ----------------------------------------
+
+def _guard_module():
+    """The guard, as imported at start-up when this process already runs under it (a
+    pytest started by a test), else loaded from its file."""
+    here = (GUARD_DIR / "sitecustomize.py").resolve()
+    mod = sys.modules.get("sitecustomize")
+    if mod is not None and Path(getattr(mod, "__file__", "") or "").resolve() == here:
+        return mod
+    mod = sys.modules.get("_netinfo_test_guard")
+    if mod is None:
+        spec = importlib.util.spec_from_file_location("_netinfo_test_guard", here)
+        assert spec is not None and spec.loader is not None
+        mod = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = mod
+        spec.loader.exec_module(mod)
+    return mod
+
+
+def _start_guard() -> None:
+    guard = _guard_module()
+    # a directory every user may enter (servers may run as another uid) holding a file
+    # every user may append to; not in sticky /tmp itself (protected_regular)
+    top = tempfile.mkdtemp(prefix="netinfo-guard.")
+    os.chmod(top, 0o711)
+    log = os.path.join(top, "violations")
+    fd = os.open(log, os.O_CREAT | os.O_WRONLY, 0o666)
+    os.fchmod(fd, 0o666)
+    os.close(fd)
+    host_ns = guard.netns()
+    os.environ[guard.LOG_VAR] = log
+    os.environ[guard.NETNS_VAR] = str(host_ns or "")
+    os.environ["PYTHONPATH"] = os.pathsep.join(
+        p for p in (str(GUARD_DIR), os.environ.get("PYTHONPATH", "")) if p)
+    _GUARD.update(dir=top, log=log, seen=0)
+    guard.install(log, host_ns)
+
+
+def guard_violations() -> list[dict]:
+    """What the guard refused since the last call (each: pid, argv, event, destination)."""
+    log = _GUARD["log"]
+    if not isinstance(log, str):
+        return []
+    with open(log, "rb") as f:
+        f.seek(int(_GUARD["seen"]))  # type: ignore[call-overload]
+        data = f.read()
+    end = data.rfind(b"\n") + 1   # a line still being written waits for the next call
+    _GUARD["seen"] = int(_GUARD["seen"]) + end  # type: ignore[call-overload]
+    return [json.loads(line) for line in data[:end].splitlines() if line.strip()]
+
+
+def _describe(found: list[dict]) -> str:
+    lines = ["traffic beyond loopback (refused by the hermetic guard, tests/guard):"]
+    for v in found:
+        lines.append(f"  {v['event']} {v['destination']}  from pid {v['pid']}: "
+                     f"{' '.join(v['argv'])[:200]}")
+    return "\n".join(lines)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """A test fails when it, or a process it started, tried to reach beyond loopback
+    during its set-up and call (then reported with the call) or its teardown."""
+    outcome = yield
+    if call.when == "setup":
+        return
+    found = guard_violations()
+    if not found:
+        return
+    report = outcome.get_result()
+    text = _describe(found)
+    if report.failed:
+        report.sections.append(("hermetic guard", text))
+    else:
+        report.outcome = "failed"
+        report.longrepr = text
+
+
+def pytest_sessionfinish(session, exitstatus) -> None:
+    """Violations after the last test's teardown (module fixtures stopping) fail the run."""
+    found = guard_violations()
+    if found:
+        text = _describe(found)
+        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None:
+            reporter.write_line(text, red=True)
+        else:
+            sys.stderr.write(text + "\n")
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def pytest_unconfigure(config) -> None:
+    top = _GUARD["dir"]
+    if isinstance(top, str):
+        shutil.rmtree(top, ignore_errors=True)
+    _GUARD.update(dir=None, log=None, seen=0)
 
 
 def hexbytes(text: str) -> bytes:

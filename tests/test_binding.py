@@ -68,7 +68,7 @@ def test_callit_forwards_success_and_is_silent_on_failure(nibindd):
     """CALLIT of NIBIND BIND: answered for a served child, silent otherwise (spec §1.5, §6.3).
 
     The ``network`` root of ``nibindd --init`` lists this host's local domain as the child
-    ``<host>/local`` at 127.0.0.1 (and the host's other addresses)."""
+    ``<host>/local`` at 127.0.0.1 (where it listens)."""
     ok = encode_bind_args(BindArgs(addr_to_uint("127.0.0.1"), "local", "network"))
     wrong_tag = encode_bind_args(BindArgs(addr_to_uint("127.0.0.1"), "local", "nosuch"))
     wrong_child = encode_bind_args(BindArgs(addr_to_uint("10.9.9.9"), "local", "network"))
@@ -212,6 +212,44 @@ def test_nidomain_usage_and_errors(nibindd):
     assert nidomain(nibindd, "--help").returncode == 0
     r = nidomain(nibindd, "-l", "no-such-host.invalid")
     assert (r.returncode, r.stderr.strip()) == (1, "nidomain: unknown host - no-such-host.invalid")
+
+
+def test_the_network_root_lists_this_host_where_it_listens(nibindd):
+    # bound to 127.0.0.1, the host is listed there alone: an interface address would
+    # send clients (nifind -a, the web manager) to servers that are not listening there
+    from netinfo.cli.nibindd import served_addresses
+    from netinfo.netif import hostname, local_addresses, non_loopback
+    r = subprocess.run([sys.executable, "-m", "netinfo.cli.niutil", "-readprop", "-t",
+                        "127.0.0.1/network", f"/machines/{hostname()}", "ip_address"],
+                       env=nibindd.env, capture_output=True, text=True, timeout=60)
+    assert (r.returncode, r.stdout, r.stderr) == (0, "127.0.0.1\n", "")
+    assert served_addresses("127.0.0.1") == ["127.0.0.1"]
+    assert served_addresses("::1") == ["::1"]
+    assert served_addresses("0.0.0.0") == non_loopback(local_addresses()) + ["127.0.0.1"]
+
+
+def test_host_names_resolve_from_netinfo_hosts_only(nibindd, tmp_path):
+    """NETINFO_HOSTS=FILE: names come from that file alone (no DNS), for -t host/tag,
+    tag@host and nidomain's host alike."""
+    hosts = tmp_path / "hosts"
+    hosts.write_text("127.0.0.1 niserver.test  # where nibindd listens\n")
+    env = dict(nibindd.env, NETINFO_HOSTS=str(hosts))
+
+    def tool(*args):
+        return subprocess.run([sys.executable, "-m", *args], env=env, capture_output=True,
+                              text=True, timeout=60)
+    r = tool("netinfo.cli.nidomain", "-l", "niserver.test")
+    assert r.returncode == 0 and "tag=local" in r.stdout, r.stderr
+    r = tool("netinfo.cli.niutil", "-readprop", "-t", "niserver.test/local", "/users/root",
+             "uid")
+    assert (r.returncode, r.stdout) == (0, "0\n"), r.stderr
+    r = tool("netinfo.cli.niutil", "-readprop", "local@niserver.test", "/users/root", "uid")
+    assert (r.returncode, r.stdout) == (0, "0\n"), r.stderr
+    # "localhost" is not in this file: not found, although the system would know it
+    r = tool("netinfo.cli.nidomain", "-l", "localhost")
+    assert (r.returncode, r.stderr) == (1, "nidomain: unknown host - localhost\n")
+    r = tool("netinfo.cli.niutil", "-read", "-t", "localhost/local", "/")
+    assert r.returncode == 221 and r.stderr.startswith("Can't find address for localhost\n")
 
 
 def test_nidomain_without_nibindd(tmp_path):

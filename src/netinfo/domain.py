@@ -22,7 +22,7 @@ from .errors import NetInfoError, NiError, NoPassword, RpcError, Status, Timeout
 from .model import (first_values, format_host_port, is_digits, split_host_port,
                     split_unescaped, uint_to_addr, unescape)
 from .protocol import PROCEDURES
-from .netif import local_addresses
+from .netif import address_of, local_addresses
 from .transport import READ_TIMEOUT, RpcConnection, open_tcp
 
 log = logging.getLogger("netinfo.domain")
@@ -99,7 +99,7 @@ def resolve_host(host: str) -> str:
     except ValueError:
         pass
     try:
-        return socket.gethostbyname(host)
+        return address_of(host)
     except (OSError, UnicodeError):
         raise NiError(Status.CANTFINDADDRESS, f"unknown host {host}") from None
 
@@ -403,7 +403,7 @@ def parse_tagged(arg: str) -> tuple[str, str, int | None]:
             raise TaggedError(4)
         return host, tag, port
     try:
-        return socket.gethostbyname(host), tag, port
+        return address_of(host), tag, port
     except (OSError, UnicodeError):
         raise TaggedError(5, host) from None
 

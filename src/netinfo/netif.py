@@ -1,9 +1,13 @@
-"""This host's network interfaces and addresses (Linux ioctls; IPv4)."""
+"""This host's network interfaces and addresses (Linux ioctls; IPv4), and the one place
+where the package turns host names into addresses and back (:func:`address_of`,
+:func:`name_of`)."""
 
 from __future__ import annotations
 
 import errno
 import fcntl
+import ipaddress
+import os
 import socket
 import struct
 from collections.abc import Iterator
@@ -76,6 +80,84 @@ def source_address_for(dest: str) -> str:
 def hostname() -> str:
     """This host's short name (what /machines and ``master`` call it)."""
     return socket.gethostname().split(".")[0] or "localhost"
+
+
+#: RFC 6761 §6.4: names under ``invalid`` never resolve, so no resolver is asked about them.
+_NEVER_RESOLVED = "invalid"
+
+
+def _never_resolved(name: str) -> bool:
+    return name.rstrip(".").lower().rpartition(".")[2] == _NEVER_RESOLVED
+
+
+def _hosts_file() -> str | None:
+    """``NETINFO_HOSTS=FILE``: resolve from that hosts(5) file only, never by DNS."""
+    return os.environ.get("NETINFO_HOSTS") or None
+
+
+def _hosts_entries(path: str) -> Iterator[tuple[str, list[str]]]:
+    """(address, names) of each line of a hosts(5) file; an unreadable file has none."""
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            lines = f.readlines()
+    except OSError:
+        return
+    for line in lines:
+        fields = line.partition("#")[0].split()
+        if len(fields) < 2:
+            continue
+        try:
+            addr = str(ipaddress.ip_address(fields[0]))
+        except ValueError:
+            continue
+        yield addr, fields[1:]
+
+
+def _not_found(what: str) -> socket.gaierror:
+    return socket.gaierror(socket.EAI_NONAME, f"{what}: Name or service not known")
+
+
+def address_of(name: str) -> str:
+    """The address of host *name* (IPv4 first, as ``gethostbyname``), the way every part of
+    the package resolves a host name.
+
+    ``*.invalid`` is never found (RFC 6761). With ``NETINFO_HOSTS=FILE`` only that hosts(5)
+    file is read (the first IPv4 line naming the host, else the first IPv6 one) and no
+    resolver is asked; otherwise the system's resolver is.
+
+    :raises OSError: (``socket.gaierror``) the name is not found.
+    """
+    if _never_resolved(name):
+        raise _not_found(name)
+    path = _hosts_file()
+    if path is None:
+        return socket.gethostbyname(name)
+    want = name.lower().rstrip(".")
+    found = [addr for addr, names in _hosts_entries(path)
+             if want in (n.lower().rstrip(".") for n in names)]
+    found.sort(key=lambda a: ":" in a)   # stable: IPv4 lines first, each in file order
+    if not found:
+        raise _not_found(name)
+    return found[0]
+
+
+def name_of(addr: str) -> str:
+    """The host name of address *addr* (reverse resolution), from ``NETINFO_HOSTS`` alone
+    when that is set (the first name on the first line with that address).
+
+    :raises OSError: the address has no name.
+    """
+    path = _hosts_file()
+    if path is None:
+        return socket.gethostbyaddr(addr)[0]
+    try:
+        want = str(ipaddress.ip_address(addr))
+    except ValueError:
+        raise _not_found(addr) from None
+    for a, names in _hosts_entries(path):
+        if a == want:
+            return names[0]
+    raise _not_found(addr)
 
 
 def _proc_net_address(addr: str, port: int) -> set[str]:

@@ -18,7 +18,6 @@ Spec: tools §0.4 (paths), §1.3 (niutil semantics), §3.2 (nicl commands).
 from __future__ import annotations
 
 import asyncio
-import socket
 from collections.abc import Awaitable, Callable
 from functools import partial
 from typing import NamedTuple, TypeVar
@@ -28,6 +27,7 @@ from .domain import DomainClient, domain_name
 from .errors import NiError, Status
 from .model import (NI_INDEX_NULL, NiId, Proplist, is_digits, parse_path, split_unescaped,
                     uint_to_addr)
+from .netif import name_of
 
 T = TypeVar("T")
 
@@ -460,7 +460,7 @@ async def rparent(c: Client, numeric: bool = False) -> Parent:
         try:
             loop = asyncio.get_running_loop()
             host = (await asyncio.wait_for(
-                loop.run_in_executor(None, socket.gethostbyaddr, addr), 5.0))[0]
+                loop.run_in_executor(None, name_of, addr), 5.0))
         except (OSError, TimeoutError):
             host = addr
     return Parent(addr, tag, host)

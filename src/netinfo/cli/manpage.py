@@ -43,6 +43,11 @@ ENVIRONMENT: dict[str, str] = {
     "NETINFO_RPCBIND_RECHECK":
         "Seconds between checks of nibindd's registration with a system rpcbind "
         "(default 60).",
+    "NETINFO_HOSTS":
+        "A hosts(5) file: host names (in -t host/tag, tag@host and the like) are "
+        "resolved from it only, never through DNS, and a name it does not list is not "
+        "found. Unset: the system's resolver. Names under .invalid are never looked up "
+        "(RFC 6761).",
 }
 
 #: Exit statuses several tools share (tools §1.5).
@@ -54,7 +59,7 @@ _COMM = ("199", "communication failure, or a domain name that does not resolve")
 _TAGGED = ("200", "the server -t names cannot be reached")
 _TAGGED_PARSE = ("217\\(en221", "a -t argument that does not parse (216 + its parse "
                  "status, as the original binaries computed it)")
-_CLIENT_ENV = ("NETINFO_PORTMAPPER", "NETINFO_PRIVILEGED")
+_CLIENT_ENV = ("NETINFO_PORTMAPPER", "NETINFO_PRIVILEGED", "NETINFO_HOSTS")
 _CLIENT_FILES = (("", "None: the tool reaches the domain's servers through the portmapper "
                   "(NETINFO_PORTMAPPER), nibindd and netinfod."),)
 
@@ -113,7 +118,7 @@ PAGES: dict[str, Page] = {
         ("nidump prints a directory of a domain in one of the classic flat-file formats "
          "(passwd, group, hosts, ...) or, with -r, a subtree in the raw format that "
          "niload -r reads back (tools §2.1\\(en2.3).",),
-        ("NETINFO_PORTMAPPER",),
+        ("NETINFO_PORTMAPPER", "NETINFO_HOSTS"),
         (("0", "success"),
          ("1", "a usage error, a domain that cannot be opened (then the usage is printed, "
           "a -t argument that does not parse included) or read, a directory that does "
@@ -171,7 +176,7 @@ PAGES: dict[str, Page] = {
          "unregister a netinfod (-u), create a clone of master/remotetag (-c), or register "
          "a tag under another name (-a) (tools §4.4). Everything but -l and -g needs the "
          "superuser: root on the same host, or, when nibindd is not root, its own user.",),
-        ("NETINFO_PORTMAPPER",),
+        ("NETINFO_PORTMAPPER", "NETINFO_HOSTS"),
         (("0", "success; also -l and -g when no nibindd runs (port information is not "
           "available)"),
          ("1", "a usage error, a failed operation, nibindd not running, an unknown host, or "

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import ipaddress
 import logging
 import os
 import sys
@@ -57,7 +58,23 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def init_domains(directory: Path, root_crypt: str | None = None) -> list[str]:
+def served_addresses(bind: str) -> list[str]:
+    """The addresses the network root lists for this host: where its servers answer.
+
+    Bound to a loopback address (the default), only that one: the host's other addresses
+    would name servers that are not listening there, and a client would try them first.
+    Otherwise every address of this host, 127.0.0.1 last."""
+    try:
+        ip = ipaddress.ip_address(bind)
+    except ValueError:
+        ip = None
+    if ip is not None and ip.is_loopback:
+        return [str(ip)]
+    return non_loopback(local_addresses()) + ["127.0.0.1"]
+
+
+def init_domains(directory: Path, root_crypt: str | None = None,
+                 bind: str = "0.0.0.0") -> list[str]:
     """Create ``local`` (spec §12.3 template) and a ``network`` root when missing.
 
     The network root lists this host as its server (``./network``) and its local domain as
@@ -65,15 +82,15 @@ def init_domains(directory: Path, root_crypt: str | None = None) -> list[str]:
     its parent (``../network``) besides the usual broadcasthost entry, so that binding works
     on one machine without broadcasts.
 
-    Root's ``passwd`` is *root_crypt* (a crypt string), else ``*`` (locked).
+    Root's ``passwd`` is *root_crypt* (a crypt string), else ``*`` (locked). The host is
+    listed at :func:`served_addresses` of *bind*.
 
     :raises DatabaseInUse: a database of *directory* is held by a running process.
     """
     made = []
     host = hostname()
-    addrs = non_loopback(local_addresses())
-    for tag, build in (("network", lambda svc: create_network_root(svc, host,
-                                                                   addrs + ["127.0.0.1"])),
+    addrs = served_addresses(bind)
+    for tag, build in (("network", lambda svc: create_network_root(svc, host, addrs)),
                        ("local", create_local_under_network)):
         if database_exists(directory, tag):
             continue
@@ -150,7 +167,7 @@ async def serve(args: argparse.Namespace) -> int:
             if not (database_exists(directory, "network")
                     and database_exists(directory, "local")):
                 crypted = root_password_hash(args.root_password_file, "the new domains")
-            made = init_domains(directory, crypted)
+            made = init_domains(directory, crypted, args.bind)
         except (DatabaseInUse, RootPasswordError) as e:
             print(f"{PROG}: {e}", file=sys.stderr)
             return 2

@@ -1,0 +1,1 @@
+"""Tools for checking the suite itself (run by hand, not collected)."""
