@@ -65,8 +65,8 @@ def netinfod_pid(directory: Path, tag: str) -> int:
                 args = (p / "cmdline").read_bytes().replace(b"\0", b" ").split()
             except OSError:
                 continue
-            if any(a.endswith(b"netinfod") for a in args[:3]) and str(directory).encode() in args \
-                    and args[-1] == tag.encode():
+            # the daemon shows as "netinfod TAG ARGS..." (proctitle)
+            if args[:2] == [b"netinfod", tag.encode()] and str(directory).encode() in args:
                 return int(p.name)
     return 0
 

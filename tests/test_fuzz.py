@@ -237,8 +237,8 @@ def _netinfod_pid(nb: Nibindd, tag: str) -> tuple[int, int]:
             args = (p / "cmdline").read_bytes().replace(b"\0", b" ").split()
         except OSError:
             continue
-        if (any(a.endswith(b"netinfod") for a in args[:3])
-                and str(nb.directory).encode() in args and args[-1] == tag.encode()):
+        # the daemon shows as "netinfod TAG ARGS..." (proctitle)
+        if args[:2] == [b"netinfod", tag.encode()] and str(nb.directory).encode() in args:
             return int(p.name), reg[0]
     raise AssertionError(f"no netinfod for {tag}")
 
