@@ -7,9 +7,10 @@ N2, N3, N17; docs/security.md "Bounds on what one peer can hold"):
 
 * connections per address and per network (/24 for IPv4, /64 for IPv6) under caps, and
   all of them under a global cap; at the global cap the network holding the most
-  connections loses one (its least recently active, an idle one first), so a newcomer
-  from a network with fewer is let in; a newcomer whose own network holds the most is
-  refused unless one of its network's connections is idle;
+  connections loses one (of its address holding the most: an idle one first, else the
+  least recently active), so a newcomer from a network with fewer is let in; within the
+  newcomer's own network, the address holding the most loses one when it holds more than
+  the newcomer's; otherwise an idle connection makes room, or the newcomer is refused;
 * reply bytes queued per connection and in total: the listener stops reading a
   connection whose queue is over :attr:`PeerLimits.queued_per_conn`
   (:meth:`PeerBounds.over`), and past :attr:`PeerLimits.queued_total` for all of them
@@ -136,7 +137,7 @@ class PeerBounds(Generic[C]):
         if len(ours) >= lim.per_network and not self._evict_idle(ours, now):
             self.stats.refused += 1
             return f"{len(ours)} connections from {net}"
-        if len(self.conns) >= lim.total and not self._make_room(net, now):
+        if len(self.conns) >= lim.total and not self._make_room(addr, net, now):
             self.stats.refused += 1
             return f"{len(self.conns)} connections, none to spare"
         self.conns[conn] = _Entry(addr, net, now)
@@ -144,17 +145,31 @@ class PeerBounds(Generic[C]):
         self._by_net.setdefault(net, {})[conn] = None
         return None
 
-    def _make_room(self, net: str, now: float) -> bool:
-        """At the global cap: the network with the most connections loses one when it
-        holds more than *net* (the newcomer's); otherwise only an idle connection of the
-        newcomer's own network (or any idle one) makes room."""
-        biggest = max(self._by_net, key=lambda n: len(self._by_net[n]))
-        theirs = self._by_net[biggest]
-        if biggest != net and len(theirs) > len(self._by_net.get(net, ())):
-            self._evict(self._victim(theirs), "fairness", now)
+    def _make_room(self, addr: str, net: str, now: float) -> bool:
+        """At the global cap: the network holding the most connections loses one when it
+        holds more than the newcomer's (*net*); within the newcomer's own network, the
+        address holding the most loses one when it holds more than the newcomer's
+        (*addr*); otherwise only an idle connection makes room. The loser's victim is an
+        idle connection if it has one, else its least recently active."""
+        nets = self._by_net
+        biggest = max(nets, key=lambda n: len(nets[n]))
+        ours = nets.get(net, {})
+        if biggest != net and len(nets[biggest]) > len(ours):
+            self._evict(self._victim(self._top_address(nets[biggest])), "fairness", now)
             return True
-        return self._evict_idle(self._by_net.get(net) or self.conns, now) or \
-            self._evict_idle(self.conns, now)
+        if ours:
+            top = self._top_address(ours)
+            if self.conns[next(iter(top))].addr != addr and \
+                    len(top) > len(self._by_addr.get(addr, ())):
+                self._evict(self._victim(top), "fairness", now)
+                return True
+        return self._evict_idle(self.conns, now)
+
+    def _top_address(self, group: dict[C, None]) -> dict[C, None]:
+        """The connections of the address holding the most of *group*."""
+        by_addr = self._by_addr
+        addrs = {self.conns[c].addr for c in group}
+        return by_addr[max(addrs, key=lambda a: len(by_addr[a]))]
 
     def _victim(self, among: dict[C, None] | dict[C, _Entry]) -> C:
         """An idle connection if any, the least recently active first."""

@@ -304,7 +304,8 @@ class TcpConnection(asyncio.Protocol):
             log.warning("refusing %s: %s", peer[0], refused)
             transport.close()
             return
-        transport.set_write_buffer_limits(high=WRITE_HIGH_WATER)  # type: ignore[attr-defined]
+        transport.set_write_buffer_limits(  # type: ignore[attr-defined]
+            high=self.server.bounds.limits.queued_per_conn)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.server.info.connections -= 1
@@ -382,7 +383,7 @@ class TcpConnection(asyncio.Protocol):
         transport = self.transport
         assert transport is not None
         disp = self.server.dispatcher
-        budget = WRITE_HIGH_WATER - transport.get_write_buffer_size()
+        budget = self.server.bounds.limits.queued_per_conn - transport.get_write_buffer_size()
         replies: list[bytes | None] = []
         writes: list[int] = []
         bad = False
