@@ -264,9 +264,9 @@ def test_many_connections_from_one_address_do_not_lock_out_another(served):
                 c.sendall(half)
             out.append(c)
             if admitted:
-                s.until(lambda: s.server.partial_bytes == before + len(half))
+                s.until(lambda b=before: s.server.partial_bytes == b + len(half))
             else:
-                s.until(lambda: bounds.stats.refused == refused + 1)
+                s.until(lambda r=refused: bounds.stats.refused == r + 1)
         return out
 
     def answered(source: str) -> bool:
