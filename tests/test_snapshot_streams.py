@@ -484,3 +484,27 @@ def test_the_binders_tcp_port_is_not_shut_out_by_one_address(monkeypatch):
         loop.call_soon_threadsafe(loop.stop)
         t.join(10)
         loop.close()
+
+
+def test_a_copy_is_swapped_in_while_a_stream_is_open(tmp_path):
+    """A clone serves streamed LISTALLs too: an open one (a read transaction on the old
+    file) is closed when the master's copy is swapped in, which would otherwise fail
+    ("write-ahead log is in use"); the stream fails at its next piece (its connection
+    is closed), never ending as if whole."""
+    from array import array
+
+    from netinfo.protocol import WireObject, encode_proplist
+    db = Database(open_store(f"sqlite:{tmp_path / 'c.sqlite'}"))
+    big = _populate(db)
+    held = db.stream(Proc.LISTALL, SUPERUSER, (NiId(big, 0),))
+    assert held is not None
+    next(held)
+    copy = db.new_copy()
+    copy.add([WireObject(0, 1, encode_proplist([("master", ["localhost/x"])]), 0,
+                         array("I"), [])])
+    copy.finish()
+    db.adopt(copy)
+    assert db.transfers == 0 and len(db.service) == 1
+    with pytest.raises(StorageError):
+        next(held)
+    db.close()

@@ -253,23 +253,32 @@ class Database:
             return failure(e.status)
         return encode(row, value)
 
-    def readall(self, caller: Caller, checksum: int) -> Iterator[bytes]:
+    def readall(self, caller: Caller, checksum: int,
+                opened: Callable[[], None] | None = None) -> Iterator[bytes]:
         """READALL's reply body in pieces, produced as they are taken (spec §9.4), from a
         snapshot of the domain taken at the first piece (:class:`SnapshotStream`): the
         checksum, the highest number and every directory are those of one state, and
         writes go on meanwhile ("readers never hold writers", issue 18; Apple's master
         answered them NI_MASTERBUSY, spec §10.3). The caller must close an abandoned
         iterator.
+
+        *opened* is called once the state sent is fixed: when the snapshot is taken, or
+        at once when no snapshot is needed (replication: the writes committed after it
+        are the ones to push to the clone that asked, spec §9.5).
         """
         try:
             if not self.service.readall_wanted(caller, checksum):
-                return iter_readall(None)
+                body = iter_readall(None)
+            else:
+                busy = self._room(caller.addr)
+                if busy is None:
+                    return SnapshotStream(self, caller.addr, _readall_from, opened)
+                body = iter((pack_status(busy),))
         except NiError as e:
-            return iter((pack_status(e.status),))
-        busy = self._room(caller.addr)
-        if busy is not None:
-            return iter((pack_status(busy),))
-        return SnapshotStream(self, caller.addr, _readall_from)
+            body = iter((pack_status(e.status),))
+        if opened is not None:
+            opened()
+        return body
 
     def stream(self, proc: int, caller: Caller, args: tuple) -> Iterator[bytes] | None:
         """LIST or LISTALL of a big directory (service.STREAM_CHILDREN) as reply-body
@@ -489,11 +498,12 @@ class SnapshotStream:
     as if it were whole.
     """
 
-    def __init__(self, db: Database, addr: str,
-                 make: Callable[[NodeSource], Iterator[bytes]]) -> None:
+    def __init__(self, db: Database, addr: str, make: Callable[[NodeSource], Iterator[bytes]],
+                 opened: Callable[[], None] | None = None) -> None:
         self.db = db
         self.addr = addr
         self._make = make
+        self._opened = opened
         self._view: NodeSource | None = None
         self._pieces: Iterator[bytes] | None = None
         self._closed: str | None = None
@@ -511,6 +521,8 @@ class SnapshotStream:
             except BaseException:
                 self.close("could not be begun")
                 raise
+            if self._opened is not None:
+                self._opened()
             try:
                 self._pieces = self._make(view)
             except NiError as e:   # the directory is not in the snapshot

@@ -155,9 +155,11 @@ class Dispatcher:
             return rpc.reply_accept_error(xid, AcceptStat.GARBAGE_ARGS), False
         if info.kind is Kind.STREAM:
             self.counters[info.proc][0] += 1
-            pieces = self.db.readall(caller, *args)
-            if self.replicator is not None:
-                self.replicator.observe(info.proc, caller, args, True)
+            observer = self.replicator
+            # told when the state sent is fixed (the snapshot, after the batch's commit)
+            opened = None if observer is None else (
+                lambda: observer.observe(info.proc, caller, args, True))
+            pieces = self.db.readall(caller, args[0], opened=opened)
             return ReplyStream(rpc.reply_success(xid), pieces), False
         if info.proc in _STREAMED and not udp:
             streamed = self.db.stream(info.proc, caller, args)
