@@ -24,7 +24,7 @@ from netinfo.protocol import (PROCEDURES, RESULT_KINDS, Proc, encode_args, list_
 from netinfo.service import STREAM_CHILDREN, SUPERUSER
 
 USERS = STREAM_CHILDREN + 904
-PAD = "p" * 2500   # ~12.5 MB of LISTALL: more than the write high-water mark (4 MiB)
+PAD = "p" * 2500   # ~12.5 MB of LISTALL: more than the write high-water mark (1 MiB)
 #                    and the socket buffers hold together
 
 
