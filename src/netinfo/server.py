@@ -161,8 +161,14 @@ class Dispatcher:
                 lambda: observer.observe(info.proc, caller, args, True))
             pieces = self.db.readall(caller, args[0], opened=opened)
             return ReplyStream(rpc.reply_success(xid), pieces), False
-        if info.proc in _STREAMED and not udp:
+        if info.proc in _STREAMED:
             streamed = self.db.stream(info.proc, caller, args)
+            if streamed is not None and udp:
+                # a reply too big for a datagram (lenient UDP): "use TCP", spec §1.4
+                close = getattr(streamed, "close", None)
+                if close is not None:
+                    close()
+                return rpc.reply_auth_error(xid, AuthStat.TOOWEAK), False
             if streamed is not None:
                 self.counters[info.proc][0] += 1
                 return ReplyStream(rpc.reply_success(xid), streamed), False
