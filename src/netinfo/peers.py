@@ -152,6 +152,8 @@ class PeerBounds(Generic[C]):
         (*addr*); otherwise only an idle connection makes room. The loser's victim is an
         idle connection if it has one, else its least recently active."""
         nets = self._by_net
+        if not nets:
+            return False
         biggest = max(nets, key=lambda n: len(nets[n]))
         ours = nets.get(net, {})
         if biggest != net and len(nets[biggest]) > len(ours):

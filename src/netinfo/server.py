@@ -559,8 +559,11 @@ class NetInfoServer:
         return self.bounds.conns  # type: ignore[return-value]
 
     def _drop(self, conn: TcpConnection, why: str) -> None:
-        """Close *conn* for the bounds (peers.PeerBounds)."""
-        log.warning("closing %s: %s", conn.caller.addr, why)
+        """Close *conn* for the bounds (peers.PeerBounds). Room made for a newcomer is
+        logged as information (as the idle connections closed before), the rest as
+        warnings."""
+        log.log(logging.INFO if why.startswith("making room") else logging.WARNING,
+                "closing %s: %s", conn.caller.addr, why)
         if conn.transport is not None:
             conn.transport.abort()
         self.forget(conn)
