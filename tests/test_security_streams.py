@@ -63,8 +63,8 @@ RAW = textwrap.dedent("""
 
 
 def test_n1_an_unread_listall_does_not_hold_the_masters_writes(served):
-    """Anonymous: 4,200 printers in /printers (``_writers`` ``*``), a LISTALL of them
-    sent and never read; another connection's CREATE is answered NI_OK within 1 s, and
+    """Anonymous: 4,200 printers in /printers (``_writers`` ``*``), 6 MB in all, more than
+    the socket buffers and the old 4 MiB mark take; a LISTALL of them sent and never read; another connection's CREATE is answered NI_OK within 1 s, and
     the held reply is whole, of the state when it began."""
     out = attack(served, prelude=CLIENT_LIB + RAW, code=f"""
         async def main():
@@ -75,7 +75,7 @@ def test_n1_an_unread_listall_does_not_hold_the_masters_writes(served):
             # pipelined: each CREATE names the instance the one before leaves (+1)
             b = unread({SEC_PORT})
             b.sendall(b"".join(raw_call(Proc.CREATE, i, NiId(d.object, d.instance + i),
-                                        [("name", [f"p{{i}}"]), ("x", ["y" * 200])],
+                                        [("name", [f"p{{i}}"]), ("x", ["y" * 1500])],
                                         0xFFFFFFFF) for i in range(4200)))
             for i in range(4200):
                 xid, u = rpc.decode_reply(read_record(b))

@@ -45,16 +45,19 @@ from .conftest import ROOT_USER, free_port
 
 KIDS = 6000
 PAD = "p" * 1000    # 6 MB per stream: more than the socket buffers and the 1 MiB mark take
+#: 15 MB per stream: more than the socket buffers and the old 4 MiB mark took, so that
+#: the streams stay open without a reader on the code before the fix as well
+BIG_PAD = "p" * 2500
 
 
-def _populate(db: Database) -> int:
+def _populate(db: Database, pad: str = PAD) -> int:
     """/big with KIDS children; its number."""
     svc = db.service
     big, _ = svc.proc_create(SUPERUSER, svc.proc_root(SUPERUSER), [("name", ["big"])],
                              NI_INDEX_NULL)
     for i in range(KIDS):
         svc.proc_create(SUPERUSER, svc.proc_self(SUPERUSER, big),
-                        [("name", [f"k{i}"]), ("pad", [PAD])], NI_INDEX_NULL)
+                        [("name", [f"k{i}"]), ("pad", [pad])], NI_INDEX_NULL)
     db.commit()
     return big.object
 
@@ -126,7 +129,7 @@ def test_writes_go_on_while_a_readall_a_listall_and_a_list_are_held_unread(tmp_p
     children and a LIST of them open without reading, a CREATE from another connection
     is answered NI_OK within 1 s; the held replies are each one consistent state."""
     with open_database(tmp_path, "snap", create=True) as db:
-        big = _populate(db)
+        big = _populate(db, BIG_PAD)
     d = netinfod("snap", directory=tmp_path)
     held = {Proc.READALL: _raw(d.port, reserved=ROOT_USER), Proc.LISTALL: _raw(d.port),
             Proc.LIST: _raw(d.port)}
@@ -144,7 +147,7 @@ def test_writes_go_on_while_a_readall_a_listall_and_a_list_are_held_unread(tmp_p
         assert len(everything) == KIDS and nid.object == big
         assert [dict(p)["name"] for p in everything[:2]] == [["k0"], ["k1"]]
         listed, _ = _union(_read_record(held[Proc.LIST]), Proc.LIST, 3)
-        assert len(listed) == KIDS and all(v == [PAD] for _, v in listed)
+        assert len(listed) == KIDS and all(v == [BIG_PAD] for _, v in listed)
         xid, u = rpc.decode_reply(_read_record(held[Proc.READALL]))
         checksum, _, dirs = decode_readall(u)
         assert xid == 1 and len(dirs) == KIDS + 2
