@@ -334,26 +334,38 @@ def test_replies_nobody_reads_are_bounded_per_connection_and_in_all(served):
 
 
 def test_snapshot_streams_are_bounded(served, monkeypatch):
-    """At most MAX_STREAMS_PER_ADDRESS streams per address (past it NI_MASTERBUSY, which
-    clients retry), and MAX_STREAMS in all, the address holding the most losing one."""
+    """At most MAX_STREAMS_PER_ADDRESS streams per anonymous address (past it
+    NI_MASTERBUSY, which clients retry), and MAX_STREAMS in all: the address holding the
+    most loses one to an address with fewer, and any anonymous one to the superuser (or
+    a clone), whom anonymous peers cannot keep from copying or dumping the domain."""
     s, big = served
     monkeypatch.setattr(database, "MAX_STREAMS", 3)
     monkeypatch.setattr(database, "MAX_STREAMS_PER_ADDRESS", 3)
+    s.server.config.trust_local = False   # callers from unreserved ports are anonymous
     socks = []
+
+    def listall(source: str, xid: int) -> socket.socket:
+        socks.append(_raw(s.port, source))
+        socks[-1].sendall(_call(Proc.LISTALL, xid, NiId(big, 0)))
+        return socks[-1]
+
+    def holders() -> list[tuple[str, bool]]:
+        return sorted((st.addr, st.privileged) for st in s.db._streams)
     try:
         for i in range(3):
-            socks.append(_raw(s.port, "127.0.0.2"))
-            socks[-1].sendall(_call(Proc.LISTALL, i, NiId(big, 0)))
+            listall("127.0.0.2", i)
             s.until(lambda n=i + 1: s.db.transfers == n)
-        socks.append(_raw(s.port, "127.0.0.2"))
-        socks[-1].sendall(_call(Proc.LISTALL, 3, NiId(big, 0)))
         with pytest.raises(NiError) as e:
-            _union(_read_record(socks[-1]), Proc.LISTALL, 3)
+            _union(_read_record(listall("127.0.0.2", 3)), Proc.LISTALL, 3)
         assert e.value.status == Status.MASTERBUSY
-        socks.append(_raw(s.port, "127.0.0.3"))
-        socks[-1].sendall(_call(Proc.LISTALL, 4, NiId(big, 0)))
-        s.until(lambda: sorted(st.addr for st in s.db._streams) ==
-                ["127.0.0.2", "127.0.0.2", "127.0.0.3"])
+        listall("127.0.0.3", 4)   # the cap: one of .2's three makes room
+        s.until(lambda: holders() == [("127.0.0.2", False)] * 2 + [("127.0.0.3", False)])
+        with pytest.raises(NiError) as e:   # .2 holds 2, .3 would too: no room
+            _union(_read_record(listall("127.0.0.3", 5)), Proc.LISTALL, 5)
+        assert e.value.status == Status.MASTERBUSY
+        s.server.config.trust_local = True   # the superuser: an anonymous one goes
+        listall("127.0.0.4", 6)
+        s.until(lambda: ("127.0.0.4", True) in holders() and s.db.transfers == 3)
     finally:
         for h in socks:
             h.close()

@@ -267,18 +267,17 @@ class Database:
         are the ones to push to the clone that asked, spec §9.5).
         """
         try:
-            if not self.service.readall_wanted(caller, checksum):
-                body = iter_readall(None)
-            else:
-                busy = self._room(caller.addr)
-                if busy is None:
-                    return SnapshotStream(self, caller.addr, _readall_from, opened)
-                body = iter((pack_status(busy),))
+            current = not self.service.readall_wanted(caller, checksum)
         except NiError as e:
-            body = iter((pack_status(e.status),))
-        if opened is not None:
-            opened()
-        return body
+            return iter((pack_status(e.status),))
+        if current:   # nothing to send: the caller's state is the one
+            if opened is not None:
+                opened()
+            return iter_readall(None)
+        busy = self._room(caller.addr, True)
+        if busy is not None:
+            return iter((pack_status(busy),))
+        return SnapshotStream(self, caller.addr, _readall_from, opened, privileged=True)
 
     def stream(self, proc: int, caller: Caller, args: tuple) -> Iterator[bytes] | None:
         """LIST or LISTALL of a big directory (service.STREAM_CHILDREN) as reply-body
@@ -309,26 +308,33 @@ class Database:
         except NiError:
             return None    # answered whole, with its status
         # LIST and LISTALL answer a union: a failure is its status alone
-        busy = self._room(caller.addr)
+        privileged = caller.is_root or svc.serves_domain(caller.addr)
+        busy = self._room(caller.addr, privileged)
         if busy is not None:
             return iter((pack_status(busy),))
-        return SnapshotStream(self, caller.addr, make)
+        return SnapshotStream(self, caller.addr, make, privileged=privileged)
 
-    def _room(self, addr: str) -> Status | None:
-        """Room for one more snapshot stream from *addr*? None when there is (made, if
-        need be, by closing the oldest stream of the address holding the most, when it
-        holds more than *addr*), else the status to answer (NI_MASTERBUSY: retry)."""
-        open_ = self._streams
+    def _room(self, addr: str, privileged: bool) -> Status | None:
+        """Room for one more snapshot stream from *addr*? None when there is, else the
+        status to answer (NI_MASTERBUSY: clients retry). At most
+        :data:`MAX_STREAMS_PER_ADDRESS` per address (the superuser's and this domain's
+        servers' are not counted there); at :data:`MAX_STREAMS` the oldest stream of the
+        address holding the most makes room when it holds more than *addr* would, or,
+        for a *privileged* caller, the oldest of anyone else's: an anonymous peer cannot
+        keep a clone from copying its master."""
+        open_ = [st for st in self._streams if not st.privileged]   # who may lose one
         mine = sum(1 for s in open_ if s.addr == addr)
-        if mine >= MAX_STREAMS_PER_ADDRESS:
+        if not privileged and mine >= MAX_STREAMS_PER_ADDRESS:
             return Status.MASTERBUSY
-        if len(open_) < MAX_STREAMS:
+        if len(self._streams) < MAX_STREAMS:
             return None
         counts: dict[str, int] = {}
         for st in open_:
             counts[st.addr] = counts.get(st.addr, 0) + 1
+        if not counts:
+            return Status.MASTERBUSY
         top = max(counts, key=counts.__getitem__)
-        if counts[top] <= mine + 1:
+        if not privileged and counts[top] <= mine + 1:
             return Status.MASTERBUSY
         oldest = next(st for st in open_ if st.addr == top)
         log.warning("%s: %d snapshot streams open: closing one of %s's %d", self.where,
@@ -478,7 +484,8 @@ class Database:
 #: checkpointed past its start, for at most server.STREAM_TIMEOUT seconds (and
 #: server.STALL_TIMEOUT without progress): a few clones copying at once, a few dumps.
 MAX_STREAMS = 16
-#: ... and from one peer address (past it: NI_MASTERBUSY, which clients retry).
+#: ... and from one peer address (past it: NI_MASTERBUSY, which clients retry), but for
+#: the superuser and this domain's servers, which may close an anonymous peer's instead.
 MAX_STREAMS_PER_ADDRESS = 4
 
 
@@ -499,9 +506,12 @@ class SnapshotStream:
     """
 
     def __init__(self, db: Database, addr: str, make: Callable[[NodeSource], Iterator[bytes]],
-                 opened: Callable[[], None] | None = None) -> None:
+                 opened: Callable[[], None] | None = None, *, privileged: bool = False) -> None:
         self.db = db
         self.addr = addr
+        #: the superuser's or a server of this domain's (never closed for an anonymous
+        #: peer's: Database._room)
+        self.privileged = privileged
         self._make = make
         self._opened = opened
         self._view: NodeSource | None = None
