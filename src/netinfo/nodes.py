@@ -14,7 +14,12 @@
 The service mutates a :class:`Node` in place (instance, props, children) and keeps an
 undo log of those mutations; before mutating a node it calls :meth:`NodeSource.pin`, so a
 lazy source can keep it resident until the store holds the change (:meth:`durable`) or
-drop it when the store refused it (:meth:`rollback`). Pure: no I/O.
+drop it when the store refused it (:meth:`rollback`).
+
+A stream (READALL, LIST and LISTALL of a big directory) reads a :meth:`NodeSource.snapshot`
+instead: a read-only view of one state that later writes do not change ("readers never
+hold writers", issue 18): :class:`MemoryView` (copy-on-write) for the memory source, a
+WAL read transaction of its own for the SQLite one. Pure: no I/O.
 """
 
 from __future__ import annotations
