@@ -711,7 +711,7 @@ def test_client_that_never_reads_large_replies_stays_bounded(netinfod):
     finally:
         hog.close()
     assert_serving(d.port)
-    # Bounded: the 4 MiB high-water mark plus a reply or two, not 150 replies.
+    # Bounded: the 1 MiB high-water mark plus a reply or two, not 150 replies.
     assert max(lat) < 0.5 and growth < 64, (
         f"other client waited {max(lat):.2f} s behind the hog; server memory grew by "
         f"{growth:.0f} MiB")

@@ -34,6 +34,8 @@ PURE = frozenset({
     # hashes only; libpass (third party, pure computation) is loaded on the first check
     "netinfo.passwords",
     "netinfo.replication",
+    # the bounds on a listener's peers (server and rpcserver hand it their connections)
+    "netinfo.peers",
 })
 
 #: The client library: I/O (sockets, asyncio), but never the tools above it.

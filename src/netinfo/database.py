@@ -31,6 +31,7 @@ from .protocol import (NETINFO_PROG, PROCEDURES, RESULT_KINDS, Proc, decode_args
                        iter_readall, list_pieces, listall_pieces, pack_status)
 from .rpc import AcceptStat, AuthUnix
 from .service import SUPERUSER, Caller, DirectoryService, ServerInfo
+from .nodes import NodeSource
 from .storage import Image, NewCopy, Store, open_store
 from .xdr import Unpacker
 
@@ -66,7 +67,7 @@ class Change:
 
 Subscriber = Callable[[list[Change]], None]
 #: Told of a READALL transfer sent whole (not a "current" answer), with its caller.
-TransferWatcher = Callable[[Caller], None]
+TransferWatcher = Callable[[Caller, bool], None]
 
 #: Failed authentications from one address within AUTH_WINDOW seconds, after which its
 #: credentialed writes are refused for AUTH_WINDOW seconds without checking a password.
@@ -168,8 +169,9 @@ class Database:
         self._changes: list[Change] = []
         self._subscribers: list[Subscriber] = []
         self._transfer_watchers: list[TransferWatcher] = []
-        #: READALL transfers in progress (writes wait: NI_MASTERBUSY)
-        self.transfers = 0
+        #: snapshot streams open (READALL, LIST and LISTALL of big directories), oldest
+        #: first
+        self._streams: dict[SnapshotStream, None] = {}
         #: peer address → times of its recent failed authentications
         self._auth_failures: dict[str, list[float]] = {}
         #: peer address → until when its credentials are refused
@@ -195,8 +197,6 @@ class Database:
         """
         if proc not in self._writes:
             return self._handlers[proc](caller, *args)
-        if self.transfers:
-            raise NiError(Status.MASTERBUSY)
         if caller.credential is not None and not caller.superuser:
             value = self._authenticated_write(proc, caller, args)
         else:
@@ -256,59 +256,119 @@ class Database:
             return failure(e.status)
         return encode(row, value)
 
-    def readall(self, caller: Caller, checksum: int) -> Iterator[bytes]:
-        """READALL's reply body in pieces, produced as they are taken (spec §9.4).
+    def readall(self, caller: Caller, checksum: int,
+                opened: Callable[[], None] | None = None) -> Iterator[bytes]:
+        """READALL's reply body in pieces, produced as they are taken (spec §9.4), from a
+        snapshot of the domain taken at the first piece (:class:`SnapshotStream`): the
+        checksum, the highest number and every directory are those of one state, and
+        writes go on meanwhile ("readers never hold writers", issue 18; Apple's master
+        answered them NI_MASTERBUSY, spec §10.3). The caller must close an abandoned
+        iterator.
 
-        While a transfer runs the tree must not change under it, so writes get
-        NI_MASTERBUSY until the iterator is exhausted or closed (as Apple's master does,
-        spec §10.3); the caller must close an abandoned iterator.
+        *opened* is called once the state sent is fixed: when the snapshot is taken, or
+        at once when no snapshot is needed (replication: the writes committed after it
+        are the ones to push to the clone that asked, spec §9.5).
         """
         try:
-            value = self.service.proc_readall(caller, checksum)
+            current = not self.service.readall_wanted(caller, checksum)
         except NiError as e:
             return iter((pack_status(e.status),))
-        if value is None:
+        if current:   # nothing to send: the caller's state is the one
+            if opened is not None:
+                opened()
             return iter_readall(None)
-        return self._transfer(iter_readall(value), caller)
+        busy = self._room(caller.addr, True)
+        if busy is not None:
+            return iter((pack_status(busy),))
+        return SnapshotStream(self, caller.addr, _readall_from, opened, privileged=True,
+                              done=lambda whole: self._transfer_done(caller, whole))
 
     def stream(self, proc: int, caller: Caller, args: tuple) -> Iterator[bytes] | None:
         """LIST or LISTALL of a big directory (service.STREAM_CHILDREN) as reply-body
         pieces made as the peer takes them: memory and event-loop time per piece, not per
         directory, so other connections' calls are answered in between (issue 10).
-        Like READALL, writes get NI_MASTERBUSY while it runs, so the count announced
-        first stays true. None: answer it whole (:meth:`answer`; also every failure).
+        Like READALL, it reads a snapshot taken at the first piece (the count announced
+        first stays true) and writes go on meanwhile. None: answer it whole
+        (:meth:`answer`; also every failure).
         """
+        svc = self.service
         try:
             if proc == Proc.LIST:
-                got = self.service.list_stream(caller, *args)
-                if got is not None:
-                    return self._transfer(list_pieces(*got))
+                if svc.list_stream(caller, *args) is None:
+                    return None
+                i, name = args
+
+                def make(view: NodeSource) -> Iterator[bytes]:
+                    return list_pieces(*svc.list_in(view, i, name))
             elif proc == Proc.LISTALL:
-                got2 = self.service.listall_stream(caller, *args)
-                if got2 is not None:
-                    return self._transfer(listall_pieces(*got2))
+                if svc.listall_stream(caller, *args) is None:
+                    return None
+                (i,) = args
+
+                def make(view: NodeSource) -> Iterator[bytes]:
+                    return listall_pieces(*svc.listall_in(view, i))
+            else:
+                return None
         except NiError:
-            pass   # answered whole, with its status
+            return None    # answered whole, with its status
+        # LIST and LISTALL answer a union: a failure is its status alone
+        privileged = caller.is_root or svc.serves_domain(caller.addr)
+        busy = self._room(caller.addr, privileged)
+        if busy is not None:
+            return iter((pack_status(busy),))
+        return SnapshotStream(self, caller.addr, make, privileged=privileged)
+
+    def _room(self, addr: str, privileged: bool) -> Status | None:
+        """Room for one more snapshot stream from *addr*? None when there is, else the
+        status to answer (NI_MASTERBUSY: clients retry). At most
+        :data:`MAX_STREAMS_PER_ADDRESS` per address (the superuser's and this domain's
+        servers' are not counted there); at :data:`MAX_STREAMS` the oldest stream of the
+        address holding the most makes room when it holds more than *addr* would, or,
+        for a *privileged* caller, the oldest of anyone else's: an anonymous peer cannot
+        keep a clone from copying its master."""
+        open_ = [st for st in self._streams if not st.privileged]   # who may lose one
+        mine = sum(1 for s in open_ if s.addr == addr)
+        if not privileged and mine >= MAX_STREAMS_PER_ADDRESS:
+            return Status.MASTERBUSY
+        if len(self._streams) < MAX_STREAMS:
+            return None
+        counts: dict[str, int] = {}
+        for st in open_:
+            counts[st.addr] = counts.get(st.addr, 0) + 1
+        if not counts:
+            return Status.MASTERBUSY
+        top = max(counts, key=counts.__getitem__)
+        if not privileged and counts[top] <= mine + 1:
+            return Status.MASTERBUSY
+        oldest = next(st for st in open_ if st.addr == top)
+        log.warning("%s: %d snapshot streams open: closing one of %s's %d", self.where,
+                    len(open_), top, counts[top])
+        oldest.close("closed to make room for another peer's")
         return None
 
-    def _transfer(self, pieces: Iterator[bytes],
-                  caller: Caller | None = None) -> Iterator[bytes]:
-        self.transfers += 1
-        try:
-            yield from pieces
-        finally:
-            self.transfers -= 1
-        if caller is not None:   # a READALL produced to its end (not closed early)
-            for fn in list(self._transfer_watchers):
-                try:
-                    fn(caller)
-                except Exception:
-                    log.exception("%s: transfer watcher %r failed", self.where, fn)
+    @property
+    def transfers(self) -> int:
+        """Snapshot streams open (READALL, LIST and LISTALL of big directories)."""
+        return len(self._streams)
+
+    def close_streams(self, why: str) -> None:
+        """Close every snapshot stream (before a copy is swapped in, at close): each
+        fails at its next piece, which closes its connection."""
+        for st in list(self._streams):
+            st.close(why)
+
+    def _transfer_done(self, caller: Caller, whole: bool) -> None:
+        for fn in list(self._transfer_watchers):
+            try:
+                fn(caller, whole)
+            except Exception:
+                log.exception("%s: transfer watcher %r failed", self.where, fn)
 
     def watch_transfers(self, fn: TransferWatcher) -> Callable[[], None]:
-        """Call *fn* with the caller of each READALL transfer produced to its end (the
-        last piece handed to the connection; a "current" answer, an error or a transfer
-        cut short is not one); returns the call that stops it."""
+        """Call ``fn(caller, whole)`` when each READALL transfer ends (not a "current"
+        answer nor an error, which send no transfer): *whole* when its last piece was
+        handed to the connection, False when it was closed before; returns the call that
+        stops it. (When its snapshot is taken, ``readall``'s *opened* says so.)"""
         self._transfer_watchers.append(fn)
         return lambda: self._transfer_watchers.remove(fn) \
             if fn in self._transfer_watchers else None
@@ -405,6 +465,9 @@ class Database:
             return self.replace(copy.image, caller)
         if self.service.pending:
             self.commit()
+        # A stream's read transaction would keep the old file's WAL from being
+        # checkpointed before the swap (storage/sqlite.py, adopt).
+        self.close_streams("the database was replaced by a new copy")
         self.store.adopt(copy)
         source = self.store.source(self.cache)
         assert source is not None, "an engine that swaps copies reads its store lazily"
@@ -424,6 +487,7 @@ class Database:
 
     def close(self) -> None:
         """Commit what is pending, close the store and release the lock."""
+        self.close_streams("the database was closed")
         try:
             if self.service.pending:
                 self.commit()
@@ -440,6 +504,97 @@ class Database:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+# -- snapshot streams ---------------------------------------------------------------------------
+
+#: Snapshot streams open at once. Each holds a read connection of its own (three
+#: descriptors, up to SNAPSHOT_CACHE_KIB of page cache) and keeps the WAL from being
+#: checkpointed past its start, for at most server.STREAM_TIMEOUT seconds (and
+#: server.STALL_TIMEOUT without progress): a few clones copying at once, a few dumps.
+MAX_STREAMS = 16
+#: ... and from one peer address (past it: NI_MASTERBUSY, which clients retry), but for
+#: the superuser and this domain's servers, which may close an anonymous peer's instead.
+MAX_STREAMS_PER_ADDRESS = 4
+
+
+def _readall_from(view: NodeSource) -> Iterator[bytes]:
+    return iter_readall(DirectoryService.readall_in(view))
+
+
+class SnapshotStream:
+    """A streamed reply body read from a snapshot of the domain (``NodeSource.snapshot``)
+    taken when the first piece is asked for: the server commits the batch of writes read
+    before the call first (group commit, server.py), so the caller's own earlier writes
+    are in it, and every write after it goes on without waiting.
+
+    A stream closed before its end (:meth:`close`: its connection went, a copy is being
+    swapped in, another peer needed the room) fails at its next piece with
+    :class:`StorageError`, so the record is cut and its connection closed, never ended
+    as if it were whole.
+    """
+
+    def __init__(self, db: Database, addr: str, make: Callable[[NodeSource], Iterator[bytes]],
+                 opened: Callable[[], None] | None = None, *, privileged: bool = False,
+                 done: Callable[[bool], None] | None = None) -> None:
+        self.db = db
+        self.addr = addr
+        #: the superuser's or a server of this domain's (never closed for an anonymous
+        #: peer's: Database._room)
+        self.privileged = privileged
+        self._make = make
+        self._opened = opened
+        #: told once, when the stream ends: whether it was produced to its end
+        self._done = done
+        self._view: NodeSource | None = None
+        self._pieces: Iterator[bytes] | None = None
+        self._closed: str | None = None
+        db._streams[self] = None
+
+    def __iter__(self) -> SnapshotStream:
+        return self
+
+    def __next__(self) -> bytes:
+        if self._closed is not None:
+            raise StorageError(f"stream {self._closed}")
+        if self._pieces is None:
+            try:
+                view = self._view = self.db.service.snapshot()
+            except BaseException:
+                self.close("could not be begun")
+                raise
+            if self._opened is not None:
+                self._opened()
+            try:
+                self._pieces = self._make(view)
+            except NiError as e:   # the directory is not in the snapshot
+                self._pieces = iter((pack_status(e.status),))
+        try:
+            return next(self._pieces)
+        except StopIteration:
+            self._finish(True)
+            self.close("ended")
+            self._closed = None
+            self._pieces = iter(())
+            raise
+        except BaseException:
+            self.close("failed")
+            raise
+
+    def _finish(self, whole: bool) -> None:
+        done, self._done = self._done, None
+        if done is not None and self._pieces is not None:   # only a begun transfer ends
+            done(whole)
+
+    def close(self, why: str = "closed") -> None:
+        """Release the snapshot (idempotent)."""
+        if self._closed is None:
+            self._closed = why
+        self._finish(False)
+        self.db._streams.pop(self, None)
+        view, self._view = self._view, None
+        if view is not None:
+            view.close()
 
 
 # -- in-process channel -------------------------------------------------------------------------

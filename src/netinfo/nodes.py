@@ -14,7 +14,12 @@
 The service mutates a :class:`Node` in place (instance, props, children) and keeps an
 undo log of those mutations; before mutating a node it calls :meth:`NodeSource.pin`, so a
 lazy source can keep it resident until the store holds the change (:meth:`durable`) or
-drop it when the store refused it (:meth:`rollback`). Pure: no I/O.
+drop it when the store refused it (:meth:`rollback`).
+
+A stream (READALL, LIST and LISTALL of a big directory) reads a :meth:`NodeSource.snapshot`
+instead: a read-only view of one state that later writes do not change ("readers never
+hold writers", issue 18): :class:`MemoryView` (copy-on-write) for the memory source, a
+WAL read transaction of its own for the SQLite one. Pure: no I/O.
 """
 
 from __future__ import annotations
@@ -242,14 +247,32 @@ class NodeSource:
         without decoding (None: the caller encodes :meth:`preorder`)."""
         return None
 
+    def snapshot(self, checksum: int) -> NodeSource:
+        """A read-only view of this source as it is now, unchanged by later writes, for a
+        stream (READALL, LIST and LISTALL of a big directory) that must read one
+        consistent state while writes go on ("readers never hold writers", issue 18).
+        *checksum* is the domain's checksum now (a view whose store keeps its own
+        ignores it). The view must be :meth:`close`-d."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Release what a :meth:`snapshot` view holds (a no-op for a live source)."""
+
 
 class MemorySource(NodeSource, dict):
-    """Every directory resident, as a dict of :class:`Node` (built from an ``Image``)."""
+    """Every directory resident, as a dict of :class:`Node` (built from an ``Image``).
+
+    Its :meth:`snapshot` views are copy-on-write: a directory's state is copied into
+    each open view just before it first changes (the service pins a node before
+    mutating it, and every insertion or removal goes through this mapping), so a view
+    costs memory for what changes while it is open, never a copy of the domain."""
 
     def __init__(self, image: Image | None = None) -> None:
         dict.__init__(self)
         self._freed: dict[int, int] = {}
         self._checksum: int | None = None
+        #: open snapshot views, told of every change before it is made
+        self._views: list[MemoryView] = []
         if image is not None:
             for oid, rec in image.records.items():
                 self[oid] = Node(rec.instance, rec.parent, rec.props,
@@ -260,11 +283,38 @@ class MemorySource(NodeSource, dict):
     get = dict.get  # type: ignore[assignment]
     __getitem__ = dict.__getitem__
     __contains__ = dict.__contains__
-    __setitem__ = dict.__setitem__
-    __delitem__ = dict.__delitem__
-    pop = dict.pop  # type: ignore[assignment]
     __len__ = dict.__len__
     items = dict.items  # type: ignore[assignment]
+
+    def _before(self, oid: int) -> None:
+        """Directory *oid* is about to change: every open view keeps its state now."""
+        node = dict.get(self, oid)
+        for v in self._views:
+            v.keep(oid, node)
+
+    def pin(self, oid: int, node: Node) -> None:
+        if self._views:
+            self._before(oid)
+
+    def __setitem__(self, oid: int, node: Node) -> None:
+        if self._views:
+            self._before(oid)
+        dict.__setitem__(self, oid, node)
+
+    def __delitem__(self, oid: int) -> None:
+        if self._views:
+            self._before(oid)
+        dict.__delitem__(self, oid)
+
+    def pop(self, oid: int, default: Node | None = None) -> Node | None:  # type: ignore[override]
+        if self._views and oid in self:
+            self._before(oid)
+        return dict.pop(self, oid, default)
+
+    def snapshot(self, checksum: int) -> MemoryView:
+        view = MemoryView(self, checksum)
+        self._views.append(view)
+        return view
 
     def highest(self) -> int:
         return max(self, default=-1)
@@ -280,3 +330,54 @@ class MemorySource(NodeSource, dict):
 
     def instances(self) -> Iterator[tuple[int, int]]:
         return ((k, n.instance) for k, n in self.items())
+
+
+class MemoryView(NodeSource):
+    """A :meth:`MemorySource.snapshot`: the live directories, except those changed since
+    the view was taken, whose earlier state the source handed over (:meth:`keep`). Every
+    node it gives out is a copy (its own child list), so a walk along a child list is
+    never changed under it."""
+
+    def __init__(self, live: MemorySource, checksum: int) -> None:
+        self._live: MemorySource | None = live
+        #: directory → its state when the view was taken (None: it did not exist)
+        self._kept: dict[int, Node | None] = {}
+        self._checksum = checksum
+        self._len = len(live)
+
+    def keep(self, oid: int, node: Node | None) -> None:
+        """*oid* is about to change; *node* is its current state (None: absent)."""
+        if oid not in self._kept:
+            self._kept[oid] = None if node is None else Node(
+                node.instance, node.parent, node.props, list(node.children))
+
+    def get(self, oid: int, default: Node | None = None) -> Node | None:
+        if oid in self._kept:
+            return self._kept[oid] or default
+        live = self._live
+        n = dict.get(live, oid) if live is not None else None
+        if n is None:
+            return default
+        # props are replaced on a write, never changed in place: sharing them is safe
+        return Node(n.instance, n.parent, n.props, list(n.children))
+
+    def __contains__(self, oid: object) -> bool:
+        return isinstance(oid, int) and self.get(oid) is not None
+
+    def __len__(self) -> int:
+        return self._len
+
+    def highest(self) -> int:
+        live = self._live
+        top = max((k for k in live if k not in self._kept), default=-1) if live else -1
+        kept = [k for k, n in self._kept.items() if n is not None]
+        return max(top, *kept) if kept else top
+
+    def stored_checksum(self) -> int | None:
+        return self._checksum
+
+    def close(self) -> None:
+        live, self._live = self._live, None
+        if live is not None and self in live._views:
+            live._views.remove(self)
+        self._kept = {}

@@ -91,13 +91,16 @@ class CloneState:
     queue: list[Update] = field(default_factory=list)
     last_push: float | None = None
     flushing: bool = False
+    #: a READALL of the clone's is streaming its snapshot: the writes committed after
+    #: the snapshot are queued, and pushed once the transfer was taken whole
+    copying: bool = False
     #: procedures (RESYNC, CRASHED) with a connection to this clone in flight: one each
     sending: set[int] = field(default_factory=set)
 
     def describe(self) -> str:
         when = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.last_push)) \
             if self.last_push else "never"
-        state = "in-step" if self.in_step else "out-of-date"
+        state = "in-step" if self.in_step else "copying" if self.copying else "out-of-date"
         return f"{self.peer.addr}/{self.peer.tag} {state} queued={len(self.queue)} " \
                f"last_push={when}"
 
@@ -304,7 +307,7 @@ class Replicator:
 
     def _watch_transfers(self) -> None:
         if self._unwatch_transfers is None:
-            self._unwatch_transfers = self.db.watch_transfers(self._transfer_taken)
+            self._unwatch_transfers = self.db.watch_transfers(self._transfer_done)
 
     async def close(self) -> None:
         if self._unsubscribe is not None:
@@ -405,7 +408,7 @@ class Replicator:
             else:
                 self.resync_clones(rebuild=True)
         elif proc == Proc.READALL:
-            pass   # a clone's bookkeeping changes once a transfer is taken (_transfer_taken)
+            self._transfer_opened(caller)
         elif caller.from_master and not ok:
             log.info("an update from the master failed here: copying the domain again")
             self.sync()
@@ -422,28 +425,44 @@ class Replicator:
         self.db.info.clones = len(self.clones)
         self.publish()
 
-    def _transfer_taken(self, caller: Caller) -> None:
-        """A READALL transfer (not a "current" answer, not an error) was sent whole to
-        *caller*. When that is a clone's address **and** a reserved port (spec §9.2, as
-        pushes are recognised; or the local superuser), the clones there are in step
-        from now on: writes were refused while it ran, so the transfer holds everything
-        committed, and what follows is queued for them. From any other port it changes
-        nothing (N9: any user on a clone's host could otherwise empty its queue)."""
+    def _copying_clones(self, caller: Caller) -> list[CloneState]:
+        """The clones at *caller*'s address when it calls from a reserved port (spec §9.2,
+        as pushes are recognised; or the local superuser); from any other port none
+        (N9: any user on a clone's host could otherwise empty its queue)."""
         if self.is_clone:
-            return
+            return []
         addr = caller.addr.removeprefix("::ffff:")
         mine = [st for st in self.clones.values() if st.peer.addr == addr]
-        if not mine:
-            return
-        if not (caller.port < 1024 or caller.superuser):
+        if mine and not (caller.port < 1024 or caller.superuser):
             self.limited_log(("readall-port", addr), logging.WARNING,
                              "a READALL from %s:%d (a clone's address, not a reserved "
                              "port) is not taken as the clone's copy", addr, caller.port)
-            return
-        for st in mine:
-            st.in_step = True
-            st.queue = []
-        self.publish()
+            return []
+        return mine
+
+    def _transfer_opened(self, caller: Caller) -> None:
+        """A READALL's snapshot was taken (or it was answered "current"): for a clone
+        calling from a reserved port, the writes committed from now on are queued for it
+        (the snapshot holds everything before), to be pushed once it took the transfer."""
+        for st in self._copying_clones(caller):
+            st.in_step, st.copying, st.queue = False, True, []
+
+    def _transfer_done(self, caller: Caller, whole: bool) -> None:
+        """A READALL transfer ended: sent whole (its last piece handed to the connection),
+        the clone is in step from now on and gets what was queued since its snapshot;
+        cut short, it is out of date (it copies again) and nothing is queued for it."""
+        changed = False
+        for st in self._copying_clones(caller):
+            if not st.copying:
+                continue
+            st.copying, changed = False, True
+            if whole:
+                st.in_step = True
+            else:
+                st.queue = []
+        if changed:
+            self.publish()
+            self._schedule_flush()
 
     def _on_commit(self, changes: list[Change]) -> None:
         if self._names_another_master():
@@ -454,7 +473,7 @@ class Replicator:
         for c in changes:
             if c.proc is None:      # a whole new tree: the clones must copy it
                 for st in self.clones.values():
-                    st.in_step, st.queue = False, []
+                    st.in_step, st.copying, st.queue = False, False, []
                     self._spawn(self._send_one(st.peer, Proc.CRASHED, (self.db.checksum,)))
                 updates = []
                 continue
@@ -462,7 +481,7 @@ class Replicator:
         if not updates:
             return
         for st in self.clones.values():
-            if st.in_step:
+            if st.in_step or st.copying:
                 st.queue.extend(updates)
         self._schedule_flush()
 

@@ -11,12 +11,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from . import rpc
 from .errors import WireError
 from .netif import is_local, local_addresses
+from .peers import PeerBounds, PeerLimits
 from .rpc import AcceptStat
 
 log = logging.getLogger("netinfo.rpcserver")
@@ -51,10 +53,16 @@ class Program:
 #: UDP calls being answered at once (some await the network, e.g. NIBIND BIND); more
 #: are dropped like lost datagrams.
 MAX_UDP_IN_FLIGHT = 256
-#: TCP connections at once (nibindd and portmapper calls are short); more are closed.
+#: TCP connections at once (nibindd and portmapper calls are short): at the cap the
+#: network (then the address) holding the most loses one, else an idle one makes room,
+#: else the newcomer is closed (peers.PeerBounds).
 MAX_TCP_CONNECTIONS = 256
 #: A TCP peer that sends nothing for this long is disconnected.
 TCP_IDLE_TIMEOUT = 120.0
+#: The bounds on TCP peers: a quarter of the connections per address, half per /24 or
+#: /64; replies are small, so a peer that takes none of them for 10 s is gone.
+TCP_LIMITS = PeerLimits(total=MAX_TCP_CONNECTIONS, per_address=64, per_network=128,
+                        queued_per_conn=64 * 1024, queued_total=4 * 1024 * 1024, stall=10.0)
 
 
 class RpcServer:
@@ -65,7 +73,10 @@ class RpcServer:
         self._tcp: asyncio.AbstractServer | None = None
         self._udp: asyncio.DatagramTransport | None = None
         self._tasks: set[asyncio.Task] = set()
-        self._connections = 0
+        #: TCP connections (their writers) whose handler is answering a call
+        self._busy: set[asyncio.StreamWriter] = set()
+        self.bounds: PeerBounds[asyncio.StreamWriter] = PeerBounds(
+            TCP_LIMITS, self._drop, lambda w: w not in self._busy)
         self.udp_port = 0
         self.tcp_port = 0
         #: this host's addresses: UDP replies to them are not size-capped
@@ -110,10 +121,12 @@ class RpcServer:
                          writer: asyncio.StreamWriter) -> None:
         peername = writer.get_extra_info("peername") or ("", 0)
         peer = Peer(peername[0], peername[1], False)
-        if self._connections >= MAX_TCP_CONNECTIONS:
+        bounds = self.bounds
+        refused = bounds.admit(writer, peer.addr, time.monotonic())
+        if refused is not None:
+            log.info("refusing %s: %s", peer.addr, refused)
             writer.close()
             return
-        self._connections += 1
         rr = rpc.RecordReader(MAX_BINDER_RECORD)
         try:
             while True:
@@ -122,18 +135,34 @@ class RpcServer:
                         data = await reader.read(65536)
                 except TimeoutError:
                     break  # idle, or a record never completed: free the descriptor
-                if not data:
+                if not data or writer not in bounds:
                     break
+                self._busy.add(writer)
+                bounds.active(writer, time.monotonic())
                 for rec in rr.feed(data):
                     reply = await self.answer(rec, peer)
                     if reply is not None:
                         writer.write(rpc.frame(reply))
-                await writer.drain()
+                try:
+                    # a peer that takes none of its replies is not waited for long
+                    async with asyncio.timeout(bounds.limits.stall):
+                        await writer.drain()
+                except TimeoutError:
+                    log.info("closing %s: replies not taken for %.0f s", peer.addr,
+                             bounds.limits.stall)
+                    break
+                self._busy.discard(writer)
         except (WireError, ConnectionError) as e:
             log.debug("closing %s: %s", peer.addr, e)
         finally:
-            self._connections -= 1
+            self._busy.discard(writer)
+            bounds.forget(writer)
             writer.close()
+
+    def _drop(self, writer: asyncio.StreamWriter, why: str) -> None:
+        """Close a TCP connection for the bounds (another peer needed the room)."""
+        log.info("closing %s: %s", (writer.get_extra_info("peername") or ("?",))[0], why)
+        writer.transport.abort()
 
     async def close(self) -> None:
         if self._tcp is not None:

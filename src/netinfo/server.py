@@ -21,23 +21,26 @@ import struct
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Protocol
 
 from . import rpc
 from .errors import Status, StorageError, WireError
-from .database import Database
+from .database import MAX_STREAMS, Database
 from .protocol import (NETINFO_PROG, NETINFO_VERS, PROCEDURES, UDP_LENIENT_PROCS, UDP_PROCS,
                        Kind, Proc, decode_args, pack_status)
 from .rpc import AcceptStat, AuthStat
 from .netif import is_local, local_addresses
 from .model import is_digits
+from .peers import PeerBounds, PeerLimits
 from .service import Caller
 
 log = logging.getLogger("netinfo.server")
 
+#: The bounds on peers (peers.PeerLimits; docs/security.md gives the origins).
+LIMITS = PeerLimits()
 #: Pause reading from a TCP peer whose unread replies exceed this many bytes.
-WRITE_HIGH_WATER = 4 * 1024 * 1024
+WRITE_HIGH_WATER = LIMITS.queued_per_conn
 #: A streamed reply (READALL) leaves in record fragments of about this size ...
 STREAM_FRAGMENT = 64 * 1024
 #: ... at most this much per turn of the event loop, so others are answered in between,
@@ -45,8 +48,14 @@ STREAM_SLICE = 256 * 1024
 #: ... and at most this much time making it (a LIST of a million users costs far more
 #: per byte than a READALL: bytes alone let one turn take 65 ms, measured at 1M),
 STREAM_TURN = 0.002
-#: and must be taken by the peer within this many seconds (writes wait meanwhile).
+#: and must be taken by the peer within this many seconds in all (it holds a snapshot:
+#: database.MAX_STREAMS),
 STREAM_TIMEOUT = 600
+#: and a connection whose peer takes none of its queued replies for this many seconds is
+#: closed (a stream or not; issue 18, finding N1).
+STALL_TIMEOUT = LIMITS.stall
+#: How often the bounds in time are checked.
+SWEEP_PERIOD = 1.0
 #: Incomplete records held by all connections together, at most; past it the connection
 #: holding the most is dropped.
 PARTIAL_BUDGET = 64 * 1024 * 1024
@@ -54,9 +63,10 @@ PARTIAL_BUDGET = 64 * 1024 * 1024
 PARTIAL_TIMEOUT = 30.0
 #: A connection with nothing to do for this long is closed (clients reconnect).
 IDLE_TIMEOUT = 900.0
-#: Connections at most (further capped by the descriptor limit); at the cap the oldest
-#: idle connection makes room, and without one the newcomer is refused.
-MAX_CONNECTIONS = 1024
+#: Connections at most (further capped by the descriptor limit); at the cap the network
+#: holding the most loses one (peers.PeerBounds), else an idle one makes room, else the
+#: newcomer is refused.
+MAX_CONNECTIONS = LIMITS.total
 #: Reserved ports tried for a root netinfod (Mac OS X's RPC services sat in 600–1023).
 RESERVED_PORTS = range(600, 1024)
 _NORESPONSE = pack_status(Status.NORESPONSE)
@@ -145,12 +155,20 @@ class Dispatcher:
             return rpc.reply_accept_error(xid, AcceptStat.GARBAGE_ARGS), False
         if info.kind is Kind.STREAM:
             self.counters[info.proc][0] += 1
-            pieces = self.db.readall(caller, *args)
-            if self.replicator is not None:
-                self.replicator.observe(info.proc, caller, args, True)
+            observer = self.replicator
+            # told when the state sent is fixed (the snapshot, after the batch's commit)
+            opened = None if observer is None else (
+                lambda: observer.observe(info.proc, caller, args, True))
+            pieces = self.db.readall(caller, args[0], opened=opened)
             return ReplyStream(rpc.reply_success(xid), pieces), False
         if info.proc in _STREAMED:
             streamed = self.db.stream(info.proc, caller, args)
+            if streamed is not None and udp:
+                # a reply too big for a datagram (lenient UDP): "use TCP", spec §1.4
+                close = getattr(streamed, "close", None)
+                if close is not None:
+                    close()
+                return rpc.reply_auth_error(xid, AuthStat.TOOWEAK), False
             if streamed is not None:
                 self.counters[info.proc][0] += 1
                 return ReplyStream(rpc.reply_success(xid), streamed), False
@@ -245,6 +263,9 @@ class TcpConnection(asyncio.Protocol):
         #: when the oldest incomplete record began (monotonic), or 0
         self.partial_since = 0.0
         self.last_active = time.monotonic()
+        #: reply bytes handed to the transport so far (what the peer took: this minus
+        #: what the transport still buffers)
+        self.written = 0
 
     @property
     def idle(self) -> bool:
@@ -286,12 +307,13 @@ class TcpConnection(asyncio.Protocol):
             log.info("refusing %s: not in trusted_networks", peer[0])
             transport.close()
             return
-        if not self.server.admit(self):
-            log.warning("refusing %s: %d connections, none idle", peer[0],
-                        len(self.server.conns))
+        refused = self.server.bounds.admit(self, peer[0], time.monotonic())
+        if refused is not None:
+            log.warning("refusing %s: %s", peer[0], refused)
             transport.close()
             return
-        transport.set_write_buffer_limits(high=WRITE_HIGH_WATER)  # type: ignore[attr-defined]
+        transport.set_write_buffer_limits(  # type: ignore[attr-defined]
+            high=self.server.bounds.limits.queued_per_conn)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.server.info.connections -= 1
@@ -309,7 +331,27 @@ class TcpConnection(asyncio.Protocol):
 
     def resume_writing(self) -> None:
         self._writing_paused = False
+        self._queued()
         self._continue()
+
+    def _write(self, data: bytes) -> None:
+        transport = self.transport
+        assert transport is not None
+        transport.write(data)
+        self.written += len(data)
+        self._queued()
+
+    def measure(self) -> tuple[int, int]:
+        """(reply bytes queued, reply bytes the peer has taken in all)."""
+        t = self.transport
+        queued = t.get_write_buffer_size() if t is not None and not t.is_closing() else 0
+        return queued, self.written - queued
+
+    def _queued(self) -> None:
+        """Tell the bounds what is queued now (past the budget of all connections, the
+        one holding the most is dropped: peers.PeerBounds.queued)."""
+        queued, taken = self.measure()
+        self.server.bounds.queued(self, queued, taken, time.monotonic())
 
     def _continue(self) -> None:
         transport = self.transport
@@ -328,7 +370,8 @@ class TcpConnection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         transport = self.transport
         assert transport is not None
-        self.last_active = time.monotonic()
+        self.last_active = now = time.monotonic()
+        self.server.bounds.active(self, now)
         try:
             records = self.reader.feed(data)
         except WireError as e:
@@ -348,7 +391,7 @@ class TcpConnection(asyncio.Protocol):
         transport = self.transport
         assert transport is not None
         disp = self.server.dispatcher
-        budget = WRITE_HIGH_WATER - transport.get_write_buffer_size()
+        budget = self.server.bounds.limits.queued_per_conn - transport.get_write_buffer_size()
         replies: list[bytes | None] = []
         writes: list[int] = []
         bad = False
@@ -376,7 +419,9 @@ class TcpConnection(asyncio.Protocol):
             _fail_writes(replies, writes)
         out = [rpc.frame(r) for r in replies if r is not None]
         if out:
-            transport.write(b"".join(out))
+            self._write(b"".join(out))
+            if transport.is_closing():
+                return   # dropped: over the budget of queued replies
         if bad:
             transport.close()
             return
@@ -428,7 +473,9 @@ class TcpConnection(asyncio.Protocol):
                 # Everything but the newest piece: the record's last fragment is never
                 # empty (READALL's end marker is always the final piece).
                 out = b"".join(buf[:-1])
-                transport.write(_fragment(out, last=False))
+                self._write(_fragment(out, last=False))
+                if transport.is_closing():
+                    return   # dropped: over the budget of queued replies
                 sent += len(out)
                 buf, size = [piece], len(piece)
                 if sent >= STREAM_SLICE or self._writing_paused or late:
@@ -436,8 +483,8 @@ class TcpConnection(asyncio.Protocol):
                     if not self._writing_paused:
                         asyncio.get_running_loop().call_soon(self._continue)
                     return
-        transport.write(_fragment(b"".join(buf), last=True))
         self._stream = None
+        self._write(_fragment(b"".join(buf), last=True))
         asyncio.get_running_loop().call_soon(self._continue)
 
 
@@ -466,6 +513,9 @@ class UdpEndpoint(asyncio.DatagramProtocol):
                                    lenient=lenient)
         except WireError:
             return  # not an RPC call: drop it
+        if isinstance(reply, ReplyStream):
+            reply.close()   # never streamed over UDP
+            return
         if isinstance(reply, bytes) and self.transport is not None:
             if not local:
                 reply = rpc.bounded_udp_reply(reply, len(data))
@@ -494,31 +544,33 @@ class NetInfoServer:
         self._watch: asyncio.Task | None = None
         self._sweeper: asyncio.Task | None = None
         self.dispatcher.on_parent_miss = self.want_parent
-        #: open TCP connections, oldest first
-        self.conns: dict[TcpConnection, None] = {}
         #: bytes of incomplete records held by all connections
         self.partial_bytes = 0
         self.max_connections = connection_cap()
+        #: connections per address, per network and in all; queued reply bytes; stalls
+        self.bounds: PeerBounds[TcpConnection] = PeerBounds(
+            replace(LIMITS, total=self.max_connections), self._drop, lambda c: c.idle)
 
     # -- bounds on what anonymous peers can hold ------------------------------------------
 
-    def admit(self, conn: TcpConnection) -> bool:
-        """Room for *conn*? At the cap, the least recently active idle connection is
-        closed to make room; when none is idle the newcomer is refused."""
-        if len(self.conns) >= self.max_connections:
-            idle = [c for c in self.conns if c.idle]
-            if not idle:
-                return False
-            victim = min(idle, key=lambda c: c.last_active)
-            log.info("closing idle %s: %d connections", victim.caller.addr, len(self.conns))
-            if victim.transport is not None:
-                victim.transport.abort()
-            self.forget(victim)
-        self.conns[conn] = None
-        return True
+    @property
+    def conns(self) -> dict[TcpConnection, object]:
+        """Open TCP connections, oldest first."""
+        return self.bounds.conns  # type: ignore[return-value]
+
+    def _drop(self, conn: TcpConnection, why: str) -> None:
+        """Close *conn* for the bounds (peers.PeerBounds). Room made for a newcomer is
+        logged as information (as the idle connections closed before), the rest as
+        warnings."""
+        log.log(logging.INFO if why.startswith("making room") else logging.WARNING,
+                "closing %s: %s", conn.caller.addr, why)
+        if conn.transport is not None:
+            conn.transport.abort()
+        self.forget(conn)
 
     def forget(self, conn: TcpConnection) -> None:
-        if self.conns.pop(conn, 0) is not None:
+        self.bounds.forget(conn)
+        if conn.partial:
             self.account(conn, 0)
 
     def account(self, conn: TcpConnection, pending: int) -> None:
@@ -540,12 +592,18 @@ class NetInfoServer:
                 hog.transport.abort()
             self.forget(hog)
 
-    async def _sweep(self, period: float = 2.0) -> None:
-        """Close connections idle too long or slow to complete a record."""
+    async def _sweep(self) -> None:
+        """Close connections idle too long, slow to complete a record, whose peer takes
+        none of their replies (:data:`STALL_TIMEOUT`) or whose stream runs too long."""
         while True:
-            await asyncio.sleep(period)
+            await asyncio.sleep(SWEEP_PERIOD)
             now = time.monotonic()
+            self.bounds.sweep(now, TcpConnection.measure)
             for c in list(self.conns):
+                if c._stream is not None and now - c._stream_started > STREAM_TIMEOUT:
+                    self._drop(c, f"a streamed reply (READALL, LIST, LISTALL) not taken "
+                                  f"within {STREAM_TIMEOUT} s")
+                    continue
                 stale = c.partial and now - c.partial_since > PARTIAL_TIMEOUT
                 if stale or (c.idle and now - c.last_active > IDLE_TIMEOUT):
                     log.info("closing %s: %s", c.caller.addr,
@@ -630,12 +688,13 @@ class NetInfoServer:
 
 
 def connection_cap() -> int:
-    """:data:`MAX_CONNECTIONS`, kept well under the descriptor limit (the database, the
+    """:data:`LIMITS` ``.total``, kept well under the descriptor limit (the database, the
     UDP socket and the listener need some), so accept() never fails for lack of one."""
     soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft == resource.RLIM_INFINITY:
-        return MAX_CONNECTIONS
-    return max(8, min(MAX_CONNECTIONS, soft - 64))
+        return LIMITS.total
+    # the snapshot streams' read connections need three each
+    return max(8, min(LIMITS.total, soft - 64 - 3 * MAX_STREAMS))
 
 
 def bind_pair(host: str, ports: tuple[int | None, int | None]) -> tuple[socket.socket,

@@ -627,6 +627,36 @@ class DirectoryService:
             return None
         return NiId(i[0], n.instance), len(n.children), self._nodes.listall_wire(n)
 
+    def snapshot(self) -> NodeSource:
+        """A read-only view of the domain as it is now, which later writes do not change
+        (``NodeSource.snapshot``; close it when done): what a stream reads."""
+        return self._nodes.snapshot(self.checksum)
+
+    @staticmethod
+    def list_in(view: NodeSource, i: NiId, name: str
+                ) -> tuple[int, Iterator[tuple[int, list[str] | None]], NiId]:
+        """:meth:`list_stream` read from a :meth:`snapshot` *view*. :raises NiError: BADID."""
+        n = view.get(i[0])
+        if n is None:
+            raise NiError(Status.BADID)
+        return len(n.children), view.list_values(n, name), NiId(i[0], n.instance)
+
+    @staticmethod
+    def listall_in(view: NodeSource, i: NiId) -> tuple[NiId, int, Iterator[bytes]]:
+        """:meth:`listall_stream` read from a :meth:`snapshot` *view*.
+        :raises NiError: BADID."""
+        n = view.get(i[0])
+        if n is None:
+            raise NiError(Status.BADID)
+        return NiId(i[0], n.instance), len(n.children), view.listall_wire(n)
+
+    @staticmethod
+    def readall_in(view: NodeSource) -> ReadAll:
+        """READALL's whole database (spec §9.4) read from a :meth:`snapshot` *view*: its
+        checksum, highest number + 1 and directories are those of one state."""
+        return ReadAll(view.stored_checksum() or 0, view.highest() + 1, view.preorder(),
+                       view.readall_pieces())
+
     def proc_listall(self, caller: Caller, i: NiId) -> tuple[NiId, Sequence[Proplist]]:
         n = self._get(i[0])
         return (NiId(i[0], n.instance), self._nodes.listall(n))
@@ -997,6 +1027,17 @@ class DirectoryService:
         empty success); False otherwise (the server answers SYSTEM_ERR, see protocol)."""
         return self.serves_child(tag, addr)
 
+    def readall_wanted(self, caller: Caller, checksum: int) -> bool:
+        """Whether READALL sends the database (False: the caller's *checksum* is
+        current). :raises NiError: as :meth:`proc_readall`."""
+        if self.info.clone:
+            raise NiError(Status.NOTMASTER)
+        if not (caller.is_root or self.serves_domain(caller.addr)):
+            # The whole domain, passwords included, goes only to this domain's own
+            # servers (its clones) and the local superuser (issue "security").
+            raise NiError(Status.PERM)
+        return checksum != self.checksum
+
     def proc_readall(self, caller: Caller, checksum: int) -> ReadAll | None:
         """READALL (spec §4.4, §9.4): the whole database in pre-order, or None when the
         caller's *checksum* is current (the reply then carries checksum 0).
@@ -1006,13 +1047,7 @@ class DirectoryService:
         :raises NiError: NI_NOTMASTER on a clone; NI_PERM unless the caller is the
             superuser or an address /machines lists as serving this domain (a clone).
         """
-        if self.info.clone:
-            raise NiError(Status.NOTMASTER)
-        if not (caller.is_root or self.serves_domain(caller.addr)):
-            # The whole domain, passwords included, goes only to this domain's own
-            # servers (its clones) and the local superuser (issue "security").
-            raise NiError(Status.PERM)
-        if checksum == self.checksum:
+        if not self.readall_wanted(caller, checksum):
             return None
         return ReadAll(self.checksum, self.highest_id(), self.iter_preorder(),
                        self._nodes.readall_pieces())

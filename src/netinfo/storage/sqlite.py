@@ -139,6 +139,8 @@ _MIGRATIONS: dict[int, list[str | Callable[[sqlite3.Connection], None]]] = {
 
 #: Ids per ``IN (...)`` query (well under SQLite's host-parameter limit).
 CHUNK = 256
+#: SQLite's page cache of one snapshot reader (``SqliteStore.reader``), in KiB.
+SNAPSHOT_CACHE_KIB = 512
 
 
 def migrate(c: sqlite3.Connection, path: str) -> None:
@@ -332,6 +334,30 @@ class SqliteStore(Store):
         """The domain read on demand through a bounded cache (``sqlite_source``)."""
         from .sqlite_source import SqliteSource  # noqa: PLC0415 - the seam's other half
         return SqliteSource(self, self._conn, cache)
+
+    def reader(self) -> sqlite3.Connection:
+        """A read-only connection of its own inside a read transaction that has begun:
+        a WAL snapshot of the last commit, unchanged by later ones, for a stream
+        (``SqliteSource.snapshot``). Close it when done: while it is open the WAL
+        cannot be checkpointed past its start (it grows by what is written meanwhile),
+        and :meth:`adopt` cannot swap a copy in.
+
+        :raises StorageError: it cannot be opened.
+        """
+        try:
+            conn = sqlite3.connect(self.path, isolation_level=None)
+        except sqlite3.Error as exc:
+            raise StorageError(f"cannot open sqlite store {self.path!r}: {exc}") from exc
+        try:
+            conn.execute("PRAGMA query_only=1")
+            conn.execute(f"PRAGMA cache_size=-{SNAPSHOT_CACHE_KIB}")
+            conn.execute("BEGIN")
+            # The snapshot is taken by the first read, not by BEGIN.
+            conn.execute("SELECT 1 FROM meta LIMIT 1").fetchall()
+        except sqlite3.Error as exc:
+            conn.close()
+            raise StorageError(f"cannot read sqlite store {self.path!r}: {exc}") from exc
+        return conn
 
     def exists(self) -> bool:
         """True when at least one directory is stored."""

@@ -45,6 +45,8 @@ if TYPE_CHECKING:
 DEFAULT_CACHE = 20_000
 #: Child count from which a loaded child list stays resident (see the module docstring).
 BIG_KIDS = 1024
+#: Directories a snapshot view (a stream's, :meth:`SqliteSource.snapshot`) keeps decoded.
+SNAPSHOT_CACHE = 64
 #: A directory as stored, undecoded: (instance, parent, props XDR, children).
 Stored = tuple[int, int, bytes, array]
 _NO_KIDS = array("I")
@@ -113,6 +115,8 @@ class SqliteSource(NodeSource):
         #: no stored id is above this (None: not asked yet); lets a CREATE's search for
         #: a free number past the end skip a query per number (issue 10, bulk loads)
         self._ceiling: int | None = None
+        #: True for a snapshot view (:meth:`snapshot`): its connection is its own
+        self._reader = False
 
     # -- reading one directory -------------------------------------------------------------
 
@@ -371,6 +375,24 @@ class SqliteSource(NodeSource):
         yield from (n for n in seen.values() if n is not None)
         yield from (n for k, n in self._big.items() if k not in seen)
         yield from (n for k, n in self._cache.items() if k not in seen)
+
+    # -- snapshots --------------------------------------------------------------------------
+
+    def snapshot(self, checksum: int) -> SqliteSource:
+        """A source of its own on a :meth:`~.sqlite.SqliteStore.reader` connection: the
+        last commit, as a WAL snapshot, whatever is written after (nothing pinned here is
+        in it: the server commits a batch before a stream begins). Its checksum is the
+        one stored with that commit (*checksum* is not used)."""
+        view = SqliteSource(self._store, self._store.reader(), SNAPSHOT_CACHE)
+        view._reader = True
+        return view
+
+    def close(self) -> None:
+        if self._reader:
+            try:
+                self._conn.close()   # ends the read transaction
+            except sqlite3.Error:
+                pass
 
     # -- whole-list reads -------------------------------------------------------------------
 
