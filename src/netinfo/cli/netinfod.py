@@ -23,9 +23,9 @@ from ..nibind import TAG_MAX, valid_tag
 from ..replicator import Replicator
 from ..server import NetInfoServer, ServerConfig
 from ..service import ServerInfo
-from ..templates import (create_clone, create_local, create_master, populate_standard,
-                         set_password)
-from .rootpass import RootPasswordError, root_password_hash
+from ..templates import (create_clone, create_local, create_master, has_user,
+                         populate_standard, set_password)
+from .rootpass import RootPasswordError, locked_notice, root_password_hash
 
 PROG = "netinfod"
 #: Allocations between young-generation collections while serving (see serve()).
@@ -135,6 +135,11 @@ async def _serve(args: argparse.Namespace, db: Database, info: ServerInfo,
                     populate_standard(svc)
             if crypted is not None:
                 set_password(svc, "root", crypted)
+            elif has_user(svc, "root"):
+                where = (f"{args.tag}@127.0.0.1:{args.port}" if args.port
+                         else f"-t 127.0.0.1/{args.tag}")
+                print(locked_notice(PROG, args.tag, f"'nipasswd {where} root'"),
+                      file=sys.stderr)
         db.commit()
     for name in svc.root_without_password():
         log.warning("user %s (uid 0) has no password: any AUTH_UNIX caller claiming uid 0 "

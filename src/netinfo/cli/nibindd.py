@@ -20,7 +20,7 @@ from ..database import (DatabaseInUse, check_not_in_use, database_exists, netinf
 from ..errors import ConfigError
 from ..netif import bind_problem, hostname, local_addresses, non_loopback
 from ..templates import create_local_under_network, create_network_root, set_password
-from .rootpass import RootPasswordError, root_password_hash
+from .rootpass import RootPasswordError, locked_notice, root_password_hash
 
 PROG = "nibindd"
 
@@ -149,6 +149,9 @@ async def serve(args: argparse.Namespace) -> int:
             return 2
         for tag in made:
             print(f"{PROG}: created {directory / (tag + '.nidb')}", file=sys.stderr)
+        if made and crypted is None:
+            print(locked_notice(PROG, "the new domains", "'nipasswd root' (local) and "
+                                "'nipasswd / root' (network)"), file=sys.stderr)
     try:
         await nb.start()
     except PortmapperTaken as e:
