@@ -514,13 +514,26 @@ async def user_is_locked(c: Client, name: str) -> bool:
     return i >= 0 and is_locked(props[i][1])
 
 
-async def set_password(c: Client, name: str, crypted: str) -> None:
-    """Write *crypted* (a crypt string) as user *name*'s ``passwd``. The server decides
-    who may: the superuser, or a user the directory's ``_writers_passwd`` (or
-    ``_writers``) lists, authenticated by *c*'s credential (spec §10.4).
+async def set_password(c: Client, user: str | NiId, crypted: str) -> None:
+    """Write *crypted* (a crypt string, ``passwords.hash_password``) as a user's
+    ``passwd``: *user* is a name (``/users/<name>``, read fresh, once more after
+    NI_STALE) or the id of the user's directory at the instance a page showed (written at
+    exactly that instance: NI_STALE when it changed). The server decides who may: the
+    superuser, or a user the directory's ``_writers_passwd`` (or ``_writers``) lists,
+    authenticated by *c*'s credential (spec §10.4). ``nipasswd`` and the web manager's
+    "Set password" both write through here.
 
-    :raises NiError: NI_NOUSER (no such user), NI_PERM, NI_AUTHERROR ...
+    :raises NiError: NI_NOUSER (no such user), NI_STALE, NI_PERM, NI_AUTHERROR ...
     """
-    oid = await user_dir(c, name)
-    await use_master(c)
-    await createprop(c, oid, "passwd", [crypted])
+    if isinstance(user, str):
+        oid = await user_dir(c, user)
+        await use_master(c)
+        await createprop(c, oid, "passwd", [crypted])
+        return
+    nid, props, i = await find_prop(c, user.object, "passwd")
+    if nid.instance != user.instance:
+        raise NiError(Status.STALE)
+    if i >= 0:
+        await c.writeprop(user, i, [crypted])
+    else:
+        await c.createprop(user, "passwd", [crypted], _append_index(props, "passwd", False))

@@ -22,11 +22,13 @@ from starlette.responses import RedirectResponse, Response
 from .. import dumps, verbs
 from ..domain import DomainClient, authenticate, open_domain
 from ..errors import NiError, Status
-from ..model import NI_INDEX_NULL, NiId
+from ..model import NI_INDEX_NULL, NiId, first_values
+from ..passwords import DEFAULT_HASH, HASHES, hash_password
 from ..walk import CALL_ERRORS, walk
 from .common import (BadInput, domain_of, explain, int_param, label, pool, render, session,
                      store, url)
 from .sessions import Credential, csrf_ok
+from .pool import OwnerRefusal
 from .views import browse_context
 
 #: Longest key, value or name a form may send (the wire allows 65535 bytes, spec §0.1).
@@ -150,7 +152,7 @@ async def login(request: Request, form: FormData, domain: str) -> Response:
     except (NiError, *CALL_ERRORS) as e:
         code, text = explain(e)
         if isinstance(e, NiError) and e.status in (Status.NOUSER, Status.AUTHERROR):
-            code, text = 403, f"The server did not accept the name or password for {user}."
+            code, text = 403, await _login_refusal(request, domain, user)
         return render(request, "login.html", {
             "domain": domain, "next": nxt, "login_user": user,
             "title": f"Authenticate — {domain} — NetInfo Manager",
@@ -160,6 +162,20 @@ async def login(request: Request, form: FormData, domain: str) -> Response:
     store(request).rotate(s)            # a new cookie: a token seen before login is void
     s.notice("ok", f"Authenticated as {user}: the server will check each change.")
     return RedirectResponse(nxt, 303)
+
+
+async def _login_refusal(request: Request, domain: str, user: str) -> str:
+    """Why a login failed, as far as a read can tell (anyone may read, spec §10.3): a
+    locked user (``passwd`` ``*``, as root is in a new domain) admits no password at all."""
+    try:
+        locked = await pool(request).run(None, domain, lambda c: verbs.user_is_locked(c, user))
+    except (NiError, *CALL_ERRORS):
+        locked = False
+    if locked:
+        return (f"{user} is locked (no password set): no password is accepted for {user}. "
+                "The domain's superuser can set one, with nipasswd or this manager's "
+                "Set password.")
+    return f"The server did not accept the name or password for {user}."
 
 
 @form_post
@@ -194,6 +210,10 @@ async def apply(request: Request, form: FormData, domain: str, edit: Edit) -> Re
         code, message = explain(e)
         if isinstance(e, NiError) and e.status == Status.PERM and domain not in s.creds:
             message += " You are not authenticated."
+        if isinstance(e, OwnerRefusal):
+            message += (" This manager runs as the user that owns the domain's server, "
+                        "which would take every visitor for its superuser: it writes only "
+                        "for a session that authenticated.")
         try:
             ctx = await browse_context(request, domain, oid)
         except (NiError, *CALL_ERRORS):
@@ -316,6 +336,38 @@ async def _value_move(c: DomainClient, form: FormData, t: NiId) -> tuple[str, in
     return "Moved the value.", t.object
 
 
+async def _user_password(c: DomainClient, form: FormData, t: NiId) -> tuple[str, int]:
+    """Set a user's password (what ``nipasswd`` does, through the same
+    ``verbs.set_password``): the new one twice; the old one when the session is not the
+    superuser's, then the write is made as that user (``_writers_passwd``, spec §10.4)
+    on a connection of its own, never with the session's shared handle."""
+    new = text_field(form, "password")
+    if text_field(form, "again", required=False) != new:
+        raise BadInput("The two new passwords differ: nothing was changed.")
+    scheme = text_field(form, "hash", required=False) or DEFAULT_HASH
+    if scheme not in HASHES:
+        raise BadInput(f"Unknown hash {scheme}.")
+    old = text_field(form, "old", required=False)
+    _, props = await c.read(t.object)
+    name = (first_values(props, "name") or [""])[0]
+    try:
+        crypted = hash_password(new, HASHES[scheme])
+    except RuntimeError as e:
+        raise BadInput(f"Cannot hash with {scheme} here: {e}") from None
+    if not old:
+        await verbs.set_password(c, t, crypted)
+    else:
+        as_user = await open_domain(text_field(form, "d", required=False) or ".",
+                                    timeout=c.timeout, privileged=False, retries=2)
+        try:
+            await authenticate(as_user, name, old, prompt=False)
+            await verbs.use_master(as_user)
+            await verbs.set_password(as_user, t, crypted)
+        finally:
+            await as_user.close()
+    return f"Set the password of {name}.", t.object
+
+
 EDITS: dict[str, Edit] = {
     "/dir/create": _dir_create,
     "/dir/delete": _dir_delete,
@@ -328,6 +380,7 @@ EDITS: dict[str, Edit] = {
     "/value/edit": _value_edit,
     "/value/delete": _value_delete,
     "/value/move": _value_move,
+    "/user/password": _user_password,
 }
 
 
