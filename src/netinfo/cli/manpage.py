@@ -230,7 +230,12 @@ PAGES: dict[str, Page] = {
          "another nibindd, or belongs to another user, it prints one line saying whose and "
          "exits with status 2, changing nothing; give each user their own "
          "NETINFO_PORTMAPPER. It also refuses, before creating anything, a --bind address "
-         "that is not this host's and a DIR that does not exist (without --init)."),
+         "that is not this host's and a DIR that does not exist (without --init).",
+         "With --init and neither --root-password-file nor a terminal, root of the new "
+         "domains stays locked (passwd *), and one line says so. The user running nibindd "
+         "is the superuser of the domains it serves (root through a reserved port, anyone "
+         "else through their own sockets, docs/security.md): nipasswd root, run by that "
+         "user, gives root a password."),
         ("NETINFO_PORTMAPPER", "NETINFO_DIR", "NETINFO_BROADCAST", "NETINFO_RPCBIND_RECHECK"),
         (("0", "stopped by SIGTERM or SIGINT"),
          ("2", "the portmapper is another nibindd's or another user's, DIR does not exist, "

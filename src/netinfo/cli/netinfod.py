@@ -59,8 +59,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--template", choices=("master", "local"), default="master",
                    help="with -m: 'local' creates the local-domain template (spec §12.3)")
     p.add_argument("--trust-local", action="store_true",
-                   help="treat every local caller as the superuser, whatever its source port "
-                        "(for unprivileged test setups)")
+                   help="treat every local caller, of any uid, as the superuser, whatever "
+                        "its source port (for tests; without it a server not run by root "
+                        "takes its own uid's callers for the superuser)")
     p.add_argument("-n", dest="forced_root", action="store_true",
                    help="this domain is a root: never look for a parent")
     p.add_argument("-v", "--verbose", action="store_true", help="log more")
@@ -143,8 +144,8 @@ async def _serve(args: argparse.Namespace, db: Database, info: ServerInfo,
         db.commit()
     for name in svc.root_without_password():
         log.warning("user %s (uid 0) has no password: any AUTH_UNIX caller claiming uid 0 "
-                    "may write as root; set one (niutil -createprop . /users/%s passwd "
-                    "CRYPT) or lock it with '*'", name, name)
+                    "may write as root; set one (nipasswd %s, as this domain's superuser) "
+                    "or lock it with '*'", name, name)
     info.clone = is_clone(svc, args.tag, addrs)
     # Signals first: a TERM while starting or registering still shuts down cleanly.
     stop = asyncio.Event()

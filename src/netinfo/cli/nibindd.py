@@ -45,9 +45,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "of FILE ('-': standard input); without it a terminal is asked, "
                         "else root stays locked")
     p.add_argument("--trust-local", action="store_true",
-                   help="run every netinfod with --trust-local: any local caller is the "
-                        "superuser (for unprivileged test setups, where nobody can bind "
-                        "the reserved port that proves it, spec §10.2)")
+                   help="run every netinfod with --trust-local: any local caller, of any "
+                        "uid, is the superuser (for tests; without it the user running "
+                        "nibindd is the superuser of its domains, spec §10.2)")
     p.add_argument("-v", "--verbose", action="store_true", help="log more")
     return p
 
