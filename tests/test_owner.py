@@ -294,3 +294,59 @@ def test_nipasswd_usage_and_help():
     assert (o.domain, o.user) == ("/", "bob")
     o = nipasswd.parse_args(["-t", "h/t"])
     assert (o.domain, o.user, o.tagged) == ("h/t", None, True)
+
+
+def _on_a_terminal(argv: list[str], answers: list[str]) -> tuple[int, str]:
+    """Run *argv* with a pseudo-terminal as its controlling terminal (where getpass asks),
+    typing each of *answers* after the next prompt; (exit status, everything it wrote)."""
+    import pty
+    import select
+    pid, fd = pty.fork()
+    if pid == 0:   # the child: never returns into the test run
+        try:
+            os.execve(sys.executable, [sys.executable, *argv],
+                      {**os.environ, "PYTHONPATH": str(SRC)})
+        finally:
+            os._exit(127)
+    out = b""
+    pending = list(answers)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if not select.select([fd], [], [], 1.0)[0]:
+            continue
+        try:
+            chunk = os.read(fd, 4096)
+        except OSError:   # EIO: the child closed the terminal
+            break
+        if not chunk:
+            break
+        out += chunk
+        if pending and out.endswith(b": "):   # a prompt, waiting (echo is off by now)
+            os.write(fd, pending.pop(0).encode() + b"\n")
+    os.close(fd)
+    if time.monotonic() >= deadline:
+        os.kill(pid, 9)
+    _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status), out.decode(errors="replace")
+
+
+def test_nipasswd_asks_twice_on_a_terminal(netinfod):
+    """On a terminal the new password is typed twice: different → nothing changes;
+    the same → written, SHA-512 crypt. The test is the server's superuser (root by a
+    reserved port, or an ordinary user as the server's owner)."""
+    from netinfo.client import SyncClient
+    d = netinfod("tty", "-m", "--populate", strict=True)
+    target = f"tty@127.0.0.1:{d.port}"
+
+    def stored() -> str:
+        with SyncClient.connect("127.0.0.1", d.port, "tty") as c:
+            return c.lookupprop(c.pathsearch("/users/root"), "passwd")[0]
+    code, out = _on_a_terminal(["-m", "netinfo.cli.nipasswd", target, "root"],
+                               ["one", "two"])
+    assert code == 1 and "New password for root:" in out and "Again:" in out
+    assert "the passwords differ: nothing changed" in out and stored() == "*"
+    code, out = _on_a_terminal(["-m", "netinfo.cli.nipasswd", target, "root"],
+                               ["same", "same"])
+    assert code == 0, out
+    assert "password of root in domain " in out and "Old password" not in out
+    assert stored().startswith("$6$") and verify("same", stored())
