@@ -584,6 +584,13 @@ def test_manager_run_by_the_servers_owner_writes_only_for_logged_in_sessions(cli
                                        "key": "by-anyone", "values": "1", "csrf": token})
     assert r.status_code == 403 and "the user that owns the domain" in r.text
     assert "by-anyone" not in dict(props_of("/open"))
+    # Set password with the user's old one writes as that user: allowed
+    erin = admin(lambda c: ensure(c, "/users", [
+        ("name", ["erin"]), ("uid", ["504"]), ("passwd", [hash_password("erinpw")]),
+        ("_writers_passwd", ["erin"])]))
+    assert _set_password(client, erin, password="n1", again="n1").status_code == 403
+    r = _set_password(client, erin, old="erinpw", password="n1", again="n1")
+    assert r.status_code == 303, r.text
     assert login(client).status_code == 303
     inst, token = page_instance(client, oid)
     r = client.post("/prop/add", data={"d": ".", "id": oid, "instance": inst,

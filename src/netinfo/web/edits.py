@@ -204,8 +204,10 @@ async def apply(request: Request, form: FormData, domain: str, edit: Edit) -> Re
     try:
         oid = int_param(form.get("id"))
         target = NiId(oid, int_param(form.get("instance")))
+        # "Set password" with the old one writes as that user on its own connection
+        own = edit is _user_password and bool(form.get("old"))
         text, goto = await pool(request).run(s, domain, lambda c: edit(c, form, target),
-                                             retry=False)
+                                             retry=False, own_credential=own)
     except (BadInput, NiError, *CALL_ERRORS) as e:
         code, message = explain(e)
         if isinstance(e, NiError) and e.status == Status.PERM and domain not in s.creds:

@@ -116,13 +116,15 @@ class Pool:
             return c
 
     async def run(self, session: Session | None, domain: str,
-                  fn: Callable[[DomainClient], Awaitable[T]], *, retry: bool = True) -> T:
+                  fn: Callable[[DomainClient], Awaitable[T]], *, retry: bool = True,
+                  own_credential: bool = False) -> T:
         """``fn(handle)``; a read (*retry*) whose connection broke is tried once more on a
         new connection. Writes are never repeated, and never made without a credential
-        through a server this manager owns (:class:`OwnerRefusal`)."""
+        through a server this manager owns (:class:`OwnerRefusal`), unless *fn* writes on
+        a connection of its own with a credential (*own_credential*)."""
         c = await self.handle(session, domain)
-        if not retry and (session is None or domain not in session.creds) \
-                and acts_as_owner(c):
+        if not retry and not own_credential and (
+                session is None or domain not in session.creds) and acts_as_owner(c):
             raise OwnerRefusal()
         try:
             return await fn(c)
