@@ -215,8 +215,9 @@ class Netinfod:
     def start(self, timeout: float = 15.0) -> Netinfod:
         cmd = [sys.executable, "-m", "netinfo.cli.netinfod", "--dir", str(self.directory),
                "--bind", "127.0.0.1", "--port", str(self.port), *self.extra, self.tag]
+        # no terminal: a new domain's root stays locked, never a password prompt
         self.proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL,
-                                     env=env_with_src(), text=True)
+                                     stdin=subprocess.DEVNULL, env=env_with_src(), text=True)
         deadline = time.monotonic() + timeout
         assert self.proc.stderr is not None
         while time.monotonic() < deadline:
@@ -284,7 +285,7 @@ class Nibindd:
         cmd = [sys.executable, "-m", "netinfo.cli.nibindd", "--dir", str(self.directory),
                "--portmapper", "embedded", "--bind", "127.0.0.1", *TRUST, *self.extra]
         self.proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL,
-                                     env=self.env, text=True)
+                                     stdin=subprocess.DEVNULL, env=self.env, text=True)
         ready = threading.Event()
 
         def drain(stream):

@@ -102,6 +102,27 @@ def hash_password(password: str, scheme: str = "sha512_crypt") -> str:
     return str(h.hash(password))
 
 
+#: The hashes a new password may be made with (``nipasswd --hash``, the web manager):
+#: short name → libpass scheme. sha512 is the default everywhere.
+HASHES: dict[str, str] = {
+    "sha512": "sha512_crypt",
+    "sha256": "sha256_crypt",
+    "bcrypt": "bcrypt",
+    "md5": "md5_crypt",
+    "des": "des_crypt",
+}
+DEFAULT_HASH = "sha512"
+
+
+def is_locked(stored: list[str] | None) -> bool:
+    """True when a user's ``passwd`` values admit no password at all (``*``, ``!`` or any
+    string that is not a crypt hash): authentication as that user always fails. A
+    missing or empty ``passwd`` is the opposite, it admits any password (spec §10.2)."""
+    if not stored or stored[0] == "":
+        return False
+    return scheme_of(stored[0]) is None
+
+
 def available_schemes() -> list[str]:
     """The schemes this installation can check, for documentation and tests."""
     return list(_available())

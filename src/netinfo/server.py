@@ -30,7 +30,7 @@ from .database import MAX_STREAMS, Database
 from .protocol import (NETINFO_PROG, NETINFO_VERS, PROCEDURES, UDP_LENIENT_PROCS, UDP_PROCS,
                        Kind, Proc, decode_args, pack_status)
 from .rpc import AcceptStat, AuthStat
-from .netif import is_local, local_addresses
+from .netif import is_local, local_addresses, peer_uid
 from .model import is_digits
 from .peers import PeerBounds, PeerLimits
 from .service import Caller
@@ -113,8 +113,16 @@ class Dispatcher:
         self.on_parent_miss: Callable[[], None] | None = None
         #: told of the calls replication cares about (replicator.Replicator.observe)
         self.replicator: Observer | None = None
+        #: the uid whose local sockets are this domain's superuser: ours, unless we are
+        #: root (then only a reserved port makes the superuser, spec §10.2)
+        self.owner: int | None = os.geteuid() or None
 
-    def caller_for(self, host: str, port: int) -> Caller:
+    def caller_for(self, host: str, port: int, udp: bool = False) -> Caller:
+        """Who a peer is (spec §10.2 step 1): the local superuser when it is on one of this
+        host's addresses and a reserved port, or, when this server is not run by root,
+        when the peer's socket belongs to this server's own uid (its owner; read from
+        /proc/net, so asked once per TCP connection, never for UDP, which carries no
+        writes, spec §1.4)."""
         local = is_local(host, self.own)
         svc = self.db.service
         if svc.info.clone and port < 1024 and host.removeprefix("::ffff:") == \
@@ -122,7 +130,12 @@ class Dispatcher:
             # An update pushed by the master: its address and a reserved port (spec §9.2).
             return Caller(host, port, from_master=True)
         su = local and (port < 1024 or self.config.trust_local)
-        return Caller(host, port, superuser=su, user="root" if su else None)
+        if su:
+            return Caller(host, port, superuser=True, user="root")
+        if local and not udp and self.owner is not None \
+                and peer_uid(host, port, udp=False) == self.owner:
+            return Caller(host, port, superuser=True, user="root", owner=True)
+        return Caller(host, port)
 
     def handle(self, record: bytes, caller: Caller, udp: bool,
                lenient: bool = False) -> tuple[bytes | ReplyStream | None, bool]:
@@ -175,7 +188,11 @@ class Dispatcher:
         if call.auth is not None:
             # Apple's lookupd shortcut: password "checksum" asks for the checksum only (§4.4).
             only = call.auth.machinename == rpc.invert(b"checksum")
-            caller = Caller(caller.addr, caller.port, caller.superuser, caller.user,
+            # The owner's power covers calls without a credential; one that carries a
+            # password is checked as that user's (a program the owner runs for others,
+            # such as netinfo-web, then acts as them, never as the owner).
+            su = caller.superuser and not caller.owner
+            caller = Caller(caller.addr, caller.port, su, caller.user if su else None,
                             checksum_only=only, credential=call.auth)
         t0 = time.perf_counter_ns()
         try:
@@ -509,7 +526,7 @@ class UdpEndpoint(asyncio.DatagramProtocol):
         # binding needs them, spec §10.5).
         lenient = self.server.config.lenient_udp and disp.db.service.admits_tcp(addr[0], local)
         try:
-            reply, _ = disp.handle(data, disp.caller_for(addr[0], addr[1]), udp=True,
+            reply, _ = disp.handle(data, disp.caller_for(addr[0], addr[1], udp=True), udp=True,
                                    lenient=lenient)
         except WireError:
             return  # not an RPC call: drop it

@@ -53,6 +53,9 @@ class Caller:
     from_master: bool = False
     #: the AUTH_UNIX credential, authenticated on the first write (spec §10.2)
     credential: AuthUnix | None = None
+    #: superuser as the owner of an unprivileged server (its own uid's local socket,
+    #: docs/security.md): a call that carries a credential is checked as that user instead
+    owner: bool = False
 
     @property
     def is_root(self) -> bool:

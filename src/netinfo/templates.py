@@ -148,6 +148,16 @@ STANDARD: list[tuple[str, Proplist, list[Proplist]]] = [
 ]
 
 
+def has_user(svc: DirectoryService, user: str) -> bool:
+    """True when the domain has /users/<user>."""
+    try:
+        users = svc.proc_lookup(SUPERUSER, NiId(0), "name", "users")[0]
+        return bool(users) and bool(svc.proc_lookup(SUPERUSER, NiId(users[0]), "name",
+                                                     user)[0])
+    except NiError:
+        return False
+
+
 def set_password(svc: DirectoryService, user: str, crypted: str) -> bool:
     """Set /users/<user>'s ``passwd`` to the crypt string *crypted*; False when there is
     no such user."""

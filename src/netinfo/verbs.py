@@ -482,3 +482,58 @@ async def domainname(c: Client) -> str:
         raise NiError(Status.FAILED, "not a served domain")
     return await domain_name(c)
 
+
+
+# -- passwords (tools nipasswd, web "Set password"; spec §10.2, §10.4) -------------------------
+
+def user_path(name: str) -> str:
+    """The path of user *name*'s directory, ``/users/<name>`` with the name escaped."""
+    return "/users/" + name.replace("\\", "\\\\").replace("/", "\\/").replace("=", "\\=")
+
+
+async def user_dir(c: Client, name: str) -> int:
+    """The object number of ``/users/<name>``. :raises NiError: NI_NOUSER when there is
+    no such user."""
+    try:
+        return (await c.pathsearch(user_path(name))).object
+    except NiError as e:
+        if e.status == Status.NODIR:
+            raise NiError(Status.NOUSER, f"no user {name}") from None
+        raise
+
+
+async def user_is_locked(c: Client, name: str) -> bool:
+    """True when user *name* exists and its ``passwd`` admits no password (``*``): a
+    read, which anyone may make (spec §10.3)."""
+    from .passwords import is_locked  # noqa: PLC0415 - pure, but loads libpass lazily
+    try:
+        oid = await user_dir(c, name)
+    except NiError:
+        return False
+    _, props, i = await find_prop(c, oid, "passwd")
+    return i >= 0 and is_locked(props[i][1])
+
+
+async def set_password(c: Client, user: str | NiId, crypted: str) -> None:
+    """Write *crypted* (a crypt string, ``passwords.hash_password``) as a user's
+    ``passwd``: *user* is a name (``/users/<name>``, read fresh, once more after
+    NI_STALE) or the id of the user's directory at the instance a page showed (written at
+    exactly that instance: NI_STALE when it changed). The server decides who may: the
+    superuser, or a user the directory's ``_writers_passwd`` (or ``_writers``) lists,
+    authenticated by *c*'s credential (spec §10.4). ``nipasswd`` and the web manager's
+    "Set password" both write through here.
+
+    :raises NiError: NI_NOUSER (no such user), NI_STALE, NI_PERM, NI_AUTHERROR ...
+    """
+    if isinstance(user, str):
+        oid = await user_dir(c, user)
+        await use_master(c)
+        await createprop(c, oid, "passwd", [crypted])
+        return
+    nid, props, i = await find_prop(c, user.object, "passwd")
+    if nid.instance != user.instance:
+        raise NiError(Status.STALE)
+    if i >= 0:
+        await c.writeprop(user, i, [crypted])
+    else:
+        await c.createprop(user, "passwd", [crypted], _append_index(props, "passwd", False))

@@ -183,6 +183,30 @@ PAGES: dict[str, Page] = {
           "a malformed NETINFO_PORTMAPPER"),),
         (("nidomain -l", "the tags served here, with their ports"),
          ("nidomain -m sales", "create and serve a new master database sales"))),
+    "nipasswd": Page(
+        "set a user's password in a NetInfo domain",
+        ("nipasswd sets the password of user (default: your login name) in the domain (default "
+         "the local domain .): it asks for the new password twice on the terminal, or reads "
+         "it from standard input with --stdin, hashes it (SHA-512 crypt unless --hash says "
+         "otherwise) and writes it as /users/user passwd (spec §10.2).",
+         "The server decides who may. The superuser sets any password without the old one: "
+         "root on a reserved port, or the user that runs an unprivileged server (the owner "
+         "of the domain, as after nibindd --init run by an ordinary user). Anyone else "
+         "changes a user's password as that user, with the old password, where the user's "
+         "_writers_passwd lists it (tools §0.5). The old password is asked only when the "
+         "server refuses the write without it; with --stdin it is the first of two lines, "
+         "the new password the second. A new domain's root is locked (passwd *): "
+         "nipasswd root, run as its owner, unlocks it."),
+        _CLIENT_ENV,
+        (("0", "the password was changed"),
+         ("1", "a usage error, a malformed NETINFO_PORTMAPPER, an empty or mismatched "
+          "password, or no terminal without --stdin"),
+         _NI_STATUS, _COMM, _TAGGED_PARSE),
+        (("nipasswd root", "as the owner of the local domain: give root a password"),
+         ("printf '%s\\n' \"$OLD\" \"$NEW\" | nipasswd --stdin . bob",
+          "bob changes his own password from a script"),
+         ("nipasswd -t 127.0.0.1/network --hash sha256 alice",
+          "set alice's password in the network domain, hashed with SHA-256 crypt"))),
     "netinfod": Page(
         "serve one NetInfo database",
         ("netinfod serves DIR/TAG.nidb (or the store --store names) over ONC RPC, program "
@@ -217,7 +241,12 @@ PAGES: dict[str, Page] = {
          "another nibindd, or belongs to another user, it prints one line saying whose and "
          "exits with status 2, changing nothing; give each user their own "
          "NETINFO_PORTMAPPER. It also refuses, before creating anything, a --bind address "
-         "that is not this host's and a DIR that does not exist (without --init)."),
+         "that is not this host's and a DIR that does not exist (without --init).",
+         "With --init and neither --root-password-file nor a terminal, root of the new "
+         "domains stays locked (passwd *), and one line says so. The user running nibindd "
+         "is the superuser of the domains it serves (root through a reserved port, anyone "
+         "else through their own sockets, docs/security.md): nipasswd root, run by that "
+         "user, gives root a password."),
         ("NETINFO_PORTMAPPER", "NETINFO_DIR", "NETINFO_BROADCAST", "NETINFO_RPCBIND_RECHECK"),
         (("0", "stopped by SIGTERM or SIGINT"),
          ("2", "the portmapper is another nibindd's or another user's, DIR does not exist, "

@@ -24,9 +24,9 @@ from ..proctitle import name_process
 from ..replicator import MAX_COPY_BYTES, Replicator
 from ..server import NetInfoServer, ServerConfig
 from ..service import ServerInfo
-from ..templates import (create_clone, create_local, create_master, populate_standard,
-                         set_password)
-from .rootpass import RootPasswordError, root_password_hash
+from ..templates import (create_clone, create_local, create_master, has_user,
+                         populate_standard, set_password)
+from .rootpass import RootPasswordError, locked_notice, root_password_hash
 
 PROG = "netinfod"
 #: Allocations between young-generation collections while serving (see serve()).
@@ -68,8 +68,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--template", choices=("master", "local"), default="master",
                    help="with -m: 'local' creates the local-domain template (spec §12.3)")
     p.add_argument("--trust-local", action="store_true",
-                   help="treat every local caller as the superuser, whatever its source port "
-                        "(for unprivileged test setups)")
+                   help="treat every local caller, of any uid, as the superuser, whatever "
+                        "its source port (for tests; without it a server not run by root "
+                        "takes its own uid's callers for the superuser)")
     p.add_argument("--max-copy-mb", type=positive_number, metavar="N",
                    default=MAX_COPY_BYTES // (1024 * 1024),
                    help="as a clone, abandon a copy of the domain larger than N MB "
@@ -160,11 +161,16 @@ async def _serve(args: argparse.Namespace, db: Database, info: ServerInfo,
                     populate_standard(svc)
             if crypted is not None:
                 set_password(svc, "root", crypted)
+            elif has_user(svc, "root"):
+                where = (f"{args.tag}@127.0.0.1:{args.port}" if args.port
+                         else f"-t 127.0.0.1/{args.tag}")
+                print(locked_notice(PROG, args.tag, f"'nipasswd {where} root'"),
+                      file=sys.stderr)
         db.commit()
     for name in svc.root_without_password():
         log.warning("user %s (uid 0) has no password: any AUTH_UNIX caller claiming uid 0 "
-                    "may write as root; set one (niutil -createprop . /users/%s passwd "
-                    "CRYPT) or lock it with '*'", name, name)
+                    "may write as root; set one (nipasswd %s, as this domain's superuser) "
+                    "or lock it with '*'", name, name)
     info.clone = is_clone(svc, args.tag, addrs)
     # Signals first: a TERM while starting or registering still shuts down cleanly.
     stop = asyncio.Event()

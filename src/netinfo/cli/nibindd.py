@@ -23,7 +23,7 @@ from ..netif import bind_problem, hostname, local_addresses, non_loopback
 from ..proctitle import name_process
 from ..templates import create_local_under_network, create_network_root, set_password
 from .netinfod import positive_number
-from .rootpass import RootPasswordError, root_password_hash
+from .rootpass import RootPasswordError, locked_notice, root_password_hash
 
 PROG = "nibindd"
 
@@ -48,9 +48,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "of FILE ('-': standard input); without it a terminal is asked, "
                         "else root stays locked")
     p.add_argument("--trust-local", action="store_true",
-                   help="run every netinfod with --trust-local: any local caller is the "
-                        "superuser (for unprivileged test setups, where nobody can bind "
-                        "the reserved port that proves it, spec §10.2)")
+                   help="run every netinfod with --trust-local: any local caller, of any "
+                        "uid, is the superuser (for tests; without it the user running "
+                        "nibindd is the superuser of its domains, spec §10.2)")
     p.add_argument("--max-copy-mb", type=positive_number, metavar="N",
                    help="run every netinfod with --max-copy-mb N: a clone abandons a copy "
                         "of its domain larger than N MB (netinfod's default otherwise)")
@@ -173,6 +173,9 @@ async def serve(args: argparse.Namespace) -> int:
             return 2
         for tag in made:
             print(f"{PROG}: created {directory / (tag + '.nidb')}", file=sys.stderr)
+        if made and crypted is None:
+            print(locked_notice(PROG, "the new domains", "'nipasswd root' (local) and "
+                                "'nipasswd / root' (network)"), file=sys.stderr)
     try:
         await nb.start()
     except PortmapperTaken as e:

@@ -8,6 +8,8 @@ is given, from ``--root-password-file`` or, on a terminal, typed twice.
 from __future__ import annotations
 
 import getpass
+import os
+import pwd
 import sys
 from pathlib import Path
 
@@ -51,4 +53,16 @@ def root_password_hash(path: str | None, what: str) -> str | None:
     return hash_password(password)
 
 
-__all__ = ["RootPasswordError", "root_password_hash"]
+def locked_notice(prog: str, what: str, command: str) -> str:
+    """The one line a daemon prints when it created *what* with root locked: the
+    *command* (a ``nipasswd`` line) that unlocks it, and who must run it (this user: the
+    new domain's superuser, root on a reserved port or the owner of an unprivileged
+    server, docs/security.md)."""
+    try:
+        me = pwd.getpwuid(os.geteuid()).pw_name
+    except KeyError:
+        me = f"uid {os.geteuid()}"
+    return f"{prog}: root of {what} stays locked (no password); to set one, run {command} as {me}"
+
+
+__all__ = ["RootPasswordError", "locked_notice", "root_password_hash"]

@@ -22,13 +22,15 @@ from starlette.responses import RedirectResponse, Response
 from .. import dumps, verbs
 from ..domain import DomainClient, authenticate
 from ..errors import NiError, Status
-from ..model import NI_INDEX_NULL, NiId
+from ..model import NI_INDEX_NULL, NiId, first_values
+from ..passwords import DEFAULT_HASH, HASHES, hash_password
 from ..walk import CALL_ERRORS, walk
 from .common import (BadInput, domain_of, explain, int_param, label, pool, render, session,
                      store, url)
 from .guard import MAX_FORM, Forbidden, TooLarge, safe_next
 from .guard import checked_form as _guarded_form
 from .lock import check_here
+from .pool import OwnerRefusal
 from .sessions import Credential
 from .views import browse_context
 
@@ -156,7 +158,7 @@ async def login(request: Request, form: FormData, domain: str) -> Response:
         code, text = explain(e)
         if isinstance(e, NiError) and e.status in (Status.NOUSER, Status.AUTHERROR):
             limiter.failed(who, domain, user)
-            code, text = 403, f"The server did not accept the name or password for {user}."
+            code, text = 403, await _login_refusal(request, domain, user)
         elif isinstance(e, TooManyTries):
             code, text = 429, str(e)
         return render(request, "login.html", {
@@ -169,6 +171,20 @@ async def login(request: Request, form: FormData, domain: str) -> Response:
     store(request).rotate(s)            # a new cookie: a token seen before login is void
     s.notice("ok", f"Authenticated as {user}: the server will check each change.")
     return RedirectResponse(nxt, 303)
+
+
+async def _login_refusal(request: Request, domain: str, user: str) -> str:
+    """Why a login failed, as far as a read can tell (anyone may read, spec §10.3): a
+    locked user (``passwd`` ``*``, as root is in a new domain) admits no password at all."""
+    try:
+        locked = await pool(request).run(None, domain, lambda c: verbs.user_is_locked(c, user))
+    except (NiError, *CALL_ERRORS):
+        locked = False
+    if locked:
+        return (f"{user} is locked (no password set): no password is accepted for {user}. "
+                "The domain's superuser can set one, with nipasswd or this manager's "
+                "Set password.")
+    return f"The server did not accept the name or password for {user}."
 
 
 @form_post
@@ -197,12 +213,22 @@ async def apply(request: Request, form: FormData, domain: str, edit: Edit) -> Re
     try:
         oid = int_param(form.get("id"))
         target = NiId(oid, int_param(form.get("instance")))
-        text, goto = await pool(request).run(s, domain, lambda c: edit(c, form, target),
-                                             retry=False)
+        # "Set password" with the old one writes as that user on its own connection
+        own = edit is _user_password and bool(form.get("old"))
+        run: Edit = edit
+        if own:   # its own connection, to the domain this page was admitted for
+            def run(c: DomainClient, form: FormData, t: NiId) -> Awaitable[tuple[str, int]]:
+                return _user_password(c, form, t, lambda: pool(request).connect(domain))
+        text, goto = await pool(request).run(s, domain, lambda c: run(c, form, target),
+                                             retry=False, own_credential=own)
     except (BadInput, NiError, *CALL_ERRORS) as e:
         code, message = explain(e)
         if isinstance(e, NiError) and e.status == Status.PERM and domain not in s.creds:
             message += " You are not authenticated."
+        if isinstance(e, OwnerRefusal):
+            message += (" This manager runs as the user that owns the domain's server, "
+                        "which would take every visitor for its superuser: it writes only "
+                        "for a session that authenticated.")
         try:
             ctx = await browse_context(request, domain, oid)
         except (NiError, *CALL_ERRORS):
@@ -325,6 +351,41 @@ async def _value_move(c: DomainClient, form: FormData, t: NiId) -> tuple[str, in
     return "Moved the value.", t.object
 
 
+async def _user_password(c: DomainClient, form: FormData, t: NiId,
+                         connect: Callable[[], Awaitable[DomainClient]] | None = None
+                         ) -> tuple[str, int]:
+    """Set a user's password (what ``nipasswd`` does, through the same
+    ``verbs.set_password``): the new one twice; the old one when the session is not the
+    superuser's, then the write is made as that user (``_writers_passwd``, spec §10.4)
+    on a connection of its own, never with the session's shared handle."""
+    new = text_field(form, "password")
+    if text_field(form, "again", required=False) != new:
+        raise BadInput("The two new passwords differ: nothing was changed.")
+    scheme = text_field(form, "hash", required=False) or DEFAULT_HASH
+    if scheme not in HASHES:
+        raise BadInput(f"Unknown hash {scheme}.")
+    old = text_field(form, "old", required=False)
+    _, props = await c.read(t.object)
+    name = (first_values(props, "name") or [""])[0]
+    try:
+        crypted = hash_password(new, HASHES[scheme])
+    except RuntimeError as e:
+        raise BadInput(f"Cannot hash with {scheme} here: {e}") from None
+    if not old:
+        await verbs.set_password(c, t, crypted)
+    else:
+        if connect is None:
+            raise BadInput("The old password is given on a connection of its own.")
+        as_user = await connect()   # the page's domain, as the pool admits it
+        try:
+            await authenticate(as_user, name, old, prompt=False)
+            await verbs.use_master(as_user)
+            await verbs.set_password(as_user, t, crypted)
+        finally:
+            await as_user.close()
+    return f"Set the password of {name}.", t.object
+
+
 EDITS: dict[str, Edit] = {
     "/dir/create": _dir_create,
     "/dir/delete": _dir_delete,
@@ -337,6 +398,7 @@ EDITS: dict[str, Edit] = {
     "/value/edit": _value_edit,
     "/value/delete": _value_delete,
     "/value/move": _value_move,
+    "/user/password": _user_password,
 }
 
 

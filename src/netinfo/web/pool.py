@@ -17,14 +17,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from functools import partial
 from typing import TypeVar
 
 from ..domain import DomainClient, open_domain
-from ..errors import NiError
+from ..errors import NiError, Status
 from ..model import first_values
+from ..netif import is_local, port_owner
 from ..verbs import use_master
 from ..walk import CALL_ERRORS, pipelined
 from .domains import DomainPolicy
@@ -45,6 +47,27 @@ LIST_CACHE = 32
 #: Children above which a directory's first page comes from CHILDREN and READs of that
 #: page while its LIST (a second or so at 100,000 children) is fetched in the background.
 BIG = 2000
+
+
+class OwnerRefusal(NiError):
+    """A write without a credential refused by the manager itself (NI_PERM): it runs as
+    the user that owns the domain's (unprivileged) server, which would take the call for
+    its superuser's (docs/security.md)."""
+
+    status = Status.PERM
+
+
+def acts_as_owner(c: DomainClient) -> bool:
+    """True when this manager runs as the non-root user whose local server *c* talks to:
+    that server takes every call of ours without a credential for the superuser's (its
+    owner, docs/security.md), so a visitor who did not log in must not write through it.
+    The listening socket's owner is read from /proc/net."""
+    euid = os.geteuid()
+    t = c.conn.transport
+    peer = t.get_extra_info("peername") if t is not None else None
+    if euid == 0 or not peer or not is_local(peer[0], frozenset()):
+        return False
+    return port_owner(peer[1], udp=False) == euid
 
 
 def _alive(c: DomainClient) -> bool:
@@ -115,10 +138,16 @@ class Pool:
                 del self._locks[key]
 
     async def run(self, session: Session | None, domain: str,
-                  fn: Callable[[DomainClient], Awaitable[T]], *, retry: bool = True) -> T:
+                  fn: Callable[[DomainClient], Awaitable[T]], *, retry: bool = True,
+                  own_credential: bool = False) -> T:
         """``fn(handle)``; a read (*retry*) whose connection broke is tried once more on a
-        new connection. Writes are never repeated."""
+        new connection. Writes are never repeated, and never made without a credential
+        through a server this manager owns (:class:`OwnerRefusal`), unless *fn* writes on
+        a connection of its own with a credential (*own_credential*)."""
         c = await self.handle(session, domain)
+        if not retry and not own_credential and (
+                session is None or domain not in session.creds) and acts_as_owner(c):
+            raise OwnerRefusal()
         try:
             return await fn(c)
         except NiError:
@@ -233,4 +262,4 @@ def _close_soon(loop: asyncio.AbstractEventLoop, c: DomainClient) -> None:
         pass
 
 
-__all__ = ["Pool", "TIMEOUT"]
+__all__ = ["Pool", "TIMEOUT", "OwnerRefusal", "acts_as_owner"]

@@ -15,6 +15,7 @@ from ..client import Client
 from ..domain import DomainClient, connect_server, domain_servers, machines
 from ..errors import NiError, Status
 from ..model import Proplist, first_values, uint_to_addr
+from ..passwords import HASHES
 from ..walk import CALL_ERRORS
 from .common import (BadInput, display_name, domain_of, error_page, explain, int_param,
                      label, pool, render, session, url)
@@ -86,9 +87,22 @@ async def browse_context(request: Request, domain: str, oid: int, *, offset: int
         "props": props, "trail": trail, "listing": listing, "dir_path": here,
         "parent": trail[-2][0] if len(trail) > 1 else None,
         "show_ids": request.query_params.get("ids") == "1", "tree": False,
+        # a user's page (/users/<name>) offers "Set password"; the old password is asked
+        # unless the session authenticated as root (uid 0: the superuser, spec §10.2)
+        "user_name": _user_name(trail, props),
+        "needs_old": getattr(s.creds.get(domain), "uid", None) != 0,
+        "hashes": list(HASHES),
         "nav": "browse",
         "title": f"{here} — {name} — NetInfo Manager",
     }
+
+
+def _user_name(trail: list[tuple[int, str]], props: Proplist) -> str | None:
+    """The user a directory is (``/users/<name>``), or None."""
+    if len(trail) != 3 or trail[1][1] != "users":
+        return None
+    names = first_values(props, "name")
+    return names[0] if names else None
 
 
 async def browse(request: Request) -> Response:
