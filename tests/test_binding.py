@@ -217,7 +217,7 @@ def test_nidomain_usage_and_errors(nibindd):
 def test_the_network_root_lists_this_host_where_it_listens(nibindd):
     # bound to 127.0.0.1, the host is listed there alone: an interface address would
     # send clients (nifind -a, the web manager) to servers that are not listening there
-    from netinfo.cli.nibindd import served_addresses
+    from netinfo.netif import served_addresses
     from netinfo.netif import hostname, local_addresses, non_loopback
     r = subprocess.run([sys.executable, "-m", "netinfo.cli.niutil", "-readprop", "-t",
                         "127.0.0.1/network", f"/machines/{hostname()}", "ip_address"],

@@ -528,8 +528,8 @@ def test_login_says_a_locked_user_is_locked(client):
 
 def _set_password(tc, oid: int, **fields):
     inst, token = page_instance(tc, oid)
-    return tc.post("/user/password", data={"d": ".", "id": oid, "instance": inst,
-                                           "csrf": token, **fields}, follow_redirects=False)
+    return post(tc, "/user/password", data={"d": ".", "id": oid, "instance": inst,
+                                            "csrf": token, **fields}, follow_redirects=False)
 
 
 @needs_privilege_rule
@@ -575,8 +575,8 @@ def test_set_password_on_a_users_page(client):
     # a page read before someone else's change is stale: reported, never overwritten
     inst, token = page_instance(client, dave)
     admin(lambda c: c.createprop(NiId(dave, inst), "shell", ["/bin/sh"]))
-    r = client.post("/user/password", data={"d": ".", "id": dave, "instance": inst,
-                                             "csrf": token, "password": "n3", "again": "n3"})
+    r = post(client, "/user/password", data={"d": ".", "id": dave, "instance": inst,
+                                              "csrf": token, "password": "n3", "again": "n3"})
     assert r.status_code == 409 and verify("n2", stored())
 
 

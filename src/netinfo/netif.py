@@ -246,3 +246,19 @@ def bind_problem(addr: str, port: int = 0) -> str | None:
     except OSError as e:
         return _BIND_ERRORS.get(e.errno or 0, e.strerror or str(e))
     return None
+
+
+def served_addresses(bind: str) -> list[str]:
+    """The addresses a new domain lists for this host (the network root made by
+    ``nibindd --init``, the master made by ``netinfod -m``): where its servers answer.
+
+    Bound to a loopback address (the default), only that one: the host's other addresses
+    would name servers that are not listening there, and a client would try them first.
+    Otherwise every address of this host, 127.0.0.1 last."""
+    try:
+        ip = ipaddress.ip_address(bind)
+    except ValueError:
+        ip = None
+    if ip is not None and ip.is_loopback:
+        return [str(ip)]
+    return non_loopback(local_addresses()) + ["127.0.0.1"]

@@ -18,7 +18,8 @@ import threading
 from .. import binding
 from ..database import Database, DatabaseInUse, database_exists, netinfo_dir, open_database
 from ..errors import ConfigError, NiError, RpcError, StorageError, Timeout, WireError
-from ..netif import bind_problem, hostname, is_local, local_addresses, non_loopback
+from ..netif import (bind_problem, hostname, is_local, local_addresses, non_loopback,
+                     served_addresses)
 from ..nibind import TAG_MAX, valid_tag
 from ..proctitle import name_process
 from ..replicator import MAX_COPY_BYTES, Replicator
@@ -155,7 +156,11 @@ async def _serve(args: argparse.Namespace, db: Database, info: ServerInfo,
             if args.template == "local":
                 create_local(svc)
             else:
+                # bound to loopback (the default), the master is listed there alone:
+                # the host's other addresses would name a server that is not listening
+                listed = served_addresses(args.bind)
                 create_master(svc, args.tag, info.hostname,
+                              listed if len(listed) == 1 else
                               non_loopback(addrs) or ["127.0.0.1"])
                 if args.populate:
                     populate_standard(svc)

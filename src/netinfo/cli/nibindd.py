@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import ipaddress
 import logging
 import os
 import sys
@@ -19,7 +18,7 @@ from ..binding import portmapper_address
 from ..database import (DatabaseInUse, check_not_in_use, database_exists, netinfo_dir,
                         open_database)
 from ..errors import ConfigError
-from ..netif import bind_problem, hostname, local_addresses, non_loopback
+from ..netif import bind_problem, hostname, served_addresses
 from ..proctitle import name_process
 from ..templates import create_local_under_network, create_network_root, set_password
 from .netinfod import positive_number
@@ -56,21 +55,6 @@ def build_parser() -> argparse.ArgumentParser:
                         "of its domain larger than N MB (netinfod's default otherwise)")
     p.add_argument("-v", "--verbose", action="store_true", help="log more")
     return p
-
-
-def served_addresses(bind: str) -> list[str]:
-    """The addresses the network root lists for this host: where its servers answer.
-
-    Bound to a loopback address (the default), only that one: the host's other addresses
-    would name servers that are not listening there, and a client would try them first.
-    Otherwise every address of this host, 127.0.0.1 last."""
-    try:
-        ip = ipaddress.ip_address(bind)
-    except ValueError:
-        ip = None
-    if ip is not None and ip.is_loopback:
-        return [str(ip)]
-    return non_loopback(local_addresses()) + ["127.0.0.1"]
 
 
 def init_domains(directory: Path, root_crypt: str | None = None,
