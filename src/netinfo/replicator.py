@@ -223,17 +223,22 @@ class Replicator:
                             "-createprop . / master %s/%s", st.peer.addr, st.peer.tag,
                             st.peer.name, self.tag, st.peer.name, st.peer.tag)
 
-    async def _claims_master(self, peer: Peer) -> bool:
-        """Does *peer* say it is a master of the domain (STATISTICS ``tag``, spec §4.4)?"""
+    async def _statistics(self, peer: Peer, privileged: bool = True
+                          ) -> dict[str, list[str]] | None:
+        """*peer*'s STATISTICS (spec §4.4) as a dict, or None when it does not answer."""
         try:
-            c = await self._connect(peer, privileged=False)
+            c = await self._connect(peer, privileged=privileged)
             try:
-                stats = dict(await c.statistics())
+                return dict(await c.statistics())
             finally:
                 await c.close()
         except (NetInfoError, OSError):
-            return False
-        tag = stats.get("tag") or []
+            return None
+
+    async def _claims_master(self, peer: Peer) -> bool:
+        """Does *peer* say it is a master of the domain (STATISTICS ``tag``, spec §4.4)?"""
+        stats = await self._statistics(peer, privileged=False)
+        tag = (stats or {}).get("tag") or []
         return len(tag) > 1 and tag[1] == "master"
 
     def _names_another_master(self) -> bool:
@@ -361,13 +366,8 @@ class Replicator:
         """Mark *st* in step when the clone, asked by us, reports our checksum. Our
         checksum is read after its answer: a write committed meanwhile (not queued for
         an out-of-date clone) changes it, so it cannot be missed."""
-        try:
-            c = await self._connect(st.peer)
-            try:
-                stats = dict(await c.statistics())
-            finally:
-                await c.close()
-        except (NetInfoError, OSError):
+        stats = await self._statistics(st.peer)
+        if stats is None:
             return False
         theirs = (stats.get("checksum") or [""])[0]
         role = (stats.get("tag") or ["", ""])[1:2]
