@@ -137,13 +137,15 @@ class Database:
 
     def __init__(self, store: Store, info: ServerInfo | None = None, *,
                  lock: DatabaseLock | None = None, where: str = "",
-                 cache: int | None = None) -> None:
+                 cache: int | None = None, cache_bytes: int | None = None) -> None:
         self.store = store
         self.where = where or store.scheme
         self._lock = lock
         #: directories the service keeps decoded (None: the engine's default)
         self.cache = cache
-        source = store.source(cache)
+        #: bytes of stored proplists the service keeps decoded (None: the default)
+        self.cache_bytes = cache_bytes
+        source = store.source(cache, cache_bytes)
         if source is not None:
             # The store is the source of truth, read on demand (docs/architecture.md,
             # "Representation at scale"): nothing here is O(n).
@@ -416,7 +418,7 @@ class Database:
     def reload(self) -> None:
         """Forget every pending write and continue from what the store holds."""
         self._changes.clear()
-        source = self.store.source(self.cache)
+        source = self.store.source(self.cache, self.cache_bytes)
         if source is not None:
             self.service.reload(source=source)
         else:
@@ -439,7 +441,7 @@ class Database:
         changes = self.commit()
         # The new tree is durable: serve it from the store again rather than from the
         # image (a lazy engine keeps only its cache resident).
-        source = self.store.source(self.cache)
+        source = self.store.source(self.cache, self.cache_bytes)
         if source is not None:
             self.service.reload(source=source)
         return changes
@@ -469,7 +471,7 @@ class Database:
         # checkpointed before the swap (storage/sqlite.py, adopt).
         self.close_streams("the database was replaced by a new copy")
         self.store.adopt(copy)
-        source = self.store.source(self.cache)
+        source = self.store.source(self.cache, self.cache_bytes)
         assert source is not None, "an engine that swaps copies reads its store lazily"
         self.service.reload(source=source)
         changes = [Change(None, caller, (), self.service.checksum, 0)]
@@ -659,12 +661,13 @@ def database_exists(directory: Path, tag: str) -> bool:
 
 def open_database(directory: Path, tag: str, info: ServerInfo | None = None,
                   create: bool = False, store: str | None = None,
-                  cache: int | None = None) -> Database:
+                  cache: int | None = None, cache_bytes: int | None = None) -> Database:
     """Open (or, with *create*, make) the database of *tag*, locked for this process.
 
     *store* is a store URL (``sqlite:///path``, ``memory:``) used instead of
     ``DIR/TAG.nidb/netinfo.sqlite``; *cache* the number of directories kept decoded
-    (``netinfod --cache``; None: the engine's default). A SQLite file is locked by
+    (``netinfod --cache``; None: the engine's default) and *cache_bytes* the bytes of
+    their stored proplists (``netinfod --cache-mb``). A SQLite file is locked by
     ``FILE.lock`` beside it.
 
     :raises FileNotFoundError: no database and *create* is false.
@@ -706,7 +709,8 @@ def open_database(directory: Path, tag: str, info: ServerInfo | None = None,
                     _convert_collection(collection, st)
                 elif not create:
                     raise FileNotFoundError(f"no database for tag {tag!r} at {where}")
-            return Database(st, info, lock=lock, where=where, cache=cache)
+            return Database(st, info, lock=lock, where=where, cache=cache,
+                            cache_bytes=cache_bytes)
         except BaseException:
             st.close()
             raise
