@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from .errors import NiError, RpcError, Status, StorageError, WireError
+from .errors import DamagedDirectory, NiError, RpcError, Status, StorageError, WireError
 from .legacy import decode_collection
 from .protocol import (NETINFO_PROG, PROCEDURES, RESULT_KINDS, Proc, decode_args,
                        iter_readall, list_pieces, listall_pieces, pack_status)
@@ -160,6 +160,8 @@ class Database:
                 log.warning("%s: stored checksum %d differs from the recomputed %d; using "
                             "the latter", self.where, image.checksum, svc.checksum)
         self.service = svc
+        for message in store.found_damaged:
+            log.error("%s", message)
         #: procedure → the bound service method: dispatch is one dict lookup per call
         self._handlers: dict[int, Callable[..., Any]] = {
             proc: getattr(svc, row.method) for proc, row in PROCEDURES.items()}
@@ -178,6 +180,8 @@ class Database:
         self._auth_failures: dict[str, list[float]] = {}
         #: peer address → until when its credentials are refused
         self._auth_blocked: dict[str, float] = {}
+        #: damaged directories already logged (report_damage)
+        self._damage_logged: set[int] = set()
         if svc.pending:  # a new database: its empty root
             self.commit()
 
@@ -256,7 +260,19 @@ class Database:
             value = self.call(proc, caller, args)
         except NiError as e:
             return failure(e.status)
+        except DamagedDirectory as e:
+            self.report_damage(e)
+            return failure(Status.SERIAL)
         return encode(row, value)
+
+    def report_damage(self, e: DamagedDirectory) -> None:
+        """Log a damaged directory (issue 18 N20) once: it is read again and again, and
+        each read is refused the same way (NI_SERIAL, spec §3)."""
+        if e.oid in self._damage_logged:
+            return
+        if len(self._damage_logged) < 1024:
+            self._damage_logged.add(e.oid)
+        log.error("%s", e)
 
     def readall(self, caller: Caller, checksum: int,
                 opened: Callable[[], None] | None = None) -> Iterator[bytes]:

@@ -270,6 +270,10 @@ async def _verify(db: Database, stop: asyncio.Event, damaged: list[str]) -> None
         log.error("%s", problem)
         damaged.append(problem)
         stop.set()
+        return
+    # Damaged directories stop nothing: they are refused when read (issue 18 N20).
+    for message in store.found_damaged:
+        log.error("%s", message)
 
 
 def is_clone(svc, tag: str, addrs: list[str]) -> bool:

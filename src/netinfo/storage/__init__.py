@@ -219,6 +219,10 @@ class Store(ABC):
 
     #: True when an integrity check is left for :meth:`verify`, after start-up
     deferred_check = False
+    #: what the integrity check found of damaged directories (issue 18 N20): one
+    #: message each, naming the directory and how to repair it; the domain is served
+    #: all the same, and reading one of them is refused
+    found_damaged: list[str] = []
 
     def verify(self) -> str | None:
         """Run a deferred integrity check; what is wrong, or None (thread-safe)."""

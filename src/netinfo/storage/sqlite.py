@@ -48,7 +48,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..errors import StorageError, WireError
-from ..protocol import WireObject, decode_proplist, encode_proplist
+from ..protocol import WireObject, check_proplist, decode_proplist, encode_proplist
 from ..model import Proplist
 from . import Free, Image, KidDel, KidIns, Meta, NewCopy, Op, Put, Record, Reset, Store
 
@@ -203,6 +203,7 @@ class SqliteStore(Store):
         self._verify_lock = threading.Lock()
         self._verify_idle = threading.Event()
         self._verify_idle.set()
+        self.found_damaged: list[str] = []
         self._conn = self._open(check=True)
 
     def _open(self, check: bool) -> sqlite3.Connection:
@@ -232,6 +233,8 @@ class SqliteStore(Store):
             # FULL: the WAL is synced at every commit, so commit() returning means on disk.
             conn.execute("PRAGMA synchronous=FULL")
             migrate(conn, path)
+            if check and not self.deferred_check:
+                self.found_damaged = self._scan(conn)
             self._data_version = conn.execute("PRAGMA data_version").fetchone()[0]
         except (sqlite3.Error, StorageError) as exc:
             conn.close()
@@ -257,6 +260,25 @@ class SqliteStore(Store):
                                f"{f' and {len(problems) - 1} more' if len(problems) > 1 else ''}"
                                f"); {RECOVERY}")
 
+    def _scan(self, conn: sqlite3.Connection, most: int = 16) -> list[str]:
+        """The first *most* directories whose stored proplist does not decode (issue 18
+        N20: SQLite's quick_check sees pages, not values). One pass over ``dirs``
+        checking lengths only (``protocol.check_proplist``), beside quick_check's own
+        pass over every page."""
+        from .sqlite_source import damaged  # noqa: PLC0415 - the seam's other half
+        out: list[str] = []
+        try:
+            for oid, blob in conn.execute("SELECT id, props FROM dirs"):
+                try:
+                    check_proplist(blob)
+                except (WireError, TypeError) as exc:
+                    out.append(str(damaged(self.path, oid, exc)))
+                    if len(out) >= most:
+                        break
+        except sqlite3.DatabaseError as exc:
+            raise StorageError(f"{self.path} is damaged ({exc}); {RECOVERY}") from exc
+        return out
+
     def verify(self) -> str | None:
         """The deferred integrity check of a large file: ``PRAGMA quick_check`` on a
         connection of its own (WAL: it reads beside the serving connection, which is not
@@ -275,10 +297,15 @@ class SqliteStore(Store):
             self._verify_idle.clear()
         try:
             self._check(conn)
+            self.found_damaged = self._scan(conn)
         except StorageError as exc:
             if self._verify_stopped:
                 return None  # interrupted (shutdown, a swap): nothing was found
             return str(exc)
+        except sqlite3.Error:
+            if self._verify_stopped:
+                return None
+            raise
         finally:
             self._verifying = None
             conn.close()

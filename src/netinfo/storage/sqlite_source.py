@@ -32,11 +32,11 @@ from itertools import chain, groupby
 from operator import itemgetter
 from typing import TYPE_CHECKING
 
-from ..errors import StorageError, WireError
+from ..errors import DamagedDirectory, StorageError, WireError
 from ..model import Directory, NiId
 from ..nodes import MISSING, Node, NodeSource, bounded_preorder, list_value, matches
-from ..protocol import (StoredProplist, StoredProplists, decode_proplist, encode_proplist,
-                        encode_readall_stored, stored_list_values)
+from ..protocol import (StoredProplist, StoredProplists, check_proplist, decode_proplist,
+                        encode_proplist, encode_readall_stored, stored_list_values)
 from .sqlite import CHUNK, RECOVERY
 
 if TYPE_CHECKING:
@@ -82,6 +82,28 @@ class LazyNode(Node):
 
 def _bad(store: SqliteStore, exc: Exception) -> StorageError:
     return StorageError(f"cannot read sqlite store {store.path!r}: {exc}; {RECOVERY}")
+
+
+def damaged(path: str, oid: int, exc: Exception) -> DamagedDirectory:
+    """Directory *oid* of the file *path* does not decode (issue 18 N20)."""
+    return DamagedDirectory(oid, f"{path}: directory {oid} is damaged ({exc}): it is "
+                                 f"refused when read and never sent to a clone; {RECOVERY}")
+
+
+def _decode(store: SqliteStore, oid: int, blob: bytes) -> list:
+    try:
+        return decode_proplist(blob)
+    except WireError as exc:
+        raise damaged(store.path, oid, exc) from None
+
+
+def _checked(store: SqliteStore, oid: int, blob: bytes) -> bytes:
+    """*blob* if it is a whole proplist (sent as it is: READALL, LISTALL, LOOKUPREAD)."""
+    try:
+        check_proplist(blob)
+    except WireError as exc:
+        raise damaged(store.path, oid, exc) from None
+    return blob
 
 
 # LOOKUPREAD's child with its row (SqliteSource.lookup_first). CROSS JOINs keep the keys
@@ -164,9 +186,9 @@ class SqliteSource(NodeSource):
                 " FROM dirs WHERE id = ?1", (oid,)).fetchone()
             if row is None:
                 return default
-            n = LazyNode(self, oid, row[0], row[1], decode_proplist(row[2]),
+            n = LazyNode(self, oid, row[0], row[1], _decode(self._store, oid, row[2]),
                          None if row[3] else array("I"))
-        except (sqlite3.Error, WireError) as exc:
+        except sqlite3.Error as exc:
             raise _bad(self._store, exc) from exc
         self._remember(oid, n)
         return n
@@ -499,7 +521,8 @@ class SqliteSource(NodeSource):
             return True, None
         child, props = rows[0]
         resident = self._big.get(child) or self._cache.get(child)
-        return True, (resident if resident is not None else StoredProplist(props))
+        return True, (resident if resident is not None
+                      else StoredProplist(_checked(self._store, child, props)))
 
     def children_of(self, node: Node) -> Iterator[tuple[int, Node]]:
         """Along *node*'s child list, :data:`~.sqlite.CHUNK` children per query, the
@@ -515,17 +538,19 @@ class SqliteSource(NodeSource):
     def listall_wire(self, node: Node) -> Iterator[bytes]:
         """The stored proplists along *node*'s child list, :data:`~.sqlite.CHUNK` per
         query, as they are (pinned and cached children encoded)."""
-        for _, item in self._chunks(node.children, False, True):
-            yield item[2] if isinstance(item, tuple) else encode_proplist(item.props)
+        for c, item in self._chunks(node.children, False, True):
+            yield (_checked(self._store, c, item[2]) if isinstance(item, tuple)
+                   else encode_proplist(item.props))
 
     def list_values(self, node: Node, name: str) -> Iterator[tuple[int, list[str] | None]]:
         """LIST from the stored proplists, decoding only the property asked for."""
         for c, item in self._chunks(node.children, False, True):
             if isinstance(item, tuple):
                 try:
-                    yield c, stored_list_values(item[2], name)
+                    values = stored_list_values(item[2], name)
                 except WireError as exc:
-                    raise _bad(self._store, exc) from exc
+                    raise damaged(self._store.path, c, exc) from None
+                yield c, values
                 continue
             yield c, list_value(item.props, name)
 
@@ -570,9 +595,10 @@ class SqliteSource(NodeSource):
                 if raw:
                     out[oid] = (inst, parent, blob, k if k is not None else _NO_KIDS)
                 else:
-                    out[oid] = LazyNode(self, oid, inst, parent, decode_proplist(blob),
+                    out[oid] = LazyNode(self, oid, inst, parent,
+                                        _decode(self._store, oid, blob),
                                         array("I", k) if k is not None else None)
-        except (sqlite3.Error, WireError) as exc:
+        except sqlite3.Error as exc:
             raise _bad(self._store, exc) from exc
         return out
 
@@ -597,7 +623,10 @@ class SqliteSource(NodeSource):
         for oid, item in self._walk(True):
             if isinstance(item, tuple):
                 inst, parent, blob, kids = item
-                yield encode_readall_stored(oid, inst, blob, parent, kids)
+                # never a damaged directory to a clone: the stream fails instead, and
+                # the clone keeps its copy (issue 18 N20)
+                yield encode_readall_stored(oid, inst, _checked(self._store, oid, blob),
+                                            parent, kids)
             else:
                 yield encode_readall_stored(oid, item.instance, encode_proplist(item.props),
                                             item.parent, item.children)
