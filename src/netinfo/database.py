@@ -330,7 +330,7 @@ class Database:
         except NiError:
             return None    # answered whole, with its status
         # LIST and LISTALL answer a union: a failure is its status alone
-        privileged = caller.is_root or svc.serves_domain(caller.addr)
+        privileged = caller.is_root or svc.clone_serves(caller.addr)
         busy = self._room(caller.addr, privileged)
         if busy is not None:
             return iter((pack_status(busy),))

@@ -1000,10 +1000,23 @@ class DirectoryService:
                 return addrs[0] if addrs else None
         return None
 
-    def serves_domain(self, addr: str) -> bool:
-        """Does /machines list *addr* as a server of this domain (``serves ./TAG``)?"""
+    def clone_serves(self, addr: str) -> bool:
+        """Does /machines list *addr* as a server of this domain other than the master
+        itself (root ``master``, host/tag, spec §9.1): one of its clones, which may live
+        on the master's host under another tag? The master's own listing names where it
+        answers, often this host's loopback address, which says nothing of a caller from
+        there (the superuser proves itself by reserved port or owner uid)."""
         addr = addr.removeprefix("::ffff:")
-        return any(s.split("/", 1)[0] == addr for s in self.domain_servers())
+        master = self.master_property()
+        for props in self.machines():
+            if addr not in (first_values(props, "ip_address") or ()):
+                continue
+            names = first_values(props, "name") or ()
+            for s in first_values(props, "serves") or ():
+                if s.startswith("./") and not (
+                        master is not None and master[0] in names and s[2:] == master[1]):
+                    return True
+        return False
 
     def domain_servers(self) -> list[str]:
         """``ip/tag`` for every /machines entry serving ``./tag`` (spec §4.4 STATISTICS)."""
@@ -1064,7 +1077,7 @@ class DirectoryService:
         current). :raises NiError: as :meth:`proc_readall`."""
         if self.info.clone:
             raise NiError(Status.NOTMASTER)
-        if not (caller.is_root or self.serves_domain(caller.addr)):
+        if not (caller.is_root or self.clone_serves(caller.addr)):
             # The whole domain, passwords included, goes only to this domain's own
             # servers (its clones) and the local superuser (issue "security").
             raise NiError(Status.PERM)
