@@ -30,7 +30,7 @@ PURE = frozenset({
     "netinfo", "netinfo.errors", "netinfo.xdr", "netinfo.rpc", "netinfo.model",
     "netinfo.protocol", "netinfo.service", "netinfo.templates", "netinfo.legacy",
     "netinfo.portmap", "netinfo.nibind", "netinfo.formats", "netinfo.storage",
-    "netinfo.storage.memory", "netinfo.nodes",
+    "netinfo.storage.memory", "netinfo.nodes", "netinfo.quota",
     # hashes only; libpass (third party, pure computation) is loaded on the first check
     "netinfo.passwords",
     "netinfo.replication",

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from .errors import NiError, RpcError, Status, StorageError, WireError
+from .errors import DamagedDirectory, NiError, RpcError, Status, StorageError, WireError
 from .legacy import decode_collection
 from .protocol import (NETINFO_PROG, PROCEDURES, RESULT_KINDS, Proc, decode_args,
                        iter_readall, list_pieces, listall_pieces, pack_status)
@@ -137,13 +137,15 @@ class Database:
 
     def __init__(self, store: Store, info: ServerInfo | None = None, *,
                  lock: DatabaseLock | None = None, where: str = "",
-                 cache: int | None = None) -> None:
+                 cache: int | None = None, cache_bytes: int | None = None) -> None:
         self.store = store
         self.where = where or store.scheme
         self._lock = lock
         #: directories the service keeps decoded (None: the engine's default)
         self.cache = cache
-        source = store.source(cache)
+        #: bytes of stored proplists the service keeps decoded (None: the default)
+        self.cache_bytes = cache_bytes
+        source = store.source(cache, cache_bytes)
         if source is not None:
             # The store is the source of truth, read on demand (docs/architecture.md,
             # "Representation at scale"): nothing here is O(n).
@@ -158,6 +160,8 @@ class Database:
                 log.warning("%s: stored checksum %d differs from the recomputed %d; using "
                             "the latter", self.where, image.checksum, svc.checksum)
         self.service = svc
+        for message in store.found_damaged:
+            log.error("%s", message)
         #: procedure → the bound service method: dispatch is one dict lookup per call
         self._handlers: dict[int, Callable[..., Any]] = {
             proc: getattr(svc, row.method) for proc, row in PROCEDURES.items()}
@@ -176,6 +180,8 @@ class Database:
         self._auth_failures: dict[str, list[float]] = {}
         #: peer address → until when its credentials are refused
         self._auth_blocked: dict[str, float] = {}
+        #: damaged directories already logged (report_damage)
+        self._damage_logged: set[int] = set()
         if svc.pending:  # a new database: its empty root
             self.commit()
 
@@ -254,7 +260,19 @@ class Database:
             value = self.call(proc, caller, args)
         except NiError as e:
             return failure(e.status)
+        except DamagedDirectory as e:
+            self.report_damage(e)
+            return failure(Status.SERIAL)
         return encode(row, value)
+
+    def report_damage(self, e: DamagedDirectory) -> None:
+        """Log a damaged directory (issue 18 N20) once: it is read again and again, and
+        each read is refused the same way (NI_SERIAL, spec §3)."""
+        if e.oid in self._damage_logged:
+            return
+        if len(self._damage_logged) < 1024:
+            self._damage_logged.add(e.oid)
+        log.error("%s", e)
 
     def readall(self, caller: Caller, checksum: int,
                 opened: Callable[[], None] | None = None) -> Iterator[bytes]:
@@ -416,7 +434,7 @@ class Database:
     def reload(self) -> None:
         """Forget every pending write and continue from what the store holds."""
         self._changes.clear()
-        source = self.store.source(self.cache)
+        source = self.store.source(self.cache, self.cache_bytes)
         if source is not None:
             self.service.reload(source=source)
         else:
@@ -439,7 +457,7 @@ class Database:
         changes = self.commit()
         # The new tree is durable: serve it from the store again rather than from the
         # image (a lazy engine keeps only its cache resident).
-        source = self.store.source(self.cache)
+        source = self.store.source(self.cache, self.cache_bytes)
         if source is not None:
             self.service.reload(source=source)
         return changes
@@ -469,7 +487,7 @@ class Database:
         # checkpointed before the swap (storage/sqlite.py, adopt).
         self.close_streams("the database was replaced by a new copy")
         self.store.adopt(copy)
-        source = self.store.source(self.cache)
+        source = self.store.source(self.cache, self.cache_bytes)
         assert source is not None, "an engine that swaps copies reads its store lazily"
         self.service.reload(source=source)
         changes = [Change(None, caller, (), self.service.checksum, 0)]
@@ -659,12 +677,13 @@ def database_exists(directory: Path, tag: str) -> bool:
 
 def open_database(directory: Path, tag: str, info: ServerInfo | None = None,
                   create: bool = False, store: str | None = None,
-                  cache: int | None = None) -> Database:
+                  cache: int | None = None, cache_bytes: int | None = None) -> Database:
     """Open (or, with *create*, make) the database of *tag*, locked for this process.
 
     *store* is a store URL (``sqlite:///path``, ``memory:``) used instead of
     ``DIR/TAG.nidb/netinfo.sqlite``; *cache* the number of directories kept decoded
-    (``netinfod --cache``; None: the engine's default). A SQLite file is locked by
+    (``netinfod --cache``; None: the engine's default) and *cache_bytes* the bytes of
+    their stored proplists (``netinfod --cache-mb``). A SQLite file is locked by
     ``FILE.lock`` beside it.
 
     :raises FileNotFoundError: no database and *create* is false.
@@ -706,7 +725,8 @@ def open_database(directory: Path, tag: str, info: ServerInfo | None = None,
                     _convert_collection(collection, st)
                 elif not create:
                     raise FileNotFoundError(f"no database for tag {tag!r} at {where}")
-            return Database(st, info, lock=lock, where=where, cache=cache)
+            return Database(st, info, lock=lock, where=where, cache=cache,
+                            cache_bytes=cache_bytes)
         except BaseException:
             st.close()
             raise

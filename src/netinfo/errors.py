@@ -126,6 +126,17 @@ class StorageError(NetInfoError):
     """The storage engine failed (disk full, corrupt database, ...)."""
 
 
+class DamagedDirectory(StorageError):
+    """One stored directory does not decode (issue 18 N20): it is refused when read
+    (NI_SERIAL, spec §3) and never sent to a clone; the rest of the domain is served.
+    The message names the directory and how to repair it."""
+
+    def __init__(self, oid: int, message: str) -> None:
+        super().__init__(message)
+        #: the directory's number
+        self.oid = oid
+
+
 class ConfigError(NetInfoError, ValueError):
     """A setting this process cannot use (e.g. a malformed ``NETINFO_PORTMAPPER``); the
     message names the setting and the bad part, on one line."""

@@ -187,6 +187,10 @@ class NodeSource:
         """The checksum the store holds with its last commit (spec §5.6), if any."""
         return None
 
+    def stored_meta(self, key: str) -> int | None:
+        """The service's counter *key* as last committed (``storage.Meta``), if any."""
+        return None
+
     def instances(self) -> Iterator[tuple[int, int]]:
         """(object, instance) of every directory, in no particular order."""
         raise NotImplementedError
@@ -271,6 +275,7 @@ class MemorySource(NodeSource, dict):
         dict.__init__(self)
         self._freed: dict[int, int] = {}
         self._checksum: int | None = None
+        self._meta: dict[str, int] = {}
         #: open snapshot views, told of every change before it is made
         self._views: list[MemoryView] = []
         if image is not None:
@@ -279,6 +284,7 @@ class MemorySource(NodeSource, dict):
                                  list(image.children.get(oid, ())))
             self._freed = dict(image.freed)
             self._checksum = image.checksum
+            self._meta = dict(image.meta)
 
     get = dict.get  # type: ignore[assignment]
     __getitem__ = dict.__getitem__
@@ -327,6 +333,9 @@ class MemorySource(NodeSource, dict):
 
     def stored_checksum(self) -> int | None:
         return self._checksum
+
+    def stored_meta(self, key: str) -> int | None:
+        return self._meta.get(key)
 
     def instances(self) -> Iterator[tuple[int, int]]:
         return ((k, n.instance) for k, n in self.items())

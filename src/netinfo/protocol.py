@@ -136,6 +136,42 @@ def decode_proplist(data: bytes) -> Proplist:
     return WireProplist(props, data if type(data) is bytes else bytes(data))
 
 
+def check_proplist(data: bytes) -> None:
+    """Check that *data* is a whole proplist as :func:`decode_proplist` would read it
+    (every length within the protocol's bounds, nothing missing, nothing after it)
+    without building it: what a store's bytes must pass before they are sent as they
+    are (READALL, LISTALL, LOOKUPREAD; issue 18 N20).
+
+    :raises WireError: as :func:`decode_proplist`.
+    """
+    u32 = _U32.unpack_from
+    size = len(data)
+    try:
+        (n,) = u32(data, 0)
+        if n > LIST_MAX or n * 8 > size - 4:
+            raise WireError(f"proplist of {n} properties in {size} bytes")
+        p = 4
+        for _ in range(n):
+            (ln,) = u32(data, p)
+            if ln > NAME_MAX:
+                raise WireError(f"string length {ln} exceeds {NAME_MAX}")
+            p += 4 + ln + (-ln & 3)
+            (m,) = u32(data, p)
+            p += 4
+            if m > LIST_MAX or m * 4 > size - p:
+                raise WireError(f"namelist of {m} names past the end")
+            for _ in range(m):
+                (ln,) = u32(data, p)
+                if ln > NAME_MAX:
+                    raise WireError(f"string length {ln} exceeds {NAME_MAX}")
+                p += 4 + ln + (-ln & 3)
+    except struct.error as exc:
+        raise WireError(f"truncated proplist: {exc}") from None
+    if p != size:
+        raise WireError("truncated proplist" if p > size else f"{size - p} bytes after "
+                        f"the proplist")
+
+
 def unpack_wire_proplist(u: Unpacker) -> WireProplist:
     """A proplist argument (CREATE, WRITE) with the bytes it came in, which the store
     keeps as they are (issue 10: a bulk load's server encoded every new directory again).

@@ -9,11 +9,14 @@ on one connection are answered in order (spec §1.3); UDP calls run concurrently
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import socket
 import time
+import weakref
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
 from . import rpc
 from .errors import WireError
@@ -65,6 +68,50 @@ TCP_LIMITS = PeerLimits(total=MAX_TCP_CONNECTIONS, per_address=64, per_network=1
                         queued_per_conn=64 * 1024, queued_total=4 * 1024 * 1024, stall=10.0)
 
 
+#: Errors of accept() that mean "no descriptor or memory left" (issue 18 N19).
+ACCEPT_EXHAUSTED = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
+#: At most one log line per this many seconds about them.
+ACCEPT_LOG_PERIOD = 10.0
+_QUIET_LOOPS: weakref.WeakSet[asyncio.AbstractEventLoop] = weakref.WeakSet()
+
+
+def quiet_accept_errors(loop: asyncio.AbstractEventLoop, name: str) -> None:
+    """Make accept() failing for lack of descriptors (EMFILE, ENFILE) or memory one
+    rate-limited log line instead of a traceback each time (issue 18 N19).
+
+    asyncio itself stops accepting on that listener for a second and then tries again
+    (``ACCEPT_RETRY_DELAY``), which is the pause wanted: the connections already open are
+    served meanwhile, and as they close accepting resumes. It reports each failure
+    through the loop's exception handler, whose default logs a traceback; this handler
+    takes those reports and passes everything else on. Installed once per loop."""
+    if loop in _QUIET_LOOPS:
+        return
+    previous = loop.get_exception_handler()
+    state = {"last": float("-inf"), "missed": 0}
+
+    def handler(lp: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        exc = context.get("exception")
+        if isinstance(exc, OSError) and exc.errno in ACCEPT_EXHAUSTED and \
+                "accept" in str(context.get("message", "")):
+            now = time.monotonic()
+            if now - state["last"] >= ACCEPT_LOG_PERIOD:
+                more = f" ({state['missed']} more since the last report)" \
+                    if state["missed"] else ""
+                log.warning("%s: cannot accept connections: %s; accepting paused for a "
+                            "second%s", name, exc.strerror or exc, more)
+                state["last"], state["missed"] = now, 0
+            else:
+                state["missed"] += 1
+            return
+        if previous is not None:
+            previous(lp, context)
+        else:
+            lp.default_exception_handler(context)
+
+    loop.set_exception_handler(handler)
+    _QUIET_LOOPS.add(loop)
+
+
 class RpcServer:
     """Serves a set of programs on one UDP and one TCP socket."""
 
@@ -107,6 +154,7 @@ class RpcServer:
 
     async def start(self, tcp_sock: socket.socket, udp_sock: socket.socket) -> None:
         loop = asyncio.get_running_loop()
+        quiet_accept_errors(loop, "rpcserver")
         self._tcp = await asyncio.start_server(self._serve_tcp, sock=tcp_sock)
         self._udp, _ = await loop.create_datagram_endpoint(lambda: _Udp(self), sock=udp_sock)
         self.tcp_port = tcp_sock.getsockname()[1]

@@ -25,7 +25,7 @@ from dataclasses import dataclass, replace
 from typing import Protocol
 
 from . import rpc
-from .errors import Status, StorageError, WireError
+from .errors import DamagedDirectory, Status, StorageError, WireError
 from .database import MAX_STREAMS, Database
 from .protocol import (NETINFO_PROG, NETINFO_VERS, PROCEDURES, UDP_LENIENT_PROCS, UDP_PROCS,
                        Kind, Proc, decode_args, pack_status)
@@ -33,6 +33,7 @@ from .rpc import AcceptStat, AuthStat
 from .netif import is_local, local_addresses, peer_uid
 from .model import is_digits
 from .peers import PeerBounds, PeerLimits
+from .rpcserver import quiet_accept_errors
 from .service import Caller
 
 log = logging.getLogger("netinfo.server")
@@ -471,6 +472,14 @@ class TcpConnection(asyncio.Protocol):
         size = sum(map(len, buf))
         try:
             self._pump_slice(stream, transport, buf, size, sent)
+        except DamagedDirectory as e:
+            # never sent on (a clone keeps its copy, issue 18 N20): one line, no traceback
+            self.server.db.report_damage(e)
+            log.warning("closing %s: a streamed reply met a damaged directory (%d)",
+                        self.caller.addr, e.oid)
+            stream.close()
+            self._stream = None
+            transport.abort()
         except Exception:
             # The reply cannot be finished (a damaged store, a directory that changed
             # under a stream): the record is cut, so the connection must go.
@@ -632,6 +641,7 @@ class NetInfoServer:
     async def start(self) -> None:
         """Bind both ports (spec §1.1: one UDP and one TCP port per netinfod)."""
         loop = asyncio.get_running_loop()
+        quiet_accept_errors(loop, f"netinfod {self.config.tag}")
         tsock, usock = bind_pair(self.config.bind, self._wanted_ports())
         self._tcp = await loop.create_server(lambda: TcpConnection(self), sock=tsock)
         self._udp, _ = await loop.create_datagram_endpoint(lambda: UdpEndpoint(self), sock=usock)

@@ -25,7 +25,8 @@ from .xdr import BIG_LIST_MAX, LIST_MAX
 from .protocol import Proc, StoredProplist, WireProplist, encode_proplist
 from .rpc import AuthUnix
 from .nodes import MISSING, MemorySource, Node, NodeSource, no_gc
-from .storage import RESET, Free, Image, KidDel, KidIns, Op, Put
+from .storage import RESET, Free, Image, KidDel, KidIns, Meta, Op, Put
+from . import quota
 
 MASK32 = 0xFFFFFFFF
 #: Children count from which LOOKUP builds a per-(directory, key) index. Apple's server
@@ -212,6 +213,9 @@ class DirectoryService:
         else:
             self.checksum = self.compute_checksum()
         self.loaded_checksum = stored
+        #: what anonymous callers have added (``quota``), as last committed
+        self.anon_usage = quota.Usage(source.stored_meta(quota.DIRS_KEY) or 0,
+                                      source.stored_meta(quota.BYTES_KEY) or 0)
 
     @property
     def source(self) -> NodeSource:
@@ -227,7 +231,7 @@ class DirectoryService:
         self._undo.append((self._restore, (self._nodes, self._freed, self._free_heap,
                                            self._next_new, self.checksum,
                                            self.loaded_checksum, self._lru,
-                                           self._gaps_unscanned)))
+                                           self._gaps_unscanned, self.anon_usage)))
         self.pending.append(RESET)
         self._load(image)
         nodes = self._nodes
@@ -281,7 +285,7 @@ class DirectoryService:
 
     def _restore(self, state: tuple) -> None:
         (self._nodes, self._freed, self._free_heap, self._next_new, self.checksum,
-         self.loaded_checksum, self._lru, self._gaps_unscanned) = state
+         self.loaded_checksum, self._lru, self._gaps_unscanned, self.anon_usage) = state
 
     def __len__(self) -> int:
         return len(self._nodes)
@@ -450,6 +454,8 @@ class DirectoryService:
         return NiId(oid, n.instance)
 
     def _set_props(self, oid: int, n: Node, props: Proplist) -> NiId:
+        if quota.is_anonymous(self.writer):
+            self._charge(0, quota.size(props) - quota.size(n.props))
         self._nodes.pin(oid, n)
         old = n.props
         self._undo.append((setattr, n, "props", old))
@@ -459,6 +465,25 @@ class DirectoryService:
             self._undo.append((self._drop_index, parent))
             self._reindex(parent, oid, old, props)
         return self._touched(oid, n)
+
+    def _charge(self, dirs: int, nbytes: int) -> None:
+        """Count an anonymous write against the domain's quota (``quota``; issue 18 N4),
+        before anything changes; the new usage is committed with the write.
+        :raises NiError: NI_NOSPACE past the quota."""
+        used = self.anon_usage
+        new = quota.charge(used, quota.limits(self._nodes[0].props), dirs, nbytes)
+        if new == used:
+            return
+        self._undo.append((setattr, self, "anon_usage", used))
+        self.anon_usage = new
+        self.pending.append(Meta(quota.DIRS_KEY, new.dirs))
+        self.pending.append(Meta(quota.BYTES_KEY, new.bytes))
+
+    def _give_back(self, parent: Node, child: Node) -> None:
+        """A DESTROY in a directory anyone may write to (``_writers`` ``*``) gives its
+        room back to the anonymous quota, whoever destroys (``quota``)."""
+        if "*" in (_fv(parent.props, "_writers") or ()):
+            self._charge(-1, -quota.size(child.props))
 
     # -- the LOOKUP index ----------------------------------------------------------------------
 
@@ -694,6 +719,8 @@ class DirectoryService:
         self._check_dir(p, caller)
         if len(p.children) >= BIG_LIST_MAX:
             raise NiError(Status.NOSPACE, f"a directory holds at most {BIG_LIST_MAX} children")
+        if quota.is_anonymous(caller):
+            self._charge(1, quota.size(props))
         self._undo.append((setattr, self, "_next_new", self._next_new))
         if target is not None:
             oid, inst = target[0], target[1]
@@ -754,6 +781,8 @@ class DirectoryService:
         if c is not None and c.children:
             raise NiError(Status.NOTEMPTY)
         self._check_dir(p, caller)
+        if c is not None:
+            self._give_back(p, c)
         oid = child[0]
         self._unlink_child(parent[0], p, oid, c.props if c is not None else [])
         self.pending.append(KidDel(parent[0], oid))

@@ -55,6 +55,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cache", type=int, metavar="N",
                    help="directories kept decoded in memory (default 20000); the database "
                         "file is read for the others")
+    p.add_argument("--cache-mb", type=int, metavar="MB",
+                   help="at most this many MiB of stored directory data cached (default "
+                        "64); a directory bigger than that is read from the file each time")
     p.add_argument("--lenient-udp", action="store_true",
                    help="also answer read procedures over UDP (Previous emulator behaviour)")
     p.add_argument("-m", dest="master", action="store_true",
@@ -127,7 +130,8 @@ async def serve(args: argparse.Namespace) -> int:
             return 2
     try:
         db = open_database(directory, args.tag, info, create=creating, store=args.store,
-                           cache=args.cache)
+                           cache=args.cache,
+                           cache_bytes=None if args.cache_mb is None else args.cache_mb << 20)
     except FileNotFoundError:
         where = args.store or directory
         print(f"{PROG}: no database for tag {args.tag} in {where} "
@@ -266,6 +270,10 @@ async def _verify(db: Database, stop: asyncio.Event, damaged: list[str]) -> None
         log.error("%s", problem)
         damaged.append(problem)
         stop.set()
+        return
+    # Damaged directories stop nothing: they are refused when read (issue 18 N20).
+    for message in store.found_damaged:
+        log.error("%s", message)
 
 
 def is_clone(svc, tag: str, addrs: list[str]) -> bool:

@@ -19,6 +19,9 @@ Operations (typed records, applied in order inside one atomic transaction):
     remove the first occurrence of *child* from *parent*'s child list (none: no-op).
 :class:`Reset` ``()``
     forget everything (full transfer, whole-database load).
+:class:`Meta` ``(key, value)``
+    set a counter the service keeps with the domain (the anonymous-write quota's usage,
+    docs/security.md); a Reset forgets them.
 
 Each engine dispatches on the op's type through one table of its own.
 Every batch ends with the new database checksum (spec §5.6), stored with it.
@@ -81,8 +84,15 @@ class Reset(NamedTuple):
     """Forget everything (a whole new tree follows)."""
 
 
+class Meta(NamedTuple):
+    """Set the service's counter *key* to *value* (read back by ``NodeSource.stored_meta``)."""
+
+    key: str
+    value: int
+
+
 #: One storage operation.
-Op = Put | Free | KidIns | KidDel | Reset
+Op = Put | Free | KidIns | KidDel | Reset | Meta
 #: The one Reset (it has no fields).
 RESET = Reset()
 
@@ -104,6 +114,8 @@ class Image:
     children: dict[int, list[int]] = field(default_factory=dict)
     freed: dict[int, int] = field(default_factory=dict)
     checksum: int | None = None
+    #: the service's counters (:class:`Meta`)
+    meta: dict[str, int] = field(default_factory=dict)
 
 
 class NewCopy(ABC):
@@ -207,6 +219,10 @@ class Store(ABC):
 
     #: True when an integrity check is left for :meth:`verify`, after start-up
     deferred_check = False
+    #: what the integrity check found of damaged directories (issue 18 N20): one
+    #: message each, naming the directory and how to repair it; the domain is served
+    #: all the same, and reading one of them is refused
+    found_damaged: list[str] = []
 
     def verify(self) -> str | None:
         """Run a deferred integrity check; what is wrong, or None (thread-safe)."""
@@ -216,10 +232,12 @@ class Store(ABC):
         """Cut a :meth:`verify` running in another thread short."""
         return None
 
-    def source(self, cache: int | None = None) -> NodeSource | None:
+    def source(self, cache: int | None = None,
+               cache_bytes: int | None = None) -> NodeSource | None:
         """The stored domain read on demand, through a cache of about *cache* directories
-        (None: the engine's default), or None when the engine has no such reader: the
-        service then serves a :meth:`load`-ed image (docs/architecture.md,
+        and *cache_bytes* bytes of stored proplists (None: the engine's defaults), or None
+        when the engine has no such reader: the service then serves a :meth:`load`-ed
+        image (docs/architecture.md,
         "Representation at scale")."""
         return None
 
@@ -281,7 +299,7 @@ def open_store(url: str) -> Store:
 #: Op type → the types of its fields, for :func:`validate_ops`.
 _SHAPES: dict[type, tuple[type, ...]] = {Put: (int, int, int, list), Free: (int, int),
                                          KidIns: (int, int, int), KidDel: (int, int),
-                                         Reset: ()}
+                                         Reset: (), Meta: (str, int)}
 
 
 def validate_ops(ops: list[Op]) -> None:
@@ -323,11 +341,16 @@ def _reset(image: Image, op: Reset) -> None:
     image.records.clear()
     image.children.clear()
     image.freed.clear()
+    image.meta.clear()
+
+
+def _meta(image: Image, op: Meta) -> None:
+    image.meta[op.key] = op.value
 
 
 #: Op type → how it changes an in-memory :class:`Image` (the memory engine's dispatch).
 _APPLY: dict[type, Callable[[Image, Any], None]] = {
-    Put: _put, KidIns: _kid_ins, KidDel: _kid_del, Free: _free, Reset: _reset}
+    Put: _put, KidIns: _kid_ins, KidDel: _kid_del, Free: _free, Reset: _reset, Meta: _meta}
 
 
 def apply_ops(image: Image, ops: list[Op]) -> None:
@@ -339,5 +362,5 @@ def apply_ops(image: Image, ops: list[Op]) -> None:
         fn(image, op)
 
 
-__all__ = ["Store", "Image", "Record", "Op", "Put", "Free", "KidIns", "KidDel", "Reset",
+__all__ = ["Store", "Image", "Record", "Op", "Put", "Free", "KidIns", "KidDel", "Reset", "Meta",
            "RESET", "NewCopy", "ImageCopy", "open_store", "apply_ops", "validate_ops"]

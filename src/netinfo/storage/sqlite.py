@@ -13,7 +13,8 @@ Layout, one table per concern:
     last instance of each destroyed object number (spec §5.3: a reused number continues
     from it).
 ``meta(key, value)``
-    the database checksum (spec §5.6).
+    the database checksum (spec §5.6) and the service's counters (``Meta`` ops: the
+    anonymous-write quota's usage, docs/security.md).
 ``keys(parent, key, value, child)``
     the LOOKUP index (spec §4.4, §5.4): one row per distinct value of the *first* property
     of each name of every directory but the root, under its parent; kept in step by every
@@ -47,9 +48,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..errors import StorageError, WireError
-from ..protocol import WireObject, decode_proplist, encode_proplist
+from ..protocol import WireObject, check_proplist, decode_proplist, encode_proplist
 from ..model import Proplist
-from . import Free, Image, KidDel, KidIns, NewCopy, Op, Put, Record, Reset, Store
+from . import Free, Image, KidDel, KidIns, Meta, NewCopy, Op, Put, Record, Reset, Store
 
 if TYPE_CHECKING:
     from .sqlite_source import SqliteSource
@@ -202,6 +203,7 @@ class SqliteStore(Store):
         self._verify_lock = threading.Lock()
         self._verify_idle = threading.Event()
         self._verify_idle.set()
+        self.found_damaged: list[str] = []
         self._conn = self._open(check=True)
 
     def _open(self, check: bool) -> sqlite3.Connection:
@@ -231,6 +233,8 @@ class SqliteStore(Store):
             # FULL: the WAL is synced at every commit, so commit() returning means on disk.
             conn.execute("PRAGMA synchronous=FULL")
             migrate(conn, path)
+            if check and not self.deferred_check:
+                self.found_damaged = self._scan(conn)
             self._data_version = conn.execute("PRAGMA data_version").fetchone()[0]
         except (sqlite3.Error, StorageError) as exc:
             conn.close()
@@ -256,6 +260,25 @@ class SqliteStore(Store):
                                f"{f' and {len(problems) - 1} more' if len(problems) > 1 else ''}"
                                f"); {RECOVERY}")
 
+    def _scan(self, conn: sqlite3.Connection, most: int = 16) -> list[str]:
+        """The first *most* directories whose stored proplist does not decode (issue 18
+        N20: SQLite's quick_check sees pages, not values). One pass over ``dirs``
+        checking lengths only (``protocol.check_proplist``), beside quick_check's own
+        pass over every page."""
+        from .sqlite_source import damaged  # noqa: PLC0415 - the seam's other half
+        out: list[str] = []
+        try:
+            for oid, blob in conn.execute("SELECT id, props FROM dirs"):
+                try:
+                    check_proplist(blob)
+                except (WireError, TypeError) as exc:
+                    out.append(str(damaged(self.path, oid, exc)))
+                    if len(out) >= most:
+                        break
+        except sqlite3.DatabaseError as exc:
+            raise StorageError(f"{self.path} is damaged ({exc}); {RECOVERY}") from exc
+        return out
+
     def verify(self) -> str | None:
         """The deferred integrity check of a large file: ``PRAGMA quick_check`` on a
         connection of its own (WAL: it reads beside the serving connection, which is not
@@ -274,10 +297,15 @@ class SqliteStore(Store):
             self._verify_idle.clear()
         try:
             self._check(conn)
+            self.found_damaged = self._scan(conn)
         except StorageError as exc:
             if self._verify_stopped:
                 return None  # interrupted (shutdown, a swap): nothing was found
             return str(exc)
+        except sqlite3.Error:
+            if self._verify_stopped:
+                return None
+            raise
         finally:
             self._verifying = None
             conn.close()
@@ -314,8 +342,10 @@ class SqliteStore(Store):
                 image.children = {parent: [child for _, child in group]
                                   for parent, group in groupby(rows, itemgetter(0))}
                 image.freed = dict(c.execute("SELECT id, instance FROM freed"))
-                row = c.execute("SELECT value FROM meta WHERE key = 'checksum'").fetchone()
-                image.checksum = None if row is None else row[0]
+                meta = dict(c.execute("SELECT key, value FROM meta"))
+                checksum = meta.pop("checksum", None)
+                image.checksum = checksum
+                image.meta = {k: v for k, v in meta.items() if isinstance(v, int)}
             finally:
                 c.execute("COMMIT")
         except (sqlite3.Error, WireError, TypeError, ValueError) as exc:
@@ -330,10 +360,11 @@ class SqliteStore(Store):
         self._counts = {parent: len(kids) for parent, kids in image.children.items()}
         return image
 
-    def source(self, cache: int | None = None) -> SqliteSource:
+    def source(self, cache: int | None = None,
+               cache_bytes: int | None = None) -> SqliteSource:
         """The domain read on demand through a bounded cache (``sqlite_source``)."""
         from .sqlite_source import SqliteSource  # noqa: PLC0415 - the seam's other half
-        return SqliteSource(self, self._conn, cache)
+        return SqliteSource(self, self._conn, cache, cache_bytes)
 
     def reader(self) -> sqlite3.Connection:
         """A read-only connection of its own inside a read transaction that has begun:
@@ -481,6 +512,9 @@ class SqliteStore(Store):
         for table in ("dirs", "kids", "freed", "meta", "keys"):
             self._conn.execute(f"DELETE FROM {table}")
         self._counts.clear()
+
+    def _meta(self, key: str, value: int) -> None:
+        self._conn.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
 
     def _count(self, parent: int) -> int:
         n = self._counts.get(parent)
@@ -668,7 +702,8 @@ class SqliteStore(Store):
 #: Op type → handler, for the types applied one at a time (Put and Free are batched).
 _SINGLE: dict[type, Callable[..., None]] = {KidIns: SqliteStore._kid_ins,
                                             KidDel: SqliteStore._kid_del,
-                                            Reset: SqliteStore._reset}
+                                            Reset: SqliteStore._reset,
+                                            Meta: SqliteStore._meta}
 #: Op types that touch dirs or freed, so pending puts must be written before them.
 _FLUSH_PUTS = frozenset({Free, Reset})
 

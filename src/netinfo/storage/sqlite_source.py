@@ -3,7 +3,9 @@
 The store is the source of truth; the service reads directories on demand
 (docs/architecture.md, "Representation at scale"):
 
-* a bounded LRU of decoded directories (``cache`` entries); a directory with
+* a bounded LRU of decoded directories (``cache`` entries and ``cache_bytes`` bytes of
+  their stored proplists, issue 18 N4: a count alone let a few huge directories hold
+  gigabytes; one bigger than the whole bound is not cached at all); a directory with
   :data:`BIG_KIDS` children or more stays resident once its child list is loaded: child
   lists are ``array('I')`` (4 bytes a child), so all of them together cost at most 4 bytes
   per directory of the domain, and a million-child /users is never re-read per request;
@@ -30,11 +32,11 @@ from itertools import chain, groupby
 from operator import itemgetter
 from typing import TYPE_CHECKING
 
-from ..errors import StorageError, WireError
+from ..errors import DamagedDirectory, StorageError, WireError
 from ..model import Directory, NiId
 from ..nodes import MISSING, Node, NodeSource, bounded_preorder, list_value, matches
-from ..protocol import (StoredProplist, StoredProplists, decode_proplist, encode_proplist,
-                        encode_readall_stored, stored_list_values)
+from ..protocol import (StoredProplist, StoredProplists, check_proplist, decode_proplist,
+                        encode_proplist, encode_readall_stored, stored_list_values)
 from .sqlite import CHUNK, RECOVERY
 
 if TYPE_CHECKING:
@@ -43,10 +45,16 @@ if TYPE_CHECKING:
 #: Directories cached by default: measured (docs/benchmarks.md, "Scale") to keep a
 #: 1,000,000-user domain's server well under 300 MB while a working set of users stays hot.
 DEFAULT_CACHE = 20_000
+#: Bytes of stored proplists (their XDR form) cached by default: 64 MiB, far above what
+#: 20,000 ordinary directories take (a user's entry is a few hundred bytes), so it binds
+#: only when directories are unusually big (``netinfod --cache-mb``; docs/security.md).
+DEFAULT_CACHE_BYTES = 64 << 20
 #: Child count from which a loaded child list stays resident (see the module docstring).
 BIG_KIDS = 1024
 #: Directories a snapshot view (a stream's, :meth:`SqliteSource.snapshot`) keeps decoded.
 SNAPSHOT_CACHE = 64
+#: ... and at most this many bytes of their stored proplists.
+SNAPSHOT_CACHE_BYTES = 4 << 20
 #: A directory as stored, undecoded: (instance, parent, props XDR, children).
 Stored = tuple[int, int, bytes, array]
 _NO_KIDS = array("I")
@@ -76,6 +84,28 @@ def _bad(store: SqliteStore, exc: Exception) -> StorageError:
     return StorageError(f"cannot read sqlite store {store.path!r}: {exc}; {RECOVERY}")
 
 
+def damaged(path: str, oid: int, exc: Exception) -> DamagedDirectory:
+    """Directory *oid* of the file *path* does not decode (issue 18 N20)."""
+    return DamagedDirectory(oid, f"{path}: directory {oid} is damaged ({exc}): it is "
+                                 f"refused when read and never sent to a clone; {RECOVERY}")
+
+
+def _decode(store: SqliteStore, oid: int, blob: bytes) -> list:
+    try:
+        return decode_proplist(blob)
+    except WireError as exc:
+        raise damaged(store.path, oid, exc) from None
+
+
+def _checked(store: SqliteStore, oid: int, blob: bytes) -> bytes:
+    """*blob* if it is a whole proplist (sent as it is: READALL, LISTALL, LOOKUPREAD)."""
+    try:
+        check_proplist(blob)
+    except WireError as exc:
+        raise damaged(store.path, oid, exc) from None
+    return blob
+
+
 # LOOKUPREAD's child with its row (SqliteSource.lookup_first). CROSS JOINs keep the keys
 # index as the outer loop (see SqliteSource.lookup); kids makes it a child of the
 # directory still, and gives the child-list order.
@@ -84,6 +114,16 @@ _FIRST = ("SELECT d.id, d.props FROM keys k CROSS JOIN kids o"
           " ON d.id = k.child WHERE k.parent = ? AND k.key = ? AND k.value = ?")
 _FIRST_ANY = _FIRST + " LIMIT 2"
 _FIRST_IN_ORDER = _FIRST + " ORDER BY o.ord LIMIT 1"
+
+
+def _weight(n: Node) -> int:
+    """A cached directory's weight: its stored proplist's size (the XDR form; a proplist
+    just written and not yet encoded is measured by its strings)."""
+    props = n.props
+    wire = getattr(props, "wire", None)
+    if wire is not None:
+        return len(wire)
+    return 4 + sum(8 + len(k) + sum(4 + len(v) for v in vals) for k, vals in props)
 
 
 def _kids(item: Node | Stored) -> MutableSequence[int]:
@@ -97,11 +137,15 @@ class SqliteSource(NodeSource):
     lazy = True
 
     def __init__(self, store: SqliteStore, conn: sqlite3.Connection,
-                 cache: int | None = None) -> None:
+                 cache: int | None = None, cache_bytes: int | None = None) -> None:
         self._store = store
         self._conn = conn
         self._max = max(1, DEFAULT_CACHE if cache is None else cache)
+        self._max_bytes = max(0, DEFAULT_CACHE_BYTES if cache_bytes is None else cache_bytes)
         self._cache: OrderedDict[int, Node] = OrderedDict()
+        #: the cached directories' stored proplist sizes, and their sum
+        self._weights: dict[int, int] = {}
+        self.cached_bytes = 0
         #: directories with BIG_KIDS children or more, once their list is loaded
         self._big: dict[int, Node] = {}
         #: changed since the last take(); None: destroyed
@@ -142,9 +186,9 @@ class SqliteSource(NodeSource):
                 " FROM dirs WHERE id = ?1", (oid,)).fetchone()
             if row is None:
                 return default
-            n = LazyNode(self, oid, row[0], row[1], decode_proplist(row[2]),
+            n = LazyNode(self, oid, row[0], row[1], _decode(self._store, oid, row[2]),
                          None if row[3] else array("I"))
-        except (sqlite3.Error, WireError) as exc:
+        except sqlite3.Error as exc:
             raise _bad(self._store, exc) from exc
         self._remember(oid, n)
         return n
@@ -155,11 +199,22 @@ class SqliteSource(NodeSource):
         if kids is not None and len(kids) >= BIG_KIDS:
             self._big[oid] = n
             return
+        weight = _weight(n)
+        self._uncache(oid)
+        if weight > self._max_bytes:
+            return   # bigger than the whole bound: read again when asked for
         cache = self._cache
         cache[oid] = n
-        cache.move_to_end(oid)
-        while len(cache) > self._max:
-            cache.popitem(last=False)
+        self._weights[oid] = weight
+        self.cached_bytes += weight
+        while len(cache) > self._max or self.cached_bytes > self._max_bytes:
+            old, _ = cache.popitem(last=False)
+            self.cached_bytes -= self._weights.pop(old)
+
+    def _uncache(self, oid: int) -> None:
+        """Drop *oid* from the LRU, if there."""
+        if self._cache.pop(oid, None) is not None:
+            self.cached_bytes -= self._weights.pop(oid)
 
     def _load_kids(self, oid: int, n: Node) -> MutableSequence[int]:
         try:
@@ -168,7 +223,7 @@ class SqliteSource(NodeSource):
         except sqlite3.Error as exc:
             raise _bad(self._store, exc) from exc
         if len(kids) >= BIG_KIDS and self._cache.get(oid) is n:
-            del self._cache[oid]
+            self._uncache(oid)
             self._big[oid] = n
         return kids
 
@@ -208,12 +263,12 @@ class SqliteSource(NodeSource):
     def pin(self, oid: int, node: Node) -> None:
         if self._pins.get(oid) is not node:
             self._pins[oid] = node
-            self._cache.pop(oid, None)
+            self._uncache(oid)
             self._mark(oid, node)
 
     def __setitem__(self, oid: int, node: Node) -> None:
         self._pins[oid] = node
-        self._cache.pop(oid, None)
+        self._uncache(oid)
         self._big.pop(oid, None)
         self._mark(oid, node)
 
@@ -223,7 +278,7 @@ class SqliteSource(NodeSource):
             raise KeyError(oid)
         self._pins[oid] = None
         self._gone[oid] = n.parent
-        self._cache.pop(oid, None)
+        self._uncache(oid)
         self._big.pop(oid, None)
         self._mark(oid, n)
 
@@ -266,7 +321,7 @@ class SqliteSource(NodeSource):
         # The undo log restored every pinned node; drop them all the same and read the
         # store again, which is then exactly the durable state.
         for oid in chain(self._pins, self._taken):
-            self._cache.pop(oid, None)
+            self._uncache(oid)
             self._big.pop(oid, None)
         self._pins, self._taken, self._dirty, self._gone = {}, {}, {}, {}
 
@@ -341,6 +396,13 @@ class SqliteSource(NodeSource):
             raise _bad(self._store, exc) from exc
         return None if row is None else row[0]
 
+    def stored_meta(self, key: str) -> int | None:
+        try:
+            row = self._conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        except sqlite3.Error as exc:
+            raise _bad(self._store, exc) from exc
+        return row[0] if row is not None and isinstance(row[0], int) else None
+
     def instances(self) -> Iterator[tuple[int, int]]:
         overlay = self._overlay()
         try:
@@ -383,7 +445,8 @@ class SqliteSource(NodeSource):
         last commit, as a WAL snapshot, whatever is written after (nothing pinned here is
         in it: the server commits a batch before a stream begins). Its checksum is the
         one stored with that commit (*checksum* is not used)."""
-        view = SqliteSource(self._store, self._store.reader(), SNAPSHOT_CACHE)
+        view = SqliteSource(self._store, self._store.reader(), SNAPSHOT_CACHE,
+                            min(self._max_bytes, SNAPSHOT_CACHE_BYTES))
         view._reader = True
         return view
 
@@ -458,7 +521,8 @@ class SqliteSource(NodeSource):
             return True, None
         child, props = rows[0]
         resident = self._big.get(child) or self._cache.get(child)
-        return True, (resident if resident is not None else StoredProplist(props))
+        return True, (resident if resident is not None
+                      else StoredProplist(_checked(self._store, child, props)))
 
     def children_of(self, node: Node) -> Iterator[tuple[int, Node]]:
         """Along *node*'s child list, :data:`~.sqlite.CHUNK` children per query, the
@@ -474,17 +538,19 @@ class SqliteSource(NodeSource):
     def listall_wire(self, node: Node) -> Iterator[bytes]:
         """The stored proplists along *node*'s child list, :data:`~.sqlite.CHUNK` per
         query, as they are (pinned and cached children encoded)."""
-        for _, item in self._chunks(node.children, False, True):
-            yield item[2] if isinstance(item, tuple) else encode_proplist(item.props)
+        for c, item in self._chunks(node.children, False, True):
+            yield (_checked(self._store, c, item[2]) if isinstance(item, tuple)
+                   else encode_proplist(item.props))
 
     def list_values(self, node: Node, name: str) -> Iterator[tuple[int, list[str] | None]]:
         """LIST from the stored proplists, decoding only the property asked for."""
         for c, item in self._chunks(node.children, False, True):
             if isinstance(item, tuple):
                 try:
-                    yield c, stored_list_values(item[2], name)
+                    values = stored_list_values(item[2], name)
                 except WireError as exc:
-                    raise _bad(self._store, exc) from exc
+                    raise damaged(self._store.path, c, exc) from None
+                yield c, values
                 continue
             yield c, list_value(item.props, name)
 
@@ -529,9 +595,10 @@ class SqliteSource(NodeSource):
                 if raw:
                     out[oid] = (inst, parent, blob, k if k is not None else _NO_KIDS)
                 else:
-                    out[oid] = LazyNode(self, oid, inst, parent, decode_proplist(blob),
+                    out[oid] = LazyNode(self, oid, inst, parent,
+                                        _decode(self._store, oid, blob),
                                         array("I", k) if k is not None else None)
-        except (sqlite3.Error, WireError) as exc:
+        except sqlite3.Error as exc:
             raise _bad(self._store, exc) from exc
         return out
 
@@ -556,7 +623,10 @@ class SqliteSource(NodeSource):
         for oid, item in self._walk(True):
             if isinstance(item, tuple):
                 inst, parent, blob, kids = item
-                yield encode_readall_stored(oid, inst, blob, parent, kids)
+                # never a damaged directory to a clone: the stream fails instead, and
+                # the clone keeps its copy (issue 18 N20)
+                yield encode_readall_stored(oid, inst, _checked(self._store, oid, blob),
+                                            parent, kids)
             else:
                 yield encode_readall_stored(oid, item.instance, encode_proplist(item.props),
                                             item.parent, item.children)

@@ -1,0 +1,164 @@
+"""A damaged value inside a stored directory (issue 18, finding N20).
+
+SQLite's ``quick_check`` sees pages, not values: a ``dirs`` row whose XDR proplist is cut
+short or followed by garbage passed it, and a master sent the bytes as they were in every
+READALL, breaking each clone's copy. Now such a directory is refused when read (NI_SERIAL,
+spec §3) with one log line naming it and how to repair the domain; the rest is served; a
+READALL fails cleanly (the record is cut) so a clone keeps its old copy; and the check at
+open names the damaged directories without refusing the domain.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import threading
+import time
+
+import pytest
+
+from netinfo.database import open_database
+from netinfo.errors import DamagedDirectory, NiError, Status
+from netinfo.model import NiId
+from netinfo.protocol import Proc, check_proplist, decode_proplist, encode_proplist
+from netinfo.service import SUPERUSER
+
+from .conftest import Netinfod
+from .test_clone_copy import clone_with, make_master
+
+USERS = 200
+
+
+def damage(path, oid: int, how: str) -> None:
+    """Write a damaged proplist into row *oid* of the file, behind the store's back."""
+    with sqlite3.connect(path) as c:
+        (blob,) = c.execute("SELECT props FROM dirs WHERE id = ?", (oid,)).fetchone()
+        bad = blob[:-3] if how == "cut" else blob + b"\0\0\0\1zz"
+        c.execute("UPDATE dirs SET props = ? WHERE id = ?", (bad, oid))
+
+
+def user_id(directory, name: str) -> tuple[int, int]:
+    with open_database(directory, "net") as db:
+        svc = db.service
+        users = svc.proc_lookup(SUPERUSER, NiId(0, 0), "name", "users")[0][0]
+        return users, svc.proc_lookup(SUPERUSER, NiId(users, 0), "name", name)[0][0]
+
+
+@pytest.fixture
+def damaged_master(tmp_path):
+    d = tmp_path / "m"
+    make_master(d, USERS)
+    users, victim = user_id(d, "user7")
+    damage(d / "net.nidb" / "netinfo.sqlite", victim, "cut")
+    return d, users, victim
+
+
+def test_check_proplist_refuses_what_decode_refuses():
+    good = encode_proplist([("name", ["a", "bb"]), ("x", [])])
+    check_proplist(good)
+    for bad in (good[:-1], good[:-4], good + b"\0\0\0\0", b"", b"\0\0\0\2",
+                b"\xff\xff\xff\xff" + good[4:]):
+        with pytest.raises(Exception) as e1:
+            decode_proplist(bad)
+        with pytest.raises(type(e1.value)):
+            check_proplist(bad)
+
+
+@pytest.mark.parametrize("how", ["cut", "garbage after"])
+def test_a_damaged_directory_is_refused_and_the_rest_served(tmp_path, how, caplog):
+    d = tmp_path / "m"
+    make_master(d, 20)
+    users, victim = user_id(d, "user7")
+    damage(d / "net.nidb" / "netinfo.sqlite", victim, how)
+    with open_database(d, "net") as db:
+        # the check at open names it, and the domain is served all the same
+        assert len(db.store.found_damaged) == 1
+        assert f"directory {victim} is damaged" in db.store.found_damaged[0]
+        body = db.answer(Proc.READ, SUPERUSER, (NiId(victim, 0),))
+        assert body == Status.SERIAL.to_bytes(4, "big")
+        body = db.answer(Proc.READ, SUPERUSER, (NiId(victim, 0),))   # logged once
+        assert sum("is damaged" in r.getMessage() for r in caplog.records) == 2
+        other = db.service.proc_lookup(SUPERUSER, NiId(users, 0), "name", "user8")[0][0]
+        assert db.service.proc_read(SUPERUSER, NiId(other, 0))[1][0] == ("name", ["user8"])
+        # never sent on as stored: READALL's pieces fail at it
+        with pytest.raises(DamagedDirectory) as e:
+            for _ in db.readall(SUPERUSER, 0):
+                pass
+        assert e.value.oid == victim
+
+
+def _drain(srv: Netinfod, lines: list[str]) -> None:
+    assert srv.proc is not None and srv.proc.stderr is not None
+    stream = srv.proc.stderr
+    threading.Thread(target=lambda: lines.extend(iter(stream.readline, "")),
+                     daemon=True).start()
+
+
+def test_netinfod_refuses_the_damaged_directory_and_serves_the_others(damaged_master):
+    from netinfo.client import Client
+    d, users, victim = damaged_master
+    srv = Netinfod(d, "net").start()
+    lines: list[str] = []
+    _drain(srv, lines)
+
+    async def go() -> tuple[int, list]:
+        async with await Client.connect("127.0.0.1", srv.port, "net") as c:
+            try:
+                await c.read(victim)
+                status = Status.OK
+            except NiError as e:
+                status = e.status
+            others = [(await c.read(await c.pathsearch(f"/users/user{i}")))[1][0]
+                      for i in (0, 8, USERS - 1)]
+            return status, others
+    try:
+        status, others = asyncio.run(go())
+        assert status == Status.SERIAL
+        assert others == [("name", ["user0"]), ("name", ["user8"]),
+                          ("name", [f"user{USERS - 1}"])]
+    finally:
+        srv.stop()
+    log = "".join(lines)
+    assert f"directory {victim} is damaged" in log and "niload" in log
+    assert "Traceback" not in log
+
+
+def test_a_clone_copying_from_a_damaged_master_keeps_its_copy(damaged_master, tmp_path,
+                                                              monkeypatch):
+    d, users, victim = damaged_master
+    srv = Netinfod(d, "net").start()
+    lines: list[str] = []
+    _drain(srv, lines)
+
+    class RealMaster:
+        """clone_with's master: the netinfod above."""
+
+        def __init__(self, port: int) -> None:
+            self.port = port
+            self.server = self
+
+        async def start(self) -> None:
+            return None
+
+        def close(self) -> None:
+            return None
+
+    async def check(db, port, rep) -> None:
+        deadline = time.monotonic() + 30
+        while "met a damaged directory" not in "".join(lines):
+            assert time.monotonic() < deadline, "".join(lines)
+            await asyncio.sleep(0.2)
+        await asyncio.sleep(0.5)
+        svc = db.service
+        assert not rep.in_step
+        assert svc.proc_read(SUPERUSER, NiId(0, 0))[1][0] == ("master", ["bench/net"])
+        u = svc.proc_lookup(SUPERUSER, NiId(0, 0), "name", "users")[0][0]
+        assert svc.proc_lookup(SUPERUSER, NiId(u, 0), "name", "old49")[0]
+        with pytest.raises(NiError):
+            svc.proc_lookup(SUPERUSER, NiId(u, 0), "name", "user0")
+
+    try:
+        asyncio.run(clone_with(RealMaster(srv.port), tmp_path / "c", monkeypatch, check))
+    finally:
+        srv.stop()
+    assert "Traceback" not in "".join(lines)
