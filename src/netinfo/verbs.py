@@ -168,9 +168,8 @@ def _check_components(comps: list[CreateComponent], absolute: bool) -> None:
 
     :raises TooLong: saying which bound, in one line."""
     for comp in comps:
-        for text, what in ((comp.key, "a key"), (comp.value, "a name"),
-                           (comp.stored_key, "a key"), (comp.stored_value, "a name")):
-            why = string_problem(text, what)
+        for text in (comp.key, comp.value, comp.stored_key, comp.stored_value):
+            why = string_problem(text)
             if why is not None:
                 raise TooLong(why)
     if absolute and len(comps) > MAX_DEPTH:
