@@ -484,6 +484,27 @@ def test_imports_over_a_bound_change_nothing(client):
         props_of("/web/deep")
 
 
+def test_a_chain_at_the_maximum_depth_exports_and_imports(client):
+    # issue 18 N7: /web/chain is level 2, so 254 levels below it reach the maximum (256)
+    assert login(client, "bob", "bobpw").status_code == 303
+    token = csrf_of(client.get("/transfer", params={"d": "."}).text)
+    deep = '{ "name" = ( "chain" ); ' + "".join(
+        '  CHILDREN = ( { "name" = ( "n%d" );\n' % i for i in range(254)) + \
+        " } )" * 254 + " }"
+    r = post(client, "/import", data={"d": ".", "csrf": token, "format": "raw",
+                                     "path": "/web/chain", "text": deep, "confirm": "1"})
+    assert r.status_code == 200, r.text
+    r = client.get("/export", params={"d": ".", "path": "/web/chain", "format": "raw"})
+    assert r.status_code == 200
+    assert len(r.text) < 500 * 256     # linear in the depth (indentation capped)
+    assert r.text.count('"name" = ( "n') == 254
+    r2 = post(client, "/import", data={"d": ".", "csrf": token, "format": "raw",
+                                      "path": "/web/chain", "text": r.text, "confirm": "1"})
+    assert r2.status_code == 200, r2.text
+    again = client.get("/export", params={"d": ".", "path": "/web/chain", "format": "raw"})
+    assert again.text == r.text
+
+
 def test_flat_import_as_an_admin(client):
     assert login(client, "bob", "bobpw").status_code == 303
     token = csrf_of(client.get("/transfer", params={"d": "."}).text)
