@@ -138,6 +138,9 @@ async def create_path(c: Client, path: str, start: int | None = None,
     Existing components are followed; a missing one becomes a new child holding only
     ``key: value``. With *dots* (nicl), ``.`` and ``..`` components mean "here" and "the
     parent". Returns the last directory's number; an existing path is not an error.
+
+    :raises TooLong: a component over 65,535 bytes, or an absolute path deeper than
+        :data:`~netinfo.limits.MAX_DEPTH`: before the first call, nothing created.
     """
     if is_id(path):
         return (await c.self_id(int(path))).object
