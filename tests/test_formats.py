@@ -71,7 +71,7 @@ def test_formats_module_is_pure():
         elif isinstance(node, ast.ImportFrom):
             imported.add("." * node.level + (node.module or ""))
     assert imported <= {"__future__", "re", "collections.abc", "dataclasses", "typing", ".errors",
-                        ".model"}
+                        ".model", ".limits"}
 
 
 def test_format_error_is_a_netinfo_error_with_line():

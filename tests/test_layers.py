@@ -36,6 +36,8 @@ PURE = frozenset({
     "netinfo.replication",
     # the bounds on a listener's peers (server and rpcserver hand it their connections)
     "netinfo.peers",
+    # the bounds every directory keeps, checked by tools and server alike
+    "netinfo.limits",
 })
 
 #: The client library: I/O (sockets, asyncio), but never the tools above it.

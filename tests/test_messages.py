@@ -252,9 +252,16 @@ def test_a_call_over_the_servers_cap_is_refused_before_sending(nb):
     values = ", ".join(['"' + "v" * 60000 + '"'] * 300)
     rc, out, err = tool(nb, "niload", "-r", "/huge", ".", stdin=f"name = huge; k = ( {values} );\n")
     assert (rc, out) == (1, "")
-    assert err.startswith("Can't write directory: a call of ")
-    assert "bytes is more than a server accepts (16777216 bytes)" in err
+    # issue 18 #12: now refused while the input is checked, before anything is written
+    assert err.startswith("niload: line 1: a directory of ")
+    assert "bytes is more than one call carries (16776192 bytes)" in err
     assert err.count("\n") == 1
+    # a tool that does not check first (nicl's create) still stops before sending
+    values = " ".join(["v" * 60000] * 300)
+    rc, out, err = tool(nb, "nicl", ".", stdin=f"create /huge k {values}\n")
+    assert "a call of 18001264 bytes is more than a server accepts (16777216 bytes)" \
+        in out + err
+    assert "internal error" not in out + err
 
 
 @pytest.mark.parametrize("port", ["70000", "-1", "abc"])

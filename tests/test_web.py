@@ -461,6 +461,50 @@ def test_import_raw_and_flat_with_niloads_safety(client):
     assert props_of("/users/alice") == before
 
 
+def test_imports_over_a_bound_change_nothing(client):
+    # issue 18 #12: checked whole before the table is touched, even with "replace"
+    assert login(client, "bob", "bobpw").status_code == 303
+    token = csrf_of(client.get("/transfer", params={"d": "."}).text)
+    before = props_of("/users/alice")
+    text = "kim::700:20::0:0:Kim:/u/kim:/bin/sh\n" + \
+        "lee::701:20::0:0:" + "x" * 70_000 + ":/u/lee:/bin/sh\n"
+    r = post(client, "/import", data={"d": ".", "csrf": token, "format": "passwd",
+                                     "replace": "1", "text": text})
+    assert r.status_code == 400 and "line 2: property realname: a value of 70000 bytes" \
+        in r.text and "Nothing was changed" in r.text
+    assert props_of("/users/alice") == before
+    with pytest.raises(NiError):
+        props_of("/users/kim")
+    deep = "".join('{ "name" = ( "n%d" ); CHILDREN = ( ' % i for i in range(256)) + \
+        "{ }" + " ) }" * 256
+    r = post(client, "/import", data={"d": ".", "csrf": token, "format": "raw",
+                                     "path": "/web/deep", "text": deep, "confirm": "1"})
+    assert r.status_code == 400 and "a server allows 256. Nothing was changed" in r.text
+    with pytest.raises(NiError):
+        props_of("/web/deep")
+
+
+def test_a_chain_at_the_maximum_depth_exports_and_imports(client):
+    # issue 18 N7: /web/chain is level 2, so 254 levels below it reach the maximum (256)
+    assert login(client, "bob", "bobpw").status_code == 303
+    token = csrf_of(client.get("/transfer", params={"d": "."}).text)
+    deep = '{ "name" = ( "chain" ); ' + "".join(
+        '  CHILDREN = ( { "name" = ( "n%d" );\n' % i for i in range(254)) + \
+        " } )" * 254 + " }"
+    r = post(client, "/import", data={"d": ".", "csrf": token, "format": "raw",
+                                     "path": "/web/chain", "text": deep, "confirm": "1"})
+    assert r.status_code == 200, r.text
+    r = client.get("/export", params={"d": ".", "path": "/web/chain", "format": "raw"})
+    assert r.status_code == 200
+    assert len(r.text) < 500 * 256     # linear in the depth (indentation capped)
+    assert r.text.count('"name" = ( "n') == 254
+    r2 = post(client, "/import", data={"d": ".", "csrf": token, "format": "raw",
+                                      "path": "/web/chain", "text": r.text, "confirm": "1"})
+    assert r2.status_code == 200, r2.text
+    again = client.get("/export", params={"d": ".", "path": "/web/chain", "format": "raw"})
+    assert again.text == r.text
+
+
 def test_flat_import_as_an_admin(client):
     assert login(client, "bob", "bobpw").status_code == 303
     token = csrf_of(client.get("/transfer", params={"d": "."}).text)

@@ -36,10 +36,11 @@ from functools import partial
 from typing import Any, Protocol
 
 from .client import Client
-from .errors import NetInfoError, NiError, Status, error_text
+from .errors import NetInfoError, NiError, Status, TooLong, error_text
 from .formats import (FORMATS, UPDATE_MESSAGES, FormatError, Note, RawNode, iter_loaded,
-                      plan_update, raw_children_close, raw_children_open, raw_from_text,
-                      raw_open, record_key, record_path, record_text)
+                      plan_update, raw_children_close, raw_children_open, raw_close,
+                      raw_from_text, raw_open, record_key, record_path, record_text)
+from .limits import BIG_LIST_MAX, MAX_DEPTH
 from .model import NiId, Proplist, first_values, split_unescaped
 from .verbs import create_path
 from .walk import CALL_ERRORS, WINDOW, TreeNode, pipelined, walk
@@ -49,7 +50,7 @@ __all__ = [
     "read_table", "table_pieces", "write_subtree", "destroy_calls", "run_calls",
     "first_error", "destroy_tree", "Entry",
     "NameIndex", "Step", "plan_records", "step_calls", "FlatLoad", "load_flat",
-    "create_calls", "raw_load", "check_raw_input",
+    "create_calls", "raw_load", "check_raw_input", "path_depth", "tree_depth",
 ]
 
 #: How many times a run whose instance predictions failed is planned again.
@@ -229,7 +230,7 @@ async def write_subtree(c: Client, path: str, write: Callable[[str], Any], *,
             write(raw_children_open(indent))
             frames.append(_Frame(kids, indent))
         else:
-            write(" " * indent + "}")
+            write(raw_close(indent))
             if frames:
                 frames[-1].open_brace = True
 
@@ -849,10 +850,14 @@ async def load_flat(c: Client, fmt: str, text: str | bytes, *, merge: bool = Fal
     once to check every line and count the records, once to load them; records are
     never all in memory at once. *text* may be bytes (niload's stdin, held once).
 
-    :raises FormatError: a line does not parse (wrong field count, ...): nothing is
-        written. The original skipped such lines silently and loaded the rest, so a slip
-        in the input went unnoticed (issue #9). Comments, blank lines and NIS ``+``
-        entries are still skipped.
+    :raises FormatError: a line does not parse (wrong field count, ...), or makes a
+        record no server could hold (a name or value over 65,535 bytes, ...:
+        :func:`~netinfo.limits.proplist_problem`), or there are more records than a
+        directory holds: nothing is written, and with *delete* nothing is destroyed
+        (issue 18 #12: the whole input is checked before the first call). The original
+        skipped such lines silently and loaded the rest, so a slip in the input went
+        unnoticed (issue #9). Comments, blank lines and NIS ``+`` entries are still
+        skipped.
     :raises LoadError: niload's failure wording and the error underneath.
     """
     say = write or (lambda s: None)
@@ -868,6 +873,9 @@ async def load_flat(c: Client, fmt: str, text: str | bytes, *, merge: bool = Fal
     if bad:
         more = f"; {len(bad)} lines do not parse" if len(bad) > 1 else ""
         raise FormatError(f"{bad[0]} (nothing loaded{more})")
+    if total > BIG_LIST_MAX:   # more entries than one directory holds (limits.py)
+        raise FormatError(f"{total} records: a directory holds at most {BIG_LIST_MAX} "
+                          "(nothing loaded)")
     if verbose:
         say(f"{total} items read from input\n")
     if not total:
@@ -1028,8 +1036,15 @@ async def raw_load(c: Client, path: str, tree: RawNode,
     way leaves the old subtree (the steps above). Creates the path if missing (and takes
     it away again when the load fails). Returns (directories removed, created).
 
-    :raises LoadError: with the original's message. :raises CALL_ERRORS:.
+    :raises LoadError: with the original's message; before anything is written when
+        *tree* would nest deeper below *path* than a server allows
+        (:data:`~netinfo.limits.MAX_DEPTH`). :raises CALL_ERRORS:.
     """
+    deepest = path_depth(path) + tree_depth(tree)
+    if deepest > MAX_DEPTH:
+        raise LoadError("Can't create directory", TooLong(
+            f"the input nests {deepest} levels deep below the root; a server allows "
+            f"{MAX_DEPTH}"))
     for attempt in range(RETRIES + 1):
         try:
             missing = await _first_missing(c, path)
@@ -1065,13 +1080,43 @@ async def _take_away(c: Client, path: str) -> None:
         pass
 
 
-def check_raw_input(text: str, what: str, *, allow_empty: bool = False) -> RawNode:
-    """Parse raw-load input (tools §2.4) before anything is written.
+def path_depth(path: str) -> int:
+    """How many levels below the root *path* names (``/`` 0, ``/users/bob`` 2)."""
+    return sum(1 for r in split_unescaped(path, "/") if r)
 
-    :raises FormatError: it does not parse, or it is empty and not *allow_empty*: a
-        0-byte file (a failed ``nidump -r ... > file``) would empty *what*.
+
+def tree_depth(tree: RawNode) -> int:
+    """How many levels *tree* has below its top (iterative: any depth)."""
+    deepest = 0
+    stack = [(tree, 0)]
+    while stack:
+        node, d = stack.pop()
+        deepest = max(deepest, d)
+        stack.extend((child, d + 1) for child in node.children)
+    return deepest
+
+
+def check_raw_input(text: str, what: str, *, allow_empty: bool = False) -> RawNode:
+    """Parse raw-load input (tools §2.4) for directory *what* before anything is
+    written, checking every directory against the bounds a server keeps
+    (:func:`~netinfo.formats.raw_from_text`), its depth included: *what*'s own depth
+    plus the input's at most :data:`~netinfo.limits.MAX_DEPTH`.
+
+    :raises FormatError: it does not parse, is over a bound, or it is empty and not
+        *allow_empty*: a 0-byte file (a failed ``nidump -r ... > file``) would empty
+        *what*.
     """
     if not text.strip() and not allow_empty:
         raise FormatError(f"empty input: refusing to replace {what} with nothing "
                           "(-f or --allow-empty to do so)")
-    return raw_from_text(text)
+    room = MAX_DEPTH - path_depth(what)
+    if room < 0:
+        raise FormatError(f"{what} is {path_depth(what)} levels deep; a server allows "
+                          f"{MAX_DEPTH}")
+    try:
+        return raw_from_text(text, room)
+    except FormatError as e:
+        if room < MAX_DEPTH and e.reason.startswith("Directories nested deeper"):
+            raise FormatError(f"Directories nested deeper than {MAX_DEPTH} levels below "
+                              f"the root (the input goes below {what})", e.line) from None
+        raise

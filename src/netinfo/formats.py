@@ -28,12 +28,13 @@ from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from .errors import NetInfoError
+from .limits import BIG_LIST_MAX, MAX_DEPTH, proplist_problem, string_problem
 from .model import Proplist, first_values
 
 __all__ = [
     "FormatError", "Note", "Loaded", "FormatSpec", "FORMATS", "NIDUMP_FORMATS",
     "NILOAD_FORMATS", "RawNode", "raw_to_text", "raw_open", "raw_children_open",
-    "raw_children_close", "raw_from_text", "MAX_RAW_DEPTH",
+    "raw_children_close", "raw_close", "raw_from_text", "MAX_RAW_DEPTH", "INDENT_LEVELS",
     "record_key", "record_path", "merge_proplists", "plan_update", "UPDATE_MESSAGES",
     "record_text",
 ]
@@ -85,9 +86,20 @@ class RawNode:
     children: list[RawNode] = field(default_factory=list)
 
 
-#: Deepest nesting raw_from_text accepts; deeper input is a FormatError, not a
-#: RecursionError (real NetInfo trees are a handful of levels deep).
-MAX_RAW_DEPTH = 200
+#: Deepest nesting raw_from_text accepts by default: the server's bound
+#: (:data:`netinfo.limits.MAX_DEPTH`), so that a raw dump of anything a server holds
+#: loads again; deeper input is a FormatError, not a RecursionError.
+MAX_RAW_DEPTH = MAX_DEPTH
+#: Levels of indentation a raw dump shows (4 spaces each); deeper directories are
+#: indented as at this level. Without a cap a chain of depth d prints about 12·d² bytes
+#: of blanks (1.2 GB at 10,000 levels); with it a dump grows linearly with the tree.
+#: Blanks mean nothing to the parser (spec §2.4), so the dump still loads.
+INDENT_LEVELS = 16
+_INDENT_CAP = 4 * INDENT_LEVELS
+
+
+def _pad(indent: int) -> str:
+    return " " * min(indent, _INDENT_CAP)
 
 
 def _quote(s: str, escape_backslashes: bool) -> str:
@@ -101,7 +113,8 @@ def _quote(s: str, escape_backslashes: bool) -> str:
 def raw_open(props: Proplist, indent: int, escape_backslashes: bool = False) -> str:
     """A directory's opening brace and property lines at *indent* in the [369] layout
     (spec §2.3): what :func:`raw_to_text` prints before its children."""
-    pad, inner = " " * indent, " " * (indent + 2)
+    pad = _pad(indent)
+    inner = pad + "  "
     out = [pad + "{\n"]
     for key, values in props:
         line = [inner, _quote(key, escape_backslashes), " = ( "]
@@ -115,13 +128,20 @@ def raw_open(props: Proplist, indent: int, escape_backslashes: bool = False) -> 
 
 def raw_children_open(indent: int) -> str:
     """``CHILDREN = (`` of the directory at *indent*."""
-    return " " * (indent + 2) + "CHILDREN = (\n"
+    return _pad(indent) + "  CHILDREN = (\n"
 
 
 def raw_children_close(indent: int) -> str:
     """The children list's ``)`` and the closing brace of the directory at *indent*,
     without what follows the brace (``,`` between siblings, then a newline)."""
-    return " " * (indent + 2) + ")\n" + " " * indent + "}"
+    pad = _pad(indent)
+    return pad + "  )\n" + pad + "}"
+
+
+def raw_close(indent: int) -> str:
+    """The closing brace of a directory without children at *indent* (what follows it,
+    ``,`` or a newline, is the caller's)."""
+    return _pad(indent) + "}"
 
 
 def raw_to_text(tree: RawNode, *, escape_backslashes: bool = False) -> str:
@@ -149,7 +169,7 @@ def raw_to_text(tree: RawNode, *, escape_backslashes: bool = False) -> str:
             for i in range(n - 1, -1, -1):
                 stack.append((node.children[i], indent + 4, "," if i + 1 < n else ""))
         else:
-            out.append(" " * indent + "}" + last + "\n")
+            out.append(raw_close(indent) + last + "\n")
     return "".join(out)
 
 
@@ -191,20 +211,34 @@ def _raw_tokens(text: str) -> list[_Tok]:
 
 
 class _RawParser:
-    """Recursive descent over the informal grammar of spec §2.4."""
+    """Recursive descent over the informal grammar of spec §2.4, checking each
+    directory against the bounds of :mod:`netinfo.limits` as it closes."""
 
-    def __init__(self, text: str) -> None:
+    def __init__(self, text: str, max_depth: int = MAX_RAW_DEPTH) -> None:
         self.text = text
+        self.max_depth = max_depth
         self.toks = _raw_tokens(text)
         self.pos = 0
 
     def error(self, reason: str, tok: _Tok) -> FormatError:
-        return FormatError(reason, self.text.count("\n", 0, tok[2]) + 1)
+        return FormatError(reason, self.line(tok))
+
+    def line(self, tok: _Tok) -> int:
+        return self.text.count("\n", 0, tok[2]) + 1
+
+    def over(self, why: str, tok: _Tok) -> FormatError:
+        """A bound of :mod:`netinfo.limits` exceeded: ``line N: <why>``, as a flat
+        file's line that cannot be loaded."""
+        err = FormatError(f"line {self.line(tok)}: {why}")
+        err.line = self.line(tok)
+        return err
 
     def unexpected(self, tok: _Tok) -> FormatError:
         if tok[0] == "eof":
             return self.error("Unexpected end of input", tok)
         shown = tok[1] if tok[0] in ("str", "word") else tok[0]
+        if len(shown) > 40:   # one readable line, whatever the input
+            shown = shown[:37] + "..."
         return self.error(f'Unexpected token "{shown}"', tok)
 
     def take(self) -> _Tok:
@@ -232,10 +266,11 @@ class _RawParser:
 
     def directory(self, depth: int) -> RawNode:
         # dir := ['{'] { prop | children } ['}']
-        if depth > MAX_RAW_DEPTH:
-            raise self.error(f"Directories nested deeper than {MAX_RAW_DEPTH} levels",
+        if depth > self.max_depth:
+            raise self.error(f"Directories nested deeper than {self.max_depth} levels",
                              self.toks[self.pos])
         node = RawNode()
+        start = self.toks[self.pos]
         braced = self.accept("{")
         while True:
             tok = self.toks[self.pos]
@@ -246,26 +281,45 @@ class _RawParser:
                 node.props.append(self.prop())
             elif kind == "}" and braced:
                 self.pos += 1
-                return node
+                return self.bounded(node, start)
             elif kind == "eof" or (not braced and depth > 0 and kind in ",)}"):
                 # An unbraced child ends where its list goes on; a bare child must say
                 # something, or "( a, , b )" would invent empty directories.
                 if not braced and depth > 0 and not node.props and not node.children:
                     raise self.unexpected(tok)
-                return node
+                return self.bounded(node, start)
             else:
                 raise self.unexpected(tok)
+
+    def bounded(self, node: RawNode, start: _Tok) -> RawNode:
+        """*node*, or a FormatError at its first line when a server could not hold it
+        (:func:`~netinfo.limits.proplist_problem`, more children than a directory
+        holds): refused while parsing, before anything is written."""
+        why = proplist_problem(node.props)
+        if why is None and len(node.children) > BIG_LIST_MAX:
+            why = (f"{len(node.children)} children: a directory holds at most "
+                   f"{BIG_LIST_MAX}")
+        if why is not None:
+            raise self.over(why, start)
+        return node
 
     def value(self) -> str:
         tok = self.toks[self.pos]
         if tok[0] != "str" and tok[0] != "word":
             raise self.unexpected(tok)
+        why = string_problem(tok[1], "a value")
+        if why is not None:
+            raise self.over(why, tok)
         self.pos += 1
         return tok[1]
 
     def prop(self) -> tuple[str, list[str]]:
         # prop := word '=' ( word | '(' [word {',' word}] ')' ) ';'
-        key = self.take()[1]
+        tok = self.take()
+        key = tok[1]
+        why = string_problem(key, "a property name")
+        if why is not None:
+            raise self.over(why, tok)
         self.expect("=", 'Expecting equal "="')
         values: list[str] = []
         if self.accept("("):
@@ -295,8 +349,14 @@ class _RawParser:
         self.accept(";")
 
 
-def raw_from_text(text: str) -> RawNode:
+def raw_from_text(text: str, max_depth: int = MAX_RAW_DEPTH) -> RawNode:
     """``niload -r`` input: parse the tolerant raw grammar of spec §2.4.
+
+    Every directory is checked against the bounds a server keeps (names and values of
+    at most 65,535 bytes, at most 65,535 values and properties, a proplist one call can
+    carry, :data:`~netinfo.limits.BIG_LIST_MAX` children, and *max_depth* levels below
+    the top directory): input over any of them is refused whole, like input that does
+    not parse.
 
     Braces around the top level are optional (a file of bare ``key = value;`` lines is
     a directory); quoted strings drop each escaping backslash; a bare word does not end at
@@ -304,7 +364,7 @@ def raw_from_text(text: str) -> RawNode:
 
     :raises FormatError: on any input that does not parse (never another exception).
     """
-    return _RawParser(text).document()
+    return _RawParser(text, max_depth).document()
 
 
 # -- flat-file input helpers (spec §2.6) ----------------------------------------------------
@@ -393,6 +453,12 @@ def _load(text: str, parse_line: Callable[[str, int, list[Note]], Proplist | Non
     for number, line in _lines(text, join):
         rec = parse_line(line, number, notes)
         if rec is not None:
+            # a record no server could hold is refused as a line that does not parse:
+            # niload loads nothing (issue 18 #12), however late in the input it comes
+            why = proplist_problem(rec)
+            if why is not None:
+                _skip(notes, number, why)
+                continue
             records.append(rec)
     return Loaded(records, notes)
 

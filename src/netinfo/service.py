@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from .errors import NiError, Status, StorageError
+from .limits import MAX_DEPTH
 from .model import (Directory, NiId, Proplist, addr_to_uint, first_values, is_digits,
                     is_ipv4)
 from .xdr import BIG_LIST_MAX, LIST_MAX
@@ -719,6 +720,10 @@ class DirectoryService:
         self._check_dir(p, caller)
         if len(p.children) >= BIG_LIST_MAX:
             raise NiError(Status.NOSPACE, f"a directory holds at most {BIG_LIST_MAX} children")
+        # directories nest at most MAX_DEPTH levels (limits.py); a clone takes what its
+        # master made, so an old deeper tree still replicates
+        if not caller.from_master and self._depth(parent[0]) >= MAX_DEPTH:
+            raise NiError(Status.NOSPACE, f"directories nest at most {MAX_DEPTH} levels")
         if quota.is_anonymous(caller):
             self._charge(1, quota.size(props))
         self._undo.append((setattr, self, "_next_new", self._next_new))
@@ -740,6 +745,18 @@ class DirectoryService:
         self._link_child(parent[0], p, oid, where, props)
         self.pending.append(KidIns(parent[0], min(where, len(p.children) - 1), oid))
         return (NiId(oid, inst), self._touched(parent[0], p))
+
+    def _depth(self, oid: int) -> int:
+        """Levels from the root down to *oid* (the root: 0), counted up to one past
+        :data:`~netinfo.limits.MAX_DEPTH` (a parent chain that loops stops there too)."""
+        depth = 0
+        while oid != 0 and depth <= MAX_DEPTH:
+            n = self._nodes.get(oid)
+            if n is None or n.parent == oid:
+                break
+            oid = n.parent
+            depth += 1
+        return depth
 
     def _allocate(self) -> int:
         """The lowest unused object number (spec §5.2)."""

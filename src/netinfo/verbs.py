@@ -24,7 +24,8 @@ from typing import NamedTuple, TypeVar
 
 from .client import Client
 from .domain import DomainClient, domain_name
-from .errors import NiError, Status
+from .errors import NiError, Status, TooLong
+from .limits import MAX_DEPTH, string_problem
 from .model import (NI_INDEX_NULL, NiId, Proplist, is_digits, parse_path, split_unescaped,
                     uint_to_addr)
 from .netif import name_of
@@ -137,11 +138,16 @@ async def create_path(c: Client, path: str, start: int | None = None,
     Existing components are followed; a missing one becomes a new child holding only
     ``key: value``. With *dots* (nicl), ``.`` and ``..`` components mean "here" and "the
     parent". Returns the last directory's number; an existing path is not an error.
+
+    :raises TooLong: a component over 65,535 bytes, or an absolute path deeper than
+        :data:`~netinfo.limits.MAX_DEPTH`: before the first call, nothing created.
     """
     if is_id(path):
         return (await c.self_id(int(path))).object
+    comps = create_components(path)
+    _check_components(comps, absolute=not dots and (start is None or path.startswith("/")))
     cur = (await c.root()).object if start is None or path.startswith("/") else start
-    for comp in create_components(path):
+    for comp in comps:
         if dots and comp.key == "name" and comp.value in (".", ".."):
             if comp.value == "..":
                 cur = (await c.parent(cur))[0]
@@ -155,6 +161,23 @@ async def create_path(c: Client, path: str, start: int | None = None,
                 raise
         cur = await fresh(partial(_make_child, c, cur, comp))
     return cur
+
+
+def _check_components(comps: list[CreateComponent], absolute: bool) -> None:
+    """Refuse a path to create before the first call when a component could not be sent
+    or stored (over 65,535 bytes), or an absolute path is deeper than a server allows
+    (:data:`~netinfo.limits.MAX_DEPTH`): a refusal part way would leave the components
+    above it created (issue 18).
+
+    :raises TooLong: saying which bound, in one line."""
+    for comp in comps:
+        for text in (comp.key, comp.value, comp.stored_key, comp.stored_value):
+            why = string_problem(text)
+            if why is not None:
+                raise TooLong(why)
+    if absolute and len(comps) > MAX_DEPTH:
+        raise TooLong(f"a path of {len(comps)} levels is deeper than a server allows "
+                      f"({MAX_DEPTH} levels)")
 
 
 async def _make_child(c: Client, parent: int, comp: CreateComponent) -> int:

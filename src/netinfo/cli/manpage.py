@@ -117,7 +117,10 @@ PAGES: dict[str, Page] = {
         "write NetInfo data as flat files or in the raw format",
         ("nidump prints a directory of a domain in one of the classic flat-file formats "
          "(passwd, group, hosts, ...) or, with -r, a subtree in the raw format that "
-         "niload -r reads back (tools §2.1\\(en2.3).",),
+         "niload -r reads back (tools §2.1\\(en2.3).",
+         "A raw dump indents each level by four blanks up to 16 levels; deeper "
+         "directories are indented as at level 16, so a dump grows with the tree, not "
+         "with the square of its depth."),
         ("NETINFO_PORTMAPPER", "NETINFO_HOSTS"),
         (("0", "success"),
          ("1", "a usage error, a domain that cannot be opened (then the usage is printed, "
@@ -130,11 +133,18 @@ PAGES: dict[str, Page] = {
         ("niload reads a flat file (passwd, group, hosts, ...) or, with -r, a raw dump "
          "from its standard input and writes it into a domain, adding and replacing "
          "entries by name; -d first destroys the table, -m merges values (tools "
-         "§2.5\\(en2.7).",),
+         "§2.5\\(en2.7).",
+         "The whole input is checked before anything is written or destroyed: a line "
+         "that does not parse, or a record no server can hold (a name or value over "
+         "65,535 bytes, more than 65,535 values or properties, a directory larger than "
+         "one call carries, more entries than a directory holds, or, with -r, directories "
+         "nested more than 256 levels below the root), is reported with its line number "
+         "and nothing is loaded; -d then destroys nothing."),
         _CLIENT_ENV,
         (("0", "success"),
          ("1", "a usage error, a domain that cannot be opened (then the usage is printed, "
-          "a -t argument that does not parse included), a failed write (a raw load "
+          "a -t argument that does not parse included), input that does not parse or is "
+          "over a bound (nothing loaded), a failed write (a raw load "
           "included), a password that cannot be read, or a malformed "
           "NETINFO_PORTMAPPER"),),
         (("niload passwd . < passwd", "as root: load users into the local domain"),

@@ -16,11 +16,15 @@ name); otherwise ``-t`` is a plain flag and the domain is the last operand. ``-r
 flag: the first operand is then a directory path (tools §0.4). A third operand is
 ignored ([208]'s mount-map name). ``-T`` is accepted anywhere.
 
-Output is exactly the original's (tools §2.2, §2.3), with one deliberate change: ``-r``
+Output is exactly the original's (tools §2.2, §2.3), with two deliberate changes: ``-r``
 escapes a backslash in a key or value as ``\\\\``. The [369] tool printed it bare, and its
 own ``niload -r`` then dropped it, so a value such as ``fs:\\/export`` did not survive a
 backup and restore. Escaping it makes ``nidump -r | niload -r`` give back the same tree
 whatever it holds (the issue's requirement); text without backslashes prints unchanged.
+And ``-r`` indents directories deeper than 16 levels as at level 16
+(:data:`~netinfo.formats.INDENT_LEVELS`): four blanks a level made a chain's dump
+about 12·depth² bytes (1.2 GB at 10,000 levels, issue 18 N7); blanks mean nothing to
+``niload -r``, and real trees are a handful of levels deep.
 
 Exit status (tools §2.1): 0 on success, also when a format's table does not exist
 (nothing is printed then, except bootptab's header); 1 for usage errors (an unknown

@@ -55,6 +55,12 @@ Deliberate differences from the original, all additive:
   all: ``niload: line N: <why> (nothing loaded)``, exit 1. The original skipped such
   lines silently and loaded the rest. Comments, blank lines and NIS ``+`` entries are
   still skipped.
+* Every bound a server keeps (:mod:`netinfo.limits`: names and values of at most 65,535
+  bytes, 65,535 values and properties, a directory one call can carry, 1,048,576
+  entries, and for ``-r`` 256 levels below the root) is checked for the whole input
+  before the first write or destroy; a record over one is refused like a line that does
+  not parse, and ``-d`` destroys nothing (issue 18 #12). The input is held once, as
+  bytes; its records are parsed and checked a piece at a time, never all held.
 * With ``-v``, creating the missing table prints ``Creating NetInfo directory <t>``
   (tools §2.5); tools §2.7 rule 4 calls the same event ``creating directory: <t>``, and
   it is reported once.

@@ -25,7 +25,7 @@ from starlette.responses import Response
 
 from .. import dumps
 from ..domain import DomainClient
-from ..errors import MESSAGES, NiError
+from ..errors import MESSAGES, NiError, TooLong
 from ..formats import FORMATS, NIDUMP_FORMATS, NILOAD_FORMATS, FormatError, raw_from_text, \
     raw_to_text
 from ..walk import CALL_ERRORS
@@ -174,10 +174,19 @@ async def _import(request: Request, form: Any, domain: str) -> Response:
         detail = MESSAGES.get(err.status, str(err)) if isinstance(err, NiError) \
             else str(err) or type(err).__name__
         code = explain(err)[0]
-        after = ("Records before it were written." if fmt != "raw" else
+        after = ("Nothing was changed." if isinstance(err, TooLong) else   # checked first
+                 "Records before it were written." if fmt != "raw" else
                  "The import stopped part way: export the directory to see what it holds.")
+        if isinstance(err, TooLong):
+            code = 400
         ctx.update(log="".join(log), extra_notices=[("error", f"{e.what}: {detail}. {after}")])
         return render(request, "transfer.html", ctx, status_code=code)
+    except FormatError as e:
+        # a flat input with a line that does not parse or a record over a bound
+        # (netinfo.limits): refused whole before any write, the table untouched
+        ctx.update(log="".join(log), extra_notices=[
+            ("error", f"The input cannot be loaded: {e}. Nothing was changed.")])
+        return render(request, "transfer.html", ctx, status_code=400)
     except (BadInput, NiError, *CALL_ERRORS) as e:
         code, message = explain(e)
         ctx.update(log="".join(log), extra_notices=[("error", message)])
