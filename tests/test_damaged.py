@@ -96,7 +96,7 @@ def _drain(srv: Netinfod, lines: list[str]) -> None:
 
 def test_netinfod_refuses_the_damaged_directory_and_serves_the_others(damaged_master):
     from netinfo.client import Client
-    d, users, victim = damaged_master
+    d, _users, victim = damaged_master
     srv = Netinfod(d, "net").start()
     lines: list[str] = []
     _drain(srv, lines)
@@ -125,7 +125,7 @@ def test_netinfod_refuses_the_damaged_directory_and_serves_the_others(damaged_ma
 
 def test_a_clone_copying_from_a_damaged_master_keeps_its_copy(damaged_master, tmp_path,
                                                               monkeypatch):
-    d, users, victim = damaged_master
+    d, _users, _victim = damaged_master
     srv = Netinfod(d, "net").start()
     lines: list[str] = []
     _drain(srv, lines)

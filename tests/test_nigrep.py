@@ -16,7 +16,11 @@ from netinfo.domain import DomainClient
 from netinfo.errors import MESSAGES, NiError, Status, Timeout
 
 from .conftest import env_with_src, free_port
-from .test_nireport import TAGGED_HELP, call, dead_env, tool, world  # noqa: F401
+from . import test_nireport
+from .test_nireport import TAGGED_HELP, call, dead_env, tool
+
+# A10's module-scoped world, shared by name (this module gets its own nibindd)
+world = test_nireport.world
 
 # The original's usage line, byte for byte (issue 17: compared with the original binary).
 USAGE = "usage: nigrep [-T timeout] exp [-t] domain [dir ...]\n"

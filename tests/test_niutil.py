@@ -817,6 +817,7 @@ def test_json_outputs(ni):
     ni("-create", ".", f"{d}/kid")
     ni("-createprop", ".", d, "k", "a", "b")
     rc, out, _ = ni("--json", "-read", ".", d)
+    assert rc == 0
     assert json.loads(out) == [{"name": "name", "values": [d[1:]]},
                                {"name": "k", "values": ["a", "b"]}]
     assert json.loads(ni("-readprop", "--json", ".", d, "k")[1]) == ["a", "b"]
