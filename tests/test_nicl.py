@@ -21,7 +21,7 @@ from netinfo.cli import nicl
 from netinfo.cli.netinfod import hostname
 from netinfo.domain import open_domain
 
-from .conftest import env_with_src, needs_privilege_rule, served_domains
+from .conftest import needs_privilege_rule, served_domains, tool_process
 
 _names = count()
 
@@ -51,8 +51,7 @@ def sub(nb, *args: str, input: str | None = None, env: dict | None = None,
         cwd=None) -> subprocess.CompletedProcess:
     e = dict(nb.env)
     e.update(env or {})
-    return subprocess.run([sys.executable, "-m", "netinfo.cli.nicl", *args], env=e,
-                          capture_output=True, text=True, input=input, timeout=60, cwd=cwd)
+    return tool_process("nicl", *args, env=e, input=input, timeout=60, cwd=cwd)
 
 
 async def _build(domain: str, parent: str, name: str, props: list) -> int:
@@ -572,7 +571,7 @@ def _collection(dirs) -> bytes:
     return out
 
 
-def test_raw_mode_on_a_damaged_database(tmp_path):
+def test_raw_mode_on_a_damaged_database(tmp_path, run_tool):
     # A directory listed as its own child: every walk of the tree used to recurse
     # without end (RecursionError traceback) or hang; the database is refused at open.
     from netinfo.model import Directory, NiId
@@ -581,10 +580,7 @@ def test_raw_mode_on_a_damaged_database(tmp_path):
     (db / "collection").write_bytes(_collection([
         Directory(NiId(0, 1), [], 0, [1]),
         Directory(NiId(1, 1), [("name", ["x"])], 0, [1])]))
-    env = env_with_src()
-    p = subprocess.run([sys.executable, "-m", "netinfo.cli.nicl", "-raw", str(db), "-search",
-                        "/", "0", "-1", "name", "x"], env=env, capture_output=True,
-                       text=True, timeout=60)
+    p = run_tool("nicl", "-raw", str(db), "-search", "/", "0", "-1", "name", "x", timeout=60)
     assert (p.returncode, p.stdout) == (233, "")
     assert p.stderr == (f"open({db}): Invalid Datastore: damaged database: directory 1 is "
                         "listed as a child more than once\n")
@@ -592,8 +588,7 @@ def test_raw_mode_on_a_damaged_database(tmp_path):
     bad = tmp_path / "noise.nidb"
     bad.mkdir()
     (bad / "netinfo.sqlite").write_bytes(os.urandom(8192))
-    p = subprocess.run([sys.executable, "-m", "netinfo.cli.nicl", "-raw", str(bad), "-read",
-                        "/"], env=env, capture_output=True, text=True, timeout=60)
+    p = run_tool("nicl", "-raw", str(bad), "-read", "/", timeout=60)
     assert (p.returncode, p.stdout) == (233, "")
     assert p.stderr.startswith(f"open({bad}): Invalid Datastore: ") and "damaged" in p.stderr
     assert "Traceback" not in p.stderr
