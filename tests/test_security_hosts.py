@@ -382,8 +382,10 @@ POST_LIB = textwrap.dedent("""
 def test_n10_large_bodies_from_another_host_are_refused_before_they_are_read(web):
     """From the attacker, 64 MB POST bodies with no cookie or CSRF token (announced, and
     chunked), eight of them at once, and an over-limit body of a real session: each is
-    answered 403 or 413 within seconds, with most of the body never sent, and the
-    manager's peak memory does not grow by the bodies' size."""
+    answered 403 or 413 within seconds, with most of the body never sent; the connection
+    ends with the answer (before, the server read the refused 64 MB to its end after
+    answering, and a GET's body too); the manager's peak memory does not grow by the
+    bodies' size."""
     pid = web.web_pid
     before = rss_kib(pid)
     out = attack(web, prelude=HTTP_LIB + POST_LIB, code="""
