@@ -1,0 +1,215 @@
+"""Issue 18, second round, findings N4, N7, N12 and N17 replayed from a second test host
+(network namespaces, tests/netns.py): the attacker has nothing but the wire (raw sockets,
+the project's RPC codecs and client, raw HTTP).
+
+Hosts: ``victim`` (10.77.0.1) runs the master, the web manager or nibindd; ``attacker``
+(10.77.0.2, and for N17 more addresses of its own) sends the packets; ``bystander``
+(10.77.0.3) is an ordinary client that must still be served; ``server`` (10.77.0.4) runs
+the netinfod behind the manager for N12, so that the manager reaches it from a
+non-loopback address as a manager on another host does. The loopback versions of these
+tests are in tests/test_quota.py (N4), tests/test_limits.py (N7),
+tests/test_web_security.py (N12) and tests/test_snapshot_streams.py (N17); each failed
+before the fix docs/security.md names.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from .netns import Network, available, wait_until
+from .test_security_hosts import _log, _stop
+
+pytestmark = pytest.mark.slow
+
+REASON = available()
+HOSTS = {"victim": 1, "attacker": 2, "bystander": 3, "server": 4}
+NI_PORT = 1800
+
+
+@pytest.fixture(scope="module")
+def net(tmp_path_factory):
+    if REASON:
+        pytest.skip(REASON)
+    tmp = tmp_path_factory.mktemp("hosts2")
+    net = Network()
+    try:
+        net.h = {name: net.add_host(name, i) for name, i in HOSTS.items()}
+        net.write_hosts(tmp / "hosts")
+        net.tmp = tmp
+        yield net
+    finally:
+        net.close()
+
+
+def _netinfod(host, directory: Path, tag: str, *extra: str):
+    """A new master of *tag* (the standard directories: /printers has ``_writers`` ``*``)
+    served on *host*'s address only, port :data:`NI_PORT`; started, with its log."""
+    directory.mkdir()
+    log = directory / "netinfod.log"
+    proc = host.spawn([sys.executable, "-m", "netinfo.cli.netinfod", "--dir", str(directory),
+                       "--bind", host.addr, "--port", str(NI_PORT), "-m", "--populate",
+                       "-n", *extra, tag], log)
+    wait_until(lambda: f"serving {tag}" in _log(log), 60, 0.3)
+    return proc, log
+
+
+def _db_bytes(directory: Path) -> int:
+    """What the domain's files take on disk (database, WAL, anything beside them)."""
+    return sum(p.stat().st_size for p in directory.rglob("*") if p.is_file()
+               and p.suffix != ".log")
+
+
+CLIENT_HEAD = textwrap.dedent("""
+    import asyncio, json, time
+    from netinfo.client import Client
+    from netinfo.errors import NiError, Status
+""")
+
+
+# -- N4: the anonymous quota, from another host -----------------------------------------------
+
+# The victim's superuser (a reserved port, from the victim's own address): sets the quota,
+# or writes a directory in /printers and counts what is there.
+SUPERUSER = CLIENT_HEAD + textwrap.dedent("""
+    async def main():
+        c = await Client.connect(V, PORT, TAG, privileged=True)
+        out = {}
+        try:
+            root = await c.self_id(0)
+            for name, value in SET:
+                await c.createprop(root, name, [value])
+            if WRITE:
+                pr = await c.pathsearch("/printers")
+                try:
+                    await c.create(pr, [("name", [WRITE]), ("note", ["x" * 20000])])
+                    out["wrote"] = "ok"
+                except NiError as e:
+                    out["wrote"] = Status(e.status).name
+            pr = await c.pathsearch("/printers")
+            out["printers"] = len((await c.list(pr, "name"))[0])
+        finally:
+            await c.close()
+        print(json.dumps(out))
+    asyncio.run(main())
+""")
+
+
+def _superuser(host, tag: str, set_props=(), write: str = "") -> dict:
+    code = (f"V, PORT, TAG, SET, WRITE = {host.addr!r}, {NI_PORT}, {tag!r}, "
+            f"{list(set_props)!r}, {write!r}\n" + SUPERUSER)
+    return json.loads(host.python(code, timeout=90))
+
+
+def test_n4_anonymous_writes_from_another_host_stop_at_the_quota(net):
+    """The victim's master serves the standard /printers (``_writers`` ``*``) on its
+    address; its superuser sets ``anonymous_quota_dirs`` 50. From the attacker, anonymous
+    CREATEs: 50 taken, then NI_NOSPACE for every further one, small or carrying 60 KB
+    (what grew a database by 1.9 GB before the quota); the files grow by what the 50 hold,
+    not by what was sent; the victim's superuser writes on."""
+    victim, attacker = net.h["victim"], net.h["attacker"]
+    d = net.tmp / "n4"
+    proc, log = _netinfod(victim, d, "open")
+    try:
+        got = _superuser(victim, "open", [("anonymous_quota_dirs", "50")])
+        assert got["printers"] == 0, got
+        before = _db_bytes(d)
+        out = attacker.python(f"V, PORT = {victim.addr!r}, {NI_PORT}\n" + CLIENT_HEAD
+                              + textwrap.dedent("""
+            async def main():
+                c = await Client.connect(V, PORT, "open", privileged=False)
+                statuses, sent, t0 = [], 0, time.monotonic()
+                pr = await c.pathsearch("/printers")
+                for i in range(400):
+                    big = i >= 60            # after the quota: 60 KB a directory
+                    props = [("name", [f"evil{i}"]), ("_writers", ["*"])]
+                    if big:
+                        props.append(("junk", ["j" * 60000]))
+                    try:
+                        _, pr = await c.create(pr, props)
+                        statuses.append("OK")
+                    except NiError as e:
+                        statuses.append(Status(e.status).name)
+                        pr = await c.pathsearch("/printers")
+                    sent += 60000 if big else 0
+                await c.close()
+                print(json.dumps({"statuses": statuses, "sent": sent,
+                                  "took": time.monotonic() - t0}))
+            asyncio.run(main())
+        """), timeout=300)
+        got = json.loads(out)
+        statuses = got["statuses"]
+        grew = _db_bytes(d) - before
+        print(f"MEASURE N4 {len(statuses)} anonymous CREATEs from another host in "
+              f"{got['took']:.1f} s ({got['sent'] / 2**20:.0f} MiB of values sent): "
+              f"{statuses.count('OK')} taken, the rest "
+              f"{sorted(set(statuses[50:]))}; the files grew {grew / 1024:.0f} KiB")
+        assert statuses[:50] == ["OK"] * 50, statuses
+        assert statuses[50:] == ["NOSPACE"] * 350, statuses
+        assert grew < 4 * 2**20, grew             # 21 MB sent; the 50 are a few KB
+        # the superuser, on the victim's host by a reserved port, writes on
+        got = _superuser(victim, "open", write="by root")
+        assert got == {"wrote": "ok", "printers": 51}, got
+        assert "Traceback" not in _log(log), _log(log)
+    finally:
+        _stop(victim, proc)
+
+
+# -- N7: nesting depth, from another host -----------------------------------------------------
+
+def test_n7_an_anonymous_chain_from_another_host_stops_at_the_maximum_depth(net):
+    """From the attacker, a chain of anonymous CREATEs in /printers (each directory
+    ``_writers`` ``*``, so the next can be made in it): levels 2 to 256 are taken; the
+    CREATE at level 257 is NI_NOSPACE (before, a chain 10,000 deep was built), while
+    another directory at level 256 is still taken (the depth refused, not the quota)."""
+    from netinfo.limits import MAX_DEPTH
+    victim, attacker = net.h["victim"], net.h["attacker"]
+    d = net.tmp / "n7"
+    proc, log = _netinfod(victim, d, "deep")
+    try:
+        out = attacker.python(f"V, PORT, MAX = {victim.addr!r}, {NI_PORT}, {MAX_DEPTH}\n"
+                              + CLIENT_HEAD + textwrap.dedent("""
+            async def main():
+                c = await Client.connect(V, PORT, "deep", privileged=False)
+                t0 = time.monotonic()
+                cur = await c.pathsearch("/printers")      # level 1
+                level, made, refused = 1, [], {}
+                parent = None
+                while level < MAX + 5:
+                    try:
+                        new, _ = await c.create(cur, [("name", [f"l{level + 1}"]),
+                                                      ("_writers", ["*"])])
+                    except NiError as e:
+                        refused[level + 1] = Status(e.status).name
+                        break
+                    level += 1
+                    made.append(level)
+                    parent, cur = cur, new
+                # a sibling at the deepest level taken: still allowed
+                parent = await c.self_id(parent.object)
+                try:
+                    await c.create(parent, [("name", ["sibling"])])
+                    sibling = "OK"
+                except NiError as e:
+                    sibling = Status(e.status).name
+                await c.close()
+                print(json.dumps({"deepest": level, "made": len(made), "refused": refused,
+                                  "sibling": sibling, "took": time.monotonic() - t0}))
+            asyncio.run(main())
+        """), timeout=300)
+        got = json.loads(out)
+        print(f"MEASURE N7 anonymous chain from another host: levels 2-{got['deepest']} "
+              f"taken in {got['took']:.1f} s, level {got['deepest'] + 1} "
+              f"{got['refused']}")
+        assert got["deepest"] == MAX_DEPTH == 256, got
+        assert got["made"] == MAX_DEPTH - 1, got
+        assert got["refused"] == {str(MAX_DEPTH + 1): "NOSPACE"}, got
+        assert got["sibling"] == "OK", got
+        assert "Traceback" not in _log(log), _log(log)
+    finally:
+        _stop(victim, proc)
