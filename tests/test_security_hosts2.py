@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import pytest
@@ -213,3 +212,99 @@ def test_n7_an_anonymous_chain_from_another_host_stops_at_the_maximum_depth(net)
         assert "Traceback" not in _log(log), _log(log)
     finally:
         _stop(victim, proc)
+
+
+# -- N12: password guessing through a manager on another host ---------------------------------
+
+WEB_PORT = 8080
+PASSWORD = "right horse"
+
+# Logs in through the manager as a browser would: the login page (a session cookie and
+# its CSRF token), then the form; prints each attempt's status.
+LOGIN = textwrap.dedent("""
+    import http.client, json, re, sys, time, urllib.parse
+    def attempt(password):
+        c = http.client.HTTPConnection(W, PORT, timeout=30)
+        c.request("GET", "/login?" + urllib.parse.urlencode({"d": D}))
+        r = c.getresponse()
+        page = r.read().decode()
+        cookie = r.getheader("Set-Cookie").split(";")[0]
+        token = re.search(r'action="[^"?]*\\?csrf=([^"&]+)"', page).group(1)
+        body = urllib.parse.urlencode({"d": D, "user": "root", "password": password,
+                                       "next": "/browse"})
+        c.request("POST", f"/login?csrf={token}", body, {
+            "Cookie": cookie, "Content-Type": "application/x-www-form-urlencoded"})
+        r = c.getresponse()
+        text = r.read().decode()
+        c.close()
+        return r.status, "Too many failed logins" in text
+    out = []
+    for i, password in enumerate(PLAN):
+        t = time.monotonic()
+        status, limited = attempt(password)
+        out.append([status, limited, round(time.monotonic() - t, 2)])
+        # wrong guesses: until REFUSED of them were tried and two were not (429)
+        if [s for s, _, _ in out].count(403) >= REFUSED and \
+                [s for s, _, _ in out].count(429) >= 2:
+            break
+        if status == 429:
+            time.sleep(0.5)
+    print(json.dumps(out))
+""")
+
+
+def _logins(host, victim, spec: str, plan: list, refused: int = 0) -> list:
+    head = (f"W, PORT, D, PLAN, REFUSED = {victim.addr!r}, {WEB_PORT}, {spec!r}, "
+            f"{plan!r}, {refused}\n")
+    return json.loads(host.python(head + LOGIN, timeout=120))
+
+
+def test_n12_guesses_through_a_manager_never_lock_the_server_out(net):
+    """netinfo-web on the victim's address manages ``sec``, served by a netinfod on
+    another host (``server``), whose root has a password: the manager reaches it from a
+    non-loopback address, where netinfod's own limit (5 failures from one address lock
+    it out for 60 s) applies. The attacker posts wrong passwords for root: the first
+    CLIENT_FREE are refused (403), past them it must wait (429) and waiting it out buys
+    one more guess, until 5 wrong passwords (AUTH_FAILURES) were tried. Before the fix
+    each went to netinfod, which then refused the manager's every credential: a login
+    with the right password from the bystander failed for 60 s. Now netinfod never hears
+    a wrong password and the bystander logs in at once."""
+    pytest.importorskip("uvicorn")
+    pytest.importorskip("starlette")
+    from netinfo.database import AUTH_FAILURES
+    from netinfo.web.lock import CLIENT_FREE
+    victim, attacker, bystander, server = (net.h[n] for n in HOSTS)
+    d = net.tmp / "n12"
+    d.mkdir()
+    pw = d / "password"
+    pw.write_text(PASSWORD + "\n")
+    ni, ni_log = _netinfod(server, d / "db", "sec", "--root-password-file", str(pw))
+    spec = f"sec@{server.addr}:{NI_PORT}"
+    web_log = d / "web.log"
+    web = victim.spawn([sys.executable, "-m", "netinfo.web.server", "--domain", spec,
+                        "--bind", f"{victim.addr}:{WEB_PORT}"], web_log)
+    try:
+        wait_until(lambda: "serving" in _log(web_log), 60, 0.3)
+        # wrong guesses at once, waiting 0.5 s after each 429, until AUTH_FAILURES of
+        # them were tried (what locked netinfod out) and two were refused untried
+        got = _logins(attacker, victim, spec, [f"guess{i}" for i in range(40)],
+                      refused=AUTH_FAILURES)
+        # the bystander, through the same manager, with the right password, at once
+        mine = _logins(bystander, victim, spec, [PASSWORD])
+        print(f"MEASURE N12 guesses from another host through the manager: {got}; "
+              f"then the right password from a third host: {mine}")
+        statuses = [s for s, _, _ in got]
+        # CLIENT_FREE are free and the next is tried (it starts a wait); past them
+        # the attacker waits, and what it sends while waiting is refused untried
+        assert statuses[:CLIENT_FREE + 1] == [403] * (CLIENT_FREE + 1), got
+        assert statuses.count(403) == AUTH_FAILURES and statuses.count(429) == 2, got
+        assert all(limited for s, limited, _ in got if s == 429), got
+        assert mine[0][0] == 303, (mine, _log(ni_log))
+        assert all(took < 10 for _, _, took in got + mine), (got, mine)
+        text = _log(ni_log)
+        assert "authentication failed" not in text and "refusing its credentials" \
+            not in text, text
+        assert "Traceback" not in _log(web_log), _log(web_log)
+    finally:
+        _stop(victim, web)
+        _stop(server, ni)
