@@ -15,6 +15,7 @@ before the fix docs/security.md names.
 from __future__ import annotations
 
 import json
+import re
 import sys
 import textwrap
 from pathlib import Path
@@ -308,3 +309,183 @@ def test_n12_guesses_through_a_manager_never_lock_the_server_out(net):
     finally:
         _stop(victim, web)
         _stop(server, ni)
+
+
+# -- N17: connections that never read, at nibindd and its portmapper --------------------------
+
+RPC_LIB = textwrap.dedent("""
+    import json, re, resource, socket, struct, sys, time
+    from netinfo import rpc
+    from netinfo.nibind import NIBIND_PROG, NIBIND_VERS, BindProc
+    from netinfo.portmap import (IPPROTO_TCP, PMAP_PROG, PMAP_VERS, Mapping, PmapProc,
+                                 decode_dump)
+    DUMP = rpc.frame(rpc.encode_call(1, PMAP_PROG, PMAP_VERS, PmapProc.DUMP))
+    PING = rpc.frame(rpc.encode_call(1, NIBIND_PROG, NIBIND_VERS, BindProc.PING))
+""")
+
+# The attacker: from each of its addresses, PER connections to the portmapper and PER to
+# nibindd's TCP port, a third sending nothing, a third calls whose replies it never reads
+# (a small receive buffer), a third half a record; it holds them until killed.
+FLOOD = RPC_LIB + textwrap.dedent("""
+    resource.setrlimit(resource.RLIMIT_NOFILE, (16384, 16384))
+    socks, failed = [], 0
+    for i in range(PER):
+        for src in SOURCES:
+            for port, call in ((111, DUMP), (NB_PORT, PING)):
+                s = socket.socket()
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 2048)
+                s.settimeout(5)
+                try:
+                    s.bind((src, 0))
+                    s.connect((V, port))
+                    s.sendall((b"", call * 400, call[:6])[i % 3])
+                except OSError:
+                    failed += 1
+                socks.append(s)
+    print("holding", len(socks), "failed", failed, flush=True)
+    time.sleep(600)
+""")
+
+# The bystander: over TCP, the portmapper's GETPORT and DUMP (what rpcinfo -p does) and
+# nibindd's PING; over UDP, GETPORT; each timed, a few rounds.
+PROBE = RPC_LIB + textwrap.dedent("""
+    import asyncio
+    from netinfo import binding
+    def record(s):
+        out = b""
+        while True:
+            head = b""
+            while len(head) < 4:
+                got = s.recv(4 - len(head))
+                if not got:
+                    raise ConnectionError("closed")
+                head += got
+            n = struct.unpack(">I", head)[0]
+            body = b""
+            while len(body) < (n & 0x7FFFFFFF):
+                got = s.recv((n & 0x7FFFFFFF) - len(body))
+                if not got:
+                    raise ConnectionError("closed")
+                body += got
+            out += body
+            if n & 0x80000000:
+                return out
+    def tcp(port, prog, vers, proc, args=b""):
+        s = socket.create_connection((V, port), 10)
+        try:
+            s.sendall(rpc.frame(rpc.encode_call(9, prog, vers, proc, args)))
+            xid, u = rpc.decode_reply(record(s))
+            assert xid == 9
+            return u
+        finally:
+            s.close()
+    def timed(fn):
+        t = time.monotonic()
+        try:
+            v = fn()
+        except Exception as e:
+            v = repr(e)
+        return [v, round(time.monotonic() - t, 3)]
+    rounds = []
+    for _ in range(ROUNDS):
+        rounds.append({
+            "getport": timed(lambda: tcp(111, PMAP_PROG, PMAP_VERS, PmapProc.GETPORT,
+                Mapping(NIBIND_PROG, NIBIND_VERS, IPPROTO_TCP, 0).encode()).unpack_uint()),
+            "dump": timed(lambda: sorted({m.prog for m in decode_dump(
+                tcp(111, PMAP_PROG, PMAP_VERS, PmapProc.DUMP))})),
+            "ping": timed(lambda: tcp(NB_PORT, NIBIND_PROG, NIBIND_VERS, BindProc.PING)
+                          and "ok"),
+            "udp getport": timed(lambda: asyncio.run(binding.pmap_getport(
+                V, NIBIND_PROG, NIBIND_VERS, IPPROTO_TCP, timeout=5.0))),
+        })
+        time.sleep(0.5)
+    print(json.dumps(rounds))
+""")
+
+
+def _established(host, ports: set[int]) -> dict[int, dict[str, int]]:
+    """Established TCP connections at *host*'s *ports*: port → peer address → count."""
+    r = host.run(["ss", "-tnH", "state", "established"], timeout=30)
+    assert r.returncode == 0, r.stderr
+    out: dict[int, dict[str, int]] = {p: {} for p in ports}
+    for line in r.stdout.splitlines():
+        local, peer = line.split()[-2:]
+        port = int(local.rsplit(":", 1)[1])
+        if port in out:
+            addr = peer.rsplit(":", 1)[0]
+            out[port][addr] = out[port].get(addr, 0) + 1
+    return out
+
+
+def test_n17_connections_that_never_read_do_not_shut_the_portmapper_out(net):
+    """nibindd with its embedded portmapper on the victim's address. From the attacker's
+    nine addresses (its own, four more on the same network, two on each of two networks
+    of its own), 1,440 TCP connections to the portmapper and nibindd that send nothing,
+    send calls and never read a reply, or hold half a record. Before the fix 256 such
+    connections shut both out for 2 minutes (every newcomer closed); now one address
+    holds at most 64, one network 128, and at the cap of 256 the network and address
+    holding the most make room: the bystander's GETPORT, DUMP and PING over
+    TCP, and GETPORT over UDP, are answered within seconds, while the flood is held."""
+    import subprocess
+
+    from netinfo.nibind import NIBIND_PROG
+    from netinfo.portmap import PMAP_PROG
+    victim, attacker, bystander = net.h["victim"], net.h["attacker"], net.h["bystander"]
+    d = net.tmp / "n17"
+    (d / "db").mkdir(parents=True)
+    log = d / "nibindd.log"
+    nb = victim.spawn([sys.executable, "-m", "netinfo.cli.nibindd", "--dir", str(d / "db"),
+                       "--portmapper", "embedded", "--bind", victim.addr], log)
+    # four more addresses on the attacker's network and two each on two networks of its
+    # own (the victim routes them to the attacker's link): 3 networks, 8 addresses
+    extra = ["10.77.0.20", "10.77.0.21", "10.77.0.22", "10.77.0.23",
+             "10.77.1.2", "10.77.1.3", "10.77.2.2", "10.77.2.3"]
+    routes = ["10.77.1.0/24", "10.77.2.0/24"]
+    flood = None
+    try:
+        m = wait_until(lambda: re.search(r"serving .* tcp=(\d+)", _log(log)), 60, 0.3)
+        nb_port = int(m.group(1))
+        head = f"V, NB_PORT, ROUNDS = {victim.addr!r}, {nb_port}, 3\n"
+        # the bystander is served before the flood, and the attack does not stop it
+        before = json.loads(bystander.python(head + PROBE, timeout=120))
+        for a in extra:
+            subprocess.run(["ip", "-n", attacker.ns, "addr", "add", f"{a}/24", "dev",
+                            "eth0"], check=True, capture_output=True)
+        for r in routes:
+            subprocess.run(["ip", "-n", victim.ns, "route", "add", r, "dev", "eth0"],
+                           check=True, capture_output=True)
+        flood_log = d / "flood.log"
+        flood = attacker.spawn([sys.executable, "-c",
+                                f"V, NB_PORT, PER, SOURCES = {victim.addr!r}, {nb_port}, "
+                                f"80, {[attacker.addr, *extra]!r}\n" + FLOOD], flood_log)
+        held = wait_until(lambda: re.search(r"holding (\d+) failed (\d+)", _log(flood_log)),
+                          120, 0.3)
+        during = json.loads(bystander.python(head + PROBE, timeout=120))
+        kept = _established(victim, {111, nb_port})
+        print(f"MEASURE N17 {held.group(1)} connections that never read from 9 addresses "
+              f"of another host ({held.group(2)} failed to connect); the victim keeps "
+              f"{ {p: sum(n.values()) for p, n in kept.items()} } (port: connections); the "
+              f"bystander's calls before {before[0]}, during {during}")
+        for port, peers in kept.items():     # the bounds, seen from outside
+            assert sum(peers.values()) <= 256 and max(peers.values()) <= 64, (port, peers)
+            for network in ("10.77.0.", "10.77.1.", "10.77.2."):
+                assert sum(n for a, n in peers.items() if a.startswith(network)) <= 128
+        for rounds in (before, during):
+            for one in rounds:
+                assert one["getport"][0] == nb_port, rounds
+                assert one["dump"][0] == sorted({PMAP_PROG, NIBIND_PROG}), rounds
+                assert one["ping"][0] == "ok", rounds
+                assert one["udp getport"][0] == nb_port, rounds
+                assert max(took for _, took in one.values()) < 3.0, rounds
+        assert nb.poll() is None, _log(log)
+        assert "Traceback" not in _log(log), _log(log)
+    finally:
+        if flood is not None:
+            _stop(attacker, flood)
+        for a in extra:
+            subprocess.run(["ip", "-n", attacker.ns, "addr", "del", f"{a}/24", "dev",
+                            "eth0"], capture_output=True)
+        for r in routes:
+            subprocess.run(["ip", "-n", victim.ns, "route", "del", r, "dev", "eth0"],
+                           capture_output=True)
+        _stop(victim, nb)
