@@ -1,4 +1,4 @@
-"""Issue 18, second round, findings N4, N7, N12 and N17 replayed from a second test host
+"""Issue 18, second round, findings N4, N7, N12, N17 and N18 replayed from a second test host
 (network namespaces, tests/netns.py): the attacker has nothing but the wire (raw sockets,
 the project's RPC codecs and client, raw HTTP).
 
@@ -8,8 +8,9 @@ Hosts: ``victim`` (10.77.0.1) runs the master, the web manager or nibindd; ``att
 the netinfod behind the manager for N12, so that the manager reaches it from a
 non-loopback address as a manager on another host does. The loopback versions of these
 tests are in tests/test_quota.py (N4), tests/test_limits.py (N7),
-tests/test_web_security.py (N12) and tests/test_snapshot_streams.py (N17); each failed
-before the fix docs/security.md names.
+tests/test_web_security.py (N12), tests/test_snapshot_streams.py (N17) and
+tests/test_replication_bounds.py (N18); each failed before the fix docs/security.md
+names.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import json
 import re
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -489,3 +491,75 @@ def test_n17_connections_that_never_read_do_not_shut_the_portmapper_out(net):
             subprocess.run(["ip", "-n", victim.ns, "route", "del", r, "dev", "eth0"],
                            capture_output=True)
         _stop(victim, nb)
+
+
+# -- N18: a master that sends more than a clone keeps -------------------------------------------
+
+CLONE_STATE = textwrap.dedent("""
+    import asyncio, json
+    from netinfo import binding
+    from netinfo.client import Client
+    async def main():
+        _, port = await binding.getregister("127.0.0.1", "net")
+        c = await Client.connect("127.0.0.1", port, "net", privileged=True)
+        users = await c.pathsearch("/users")
+        names = [v[0] for _, v in (await c.list(users, "name"))[0] if v]
+        await c.close()
+        print(json.dumps(names))
+    asyncio.run(main())
+""")
+
+
+def test_n18_a_master_on_another_host_cannot_fill_a_clones_disk(net):
+    """The victim serves a clone of ``net`` (50 users) whose master is at the attacker's
+    address; the attacker serves a master of ``net`` there (behind its own nibindd and
+    portmapper) that holds 12,000 users, some 5 MB on the wire, and lists the victim as
+    its clone, so it answers the clone's READALL. The victim's nibindd runs its netinfods
+    with ``--max-copy-mb 1``: the copy is abandoned past 1 MB with one log line naming the
+    option, the clone keeps serving its 50 users, and its directory grows by less than
+    the copy. Before the fix a copy had no bound: a master could fill the clone's disk."""
+    from netinfo.database import open_database
+    from netinfo.model import NI_INDEX_NULL, NiId
+    from netinfo.service import SUPERUSER
+    from netinfo.templates import create_clone, ensure_dir
+
+    from .test_security_hosts import _registered, _start_nibindd, _users_db
+    victim, attacker = net.h["victim"], net.h["attacker"]
+    vdir, adir = net.tmp / "n18-victim", net.tmp / "n18-attacker"
+    vdir.mkdir()
+    adir.mkdir()
+    _users_db(adir, "net", "attacker", attacker.addr, 12000, "evil" + "e" * 200,
+              {"victim": victim.addr})
+    with open_database(vdir, "net", create=True) as db:
+        svc = db.service
+        create_clone(svc, "attacker", attacker.addr, "net")
+        users = NiId(ensure_dir(svc, "users"), 0)
+        for i in range(50):
+            users = svc.proc_create(SUPERUSER, svc.proc_self(SUPERUSER, users),
+                                    [("name", [f"old{i}"])], NI_INDEX_NULL)[1]
+        db.commit()
+    before = _db_bytes(vdir)
+    started = []
+    try:
+        started.append((attacker, _start_nibindd(attacker, adir, net.tmp / "n18-a.log")))
+        wait_until(lambda: _registered(attacker, "net"), 60, 0.5)
+        log = net.tmp / "n18-v.log"
+        started.append((victim, victim.spawn(
+            [sys.executable, "-m", "netinfo.cli.nibindd", "--dir", str(vdir), "--portmapper",
+             "embedded", "--bind", "0.0.0.0", "--max-copy-mb", "1"], log)))
+        wait_until(lambda: "the copy exceeds" in _log(log), 90, 0.3)
+        time.sleep(1.0)      # what would follow: the rest of the copy, the swap
+        names = json.loads(victim.python(CLONE_STATE, timeout=90))
+        grew = _db_bytes(vdir) - before
+        line = next(x for x in _log(log).splitlines() if "exceeds" in x)
+        print(f"MEASURE N18 a master on another host sent a 12,000-user copy to a clone "
+              f"with --max-copy-mb 1: {line.split(': ', 1)[-1]!r}; the clone serves "
+              f"{len(names)} users, its directory grew {grew / 1024:.0f} KiB")
+        assert sorted(names) == sorted(f"old{i}" for i in range(50)), names[:5]
+        assert "the copy exceeds 1 MB (netinfod --max-copy-mb): abandoned" in line, line
+        assert grew < 2 * 2**20, grew
+        assert not [p for p in vdir.rglob("*") if p.name.endswith(".temp")]
+        assert "Traceback" not in _log(log), _log(log)
+    finally:
+        for host, proc in reversed(started):
+            _stop(host, proc)
