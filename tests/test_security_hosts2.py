@@ -551,7 +551,7 @@ def test_n18_a_master_on_another_host_cannot_fill_a_clones_disk(net):
         time.sleep(1.0)      # what would follow: the rest of the copy, the swap
         names = json.loads(victim.python(CLONE_STATE, timeout=90))
         grew = _db_bytes(vdir) - before
-        line = next(x for x in _log(log).splitlines() if "exceeds" in x)
+        line = next((x for x in _log(log).splitlines() if "exceeds" in x), "")
         print(f"MEASURE N18 a master on another host sent a 12,000-user copy to a clone "
               f"with --max-copy-mb 1: {line.split(': ', 1)[-1]!r}; the clone serves "
               f"{len(names)} users, its directory grew {grew / 1024:.0f} KiB")
