@@ -359,3 +359,143 @@ def served_domains(tmp_path_factory, name: str):
             yield d
         finally:
             d.stop()
+
+
+# -- tools as real subprocesses ------------------------------------------------------------------
+
+def tool_process(tool: str, *args: str, env: dict[str, str] | None = None,
+                 input: str | bytes | None = None, timeout: float = 120, text: bool = True,
+                 **kw) -> subprocess.CompletedProcess:
+    """``python -m netinfo.cli.<tool> args`` as a real subprocess, its output captured.
+
+    *env* defaults to :func:`env_with_src` (a served domain's ``.env`` points the tool at
+    its portmapper). With no *input* the tool reads an empty standard input, never the
+    runner's terminal. Further keywords go to :func:`subprocess.run` (``cwd``,
+    ``start_new_session``)."""
+    if input is None:
+        kw.setdefault("stdin", subprocess.DEVNULL)
+    return subprocess.run([sys.executable, "-m", f"netinfo.cli.{tool}", *args],
+                          env=env_with_src() if env is None else env, input=input,
+                          capture_output=True, text=text, timeout=timeout, **kw)
+
+
+@pytest.fixture
+def run_tool():
+    """:func:`tool_process`: ``run_tool("niutil", "-read", ".", "/", env=nb.env)``."""
+    return tool_process
+
+
+# -- bytes in, bytes out: a client and a Dispatcher in memory ------------------------------------
+
+class Wire:
+    """A real :class:`netinfo.server.Dispatcher` serving *db*, reached by bytes alone: no
+    socket, no process, no thread. :meth:`exchange` takes one call record and gives back
+    the reply record (None: no reply, as for a BIND the server does not answer), made as
+    a TCP connection makes it: writes committed after the call (``Dispatcher.commit``), a
+    streamed reply (READALL, a big LIST or LISTALL) joined whole. :meth:`client` is a real
+    :class:`netinfo.client.Client` whose connection writes into :meth:`exchange` and reads
+    the record-marked replies (spec §1.3), so client and server encode and decode every
+    byte as they do over TCP. Every exchange is kept in :attr:`records`.
+
+    The caller is who the server takes the peer to be (spec §10.2): anonymous unless
+    given (``server.Caller(..., superuser=True, user="root")``); a credential set with
+    ``Client.set_password`` travels in the call, as on the wire."""
+
+    def __init__(self, db, tag: str = "test", caller=None) -> None:
+        from netinfo.server import Dispatcher, ServerConfig
+        from netinfo.service import Caller
+
+        self.db = db
+        self.dispatcher = Dispatcher(db, ServerConfig(tag, bind="127.0.0.1"), ["127.0.0.1"])
+        self.tag = tag
+        self.caller = caller if caller is not None else Caller("127.0.0.1", 40000)
+        #: (call record, reply record or None), in order
+        self.records: list[tuple[bytes, bytes | None]] = []
+
+    def exchange(self, record: bytes, caller=None) -> bytes | None:
+        """One call record in, its reply record out.
+
+        :raises WireError: not an RPC call (a TCP server closes the connection)."""
+        from netinfo.server import ReplyStream, _fail_writes
+
+        disp = self.dispatcher
+        reply, is_write = disp.handle(record, caller or self.caller, udp=False)
+        if not disp.commit():
+            replies = [reply]
+            _fail_writes(replies, [0] if is_write else [])   # NI_NOSPACE, as the server
+            reply = replies[0]
+        if isinstance(reply, ReplyStream):
+            stream = reply
+            try:
+                reply = stream.head + b"".join(stream.pieces)
+            finally:
+                stream.close()
+        self.records.append((record, reply))
+        return reply
+
+    def client(self, caller=None):
+        """A :class:`netinfo.client.Client` over this wire; call it in a running loop."""
+        from netinfo.client import Client
+        from netinfo.transport import RpcConnection
+
+        conn = RpcConnection()
+        conn.connection_made(_WireTransport(self, conn, caller or self.caller))
+        return Client(conn, "127.0.0.1", 0, self.tag)
+
+
+class _WireTransport:
+    """The client side's transport: what it writes is unframed and answered through
+    :meth:`Wire.exchange`; each reply comes back framed, on the next turn of the loop."""
+
+    def __init__(self, wire: Wire, conn, caller) -> None:
+        from netinfo import rpc
+
+        self.wire, self.conn, self.caller = wire, conn, caller
+        self.reader = rpc.RecordReader()
+        self.closing = False
+
+    def write(self, data: bytes) -> None:
+        import asyncio
+
+        from netinfo import rpc
+
+        try:
+            replies = [self.wire.exchange(rec, self.caller) for rec in self.reader.feed(data)]
+        except Exception as e:   # as the server: the connection is dropped
+            asyncio.get_running_loop().call_soon(self.conn.connection_lost, e)
+            self.closing = True
+            return
+        out = b"".join(rpc.frame(r) for r in replies if r is not None)
+        if out:
+            asyncio.get_running_loop().call_soon(self.conn.data_received, out)
+
+    def is_closing(self) -> bool:
+        return self.closing
+
+    def close(self) -> None:
+        if not self.closing:
+            self.closing = True
+            self.conn.connection_lost(None)
+
+    abort = close
+
+    def get_extra_info(self, name: str, default=None):
+        return default
+
+
+@pytest.fixture
+def wire():
+    """:class:`Wire` over a new master domain in memory (tag ``test``, this host
+    ``localhost`` at 127.0.0.1); ``wire.db`` is its database. ``Wire(db)`` pairs a client
+    with a database a test built itself."""
+    from netinfo.database import Database
+    from netinfo.storage import open_store
+    from netinfo.templates import create_master
+
+    db = Database(open_store("memory:"))
+    create_master(db.service, "test", "localhost", ["127.0.0.1"])
+    db.commit()
+    try:
+        yield Wire(db)
+    finally:
+        db.close()

@@ -151,7 +151,7 @@ def wait_until(fn, timeout: float = 30.0, interval: float = 0.3):
             v = fn()
             if v:
                 return v
-        except Exception as e:  # noqa: BLE001 - polling: remember and retry
+        except Exception as e:  # polling: remember and retry
             last = e
         time.sleep(interval)
     raise TimeoutError(f"condition not met within {timeout} s (last error: {last!r})")

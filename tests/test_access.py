@@ -25,6 +25,8 @@ from netinfo.service import SUPERUSER, Caller
 from netinfo.storage import open_store
 from netinfo.templates import create_master, ensure_dir
 
+from .conftest import Wire
+
 passlib_hash = pytest.importorskip("passlib.hash")
 
 FAST = {  # cheap parameters: the matrix checks hundreds of passwords
@@ -156,11 +158,22 @@ def test_each_hash_format_authenticates(scheme):
     from netinfo.passwords import available_schemes
     if scheme not in available_schemes():
         pytest.skip(f"{scheme}: no backend installed")
-    db = build({"alice": scheme})
-    ok = Caller("10.0.0.9", 1, credential=AuthUnix.for_password("alicepw", 501))
-    bad = Caller("10.0.0.8", 1, credential=AuthUnix.for_password("alicepw!", 501))
-    assert attempt(db, Proc.CREATE, ok, "_writers alice") == Status.OK
-    assert attempt(db, Proc.CREATE, bad, "_writers alice") == Status.AUTHERROR
+    # bytes in, bytes out: the client's AUTH_UNIX credential, checked by the Dispatcher
+    wire = Wire(build({"alice": scheme}), "acc")
+
+    async def create_as(addr: str, password: str) -> int:
+        c = wire.client(Caller(addr, 1))
+        c.set_password(password, 501)
+        try:
+            d = await c.self_id((await c.lookup(0, "name", "_writers alice"))[0][0])
+            await c.create(d, [("name", ["new"])])
+            return Status.OK
+        except NiError as e:
+            return e.status
+        finally:
+            await c.close()
+    assert asyncio.run(create_as("10.0.0.9", "alicepw")) == Status.OK
+    assert asyncio.run(create_as("10.0.0.8", "alicepw!")) == Status.AUTHERROR
 
 
 def test_admin_promotion_follows_promote_admins():

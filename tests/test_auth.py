@@ -3,8 +3,6 @@ password, checked against /users by uid; pure, and over the wire with niutil -u/
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import warnings
 
 import pytest
@@ -103,7 +101,7 @@ def test_no_users_directory_is_nouser():
 
 @needs_crypt
 @needs_privilege_rule
-def test_niutil_with_user_and_password_over_the_wire(netinfod):
+def test_niutil_with_user_and_password_over_the_wire(netinfod, run_tool):
     """niutil -u alice -P secret writes as alice; a wrong password exits 120 (§1.5)."""
     from netinfo.client import SyncClient
     d = netinfod("auth", "-m")
@@ -115,8 +113,7 @@ def test_niutil_with_user_and_password_over_the_wire(netinfod):
     env = dict(__import__("os").environ, NETINFO_PRIVILEGED="0")
 
     def niutil(*args):
-        return subprocess.run([sys.executable, "-m", "netinfo.cli.niutil", *args,
-                               ], capture_output=True, text=True, env=env, timeout=60)
+        return run_tool("niutil", *args, env=env, timeout=60)
     t = f"127.0.0.1:{d.port}/auth"
     r = niutil("-create", "-t", "-u", "alice", "-P", "secret", t, "/pub/made")
     assert r.returncode == 0, r.stderr

@@ -25,6 +25,7 @@ from netinfo.nibind import (NIBIND_PROG, NIBIND_VERS, BindArgs, BindProc, Regist
 from netinfo.portmap import IPPROTO_TCP, IPPROTO_UDP, PMAP_PROG, PmapProc
 from netinfo.protocol import NETINFO_PROG, NETINFO_VERS, Proc
 
+from .conftest import tool_process
 from .netns import wait_until
 
 ROOT = os.geteuid() == 0
@@ -145,8 +146,7 @@ def test_privileged_procedures_need_a_reserved_port(nibindd):
 
 
 def nidomain(nb, *args):
-    return subprocess.run([sys.executable, "-m", "netinfo.cli.nidomain", *args], env=nb.env,
-                          capture_output=True, text=True, timeout=60)
+    return tool_process("nidomain", *args, env=nb.env, timeout=60)
 
 
 def test_nidomain_create_list_destroy(nibindd):
@@ -214,14 +214,13 @@ def test_nidomain_usage_and_errors(nibindd):
     assert (r.returncode, r.stderr.strip()) == (1, "nidomain: unknown host - no-such-host.invalid")
 
 
-def test_the_network_root_lists_this_host_where_it_listens(nibindd):
+def test_the_network_root_lists_this_host_where_it_listens(nibindd, run_tool):
     # bound to 127.0.0.1, the host is listed there alone: an interface address would
     # send clients (nifind -a, the web manager) to servers that are not listening there
     from netinfo.netif import served_addresses
     from netinfo.netif import hostname, local_addresses, non_loopback
-    r = subprocess.run([sys.executable, "-m", "netinfo.cli.niutil", "-readprop", "-t",
-                        "127.0.0.1/network", f"/machines/{hostname()}", "ip_address"],
-                       env=nibindd.env, capture_output=True, text=True, timeout=60)
+    r = run_tool("niutil", "-readprop", "-t", "127.0.0.1/network", f"/machines/{hostname()}",
+                 "ip_address", env=nibindd.env, timeout=60)
     assert (r.returncode, r.stdout, r.stderr) == (0, "127.0.0.1\n", "")
     assert served_addresses("127.0.0.1") == ["127.0.0.1"]
     assert served_addresses("::1") == ["::1"]
@@ -252,13 +251,12 @@ def test_host_names_resolve_from_netinfo_hosts_only(nibindd, tmp_path):
     assert r.returncode == 221 and r.stderr.startswith("Can't find address for localhost\n")
 
 
-def test_nidomain_without_nibindd(tmp_path):
+def test_nidomain_without_nibindd(tmp_path, run_tool):
     # Every operation fails (exit 1) naming the portmapper asked; the original's -l and
     # -g exited 0 here (tools §4.4), which a script could not tell from "no domains".
     env = dict(os.environ, NETINFO_PORTMAPPER="127.0.0.1:9", NETINFO_BROADCAST="off")
     for args in (["-l"], ["-m", "x"]):
-        r = subprocess.run([sys.executable, "-m", "netinfo.cli.nidomain", *args], env=env,
-                           capture_output=True, text=True, timeout=60)
+        r = run_tool("nidomain", *args, env=env, timeout=60)
         assert (r.returncode, r.stdout, r.stderr) == (
             1, "", "nidomain: no nibindd at 127.0.0.1 (no answer from the portmapper at "
                    "127.0.0.1:9)\n")

@@ -20,10 +20,10 @@ import pytest
 from netinfo.database import open_database
 from netinfo.errors import DamagedDirectory, NiError, Status
 from netinfo.model import NiId
-from netinfo.protocol import Proc, check_proplist, decode_proplist, encode_proplist
+from netinfo.protocol import check_proplist, decode_proplist, encode_proplist
 from netinfo.service import SUPERUSER
 
-from .conftest import Netinfod
+from .conftest import Netinfod, Wire
 from .test_clone_copy import clone_with, make_master
 
 USERS = 200
@@ -74,9 +74,21 @@ def test_a_damaged_directory_is_refused_and_the_rest_served(tmp_path, how, caplo
         # the check at open names it, and the domain is served all the same
         assert len(db.store.found_damaged) == 1
         assert f"directory {victim} is damaged" in db.store.found_damaged[0]
-        body = db.answer(Proc.READ, SUPERUSER, (NiId(victim, 0),))
-        assert body == Status.SERIAL.to_bytes(4, "big")
-        body = db.answer(Proc.READ, SUPERUSER, (NiId(victim, 0),))   # logged once
+        # a READ of it, bytes in and bytes out through the server's Dispatcher, is
+        # answered NI_SERIAL, twice, and logged once
+        wire = Wire(db, "net", caller=SUPERUSER)
+
+        async def read_twice() -> list[int]:
+            c = wire.client()
+            got = []
+            for _ in range(2):
+                with pytest.raises(NiError) as e:
+                    await c.read(victim)
+                got.append(e.value.status)
+            await c.close()
+            return got
+        assert asyncio.run(read_twice()) == [Status.SERIAL] * 2
+        assert [reply[-4:] for _, reply in wire.records] == [Status.SERIAL.to_bytes(4, "big")] * 2
         assert sum("is damaged" in r.getMessage() for r in caplog.records) == 2
         other = db.service.proc_lookup(SUPERUSER, NiId(users, 0), "name", "user8")[0][0]
         assert db.service.proc_read(SUPERUSER, NiId(other, 0))[1][0] == ("name", ["user8"])
@@ -96,7 +108,7 @@ def _drain(srv: Netinfod, lines: list[str]) -> None:
 
 def test_netinfod_refuses_the_damaged_directory_and_serves_the_others(damaged_master):
     from netinfo.client import Client
-    d, users, victim = damaged_master
+    d, _users, victim = damaged_master
     srv = Netinfod(d, "net").start()
     lines: list[str] = []
     _drain(srv, lines)
@@ -125,7 +137,7 @@ def test_netinfod_refuses_the_damaged_directory_and_serves_the_others(damaged_ma
 
 def test_a_clone_copying_from_a_damaged_master_keeps_its_copy(damaged_master, tmp_path,
                                                               monkeypatch):
-    d, users, victim = damaged_master
+    d, _users, _victim = damaged_master
     srv = Netinfod(d, "net").start()
     lines: list[str] = []
     _drain(srv, lines)

@@ -15,7 +15,6 @@ import subprocess
 import sys
 import textwrap
 import time
-from pathlib import Path
 
 import pytest
 
@@ -23,7 +22,7 @@ from netinfo.client import SyncClient
 from netinfo.database import Change, Database, DatabaseInUse, LocalChannel, open_database
 from netinfo.errors import NiError, Status, StorageError
 from netinfo.model import NI_INDEX_NULL, NiId
-from netinfo.protocol import PROCEDURES, RESULT_KINDS, Kind, Proc, encode_args
+from netinfo.protocol import PROCEDURES, RESULT_KINDS, Kind, Proc
 from netinfo.service import SUPERUSER, Caller, DirectoryService
 from netinfo.storage import Image, Record, Store, open_store
 from netinfo.storage.sqlite import SqliteStore

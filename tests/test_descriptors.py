@@ -50,7 +50,7 @@ def ping_tcp(port: int, timeout: float = 2.0, prog: int = 200100000) -> bool:
 def exhaust(pid: int, port: int, lines: list[str], what: str) -> list[socket.socket]:
     """Lower *pid*'s descriptor limit to what it holds + 2 and open connections past it,
     until the daemon says it cannot accept."""
-    soft, hard = resource.prlimit(pid, resource.RLIMIT_NOFILE)
+    _soft, hard = resource.prlimit(pid, resource.RLIMIT_NOFILE)
     resource.prlimit(pid, resource.RLIMIT_NOFILE, (open_fds(pid) + 2, hard))
     held = []
     deadline = time.monotonic() + 20

@@ -131,7 +131,7 @@ def ping_udp(port: int, prog: int, vers: int, timeout: float = 2.0, tries: int =
             while time.monotonic() < deadline:
                 try:
                     data = s.recv(65536)
-                except socket.timeout:
+                except TimeoutError:
                     break
                 if rpc.reply_xid(data) == 77:
                     return True

@@ -178,7 +178,7 @@ def test_failover_to_the_other_server(hierarchy):
     assert a.addr in line and d.addr in line
     # Kill host A's nibindd and its netinfods (its process group): one server of "/" is gone.
     import os
-    nib = [q for q in a.procs if "nibindd" in " ".join(map(str, q.args))][0]
+    nib = next(q for q in a.procs if "nibindd" in " ".join(map(str, q.args)))
     os.killpg(nib.pid, 9)
     nib.wait()
     out, err = p.communicate("go\n", timeout=120)

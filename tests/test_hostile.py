@@ -722,7 +722,7 @@ def test_200_concurrent_connections_all_served(server):
         c = await Client.connect("127.0.0.1", server.port, TAG, privileged=False, timeout=20)
         try:
             async with asyncio.timeout(30):
-                root, ping, machines, stats = await asyncio.gather(
+                root, _ping, machines, stats = await asyncio.gather(
                     c.root(), c.ping(), c.pathsearch("/machines"), c.statistics())
                 assert root.object == 0 and machines.object > 0
                 assert dict(stats)["checksum"]

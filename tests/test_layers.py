@@ -13,6 +13,7 @@ from __future__ import annotations
 import ast
 import subprocess
 import sys
+import tomllib
 from collections import deque
 from functools import cache
 from pathlib import Path
@@ -174,6 +175,20 @@ def chain(seen: dict[str, str | None], end: str) -> str:
 def test_module_lists_are_current():
     mods = set(modules())
     assert PURE <= mods and LIBRARY <= mods, sorted((PURE | LIBRARY) - mods)
+
+
+def test_the_pure_core_is_held_to_strict_typing():
+    """pyproject's mypy override with the --strict flags names exactly the pure core, so a
+    module joining PURE joins the strict check too (issue 19 item 8)."""
+    config = tomllib.loads((PKG.parent.parent / "pyproject.toml").read_text())
+    strict = [o for o in config["tool"]["mypy"]["overrides"]
+              if o.get("disallow_untyped_defs") and o.get("disallow_any_generics")]
+    assert len(strict) == 1, strict
+    assert set(strict[0]["module"]) == PURE
+    assert all(strict[0].get(flag) for flag in (
+        "disallow_incomplete_defs", "disallow_untyped_calls", "disallow_untyped_decorators",
+        "disallow_subclassing_any", "check_untyped_defs", "warn_return_any",
+        "no_implicit_reexport", "strict_equality", "extra_checks"))
 
 
 @pytest.mark.parametrize("name", sorted(PURE))

@@ -17,7 +17,7 @@ import pytest
 
 from netinfo.cli import nidump, nigrep, niload
 
-from .conftest import free_port, served_domains
+from .conftest import free_port, served_domains, tool_process
 
 UNKNOWN = ("unknown domain nosuch: no /machines entry of network@127.0.0.1 serves "
            "nosuch/<tag>")
@@ -32,9 +32,7 @@ def nb(tmp_path_factory):
 
 def tool(nb, module: str, *args: str, stdin: str = "") -> tuple[int, str, str]:
     """``python -m netinfo.cli.<module> args`` with no controlling terminal."""
-    p = subprocess.run([sys.executable, "-m", f"netinfo.cli.{module}", *args], env=nb.env,
-                       input=stdin, capture_output=True, text=True, timeout=120,
-                       start_new_session=True)
+    p = tool_process(module, *args, env=nb.env, input=stdin, start_new_session=True)
     return p.returncode, p.stdout, p.stderr
 
 
@@ -265,11 +263,10 @@ def test_a_call_over_the_servers_cap_is_refused_before_sending(nb):
 
 
 @pytest.mark.parametrize("port", ["70000", "-1", "abc"])
-def test_netinfod_bad_port_is_a_usage_error(tmp_path, port):
+def test_netinfod_bad_port_is_a_usage_error(tmp_path, port, run_tool):
     # --port 70000 and --port -1 ended in an OverflowError traceback
-    p = subprocess.run([sys.executable, "-m", "netinfo.cli.netinfod", "--dir", str(tmp_path),
-                        "--bind", "127.0.0.1", f"--port={port}", "-m", "x"],
-                       capture_output=True, text=True, timeout=60)
+    p = run_tool("netinfod", "--dir", str(tmp_path), "--bind", "127.0.0.1", f"--port={port}",
+                 "-m", "x", timeout=60)
     assert (p.returncode, p.stdout) == (2, "")
     assert p.stderr.endswith(f"netinfod: error: argument --port: bad port {port} (not a "
                              "number in 0-65535)\n")

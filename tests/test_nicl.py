@@ -21,7 +21,7 @@ from netinfo.cli import nicl
 from netinfo.cli.netinfod import hostname
 from netinfo.domain import open_domain
 
-from .conftest import env_with_src, needs_privilege_rule, served_domains
+from .conftest import needs_privilege_rule, served_domains, tool_process
 
 _names = count()
 
@@ -51,8 +51,7 @@ def sub(nb, *args: str, input: str | None = None, env: dict | None = None,
         cwd=None) -> subprocess.CompletedProcess:
     e = dict(nb.env)
     e.update(env or {})
-    return subprocess.run([sys.executable, "-m", "netinfo.cli.nicl", *args], env=e,
-                          capture_output=True, text=True, input=input, timeout=60, cwd=cwd)
+    return tool_process("nicl", *args, env=e, input=input, timeout=60, cwd=cwd)
 
 
 async def _build(domain: str, parent: str, name: str, props: list) -> int:
@@ -161,9 +160,11 @@ def test_read_verbose(nb, cl):
     assert p.stdout == want
     # -vv adds each property's index
     rc, out, _ = cl("-vv", ".", "-read", path)
+    assert rc == 0
     assert f"    [0] name: {name}\n    [1] uid: 9\n" in out
     assert "    [2] _writers_passwd: bob\n" in out
     rc, out, _ = cl("-v", ".", "-read", f"{path}/k1")
+    assert rc == 0
     assert "Children (0):\n" in out
 
 
@@ -213,6 +214,7 @@ def test_path_prints_record_then_ancestors(cl):
     top, _ = make("/", [("k", ["v"])])
     asyncio.run(_build(".", top, "leaf", []))
     rc, out, _ = cl(".", "-path", f"{top}/leaf")
+    assert rc == 0
     root = cl(".", "-read", "/")[1]
     assert out == f"name: leaf\n\nname: {top[1:]}\nk: v\n\n" + root
 
@@ -345,19 +347,19 @@ def test_open_failures(nb, cl):
     # Every failure to open a served domain is "open(<ds>): Invalid Datastore", exit
     # 1001 & 0xFF = 233, as the original's nistore_open (tools §3.3; issue 17: an
     # unknown domain exited 212 "Invalid Path", a -t parse error 217).
-    rc, out, err = cl("/nosuchdomain", "-read", "/")
+    rc, _out, err = cl("/nosuchdomain", "-read", "/")
     assert rc == 233 and err == ("open(/nosuchdomain): Invalid Datastore: unknown domain "
                                  "nosuchdomain: no /machines entry of network@127.0.0.1 "
                                  "serves nosuchdomain/<tag>\n")
-    rc, out, err = cl("-t", "nohost", "-read", "/")
+    rc, _out, err = cl("-t", "nohost", "-read", "/")
     assert rc == 233
     assert err == ("nicl: incorrect format for domain nohost (Bad format)\n"
                    "usage: -t <host>/<tag>\n<host> can be a host name or IP address\n"
                    "open(nohost): Invalid Datastore\n")
-    rc, out, err = cl("badtag@127.0.0.1", "-read", "/")
+    rc, _out, err = cl("badtag@127.0.0.1", "-read", "/")
     assert (rc, err) == (233, "open(badtag@127.0.0.1): Invalid Datastore: no such tag "
                               "badtag at 127.0.0.1\n")
-    rc, out, err = cl("-t", "127.0.0.1/badtag", "-read", "/")
+    rc, _out, err = cl("-t", "127.0.0.1/badtag", "-read", "/")
     assert (rc, err) == (233, "open(127.0.0.1/badtag): Invalid Datastore: no such tag "
                               "badtag at 127.0.0.1\n")
     assert cl(".", "-create") == (1, "", "Can't create a NetInfo domain\n")
@@ -379,6 +381,7 @@ def test_tagged_netinfod(netinfod, cl):
     assert cl("-t", t, "-create", "/things/one", "k", "v") == (0, "", "")
     assert cl("-t", t, "-read", "/things/one") == (0, "name: one\nk: v\n", "")
     rc, out, _ = cl("-t", t, "-statistics")
+    assert rc == 0
     assert "tag: solo master 0\n" in out
 
 
@@ -535,6 +538,7 @@ def test_raw_mode(tmp_path, capsys):
     assert cl("-raw", db, "-domainname") == (15, "", "domainname: not available in raw mode\n")
     assert cl("-raw", db, "-rparent")[0] == 15
     rc, out, _ = cl("-raw", db, "-statistics")
+    assert rc == 0
     assert [ln.split(":")[0] for ln in out.splitlines()] == [
         "checksum", "version", "max_id", "fetch_count", "save_count", "remove_count"]
     assert cl("-raw", db, "-history") == (0, "Maximum version: 2\n", "")
@@ -567,7 +571,7 @@ def _collection(dirs) -> bytes:
     return out
 
 
-def test_raw_mode_on_a_damaged_database(tmp_path):
+def test_raw_mode_on_a_damaged_database(tmp_path, run_tool):
     # A directory listed as its own child: every walk of the tree used to recurse
     # without end (RecursionError traceback) or hang; the database is refused at open.
     from netinfo.model import Directory, NiId
@@ -576,10 +580,7 @@ def test_raw_mode_on_a_damaged_database(tmp_path):
     (db / "collection").write_bytes(_collection([
         Directory(NiId(0, 1), [], 0, [1]),
         Directory(NiId(1, 1), [("name", ["x"])], 0, [1])]))
-    env = env_with_src()
-    p = subprocess.run([sys.executable, "-m", "netinfo.cli.nicl", "-raw", str(db), "-search",
-                        "/", "0", "-1", "name", "x"], env=env, capture_output=True,
-                       text=True, timeout=60)
+    p = run_tool("nicl", "-raw", str(db), "-search", "/", "0", "-1", "name", "x", timeout=60)
     assert (p.returncode, p.stdout) == (233, "")
     assert p.stderr == (f"open({db}): Invalid Datastore: damaged database: directory 1 is "
                         "listed as a child more than once\n")
@@ -587,8 +588,7 @@ def test_raw_mode_on_a_damaged_database(tmp_path):
     bad = tmp_path / "noise.nidb"
     bad.mkdir()
     (bad / "netinfo.sqlite").write_bytes(os.urandom(8192))
-    p = subprocess.run([sys.executable, "-m", "netinfo.cli.nicl", "-raw", str(bad), "-read",
-                        "/"], env=env, capture_output=True, text=True, timeout=60)
+    p = run_tool("nicl", "-raw", str(bad), "-read", "/", timeout=60)
     assert (p.returncode, p.stdout) == (233, "")
     assert p.stderr.startswith(f"open({bad}): Invalid Datastore: ") and "damaged" in p.stderr
     assert "Traceback" not in p.stderr

@@ -24,7 +24,7 @@ from netinfo.domain import open_domain
 from netinfo.errors import NiError, Status
 from netinfo.formats import NIDUMP_FORMATS, RawNode, raw_from_text
 
-from .conftest import Netinfod, env_with_src, free_port, served_domains
+from .conftest import Netinfod, env_with_src, free_port, served_domains, tool_process
 
 GOLDEN = Path(__file__).parent / "data" / "nidump"
 TAGGED_HELP = "usage: -t <host>/<tag>\n<host> can be a host name or IP address\n"
@@ -59,8 +59,7 @@ def call(main, *args: str, stdin: str | bytes = "", tty: bool = False) -> tuple[
 def sub(module: str, *args: str, env: dict, stdin: str | None = None,
         timeout: float = 120) -> subprocess.CompletedProcess:
     """A tool as a real subprocess: ``python -m netinfo.cli.<module> ...``."""
-    return subprocess.run([sys.executable, "-m", f"netinfo.cli.{module}", *args], env=env,
-                          input=stdin, capture_output=True, text=True, timeout=timeout)
+    return tool_process(module, *args, env=env, input=stdin, timeout=timeout)
 
 
 Tree = tuple[list, list]   # (props, children)

@@ -12,7 +12,11 @@ import pytest
 from netinfo.cli import nifind
 from netinfo.domain import open_domain
 
-from .test_nireport import call, dead_env, tool, world  # noqa: F401
+from . import test_nireport
+from .test_nireport import call, dead_env, tool
+
+# A10's module-scoped world, shared by name (this module gets its own nibindd)
+world = test_nireport.world
 
 USAGE = "usage: nifind [-anvp] [-T timeout] directory [domain]\n"
 

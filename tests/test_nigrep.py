@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
-import sys
 
 import pytest
 
@@ -15,8 +13,12 @@ from netinfo.cli.nigrep import BadExpression, compile_ere, ere_to_python
 from netinfo.domain import DomainClient
 from netinfo.errors import MESSAGES, NiError, Status, Timeout
 
-from .conftest import env_with_src, free_port
-from .test_nireport import TAGGED_HELP, call, dead_env, tool, world  # noqa: F401
+from .conftest import free_port
+from . import test_nireport
+from .test_nireport import TAGGED_HELP, call, dead_env, tool
+
+# A10's module-scoped world, shared by name (this module gets its own nibindd)
+world = test_nireport.world
 
 # The original's usage line, byte for byte (issue 17: compared with the original binary).
 USAGE = "usage: nigrep [-T timeout] exp [-t] domain [dir ...]\n"
@@ -137,14 +139,12 @@ def test_options_positions(world, netinfod, capsys):
     assert out1.endswith(" /groups/wheel:  name wheel\n")
 
 
-def test_t_takes_the_next_argument_subprocess(world, netinfod):
+def test_t_takes_the_next_argument_subprocess(world, netinfod, run_tool):
     # Before, -t was a flag: "nigrep -t host/tag wheel" searched domain "wheel" for the
     # expression "host/tag".
     d = netinfod("grept", "-m", "--populate", "-n")
     dom = f"127.0.0.1:{d.port}/grept"
-    p = subprocess.run([sys.executable, "-m", "netinfo.cli.nigrep", "-t", dom, "^wheel$",
-                        "/groups"], env=env_with_src(), capture_output=True, text=True,
-                       timeout=60)
+    p = run_tool("nigrep", "-t", dom, "^wheel$", "/groups", timeout=60)
     assert (p.returncode, p.stderr) == (0, "")
     assert p.stdout.endswith(" /groups/wheel:  name wheel\n")
 

@@ -315,7 +315,7 @@ def test_every_loadable_format_round_trips_through_nidump(fresh):
     }
     populate(fresh, True, {"/machines": []})     # without the server's own entry
     for fmt, text in cases.items():
-        rc, out, err = load(fresh, fmt, stdin=text)
+        rc, _out, err = load(fresh, fmt, stdin=text)
         assert (rc, err) == (0, ""), fmt
         assert dump(fresh, fmt) == text, fmt
 
@@ -659,7 +659,7 @@ def test_tagged_domain_in_either_place(srv):
     populate(srv, True, {"/protocols": []})
     for args in (("protocols", "-t", srv), ("-t", srv, "protocols"),
                  ("-t", "protocols", srv), ("-v", "-t", "-m", "protocols", srv)):
-        rc, out, err = call(niload.main, *args, stdin="proto 99\n")
+        rc, _out, err = call(niload.main, *args, stdin="proto 99\n")
         assert rc == 0, (args, err)
     assert dump(srv, "protocols") == "proto\t99\t\n"
 

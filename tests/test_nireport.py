@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import json
 import subprocess
-import sys
 from dataclasses import dataclass, field
 
 import pytest
@@ -19,7 +18,7 @@ from netinfo.domain import DomainClient, open_domain
 from netinfo.errors import MESSAGES, NiError, Status, Timeout
 from netinfo.model import first_values
 
-from .conftest import Nibindd, served_domains
+from .conftest import Nibindd, served_domains, tool_process
 
 USAGE = "usage: nireport [-T timeout] [-t] domain directory property...\n"
 TAGGED_HELP = "usage: -t <host>/<tag>\n<host> can be a host name or IP address\n"
@@ -104,8 +103,7 @@ def world(tmp_path_factory):
 
 def tool(module: str, *args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
     """Run ``python -m netinfo.cli.<module> args`` as a real subprocess."""
-    return subprocess.run([sys.executable, "-m", f"netinfo.cli.{module}", *args], env=env,
-                          capture_output=True, text=True, timeout=120)
+    return tool_process(module, *args, env=env)
 
 
 def call(main, capsys, *args: str) -> tuple[int, str, str]:

@@ -25,7 +25,7 @@ from netinfo.cli.netinfod import hostname
 from netinfo.domain import open_domain
 from netinfo.errors import NiError, Status
 
-from .conftest import free_port, needs_privilege_rule, served_domains
+from .conftest import free_port, needs_privilege_rule, served_domains, tool_process
 
 # The usage text exactly as the original prints it (tools Appendix B).
 USAGE = (
@@ -88,8 +88,7 @@ def sub(nb, *args: str, input: str | None = None, env: dict | None = None,
     """niutil as a real subprocess."""
     e = dict(nb.env)
     e.update(env or {})
-    return subprocess.run([sys.executable, "-m", "netinfo.cli.niutil", *args], env=e,
-                          capture_output=True, text=True, input=input, timeout=60, **kw)
+    return tool_process("niutil", *args, env=e, input=input, timeout=60, **kw)
 
 
 def unprivileged(nb) -> dict:
@@ -817,6 +816,7 @@ def test_json_outputs(ni):
     ni("-create", ".", f"{d}/kid")
     ni("-createprop", ".", d, "k", "a", "b")
     rc, out, _ = ni("--json", "-read", ".", d)
+    assert rc == 0
     assert json.loads(out) == [{"name": "name", "values": [d[1:]]},
                                {"name": "k", "values": ["a", "b"]}]
     assert json.loads(ni("-readprop", "--json", ".", d, "k")[1]) == ["a", "b"]

@@ -275,17 +275,14 @@ def test_owner_of_a_strict_server(netinfod):
     assert asyncio.run(go()) == (Status.PERM if ROOT_USER else Status.OK)
 
 
-def test_nipasswd_usage_and_help():
+def test_nipasswd_usage_and_help(run_tool):
     from netinfo.cli import nipasswd
-    r = subprocess.run([sys.executable, "-m", "netinfo.cli.nipasswd", "--help"],
-                       capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(SRC)})
+    r = run_tool("nipasswd", "--help")
     assert r.returncode == 0 and r.stdout.startswith("usage: nipasswd") and "--stdin" in r.stdout
     for argv, text in ((["--hash", "rot13", "bob"], "unknown hash rot13"),
                        (["-x"], "unknown option -x"), (["a", "b", "c"], "too many operands"),
                        (["-t"], "-t needs host/tag")):
-        r = subprocess.run([sys.executable, "-m", "netinfo.cli.nipasswd", *argv],
-                           capture_output=True, text=True,
-                           env={**os.environ, "PYTHONPATH": str(SRC)})
+        r = run_tool("nipasswd", *argv)
         assert r.returncode == 1 and r.stderr.startswith(f"nipasswd: {text}"), r.stderr
         assert "usage: nipasswd" in r.stderr and "Traceback" not in r.stderr
     o = nipasswd.parse_args(["bob"])

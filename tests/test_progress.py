@@ -30,7 +30,7 @@ def _run_with_tty_stderr(args: list[str], stdin: bytes | None = None) -> tuple[i
     return p.returncode, out.decode(), b"".join(chunks).decode(errors="replace")
 
 
-def test_progress_on_a_terminal_only(netinfod):
+def test_progress_on_a_terminal_only(netinfod, run_tool):
     d = netinfod("prog", "-m")
     t = f"127.0.0.1:{d.port}/prog"
     lines = "".join(f"u{i}:*:{1000 + i}:20::0:0:User {i}:/home/u{i}:/bin/sh\n"
@@ -42,6 +42,5 @@ def test_progress_on_a_terminal_only(netinfod):
     rc, out, tty = _run_with_tty_stderr(["netinfo.cli.nidump", "-r", "/users", "-t", t])
     assert rc == 0 and out.count('"realname" = ( "User ') == 1500 and "\r" in tty, tty
     # not a terminal: nothing but the dump
-    r = subprocess.run([sys.executable, "-m", "netinfo.cli.nidump", "passwd", "-t", t],
-                       capture_output=True, text=True, env=env_with_src(), timeout=120)
+    r = run_tool("nidump", "passwd", "-t", t)
     assert r.returncode == 0 and r.stderr == ""

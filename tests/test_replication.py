@@ -266,7 +266,7 @@ def test_a_clone_killed_at_random_moments_converges(domain):
             continue  # being restarted by nibindd
         os.kill(pid, signal.SIGKILL)
         kills += 1
-    out, err = w.communicate(timeout=300)
+    _out, err = w.communicate(timeout=300)
     assert w.returncode == 0, err
     # nibindd restarts it; at start-up it copies what it missed; its database always opens
     took = _converged(domain, b, 30)
@@ -280,7 +280,7 @@ def test_a_clone_cut_off_converges_soon_after_the_link_is_back(domain):
     subprocess.run(["ip", "-n", c.ns, "link", "set", "eth0", "down"], check=True)
     try:
         w = _writer(domain, 500, 31)
-        out, err = w.communicate(timeout=300)
+        _out, err = w.communicate(timeout=300)
         assert w.returncode == 0, err
         time.sleep(3)  # the master finds the clone gone and marks it out of date
     finally:
@@ -298,7 +298,7 @@ def test_a_restarted_master_tells_a_clone_that_is_behind(domain):
     subprocess.run(["ip", "-n", c.ns, "link", "set", "eth0", "down"], check=True)
     try:
         w = _writer(domain, 200, 41)
-        out, err = w.communicate(timeout=300)
+        _out, err = w.communicate(timeout=300)
         assert w.returncode == 0, err
         os.kill(_pid(a), signal.SIGKILL)   # the master goes down with the clone behind
     finally:

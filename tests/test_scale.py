@@ -295,11 +295,11 @@ def test_readall_pieces_are_the_encoded_preorder(tmp_path):
     encoding of its pre-order walk, pending (pinned) changes included (spec §9.4)."""
     from netinfo.protocol import encode_readall_object
     path = tmp_path / "d.sqlite"
-    users, ids = _domain(path, 600)
+    _users, ids = _domain(path, 600)
     with Database(open_store(f"sqlite:{path}"), cache=8) as db:
         svc = db.service
-        sub, _ = svc.proc_create(SUPERUSER, svc.proc_self(SUPERUSER, NiId(ids[4])),
-                                 [("name", ["sub"]), ("x", ["\udcff", ""])], NI_INDEX_NULL)
+        _sub, _ = svc.proc_create(SUPERUSER, svc.proc_self(SUPERUSER, NiId(ids[4])),
+                                  [("name", ["sub"]), ("x", ["\udcff", ""])], NI_INDEX_NULL)
         svc.proc_write(SUPERUSER, svc.proc_self(SUPERUSER, NiId(ids[9])), [("name", [])])
         ra = svc.proc_readall(SUPERUSER, 0)
         assert ra.pieces is not None

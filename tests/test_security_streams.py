@@ -64,8 +64,9 @@ RAW = textwrap.dedent("""
 
 def test_n1_an_unread_listall_does_not_hold_the_masters_writes(served):
     """Anonymous: 4,200 printers in /printers (``_writers`` ``*``), 6 MB in all, more than
-    the socket buffers and the old 4 MiB mark take; a LISTALL of them sent and never read; another connection's CREATE is answered NI_OK within 1 s, and
-    the held reply is whole, of the state when it began."""
+    the socket buffers and the old 4 MiB mark take; a LISTALL of them sent and never read;
+    another connection's CREATE is answered NI_OK within 1 s, and the held reply is whole,
+    of the state when it began."""
     out = attack(served, prelude=CLIENT_LIB + RAW, code=f"""
         async def main():
             c = await Client.connect(A, {SEC_PORT}, "sec", privileged=False)

@@ -218,7 +218,7 @@ def test_next_collection_is_converted_and_served(netinfod, tmp_path):
     shutil.copy(src, tmp_path / "local.nidb" / "collection")
     d = netinfod("local")
     with SyncClient.connect("127.0.0.1", d.port, "local") as c:
-        cks, highest, objs = c.readall(0)
+        cks, _highest, objs = c.readall(0)
         assert cks == 42693 == checksum_of(objs)
         assert len(objs) == 137
         assert c.statistics()[0] == ("checksum", ["42693"])

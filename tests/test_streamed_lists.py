@@ -17,7 +17,6 @@ import pytest
 from netinfo import protocol, rpc
 from netinfo.client import Client
 from netinfo.database import open_database
-from netinfo.errors import NiError, Status
 from netinfo.model import NI_INDEX_NULL, NiId
 from netinfo.protocol import (PROCEDURES, RESULT_KINDS, Proc, encode_args, list_pieces,
                               listall_pieces)

@@ -112,13 +112,13 @@ def test_pieces_and_lookup_picture_load_what_one_whole_run_loads(pair, monkeypat
     whole, pieces = pair
     text = _input(60, seed=len(flags))
     populate(whole, True, _existing())
-    rc, out, err = load(whole, "-v", *flags, "passwd", stdin=text)
+    rc, _out, err = load(whole, "-v", *flags, "passwd", stdin=text)
     assert rc == 0, err
     want_log = err
     monkeypatch.setattr(formats, "PIECE_LINES", 7)     # 9 pieces
     monkeypatch.setattr(dumps, "LIST_TABLE", 2)        # LOOKUP picture from the start
     populate(pieces, True, _existing())
-    rc, out, err = load(pieces, "-v", *flags, "passwd", stdin=text)
+    rc, _out, err = load(pieces, "-v", *flags, "passwd", stdin=text)
     assert rc == 0, err
     assert dump(pieces, "-r", "/users") == dump(whole, "-r", "/users")
     # the -v log is the same too (but for the table's count, once, and which server)
@@ -208,7 +208,7 @@ def test_a_stale_picture_in_a_later_piece_is_read_again(pair, monkeypatch):
         return got
     monkeypatch.setattr(dumps.FlatLoad, "picture", picture)
     text = "".join(f"u{i}:*:{i}:20::0:0:U:/h:/sh\n" for i in range(10))
-    rc, out, err = load(pieces, "passwd", stdin=text)
+    rc, _out, err = load(pieces, "passwd", stdin=text)
     assert rc == 0, err
     got = dump(pieces, "passwd")
     assert sorted(line.split(":")[0] for line in got.splitlines()) == \
@@ -274,7 +274,7 @@ def test_another_writers_child_between_pieces_ends_the_known_names(pair, monkeyp
         return await real(self, oid, keys)
     monkeypatch.setattr(dumps.FlatLoad, "picture", picture)
     text = "".join(f"u{i}:*:{i}:20::0:0:U:/h:/sh\n" for i in range(9))
-    rc, out, err = load(pieces, "passwd", stdin=text)
+    rc, _out, err = load(pieces, "passwd", stdin=text)
     assert rc == 0, err
     got = dump(pieces, "passwd")
     names = [line.split(":")[0] for line in got.splitlines()]

@@ -161,7 +161,7 @@ class NiError(NetInfoError):
 
     status: int = Status.FAILED
 
-    def __new__(cls, status: int | None = None, message: str | None = None):
+    def __new__(cls, status: int | None = None, message: str | None = None) -> NiError:
         if cls is NiError and status is not None and status in _BY_STATUS:
             cls = _BY_STATUS[status]
         return super().__new__(cls)

@@ -5,14 +5,16 @@ Spec §6.1 (types), §6.2 (procedures and who may call them).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import IntEnum
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from .errors import NiError, Status
 from .xdr import Packer, Unpacker
 
-T = TypeVar("T")
+#: the argument structures :func:`decode_struct` decodes
+T = TypeVar("T", "Registration", "CloneArgs", "BindArgs")
 
 NIBIND_PROG = 200100001
 NIBIND_VERS = 1
@@ -113,7 +115,7 @@ class BindArgs:
         return cls(u.unpack_uint(), u.unpack_string(), u.unpack_string())
 
 
-def _enc(fn, *values) -> bytes:
+def _enc(fn: Callable[..., None], *values: Any) -> bytes:
     p = Packer()
     fn(p, *values)
     return p.get_buffer()
@@ -141,7 +143,7 @@ def decode_struct(cls: type[T], data: bytes) -> T:
     :raises WireError: the bytes do not decode.
     """
     u = Unpacker(data)
-    obj = cls.unpack(u)  # type: ignore[attr-defined]
+    obj = cls.unpack(u)
     u.done()
     return obj
 

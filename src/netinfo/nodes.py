@@ -263,7 +263,7 @@ class NodeSource:
         """Release what a :meth:`snapshot` view holds (a no-op for a live source)."""
 
 
-class MemorySource(NodeSource, dict):
+class MemorySource(NodeSource, dict[int, Node]):
     """Every directory resident, as a dict of :class:`Node` (built from an ``Image``).
 
     Its :meth:`snapshot` views are copy-on-write: a directory's state is copied into

@@ -12,7 +12,7 @@ import sys
 from array import array
 from collections.abc import Callable, Iterator, Sequence
 from enum import IntEnum
-from typing import Any, NamedTuple, overload
+from typing import Any, NamedTuple, NoReturn, overload
 
 from .errors import NiError, Status, TooLong, WireError
 from .model import Directory, NiId, Proplist
@@ -72,7 +72,7 @@ def pack_property(p: Packer, prop: tuple[str, list[str]]) -> None:
 def unpack_property(u: Unpacker) -> tuple[str, list[str]]:
     return (u.unpack_string(), u.unpack_string_array())
 
-class WireProplist(list):
+class WireProplist(list[tuple[str, list[str]]]):
     """A proplist that carries its own XDR encoding (*wire*, :func:`encode_proplist`'s
     bytes): what :func:`decode_proplist` returns, so a directory read from the store is
     answered (READ, LOOKUPREAD, ...) with the stored bytes instead of being encoded again
@@ -89,11 +89,11 @@ class WireProplist(list):
         super().__init__(props)
         self.wire = wire
 
-    def _frozen(self, *args: object, **kw: object) -> None:
+    def _frozen(self, *args: object, **kw: object) -> NoReturn:
         raise TypeError("a WireProplist cannot change: copy it with list() first")
 
     append = extend = insert = pop = remove = clear = sort = reverse = _frozen
-    __setitem__ = __delitem__ = __iadd__ = __imul__ = _frozen  # type: ignore
+    __setitem__ = __delitem__ = __iadd__ = __imul__ = _frozen
 
 
 def pack_proplist(p: Packer, props: Proplist | StoredProplist) -> None:
@@ -380,19 +380,19 @@ class Codec(NamedTuple):
 def _pk_void(p: Packer) -> None:
     pass
 
-def _up_void(u: Unpacker) -> tuple:
+def _up_void(u: Unpacker) -> tuple[Any, ...]:
     return ()
 
 def _pk_uint(p: Packer, v: int) -> None:
     p.pack_uint(v)
 
-def _up_uint(u: Unpacker) -> tuple:
+def _up_uint(u: Unpacker) -> tuple[Any, ...]:
     return (u.unpack_uint(),)
 
 def _pk_idarg(p: Packer, i: NiId) -> None:
     pack_id(p, i)
 
-def _up_idarg(u: Unpacker) -> tuple:
+def _up_idarg(u: Unpacker) -> tuple[Any, ...]:
     return (unpack_id(u),)
 
 def _pk_create(p: Packer, parent: NiId, props: Proplist, where: int,
@@ -406,7 +406,7 @@ def _pk_create(p: Packer, parent: NiId, props: Proplist, where: int,
         p.pack_bool(True)
         pack_id(p, target)
 
-def _up_create(u: Unpacker) -> tuple:
+def _up_create(u: Unpacker) -> tuple[Any, ...]:
     parent = unpack_id(u)
     props = unpack_wire_proplist(u)
     where = u.unpack_uint()
@@ -417,14 +417,14 @@ def _pk_2id(p: Packer, a: NiId, b: NiId) -> None:
     pack_id(p, a)
     pack_id(p, b)
 
-def _up_2id(u: Unpacker) -> tuple:
+def _up_2id(u: Unpacker) -> tuple[Any, ...]:
     return (unpack_id(u), unpack_id(u))
 
 def _pk_id_props(p: Packer, i: NiId, props: Proplist) -> None:
     pack_id(p, i)
     pack_proplist(p, props)
 
-def _up_id_props(u: Unpacker) -> tuple:
+def _up_id_props(u: Unpacker) -> tuple[Any, ...]:
     return (unpack_id(u), unpack_wire_proplist(u))
 
 def _pk_lookup(p: Packer, i: NiId, key: str, value: str) -> None:
@@ -432,14 +432,14 @@ def _pk_lookup(p: Packer, i: NiId, key: str, value: str) -> None:
     p.pack_string(key)
     p.pack_string(value)
 
-def _up_lookup(u: Unpacker) -> tuple:
+def _up_lookup(u: Unpacker) -> tuple[Any, ...]:
     return (unpack_id(u), u.unpack_string(), u.unpack_string())
 
 def _pk_id_name(p: Packer, i: NiId, name: str) -> None:
     pack_id(p, i)
     p.pack_string(name)
 
-def _up_id_name(u: Unpacker) -> tuple:
+def _up_id_name(u: Unpacker) -> tuple[Any, ...]:
     return (unpack_id(u), u.unpack_string())
 
 def _pk_createprop(p: Packer, i: NiId, prop: tuple[str, list[str]], where: int) -> None:
@@ -447,14 +447,14 @@ def _pk_createprop(p: Packer, i: NiId, prop: tuple[str, list[str]], where: int) 
     pack_property(p, prop)
     p.pack_uint(where)
 
-def _up_createprop(u: Unpacker) -> tuple:
+def _up_createprop(u: Unpacker) -> tuple[Any, ...]:
     return (unpack_id(u), unpack_property(u), u.unpack_uint())
 
 def _pk_id_idx(p: Packer, i: NiId, idx: int) -> None:
     pack_id(p, i)
     p.pack_uint(idx)
 
-def _up_id_idx(u: Unpacker) -> tuple:
+def _up_id_idx(u: Unpacker) -> tuple[Any, ...]:
     return (unpack_id(u), u.unpack_uint())
 
 def _pk_writeprop(p: Packer, i: NiId, idx: int, values: list[str]) -> None:
@@ -462,7 +462,7 @@ def _pk_writeprop(p: Packer, i: NiId, idx: int, values: list[str]) -> None:
     p.pack_uint(idx)
     p.pack_string_array(values)
 
-def _up_writeprop(u: Unpacker) -> tuple:
+def _up_writeprop(u: Unpacker) -> tuple[Any, ...]:
     return (unpack_id(u), u.unpack_uint(), u.unpack_string_array())
 
 def _pk_propname(p: Packer, i: NiId, idx: int, name: str) -> None:
@@ -470,7 +470,7 @@ def _pk_propname(p: Packer, i: NiId, idx: int, name: str) -> None:
     p.pack_uint(idx)
     p.pack_string(name)
 
-def _up_propname(u: Unpacker) -> tuple:
+def _up_propname(u: Unpacker) -> tuple[Any, ...]:
     return (unpack_id(u), u.unpack_uint(), u.unpack_string())
 
 def _pk_createname(p: Packer, i: NiId, idx: int, name: str, where: int) -> None:
@@ -479,7 +479,7 @@ def _pk_createname(p: Packer, i: NiId, idx: int, name: str, where: int) -> None:
     p.pack_string(name)
     p.pack_uint(where)
 
-def _up_createname(u: Unpacker) -> tuple:
+def _up_createname(u: Unpacker) -> tuple[Any, ...]:
     return (unpack_id(u), u.unpack_uint(), u.unpack_string(), u.unpack_uint())
 
 def _pk_nameindex(p: Packer, i: NiId, idx: int, nidx: int) -> None:
@@ -487,7 +487,7 @@ def _pk_nameindex(p: Packer, i: NiId, idx: int, nidx: int) -> None:
     p.pack_uint(idx)
     p.pack_uint(nidx)
 
-def _up_nameindex(u: Unpacker) -> tuple:
+def _up_nameindex(u: Unpacker) -> tuple[Any, ...]:
     return (unpack_id(u), u.unpack_uint(), u.unpack_uint())
 
 def _pk_writename(p: Packer, i: NiId, idx: int, nidx: int, name: str) -> None:
@@ -496,14 +496,14 @@ def _pk_writename(p: Packer, i: NiId, idx: int, nidx: int, name: str) -> None:
     p.pack_uint(nidx)
     p.pack_string(name)
 
-def _up_writename(u: Unpacker) -> tuple:
+def _up_writename(u: Unpacker) -> tuple[Any, ...]:
     return (unpack_id(u), u.unpack_uint(), u.unpack_uint(), u.unpack_string())
 
 def _pk_binding(p: Packer, tag: str, addr: int) -> None:
     p.pack_string(tag)
     p.pack_uint(addr)
 
-def _up_binding(u: Unpacker) -> tuple:
+def _up_binding(u: Unpacker) -> tuple[Any, ...]:
     return (u.unpack_string(), u.unpack_uint())
 
 VOID = Codec(_pk_void, _up_void)
@@ -738,10 +738,10 @@ UDP_LENIENT_PROCS = frozenset(
     r.proc for r in PROCEDURES.values()
     if not r.is_write and r.proc not in (Proc.READALL, Proc.CRASHED, Proc.RESYNC))
 
-def decode_args(info: ProcInfo, data: bytes) -> tuple:
+def decode_args(info: ProcInfo, data: bytes) -> tuple[Any, ...]:
     """Decode a procedure's arguments; trailing bytes are an error (GARBAGE_ARGS)."""
     u = Unpacker(data)
-    args = info.args.unpack(u)
+    args: tuple[Any, ...] = info.args.unpack(u)
     u.done()
     return args
 
@@ -808,7 +808,7 @@ class WireObject(NamedTuple):
     instance: int
     props: bytes
     parent: int
-    children: array
+    children: array[int]
     firsts: list[tuple[bytes, bytes]]
 
     def directory(self) -> Directory:

@@ -18,7 +18,7 @@ from .model import Proplist, first_values, is_ipv4
 from .protocol import Proc
 
 #: What a master pushes: (procedure, arguments as a client would send them).
-Update = tuple[int, tuple]
+Update = tuple[int, tuple[Any, ...]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,7 +51,7 @@ def clone_list(machines: Iterable[Proplist], is_own: Callable[[str], bool],
     return out
 
 
-def update_for(proc: int, args: tuple, result: Any) -> Update:
+def update_for(proc: int, args: tuple[Any, ...], result: Any) -> Update:
     """The call a master pushes for one committed write (spec §9.3)."""
     if proc == Proc.CREATE:
         parent, props, where, _ = args

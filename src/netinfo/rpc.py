@@ -256,7 +256,8 @@ def reply_xid(record: bytes) -> int:
     """The xid of a reply record (for matching before full decoding)."""
     if len(record) < 4:
         raise WireError("reply shorter than an xid")
-    return _U32.unpack_from(record, 0)[0]
+    xid: int = _U32.unpack_from(record, 0)[0]
+    return xid
 
 
 # -- TCP record marking (RFC 5531 §11, spec §1.3) ---------------------------------------------

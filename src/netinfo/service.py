@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import heapq
 from collections import OrderedDict
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from .errors import NiError, Status, StorageError
 from .limits import MAX_DEPTH
@@ -169,9 +169,9 @@ class DirectoryService:
         #: the LOOKUP indexes that exist, least recently used first
         self._lru: OrderedDict[tuple[Node, str], None] = OrderedDict()
         #: how to take back the uncommitted changes: (function, *args), applied in reverse
-        self._undo: list[tuple] = []
+        self._undo: list[tuple[Any, ...]] = []
         #: the same for the operations last taken by take_pending, until durable()
-        self._taken: list[tuple] = []
+        self._taken: list[tuple[Any, ...]] = []
         if source is not None:
             self._attach(source)
         else:
@@ -284,7 +284,7 @@ class DirectoryService:
         n.kindex = None
         n.korder = None
 
-    def _restore(self, state: tuple) -> None:
+    def _restore(self, state: tuple[Any, ...]) -> None:
         (self._nodes, self._freed, self._free_heap, self._next_new, self.checksum,
          self.loaded_checksum, self._lru, self._gaps_unscanned, self.anon_usage) = state
 
@@ -867,7 +867,7 @@ class DirectoryService:
         return self._set_props(i[0], n, props)
 
     def _edit_values(self, caller: Caller, i: NiId, idx: int, nidx: int | None,
-                     edit) -> NiId:
+                     edit: Callable[[list[str]], object]) -> NiId:
         caller = self._validate(caller)
         n = self._target(i)
         name, vals = self._prop_index(n, idx)

@@ -153,14 +153,16 @@ class Unpacker:
         if p + 4 > len(self.data):
             raise WireError("truncated uint")
         self.pos = p + 4
-        return _U32.unpack_from(self.data, p)[0]
+        v: int = _U32.unpack_from(self.data, p)[0]
+        return v
 
     def unpack_int(self) -> int:
         p = self.pos
         if p + 4 > len(self.data):
             raise WireError("truncated int")
         self.pos = p + 4
-        return _I32.unpack_from(self.data, p)[0]
+        v: int = _I32.unpack_from(self.data, p)[0]
+        return v
 
     def unpack_2uint(self) -> tuple[int, int]:
         p = self.pos

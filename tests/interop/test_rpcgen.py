@@ -152,7 +152,7 @@ def server(tmp_path_factory):
     threading.Thread(target=pump, daemon=True).start()
     try:
         ready.wait(SERVER_START_TIMEOUT)
-        m = next((READY_RE.search(l) for l in srv.stderr_lines if READY_RE.search(l)), None)
+        m = next((READY_RE.search(ln) for ln in srv.stderr_lines if READY_RE.search(ln)), None)
         if m is None:
             state = "exited with %s" % proc.poll() if proc.poll() is not None else "timed out"
             pytest.fail(f"netinfod did not report readiness ({state}).\n"
@@ -227,13 +227,13 @@ class Run:
     server_log: str
 
     def step(self, step: str, proc: str | None = None) -> Line:
-        found = [l for l in self.lines if l.get("step") == step and l.proc != "UNEXPECTED"
-                 and (proc is None or l.proc == proc)]
+        found = [ln for ln in self.lines if ln.get("step") == step and ln.proc != "UNEXPECTED"
+                 and (proc is None or ln.proc == proc)]
         assert found, f"no output line for step {step}\n{self.context()}"
         return found[0]
 
     def all(self, proc: str) -> list[Line]:
-        return [l for l in self.lines if l.proc == proc]
+        return [ln for ln in self.lines if ln.proc == proc]
 
     def context(self) -> str:
         return (f"--- niclient exit {self.returncode}; stdout:\n{self.stdout}"
@@ -256,7 +256,7 @@ def run_client(niclient: Path, server: Server, *extra: str) -> Run:
 
 
 def assert_clean(run: Run) -> None:
-    unexpected = [l.raw for l in run.lines if l.proc == "UNEXPECTED"]
+    unexpected = [ln.raw for ln in run.lines if ln.proc == "UNEXPECTED"]
     assert not unexpected, "results contradicting the spec:\n" + "\n".join(unexpected) + \
         "\n" + run.context()
     assert run.lines and run.lines[-1].raw == "DONE failures=0", run.context()
@@ -277,7 +277,7 @@ def check_common(run: Run) -> None:
     stats = run.step("stats", "STATISTICS")
     assert stats["first"] == "checksum", ctx
     assert stats["checksum"].isdigit(), ctx
-    statprops = [l for l in run.all("STATPROP") if l["step"] == "stats"]
+    statprops = [ln for ln in run.all("STATPROP") if ln["step"] == "stats"]
     assert statprops and unescape(statprops[0]["name"]) == "checksum", ctx
     # ROOT / SELF / PARENT of the root (§4.4)
     root = run.step("root")
@@ -392,7 +392,7 @@ def test_superuser_scenario(niclient, server):
     assert_clean(run)
     check_common(run)
 
-    called = {l.proc for l in run.lines if l.get("rpc") is not None}
+    called = {ln.proc for ln in run.lines if ln.get("rpc") is not None}
     missing = [p for p in ALL_PROCEDURES if p not in called]
     assert not missing, f"procedures never called: {missing}\n{ctx}"
 
@@ -400,8 +400,8 @@ def test_superuser_scenario(niclient, server):
     people = run.step("create_people")
     alice = run.step("create_alice")
     nameless = run.step("create_nameless")
-    for l in (people, alice, nameless):
-        assert l.status() == NI_OK, ctx
+    for ln in (people, alice, nameless):
+        assert ln.status() == NI_OK, ctx
     people_obj = parse_id(people["child"])[0]
     alice_obj = parse_id(alice["child"])[0]
     nameless_obj = parse_id(nameless["child"])[0]
@@ -424,7 +424,7 @@ def test_superuser_scenario(niclient, server):
     assert parse_namelist(run.step("listprops_where1")["names"]) == \
         ["name", "inserted", "uid", "shell"], ctx
     # multi-fragment TCP records (§1.3): 1024-byte send buffer, ~5 KB call
-    small = [l for l in connect if l.get("sendsz") == "1024"]
+    small = [ln for ln in connect if ln.get("sendsz") == "1024"]
     assert small and small[0]["reserved"] == "1", ctx
     assert run.step("createprop_big").status() == NI_OK, ctx
     big = run.step("readprop_big")
