@@ -448,6 +448,15 @@ class SqliteSource(NodeSource):
         view = SqliteSource(self._store, self._store.reader(), SNAPSHOT_CACHE,
                             min(self._max_bytes, SNAPSHOT_CACHE_BYTES))
         view._reader = True
+        # The big child lists already resident are the snapshot's too when nothing of
+        # theirs is pending (their directory is neither pinned nor in a commit in
+        # flight): a copy (4 bytes a child, one memcpy) spares the view reading a
+        # million-child list again on the event loop (0.6-1 s at 1M users, measured).
+        for oid, n in self._big.items():
+            kids = n._kids
+            if kids is not None and oid not in self._pins and oid not in self._taken:
+                view._big[oid] = LazyNode(view, oid, n.instance, n.parent, n.props,
+                                          kids[:])
         return view
 
     def close(self) -> None:
