@@ -18,6 +18,7 @@ from typing import Any
 
 from .binding import getregister, nibindd_port, portmapper_address
 from .client import Client
+from .facts import DomainFacts
 from .errors import NetInfoError, NiError, NoPassword, RpcError, Status, Timeout, WireError
 from .model import (first_values, format_host_port, is_digits, split_host_port,
                     split_unescaped, uint_to_addr, unescape)
@@ -220,9 +221,11 @@ class DomainClient(Client):
                 return None
             host, _, mtag = master[0].partition("/")
             mid = await self.pathsearch(f"/machines/{_escape(host)}")
-            addrs = first_values((await self.read(mid))[1], "ip_address") or []
+            entry = (await self.read(mid))[1]
         except NiError:
             return None
+        # the master's dotted addresses, by the rule every server uses (module facts)
+        addrs = DomainFacts([("master", master)], [entry]).master_addresses()
         for addr, tag in self.servers:
             if addr in addrs:
                 return (addr, tag)
@@ -311,13 +314,7 @@ async def machines(c: Client) -> list[list[tuple[str, list[str]]]]:
 async def domain_servers(c: Client) -> list[Server]:
     """The servers of the domain *c* is connected to: every /machines entry serving
     ``./T``, as (ip_address, T) (spec §7.4 step 2)."""
-    entries = await machines(c)
-    out: list[Server] = []
-    for props in entries:
-        for s in first_values(props, "serves") or ():
-            if s.startswith("./"):
-                out.extend((a, s[2:]) for a in first_values(props, "ip_address") or ())
-    return out
+    return DomainFacts([], await machines(c)).server_addresses()
 
 
 async def open_parent(c: DomainClient) -> DomainClient:
