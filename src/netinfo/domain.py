@@ -226,8 +226,10 @@ class DomainClient(Client):
             return None
         # the master's dotted addresses, by the rule every server uses (module facts)
         addrs = DomainFacts([("master", master)], [entry]).master_addresses()
+        # the master's own (address, tag) in our list, else its first address; a server
+        # of another tag at one of its addresses is not the master (a clone on its host)
         for addr, tag in self.servers:
-            if addr in addrs:
+            if addr in addrs and tag == mtag:
                 return (addr, tag)
         return (addrs[0], mtag) if addrs else None
 
