@@ -8,6 +8,7 @@ them included: a host name listed first in the master's ``ip_address`` (spec §9
 from __future__ import annotations
 
 import asyncio
+import time
 
 import pytest
 
@@ -200,6 +201,10 @@ def test_netinfod_clone_names_the_master_a_host_name_hid(tmp_path, netinfod):
     d = netinfod("other", directory=tmp_path)
     stats = _statistics(d.port, "other")
     assert stats["tag"][:2] == ["other", "clone"]
+    deadline = time.monotonic() + 20   # the replicator publishes just after "serving"
+    while "master_server" not in stats and time.monotonic() < deadline:
+        time.sleep(0.1)
+        stats = _statistics(d.port, "other")
     assert stats["master_server"] == ["127.0.0.1/net"]
 
 
@@ -223,6 +228,7 @@ def test_servers_parents_and_children_skip_names_alike():
     assert f.parent_candidates() == [("10.0.0.1", "top")]
     assert f.serves_child("net", "10.0.0.1") and not f.serves_child("net", "10.0.0.9")
     assert f.domain_servers() == ["10.0.0.1/net"]
+    assert f.child_servers("kid") == [("10.0.0.1", "net")] and f.child_servers("x") == []
     assert f.listed_server("::ffff:10.0.0.1") == Peer("h", "10.0.0.1", "net")
     assert not f.clone_serves("10.0.0.1")        # the master's own listing
     assert f.own_entry(lambda a: a == "10.0.0.1", "net") == Peer("h", "10.0.0.1", "net")

@@ -18,7 +18,7 @@ from typing import Any
 
 from .binding import getregister, nibindd_port, portmapper_address
 from .client import Client
-from .facts import DomainFacts
+from .facts import DomainFacts, addresses
 from .errors import NetInfoError, NiError, NoPassword, RpcError, Status, Timeout, WireError
 from .model import (first_values, format_host_port, is_digits, split_host_port,
                     split_unescaped, uint_to_addr, unescape)
@@ -336,12 +336,7 @@ async def open_parent(c: DomainClient) -> DomainClient:
 
 async def open_child(c: DomainClient, name: str) -> DomainClient:
     """A child domain *name*: /machines entries serving ``name/T`` (spec §7.3)."""
-    servers: list[Server] = []
-    for props in await machines(c):
-        for s in first_values(props, "serves") or ():
-            n, slash, t = s.partition("/")
-            if slash and n == name:
-                servers.extend((a, t) for a in first_values(props, "ip_address") or ())
+    servers = DomainFacts([], await machines(c)).child_servers(name)
     if not servers:
         addr, tag = c.server
         raise NiError(Status.NODIR, f"unknown domain {name}: no /machines entry of "
@@ -529,7 +524,7 @@ async def domain_name(c: DomainClient, retries: int = 3) -> str:
             mine = {addr} | (set(local_addresses()) if _is_local(addr) else set())
             label = f"{tag}@{addr}"
             for props in await machines(parent):
-                if not mine & set(first_values(props, "ip_address") or ()):
+                if not mine & set(addresses(props)):
                     continue
                 for s in first_values(props, "serves") or ():
                     n, slash, t = s.partition("/")

@@ -201,6 +201,16 @@ class DomainFacts:
                 out.extend((addrs[0], tag) for tag in _served(props, "../"))
         return out
 
+    def child_servers(self, name: str) -> list[tuple[str, str]]:
+        """(address, tag) for every dotted address of every entry serving ``name/TAG``:
+        the servers of the child domain *name* (spec §7.3)."""
+        out: list[tuple[str, str]] = []
+        for props in self._machines:
+            addrs = addresses(props)
+            for tag in _served(props, name + "/"):
+                out.extend((a, tag) for a in addrs)
+        return out
+
     def serves_child(self, tag: str, dotted: str) -> bool:
         """Does /machines list *dotted* serving ``NAME/tag`` (a child domain, spec §4.4
         BIND)?"""
