@@ -208,6 +208,13 @@ def test_netinfod_clone_names_the_master_a_host_name_hid(tmp_path, netinfod):
     assert stats["master_server"] == ["127.0.0.1/net"]
 
 
+def test_a_master_named_without_an_address_is_said(caplog):
+    db = layout_db("master's host has only a name")
+    assert db.settle_role("net", is_own) is Role.MASTER
+    assert "root master names h/net, but /machines lists no dotted ip_address for h" \
+        in caplog.text
+
+
 # -- the pure rules -----------------------------------------------------------------------------
 
 def test_an_address_is_a_dotted_ipv4_value():

@@ -212,7 +212,13 @@ class Database:
     def settle_role(self, tag: str, is_own: Callable[[str], bool]) -> Role:
         """The role the domain's facts give this server as *tag* at the addresses
         *is_own* accepts (:meth:`facts.DomainFacts.role`), held from now on."""
-        role = self.facts().role(tag, is_own)
+        facts = self.facts()
+        role = facts.role(tag, is_own)
+        if facts.master_name is not None and facts.master is None and tag != "local":
+            # spec §9.1: ip_address holds dotted addresses; a host name there is skipped
+            log.warning("%s: root master names %s, but /machines lists no dotted "
+                        "ip_address for %s: serving as the master", self.where,
+                        "/".join(facts.master_name), facts.master_name[0])
         self.set_role(role)
         return role
 
