@@ -24,7 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from .auth import Authenticator, FailureLimiter
+# AUTH_FAILURES and AUTH_WINDOW stay importable from here (tests, web) as before
+from .auth import AUTH_FAILURES, AUTH_WINDOW, Authenticator, FailureLimiter  # noqa: F401
 from .errors import DamagedDirectory, NiError, RpcError, Status, StorageError, WireError
 from .facts import DomainFacts, Role
 from .legacy import decode_collection
