@@ -66,6 +66,8 @@ async def _serve_master(db, tag: str, strict: bool = False):
     server = NetInfoServer(db, ServerConfig(tag, "127.0.0.1", free_port(),
                                             trust_local=not ROOT_USER and not strict),
                            ["127.0.0.1"])
+    if strict:   # callers of this process's uid are not its owner's superuser either:
+        server.dispatcher.owner = None   # they stand for another uid's (issue 17)
     await server.start()
     rep = Replicator(db, tag, lambda a: a == "127.0.0.1")
     server.dispatcher.replicator = rep

@@ -341,7 +341,8 @@ def test_snapshot_streams_are_bounded(served, monkeypatch):
     s, big = served
     monkeypatch.setattr(database, "MAX_STREAMS", 3)
     monkeypatch.setattr(database, "MAX_STREAMS_PER_ADDRESS", 3)
-    s.server.config.trust_local = False   # callers from unreserved ports are anonymous
+    s.server.config.trust_local = False   # callers from unreserved ports are anonymous,
+    s.server.dispatcher.owner = None      # also as an ordinary user (not the owner's)
     socks = []
 
     def listall(source: str, xid: int) -> socket.socket:

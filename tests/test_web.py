@@ -633,7 +633,7 @@ def test_manager_run_by_the_servers_owner_writes_only_for_logged_in_sessions(cli
     _writers is * (as root the manager is no server's owner: skipped)."""
     oid = oid_of("/open")
     inst, token = page_instance(client, oid)
-    r = client.post("/prop/add", data={"d": ".", "id": oid, "instance": inst,
+    r = post(client, "/prop/add", data={"d": ".", "id": oid, "instance": inst,
                                        "key": "by-anyone", "values": "1", "csrf": token})
     assert r.status_code == 403 and "the user that owns the domain" in r.text
     assert "by-anyone" not in dict(props_of("/open"))
@@ -646,7 +646,7 @@ def test_manager_run_by_the_servers_owner_writes_only_for_logged_in_sessions(cli
     assert r.status_code == 303, r.text
     assert login(client).status_code == 303
     inst, token = page_instance(client, oid)
-    r = client.post("/prop/add", data={"d": ".", "id": oid, "instance": inst,
+    r = post(client, "/prop/add", data={"d": ".", "id": oid, "instance": inst,
                                        "key": "by-alice", "values": "1", "csrf": token},
                     follow_redirects=False)
     assert r.status_code == 303

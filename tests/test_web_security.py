@@ -36,7 +36,7 @@ from netinfo.web.guard import MAX_FORM, MAX_IMPORT, safe_next
 from netinfo.web.lock import CLIENT_FREE, USER_LIMIT, LoginLimiter
 from netinfo.web.sessions import COOKIE, SessionStore
 
-from .conftest import env_with_src, free_port
+from .conftest import ROOT_USER, env_with_src, free_port
 
 PASSWORD = "right horse"
 
@@ -396,7 +396,9 @@ def test_n11_the_parse_runs_in_a_worker_thread(domain, monkeypatch):
         r = tc.post("/import", params={"csrf": token}, data={
             "d": domain[1], "format": "hosts", "text": "10.1.1.1 h1\n"})
         assert r.status_code in (200, 403), r.text
-    assert threads == [False, False]     # both parses ran where no event loop runs
+    # both parses ran where no event loop runs; as an ordinary user the manager is the
+    # server's owner and refuses the session's flat import before parsing it (issue 17)
+    assert threads == ([False, False] if ROOT_USER else [False])
 
 
 # -- N12: password guessing through the manager ------------------------------------------------

@@ -86,6 +86,11 @@ class SessionMiddleware(BaseHTTPMiddleware):
             response.headers.setdefault(k, v)
         if not static:
             response.headers["Cache-Control"] = "no-store"
+        if "content-length" in request.headers or "transfer-encoding" in request.headers:
+            # The connection ends with the answer: a body refused before it was read (a
+            # CSRF check, a limit) or never wanted (a GET's) would otherwise be read to
+            # its end, however long, to reach the next request (issue 18, N10).
+            response.headers["Connection"] = "close"
         return response
 
 
