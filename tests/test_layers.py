@@ -35,6 +35,8 @@ PURE = frozenset({
     # hashes only; libpass (third party, pure computation) is loaded on the first check
     "netinfo.passwords",
     "netinfo.replication",
+    # who serves a domain and who its master is; who a caller is (issue 19)
+    "netinfo.facts", "netinfo.auth",
     # the bounds on a listener's peers (server and rpcserver hand it their connections)
     "netinfo.peers",
     # the bounds every directory keeps, checked by tools and server alike

@@ -19,13 +19,15 @@ from __future__ import annotations
 import fcntl
 import logging
 import os
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
+# AUTH_FAILURES and AUTH_WINDOW stay importable from here (tests, web) as before
+from .auth import AUTH_FAILURES, AUTH_WINDOW, Authenticator, FailureLimiter  # noqa: F401
 from .errors import DamagedDirectory, NiError, RpcError, Status, StorageError, WireError
+from .facts import DomainFacts, Role
 from .legacy import decode_collection
 from .protocol import (NETINFO_PROG, PROCEDURES, RESULT_KINDS, Proc, decode_args,
                        iter_readall, list_pieces, listall_pieces, pack_status)
@@ -69,10 +71,6 @@ Subscriber = Callable[[list[Change]], None]
 #: Told of a READALL transfer sent whole (not a "current" answer), with its caller.
 TransferWatcher = Callable[[Caller, bool], None]
 
-#: Failed authentications from one address within AUTH_WINDOW seconds, after which its
-#: credentialed writes are refused for AUTH_WINDOW seconds without checking a password.
-AUTH_FAILURES = 5
-AUTH_WINDOW = 60
 
 
 # -- one writer per database --------------------------------------------------------------------
@@ -176,10 +174,11 @@ class Database:
         #: snapshot streams open (READALL, LIST and LISTALL of big directories), oldest
         #: first
         self._streams: dict[SnapshotStream, None] = {}
-        #: peer address → times of its recent failed authentications
-        self._auth_failures: dict[str, list[float]] = {}
-        #: peer address → until when its credentials are refused
-        self._auth_blocked: dict[str, float] = {}
+        #: every credential's door (NETINFO's AUTH_UNIX and any later one), with the
+        #: failure limiter per peer (spec §10.2; module ``auth``)
+        self.authenticator = svc.authenticator = Authenticator(
+            svc.check_user, FailureLimiter(
+                lambda message: log.warning("%s: %s", self.where, message)))
         #: damaged directories already logged (report_damage)
         self._damage_logged: set[int] = set()
         if svc.pending:  # a new database: its empty root
@@ -195,6 +194,35 @@ class Database:
     def checksum(self) -> int:
         return self.service.checksum
 
+    # -- the domain's facts and this server's role (spec §9.1; module ``facts``) ------------
+
+    def facts(self) -> DomainFacts:
+        """Master, servers, clones, parent candidates as the root and /machines say now."""
+        return self.service.facts()
+
+    @property
+    def role(self) -> Role:
+        """The role this server holds: master or clone (``info.clone``, which the
+        service's write validation and STATISTICS read, spec §10.3)."""
+        return Role.CLONE if self.info.clone else Role.MASTER
+
+    def set_role(self, role: Role) -> None:
+        """Hold *role* from now on (start-up, a demotion, ``nidomain -p``)."""
+        self.info.clone = role is Role.CLONE
+
+    def settle_role(self, tag: str, is_own: Callable[[str], bool]) -> Role:
+        """The role the domain's facts give this server as *tag* at the addresses
+        *is_own* accepts (:meth:`facts.DomainFacts.role`), held from now on."""
+        facts = self.facts()
+        role = facts.role(tag, is_own)
+        if facts.master_name is not None and facts.master is None and tag != "local":
+            # spec §9.1: ip_address holds dotted addresses; a host name there is skipped
+            log.warning("%s: root master names %s, but /machines lists no dotted "
+                        "ip_address for %s: serving as the master", self.where,
+                        "/".join(facts.master_name), facts.master_name[0])
+        self.set_role(role)
+        return role
+
     def call(self, proc: int, caller: Caller, args: tuple) -> Any:
         """Run NETINFO procedure *proc* for *caller* with decoded *args*; its value.
 
@@ -203,54 +231,11 @@ class Database:
         """
         if proc not in self._writes:
             return self._handlers[proc](caller, *args)
-        if caller.credential is not None and not caller.superuser:
-            value = self._authenticated_write(proc, caller, args)
-        else:
-            value = self._handlers[proc](caller, *args)
+        value = self._handlers[proc](caller, *args)
         result_id = value[1] if proc == Proc.CREATE else value
         self._changes.append(Change(Proc(proc), self.service.writer, args, value,
                                     result_id[1]))
         return value
-
-    def _authenticated_write(self, proc: int, caller: Caller, args: tuple) -> Any:
-        """A write with AUTH_UNIX credentials (spec §10.2): failures are logged (user,
-        peer, reason; never the password) and limited per peer address, so that a
-        password cannot be guessed at the speed of the wire."""
-        cred = caller.credential
-        assert cred is not None
-        now = time.monotonic()
-        blocked = self._auth_blocked.get(caller.addr, 0.0)
-        if blocked > now:
-            raise NiError(Status.AUTHERROR, "too many failed authentications; retry later")
-        try:
-            return self._handlers[proc](caller, *args)
-        except NiError as e:
-            if e.status in (Status.AUTHERROR, Status.NOUSER):
-                self._auth_failed(caller, now, str(e))
-            raise
-
-    def _auth_failed(self, caller: Caller, now: float, reason: str) -> None:
-        recent = [t for t in self._auth_failures.get(caller.addr, ()) if now - t < AUTH_WINDOW]
-        recent.append(now)
-        log.warning("%s: authentication failed for uid %d from %s:%d: %s", self.where,
-                    caller.credential.uid if caller.credential else -1, caller.addr,
-                    caller.port, reason)
-        # Loopback callers are only logged: anyone on this host can read the hashes
-        # anyway (READ of /users), and the host's own tools must not lock each other out.
-        local = caller.addr.startswith("127.") or caller.addr in ("::1", "")
-        if len(recent) >= AUTH_FAILURES and not local:
-            self._auth_blocked[caller.addr] = now + AUTH_WINDOW
-            log.warning("%s: %d failed authentications from %s within %d s: refusing its "
-                        "credentials for %d s", self.where, len(recent), caller.addr,
-                        AUTH_WINDOW, AUTH_WINDOW)
-            recent = []
-        self._auth_failures[caller.addr] = recent
-        if len(self._auth_failures) > 4096:  # many peers: keep only the recent ones
-            for addr in [a for a, ts in self._auth_failures.items()
-                         if not ts or now - ts[-1] >= AUTH_WINDOW]:
-                del self._auth_failures[addr]
-            for addr in [a for a, t in self._auth_blocked.items() if t <= now]:
-                del self._auth_blocked[addr]
 
     def answer(self, proc: int, caller: Caller, args: tuple) -> bytes | None:
         """:meth:`call`, encoded as the reply body by the result-kind table (protocol);

@@ -18,6 +18,7 @@ from typing import Any
 
 from .binding import getregister, nibindd_port, portmapper_address
 from .client import Client
+from .facts import DomainFacts, addresses
 from .errors import NetInfoError, NiError, NoPassword, RpcError, Status, Timeout, WireError
 from .model import (first_values, format_host_port, is_digits, split_host_port,
                     split_unescaped, uint_to_addr, unescape)
@@ -220,11 +221,15 @@ class DomainClient(Client):
                 return None
             host, _, mtag = master[0].partition("/")
             mid = await self.pathsearch(f"/machines/{_escape(host)}")
-            addrs = first_values((await self.read(mid))[1], "ip_address") or []
+            entry = (await self.read(mid))[1]
         except NiError:
             return None
+        # the master's dotted addresses, by the rule every server uses (module facts)
+        addrs = DomainFacts([("master", master)], [entry]).master_addresses()
+        # the master's own (address, tag) in our list, else its first address; a server
+        # of another tag at one of its addresses is not the master (a clone on its host)
         for addr, tag in self.servers:
-            if addr in addrs:
+            if addr in addrs and tag == mtag:
                 return (addr, tag)
         return (addrs[0], mtag) if addrs else None
 
@@ -311,13 +316,7 @@ async def machines(c: Client) -> list[list[tuple[str, list[str]]]]:
 async def domain_servers(c: Client) -> list[Server]:
     """The servers of the domain *c* is connected to: every /machines entry serving
     ``./T``, as (ip_address, T) (spec §7.4 step 2)."""
-    entries = await machines(c)
-    out: list[Server] = []
-    for props in entries:
-        for s in first_values(props, "serves") or ():
-            if s.startswith("./"):
-                out.extend((a, s[2:]) for a in first_values(props, "ip_address") or ())
-    return out
+    return DomainFacts([], await machines(c)).server_addresses()
 
 
 async def open_parent(c: DomainClient) -> DomainClient:
@@ -337,12 +336,7 @@ async def open_parent(c: DomainClient) -> DomainClient:
 
 async def open_child(c: DomainClient, name: str) -> DomainClient:
     """A child domain *name*: /machines entries serving ``name/T`` (spec §7.3)."""
-    servers: list[Server] = []
-    for props in await machines(c):
-        for s in first_values(props, "serves") or ():
-            n, slash, t = s.partition("/")
-            if slash and n == name:
-                servers.extend((a, t) for a in first_values(props, "ip_address") or ())
+    servers = DomainFacts([], await machines(c)).child_servers(name)
     if not servers:
         addr, tag = c.server
         raise NiError(Status.NODIR, f"unknown domain {name}: no /machines entry of "
@@ -530,7 +524,7 @@ async def domain_name(c: DomainClient, retries: int = 3) -> str:
             mine = {addr} | (set(local_addresses()) if _is_local(addr) else set())
             label = f"{tag}@{addr}"
             for props in await machines(parent):
-                if not mine & set(first_values(props, "ip_address") or ()):
+                if not mine & set(addresses(props)):
                     continue
                 for s in first_values(props, "serves") or ():
                     n, slash, t = s.partition("/")

@@ -49,7 +49,8 @@ from .database import Change, Database
 from .errors import NetInfoError, NiError, Status, StorageError
 from .model import first_values
 from .protocol import Proc, WireObject
-from .replication import Peer, Update, clone_list, master_of, update_for
+from .facts import Peer, Role
+from .replication import Update, update_for
 from .service import SUPERUSER, Caller
 
 log = logging.getLogger("netinfo.replication")
@@ -173,7 +174,8 @@ class Replicator:
 
     @property
     def is_clone(self) -> bool:
-        return self.db.info.clone
+        """The role the database's owner holds (:attr:`Database.role`)."""
+        return self.db.role is Role.CLONE
 
     # -- root properties (spec §11) -------------------------------------------------------
 
@@ -243,13 +245,9 @@ class Replicator:
 
     def _names_another_master(self) -> bool:
         """Does root ``master`` name a server other than this one (spec §9.1, as
-        ``netinfod.is_clone``)? A database named ``local`` is never a clone."""
-        svc = self.db.service
-        if self.tag == "local":
-            return False
-        addr, mp = svc.master_address(), svc.master_property()
-        return addr is not None and (not self.is_own(addr)
-                                     or (mp is not None and mp[1] != self.tag))
+        ``netinfod``: :meth:`facts.DomainFacts.role`)? A database named ``local`` is
+        never a clone."""
+        return self.db.facts().role(self.tag, self.is_own) is Role.CLONE
 
     def _demote(self) -> None:
         """Root ``master`` was changed here to name another server (the operator's
@@ -270,7 +268,7 @@ class Replicator:
             self._unsubscribe = self.db.subscribe(self._on_commit)
             return
         self.clones = {}
-        self.db.info.clone = True
+        self.db.set_role(Role.CLONE)
         self.db.info.clones = 0
         mp = self.db.service.master_property()
         log.warning("root master now names %s: this server is a clone from now on; the "
@@ -287,13 +285,12 @@ class Replicator:
             log.info("promote: already the master")
             return
         svc = self.db.service
-        me = next((p for p in clone_list(svc.machines(), lambda a: False, "")
-                   if self.is_own(p.addr) and p.tag == self.tag), None)
+        me = self.db.facts().own_entry(self.is_own, self.tag)
         if me is None:
             log.warning("promote: /machines lists no entry of this host serving ./%s",
                         self.tag)
             return
-        self.db.info.clone = False
+        self.db.set_role(Role.MASTER)
         root, props = svc.proc_read(SUPERUSER, svc.proc_root(SUPERUSER))
         names = [k for k, _ in props]
         value = [f"{me.name}/{self.tag}"]
@@ -417,8 +414,7 @@ class Replicator:
 
     def rebuild_clones(self, first: bool = False) -> None:
         """The clone list from /machines (spec §9.1), keeping what we knew of each."""
-        svc = self.db.service
-        peers = clone_list(svc.machines(), self.is_own, self.tag)
+        peers = self.db.facts().clones(self.is_own, self.tag)
         old = self.clones
         # A clone known at start-up is assumed in step: CRASHED makes it check (§9.6).
         self.clones = {p: old.get(p) or CloneState(p, in_step=first) for p in peers}
@@ -582,8 +578,7 @@ class Replicator:
     def _listed_server(self, addr: str) -> Peer | None:
         """The server of this domain at *addr*, as /machines lists it."""
         addr = addr.removeprefix("::ffff:")
-        return next((p for p in clone_list(self.db.service.machines(), lambda a: False, "")
-                     if p.addr == addr), None)
+        return self.db.facts().listed_server(addr)
 
     async def _consider_master(self, other: Peer) -> None:
         """Another listed server says our copy may be stale. Follow it only when it claims
@@ -591,10 +586,8 @@ class Replicator:
         clone's copy is only a copy: what it risks is bounded (copy_interval,
         ``max_copy``), and the master it would have followed never follows anyone."""
         try:
-            svc = self.db.service
-            mine = master_of((first_values(svc.directory(0).props, "master") or [""])[0],
-                             svc.machines())
-            if mine is not None and await self._claims_master(Peer("", *mine)):
+            mine = self.db.facts().master
+            if mine is not None and await self._claims_master(mine):
                 self.sync()
                 return
             if await self._claims_master(other):
@@ -639,15 +632,11 @@ class Replicator:
                     pass
         self._urgent.clear()
         while True:
-            svc = self.db.service
-            master = master_of((first_values(svc.directory(0).props, "master") or [""])[0],
-                               svc.machines())
-            if self._source is not None:
-                master = (self._source.addr, self._source.tag)
+            master = self._source or self.db.facts().master
             if master is None:
                 log.warning("no master address in /machines: cannot synchronise")
                 return
-            addr, tag = master
+            addr, tag = master.addr, master.tag
             try:
                 _, port = await binding.getregister(addr, tag, timeout=3.0)
                 c = await Client.connect(addr, port, tag, privileged=True, timeout=5.0)
@@ -745,12 +734,10 @@ class Replicator:
         master, the last copy and whether it is in step on a clone."""
         info = self.db.info
         if self.is_clone:
-            svc = self.db.service
-            m = master_of((first_values(svc.directory(0).props, "master") or [""])[0],
-                          svc.machines())
+            m = self.db.facts().master
             when = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.last_sync)) \
                 if self.last_sync else "never"
-            info.replication = [("master_server", [f"{m[0]}/{m[1]}" if m else "unknown"]),
+            info.replication = [("master_server", [f"{m.addr}/{m.tag}" if m else "unknown"]),
                                 ("last_sync", [when]),
                                 ("sync_state", ["in-step" if self.in_step else "syncing"])]
         else:

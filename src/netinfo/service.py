@@ -19,9 +19,10 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 from .errors import NiError, Status, StorageError
+from .facts import DomainFacts, Network, admits, master_property, trusted_networks
+from .facts import classful_network  # noqa: F401 - importable here, as before
 from .limits import MAX_DEPTH
-from .model import (Directory, NiId, Proplist, addr_to_uint, first_values, is_digits,
-                    is_ipv4)
+from .model import Directory, NiId, Proplist, addr_to_uint, first_values, uint_to_addr
 from .xdr import BIG_LIST_MAX, LIST_MAX
 from .protocol import Proc, StoredProplist, WireProplist, encode_proplist
 from .rpc import AuthUnix
@@ -166,6 +167,10 @@ class DirectoryService:
         self.pending: list[Op] = []
         #: who the last successful write was made by, once authenticated (spec §10.2)
         self.writer: Caller = SUPERUSER
+        from .auth import Authenticator  # noqa: PLC0415 - auth imports Caller from here
+        #: every credential's door, with the failure limiter (spec §10.2; module ``auth``);
+        #: the owner (database.Database) replaces it with one that names the domain
+        self.authenticator = Authenticator(self.check_user)
         #: the LOOKUP indexes that exist, least recently used first
         self._lru: OrderedDict[tuple[Node, str], None] = OrderedDict()
         #: how to take back the uncommitted changes: (function, *args), applied in reverse
@@ -338,25 +343,33 @@ class DirectoryService:
 
     def authenticate(self, caller: Caller) -> Caller:
         """AUTH_UNIX on a master (spec §10.2 step 3): the inverted machinename is the
-        password of a /users entry whose ``uid`` is the credential's uid.
-
-        Every user with that uid is tried (Apple); one matches when its ``passwd`` is
-        missing, empty or ``""`` (NeXT and Apple), or when ``crypt(password, passwd)``
-        equals it. uid 0 makes the superuser. No such user: NI_NOUSER; no match:
-        NI_AUTHERROR (never a fall-back to anonymous, step 4).
-        """
+        password of the /users entry whose ``uid`` is the credential's uid, checked by
+        :attr:`authenticator` (which limits failures per peer)."""
         cred = caller.credential
         assert cred is not None
+        return self.authenticator.authenticate(cred.uid, cred.password, caller)
+
+    def check_user(self, who: str | int, password: str) -> tuple[str, bool]:
+        """(user name, superuser) of the /users entry *who* names — by ``uid`` when an
+        int, else by ``name`` — when *password* is its password (spec §10.2 step 3).
+
+        Every matching user is tried (Apple); one matches when its ``passwd`` is
+        missing, empty or ``""`` (NeXT and Apple), or when ``crypt(password, passwd)``
+        equals it. uid 0 makes the superuser ``root``; members of /groups/admin are
+        superusers unless ``promote_admins`` is NO. No such user: NI_NOUSER; no match:
+        NI_AUTHERROR. No limiter here: callers go through :attr:`authenticator`.
+        """
+        by_uid = isinstance(who, int)
+        label = f"uid {who}" if by_uid else f"user {who!r}"
         root = self._nodes[0]
         found = self._matches(0, root, "name", "users")
         if not found:
-            raise NiError(Status.NOUSER, f"uid {cred.uid}: no /users directory")
+            raise NiError(Status.NOUSER, f"{label}: no /users directory")
         users = self._nodes[found[0]]
-        uids = self._matches(found[0], users, "uid", str(cred.uid))
-        if not uids:
-            raise NiError(Status.NOUSER, f"uid {cred.uid}: no such user")
-        password = cred.password
-        for oid in uids:
+        hits = self._matches(found[0], users, "uid" if by_uid else "name", str(who))
+        if not hits:
+            raise NiError(Status.NOUSER, f"{label}: no such user")
+        for oid in hits:
             props = self._nodes[oid].props
             authority = _fv(props, "authentication_authority")
             if authority and authority[0] not in (";basic;", ""):
@@ -364,15 +377,15 @@ class DirectoryService:
             stored = _fv(props, "passwd")
             if stored is None or not stored or stored[0] == "" or check_password(
                     password, stored[0]):
+                uid = who if by_uid else (_fv(props, "uid") or [""])[0]
+                if str(uid) == "0":
+                    return "root", True
                 names = _fv(props, "name")
-                if cred.uid == 0:
-                    return Caller(caller.addr, caller.port, True, "root", caller.checksum_only)
                 if not names:
-                    raise NiError(Status.NOUSER, f"uid {cred.uid}: user has no name")
+                    raise NiError(Status.NOUSER, f"{label}: user has no name")
                 # Apple: members of /groups/admin are promoted unless promote_admins is NO.
-                admin = self._promote_admins() and names[0] in self._admins()
-                return Caller(caller.addr, caller.port, admin, names[0], caller.checksum_only)
-        raise NiError(Status.AUTHERROR, f"uid {cred.uid}: wrong password")
+                return names[0], self._promote_admins() and names[0] in self._admins()
+        raise NiError(Status.AUTHERROR, f"{label}: wrong password")
 
     def _promote_admins(self) -> bool:
         vals = _fv(self._nodes[0].props, "promote_admins")
@@ -905,17 +918,14 @@ class DirectoryService:
         m = self._nodes[found[0]]
         return [c.props for _, c in self._nodes.children_of(m)]
 
+    def facts(self) -> DomainFacts:
+        """Who serves this domain, who its master is, its parent candidates (spec §9.1,
+        §8.2), from the root and /machines as they are now (module ``facts``)."""
+        return DomainFacts(self._nodes[0].props, self.machines())
+
     def parent_candidates(self) -> list[tuple[str, str]]:
         """(address, parent tag) for every /machines ``serves ../TAG`` entry (spec §8.2 step 3)."""
-        out = []
-        for props in self.machines():
-            # Dotted addresses only: a host name would need DNS, which may hang.
-            addrs = [a for a in first_values(props, "ip_address") or [] if is_ipv4(a)]
-            for s in first_values(props, "serves") or []:
-                name, _, tag = s.partition("/")
-                if name == ".." and tag and addrs:
-                    out.append((addrs[0], tag))
-        return out
+        return self.facts().parent_candidates()
 
     def is_forced_root(self) -> bool:
         """``netinfod -n`` or root ``isRoot`` = YES (spec §8.2, §11)."""
@@ -939,30 +949,12 @@ class DirectoryService:
 
     def serves_child(self, tag: str, addr: int) -> bool:
         """NETINFO BIND: does /machines list *addr* serving ``NAME/tag``? (spec §4.4 BIND)"""
-        dotted = "%d.%d.%d.%d" % (addr >> 24 & 255, addr >> 16 & 255, addr >> 8 & 255, addr & 255)
-        for props in self.machines():
-            if dotted not in (first_values(props, "ip_address") or ()):
-                continue
-            for s in first_values(props, "serves") or ():
-                name, slash, t = s.partition("/")
-                if slash and t == tag and name not in (".", ".."):
-                    return True
-        return False
+        return self.facts().serves_child(tag, uint_to_addr(addr))
 
-    def trusted_networks(self) -> list[tuple[int, int, int]] | None:
+    def trusted_networks(self) -> list[Network] | None:
         """Root ``trusted_networks`` as classful network byte triples (spec §10.5), or None
         when absent (everyone may connect). Names resolve through /networks/<name>."""
-        vals = _fv(self._nodes[0].props, "trusted_networks")
-        if vals is None:
-            return None
-        nets = []
-        for v in vals:
-            if not is_digits(v.replace(".", "")):
-                v = self._network_address(v) or ""
-            net = classful_network(v)
-            if net is not None:
-                nets.append(net)
-        return nets
+        return trusted_networks(self._nodes[0].props, self._network_address)
 
     def _network_address(self, name: str) -> str | None:
         root = self._nodes[0]
@@ -978,71 +970,25 @@ class DirectoryService:
     def admits_tcp(self, addr: str, local: bool) -> bool:
         """May a TCP connection from *addr* stay open? (spec §10.5: only TCP is filtered;
         the server's own addresses always may; an empty list admits only those.)"""
-        nets = self.trusted_networks()
-        if nets is None or local:
-            return True
-        try:
-            a = [int(x) for x in addr.removeprefix("::ffff:").split(".")]
-        except ValueError:
-            return False
-        if len(a) != 4:
-            return False
-        for n1, n2, n3 in nets:
-            if a[0] != n1:
-                continue
-            if n2 == 0:
-                return True
-            if a[1] != n2:
-                continue
-            if n3 == 0 or a[2] == n3:
-                return True
-        return False
+        return admits(self.trusted_networks(), addr, local)
 
     def master_property(self) -> tuple[str, str] | None:
         """Root ``master`` as (host, tag) (spec §9.1), or None."""
-        vals = _fv(self._nodes[0].props, "master")
-        if not vals or "/" not in vals[0]:
-            return None
-        host, _, tag = vals[0].partition("/")
-        return host, tag
+        return master_property(self._nodes[0].props)
 
     def master_address(self) -> str | None:
-        """The first ``ip_address`` of /machines/<master host> (spec §9.1)."""
-        mp = self.master_property()
-        if mp is None:
-            return None
-        for props in self.machines():
-            if mp[0] in (first_values(props, "name") or ()):
-                addrs = first_values(props, "ip_address")
-                return addrs[0] if addrs else None
-        return None
+        """The master's address: the first dotted ``ip_address`` of /machines/<master
+        host> (spec §9.1; a host name there is skipped, module ``facts``)."""
+        return self.facts().master_address
 
     def clone_serves(self, addr: str) -> bool:
         """Does /machines list *addr* as a server of this domain other than the master
-        itself (root ``master``, host/tag, spec §9.1): one of its clones, which may live
-        on the master's host under another tag? The master's own listing names where it
-        answers, often this host's loopback address, which says nothing of a caller from
-        there (the superuser proves itself by reserved port or owner uid)."""
-        addr = addr.removeprefix("::ffff:")
-        master = self.master_property()
-        for props in self.machines():
-            if addr not in (first_values(props, "ip_address") or ()):
-                continue
-            names = first_values(props, "name") or ()
-            for s in first_values(props, "serves") or ():
-                if s.startswith("./") and not (
-                        master is not None and master[0] in names and s[2:] == master[1]):
-                    return True
-        return False
+        itself (:meth:`facts.DomainFacts.clone_serves`)?"""
+        return self.facts().clone_serves(addr)
 
     def domain_servers(self) -> list[str]:
         """``ip/tag`` for every /machines entry serving ``./tag`` (spec §4.4 STATISTICS)."""
-        out: list[str] = []
-        for props in self.machines():
-            for s in first_values(props, "serves") or ():
-                if s.startswith("./"):
-                    out.extend(f"{a}/{s[2:]}" for a in first_values(props, "ip_address") or ())
-        return out
+        return self.facts().domain_servers()
 
     def proc_statistics(self, caller: Caller) -> Proplist:
         """``checksum`` first, then Apple's set (spec §4.4 STATISTICS)."""
@@ -1114,33 +1060,6 @@ class DirectoryService:
         return ReadAll(self.checksum, self.highest_id(), self.iter_preorder(),
                        self._nodes.readall_pieces())
 
-
-
-def classful_network(value: str) -> tuple[int, int, int] | None:
-    """A ``trusted_networks`` value as the first three bytes of its network (spec §10.5).
-
-    The dotted number is read like ``inet_network`` and shifted into the class A/B/C
-    position: ``10`` → 10.0.0, ``128.1`` → 128.1.0, ``192.42.172`` and ``10.0.2`` (larger
-    than 65535) → their three bytes. None for a value that is not a network number.
-    """
-    parts = value.rstrip(".").split(".") if value else []
-    if not parts or len(parts) > 4 or not all(is_digits(p) for p in parts):
-        return None
-    nums = [int(p) for p in parts]
-    if any(x > 255 for x in nums):
-        return None
-    n = 0
-    for x in nums:
-        n = (n << 8) | x
-    if len(nums) == 4:
-        pass
-    elif n < 256:
-        n <<= 24
-    elif n < 65536:
-        n <<= 16
-    else:
-        n <<= 8
-    return (n >> 24 & 255, n >> 16 & 255, n >> 8 & 255)
 
 
 def check_password(password: str, stored: str) -> bool:

@@ -17,6 +17,7 @@ import threading
 
 from .. import binding
 from ..database import Database, DatabaseInUse, database_exists, netinfo_dir, open_database
+from ..facts import Role
 from ..errors import ConfigError, NiError, RpcError, StorageError, Timeout, WireError
 from ..netif import (bind_problem, hostname, is_local, local_addresses, non_loopback,
                      served_addresses)
@@ -180,7 +181,9 @@ async def _serve(args: argparse.Namespace, db: Database, info: ServerInfo,
         log.warning("user %s (uid 0) has no password: any AUTH_UNIX caller claiming uid 0 "
                     "may write as root; set one (nipasswd %s, as this domain's superuser) "
                     "or lock it with '*'", name, name)
-    info.clone = is_clone(svc, args.tag, addrs)
+    # the role the domain's facts give this server, held by the database (spec §9.1)
+    own = frozenset(addrs)
+    db.settle_role(args.tag, lambda a: is_local(a, own))
     # Signals first: a TERM while starting or registering still shuts down cleanly.
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -206,7 +209,6 @@ async def _serve(args: argparse.Namespace, db: Database, info: ServerInfo,
           file=sys.stderr, flush=True)
     registered = await _register(args.tag, server.udp_port, server.tcp_port)
     server.want_parent()
-    own = frozenset(addrs)
     replicator = Replicator(db, args.tag, lambda a: is_local(a, own),
                             max_copy=args.max_copy_mb * 1024 * 1024)
     server.dispatcher.replicator = replicator
@@ -277,14 +279,11 @@ async def _verify(db: Database, stop: asyncio.Event, damaged: list[str]) -> None
 
 
 def is_clone(svc, tag: str, addrs: list[str]) -> bool:
-    """A clone when root ``master`` names a host whose address is not ours, or a tag that
-    is not ours (Apple; spec §9.1); a database named ``local`` is never a clone."""
-    if tag == "local":
-        return False
-    master = svc.master_address()
-    mp = svc.master_property()
-    return master is not None and (not is_local(master, frozenset(addrs))
-                                   or (mp is not None and mp[1] != tag))
+    """A clone when root ``master`` names a master whose address is not ours, or a tag
+    that is not ours (Apple; spec §9.1); a database named ``local`` is never a clone
+    (:meth:`facts.DomainFacts.role`, which start-up asks through the database)."""
+    own = frozenset(addrs)
+    return svc.facts().role(tag, lambda a: is_local(a, own)) is Role.CLONE
 
 
 async def _register(tag: str, udp: int, tcp: int) -> bool:
