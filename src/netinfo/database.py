@@ -21,10 +21,10 @@ import logging
 import os
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
+from .changes import SEQ_KEY, Change, DirState, Touched  # noqa: F401 - re-exported
 from .errors import DamagedDirectory, NiError, RpcError, Status, StorageError, WireError
 from .legacy import decode_collection
 from .protocol import (NETINFO_PROG, PROCEDURES, RESULT_KINDS, Proc, decode_args,
@@ -32,7 +32,7 @@ from .protocol import (NETINFO_PROG, PROCEDURES, RESULT_KINDS, Proc, decode_args
 from .rpc import AcceptStat, AuthUnix
 from .service import SUPERUSER, Caller, DirectoryService, ServerInfo
 from .nodes import NodeSource
-from .storage import Image, NewCopy, Store, open_store
+from .storage import Image, Meta, NewCopy, Store, open_store
 from .xdr import Unpacker
 
 log = logging.getLogger("netinfo.database")
@@ -43,27 +43,7 @@ SQLITE_NAME = "netinfo.sqlite"
 
 # -- changes ------------------------------------------------------------------------------------
 
-@dataclass(frozen=True, slots=True)
-class Change:
-    """One write made durable.
-
-    ``proc`` is the NETINFO procedure, ``args`` its arguments as the client sent them
-    (ids with the instances the write was based on), ``result`` what it answered (the new
-    id, or for CREATE the child's and the parent's new ids) and ``instance`` the written
-    directory's instance after the write (for CREATE and DESTROY, the parent's).
-    ``caller`` is who made it, as authenticated (spec §10.2): its ``user``, ``superuser``
-    (by reserved port), ``addr`` and ``port``.
-
-    A whole new tree swapped in by :meth:`Database.replace` is one Change with ``proc``
-    None, ``args`` empty and ``result`` the new checksum.
-    """
-
-    proc: Proc | None
-    caller: Caller
-    args: tuple
-    result: Any
-    instance: int
-
+# Change (one write, one record) lives in the pure core (changes.py); it is re-exported here.
 
 Subscriber = Callable[[list[Change]], None]
 #: Told of a READALL transfer sent whole (not a "current" answer), with its caller.
@@ -171,6 +151,11 @@ class Database:
                                 RESULT_KINDS[row.kind].failure)
                          for proc, row in PROCEDURES.items()}
         self._changes: list[Change] = []
+        #: the sequence number of the last change made (durable or pending), stored
+        #: with each batch (changes.SEQ_KEY)
+        self._seq = svc.source.stored_meta(SEQ_KEY) or 0
+        #: ... and of the last durable one (a failed commit goes back to it)
+        self._durable_seq = self._seq
         self._subscribers: list[Subscriber] = []
         self._transfer_watchers: list[TransferWatcher] = []
         #: snapshot streams open (READALL, LIST and LISTALL of big directories), oldest
@@ -207,9 +192,9 @@ class Database:
             value = self._authenticated_write(proc, caller, args)
         else:
             value = self._handlers[proc](caller, *args)
-        result_id = value[1] if proc == Proc.CREATE else value
-        self._changes.append(Change(Proc(proc), self.service.writer, args, value,
-                                    result_id[1]))
+        who, touched, ops = self.service.take_write()
+        self._seq += 1
+        self._changes.append(Change(Proc(proc), who, args, value, touched, ops, self._seq))
         return value
 
     def _authenticated_write(self, proc: int, caller: Caller, args: tuple) -> Any:
@@ -411,14 +396,18 @@ class Database:
             return []
         ops = svc.take_pending()
         changes, self._changes = self._changes, []
+        if self._seq != self._durable_seq:
+            ops.append(Meta(SEQ_KEY, self._seq))   # the numbering survives a restart
         try:
-            self.store.commit(ops, svc.checksum)
+            self.store.commit(ops, svc.checksum, changes)
         except StorageError:
             # Nothing of the batch is stored: take it back in memory too (no reload).
             log.exception("%s: commit failed; the batch's writes are rolled back", self.where)
             svc.rollback()
+            self._seq = self._durable_seq
             raise
         svc.durable()
+        self._durable_seq = self._seq
         self._tell(changes)
         return changes
 
@@ -439,6 +428,7 @@ class Database:
             self.service.reload(source=source)
         else:
             self.service.reload(self.store.load())
+        self._seq = self._durable_seq = self.service.source.stored_meta(SEQ_KEY) or 0
 
     def subscribe(self, fn: Subscriber) -> Callable[[], None]:
         """Call *fn* with each durable batch of changes; returns the unsubscribe call."""
@@ -452,8 +442,11 @@ class Database:
         Pending writes are committed with it, in the same transaction.
         :raises StorageError: as :meth:`commit` (the old tree stays).
         """
+        mark = len(self.service.pending)
         self.service.replace(image)
-        self._changes.append(Change(None, caller, (), self.service.checksum, 0))
+        self._seq += 1
+        self._changes.append(Change(None, caller, (), self.service.checksum, (),
+                                    tuple(self.service.pending[mark:]), self._seq))
         changes = self.commit()
         # The new tree is durable: serve it from the store again rather than from the
         # image (a lazy engine keeps only its cache resident).
@@ -490,7 +483,15 @@ class Database:
         source = self.store.source(self.cache, self.cache_bytes)
         assert source is not None, "an engine that swaps copies reads its store lazily"
         self.service.reload(source=source)
-        changes = [Change(None, caller, (), self.service.checksum, 0)]
+        # The copy holds no sequence number: the swap is numbered and stored as one
+        # change, in a transaction of its own.
+        self._seq = self._durable_seq + 1
+        changes = [Change(None, caller, (), self.service.checksum, (), (), self._seq)]
+        try:
+            self.store.commit([Meta(SEQ_KEY, self._seq)], self.service.checksum, changes)
+        except StorageError:
+            log.exception("%s: the copy's sequence number was not stored", self.where)
+        self._durable_seq = self._seq
         self._tell(changes)
         return changes
 

@@ -27,6 +27,7 @@ from .protocol import Proc, StoredProplist, WireProplist, encode_proplist
 from .rpc import AuthUnix
 from .nodes import MISSING, MemorySource, Node, NodeSource, no_gc
 from .storage import RESET, Free, Image, KidDel, KidIns, Meta, Op, Put
+from .changes import DirState, Touched
 from . import quota
 
 MASK32 = 0xFFFFFFFF
@@ -164,8 +165,15 @@ class DirectoryService:
         self.info = info or ServerInfo()
         #: store operations not yet committed
         self.pending: list[Op] = []
-        #: who the last successful write was made by, once authenticated (spec §10.2)
-        self.writer: Caller = SUPERUSER
+        #: who the write in progress is made by, once authenticated (spec §10.2)
+        self._caller: Caller = SUPERUSER
+        #: the write in progress: directory → its state before it (None: created by it),
+        #: captured when the write first touches it (:meth:`take_write`)
+        self._before: dict[int, DirState | None] = {}
+        #: the write in progress: where its ops begin in :attr:`pending`
+        self._mark = 0
+        #: the write in progress: position of each directory it created
+        self._created_at: dict[int, int] = {}
         #: the LOOKUP indexes that exist, least recently used first
         self._lru: OrderedDict[tuple[Node, str], None] = OrderedDict()
         #: how to take back the uncommitted changes: (function, *args), applied in reverse
@@ -333,8 +341,50 @@ class DirectoryService:
             raise NiError(Status.RDONLY)
         if caller.credential is not None and not (caller.superuser or caller.from_master):
             caller = self.authenticate(caller)
-        self.writer = caller
+        self._caller = caller
+        self._before = {}
+        self._created_at = {}
+        self._mark = len(self.pending)
         return caller
+
+    def take_write(self) -> tuple[Caller, tuple[Touched, ...], tuple[Op, ...]]:
+        """The record of the write just made (the last write procedure that succeeded):
+        who made it, the directories it touched with their states before and after, in
+        the order first touched, and its storage ops (``changes.Change``)."""
+        nodes, before = self._nodes, self._before
+        touched = []
+        for oid, was in before.items():
+            n = nodes.get(oid)
+            if n is None:
+                now = None
+            else:
+                pos = was.position if was is not None else self._created_at.get(oid, -1)
+                now = DirState(n.instance, n.parent, pos, n.props)
+            touched.append(Touched(oid, was, now))
+        ops = tuple(self.pending[self._mark:])
+        self._before, self._created_at = {}, {}
+        self._mark = len(self.pending)
+        return self._caller, tuple(touched), ops
+
+    def _position(self, oid: int, n: Node) -> int:
+        """*oid*'s index in its parent's child list (-1: the root, or not listed).
+        O(siblings) only when a write first touches a directory."""
+        if oid == 0:
+            return -1
+        p = self._nodes.get(n.parent)
+        if p is None:
+            return -1
+        try:
+            return p.children.index(oid)
+        except ValueError:
+            return -1
+
+    def _before_image(self, oid: int, n: Node) -> None:
+        """Keep *n*'s state before the write in progress changes it (first touch only):
+        a reference to its proplist, never a copy (props are replaced, not changed)."""
+        if oid not in self._before:
+            self._before[oid] = DirState(n.instance, n.parent, self._position(oid, n),
+                                         n.props)
 
     def authenticate(self, caller: Caller) -> Caller:
         """AUTH_UNIX on a master (spec §10.2 step 3): the inverted machinename is the
@@ -446,6 +496,7 @@ class DirectoryService:
 
     def _touched(self, oid: int, n: Node) -> NiId:
         """Step 5: instance +1, checksum += (oid+1), queue the record (spec §5.3, §5.6)."""
+        self._before_image(oid, n)
         self._nodes.pin(oid, n)
         self._undo.append((setattr, n, "instance", n.instance))
         self._undo.append((setattr, self, "checksum", self.checksum))
@@ -455,8 +506,9 @@ class DirectoryService:
         return NiId(oid, n.instance)
 
     def _set_props(self, oid: int, n: Node, props: Proplist) -> NiId:
-        if quota.is_anonymous(self.writer):
+        if quota.is_anonymous(self._caller):
             self._charge(0, quota.size(props) - quota.size(n.props))
+        self._before_image(oid, n)
         self._nodes.pin(oid, n)
         old = n.props
         self._undo.append((setattr, n, "props", old))
@@ -576,7 +628,8 @@ class DirectoryService:
         parent.children.remove(child)
         self._drop_index(parent)
 
-    def _unlink_child(self, poid: int, parent: Node, child: int, props: Proplist) -> None:
+    def _unlink_child(self, poid: int, parent: Node, child: int, props: Proplist) -> int:
+        """Take *child* out of *parent*'s child list; where it was."""
         self._nodes.pin(poid, parent)
         at = parent.children.index(child)
         del parent.children[at]
@@ -586,6 +639,7 @@ class DirectoryService:
             parent.korder.pop(child, None)
         if parent.kindex is not None:
             self._reindex(parent, child, props, [])
+        return at
 
     # -- read procedures (spec §4.2: instances ignored, current ids returned) ------------------
 
@@ -742,8 +796,12 @@ class DirectoryService:
         self._undo.append((setattr, self, "checksum", self.checksum))
         self.checksum = (self.checksum + (oid + 1) * inst) & MASK32
         self.pending.append(Put(oid, inst, parent[0], props))
+        self._before_image(parent[0], p)
+        self._before[oid] = None
         self._link_child(parent[0], p, oid, where, props)
-        self.pending.append(KidIns(parent[0], min(where, len(p.children) - 1), oid))
+        at = min(where, len(p.children) - 1)
+        self._created_at[oid] = at
+        self.pending.append(KidIns(parent[0], at, oid))
         return (NiId(oid, inst), self._touched(parent[0], p))
 
     def _depth(self, oid: int) -> int:
@@ -801,7 +859,10 @@ class DirectoryService:
         if c is not None:
             self._give_back(p, c)
         oid = child[0]
-        self._unlink_child(parent[0], p, oid, c.props if c is not None else [])
+        self._before_image(parent[0], p)
+        at = self._unlink_child(parent[0], p, oid, c.props if c is not None else [])
+        if c is not None:
+            self._before[oid] = DirState(c.instance, c.parent, at, c.props)
         self.pending.append(KidDel(parent[0], oid))
         if c is not None:
             del self._nodes[oid]
