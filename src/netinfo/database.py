@@ -139,7 +139,7 @@ class Database:
             if image.checksum is not None and image.checksum != svc.checksum:
                 log.warning("%s: stored checksum %d differs from the recomputed %d; using "
                             "the latter", self.where, image.checksum, svc.checksum)
-        self.service = svc
+        self._service = svc
         for message in store.found_damaged:
             log.error("%s", message)
         #: procedure → the bound service method: dispatch is one dict lookup per call
@@ -173,12 +173,28 @@ class Database:
     # -- reading and writing ---------------------------------------------------------------
 
     @property
+    def service(self) -> DirectoryService:
+        """The domain's service, for reading only (its predicates: ``machines``,
+        ``master_property``, ``admits_tcp``, ...; ``directory``, ``iter_preorder``).
+        Every write goes through :meth:`call` (or :attr:`procedures`) and
+        :meth:`commit`, which record it as a :class:`Change` (issue 19: one door);
+        a write made on the service directly would be stored by the next commit and
+        reported to nobody."""
+        return self._service
+
+    @property
     def info(self) -> ServerInfo:
-        return self.service.info
+        return self._service.info
 
     @property
     def checksum(self) -> int:
-        return self.service.checksum
+        return self._service.checksum
+
+    @property
+    def procedures(self) -> Procedures:
+        """The procedures as ``proc_<name>`` methods, each through :meth:`call`
+        (:class:`Procedures`): the door for in-process writes such as templates."""
+        return Procedures(self)
 
     def call(self, proc: int, caller: Caller, args: tuple) -> Any:
         """Run NETINFO procedure *proc* for *caller* with decoded *args*; its value.
@@ -192,7 +208,7 @@ class Database:
             value = self._authenticated_write(proc, caller, args)
         else:
             value = self._handlers[proc](caller, *args)
-        who, touched, ops = self.service.take_write()
+        who, touched, ops = self._service.take_write()
         self._seq += 1
         self._changes.append(Change(Proc(proc), who, args, value, touched, ops, self._seq))
         return value
@@ -273,7 +289,7 @@ class Database:
         are the ones to push to the clone that asked, spec §9.5).
         """
         try:
-            current = not self.service.readall_wanted(caller, checksum)
+            current = not self._service.readall_wanted(caller, checksum)
         except NiError as e:
             return iter((pack_status(e.status),))
         if current:   # nothing to send: the caller's state is the one
@@ -294,7 +310,7 @@ class Database:
         first stays true) and writes go on meanwhile. None: answer it whole
         (:meth:`answer`; also every failure).
         """
-        svc = self.service
+        svc = self._service
         try:
             if proc == Proc.LIST:
                 if svc.list_stream(caller, *args) is None:
@@ -379,7 +395,7 @@ class Database:
     @property
     def dirty(self) -> bool:
         """True when writes wait for :meth:`commit`."""
-        return bool(self.service.pending)
+        return bool(self._service.pending)
 
     def commit(self) -> list[Change]:
         """Make every pending write durable in one transaction; the writes, in order.
@@ -390,7 +406,7 @@ class Database:
             durable state (the batch is rolled back in memory, no reload) and no
             change is reported.
         """
-        svc = self.service
+        svc = self._service
         if not svc.pending:
             self._changes.clear()
             return []
@@ -425,10 +441,10 @@ class Database:
         self._changes.clear()
         source = self.store.source(self.cache, self.cache_bytes)
         if source is not None:
-            self.service.reload(source=source)
+            self._service.reload(source=source)
         else:
-            self.service.reload(self.store.load())
-        self._seq = self._durable_seq = self.service.source.stored_meta(SEQ_KEY) or 0
+            self._service.reload(self.store.load())
+        self._seq = self._durable_seq = self._service.source.stored_meta(SEQ_KEY) or 0
 
     def subscribe(self, fn: Subscriber) -> Callable[[], None]:
         """Call *fn* with each durable batch of changes; returns the unsubscribe call."""
@@ -442,17 +458,17 @@ class Database:
         Pending writes are committed with it, in the same transaction.
         :raises StorageError: as :meth:`commit` (the old tree stays).
         """
-        mark = len(self.service.pending)
-        self.service.replace(image)
+        mark = len(self._service.pending)
+        self._service.replace(image)
         self._seq += 1
-        self._changes.append(Change(None, caller, (), self.service.checksum, (),
-                                    tuple(self.service.pending[mark:]), self._seq))
+        self._changes.append(Change(None, caller, (), self._service.checksum, (),
+                                    tuple(self._service.pending[mark:]), self._seq))
         changes = self.commit()
         # The new tree is durable: serve it from the store again rather than from the
         # image (a lazy engine keeps only its cache resident).
         source = self.store.source(self.cache, self.cache_bytes)
         if source is not None:
-            self.service.reload(source=source)
+            self._service.reload(source=source)
         return changes
 
     def new_copy(self) -> NewCopy:
@@ -474,7 +490,7 @@ class Database:
         """
         if copy.image is not None:
             return self.replace(copy.image, caller)
-        if self.service.pending:
+        if self._service.pending:
             self.commit()
         # A stream's read transaction would keep the old file's WAL from being
         # checkpointed before the swap (storage/sqlite.py, adopt).
@@ -482,13 +498,13 @@ class Database:
         self.store.adopt(copy)
         source = self.store.source(self.cache, self.cache_bytes)
         assert source is not None, "an engine that swaps copies reads its store lazily"
-        self.service.reload(source=source)
+        self._service.reload(source=source)
         # The copy holds no sequence number: the swap is numbered and stored as one
         # change, in a transaction of its own.
         self._seq = self._durable_seq + 1
-        changes = [Change(None, caller, (), self.service.checksum, (), (), self._seq)]
+        changes = [Change(None, caller, (), self._service.checksum, (), (), self._seq)]
         try:
-            self.store.commit([Meta(SEQ_KEY, self._seq)], self.service.checksum, changes)
+            self.store.commit([Meta(SEQ_KEY, self._seq)], self._service.checksum, changes)
         except StorageError:
             log.exception("%s: the copy's sequence number was not stored", self.where)
         self._durable_seq = self._seq
@@ -500,7 +516,7 @@ class Database:
         (a master being demoted, before a copy from another master can replace it):
         where it is, or None when the store is no file (memory). Pending writes are
         committed first. :raises StorageError: nothing was kept."""
-        if self.service.pending:
+        if self._service.pending:
             self.commit()
         return self.store.keep_aside(label)
 
@@ -508,7 +524,7 @@ class Database:
         """Commit what is pending, close the store and release the lock."""
         self.close_streams("the database was closed")
         try:
-            if self.service.pending:
+            if self._service.pending:
                 self.commit()
         finally:
             try:
@@ -523,6 +539,38 @@ class Database:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+# -- the procedures as methods ------------------------------------------------------------------
+
+#: ``proc_<name>`` → its procedure (protocol.PROCEDURES)
+_BY_METHOD = {row.method: proc for proc, row in PROCEDURES.items()}
+
+
+class Procedures:
+    """The domain's NETINFO procedures as methods, ``proc_<name>(caller, *args)`` as on
+    :class:`~netinfo.service.DirectoryService`, every one run through
+    :meth:`Database.call`: what in-process administration drives (``templates`` for
+    ``nibindd --init`` and ``netinfod -m``), so that its writes are recorded as
+    :class:`Change` objects, stored with their batch and told to subscribers like any
+    client's (the one door for writes, issue 19). :meth:`Database.commit` makes them
+    durable."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    def __getattr__(self, name: str) -> Callable[..., Any]:
+        proc = _BY_METHOD.get(name)
+        if proc is None:
+            raise AttributeError(name)
+        call = self._db.call
+        if proc == Proc.CREATE:
+            def create(caller: Caller, parent: Any, props: Any, where: int,
+                       target: Any = None) -> Any:
+                # as the wire decodes it: with its target (None: a new number)
+                return call(proc, caller, (parent, props, where, target))
+            return create
+        return lambda caller, *args: call(proc, caller, args)
 
 
 # -- snapshot streams ---------------------------------------------------------------------------
@@ -578,7 +626,7 @@ class SnapshotStream:
             raise StorageError(f"stream {self._closed}")
         if self._pieces is None:
             try:
-                view = self._view = self.db.service.snapshot()
+                view = self._view = self.db._service.snapshot()
             except BaseException:
                 self.close("could not be begun")
                 raise
