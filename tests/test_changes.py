@@ -14,7 +14,7 @@ import pytest
 from netinfo.changes import SEQ_KEY, Change, DirState, Touched
 from netinfo.cli.nibindd import init_domains
 from netinfo.database import Database, open_database
-from netinfo.errors import NiError
+from netinfo.errors import NiError, StorageError
 from netinfo.model import NI_INDEX_NULL, NiId
 from netinfo.protocol import PROCEDURES, Proc
 from netinfo.service import SUPERUSER, Caller
@@ -32,6 +32,7 @@ class RecordingStore(Store):
         self.inner = inner
         self.scheme = inner.scheme
         self.commits: list[tuple[list, int, list[Change]]] = []
+        self.fail_next = False
 
     def load(self) -> Image:
         return self.inner.load()
@@ -43,6 +44,9 @@ class RecordingStore(Store):
         return self.inner.source(cache, cache_bytes)
 
     def commit(self, ops, checksum, changes=()) -> None:
+        if self.fail_next:
+            self.fail_next = False
+            raise StorageError("disk full (test)")
         self.commits.append((list(ops), checksum, list(changes)))
         self.inner.commit(ops, checksum, changes)
 
@@ -151,6 +155,26 @@ def test_every_write_reaches_the_store_and_subscribers_with_before_images(url, p
         assert t.after.instance == t.before.instance + 1
     if proc not in (Proc.CREATE, Proc.DESTROY):
         assert touched[ids["alice"]].after.props != touched[ids["alice"]].before.props
+    db.close()
+
+
+@pytest.mark.parametrize("proc", list(WRITES), ids=lambda p: p.name)
+def test_a_failed_commit_takes_every_write_back_from_its_before_images(url, proc):
+    d = Domain(url)
+    db = d.db
+    before = db.service.image()
+    db.call(proc, SUPERUSER, WRITES[proc][0](d))
+    # a second write on top, to the same directory: the first before-image wins
+    alice = db.call(Proc.SELF, SUPERUSER, (NiId(d.alice[0], 0),))
+    db.call(Proc.CREATEPROP, SUPERUSER, (alice, ("extra", ["1"]), 0))
+    d.store.fail_next = True
+    with pytest.raises(StorageError):
+        db.commit()
+    assert db.service.image() == before and not d.heard
+    assert db._seq == 3
+    # the numbering goes on from the last durable change
+    db.call(Proc.WRITEPROP, SUPERUSER, (d.alice, 0, ["again"]))
+    assert [c.seq for c in db.commit()] == [4]
     db.close()
 
 

@@ -383,8 +383,16 @@ class DirectoryService:
         """Keep *n*'s state before the write in progress changes it (first touch only):
         a reference to its proplist, never a copy (props are replaced, not changed)."""
         if oid not in self._before:
-            self._before[oid] = DirState(n.instance, n.parent, self._position(oid, n),
-                                         n.props)
+            was = self._before[oid] = DirState(n.instance, n.parent,
+                                               self._position(oid, n), n.props)
+            # the undo log takes the directory back from the same before-image
+            self._undo.append((self._put_back, n, was))
+
+    @staticmethod
+    def _put_back(n: Node, was: DirState) -> None:
+        """Undo: *n*'s instance and props as they were before a write (its before-image)."""
+        n.instance = was.instance
+        n.props = was.props
 
     def authenticate(self, caller: Caller) -> Caller:
         """AUTH_UNIX on a master (spec §10.2 step 3): the inverted machinename is the
@@ -496,9 +504,8 @@ class DirectoryService:
 
     def _touched(self, oid: int, n: Node) -> NiId:
         """Step 5: instance +1, checksum += (oid+1), queue the record (spec §5.3, §5.6)."""
-        self._before_image(oid, n)
+        self._before_image(oid, n)   # ... which the undo log restores the instance from
         self._nodes.pin(oid, n)
-        self._undo.append((setattr, n, "instance", n.instance))
         self._undo.append((setattr, self, "checksum", self.checksum))
         n.instance = (n.instance + 1) & MASK32
         self.checksum = (self.checksum + oid + 1) & MASK32
@@ -508,10 +515,9 @@ class DirectoryService:
     def _set_props(self, oid: int, n: Node, props: Proplist) -> NiId:
         if quota.is_anonymous(self._caller):
             self._charge(0, quota.size(props) - quota.size(n.props))
-        self._before_image(oid, n)
+        self._before_image(oid, n)   # ... which the undo log restores the props from
         self._nodes.pin(oid, n)
         old = n.props
-        self._undo.append((setattr, n, "props", old))
         n.props = props
         parent = self._nodes.get(n.parent)
         if parent is not None and parent.kindex is not None and oid != 0:
