@@ -269,3 +269,15 @@ def test_netinfod_m_writes_through_the_door(tmp_path, netinfod):
     assert image.meta.get(SEQ_KEY, 0) > 5
     assert len(image.records) > 5
 
+
+
+def test_a_write_around_the_door_is_stored_but_flagged(url, caplog):
+    d = Domain(url)
+    caplog.set_level("WARNING", logger="netinfo.database")
+    d.db.procedures.proc_writeprop(SUPERUSER, d.alice, 0, ["through"])
+    assert len(d.db.commit()) == 1 and not caplog.records
+    alice = d.db.call(Proc.SELF, SUPERUSER, (NiId(d.alice[0], 0),))
+    d.db.service.proc_writeprop(SUPERUSER, alice, 0, ["around"])   # not through call
+    assert d.db.commit() == [] and d.heard[-1][0].args[2] == ["through"]
+    assert "committed unrecorded" in caplog.text
+    d.db.close()

@@ -167,8 +167,8 @@ class Database:
         self._auth_blocked: dict[str, float] = {}
         #: damaged directories already logged (report_damage)
         self._damage_logged: set[int] = set()
-        if svc.pending:  # a new database: its empty root
-            self.commit()
+        if svc.pending:  # a new database: its empty root (no write: no Change)
+            self._commit(unrecorded_ok=True)
 
     # -- reading and writing ---------------------------------------------------------------
 
@@ -179,7 +179,7 @@ class Database:
         Every write goes through :meth:`call` (or :attr:`procedures`) and
         :meth:`commit`, which record it as a :class:`Change` (issue 19: one door);
         a write made on the service directly would be stored by the next commit and
-        reported to nobody."""
+        reported to nobody (the commit logs a warning)."""
         return self._service
 
     @property
@@ -400,18 +400,28 @@ class Database:
     def commit(self) -> list[Change]:
         """Make every pending write durable in one transaction; the writes, in order.
 
-        Subscribers are then told, in commit order, never before the data is on disk.
+        The store receives the batch's ops and its :class:`Change` records together;
+        subscribers are then told, in commit order, never before the data is on disk.
 
         :raises StorageError: nothing was stored; the working copy went back to the last
             durable state (the batch is rolled back in memory, no reload) and no
             change is reported.
         """
+        return self._commit()
+
+    def _commit(self, unrecorded_ok: bool = False) -> list[Change]:
         svc = self._service
         if not svc.pending:
             self._changes.clear()
             return []
         ops = svc.take_pending()
         changes, self._changes = self._changes, []
+        unrecorded = len(ops) - sum(len(c.ops) for c in changes)
+        if unrecorded and not unrecorded_ok:
+            # a write made on the service, around call(): stored, reported to no one
+            log.warning("%s: %d storage ops of writes not made through Database.call are "
+                        "committed unrecorded (no Change, no subscriber hears)", self.where,
+                        unrecorded)
         if self._seq != self._durable_seq:
             ops.append(Meta(SEQ_KEY, self._seq))   # the numbering survives a restart
         try:
