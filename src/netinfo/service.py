@@ -351,18 +351,19 @@ class DirectoryService:
         """The record of the write just made (the last write procedure that succeeded):
         who made it, the directories it touched with their states before and after, in
         the order first touched, and its storage ops (``changes.Change``)."""
-        nodes, before = self._nodes, self._before
+        get, created_at = self._nodes.get, self._created_at
+        new = tuple.__new__   # the NamedTuples without their Python-level __new__
         touched = []
-        for oid, was in before.items():
-            n = nodes.get(oid)
+        for oid, was in self._before.items():
+            n = get(oid)
             if n is None:
                 now = None
             else:
-                pos = was.position if was is not None else self._created_at.get(oid, -1)
-                now = DirState(n.instance, n.parent, pos, n.props)
-            touched.append(Touched(oid, was, now))
-        ops = tuple(self.pending[self._mark:])
-        self._before, self._created_at = {}, {}
+                pos = was[2] if was is not None else created_at.get(oid, -1)
+                now = new(DirState, (n.instance, n.parent, pos, n.props))
+            touched.append(new(Touched, (oid, was, now)))
+        mark = self._mark
+        ops = tuple(self.pending[mark:]) if mark else tuple(self.pending)
         self._mark = len(self.pending)
         return self._caller, tuple(touched), ops
 
@@ -383,8 +384,8 @@ class DirectoryService:
         """Keep *n*'s state before the write in progress changes it (first touch only):
         a reference to its proplist, never a copy (props are replaced, not changed)."""
         if oid not in self._before:
-            was = self._before[oid] = DirState(n.instance, n.parent,
-                                               self._position(oid, n), n.props)
+            was = self._before[oid] = tuple.__new__(
+                DirState, (n.instance, n.parent, self._position(oid, n), n.props))
             # the undo log takes the directory back from the same before-image
             self._undo.append((self._put_back, n, was))
 
