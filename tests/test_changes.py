@@ -81,7 +81,7 @@ class Domain:
     def props(self, i: NiId):
         return self.db.call(Proc.READ, SUPERUSER, (i,))[1]
 
-    def state(self, i: NiId, position: int) -> DirState:
+    def state(self, i: NiId, position: int | None) -> DirState:
         parent = self.db.call(Proc.PARENT, SUPERUSER, (i,))[0]
         return DirState(i.instance, parent, position, self.props(i))
 
@@ -112,8 +112,9 @@ def test_every_write_reaches_the_store_and_subscribers_with_before_images(url, p
     db = d.db
     args_of, names = WRITES[proc]
     args = args_of(d)
-    # the states before, read as a client would
-    before = {"users": d.state(d.users, 0), "alice": d.state(d.alice, 0),
+    # the states before, read as a client would; a position only where the write moves
+    # the directory (DESTROY's bob; CREATE's new one, below)
+    before = {"users": d.state(d.users, None), "alice": d.state(d.alice, None),
               "bob": d.state(d.bob, 1)}
     ids = {"users": d.users[0], "alice": d.alice[0], "bob": d.bob[0]}
     seq_before = db._seq
@@ -150,8 +151,7 @@ def test_every_write_reaches_the_store_and_subscribers_with_before_images(url, p
             assert t.after is None                       # destroyed
             continue
         after = db.call(Proc.SELF, SUPERUSER, (NiId(ids[name], 0),))
-        position = 0 if name != "bob" else 1
-        assert t.after == d.state(after, position)
+        assert t.after == d.state(after, None)
         assert t.after.instance == t.before.instance + 1
     if proc not in (Proc.CREATE, Proc.DESTROY):
         assert touched[ids["alice"]].after.props != touched[ids["alice"]].before.props
@@ -281,3 +281,18 @@ def test_a_write_around_the_door_is_stored_but_flagged(url, caplog):
     assert d.db.commit() == [] and d.heard[-1][0].args[2] == ["through"]
     assert "committed unrecorded" in caplog.text
     d.db.close()
+
+
+def test_positions_where_a_write_moves_a_directory(url):
+    d = Domain(url)
+    db = d.db
+    new, d.users = db.call(Proc.CREATE, SUPERUSER, (d.users, [("name", ["first"])], 0, None))
+    (c,) = db.commit()
+    assert c.touched[1] == Touched(new[0], None, DirState(new.instance, d.users[0], 0,
+                                                          [("name", ["first"])]))
+    d.users = db.call(Proc.DESTROY, SUPERUSER, (d.users, d.bob))   # bob is third now
+    (c,) = db.commit()
+    assert c.touched[1] == Touched(d.bob[0], DirState(d.bob.instance, d.users[0], 2,
+                                                      [("name", ["bob"])]), None)
+    assert c.touched[0].before.position is None and c.touched[0].after.position is None
+    db.close()

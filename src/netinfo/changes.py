@@ -31,13 +31,19 @@ SEQ_KEY = "change_seq"
 
 class DirState(NamedTuple):
     """A directory's own state at one moment (spec §5.1): its instance, its parent, its
-    position in the parent's child list (-1 for the root) and its proplist as stored (a
-    reference to the service's list, which is replaced on a write, never changed in
-    place: nothing is copied)."""
+    position in the parent's child list and its proplist as stored (a reference to the
+    service's list, which is replaced on a write, never changed in place: nothing is
+    copied).
+
+    ``position`` is known where a write moves the directory in or out of its parent's
+    list: a CREATE's new directory (after) and a DESTROY's destroyed one (before). It is
+    None for a directory a write keeps where it was (every other touched directory: no
+    write moves a directory it keeps), so that a write never has to search a big parent's
+    child list, which a lazy engine would first read from the store."""
 
     instance: int
     parent: int
-    position: int
+    position: int | None
     props: Proplist
 
 

@@ -367,25 +367,14 @@ class DirectoryService:
         self._mark = len(self.pending)
         return self._caller, tuple(touched), ops
 
-    def _position(self, oid: int, n: Node) -> int:
-        """*oid*'s index in its parent's child list (-1: the root, or not listed).
-        O(siblings) only when a write first touches a directory."""
-        if oid == 0:
-            return -1
-        p = self._nodes.get(n.parent)
-        if p is None:
-            return -1
-        try:
-            return p.children.index(oid)
-        except ValueError:
-            return -1
-
     def _before_image(self, oid: int, n: Node) -> None:
         """Keep *n*'s state before the write in progress changes it (first touch only):
-        a reference to its proplist, never a copy (props are replaced, not changed)."""
+        a reference to its proplist, never a copy (props are replaced, not changed). Its
+        position is None: no write moves a directory it keeps (the parent's child list,
+        perhaps a million numbers not read from the store, is not searched for it)."""
         if oid not in self._before:
             was = self._before[oid] = tuple.__new__(
-                DirState, (n.instance, n.parent, self._position(oid, n), n.props))
+                DirState, (n.instance, n.parent, None, n.props))
             # the undo log takes the directory back from the same before-image
             self._undo.append((self._put_back, n, was))
 
