@@ -27,6 +27,7 @@ from typing import IO, Any
 from .changes import SEQ_KEY, Change, DirState, Touched  # noqa: F401 - re-exported
 from .errors import DamagedDirectory, NiError, RpcError, Status, StorageError, WireError
 from .legacy import decode_collection
+from .model import Directory
 from .protocol import (NETINFO_PROG, PROCEDURES, RESULT_KINDS, Proc, decode_args,
                        iter_readall, list_pieces, listall_pieces, pack_status)
 from .rpc import AcceptStat, AuthUnix
@@ -181,6 +182,20 @@ class Database:
         a write made on the service directly would be stored by the next commit and
         reported to nobody (the commit logs a warning)."""
         return self._service
+
+    def admits_tcp(self, addr: str, local: bool) -> bool:
+        """May a connection from *addr* stay open? (root ``trusted_networks``, spec
+        §10.5; ``DirectoryService.admits_tcp``)"""
+        return self._service.admits_tcp(addr, local)
+
+    def highest_id(self) -> int:
+        """Largest object number + 1 (spec §9.4)."""
+        return self._service.highest_id()
+
+    def directories(self) -> Iterator[Directory]:
+        """Every directory, depth-first pre-order from the root (spec §9.4), read as
+        taken (``DirectoryService.iter_preorder``)."""
+        return self._service.iter_preorder()
 
     @property
     def info(self) -> ServerInfo:
