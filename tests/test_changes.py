@@ -142,6 +142,8 @@ def test_every_write_reaches_the_store_and_subscribers_with_before_images(url, p
         assert touched[new[0]].after.props == [("name", ["carol"])]
     assert [t.id for t in c.touched] == [ids[n] for n in names]
     assert set(c.directories) == {ids[n] for n in names}
+    assert c.expected == {t.id: (before[n].instance if n != "new" else None)
+                          for t, n in zip(c.touched, names, strict=True)}
     for name in names:
         t = touched[ids[name]]
         if name == "new":

@@ -91,6 +91,15 @@ class Change:
         return int(result[1])
 
     @property
+    def expected(self) -> dict[int, int | None]:
+        """Directory → the instance the store must hold for this write to apply (None:
+        the number must be unused, a CREATE's new directory): what a shared engine
+        checks before it applies the ops (another writer's change in between is a
+        conflict, NI_STALE to the later one)."""
+        return {t.id: t.before.instance if t.before is not None else None
+                for t in self.touched}
+
+    @property
     def directories(self) -> tuple[int, ...]:
         """The numbers of the directories the write touched (what a cache drops)."""
         return tuple(t.id for t in self.touched)
