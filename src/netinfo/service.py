@@ -4,7 +4,11 @@ One method per NETINFO procedure (``proc_<name>``, named in :data:`protocol.PROC
 each taking the :class:`Caller` first and then the decoded arguments, returning the result
 body or raising :class:`~netinfo.errors.NiError`. The service holds the working copy of the
 domain; every change is appended to :attr:`DirectoryService.pending` as store operations
-(``storage/__init__.py``), which the server commits durably before it answers.
+(``storage/__init__.py``), which the server commits durably before it answers. Each write
+also leaves its record, taken by :meth:`DirectoryService.take_write` (the authenticated
+caller, every directory it touched with its state before and after, its ops), which the
+database makes a ``changes.Change``; the undo log restores directories from the same
+before-images.
 
 Spec sections: §4.2–§4.4 (procedures), §5 (data model, ids, instances, checksum),
 §10.2–§10.4 (write validation and ``_writers``), §8 (what RPARENT and BIND read).
