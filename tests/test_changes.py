@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import pytest
 
+from netinfo.client import SyncClient
 from netinfo.changes import SEQ_KEY, Change, DirState, Touched
 from netinfo.cli.nibindd import init_domains
 from netinfo.database import Database, open_database
@@ -259,17 +260,28 @@ def test_nibindd_init_writes_through_the_door(tmp_path):
             db.close()
 
 
-def test_netinfod_m_writes_through_the_door(tmp_path, netinfod):
-    server = netinfod("chg", "-m", "--populate")
-    server.stop()
-    st = SqliteStore(str(tmp_path / "chg.nidb" / "netinfo.sqlite"))
+def _stored_seq(path) -> int:
+    st = SqliteStore(str(path))
     try:
-        image = st.load()
+        return st.load().meta.get(SEQ_KEY, 0)
     finally:
         st.close()
+
+
+def test_netinfod_m_writes_through_the_door(tmp_path, netinfod):
+    db_file = tmp_path / "chg.nidb" / "netinfo.sqlite"
+    server = netinfod("chg", "-m", "--populate")
+    server.stop()
     # the master template and the standard directories: a numbered change each
-    assert image.meta.get(SEQ_KEY, 0) > 5
-    assert len(image.records) > 5
+    templates = _stored_seq(db_file)
+    assert templates > 5
+    # and the writes of clients over the wire go on from there, after a restart
+    server = netinfod("chg")
+    with SyncClient.connect("127.0.0.1", server.port, "chg") as c:
+        made, _ = c.create(c.root(), [("name", ["over-the-wire"])])
+        c.createprop(made, "x", ["1"])
+    server.stop()
+    assert _stored_seq(db_file) == templates + 2
 
 
 
