@@ -19,6 +19,7 @@ import time
 import pytest
 
 from netinfo.client import SyncClient
+from netinfo.changes import SEQ_KEY
 from netinfo.database import Change, Database, DatabaseInUse, LocalChannel, open_database
 from netinfo.errors import NiError, Status, StorageError
 from netinfo.model import NI_INDEX_NULL, NiId
@@ -43,11 +44,11 @@ class FlakyStore(Store):
     def load(self) -> Image:
         return self.inner.load()
 
-    def commit(self, ops, checksum) -> None:
+    def commit(self, ops, checksum, changes=()) -> None:
         if self.fail_next:
             self.fail_next = False
             raise StorageError("disk full (test)")
-        self.inner.commit(ops, checksum)
+        self.inner.commit(ops, checksum, changes)
 
     def exists(self) -> bool:
         return self.inner.exists()
@@ -78,14 +79,19 @@ def create(db: Database, parent: NiId, name: str, caller: Caller = SUPERUSER) ->
 
 
 def durable(db: Database, url: str) -> Image:
-    """What is on disk now: a new connection for SQLite, the engine's image for memory."""
+    """What is on disk now: a new connection for SQLite, the engine's image for memory;
+    without the change sequence number (kept by the database, not the service's image:
+    test_changes.py checks it)."""
     if url.startswith("sqlite:"):
         s = SqliteStore(url[len("sqlite:"):])
         try:
-            return s.load()
+            image = s.load()
         finally:
             s.close()
-    return db.store.load()
+    else:
+        image = db.store.load()
+    image.meta.pop(SEQ_KEY, None)
+    return image
 
 
 # -- the tables ---------------------------------------------------------------------------------

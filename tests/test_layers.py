@@ -30,6 +30,7 @@ PKG = Path(__file__).resolve().parent.parent / "src" / "netinfo"
 PURE = frozenset({
     "netinfo", "netinfo.errors", "netinfo.xdr", "netinfo.rpc", "netinfo.model",
     "netinfo.protocol", "netinfo.service", "netinfo.templates", "netinfo.legacy",
+    "netinfo.changes",
     "netinfo.portmap", "netinfo.nibind", "netinfo.formats", "netinfo.storage",
     "netinfo.storage.memory", "netinfo.nodes", "netinfo.quota",
     # hashes only; libpass (third party, pure computation) is loaded on the first check

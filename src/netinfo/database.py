@@ -20,21 +20,22 @@ import fcntl
 import logging
 import os
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
 # AUTH_FAILURES and AUTH_WINDOW stay importable from here (tests, web) as before
 from .auth import AUTH_FAILURES, AUTH_WINDOW, Authenticator, FailureLimiter  # noqa: F401
+from .changes import SEQ_KEY, Change, DirState, Touched  # noqa: F401 - re-exported
 from .errors import DamagedDirectory, NiError, RpcError, Status, StorageError, WireError
 from .facts import DomainFacts, Role
 from .legacy import decode_collection
+from .model import Directory
 from .protocol import (NETINFO_PROG, PROCEDURES, RESULT_KINDS, Proc, decode_args,
                        iter_readall, list_pieces, listall_pieces, pack_status)
 from .rpc import AcceptStat, AuthUnix
 from .service import SUPERUSER, Caller, DirectoryService, ServerInfo
 from .nodes import NodeSource
-from .storage import Image, NewCopy, Store, open_store
+from .storage import Image, Meta, NewCopy, Store, open_store
 from .xdr import Unpacker
 
 log = logging.getLogger("netinfo.database")
@@ -45,27 +46,7 @@ SQLITE_NAME = "netinfo.sqlite"
 
 # -- changes ------------------------------------------------------------------------------------
 
-@dataclass(frozen=True, slots=True)
-class Change:
-    """One write made durable.
-
-    ``proc`` is the NETINFO procedure, ``args`` its arguments as the client sent them
-    (ids with the instances the write was based on), ``result`` what it answered (the new
-    id, or for CREATE the child's and the parent's new ids) and ``instance`` the written
-    directory's instance after the write (for CREATE and DESTROY, the parent's).
-    ``caller`` is who made it, as authenticated (spec §10.2): its ``user``, ``superuser``
-    (by reserved port), ``addr`` and ``port``.
-
-    A whole new tree swapped in by :meth:`Database.replace` is one Change with ``proc``
-    None, ``args`` empty and ``result`` the new checksum.
-    """
-
-    proc: Proc | None
-    caller: Caller
-    args: tuple
-    result: Any
-    instance: int
-
+# Change (one write, one record) lives in the pure core (changes.py); it is re-exported here.
 
 Subscriber = Callable[[list[Change]], None]
 #: Told of a READALL transfer sent whole (not a "current" answer), with its caller.
@@ -157,7 +138,7 @@ class Database:
             if image.checksum is not None and image.checksum != svc.checksum:
                 log.warning("%s: stored checksum %d differs from the recomputed %d; using "
                             "the latter", self.where, image.checksum, svc.checksum)
-        self.service = svc
+        self._service = svc
         for message in store.found_damaged:
             log.error("%s", message)
         #: procedure → the bound service method: dispatch is one dict lookup per call
@@ -169,6 +150,11 @@ class Database:
                                 RESULT_KINDS[row.kind].failure)
                          for proc, row in PROCEDURES.items()}
         self._changes: list[Change] = []
+        #: the sequence number of the last change made (durable or pending), stored
+        #: with each batch (changes.SEQ_KEY)
+        self._seq = svc.source.stored_meta(SEQ_KEY) or 0
+        #: ... and of the last durable one (a failed commit goes back to it)
+        self._durable_seq = self._seq
         self._subscribers: list[Subscriber] = []
         self._transfer_watchers: list[TransferWatcher] = []
         #: snapshot streams open (READALL, LIST and LISTALL of big directories), oldest
@@ -181,18 +167,48 @@ class Database:
                 lambda message: log.warning("%s: %s", self.where, message)))
         #: damaged directories already logged (report_damage)
         self._damage_logged: set[int] = set()
-        if svc.pending:  # a new database: its empty root
-            self.commit()
+        if svc.pending:  # a new database: its empty root (no write: no Change)
+            self._commit(unrecorded_ok=True)
 
     # -- reading and writing ---------------------------------------------------------------
 
     @property
+    def service(self) -> DirectoryService:
+        """The domain's service, for reading only (its predicates: ``machines``,
+        ``master_property``, ``admits_tcp``, ...; ``directory``, ``iter_preorder``).
+        Every write goes through :meth:`call` (or :attr:`procedures`) and
+        :meth:`commit`, which record it as a :class:`Change` (issue 19: one door);
+        a write made on the service directly would be stored by the next commit and
+        reported to nobody (the commit logs a warning)."""
+        return self._service
+
+    def admits_tcp(self, addr: str, local: bool) -> bool:
+        """May a connection from *addr* stay open? (root ``trusted_networks``, spec
+        §10.5; ``DirectoryService.admits_tcp``)"""
+        return self._service.admits_tcp(addr, local)
+
+    def highest_id(self) -> int:
+        """Largest object number + 1 (spec §9.4)."""
+        return self._service.highest_id()
+
+    def directories(self) -> Iterator[Directory]:
+        """Every directory, depth-first pre-order from the root (spec §9.4), read as
+        taken (``DirectoryService.iter_preorder``)."""
+        return self._service.iter_preorder()
+
+    @property
     def info(self) -> ServerInfo:
-        return self.service.info
+        return self._service.info
 
     @property
     def checksum(self) -> int:
-        return self.service.checksum
+        return self._service.checksum
+
+    @property
+    def procedures(self) -> Procedures:
+        """The procedures as ``proc_<name>`` methods, each through :meth:`call`
+        (:class:`Procedures`): the door for in-process writes such as templates."""
+        return Procedures(self)
 
     # -- the domain's facts and this server's role (spec §9.1; module ``facts``) ------------
 
@@ -232,9 +248,9 @@ class Database:
         if proc not in self._writes:
             return self._handlers[proc](caller, *args)
         value = self._handlers[proc](caller, *args)
-        result_id = value[1] if proc == Proc.CREATE else value
-        self._changes.append(Change(Proc(proc), self.service.writer, args, value,
-                                    result_id[1]))
+        who, touched, ops = self._service.take_write()
+        self._seq += 1
+        self._changes.append(Change(Proc(proc), who, args, value, touched, ops, self._seq))
         return value
 
     def answer(self, proc: int, caller: Caller, args: tuple) -> bytes | None:
@@ -273,7 +289,7 @@ class Database:
         are the ones to push to the clone that asked, spec §9.5).
         """
         try:
-            current = not self.service.readall_wanted(caller, checksum)
+            current = not self._service.readall_wanted(caller, checksum)
         except NiError as e:
             return iter((pack_status(e.status),))
         if current:   # nothing to send: the caller's state is the one
@@ -294,7 +310,7 @@ class Database:
         first stays true) and writes go on meanwhile. None: answer it whole
         (:meth:`answer`; also every failure).
         """
-        svc = self.service
+        svc = self._service
         try:
             if proc == Proc.LIST:
                 if svc.list_stream(caller, *args) is None:
@@ -379,31 +395,45 @@ class Database:
     @property
     def dirty(self) -> bool:
         """True when writes wait for :meth:`commit`."""
-        return bool(self.service.pending)
+        return bool(self._service.pending)
 
     def commit(self) -> list[Change]:
         """Make every pending write durable in one transaction; the writes, in order.
 
-        Subscribers are then told, in commit order, never before the data is on disk.
+        The store receives the batch's ops and its :class:`Change` records together;
+        subscribers are then told, in commit order, never before the data is on disk.
 
         :raises StorageError: nothing was stored; the working copy went back to the last
             durable state (the batch is rolled back in memory, no reload) and no
             change is reported.
         """
-        svc = self.service
+        return self._commit()
+
+    def _commit(self, unrecorded_ok: bool = False) -> list[Change]:
+        svc = self._service
         if not svc.pending:
             self._changes.clear()
             return []
         ops = svc.take_pending()
         changes, self._changes = self._changes, []
+        unrecorded = len(ops) - sum(len(c.ops) for c in changes)
+        if unrecorded and not unrecorded_ok:
+            # a write made on the service, around call(): stored, reported to no one
+            log.warning("%s: %d storage ops of writes not made through Database.call are "
+                        "committed unrecorded (no Change, no subscriber hears)", self.where,
+                        unrecorded)
+        if self._seq != self._durable_seq:
+            ops.append(Meta(SEQ_KEY, self._seq))   # the numbering survives a restart
         try:
-            self.store.commit(ops, svc.checksum)
+            self.store.commit(ops, svc.checksum, changes)
         except StorageError:
             # Nothing of the batch is stored: take it back in memory too (no reload).
             log.exception("%s: commit failed; the batch's writes are rolled back", self.where)
             svc.rollback()
+            self._seq = self._durable_seq
             raise
         svc.durable()
+        self._durable_seq = self._seq
         self._tell(changes)
         return changes
 
@@ -421,9 +451,10 @@ class Database:
         self._changes.clear()
         source = self.store.source(self.cache, self.cache_bytes)
         if source is not None:
-            self.service.reload(source=source)
+            self._service.reload(source=source)
         else:
-            self.service.reload(self.store.load())
+            self._service.reload(self.store.load())
+        self._seq = self._durable_seq = self._service.source.stored_meta(SEQ_KEY) or 0
 
     def subscribe(self, fn: Subscriber) -> Callable[[], None]:
         """Call *fn* with each durable batch of changes; returns the unsubscribe call."""
@@ -437,14 +468,17 @@ class Database:
         Pending writes are committed with it, in the same transaction.
         :raises StorageError: as :meth:`commit` (the old tree stays).
         """
-        self.service.replace(image)
-        self._changes.append(Change(None, caller, (), self.service.checksum, 0))
+        mark = len(self._service.pending)
+        self._service.replace(image)
+        self._seq += 1
+        self._changes.append(Change(None, caller, (), self._service.checksum, (),
+                                    tuple(self._service.pending[mark:]), self._seq))
         changes = self.commit()
         # The new tree is durable: serve it from the store again rather than from the
         # image (a lazy engine keeps only its cache resident).
         source = self.store.source(self.cache, self.cache_bytes)
         if source is not None:
-            self.service.reload(source=source)
+            self._service.reload(source=source)
         return changes
 
     def new_copy(self) -> NewCopy:
@@ -466,7 +500,7 @@ class Database:
         """
         if copy.image is not None:
             return self.replace(copy.image, caller)
-        if self.service.pending:
+        if self._service.pending:
             self.commit()
         # A stream's read transaction would keep the old file's WAL from being
         # checkpointed before the swap (storage/sqlite.py, adopt).
@@ -474,8 +508,16 @@ class Database:
         self.store.adopt(copy)
         source = self.store.source(self.cache, self.cache_bytes)
         assert source is not None, "an engine that swaps copies reads its store lazily"
-        self.service.reload(source=source)
-        changes = [Change(None, caller, (), self.service.checksum, 0)]
+        self._service.reload(source=source)
+        # The copy holds no sequence number: the swap is numbered and stored as one
+        # change, in a transaction of its own.
+        self._seq = self._durable_seq + 1
+        changes = [Change(None, caller, (), self._service.checksum, (), (), self._seq)]
+        try:
+            self.store.commit([Meta(SEQ_KEY, self._seq)], self._service.checksum, changes)
+        except StorageError:
+            log.exception("%s: the copy's sequence number was not stored", self.where)
+        self._durable_seq = self._seq
         self._tell(changes)
         return changes
 
@@ -484,7 +526,7 @@ class Database:
         (a master being demoted, before a copy from another master can replace it):
         where it is, or None when the store is no file (memory). Pending writes are
         committed first. :raises StorageError: nothing was kept."""
-        if self.service.pending:
+        if self._service.pending:
             self.commit()
         return self.store.keep_aside(label)
 
@@ -492,7 +534,7 @@ class Database:
         """Commit what is pending, close the store and release the lock."""
         self.close_streams("the database was closed")
         try:
-            if self.service.pending:
+            if self._service.pending:
                 self.commit()
         finally:
             try:
@@ -507,6 +549,38 @@ class Database:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+# -- the procedures as methods ------------------------------------------------------------------
+
+#: ``proc_<name>`` → its procedure (protocol.PROCEDURES)
+_BY_METHOD = {row.method: proc for proc, row in PROCEDURES.items()}
+
+
+class Procedures:
+    """The domain's NETINFO procedures as methods, ``proc_<name>(caller, *args)`` as on
+    :class:`~netinfo.service.DirectoryService`, every one run through
+    :meth:`Database.call`: what in-process administration drives (``templates`` for
+    ``nibindd --init`` and ``netinfod -m``), so that its writes are recorded as
+    :class:`Change` objects, stored with their batch and told to subscribers like any
+    client's (the one door for writes, issue 19). :meth:`Database.commit` makes them
+    durable."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    def __getattr__(self, name: str) -> Callable[..., Any]:
+        proc = _BY_METHOD.get(name)
+        if proc is None:
+            raise AttributeError(name)
+        call = self._db.call
+        if proc == Proc.CREATE:
+            def create(caller: Caller, parent: Any, props: Any, where: int,
+                       target: Any = None) -> Any:
+                # as the wire decodes it: with its target (None: a new number)
+                return call(proc, caller, (parent, props, where, target))
+            return create
+        return lambda caller, *args: call(proc, caller, args)
 
 
 # -- snapshot streams ---------------------------------------------------------------------------
@@ -562,7 +636,7 @@ class SnapshotStream:
             raise StorageError(f"stream {self._closed}")
         if self._pieces is None:
             try:
-                view = self._view = self.db.service.snapshot()
+                view = self._view = self.db._service.snapshot()
             except BaseException:
                 self.close("could not be begun")
                 raise

@@ -320,7 +320,7 @@ class TcpConnection(asyncio.Protocol):
         disp = self.server.dispatcher
         self.caller = disp.caller_for(peer[0], peer[1])
         self.server.info.connections += 1  # balanced by connection_lost
-        if not disp.db.service.admits_tcp(peer[0], is_local(peer[0], disp.own)):
+        if not disp.db.admits_tcp(peer[0], is_local(peer[0], disp.own)):
             # trusted_networks: close right after accept (spec §10.5)
             log.info("refusing %s: not in trusted_networks", peer[0])
             transport.close()
@@ -533,7 +533,7 @@ class UdpEndpoint(asyncio.DatagramProtocol):
         local = is_local(addr[0], disp.own)
         # Lenient reads over UDP obey trusted_networks like TCP (PING and BIND stay open:
         # binding needs them, spec §10.5).
-        lenient = self.server.config.lenient_udp and disp.db.service.admits_tcp(addr[0], local)
+        lenient = self.server.config.lenient_udp and disp.db.admits_tcp(addr[0], local)
         try:
             reply, _ = disp.handle(data, disp.caller_for(addr[0], addr[1], udp=True), udp=True,
                                    lenient=lenient)

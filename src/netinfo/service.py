@@ -4,7 +4,11 @@ One method per NETINFO procedure (``proc_<name>``, named in :data:`protocol.PROC
 each taking the :class:`Caller` first and then the decoded arguments, returning the result
 body or raising :class:`~netinfo.errors.NiError`. The service holds the working copy of the
 domain; every change is appended to :attr:`DirectoryService.pending` as store operations
-(``storage/__init__.py``), which the server commits durably before it answers.
+(``storage/__init__.py``), which the server commits durably before it answers. Each write
+also leaves its record, taken by :meth:`DirectoryService.take_write` (the authenticated
+caller, every directory it touched with its state before and after, its ops), which the
+database makes a ``changes.Change``; the undo log restores directories from the same
+before-images.
 
 Spec sections: §4.2–§4.4 (procedures), §5 (data model, ids, instances, checksum),
 §10.2–§10.4 (write validation and ``_writers``), §8 (what RPARENT and BIND read).
@@ -28,6 +32,7 @@ from .protocol import Proc, StoredProplist, WireProplist, encode_proplist
 from .rpc import AuthUnix
 from .nodes import MISSING, MemorySource, Node, NodeSource, no_gc
 from .storage import RESET, Free, Image, KidDel, KidIns, Meta, Op, Put
+from .changes import DirState, Touched
 from . import quota
 
 MASK32 = 0xFFFFFFFF
@@ -165,8 +170,15 @@ class DirectoryService:
         self.info = info or ServerInfo()
         #: store operations not yet committed
         self.pending: list[Op] = []
-        #: who the last successful write was made by, once authenticated (spec §10.2)
-        self.writer: Caller = SUPERUSER
+        #: who the write in progress is made by, once authenticated (spec §10.2)
+        self._caller: Caller = SUPERUSER
+        #: the write in progress: directory → its state before it (None: created by it),
+        #: captured when the write first touches it (:meth:`take_write`)
+        self._before: dict[int, DirState | None] = {}
+        #: the write in progress: where its ops begin in :attr:`pending`
+        self._mark = 0
+        #: the write in progress: position of each directory it created
+        self._created_at: dict[int, int] = {}
         from .auth import Authenticator  # noqa: PLC0415 - auth imports Caller from here
         #: every credential's door, with the failure limiter (spec §10.2; module ``auth``);
         #: the owner (database.Database) replaces it with one that names the domain
@@ -338,8 +350,48 @@ class DirectoryService:
             raise NiError(Status.RDONLY)
         if caller.credential is not None and not (caller.superuser or caller.from_master):
             caller = self.authenticate(caller)
-        self.writer = caller
+        self._caller = caller
+        self._before = {}
+        self._created_at = {}
+        self._mark = len(self.pending)
         return caller
+
+    def take_write(self) -> tuple[Caller, tuple[Touched, ...], tuple[Op, ...]]:
+        """The record of the write just made (the last write procedure that succeeded):
+        who made it, the directories it touched with their states before and after, in
+        the order first touched, and its storage ops (``changes.Change``)."""
+        get, created_at = self._nodes.get, self._created_at
+        new = tuple.__new__   # the NamedTuples without their Python-level __new__
+        touched = []
+        for oid, was in self._before.items():
+            n = get(oid)
+            if n is None:
+                now = None
+            else:
+                pos = was[2] if was is not None else created_at.get(oid, -1)
+                now = new(DirState, (n.instance, n.parent, pos, n.props))
+            touched.append(new(Touched, (oid, was, now)))
+        mark = self._mark
+        ops = tuple(self.pending[mark:]) if mark else tuple(self.pending)
+        self._mark = len(self.pending)
+        return self._caller, tuple(touched), ops
+
+    def _before_image(self, oid: int, n: Node) -> None:
+        """Keep *n*'s state before the write in progress changes it (first touch only):
+        a reference to its proplist, never a copy (props are replaced, not changed). Its
+        position is None: no write moves a directory it keeps (the parent's child list,
+        perhaps a million numbers not read from the store, is not searched for it)."""
+        if oid not in self._before:
+            was = self._before[oid] = tuple.__new__(
+                DirState, (n.instance, n.parent, None, n.props))
+            # the undo log takes the directory back from the same before-image
+            self._undo.append((self._put_back, n, was))
+
+    @staticmethod
+    def _put_back(n: Node, was: DirState) -> None:
+        """Undo: *n*'s instance and props as they were before a write (its before-image)."""
+        n.instance = was.instance
+        n.props = was.props
 
     def authenticate(self, caller: Caller) -> Caller:
         """AUTH_UNIX on a master (spec §10.2 step 3): the inverted machinename is the
@@ -459,8 +511,8 @@ class DirectoryService:
 
     def _touched(self, oid: int, n: Node) -> NiId:
         """Step 5: instance +1, checksum += (oid+1), queue the record (spec §5.3, §5.6)."""
+        self._before_image(oid, n)   # ... which the undo log restores the instance from
         self._nodes.pin(oid, n)
-        self._undo.append((setattr, n, "instance", n.instance))
         self._undo.append((setattr, self, "checksum", self.checksum))
         n.instance = (n.instance + 1) & MASK32
         self.checksum = (self.checksum + oid + 1) & MASK32
@@ -468,11 +520,11 @@ class DirectoryService:
         return NiId(oid, n.instance)
 
     def _set_props(self, oid: int, n: Node, props: Proplist) -> NiId:
-        if quota.is_anonymous(self.writer):
+        if quota.is_anonymous(self._caller):
             self._charge(0, quota.size(props) - quota.size(n.props))
+        self._before_image(oid, n)   # ... which the undo log restores the props from
         self._nodes.pin(oid, n)
         old = n.props
-        self._undo.append((setattr, n, "props", old))
         n.props = props
         parent = self._nodes.get(n.parent)
         if parent is not None and parent.kindex is not None and oid != 0:
@@ -589,7 +641,8 @@ class DirectoryService:
         parent.children.remove(child)
         self._drop_index(parent)
 
-    def _unlink_child(self, poid: int, parent: Node, child: int, props: Proplist) -> None:
+    def _unlink_child(self, poid: int, parent: Node, child: int, props: Proplist) -> int:
+        """Take *child* out of *parent*'s child list; where it was."""
         self._nodes.pin(poid, parent)
         at = parent.children.index(child)
         del parent.children[at]
@@ -599,6 +652,7 @@ class DirectoryService:
             parent.korder.pop(child, None)
         if parent.kindex is not None:
             self._reindex(parent, child, props, [])
+        return at
 
     # -- read procedures (spec §4.2: instances ignored, current ids returned) ------------------
 
@@ -755,8 +809,12 @@ class DirectoryService:
         self._undo.append((setattr, self, "checksum", self.checksum))
         self.checksum = (self.checksum + (oid + 1) * inst) & MASK32
         self.pending.append(Put(oid, inst, parent[0], props))
+        self._before_image(parent[0], p)
+        self._before[oid] = None
         self._link_child(parent[0], p, oid, where, props)
-        self.pending.append(KidIns(parent[0], min(where, len(p.children) - 1), oid))
+        at = min(where, len(p.children) - 1)
+        self._created_at[oid] = at
+        self.pending.append(KidIns(parent[0], at, oid))
         return (NiId(oid, inst), self._touched(parent[0], p))
 
     def _depth(self, oid: int) -> int:
@@ -814,7 +872,10 @@ class DirectoryService:
         if c is not None:
             self._give_back(p, c)
         oid = child[0]
-        self._unlink_child(parent[0], p, oid, c.props if c is not None else [])
+        self._before_image(parent[0], p)
+        at = self._unlink_child(parent[0], p, oid, c.props if c is not None else [])
+        if c is not None:
+            self._before[oid] = DirState(c.instance, c.parent, at, c.props)
         self.pending.append(KidDel(parent[0], oid))
         if c is not None:
             del self._nodes[oid]

@@ -1,33 +1,42 @@
 """Database templates: the master layout of ``netinfod -m`` and the standard directories.
 
-Pure: each function drives a :class:`~netinfo.service.DirectoryService` as the superuser,
-so every template is built with the same semantics (ids, instances, checksum) as a client
-would get over the wire.
+Pure: each function drives the domain's procedures as the superuser, so every template is
+built with the same semantics (ids, instances, checksum) as a client would get over the
+wire. The tools hand them a database's door (``Database.procedures``), so that each write
+is recorded as a ``changes.Change``, stored with its batch and told to subscribers like a
+client's (issue 19); a bare :class:`~netinfo.service.DirectoryService` serves too (tests).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING, TypeAlias
 
 from .errors import NiError
 from .model import NI_INDEX_NULL, NiId, Proplist
 from .service import SUPERUSER, DirectoryService
 
+if TYPE_CHECKING:
+    from .database import Procedures
 
-def _child(svc: DirectoryService, parent: int, props: Proplist) -> int:
+#: What a template drives: a database's door, or a service (``proc_<name>`` methods).
+Target: TypeAlias = "DirectoryService | Procedures"
+
+
+def _child(svc: Target, parent: int, props: Proplist) -> int:
     pid = svc.proc_self(SUPERUSER, NiId(parent))
     child, _ = svc.proc_create(SUPERUSER, pid, props, NI_INDEX_NULL)
     return child.object
 
 
-def _set_root(svc: DirectoryService, name: str, values: list[str]) -> None:
+def _set_root(svc: Target, name: str, values: list[str]) -> None:
     root = svc.proc_root(SUPERUSER)
     _, props = svc.proc_read(SUPERUSER, root)
     props = [p for p in props if p[0] != name] + [(name, values)]
     svc.proc_write(SUPERUSER, root, props)
 
 
-def ensure_dir(svc: DirectoryService, name: str,
+def ensure_dir(svc: Target, name: str,
                extra: Sequence[tuple[str, list[str]]] = ()) -> int:
     """The top-level directory *name*, created when missing."""
     try:
@@ -37,7 +46,7 @@ def ensure_dir(svc: DirectoryService, name: str,
         return _child(svc, 0, [("name", [name]), *extra])
 
 
-def create_master(svc: DirectoryService, tag: str, hostname: str, addresses: list[str]) -> None:
+def create_master(svc: Target, tag: str, hostname: str, addresses: list[str]) -> None:
     """``netinfod -m``: root ``master`` = ``<hostname>/<tag>``; /machines/<hostname> with its
     addresses serving ``./<tag>`` (spec §6.2 CREATEMASTER, §7.4: a domain lists its own server)."""
     _set_root(svc, "master", [f"{hostname}/{tag}"])
@@ -46,7 +55,7 @@ def create_master(svc: DirectoryService, tag: str, hostname: str, addresses: lis
                            ("serves", [f"./{tag}"])])
 
 
-def create_clone(svc: DirectoryService, master_name: str, master_addr: str,
+def create_clone(svc: Target, master_name: str, master_addr: str,
                  master_tag: str) -> None:
     """``netinfod -c``: ``master`` = ``<master_name>/<master_tag>`` and /machines/<master_name>
     with its address serving ``./<master_tag>`` (spec §6.2 CREATECLONE). The data itself
@@ -57,7 +66,7 @@ def create_clone(svc: DirectoryService, master_name: str, master_addr: str,
                            ("serves", [f"./{master_tag}"])])
 
 
-def create_local(svc: DirectoryService, parent_tag: str = "network") -> None:
+def create_local(svc: Target, parent_tag: str = "network") -> None:
     """The ``local`` domain template (spec §12.3): ``master localhost/local``, an empty
     ``trusted_networks``, /machines ``localhost serves ./local`` and ``broadcasthost serves
     ../<parent_tag>`` (binding to the parent by broadcast), and the standard directories."""
@@ -71,7 +80,7 @@ def create_local(svc: DirectoryService, parent_tag: str = "network") -> None:
     populate_standard(svc)
 
 
-def add_serves(svc: DirectoryService, machine: str, value: str) -> None:
+def add_serves(svc: Target, machine: str, value: str) -> None:
     """Append *value* (``NAME/TAG``) to the ``serves`` of /machines/<machine>."""
     machines = svc.proc_lookup(SUPERUSER, NiId(0), "name", "machines")[0][0]
     found = svc.proc_lookup(SUPERUSER, NiId(machines), "name", machine)[0][0]
@@ -80,7 +89,7 @@ def add_serves(svc: DirectoryService, machine: str, value: str) -> None:
     svc.proc_createname(SUPERUSER, mid, names.index("serves"), value, NI_INDEX_NULL)
 
 
-def create_network_root(svc: DirectoryService, hostname: str, addresses: list[str]) -> None:
+def create_network_root(svc: Target, hostname: str, addresses: list[str]) -> None:
     """``nibindd --init``'s ``network`` root: a master served by *hostname* that lists this
     host's local domain as its child ``<hostname>/local``, with the standard directories."""
     create_master(svc, "network", hostname, addresses)
@@ -88,7 +97,7 @@ def create_network_root(svc: DirectoryService, hostname: str, addresses: list[st
     populate_standard(svc)
 
 
-def create_local_under_network(svc: DirectoryService) -> None:
+def create_local_under_network(svc: Target) -> None:
     """``nibindd --init``'s ``local`` domain: the template (spec §12.3) whose localhost
     also serves ``../network``, so that it binds to the network root served on this host
     without broadcasting."""
@@ -148,7 +157,7 @@ STANDARD: list[tuple[str, Proplist, list[Proplist]]] = [
 ]
 
 
-def has_user(svc: DirectoryService, user: str) -> bool:
+def has_user(svc: Target, user: str) -> bool:
     """True when the domain has /users/<user>."""
     try:
         users = svc.proc_lookup(SUPERUSER, NiId(0), "name", "users")[0]
@@ -158,7 +167,7 @@ def has_user(svc: DirectoryService, user: str) -> bool:
         return False
 
 
-def set_password(svc: DirectoryService, user: str, crypted: str) -> bool:
+def set_password(svc: Target, user: str, crypted: str) -> bool:
     """Set /users/<user>'s ``passwd`` to the crypt string *crypted*; False when there is
     no such user."""
     try:
@@ -175,7 +184,7 @@ def set_password(svc: DirectoryService, user: str, crypted: str) -> bool:
     return True
 
 
-def populate_standard(svc: DirectoryService) -> None:
+def populate_standard(svc: Target) -> None:
     """Add the standard top-level directories and their entries (skipping existing ones)."""
     for name, extra, entries in STANDARD:
         try:

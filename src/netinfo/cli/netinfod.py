@@ -153,25 +153,27 @@ async def serve(args: argparse.Namespace) -> int:
 async def _serve(args: argparse.Namespace, db: Database, info: ServerInfo,
                  addrs: list[str]) -> int:
     svc = db.service
+    # templates write through the database's door: recorded and told (issue 19)
+    door = db.procedures
     if db.created and (args.master or args.clone is not None):
         if args.clone is not None:
-            create_clone(svc, *args.clone)
+            create_clone(door, *args.clone)
         else:
             crypted = args.root_crypt
             if args.template == "local":
-                create_local(svc)
+                create_local(door)
             else:
                 # bound to loopback (the default), the master is listed there alone:
                 # the host's other addresses would name a server that is not listening
                 listed = served_addresses(args.bind)
-                create_master(svc, args.tag, info.hostname,
+                create_master(door, args.tag, info.hostname,
                               listed if len(listed) == 1 else
                               non_loopback(addrs) or ["127.0.0.1"])
                 if args.populate:
-                    populate_standard(svc)
+                    populate_standard(door)
             if crypted is not None:
-                set_password(svc, "root", crypted)
-            elif has_user(svc, "root"):
+                set_password(door, "root", crypted)
+            elif has_user(door, "root"):
                 where = (f"{args.tag}@127.0.0.1:{args.port}" if args.port
                          else f"-t 127.0.0.1/{args.tag}")
                 print(locked_notice(PROG, args.tag, f"'nipasswd {where} root'"),

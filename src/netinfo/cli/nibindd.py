@@ -79,9 +79,11 @@ def init_domains(directory: Path, root_crypt: str | None = None,
         if database_exists(directory, tag):
             continue
         with open_database(directory, tag, create=True) as db:
-            build(db.service)
+            # through the database's door: the writes are recorded and told (issue 19)
+            build(db.procedures)
             if root_crypt is not None:
-                set_password(db.service, "root", root_crypt)
+                set_password(db.procedures, "root", root_crypt)
+            db.commit()
         made.append(tag)
     return made
 

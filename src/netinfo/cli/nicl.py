@@ -186,13 +186,13 @@ class RawClient(Client):
 
     async def statistics(self) -> Proplist:
         """Raw statistics: checksum, version, max ID and this session's counts (§3.2)."""
-        svc = self.db.service
+        db = self.db
         calls = self.channel.calls
         writes = sum(n for p, n in calls.items() if PROCEDURES[p].is_write)
         removes = calls.get(Proc.DESTROY, 0)
-        top = max((d.id.instance for d in svc.iter_preorder()), default=0)
-        return [("checksum", [str(svc.checksum)]), ("version", [str(top)]),
-                ("max_id", [str(svc.highest_id() - 1)]),
+        top = max((d.id.instance for d in db.directories()), default=0)
+        return [("checksum", [str(db.checksum)]), ("version", [str(top)]),
+                ("max_id", [str(db.highest_id() - 1)]),
                 ("fetch_count", [str(sum(calls.values()) - writes)]),
                 ("save_count", [str(writes - removes)]),
                 ("remove_count", [str(removes)])]

@@ -36,7 +36,7 @@ database then replaces whole.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -45,6 +45,7 @@ from ..model import Proplist
 from ..protocol import WireObject, decode_proplist
 
 if TYPE_CHECKING:
+    from ..changes import Change
     from ..nodes import NodeSource
 
 
@@ -207,8 +208,17 @@ class Store(ABC):
         """Read the whole domain (an empty :class:`Image` for a new store)."""
 
     @abstractmethod
-    def commit(self, ops: list[Op], checksum: int) -> None:
+    def commit(self, ops: list[Op], checksum: int,
+               changes: Sequence[Change] = ()) -> None:
         """Apply *ops* atomically and durably, and store *checksum* with them.
+
+        *changes* are the writes the batch is made of (``changes.Change``, one per write,
+        in order, each with its touched directories' before and after states and its own
+        ops, which *ops* holds in the same order, followed by the batch's bookkeeping: the
+        sequence number, ``changes.SEQ_KEY``): what an engine journals in the same
+        transaction (a change history) or checks (a shared engine: each touched
+        directory's expected instance, ``Touched.before``). Empty for a batch that is no
+        write (a new domain's root, a conversion).
 
         :raises StorageError: nothing was applied.
         """

@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import copy
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from . import Image, Op, Store, apply_ops, validate_ops
+
+if TYPE_CHECKING:
+    from ..changes import Change
 
 
 class MemoryStore(Store):
@@ -21,7 +26,8 @@ class MemoryStore(Store):
     def exists(self) -> bool:
         return bool(self._image.records)
 
-    def commit(self, ops: list[Op], checksum: int) -> None:
+    def commit(self, ops: list[Op], checksum: int,
+               changes: Sequence[Change] = ()) -> None:
         validate_ops(ops)  # all or nothing: a malformed batch changes nothing
         apply_ops(self._image, ops)
         self._image.checksum = checksum

@@ -41,7 +41,7 @@ import gc
 import os
 import sqlite3
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from itertools import chain, groupby
 from operator import itemgetter
 from pathlib import Path
@@ -53,6 +53,7 @@ from ..model import Proplist
 from . import Free, Image, KidDel, KidIns, Meta, NewCopy, Op, Put, Record, Reset, Store
 
 if TYPE_CHECKING:
+    from ..changes import Change
     from .sqlite_source import SqliteSource
 
 #: What to tell the administrator when a database cannot be trusted.
@@ -399,8 +400,11 @@ class SqliteStore(Store):
 
     # -- writing ------------------------------------------------------------------------
 
-    def commit(self, ops: list[Op], checksum: int) -> None:
+    def commit(self, ops: list[Op], checksum: int,
+               changes: Sequence[Change] = ()) -> None:
         """Apply *ops* in order in one transaction, store *checksum*, sync to disk.
+        (*changes*: the writes of the batch, ``Store.commit``; this engine keeps no
+        journal of them yet: the sequence number comes as a ``Meta`` op.)
 
         Puts and runs of frees go to SQLite with ``executemany``.
 
