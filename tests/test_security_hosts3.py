@@ -217,7 +217,7 @@ def test_n11_imports_from_another_host_are_capped_and_parsed_off_the_loop(web):
     grew = rss_kib(pid, "VmHWM") - before
     for name, (status, took, at, taken) in refused.items():
         assert status == 413, (name, refused)
-        assert took < 15.0 and at is not None and at < 16 * mib and taken < 24 * mib, \
+        assert took < 15.0 and at is not None and at < 24 * mib and taken < 24 * mib, \
             (name, refused)
     assert grew < 32 * 1024, f"peak grew {grew} KiB"
 
@@ -526,7 +526,7 @@ def test_n13_write_and_resync_from_another_host_do_not_keep_a_clone_copying(net)
     vdir, cdir = net.tmp / "n13-master", net.tmp / "n13-clone"
     vdir.mkdir()
     cdir.mkdir()
-    _users_db(vdir, "net", "victim", victim.addr, 300, "user",
+    _users_db(vdir, "net", "victim", victim.addr, 2000, "user",
               {"bystander": bystander.addr})
     with open_database(cdir, "net", create=True) as db:
         create_clone(db.service, "victim", victim.addr, "net")
@@ -539,7 +539,7 @@ def test_n13_write_and_resync_from_another_host_do_not_keep_a_clone_copying(net)
         wait_until(lambda: _registered(victim, "net"), 60, 0.5)
         started.append((bystander, _start_nibindd(bystander, cdir, clog)))
         # the clone copied its master once (its start-up) and serves the 300 users
-        wait_until(lambda: int(bystander.python(CLONE_USERS, timeout=60)) >= 300, 90, 1.0)
+        wait_until(lambda: int(bystander.python(CLONE_USERS, timeout=60)) >= 2000, 90, 1.0)
         copies_before = _log(clog).count("copied ")
         head = f"SECONDS = {seconds}\n"
         su = subprocess.Popen(victim.wrap([sys.executable, "-c", head + SUPERUSER_WRITES]),
