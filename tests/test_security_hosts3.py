@@ -129,6 +129,13 @@ def finish(p: subprocess.Popen, timeout: float = 120) -> str:
     return out
 
 
+def end(p: subprocess.Popen) -> None:
+    """Stop *p* (a process this test started) if it still runs."""
+    if p.poll() is None:
+        p.kill()
+    p.communicate()
+
+
 # A browser, in a few lines: one connection, a cookie jar of the manager's cookies.
 BROWSER = textwrap.dedent("""
     import http.client, json, re, time, urllib.parse
@@ -245,10 +252,13 @@ def test_n11_imports_from_another_host_are_capped_and_parsed_off_the_loop(web):
         print(json.dumps({{"from": t0, "to": time.time(), "status": status,
                           "size": len(body), "confirm": "Tick the confirmation" in page}}))
     """)
-    probes = json.loads(on(web, "bystander", prelude=BROWSER, code="""
-        print(json.dumps(timed_gets(16, "/browse", d=SPEC)))
-    """, timeout=120))
-    imp = json.loads(finish(attacker))
+    try:
+        probes = json.loads(on(web, "bystander", prelude=BROWSER, code="""
+            print(json.dumps(timed_gets(16, "/browse", d=SPEC)))
+        """, timeout=120))
+        imp = json.loads(finish(attacker))
+    finally:
+        end(attacker)
     during = [p for p in probes if imp["from"] <= p[0] <= imp["to"]]
     worst = max((took for _, took, _ in during), default=None)
     print(f"MEASURE N11 64 MiB imports from another host: {refused} (peak grew "
@@ -292,10 +302,13 @@ def test_n14_names_in_pages_from_another_host_are_never_resolved(web):
             t.join(60)
         print(json.dumps({"from": t0, "to": time.time(), "results": results}))
     """)
-    probes = json.loads(on(web, "bystander", prelude=BROWSER, code="""
-        print(json.dumps(timed_gets(8, "/browse", d=SPEC)))
-    """, timeout=120))
-    got = json.loads(finish(attacker))
+    try:
+        probes = json.loads(on(web, "bystander", prelude=BROWSER, code="""
+            print(json.dumps(timed_gets(8, "/browse", d=SPEC)))
+        """, timeout=120))
+        got = json.loads(finish(attacker))
+    finally:
+        end(attacker)
     results = got["results"]
     during = [p for p in probes if got["from"] <= p[0] <= got["to"]]
     worst = max(took for _, took, _ in results)
@@ -543,10 +556,12 @@ def test_n13_write_and_resync_from_another_host_do_not_keep_a_clone_copying(net)
         su = subprocess.Popen(victim.wrap([sys.executable, "-c", head + SUPERUSER_WRITES]),
                               env=victim.env(), stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True)
-        out = attacker.python(head + f"MASTER, CLONE = {victim.addr!r}, {bystander.addr!r}\n"
-                              + WRITE_RESYNC, timeout=120)
-        mine_out, err = su.communicate(timeout=120)
-        assert su.returncode == 0, err
+        try:
+            out = attacker.python(head + f"MASTER, CLONE = {victim.addr!r}, "
+                                  f"{bystander.addr!r}\n" + WRITE_RESYNC, timeout=120)
+            mine_out = finish(su)
+        finally:
+            end(su)
         attack, mine = json.loads(out), json.loads(mine_out)
         time.sleep(2.0)                      # a copy started at the end is logged by now
         lines = [x for x in _log(clog).splitlines() if "copied " in x]
