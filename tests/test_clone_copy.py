@@ -666,7 +666,10 @@ def test_a_bad_readall_leaves_the_old_copy_serving(tmp_path, monkeypatch, how):
         temp = tmp_path / "copy.nidb" / ("netinfo.sqlite" + COPY_SUFFIX)
         await asyncio.wait_for(_until(temp.exists), 10)
         fake.go.set()
-        await asyncio.sleep(1.0)    # the copy fails; the replicator backs off
+        # the copy fails and its temporary file goes (a worker thread's job: on a loaded
+        # machine that can take more than a second); the replicator backs off
+        leftovers = lambda: list((tmp_path / "copy.nidb").glob("*" + COPY_SUFFIX + "*"))
+        await asyncio.wait_for(_until(lambda: not leftovers()), 20)
         assert fake.calls >= 1 and not rep.in_step
         took, props = await read_root(port)
         assert props == [("master", ["bench/net"])]
