@@ -29,19 +29,26 @@ REASON = available()
 HOSTS = {"victim": 1, "attacker": 2, "bystander": 3}
 
 
-@pytest.fixture(scope="module")
-def net(tmp_path_factory):
+def network_of(tmp_path_factory, hosts: dict[str, int], label: str):
+    """The test hosts *hosts* (name: number on 10.77.0.0/24) in network namespaces of
+    their own, with a hosts file naming them (``net.tmp / "hosts"``); removed afterwards.
+    The generator behind each attacker-host module's ``net`` fixture."""
     if REASON:
         pytest.skip(REASON)
-    tmp = tmp_path_factory.mktemp("hosts")
+    tmp = tmp_path_factory.mktemp(label)
     net = Network()
     try:
-        net.h = {name: net.add_host(name, i) for name, i in HOSTS.items()}
+        net.h = {name: net.add_host(name, i) for name, i in hosts.items()}
         net.write_hosts(tmp / "hosts")
         net.tmp = tmp
         yield net
     finally:
         net.close()
+
+
+@pytest.fixture(scope="module")
+def net(tmp_path_factory):
+    yield from network_of(tmp_path_factory, HOSTS, "hosts")
 
 
 def _users_db(directory: Path, tag: str, host: str, addr: str, users: int, prefix: str,

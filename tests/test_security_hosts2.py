@@ -24,8 +24,8 @@ from pathlib import Path
 
 import pytest
 
-from .netns import Network, available, wait_until
-from .test_security_hosts import _log, _stop
+from .netns import available, wait_until
+from .test_security_hosts import _log, _stop, network_of
 
 pytestmark = pytest.mark.slow
 
@@ -36,17 +36,7 @@ NI_PORT = 1800
 
 @pytest.fixture(scope="module")
 def net(tmp_path_factory):
-    if REASON:
-        pytest.skip(REASON)
-    tmp = tmp_path_factory.mktemp("hosts2")
-    net = Network()
-    try:
-        net.h = {name: net.add_host(name, i) for name, i in HOSTS.items()}
-        net.write_hosts(tmp / "hosts")
-        net.tmp = tmp
-        yield net
-    finally:
-        net.close()
+    yield from network_of(tmp_path_factory, HOSTS, "hosts2")
 
 
 def _netinfod(host, directory: Path, tag: str, *extra: str):

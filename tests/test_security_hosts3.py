@@ -23,8 +23,8 @@ from pathlib import Path
 
 import pytest
 
-from .netns import Network, available, wait_until
-from .test_security_hosts import (POST_LIB, RECORDER, _log, _registered,
+from .netns import available, wait_until
+from .test_security_hosts import (POST_LIB, RECORDER, _log, _registered, network_of,
                                   _start_nibindd, _stop, _users_db, rss_kib)
 
 pytestmark = pytest.mark.slow
@@ -38,17 +38,7 @@ PASSWORD = "right horse"
 
 @pytest.fixture(scope="module")
 def net(tmp_path_factory):
-    if REASON:
-        pytest.skip(REASON)
-    tmp = tmp_path_factory.mktemp("hosts3")
-    net = Network()
-    try:
-        net.h = {name: net.add_host(name, i) for name, i in HOSTS.items()}
-        net.write_hosts(tmp / "hosts")
-        net.tmp = tmp
-        yield net
-    finally:
-        net.close()
+    yield from network_of(tmp_path_factory, HOSTS, "hosts3")
 
 
 # -- the web manager on the victim's address --------------------------------------------------
