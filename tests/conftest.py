@@ -194,6 +194,21 @@ def free_port() -> int:
     raise RuntimeError("no free port")
 
 
+def wait_listening(proc: subprocess.Popen, port: int, timeout: float = 30.0,
+                   what: str = "the server") -> None:
+    """Until something accepts TCP connections on 127.0.0.1:*port*; *proc* is killed and
+    RuntimeError raised when nothing does within *timeout* seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), 0.5).close()
+            return
+        except OSError:
+            time.sleep(0.1)
+    proc.kill()
+    raise RuntimeError(f"{what} did not listen")
+
+
 def env_with_src() -> dict[str, str]:
     env = dict(os.environ)
     env["PYTHONPATH"] = str(SRC) + os.pathsep + env.get("PYTHONPATH", "")

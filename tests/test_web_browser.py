@@ -18,10 +18,8 @@ from __future__ import annotations
 import itertools
 import os
 import re
-import socket
 import subprocess
 import sys
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -29,7 +27,7 @@ import pytest
 
 from netinfo.formats import raw_from_text
 
-from .conftest import free_port, served_domains
+from .conftest import free_port, served_domains, wait_listening
 from .test_web import PASSWORD, ensure
 from .test_web import admin as _admin
 
@@ -86,16 +84,7 @@ def web(dom):
     assert proc.stderr is not None
     first = proc.stderr.readline()
     assert first.startswith("netinfo-web: serving . on http://127.0.0.1:"), first
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), 0.5).close()
-            break
-        except OSError:
-            time.sleep(0.1)
-    else:
-        proc.kill()
-        raise RuntimeError("netinfo-web did not listen")
+    wait_listening(proc, port, 20, "netinfo-web")
     yield f"http://127.0.0.1:{port}"
     proc.terminate()
     try:

@@ -36,7 +36,7 @@ from netinfo.web.guard import MAX_FORM, MAX_IMPORT, safe_next
 from netinfo.web.lock import CLIENT_FREE, USER_LIMIT, LoginLimiter
 from netinfo.web.sessions import COOKIE, SessionStore
 
-from .conftest import ROOT_USER, env_with_src, free_port
+from .conftest import ROOT_USER, env_with_src, free_port, wait_listening
 
 PASSWORD = "right horse"
 
@@ -249,16 +249,7 @@ def web(domain):
     proc = subprocess.Popen([sys.executable, "-m", "netinfo.web.server", "--domain",
                              domain[1], "--bind", f"127.0.0.1:{port}"], env=env_with_src(),
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), 0.5).close()
-            break
-        except OSError:
-            time.sleep(0.1)
-    else:
-        proc.kill()
-        raise RuntimeError("netinfo-web did not listen")
+    wait_listening(proc, port, 30, "netinfo-web")
     yield proc, port
     proc.terminate()
     try:
