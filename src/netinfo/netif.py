@@ -178,20 +178,34 @@ def _proc_net_address(addr: str, port: int) -> set[str]:
     return out
 
 
-def peer_uid(addr: str, port: int, udp: bool) -> int | None:
+def peer_uid(addr: str, port: int, udp: bool,
+             towards: tuple[str, int] | None = None) -> int | None:
     """The uid owning the local socket bound to (*addr*, *port*), from /proc/net; None
     when no local socket has that address (the peer is remote, or gone).
 
     This is how a non-root daemon tells its own user's processes from other local users
-    (a reserved port cannot, since nobody may bind one without root).
+    (a reserved port cannot, since nobody may bind one without root). For TCP, *towards*
+    is our end of the connection (our address and port): the peer's row must point at it,
+    so that a listener or another connection on the same local port is never taken for
+    the peer. A connection in TIME_WAIT no longer has an owner (the kernel writes uid 0
+    for it), and one of those may share the peer's new port: its row never counts.
     """
     keys = _proc_net_address(addr, port)
     if not keys:
         return None
+    remote = _proc_net_address(*towards) if towards is not None else None
     for fields in _proc_net_sockets(udp):
-        if fields[1] in keys:
-            return int(fields[7])
+        if fields[1] not in keys:
+            continue
+        if not udp and (fields[3] == _TCP_TIME_WAIT
+                        or (remote is not None and fields[2] not in remote)):
+            continue
+        return int(fields[7])
     return None
+
+
+#: /proc/net/tcp's state column for TIME_WAIT (include/net/tcp_states.h)
+_TCP_TIME_WAIT = "06"
 
 
 def port_owner(port: int, udp: bool = True) -> int | None:
@@ -213,14 +227,16 @@ def _proc_net_sockets(udp: bool) -> Iterator[list[str]]:
     is field 1, state field 3, uid field 7); a table that cannot be read is skipped."""
     for kind in ("udp", "udp6") if udp else ("tcp", "tcp6"):
         try:
-            with open(f"/proc/net/{kind}", encoding="ascii") as f:
-                next(f, None)
-                for line in f:
-                    fields = line.split()
-                    if len(fields) > 7:
-                        yield fields
+            # in one read, as far as it goes: the kernel builds the table afresh for
+            # each read() call, and rows can be missed between two calls
+            with open(f"/proc/net/{kind}", "rb", buffering=0) as f:
+                text = f.readall().decode("ascii", "replace")
         except OSError:
             continue
+        for line in text.splitlines()[1:]:
+            fields = line.split()
+            if len(fields) > 7:
+                yield fields
 
 
 #: Why a bind to an address fails, for the errors a mistyped --bind gives.

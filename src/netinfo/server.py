@@ -118,7 +118,8 @@ class Dispatcher:
         #: root (then only a reserved port makes the superuser, spec §10.2)
         self.owner: int | None = os.geteuid() or None
 
-    def caller_for(self, host: str, port: int, udp: bool = False) -> Caller:
+    def caller_for(self, host: str, port: int, udp: bool = False,
+                   ours: tuple[str, int] | None = None) -> Caller:
         """Who a peer is (spec §10.2 step 1): the local superuser when it is on one of this
         host's addresses and a reserved port, or, when this server is not run by root,
         when the peer's socket belongs to this server's own uid (its owner; read from
@@ -134,7 +135,7 @@ class Dispatcher:
         if su:
             return Caller(host, port, superuser=True, user="root")
         if local and not udp and self.owner is not None \
-                and peer_uid(host, port, udp=False) == self.owner:
+                and peer_uid(host, port, udp=False, towards=ours) == self.owner:
             return Caller(host, port, superuser=True, user="root", owner=True)
         return Caller(host, port)
 
@@ -318,7 +319,9 @@ class TcpConnection(asyncio.Protocol):
         self.transport = transport  # type: ignore[assignment]
         peer = transport.get_extra_info("peername") or ("", 0)
         disp = self.server.dispatcher
-        self.caller = disp.caller_for(peer[0], peer[1])
+        ours = transport.get_extra_info("sockname")
+        self.caller = disp.caller_for(peer[0], peer[1],
+                                      ours=(ours[0], ours[1]) if ours else None)
         self.server.info.connections += 1  # balanced by connection_lost
         if not disp.db.admits_tcp(peer[0], is_local(peer[0], disp.own)):
             # trusted_networks: close right after accept (spec §10.5)
