@@ -21,9 +21,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 
-from netinfo import binding  # noqa: E402
-from netinfo.database import open_database  # noqa: E402
-from netinfo.templates import create_master, populate_standard  # noqa: E402
+from netinfo.client import binding  # noqa: E402
+from netinfo.server.database import open_database  # noqa: E402
+from netinfo.server.templates import create_master, populate_standard  # noqa: E402
 
 
 def rss_kib(pid: int) -> int:

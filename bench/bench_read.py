@@ -27,10 +27,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 
-from netinfo import rpc  # noqa: E402
-from netinfo.client import Client  # noqa: E402
+from netinfo.client.core import Client  # noqa: E402
 from netinfo.model import NiId  # noqa: E402
-from netinfo.protocol import NETINFO_PROG, NETINFO_VERS, Proc  # noqa: E402
+from netinfo.wire import rpc  # noqa: E402
+from netinfo.wire.protocol import NETINFO_PROG, NETINFO_VERS, Proc  # noqa: E402
 
 
 def free_port() -> int:

@@ -39,12 +39,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 
-from netinfo import binding  # noqa: E402
-from netinfo.client import Client  # noqa: E402
-from netinfo.database import open_database  # noqa: E402
+from netinfo.client import binding  # noqa: E402
+from netinfo.client.core import Client  # noqa: E402
 from netinfo.model import NI_INDEX_NULL, NiId  # noqa: E402
-from netinfo.service import SUPERUSER  # noqa: E402
-from netinfo.templates import create_master, ensure_dir, populate_standard  # noqa: E402
+from netinfo.server.database import open_database  # noqa: E402
+from netinfo.server.service import SUPERUSER  # noqa: E402
+from netinfo.server.templates import create_master, ensure_dir, populate_standard  # noqa: E402
 
 
 def rss_kib(pid: int, field: str = "VmRSS") -> int:
@@ -76,7 +76,7 @@ def make_master(directory: Path, users: int) -> None:
         svc = db.service
         create_master(svc, "net", "bench", ["127.0.0.1"])
         # the clone this host will also serve, listed as the master's clones are (A12)
-        from netinfo.templates import add_serves
+        from netinfo.server.templates import add_serves
         add_serves(svc, "bench", "./copy")
         populate_standard(svc)
         u = NiId(ensure_dir(svc, "users"), 0)

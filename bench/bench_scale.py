@@ -41,10 +41,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 
-from netinfo import rpc  # noqa: E402
-from netinfo.protocol import NETINFO_PROG, NETINFO_VERS, Proc, encode_proplist  # noqa: E402
 from netinfo.storage.sqlite import key_rows  # noqa: E402
-from netinfo.xdr import Packer  # noqa: E402
+from netinfo.wire import rpc  # noqa: E402
+from netinfo.wire.proplist import encode_proplist  # noqa: E402
+from netinfo.wire.protocol import NETINFO_PROG, NETINFO_VERS, Proc  # noqa: E402
+from netinfo.wire.xdr import Packer  # noqa: E402
 
 GAP = 1 << 32
 BATCH = 20_000

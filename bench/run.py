@@ -200,11 +200,11 @@ def build_netinfo(directory: Path, users: int) -> None:
     written straight to the store in batches (two ops each: Put, KidIns at the end of
     /users), with the checksum the service would have computed (spec §5.6)."""
     sys.path.insert(0, str(SRC))
-    from netinfo.database import open_database
     from netinfo.model import NiId
-    from netinfo.service import SUPERUSER
+    from netinfo.server.database import open_database
+    from netinfo.server.service import SUPERUSER
+    from netinfo.server.templates import create_master, populate_standard
     from netinfo.storage import KidIns, Put
-    from netinfo.templates import create_master, populate_standard
 
     with open_database(directory, TAG, create=True) as db:
         svc = db.service

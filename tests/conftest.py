@@ -323,7 +323,7 @@ class Nibindd:
         """Until every tag in *tags* is registered (and local has bound its parent)."""
         import asyncio
 
-        from netinfo import binding
+        from netinfo.client import binding
         deadline = time.monotonic() + timeout
 
         async def registered():
@@ -403,7 +403,7 @@ def run_tool():
 # -- bytes in, bytes out: a client and a Dispatcher in memory ------------------------------------
 
 class Wire:
-    """A real :class:`netinfo.server.Dispatcher` serving *db*, reached by bytes alone: no
+    """A real :class:`netinfo.server.netinfod.Dispatcher` serving *db*, reached by bytes alone: no
     socket, no process, no thread. :meth:`exchange` takes one call record and gives back
     the reply record (None: no reply, as for a BIND the server does not answer), made as
     a TCP connection makes it: writes committed after the call (``Dispatcher.commit``), a
@@ -417,8 +417,8 @@ class Wire:
     ``Client.set_password`` travels in the call, as on the wire."""
 
     def __init__(self, db, tag: str = "test", caller=None) -> None:
-        from netinfo.server import Dispatcher, ServerConfig
-        from netinfo.service import Caller
+        from netinfo.server.netinfod import Dispatcher, ServerConfig
+        from netinfo.storage.changes import Caller
 
         self.db = db
         self.dispatcher = Dispatcher(db, ServerConfig(tag, bind="127.0.0.1"), ["127.0.0.1"])
@@ -431,7 +431,7 @@ class Wire:
         """One call record in, its reply record out.
 
         :raises WireError: not an RPC call (a TCP server closes the connection)."""
-        from netinfo.server import ReplyStream, _fail_writes
+        from netinfo.server.netinfod import ReplyStream, _fail_writes
 
         disp = self.dispatcher
         reply, is_write = disp.handle(record, caller or self.caller, udp=False)
@@ -450,8 +450,8 @@ class Wire:
 
     def client(self, caller=None):
         """A :class:`netinfo.client.Client` over this wire; call it in a running loop."""
-        from netinfo.client import Client
-        from netinfo.transport import RpcConnection
+        from netinfo.client.core import Client
+        from netinfo.client.transport import RpcConnection
 
         conn = RpcConnection()
         conn.connection_made(_WireTransport(self, conn, caller or self.caller))
@@ -463,7 +463,7 @@ class _WireTransport:
     :meth:`Wire.exchange`; each reply comes back framed, on the next turn of the loop."""
 
     def __init__(self, wire: Wire, conn, caller) -> None:
-        from netinfo import rpc
+        from netinfo.wire import rpc
 
         self.wire, self.conn, self.caller = wire, conn, caller
         self.reader = rpc.RecordReader()
@@ -472,7 +472,7 @@ class _WireTransport:
     def write(self, data: bytes) -> None:
         import asyncio
 
-        from netinfo import rpc
+        from netinfo.wire import rpc
 
         try:
             replies = [self.wire.exchange(rec, self.caller) for rec in self.reader.feed(data)]
@@ -503,9 +503,9 @@ def wire():
     """:class:`Wire` over a new master domain in memory (tag ``test``, this host
     ``localhost`` at 127.0.0.1); ``wire.db`` is its database. ``Wire(db)`` pairs a client
     with a database a test built itself."""
-    from netinfo.database import Database
+    from netinfo.server.database import Database
+    from netinfo.server.templates import create_master
     from netinfo.storage import open_store
-    from netinfo.templates import create_master
 
     db = Database(open_store("memory:"))
     create_master(db.service, "test", "localhost", ["127.0.0.1"])

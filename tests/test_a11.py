@@ -13,8 +13,8 @@ import sys
 
 import pytest
 
-from netinfo.database import open_database
-from netinfo.templates import create_local
+from netinfo.server.database import open_database
+from netinfo.server.templates import create_local
 
 from .netns import Network, available, wait_until
 

@@ -16,14 +16,15 @@ import itertools
 
 import pytest
 
-from netinfo.database import Database
 from netinfo.errors import NiError, Status
 from netinfo.model import NI_INDEX_NULL, NiId
-from netinfo.protocol import Proc
-from netinfo.rpc import AuthUnix
-from netinfo.service import SUPERUSER, Caller
+from netinfo.server.database import Database
+from netinfo.server.service import SUPERUSER
+from netinfo.server.templates import create_master, ensure_dir
 from netinfo.storage import open_store
-from netinfo.templates import create_master, ensure_dir
+from netinfo.storage.changes import Caller
+from netinfo.wire.protocol import Proc
+from netinfo.wire.rpc import AuthUnix
 
 from .conftest import Wire
 
@@ -207,8 +208,8 @@ def test_matrix_corners_over_the_wire(tmp_path):
     the portmapper's CALLIT goes over UDP and is never performed."""
     import os
 
-    from netinfo.client import Client
-    from netinfo.database import open_database
+    from netinfo.client.core import Client
+    from netinfo.server.database import open_database
 
     from .conftest import Netinfod
     root = os.geteuid() == 0  # only root can bind the reserved port of the superuser
@@ -249,9 +250,9 @@ def test_matrix_corners_over_the_wire(tmp_path):
         lines = asyncio.run(go())
         assert all(line.endswith(" ok") for line in lines), "\n".join(lines)
         # CALLIT forwards only over UDP, where netinfod performs no write
-        from netinfo.protocol import PROCEDURES, encode_args
-        from netinfo.transport import udp_call
+        from netinfo.client.transport import udp_call
         from netinfo.errors import RpcError
+        from netinfo.wire.protocol import PROCEDURES, encode_args
         args = encode_args(PROCEDURES[Proc.CREATE], NiId(0, 0), [("name", ["x"])],
                            NI_INDEX_NULL, None)
 

@@ -9,8 +9,9 @@ import pytest
 
 from netinfo.errors import NiError, Status
 from netinfo.model import NI_INDEX_NULL, NiId
-from netinfo.rpc import AuthUnix
-from netinfo.service import SUPERUSER, Caller, DirectoryService
+from netinfo.server.service import SUPERUSER, DirectoryService
+from netinfo.storage.changes import Caller
+from netinfo.wire.rpc import AuthUnix
 
 from .conftest import needs_privilege_rule
 
@@ -103,7 +104,7 @@ def test_no_users_directory_is_nouser():
 @needs_privilege_rule
 def test_niutil_with_user_and_password_over_the_wire(netinfod, run_tool):
     """niutil -u alice -P secret writes as alice; a wrong password exits 120 (§1.5)."""
-    from netinfo.client import SyncClient
+    from netinfo.client.core import SyncClient
     d = netinfod("auth", "-m")
     with SyncClient.connect("127.0.0.1", d.port, "auth") as c:
         users, _ = c.create(c.root(), [("name", ["users"])])

@@ -10,16 +10,17 @@ import asyncio
 
 import pytest
 
-from netinfo.auth import AUTH_FAILURES, AUTH_WINDOW, Authenticator, FailureLimiter
-from netinfo.client import Client
-from netinfo.database import Database, open_database
+from netinfo.client.core import Client
 from netinfo.errors import NiError, Status
 from netinfo.model import NI_INDEX_NULL, NiId
-from netinfo.protocol import Proc
-from netinfo.rpc import AuthUnix
-from netinfo.service import SUPERUSER, Caller
+from netinfo.server.auth import AUTH_FAILURES, AUTH_WINDOW, Authenticator, FailureLimiter
+from netinfo.server.database import Database, open_database
+from netinfo.server.service import SUPERUSER
+from netinfo.server.templates import create_master, ensure_dir
 from netinfo.storage import open_store
-from netinfo.templates import create_master, ensure_dir
+from netinfo.storage.changes import Caller
+from netinfo.wire.protocol import Proc
+from netinfo.wire.rpc import AuthUnix
 
 passlib_hash = pytest.importorskip("passlib.hash")
 

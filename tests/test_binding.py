@@ -16,14 +16,24 @@ import time
 
 import pytest
 
-from netinfo import binding, rpc
-from netinfo.transport import udp_call
+from netinfo.client import binding
+from netinfo.client.transport import udp_call
 from netinfo.errors import NiError, RpcError, Status
 from netinfo.model import addr_to_uint
-from netinfo.nibind import (NIBIND_PROG, NIBIND_VERS, BindArgs, BindProc, Registration,
-                            decode_status, encode_bind_args, encode_registration, encode_tag)
-from netinfo.portmap import IPPROTO_TCP, IPPROTO_UDP, PMAP_PROG, PmapProc
-from netinfo.protocol import NETINFO_PROG, NETINFO_VERS, Proc
+from netinfo.wire import rpc
+from netinfo.wire.nibind import (
+    NIBIND_PROG,
+    NIBIND_VERS,
+    BindArgs,
+    BindProc,
+    Registration,
+    decode_status,
+    encode_bind_args,
+    encode_registration,
+    encode_tag,
+)
+from netinfo.wire.portmap import IPPROTO_TCP, IPPROTO_UDP, PMAP_PROG, PmapProc
+from netinfo.wire.protocol import NETINFO_PROG, NETINFO_VERS, Proc
 
 from .conftest import tool_process
 from .netns import wait_until
@@ -86,7 +96,7 @@ def test_callit_forwards_success_and_is_silent_on_failure(nibindd):
 
 def test_callit_over_tcp_is_refused(nibindd):
     async def go():
-        from netinfo.transport import open_tcp
+        from netinfo.client.transport import open_tcp
         conn = await open_tcp("127.0.0.1", pmap_port(), privileged=False)
         try:
             await conn.call(PMAP_PROG, 2, PmapProc.CALLIT, b"\0" * 16, None, 3.0)
@@ -163,7 +173,7 @@ def test_nidomain_create_list_destroy(nibindd):
     tcp = int(r.stdout.split("tcp=")[1])
 
     async def layout():
-        from netinfo.client import Client
+        from netinfo.client.core import Client
         async with await Client.connect("127.0.0.1", tcp, "eng") as c:
             return dict((await c.read(0))[1])
     assert run(layout())["master"][0].endswith("/eng")
@@ -190,7 +200,7 @@ def test_nidomain_clone_creates_the_clone_database(nibindd):
     tcp = int(r.stdout.split("tcp=")[1])
 
     async def check():
-        from netinfo.client import Client
+        from netinfo.client.core import Client
         async with await Client.connect("127.0.0.1", master_port, "network") as m:
             want = (dict(await m.statistics())["checksum"], (await m.read(0))[1])
         async with await Client.connect("127.0.0.1", tcp, "copy") as c:
@@ -217,8 +227,7 @@ def test_nidomain_usage_and_errors(nibindd):
 def test_the_network_root_lists_this_host_where_it_listens(nibindd, run_tool):
     # bound to 127.0.0.1, the host is listed there alone: an interface address would
     # send clients (nifind -a, the web manager) to servers that are not listening there
-    from netinfo.netif import served_addresses
-    from netinfo.netif import hostname, local_addresses, non_loopback
+    from netinfo.netif import hostname, local_addresses, non_loopback, served_addresses
     r = run_tool("niutil", "-readprop", "-t", "127.0.0.1/network", f"/machines/{hostname()}",
                  "ip_address", env=nibindd.env, timeout=60)
     assert (r.returncode, r.stdout, r.stderr) == (0, "127.0.0.1\n", "")
@@ -264,8 +273,8 @@ def test_nidomain_without_nibindd(tmp_path, run_tool):
 
 def test_sighup_rereads_the_directory(nibindd):
     """A database added to DIR is served after SIGHUP; a removed one stops (spec §6.4)."""
-    from netinfo.database import open_database
-    from netinfo.templates import create_master
+    from netinfo.server.database import open_database
+    from netinfo.server.templates import create_master
     db = open_database(nibindd.directory, "late", create=True)
     svc = db.service
     create_master(svc, "late", "here", ["127.0.0.1"])

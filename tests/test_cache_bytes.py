@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import asyncio
 
-from netinfo.database import open_database
 from netinfo.model import NI_INDEX_NULL, NiId
-from netinfo.protocol import encode_proplist
-from netinfo.service import SUPERUSER
+from netinfo.server.database import open_database
+from netinfo.server.service import SUPERUSER
 from netinfo.storage.sqlite_source import DEFAULT_CACHE_BYTES
+from netinfo.wire.proplist import encode_proplist
 
 from .conftest import Netinfod
 
@@ -68,7 +68,7 @@ def test_the_default_byte_bound_and_the_count_bound_both_hold(tmp_path):
 
 
 def test_netinfod_takes_cache_mb(tmp_path):
-    from netinfo.client import Client
+    from netinfo.client.core import Client
     ids = make(tmp_path, [60_000, 10])
     srv = Netinfod(tmp_path, "c", "--cache-mb", "0").start()   # nothing is cached
 

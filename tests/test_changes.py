@@ -1,5 +1,5 @@
 """One write, one record (issue 19 item 1): every write procedure, and every template
-write, reaches the store and the subscribers as one :class:`~netinfo.changes.Change`
+write, reaches the store and the subscribers as one :class:`~netinfo.storage.changes.Change`
 carrying the directories it touched with their states before and after, its storage ops
 and a sequence number that increases by one per write and survives a restart.
 
@@ -11,17 +11,17 @@ from __future__ import annotations
 
 import pytest
 
-from netinfo.client import SyncClient
-from netinfo.changes import SEQ_KEY, Change, DirState, Touched
 from netinfo.cli.nibindd import init_domains
-from netinfo.database import Database, open_database
+from netinfo.client.core import SyncClient
 from netinfo.errors import NiError, StorageError
 from netinfo.model import NI_INDEX_NULL, NiId
-from netinfo.protocol import PROCEDURES, Proc
-from netinfo.service import SUPERUSER, Caller
+from netinfo.server.database import Database, open_database
+from netinfo.server.service import SUPERUSER
+from netinfo.server.templates import create_master, populate_standard, set_password
 from netinfo.storage import Image, Meta, Store, open_store
+from netinfo.storage.changes import SEQ_KEY, Caller, Change, DirState, Touched
 from netinfo.storage.sqlite import SqliteStore
-from netinfo.templates import create_master, populate_standard, set_password
+from netinfo.wire.protocol import PROCEDURES, Proc
 
 ALICE_PROPS = [("name", ["alice"]), ("shell", ["sh", "csh"]), ("uid", ["501"])]
 

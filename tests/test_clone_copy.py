@@ -30,16 +30,22 @@ from pathlib import Path
 
 import pytest
 
-from netinfo.database import DatabaseInUse, open_database
 from netinfo.errors import NoDirectory, StorageError, WireError
 from netinfo.model import NI_INDEX_NULL, Directory, NiId
-from netinfo.protocol import (READALL_END, Proc, ReadAllDecoder, encode_proplist,
-                              encode_readall_head, encode_readall_object, pack_status)
-from netinfo.rpc import PieceReader, frame
-from netinfo.service import SUPERUSER, DirectoryService
+from netinfo.server.database import DatabaseInUse, open_database
+from netinfo.server.service import SUPERUSER, DirectoryService
 from netinfo.storage import Image, Record
 from netinfo.storage import sqlite as sqlite_engine
 from netinfo.storage.sqlite import COPY_SUFFIX, SqliteStore
+from netinfo.wire.proplist import encode_proplist, pack_status
+from netinfo.wire.protocol import Proc
+from netinfo.wire.readall import (
+    READALL_END,
+    ReadAllDecoder,
+    encode_readall_head,
+    encode_readall_object,
+)
+from netinfo.wire.rpc import PieceReader, frame
 
 from .conftest import ROOT_USER, SRC, Nibindd, free_port
 
@@ -101,8 +107,8 @@ def test_the_decoder_refuses_what_is_not_a_readall_reply():
 
 
 def test_the_decoder_bounds_what_it_holds(monkeypatch):
-    import netinfo.protocol as protocol
-    monkeypatch.setattr(protocol, "READALL_OBJECT_MAX", 1000)
+    import netinfo.wire.readall as readall
+    monkeypatch.setattr(readall, "READALL_OBJECT_MAX", 1000)
     big = Directory(NiId(0, 1), [("name", ["x" * 3000])], 0, [])
     with pytest.raises(WireError, match="more than 1000 bytes"):
         decode_in_pieces(stream_of([big]), list(range(100, 4000, 100)))
@@ -269,7 +275,7 @@ def test_a_damaged_copy_is_refused_and_the_old_tree_stays(tmp_path, damage):
 
 
 def test_the_memory_engine_takes_the_copy_as_an_image():
-    from netinfo.database import Database
+    from netinfo.server.database import Database
     from netinfo.storage import open_store
     image = tree_image(50)
     with Database(open_store("memory:")) as db:
@@ -318,9 +324,9 @@ COPIER = textwrap.dedent("""
     import sys
     sys.path.insert(0, {src!r})
     from pathlib import Path
-    from netinfo.database import open_database
+    from netinfo.server.database import open_database
     from netinfo.model import Directory, NiId
-    from netinfo.protocol import ReadAllDecoder, READALL_END, encode_readall_head, \\
+    from netinfo.wire.protocol import ReadAllDecoder, READALL_END, encode_readall_head, \\
         encode_readall_object
 
     def stream(n, tag):
@@ -388,7 +394,12 @@ WIRE_USERS = 30000
 def make_master(directory: Path, users: int) -> None:
     """``net``, mastered by ``bench`` (127.0.0.1), which also serves ./copy (a clone on
     the same host: the tag differs, spec §9.1), with *users* users."""
-    from netinfo.templates import add_serves, create_master, ensure_dir, populate_standard
+    from netinfo.server.templates import (
+        add_serves,
+        create_master,
+        ensure_dir,
+        populate_standard,
+    )
     with open_database(directory, "net", create=True) as db:
         svc = db.service
         create_master(svc, "net", "bench", ["127.0.0.1"])
@@ -576,7 +587,7 @@ class FakeMaster:
         self.port = server.sockets[0].getsockname()[1]
 
     async def serve(self, reader, writer) -> None:
-        from netinfo import rpc
+        from netinfo.wire import rpc
         rr = rpc.RecordReader()
         try:
             while True:
@@ -591,7 +602,7 @@ class FakeMaster:
             writer.close()
 
     async def answer(self, xid: int, writer) -> None:
-        from netinfo import rpc
+        from netinfo.wire import rpc
         parts = [rpc.reply_success(xid) + self.parts[0], *self.parts[1:]]
         for i, part in enumerate(parts):
             last = self.last and i == len(parts) - 1
@@ -605,10 +616,10 @@ class FakeMaster:
 async def clone_with(fake: FakeMaster, tmp_path: Path, monkeypatch, body):
     """A clone (old tree: 50 users) served on loopback, whose master is *fake*; runs
     ``body(db, port, replicator)`` after the first copy began."""
-    from netinfo import binding
-    from netinfo.replicator import Replicator
-    from netinfo.server import NetInfoServer, ServerConfig
-    from netinfo.templates import create_clone, ensure_dir
+    from netinfo.client import binding
+    from netinfo.server.netinfod import NetInfoServer, ServerConfig
+    from netinfo.server.replicator import Replicator
+    from netinfo.server.templates import create_clone, ensure_dir
 
     async def getregister(addr, tag, timeout=3.0):
         return fake.port, fake.port
@@ -640,7 +651,7 @@ async def clone_with(fake: FakeMaster, tmp_path: Path, monkeypatch, body):
 
 
 async def read_root(port: int) -> tuple[float, list]:
-    from netinfo.client import Client
+    from netinfo.client.core import Client
     t = time.monotonic()
     async with await Client.connect("127.0.0.1", port, "copy", privileged=False) as c:
         _, props = await c.read(0)
@@ -686,7 +697,7 @@ def test_a_clone_copying_answers_reads_and_holds_the_masters_updates(tmp_path, m
     fake = FakeMaster([body[:len(body) // 3], body[len(body) // 3:]], pause_after=0)
 
     async def check(db, port, rep):
-        from netinfo.client import Client
+        from netinfo.client.core import Client
         await asyncio.wait_for(fake.paused.wait(), 30)
         took, props = await read_root(port)     # the old copy serves meanwhile
         assert took < 1.0 and props == [("master", ["bench/net"])]

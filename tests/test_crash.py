@@ -29,11 +29,11 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from netinfo import rpc
-from netinfo.client import Client
+from netinfo.client.core import Client
 from netinfo.errors import NiError
 from netinfo.model import NI_INDEX_NULL, NiId
-from netinfo.protocol import NETINFO_PROG, NETINFO_VERS, PROCEDURES, Proc, encode_args
+from netinfo.wire import rpc
+from netinfo.wire.protocol import NETINFO_PROG, NETINFO_VERS, PROCEDURES, Proc, encode_args
 
 from .conftest import Netinfod, free_port
 

@@ -17,11 +17,11 @@ import time
 
 import pytest
 
-from netinfo.database import open_database
 from netinfo.errors import DamagedDirectory, NiError, Status
 from netinfo.model import NiId
-from netinfo.protocol import check_proplist, decode_proplist, encode_proplist
-from netinfo.service import SUPERUSER
+from netinfo.server.database import open_database
+from netinfo.server.service import SUPERUSER
+from netinfo.wire.proplist import check_proplist, decode_proplist, encode_proplist
 
 from .conftest import Netinfod, Wire
 from .test_clone_copy import clone_with, make_master
@@ -107,7 +107,7 @@ def _drain(srv: Netinfod, lines: list[str]) -> None:
 
 
 def test_netinfod_refuses_the_damaged_directory_and_serves_the_others(damaged_master):
-    from netinfo.client import Client
+    from netinfo.client.core import Client
     d, _users, victim = damaged_master
     srv = Netinfod(d, "net").start()
     lines: list[str] = []

@@ -18,15 +18,21 @@ import time
 
 import pytest
 
-from netinfo.client import SyncClient
-from netinfo.changes import SEQ_KEY
-from netinfo.database import Change, Database, DatabaseInUse, LocalChannel, open_database
+from netinfo.client.core import SyncClient
 from netinfo.errors import NiError, Status, StorageError
 from netinfo.model import NI_INDEX_NULL, NiId
-from netinfo.protocol import PROCEDURES, RESULT_KINDS, Kind, Proc
-from netinfo.service import SUPERUSER, Caller, DirectoryService
+from netinfo.server.database import (
+    Change,
+    Database,
+    DatabaseInUse,
+    LocalChannel,
+    open_database,
+)
+from netinfo.server.service import SUPERUSER, DirectoryService
 from netinfo.storage import Image, Record, Store, open_store
+from netinfo.storage.changes import SEQ_KEY, Caller
 from netinfo.storage.sqlite import SqliteStore
+from netinfo.wire.protocol import PROCEDURES, RESULT_KINDS, Kind, Proc
 
 from .conftest import SRC, env_with_src
 
@@ -224,7 +230,7 @@ def test_replace_swaps_the_whole_tree(db, url):
 REPLACER = textwrap.dedent("""
     import sys
     sys.path.insert(0, {src!r})
-    from netinfo.database import Database
+    from netinfo.server.database import Database
     from netinfo.storage import Image, Record, open_store
 
     def tree(n, tag):
@@ -384,7 +390,7 @@ def test_list_limits_refuse_before_any_change(db):
 # -- the in-process channel ---------------------------------------------------------------------
 
 def test_local_channel_answers_through_the_tables(tmp_path):
-    from netinfo.client import Client
+    from netinfo.client.core import Client
 
     async def go():
         d = open_database(tmp_path, "chan", create=True)

@@ -37,7 +37,7 @@ def drain(proc, lines: list[str]) -> None:
 def ping_tcp(port: int, timeout: float = 2.0, prog: int = 200100000) -> bool:
     """Procedure 0 (NETINFO PING; the portmapper's NULL) over TCP answered: the
     connection was accepted and served."""
-    from netinfo import rpc
+    from netinfo.wire import rpc
     call = rpc.encode_call(0x1234, prog, 2, 0, b"")
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:

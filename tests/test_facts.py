@@ -13,18 +13,17 @@ import time
 import pytest
 
 from netinfo.cli.netinfod import is_clone
-from netinfo.client import Client
-from netinfo.database import Database, open_database
-from netinfo.domain import DomainClient
-from netinfo.facts import DomainFacts, Peer, Role, addresses
+from netinfo.client.core import Client
+from netinfo.client.domain import DomainClient
+from netinfo.facts import DomainFacts, Peer, Role, addresses, clone_list, master_of
 from netinfo.model import first_values
 from netinfo.netif import is_local
-from netinfo.replication import clone_list, master_of
-from netinfo.replicator import Replicator
-from netinfo.server import Dispatcher, NetInfoServer, ServerConfig
-from netinfo.service import DirectoryService
+from netinfo.server.database import Database, open_database
+from netinfo.server.netinfod import Dispatcher, NetInfoServer, ServerConfig
+from netinfo.server.replicator import Replicator
+from netinfo.server.service import DirectoryService
+from netinfo.server.templates import _child, _set_root, ensure_dir
 from netinfo.storage import open_store
-from netinfo.templates import _child, _set_root, ensure_dir
 
 from .conftest import ROOT_USER, free_port
 

@@ -11,12 +11,22 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from netinfo import formats
+from netinfo.client import flat as formats
+from netinfo.client.flat import (
+    FORMATS,
+    NIDUMP_FORMATS,
+    NILOAD_FORMATS,
+    UPDATE_MESSAGES,
+    Loaded,
+    Note,
+    merge_proplists,
+    plan_update,
+    record_key,
+    record_path,
+    record_text,
+)
+from netinfo.client.raw import FormatError, RawNode, raw_from_text, raw_to_text
 from netinfo.errors import NetInfoError
-from netinfo.formats import (FORMATS, NIDUMP_FORMATS, NILOAD_FORMATS, UPDATE_MESSAGES,
-                             FormatError, Loaded, Note, RawNode, merge_proplists,
-                             plan_update, raw_from_text, raw_to_text, record_key,
-                             record_path, record_text)
 
 DATA = Path(__file__).resolve().parent / "data" / "formats"
 

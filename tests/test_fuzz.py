@@ -16,13 +16,22 @@ from pathlib import Path
 
 import pytest
 
-from netinfo import rpc
 from netinfo.model import NiId
-from netinfo.nibind import (NIBIND_PROG, NIBIND_VERS, BindArgs, BindProc, CloneArgs,
-                            Registration, encode_bind_args, encode_clone_args,
-                            encode_registration, encode_tag)
-from netinfo.portmap import PMAP_PROG, PMAP_VERS, Mapping, PmapProc, encode_callit_args
-from netinfo.protocol import NETINFO_PROG, NETINFO_VERS, PROCEDURES, Proc, encode_args
+from netinfo.wire import rpc
+from netinfo.wire.nibind import (
+    NIBIND_PROG,
+    NIBIND_VERS,
+    BindArgs,
+    BindProc,
+    CloneArgs,
+    Registration,
+    encode_bind_args,
+    encode_clone_args,
+    encode_registration,
+    encode_tag,
+)
+from netinfo.wire.portmap import PMAP_PROG, PMAP_VERS, Mapping, PmapProc, encode_callit_args
+from netinfo.wire.protocol import NETINFO_PROG, NETINFO_VERS, PROCEDURES, Proc, encode_args
 
 from .conftest import ROOT_USER, Nibindd, served_domains
 
@@ -228,7 +237,7 @@ def _netinfod_pid(nb: Nibindd, tag: str) -> tuple[int, int]:
     """(pid, port) of the netinfod nibindd runs for *tag*."""
     import asyncio
 
-    from netinfo import binding
+    from netinfo.client import binding
     reg = asyncio.run(binding.getregister("127.0.0.1", tag))
     for p in Path("/proc").iterdir():
         if not p.name.isdigit():
@@ -252,7 +261,7 @@ def test_fuzz_netinfo(servers):
 def test_fuzz_nibind_and_portmapper(servers):
     import asyncio
 
-    from netinfo import binding
+    from netinfo.client import binding
     nib = asyncio.run(binding.nibindd_port("127.0.0.1"))
     pids = [servers.proc.pid]
     for prog, vers, calls, port in ((NIBIND_PROG, NIBIND_VERS, nibind_calls(), nib),

@@ -16,10 +16,10 @@ import textwrap
 
 import pytest
 
-from netinfo.database import open_database
 from netinfo.model import NiId
-from netinfo.service import SUPERUSER
-from netinfo.templates import create_local, ensure_dir, populate_standard
+from netinfo.server.database import open_database
+from netinfo.server.service import SUPERUSER
+from netinfo.server.templates import create_local, ensure_dir, populate_standard
 
 from .netns import Network, available, wait_until
 
@@ -93,7 +93,7 @@ def hierarchy(request, tmp_path):
 
 _RPARENT = textwrap.dedent("""
     import asyncio
-    from netinfo.domain import open_domain
+    from netinfo.client.domain import open_domain
     from netinfo.model import uint_to_addr
     async def main():
         d = await open_domain(".")
@@ -105,7 +105,7 @@ _RPARENT = textwrap.dedent("""
 
 _OPEN_FROM_C = textwrap.dedent("""
     import asyncio, json
-    from netinfo.domain import open_domain, domain_name
+    from netinfo.client.domain import open_domain, domain_name
     async def main():
         out = {}
         for name in [".", "..", "/", "/sales", "../..", "/sales/hostC"]:
@@ -130,7 +130,7 @@ def test_hierarchy_from_c(hierarchy):
     # A user added to "/" on the root's master (local superuser there) ...
     a.python(textwrap.dedent("""
         import asyncio
-        from netinfo.domain import open_domain
+        from netinfo.client.domain import open_domain
         async def main():
             d = await open_domain("network@127.0.0.1")
             users = await d.pathsearch("/users")
@@ -151,7 +151,7 @@ def test_hierarchy_from_c(hierarchy):
 
 _FAILOVER = textwrap.dedent("""
     import asyncio, logging, os, signal, sys
-    from netinfo.domain import open_domain
+    from netinfo.client.domain import open_domain
     logging.basicConfig(level=logging.INFO)
     async def main():
         root = await open_domain("/")
@@ -209,8 +209,8 @@ def test_rpcinfo_and_callit_inside_a_host(hierarchy):
     c = net.hosts["hostC"]
     code = textwrap.dedent(f"""
         import asyncio
-        from netinfo.binding import multicall
-        from netinfo.nibind import BindArgs, encode_bind_args, NIBIND_PROG, BindProc
+        from netinfo.client.binding import multicall
+        from netinfo.wire.nibind import BindArgs, encode_bind_args, NIBIND_PROG, BindProc
         from netinfo.model import addr_to_uint
         async def main():
             good = encode_bind_args(BindArgs(addr_to_uint("{c.addr}"), "local", "sales"))
@@ -228,7 +228,7 @@ def test_rpcinfo_and_callit_inside_a_host(hierarchy):
 
 _SET_TRUSTED = textwrap.dedent("""
     import asyncio, sys
-    from netinfo.domain import open_domain
+    from netinfo.client.domain import open_domain
     async def main():
         d = await open_domain("network@127.0.0.1")
         root = await d.root()
@@ -245,7 +245,7 @@ _SET_TRUSTED = textwrap.dedent("""
 
 _READ_ROOT_FROM = textwrap.dedent("""
     import asyncio, sys
-    from netinfo.domain import open_domain
+    from netinfo.client.domain import open_domain
     async def main():
         try:
             d = await open_domain(f"network@{sys.argv[1]}")
@@ -289,7 +289,7 @@ def test_trusted_networks_filter_tcp(hierarchy):
 
 _MASTER_WRITE = textwrap.dedent("""
     import asyncio, sys
-    from netinfo.domain import DomainClient
+    from netinfo.client.domain import DomainClient
     from netinfo.errors import NiError
     a, d = sys.argv[1], sys.argv[2]
     async def main():

@@ -21,13 +21,13 @@ import time
 
 import pytest
 
-from netinfo import rpc
-from netinfo.client import Client, SyncClient
+from netinfo.client.core import Client, SyncClient
 from netinfo.errors import RpcError
 from netinfo.model import NI_INDEX_NULL, NiId
-from netinfo.protocol import (NETINFO_PROG, NETINFO_VERS, PROCEDURES, Proc, encode_args,
-                              unpack_proplist)
-from netinfo.rpc import AcceptStat, AuthStat, RejectStat
+from netinfo.wire import rpc
+from netinfo.wire.proplist import unpack_proplist
+from netinfo.wire.protocol import NETINFO_PROG, NETINFO_VERS, PROCEDURES, Proc, encode_args
+from netinfo.wire.rpc import AcceptStat, AuthStat, RejectStat
 
 from .conftest import Netinfod, env_with_src, free_port
 

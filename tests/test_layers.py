@@ -25,30 +25,57 @@ from .conftest import env_with_src
 PKG = Path(__file__).resolve().parent.parent / "src" / "netinfo"
 
 #: The pure core: no I/O, and nothing outside this list reachable from it. ``netinfo``
-#: (the package's ``__init__``, run before any of its modules) loads its public names
-#: lazily, so it belongs here too.
+#: (the package's ``__init__``, run before any of its modules) and ``netinfo.client``
+#: load their public names lazily, so they belong here too.
 PURE = frozenset({
-    "netinfo", "netinfo.errors", "netinfo.xdr", "netinfo.rpc", "netinfo.model",
-    "netinfo.protocol", "netinfo.service", "netinfo.templates", "netinfo.legacy",
-    "netinfo.changes",
-    "netinfo.portmap", "netinfo.nibind", "netinfo.formats", "netinfo.storage",
-    "netinfo.storage.memory", "netinfo.nodes", "netinfo.quota",
+    "netinfo", "netinfo.errors", "netinfo.model",
+    # who serves a domain and who its master is (issue 19)
+    "netinfo.facts",
     # hashes only; libpass (third party, pure computation) is loaded on the first check
     "netinfo.passwords",
-    "netinfo.replication",
-    # who serves a domain and who its master is; who a caller is (issue 19)
-    "netinfo.facts", "netinfo.auth",
-    # the bounds on a listener's peers (server and rpcserver hand it their connections)
-    "netinfo.peers",
+    "netinfo.wire", "netinfo.wire.xdr", "netinfo.wire.rpc", "netinfo.wire.proplist",
+    "netinfo.wire.protocol", "netinfo.wire.readall", "netinfo.wire.portmap",
+    "netinfo.wire.nibind",
     # the bounds every directory keeps, checked by tools and server alike
-    "netinfo.limits",
+    "netinfo.wire.limits",
+    "netinfo.storage", "netinfo.storage.memory", "netinfo.storage.nodes",
+    "netinfo.storage.changes", "netinfo.storage.legacy",
+    "netinfo.client", "netinfo.client.raw", "netinfo.client.flat",
+    "netinfo.server", "netinfo.server.service", "netinfo.server.templates",
+    "netinfo.server.quota", "netinfo.server.auth",
+    # the bounds on a listener's peers (both RPC servers hand it their connections)
+    "netinfo.server.peers",
 })
 
 #: The client library: I/O (sockets, asyncio), but never the tools above it.
 LIBRARY = frozenset({
-    "netinfo.transport", "netinfo.client", "netinfo.binding", "netinfo.domain",
-    "netinfo.netif", "netinfo.verbs", "netinfo.walk", "netinfo.dumps", "netinfo.search",
+    "netinfo.client.transport", "netinfo.client.core", "netinfo.client.binding",
+    "netinfo.client.domain", "netinfo.netif", "netinfo.client.verbs", "netinfo.client.walk",
+    "netinfo.client.dumps", "netinfo.client.search",
 })
+
+#: The layout (issue 19 item 7): the wings, and which wings each may import. An arrow
+#: the other way, or between client and storage, is a back-arrow. "root" is the shared
+#: modules at the top of the package, which import only each other.
+WINGS = ("wire", "storage", "client", "server", "cli", "web")
+MAY_IMPORT = {
+    "root": {"root"},
+    "wire": {"root", "wire"},
+    "storage": {"root", "wire", "storage"},
+    "client": {"root", "wire", "client"},
+    "server": {"root", "wire", "storage", "client", "server"},
+    "web": {"root", "wire", "client", "web"},
+    "cli": {"root", "wire", "storage", "client", "server", "cli"},
+}
+#: Modules at the package's root, ``__init__`` included.
+ROOT_MODULES_MAX = 8
+
+
+def wing(name: str) -> str:
+    """The wing of module *name* ("root" for the shared modules and the package)."""
+    parts = name.split(".")
+    return parts[1] if len(parts) > 1 and parts[1] in WINGS else "root"
+
 
 #: Standard modules a pure module may not import: networking, event loops, threads and
 #: processes, signals, terminals, databases, and the file system.
@@ -266,12 +293,34 @@ def test_no_import_cycles():
 
 
 def test_client_and_binding_import_one_way():
-    assert "netinfo.binding" in imports("netinfo.client", top_level=True)[0]
-    for mod in ("netinfo.binding", "netinfo.transport"):
+    assert "netinfo.client.binding" in imports("netinfo.client.core", top_level=True)[0]
+    for mod in ("netinfo.client.binding", "netinfo.client.transport"):
         seen = reach(mod)
-        assert "netinfo.client" not in seen, chain(seen, "netinfo.client")
-        assert "netinfo.domain" not in seen, chain(seen, "netinfo.domain")
-    assert "netinfo.binding" not in reach("netinfo.transport")
+        assert "netinfo.client.core" not in seen, chain(seen, "netinfo.client.core")
+        assert "netinfo.client.domain" not in seen, chain(seen, "netinfo.client.domain")
+    assert "netinfo.client.binding" not in reach("netinfo.client.transport")
+
+
+def test_the_layout_has_its_wings_and_a_small_root():
+    """src/netinfo: the four wing packages, cli/ and web/, and at most 8 modules at the
+    root (issue 19 item 7)."""
+    for w in WINGS:
+        assert (PKG / w / "__init__.py").is_file(), w
+    top = sorted(p.name for p in PKG.glob("*.py"))
+    assert len(top) <= ROOT_MODULES_MAX, top
+
+
+@pytest.mark.parametrize("name", sorted(n for n in modules() if n != "netinfo"))
+def test_no_back_arrows_across_wings(name):
+    """Every import (also inside functions, not under TYPE_CHECKING) stays within what
+    the module's wing may import: wire and the root below everything, storage and client
+    side by side, server above both, the tools and the web manager on top."""
+    mine = wing(name)
+    for target in imports(name)[0]:
+        if target == "netinfo":
+            continue
+        assert wing(target) in MAY_IMPORT[mine], \
+            f"{name} ({mine}) imports {target} ({wing(target)})"
 
 
 def _python(code: str) -> subprocess.CompletedProcess:
@@ -280,7 +329,7 @@ def _python(code: str) -> subprocess.CompletedProcess:
 
 
 def test_importing_a_pure_module_loads_no_io_at_run_time():
-    p = _python("import netinfo.formats, sys; assert 'asyncio' not in sys.modules and "
+    p = _python("import netinfo.client.flat, sys; assert 'asyncio' not in sys.modules and "
                 "'socket' not in sys.modules and 'ssl' not in sys.modules, "
                 "sorted(sys.modules)")
     assert p.returncode == 0, p.stderr
@@ -293,16 +342,17 @@ def test_importing_the_whole_pure_core_loads_no_io_at_run_time():
             + "new = {m.split('.')[0] for m in set(sys.modules) - before}\n"
             + f"bad = new & {set(FORBIDDEN)!r}\n"
             + "assert not bad, sorted(bad)\n"
-            + "assert 'netinfo.client' not in sys.modules\n")
+            + "assert 'netinfo.client.core' not in sys.modules\n")
     p = _python(code)
     assert p.returncode == 0, p.stderr
 
 
 def test_public_names_load_lazily():
     p = _python("import sys, netinfo\n"
-                "assert 'netinfo.client' not in sys.modules\n"
+                "assert 'netinfo.client.core' not in sys.modules\n"
                 "from netinfo import Client, Status, open_store\n"
-                "assert 'netinfo.client' in sys.modules and Status.OK == 0\n"
+                "assert 'netinfo.client.core' in sys.modules and Status.OK == 0\n"
+                "from netinfo import Database, open_database, open_domain, DomainClient\n"
                 "assert set(netinfo.__all__) <= set(dir(netinfo))\n"
                 "for n in netinfo.__all__: getattr(netinfo, n)\n")
     assert p.returncode == 0, p.stderr

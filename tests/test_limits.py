@@ -16,16 +16,22 @@ from pathlib import Path
 
 import pytest
 
-from netinfo import dumps
 from netinfo.cli import niload
-from netinfo.database import open_database
-from netinfo.domain import open_domain
+from netinfo.client import dumps
+from netinfo.client.domain import open_domain
+from netinfo.client.raw import INDENT_LEVELS, FormatError, RawNode, raw_from_text, raw_to_text
 from netinfo.errors import NiError, Status
-from netinfo.formats import INDENT_LEVELS, FormatError, RawNode, raw_from_text, raw_to_text
-from netinfo.limits import (LIST_MAX, MAX_DEPTH, MAX_PROPLIST_BYTES, NAME_MAX,
-                            proplist_bytes, proplist_problem)
 from netinfo.model import NI_INDEX_NULL, NiId
-from netinfo.service import Caller
+from netinfo.server.database import open_database
+from netinfo.storage.changes import Caller
+from netinfo.wire.limits import (
+    LIST_MAX,
+    MAX_DEPTH,
+    MAX_PROPLIST_BYTES,
+    NAME_MAX,
+    proplist_bytes,
+    proplist_problem,
+)
 
 from .conftest import Netinfod, env_with_src
 from .test_nidump import call, sub

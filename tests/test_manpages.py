@@ -69,7 +69,7 @@ def test_argparse_options_are_documented(tool):
 def test_parser_tables_and_pages_agree():
     """The tables the custom parsers dispatch on, against their pages."""
     from netinfo.cli import nicl, nidomain, nidump, niload, niutil
-    from netinfo.formats import NIDUMP_FORMATS, NILOAD_FORMATS
+    from netinfo.client.flat import NIDUMP_FORMATS, NILOAD_FORMATS
 
     page = _page("niutil")
     for flag in niutil.OPS:

@@ -19,7 +19,7 @@ import pytest
 
 from netinfo.cli import nicl
 from netinfo.cli.netinfod import hostname
-from netinfo.domain import open_domain
+from netinfo.client.domain import open_domain
 
 from .conftest import needs_privilege_rule, served_domains, tool_process
 
@@ -561,8 +561,8 @@ def test_raw_mode_as_subprocess(nb, tmp_path):
 
 def _collection(dirs) -> bytes:
     """A NeXT collection file (256-byte slots of XDR ni_objects) holding *dirs*."""
-    from netinfo.protocol import pack_object
-    from netinfo.xdr import Packer
+    from netinfo.wire.proplist import pack_object
+    from netinfo.wire.xdr import Packer
     out = b""
     for d in dirs:
         pk = Packer()

@@ -20,9 +20,10 @@ from pathlib import Path
 import pytest
 
 from netinfo.cli import nidump, niutil
-from netinfo.domain import open_domain
+from netinfo.client.domain import open_domain
+from netinfo.client.flat import NIDUMP_FORMATS
+from netinfo.client.raw import RawNode, raw_from_text
 from netinfo.errors import NiError, Status
-from netinfo.formats import NIDUMP_FORMATS, RawNode, raw_from_text
 
 from .conftest import Netinfod, env_with_src, free_port, served_domains, tool_process
 

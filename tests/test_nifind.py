@@ -10,7 +10,7 @@ import json
 import pytest
 
 from netinfo.cli import nifind
-from netinfo.domain import open_domain
+from netinfo.client.domain import open_domain
 
 from . import test_nireport
 from .test_nireport import call, dead_env, tool

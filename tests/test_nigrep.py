@@ -10,11 +10,11 @@ import pytest
 
 from netinfo.cli import nigrep
 from netinfo.cli.nigrep import BadExpression, compile_ere, ere_to_python
-from netinfo.domain import DomainClient
+from netinfo.client.domain import DomainClient
 from netinfo.errors import MESSAGES, NiError, Status, Timeout
 
-from .conftest import free_port
 from . import test_nireport
+from .conftest import free_port
 from .test_nireport import TAGGED_HELP, call, dead_env, tool
 
 # A10's module-scoped world, shared by name (this module gets its own nibindd)

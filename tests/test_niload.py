@@ -18,16 +18,24 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from netinfo import dumps
 from netinfo.cli import nidump, niload, niutil
-from netinfo.transport import RpcConnection
-from netinfo.domain import open_domain
+from netinfo.client import dumps
+from netinfo.client.domain import open_domain
+from netinfo.client.raw import RawNode, raw_from_text, raw_to_text
+from netinfo.client.transport import RpcConnection
 from netinfo.errors import NiError, Status
-from netinfo.formats import RawNode, raw_from_text, raw_to_text
 
-from .conftest import (PRIVILEGE_RULE_NEEDS_ROOT, ROOT_USER, Netinfod, env_with_src, free_port,
-                       needs_privilege_rule, served_domains)
+from .conftest import (
+    PRIVILEGE_RULE_NEEDS_ROOT,
+    ROOT_USER,
+    Netinfod,
+    env_with_src,
+    free_port,
+    needs_privilege_rule,
+    served_domains,
+)
 from .test_nidump import TAGGED_HELP, call, make, populate, sub
+
 
 @pytest.fixture(scope="module")
 def nb(tmp_path_factory):

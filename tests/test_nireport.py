@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import pytest
 
 from netinfo.cli import nireport
-from netinfo.domain import DomainClient, open_domain
+from netinfo.client.domain import DomainClient, open_domain
 from netinfo.errors import MESSAGES, NiError, Status, Timeout
 from netinfo.model import first_values
 

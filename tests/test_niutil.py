@@ -19,10 +19,10 @@ from itertools import count
 
 import pytest
 
-from netinfo import verbs
 from netinfo.cli import niutil
 from netinfo.cli.netinfod import hostname
-from netinfo.domain import open_domain
+from netinfo.client import verbs
+from netinfo.client.domain import open_domain
 from netinfo.errors import NiError, Status
 
 from .conftest import free_port, needs_privilege_rule, served_domains, tool_process
@@ -903,7 +903,7 @@ def test_console_script_is_installed():
 def test_use_master_sends_reads_to_the_master_too(nibindd):
     """needwrite mode over the real wire: after use_master, reads and writes share the
     master's connection (spec §7.5)."""
-    from netinfo.domain import open_domain
+    from netinfo.client.domain import open_domain
 
     async def go():
         d = await open_domain("/")

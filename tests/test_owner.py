@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from netinfo.client import Client
+from netinfo.client.core import Client
 from netinfo.errors import NiError, Status
 from netinfo.passwords import verify
 
@@ -317,7 +317,7 @@ def test_owner_from_a_reused_port(netinfod):
     s.setblocking(False)
 
     async def go() -> int:
-        from netinfo.transport import RpcConnection
+        from netinfo.client.transport import RpcConnection
         await asyncio.get_running_loop().sock_connect(s, ("127.0.0.1", d.port))
         _, conn = await asyncio.get_running_loop().create_connection(RpcConnection, sock=s)
         async with Client(conn, "127.0.0.1", d.port, "reuse", 10.0) as c:
@@ -386,7 +386,7 @@ def test_nipasswd_asks_twice_on_a_terminal(netinfod):
     """On a terminal the new password is typed twice: different → nothing changes;
     the same → written, SHA-512 crypt. The test is the server's superuser (root by a
     reserved port, or an ordinary user as the server's owner)."""
-    from netinfo.client import SyncClient
+    from netinfo.client.core import SyncClient
     d = netinfod("tty", "-m", "--populate", strict=True)
     target = f"tty@127.0.0.1:{d.port}"
 

@@ -101,7 +101,7 @@ def test_without_setproctitle_comm_is_still_set():
     """The fallback: no setproctitle package, the kernel's name is set all the same and the
     command line stays as it was."""
     code = ("import sys; sys.modules['setproctitle'] = None\n"
-            "from netinfo.proctitle import name_process\n"
+            "from netinfo.server.proctitle import name_process\n"
             "name_process('netinfod', ['x'])\n"
             "print(open('/proc/self/comm').read().strip())\n"
             "print(open('/proc/self/cmdline').read().split(chr(0))[:2])\n")

@@ -9,10 +9,22 @@ from hypothesis import strategies as st
 
 from netinfo.errors import NiError, WireError
 from netinfo.model import Directory, NiId
-from netinfo.protocol import (PROCEDURES, RESULT_KINDS, Kind, Proc, decode_args, decode_readall,
-                              encode_args, encode_readall_head, encode_readall_object,
-                              READALL_END, pack_status)
-from netinfo.xdr import Unpacker
+from netinfo.wire.proplist import pack_status
+from netinfo.wire.protocol import (
+    PROCEDURES,
+    RESULT_KINDS,
+    Kind,
+    Proc,
+    decode_args,
+    encode_args,
+)
+from netinfo.wire.readall import (
+    READALL_END,
+    decode_readall,
+    encode_readall_head,
+    encode_readall_object,
+)
+from netinfo.wire.xdr import Unpacker
 
 from .conftest import hexbytes
 
@@ -126,7 +138,7 @@ def test_args_round_trip(proc, data):
 
 
 def _result_codecs():
-    import netinfo.protocol as p
+    import netinfo.wire.protocol as p
     return [(name, getattr(p, name)) for name in RESULT_STRATEGIES]
 
 
@@ -134,7 +146,7 @@ def _result_codecs():
 @settings(max_examples=40, deadline=None)
 @given(data=st.data())
 def test_results_round_trip(name, codec, data):
-    from netinfo.xdr import Packer
+    from netinfo.wire.xdr import Packer
     value = data.draw(RESULT_STRATEGIES[name])
     p = Packer()
     codec.pack(p, value)
@@ -199,7 +211,7 @@ _plist = st.lists(st.tuples(_names, st.lists(_names, max_size=3)), max_size=6)
 
 
 def _reference(data: bytes):
-    from netinfo.protocol import unpack_proplist
+    from netinfo.wire.proplist import unpack_proplist
     u = Unpacker(data)
     props = unpack_proplist(u)
     u.done()
@@ -210,7 +222,7 @@ def _reference(data: bytes):
 @settings(max_examples=400)
 def test_decode_proplist_is_unpack_proplist_whole(props, data):
     """decode_proplist (one loop) answers exactly as the Unpacker, on good and bad bytes."""
-    from netinfo.protocol import decode_proplist, encode_proplist, stored_list_values
+    from netinfo.wire.proplist import decode_proplist, encode_proplist, stored_list_values
     b = encode_proplist(props)
     assert decode_proplist(b) == props
     for key in ("name", "uid", "", "x"):
@@ -239,7 +251,7 @@ def test_decode_proplist_is_unpack_proplist_whole(props, data):
 # -- proplists that carry their encoding (issue 10, the hot path) ------------------------------
 
 def test_a_decoded_proplist_carries_its_bytes_and_is_sent_as_they_are():
-    from netinfo.protocol import WireProplist, decode_proplist, encode_proplist
+    from netinfo.wire.proplist import WireProplist, decode_proplist, encode_proplist
     props = [("name", ["alice"]), ("uid", ["501"]), ("empty", []), ("é", ["\udcff"])]
     wire = encode_proplist(props)
     got = decode_proplist(wire)
@@ -255,7 +267,7 @@ def test_a_decoded_proplist_carries_its_bytes_and_is_sent_as_they_are():
     lambda w: w.reverse(), lambda w: w.__setitem__(0, ("x", [])),
     lambda w: w.__delitem__(0), lambda w: w.__iadd__([]), lambda w: w.__imul__(2)])
 def test_a_proplist_with_its_bytes_cannot_change(change):
-    from netinfo.protocol import decode_proplist, encode_proplist
+    from netinfo.wire.proplist import decode_proplist, encode_proplist
     w = decode_proplist(encode_proplist([("name", ["a"]), ("b", ["c"])]))
     with pytest.raises(TypeError):
         change(w)
@@ -267,8 +279,8 @@ def test_a_proplist_with_its_bytes_cannot_change(change):
 def test_read_after_write_sends_the_new_properties():
     # READ keeps the encoding on the directory; a write replaces it (service._wire).
     from netinfo.model import NiId
-    from netinfo.protocol import WireProplist
-    from netinfo.service import SUPERUSER, DirectoryService
+    from netinfo.server.service import SUPERUSER, DirectoryService
+    from netinfo.wire.proplist import WireProplist
     svc = DirectoryService()
     root = svc.proc_root(SUPERUSER)
     kid, root = svc.proc_create(SUPERUSER, root, [("name", ["k"])], 0xFFFFFFFF)

@@ -14,13 +14,14 @@ import asyncio
 
 import pytest
 
-from netinfo import quota
-from netinfo.database import open_database
 from netinfo.errors import NiError, Status
 from netinfo.model import NI_INDEX_NULL, NiId
 from netinfo.passwords import hash_password
-from netinfo.service import SUPERUSER, Caller
-from netinfo.templates import populate_standard
+from netinfo.server.netinfod import quota
+from netinfo.server.database import open_database
+from netinfo.server.service import SUPERUSER
+from netinfo.server.templates import populate_standard
+from netinfo.storage.changes import Caller
 
 from .conftest import ROOT_USER, Netinfod, free_port
 
@@ -122,7 +123,7 @@ def test_authenticated_users_are_not_counted(tmp_path):
         with pytest.raises(NiError) as e:   # 0: no anonymous additions at all
             svc.proc_create(ANON, printers(svc), [("name", ["p"])], NI_INDEX_NULL)
         assert e.value.status == Status.NOSPACE
-        from netinfo.rpc import AuthUnix
+        from netinfo.wire.rpc import AuthUnix
         root = Caller("10.0.0.9", 40000, credential=AuthUnix.for_password(ROOT_PW, 0))
         svc.proc_create(root, printers(svc), [("name", ["p"])], NI_INDEX_NULL)
         assert svc.anon_usage == (0, 0)
@@ -133,7 +134,7 @@ def test_authenticated_users_are_not_counted(tmp_path):
 async def _wire_run(port: int, privileged_root: bool) -> list[str]:
     """Anonymous creates in /printers until NI_NOSPACE, then the superuser's (by a
     reserved port, or by password), then an anonymous DESTROY and CREATE again."""
-    from netinfo.client import Client
+    from netinfo.client.core import Client
     out: list[str] = []
     anon = await Client.connect("127.0.0.1", port, "q", privileged=False)
     root = await Client.connect("127.0.0.1", port, "q", privileged=privileged_root)
@@ -167,7 +168,7 @@ def test_anonymous_quota_over_the_wire(tmp_path):
     """A real server on loopback whose peers are anonymous unless they authenticate
     (an in-process NetInfoServer without an owner: under an ordinary uid a netinfod
     takes its own uid's connections for the superuser's)."""
-    from netinfo.server import NetInfoServer, ServerConfig
+    from netinfo.server.netinfod import NetInfoServer, ServerConfig
     make_domain(tmp_path)
 
     async def go() -> list[str]:
@@ -198,7 +199,7 @@ def test_anonymous_quota_against_netinfod(tmp_path):
     srv = Netinfod(tmp_path, "q", strict=True).start()   # the usage survives a restart
 
     async def one() -> int:
-        from netinfo.client import Client
+        from netinfo.client.core import Client
         async with await Client.connect("127.0.0.1", srv.port, "q", privileged=False) as c:
             try:
                 await c.create(await c.pathsearch("/printers"), [("name", ["late"])])

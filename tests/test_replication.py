@@ -22,10 +22,10 @@ HOSTS = {"hosta": 1, "hostb": 2, "hostc": 3}
 
 
 def _master_db(directory: Path) -> None:
-    from netinfo.database import open_database
     from netinfo.model import NI_INDEX_NULL, NiId
-    from netinfo.service import SUPERUSER
-    from netinfo.templates import create_master, ensure_dir, populate_standard
+    from netinfo.server.database import open_database
+    from netinfo.server.service import SUPERUSER
+    from netinfo.server.templates import create_master, ensure_dir, populate_standard
     with open_database(directory, "network", create=True) as db:
         svc = db.service
         create_master(svc, "network", "hosta", ["10.77.0.1"])
@@ -403,7 +403,7 @@ FLOOD = textwrap.dedent("""
     import asyncio
     from netinfo.client import Client
     from netinfo import binding
-    from netinfo.protocol import Proc
+    from netinfo.wire.protocol import Proc
     async def main():
         _, port = await binding.getregister("10.77.0.1", "network")
         c = await Client.connect("10.77.0.1", port, "network", privileged=False)

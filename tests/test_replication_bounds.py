@@ -14,17 +14,17 @@ import logging
 import time
 from pathlib import Path
 
-from netinfo import binding
-from netinfo.client import Client
-from netinfo.database import open_database
+from netinfo.client import binding
+from netinfo.client.core import Client
+from netinfo.facts import Peer
 from netinfo.model import NI_INDEX_NULL, NiId
-from netinfo.protocol import Proc
-from netinfo.replication import Peer
-from netinfo.replicator import COPY_INTERVAL_MIN, Replicator
-from netinfo.server import NetInfoServer, ServerConfig
-from netinfo.service import SUPERUSER
+from netinfo.server.database import open_database
+from netinfo.server.netinfod import NetInfoServer, ServerConfig
+from netinfo.server.replicator import COPY_INTERVAL_MIN, Replicator
+from netinfo.server.service import SUPERUSER
+from netinfo.server.templates import add_serves, create_master, ensure_dir
 from netinfo.storage.sqlite import COPY_SUFFIX, SqliteStore
-from netinfo.templates import add_serves, create_master, ensure_dir
+from netinfo.wire.protocol import Proc
 
 from .conftest import ROOT_USER, free_port
 from .test_clone_copy import FakeMaster, _until, clone_with, new_tree, stream_of

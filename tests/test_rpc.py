@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from netinfo import rpc
 from netinfo.errors import RpcError, WireError
+from netinfo.wire import rpc
 
 from .conftest import hexbytes
 

@@ -21,12 +21,13 @@ import sqlite3
 
 import pytest
 
-from netinfo.client import Client
-from netinfo.database import Database
+from netinfo.client.core import Client
 from netinfo.errors import NiError, Status, StorageError
 from netinfo.model import NI_INDEX_NULL, NiId
-from netinfo.service import SUPERUSER, Caller
+from netinfo.server.database import Database
+from netinfo.server.service import SUPERUSER
 from netinfo.storage import open_store
+from netinfo.storage.changes import Caller
 from netinfo.storage.sqlite import SqliteStore
 from netinfo.storage.sqlite_source import SqliteSource
 
@@ -293,7 +294,7 @@ def test_large_files_are_checked_after_start(tmp_path, monkeypatch):
 def test_readall_pieces_are_the_encoded_preorder(tmp_path):
     """The lazy source's READALL pieces, cut from the stored XDR, are byte for byte the
     encoding of its pre-order walk, pending (pinned) changes included (spec §9.4)."""
-    from netinfo.protocol import encode_readall_object
+    from netinfo.wire.readall import encode_readall_object
     path = tmp_path / "d.sqlite"
     _users, ids = _domain(path, 600)
     with Database(open_store(f"sqlite:{path}"), cache=8) as db:
@@ -313,8 +314,8 @@ def test_readall_pieces_are_the_encoded_preorder(tmp_path):
 def test_unused_numbers_below_the_highest(tmp_path):
     """The lazy source's gaps() (spec §5.2: lowest unused number first), whether the ids
     are dense, have only destroyed holes (listed in freed), or never-used ones too."""
-    from netinfo.nodes import MemorySource
     from netinfo.storage import Free, Image, KidIns, Put, Record
+    from netinfo.storage.nodes import MemorySource
     st = open_store(f"sqlite:{tmp_path / 'd.sqlite'}")
     try:
         ops = [Put(i, 1, 0, [("name", [str(i)])]) for i in range(10)]
@@ -336,8 +337,9 @@ def test_unused_numbers_below_the_highest(tmp_path):
 def test_listall_frames_the_stored_proplists(tmp_path):
     """LISTALL on the lazy source hands the stored XDR to the encoder (no decoding), with
     pending changes encoded from memory: the reply is byte for byte the decoded one's."""
-    from netinfo.protocol import LISTALL_RES, StoredProplists
-    from netinfo.xdr import Packer
+    from netinfo.wire.proplist import StoredProplists
+    from netinfo.wire.protocol import LISTALL_RES
+    from netinfo.wire.xdr import Packer
     path = tmp_path / "d.sqlite"
     users, ids = _domain(path, 300)
     with Database(open_store(f"sqlite:{path}"), cache=8) as db:
@@ -358,7 +360,8 @@ def test_lookupread_of_a_directory_not_in_memory_sends_its_stored_bytes(tmp_path
     stored proplist, undecoded (StoredProplist); it reads as the proplist, the reply is
     byte for byte the decoded one's, and a resident or changed child is answered from
     memory."""
-    from netinfo.protocol import PROCEDURES, RESULT_KINDS, Proc, StoredProplist
+    from netinfo.wire.proplist import StoredProplist
+    from netinfo.wire.protocol import PROCEDURES, RESULT_KINDS, Proc
     path = tmp_path / "d.sqlite"
     users, ids = _domain(path, 50)
     row = PROCEDURES[Proc.LOOKUPREAD]

@@ -34,8 +34,8 @@ USER_PMAP = 1111
 ATTACK_LIB = textwrap.dedent("""
     import os, socket, struct, sys
     from netinfo import rpc
-    from netinfo.portmap import encode_callit_args, Mapping
-    from netinfo.nibind import encode_tag
+    from netinfo.wire.portmap import encode_callit_args, Mapping
+    from netinfo.wire.nibind import encode_tag
 
     def call(host, port, prog, vers, proc, args=b"", auth=None, timeout=1.5):
         s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -103,7 +103,7 @@ def net(tmp_path_factory):
 def attack(net, code: str, prelude: str = "") -> str:
     """Run *code* on the attacker's host, after the attack library."""
     helpers = textwrap.dedent(f"""
-        from netinfo.nibind import decode_listreg_res
+        from netinfo.wire.nibind import decode_listreg_res
         def registered(port):
             nib = pmap_port(port, 200100001, 1)
             u = call({net.a.addr!r}, nib, 200100001, 1, 4) if nib else None
@@ -250,10 +250,10 @@ def _netinfod(directory: Path, *extra: str) -> subprocess.CompletedProcess:
 
 
 def _make_domain(directory: Path, users: int = 300) -> Path:
-    from netinfo.database import open_database
-    from netinfo.templates import create_master, ensure_dir
-    from netinfo.service import SUPERUSER
     from netinfo.model import NI_INDEX_NULL, NiId
+    from netinfo.server.database import open_database
+    from netinfo.server.service import SUPERUSER
+    from netinfo.server.templates import create_master, ensure_dir
     with open_database(directory, "dmg", create=True) as db:
         svc = db.service
         create_master(svc, "dmg", "here", ["127.0.0.1"])
@@ -300,10 +300,10 @@ SEC_PORT, TRUSTED_PORT = 1800, 1801
 
 def _served_db(directory: Path, tag: str, users: int, trusted: list[str] | None = None,
                parent_name: str | None = None) -> None:
-    from netinfo.database import open_database
     from netinfo.model import NI_INDEX_NULL, NiId
-    from netinfo.service import SUPERUSER
-    from netinfo.templates import create_master, ensure_dir, populate_standard
+    from netinfo.server.database import open_database
+    from netinfo.server.service import SUPERUSER
+    from netinfo.server.templates import create_master, ensure_dir, populate_standard
     with open_database(directory, tag, create=True) as db:
         svc = db.service
         create_master(svc, tag, "victim", ["10.77.0.1"])
@@ -509,7 +509,7 @@ def test_finding7_idle_connections_cannot_lock_clients_out(served):
 
 def test_finding9_lenient_udp_obeys_trusted_networks_and_does_not_amplify(served):
     out = attack(served, f"""
-        from netinfo.protocol import PROCEDURES, Proc, encode_args
+        from netinfo.wire.protocol import PROCEDURES, Proc, encode_args
         from netinfo.model import NiId
         def udp(port, proc, *args):
             u = call(A, port, 200100000, 2, proc, encode_args(PROCEDURES[proc], *args))
@@ -586,7 +586,7 @@ def test_trusted_networks_values_over_tcp_and_udp(served, value, admitted):
         asyncio.run(main())
     """))
     out = attack(served, f"""
-        from netinfo.protocol import PROCEDURES, Proc, encode_args
+        from netinfo.wire.protocol import PROCEDURES, Proc, encode_args
         from netinfo.model import NiId
         import asyncio
         from netinfo.client import Client

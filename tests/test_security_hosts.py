@@ -55,10 +55,10 @@ def _users_db(directory: Path, tag: str, host: str, addr: str, users: int, prefi
               clones: dict[str, str] | None = None) -> None:
     """A master of *tag* on *host* (*addr*) with *users* users named *prefix*N; each of
     *clones* (name: address) listed in /machines as serving ``./TAG``."""
-    from netinfo.database import open_database
     from netinfo.model import NI_INDEX_NULL, NiId
-    from netinfo.service import SUPERUSER
-    from netinfo.templates import create_master, ensure_dir, populate_standard
+    from netinfo.server.database import open_database
+    from netinfo.server.service import SUPERUSER
+    from netinfo.server.templates import create_master, ensure_dir, populate_standard
     with open_database(directory, tag, create=True) as db:
         svc = db.service
         create_master(svc, tag, host, [addr])

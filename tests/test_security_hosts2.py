@@ -159,7 +159,7 @@ def test_n7_an_anonymous_chain_from_another_host_stops_at_the_maximum_depth(net)
     ``_writers`` ``*``, so the next can be made in it): levels 2 to 256 are taken; the
     CREATE at level 257 is NI_NOSPACE (before, a chain 10,000 deep was built), while
     another directory at level 256 is still taken (the depth refused, not the quota)."""
-    from netinfo.limits import MAX_DEPTH
+    from netinfo.wire.limits import MAX_DEPTH
     victim, attacker = net.h["victim"], net.h["attacker"]
     d = net.tmp / "n7"
     proc, log = _netinfod(victim, d, "deep")
@@ -264,7 +264,7 @@ def test_n12_guesses_through_a_manager_never_lock_the_server_out(net):
     a wrong password and the bystander logs in at once."""
     pytest.importorskip("uvicorn")
     pytest.importorskip("starlette")
-    from netinfo.database import AUTH_FAILURES
+    from netinfo.server.database import AUTH_FAILURES
     from netinfo.web.lock import CLIENT_FREE
     victim, attacker, bystander, server = (net.h[n] for n in HOSTS)
     d = net.tmp / "n12"
@@ -308,8 +308,8 @@ def test_n12_guesses_through_a_manager_never_lock_the_server_out(net):
 RPC_LIB = textwrap.dedent("""
     import json, re, resource, socket, struct, sys, time
     from netinfo import rpc
-    from netinfo.nibind import NIBIND_PROG, NIBIND_VERS, BindProc
-    from netinfo.portmap import (IPPROTO_TCP, PMAP_PROG, PMAP_VERS, Mapping, PmapProc,
+    from netinfo.wire.nibind import NIBIND_PROG, NIBIND_VERS, BindProc
+    from netinfo.wire.portmap import (IPPROTO_TCP, PMAP_PROG, PMAP_VERS, Mapping, PmapProc,
                                  decode_dump)
     DUMP = rpc.frame(rpc.encode_call(1, PMAP_PROG, PMAP_VERS, PmapProc.DUMP))
     PING = rpc.frame(rpc.encode_call(1, NIBIND_PROG, NIBIND_VERS, BindProc.PING))
@@ -420,8 +420,8 @@ def test_n17_connections_that_never_read_do_not_shut_the_portmapper_out(net):
     TCP, and GETPORT over UDP, are answered within seconds, while the flood is held."""
     import subprocess
 
-    from netinfo.nibind import NIBIND_PROG
-    from netinfo.portmap import PMAP_PROG
+    from netinfo.wire.nibind import NIBIND_PROG
+    from netinfo.wire.portmap import PMAP_PROG
     victim, attacker, bystander = net.h["victim"], net.h["attacker"], net.h["bystander"]
     d = net.tmp / "n17"
     (d / "db").mkdir(parents=True)
@@ -508,10 +508,10 @@ def test_n18_a_master_on_another_host_cannot_fill_a_clones_disk(net):
     with ``--max-copy-mb 1``: the copy is abandoned past 1 MB with one log line naming the
     option, the clone keeps serving its 50 users, and its directory grows by less than
     the copy. Before the fix a copy had no bound: a master could fill the clone's disk."""
-    from netinfo.database import open_database
     from netinfo.model import NI_INDEX_NULL, NiId
-    from netinfo.service import SUPERUSER
-    from netinfo.templates import create_clone, ensure_dir
+    from netinfo.server.database import open_database
+    from netinfo.server.service import SUPERUSER
+    from netinfo.server.templates import create_clone, ensure_dir
 
     from .test_security_hosts import _registered, _start_nibindd, _users_db
     victim, attacker = net.h["victim"], net.h["attacker"]

@@ -24,8 +24,17 @@ from pathlib import Path
 import pytest
 
 from .netns import available, wait_until
-from .test_security_hosts import (POST_LIB, RECORDER, _log, _registered, network_of,
-                                  _start_nibindd, _stop, _users_db, rss_kib)
+from .test_security_hosts import (
+    POST_LIB,
+    RECORDER,
+    _log,
+    _registered,
+    _start_nibindd,
+    _stop,
+    _users_db,
+    network_of,
+    rss_kib,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -52,10 +61,10 @@ def web(net):
     would block for the resolver's whole timeout, and is seen."""
     pytest.importorskip("uvicorn")
     pytest.importorskip("starlette")
-    from netinfo.database import open_database
     from netinfo.model import NI_INDEX_NULL, NiId
     from netinfo.passwords import hash_password
-    from netinfo.service import SUPERUSER
+    from netinfo.server.database import open_database
+    from netinfo.server.service import SUPERUSER
     victim, bystander = net.h["victim"], net.h["bystander"]
     d = net.tmp / "web"
     d.mkdir()
@@ -454,7 +463,7 @@ WRITE_RESYNC = textwrap.dedent("""
     from netinfo import binding
     from netinfo.client import Client
     from netinfo.errors import NiError, Status
-    from netinfo.protocol import Proc
+    from netinfo.wire.protocol import Proc
     async def main():
         _, mport = await binding.getregister(MASTER, "net")
         _, cport = await binding.getregister(CLONE, "net")
@@ -521,8 +530,8 @@ def test_n13_write_and_resync_from_another_host_do_not_keep_a_clone_copying(net)
     (the master refusing its superuser's writes while it sent each); now the clone copies
     no sooner than 10 s after its last copy: at most 2 copies start in the 15 s, and the
     victim's superuser's writes meanwhile are (almost) never refused NI_MASTERBUSY."""
-    from netinfo.database import open_database
-    from netinfo.templates import create_clone
+    from netinfo.server.database import open_database
+    from netinfo.server.templates import create_clone
     victim, attacker, bystander = net.h["victim"], net.h["attacker"], net.h["bystander"]
     vdir, cdir = net.tmp / "n13-master", net.tmp / "n13-clone"
     vdir.mkdir()

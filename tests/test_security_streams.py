@@ -27,7 +27,7 @@ RAW = textwrap.dedent("""
     import socket, struct
     from netinfo import protocol, rpc
     from netinfo.model import NiId
-    from netinfo.protocol import PROCEDURES, Proc, encode_args
+    from netinfo.wire.protocol import PROCEDURES, Proc, encode_args
 
     def raw_call(proc, xid, *args):
         return rpc.frame(rpc.encode_call(xid, protocol.NETINFO_PROG, protocol.NETINFO_VERS,

@@ -8,13 +8,13 @@ import socket
 
 import pytest
 
-from netinfo import rpc
-from netinfo.client import Client, SyncClient
-from netinfo.transport import udp_call
+from netinfo.client.core import Client, SyncClient
+from netinfo.client.transport import udp_call
 from netinfo.errors import NiError, RpcError, Status
-from netinfo.model import NiId
-from netinfo.protocol import NETINFO_PROG, NETINFO_VERS, Proc, unpack_proplist
-from netinfo.model import addr_to_uint
+from netinfo.model import NiId, addr_to_uint
+from netinfo.wire import rpc
+from netinfo.wire.proplist import unpack_proplist
+from netinfo.wire.protocol import NETINFO_PROG, NETINFO_VERS, Proc
 
 from .conftest import FIXTURES, ROOT_USER
 
@@ -106,7 +106,7 @@ def test_bind_answers_only_for_listed_children(netinfod):
 
     # and over UDP, where nibindd sends it (spec §6.3): success = empty reply
     async def udp_bind(tag, addr):
-        from netinfo.protocol import PROCEDURES, encode_args
+        from netinfo.wire.protocol import PROCEDURES, encode_args
         args = encode_args(PROCEDURES[Proc.BIND], tag, addr_to_uint(addr))
         try:
             await udp_call("127.0.0.1", d.port, NETINFO_PROG, NETINFO_VERS, Proc.BIND, args,

@@ -1,4 +1,4 @@
-"""Per-procedure semantics of :class:`netinfo.service.DirectoryService`.
+"""Per-procedure semantics of :class:`netinfo.server.service.DirectoryService`.
 
 One contract suite, run against every storage engine (``memory:`` and ``sqlite:PATH``) and
 both node sources: the whole image in memory, and the lazy SQLite source (``lazy``: read on
@@ -26,13 +26,13 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from netinfo import service as service_mod
 from netinfo.errors import NiError, Status
 from netinfo.model import NI_INDEX_NULL, NiId
-from netinfo.protocol import Proc
-from netinfo.service import (INDEX_THRESHOLD, SUPERUSER, Caller, DirectoryService,
-                             ServerInfo)
+from netinfo.server.netinfod import service as service_mod
+from netinfo.server.service import INDEX_THRESHOLD, SUPERUSER, DirectoryService, ServerInfo
 from netinfo.storage import Image, Record, open_store
+from netinfo.storage.changes import Caller
+from netinfo.wire.protocol import Proc
 
 FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures"
 COLLECTION = FIXTURES / "next-local-source.nidb" / "collection"
@@ -1597,7 +1597,7 @@ def test_random_operations_match_naive_model(scheme, threshold, ops):
 def test_next_template_database(env):
     if not COLLECTION.exists():
         pytest.skip(f"fixture missing: {COLLECTION}")
-    from netinfo.legacy import decode_collection
+    from netinfo.storage.legacy import decode_collection
     image = decode_collection(COLLECTION.read_bytes())
     assert len(image.records) == 137
     assert sum((k + 1) * r.instance for k, r in image.records.items()) % 2**32 == 42693
@@ -1645,7 +1645,7 @@ def test_next_template_database(env):
 # -- bounded LOOKUP indexes; dangling children -------------------------------------------------
 
 def test_lookup_indexes_are_bounded_and_stay_correct(svc):
-    from netinfo.service import INDEX_MAX
+    from netinfo.server.service import INDEX_MAX
     users = mkdir(svc, 0, "users").object
     for i in range(40):
         mkdir(svc, users, f"u{i}", ("uid", [str(i)]))

@@ -127,7 +127,7 @@ def test_split_host_port_names_the_bad_part(text, message):
 
 
 def test_tagged_ipv6():
-    from netinfo.domain import TaggedError, parse_tagged
+    from netinfo.client.domain import TaggedError, parse_tagged
     assert parse_tagged("[::1]:1033/local") == ("::1", "local", 1033)
     assert parse_tagged("::1/local") == ("::1", "local", None)
     for bad in ("[::1/local", "[::1]:0/local", "127.0.0.1:99999/local"):

@@ -29,17 +29,20 @@ from dataclasses import replace
 
 import pytest
 
-from netinfo import database, protocol, rpc, server
-from netinfo.client import Client
-from netinfo.database import Database, open_database
+from netinfo.client.core import Client
 from netinfo.errors import NiError, Status, StorageError
 from netinfo.model import NI_INDEX_NULL, NiId
-from netinfo.peers import PeerBounds, PeerLimits, network_of
-from netinfo.protocol import PROCEDURES, RESULT_KINDS, Proc, decode_readall, encode_args
-from netinfo.server import NetInfoServer, ServerConfig
-from netinfo.service import SUPERUSER
+from netinfo.server.netinfod import database
+from netinfo.server.netinfod import netinfod as server
+from netinfo.server.database import Database, open_database
+from netinfo.server.netinfod import NetInfoServer, ServerConfig
+from netinfo.server.peers import PeerBounds, PeerLimits, network_of
+from netinfo.server.service import SUPERUSER
 from netinfo.storage import open_store
-from netinfo.xdr import Unpacker
+from netinfo.wire import protocol, rpc
+from netinfo.wire.protocol import PROCEDURES, RESULT_KINDS, Proc, encode_args
+from netinfo.wire.readall import decode_readall
+from netinfo.wire.xdr import Unpacker
 
 from .conftest import ROOT_USER, free_port
 
@@ -457,7 +460,8 @@ def test_a_copy_is_swapped_in_while_a_stream_is_open(tmp_path):
     is closed), never ending as if whole."""
     from array import array
 
-    from netinfo.protocol import WireObject, encode_proplist
+    from netinfo.wire.proplist import encode_proplist
+    from netinfo.wire.readall import WireObject
     db = Database(open_store(f"sqlite:{tmp_path / 'c.sqlite'}"))
     big = _populate(db)
     held = db.stream(Proc.LISTALL, SUPERUSER, (NiId(big, 0),))

@@ -21,8 +21,18 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from netinfo.errors import StorageError
-from netinfo.storage import (RESET, Free, Image, KidDel, KidIns, Put, Record, Store, apply_ops,
-                             open_store)
+from netinfo.storage import (
+    RESET,
+    Free,
+    Image,
+    KidDel,
+    KidIns,
+    Put,
+    Record,
+    Store,
+    apply_ops,
+    open_store,
+)
 from netinfo.storage.memory import MemoryStore
 from netinfo.storage.sqlite import SqliteStore
 

@@ -14,13 +14,19 @@ import time
 
 import pytest
 
-from netinfo import protocol, rpc
-from netinfo.client import Client
-from netinfo.database import open_database
+from netinfo.client.core import Client
 from netinfo.model import NI_INDEX_NULL, NiId
-from netinfo.protocol import (PROCEDURES, RESULT_KINDS, Proc, encode_args, list_pieces,
-                              listall_pieces)
-from netinfo.service import STREAM_CHILDREN, SUPERUSER
+from netinfo.server.database import open_database
+from netinfo.server.service import STREAM_CHILDREN, SUPERUSER
+from netinfo.wire import protocol, rpc
+from netinfo.wire.protocol import (
+    PROCEDURES,
+    RESULT_KINDS,
+    Proc,
+    encode_args,
+    list_pieces,
+    listall_pieces,
+)
 
 USERS = STREAM_CHILDREN + 904
 PAD = "p" * 2500   # ~12.5 MB of LISTALL: more than the write high-water mark (1 MiB)

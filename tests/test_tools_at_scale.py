@@ -17,9 +17,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from netinfo import dumps, formats
-from netinfo.formats import (FORMATS, LINE_FORMATS, RECORD_FORMATS, iter_loaded,
-                             raw_to_text)
+from netinfo.client import dumps
+from netinfo.client import flat as formats
+from netinfo.client.flat import FORMATS, LINE_FORMATS, RECORD_FORMATS, iter_loaded
+from netinfo.client.raw import raw_to_text
 
 from .conftest import Netinfod
 from .test_niload import dump, load, populate
@@ -286,7 +287,7 @@ def test_another_writers_child_between_pieces_ends_the_known_names(pair, monkeyp
 
 def _whole_raw(dom: str, path: str) -> str:
     async def go():
-        from netinfo.domain import open_domain
+        from netinfo.client.domain import open_domain
         c = await open_domain(dom, tagged=True)
         try:
             return raw_to_text(await dumps.read_subtree(c, path), escape_backslashes=True)

@@ -1,4 +1,4 @@
-"""The client transports (netinfo.transport): a connection that is refused, reset or
+"""The client transports (netinfo.client.transport): a connection that is refused, reset or
 closed raises ConnectionFailed, one exception that is both a NetInfoError and a
 ConnectionError (so an OSError), whichever root the caller catches."""
 
@@ -9,9 +9,9 @@ import socket
 
 import pytest
 
-from netinfo.client import Client
+from netinfo.client.core import Client
+from netinfo.client.transport import RpcConnection, open_tcp, udp_call
 from netinfo.errors import ConnectionFailed, NetInfoError, Timeout
-from netinfo.transport import RpcConnection, open_tcp, udp_call
 
 
 def _closed_port() -> int:

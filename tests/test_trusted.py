@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from netinfo.model import NI_INDEX_NULL, NiId
-from netinfo.service import SUPERUSER, DirectoryService, classful_network
+from netinfo.server.service import SUPERUSER, DirectoryService, classful_network
 
 
 @pytest.mark.parametrize("value,net", [

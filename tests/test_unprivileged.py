@@ -9,8 +9,8 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import sys
 import subprocess
+import sys
 import tempfile
 import textwrap
 import time
@@ -89,7 +89,7 @@ def test_nibindd_and_clients_as_an_ordinary_user(userland):
     code = textwrap.dedent("""
         import asyncio, os
         from netinfo import binding
-        from netinfo.domain import open_domain, domain_name
+        from netinfo.client.domain import open_domain, domain_name
         from netinfo.errors import NiError
         async def main():
             assert os.geteuid() != 0

@@ -17,7 +17,7 @@ import sys
 
 import pytest
 
-from netinfo import binding
+from netinfo.client import binding
 from netinfo.errors import ConfigError
 from netinfo.netif import bind_problem
 

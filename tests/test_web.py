@@ -20,9 +20,9 @@ pytest.importorskip("httpx")
 
 from starlette.testclient import TestClient
 
-from netinfo.domain import open_domain
+from netinfo.client.domain import open_domain
+from netinfo.client.raw import raw_from_text
 from netinfo.errors import NiError
-from netinfo.formats import raw_from_text
 from netinfo.model import NiId
 from netinfo.passwords import hash_password
 from netinfo.web import create_app

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pytest
 
-from netinfo.formats import raw_from_text
+from netinfo.client.raw import raw_from_text
 
 from .conftest import free_port, served_domains, wait_listening
 from .test_web import PASSWORD, ensure

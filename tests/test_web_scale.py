@@ -18,9 +18,9 @@ pytest.importorskip("httpx")
 
 from starlette.testclient import TestClient
 
-from netinfo import dumps
-from netinfo.domain import open_domain
-from netinfo.formats import RawNode
+from netinfo.client import dumps
+from netinfo.client.domain import open_domain
+from netinfo.client.raw import RawNode
 from netinfo.web import create_app
 
 N = 100_000

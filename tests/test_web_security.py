@@ -26,7 +26,7 @@ pytest.importorskip("httpx")
 import httpx
 from starlette.testclient import TestClient
 
-from netinfo.domain import open_domain
+from netinfo.client.domain import open_domain
 from netinfo.passwords import hash_password
 from netinfo.web import create_app
 from netinfo.web import domains as web_domains
@@ -371,7 +371,7 @@ def test_n11_the_parse_runs_in_a_worker_thread(domain, monkeypatch):
         threads.append(on_loop())
         return parse(data)
     monkeypatch.setattr(web_transfer, "_parse_raw", spy)
-    from netinfo import dumps
+    from netinfo.client import dumps
     survey = dumps._survey
 
     def spy2(fmt, text):

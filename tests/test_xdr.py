@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from netinfo.errors import WireError
-from netinfo.xdr import Packer, Unpacker
+from netinfo.wire.xdr import Packer, Unpacker
 
 from .conftest import hexbytes
 

@@ -296,3 +296,17 @@ def classful_network(value: str) -> Network | None:
 
 __all__ = ["DomainFacts", "Network", "Peer", "Role", "addresses", "admits",
            "classful_network", "master_property", "trusted_networks"]
+
+
+def clone_list(machines: Sequence[Proplist], is_own: Callable[[str], bool],
+               own_tag: str) -> list[Peer]:
+    """The master's clones: every /machines server of this domain but this one
+    (:meth:`DomainFacts.clones`, spec §9.1)."""
+    return DomainFacts([], machines).clones(is_own, own_tag)
+
+
+def master_of(root_master: str | None, machines: Sequence[Proplist]) -> tuple[str, str] | None:
+    """(address, tag) of the master named by root ``master`` = ``HOST/TAG`` (spec §9.1;
+    :attr:`DomainFacts.master`)."""
+    m = DomainFacts([("master", [root_master])] if root_master else [], machines).master
+    return (m.addr, m.tag) if m is not None else None

@@ -50,7 +50,7 @@ def netns() -> int | None:
 
 
 def _ip(text: str):
-    import ipaddress   # only on the rare path that needs it: keeps start-up cheap
+    import ipaddress  # only on the rare path that needs it: keeps start-up cheap
     try:
         ip = ipaddress.ip_address(text.partition("%")[0])
     except ValueError:

@@ -17,10 +17,20 @@ from collections.abc import Callable, Coroutine, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
-from ..binding import portmapper_address
-from ..domain import DomainClient, DomainSyntaxError, TaggedError, open_domain
-from ..errors import (ConfigError, NetInfoError, NiError, NoPassword, RpcError, Status, Timeout,
-                      TooLong, WireError, error_text)
+from ..client.binding import portmapper_address
+from ..client.domain import DomainClient, DomainSyntaxError, TaggedError, open_domain
+from ..errors import (
+    ConfigError,
+    NetInfoError,
+    NiError,
+    NoPassword,
+    RpcError,
+    Status,
+    Timeout,
+    TooLong,
+    WireError,
+    error_text,
+)
 
 #: Exit status for NI_FAILED / communication failures and unknown domain names (tools §1.5).
 EXIT_FAILED = 199

@@ -15,19 +15,37 @@ import signal
 import sys
 import threading
 
-from .. import binding
-from ..database import Database, DatabaseInUse, database_exists, netinfo_dir, open_database
-from ..facts import Role
+from ..client import binding
 from ..errors import ConfigError, NiError, RpcError, StorageError, Timeout, WireError
-from ..netif import (bind_problem, hostname, is_local, local_addresses, non_loopback,
-                     served_addresses)
-from ..nibind import TAG_MAX, valid_tag
-from ..proctitle import name_process
-from ..replicator import MAX_COPY_BYTES, Replicator
-from ..server import NetInfoServer, ServerConfig
-from ..service import ServerInfo
-from ..templates import (create_clone, create_local, create_master, has_user,
-                         populate_standard, set_password)
+from ..facts import Role
+from ..netif import (
+    bind_problem,
+    hostname,
+    is_local,
+    local_addresses,
+    non_loopback,
+    served_addresses,
+)
+from ..server.database import (
+    Database,
+    DatabaseInUse,
+    database_exists,
+    netinfo_dir,
+    open_database,
+)
+from ..server.netinfod import NetInfoServer, ServerConfig
+from ..server.proctitle import name_process
+from ..server.replicator import MAX_COPY_BYTES, Replicator
+from ..server.service import ServerInfo
+from ..server.templates import (
+    create_clone,
+    create_local,
+    create_master,
+    has_user,
+    populate_standard,
+    set_password,
+)
+from ..wire.nibind import TAG_MAX, valid_tag
 from .rootpass import RootPasswordError, locked_notice, root_password_hash
 
 PROG = "netinfod"

@@ -13,14 +13,19 @@ import os
 import sys
 from pathlib import Path
 
-from ..binder import Nibindd, PortmapperTaken, run_nibindd
-from ..binding import portmapper_address
-from ..database import (DatabaseInUse, check_not_in_use, database_exists, netinfo_dir,
-                        open_database)
+from ..client.binding import portmapper_address
 from ..errors import ConfigError
 from ..netif import bind_problem, hostname, served_addresses
-from ..proctitle import name_process
-from ..templates import create_local_under_network, create_network_root, set_password
+from ..server.database import (
+    DatabaseInUse,
+    check_not_in_use,
+    database_exists,
+    netinfo_dir,
+    open_database,
+)
+from ..server.nibindd import Nibindd, PortmapperTaken, run_nibindd
+from ..server.proctitle import name_process
+from ..server.templates import create_local_under_network, create_network_root, set_password
 from .netinfod import positive_number
 from .rootpass import RootPasswordError, locked_notice, root_password_hash
 

@@ -9,7 +9,7 @@
 
 Against a server every command goes through the client core; with ``-raw`` the database
 directory is opened and edited in this process, with the same directory semantics
-(:mod:`netinfo.service`). The verbs are those of :mod:`netinfo.verbs`; this module
+(:mod:`netinfo.server.service`). The verbs are those of :mod:`netinfo.client.verbs`; this module
 is the syntax, the output formats of tools §3.3 and nicl's own statuses and exit codes.
 """
 
@@ -22,17 +22,27 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from ..client import Client
-from ..domain import TaggedError, authenticate, open_domain
+from ..client import verbs
+from ..client.core import Client
+from ..client.domain import TaggedError, authenticate, open_domain
 from ..errors import NetInfoError, NiError, Status, StorageError, TooLong
-from .. import verbs
-from ..database import SQLITE_NAME, Database, DatabaseInUse, LocalChannel, open_database
 from ..model import Proplist, atoi, format_component, parse_path
-from ..protocol import PROCEDURES, Proc
-from ..service import ServerInfo
-from .common import (COMM_ERRORS, EXIT_ERROR, OUTPUT_ERRNOS, ToolExit,
-                     UsageError, dump_json, failure_reason, os_error_text,
-                     privileged_from_env, props_json, tool_main)
+from ..server.database import SQLITE_NAME, Database, DatabaseInUse, LocalChannel, open_database
+from ..server.service import ServerInfo
+from ..wire.protocol import PROCEDURES, Proc
+from .common import (
+    COMM_ERRORS,
+    EXIT_ERROR,
+    OUTPUT_ERRNOS,
+    ToolExit,
+    UsageError,
+    dump_json,
+    failure_reason,
+    os_error_text,
+    privileged_from_env,
+    props_json,
+    tool_main,
+)
 
 PROG = "nicl"
 
@@ -169,7 +179,7 @@ EXIT_UNKNOWN_COMMAND = 1
 class RawClient(Client):
     """A :class:`Client` over an in-process channel to a database opened here (``-raw``).
 
-    Each call is answered by the :class:`~netinfo.database.Database` as the superuser,
+    Each call is answered by the :class:`~netinfo.server.database.Database` as the superuser,
     through the same procedure and result-kind tables as a server, and every write is
     committed at once; the domain-level procedures (RPARENT, RESYNC, ...) make no sense
     here.

@@ -24,8 +24,8 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass
 
-from .. import binding
-from ..domain import resolve_host
+from ..client import binding
+from ..client.domain import resolve_host
 from ..errors import NiError, RpcError, Timeout, WireError, status_message
 from .common import ToolExit, UsageError, tool_main
 
@@ -74,7 +74,7 @@ _STATE = ("tag", "checksum", "master_server", "sync_state", "last_sync", "clone_
 
 async def _state(tag: str, host: str) -> list[str]:
     """``nidomain -s``: the role, checksum and replication state of *tag*'s server."""
-    from ..client import Client  # noqa: PLC0415 - only this operation talks NETINFO
+    from ..client.core import Client  # noqa: PLC0415 - only this operation talks NETINFO
     _, port = await binding.getregister(host, tag)
     c = await Client.connect(host, port, tag, privileged=False)
     try:

@@ -22,7 +22,7 @@ own ``niload -r`` then dropped it, so a value such as ``fs:\\/export`` did not s
 backup and restore. Escaping it makes ``nidump -r | niload -r`` give back the same tree
 whatever it holds (the issue's requirement); text without backslashes prints unchanged.
 And ``-r`` indents directories deeper than 16 levels as at level 16
-(:data:`~netinfo.formats.INDENT_LEVELS`): four blanks a level made a chain's dump
+(:data:`~netinfo.client.flat.INDENT_LEVELS`): four blanks a level made a chain's dump
 about 12·depth² bytes (1.2 GB at 10,000 levels, issue 18 N7); blanks mean nothing to
 ``niload -r``, and real trees are a handful of levels deep.
 
@@ -49,13 +49,26 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from .. import dumps
-from ..client import Client
+from ..client import dumps
+from ..client.core import Client
+from ..client.flat import FORMATS, NIDUMP_FORMATS, RECORD_FORMATS
+from ..client.raw import RawNode
 from ..errors import NiError, Status
-from ..formats import FORMATS, NIDUMP_FORMATS, RECORD_FORMATS, RawNode
-from .common import (COMM_ERRORS, DEFAULT_TIMEOUT, Progress,
-                     ToolExit, UsageError, dump_json, error_text, open_or_usage,
-                     parse_timeout, props_json, scan_args, tool_main, usage_text)
+from .common import (
+    COMM_ERRORS,
+    DEFAULT_TIMEOUT,
+    Progress,
+    ToolExit,
+    UsageError,
+    dump_json,
+    error_text,
+    open_or_usage,
+    parse_timeout,
+    props_json,
+    scan_args,
+    tool_main,
+    usage_text,
+)
 
 PROG = "nidump"
 EXIT_USAGE = 1
@@ -231,8 +244,8 @@ async def dump_raw(c: Client, o: Options) -> Callable[[], None]:
 
 async def dump_flat(c: Client, o: Options) -> Callable[[], None]:
     """Dump the format's table. A format printed record by record
-    (:data:`~netinfo.formats.RECORD_FORMATS`) is written as it is read, a piece at a
-    time (:func:`netinfo.dumps.table_pieces`: one LISTALL, or windows of READs for a big
+    (:data:`~netinfo.client.flat.RECORD_FORMATS`) is written as it is read, a piece at a
+    time (:func:`netinfo.client.dumps.table_pieces`: one LISTALL, or windows of READs for a big
     table); the others, and ``--json``, are read whole, then printed by what this
     returns."""
     spec = FORMATS[o.what]

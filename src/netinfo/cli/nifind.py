@@ -31,11 +31,21 @@ import sys
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..domain import DomainClient, domain_name, open_child, open_domain, open_parent
+from ..client.domain import DomainClient, domain_name, open_child, open_domain, open_parent
 from ..errors import NiError, Status, TooLong
 from ..model import Proplist, first_values
-from .common import (COMM_ERRORS, ToolExit, UsageError, dump_json, error_text, failure_reason,
-                     parse_timeout, privileged_from_env, props_json, tool_main)
+from .common import (
+    COMM_ERRORS,
+    ToolExit,
+    UsageError,
+    dump_json,
+    error_text,
+    failure_reason,
+    parse_timeout,
+    privileged_from_env,
+    props_json,
+    tool_main,
+)
 
 PROG = "nifind"
 USAGE = "usage: nifind [-anvp] [-T timeout] directory [domain]"

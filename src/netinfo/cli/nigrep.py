@@ -17,7 +17,7 @@ do_open failed).
 
 The expression is POSIX *extended* (ERE), unanchored, as the original compiled it with
 ``regcomp(REG_EXTENDED)``. Python's ``re`` speaks a Perl-like dialect, so
-:func:`netinfo.search.ere_to_python` translates the expression first (the web manager's
+:func:`netinfo.client.search.ere_to_python` translates the expression first (the web manager's
 search shares it); see its docstring for the mapping and the remaining differences.
 """
 
@@ -29,13 +29,23 @@ import sys
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..client.search import BadExpression, compile_ere, ere_to_python
+from ..client.search import join_path as _join
+from ..client.search import label as _label
 from ..errors import NiError
 from ..model import Proplist
-from ..search import BadExpression, compile_ere, ere_to_python
-from ..search import join_path as _join
-from ..search import label as _label
-from .common import (COMM_ERRORS, DEFAULT_TIMEOUT, ToolExit, UsageError, dump_json, error_text,
-                     exit_code, open_or_usage, parse_timeout, tool_main)
+from .common import (
+    COMM_ERRORS,
+    DEFAULT_TIMEOUT,
+    ToolExit,
+    UsageError,
+    dump_json,
+    error_text,
+    exit_code,
+    open_or_usage,
+    parse_timeout,
+    tool_main,
+)
 
 PROG = "nigrep"
 #: The usage line exactly as the original prints it (stderr, exit 1), also after any

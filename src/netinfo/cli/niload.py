@@ -7,8 +7,8 @@
     niload -r /users . < users.raw      # replace /users with the dump (nidump -r)
 
 Flat formats follow the update rules of tools §2.7 exactly, through the pure helpers of
-:mod:`netinfo.formats` (:func:`~netinfo.formats.record_key`,
-:func:`~netinfo.formats.plan_update`, ...): each record in input order is looked up by
+:mod:`netinfo.client.flat` (:func:`~netinfo.client.flat.record_key`,
+:func:`~netinfo.client.flat.plan_update`, ...): each record in input order is looked up by
 its first name among the table's children (the first child whose ``name`` values hold
 it, so aliases can collide), then created, replaced, or with ``-m`` merged. ``-d`` first
 destroys the whole table directory and recreates it ([369]). Messages, ``-v`` output and
@@ -55,7 +55,7 @@ Deliberate differences from the original, all additive:
   all: ``niload: line N: <why> (nothing loaded)``, exit 1. The original skipped such
   lines silently and loaded the rest. Comments, blank lines and NIS ``+`` entries are
   still skipped.
-* Every bound a server keeps (:mod:`netinfo.limits`: names and values of at most 65,535
+* Every bound a server keeps (:mod:`netinfo.wire.limits`: names and values of at most 65,535
   bytes, 65,535 values and properties, a directory one call can carry, 1,048,576
   entries, and for ``-r`` 256 levels below the root) is checked for the whole input
   before the first write or destroy; a record over one is refused like a line that does
@@ -78,16 +78,28 @@ import sys
 from dataclasses import dataclass
 from functools import partial
 
-from .. import dumps
-from ..client import Client
-from ..domain import authenticate
-from ..dumps import LoadError
+from ..client import dumps
+from ..client.core import Client
+from ..client.domain import authenticate
+from ..client.dumps import LoadError
+from ..client.flat import NILOAD_FORMATS
+from ..client.raw import FormatError
+from ..client.verbs import use_master
 from ..errors import NiError
-from ..formats import NILOAD_FORMATS, FormatError
-from ..verbs import use_master
-from .common import (COMM_ERRORS, DEFAULT_TIMEOUT, Progress,
-                     ToolExit, UnknownOption, UsageError, error_text, open_or_usage,
-                     parse_timeout, scan_args, tool_main, usage_text)
+from .common import (
+    COMM_ERRORS,
+    DEFAULT_TIMEOUT,
+    Progress,
+    ToolExit,
+    UnknownOption,
+    UsageError,
+    error_text,
+    open_or_usage,
+    parse_timeout,
+    scan_args,
+    tool_main,
+    usage_text,
+)
 
 PROG = "niload"
 EXIT_USAGE = 1
@@ -188,7 +200,7 @@ def _flat_failure(e: LoadError) -> ToolExit:
 
 
 async def load_flat(c: Client, o: Options, text: str | bytes) -> int:
-    """``niload <format>`` (tools §2.7), through :func:`netinfo.dumps.load_flat`."""
+    """``niload <format>`` (tools §2.7), through :func:`netinfo.client.dumps.load_flat`."""
     try:
         await dumps.load_flat(c, o.what, text, merge=o.merge, delete=o.delete,
                               verbose=o.verbose, write=sys.stderr.write,
@@ -201,7 +213,7 @@ async def load_flat(c: Client, o: Options, text: str | bytes) -> int:
 
 
 async def load_raw(c: Client, o: Options, text: str | bytes) -> int:
-    """``niload -r <path>`` (tools §2.7), through :func:`netinfo.dumps.raw_load`."""
+    """``niload -r <path>`` (tools §2.7), through :func:`netinfo.client.dumps.raw_load`."""
     if isinstance(text, bytes):
         text = text.decode("utf-8", "surrogateescape")
     try:

@@ -7,7 +7,7 @@
 The new password is asked twice on the terminal, or read from standard input with
 ``--stdin``. It is hashed here (SHA-512 crypt unless ``--hash`` says otherwise;
 ``netinfo.passwords``) and written as ``/users/<user>`` ``passwd`` through the client
-library (``netinfo.verbs.set_password``, the web manager's "Set password" too). The
+library (``netinfo.client.verbs.set_password``, the web manager's "Set password" too). The
 server decides who may (spec §10.2, §10.4):
 
 * the superuser: root on a reserved port, or the user that runs an unprivileged server
@@ -32,12 +32,21 @@ import getpass
 import sys
 from dataclasses import dataclass
 
-from .. import verbs
-from ..domain import authenticate
+from ..client import verbs
+from ..client.domain import authenticate
 from ..errors import NiError, Status, error_text
 from ..passwords import DEFAULT_HASH, HASHES, hash_password
-from .common import (COMM_ERRORS, DEFAULT_TIMEOUT, EXIT_USAGE, ToolExit, UsageError,
-                     exit_code, open_for_tool, parse_timeout, tool_main)
+from .common import (
+    COMM_ERRORS,
+    DEFAULT_TIMEOUT,
+    EXIT_USAGE,
+    ToolExit,
+    UsageError,
+    exit_code,
+    open_for_tool,
+    parse_timeout,
+    tool_main,
+)
 
 PROG = "nipasswd"
 USAGE = ("usage: nipasswd [-T timeout] [--stdin] [--hash "

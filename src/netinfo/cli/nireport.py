@@ -21,8 +21,18 @@ from typing import Any
 
 from ..errors import NiError
 from ..model import NiId, Proplist, first_values
-from .common import (COMM_ERRORS, DEFAULT_TIMEOUT, ToolExit, UsageError, dump_json, error_text,
-                     exit_code, open_for_tool, parse_timeout, tool_main)
+from .common import (
+    COMM_ERRORS,
+    DEFAULT_TIMEOUT,
+    ToolExit,
+    UsageError,
+    dump_json,
+    error_text,
+    exit_code,
+    open_for_tool,
+    parse_timeout,
+    tool_main,
+)
 
 PROG = "nireport"
 USAGE = "usage: nireport [-T timeout] [-t] domain directory property..."

@@ -10,7 +10,7 @@ The argument parsing copies the original's quirks on purpose (tools §1.2): ever
 is looked at wherever it stands, the last operation wins, and the operands are everything
 from the first word that does not start with ``-``. Output formats, messages and exit
 codes are those of tools §1.4–§1.5. Beyond the original: ``--help`` and ``--json``.
-The verbs themselves live in :mod:`netinfo.verbs`.
+The verbs themselves live in :mod:`netinfo.client.verbs`.
 
 Where a slip used to pass silently, it is now an error (issue #9), except where the
 original's exit status is the spec: ``-readval`` past the last value prints the
@@ -29,13 +29,24 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, NamedTuple
 
-from ..client import Client
-from ..domain import authenticate
+from ..client import verbs
+from ..client.core import Client
+from ..client.domain import authenticate
 from ..errors import NiError, Status
 from ..model import atoi, is_integer
-from .. import verbs
-from .common import (COMM_ERRORS, DEFAULT_TIMEOUT, ToolExit, UsageError, dump_json, error_text,
-                     exit_code, open_for_tool, parse_timeout, props_json, tool_main)
+from .common import (
+    COMM_ERRORS,
+    DEFAULT_TIMEOUT,
+    ToolExit,
+    UsageError,
+    dump_json,
+    error_text,
+    exit_code,
+    open_for_tool,
+    parse_timeout,
+    props_json,
+    tool_main,
+)
 
 PROG = "niutil"
 

@@ -42,11 +42,12 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ..errors import StorageError
 from ..model import Proplist
-from ..protocol import WireObject, decode_proplist
+from ..wire.proplist import decode_proplist
+from ..wire.readall import WireObject
 
 if TYPE_CHECKING:
-    from ..changes import Change
-    from ..nodes import NodeSource
+    from .changes import Change
+    from .nodes import NodeSource
 
 
 class Put(NamedTuple):

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 from . import Image, Op, Store, apply_ops, validate_ops
 
 if TYPE_CHECKING:
-    from ..changes import Change
+    from .changes import Change
 
 
 class MemoryStore(Store):

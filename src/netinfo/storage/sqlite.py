@@ -48,12 +48,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..errors import StorageError, WireError
-from ..protocol import WireObject, check_proplist, decode_proplist, encode_proplist
 from ..model import Proplist
+from ..wire.proplist import check_proplist, decode_proplist, encode_proplist
+from ..wire.readall import WireObject
 from . import Free, Image, KidDel, KidIns, Meta, NewCopy, Op, Put, Record, Reset, Store
 
 if TYPE_CHECKING:
-    from ..changes import Change
+    from .changes import Change
     from .sqlite_source import SqliteSource
 
 #: What to tell the administrator when a database cannot be trusted.
@@ -767,7 +768,7 @@ class SqliteCopy(NewCopy):
     a READALL stream's bytes: the ``dirs`` rows take the XDR proplists as they came (the
     store's own form), the ``kids`` rows the child lists with the ordinal keys the
     store's appends give (0, gap, 2·gap, ...), the ``keys`` rows the pairs the decoder
-    picked up (:attr:`~netinfo.protocol.WireObject.firsts`): the very rows a
+    picked up (:attr:`~netinfo.wire.protocol.WireObject.firsts`): the very rows a
     ``Database.replace`` of the same tree leaves, with the same schema, in one
     transaction. Nothing is journalled or synced while it is written (a crash leaves a
     file that is discarded); :meth:`finish` checks the tree and the file and syncs it,

@@ -34,9 +34,16 @@ from typing import TYPE_CHECKING
 
 from ..errors import DamagedDirectory, StorageError, WireError
 from ..model import Directory, NiId
-from ..nodes import MISSING, Node, NodeSource, bounded_preorder, list_value, matches
-from ..protocol import (StoredProplist, StoredProplists, check_proplist, decode_proplist,
-                        encode_proplist, encode_readall_stored, stored_list_values)
+from ..wire.proplist import (
+    StoredProplist,
+    StoredProplists,
+    check_proplist,
+    decode_proplist,
+    encode_proplist,
+    stored_list_values,
+)
+from ..wire.readall import encode_readall_stored
+from .nodes import MISSING, Node, NodeSource, bounded_preorder, list_value, matches
 from .sqlite import CHUNK, RECOVERY
 
 if TYPE_CHECKING:

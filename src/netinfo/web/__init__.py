@@ -1,6 +1,6 @@
 """NetInfo Manager in the browser (tools §6): a Starlette + Jinja2 application.
 
-It talks to domains only through the client library (``netinfo.domain``, ``verbs``,
+It talks to domains only through the client library (``netinfo.client.domain``, ``verbs``,
 ``walk``, ``dumps``, ``search``, ``formats``), never to storage and never through the
 tools in ``netinfo.cli`` (DESIGN.md "web/: talks through the client, never to storage").
 The server decides every permission (tools §0.5): the manager forwards the AUTH_UNIX

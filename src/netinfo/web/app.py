@@ -40,7 +40,7 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from ..transport import REPLY_LIMIT
+from ..client.transport import REPLY_LIMIT
 from . import edits, transfer, views
 from .common import HERE
 from .domains import MAX_REPLY, DomainPolicy

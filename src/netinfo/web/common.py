@@ -18,10 +18,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.templating import Jinja2Templates
 
-from ..domain import DomainClient, DomainSyntaxError, TaggedError, domain_name
+from ..client.domain import DomainClient, DomainSyntaxError, TaggedError, domain_name
+from ..client.walk import CALL_ERRORS
 from ..errors import MESSAGES, NetInfoError, NiError, Status, Timeout
 from ..model import first_values
-from ..walk import CALL_ERRORS
 from .domains import DomainRefused
 from .paging import PAGE
 from .pool import Pool

@@ -29,7 +29,7 @@ from collections import OrderedDict
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 
-from ..domain import parse_direct, resolve_host, split_domain_path
+from ..client.domain import parse_direct, resolve_host, split_domain_path
 from ..errors import NetInfoError, Timeout
 from ..model import format_host_port, split_host_port
 
@@ -75,7 +75,7 @@ def parse_allow(text: str) -> Target:
 def direct_target(name: str) -> tuple[int, str, str, int | None] | None:
     """Where a domain name connects straight to: (index of its ``tag@host`` component,
     tag, host, port), or None for a name through the hierarchy (as
-    :func:`netinfo.domain.open_domain` reads it: the last such component wins)."""
+    :func:`netinfo.client.domain.open_domain` reads it: the last such component wins)."""
     comps = split_domain_path(name)
     for i in range(len(comps) - 1, -1, -1):
         if "@" in comps[i]:
@@ -142,7 +142,7 @@ class DomainPolicy:
 
     async def resolve(self, host: str) -> str:
         """*host*'s address: a literal as it is, a name from the cache or from a worker
-        thread (:func:`netinfo.domain.resolve_host`), one lookup per name at a time."""
+        thread (:func:`netinfo.client.domain.resolve_host`), one lookup per name at a time."""
         h = norm_host(host)
         try:
             return str(ipaddress.ip_address(h))

@@ -19,14 +19,24 @@ from starlette.datastructures import FormData
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
-from .. import dumps, verbs
-from ..domain import DomainClient, authenticate
+from ..client import dumps, verbs
+from ..client.domain import DomainClient, authenticate
+from ..client.walk import CALL_ERRORS, walk
 from ..errors import NiError, Status
 from ..model import NI_INDEX_NULL, NiId, first_values
 from ..passwords import DEFAULT_HASH, HASHES, hash_password
-from ..walk import CALL_ERRORS, walk
-from .common import (BadInput, domain_of, explain, int_param, label, pool, render, session,
-                     store, url)
+from .common import (
+    BadInput,
+    domain_of,
+    explain,
+    int_param,
+    label,
+    pool,
+    render,
+    session,
+    store,
+    url,
+)
 from .guard import MAX_FORM, Forbidden, TooLarge, safe_next
 from .guard import checked_form as _guarded_form
 from .lock import check_here

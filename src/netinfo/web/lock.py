@@ -36,7 +36,7 @@ import time
 from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 
-from ..domain import DomainClient
+from ..client.domain import DomainClient
 from ..errors import NiError, Status
 from ..model import first_values
 from ..passwords import verdict

@@ -23,12 +23,12 @@ from collections.abc import Awaitable, Callable
 from functools import partial
 from typing import TypeVar
 
-from ..domain import DomainClient, open_domain
+from ..client.domain import DomainClient, open_domain
+from ..client.verbs import use_master
+from ..client.walk import CALL_ERRORS, pipelined
 from ..errors import NiError, Status
 from ..model import first_values
 from ..netif import is_local, port_owner
-from ..verbs import use_master
-from ..walk import CALL_ERRORS, pipelined
 from .domains import DomainPolicy
 from .paging import PAGE, Listing, clamp, label, page_of
 from .sessions import Credential, Session

@@ -29,7 +29,6 @@ import os
 import socket
 import sys
 
-
 #: root's port (the only default before issue 17).
 ROOT_PORT = 8966
 #: Everyone else: WEB_BASE + uid % UID_SPAN, 30000-49999. The README's portmappers use

@@ -1,5 +1,5 @@
 """Moving data in and out: export and import of a subtree in nidump's raw format and of
-the flat formats (passwd, group, hosts, ...), through :mod:`netinfo.dumps`, the very
+the flat formats (passwd, group, hosts, ...), through :mod:`netinfo.client.dumps`, the very
 code nidump and niload run (tools §2).
 
 Safety is niload's (tools §2.7): input is parsed completely before anything is written;
@@ -23,12 +23,12 @@ from starlette.datastructures import UploadFile
 from starlette.requests import Request
 from starlette.responses import Response
 
-from .. import dumps
-from ..domain import DomainClient
+from ..client import dumps
+from ..client.domain import DomainClient
+from ..client.flat import FORMATS, NIDUMP_FORMATS, NILOAD_FORMATS
+from ..client.raw import FormatError, raw_from_text, raw_to_text
+from ..client.walk import CALL_ERRORS
 from ..errors import MESSAGES, NiError, TooLong
-from ..formats import FORMATS, NIDUMP_FORMATS, NILOAD_FORMATS, FormatError, raw_from_text, \
-    raw_to_text
-from ..walk import CALL_ERRORS
 from .common import BadInput, domain_of, explain, pool, render, session, url
 from .edits import form_post
 from .guard import MAX_IMPORT
@@ -183,7 +183,7 @@ async def _import(request: Request, form: Any, domain: str) -> Response:
         return render(request, "transfer.html", ctx, status_code=code)
     except FormatError as e:
         # a flat input with a line that does not parse or a record over a bound
-        # (netinfo.limits): refused whole before any write, the table untouched
+        # (netinfo.wire.limits): refused whole before any write, the table untouched
         ctx.update(log="".join(log), extra_notices=[
             ("error", f"The input cannot be loaded: {e}. Nothing was changed.")])
         return render(request, "transfer.html", ctx, status_code=400)

@@ -10,15 +10,26 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
-from .. import search
-from ..client import Client
-from ..domain import DomainClient, connect_server, domain_servers, machines
+from ..client import search
+from ..client.core import Client
+from ..client.domain import DomainClient, connect_server, domain_servers, machines
+from ..client.walk import CALL_ERRORS
 from ..errors import NiError, Status
 from ..model import Proplist, first_values, uint_to_addr
 from ..passwords import HASHES
-from ..walk import CALL_ERRORS
-from .common import (BadInput, display_name, domain_of, error_page, explain, int_param,
-                     label, pool, render, session, url)
+from .common import (
+    BadInput,
+    display_name,
+    domain_of,
+    error_page,
+    explain,
+    int_param,
+    label,
+    pool,
+    render,
+    session,
+    url,
+)
 
 #: Deepest ancestry shown in the breadcrumbs (a guard against a parent cycle).
 MAX_DEPTH = 256

@@ -1,5 +1,5 @@
 """The one client core: the NETINFO client over the RPC transports of
-:mod:`netinfo.transport`.
+:mod:`netinfo.client.transport`.
 
 :class:`Client` is asyncio-native; :class:`SyncClient` runs the very same coroutines on a
 private event loop, adding no protocol logic of its own. Every tool and the web UI go
@@ -19,13 +19,22 @@ import os
 from collections.abc import Callable
 from typing import Any
 
-from . import rpc
+from ..errors import NiError, RpcError, Status
+from ..model import NI_INDEX_NULL, NiId, Proplist, is_digits, parse_path
+from ..wire import rpc
+from ..wire.protocol import (
+    NETINFO_PROG,
+    NETINFO_VERS,
+    PROCEDURES,
+    RESULT_KINDS,
+    Kind,
+    Proc,
+    encode_args,
+)
+from ..wire.readall import ReadAllDecoder, WireObject
 from .binding import lookup_netinfod
-from .errors import NiError, RpcError, Status
-from .model import NI_INDEX_NULL, NiId, Proplist, is_digits, parse_path
-from .protocol import (NETINFO_PROG, NETINFO_VERS, PROCEDURES, RESULT_KINDS, Kind, Proc,
-                       ReadAllDecoder, WireObject, encode_args)
 from .transport import READ_TIMEOUT, WRITE_TIMEOUT, ReplyStream, RpcConnection, open_tcp
+
 
 def parse_server(spec: str, default_tag: str = "local") -> tuple[str, str, int | None]:
     """``tag@host:port``, ``tag@host``, ``host:port`` → (tag, host, port or None)."""
@@ -271,7 +280,7 @@ class ReadAllStream:
 
     ``checksum`` is the sender's (0: the caller's copy is current and nothing follows) and
     ``highest`` its highest number + 1; ``async for batch in stream`` then gives the
-    directories in pre-order as lists of :class:`~netinfo.protocol.WireObject`
+    directories in pre-order as lists of :class:`~netinfo.wire.protocol.WireObject`
     (undecoded proplists, as a store keeps them), each list what one piece of the reply
     completed. Between pieces the event loop runs other work.
 

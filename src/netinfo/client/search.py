@@ -16,10 +16,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from .client import Client
+from ..errors import NiError, Status
+from ..model import Proplist, first_values
+from .core import Client
 from .domain import DomainClient, domain_name, open_parent
-from .errors import NiError, Status
-from .model import Proplist, first_values
 from .walk import CALL_ERRORS
 
 __all__ = ["BadExpression", "ere_to_python", "compile_ere", "Match", "label", "join_path",

@@ -7,17 +7,17 @@ callable (text with its newlines), progress to a factory of objects with ``advan
 (tools §2.7) and the error underneath.
 
 * Reading: :func:`read_subtree` (``nidump -r``, the pipelined level-by-level walk of
-  :mod:`netinfo.walk`) and :func:`read_table` (a flat format's table, one LISTALL).
+  :mod:`netinfo.client.walk`) and :func:`read_table` (a flat format's table, one LISTALL).
 * Flat loads (tools §2.6, §2.7): :class:`FlatLoad` / :func:`load_flat`. The table is read
   once (one LIST of names, then READs of just the children the input will touch, all
-  pipelined), the run is planned locally with the pure helpers of :mod:`netinfo.formats`,
+  pipelined), the run is planned locally with the pure helpers of :mod:`netinfo.client.flat`,
   and the CREATE and WRITE calls go out back to back, each carrying the instance its
   directory will have by then (every successful write adds 1, spec §5.3). A wrong
   prediction (NI_STALE or NI_BADID: somebody else wrote meanwhile) makes the rest of the
   input be planned again from a fresh read; re-applying a record that already went
   through gives the same directory, so nothing is lost or duplicated. Input with no
   records never touches the domain (tools §2.7), and input with a line that does not
-  parse is refused whole (:class:`~netinfo.formats.FormatError`, nothing written).
+  parse is refused whole (:class:`~netinfo.client.flat.FormatError`, nothing written).
 * Raw loads (tools §2.7 "Raw load"): :func:`raw_load` replaces a directory so that a
   failure part way leaves the old subtree (check, add, remove: see the comment above
   :class:`LoadError`'s raw-load section); :func:`check_raw_input` refuses empty input
@@ -35,13 +35,29 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, Protocol
 
-from .client import Client
-from .errors import NetInfoError, NiError, Status, TooLong, error_text
-from .formats import (FORMATS, UPDATE_MESSAGES, FormatError, Note, RawNode, iter_loaded,
-                      plan_update, raw_children_close, raw_children_open, raw_close,
-                      raw_from_text, raw_open, record_key, record_path, record_text)
-from .limits import BIG_LIST_MAX, MAX_DEPTH
-from .model import NiId, Proplist, first_values, split_unescaped
+from ..errors import NetInfoError, NiError, Status, TooLong, error_text
+from ..model import NiId, Proplist, first_values, split_unescaped
+from ..wire.limits import BIG_LIST_MAX, MAX_DEPTH
+from .core import Client
+from .flat import (
+    FORMATS,
+    UPDATE_MESSAGES,
+    Note,
+    iter_loaded,
+    plan_update,
+    record_key,
+    record_path,
+    record_text,
+)
+from .raw import (
+    FormatError,
+    RawNode,
+    raw_children_close,
+    raw_children_open,
+    raw_close,
+    raw_from_text,
+    raw_open,
+)
 from .verbs import create_path
 from .walk import CALL_ERRORS, WINDOW, TreeNode, pipelined, walk
 
@@ -204,7 +220,7 @@ async def write_subtree(c: Client, path: str, write: Callable[[str], Any], *,
     """``nidump -r`` as it reads: the subtree at *path* in the raw layout (spec §2.3),
     written through *write* depth first while the next directories are read, so memory
     is bounded by the tree's depth times :data:`DUMP_WINDOW`, not its size. The text is
-    :func:`~netinfo.formats.raw_to_text` of the tree read. Returns False (nothing
+    :func:`~netinfo.client.flat.raw_to_text` of the tree read. Returns False (nothing
     written) when *path* does not exist; a directory that goes away during the dump is
     left out.
 
@@ -332,7 +348,7 @@ def destroy_calls(c: Client, nodes: dict[int, TreeNode], top: int, *, bumped: in
 
 async def run_calls(calls: list[Callable[[], Awaitable[Any]]],
                     progress: Progress | None = None) -> list[Any]:
-    """:func:`~netinfo.walk.pipelined`, advancing *progress* per answer."""
+    """:func:`~netinfo.client.walk.pipelined`, advancing *progress* per answer."""
     bar = progress
     return await pipelined(calls, WINDOW, (lambda i: bar.advance()) if bar else None)
 
@@ -846,13 +862,13 @@ async def load_flat(c: Client, fmt: str, text: str | bytes, *, merge: bool = Fal
     """Parse *text* in format *fmt* and load it (tools §2.6, §2.7). Input without records
     returns None **without touching the domain** (tools §2.7), whatever *delete* says.
 
-    The input is read twice, a piece at a time (:func:`~netinfo.formats.iter_loaded`):
+    The input is read twice, a piece at a time (:func:`~netinfo.client.flat.iter_loaded`):
     once to check every line and count the records, once to load them; records are
     never all in memory at once. *text* may be bytes (niload's stdin, held once).
 
     :raises FormatError: a line does not parse (wrong field count, ...), or makes a
         record no server could hold (a name or value over 65,535 bytes, ...:
-        :func:`~netinfo.limits.proplist_problem`), or there are more records than a
+        :func:`~netinfo.wire.limits.proplist_problem`), or there are more records than a
         directory holds: nothing is written, and with *delete* nothing is destroyed
         (issue 18 #12: the whole input is checked before the first call). The original
         skipped such lines silently and loaded the rest, so a slip in the input went
@@ -1038,7 +1054,7 @@ async def raw_load(c: Client, path: str, tree: RawNode,
 
     :raises LoadError: with the original's message; before anything is written when
         *tree* would nest deeper below *path* than a server allows
-        (:data:`~netinfo.limits.MAX_DEPTH`). :raises CALL_ERRORS:.
+        (:data:`~netinfo.wire.limits.MAX_DEPTH`). :raises CALL_ERRORS:.
     """
     deepest = path_depth(path) + tree_depth(tree)
     if deepest > MAX_DEPTH:
@@ -1099,8 +1115,8 @@ def tree_depth(tree: RawNode) -> int:
 def check_raw_input(text: str, what: str, *, allow_empty: bool = False) -> RawNode:
     """Parse raw-load input (tools §2.4) for directory *what* before anything is
     written, checking every directory against the bounds a server keeps
-    (:func:`~netinfo.formats.raw_from_text`), its depth included: *what*'s own depth
-    plus the input's at most :data:`~netinfo.limits.MAX_DEPTH`.
+    (:func:`~netinfo.client.flat.raw_from_text`), its depth included: *what*'s own depth
+    plus the input's at most :data:`~netinfo.wire.limits.MAX_DEPTH`.
 
     :raises FormatError: it does not parse, is over a bound, or it is empty and not
         *allow_empty*: a 0-byte file (a failed ``nidump -r ... > file``) would empty

@@ -22,17 +22,23 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
-from .errors import NiError, Status, StorageError
-from .facts import DomainFacts, Network, admits, master_property, trusted_networks
-from .facts import classful_network  # noqa: F401 - importable here, as before
-from .limits import MAX_DEPTH
-from .model import Directory, NiId, Proplist, addr_to_uint, first_values, uint_to_addr
-from .xdr import BIG_LIST_MAX, LIST_MAX
-from .protocol import Proc, StoredProplist, WireProplist, encode_proplist
-from .rpc import AuthUnix
-from .nodes import MISSING, MemorySource, Node, NodeSource, no_gc
-from .storage import RESET, Free, Image, KidDel, KidIns, Meta, Op, Put
-from .changes import DirState, Touched
+from ..errors import NiError, Status, StorageError
+from ..facts import (
+    DomainFacts,
+    Network,
+    admits,
+    classful_network,  # noqa: F401 - importable here, as before
+    master_property,
+    trusted_networks,
+)
+from ..model import Directory, NiId, Proplist, addr_to_uint, first_values, uint_to_addr
+from ..storage import RESET, Free, Image, KidDel, KidIns, Meta, Op, Put
+from ..storage.changes import Caller, DirState, Touched
+from ..storage.nodes import MISSING, MemorySource, Node, NodeSource, no_gc
+from ..wire.limits import MAX_DEPTH
+from ..wire.proplist import StoredProplist, WireProplist, encode_proplist
+from ..wire.protocol import Proc
+from ..wire.xdr import BIG_LIST_MAX, LIST_MAX
 from . import quota
 
 MASK32 = 0xFFFFFFFF
@@ -43,33 +49,6 @@ INDEX_THRESHOLD = 32
 #: dropped first.
 INDEX_MAX = 256
 SERVER_VERSION = "opennetinfo-0.1"
-
-
-@dataclass(frozen=True, slots=True)
-class Caller:
-    """Who is calling, as the server saw it (spec §10.2)."""
-
-    addr: str = ""
-    port: int = 0
-    #: local address + reserved source port: the local superuser (spec §10.2 step 1)
-    superuser: bool = False
-    #: authenticated user name; None = anonymous
-    user: str | None = None
-    #: AUTH_UNIX credential whose inverted machinename is "checksum" (spec §4.4 STATISTICS)
-    checksum_only: bool = False
-    #: an update pushed by this domain's master (spec §9.2)
-    from_master: bool = False
-    #: the AUTH_UNIX credential, authenticated on the first write (spec §10.2)
-    credential: AuthUnix | None = None
-    #: superuser as the owner of an unprivileged server (its own uid's local socket,
-    #: docs/security.md): a call that carries a credential is checked as that user instead
-    owner: bool = False
-
-    @property
-    def is_root(self) -> bool:
-        """Passes every permission check: the local superuser, an authenticated user
-        named ``root`` (spec §10.2, §10.4), or the master pushing an update (§9.2)."""
-        return self.superuser or self.from_master or self.user == "root"
 
 
 #: The caller used by in-process administration (creating templates, imports).
@@ -140,7 +119,7 @@ STREAM_CHILDREN = 4096
 
 
 def _wire(n: Node) -> Proplist:
-    """*n*'s properties as a :class:`~netinfo.protocol.WireProplist`, encoded once and
+    """*n*'s properties as a :class:`~netinfo.wire.protocol.WireProplist`, encoded once and
     kept on the node: later READs and LOOKUPREADs of an unchanged directory send those
     bytes (a directory read from the store has them already). A write replaces
     ``n.props`` with a new list, which is encoded again when next read."""
@@ -324,7 +303,7 @@ class DirectoryService:
 
     def image(self) -> Image:
         """The working copy as a storage :class:`Image` (for tests and transfers)."""
-        from .storage import Record
+        from ..storage import Record
         img = Image(checksum=self.checksum, freed=dict(self._freed))
         for oid, n in self._nodes.items():
             img.records[oid] = Record(n.instance, n.parent, [(k, list(v)) for k, v in n.props])
@@ -819,7 +798,7 @@ class DirectoryService:
 
     def _depth(self, oid: int) -> int:
         """Levels from the root down to *oid* (the root: 0), counted up to one past
-        :data:`~netinfo.limits.MAX_DEPTH` (a parent chain that loops stops there too)."""
+        :data:`~netinfo.wire.limits.MAX_DEPTH` (a parent chain that loops stops there too)."""
         depth = 0
         while oid != 0 and depth <= MAX_DEPTH:
             n = self._nodes.get(oid)
@@ -1126,5 +1105,5 @@ class DirectoryService:
 def check_password(password: str, stored: str) -> bool:
     """``crypt(password, stored) == stored`` for DES crypt and the modern crypt formats
     (spec §10.2; ``passwords``)."""
-    from .passwords import verify  # noqa: PLC0415 - libpass loads on the first write
+    from ..passwords import verify  # noqa: PLC0415 - libpass loads on the first write
     return verify(password, stored)

@@ -1,7 +1,7 @@
 """netinfod's network side: asyncio UDP and TCP endpoints for one domain.
 
 The one place where exceptions become wire statuses. Calls are decoded and answered by the
-domain's :class:`~netinfo.database.Database` (the procedure table, then the result-kind
+domain's :class:`~netinfo.server.database.Database` (the procedure table, then the result-kind
 table of ``protocol``) on the event-loop thread, in order. Writes are committed (one
 transaction for all writes found in one read of the socket: group commit) before any
 reply of that batch is sent, so a write is acknowledged only once it is durable.
@@ -24,17 +24,26 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from typing import Protocol
 
-from . import rpc
-from .errors import DamagedDirectory, Status, StorageError, WireError
+from ..errors import DamagedDirectory, Status, StorageError, WireError
+from ..model import is_digits
+from ..netif import is_local, local_addresses, peer_uid
+from ..storage.changes import Caller
+from ..wire import rpc
+from ..wire.proplist import pack_status
+from ..wire.protocol import (
+    NETINFO_PROG,
+    NETINFO_VERS,
+    PROCEDURES,
+    UDP_LENIENT_PROCS,
+    UDP_PROCS,
+    Kind,
+    Proc,
+    decode_args,
+)
+from ..wire.rpc import AcceptStat, AuthStat
 from .database import MAX_STREAMS, Database
-from .protocol import (NETINFO_PROG, NETINFO_VERS, PROCEDURES, UDP_LENIENT_PROCS, UDP_PROCS,
-                       Kind, Proc, decode_args, pack_status)
-from .rpc import AcceptStat, AuthStat
-from .netif import is_local, local_addresses, peer_uid
-from .model import is_digits
 from .peers import PeerBounds, PeerLimits
-from .rpcserver import quiet_accept_errors
-from .service import Caller
+from .rpc import quiet_accept_errors
 
 log = logging.getLogger("netinfo.server")
 
@@ -555,7 +564,7 @@ class UdpEndpoint(asyncio.DatagramProtocol):
 
 
 class NetInfoServer:
-    """One netinfod: a domain's :class:`~netinfo.database.Database` behind a UDP and a
+    """One netinfod: a domain's :class:`~netinfo.server.database.Database` behind a UDP and a
     TCP port."""
 
     def __init__(self, db: Database, config: ServerConfig,
@@ -681,7 +690,7 @@ class NetInfoServer:
         self._search = asyncio.ensure_future(self._search_parent(candidates))
 
     async def _search_parent(self, candidates: list[tuple[str, str]]) -> None:
-        from .binding import find_parent  # noqa: PLC0415 - binding uses the client side
+        from ..client.binding import find_parent  # noqa: PLC0415 - binding uses the client side
         found = await find_parent(self.config.tag, candidates)
         if found is None:
             self.info.binding = "notResponding"
@@ -695,7 +704,7 @@ class NetInfoServer:
 
     async def _watch_parent(self, period: float = 60.0) -> None:
         """Re-check the binding; search again when the parent stops answering (§8.2 step 2)."""
-        from .binding import ping_netinfod  # noqa: PLC0415
+        from ..client.binding import ping_netinfod  # noqa: PLC0415
         while self.info.parent is not None:
             await asyncio.sleep(period)
             addr, tag = self.info.parent

@@ -1,6 +1,6 @@
 """One write, one record: :class:`Change`, what the service produces for each write.
 
-A write procedure (spec §4.3) run through :meth:`netinfo.database.Database.call` yields
+A write procedure (spec §4.3) run through :meth:`netinfo.server.database.Database.call` yields
 one :class:`Change`: the procedure, the caller as authenticated (spec §10.2), the
 arguments as the client sent them, the result, every directory the write touched with
 its state before and after (:class:`Touched`, :class:`DirState`), and the storage ops
@@ -18,12 +18,39 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from .model import Proplist
-from .protocol import Proc
+from ..model import Proplist
+from ..wire.protocol import Proc
+from ..wire.rpc import AuthUnix
 
 if TYPE_CHECKING:
-    from .service import Caller
-    from .storage import Op
+    from . import Op
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """Who is calling, as the server saw it (spec §10.2)."""
+
+    addr: str = ""
+    port: int = 0
+    #: local address + reserved source port: the local superuser (spec §10.2 step 1)
+    superuser: bool = False
+    #: authenticated user name; None = anonymous
+    user: str | None = None
+    #: AUTH_UNIX credential whose inverted machinename is "checksum" (spec §4.4 STATISTICS)
+    checksum_only: bool = False
+    #: an update pushed by this domain's master (spec §9.2)
+    from_master: bool = False
+    #: the AUTH_UNIX credential, authenticated on the first write (spec §10.2)
+    credential: AuthUnix | None = None
+    #: superuser as the owner of an unprivileged server (its own uid's local socket,
+    #: docs/security.md): a call that carries a credential is checked as that user instead
+    owner: bool = False
+
+    @property
+    def is_root(self) -> bool:
+        """Passes every permission check: the local superuser, an authenticated user
+        named ``root`` (spec §10.2, §10.4), or the master pushing an update (§9.2)."""
+        return self.superuser or self.from_master or self.user == "root"
+
 
 #: The ``storage.Meta`` key under which the last change's sequence number is stored.
 SEQ_KEY = "change_seq"
@@ -106,3 +133,19 @@ class Change:
 
 
 __all__ = ["Change", "DirState", "Touched", "SEQ_KEY"]
+
+
+#: What a master pushes: (procedure, arguments as a client would send them).
+Update = tuple[int, tuple[Any, ...]]
+
+
+def update_for(proc: int, args: tuple[Any, ...], result: Any) -> Update:
+    """The call a master pushes for one committed write (spec §9.3): the very call the
+    client sent (ids with their pre-write instances), CREATE with ``target_id`` set to
+    the id it made, so that a clone applying it gets the same ids, instances and
+    checksum."""
+    if proc == Proc.CREATE:
+        parent, props, where, _ = args
+        child, _ = result
+        return (Proc.CREATE, (parent, props, where, child))
+    return (proc, args)

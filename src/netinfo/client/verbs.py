@@ -22,13 +22,20 @@ from collections.abc import Awaitable, Callable
 from functools import partial
 from typing import NamedTuple, TypeVar
 
-from .client import Client
+from ..errors import NiError, Status, TooLong
+from ..model import (
+    NI_INDEX_NULL,
+    NiId,
+    Proplist,
+    is_digits,
+    parse_path,
+    split_unescaped,
+    uint_to_addr,
+)
+from ..netif import name_of
+from ..wire.limits import MAX_DEPTH, string_problem
+from .core import Client
 from .domain import DomainClient, domain_name
-from .errors import NiError, Status, TooLong
-from .limits import MAX_DEPTH, string_problem
-from .model import (NI_INDEX_NULL, NiId, Proplist, is_digits, parse_path, split_unescaped,
-                    uint_to_addr)
-from .netif import name_of
 
 T = TypeVar("T")
 
@@ -140,7 +147,7 @@ async def create_path(c: Client, path: str, start: int | None = None,
     parent". Returns the last directory's number; an existing path is not an error.
 
     :raises TooLong: a component over 65,535 bytes, or an absolute path deeper than
-        :data:`~netinfo.limits.MAX_DEPTH`: before the first call, nothing created.
+        :data:`~netinfo.wire.limits.MAX_DEPTH`: before the first call, nothing created.
     """
     if is_id(path):
         return (await c.self_id(int(path))).object
@@ -166,7 +173,7 @@ async def create_path(c: Client, path: str, start: int | None = None,
 def _check_components(comps: list[CreateComponent], absolute: bool) -> None:
     """Refuse a path to create before the first call when a component could not be sent
     or stored (over 65,535 bytes), or an absolute path is deeper than a server allows
-    (:data:`~netinfo.limits.MAX_DEPTH`): a refusal part way would leave the components
+    (:data:`~netinfo.wire.limits.MAX_DEPTH`): a refusal part way would leave the components
     above it created (issue 18).
 
     :raises TooLong: saying which bound, in one line."""
@@ -528,7 +535,7 @@ async def user_dir(c: Client, name: str) -> int:
 async def user_is_locked(c: Client, name: str) -> bool:
     """True when user *name* exists and its ``passwd`` admits no password (``*``): a
     read, which anyone may make (spec §10.3)."""
-    from .passwords import is_locked  # noqa: PLC0415 - pure, but loads libpass lazily
+    from ..passwords import is_locked  # noqa: PLC0415 - pure, but loads libpass lazily
     try:
         oid = await user_dir(c, name)
     except NiError:

@@ -1,6 +1,6 @@
 """Where the directory service finds its directories: the node-source seam.
 
-:class:`~netinfo.service.DirectoryService` reads and changes directories through a
+:class:`~netinfo.server.service.DirectoryService` reads and changes directories through a
 :class:`NodeSource` keyed by object number (spec §5.2), never through a store. Two sources:
 
 :class:`MemorySource`
@@ -29,13 +29,13 @@ from collections.abc import Callable, Iterator, MutableSequence, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, TypeVar
 
-from .model import Directory, NiId, Proplist, first_values
-from .protocol import StoredProplist, encode_proplist
+from ..model import Directory, NiId, Proplist, first_values
+from ..wire.proplist import StoredProplist, encode_proplist
 
 T = TypeVar("T")
 
 if TYPE_CHECKING:
-    from .storage import Image
+    from . import Image
 
 
 class Node:
@@ -226,7 +226,7 @@ class NodeSource:
             return [c.props for _, c in self.children_of(node)]
 
     def listall_wire(self, node: Node) -> Iterator[bytes]:
-        """LISTALL's proplists as XDR (:func:`~netinfo.protocol.encode_proplist`), one
+        """LISTALL's proplists as XDR (:func:`~netinfo.wire.protocol.encode_proplist`), one
         per child in order, produced as they are taken (a streamed reply)."""
         for _, c in self.children_of(node):
             yield encode_proplist(c.props)

@@ -1,7 +1,7 @@
 """Replication over the network: a master's pusher and a clone's synchroniser (spec §9).
 
 One :class:`Replicator` runs in each netinfod. On a master it subscribes to the domain's
-:class:`~netinfo.database.Database`: every durable batch of writes is queued for each clone
+:class:`~netinfo.server.database.Database`: every durable batch of writes is queued for each clone
 that is in step, and after ``update_latency`` seconds delivered as the same calls the
 clients sent (spec §9.3) — NIBIND GETREGISTER at the clone's address, then TCP from a
 reserved source port, AUTH_NONE, pipelined. A clone whose update fails is marked out of
@@ -43,15 +43,16 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from . import binding
-from .client import Client, ReadAllStream
+from ..client import binding
+from ..client.core import Client, ReadAllStream
+from ..errors import NetInfoError, NiError, Status, StorageError
+from ..facts import Peer, Role
+from ..model import first_values
+from ..storage.changes import Caller, Update, update_for
+from ..wire.protocol import Proc
+from ..wire.readall import WireObject
 from .database import Change, Database
-from .errors import NetInfoError, NiError, Status, StorageError
-from .model import first_values
-from .protocol import Proc, WireObject
-from .facts import Peer, Role
-from .replication import Update, update_for
-from .service import SUPERUSER, Caller
+from .service import SUPERUSER
 
 log = logging.getLogger("netinfo.replication")
 

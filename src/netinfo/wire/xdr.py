@@ -15,7 +15,7 @@ from array import array
 from collections.abc import Callable, Iterable, Sequence
 from typing import TypeVar
 
-from .errors import TooLong, WireError
+from ..errors import TooLong, WireError
 
 T = TypeVar("T")
 

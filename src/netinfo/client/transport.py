@@ -2,7 +2,7 @@
 retransmission.
 
 Everything that owns a socket on the calling side lives here, below :mod:`netinfo.client`
-(the NETINFO procedures) and :mod:`netinfo.binding` (portmapper and nibindd calls), which
+(the NETINFO procedures) and :mod:`netinfo.client.binding` (portmapper and nibindd calls), which
 both import it and nothing of each other's.
 
 Replies are gathered whole, except those of calls made with
@@ -28,10 +28,10 @@ import struct
 from collections import deque
 from contextvars import ContextVar
 
-from . import rpc
-from .errors import ConnectionFailed, Timeout, TooLong, WireError
-from .model import format_host_port
-from .xdr import Unpacker
+from ..errors import ConnectionFailed, Timeout, TooLong, WireError
+from ..model import format_host_port
+from ..wire import rpc
+from ..wire.xdr import Unpacker
 
 #: Default timeouts (spec §7.1: 5 s for reads, 60 s for writes).
 READ_TIMEOUT = 5.0
@@ -45,7 +45,7 @@ STREAM_HIGH_WATER = 4 * 1024 * 1024
 #: work done with each piece between two turns of the event loop stays small.
 STREAM_READ = 64 * 1024
 #: The largest reply record the connections opened in this context gather
-#: (:data:`~netinfo.rpc.MAX_REPLY_RECORD` unless lowered; the web manager lowers it for
+#: (:data:`~netinfo.wire.rpc.MAX_REPLY_RECORD` unless lowered; the web manager lowers it for
 #: the requests it serves, docs/security.md).
 REPLY_LIMIT: ContextVar[int] = ContextVar("netinfo_reply_limit",
                                           default=rpc.MAX_REPLY_RECORD)

@@ -6,10 +6,10 @@ write or destroy, and the server refuses what would break them (docs/security.md
 "Bounds").
 
 * ``ni_name`` is ``string<65535>``; ``ni_namelist`` and ``ni_proplist`` are ``<65535>``
-  (spec §2): :data:`~netinfo.xdr.NAME_MAX` bytes a key or value,
-  :data:`~netinfo.xdr.LIST_MAX` values a property, properties a directory.
-* A directory's children: :data:`~netinfo.xdr.BIG_LIST_MAX` (``ni_idlist<1048576>``).
-* A CREATE or WRITE is one call record, at most :data:`~netinfo.rpc.MAX_CALL_RECORD`
+  (spec §2): :data:`~netinfo.wire.xdr.NAME_MAX` bytes a key or value,
+  :data:`~netinfo.wire.xdr.LIST_MAX` values a property, properties a directory.
+* A directory's children: :data:`~netinfo.wire.xdr.BIG_LIST_MAX` (``ni_idlist<1048576>``).
+* A CREATE or WRITE is one call record, at most :data:`~netinfo.wire.rpc.MAX_CALL_RECORD`
   bytes (spec §1.3 "size cap"): a proplist must leave room for the rest of the call.
 * :data:`MAX_DEPTH`: how deep directories nest. The protocol has no bound; ours comes
   from the cost of deep trees (a raw dump indents each level, the raw parser and the
@@ -18,7 +18,7 @@ write or destroy, and the server refuses what would break them (docs/security.md
 
 from __future__ import annotations
 
-from .model import Proplist
+from ..model import Proplist
 from .rpc import MAX_CALL_RECORD
 from .xdr import BIG_LIST_MAX, LIST_MAX, NAME_MAX, encode_str
 
@@ -29,7 +29,7 @@ __all__ = ["MAX_DEPTH", "MAX_PROPLIST_BYTES", "NAME_MAX", "LIST_MAX", "BIG_LIST_
 #: server lets CREATE make (NI_NOSPACE beyond), what ``niload -r`` reads, the depth the
 #: web manager's path display and ``nigrep`` already walk. 256 is fifty times what real
 #: domains use, and keeps a raw dump and a parse of the deepest chain small (its
-#: indentation stops growing past :data:`netinfo.formats.INDENT_LEVELS` levels).
+#: indentation stops growing past :data:`netinfo.client.flat.INDENT_LEVELS` levels).
 MAX_DEPTH = 256
 
 #: Room a call record needs besides the proplist: RPC header (40 bytes), credential and

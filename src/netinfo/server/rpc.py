@@ -18,11 +18,11 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from . import rpc
-from .errors import WireError
-from .netif import is_local, local_addresses
+from ..errors import WireError
+from ..netif import is_local, local_addresses
+from ..wire import rpc
+from ..wire.rpc import AcceptStat
 from .peers import PeerBounds, PeerLimits
-from .rpc import AcceptStat
 
 log = logging.getLogger("netinfo.rpcserver")
 

@@ -22,23 +22,47 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import rpc
-from .binding import pmap_getport, pmap_set, pmap_unset, portmapper_address
-from .errors import NetInfoError, NiError, RpcError, Status, Timeout, WireError
-from .model import uint_to_addr
-from .nibind import (FORWARDABLE, NIBIND_PROG, NIBIND_VERS, PRIVILEGED, BindProc, CloneArgs,
-                     Registration, decode_bind_args, decode_clone_args, decode_registration,
-                     decode_tag, encode_getregister_res, encode_listreg_res, encode_status,
-                     valid_tag)
-from .portmap import (IPPROTO_TCP, IPPROTO_UDP, PMAP_PROG, PMAP_VERS, Mapping, PmapProc,
-                      Registry, decode_callit_args, encode_bool, encode_callit_result,
-                      encode_dump, encode_uint)
-from .protocol import NETINFO_PROG, NETINFO_VERS, PROCEDURES, Proc, encode_args
-from .rpc import AcceptStat
-from .rpcserver import Peer, Program, RpcServer
-from .netif import bind_problem, is_local, local_addresses, peer_uid, port_owner
-from .server import bind_pair
-from .transport import udp_call
+from ..client.binding import pmap_getport, pmap_set, pmap_unset, portmapper_address
+from ..client.transport import udp_call
+from ..errors import NetInfoError, NiError, RpcError, Status, Timeout, WireError
+from ..model import uint_to_addr
+from ..netif import bind_problem, is_local, local_addresses, peer_uid, port_owner
+from ..wire import rpc
+from ..wire.nibind import (
+    FORWARDABLE,
+    NIBIND_PROG,
+    NIBIND_VERS,
+    PRIVILEGED,
+    BindProc,
+    CloneArgs,
+    Registration,
+    decode_bind_args,
+    decode_clone_args,
+    decode_registration,
+    decode_tag,
+    encode_getregister_res,
+    encode_listreg_res,
+    encode_status,
+    valid_tag,
+)
+from ..wire.portmap import (
+    IPPROTO_TCP,
+    IPPROTO_UDP,
+    PMAP_PROG,
+    PMAP_VERS,
+    Mapping,
+    PmapProc,
+    Registry,
+    decode_callit_args,
+    encode_bool,
+    encode_callit_result,
+    encode_dump,
+    encode_uint,
+)
+from ..wire.protocol import NETINFO_PROG, NETINFO_VERS, PROCEDURES, Proc, encode_args
+from ..wire.rpc import AcceptStat
+from .netinfod import bind_pair
+from .rpc import Peer, Program, RpcServer
 
 log = logging.getLogger("netinfo.nibindd")
 

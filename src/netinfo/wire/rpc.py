@@ -11,7 +11,7 @@ import time
 from dataclasses import dataclass, field
 from enum import IntEnum
 
-from .errors import RpcError, WireError
+from ..errors import RpcError, WireError
 from .xdr import AUTH_MAX, Packer, Unpacker, decode_str, encode_str
 
 RPC_VERSION = 2

@@ -20,8 +20,8 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from .errors import NiError, Status
-from .service import Caller
+from ..errors import NiError, Status
+from ..storage.changes import Caller
 
 #: Failed authentications from one address within AUTH_WINDOW seconds, after which its
 #: credentials are refused for AUTH_WINDOW seconds without checking a password.

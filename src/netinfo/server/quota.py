@@ -23,9 +23,9 @@ from __future__ import annotations
 
 from typing import NamedTuple, Protocol
 
-from .errors import NiError, Status
-from .model import Proplist, first_values, is_digits
-from .protocol import encode_proplist
+from ..errors import NiError, Status
+from ..model import Proplist, first_values, is_digits
+from ..wire.proplist import encode_proplist
 
 #: Directories anonymous callers may add to one domain by default: about twice the
 #: printers, hosts or mounts a large site lists, well below the point where the domain's

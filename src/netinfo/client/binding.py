@@ -15,15 +15,37 @@ import re
 import socket
 from collections.abc import Sequence
 
-from . import rpc
-from .errors import ConfigError, NiError, RpcError, Status, Timeout, WireError
-from .model import addr_to_uint, is_digits, is_ipv4, uint_to_addr
-from .netif import interfaces, is_local, local_addresses, source_address_for
-from .nibind import (NIBIND_PROG, NIBIND_VERS, BindArgs, BindProc, CloneArgs, Registration,
-                     decode_getregister_res, decode_listreg_res, decode_status,
-                     encode_bind_args, encode_clone_args, encode_registration, encode_tag)
-from .portmap import (IPPROTO_TCP, IPPROTO_UDP, PMAP_PORT, PMAP_PROG, PMAP_VERS, Mapping,
-                      PmapProc, decode_callit_result, decode_dump, encode_callit_args)
+from ..errors import ConfigError, NiError, RpcError, Status, Timeout, WireError
+from ..model import addr_to_uint, is_digits, is_ipv4, uint_to_addr
+from ..netif import interfaces, is_local, local_addresses, source_address_for
+from ..wire import rpc
+from ..wire.nibind import (
+    NIBIND_PROG,
+    NIBIND_VERS,
+    BindArgs,
+    BindProc,
+    CloneArgs,
+    Registration,
+    decode_getregister_res,
+    decode_listreg_res,
+    decode_status,
+    encode_bind_args,
+    encode_clone_args,
+    encode_registration,
+    encode_tag,
+)
+from ..wire.portmap import (
+    IPPROTO_TCP,
+    IPPROTO_UDP,
+    PMAP_PORT,
+    PMAP_PROG,
+    PMAP_VERS,
+    Mapping,
+    PmapProc,
+    decode_callit_result,
+    decode_dump,
+    encode_callit_args,
+)
 from .transport import udp_call
 
 log = logging.getLogger("netinfo.binding")
@@ -315,7 +337,7 @@ async def find_parent(own_tag: str, candidates: Sequence[tuple[str, str]],
 
 async def ping_netinfod(host: str, tag: str, timeout: float = 2.0) -> bool:
     """GETREGISTER + NETINFO PING over UDP: is (host, tag) still served? (spec §8.2 step 2)"""
-    from .protocol import NETINFO_PROG, NETINFO_VERS, Proc  # noqa: PLC0415
+    from ..wire.protocol import NETINFO_PROG, NETINFO_VERS, Proc  # noqa: PLC0415
     try:
         udp, _ = await getregister(host, tag, timeout)
         await udp_call(host, udp, NETINFO_PROG, NETINFO_VERS, Proc.PING, timeout=timeout,

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from .errors import WireError
-from .protocol import unpack_object
-from .storage import Image, Record
-from .xdr import Unpacker
+from ..errors import WireError
+from ..wire.proplist import unpack_object
+from ..wire.xdr import Unpacker
+from . import Image, Record
 
 FREE = 0xFFFFFFFF
 

@@ -16,14 +16,21 @@ import socket
 import sys
 from typing import Any
 
+from ..errors import NetInfoError, NiError, NoPassword, RpcError, Status, Timeout, WireError
+from ..facts import DomainFacts, addresses
+from ..model import (
+    first_values,
+    format_host_port,
+    is_digits,
+    split_host_port,
+    split_unescaped,
+    uint_to_addr,
+    unescape,
+)
+from ..netif import address_of, local_addresses
+from ..wire.protocol import PROCEDURES
 from .binding import getregister, nibindd_port, portmapper_address
-from .client import Client
-from .facts import DomainFacts, addresses
-from .errors import NetInfoError, NiError, NoPassword, RpcError, Status, Timeout, WireError
-from .model import (first_values, format_host_port, is_digits, split_host_port,
-                    split_unescaped, uint_to_addr, unescape)
-from .protocol import PROCEDURES
-from .netif import address_of, local_addresses
+from .core import Client
 from .transport import READ_TIMEOUT, RpcConnection, open_tcp
 
 log = logging.getLogger("netinfo.domain")

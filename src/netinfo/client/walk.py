@@ -16,9 +16,9 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any, TypeVar, cast
 
-from .client import Client
-from .errors import NetInfoError, NiError, Status
-from .model import NiId, Proplist
+from ..errors import NetInfoError, NiError, Status
+from ..model import NiId, Proplist
+from .core import Client
 
 #: Calls kept in flight on the connection at once (pipelining, DESIGN "Tools pipeline").
 WINDOW = 512

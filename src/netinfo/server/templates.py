@@ -4,7 +4,7 @@ Pure: each function drives the domain's procedures as the superuser, so every te
 built with the same semantics (ids, instances, checksum) as a client would get over the
 wire. The tools hand them a database's door (``Database.procedures``), so that each write
 is recorded as a ``changes.Change``, stored with its batch and told to subscribers like a
-client's (issue 19); a bare :class:`~netinfo.service.DirectoryService` serves too (tests).
+client's (issue 19); a bare :class:`~netinfo.server.service.DirectoryService` serves too (tests).
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, TypeAlias
 
-from .errors import NiError
-from .model import NI_INDEX_NULL, NiId, Proplist
+from ..errors import NiError
+from ..model import NI_INDEX_NULL, NiId, Proplist
 from .service import SUPERUSER, DirectoryService
 
 if TYPE_CHECKING:

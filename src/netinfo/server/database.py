@@ -1,6 +1,6 @@
 """The owner of one open domain: :class:`Database`, and where a tag's database lives.
 
-A :class:`Database` pairs the domain's :class:`~netinfo.service.DirectoryService` (all
+A :class:`Database` pairs the domain's :class:`~netinfo.server.service.DirectoryService` (all
 NetInfo semantics, pure) with its :class:`~netinfo.storage.Store` and is the one place a
 write becomes durable: :meth:`Database.call` runs a procedure, :meth:`Database.commit`
 makes every pending write durable in one transaction and returns one :class:`Change` per
@@ -23,20 +23,30 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
+from ..errors import DamagedDirectory, NiError, RpcError, Status, StorageError, WireError
+from ..facts import DomainFacts, Role
+from ..model import Directory
+from ..storage import Image, Meta, NewCopy, Store, open_store
+from ..storage.changes import SEQ_KEY, Caller, Change, DirState, Touched  # noqa: F401 - re-exported
+from ..storage.legacy import decode_collection
+from ..storage.nodes import NodeSource
+from ..wire.proplist import pack_status
+from ..wire.protocol import (
+    NETINFO_PROG,
+    PROCEDURES,
+    RESULT_KINDS,
+    Proc,
+    decode_args,
+    list_pieces,
+    listall_pieces,
+)
+from ..wire.readall import iter_readall
+from ..wire.rpc import AcceptStat, AuthUnix
+from ..wire.xdr import Unpacker
+
 # AUTH_FAILURES and AUTH_WINDOW stay importable from here (tests, web) as before
 from .auth import AUTH_FAILURES, AUTH_WINDOW, Authenticator, FailureLimiter  # noqa: F401
-from .changes import SEQ_KEY, Change, DirState, Touched  # noqa: F401 - re-exported
-from .errors import DamagedDirectory, NiError, RpcError, Status, StorageError, WireError
-from .facts import DomainFacts, Role
-from .legacy import decode_collection
-from .model import Directory
-from .protocol import (NETINFO_PROG, PROCEDURES, RESULT_KINDS, Proc, decode_args,
-                       iter_readall, list_pieces, listall_pieces, pack_status)
-from .rpc import AcceptStat, AuthUnix
-from .service import SUPERUSER, Caller, DirectoryService, ServerInfo
-from .nodes import NodeSource
-from .storage import Image, Meta, NewCopy, Store, open_store
-from .xdr import Unpacker
+from .service import SUPERUSER, DirectoryService, ServerInfo
 
 log = logging.getLogger("netinfo.database")
 
@@ -559,7 +569,7 @@ _BY_METHOD = {row.method: proc for proc, row in PROCEDURES.items()}
 
 class Procedures:
     """The domain's NETINFO procedures as methods, ``proc_<name>(caller, *args)`` as on
-    :class:`~netinfo.service.DirectoryService`, every one run through
+    :class:`~netinfo.server.service.DirectoryService`, every one run through
     :meth:`Database.call`: what in-process administration drives (``templates`` for
     ``nibindd --init`` and ``netinfod -m``), so that its writes are recorded as
     :class:`Change` objects, stored with their batch and told to subscribers like any
@@ -775,7 +785,7 @@ def open_database(directory: Path, tag: str, info: ServerInfo | None = None,
         if lock is not None:
             # A copy a crash interrupted is never the domain (spec §9.5: a leftover .temp
             # is discarded): only the lock's holder writes one, so it can go now.
-            from .storage.sqlite import discard_copy  # noqa: PLC0415 - the engine's own
+            from ..storage.sqlite import discard_copy  # noqa: PLC0415 - the engine's own
             discard_copy(path)
         st = open_store(url)
         try:

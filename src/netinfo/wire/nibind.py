@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from enum import IntEnum
 from typing import Any, TypeVar
 
-from .errors import NiError, Status
+from ..errors import NiError, Status
 from .xdr import Packer, Unpacker
 
 #: the argument structures :func:`decode_struct` decodes
