@@ -17,7 +17,7 @@ import pytest
 from netinfo.errors import NiError, Status
 from netinfo.model import NI_INDEX_NULL, NiId
 from netinfo.passwords import hash_password
-from netinfo.server.netinfod import quota
+from netinfo.server import quota
 from netinfo.server.database import open_database
 from netinfo.server.service import SUPERUSER
 from netinfo.server.templates import populate_standard

@@ -28,7 +28,7 @@ from hypothesis import strategies as st
 
 from netinfo.errors import NiError, Status
 from netinfo.model import NI_INDEX_NULL, NiId
-from netinfo.server.netinfod import service as service_mod
+from netinfo.server import service as service_mod
 from netinfo.server.service import INDEX_THRESHOLD, SUPERUSER, DirectoryService, ServerInfo
 from netinfo.storage import Image, Record, open_store
 from netinfo.storage.changes import Caller

@@ -32,8 +32,8 @@ import pytest
 from netinfo.client.core import Client
 from netinfo.errors import NiError, Status, StorageError
 from netinfo.model import NI_INDEX_NULL, NiId
-from netinfo.server.netinfod import database
-from netinfo.server.netinfod import netinfod as server
+from netinfo.server import database
+from netinfo.server import netinfod as server
 from netinfo.server.database import Database, open_database
 from netinfo.server.netinfod import NetInfoServer, ServerConfig
 from netinfo.server.peers import PeerBounds, PeerLimits, network_of
