@@ -139,7 +139,7 @@ async def one_write(latency: str) -> float:
 READER = textwrap.dedent("""
     import asyncio, sys, time
     sys.path.insert(0, SRC)
-    from netinfo import binding
+    from netinfo.client import binding
     from netinfo.client import Client
     async def main():
         while True:

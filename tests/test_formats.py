@@ -12,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from netinfo.client import flat as formats
+from netinfo.client import raw as raw_module
 from netinfo.client.flat import (
     FORMATS,
     NIDUMP_FORMATS,
@@ -72,16 +73,17 @@ def test_nidump_only_directories():
     assert [n for n, s in FORMATS.items() if s.dump_when_missing] == ["bootptab"]
 
 
-def test_formats_module_is_pure():
-    tree = ast.parse(Path(formats.__file__).read_text())
+@pytest.mark.parametrize("module", [formats, raw_module])
+def test_formats_modules_are_pure(module):
+    tree = ast.parse(Path(module.__file__).read_text())
     imported = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             imported.update(a.name for a in node.names)
         elif isinstance(node, ast.ImportFrom):
             imported.add("." * node.level + (node.module or ""))
-    assert imported <= {"__future__", "re", "collections.abc", "dataclasses", "typing", ".errors",
-                        ".model", ".limits"}
+    assert imported <= {"__future__", "re", "collections.abc", "dataclasses", "typing",
+                        "..errors", "..model", "..wire.limits", ".raw"}
 
 
 def test_format_error_is_a_netinfo_error_with_line():
