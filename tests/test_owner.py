@@ -266,13 +266,18 @@ def test_owner_of_a_strict_server(netinfod):
     async def go() -> int:
         async with await Client.connect("127.0.0.1", d.port, "strict",
                                         privileged=False) as c:
-            users = await c.pathsearch("/users")
-            try:
-                await c.create(users, [("name", ["made"])])
-            except NiError as e:
-                return e.status
-            return Status.OK
+            return await _create_status(c)
     assert asyncio.run(go()) == (Status.PERM if ROOT_USER else Status.OK)
+
+
+async def _create_status(c: Client) -> int:
+    """The status of a CREATE under /users over *c*: NI_OK, or the refusal's."""
+    users = await c.pathsearch("/users")
+    try:
+        await c.create(users, [("name", ["made"])])
+    except NiError as e:
+        return e.status
+    return Status.OK
 
 
 def test_peer_uid_skips_time_wait_and_other_connections(monkeypatch):
@@ -321,12 +326,7 @@ def test_owner_from_a_reused_port(netinfod):
         await asyncio.get_running_loop().sock_connect(s, ("127.0.0.1", d.port))
         _, conn = await asyncio.get_running_loop().create_connection(RpcConnection, sock=s)
         async with Client(conn, "127.0.0.1", d.port, "reuse", 10.0) as c:
-            users = await c.pathsearch("/users")
-            try:
-                await c.create(users, [("name", ["made"])])
-            except NiError as e:
-                return e.status
-            return Status.OK
+            return await _create_status(c)
     assert asyncio.run(go()) == (Status.PERM if ROOT_USER else Status.OK)
 
 
