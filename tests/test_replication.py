@@ -50,7 +50,7 @@ def stats(host) -> dict[str, list[str]]:
     out = host.python(textwrap.dedent("""
         import asyncio, json
         from netinfo.client import Client
-        from netinfo import binding
+        from netinfo.client import binding
         async def main():
             _, port = await binding.getregister("127.0.0.1", "network")
             c = await Client.connect("127.0.0.1", port, "network", privileged=False)
@@ -96,7 +96,7 @@ def domain(tmp_path_factory):
 WRITER = textwrap.dedent("""
     import asyncio, random
     from netinfo.client import Client
-    from netinfo import binding
+    from netinfo.client import binding
     from netinfo.errors import NiError
     async def main(n, seed):
         rng = random.Random(seed)
@@ -191,7 +191,7 @@ def test_clones_refuse_everyone_but_their_master(domain):
     code = textwrap.dedent("""
         import asyncio
         from netinfo.client import Client
-        from netinfo import binding
+        from netinfo.client import binding
         from netinfo.errors import NiError, Status
         async def main():
             _, port = await binding.getregister(HOST, "network")
@@ -349,7 +349,7 @@ def test_a_clone_killed_mid_transfer_converges(domain):
 ATTACKER = textwrap.dedent("""
     import asyncio, time
     from netinfo.client import Client
-    from netinfo import binding
+    from netinfo.client import binding
     async def main():
         n = 0
         _, port = await binding.getregister("10.77.0.1", "network")
@@ -402,7 +402,7 @@ def test_readalls_from_a_clones_host_on_ordinary_ports_lose_no_update(domain):
 FLOOD = textwrap.dedent("""
     import asyncio
     from netinfo.client import Client
-    from netinfo import binding
+    from netinfo.client import binding
     from netinfo.wire.protocol import Proc
     async def main():
         _, port = await binding.getregister("10.77.0.1", "network")

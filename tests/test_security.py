@@ -33,7 +33,7 @@ USER_PMAP = 1111
 # What the attacker runs on B: raw datagrams built with our codecs, no library state.
 ATTACK_LIB = textwrap.dedent("""
     import os, socket, struct, sys
-    from netinfo import rpc
+    from netinfo.wire import rpc
     from netinfo.wire.portmap import encode_callit_args, Mapping
     from netinfo.wire.nibind import encode_tag
 
@@ -174,7 +174,7 @@ def test_nested_callit_is_never_forwarded(net):
 def test_user_nibindd_refuses_other_local_users(net):
     code = textwrap.dedent(f"""
         import asyncio
-        from netinfo import binding
+        from netinfo.client import binding
         from netinfo.errors import NiError, Status
         async def main():
             for tag in ("network", "../victim"):
@@ -515,7 +515,7 @@ def test_finding9_lenient_udp_obeys_trusted_networks_and_does_not_amplify(served
             u = call(A, port, 200100000, 2, proc, encode_args(PROCEDURES[proc], *args))
             return "silent" if u is None else "answered"
         import socket, os
-        from netinfo import rpc
+        from netinfo.wire import rpc
         def size(port, proc, *args):
             s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
             s.settimeout(2)

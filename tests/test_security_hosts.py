@@ -85,7 +85,7 @@ def _log(path: Path) -> str:
 # superuser's write is still taken (only a master takes it).
 STATE = textwrap.dedent("""
     import asyncio, json
-    from netinfo import binding
+    from netinfo.client import binding
     from netinfo.client import Client
     from netinfo.errors import NiError, Status
     async def main():

@@ -307,7 +307,7 @@ def test_n12_guesses_through_a_manager_never_lock_the_server_out(net):
 
 RPC_LIB = textwrap.dedent("""
     import json, re, resource, socket, struct, sys, time
-    from netinfo import rpc
+    from netinfo.wire import rpc
     from netinfo.wire.nibind import NIBIND_PROG, NIBIND_VERS, BindProc
     from netinfo.wire.portmap import (IPPROTO_TCP, PMAP_PROG, PMAP_VERS, Mapping, PmapProc,
                                  decode_dump)
@@ -342,7 +342,7 @@ FLOOD = RPC_LIB + textwrap.dedent("""
 # nibindd's PING; over UDP, GETPORT; each timed, a few rounds.
 PROBE = RPC_LIB + textwrap.dedent("""
     import asyncio
-    from netinfo import binding
+    from netinfo.client import binding
     def record(s):
         out = b""
         while True:
@@ -487,7 +487,7 @@ def test_n17_connections_that_never_read_do_not_shut_the_portmapper_out(net):
 
 CLONE_STATE = textwrap.dedent("""
     import asyncio, json
-    from netinfo import binding
+    from netinfo.client import binding
     from netinfo.client import Client
     async def main():
         _, port = await binding.getregister("127.0.0.1", "net")

@@ -445,7 +445,7 @@ def test_n16_login_links_and_redirects_from_another_host_stay_on_the_manager(web
 
 CLONE_USERS = textwrap.dedent("""
     import asyncio, json
-    from netinfo import binding
+    from netinfo.client import binding
     from netinfo.client import Client
     async def main():
         _, port = await binding.getregister("127.0.0.1", "net")
@@ -460,7 +460,7 @@ CLONE_USERS = textwrap.dedent("""
 # SECONDS, as fast as they are answered.
 WRITE_RESYNC = textwrap.dedent("""
     import asyncio, json, time
-    from netinfo import binding
+    from netinfo.client import binding
     from netinfo.client import Client
     from netinfo.errors import NiError, Status
     from netinfo.wire.protocol import Proc
@@ -495,7 +495,7 @@ WRITE_RESYNC = textwrap.dedent("""
 # The victim's superuser writing on its master meanwhile (a reserved port, from loopback).
 SUPERUSER_WRITES = textwrap.dedent("""
     import asyncio, json, time
-    from netinfo import binding
+    from netinfo.client import binding
     from netinfo.client import Client
     from netinfo.errors import NiError, Status
     async def main():

@@ -25,7 +25,7 @@ pytestmark = pytest.mark.slow
 
 RAW = textwrap.dedent("""
     import socket, struct
-    from netinfo import protocol, rpc
+    from netinfo.wire import protocol, rpc
     from netinfo.model import NiId
     from netinfo.wire.protocol import PROCEDURES, Proc, encode_args
 

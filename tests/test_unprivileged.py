@@ -88,7 +88,7 @@ def test_nibindd_and_clients_as_an_ordinary_user(userland):
     as_nobody, env, top, _ = userland
     code = textwrap.dedent("""
         import asyncio, os
-        from netinfo import binding
+        from netinfo.client import binding
         from netinfo.client.domain import open_domain, domain_name
         from netinfo.errors import NiError
         async def main():
