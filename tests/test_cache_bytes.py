@@ -51,8 +51,9 @@ def test_the_cache_stops_at_its_byte_bound(tmp_path):
             assert len(props[1][1][0]) == 50_000
         assert big not in src._cache and src.cached_bytes <= 10_000
         # destroying and writing take their directories out of the count
-        db.service_for_tests().proc_write(SUPERUSER, db.service_for_tests().proc_self(SUPERUSER, NiId(ids[59], 0)),
-                              [("name", ["d59"])])
+        svc = db.service_for_tests()
+        svc.proc_write(SUPERUSER, svc.proc_self(SUPERUSER, NiId(ids[59], 0)),
+                       [("name", ["d59"])])
         assert ids[59] not in src._cache
         assert src.cached_bytes == sum(src._weights.values()) <= 10_000
 

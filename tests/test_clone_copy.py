@@ -290,8 +290,8 @@ def test_the_swap_never_applies_the_old_write_ahead_log(tmp_path):
         db.replace(tree_image(200, seed=2))
         # many commits since the last checkpoint: the old file's WAL is full of frames
         for i in range(50):
-            db.call(Proc.CREATEPROP, SUPERUSER, (db.service_for_tests().proc_self(SUPERUSER, NiId(0)),
-                                                 (f"p{i}", ["v" * 500]), NI_INDEX_NULL))
+            root = db.call(Proc.SELF, SUPERUSER, (NiId(0),))
+            db.call(Proc.CREATEPROP, SUPERUSER, (root, (f"p{i}", ["v" * 500]), NI_INDEX_NULL))
             db.commit()
         assert os.path.getsize(str(path) + "-wal") > 0
         new = tree_image(30, seed=4)
@@ -684,7 +684,8 @@ def test_a_bad_readall_leaves_the_old_copy_serving(tmp_path, monkeypatch, how):
         assert fake.calls >= 1 and not rep.in_step
         took, props = await read_root(port)
         assert props == [("master", ["bench/net"])]
-        assert db.service_for_tests().proc_lookup(SUPERUSER, NiId(db.service_for_tests().proc_lookup(
+        svc = db.service_for_tests()
+        assert svc.proc_lookup(SUPERUSER, NiId(svc.proc_lookup(
             SUPERUSER, NiId(0), "name", "users")[0][0]), "name", "old49")[0]
         assert not list((tmp_path / "copy.nidb").glob("*" + COPY_SUFFIX + "*"))
 

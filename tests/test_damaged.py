@@ -90,8 +90,9 @@ def test_a_damaged_directory_is_refused_and_the_rest_served(tmp_path, how, caplo
         assert asyncio.run(read_twice()) == [Status.SERIAL] * 2
         assert [reply[-4:] for _, reply in wire.records] == [Status.SERIAL.to_bytes(4, "big")] * 2
         assert sum("is damaged" in r.getMessage() for r in caplog.records) == 2
-        other = db.service_for_tests().proc_lookup(SUPERUSER, NiId(users, 0), "name", "user8")[0][0]
-        assert db.service_for_tests().proc_read(SUPERUSER, NiId(other, 0))[1][0] == ("name", ["user8"])
+        svc = db.service_for_tests()
+        other = svc.proc_lookup(SUPERUSER, NiId(users, 0), "name", "user8")[0][0]
+        assert svc.proc_read(SUPERUSER, NiId(other, 0))[1][0] == ("name", ["user8"])
         # never sent on as stored: READALL's pieces fail at it
         with pytest.raises(DamagedDirectory) as e:
             for _ in db.readall(SUPERUSER, 0):

@@ -101,8 +101,8 @@ def test_anonymous_writes_stop_at_the_quota_and_the_superuser_writes_on(tmp_path
     with open_database(tmp_path, "q") as db:
         assert db.service_for_tests().anon_usage == used
         with pytest.raises(NiError):
-            db.service_for_tests().proc_create(ANON, printers(db.service_for_tests()), [("name", ["x"])],
-                                   NI_INDEX_NULL)
+            svc = db.service_for_tests()
+            svc.proc_create(ANON, printers(svc), [("name", ["x"])], NI_INDEX_NULL)
 
 
 def test_a_rolled_back_write_takes_its_usage_back(tmp_path):

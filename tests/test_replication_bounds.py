@@ -114,7 +114,8 @@ def test_a_restarted_master_ignores_a_peer_claiming_to_be_master(tmp_path, monke
             db.call(Proc.WRITEPROP, SUPERUSER, (root, 0, ["bench/evil"]))
             db.commit()
             assert db.info.clone
-            await asyncio.wait_for(_until(lambda: _count_users(db.service_for_tests(), "evil") == 5), 30)
+            svc = db.service_for_tests()
+            await asyncio.wait_for(_until(lambda: _count_users(svc, "evil") == 5), 30)
             assert _count_users(db.service_for_tests(), "real") == 0
             kept = list(aside_dir.glob("netinfo.sqlite.mastered-*"))
             assert len(kept) == 1 and f"kept as {kept[0]}" in caplog.text

@@ -248,7 +248,8 @@ def test_migration_builds_the_lookup_index(tmp_path):
     c.commit()
     c.close()
     with Database(open_store(f"sqlite:{path}"), cache=8) as db:
-        assert db.service_for_tests().proc_lookup(Caller(), NiId(users), "uid", "3")[0] == ids[3::50]
+        svc = db.service_for_tests()
+        assert svc.proc_lookup(Caller(), NiId(users), "uid", "3")[0] == ids[3::50]
     c = sqlite3.connect(path)
     assert c.execute("SELECT count(*) FROM keys").fetchone()[0] == rows
     c.close()
