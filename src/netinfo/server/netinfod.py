@@ -1,10 +1,16 @@
 """netinfod's network side: asyncio UDP and TCP endpoints for one domain.
 
-The one place where exceptions become wire statuses. Calls are decoded and answered by the
-domain's :class:`~netinfo.server.database.Database` (the procedure table, then the result-kind
-table of ``protocol``) on the event-loop thread, in order. Writes are committed (one
-transaction for all writes found in one read of the socket: group commit) before any
-reply of that batch is sent, so a write is acknowledged only once it is durable.
+The one place where exceptions become wire statuses. Each record's RPC prologue is
+decoded once (``rpc.prologue``, shared with the binder's server), then the program
+table dispatches it: ``programs[prog]``, one ``rpc.Program`` row per program, NETINFO
+first (:func:`netinfo_program`); a later program (YP, a change history) is one more row
+(:data:`ProgramFactory`, ``NetInfoServer(programs=...)``), served over UDP and TCP under
+its own UDP policy and registered with the portmapper when its row says so. NETINFO's
+calls are answered by the domain's :class:`~netinfo.server.database.Database` (the
+procedure table, then the result-kind table of ``protocol``) on the event-loop thread,
+in order. The calls of one read of a socket form one ``Database.batch``: their writes
+are committed in one transaction (group commit) before any reply of the batch is sent,
+so a write is acknowledged only once it is durable.
 
 Spec: §1.2–§1.4 (RPC, record marking, UDP/TCP), §4 (procedures), §9.4 (READALL stream).
 """
