@@ -406,7 +406,7 @@ class Wire:
     """A real :class:`netinfo.server.netinfod.Dispatcher` serving *db*, reached by bytes alone: no
     socket, no process, no thread. :meth:`exchange` takes one call record and gives back
     the reply record (None: no reply, as for a BIND the server does not answer), made as
-    a TCP connection makes it: writes committed after the call (``Dispatcher.commit``), a
+    a TCP connection makes it: writes committed after the call (``Database.batch``), a
     streamed reply (READALL, a big LIST or LISTALL) joined whole. :meth:`client` is a real
     :class:`netinfo.client.Client` whose connection writes into :meth:`exchange` and reads
     the record-marked replies (spec §1.3), so client and server encode and decode every
@@ -431,14 +431,12 @@ class Wire:
         """One call record in, its reply record out.
 
         :raises WireError: not an RPC call (a TCP server closes the connection)."""
-        from netinfo.server.netinfod import ReplyStream, _fail_writes
+        from netinfo.server.netinfod import ReplyStream
 
         disp = self.dispatcher
-        reply, is_write = disp.handle(record, caller or self.caller, udp=False)
-        if not disp.commit():
-            replies = [reply]
-            _fail_writes(replies, [0] if is_write else [])   # NI_NOSPACE, as the server
-            reply = replies[0]
+        with self.db.batch() as batch:   # committed after the call, as a TCP connection's
+            disp.handle(record, caller or self.caller, udp=False, batch=batch)
+        reply = batch.replies[0]   # a write's NI_NOSPACE when its commit failed
         if isinstance(reply, ReplyStream):
             stream = reply
             try:
@@ -508,7 +506,7 @@ def wire():
     from netinfo.storage import open_store
 
     db = Database(open_store("memory:"))
-    create_master(db.service, "test", "localhost", ["127.0.0.1"])
+    create_master(db.service_for_tests(), "test", "localhost", ["127.0.0.1"])
     db.commit()
     try:
         yield Wire(db)

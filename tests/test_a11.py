@@ -23,7 +23,7 @@ pytestmark = pytest.mark.slow
 
 def _local_db(directory) -> None:
     db = open_database(directory, "local", create=True)
-    svc = db.service
+    svc = db.service_for_tests()
     create_local(svc)  # broadcasthost serves ../network (spec §12.3)
     db.close()
 

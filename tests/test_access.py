@@ -93,7 +93,7 @@ def expected(proc: Proc, caller: str, target: str) -> int:
 
 def build(scheme_of: dict[str, str] | None = None) -> Database:
     db = Database(open_store("memory:"))
-    svc = db.service
+    svc = db.service_for_tests()
     create_master(svc, "acc", "here", ["127.0.0.1"])
     users = ensure_dir(svc, "users")
     for name, uid, pw, scheme in USERS:
@@ -114,7 +114,7 @@ def build(scheme_of: dict[str, str] | None = None) -> Database:
 
 
 def attempt(db: Database, proc: Proc, caller: Caller, target: str) -> int:
-    svc = db.service
+    svc = db.service_for_tests()
     d = svc.proc_self(SUPERUSER, NiId(svc.proc_lookup(SUPERUSER, NiId(0), "name", target)[0][0]))
     leaf = svc.proc_self(SUPERUSER, NiId(svc.proc_children(SUPERUSER, d)[0][0]))
     p = [k for k, _ in svc.proc_read(SUPERUSER, d)[1]].index("p")
@@ -129,9 +129,9 @@ def attempt(db: Database, proc: Proc, caller: Caller, target: str) -> int:
     try:
         db.call(proc, caller, args)
     except NiError as e:
-        db.service.rollback()
+        db.service_for_tests().rollback()
         return e.status
-    db.service.rollback()  # each case starts from the same tree
+    db.service_for_tests().rollback()  # each case starts from the same tree
     return Status.OK
 
 
@@ -179,7 +179,7 @@ def test_each_hash_format_authenticates(scheme):
 
 def test_admin_promotion_follows_promote_admins():
     db = build()
-    root = db.service.proc_root(SUPERUSER)
+    root = db.service_for_tests().proc_root(SUPERUSER)
     db.call(Proc.CREATEPROP, SUPERUSER, (root, ("promote_admins", ["NO"]), NI_INDEX_NULL))
     db.commit()
     assert attempt(db, Proc.CREATE, CALLERS["admin-group user"], "_writers alice") == \
@@ -220,7 +220,7 @@ def test_matrix_corners_over_the_wire(tmp_path):
 
     with open_database(tmp_path, "acc", create=True) as db:
         src = build()
-        db.replace(src.service.image())
+        db.replace(src.service_for_tests().image())
     srv = Netinfod(tmp_path, "acc", strict=True).start()
     try:
         async def go() -> list[str]:

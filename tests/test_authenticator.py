@@ -47,18 +47,18 @@ def fill(svc) -> None:
 
 def build() -> Database:
     db = Database(open_store("memory:"))
-    fill(db.service)
+    fill(db.service_for_tests())
     db.commit()
     return db
 
 
 def write(db: Database, caller: Caller) -> int:
     """A credentialed NETINFO write of the root: its status."""
-    root = db.service.proc_root(SUPERUSER)
+    root = db.service_for_tests().proc_root(SUPERUSER)
     try:
         db.call(Proc.CREATEPROP, caller, (root, ("p", ["v"]), NI_INDEX_NULL))
     except NiError as e:
-        db.service.rollback()
+        db.service_for_tests().rollback()
         return e.status
     db.commit()
     return Status.OK
@@ -119,7 +119,7 @@ def test_the_limiter_is_shared_by_every_door(caplog):
 def test_the_window_passes():
     now = [1000.0]
     db = build()
-    auth = Authenticator(db.service.check_user, FailureLimiter(clock=lambda: now[0]))
+    auth = Authenticator(db.service_for_tests().check_user, FailureLimiter(clock=lambda: now[0]))
     for _ in range(AUTH_FAILURES):
         with pytest.raises(NiError):
             auth.authenticate("alice", "guess", PEER)
@@ -145,7 +145,7 @@ def test_over_the_wire_auth_unix_goes_through_it(tmp_path, netinfod):
     right ones then authenticate (alice may not write the root: NI_PERM, not
     NI_AUTHERROR; root may)."""
     with open_database(tmp_path, "acc", create=True) as db:
-        fill(db.service)
+        fill(db.service_for_tests())
         db.commit()
     d = netinfod("acc", directory=tmp_path, strict=True)
 

@@ -276,7 +276,7 @@ def test_sighup_rereads_the_directory(nibindd):
     from netinfo.server.database import open_database
     from netinfo.server.templates import create_master
     db = open_database(nibindd.directory, "late", create=True)
-    svc = db.service
+    svc = db.service_for_tests()
     create_master(svc, "late", "here", ["127.0.0.1"])
     db.close()
     nibindd.proc.send_signal(signal.SIGHUP)

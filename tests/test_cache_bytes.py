@@ -21,7 +21,7 @@ from .conftest import Netinfod
 
 def make(tmp_path, sizes: list[int]) -> list[int]:
     with open_database(tmp_path, "c", create=True) as db:
-        svc = db.service
+        svc = db.service_for_tests()
         ids = []
         for i, size in enumerate(sizes):
             d, _ = svc.proc_create(SUPERUSER, svc.proc_self(SUPERUSER, NiId(0, 0)),
@@ -35,10 +35,10 @@ def make(tmp_path, sizes: list[int]) -> list[int]:
 def test_the_cache_stops_at_its_byte_bound(tmp_path):
     ids = make(tmp_path, [1000] * 60 + [50_000])
     with open_database(tmp_path, "c", cache=1000, cache_bytes=10_000) as db:
-        src = db.service.source
+        src = db.service_for_tests().source
         one = len(encode_proplist([("name", ["d0"]), ("blob", ["x" * 1000])]))
         for oid in ids[:60]:
-            db.service.proc_read(SUPERUSER, NiId(oid, 0))
+            db.service_for_tests().proc_read(SUPERUSER, NiId(oid, 0))
             assert src.cached_bytes <= 10_000
         assert src.cached_bytes == (10_000 // one) * one
         assert len(src._cache) == 10_000 // one     # the count bound (1000) is far off
@@ -47,12 +47,13 @@ def test_the_cache_stops_at_its_byte_bound(tmp_path):
         # a directory bigger than the whole bound is read, never cached
         big = ids[60]
         for _ in range(2):
-            _, props = db.service.proc_read(SUPERUSER, NiId(big, 0))
+            _, props = db.service_for_tests().proc_read(SUPERUSER, NiId(big, 0))
             assert len(props[1][1][0]) == 50_000
         assert big not in src._cache and src.cached_bytes <= 10_000
         # destroying and writing take their directories out of the count
-        db.service.proc_write(SUPERUSER, db.service.proc_self(SUPERUSER, NiId(ids[59], 0)),
-                              [("name", ["d59"])])
+        svc = db.service_for_tests()
+        svc.proc_write(SUPERUSER, svc.proc_self(SUPERUSER, NiId(ids[59], 0)),
+                       [("name", ["d59"])])
         assert ids[59] not in src._cache
         assert src.cached_bytes == sum(src._weights.values()) <= 10_000
 
@@ -60,10 +61,10 @@ def test_the_cache_stops_at_its_byte_bound(tmp_path):
 def test_the_default_byte_bound_and_the_count_bound_both_hold(tmp_path):
     ids = make(tmp_path, [10] * 30)
     with open_database(tmp_path, "c", cache=8) as db:
-        src = db.service.source
+        src = db.service_for_tests().source
         assert src._max_bytes == DEFAULT_CACHE_BYTES == 64 << 20
         for oid in ids:
-            db.service.proc_read(SUPERUSER, NiId(oid, 0))
+            db.service_for_tests().proc_read(SUPERUSER, NiId(oid, 0))
         assert len(src._cache) == 8
 
 

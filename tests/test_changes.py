@@ -165,7 +165,7 @@ def test_every_write_reaches_the_store_and_subscribers_with_before_images(url, p
 def test_a_failed_commit_takes_every_write_back_from_its_before_images(url, proc):
     d = Domain(url)
     db = d.db
-    before = db.service.image()
+    before = db.service_for_tests().image()
     db.call(proc, SUPERUSER, WRITES[proc][0](d))
     # a second write on top, to the same directory: the first before-image wins
     alice = db.call(Proc.SELF, SUPERUSER, (NiId(d.alice[0], 0),))
@@ -173,7 +173,7 @@ def test_a_failed_commit_takes_every_write_back_from_its_before_images(url, proc
     d.store.fail_next = True
     with pytest.raises(StorageError):
         db.commit()
-    assert db.service.image() == before and not d.heard
+    assert db.service_for_tests().image() == before and not d.heard
     assert db._seq == 3
     # the numbering goes on from the last durable change
     db.call(Proc.WRITEPROP, SUPERUSER, (d.alice, 0, ["again"]))
@@ -255,7 +255,7 @@ def test_nibindd_init_writes_through_the_door(tmp_path):
         try:
             # every template write was numbered: none went round the database
             assert db._seq > 0
-            assert db._seq == db.service.source.stored_meta(SEQ_KEY)
+            assert db._seq == db.service_for_tests().source.stored_meta(SEQ_KEY)
         finally:
             db.close()
 
@@ -291,7 +291,7 @@ def test_a_write_around_the_door_is_stored_but_flagged(url, caplog):
     d.db.procedures.proc_writeprop(SUPERUSER, d.alice, 0, ["through"])
     assert len(d.db.commit()) == 1 and not caplog.records
     alice = d.db.call(Proc.SELF, SUPERUSER, (NiId(d.alice[0], 0),))
-    d.db.service.proc_writeprop(SUPERUSER, alice, 0, ["around"])   # not through call
+    d.db.service_for_tests().proc_writeprop(SUPERUSER, alice, 0, ["around"])   # not through call
     assert d.db.commit() == [] and d.heard[-1][0].args[2] == ["through"]
     assert "committed unrecorded" in caplog.text
     d.db.close()

@@ -212,7 +212,7 @@ def test_a_copy_is_served_as_replace_would_serve_it(tmp_path):
         assert b.checksum == want_checksum == change.result and told == [[change]]
         assert change.proc is None
         # served from the new file at once, lazily (spec §5.2, §5.3, §5.6 all from it)
-        svc = b.service
+        svc = b.service_for_tests()
         assert svc.source.lazy and svc.highest_id() == 10 + 2 * 699 + 1
         assert svc.proc_lookup(SUPERUSER, NiId(1), "name", "u5")[0] == [20]
         with pytest.raises(NoDirectory):   # the second "name" is not looked at (§4.4)
@@ -254,14 +254,14 @@ def test_a_damaged_copy_is_refused_and_the_old_tree_stays(tmp_path, damage):
         objs = []
     with open_database(tmp_path, "d", create=True) as db:
         db.replace(tree_image(5, seed=1))
-        before = db.service.image()
+        before = db.service_for_tests().image()
         copy = db.new_copy()
         with pytest.raises(StorageError):
             if objs:
                 copy.add(wire_objects(objs))
             copy.finish()
         copy.discard()
-        assert db.service.image() == before
+        assert db.service_for_tests().image() == before
         assert not list((tmp_path / "d.nidb").glob("*" + COPY_SUFFIX + "*"))
     # the image path (memory engine) refuses the same trees
     svc_db = open_database(tmp_path, "m", create=True, store="memory:")
@@ -281,7 +281,7 @@ def test_the_memory_engine_takes_the_copy_as_an_image():
     with Database(open_store("memory:")) as db:
         copy_into(db, wire_objects(preorder(image)), batch=9)
         assert db.checksum == DirectoryService(image).checksum
-        assert db.service.proc_lookup(SUPERUSER, NiId(1), "name", "u7")[0] == [24]
+        assert db.service_for_tests().proc_lookup(SUPERUSER, NiId(1), "name", "u7")[0] == [24]
 
 
 def test_the_swap_never_applies_the_old_write_ahead_log(tmp_path):
@@ -290,13 +290,13 @@ def test_the_swap_never_applies_the_old_write_ahead_log(tmp_path):
         db.replace(tree_image(200, seed=2))
         # many commits since the last checkpoint: the old file's WAL is full of frames
         for i in range(50):
-            db.call(Proc.CREATEPROP, SUPERUSER, (db.service.proc_self(SUPERUSER, NiId(0)),
-                                                 (f"p{i}", ["v" * 500]), NI_INDEX_NULL))
+            root = db.call(Proc.SELF, SUPERUSER, (NiId(0),))
+            db.call(Proc.CREATEPROP, SUPERUSER, (root, (f"p{i}", ["v" * 500]), NI_INDEX_NULL))
             db.commit()
         assert os.path.getsize(str(path) + "-wal") > 0
         new = tree_image(30, seed=4)
         copy_into(db, wire_objects(preorder(new)))
-        assert db.service.image() == Image(records=new.records, children={
+        assert db.service_for_tests().image() == Image(records=new.records, children={
             k: v for k, v in new.children.items() if v}, checksum=db.checksum)
         # the lock is another file: still held after the swap
         with pytest.raises(DatabaseInUse):
@@ -401,7 +401,7 @@ def make_master(directory: Path, users: int) -> None:
         populate_standard,
     )
     with open_database(directory, "net", create=True) as db:
-        svc = db.service
+        svc = db.service_for_tests()
         create_master(svc, "net", "bench", ["127.0.0.1"])
         add_serves(svc, "bench", "./copy")
         populate_standard(svc)
@@ -626,7 +626,7 @@ async def clone_with(fake: FakeMaster, tmp_path: Path, monkeypatch, body):
     monkeypatch.setattr(binding, "getregister", getregister)
     await fake.start()
     db = open_database(tmp_path, "copy", create=True)
-    svc = db.service
+    svc = db.service_for_tests()
     create_clone(svc, "bench", "127.0.0.1", "net")
     users = NiId(ensure_dir(svc, "users"), 0)
     for i in range(50):
@@ -684,7 +684,8 @@ def test_a_bad_readall_leaves_the_old_copy_serving(tmp_path, monkeypatch, how):
         assert fake.calls >= 1 and not rep.in_step
         took, props = await read_root(port)
         assert props == [("master", ["bench/net"])]
-        assert db.service.proc_lookup(SUPERUSER, NiId(db.service.proc_lookup(
+        svc = db.service_for_tests()
+        assert svc.proc_lookup(SUPERUSER, NiId(svc.proc_lookup(
             SUPERUSER, NiId(0), "name", "users")[0][0]), "name", "old49")[0]
         assert not list((tmp_path / "copy.nidb").glob("*" + COPY_SUFFIX + "*"))
 
@@ -717,7 +718,7 @@ def test_a_clone_copying_answers_reads_and_holds_the_masters_updates(tmp_path, m
         took, props = await read_root(port)
         want = [("master", ["bench/net"])] + ([("probe", ["1"])] if update else [])
         assert props == want
-        svc = db.service
+        svc = db.service_for_tests()
         assert svc.proc_lookup(SUPERUSER, NiId(3), "name", "new19999")[0] == [20003]
         assert svc.checksum == svc.compute_checksum()
 

@@ -39,7 +39,7 @@ def damage(path, oid: int, how: str) -> None:
 
 def user_id(directory, name: str) -> tuple[int, int]:
     with open_database(directory, "net") as db:
-        svc = db.service
+        svc = db.service_for_tests()
         users = svc.proc_lookup(SUPERUSER, NiId(0, 0), "name", "users")[0][0]
         return users, svc.proc_lookup(SUPERUSER, NiId(users, 0), "name", name)[0][0]
 
@@ -90,8 +90,9 @@ def test_a_damaged_directory_is_refused_and_the_rest_served(tmp_path, how, caplo
         assert asyncio.run(read_twice()) == [Status.SERIAL] * 2
         assert [reply[-4:] for _, reply in wire.records] == [Status.SERIAL.to_bytes(4, "big")] * 2
         assert sum("is damaged" in r.getMessage() for r in caplog.records) == 2
-        other = db.service.proc_lookup(SUPERUSER, NiId(users, 0), "name", "user8")[0][0]
-        assert db.service.proc_read(SUPERUSER, NiId(other, 0))[1][0] == ("name", ["user8"])
+        svc = db.service_for_tests()
+        other = svc.proc_lookup(SUPERUSER, NiId(users, 0), "name", "user8")[0][0]
+        assert svc.proc_read(SUPERUSER, NiId(other, 0))[1][0] == ("name", ["user8"])
         # never sent on as stored: READALL's pieces fail at it
         with pytest.raises(DamagedDirectory) as e:
             for _ in db.readall(SUPERUSER, 0):
@@ -161,7 +162,7 @@ def test_a_clone_copying_from_a_damaged_master_keeps_its_copy(damaged_master, tm
             assert time.monotonic() < deadline, "".join(lines)
             await asyncio.sleep(0.2)
         await asyncio.sleep(0.5)
-        svc = db.service
+        svc = db.service_for_tests()
         assert not rep.in_step
         assert svc.proc_read(SUPERUSER, NiId(0, 0))[1][0] == ("master", ["bench/net"])
         u = svc.proc_lookup(SUPERUSER, NiId(0, 0), "name", "users")[0][0]

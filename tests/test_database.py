@@ -111,7 +111,7 @@ def test_every_procedure_row_names_a_service_method():
 def test_handlers_are_bound_once(db):
     h = db._handlers
     assert set(h) == set(PROCEDURES)
-    assert all(getattr(fn, "__self__", None) is db.service for fn in h.values())
+    assert all(getattr(fn, "__self__", None) is db.service_for_tests() for fn in h.values())
 
 
 # -- changes ------------------------------------------------------------------------------------
@@ -182,12 +182,12 @@ def test_a_failed_commit_rolls_back_and_reports_nothing(db, url):
     db.subscribe(told.append)
     create(db, root(db), "kept")
     db.commit()
-    before = db.service.image()
+    before = db.service_for_tests().image()
     create(db, root(db), "lost")
     db.store.fail_next = True
     with pytest.raises(StorageError):
         db.commit()
-    assert db.service.image() == before == durable(db, url)
+    assert db.service_for_tests().image() == before == durable(db, url)
     assert not db.dirty and db.commit() == []
     assert len(told) == 1
     # and the database goes on working
@@ -200,13 +200,13 @@ def test_a_real_storage_failure_on_sqlite(tmp_path):
     d = Database(open_store(f"sqlite:{tmp_path / 'x.sqlite'}"))
     child = create(d, root(d), "a")
     d.commit()
-    before = d.service.image()
+    before = d.service_for_tests().image()
     told = []
     d.subscribe(told.append)
     d.call(Proc.CREATEPROP, SUPERUSER, (child, ("big", ["x" * 70000]), NI_INDEX_NULL))
     with pytest.raises(StorageError):
         d.commit()
-    assert d.service.image() == before and told == []
+    assert d.service_for_tests().image() == before and told == []
     d.close()
 
 
@@ -284,7 +284,7 @@ def random_writes(db: Database, rng: random.Random, n: int) -> list[str]:
     """*n* random writes (every write procedure), each valid for the current tree."""
     done = []
     for _ in range(n):
-        svc = db.service
+        svc = db.service_for_tests()
         ids = [d.id for d in svc.iter_preorder()]
         kind = rng.choice(WRITE_KINDS)
         target = rng.choice(ids)
@@ -346,20 +346,20 @@ def test_rollback_restores_exactly_what_the_store_holds(seed):
         db.call(Proc.LOOKUP, SUPERUSER, (NiId(0), "name", "n3"))
     except NiError:
         pass
-    before = db.service.image()
+    before = db.service_for_tests().image()
     done = random_writes(db, rng, 60)
     assert done
     db.store.fail_next = True
     with pytest.raises(StorageError):
         db.commit()
-    assert db.service.image() == before
+    assert db.service_for_tests().image() == before
     # and it goes on exactly as a database freshly loaded from the store would
     fresh = Database(open_store("memory:"))
     fresh.replace(db.store.load())
     for d in (db, fresh):
         d.rng = random.Random(seed + 1000)
     a, b = random_writes(db, db.rng, 50), random_writes(fresh, fresh.rng, 50)
-    assert a == b and db.service.image() == fresh.service.image()
+    assert a == b and db.service_for_tests().image() == fresh.service_for_tests().image()
     for k in range(40):
         for d in (db, fresh):
             try:
@@ -368,7 +368,7 @@ def test_rollback_restores_exactly_what_the_store_holds(seed):
                 d.result = e.status
         assert db.result == fresh.result
     db.commit()
-    assert db.service.image() == durable(db, "memory:")
+    assert db.service_for_tests().image() == durable(db, "memory:")
 
 
 def test_list_limits_refuse_before_any_change(db):

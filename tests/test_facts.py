@@ -84,7 +84,7 @@ def layout_db(case: str) -> Database:
     tag, master, entries, *_ = LAYOUTS[case]
     db = Database(open_store("memory:"))
     db.info.tag = tag
-    fill(db.service, master, entries)
+    fill(db.service_for_tests(), master, entries)
     db.commit()
     return db
 
@@ -93,7 +93,7 @@ def layout_db(case: str) -> Database:
 def test_every_consumer_agrees(case):
     tag, master, _, want_master, want_role, want_clones = LAYOUTS[case]
     db = layout_db(case)
-    svc = db.service
+    svc = db.service_for_tests()
     machines = svc.machines()
     facts = DomainFacts(svc.directory(0).props, machines)
 
@@ -178,7 +178,7 @@ def _statistics(port: int, tag: str) -> dict[str, list[str]]:
 def _on_disk(tmp_path, case: str) -> None:
     tag, master, entries, *_ = LAYOUTS[case]
     with open_database(tmp_path, tag, create=True) as db:
-        fill(db.service, master, entries)
+        fill(db.service_for_tests(), master, entries)
         db.commit()
 
 

@@ -30,7 +30,7 @@ REASON = available()
 
 def _db(directory, tag, master, machines, populate=False, local_parent=None):
     db = open_database(directory, tag, create=True)
-    svc = db.service
+    svc = db.service_for_tests()
     if local_parent:
         create_local(svc, local_parent)
     else:

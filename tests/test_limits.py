@@ -255,7 +255,7 @@ def _old_deep_database(directory: Path, tag: str, levels: int) -> None:
     update would reach a clone, which the bound lets through)."""
     master = Caller("127.0.0.1", 700, superuser=True, user="root", from_master=True)
     with open_database(directory, tag, create=True) as db:
-        svc = db.service
+        svc = db.service_for_tests()
         cur = 0
         for i in range(levels):
             kid, _ = svc.proc_create(master, svc.proc_self(master, NiId(cur)),

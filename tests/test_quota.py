@@ -33,7 +33,7 @@ def make_domain(directory, tag: str = "q", dirs: int = 5, nbytes: int = 4096) ->
     """The standard directories (/printers: ``_writers`` ``*``), a root user with a
     password, and a small quota."""
     with open_database(directory, tag, create=True) as db:
-        svc = db.service
+        svc = db.service_for_tests()
         populate_standard(svc)
         root = svc.proc_self(SUPERUSER, NiId(0, 0))
         root = svc.proc_createprop(SUPERUSER, root, (quota.DIRS_PROPERTY, [str(dirs)]),
@@ -72,7 +72,7 @@ def test_limits_come_from_the_root_or_the_defaults():
 def test_anonymous_writes_stop_at_the_quota_and_the_superuser_writes_on(tmp_path):
     make_domain(tmp_path)
     with open_database(tmp_path, "q") as db:
-        svc = db.service
+        svc = db.service_for_tests()
         made = []
         for i in range(5):
             made.append(svc.proc_create(ANON, printers(svc), [("name", [f"p{i}"]),
@@ -99,16 +99,16 @@ def test_anonymous_writes_stop_at_the_quota_and_the_superuser_writes_on(tmp_path
         assert used.dirs == 5 and 0 < used.bytes < 4096
     # durable: the usage is read back at open, nothing recounted
     with open_database(tmp_path, "q") as db:
-        assert db.service.anon_usage == used
+        assert db.service_for_tests().anon_usage == used
         with pytest.raises(NiError):
-            db.service.proc_create(ANON, printers(db.service), [("name", ["x"])],
-                                   NI_INDEX_NULL)
+            svc = db.service_for_tests()
+            svc.proc_create(ANON, printers(svc), [("name", ["x"])], NI_INDEX_NULL)
 
 
 def test_a_rolled_back_write_takes_its_usage_back(tmp_path):
     make_domain(tmp_path)
     with open_database(tmp_path, "q") as db:
-        svc = db.service
+        svc = db.service_for_tests()
         svc.proc_create(ANON, printers(svc), [("name", ["p"])], NI_INDEX_NULL)
         assert svc.anon_usage.dirs == 1
         svc.take_pending()
@@ -119,7 +119,7 @@ def test_a_rolled_back_write_takes_its_usage_back(tmp_path):
 def test_authenticated_users_are_not_counted(tmp_path):
     make_domain(tmp_path, dirs=0)
     with open_database(tmp_path, "q") as db:
-        svc = db.service
+        svc = db.service_for_tests()
         with pytest.raises(NiError) as e:   # 0: no anonymous additions at all
             svc.proc_create(ANON, printers(svc), [("name", ["p"])], NI_INDEX_NULL)
         assert e.value.status == Status.NOSPACE
@@ -184,7 +184,7 @@ def test_anonymous_quota_over_the_wire(tmp_path):
             db.close()
     assert asyncio.run(go()) == WANT
     with open_database(tmp_path, "q") as db:
-        assert db.service.anon_usage.dirs == 5
+        assert db.service_for_tests().anon_usage.dirs == 5
 
 
 @pytest.mark.skipif(not ROOT_USER, reason="an anonymous peer of a netinfod run by an "

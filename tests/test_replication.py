@@ -27,7 +27,7 @@ def _master_db(directory: Path) -> None:
     from netinfo.server.service import SUPERUSER
     from netinfo.server.templates import create_master, ensure_dir, populate_standard
     with open_database(directory, "network", create=True) as db:
-        svc = db.service
+        svc = db.service_for_tests()
         create_master(svc, "network", "hosta", ["10.77.0.1"])
         m = ensure_dir(svc, "machines")
         for name in ("hostb", "hostc"):

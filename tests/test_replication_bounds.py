@@ -49,7 +49,7 @@ def _master_db(directory: Path, tag: str, users: int, prefix: str, serves=(),
     """A master of *tag* by host ``bench`` (127.0.0.1), which also serves ``./T`` for each
     T in *serves* (another server at that address: spec §9.1), with *users* users."""
     db = open_database(directory, tag, create=True)
-    svc = db.service
+    svc = db.service_for_tests()
     create_master(svc, tag, "bench", ["127.0.0.1"])
     for t in serves:
         add_serves(svc, "bench", f"./{t}")
@@ -103,19 +103,20 @@ def test_a_restarted_master_ignores_a_peer_claiming_to_be_master(tmp_path, monke
             await asyncio.sleep(1.0)     # what the old code did next: READALL from evil
             # still the master, with its own 300 users and nothing kept aside
             assert not db.info.clone and not rep.is_clone
-            assert _count_users(db.service, "real") == 300
+            assert _count_users(db.service_for_tests(), "real") == 300
             assert not list(aside_dir.glob("*.mastered-*"))
             assert "niutil -createprop . / master bench/evil" in caplog.text
 
             # The operator's demotion: root master written here (a superuser's write on
             # the master itself) names the other master. The database it mastered is
             # kept aside before the copy replaces it.
-            root = db.service.proc_root(SUPERUSER)
+            root = db.service_for_tests().proc_root(SUPERUSER)
             db.call(Proc.WRITEPROP, SUPERUSER, (root, 0, ["bench/evil"]))
             db.commit()
             assert db.info.clone
-            await asyncio.wait_for(_until(lambda: _count_users(db.service, "evil") == 5), 30)
-            assert _count_users(db.service, "real") == 0
+            svc = db.service_for_tests()
+            await asyncio.wait_for(_until(lambda: _count_users(svc, "evil") == 5), 30)
+            assert _count_users(db.service_for_tests(), "real") == 0
             kept = list(aside_dir.glob("netinfo.sqlite.mastered-*"))
             assert len(kept) == 1 and f"kept as {kept[0]}" in caplog.text
             store = SqliteStore(str(kept[0]))
@@ -168,7 +169,7 @@ def test_a_readall_from_a_clones_address_on_an_ordinary_port_changes_nothing(
         try:
             st = rep.clones[peer]
             assert st.in_step           # assumed in step at start-up (spec §9.6)
-            root = db.service.proc_root(SUPERUSER)
+            root = db.service_for_tests().proc_root(SUPERUSER)
             db.call(Proc.CREATEPROP, SUPERUSER, (root, ("probe", ["1"]), NI_INDEX_NULL))
             db.commit()
             assert len(st.queue) == 1
@@ -297,7 +298,7 @@ def test_a_copy_larger_than_the_bound_is_abandoned(tmp_path, monkeypatch, caplog
         await asyncio.wait_for(_until(lambda: "netinfod --max-copy-mb" in caplog.text), 30)
         await asyncio.sleep(0.5)
         assert not rep.in_step
-        svc = db.service
+        svc = db.service_for_tests()
         assert svc.proc_lookup(SUPERUSER, NiId(0), "name", "users")   # the old tree
         assert _count_users(svc, "old") == 50 and _count_users(svc, "new") == 0
         assert not list((tmp_path / "copy.nidb").glob("*" + COPY_SUFFIX + "*"))

@@ -156,7 +156,7 @@ async def _snapshot(port: int) -> tuple:
 
 def _domain(path, users: int) -> tuple[int, list[int]]:
     with Database(open_store(f"sqlite:{path}")) as db:
-        svc = db.service
+        svc = db.service_for_tests()
         u, _ = svc.proc_create(SUPERUSER, svc.proc_root(SUPERUSER), [("name", ["users"])],
                                NI_INDEX_NULL)
         ids = []
@@ -174,7 +174,7 @@ def test_opening_reads_no_domain_and_the_cache_stays_bounded(tmp_path, monkeypat
     monkeypatch.setattr(SqliteStore, "load", lambda self: pytest.fail("load() at open"))
     db = Database(open_store(f"sqlite:{path}"), cache=50)
     try:
-        svc = db.service
+        svc = db.service_for_tests()
         src = svc.source
         assert isinstance(src, SqliteSource)
         assert not src._cache and not src._big  # nothing read yet but the root check
@@ -203,19 +203,19 @@ def test_replace_serves_from_the_store_again(tmp_path):
     path = tmp_path / "d.sqlite"
     _domain(path, 40)
     with Database(open_store(f"sqlite:{path}"), cache=8) as db:
-        image = db.service.image()
+        image = db.service_for_tests().image()
         image.records[0].props = [("name", ["replaced"])]
         db.replace(image)
-        assert db.service.source.lazy
-        assert db.service.proc_read(Caller(), NiId(0))[1] == [("name", ["replaced"])]
-        assert db.service.checksum == db.service.compute_checksum()
+        assert db.service_for_tests().source.lazy
+        assert db.service_for_tests().proc_read(Caller(), NiId(0))[1] == [("name", ["replaced"])]
+        assert db.service_for_tests().checksum == db.service_for_tests().compute_checksum()
 
 
 def test_failed_commit_leaves_the_lazy_source_at_the_durable_state(tmp_path, monkeypatch):
     path = tmp_path / "d.sqlite"
     users, ids = _domain(path, 100)
     with Database(open_store(f"sqlite:{path}"), cache=8) as db:
-        svc = db.service
+        svc = db.service_for_tests()
         before = svc.image()
         svc.proc_write(SUPERUSER, svc.proc_self(SUPERUSER, NiId(ids[3])),
                        [("name", ["changed"])])
@@ -248,7 +248,8 @@ def test_migration_builds_the_lookup_index(tmp_path):
     c.commit()
     c.close()
     with Database(open_store(f"sqlite:{path}"), cache=8) as db:
-        assert db.service.proc_lookup(Caller(), NiId(users), "uid", "3")[0] == ids[3::50]
+        svc = db.service_for_tests()
+        assert svc.proc_lookup(Caller(), NiId(users), "uid", "3")[0] == ids[3::50]
     c = sqlite3.connect(path)
     assert c.execute("SELECT count(*) FROM keys").fetchone()[0] == rows
     c.close()
@@ -298,7 +299,7 @@ def test_readall_pieces_are_the_encoded_preorder(tmp_path):
     path = tmp_path / "d.sqlite"
     _users, ids = _domain(path, 600)
     with Database(open_store(f"sqlite:{path}"), cache=8) as db:
-        svc = db.service
+        svc = db.service_for_tests()
         _sub, _ = svc.proc_create(SUPERUSER, svc.proc_self(SUPERUSER, NiId(ids[4])),
                                   [("name", ["sub"]), ("x", ["\udcff", ""])], NI_INDEX_NULL)
         svc.proc_write(SUPERUSER, svc.proc_self(SUPERUSER, NiId(ids[9])), [("name", [])])
@@ -343,7 +344,7 @@ def test_listall_frames_the_stored_proplists(tmp_path):
     path = tmp_path / "d.sqlite"
     users, ids = _domain(path, 300)
     with Database(open_store(f"sqlite:{path}"), cache=8) as db:
-        svc = db.service
+        svc = db.service_for_tests()
         svc.proc_write(SUPERUSER, svc.proc_self(SUPERUSER, NiId(ids[5])), [("name", ["w"])])
         sid, lists = svc.proc_listall(Caller(), NiId(users))
         assert isinstance(lists, StoredProplists) and len(lists) == 300
@@ -367,7 +368,7 @@ def test_lookupread_of_a_directory_not_in_memory_sends_its_stored_bytes(tmp_path
     row = PROCEDURES[Proc.LOOKUPREAD]
     encode = RESULT_KINDS[row.kind].encode
     with Database(open_store(f"sqlite:{path}"), cache=8) as db:
-        svc = db.service
+        svc = db.service_for_tests()
         name = "u7"  # _domain's name of ids[7], not read yet
         sid, props = svc.proc_lookupread(Caller(), NiId(users), "name", name)
         assert type(props) is StoredProplist and props._props is None

@@ -255,7 +255,7 @@ def _make_domain(directory: Path, users: int = 300) -> Path:
     from netinfo.server.service import SUPERUSER
     from netinfo.server.templates import create_master, ensure_dir
     with open_database(directory, "dmg", create=True) as db:
-        svc = db.service
+        svc = db.service_for_tests()
         create_master(svc, "dmg", "here", ["127.0.0.1"])
         u = ensure_dir(svc, "users")
         for i in range(users):
@@ -305,7 +305,7 @@ def _served_db(directory: Path, tag: str, users: int, trusted: list[str] | None 
     from netinfo.server.service import SUPERUSER
     from netinfo.server.templates import create_master, ensure_dir, populate_standard
     with open_database(directory, tag, create=True) as db:
-        svc = db.service
+        svc = db.service_for_tests()
         create_master(svc, tag, "victim", ["10.77.0.1"])
         populate_standard(svc)
         u = ensure_dir(svc, "users")

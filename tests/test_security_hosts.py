@@ -60,7 +60,7 @@ def _users_db(directory: Path, tag: str, host: str, addr: str, users: int, prefi
     from netinfo.server.service import SUPERUSER
     from netinfo.server.templates import create_master, ensure_dir, populate_standard
     with open_database(directory, tag, create=True) as db:
-        svc = db.service
+        svc = db.service_for_tests()
         create_master(svc, tag, host, [addr])
         populate_standard(svc)
         m = ensure_dir(svc, "machines")

@@ -521,7 +521,7 @@ def test_n18_a_master_on_another_host_cannot_fill_a_clones_disk(net):
     _users_db(adir, "net", "attacker", attacker.addr, 12000, "evil" + "e" * 200,
               {"victim": victim.addr})
     with open_database(vdir, "net", create=True) as db:
-        svc = db.service
+        svc = db.service_for_tests()
         create_clone(svc, "attacker", attacker.addr, "net")
         users = NiId(ensure_dir(svc, "users"), 0)
         for i in range(50):

@@ -70,7 +70,7 @@ def web(net):
     d.mkdir()
     _users_db(d, "sec", "victim", "127.0.0.1", 20, "user")
     with open_database(d, "sec") as db:
-        svc = db.service
+        svc = db.service_for_tests()
         users = svc.proc_lookup(SUPERUSER, NiId(0), "name", "users")[0][0]
         svc.proc_create(SUPERUSER, svc.proc_self(SUPERUSER, NiId(users)),
                         [("name", ["alice"]), ("uid", ["501"]),
@@ -539,7 +539,7 @@ def test_n13_write_and_resync_from_another_host_do_not_keep_a_clone_copying(net)
     _users_db(vdir, "net", "victim", victim.addr, 2000, "user",
               {"bystander": bystander.addr})
     with open_database(cdir, "net", create=True) as db:
-        create_clone(db.service, "victim", victim.addr, "net")
+        create_clone(db.service_for_tests(), "victim", victim.addr, "net")
         db.commit()
     started = []
     seconds = 15

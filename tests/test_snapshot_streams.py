@@ -55,7 +55,7 @@ BIG_PAD = "p" * 2500
 
 def _populate(db: Database, pad: str = PAD) -> int:
     """/big with KIDS children; its number."""
-    svc = db.service
+    svc = db.service_for_tests()
     big, _ = svc.proc_create(SUPERUSER, svc.proc_root(SUPERUSER), [("name", ["big"])],
                              NI_INDEX_NULL)
     for i in range(KIDS):
@@ -416,7 +416,7 @@ def test_a_stream_reads_one_state_and_releases_it(tmp_path, engine):
     db = Database(open_store(f"sqlite:{tmp_path / 'x.sqlite'}" if engine == "sqlite"
                              else "memory:"))
     big = _populate(db)
-    svc = db.service
+    svc = db.service_for_tests()
     args = (NiId(big, 0),)
 
     def listall(body: bytes) -> list:
@@ -472,7 +472,7 @@ def test_a_copy_is_swapped_in_while_a_stream_is_open(tmp_path):
                          array("I"), [])])
     copy.finish()
     db.adopt(copy)
-    assert db.transfers == 0 and len(db.service) == 1
+    assert db.transfers == 0 and len(db.service_for_tests()) == 1
     with pytest.raises(StorageError):
         next(held)
     db.close()

@@ -52,7 +52,7 @@ def big(tmp_path_factory):
     the expected LIST of names, the expected LISTALL)."""
     d = tmp_path_factory.mktemp("streamed")
     with open_database(d, "big", create=True) as db:
-        svc = db.service
+        svc = db.service_for_tests()
         u, _ = svc.proc_create(SUPERUSER, svc.proc_root(SUPERUSER), [("name", ["users"])],
                                NI_INDEX_NULL)
         for i in range(USERS):

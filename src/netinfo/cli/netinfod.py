@@ -170,7 +170,6 @@ async def serve(args: argparse.Namespace) -> int:
 
 async def _serve(args: argparse.Namespace, db: Database, info: ServerInfo,
                  addrs: list[str]) -> int:
-    svc = db.service
     # templates write through the database's door: recorded and told (issue 19)
     door = db.procedures
     if db.created and (args.master or args.clone is not None):
@@ -197,7 +196,7 @@ async def _serve(args: argparse.Namespace, db: Database, info: ServerInfo,
                 print(locked_notice(PROG, args.tag, f"'nipasswd {where} root'"),
                       file=sys.stderr)
         db.commit()
-    for name in svc.root_without_password():
+    for name in db.root_without_password():
         log.warning("user %s (uid 0) has no password: any AUTH_UNIX caller claiming uid 0 "
                     "may write as root; set one (nipasswd %s, as this domain's superuser) "
                     "or lock it with '*'", name, name)
@@ -298,12 +297,12 @@ async def _verify(db: Database, stop: asyncio.Event, damaged: list[str]) -> None
         log.error("%s", message)
 
 
-def is_clone(svc, tag: str, addrs: list[str]) -> bool:
+def is_clone(owner, tag: str, addrs: list[str]) -> bool:
     """A clone when root ``master`` names a master whose address is not ours, or a tag
     that is not ours (Apple; spec §9.1); a database named ``local`` is never a clone
     (:meth:`facts.DomainFacts.role`, which start-up asks through the database)."""
     own = frozenset(addrs)
-    return svc.facts().role(tag, lambda a: is_local(a, own)) is Role.CLONE
+    return owner.facts().role(tag, lambda a: is_local(a, own)) is Role.CLONE
 
 
 async def _register(tag: str, udp: int, tcp: int) -> bool:

@@ -59,6 +59,8 @@ SQLITE_NAME = "netinfo.sqlite"
 # Change (one write, one record) lives in the pure core (changes.py); it is re-exported here.
 
 Subscriber = Callable[[list[Change]], None]
+#: Told of one call's outcome: (procedure, caller, arguments, value or NiError).
+CallWatcher = Callable[[int, Caller, tuple, Any], None]
 #: Told of a READALL transfer sent whole (not a "current" answer), with its caller.
 TransferWatcher = Callable[[Caller, bool], None]
 
@@ -167,6 +169,10 @@ class Database:
         self._durable_seq = self._seq
         self._subscribers: list[Subscriber] = []
         self._transfer_watchers: list[TransferWatcher] = []
+        #: procedure → who hears of its calls' outcomes (watch_calls), and who hears of
+        #: every call the master pushed
+        self._watched: dict[int, tuple[CallWatcher, ...]] = {}
+        self._pushed: tuple[CallWatcher, ...] = ()
         #: snapshot streams open (READALL, LIST and LISTALL of big directories), oldest
         #: first
         self._streams: dict[SnapshotStream, None] = {}
@@ -182,14 +188,26 @@ class Database:
 
     # -- reading and writing ---------------------------------------------------------------
 
-    @property
-    def service(self) -> DirectoryService:
-        """The domain's service, for reading only (its predicates: ``machines``,
-        ``master_property``, ``admits_tcp``, ...; ``directory``, ``iter_preorder``).
-        Every write goes through :meth:`call` (or :attr:`procedures`) and
-        :meth:`commit`, which record it as a :class:`Change` (issue 19: one door);
-        a write made on the service directly would be stored by the next commit and
-        reported to nobody (the commit logs a warning)."""
+    # -- what the doors and replication read (the service itself stays private) ----------
+
+    def root_props(self) -> list[tuple[str, list[str]]]:
+        """The root directory's properties as they are now (port numbers, replication
+        timings, ``master``: spec §11); a copy."""
+        return self._service.directory(0).props
+
+    def root_without_password(self) -> list[str]:
+        """Names of uid-0 users anyone can authenticate as (netinfod warns of them)."""
+        return self._service.root_without_password()
+
+    def is_forced_root(self) -> bool:
+        """``netinfod -n`` or root ``isRoot`` = YES: no parent search (spec §8.2, §11)."""
+        return self._service.is_forced_root()
+
+    def service_for_tests(self) -> DirectoryService:
+        """The domain's service itself, for tests that drive or inspect it directly (a
+        write made on it is stored by the next commit and reported to nobody). Never
+        used by the server: every door reads through the accessors above and writes
+        through :meth:`call` (issue 19: one door)."""
         return self._service
 
     def admits_tcp(self, addr: str, local: bool) -> bool:
@@ -224,7 +242,7 @@ class Database:
 
     def facts(self) -> DomainFacts:
         """Master, servers, clones, parent candidates as the root and /machines say now."""
-        return self.service.facts()
+        return self._service.facts()
 
     @property
     def role(self) -> Role:
@@ -253,8 +271,27 @@ class Database:
         """Run NETINFO procedure *proc* for *caller* with decoded *args*; its value.
 
         A write stays pending (visible to later calls, not yet durable) until
-        :meth:`commit`. :raises NiError: the procedure's status.
+        :meth:`commit` (or the end of the :meth:`batch` it was made in). The watchers of
+        *proc* (:meth:`watch_calls`) hear of its outcome. :raises NiError: the
+        procedure's status.
         """
+        watchers = self._watched.get(proc, ())
+        if caller.from_master:
+            watchers = watchers + self._pushed
+        if not watchers:
+            return self._run(proc, caller, args)
+        try:
+            value = self._run(proc, caller, args)
+        except NiError as e:
+            self._tell_call(watchers, proc, caller, args, e)
+            raise
+        except DamagedDirectory as e:
+            self._tell_call(watchers, proc, caller, args, NiError(Status.SERIAL, str(e)))
+            raise
+        self._tell_call(watchers, proc, caller, args, value)
+        return value
+
+    def _run(self, proc: int, caller: Caller, args: tuple) -> Any:
         if proc not in self._writes:
             return self._handlers[proc](caller, *args)
         value = self._handlers[proc](caller, *args)
@@ -262,6 +299,38 @@ class Database:
         self._seq += 1
         self._changes.append(Change(Proc(proc), who, args, value, touched, ops, self._seq))
         return value
+
+    def watch_calls(self, fn: CallWatcher, procs: frozenset[int] = frozenset(),
+                    pushed: bool = False) -> Callable[[], None]:
+        """Call ``fn(proc, caller, args, outcome)`` after each call of one of *procs*
+        (and, with *pushed*, of every call the master pushed: ``caller.from_master``,
+        spec §9.2) with its outcome: the value, or the :class:`NiError` it failed with
+        (a damaged directory: NI_SERIAL). READALL is told when the state it sends is
+        fixed (:meth:`readall`). What parent search (RPARENT) and replication (CRASHED,
+        RESYNC, the master's updates) learn from, never from encoded replies. Returns
+        the call that stops it."""
+        for proc in procs:
+            self._watched[proc] = self._watched.get(proc, ()) + (fn,)
+        if pushed:
+            self._pushed += (fn,)
+
+        def stop() -> None:
+            for proc in procs:
+                left = tuple(f for f in self._watched.get(proc, ()) if f is not fn)
+                if left:
+                    self._watched[proc] = left
+                else:
+                    self._watched.pop(proc, None)
+            self._pushed = tuple(f for f in self._pushed if f is not fn)
+        return stop
+
+    def _tell_call(self, watchers: tuple[CallWatcher, ...], proc: int, caller: Caller,
+                   args: tuple, outcome: Any) -> None:
+        for fn in watchers:
+            try:
+                fn(proc, caller, args, outcome)
+            except Exception:
+                log.exception("%s: call watcher %r failed", self.where, fn)
 
     def answer(self, proc: int, caller: Caller, args: tuple) -> bytes | None:
         """:meth:`call`, encoded as the reply body by the result-kind table (protocol);
@@ -285,8 +354,7 @@ class Database:
             self._damage_logged.add(e.oid)
         log.error("%s", e)
 
-    def readall(self, caller: Caller, checksum: int,
-                opened: Callable[[], None] | None = None) -> Iterator[bytes]:
+    def readall(self, caller: Caller, checksum: int) -> Iterator[bytes]:
         """READALL's reply body in pieces, produced as they are taken (spec §9.4), from a
         snapshot of the domain taken at the first piece (:class:`SnapshotStream`): the
         checksum, the highest number and every directory are those of one state, and
@@ -294,22 +362,27 @@ class Database:
         answered them NI_MASTERBUSY, spec §10.3). The caller must close an abandoned
         iterator.
 
-        *opened* is called once the state sent is fixed: when the snapshot is taken, or
-        at once when no snapshot is needed (replication: the writes committed after it
-        are the ones to push to the clone that asked, spec §9.5).
+        The watchers of READALL (:meth:`watch_calls`) are told, with outcome True, once
+        the state sent is fixed: when the snapshot is taken, or at once when no snapshot
+        is needed (replication: the writes committed after it are the ones to push to
+        the clone that asked, spec §9.5).
         """
+        watchers = self._watched.get(Proc.READALL, ())
+
+        def opened() -> None:
+            self._tell_call(watchers, Proc.READALL, caller, (checksum,), True)
         try:
             current = not self._service.readall_wanted(caller, checksum)
         except NiError as e:
             return iter((pack_status(e.status),))
         if current:   # nothing to send: the caller's state is the one
-            if opened is not None:
-                opened()
+            opened()
             return iter_readall(None)
         busy = self._room(caller.addr, True)
         if busy is not None:
             return iter((pack_status(busy),))
-        return SnapshotStream(self, caller.addr, _readall_from, opened, privileged=True,
+        return SnapshotStream(self, caller.addr, _readall_from,
+                              opened if watchers else None, privileged=True,
                               done=lambda whole: self._transfer_done(caller, whole))
 
     def stream(self, proc: int, caller: Caller, args: tuple) -> Iterator[bytes] | None:
@@ -397,7 +470,7 @@ class Database:
         """Call ``fn(caller, whole)`` when each READALL transfer ends (not a "current"
         answer nor an error, which send no transfer): *whole* when its last piece was
         handed to the connection, False when it was closed before; returns the call that
-        stops it. (When its snapshot is taken, ``readall``'s *opened* says so.)"""
+        stops it. (When its snapshot is taken, READALL's call watchers hear.)"""
         self._transfer_watchers.append(fn)
         return lambda: self._transfer_watchers.remove(fn) \
             if fn in self._transfer_watchers else None
@@ -406,6 +479,12 @@ class Database:
     def dirty(self) -> bool:
         """True when writes wait for :meth:`commit`."""
         return bool(self._service.pending)
+
+    def batch(self) -> Batch:
+        """A batch of calls answered together and made durable by one commit at its end
+        (group commit, :class:`Batch`): what every door uses (netinfod's TCP connection
+        for the calls of one read of its socket)."""
+        return Batch(self)
 
     def commit(self) -> list[Change]:
         """Make every pending write durable in one transaction; the writes, in order.
@@ -591,6 +670,67 @@ class Procedures:
                 return call(proc, caller, (parent, props, where, target))
             return create
         return lambda caller, *args: call(proc, caller, args)
+
+
+# -- group commit ---------------------------------------------------------------------------------
+
+class Batch:
+    """The calls of one batch (:meth:`Database.batch`): each call's reply is added as it
+    is answered (:meth:`add`), and the batch's end (:meth:`close`, or leaving a ``with``
+    block) makes its writes durable in one transaction (group commit) before any of its
+    replies is sent, so a write is acknowledged only once it is durable. When that
+    commit fails, the writes are rolled back and the reply of each call that wrote is
+    replaced by what its door says a failed write answers (NETINFO: NI_NOSPACE).
+
+    Which calls wrote the owner knows (each recorded write is numbered: :class:`Change`),
+    so a door need not say; replies are opaque to the batch (bytes, a stream, an LDAP
+    message). Commits run on the event loop: a batch's writes are short.
+    """
+
+    __slots__ = ("_db", "_mark", "_writes", "replies", "failed", "closed")
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+        #: the owner's write count when the last reply was added
+        self._mark = db._seq
+        #: (index in replies, what the reply becomes when the commit fails)
+        self._writes: list[tuple[int, Callable[[Any], Any]]] = []
+        #: the replies, in the order added (after close: as they are to be sent)
+        self.replies: list[Any] = []
+        #: True when the batch's commit failed (its writes were rolled back)
+        self.failed = False
+        self.closed = False
+
+    def add(self, reply: Any, on_failure: Callable[[Any], Any] | None = None) -> None:
+        """The reply of the next call of the batch. When that call wrote and the batch's
+        commit fails, the reply becomes ``on_failure(reply)`` (None: kept)."""
+        seq = self._db._seq
+        if seq != self._mark and on_failure is not None and reply is not None:
+            self._writes.append((len(self.replies), on_failure))
+        self._mark = seq
+        self.replies.append(reply)
+
+    def close(self) -> list[Any]:
+        """Commit the batch's writes (once); the replies, those of failed writes
+        replaced."""
+        if self.closed:
+            return self.replies
+        self.closed = True
+        db = self._db
+        if db.dirty:
+            try:
+                db.commit()
+            except StorageError:
+                self.failed = True
+                for i, on_failure in self._writes:
+                    self.replies[i] = on_failure(self.replies[i])
+        return self.replies
+
+    def __enter__(self) -> Batch:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 # -- snapshot streams ---------------------------------------------------------------------------

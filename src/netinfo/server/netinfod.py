@@ -1,10 +1,16 @@
 """netinfod's network side: asyncio UDP and TCP endpoints for one domain.
 
-The one place where exceptions become wire statuses. Calls are decoded and answered by the
-domain's :class:`~netinfo.server.database.Database` (the procedure table, then the result-kind
-table of ``protocol``) on the event-loop thread, in order. Writes are committed (one
-transaction for all writes found in one read of the socket: group commit) before any
-reply of that batch is sent, so a write is acknowledged only once it is durable.
+The one place where exceptions become wire statuses. Each record's RPC prologue is
+decoded once (``rpc.prologue``, shared with the binder's server), then the program
+table dispatches it: ``programs[prog]``, one ``rpc.Program`` row per program, NETINFO
+first (:func:`netinfo_program`); a later program (YP, a change history) is one more row
+(:data:`ProgramFactory`, ``NetInfoServer(programs=...)``), served over UDP and TCP under
+its own UDP policy and registered with the portmapper when its row says so. NETINFO's
+calls are answered by the domain's :class:`~netinfo.server.database.Database` (the
+procedure table, then the result-kind table of ``protocol``) on the event-loop thread,
+in order. The calls of one read of a socket form one ``Database.batch``: their writes
+are committed in one transaction (group commit) before any reply of the batch is sent,
+so a write is acknowledged only once it is durable.
 
 Spec: §1.2–§1.4 (RPC, record marking, UDP/TCP), §4 (procedures), §9.4 (READALL stream).
 """
@@ -12,6 +18,7 @@ Spec: §1.2–§1.4 (RPC, record marking, UDP/TCP), §4 (procedures), §9.4 (REA
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import random
@@ -20,12 +27,13 @@ import socket
 import struct
 import time
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from typing import Protocol
 
-from ..errors import DamagedDirectory, Status, StorageError, WireError
-from ..model import is_digits
+from ..errors import DamagedDirectory, NetInfoError, NiError, Status, StorageError, WireError
+from ..facts import Role
+from ..model import first_values, is_digits
 from ..netif import is_local, local_addresses, peer_uid
 from ..storage.changes import Caller
 from ..wire import rpc
@@ -40,10 +48,11 @@ from ..wire.protocol import (
     Proc,
     decode_args,
 )
+from ..wire.portmap import IPPROTO_TCP, IPPROTO_UDP
 from ..wire.rpc import AcceptStat, AuthStat
-from .database import MAX_STREAMS, Database
+from .database import MAX_STREAMS, Batch, Database
 from .peers import PeerBounds, PeerLimits
-from .rpc import quiet_accept_errors
+from .rpc import Program, prologue, quiet_accept_errors
 
 log = logging.getLogger("netinfo.server")
 
@@ -79,9 +88,8 @@ IDLE_TIMEOUT = 900.0
 MAX_CONNECTIONS = LIMITS.total
 #: Reserved ports tried for a root netinfod (Mac OS X's RPC services sat in 600–1023).
 RESERVED_PORTS = range(600, 1024)
-_NORESPONSE = pack_status(Status.NORESPONSE)
-#: Calls replication is told of besides the master's pushed updates (spec §9.5).
-_REPLICATION_PROCS = frozenset({Proc.CRASHED, Proc.RESYNC})
+#: Seconds a portmapper call (registering a program) may take.
+PMAP_TIMEOUT = 2.0
 _U32 = struct.Struct(">I")
 
 
@@ -101,31 +109,48 @@ class ServerConfig:
 
 
 class Observer(Protocol):
-    """What the dispatcher tells replication (``replicator.Replicator``), and what it
-    asks of it."""
-
-    def observe(self, proc: int, caller: Caller, args: tuple, ok: bool) -> None: ...
+    """What the server asks of replication (``replicator.Replicator``): whether the
+    master's updates must wait. (What replication learns of calls it hears from the
+    owner: ``Database.watch_calls``.)"""
 
     def held(self) -> asyncio.Future[None] | None:
         """A future the master's updates wait for (a copy being swapped in), or None."""
         ...
 
 
-class Dispatcher:
-    """Turns call records into reply records for one domain (shared by UDP and TCP)."""
+#: A netinfod program's handler: (call, who the peer is, over UDP?) → its reply. It runs
+#: on the event loop, inside the connection's batch (``Database.batch``): its writes are
+#: committed with the batch's. Raising WireError or ValueError answers GARBAGE_ARGS, any
+#: other exception SYSTEM_ERR.
+ProgramHandler = Callable[[rpc.Call, Caller, bool], "bytes | ReplyStream | None"]
 
-    def __init__(self, db: Database, config: ServerConfig, own_addresses: list[str]) -> None:
+
+class Dispatcher:
+    """Turns call records into reply records for one domain (shared by UDP and TCP):
+    the shared prologue (``rpc.prologue``), then the program's row
+    (:attr:`programs`, NETINFO first)."""
+
+    def __init__(self, db: Database, config: ServerConfig, own_addresses: list[str],
+                 programs: Sequence[ProgramFactory] = ()) -> None:
         self.db = db
         self.config = config
         self.own = frozenset(own_addresses)
         self.counters = db.info.counters
-        #: called when RPARENT finds no binding yet (the server starts a parent search)
-        self.on_parent_miss: Callable[[], None] | None = None
-        #: told of the calls replication cares about (replicator.Replicator.observe)
+        #: asked whether the master's updates must wait (replicator.Replicator.held)
         self.replicator: Observer | None = None
         #: the uid whose local sockets are this domain's superuser: ours, unless we are
         #: root (then only a reserved port makes the superuser, spec §10.2)
         self.owner: int | None = os.geteuid() or None
+        #: program number → its row (one row per program: :meth:`add_program`)
+        self.programs: dict[int, Program[ProgramHandler]] = {}
+        for make in (netinfo_program, *programs):
+            self.add_program(make(self))
+
+    def add_program(self, row: Program[ProgramHandler]) -> None:
+        """Serve one more program (or replace the row of its number): its calls over UDP
+        and TCP go to its handler from now on; the server registers it with the
+        portmapper at start when its row says so."""
+        self.programs[row.prog] = row
 
     def caller_for(self, host: str, port: int, udp: bool = False,
                    ours: tuple[str, int] | None = None) -> Caller:
@@ -135,9 +160,9 @@ class Dispatcher:
         /proc/net, so asked once per TCP connection, never for UDP, which carries no
         writes, spec §1.4)."""
         local = is_local(host, self.own)
-        svc = self.db.service
-        if svc.info.clone and port < 1024 and host.removeprefix("::ffff:") == \
-                svc.master_address():
+        db = self.db
+        if db.role is Role.CLONE and port < 1024 and host.removeprefix("::ffff:") == \
+                db.facts().master_address:
             # An update pushed by the master: its address and a reserved port (spec §9.2).
             return Caller(host, port, from_master=True)
         su = local and (port < 1024 or self.config.trust_local)
@@ -148,54 +173,71 @@ class Dispatcher:
             return Caller(host, port, superuser=True, user="root", owner=True)
         return Caller(host, port)
 
-    def handle(self, record: bytes, caller: Caller, udp: bool,
-               lenient: bool = False) -> tuple[bytes | ReplyStream | None, bool]:
-        """Answer one record: (reply or None for no reply, whether it was a write).
+    def handle(self, record: bytes, caller: Caller, udp: bool, lenient: bool = False,
+               batch: Batch | None = None) -> bytes | ReplyStream | None:
+        """Answer one record: the reply, or None for no reply. Within *batch*, the reply
+        is added to it (with its program's failure rewrite, for a write).
 
         :raises WireError: the record is not an RPC call (TCP closes the connection).
         """
-        try:
-            call = rpc.decode_call(record)
-        except rpc.RpcMismatch as e:
-            return rpc.reply_rpc_mismatch(e.xid), False
+        found = prologue(record, self.programs, udp, lenient)
+        if isinstance(found, bytes):
+            reply: bytes | ReplyStream | None = found
+            on_failure = None
+        else:
+            call, row = found
+            on_failure = row.on_failure
+            try:
+                reply = row.handler(call, caller, udp)
+            except (WireError, ValueError):
+                reply = rpc.reply_accept_error(call.xid, AcceptStat.GARBAGE_ARGS)
+            except Exception:
+                log.exception("program %d procedure %d failed", call.prog, call.proc)
+                reply = rpc.reply_accept_error(call.xid, AcceptStat.SYSTEM_ERR)
+        if batch is not None:
+            batch.add(reply, on_failure)
+        return reply
+
+
+#: A program of netinfod: its row, made for one server (its database and config).
+ProgramFactory = Callable[[Dispatcher], Program[ProgramHandler]]
+
+
+def _nospace(reply: bytes) -> bytes:
+    """A NETINFO write's reply when its batch could not be made durable: NI_NOSPACE
+    after the accepted-reply header (24 bytes with an AUTH_NULL verifier)."""
+    return reply[:24] + pack_status(Status.NOSPACE)
+
+
+def netinfo_program(disp: Dispatcher) -> Program[ProgramHandler]:
+    """NETINFO (spec §4), the first row: over UDP only PING and BIND, or the lenient
+    list with ``--lenient-udp`` (spec §1.4); registered with nibindd (REGISTER), never
+    with the portmapper (spec §1.1)."""
+    db, counters = disp.db, disp.counters
+
+    def handle(call: rpc.Call, caller: Caller, udp: bool) -> bytes | ReplyStream | None:
         xid = call.xid
-        if call.prog != NETINFO_PROG:
-            return rpc.reply_accept_error(xid, AcceptStat.PROG_UNAVAIL), False
-        if call.vers != NETINFO_VERS:
-            return rpc.reply_accept_error(xid, AcceptStat.PROG_MISMATCH, NETINFO_VERS,
-                                          NETINFO_VERS), False
-        if call.auth_error is not None:
-            return rpc.reply_auth_error(xid, call.auth_error), False
-        info = PROCEDURES.get(call.proc)
-        if info is None:
-            return rpc.reply_accept_error(xid, AcceptStat.PROC_UNAVAIL), False
-        if udp and call.proc not in UDP_PROCS and not (
-                lenient and call.proc in UDP_LENIENT_PROCS):
-            # Spec §1.4: data calls over UDP are refused with AUTH_ERROR / AUTH_TOOWEAK.
-            return rpc.reply_auth_error(xid, AuthStat.TOOWEAK), False
+        info = PROCEDURES[call.proc]
         try:
             args = decode_args(info, call.args)
         except (WireError, ValueError):
-            return rpc.reply_accept_error(xid, AcceptStat.GARBAGE_ARGS), False
+            return rpc.reply_accept_error(xid, AcceptStat.GARBAGE_ARGS)
         if info.kind is Kind.STREAM:
-            self.counters[info.proc][0] += 1
-            observer = self.replicator
-            # told when the state sent is fixed (the snapshot, after the batch's commit)
-            opened = None if observer is None else (
-                lambda: observer.observe(info.proc, caller, args, True))
-            pieces = self.db.readall(caller, args[0], opened=opened)
-            return ReplyStream(rpc.reply_success(xid), pieces), False
+            counters[info.proc][0] += 1
+            # READALL's watchers hear when the state sent is fixed (the snapshot, after
+            # the batch's commit): Database.readall
+            return ReplyStream(rpc.reply_success(xid), db.readall(caller, args[0]))
         if info.proc in _STREAMED:
-            streamed = self.db.stream(info.proc, caller, args)
+            streamed = db.stream(info.proc, caller, args)
             if streamed is not None and udp:
                 # a reply too big for a datagram (lenient UDP): "use TCP", spec §1.4
                 close = getattr(streamed, "close", None)
                 if close is not None:
                     close()
-                return rpc.reply_auth_error(xid, AuthStat.TOOWEAK), False
+                return rpc.reply_auth_error(xid, AuthStat.TOOWEAK)
             if streamed is not None:
-                self.counters[info.proc][0] += 1
-                return ReplyStream(rpc.reply_success(xid), streamed), False
+                counters[info.proc][0] += 1
+                return ReplyStream(rpc.reply_success(xid), streamed)
         if call.auth is not None:
             # Apple's lookupd shortcut: password "checksum" asks for the checksum only (§4.4).
             only = call.auth.machinename == rpc.invert(b"checksum")
@@ -207,42 +249,22 @@ class Dispatcher:
                             checksum_only=only, credential=call.auth)
         t0 = time.perf_counter_ns()
         try:
-            body = self.db.answer(info.proc, caller, args)
+            body = db.answer(info.proc, caller, args)
         except Exception:
             log.exception("procedure %s failed", info.proc.name)
-            return rpc.reply_accept_error(xid, AcceptStat.SYSTEM_ERR), False
+            return rpc.reply_accept_error(xid, AcceptStat.SYSTEM_ERR)
         finally:
-            c = self.counters[info.proc]
+            c = counters[info.proc]
             c[0] += 1
             c[1] += (time.perf_counter_ns() - t0) // 1000
         if body is None:
             # BIND of a child not served here (spec §4.4; Apple's SYSTEM_ERR, see protocol)
-            return rpc.reply_accept_error(xid, AcceptStat.SYSTEM_ERR), False
-        if info.proc == Proc.RPARENT and body == _NORESPONSE and self.on_parent_miss:
-            self.on_parent_miss()  # RPARENT without a binding: search (spec §8.2)
-        if self.replicator is not None and (info.proc in _REPLICATION_PROCS
-                                            or caller.from_master):
-            ok = not (info.kind is Kind.UNION and body[:4] != b"\0\0\0\0")
-            self.replicator.observe(info.proc, caller, args, ok)
-        return rpc.reply_success(xid, body), info.is_write
+            return rpc.reply_accept_error(xid, AcceptStat.SYSTEM_ERR)
+        return rpc.reply_success(xid, body)
 
-    def commit(self) -> bool:
-        """Make pending writes durable. False when the store failed (writes rolled back)."""
-        if not self.db.dirty:
-            return True
-        try:
-            self.db.commit()
-            return True
-        except StorageError:
-            return False
-
-
-def _fail_writes(replies: list[bytes | None], writes: list[int]) -> None:
-    """Replace the replies of writes that could not be made durable by NI_NOSPACE."""
-    for i in writes:
-        rep = replies[i]
-        if rep is not None:
-            replies[i] = rep[:24] + pack_status(Status.NOSPACE)
+    return Program(NETINFO_PROG, NETINFO_VERS, NETINFO_VERS, handle,
+                   procs=frozenset(PROCEDURES), udp=UDP_PROCS, udp_lenient=UDP_LENIENT_PROCS,
+                   on_failure=_nospace)
 
 
 #: Reads answered in pieces when their directory is big (Database.stream).
@@ -286,20 +308,15 @@ class TcpConnection(asyncio.Protocol):
         self._stream_started = 0.0
         #: the master's updates wait for this (Observer.held); None: they are answered
         self._held: asyncio.Future[None] | None = None
-        #: bytes of incomplete records this connection holds (counted in the server)
-        self.partial = 0
-        #: when the oldest incomplete record began (monotonic), or 0
-        self.partial_since = 0.0
-        self.last_active = time.monotonic()
         #: reply bytes handed to the transport so far (what the peer took: this minus
         #: what the transport still buffers)
         self.written = 0
 
     @property
     def idle(self) -> bool:
-        """Nothing half-read, nothing waiting to be answered or sent."""
+        """Nothing waiting to be answered or sent (what is half-read the bounds know)."""
         t = self.transport
-        return (not self.partial and not self.backlog and self._stream is None
+        return (not self.backlog and self._stream is None
                 and (t is None or not t.get_write_buffer_size()))
 
     def _hold(self) -> bool:
@@ -400,15 +417,17 @@ class TcpConnection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         transport = self.transport
         assert transport is not None
-        self.last_active = now = time.monotonic()
-        self.server.bounds.active(self, now)
+        now = time.monotonic()
+        bounds = self.server.bounds
+        bounds.active(self, now)
         try:
             records = self.reader.feed(data)
         except WireError as e:
             log.warning("closing %s: %s", self.caller.addr, e)
             transport.abort()
             return
-        self.server.account(self, self.reader.pending())
+        if not bounds.account(self, self.reader.pending(), now):
+            return   # dropped: over the budget of incomplete records
         if records:
             self.backlog.extend(records)
             if self._stream is None and not self._hold():
@@ -422,32 +441,29 @@ class TcpConnection(asyncio.Protocol):
         assert transport is not None
         disp = self.server.dispatcher
         budget = self.server.bounds.limits.queued_per_conn - transport.get_write_buffer_size()
-        replies: list[bytes | None] = []
-        writes: list[int] = []
         bad = False
         size = 0
         stream: ReplyStream | None = None
         backlog = self.backlog
-        while backlog and size < budget:
-            rec = backlog.popleft()
-            try:
-                reply, is_write = disp.handle(rec, self.caller, udp=False)
-            except WireError as e:
-                log.warning("closing %s: %s", self.caller.addr, e)
-                bad = True
-                backlog.clear()
-                break
-            if isinstance(reply, ReplyStream):
-                stream = reply
-                break
-            if is_write:
-                writes.append(len(replies))
-            replies.append(reply)
-            if reply is not None:
-                size += len(reply)
-        if not disp.commit():
-            _fail_writes(replies, writes)
-        out = [rpc.frame(r) for r in replies if r is not None]
+        # One batch per read of the socket: its writes are committed together (group
+        # commit) before any of its replies is sent (Database.batch).
+        with disp.db.batch() as batch:
+            while backlog and size < budget:
+                rec = backlog.popleft()
+                try:
+                    reply = disp.handle(rec, self.caller, udp=False, batch=batch)
+                except WireError as e:
+                    log.warning("closing %s: %s", self.caller.addr, e)
+                    bad = True
+                    backlog.clear()
+                    break
+                if isinstance(reply, ReplyStream):
+                    # its snapshot is taken at its first piece, after this commit
+                    stream = reply
+                    break
+                if reply is not None:
+                    size += len(reply)
+        out = [rpc.frame(r) for r in batch.replies if isinstance(r, bytes)]
         if out:
             self._write(b"".join(out))
             if transport.is_closing():
@@ -547,10 +563,12 @@ class UdpEndpoint(asyncio.DatagramProtocol):
         # binding needs them, spec §10.5).
         lenient = self.server.config.lenient_udp and disp.db.admits_tcp(addr[0], local)
         try:
-            reply, _ = disp.handle(data, disp.caller_for(addr[0], addr[1], udp=True), udp=True,
-                                   lenient=lenient)
+            with disp.db.batch() as batch:   # no NETINFO writes over UDP (spec §1.4)
+                disp.handle(data, disp.caller_for(addr[0], addr[1], udp=True), udp=True,
+                            lenient=lenient, batch=batch)
         except WireError:
             return  # not an RPC call: drop it
+        reply = batch.replies[0]
         if isinstance(reply, ReplyStream):
             reply.close()   # never streamed over UDP
             return
@@ -565,15 +583,17 @@ class UdpEndpoint(asyncio.DatagramProtocol):
 
 class NetInfoServer:
     """One netinfod: a domain's :class:`~netinfo.server.database.Database` behind a UDP and a
-    TCP port."""
+    TCP port, serving NETINFO and any further rows of its program table (*programs*:
+    factories of ``rpc.Program`` rows, :data:`ProgramFactory`)."""
 
     def __init__(self, db: Database, config: ServerConfig,
-                 own_addresses: list[str] | None = None) -> None:
+                 own_addresses: list[str] | None = None,
+                 programs: Sequence[ProgramFactory] = ()) -> None:
         self.db = db
-        self.service = db.service
         self.config = config
         self.info = db.info
-        self.dispatcher = Dispatcher(db, config, own_addresses or local_addresses())
+        self.dispatcher = Dispatcher(db, config, own_addresses or local_addresses(),
+                                     programs)
         self.udp_port = 0
         self.tcp_port = 0
         self._tcp: asyncio.AbstractServer | None = None
@@ -581,13 +601,23 @@ class NetInfoServer:
         self._search: asyncio.Task | None = None
         self._watch: asyncio.Task | None = None
         self._sweeper: asyncio.Task | None = None
-        self.dispatcher.on_parent_miss = self.want_parent
-        #: bytes of incomplete records held by all connections
-        self.partial_bytes = 0
+        #: RPARENT without a binding starts a parent search (spec §8.2): the owner says
+        #: so (Database.watch_calls), not the reply's bytes
+        self._unwatch = db.watch_calls(self._rparent_answered, frozenset({Proc.RPARENT}))
+        #: (prog, vers) registered with the portmapper by start
+        self.registered: list[tuple[int, int]] = []
         self.max_connections = connection_cap()
-        #: connections per address, per network and in all; queued reply bytes; stalls
+        #: connections per address, per network and in all; incomplete records; queued
+        #: reply bytes; stalls and idle connections (peers.PeerBounds)
         self.bounds: PeerBounds[TcpConnection] = PeerBounds(
-            replace(LIMITS, total=self.max_connections), self._drop, lambda c: c.idle)
+            replace(LIMITS, total=self.max_connections, partial_total=PARTIAL_BUDGET,
+                    partial_timeout=PARTIAL_TIMEOUT, idle_timeout=IDLE_TIMEOUT),
+            self._drop, lambda c: c.idle)
+
+    def _rparent_answered(self, proc: int, caller: Caller, args: tuple,
+                          outcome: object) -> None:
+        if isinstance(outcome, NiError) and outcome.status == Status.NORESPONSE:
+            self.want_parent()
 
     # -- bounds on what anonymous peers can hold ------------------------------------------
 
@@ -596,43 +626,28 @@ class NetInfoServer:
         """Open TCP connections, oldest first."""
         return self.bounds.conns  # type: ignore[return-value]
 
+    @property
+    def partial_bytes(self) -> int:
+        """Bytes of incomplete records held by all connections (PeerBounds.account)."""
+        return self.bounds.partial_bytes
+
     def _drop(self, conn: TcpConnection, why: str) -> None:
-        """Close *conn* for the bounds (peers.PeerBounds). Room made for a newcomer is
-        logged as information (as the idle connections closed before), the rest as
-        warnings."""
-        log.log(logging.INFO if why.startswith("making room") else logging.WARNING,
-                "closing %s: %s", conn.caller.addr, why)
+        """Close *conn* for the bounds (peers.PeerBounds). Room made for a newcomer and
+        idle connections are logged as information, the rest as warnings."""
+        quiet = why.startswith(("making room", "idle"))
+        log.log(logging.INFO if quiet else logging.WARNING, "closing %s: %s",
+                conn.caller.addr, why)
         if conn.transport is not None:
             conn.transport.abort()
-        self.forget(conn)
+        self.bounds.forget(conn)
 
     def forget(self, conn: TcpConnection) -> None:
         self.bounds.forget(conn)
-        if conn.partial:
-            self.account(conn, 0)
-
-    def account(self, conn: TcpConnection, pending: int) -> None:
-        """*conn* now holds *pending* bytes of incomplete records; past the global
-        :data:`PARTIAL_BUDGET`, the connection holding the most is dropped."""
-        if pending and not conn.partial:
-            conn.partial_since = time.monotonic()
-        elif not pending:
-            conn.partial_since = 0.0
-        self.partial_bytes += pending - conn.partial
-        conn.partial = pending
-        while self.partial_bytes > PARTIAL_BUDGET:
-            hog = max(self.conns, key=lambda c: c.partial, default=None)
-            if hog is None or not hog.partial:
-                break
-            log.warning("closing %s: %d bytes of incomplete records, over the budget",
-                        hog.caller.addr, hog.partial)
-            if hog.transport is not None:
-                hog.transport.abort()
-            self.forget(hog)
 
     async def _sweep(self) -> None:
         """Close connections idle too long, slow to complete a record, whose peer takes
-        none of their replies (:data:`STALL_TIMEOUT`) or whose stream runs too long."""
+        none of their replies (:data:`STALL_TIMEOUT`): PeerBounds.sweep; and those whose
+        stream runs too long."""
         while True:
             await asyncio.sleep(SWEEP_PERIOD)
             now = time.monotonic()
@@ -641,17 +656,10 @@ class NetInfoServer:
                 if c._stream is not None and now - c._stream_started > STREAM_TIMEOUT:
                     self._drop(c, f"a streamed reply (READALL, LIST, LISTALL) not taken "
                                   f"within {STREAM_TIMEOUT} s")
-                    continue
-                stale = c.partial and now - c.partial_since > PARTIAL_TIMEOUT
-                if stale or (c.idle and now - c.last_active > IDLE_TIMEOUT):
-                    log.info("closing %s: %s", c.caller.addr,
-                             "record not completed in time" if stale else "idle")
-                    if c.transport is not None:
-                        c.transport.abort()
-                    self.forget(c)
 
     async def start(self) -> None:
-        """Bind both ports (spec §1.1: one UDP and one TCP port per netinfod)."""
+        """Bind both ports (spec §1.1: one UDP and one TCP port per netinfod) and register
+        the programs whose rows ask for it with the portmapper."""
         loop = asyncio.get_running_loop()
         quiet_accept_errors(loop, f"netinfod {self.config.tag}")
         tsock, usock = bind_pair(self.config.bind, self._wanted_ports())
@@ -660,14 +668,49 @@ class NetInfoServer:
         self.tcp_port = tsock.getsockname()[1]
         self.udp_port = usock.getsockname()[1]
         self._sweeper = asyncio.ensure_future(self._sweep())
+        await self._register()
+
+    async def _register(self) -> None:
+        """Each row with ``register``: every version's UDP and TCP port with the
+        portmapper of this host (the system's rpcbind, or nibindd's embedded one where
+        ``NETINFO_PORTMAPPER`` says: client.binding), UNSET first (a SET of a mapped
+        triple fails, RFC 1833). A portmapper that does not answer or refuses is logged;
+        the program is served all the same."""
+        from ..client.binding import pmap_set, pmap_unset  # noqa: PLC0415 - the client side
+        for row in self.dispatcher.programs.values():
+            if not row.register:
+                continue
+            for vers in row.versions():
+                try:
+                    await pmap_unset(row.prog, vers, timeout=PMAP_TIMEOUT)
+                    ok = [await pmap_set(row.prog, vers, prot, port, timeout=PMAP_TIMEOUT)
+                          for prot, port in ((IPPROTO_UDP, self.udp_port),
+                                             (IPPROTO_TCP, self.tcp_port))]
+                except (NetInfoError, OSError, WireError) as e:
+                    log.warning("program %d version %d not registered with the "
+                                "portmapper: %s", row.prog, vers, e)
+                    continue
+                self.registered.append((row.prog, vers))
+                if not all(ok):
+                    log.warning("the portmapper refused program %d version %d", row.prog,
+                                vers)
+
+    async def _unregister(self) -> None:
+        from ..client.binding import pmap_unset  # noqa: PLC0415
+        for prog, vers in self.registered:
+            try:
+                await pmap_unset(prog, vers, timeout=PMAP_TIMEOUT)
+            except (NetInfoError, OSError, WireError):
+                pass
+        self.registered = []
 
     def _wanted_ports(self) -> tuple[int | None, int | None]:
         if self.config.port is not None:
             return self.config.port, self.config.port
-        root = self.service.directory(0)
+        root = self.db.root_props()
 
         def num(name: str) -> int | None:
-            v = root.get(name)
+            v = first_values(root, name)
             return int(v[0]) if v and is_digits(v[0]) else None
         both = num("port")
         return num("udp_port") or both, num("tcp_port") or both
@@ -676,13 +719,13 @@ class NetInfoServer:
 
     def want_parent(self) -> None:
         """Start a parent search unless one runs or this domain is a root."""
-        svc = self.service
+        db = self.db
         if self._search is not None and not self._search.done():
             return
-        if svc.is_forced_root():
+        if db.is_forced_root():
             self.info.binding = "forcedRoot"
             return
-        candidates = [c for c in svc.parent_candidates()
+        candidates = [c for c in db.facts().parent_candidates()
                       if not (c[1] == self.config.tag and is_local(c[0], self.dispatcher.own))]
         if not candidates:
             self.info.binding = "root"
@@ -716,6 +759,7 @@ class NetInfoServer:
                 return
 
     async def close(self) -> None:
+        self._unwatch()
         for task in (self._search, self._watch, self._sweeper):
             if task is not None:
                 task.cancel()
@@ -723,7 +767,10 @@ class NetInfoServer:
             self._tcp.close()
         if self._udp is not None:
             self._udp.close()
-        self.dispatcher.commit()
+        await self._unregister()
+        if self.db.dirty:
+            with contextlib.suppress(StorageError):
+                self.db.commit()
 
 
 def connection_cap() -> int:

@@ -1,9 +1,10 @@
 """Bounds on what the peers of one TCP listener may hold: :class:`PeerBounds`.
 
-One piece any listener uses (netinfod's data port in ``server``, the binder's programs in
-``rpcserver``), so that no peer — one address, one network, or many connections each doing
-a little — can shut the others out or grow the server without limit (issue 18, findings
-N2, N3, N17; docs/security.md "Bounds on what one peer can hold"):
+One piece any listener uses, RPC or not (netinfod's data port in ``netinfod``, the
+binder's programs in ``rpc``, a future LDAP door speaking BER), so that no peer — one
+address, one network, or many connections each doing a little — can shut the others out
+or grow the server without limit (issue 18, findings N2, N3, N17; docs/security.md
+"Bounds on what one peer can hold"):
 
 * connections per address and per network (/24 for IPv4, /64 for IPv6) under caps, and
   all of them under a global cap; at the global cap the network holding the most
@@ -15,13 +16,21 @@ N2, N3, N17; docs/security.md "Bounds on what one peer can hold"):
   connection whose queue is over :attr:`PeerLimits.queued_per_conn`
   (:meth:`PeerBounds.over`), and past :attr:`PeerLimits.queued_total` for all of them
   together the connection holding the most is dropped;
+* bytes of incomplete requests (a record, a BER message) held by all connections
+  together: past :attr:`PeerLimits.partial_total` the connection holding the most is
+  dropped (:meth:`PeerBounds.account`);
 * time: a connection whose queued replies are not taken by its peer for
-  :attr:`PeerLimits.stall` seconds is dropped (:meth:`PeerBounds.sweep`).
+  :attr:`PeerLimits.stall` seconds, whose incomplete request is not completed within
+  :attr:`PeerLimits.partial_timeout`, or that has had nothing to do for
+  :attr:`PeerLimits.idle_timeout` is dropped (:meth:`PeerBounds.sweep`).
 
-Pure: no sockets and no clock of its own. Connections are opaque keys; the listener says
-what happened (:meth:`~PeerBounds.admit`, :meth:`~PeerBounds.active`,
-:meth:`~PeerBounds.queued`, :meth:`~PeerBounds.forget`) with the time, and the bounds
-call the listener's *drop* function for a connection that must go.
+Pure: no sockets and no clock of its own, and nothing of RPC. Connections are opaque
+keys; the listener says what happened with the time — :meth:`~PeerBounds.admit` (a
+newcomer), :meth:`~PeerBounds.active` (its peer sent something),
+:meth:`~PeerBounds.account` (incomplete bytes it holds now), :meth:`~PeerBounds.queued`
+(reply bytes waiting), :meth:`~PeerBounds.forget` (gone) — calls :meth:`~PeerBounds.sweep`
+now and then, and the bounds call the listener's *drop* function for a connection that
+must go.
 """
 
 from __future__ import annotations
@@ -56,6 +65,13 @@ class PeerLimits:
     queued_total: int = 64 * MIB
     #: seconds a connection may hold queued replies its peer takes none of
     stall: float = 30.0
+    #: bytes of incomplete requests held by all connections together before the one
+    #: holding the most is dropped
+    partial_total: int = 64 * MIB
+    #: seconds within which an incomplete request must be completed
+    partial_timeout: float = 30.0
+    #: seconds a connection with nothing to do stays open (clients reconnect)
+    idle_timeout: float = 900.0
 
 
 def network_of(addr: str) -> str:
@@ -82,6 +98,9 @@ class _Entry:
     taken: int = 0
     #: since when the queue has been waiting without the peer taking a byte, or 0
     stalled_since: float = 0.0
+    #: bytes of an incomplete request held (as last told), and since when, or 0
+    partial: int = 0
+    partial_since: float = 0.0
 
 
 @dataclass(slots=True)
@@ -92,6 +111,8 @@ class PeerStats:
     evicted: int = 0
     dropped_stalled: int = 0
     dropped_bytes: int = 0
+    dropped_partial: int = 0
+    dropped_idle: int = 0
 
 
 @dataclass
@@ -99,8 +120,10 @@ class PeerBounds(Generic[C]):
     """The bounds of one listener (see the module docstring).
 
     *drop(conn, reason)* closes a connection (the listener then calls :meth:`forget`, or
-    not: forgetting twice is harmless); *idle(conn)* says whether it has nothing to do
-    (nothing half-read, nothing to answer or send): idle connections are evicted first.
+    not: forgetting twice is harmless); *idle(conn)* says whether it has nothing to
+    answer or send (a connection holding an incomplete request, :meth:`account`, is
+    never idle): idle connections are evicted first, and closed after
+    :attr:`PeerLimits.idle_timeout`.
     """
 
     limits: PeerLimits
@@ -115,6 +138,8 @@ class PeerBounds(Generic[C]):
         self._by_net: dict[str, dict[C, None]] = {}
         #: reply bytes queued, all connections together
         self.queued_bytes = 0
+        #: bytes of incomplete requests, all connections together
+        self.partial_bytes = 0
 
     def __len__(self) -> int:
         return len(self.conns)
@@ -173,9 +198,14 @@ class PeerBounds(Generic[C]):
         addrs = {self.conns[c].addr for c in group}
         return by_addr[max(addrs, key=lambda a: len(by_addr[a]))]
 
+    def is_idle(self, conn: C) -> bool:
+        """Nothing half-read, nothing to answer or send."""
+        e = self.conns.get(conn)
+        return e is not None and not e.partial and self.idle(conn)
+
     def _victim(self, among: dict[C, None] | dict[C, _Entry]) -> C:
         """An idle connection if any, the least recently active first."""
-        idle = self.idle
+        idle = self.is_idle
         entries = self.conns
         return min(among, key=lambda c: (not idle(c), entries[c].last_active))
 
@@ -183,7 +213,7 @@ class PeerBounds(Generic[C]):
         if not among:
             return False
         victim = self._victim(among)
-        if not self.idle(victim):
+        if not self.is_idle(victim):
             return False
         self._evict(victim, "idle", now)
         return True
@@ -201,6 +231,7 @@ class PeerBounds(Generic[C]):
         if e is None:
             return
         self.queued_bytes -= e.queued
+        self.partial_bytes -= e.partial
         for index, key in ((self._by_addr, e.addr), (self._by_net, e.net)):
             group = index.get(key)
             if group is not None:
@@ -218,9 +249,40 @@ class PeerBounds(Generic[C]):
         e = self.conns.get(conn)
         return e.last_active if e is not None else 0.0
 
+    def partial(self, conn: C) -> int:
+        """Bytes of an incomplete request *conn* holds (as last told)."""
+        e = self.conns.get(conn)
+        return e.partial if e is not None else 0
+
     def count(self, addr: str) -> int:
         """Connections from *addr*."""
         return len(self._by_addr.get(addr, ()))
+
+    # -- incomplete requests --------------------------------------------------------------
+
+    def account(self, conn: C, pending: int, now: float) -> bool:
+        """*conn* now holds *pending* bytes of an incomplete request. False when that put
+        all connections together over :attr:`PeerLimits.partial_total` and *conn* was
+        the one dropped (the connection holding the most goes)."""
+        e = self.conns.get(conn)
+        if e is None:
+            return False
+        if pending and not e.partial:
+            e.partial_since = now
+        elif not pending:
+            e.partial_since = 0.0
+        self.partial_bytes += pending - e.partial
+        e.partial = pending
+        while self.partial_bytes > self.limits.partial_total:
+            hog = max(self.conns, key=lambda c: self.conns[c].partial)
+            h = self.conns[hog]
+            self.stats.dropped_partial += 1
+            self.forget(hog)
+            self.drop(hog, f"{h.partial} bytes of incomplete requests, over the budget of "
+                           f"{self.limits.partial_total} for all connections")
+            if hog == conn:
+                return False
+        return True
 
     # -- queued reply bytes -----------------------------------------------------------------
 
@@ -256,8 +318,10 @@ class PeerBounds(Generic[C]):
 
     def sweep(self, now: float, measure: Callable[[C], tuple[int, int]]) -> None:
         """Drop connections whose peer took nothing of their queued replies for
-        :attr:`PeerLimits.stall` seconds. *measure(conn)* gives (queued, taken) now."""
-        stall = self.limits.stall
+        :attr:`PeerLimits.stall` seconds, that hold an incomplete request older than
+        :attr:`PeerLimits.partial_timeout`, or that have been idle for
+        :attr:`PeerLimits.idle_timeout`. *measure(conn)* gives (queued, taken) now."""
+        lim = self.limits
         for conn in list(self.conns):
             if conn not in self.conns:
                 continue
@@ -265,10 +329,19 @@ class PeerBounds(Generic[C]):
             if not self.queued(conn, queued, taken, now):
                 continue
             e = self.conns[conn]
-            if e.stalled_since and now - e.stalled_since > stall:
+            if e.stalled_since and now - e.stalled_since > lim.stall:
                 self.stats.dropped_stalled += 1
-                self.forget(conn)
-                self.drop(conn, f"{queued} reply bytes not taken for {stall:.0f} s")
+                why = f"{queued} reply bytes not taken for {lim.stall:.0f} s"
+            elif e.partial and now - e.partial_since > lim.partial_timeout:
+                self.stats.dropped_partial += 1
+                why = f"request not completed within {lim.partial_timeout:.0f} s"
+            elif now - e.last_active > lim.idle_timeout and self.is_idle(conn):
+                self.stats.dropped_idle += 1
+                why = f"idle for {lim.idle_timeout:.0f} s"
+            else:
+                continue
+            self.forget(conn)
+            self.drop(conn, why)
 
 
 __all__ = ["PeerBounds", "PeerLimits", "PeerStats", "network_of"]

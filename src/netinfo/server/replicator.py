@@ -139,6 +139,11 @@ class RateLimitedLog:
         log.log(level, msg, *args)
 
 
+#: Calls whose outcome replication hears of from the owner, besides the master's pushed
+#: updates (spec §9.5, §9.6; READALL: when its state is fixed).
+_WATCHED = frozenset({Proc.CRASHED, Proc.RESYNC, Proc.READALL})
+
+
 class Replicator:
     """The replication side of one netinfod (master or clone, by ``info.clone``)."""
 
@@ -168,6 +173,8 @@ class Replicator:
         self._sync_again = False
         self._flush_handle: asyncio.TimerHandle | None = None
         self._unsubscribe: Callable[[], None] | None = None
+        #: the owner tells us of the calls that matter (until close)
+        self._unwatch_calls = db.watch_calls(self.observe, _WATCHED, pushed=True)
         #: where the next copy comes from when not the master our copy names
         self._source: Peer | None = None
         #: set while a copy is being received and swapped in: the master's updates wait
@@ -181,7 +188,7 @@ class Replicator:
     # -- root properties (spec §11) -------------------------------------------------------
 
     def _seconds(self, name: str, default: float, low: float, high: float) -> float:
-        vals = first_values(self.db.service.directory(0).props, name)
+        vals = first_values(self.db.root_props(), name)
         try:
             v = float(vals[0]) if vals else default
         except ValueError:
@@ -271,7 +278,7 @@ class Replicator:
         self.clones = {}
         self.db.set_role(Role.CLONE)
         self.db.info.clones = 0
-        mp = self.db.service.master_property()
+        mp = self.db.facts().master_name
         log.warning("root master now names %s: this server is a clone from now on; the "
                     "database it mastered is kept as %s", "/".join(mp or ("?", "?")),
                     kept or "(nothing: the store is not a file)")
@@ -285,14 +292,14 @@ class Replicator:
         if not self.is_clone:
             log.info("promote: already the master")
             return
-        svc = self.db.service
         me = self.db.facts().own_entry(self.is_own, self.tag)
         if me is None:
             log.warning("promote: /machines lists no entry of this host serving ./%s",
                         self.tag)
             return
         self.db.set_role(Role.MASTER)
-        root, props = svc.proc_read(SUPERUSER, svc.proc_root(SUPERUSER))
+        root, props = self.db.call(Proc.READ, SUPERUSER,
+                                   (self.db.call(Proc.ROOT, SUPERUSER, ()),))
         names = [k for k, _ in props]
         value = [f"{me.name}/{self.tag}"]
         if "master" in names:
@@ -313,6 +320,7 @@ class Replicator:
             self._unwatch_transfers = self.db.watch_transfers(self._transfer_done)
 
     async def close(self) -> None:
+        self._unwatch_calls()
         if self._unsubscribe is not None:
             self._unsubscribe()
         if self._unwatch_transfers is not None:
@@ -377,7 +385,7 @@ class Replicator:
             self.publish()
         return True
 
-    # -- what the server tells us (Dispatcher.replicator) --------------------------------
+    # -- what the server asks (Dispatcher.replicator) and the owner tells ----------------
 
     def held(self) -> asyncio.Future[None] | None:
         """While a copy is received and swapped in, a future done once it is: the master's
@@ -387,8 +395,10 @@ class Replicator:
         h = self._held
         return h if h is not None and not h.done() else None
 
-    def observe(self, proc: int, caller: Caller, args: tuple, ok: bool) -> None:
-        """A call the server answered that matters to replication."""
+    def observe(self, proc: int, caller: Caller, args: tuple, outcome: object) -> None:
+        """A call that matters to replication was answered (``Database.watch_calls``:
+        CRASHED, RESYNC, READALL once its state is fixed, and every update the master
+        pushed), with its outcome: a value, or the NiError it failed with."""
         if proc in (Proc.CRASHED, Proc.RESYNC) and self.is_clone and \
                 not caller.from_master and caller.port < 1024:
             other = self._listed_server(caller.addr)
@@ -407,7 +417,7 @@ class Replicator:
                 self.resync_clones(rebuild=True)
         elif proc == Proc.READALL:
             self._transfer_opened(caller)
-        elif caller.from_master and not ok:
+        elif caller.from_master and isinstance(outcome, NiError):
             log.info("an update from the master failed here: copying the domain again")
             self.sync()
 
