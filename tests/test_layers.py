@@ -39,7 +39,7 @@ PURE = frozenset({
     # the bounds every directory keeps, checked by tools and server alike
     "netinfo.wire.limits",
     "netinfo.storage", "netinfo.storage.memory", "netinfo.storage.nodes",
-    "netinfo.storage.changes", "netinfo.storage.legacy",
+    "netinfo.storage.changes", "netinfo.storage.legacy", "netinfo.storage.cached",
     "netinfo.client", "netinfo.client.raw", "netinfo.client.flat",
     "netinfo.server", "netinfo.server.service", "netinfo.server.templates",
     "netinfo.server.quota", "netinfo.server.auth",
