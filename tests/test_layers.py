@@ -90,7 +90,7 @@ FORBIDDEN = frozenset({
 #: Function-level imports allowed to leave the pure core, with the reason. Each must stay
 #: inside a function (checked below), so it runs only when that function is called.
 PLUGIN_EDGES = {
-    ("netinfo.storage", "netinfo.storage.sqlite"):
+    ("netinfo.storage", "netinfo.storage.sqlite_catalog"):
         "open_store's engine table loads the SQLite engine only for a sqlite: URL",
 }
 
