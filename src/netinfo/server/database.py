@@ -55,6 +55,7 @@ from ..wire.rpc import AcceptStat, AuthUnix
 from ..wire.xdr import Unpacker
 
 # AUTH_FAILURES and AUTH_WINDOW stay importable from here (tests, web) as before
+from .ahead import Ahead
 from .auth import AUTH_FAILURES, AUTH_WINDOW, Authenticator, FailureLimiter  # noqa: F401
 from .service import SUPERUSER, DirectoryService, ServerInfo
 
@@ -601,6 +602,8 @@ class SnapshotStream:
         self._done = done
         self._view: NodeSource | None = None
         self._pieces: Iterator[bytes] | None = None
+        #: the worker thread making the pieces, for a lazy engine's view
+        self._ahead: Ahead | None = None
         self._closed: str | None = None
         db._streams[self] = None
 
@@ -622,6 +625,11 @@ class SnapshotStream:
                 self._pieces = self._make(view)
             except NiError as e:   # the directory is not in the snapshot
                 self._pieces = iter((pack_status(e.status),))
+            else:
+                if view.off_loop:
+                    # the view is the stream's alone and its engine's reads wait (a
+                    # network round trip): they leave the event loop (module ahead)
+                    self._pieces = self._ahead = Ahead(self._pieces, "snapshot-stream")
         try:
             return next(self._pieces)
         except StopIteration:
@@ -645,6 +653,13 @@ class SnapshotStream:
             self._closed = why
         self._finish(False)
         self.db._streams.pop(self, None)
+        ahead, self._ahead = self._ahead, None
+        if ahead is not None and not ahead.close():
+            # still reading (it stops at its next piece): its connection must not be
+            # closed under it; the daemon thread's end releases it
+            log.warning("%s: a stream's reader did not stop in time", self.db.where)
+            self._view = None
+            return
         view, self._view = self._view, None
         if view is not None:
             view.close()

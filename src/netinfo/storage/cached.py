@@ -78,6 +78,10 @@ class RowReader(Protocol):
 
     #: directories per :meth:`fetch` (one query each)
     chunk: int
+    #: True when a read waits on something else than this process's CPU (a network
+    #: round trip): a stream then reads a snapshot in a worker thread
+    #: (``NodeSource.off_loop``); only a snapshot reader is ever used so
+    off_loop: bool
 
     def row(self, oid: int) -> tuple[int, int, bytes, bool] | None:
         """Directory *oid*: (instance, parent, props XDR, has children), or None."""
@@ -455,6 +459,7 @@ class CachedSource(NodeSource):
         view = CachedSource(self._rows.snapshot(), SNAPSHOT_CACHE,
                             min(self._max_bytes, SNAPSHOT_CACHE_BYTES))
         view._reader = True
+        view.off_loop = self._rows.off_loop
         # The big child lists already resident are the snapshot's too when nothing of
         # theirs is pending (their directory is neither pinned nor in a commit in
         # flight): a copy (4 bytes a child, one memcpy) spares the view reading a

@@ -135,6 +135,10 @@ class NodeSource:
 
     #: True when directories are read on demand (the store is the source of truth)
     lazy = False
+    #: True for a snapshot view that is its stream's alone and whose reads wait on
+    #: something else than this process's CPU (a network round trip): the stream then
+    #: reads it in a worker thread (``server.ahead``)
+    off_loop = False
 
     def get(self, oid: int, default: Node | None = None) -> Node | None:
         raise NotImplementedError

@@ -61,6 +61,9 @@ class SqliteRows:
     """The :class:`~.cached.RowReader` of a SQLite store on connection *conn*."""
 
     chunk = CHUNK
+    #: SQLite's reads are this process's CPU work: made in a thread they fight the event
+    #: loop for the interpreter lock (measured: server/ahead.py)
+    off_loop = False
 
     def __init__(self, store: SqliteStore, conn: sqlite3.Connection,
                  snapshot: bool = False) -> None:
