@@ -512,3 +512,55 @@ def wire():
         yield Wire(db)
     finally:
         db.close()
+
+
+# -- the storage engines the contract suites run against ----------------------------------------
+
+#: Where each engine under test keeps its domains: a catalog location URL per engine
+#: (``storage.open_catalog``), ``{tmp}`` standing for the test's temporary directory and
+#: ``{name}`` for a name of its own. The store contract suites (test_storage, test_service,
+#: test_changes, test_database, test_snapshot_streams) run once per entry. A new engine is
+#: one more entry, e.g. for issue 23's PostgreSQL:
+#:     NETINFO_TEST_STORES='memory:{name} sqlite:{tmp} postgresql:///netinfo_test?schema={name}'
+STORE_LOCATIONS = os.environ.get("NETINFO_TEST_STORES", "memory:{name} sqlite:{tmp}").split()
+
+
+class EngineUnderTest:
+    """One engine's catalog at a location of the test's own (emptied at the end)."""
+
+    def __init__(self, template: str, tmp_path: Path) -> None:
+        import uuid
+
+        from netinfo.storage import engine_of, open_catalog
+        self.location = template.format(tmp=tmp_path, name=f"t{uuid.uuid4().hex}")
+        self.scheme = engine_of(self.location)[0].scheme
+        self.catalog = open_catalog(self.location)
+        self._made: list[str] = []
+
+    def url(self, tag: str = "test") -> str:
+        """The store URL of a new domain *tag* (its room made in the catalog)."""
+        self.catalog.create(tag)
+        self._made.append(tag)
+        return self.catalog.url(tag)
+
+    def cleanup(self) -> None:
+        for tag in {*self._made, *self.catalog.domains()}:
+            self.catalog.destroy(tag)
+
+
+def scheme_id(template: str) -> str:
+    return template.partition(":")[0]
+
+
+@pytest.fixture(params=STORE_LOCATIONS, ids=scheme_id)
+def store_engine(request, tmp_path):
+    """Each engine of :data:`STORE_LOCATIONS` in turn (:class:`EngineUnderTest`)."""
+    e = EngineUnderTest(request.param, tmp_path)
+    yield e
+    e.cleanup()
+
+
+@pytest.fixture
+def store_url(store_engine) -> str:
+    """The store URL of a new domain, once per engine of :data:`STORE_LOCATIONS`."""
+    return store_engine.url()

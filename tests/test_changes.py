@@ -55,9 +55,10 @@ class RecordingStore(Store):
         self.inner.close()
 
 
-@pytest.fixture(params=["memory", "sqlite"])
-def url(request, tmp_path) -> str:
-    return "memory:" if request.param == "memory" else f"sqlite:{tmp_path / 'd.sqlite'}"
+@pytest.fixture
+def url(store_url) -> str:
+    """A new domain of each engine under test (conftest: ``NETINFO_TEST_STORES``)."""
+    return store_url
 
 
 class Domain:

@@ -63,9 +63,10 @@ class FlakyStore(Store):
         self.inner.close()
 
 
-@pytest.fixture(params=["memory", "sqlite"])
-def url(request, tmp_path) -> str:
-    return "memory:" if request.param == "memory" else f"sqlite:{tmp_path / 'd.sqlite'}"
+@pytest.fixture
+def url(store_url) -> str:
+    """A new domain of each engine under test (conftest: ``NETINFO_TEST_STORES``)."""
+    return store_url
 
 
 @pytest.fixture
@@ -85,17 +86,17 @@ def create(db: Database, parent: NiId, name: str, caller: Caller = SUPERUSER) ->
 
 
 def durable(db: Database, url: str) -> Image:
-    """What is on disk now: a new connection for SQLite, the engine's image for memory;
-    without the change sequence number (kept by the database, not the service's image:
-    test_changes.py checks it)."""
-    if url.startswith("sqlite:"):
-        s = SqliteStore(url[len("sqlite:"):])
+    """What is on disk now: the store opened again (SQLite: a new connection; a named
+    memory store: the engine's image); without the change sequence number (kept by the
+    database, not the service's image: test_changes.py checks it)."""
+    if url == "memory:":        # an anonymous memory store cannot be opened again
+        image = db.store.load()
+    else:
+        s = open_store(url)
         try:
             image = s.load()
         finally:
             s.close()
-    else:
-        image = db.store.load()
     image.meta.pop(SEQ_KEY, None)
     return image
 

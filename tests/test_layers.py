@@ -39,7 +39,7 @@ PURE = frozenset({
     # the bounds every directory keeps, checked by tools and server alike
     "netinfo.wire.limits",
     "netinfo.storage", "netinfo.storage.memory", "netinfo.storage.nodes",
-    "netinfo.storage.changes", "netinfo.storage.legacy",
+    "netinfo.storage.changes", "netinfo.storage.legacy", "netinfo.storage.cached",
     "netinfo.client", "netinfo.client.raw", "netinfo.client.flat",
     "netinfo.server", "netinfo.server.service", "netinfo.server.templates",
     "netinfo.server.quota", "netinfo.server.auth",
@@ -90,7 +90,7 @@ FORBIDDEN = frozenset({
 #: Function-level imports allowed to leave the pure core, with the reason. Each must stay
 #: inside a function (checked below), so it runs only when that function is called.
 PLUGIN_EDGES = {
-    ("netinfo.storage", "netinfo.storage.sqlite"):
+    ("netinfo.storage", "netinfo.storage.sqlite_catalog"):
         "open_store's engine table loads the SQLite engine only for a sqlite: URL",
 }
 

@@ -1,7 +1,8 @@
 """Per-procedure semantics of :class:`netinfo.server.service.DirectoryService`.
 
-One contract suite, run against every storage engine (``memory:`` and ``sqlite:PATH``) and
-both node sources: the whole image in memory, and the lazy SQLite source (``lazy``: read on
+One contract suite, run against every storage engine (``NETINFO_TEST_STORES``, conftest:
+``memory:`` and ``sqlite:`` by default) and both node sources: the whole image in memory,
+and the engine's lazy source (``ENGINE-lazy``: read on
 demand through a cache of only :data:`LAZY_CACHE` directories, so evictions happen all the
 time; docs/architecture.md, "Representation at scale"). Every test gets a service loaded
 from a fresh store; the fixture teardown commits the ops the
@@ -34,10 +35,16 @@ from netinfo.storage import Image, Record, open_store
 from netinfo.storage.changes import Caller
 from netinfo.wire.protocol import Proc
 
+from .conftest import STORE_LOCATIONS, EngineUnderTest, scheme_id
+
 FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures"
 COLLECTION = FIXTURES / "next-local-source.nidb" / "collection"
 
-ENGINES = ["memory", "sqlite", "lazy"]
+#: Each engine under test (conftest: ``NETINFO_TEST_STORES``) with its image loaded, and
+#: each with a lazy source (the memory engine has none) read through it ("ENGINE lazy").
+ENGINES = [pytest.param(t, id=scheme_id(t)) for t in STORE_LOCATIONS] + [
+    pytest.param(f"{t} lazy", id=f"{scheme_id(t)}-lazy") for t in STORE_LOCATIONS
+    if scheme_id(t) != "memory"]
 #: The lazy source's cache in these tests: smaller than almost every domain here.
 LAZY_CACHE = 3
 MASK32 = 0xFFFFFFFF
@@ -53,15 +60,18 @@ FROM_MASTER = Caller(addr="10.0.0.1", port=600, from_master=True)
 class Env:
     """One store of one engine and the service working on it."""
 
-    def __init__(self, scheme: str, path: Path) -> None:
-        self.scheme = scheme
-        self.url = "memory:" if scheme == "memory" else f"sqlite:{path}"
+    def __init__(self, kind: str, tmp: Path) -> None:
+        template, _, mode = kind.partition(" ")
+        self.lazy = mode == "lazy"
+        self.engine = EngineUnderTest(template, tmp)
+        self.scheme = self.engine.scheme
+        self.url = self.engine.url()
         self.store = open_store(self.url)
         self.svc = self.service()
 
     def service(self, info: ServerInfo | None = None) -> DirectoryService:
         """A service over what the store holds (lazy: read on demand)."""
-        if self.scheme == "lazy":
+        if self.lazy:
             source = self.store.source(LAZY_CACHE)
             assert source is not None and source.lazy
             return DirectoryService(info=info, source=source)
@@ -80,9 +90,8 @@ class Env:
         # so it is taken before the store is reopened).
         assert live.checksum == live.compute_checksum()
         seen, checksum = live.image(), live.checksum
-        if self.scheme != "memory":  # the memory engine cannot be reopened: reuse it
-            self.store.close()
-            self.store = open_store(self.url)
+        self.store.close()
+        self.store = open_store(self.url)   # a named memory store: the same one
         fresh = self.service(live.info)
         assert fresh.pending == [], "a committed database needs no repair on load"
         assert fresh.image() == seen
@@ -94,11 +103,12 @@ class Env:
 
     def close(self) -> None:
         self.store.close()
+        self.engine.cleanup()
 
 
 @pytest.fixture(params=ENGINES)
 def env(request, tmp_path):
-    e = Env(request.param, tmp_path / "domain.sqlite")
+    e = Env(request.param, tmp_path)
     yield e
     e.reload()
     e.close()
@@ -1516,7 +1526,7 @@ def compare(svc: DirectoryService, m: Model) -> None:
 def run_random(scheme: str, threshold: int, seed_children: int, ops) -> None:
     with tempfile.TemporaryDirectory() as tmp, \
             mock.patch.object(service_mod, "INDEX_THRESHOLD", threshold):
-        env = Env(scheme, Path(tmp) / "domain.sqlite")
+        env = Env(scheme, Path(tmp))
         try:
             svc, m = env.svc, Model()
             # a starting tree with one large directory, so the LOOKUP index is exercised

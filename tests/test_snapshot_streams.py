@@ -205,10 +205,10 @@ class Served:
             time.sleep(0.05)
 
 
-@pytest.fixture(params=["sqlite", "memory"])
-def served(request, tmp_path, monkeypatch) -> Iterator[tuple[Served, int]]:
+@pytest.fixture
+def served(store_url, monkeypatch) -> Iterator[tuple[Served, int]]:
     monkeypatch.setattr(server, "SWEEP_PERIOD", 0.1)
-    url = f"sqlite:{tmp_path / 'snap.sqlite'}" if request.param == "sqlite" else "memory:"
+    url = store_url   # each engine under test (conftest: NETINFO_TEST_STORES)
     s = Served(url)
     try:
         yield s, s.big

@@ -1,13 +1,16 @@
 """The storage contract suite: every engine must pass the same tests.
 
-Engines: the memory reference (``memory:``) and SQLite (``sqlite:PATH``). A randomized
-test drives SQLite and the memory engine with the same valid op sequences and compares
-the loaded images. Spec §5: order and duplicates are preserved everywhere.
+Engines: every catalog location of ``NETINFO_TEST_STORES`` (tests/conftest.py; by default
+the memory reference, ``memory:{name}``, and SQLite, ``sqlite:{tmp}``): the store
+contract, and the engine's own methods (one-writer lock, leftovers, catalog). A
+randomized test drives SQLite and the memory engine with the same valid op sequences and
+compares the loaded images. Spec §5: order and duplicates are preserved everywhere.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import signal
 import sqlite3
 import subprocess
@@ -23,6 +26,7 @@ from hypothesis import strategies as st
 from netinfo.errors import StorageError
 from netinfo.storage import (
     RESET,
+    DatabaseInUse,
     Free,
     Image,
     KidDel,
@@ -31,6 +35,7 @@ from netinfo.storage import (
     Record,
     Store,
     apply_ops,
+    engine_of,
     open_store,
 )
 from netinfo.storage.memory import MemoryStore
@@ -40,26 +45,20 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 
 
 class Engine:
-    """Opens (and re-opens) one store of one engine."""
+    """Opens (and re-opens) one store of one engine under test (conftest's
+    ``store_engine``: every engine of ``NETINFO_TEST_STORES``)."""
 
-    def __init__(self, scheme: str, tmp_path: Path) -> None:
-        self.scheme = scheme
-        self.url = f"sqlite:{tmp_path / 'test.nidb' / 'netinfo.sqlite'}"
-        (tmp_path / "test.nidb").mkdir()
-        self._memory: MemoryStore | None = None
+    def __init__(self, under_test) -> None:
+        self.scheme = under_test.scheme
+        self.url = under_test.url()
 
     def open(self) -> Store:
-        # The memory engine cannot be reopened: "reopening" hands back the same store.
-        if self.scheme == "memory":
-            if self._memory is None:
-                self._memory = open_store("memory:")
-            return self._memory
         return open_store(self.url)
 
 
-@pytest.fixture(params=["memory", "sqlite"])
-def engine(request, tmp_path) -> Engine:
-    return Engine(request.param, tmp_path)
+@pytest.fixture
+def engine(store_engine) -> Engine:
+    return Engine(store_engine)
 
 
 @pytest.fixture
@@ -80,6 +79,61 @@ def small_tree() -> list:
 
 
 # -- basics --------------------------------------------------------------------------------
+
+# -- the engine's methods: one writer, leftovers, the catalog --------------------------------
+
+def test_catalog_creates_lists_and_destroys_domains(store_engine):
+    cat = store_engine.catalog
+    assert cat.domains() == [] and not cat.exists("alpha")
+    for tag in ("beta", "alpha"):
+        s = open_store(store_engine.url(tag))
+        s.commit(small_tree(), 5)
+        s.close()
+    assert cat.domains() == ["alpha", "beta"] and cat.exists("alpha")
+    s = open_store(cat.url("beta"))
+    assert s.load().checksum == 5   # the URL the catalog gives opens that domain
+    s.close()
+    cat.destroy("beta")
+    cat.destroy("beta")             # twice: nothing to do, no error
+    assert cat.domains() == ["alpha"] and not cat.exists("beta")
+
+
+def test_one_writer_lock(store_engine):
+    url = store_engine.url("solo")
+    eng, rest = engine_of(url)
+    where = store_engine.catalog.where("solo")
+    held = eng.lock(rest, where)
+    if held is None:
+        pytest.skip(f"the {eng.scheme} engine needs no lock")
+    with pytest.raises(DatabaseInUse, match=f"database {re.escape(where)} is in use by"):
+        eng.lock(rest, where)
+    with pytest.raises(DatabaseInUse):
+        store_engine.catalog.check_free("solo")
+    held.release()
+    held.release()                  # idempotent
+    store_engine.catalog.check_free("solo")
+    eng.lock(rest, where).release()  # free again
+
+
+def test_leftovers_are_discarded_and_the_domain_kept(store_engine):
+    url = store_engine.url("kept")
+    eng, rest = engine_of(url)
+    s = open_store(url)
+    s.commit(small_tree(), 3)
+    before = s.load()
+    s.close()
+    s = open_store(url)
+    copy = s.new_copy()                    # an interrupted copy: never finished
+    copy.add([])
+    s.close()
+    leftover = getattr(copy, "path", None)  # a file beside the store (SQLite: FILE.temp)
+    assert leftover is None or os.path.exists(leftover)
+    eng.discard_leftovers(rest)
+    assert leftover is None or not os.path.exists(leftover)
+    s = open_store(url)
+    assert s.load() == before
+    s.close()
+
 
 def test_empty_store(store):
     assert store.load() == Image()

@@ -18,7 +18,7 @@ from ..errors import ConfigError
 from ..netif import bind_problem, hostname, served_addresses
 from ..server.database import (
     DatabaseInUse,
-    check_not_in_use,
+    catalog_of,
     database_exists,
     netinfo_dir,
     open_database,
@@ -96,11 +96,10 @@ def init_domains(directory: Path, root_crypt: str | None = None,
 def databases_in_use(directory: Path) -> DatabaseInUse | None:
     """The first database of *directory* another process holds, if any: a second nibindd
     on one directory would otherwise start servers that fight over its databases."""
-    if not directory.is_dir():
-        return None
-    for p in sorted(directory.glob("*.nidb")):
+    catalog = catalog_of(directory)
+    for tag in catalog.domains():
         try:
-            check_not_in_use(directory, p.name[:-5])
+            catalog.check_free(tag)
         except DatabaseInUse as e:
             return e
         except OSError:
@@ -163,7 +162,7 @@ async def serve(args: argparse.Namespace) -> int:
             print(f"{PROG}: {e}", file=sys.stderr)
             return 2
         for tag in made:
-            print(f"{PROG}: created {directory / (tag + '.nidb')}", file=sys.stderr)
+            print(f"{PROG}: created {catalog_of(directory).where(tag)}", file=sys.stderr)
         if made and crypted is None:
             print(locked_notice(PROG, "the new domains", "'nipasswd root' (local) and "
                                 "'nipasswd / root' (network)"), file=sys.stderr)

@@ -16,20 +16,30 @@ netinfod converted old databases (spec §13). ``open_database(..., store=URL)`` 
 
 from __future__ import annotations
 
-import fcntl
 import logging
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from ..errors import DamagedDirectory, NiError, RpcError, Status, StorageError, WireError
 from ..facts import DomainFacts, Role
 from ..model import Directory
-from ..storage import Image, Meta, NewCopy, Store, open_store
+from ..storage import (
+    Catalog,
+    DatabaseInUse,
+    Image,
+    Meta,
+    NewCopy,
+    Store,
+    WriterLock,
+    engine,
+    engine_of,
+)
 from ..storage.changes import SEQ_KEY, Caller, Change, DirState, Touched  # noqa: F401 - re-exported
 from ..storage.legacy import decode_collection
 from ..storage.nodes import NodeSource
+from ..storage.sqlite_catalog import SQLITE_NAME
 from ..wire.proplist import pack_status
 from ..wire.protocol import (
     NETINFO_PROG,
@@ -45,13 +55,14 @@ from ..wire.rpc import AcceptStat, AuthUnix
 from ..wire.xdr import Unpacker
 
 # AUTH_FAILURES and AUTH_WINDOW stay importable from here (tests, web) as before
+from .ahead import Ahead
 from .auth import AUTH_FAILURES, AUTH_WINDOW, Authenticator, FailureLimiter  # noqa: F401
 from .service import SUPERUSER, DirectoryService, ServerInfo
 
 log = logging.getLogger("netinfo.database")
 
 DEFAULT_DIR = "/var/db/netinfo"
-SQLITE_NAME = "netinfo.sqlite"
+__all__ = ["Database", "DatabaseInUse", "SQLITE_NAME", "open_database", "catalog_of"]
 
 
 # -- changes ------------------------------------------------------------------------------------
@@ -68,57 +79,13 @@ TransferWatcher = Callable[[Caller, bool], None]
 
 # -- one writer per database --------------------------------------------------------------------
 
-class DatabaseInUse(StorageError):
-    """Another process holds the database open (one writer per database)."""
-
-    def __init__(self, where: str, pid: int | None) -> None:
-        self.where = where
-        self.pid = pid
-        who = f"process {pid}" if pid else "another process"
-        super().__init__(f"database {where} is in use by {who}")
-
-
-class DatabaseLock:
-    """An exclusive ``flock`` on a lock file, held for the process's life (or until
-    :meth:`release`). The file holds the owner's pid, for the message a second opener
-    gets. The kernel drops the lock when the process dies, so a crash leaves no stale
-    lock behind.
-    """
-
-    def __init__(self, path: Path, where: str) -> None:
-        self.path = path
-        self.where = where
-        self._file: IO[str] | None = None
-        f = open(path, "a+", encoding="ascii")  # noqa: SIM115 - held until release()
-        try:
-            fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            f.seek(0)
-            text = f.read().strip()
-            f.close()
-            pid = int(text) if text.isascii() and text.isdecimal() else None
-            raise DatabaseInUse(where, pid) from None
-        except OSError:
-            f.close()
-            raise
-        f.seek(0)
-        f.truncate()
-        f.write(f"{os.getpid()}\n")
-        f.flush()
-        self._file = f
-
-    def release(self) -> None:
-        if self._file is not None:
-            self._file.close()  # closing the descriptor drops the flock
-            self._file = None
+# The lock is the engine's (Engine.lock: SQLite's is a flock on FILE.lock beside the file,
+# storage/sqlite_catalog.py); DatabaseInUse stays importable from here.
 
 
 def check_not_in_use(directory: Path, tag: str) -> None:
     """:raises DatabaseInUse: a process holds ``DIR/TAG.nidb`` (nothing is changed)."""
-    p = nidb_path(directory, tag)
-    lock = p / (SQLITE_NAME + ".lock")
-    if lock.exists():
-        DatabaseLock(lock, str(p)).release()
+    catalog_of(directory).check_free(tag)
 
 
 # -- the owner ----------------------------------------------------------------------------------
@@ -127,7 +94,7 @@ class Database:
     """One open domain: its service, its store, its commits and their subscribers."""
 
     def __init__(self, store: Store, info: ServerInfo | None = None, *,
-                 lock: DatabaseLock | None = None, where: str = "",
+                 lock: WriterLock | None = None, where: str = "",
                  cache: int | None = None, cache_bytes: int | None = None) -> None:
         self.store = store
         self.where = where or store.scheme
@@ -775,6 +742,8 @@ class SnapshotStream:
         self._done = done
         self._view: NodeSource | None = None
         self._pieces: Iterator[bytes] | None = None
+        #: the worker thread making the pieces, for a lazy engine's view
+        self._ahead: Ahead | None = None
         self._closed: str | None = None
         db._streams[self] = None
 
@@ -796,6 +765,11 @@ class SnapshotStream:
                 self._pieces = self._make(view)
             except NiError as e:   # the directory is not in the snapshot
                 self._pieces = iter((pack_status(e.status),))
+            else:
+                if view.off_loop:
+                    # the view is the stream's alone and its engine's reads wait (a
+                    # network round trip): they leave the event loop (module ahead)
+                    self._pieces = self._ahead = Ahead(self._pieces, "snapshot-stream")
         try:
             return next(self._pieces)
         except StopIteration:
@@ -819,6 +793,13 @@ class SnapshotStream:
             self._closed = why
         self._finish(False)
         self.db._streams.pop(self, None)
+        ahead, self._ahead = self._ahead, None
+        if ahead is not None and not ahead.close():
+            # still reading (it stops at its next piece): its connection must not be
+            # closed under it; the daemon thread's end releases it
+            log.warning("%s: a stream's reader did not stop in time", self.db.where)
+            self._view = None
+            return
         view, self._view = self._view, None
         if view is not None:
             view.close()
@@ -875,13 +856,18 @@ def netinfo_dir(explicit: str | None = None) -> Path:
     return Path(explicit or os.environ.get("NETINFO_DIR") or DEFAULT_DIR)
 
 
+def catalog_of(directory: Path) -> Catalog:
+    """The domains of a database directory (``DIR/TAG.nidb``: the SQLite engine's
+    catalog, ``storage.sqlite_catalog``): what nibindd serves, creates and destroys."""
+    return engine("sqlite").catalog(str(directory))
+
+
 def nidb_path(directory: Path, tag: str) -> Path:
-    return directory / f"{tag}.nidb"
+    return Path(catalog_of(directory).where(tag))
 
 
 def database_exists(directory: Path, tag: str) -> bool:
-    p = nidb_path(directory, tag)
-    return (p / SQLITE_NAME).exists() or (p / "collection").exists()
+    return catalog_of(directory).exists(tag)
 
 
 def open_database(directory: Path, tag: str, info: ServerInfo | None = None,
@@ -901,7 +887,8 @@ def open_database(directory: Path, tag: str, info: ServerInfo | None = None,
     :raises ValueError: an unknown store scheme.
     """
     if store is None:
-        p = nidb_path(directory, tag)
+        catalog = catalog_of(directory)
+        p = Path(catalog.where(tag))
         sqlite_file = p / SQLITE_NAME
         collection = p / "collection"
         if not sqlite_file.exists() and not collection.exists() and not create:
@@ -910,24 +897,21 @@ def open_database(directory: Path, tag: str, info: ServerInfo | None = None,
             # A truncated file is not a new domain: serving it would lose everything.
             raise StorageError(f"database {p} is empty (0 bytes): restore it from a dump, "
                                f"or start with -m to create a new domain in its place")
-        p.mkdir(parents=True, exist_ok=True)
-        url, where = f"sqlite:{sqlite_file}", str(p)
+        catalog.create(tag)
+        url, where = catalog.url(tag), catalog.where(tag)
     else:
         url, collection = store, None
         scheme, _, rest = store.partition(":")
         where = (rest[2:] if rest.startswith("//") else rest) or store
         if scheme == "sqlite" and not create and not Path(where).exists():
             raise FileNotFoundError(f"no database for tag {tag!r} at {store}")
-    scheme, _, rest = url.partition(":")
-    path = rest[2:] if rest.startswith("//") else rest
-    lock = DatabaseLock(Path(path + ".lock"), where) if scheme == "sqlite" else None
+    eng, path = engine_of(url)
+    lock = eng.lock(path, where)
     try:
-        if lock is not None:
-            # A copy a crash interrupted is never the domain (spec §9.5: a leftover .temp
-            # is discarded): only the lock's holder writes one, so it can go now.
-            from ..storage.sqlite import discard_copy  # noqa: PLC0415 - the engine's own
-            discard_copy(path)
-        st = open_store(url)
+        # A copy a crash interrupted is never the domain (spec §9.5: a leftover .temp
+        # is discarded): only the lock's holder writes one, so it can go now.
+        eng.discard_leftovers(path)
+        st = eng.open(path)
         try:
             if not st.exists():
                 if collection is not None and collection.exists():

@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import shutil
 import signal
 import sys
 import time
@@ -61,6 +60,7 @@ from ..wire.portmap import (
 )
 from ..wire.protocol import NETINFO_PROG, NETINFO_VERS, PROCEDURES, Proc, encode_args
 from ..wire.rpc import AcceptStat
+from .database import catalog_of
 from .netinfod import bind_pair
 from .rpc import Peer, Program, RpcServer
 
@@ -344,11 +344,8 @@ class Nibindd:
     # -- the netinfods ------------------------------------------------------------------
 
     def served_tags(self) -> list[str]:
-        """Every ``*.nidb`` in the directory (spec §6.4)."""
-        if not self.directory.is_dir():
-            return []
-        return sorted(p.name[:-5] for p in self.directory.glob("*.nidb")
-                      if p.is_dir() and valid_tag(p.name[:-5]))
+        """Every domain of the directory's catalog: its ``*.nidb`` (spec §6.4)."""
+        return catalog_of(self.directory).domains()
 
     async def rescan(self) -> None:
         """Serve every database in the directory; stop serving vanished ones (SIGHUP).
@@ -501,8 +498,7 @@ class Nibindd:
             if child is None or child.reg is None:
                 return Status.NOTAG
             await self._stop_child(child)
-            for suffix in (".nidb", ".temp", ".move"):
-                shutil.rmtree(self.directory / f"{tag}{suffix}", ignore_errors=True)
+            catalog_of(self.directory).destroy(tag)
             return Status.OK
         raise AssertionError(proc)
 

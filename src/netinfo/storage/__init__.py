@@ -277,34 +277,145 @@ class Store(ABC):
         """Release the engine's resources."""
 
 
-_ENGINES: dict[str, Callable[[str], Store]] = {}
+class DatabaseInUse(StorageError):
+    """Another process holds the database open (one writer per database)."""
+
+    def __init__(self, where: str, pid: int | None) -> None:
+        self.where = where
+        self.pid = pid
+        who = f"process {pid}" if pid else "another process"
+        super().__init__(f"database {where} is in use by {who}")
 
 
-def _memory(rest: str) -> Store:
-    from .memory import MemoryStore
-    return MemoryStore()
+class WriterLock(ABC):
+    """The one-writer lock of a database, held until :meth:`release`."""
+
+    @abstractmethod
+    def release(self) -> None:
+        """Let another writer in (idempotent)."""
 
 
-def _sqlite(rest: str) -> Store:
-    from .sqlite import SqliteStore
-    return SqliteStore(rest)
+class Catalog(ABC):
+    """The domains at one location of an engine (a directory for SQLite: ``DIR/TAG.nidb``):
+    what nibindd serves (spec §6.4), ``nibindd --init`` and ``netinfod -m`` create and
+    DESTROYDOMAIN removes. Tags are ``wire.nibind.valid_tag`` names."""
+
+    @abstractmethod
+    def domains(self) -> list[str]:
+        """The tags of every domain held there, sorted."""
+
+    @abstractmethod
+    def url(self, tag: str) -> str:
+        """The store URL of domain *tag* (``open_store``)."""
+
+    @abstractmethod
+    def where(self, tag: str) -> str:
+        """How messages name domain *tag* ("database WHERE is in use by ...")."""
+
+    @abstractmethod
+    def exists(self, tag: str) -> bool:
+        """True when domain *tag* is held there (in any form its engine converts)."""
+
+    @abstractmethod
+    def create(self, tag: str) -> None:
+        """Make room for domain *tag* (its store is then opened with ``create``)."""
+
+    @abstractmethod
+    def destroy(self, tag: str) -> None:
+        """Remove domain *tag* and whatever its copies left (never raises)."""
+
+    @abstractmethod
+    def check_free(self, tag: str) -> None:
+        """:raises DatabaseInUse: a process holds domain *tag* (nothing is changed)."""
 
 
-#: URL scheme → engine factory: the one extension point of storage.
-_ENGINES.update({"memory": _memory, "sqlite": _sqlite})
+class Engine(ABC):
+    """One storage engine: its stores, the one-writer lock of a store, what a crash left
+    beside one, and its catalog of domains. Selected by a store URL's scheme
+    (:func:`engine_of`); *rest* is the URL after ``scheme:`` (and ``//``)."""
+
+    #: URL scheme ("memory", "sqlite")
+    scheme: str = ""
+
+    @abstractmethod
+    def open(self, rest: str) -> Store:
+        """The store *rest* names (a new, empty one when there is none yet).
+
+        :raises StorageError: it cannot be opened."""
+
+    def lock(self, rest: str, where: str) -> WriterLock | None:
+        """Take the one-writer lock of store *rest* (None: the engine needs none).
+
+        :raises DatabaseInUse: another process holds it, named in the message by *where*.
+        """
+        return None
+
+    def discard_leftovers(self, rest: str) -> None:
+        """Discard what an interrupted copy of store *rest* left (spec §9.5: a leftover
+        ``.temp`` is never the domain). Called by the lock's holder, before opening."""
+        return None
+
+    @abstractmethod
+    def catalog(self, location: str) -> Catalog:
+        """The domains at *location* (SQLite: a directory)."""
+
+
+def _memory() -> Engine:
+    from .memory import MemoryEngine
+    return MemoryEngine()
+
+
+def _sqlite() -> Engine:
+    from .sqlite_catalog import SqliteEngine
+    return SqliteEngine()
+
+
+#: URL scheme → engine loader: the one extension point of storage. A new engine (issue 23:
+#: ``postgresql``) is one more row and one more module.
+_ENGINES: dict[str, Callable[[], Engine]] = {"memory": _memory, "sqlite": _sqlite}
+_LOADED: dict[str, Engine] = {}
+
+
+def engine(scheme: str) -> Engine:
+    """The engine of URL scheme *scheme*.
+
+    :raises ValueError: unknown scheme."""
+    e = _LOADED.get(scheme)
+    if e is None:
+        if scheme not in _ENGINES:
+            raise ValueError(f"unknown storage scheme {scheme!r}")
+        e = _LOADED[scheme] = _ENGINES[scheme]()
+    return e
+
+
+def engine_of(url: str) -> tuple[Engine, str]:
+    """The engine of a store URL and the rest of the URL (``sqlite:///abs/path`` →
+    the SQLite engine, ``/abs/path``).
+
+    :raises ValueError: unknown scheme."""
+    scheme, _, rest = url.partition(":")
+    if rest.startswith("//"):
+        rest = rest[2:]
+    return engine(scheme), rest
 
 
 def open_store(url: str) -> Store:
-    """Open a store from a URL: ``memory:`` or ``sqlite:PATH`` (``sqlite:///abs/path`` too).
+    """Open a store from a URL: ``memory:`` (``memory:NAME``: one kept for the process)
+    or ``sqlite:PATH`` (``sqlite:///abs/path`` too).
 
     :raises ValueError: unknown scheme.
     """
-    scheme, _, rest = url.partition(":")
-    if scheme not in _ENGINES:
-        raise ValueError(f"unknown storage scheme {scheme!r}")
-    if rest.startswith("//"):
-        rest = rest[2:]
-    return _ENGINES[scheme](rest)
+    e, rest = engine_of(url)
+    return e.open(rest)
+
+
+def open_catalog(url: str) -> Catalog:
+    """The catalog a location URL names: ``sqlite:DIR`` (every ``DIR/TAG.nidb``),
+    ``memory:NAME`` (the ``memory:NAME/TAG`` stores of this process).
+
+    :raises ValueError: unknown scheme."""
+    e, rest = engine_of(url)
+    return e.catalog(rest)
 
 
 #: Op type → the types of its fields, for :func:`validate_ops`.
@@ -374,4 +485,6 @@ def apply_ops(image: Image, ops: list[Op]) -> None:
 
 
 __all__ = ["Store", "Image", "Record", "Op", "Put", "Free", "KidIns", "KidDel", "Reset", "Meta",
-           "RESET", "NewCopy", "ImageCopy", "open_store", "apply_ops", "validate_ops"]
+           "RESET", "NewCopy", "ImageCopy", "open_store", "apply_ops", "validate_ops",
+           "Engine", "Catalog", "WriterLock", "DatabaseInUse", "engine", "engine_of",
+           "open_catalog"]

@@ -6,8 +6,9 @@
 :class:`MemorySource`
     the whole domain as :class:`Node` objects, built from a storage ``Image`` (the memory
     engine, tests, ``replace``/bulk loads, NeXT collections). Everything is resident.
-:class:`netinfo.storage.sqlite_source.SqliteSource`
-    the SQLite file is the source of truth: directories are read on demand through a
+:class:`netinfo.storage.cached.CachedSource`
+    the store is the source of truth (SQLite: ``sqlite_source.SqliteSource``, the cached
+    source over the engine's row reader): directories are read on demand through a
     bounded cache, and directories changed but not yet durable are pinned in memory so
     that reads see uncommitted writes (docs/architecture.md, "Representation at scale").
 
@@ -134,6 +135,10 @@ class NodeSource:
 
     #: True when directories are read on demand (the store is the source of truth)
     lazy = False
+    #: True for a snapshot view that is its stream's alone and whose reads wait on
+    #: something else than this process's CPU (a network round trip): the stream then
+    #: reads it in a worker thread (``server.ahead``)
+    off_loop = False
 
     def get(self, oid: int, default: Node | None = None) -> Node | None:
         raise NotImplementedError

@@ -371,14 +371,17 @@ class SqliteStore(Store):
     def reader(self) -> sqlite3.Connection:
         """A read-only connection of its own inside a read transaction that has begun:
         a WAL snapshot of the last commit, unchanged by later ones, for a stream
-        (``SqliteSource.snapshot``). Close it when done: while it is open the WAL
+        (``SqliteRows.snapshot``), usable from another thread than the one that opened
+        it (one at a time). Close it when done: while it is open the WAL
         cannot be checkpointed past its start (it grows by what is written meanwhile),
         and :meth:`adopt` cannot swap a copy in.
 
         :raises StorageError: it cannot be opened.
         """
         try:
-            conn = sqlite3.connect(self.path, isolation_level=None)
+            # check_same_thread=False: a stream's reads may run in a worker thread
+            # (database.SnapshotStream), one thread at a time, never beside another
+            conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         except sqlite3.Error as exc:
             raise StorageError(f"cannot open sqlite store {self.path!r}: {exc}") from exc
         try:

@@ -1,94 +1,36 @@
-"""The lazy node source: a domain served straight from its SQLite file.
+"""The lazy node source of the SQLite engine: its rows, read for ``cached.CachedSource``.
 
-The store is the source of truth; the service reads directories on demand
-(docs/architecture.md, "Representation at scale"):
-
-* a bounded LRU of decoded directories (``cache`` entries and ``cache_bytes`` bytes of
-  their stored proplists, issue 18 N4: a count alone let a few huge directories hold
-  gigabytes; one bigger than the whole bound is not cached at all); a directory with
-  :data:`BIG_KIDS` children or more stays resident once its child list is loaded: child
-  lists are ``array('I')`` (4 bytes a child), so all of them together cost at most 4 bytes
-  per directory of the domain, and a million-child /users is never re-read per request;
-* directories changed but not yet durable are *pinned* (two generations: changed since
-  the last ``take_pending``, and taken for the commit in flight), so every read sees the
-  uncommitted writes and nothing waits on a disk flush; ``durable`` moves them to the
-  cache, ``rollback`` drops them (their state is the store's again);
-* LOOKUP reads the persisted ``keys`` index in child-list order (spec §4.4, §5.4) and
-  overlays the pinned children of the searched directory;
-* LIST, LISTALL and READALL read children in chunks of :data:`~.sqlite.CHUNK` with one
-  query each, without filling the cache.
-
-Nothing here is O(n) at open: the checksum, highest number and freed numbers come from
-the store (spec §5.6, §5.2, §5.3).
+Everything engine-independent (the LRU bounded by count and bytes, pins for changes not
+yet durable, resident big child lists, rollback, the LOOKUP overlay, chunked
+LIST/LISTALL/READALL, snapshots) is :class:`~.cached.CachedSource`'s; this module holds
+the SQL alone: :class:`SqliteRows`, the :class:`~.cached.RowReader` of one connection
+(the store's own, or a snapshot reader's WAL read transaction, ``SqliteStore.reader``).
+:class:`SqliteSource` is the two put together, as ``SqliteStore.source`` gives it.
 """
 
 from __future__ import annotations
 
 import sqlite3
 from array import array
-from collections import OrderedDict
-from collections.abc import Iterator, MutableSequence
-from itertools import chain, groupby
+from itertools import groupby
 from operator import itemgetter
 from typing import TYPE_CHECKING
 
-from ..errors import DamagedDirectory, StorageError, WireError
-from ..model import Directory, NiId
-from ..wire.proplist import (
-    StoredProplist,
-    StoredProplists,
-    check_proplist,
-    decode_proplist,
-    encode_proplist,
-    stored_list_values,
+from ..errors import DamagedDirectory, StorageError
+from .cached import (  # noqa: F401 - the bounds stay importable from here
+    BIG_KIDS,
+    DEFAULT_CACHE,
+    DEFAULT_CACHE_BYTES,
+    SNAPSHOT_CACHE,
+    SNAPSHOT_CACHE_BYTES,
+    CachedSource,
+    LazyNode,
+    Row,
 )
-from ..wire.readall import encode_readall_stored
-from .nodes import MISSING, Node, NodeSource, bounded_preorder, list_value, matches
 from .sqlite import CHUNK, RECOVERY
 
 if TYPE_CHECKING:
     from .sqlite import SqliteStore
-
-#: Directories cached by default: measured (docs/benchmarks.md, "Scale") to keep a
-#: 1,000,000-user domain's server well under 300 MB while a working set of users stays hot.
-DEFAULT_CACHE = 20_000
-#: Bytes of stored proplists (their XDR form) cached by default: 64 MiB, far above what
-#: 20,000 ordinary directories take (a user's entry is a few hundred bytes), so it binds
-#: only when directories are unusually big (``netinfod --cache-mb``; docs/security.md).
-DEFAULT_CACHE_BYTES = 64 << 20
-#: Child count from which a loaded child list stays resident (see the module docstring).
-BIG_KIDS = 1024
-#: Directories a snapshot view (a stream's, :meth:`SqliteSource.snapshot`) keeps decoded.
-SNAPSHOT_CACHE = 64
-#: ... and at most this many bytes of their stored proplists.
-SNAPSHOT_CACHE_BYTES = 4 << 20
-#: A directory as stored, undecoded: (instance, parent, props XDR, children).
-Stored = tuple[int, int, bytes, array]
-_NO_KIDS = array("I")
-
-
-class LazyNode(Node):
-    """A directory read from the store; its child list is read on first use."""
-
-    __slots__ = ("_src", "_oid")
-
-    def __init__(self, src: SqliteSource, oid: int, instance: int, parent: int,
-                 props: list, kids: MutableSequence[int] | None = None) -> None:
-        Node.__init__(self, instance, parent, props)
-        self._kids = kids
-        self._src = src
-        self._oid = oid
-
-    @property
-    def children(self) -> MutableSequence[int]:
-        kids = self._kids
-        if kids is None:
-            kids = self._kids = self._src._load_kids(self._oid, self)
-        return kids
-
-
-def _bad(store: SqliteStore, exc: Exception) -> StorageError:
-    return StorageError(f"cannot read sqlite store {store.path!r}: {exc}; {RECOVERY}")
 
 
 def damaged(path: str, oid: int, exc: Exception) -> DamagedDirectory:
@@ -97,506 +39,61 @@ def damaged(path: str, oid: int, exc: Exception) -> DamagedDirectory:
                                  f"refused when read and never sent to a clone; {RECOVERY}")
 
 
-def _decode(store: SqliteStore, oid: int, blob: bytes) -> list:
-    try:
-        return decode_proplist(blob)
-    except WireError as exc:
-        raise damaged(store.path, oid, exc) from None
-
-
-def _checked(store: SqliteStore, oid: int, blob: bytes) -> bytes:
-    """*blob* if it is a whole proplist (sent as it is: READALL, LISTALL, LOOKUPREAD)."""
-    try:
-        check_proplist(blob)
-    except WireError as exc:
-        raise damaged(store.path, oid, exc) from None
-    return blob
-
-
-# LOOKUPREAD's child with its row (SqliteSource.lookup_first). CROSS JOINs keep the keys
-# index as the outer loop (see SqliteSource.lookup); kids makes it a child of the
+# LOOKUPREAD's child with its row (SqliteRows.lookup_first). CROSS JOINs keep the keys
+# index as the outer loop (see SqliteRows.lookup); kids makes it a child of the
 # directory still, and gives the child-list order.
 _FIRST = ("SELECT d.id, d.props FROM keys k CROSS JOIN kids o"
           " ON o.parent = k.parent AND o.child = k.child CROSS JOIN dirs d"
           " ON d.id = k.child WHERE k.parent = ? AND k.key = ? AND k.value = ?")
 _FIRST_ANY = _FIRST + " LIMIT 2"
 _FIRST_IN_ORDER = _FIRST + " ORDER BY o.ord LIMIT 1"
+# CROSS JOIN keeps keys as the outer loop (SQLite's planner would otherwise walk the whole
+# child list: 1,000x slower at 20,000 children)
+_LOOKUP = ("SELECT k.child FROM keys k CROSS JOIN kids o ON o.parent = k.parent"
+           " AND o.child = k.child WHERE k.parent = ? AND k.key = ? AND k.value = ?"
+           " ORDER BY o.ord")
+# Whether it has children at all comes with a directory (one index seek).
+_ROW = ("SELECT instance, parent, props, EXISTS(SELECT 1 FROM kids WHERE parent = ?1)"
+        " FROM dirs WHERE id = ?1")
 
 
-def _weight(n: Node) -> int:
-    """A cached directory's weight: its stored proplist's size (the XDR form; a proplist
-    just written and not yet encoded is measured by its strings)."""
-    props = n.props
-    wire = getattr(props, "wire", None)
-    if wire is not None:
-        return len(wire)
-    return 4 + sum(8 + len(k) + sum(4 + len(v) for v in vals) for k, vals in props)
+class SqliteRows:
+    """The :class:`~.cached.RowReader` of a SQLite store on connection *conn*."""
 
-
-def _kids(item: Node | Stored) -> MutableSequence[int]:
-    """The child numbers of a node, or of a stored row (its fourth field)."""
-    return item[3] if isinstance(item, tuple) else item.children
-
-
-class SqliteSource(NodeSource):
-    """The directories of a :class:`~.sqlite.SqliteStore`, read on demand."""
-
-    lazy = True
+    chunk = CHUNK
+    #: SQLite's reads are this process's CPU work: made in a thread they fight the event
+    #: loop for the interpreter lock (measured: server/ahead.py)
+    off_loop = False
 
     def __init__(self, store: SqliteStore, conn: sqlite3.Connection,
-                 cache: int | None = None, cache_bytes: int | None = None) -> None:
+                 snapshot: bool = False) -> None:
         self._store = store
         self._conn = conn
-        self._max = max(1, DEFAULT_CACHE if cache is None else cache)
-        self._max_bytes = max(0, DEFAULT_CACHE_BYTES if cache_bytes is None else cache_bytes)
-        self._cache: OrderedDict[int, Node] = OrderedDict()
-        #: the cached directories' stored proplist sizes, and their sum
-        self._weights: dict[int, int] = {}
-        self.cached_bytes = 0
-        #: directories with BIG_KIDS children or more, once their list is loaded
-        self._big: dict[int, Node] = {}
-        #: changed since the last take(); None: destroyed
-        self._pins: dict[int, Node | None] = {}
-        #: taken for the commit in flight, until durable()
-        self._taken: dict[int, Node | None] = {}
-        #: parent → its children among the pinned (LOOKUP re-checks them in memory)
-        self._dirty: dict[int, dict[int, None]] = {}
-        #: destroyed (pinned as None) → the parent it had
-        self._gone: dict[int, int] = {}
-        #: no stored id is above this (None: not asked yet); lets a CREATE's search for
-        #: a free number past the end skip a query per number (issue 10, bulk loads)
-        self._ceiling: int | None = None
-        #: True for a snapshot view (:meth:`snapshot`): its connection is its own
-        self._reader = False
+        self._snapshot = snapshot
 
-    # -- reading one directory -------------------------------------------------------------
+    def _bad(self, exc: Exception) -> StorageError:
+        return StorageError(f"cannot read sqlite store {self._store.path!r}: {exc}; "
+                            f"{RECOVERY}")
 
-    def get(self, oid: int, default: Node | None = None) -> Node | None:
-        pins = self._pins
-        if oid in pins:
-            return pins[oid] or default
-        if oid in self._taken:
-            return self._taken[oid] or default
-        n = self._big.get(oid)
-        if n is not None:
-            return n
-        cache = self._cache
-        n = cache.get(oid)
-        if n is not None:
-            cache.move_to_end(oid)
-            return n
+    def damaged(self, oid: int, exc: Exception) -> DamagedDirectory:
+        return damaged(self._store.path, oid, exc)
+
+    def row(self, oid: int) -> tuple[int, int, bytes, bool] | None:
         try:
-            # Whether it has children at all comes with it (one index seek): most
-            # directories are leaves, whose CHILDREN then needs no second query.
-            row = self._conn.execute(
-                "SELECT instance, parent, props, EXISTS(SELECT 1 FROM kids WHERE parent = ?1)"
-                " FROM dirs WHERE id = ?1", (oid,)).fetchone()
-            if row is None:
-                return default
-            n = LazyNode(self, oid, row[0], row[1], _decode(self._store, oid, row[2]),
-                         None if row[3] else array("I"))
+            return self._conn.execute(_ROW, (oid,)).fetchone()
         except sqlite3.Error as exc:
-            raise _bad(self._store, exc) from exc
-        self._remember(oid, n)
-        return n
+            raise self._bad(exc) from exc
 
-    def _remember(self, oid: int, n: Node) -> None:
-        """Keep clean directory *oid* (resident when big, else in the LRU)."""
-        kids = n._kids
-        if kids is not None and len(kids) >= BIG_KIDS:
-            self._big[oid] = n
-            return
-        weight = _weight(n)
-        self._uncache(oid)
-        if weight > self._max_bytes:
-            return   # bigger than the whole bound: read again when asked for
-        cache = self._cache
-        cache[oid] = n
-        self._weights[oid] = weight
-        self.cached_bytes += weight
-        while len(cache) > self._max or self.cached_bytes > self._max_bytes:
-            old, _ = cache.popitem(last=False)
-            self.cached_bytes -= self._weights.pop(old)
-
-    def _uncache(self, oid: int) -> None:
-        """Drop *oid* from the LRU, if there."""
-        if self._cache.pop(oid, None) is not None:
-            self.cached_bytes -= self._weights.pop(oid)
-
-    def _load_kids(self, oid: int, n: Node) -> MutableSequence[int]:
+    def kids(self, oid: int) -> array[int]:
         try:
-            kids = array("I", map(itemgetter(0), self._conn.execute(
+            return array("I", map(itemgetter(0), self._conn.execute(
                 "SELECT child FROM kids WHERE parent = ? ORDER BY ord", (oid,))))
         except sqlite3.Error as exc:
-            raise _bad(self._store, exc) from exc
-        if len(kids) >= BIG_KIDS and self._cache.get(oid) is n:
-            self._uncache(oid)
-            self._big[oid] = n
-        return kids
+            raise self._bad(exc) from exc
 
-    def _stored(self, oid: int) -> bool:
-        try:
-            return self._conn.execute("SELECT 1 FROM dirs WHERE id = ?",
-                                      (oid,)).fetchone() is not None
-        except sqlite3.Error as exc:
-            raise _bad(self._store, exc) from exc
-
-    def __contains__(self, oid: object) -> bool:
-        if not isinstance(oid, int):
-            return False
-        if oid in self._pins:
-            return self._pins[oid] is not None
-        if oid in self._taken:
-            return self._taken[oid] is not None
-        if oid in self._big or oid in self._cache:
-            return True
-        ceiling = self._ceiling
-        if ceiling is None:
-            ceiling = self._ceiling = self._stored_max()
-        return oid <= ceiling and self._stored(oid)
-
-    def _stored_max(self) -> int:
-        try:
-            top = self._conn.execute("SELECT max(id) FROM dirs").fetchone()[0]
-        except sqlite3.Error as exc:
-            raise _bad(self._store, exc) from exc
-        return -1 if top is None else top
-
-    # -- changes (pinned until durable) -----------------------------------------------------
-
-    def _mark(self, oid: int, n: Node) -> None:
-        self._dirty.setdefault(n.parent, {})[oid] = None
-
-    def pin(self, oid: int, node: Node) -> None:
-        if self._pins.get(oid) is not node:
-            self._pins[oid] = node
-            self._uncache(oid)
-            self._mark(oid, node)
-
-    def __setitem__(self, oid: int, node: Node) -> None:
-        self._pins[oid] = node
-        self._uncache(oid)
-        self._big.pop(oid, None)
-        self._mark(oid, node)
-
-    def __delitem__(self, oid: int) -> None:
-        n = self.get(oid)
-        if n is None:
-            raise KeyError(oid)
-        self._pins[oid] = None
-        self._gone[oid] = n.parent
-        self._uncache(oid)
-        self._big.pop(oid, None)
-        self._mark(oid, n)
-
-    def pop(self, oid: int, default: Node | None = None) -> Node | None:
-        n = self.get(oid)
-        if n is None:
-            return default
-        del self[oid]
-        return n
-
-    def _settle(self, gen: dict[int, Node | None]) -> None:
-        """*gen*'s changes are in the store: its directories become clean cache entries."""
-        if self._ceiling is not None and gen:
-            self._ceiling = max(self._ceiling, max(gen))
-        for oid, n in gen.items():
-            if oid in self._pins or oid in self._taken:
-                continue  # changed again since: still pinned
-            if n is not None:
-                self._remember(oid, n)
-        self._dirty = {}
-        gone, self._gone = self._gone, {}
-        for oid, n in chain(self._taken.items(), self._pins.items()):
-            if n is not None:
-                self._mark(oid, n)
-            elif oid in gone:  # destroyed: its parent still has to re-check it
-                self._gone[oid] = gone[oid]
-                self._dirty.setdefault(gone[oid], {})[oid] = None
-
-    def take(self) -> None:
-        old, self._taken, self._pins = self._taken, self._pins, {}
-        if old:
-            self._settle(old)
-
-    def durable(self) -> None:
-        old, self._taken = self._taken, {}
-        if old:
-            self._settle(old)
-
-    def rollback(self) -> None:
-        # The undo log restored every pinned node; drop them all the same and read the
-        # store again, which is then exactly the durable state.
-        for oid in chain(self._pins, self._taken):
-            self._uncache(oid)
-            self._big.pop(oid, None)
-        self._pins, self._taken, self._dirty, self._gone = {}, {}, {}, {}
-
-    def _overlay(self) -> dict[int, Node | None]:
-        return {**self._taken, **self._pins}
-
-    # -- whole-domain facts ----------------------------------------------------------------
-
-    def __len__(self) -> int:
-        try:
-            n = self._conn.execute("SELECT count(*) FROM dirs").fetchone()[0]
-        except sqlite3.Error as exc:
-            raise _bad(self._store, exc) from exc
-        for oid, node in self._overlay().items():
-            stored = self._stored(oid)
-            if node is None and stored:
-                n -= 1
-            elif node is not None and not stored:
-                n += 1
-        return n
-
-    def highest(self) -> int:
-        overlay = self._overlay()
-        live = [oid for oid, n in overlay.items() if n is not None]
-        gone = [oid for oid, n in overlay.items() if n is None]
-        sql = "SELECT max(id) FROM dirs"
-        if gone:
-            sql += f" WHERE id NOT IN ({','.join('?' * len(gone))})"
-        try:
-            top = self._conn.execute(sql, gone).fetchone()[0]
-        except sqlite3.Error as exc:
-            raise _bad(self._store, exc) from exc
-        top = -1 if top is None else top
-        return max(top, *live) if live else top
-
-    def gaps(self) -> list[int]:
-        """Unused numbers below the highest: the holes between stored ids (one indexed
-        pass in SQLite) plus destroyed ones not yet committed."""
-        out: list[int] = [oid for oid, n in self._overlay().items() if n is None]
-        try:
-            first, last, count = self._conn.execute(
-                "SELECT min(id), max(id), count(*) FROM dirs").fetchone()
-            if first is None or last - first + 1 == count:  # dense: no holes (0.1 s at 1M)
-                out.extend(range(first or 0))
-                return sorted(set(out))
-            out.extend(range(first))
-            # Usually every hole is a destroyed number, listed in freed (a Put removes
-            # its number from freed): then they are the holes, without a scan (1 s at 1M).
-            freed = [oid for (oid,) in self._conn.execute(
-                "SELECT id FROM freed WHERE id > ? AND id < ?", (first, last))]
-            if len(freed) == last - first + 1 - count:
-                out.extend(freed)
-                return sorted(set(out))
-            for oid, nxt in self._conn.execute(
-                    "SELECT id, nxt FROM (SELECT id, lead(id) OVER (ORDER BY id) AS nxt "
-                    "FROM dirs) WHERE nxt > id + 1"):
-                out.extend(range(oid + 1, nxt))
-        except sqlite3.Error as exc:
-            raise _bad(self._store, exc) from exc
-        return sorted(set(out))
-
-    def freed(self) -> dict[int, int]:
-        try:
-            return dict(self._conn.execute("SELECT id, instance FROM freed"))
-        except sqlite3.Error as exc:
-            raise _bad(self._store, exc) from exc
-
-    def stored_checksum(self) -> int | None:
-        try:
-            row = self._conn.execute("SELECT value FROM meta WHERE key = 'checksum'").fetchone()
-        except sqlite3.Error as exc:
-            raise _bad(self._store, exc) from exc
-        return None if row is None else row[0]
-
-    def stored_meta(self, key: str) -> int | None:
-        try:
-            row = self._conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
-        except sqlite3.Error as exc:
-            raise _bad(self._store, exc) from exc
-        return row[0] if row is not None and isinstance(row[0], int) else None
-
-    def instances(self) -> Iterator[tuple[int, int]]:
-        overlay = self._overlay()
-        try:
-            rows = self._conn.execute("SELECT id, instance FROM dirs").fetchall()
-        except sqlite3.Error as exc:
-            raise _bad(self._store, exc) from exc
-        for oid, inst in rows:
-            if oid not in overlay:
-                yield oid, inst
-        for oid, n in overlay.items():
-            if n is not None:
-                yield oid, n.instance
-
-    def items(self) -> Iterator[tuple[int, Node]]:
-        overlay = self._overlay()
-        try:
-            ids = [oid for (oid,) in self._conn.execute("SELECT id FROM dirs")]
-        except sqlite3.Error as exc:
-            raise _bad(self._store, exc) from exc
-        for oid in ids:
-            if oid not in overlay:
-                n = self.get(oid)
-                if n is not None:
-                    yield oid, n
-        for oid, node in overlay.items():
-            if node is not None:
-                yield oid, node
-
-    def values(self) -> Iterator[Node]:
-        """The resident directories (pinned, big and cached)."""
-        seen = self._overlay()
-        yield from (n for n in seen.values() if n is not None)
-        yield from (n for k, n in self._big.items() if k not in seen)
-        yield from (n for k, n in self._cache.items() if k not in seen)
-
-    # -- snapshots --------------------------------------------------------------------------
-
-    def snapshot(self, checksum: int) -> SqliteSource:
-        """A source of its own on a :meth:`~.sqlite.SqliteStore.reader` connection: the
-        last commit, as a WAL snapshot, whatever is written after (nothing pinned here is
-        in it: the server commits a batch before a stream begins). Its checksum is the
-        one stored with that commit (*checksum* is not used)."""
-        view = SqliteSource(self._store, self._store.reader(), SNAPSHOT_CACHE,
-                            min(self._max_bytes, SNAPSHOT_CACHE_BYTES))
-        view._reader = True
-        # The big child lists already resident are the snapshot's too when nothing of
-        # theirs is pending (their directory is neither pinned nor in a commit in
-        # flight): a copy (4 bytes a child, one memcpy) spares the view reading a
-        # million-child list again on the event loop (0.6-1 s at 1M users, measured).
-        for oid, n in self._big.items():
-            kids = n._kids
-            if kids is not None and oid not in self._pins and oid not in self._taken:
-                view._big[oid] = LazyNode(view, oid, n.instance, n.parent, n.props,
-                                          kids[:])
-        return view
-
-    def close(self) -> None:
-        if self._reader:
-            try:
-                self._conn.close()   # ends the read transaction
-            except sqlite3.Error:
-                pass
-
-    # -- whole-list reads -------------------------------------------------------------------
-
-    def lookup(self, oid: int, node: Node, key: str, value: str) -> list[int]:
-        """From the ``keys`` index, ordered by child position (spec §4.4, §5.4); the
-        pinned children of *oid* are re-checked in memory and merged by position."""
-        try:
-            rows = self._conn.execute(
-                # CROSS JOIN keeps keys as the outer loop (SQLite's planner would
-                # otherwise walk the whole child list: 1,000x slower at 20,000 children)
-                "SELECT k.child FROM keys k CROSS JOIN kids o ON o.parent = k.parent"
-                " AND o.child = k.child WHERE k.parent = ? AND k.key = ? AND k.value = ?"
-                " ORDER BY o.ord",
-                (oid, key.encode("utf-8", "surrogateescape"),
-                 value.encode("utf-8", "surrogateescape"))).fetchall()
-        except sqlite3.Error as exc:
-            raise _bad(self._store, exc) from exc
-        dirty = self._dirty.get(oid)
-        if not dirty:
-            return [c for (c,) in rows]
-        hits = [c for (c,) in rows if c not in dirty]
-        extra = []
-        for c in dirty:
-            n = self.get(c)
-            if n is not None and n.parent == oid and matches(n.props, key, value):
-                extra.append(c)
-        if not extra:
-            return hits
-        want = set(hits + extra)
-        # Positions in the current child list, which is in memory when it changed.
-        kids = node.children
-        if len(want) > 8:
-            return [c for c in kids if c in want]
-        pos = {}
-        for c in want:
-            try:
-                pos[c] = kids.index(c)
-            except ValueError:
-                pass
-        return sorted(pos, key=pos.__getitem__)
-
-    def lookup_first(self, oid: int, node: Node, key: str,
-                     value: str) -> tuple[bool, Node | StoredProplist | None]:
-        """One query for LOOKUPREAD: the first match's stored row comes with the index
-        hit (the keys index, child-list order, as :meth:`lookup`); a child that is not
-        in memory is answered by its stored proplist, neither decoded nor cached (a
-        random LOOKUPREAD must not flush the working set). A resident copy of the child
-        wins; with pinned children of *oid* the general path is taken."""
-        if self._dirty.get(oid):
-            found = self.lookup(oid, node, key, value)
-            return True, (self.get(found[0]) if found else None)
-        args = (oid, key.encode("utf-8", "surrogateescape"),
-                value.encode("utf-8", "surrogateescape"))
-        try:
-            # Most values are held by one child: without ORDER BY SQLite builds no
-            # sorter (14 instead of 19 us at 1M, measured); two rows ask again in order.
-            rows = self._conn.execute(_FIRST_ANY, args).fetchall()
-            if len(rows) > 1:
-                rows = self._conn.execute(_FIRST_IN_ORDER, args).fetchall()
-        except sqlite3.Error as exc:
-            raise _bad(self._store, exc) from exc
-        if not rows:
-            return True, None
-        child, props = rows[0]
-        resident = self._big.get(child) or self._cache.get(child)
-        return True, (resident if resident is not None
-                      else StoredProplist(_checked(self._store, child, props)))
-
-    def children_of(self, node: Node) -> Iterator[tuple[int, Node]]:
-        """Along *node*'s child list, :data:`~.sqlite.CHUNK` children per query, the
-        cache left as it was (a whole-list read must not flush the working set)."""
-        for c, item in self._chunks(node.children, False, False):
-            assert isinstance(item, Node)  # not raw: always a node (MISSING is one too)
-            yield c, item
-
-    def listall(self, node: Node) -> StoredProplists:
-        """LISTALL from the stored proplists, never decoded (they are the wire form)."""
-        return StoredProplists(list(self.listall_wire(node)))
-
-    def listall_wire(self, node: Node) -> Iterator[bytes]:
-        """The stored proplists along *node*'s child list, :data:`~.sqlite.CHUNK` per
-        query, as they are (pinned and cached children encoded)."""
-        for c, item in self._chunks(node.children, False, True):
-            yield (_checked(self._store, c, item[2]) if isinstance(item, tuple)
-                   else encode_proplist(item.props))
-
-    def list_values(self, node: Node, name: str) -> Iterator[tuple[int, list[str] | None]]:
-        """LIST from the stored proplists, decoding only the property asked for."""
-        for c, item in self._chunks(node.children, False, True):
-            if isinstance(item, tuple):
-                try:
-                    values = stored_list_values(item[2], name)
-                except WireError as exc:
-                    raise damaged(self._store.path, c, exc) from None
-                yield c, values
-                continue
-            yield c, list_value(item.props, name)
-
-    def _chunks(self, kids: MutableSequence[int], with_kids: bool, raw: bool
-                ) -> Iterator[tuple[int, Node | Stored]]:
-        overlay_get = self._overlay().get
-        for start in range(0, len(kids), CHUNK):
-            chunk = kids[start:start + CHUNK]
-            found: dict[int, Node | Stored] = {}
-            need = []
-            for c in chunk:
-                n = overlay_get(c, MISSING)
-                if n is MISSING:
-                    n = self._big.get(c) or self._cache.get(c)
-                    if n is None:
-                        need.append(c)
-                        continue
-                if n is not None:
-                    found[c] = n
-            if need:
-                found.update(self._fetch(need, with_kids, raw))
-            for c in chunk:
-                yield c, found.get(c, MISSING)
-
-    def _fetch(self, ids: list[int], with_kids: bool, raw: bool) -> dict[int, Node | Stored]:
-        """Directories *ids* from the store (one query; one more for their child lists):
-        nodes, or with *raw* (instance, parent, props XDR, children) undecoded."""
+    def fetch(self, ids: list[int], with_kids: bool) -> tuple[list[Row], dict[int, array[int]]]:
         marks = ",".join("?" * len(ids))
-        out: dict[int, Node | Stored] = {}
-        kids: dict[int, array] = {}
+        kids: dict[int, array[int]] = {}
         try:
             rows = self._conn.execute(
                 f"SELECT id, instance, parent, props FROM dirs WHERE id IN ({marks})",
@@ -606,43 +103,122 @@ class SqliteSource(NodeSource):
                         f"SELECT parent, child FROM kids WHERE parent IN ({marks})"
                         " ORDER BY parent, ord", ids), itemgetter(0)):
                     kids[parent] = array("I", map(itemgetter(1), group))
-            for oid, inst, parent, blob in rows:
-                k = kids.get(oid, _NO_KIDS) if with_kids else None
-                if raw:
-                    out[oid] = (inst, parent, blob, k if k is not None else _NO_KIDS)
-                else:
-                    out[oid] = LazyNode(self, oid, inst, parent,
-                                        _decode(self._store, oid, blob),
-                                        array("I", k) if k is not None else None)
         except sqlite3.Error as exc:
-            raise _bad(self._store, exc) from exc
+            raise self._bad(exc) from exc
+        return rows, kids
+
+    def has(self, oid: int) -> bool:
+        try:
+            return self._conn.execute("SELECT 1 FROM dirs WHERE id = ?",
+                                      (oid,)).fetchone() is not None
+        except sqlite3.Error as exc:
+            raise self._bad(exc) from exc
+
+    def max_id(self) -> int:
+        return self.highest([])
+
+    def highest(self, excluding: list[int]) -> int:
+        sql = "SELECT max(id) FROM dirs"
+        if excluding:
+            sql += f" WHERE id NOT IN ({','.join('?' * len(excluding))})"
+        try:
+            top = self._conn.execute(sql, excluding).fetchone()[0]
+        except sqlite3.Error as exc:
+            raise self._bad(exc) from exc
+        return -1 if top is None else top
+
+    def count(self) -> int:
+        try:
+            return self._conn.execute("SELECT count(*) FROM dirs").fetchone()[0]
+        except sqlite3.Error as exc:
+            raise self._bad(exc) from exc
+
+    def gaps(self) -> list[int]:
+        out: list[int] = []
+        try:
+            first, last, count = self._conn.execute(
+                "SELECT min(id), max(id), count(*) FROM dirs").fetchone()
+            if first is None or last - first + 1 == count:  # dense: no holes (0.1 s at 1M)
+                out.extend(range(first or 0))
+                return out
+            out.extend(range(first))
+            # Usually every hole is a destroyed number, listed in freed (a Put removes
+            # its number from freed): then they are the holes, without a scan (1 s at 1M).
+            freed = [oid for (oid,) in self._conn.execute(
+                "SELECT id FROM freed WHERE id > ? AND id < ?", (first, last))]
+            if len(freed) == last - first + 1 - count:
+                out.extend(freed)
+                return out
+            for oid, nxt in self._conn.execute(
+                    "SELECT id, nxt FROM (SELECT id, lead(id) OVER (ORDER BY id) AS nxt "
+                    "FROM dirs) WHERE nxt > id + 1"):
+                out.extend(range(oid + 1, nxt))
+        except sqlite3.Error as exc:
+            raise self._bad(exc) from exc
         return out
 
-    def _walk(self, raw: bool) -> Iterator[tuple[int, Node | Stored]]:
-        """Every directory in pre-order (spec §9.4), each level read in chunks with its
-        children's child lists, in memory bounded by the tree's depth."""
-        root: Node | Stored | None = self.get(0)
-        if root is None:
-            return
-        yield from bounded_preorder(
-            # the bound: the highest number + 1 is at least the count, and one index seek
-            # where count(*) reads the whole table (65 ms at 1M, before a READALL starts)
-            root, lambda item: self._chunks(_kids(item), True, raw), _kids, self.highest() + 1)
+    def freed(self) -> dict[int, int]:
+        try:
+            return dict(self._conn.execute("SELECT id, instance FROM freed"))
+        except sqlite3.Error as exc:
+            raise self._bad(exc) from exc
 
-    def preorder(self) -> Iterator[Directory]:
-        for oid, n in self._walk(False):
-            assert isinstance(n, Node)
-            yield Directory(NiId(oid, n.instance), n.props, n.parent, n.children)
+    def meta(self, key: str) -> object:
+        try:
+            row = self._conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        except sqlite3.Error as exc:
+            raise self._bad(exc) from exc
+        return None if row is None else row[0]
 
-    def readall_pieces(self) -> Iterator[bytes]:
-        """READALL's directories straight from the stored XDR proplists (no decoding)."""
-        for oid, item in self._walk(True):
-            if isinstance(item, tuple):
-                inst, parent, blob, kids = item
-                # never a damaged directory to a clone: the stream fails instead, and
-                # the clone keeps its copy (issue 18 N20)
-                yield encode_readall_stored(oid, inst, _checked(self._store, oid, blob),
-                                            parent, kids)
-            else:
-                yield encode_readall_stored(oid, item.instance, encode_proplist(item.props),
-                                            item.parent, item.children)
+    def instances(self) -> list[tuple[int, int]]:
+        try:
+            return self._conn.execute("SELECT id, instance FROM dirs").fetchall()
+        except sqlite3.Error as exc:
+            raise self._bad(exc) from exc
+
+    def ids(self) -> list[int]:
+        try:
+            return [oid for (oid,) in self._conn.execute("SELECT id FROM dirs")]
+        except sqlite3.Error as exc:
+            raise self._bad(exc) from exc
+
+    def lookup(self, parent: int, key: bytes, value: bytes) -> list[int]:
+        try:
+            return [c for (c,) in self._conn.execute(_LOOKUP, (parent, key, value))]
+        except sqlite3.Error as exc:
+            raise self._bad(exc) from exc
+
+    def lookup_first(self, parent: int, key: bytes, value: bytes) -> tuple[int, bytes] | None:
+        args = (parent, key, value)
+        try:
+            # Most values are held by one child: without ORDER BY SQLite builds no
+            # sorter (14 instead of 19 us at 1M, measured); two rows ask again in order.
+            rows = self._conn.execute(_FIRST_ANY, args).fetchall()
+            if len(rows) > 1:
+                rows = self._conn.execute(_FIRST_IN_ORDER, args).fetchall()
+        except sqlite3.Error as exc:
+            raise self._bad(exc) from exc
+        return rows[0] if rows else None
+
+    def snapshot(self) -> SqliteRows:
+        """Rows of a :meth:`~.sqlite.SqliteStore.reader` connection: a WAL snapshot."""
+        return SqliteRows(self._store, self._store.reader(), snapshot=True)
+
+    def close(self) -> None:
+        if self._snapshot:
+            try:
+                self._conn.close()   # ends the read transaction
+            except sqlite3.Error:
+                pass
+
+
+class SqliteSource(CachedSource):
+    """The directories of a :class:`~.sqlite.SqliteStore`, read on demand: a
+    :class:`~.cached.CachedSource` over :class:`SqliteRows` of *conn*."""
+
+    def __init__(self, store: SqliteStore, conn: sqlite3.Connection,
+                 cache: int | None = None, cache_bytes: int | None = None) -> None:
+        super().__init__(SqliteRows(store, conn), cache, cache_bytes)
+
+
+__all__ = ["SqliteRows", "SqliteSource", "LazyNode", "damaged"]

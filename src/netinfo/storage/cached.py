@@ -1,0 +1,619 @@
+"""A cached, pinned node source over an engine's rows: what a lazy engine shares.
+
+The store is the source of truth; the service reads directories on demand
+(docs/architecture.md, "Representation at scale"). :class:`CachedSource` is everything
+of that which does not depend on the engine; an engine gives it a :class:`RowReader`
+(a directory row by number, a child list, the LOOKUP index, counts, a snapshot reader),
+which is all it writes in its own query language (``sqlite_source.SqliteRows``; a second
+engine such as PostgreSQL writes one more, issue 19 item 6):
+
+* a bounded LRU of decoded directories (``cache`` entries and ``cache_bytes`` bytes of
+  their stored proplists, issue 18 N4: a count alone let a few huge directories hold
+  gigabytes; one bigger than the whole bound is not cached at all); a directory with
+  :data:`BIG_KIDS` children or more stays resident once its child list is loaded: child
+  lists are ``array('I')`` (4 bytes a child), so all of them together cost at most 4 bytes
+  per directory of the domain, and a million-child /users is never re-read per request;
+* directories changed but not yet durable are *pinned* (two generations: changed since
+  the last ``take``, and taken for the commit in flight), so every read sees the
+  uncommitted writes and nothing waits on a disk flush; ``durable`` moves them to the
+  cache, ``rollback`` drops them (their state is the store's again);
+* LOOKUP reads the engine's persisted index in child-list order (spec §4.4, §5.4) and
+  overlays the pinned children of the searched directory;
+* LIST, LISTALL and READALL read children in chunks of ``RowReader.chunk`` with one
+  fetch each, without filling the cache;
+* ``snapshot``: a source of its own over the reader's snapshot (a stream's view).
+
+Nothing here is O(n) at open: the checksum, highest number and freed numbers come from
+the store (spec §5.6, §5.2, §5.3). Pure: the engine's reader does every I/O.
+"""
+
+from __future__ import annotations
+
+from array import array
+from collections import OrderedDict
+from collections.abc import Iterator, MutableSequence
+from itertools import chain
+from typing import Protocol
+
+from ..errors import DamagedDirectory, WireError
+from ..model import Directory, NiId, Proplist
+from ..wire.proplist import (
+    StoredProplist,
+    StoredProplists,
+    check_proplist,
+    decode_proplist,
+    encode_proplist,
+    stored_list_values,
+)
+from ..wire.readall import encode_readall_stored
+from .nodes import MISSING, Node, NodeSource, bounded_preorder, list_value, matches
+
+#: Directories cached by default: measured (docs/benchmarks.md, "Scale") to keep a
+#: 1,000,000-user domain's server well under 300 MB while a working set of users stays hot.
+DEFAULT_CACHE = 20_000
+#: Bytes of stored proplists (their XDR form) cached by default: 64 MiB, far above what
+#: 20,000 ordinary directories take (a user's entry is a few hundred bytes), so it binds
+#: only when directories are unusually big (``netinfod --cache-mb``; docs/security.md).
+DEFAULT_CACHE_BYTES = 64 << 20
+#: Child count from which a loaded child list stays resident (see the module docstring).
+BIG_KIDS = 1024
+#: Directories a snapshot view (a stream's, :meth:`CachedSource.snapshot`) keeps decoded.
+SNAPSHOT_CACHE = 64
+#: ... and at most this many bytes of their stored proplists.
+SNAPSHOT_CACHE_BYTES = 4 << 20
+#: A directory as stored, undecoded: (instance, parent, props XDR, children).
+Stored = tuple[int, int, bytes, "array[int]"]
+#: A directory row: (id, instance, parent, props XDR).
+Row = tuple[int, int, int, bytes]
+_NO_KIDS: array[int] = array("I")
+
+
+class RowReader(Protocol):
+    """An engine's stored rows, read on one connection (or one snapshot of the store).
+
+    Every method raises ``StorageError`` (with the engine's recovery hint) when the
+    engine fails; none decodes a proplist. Names and values of :meth:`lookup` are the
+    UTF-8 bytes (surrogateescape) the index keeps.
+    """
+
+    #: directories per :meth:`fetch` (one query each)
+    chunk: int
+    #: True when a read waits on something else than this process's CPU (a network
+    #: round trip): a stream then reads a snapshot in a worker thread
+    #: (``NodeSource.off_loop``); only a snapshot reader is ever used so
+    off_loop: bool
+
+    def row(self, oid: int) -> tuple[int, int, bytes, bool] | None:
+        """Directory *oid*: (instance, parent, props XDR, has children), or None."""
+        ...
+
+    def kids(self, oid: int) -> array[int]:
+        """*oid*'s child list, in order."""
+        ...
+
+    def fetch(self, ids: list[int], with_kids: bool) -> tuple[list[Row], dict[int, array[int]]]:
+        """The stored ones among *ids* (at most :attr:`chunk`), in any order, and with
+        *with_kids* their child lists (those that have children)."""
+        ...
+
+    def has(self, oid: int) -> bool:
+        """Is *oid* stored?"""
+        ...
+
+    def max_id(self) -> int:
+        """The highest stored number; -1 when none is."""
+        ...
+
+    def highest(self, excluding: list[int]) -> int:
+        """The highest stored number but *excluding*; -1 when none is."""
+        ...
+
+    def count(self) -> int:
+        """Directories stored."""
+        ...
+
+    def gaps(self) -> list[int]:
+        """Unused numbers below the highest stored one (any order, maybe repeated)."""
+        ...
+
+    def freed(self) -> dict[int, int]:
+        """Destroyed number → its last instance (spec §5.3)."""
+        ...
+
+    def meta(self, key: str) -> object:
+        """The stored value of counter *key* (``checksum``, ``Meta`` ops), or None."""
+        ...
+
+    def instances(self) -> list[tuple[int, int]]:
+        """(number, instance) of every stored directory."""
+        ...
+
+    def ids(self) -> list[int]:
+        """Every stored number."""
+        ...
+
+    def lookup(self, parent: int, key: bytes, value: bytes) -> list[int]:
+        """Children of *parent* whose first *key* property holds *value*, in child-list
+        order (the persisted LOOKUP index, spec §4.4)."""
+        ...
+
+    def lookup_first(self, parent: int, key: bytes, value: bytes) -> tuple[int, bytes] | None:
+        """The first such child with its props XDR, or None."""
+        ...
+
+    def snapshot(self) -> RowReader:
+        """A reader of its own on the last commit, unchanged by later ones (close it)."""
+        ...
+
+    def damaged(self, oid: int, exc: Exception) -> DamagedDirectory:
+        """The error for stored directory *oid*, which does not decode."""
+        ...
+
+    def close(self) -> None:
+        """Release a snapshot reader (never raises)."""
+        ...
+
+
+class LazyNode(Node):
+    """A directory read from the store; its child list is read on first use."""
+
+    __slots__ = ("_src", "_oid")
+
+    def __init__(self, src: CachedSource, oid: int, instance: int, parent: int,
+                 props: Proplist, kids: MutableSequence[int] | None = None) -> None:
+        Node.__init__(self, instance, parent, props)
+        self._kids = kids
+        self._src = src
+        self._oid = oid
+
+    @property
+    def children(self) -> MutableSequence[int]:
+        kids = self._kids
+        if kids is None:
+            kids = self._kids = self._src._load_kids(self._oid, self)
+        return kids
+
+
+def _weight(n: Node) -> int:
+    """A cached directory's weight: its stored proplist's size (the XDR form; a proplist
+    just written and not yet encoded is measured by its strings)."""
+    props = n.props
+    wire = getattr(props, "wire", None)
+    if wire is not None:
+        return len(wire)
+    return 4 + sum(8 + len(k) + sum(4 + len(v) for v in vals) for k, vals in props)
+
+
+def _kids(item: Node | Stored) -> MutableSequence[int]:
+    """The child numbers of a node, or of a stored row (its fourth field)."""
+    return item[3] if isinstance(item, tuple) else item.children
+
+
+def _utf8(s: str) -> bytes:
+    return s.encode("utf-8", "surrogateescape")
+
+
+class CachedSource(NodeSource):
+    """The directories of a store, read on demand through a :class:`RowReader`."""
+
+    lazy = True
+
+    def __init__(self, rows: RowReader, cache: int | None = None,
+                 cache_bytes: int | None = None) -> None:
+        self._rows = rows
+        self._max = max(1, DEFAULT_CACHE if cache is None else cache)
+        self._max_bytes = max(0, DEFAULT_CACHE_BYTES if cache_bytes is None else cache_bytes)
+        self._cache: OrderedDict[int, Node] = OrderedDict()
+        #: the cached directories' stored proplist sizes, and their sum
+        self._weights: dict[int, int] = {}
+        self.cached_bytes = 0
+        #: directories with BIG_KIDS children or more, once their list is loaded
+        self._big: dict[int, Node] = {}
+        #: changed since the last take(); None: destroyed
+        self._pins: dict[int, Node | None] = {}
+        #: taken for the commit in flight, until durable()
+        self._taken: dict[int, Node | None] = {}
+        #: parent → its children among the pinned (LOOKUP re-checks them in memory)
+        self._dirty: dict[int, dict[int, None]] = {}
+        #: destroyed (pinned as None) → the parent it had
+        self._gone: dict[int, int] = {}
+        #: no stored id is above this (None: not asked yet); lets a CREATE's search for
+        #: a free number past the end skip a query per number (issue 10, bulk loads)
+        self._ceiling: int | None = None
+        #: True for a snapshot view (:meth:`snapshot`): its reader is its own
+        self._reader = False
+
+    # -- decoding what the reader hands over ------------------------------------------------
+
+    def _decode(self, oid: int, blob: bytes) -> Proplist:
+        try:
+            return decode_proplist(blob)
+        except WireError as exc:
+            raise self._rows.damaged(oid, exc) from None
+
+    def _checked(self, oid: int, blob: bytes) -> bytes:
+        """*blob* if it is a whole proplist (sent as it is: READALL, LISTALL, LOOKUPREAD)."""
+        try:
+            check_proplist(blob)
+        except WireError as exc:
+            raise self._rows.damaged(oid, exc) from None
+        return blob
+
+    # -- reading one directory -------------------------------------------------------------
+
+    def get(self, oid: int, default: Node | None = None) -> Node | None:
+        pins = self._pins
+        if oid in pins:
+            return pins[oid] or default
+        if oid in self._taken:
+            return self._taken[oid] or default
+        n = self._big.get(oid)
+        if n is not None:
+            return n
+        cache = self._cache
+        n = cache.get(oid)
+        if n is not None:
+            cache.move_to_end(oid)
+            return n
+        # Whether it has children at all comes with it: most directories are leaves,
+        # whose CHILDREN then needs no second read.
+        row = self._rows.row(oid)
+        if row is None:
+            return default
+        n = LazyNode(self, oid, row[0], row[1], self._decode(oid, row[2]),
+                     None if row[3] else array("I"))
+        self._remember(oid, n)
+        return n
+
+    def _remember(self, oid: int, n: Node) -> None:
+        """Keep clean directory *oid* (resident when big, else in the LRU)."""
+        kids = n._kids
+        if kids is not None and len(kids) >= BIG_KIDS:
+            self._big[oid] = n
+            return
+        weight = _weight(n)
+        self._uncache(oid)
+        if weight > self._max_bytes:
+            return   # bigger than the whole bound: read again when asked for
+        cache = self._cache
+        cache[oid] = n
+        self._weights[oid] = weight
+        self.cached_bytes += weight
+        while len(cache) > self._max or self.cached_bytes > self._max_bytes:
+            old, _ = cache.popitem(last=False)
+            self.cached_bytes -= self._weights.pop(old)
+
+    def _uncache(self, oid: int) -> None:
+        """Drop *oid* from the LRU, if there."""
+        if self._cache.pop(oid, None) is not None:
+            self.cached_bytes -= self._weights.pop(oid)
+
+    def _load_kids(self, oid: int, n: Node) -> MutableSequence[int]:
+        kids = self._rows.kids(oid)
+        if len(kids) >= BIG_KIDS and self._cache.get(oid) is n:
+            self._uncache(oid)
+            self._big[oid] = n
+        return kids
+
+    def __contains__(self, oid: object) -> bool:
+        if not isinstance(oid, int):
+            return False
+        if oid in self._pins:
+            return self._pins[oid] is not None
+        if oid in self._taken:
+            return self._taken[oid] is not None
+        if oid in self._big or oid in self._cache:
+            return True
+        ceiling = self._ceiling
+        if ceiling is None:
+            ceiling = self._ceiling = self._rows.max_id()
+        return oid <= ceiling and self._rows.has(oid)
+
+    # -- changes (pinned until durable) -----------------------------------------------------
+
+    def _mark(self, oid: int, n: Node) -> None:
+        self._dirty.setdefault(n.parent, {})[oid] = None
+
+    def pin(self, oid: int, node: Node) -> None:
+        if self._pins.get(oid) is not node:
+            self._pins[oid] = node
+            self._uncache(oid)
+            self._mark(oid, node)
+
+    def __setitem__(self, oid: int, node: Node) -> None:
+        self._pins[oid] = node
+        self._uncache(oid)
+        self._big.pop(oid, None)
+        self._mark(oid, node)
+
+    def __delitem__(self, oid: int) -> None:
+        n = self.get(oid)
+        if n is None:
+            raise KeyError(oid)
+        self._pins[oid] = None
+        self._gone[oid] = n.parent
+        self._uncache(oid)
+        self._big.pop(oid, None)
+        self._mark(oid, n)
+
+    def pop(self, oid: int, default: Node | None = None) -> Node | None:
+        n = self.get(oid)
+        if n is None:
+            return default
+        del self[oid]
+        return n
+
+    def _settle(self, gen: dict[int, Node | None]) -> None:
+        """*gen*'s changes are in the store: its directories become clean cache entries."""
+        if self._ceiling is not None and gen:
+            self._ceiling = max(self._ceiling, max(gen))
+        for oid, n in gen.items():
+            if oid in self._pins or oid in self._taken:
+                continue  # changed again since: still pinned
+            if n is not None:
+                self._remember(oid, n)
+        self._dirty = {}
+        gone, self._gone = self._gone, {}
+        for oid, n in chain(self._taken.items(), self._pins.items()):
+            if n is not None:
+                self._mark(oid, n)
+            elif oid in gone:  # destroyed: its parent still has to re-check it
+                self._gone[oid] = gone[oid]
+                self._dirty.setdefault(gone[oid], {})[oid] = None
+
+    def take(self) -> None:
+        old, self._taken, self._pins = self._taken, self._pins, {}
+        if old:
+            self._settle(old)
+
+    def durable(self) -> None:
+        old, self._taken = self._taken, {}
+        if old:
+            self._settle(old)
+
+    def rollback(self) -> None:
+        # The undo log restored every pinned node; drop them all the same and read the
+        # store again, which is then exactly the durable state.
+        for oid in chain(self._pins, self._taken):
+            self._uncache(oid)
+            self._big.pop(oid, None)
+        self._pins, self._taken, self._dirty, self._gone = {}, {}, {}, {}
+
+    def _overlay(self) -> dict[int, Node | None]:
+        return {**self._taken, **self._pins}
+
+    # -- whole-domain facts ----------------------------------------------------------------
+
+    def __len__(self) -> int:
+        rows = self._rows
+        n = rows.count()
+        for oid, node in self._overlay().items():
+            stored = rows.has(oid)
+            if node is None and stored:
+                n -= 1
+            elif node is not None and not stored:
+                n += 1
+        return n
+
+    def highest(self) -> int:
+        overlay = self._overlay()
+        live = [oid for oid, n in overlay.items() if n is not None]
+        gone = [oid for oid, n in overlay.items() if n is None]
+        top = self._rows.highest(gone)
+        return max(top, *live) if live else top
+
+    def gaps(self) -> list[int]:
+        """Unused numbers below the highest: the holes between stored ids plus
+        destroyed ones not yet committed."""
+        out: list[int] = [oid for oid, n in self._overlay().items() if n is None]
+        out.extend(self._rows.gaps())
+        return sorted(set(out))
+
+    def freed(self) -> dict[int, int]:
+        return self._rows.freed()
+
+    def stored_checksum(self) -> int | None:
+        value = self._rows.meta("checksum")
+        return value if isinstance(value, int) else None
+
+    def stored_meta(self, key: str) -> int | None:
+        value = self._rows.meta(key)
+        return value if isinstance(value, int) else None
+
+    def instances(self) -> Iterator[tuple[int, int]]:
+        overlay = self._overlay()
+        rows = self._rows.instances()
+        for oid, inst in rows:
+            if oid not in overlay:
+                yield oid, inst
+        for oid, n in overlay.items():
+            if n is not None:
+                yield oid, n.instance
+
+    def items(self) -> Iterator[tuple[int, Node]]:
+        overlay = self._overlay()
+        ids = self._rows.ids()
+        for oid in ids:
+            if oid not in overlay:
+                n = self.get(oid)
+                if n is not None:
+                    yield oid, n
+        for oid, node in overlay.items():
+            if node is not None:
+                yield oid, node
+
+    def values(self) -> Iterator[Node]:
+        """The resident directories (pinned, big and cached)."""
+        seen = self._overlay()
+        yield from (n for n in seen.values() if n is not None)
+        yield from (n for k, n in self._big.items() if k not in seen)
+        yield from (n for k, n in self._cache.items() if k not in seen)
+
+    # -- snapshots --------------------------------------------------------------------------
+
+    def snapshot(self, checksum: int) -> CachedSource:
+        """A source of its own on the reader's snapshot (``RowReader.snapshot``): the
+        last commit, whatever is written after (nothing pinned here is in it: the server
+        commits a batch before a stream begins). Its checksum is the one stored with
+        that commit (*checksum* is not used)."""
+        view = CachedSource(self._rows.snapshot(), SNAPSHOT_CACHE,
+                            min(self._max_bytes, SNAPSHOT_CACHE_BYTES))
+        view._reader = True
+        view.off_loop = self._rows.off_loop
+        # The big child lists already resident are the snapshot's too when nothing of
+        # theirs is pending (their directory is neither pinned nor in a commit in
+        # flight): a copy (4 bytes a child, one memcpy) spares the view reading a
+        # million-child list again on the event loop (0.6-1 s at 1M users, measured).
+        for oid, n in self._big.items():
+            kids = n._kids
+            if kids is not None and oid not in self._pins and oid not in self._taken:
+                view._big[oid] = LazyNode(view, oid, n.instance, n.parent, n.props,
+                                          kids[:])
+        return view
+
+    def close(self) -> None:
+        if self._reader:
+            self._rows.close()   # ends the snapshot
+
+    # -- whole-list reads -------------------------------------------------------------------
+
+    def lookup(self, oid: int, node: Node, key: str, value: str) -> list[int]:
+        """From the persisted index, ordered by child position (spec §4.4, §5.4); the
+        pinned children of *oid* are re-checked in memory and merged by position."""
+        found = self._rows.lookup(oid, _utf8(key), _utf8(value))
+        dirty = self._dirty.get(oid)
+        if not dirty:
+            return found
+        hits = [c for c in found if c not in dirty]
+        extra = []
+        for c in dirty:
+            n = self.get(c)
+            if n is not None and n.parent == oid and matches(n.props, key, value):
+                extra.append(c)
+        if not extra:
+            return hits
+        want = set(hits + extra)
+        # Positions in the current child list, which is in memory when it changed.
+        kids = node.children
+        if len(want) > 8:
+            return [c for c in kids if c in want]
+        pos = {}
+        for c in want:
+            try:
+                pos[c] = kids.index(c)
+            except ValueError:
+                pass
+        return sorted(pos, key=pos.__getitem__)
+
+    def lookup_first(self, oid: int, node: Node, key: str,
+                     value: str) -> tuple[bool, Node | StoredProplist | None]:
+        """One read for LOOKUPREAD: the first match's stored row comes with the index
+        hit (child-list order, as :meth:`lookup`); a child that is not in memory is
+        answered by its stored proplist, neither decoded nor cached (a random LOOKUPREAD
+        must not flush the working set). A resident copy of the child wins; with pinned
+        children of *oid* the general path is taken."""
+        if self._dirty.get(oid):
+            found = self.lookup(oid, node, key, value)
+            return True, (self.get(found[0]) if found else None)
+        hit = self._rows.lookup_first(oid, _utf8(key), _utf8(value))
+        if hit is None:
+            return True, None
+        child, props = hit
+        resident = self._big.get(child) or self._cache.get(child)
+        return True, (resident if resident is not None
+                      else StoredProplist(self._checked(child, props)))
+
+    def children_of(self, node: Node) -> Iterator[tuple[int, Node]]:
+        """Along *node*'s child list, a chunk of children per read, the cache left as it
+        was (a whole-list read must not flush the working set)."""
+        for c, item in self._chunks(node.children, False, False):
+            assert isinstance(item, Node)  # not raw: always a node (MISSING is one too)
+            yield c, item
+
+    def listall(self, node: Node) -> StoredProplists:
+        """LISTALL from the stored proplists, never decoded (they are the wire form)."""
+        return StoredProplists(list(self.listall_wire(node)))
+
+    def listall_wire(self, node: Node) -> Iterator[bytes]:
+        """The stored proplists along *node*'s child list, a chunk per read, as they
+        are (pinned and cached children encoded)."""
+        for c, item in self._chunks(node.children, False, True):
+            yield (self._checked(c, item[2]) if isinstance(item, tuple)
+                   else encode_proplist(item.props))
+
+    def list_values(self, node: Node, name: str) -> Iterator[tuple[int, list[str] | None]]:
+        """LIST from the stored proplists, decoding only the property asked for."""
+        for c, item in self._chunks(node.children, False, True):
+            if isinstance(item, tuple):
+                try:
+                    values = stored_list_values(item[2], name)
+                except WireError as exc:
+                    raise self._rows.damaged(c, exc) from None
+                yield c, values
+                continue
+            yield c, list_value(item.props, name)
+
+    def _chunks(self, kids: MutableSequence[int], with_kids: bool, raw: bool
+                ) -> Iterator[tuple[int, Node | Stored]]:
+        overlay_get = self._overlay().get
+        size = self._rows.chunk
+        for start in range(0, len(kids), size):
+            chunk = kids[start:start + size]
+            found: dict[int, Node | Stored] = {}
+            need = []
+            for c in chunk:
+                n = overlay_get(c, MISSING)
+                if n is MISSING:
+                    n = self._big.get(c) or self._cache.get(c)
+                    if n is None:
+                        need.append(c)
+                        continue
+                if n is not None:
+                    found[c] = n
+            if need:
+                found.update(self._fetch(need, with_kids, raw))
+            for c in chunk:
+                yield c, found.get(c, MISSING)
+
+    def _fetch(self, ids: list[int], with_kids: bool, raw: bool) -> dict[int, Node | Stored]:
+        """Directories *ids* from the store (one read; one more for their child lists):
+        nodes, or with *raw* (instance, parent, props XDR, children) undecoded."""
+        rows, kids = self._rows.fetch(ids, with_kids)
+        out: dict[int, Node | Stored] = {}
+        for oid, inst, parent, blob in rows:
+            k = kids.get(oid, _NO_KIDS) if with_kids else None
+            if raw:
+                out[oid] = (inst, parent, blob, k if k is not None else _NO_KIDS)
+            else:
+                out[oid] = LazyNode(self, oid, inst, parent, self._decode(oid, blob),
+                                    array("I", k) if k is not None else None)
+        return out
+
+    def _walk(self, raw: bool) -> Iterator[tuple[int, Node | Stored]]:
+        """Every directory in pre-order (spec §9.4), each level read in chunks with its
+        children's child lists, in memory bounded by the tree's depth."""
+        root: Node | Stored | None = self.get(0)
+        if root is None:
+            return
+        yield from bounded_preorder(
+            # the bound: the highest number + 1 is at least the count, and one index seek
+            # where a count reads the whole table (65 ms at 1M, before a READALL starts)
+            root, lambda item: self._chunks(_kids(item), True, raw), _kids, self.highest() + 1)
+
+    def preorder(self) -> Iterator[Directory]:
+        for oid, n in self._walk(False):
+            assert isinstance(n, Node)
+            yield Directory(NiId(oid, n.instance), n.props, n.parent, n.children)
+
+    def readall_pieces(self) -> Iterator[bytes]:
+        """READALL's directories straight from the stored XDR proplists (no decoding)."""
+        for oid, item in self._walk(True):
+            if isinstance(item, tuple):
+                inst, parent, blob, kids = item
+                # never a damaged directory to a clone: the stream fails instead, and
+                # the clone keeps its copy (issue 18 N20)
+                yield encode_readall_stored(oid, inst, self._checked(oid, blob),
+                                            parent, kids)
+            else:
+                yield encode_readall_stored(oid, item.instance, encode_proplist(item.props),
+                                            item.parent, item.children)
