@@ -34,7 +34,7 @@ PURE = frozenset({
     # hashes only; libpass (third party, pure computation) is loaded on the first check
     "netinfo.passwords",
     "netinfo.wire", "netinfo.wire.xdr", "netinfo.wire.rpc", "netinfo.wire.proplist",
-    "netinfo.wire.protocol", "netinfo.wire.readall", "netinfo.wire.portmap",
+    "netinfo.wire.protocol", "netinfo.wire.readall", "netinfo.wire.portmap", "netinfo.wire.yp",
     "netinfo.wire.nibind",
     # the bounds every directory keeps, checked by tools and server alike
     "netinfo.wire.limits",
