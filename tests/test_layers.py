@@ -45,6 +45,8 @@ PURE = frozenset({
     "netinfo.server.quota", "netinfo.server.auth",
     # the bounds on a listener's peers (both RPC servers hand it their connections)
     "netinfo.server.peers",
+    # the NIS maps' table and line renderers (issue 21)
+    "netinfo.server.nismaps",
 })
 
 #: The client library: I/O (sockets, asyncio), but never the tools above it.

@@ -33,6 +33,7 @@ from ..server.database import (
     netinfo_dir,
     open_database,
 )
+from ..server import nis as nis_door
 from ..server.netinfod import NetInfoServer, ServerConfig
 from ..server.proctitle import name_process
 from ..server.replicator import MAX_COPY_BYTES, Replicator
@@ -101,6 +102,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "(default %(default)s)")
     p.add_argument("-n", dest="forced_root", action="store_true",
                    help="this domain is a root: never look for a parent")
+    p.add_argument("--nis-domain", action="append", default=[], metavar="NISDOMAIN",
+                   help="also serve NIS (YP v2) domain NISDOMAIN from this domain's users, "
+                        "groups, hosts, ... and register it with the portmapper "
+                        "(repeatable; docs/linux-clients.md)")
     p.add_argument("-v", "--verbose", action="store_true", help="log more")
     return p
 
@@ -228,6 +233,7 @@ async def _serve(args: argparse.Namespace, db: Database, info: ServerInfo,
     print(f"{PROG}: serving {args.tag} udp={server.udp_port} tcp={server.tcp_port}",
           file=sys.stderr, flush=True)
     registered = await _register(args.tag, server.udp_port, server.tcp_port)
+    nis = await _open_nis(args.nis_domain, db, server, own)
     server.want_parent()
     replicator = Replicator(db, args.tag, lambda a: is_local(a, own),
                             max_copy=args.max_copy_mb * 1024 * 1024)
@@ -242,6 +248,9 @@ async def _serve(args: argparse.Namespace, db: Database, info: ServerInfo,
     await replicator.close()
     if registered:
         await _unregister(args.tag)
+    if nis is not None:
+        nis.close()
+        await nis_door.unregister(server.udp_port)
     await server.close()
     if damaged:
         print(f"{PROG}: cannot serve database {args.tag}: {damaged[0]}", file=sys.stderr,
@@ -296,6 +305,22 @@ async def _verify(db: Database, stop: asyncio.Event, damaged: list[str]) -> None
     # Damaged directories stop nothing: they are refused when read (issue 18 N20).
     for message in store.found_damaged:
         log.error("%s", message)
+
+
+async def _open_nis(domains: list[str], db: Database, server: NetInfoServer,
+                    own: frozenset[str]) -> nis_door.NisDoor | None:
+    """The NIS front door for *domains* (issue 21), answering on the server's ports and
+    registered with the portmapper; None when no NIS domain is asked for."""
+    if not domains:
+        return None
+    door = nis_door.NisDoor(db, domains, lambda a: is_local(a, own), db.info.hostname)
+    server.dispatcher.yp = door
+    registered = await nis_door.register(server.udp_port, server.tcp_port)
+    print(f"{PROG}: serving NIS domain{'s' if len(domains) > 1 else ''} "
+          f"{', '.join(domains)} (YP v2) udp={server.udp_port} tcp={server.tcp_port}"
+          + ("" if registered else " (not registered with a portmapper)"),
+          file=sys.stderr, flush=True)
+    return door
 
 
 def is_clone(svc, tag: str, addrs: list[str]) -> bool:

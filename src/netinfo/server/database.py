@@ -215,6 +215,12 @@ class Database:
         return self._service.checksum
 
     @property
+    def last_seq(self) -> int:
+        """The sequence number of the last durable change (``Change.seq``; 0 before any):
+        what moves with every write (the NIS front door's ORDER)."""
+        return self._durable_seq
+
+    @property
     def procedures(self) -> Procedures:
         """The procedures as ``proc_<name>`` methods, each through :meth:`call`
         (:class:`Procedures`): the door for in-process writes such as templates."""

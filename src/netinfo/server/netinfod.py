@@ -41,6 +41,7 @@ from ..wire.protocol import (
     decode_args,
 )
 from ..wire.rpc import AcceptStat, AuthStat
+from ..wire.yp import YPPROG, YPVERS
 from .database import MAX_STREAMS, Database
 from .peers import PeerBounds, PeerLimits
 from .rpc import quiet_accept_errors
@@ -100,6 +101,13 @@ class ServerConfig:
     trust_local: bool = False
 
 
+class YpHandler(Protocol):
+    """The NIS front door as the dispatcher sees it (nis.NisDoor)."""
+
+    def handle(self, proc: int, args: bytes, caller: Caller,
+               udp: bool) -> bytes | Iterator[bytes] | None: ...
+
+
 class Observer(Protocol):
     """What the dispatcher tells replication (``replicator.Replicator``), and what it
     asks of it."""
@@ -126,6 +134,9 @@ class Dispatcher:
         #: the uid whose local sockets are this domain's superuser: ours, unless we are
         #: root (then only a reserved port makes the superuser, spec §10.2)
         self.owner: int | None = os.geteuid() or None
+        #: NIS front door (issue 21; nis.NisDoor), when on. PROGRAM-TABLE SEAM: answered
+        #: ahead of NETINFO in :meth:`handle` until the program table takes it as a row.
+        self.yp: YpHandler | None = None
 
     def caller_for(self, host: str, port: int, udp: bool = False,
                    ours: tuple[str, int] | None = None) -> Caller:
@@ -159,6 +170,8 @@ class Dispatcher:
         except rpc.RpcMismatch as e:
             return rpc.reply_rpc_mismatch(e.xid), False
         xid = call.xid
+        if call.prog == YPPROG and self.yp is not None:   # PROGRAM-TABLE SEAM (issue 21)
+            return self._yp(call, caller, udp), False
         if call.prog != NETINFO_PROG:
             return rpc.reply_accept_error(xid, AcceptStat.PROG_UNAVAIL), False
         if call.vers != NETINFO_VERS:
@@ -225,6 +238,30 @@ class Dispatcher:
             ok = not (info.kind is Kind.UNION and body[:4] != b"\0\0\0\0")
             self.replicator.observe(info.proc, caller, args, ok)
         return rpc.reply_success(xid, body), info.is_write
+
+    def _yp(self, call: rpc.Call, caller: Caller, udp: bool) -> bytes | ReplyStream | None:
+        """One YP call (program 100004, version 2) for the NIS front door. PROGRAM-TABLE
+        SEAM: the program table's YP row at merge."""
+        xid = call.xid
+        if call.vers != YPVERS:
+            return rpc.reply_accept_error(xid, AcceptStat.PROG_MISMATCH, YPVERS, YPVERS)
+        if call.auth_error is not None:
+            return rpc.reply_auth_error(xid, call.auth_error)
+        assert self.yp is not None
+        try:
+            body = self.yp.handle(call.proc, call.args, caller, udp)
+        except KeyError:
+            return rpc.reply_accept_error(xid, AcceptStat.PROC_UNAVAIL)
+        except (WireError, ValueError):
+            return rpc.reply_accept_error(xid, AcceptStat.GARBAGE_ARGS)
+        except Exception:
+            log.exception("YP procedure %d failed", call.proc)
+            return rpc.reply_accept_error(xid, AcceptStat.SYSTEM_ERR)
+        if body is None:
+            return None
+        if isinstance(body, bytes):
+            return rpc.reply_success(xid, body)
+        return ReplyStream(rpc.reply_success(xid), body)
 
     def commit(self) -> bool:
         """Make pending writes durable. False when the store failed (writes rolled back)."""
