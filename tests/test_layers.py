@@ -35,6 +35,7 @@ PURE = frozenset({
     "netinfo.passwords",
     "netinfo.wire", "netinfo.wire.xdr", "netinfo.wire.rpc", "netinfo.wire.proplist",
     "netinfo.wire.protocol", "netinfo.wire.readall", "netinfo.wire.portmap", "netinfo.wire.yp",
+    "netinfo.wire.rpcb",
     "netinfo.wire.nibind",
     # the bounds every directory keeps, checked by tools and server alike
     "netinfo.wire.limits",
