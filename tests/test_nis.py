@@ -303,3 +303,84 @@ def test_netinfod_serves_nis_over_udp_and_tcp(tmp_path, netinfod, monkeypatch):
         assert r2.returncode == 0, r2.stderr
     assert yp.decode_val(_tcp_call(port, YpProc.MATCH, yp.encode_key(
         DOM, "passwd.byuid", b"5004"))) == (YpStat.TRUE, b"dave:x:5004:5001:::")
+
+
+def test_whole_maps_and_walks_follow_writes(door):
+    """netgroup (kept whole) and the sorted keys of FIRST/NEXT are dropped by the write
+    records of their directories."""
+    assert match(door, "netgroup", b"staff")[0] == YpStat.TRUE
+    first = yp.decode_key_val(call(door, YpProc.FIRST, yp.encode_nokey(DOM, "group.byname")))
+    assert first[1] == b"niusers"
+    p = door.db.procedures
+    users = ensure_dir(p, "users")
+    p.proc_create(SUPERUSER, p.proc_self(SUPERUSER, NiId(users)),
+                  [("name", ["eve"]), ("uid", ["5005"]), ("gid", ["5001"]),
+                   ("netgroups", ["ops"])], NI_INDEX_NULL)
+    groups = ensure_dir(p, "groups")
+    p.proc_create(SUPERUSER, p.proc_self(SUPERUSER, NiId(groups)),
+                  [("name", ["admins"]), ("gid", ["80"]), ("users", ["eve"])], NI_INDEX_NULL)
+    door.db.commit()
+    assert match(door, "netgroup", b"ops") == (YpStat.TRUE, b"(-,eve,nitest)")
+    assert match(door, "netid.byname", b"unix.5005@nitest") == (YpStat.TRUE, b"5005:5001,80")
+    first = yp.decode_key_val(call(door, YpProc.FIRST, yp.encode_nokey(DOM, "group.byname")))
+    assert first[1] == b"admins"
+
+
+# -- --nis-hierarchy ------------------------------------------------------------------------------
+
+def test_hierarchy_shows_the_ancestors_entries(tmp_path, monkeypatch):
+    """``local`` bound to the ``network`` root (nibindd --init): with --nis-hierarchy,
+    local's maps hold network's users that local does not define; local's own win; a
+    write in the root shows within a few seconds."""
+    import asyncio
+    import time
+
+    from netinfo.client import binding
+
+    from .conftest import Nibindd, tool_process
+
+    nb = Nibindd(tmp_path / "netinfo", "--init", "--nis-domain", f"{DOM}=local",
+                 "--nis-hierarchy")
+    monkeypatch.setenv("NETINFO_PORTMAPPER", nb.env["NETINFO_PORTMAPPER"])
+    monkeypatch.setenv("NETINFO_BROADCAST", "off")
+    nb.start()
+    try:
+        def niutil(tag, *args):
+            r = tool_process("niutil", args[0], "-t", f"127.0.0.1/{tag}", *args[1:],
+                             env=nb.env)
+            assert r.returncode == 0, r.stderr
+        for tag, name, uid in (("network", "rootuser", "7001"), ("network", "alice", "6001"),
+                               ("local", "alice", "5001")):
+            niutil(tag, "-create", f"/users/{name}")
+            niutil(tag, "-createprop", f"/users/{name}", "uid", uid)
+            niutil(tag, "-createprop", f"/users/{name}", "gid", "20")
+        _, port = asyncio.run(binding.getregister("127.0.0.1", "local"))
+
+        def found(key: bytes):
+            return yp.decode_val(_tcp_call(port, YpProc.MATCH, yp.encode_key(
+                DOM, "passwd.byname", key)))
+
+        deadline = time.monotonic() + 30
+        while found(b"rootuser")[0] != YpStat.TRUE and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert found(b"rootuser") == (YpStat.TRUE, b"rootuser:x:7001:20:::")
+        assert found(b"alice") == (YpStat.TRUE, b"alice:x:5001:20:::")   # local wins
+        entries, end = yp.decode_all(_tcp_call(port, YpProc.ALL, yp.encode_nokey(
+            DOM, "passwd.byname")))
+        assert end == YpStat.NOMORE
+        names = [k for k, _ in entries]
+        assert b"rootuser" in names and names.count(b"alice") == 1
+        assert (b"alice", b"alice:x:5001:20:::") in entries
+        order = yp.decode_order(_tcp_call(port, YpProc.ORDER, yp.encode_nokey(
+            DOM, "passwd.byname")))[1]
+        niutil("network", "-create", "/users/later")
+        niutil("network", "-createprop", "/users/later", "uid", "7002")
+        niutil("network", "-createprop", "/users/later", "gid", "20")
+        deadline = time.monotonic() + 30
+        while found(b"later")[0] != YpStat.TRUE and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert found(b"later")[0] == YpStat.TRUE
+        assert yp.decode_order(_tcp_call(port, YpProc.ORDER, yp.encode_nokey(
+            DOM, "passwd.byname")))[1] > order
+    finally:
+        nb.stop()

@@ -71,6 +71,9 @@ def build_parser() -> argparse.ArgumentParser:
                    type=nis_pair,
                    help="run TAG's netinfod with --nis-domain NISDOMAIN: it serves NIS "
                         "domain NISDOMAIN from NetInfo domain TAG (repeatable)")
+    p.add_argument("--nis-hierarchy", action="store_true",
+                   help="run the netinfods that serve NIS with --nis-hierarchy: their maps "
+                        "hold the ancestor domains' entries too")
     p.add_argument("--rpcbind-socket", metavar="PATH", nargs="?", const=RPCBIND_SOCKET,
                    help="with the embedded portmapper: answer rpcbind's local socket too "
                         f"(default {RPCBIND_SOCKET}), where libtirpc services such as "
@@ -165,6 +168,7 @@ async def serve(args: argparse.Namespace) -> int:
     nb = Nibindd(directory, args.bind, args.portmapper, child_args or None)
     for nisdomain, tag in args.nis_domain:
         nb.nis_domains.setdefault(tag, []).append(nisdomain)
+    nb.nis_hierarchy = args.nis_hierarchy
     nb.rpcbind_socket = args.rpcbind_socket
     try:
         await nb.claim_portmapper()

@@ -295,6 +295,8 @@ class Nibindd:
         self.netinfod_args = netinfod_args or []
         #: tag → the NIS domains its netinfod serves (--nis-domain NISDOMAIN=TAG)
         self.nis_domains: dict[str, list[str]] = {}
+        #: ... with the ancestors' entries (--nis-hierarchy)
+        self.nis_hierarchy = False
         #: serve rpcbind's local socket at this path with the embedded portmapper
         self.rpcbind_socket: str | None = None
         self.own = local_addresses()
@@ -472,6 +474,8 @@ class Nibindd:
         env["NETINFO_PORTMAPPER"] = f"127.0.0.1:{self.pmap_port}"
         # the NIS domains this tag serves (nibindd --nis-domain NISDOMAIN=TAG, issue 21)
         nis = [a for d in self.nis_domains.get(tag, ()) for a in ("--nis-domain", d)]
+        if nis and self.nis_hierarchy:
+            nis.append("--nis-hierarchy")
         cmd = [sys.executable, "-m", "netinfo.cli.netinfod", "--dir", str(self.directory),
                "--bind", self.bind, *self.netinfod_args, *nis, *extra, tag]
         child.proc = await asyncio.create_subprocess_exec(*cmd, env=env,

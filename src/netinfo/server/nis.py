@@ -21,6 +21,7 @@ tried once more without it (old clients sent C strings with their NUL).
 
 from __future__ import annotations
 
+import asyncio
 import bisect
 import logging
 from collections.abc import Callable, Iterable, Iterator
@@ -34,6 +35,7 @@ from ..wire.protocol import Proc
 from ..wire.xdr import decode_str, encode_str
 from ..wire.yp import YpProc, YpStat
 from .database import Database, SnapshotStream
+from .nis_hierarchy import Ancestors
 from .nismaps import AUTO_DIRECTORY, AUTO_PREFIX, MAPS, WHOLE_MAPS, MapSpec, automounts
 
 log = logging.getLogger("netinfo.nis")
@@ -71,6 +73,10 @@ class NisDoor:
         #: map made from several directories → its entries
         self._whole: dict[str, dict[bytes, bytes]] = {}
         self._unsubscribe = db.subscribe(self._changed)
+        #: the ancestors' maps (--nis-hierarchy; nis_hierarchy.Ancestors), or None
+        self.ancestors: Ancestors | None = None
+        #: the task refreshing them (its owner cancels it)
+        self.ancestors_task: asyncio.Future[None] | None = None
         self._procs: dict[int, Callable[[bytes, Caller, bool], Reply]] = {
             YpProc.NULL: self._null, YpProc.DOMAIN: self._domain,
             YpProc.DOMAIN_NONACK: self._domain_nonack, YpProc.MATCH: self._match,
@@ -101,10 +107,10 @@ class NisDoor:
         if not hit:
             return
         for name in list(self._sorted):
-            if self._sources(name) & hit:
+            if self._sources(name.split("@", 1)[0]) & hit:
                 del self._sorted[name]
         for name in list(self._whole):
-            if self._sources(name) & hit:
+            if self._sources(name.split("@", 1)[0].lstrip("\0")) & hit:
                 del self._whole[name]
 
     def _forget_all(self) -> None:
@@ -158,7 +164,8 @@ class NisDoor:
         """Is *name* a map of this domain? (Its directory exists.)"""
         spec = MAPS.get(name)
         if spec is not None:
-            return self._dir(spec.directory) is not None
+            return self._dir(spec.directory) is not None or (
+                self.ancestors is not None and bool(self.ancestors.keys(name)))
         whole = WHOLE_MAPS.get(name)
         if whole is not None:
             return self._dir(whole[1][0]) is not None
@@ -191,9 +198,17 @@ class NisDoor:
         return self._autos().get(name, {})
 
     def _value(self, domain: str, name: str, key: bytes) -> bytes | None:
+        """The line of *key*: the domain's own, else (--nis-hierarchy) the nearest
+        ancestor's."""
         spec = MAPS.get(name)
         if spec is None:
             return self._whole_map(name, domain).get(key)
+        own = self._own_value(spec, key)
+        if own is None and self.ancestors is not None:
+            return self.ancestors.get(name, key)
+        return own
+
+    def _own_value(self, spec: MapSpec, key: bytes) -> bytes | None:
         text = decode_str(key)
         probe = spec.probe(text)
         oid = self._dir(spec.directory)
@@ -212,7 +227,8 @@ class NisDoor:
         return None
 
     def _keys(self, domain: str, name: str) -> list[bytes]:
-        cache = f"{name}@{domain}"
+        generation = self.ancestors.generation if self.ancestors is not None else 0
+        cache = f"{name}@{domain}#{generation}"
         keys = self._sorted.get(cache)
         if keys is None:
             spec = MAPS.get(name)
@@ -223,6 +239,8 @@ class NisDoor:
                 for props in self._children(spec.directory):
                     for k, line in spec.entries(props):
                         _add(entries, k, line)
+                if self.ancestors is not None:
+                    entries.update(dict.fromkeys(self.ancestors.keys(name), b""))
                 keys = sorted(entries)
             self._sorted[cache] = keys
         return keys
@@ -317,7 +335,8 @@ class NisDoor:
         bad = self._check(req.domain, req.map, caller)
         if bad is not None:
             return yp.encode_order(bad)
-        return yp.encode_order(YpStat.TRUE, self.order)
+        moved = self.ancestors.generation if self.ancestors is not None else 0
+        return yp.encode_order(YpStat.TRUE, self.order + moved)
 
     def _maplist(self, args: bytes, caller: Caller, udp: bool) -> Reply:
         domain = yp.decode_domain(args)
@@ -341,7 +360,17 @@ class NisDoor:
         busy = self.db._room(caller.addr, caller.port < 1024)
         if busy is not None:
             return yp.encode_all_entry(YpStat.YPERR) + yp.ALL_END
-        return SnapshotStream(self.db, caller.addr, lambda view: _all_from(view, spec))
+        extra = None
+        if self.ancestors is not None:
+            ancestors = self.ancestors
+
+            def extra() -> Iterator[tuple[bytes, bytes]]:
+                # the ancestors' entries of keys the domain does not define (now)
+                for k, v in ancestors.entries(spec.name):
+                    if self._own_value(spec, k) is None:
+                        yield k, v
+        return SnapshotStream(self.db, caller.addr,
+                              lambda view: _all_from(view, spec, extra))
 
 
 def _add(entries: dict[bytes, bytes], key: str, line: str) -> None:
@@ -363,11 +392,13 @@ def _all_pieces(entries: Iterable[tuple[bytes, bytes]]) -> Iterator[bytes]:
     yield b"".join(batch)
 
 
-def _all_from(view: NodeSource, spec: MapSpec) -> Iterator[bytes]:
+def _all_from(view: NodeSource, spec: MapSpec,
+              extra: Callable[[], Iterator[tuple[bytes, bytes]]] | None = None
+              ) -> Iterator[bytes]:
     """ALL of *spec* read from a snapshot *view*: one directory's children, in order, in
     memory bounded by a batch (a key two children share is sent twice: nothing is
     remembered across the stream)."""
-    def entries() -> Iterator[tuple[bytes, bytes]]:
+    def own() -> Iterator[tuple[bytes, bytes]]:
         root = view.get(0)
         if root is None:
             return
@@ -381,6 +412,11 @@ def _all_from(view: NodeSource, spec: MapSpec) -> Iterator[bytes]:
                 k, v = _enc(key), _enc(line)
                 if yp.fits(k) and yp.fits(v):
                     yield k, v
+
+    def entries() -> Iterator[tuple[bytes, bytes]]:
+        yield from own()
+        if extra is not None:
+            yield from extra()
     return _all_pieces(entries())
 
 
