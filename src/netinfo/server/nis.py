@@ -42,6 +42,9 @@ log = logging.getLogger("netinfo.nis")
 
 #: ALL sends this many entries per piece of the stream.
 ALL_BATCH = 64
+#: MATCH answers kept, by their arguments as sent (dropped by every write, and all at
+#: once when this many are held).
+HOT_MAX = 100_000
 #: A result body, a streamed one (ALL), or no reply at all.
 Reply = bytes | Iterator[bytes] | None
 
@@ -72,6 +75,11 @@ class NisDoor:
         self._sorted: dict[str, list[bytes]] = {}
         #: map made from several directories → its entries
         self._whole: dict[str, dict[bytes, bytes]] = {}
+        #: MATCH's arguments as sent → its result body (never a secure map's); any
+        #: write empties it, as it does the securenets answers by address
+        self._hot: dict[bytes, bytes] = {}
+        self._admitted: dict[str, bool] = {}
+        self._hot_generation = 0
         self._unsubscribe = db.subscribe(self._changed)
         #: the ancestors' maps (--nis-hierarchy; nis_hierarchy.Ancestors), or None
         self.ancestors: Ancestors | None = None
@@ -92,6 +100,8 @@ class NisDoor:
 
     def _changed(self, changes: list[Change]) -> None:
         self.order = changes[-1].seq or self.order + 1
+        self._hot.clear()
+        self._admitted.clear()
         ids = {v: k for k, v in self._dirs.items() if v is not None}
         hit: set[str] = set()
         for change in changes:
@@ -254,7 +264,13 @@ class NisDoor:
         :raises KeyError: no such procedure (PROC_UNAVAIL).
         """
         fn = self._procs[proc]
-        if not self.db.admits_tcp(caller.addr, self.is_local(caller.addr)):
+        admitted = self._admitted.get(caller.addr)
+        if admitted is None:
+            if len(self._admitted) >= HOT_MAX:
+                self._admitted.clear()
+            admitted = self._admitted[caller.addr] = self.db.admits_tcp(
+                caller.addr, self.is_local(caller.addr))
+        if not admitted:
             return None   # securenets: trusted_networks (spec §10.5)
         return fn(args, caller, udp)
 
@@ -281,16 +297,28 @@ class NisDoor:
         return None
 
     def _match(self, args: bytes, caller: Caller, udp: bool) -> Reply:
+        if self.ancestors is not None and self.ancestors.generation != self._hot_generation:
+            self._hot.clear()
+            self._hot_generation = self.ancestors.generation
+        hot = self._hot.get(args)
+        if hot is not None:
+            return hot
         req = yp.decode_key(args)
         bad = self._check(req.domain, req.map, caller)
         if bad is not None:
-            return yp.encode_val(bad)
-        value = self._value(req.domain, req.map, req.key)
-        if value is None and req.key.endswith(b"\0"):
-            value = self._value(req.domain, req.map, req.key[:-1])
-        if value is None:
-            return yp.encode_val(YpStat.NOKEY)
-        return yp.encode_val(YpStat.TRUE, value)
+            body = yp.encode_val(bad)
+        else:
+            value = self._value(req.domain, req.map, req.key)
+            if value is None and req.key.endswith(b"\0"):
+                value = self._value(req.domain, req.map, req.key[:-1])
+            body = yp.encode_val(YpStat.NOKEY) if value is None else \
+                yp.encode_val(YpStat.TRUE, value)
+        spec = MAPS.get(req.map)
+        if spec is None or not spec.secure:   # a secure map's answer depends on the port
+            if len(self._hot) >= HOT_MAX:
+                self._hot.clear()
+            self._hot[args] = body
+        return body
 
     def _walk(self, domain: str, name: str, start: int) -> bytes:
         """FIRST / NEXT: the first entry at or after position *start* of the sorted keys
