@@ -15,8 +15,8 @@ configured (DOMAIN_NONACK does not answer the others); ``shadow.byname`` is answ
 only to a reserved source port, as ypserv does. XFR and CLEAR are answered as by a server
 that pushes no maps.
 
-Keys are exact bytes, case included (as ypserv's); a key not found that ends in NUL is
-tried once more without it (old clients sent C strings with their NUL).
+Keys are exact bytes, as ypserv 4.2's (measured against it: ``Alice`` and ``alice\\0`` do
+not find ``alice``; NEXT after a key the map does not hold answers NOMORE).
 """
 
 from __future__ import annotations
@@ -309,8 +309,6 @@ class NisDoor:
             body = yp.encode_val(bad)
         else:
             value = self._value(req.domain, req.map, req.key)
-            if value is None and req.key.endswith(b"\0"):
-                value = self._value(req.domain, req.map, req.key[:-1])
             body = yp.encode_val(YpStat.NOKEY) if value is None else \
                 yp.encode_val(YpStat.TRUE, value)
         spec = MAPS.get(req.map)
@@ -338,12 +336,15 @@ class NisDoor:
         return self._walk(req.domain, req.map, 0)
 
     def _next(self, args: bytes, caller: Caller, udp: bool) -> Reply:
-        """The entry after *key* in the map's order; after a key that is gone (deleted
-        since), the entry that would have followed it, so a walk goes on."""
+        """The entry after *key* in the map's order. After a key the map does not hold
+        (deleted since the walk began), NOMORE: what ypserv 4.2 answers (measured: its
+        database finds no successor of a missing key), so a client's walk ends there."""
         req = yp.decode_key(args)
         bad = self._check(req.domain, req.map, caller)
         if bad is not None:
             return yp.encode_key_val(bad)
+        if self._value(req.domain, req.map, req.key) is None:
+            return yp.encode_key_val(YpStat.NOMORE)
         keys = self._keys(req.domain, req.map)
         return self._walk(req.domain, req.map, bisect.bisect_right(keys, req.key))
 
