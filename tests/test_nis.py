@@ -386,3 +386,18 @@ def test_hierarchy_shows_the_ancestors_entries(tmp_path, monkeypatch):
             DOM, "passwd.byname")))[1] > order
     finally:
         nb.stop()
+
+
+def test_hosts_byname_keys_are_lower_case(door):
+    """As makedbm -l builds it and glibc's nss_nis asks it (the name lowercased)."""
+    p = door.db.procedures
+    machines = ensure_dir(p, "machines")
+    p.proc_create(SUPERUSER, p.proc_self(SUPERUSER, NiId(machines)),
+                  [("name", ["PrintServer", "PS2"]), ("ip_address", ["10.0.0.9"])],
+                  NI_INDEX_NULL)
+    door.db.commit()
+    assert match(door, "hosts.byname", b"printserver") == \
+        (YpStat.TRUE, b"10.0.0.9\tPrintServer PS2")
+    assert match(door, "hosts.byname", b"ps2")[0] == YpStat.TRUE
+    assert match(door, "hosts.byname", b"PrintServer")[0] == YpStat.NOKEY
+    assert match(door, "hosts.byaddr", b"10.0.0.9")[0] == YpStat.TRUE

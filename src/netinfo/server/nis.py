@@ -219,6 +219,8 @@ class NisDoor:
         return own
 
     def _own_value(self, spec: MapSpec, key: bytes) -> bytes | None:
+        if spec.probe is None:
+            return self._kept(spec).get(key)
         text = decode_str(key)
         probe = spec.probe(text)
         oid = self._dir(spec.directory)
@@ -235,6 +237,17 @@ class NisDoor:
                     if yp.fits(value):
                         return value
         return None
+
+    def _kept(self, spec: MapSpec) -> dict[bytes, bytes]:
+        """A one-directory map kept whole (no probe: its keys are not stored values)."""
+        entries = self._whole.get(spec.name)
+        if entries is None:
+            entries = {}
+            for props in self._children(spec.directory):
+                for k, line in spec.entries(props):
+                    _add(entries, k, line)
+            self._whole[spec.name] = entries
+        return entries
 
     def _keys(self, domain: str, name: str) -> list[bytes]:
         generation = self.ancestors.generation if self.ancestors is not None else 0

@@ -110,12 +110,14 @@ def _hosts_line(ip: str, names: list[str]) -> str:
 
 
 def hosts_byname(props: Proplist) -> Iterator[Entry]:
-    """Every name of a host (name and aliases) → ``ip TAB names``, its first address."""
+    """Every name of a host (name and aliases), in lower case → ``ip TAB names``, its
+    first address. Lower case as the Linux makefiles build this map (makedbm -l) and as
+    glibc's nss_nis asks it (it lowercases the name first)."""
     names, addrs = _all(props, "name"), _all(props, "ip_address")
     if not names or not addrs or not _blank_clean(addrs[0], *names):
         return
     line = _hosts_line(addrs[0], names)
-    for n in dict.fromkeys(names):
+    for n in dict.fromkeys(n.lower() for n in names):
         yield n, line
 
 
@@ -300,7 +302,9 @@ class MapSpec:
     name: str
     directory: str
     entries: Callable[[Proplist], Iterator[Entry]]
-    probe: Callable[[str], tuple[str, str] | None]
+    #: None: the key is not a stored value (hosts.byname's are lowercased): MATCH reads
+    #: the map kept whole, which writes to its directory drop
+    probe: Callable[[str], tuple[str, str] | None] | None
     secure: bool = False
 
 
@@ -318,7 +322,7 @@ MAPS: dict[str, MapSpec] = {m.name: m for m in (
     MapSpec("shadow.byname", "users", _one("name", shadow_line), _by("name"), secure=True),
     MapSpec("group.byname", "groups", _one("name", group_line), _by("name")),
     MapSpec("group.bygid", "groups", _one("gid", group_line), _by("gid")),
-    MapSpec("hosts.byname", "machines", hosts_byname, _by("name")),
+    MapSpec("hosts.byname", "machines", hosts_byname, None),
     MapSpec("hosts.byaddr", "machines", hosts_byaddr, _by("ip_address")),
     MapSpec("services.byname", "services", services_byname, _before_slash("port")),
     MapSpec("services.byservicename", "services", services_byservicename,
