@@ -134,7 +134,8 @@ def test_keys_are_exact_and_failures_are_yp_statuses(door):
 
 
 def test_shadow_only_to_a_reserved_port(door):
-    assert match(door, "shadow.byname", b"alice", port=40000)[0] == YpStat.YPERR
+    # NOMAP, as ypserv 4.2 answers an unprivileged port (measured)
+    assert match(door, "shadow.byname", b"alice", port=40000)[0] == YpStat.NOMAP
     assert match(door, "shadow.byname", b"alice", port=700) == \
         (YpStat.TRUE, b"alice:$6$salt$hash:::::::")
 
