@@ -41,7 +41,7 @@ from ..wire.protocol import (
     decode_args,
 )
 from ..wire.rpc import AcceptStat, AuthStat
-from ..wire.yp import YPPROG, YPVERS
+from ..wire.yp import YPPROG, YPVERS, YpProc
 from .database import MAX_STREAMS, Database
 from .peers import PeerBounds, PeerLimits
 from .rpc import quiet_accept_errors
@@ -248,10 +248,10 @@ class Dispatcher:
         if call.auth_error is not None:
             return rpc.reply_auth_error(xid, call.auth_error)
         assert self.yp is not None
+        if call.proc not in _YP_PROCS:
+            return rpc.reply_accept_error(xid, AcceptStat.PROC_UNAVAIL)
         try:
             body = self.yp.handle(call.proc, call.args, caller, udp)
-        except KeyError:
-            return rpc.reply_accept_error(xid, AcceptStat.PROC_UNAVAIL)
         except (WireError, ValueError):
             return rpc.reply_accept_error(xid, AcceptStat.GARBAGE_ARGS)
         except Exception:
@@ -282,6 +282,8 @@ def _fail_writes(replies: list[bytes | None], writes: list[int]) -> None:
             replies[i] = rep[:24] + pack_status(Status.NOSPACE)
 
 
+#: The YP procedures (the NIS front door answers each).
+_YP_PROCS = frozenset(int(p) for p in YpProc)
 #: Reads answered in pieces when their directory is big (Database.stream).
 _STREAMED = frozenset({Proc.LIST, Proc.LISTALL})
 

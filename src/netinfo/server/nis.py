@@ -274,7 +274,7 @@ class NisDoor:
         """The result body of YP procedure *proc* for *caller* (None: no reply).
 
         :raises WireError: the arguments do not decode (GARBAGE_ARGS).
-        :raises KeyError: no such procedure (PROC_UNAVAIL).
+        :raises KeyError: no such procedure (the dispatcher answers PROC_UNAVAIL first).
         """
         fn = self._procs[proc]
         admitted = self._admitted.get(caller.addr)
