@@ -175,7 +175,7 @@ class NisDoor:
         spec = MAPS.get(name)
         if spec is not None:
             return self._dir(spec.directory) is not None or (
-                self.ancestors is not None and bool(self.ancestors.keys(name)))
+                self.ancestors is not None and self.ancestors.has(name))
         whole = WHOLE_MAPS.get(name)
         if whole is not None:
             return self._dir(whole[1][0]) is not None

@@ -56,6 +56,10 @@ class Ancestors:
                 return found
         return None
 
+    def has(self, name: str) -> bool:
+        """Does some ancestor hold entries of map *name*?"""
+        return any(maps.get(name) for *_, maps in self.layers)
+
     def keys(self, name: str) -> set[bytes]:
         out: set[bytes] = set()
         for *_, maps in self.layers:
