@@ -402,3 +402,20 @@ def test_hosts_byname_keys_are_lower_case(door):
     assert match(door, "hosts.byname", b"ps2")[0] == YpStat.TRUE
     assert match(door, "hosts.byname", b"PrintServer")[0] == YpStat.NOKEY
     assert match(door, "hosts.byaddr", b"10.0.0.9")[0] == YpStat.TRUE
+
+
+def test_a_renamed_directory_takes_its_maps_along(door):
+    p = door.db.procedures
+    groups = ensure_dir(p, "groups")
+    assert match(door, "group.byname", b"niusers")[0] == YpStat.TRUE
+    i, props = p.proc_read(SUPERUSER, p.proc_self(SUPERUSER, NiId(groups)))
+    renamed = [("name", ["oldgroups"]) if k == "name" else (k, v) for k, v in props]
+    p.proc_write(SUPERUSER, i, renamed)
+    door.db.commit()
+    assert match(door, "group.byname", b"niusers")[0] == YpStat.NOMAP
+    stat, maps = yp.decode_maplist(call(door, YpProc.MAPLIST, yp.encode_domain(DOM)))
+    assert stat == YpStat.TRUE and "group.byname" not in maps and "passwd.byname" in maps
+    i, _ = p.proc_read(SUPERUSER, p.proc_self(SUPERUSER, NiId(groups)))
+    p.proc_write(SUPERUSER, i, props)
+    door.db.commit()
+    assert match(door, "group.byname", b"niusers")[0] == YpStat.TRUE

@@ -109,10 +109,16 @@ class NisDoor:
                 self._forget_all()
                 return
             for t in change.touched:
-                parents = {s.parent for s in (t.before, t.after) if s is not None}
-                if t.id == 0 or 0 in parents:   # the root, or one of its directories
+                states = [st for st in (t.before, t.after) if st is not None]
+                parents = {st.parent for st in states}
+                if t.id == 0 or (0 in parents and len(states) == 2 and
+                                 first_values(states[0].props, "name") !=
+                                 first_values(states[1].props, "name")):
+                    # the root's children, or one's name, changed: which is /users?
                     self._forget_all()
                     return
+                if t.id in ids:
+                    hit.add(ids[t.id])
                 hit.update(ids[p] for p in parents if p in ids)
         if not hit:
             return
