@@ -61,10 +61,29 @@ def test_portmapper_lists_itself_and_nibindd(nibindd):
 
 
 @pytest.mark.parametrize("vers", [3, 4])
-def test_portmapper_v3_v4_prog_mismatch(nibindd, vers):
+def test_portmapper_speaks_rpcbind_v3_v4(nibindd, vers):
+    """Issue 21 item 6: rpcbind's SET, GETADDR, DUMP and UNSET on the registry version 2
+    answers too; version 5 is a PROG_MISMATCH (2, 4)."""
+    from netinfo.wire.rpcb import Rpcb, RpcbProc, decode_rpcblist, decode_string
+
+    def call(proc, args=b""):
+        u = run(udp_call("127.0.0.1", pmap_port(), PMAP_PROG, vers, proc, args))
+        return u.data[u.pos:]
+    reg = Rpcb(300002, 1, "udp", "127.0.0.1.16.146", "me")
+    assert call(RpcbProc.SET, reg.encode()) == b"\0\0\0\x01"
+    assert call(RpcbProc.SET, reg.encode()) == b"\0\0\0\0"         # registered already
+    assert decode_string(call(RpcbProc.GETADDR, Rpcb(300002, 1, "udp", "").encode())) == \
+        "127.0.0.1.16.146"
+    assert decode_string(call(RpcbProc.GETADDR, Rpcb(300002, 1, "tcp", "").encode())) == ""
+    assert run(binding.pmap_getport("127.0.0.1", 300002, 1)) == 16 * 256 + 146   # v2 view
+    listed = decode_rpcblist(call(RpcbProc.DUMP))
+    assert any(r.prog == 300002 and r.netid == "udp" for r in listed)
+    assert any(r.prog == NIBIND_PROG and r.netid == "tcp" for r in listed)
+    assert call(RpcbProc.UNSET, Rpcb(300002, 1, "", "").encode()) == b"\0\0\0\x01"
+    assert run(binding.pmap_getport("127.0.0.1", 300002, 1)) == 0
     with pytest.raises(RpcError) as ei:
-        run(udp_call("127.0.0.1", pmap_port(), PMAP_PROG, vers, 3, b""))
-    assert (ei.value.stat, ei.value.detail) == (rpc.AcceptStat.PROG_MISMATCH, (2, 2))
+        run(udp_call("127.0.0.1", pmap_port(), PMAP_PROG, 5, 3, b""))
+    assert (ei.value.stat, ei.value.detail) == (rpc.AcceptStat.PROG_MISMATCH, (2, 4))
 
 
 def test_portmapper_set_and_unset_from_local_callers(nibindd):

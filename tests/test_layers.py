@@ -34,7 +34,8 @@ PURE = frozenset({
     # hashes only; libpass (third party, pure computation) is loaded on the first check
     "netinfo.passwords",
     "netinfo.wire", "netinfo.wire.xdr", "netinfo.wire.rpc", "netinfo.wire.proplist",
-    "netinfo.wire.protocol", "netinfo.wire.readall", "netinfo.wire.portmap",
+    "netinfo.wire.protocol", "netinfo.wire.readall", "netinfo.wire.portmap", "netinfo.wire.yp",
+    "netinfo.wire.rpcb",
     "netinfo.wire.nibind",
     # the bounds every directory keeps, checked by tools and server alike
     "netinfo.wire.limits",
@@ -45,6 +46,8 @@ PURE = frozenset({
     "netinfo.server.quota", "netinfo.server.auth",
     # the bounds on a listener's peers (both RPC servers hand it their connections)
     "netinfo.server.peers",
+    # the NIS maps' table and line renderers (issue 21)
+    "netinfo.server.nismaps",
 })
 
 #: The client library: I/O (sockets, asyncio), but never the tools above it.

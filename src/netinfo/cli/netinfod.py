@@ -33,7 +33,9 @@ from ..server.database import (
     netinfo_dir,
     open_database,
 )
-from ..server.netinfod import NetInfoServer, ServerConfig
+from ..server import nis as nis_door
+from ..server.nis_hierarchy import Ancestors
+from ..server.netinfod import NetInfoServer, ServerConfig, yp_program
 from ..server.proctitle import name_process
 from ..server.replicator import MAX_COPY_BYTES, Replicator
 from ..server.service import ServerInfo
@@ -101,6 +103,13 @@ def build_parser() -> argparse.ArgumentParser:
                         "(default %(default)s)")
     p.add_argument("-n", dest="forced_root", action="store_true",
                    help="this domain is a root: never look for a parent")
+    p.add_argument("--nis-domain", action="append", default=[], metavar="NISDOMAIN",
+                   help="also serve NIS (YP v2) domain NISDOMAIN from this domain's users, "
+                        "groups, hosts, ... and register it with the portmapper "
+                        "(repeatable; docs/linux-clients.md)")
+    p.add_argument("--nis-hierarchy", action="store_true",
+                   help="with --nis-domain: maps also hold the entries of the ancestor "
+                        "domains that this domain does not define (nearest wins)")
     p.add_argument("-v", "--verbose", action="store_true", help="log more")
     return p
 
@@ -210,6 +219,8 @@ async def _serve(args: argparse.Namespace, db: Database, info: ServerInfo,
         loop.add_signal_handler(sig, stop.set)
     server = NetInfoServer(db, ServerConfig(args.tag, args.bind, args.port,
                                             args.lenient_udp, args.trust_local), addrs)
+    # the NIS front door answers from the first call on (issue 21)
+    nis = _open_nis(args.nis_domain, db, server, own)
     try:
         await server.start()
     except OSError as e:
@@ -227,6 +238,8 @@ async def _serve(args: argparse.Namespace, db: Database, info: ServerInfo,
     print(f"{PROG}: serving {args.tag} udp={server.udp_port} tcp={server.tcp_port}",
           file=sys.stderr, flush=True)
     registered = await _register(args.tag, server.udp_port, server.tcp_port)
+    if nis is not None:
+        await _register_nis(nis, server, args.nis_hierarchy)
     server.want_parent()
     replicator = Replicator(db, args.tag, lambda a: is_local(a, own),
                             max_copy=args.max_copy_mb * 1024 * 1024)
@@ -241,6 +254,11 @@ async def _serve(args: argparse.Namespace, db: Database, info: ServerInfo,
     await replicator.close()
     if registered:
         await _unregister(args.tag)
+    if nis is not None:
+        if nis.ancestors_task is not None:
+            nis.ancestors_task.cancel()
+        nis.close()
+        await nis_door.unregister(server.udp_port)
     await server.close()
     if damaged:
         print(f"{PROG}: cannot serve database {args.tag}: {damaged[0]}", file=sys.stderr,
@@ -295,6 +313,32 @@ async def _verify(db: Database, stop: asyncio.Event, damaged: list[str]) -> None
     # Damaged directories stop nothing: they are refused when read (issue 18 N20).
     for message in store.found_damaged:
         log.error("%s", message)
+
+
+def _open_nis(domains: list[str], db: Database, server: NetInfoServer,
+              own: frozenset[str]) -> nis_door.NisDoor | None:
+    """The NIS front door for *domains* (issue 21) on the server's ports; None when no
+    NIS domain is asked for."""
+    if not domains:
+        return None
+    door = nis_door.NisDoor(db, domains, lambda a: is_local(a, own), db.info.hostname)
+    server.dispatcher.add_program(yp_program(door)(server.dispatcher))
+    return door
+
+
+async def _register_nis(door: nis_door.NisDoor, server: NetInfoServer,
+                        hierarchy: bool) -> None:
+    """Register YP with the portmapper; with --nis-hierarchy, start reading the
+    ancestors' maps (the parent search has begun)."""
+    if hierarchy:
+        door.ancestors = Ancestors(door.db.info)
+        door.ancestors_task = asyncio.ensure_future(door.ancestors.run())
+    registered = await nis_door.register(server.udp_port, server.tcp_port)
+    domains = sorted(door.domains)
+    print(f"{PROG}: serving NIS domain{'s' if len(domains) > 1 else ''} "
+          f"{', '.join(domains)} (YP v2) udp={server.udp_port} tcp={server.tcp_port}"
+          + ("" if registered else " (not registered with a portmapper)"),
+          file=sys.stderr, flush=True)
 
 
 def is_clone(owner, tag: str, addrs: list[str]) -> bool:

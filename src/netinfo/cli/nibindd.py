@@ -23,13 +23,22 @@ from ..server.database import (
     netinfo_dir,
     open_database,
 )
-from ..server.nibindd import Nibindd, PortmapperTaken, run_nibindd
+from ..server.nibindd import RPCBIND_SOCKET, Nibindd, PortmapperTaken, run_nibindd
+from ..wire.nibind import valid_tag
 from ..server.proctitle import name_process
 from ..server.templates import create_local_under_network, create_network_root, set_password
 from .netinfod import positive_number
 from .rootpass import RootPasswordError, locked_notice, root_password_hash
 
 PROG = "nibindd"
+
+
+def nis_pair(text: str) -> tuple[str, str]:
+    """``NISDOMAIN=TAG`` of --nis-domain."""
+    nisdomain, sep, tag = text.partition("=")
+    if not sep or not nisdomain or not valid_tag(tag):
+        raise argparse.ArgumentTypeError(f"{text!r}: expected NISDOMAIN=TAG")
+    return nisdomain, tag
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -58,6 +67,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-copy-mb", type=positive_number, metavar="N",
                    help="run every netinfod with --max-copy-mb N: a clone abandons a copy "
                         "of its domain larger than N MB (netinfod's default otherwise)")
+    p.add_argument("--nis-domain", action="append", default=[], metavar="NISDOMAIN=TAG",
+                   type=nis_pair,
+                   help="run TAG's netinfod with --nis-domain NISDOMAIN: it serves NIS "
+                        "domain NISDOMAIN from NetInfo domain TAG (repeatable)")
+    p.add_argument("--nis-hierarchy", action="store_true",
+                   help="run the netinfods that serve NIS with --nis-hierarchy: their maps "
+                        "hold the ancestor domains' entries too")
+    p.add_argument("--rpcbind-socket", metavar="PATH", nargs="?", const=RPCBIND_SOCKET,
+                   help="with the embedded portmapper: answer rpcbind's local socket too "
+                        f"(default {RPCBIND_SOCKET}), where libtirpc services such as "
+                        "ypbind register; for a host where no rpcbind runs")
     p.add_argument("-v", "--verbose", action="store_true", help="log more")
     return p
 
@@ -145,6 +165,10 @@ async def serve(args: argparse.Namespace) -> int:
     if args.max_copy_mb is not None:
         child_args += ["--max-copy-mb", str(args.max_copy_mb)]
     nb = Nibindd(directory, args.bind, args.portmapper, child_args or None)
+    for nisdomain, tag in args.nis_domain:
+        nb.nis_domains.setdefault(tag, []).append(nisdomain)
+    nb.nis_hierarchy = args.nis_hierarchy
+    nb.rpcbind_socket = args.rpcbind_socket
     try:
         await nb.claim_portmapper()
     except PortmapperTaken as e:

@@ -162,6 +162,20 @@ class Database:
         timings, ``master``: spec §11); a copy."""
         return self._service.directory(0).props
 
+    @property
+    def source(self) -> NodeSource:
+        """The domain's directories as they are now, read only: what a front door (NIS,
+        LDAP) renders from without a NETINFO call per directory. Writes go through
+        :meth:`call`; a door that enumerates a big table takes a snapshot stream
+        (:class:`SnapshotStream`, after :meth:`stream_room`)."""
+        return self._service.source
+
+    def stream_room(self, addr: str, privileged: bool) -> Status | None:
+        """Room for one more snapshot stream from *addr* (None), or the status to
+        answer: the bounds every enumeration shares (READALL, big LIST/LISTALL, YP ALL,
+        LDAP searches)."""
+        return self._room(addr, privileged)
+
     def root_without_password(self) -> list[str]:
         """Names of uid-0 users anyone can authenticate as (netinfod warns of them)."""
         return self._service.root_without_password()
@@ -198,6 +212,12 @@ class Database:
     @property
     def checksum(self) -> int:
         return self._service.checksum
+
+    @property
+    def last_seq(self) -> int:
+        """The sequence number of the last durable change (``Change.seq``; 0 before any):
+        what moves with every write (the NIS front door's ORDER)."""
+        return self._durable_seq
 
     @property
     def procedures(self) -> Procedures:

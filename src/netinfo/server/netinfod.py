@@ -50,6 +50,7 @@ from ..wire.protocol import (
 )
 from ..wire.portmap import IPPROTO_TCP, IPPROTO_UDP
 from ..wire.rpc import AcceptStat, AuthStat
+from ..wire.yp import YPPROG, YPVERS, YpProc
 from .database import MAX_STREAMS, Batch, Database
 from .peers import PeerBounds, PeerLimits
 from .rpc import Program, prologue, quiet_accept_errors
@@ -106,6 +107,13 @@ class ServerConfig:
     #: treat any caller from a local address as the superuser, whatever its source port
     #: (spec §15.2: privileged-peer detection configurable for unprivileged test runs)
     trust_local: bool = False
+
+
+class YpHandler(Protocol):
+    """The NIS front door as the dispatcher sees it (nis.NisDoor)."""
+
+    def handle(self, proc: int, args: bytes, caller: Caller,
+               udp: bool) -> bytes | Iterator[bytes] | None: ...
 
 
 class Observer(Protocol):
@@ -267,6 +275,26 @@ def netinfo_program(disp: Dispatcher) -> Program[ProgramHandler]:
                    on_failure=_nospace)
 
 
+def yp_program(door: YpHandler) -> ProgramFactory:
+    """The NIS front door (issue 21) as netinfod's YP row (program 100004, version 2):
+    every procedure over UDP and TCP; the door registers itself with the portmapper
+    (``nis.register``), so the row does not ask the server to."""
+
+    def make(disp: Dispatcher) -> Program[ProgramHandler]:
+        def handle(call: rpc.Call, caller: Caller, udp: bool) -> bytes | ReplyStream | None:
+            body = door.handle(call.proc, call.args, caller, udp)
+            if body is None:
+                return None
+            if isinstance(body, bytes):
+                return rpc.reply_success(call.xid, body)
+            return ReplyStream(rpc.reply_success(call.xid), body)
+
+        return Program(YPPROG, YPVERS, YPVERS, handle, procs=_YP_PROCS, udp=None)
+    return make
+
+
+#: The YP procedures (the NIS front door answers each).
+_YP_PROCS = frozenset(int(p) for p in YpProc)
 #: Reads answered in pieces when their directory is big (Database.stream).
 _STREAMED = frozenset({Proc.LIST, Proc.LISTALL})
 

@@ -15,6 +15,7 @@ import asyncio
 import logging
 import os
 import signal
+import socket
 import sys
 import time
 from collections.abc import Callable
@@ -51,13 +52,13 @@ from ..wire.portmap import (
     PMAP_VERS,
     Mapping,
     PmapProc,
-    Registry,
     decode_callit_args,
     encode_bool,
     encode_callit_result,
     encode_dump,
     encode_uint,
 )
+from ..wire.rpcb import RPCBVERS_4, Registry, Rpcb, RpcbProc, encode_rpcblist, encode_string
 from ..wire.protocol import NETINFO_PROG, NETINFO_VERS, PROCEDURES, Proc, encode_args
 from ..wire.rpc import AcceptStat
 from .database import catalog_of
@@ -109,10 +110,13 @@ class PortmapperProgram:
         self.in_flight = 0
 
     def program(self) -> Program:
-        # v3/v4 callers get PROG_MISMATCH(2, 2) and fall back to v2 (libtirpc does).
-        return Program(PMAP_PROG, PMAP_VERS, PMAP_VERS, self.handle)
+        # versions 2 (portmapper) and 3, 4 (rpcbind: libtirpc services register that
+        # way, issue 21 item 6)
+        return Program(PMAP_PROG, PMAP_VERS, RPCBVERS_4, self.handle)
 
     async def handle(self, call: rpc.Call, peer: Peer) -> bytes | None:
+        if call.vers != PMAP_VERS:
+            return self._rpcb(call, peer)
         xid, proc, reg = call.xid, call.proc, self.registry
         if proc == PmapProc.NULL:
             return rpc.reply_success(xid)
@@ -135,6 +139,39 @@ class PortmapperProgram:
             if not peer.udp:
                 return rpc.reply_accept_error(xid, AcceptStat.PROC_UNAVAIL)
             return await self._callit(call)
+        return rpc.reply_accept_error(xid, AcceptStat.PROC_UNAVAIL)
+
+    def _rpcb(self, call: rpc.Call, peer: Peer) -> bytes:
+        """rpcbind versions 3 and 4 (RFC 1833 §2.2, §2.3): SET, UNSET, GETADDR, DUMP,
+        GETTIME, and version 4's GETVERSADDR, on the same registry as version 2. SET
+        and UNSET are for whoever may administer the host (:func:`owner_may_register`);
+        an UNSET of someone else's registration needs the superuser, as rpcbind's."""
+        xid, proc, reg = call.xid, call.proc, self.registry
+        if proc == RpcbProc.NULL:
+            return rpc.reply_success(xid)
+        if proc in (RpcbProc.SET, RpcbProc.UNSET):
+            r = Rpcb.decode(call.args)
+            if not owner_may_register(peer, self.own):
+                log.info("refusing rpcbind %s from %s:%d", RpcbProc(proc).name,
+                         peer.addr, peer.port)
+                return rpc.reply_success(xid, encode_bool(False))
+            owner = "superuser" if peer.uid == 0 or peer.port < 1024 else (r.owner or "")
+            ok = (reg.set_rpcb(Rpcb(r.prog, r.vers, r.netid, r.addr, owner))
+                  if proc == RpcbProc.SET else reg.unset_rpcb(r))
+            return rpc.reply_success(xid, encode_bool(ok))
+        if proc in (RpcbProc.GETADDR, RpcbProc.GETVERSADDR):
+            r = Rpcb.decode(call.args)
+            found = reg.getaddr(r.prog, r.vers, r.netid,
+                                any_version=proc == RpcbProc.GETADDR)
+            if found.startswith("0.0.0.0."):   # registered on every address: ours
+                found = "127.0.0.1" + found[len("0.0.0.0"):]
+            return rpc.reply_success(xid, encode_string(found))
+        if proc == RpcbProc.DUMP:
+            if call.args:
+                raise WireError("DUMP takes no arguments")
+            return rpc.reply_success(xid, encode_rpcblist(reg.dump_rpcb()))
+        if proc == RpcbProc.GETTIME:
+            return rpc.reply_success(xid, encode_uint(int(time.time()) & 0xFFFFFFFF))
         return rpc.reply_accept_error(xid, AcceptStat.PROC_UNAVAIL)
 
     async def _callit(self, call: rpc.Call) -> bytes | None:
@@ -164,6 +201,56 @@ class PortmapperProgram:
         return rpc.reply_success(call.xid, encode_callit_result(port, u.data[u.pos:]))
 
 
+#: Where libtirpc looks for rpcbind first (its local transport; /var/run is /run).
+RPCBIND_SOCKET = "/run/rpcbind.sock"
+
+
+async def serve_local_socket(server: RpcServer,
+                             path: str = RPCBIND_SOCKET) -> tuple[str, int] | None:
+    """Serve the embedded portmapper on rpcbind's local socket too (nibindd
+    --rpcbind-socket; a host with no rpcbind, where the portmapper on port 111 is ours):
+    libtirpc services such as Debian's
+    ``ypbind`` register through it and give up when it is missing (issue 21 item 6).
+    A socket some live process answers on is left alone; a stale one is replaced.
+    Returns (path, inode) to remove at exit, or None when it was not served."""
+    if os.path.exists(path):
+        probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            probe.connect(path)
+            log.info("%s answers already: not serving rpcbind's local socket", path)
+            return None
+        except OSError:
+            pass
+        finally:
+            probe.close()
+        try:
+            os.unlink(path)
+        except OSError:
+            return None
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.bind(path)
+        os.chmod(path, 0o666)
+        sock.listen(64)
+        sock.setblocking(False)
+        await server.start_local(sock)
+    except OSError as e:
+        sock.close()
+        log.info("not serving rpcbind's local socket %s: %s", path, e)
+        return None
+    return path, os.stat(path).st_ino
+
+
+def release_local_socket(held: tuple[str, int]) -> None:
+    """Remove the local socket if it is still the one we made."""
+    path, ino = held
+    try:
+        if os.stat(path).st_ino == ino:
+            os.unlink(path)
+    except OSError:
+        pass
+
+
 def owner_may_register(peer: Peer, own: frozenset[str]) -> bool:
     """Who may administer this host's portmapper and nibindd (spec §6.2, §10.6).
 
@@ -171,6 +258,8 @@ def owner_may_register(peer: Peer, own: frozenset[str]) -> bool:
     daemon, where nobody can hold a reserved port, also accepts its own user's sockets
     (their owner read from /proc/net), never "any local caller".
     """
+    if peer.uid is not None:   # the local socket: its peer's credentials
+        return peer.uid in (0, os.geteuid())
     if not is_local(peer.addr, own):
         return False
     if peer.port < 1024:
@@ -200,8 +289,16 @@ class Nibindd:
                  netinfod_args: list[str] | None = None) -> None:
         self.directory = directory
         self.bind = bind
+        #: rpcbind's local socket, when the embedded portmapper serves it (its inode)
+        self.local_socket: tuple[str, int] | None = None
         self.portmapper_mode = portmapper
         self.netinfod_args = netinfod_args or []
+        #: tag → the NIS domains its netinfod serves (--nis-domain NISDOMAIN=TAG)
+        self.nis_domains: dict[str, list[str]] = {}
+        #: ... with the ancestors' entries (--nis-hierarchy)
+        self.nis_hierarchy = False
+        #: serve rpcbind's local socket at this path with the embedded portmapper
+        self.rpcbind_socket: str | None = None
         self.own = local_addresses()
         self.own_set = frozenset(self.own)
         self._closing = False
@@ -291,6 +388,9 @@ class Nibindd:
             self.pmap_port = port
             for prot in (IPPROTO_TCP, IPPROTO_UDP):  # the portmapper lists itself
                 self.pmap.registry.set(Mapping(PMAP_PROG, PMAP_VERS, prot, port))
+            if self.rpcbind_socket is not None:
+                self.local_socket = await serve_local_socket(self.pmap_server,
+                                                             self.rpcbind_socket)
         else:
             self.system_rpcbind = True
             self.pmap_port = portmapper_address()[1]
@@ -340,6 +440,9 @@ class Nibindd:
         await self.server.close()
         if self.pmap_server is not None:
             await self.pmap_server.close()
+        if self.local_socket is not None:
+            release_local_socket(self.local_socket)
+            self.local_socket = None
 
     # -- the netinfods ------------------------------------------------------------------
 
@@ -366,8 +469,12 @@ class Nibindd:
         self.children[tag] = child
         env = dict(os.environ)
         env["NETINFO_PORTMAPPER"] = f"127.0.0.1:{self.pmap_port}"
+        # the NIS domains this tag serves (nibindd --nis-domain NISDOMAIN=TAG, issue 21)
+        nis = [a for d in self.nis_domains.get(tag, ()) for a in ("--nis-domain", d)]
+        if nis and self.nis_hierarchy:
+            nis.append("--nis-hierarchy")
         cmd = [sys.executable, "-m", "netinfo.cli.netinfod", "--dir", str(self.directory),
-               "--bind", self.bind, *self.netinfod_args, *extra, tag]
+               "--bind", self.bind, *self.netinfod_args, *nis, *extra, tag]
         child.proc = await asyncio.create_subprocess_exec(*cmd, env=env,
                                                           stdin=asyncio.subprocess.DEVNULL)
         child.watcher = asyncio.ensure_future(self._watch(child, child.proc))

@@ -16,6 +16,7 @@ import asyncio
 import errno
 import logging
 import socket
+import struct
 import time
 import weakref
 from collections.abc import Awaitable, Callable, Mapping
@@ -41,6 +42,8 @@ class Peer:
     addr: str
     port: int
     udp: bool
+    #: the peer's uid on a local (AF_UNIX) socket, from its credentials; None elsewhere
+    uid: int | None = None
 
 
 #: A binder program's handler: (call, peer) → reply record, or None to stay silent.
@@ -180,6 +183,7 @@ class RpcServer:
         self.programs = {p.prog: p for p in programs}
         self._tcp: asyncio.AbstractServer | None = None
         self._udp: asyncio.DatagramTransport | None = None
+        self._local: asyncio.AbstractServer | None = None
         self._tasks: set[asyncio.Task] = set()
         #: TCP connections (their writers) whose handler is answering a call
         self._busy: set[asyncio.StreamWriter] = set()
@@ -234,10 +238,29 @@ class RpcServer:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
+    async def start_local(self, sock: socket.socket) -> None:
+        """Also serve a listening AF_UNIX stream socket (rpcbind's local transport, which
+        libtirpc's rpcb calls try first): its peers are known by their credentials."""
+        self._local = await asyncio.start_unix_server(self._serve_local, sock=sock)
+
+    async def _serve_local(self, reader: asyncio.StreamReader,
+                           writer: asyncio.StreamWriter) -> None:
+        sock = writer.get_extra_info("socket")
+        try:
+            cred = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED,
+                                   struct.calcsize("3i"))
+            uid = struct.unpack("3i", cred)[1]
+        except (OSError, AttributeError, struct.error):
+            writer.close()
+            return
+        await self._serve_tcp(reader, writer, Peer("127.0.0.1", 0 if uid == 0 else 65535,
+                                                   False, uid))
+
     async def _serve_tcp(self, reader: asyncio.StreamReader,
-                         writer: asyncio.StreamWriter) -> None:
-        peername = writer.get_extra_info("peername") or ("", 0)
-        peer = Peer(peername[0], peername[1], False)
+                         writer: asyncio.StreamWriter, peer: Peer | None = None) -> None:
+        if peer is None:
+            peername = writer.get_extra_info("peername") or ("", 0)
+            peer = Peer(peername[0], peername[1], False)
         bounds = self.bounds
         refused = bounds.admit(writer, peer.addr, time.monotonic())
         if refused is not None:
@@ -294,6 +317,8 @@ class RpcServer:
     async def close(self) -> None:
         if self._sweeper is not None:
             self._sweeper.cancel()
+        if self._local is not None:
+            self._local.close()
         if self._tcp is not None:
             self._tcp.close()
         if self._udp is not None:

@@ -113,30 +113,4 @@ def decode_callit_result(u: Unpacker) -> tuple[int, bytes]:
     return port, u.unpack_opaque(CALLIT_ARGS_MAX)
 
 
-class Registry:
-    """The portmapper's table of (prog, vers, prot) → port."""
-
-    def __init__(self) -> None:
-        self._map: dict[tuple[int, int, int], int] = {}
-
-    def set(self, m: Mapping) -> bool:
-        """RFC 1833: SET fails when the triple is already mapped (UNSET first)."""
-        key = (m.prog, m.vers, m.prot)
-        if key in self._map:
-            return False
-        self._map[key] = m.port
-        return True
-
-    def unset(self, prog: int, vers: int) -> bool:
-        """Remove every protocol's mapping of (prog, vers)."""
-        keys = [k for k in self._map if k[0] == prog and k[1] == vers]
-        for k in keys:
-            del self._map[k]
-        return bool(keys)
-
-    def getport(self, prog: int, vers: int, prot: int) -> int:
-        return self._map.get((prog, vers, prot), 0)
-
-    def dump(self) -> list[Mapping]:
-        return [Mapping(p, v, pr, port) for (p, v, pr), port in sorted(self._map.items())]
-
+# The registry that answers version 2 (and rpcbind's 3 and 4) is rpcb.Registry.

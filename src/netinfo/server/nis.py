@@ -1,0 +1,510 @@
+"""The NIS front door (issue 21): YP v2 (program 100004) answered from a NetInfo domain.
+
+Maps are computed live from the domain's directories (``nismaps.MAPS``), never copied to
+files: a MATCH finds its directory through LOOKUP (the service's index) and renders the
+line, so a write through NetInfo is seen by the next MATCH. What is kept is dropped by the
+write records (``Database.subscribe``; a change's touched directories and their parents
+say which maps): the sorted keys that FIRST and NEXT walk, and the maps made from several
+directories (netgroup, netid.byname, the automounter's). ORDER is the domain's change
+sequence number (``Change.seq``), so it moves with every write. ALL is streamed from a
+snapshot of the domain (``database.SnapshotStream``, as READALL): writes go on meanwhile.
+
+Access: ``trusted_networks`` of the domain acts as YP's securenets (a call from
+elsewhere gets no answer, spec §10.5); DOMAIN answers TRUE only for the NIS domains
+configured (DOMAIN_NONACK does not answer the others); ``shadow.byname`` is answered
+only to a reserved source port, as ypserv does. XFR and CLEAR are answered as by a server
+that pushes no maps.
+
+Keys are exact bytes, as ypserv 4.2's (measured against it: ``Alice`` and ``alice\\0`` do
+not find ``alice``; NEXT after a key the map does not hold answers NOMORE).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import logging
+from collections.abc import Callable, Iterable, Iterator
+
+from ..errors import NiError, WireError
+from ..model import NiId, Proplist, first_values
+from ..storage.changes import Caller, Change
+from ..storage.nodes import NodeSource
+from ..wire import yp
+from ..wire.protocol import Proc
+from ..wire.xdr import decode_str, encode_str
+from ..wire.yp import YpProc, YpStat
+from .database import Database, SnapshotStream
+from .nis_hierarchy import Ancestors
+from .nismaps import AUTO_DIRECTORY, AUTO_PREFIX, MAPS, WHOLE_MAPS, MapSpec, automounts
+
+log = logging.getLogger("netinfo.nis")
+
+#: ALL sends this many entries per piece of the stream.
+ALL_BATCH = 64
+#: MATCH answers kept, by their arguments as sent (dropped by every write, and all at
+#: once when this many are held).
+HOT_MAX = 100_000
+#: A result body, a streamed one (ALL), or no reply at all.
+Reply = bytes | Iterator[bytes] | None
+
+
+def _enc(s: str) -> bytes:
+    return encode_str(s)
+
+
+class NisDoor:
+    """YP v2 for one domain's :class:`Database`, serving the NIS domains *domains*.
+
+    :meth:`handle` answers one call's arguments with its result body (bytes), a stream
+    of pieces (ALL over TCP) or None (no reply). *is_local* says whether an address is
+    this host's (trusted_networks always admits those)."""
+
+    def __init__(self, db: Database, domains: Iterable[str],
+                 is_local: Callable[[str], bool] = lambda _a: False,
+                 master: str = "") -> None:
+        self.db = db
+        self.domains = frozenset(domains)
+        self.is_local = is_local
+        #: MASTER's answer: this server's host name
+        self.master = master or db.info.hostname or "localhost"
+        self.order = db.last_seq
+        #: root directory name → its number (dropped when the root's children change)
+        self._dirs: dict[str, int | None] = {}
+        #: map → its keys sorted (FIRST, NEXT), made on first use
+        self._sorted: dict[str, list[bytes]] = {}
+        #: map made from several directories → its entries
+        self._whole: dict[str, dict[bytes, bytes]] = {}
+        #: MATCH's arguments as sent → its result body (never a secure map's); any
+        #: write empties it, as it does the securenets answers by address
+        self._hot: dict[bytes, bytes] = {}
+        self._admitted: dict[str, bool] = {}
+        self._hot_generation = 0
+        self._unsubscribe = db.subscribe(self._changed)
+        #: the ancestors' maps (--nis-hierarchy; nis_hierarchy.Ancestors), or None
+        self.ancestors: Ancestors | None = None
+        #: the task refreshing them (its owner cancels it)
+        self.ancestors_task: asyncio.Future[None] | None = None
+        self._procs: dict[int, Callable[[bytes, Caller, bool], Reply]] = {
+            YpProc.NULL: self._null, YpProc.DOMAIN: self._domain,
+            YpProc.DOMAIN_NONACK: self._domain_nonack, YpProc.MATCH: self._match,
+            YpProc.FIRST: self._first, YpProc.NEXT: self._next, YpProc.XFR: self._xfr,
+            YpProc.CLEAR: self._null, YpProc.ALL: self._all, YpProc.MASTER: self._master,
+            YpProc.ORDER: self._order, YpProc.MAPLIST: self._maplist,
+        }
+
+    def close(self) -> None:
+        self._unsubscribe()
+
+    # -- the write records drop what is kept ---------------------------------------------
+
+    def _changed(self, changes: list[Change]) -> None:
+        self.order = changes[-1].seq or self.order + 1
+        self._hot.clear()
+        self._admitted.clear()
+        ids = {v: k for k, v in self._dirs.items() if v is not None}
+        hit: set[str] = set()
+        for change in changes:
+            if change.proc is None:        # a whole new tree
+                self._forget_all()
+                return
+            for t in change.touched:
+                states = [st for st in (t.before, t.after) if st is not None]
+                parents = {st.parent for st in states}
+                if t.id == 0 or (0 in parents and len(states) == 2 and
+                                 first_values(states[0].props, "name") !=
+                                 first_values(states[1].props, "name")):
+                    # the root's children, or one's name, changed: which is /users?
+                    self._forget_all()
+                    return
+                if t.id in ids:
+                    hit.add(ids[t.id])
+                hit.update(ids[p] for p in parents if p in ids)
+        if not hit:
+            return
+        for name in list(self._sorted):
+            if self._sources(name.split("@", 1)[0]) & hit:
+                del self._sorted[name]
+        for name in list(self._whole):
+            if self._sources(name.split("@", 1)[0].lstrip("\0")) & hit:
+                del self._whole[name]
+
+    def _forget_all(self) -> None:
+        self._dirs.clear()
+        self._sorted.clear()
+        self._whole.clear()
+
+    @staticmethod
+    def _sources(name: str) -> set[str]:
+        spec = MAPS.get(name)
+        if spec is not None:
+            return {spec.directory}
+        whole = WHOLE_MAPS.get(name)
+        if whole is not None:
+            return set(whole[1])
+        return {AUTO_DIRECTORY}
+
+    # -- reading the live domain ---------------------------------------------------------
+
+    @property
+    def _source(self) -> NodeSource:
+        return self.db.source
+
+    def _lookup(self, parent: int, prop: str, value: str) -> list[int]:
+        try:
+            found, _ = self.db.call(Proc.LOOKUP, Caller(), (NiId(parent, 0), prop, value))
+        except NiError:
+            return []
+        return list(found)
+
+    def _dir(self, name: str) -> int | None:
+        if name not in self._dirs:
+            found = self._lookup(0, "name", name)
+            self._dirs[name] = found[0] if found else None
+        return self._dirs[name]
+
+    def _children(self, name: str) -> Iterator[Proplist]:
+        oid = self._dir(name)
+        if oid is None:
+            return
+        src = self._source
+        node = src.get(oid)
+        if node is None:
+            return
+        for _, child in src.children_of(node):
+            yield child.props
+
+    # -- maps ------------------------------------------------------------------------------
+
+    def _known(self, name: str) -> bool:
+        """Is *name* a map of this domain? (Its directory exists.)"""
+        spec = MAPS.get(name)
+        if spec is not None:
+            return self._dir(spec.directory) is not None or (
+                self.ancestors is not None and self.ancestors.has(name))
+        whole = WHOLE_MAPS.get(name)
+        if whole is not None:
+            return self._dir(whole[1][0]) is not None
+        return name.startswith(AUTO_PREFIX) and name in self._autos()
+
+    def _autos(self) -> dict[str, dict[bytes, bytes]]:
+        """Every automounter map but auto.master (kept as one entry of ``_whole``)."""
+        key = AUTO_PREFIX
+        if key not in self._whole:
+            maps: dict[str, dict[bytes, bytes]] = {}
+            for name, k, line in automounts(self._children):
+                _add(maps.setdefault(name, {}), k, line)
+            self._whole[key] = {_enc(n): b"" for n in maps}
+            for n, entries in maps.items():
+                self._whole["\0" + n] = entries
+        return {n: self._whole["\0" + n] for n in map(decode_str, self._whole[key])
+                if "\0" + n in self._whole}
+
+    def _whole_map(self, name: str, domain: str) -> dict[bytes, bytes]:
+        """The entries of a map made from several directories (or an automounter map)."""
+        if name in WHOLE_MAPS:
+            cache = f"{name}@{domain}"
+            if cache not in self._whole:
+                make, _ = WHOLE_MAPS[name]
+                entries: dict[bytes, bytes] = {}
+                for k, line in make(self._children, domain):
+                    _add(entries, k, line)
+                self._whole[cache] = entries
+            return self._whole[cache]
+        return self._autos().get(name, {})
+
+    def _value(self, domain: str, name: str, key: bytes) -> bytes | None:
+        """The line of *key*: the domain's own, else (--nis-hierarchy) the nearest
+        ancestor's."""
+        spec = MAPS.get(name)
+        if spec is None:
+            return self._whole_map(name, domain).get(key)
+        own = self._own_value(spec, key)
+        if own is None and self.ancestors is not None:
+            return self.ancestors.get(name, key)
+        return own
+
+    def _own_value(self, spec: MapSpec, key: bytes) -> bytes | None:
+        if spec.probe is None:
+            return self._kept(spec).get(key)
+        text = decode_str(key)
+        probe = spec.probe(text)
+        oid = self._dir(spec.directory)
+        if probe is None or oid is None:
+            return None
+        src = self._source
+        for child in self._lookup(oid, *probe):
+            node = src.get(child)
+            if node is None:
+                continue
+            for k, line in spec.entries(node.props):
+                if k == text:
+                    value = _enc(line)
+                    if yp.fits(value):
+                        return value
+        return None
+
+    def _kept(self, spec: MapSpec) -> dict[bytes, bytes]:
+        """A one-directory map kept whole (no probe: its keys are not stored values)."""
+        entries = self._whole.get(spec.name)
+        if entries is None:
+            entries = {}
+            for props in self._children(spec.directory):
+                for k, line in spec.entries(props):
+                    _add(entries, k, line)
+            self._whole[spec.name] = entries
+        return entries
+
+    def _keys(self, domain: str, name: str) -> list[bytes]:
+        generation = self.ancestors.generation if self.ancestors is not None else 0
+        cache = f"{name}@{domain}#{generation}"
+        keys = self._sorted.get(cache)
+        if keys is None:
+            spec = MAPS.get(name)
+            if spec is None:
+                keys = sorted(self._whole_map(name, domain))
+            else:
+                entries: dict[bytes, bytes] = {}
+                for props in self._children(spec.directory):
+                    for k, line in spec.entries(props):
+                        _add(entries, k, line)
+                if self.ancestors is not None:
+                    entries.update(dict.fromkeys(self.ancestors.keys(name), b""))
+                keys = sorted(entries)
+            self._sorted[cache] = keys
+        return keys
+
+    # -- procedures ------------------------------------------------------------------------
+
+    def handle(self, proc: int, args: bytes, caller: Caller, udp: bool) -> Reply:
+        """The result body of YP procedure *proc* for *caller* (None: no reply).
+
+        :raises WireError: the arguments do not decode (GARBAGE_ARGS).
+        :raises KeyError: no such procedure (the dispatcher answers PROC_UNAVAIL first).
+        """
+        fn = self._procs[proc]
+        admitted = self._admitted.get(caller.addr)
+        if admitted is None:
+            if len(self._admitted) >= HOT_MAX:
+                self._admitted.clear()
+            admitted = self._admitted[caller.addr] = self.db.admits_tcp(
+                caller.addr, self.is_local(caller.addr))
+        if not admitted:
+            return None   # securenets: trusted_networks (spec §10.5)
+        return fn(args, caller, udp)
+
+    def _null(self, args: bytes, caller: Caller, udp: bool) -> Reply:
+        if args:
+            raise WireError("arguments to a void procedure")
+        return b""
+
+    def _domain(self, args: bytes, caller: Caller, udp: bool) -> Reply:
+        return yp.encode_bool(yp.decode_domain(args) in self.domains)
+
+    def _domain_nonack(self, args: bytes, caller: Caller, udp: bool) -> Reply:
+        return yp.encode_bool(True) if yp.decode_domain(args) in self.domains else None
+
+    def _check(self, domain: str, name: str, caller: Caller) -> YpStat | None:
+        """The failure of a call on map *name* of *domain*, or None."""
+        if domain not in self.domains:
+            return YpStat.NODOM
+        if not self._known(name):
+            return YpStat.NOMAP
+        spec = MAPS.get(name)
+        if spec is not None and spec.secure and not caller.port < 1024:
+            return YpStat.NOMAP    # as ypserv 4.2 answers it an unprivileged port (measured)
+        return None
+
+    def _match(self, args: bytes, caller: Caller, udp: bool) -> Reply:
+        if self.ancestors is not None and self.ancestors.generation != self._hot_generation:
+            self._hot.clear()
+            self._hot_generation = self.ancestors.generation
+        hot = self._hot.get(args)
+        if hot is not None:
+            return hot
+        req = yp.decode_key(args)
+        bad = self._check(req.domain, req.map, caller)
+        if bad is not None:
+            body = yp.encode_val(bad)
+        else:
+            value = self._value(req.domain, req.map, req.key)
+            body = yp.encode_val(YpStat.NOKEY) if value is None else \
+                yp.encode_val(YpStat.TRUE, value)
+        spec = MAPS.get(req.map)
+        if spec is None or not spec.secure:   # a secure map's answer depends on the port
+            if len(self._hot) >= HOT_MAX:
+                self._hot.clear()
+            self._hot[args] = body
+        return body
+
+    def _walk(self, domain: str, name: str, start: int) -> bytes:
+        """FIRST / NEXT: the first entry at or after position *start* of the sorted keys
+        whose line can still be read (a key may have gone since the keys were sorted)."""
+        keys = self._keys(domain, name)
+        for key in keys[start:]:
+            value = self._value(domain, name, key)
+            if value is not None:
+                return yp.encode_key_val(YpStat.TRUE, key, value)
+        return yp.encode_key_val(YpStat.NOMORE)
+
+    def _first(self, args: bytes, caller: Caller, udp: bool) -> Reply:
+        req = yp.decode_nokey(args, trailing_key=True)
+        bad = self._check(req.domain, req.map, caller)
+        if bad is not None:
+            return yp.encode_key_val(bad)
+        return self._walk(req.domain, req.map, 0)
+
+    def _next(self, args: bytes, caller: Caller, udp: bool) -> Reply:
+        """The entry after *key* in the map's order. After a key the map does not hold
+        (deleted since the walk began), NOMORE: what ypserv 4.2 answers (measured: its
+        database finds no successor of a missing key), so a client's walk ends there."""
+        req = yp.decode_key(args)
+        bad = self._check(req.domain, req.map, caller)
+        if bad is not None:
+            return yp.encode_key_val(bad)
+        if self._value(req.domain, req.map, req.key) is None:
+            return yp.encode_key_val(YpStat.NOMORE)
+        keys = self._keys(req.domain, req.map)
+        return self._walk(req.domain, req.map, bisect.bisect_right(keys, req.key))
+
+    def _xfr(self, args: bytes, caller: Caller, udp: bool) -> Reply:
+        req = yp.decode_xfr(args)
+        return yp.encode_xfr_result(req.transid, yp.YpXfrStat.REFUSED)
+
+    def _master(self, args: bytes, caller: Caller, udp: bool) -> Reply:
+        req = yp.decode_nokey(args)
+        bad = self._check(req.domain, req.map, caller)
+        if bad is not None:
+            return yp.encode_master(bad)
+        return yp.encode_master(YpStat.TRUE, self.master[:yp.YPMAXPEER])
+
+    def _order(self, args: bytes, caller: Caller, udp: bool) -> Reply:
+        req = yp.decode_nokey(args)
+        bad = self._check(req.domain, req.map, caller)
+        if bad is not None:
+            return yp.encode_order(bad)
+        moved = self.ancestors.generation if self.ancestors is not None else 0
+        return yp.encode_order(YpStat.TRUE, self.order + moved)
+
+    def _maplist(self, args: bytes, caller: Caller, udp: bool) -> Reply:
+        domain = yp.decode_domain(args)
+        if domain not in self.domains:
+            return yp.encode_maplist(YpStat.NODOM)
+        names = [n for n in (*MAPS, *WHOLE_MAPS) if self._known(n)]
+        names += sorted(self._autos())
+        return yp.encode_maplist(YpStat.TRUE, names)
+
+    def _all(self, args: bytes, caller: Caller, udp: bool) -> Reply:
+        req = yp.decode_nokey(args)
+        bad = self._check(req.domain, req.map, caller)
+        if bad is None and udp:
+            bad = YpStat.YPERR     # a stream: over TCP only
+        if bad is not None:
+            return yp.encode_all_entry(bad) + yp.ALL_END
+        spec = MAPS.get(req.map)
+        if spec is None:   # a map kept whole: sent from what is kept
+            entries = self._whole_map(req.map, req.domain)
+            return iter(_all_pieces(list(entries.items())))
+        busy = self.db.stream_room(caller.addr, caller.port < 1024)
+        if busy is not None:
+            return yp.encode_all_entry(YpStat.YPERR) + yp.ALL_END
+        extra = None
+        if self.ancestors is not None:
+            ancestors = self.ancestors
+
+            def extra() -> Iterator[tuple[bytes, bytes]]:
+                # the ancestors' entries of keys the domain does not define (now)
+                for k, v in ancestors.entries(spec.name):
+                    if self._own_value(spec, k) is None:
+                        yield k, v
+        return SnapshotStream(self.db, caller.addr,
+                              lambda view: _all_from(view, spec, extra))
+
+
+def _add(entries: dict[bytes, bytes], key: str, line: str) -> None:
+    """Keep the first line of *key* (as makedbm keeps the first of duplicate keys), when
+    both fit YP's records."""
+    k, v = _enc(key), _enc(line)
+    if k not in entries and yp.fits(k) and yp.fits(v):
+        entries[k] = v
+
+
+def _all_pieces(entries: Iterable[tuple[bytes, bytes]]) -> Iterator[bytes]:
+    batch: list[bytes] = []
+    for k, v in entries:
+        batch.append(yp.encode_all_entry(YpStat.TRUE, k, v))
+        if len(batch) >= ALL_BATCH:
+            yield b"".join(batch)
+            batch = []
+    batch.append(yp.encode_all_entry(YpStat.NOMORE) + yp.ALL_END)
+    yield b"".join(batch)
+
+
+def _all_from(view: NodeSource, spec: MapSpec,
+              extra: Callable[[], Iterator[tuple[bytes, bytes]]] | None = None
+              ) -> Iterator[bytes]:
+    """ALL of *spec* read from a snapshot *view*: one directory's children, in order, in
+    memory bounded by a batch (a key two children share is sent twice: nothing is
+    remembered across the stream)."""
+    def own() -> Iterator[tuple[bytes, bytes]]:
+        root = view.get(0)
+        if root is None:
+            return
+        for _, node in view.children_of(root):
+            if (first_values(node.props, "name") or [""])[0] == spec.directory:
+                break
+        else:
+            return
+        for _, child in view.children_of(node):
+            for key, line in spec.entries(child.props):
+                k, v = _enc(key), _enc(line)
+                if yp.fits(k) and yp.fits(v):
+                    yield k, v
+
+    def entries() -> Iterator[tuple[bytes, bytes]]:
+        yield from own()
+        if extra is not None:
+            yield from extra()
+    return _all_pieces(entries())
+
+
+__all__ = ["NisDoor"]
+
+
+# -- the portmapper's registration ---------------------------------------------------------------
+
+async def register(udp_port: int, tcp_port: int) -> bool:
+    """Register YP v2 on UDP and TCP with the portmapper ``NETINFO_PORTMAPPER`` names
+    (the system rpcbind by default). The portmapper holds one YP registration per host:
+    an earlier one (another netinfod's, a ypserv's) is replaced, UNSET then SET.
+    False when no portmapper answered or it refused."""
+    from ..client.binding import pmap_getport, pmap_set, pmap_unset  # noqa: PLC0415
+    from ..errors import RpcError, Timeout  # noqa: PLC0415
+    from ..wire.portmap import IPPROTO_TCP, IPPROTO_UDP  # noqa: PLC0415
+    try:
+        held = await pmap_getport(None, yp.YPPROG, yp.YPVERS, IPPROTO_UDP, timeout=1.5)
+        if held and held != udp_port:
+            log.warning("YP was registered at port %d: replaced by this netinfod's", held)
+        await pmap_unset(yp.YPPROG, yp.YPVERS, timeout=1.5)
+        ok = await pmap_set(yp.YPPROG, yp.YPVERS, IPPROTO_UDP, udp_port, timeout=1.5)
+        ok = await pmap_set(yp.YPPROG, yp.YPVERS, IPPROTO_TCP, tcp_port, timeout=1.5) and ok
+    except (Timeout, RpcError, WireError, OSError) as e:
+        log.warning("NIS: no portmapper to register YP with (%s): clients must be told "
+                    "the port", e)
+        return False
+    if not ok:
+        log.warning("NIS: the portmapper refused YP's registration")
+    return ok
+
+
+async def unregister(udp_port: int) -> None:
+    """Remove YP's registration if it is still this netinfod's."""
+    from ..client.binding import pmap_getport, pmap_unset  # noqa: PLC0415
+    from ..errors import RpcError, Timeout  # noqa: PLC0415
+    from ..wire.portmap import IPPROTO_UDP  # noqa: PLC0415
+    try:
+        if await pmap_getport(None, yp.YPPROG, yp.YPVERS, IPPROTO_UDP, timeout=1.0) \
+                == udp_port:
+            await pmap_unset(yp.YPPROG, yp.YPVERS, timeout=1.0)
+    except (Timeout, RpcError, WireError, OSError):
+        pass
