@@ -38,6 +38,8 @@ PURE = frozenset({
     "netinfo.wire.nibind",
     # the bounds every directory keeps, checked by tools and server alike
     "netinfo.wire.limits",
+    # LDAP's BER and messages (issue 22)
+    "netinfo.wire.ber", "netinfo.wire.ldap",
     "netinfo.storage", "netinfo.storage.memory", "netinfo.storage.nodes",
     "netinfo.storage.changes", "netinfo.storage.legacy",
     "netinfo.client", "netinfo.client.raw", "netinfo.client.flat",

@@ -202,7 +202,14 @@ class Reader:
 
     def next(self) -> tuple[int, int, int]:
         """The next value's ``(tag, start, stop)``, skipped over."""
-        tag, start, stop = read_header(self.data, self.pos, self.end)
+        data, pos, end = self.data, self.pos, self.end
+        if end - pos >= 2:   # the common case inline: a short length, a low tag
+            n = data[pos + 1]
+            stop = pos + 2 + n
+            if n < 0x80 and stop <= end and data[pos] & 0x1F != 0x1F:
+                self.pos = stop
+                return data[pos], pos + 2, stop
+        tag, start, stop = read_header(data, pos, end)
         self.pos = stop
         return tag, start, stop
 
@@ -236,8 +243,10 @@ class Reader:
         return self.data[start:stop]
 
     def string(self, what: str, tag: int = OCTET_STRING) -> str:
-        start, stop = self.expect(tag, what)
-        return decode_str(self.data, start, stop)
+        t, start, stop = self.next()
+        if t != tag:
+            raise WireError(f"{what}: tag 0x{t:02x}, expected 0x{tag:02x}")
+        return self.data[start:stop].decode("utf-8", "surrogateescape")
 
     def optional(self, tag: int) -> tuple[int, int] | None:
         """The next value's contents when it has *tag* (and skip it), else None."""
