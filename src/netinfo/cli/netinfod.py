@@ -33,6 +33,7 @@ from ..server.database import (
     netinfo_dir,
     open_database,
 )
+from ..server.ldap import start_ldap
 from ..server.netinfod import NetInfoServer, ServerConfig
 from ..server.proctitle import name_process
 from ..server.replicator import MAX_COPY_BYTES, Replicator
@@ -102,6 +103,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-n", dest="forced_root", action="store_true",
                    help="this domain is a root: never look for a parent")
     p.add_argument("-v", "--verbose", action="store_true", help="log more")
+    # the LDAP front door (issue 22; server/ldap.py)
+    p.add_argument("--ldap", metavar="ADDR:PORT",
+                   help="serve the domain over LDAP here (StartTLS with --ldap-cert)")
+    p.add_argument("--ldaps", metavar="ADDR:PORT", help="serve LDAP over TLS here")
+    p.add_argument("--ldap-cert", metavar="FILE", help="TLS certificate (PEM) for LDAP")
+    p.add_argument("--ldap-key", metavar="FILE", help="TLS private key (PEM) for LDAP")
+    p.add_argument("--ldap-base", metavar="DN",
+                   help="the domain's DN (default dc=TAG,dc=netinfo)")
     return p
 
 
@@ -225,6 +234,17 @@ async def _serve(args: argparse.Namespace, db: Database, info: ServerInfo,
     # bulk load (niload passwd, 30,000 users: 7.0 -> 4.4 s), for a few MB of cyclic garbage
     # at most between collections (docs/benchmarks.md, "Tools").
     gc.set_threshold(GC_YOUNG, 20, 10)
+    ldap = None
+    if args.ldap or args.ldaps:
+        try:
+            ldap, ldap_lines = await start_ldap(db, args.tag, args.ldap, args.ldaps,
+                                           args.ldap_cert, args.ldap_key, args.ldap_base)
+        except (OSError, ValueError) as e:   # ssl.SSLError is an OSError
+            print(f"{PROG}: cannot serve LDAP: {e}", file=sys.stderr)
+            await server.close()
+            return 2
+        for line in ldap_lines:
+            print(f"{PROG}: {args.tag} over {line}", file=sys.stderr, flush=True)
     print(f"{PROG}: serving {args.tag} udp={server.udp_port} tcp={server.tcp_port}",
           file=sys.stderr, flush=True)
     registered = await _register(args.tag, server.udp_port, server.tcp_port)
@@ -240,6 +260,8 @@ async def _serve(args: argparse.Namespace, db: Database, info: ServerInfo,
     await stop.wait()
     checker.cancel()
     await replicator.close()
+    if ldap is not None:
+        await ldap.close()
     if registered:
         await _unregister(args.tag)
     await server.close()

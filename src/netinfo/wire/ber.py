@@ -130,7 +130,7 @@ def read_header(data: bytes, pos: int, end: int) -> tuple[int, int, int]:
     return tag, pos, pos + n
 
 
-def frame(data: bytes, start: int = 0) -> int | None:
+def frame(data: bytes | bytearray, start: int = 0) -> int | None:
     """The length of the whole message beginning at *start* when it is all in *data*,
     None when more bytes are needed (a stream reader's framing).
 
