@@ -39,10 +39,12 @@ from ..wire import ber
 from ..wire import ldap as L
 from .auth import is_loopback
 from .database import Database
-from .ldapview import SCHEMA_DN, equality_terms, evaluate, root_dse, schema_entry, select
+from .ldapview import (
+    SCHEMA_DN, equality_terms, evaluate, root_dse, schema_entry, select, uses_dn_attributes,
+)
 from .peers import PeerBounds, PeerLimits
 from .rfc2307 import (
-    MAPPINGS, PRIVATE_ATTRS, Attrs, DnError, dn_text, entry_attrs, norm_dn, parse_dn,
+    MAPPINGS, PRIVATE_ATTRS, Attrs, DnError, attr_type, dn_text, entry_attrs, norm_dn, parse_dn,
     property_from_text, props_from_attrs, rdn_attr,
 )
 from ..wire.protocol import Proc
@@ -268,10 +270,19 @@ class LdapServer:
                 break
         else:
             return None
-        try:
-            found, _ = self.db.call(Proc.LOOKUP, Caller(), (NiId(poid), col.prop, value))
-        except NiError:
-            found = []
+        # LOOKUP matches exactly; a case-ignore attribute (uid, cn) is also looked up in
+        # lower case, the way names are conventionally written (a mixed-case name is
+        # found by its own spelling or by lower case only: issue 22 notes)
+        tries = [value]
+        if attr_type(col.attr).equality == "ci" and value.lower() != value:
+            tries.append(value.lower())
+        found: list[int] = []
+        for v in tries:
+            try:
+                found, _ = self.db.call(Proc.LOOKUP, Caller(), (NiId(poid), col.prop, v))
+                break
+            except NiError:
+                continue
         src = self.db.service.source
 
         def entries() -> Iterator[Item]:
@@ -379,7 +390,8 @@ class Connection:
                         # RFC 4511 §4.1.1: a PDU that does not decode ends the session
                         self.disconnect(L.ResultCode.PROTOCOL_ERROR, str(e))
                         break
-                    if await self.handle(msg):
+                    if await self.handle(msg):   # unbind (RFC 4511 §4.3), or worse
+                        self.closed = True
                         break
         except (ConnectionError, OSError):
             pass
@@ -610,6 +622,7 @@ class Connection:
         else:
             state = self._begin(op)
         sent = 0
+        needs_dn = uses_dn_attributes(op.filter)
         try:
             batch: list[bytes] = []
             examined = 0
@@ -629,7 +642,8 @@ class Connection:
                         state.close()
                         return
                 hidden = self.hidden(path) if path is not None else PRIVATE_ATTRS
-                if evaluate(op.filter, attrs, hidden) is not True:
+                if evaluate(op.filter, attrs, hidden,
+                            _safe_parse(dn) if needs_dn else ()) is not True:
                     continue
                 if op.size_limit and sent >= op.size_limit:
                     self._flush(batch)

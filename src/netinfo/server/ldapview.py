@@ -180,6 +180,18 @@ def _extensible(f: Extensible, attrs: Attrs, hidden: frozenset[str],
     return result
 
 
+def uses_dn_attributes(f: Filter) -> bool:
+    """Does *f* match against DN components anywhere (an extensible match with
+    dnAttributes)? Only then does the search take each entry's DN apart."""
+    if isinstance(f, Extensible):
+        return f.dn_attributes
+    if isinstance(f, And | Or):
+        return any(uses_dn_attributes(t) for t in f.terms)
+    if isinstance(f, Not):
+        return uses_dn_attributes(f.term)
+    return False
+
+
 def equality_terms(f: Filter) -> list[tuple[str, str]]:
     """The (attribute lower-cased, value) equalities every match must satisfy (those of a
     top-level AND, or the filter itself): what an index can narrow the candidates by."""
@@ -264,4 +276,5 @@ def schema_entry() -> Attrs:
 
 
 __all__ = ["MATCHING_RULES", "SCHEMA_DN", "SUPPORTED_CONTROLS", "SUPPORTED_EXTENSIONS",
-           "Tri", "equality_terms", "evaluate", "root_dse", "schema_entry", "select"]
+           "Tri", "equality_terms", "evaluate", "root_dse", "schema_entry", "select",
+           "uses_dn_attributes"]

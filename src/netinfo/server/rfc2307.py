@@ -67,6 +67,7 @@ ATTRIBUTE_TYPES: dict[str, AttrType] = {
     "dc": AttrType("0.9.2342.19200300.100.1.25", single=True, syntax=_IA5),
     "uid": AttrType("0.9.2342.19200300.100.1.1"),
     "description": AttrType("2.5.4.13"),
+    "mail": AttrType("0.9.2342.19200300.100.1.3", "ci", syntax=_IA5),
     "userPassword": AttrType("2.5.4.35", "oct", syntax=_OCT),
     "uidNumber": AttrType(_NIS + "0", "int", True, _INT),
     "gidNumber": AttrType(_NIS + "1", "int", True, _INT),
@@ -128,7 +129,7 @@ OBJECT_CLASSES: dict[str, tuple[str, str, tuple[str, ...], tuple[str, ...]]] = {
     "organizationalUnit": ("2.5.6.5", "STRUCTURAL", ("ou",), ("description",)),
     "account": ("0.9.2342.19200300.100.4.5", "STRUCTURAL", ("uid",), ("description",)),
     "inetOrgPerson": ("2.16.840.1.113730.3.2.2", "STRUCTURAL", ("cn", "sn"),
-                      ("uid", "userPassword", "description")),
+                      ("uid", "userPassword", "description", "mail")),
     "posixAccount": (_NIS[:-2] + "2.0", "AUXILIARY",
                      ("cn", "uid", "uidNumber", "gidNumber", "homeDirectory"),
                      ("userPassword", "loginShell", "gecos", "description")),
@@ -283,6 +284,9 @@ NIS_FIELDS: dict[str, tuple[str, tuple[str, ...]]] = {
     "group": ("groups", ("cn", "userPassword", "gidNumber", "memberUid")),
 }
 
+#: attributes any entry may carry that no column takes: kept as the property of the same
+#: name (``description: x`` is ``description = x``), shown under their own name
+PASSTHROUGH = frozenset({"description", "mail"})
 #: properties never shown through netinfoProperty (their column is private)
 PRIVATE_PROPS = frozenset({"passwd"})
 PRIVATE_ATTRS = frozenset({"userpassword"})
@@ -297,6 +301,9 @@ Attrs = dict[str, tuple[str, Values]]
 
 
 def _add(attrs: Attrs, name: str, values: Values) -> None:
+    """Values added to an attribute; empty strings are left out (no LDAP syntax the
+    mapping uses allows an empty value: an empty NetInfo value reads as absent)."""
+    values = [v for v in values if v]
     if not values:
         return
     key = name.lower()
@@ -364,6 +371,10 @@ def entry_attrs(path: Sequence[str], props: Proplist, base_rdn: tuple[str, str])
             _add(attrs, "objectClass", list(GENERIC_CLASSES))
             _add(attrs, "cn", p.get("name", []) or [path[-1]])
             used.add("name")
+    for k, vs in props:
+        if k in PASSTHROUGH and k not in used:
+            _add(attrs, k, vs)
+            used.add(k)
     _add(attrs, "netinfoProperty", [property_text(k, v) for k, vs in props
                                     if k not in used and k not in PRIVATE_PROPS
                                     for v in vs])
@@ -405,6 +416,9 @@ def props_from_attrs(path: Sequence[str], attrs: Iterable[tuple[str, Values]],
         out["name"] = by["cn"]
     names = out.get("name", [])
     out["name"] = [path[-1]] + [n for n in names if n != path[-1]]
+    for k in PASSTHROUGH:
+        if k in by and k not in out:
+            out[k] = by[k]
     # netinfoProperty speaks for the properties no column took
     extra: dict[str, Values] = {}
     for text in by.get("netinfoproperty", []):
@@ -416,9 +430,10 @@ def props_from_attrs(path: Sequence[str], attrs: Iterable[tuple[str, Values]],
     for k, vs in keep or ():   # present properties keep their places
         if k in out:
             result.append((k, out.pop(k)))
-        elif k in PRIVATE_PROPS and not (m is not None and any(
-                c.prop == k for c in m.columns)):
-            result.append((k, list(vs)))   # never shown, so never dropped by a write
+        elif (k in PRIVATE_PROPS and not (m is not None and any(
+                c.prop == k for c in m.columns))) or not any(vs):
+            # never shown (private, or only empty values), so never dropped by a write
+            result.append((k, list(vs)))
     result.extend(out.items())
     return result
 
@@ -543,7 +558,7 @@ def norm_dn(dn: DN) -> tuple[tuple[str, str], ...]:
 __all__ = [
     "ATTRIBUTE_TYPES", "ATTRS_BY_LOWER", "AttrType", "Attrs", "CONTAINER_CLASSES", "Column",
     "DN", "DnError", "GENERIC_CLASSES", "MAPPINGS", "Mapping", "NETINFO_ARC", "NIS_FIELDS",
-    "OBJECT_CLASSES", "PRIVATE_ATTRS", "PRIVATE_PROPS", "attr_type", "dn_text",
+    "OBJECT_CLASSES", "PASSTHROUGH", "PRIVATE_ATTRS", "PRIVATE_PROPS", "attr_type", "dn_text",
     "entry_attrs", "escape_value", "mapping_for", "missing_defaults", "norm_dn",
     "parse_dn", "property_from_text", "property_text", "props_from_attrs", "rdn_attr",
 ]
