@@ -690,7 +690,7 @@ class Connection:
         if base == "" and op.scope == L.Scope.BASE:
             dse = root_dse(srv.base_text, srv.config.tls is not None and not self.tls)
             return _Paged(iter([(None, "", dse, {})]), None, now)
-        if norm_dn(_safe_parse(base)) == norm_dn(parse_dn(SCHEMA_DN)):
+        if "".join(base.lower().split()) == "cn=subschema":
             if op.scope != L.Scope.BASE:
                 return _Paged(iter(()), None, now)
             return _Paged(iter([(None, SCHEMA_DN, schema_entry(), {})]), None, now)

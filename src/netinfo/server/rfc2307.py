@@ -450,8 +450,13 @@ DN = tuple[tuple[str, str], ...]
 _SPECIAL = ',+"\\<>;'
 
 
+_PLAIN = frozenset(_SPECIAL + "\0")
+
+
 def escape_value(v: str) -> str:
     """An RDN value in RFC 4514 §2.4 form."""
+    if v and v[0] not in " #" and v[-1] != " " and _PLAIN.isdisjoint(v):
+        return v   # the common case: nothing to escape
     out = []
     for i, ch in enumerate(v):
         if ch in _SPECIAL or (ch == "#" and i == 0) \
@@ -506,6 +511,19 @@ def parse_dn(text: str) -> DN:
     NetInfo directory is named by two. :raises DnError:"""
     if not text.strip():
         return ()
+    if "\\" not in text and "+" not in text and ";" not in text and '"' not in text:
+        # the common case: no escapes, one AVA per RDN
+        plain = text.split(",")
+        if len(plain) > MAX_RDNS:
+            raise DnError(f"a DN of more than {MAX_RDNS} RDNs")
+        out = []
+        for part in plain:
+            attr, eq, value = part.partition("=")
+            attr = attr.strip()
+            if not eq or not attr or not (attr[0].isalpha() or attr[0].isdigit()):
+                raise DnError(f"invalid RDN {part!r}")
+            out.append((attr, value.strip(" ")))
+        return tuple(out)
     parts: list[str] = []
     cur: list[str] = []
     i = 0
