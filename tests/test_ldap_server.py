@@ -401,3 +401,22 @@ def test_abandon_and_unbind(srv: Server) -> None:
     assert {m.id for m in got} <= {2, 5}
     assert [m.op.dn for m in got if m.id == 5 and isinstance(m.op, L.SearchEntry)] == [ANN_DN]
     assert any(m.id == 5 and isinstance(m.op, L.Response) and m.op.code == 0 for m in got)
+
+
+def test_nibindd_passes_the_ldap_options_to_its_tag(tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """``nibindd --init --ldap ADDR:PORT``: the network domain's netinfod serves LDAP
+    there (the ``--ldap-tag``, network by default), with its default base."""
+    from .conftest import Nibindd
+    port = free_port()
+    nb = Nibindd(tmp_path, "--init", "--ldap", f"127.0.0.1:{port}")
+    monkeypatch.setenv("NETINFO_PORTMAPPER", nb.env["NETINFO_PORTMAPPER"])
+    monkeypatch.setenv("NETINFO_BROADCAST", "off")
+    nb.start()
+    try:
+        p = subprocess.run(["ldapsearch", "-x", "-LLL", "-H", f"ldap://127.0.0.1:{port}",
+                            "-b", "", "-s", "base", "namingContexts"],
+                           capture_output=True, text=True, timeout=60)
+        assert "namingContexts: dc=network,dc=netinfo" in p.stdout, (p.stdout, p.stderr)
+    finally:
+        nb.stop()

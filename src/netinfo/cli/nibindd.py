@@ -59,6 +59,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="run every netinfod with --max-copy-mb N: a clone abandons a copy "
                         "of its domain larger than N MB (netinfod's default otherwise)")
     p.add_argument("-v", "--verbose", action="store_true", help="log more")
+    # the LDAP front door of one tag's netinfod (issue 22; docs/ldap.md)
+    p.add_argument("--ldap-tag", metavar="TAG", default="network",
+                   help="the tag whose netinfod gets the --ldap* options (default network)")
+    for opt, meta in (("--ldap", "ADDR:PORT"), ("--ldaps", "ADDR:PORT"),
+                      ("--ldap-cert", "FILE"), ("--ldap-key", "FILE"), ("--ldap-base", "DN")):
+        p.add_argument(opt, metavar=meta, help=f"passed to netinfod --ldap-tag as {opt}")
     return p
 
 
@@ -146,6 +152,11 @@ async def serve(args: argparse.Namespace) -> int:
     if args.max_copy_mb is not None:
         child_args += ["--max-copy-mb", str(args.max_copy_mb)]
     nb = Nibindd(directory, args.bind, args.portmapper, child_args or None)
+    nb.tag_args[args.ldap_tag] = [
+        part for opt in ("ldap", "ldaps", "ldap_cert", "ldap_key", "ldap_base")
+        if getattr(args, opt) is not None
+        for part in ("--" + opt.replace("_", "-"), os.path.abspath(getattr(args, opt))
+                     if opt in ("ldap_cert", "ldap_key") else getattr(args, opt))]
     try:
         await nb.claim_portmapper()
     except PortmapperTaken as e:

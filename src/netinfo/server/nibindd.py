@@ -202,6 +202,8 @@ class Nibindd:
         self.bind = bind
         self.portmapper_mode = portmapper
         self.netinfod_args = netinfod_args or []
+        #: arguments for one tag's netinfod only (nibindd --ldap* → its --ldap-tag)
+        self.tag_args: dict[str, list[str]] = {}
         self.own = local_addresses()
         self.own_set = frozenset(self.own)
         self._closing = False
@@ -370,7 +372,8 @@ class Nibindd:
         env = dict(os.environ)
         env["NETINFO_PORTMAPPER"] = f"127.0.0.1:{self.pmap_port}"
         cmd = [sys.executable, "-m", "netinfo.cli.netinfod", "--dir", str(self.directory),
-               "--bind", self.bind, *self.netinfod_args, *extra, tag]
+               "--bind", self.bind, *self.netinfod_args, *self.tag_args.get(tag, ()),
+               *extra, tag]
         child.proc = await asyncio.create_subprocess_exec(*cmd, env=env,
                                                           stdin=asyncio.subprocess.DEVNULL)
         child.watcher = asyncio.ensure_future(self._watch(child, child.proc))

@@ -35,7 +35,7 @@ from ..model import Proplist
 
 #: Our own object class and attribute for what RFC 2307 has no place for, under an OID
 #: arc of our own: a UUID's (ITU-T X.667, ``2.25.<uuid>``), which needs no registration.
-NETINFO_ARC = "2.25.279537888711366560951763412731075131199"
+OWN_OID_ARC = "2.25.279537888711366560951763412731075131199"
 SECONDS_PER_DAY = 86400
 
 
@@ -91,7 +91,7 @@ ATTRIBUTE_TYPES: dict[str, AttrType] = {
     "automountKey": AttrType(_NIS + "33", "ce", True, _IA5),
     "automountInformation": AttrType(_NIS + "32", "ce", True, _IA5),
     "rfc822MailMember": AttrType("1.3.6.1.4.1.42.2.27.2.1.15", "ci", syntax=_IA5),
-    "netinfoProperty": AttrType(NETINFO_ARC + ".1.1", "ce"),
+    "netinfoProperty": AttrType(OWN_OID_ARC + ".1.1", "ce"),
     # operational (RFC 4512 §3.4, §5.1; RFC 5020 entryDN; X.501 hasSubordinates)
     "entryDN": AttrType("1.3.6.1.1.20", "ci", True, _DN, True),
     "subschemaSubentry": AttrType("2.5.18.10", "ci", True, _DN, True),
@@ -154,7 +154,7 @@ OBJECT_CLASSES: dict[str, tuple[str, str, tuple[str, ...], tuple[str, ...]]] = {
                   ("automountKey", "automountInformation"), ("description",)),
     "nisMailAlias": ("1.3.6.1.4.1.42.2.27.1.2.5", "STRUCTURAL", ("cn",),
                      ("rfc822MailMember",)),
-    "netinfoDirectory": (NETINFO_ARC + ".2.1", "AUXILIARY", (), ("cn", "netinfoProperty")),
+    "netinfoDirectory": (OWN_OID_ARC + ".2.1", "AUXILIARY", (), ("cn", "netinfoProperty")),
     "extensibleObject": ("1.3.6.1.4.1.1466.101.120.111", "AUXILIARY", (), ()),
     "subschema": ("2.5.20.1", "AUXILIARY", (), ("objectClasses", "attributeTypes")),
 }
@@ -575,7 +575,7 @@ def norm_dn(dn: DN) -> tuple[tuple[str, str], ...]:
 
 __all__ = [
     "ATTRIBUTE_TYPES", "ATTRS_BY_LOWER", "AttrType", "Attrs", "CONTAINER_CLASSES", "Column",
-    "DN", "DnError", "GENERIC_CLASSES", "MAPPINGS", "Mapping", "NETINFO_ARC", "NIS_FIELDS",
+    "DN", "DnError", "GENERIC_CLASSES", "MAPPINGS", "Mapping", "OWN_OID_ARC", "NIS_FIELDS",
     "OBJECT_CLASSES", "PASSTHROUGH", "PRIVATE_ATTRS", "PRIVATE_PROPS", "attr_type", "dn_text",
     "entry_attrs", "escape_value", "mapping_for", "missing_defaults", "norm_dn",
     "parse_dn", "property_from_text", "property_text", "props_from_attrs", "rdn_attr",
