@@ -359,6 +359,16 @@ class Connection:
                                         name=L.OID_NOTICE_OF_DISCONNECTION))
         self.abort(message)
 
+    async def drain(self) -> None:
+        """Until the peer has taken what is queued for it (asyncio's high-water mark),
+        at most the bounds' ``stall`` seconds; then the connection goes (a peer that
+        sends requests and never reads the answers holds no memory)."""
+        try:
+            await asyncio.wait_for(self.writer.drain(), self.server.config.limits.stall)
+        except TimeoutError:
+            self.abort(f"answers not taken for {self.server.config.limits.stall:g} s")
+            raise ConnectionResetError("stalled") from None
+
     async def run(self) -> None:
         buf = bytearray()
         try:
@@ -393,6 +403,8 @@ class Connection:
                     if await self.handle(msg):   # unbind (RFC 4511 §4.3), or worse
                         self.closed = True
                         break
+                    # back-pressure: no more requests read while the answers wait
+                    await self.drain()
         except (ConnectionError, OSError):
             pass
         finally:
@@ -633,7 +645,7 @@ class Connection:
                     if batch:
                         self.writer.write(b"".join(batch))
                         batch.clear()
-                    await self.writer.drain()
+                    await self.drain()
                     await asyncio.sleep(0)
                     if time.monotonic() - t0 > limit:
                         self._flush(batch)
