@@ -171,3 +171,57 @@ def test_password_binds_need_tls_off_loopback() -> None:
                        ("127.0.0.1", L.ResultCode.INVALID_CREDENTIALS)):
         reply = asyncio.run(answer(addr))
         assert isinstance(reply.op, L.Response) and reply.op.code == code, addr
+
+
+def test_time_and_size_limits_in_process() -> None:
+    """A subtree search past its timeLimit ends timeLimitExceeded (checked every BATCH
+    entries against the connection's clock), past its sizeLimit sizeLimitExceeded, with
+    the entries found until then."""
+    from netinfo.server import ldap as S
+    from netinfo.server.templates import populate_standard
+    db = Database(open_store("memory:"))
+    populate_standard(db.procedures)
+    db.commit()
+    server = LdapServer(db, LdapConfig("dc=t,dc=netinfo"))
+
+    def run(limit_s: int, size: int, tick: float) -> list[L.Message]:
+        async def go() -> bytes:
+            w = _Writer("127.0.0.1")
+            w.drain = _nothing   # type: ignore[attr-defined]
+            conn = Connection(server, asyncio.StreamReader(), w)   # type: ignore[arg-type]
+            now = [0.0]
+
+            def clock() -> float:
+                now[0] += tick
+                return now[0]
+            conn.clock = clock
+            op = L.SearchRequest("dc=t,dc=netinfo", 2, 0, size, limit_s, False,
+                                 L.Present("objectClass"), ("1.1",))
+            await conn._search(L.Message(7, op), op)
+            return w.out
+        out = asyncio.run(go())
+        msgs = []
+        while out:
+            n = S.ber.frame(out)
+            assert n is not None
+            msgs.append(L.decode_message(out[:n]))
+            out = out[n:]
+        return msgs
+
+    S.BATCH, old = 8, S.BATCH
+    try:
+        timed = run(1, 0, 0.3)
+        assert timed[-1].op == L.Response(L.SEARCH_DONE, L.ResultCode.TIME_LIMIT_EXCEEDED)
+        assert 0 < len(timed) - 1 < 8 * 4
+        sized = run(0, 5, 0.0)
+        assert sized[-1].op == L.Response(L.SEARCH_DONE, L.ResultCode.SIZE_LIMIT_EXCEEDED)
+        assert len(sized) == 6
+        whole = run(0, 0, 0.0)
+        assert whole[-1].op == L.Response(L.SEARCH_DONE, L.ResultCode.SUCCESS)
+        assert len(whole) > 30
+    finally:
+        S.BATCH = old
+
+
+async def _nothing() -> None:
+    return None

@@ -420,3 +420,36 @@ def test_nibindd_passes_the_ldap_options_to_its_tag(tmp_path: Path,
         assert "namingContexts: dc=network,dc=netinfo" in p.stdout, (p.stdout, p.stderr)
     finally:
         nb.stop()
+
+
+def test_fuzzed_pdus_never_stop_the_server(srv: Server) -> None:
+    """Mangled requests (bytes flipped, lengths cut) on their own connections: each is
+    answered or ends its session, and the server keeps answering (issue 22 item 6)."""
+    import random
+    port = int(srv.url.rsplit(":", 1)[1])
+    rng = random.Random(22)
+    samples = [
+        L.encode_message(L.Message(1, L.SearchRequest(
+            BASE, 2, 0, 5, 0, False, L.And((L.Present("uid"), L.Not(
+                L.Substrings("cn", b"a", (b"b",), None)))), ("cn",)),
+            (L.Control(L.OID_PAGED_RESULTS, True, L.encode_paged(2, b"")),))),
+        L.encode_message(L.Message(2, L.BindRequest(3, ROOT_DN, b"x"))),
+        L.encode_message(L.Message(3, L.ModifyRequest(ANN_DN, ((2, ("cn", (b"x",))),)))),
+        L.encode_message(L.Message(4, L.ExtendedRequest(
+            L.OID_PASSWD_MODIFY, L.encode_passwd_modify(ANN_DN, b"a", b"b")))),
+    ]
+    for i in range(120):
+        wire = bytearray(rng.choice(samples))
+        for _ in range(rng.randint(1, 3)):
+            wire[rng.randrange(len(wire))] = rng.randrange(256)
+        if i % 3 == 0:
+            wire = wire[:rng.randrange(1, len(wire))]
+        with socket.create_connection(("127.0.0.1", port), 10) as s:
+            s.sendall(bytes(wire))
+            s.shutdown(socket.SHUT_WR)
+            s.settimeout(10)
+            while s.recv(65536):
+                pass
+    assert srv.dns("(uid=ann)") == [ANN_DN]
+    assert srv.run("ldapwhoami", "-D", ROOT_DN, "-w", "secret").stdout.strip() == \
+        f"dn:{ROOT_DN}"
