@@ -48,7 +48,7 @@ PURE = frozenset({
     # the bounds on a listener's peers (both RPC servers hand it their connections)
     "netinfo.server.peers",
     # the LDAP front door's table, filters and views (issue 22)
-    "netinfo.server.rfc2307", "netinfo.server.ldapview",
+    "netinfo.server.rfc2307", "netinfo.server.ldapview", "netinfo.server.ldif",
 })
 
 #: The client library: I/O (sockets, asyncio), but never the tools above it.

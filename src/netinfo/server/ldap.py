@@ -44,8 +44,9 @@ from .ldapview import (
 )
 from .peers import PeerBounds, PeerLimits
 from .rfc2307 import (
-    MAPPINGS, PRIVATE_ATTRS, Attrs, DnError, attr_type, dn_text, entry_attrs, norm_dn, parse_dn,
-    property_from_text, props_from_attrs, rdn_attr,
+    MAPPINGS, PRIVATE_ATTRS, Attrs, DnError, attr_type, default_base, dn_of, dn_text,
+    entry_attrs,
+    norm_dn, parse_dn, property_from_text, props_from_attrs, rdn_attr,
 )
 from ..wire.protocol import Proc
 
@@ -86,12 +87,6 @@ class LdapError(Exception):
         self.code = code
         self.message = message
         self.matched = matched
-
-
-def default_base(tag: str) -> str:
-    """``--ldap-base``'s default: the tag as a ``dc`` under ``dc=netinfo``
-    (``network`` → ``dc=network,dc=netinfo``)."""
-    return dn_text((("dc", tag), ("dc", "netinfo")))
 
 
 @dataclass
@@ -189,8 +184,7 @@ class LdapServer:
         return path
 
     def _dn(self, path: tuple[str, ...]) -> str:
-        rel = tuple((rdn_attr(path[:i]), path[i - 1]) for i in range(len(path), 0, -1))
-        return dn_text(rel + self.base)
+        return dn_of(path, self.base)
 
     def resolve(self, path: tuple[str, ...]) -> tuple[int, Node]:
         """The directory at *path* in the live domain. :raises LdapError: noSuchObject

@@ -438,6 +438,19 @@ def props_from_attrs(path: Sequence[str], attrs: Iterable[tuple[str, Values]],
     return result
 
 
+def default_base(tag: str) -> str:
+    """``--ldap-base``'s default: the tag as a ``dc`` under ``dc=netinfo``
+    (``network`` → ``dc=network,dc=netinfo``)."""
+    return dn_text((("dc", tag), ("dc", "netinfo")))
+
+
+def dn_of(path: Sequence[str], base: DN) -> str:
+    """The DN of the directory at NetInfo *path* under *base*: its names as RDNs, most
+    specific first (``("users", "ann")`` → ``uid=ann,ou=users,BASE``)."""
+    rel = tuple((rdn_attr(path[:i]), path[i - 1]) for i in range(len(path), 0, -1))
+    return dn_text(rel + tuple(base))
+
+
 def missing_defaults(path: Sequence[str], props: Proplist) -> list[tuple[str, str]]:
     m = mapping_for(path)
     have = {k for k, _ in props}
@@ -577,6 +590,6 @@ __all__ = [
     "ATTRIBUTE_TYPES", "ATTRS_BY_LOWER", "AttrType", "Attrs", "CONTAINER_CLASSES", "Column",
     "DN", "DnError", "GENERIC_CLASSES", "MAPPINGS", "Mapping", "OWN_OID_ARC", "NIS_FIELDS",
     "OBJECT_CLASSES", "PASSTHROUGH", "PRIVATE_ATTRS", "PRIVATE_PROPS", "attr_type", "dn_text",
-    "entry_attrs", "escape_value", "mapping_for", "missing_defaults", "norm_dn",
-    "parse_dn", "property_from_text", "property_text", "props_from_attrs", "rdn_attr",
+    "default_base", "dn_of", "entry_attrs", "escape_value", "mapping_for", "missing_defaults",
+    "norm_dn", "parse_dn", "property_from_text", "property_text", "props_from_attrs", "rdn_attr",
 ]
