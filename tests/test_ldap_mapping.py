@@ -225,3 +225,42 @@ def test_time_and_size_limits_in_process() -> None:
 
 async def _nothing() -> None:
     return None
+
+
+def test_partial_messages_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A message begun and not finished within PARTIAL_TIMEOUT ends its session (with
+    the notice of disconnection); past PARTIAL_BUDGET for all connections together the
+    one holding the most is dropped (in process, real sockets on loopback)."""
+    from netinfo.server import ldap as S
+    monkeypatch.setattr(S, "PARTIAL_TIMEOUT", 0.5)
+    monkeypatch.setattr(S, "PARTIAL_BUDGET", 1000)
+    db = Database(open_store("memory:"))
+
+    async def go() -> tuple[bytes, bytes, bool]:
+        server = LdapServer(db, LdapConfig("dc=t,dc=netinfo"))
+        port = await server.listen("127.0.0.1", 0)
+        try:
+            head = bytes.fromhex("3084000f0000")   # announces 983,040 bytes
+            r1, w1 = await asyncio.open_connection("127.0.0.1", port)
+            w1.write(head + b"\x02" * 10)
+            await w1.drain()
+            slow = await asyncio.wait_for(r1.read(), 5)   # the timeout's notice, EOF
+            r2, w2 = await asyncio.open_connection("127.0.0.1", port)
+            r3, w3 = await asyncio.open_connection("127.0.0.1", port)
+            w2.write(head + b"\x02" * 400)
+            await w2.drain()
+            await asyncio.sleep(0.1)
+            w3.write(head + b"\x02" * 700)   # 1,112 in all: the biggest (this one) goes
+            await w3.drain()
+            big = await asyncio.wait_for(r3.read(), 5)
+            still = not r2.at_eof()
+            for w in (w1, w2, w3):
+                w.close()
+            return slow, big, still
+        finally:
+            await server.close()
+    slow, big, still = asyncio.run(go())
+    notice = L.decode_message(slow)
+    assert isinstance(notice.op, L.ExtendedResponse)
+    assert notice.op.name == L.OID_NOTICE_OF_DISCONNECTION
+    assert big == b"" and still

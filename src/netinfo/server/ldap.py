@@ -65,6 +65,14 @@ MAX_TIME_LIMIT = 600
 BATCH = 256
 #: Seconds a connection may stay silent with nothing in flight before it is closed.
 IDLE_TIMEOUT = 900
+#: Bytes of partly received messages all connections may hold together (netinfod's
+#: PARTIAL_BUDGET for NETINFO records, the same reasoning): past it the connection
+#: holding the most is dropped, so 1,024 peers each sending most of a 16 MiB message
+#: cannot make the server hold 16 GiB.
+PARTIAL_BUDGET = 64 * 1024 * 1024
+#: Seconds a message may take to arrive once begun (netinfod's PARTIAL_TIMEOUT): a peer
+#: trickling a byte at a time holds its connection no longer.
+PARTIAL_TIMEOUT = 30.0
 
 #: ni_status → LDAP result code (RFC 4511 Appendix A), for writes and lookups
 RESULT_OF_STATUS: dict[int, int] = {
@@ -125,6 +133,8 @@ class LdapServer:
         self.base_text = dn_text(self.base)
         self._servers: list[asyncio.AbstractServer] = []
         self.conns: set[Connection] = set()
+        #: bytes of partly received messages, all connections together
+        self.partial_bytes = 0
         # the one place the shared connection bounds are used (issue 22 item 6)
         self.bounds: PeerBounds[Connection] = PeerBounds(
             config.limits, drop=lambda c, why: c.abort(why), idle=lambda c: c.idle())
@@ -330,6 +340,9 @@ class Connection:
         self.ops: dict[int, asyncio.Task[None]] = {}
         self.paged: dict[bytes, _Paged] = {}
         self.closed = False
+        #: bytes of a message begun and not yet whole, and since when
+        self.partial = 0
+        self.partial_since = 0.0
         #: the clock search time limits are measured by (tests give their own)
         self.clock = time.monotonic
 
@@ -337,7 +350,20 @@ class Connection:
         return id(self)
 
     def idle(self) -> bool:
-        return not self.ops
+        return not self.ops and not self.partial
+
+    def _partial(self, held: int) -> None:
+        """This connection now holds *held* bytes of a message not yet whole; past
+        :data:`PARTIAL_BUDGET` for all together the connection holding the most goes."""
+        srv = self.server
+        srv.partial_bytes += held - self.partial
+        self.partial = held
+        if srv.partial_bytes > PARTIAL_BUDGET:
+            biggest = max(srv.conns, key=lambda c: c.partial, default=self)
+            biggest.abort(f"{biggest.partial} bytes of unfinished messages, "
+                          f"{srv.partial_bytes} in all")
+            srv.partial_bytes -= biggest.partial
+            biggest.partial = 0
 
     def abort(self, why: str) -> None:
         if not self.closed:
@@ -369,17 +395,27 @@ class Connection:
         buf = bytearray()
         try:
             while not self.closed:
+                if buf:
+                    wait: float | None = max(0.0, self.partial_since + PARTIAL_TIMEOUT
+                                             - time.monotonic())
+                else:
+                    wait = IDLE_TIMEOUT if not self.ops and not self.paged else None
                 try:
-                    data = await asyncio.wait_for(self.reader.read(65536), IDLE_TIMEOUT
-                                                  if not self.ops and not self.paged
-                                                  else None)
+                    data = await asyncio.wait_for(self.reader.read(65536), wait)
                 except TimeoutError:
-                    self.disconnect(L.ResultCode.UNAVAILABLE, "idle too long")
+                    self.disconnect(L.ResultCode.UNAVAILABLE, "a message took too long"
+                                    if buf else "idle too long")
                     break
                 if not data:
                     break
-                self.server.bounds.active(self, time.monotonic())
+                now = time.monotonic()
+                self.server.bounds.active(self, now)
+                if not buf:
+                    self.partial_since = now
                 buf += data
+                self._partial(len(buf))
+                if self.closed:
+                    break
                 while not self.closed:
                     try:
                         n = ber.frame(buf)
@@ -390,6 +426,9 @@ class Connection:
                         break
                     raw = bytes(buf[:n])
                     del buf[:n]
+                    self._partial(len(buf))
+                    if buf:
+                        self.partial_since = time.monotonic()
                     try:
                         msg = L.decode_message(raw)
                     except WireError as e:
@@ -404,6 +443,7 @@ class Connection:
         except (ConnectionError, OSError):
             pass
         finally:
+            self._partial(0)
             self.closed = True
             for t in self.ops.values():
                 t.cancel()
