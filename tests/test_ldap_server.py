@@ -484,3 +484,20 @@ def test_nidump_ldif_round_trip(srv: Server, tmp_path: Path) -> None:
             assert len(_blocks(mine)) >= 4
     finally:
         other.stop()
+
+
+def test_attributes_the_table_cannot_keep_are_refused(srv: Server) -> None:
+    """An attribute with nowhere to go is undefinedAttributeType, not silently dropped;
+    netinfoProperty carries any property."""
+    root = ("-D", ROOT_DN, "-w", "secret")
+    srv.run("ldapmodify", *root, stdin=f"""dn: {ANN_DN}
+changetype: modify
+add: telephoneNumber
+telephoneNumber: 555
+""", check=17)
+    srv.run("ldapmodify", *root, stdin=f"""dn: {ANN_DN}
+changetype: modify
+add: netinfoProperty
+netinfoProperty: phone=555
+""")
+    assert "phone: 555" in srv.tool("niutil", "-read", srv.domain, "/users/ann")

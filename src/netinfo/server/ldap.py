@@ -46,7 +46,7 @@ from .peers import PeerBounds, PeerLimits
 from .rfc2307 import (
     MAPPINGS, PRIVATE_ATTRS, Attrs, DnError, attr_type, default_base, dn_of, dn_text,
     entry_attrs,
-    norm_dn, parse_dn, property_from_text, props_from_attrs, rdn_attr,
+    norm_dn, parse_dn, property_from_text, props_from_attrs, rdn_attr, unknown_attrs,
 )
 from ..wire.protocol import Proc
 
@@ -156,6 +156,7 @@ class LdapServer:
             why = "not in trusted_networks"
         if why is not None:
             log.info("ldap: refusing %s: %s", peer[0], why)
+            self.bounds.forget(conn)
             writer.close()
             return
         self.conns.add(conn)
@@ -725,7 +726,7 @@ class Connection:
         self.send(msg.id, L.Response(L.SEARCH_DONE, L.ResultCode.SUCCESS), controls)
 
     def _flush(self, batch: list[bytes]) -> None:
-        if batch:
+        if batch and not self.closed:
             self.writer.write(b"".join(batch))
             batch.clear()
 
@@ -789,6 +790,7 @@ class Connection:
             pass
         else:
             raise LdapError(L.ResultCode.ENTRY_ALREADY_EXISTS)
+        _known(path, [a for a, _ in op.attributes], self.server.base[0][0])
         attrs = [(a, _hash_passwords(a, [v.decode("utf-8", "surrogateescape") for v in vs]))
                  for a, vs in op.attributes]
         props = props_from_attrs(path, attrs)
@@ -818,6 +820,7 @@ class Connection:
         oid, node = self.server.resolve(path)
         attrs = entry_attrs(path, node.props, self.server.base[0])
         rdn = rdn_attr(path).lower() if path else ""
+        _known(path, [a for _, (a, _) in op.changes], self.server.base[0][0])
         for kind, (name, raw) in op.changes:
             key = name.lower()
             values = _hash_passwords(name, [v.decode("utf-8", "surrogateescape")
@@ -877,6 +880,15 @@ class Connection:
         self.db.call(Proc.WRITE, self.caller, (NiId(oid, node.instance), props))
         self.db.commit()
         self._answer(msg, L.ResultCode.SUCCESS)
+
+
+def _known(path: tuple[str, ...], names: list[str], base_attr: str) -> None:
+    """:raises LdapError: undefinedAttributeType for an attribute the table cannot keep
+    (rather than accepting it and dropping it)."""
+    unknown = unknown_attrs(path, names, base_attr)
+    if unknown:
+        raise LdapError(L.ResultCode.UNDEFINED_ATTRIBUTE_TYPE,
+                        f"{unknown[0]}: not kept in this entry (use netinfoProperty)")
 
 
 def _safe_parse(dn: str) -> tuple[tuple[str, str], ...]:

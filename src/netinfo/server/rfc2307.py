@@ -29,7 +29,7 @@ doors never disagree on what a property means (:data:`NIS_FIELDS`).
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from ..model import Proplist
 
@@ -205,8 +205,8 @@ class Mapping:
     classes: tuple[str, ...]
     columns: tuple[Column, ...]
     derive: Callable[[dict[str, Values]], list[tuple[str, Values]]] | None = None
-    #: properties written when an entry is added without them (a new user's shell)
-    defaults: tuple[tuple[str, str], ...] = field(default=())
+    #: the attributes *derive* makes (accepted in a write, read back as the columns say)
+    derived: tuple[str, ...] = ()
 
 
 def _user_extra(p: dict[str, Values]) -> list[tuple[str, Values]]:
@@ -241,7 +241,7 @@ MAPPINGS: dict[str, Mapping] = {m.directory: m for m in (
         Column("userPassword", "passwd", True, _crypt_out, _crypt_in),
         Column("shadowLastChange", "change", True, _days_out, _days_in),
         Column("shadowExpire", "expire", True, _days_out, _days_in),
-    ), _user_extra),
+    ), _user_extra, ("cn", "sn")),
     Mapping("groups", "cn", ("top", "posixGroup"), (
         Column("cn", "name", first=True), Column("gidNumber", "gid", True),
         Column("memberUid", "users"),
@@ -269,7 +269,7 @@ MAPPINGS: dict[str, Mapping] = {m.directory: m for m in (
     )),
     Mapping("mounts", "cn", ("top", "automount", "netinfoDirectory"), (
         _NAME_CN, Column("automountKey", "dir", True),
-    ), _mount_extra),
+    ), _mount_extra, ("automountInformation",)),
     Mapping("netgroups", "cn", ("top", "nisNetgroup"), (
         _NAME_CN, Column("nisNetgroupTriple", "netgroup_triple"),
         Column("memberNisNetgroup", "netgroups"),
@@ -451,10 +451,24 @@ def dn_of(path: Sequence[str], base: DN) -> str:
     return dn_text(rel + tuple(base))
 
 
-def missing_defaults(path: Sequence[str], props: Proplist) -> list[tuple[str, str]]:
+def unknown_attrs(path: Sequence[str], names: Iterable[str],
+                  base_attr: str = "dc") -> list[str]:
+    """The attribute names of a write to the entry at *path* that the table cannot keep
+    (undefinedAttributeType): any but objectClass, netinfoProperty, the
+    :data:`PASSTHROUGH` ones, the naming attribute, and the row's columns and derived
+    attributes (``cn`` for generic entries, the base's naming attribute for the root)."""
+    ok = {"objectclass", "netinfoproperty", *PASSTHROUGH}
     m = mapping_for(path)
-    have = {k for k, _ in props}
-    return [] if m is None else [(k, v) for k, v in m.defaults if k not in have]
+    if not path:
+        ok.add(base_attr.lower())
+    elif m is not None:
+        ok.update(c.attr.lower() for c in m.columns)
+        ok.update(a.lower() for a in m.derived)
+        ok.add(m.rdn.lower())
+    else:
+        ok.add(rdn_attr(path).lower())
+        ok.add("cn")
+    return [n for n in names if n.lower() not in ok]
 
 
 # -- distinguished names (RFC 4514) ------------------------------------------------------------
@@ -590,6 +604,7 @@ __all__ = [
     "ATTRIBUTE_TYPES", "ATTRS_BY_LOWER", "AttrType", "Attrs", "CONTAINER_CLASSES", "Column",
     "DN", "DnError", "GENERIC_CLASSES", "MAPPINGS", "Mapping", "OWN_OID_ARC", "NIS_FIELDS",
     "OBJECT_CLASSES", "PASSTHROUGH", "PRIVATE_ATTRS", "PRIVATE_PROPS", "attr_type", "dn_text",
-    "default_base", "dn_of", "entry_attrs", "escape_value", "mapping_for", "missing_defaults",
-    "norm_dn", "parse_dn", "property_from_text", "property_text", "props_from_attrs", "rdn_attr",
+    "default_base", "dn_of", "entry_attrs", "escape_value", "mapping_for", "norm_dn",
+    "parse_dn", "property_from_text", "property_text", "props_from_attrs", "rdn_attr",
+    "unknown_attrs",
 ]
