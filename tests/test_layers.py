@@ -39,6 +39,8 @@ PURE = frozenset({
     "netinfo.wire.nibind",
     # the bounds every directory keeps, checked by tools and server alike
     "netinfo.wire.limits",
+    # LDAP's BER and messages (issue 22)
+    "netinfo.wire.ber", "netinfo.wire.ldap",
     "netinfo.storage", "netinfo.storage.memory", "netinfo.storage.nodes",
     "netinfo.storage.changes", "netinfo.storage.legacy", "netinfo.storage.cached",
     "netinfo.client", "netinfo.client.raw", "netinfo.client.flat",
@@ -48,6 +50,8 @@ PURE = frozenset({
     "netinfo.server.peers",
     # the NIS maps' table and line renderers (issue 21)
     "netinfo.server.nismaps",
+    # the LDAP front door's table, filters and views (issue 22)
+    "netinfo.server.rfc2307", "netinfo.server.ldapview", "netinfo.server.ldif",
 })
 
 #: The client library: I/O (sockets, asyncio), but never the tools above it.

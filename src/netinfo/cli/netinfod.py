@@ -34,8 +34,9 @@ from ..server.database import (
     open_database,
 )
 from ..server import nis as nis_door
-from ..server.nis_hierarchy import Ancestors
+from ..server.ldap import start_ldap
 from ..server.netinfod import NetInfoServer, ServerConfig, yp_program
+from ..server.nis_hierarchy import Ancestors
 from ..server.proctitle import name_process
 from ..server.replicator import MAX_COPY_BYTES, Replicator
 from ..server.service import ServerInfo
@@ -111,6 +112,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with --nis-domain: maps also hold the entries of the ancestor "
                         "domains that this domain does not define (nearest wins)")
     p.add_argument("-v", "--verbose", action="store_true", help="log more")
+    # the LDAP front door (issue 22; server/ldap.py)
+    p.add_argument("--ldap", metavar="ADDR:PORT",
+                   help="serve the domain over LDAP here (StartTLS with --ldap-cert)")
+    p.add_argument("--ldaps", metavar="ADDR:PORT", help="serve LDAP over TLS here")
+    p.add_argument("--ldap-cert", metavar="FILE", help="TLS certificate (PEM) for LDAP")
+    p.add_argument("--ldap-key", metavar="FILE", help="TLS private key (PEM) for LDAP")
+    p.add_argument("--ldap-base", metavar="DN",
+                   help="the domain's DN (default dc=TAG,dc=netinfo)")
     return p
 
 
@@ -235,6 +244,17 @@ async def _serve(args: argparse.Namespace, db: Database, info: ServerInfo,
     # bulk load (niload passwd, 30,000 users: 7.0 -> 4.4 s), for a few MB of cyclic garbage
     # at most between collections (docs/benchmarks.md, "Tools").
     gc.set_threshold(GC_YOUNG, 20, 10)
+    ldap = None
+    if args.ldap or args.ldaps:
+        try:
+            ldap, ldap_lines = await start_ldap(db, args.tag, args.ldap, args.ldaps,
+                                           args.ldap_cert, args.ldap_key, args.ldap_base)
+        except (OSError, ValueError) as e:   # ssl.SSLError is an OSError
+            print(f"{PROG}: cannot serve LDAP: {e}", file=sys.stderr)
+            await server.close()
+            return 2
+        for line in ldap_lines:
+            print(f"{PROG}: {args.tag} over {line}", file=sys.stderr, flush=True)
     print(f"{PROG}: serving {args.tag} udp={server.udp_port} tcp={server.tcp_port}",
           file=sys.stderr, flush=True)
     registered = await _register(args.tag, server.udp_port, server.tcp_port)
@@ -252,6 +272,8 @@ async def _serve(args: argparse.Namespace, db: Database, info: ServerInfo,
     await stop.wait()
     checker.cancel()
     await replicator.close()
+    if ldap is not None:
+        await ldap.close()
     if registered:
         await _unregister(args.tag)
     if nis is not None:

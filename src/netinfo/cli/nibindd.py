@@ -79,6 +79,12 @@ def build_parser() -> argparse.ArgumentParser:
                         f"(default {RPCBIND_SOCKET}), where libtirpc services such as "
                         "ypbind register; for a host where no rpcbind runs")
     p.add_argument("-v", "--verbose", action="store_true", help="log more")
+    # the LDAP front door of one tag's netinfod (issue 22; docs/ldap.md)
+    p.add_argument("--ldap-tag", metavar="TAG", default="network",
+                   help="the tag whose netinfod gets the --ldap* options (default network)")
+    for opt, meta in (("--ldap", "ADDR:PORT"), ("--ldaps", "ADDR:PORT"),
+                      ("--ldap-cert", "FILE"), ("--ldap-key", "FILE"), ("--ldap-base", "DN")):
+        p.add_argument(opt, metavar=meta, help=f"passed to netinfod --ldap-tag as {opt}")
     return p
 
 
@@ -169,6 +175,11 @@ async def serve(args: argparse.Namespace) -> int:
         nb.nis_domains.setdefault(tag, []).append(nisdomain)
     nb.nis_hierarchy = args.nis_hierarchy
     nb.rpcbind_socket = args.rpcbind_socket
+    nb.tag_args[args.ldap_tag] = [
+        part for opt in ("ldap", "ldaps", "ldap_cert", "ldap_key", "ldap_base")
+        if getattr(args, opt) is not None
+        for part in ("--" + opt.replace("_", "-"), os.path.abspath(getattr(args, opt))
+                     if opt in ("ldap_cert", "ldap_key") else getattr(args, opt))]
     try:
         await nb.claim_portmapper()
     except PortmapperTaken as e:

@@ -71,6 +71,8 @@ from .common import (
 )
 
 PROG = "nidump"
+#: the LDIF "format" (not a flat file: the whole domain through the RFC 2307 table)
+LDIF = "ldif"
 EXIT_USAGE = 1
 
 #: The usage text exactly as the original prints it, after no arguments and after an
@@ -83,6 +85,8 @@ options: -r (the operand is a directory path: dump that subtree in raw format),
          -t (the domain is <host>/<tag>; either before the operands or right before
              the domain), -T <timeout> (RPC timeout in seconds, default 30),
          --json (machine-readable output), --help (this text)
+format ldif: the whole domain as RFC 2307 LDIF under dc=TAG,dc=netinfo, what the
+         LDAP front door serves (docs/ldap.md), for slapadd or ldapadd
 """
 
 
@@ -101,7 +105,7 @@ class Options:
 
 def parse_args(args: list[str]) -> Options:
     """nidump's command line, in either order (module docstring). :raises UsageError:."""
-    s = scan_args(PROG, args, "r", "T", NIDUMP_FORMATS)
+    s = scan_args(PROG, args, "r", "T", (*NIDUMP_FORMATS, LDIF))
     o = Options(raw="r" in s.flags, tagged="t" in s.flags, json="--json" in s.flags,
                 help="--help" in s.flags, timeout=parse_timeout(s.values.get("T"), prog=PROG))
     if o.help:
@@ -115,7 +119,7 @@ def parse_args(args: list[str]) -> Options:
         if len(ops) < 2:
             raise UsageError()
         o.what, o.domain = ops[0], ops[1]
-    if not o.raw and (o.what not in FORMATS or not FORMATS[o.what].nidump):
+    if not o.raw and o.what != LDIF and (o.what not in FORMATS or not FORMATS[o.what].nidump):
         raise UsageError()   # the usage lists the known formats (Appendix B)
     return o
 
@@ -268,6 +272,23 @@ async def dump_flat(c: Client, o: Options) -> Callable[[], None]:
     return lambda: write_out(spec.to_text(records))
 
 
+async def dump_ldif(c: Client) -> Callable[[], None]:
+    """The domain as LDIF (issue 22 item 5; ``server/ldif``), written as it is made."""
+    from ..server.ldif import ldif_entries   # only here: nidump's start-up stays lean
+    from ..server.rfc2307 import default_base, parse_dn
+    tree = await dumps.read_subtree(c, "/")
+    if tree is None:
+        raise NiError(Status.NODIR)
+    base = parse_dn(default_base(getattr(c, "tag", None) or "local"))
+    out = BufferedOut()
+    try:
+        for record in ldif_entries(tree, base):
+            out.write(record)
+    finally:
+        out.flush()
+    return lambda: None
+
+
 async def _main(o: Options) -> int:
     # tools §2.1/§2.7: a domain that cannot be opened (a -t argument that does not parse
     # included: the original called usage() whenever do_open failed) prints the usage
@@ -276,11 +297,12 @@ async def _main(o: Options) -> int:
     try:
         c.timeout = c.write_timeout = o.timeout
         try:
-            show = await (dump_raw(c, o) if o.raw else dump_flat(c, o))
+            show = await (dump_raw(c, o) if o.raw else dump_ldif(c) if o.what == LDIF
+                          else dump_flat(c, o))
         except OutputFailed as e:
             raise e.error from None   # stdout failed, not the domain: guarded says so
         except (NiError, *COMM_ERRORS) as e:
-            where = o.what if o.raw else FORMATS[o.what].directory
+            where = o.what if o.raw else "/" if o.what == LDIF else FORMATS[o.what].directory
             raise ToolExit(EXIT_USAGE, f"{PROG}: can't read directory {where}: "
                            f"{error_text(e)}") from None
         show()

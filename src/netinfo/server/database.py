@@ -170,6 +170,13 @@ class Database:
         (:class:`SnapshotStream`, after :meth:`stream_room`)."""
         return self._service.source
 
+    def snapshot(self) -> NodeSource:
+        """A read-only view of the domain as it is now, that later writes do not change
+        (a WAL read transaction, or a copy-on-write view): what a door's long
+        enumeration reads (an LDAP search) without holding writers off. The caller
+        closes it; it counts against no stream bound (see :meth:`stream_room`)."""
+        return self._service.snapshot()
+
     def stream_room(self, addr: str, privileged: bool) -> Status | None:
         """Room for one more snapshot stream from *addr* (None), or the status to
         answer: the bounds every enumeration shares (READALL, big LIST/LISTALL, YP ALL,

@@ -299,6 +299,8 @@ class Nibindd:
         self.nis_hierarchy = False
         #: serve rpcbind's local socket at this path with the embedded portmapper
         self.rpcbind_socket: str | None = None
+        #: arguments for one tag's netinfod only (nibindd --ldap* → its --ldap-tag)
+        self.tag_args: dict[str, list[str]] = {}
         self.own = local_addresses()
         self.own_set = frozenset(self.own)
         self._closing = False
@@ -474,7 +476,8 @@ class Nibindd:
         if nis and self.nis_hierarchy:
             nis.append("--nis-hierarchy")
         cmd = [sys.executable, "-m", "netinfo.cli.netinfod", "--dir", str(self.directory),
-               "--bind", self.bind, *self.netinfod_args, *nis, *extra, tag]
+               "--bind", self.bind, *self.netinfod_args, *nis, *self.tag_args.get(tag, ()),
+               *extra, tag]
         child.proc = await asyncio.create_subprocess_exec(*cmd, env=env,
                                                           stdin=asyncio.subprocess.DEVNULL)
         child.watcher = asyncio.ensure_future(self._watch(child, child.proc))

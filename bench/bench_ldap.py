@@ -1,0 +1,136 @@
+"""LDAP front door: equality searches per second (issue 22 "Measure").
+
+Usage: python bench/bench_ldap.py [--users 10000] [--seconds 5] [--clients 1 4]
+
+Starts ``netinfod -m --ldap`` on loopback with N users (niload passwd), then runs 1 and 4
+client processes, each on one connection sending nslcd's search
+``(&(objectClass=posixAccount)(uid=NAME))`` for random users, one at a time (a search,
+its entry and its result, then the next), for ``--seconds``; prints searches per second
+in all. Also a subtree scan (every entry of the domain, paged by 1000) and a simple bind
+rate. The clients use this project's codec (wire/ldap); slapd comparisons (C clients
+over libldap) are for the peers' harness, not here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing
+import os
+import random
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from bench_scale import free_port
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "src"))
+
+from netinfo.wire import ber  # noqa: E402
+from netinfo.wire import ldap as L  # noqa: E402
+
+BASE = "dc=bench,dc=netinfo"
+
+
+def _read_until_done(s: socket.socket, buf: bytearray) -> int:
+    entries = 0
+    while True:
+        n = ber.frame(buf)
+        if n is None:
+            data = s.recv(1 << 16)
+            if not data:
+                raise ConnectionError("closed")
+            buf += data
+            continue
+        m = L.decode_message(bytes(buf[:n]))
+        del buf[:n]
+        if isinstance(m.op, L.SearchEntry):
+            entries += 1
+        elif isinstance(m.op, L.Response):
+            return entries
+
+
+def _client(port: int, users: int, seconds: float, out: multiprocessing.Queue) -> None:
+    s = socket.create_connection(("127.0.0.1", port))
+    buf = bytearray()
+    n = 0
+    rng = random.Random(os.getpid())
+    deadline = time.perf_counter() + seconds
+    while time.perf_counter() < deadline:
+        name = f"u{rng.randrange(users)}".encode()
+        req = L.Message(n + 1, L.SearchRequest(BASE, 2, 0, 0, 0, False, L.And((
+            L.Compare(L.F_EQUAL, "objectClass", b"posixAccount"),
+            L.Compare(L.F_EQUAL, "uid", name))), ()))
+        s.sendall(L.encode_message(req))
+        if _read_until_done(s, buf) != 1:
+            raise RuntimeError("lookup missed")
+        n += 1
+    out.put(n)
+
+
+def rate(port: int, users: int, seconds: float, clients: int) -> float:
+    q: multiprocessing.Queue = multiprocessing.Queue()
+    ps = [multiprocessing.Process(target=_client, args=(port, users, seconds, q))
+          for _ in range(clients)]
+    for p in ps:
+        p.start()
+    total = sum(q.get() for _ in ps)
+    for p in ps:
+        p.join()
+    return total / seconds
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--users", type=int, default=10000)
+    ap.add_argument("--seconds", type=float, default=5.0)
+    ap.add_argument("--clients", type=int, nargs="+", default=[1, 4])
+    o = ap.parse_args()
+    with tempfile.TemporaryDirectory() as d:
+        (Path(d) / "pw").write_text("secret\n")
+        port, lport = free_port(), free_port()
+        env = dict(os.environ, PYTHONPATH=str(ROOT / "src"))
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "netinfo.cli.netinfod", "--dir", d, "--port", str(port),
+             "-m", "--populate", "--root-password-file", str(Path(d) / "pw"), "--ldap",
+             f"127.0.0.1:{lport}", "bench"], env=env, stderr=subprocess.PIPE, text=True)
+        try:
+            assert proc.stderr is not None
+            while "serving" not in proc.stderr.readline():
+                pass
+            lines = "".join(f"u{i}:*:{10000 + i}:20::0:0:User {i}:/home/u{i}:/bin/sh\n"
+                            for i in range(o.users))
+            subprocess.run([sys.executable, "-m", "netinfo.cli.niload", "-u", "root", "-P",
+                            "secret", "passwd", f"bench@127.0.0.1:{port}"], input=lines,
+                           text=True, env=env, check=True)
+            print(f"{o.users} users")
+            for c in o.clients:
+                per_second = rate(lport, o.users, o.seconds, c)
+                print(f"  equality search, {c} client(s): {per_second:,.0f}/s")
+            s = socket.create_connection(("127.0.0.1", lport))
+            t0 = time.perf_counter()
+            s.sendall(L.encode_message(L.Message(1, L.SearchRequest(
+                BASE, 2, 0, 0, 0, False, L.Present("objectClass"), ()))))
+            got = _read_until_done(s, bytearray())
+            dt = time.perf_counter() - t0
+            print(f"  subtree scan: {got} entries in {dt:.2f} s ({got / dt:,.0f} entries/s)")
+            t0 = time.perf_counter()
+            for i in range(200):
+                s.sendall(L.encode_message(L.Message(10 + i, L.BindRequest(
+                    3, f"uid=root,ou=users,{BASE}", b"secret"))))
+                buf = bytearray()
+                while ber.frame(buf) is None:
+                    buf += s.recv(4096)
+            print(f"  simple binds (SHA-512 crypt, plain loopback): "
+                  f"{200 / (time.perf_counter() - t0):,.0f}/s")
+        finally:
+            proc.terminate()
+            proc.wait()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1002 @@
+"""The LDAP front door (issue 22): LDAPv3 over TCP inside netinfod, reading and writing the
+domain through its :class:`~netinfo.server.database.Database` as an RFC 2307 directory
+(the table in :mod:`rfc2307`, filters and selection in :mod:`ldapview`).
+
+* Binds: anonymous, or simple with a user's DN (``uid=NAME,ou=users,BASE``) through the
+  domain's one :class:`~netinfo.server.auth.Authenticator` and its failure limiter; a
+  password bind on a connection without TLS is refused (confidentialityRequired) unless
+  the peer is on loopback (RFC 4513 §5.1.2 lets a server require it; SSSD expects it).
+* Reads: base searches and searches the filter narrows to one mapped directory by an
+  equality (nslcd's ``(&(objectClass=posixAccount)(uid=NAME))``) read the live domain
+  through its indexed LOOKUP; other one-level and subtree searches walk a snapshot of the
+  domain (``DirectoryService.snapshot``), a batch of entries at a time, so writes go on
+  meanwhile and other connections are answered in between.
+* Writes (add, delete, modify, modrdn, password modify) are NETINFO procedures run through
+  ``Database.call`` as the bound user (so ``_writers`` decides, spec §10.4) and committed
+  at once: recorded, replicated and told to subscribers like any write.
+* Bounds: connections under :class:`~netinfo.server.peers.PeerBounds`, messages under
+  ``ber.MAX_MESSAGE``, :data:`MAX_OPS_PER_CONN` operations and :data:`MAX_PAGED` paged
+  searches in flight per connection, :data:`MAX_TIME_LIMIT` seconds a search.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import secrets
+import ssl
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+from ..errors import NiError, Status, StorageError, WireError
+from ..model import NiId, Proplist
+from ..passwords import hash_password
+from ..storage.changes import Caller
+from ..storage.nodes import Node, NodeSource
+from ..wire import ber
+from ..wire import ldap as L
+from .auth import is_loopback
+from .database import Database
+from .ldapview import (
+    SCHEMA_DN, equality_terms, evaluate, root_dse, schema_entry, select, uses_dn_attributes,
+)
+from .peers import PeerBounds, PeerLimits
+from .rfc2307 import (
+    MAPPINGS, PRIVATE_ATTRS, Attrs, DnError, attr_type, default_base, dn_of, dn_text,
+    entry_attrs,
+    norm_dn, parse_dn, property_from_text, props_from_attrs, rdn_attr, unknown_attrs,
+)
+from ..wire.protocol import Proc
+
+log = logging.getLogger("netinfo.ldap")
+
+#: Operations (searches, mostly) one connection may have in flight: SSSD keeps a handful;
+#: past it a request is answered busy (RFC 4511 §4.1.9 busy: "too busy to perform").
+MAX_OPS_PER_CONN = 16
+#: Paged searches (RFC 2696) a connection may leave open between pages; the oldest is
+#: dropped past it (its next page: unwillingToPerform, as §3 allows for a stale cookie).
+MAX_PAGED = 4
+#: Seconds a search may run, whatever its timeLimit asks (0 = none): the snapshot it
+#: reads is held that long at most (server.STREAM_TIMEOUT plays that part for READALL).
+MAX_TIME_LIMIT = 600
+#: Entries a search examines between two yields to the event loop.
+BATCH = 256
+#: Seconds a connection may stay silent with nothing in flight before it is closed.
+IDLE_TIMEOUT = 900
+#: Bytes of partly received messages all connections may hold together (netinfod's
+#: PARTIAL_BUDGET for NETINFO records, the same reasoning): past it the connection
+#: holding the most is dropped, so 1,024 peers each sending most of a 16 MiB message
+#: cannot make the server hold 16 GiB.
+PARTIAL_BUDGET = 64 * 1024 * 1024
+#: Seconds a message may take to arrive once begun (netinfod's PARTIAL_TIMEOUT): a peer
+#: trickling a byte at a time holds its connection no longer.
+PARTIAL_TIMEOUT = 30.0
+
+#: ni_status → LDAP result code (RFC 4511 Appendix A), for writes and lookups
+RESULT_OF_STATUS: dict[int, int] = {
+    Status.NODIR: L.ResultCode.NO_SUCH_OBJECT, Status.PERM: L.ResultCode.INSUFFICIENT_ACCESS_RIGHTS,
+    Status.AUTHERROR: L.ResultCode.INVALID_CREDENTIALS,
+    Status.NOUSER: L.ResultCode.INVALID_CREDENTIALS,
+    Status.RDONLY: L.ResultCode.UNWILLING_TO_PERFORM, Status.STALE: L.ResultCode.BUSY,
+    Status.NOSPACE: L.ResultCode.ADMIN_LIMIT_EXCEEDED,
+    Status.ALIVE: L.ResultCode.ENTRY_ALREADY_EXISTS,
+    Status.NOTEMPTY: L.ResultCode.NOT_ALLOWED_ON_NON_LEAF,
+    Status.MASTERBUSY: L.ResultCode.BUSY, Status.SERIAL: L.ResultCode.OTHER,
+}
+
+
+class LdapError(Exception):
+    """An operation's failure: its result code and message."""
+
+    def __init__(self, code: int, message: str = "", matched: str = "") -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.matched = matched
+
+
+@dataclass
+class LdapConfig:
+    base: str
+    #: for StartTLS on the plain port and for LDAPS
+    tls: ssl.SSLContext | None = None
+    limits: PeerLimits = field(default_factory=PeerLimits)
+
+
+#: one entry in scope: its NetInfo path (None for the rootDSE and the schema), DN,
+#: attributes, operational attributes
+Item = tuple[tuple[str, ...] | None, str, Attrs, Attrs]
+
+
+@dataclass
+class _Paged:
+    entries: Iterator[Item]
+    view: NodeSource | None
+    started: float
+
+    def close(self) -> None:
+        if self.view is not None:
+            self.view.close()
+            self.view = None
+
+
+class LdapServer:
+    """The listeners of one domain's LDAP front door and their connections."""
+
+    def __init__(self, db: Database, config: LdapConfig) -> None:
+        self.db = db
+        self.config = config
+        self.base = parse_dn(config.base)
+        self.base_norm = norm_dn(self.base)
+        self.base_text = dn_text(self.base)
+        self._servers: list[asyncio.AbstractServer] = []
+        self.conns: set[Connection] = set()
+        #: bytes of partly received messages, all connections together
+        self.partial_bytes = 0
+        # the one place the shared connection bounds are used (issue 22 item 6)
+        self.bounds: PeerBounds[Connection] = PeerBounds(
+            config.limits, drop=lambda c, why: c.abort(why), idle=lambda c: c.idle())
+
+    async def listen(self, host: str, port: int, ldaps: bool = False) -> int:
+        """Listen on *host*:*port* (0: any free port), LDAPS when *ldaps*; the port."""
+        if ldaps and self.config.tls is None:
+            raise ValueError("LDAPS needs a certificate and key")
+        srv = await asyncio.start_server(self._accept, host, port,
+                                         ssl=self.config.tls if ldaps else None)
+        self._servers.append(srv)
+        return int(srv.sockets[0].getsockname()[1])
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        conn = Connection(self, reader, writer)
+        peer = writer.get_extra_info("peername") or ("", 0)
+        why = self.bounds.admit(conn, peer[0], time.monotonic())
+        if why is None and not self.db.admits_tcp(peer[0], is_loopback(peer[0])):
+            why = "not in trusted_networks"
+        if why is not None:
+            log.info("ldap: refusing %s: %s", peer[0], why)
+            self.bounds.forget(conn)
+            writer.close()
+            return
+        self.conns.add(conn)
+        try:
+            await conn.run()
+        finally:
+            self.conns.discard(conn)
+            self.bounds.forget(conn)
+
+    async def close(self) -> None:
+        for srv in self._servers:
+            srv.close()
+        for c in list(self.conns):
+            c.abort("server stopping")
+        for srv in self._servers:
+            await srv.wait_closed()
+
+    # -- the directory as entries --------------------------------------------------------
+
+    def path_of(self, dn: str) -> tuple[str, ...] | None:
+        """The NetInfo path (names from the root) of an entry DN under the base, or None
+        when the DN is not under the base. :raises LdapError: invalidDNSyntax."""
+        try:
+            parsed = parse_dn(dn)
+        except DnError as e:
+            raise LdapError(L.ResultCode.INVALID_DN_SYNTAX, str(e)) from None
+        n = len(self.base)
+        if len(parsed) < n or norm_dn(parsed[len(parsed) - n:]) != self.base_norm:
+            return None
+        rel = parsed[:len(parsed) - n]
+        path = tuple(v for _, v in reversed(rel))
+        for i, (a, _) in enumerate(reversed(rel)):
+            if a.lower() != rdn_attr(path[:i + 1]).lower():
+                raise LdapError(L.ResultCode.NO_SUCH_OBJECT,
+                                f"{a} does not name entries here", self._dn(path[:i]))
+        return path
+
+    def _dn(self, path: tuple[str, ...]) -> str:
+        return dn_of(path, self.base)
+
+    def resolve(self, path: tuple[str, ...]) -> tuple[int, Node]:
+        """The directory at *path* in the live domain. :raises LdapError: noSuchObject
+        with the deepest existing entry as matchedDN."""
+        src = self.db.source
+        oid = 0
+        node = src.get(0)
+        assert node is not None
+        for i, name in enumerate(path):
+            try:
+                found, _ = self.db.call(Proc.LOOKUP, Caller(), (NiId(oid), "name", name))
+            except NiError:
+                raise LdapError(L.ResultCode.NO_SUCH_OBJECT, "",
+                                self._dn(path[:i])) from None
+            oid = found[0]
+            got = src.get(oid)
+            if got is None:
+                raise LdapError(L.ResultCode.NO_SUCH_OBJECT, "", self._dn(path[:i]))
+            node = got
+        return oid, node
+
+    def entry(self, path: tuple[str, ...], node: Node) -> Item:
+        """(path, DN, attributes, operational attributes) of the directory at *path*."""
+        dn = self._dn(path)
+        attrs = entry_attrs(path, node.props, self.base[0])
+        op: Attrs = {
+            "entrydn": ("entryDN", [dn]),
+            "subschemasubentry": ("subschemaSubentry", [SCHEMA_DN]),
+            "hassubordinates": ("hasSubordinates", ["TRUE" if node.children else "FALSE"]),
+        }
+        return path, dn, attrs, op
+
+    def walk(self, view: NodeSource, oid: int, node: Node, path: tuple[str, ...],
+             scope: int) -> Iterator[Item]:
+        """The entries of a one-level or subtree search from the directory at *path*,
+        depth first, read from *view*; directories without a name are skipped (their
+        entries would have no RDN)."""
+        if scope == L.Scope.SUB:
+            yield self.entry(path, node)
+        stack = [(node, path)]
+        while stack:
+            n, p = stack.pop()
+            kids = []
+            for _c, cn in view.children_of(n):
+                name = next((vs[0] for k, vs in cn.props if k == "name" and vs), None)
+                if name is None:
+                    continue
+                yield self.entry(p + (name,), cn)
+                if scope == L.Scope.SUB and cn.children:
+                    kids.append((cn, p + (name,)))
+            stack.extend(reversed(kids))
+
+    def owner(self, path: tuple[str, ...], scope: int,
+              f: L.Filter) -> tuple[str, ...] | None:
+        """The one mapped directory (its path) whose children alone can match *f* in
+        this search's scope, by an equality every match needs (``_OWNERS``), or None."""
+        for attr, value in equality_terms(f):
+            d = _OWNERS.get((attr, value.lower() if attr == "objectclass" else ""))
+            if d is None:
+                continue
+            target = (d,)
+            if (path == () and scope == L.Scope.SUB) or (path == target and scope != L.Scope.BASE):
+                return target
+            return None
+        return None
+
+    def lookup(self, target: tuple[str, ...], poid: int,
+               f: L.Filter) -> Iterator[Item] | None:
+        """The children of *target* an equality on a plain column names, through the
+        domain's indexed LOOKUP (nslcd's ``uid=NAME``, SSSD's ``memberUid=NAME``), or None
+        when no equality of *f* is on such a column."""
+        m = MAPPINGS[target[0]]
+        for attr, value in equality_terms(f):   # noqa: B007 (value used after the loop)
+            col = next((c for c in m.columns if c.attr.lower() == attr and c.out is None),
+                       None)
+            if col is not None:
+                break
+        else:
+            return None
+        # LOOKUP matches exactly; a case-ignore attribute (uid, cn) is also looked up in
+        # lower case, the way names are conventionally written (a mixed-case name is
+        # found by its own spelling or by lower case only: issue 22 notes)
+        tries = [value]
+        if attr_type(col.attr).equality == "ci" and value.lower() != value:
+            tries.append(value.lower())
+        found: list[int] = []
+        for v in tries:
+            try:
+                found, _ = self.db.call(Proc.LOOKUP, Caller(), (NiId(poid), col.prop, v))
+                break
+            except NiError:
+                continue
+        src = self.db.source
+
+        def entries() -> Iterator[Item]:
+            for oid in found:
+                n = src.get(oid)
+                if n is None:   # destroyed since
+                    continue
+                name = next((vs[0] for k, vs in n.props if k == "name" and vs), None)
+                if name is not None:
+                    yield self.entry(target + (name,), n)
+        return entries()
+
+
+def _owners() -> dict[tuple[str, str], str]:
+    """(attribute, value) → the one mapped directory whose entries alone can match an
+    equality on it: ``objectClass`` values of one row only, and attributes one row
+    alone carries (value ""; generic entries carry only cn, ou, dc and
+    netinfoProperty)."""
+    classes: dict[str, list[str]] = {}
+    attrs: dict[str, list[str]] = {}
+    for m in MAPPINGS.values():
+        for c in m.classes:
+            classes.setdefault(c.lower(), []).append(m.directory)
+        for col in m.columns:
+            attrs.setdefault(col.attr.lower(), []).append(m.directory)
+    out = {("objectclass", c): ds[0] for c, ds in classes.items()
+           if len(ds) == 1 and c not in ("top", "netinfodirectory")}
+    out.update({(a, ""): ds[0] for a, ds in attrs.items() if len(ds) == 1 and a != "cn"})
+    return out
+
+
+_OWNERS = _owners()
+
+
+class Connection:
+    """One client connection: reads messages in order, runs each (searches as tasks that
+    abandon can cancel), writes responses."""
+
+    def __init__(self, server: LdapServer, reader: asyncio.StreamReader,
+                 writer: asyncio.StreamWriter) -> None:
+        self.server = server
+        self.db = server.db
+        self.reader = reader
+        self.writer = writer
+        peer = writer.get_extra_info("peername") or ("", 0)
+        self.addr: str = peer[0]
+        self.port: int = peer[1]
+        self.tls = writer.get_extra_info("sslcontext") is not None
+        self.caller = Caller(self.addr, self.port)
+        self.bound_dn = ""
+        self.ops: dict[int, asyncio.Task[None]] = {}
+        self.paged: dict[bytes, _Paged] = {}
+        self.closed = False
+        #: bytes of a message begun and not yet whole, and since when
+        self.partial = 0
+        self.partial_since = 0.0
+        #: the clock search time limits are measured by (tests give their own)
+        self.clock = time.monotonic
+
+    def __hash__(self) -> int:
+        return id(self)
+
+    def idle(self) -> bool:
+        return not self.ops and not self.partial
+
+    def _partial(self, held: int) -> None:
+        """This connection now holds *held* bytes of a message not yet whole; past
+        :data:`PARTIAL_BUDGET` for all together the connection holding the most goes."""
+        srv = self.server
+        srv.partial_bytes += held - self.partial
+        self.partial = held
+        if srv.partial_bytes > PARTIAL_BUDGET:
+            biggest = max(srv.conns, key=lambda c: c.partial, default=self)
+            biggest.abort(f"{biggest.partial} bytes of unfinished messages, "
+                          f"{srv.partial_bytes} in all")
+            srv.partial_bytes -= biggest.partial
+            biggest.partial = 0
+
+    def abort(self, why: str) -> None:
+        if not self.closed:
+            log.info("ldap: closing %s:%d: %s", self.addr, self.port, why)
+        self.closed = True
+        self.writer.close()
+
+    def send(self, msgid: int, op: L.Operation, controls: tuple[L.Control, ...] = ()) -> None:
+        if not self.closed:
+            self.writer.write(L.encode_message(L.Message(msgid, op, controls)))
+
+    def disconnect(self, code: int, message: str) -> None:
+        """The notice of disconnection (RFC 4511 §4.4.1), then close."""
+        self.send(0, L.ExtendedResponse(code, "", message,
+                                        name=L.OID_NOTICE_OF_DISCONNECTION))
+        self.abort(message)
+
+    async def drain(self) -> None:
+        """Until the peer has taken what is queued for it (asyncio's high-water mark),
+        at most the bounds' ``stall`` seconds; then the connection goes (a peer that
+        sends requests and never reads the answers holds no memory)."""
+        try:
+            await asyncio.wait_for(self.writer.drain(), self.server.config.limits.stall)
+        except TimeoutError:
+            self.abort(f"answers not taken for {self.server.config.limits.stall:g} s")
+            raise ConnectionResetError("stalled") from None
+
+    async def run(self) -> None:
+        buf = bytearray()
+        try:
+            while not self.closed:
+                if buf:
+                    wait: float | None = max(0.0, self.partial_since + PARTIAL_TIMEOUT
+                                             - time.monotonic())
+                else:
+                    wait = IDLE_TIMEOUT if not self.ops and not self.paged else None
+                try:
+                    data = await asyncio.wait_for(self.reader.read(65536), wait)
+                except TimeoutError:
+                    self.disconnect(L.ResultCode.UNAVAILABLE, "a message took too long"
+                                    if buf else "idle too long")
+                    break
+                if not data:
+                    break
+                now = time.monotonic()
+                self.server.bounds.active(self, now)
+                if not buf:
+                    self.partial_since = now
+                buf += data
+                self._partial(len(buf))
+                if self.closed:
+                    break
+                while not self.closed:
+                    try:
+                        n = ber.frame(buf)
+                    except WireError as e:
+                        self.disconnect(L.ResultCode.PROTOCOL_ERROR, str(e))
+                        break
+                    if n is None:
+                        break
+                    raw = bytes(buf[:n])
+                    del buf[:n]
+                    self._partial(len(buf))
+                    if buf:
+                        self.partial_since = time.monotonic()
+                    try:
+                        msg = L.decode_message(raw)
+                    except WireError as e:
+                        # RFC 4511 §4.1.1: a PDU that does not decode ends the session
+                        self.disconnect(L.ResultCode.PROTOCOL_ERROR, str(e))
+                        break
+                    if await self.handle(msg):   # unbind (RFC 4511 §4.3), or worse
+                        self.closed = True
+                        break
+                    # back-pressure: no more requests read while the answers wait
+                    await self.drain()
+        except (ConnectionError, OSError):
+            pass
+        finally:
+            self._partial(0)
+            self.closed = True
+            for t in self.ops.values():
+                t.cancel()
+            for p in self.paged.values():
+                p.close()
+            self.paged.clear()
+            self.writer.close()
+
+    # -- dispatch ------------------------------------------------------------------------
+
+    async def handle(self, msg: L.Message) -> bool:
+        """Run one request; True when the connection is to end."""
+        op = msg.op
+        if isinstance(op, L.UnbindRequest):
+            return True
+        if isinstance(op, L.AbandonRequest):
+            task = self.ops.pop(op.id, None)
+            if task is not None:
+                task.cancel()
+            return False
+        for c in msg.controls:
+            if c.critical and c.oid not in _CONTROLS.get(type(op), ()):
+                self._answer(msg, L.ResultCode.UNAVAILABLE_CRITICAL_EXTENSION,
+                             f"control {c.oid} not supported")
+                return False
+        if isinstance(op, L.ExtendedRequest) and op.name == L.OID_STARTTLS:
+            await self.start_tls(msg)
+            return False
+        if isinstance(op, L.SearchRequest):
+            if len(self.ops) >= MAX_OPS_PER_CONN:
+                self._answer(msg, L.ResultCode.BUSY, "too many operations in flight")
+                return False
+            task = asyncio.ensure_future(self.search(msg, op))
+            self.ops[msg.id] = task
+            task.add_done_callback(self._done(msg.id))
+            return False
+        handler = _HANDLERS.get(type(op))
+        if handler is None:
+            self._answer(msg, L.ResultCode.PROTOCOL_ERROR, "not a request")
+            return isinstance(op, L.Response | L.SearchEntry | L.ExtendedResponse)
+        try:
+            handler(self, msg)
+        except LdapError as e:
+            self._answer(msg, e.code, e.message, e.matched)
+        except NiError as e:
+            self._answer(msg, RESULT_OF_STATUS.get(e.status, L.ResultCode.OTHER), str(e))
+        except StorageError as e:
+            log.error("ldap: %s", e)
+            self._answer(msg, L.ResultCode.UNAVAILABLE, "the domain could not be written")
+        return False
+
+    def _done(self, msgid: int) -> Callable[[asyncio.Task[None]], None]:
+        def forget(_task: asyncio.Task[None]) -> None:
+            self.ops.pop(msgid, None)
+        return forget
+
+    def _answer(self, msg: L.Message, code: int, message: str = "", matched: str = "") -> None:
+        """The response to *msg* carrying only a result."""
+        op = msg.op
+        if isinstance(op, L.ExtendedRequest):
+            self.send(msg.id, L.ExtendedResponse(code, matched, message))
+            return
+        self.send(msg.id, L.Response(_RESPONSE.get(type(op), L.BIND_RESPONSE), code,
+                                     matched, message))
+
+    # -- bind, StartTLS, Who am I? -------------------------------------------------------
+
+    def bind(self, msg: L.Message) -> None:
+        op = msg.op
+        assert isinstance(op, L.BindRequest)
+        self.caller = Caller(self.addr, self.port)
+        self.bound_dn = ""
+        if op.version != 3:
+            raise LdapError(L.ResultCode.PROTOCOL_ERROR, "only LDAPv3 is supported")
+        if op.mechanism is not None:
+            raise LdapError(L.ResultCode.AUTH_METHOD_NOT_SUPPORTED, "no SASL mechanisms")
+        password = op.password or b""
+        if not password:
+            if op.name:   # RFC 4513 §5.1.2: unauthenticated binds refused by default
+                raise LdapError(L.ResultCode.UNWILLING_TO_PERFORM,
+                                "unauthenticated bind (DN without password) refused")
+            self._answer(msg, L.ResultCode.SUCCESS)
+            return
+        if not self.tls and not is_loopback(self.addr):
+            raise LdapError(L.ResultCode.CONFIDENTIALITY_REQUIRED,
+                            "password binds need TLS (use StartTLS or LDAPS)")
+        path = self.server.path_of(op.name)
+        if path is None or len(path) != 2 or path[0] != "users":
+            raise LdapError(L.ResultCode.INVALID_CREDENTIALS, "")
+        try:
+            self.caller = self.db.authenticator.authenticate(
+                path[1], password.decode("utf-8", "surrogateescape"), self.caller)
+        except NiError:
+            raise LdapError(L.ResultCode.INVALID_CREDENTIALS, "") from None
+        self.bound_dn = self.server._dn(path)
+        self._answer(msg, L.ResultCode.SUCCESS)
+
+    async def start_tls(self, msg: L.Message) -> None:
+        ctx = self.server.config.tls
+        if ctx is None or self.tls:
+            self.send(msg.id, L.ExtendedResponse(
+                L.ResultCode.UNAVAILABLE if ctx is None else L.ResultCode.OPERATIONS_ERROR,
+                "", "TLS not available" if ctx is None else "TLS already started"))
+            return
+        if self.ops:
+            self.send(msg.id, L.ExtendedResponse(L.ResultCode.OPERATIONS_ERROR, "",
+                                                 "operations in flight"))
+            return
+        self.send(msg.id, L.ExtendedResponse(L.ResultCode.SUCCESS, name=L.OID_STARTTLS))
+        await self.writer.drain()
+        try:
+            await self.writer.start_tls(ctx)
+        except (ssl.SSLError, ConnectionError, OSError) as e:
+            self.abort(f"TLS handshake failed: {e}")
+            return
+        self.tls = True
+
+    def extended(self, msg: L.Message) -> None:
+        op = msg.op
+        assert isinstance(op, L.ExtendedRequest)
+        if op.name == L.OID_WHOAMI:
+            authz = f"dn:{self.bound_dn}" if self.bound_dn else ""
+            self.send(msg.id, L.ExtendedResponse(L.ResultCode.SUCCESS,
+                                                 value=authz.encode()))
+        elif op.name == L.OID_PASSWD_MODIFY:
+            self.passwd_modify(msg, op)
+        else:
+            raise LdapError(L.ResultCode.PROTOCOL_ERROR, f"unknown extended operation {op.name}")
+
+    def passwd_modify(self, msg: L.Message, op: L.ExtendedRequest) -> None:
+        """RFC 3062: the user's ``passwd`` set to a crypt string of the new password, as
+        nipasswd does (WRITEPROP, or CREATEPROP when absent: ``_writers_passwd``
+        decides); a generated one returned when none is given."""
+        try:
+            user, _old, new = L.decode_passwd_modify(op.value)
+        except WireError as e:
+            raise LdapError(L.ResultCode.PROTOCOL_ERROR, str(e)) from None
+        if not self.tls and not is_loopback(self.addr):
+            raise LdapError(L.ResultCode.CONFIDENTIALITY_REQUIRED, "passwords need TLS")
+        dn = user if user is not None else self.bound_dn
+        if not dn:
+            raise LdapError(L.ResultCode.UNWILLING_TO_PERFORM, "no user named and none bound")
+        path = self.server.path_of(dn)
+        if path is None or len(path) != 2 or path[0] != "users":
+            raise LdapError(L.ResultCode.NO_SUCH_OBJECT, "not a user")
+        generated = None
+        if new is None:
+            generated = secrets.token_urlsafe(12)
+            new = generated.encode()
+        oid, node = self.server.resolve(path)
+        crypted = hash_password(new.decode("utf-8", "surrogateescape"))
+        nid = NiId(oid, node.instance)
+        at = next((i for i, (k, _) in enumerate(node.props) if k == "passwd"), -1)
+        if at >= 0:
+            self.db.call(Proc.WRITEPROP, self.caller, (nid, at, [crypted]))
+        else:
+            self.db.call(Proc.CREATEPROP, self.caller, (nid, ("passwd", [crypted]),
+                                                        len(node.props)))
+        self.db.commit()
+        self.send(msg.id, L.ExtendedResponse(
+            L.ResultCode.SUCCESS,
+            value=None if generated is None else L.encode_passwd_generated(new)))
+
+    # -- reads -----------------------------------------------------------------------------
+
+    def hidden(self, path: tuple[str, ...]) -> frozenset[str]:
+        """Attributes this reader may neither read nor filter on in the entry at *path*:
+        userPassword but for the superuser and the user's own entry."""
+        c = self.caller
+        if c.is_root or (c.user is not None and path == ("users", c.user)):
+            return frozenset()
+        return PRIVATE_ATTRS
+
+    def compare(self, msg: L.Message) -> None:
+        op = msg.op
+        assert isinstance(op, L.CompareRequest)
+        path = self.server.path_of(op.dn)
+        if path is None:
+            raise LdapError(L.ResultCode.NO_SUCH_OBJECT)
+        _, node = self.server.resolve(path)
+        _, _, attrs, _ = self.server.entry(path, node)
+        if op.attr.lower() in self.hidden(path):
+            raise LdapError(L.ResultCode.INSUFFICIENT_ACCESS_RIGHTS)
+        if op.attr.lower() not in attrs:
+            raise LdapError(L.ResultCode.NO_SUCH_ATTRIBUTE)
+        r = evaluate(L.Compare(L.F_EQUAL, op.attr, op.value), attrs)
+        if r is None:
+            raise LdapError(L.ResultCode.INVALID_ATTRIBUTE_SYNTAX)
+        self._answer(msg, L.ResultCode.COMPARE_TRUE if r else L.ResultCode.COMPARE_FALSE)
+
+    async def search(self, msg: L.Message, op: L.SearchRequest) -> None:
+        try:
+            await self._search(msg, op)
+        except LdapError as e:
+            self.send(msg.id, L.Response(L.SEARCH_DONE, e.code, e.matched, e.message))
+        except NiError as e:
+            self.send(msg.id, L.Response(L.SEARCH_DONE, RESULT_OF_STATUS.get(
+                e.status, L.ResultCode.OTHER), "", str(e)))
+        except asyncio.CancelledError:
+            pass   # abandoned: no response (RFC 4511 §4.11)
+        except (ConnectionError, OSError):
+            self.abort("connection lost")
+
+    async def _search(self, msg: L.Message, op: L.SearchRequest) -> None:
+        page = next((c for c in msg.controls if c.oid == L.OID_PAGED_RESULTS), None)
+        size, cookie = 0, b""
+        if page is not None:
+            try:
+                size, cookie = L.decode_paged(page.value)
+            except WireError as e:
+                raise LdapError(L.ResultCode.PROTOCOL_ERROR, str(e)) from None
+        t0 = self.clock()
+        limit = min(op.time_limit or MAX_TIME_LIMIT, MAX_TIME_LIMIT)
+        if cookie:
+            state = self.paged.pop(cookie, None)
+            if state is None:
+                raise LdapError(L.ResultCode.UNWILLING_TO_PERFORM, "unknown paged cookie")
+            if size == 0:   # RFC 2696 §3: a size of zero abandons the paged search
+                state.close()
+                self.send(msg.id, L.Response(L.SEARCH_DONE, L.ResultCode.SUCCESS),
+                          (L.Control(L.OID_PAGED_RESULTS, False, L.encode_paged(0, b"")),))
+                return
+            t0 = state.started
+        else:
+            state = self._begin(op)
+        sent = 0
+        needs_dn = uses_dn_attributes(op.filter)
+        try:
+            batch: list[bytes] = []
+            examined = 0
+            more = False
+            for path, dn, attrs, opattrs in state.entries:
+                examined += 1
+                if examined % BATCH == 0:
+                    if batch:
+                        self.writer.write(b"".join(batch))
+                        batch.clear()
+                    await self.drain()
+                    await asyncio.sleep(0)
+                    if self.clock() - t0 > limit:
+                        self._flush(batch)
+                        self.send(msg.id, L.Response(L.SEARCH_DONE,
+                                                     L.ResultCode.TIME_LIMIT_EXCEEDED))
+                        state.close()
+                        return
+                hidden = self.hidden(path) if path is not None else PRIVATE_ATTRS
+                if evaluate(op.filter, attrs, hidden,
+                            _safe_parse(dn) if needs_dn else ()) is not True:
+                    continue
+                if op.size_limit and sent >= op.size_limit:
+                    self._flush(batch)
+                    self.send(msg.id, L.Response(L.SEARCH_DONE,
+                                                 L.ResultCode.SIZE_LIMIT_EXCEEDED))
+                    state.close()
+                    return
+                batch.append(L.encode_message(L.Message(msg.id, L.SearchEntry(
+                    dn, select(attrs, op.attributes, op.types_only, hidden, opattrs)))))
+                sent += 1
+                if page is not None and size and sent >= size:
+                    more = True
+                    break
+            self._flush(batch)
+        except BaseException:
+            state.close()
+            raise
+        controls: tuple[L.Control, ...] = ()
+        if page is not None:
+            next_cookie = b""
+            if more:
+                next_cookie = secrets.token_bytes(8)
+                while len(self.paged) >= MAX_PAGED:
+                    self.paged.pop(next(iter(self.paged))).close()
+                self.paged[next_cookie] = state
+            else:
+                state.close()
+            controls = (L.Control(L.OID_PAGED_RESULTS, False, L.encode_paged(0, next_cookie)),)
+        else:
+            state.close()
+        self.send(msg.id, L.Response(L.SEARCH_DONE, L.ResultCode.SUCCESS), controls)
+
+    def _flush(self, batch: list[bytes]) -> None:
+        if batch and not self.closed:
+            self.writer.write(b"".join(batch))
+            batch.clear()
+
+    def _begin(self, op: L.SearchRequest) -> _Paged:
+        """The entries in scope: the rootDSE, the schema, a base entry, LOOKUP's
+        candidates or a walk of a snapshot."""
+        srv = self.server
+        now = self.clock()
+        base = op.base.strip()
+        if base == "" and op.scope == L.Scope.BASE:
+            dse = root_dse(srv.base_text, srv.config.tls is not None and not self.tls)
+            return _Paged(iter([(None, "", dse, {})]), None, now)
+        if "".join(base.lower().split()) == "cn=subschema":
+            if op.scope != L.Scope.BASE:
+                return _Paged(iter(()), None, now)
+            return _Paged(iter([(None, SCHEMA_DN, schema_entry(), {})]), None, now)
+        path = srv.path_of(base)
+        if path is None:
+            raise LdapError(L.ResultCode.NO_SUCH_OBJECT, "not under this server's base",
+                            "")
+        oid, node = srv.resolve(path)
+        if op.scope == L.Scope.BASE:
+            return _Paged(iter([srv.entry(path, node)]), None, now)
+        scope = op.scope
+        owner = srv.owner(path, scope, op.filter)
+        if owner is not None:   # only one mapped directory's children can match
+            try:
+                oid, node = srv.resolve(owner)
+            except LdapError:
+                return _Paged(iter(()), None, now)
+            found = srv.lookup(owner, oid, op.filter)
+            if found is not None:
+                return _Paged(found, None, now)
+            path, scope = owner, L.Scope.ONE
+        view = self.db.snapshot()
+        try:
+            vnode = view.get(oid)
+            if vnode is None:
+                raise LdapError(L.ResultCode.NO_SUCH_OBJECT)
+            return _Paged(srv.walk(view, oid, vnode, path, scope), view, now)
+        except BaseException:
+            view.close()
+            raise
+
+    # -- writes ------------------------------------------------------------------------------
+
+    def _parent(self, dn: str) -> tuple[tuple[str, ...], int, Node]:
+        path = self.server.path_of(dn)
+        if path is None or not path:
+            raise LdapError(L.ResultCode.UNWILLING_TO_PERFORM, "not an entry of this domain")
+        poid, parent = self.server.resolve(path[:-1])
+        return path, poid, parent
+
+    def add(self, msg: L.Message) -> None:
+        op = msg.op
+        assert isinstance(op, L.AddRequest)
+        path, poid, parent = self._parent(op.dn)
+        try:
+            self.server.resolve(path)
+        except LdapError:
+            pass
+        else:
+            raise LdapError(L.ResultCode.ENTRY_ALREADY_EXISTS)
+        _known(path, [a for a, _ in op.attributes], self.server.base[0][0])
+        attrs = [(a, _hash_passwords(a, [v.decode("utf-8", "surrogateescape") for v in vs]))
+                 for a, vs in op.attributes]
+        props = props_from_attrs(path, attrs)
+        self.db.call(Proc.CREATE, self.caller, (NiId(poid, parent.instance), props,
+                                                len(parent.children)))
+        self.db.commit()
+        self._answer(msg, L.ResultCode.SUCCESS)
+
+    def delete(self, msg: L.Message) -> None:
+        op = msg.op
+        assert isinstance(op, L.DelRequest)
+        path, poid, parent = self._parent(op.dn)
+        oid, node = self.server.resolve(path)
+        if node.children:
+            raise LdapError(L.ResultCode.NOT_ALLOWED_ON_NON_LEAF)
+        self.db.call(Proc.DESTROY, self.caller, (NiId(poid, parent.instance),
+                                                 NiId(oid, node.instance)))
+        self.db.commit()
+        self._answer(msg, L.ResultCode.SUCCESS)
+
+    def modify(self, msg: L.Message) -> None:
+        op = msg.op
+        assert isinstance(op, L.ModifyRequest)
+        path = self.server.path_of(op.dn)
+        if path is None:
+            raise LdapError(L.ResultCode.NO_SUCH_OBJECT)
+        oid, node = self.server.resolve(path)
+        attrs = entry_attrs(path, node.props, self.server.base[0])
+        rdn = rdn_attr(path).lower() if path else ""
+        _known(path, [a for _, (a, _) in op.changes], self.server.base[0][0])
+        for kind, (name, raw) in op.changes:
+            key = name.lower()
+            values = _hash_passwords(name, [v.decode("utf-8", "surrogateescape")
+                                            for v in raw])
+            shown, have = attrs.get(key, (name, []))
+            if kind == L.ModOp.ADD:
+                new = have + [v for v in values if v not in have]
+            elif kind == L.ModOp.DELETE:
+                if values and not set(values) & set(have):
+                    raise LdapError(L.ResultCode.NO_SUCH_ATTRIBUTE, name)
+                new = [v for v in have if values and v not in values]
+            elif kind == L.ModOp.REPLACE:
+                new = values
+            else:
+                raise LdapError(L.ResultCode.UNWILLING_TO_PERFORM, "increment")
+            if key == rdn and path and path[-1] not in new:
+                raise LdapError(L.ResultCode.NOT_ALLOWED_ON_RDN)
+            if new:
+                attrs[key] = (shown, new)
+            else:
+                attrs.pop(key, None)
+        props = props_from_attrs(path, list(attrs.values()), node.props) if path else \
+            _root_props(attrs, node.props)
+        self.db.call(Proc.WRITE, self.caller, (NiId(oid, node.instance), props))
+        self.db.commit()
+        self._answer(msg, L.ResultCode.SUCCESS)
+
+    def modrdn(self, msg: L.Message) -> None:
+        op = msg.op
+        assert isinstance(op, L.ModDNRequest)
+        path, _poid, _parent = self._parent(op.dn)
+        if op.new_superior is not None:
+            sup = self.server.path_of(op.new_superior)
+            if sup != path[:-1]:
+                raise LdapError(L.ResultCode.UNWILLING_TO_PERFORM,
+                                "entries cannot move to another parent")
+        try:
+            rdn = parse_dn(op.new_rdn)
+        except DnError as e:
+            raise LdapError(L.ResultCode.INVALID_DN_SYNTAX, str(e)) from None
+        if len(rdn) != 1 or rdn[0][0].lower() != rdn_attr(path).lower():
+            raise LdapError(L.ResultCode.NAMING_VIOLATION, f"RDN must be {rdn_attr(path)}")
+        new_name = rdn[0][1]
+        try:
+            self.server.resolve(path[:-1] + (new_name,))
+        except LdapError:
+            pass
+        else:
+            raise LdapError(L.ResultCode.ENTRY_ALREADY_EXISTS)
+        oid, node = self.server.resolve(path)
+        props: Proplist = []
+        for k, vs in node.props:
+            if k == "name":
+                rest = [v for v in vs[1:] if v != new_name]
+                vs = [new_name] + rest + ([] if op.delete_old else [vs[0]])
+            props.append((k, list(vs)))
+        self.db.call(Proc.WRITE, self.caller, (NiId(oid, node.instance), props))
+        self.db.commit()
+        self._answer(msg, L.ResultCode.SUCCESS)
+
+
+def _known(path: tuple[str, ...], names: list[str], base_attr: str) -> None:
+    """:raises LdapError: undefinedAttributeType for an attribute the table cannot keep
+    (rather than accepting it and dropping it)."""
+    unknown = unknown_attrs(path, names, base_attr)
+    if unknown:
+        raise LdapError(L.ResultCode.UNDEFINED_ATTRIBUTE_TYPE,
+                        f"{unknown[0]}: not kept in this entry (use netinfoProperty)")
+
+
+def _safe_parse(dn: str) -> tuple[tuple[str, str], ...]:
+    try:
+        return parse_dn(dn)
+    except DnError:
+        return ()
+
+
+def _hash_passwords(attr: str, values: list[str]) -> list[str]:
+    """userPassword values that are not crypt strings already are hashed here: the domain
+    keeps only hashes (as nipasswd writes them)."""
+    if attr.lower() != "userpassword":
+        return values
+    return [v if v[:7].upper() == "{CRYPT}" else "{CRYPT}" + hash_password(v) for v in values]
+
+
+def _root_props(attrs: Attrs, keep: Proplist) -> Proplist:
+    out: dict[str, list[str]] = {}
+    for text in attrs.get("netinfoproperty", ("", []))[1]:
+        kv = property_from_text(text)
+        if kv is not None:
+            out.setdefault(kv[0], []).append(kv[1])
+    result: Proplist = [(k, out.pop(k)) for k, _ in keep if k in out]
+    result.extend((k, vs) for k, vs in keep if k == "passwd")   # never shown
+    result.extend(out.items())
+    return result
+
+
+#: request type → its handler (searches, abandon, unbind and StartTLS are run by handle)
+_HANDLERS = {
+    L.BindRequest: Connection.bind, L.CompareRequest: Connection.compare,
+    L.ExtendedRequest: Connection.extended, L.AddRequest: Connection.add,
+    L.DelRequest: Connection.delete, L.ModifyRequest: Connection.modify,
+    L.ModDNRequest: Connection.modrdn,
+}
+#: request type → its response's APPLICATION number
+_RESPONSE: dict[type, int] = {
+    L.BindRequest: L.BIND_RESPONSE, L.SearchRequest: L.SEARCH_DONE,
+    L.ModifyRequest: L.MODIFY_RESPONSE, L.AddRequest: L.ADD_RESPONSE,
+    L.DelRequest: L.DEL_RESPONSE, L.ModDNRequest: L.MODDN_RESPONSE,
+    L.CompareRequest: L.COMPARE_RESPONSE,
+}
+#: controls honoured per request type (a critical control not listed: §4.1.11)
+_CONTROLS: dict[type, tuple[str, ...]] = {L.SearchRequest: (L.OID_PAGED_RESULTS,)}
+
+
+def tls_context(cert: str, key: str) -> ssl.SSLContext:
+    """A server context for StartTLS and LDAPS (TLS 1.2 or later)."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.load_cert_chain(os.fspath(cert), os.fspath(key))
+    return ctx
+
+
+def parse_address(text: str, default_port: int) -> tuple[str, int]:
+    """``ADDR:PORT``, ``ADDR``, ``:PORT`` or ``[V6]:PORT`` → (host, port); host defaults
+    to 127.0.0.1 (loopback by default, like every listener here)."""
+    host, port = text, ""
+    if text.startswith("["):
+        host, _, rest = text[1:].partition("]")
+        port = rest.removeprefix(":")
+    elif text.count(":") == 1:
+        host, port = text.split(":")
+    try:
+        number = int(port) if port else default_port
+    except ValueError:
+        raise ValueError(f"bad port in {text!r}") from None
+    if not 0 <= number <= 65535:
+        raise ValueError(f"bad port in {text!r}")
+    return host or "127.0.0.1", number
+
+
+__all__ = ["IDLE_TIMEOUT", "LdapConfig", "LdapError", "LdapServer", "MAX_OPS_PER_CONN",
+           "start_ldap", "MAX_PAGED", "MAX_TIME_LIMIT", "default_base", "parse_address",
+           "tls_context"]
+
+
+async def start_ldap(db: Database, tag: str, plain: str | None, ldaps: str | None,
+                     cert: str | None, key: str | None,
+                     base: str | None) -> tuple[LdapServer, list[str]]:
+    """netinfod's ``--ldap``/``--ldaps``: the front door listening, and one line per
+    listener (``ldap://HOST:PORT/BASE``) for the start-up message.
+
+    :raises ValueError: a bad address, base or option combination; OSError, ssl.SSLError:
+        cannot listen, or the certificate does not load.
+    """
+    if (cert is None) != (key is None):
+        raise ValueError("--ldap-cert and --ldap-key go together")
+    if ldaps is not None and cert is None:
+        raise ValueError("--ldaps needs --ldap-cert and --ldap-key")
+    try:
+        parse_dn(base or "")
+    except DnError as e:
+        raise ValueError(f"bad --ldap-base: {e}") from None
+    ctx = tls_context(cert, key) if cert is not None and key is not None else None
+    srv = LdapServer(db, LdapConfig(base or default_base(tag), ctx))
+    lines = []
+    try:
+        for text, secure in ((plain, False), (ldaps, True)):
+            if text is None:
+                continue
+            host, port = parse_address(text, 636 if secure else 389)
+            bound = await srv.listen(host, port, secure)
+            shown = f"[{host}]" if ":" in host else host
+            lines.append(f"{'ldaps' if secure else 'ldap'}://{shown}:{bound}/{srv.base_text}"
+                         + (" (StartTLS)" if ctx is not None and not secure else ""))
+    except BaseException:
+        await srv.close()
+        raise
+    return srv, lines
