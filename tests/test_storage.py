@@ -36,6 +36,8 @@ from netinfo.storage import (
 from netinfo.storage.memory import MemoryStore
 from netinfo.storage.sqlite import SqliteStore
 
+from .pgcluster import pg_cluster  # noqa: F401 - the postgresql engine's scratch cluster
+
 SRC = Path(__file__).resolve().parents[1] / "src"
 
 
@@ -57,9 +59,17 @@ class Engine:
         return open_store(self.url)
 
 
-@pytest.fixture(params=["memory", "sqlite"])
+#: Engines the contract suite runs over; PostgreSQL on a scratch cluster (tests/pgcluster.py,
+#: skipped with the reason when it cannot run here).
+ENGINES = ["memory", "sqlite", "postgresql"]
+
+
+@pytest.fixture(params=ENGINES)
 def engine(request, tmp_path) -> Engine:
-    return Engine(request.param, tmp_path)
+    e = Engine(request.param, tmp_path)
+    if request.param == "postgresql":
+        e.url = request.getfixturevalue("pg_cluster").url()
+    return e
 
 
 @pytest.fixture

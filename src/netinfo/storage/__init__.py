@@ -252,6 +252,17 @@ class Store(ABC):
         "Representation at scale")."""
         return None
 
+    def claim(self, wait: bool = False,
+              announce: Callable[[str], None] | None = None) -> None:
+        """Become the domain's one writer, for an engine whose lock is its own (a shared
+        engine: PostgreSQL's advisory lock); with *wait* (a standby) wait for it, telling
+        *announce* who holds it. The default does nothing (a SQLite file is locked by
+        its owner, server/database.py).
+
+        :raises StorageError: another writer holds it (without *wait*).
+        """
+        return None
+
     def new_copy(self) -> NewCopy:
         """A whole new domain to be written beside this one (:class:`NewCopy`; may be
         called in a worker thread). The default collects an :class:`Image`."""
@@ -290,21 +301,32 @@ def _sqlite(rest: str) -> Store:
     return SqliteStore(rest)
 
 
+def _postgres(rest: str) -> Store:
+    from .postgres import PostgresStore
+    return PostgresStore("postgresql:" + rest)
+
+
 #: URL scheme → engine factory: the one extension point of storage.
-_ENGINES.update({"memory": _memory, "sqlite": _sqlite})
+_ENGINES.update({"memory": _memory, "sqlite": _sqlite, "postgresql": _postgres,
+                 "postgres": _postgres})
 
 
 def open_store(url: str) -> Store:
-    """Open a store from a URL: ``memory:`` or ``sqlite:PATH`` (``sqlite:///abs/path`` too).
+    """Open a store from a URL: ``memory:``, ``sqlite:PATH`` (``sqlite:///abs/path`` too) or
+    ``postgresql://...`` (storage/postgres.py).
 
     :raises ValueError: unknown scheme.
     """
     scheme, _, rest = url.partition(":")
     if scheme not in _ENGINES:
         raise ValueError(f"unknown storage scheme {scheme!r}")
-    if rest.startswith("//"):
+    if rest.startswith("//") and scheme not in _WHOLE_URL:
         rest = rest[2:]
     return _ENGINES[scheme](rest)
+
+
+#: Schemes whose engine takes the URL whole (libpq's URL form: ``//host`` matters).
+_WHOLE_URL = frozenset({"postgresql", "postgres"})
 
 
 #: Op type → the types of its fields, for :func:`validate_ops`.
