@@ -390,6 +390,11 @@ class PostgresStore(Store):
         """
         self.claim()
         c = self._conn
+        # A big batch (a copy, a replace) makes millions of small tuples, which set the
+        # cyclic GC off again and again (nothing here makes cycles): pause it.
+        paused = gc.isenabled() and len(ops) > 10_000
+        if paused:
+            gc.disable()
         try:
             with c.transaction():
                 puts: list[Put] = []
@@ -422,6 +427,9 @@ class PostgresStore(Store):
                 raise StorageError(f"{self.where}: batch not applied: {_one_line(exc)}"
                                    f"{lost}") from exc
             raise
+        finally:
+            if paused:
+                gc.enable()
 
     def _puts(self, ops: list[Put]) -> None:
         self._flush_kids()
@@ -431,7 +439,8 @@ class PostgresStore(Store):
                 for oid, op in last.items()}
         c = self._conn
         old = {oid: (parent, bytes(blob)) for oid, parent, blob in c.execute(
-            "SELECT id, parent, props FROM dirs WHERE id = ANY(%s)", (ids,))}
+            "SELECT id, parent, props FROM dirs WHERE id = ANY(%b::bigint[])", (ids,),
+            binary=True)}
         drop: list[tuple[int, bytes, bytes, int]] = []
         add: list[tuple[int, bytes, bytes, int]] = []
         for oid, (_, parent, blob) in rows.items():
@@ -447,18 +456,20 @@ class PostgresStore(Store):
             drop.extend(before - new)
             add.extend(new - before)
         if drop:
-            c.execute("DELETE FROM keys k USING unnest(%s::bigint[], %s::bytea[], %s::bytea[],"
-                      " %s::bigint[]) AS d(p, k, v, c) WHERE k.parent = d.p AND k.key = d.k"
-                      " AND k.value = d.v AND k.child = d.c", _columns(drop, 4))
+            c.execute("DELETE FROM keys k USING unnest(%b::bigint[], %b::bytea[], %b::bytea[],"
+                      " %b::bigint[]) AS d(p, k, v, c) WHERE k.parent = d.p AND k.key = d.k"
+                      " AND k.value = d.v AND k.child = d.c", _columns(drop, 4), binary=True)
         if add:
-            c.execute("INSERT INTO keys SELECT * FROM unnest(%s::bigint[], %s::bytea[],"
-                      " %s::bytea[], %s::bigint[]) ON CONFLICT DO NOTHING", _columns(add, 4))
-        c.execute("INSERT INTO dirs SELECT * FROM unnest(%s::bigint[], %s::bigint[],"
-                  " %s::bigint[], %s::bytea[]) ON CONFLICT (id) DO UPDATE SET"
+            add.sort()   # in the primary key's order: each row lands beside the last
+            c.execute("INSERT INTO keys SELECT * FROM unnest(%b::bigint[], %b::bytea[],"
+                      " %b::bytea[], %b::bigint[]) ON CONFLICT DO NOTHING", _columns(add, 4),
+                      binary=True)
+        c.execute("INSERT INTO dirs SELECT * FROM unnest(%b::bigint[], %b::bigint[],"
+                  " %b::bigint[], %b::bytea[]) ON CONFLICT (id) DO UPDATE SET"
                   " instance = EXCLUDED.instance, parent = EXCLUDED.parent,"
                   " props = EXCLUDED.props",
-                  _columns([(oid, *r) for oid, r in rows.items()], 4))
-        c.execute("DELETE FROM freed WHERE id = ANY(%s)", (ids,))
+                  _columns([(oid, *r) for oid, r in rows.items()], 4), binary=True)
+        c.execute("DELETE FROM freed WHERE id = ANY(%b::bigint[])", (ids,), binary=True)
 
     def _free(self, oid: int, instance: int) -> None:
         self._flush_kids()
@@ -484,8 +495,8 @@ class PostgresStore(Store):
     def _flush_kids(self) -> None:
         if self._pending_kids:
             rows, self._pending_kids = self._pending_kids, []
-            self._conn.execute("INSERT INTO kids SELECT * FROM unnest(%s::bigint[],"
-                               " %s::bigint[], %s::bigint[])", _columns(rows, 3))
+            self._conn.execute("INSERT INTO kids SELECT * FROM unnest(%b::bigint[],"
+                               " %b::bigint[], %b::bigint[])", _columns(rows, 3), binary=True)
 
     def _count(self, parent: int) -> int:
         n = self._counts.get(parent)
