@@ -284,9 +284,11 @@ def test_lost_connection_stops_acknowledging_writes(pg_cluster, tmp_path):  # no
                 c.execute("SELECT pg_terminate_backend(%s)", (pid,))
         p = tool("niutil", "-create", "-t", _dom(d), "/users/lost", ok=False)
         assert p.returncode != 0, "a write was acknowledged without a connection"
+        # ... and it says why, in its log
+        d.proc.terminate()
+        err = d.proc.stderr.read()
         d.stop()
-        err = d_stderr = ""
-        del err, d_stderr
+        assert "the connection to PostgreSQL is lost" in err, err
         d = Netinfod(tmp_path, "lost", "--store", url).start()
         names = tool("niutil", "-list", "-t", _dom(d), "/users").stdout
         assert "kept" in names and "lost" not in names

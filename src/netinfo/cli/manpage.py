@@ -226,7 +226,13 @@ PAGES: dict[str, Page] = {
          "It listens on 127.0.0.1 unless --bind says otherwise, and refuses an address "
          "that is not this host's before it creates anything. One process holds a "
          "database: a second netinfod, nibindd or nicl -raw on it is refused. SIGTERM and "
-         "SIGINT shut it down cleanly."),
+         "SIGINT shut it down cleanly.",
+         "With --store postgresql://...?domain=NAME the domain lives in PostgreSQL "
+         "(pip install 'opennetinfo[postgres]'); its writer holds an advisory lock there, "
+         "and a second netinfod is refused with one line naming the holder, unless "
+         "--standby: it then waits, and serves, writable, as soon as the writer's "
+         "connection ends. A netinfod that loses its connection refuses every write "
+         "from then on and logs why (nistore(1) copies domains between engines)."),
         ("NETINFO_DIR", "NETINFO_PORTMAPPER", "NETINFO_BROADCAST"),
         (("0", "stopped by SIGTERM or SIGINT"),
          ("2", "no database (without -m or -c), a damaged or busy database, an invalid tag, "

@@ -349,10 +349,13 @@ class PostgresStore(Store):
                 return image
             c.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
             try:
-                image.records = {oid: Record(inst, parent, decode_proplist(bytes(props)))
+                # binary results: a bytea comes as its bytes, not as hex to decode
+                image.records = {oid: Record(inst, parent, decode_proplist(props))
                                  for oid, inst, parent, props in c.execute(
-                                     "SELECT id, instance, parent, props FROM dirs")}
-                rows = c.execute("SELECT parent, child FROM kids ORDER BY parent, ord")
+                                     "SELECT id, instance, parent, props FROM dirs",
+                                     binary=True)}
+                rows = c.execute("SELECT parent, child FROM kids ORDER BY parent, ord",
+                                 binary=True)
                 image.children = {parent: [child for _, child in group]
                                   for parent, group in groupby(rows, itemgetter(0))}
                 image.freed = dict(c.execute("SELECT id, instance FROM freed").fetchall())
