@@ -60,6 +60,10 @@ SCHEMA_PREFIX = "ni_"
 #: How often a standby tries the lock (seconds); takeover is within this of the release.
 STANDBY_POLL = 0.25
 
+#: The writer's session's TCP keepalives, as the server sends them (seconds; count).
+_KEEPALIVES = (("tcp_keepalives_idle", 3), ("tcp_keepalives_interval", 2),
+               ("tcp_keepalives_count", 2))
+
 #: Migration number → SQL statements, run in the domain's schema; version 1 is the
 #: initial schema. Append, never edit.
 _MIGRATIONS: dict[int, list[str]] = {
@@ -257,6 +261,11 @@ class PostgresStore(Store):
         self._pg_error: type[Exception] = pg.Error
         try:
             self._conn.execute(f'SET search_path TO "{self.schema}"')
+            # Over TCP, the server drops a silent writer's session (and its lock, for a
+            # standby to take) within 3 + 2 × 2 s of its last sign of life; on a unix
+            # socket these do nothing (a closed socket is seen at once).
+            for name, value in _KEEPALIVES:
+                self._conn.execute(f"SET {name} = {value}")
         except pg.Error as exc:
             self._conn.close()
             raise StorageError(f"{self.where}: {_one_line(exc)}") from exc
