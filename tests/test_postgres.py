@@ -296,6 +296,27 @@ def test_lost_connection_stops_acknowledging_writes(pg_cluster, tmp_path):  # no
         d.stop()
 
 
+def test_postgresql_restarted_under_a_running_netinfod(pg_cluster, tmp_path):  # noqa: F811
+    """The writer's session ends with the server: netinfod refuses writes from then on
+    (it never reconnects: its lock went with the session) and keeps what was durable."""
+    url = pg_cluster.url()
+    d = Netinfod(tmp_path, "restart", "--store", url, *_flags()).start()
+    try:
+        tool("niutil", "-create", "-t", _dom(d), "/users/before")
+        pg_cluster.stop()
+        pg_cluster.start()
+        p = tool("niutil", "-create", "-t", _dom(d), "/users/during", ok=False)
+        assert p.returncode != 0, "a write was acknowledged after the server restarted"
+        assert "during" not in tool("niutil", "-list", "-t", _dom(d), "/users").stdout
+        d.stop()
+        d = Netinfod(tmp_path, "restart", "--store", url).start()
+        tool("niutil", "-create", "-t", _dom(d), "/users/after")
+        names = tool("niutil", "-list", "-t", _dom(d), "/users").stdout
+        assert "before" in names and "after" in names and "during" not in names
+    finally:
+        d.stop()
+
+
 @pytest.mark.slow
 def test_sigkill_during_writes_loses_no_acknowledged_write(pg_cluster, tmp_path):  # noqa: F811
     from . import test_crash as crash
