@@ -472,10 +472,13 @@ class PostgresStore(Store):
                       " %b::bigint[]) AS d(p, k, v, c) WHERE k.parent = d.p AND k.key = d.k"
                       " AND k.value = d.v AND k.child = d.c", _columns(drop, 4), binary=True)
         if add:
-            add.sort()   # in the primary key's order: each row lands beside the last
+            # once each (a value twice in a property is one row), in the primary key's
+            # order: each row lands beside the last. A row of a directory's own is never
+            # there already (its old rows are known, and Free removes them all), so
+            # this is a plain INSERT: a clash is a damaged index, and fails the batch.
+            add = sorted(set(add))
             c.execute("INSERT INTO keys SELECT * FROM unnest(%b::bigint[], %b::bytea[],"
-                      " %b::bytea[], %b::bigint[]) ON CONFLICT DO NOTHING", _columns(add, 4),
-                      binary=True)
+                      " %b::bytea[], %b::bigint[])", _columns(add, 4), binary=True)
         c.execute("INSERT INTO dirs SELECT * FROM unnest(%b::bigint[], %b::bigint[],"
                   " %b::bigint[], %b::bytea[]) ON CONFLICT (id) DO UPDATE SET"
                   " instance = EXCLUDED.instance, parent = EXCLUDED.parent,"
