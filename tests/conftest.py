@@ -30,6 +30,8 @@ from pathlib import Path
 
 import pytest
 
+from .pgcluster import pg_cluster  # noqa: F401 - the scratch PostgreSQL cluster fixture
+
 ROOT = Path(__file__).resolve().parent.parent
 SRC = ROOT / "src"
 FIXTURES = Path(os.environ.get("NETINFO_FIXTURES", ROOT.parent / "shared" / "fixtures"))
@@ -520,19 +522,22 @@ def wire():
 #: (``storage.open_catalog``), ``{tmp}`` standing for the test's temporary directory and
 #: ``{name}`` for a name of its own. The store contract suites (test_storage, test_service,
 #: test_changes, test_database, test_snapshot_streams) run once per entry. A new engine is
-#: one more entry, e.g. for issue 23's PostgreSQL:
-#:     NETINFO_TEST_STORES='memory:{name} sqlite:{tmp} postgresql:///netinfo_test?schema={name}'
-STORE_LOCATIONS = os.environ.get("NETINFO_TEST_STORES", "memory:{name} sqlite:{tmp}").split()
+#: one more entry. ``{pg}`` stands for the database of the suite's scratch PostgreSQL
+#: cluster (tests/pgcluster.py: made with initdb on a unix socket; those runs skip with
+#: the reason where PostgreSQL or psycopg is missing); another server may be named
+#: instead, e.g. NETINFO_TEST_STORES='postgresql://host/db'.
+STORE_LOCATIONS = os.environ.get("NETINFO_TEST_STORES",
+                                 "memory:{name} sqlite:{tmp} {pg}").split()
 
 
 class EngineUnderTest:
     """One engine's catalog at a location of the test's own (emptied at the end)."""
 
-    def __init__(self, template: str, tmp_path: Path) -> None:
+    def __init__(self, template: str, tmp_path: Path, pg: str = "") -> None:
         import uuid
 
         from netinfo.storage import engine_of, open_catalog
-        self.location = template.format(tmp=tmp_path, name=f"t{uuid.uuid4().hex}")
+        self.location = template.format(tmp=tmp_path, name=f"t{uuid.uuid4().hex}", pg=pg)
         self.scheme = engine_of(self.location)[0].scheme
         self.catalog = open_catalog(self.location)
         self._made: list[str] = []
@@ -549,13 +554,17 @@ class EngineUnderTest:
 
 
 def scheme_id(template: str) -> str:
-    return template.partition(":")[0]
+    return "postgresql" if template == "{pg}" else template.partition(":")[0]
 
 
 @pytest.fixture(params=STORE_LOCATIONS, ids=scheme_id)
 def store_engine(request, tmp_path):
     """Each engine of :data:`STORE_LOCATIONS` in turn (:class:`EngineUnderTest`)."""
-    e = EngineUnderTest(request.param, tmp_path)
+    pg = ""
+    if "{pg}" in request.param:
+        from .pgcluster import CONTRACT_DATABASE
+        pg = request.getfixturevalue("pg_cluster").conninfo(CONTRACT_DATABASE)
+    e = EngineUnderTest(request.param, tmp_path, pg)
     yield e
     e.cleanup()
 

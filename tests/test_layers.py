@@ -99,6 +99,8 @@ FORBIDDEN = frozenset({
 PLUGIN_EDGES = {
     ("netinfo.storage", "netinfo.storage.sqlite_catalog"):
         "open_store's engine table loads the SQLite engine only for a sqlite: URL",
+    ("netinfo.storage", "netinfo.storage.postgres"):
+        "open_store's engine table loads the PostgreSQL engine only for a postgresql: URL",
 }
 
 

@@ -226,7 +226,13 @@ PAGES: dict[str, Page] = {
          "It listens on 127.0.0.1 unless --bind says otherwise, and refuses an address "
          "that is not this host's before it creates anything. One process holds a "
          "database: a second netinfod, nibindd or nicl -raw on it is refused. SIGTERM and "
-         "SIGINT shut it down cleanly."),
+         "SIGINT shut it down cleanly.",
+         "With --store postgresql://...?domain=NAME the domain lives in PostgreSQL "
+         "(pip install 'opennetinfo[postgres]'); its writer holds an advisory lock there, "
+         "and a second netinfod is refused with one line naming the holder, unless "
+         "--standby: it then waits, and serves, writable, as soon as the writer's "
+         "connection ends. A netinfod that loses its connection refuses every write "
+         "from then on and logs why (nistore(1) copies domains between engines)."),
         ("NETINFO_DIR", "NETINFO_PORTMAPPER", "NETINFO_BROADCAST"),
         (("0", "stopped by SIGTERM or SIGINT"),
          ("2", "no database (without -m or -c), a damaged or busy database, an invalid tag, "
@@ -301,6 +307,33 @@ PAGES: dict[str, Page] = {
           "as root: serve https to the network")),
         (("", "None: the manager reaches the domain's servers through the portmapper "
           "(NETINFO_PORTMAPPER), nibindd and netinfod."),)),
+    "nistore": Page(
+        "copy, check and describe a NetInfo domain's store",
+        ("nistore works on a domain's store directly, whatever its engine: a SQLite file "
+         "(its path, a TAG.nidb directory, or sqlite:PATH) or a PostgreSQL domain "
+         "(postgresql://[user@][host]/DBNAME?host=SOCKETDIR&domain=NAME, libpq's URL with "
+         "domain naming the domain; one database holds any number of them).",
+         "copy reads the whole of SRC in one transaction and writes it into DST in one "
+         "transaction: numbers, instances, parents, properties byte for byte, child lists "
+         "in order, freed numbers, counters and checksum; then it reads DST back and "
+         "compares. DST is taken as its writer (a served domain is refused: the SQLite "
+         "lock, PostgreSQL's advisory lock), and a DST that holds a domain is replaced "
+         "only with -f.",
+         "check reads a domain, served or not, and verifies its tree, its checksum "
+         "and its LOOKUP index; info prints what a store holds (for PostgreSQL also its "
+         "writer and the other domains in that database)."),
+        ("NETINFO_PORTMAPPER",),
+        (("0", "done; for check, the domain is whole"),
+         ("1", "check found a problem (one line each), or a copy differs when read back"),
+         ("2", "a usage error, a store that cannot be opened or read, a busy destination, "
+          "or one that holds a domain without -f; the one line on standard error says "
+          "which")),
+        (("nistore copy /var/db/netinfo/net.nidb 'postgresql:///netinfo?domain=net'",
+          "move the domain net into PostgreSQL (then: netinfod --store URL net)"),
+         ("nistore check 'postgresql:///netinfo?domain=net'", "verify it"),
+         ("nistore info net.nidb", "describe a SQLite store")),
+        (("TAG.nidb/netinfo.sqlite", "a SQLite store"),
+         ("TAG.nidb/netinfo.sqlite.lock", "its lock, taken while copying into it"))),
 }
 
 #: The module whose ``main`` a tool runs, where it is not ``netinfo.cli.<tool>``.

@@ -70,7 +70,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("tag", metavar="TAG", help="database tag, served from DIR/TAG.nidb")
     p.add_argument("--dir", help="database directory (default $NETINFO_DIR or /var/db/netinfo)")
     p.add_argument("--store", metavar="URL",
-                   help="store URL instead of DIR/TAG.nidb (sqlite:///PATH, memory:)")
+                   help="store URL instead of DIR/TAG.nidb (sqlite:///PATH, memory:, "
+                        "postgresql://...?domain=NAME)")
+    p.add_argument("--standby", action="store_true",
+                   help="with a postgresql store held by another netinfod: wait, and take "
+                        "over (serving, writable) as soon as it stops")
     p.add_argument("--bind", default="127.0.0.1",
                    help="address to listen on (default 127.0.0.1; 0.0.0.0 for all)")
     p.add_argument("--port", type=port_number, help="fixed UDP and TCP port")
@@ -151,6 +155,10 @@ async def serve(args: argparse.Namespace) -> int:
         print(f"{PROG}: cannot listen on {args.bind}"
               + (f" port {args.port}" if args.port else "") + f": {problem}", file=sys.stderr)
         return 2
+    if args.standby and not (args.store or "").startswith(("postgresql:", "postgres:")):
+        print(f"{PROG}: --standby needs a postgresql store (--store postgresql://...)",
+              file=sys.stderr)
+        return 2
     directory = netinfo_dir(args.dir)
     addrs = local_addresses()
     info = ServerInfo(tag=args.tag, hostname=hostname(), addresses=non_loopback(addrs),
@@ -168,7 +176,10 @@ async def serve(args: argparse.Namespace) -> int:
     try:
         db = open_database(directory, args.tag, info, create=creating, store=args.store,
                            cache=args.cache,
-                           cache_bytes=None if args.cache_mb is None else args.cache_mb << 20)
+                           cache_bytes=None if args.cache_mb is None else args.cache_mb << 20,
+                           standby=args.standby,
+                           announce=lambda m: print(f"{PROG}: {m}", file=sys.stderr,
+                                                    flush=True))
     except FileNotFoundError:
         where = args.store or directory
         print(f"{PROG}: no database for tag {args.tag} in {where} "

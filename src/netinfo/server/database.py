@@ -899,14 +899,17 @@ def database_exists(directory: Path, tag: str) -> bool:
 
 def open_database(directory: Path, tag: str, info: ServerInfo | None = None,
                   create: bool = False, store: str | None = None,
-                  cache: int | None = None, cache_bytes: int | None = None) -> Database:
+                  cache: int | None = None, cache_bytes: int | None = None,
+                  standby: bool = False,
+                  announce: Callable[[str], None] | None = None) -> Database:
     """Open (or, with *create*, make) the database of *tag*, locked for this process.
 
     *store* is a store URL (``sqlite:///path``, ``memory:``) used instead of
     ``DIR/TAG.nidb/netinfo.sqlite``; *cache* the number of directories kept decoded
     (``netinfod --cache``; None: the engine's default) and *cache_bytes* the bytes of
     their stored proplists (``netinfod --cache-mb``). A SQLite file is locked by
-    ``FILE.lock`` beside it.
+    ``FILE.lock`` beside it; an engine with a lock of its own is claimed
+    (``Store.claim``), with *standby* waiting for it (telling *announce* who holds it).
 
     :raises FileNotFoundError: no database and *create* is false.
     :raises DatabaseInUse: another process holds it (nothing was changed).
@@ -940,6 +943,7 @@ def open_database(directory: Path, tag: str, info: ServerInfo | None = None,
         eng.discard_leftovers(path)
         st = eng.open(path)
         try:
+            st.claim(wait=standby, announce=announce)
             if not st.exists():
                 if collection is not None and collection.exists():
                     _convert_collection(collection, st)

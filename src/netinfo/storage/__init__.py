@@ -252,6 +252,17 @@ class Store(ABC):
         "Representation at scale")."""
         return None
 
+    def claim(self, wait: bool = False,
+              announce: Callable[[str], None] | None = None) -> None:
+        """Become the domain's one writer, for an engine whose lock is its own (a shared
+        engine: PostgreSQL's advisory lock); with *wait* (a standby) wait for it, telling
+        *announce* who holds it. The default does nothing (a SQLite file is locked by
+        its owner, server/database.py).
+
+        :raises StorageError: another writer holds it (without *wait*).
+        """
+        return None
+
     def new_copy(self) -> NewCopy:
         """A whole new domain to be written beside this one (:class:`NewCopy`; may be
         called in a worker thread). The default collects an :class:`Image`."""
@@ -370,9 +381,18 @@ def _sqlite() -> Engine:
     return SqliteEngine()
 
 
-#: URL scheme → engine loader: the one extension point of storage. A new engine (issue 23:
-#: ``postgresql``) is one more row and one more module.
-_ENGINES: dict[str, Callable[[], Engine]] = {"memory": _memory, "sqlite": _sqlite}
+def _postgres() -> Engine:
+    from .postgres import PostgresEngine
+    return PostgresEngine()
+
+
+#: URL scheme → engine loader: the one extension point of storage. An engine is one more
+#: row and one more module (issue 23: ``postgresql``, storage/postgres.py).
+_ENGINES: dict[str, Callable[[], Engine]] = {
+    "memory": _memory, "sqlite": _sqlite, "postgresql": _postgres, "postgres": _postgres,
+}
+#: Schemes whose engine takes the URL whole (libpq's URL form: ``//host`` matters).
+_WHOLE_URL = frozenset({"postgresql", "postgres"})
 _LOADED: dict[str, Engine] = {}
 
 
@@ -394,14 +414,17 @@ def engine_of(url: str) -> tuple[Engine, str]:
 
     :raises ValueError: unknown scheme."""
     scheme, _, rest = url.partition(":")
+    if scheme in _WHOLE_URL:
+        return engine(scheme), url
     if rest.startswith("//"):
         rest = rest[2:]
     return engine(scheme), rest
 
 
 def open_store(url: str) -> Store:
-    """Open a store from a URL: ``memory:`` (``memory:NAME``: one kept for the process)
-    or ``sqlite:PATH`` (``sqlite:///abs/path`` too).
+    """Open a store from a URL: ``memory:`` (``memory:NAME``: one kept for the process),
+    ``sqlite:PATH`` (``sqlite:///abs/path`` too) or ``postgresql://...?domain=NAME``
+    (storage/postgres.py).
 
     :raises ValueError: unknown scheme.
     """

@@ -402,6 +402,10 @@ class SqliteStore(Store):
         except sqlite3.Error as exc:
             raise StorageError(f"cannot read sqlite store {self.path!r}: {exc}") from exc
 
+    def index_rows(self) -> set[tuple[int, bytes, bytes, int]]:
+        """The whole persisted LOOKUP index (``nistore check``)."""
+        return set(self._conn.execute("SELECT parent, key, value, child FROM keys"))
+
     # -- writing ------------------------------------------------------------------------
 
     def commit(self, ops: list[Op], checksum: int,

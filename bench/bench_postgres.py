@@ -1,0 +1,199 @@
+"""The PostgreSQL engine against SQLite in one run (issue 23's measurements).
+
+Usage: python bench/bench_postgres.py [--users N] [--niload N] [--lookups N]
+
+A scratch PostgreSQL cluster (tests/pgcluster.py: initdb in a temporary directory, a unix
+socket only; as root it runs as nobody), fsync on. Builds an N-user SQLite domain the fast
+way (bench_scale.build), copies it into PostgreSQL with ``nistore copy`` (timed), then for
+each engine: netinfod's start (exec → the first ``LOOKUP /users name=userK`` answered),
+its RSS, LOOKUPs/s of random users with 1 client and with 4 client processes (one TCP
+connection each, sequential calls), and ``niload passwd`` of M new users into a fresh
+``-m --populate`` domain. Then the takeover: a writer and a ``--standby`` on the N-user
+PostgreSQL domain, the writer SIGKILLed, time until the standby answers a LOOKUP.
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing
+import os
+import random
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from bench_scale import Conn, build, free_port, rss_mib  # noqa: E402
+
+from tests.pgcluster import Cluster, missing  # noqa: E402
+
+
+def env() -> dict[str, str]:
+    dead = socket.socket()
+    dead.bind(("127.0.0.1", 0))
+    port = dead.getsockname()[1]
+    dead.close()
+    return dict(os.environ, PYTHONPATH=str(ROOT / "src"), NETINFO_BROADCAST="off",
+                NETINFO_PORTMAPPER=f"127.0.0.1:{port}")
+
+
+def netinfod(directory: Path, tag: str, *extra: str, port: int | None = None
+             ) -> tuple[subprocess.Popen, int]:
+    port = port or free_port()
+    cmd = [sys.executable, "-m", "netinfo.cli.netinfod", "--dir", str(directory), "--bind",
+           "127.0.0.1", "--port", str(port), "--trust-local", "-n", *extra, tag]
+    return subprocess.Popen(cmd, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                            env=env(), text=True), port
+
+
+def first_answer(p: subprocess.Popen, port: int, users: int, t0: float,
+                 timeout: float = 600) -> float:
+    want = f"user{users // 2}"
+    while time.perf_counter() - t0 < timeout:
+        if p.poll() is not None:
+            raise RuntimeError(f"netinfod exited with {p.returncode}: {p.stderr.read()}")
+        try:
+            c = Conn(port)
+        except OSError:
+            time.sleep(0.005)
+            continue
+        try:
+            (users_id,) = c.lookup(0, "name", "users")
+            found = c.lookup(users_id, "name", want)
+        except (OSError, ConnectionError):
+            time.sleep(0.005)
+            continue
+        finally:
+            c.close()
+        assert found == [users // 2 + 2], found
+        return time.perf_counter() - t0
+    raise RuntimeError("no answer")
+
+
+def _lookups(port: int, users: int, seconds: float, seed: int, out) -> None:
+    rnd = random.Random(seed)
+    c = Conn(port)
+    (users_id,) = c.lookup(0, "name", "users")
+    n = 0
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        k = rnd.randrange(users)
+        assert c.lookup(users_id, "name", f"user{k}") == [k + 2]
+        n += 1
+    c.close()
+    out.put(n / seconds)
+
+
+def lookups_per_s(port: int, users: int, clients: int, seconds: float = 5.0) -> float:
+    q: multiprocessing.Queue = multiprocessing.Queue()
+    ps = [multiprocessing.Process(target=_lookups, args=(port, users, seconds, i, q))
+          for i in range(clients)]
+    for p in ps:
+        p.start()
+    total = sum(q.get() for _ in ps)
+    for p in ps:
+        p.join()
+    return total
+
+
+def stop(p: subprocess.Popen) -> None:
+    if p.poll() is None:
+        p.send_signal(signal.SIGTERM)
+    try:
+        p.wait(30)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        p.wait()
+
+
+def niload_time(directory: Path, tag: str, n: int, *store: str) -> float:
+    p, port = netinfod(directory, tag, *store, "-m", "--populate")
+    try:
+        while not p.stderr.readline().startswith(f"netinfod: serving {tag}"):
+            pass
+        text = "".join(f"load{k}:*:{20000 + k}:20::0:0:Load {k}:/Users/load{k}:/bin/sh\n"
+                       for k in range(n))
+        t0 = time.perf_counter()
+        r = subprocess.run([sys.executable, "-m", "netinfo.cli.niload", "passwd", "-t",
+                            f"127.0.0.1:{port}/{tag}"], input=text, text=True, env=env(),
+                           capture_output=True)
+        elapsed = time.perf_counter() - t0
+        assert r.returncode == 0, r.stderr
+        return elapsed
+    finally:
+        stop(p)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--users", type=int, default=100_000)
+    ap.add_argument("--niload", type=int, default=10_000)
+    ap.add_argument("--seconds", type=float, default=5.0)
+    args = ap.parse_args()
+    why = missing()
+    if why:
+        sys.exit(why)
+    users = args.users
+    cluster = Cluster()
+    cluster.init()
+    top = Path(tempfile.mkdtemp(prefix="ni-bench-pg-"))
+    try:
+        t = build(top / "lite", "big", users, ROOT / "src")
+        print(f"SQLite domain of {users:,} users built in {t:.1f} s")
+        url = cluster.url("big")
+        t0 = time.perf_counter()
+        r = subprocess.run([sys.executable, "-m", "netinfo.cli.nistore", "copy",
+                            str(top / "lite" / "big.nidb"), url], env=env(),
+                           capture_output=True, text=True)
+        assert r.returncode == 0, r.stderr
+        print(f"nistore copy SQLite -> PostgreSQL: {time.perf_counter() - t0:.1f} s")
+        back = top / "back.nidb"
+        back.mkdir()
+        t0 = time.perf_counter()
+        r = subprocess.run([sys.executable, "-m", "netinfo.cli.nistore", "copy", url,
+                            str(back)], env=env(), capture_output=True, text=True)
+        assert r.returncode == 0, r.stderr
+        print(f"nistore copy PostgreSQL -> SQLite: {time.perf_counter() - t0:.1f} s")
+        for name, store in (("sqlite", ()), ("postgresql", ("--store", url))):
+            t0 = time.perf_counter()
+            p, port = netinfod(top / "lite", "big", *store)
+            try:
+                start = first_answer(p, port, users, t0)
+                rss = rss_mib(p.pid)
+                one = lookups_per_s(port, users, 1, args.seconds)
+                four = lookups_per_s(port, users, 4, args.seconds)
+                print(f"{name}: start to first answer {start:.2f} s, RSS {rss:.0f} MiB, "
+                      f"lookups/s 1 client {one:,.0f}, 4 clients {four:,.0f}")
+            finally:
+                stop(p)
+        for name, store in (("sqlite", ()), ("postgresql", ("--store", cluster.url("load")))):
+            t = niload_time(top / name, "load", args.niload, *store)
+            print(f"{name}: niload passwd of {args.niload:,} users: {t:.1f} s")
+        # takeover
+        writer, wport = netinfod(top / "ha", "big", "--store", url)
+        t0 = time.perf_counter()
+        first_answer(writer, wport, users, t0)
+        standby, sport = netinfod(top / "ha", "big", "--store", url, "--standby")
+        line = standby.stderr.readline()
+        assert "waiting to take over" in line, line
+        killed = time.perf_counter()
+        writer.send_signal(signal.SIGKILL)
+        writer.wait()
+        took = first_answer(standby, sport, users, killed)
+        print(f"takeover: SIGKILL of the writer -> the standby's first answer: {took:.2f} s")
+        stop(standby)
+    finally:
+        cluster.remove()
+        subprocess.run(["rm", "-rf", str(top)])
+
+
+if __name__ == "__main__":
+    main()

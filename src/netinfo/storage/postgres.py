@@ -1,0 +1,665 @@
+"""The PostgreSQL engine: a domain stored in a PostgreSQL database (issue 23).
+
+URL: ``postgresql://[user@][host][:port]/DBNAME[?param=value&...&domain=NAME]`` (``postgres://``
+too), libpq's own URL form (its parameters, ``host=/socket/dir`` among them, go to libpq
+unchanged) plus one of ours: ``domain``, the domain's name in that database (default
+``netinfo``). Each domain lives in a schema of its own, ``ni_NAME``, so one database holds
+any number of domains (:func:`domains` lists them: the catalog).
+
+Layout, one table per concern, as in the SQLite engine (storage/sqlite.py, whose docstring
+gives each table's meaning): ``dirs(id, instance, parent, props)`` with the XDR proplist as
+``bytea`` (byte for byte what SQLite keeps); ``kids(parent, ord, child)`` with gapped
+ordinals (an insert touches one row); ``freed(id, instance)``; ``meta(key, value)`` (the
+checksum, spec §5.6, and the service's counters); ``keys(parent, key, value, child)``, the
+persisted LOOKUP index (spec §4.4, §5.4), kept in step by every Put and Free in the same
+transaction; ``schema_version``, numbered migrations of our own applied in order.
+
+One writer per domain: the writer holds a session-level advisory lock whose key is
+derived from the schema's name (:meth:`PostgresStore.claim`). PostgreSQL releases it when
+the writer's connection ends — its process died, or the connection was lost — so a
+standby waiting on it (``netinfod --standby``) takes over at once. Every batch is one
+transaction (:meth:`PostgresStore.commit`) on the connection that holds the lock: a writer
+that has lost its connection cannot commit, and says so, before a standby writes.
+
+Durability: ``synchronous_commit`` as the server has it (``on`` by default: a commit
+returns once its WAL is flushed; with synchronous replication, once a standby has it too).
+
+Reads: :class:`PgRows` holds the SQL of every read a lazy node source makes (one
+directory, a chunk of a child list, key lookups, counts), kept apart from any caching so
+that the engine-independent cached source can be put on it. Until then :meth:`load` gives
+the whole domain and the service serves it resident (as for the memory engine).
+"""
+
+from __future__ import annotations
+
+import gc
+import hashlib
+import os
+import socket
+import time
+from collections.abc import Callable, Iterator, Sequence
+from itertools import groupby
+from operator import itemgetter
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from ..errors import StorageError, WireError
+from ..wire.proplist import decode_proplist, encode_proplist
+from . import (
+    Catalog, Engine, Free, Image, KidDel, KidIns, Meta, Op, Put, Record, Reset, Store,
+)
+from .sqlite import key_row_list, key_rows
+
+if TYPE_CHECKING:
+    import psycopg
+
+    from .changes import Change
+
+#: The domain a URL without ``domain=`` names.
+DEFAULT_DOMAIN = "netinfo"
+#: Schema of domain NAME: this prefix, then NAME.
+SCHEMA_PREFIX = "ni_"
+#: How often a standby tries the lock (seconds); takeover is within this of the release.
+STANDBY_POLL = 0.25
+
+#: The writer's session's TCP keepalives, as the server sends them (seconds; count).
+_KEEPALIVES = (("tcp_keepalives_idle", 3), ("tcp_keepalives_interval", 2),
+               ("tcp_keepalives_count", 2))
+
+#: Migration number → SQL statements, run in the domain's schema; version 1 is the
+#: initial schema. Append, never edit.
+_MIGRATIONS: dict[int, list[str]] = {
+    1: [
+        "CREATE TABLE dirs(id bigint PRIMARY KEY, instance bigint NOT NULL,"
+        " parent bigint NOT NULL, props bytea NOT NULL)",
+        "CREATE TABLE kids(parent bigint NOT NULL, ord bigint NOT NULL,"
+        " child bigint NOT NULL, PRIMARY KEY(parent, ord))",
+        "CREATE INDEX kids_child ON kids(parent, child)",
+        "CREATE TABLE freed(id bigint PRIMARY KEY, instance bigint NOT NULL)",
+        "CREATE TABLE meta(key text PRIMARY KEY, value bigint NOT NULL)",
+        "CREATE TABLE keys(parent bigint NOT NULL, key bytea NOT NULL, value bytea NOT NULL,"
+        " child bigint NOT NULL, PRIMARY KEY(parent, key, value, child))",
+        # a directory's own index rows, found by its number (Put, Free)
+        "CREATE INDEX keys_child ON keys(child)",
+    ],
+}
+
+
+def _psycopg() -> Any:
+    try:
+        import psycopg  # noqa: PLC0415 - optional: opennetinfo[postgres]
+    except ImportError as exc:
+        raise StorageError("postgresql stores need psycopg 3: pip install "
+                           "'opennetinfo[postgres]'") from exc
+    return psycopg
+
+
+def split_url(url: str) -> tuple[str, str]:
+    """(libpq URL, domain name) of a store URL: ``domain=`` taken out of the query."""
+    parts = urlsplit(url)
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    domain = DEFAULT_DOMAIN
+    rest = []
+    for k, v in query:
+        if k == "domain":
+            domain = v
+        else:
+            rest.append((k, v))
+    if not domain or len(domain) > 48 or not all(c.isalnum() or c in "._-" for c in domain):
+        raise StorageError(f"postgresql store: bad domain name {domain!r} (letters, digits, "
+                           f"'.', '_', '-', at most 48)")
+    return urlunsplit(parts._replace(query=urlencode(rest))), domain
+
+
+def lock_key(schema: str) -> int:
+    """The advisory lock of a domain: 64 bits of a hash of its schema's name."""
+    digest = hashlib.sha256(b"opennetinfo writer " + schema.encode()).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
+
+
+def _connect(conninfo: str, what: str) -> psycopg.Connection[Any]:
+    pg = _psycopg()
+    try:
+        conn: psycopg.Connection[Any] = pg.connect(
+            conninfo, autocommit=True, connect_timeout=10,
+            application_name=f"netinfo {what} pid {os.getpid()} on {socket.gethostname()}")
+    except pg.Error as exc:
+        raise StorageError(f"cannot connect to postgresql ({_one_line(exc)})") from exc
+    return conn
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split())
+
+
+def domains(url: str) -> list[str]:
+    """The domains stored in the database of *url* (the catalog: every schema with our
+    schema_version table)."""
+    conninfo, _ = split_url(url)
+    conn = _connect(conninfo, "catalog")
+    try:
+        rows = conn.execute(
+            "SELECT n.nspname FROM pg_namespace n JOIN pg_class c ON c.relnamespace = n.oid"
+            " WHERE c.relname = 'schema_version' AND n.nspname LIKE %s ORDER BY 1",
+            (SCHEMA_PREFIX.replace("_", r"\_") + "%",)).fetchall()
+    finally:
+        conn.close()
+    return [r[0][len(SCHEMA_PREFIX):] for r in rows]
+
+
+class StoreInUse(StorageError):
+    """Another writer holds the domain's advisory lock."""
+
+
+class PgRows:
+    """The reads of a lazy node source, as SQL on one connection (no caching here): the
+    row-reader half of the PostgreSQL engine. Each method is one round trip. Names and
+    values of :meth:`lookup` are compared as their UTF-8 bytes (surrogateescape), as
+    stored in ``keys``."""
+
+    def __init__(self, conn: psycopg.Connection[Any]) -> None:
+        self._conn = conn
+
+    def _one(self, sql: str, args: Sequence[object] = ()) -> Any:
+        row = self._conn.execute(sql, args).fetchone()
+        return None if row is None else row[0]
+
+    def row(self, oid: int) -> tuple[int, int, bytes, bool] | None:
+        """Directory *oid* as stored: (instance, parent, props XDR, has children)."""
+        r = self._conn.execute(
+            "SELECT instance, parent, props, EXISTS(SELECT 1 FROM kids WHERE parent = %(i)s)"
+            " FROM dirs WHERE id = %(i)s", {"i": oid}).fetchone()
+        return None if r is None else (r[0], r[1], bytes(r[2]), r[3])
+
+    def rows(self, ids: Sequence[int]) -> dict[int, tuple[int, int, bytes]]:
+        """Several directories at once: id → (instance, parent, props XDR)."""
+        return {oid: (inst, parent, bytes(props)) for oid, inst, parent, props in
+                self._conn.execute("SELECT id, instance, parent, props FROM dirs"
+                                   " WHERE id = ANY(%s)", (list(ids),))}
+
+    def kids(self, parent: int, after: int | None = None, limit: int = 256
+             ) -> list[tuple[int, int]]:
+        """A chunk of *parent*'s child list: up to *limit* (ord, child) pairs in order,
+        from the one after ordinal *after* (None: from the first)."""
+        args: tuple[int, ...]
+        if after is None:
+            sql, args = ("SELECT ord, child FROM kids WHERE parent = %s ORDER BY ord LIMIT %s",
+                         (parent, limit))
+        else:
+            sql, args = ("SELECT ord, child FROM kids WHERE parent = %s AND ord > %s"
+                         " ORDER BY ord LIMIT %s", (parent, after, limit))
+        return [(o, c) for o, c in self._conn.execute(sql, args)]
+
+    def children(self, parent: int) -> list[int]:
+        """*parent*'s whole child list, in order."""
+        return [c for (c,) in self._conn.execute(
+            "SELECT child FROM kids WHERE parent = %s ORDER BY ord", (parent,))]
+
+    def lookup(self, parent: int, key: bytes, value: bytes) -> list[int]:
+        """The children of *parent* whose first *key* property holds *value* (spec
+        §4.4), in child-list order, from the ``keys`` index."""
+        return [c for (c,) in self._conn.execute(
+            "SELECT k.child FROM keys k JOIN kids o ON o.parent = k.parent"
+            " AND o.child = k.child WHERE k.parent = %s AND k.key = %s AND k.value = %s"
+            " ORDER BY o.ord", (parent, key, value))]
+
+    def count(self) -> int:
+        """Directories stored."""
+        return int(self._one("SELECT count(*) FROM dirs"))
+
+    def kid_count(self, parent: int) -> int:
+        return int(self._one("SELECT count(*) FROM kids WHERE parent = %s", (parent,)))
+
+    def highest(self) -> int:
+        """The highest stored number, -1 when none."""
+        top = self._one("SELECT max(id) FROM dirs")
+        return -1 if top is None else int(top)
+
+    def freed(self) -> dict[int, int]:
+        return dict(self._conn.execute("SELECT id, instance FROM freed").fetchall())
+
+    def meta(self, key: str) -> int | None:
+        v = self._one("SELECT value FROM meta WHERE key = %s", (key,))
+        return None if v is None else int(v)
+
+    def instances(self) -> Iterator[tuple[int, int]]:
+        yield from self._conn.execute("SELECT id, instance FROM dirs ORDER BY id")
+
+    def index_rows(self) -> set[tuple[int, bytes, bytes, int]]:
+        """The whole ``keys`` index (``nistore check``)."""
+        return {(p, bytes(k), bytes(v), c) for p, k, v, c in
+                self._conn.execute("SELECT parent, key, value, child FROM keys")}
+
+
+class PostgresStore(Store):
+    """A domain in a schema of a PostgreSQL database (``postgresql://...``).
+
+    Opening connects only; :meth:`claim` makes this store the domain's writer (the
+    advisory lock, then the migrations). A store that never claimed may read
+    (:meth:`load`, :meth:`exists`, :attr:`rows`); its first :meth:`commit` claims without
+    waiting.
+    """
+
+    scheme = "postgresql"
+    #: distance between fresh ordinal keys (as SQLite's)
+    gap = 1 << 32
+    #: ordinal keys stay within ±limit
+    limit = 1 << 62
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        conninfo, self.domain = split_url(url)
+        self.schema = SCHEMA_PREFIX + self.domain
+        self.where = f"postgresql domain {self.domain}"
+        self._key = lock_key(self.schema)
+        self._claimed = False
+        #: parent → number of kids rows, and → its highest ordinal (appends need no query)
+        self._counts: dict[int, int] = {}
+        self._last: dict[int, int] = {}
+        #: kids rows inserted but not yet sent (flushed before any read of kids)
+        self._pending_kids: list[tuple[int, int, int]] = []
+        self._conn = _connect(conninfo, "store")
+        pg = _psycopg()
+        self._pg_error: type[Exception] = pg.Error
+        try:
+            self._conn.execute(f'SET search_path TO "{self.schema}"')
+            # Over TCP, the server drops a silent writer's session (and its lock, for a
+            # standby to take) within 3 + 2 × 2 s of its last sign of life; on a unix
+            # socket these do nothing (a closed socket is seen at once).
+            for name, value in _KEEPALIVES:
+                self._conn.execute(f"SET {name} = {value}")
+        except pg.Error as exc:
+            self._conn.close()
+            raise StorageError(f"{self.where}: {_one_line(exc)}") from exc
+        self.rows = PgRows(self._conn)
+
+    # -- one writer ----------------------------------------------------------------------
+
+    def holder(self) -> str:
+        """Who holds the domain's lock, as PostgreSQL knows it ("nobody" when free)."""
+        k = self._key & 0xFFFFFFFFFFFFFFFF
+        row = self._conn.execute(
+            "SELECT a.application_name, a.pid, a.client_addr FROM pg_locks l"
+            " JOIN pg_stat_activity a ON a.pid = l.pid WHERE l.locktype = 'advisory'"
+            " AND l.granted AND l.classid = %s AND l.objid = %s AND l.objsubid = 1"
+            " AND l.database = (SELECT oid FROM pg_database"
+            " WHERE datname = current_database())",
+            (k >> 32, k & 0xFFFFFFFF)).fetchone()
+        if row is None:
+            return "nobody"
+        name, pid, addr = row
+        return f"{name or 'a client'} (backend {pid}{f' from {addr}' if addr else ''})"
+
+    def claim(self, wait: bool = False, announce: Callable[[str], None] | None = None
+              ) -> None:
+        """Become the domain's one writer: take its advisory lock, then bring the schema
+        up to date. With *wait* (a standby), wait for the lock, telling *announce* once
+        who holds it; otherwise refuse at once.
+
+        :raises StoreInUse: another writer holds it (one line naming it).
+        """
+        if self._claimed:
+            return
+        try:
+            got = self.rows._one("SELECT pg_try_advisory_lock(%s)", (self._key,))
+            if not got:
+                who = self.holder()
+                if not wait:
+                    raise StoreInUse(f"{self.where} is in use by {who}")
+                if announce is not None:
+                    announce(f"standby for {self.where}, held by {who}: waiting to take over")
+                while not got:
+                    time.sleep(STANDBY_POLL)
+                    got = self.rows._one("SELECT pg_try_advisory_lock(%s)", (self._key,))
+            self._claimed = True
+            self._migrate()
+        except self._pg_error as exc:
+            raise StorageError(f"{self.where}: {_one_line(exc)}") from exc
+
+    def _migrate(self) -> None:
+        c = self._conn
+        with c.transaction():
+            c.execute(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"')
+            c.execute("CREATE TABLE IF NOT EXISTS schema_version(version integer NOT NULL)")
+            current = self.rows._one("SELECT max(version) FROM schema_version") or 0
+            newest = max(_MIGRATIONS)
+            if current > newest:
+                raise StorageError(f"{self.where} has schema version {current}, newer than "
+                                   f"this program's {newest}")
+            for version in range(current + 1, newest + 1):
+                for step in _MIGRATIONS[version]:
+                    c.execute(step)
+                c.execute("INSERT INTO schema_version VALUES (%s)", (version,))
+
+    def schema_version(self) -> int:
+        """The domain's schema version (0: no domain there)."""
+        if not self._has_schema():
+            return 0
+        return int(self.rows._one("SELECT max(version) FROM schema_version") or 0)
+
+    def _has_schema(self) -> bool:
+        return bool(self.rows._one("SELECT to_regclass('schema_version') IS NOT NULL"))
+
+    # -- reading -------------------------------------------------------------------------
+
+    def exists(self) -> bool:
+        try:
+            return self._has_schema() and self.schema_version() >= 1 and \
+                self._conn.execute("SELECT 1 FROM dirs LIMIT 1").fetchone() is not None
+        except self._pg_error as exc:
+            raise StorageError(f"cannot read {self.where}: {_one_line(exc)}") from exc
+
+    def load(self) -> Image:
+        """The whole domain, read in one repeatable-read transaction."""
+        image = Image()
+        c = self._conn
+        paused = gc.isenabled()
+        gc.disable()
+        try:
+            if not self._has_schema():
+                return image
+            c.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            try:
+                # binary results: a bytea comes as its bytes, not as hex to decode
+                image.records = {oid: Record(inst, parent, decode_proplist(props))
+                                 for oid, inst, parent, props in c.execute(
+                                     "SELECT id, instance, parent, props FROM dirs",
+                                     binary=True)}
+                rows = c.execute("SELECT parent, child FROM kids ORDER BY parent, ord",
+                                 binary=True)
+                image.children = {parent: [child for _, child in group]
+                                  for parent, group in groupby(rows, itemgetter(0))}
+                image.freed = dict(c.execute("SELECT id, instance FROM freed").fetchall())
+                meta = dict(c.execute("SELECT key, value FROM meta").fetchall())
+            finally:
+                c.execute("COMMIT")
+            image.checksum = meta.pop("checksum", None)
+            image.meta = meta
+        except (self._pg_error, WireError) as exc:
+            raise StorageError(f"cannot read {self.where}: {_one_line(exc)}") from exc
+        finally:
+            if paused:
+                gc.enable()
+        self._counts = {p: len(k) for p, k in image.children.items()}
+        self._last = {}
+        return image
+
+    def index_rows(self) -> set[tuple[int, bytes, bytes, int]]:
+        """The whole persisted LOOKUP index (``nistore check``)."""
+        try:
+            return self.rows.index_rows() if self._has_schema() else set()
+        except self._pg_error as exc:
+            raise StorageError(f"cannot read {self.where}: {_one_line(exc)}") from exc
+
+    # -- writing -------------------------------------------------------------------------
+
+    def commit(self, ops: list[Op], checksum: int,
+               changes: Sequence[Change] = ()) -> None:
+        """Apply *ops* in order and store *checksum*, in one transaction on the writer's
+        connection (a batch of writes: *changes*, ``Store.commit``; no journal of them
+        is kept yet: the sequence number comes as a ``Meta`` op).
+
+        :raises StorageError: nothing was applied (the connection lost, an unknown op, a
+            bad value); the message says which.
+        """
+        self.claim()
+        c = self._conn
+        # A big batch (a copy, a replace) makes millions of small tuples, which set the
+        # cyclic GC off again and again (nothing here makes cycles): pause it.
+        paused = gc.isenabled() and len(ops) > 10_000
+        if paused:
+            gc.disable()
+        try:
+            with c.transaction():
+                puts: list[Put] = []
+                for op in ops:
+                    kind = type(op)
+                    if kind is Put:
+                        puts.append(op)  # type: ignore[arg-type]
+                        continue
+                    if kind in _FLUSH_PUTS and puts:
+                        self._puts(puts)
+                        puts = []
+                    handler = _SINGLE.get(kind)
+                    if handler is None:
+                        raise StorageError(f"unknown storage op {op!r}")
+                    handler(self, *op)
+                if puts:
+                    self._puts(puts)
+                self._flush_kids()
+                c.execute("INSERT INTO meta VALUES ('checksum', %s) ON CONFLICT (key)"
+                          " DO UPDATE SET value = EXCLUDED.value", (checksum,))
+        except BaseException as exc:
+            self._counts.clear()
+            self._last.clear()
+            self._pending_kids = []
+            if isinstance(exc, StorageError):
+                raise StorageError(f"{self.where}: batch not applied: {exc}") from exc
+            if isinstance(exc, Exception):
+                lost = " (the connection to PostgreSQL is lost: this writer stores " \
+                       "nothing more)" if c.closed or c.broken else ""
+                raise StorageError(f"{self.where}: batch not applied: {_one_line(exc)}"
+                                   f"{lost}") from exc
+            raise
+        finally:
+            if paused:
+                gc.enable()
+
+    def _puts(self, ops: list[Put]) -> None:
+        self._flush_kids()
+        last = {op.id: op for op in ops}
+        ids = list(last)
+        rows = {oid: (op.instance, op.parent, encode_proplist(op.props))
+                for oid, op in last.items()}
+        c = self._conn
+        old = {oid: (parent, bytes(blob)) for oid, parent, blob in c.execute(
+            "SELECT id, parent, props FROM dirs WHERE id = ANY(%b::bigint[])", (ids,),
+            binary=True)}
+        drop: list[tuple[int, bytes, bytes, int]] = []
+        add: list[tuple[int, bytes, bytes, int]] = []
+        for oid, (_, parent, blob) in rows.items():
+            was = old.get(oid)
+            if was == (parent, blob):
+                continue
+            props = last[oid].props
+            if was is None:
+                add.extend(key_row_list(oid, parent, props))
+                continue
+            new = key_rows(oid, parent, props)
+            before = key_rows(oid, was[0], decode_proplist(was[1]))
+            drop.extend(before - new)
+            add.extend(new - before)
+        if drop:
+            c.execute("DELETE FROM keys k USING unnest(%b::bigint[], %b::bytea[], %b::bytea[],"
+                      " %b::bigint[]) AS d(p, k, v, c) WHERE k.parent = d.p AND k.key = d.k"
+                      " AND k.value = d.v AND k.child = d.c", _columns(drop, 4), binary=True)
+        if add:
+            # once each (a value twice in a property is one row), in the primary key's
+            # order: each row lands beside the last. A row of a directory's own is never
+            # there already (its old rows are known, and Free removes them all), so
+            # this is a plain INSERT: a clash is a damaged index, and fails the batch.
+            add = sorted(set(add))
+            c.execute("INSERT INTO keys SELECT * FROM unnest(%b::bigint[], %b::bytea[],"
+                      " %b::bytea[], %b::bigint[])", _columns(add, 4), binary=True)
+        c.execute("INSERT INTO dirs SELECT * FROM unnest(%b::bigint[], %b::bigint[],"
+                  " %b::bigint[], %b::bytea[]) ON CONFLICT (id) DO UPDATE SET"
+                  " instance = EXCLUDED.instance, parent = EXCLUDED.parent,"
+                  " props = EXCLUDED.props",
+                  _columns([(oid, *r) for oid, r in rows.items()], 4), binary=True)
+        c.execute("DELETE FROM freed WHERE id = ANY(%b::bigint[])", (ids,), binary=True)
+
+    def _free(self, oid: int, instance: int) -> None:
+        self._flush_kids()
+        c = self._conn
+        c.execute("DELETE FROM keys WHERE child = %s", (oid,))
+        c.execute("DELETE FROM dirs WHERE id = %s", (oid,))
+        c.execute("DELETE FROM kids WHERE parent = %s", (oid,))
+        c.execute("INSERT INTO freed VALUES (%s, %s) ON CONFLICT (id) DO UPDATE SET"
+                  " instance = EXCLUDED.instance", (oid, instance))
+        self._counts[oid] = 0
+        self._last.pop(oid, None)
+
+    def _reset(self) -> None:
+        self._pending_kids = []
+        self._conn.execute("TRUNCATE dirs, kids, freed, meta, keys")
+        self._counts.clear()
+        self._last.clear()
+
+    def _meta(self, key: str, value: int) -> None:
+        self._conn.execute("INSERT INTO meta VALUES (%s, %s) ON CONFLICT (key)"
+                           " DO UPDATE SET value = EXCLUDED.value", (key, value))
+
+    def _flush_kids(self) -> None:
+        if self._pending_kids:
+            rows, self._pending_kids = self._pending_kids, []
+            self._conn.execute("INSERT INTO kids SELECT * FROM unnest(%b::bigint[],"
+                               " %b::bigint[], %b::bigint[])", _columns(rows, 3), binary=True)
+
+    def _count(self, parent: int) -> int:
+        n = self._counts.get(parent)
+        if n is None:
+            self._flush_kids()
+            n = self._counts[parent] = self.rows.kid_count(parent)
+        return n
+
+    def _kid_ins(self, parent: int, index: int, child: int) -> None:
+        n = self._count(parent)
+        if index < 0:  # list.insert's meaning, as the memory engine
+            index = max(0, index + n)
+        if n == 0:
+            key = 0
+        elif index >= n:   # an append: the usual case, no query once the end is known
+            top = self._last.get(parent)
+            if top is None:
+                self._flush_kids()
+                top = self.rows._one("SELECT max(ord) FROM kids WHERE parent = %s", (parent,))
+            key = top + self.gap
+            if key > self.limit:
+                return self._renumber(parent, n, n, child)
+        else:
+            self._flush_kids()
+            if index == 0:
+                key = self.rows._one("SELECT min(ord) FROM kids WHERE parent = %s",
+                                     (parent,)) - self.gap
+                if key < -self.limit:
+                    return self._renumber(parent, 0, n, child)
+            else:
+                lo, hi = (o for o, _ in self._conn.execute(
+                    "SELECT ord, child FROM kids WHERE parent = %s ORDER BY ord"
+                    " LIMIT 2 OFFSET %s", (parent, index - 1)))
+                if hi - lo < 2:
+                    return self._renumber(parent, index, n, child)
+                key = (lo + hi) // 2
+        self._pending_kids.append((parent, key, child))
+        self._counts[parent] = n + 1
+        if index >= n:
+            self._last[parent] = key
+
+    def _renumber(self, parent: int, index: int, n: int, child: int) -> None:
+        """Insert *child* at *index* and space the whole list evenly again (the last
+        resort: two neighbours without room between them)."""
+        self._flush_kids()
+        kids = self.rows.children(parent)
+        kids.insert(index, child)
+        step = min(self.gap, 2 * self.limit // (len(kids) + 1))
+        if step < 1:
+            raise StorageError(f"child list of {parent} ran out of ordinal keys")
+        base = -(len(kids) // 2) * step
+        self._conn.execute("DELETE FROM kids WHERE parent = %s", (parent,))
+        rows = [(parent, base + i * step, k) for i, k in enumerate(kids)]
+        self._pending_kids = rows
+        self._counts[parent] = n + 1
+        self._last[parent] = rows[-1][1]
+
+    def _kid_del(self, parent: int, child: int) -> None:
+        self._flush_kids()
+        cur = self._conn.execute(
+            "DELETE FROM kids WHERE parent = %(p)s AND ord = (SELECT min(ord) FROM kids"
+            " WHERE parent = %(p)s AND child = %(c)s) RETURNING ord", {"p": parent, "c": child})
+        gone = cur.fetchone()
+        if gone is not None:
+            if parent in self._counts:
+                self._counts[parent] -= 1
+            if self._last.get(parent) == gone[0]:
+                del self._last[parent]
+
+    # -- the rest of the contract ------------------------------------------------------------
+
+    def close(self) -> None:
+        """Close the connection (the advisory lock goes with it)."""
+        self._conn.close()
+
+
+def _columns(rows: list[tuple[Any, ...]], width: int) -> list[list[Any]]:
+    """Rows as *width* column lists (one ``unnest`` statement sends them all)."""
+    if not rows:
+        return [[] for _ in range(width)]
+    return [list(col) for col in zip(*rows, strict=True)]
+
+
+#: Op type → handler, for the ops applied one at a time (Puts are gathered).
+_SINGLE: dict[type, Callable[..., None]] = {Free: PostgresStore._free,
+                                            KidIns: PostgresStore._kid_ins,
+                                            KidDel: PostgresStore._kid_del,
+                                            Reset: PostgresStore._reset,
+                                            Meta: PostgresStore._meta}
+#: Op types that touch dirs or keys, so gathered Puts must be written before them.
+_FLUSH_PUTS = frozenset({Free, Reset})
+
+
+class PostgresCatalog(Catalog):
+    """The domains of one PostgreSQL database (every schema with our ``schema_version``):
+    *base* is a store URL without ``domain=``; domain TAG is ``BASE?domain=TAG``."""
+
+    def __init__(self, base: str) -> None:
+        self.base = base
+
+    def domains(self) -> list[str]:
+        return domains(self.base)
+
+    def url(self, tag: str) -> str:
+        parts = urlsplit(self.base)
+        query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True)
+                 if k != "domain"] + [("domain", tag)]
+        return urlunsplit(parts._replace(query=urlencode(query)))
+
+    def where(self, tag: str) -> str:
+        return f"postgresql domain {tag}"
+
+    def exists(self, tag: str) -> bool:
+        return tag in self.domains()
+
+    def create(self, tag: str) -> None:
+        """Nothing to make: the writer creates its schema when it claims the domain."""
+
+    def destroy(self, tag: str) -> None:
+        conninfo, _ = split_url(self.url(tag))
+        try:
+            conn = _connect(conninfo, "catalog")
+        except StorageError:
+            return
+        try:
+            conn.execute(f'DROP SCHEMA IF EXISTS "{SCHEMA_PREFIX + tag}" CASCADE')
+        except Exception:   # never raises (Catalog.destroy)
+            pass
+        finally:
+            conn.close()
+
+    def check_free(self, tag: str) -> None:
+        """The writer's advisory lock is taken by ``Store.claim`` when the domain opens
+        (one line naming the holder); nothing to check beforehand."""
+
+
+class PostgresEngine(Engine):
+    """The ``postgresql:`` (and ``postgres:``) row of the engine table: *rest* is the
+    whole store URL (``storage._WHOLE_URL``); the one-writer lock is the advisory lock
+    :meth:`PostgresStore.claim` takes; a copy is one transaction, so nothing is left
+    beside a domain by a crash."""
+
+    scheme = "postgresql"
+
+    def open(self, rest: str) -> Store:
+        return PostgresStore(rest)
+
+    def catalog(self, location: str) -> Catalog:
+        return PostgresCatalog(location)

@@ -1,0 +1,405 @@
+"""The PostgreSQL engine (issue 23), against a scratch cluster (tests/pgcluster.py).
+
+The store contract suite runs over it too (tests/test_storage.py's ``engine`` fixture);
+here: the engine against the memory reference on random batches, its row reader, the
+writer's advisory lock and a standby's takeover, and end to end: netinfod serving a
+PostgreSQL domain to niutil and nidump subprocesses exactly as it serves SQLite, a
+SIGKILL of netinfod during writes, a lost connection, and ``nistore copy`` SQLite →
+PostgreSQL → SQLite. Every test skips, with the reason, without PostgreSQL or psycopg.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import re
+import signal
+import subprocess
+import threading
+import time
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+
+from netinfo.errors import StorageError
+from netinfo.storage import RESET, Free, KidDel, KidIns, Meta, Put, open_store
+from netinfo.storage.memory import MemoryStore
+from netinfo.storage.sqlite import SqliteStore
+
+from .conftest import Netinfod, env_with_src, free_port, tool_process
+from .pgcluster import pg_cluster  # noqa: F401 - the session's scratch cluster
+from .test_storage import batches
+
+
+def put(oid, inst=1, parent=0, props=()):
+    return Put(oid, inst, parent, list(props))
+
+
+# -- the engine ------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("tiny_keys", [False, True], ids=["default-keys", "tiny-keys"])
+def test_postgres_matches_memory_engine(pg_cluster, tiny_keys):  # noqa: F811
+    @settings(max_examples=40, deadline=None, suppress_health_check=[
+        HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+    @given(data=batches())
+    def run(data):
+        url = pg_cluster.url()
+        pg, ref = open_store(url), MemoryStore()
+        if tiny_keys:   # ordinal keys run out constantly: renumbering on most inserts
+            pg.gap, pg.limit = 1, 48
+        try:
+            for checksum, ops in enumerate(data):
+                pg.commit(ops, checksum)
+                ref.commit(ops, checksum)
+                assert pg.load() == ref.load()
+        finally:
+            pg.close()
+        pg = open_store(url)
+        assert pg.load() == ref.load()
+        pg.close()
+    run()
+
+
+def test_row_reader(pg_cluster):  # noqa: F811
+    s = open_store(pg_cluster.url())
+    try:
+        ops = [put(0, 2, 0, [("name", [])]), put(1, 1, 0, [("name", ["users"])])]
+        for i in range(2, 12):
+            ops += [put(i, i, 1, [("name", [f"u{i}"]), ("uid", [str(100 + i % 3)]),
+                                  ("name", ["shadowed"])]), KidIns(1, 0, i)]
+        ops += [KidIns(0, 0, 1), Free(20, 4), Meta("quota", 9)]
+        s.commit(ops, 77)
+        rows = s.rows
+        assert rows.row(1)[:2] == (1, 0) and rows.row(1)[3] is True
+        assert rows.row(5)[3] is False and rows.row(99) is None
+        assert set(rows.rows([2, 3, 99])) == {2, 3}
+        order = rows.children(1)
+        assert order == list(range(11, 1, -1))   # each inserted at the front
+        first = rows.kids(1, limit=4)
+        assert [c for _, c in first] == order[:4]
+        assert [c for _, c in rows.kids(1, first[-1][0], 100)] == order[4:]
+        # LOOKUP: the first "name" only, in child-list order (spec §4.4)
+        assert rows.lookup(1, b"uid", b"101") == [i for i in order if i % 3 == 1] \
+            == [10, 7, 4]
+        assert rows.lookup(1, b"name", b"shadowed") == []
+        assert rows.lookup(1, b"name", b"u7") == [7]
+        assert (rows.count(), rows.highest(), rows.freed()) == (12, 11, {20: 4})
+        assert (rows.meta("checksum"), rows.meta("quota"), rows.meta("none")) == (77, 9, None)
+        # the index follows a Put that renames and a Free
+        s.commit([put(7, 8, 1, [("name", ["seven"])]), KidDel(1, 3), Free(3, 3)], 78)
+        assert rows.lookup(1, b"name", b"u7") == [] and rows.lookup(1, b"name", b"seven") == [7]
+        assert rows.lookup(1, b"name", b"u3") == []
+        assert 3 not in rows.children(1)
+    finally:
+        s.close()
+
+
+def test_bad_urls_and_no_server(pg_cluster, tmp_path):  # noqa: F811
+    with pytest.raises(StorageError, match="bad domain name"):
+        open_store(pg_cluster.url("no/slash"))
+    with pytest.raises(StorageError, match="cannot connect"):
+        open_store(f"postgresql://ni@/netinfo?host={tmp_path}&domain=x")
+
+
+def test_failed_batch_is_refused_whole_and_names_the_domain(pg_cluster):  # noqa: F811
+    s = open_store(pg_cluster.url())
+    try:
+        s.commit([put(0, 1, 0, [("name", [])])], 1)
+        before = s.load()
+        with pytest.raises(StorageError, match=r"postgresql domain t\d+: batch not applied"):
+            s.commit([put(4), KidIns(0, 0, 4), put(5, "one")], 2)
+        assert s.load() == before
+        s.commit([RESET], 0)
+        assert not s.exists()
+    finally:
+        s.close()
+
+
+# -- one writer ------------------------------------------------------------------------------
+
+def test_advisory_lock_refuses_a_second_writer_and_a_standby_takes_over(pg_cluster):  # noqa: F811
+    url = pg_cluster.url()
+    a = open_store(url)
+    a.claim()
+    a.commit([put(0, 1, 0, [("name", [])])], 1)
+    b = open_store(url)
+    with pytest.raises(StorageError, match=rf"in use by netinfo store pid {os.getpid()} "):
+        b.claim()
+    with pytest.raises(StorageError, match="in use"):
+        b.commit([put(0, 2, 0, [("name", [])])], 2)   # an unclaimed commit claims first
+    # reading needs no lock
+    assert b.load().checksum == 1
+    told: list[str] = []
+    took: list[float] = []
+    t = threading.Thread(target=lambda: (b.claim(wait=True, announce=told.append),
+                                         took.append(time.monotonic())))
+    t.start()
+    time.sleep(0.5)
+    assert not took and told and "waiting to take over" in told[0]
+    gone = time.monotonic()
+    a.close()
+    t.join(10)
+    assert took and took[0] - gone < 2.0
+    b.commit([put(0, 2, 0, [("name", [])])], 2)
+    assert b.load().checksum == 2
+    b.close()
+
+
+# -- end to end ------------------------------------------------------------------------------
+
+def _flags() -> tuple[str, ...]:
+    return ("-m", "--populate")
+
+
+def _dom(d: Netinfod) -> str:
+    return f"127.0.0.1:{d.port}/{d.tag}"
+
+
+def tool(name: str, *args: str, ok: bool = True, stdin: str | None = None
+         ) -> subprocess.CompletedProcess:
+    p = tool_process(name, *args, env=env_with_src(), input=stdin, timeout=120)
+    if ok:
+        assert p.returncode == 0, (name, args, p.stdout, p.stderr)
+    return p
+
+
+WRITES = [
+    ("-create", "/users/ann"), ("-createprop", "/users/ann", "uid", "501"),
+    ("-createprop", "/users/ann", "shell", "/bin/sh", "/bin/zsh"),
+    ("-create", "/users/bob"), ("-createprop", "/users/bob", "uid", "502"),
+    ("-create", "/machines/h1"), ("-createprop", "/machines/h1", "ip_address", "10.0.0.1"),
+    ("-appendprop", "/users/ann", "shell", "/bin/bash"),
+    ("-destroy", "/users/bob"), ("-create", "/users/cat"),   # reuses bob's number (§5.3)
+    ("-mergeprop", "/users/cat", "uid", "503"), ("-destroyprop", "/users/ann", "shell"),
+    ("-create", "/groups/staff"), ("-createprop", "/groups/staff", "users", "ann", "cat"),
+]
+
+
+def _state(dom: str) -> tuple[str, str]:
+    dump = tool("nidump", "-r", "/", "-t", dom).stdout
+    stats = tool("niutil", "-statistics", "-t", dom).stdout
+    checksum = re.search(r"^checksum: (\d+)", stats, re.M)
+    assert checksum, stats
+    return dump, checksum.group(1)
+
+
+def test_netinfod_serves_postgres_exactly_as_sqlite(pg_cluster, tmp_path):  # noqa: F811
+    url = pg_cluster.url()
+    lite = Netinfod(tmp_path / "lite", "e2e", *_flags()).start()
+    pg = Netinfod(tmp_path / "pg", "e2e", "--store", url, *_flags()).start()
+    try:
+        for args in WRITES:
+            for d in (lite, pg):
+                tool("niutil", *args[:1], "-t", _dom(d), *args[1:])
+        state = _state(_dom(lite))
+        assert _state(_dom(pg)) == state
+        assert "ann" in state[0] and "cat" in state[0] and "bob" not in state[0]
+        # LOOKUP through the persisted index, and LIST, as SQLite answers them
+        for d in (lite, pg):
+            p = tool("nifind", "-p", "/users/cat", "-t", _dom(d), ok=False)
+            assert p.returncode in (0, 1)
+        assert tool("niutil", "-list", "-t", _dom(pg), "/users").stdout == \
+            tool("niutil", "-list", "-t", _dom(lite), "/users").stdout
+        assert tool("niutil", "-read", "-t", _dom(pg), "/users/cat").stdout == \
+            tool("niutil", "-read", "-t", _dom(lite), "/users/cat").stdout
+        # the domain is in PostgreSQL, not in a file: restarted, it is the same
+        pg.stop()
+        pg = Netinfod(tmp_path / "pg", "e2e", "--store", url).start()
+        assert _state(_dom(pg)) == state
+        assert not (tmp_path / "pg" / "e2e.nidb").exists()
+    finally:
+        lite.stop()
+        pg.stop()
+
+
+def _pids_of(pg_cluster, pid: int) -> list[int]:  # noqa: F811
+    import psycopg
+    with psycopg.connect(pg_cluster.conninfo(), autocommit=True) as c:
+        return [r[0] for r in c.execute(
+            "SELECT pid FROM pg_stat_activity WHERE application_name = %s",
+            (f"netinfo store pid {pid} on {os.uname().nodename}",))]
+
+
+def test_second_netinfod_refused_and_standby_takes_over(pg_cluster, tmp_path):  # noqa: F811
+    url = pg_cluster.url()
+    first = Netinfod(tmp_path, "ha", "--store", url, *_flags()).start()
+    second = standby = None
+    try:
+        tool("niutil", "-create", "-t", _dom(first), "/users/before")
+        # without --standby: refused at once, one line naming the holder
+        p = subprocess.run(
+            [*_netinfod_cmd(tmp_path, "ha", url, free_port())], capture_output=True,
+            text=True, env=env_with_src(), timeout=60, stdin=subprocess.DEVNULL)
+        assert p.returncode == 2
+        lines = p.stderr.strip().splitlines()
+        assert len(lines) == 1 and f"in use by netinfo store pid {first.proc.pid} " in lines[0]
+        # with --standby: waits, then serves within 10 s of the writer's SIGKILL
+        standby = Netinfod(tmp_path, "ha", "--store", url, "--standby")
+        standby_cmd = _netinfod_cmd(tmp_path, "ha", url, standby.port, "--standby")
+        proc = subprocess.Popen(standby_cmd, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                                stdin=subprocess.DEVNULL, env=env_with_src(), text=True)
+        standby.proc = proc
+        line = proc.stderr.readline()
+        assert "standby for postgresql domain" in line and "waiting to take over" in line, line
+        killed = time.monotonic()
+        first.stop(signal.SIGKILL)
+        deadline = killed + 10
+        serving = None
+        while time.monotonic() < deadline:
+            line = proc.stderr.readline()
+            if line.startswith("netinfod: serving ha "):
+                serving = time.monotonic()
+                break
+        assert serving is not None, "the standby did not take over within 10 s"
+        print(f"\ntakeover: {serving - killed:.2f} s")
+        # writable, with the writer's data
+        tool("niutil", "-create", "-t", _dom(standby), "/users/after")
+        names = tool("niutil", "-list", "-t", _dom(standby), "/users").stdout
+        assert "before" in names and "after" in names
+    finally:
+        first.stop()
+        if second is not None:
+            second.stop()
+        if standby is not None:
+            standby.stop()
+
+
+def _netinfod_cmd(directory, tag: str, url: str, port: int, *extra: str) -> list[str]:
+    import sys
+
+    from .conftest import TRUST
+    return [sys.executable, "-m", "netinfo.cli.netinfod", "--dir", str(directory), "--bind",
+            "127.0.0.1", "--port", str(port), *TRUST, "--store", url, *extra, tag]
+
+
+def test_lost_connection_stops_acknowledging_writes(pg_cluster, tmp_path):  # noqa: F811
+    url = pg_cluster.url()
+    d = Netinfod(tmp_path, "lost", "--store", url, *_flags()).start()
+    try:
+        tool("niutil", "-create", "-t", _dom(d), "/users/kept")
+        import psycopg
+        with psycopg.connect(pg_cluster.conninfo(), autocommit=True) as c:
+            for pid in _pids_of(pg_cluster, d.proc.pid):
+                c.execute("SELECT pg_terminate_backend(%s)", (pid,))
+        p = tool("niutil", "-create", "-t", _dom(d), "/users/lost", ok=False)
+        assert p.returncode != 0, "a write was acknowledged without a connection"
+        # ... and it says why, in its log
+        d.proc.terminate()
+        err = d.proc.stderr.read()
+        d.stop()
+        assert "the connection to PostgreSQL is lost" in err, err
+        d = Netinfod(tmp_path, "lost", "--store", url).start()
+        names = tool("niutil", "-list", "-t", _dom(d), "/users").stdout
+        assert "kept" in names and "lost" not in names
+    finally:
+        d.stop()
+
+
+def test_postgresql_restarted_under_a_running_netinfod(pg_cluster, tmp_path):  # noqa: F811
+    """The writer's session ends with the server: netinfod refuses writes from then on
+    (it never reconnects: its lock went with the session) and keeps what was durable."""
+    url = pg_cluster.url()
+    d = Netinfod(tmp_path, "restart", "--store", url, *_flags()).start()
+    try:
+        tool("niutil", "-create", "-t", _dom(d), "/users/before")
+        pg_cluster.stop()
+        pg_cluster.start()
+        p = tool("niutil", "-create", "-t", _dom(d), "/users/during", ok=False)
+        assert p.returncode != 0, "a write was acknowledged after the server restarted"
+        assert "during" not in tool("niutil", "-list", "-t", _dom(d), "/users").stdout
+        d.stop()
+        d = Netinfod(tmp_path, "restart", "--store", url).start()
+        tool("niutil", "-create", "-t", _dom(d), "/users/after")
+        names = tool("niutil", "-list", "-t", _dom(d), "/users").stdout
+        assert "before" in names and "after" in names and "during" not in names
+    finally:
+        d.stop()
+
+
+@pytest.mark.slow
+def test_sigkill_during_writes_loses_no_acknowledged_write(pg_cluster, tmp_path):  # noqa: F811
+    from . import test_crash as crash
+
+    url = pg_cluster.url()
+    port = free_port()
+    kills = 20
+    rng = random.Random(int(os.environ.get("CRASH_SEED", time.time_ns())))
+
+    def start() -> Netinfod:
+        d = Netinfod(tmp_path, crash.TAG, "--store", url, *crash.server_flags(),
+                     port=port).start()
+        crash.drain(d.proc)
+        return d
+
+    d = start()
+    writer = crash.Writer(asyncio.run(crash.setup(port)), rng.getrandbits(32))
+    rcs = []
+    for _ in range(kills):
+        asyncio.run(crash.one_round(d, writer, rng.uniform(0.0, crash.MAX_DELAY)))
+        rcs.append(d.stop())
+        d = start()
+    try:
+        asyncio.run(crash._final(d, writer))
+    finally:
+        d.stop()
+    assert rcs == [-signal.SIGKILL] * kills
+    st = writer.stats
+    print(f"\npostgres crash test: {kills} kills; {st}")
+    assert st["acked"] > 5 * kills, "the writer hardly wrote anything"
+    assert not list((tmp_path).glob("*.nidb")), "not the PostgreSQL engine"
+
+
+def test_nistore_copy_sqlite_postgres_sqlite(pg_cluster, tmp_path):  # noqa: F811
+    d = Netinfod(tmp_path, "orig", *_flags()).start()
+    try:
+        for args in WRITES:
+            tool("niutil", *args[:1], "-t", _dom(d), *args[1:])
+        want = _state(_dom(d))
+    finally:
+        d.stop()
+    src = tmp_path / "orig.nidb"
+    url = pg_cluster.url()
+    p = tool("nistore", "copy", str(src), url)
+    assert p.stdout.startswith("copied ") and want[1] in p.stdout
+    # refused without -f, replaced with it
+    p = tool("nistore", "copy", str(src), url, ok=False)
+    assert p.returncode == 2 and "already holds a domain" in p.stderr
+    tool("nistore", "copy", "-f", str(src), url)
+    back = tmp_path / "back.nidb"
+    back.mkdir()
+    tool("nistore", "copy", url, str(back))
+    a, b = SqliteStore(str(src / "netinfo.sqlite")), SqliteStore(str(back / "netinfo.sqlite"))
+    try:
+        assert a.load() == b.load()
+        assert a.index_rows() == b.index_rows()
+    finally:
+        a.close()
+        b.close()
+    for spec in (str(src), url, str(back)):
+        p = tool("nistore", "check", spec)
+        assert "are whole" in p.stdout
+        info = tool("nistore", "info", spec).stdout
+        assert f"checksum: {want[1]}" in info
+    assert "domains in the database: " in tool("nistore", "info", url).stdout
+    # served from each copy: byte-identical to the original
+    for extra in (("--store", url), ()):
+        tag = "back" if not extra else "copy"
+        d = Netinfod(tmp_path, tag, *extra).start()
+        try:
+            assert _state(_dom(d)) == want
+        finally:
+            d.stop()
+    # check finds a damaged index, and a serving writer keeps copies out
+    import psycopg
+    from netinfo.storage.postgres import split_url
+    with psycopg.connect(pg_cluster.conninfo(), autocommit=True) as c:
+        c.execute(f'DELETE FROM "ni_{split_url(url)[1]}".keys WHERE value = %s', (b"ann",))
+    p = tool("nistore", "check", url, ok=False)
+    assert p.returncode == 1 and "LOOKUP index lacks 2 rows" in p.stdout   # /users/ann, staff
+    d = Netinfod(tmp_path, "copy", "--store", url).start()
+    try:
+        p = tool("nistore", "copy", "-f", str(src), url, ok=False)
+        assert p.returncode == 2 and "in use by" in p.stderr
+    finally:
+        d.stop()
