@@ -38,6 +38,8 @@ PURE = frozenset({
     "netinfo.wire.nibind",
     # the bounds every directory keeps, checked by tools and server alike
     "netinfo.wire.limits",
+    # the change history's records and program (issue 24)
+    "netinfo.wire.history", "netinfo.storage.journal",
     "netinfo.storage", "netinfo.storage.memory", "netinfo.storage.nodes",
     "netinfo.storage.changes", "netinfo.storage.legacy",
     "netinfo.client", "netinfo.client.raw", "netinfo.client.flat",

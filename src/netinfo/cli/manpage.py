@@ -223,6 +223,10 @@ PAGES: dict[str, Page] = {
          "200100000 version 2, on UDP and TCP, and registers with the local nibindd when "
          "one runs; nibindd normally starts it (tools §4.5). With -m it first creates a "
          "master database, with -c a clone that copies its master.",
+         "Every write is kept in the domain's change history, in the write's own "
+         "transaction, for --history-days days (default 90; 0 keeps none) and up to "
+         "--history-max-mb MB (default 256), the oldest going first; nihistory reads it "
+         "through the history program, 200100002 version 1, on the same TCP port.",
          "It listens on 127.0.0.1 unless --bind says otherwise, and refuses an address "
          "that is not this host's before it creates anything. One process holds a "
          "database: a second netinfod, nibindd or nicl -raw on it is refused. SIGTERM and "
