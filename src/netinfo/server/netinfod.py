@@ -41,7 +41,9 @@ from ..wire.protocol import (
     decode_args,
 )
 from ..wire.rpc import AcceptStat, AuthStat
+from ..wire.history import HISTORY_PROG
 from .database import MAX_STREAMS, Database
+from .history import HistoryProgram
 from .peers import PeerBounds, PeerLimits
 from .rpc import quiet_accept_errors
 
@@ -126,6 +128,8 @@ class Dispatcher:
         #: the uid whose local sockets are this domain's superuser: ours, unless we are
         #: root (then only a reserved port makes the superuser, spec §10.2)
         self.owner: int | None = os.geteuid() or None
+        #: the change history's program (issue 24)
+        self.history = HistoryProgram(db)
 
     def caller_for(self, host: str, port: int, udp: bool = False,
                    ours: tuple[str, int] | None = None) -> Caller:
@@ -159,6 +163,10 @@ class Dispatcher:
         except rpc.RpcMismatch as e:
             return rpc.reply_rpc_mismatch(e.xid), False
         xid = call.xid
+        if call.prog == HISTORY_PROG:
+            # issue 24: the history program, its own handler (server/history.py); a row
+            # of the program table once it lands
+            return self.history.reply(call, caller, udp), False
         if call.prog != NETINFO_PROG:
             return rpc.reply_accept_error(xid, AcceptStat.PROG_UNAVAIL), False
         if call.vers != NETINFO_VERS:
