@@ -97,6 +97,11 @@ def changed(before: State | None, after: State | None) -> bool:
     return list(before.props) != list(after.props) or before.parent != after.parent
 
 
+def _name(st: State) -> str | None:
+    names = first_values(st.props, "name")
+    return names[0] if names else None
+
+
 class Past:
     """The domain as it was right after change *boundary* (0: before every change kept)."""
 
@@ -154,7 +159,7 @@ class Past:
         for name in components:
             for kid in await self.children(oid):
                 st = await self.state(kid)
-                if st is not None and (first_values(st.props, "name") or [None])[0] == name:
+                if st is not None and _name(st) == name:
                     oid = kid
                     break
             else:
@@ -182,7 +187,7 @@ class Past:
     async def _is_at(self, oid: int, components: list[str]) -> bool:
         for name in reversed(components):
             st = await self.state(oid)
-            if st is None or (first_values(st.props, "name") or [None])[0] != name:
+            if st is None or _name(st) != name:
                 return False
             oid = st.parent
         return oid == 0
