@@ -53,7 +53,7 @@ PURE = frozenset({
 LIBRARY = frozenset({
     "netinfo.client.transport", "netinfo.client.core", "netinfo.client.binding",
     "netinfo.client.domain", "netinfo.netif", "netinfo.client.verbs", "netinfo.client.walk",
-    "netinfo.client.dumps", "netinfo.client.search",
+    "netinfo.client.dumps", "netinfo.client.search", "netinfo.client.history",
 })
 
 #: The layout (issue 19 item 7): the wings, and which wings each may import. An arrow

@@ -35,9 +35,18 @@ from datetime import datetime
 from typing import Any
 
 from ..client.domain import authenticate
-from ..client.history import Past, changed, dir_of, entries, entry, last_seq_at
+from ..client.history import (
+    CannotRevert,
+    Past,
+    changed,
+    conflicts,
+    entries,
+    entry,
+    last_seq_at,
+    revert_one,
+)
 from ..errors import NiError, Status
-from ..model import NiId, Proplist, parse_path
+from ..model import Proplist, parse_path
 from ..wire.history import (
     FROM_MASTER,
     NO_DIR,
@@ -100,7 +109,6 @@ second the PATH. TIME: #SEQ (right after change SEQ), an ISO date and time
 (local), @SECONDS since the epoch, now, or an age: -30s, -10m, -2h, -3d.
 """
 _ERRORS = (NiError, *COMM_ERRORS)
-MASK32 = 0xFFFFFFFF
 
 
 @dataclass
@@ -353,60 +361,6 @@ async def _collect(past: Past, oid: int, path: str, deep: bool,
             await _collect(past, kid, f"{'' if path == '/' else path}/{name}", deep, out)
 
 
-async def conflicts(client: Any, targets: list[Entry], reverting: set[int]) -> list[str]:
-    """The later changes (not among *reverting*) to what *targets* changed."""
-    found: list[str] = []
-    for e in targets:
-        for d in e.touched:
-            if not changed(d.before, d.after):
-                continue
-            async for later in entries(client, Query(oldest_first=True, dir=d.id,
-                                                    min_seq=e.seq + 1)):
-                st = dir_of(later, d.id)
-                if later.seq in reverting or st is None or not changed(*st):
-                    continue
-                found.append(f"change {later.seq} ({when(later.time)}, {who(later)}, "
-                             f"{proc_name(later.proc)} {later.path}) came after change "
-                             f"{e.seq} to directory {d.id}")
-                break
-    return found
-
-
-async def revert_one(client: Any, e: Entry) -> None:
-    """Put back what change *e* did, as new writes (DESTROY, CREATE with the old number,
-    WRITE of the old proplist)."""
-    if e.proc == WHOLE_TREE:
-        raise ToolExit(1, f"{PROG}: change {e.seq} replaced the whole tree: restore a dump "
-                          f"instead")
-    # Destroy what it made (children first), make what it destroyed (parents first),
-    # write back what it changed.
-    made = [d for d in e.touched if d.before is None and d.after is not None]
-    gone = [d for d in e.touched if d.before is not None and d.after is None]
-    edited = [d for d in e.touched if changed(d.before, d.after)
-              and d.before is not None and d.after is not None]
-    for d in reversed(made):
-        assert d.after is not None
-        try:
-            child = await client.self_id(d.id)
-        except NiError as err:
-            if err.status == Status.BADID:
-                continue   # already gone (--force)
-            raise
-        parent = await client.self_id((await client.parent(d.id))[0])
-        await client.destroy(parent, child)
-    for d in gone:
-        b = d.before
-        assert b is not None
-        parent = await client.self_id(b.parent)
-        where = b.position if b.position >= 0 else MASK32
-        await client.create(parent, list(b.props), where,
-                            NiId(d.id, (b.instance + 1) & MASK32))
-    for d in edited:
-        b = d.before
-        assert b is not None
-        await client.write(await client.self_id(d.id), list(b.props))
-
-
 async def _revert(client: Any, o: Options) -> int:
     if o.revert is not None:
         e = await entry(client, o.revert)
@@ -425,13 +379,21 @@ async def _revert(client: Any, o: Options) -> int:
     if not o.force:
         found = await conflicts(client, targets, {e.seq for e in targets})
         if found:
-            raise ToolExit(1, *(f"{PROG}: {f}" for f in found),
+            raise ToolExit(1, *(f"{PROG}: {describe(later)} came after change {seq} to "
+                                f"directory {oid}" for seq, oid, later in found),
                            f"{PROG}: nothing was reverted (--force reverts anyway)")
-    await client.use_master() if hasattr(client, "use_master") else None
+    await client.use_master()
     for e in reversed(targets):
-        await revert_one(client, e)
+        try:
+            await revert_one(client, e)
+        except CannotRevert as err:
+            raise ToolExit(1, f"{PROG}: {err}") from None
         print(f"reverted {e.seq}: {proc_name(e.proc)} {e.path}")
     return 0
+
+
+def describe(e: Entry) -> str:
+    return f"change {e.seq} ({when(e.time)}, {who(e)}, {proc_name(e.proc)} {e.path})"
 
 
 async def _main(o: Options) -> int:

@@ -21,6 +21,7 @@ from ..wire.history import (
     HISTORY_VERS,
     NO_DIR,
     PROC_QUERY,
+    WHOLE_TREE,
     Entry,
     Page,
     Query,
@@ -33,6 +34,7 @@ from .core import Client
 
 #: entries a call asks for at a time
 PAGE = 500
+MASK32 = 0xFFFFFFFF
 
 
 async def _conn(client: Client) -> Any:
@@ -193,5 +195,63 @@ class Past:
         return oid == 0
 
 
-__all__ = ["query", "entries", "entry", "last_seq_at", "dir_of", "changed", "Past", "PAGE",
-           "NiId"]
+async def conflicts(client: Client, targets: list[Entry],
+                    reverting: set[int]) -> list[tuple[int, int, Entry]]:
+    """The later changes (not among *reverting*) to a directory one of *targets*
+    changed: (target's seq, directory, the later change), the first per directory."""
+    found: list[tuple[int, int, Entry]] = []
+    for e in targets:
+        for d in e.touched:
+            if not changed(d.before, d.after):
+                continue
+            async for later in entries(client, Query(oldest_first=True, dir=d.id,
+                                                    min_seq=e.seq + 1)):
+                st = dir_of(later, d.id)
+                if later.seq in reverting or st is None or not changed(*st):
+                    continue
+                found.append((e.seq, d.id, later))
+                break
+    return found
+
+
+class CannotRevert(Exception):
+    """A change that cannot be put back with NETINFO writes (a whole new tree)."""
+
+
+async def revert_one(client: Client, e: Entry) -> None:
+    """Put back what change *e* did, as new writes through *client* (spec §4.3): DESTROY
+    what it created (children first), CREATE what it destroyed with its old number, the
+    next instance (spec §5.3) and its old position, WRITE back the old proplist (old
+    property order) of what it changed. A directory already as it should be is left.
+
+    :raises CannotRevert: *e* replaced the whole tree. :raises NiError:."""
+    if e.proc == WHOLE_TREE:
+        raise CannotRevert(f"change {e.seq} replaced the whole tree: restore a dump instead")
+    made = [d for d in e.touched if d.before is None and d.after is not None]
+    gone = [d for d in e.touched if d.before is not None and d.after is None]
+    edited = [d for d in e.touched if d.before is not None and d.after is not None
+              and changed(d.before, d.after)]
+    for d in reversed(made):
+        try:
+            child = await client.self_id(d.id)
+        except NiError as err:
+            if err.status == Status.BADID:
+                continue   # already gone
+            raise
+        parent = await client.self_id((await client.parent(d.id))[0])
+        await client.destroy(parent, child)
+    for d in gone:
+        b = d.before
+        assert b is not None
+        parent = await client.self_id(b.parent)
+        where = b.position if b.position >= 0 else MASK32
+        await client.create(parent, list(b.props), where,
+                            NiId(d.id, (b.instance + 1) & MASK32))
+    for d in edited:
+        b = d.before
+        assert b is not None
+        await client.write(await client.self_id(d.id), list(b.props))
+
+
+__all__ = ["conflicts", "revert_one", "CannotRevert", "query", "entries", "entry",
+           "last_seq_at", "dir_of", "changed", "Past", "PAGE"]
