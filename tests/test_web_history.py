@@ -16,6 +16,11 @@ from netinfo.model import NI_INDEX_NULL
 from .test_web import admin, client, dom, ensure, login, post  # noqa: F401 - fixtures
 
 
+@pytest.fixture
+def tc(client):  # noqa: F811 - test_web's fixture, under a name of our own
+    return client
+
+
 def oid(path: str) -> int:
     async def go(c):
         return (await c.pathsearch(path)).object
@@ -26,7 +31,8 @@ def seqs(text: str) -> list[int]:
     return [int(s) for s in re.findall(r'<tr id="c(\d+)">', text)]
 
 
-def test_history_needs_a_login_and_reverts_a_destroy(client):
+def test_history_needs_a_login_and_reverts_a_destroy(tc):
+    client = tc
     web = oid("/web")
 
     async def make(c):
@@ -56,7 +62,8 @@ def test_history_needs_a_login_and_reverts_a_destroy(client):
     assert kids == kids_before
 
 
-def test_a_revert_over_a_later_change_refuses_unless_forced(client):
+def test_a_revert_over_a_later_change_refuses_unless_forced(tc):
+    client = tc
     async def make(c):
         h2 = await ensure(c, "/web", [("name", ["h2"]), ("_writers", ["alice"])])
         d = await c.createprop(await c.self_id(h2), "k", ["1"], NI_INDEX_NULL)
