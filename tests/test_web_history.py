@@ -32,7 +32,7 @@ def seqs(text: str) -> list[int]:
 
 
 def test_history_needs_a_login_and_reverts_a_destroy(tc):
-    client = tc
+    web_client = tc
     web = oid("/web")
 
     async def make(c):
@@ -42,15 +42,15 @@ def test_history_needs_a_login_and_reverts_a_destroy(tc):
         await c.destroy(parent, await c.self_id(h1))
         return h1, kids_before
     h1, kids_before = admin(make)
-    r = client.get("/history", params={"d": ".", "id": web})
+    r = web_client.get("/history", params={"d": ".", "id": web})
     assert r.status_code == 200 and "Authenticate" in r.text and not seqs(r.text)
-    assert login(client).status_code == 303
-    r = client.get("/history", params={"d": ".", "id": web})
+    assert login(web_client).status_code == 303
+    r = web_client.get("/history", params={"d": ".", "id": web})
     assert r.status_code == 200, r.text
     newest = seqs(r.text)[0]
     assert "DESTROY" in r.text and "/web/h1" in r.text
     token = re.search(r'action="/history/revert\?csrf=([^"&]+)"', r.text).group(1)
-    r = post(client, "/history/revert", data={"d": ".", "id": web, "seq": newest,
+    r = post(web_client, "/history/revert", data={"d": ".", "id": web, "seq": newest,
                                               "csrf": token}, follow_redirects=False)
     assert r.status_code == 303, r.text
 
@@ -63,21 +63,21 @@ def test_history_needs_a_login_and_reverts_a_destroy(tc):
 
 
 def test_a_revert_over_a_later_change_refuses_unless_forced(tc):
-    client = tc
+    web_client = tc
     async def make(c):
         h2 = await ensure(c, "/web", [("name", ["h2"]), ("_writers", ["alice"])])
         d = await c.createprop(await c.self_id(h2), "k", ["1"], NI_INDEX_NULL)
         await c.writeprop(d, 2, ["2"])
         return h2
     h2 = admin(make)
-    assert login(client).status_code == 303
-    r = client.get("/history", params={"d": ".", "id": h2})
+    assert login(web_client).status_code == 303
+    r = web_client.get("/history", params={"d": ".", "id": h2})
     later, first = seqs(r.text)[:2]
     token = re.search(r'action="/history/revert\?csrf=([^"&]+)"', r.text).group(1)
-    r = post(client, "/history/revert", data={"d": ".", "id": h2, "seq": first,
+    r = post(web_client, "/history/revert", data={"d": ".", "id": h2, "seq": first,
                                               "csrf": token})
     assert r.status_code == 409 and f"change {later} " in r.text
-    r = post(client, "/history/revert", data={"d": ".", "id": h2, "seq": first,
+    r = post(web_client, "/history/revert", data={"d": ".", "id": h2, "seq": first,
                                               "force": "1", "csrf": token},
              follow_redirects=False)
     assert r.status_code == 303, r.text
