@@ -326,7 +326,7 @@ COPIER = textwrap.dedent("""
     from pathlib import Path
     from netinfo.server.database import open_database
     from netinfo.model import Directory, NiId
-    from netinfo.wire.protocol import ReadAllDecoder, READALL_END, encode_readall_head, \\
+    from netinfo.wire.readall import ReadAllDecoder, READALL_END, encode_readall_head, \\
         encode_readall_object
 
     def stream(n, tag):

@@ -128,8 +128,10 @@ class Dispatcher:
         #: the uid whose local sockets are this domain's superuser: ours, unless we are
         #: root (then only a reserved port makes the superuser, spec §10.2)
         self.owner: int | None = os.geteuid() or None
-        #: the change history's program (issue 24)
-        self.history = HistoryProgram(db)
+        #: the change history's program (issue 24); a clone at a listed address copies it
+        self.history = HistoryProgram(db, lambda addr: any(
+            p.addr == addr for p in db.facts().clones(lambda a: is_local(a, self.own),
+                                                      config.tag)))
 
     def caller_for(self, host: str, port: int, udp: bool = False,
                    ours: tuple[str, int] | None = None) -> Caller:

@@ -52,6 +52,7 @@ from ..storage.changes import Caller, Update, update_for
 from ..wire.protocol import Proc
 from ..wire.readall import WireObject
 from .database import Change, Database
+from .history_mirror import HistoryMirror
 from .service import SUPERUSER
 
 log = logging.getLogger("netinfo.replication")
@@ -172,6 +173,9 @@ class Replicator:
         self._source: Peer | None = None
         #: set while a copy is being received and swapped in: the master's updates wait
         self._held: asyncio.Future[None] | None = None
+        #: a clone's copy of its master's change history (issue 24)
+        self.history = HistoryMirror(db, lambda: self._source or self.db.facts().master,
+                                     self._connect)
 
     @property
     def is_clone(self) -> bool:
@@ -198,6 +202,7 @@ class Replicator:
 
     def start(self) -> None:
         if self.is_clone:
+            self.history.start()
             self.sync()
         else:
             self.rebuild_clones(first=True)
@@ -270,6 +275,7 @@ class Replicator:
             return
         self.clones = {}
         self.db.set_role(Role.CLONE)
+        self.history.start()
         self.db.info.clones = 0
         mp = self.db.service.master_property()
         log.warning("root master now names %s: this server is a clone from now on; the "
@@ -292,6 +298,7 @@ class Replicator:
                         self.tag)
             return
         self.db.set_role(Role.MASTER)
+        self.history.promoted()
         root, props = svc.proc_read(SUPERUSER, svc.proc_root(SUPERUSER))
         names = [k for k, _ in props]
         value = [f"{me.name}/{self.tag}"]
@@ -313,6 +320,7 @@ class Replicator:
             self._unwatch_transfers = self.db.watch_transfers(self._transfer_done)
 
     async def close(self) -> None:
+        await self.history.close()
         if self._unsubscribe is not None:
             self._unsubscribe()
         if self._unwatch_transfers is not None:

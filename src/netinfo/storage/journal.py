@@ -167,6 +167,9 @@ class Journal(ABC):
         #: the oldest entries go beyond this many bytes (None: no bound)
         self.max_bytes: int | None = int(DEFAULT_MAX_MB * 1024 * 1024)
         self.clock: Callable[[], float] = time.time
+        #: a clone's journal is its master's, copied (``server.history_mirror``): its
+        #: own commits (the master's pushes, a copy) record nothing
+        self.mirrored = False
         self._paths = Paths()
 
     def configure(self, days: float | None, max_mb: float | None) -> None:
@@ -182,7 +185,7 @@ class Journal(ABC):
     def record(self, changes: Sequence[Change], lookup: Lookup) -> None:
         """Journal *changes*; *lookup* reads a stored directory as it was before the
         batch. Then trim at most :data:`TRIM_BATCH` entries past retention."""
-        if not self.enabled or not changes:
+        if not self.enabled or self.mirrored or not changes:
             return
         now = int(self.clock() * 1_000_000)
         known: dict[int, tuple[int, Proplist]] = {}
@@ -223,6 +226,29 @@ class Journal(ABC):
         self._append(rows)
         self.trim(TRIM_BATCH, int(self.clock() * 1_000_000))
 
+    def insert(self, copied: Sequence[Entry]) -> None:
+        """Keep *copied* entries of another server's journal as they are (a clone's copy
+        of its master's), in a transaction of their own where the engine has them."""
+        last = self.last_seq()
+        rows = [Row.of(e) for e in copied if e.seq > last]   # oldest first, once each
+        if rows:
+            self._in_transaction(lambda: self._append(rows))
+
+    def _in_transaction(self, fn: Callable[[], object]) -> None:
+        fn()
+
+    @abstractmethod
+    def last_seq(self) -> int:
+        """The highest sequence number kept (0: none)."""
+
+    @abstractmethod
+    def stored(self, seq: int) -> bytes | None:
+        """Entry *seq* as kept (its bytes), or None."""
+
+    def clear(self) -> None:
+        """Forget every entry (a clone whose history is not its master's)."""
+        self._in_transaction(lambda: self._trim(1 << 62, None, 0))
+
     def forget_paths(self) -> None:
         """The store changed under the journal (a failed batch, a swapped copy)."""
         self._paths.clear()
@@ -241,7 +267,12 @@ class Journal(ABC):
     def trim_now(self, most: int) -> int:
         """:meth:`trim` outside any commit (in a transaction of its own where the engine
         has transactions): netinfod's retention between requests."""
-        return self.trim(most)
+        n = [0]
+
+        def run() -> None:
+            n[0] = self.trim(most)
+        self._in_transaction(run)
+        return n[0]
 
     @abstractmethod
     def _trim(self, most: int, cutoff: int | None, max_bytes: int | None) -> int:
@@ -302,10 +333,6 @@ class MemoryJournal(Journal):
         self.rows: list[Row] = []
         self._bytes = 0
 
-    def _append(self, rows: list[Row]) -> None:
-        self.rows.extend(rows)
-        self._bytes += sum(len(r.blob) for r in rows)
-
     def _trim(self, most: int, cutoff: int | None, max_bytes: int | None) -> int:
         n = 0
         rows = self.rows
@@ -327,6 +354,16 @@ class MemoryJournal(Journal):
 
     def size(self) -> tuple[int, int]:
         return len(self.rows), self._bytes
+
+    def last_seq(self) -> int:
+        return self.rows[-1].seq if self.rows else 0
+
+    def stored(self, seq: int) -> bytes | None:
+        return next((r.blob for r in reversed(self.rows) if r.seq == seq), None)
+
+    def _append(self, rows: list[Row]) -> None:
+        self.rows.extend(rows)
+        self._bytes += sum(len(r.blob) for r in rows)
 
 
 __all__ = ["Journal", "MemoryJournal", "Row", "Paths", "DEFAULT_DAYS", "DEFAULT_MAX_MB",

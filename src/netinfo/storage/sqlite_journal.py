@@ -91,17 +91,22 @@ class SqliteJournal(Journal):
         c.execute("UPDATE history_size SET bytes = ?", (total,))
         return len(gone)
 
-    def trim_now(self, most: int) -> int:
-        """:meth:`trim` in a transaction of its own (netinfod, between requests)."""
+    def _in_transaction(self, fn: Callable[[], object]) -> None:
         c = self.conn
         c.execute("BEGIN IMMEDIATE")
         try:
-            n = self.trim(most)
+            fn()
             c.execute("COMMIT")
         except BaseException:
             c.execute("ROLLBACK")
             raise
-        return n
+
+    def stored(self, seq: int) -> bytes | None:
+        row = self.conn.execute("SELECT entry FROM history WHERE seq = ?", (seq,)).fetchone()
+        return None if row is None else bytes(row[0])
+
+    def last_seq(self) -> int:
+        return self.conn.execute("SELECT max(seq) FROM history").fetchone()[0] or 0
 
     def _scan(self, q: Query, after: int) -> Iterable[Row]:
         where: list[str] = []
