@@ -24,7 +24,7 @@ from ..client.core import Client
 from ..client.history import PAGE, query
 from ..errors import NetInfoError
 from ..facts import Peer, Role
-from ..wire.history import Query, encode_entry
+from ..wire.history import Query, decode_entry
 from .database import Change, Database
 
 log = logging.getLogger("netinfo.replication")
@@ -95,11 +95,12 @@ class HistoryMirror:
         try:
             last = journal.last_seq()
             if last and not self._checked:
-                # Our history must be the master's: its entry at our last number, byte
-                # for byte; else (a new clone's own template writes, another master's
+                # Our history must be the master's: its entry at our last number, the
+                # same; else (a new clone's own template writes, another master's
                 # history) it is dropped and copied whole.
                 got = (await query(c, Query(min_seq=last, max_seq=last, limit=1))).entries
-                if not got or encode_entry(got[0]) != journal.stored(last):
+                ours = journal.stored(last)
+                if not got or ours is None or decode_entry(ours) != got[0]:
                     log.info("the history kept here is not the master's: copying it anew")
                     journal.clear()
             self._checked = True

@@ -29,19 +29,17 @@ from ..model import Proplist, first_values
 from ..wire.history import (
     FROM_MASTER,
     NO_DIR,
-    NO_POSITION,
     OWNER,
     PAGE_BYTES,
     PAGE_MAX,
     SUPERUSER,
     WHOLE_TREE,
-    Dir,
     Entry,
     Page,
     Query,
-    State,
     decode_entry,
     encode_entry,
+    encode_record,
 )
 from ..wire.protocol import Proc
 
@@ -71,9 +69,9 @@ class Row:
         self.dirs, self.blob = dirs, blob
 
     @classmethod
-    def of(cls, e: Entry) -> Row:
+    def of(cls, e: Entry, encoded: dict[int, bytes] | None = None) -> Row:
         return cls(e.seq, e.time, e.user, e.path, tuple(d.id for d in e.touched),
-                   encode_entry(e))
+                   encode_entry(e, encoded))
 
 
 def escape(name: str) -> str:
@@ -85,13 +83,6 @@ def component(oid: int, props: Proplist) -> str:
     """A directory's path component: its first name, else ``[N]``."""
     names = first_values(props, "name")
     return escape(names[0]) if names else f"[{oid}]"
-
-
-def _state(s: DirState | None) -> State | None:
-    if s is None:
-        return None
-    pos = s.position
-    return State(s.instance, s.parent, NO_POSITION if pos is None else pos, s.props)
 
 
 def _flags(c: Change) -> int:
@@ -152,6 +143,8 @@ def _renames(t: tuple[int, DirState | None, DirState | None]) -> bool:
     _, b, a = t
     if b is None or a is None:
         return b is not None   # a destroyed directory: its number may come back
+    if b.props is a.props:
+        return b.parent != a.parent   # the same proplist: an instance bump only
     return b.parent != a.parent or first_values(b.props, "name") != first_values(a.props,
                                                                                "name")
 
@@ -190,6 +183,7 @@ class Journal(ABC):
         now = int(self.clock() * 1_000_000)
         known: dict[int, tuple[int, Proplist]] = {}
         rows: list[Row] = []
+        encoded: dict[int, bytes] = {}   # proplists alive throughout: ids stay theirs
         paths = self._paths
         for c in changes:
             oid = written_dir(c)
@@ -209,11 +203,12 @@ class Journal(ABC):
                     known[oid] = (before.parent, before.props)
                 path = paths.path(oid, known, lookup)
             who = c.caller
-            entry = Entry(c.seq, now, who.user or "", _flags(c), who.addr, who.port,
-                          WHOLE_TREE if c.proc is None else int(c.proc), path, oid,
-                          tuple(Dir(t.id, _state(t.before), _state(t.after))
-                                for t in c.touched))
-            rows.append(Row.of(entry))
+            user = who.user or ""
+            touched = c.touched
+            rows.append(Row(c.seq, now, user, path, tuple(t[0] for t in touched),
+                            encode_record(c.seq, now, user, _flags(c), who.addr, who.port,
+                                          WHOLE_TREE if c.proc is None else int(c.proc),
+                                          path, oid, touched, encoded)))
             if any(_renames(t) for t in c.touched):
                 paths.clear()
             elif c.proc == Proc.CREATE:

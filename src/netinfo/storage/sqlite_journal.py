@@ -72,8 +72,12 @@ class SqliteJournal(Journal):
     def _trim(self, most: int, cutoff: int | None, max_bytes: int | None) -> int:
         c = self.conn
         total = c.execute("SELECT bytes FROM history_size").fetchone()[0]
-        if cutoff is None and (max_bytes is None or total <= max_bytes):
-            return 0
+        if max_bytes is None or total <= max_bytes:
+            if cutoff is None:
+                return 0
+            oldest = c.execute("SELECT time FROM history ORDER BY seq LIMIT 1").fetchone()
+            if oldest is None or oldest[0] >= cutoff:
+                return 0   # the common case: one seek, nothing to trim
         gone: list[tuple[int, str, int]] = []
         for seq, when, dirs, size in c.execute(
                 "SELECT seq, time, dirs, length(entry) FROM history ORDER BY seq LIMIT ?",
