@@ -6,12 +6,15 @@ In one process, against a SQLite store in a temporary directory, with the histor
 batches of 64 writes as the server commits a pipelined window; then LOOKUP of 20,000
 random users by name. Reports the CPU seconds of each (``time.process_time``: the
 machine is shared, wall time is not a measure), the ratio on/off, and the journal's
-bytes per write. Usage: ``python bench/bench_history.py [-n 100000] [--rounds 2]``.
+bytes per write. ``--served``: ``niload passwd`` into a real netinfod instead, the
+server's CPU seconds (from /proc) and the wall time. Usage: ``python
+bench/bench_history.py [-n 100000] [--rounds 2] [--served]``.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import random
 import sys
 import tempfile
@@ -70,11 +73,42 @@ def one(n: int, on: bool) -> dict[str, float]:
             "file": size}
 
 
+def served(n: int, on: bool) -> dict[str, float]:
+    """``niload passwd`` of *n* users into a real netinfod (history on or off): the
+    server's CPU seconds (utime + stime from /proc) and the wall time."""
+    sys.path.insert(0, str(ROOT / "bench"))
+    import bench_niload as bn  # noqa: PLC0415 - the niload benchmark's helpers
+    with tempfile.TemporaryDirectory() as tmp:
+        port = bn.free_port()
+        proc = bn.start_server(tmp, port, [] if on else ["--history-days", "0"])
+        try:
+            wall, _ = bn.timed(["netinfo.cli.niload", "passwd", "-t",
+                                f"127.0.0.1:{port}/{bn.TAG}"], bn.passwd_lines(n))
+            with open(f"/proc/{proc.pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            cpu = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        finally:
+            proc.terminate()
+            proc.wait(30)
+        size = (Path(tmp) / f"{bn.TAG}.nidb" / "netinfo.sqlite").stat().st_size
+    return {"cpu": cpu, "wall": wall, "file": size}
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("-n", type=int, default=100_000)
     ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--served", action="store_true",
+                    help="niload passwd into a real netinfod instead (its CPU and wall)")
     a = ap.parse_args()
+    if a.served:
+        for r in range(a.rounds):
+            for on in (False, True):
+                got = served(a.n, on)
+                print(f"round {r + 1} history {'on ' if on else 'off'}: niload passwd "
+                      f"{a.n}: netinfod {got['cpu']:7.2f} s CPU, wall {got['wall']:7.2f} s, "
+                      f"file {got['file'] / 2**20:6.1f} MiB", flush=True)
+        return 0
     for r in range(a.rounds):
         for on in (False, True):
             got = one(a.n, on)
