@@ -41,6 +41,8 @@ PURE = frozenset({
     "netinfo.wire.limits",
     # LDAP's BER and messages (issue 22)
     "netinfo.wire.ber", "netinfo.wire.ldap",
+    # the change history's records and program (issue 24)
+    "netinfo.wire.history", "netinfo.storage.journal",
     "netinfo.storage", "netinfo.storage.memory", "netinfo.storage.nodes",
     "netinfo.storage.changes", "netinfo.storage.legacy", "netinfo.storage.cached",
     "netinfo.client", "netinfo.client.raw", "netinfo.client.flat",
@@ -58,7 +60,7 @@ PURE = frozenset({
 LIBRARY = frozenset({
     "netinfo.client.transport", "netinfo.client.core", "netinfo.client.binding",
     "netinfo.client.domain", "netinfo.netif", "netinfo.client.verbs", "netinfo.client.walk",
-    "netinfo.client.dumps", "netinfo.client.search",
+    "netinfo.client.dumps", "netinfo.client.search", "netinfo.client.history",
 })
 
 #: The layout (issue 19 item 7): the wings, and which wings each may import. An arrow

@@ -243,8 +243,10 @@ def test_migration_builds_the_lookup_index(tmp_path):
     c = sqlite3.connect(path)
     rows = c.execute("SELECT count(*) FROM keys").fetchone()[0]
     assert rows == 300 * 2 + 1  # every user's name and uid, /users' name
-    c.execute("DROP TABLE keys")  # as a database made before migration 2
-    c.execute("DELETE FROM schema_version WHERE version = 2")
+    c.execute("DROP TABLE keys")  # as a database made before migration 2 (and so 3)
+    for table in ("history", "history_dirs", "history_size"):
+        c.execute(f"DROP TABLE {table}")
+    c.execute("DELETE FROM schema_version WHERE version >= 2")
     c.commit()
     c.close()
     with Database(open_store(f"sqlite:{path}"), cache=8) as db:

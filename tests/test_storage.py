@@ -325,8 +325,9 @@ def test_sqlite_schema_version_and_wal(tmp_path):
     SqliteStore(path).close()   # migrations are not applied twice
     c = sqlite3.connect(path)
     assert c.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-    # every numbered migration once, in order (2: the persisted LOOKUP index)
-    assert c.execute("SELECT version FROM schema_version").fetchall() == [(1,), (2,)]
+    # every numbered migration once, in order (2: the persisted LOOKUP index, 3: the
+    # change history)
+    assert c.execute("SELECT version FROM schema_version").fetchall() == [(1,), (2,), (3,)]
     c.execute("INSERT INTO schema_version VALUES (99)")
     c.commit()
     c.close()

@@ -217,12 +217,47 @@ PAGES: dict[str, Page] = {
           "bob changes his own password from a script"),
          ("nipasswd -t 127.0.0.1/network --hash sha256 alice",
           "set alice's password in the network domain, hashed with SHA-256 crypt"))),
+    "nihistory": Page(
+        "who changed what in a NetInfo domain, when, and put it back",
+        ("nihistory reads a domain's change history, which netinfod keeps for every write "
+         "in the write's own transaction (netinfod --history-days, --history-max-mb), "
+         "through the history program (200100002 version 1) on the server's TCP port. "
+         "Without a mode it lists the changes, newest first, one line each: sequence "
+         "number, time, who (user@address), the NETINFO procedure and the path of the "
+         "directory written; --since, --until, --user and a PATH (that directory and "
+         "below) narrow it, --json gives a list of objects (seq, time, user, procedure, "
+         "path and more).",
+         "--show SEQ prints one change's before and after states of every directory it "
+         "touched; --at TIME PATH prints a directory (with -r its subtree) as it was.",
+         "--revert SEQ and --revert-after TIME [PATH] put things back as new writes "
+         "through the master, with the NETINFO procedures: a destroyed directory is "
+         "created again with its old number, properties, property order and position, a "
+         "created one destroyed, a changed one written back; the reverts are replicated "
+         "and journalled like any write. A revert that would clobber a later change to "
+         "the same directory refuses and names it, unless --force.",
+         "Who may read: the superuser (root on a reserved port, or the user running an "
+         "unprivileged server) all of it; a user who gives a password (-u, -p, -P) the "
+         "changes of the directories it may write (_writers); an anonymous caller "
+         "nothing."),
+        _CLIENT_ENV,
+        (("0", "done"),
+         ("1", "a usage error, a change not in the history, or a revert refused because "
+          "of a later change"),
+         _NI_STATUS, _COMM),
+        (("nihistory . /users --since -1d", "what changed under /users since yesterday"),
+         ("nihistory . --show 1234", "the before and after of change 1234"),
+         ("nihistory . --at '#1200' /users/bob", "bob's entry right after change 1200"),
+         ("nihistory . --revert 1234", "undo change 1234 (a DESTROY: bob comes back)"))),
     "netinfod": Page(
         "serve one NetInfo database",
         ("netinfod serves DIR/TAG.nidb (or the store --store names) over ONC RPC, program "
          "200100000 version 2, on UDP and TCP, and registers with the local nibindd when "
          "one runs; nibindd normally starts it (tools §4.5). With -m it first creates a "
          "master database, with -c a clone that copies its master.",
+         "Every write is kept in the domain's change history, in the write's own "
+         "transaction, for --history-days days (default 90; 0 keeps none) and up to "
+         "--history-max-mb MB (default 256), the oldest going first; nihistory reads it "
+         "through the history program, 200100002 version 1, on the same TCP port.",
          "It listens on 127.0.0.1 unless --bind says otherwise, and refuses an address "
          "that is not this host's before it creates anything. One process holds a "
          "database: a second netinfod, nibindd or nicl -raw on it is refused. SIGTERM and "

@@ -40,6 +40,7 @@ from ..server.nis_hierarchy import Ancestors
 from ..server.proctitle import name_process
 from ..server.replicator import MAX_COPY_BYTES, Replicator
 from ..server.service import ServerInfo
+from ..storage.journal import DEFAULT_DAYS, DEFAULT_MAX_MB
 from ..server.templates import (
     create_clone,
     create_local,
@@ -106,6 +107,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="as a clone, abandon a copy of the domain larger than N MB "
                         "(the master's READALL reply) and keep the old copy "
                         "(default %(default)s)")
+    p.add_argument("--history-days", type=non_negative, metavar="N", default=DEFAULT_DAYS,
+                   help="keep the change history (nihistory) for N days; 0 keeps none "
+                        "(default %(default)s)")
+    p.add_argument("--history-max-mb", type=non_negative, metavar="M",
+                   default=DEFAULT_MAX_MB,
+                   help="keep at most M MB of change history, the oldest going first "
+                        "(default %(default)s)")
     p.add_argument("-n", dest="forced_root", action="store_true",
                    help="this domain is a root: never look for a parent")
     p.add_argument("--nis-domain", action="append", default=[], metavar="NISDOMAIN",
@@ -135,6 +143,17 @@ def positive_number(text: str) -> int:
         n = 0
     if n <= 0:
         raise argparse.ArgumentTypeError(f"not a positive number: {text!r}")
+    return n
+
+
+def non_negative(text: str) -> float:
+    """An argparse type: a number, 0 or more (fractions allowed)."""
+    try:
+        n = float(text)
+    except ValueError:
+        n = -1.0
+    if not n >= 0:
+        raise argparse.ArgumentTypeError(f"not a number of 0 or more: {text!r}")
     return n
 
 
@@ -191,6 +210,8 @@ async def serve(args: argparse.Namespace) -> int:
     except (StorageError, OSError, ValueError) as e:
         print(f"{PROG}: cannot open database {args.tag}: {e}", file=sys.stderr)
         return 2
+    if db.store.journal is not None:
+        db.store.journal.configure(args.history_days, args.history_max_mb)
     try:
         return await _serve(args, db, info, addrs)
     finally:
@@ -280,8 +301,10 @@ async def _serve(args: argparse.Namespace, db: Database, info: ServerInfo,
     loop.add_signal_handler(signal.SIGUSR1, replicator.promote)
     damaged: list[str] = []
     checker = asyncio.create_task(_verify(db, stop, damaged))
+    trimmer = asyncio.create_task(_trim_history(db))
     await stop.wait()
     checker.cancel()
+    trimmer.cancel()
     await replicator.close()
     if ldap is not None:
         await ldap.close()
@@ -299,6 +322,27 @@ async def _serve(args: argparse.Namespace, db: Database, info: ServerInfo,
         return 2
     print(f"{PROG}: {args.tag} stopped", file=sys.stderr, flush=True)
     return 0
+
+
+#: Seconds between retention passes over the change history, and entries per transaction.
+HISTORY_TRIM_EVERY = 60.0
+HISTORY_TRIM_BATCH = 500
+
+
+async def _trim_history(db: Database) -> None:
+    """Retention of the change history (``--history-days``, ``--history-max-mb``) while
+    the server is idle: commits trim a few entries each, this the rest, a small batch per
+    transaction with requests served in between (never a stall)."""
+    journal = db.store.journal
+    if journal is None:
+        return
+    while True:
+        try:
+            while journal.trim_now(HISTORY_TRIM_BATCH) >= HISTORY_TRIM_BATCH:
+                await asyncio.sleep(0)
+        except Exception:
+            log.exception("%s: trimming the change history failed", db.where)
+        await asyncio.sleep(HISTORY_TRIM_EVERY)
 
 
 async def _verify(db: Database, stop: asyncio.Event, damaged: list[str]) -> None:

@@ -131,7 +131,7 @@ class Database:
         self._changes: list[Change] = []
         #: the sequence number of the last change made (durable or pending), stored
         #: with each batch (changes.SEQ_KEY)
-        self._seq = svc.source.stored_meta(SEQ_KEY) or 0
+        self._seq = self._stored_seq(svc)
         #: ... and of the last durable one (a failed commit goes back to it)
         self._durable_seq = self._seq
         self._subscribers: list[Subscriber] = []
@@ -537,7 +537,22 @@ class Database:
             self._service.reload(source=source)
         else:
             self._service.reload(self.store.load())
-        self._seq = self._durable_seq = self._service.source.stored_meta(SEQ_KEY) or 0
+        self._seq = self._durable_seq = self._stored_seq(self._service)
+
+    def _stored_seq(self, svc: DirectoryService) -> int:
+        """The last change's number: as stored with the domain, or the change history's
+        last entry's when that is higher (a clone promoted before its first write, whose
+        history is its old master's: issue 24)."""
+        journal = self.store.journal
+        return max(svc.source.stored_meta(SEQ_KEY) or 0,
+                   journal.last_seq() if journal is not None else 0)
+
+    def continue_numbering(self, at_least: int) -> None:
+        """Number the next write after *at_least* too (a promoted clone continues its old
+        master's history, issue 24); stored with the next batch."""
+        if at_least > self._seq and not self._service.pending:
+            # _seq == _durable_seq + 1 after the next write: its batch stores the number
+            self._seq = self._durable_seq = at_least
 
     def subscribe(self, fn: Subscriber) -> Callable[[], None]:
         """Call *fn* with each durable batch of changes; returns the unsubscribe call."""

@@ -50,8 +50,10 @@ from ..wire.protocol import (
 )
 from ..wire.portmap import IPPROTO_TCP, IPPROTO_UDP
 from ..wire.rpc import AcceptStat, AuthStat
+from ..wire.history import HISTORY_PROG, HISTORY_VERS, PROC_NULL
 from ..wire.yp import YPPROG, YPVERS, YpProc
 from .database import MAX_STREAMS, Batch, Database
+from .history import HistoryProgram
 from .peers import PeerBounds, PeerLimits
 from .rpc import Program, prologue, quiet_accept_errors
 
@@ -151,7 +153,7 @@ class Dispatcher:
         self.owner: int | None = os.geteuid() or None
         #: program number → its row (one row per program: :meth:`add_program`)
         self.programs: dict[int, Program[ProgramHandler]] = {}
-        for make in (netinfo_program, *programs):
+        for make in (netinfo_program, history_program, *programs):
             self.add_program(make(self))
 
     def add_program(self, row: Program[ProgramHandler]) -> None:
@@ -273,6 +275,20 @@ def netinfo_program(disp: Dispatcher) -> Program[ProgramHandler]:
     return Program(NETINFO_PROG, NETINFO_VERS, NETINFO_VERS, handle,
                    procs=frozenset(PROCEDURES), udp=UDP_PROCS, udp_lenient=UDP_LENIENT_PROCS,
                    on_failure=_nospace)
+
+
+def history_program(disp: Dispatcher) -> Program[ProgramHandler]:
+    """The change history's program (issue 24; ``server.history``): NULL over UDP, its
+    queries over TCP only; readable by the superuser, by users for what their
+    ``_writers`` admit, and by the domain's clones copying their master's journal."""
+    db, own, tag = disp.db, disp.own, disp.config.tag
+
+    def is_clone(addr: str) -> bool:
+        return any(p.addr == addr for p in db.facts().clones(lambda a: is_local(a, own), tag))
+
+    h = HistoryProgram(db, is_clone)
+    return Program(HISTORY_PROG, HISTORY_VERS, HISTORY_VERS, h.reply,
+                   procs=frozenset(h.procedures), udp=frozenset({PROC_NULL}))
 
 
 def yp_program(door: YpHandler) -> ProgramFactory:

@@ -52,6 +52,7 @@ from ..storage.changes import Caller, Update, update_for
 from ..wire.protocol import Proc
 from ..wire.readall import WireObject
 from .database import Change, Database
+from .history_mirror import HistoryMirror
 from .service import SUPERUSER
 
 log = logging.getLogger("netinfo.replication")
@@ -179,6 +180,9 @@ class Replicator:
         self._source: Peer | None = None
         #: set while a copy is being received and swapped in: the master's updates wait
         self._held: asyncio.Future[None] | None = None
+        #: a clone's copy of its master's change history (issue 24)
+        self.history = HistoryMirror(db, lambda: self._source or self.db.facts().master,
+                                     self._connect)
 
     @property
     def is_clone(self) -> bool:
@@ -205,6 +209,7 @@ class Replicator:
 
     def start(self) -> None:
         if self.is_clone:
+            self.history.start()
             self.sync()
         else:
             self.rebuild_clones(first=True)
@@ -277,6 +282,7 @@ class Replicator:
             return
         self.clones = {}
         self.db.set_role(Role.CLONE)
+        self.history.start()
         self.db.info.clones = 0
         mp = self.db.facts().master_name
         log.warning("root master now names %s: this server is a clone from now on; the "
@@ -298,6 +304,7 @@ class Replicator:
                         self.tag)
             return
         self.db.set_role(Role.MASTER)
+        self.history.promoted()
         root, props = self.db.call(Proc.READ, SUPERUSER,
                                    (self.db.call(Proc.ROOT, SUPERUSER, ()),))
         names = [k for k, _ in props]
@@ -321,6 +328,7 @@ class Replicator:
 
     async def close(self) -> None:
         self._unwatch_calls()
+        await self.history.close()
         if self._unsubscribe is not None:
             self._unsubscribe()
         if self._unwatch_transfers is not None:

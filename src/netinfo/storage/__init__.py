@@ -47,6 +47,7 @@ from ..wire.readall import WireObject
 
 if TYPE_CHECKING:
     from .changes import Change
+    from .journal import Journal
     from .nodes import NodeSource
 
 
@@ -203,6 +204,8 @@ class Store(ABC):
 
     #: URL scheme of the engine ("memory", "sqlite").
     scheme: str = ""
+    #: the change history the engine keeps in its commits (issue 24), or None
+    journal: Journal | None = None
 
     @abstractmethod
     def load(self) -> Image:

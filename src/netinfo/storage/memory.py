@@ -12,6 +12,7 @@ import copy
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from ..model import Proplist
 from . import (
     Catalog,
     DatabaseInUse,
@@ -23,6 +24,7 @@ from . import (
     apply_ops,
     validate_ops,
 )
+from .journal import MemoryJournal
 
 if TYPE_CHECKING:
     from .changes import Change
@@ -35,6 +37,11 @@ class MemoryStore(Store):
 
     def __init__(self) -> None:
         self._image = Image()
+        self.journal: MemoryJournal = MemoryJournal()
+
+    def _lookup(self, oid: int) -> tuple[int, Proplist] | None:
+        r = self._image.records.get(oid)
+        return None if r is None else (r.parent, r.props)
 
     def load(self) -> Image:
         return copy.deepcopy(self._image)
@@ -45,6 +52,7 @@ class MemoryStore(Store):
     def commit(self, ops: list[Op], checksum: int,
                changes: Sequence[Change] = ()) -> None:
         validate_ops(ops)  # all or nothing: a malformed batch changes nothing
+        self.journal.record(changes, self._lookup)   # the history (issue 24)
         apply_ops(self._image, ops)
         self._image.checksum = checksum
 

@@ -52,6 +52,7 @@ from ..model import Proplist
 from ..wire.proplist import check_proplist, decode_proplist, encode_proplist
 from ..wire.readall import WireObject
 from . import Free, Image, KidDel, KidIns, Meta, NewCopy, Op, Put, Record, Reset, Store
+from .sqlite_journal import SqliteJournal, carry_over, schema
 
 if TYPE_CHECKING:
     from .changes import Change
@@ -138,6 +139,8 @@ _MIGRATIONS: dict[int, list[str | Callable[[sqlite3.Connection], None]]] = {
         + _options("WITHOUT ROWID"),
         _build_keys,
     ],
+    # The change history (issue 24; sqlite_journal).
+    3: [*schema(_options(), _options("WITHOUT ROWID"))],
 }
 
 #: Ids per ``IN (...)`` query (well under SQLite's host-parameter limit).
@@ -207,6 +210,8 @@ class SqliteStore(Store):
         self._verify_idle.set()
         self.found_damaged: list[str] = []
         self._conn = self._open(check=True)
+        #: the change history, kept in the same file and transactions (issue 24)
+        self.journal: SqliteJournal = SqliteJournal(lambda: self._conn)
 
     def _open(self, check: bool) -> sqlite3.Connection:
         """A connection to the file, in WAL mode, its schema migrated; with *check*, the
@@ -411,8 +416,8 @@ class SqliteStore(Store):
     def commit(self, ops: list[Op], checksum: int,
                changes: Sequence[Change] = ()) -> None:
         """Apply *ops* in order in one transaction, store *checksum*, sync to disk.
-        (*changes*: the writes of the batch, ``Store.commit``; this engine keeps no
-        journal of them yet: the sequence number comes as a ``Meta`` op.)
+        (*changes*: the writes of the batch, ``Store.commit``, journalled first in the
+        same transaction, :attr:`journal`; the sequence number comes as a ``Meta`` op.)
 
         Puts and runs of frees go to SQLite with ``executemany``.
 
@@ -426,6 +431,8 @@ class SqliteStore(Store):
             if version != self._data_version:  # someone else wrote: counts are stale
                 self._counts.clear()
                 self._data_version = version
+            # The history first: it reads the touched directories' paths as they were.
+            self.journal.record(changes, self.journal.lookup)
             # A put touches only dirs and freed, so it commutes with kid_ins/kid_del:
             # puts are gathered into one executemany and flushed before the ops that do
             # not commute with them (free, reset) and at the end.
@@ -457,6 +464,7 @@ class SqliteStore(Store):
             c.execute("COMMIT")
         except BaseException as exc:
             self._counts.clear()
+            self.journal.forget_paths()
             try:
                 if c.in_transaction:
                     c.execute("ROLLBACK")
@@ -658,6 +666,7 @@ class SqliteStore(Store):
         self._verify_idle.wait(10)
         old = self._conn
         try:
+            carry_over(old, copy.path)   # a clone keeps its history (issue 24)
             busy = old.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
         except sqlite3.Error as exc:
             raise StorageError(f"sqlite store {self.path!r}: cannot swap in the copy: "
@@ -678,6 +687,7 @@ class SqliteStore(Store):
             raise StorageError(f"cannot swap in the copy {copy.path!r}: {exc}") from exc
         _sync_dir(self.path)   # the rename survives a power loss too
         self._counts.clear()
+        self.journal.forget_paths()
         self.deferred_check = False
         self._conn = self._open(check=False)
 

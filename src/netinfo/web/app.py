@@ -14,6 +14,8 @@ before its body is read: :mod:`netinfo.web.guard`):
 ``/find``              nigrep-style search in a subtree, nifind-style search up the
                        hierarchy
 ``/transfer`` ``/export`` ``/import``  raw and flat dumps and loads
+``/history``           a directory's change history; ``POST /history/revert`` puts a
+                       change back (:mod:`netinfo.web.history`, issue 24)
 ``/info``              master and clones with state and checksum, statistics, parent
                        and child domains
 ``/static/*``          the stylesheet, the script, the icon (vendored: works offline)
@@ -41,7 +43,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from ..client.transport import REPLY_LIMIT
-from . import edits, transfer, views
+from . import edits, history, transfer, views
 from .common import HERE
 from .domains import MAX_REPLY, DomainPolicy
 from .lock import LoginLimiter
@@ -124,6 +126,8 @@ def create_app(default_domain: str = ".", *, timeout: float | None = None,
         Route("/login", edits.login_form, methods=["GET"]),
         Route("/login", edits.login, methods=["POST"]),
         Route("/logout", edits.logout, methods=["POST"]),
+        Route("/history", history.page),
+        Route("/history/revert", history.revert, methods=["POST"]),
         Route("/transfer", transfer.page),
         Route("/export", transfer.export),
         Route("/import", transfer.import_, methods=["POST"]),
