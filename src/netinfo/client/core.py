@@ -16,10 +16,12 @@ import asyncio
 import builtins
 import inspect
 import os
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Callable, Iterable
+from itertools import chain
 from typing import Any
 
-from ..errors import NiError, RpcError, Status
+from ..errors import NetInfoError, NiError, RpcError, Status, Timeout
 from ..model import NI_INDEX_NULL, NiId, Proplist, is_digits, parse_path
 from ..wire import rpc
 from ..wire.protocol import (
@@ -29,11 +31,16 @@ from ..wire.protocol import (
     RESULT_KINDS,
     Kind,
     Proc,
+    ProcInfo,
     encode_args,
 )
 from ..wire.readall import ReadAllDecoder, WireObject
 from .binding import lookup_netinfod
 from .transport import READ_TIMEOUT, WRITE_TIMEOUT, ReplyStream, RpcConnection, open_tcp
+
+
+#: Every failure one call can end in (:meth:`Client.call_window` keeps them as results).
+_CALL_ERRORS = (NetInfoError, OSError)
 
 
 def parse_server(spec: str, default_tag: str = "local") -> tuple[str, str, int | None]:
@@ -122,6 +129,87 @@ class Client:
                 return False
             raise
         # The result-kind table (protocol) decodes what the server's side encoded.
+        return RESULT_KINDS[info.kind].decode(info, u)
+
+    async def connection_for(self, proc: int) -> RpcConnection:
+        """The connection :meth:`call_window` sends *proc* over (a domain handle sends
+        writes to the master, spec §7.5)."""
+        return self.conn
+
+    async def call_window(self, calls: Iterable[tuple[int, tuple[Any, ...]]], *,
+                          window: int, done: Callable[[int], None] | None = None
+                          ) -> list[Any]:
+        """Many calls on one connection, in the order given, up to *window* in flight:
+        each ``(proc, args)`` as :meth:`call` would make it, without a task, a timer and
+        a coroutine for each (a bulk load or dump sends a million). Returns the results
+        in order, a failed call's exception (``NetInfoError``, ``OSError``) in its
+        place; *done(i)* is called as the i-th result is taken. The connection is the
+        first call's (:meth:`connection_for`): the calls are all reads or all writes.
+        No answer to the oldest call within the timeout (the writes' for writes) fails
+        it and every later one with :class:`~netinfo.errors.Timeout`.
+        """
+        out: list[Any] = []
+        it = iter(calls)
+        first = next(it, None)
+        if first is None:
+            return out
+        conn = await self.connection_for(first[0])
+        timeout = self.write_timeout if PROCEDURES[first[0]].is_write else self.timeout
+        loop = asyncio.get_running_loop()
+        flying: deque[tuple[int, ProcInfo, asyncio.Future[bytes] | BaseException]] = deque()
+
+        async def oldest() -> None:
+            _, info, fut = flying[0]
+            if not isinstance(fut, BaseException):
+                try:
+                    await fut
+                except _CALL_ERRORS:
+                    pass
+                limit.reschedule(loop.time() + timeout)
+            flying.popleft()
+            try:
+                out.append(fut if isinstance(fut, BaseException)
+                           else self._reply(info, fut.result()))
+            except _CALL_ERRORS as e:
+                out.append(e)
+            if done is not None:
+                done(len(out) - 1)
+
+        try:
+            async with asyncio.timeout(timeout) as limit:
+                for proc, args in chain((first,), it):
+                    if len(flying) >= window:
+                        await oldest()
+                    info = PROCEDURES[proc]
+                    xid = conn.next_xid()
+                    try:
+                        sent: asyncio.Future[bytes] | BaseException = conn.send(
+                            rpc.encode_call(xid, NETINFO_PROG, NETINFO_VERS, proc,
+                                            encode_args(info, *args), self.auth), xid)
+                    except _CALL_ERRORS as e:
+                        sent = e
+                    flying.append((xid, info, sent))
+                while flying:
+                    await oldest()
+        except TimeoutError:
+            late = Timeout(f"no reply within {timeout} s")
+            for xid, _, fut in flying:
+                conn.waiting.pop(xid, None)
+                if not isinstance(fut, BaseException):
+                    fut.cancel()
+            out.extend(late for _ in flying)
+            out.extend(late for _ in it)
+        return out
+
+    @staticmethod
+    def _reply(info: ProcInfo, rec: bytes) -> Any:
+        """A reply record's decoded result, as :meth:`call_on` gives it."""
+        try:
+            u = rpc.decode_reply(rec)[1]
+        except RpcError as e:
+            if info.kind is Kind.NO_REPLY_UNLESS_OK and e.stat == rpc.AcceptStat.SYSTEM_ERR:
+                return False
+            raise
         return RESULT_KINDS[info.kind].decode(info, u)
 
     # -- one typed method per procedure -------------------------------------------------------

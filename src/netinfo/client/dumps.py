@@ -36,8 +36,9 @@ from functools import partial
 from typing import Any, Protocol
 
 from ..errors import NetInfoError, NiError, Status, TooLong, error_text
-from ..model import NiId, Proplist, first_values, split_unescaped
+from ..model import NI_INDEX_NULL, NiId, Proplist, first_values, split_unescaped
 from ..wire.limits import BIG_LIST_MAX, MAX_DEPTH
+from ..wire.protocol import Proc
 from .core import Client
 from .flat import (
     FORMATS,
@@ -48,6 +49,7 @@ from .flat import (
     record_key,
     record_path,
     record_text,
+    survey,
 )
 from .raw import (
     FormatError,
@@ -65,7 +67,7 @@ __all__ = [
     "RETRIES", "LoadError", "Progress", "find_dir", "to_raw", "read_subtree",
     "read_table", "table_pieces", "write_subtree", "destroy_calls", "run_calls",
     "first_error", "destroy_tree", "Entry",
-    "NameIndex", "Step", "plan_records", "step_calls", "FlatLoad", "load_flat",
+    "NameIndex", "Step", "plan_records", "step_calls", "step_requests", "FlatLoad", "load_flat",
     "create_calls", "raw_load", "check_raw_input", "path_depth", "tree_depth",
 ]
 
@@ -203,7 +205,8 @@ async def _pieces_of(pieces: list[list[Proplist]]) -> AsyncIterator[list[Proplis
 
 async def _read_windows(c: Client, kids: array) -> AsyncIterator[list[Proplist]]:
     for at in range(0, len(kids), DUMP_WINDOW):
-        results = await run_calls([partial(c.read, k) for k in kids[at:at + DUMP_WINDOW]])
+        results = await c.call_window(((Proc.READ, (NiId(k, 0),))
+                                       for k in kids[at:at + DUMP_WINDOW]), window=WINDOW)
         piece: list[Proplist] = []
         for r in results:
             if isinstance(r, BaseException):
@@ -521,6 +524,28 @@ def step_calls(c: Client, steps: list[Step], entries: list[Entry],
     return calls, which
 
 
+def step_requests(steps: list[Step], entries: list[Entry], table: NiId
+                  ) -> list[tuple[int, tuple[Any, ...]]] | None:
+    """The CREATE/WRITE calls of *steps* as ``(proc, args)`` for
+    :meth:`~netinfo.client.core.Client.call_window`, one per step that is not "ignore";
+    None when a write goes to a directory this run creates (it needs that CREATE's
+    answer first: :func:`step_calls`)."""
+    out: list[tuple[int, tuple[Any, ...]]] = []
+    tid = table.object
+    for s in steps:
+        if s.action == "ignore":
+            continue
+        if s.action == "create":
+            out.append((Proc.CREATE, (NiId(tid, table.instance + s.seq), s.props,
+                                      NI_INDEX_NULL, None)))
+            continue
+        e = entries[s.entry]
+        if e.oid is None or e.instance is None:
+            return None
+        out.append((Proc.WRITE, (NiId(e.oid, e.instance + s.seq), s.props)))
+    return out
+
+
 async def _create_into(c: Client, parent: Callable[[], Awaitable[NiId]], props: Proplist,
                        fut: asyncio.Future[NiId] | None) -> NiId:
     """CREATE under the directory *parent()* gives; settle *fut* (when given) with the
@@ -809,8 +834,14 @@ class FlatLoad:
                 self.say(f"Netinfo {self.table} contains {self.size} items")
             steps, unreadable = plan_records(records, entries, index, self.table,
                                              self.merge)
-            calls, which = step_calls(self.c, steps, entries, table)
-            results = await run_calls(calls, bar)
+            requests = step_requests(steps, entries, table)
+            if requests is not None:   # no call waits for another: one window, no tasks
+                which = [n for n, s in enumerate(steps) if s.action != "ignore"]
+                results = await self.c.call_window(requests, window=WINDOW,
+                                                   done=lambda i: bar.advance())
+            else:
+                calls, which = step_calls(self.c, steps, entries, table)
+                results = await run_calls(calls, bar)
             bad = first_error(results)
             if bad is not None:
                 n, err = bad
@@ -845,13 +876,9 @@ class FlatLoad:
 
 
 def _survey(fmt: str, text: str | bytes) -> tuple[int, list[Note]]:
-    """The records an input holds and its notes, parsed a piece at a time."""
-    total = 0
-    notes: list[Note] = []
-    for loaded in iter_loaded(fmt, text):
-        total += len(loaded.records)
-        notes.extend(loaded.notes)
-    return total, notes
+    """The records an input holds and its notes, a piece at a time (a piece of plain
+    lines is checked and counted without being parsed: :func:`~netinfo.client.flat.survey`)."""
+    return survey(fmt, text)
 
 
 async def load_flat(c: Client, fmt: str, text: str | bytes, *, merge: bool = False,
