@@ -16,12 +16,13 @@ import asyncio
 import builtins
 import inspect
 import os
+import struct
 from collections import deque
 from collections.abc import Callable, Iterable
 from itertools import chain
 from typing import Any
 
-from ..errors import NetInfoError, NiError, RpcError, Status, Timeout
+from ..errors import NetInfoError, NiError, RpcError, Status, Timeout, WireError
 from ..model import NI_INDEX_NULL, NiId, Proplist, is_digits, parse_path
 from ..wire import rpc
 from ..wire.protocol import (
@@ -34,6 +35,8 @@ from ..wire.protocol import (
     ProcInfo,
     encode_args,
 )
+from ..wire.limits import BIG_LIST_MAX, MAX_PROPLIST_BYTES
+from ..wire.proplist import take_proplists
 from ..wire.readall import ReadAllDecoder, WireObject
 from .binding import lookup_netinfod
 from .transport import READ_TIMEOUT, WRITE_TIMEOUT, ReplyStream, RpcConnection, open_tcp
@@ -328,6 +331,27 @@ class Client:
             raise
         return stream
 
+    async def listall_stream(self, d: NiId | int) -> ListAllStream:
+        """LISTALL taken as it arrives (spec §4.4): a :class:`ListAllStream` whose head
+        (status, the directory's id, the count) is read; the children's proplists
+        follow, in child order, a batch at a time, in memory bounded by the batch, never
+        the directory (a million users, issue 20). Close it (or use ``async with``) to
+        abandon the rest. ``timeout`` bounds each wait for more bytes.
+
+        :raises NiError: a status other than NI_OK. :raises RpcError, Timeout,
+            ConnectionFailed, WireError:
+        """
+        reply = await self.conn.call_stream(
+            NETINFO_PROG, NETINFO_VERS, Proc.LISTALL,
+            encode_args(PROCEDURES[Proc.LISTALL], _nid(d)), self.auth, self.timeout)
+        stream = ListAllStream(reply)
+        try:
+            await stream.start()
+        except BaseException:
+            stream.close()
+            raise
+        return stream
+
     async def crashed(self, checksum: int) -> None:
         await self.call(Proc.CRASHED, checksum)
 
@@ -441,6 +465,84 @@ class ReadAllStream:
 
     async def __aexit__(self, *exc: Any) -> None:
         self.close()
+
+
+class ListAllStream:
+    """A LISTALL reply decoded as it arrives (:meth:`Client.listall_stream`): ``id`` is
+    the directory's, ``count`` how many proplists follow; ``async for batch in stream``
+    gives them in child order, as lists of the proplists each piece of the reply
+    completed.
+
+    :raises WireError: bytes that are not a LISTALL reply, or a reply cut short or
+        longer than its count. :raises ConnectionFailed, Timeout:.
+    """
+
+    def __init__(self, reply: ReplyStream) -> None:
+        self._reply = reply
+        self._buf = b""
+        self._at = 0
+        self.id = NiId(0, 0)
+        self.count = 0
+        self._left = 0
+
+    async def _more(self) -> bool:
+        """Append the reply's next bytes to what is not decoded yet; False at its end."""
+        data = await self._reply.read()
+        if not data:
+            return False
+        self._buf = self._buf[self._at:] + data
+        self._at = 0
+        return True
+
+    async def start(self) -> None:
+        """Read the head. :raises NiError: its status is not NI_OK."""
+        while len(self._buf) < 4 and await self._more():
+            pass
+        if len(self._buf) < 4:
+            raise WireError("LISTALL reply without a status")
+        (status,) = _HEAD.unpack_from(self._buf, 0)
+        if status != Status.OK:
+            raise NiError(status)
+        while len(self._buf) < 16 and await self._more():
+            pass
+        if len(self._buf) < 16:
+            raise WireError("LISTALL reply cut short in its head")
+        _, oid, instance, count = _LISTALL_HEAD.unpack_from(self._buf, 0)
+        if count > BIG_LIST_MAX:
+            raise WireError(f"LISTALL of {count} proplists (at most {BIG_LIST_MAX})")
+        self.id, self.count, self._left, self._at = NiId(oid, instance), count, count, 16
+
+    def __aiter__(self) -> ListAllStream:
+        return self
+
+    async def __anext__(self) -> builtins.list[Proplist]:
+        while self._left:
+            batch, self._at = take_proplists(self._buf, self._at, self._left,
+                                             MAX_PROPLIST_BYTES)
+            if batch:
+                self._left -= len(batch)
+                return batch
+            if not await self._more():
+                raise WireError(f"LISTALL reply cut short: {self._left} of {self.count} "
+                                "proplists missing")
+        if self._at < len(self._buf) or await self._reply.read():
+            raise WireError("bytes after the LISTALL reply's proplists")
+        raise StopAsyncIteration
+
+    def close(self) -> None:
+        """Abandon what is left of the reply (the connection stays usable)."""
+        self._reply.close()
+
+    async def __aenter__(self) -> ListAllStream:
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        self.close()
+
+
+#: LISTALL's head: status, the directory's id (object, instance), the count
+_HEAD = struct.Struct(">I")
+_LISTALL_HEAD = struct.Struct(">IIII")
 
 
 class SyncClient:
