@@ -148,8 +148,10 @@ class Client:
         in order, a failed call's exception (``NetInfoError``, ``OSError``) in its
         place; *done(i)* is called as the i-th result is taken. The connection is the
         first call's (:meth:`connection_for`): the calls are all reads or all writes.
-        No answer to the oldest call within the timeout (the writes' for writes) fails
-        it and every later one with :class:`~netinfo.errors.Timeout`.
+        No answer to the oldest call within the timeout (the writes' for writes; the
+        deadline moves on with the answers, a quarter of it at a time, so a wait may
+        last up to 1.25 times the timeout) fails it and every later one with
+        :class:`~netinfo.errors.Timeout`.
         """
         out: list[Any] = []
         it = iter(calls)
@@ -160,15 +162,20 @@ class Client:
         timeout = self.write_timeout if PROCEDURES[first[0]].is_write else self.timeout
         loop = asyncio.get_running_loop()
         flying: deque[tuple[int, ProcInfo, asyncio.Future[bytes] | BaseException]] = deque()
+        moved = loop.time()   # when the deadline was last moved on
 
         async def oldest() -> None:
+            nonlocal moved
             _, info, fut = flying[0]
             if not isinstance(fut, BaseException):
                 try:
                     await fut
                 except _CALL_ERRORS:
                     pass
-                limit.reschedule(loop.time() + timeout)
+                now = loop.time()
+                if now - moved >= timeout / 4:   # one timer change per quarter
+                    limit.reschedule(now + timeout * 1.25)
+                    moved = now
             flying.popleft()
             try:
                 out.append(fut if isinstance(fut, BaseException)
@@ -178,11 +185,14 @@ class Client:
             if done is not None:
                 done(len(out) - 1)
 
+        held = False   # a call taken from *calls*, not sent yet
         try:
-            async with asyncio.timeout(timeout) as limit:
+            async with asyncio.timeout(timeout * 1.25) as limit:
                 for proc, args in chain((first,), it):
+                    held = True
                     if len(flying) >= window:
                         await oldest()
+                    held = False
                     info = PROCEDURES[proc]
                     xid = conn.next_xid()
                     try:
@@ -200,7 +210,7 @@ class Client:
                 conn.waiting.pop(xid, None)
                 if not isinstance(fut, BaseException):
                     fut.cancel()
-            out.extend(late for _ in flying)
+            out.extend(late for _ in range(len(flying) + held))
             out.extend(late for _ in it)
         return out
 

@@ -802,21 +802,29 @@ class FlatLoad:
 
     async def run(self, pieces: Iterable[list[Proplist]], total: int = 0) -> int:
         """Load the records, a piece at a time (each piece planned against a fresh
-        picture of the table, so memory is bounded by the piece, not the input);
-        returns 0. *total*: how many records in all, for the progress bar.
+        picture of the table, so memory is bounded by two pieces, not the input);
+        returns 0. *total*: how many records in all, for the progress bar. *pieces* is
+        advanced in a worker thread, one piece ahead.
 
         :raises LoadError:."""
         self.total = total
         oid = await self.table_dir()
         bar = _progress(self.progress, total)
+        it = iter(pieces)
+        # The next piece is parsed in a worker thread while this one's calls are out:
+        # the server has a window of calls to answer meanwhile (two pieces at a time).
+        nxt = asyncio.ensure_future(asyncio.to_thread(next, it, None))
         try:
             first = True
-            for records in pieces:
+            while (records := await nxt) is not None:
+                nxt = asyncio.ensure_future(asyncio.to_thread(next, it, None))
                 if records:
                     await self._run_piece(oid, records, bar, first)
                     first = False
-                del records   # before the next piece is parsed: one piece at a time
+                del records
         finally:
+            if not nxt.done():
+                nxt.cancel()
             bar.close()
         return 0
 
