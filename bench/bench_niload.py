@@ -10,9 +10,10 @@ directory), then times, each as a real subprocess reached with ``-t 127.0.0.1:PO
 
 Prints the seconds (wall clock, Python start-up included), the tool's peak RSS and CPU
 time, and netinfod's CPU time during each run (from ``/proc/PID/stat``), and checks that
-the dump gives back the N users. ``--profile DIR`` also records py-spy flame graphs
-(``DIR/<step>-niload.svg``, ``DIR/<step>-netinfod.svg``) of both processes for each run
-(py-spy must be on PATH; it samples at 100 Hz, which slows both a little).
+the dump gives back the N users. ``--profile DIR`` also records py-spy samples of both
+processes for each run, as folded stacks (``DIR/<step>-niload.folded``,
+``DIR/<step>-netinfod.folded``: flamegraph.pl's input; py-spy must be on PATH; it
+samples at 100 Hz, which slows both a little).
 
 Usage: ``python bench/bench_niload.py [-n 10000] [--steps load,dump] [--json FILE]
 [--server-arg ARG] [--profile DIR]``.
@@ -101,8 +102,12 @@ def cpu_seconds(pid: int) -> float:
 
 
 def _spy(pid: int, out: str) -> subprocess.Popen:
-    return subprocess.Popen(["py-spy", "record", "-r", "100", "-f", "raw", "-o", out, "--pid", str(pid)],
+    """py-spy sampling *pid* at 100 Hz into *out* (folded stacks, flamegraph.pl's input)."""
+    return subprocess.Popen(["py-spy", "record", "-r", "100", "-f", "raw", "-o", out,
+                             "--pid", str(pid)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
 #: GNU time reports the peak of a process it forked itself: a child forked from this
 #: script would count this script's own memory (the input it holds) in its maxrss,
 #: as Linux carries a process's high-water mark across fork and exec.
@@ -193,7 +198,7 @@ def main() -> int:
                     help="which runs, comma-separated (default: all five)")
     ap.add_argument("--json", help="also write the results to FILE")
     ap.add_argument("--profile", metavar="DIR",
-                    help="record py-spy flame graphs of both processes into DIR")
+                    help="record py-spy samples of both processes into DIR")
     a = ap.parse_args()
     # the first load always runs: the others need its users
     steps = ["load"] + [s for s in RUNS if s != "load" and s in a.steps.split(",")]
