@@ -894,8 +894,10 @@ async def load_flat(c: Client, fmt: str, text: str | bytes, *, merge: bool = Fal
     returns None **without touching the domain** (tools §2.7), whatever *delete* says.
 
     The input is read twice, a piece at a time (:func:`~netinfo.client.flat.iter_loaded`):
-    once to check every line and count the records, once to load them; records are
-    never all in memory at once. *text* may be bytes (niload's stdin, held once).
+    once to check every line and count the records (:func:`~netinfo.client.flat.survey`:
+    a piece of plain passwd lines is checked without being parsed), once to load them;
+    records are never all in memory at once. *text* may be bytes (niload's stdin, held
+    once).
 
     :raises FormatError: a line does not parse (wrong field count, ...), or makes a
         record no server could hold (a name or value over 65,535 bytes, ...:
