@@ -35,10 +35,11 @@ BATCH = 64
 
 def user(i: int) -> list[tuple[str, list[str]]]:
     """A user's proplist as the server receives it (its wire bytes kept, as a call's)."""
-    return decode_proplist(encode_proplist([("name", [f"user{i:06d}"]), ("passwd", ["$1$salt$abcdefghijklmnopqrstuv"]),
-            ("uid", [str(10000 + i)]), ("gid", ["20"]), ("change", ["0"]),
-            ("expire", ["0"]), ("realname", [f"User Number {i}"]),
-            ("home", [f"/Users/user{i:06d}"]), ("shell", ["/bin/zsh"]), ("class", [""])]))
+    return decode_proplist(encode_proplist([
+        ("name", [f"user{i:06d}"]), ("passwd", ["$1$salt$abcdefghijklmnopqrstuv"]),
+        ("uid", [str(10000 + i)]), ("gid", ["20"]), ("change", ["0"]),
+        ("expire", ["0"]), ("realname", [f"User Number {i}"]),
+        ("home", [f"/Users/user{i:06d}"]), ("shell", ["/bin/zsh"]), ("class", [""])]))
 
 
 def one(n: int, on: bool) -> dict[str, float]:

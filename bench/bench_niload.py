@@ -8,9 +8,15 @@ directory), then times, each as a real subprocess reached with ``-t 127.0.0.1:PO
 * ``niload -m passwd`` again (merges);
 * ``nidump passwd`` and ``nidump -r /users``.
 
-Prints the seconds (wall clock, Python start-up included) and checks that the dump gives
-back the N users. Usage: ``python bench/bench_niload.py [-n 10000] [--steps load,dump]
-[--json FILE] [--server-arg ARG]``.
+Prints the seconds (wall clock, Python start-up included), the tool's peak RSS and CPU
+time, and netinfod's CPU time during each run (from ``/proc/PID/stat``), and checks that
+the dump gives back the N users. ``--profile DIR`` also records py-spy samples of both
+processes for each run, as folded stacks (``DIR/<step>-niload.folded``,
+``DIR/<step>-netinfod.folded``: flamegraph.pl's input; py-spy must be on PATH; it
+samples at 100 Hz, which slows both a little).
+
+Usage: ``python bench/bench_niload.py [-n 10000] [--steps load,dump] [--json FILE]
+[--server-arg ARG] [--profile DIR]``.
 """
 
 from __future__ import annotations
@@ -82,6 +88,26 @@ def start_server(directory: str, port: int, extra: list[str]) -> subprocess.Pope
 
 #: the tool's own peak RSS (MiB) of the last :func:`timed` run
 PEAK: list[float] = []
+#: the tool's own CPU seconds (user + system) of the last :func:`timed` run
+CPU: list[float] = []
+#: py-spy recordings: (output file prefix, netinfod's pid), set by main() for --profile
+PROFILE: list[tuple[str, int]] = []
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds process *pid* has used so far (``/proc/PID/stat``)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _spy(pid: int, out: str) -> subprocess.Popen:
+    """py-spy sampling *pid* at 100 Hz into *out* (folded stacks, flamegraph.pl's input)."""
+    return subprocess.Popen(["py-spy", "record", "-r", "100", "-f", "raw", "-o", out,
+                             "--pid", str(pid)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
 #: GNU time reports the peak of a process it forked itself: a child forked from this
 #: script would count this script's own memory (the input it holds) in its maxrss,
 #: as Linux carries a process's high-water mark across fork and exec.
@@ -96,18 +122,33 @@ def timed(args: list[str], stdin: str | None = None) -> tuple[float, str]:
             tempfile.TemporaryFile() as ferr, tempfile.NamedTemporaryFile("r") as fmax:
         fin.write((stdin or "").encode())
         fin.seek(0)
-        wrap = ([GNU_TIME, "-q", "-f", "%M", "-o", fmax.name]
+        wrap = ([GNU_TIME, "-q", "-f", "%M %U %S", "-o", fmax.name]
                 if os.access(GNU_TIME, os.X_OK) else [])
         t0 = time.perf_counter()
         p = subprocess.Popen([*wrap, sys.executable, "-m", *args], stdin=fin, stdout=fout,
                              stderr=ferr, env=env())
+        spies = []
+        if PROFILE:
+            prefix, server_pid = PROFILE[0]
+            time.sleep(0.3)   # the tool's interpreter, not GNU time, once it has exec'd
+            kids = Path(f"/proc/{p.pid}/task/{p.pid}/children").read_text().split() \
+                if wrap else [str(p.pid)]
+            spies = [_spy(server_pid, f"{prefix}-netinfod.folded")]
+            if kids:
+                spies.append(_spy(int(kids[0]), f"{prefix}-{args[0].rsplit('.', 1)[-1]}.folded"))
         _, status, usage = os.wait4(p.pid, 0)
         dt = time.perf_counter() - t0
+        for spy in spies:
+            spy.send_signal(2)   # SIGINT: py-spy writes its flame graph and exits
+            spy.wait(60)
         peak = fmax.read().strip().splitlines()
-        if wrap and peak and peak[-1].isdigit():
-            usage_kib = int(peak[-1])
+        got = peak[-1].split() if wrap and peak else []
+        if len(got) == 3 and got[0].isdigit():
+            usage_kib = int(got[0])
+            CPU.append(float(got[1]) + float(got[2]))
         else:
             usage_kib = usage.ru_maxrss
+            CPU.append(usage.ru_utime + usage.ru_stime)
         p.returncode = os.waitstatus_to_exitcode(status)
         fout.seek(0)
         ferr.seek(0)
@@ -124,6 +165,30 @@ def python_startup() -> float:
     return time.perf_counter() - t0
 
 
+#: the runs: step → (label, tool arguments after ``-m``, whether it reads *text*)
+RUNS = {
+    "load": ("niload passwd ({n:,} new users)", ["netinfo.cli.niload", "passwd"], True),
+    "replace": ("niload passwd ({n:,} existing: replace)", ["netinfo.cli.niload", "passwd"],
+                True),
+    "merge": ("niload -m passwd ({n:,} existing: merge)",
+              ["netinfo.cli.niload", "-m", "passwd"], True),
+    "dump": ("nidump passwd ({n:,} users)", ["netinfo.cli.nidump", "passwd"], False),
+    "dumpraw": ("nidump -r /users ({n:,} users)", ["netinfo.cli.nidump", "-r", "/users"],
+                False),
+}
+
+
+def check(step: str, out: str, n: int) -> None:
+    """The dumps give back the N users."""
+    if step == "dump":
+        got = sum(1 for ln in out.splitlines() if ln.startswith("user"))
+    elif step == "dumpraw":
+        got = len(re.findall(r'"name" = \( "user\d', out))
+    else:
+        return
+    assert got == n, f"{step} gave {got} users, expected {n}"
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("-n", type=int, default=10_000, help="number of users (10000)")
@@ -132,9 +197,14 @@ def main() -> int:
     ap.add_argument("--steps", default="load,replace,merge,dump,dumpraw",
                     help="which runs, comma-separated (default: all five)")
     ap.add_argument("--json", help="also write the results to FILE")
+    ap.add_argument("--profile", metavar="DIR",
+                    help="record py-spy samples of both processes into DIR")
     a = ap.parse_args()
-    steps = set(a.steps.split(","))
+    # the first load always runs: the others need its users
+    steps = ["load"] + [s for s in RUNS if s != "load" and s in a.steps.split(",")]
     text = passwd_lines(a.n)
+    if a.profile:
+        os.makedirs(a.profile, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         port = free_port()
         server = start_server(tmp, port, a.server_arg)
@@ -142,41 +212,29 @@ def main() -> int:
         try:
             startup = python_startup()
             rows = []
-            # the first load always runs: the others need its users
-            dt, _ = timed(["netinfo.cli.niload", "passwd", "-t", dom], text)
-            rows.append(("load", f"niload passwd ({a.n} new users)", dt, PEAK[-1]))
-            if "replace" in steps:
-                dt, _ = timed(["netinfo.cli.niload", "passwd", "-t", dom], text)
-                rows.append(("replace", f"niload passwd ({a.n} existing: replace)", dt,
-                             PEAK[-1]))
-            if "merge" in steps:
-                dt, _ = timed(["netinfo.cli.niload", "-m", "passwd", "-t", dom], text)
-                rows.append(("merge", f"niload -m passwd ({a.n} existing: merge)", dt,
-                             PEAK[-1]))
-            if "dump" in steps:
-                dt, out = timed(["netinfo.cli.nidump", "passwd", "-t", dom])
-                rows.append(("dump", f"nidump passwd ({a.n} users)", dt, PEAK[-1]))
-                got = [ln for ln in out.splitlines() if ln.startswith("user")]
-                assert len(got) == a.n, f"dumped {len(got)} users, expected {a.n}"
-                del out, got
-            if "dumpraw" in steps:
-                dt, out = timed(["netinfo.cli.nidump", "-r", "/users", "-t", dom])
-                rows.append(("dumpraw", f"nidump -r /users ({a.n} users)", dt, PEAK[-1]))
-                got_r = len(re.findall(r'"name" = \( "user\d', out))
-                assert got_r == a.n, f"nidump -r gave {got_r} users, expected {a.n}"
+            for step in steps:
+                label, args, reads = RUNS[step]
+                if a.profile:
+                    PROFILE[:] = [(os.path.join(a.profile, step), server.pid)]
+                before = cpu_seconds(server.pid)
+                dt, out = timed([*args, "-t", dom], text if reads else None)
+                server_cpu = cpu_seconds(server.pid) - before
+                check(step, out, a.n)
                 del out
+                rows.append((step, label.format(n=a.n), dt, PEAK[-1], CPU[-1], server_cpu))
         finally:
             server.terminate()
             server.wait(15)
     print(f"python start-up + import: {startup:.3f} s")
-    for _, label, dt, peak in rows:
-        print(f"{label:<45} {dt:7.3f} s   ({a.n / dt:>9,.0f} records/s)  tool peak RSS "
-              f"{peak:6.0f} MiB")
+    for _, label, dt, peak, cpu, server_cpu in rows:
+        print(f"{label:<45} {dt:7.3f} s  ({a.n / dt:>9,.0f} records/s)  tool peak RSS "
+              f"{peak:4.0f} MiB, CPU {cpu:6.1f} s; netinfod CPU {server_cpu:6.1f} s")
     if a.json:
         Path(a.json).write_text(json.dumps(
             {"users": a.n, "startup_s": startup,
-             "runs": {k: {"seconds": dt, "tool_peak_rss_mib": peak}
-                      for k, _, dt, peak in rows}}, indent=2) + "\n")
+             "runs": {k: {"seconds": dt, "tool_peak_rss_mib": peak, "tool_cpu_s": cpu,
+                          "server_cpu_s": server_cpu}
+                      for k, _, dt, peak, cpu, server_cpu in rows}}, indent=2) + "\n")
     return 0
 
 

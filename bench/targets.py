@@ -9,7 +9,8 @@ talks to another address):
   shutdown, LOOKUP p99 at N users against 1,000, a small READ beside a streamed LIST,
   LISTALL and READALL (its own domain of N users, written straight into SQLite);
 * ``bench_niload.py``: ``niload passwd`` of 100,000 users (new, replaced, merged, dumped)
-  and, at 1,000,000, ``niload passwd`` and ``nidump passwd``, with the tools' peak RSS;
+  and, at 1,000,000, ``niload passwd`` and ``nidump passwd``, with the tools' peak RSS
+  and both ends' CPU time;
 * ``bench_replication.py``: a fresh clone's copy of N users (time, both ends' RSS);
 * ``bench_coldstart.py``: ``niutil -read . /`` as a new process.
 
@@ -122,9 +123,13 @@ def table(peers: dict, t: dict, rate: Callable[[dict, int], float]) -> list[str]
             f"{load['seconds']:.1f} s, {load['tool_peak_rss_mib']:.0f} MiB", _v(ok))
         if "dump" in r["runs"]:
             d = r["runs"]["dump"]
-            row(f"`nidump passwd` of {n:,} users", "bounded memory, no timeout",
+            # issue 20: a million users dumped in 30 s
+            most = 30 if n >= 1_000_000 else None
+            row(f"`nidump passwd` of {n:,} users",
+                f"≤ {most} s, RSS ≤ 200 MB" if most else "bounded memory, no timeout",
                 f"{d['seconds']:.1f} s, {d['tool_peak_rss_mib']:.0f} MiB",
-                _v(d["tool_peak_rss_mib"] * MB <= 200))
+                _v((most is None or d["seconds"] <= most)
+                   and d["tool_peak_rss_mib"] * MB <= 200))
     if nl and "replace" in nl["runs"]:
         row(f"(for comparison) replace / merge {min(users, 100_000):,} existing users", "–",
             f"{nl['runs']['replace']['seconds']:.1f} / {nl['runs']['merge']['seconds']:.1f} s",

@@ -82,6 +82,7 @@ def test_formats_modules_are_pure(module):
             imported.update(a.name for a in node.names)
         elif isinstance(node, ast.ImportFrom):
             imported.add("." * node.level + (node.module or ""))
+    # the layout of issue 19: the root's model, the wire's bounds, the raw codec beside it
     assert imported <= {"__future__", "re", "collections.abc", "dataclasses", "typing",
                         "..errors", "..model", "..wire.limits", ".raw"}
 

@@ -249,8 +249,8 @@ async def dump_raw(c: Client, o: Options) -> Callable[[], None]:
 async def dump_flat(c: Client, o: Options) -> Callable[[], None]:
     """Dump the format's table. A format printed record by record
     (:data:`~netinfo.client.flat.RECORD_FORMATS`) is written as it is read, a piece at a
-    time (:func:`netinfo.client.dumps.table_pieces`: one LISTALL, or windows of READs for a big
-    table); the others, and ``--json``, are read whole, then printed by what this
+    time (:func:`netinfo.client.dumps.table_pieces`: one LISTALL, decoded as it arrives for
+    a big table); the others, and ``--json``, are read whole, then printed by what this
     returns."""
     spec = FORMATS[o.what]
     if o.what in RECORD_FORMATS and not o.json:

@@ -16,10 +16,13 @@ import asyncio
 import builtins
 import inspect
 import os
-from collections.abc import Callable
+import struct
+from collections import deque
+from collections.abc import Callable, Iterable
+from itertools import chain
 from typing import Any
 
-from ..errors import NiError, RpcError, Status
+from ..errors import NetInfoError, NiError, RpcError, Status, Timeout, WireError
 from ..model import NI_INDEX_NULL, NiId, Proplist, is_digits, parse_path
 from ..wire import rpc
 from ..wire.protocol import (
@@ -29,11 +32,18 @@ from ..wire.protocol import (
     RESULT_KINDS,
     Kind,
     Proc,
+    ProcInfo,
     encode_args,
 )
+from ..wire.limits import BIG_LIST_MAX, MAX_PROPLIST_BYTES
+from ..wire.proplist import take_proplists
 from ..wire.readall import ReadAllDecoder, WireObject
 from .binding import lookup_netinfod
 from .transport import READ_TIMEOUT, WRITE_TIMEOUT, ReplyStream, RpcConnection, open_tcp
+
+
+#: Every failure one call can end in (:meth:`Client.call_window` keeps them as results).
+_CALL_ERRORS = (NetInfoError, OSError)
 
 
 def parse_server(spec: str, default_tag: str = "local") -> tuple[str, str, int | None]:
@@ -122,6 +132,97 @@ class Client:
                 return False
             raise
         # The result-kind table (protocol) decodes what the server's side encoded.
+        return RESULT_KINDS[info.kind].decode(info, u)
+
+    async def connection_for(self, proc: int) -> RpcConnection:
+        """The connection :meth:`call_window` sends *proc* over (a domain handle sends
+        writes to the master, spec §7.5)."""
+        return self.conn
+
+    async def call_window(self, calls: Iterable[tuple[int, tuple[Any, ...]]], *,
+                          window: int, done: Callable[[int], None] | None = None
+                          ) -> list[Any]:
+        """Many calls on one connection, in the order given, up to *window* in flight:
+        each ``(proc, args)`` as :meth:`call` would make it, without a task, a timer and
+        a coroutine for each (a bulk load or dump sends a million). Returns the results
+        in order, a failed call's exception (``NetInfoError``, ``OSError``) in its
+        place; *done(i)* is called as the i-th result is taken. The connection is the
+        first call's (:meth:`connection_for`): the calls are all reads or all writes.
+        No answer to the oldest call within the timeout (the writes' for writes; the
+        deadline moves on with the answers, a quarter of it at a time, so a wait may
+        last up to 1.25 times the timeout) fails it and every later one with
+        :class:`~netinfo.errors.Timeout`.
+        """
+        out: list[Any] = []
+        it = iter(calls)
+        first = next(it, None)
+        if first is None:
+            return out
+        conn = await self.connection_for(first[0])
+        timeout = self.write_timeout if PROCEDURES[first[0]].is_write else self.timeout
+        loop = asyncio.get_running_loop()
+        flying: deque[tuple[int, ProcInfo, asyncio.Future[bytes] | BaseException]] = deque()
+        moved = loop.time()   # when the deadline was last moved on
+
+        async def oldest() -> None:
+            nonlocal moved
+            _, info, fut = flying[0]
+            if not isinstance(fut, BaseException):
+                try:
+                    await fut
+                except _CALL_ERRORS:
+                    pass
+                now = loop.time()
+                if now - moved >= timeout / 4:   # one timer change per quarter
+                    limit.reschedule(now + timeout * 1.25)
+                    moved = now
+            flying.popleft()
+            try:
+                out.append(fut if isinstance(fut, BaseException)
+                           else self._reply(info, fut.result()))
+            except _CALL_ERRORS as e:
+                out.append(e)
+            if done is not None:
+                done(len(out) - 1)
+
+        held = False   # a call taken from *calls*, not sent yet
+        try:
+            async with asyncio.timeout(timeout * 1.25) as limit:
+                for proc, args in chain((first,), it):
+                    held = True
+                    if len(flying) >= window:
+                        await oldest()
+                    held = False
+                    info = PROCEDURES[proc]
+                    xid = conn.next_xid()
+                    try:
+                        sent: asyncio.Future[bytes] | BaseException = conn.send(
+                            rpc.encode_call(xid, NETINFO_PROG, NETINFO_VERS, proc,
+                                            encode_args(info, *args), self.auth), xid)
+                    except _CALL_ERRORS as e:
+                        sent = e
+                    flying.append((xid, info, sent))
+                while flying:
+                    await oldest()
+        except TimeoutError:
+            late = Timeout(f"no reply within {timeout} s")
+            for xid, _, fut in flying:
+                conn.waiting.pop(xid, None)
+                if not isinstance(fut, BaseException):
+                    fut.cancel()
+            out.extend(late for _ in range(len(flying) + held))
+            out.extend(late for _ in it)
+        return out
+
+    @staticmethod
+    def _reply(info: ProcInfo, rec: bytes) -> Any:
+        """A reply record's decoded result, as :meth:`call_on` gives it."""
+        try:
+            u = rpc.decode_reply(rec)[1]
+        except RpcError as e:
+            if info.kind is Kind.NO_REPLY_UNLESS_OK and e.stat == rpc.AcceptStat.SYSTEM_ERR:
+                return False
+            raise
         return RESULT_KINDS[info.kind].decode(info, u)
 
     # -- one typed method per procedure -------------------------------------------------------
@@ -233,6 +334,27 @@ class Client:
             NETINFO_PROG, NETINFO_VERS, Proc.READALL,
             encode_args(PROCEDURES[Proc.READALL], checksum), self.auth, self.timeout)
         stream = ReadAllStream(reply)
+        try:
+            await stream.start()
+        except BaseException:
+            stream.close()
+            raise
+        return stream
+
+    async def listall_stream(self, d: NiId | int) -> ListAllStream:
+        """LISTALL taken as it arrives (spec §4.4): a :class:`ListAllStream` whose head
+        (status, the directory's id, the count) is read; the children's proplists
+        follow, in child order, a batch at a time, in memory bounded by the batch, never
+        the directory (a million users, issue 20). Close it (or use ``async with``) to
+        abandon the rest. ``timeout`` bounds each wait for more bytes.
+
+        :raises NiError: a status other than NI_OK. :raises RpcError, Timeout,
+            ConnectionFailed, WireError:
+        """
+        reply = await self.conn.call_stream(
+            NETINFO_PROG, NETINFO_VERS, Proc.LISTALL,
+            encode_args(PROCEDURES[Proc.LISTALL], _nid(d)), self.auth, self.timeout)
+        stream = ListAllStream(reply)
         try:
             await stream.start()
         except BaseException:
@@ -353,6 +475,84 @@ class ReadAllStream:
 
     async def __aexit__(self, *exc: Any) -> None:
         self.close()
+
+
+class ListAllStream:
+    """A LISTALL reply decoded as it arrives (:meth:`Client.listall_stream`): ``id`` is
+    the directory's, ``count`` how many proplists follow; ``async for batch in stream``
+    gives them in child order, as lists of the proplists each piece of the reply
+    completed.
+
+    :raises WireError: bytes that are not a LISTALL reply, or a reply cut short or
+        longer than its count. :raises ConnectionFailed, Timeout:.
+    """
+
+    def __init__(self, reply: ReplyStream) -> None:
+        self._reply = reply
+        self._buf = b""
+        self._at = 0
+        self.id = NiId(0, 0)
+        self.count = 0
+        self._left = 0
+
+    async def _more(self) -> bool:
+        """Append the reply's next bytes to what is not decoded yet; False at its end."""
+        data = await self._reply.read()
+        if not data:
+            return False
+        self._buf = self._buf[self._at:] + data
+        self._at = 0
+        return True
+
+    async def start(self) -> None:
+        """Read the head. :raises NiError: its status is not NI_OK."""
+        while len(self._buf) < 4 and await self._more():
+            pass
+        if len(self._buf) < 4:
+            raise WireError("LISTALL reply without a status")
+        (status,) = _HEAD.unpack_from(self._buf, 0)
+        if status != Status.OK:
+            raise NiError(status)
+        while len(self._buf) < 16 and await self._more():
+            pass
+        if len(self._buf) < 16:
+            raise WireError("LISTALL reply cut short in its head")
+        _, oid, instance, count = _LISTALL_HEAD.unpack_from(self._buf, 0)
+        if count > BIG_LIST_MAX:
+            raise WireError(f"LISTALL of {count} proplists (at most {BIG_LIST_MAX})")
+        self.id, self.count, self._left, self._at = NiId(oid, instance), count, count, 16
+
+    def __aiter__(self) -> ListAllStream:
+        return self
+
+    async def __anext__(self) -> builtins.list[Proplist]:
+        while self._left:
+            batch, self._at = take_proplists(self._buf, self._at, self._left,
+                                             MAX_PROPLIST_BYTES)
+            if batch:
+                self._left -= len(batch)
+                return batch
+            if not await self._more():
+                raise WireError(f"LISTALL reply cut short: {self._left} of {self.count} "
+                                "proplists missing")
+        if self._at < len(self._buf) or await self._reply.read():
+            raise WireError("bytes after the LISTALL reply's proplists")
+        raise StopAsyncIteration
+
+    def close(self) -> None:
+        """Abandon what is left of the reply (the connection stays usable)."""
+        self._reply.close()
+
+    async def __aenter__(self) -> ListAllStream:
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        self.close()
+
+
+#: LISTALL's head: status, the directory's id (object, instance), the count
+_HEAD = struct.Struct(">I")
+_LISTALL_HEAD = struct.Struct(">IIII")
 
 
 class SyncClient:

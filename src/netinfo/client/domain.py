@@ -169,6 +169,12 @@ class DomainClient(Client):
                 if tried >= len(self.servers) or not await self._failover():
                     raise
 
+    async def connection_for(self, proc: int) -> RpcConnection:
+        """Writes go to the master (spec §7.5), reads to the server in use."""
+        if PROCEDURES[proc].is_write:
+            return await self.master_connection()
+        return self.conn
+
     async def _failover(self) -> bool:
         """Move to the next server of the list that answers."""
         n = len(self.servers)

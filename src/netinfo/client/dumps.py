@@ -36,9 +36,10 @@ from functools import partial
 from typing import Any, Protocol
 
 from ..errors import NetInfoError, NiError, Status, TooLong, error_text
-from ..model import NiId, Proplist, first_values, split_unescaped
+from ..model import NI_INDEX_NULL, NiId, Proplist, first_values, split_unescaped
 from ..wire.limits import BIG_LIST_MAX, MAX_DEPTH
-from .core import Client
+from ..wire.protocol import Proc
+from .core import Client, ListAllStream
 from .flat import (
     FORMATS,
     UPDATE_MESSAGES,
@@ -48,6 +49,7 @@ from .flat import (
     record_key,
     record_path,
     record_text,
+    survey,
 )
 from .raw import (
     FormatError,
@@ -65,7 +67,7 @@ __all__ = [
     "RETRIES", "LoadError", "Progress", "find_dir", "to_raw", "read_subtree",
     "read_table", "table_pieces", "write_subtree", "destroy_calls", "run_calls",
     "first_error", "destroy_tree", "Entry",
-    "NameIndex", "Step", "plan_records", "step_calls", "FlatLoad", "load_flat",
+    "NameIndex", "Step", "plan_records", "step_calls", "step_requests", "FlatLoad", "load_flat",
     "create_calls", "raw_load", "check_raw_input", "path_depth", "tree_depth",
 ]
 
@@ -163,8 +165,8 @@ async def read_table(c: Client, fmt: str) -> tuple[bool, list[Proplist]]:
     return found, records
 
 
-#: Tables of up to this many children are read with one LISTALL; bigger ones a window of
-#: READs at a time (:func:`table_pieces`), so no reply holds a million records.
+#: Tables of up to this many children are read with one LISTALL held whole; bigger ones
+#: with a LISTALL taken as it arrives (:func:`table_pieces`), so no reply is held whole.
 LISTALL_TABLE = 20_000
 #: Directories read per window by the streaming dumps.
 DUMP_WINDOW = 2_000
@@ -173,9 +175,11 @@ DUMP_WINDOW = 2_000
 async def table_pieces(c: Client, fmt: str) -> tuple[bool, AsyncIterator[list[Proplist]]]:
     """A flat format's records, a piece at a time, in child order (tools §2.1): whether
     the directory exists, and the pieces. A table of up to :data:`LISTALL_TABLE`
-    children is one LISTALL (one piece); a bigger one is CHILDREN, then pipelined READs
-    of :data:`DUMP_WINDOW` children per piece; a child that went away meanwhile
-    (NI_BADID) is left out, as LISTALL would have.
+    children is one LISTALL (one piece); a bigger one is one LISTALL decoded as it
+    arrives (:meth:`~netinfo.client.core.Client.listall_stream`), a piece per part of
+    the reply: a million users are never all in memory, and the server sends them in
+    one streamed reply instead of answering a READ each (issue 20: 83 s at 1M with
+    READs).
 
     :raises NiError: a failure other than the table being missing.
     """
@@ -189,11 +193,13 @@ async def table_pieces(c: Client, fmt: str) -> tuple[bool, AsyncIterator[list[Pr
         kids = (await c.children(oid))[0]
         if len(kids) <= LISTALL_TABLE:
             return True, _pieces_of([list((await c.listall(oid))[1])])
+        del kids
+        stream = await c.listall_stream(oid)
     except NiError as e:
         if e.status != Status.BADID:
             raise
         return False, _pieces_of([])
-    return True, _read_windows(c, array("I", kids))
+    return True, _streamed(stream)
 
 
 async def _pieces_of(pieces: list[list[Proplist]]) -> AsyncIterator[list[Proplist]]:
@@ -201,17 +207,10 @@ async def _pieces_of(pieces: list[list[Proplist]]) -> AsyncIterator[list[Proplis
         yield piece
 
 
-async def _read_windows(c: Client, kids: array) -> AsyncIterator[list[Proplist]]:
-    for at in range(0, len(kids), DUMP_WINDOW):
-        results = await run_calls([partial(c.read, k) for k in kids[at:at + DUMP_WINDOW]])
-        piece: list[Proplist] = []
-        for r in results:
-            if isinstance(r, BaseException):
-                if isinstance(r, NiError) and r.status == Status.BADID:
-                    continue   # went away after CHILDREN
-                raise r
-            piece.append(r[1])
-        yield piece
+async def _streamed(stream: ListAllStream) -> AsyncIterator[list[Proplist]]:
+    async with stream:
+        async for piece in stream:
+            yield piece
 
 
 async def write_subtree(c: Client, path: str, write: Callable[[str], Any], *,
@@ -521,6 +520,28 @@ def step_calls(c: Client, steps: list[Step], entries: list[Entry],
     return calls, which
 
 
+def step_requests(steps: list[Step], entries: list[Entry], table: NiId
+                  ) -> list[tuple[int, tuple[Any, ...]]] | None:
+    """The CREATE/WRITE calls of *steps* as ``(proc, args)`` for
+    :meth:`~netinfo.client.core.Client.call_window`, one per step that is not "ignore";
+    None when a write goes to a directory this run creates (it needs that CREATE's
+    answer first: :func:`step_calls`)."""
+    out: list[tuple[int, tuple[Any, ...]]] = []
+    tid = table.object
+    for s in steps:
+        if s.action == "ignore":
+            continue
+        if s.action == "create":
+            out.append((Proc.CREATE, (NiId(tid, table.instance + s.seq), s.props,
+                                      NI_INDEX_NULL, None)))
+            continue
+        e = entries[s.entry]
+        if e.oid is None or e.instance is None:
+            return None
+        out.append((Proc.WRITE, (NiId(e.oid, e.instance + s.seq), s.props)))
+    return out
+
+
 async def _create_into(c: Client, parent: Callable[[], Awaitable[NiId]], props: Proplist,
                        fut: asyncio.Future[NiId] | None) -> NiId:
     """CREATE under the directory *parent()* gives; settle *fut* (when given) with the
@@ -781,21 +802,29 @@ class FlatLoad:
 
     async def run(self, pieces: Iterable[list[Proplist]], total: int = 0) -> int:
         """Load the records, a piece at a time (each piece planned against a fresh
-        picture of the table, so memory is bounded by the piece, not the input);
-        returns 0. *total*: how many records in all, for the progress bar.
+        picture of the table, so memory is bounded by two pieces, not the input);
+        returns 0. *total*: how many records in all, for the progress bar. *pieces* is
+        advanced in a worker thread, one piece ahead.
 
         :raises LoadError:."""
         self.total = total
         oid = await self.table_dir()
         bar = _progress(self.progress, total)
+        it = iter(pieces)
+        # The next piece is parsed in a worker thread while this one's calls are out:
+        # the server has a window of calls to answer meanwhile (two pieces at a time).
+        nxt = asyncio.ensure_future(asyncio.to_thread(next, it, None))
         try:
             first = True
-            for records in pieces:
+            while (records := await nxt) is not None:
+                nxt = asyncio.ensure_future(asyncio.to_thread(next, it, None))
                 if records:
                     await self._run_piece(oid, records, bar, first)
                     first = False
-                del records   # before the next piece is parsed: one piece at a time
+                del records
         finally:
+            if not nxt.done():
+                nxt.cancel()
             bar.close()
         return 0
 
@@ -809,8 +838,14 @@ class FlatLoad:
                 self.say(f"Netinfo {self.table} contains {self.size} items")
             steps, unreadable = plan_records(records, entries, index, self.table,
                                              self.merge)
-            calls, which = step_calls(self.c, steps, entries, table)
-            results = await run_calls(calls, bar)
+            requests = step_requests(steps, entries, table)
+            if requests is not None:   # no call waits for another: one window, no tasks
+                which = [n for n, s in enumerate(steps) if s.action != "ignore"]
+                results = await self.c.call_window(requests, window=WINDOW,
+                                                   done=lambda i: bar.advance())
+            else:
+                calls, which = step_calls(self.c, steps, entries, table)
+                results = await run_calls(calls, bar)
             bad = first_error(results)
             if bad is not None:
                 n, err = bad
@@ -845,13 +880,9 @@ class FlatLoad:
 
 
 def _survey(fmt: str, text: str | bytes) -> tuple[int, list[Note]]:
-    """The records an input holds and its notes, parsed a piece at a time."""
-    total = 0
-    notes: list[Note] = []
-    for loaded in iter_loaded(fmt, text):
-        total += len(loaded.records)
-        notes.extend(loaded.notes)
-    return total, notes
+    """The records an input holds and its notes, a piece at a time (a piece of plain
+    lines is checked and counted without being parsed: :func:`~netinfo.client.flat.survey`)."""
+    return survey(fmt, text)
 
 
 async def load_flat(c: Client, fmt: str, text: str | bytes, *, merge: bool = False,
@@ -863,8 +894,10 @@ async def load_flat(c: Client, fmt: str, text: str | bytes, *, merge: bool = Fal
     returns None **without touching the domain** (tools §2.7), whatever *delete* says.
 
     The input is read twice, a piece at a time (:func:`~netinfo.client.flat.iter_loaded`):
-    once to check every line and count the records, once to load them; records are
-    never all in memory at once. *text* may be bytes (niload's stdin, held once).
+    once to check every line and count the records (:func:`~netinfo.client.flat.survey`:
+    a piece of plain passwd lines is checked without being parsed), once to load them;
+    records are never all in memory at once. *text* may be bytes (niload's stdin, held
+    once).
 
     :raises FormatError: a line does not parse (wrong field count, ...), or makes a
         record no server could hold (a name or value over 65,535 bytes, ...:

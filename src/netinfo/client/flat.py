@@ -30,8 +30,8 @@ from .raw import FormatError
 
 __all__ = [
     "FormatError", "Note", "Loaded", "FormatSpec", "FORMATS", "NIDUMP_FORMATS",
-    "NILOAD_FORMATS", "record_key", "record_path", "merge_proplists", "plan_update",
-    "UPDATE_MESSAGES", "record_text",
+    "NILOAD_FORMATS", "iter_loaded", "survey", "record_key", "record_path",
+    "merge_proplists", "plan_update", "UPDATE_MESSAGES", "record_text",
 ]
 
 
@@ -192,6 +192,18 @@ def passwd_to_text(records: Sequence[Proplist]) -> str:
     return "".join(out)
 
 
+#: a line whose fields ``line.split(":")`` gives exactly as :func:`_fields` would: no
+#: blank at the start or end of a field (those are trimmed) and not blank only
+_BLANK_EDGE = re.compile(r"(?:^|:)[ \t]|[ \t](?::|$)")
+
+
+def _user10(f: list[str]) -> Proplist:
+    """:func:`_user` of 10 fields: every key present, so the byte order is fixed."""
+    return [("_writers_passwd", [f[0]]), ("change", [f[5]]), ("class", [f[4]]),
+            ("expire", [f[6]]), ("gid", [f[3]]), ("home", [f[8]]), ("name", [f[0]]),
+            ("passwd", [f[1]]), ("realname", [f[7]]), ("shell", [f[9]]), ("uid", [f[2]])]
+
+
 def _user(fields: list[str], names: tuple[str, ...]) -> Proplist:
     props = {k: [v] for k, v in zip(names, fields, strict=False)}
     props.setdefault("class", [""])
@@ -203,7 +215,10 @@ def _user(fields: list[str], names: tuple[str, ...]) -> Proplist:
 
 def _passwd_line(line: str, number: int, notes: list[Note], accept: tuple[int, ...]) -> \
         Proplist | None:
-    fields = _fields(line, ":")
+    # the common line (no field with blanks around it) splits as _fields would split it
+    fields = line.split(":") if line and not _BLANK_EDGE.search(line) else _fields(line, ":")
+    if len(fields) == 10 and 10 in accept and not fields[0].startswith("+"):
+        return _user10(fields)
     if not fields:
         return None
     if fields[0].startswith("+"):
@@ -770,6 +785,44 @@ def _may_cut(text: str | bytes, at: int, join: str | None) -> bool:
     return True
 
 
+def _pieces(fmt: str, text: str | bytes, lines: int | None) -> Iterator[
+        tuple[str | bytes, int]]:
+    """The pieces :func:`iter_loaded` parses: (text of about *lines* input lines, how
+    many lines come before it). Whole for a format not read line by line."""
+    if fmt not in LINE_FORMATS:
+        yield text, 0
+        return
+    lines = lines or PIECE_LINES
+    join = LINE_FORMATS[fmt]
+    nl = "\n" if isinstance(text, str) else b"\n"
+    start, before, size = 0, 0, len(text)
+    while start < size:
+        end, n = start, 0
+        if join is None:   # any line end will do: jump there at once
+            j = text.find(nl, start)   # type: ignore[arg-type]
+            while j >= 0 and n < lines - 1:
+                n += 1
+                j = text.find(nl, j + 1)   # type: ignore[arg-type]
+            end = size if j < 0 else j + 1
+            n += 1
+        else:
+            while end < size and (n < lines or not _may_cut(text, end, join)):
+                j = text.find(nl, end)   # type: ignore[arg-type]
+                end = size if j < 0 else j + 1
+                n += 1
+        yield text[start:end], before
+        before += n
+        start = end
+
+
+def _parse_piece(fmt: str, piece: str | bytes, before: int) -> Loaded:
+    got = FORMATS[fmt].from_text(piece if isinstance(piece, str)
+                                 else piece.decode("utf-8", "surrogateescape"))
+    if before:
+        got = Loaded(got.records, [nt._replace(line=nt.line + before) for nt in got.notes])
+    return got
+
+
 def iter_loaded(fmt: str, text: str | bytes, lines: int | None = None) -> Iterator[Loaded]:
     """``FORMATS[fmt].from_text`` a piece at a time: the records of about *lines* input
     lines (default :data:`PIECE_LINES`) per :class:`Loaded`, in input order, notes
@@ -777,30 +830,58 @@ def iter_loaded(fmt: str, text: str | bytes, lines: int | None = None) -> Iterat
     records are exactly those of parsing the whole text at once. *text* may be bytes
     (decoded a piece at a time, UTF-8 with surrogateescape, as niload reads its input):
     the input is held once, never twice."""
-    parse = FORMATS[fmt].from_text
-    lines = lines or PIECE_LINES
-    if fmt not in LINE_FORMATS:
-        yield parse(text if isinstance(text, str)
-                    else text.decode("utf-8", "surrogateescape"))
-        return
-    join = LINE_FORMATS[fmt]
-    nl = "\n" if isinstance(text, str) else b"\n"
-    start, before, size = 0, 0, len(text)
-    while start < size:
-        end, n = start, 0
-        while end < size and (n < lines or not _may_cut(text, end, join)):
-            j = text.find(nl, end)   # type: ignore[arg-type]
-            end = size if j < 0 else j + 1
-            n += 1
-        piece = text[start:end]
-        got = parse(piece if isinstance(piece, str)
-                    else piece.decode("utf-8", "surrogateescape"))
-        if before:
-            got = Loaded(got.records, [nt._replace(line=nt.line + before)
-                                       for nt in got.notes])
-        yield got
-        before += n
-        start = end
+    for piece, before in _pieces(fmt, text, lines):
+        yield _parse_piece(fmt, piece, before)
+
+
+def _plain(fields: int, longest: int) -> tuple[re.Pattern[str], re.Pattern[bytes]]:
+    """A piece of lines each of which is a comment (``#`` in column 1) or exactly
+    *fields* ``:``-separated fields of at most *longest* characters in all, starting
+    with neither a blank nor ``+`` and not ending in a blank: lines that give one
+    record each and no note (str and bytes patterns). An empty line is not plain."""
+    field = r"[^\n:]*"
+    line = (r"(?:#[^\n]*|(?=[^\n]{0,%d}(?:\n|\Z))[^\n:+ \t]%s(?::%s){%d}(?<![ \t]))"
+            % (longest, field, field, fields - 1))
+    rx = rf"(?:{line}\n)*(?:{line})?"
+    return re.compile(rx), re.compile(rx.encode())
+
+
+#: The formats whose well-formed pieces :func:`survey` counts without parsing them: a
+#: line :func:`_plain` accepts gives one record and no note, and is far below every
+#: bound of :func:`~netinfo.wire.limits.proplist_problem` (4,096 characters in a line:
+#: a passwd record then holds under 8,400 characters and list entries, half the bound).
+_PLAIN: dict[str, tuple[re.Pattern[str], re.Pattern[bytes]]] = {
+    "passwd": _plain(10, 4096),
+    "passwd.43": _plain(7, 4096),
+}
+
+
+def survey(fmt: str, text: str | bytes, lines: int | None = None) -> tuple[int, list[Note]]:
+    """How many records *text* holds and its notes: what :func:`iter_loaded` would give,
+    without building the records of a piece whose every line is plain (:data:`_PLAIN`,
+    one regular expression over the piece); any other piece is parsed."""
+    total = 0
+    notes: list[Note] = []
+    plain = _PLAIN.get(fmt)
+    for piece, before in _pieces(fmt, text, lines):
+        if plain is not None and piece:
+            rx = plain[0] if isinstance(piece, str) else plain[1]
+            if rx.fullmatch(piece) is not None:   # type: ignore[arg-type]
+                total += _records_in_plain(piece)
+                continue
+        got = _parse_piece(fmt, piece, before)
+        total += len(got.records)
+        notes.extend(got.notes)
+    return total, notes
+
+
+def _records_in_plain(piece: str | bytes) -> int:
+    """The records of a piece of plain lines: its lines less the comments."""
+    if isinstance(piece, str):
+        return (piece.count("\n") + (not piece.endswith("\n"))
+                - piece.count("\n#") - piece.startswith("#"))
+    return (piece.count(b"\n") + (not piece.endswith(b"\n"))
+            - piece.count(b"\n#") - piece.startswith(b"#"))
 
 
 #: The formats nidump accepts, in its usage order (16, spec §2.1 and Appendix B).

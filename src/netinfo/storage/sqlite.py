@@ -201,6 +201,10 @@ class SqliteStore(Store):
         #: from a middle insert without counting. Dropped on any doubt (failed batch,
         #: another writer); rebuilt per parent with one count, or by load().
         self._counts: dict[int, int] = {}
+        #: parent → its highest ``ord``, while known exactly (dropped with the counts, and
+        #: by any removal or re-keying): an append at the end needs no ``max(ord)`` query
+        #: (a bulk load appends every new user to /users).
+        self._last: dict[int, int] = {}
         #: True when the integrity check waits for :meth:`verify` (a large file)
         self.deferred_check = False
         self._verifying: sqlite3.Connection | None = None
@@ -365,6 +369,7 @@ class SqliteStore(Store):
                 gc.enable()
         # Free and exact: what was just read is what is committed.
         self._counts = {parent: len(kids) for parent, kids in image.children.items()}
+        self._last.clear()
         return image
 
     def source(self, cache: int | None = None,
@@ -430,6 +435,7 @@ class SqliteStore(Store):
             version = c.execute("PRAGMA data_version").fetchone()[0]
             if version != self._data_version:  # someone else wrote: counts are stale
                 self._counts.clear()
+                self._last.clear()
                 self._data_version = version
             # The history first: it reads the touched directories' paths as they were.
             self.journal.record(changes, self.journal.lookup)
@@ -465,6 +471,7 @@ class SqliteStore(Store):
         except BaseException as exc:
             self._counts.clear()
             self.journal.forget_paths()
+            self._last.clear()
             try:
                 if c.in_transaction:
                     c.execute("ROLLBACK")
@@ -527,11 +534,13 @@ class SqliteStore(Store):
         c.executemany("INSERT OR REPLACE INTO freed VALUES (?, ?)", rows)
         for oid, _ in rows:
             self._counts[oid] = 0
+            self._last.pop(oid, None)
 
     def _reset(self) -> None:
         for table in ("dirs", "kids", "freed", "meta", "keys"):
             self._conn.execute(f"DELETE FROM {table}")
         self._counts.clear()
+        self._last.clear()
 
     def _meta(self, key: str, value: int) -> None:
         self._conn.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
@@ -552,7 +561,10 @@ class SqliteStore(Store):
         if n == 0:
             key = 0
         elif index >= n:
-            last = c.execute("SELECT max(ord) FROM kids WHERE parent = ?", (parent,)).fetchone()[0]
+            last = self._last.get(parent)
+            if last is None:
+                last = c.execute("SELECT max(ord) FROM kids WHERE parent = ?",
+                                 (parent,)).fetchone()[0]
             key = last + self.gap
             if key > self.limit:
                 return self._renumber(parent, last, child, n)
@@ -576,6 +588,8 @@ class SqliteStore(Store):
             key = (lo + hi) // 2
         c.execute("INSERT INTO kids VALUES (?, ?, ?)", (parent, key, child))
         self._counts[parent] = n + 1
+        if n == 0 or index >= n:
+            self._last[parent] = key
 
     def _spread(self, parent: int, lo: int, hi: int, child: int, n: int) -> None:
         """Insert *child* between keys *lo* and *hi* that have no room between them.
@@ -606,6 +620,7 @@ class SqliteStore(Store):
             if step >= self.min_step:
                 break
             k *= 4
+        self._last.pop(parent, None)
         window = [kid for _, kid in reversed(left)] + [child] + [kid for _, kid in right]
         c.execute("DELETE FROM kids WHERE parent = ? AND ord BETWEEN ? AND ?",
                   (parent, left[-1][0], right[-1][0]))
@@ -629,6 +644,7 @@ class SqliteStore(Store):
         if step < 1:
             raise StorageError(f"child list of {parent} ran out of ordinal keys")
         base = -(len(kids) // 2) * step
+        self._last.pop(parent, None)
         c.execute("DELETE FROM kids WHERE parent = ?", (parent,))
         c.executemany("INSERT INTO kids VALUES (?, ?, ?)",
                       [(parent, base + i * step, kid) for i, kid in enumerate(kids)])
@@ -636,6 +652,7 @@ class SqliteStore(Store):
 
     def _kid_del(self, parent: int, child: int) -> None:
         # The first occurrence, as list.remove does in the memory engine.
+        self._last.pop(parent, None)
         cur = self._conn.execute(
             "DELETE FROM kids WHERE parent = ? AND ord = "
             "(SELECT min(ord) FROM kids WHERE parent = ? AND child = ?)", (parent, parent, child))
@@ -688,6 +705,7 @@ class SqliteStore(Store):
         _sync_dir(self.path)   # the rename survives a power loss too
         self._counts.clear()
         self.journal.forget_paths()
+        self._last.clear()
         self.deferred_check = False
         self._conn = self._open(check=False)
 

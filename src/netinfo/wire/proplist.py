@@ -69,6 +69,9 @@ def pack_proplist(p: Packer, props: Proplist | StoredProplist) -> None:
         p.pack_string_array(values)
 
 def unpack_proplist(u: Unpacker) -> Proplist:
+    if type(u.data) is bytes:   # one loop over the buffer (a reply's READ, LISTALL)
+        props, u.pos = _scan_proplist(u.data, u.pos)
+        return props
     # A property takes at least 8 bytes (empty name, empty namelist).
     return u.unpack_array(lambda: (u.unpack_string(), u.unpack_string_array()), LIST_MAX, 8)
 
@@ -186,6 +189,28 @@ def _scan_proplist(data: bytes, p: int) -> tuple[Proplist, int]:
     if p > size:
         raise WireError("truncated proplist")
     return props, p
+
+
+def take_proplists(data: bytes, p: int, most: int, longest: int) -> tuple[list[Proplist], int]:
+    """Up to *most* proplists encoded one after another from *p* in *data*, the bytes of
+    a reply received so far (a streamed LISTALL), and where the first one not taken
+    begins: decoding stops before a proplist that is not all there yet.
+
+    :raises WireError: a proplist that cannot be whole within *longest* bytes (its
+        checks of :func:`unpack_proplist` fail with that much at hand).
+    """
+    out: list[Proplist] = []
+    size = len(data)
+    while len(out) < most and p < size:
+        try:
+            props, end = _scan_proplist(data, p)
+        except WireError:
+            if size - p >= longest:
+                raise
+            break
+        out.append(props)
+        p = end
+    return out, p
 
 
 class StoredProplists(Sequence[Proplist]):
