@@ -42,9 +42,10 @@ COLLECTION = FIXTURES / "next-local-source.nidb" / "collection"
 
 #: Each engine under test (conftest: ``NETINFO_TEST_STORES``) with its image loaded, and
 #: each with a lazy source (the memory engine has none) read through it ("ENGINE lazy").
+#: (PostgreSQL's is not built yet: issue 23 serves its image resident.)
 ENGINES = [pytest.param(t, id=scheme_id(t)) for t in STORE_LOCATIONS] + [
     pytest.param(f"{t} lazy", id=f"{scheme_id(t)}-lazy") for t in STORE_LOCATIONS
-    if scheme_id(t) != "memory"]
+    if scheme_id(t) not in ("memory", "postgresql")]
 #: The lazy source's cache in these tests: smaller than almost every domain here.
 LAZY_CACHE = 3
 MASK32 = 0xFFFFFFFF
@@ -60,10 +61,10 @@ FROM_MASTER = Caller(addr="10.0.0.1", port=600, from_master=True)
 class Env:
     """One store of one engine and the service working on it."""
 
-    def __init__(self, kind: str, tmp: Path) -> None:
+    def __init__(self, kind: str, tmp: Path, pg: str = "") -> None:
         template, _, mode = kind.partition(" ")
         self.lazy = mode == "lazy"
-        self.engine = EngineUnderTest(template, tmp)
+        self.engine = EngineUnderTest(template, tmp, pg)
         self.scheme = self.engine.scheme
         self.url = self.engine.url()
         self.store = open_store(self.url)
@@ -108,7 +109,11 @@ class Env:
 
 @pytest.fixture(params=ENGINES)
 def env(request, tmp_path):
-    e = Env(request.param, tmp_path)
+    pg = ""
+    if "{pg}" in request.param:
+        from .pgcluster import CONTRACT_DATABASE
+        pg = request.getfixturevalue("pg_cluster").conninfo(CONTRACT_DATABASE)
+    e = Env(request.param, tmp_path, pg)
     yield e
     e.reload()
     e.close()
@@ -1592,7 +1597,9 @@ _hyp = settings(max_examples=150, deadline=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 
 
-@pytest.mark.parametrize("scheme", ENGINES)
+# Hypothesis makes its examples without fixtures, so the PostgreSQL engine (whose cluster
+# is a fixture) runs its own randomized batches in test_postgres.
+@pytest.mark.parametrize("scheme", [e for e in ENGINES if "{pg}" not in e.values[0]])
 @pytest.mark.parametrize("threshold", [INDEX_THRESHOLD, 2])
 @_hyp
 @given(ops=st.lists(st.tuples(op_st, st.integers(0, 9).map(lambda n: n == 0)), min_size=1,
