@@ -207,7 +207,7 @@ def build_netinfo(directory: Path, users: int) -> None:
     from netinfo.storage import KidIns, Put
 
     with open_database(directory, TAG, create=True) as db:
-        svc = db.service
+        svc = db.service_for_tests()
         create_master(svc, TAG, "benchhost", ["127.0.0.1"])
         populate_standard(svc)
         db.commit()
