@@ -13,11 +13,15 @@ headers, one dict lookup) for a read whose outcome depends on the domain alone (
 
 What it keeps is a bounded table of replies: the call's bytes after the xid (procedure
 and arguments) → the accepted-reply header and body. A hit is the xid of the call and
-the stored bytes joined. A miss is answered by the normal path (``slow``: prologue, the
-row's handler, ``Database.answer``), so its reply is the normal path's by construction,
-errors included (NI_BADID, NI_NODIR, NI_NOPROP, GARBAGE_ARGS), and is kept when it may
-be: a success or one of :data:`KEPT_STATUSES`, read while no write was pending
-(``Database.read_state``), no bigger than :data:`MAX_REPLY`.
+the stored bytes joined. A miss of READ, SELF, PARENT, READPROP, LOOKUP or LOOKUPREAD
+whose arguments are well formed is decoded here with precompiled structs (the codec's
+checks: exact length, string bounds) and answered by ``Database.answer`` as the row's
+handler would (its counters, its SYSTEM_ERR); any other miss — LIST (a big one is
+streamed), arguments that do not decode — by the normal path (``slow``: prologue, the
+row's handler), so errors are the normal path's (NI_BADID, NI_NODIR, NI_NOPROP,
+GARBAGE_ARGS). A reply is kept when it may be: a success or one of
+:data:`KEPT_STATUSES`, read while no write was pending (``Database.read_state``), no
+bigger than :data:`MAX_REPLY`.
 
 Every argument of these procedures starts with the directory's id (spec §2), and the
 reply depends on that directory and its children only (LOOKUP, LOOKUPREAD, LIST search
@@ -33,17 +37,24 @@ connection's reply budget still counts these replies, and big LIST/LISTALL strea
 
 from __future__ import annotations
 
+import logging
 import struct
+import time
 import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from typing import Any
 
 from ..errors import Status
+from ..model import NiId
 from ..storage.changes import Change
 from ..wire import rpc
 from ..wire.protocol import NETINFO_PROG, NETINFO_VERS, Proc
+from ..wire.rpc import AcceptStat
+from ..wire.xdr import NAME_MAX
 from .database import Database
+
+log = logging.getLogger("netinfo.server")
 
 #: The reads answered here: each one's arguments start with a directory id (spec §2).
 FAST_PROCS = (Proc.READ, Proc.LOOKUP, Proc.LOOKUPREAD, Proc.READPROP, Proc.LIST,
@@ -66,6 +77,42 @@ _ACCEPTED = rpc.reply_success(0)[4:]
 _OFFSET = 4 + len(_ACCEPTED)           # where the NETINFO status starts in a reply
 _ARGS = 40                             # where a fast call's arguments start
 _STATUS = struct.Struct(">I")
+_ID = struct.Struct(">II")
+_ID_N = struct.Struct(">III")
+#: procedures whose arguments are one id, exactly 8 bytes (spec §2)
+_ID_ONLY = frozenset({Proc.READ, Proc.SELF, Proc.PARENT})
+#: ... an id and two strings (LOOKUP, LOOKUPREAD: key, value)
+_ID_2STR = frozenset({Proc.LOOKUP, Proc.LOOKUPREAD})
+
+
+def decode_args(proc: int, record: bytes) -> tuple[Any, ...] | None:
+    """The arguments of a call of *proc* (its record, arguments at byte 40) as the
+    protocol's codecs decode them, or None when they are not plainly well formed (the
+    normal path then answers, GARBAGE_ARGS or not). Strings as ``Unpacker.unpack_string``:
+    at most NAME_MAX bytes, padded to 4, UTF-8 with surrogate escapes; nothing after."""
+    n = len(record)
+    if proc in _ID_ONLY:
+        return (NiId(*_ID.unpack_from(record, _ARGS)),) if n == _ARGS + 8 else None
+    if proc == Proc.READPROP:
+        if n != _ARGS + 12:
+            return None
+        o, i, idx = _ID_N.unpack_from(record, _ARGS)
+        return (NiId(o, i), idx)
+    if proc not in _ID_2STR or n < _ARGS + 12:
+        return None
+    o, i, k = _ID_N.unpack_from(record, _ARGS)
+    if k > NAME_MAX:
+        return None
+    key_end = _ARGS + 12 + k
+    at = key_end + ((4 - (k & 3)) & 3)
+    if at + 4 > n:
+        return None
+    v = _STATUS.unpack_from(record, at)[0]
+    value_end = at + 4 + v
+    if v > NAME_MAX or value_end + ((4 - (v & 3)) & 3) != n:
+        return None
+    return (NiId(o, i), record[_ARGS + 12:key_end].decode("utf-8", "surrogateescape"),
+            record[at + 4:value_end].decode("utf-8", "surrogateescape"))
 
 
 def call_heads(procs: Iterable[int] = FAST_PROCS) -> dict[bytes, int]:
@@ -136,7 +183,9 @@ class FastPath:
             self.hits += 1
             return record[:4] + hit
         self.misses += 1
-        reply = self._slow(record, caller)
+        args = decode_args(proc, record)
+        reply = self._slow(record, caller) if args is None else \
+            self._direct(proc, record, caller, args)
         if isinstance(reply, bytes) and len(reply) <= MAX_REPLY \
                 and reply[4:_OFFSET] == _ACCEPTED and len(reply) >= _OFFSET + 4 \
                 and db.read_state() == state:
@@ -144,6 +193,25 @@ class FastPath:
             if status == Status.OK or status in KEPT_STATUSES:
                 self._keep(key, reply[4:], _STATUS.unpack_from(record, _ARGS)[0])
         return reply
+
+    def _direct(self, proc: int, record: bytes, caller: Any, args: tuple[Any, ...]) -> bytes:
+        """A miss answered as the NETINFO row's handler answers it (``Database.answer``,
+        its counters and time, SYSTEM_ERR for a failure), without its prologue."""
+        t0 = time.perf_counter_ns()
+        try:
+            body = self._db.answer(proc, caller, args)
+        except Exception:
+            log.exception("procedure %s failed", Proc(proc).name)
+            return rpc.reply_accept_error(_STATUS.unpack_from(record)[0],
+                                          AcceptStat.SYSTEM_ERR)
+        finally:
+            c = self._counters[proc]
+            c[0] += 1
+            c[1] += (time.perf_counter_ns() - t0) // 1000
+        if body is None:
+            return rpc.reply_accept_error(_STATUS.unpack_from(record)[0],
+                                          AcceptStat.SYSTEM_ERR)
+        return record[:4] + _ACCEPTED + body
 
     def _keep(self, key: bytes, reply: bytes, oid: int) -> None:
         replies = self._replies
