@@ -1,9 +1,10 @@
 """READ calls per second over one TCP connection against a real netinfod.
 
-Usage: python bench/bench_read.py [--seconds S] [--json FILE]
+Usage: python bench/bench_read.py [--seconds S] [--json FILE] [--no-fast-path]
 
 Measures, on one connection to a netinfod subprocess on 127.0.0.1 (SQLite store):
   * sequential READs from a raw blocking socket (one call in flight: the server's latency),
+  * the same from 4 client processes at once, each with its own connection (summed),
   * sequential READs through the async Client,
   * pipelined READs through the async Client (64 in flight).
 Prints a table and the machine's state (CPU count, load, Python).
@@ -41,11 +42,11 @@ def free_port() -> int:
     return p
 
 
-def start_server(directory: str, port: int) -> subprocess.Popen:
+def start_server(directory: str, port: int, extra: tuple[str, ...] = ()) -> subprocess.Popen:
     env = dict(os.environ, PYTHONPATH=str(ROOT / "src"))
     p = subprocess.Popen([sys.executable, "-m", "netinfo.cli.netinfod", "--dir", directory,
                           "--bind", "127.0.0.1", "--port", str(port), "-m", "--populate",
-                          "bench"], stderr=subprocess.PIPE, text=True, env=env)
+                          *extra, "bench"], stderr=subprocess.PIPE, text=True, env=env)
     for line in p.stderr:
         if line.startswith("netinfod: serving"):
             break
@@ -76,6 +77,13 @@ def raw_sequential(port: int, oid: int, seconds: float) -> float:
     el = time.perf_counter() - start
     s.close()
     return n / el
+
+
+def raw_parallel(port: int, oid: int, seconds: float, clients: int) -> float:
+    """*clients* processes, each with its own connection and one call in flight."""
+    import multiprocessing
+    with multiprocessing.get_context("fork").Pool(clients) as pool:
+        return sum(pool.starmap(raw_sequential, [(port, oid, seconds)] * clients))
 
 
 def raw_pipelined(port: int, oid: int, seconds: float, depth: int = 64) -> float:
@@ -126,10 +134,12 @@ def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--seconds", type=float, default=3.0)
     ap.add_argument("--json", help="write the results to this file")
+    ap.add_argument("--no-fast-path", action="store_true",
+                    help="run netinfod --no-fast-path (the general path alone)")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as d:
         port = free_port()
-        srv = start_server(d, port)
+        srv = start_server(d, port, ("--no-fast-path",) if args.no_fast_path else ())
         try:
             async def find():
                 c = await Client.connect("127.0.0.1", port, "bench", privileged=False)
@@ -138,6 +148,7 @@ def main() -> int:
                 return oid
             oid = asyncio.run(find())
             raw = raw_sequential(port, oid, args.seconds)
+            raw4 = raw_parallel(port, oid, args.seconds, 4)
             rawp = raw_pipelined(port, oid, args.seconds)
             seq, pipe = asyncio.run(client_rates(port, oid, args.seconds))
         finally:
@@ -147,11 +158,14 @@ def main() -> int:
              "python": platform.python_version(), "machine": platform.machine(),
              "kernel": platform.release()}
     results = {"read_per_s_raw_sequential": round(raw),
+               "read_per_s_raw_sequential_4_clients": round(raw4),
                "read_per_s_raw_pipelined_64": round(rawp),
                "read_per_s_client_sequential": round(seq),
                "read_per_s_client_pipelined_64": round(pipe), "machine": state}
-    print(f"READ over one TCP connection (user root directory, {args.seconds:.0f} s each)")
+    path = "general path" if args.no_fast_path else "short path on"
+    print(f"READ over TCP (user root directory, {args.seconds:.0f} s each, {path})")
     print(f"  raw socket, 1 in flight      {raw:10.0f} calls/s")
+    print(f"  raw socket, 4 clients, 1 each {raw4:9.0f} calls/s")
     print(f"  raw socket, 64 in flight     {rawp:10.0f} calls/s")
     print(f"  async Client, 1 in flight    {seq:10.0f} calls/s")
     print(f"  async Client, 64 in flight   {pipe:10.0f} calls/s")

@@ -74,7 +74,7 @@ LDAP_USERS = f"ou=users,{LDAP_SUFFIX}"
 TAG = "bench"
 P99_SMALL = 1000          # users in the second netinfod domain, for the p99 ratio
 PORTS = {"netinfod": 9601, "netinfod-1k": 9602, "ypserv": 9603, "slapd": 9604,
-         "ninull": 9605}
+         "ninull": 9605, "netinfod-general": 9606}
 CLIENTS = (1, 4, 16)
 PACKAGES = ("ypserv", "slapd", "ldap-utils", "389-ds-base", "rpcbind", "rpcsvc-proto",
             "libtirpc3", "libtirpc-dev", "libldap-2.5-0", "gcc", "libnsl-dev")
@@ -207,7 +207,7 @@ def build_netinfo(directory: Path, users: int) -> None:
     from netinfo.storage import KidIns, Put
 
     with open_database(directory, TAG, create=True) as db:
-        svc = db.service
+        svc = db.service_for_tests()
         create_master(svc, TAG, "benchhost", ["127.0.0.1"])
         populate_standard(svc)
         db.commit()
@@ -329,13 +329,14 @@ class Bench:
 
     # the servers' start commands
 
-    def netinfod(self, directory: Path, port: int) -> Callable[[], subprocess.Popen]:
+    def netinfod(self, directory: Path, port: int,
+                 extra: tuple[str, ...] = ()) -> Callable[[], subprocess.Popen]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("NETINFO_")}
         env.update(PYTHONPATH=str(SRC), NETINFO_BROADCAST="off",
                    # no nibindd: registration fails at once and the server serves alone
                    NETINFO_PORTMAPPER="127.0.0.1:9609")
         argv = [sys.executable, "-m", "netinfo.cli.netinfod", "--dir", str(directory),
-                "--bind", "127.0.0.1", "--port", str(port), "-n", TAG]
+                "--bind", "127.0.0.1", "--port", str(port), "-n", *extra, TAG]
         return lambda: self.ns.spawn(argv, self.work / f"netinfod-{port}.log", env)
 
     def start_rpcbind(self, ypdir: Path) -> None:
@@ -702,6 +703,9 @@ def main() -> int:
     ap.add_argument("--workdir", help="keep the populations and logs here (default: a "
                     "temporary directory, removed at the end)")
     ap.add_argument("--json", help="write the raw results here")
+    ap.add_argument("--general", action="store_true",
+                    help="also serve the same domain with netinfod --no-fast-path "
+                         "(netinfod-general): the short path's gain in the same run")
     ap.add_argument("--no-docs", action="store_true",
                     help="do not rewrite docs/benchmarks.md's peer section")
     ap.add_argument("--no-targets", action="store_true",
@@ -724,11 +728,12 @@ def main() -> int:
     if os.geteuid() != 0:
         print("run.py: needs root (network namespace, rpcbind, ypserv)", file=sys.stderr)
         return 2
-    missing = check_tools()
+    only = set(args.only or ("netinfod", "ypserv", "slapd", "ninull"))
+    # slapd is needed only when it is measured (--only without it: none asked for)
+    missing = [m for m in check_tools() if m != "slapd" or "slapd" in only]
     if missing:
         print("run.py: missing packages: " + " ".join(missing), file=sys.stderr)
         return 2
-    only = set(args.only or ("netinfod", "ypserv", "slapd", "ninull"))
     keep = args.workdir is not None
     work = Path(args.workdir or tempfile.mkdtemp(prefix="nibench-"))
     work.mkdir(parents=True, exist_ok=True)
@@ -778,7 +783,17 @@ def main() -> int:
                     servers.append(Server(name, PORTS[name], n, bins["nilookup"], [],
                                           b.netinfod(d, PORTS[name]),
                                           120 + 900 * n / 1_000_000,
-                                          (1,) if n == P99_SMALL else CLIENTS))
+                                          (1,) if name == "netinfod-1k" else CLIENTS))
+                if args.general:
+                    # the same domain served by the general path alone (issue 20)
+                    d = work / "netinfod-general"
+                    shutil.rmtree(d, ignore_errors=True)
+                    shutil.copytree(work / "netinfod", d)
+                    servers.append(Server("netinfod-general", PORTS["netinfod-general"],
+                                          args.users, bins["nilookup"], [],
+                                          b.netinfod(d, PORTS["netinfod-general"],
+                                                     ("--no-fast-path",)),
+                                          120 + 900 * args.users / 1_000_000))
             b.start_all(servers)
             b.load_all(servers)
             for s in servers:

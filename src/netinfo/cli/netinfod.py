@@ -102,6 +102,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="treat every local caller, of any uid, as the superuser, whatever "
                         "its source port (for tests; without it a server not run by root "
                         "takes its own uid's callers for the superuser)")
+    p.add_argument("--no-fast-path", dest="fast_path", action="store_false",
+                   help="answer every read by the general path, not the short one for hot "
+                        "reads (to measure against it, or to rule it out)")
     p.add_argument("--max-copy-mb", type=positive_number, metavar="N",
                    default=MAX_COPY_BYTES // (1024 * 1024),
                    help="as a clone, abandon a copy of the domain larger than N MB "
@@ -259,7 +262,8 @@ async def _serve(args: argparse.Namespace, db: Database, info: ServerInfo,
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     server = NetInfoServer(db, ServerConfig(args.tag, args.bind, args.port,
-                                            args.lenient_udp, args.trust_local), addrs)
+                                            args.lenient_udp, args.trust_local,
+                                            args.fast_path), addrs)
     # the NIS front door answers from the first call on (issue 21)
     nis = _open_nis(args.nis_domain, db, server, own)
     try:

@@ -135,6 +135,10 @@ class Database:
         #: ... and of the last durable one (a failed commit goes back to it)
         self._durable_seq = self._seq
         self._subscribers: list[Subscriber] = []
+        #: moved whenever the tree changes without a Change saying where (a reload, a
+        #: commit of writes made around :meth:`call`): a reply cache keyed on directories
+        #: (``server.fastpath``) drops everything then (:meth:`read_state`)
+        self._generation = 0
         self._transfer_watchers: list[TransferWatcher] = []
         #: procedure → who hears of its calls' outcomes (watch_calls), and who hears of
         #: every call the master pushed
@@ -154,6 +158,20 @@ class Database:
             self._commit(unrecorded_ok=True)
 
     # -- reading and writing ---------------------------------------------------------------
+
+    def read_state(self) -> int | None:
+        """What a cache of read replies may rely on: None while writes are pending (a
+        read then sees them, and they may still be rolled back: neither answer from a
+        cache nor fill one), else a number that moves whenever the tree changed without
+        a :class:`Change` telling which directories (subscribers hear of the others)."""
+        if self._service.pending or self._changes:
+            return None
+        return self._generation
+
+    def is_watched(self, proc: int) -> bool:
+        """Does anyone hear of calls of *proc* (:meth:`watch_calls`)? A short path that
+        answers without :meth:`call` must not take those."""
+        return proc in self._watched
 
     # -- what the doors and replication read (the service itself stays private) ----------
 
@@ -505,6 +523,8 @@ class Database:
             log.warning("%s: %d storage ops of writes not made through Database.call are "
                         "committed unrecorded (no Change, no subscriber hears)", self.where,
                         unrecorded)
+        if unrecorded:
+            self._generation += 1   # no Change says what these writes touched
         if self._seq != self._durable_seq:
             ops.append(Meta(SEQ_KEY, self._seq))   # the numbering survives a restart
         try:
@@ -532,6 +552,7 @@ class Database:
     def reload(self) -> None:
         """Forget every pending write and continue from what the store holds."""
         self._changes.clear()
+        self._generation += 1
         source = self.store.source(self.cache, self.cache_bytes)
         if source is not None:
             self._service.reload(source=source)

@@ -53,6 +53,7 @@ from ..wire.rpc import AcceptStat, AuthStat
 from ..wire.history import HISTORY_PROG, HISTORY_VERS, PROC_NULL
 from ..wire.yp import YPPROG, YPVERS, YpProc
 from .database import MAX_STREAMS, Batch, Database
+from .fastpath import FastPath
 from .history import HistoryProgram
 from .peers import PeerBounds, PeerLimits
 from .rpc import Program, prologue, quiet_accept_errors
@@ -109,6 +110,9 @@ class ServerConfig:
     #: treat any caller from a local address as the superuser, whatever its source port
     #: (spec §15.2: privileged-peer detection configurable for unprivileged test runs)
     trust_local: bool = False
+    #: answer the hot reads by the short path (``fastpath``; ``--no-fast-path``: off, to
+    #: measure against or rule it out)
+    fast_path: bool = True
 
 
 class YpHandler(Protocol):
@@ -153,6 +157,8 @@ class Dispatcher:
         self.owner: int | None = os.geteuid() or None
         #: program number → its row (one row per program: :meth:`add_program`)
         self.programs: dict[int, Program[ProgramHandler]] = {}
+        #: the rows' short paths (``Program.fast``), tried before the prologue
+        self._fast: tuple[Callable[[bytes, Caller], bytes | ReplyStream | None], ...] = ()
         for make in (netinfo_program, history_program, *programs):
             self.add_program(make(self))
 
@@ -161,6 +167,7 @@ class Dispatcher:
         and TCP go to its handler from now on; the server registers it with the
         portmapper at start when its row says so."""
         self.programs[row.prog] = row
+        self._fast = tuple(r.fast for r in self.programs.values() if r.fast is not None)
 
     def caller_for(self, host: str, port: int, udp: bool = False,
                    ours: tuple[str, int] | None = None) -> Caller:
@@ -190,6 +197,23 @@ class Dispatcher:
 
         :raises WireError: the record is not an RPC call (TCP closes the connection).
         """
+        if not udp and not caller.from_master:
+            for fast in self._fast:
+                # a read of the short path (server.fastpath): no write, no failure rewrite
+                short = fast(record, caller)
+                if short is not None:
+                    if batch is not None:
+                        batch.add(short)
+                    return short
+        reply, on_failure = self.answer(record, caller, udp, lenient)
+        if batch is not None:
+            batch.add(reply, on_failure)
+        return reply
+
+    def answer(self, record: bytes, caller: Caller, udp: bool = False, lenient: bool = False
+               ) -> tuple[bytes | ReplyStream | None, Callable[[bytes], bytes] | None]:
+        """The normal path of :meth:`handle`: the prologue, then the program's row; the
+        reply and what it becomes when its batch fails (its row's ``on_failure``)."""
         found = prologue(record, self.programs, udp, lenient)
         if isinstance(found, bytes):
             reply: bytes | ReplyStream | None = found
@@ -204,9 +228,7 @@ class Dispatcher:
             except Exception:
                 log.exception("program %d procedure %d failed", call.prog, call.proc)
                 reply = rpc.reply_accept_error(call.xid, AcceptStat.SYSTEM_ERR)
-        if batch is not None:
-            batch.add(reply, on_failure)
-        return reply
+        return reply, on_failure
 
 
 #: A program of netinfod: its row, made for one server (its database and config).
@@ -272,9 +294,11 @@ def netinfo_program(disp: Dispatcher) -> Program[ProgramHandler]:
             return rpc.reply_accept_error(xid, AcceptStat.SYSTEM_ERR)
         return rpc.reply_success(xid, body)
 
+    fast = FastPath(db, counters, lambda record, caller: disp.answer(record, caller)[0]) \
+        if disp.config.fast_path else None
     return Program(NETINFO_PROG, NETINFO_VERS, NETINFO_VERS, handle,
                    procs=frozenset(PROCEDURES), udp=UDP_PROCS, udp_lenient=UDP_LENIENT_PROCS,
-                   on_failure=_nospace)
+                   on_failure=_nospace, fast=fast.answer if fast is not None else None)
 
 
 def history_program(disp: Dispatcher) -> Program[ProgramHandler]:

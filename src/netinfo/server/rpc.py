@@ -76,6 +76,10 @@ class Program(Generic[H]):
     #: what the reply of a call that wrote becomes when its batch cannot be made durable
     #: (``Database.batch``; NETINFO: NI_NOSPACE); None: kept
     on_failure: Callable[[bytes], bytes] | None = None
+    #: a short path offered each TCP record before the prologue (netinfod's
+    #: ``fastpath.FastPath.answer``: (record, caller) → the reply, or None to take the
+    #: normal path); it answers reads only, so a batch's failure never rewrites them
+    fast: Callable[[bytes, Any], Any] | None = None
 
     def versions(self) -> range:
         return range(self.low, self.high + 1)
