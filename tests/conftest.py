@@ -553,6 +553,15 @@ class EngineUnderTest:
             self.catalog.destroy(tag)
 
 
+def pg_location(request, template: str) -> str:
+    """What ``{pg}`` stands for in *template*: the contract database of the suite's
+    scratch PostgreSQL cluster (the test skips where there is none); "" otherwise."""
+    if "{pg}" not in template:
+        return ""
+    from .pgcluster import CONTRACT_DATABASE
+    return request.getfixturevalue("pg_cluster").conninfo(CONTRACT_DATABASE)
+
+
 def scheme_id(template: str) -> str:
     return "postgresql" if template == "{pg}" else template.partition(":")[0]
 
@@ -560,11 +569,7 @@ def scheme_id(template: str) -> str:
 @pytest.fixture(params=STORE_LOCATIONS, ids=scheme_id)
 def store_engine(request, tmp_path):
     """Each engine of :data:`STORE_LOCATIONS` in turn (:class:`EngineUnderTest`)."""
-    pg = ""
-    if "{pg}" in request.param:
-        from .pgcluster import CONTRACT_DATABASE
-        pg = request.getfixturevalue("pg_cluster").conninfo(CONTRACT_DATABASE)
-    e = EngineUnderTest(request.param, tmp_path, pg)
+    e = EngineUnderTest(request.param, tmp_path, pg_location(request, request.param))
     yield e
     e.cleanup()
 

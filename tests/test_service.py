@@ -35,7 +35,7 @@ from netinfo.storage import Image, Record, open_store
 from netinfo.storage.changes import Caller
 from netinfo.wire.protocol import Proc
 
-from .conftest import STORE_LOCATIONS, EngineUnderTest, scheme_id
+from .conftest import STORE_LOCATIONS, EngineUnderTest, pg_location, scheme_id
 
 FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures"
 COLLECTION = FIXTURES / "next-local-source.nidb" / "collection"
@@ -109,11 +109,7 @@ class Env:
 
 @pytest.fixture(params=ENGINES)
 def env(request, tmp_path):
-    pg = ""
-    if "{pg}" in request.param:
-        from .pgcluster import CONTRACT_DATABASE
-        pg = request.getfixturevalue("pg_cluster").conninfo(CONTRACT_DATABASE)
-    e = Env(request.param, tmp_path, pg)
+    e = Env(request.param, tmp_path, pg_location(request, request.param))
     yield e
     e.reload()
     e.close()
