@@ -107,6 +107,7 @@ def test_every_write_procedure_is_journalled_once_with_caller_and_path(master, r
                                       "/users/bob")
 
 
+@needs_privilege_rule
 def test_an_authenticated_users_write_carries_its_name(master, run_tool):
     async def main() -> int:
         c = await connect(master)
