@@ -234,6 +234,16 @@ def test_nidomain_clone_creates_the_clone_database(nibindd):
     assert got == want and tag == ["copy", "clone"]
 
 
+def test_createclone_refuses_a_master_no_host_can_have(nibindd):
+    """CREATECLONE naming a master in 0.0.0.0/8, multicast or broadcast answers
+    NI_CANTFINDADDRESS and starts nothing (a clone would knock at it forever)."""
+    before = set(nibindd.directory.glob("*.nidb"))
+    for addr in ("0.1.0.0", "224.0.0.1", "255.255.255.255"):
+        r = nidomain(nibindd, "-c", "nowhere", f"{addr}/network")
+        assert r.returncode == 1 and "address" in r.stderr.lower(), (addr, r.stderr)
+    assert set(nibindd.directory.glob("*.nidb")) == before
+
+
 def test_nidomain_usage_and_errors(nibindd):
     r = nidomain(nibindd)
     assert r.returncode == 1 and r.stderr.startswith("usage: nidomain -l [host]")

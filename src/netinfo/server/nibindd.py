@@ -592,6 +592,11 @@ class Nibindd:
             a = decode_clone_args(args)
             if self._is_served(a.tag):
                 return Status.DUPTAG
+            if not _may_be_a_host(a.master_addr):
+                # 0.0.0.0/8 ("this network", RFC 1122 §3.2.1.3: a source, never a
+                # destination), multicast, reserved and broadcast: no master lives there,
+                # and a clone would only knock at it forever
+                return Status.CANTFINDADDRESS
             ok = await self.start_child(a.tag, "-c", a.master_name,
                                         uint_to_addr(a.master_addr), a.master_tag, wait=20.0)
             return Status.OK if ok else Status.SYSTEMERR
@@ -653,3 +658,10 @@ async def run_nibindd(nb: Nibindd) -> None:
     loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(nb.rescan()))
     await stop.wait()
     await nb.stop()
+
+
+def _may_be_a_host(addr: int) -> bool:
+    """Whether IPv4 address *addr* (host order) can be a master's: not in 0.0.0.0/8 nor
+    in 224.0.0.0/3 (multicast, reserved, the limited broadcast)."""
+    first = addr >> 24
+    return first != 0 and first < 224
