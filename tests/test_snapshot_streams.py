@@ -19,6 +19,7 @@ in a second, and look at the server's counters.
 from __future__ import annotations
 
 import asyncio
+import errno
 import contextlib
 import socket
 import struct
@@ -181,10 +182,16 @@ class Served:
             asyncio.set_event_loop(self.loop)
             self.db = Database(open_store(url))
             self.big = _populate(self.db)
-            self.server = NetInfoServer(self.db, ServerConfig("snap", "0.0.0.0", self.port,
-                                                              trust_local=True),
-                                        ["127.0.0.1"])
-            self.loop.run_until_complete(self.server.start())
+            for _ in range(5):
+                self.server = NetInfoServer(self.db, ServerConfig(
+                    "snap", "0.0.0.0", self.port, trust_local=True), ["127.0.0.1"])
+                try:
+                    self.loop.run_until_complete(self.server.start())
+                    break
+                except OSError as e:   # the free port was taken meanwhile: another one
+                    if e.errno != errno.EADDRINUSE:
+                        raise
+                    self.port = free_port()
             started.set()
             self.loop.run_forever()
             self.db.close()
