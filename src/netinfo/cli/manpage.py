@@ -267,7 +267,16 @@ PAGES: dict[str, Page] = {
          "and a second netinfod is refused with one line naming the holder, unless "
          "--standby: it then waits, and serves, writable, as soon as the writer's "
          "connection ends. A netinfod that loses its connection refuses every write "
-         "from then on and logs why (nistore(1) copies domains between engines)."),
+         "from then on and logs why (nistore(1) copies domains between engines).",
+         "With --read-workers N (SQLite stores only) it also starts N worker processes "
+         "that open the database read only and accept connections on the same TCP port "
+         "(SO_REUSEPORT); each answers the anonymous NETINFO reads itself and hands a "
+         "connection to this process, socket and all, at its first other call (a write, a "
+         "credential, READALL, NIS, ...), which then serves it. A read sent after a "
+         "write's reply sees the write on any connection. UDP, NIS, LDAP and the "
+         "portmapper registration stay with this process; a worker that dies is started "
+         "again; SIGTERM stops them all. The peer bounds apply per process. "
+         "--read-worker-fds is internal: how a worker is told its sockets."),
         ("NETINFO_DIR", "NETINFO_PORTMAPPER", "NETINFO_BROADCAST"),
         (("0", "stopped by SIGTERM or SIGINT"),
          ("2", "no database (without -m or -c), a damaged or busy database, an invalid tag, "
