@@ -74,7 +74,7 @@ LDAP_USERS = f"ou=users,{LDAP_SUFFIX}"
 TAG = "bench"
 P99_SMALL = 1000          # users in the second netinfod domain, for the p99 ratio
 PORTS = {"netinfod": 9601, "netinfod-1k": 9602, "ypserv": 9603, "slapd": 9604,
-         "ninull": 9605, "netinfod-general": 9606}
+         "ninull": 9605, "netinfod-general": 9606, "netinfod-w": 9607}
 CLIENTS = (1, 4, 16)
 PACKAGES = ("ypserv", "slapd", "ldap-utils", "389-ds-base", "rpcbind", "rpcsvc-proto",
             "libtirpc3", "libtirpc-dev", "libldap-2.5-0", "gcc", "libnsl-dev")
@@ -139,16 +139,34 @@ class Namespace:
 
 
 def rss_mib(pid: int) -> float:
+    """The process's RSS, and its children's (read workers; shared pages counted in
+    each)."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
+            return int(line.split()[1]) / 1024 + sum(rss_mib(c) for c in children(pid))
     return float("nan")
 
 
 def cpu_seconds(pid: int) -> float:
-    """User + system CPU time the process (all its threads) has used."""
+    """User + system CPU time the process (all its threads) has used, and its live
+    children (netinfod's read workers, ``--workers``)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    own = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return own + sum(cpu_seconds(c) for c in children(pid))
+
+
+def children(pid: int) -> list[int]:
+    """The live processes whose parent is *pid*."""
+    out = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                f = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(f[1]) == pid and f[0] != "Z":
+                out.append(int(entry))
+    return out
 
 
 def comm(pid: int) -> str:
@@ -706,6 +724,9 @@ def main() -> int:
     ap.add_argument("--general", action="store_true",
                     help="also serve the same domain with netinfod --no-fast-path "
                          "(netinfod-general): the short path's gain in the same run")
+    ap.add_argument("--workers", type=int, metavar="N",
+                    help="also serve the same domain with netinfod --read-workers N "
+                         "(netinfod-wN, issue 20 item 3): reads from N+1 processes")
     ap.add_argument("--no-docs", action="store_true",
                     help="do not rewrite docs/benchmarks.md's peer section")
     ap.add_argument("--no-targets", action="store_true",
@@ -793,6 +814,17 @@ def main() -> int:
                                           args.users, bins["nilookup"], [],
                                           b.netinfod(d, PORTS["netinfod-general"],
                                                      ("--no-fast-path",)),
+                                          120 + 900 * args.users / 1_000_000))
+                if args.workers:
+                    # the same domain, reads served by N more processes (issue 20 item 3)
+                    name = f"netinfod-w{args.workers}"
+                    d = work / name
+                    shutil.rmtree(d, ignore_errors=True)
+                    shutil.copytree(work / "netinfod", d)
+                    servers.append(Server(name, PORTS["netinfod-w"], args.users,
+                                          bins["nilookup"], [],
+                                          b.netinfod(d, PORTS["netinfod-w"],
+                                                     ("--read-workers", str(args.workers))),
                                           120 + 900 * args.users / 1_000_000))
             b.start_all(servers)
             b.load_all(servers)

@@ -885,7 +885,8 @@ def bind_pair(host: str, ports: tuple[int | None, int | None], reuse_port: bool 
     raise OSError("no free port pair for UDP and TCP")
 
 
-def _listen(fam: int, host: str, port: int, reuse_port: bool = False) -> socket.socket:
+def _listen(fam: int, host: str, port: int, reuse_port: bool = False,
+            backlog: int | None = 128) -> socket.socket:
     s = socket.socket(fam, socket.SOCK_STREAM)
     try:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -893,7 +894,8 @@ def _listen(fam: int, host: str, port: int, reuse_port: bool = False) -> socket.
             # the kernel spreads new connections over every socket of the group
             s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         s.bind((host, port))
-        s.listen(128)
+        if backlog is not None:
+            s.listen(backlog)
         s.setblocking(False)
     except OSError:
         s.close()
@@ -902,10 +904,12 @@ def _listen(fam: int, host: str, port: int, reuse_port: bool = False) -> socket.
 
 
 def listen_socket(like: socket.socket) -> socket.socket:
-    """One more listening socket on *like*'s address and port (both SO_REUSEPORT): a read
-    worker's share of the TCP port (``readworkers``)."""
+    """One more socket bound to *like*'s address and port (both SO_REUSEPORT), not yet
+    listening: a read worker's share of the TCP port (``readworkers``), which joins the
+    port's group when the worker calls ``listen`` (until then no connection waits on it
+    for a worker still starting)."""
     host, port = like.getsockname()[:2]
-    return _listen(like.family, host, port, reuse_port=True)
+    return _listen(like.family, host, port, reuse_port=True, backlog=None)
 
 
 def _udp(fam: int, host: str, port: int) -> socket.socket:

@@ -10,9 +10,12 @@ serve TCP connections on the owner's port:
 
 - **The port.** The owner's listening socket and one more per worker are bound to the
   same address and port with ``SO_REUSEPORT``; the kernel spreads new connections over
-  the group (the owner takes its share too). The owner makes the workers' sockets and
-  keeps them: a worker restarted gets its socket back, with the connections waiting in
-  its accept queue. The portmapper and nibindd registrations stay the owner's, one.
+  the listening sockets of the group (the owner takes its share too). The owner binds
+  the workers' sockets (a reserved port needs no privilege in the worker) and each
+  worker calls ``listen`` once it is ready, so no connection waits for a worker still
+  starting; a dead worker's socket is closed (what waited in its queue is reset, as
+  with any listener closed) and its successor gets a new one. The portmapper and
+  nibindd registrations stay the owner's, one.
 - **What a worker answers.** A call record whose header is one of :data:`LOCAL_HEADS`:
   RPC 2, NETINFO 2, an AUTH_NONE credential, a procedure that only reads the tree
   (:data:`LOCAL_PROCS`: PING, ROOT, SELF, PARENT, READ, CHILDREN, LOOKUP, LIST,
@@ -108,6 +111,8 @@ WATCH_PERIOD = 0.5
 #: all (past it the connection is closed: a client pipelining that much is dropped).
 CHUNK = 32 * 1024
 MAX_HANDOFF = 64 << 20
+#: A worker's accept queue.
+LISTEN_BACKLOG = 128
 #: Seconds a worker waits for the owner to take a handed-over connection.
 SEND_TIMEOUT = 10.0
 _PR_SET_PDEATHSIG = 1
@@ -216,6 +221,8 @@ class _Worker:
         self.pending: tuple[socket.socket, int, list[bytes]] | None = None
         self.deaths: deque[float] = deque()
         self.given_up = False
+        #: set when the worker listens (its b"R" message)
+        self.ready = asyncio.Event()
 
 
 class ReadWorkers:
@@ -243,10 +250,17 @@ class ReadWorkers:
     def pids(self) -> list[int]:
         return [w.proc.pid for w in self.workers if w.proc is not None]
 
-    async def start(self) -> None:
+    async def start(self, timeout: float = 30.0) -> None:
+        """Start the workers and wait until each listens (or *timeout*: logged; it is
+        watched and restarted like any other)."""
         for w in self.workers:
             self._spawn(w)
         self._watch = asyncio.ensure_future(self._watch_workers())
+        try:
+            await asyncio.wait_for(asyncio.gather(*(w.ready.wait() for w in self.workers)),
+                                   timeout)
+        except TimeoutError:
+            log.warning("read workers not all ready after %.0f s", timeout)
 
     def _spawn(self, w: _Worker) -> None:
         loop = asyncio.get_running_loop()
@@ -262,6 +276,7 @@ class ReadWorkers:
         ours.setblocking(False)
         w.control = ours
         w.pending = None
+        w.ready.clear()
         loop.add_reader(ours.fileno(), self._readable, w)
         log.info("read worker %d started (pid %d)", w.index, w.proc.pid)
 
@@ -295,6 +310,9 @@ class ReadWorkers:
 
     def _message(self, w: _Worker, data: bytes, fds: list[int]) -> None:
         kind = data[:1]
+        if kind == b"R" and not fds:
+            w.ready.set()
+            return
         if kind == b"H" and len(fds) == 1 and len(data) >= _HANDOFF.size:
             if w.pending is not None:
                 w.pending[0].close()
@@ -347,10 +365,16 @@ class ReadWorkers:
                               "within %d s: not restarted; the other processes serve its "
                               "share", w.index, w.proc.pid, status, len(w.deaths),
                               RESTART_WINDOW)
-                    w.listener.close()   # its queued connections go to the others
+                    w.listener.close()   # out of the port's group
                     continue
                 log.warning("read worker %d (pid %d) ended with status %s; starting it "
                             "again", w.index, w.proc.pid, status)
+                # Its socket leaves the port's group (what waited in its queue is
+                # reset, as with any listener closed); the new worker joins with a
+                # new one when it is ready.
+                w.listener.close()
+                assert self.server.tcp_socket is not None
+                w.listener = listen_socket(self.server.tcp_socket)
                 self._spawn(w)
 
     async def close(self) -> None:
@@ -510,11 +534,12 @@ class WorkerServer(NetInfoServer):
     async def start_worker(self, listener: socket.socket) -> None:
         loop = asyncio.get_running_loop()
         listener.setblocking(False)
+        listener.listen(LISTEN_BACKLOG)   # joins the port's group now that we serve
         self._tcp = await loop.create_server(lambda: WorkerConnection(self), sock=listener)
         self.tcp_socket = listener
         self.tcp_port = listener.getsockname()[1]
         self._sweeper = asyncio.ensure_future(self._sweep())
-
+        self.control.sendall(b"R")   # ready
 
 def die_with_parent() -> None:
     """SIGTERM when the owner dies (Linux ``PR_SET_PDEATHSIG``); best effort."""
