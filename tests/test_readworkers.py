@@ -17,6 +17,7 @@ import socket
 import struct
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -98,6 +99,10 @@ class Raw:
         self.sock.close()
 
 
+#: netinfod's pid → the lines of its standard error so far
+LOGS: dict[int, list[str]] = {}
+
+
 def start(tmp_path: Path, workers: int, *extra: str, strict: bool = False
           ) -> tuple[subprocess.Popen, int, list[int]]:
     """A real netinfod (-m --populate) with *workers* read workers: (process, port,
@@ -119,9 +124,10 @@ def start(tmp_path: Path, workers: int, *extra: str, strict: bool = False
             pids = []
             if "read-workers=" in line:
                 pids = [int(p) for p in line.split("read-workers=")[1].split(",")]
-            # stderr is left to a thread so that the server never blocks on it
-            import threading  # noqa: PLC0415
-            threading.Thread(target=lambda: proc.stderr.read(), daemon=True).start()
+            # stderr is kept by a thread so that the server never blocks on it
+            lines: list[str] = []
+            LOGS[proc.pid] = lines
+            threading.Thread(target=lines.extend, args=(proc.stderr,), daemon=True).start()
             return proc, port, pids
     proc.kill()
     raise RuntimeError("netinfod did not start")
@@ -326,6 +332,40 @@ def test_the_superusers_writes_pass_through_any_process(server):
             names = [v for _, v in entries]
             assert all([f"su{i}"] in names for i in range(10))
     asyncio.run(go())
+
+
+def test_credentials_are_checked_by_the_owner_through_any_process(server):
+    """AUTH_UNIX writes (handed over at their first call): the right password writes as
+    the user, a wrong one is NI_AUTHERROR, on connections spread over the processes;
+    the owner's log says connections were handed over."""
+    from netinfo.passwords import hash_password  # noqa: PLC0415
+    proc, port, _ = server(2, "-v")
+
+    async def go() -> None:
+        async with await Client.connect("127.0.0.1", port, "test") as su:
+            users = await su.pathsearch("/users")
+            await su.create(users, [("name", ["ann"]), ("uid", ["601"]),
+                                    ("passwd", [hash_password("pw")]),
+                                    ("_writers", ["ann"])])
+        for i in range(8):
+            async with await Client.connect("127.0.0.1", port, "test",
+                                            privileged=False) as c:
+                ann = await c.pathsearch("/users/ann")
+                c.set_password("pw" if i % 2 == 0 else "wrong", 601)
+                if i % 2 == 0:
+                    await c.createprop(ann, f"p{i}", ["x"])
+                else:
+                    with pytest.raises(NiError) as e:
+                        await c.createprop(ann, f"p{i}", ["x"])
+                    assert e.value.status == Status.AUTHERROR
+        async with await Client.connect("127.0.0.1", port, "test") as c:
+            _, props = await c.read(await c.pathsearch("/users/ann"))
+            names = [k for k, _ in props]
+            assert [n for n in names if n[:1] == "p" and n[1:].isdigit()] == [
+                "p0", "p2", "p4", "p6"]
+    asyncio.run(go())
+    time.sleep(0.2)
+    assert any("handed over by read worker" in line for line in LOGS[proc.pid])
 
 
 def test_a_killed_worker_is_restarted_and_service_goes_on(server):

@@ -331,10 +331,13 @@ class ReadWorkers:
         if got < total:
             return
         w.pending = None
-        self._adopt(sock, b"".join(chunks))
+        self._adopt(sock, b"".join(chunks), w.index)
 
-    def _adopt(self, sock: socket.socket, unread: bytes) -> None:
+    def _adopt(self, sock: socket.socket, unread: bytes, index: int) -> None:
         self.adopted += 1
+        with contextlib.suppress(OSError):
+            log.debug("connection from %s handed over by read worker %d",
+                      sock.getpeername()[0], index)
         sock.setblocking(False)
         loop = asyncio.get_running_loop()
         task = loop.create_task(loop.connect_accepted_socket(
