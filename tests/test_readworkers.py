@@ -385,6 +385,8 @@ def test_a_killed_worker_is_restarted_and_service_goes_on(server):
             assert c.call(record(3, Proc.READ, NiId(0, 0)))[24:28] == b"\0\0\0\0"
         finally:
             c.close()
+    assert any(f"(pid {pids[0]}) ended with status -9; starting it again" in line
+               for line in LOGS[proc.pid])
 
 
 def test_sigterm_stops_every_process(server):
