@@ -339,7 +339,7 @@ def test_credentials_are_checked_by_the_owner_through_any_process(server):
     the user, a wrong one is NI_AUTHERROR, on connections spread over the processes;
     the owner's log says connections were handed over."""
     from netinfo.passwords import hash_password  # noqa: PLC0415
-    proc, port, _ = server(2, "-v")
+    proc, port, _ = server(2, "-v", strict=True)
 
     async def go() -> None:
         async with await Client.connect("127.0.0.1", port, "test") as su:
