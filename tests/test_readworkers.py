@@ -411,3 +411,38 @@ def test_other_engines_are_refused(tmp_path):
                        stdin=subprocess.DEVNULL)
     assert r.returncode == 2
     assert "--read-workers needs a SQLite store" in r.stderr
+
+
+def test_unread_bytes_give_the_same_records_to_another_reader():
+    """What a worker hands over with a connection: complete records not answered are
+    re-framed by the caller; RecordReader.unread gives back what is half-read, a
+    fragment included."""
+    whole = rpc.frame(b"x" * 10)
+    first = struct.pack(">I", 6) + b"abcdef"          # a fragment, not the last
+    last_part = struct.pack(">I", 0x80000000 | 4) + b"ghij"
+    r = rpc.RecordReader()
+    assert r.feed(whole + first + last_part[:5]) == [b"x" * 10]
+    left = r.unread()
+    assert r.pending() == 0
+    again = rpc.RecordReader()
+    assert again.feed(left + last_part[5:]) == [b"abcdefghij"]
+
+
+def test_a_read_only_store_reads_and_refuses_writes(tmp_path):
+    from netinfo.errors import StorageError  # noqa: PLC0415
+    from netinfo.server.database import Database, open_database  # noqa: PLC0415
+    from netinfo.server.service import SUPERUSER  # noqa: PLC0415
+    from netinfo.storage.sqlite import SqliteStore  # noqa: PLC0415
+    with open_database(tmp_path, "t", create=True) as owner:
+        owner.procedures.proc_create(SUPERUSER, NiId(0, owner.source[0].instance),
+                                     [("name", ["a"])], 0xFFFFFFFF)
+        owner.commit()
+        path = owner.store.path
+        reader = Database(SqliteStore(path, read_only=True))
+        try:
+            root = reader.source[0]
+            assert root is not None and len(list(root.children)) == 1
+            with pytest.raises(StorageError):
+                reader.store.commit([], 0)
+        finally:
+            reader.close()
