@@ -74,7 +74,7 @@ LDAP_USERS = f"ou=users,{LDAP_SUFFIX}"
 TAG = "bench"
 P99_SMALL = 1000          # users in the second netinfod domain, for the p99 ratio
 PORTS = {"netinfod": 9601, "netinfod-1k": 9602, "ypserv": 9603, "slapd": 9604,
-         "ninull": 9605, "netinfod-general": 9606, "netinfod-w": 9607}
+         "ninull": 9605, "netinfod-general": 9606, "netinfod-w": 9612}
 CLIENTS = (1, 4, 16)
 PACKAGES = ("ypserv", "slapd", "ldap-utils", "389-ds-base", "rpcbind", "rpcsvc-proto",
             "libtirpc3", "libtirpc-dev", "libldap-2.5-0", "gcc", "libnsl-dev")
