@@ -175,6 +175,12 @@ def test_local_reads_are_exactly_the_anonymous_netinfo_reads():
             Proc.LISTALL, Proc.LOOKUPREAD}), p
     assert not is_local_read(head(Proc.READ, cred=1) + b"\0" * 16)   # AUTH_UNIX
     assert not is_local_read(head(Proc.READ, prog=100004) + b"\0" * 16)
+    # YP (100004 v2) only with the NIS door on: NULL, DOMAIN, DOMAIN_NONACK, MATCH, with
+    # any credential
+    for p in range(12):
+        rec = struct.pack(">IIIIIIII", 7, rpc.CALL, 2, 100004, 2, p, 1, 0) + b"\0" * 16
+        assert is_local_read(rec, yp=True) == (p in {0, 1, 2, 3}), p
+        assert not is_local_read(rec)
     assert not is_local_read(b"\0\0\0\1")
 
 
@@ -446,3 +452,40 @@ def test_a_read_only_store_reads_and_refuses_writes(tmp_path):
                 reader.store.commit([], 0)
         finally:
             reader.close()
+
+
+def test_yp_match_through_the_workers_sees_each_write(server, monkeypatch):
+    """With the NIS door on, the workers answer YP MATCH too: on many connections, each
+    MATCH sent after a NETINFO write's reply sees the write."""
+    from netinfo.wire import yp  # noqa: PLC0415
+    monkeypatch.setenv("NETINFO_PORTMAPPER", "127.0.0.1:1")   # nothing there
+    _, port, _ = server(2, "--nis-domain", "nitest")
+    conns = [Raw(port) for _ in range(8)]
+
+    def match(c: Raw, key: bytes) -> bytes:
+        rep = c.call(rpc.frame(rpc.encode_call(5, yp.YPPROG, 2, yp.YpProc.MATCH,
+                                               yp.encode_key("nitest", "passwd.byname", key))))
+        return rep[24:]
+
+    async def go() -> None:
+        async with await Client.connect("127.0.0.1", port, "test") as w:
+            users = await w.pathsearch("/users")
+            props = [("name", ["alice"]), ("passwd", ["*"]), ("uid", ["5001"]),
+                     ("gid", ["20"]), ("realname", ["Alice"]), ("home", ["/h/alice"]),
+                     ("shell", ["/bin/sh"])]
+            alice, users = await w.create(users, props)
+            for uid in range(5002, 5012):
+                seen = {match(c, b"alice") for c in conns}
+                assert len(seen) == 1
+                assert yp.decode_val(seen.pop())[1].startswith(
+                    f"alice:x:{uid - 1}:".encode())
+                alice = await w.write(alice, [(k, [str(uid)] if k == "uid" else v)
+                                              for k, v in props])
+            for c in conns:
+                assert yp.decode_val(match(c, b"alice"))[1].startswith(b"alice:x:5011:")
+                assert yp.decode_val(match(c, b"nosuchuser"))[0] == yp.YpStat.NOKEY
+    try:
+        asyncio.run(go())
+    finally:
+        for c in conns:
+            c.close()

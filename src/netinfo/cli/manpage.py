@@ -272,8 +272,9 @@ PAGES: dict[str, Page] = {
          "that open the database read only and accept connections on the same TCP port "
          "(SO_REUSEPORT); each answers the anonymous NETINFO reads itself and hands a "
          "connection to this process, socket and all, at its first other call (a write, a "
-         "credential, READALL, NIS, ...), which then serves it. A read sent after a "
-         "write's reply sees the write on any connection. UDP, NIS, LDAP and the "
+         "credential, READALL, ...), which then serves it; with --nis-domain (without "
+         "--nis-hierarchy) the workers also answer YP MATCH over TCP. A read sent after a "
+         "write's reply sees the write on any connection. UDP, LDAP and the "
          "portmapper registration stay with this process; a worker that dies is started "
          "again; SIGTERM stops them all. The peer bounds apply per process. "
          "--read-worker-fds is internal: how a worker is told its sockets."),

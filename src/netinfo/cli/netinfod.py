@@ -376,6 +376,10 @@ def _worker_command(args: argparse.Namespace, path: str) -> list[str]:
                      ("-v", args.verbose), ("-n", args.forced_root)):
         if on:
             cmd.append(flag)
+    if not args.nis_hierarchy:
+        # the workers answer YP MATCH too (the ancestors' maps are the owner's alone)
+        for domain in args.nis_domain:
+            cmd += ["--nis-domain", domain]
     return cmd
 
 
@@ -396,7 +400,7 @@ async def _serve_read_worker(args: argparse.Namespace, info: ServerInfo,
         gc.set_threshold(GC_YOUNG, 20, 10)
         return await run_worker(db, ServerConfig(args.tag, args.bind, None, False,
                                                  args.trust_local, args.fast_path),
-                                addrs, args.read_worker_fds)
+                                addrs, args.read_worker_fds, args.nis_domain)
     finally:
         db.close()
 

@@ -20,12 +20,16 @@ serve TCP connections on the owner's port:
   RPC 2, NETINFO 2, an AUTH_NONE credential, a procedure that only reads the tree
   (:data:`LOCAL_PROCS`: PING, ROOT, SELF, PARENT, READ, CHILDREN, LOOKUP, LIST,
   READPROP, LISTPROPS, READNAME, LISTALL, LOOKUPREAD; big LIST/LISTALL streamed from
-  the worker's own snapshot). It goes through the worker's own ``Dispatcher`` (short
-  path included), so its bytes are the owner's.
+  the worker's own snapshot); with the NIS door on (and no ``--nis-hierarchy``: the
+  ancestors' maps are the owner's), also YP NULL, DOMAIN, DOMAIN_NONACK and MATCH
+  (:data:`YP_LOCAL_HEADS`, any credential: the door reads none), from a ``NisDoor`` of
+  the worker's whose kept answers every write the ring reports drops. It goes through
+  the worker's own ``Dispatcher`` (short path included), so its bytes are the owner's.
 - **Anything else moves the connection to the owner.** At the first record that is not
   a local read (a write, a credential, STATISTICS, READALL, BIND, RPARENT, CRASHED,
-  RESYNC, YP, the history program, garbage) the worker answers the reads before it,
-  waits until their replies have left, and hands the connection itself over: its
+  RESYNC, YP's ORDER, FIRST, NEXT, ALL, ..., the history program, garbage) the worker
+  answers the reads before it, waits until their replies have left, and hands the
+  connection itself over: its
   socket (``SCM_RIGHTS`` on a UNIX ``SOCK_SEQPACKET`` pair) with the bytes read but not
   answered. The owner serves it from then on as if it had accepted it: the peer's
   address, port and uid (``Dispatcher.caller_for``: reserved port, owner uid, the
@@ -53,8 +57,8 @@ serve TCP connections on the owner's port:
   address, per network, in all, queued and incomplete bytes) and
   ``database.MAX_STREAMS`` to its own snapshots: with N workers a peer may hold up to
   N + 1 times each per-process bound. A handed-over connection counts with the owner.
-- UDP stays with the owner (PING, BIND; lenient reads); so do STATISTICS's counters:
-  a worker's calls are not in the owner's.
+- UDP stays with the owner (PING, BIND; lenient reads; YP over UDP), as do LDAP (a port
+  of its own) and STATISTICS's counters: a worker's calls are not in the owner's.
 
 SQLite only: another engine has no file a second process could read (memory) or is a
 server of its own (PostgreSQL: run more netinfods, ``--standby``).
@@ -77,13 +81,16 @@ import time
 from collections import deque
 from collections.abc import Iterable, Sequence
 
+from ..netif import is_local
 from ..storage.cached import CachedSource
 from ..storage.changes import Change
 from ..wire import rpc
 from ..wire.protocol import NETINFO_PROG, NETINFO_VERS, Proc
+from ..wire.yp import YPPROG, YPVERS, YpProc
 from .database import Database
 from .fastpath import FastPath
-from .netinfod import NetInfoServer, ServerConfig, TcpConnection, listen_socket
+from .netinfod import NetInfoServer, ServerConfig, TcpConnection, listen_socket, yp_program
+from .nis import NisDoor
 
 log = logging.getLogger("netinfo.server")
 
@@ -95,6 +102,14 @@ LOCAL_PROCS = (Proc.PING, Proc.ROOT, Proc.SELF, Proc.PARENT, Proc.READ, Proc.CHI
 #: credential flavor): one set lookup per record.
 LOCAL_HEADS = frozenset(struct.pack(">IIIIII", rpc.CALL, rpc.RPC_VERSION, NETINFO_PROG,
                                     NETINFO_VERS, p, 0) for p in LOCAL_PROCS)
+#: The YP procedures a worker answers when the NIS door is on (and no
+#: ``--nis-hierarchy``: the ancestors' maps are the owner's): NULL, DOMAIN,
+#: DOMAIN_NONACK and the hot one, MATCH (its door's kept answers dropped at every write
+#: the ring reports). ORDER, FIRST, NEXT, ALL, MASTER, MAPLIST, XFR, CLEAR: the owner.
+YP_LOCAL_PROCS = (YpProc.NULL, YpProc.DOMAIN, YpProc.DOMAIN_NONACK, YpProc.MATCH)
+#: Bytes 4..24 of such a call (any credential: the door does not read it).
+YP_LOCAL_HEADS = frozenset(struct.pack(">IIIII", rpc.CALL, rpc.RPC_VERSION, YPPROG, YPVERS,
+                                       p) for p in YP_LOCAL_PROCS)
 #: Directory numbers the ring holds; a worker further behind drops everything.
 RING_ENTRIES = 1 << 16
 #: The ring entry that says "everything changed" (a whole new tree).
@@ -408,9 +423,10 @@ class ReadWorkers:
 
 # -- the worker's side -------------------------------------------------------------------------
 
-def is_local_read(record: bytes) -> bool:
-    """Does a worker answer *record* itself (:data:`LOCAL_HEADS`)?"""
-    return record[4:28] in LOCAL_HEADS
+def is_local_read(record: bytes, yp: bool = False) -> bool:
+    """Does a worker answer *record* itself (:data:`LOCAL_HEADS`; with *yp*, also
+    :data:`YP_LOCAL_HEADS`)?"""
+    return record[4:28] in LOCAL_HEADS or (yp and record[4:24] in YP_LOCAL_HEADS)
 
 
 class WorkerConnection(TcpConnection):
@@ -431,7 +447,8 @@ class WorkerConnection(TcpConnection):
         backlog = self.backlog
         n = len(backlog)
         i = 0
-        while i < n and is_local_read(backlog[i]):
+        yp = server.nis is not None
+        while i < n and is_local_read(backlog[i], yp):
             i += 1
         if i == n:
             super()._answer()
@@ -494,6 +511,8 @@ class WorkerServer(NetInfoServer):
         fast = getattr(row.fast, "__self__", None)
         self.fast: FastPath | None = fast if isinstance(fast, FastPath) else None
         self.store = db.store
+        #: the NIS front door's worker half (MATCH and friends), or None
+        self.nis: NisDoor | None = None
         #: connections handed over, invalidations applied, full drops (tests, logs)
         self.handed = 0
         self.dropped_all = 0
@@ -503,6 +522,8 @@ class WorkerServer(NetInfoServer):
         if self.ring.position == self.pos:
             return
         self.pos, ids = self.ring.since(self.pos)
+        if self.nis is not None:
+            self.nis.forget()   # any write: as the owner's door drops its MATCH answers
         if ids is None or ALL in ids:
             self.dropped_all += 1
             reopen = getattr(self.store, "reopen", None)
@@ -564,7 +585,7 @@ def parse_fds(text: str) -> tuple[int, int, int, int]:
 
 
 async def run_worker(db: Database, config: ServerConfig, own_addresses: list[str],
-                     fds: str) -> int:
+                     fds: str, nis_domains: Sequence[str] = ()) -> int:
     """Serve as a read worker until SIGTERM, the owner's end or the control socket's."""
     listen_fd, control_fd, ring_fd, owner = parse_fds(fds)
     die_with_parent()
@@ -575,6 +596,10 @@ async def run_worker(db: Database, config: ServerConfig, own_addresses: list[str
     ring = Ring(ring_fd, create=False)
     listener = socket.socket(fileno=listen_fd)
     server = WorkerServer(db, config, own_addresses, control=control, ring=ring)
+    if nis_domains:
+        own = frozenset(own_addresses)
+        server.nis = NisDoor(db, nis_domains, lambda a: is_local(a, own), db.info.hostname)
+        server.dispatcher.add_program(yp_program(server.nis)(server.dispatcher))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
