@@ -254,6 +254,8 @@ class ReadWorkers:
         assert server.tcp_socket is not None
         self.workers = [_Worker(i, listen_socket(server.tcp_socket)) for i in range(count)]
         self._unsubscribe = db.subscribe(self._changed)
+        #: Database.read_state when last looked at (moves without a Change)
+        self._state = db.read_state()
         self._watch: asyncio.Task[None] | None = None
         self._closing = False
         #: connections the workers handed over, in all (tests, logs)
@@ -368,6 +370,12 @@ class ReadWorkers:
     async def _watch_workers(self) -> None:
         while not self._closing:
             await asyncio.sleep(WATCH_PERIOD)
+            state = self.db.read_state()
+            if state is not None and state != self._state:
+                # the tree changed with no Change saying where (a write made around
+                # Database.call, logged by the owner): every worker drops everything
+                self._state = state
+                self.ring.publish([ALL])
             for w in self.workers:
                 if w.proc is None or w.given_up or w.proc.poll() is None:
                     continue
