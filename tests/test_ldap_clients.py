@@ -63,9 +63,12 @@ ldap_id_use_start_tls = true
 ldap_tls_reqcert = demand
 ldap_tls_cacert = {CA}
 # for the test: entries are asked for again after 5 seconds; getent passwd lists every
-# user (SSSD reads them all some seconds after it starts, then every 5 minutes)
+# user (SSSD reads them all as it starts, then every 5 minutes), 2 a page (SSSD asks
+# for pages of 1,000 by default: here the users take 2 pages or more)
 entry_cache_timeout = 5
 enumerate = true
+ldap_enumeration_refresh_offset = 0
+ldap_page_size = 2
 """
 
 
@@ -230,10 +233,10 @@ class ClientHost:
     def enter(self, cmd: list[str]) -> list[str]:
         return ["nsenter", "-t", str(self.pid), "-n", "-m", "-u", *cmd]
 
-    def run(self, cmd: list[str], timeout: float = 60, input: str | None = None
-            ) -> subprocess.CompletedProcess:
+    def run(self, cmd: list[str], timeout: float = 60, input: str | None = None,
+            **env: str) -> subprocess.CompletedProcess:
         return subprocess.run(self.enter(cmd), capture_output=True, text=True,
-                              timeout=timeout, env=self.h.env(), input=input)
+                              timeout=timeout, env=self.h.env(**env), input=input)
 
     def out(self, cmd: list[str]) -> str:
         r = self.run(cmd)
@@ -306,8 +309,8 @@ def test_nss_and_pam_through_starttls(client):
     assert h.out(["id", "alice"]).strip() == \
         "uid=5001(alice) gid=5001(niusers) groups=5001(niusers),5100(nistaff)"
     assert h.out(["id", "bob"]).strip() == "uid=5002(bob) gid=5001(niusers) groups=5001(niusers)"
-    # the whole listing (nslcd: a subtree search; SSSD: its enumeration, a paged subtree
-    # search some seconds after it starts)
+    # the whole listing (nslcd: a subtree search; SSSD: its enumeration, paged subtree
+    # searches it makes as it starts)
     wait_until(lambda: "dave:" in h.out(["getent", "passwd"]), 30, 0.5)
     listing = [_passwd(line) for line in h.out(["getent", "passwd"]).splitlines()]
     assert "alice:5001:5001:NI Alice:/home/alice:/bin/sh" in listing
@@ -322,6 +325,18 @@ def test_nss_and_pam_through_starttls(client):
     bad = h.run(["pamtester", "nitest", "alice", "authenticate"], input="wrong\n")
     assert bad.returncode != 0
     assert "confidentialityRequired" not in h.log("client.log")
+    # the clients reach the server at the host's address, not loopback: the same bind
+    # without StartTLS is refused, so the logins above went through TLS
+    if not shutil.which("ldapwhoami"):
+        return
+    cmd = ["ldapwhoami", "-x", "-H", f"ldap://{SERVER_NAME}",
+           "-D", f"uid=alice,ou=users,{BASE}", "-w", "s3cret"]
+    env = {"LDAPTLS_CACERT": CA, "LDAPTLS_REQCERT": "demand", "LDAPRC": "no-such-ldaprc"}
+    plain = h.run(cmd, **env)
+    assert plain.returncode == 13, plain.stdout + plain.stderr   # confidentialityRequired
+    tls = h.run([*cmd, "-ZZ"], **env)
+    assert tls.returncode == 0 and tls.stdout.strip() == f"dn:uid=alice,ou=users,{BASE}", \
+        tls.stdout + tls.stderr
 
 
 def test_a_user_added_with_niutil_is_seen_by_the_next_lookup(client):
