@@ -28,13 +28,15 @@ from .netns import Network, available, wait_until
 
 pytestmark = pytest.mark.slow
 
-TAG = "test"
-BASE = "dc=test,dc=netinfo"
+TAG = "network"
+BASE = "dc=network,dc=netinfo"
 SERVER_NAME = "ldap.netinfo.test"
 CA = "/etc/ssl/certs/netinfo-ca.pem"
 LIBDIRS = ("/lib/x86_64-linux-gnu", "/usr/lib/x86_64-linux-gnu", "/lib64", "/usr/lib64",
            "/lib/aarch64-linux-gnu", "/usr/lib/aarch64-linux-gnu")
+DOCS = Path(__file__).resolve().parent.parent / "docs" / "linux-clients.md"
 
+# The configurations docs/linux-clients.md shows, word for word (checked below).
 NSLCD_CONF = f"""uid nslcd
 gid nslcd
 uri ldap://{SERVER_NAME}/
@@ -48,11 +50,6 @@ SSSD_CONF = f"""[sssd]
 services = nss, pam
 domains = netinfo
 
-[nss]
-# for the test: no fast cache, and a listing of everyone (enumerate below) kept 1 second
-memcache_timeout = 0
-enum_cache_timeout = 1
-
 [domain/netinfo]
 id_provider = ldap
 auth_provider = ldap
@@ -62,19 +59,26 @@ ldap_search_base = {BASE}
 ldap_id_use_start_tls = true
 ldap_tls_reqcert = demand
 ldap_tls_cacert = {CA}
-# for the test: entries are asked for again after 5 seconds; getent passwd lists every
-# user (SSSD reads them all as it starts, then every 5 minutes), 2 a page (SSSD asks
-# for pages of 1,000 by default: here the users take 2 pages or more)
+"""
+
+#: what the test adds to the [domain/netinfo] section above, and an [nss] section
+SSSD_TEST = """# entries are asked for again after 5 seconds; getent passwd lists every user (SSSD
+# reads them all as it starts, then every 5 minutes), 2 a page (SSSD asks for pages of
+# 1,000 by default: here the users take 2 pages or more)
 entry_cache_timeout = 5
 enumerate = true
 ldap_enumeration_refresh_offset = 0
 ldap_page_size = 2
+
+[nss]
+# no fast cache, and a listing of everyone kept 1 second
+memcache_timeout = 0
+enum_cache_timeout = 1
 """
 
 
 def _nsswitch(source: str) -> str:
-    return (f"passwd: files {source}\ngroup: files {source}\nshadow: files {source}\n"
-            "hosts: files\n")
+    return f"passwd:   files {source}\ngroup:    files {source}\nshadow:   files {source}\n"
 
 
 def _pam(module: str) -> str:
@@ -167,6 +171,14 @@ def _make_domain(directory: Path, password_hash: str) -> None:
         db.commit()
 
 
+def test_the_docs_show_these_configurations():
+    """docs/linux-clients.md shows the configurations this test runs, word for word."""
+    text = DOCS.read_text()
+    for conf in (NSLCD_CONF, SSSD_CONF, _nsswitch("ldap"), _nsswitch("sss"), _pam("pam_sss.so"),
+                 _pam("pam_ldap.so")):
+        assert conf in text, conf
+
+
 class ClientHost:
     """One test host held by a process whose mount namespace every command enters
     (nsenter): the client's configuration files, /run and SSSD's state are private."""
@@ -177,7 +189,8 @@ class ClientHost:
         etc = tmp / "etc"
         for d in ("sssd", "sssd/conf.d", "pam.d", "certs"):
             (etc / d).mkdir(parents=True)
-        (etc / "nsswitch.conf").write_text(_nsswitch("ldap" if client == "nslcd" else "sss"))
+        (etc / "nsswitch.conf").write_text(_nsswitch("ldap" if client == "nslcd" else "sss")
+                                           + "hosts:    files\n")
         (etc / "hosts").write_text(f"127.0.0.1 localhost\n{self.h.addr} ldapsrv "
                                    f"{SERVER_NAME}\n")
         # nothing answers on loopback port 53 in this namespace: no name leaves the host
@@ -187,7 +200,7 @@ class ClientHost:
             (etc / "pam.d" / service).write_text(_pam(module))
         (etc / "nslcd.conf").write_text(NSLCD_CONF)
         (etc / "nslcd.conf").chmod(0o600)
-        (etc / "sssd" / "sssd.conf").write_text(SSSD_CONF)
+        (etc / "sssd" / "sssd.conf").write_text(SSSD_CONF + SSSD_TEST)
         (etc / "sssd" / "sssd.conf").chmod(0o600)
         ca, self.cert, self.key = _certificates(tmp, self.h.addr)
         shutil.copy(ca, etc / "certs" / "netinfo-ca.pem")
