@@ -82,7 +82,7 @@ def _nsswitch(source: str) -> str:
 
 
 def _pam(module: str) -> str:
-    return f"auth required {module}\naccount required {module}\n"
+    return f"auth required {module}\naccount required {module}\npassword required {module}\n"
 
 
 def _passwd(line: str) -> str:
@@ -154,7 +154,8 @@ def _make_domain(directory: Path, password_hash: str) -> None:
         def add(dirname, props):
             d = ensure_dir(p, dirname)
             p.proc_create(SUPERUSER, p.proc_self(SUPERUSER, NiId(d)), props, NI_INDEX_NULL)
-        add("users", [("name", ["alice"]), ("passwd", [password_hash]), ("uid", ["5001"]),
+        add("users", [("name", ["alice"]), ("passwd", [password_hash]),
+                      ("_writers_passwd", ["alice"]), ("uid", ["5001"]),
                       ("gid", ["5001"]), ("realname", ["NI Alice"]),
                       ("home", ["/home/alice"]), ("shell", ["/bin/sh"])])
         add("users", [("name", ["bob"]), ("passwd", ["*"]), ("uid", ["5002"]),
@@ -350,6 +351,15 @@ def test_nss_and_pam_through_starttls(client):
     tls = h.run([*cmd, "-ZZ"], **env)
     assert tls.returncode == 0 and tls.stdout.strip() == f"dn:uid=alice,ou=users,{BASE}", \
         tls.stdout + tls.stderr
+    # alice changes her password through PAM, as passwd would (run as her, old password
+    # first): the password modify operation (RFC 3062) bound as alice
+    ch = h.run(["setpriv", "--reuid=5001", "--regid=5001", "--clear-groups",
+                "pamtester", "nitest", "alice", "chauthtok"], input="s3cret\nn3w-pw\nn3w-pw\n")
+    assert ch.returncode == 0, ch.stdout + ch.stderr + h.log("client.log")[-3000:]
+    assert h.run(["pamtester", "nitest", "alice", "authenticate"], input="n3w-pw\n"
+                 ).returncode == 0
+    assert h.run(["pamtester", "nitest", "alice", "authenticate"], input="s3cret\n"
+                 ).returncode != 0
 
 
 def test_a_user_added_with_niutil_is_seen_by_the_next_lookup(client):
