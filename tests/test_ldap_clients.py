@@ -108,6 +108,8 @@ def _missing(client: str) -> str | None:
     for tool in ("openssl", "nsenter", "pamtester"):
         if not shutil.which(tool):
             return f"needs {tool}"
+    if not Path("/etc/ssl/certs").is_dir():
+        return "needs /etc/ssl/certs (the test host's CA directory is mounted there)"
     if client == "nslcd":
         if not shutil.which("nslcd") or not _lib("libnss_ldap.so.2") \
                 or not _lib("security/pam_ldap.so"):
@@ -211,24 +213,26 @@ class ClientHost:
         (etc / "certs" / "netinfo-ca.pem").chmod(0o644)
         binds = {"nsswitch.conf": "/etc/nsswitch.conf", "hosts": "/etc/hosts",
                  "resolv.conf": "/etc/resolv.conf", "pam.d": "/etc/pam.d",
-                 "certs": "/etc/ssl/certs", "nslcd.conf": "/etc/nslcd.conf",
-                 "sssd": "/etc/sssd"}
-        sss = "/var/lib/sss"
-        script = " && ".join([
-            "mount --make-rprivate /",
-            "mount -t tmpfs tmpfs /run",
-            "mkdir -p /run/nslcd /run/lock",
-            "(chown nslcd:nslcd /run/nslcd 2>/dev/null || true)",
-            *[f"mount --bind {etc / src} {dst}" for src, dst in binds.items()],
+                 "certs": "/etc/ssl/certs"}
+        steps = ["mount --make-rprivate /", "mount -t tmpfs tmpfs /run", "mkdir -p /run/lock"]
+        if client == "nslcd":
+            binds["nslcd.conf"] = "/etc/nslcd.conf"
+            steps += ["mkdir -p /run/nslcd", "chown nslcd:nslcd /run/nslcd"]
+        else:
+            binds["sssd"] = "/etc/sssd"
             # SSSD's state and logs: its cache, fast cache, sockets (Debian's layout)
-            f"mount -t tmpfs -o mode=0755 tmpfs {sss}",
-            f"mkdir -m 700 {sss}/db {sss}/secrets",
-            f"mkdir -m 775 {sss}/mc",
-            f"mkdir -m 755 {sss}/pipes {sss}/pubconf {sss}/pubconf/krb5.include.d "
-            f"{sss}/gpo_cache",
-            f"mkdir -m 751 {sss}/deskprofile",
-            f"mkdir -m 750 {sss}/pipes/private",
-            "mount -t tmpfs -o mode=0750 tmpfs /var/log/sssd",
+            sss = "/var/lib/sss"
+            steps += [f"mount -t tmpfs -o mode=0755 tmpfs {sss}",
+                      f"mkdir -m 700 {sss}/db {sss}/secrets",
+                      f"mkdir -m 775 {sss}/mc",
+                      f"mkdir -m 755 {sss}/pipes {sss}/pubconf {sss}/pubconf/krb5.include.d "
+                      f"{sss}/gpo_cache",
+                      f"mkdir -m 751 {sss}/deskprofile",
+                      f"mkdir -m 750 {sss}/pipes/private",
+                      "mount -t tmpfs -o mode=0750 tmpfs /var/log/sssd"]
+        script = " && ".join([
+            *steps,
+            *[f"mount --bind {etc / src} {dst}" for src, dst in binds.items()],
             "exec sleep 86400"])
         self.holder = self.h.spawn(["unshare", "--mount", "sh", "-c", script],
                                    tmp / "holder.log")
