@@ -2,8 +2,9 @@
 (with glibc's nss_ldap and pam_ldap from libnss-ldapd and libpam-ldapd) and SSSD
 (sssd-ldap, nss_sss, pam_sss) reading a real netinfod over StartTLS, with a test CA and a
 server certificate the test makes with openssl: ``getent passwd``, ``getent group``,
-``id``, a login through PAM (pamtester) with the NetInfo password, and a user added with
-niutil seen by the next lookup.
+``id``, a login through PAM (pamtester) with the NetInfo password, a password change
+through PAM (the password modify operation), and a user added with niutil seen by the
+next lookup.
 
 Everything runs in a test host the test makes (tests/netns.py): its own network and mount
 namespaces, held by one process that the commands enter, so /etc/nsswitch.conf,
@@ -11,7 +12,7 @@ namespaces, held by one process that the commands enter, so /etc/nsswitch.conf,
 /run, /var/lib/sss and /var/log/sssd seen there are private: the machine's own are never
 touched. The clients reach the server by name at the host's address (not loopback), so a
 password bind without TLS would be refused (confidentialityRequired): StartTLS is real.
-The configurations written here are the ones docs/ldap.md ("SSSD and nslcd") shows.
+The configurations written here are the ones docs/linux-clients.md shows (checked).
 """
 
 from __future__ import annotations
@@ -105,7 +106,7 @@ def _missing(client: str) -> str | None:
     why = available()
     if why:
         return why
-    for tool in ("openssl", "nsenter", "pamtester"):
+    for tool in ("openssl", "nsenter", "pamtester", "setpriv"):
         if not shutil.which(tool):
             return f"needs {tool}"
     if not Path("/etc/ssl/certs").is_dir():
@@ -345,16 +346,15 @@ def test_nss_and_pam_through_starttls(client):
     assert "confidentialityRequired" not in h.log("client.log")
     # the clients reach the server at the host's address, not loopback: the same bind
     # without StartTLS is refused, so the logins above went through TLS
-    if not shutil.which("ldapwhoami"):
-        return
-    cmd = ["ldapwhoami", "-x", "-H", f"ldap://{SERVER_NAME}",
-           "-D", f"uid=alice,ou=users,{BASE}", "-w", "s3cret"]
-    env = {"LDAPTLS_CACERT": CA, "LDAPTLS_REQCERT": "demand", "LDAPRC": "no-such-ldaprc"}
-    plain = h.run(cmd, **env)
-    assert plain.returncode == 13, plain.stdout + plain.stderr   # confidentialityRequired
-    tls = h.run([*cmd, "-ZZ"], **env)
-    assert tls.returncode == 0 and tls.stdout.strip() == f"dn:uid=alice,ou=users,{BASE}", \
-        tls.stdout + tls.stderr
+    if shutil.which("ldapwhoami"):
+        cmd = ["ldapwhoami", "-x", "-H", f"ldap://{SERVER_NAME}",
+               "-D", f"uid=alice,ou=users,{BASE}", "-w", "s3cret"]
+        env = {"LDAPTLS_CACERT": CA, "LDAPTLS_REQCERT": "demand", "LDAPRC": "no-such-ldaprc"}
+        plain = h.run(cmd, **env)
+        assert plain.returncode == 13, plain.stdout + plain.stderr   # confidentialityRequired
+        tls = h.run([*cmd, "-ZZ"], **env)
+        assert tls.returncode == 0 and tls.stdout.strip() == f"dn:uid=alice,ou=users,{BASE}", \
+            tls.stdout + tls.stderr
     # alice changes her password through PAM, as passwd would (run as her, old password
     # first): the password modify operation (RFC 3062) bound as alice
     ch = h.run(["setpriv", "--reuid=5001", "--regid=5001", "--clear-groups",
