@@ -29,6 +29,7 @@ from netinfo.storage.sqlite import SqliteStore
 
 from .conftest import Netinfod, env_with_src, free_port, tool_process
 from .pgcluster import pg_cluster  # noqa: F401 - the session's scratch cluster
+from .test_crash import drain as crash_drain
 from .test_storage import batches
 
 
@@ -273,44 +274,69 @@ def _netinfod_cmd(directory, tag: str, url: str, port: int, *extra: str) -> list
             "127.0.0.1", "--port", str(port), *TRUST, "--store", url, *extra, tag]
 
 
-def test_lost_connection_stops_acknowledging_writes(pg_cluster, tmp_path):  # noqa: F811
+def _write_until_acknowledged(dom: str, path: str, within: float = 10.0) -> float:
+    """niutil -create *path* again and again until a write is acknowledged; how long
+    that took."""
+    t0 = time.monotonic()
+    while True:
+        p = tool("niutil", "-create", "-t", dom, path, ok=False)
+        if p.returncode == 0:
+            return time.monotonic() - t0
+        assert time.monotonic() - t0 < within, p.stderr
+        time.sleep(0.1)
+
+
+def test_a_terminated_session_is_replaced_at_the_next_write(pg_cluster, tmp_path):  # noqa: F811
+    """The writer's session is killed on the server (pg_terminate_backend): the lock
+    went with it; the next batch finds the connection closed, reconnects, takes the
+    lock again, finds the domain as it left it, and is stored."""
     url = pg_cluster.url()
     d = Netinfod(tmp_path, "lost", "--store", url, *_flags()).start()
+    log = crash_drain(d.proc)
     try:
         tool("niutil", "-create", "-t", _dom(d), "/users/kept")
+        backends = _pids_of(pg_cluster, d.proc.pid)
         import psycopg
         with psycopg.connect(pg_cluster.conninfo(), autocommit=True) as c:
-            for pid in _pids_of(pg_cluster, d.proc.pid):
+            for pid in backends:
                 c.execute("SELECT pg_terminate_backend(%s)", (pid,))
-        p = tool("niutil", "-create", "-t", _dom(d), "/users/lost", ok=False)
-        assert p.returncode != 0, "a write was acknowledged without a connection"
-        # ... and it says why, in its log
-        d.proc.terminate()
-        err = d.proc.stderr.read()
+        tool("niutil", "-create", "-t", _dom(d), "/users/next")
+        assert not set(_pids_of(pg_cluster, d.proc.pid)) & set(backends)
         d.stop()
-        assert "the connection to PostgreSQL is lost" in err, err
+        assert "reconnected to PostgreSQL; writes are stored again" in "".join(log)
         d = Netinfod(tmp_path, "lost", "--store", url).start()
         names = tool("niutil", "-list", "-t", _dom(d), "/users").stdout
-        assert "kept" in names and "lost" not in names
+        assert "kept" in names and "next" in names
     finally:
         d.stop()
 
 
 def test_postgresql_restarted_under_a_running_netinfod(pg_cluster, tmp_path):  # noqa: F811
-    """The writer's session ends with the server: netinfod refuses writes from then on
-    (it never reconnects: its lock went with the session) and keeps what was durable."""
+    """While the server is down netinfod serves reads and refuses every write at once
+    (NI_NOSPACE), saying why; once the server is back, writes are stored again, by the
+    same netinfod; nothing durable is lost and nothing refused is stored."""
     url = pg_cluster.url()
     d = Netinfod(tmp_path, "restart", "--store", url, *_flags()).start()
+    log = crash_drain(d.proc)
     try:
         tool("niutil", "-create", "-t", _dom(d), "/users/before")
         pg_cluster.stop()
-        pg_cluster.start()
-        p = tool("niutil", "-create", "-t", _dom(d), "/users/during", ok=False)
-        assert p.returncode != 0, "a write was acknowledged after the server restarted"
-        assert "during" not in tool("niutil", "-list", "-t", _dom(d), "/users").stdout
+        try:
+            for i in range(3):
+                p = tool("niutil", "-create", "-t", _dom(d), f"/users/during{i}", ok=False)
+                assert p.returncode != 0, "a write was acknowledged with the server down"
+            listed = tool("niutil", "-list", "-t", _dom(d), "/users").stdout
+            assert "before" in listed and "during" not in listed
+        finally:
+            pg_cluster.start()
+        took = _write_until_acknowledged(_dom(d), "/users/after")
+        print(f"\nwrites acknowledged again {took:.2f} s after the server was back")
+        text = "".join(log)
+        assert "the connection to PostgreSQL is lost" in text, text[-2000:]
+        assert "writes are refused until it is back" in text
+        assert "reconnected to PostgreSQL" in text
         d.stop()
         d = Netinfod(tmp_path, "restart", "--store", url).start()
-        tool("niutil", "-create", "-t", _dom(d), "/users/after")
         names = tool("niutil", "-list", "-t", _dom(d), "/users").stdout
         assert "before" in names and "after" in names and "during" not in names
     finally:
