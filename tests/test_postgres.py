@@ -343,6 +343,40 @@ def test_postgresql_restarted_under_a_running_netinfod(pg_cluster, tmp_path):  #
         d.stop()
 
 
+def test_a_standby_waits_through_a_server_restart(pg_cluster, tmp_path):  # noqa: F811
+    """A standby netinfod whose connection goes with a restart of the server connects
+    again and waits on; the writer, back too, keeps the domain; the writer's death then
+    hands it to the standby."""
+    url = pg_cluster.url()
+    first = Netinfod(tmp_path, "wait", "--store", url, *_flags()).start()
+    standby = Netinfod(tmp_path, "wait", "--store", url, "--standby")
+    try:
+        tool("niutil", "-create", "-t", _dom(first), "/users/before")
+        standby.proc = subprocess.Popen(
+            _netinfod_cmd(tmp_path, "wait", url, standby.port, "--standby"),
+            stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, stdin=subprocess.DEVNULL,
+            env=env_with_src(), text=True)
+        assert "waiting to take over" in standby.proc.stderr.readline()
+        log = crash_drain(standby.proc)
+        pg_cluster.stop()
+        pg_cluster.start()
+        _write_until_acknowledged(_dom(first), "/users/restarted")
+        time.sleep(1.0)
+        assert standby.proc.poll() is None, "".join(log)
+        assert not any(line.startswith("netinfod: serving") for line in log)
+        first.stop(signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while not any(line.startswith("netinfod: serving wait ") for line in log):
+            assert time.monotonic() < deadline, "".join(log)
+            time.sleep(0.05)
+        tool("niutil", "-create", "-t", _dom(standby), "/users/after")
+        names = tool("niutil", "-list", "-t", _dom(standby), "/users").stdout
+        assert all(n in names for n in ("before", "restarted", "after"))
+    finally:
+        first.stop()
+        standby.stop()
+
+
 @pytest.mark.slow
 def test_sigkill_during_writes_loses_no_acknowledged_write(pg_cluster, tmp_path):  # noqa: F811
     from . import test_crash as crash
