@@ -3,16 +3,18 @@
 The store contract suite runs over it too (tests/test_storage.py's ``engine`` fixture);
 here: the engine against the memory reference on random batches, its row reader, the
 writer's advisory lock and a standby's takeover, and end to end: netinfod serving a
-PostgreSQL domain to niutil and nidump subprocesses exactly as it serves SQLite, a
-SIGKILL of netinfod during writes, a lost connection, and ``nistore copy`` SQLite →
-PostgreSQL → SQLite. Every test skips, with the reason, without PostgreSQL or psycopg.
+PostgreSQL domain to niutil and nidump subprocesses exactly as it serves SQLite, a lost
+connection, PostgreSQL restarted under netinfod (writes refused, then stored again), a
+standby waiting through that restart, and ``nistore copy`` SQLite → PostgreSQL → SQLite.
+Elsewhere: the SIGKILL of netinfod during writes (test_crash, on each engine), the
+failover to a streaming standby (test_postgres_ha), the end-to-end suites on each engine
+(``engine_netinfod``: test_server, test_niload, ...; test_engine_replication). Every test
+skips, with the reason, without PostgreSQL or psycopg.
 """
 
 from __future__ import annotations
 
-import asyncio
 import os
-import random
 import re
 import signal
 import subprocess
@@ -375,39 +377,6 @@ def test_a_standby_waits_through_a_server_restart(pg_cluster, tmp_path):  # noqa
     finally:
         first.stop()
         standby.stop()
-
-
-@pytest.mark.slow
-def test_sigkill_during_writes_loses_no_acknowledged_write(pg_cluster, tmp_path):  # noqa: F811
-    from . import test_crash as crash
-
-    url = pg_cluster.url()
-    port = free_port()
-    kills = 20
-    rng = random.Random(int(os.environ.get("CRASH_SEED", time.time_ns())))
-
-    def start() -> Netinfod:
-        d = Netinfod(tmp_path, crash.TAG, "--store", url, *crash.server_flags(),
-                     port=port).start()
-        crash.drain(d.proc)
-        return d
-
-    d = start()
-    writer = crash.Writer(asyncio.run(crash.setup(port)), rng.getrandbits(32))
-    rcs = []
-    for _ in range(kills):
-        asyncio.run(crash.one_round(d, writer, rng.uniform(0.0, crash.MAX_DELAY)))
-        rcs.append(d.stop())
-        d = start()
-    try:
-        asyncio.run(crash._final(d, writer))
-    finally:
-        d.stop()
-    assert rcs == [-signal.SIGKILL] * kills
-    st = writer.stats
-    print(f"\npostgres crash test: {kills} kills; {st}")
-    assert st["acked"] > 5 * kills, "the writer hardly wrote anything"
-    assert not list((tmp_path).glob("*.nidb")), "not the PostgreSQL engine"
 
 
 def test_nistore_copy_sqlite_postgres_sqlite(pg_cluster, tmp_path):  # noqa: F811
