@@ -288,7 +288,14 @@ def _write_until_acknowledged(dom: str, path: str, within: float = 10.0) -> floa
         time.sleep(0.1)
 
 
-def test_a_terminated_session_is_replaced_at_the_next_write(pg_cluster, tmp_path):  # noqa: F811
+def _wait_for_line(log: list[str], text: str, within: float) -> None:
+    deadline = time.monotonic() + within
+    while not any(text in line for line in log):
+        assert time.monotonic() < deadline, f"no {text!r} in:\n{''.join(log)[-3000:]}"
+        time.sleep(0.05)
+
+
+def test_a_terminated_session_is_replaced(pg_cluster, tmp_path):  # noqa: F811
     """The writer's session is killed on the server (pg_terminate_backend): the lock
     went with it; the next batch finds the connection closed, reconnects, takes the
     lock again, finds the domain as it left it, and is stored."""
@@ -324,19 +331,22 @@ def test_postgresql_restarted_under_a_running_netinfod(pg_cluster, tmp_path):  #
         tool("niutil", "-create", "-t", _dom(d), "/users/before")
         pg_cluster.stop()
         try:
+            # said at once, before any write (netinfod looks every second)
+            _wait_for_line(log, "the connection to PostgreSQL is lost", 10)
+            assert "writes are refused until it is back" in "".join(log)
             for i in range(3):
                 p = tool("niutil", "-create", "-t", _dom(d), f"/users/during{i}", ok=False)
                 assert p.returncode != 0, "a write was acknowledged with the server down"
+                assert "No space available" in p.stderr
             listed = tool("niutil", "-list", "-t", _dom(d), "/users").stdout
             assert "before" in listed and "during" not in listed
         finally:
             pg_cluster.start()
-        took = _write_until_acknowledged(_dom(d), "/users/after")
-        print(f"\nwrites acknowledged again {took:.2f} s after the server was back")
-        text = "".join(log)
-        assert "the connection to PostgreSQL is lost" in text, text[-2000:]
-        assert "writes are refused until it is back" in text
-        assert "reconnected to PostgreSQL" in text
+        back = time.monotonic()
+        # ... and back by itself, without a write
+        _wait_for_line(log, "reconnected to PostgreSQL; writes are stored again", 10)
+        print(f"\nreconnected {time.monotonic() - back:.2f} s after the server was back")
+        tool("niutil", "-create", "-t", _dom(d), "/users/after")
         d.stop()
         d = Netinfod(tmp_path, "restart", "--store", url).start()
         names = tool("niutil", "-list", "-t", _dom(d), "/users").stdout

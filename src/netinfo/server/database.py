@@ -156,6 +156,8 @@ class Database:
                 lambda message: log.warning("%s: %s", self.where, message)))
         #: damaged directories already logged (report_damage)
         self._damage_logged: set[int] = set()
+        #: why the store's connection is lost, once said (check_store); "" when it is not
+        self._store_lost = ""
         if svc.pending:  # a new database: its empty root (no write: no Change)
             self._commit(unrecorded_ok=True)
 
@@ -543,6 +545,25 @@ class Database:
         self._durable_seq = self._seq
         self._tell(changes)
         return changes
+
+    def check_store(self) -> None:
+        """Between batches (netinfod, about every second): the store's connection looked
+        at (``Store.keep_alive``). A lost one is said once, at once; the engine says when
+        it is back; a domain found changed meanwhile is served as stored."""
+        if self._service.pending:
+            return
+        try:
+            self.store.keep_alive()
+        except StoreDiverged as e:
+            log.error("%s", e)
+            self._store_lost = ""
+            self._follow_store()
+        except StorageError as e:
+            if not self._store_lost:
+                log.error("%s", e)
+            self._store_lost = str(e)
+        else:
+            self._store_lost = ""
 
     def _follow_store(self) -> None:
         """The store holds another tree than the one served (``StoreDiverged``: a

@@ -71,6 +71,10 @@ STANDBY_POLL = 0.25
 #: A writer whose connection was lost tries a new one at most this often (seconds); the
 #: writes of batches in between are refused at once.
 RECONNECT_PAUSE = 0.5
+#: A standby whose own connection was replaced leaves the lock alone this long (seconds),
+#: for the writer to reconnect first: it is not dead, the server was (netinfod looks at
+#: its connection every second).
+STANDBY_GRACE = 3.0
 #: The meta rows a writer compares when it reconnects: equal, the domain is as it left
 #: it (the change sequence number moves with every recorded write).
 _STATE_KEYS = ("checksum", SEQ_KEY)
@@ -354,7 +358,8 @@ class PostgresStore(Store):
         try:
             self._swap(self._session())
         except StorageError:
-            pass   # tried again at the next poll
+            return False   # tried again at the next poll
+        time.sleep(STANDBY_GRACE)
         return False
 
     def _stored_state(self, conn: psycopg.Connection[Any]) -> dict[str, int | None]:
@@ -725,6 +730,12 @@ class PostgresStore(Store):
                 del self._last[parent]
 
     # -- the rest of the contract ------------------------------------------------------------
+
+    def keep_alive(self) -> None:
+        """A writer's lost connection noticed without a write, and replaced
+        (:meth:`_live`; ``Store.keep_alive``)."""
+        if self._claimed:
+            self._live()
 
     def close(self) -> None:
         """Close the connection (the advisory lock goes with it)."""
