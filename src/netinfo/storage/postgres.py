@@ -74,7 +74,7 @@ RECONNECT_PAUSE = 0.5
 #: A standby whose own connection was replaced leaves the lock alone this long (seconds),
 #: for the writer to reconnect first: it is not dead, the server was (netinfod looks at
 #: its connection every second).
-STANDBY_GRACE = 3.0
+STANDBY_GRACE = 5.0
 #: The meta rows a writer compares when it reconnects: equal, the domain is as it left
 #: it (the change sequence number moves with every recorded write).
 _STATE_KEYS = ("checksum", SEQ_KEY)
