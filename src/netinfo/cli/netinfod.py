@@ -306,9 +306,11 @@ async def _serve(args: argparse.Namespace, db: Database, info: ServerInfo,
     damaged: list[str] = []
     checker = asyncio.create_task(_verify(db, stop, damaged))
     trimmer = asyncio.create_task(_trim_history(db))
+    watcher = asyncio.create_task(_watch_store(db))
     await stop.wait()
     checker.cancel()
     trimmer.cancel()
+    watcher.cancel()
     await replicator.close()
     if ldap is not None:
         await ldap.close()
@@ -326,6 +328,17 @@ async def _serve(args: argparse.Namespace, db: Database, info: ServerInfo,
         return 2
     print(f"{PROG}: {args.tag} stopped", file=sys.stderr, flush=True)
     return 0
+
+
+#: Seconds between looks at the store's connection (Database.check_store: a PostgreSQL
+#: writer's lost connection is said at once and replaced as soon as the server is back).
+STORE_WATCH_EVERY = 1.0
+
+
+async def _watch_store(db: Database) -> None:
+    while True:
+        await asyncio.sleep(STORE_WATCH_EVERY)
+        db.check_store()
 
 
 #: Seconds between retention passes over the change history, and entries per transaction.
