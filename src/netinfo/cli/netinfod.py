@@ -340,11 +340,13 @@ async def _serve(args: argparse.Namespace, db: Database, info: ServerInfo,
     damaged: list[str] = []
     checker = asyncio.create_task(_verify(db, stop, damaged))
     trimmer = asyncio.create_task(_trim_history(db))
+    watcher = asyncio.create_task(_watch_store(db))
     await stop.wait()
     if workers is not None:
         await workers.close()
     checker.cancel()
     trimmer.cancel()
+    watcher.cancel()
     await replicator.close()
     if ldap is not None:
         await ldap.close()
@@ -403,6 +405,17 @@ async def _serve_read_worker(args: argparse.Namespace, info: ServerInfo,
                                 addrs, args.read_worker_fds, args.nis_domain)
     finally:
         db.close()
+
+
+#: Seconds between looks at the store's connection (Database.check_store: a PostgreSQL
+#: writer's lost connection is said at once and replaced as soon as the server is back).
+STORE_WATCH_EVERY = 1.0
+
+
+async def _watch_store(db: Database) -> None:
+    while True:
+        await asyncio.sleep(STORE_WATCH_EVERY)
+        db.check_store()
 
 
 #: Seconds between retention passes over the change history, and entries per transaction.

@@ -73,6 +73,9 @@ PARTIAL_BUDGET = 64 * 1024 * 1024
 #: Seconds a message may take to arrive once begun (netinfod's PARTIAL_TIMEOUT): a peer
 #: trickling a byte at a time holds its connection no longer.
 PARTIAL_TIMEOUT = 30.0
+#: Seconds netinfod's stop waits for the sessions it has cut to finish (their searches
+#: are cancelled; nothing they do then takes longer than a yield to the loop).
+CLOSE_WAIT = 5.0
 
 #: ni_status → LDAP result code (RFC 4511 Appendix A), for writes and lookups
 RESULT_OF_STATUS: dict[int, int] = {
@@ -132,6 +135,8 @@ class LdapServer:
         self.base_norm = norm_dn(self.base)
         self.base_text = dn_text(self.base)
         self._servers: list[asyncio.AbstractServer] = []
+        #: the tasks running the sessions, so that close() can wait for their end
+        self._sessions: set[asyncio.Task[None]] = set()
         self.conns: set[Connection] = set()
         #: bytes of partly received messages, all connections together
         self.partial_bytes = 0
@@ -160,17 +165,30 @@ class LdapServer:
             writer.close()
             return
         self.conns.add(conn)
+        task = asyncio.current_task()
+        if task is not None:
+            self._sessions.add(task)
         try:
             await conn.run()
         finally:
             self.conns.discard(conn)
             self.bounds.forget(conn)
+            if task is not None:
+                self._sessions.discard(task)
 
     async def close(self) -> None:
+        """Stop listening and end every session now. A TLS session is cut, not shut
+        down: a graceful close waits for the peer's close_notify (up to 30 s), and a
+        session still running when the loop ends is cancelled, which Python 3.11's
+        streams log as an error with a traceback (seen with SSSD's and nslcd's
+        StartTLS sessions, tests/test_ldap_clients.py)."""
         for srv in self._servers:
             srv.close()
         for c in list(self.conns):
             c.abort("server stopping")
+            c.writer.transport.abort()
+        if self._sessions:
+            await asyncio.wait(set(self._sessions), timeout=CLOSE_WAIT)
         for srv in self._servers:
             await srv.wait_closed()
 
