@@ -911,7 +911,9 @@ def _root_props(attrs: Attrs, keep: Proplist) -> Proplist:
     for text in attrs.get("netinfoproperty", ("", []))[1]:
         kv = property_from_text(text)
         if kv is not None:
-            out.setdefault(kv[0], []).append(kv[1])
+            have = out.setdefault(kv[0], [])
+            if kv[1] is not None:   # KEY alone: a property with no values
+                have.append(kv[1])
     result: Proplist = [(k, out.pop(k)) for k, _ in keep if k in out]
     result.extend((k, vs) for k, vs in keep if k == "passwd")   # never shown
     result.extend(out.items())
