@@ -88,7 +88,9 @@ options: -r (the operand is a directory path: dump that subtree in raw format),
 format ldif: the whole domain as RFC 2307 LDIF under dc=TAG,dc=netinfo, what the
          LDAP front door serves (docs/ldap.md), for slapadd or ldapadd;
          nidump ldif -r <directory> <domain>: that subtree only;
-         --base <DN>: the domain's DN (netinfod --ldap-base) instead of dc=TAG,dc=netinfo
+         --base <DN>: the domain's DN (netinfod --ldap-base) instead of dc=TAG,dc=netinfo;
+         nidump ldif --schema: the schema OpenLDAP needs beyond its core, cosine,
+         inetorgperson, nis and misc schemas (slapd.conf syntax)
 """
 
 
@@ -106,6 +108,8 @@ class Options:
     #: ``ldif`` only: the subtree's path (``-r``), the base DN (``--base``)
     ldif_path: str | None = None
     base: str | None = None
+    #: ``ldif --schema``: print the schema slapd needs besides its own, read nothing
+    schema: bool = False
 
 
 def take_base(prog: str, args: list[str]) -> tuple[list[str], str | None]:
@@ -148,12 +152,19 @@ def ldif_operands(ops: list[str], tagged: bool) -> tuple[str, list[str]] | None:
 def parse_args(args: list[str]) -> Options:
     """nidump's command line, in either order (module docstring). :raises UsageError:."""
     args, base = take_base(PROG, args)
+    schema = "--schema" in args
+    args = [a for a in args if a != "--schema"]
     s = scan_args(PROG, args, "r", "T", (*NIDUMP_FORMATS, LDIF))
     o = Options(raw="r" in s.flags, tagged="t" in s.flags, json="--json" in s.flags,
                 help="--help" in s.flags, timeout=parse_timeout(s.values.get("T"), prog=PROG))
     if o.help:
         return o
     ops = s.operands
+    if schema:
+        if not ops or ops[0] != LDIF or len(ops) > 2 or o.raw:
+            raise UsageError(f"{PROG}: --schema is for the ldif format only")
+        o.what, o.schema = LDIF, True
+        return o
     sub = ldif_operands(ops, s.tagged_domain is not None) if o.raw else None
     if sub is not None:
         o.raw = False
@@ -360,6 +371,10 @@ async def dump_ldif(c: Client, o: Options) -> Callable[[], None]:
 
 
 async def _main(o: Options) -> int:
+    if o.schema:
+        from ..server.ldif import slapd_schema
+        write_out(slapd_schema())
+        return 0
     # tools §2.1/§2.7: a domain that cannot be opened (a -t argument that does not parse
     # included: the original called usage() whenever do_open failed) prints the usage
     # after the reason and exits 1.

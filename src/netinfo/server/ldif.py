@@ -37,8 +37,10 @@ from dataclasses import dataclass, field
 from ..client.raw import RawNode
 from ..model import Proplist
 from .rfc2307 import (
+    ATTRIBUTE_TYPES,
     DN,
     MAPPINGS,
+    OBJECT_CLASSES,
     PASSTHROUGH,
     PLACING_CLASSES,
     Attrs,
@@ -53,8 +55,9 @@ from .rfc2307 import (
     props_from_attrs,
 )
 
-__all__ = ["LdifEntry", "LdifError", "Placed", "ldif_entries", "ldif_line", "ldif_record",
-           "parse_ldif", "place_entries"]
+__all__ = ["SLAPD_EXTRA_ATTRS", "SLAPD_EXTRA_CLASSES", "SLAPD_SCHEMAS", "LdifEntry",
+           "LdifError", "Placed", "ldif_entries", "ldif_line", "ldif_record", "parse_ldif",
+           "place_entries", "slapd_schema"]
 
 
 # -- writing ----------------------------------------------------------------------------------
@@ -131,6 +134,38 @@ def ldif_entries(tree: RawNode, base: DN, at: tuple[str, ...] = ()) -> Iterator[
             if name is not None:
                 kids.append((child, path + (name,)))
         stack.extend(reversed(kids))
+
+
+# -- the schema an OpenLDAP server needs ----------------------------------------------------------
+
+#: the object classes and attributes of the table that OpenLDAP's own schema files
+#: (core, cosine, inetorgperson, nis, misc) do not define: ours, and RFC 2307bis's
+#: automount (OpenLDAP's nis.schema is RFC 2307's)
+SLAPD_EXTRA_ATTRS = ("netinfoProperty", "automountInformation", "automountKey")
+SLAPD_EXTRA_CLASSES = ("netinfoDirectory", "netinfoEntry", "automount")
+#: the OpenLDAP schema files the rest comes from, in the order slapd needs them
+SLAPD_SCHEMAS = ("core", "cosine", "inetorgperson", "nis", "misc")
+
+
+def slapd_schema() -> str:
+    """``nidump ldif --schema``: what :data:`SLAPD_EXTRA_ATTRS` and
+    :data:`SLAPD_EXTRA_CLASSES` are, in slapd.conf's schema syntax (RFC 4512 §4.1
+    descriptions, as ``cn=Subschema`` publishes them; IA5 strings with the IA5 matching
+    rules OpenLDAP pairs them with)."""
+    from .ldapview import class_description   # the subschema entry's own text
+    lines = ["# The netinfo front door's schema beyond OpenLDAP's core, cosine,",
+             "# inetorgperson, nis and misc schemas (nidump ldif --schema; docs/ldap.md).",
+             ""]
+    ia5 = {"ci": "caseIgnoreIA5Match", "ce": "caseExactIA5Match"}
+    for name in SLAPD_EXTRA_ATTRS:
+        t = ATTRIBUTE_TYPES[name]
+        eq = ia5[t.equality] if t.syntax.endswith(".26") else {
+            "ci": "caseIgnoreMatch", "ce": "caseExactMatch"}[t.equality]
+        lines.append(f"attributetype ( {t.oid} NAME '{name}' EQUALITY {eq} SYNTAX "
+                     f"{t.syntax}" + (" SINGLE-VALUE" if t.single else "") + " )")
+    for name in SLAPD_EXTRA_CLASSES:
+        lines.append("objectclass " + class_description(name, *OBJECT_CLASSES[name]))
+    return "\n".join(lines) + "\n"
 
 
 # -- reading (RFC 2849) ------------------------------------------------------------------------

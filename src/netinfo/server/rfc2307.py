@@ -139,9 +139,9 @@ OBJECT_CLASSES: dict[str, tuple[str, str, tuple[str, ...], tuple[str, ...]]] = {
                    ("userPassword", "memberUid", "description")),
     "ipService": (_NIS[:-2] + "2.3", "STRUCTURAL",
                   ("cn", "ipServicePort", "ipServiceProtocol"), ("description",)),
-    "ipProtocol": (_NIS[:-2] + "2.4", "STRUCTURAL", ("cn", "ipProtocolNumber"),
-                   ("description",)),
-    "oncRpc": (_NIS[:-2] + "2.5", "STRUCTURAL", ("cn", "oncRpcNumber"), ("description",)),
+    "ipProtocol": (_NIS[:-2] + "2.4", "STRUCTURAL", ("cn", "ipProtocolNumber",
+                                                     "description"), ()),
+    "oncRpc": (_NIS[:-2] + "2.5", "STRUCTURAL", ("cn", "oncRpcNumber", "description"), ()),
     "ipHost": (_NIS[:-2] + "2.6", "AUXILIARY", ("cn", "ipHostNumber"), ("description",)),
     "ipNetwork": (_NIS[:-2] + "2.7", "STRUCTURAL", ("cn", "ipNetworkNumber"),
                   ("description",)),
@@ -155,6 +155,9 @@ OBJECT_CLASSES: dict[str, tuple[str, str, tuple[str, ...], tuple[str, ...]]] = {
     "nisMailAlias": ("1.3.6.1.4.1.42.2.27.1.2.5", "STRUCTURAL", ("cn",),
                      ("rfc822MailMember",)),
     "netinfoDirectory": (OWN_OID_ARC + ".2.1", "AUXILIARY", (), ("cn", "netinfoProperty")),
+    # the structural class of a directory no row maps (an entry needs one: RFC 4512
+    # §2.4.2, and slapadd refuses an entry without)
+    "netinfoEntry": (OWN_OID_ARC + ".2.2", "STRUCTURAL", ("cn",), ("netinfoProperty",)),
     "extensibleObject": ("1.3.6.1.4.1.1466.101.120.111", "AUXILIARY", (), ()),
     "subschema": ("2.5.20.1", "AUXILIARY", (), ("objectClasses", "attributeTypes")),
 }
@@ -255,6 +258,15 @@ def mount_location(by: dict[str, Values]) -> str | None:
     return info[-1] if info else None
 
 
+def _described(p: dict[str, Values]) -> list[tuple[str, Values]]:
+    """RFC 2307 makes ``description`` a MUST of ipProtocol and oncRpc (OpenLDAP's
+    nis.schema too): a directory without one shows its name there, and reading an entry
+    back takes a description equal to the name for that (``props_from_attrs``)."""
+    if any(p.get("description", [])):
+        return []
+    return [("description", p.get("name", [""])[:1])]
+
+
 _NAME_CN = Column("cn", "name")
 
 #: THE table (issue 22 item 3). Directory names are those of spec §2.2's flat formats.
@@ -282,10 +294,10 @@ MAPPINGS: dict[str, Mapping] = {m.directory: m for m in (
     )),
     Mapping("protocols", "cn", ("top", "ipProtocol"), (
         _NAME_CN, Column("ipProtocolNumber", "number", True),
-    )),
+    ), _described, ("description",)),
     Mapping("rpcs", "cn", ("top", "oncRpc"), (
         _NAME_CN, Column("oncRpcNumber", "number", True),
-    )),
+    ), _described, ("description",)),
     Mapping("networks", "cn", ("top", "ipNetwork"), (
         _NAME_CN, Column("ipNetworkNumber", "address", True),
     )),
@@ -327,7 +339,7 @@ PASSTHROUGH = frozenset({"description", "mail"})
 #: properties never shown through netinfoProperty (their column is private)
 PRIVATE_PROPS = frozenset({"passwd"})
 PRIVATE_ATTRS = frozenset({"userpassword"})
-GENERIC_CLASSES = ("top", "netinfoDirectory", "extensibleObject")
+GENERIC_CLASSES = ("top", "netinfoEntry", "netinfoDirectory", "extensibleObject")
 CONTAINER_CLASSES = ("top", "organizationalUnit", "netinfoDirectory")
 #: object class (lower case) → the directory its entries belong in (:func:`_placing`)
 PLACING_CLASSES = _placing()
@@ -433,6 +445,9 @@ def entry_attrs(path: Sequence[str], props: Proplist, base_rdn: tuple[str, str])
     for k, vs in props:
         if (k not in used or k in lossy) and k not in PRIVATE_PROPS:
             texts.extend([property_text(k, v) for v in vs] if vs else [property_text(k, None)])
+    if texts and path and mapping_for(path) is not None:
+        # the class that allows netinfoProperty (a directory server's schema check)
+        _add(attrs, "objectClass", ["netinfoDirectory"])
     _add(attrs, "netinfoProperty", texts)
     return attrs
 
@@ -490,6 +505,9 @@ def props_from_attrs(path: Sequence[str], attrs: Iterable[tuple[str, Values]],
     out["name"] = [path[-1]] + [n for n in names if n != path[-1]]
     for k in PASSTHROUGH:
         if k in by and k not in out:
+            if (k == "description" and m is not None and m.derive is _described
+                    and by[k] == [path[-1]] and k not in exact):
+                continue   # the name shown as RFC 2307's mandatory description
             out[k] = by[k]
     # netinfoProperty speaks for the properties no column took
     out.update((k, vs) for k, vs in exact.items() if k not in out)
@@ -571,6 +589,9 @@ class DnError(ValueError):
     """A DN that does not parse (invalidDNSyntax)."""
 
 
+_HEX = frozenset(b"0123456789abcdefABCDEF")
+
+
 def _unescape(s: str) -> str:
     out = bytearray()
     i = 0
@@ -581,14 +602,13 @@ def _unescape(s: str) -> str:
             if i + 1 >= len(raw):
                 raise DnError("a DN ends with a backslash")
             nxt = raw[i + 1:i + 3]
-            try:
+            if len(nxt) == 2 and all(c in _HEX for c in nxt):   # not int()'s "+c", " c"
                 out.append(int(nxt.decode("ascii"), 16))
                 i += 3
                 continue
-            except (ValueError, UnicodeDecodeError):
-                out.append(raw[i + 1])
-                i += 2
-                continue
+            out.append(raw[i + 1])
+            i += 2
+            continue
         out.append(b)
         i += 1
     return out.decode("utf-8", "surrogateescape")
