@@ -276,5 +276,5 @@ def schema_entry() -> Attrs:
 
 
 __all__ = ["MATCHING_RULES", "SCHEMA_DN", "SUPPORTED_CONTROLS", "SUPPORTED_EXTENSIONS",
-           "Tri", "class_description", "equality_terms", "evaluate", "root_dse", "schema_entry", "select",
-           "uses_dn_attributes"]
+           "Tri", "class_description", "equality_terms", "evaluate", "root_dse",
+           "schema_entry", "select", "uses_dn_attributes"]
