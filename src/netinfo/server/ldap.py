@@ -739,7 +739,6 @@ class Connection:
                 if page is not None and size and sent >= size:
                     more = True
                     break
-            self._flush(batch)
         except BaseException:
             state.close()
             raise
@@ -756,7 +755,10 @@ class Connection:
             controls = (L.Control(L.OID_PAGED_RESULTS, False, L.encode_paged(0, next_cookie)),)
         else:
             state.close()
-        self.send(msg.id, L.Response(L.SEARCH_DONE, L.ResultCode.SUCCESS), controls)
+        # the last entries and the result in one write: one system call, one segment
+        batch.append(L.encode_message(L.Message(msg.id, L.Response(
+            L.SEARCH_DONE, L.ResultCode.SUCCESS), controls)))
+        self._flush(batch)
 
     def _flush(self, batch: list[bytes]) -> None:
         if batch and not self.closed:
