@@ -762,6 +762,9 @@ def main() -> int:
         write_docs(sub, m["users"], m["reps"])
         if results.get("targets"):
             write_targets(results, m)
+        if results.get("netinfod-ldap"):
+            write_docs(ldap_subsection(results, m), m["users"], m["reps"], LDAP_SECTION,
+                       LDAP_INTRO)
         return 0
     args.users = args.users or (10_000 if args.quick else 1_000_000)
     args.seconds = args.seconds or (1.0 if args.quick else 5.0)

@@ -36,7 +36,11 @@ directory``); a ``-t`` argument that does not parse prints the messages of tools
 and exits 217–221, as the shared domain opener does for every tool (tools §1.5). nidump
 never authenticates. ``mountmaps`` ([208]) is a format again: it dumps ``/mountmaps``.
 
-Beyond the original: ``--help``; ``--json`` (the records each flat format prints, or the
+Beyond the original: ``ldif`` (issue 22; docs/ldap.md "LDIF"): the domain, or with
+``-r PATH`` (``nidump ldif -r PATH DOMAIN`` or ``nidump -r PATH ldif DOMAIN``) a subtree,
+as the RFC 2307 entries of the LDAP front door, under ``dc=TAG,dc=netinfo`` or
+``--base DN``; ``ldif --schema`` prints the schema OpenLDAP needs besides its own.
+``--help``; ``--json`` (the records each flat format prints, or the
 raw tree, as JSON); reads in batches (one LISTALL per table; ``-r`` walks the tree level
 by level with READ and CHILDREN calls pipelined on one connection); a progress bar on
 stderr for big ``-r`` dumps when stderr is a terminal.

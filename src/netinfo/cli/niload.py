@@ -65,6 +65,11 @@ Deliberate differences from the original, all additive:
   (tools §2.5); tools §2.7 rule 4 calls the same event ``creating directory: <t>``, and
   it is reported once.
 * ``--help``; a progress bar on stderr for more than ~1,000 records when it is a terminal.
+* ``ldif`` (issue 22; docs/ldap.md "LDIF"): LDIF from ``nidump ldif`` or an LDAP server's
+  export, placed through the LDAP door's table (``server/ldif.place_entries``) and loaded
+  directory by directory by the rules above, or with ``-r PATH`` (``niload -r PATH ldif
+  DOMAIN``) replacing the subtree as a raw load does. Change records, URLs and input
+  that does not parse are refused whole (exit 1, nothing written); ``-d`` is refused.
 
 Exit status: 0 on success; 1 for usage errors, a domain that cannot be opened (with the
 usage), a failed authentication, a table that cannot be accessed or updated, input that
