@@ -14,7 +14,7 @@ import pytest
 
 from netinfo.server.ldif import LdifError, parse_ldif, place_entries
 
-from .conftest import tool_process
+from .conftest import Netinfod, tool_process
 
 PASSWD = (
     "ann:$1$salt$hash:5001:5001:staff:86400:1209700:Ann Arbor:/home/ann:/bin/sh\n"
@@ -146,12 +146,20 @@ BAD = {
 }
 
 
+@pytest.fixture(scope="module")
+def untouched(tmp_path_factory: pytest.TempPathFactory):
+    """One domain for the refusals (each leaves it as it was, which each checks)."""
+    d = Netinfod(tmp_path_factory.mktemp("refusals"), "t", "-m", "--populate").start()
+    dom = _domain(d)
+    yield dom, _tool("nidump", "-r", "/", dom).stdout
+    d.stop()
+
+
 @pytest.mark.parametrize("why", sorted(BAD))
-def test_refused_input_loads_nothing(netinfod, why: str) -> None:
+def test_refused_input_loads_nothing(untouched, why: str) -> None:
     """Change records, URLs, broken base64, an entry outside the first's subtree and
     other non-LDIF are refused with the line, exit 1, before anything is written."""
-    dom = _domain(netinfod("t", "-m", "--populate"))
-    before = _tool("nidump", "-r", "/", dom).stdout
+    dom, before = untouched
     good = "dn: dc=x\ndc: x\n\ndn: uid=new,ou=users,dc=x\nobjectClass: posixAccount\n" \
            "uid: new\nuidNumber: 9\ngidNumber: 9\nhomeDirectory: /h\n\n"
     text = BAD[why] if BAD[why].startswith("version") else good + BAD[why]
@@ -160,11 +168,10 @@ def test_refused_input_loads_nothing(netinfod, why: str) -> None:
     assert _tool("nidump", "-r", "/", dom).stdout == before
 
 
-def test_empty_and_d(netinfod) -> None:
+def test_empty_and_d(untouched) -> None:
     """Empty input: nothing to do (exit 0, as the flat formats), but never a subtree
     replaced by nothing (``-r``, unless ``-f``); ``-d`` does not apply."""
-    dom = _domain(netinfod("t", "-m", "--populate"))
-    before = _tool("nidump", "-r", "/", dom).stdout
+    dom, before = untouched
     p = _tool("niload", "-v", "ldif", dom, stdin="# nothing\n\n")
     assert "0 items read from input" in p.stderr
     p = _tool("niload", "-r", "/users", "ldif", dom, stdin="", check=1)
@@ -174,6 +181,26 @@ def test_empty_and_d(netinfod) -> None:
     p = _tool("niload", "-d", "ldif", dom, stdin="dn: dc=x\n", check=1)
     assert "-d does not apply to ldif" in p.stderr
     assert _tool("nidump", "-r", "/", dom).stdout == before
+
+
+@pytest.mark.parametrize("args, why", [
+    (("passwd", "--base", "dc=x"), "--base is for the ldif format only"),
+    (("ldif", "--json"), "--json does not apply to ldif"),
+    (("-r", "/users", "ldif", "--schema"), "--schema is for the ldif format only"),
+    (("ldif", "-r", "users"), "needs an absolute directory path"),
+])
+def test_nidump_ldif_usage(untouched, args: tuple[str, ...], why: str) -> None:
+    dom, _ = untouched
+    p = _tool("nidump", *args, dom, check=1)
+    assert why in p.stderr
+
+
+def test_nidump_ldif_bad_base(untouched) -> None:
+    dom, _ = untouched
+    p = _tool("nidump", "ldif", "--base", "no equals sign", dom, check=1)
+    assert "--base no equals sign" in p.stderr
+    p = _tool("nidump", "ldif", dom, "--base", check=1)
+    assert "--base needs a DN" in p.stderr
 
 
 def _b64(text: str) -> str:
