@@ -397,8 +397,7 @@ class Connection:
             return
         replies = batch.close()
         if batch.failed:
-            log.error("ldap: a commit failed; %d writes answered unavailable",
-                      len(batch.replies))
+            log.error("ldap: a commit failed; its writes are answered unavailable")
         if replies and not self.closed:
             self.writer.write(b"".join(replies))
 
