@@ -406,14 +406,18 @@ def test_journal_rows_and_their_writes_survive_or_vanish_together(tmp_path):
                     while not stop.is_set():
                         root = await c.self_id(0)
                         kids = (await c.children(0))[0]
-                        if kids and rnd.random() < 0.3:
-                            k = rnd.choice(kids)
-                            calls = [c.destroy(root, await c.self_id(k))]
+                        # every id asked first: a coroutine is made only to be awaited
+                        # (the server's SIGKILL fails a self_id, never a made call)
+                        gone = (await c.self_id(rnd.choice(kids))
+                                if kids and rnd.random() < 0.3 else None)
+                        prop = (await c.self_id(rnd.choice(kids))
+                                if kids and rnd.random() < 0.7 else None)
+                        if gone is not None:
+                            calls = [c.destroy(root, gone)]
                         else:
                             calls = [c.create(root, [("name", [f"n{rnd.random()}"])])]
-                        if kids and len(calls) == 1 and rnd.random() < 0.7:
-                            k = await c.self_id(rnd.choice(kids))
-                            calls.append(c.createprop(k, "p", ["v" * rnd.randint(1, 50)],
+                        if prop is not None:
+                            calls.append(c.createprop(prop, "p", ["v" * rnd.randint(1, 50)],
                                                       NI_INDEX_NULL))
                         await asyncio.gather(*calls, return_exceptions=True)
                 except Exception:
