@@ -37,12 +37,6 @@ class PostgresJournal(SqlJournal):
     """The journal in the domain's schema, on the store's connection (autocommit outside
     the store's transactions)."""
 
-    INSERT_ENTRY = _pg(
-        "INSERT INTO history VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (seq) DO UPDATE SET"
-        ' time = EXCLUDED.time, "user" = EXCLUDED."user", path = EXCLUDED.path,'
-        " dirs = EXCLUDED.dirs, entry = EXCLUDED.entry")
-    INSERT_DIR = _pg("INSERT INTO history_dirs VALUES (?, ?) ON CONFLICT DO NOTHING")
-
     def __init__(self, conn: psycopg.Connection[Any]) -> None:
         super().__init__()
         self._conn = conn
@@ -61,7 +55,7 @@ class PostgresJournal(SqlJournal):
     def _run(self, sql: str, args: Sequence[Any] = ()) -> None:
         self._conn.execute(self._q(sql), args)
 
-    def _run_many(self, sql: str, rows: list[tuple[Any, ...]]) -> None:
+    def _run_many(self, sql: str, rows: Sequence[tuple[Any, ...]]) -> None:
         if rows:
             self._conn.cursor().executemany(self._q(sql), rows)
 
@@ -72,6 +66,21 @@ class PostgresJournal(SqlJournal):
             if not self._there:
                 return 0
         return super().last_seq()
+
+    def _insert(self, entries: list[tuple[Any, ...]], dirs: list[tuple[int, int]]) -> None:
+        # a batch's rows in one statement per table (one round trip, not one a row)
+        c = self._conn
+        if entries:
+            c.execute(
+                'INSERT INTO history SELECT * FROM unnest(%s::bigint[], %s::bigint[],'
+                ' %s::text[], %s::text[], %s::text[], %s::bytea[]) ON CONFLICT (seq) DO'
+                ' UPDATE SET time = EXCLUDED.time, "user" = EXCLUDED."user",'
+                ' path = EXCLUDED.path, dirs = EXCLUDED.dirs, entry = EXCLUDED.entry',
+                [list(col) for col in zip(*entries, strict=True)])
+        if dirs:
+            c.execute("INSERT INTO history_dirs SELECT * FROM unnest(%s::bigint[],"
+                      " %s::bigint[]) ON CONFLICT DO NOTHING",
+                      [list(col) for col in zip(*dirs, strict=True)])
 
     def _in_transaction(self, fn: Callable[[], object]) -> None:
         with self._conn.transaction():

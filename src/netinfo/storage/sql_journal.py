@@ -61,7 +61,7 @@ class SqlJournal(Journal):
         """One statement."""
 
     @abstractmethod
-    def _run_many(self, sql: str, rows: list[tuple[Any, ...]]) -> None:
+    def _run_many(self, sql: str, rows: Sequence[tuple[Any, ...]]) -> None:
         """One statement for each of *rows*."""
 
     def _one(self, sql: str, args: Sequence[Any] = ()) -> Any:
@@ -75,11 +75,15 @@ class SqlJournal(Journal):
         rows = self._fetch("SELECT parent, props FROM dirs WHERE id = ?", (oid,))
         return None if not rows else (rows[0][0], decode_proplist(bytes(rows[0][1])))
 
+    def _insert(self, entries: list[tuple[Any, ...]], dirs: list[tuple[int, int]]) -> None:
+        """Store history rows and history_dirs rows (an engine may send them otherwise
+        than one statement a row)."""
+        self._run_many(self.INSERT_ENTRY, entries)
+        self._run_many(self.INSERT_DIR, dirs)
+
     def _append(self, rows: list[Row]) -> None:
-        self._run_many(self.INSERT_ENTRY, [
-            (r.seq, r.time, r.user, r.path, " ".join(map(str, r.dirs)), r.blob)
-            for r in rows])
-        self._run_many(self.INSERT_DIR, [(d, r.seq) for r in rows for d in r.dirs])
+        self._insert([(r.seq, r.time, r.user, r.path, " ".join(map(str, r.dirs)), r.blob)
+                      for r in rows], [(d, r.seq) for r in rows for d in r.dirs])
         self._run("UPDATE history_size SET bytes = bytes + ?",
                   (sum(len(r.blob) for r in rows),))
 

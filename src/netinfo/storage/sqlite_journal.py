@@ -43,7 +43,7 @@ class SqliteJournal(SqlJournal):
     def _run(self, sql: str, args: Sequence[Any] = ()) -> None:
         self.conn.execute(sql, args)
 
-    def _run_many(self, sql: str, rows: list[tuple[Any, ...]]) -> None:
+    def _run_many(self, sql: str, rows: Sequence[tuple[Any, ...]]) -> None:
         self.conn.executemany(sql, rows)
 
     def _in_transaction(self, fn: Callable[[], object]) -> None:
