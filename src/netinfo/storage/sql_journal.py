@@ -138,15 +138,17 @@ class SqlJournal(Journal):
         sql = ('SELECT seq, time, "user", path, entry FROM history WHERE '
                + " AND ".join(where)
                + (" ORDER BY seq" if q.oldest_first else " ORDER BY seq DESC")
-               + f" LIMIT {CHUNK}")
+               + " LIMIT ?")
         cursor = after or (0 if q.oldest_first else 1 << 62)
+        # the first chunk no bigger than the page asked for (a page of one: one row)
+        chunk = max(2, min(CHUNK, q.limit + 1))
         while True:
-            rows = self._fetch(sql, [*args, cursor])
+            rows = self._fetch(sql, [*args, cursor, chunk])
             for seq, when, user, path, blob in rows:
                 yield Row(seq, when, user, path, (), bytes(blob))
-            if len(rows) < CHUNK:
+            if len(rows) < chunk:
                 return
-            cursor = rows[-1][0]
+            cursor, chunk = rows[-1][0], CHUNK
 
     def size(self) -> tuple[int, int]:
         n, total = self._fetch("SELECT (SELECT count(*) FROM history),"
