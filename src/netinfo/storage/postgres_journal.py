@@ -68,18 +68,19 @@ class PostgresJournal(SqlJournal):
         return super().last_seq()
 
     def _insert(self, entries: list[tuple[Any, ...]], dirs: list[tuple[int, int]]) -> None:
-        # a batch's rows in one statement per table (one round trip, not one a row)
+        # a batch's rows in one statement per table (one round trip, not one a row),
+        # sent in binary (the entries' bytes as they are, not escaped as text)
         c = self._conn
         if entries:
             c.execute(
-                'INSERT INTO history SELECT * FROM unnest(%s::bigint[], %s::bigint[],'
-                ' %s::text[], %s::text[], %s::text[], %s::bytea[]) ON CONFLICT (seq) DO'
+                'INSERT INTO history SELECT * FROM unnest(%b::bigint[], %b::bigint[],'
+                ' %b::text[], %b::text[], %b::text[], %b::bytea[]) ON CONFLICT (seq) DO'
                 ' UPDATE SET time = EXCLUDED.time, "user" = EXCLUDED."user",'
                 ' path = EXCLUDED.path, dirs = EXCLUDED.dirs, entry = EXCLUDED.entry',
                 [list(col) for col in zip(*entries, strict=True)])
         if dirs:
-            c.execute("INSERT INTO history_dirs SELECT * FROM unnest(%s::bigint[],"
-                      " %s::bigint[]) ON CONFLICT DO NOTHING",
+            c.execute("INSERT INTO history_dirs SELECT * FROM unnest(%b::bigint[],"
+                      " %b::bigint[]) ON CONFLICT DO NOTHING",
                       [list(col) for col in zip(*dirs, strict=True)])
 
     def _in_transaction(self, fn: Callable[[], object]) -> None:
