@@ -5,7 +5,10 @@ Every write procedure is journalled once with its caller and path; ``--at`` give
 directory exactly as it was after any change; a revert of a DESTROY restores the number,
 properties, their order and the position; a revert over a later change refuses and
 names it; journal rows and their writes survive or vanish together under SIGKILLs;
-retention trims by age and size; an anonymous caller reads nothing.
+retention trims by age and size; an anonymous caller reads nothing. Each runs on the
+SQLite engine and on the PostgreSQL engine (a scratch cluster, tests/pgcluster.py;
+skipped with the reason where PostgreSQL or psycopg is missing); the journal contract
+itself also on the memory engine.
 """
 
 from __future__ import annotations
