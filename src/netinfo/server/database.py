@@ -607,10 +607,13 @@ class Database:
         return max(svc.source.stored_meta(SEQ_KEY) or 0,
                    journal.last_seq() if journal is not None else 0)
 
-    def continue_numbering(self, at_least: int) -> None:
+    def continue_numbering(self, at_least: int, exact: bool = False) -> None:
         """Number the next write after *at_least* too (a promoted clone continues its old
-        master's history, issue 24); stored with the next batch."""
-        if at_least > self._seq and not self._service.pending:
+        master's history, issue 24); with *exact*, right after it even where this
+        database counted further (a clone's count of the pushes it applied: the history
+        is its old master's, numbered by it); stored with the next batch."""
+        if (at_least > self._seq or (exact and at_least > 0)) and \
+                not self._service.pending:
             # _seq == _durable_seq + 1 after the next write: its batch stores the number
             self._seq = self._durable_seq = at_least
 

@@ -12,6 +12,8 @@ gives each table's meaning): ``dirs(id, instance, parent, props)`` with the XDR 
 ordinals (an insert touches one row); ``freed(id, instance)``; ``meta(key, value)`` (the
 checksum, spec §5.6, and the service's counters); ``keys(parent, key, value, child)``, the
 persisted LOOKUP index (spec §4.4, §5.4), kept in step by every Put and Free in the same
+transaction; the change history (issue 24: ``history``, ``history_dirs``,
+``history_size``, storage/sql_journal.py), one row per write written in the write's own
 transaction; ``schema_version``, numbered migrations of our own applied in order.
 
 One writer per domain: the writer holds a session-level advisory lock whose key is
@@ -55,6 +57,8 @@ from . import (
     Catalog, Engine, Free, Image, KidDel, KidIns, Meta, Op, Put, Record, Reset, Store,
 )
 from .changes import SEQ_KEY
+from .postgres_journal import PostgresJournal
+from .postgres_journal import schema as journal_schema
 from .sqlite import key_row_list, key_rows
 
 if TYPE_CHECKING:
@@ -101,6 +105,8 @@ _MIGRATIONS: dict[int, list[str]] = {
         # a directory's own index rows, found by its number (Put, Free)
         "CREATE INDEX keys_child ON keys(child)",
     ],
+    # The change history (issue 24; postgres_journal, storage/sql_journal.py).
+    2: [*journal_schema()],
 }
 
 
@@ -281,6 +287,8 @@ class PostgresStore(Store):
         self._pg_error: type[Exception] = _psycopg().Error
         self._conn = self._session()
         self.rows = PgRows(self._conn)
+        #: the change history, in the domain's schema and the batches' transactions
+        self.journal: PostgresJournal = PostgresJournal(self._conn)
         #: the domain's checksum and change number as this writer last committed them
         #: (None until it claims), compared when it reconnects (:meth:`_reconnect`)
         self._state: dict[str, int | None] | None = None
@@ -372,6 +380,8 @@ class PostgresStore(Store):
         """Put *conn* in place of the writer's lost connection (the row reader too)."""
         old, self._conn = self._conn, conn
         self.rows._conn = conn
+        self.journal._conn = conn
+        self.journal.forget_paths()   # paths it knew may be stale after a failover
         try:
             old.close()
         except Exception:   # already gone
@@ -524,8 +534,9 @@ class PostgresStore(Store):
     def commit(self, ops: list[Op], checksum: int,
                changes: Sequence[Change] = ()) -> None:
         """Apply *ops* in order and store *checksum*, in one transaction on the writer's
-        connection (a batch of writes: *changes*, ``Store.commit``; no journal of them
-        is kept yet: the sequence number comes as a ``Meta`` op).
+        connection (a batch of writes: *changes*, ``Store.commit``, journalled first in
+        the same transaction, :attr:`journal`; the sequence number comes as a ``Meta``
+        op).
 
         :raises StorageError: nothing was applied (the connection lost, an unknown op, a
             bad value); the message says which.
@@ -540,6 +551,8 @@ class PostgresStore(Store):
             gc.disable()
         try:
             with c.transaction():
+                # The history first: it reads the touched directories' paths as they were.
+                self.journal.record(changes, self.journal.lookup)
                 puts: list[Put] = []
                 for op in ops:
                     kind = type(op)
@@ -562,6 +575,7 @@ class PostgresStore(Store):
             self._counts.clear()
             self._last.clear()
             self._pending_kids = []
+            self.journal.forget_paths()
             if isinstance(exc, StorageError):
                 raise StorageError(f"{self.where}: batch not applied: {exc}") from exc
             if isinstance(exc, Exception):
