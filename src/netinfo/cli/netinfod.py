@@ -402,7 +402,8 @@ def _open_nis(domains: list[str], db: Database, server: NetInfoServer,
     NIS domain is asked for."""
     if not domains:
         return None
-    door = nis_door.NisDoor(db, domains, lambda a: is_local(a, own), db.info.hostname)
+    door = nis_door.NisDoor(db, domains, lambda a: is_local(a, own), db.info.hostname,
+                            short=server.dispatcher.config.fast_path)
     server.dispatcher.add_program(yp_program(door)(server.dispatcher))
     return door
 
