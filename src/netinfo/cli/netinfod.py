@@ -104,7 +104,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "takes its own uid's callers for the superuser)")
     p.add_argument("--no-fast-path", dest="fast_path", action="store_false",
                    help="answer every read by the general path, not the short one for hot "
-                        "reads (to measure against it, or to rule it out)")
+                        "reads (NETINFO's and NIS MATCH: to measure against it, or to rule "
+                        "it out)")
     p.add_argument("--max-copy-mb", type=positive_number, metavar="N",
                    default=MAX_COPY_BYTES // (1024 * 1024),
                    help="as a clone, abandon a copy of the domain larger than N MB "
