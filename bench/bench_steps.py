@@ -7,8 +7,11 @@ opens it as netinfod does (``open_database``, ``Dispatcher``) and times, for LOO
 LOOKUP and READ of random users, each step between the received record and the framed
 reply: RPC prologue, argument decode, ``Database.call`` (the service and the store),
 result encode, reply header, frame; then ``Dispatcher.handle`` whole inside a batch, and
-the short path (``server.fastpath``): a first pass of misses, then of hits.
-Microseconds per call, medians of 3.
+the short path (``server.fastpath``): a first pass of misses, then of hits. Then NIS
+MATCH of passwd.byname (``server.nis``) through a dispatcher with the YP row, the general
+path (``--no-fast-path``) and the short one (misses, then hits), beside LOOKUPREAD's
+short path on other random users (misses): process CPU time, so that other work on the
+machine counts less. Microseconds per call, medians of 3.
 The socket write is not here: ``bench/bench_read.py`` and ``py-spy`` on the server see it.
 """
 
@@ -29,10 +32,11 @@ sys.path.insert(0, str(ROOT / "bench"))
 import run as peers  # noqa: E402
 from netinfo.model import NiId  # noqa: E402
 from netinfo.server.database import open_database  # noqa: E402
-from netinfo.server.netinfod import Dispatcher, ServerConfig  # noqa: E402
+from netinfo.server.netinfod import Dispatcher, ServerConfig, yp_program  # noqa: E402
+from netinfo.server.nis import NisDoor  # noqa: E402
 from netinfo.server.rpc import prologue  # noqa: E402
 from netinfo.storage.changes import Caller  # noqa: E402
-from netinfo.wire import rpc  # noqa: E402
+from netinfo.wire import rpc, yp  # noqa: E402
 from netinfo.wire.protocol import (NETINFO_PROG, NETINFO_VERS, PROCEDURES, Proc,  # noqa: E402
                                    decode_args, encode_args)
 
@@ -99,6 +103,42 @@ def time_steps(disp: Dispatcher, fast: Dispatcher | None,
     return out
 
 
+def time_match(db, users_oid: int, users: int, n: int, seed: int) -> dict[str, float]:
+    """MATCH misses by the general path, then by the short one, its hits, and
+    LOOKUPREAD misses by the short path (other users): CPU µs per call."""
+    caller = Caller("127.0.0.1", 40000)
+    rnd = random.Random(seed)
+    names = [f"user{rnd.randrange(users)}" for _ in range(3 * n)]
+    info = PROCEDURES[Proc.LOOKUPREAD]
+
+    def match(i: int, name: str) -> bytes:
+        return rpc.encode_call(i + 1, yp.YPPROG, yp.YPVERS, yp.YpProc.MATCH,
+                               yp.encode_key(peers.NIS_DOMAIN, "passwd.byname",
+                                             name.encode()))
+    out = {}
+    for label, short, recs in (
+            ("MATCH general", False, [match(i, u) for i, u in enumerate(names[:n])]),
+            ("MATCH short miss", True, [match(i, u) for i, u in enumerate(names[n:2 * n])]),
+            ("MATCH short hit", True, None),
+            ("LOOKUPREAD short miss", True, [
+                rpc.encode_call(i + 1, NETINFO_PROG, NETINFO_VERS, Proc.LOOKUPREAD,
+                                encode_args(info, NiId(users_oid, 0), "name", u))
+                for i, u in enumerate(names[2 * n:])])):
+        if recs is None:   # the same calls again: kept now
+            recs = [match(i, u) for i, u in enumerate(names[n:2 * n])]
+        else:
+            disp = Dispatcher(db, ServerConfig(peers.TAG, bind="127.0.0.1", fast_path=short),
+                              ["127.0.0.1"])
+            disp.add_program(yp_program(NisDoor(db, [peers.NIS_DOMAIN], short=short))(disp))
+        t0 = time.process_time()
+        for rec in recs:
+            with db.batch() as batch:
+                disp.handle(rec, caller, udp=False, batch=batch)
+            rpc.frame(batch.replies[0])
+        out[label] = (time.process_time() - t0) / n * 1e6
+    return out
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--users", type=int, nargs="+", default=[1000, 100_000])
@@ -131,6 +171,10 @@ def main() -> int:
                     med = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
                     print(f"{users:>9} users {proc.name:<10} " +
                           "  ".join(f"{k} {v:.1f}" for k, v in med.items()))
+                runs = [time_match(db, users_oid, users, a.calls, seed) for seed in (4, 5, 6)]
+                med = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
+                print(f"{users:>9} users NIS " +
+                      "  ".join(f"{k} {v:.1f}" for k, v in med.items()))
     return 0
 
 

@@ -106,7 +106,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "takes its own uid's callers for the superuser)")
     p.add_argument("--no-fast-path", dest="fast_path", action="store_false",
                    help="answer every read by the general path, not the short one for hot "
-                        "reads (to measure against it, or to rule it out)")
+                        "reads (NETINFO's and NIS MATCH: to measure against it, or to rule "
+                        "it out)")
     p.add_argument("--read-workers", type=non_negative_int, metavar="N", default=0,
                    help="also serve reads from N worker processes on the same TCP port "
                         "(SQLite stores only; a connection that writes moves to this "
@@ -492,7 +493,8 @@ def _open_nis(domains: list[str], db: Database, server: NetInfoServer,
     NIS domain is asked for."""
     if not domains:
         return None
-    door = nis_door.NisDoor(db, domains, lambda a: is_local(a, own), db.info.hostname)
+    door = nis_door.NisDoor(db, domains, lambda a: is_local(a, own), db.info.hostname,
+                            short=server.dispatcher.config.fast_path)
     server.dispatcher.add_program(yp_program(door)(server.dispatcher))
     return door
 

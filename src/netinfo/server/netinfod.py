@@ -124,6 +124,13 @@ class YpHandler(Protocol):
     def handle(self, proc: int, args: bytes, caller: Caller,
                udp: bool) -> bytes | Iterator[bytes] | None: ...
 
+    #: whether :meth:`fast` is offered each TCP record before the prologue
+    short: bool
+
+    def fast(self, record: bytes, caller: Caller) -> bytes | None:
+        """A MATCH answered before the prologue (the reply record), or None."""
+        ...
+
 
 class Observer(Protocol):
     """What the server asks of replication (``replicator.Replicator``): whether the
@@ -332,7 +339,8 @@ def yp_program(door: YpHandler) -> ProgramFactory:
                 return rpc.reply_success(call.xid, body)
             return ReplyStream(rpc.reply_success(call.xid), body)
 
-        return Program(YPPROG, YPVERS, YPVERS, handle, procs=_YP_PROCS, udp=None)
+        return Program(YPPROG, YPVERS, YPVERS, handle, procs=_YP_PROCS, udp=None,
+                       fast=door.fast if door.short else None)
     return make
 
 

@@ -24,13 +24,15 @@ from __future__ import annotations
 import asyncio
 import bisect
 import logging
+import struct
 from collections.abc import Callable, Iterable, Iterator
 
-from ..errors import NiError, WireError
+from ..errors import DamagedDirectory, NiError, WireError
 from ..model import NiId, Proplist, first_values
 from ..storage.changes import Caller, Change
 from ..storage.nodes import NodeSource
-from ..wire import yp
+from ..wire import rpc, yp
+from ..wire.proplist import StoredProplist, stored_first_props
 from ..wire.protocol import Proc
 from ..wire.xdr import decode_str, encode_str
 from ..wire.yp import YpProc, YpStat
@@ -43,8 +45,26 @@ log = logging.getLogger("netinfo.nis")
 #: ALL sends this many entries per piece of the stream.
 ALL_BATCH = 64
 #: MATCH answers kept, by their arguments as sent (dropped by every write, and all at
-#: once when this many are held).
+#: once when this many are held, or when their bytes pass HOT_BYTES): the NETINFO reply
+#: table's bounds (fastpath.MAX_ENTRIES; its MAX_BYTES halved, as a MATCH's arguments and
+#: line are each at most YPMAXRECORD, 1,024 bytes, and most are under 100).
 HOT_MAX = 100_000
+HOT_BYTES = 16 << 20
+#: What a kept answer costs beyond its bytes (dict slot, two bytes objects' headers):
+#: fastpath.ENTRY_OVERHEAD's measurement, less the per-directory index kept there.
+HOT_OVERHEAD = 250
+#: The 36 bytes after the xid of a YP v2 MATCH with AUTH_NONE credential and verifier
+#: (RFC 5531 §9: msg_type, rpcvers, prog, vers, proc, cred and verf flavor and length):
+#: what every NIS client sends (glibc's nss_nis, yp-tools), answered before the prologue.
+MATCH_HEAD = struct.pack(">9I", rpc.CALL, rpc.RPC_VERSION, yp.YPPROG, yp.YPVERS,
+                         YpProc.MATCH, 0, 0, 0, 0)
+#: The accepted-success reply header after the xid (as fastpath's)
+_ACCEPTED = rpc.reply_success(0)[4:]
+_U32 = struct.Struct(">I")
+#: a MATCH that the short path leaves to the general one
+_GENERAL = object()
+#: who the door's own reads are made as (reads ignore the caller, spec §4.2)
+_NOBODY = Caller()
 #: A result body, a streamed one (ALL), or no reply at all.
 Reply = bytes | Iterator[bytes] | None
 
@@ -62,8 +82,12 @@ class NisDoor:
 
     def __init__(self, db: Database, domains: Iterable[str],
                  is_local: Callable[[str], bool] = lambda _a: False,
-                 master: str = "") -> None:
+                 master: str = "", short: bool = True) -> None:
         self.db = db
+        #: the short path (issue 20): MATCH answers kept and taken before the prologue
+        #: (:meth:`fast`), a line rendered from the stored bytes of the directory found;
+        #: False (netinfod --no-fast-path) computes every MATCH the general way
+        self.short = short
         self.domains = frozenset(domains)
         self.is_local = is_local
         #: MASTER's answer: this server's host name
@@ -78,8 +102,15 @@ class NisDoor:
         #: MATCH's arguments as sent → its result body (never a secure map's); any
         #: write empties it, as it does the securenets answers by address
         self._hot: dict[bytes, bytes] = {}
+        self._hot_bytes = 0
+        #: Database.read_state when _hot was filled (a change no record tells empties it)
+        self._hot_state = db.read_state()
         self._admitted: dict[str, bool] = {}
         self._hot_generation = 0
+        #: map → the UTF-8 names of the properties its lines read (MapSpec.reads)
+        self._reads = {m.name: frozenset(r.encode("utf-8", "surrogateescape")
+                                         for r in m.reads)
+                       for m in MAPS.values() if m.reads is not None}
         self._unsubscribe = db.subscribe(self._changed)
         #: the ancestors' maps (--nis-hierarchy; nis_hierarchy.Ancestors), or None
         self.ancestors: Ancestors | None = None
@@ -101,6 +132,7 @@ class NisDoor:
     def _changed(self, changes: list[Change]) -> None:
         self.order = changes[-1].seq or self.order + 1
         self._hot.clear()
+        self._hot_bytes = 0
         self._admitted.clear()
         ids = {v: k for k, v in self._dirs.items() if v is not None}
         hit: set[str] = set()
@@ -239,6 +271,11 @@ class NisDoor:
         oid = self._dir(spec.directory)
         if probe is None or oid is None:
             return None
+        if self.short:
+            first = self._first_value(spec, oid, probe, text)
+            if first is not _GENERAL:
+                assert first is None or isinstance(first, bytes)
+                return first
         src = self._source
         for child in self._lookup(oid, *probe):
             node = src.get(child)
@@ -250,6 +287,32 @@ class NisDoor:
                     if yp.fits(value):
                         return value
         return None
+
+    def _first_value(self, spec: MapSpec, oid: int, probe: tuple[str, str],
+                     text: str) -> bytes | object | None:
+        """The line of *text* when the first child that *probe* finds (LOOKUPREAD: one
+        index query with the child's stored row, nothing decoded or cached) holds it —
+        the general loop's first answer — read from the stored bytes (only the
+        properties the map's lines read); :data:`_GENERAL` when that child does not
+        hold it or cannot be read (the general loop then decides, and reports)."""
+        try:
+            _, props = self.db.call(Proc.LOOKUPREAD, _NOBODY, (NiId(oid, 0), *probe))
+        except NiError:
+            return None          # no child matches (or the directory went): no line
+        except DamagedDirectory:
+            return _GENERAL
+        reads = self._reads.get(spec.name)
+        if reads is not None and type(props) is StoredProplist:
+            try:
+                props = stored_first_props(props.wire, reads)
+            except WireError:
+                return _GENERAL
+        for k, line in spec.entries(props):
+            if k == text:
+                value = _enc(line)
+                if yp.fits(value):
+                    return value
+        return _GENERAL
 
     def _kept(self, spec: MapSpec) -> dict[bytes, bytes]:
         """A one-directory map kept whole (no probe: its keys are not stored values)."""
@@ -322,14 +385,37 @@ class NisDoor:
             return YpStat.NOMAP    # as ypserv 4.2 answers it an unprivileged port (measured)
         return None
 
+    def fast(self, record: bytes, caller: Caller) -> bytes | None:
+        """The short path of the YP row (``Program.fast``, TCP records only): a MATCH
+        with the plain header (:data:`MATCH_HEAD`) answered as :meth:`handle` answers it
+        — kept answers first — with no prologue; None for any other record, and for a
+        MATCH that gets no reply or whose arguments do not decode (the normal path then
+        answers, GARBAGE_ARGS or not)."""
+        if record[4:40] != MATCH_HEAD:
+            return None
+        try:
+            body = self.handle(YpProc.MATCH, record[40:], caller, False)
+        except Exception:
+            return None     # the normal path answers it and reports any failure
+        if body is None or not isinstance(body, bytes):
+            return None
+        return record[:4] + _ACCEPTED + body
+
     def _match(self, args: bytes, caller: Caller, udp: bool) -> Reply:
         if self.ancestors is not None and self.ancestors.generation != self._hot_generation:
             self._hot.clear()
+            self._hot_bytes = 0
             self._hot_generation = self.ancestors.generation
-        hot = self._hot.get(args)
+        state = self.db.read_state() if self.short else None
+        if state is not None and state != self._hot_state:
+            # the tree changed without a write record (a copy adopted): all may be stale
+            self._hot.clear()
+            self._hot_bytes = 0
+            self._hot_state = state
+        hot = self._hot.get(args) if state is not None else None
         if hot is not None:
             return hot
-        req = yp.decode_key(args)
+        req = (_split_key(args) if self.short else None) or yp.decode_key(args)
         bad = self._check(req.domain, req.map, caller)
         if bad is not None:
             body = yp.encode_val(bad)
@@ -338,10 +424,16 @@ class NisDoor:
             body = yp.encode_val(YpStat.NOKEY) if value is None else \
                 yp.encode_val(YpStat.TRUE, value)
         spec = MAPS.get(req.map)
-        if spec is None or not spec.secure:   # a secure map's answer depends on the port
-            if len(self._hot) >= HOT_MAX:
+        # kept unless a secure map's (its answer depends on the port), or read while
+        # writes are pending (the answer sees them, and they may be rolled back)
+        if state is not None and (spec is None or not spec.secure) \
+                and self.db.read_state() == state:
+            size = len(args) + len(body) + HOT_OVERHEAD
+            if len(self._hot) >= HOT_MAX or self._hot_bytes + size > HOT_BYTES:
                 self._hot.clear()
+                self._hot_bytes = 0
             self._hot[args] = body
+            self._hot_bytes += size
         return body
 
     def _walk(self, domain: str, name: str, start: int) -> bytes:
@@ -426,6 +518,29 @@ class NisDoor:
                         yield k, v
         return SnapshotStream(self.db, caller.addr,
                               lambda view: _all_from(view, spec, extra))
+
+
+def _split_key(args: bytes) -> yp.ReqKey | None:
+    """A ``ypreq_key`` as :func:`yp.decode_key` decodes it, read with precompiled
+    structs; None when it is not plainly well formed (``decode_key`` then says why)."""
+    n = len(args)
+    if n < 12:
+        return None
+    u32 = _U32.unpack_from
+    dl = u32(args, 0)[0]
+    p = 4 + dl + (-dl & 3)
+    if dl > yp.YPMAXDOMAIN or p + 4 > n:
+        return None
+    ml = u32(args, p)[0]
+    q = p + 4 + ml + (-ml & 3)
+    if ml > yp.YPMAXMAP or q + 4 > n:
+        return None
+    kl = u32(args, q)[0]
+    if kl > yp.YPMAXRECORD or q + 4 + kl + (-kl & 3) != n:
+        return None
+    return yp.ReqKey(args[4:4 + dl].decode("utf-8", "surrogateescape"),
+                     args[p + 4:p + 4 + ml].decode("utf-8", "surrogateescape"),
+                     args[q + 4:q + 4 + kl])
 
 
 def _add(entries: dict[bytes, bytes], key: str, line: str) -> None:

@@ -306,6 +306,10 @@ class MapSpec:
     #: the map kept whole, which writes to its directory drop
     probe: Callable[[str], tuple[str, str] | None] | None
     secure: bool = False
+    #: the properties *entries* reads, each through ``first_values`` alone (None: it may
+    #: read anything): a MATCH then renders from those properties scanned out of the
+    #: stored bytes (``proplist.stored_first_props``), the rest never decoded
+    reads: frozenset[str] | None = None
 
 
 def _by(prop: str) -> Callable[[str], tuple[str, str] | None]:
@@ -316,12 +320,23 @@ def _before_slash(prop: str) -> Callable[[str], tuple[str, str] | None]:
     return lambda key: (prop, key.split("/", 1)[0])
 
 
+#: What passwd_line, shadow_line and group_line read (and the keys of their maps):
+#: each through ``_first`` / ``_all``, i.e. ``first_values``.
+PASSWD_READS = frozenset({"name", "uid", "gid", "realname", "home", "shell"})
+SHADOW_READS = frozenset({"name", "uid", "passwd", "change", "expire"})
+GROUP_READS = frozenset({"name", "gid", "passwd", "users"})
+
 MAPS: dict[str, MapSpec] = {m.name: m for m in (
-    MapSpec("passwd.byname", "users", _one("name", passwd_line), _by("name")),
-    MapSpec("passwd.byuid", "users", _one("uid", passwd_line), _by("uid")),
-    MapSpec("shadow.byname", "users", _one("name", shadow_line), _by("name"), secure=True),
-    MapSpec("group.byname", "groups", _one("name", group_line), _by("name")),
-    MapSpec("group.bygid", "groups", _one("gid", group_line), _by("gid")),
+    MapSpec("passwd.byname", "users", _one("name", passwd_line), _by("name"),
+            reads=PASSWD_READS),
+    MapSpec("passwd.byuid", "users", _one("uid", passwd_line), _by("uid"),
+            reads=PASSWD_READS),
+    MapSpec("shadow.byname", "users", _one("name", shadow_line), _by("name"), secure=True,
+            reads=SHADOW_READS),
+    MapSpec("group.byname", "groups", _one("name", group_line), _by("name"),
+            reads=GROUP_READS),
+    MapSpec("group.bygid", "groups", _one("gid", group_line), _by("gid"),
+            reads=GROUP_READS),
     MapSpec("hosts.byname", "machines", hosts_byname, None),
     MapSpec("hosts.byaddr", "machines", hosts_byaddr, _by("ip_address")),
     MapSpec("services.byname", "services", services_byname, _before_slash("port")),

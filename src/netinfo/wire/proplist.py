@@ -340,6 +340,58 @@ def stored_list_values(data: bytes, name: str) -> list[str] | None:
         raise WireError(f"truncated proplist: {exc}") from None
     return None
 
+def stored_first_props(data: bytes, names: frozenset[bytes]) -> Proplist:
+    """The first property of each of *names* (their UTF-8 bytes) in an encoded proplist,
+    in the order they come, read in one pass without decoding the others: what a
+    renderer that reads only ``first_values`` of those names (nismaps) sees exactly as
+    in the whole proplist (NIS MATCH from the stored bytes, issue 21).
+
+    :raises WireError: truncated or oversized data.
+    """
+    u32 = _U32.unpack_from
+    size = len(data)
+    out: Proplist = []
+    want = set(names)
+    try:
+        (n,) = u32(data, 0)
+        if n > LIST_MAX:
+            raise WireError(f"proplist of {n} properties")
+        p = 4
+        for _ in range(n):
+            if not want:
+                break
+            (ln,) = u32(data, p)
+            p += 4
+            end = p + ln
+            if ln > NAME_MAX or end > size:
+                raise WireError("truncated proplist")
+            name = data[p:end]
+            p = end + (-ln & 3)
+            (m,) = u32(data, p)
+            p += 4
+            if m > LIST_MAX:
+                raise WireError(f"namelist of {m} names")
+            if name in want:
+                want.discard(name)
+                values = []
+                for _ in range(m):
+                    (ln,) = u32(data, p)
+                    p += 4
+                    end = p + ln
+                    if ln > NAME_MAX or end > size:
+                        raise WireError("truncated proplist")
+                    values.append(data[p:end].decode("utf-8", "surrogateescape"))
+                    p = end + (-ln & 3)
+                out.append((name.decode("utf-8", "surrogateescape"), values))
+                continue
+            for _ in range(m):
+                (ln,) = u32(data, p)
+                p += 4 + ln + (-ln & 3)
+    except struct.error as exc:
+        raise WireError(f"truncated proplist: {exc}") from None
+    return out
+
+
 def pack_object(p: Packer, d: Directory) -> None:
     pack_id(p, d.id)
     pack_proplist(p, d.props)

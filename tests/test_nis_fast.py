@@ -1,0 +1,185 @@
+"""The NIS front door's short path (issues 20 and 21, ``NisDoor.fast``): a MATCH taken
+before the prologue, its line rendered from the stored bytes of the directory found, its
+answer kept until a write — byte for byte the general path's, through writes that move
+children, rename them, give them several names, destroy them; FIRST, NEXT and ORDER
+alongside."""
+
+from __future__ import annotations
+
+import random
+
+from netinfo.model import NI_INDEX_NULL, NiId
+from netinfo.server import nismaps
+from netinfo.server.database import open_database
+from netinfo.server.netinfod import Dispatcher, ServerConfig, yp_program
+from netinfo.server.nis import HOT_BYTES, NisDoor
+from netinfo.storage.changes import Caller
+from netinfo.wire import rpc, yp
+from netinfo.wire.proplist import encode_proplist, stored_first_props
+from netinfo.wire.protocol import Proc
+from netinfo.wire.yp import YpProc
+
+ROOT = Caller("127.0.0.1", 600, superuser=True, user="root")
+DOM = "nifast"
+USERS = 40
+MAPS = ("passwd.byname", "passwd.byuid", "shadow.byname", "group.byname", "group.bygid",
+        "hosts.byaddr", "mail.aliases")
+
+
+class Domain:
+    """A SQLite domain (users, groups, a host, an alias) served by two dispatchers with
+    a door each: the general path alone (``--no-fast-path``) and the short path."""
+
+    def __init__(self, tmp_path) -> None:
+        self.db = open_database(tmp_path, "nf", create=True)
+        self.normal = Dispatcher(self.db, ServerConfig("nf", fast_path=False), ["127.0.0.1"])
+        self.fast = Dispatcher(self.db, ServerConfig("nf"), ["127.0.0.1"])
+        self.doors = []
+        for disp, short in ((self.normal, False), (self.fast, True)):
+            door = NisDoor(self.db, [DOM], master="nf", short=short)
+            disp.add_program(yp_program(door)(disp))
+            self.doors.append(door)
+        self.dirs = {}
+        root = self.db.call(Proc.ROOT, ROOT, ())
+        for name in ("users", "groups", "machines", "aliases"):
+            self.dirs[name], _ = self.db.call(Proc.CREATE, ROOT, (
+                self.db.call(Proc.SELF, ROOT, (root,)), [("name", [name])], -1, None))
+        for i in range(USERS):
+            self.create("users", user_props(i, random.Random(i)), -1)
+        for g in range(5):
+            self.create("groups", [("name", [f"g{g}"]), ("gid", [str(100 + g)]),
+                                   ("users", [f"u{g}", f"u{g + 1}"])], -1)
+        self.create("machines", [("name", ["h"]), ("ip_address", ["10.0.0.1"])], -1)
+        self.create("aliases", [("name", ["postmaster"]), ("members", ["u1"])], -1)
+        self.db.commit()
+
+    def create(self, dirname: str, props, where: int) -> None:
+        parent = self.db.call(Proc.SELF, ROOT, (NiId(self.dirs[dirname].object, 0),))
+        self.db.call(Proc.CREATE, ROOT, (parent, props, where, None))
+
+    def children(self, dirname: str) -> list[int]:
+        return list(self.db.call(Proc.CHILDREN, ROOT,
+                                 (NiId(self.dirs[dirname].object, 0),))[0])
+
+    def exchange(self, disp: Dispatcher, record: bytes, port: int) -> bytes | None:
+        with self.db.batch() as batch:
+            disp.handle(record, Caller("127.0.0.1", port), udp=False, batch=batch)
+        reply = batch.replies[0] if batch.replies else None
+        assert reply is None or isinstance(reply, bytes)
+        return reply
+
+
+def user_props(i: int, rnd: random.Random) -> list[tuple[str, list[str]]]:
+    """A user, now and then with two names, a uid others share, no gid (no line), a
+    field that breaks the line, the properties in another order or twice."""
+    props = [("name", [f"u{i}"] + ([f"u{i + 1}"] if rnd.random() < 0.15 else [])),
+             ("passwd", [rnd.choice(("*", "$6$s$h", ""))]),
+             ("uid", [str(500 + rnd.randrange(USERS // 2))]),
+             ("gid", [rnd.choice(("20", "x", "5"))] if rnd.random() < 0.9 else []),
+             ("realname", [rnd.choice(("U", "a:b", "Ünï"))]),
+             ("home", [f"/home/u{i}"]), ("shell", ["/bin/sh"])]
+    if rnd.random() < 0.2:
+        rnd.shuffle(props)
+    if rnd.random() < 0.1:
+        props.append(("name", [f"other{i}"]))          # a second name property
+    if rnd.random() < 0.1:
+        props.insert(0, ("uid", []))                    # an empty first uid
+    return props
+
+
+def random_call(rnd: random.Random, xid: int, users: int) -> tuple[bytes, int]:
+    proc = rnd.choice((YpProc.MATCH,) * 8 + (YpProc.FIRST, YpProc.NEXT, YpProc.ORDER))
+    name = rnd.choice(MAPS)
+    key = rnd.choice((f"u{rnd.randrange(users + 3)}", str(500 + rnd.randrange(USERS // 2 + 2)),
+                      f"g{rnd.randrange(6)}", str(100 + rnd.randrange(6)), "10.0.0.1",
+                      "postmaster", f"other{rnd.randrange(users)}")).encode()
+    domain = DOM if rnd.random() < 0.97 else "elsewhere"
+    if proc in (YpProc.MATCH, YpProc.NEXT):
+        args = yp.encode_key(domain, name, key)
+    else:
+        args = yp.encode_nokey(domain, name)
+    r = rnd.random()
+    if r < 0.03:
+        args = args[:-2]                       # truncated: GARBAGE_ARGS
+    elif r < 0.05:
+        args += b"\0\0\0\1"                    # trailing bytes
+    port = 600 if rnd.random() < 0.2 else 40000   # shadow.byname: reserved ports only
+    return rpc.encode_call(xid, yp.YPPROG, yp.YPVERS, proc, args), port
+
+
+def test_short_matches_equal_general_matches_through_writes(tmp_path):
+    d = Domain(tmp_path)
+    rnd = random.Random(21)
+    door = d.doors[1]
+    users = USERS
+    kept = 0
+    for step in range(5000):
+        if step % 61 == 60:
+            kids = d.children("users")
+            kind = rnd.randrange(4)
+            with d.db.batch():
+                if kind == 0:                  # a new user, at the front now and then
+                    d.create("users", user_props(users, rnd),
+                             0 if rnd.random() < 0.5 else NI_INDEX_NULL)
+                    users += 1
+                elif kind == 1 and len(kids) > 5:     # a user goes
+                    parent = d.db.call(Proc.SELF, ROOT, (NiId(d.dirs["users"].object, 0),))
+                    child = d.db.call(Proc.SELF, ROOT, (NiId(rnd.choice(kids), 0),))
+                    d.db.call(Proc.DESTROY, ROOT, (parent, child))
+                elif kind == 2:                # renamed, or its uid changed
+                    child = d.db.call(Proc.SELF, ROOT, (NiId(rnd.choice(kids), 0),))
+                    prop = rnd.choice(("name", "uid"))
+                    d.db.call(Proc.WRITEPROP, ROOT, (child, 0 if prop == "name" else 2,
+                                                     [f"u{rnd.randrange(users)}"]
+                                                     if prop == "name" else ["501"]))
+                else:                          # the same name again, first in the list
+                    d.create("users", [("name", [f"u{rnd.randrange(users)}"]),
+                                       ("uid", ["777"]), ("gid", ["7"])], 0)
+        rec, port = random_call(rnd, step + 1, users)
+        short = d.exchange(d.fast, rec, port)
+        assert short == d.exchange(d.normal, rec, port), (step, rec.hex())
+        kept = max(kept, len(door._hot))
+    assert kept > 20                          # answers were kept between writes
+    assert not d.doors[0]._hot                # the general path keeps none
+
+
+def test_a_match_after_a_pending_write_in_its_batch_sees_it(tmp_path):
+    d = Domain(tmp_path)
+    rec = rpc.encode_call(1, yp.YPPROG, yp.YPVERS, YpProc.MATCH,
+                          yp.encode_key(DOM, "passwd.byname", b"new"))
+    before = d.exchange(d.fast, rec, 40000)
+    assert yp.decode_val(rpc.decode_reply(before)[1].data[24:])[0] == yp.YpStat.NOKEY
+    with d.db.batch() as batch:
+        d.create("users", [("name", ["new"]), ("uid", ["9"]), ("gid", ["9"])], -1)
+        d.fast.handle(rec, Caller("127.0.0.1", 40000), udp=False, batch=batch)
+    after = batch.replies[0]
+    assert isinstance(after, bytes) and after.endswith(b"\0\0\0\x0cnew:x:9:9:::")
+    assert d.exchange(d.fast, rec, 40000) == after == d.exchange(d.normal, rec, 40000)
+
+
+def test_kept_answers_are_bounded_by_bytes(tmp_path):
+    d = Domain(tmp_path)
+    door = d.doors[1]
+    long_key = b"k" * 1000
+    for i in range(200):
+        rec = rpc.encode_call(i, yp.YPPROG, yp.YPVERS, YpProc.MATCH,
+                              yp.encode_key(DOM, "passwd.byname", long_key + str(i).encode()))
+        d.exchange(d.fast, rec, 40000)
+    assert 0 < door._hot_bytes <= HOT_BYTES
+    assert len(door._hot) == 200
+
+
+def test_stored_first_props_is_first_values():
+    """What the renderers see from the stored bytes is what they see in the proplist."""
+    rnd = random.Random(5)
+    names = ["name", "uid", "gid", "realname", "home", "shell", "passwd", "users", "x"]
+    for _ in range(2000):
+        props = [(rnd.choice(names), [rnd.choice(("a", "1", "", "é", "b:c"))
+                                      for _ in range(rnd.randrange(3))])
+                 for _ in range(rnd.randrange(9))]
+        wire = encode_proplist(props)
+        for spec in nismaps.MAPS.values():
+            if spec.reads is None:
+                continue
+            got = stored_first_props(wire, frozenset(n.encode() for n in spec.reads))
+            assert list(spec.entries(got)) == list(spec.entries(props)), props
