@@ -1,0 +1,223 @@
+"""The lazy node source of the PostgreSQL engine: its rows, read for ``cached.CachedSource``.
+
+As ``sqlite_source`` is for SQLite: everything engine-independent (the bounded LRU, pins
+for changes not yet durable, resident big child lists, the LOOKUP overlay, chunked
+LIST/LISTALL/READALL, snapshots) is :class:`~.cached.CachedSource`'s; this module holds
+the SQL alone. :class:`PgReader` is the :class:`~.cached.RowReader` of one connection:
+the store's own (the writer's, whose commits are the only writes to the domain: the
+cached source is kept in step by them, ``CachedSource.durable``), or a snapshot's, a
+connection of its own in a ``REPEATABLE READ READ ONLY`` transaction, opened on its first
+read: in the worker thread of the stream that reads it (``off_loop``: its reads are
+network round trips, server/ahead.py), never on the event loop.
+
+Nothing here is proportional to the domain's size at open: the checksum, highest number
+and freed numbers are single-row queries (spec §5.6, §5.2, §5.3), LOOKUP reads the
+persisted ``keys`` index in PostgreSQL (spec §4.4, §5.4), and a directory is one query
+with whether it has children.
+"""
+
+from __future__ import annotations
+
+from array import array
+from collections.abc import Sequence
+from itertools import groupby
+from operator import itemgetter
+from typing import TYPE_CHECKING, Any
+
+from ..errors import DamagedDirectory, StorageError
+from .cached import CachedSource, Row
+from .postgres import PgRows, _connect, _one_line, _psycopg, split_url
+
+if TYPE_CHECKING:
+    import psycopg
+
+    from .postgres import PostgresStore
+
+#: Directories per chunk of a whole-list read (one query each, as SQLite's).
+CHUNK = 256
+#: What to do about a directory that does not decode.
+RECOVERY = ("restore it from a dump (niload -r / . < dump.raw into a new domain), or copy "
+            "the domain from a clone (nistore copy)")
+
+# Whether it has children at all comes with a directory (one index probe).
+_ROW = ("SELECT instance, parent, props, EXISTS(SELECT 1 FROM kids WHERE parent = %(i)s)"
+        " FROM dirs WHERE id = %(i)s")
+_KIDS = "SELECT child FROM kids WHERE parent = %s ORDER BY ord"
+_FETCH = "SELECT id, instance, parent, props FROM dirs WHERE id = ANY(%s)"
+_FETCH_KIDS = ("SELECT parent, child FROM kids WHERE parent = ANY(%s)"
+               " ORDER BY parent, ord")
+# LOOKUP from the index, in child-list order (kids: still a child of that directory)
+_LOOKUP = ("SELECT k.child FROM keys k JOIN kids o ON o.parent = k.parent"
+           " AND o.child = k.child WHERE k.parent = %s AND k.key = %s AND k.value = %s"
+           " ORDER BY o.ord")
+# LOOKUPREAD: the first match's row with the index hit, one round trip
+_FIRST = ("SELECT d.id, d.props FROM keys k JOIN kids o ON o.parent = k.parent"
+          " AND o.child = k.child JOIN dirs d ON d.id = k.child"
+          " WHERE k.parent = %s AND k.key = %s AND k.value = %s ORDER BY o.ord LIMIT 1")
+
+
+class PgReader(PgRows):
+    """The :class:`~.cached.RowReader` of a :class:`~.postgres.PostgresStore` on
+    connection *conn*; with *conn* None, a snapshot reader that opens a connection of its
+    own on its first read (:meth:`snapshot`)."""
+
+    chunk = CHUNK
+    #: every read is a round trip to the server: a snapshot stream reads in a worker
+    #: thread (server/ahead.py)
+    off_loop = True
+
+    def __init__(self, store: PostgresStore, conn: psycopg.Connection[Any] | None) -> None:
+        super().__init__(conn)  # type: ignore[arg-type]  # None: opened on first use
+        self._store = store
+        self._snapshot = conn is None
+        self._pg_error: type[Exception] = _psycopg().Error
+
+    @property
+    def _c(self) -> psycopg.Connection[Any]:
+        conn = self._conn
+        if conn is None:
+            conn = self._conn = self._open_snapshot()
+        return conn
+
+    def _open_snapshot(self) -> psycopg.Connection[Any]:
+        conninfo, _ = split_url(self._store.url)
+        conn = _connect(conninfo, "snapshot")
+        try:
+            conn.execute(f'SET search_path TO "{self._store.schema}"')
+            conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            # the snapshot is taken by the transaction's first query
+            conn.execute("SELECT 1 FROM meta LIMIT 1")
+        except Exception as exc:
+            conn.close()
+            raise self._bad(exc) from exc
+        return conn
+
+    def _bad(self, exc: BaseException) -> StorageError:
+        conn = self._conn
+        lost = "" if self._snapshot or conn is None or not (conn.closed or conn.broken) \
+            else " (the connection to PostgreSQL is lost: this writer stores nothing more)"
+        return StorageError(f"cannot read {self._store.where}: {_one_line(exc)}{lost}")
+
+    def _q(self, sql: str, args: Sequence[object] | dict[str, object] = (),
+           binary: bool = False) -> list[Any]:
+        try:
+            return self._c.execute(sql, args, binary=binary).fetchall()
+        except self._pg_error as exc:
+            raise self._bad(exc) from exc
+
+    def _one(self, sql: str, args: Sequence[object] = ()) -> Any:
+        rows = self._q(sql, args)
+        return rows[0][0] if rows else None
+
+    def damaged(self, oid: int, exc: Exception) -> DamagedDirectory:
+        return DamagedDirectory(oid, f"{self._store.where}: directory {oid} is damaged "
+                                     f"({exc}): it is refused when read and never sent to "
+                                     f"a clone; {RECOVERY}")
+
+    # -- the RowReader ---------------------------------------------------------------------
+
+    def row(self, oid: int) -> tuple[int, int, bytes, bool] | None:
+        rows = self._q(_ROW, {"i": oid}, binary=True)
+        if not rows:
+            return None
+        inst, parent, props, has = rows[0]
+        return inst, parent, bytes(props), has
+
+    def kids(self, oid: int) -> array[int]:
+        try:
+            cur = self._c.execute(_KIDS, (oid,), binary=True)
+            return array("I", map(itemgetter(0), cur))
+        except self._pg_error as exc:
+            raise self._bad(exc) from exc
+
+    def fetch(self, ids: list[int], with_kids: bool) -> tuple[list[Row], dict[int, array[int]]]:
+        rows: list[Row] = [(oid, inst, parent, bytes(props)) for oid, inst, parent, props
+                           in self._q(_FETCH, (ids,), binary=True)]
+        kids: dict[int, array[int]] = {}
+        if with_kids and rows:
+            for parent, group in groupby(self._q(_FETCH_KIDS, (ids,), binary=True),
+                                         itemgetter(0)):
+                kids[parent] = array("I", map(itemgetter(1), group))
+        return rows, kids
+
+    def has(self, oid: int) -> bool:
+        return bool(self._q("SELECT 1 FROM dirs WHERE id = %s", (oid,)))
+
+    def max_id(self) -> int:
+        return self.highest([])
+
+    def highest(self, excluding: list[int]) -> int:
+        if excluding:
+            top = self._one("SELECT max(id) FROM dirs WHERE id <> ALL(%s)", (excluding,))
+        else:
+            top = self._one("SELECT max(id) FROM dirs")
+        return -1 if top is None else int(top)
+
+    def count(self) -> int:
+        return int(self._one("SELECT count(*) FROM dirs"))
+
+    def gaps(self) -> list[int]:
+        out: list[int] = []
+        first, last, count = self._q("SELECT min(id), max(id), count(*) FROM dirs")[0]
+        if first is None or last - first + 1 == count:   # dense: no holes
+            out.extend(range(first or 0))
+            return out
+        out.extend(range(first))
+        # Usually every hole is a destroyed number, listed in freed (as SQLite's).
+        freed = [oid for (oid,) in self._q(
+            "SELECT id FROM freed WHERE id > %s AND id < %s", (first, last))]
+        if len(freed) == last - first + 1 - count:
+            out.extend(freed)
+            return out
+        for oid, nxt in self._q(
+                "SELECT id, nxt FROM (SELECT id, lead(id) OVER (ORDER BY id) AS nxt"
+                " FROM dirs) w WHERE nxt > id + 1"):
+            out.extend(range(oid + 1, nxt))
+        return out
+
+    def freed(self) -> dict[int, int]:
+        return dict(self._q("SELECT id, instance FROM freed"))
+
+    def meta(self, key: str) -> object:
+        v = self._one("SELECT value FROM meta WHERE key = %s", (key,))
+        return None if v is None else int(v)
+
+    def instances(self) -> list[tuple[int, int]]:  # type: ignore[override]
+        return [(oid, inst) for oid, inst in self._q("SELECT id, instance FROM dirs",
+                                                      binary=True)]
+
+    def ids(self) -> list[int]:
+        return [oid for (oid,) in self._q("SELECT id FROM dirs", binary=True)]
+
+    def lookup(self, parent: int, key: bytes, value: bytes) -> list[int]:
+        return [c for (c,) in self._q(_LOOKUP, (parent, key, value), binary=True)]
+
+    def lookup_first(self, parent: int, key: bytes, value: bytes) -> tuple[int, bytes] | None:
+        rows = self._q(_FIRST, (parent, key, value), binary=True)
+        return (rows[0][0], bytes(rows[0][1])) if rows else None
+
+    def snapshot(self) -> PgReader:
+        """A reader of a snapshot of its own: a connection in a repeatable-read
+        transaction, opened (and the snapshot taken) by its first read, in the thread
+        that reads it."""
+        return PgReader(self._store, None)
+
+    def close(self) -> None:
+        if self._snapshot and self._conn is not None:
+            conn, self._conn = self._conn, None
+            try:
+                conn.close()   # ends the read transaction
+            except Exception:
+                pass
+
+
+class PgSource(CachedSource):
+    """The directories of a :class:`~.postgres.PostgresStore`, read on demand: a
+    :class:`~.cached.CachedSource` over :class:`PgReader` of the store's connection."""
+
+    def __init__(self, store: PostgresStore, conn: psycopg.Connection[Any],
+                 cache: int | None = None, cache_bytes: int | None = None) -> None:
+        super().__init__(PgReader(store, conn), cache, cache_bytes)
+
+
+__all__ = ["PgReader", "PgSource"]
