@@ -205,19 +205,19 @@ async def serve(args: argparse.Namespace) -> int:
         print(f"{PROG}: {e}", file=sys.stderr)
         return 2
     if args.init:
-        where = nb.catalog
+        home = nb.catalog
         if catalog is None:
             directory.mkdir(parents=True, exist_ok=True)
         try:
             crypted = None
-            if not (where.exists("network") and where.exists("local")):
+            if not (home.exists("network") and home.exists("local")):
                 crypted = root_password_hash(args.root_password_file, "the new domains")
             made = init_domains(directory, crypted, args.bind, catalog)
         except (DatabaseInUse, RootPasswordError, StorageError) as e:
             print(f"{PROG}: {e}", file=sys.stderr)
             return 2
         for tag in made:
-            print(f"{PROG}: created {where.where(tag)}", file=sys.stderr)
+            print(f"{PROG}: created {home.where(tag)}", file=sys.stderr)
         if made and crypted is None:
             print(locked_notice(PROG, "the new domains", "'nipasswd root' (local) and "
                                 "'nipasswd / root' (network)"), file=sys.stderr)

@@ -134,7 +134,7 @@ class PgReader(PgRows):
                 sql, types = _HOT[name]
                 res = pq.prepare(name, sql, types)
                 if res.status != 1:   # PGRES_COMMAND_OK
-                    raise StorageError(_one_line(res.error_message.decode(errors="replace")))
+                    raise self._bad(StorageError(res.error_message.decode(errors="replace")))
                 done.add(name)
             res = pq.exec_prepared(name, params, [1] * len(params), 1)
         except self._pg_error as exc:
@@ -187,7 +187,7 @@ class PgReader(PgRows):
     def max_id(self) -> int:
         return self.highest([])
 
-    def highest(self, excluding: list[int]) -> int:
+    def highest(self, excluding: list[int] | None = None) -> int:
         if excluding:
             top = self._one("SELECT max(id) FROM dirs WHERE id <> ALL(%s)", (excluding,))
         else:
@@ -219,11 +219,11 @@ class PgReader(PgRows):
     def freed(self) -> dict[int, int]:
         return dict(self._q("SELECT id, instance FROM freed"))
 
-    def meta(self, key: str) -> object:
+    def meta(self, key: str) -> int | None:
         v = self._one("SELECT value FROM meta WHERE key = %s", (key,))
         return None if v is None else int(v)
 
-    def instances(self) -> list[tuple[int, int]]:  # type: ignore[override]
+    def instances(self) -> list[tuple[int, int]]:
         return [(oid, inst) for oid, inst in self._q("SELECT id, instance FROM dirs",
                                                       binary=True)]
 
@@ -249,7 +249,7 @@ class PgReader(PgRows):
 
     def close(self) -> None:
         if self._snapshot and self._conn is not None:
-            conn, self._conn = self._conn, None
+            conn, self._conn = self._conn, None  # type: ignore[assignment]
             try:
                 conn.close()   # ends the read transaction
             except Exception:
