@@ -372,8 +372,16 @@ class PostgresStore(Store):
         """The domain read on demand through a bounded cache (``postgres_source``), on
         this store's connection: the writer's, whose commits are the domain's only
         writes, so the cache is kept in step by them (pinned until durable). A standby
-        that takes over opens a store of its own: it starts with a cold cache."""
+        that takes over opens a store of its own: it starts with a cold cache. A domain
+        not made yet is claimed first (its schema made), as its first commit would."""
         from .postgres_source import PgSource  # noqa: PLC0415 - the seam's other half
+        if not self._claimed:
+            try:
+                made = self._has_schema() and self.schema_version() >= 1
+            except self._pg_error as exc:
+                raise StorageError(f"cannot read {self.where}: {_one_line(exc)}") from exc
+            if not made:
+                self.claim()
         return PgSource(self, self._conn, cache, cache_bytes)
 
     def index_rows(self) -> set[tuple[int, bytes, bytes, int]]:
