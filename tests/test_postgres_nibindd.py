@@ -114,3 +114,47 @@ def test_nibindd_refuses_an_unreachable_store(pg_cluster, tmp_path):  # noqa: F8
                      "127.0.0.1", env=env_with_src(), timeout=60)
     assert p.returncode == 2
     assert p.stderr.startswith("nibindd: cannot serve the domains of postgresql://"), p.stderr
+
+
+def test_the_domain_is_read_on_demand(pg_cluster):  # noqa: F811
+    """Opening a PostgreSQL domain reads nothing proportional to its size: the service
+    gets the cached source (not a loaded image), a LOOKUP among 3,000 users is one index
+    query, and a write is seen by the next read (the cache follows the writer's commits)."""
+    from netinfo.model import NiId
+    from netinfo.server.database import Database
+    from netinfo.server.service import SUPERUSER
+    from netinfo.storage import KidIns, Put
+    from netinfo.storage.cached import CachedSource
+    from netinfo.wire.protocol import Proc
+
+    url = pg_cluster.url()
+    st = open_store(url)
+    ops = [Put(0, 1, 0, []), Put(1, 1, 0, [("name", ["users"])]), KidIns(0, 0, 1)]
+    for k in range(3000):
+        ops += [Put(k + 2, 1, 1, [("name", [f"user{k}"]), ("uid", [str(k)])]),
+                KidIns(1, k, k + 2)]
+    st.commit(ops, 0)
+    st.close()
+    st = open_store(url)
+    st.claim()
+    db = Database(st)
+    try:
+        src = db.source
+        assert isinstance(src, CachedSource)
+        assert sum(1 for _ in src.values()) <= 2   # the root, at most /users
+        assert db.answer(Proc.LOOKUP, SUPERUSER, (NiId(1, 1), "name", "user1234")) \
+            is not None
+        assert src._rows.lookup(1, b"name", b"user1234") == [1236]
+        assert sum(1 for _ in src.values()) <= 3 and len(src) == 3002
+        # a write, committed, then read back through the cache and from the store
+        db.call(Proc.CREATEPROP, SUPERUSER, (NiId(1236, 1), ("shell", ["/bin/sh"]), 0))
+        db.commit()
+        again = open_store(url)   # another connection: what is durable
+        try:
+            props = dict(again.load().records[1236].props)
+        finally:
+            again.close()
+        assert props["shell"] == ["/bin/sh"]
+        assert dict(src.get(1236).props)["shell"] == ["/bin/sh"]
+    finally:
+        db.close()
