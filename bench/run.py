@@ -74,7 +74,17 @@ LDAP_USERS = f"ou=users,{LDAP_SUFFIX}"
 TAG = "bench"
 P99_SMALL = 1000          # users in the second netinfod domain, for the p99 ratio
 PORTS = {"netinfod": 9601, "netinfod-1k": 9602, "ypserv": 9603, "slapd": 9604,
-         "ninull": 9605, "netinfod-general": 9606}
+         "ninull": 9605, "netinfod-general": 9606, "netinfod-ldap": 9607,
+         "netinfod-w": 9612}
+#: --ldap (issue 22 "Measure"): the LDAP and LDAPS ports of netinfod's door and slapd's
+#: LDAPS port (its plain one is PORTS["slapd"])
+LDAP_PORTS = {"netinfod": 9608, "netinfod-ldaps": 9610, "slapd-ldaps": 9611}
+#: nslcd's search for a user (ecosystem notes §4.1), beside the plain equality
+NSLCD_FILTER = "(&(objectClass=posixAccount)(uid=%s))"
+#: users user0..user999 have this password (one crypt string, the default scheme
+#: nipasswd writes), for the bind rate
+BIND_USERS = 1000
+BIND_PASSWORD = "bench-pw"
 CLIENTS = (1, 4, 16)
 PACKAGES = ("ypserv", "slapd", "ldap-utils", "389-ds-base", "rpcbind", "rpcsvc-proto",
             "libtirpc3", "libtirpc-dev", "libldap-2.5-0", "gcc", "libnsl-dev")
@@ -139,16 +149,34 @@ class Namespace:
 
 
 def rss_mib(pid: int) -> float:
+    """The process's RSS, and its children's (read workers; shared pages counted in
+    each)."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
+            return int(line.split()[1]) / 1024 + sum(rss_mib(c) for c in children(pid))
     return float("nan")
 
 
 def cpu_seconds(pid: int) -> float:
-    """User + system CPU time the process (all its threads) has used."""
+    """User + system CPU time the process (all its threads) has used, and its live
+    children (netinfod's read workers, ``--workers``)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    own = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return own + sum(cpu_seconds(c) for c in children(pid))
+
+
+def children(pid: int) -> list[int]:
+    """The live processes whose parent is *pid*."""
+    out = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                f = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(f[1]) == pid and f[0] != "Z":
+                out.append(int(entry))
+    return out
 
 
 def comm(pid: int) -> str:
@@ -181,6 +209,7 @@ def build_clients(work: Path) -> dict[str, Path]:
                      "-ltirpc", "-pthread"],
         "ypload": ["loadcore.c", "ypload.c", "yp_clnt.c", "yp_xdr.c", "-ltirpc", "-pthread"],
         "ldapload": ["loadcore.c", "ldapload.c", "-lldap", "-llber", "-pthread"],
+        "ldapbind": ["loadcore.c", "ldapbind.c", "-lldap", "-llber", "-pthread"],
         "ninull": ["ninull.c", "netinfo_prot_svc.c", "netinfo_prot_xdr.c", "-ltirpc"],
     }
     for name, srcs in builds.items():
@@ -195,7 +224,14 @@ def user(i: int) -> tuple[str, int, int, str, str, str]:
     return (f"user{i}", 10000 + i, 20, f"Bench User {i}", f"/home/user{i}", "/bin/sh")
 
 
-def build_netinfo(directory: Path, users: int) -> None:
+def bind_hash() -> str:
+    """The crypt string of :data:`BIND_PASSWORD` (one for every bind user)."""
+    sys.path.insert(0, str(SRC))
+    from netinfo.passwords import hash_password
+    return hash_password(BIND_PASSWORD)
+
+
+def build_netinfo(directory: Path, users: int, pw_hash: str = "*") -> None:
     """A master domain TAG in *directory*: the standard directories, then *users* users
     written straight to the store in batches (two ops each: Put, KidIns at the end of
     /users), with the checksum the service would have computed (spec §5.6)."""
@@ -223,7 +259,8 @@ def build_netinfo(directory: Path, users: int) -> None:
                 name, uid, gid, real, home, shell = user(i)
                 oid = first + i
                 ops.append(Put(oid, 1, parent, [
-                    ("name", [name]), ("passwd", ["*"]), ("uid", [str(uid)]),
+                    ("name", [name]), ("passwd", [pw_hash if i < BIND_USERS else "*"]),
+                    ("uid", [str(uid)]),
                     ("gid", [str(gid)]), ("realname", [real]), ("home", [home]),
                     ("shell", [shell])]))
                 ops.append(KidIns(parent, end, oid))
@@ -271,13 +308,23 @@ directory {d}/db
 index objectClass eq
 index uid eq
 """
+#: with --ldap: LDAPS for the bind rate (a certificate of the run's own)
+SLAPD_TLS = """TLSCertificateFile {cert}
+TLSCertificateKeyFile {key}
+"""
 
 
-def build_ldap(d: Path, users: int) -> Path:
-    """A slapd.conf and an mdb database of *users* entries, loaded by ``slapadd -q``."""
+def build_ldap(d: Path, users: int, pw_hash: str = "*",
+               tls: tuple[Path, Path] | None = None) -> Path:
+    """A slapd.conf and an mdb database of *users* entries, loaded by ``slapadd -q``
+    (the first :data:`BIND_USERS` with *pw_hash* as ``{CRYPT}`` userPassword)."""
     (d / "db").mkdir(parents=True, exist_ok=True)
     conf = d / "slapd.conf"
-    conf.write_text(SLAPD_CONF.format(d=d, suffix=LDAP_SUFFIX))
+    text = SLAPD_CONF.format(d=d, suffix=LDAP_SUFFIX)
+    if tls is not None:   # global directives: before "database"
+        head, _, rest = text.partition("database mdb")
+        text = head + SLAPD_TLS.format(cert=tls[0], key=tls[1]) + "database mdb" + rest
+    conf.write_text(text)
     p = subprocess.Popen(["slapadd", "-q", "-f", str(conf)], stdin=subprocess.PIPE,
                          stdout=subprocess.DEVNULL)
     assert p.stdin is not None
@@ -289,10 +336,12 @@ def build_ldap(d: Path, users: int) -> Path:
         out = []
         for i in range(lo, min(users, lo + chunk)):
             name, uid, gid, real, home, shell = user(i)
+            pw = f"userPassword: {{CRYPT}}{pw_hash}\n" if i < BIND_USERS and pw_hash != "*" \
+                else ""
             out.append(f"dn: uid={name},{LDAP_USERS}\nobjectClass: account\n"
                        f"objectClass: posixAccount\nuid: {name}\ncn: {real}\n"
                        f"uidNumber: {uid}\ngidNumber: {gid}\ngecos: {real}\n"
-                       f"homeDirectory: {home}\nloginShell: {shell}\n\n")
+                       f"homeDirectory: {home}\nloginShell: {shell}\n{pw}\n")
         p.stdin.write("".join(out).encode())
     p.stdin.close()
     if p.wait() != 0:
@@ -316,6 +365,8 @@ class Server:
     loads: tuple[int, ...] = CLIENTS
     results: dict = field(default_factory=dict)
     proc: subprocess.Popen | None = None
+    #: another server's process, asked another way (--ldap: nslcd's filter, binds)
+    alias_of: str | None = None
 
 
 class Bench:
@@ -372,9 +423,10 @@ class Bench:
                                  self.work / "ypserv.log")
         return start
 
-    def slapd(self, conf: Path, port: int) -> Callable[[], subprocess.Popen]:
-        argv = ["/usr/sbin/slapd", "-d", "0", "-f", str(conf), "-h",
-                f"ldap://127.0.0.1:{port}/"]
+    def slapd(self, conf: Path, port: int,
+              ldaps: int | None = None) -> Callable[[], subprocess.Popen]:
+        urls = f"ldap://127.0.0.1:{port}/" + (f" ldaps://127.0.0.1:{ldaps}/" if ldaps else "")
+        argv = ["/usr/sbin/slapd", "-d", "0", "-f", str(conf), "-h", urls]
         return lambda: self.ns.spawn(argv, self.work / "slapd.log")
 
     def ninull(self, port: int) -> Callable[[], subprocess.Popen]:
@@ -404,8 +456,12 @@ class Bench:
     def start_all(self, servers: list[Server]) -> None:
         """Each server started ``reps`` times, timed until its first answer; the last
         start of each stays up (all of them, idle, while the others are loaded)."""
+        by_name = {s.name: s for s in servers}
         for s in servers:
             s.results = {"users": s.users, "start_s": [], "load": {}}
+            if s.alias_of is not None:   # the same process, started already
+                s.proc = by_name[s.alias_of].proc
+                continue
             for r in range(self.args.reps):
                 p, took = self.start_until_answer(s)
                 s.results["start_s"].append(round(took, 3))
@@ -706,6 +762,13 @@ def main() -> int:
     ap.add_argument("--general", action="store_true",
                     help="also serve the same domain with netinfod --no-fast-path "
                          "(netinfod-general): the short path's gain in the same run")
+    ap.add_argument("--workers", type=int, metavar="N",
+                    help="also serve the same domain with netinfod --read-workers N "
+                         "(netinfod-wN, issue 20 item 3): reads from N+1 processes")
+    ap.add_argument("--ldap", action="store_true",
+                    help="also serve the same domain through netinfod's LDAP door "
+                         "(netinfod-ldap) and compare it with slapd: equality searches "
+                         "(uid=NAME), nslcd's filter, simple binds over LDAPS (issue 22)")
     ap.add_argument("--no-docs", action="store_true",
                     help="do not rewrite docs/benchmarks.md's peer section")
     ap.add_argument("--no-targets", action="store_true",
@@ -721,6 +784,9 @@ def main() -> int:
         write_docs(sub, m["users"], m["reps"])
         if results.get("targets"):
             write_targets(results, m)
+        if results.get("netinfod-ldap"):
+            write_docs(ldap_subsection(results, m), m["users"], m["reps"], LDAP_SECTION,
+                       LDAP_INTRO)
         return 0
     args.users = args.users or (10_000 if args.quick else 1_000_000)
     args.seconds = args.seconds or (1.0 if args.quick else 5.0)
@@ -760,30 +826,53 @@ def main() -> int:
                 servers.append(Server("ypserv", PORTS["ypserv"], args.users, bins["ypload"],
                                       [NIS_DOMAIN, "passwd.byname"], b.ypserv(PORTS["ypserv"]),
                                       60))
+            pw_hash, tls = "*", None
+            if args.ldap:
+                pw_hash, tls = bind_hash(), certificate(work)
             if "slapd" in only:
                 ldir = work / f"ldap-{args.users}"
                 if not (ldir / "done").exists():
                     shutil.rmtree(ldir, ignore_errors=True)
                     t = time.monotonic()
-                    conf = build_ldap(ldir, args.users)
+                    conf = build_ldap(ldir, args.users, pw_hash, tls)
                     (ldir / "done").touch()
                     log(f"LDAP database of {args.users:,} users: {time.monotonic() - t:.1f} s")
                 else:
                     conf = ldir / "slapd.conf"
+                ldaps = LDAP_PORTS["slapd-ldaps"] if args.ldap else None
                 servers.append(Server("slapd", PORTS["slapd"], args.users, bins["ldapload"],
-                                      [LDAP_USERS], b.slapd(conf, PORTS["slapd"]), 120))
+                                      [LDAP_USERS], b.slapd(conf, PORTS["slapd"], ldaps), 120))
+                if args.ldap:
+                    servers += ldap_aliases("slapd", PORTS["slapd"], ldaps or 0, args.users,
+                                            bins)
             if "netinfod" in only:
                 # Always rebuilt: the store's format belongs to the tree under test.
                 for name, n in (("netinfod", args.users), ("netinfod-1k", P99_SMALL)):
                     d = work / name
                     shutil.rmtree(d, ignore_errors=True)
                     t = time.monotonic()
-                    build_netinfo(d, n)
+                    build_netinfo(d, n, pw_hash)
                     log(f"NetInfo domain of {n:,} users: {time.monotonic() - t:.1f} s")
                     servers.append(Server(name, PORTS[name], n, bins["nilookup"], [],
                                           b.netinfod(d, PORTS[name]),
                                           120 + 900 * n / 1_000_000,
                                           (1,) if name == "netinfod-1k" else CLIENTS))
+                if args.ldap:
+                    # the same domain through netinfod's LDAP door (issue 22)
+                    d = work / "netinfod-ldap"
+                    shutil.rmtree(d, ignore_errors=True)
+                    shutil.copytree(work / "netinfod", d)
+                    assert tls is not None
+                    door = ("--ldap", f"127.0.0.1:{LDAP_PORTS['netinfod']}",
+                            "--ldaps", f"127.0.0.1:{LDAP_PORTS['netinfod-ldaps']}",
+                            "--ldap-cert", str(tls[0]), "--ldap-key", str(tls[1]),
+                            "--ldap-base", LDAP_SUFFIX)
+                    servers.append(Server("netinfod-ldap", LDAP_PORTS["netinfod"], args.users,
+                                          bins["ldapload"], [LDAP_USERS],
+                                          b.netinfod(d, PORTS["netinfod-ldap"], door),
+                                          120 + 900 * args.users / 1_000_000, LDAP_CLIENTS))
+                    servers += ldap_aliases("netinfod-ldap", LDAP_PORTS["netinfod"],
+                                            LDAP_PORTS["netinfod-ldaps"], args.users, bins)
                 if args.general:
                     # the same domain served by the general path alone (issue 20)
                     d = work / "netinfod-general"
@@ -794,11 +883,23 @@ def main() -> int:
                                           b.netinfod(d, PORTS["netinfod-general"],
                                                      ("--no-fast-path",)),
                                           120 + 900 * args.users / 1_000_000))
+                if args.workers:
+                    # the same domain, reads served by N more processes (issue 20 item 3)
+                    name = f"netinfod-w{args.workers}"
+                    d = work / name
+                    shutil.rmtree(d, ignore_errors=True)
+                    shutil.copytree(work / "netinfod", d)
+                    servers.append(Server(name, PORTS["netinfod-w"], args.users,
+                                          bins["nilookup"], [],
+                                          b.netinfod(d, PORTS["netinfod-w"],
+                                                     ("--read-workers", str(args.workers))),
+                                          120 + 900 * args.users / 1_000_000))
             b.start_all(servers)
             b.load_all(servers)
             for s in servers:
                 results[s.name] = s.results
-                ns.stop(s.proc, timeout=120)
+                if s.alias_of is None:
+                    ns.stop(s.proc, timeout=120)
                 if s.name == "slapd":
                     results["ldclt"] = b.ldclt(s.port, s)
             if b.rpcbind is not None:
@@ -821,6 +922,12 @@ def main() -> int:
                                    + "\n")
     if results.get("targets"):
         print("\n".join(targets_section(results, m)))
+    if args.ldap:
+        ldap_sub = ldap_subsection(results, m)
+        print(ldap_sub)
+        if not (args.quick or args.no_docs):
+            write_docs(ldap_sub, args.users, args.reps, LDAP_SECTION, LDAP_INTRO)
+            log(f"wrote the LDAP section of {DOCS}")
     if not (args.quick or args.no_docs or args.only):
         write_docs(section, args.users, args.reps)
         log(f"wrote the peer section of {DOCS}")
@@ -828,6 +935,89 @@ def main() -> int:
             write_targets(results, m)
             log(f"wrote the targets section of {DOCS}")
     return 0
+
+
+# -- the LDAP door against slapd (--ldap; issue 22 "Measure") -----------------------------------
+
+#: the LDAP servers' loads: issue 22 asks for 1 and 4 clients
+LDAP_CLIENTS = (1, 4)
+
+
+def certificate(work: Path) -> tuple[Path, Path]:
+    """A self-signed certificate for 127.0.0.1 (both servers' LDAPS)."""
+    cert, key = work / "ldap-cert.pem", work / "ldap-key.pem"
+    run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+         "ec_paramgen_curve:prime256v1", "-nodes", "-days", "2", "-subj", "/CN=127.0.0.1",
+         "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+        capture_output=True)
+    os.chmod(key, 0o644)   # slapd may read it as another user
+    return cert, key
+
+
+def ldap_aliases(parent: str, port: int, ldaps: int, users: int,
+                 bins: dict[str, Path]) -> list[Server]:
+    """*parent* asked nslcd's way, and bound to over LDAPS (its TLS session made once a
+    connection and reused by every bind), as servers of their own sharing its process."""
+    return [
+        Server(f"{parent}-nslcd", port, users, bins["ldapload"], [LDAP_USERS, NSLCD_FILTER],
+               lambda: None, 0, LDAP_CLIENTS, alias_of=parent),   # type: ignore[arg-type]
+        Server(f"{parent}-bind", ldaps, min(users, BIND_USERS), bins["ldapbind"],
+               [LDAP_USERS, BIND_PASSWORD], lambda: None, 0, LDAP_CLIENTS,   # type: ignore
+               alias_of=parent),
+    ]
+
+
+LDAP_SECTION = "## The LDAP front door against slapd — `python3 bench/run.py --ldap`"
+LDAP_INTRO = """\
+Issue 22's measure: netinfod's LDAP door (`netinfod --ldap`, the same domain as the
+peers' netinfod column, its base given as `--ldap-base dc=bench,dc=test`) against slapd
+(mdb, `uid` indexed, the same users loaded by `slapadd -q`), in the same run of
+`bench/run.py --ldap`, by the same C client over libldap (`bench/peers/ldapload.c`: a
+one-level search under `ou=users` returning every attribute, anonymous, one search in
+flight per connection, random users), 1 and 4 clients (threads, one connection each).
+"Equality" is the filter `(uid=NAME)`; "nslcd" is nslcd's
+`(&(objectClass=posixAccount)(uid=NAME))`. Binds: `bench/peers/ldapbind.c` over LDAPS,
+each connection's TLS session made once and reused for every bind (simple bind as
+`uid=NAME,ou=users,...` among 1,000 users holding the same SHA-512 crypt string, the
+scheme nipasswd writes; slapd checks it as `{CRYPT}`): what a login through SSSD or nslcd
+costs a server once connected. Everything runs in the peers' network namespace.
+"""
+
+
+def ldap_table(results: dict, users: int) -> list[str]:
+    rows = [f"| measure ({users:,} users) | netinfod LDAP door | slapd | ratio | "
+            "issue target | verdict |", "|---|---|---|---|---|---|"]
+    for what, suffix, target in (("equality searches/s", "", True),
+                                 ("nslcd's searches/s", "-nslcd", True),
+                                 ("simple binds/s over LDAPS, session reused", "-bind",
+                                  False)):
+        ni, ld = results.get("netinfod-ldap" + suffix), results.get("slapd" + suffix)
+        for k in LDAP_CLIENTS:
+            if not (ni and ld and k in ni["load"] and k in ld["load"]):
+                continue
+            ratio = rate(ni, k) / rate(ld, k)
+            v = f"{verdict(ratio >= 1.0)}" if target else "(reported)"
+            rows.append(f"| {what}, {k} client{'s' if k > 1 else ''} | "
+                        f"{fmt_n(rate(ni, k))} | {fmt_n(rate(ld, k))} | {ratio:.2f}× | "
+                        f"{'≥ 1.0× slapd' if target else 'report'} | {v} |")
+        if ni and ld and 1 in ni["load"] and 1 in ld["load"]:
+            rows.append(f"| {what.split('/')[0]}: p99 µs, 1 client | {fmt_n(p99(ni))} | "
+                        f"{fmt_n(p99(ld))} | – | – | – |")
+        if ni and ld and 4 in ni["load"] and 4 in ld["load"]:
+            cpu = [med([x["server_cpu_us_per_call"] for x in r["load"][4]]) for r in (ni, ld)]
+            rows.append(f"| {what.split('/')[0]}: server CPU µs per call, 4 clients | "
+                        f"{cpu[0]:,.0f} | {cpu[1]:,.0f} | – | – | – |")
+    return rows
+
+
+def ldap_subsection(results: dict, m: dict) -> str:
+    lines = [f"### {m['users']:,} users", "",
+             f"Measured {m['date']} at commit {m['commit']}: {m['nproc']} cores, Python "
+             f"{m['python']}; medians of {m['reps']} runs of {m['seconds']:g} s; load "
+             f"average at the end {', '.join(f'{x:.1f}' for x in m['loadavg_at_end'])} "
+             "(other work shares the machine).", "", *ldap_table(results, m["users"])]
+    return "\n".join(line if line.startswith("|") else textwrap.fill(line, 92)
+                     for line in lines) + "\n"
 
 
 TARGETS_SECTION = "## Issue 10's targets — `python3 bench/run.py`"

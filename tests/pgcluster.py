@@ -14,8 +14,10 @@ import itertools
 import os
 import pwd
 import shutil
+import signal
 import subprocess
 import tempfile
+import time
 from collections.abc import Iterator
 from urllib.parse import quote
 
@@ -53,9 +55,11 @@ def missing() -> str | None:
 
 
 class Cluster:
-    """One scratch cluster; :meth:`url` gives a store URL of a fresh domain each time."""
+    """One scratch cluster; :meth:`url` gives a store URL of a fresh domain each time.
+    *settings* are server settings given at every start (``-c name=value``)."""
 
-    def __init__(self) -> None:
+    def __init__(self, settings: dict[str, str] | None = None) -> None:
+        self.settings = dict(settings or {})
         self.base = tempfile.mkdtemp(prefix="ni-pg-", dir="/tmp")
         self.data = os.path.join(self.base, "data")
         self._as: list[str] = []
@@ -86,8 +90,61 @@ class Cluster:
     def start(self) -> None:
         self.run(pg_bin("pg_ctl") or "pg_ctl", "-D", self.data, "-l",
                  os.path.join(self.base, "log"), "-w", "-t", "60", "-o",
-                 f"-c listen_addresses='' -k {self.base} -c max_connections=200", "start")
+                 f"-c listen_addresses='' -k {self.base} -c max_connections=200"
+                 + "".join(f" -c {k}={v}" for k, v in self.settings.items()), "start")
         self.running = True
+
+    def pids(self) -> list[int]:
+        """The postmaster's process id, then its children's."""
+        with open(os.path.join(self.data, "postmaster.pid")) as f:
+            top = int(f.readline())
+        kids = []
+        for entry in os.listdir("/proc"):
+            if entry.isdigit():
+                try:
+                    with open(f"/proc/{entry}/stat") as f:
+                        stat = f.read()
+                except OSError:
+                    continue
+                if int(stat.rsplit(")", 1)[1].split()[1]) == top:
+                    kids.append(int(entry))
+        return [top, *kids]
+
+    def kill(self) -> None:
+        """SIGKILL the server and every process of it at once (its machine died); its
+        socket file stays, refusing connections."""
+        pids = self.pids()
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        for pid in pids:    # gone (not waited for: they are not our children)
+            for _ in range(200):
+                if not os.path.exists(f"/proc/{pid}") or \
+                        open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0] == "Z":
+                    break
+                time.sleep(0.01)
+        self.running = False
+
+    def standby(self, settings: dict[str, str] | None = None) -> Cluster:
+        """A streaming standby of this cluster, started: ``pg_basebackup -R`` over this
+        cluster's socket (replication connections over the unix socket: no TCP)."""
+        other = Cluster(settings)
+        other.run(pg_bin("pg_basebackup") or "pg_basebackup", "-D", other.data, "-R",
+                  "-X", "stream", "-c", "fast", "-h", self.base, "-U", USER, "--no-sync")
+        other.start()
+        return other
+
+    def promote(self) -> None:
+        """End recovery: the standby becomes a primary (``pg_ctl promote``, waited for)."""
+        self.run(pg_bin("pg_ctl") or "pg_ctl", "-D", self.data, "-w", "-t", "60", "promote")
+
+    def sql(self, query: str, db: str = "postgres") -> list[tuple]:
+        import psycopg
+        with psycopg.connect(self.conninfo(db), autocommit=True) as c:
+            cur = c.execute(query)
+            return cur.fetchall() if cur.description else []
 
     def stop(self, mode: str = "fast") -> None:
         if self.running:
@@ -104,6 +161,8 @@ class Cluster:
     def remove(self) -> None:
         try:
             self.stop("immediate")
+        except (subprocess.CalledProcessError, subprocess.TimeoutExpired):
+            self.kill()
         finally:
             shutil.rmtree(self.base, ignore_errors=True)
 
@@ -123,3 +182,42 @@ def pg_cluster() -> Iterator[Cluster]:
                     f"{err.decode(errors='replace')[-500:]}")
     yield cluster
     cluster.remove()
+
+
+def replicated_pair(synchronous: bool) -> tuple[Cluster, Cluster]:
+    """A new primary and its streaming standby, each on a unix socket of its own. With
+    *synchronous*, the primary's commits wait for the standby's flush
+    (``synchronous_standby_names = '*'``, set once the standby streams, and on the
+    primary alone: promoted, the standby does not wait for a standby of its own)."""
+    why = missing()
+    if why is not None:
+        pytest.skip(why)
+    primary = Cluster()
+    standby = None
+    try:
+        primary.init()
+        standby = primary.standby()
+        want = "sync" if synchronous else "async"
+        if synchronous:
+            primary.sql("ALTER SYSTEM SET synchronous_standby_names = '*'")
+            primary.sql("SELECT pg_reload_conf()")
+        deadline = time.monotonic() + 60
+        while primary.sql("SELECT state, sync_state FROM pg_stat_replication") != \
+                [("streaming", want)]:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the standby does not stream ({want})")
+            time.sleep(0.1)
+    except BaseException:
+        if standby is not None:
+            standby.remove()
+        primary.remove()
+        raise
+    return primary, standby
+
+
+def multi_host_url(*clusters: Cluster, domain: str) -> str:
+    """A store URL naming every cluster's socket, for the one that accepts writes
+    (libpq tries them in order: ``target_session_attrs=read-write``)."""
+    hosts = ",".join(quote(c.base, safe="") for c in clusters)
+    return (f"postgresql://{USER}@/{DATABASE}?host={hosts}"
+            f"&target_session_attrs=read-write&domain={domain}")

@@ -37,6 +37,7 @@ from netinfo.server.service import SUPERUSER, DirectoryService
 from netinfo.storage import Image, Record
 from netinfo.storage import sqlite as sqlite_engine
 from netinfo.storage.sqlite import COPY_SUFFIX, SqliteStore
+from netinfo.wire.protocol import NETINFO_PROG
 from netinfo.wire.proplist import encode_proplist, pack_status
 from netinfo.wire.protocol import Proc
 from netinfo.wire.readall import (
@@ -571,7 +572,9 @@ def new_tree(users: int) -> list[Directory]:
 class FakeMaster:
     """Answers READALL with a scripted reply, sent as record fragments: *parts* of the
     body, each after ``go`` is set when ``pause_after`` is its index; the connection is
-    closed after the last part (``last=False``: the record is never finished)."""
+    closed after the last part (``last=False``: the record is never finished). A call
+    of another program (a clone asks our history program first) gets PROG_UNAVAIL, as
+    from an original master."""
 
     def __init__(self, parts: list[bytes], pause_after: int | None = None,
                  last: bool = True) -> None:
@@ -595,8 +598,13 @@ class FakeMaster:
                 if not data:
                     return
                 for rec in rr.feed(data):
+                    call = rpc.decode_call(rec)
+                    if call.prog != NETINFO_PROG:
+                        reply = rpc.reply_accept_error(call.xid, rpc.AcceptStat.PROG_UNAVAIL)
+                        writer.write(struct.pack(">I", 0x80000000 | len(reply)) + reply)
+                        continue
                     self.calls += 1
-                    await self.answer(rpc.decode_call(rec).xid, writer)
+                    await self.answer(call.xid, writer)
                     return
         finally:
             writer.close()

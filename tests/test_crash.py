@@ -1,4 +1,4 @@
-"""Crash safety of the default (SQLite) store: SIGKILL netinfod while writes are in flight.
+"""Crash safety of the stores (SQLite, PostgreSQL): SIGKILL netinfod while writes are in flight.
 
 One writer keeps a window of pipelined write calls (CREATE under one directory, WRITEPROP and
 CREATEPROP on the children it already knows) in flight on one TCP connection, while the test
@@ -41,6 +41,8 @@ pytestmark = pytest.mark.slow
 
 TAG = "crash"
 KILLS = 24
+#: ... of a netinfod serving a PostgreSQL domain (each restart loads it whole)
+PG_KILLS = 20
 #: Write calls kept in flight on the writer's connection.
 WINDOW = 24
 #: Upper bound of the random delay between a restart and the next SIGKILL.
@@ -355,21 +357,26 @@ async def setup(port: int) -> Model:
     return Model(child.object, 1)
 
 
-def test_sigkill_during_writes_loses_no_acknowledged_write(tmp_path):
+def test_sigkill_during_writes_loses_no_acknowledged_write(tmp_path, served_engine):
+    """On each engine netinfod serves from (conftest.SERVED_ENGINES): SQLite, and a
+    PostgreSQL domain (issue 23: 20 kills at least)."""
     t0 = time.monotonic()
     port = free_port()
     rng = random.Random(int(os.environ.get("CRASH_SEED", time.time_ns())))
+    kills = KILLS if served_engine.name == "sqlite" else PG_KILLS
+    store = served_engine.flags(TAG)
 
     def start() -> Netinfod:
-        d = Netinfod(tmp_path, TAG, *server_flags(), port=port).start()
+        d = Netinfod(tmp_path, TAG, *store, *server_flags(), port=port).start()
         drain(d.proc)
         return d
 
     d = start()
-    assert (tmp_path / f"{TAG}.nidb" / "netinfo.sqlite").exists(), "not the SQLite engine"
+    sqlite_file = (tmp_path / f"{TAG}.nidb" / "netinfo.sqlite").exists()
+    assert sqlite_file == (served_engine.name == "sqlite"), "not the engine under test"
     writer = Writer(asyncio.run(setup(port)), rng.getrandbits(32))
     rcs = []
-    for _ in range(KILLS):
+    for _ in range(kills):
         asyncio.run(one_round(d, writer, rng.uniform(0.0, MAX_DELAY)))
         rcs.append(d.stop())
         d = start()
@@ -381,11 +388,12 @@ def test_sigkill_during_writes_loses_no_acknowledged_write(tmp_path):
         asyncio.run(_final(d, writer))
     finally:
         d.stop()
-    assert rcs == [-signal.SIGKILL] * KILLS
+    assert rcs == [-signal.SIGKILL] * kills
     st = writer.stats
-    print(f"\ncrash test: {KILLS} kills in {time.monotonic() - t0:.1f} s; {st}")
-    assert st["acked"] > 5 * KILLS, "the writer hardly wrote anything"
-    assert st["rounds_with_inflight"] >= KILLS // 2, "kills rarely hit writes in flight"
+    print(f"\ncrash test ({served_engine.name}): {kills} kills in "
+          f"{time.monotonic() - t0:.1f} s; {st}")
+    assert st["acked"] > 5 * kills, "the writer hardly wrote anything"
+    assert st["rounds_with_inflight"] >= kills // 2, "kills rarely hit writes in flight"
 
 
 async def _final(d: Netinfod, writer: Writer) -> None:

@@ -25,12 +25,21 @@ BASE_RDN = ("dc", "ni")
 
 def test_a_user_entry() -> None:
     a = R.entry_attrs(("users", "ann"), ANN, BASE_RDN)
-    assert a["objectclass"][1] == ["top", "posixAccount", "shadowAccount", "inetOrgPerson"]
+    # netinfoDirectory: the class that allows netinfoProperty (a server's schema check)
+    assert a["objectclass"][1] == ["top", "posixAccount", "shadowAccount", "inetOrgPerson",
+                                   "netinfoDirectory"]
     assert a["uidnumber"] == ("uidNumber", ["5001"])
     assert a["userpassword"] == ("userPassword", ["{CRYPT}$6$x$y"])
     assert a["shadowlastchange"] == ("shadowLastChange", ["10"])   # days, not seconds
     assert a["cn"][1] == ["Ann Arbor"] and a["sn"][1] == ["Arbor"]
     assert a["netinfoproperty"][1] == ["_writers_passwd=ann", "class="]
+    # a column that shows a value otherwise (days) also carries it exactly
+    odd = [kv for kv in ANN if kv[0] != "shell"] + [("expire", ["0"]), ("shell", [])]
+    lossy = R.entry_attrs(("users", "ann"), odd, BASE_RDN)
+    assert lossy["netinfoproperty"][1] == ["_writers_passwd=ann", "class=", "expire=0",
+                                           "shell"]
+    back = dict(R.props_from_attrs(("users", "ann"), list(lossy.values())))
+    assert back["expire"] == ["0"] and back["shell"] == [] and back["change"] == ["864000"]
     assert not any("$6$" in v for v in a["netinfoproperty"][1])
     no_name = R.entry_attrs(("users", "bob"), [("name", ["bob"]), ("uid", ["1"])], BASE_RDN)
     assert "account" in no_name["objectclass"][1] and no_name["cn"][1] == ["bob"]

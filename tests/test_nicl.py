@@ -375,8 +375,8 @@ def test_confirm_needs_interactive_session(cl):
     assert rc == 1 and "-i" in err
 
 
-def test_tagged_netinfod(netinfod, cl):
-    d = netinfod("solo", "-m")
+def test_tagged_netinfod(engine_netinfod, cl):
+    d = engine_netinfod("solo", "-m")   # on each engine (conftest.SERVED_ENGINES)
     t = f"127.0.0.1:{d.port}/solo"
     assert cl("-t", t, "-create", "/things/one", "k", "v") == (0, "", "")
     assert cl("-t", t, "-read", "/things/one") == (0, "name: one\nk: v\n", "")

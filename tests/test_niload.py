@@ -55,9 +55,10 @@ def srv(tmp_path_factory):
 
 
 @pytest.fixture
-def fresh(tmp_path, netinfod):
-    """A netinfod of its own for one test (tables start missing but /machines)."""
-    d = netinfod("fresh", "-m", directory=tmp_path)
+def fresh(tmp_path, engine_netinfod):
+    """A netinfod of its own for one test (tables start missing but /machines), on each
+    engine (SQLite, PostgreSQL: conftest.SERVED_ENGINES)."""
+    d = engine_netinfod("fresh", "-m", directory=tmp_path)
     return f"127.0.0.1:{d.port}/fresh"
 
 

@@ -670,8 +670,8 @@ def test_statistics_format(ni):
     assert ni("-stat", ".")[1].splitlines()[0].startswith("checksum: ")
 
 
-def test_tagged_netinfod(netinfod, capsys):
-    d = netinfod("solo", "-m")
+def test_tagged_netinfod(engine_netinfod, capsys):
+    d = engine_netinfod("solo", "-m")   # on each engine (conftest.SERVED_ENGINES)
     t = f"127.0.0.1:{d.port}/solo"
 
     def ni(*args):

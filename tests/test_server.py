@@ -1,4 +1,8 @@
-"""End to end: the client library against a real netinfod subprocess on loopback."""
+"""End to end: the client library against a real netinfod subprocess on loopback.
+
+The tests that write and read the store (every one of the 29 procedures, pipelined
+writes, a restart) run on each engine netinfod can serve from (``engine_netinfod``:
+SQLite and PostgreSQL, conftest.SERVED_ENGINES)."""
 
 from __future__ import annotations
 
@@ -27,8 +31,8 @@ def checksum_of(objs) -> int:
     return sum((o.id.object + 1) * o.id.instance for o in objs) & 0xFFFFFFFF
 
 
-def test_master_layout_of_dash_m(netinfod):
-    d = netinfod("eng", "-m")
+def test_master_layout_of_dash_m(engine_netinfod):
+    d = engine_netinfod("eng", "-m")
     with SyncClient.connect("127.0.0.1", d.port, "eng") as c:
         _, root = c.read(0)
         host = socket.gethostname().split(".")[0]
@@ -39,8 +43,8 @@ def test_master_layout_of_dash_m(netinfod):
         assert dict(props)["ip_address"]
 
 
-def test_every_procedure_over_tcp(netinfod):
-    d = netinfod("test", "-m")
+def test_every_procedure_over_tcp(engine_netinfod):
+    d = engine_netinfod("test", "-m")
 
     async def go():
         async with await Client.connect("127.0.0.1", d.port, "test") as c:
@@ -94,8 +98,8 @@ def test_every_procedure_over_tcp(netinfod):
     run(go())
 
 
-def test_bind_answers_only_for_listed_children(netinfod):
-    d = netinfod("network", "-m")
+def test_bind_answers_only_for_listed_children(engine_netinfod):
+    d = engine_netinfod("network", "-m")
     with SyncClient.connect("127.0.0.1", d.port, "network") as c:
         m = c.pathsearch("/machines")
         c.create(m, [("name", ["child"]), ("ip_address", ["10.0.0.7"]),
@@ -141,8 +145,8 @@ def test_lenient_udp_answers_reads(netinfod):
     run(go())
 
 
-def test_statistics_checksum_only_shortcut(netinfod):
-    d = netinfod("test", "-m")
+def test_statistics_checksum_only_shortcut(engine_netinfod):
+    d = engine_netinfod("test", "-m")
 
     async def go():
         async with await Client.connect("127.0.0.1", d.port, "test") as c:
@@ -157,8 +161,8 @@ def test_statistics_checksum_only_shortcut(netinfod):
     run(go())
 
 
-def test_pipelining_many_calls_on_one_connection(netinfod):
-    d = netinfod("test", "-m", "--populate")
+def test_pipelining_many_calls_on_one_connection(engine_netinfod):
+    d = engine_netinfod("test", "-m", "--populate")
 
     async def go():
         async with await Client.connect("127.0.0.1", d.port, "test") as c:
@@ -176,12 +180,12 @@ def test_pipelining_many_calls_on_one_connection(netinfod):
     run(go())
 
 
-def test_anonymous_writes_need_writers_star(netinfod):
+def test_anonymous_writes_need_writers_star(engine_netinfod):
     """A strict server (no --trust-local). As root the server is root's, and a caller
     without a reserved port is anonymous. As an ordinary user the test runs the server
     itself, so it is the server's owner and its superuser (docs/security.md); an
     anonymous caller of another uid is tested in test_owner.py (as root)."""
-    d = netinfod("test", "-m", "--populate", strict=True)
+    d = engine_netinfod("test", "-m", "--populate", strict=True)
 
     async def go():
         async with await Client.connect("127.0.0.1", d.port, "test", privileged=False) as c:
@@ -198,8 +202,8 @@ def test_anonymous_writes_need_writers_star(netinfod):
     run(go())
 
 
-def test_data_survives_restart(netinfod, tmp_path):
-    d = netinfod("test", "-m")
+def test_data_survives_restart(engine_netinfod, tmp_path):
+    d = engine_netinfod("test", "-m")
     with SyncClient.connect("127.0.0.1", d.port, "test") as c:
         kid, _ = c.create(c.root(), [("name", ["kept"]), ("v", ["1", "2"])])
         before = c.readall(0)

@@ -159,7 +159,7 @@ def test_the_suite_ignores_the_callers_netinfo_environment(tmp_path):
     try:
         r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
                             "--basetemp", str(tmp_path / "inner"),
-                            "tests/test_server.py::test_every_procedure_over_tcp",
+                            "tests/test_server.py::test_every_procedure_over_tcp[sqlite]",
                             "tests/test_niutil.py::test_create_makes_every_missing_component"],
                            cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
         heard = select.select([decoy], [], [], 0)[0]

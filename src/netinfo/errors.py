@@ -126,6 +126,13 @@ class StorageError(NetInfoError):
     """The storage engine failed (disk full, corrupt database, ...)."""
 
 
+class StoreDiverged(StorageError):
+    """A writer's store, reached again after its connection was lost, does not hold what
+    the writer committed (a database failover lost acknowledged writes or kept a batch
+    that was refused): nothing of the batch was stored, and the database serves what the
+    store holds from then on (``Database``)."""
+
+
 class DamagedDirectory(StorageError):
     """One stored directory does not decode (issue 18 N20): it is refused when read
     (NI_SERIAL, spec §3) and never sent to a clone; the rest of the domain is served.

@@ -120,14 +120,21 @@ PAGES: dict[str, Page] = {
          "niload -r reads back (tools §2.1\\(en2.3).",
          "A raw dump indents each level by four blanks up to 16 levels; deeper "
          "directories are indented as at level 16, so a dump grows with the tree, not "
-         "with the square of its depth."),
+         "with the square of its depth.",
+         "The ldif format writes the domain (ldif -r DIRECTORY: that subtree) as the "
+         "RFC 2307 entries netinfod's LDAP door serves, under dc=TAG,dc=netinfo or the DN "
+         "--base gives, parents first, userPassword included, for slapadd, ldapadd or "
+         "niload ldif; ldif --schema prints the schema OpenLDAP needs beyond its core, "
+         "cosine, inetorgperson, nis and misc schemas (docs/ldap.md)."),
         ("NETINFO_PORTMAPPER", "NETINFO_HOSTS"),
         (("0", "success"),
          ("1", "a usage error, a domain that cannot be opened (then the usage is printed, "
           "a -t argument that does not parse included) or read, a directory that does "
           "not exist (-r), or a malformed NETINFO_PORTMAPPER"),),
         (("nidump passwd .", "the local domain's users as an /etc/passwd file"),
-         ("nidump -r /users . > users.raw", "back up /users in the raw format"))),
+         ("nidump -r /users . > users.raw", "back up /users in the raw format"),
+         ("nidump ldif --base dc=example,dc=com . | slapadd -q",
+          "the local domain into an OpenLDAP server (its schema loaded first)"))),
     "niload": Page(
         "load flat files or the raw format into NetInfo",
         ("niload reads a flat file (passwd, group, hosts, ...) or, with -r, a raw dump "
@@ -139,7 +146,17 @@ PAGES: dict[str, Page] = {
          "65,535 bytes, more than 65,535 values or properties, a directory larger than "
          "one call carries, more entries than a directory holds, or, with -r, directories "
          "nested more than 256 levels below the root), is reported with its line number "
-         "and nothing is loaded; -d then destroys nothing."),
+         "and nothing is loaded; -d then destroys nothing.",
+         "The ldif format reads LDIF (RFC 2849): nidump ldif's, or an LDAP server's "
+         "export of RFC 2307 entries (slapcat, ldapsearch -LLL). An entry of an RFC 2307 "
+         "class goes into that class's directory (posixAccount into /users, posixGroup "
+         "into /groups, ipHost into /machines, ...), a NetInfo entry (netinfoDirectory) at "
+         "its DN's path below the input's first entry, whose own properties are left "
+         "alone; each is created, replaced or with -m merged like a flat file's record. "
+         "With ldif -r DIRECTORY the input (its first entry that directory) replaces the "
+         "subtree, as a raw load does. Change records (modify, delete, modrdn), values "
+         "by URL and input that does not parse are refused before anything is written; "
+         "entries and attributes NetInfo has no place for are named on standard error."),
         _CLIENT_ENV,
         (("0", "success"),
          ("1", "a usage error, a domain that cannot be opened (then the usage is printed, "
@@ -148,7 +165,9 @@ PAGES: dict[str, Page] = {
           "included), a password that cannot be read, or a malformed "
           "NETINFO_PORTMAPPER"),),
         (("niload passwd . < passwd", "as root: load users into the local domain"),
-         ("niload -r /users . < users.raw", "restore a backup made with nidump -r"))),
+         ("niload -r /users . < users.raw", "restore a backup made with nidump -r"),
+         ("slapcat | niload -m ldif .", "as root: merge an OpenLDAP server's users, "
+          "groups and hosts into the local domain"))),
     "nireport": Page(
         "print a table of properties of a directory's children",
         ("nireport prints one line per child of a directory: for each property named, its "
@@ -267,7 +286,17 @@ PAGES: dict[str, Page] = {
          "and a second netinfod is refused with one line naming the holder, unless "
          "--standby: it then waits, and serves, writable, as soon as the writer's "
          "connection ends. A netinfod that loses its connection refuses every write "
-         "from then on and logs why (nistore(1) copies domains between engines)."),
+         "from then on and logs why (nistore(1) copies domains between engines).",
+         "With --read-workers N (SQLite stores only) it also starts N worker processes "
+         "that open the database read only and accept connections on the same TCP port "
+         "(SO_REUSEPORT); each answers the anonymous NETINFO reads itself and hands a "
+         "connection to this process, socket and all, at its first other call (a write, a "
+         "credential, READALL, ...), which then serves it; with --nis-domain (without "
+         "--nis-hierarchy) the workers also answer YP MATCH over TCP. A read sent after a "
+         "write's reply sees the write on any connection. UDP, LDAP and the "
+         "portmapper registration stay with this process; a worker that dies is started "
+         "again; SIGTERM stops them all. The peer bounds apply per process. "
+         "--read-worker-fds is internal: how a worker is told its sockets."),
         ("NETINFO_DIR", "NETINFO_PORTMAPPER", "NETINFO_BROADCAST"),
         (("0", "stopped by SIGTERM or SIGINT"),
          ("2", "no database (without -m or -c), a damaged or busy database, an invalid tag, "

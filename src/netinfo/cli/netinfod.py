@@ -38,9 +38,11 @@ from ..server.ldap import start_ldap
 from ..server.netinfod import NetInfoServer, ServerConfig, yp_program
 from ..server.nis_hierarchy import Ancestors
 from ..server.proctitle import name_process
+from ..server.readworkers import ReadWorkers, run_worker
 from ..server.replicator import MAX_COPY_BYTES, Replicator
 from ..server.service import ServerInfo
 from ..storage.journal import DEFAULT_DAYS, DEFAULT_MAX_MB
+from ..storage.sqlite import SqliteStore
 from ..server.templates import (
     create_clone,
     create_local,
@@ -105,6 +107,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-fast-path", dest="fast_path", action="store_false",
                    help="answer every read by the general path, not the short one for hot "
                         "reads (to measure against it, or to rule it out)")
+    p.add_argument("--read-workers", type=non_negative_int, metavar="N", default=0,
+                   help="also serve reads from N worker processes on the same TCP port "
+                        "(SQLite stores only; a connection that writes moves to this "
+                        "process; default 0: one process)")
+    p.add_argument("--read-worker-fds", help=argparse.SUPPRESS)
     p.add_argument("--max-copy-mb", type=positive_number, metavar="N",
                    default=MAX_COPY_BYTES // (1024 * 1024),
                    help="as a clone, abandon a copy of the domain larger than N MB "
@@ -149,6 +156,13 @@ def positive_number(text: str) -> int:
     return n
 
 
+def non_negative_int(text: str) -> int:
+    """An argparse type: a whole number, 0 or more."""
+    if not (text.isascii() and text.isdigit()) or int(text) > 64:
+        raise argparse.ArgumentTypeError(f"not a whole number in 0-64: {text!r}")
+    return int(text)
+
+
 def non_negative(text: str) -> float:
     """An argparse type: a number, 0 or more (fractions allowed)."""
     try:
@@ -186,6 +200,14 @@ async def serve(args: argparse.Namespace) -> int:
     info = ServerInfo(tag=args.tag, hostname=hostname(), addresses=non_loopback(addrs),
                       binding="forcedRoot" if args.forced_root else "unknown",
                       forced_root=args.forced_root)
+    if args.read_worker_fds:
+        return await _serve_read_worker(args, info, addrs)
+    if args.read_workers and args.store is not None \
+            and not args.store.startswith("sqlite:"):
+        print(f"{PROG}: --read-workers needs a SQLite store (the default): {args.store} "
+              f"cannot be read by other processes beside its writer (PostgreSQL: run "
+              f"more netinfods with --standby, or none)", file=sys.stderr)
+        return 2
     creating = args.master or args.clone is not None
     args.root_crypt = None
     if args.master and (args.store is not None or not database_exists(directory, args.tag)):
@@ -212,6 +234,10 @@ async def serve(args: argparse.Namespace) -> int:
         return 2
     except (StorageError, OSError, ValueError) as e:
         print(f"{PROG}: cannot open database {args.tag}: {e}", file=sys.stderr)
+        return 2
+    if args.read_workers and not isinstance(db.store, SqliteStore):
+        print(f"{PROG}: --read-workers needs a SQLite store (the default)", file=sys.stderr)
+        db.close()
         return 2
     if db.store.journal is not None:
         db.store.journal.configure(args.history_days, args.history_max_mb)
@@ -263,7 +289,8 @@ async def _serve(args: argparse.Namespace, db: Database, info: ServerInfo,
         loop.add_signal_handler(sig, stop.set)
     server = NetInfoServer(db, ServerConfig(args.tag, args.bind, args.port,
                                             args.lenient_udp, args.trust_local,
-                                            args.fast_path), addrs)
+                                            args.fast_path,
+                                            reuse_port=bool(args.read_workers)), addrs)
     # the NIS front door answers from the first call on (issue 21)
     nis = _open_nis(args.nis_domain, db, server, own)
     try:
@@ -291,7 +318,14 @@ async def _serve(args: argparse.Namespace, db: Database, info: ServerInfo,
             return 2
         for line in ldap_lines:
             print(f"{PROG}: {args.tag} over {line}", file=sys.stderr, flush=True)
-    print(f"{PROG}: serving {args.tag} udp={server.udp_port} tcp={server.tcp_port}",
+    workers = None
+    if args.read_workers:
+        assert isinstance(db.store, SqliteStore)
+        workers = ReadWorkers(server, db, args.read_workers,
+                              _worker_command(args, os.path.abspath(db.store.path)))
+        await workers.start()
+    print(f"{PROG}: serving {args.tag} udp={server.udp_port} tcp={server.tcp_port}"
+          + (f" read-workers={','.join(map(str, workers.pids()))}" if workers else ""),
           file=sys.stderr, flush=True)
     registered = await _register(args.tag, server.udp_port, server.tcp_port)
     if nis is not None:
@@ -306,9 +340,13 @@ async def _serve(args: argparse.Namespace, db: Database, info: ServerInfo,
     damaged: list[str] = []
     checker = asyncio.create_task(_verify(db, stop, damaged))
     trimmer = asyncio.create_task(_trim_history(db))
+    watcher = asyncio.create_task(_watch_store(db))
     await stop.wait()
+    if workers is not None:
+        await workers.close()
     checker.cancel()
     trimmer.cancel()
+    watcher.cancel()
     await replicator.close()
     if ldap is not None:
         await ldap.close()
@@ -326,6 +364,58 @@ async def _serve(args: argparse.Namespace, db: Database, info: ServerInfo,
         return 2
     print(f"{PROG}: {args.tag} stopped", file=sys.stderr, flush=True)
     return 0
+
+
+def _worker_command(args: argparse.Namespace, path: str) -> list[str]:
+    """The command line of a read worker (``--read-worker-fds`` is added per worker)."""
+    cmd = [sys.executable, "-m", "netinfo.cli.netinfod", args.tag, "--store",
+           f"sqlite://{path}", "--bind", args.bind]
+    if args.cache is not None:
+        cmd += ["--cache", str(args.cache)]
+    if args.cache_mb is not None:
+        cmd += ["--cache-mb", str(args.cache_mb)]
+    for flag, on in (("--trust-local", args.trust_local), ("--no-fast-path", not args.fast_path),
+                     ("-v", args.verbose), ("-n", args.forced_root)):
+        if on:
+            cmd.append(flag)
+    if not args.nis_hierarchy:
+        # the workers answer YP MATCH too (the ancestors' maps are the owner's alone)
+        for domain in args.nis_domain:
+            cmd += ["--nis-domain", domain]
+    return cmd
+
+
+async def _serve_read_worker(args: argparse.Namespace, info: ServerInfo,
+                             addrs: list[str]) -> int:
+    """A read worker (``readworkers``): the owner's file read only, its calls that are
+    not local reads handed to the owner."""
+    path = (args.store or "").removeprefix("sqlite://")
+    try:
+        db = Database(SqliteStore(path, read_only=True), info, where=path,
+                      cache=args.cache,
+                      cache_bytes=None if args.cache_mb is None else args.cache_mb << 20)
+    except (StorageError, OSError) as e:
+        print(f"{PROG}: read worker: cannot open {path}: {e}", file=sys.stderr)
+        return 2
+    try:
+        gc.freeze()
+        gc.set_threshold(GC_YOUNG, 20, 10)
+        return await run_worker(db, ServerConfig(args.tag, args.bind, None, False,
+                                                 args.trust_local, args.fast_path),
+                                addrs, args.read_worker_fds, args.nis_domain)
+    finally:
+        db.close()
+
+
+#: Seconds between looks at the store's connection (Database.check_store: a PostgreSQL
+#: writer's lost connection is said at once and replaced as soon as the server is back).
+STORE_WATCH_EVERY = 1.0
+
+
+async def _watch_store(db: Database) -> None:
+    while True:
+        await asyncio.sleep(STORE_WATCH_EVERY)
+        db.check_store()
 
 
 #: Seconds between retention passes over the change history, and entries per transaction.

@@ -36,7 +36,11 @@ directory``); a ``-t`` argument that does not parse prints the messages of tools
 and exits 217–221, as the shared domain opener does for every tool (tools §1.5). nidump
 never authenticates. ``mountmaps`` ([208]) is a format again: it dumps ``/mountmaps``.
 
-Beyond the original: ``--help``; ``--json`` (the records each flat format prints, or the
+Beyond the original: ``ldif`` (issue 22; docs/ldap.md "LDIF"): the domain, or with
+``-r PATH`` (``nidump ldif -r PATH DOMAIN`` or ``nidump -r PATH ldif DOMAIN``) a subtree,
+as the RFC 2307 entries of the LDAP front door, under ``dc=TAG,dc=netinfo`` or
+``--base DN``; ``ldif --schema`` prints the schema OpenLDAP needs besides its own.
+``--help``; ``--json`` (the records each flat format prints, or the
 raw tree, as JSON); reads in batches (one LISTALL per table; ``-r`` walks the tree level
 by level with READ and CHILDREN calls pipelined on one connection); a progress bar on
 stderr for big ``-r`` dumps when stderr is a terminal.
@@ -86,7 +90,11 @@ options: -r (the operand is a directory path: dump that subtree in raw format),
              the domain), -T <timeout> (RPC timeout in seconds, default 30),
          --json (machine-readable output), --help (this text)
 format ldif: the whole domain as RFC 2307 LDIF under dc=TAG,dc=netinfo, what the
-         LDAP front door serves (docs/ldap.md), for slapadd or ldapadd
+         LDAP front door serves (docs/ldap.md), for slapadd or ldapadd;
+         nidump ldif -r <directory> <domain>: that subtree only;
+         --base <DN>: the domain's DN (netinfod --ldap-base) instead of dc=TAG,dc=netinfo;
+         nidump ldif --schema: the schema OpenLDAP needs beyond its core, cosine,
+         inetorgperson, nis and misc schemas (slapd.conf syntax)
 """
 
 
@@ -101,16 +109,76 @@ class Options:
     timeout: float = DEFAULT_TIMEOUT
     json: bool = False
     help: bool = False
+    #: ``ldif`` only: the subtree's path (``-r``), the base DN (``--base``)
+    ldif_path: str | None = None
+    base: str | None = None
+    #: ``ldif --schema``: print the schema slapd needs besides its own, read nothing
+    schema: bool = False
+
+
+def take_base(prog: str, args: list[str]) -> tuple[list[str], str | None]:
+    """``--base DN`` or ``--base=DN`` taken out of *args* (the LDIF format's option).
+    :raises UsageError: no DN follows."""
+    out: list[str] = []
+    base: str | None = None
+    i = 0
+    while i < len(args):
+        a = args[i]
+        if a == "--base":
+            if i + 1 >= len(args):
+                raise UsageError(f"{prog}: --base needs a DN")
+            base = args[i + 1]
+            i += 2
+            continue
+        if a.startswith("--base="):
+            base = a[7:]
+        else:
+            out.append(a)
+        i += 1
+    return out, base
+
+
+def ldif_operands(ops: list[str], tagged: bool) -> tuple[str, list[str]] | None:
+    """With ``-r``: the subtree path and the rest of the operands when they name the
+    ldif format too (``ldif -r PATH DOMAIN`` or ``-r PATH ldif DOMAIN``; with ``-t
+    host/tag`` the domain is not among them), else None (``-r ldif DOMAIN`` stays a raw
+    dump of a directory called ldif)."""
+    want = 2 if tagged else 3
+    if len(ops) != want:
+        return None
+    if ops[0] == LDIF:
+        return ops[1], ops[2:]
+    if ops[1] == LDIF:
+        return ops[0], ops[2:]
+    return None
 
 
 def parse_args(args: list[str]) -> Options:
     """nidump's command line, in either order (module docstring). :raises UsageError:."""
+    args, base = take_base(PROG, args)
+    schema = "--schema" in args
+    args = [a for a in args if a != "--schema"]
     s = scan_args(PROG, args, "r", "T", (*NIDUMP_FORMATS, LDIF))
     o = Options(raw="r" in s.flags, tagged="t" in s.flags, json="--json" in s.flags,
                 help="--help" in s.flags, timeout=parse_timeout(s.values.get("T"), prog=PROG))
     if o.help:
         return o
     ops = s.operands
+    if schema:
+        if not ops or ops[0] != LDIF or len(ops) > 2 or o.raw:
+            raise UsageError(f"{PROG}: --schema is for the ldif format only")
+        o.what, o.schema = LDIF, True
+        return o
+    sub = ldif_operands(ops, s.tagged_domain is not None) if o.raw else None
+    if sub is not None:
+        o.raw = False
+        o.ldif_path, ops = sub[0], [LDIF, *sub[1]]
+        if not o.ldif_path.startswith("/"):
+            raise UsageError(f"{PROG}: ldif -r needs an absolute directory path, "
+                             f"found {o.ldif_path}")
+    if base is not None:
+        o.base = base
+    ops = list(ops)
     if s.tagged_domain is not None:
         if not ops:
             raise UsageError()
@@ -121,6 +189,10 @@ def parse_args(args: list[str]) -> Options:
         o.what, o.domain = ops[0], ops[1]
     if not o.raw and o.what != LDIF and (o.what not in FORMATS or not FORMATS[o.what].nidump):
         raise UsageError()   # the usage lists the known formats (Appendix B)
+    if o.base is not None and o.what != LDIF:
+        raise UsageError(f"{PROG}: --base is for the ldif format only")
+    if o.what == LDIF and o.json:
+        raise UsageError(f"{PROG}: --json does not apply to ldif")
     return o
 
 
@@ -272,17 +344,30 @@ async def dump_flat(c: Client, o: Options) -> Callable[[], None]:
     return lambda: write_out(spec.to_text(records))
 
 
-async def dump_ldif(c: Client) -> Callable[[], None]:
-    """The domain as LDIF (issue 22 item 5; ``server/ldif``), written as it is made."""
+async def dump_ldif(c: Client, o: Options) -> Callable[[], None]:
+    """The domain, or with ``-r`` the subtree, as LDIF (issue 22 item 5; ``server/ldif``),
+    written as it is made. :raises UsageError: a --base that is not a DN."""
     from ..server.ldif import ldif_entries   # only here: nidump's start-up stays lean
-    from ..server.rfc2307 import default_base, parse_dn
-    tree = await dumps.read_subtree(c, "/")
+    from ..server.rfc2307 import DnError, default_base, parse_dn
+    try:
+        base = parse_dn(o.base if o.base is not None else
+                        default_base(getattr(c, "tag", None) or "local"))
+    except DnError as e:
+        raise ToolExit(EXIT_USAGE, f"{PROG}: --base {o.base}: {e}") from None
+    if not base:
+        raise ToolExit(EXIT_USAGE, f"{PROG}: --base needs a DN")
+    where = o.ldif_path or "/"
+    at = await dumps.path_names(c, where) if where != "/" else ()
+    progress = LazyProgress(PROG)
+    try:
+        tree = await dumps.read_subtree(c, where, progress=progress.advance)
+    finally:
+        progress.close()
     if tree is None:
         raise NiError(Status.NODIR)
-    base = parse_dn(default_base(getattr(c, "tag", None) or "local"))
     out = BufferedOut()
     try:
-        for record in ldif_entries(tree, base):
+        for record in ldif_entries(tree, base, at):
             out.write(record)
     finally:
         out.flush()
@@ -290,6 +375,10 @@ async def dump_ldif(c: Client) -> Callable[[], None]:
 
 
 async def _main(o: Options) -> int:
+    if o.schema:
+        from ..server.ldif import slapd_schema
+        write_out(slapd_schema())
+        return 0
     # tools §2.1/§2.7: a domain that cannot be opened (a -t argument that does not parse
     # included: the original called usage() whenever do_open failed) prints the usage
     # after the reason and exits 1.
@@ -297,12 +386,13 @@ async def _main(o: Options) -> int:
     try:
         c.timeout = c.write_timeout = o.timeout
         try:
-            show = await (dump_raw(c, o) if o.raw else dump_ldif(c) if o.what == LDIF
+            show = await (dump_raw(c, o) if o.raw else dump_ldif(c, o) if o.what == LDIF
                           else dump_flat(c, o))
         except OutputFailed as e:
             raise e.error from None   # stdout failed, not the domain: guarded says so
         except (NiError, *COMM_ERRORS) as e:
-            where = o.what if o.raw else "/" if o.what == LDIF else FORMATS[o.what].directory
+            where = o.what if o.raw else (o.ldif_path or "/") if o.what == LDIF \
+                else FORMATS[o.what].directory
             raise ToolExit(EXIT_USAGE, f"{PROG}: can't read directory {where}: "
                            f"{error_text(e)}") from None
         show()

@@ -65,6 +65,11 @@ Deliberate differences from the original, all additive:
   (tools §2.5); tools §2.7 rule 4 calls the same event ``creating directory: <t>``, and
   it is reported once.
 * ``--help``; a progress bar on stderr for more than ~1,000 records when it is a terminal.
+* ``ldif`` (issue 22; docs/ldap.md "LDIF"): LDIF from ``nidump ldif`` or an LDAP server's
+  export, placed through the LDAP door's table (``server/ldif.place_entries``) and loaded
+  directory by directory by the rules above, or with ``-r PATH`` (``niload -r PATH ldif
+  DOMAIN``) replacing the subtree as a raw load does. Change records, URLs and input
+  that does not parse are refused whole (exit 1, nothing written); ``-d`` is refused.
 
 Exit status: 0 on success; 1 for usage errors, a domain that cannot be opened (with the
 usage), a failed authentication, a table that cannot be accessed or updated, input that
@@ -77,6 +82,7 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass
 from functools import partial
+from typing import TYPE_CHECKING
 
 from ..client import dumps
 from ..client.core import Client
@@ -86,6 +92,7 @@ from ..client.flat import NILOAD_FORMATS
 from ..client.raw import FormatError
 from ..client.verbs import use_master
 from ..errors import NiError
+from ..wire.limits import BIG_LIST_MAX, MAX_DEPTH, proplist_problem
 from .common import (
     COMM_ERRORS,
     DEFAULT_TIMEOUT,
@@ -100,6 +107,9 @@ from .common import (
     tool_main,
     usage_text,
 )
+
+if TYPE_CHECKING:
+    from ..server.ldif import Placed
 
 PROG = "niload"
 EXIT_USAGE = 1
@@ -117,8 +127,16 @@ options: -v (verbose, on stderr), -d (destroy and recreate the table first),
          -r (the operand is an absolute directory path; input is a raw dump),
          -f, --allow-empty (let empty input replace a -r directory with nothing),
          --help (this text)
+format ldif: LDIF (nidump ldif's, or an LDAP server's export of RFC 2307 entries:
+         posixAccount, posixGroup, ipHost, ipService, ...) through the table of the
+         LDAP front door (docs/ldap.md); each entry is created, replaced or with -m
+         merged like a flat file's record, in the directory its class or DN names;
+         niload -r <directory> ldif <domain>: the input replaces that subtree
 Input is read from stdin.
 """
+
+#: the LDIF "format" (docs/ldap.md "LDIF"): not a flat file of one table
+LDIF = "ldif"
 
 _ERRORS = (NiError, *COMM_ERRORS)
 
@@ -146,6 +164,8 @@ class Options:
     domain: str = ""
     timeout: float = DEFAULT_TIMEOUT
     help: bool = False
+    #: ``ldif -r PATH``: the subtree the input replaces
+    ldif_path: str | None = None
 
 
 def parse_args(args: list[str]) -> Options:
@@ -155,7 +175,7 @@ def parse_args(args: list[str]) -> Options:
     """
     args = ["-f" if a == "--allow-empty" else a for a in args]
     try:
-        s = scan_args(PROG, args, "vdmprf", "uPT", NILOAD_FORMATS)
+        s = scan_args(PROG, args, "vdmprf", "uPT", (*NILOAD_FORMATS, LDIF))
     except UnknownOption as e:
         raise UsageError(f"{PROG} unknown option: {e.option}") from None
     o = Options(verbose="v" in s.flags, delete="d" in s.flags, merge="m" in s.flags,
@@ -168,6 +188,10 @@ def parse_args(args: list[str]) -> Options:
     if "--json" in s.flags:
         raise UsageError(f"{PROG} unknown option: --json")
     ops = s.operands
+    sub = ldif_operands(ops, s.tagged_domain is not None) if o.raw else None
+    if sub is not None:
+        o.raw = False
+        o.ldif_path, ops = sub[0], [LDIF, *sub[1]]
     want = 1 if s.tagged_domain is not None else 2
     if len(ops) < want:
         raise UsageError()
@@ -175,9 +199,26 @@ def parse_args(args: list[str]) -> Options:
         raise UsageError(f"{PROG}: unknown argument: {ops[want]}")
     o.what = ops[0]
     o.domain = s.tagged_domain if s.tagged_domain is not None else ops[1]
-    if not o.raw and o.what not in NILOAD_FORMATS:
+    if not o.raw and o.what not in NILOAD_FORMATS and o.what != LDIF:
         raise UnknownFormat(f"{PROG}: unknown format: {o.what}")
+    if o.what == LDIF and o.delete:
+        raise UsageError(f"{PROG}: -d does not apply to ldif (-r <directory> replaces a "
+                         "subtree)")
     return o
+
+
+def ldif_operands(ops: list[str], tagged: bool) -> tuple[str, list[str]] | None:
+    """With ``-r``: the subtree path and the rest of the operands when they name the
+    ldif format too (``ldif -r PATH DOMAIN`` or ``-r PATH ldif DOMAIN``), else None (as
+    nidump's)."""
+    want = 2 if tagged else 3
+    if len(ops) != want:
+        return None
+    if ops[0] == LDIF:
+        return ops[1], ops[2:]
+    if ops[1] == LDIF:
+        return ops[0], ops[2:]
+    return None
 
 
 def read_stdin() -> str | bytes:
@@ -231,6 +272,76 @@ async def load_raw(c: Client, o: Options, text: str | bytes) -> int:
     return 0
 
 
+async def load_ldif(c: Client, o: Options, text: str | bytes) -> int:
+    """``niload ldif`` (docs/ldap.md "LDIF"): the whole input is parsed, placed and
+    checked against every bound before anything is written; then each directory's
+    records are loaded by the flat formats' rules (:class:`~netinfo.client.dumps.FlatLoad`,
+    tools §2.7), parents first, or with ``-r`` the input replaces the subtree
+    (:func:`~netinfo.client.dumps.raw_load`: a failure leaves the old one)."""
+    from ..server.ldif import LdifError, parse_ldif, place_entries   # only for ldif
+    if isinstance(text, bytes):
+        text = text.decode("utf-8", "surrogateescape")
+    path = o.ldif_path
+    if path is not None and not text.strip() and not o.allow_empty:
+        raise ToolExit(EXIT_ERROR, f"{PROG}: empty input: refusing to replace {path} with "
+                       "nothing (-f or --allow-empty to do so)")
+    at = await dumps.path_names(c, path, missing_ok=True) if path not in (None, "/") \
+        else (() if path == "/" else None)
+    try:
+        placed = place_entries(parse_ldif(text), at)
+    except LdifError as e:
+        raise ToolExit(EXIT_ERROR, f"{PROG}: {e} (nothing loaded)") from None
+    for note in placed.notes:
+        say(f"{PROG}: {note}")
+    problem = _ldif_problem(placed, at)
+    if problem is not None:
+        raise ToolExit(EXIT_ERROR, f"{PROG}: {problem} (nothing loaded)")
+    if o.verbose:
+        say(f"{placed.count} items read from input")
+    if path is not None:
+        if not placed.count and not o.allow_empty:
+            raise ToolExit(EXIT_ERROR, f"{PROG}: no entries: refusing to replace {path} "
+                           "with nothing (-f or --allow-empty to do so)")
+        try:
+            removed, made = await dumps.raw_load(c, path, placed.tree, partial(Progress, PROG))
+        except LoadError as e:
+            raise ToolExit(EXIT_ERROR, e.line()) from None
+        except COMM_ERRORS as e:
+            raise ToolExit(EXIT_ERROR, f"Can't write directory: {error_text(e)}") from None
+        if o.verbose:
+            say(f"{path}: {removed} directories removed, {made} created")
+        return 0
+    for table, records in placed.tables.items():
+        run = dumps.FlatLoad(c, None, merge=o.merge, verbose=o.verbose,
+                             write=sys.stderr.write, progress=partial(Progress, PROG),
+                             table=dumps.names_path(table))
+        try:
+            await run.run([records], len(records))
+        except LoadError as e:
+            raise _flat_failure(e) from None
+    return 0
+
+
+def _ldif_problem(placed: Placed, at: tuple[str, ...] | None) -> str | None:
+    """Why the placed input cannot be loaded (a bound a server keeps), or None."""
+    for table, records in placed.tables.items():
+        if len(records) > BIG_LIST_MAX:
+            return (f"{len(records)} entries under {dumps.names_path(table)}: a directory "
+                    f"holds at most {BIG_LIST_MAX}")
+        if len(table) + 1 > MAX_DEPTH:
+            return f"entries nested deeper than {MAX_DEPTH} levels below the root"
+        for props in records:
+            why = proplist_problem(props)
+            if why is not None:
+                name = next((vs[0] for k, vs in props if k == "name" and vs), "?")
+                return f"{dumps.names_path((*table, name))}: {why}"
+    if at is not None:
+        why = proplist_problem(placed.tree.props)
+        if why is not None:
+            return f"the input's first entry: {why}"
+    return None
+
+
 # -- main --------------------------------------------------------------------------------------
 
 async def _main(o: Options) -> int:
@@ -238,6 +349,9 @@ async def _main(o: Options) -> int:
     if o.raw and not o.what.startswith("/"):
         raise ToolExit(EXIT_USAGE, "Raw load requires an absolute directory pathname, "
                        f"found {o.what}")
+    if o.ldif_path is not None and not o.ldif_path.startswith("/"):
+        raise ToolExit(EXIT_USAGE, "Raw load requires an absolute directory pathname, "
+                       f"found {o.ldif_path}")
     # tools §2.1/§2.7: a domain that cannot be opened (a -t argument that does not parse
     # included: the original called usage() whenever do_open failed) prints the usage
     # after the reason and exits 1.
@@ -260,6 +374,8 @@ async def _main(o: Options) -> int:
         try:
             if o.raw:
                 return await load_raw(c, o, text)
+            if o.what == LDIF:
+                return await load_ldif(c, o, text)
             return await load_flat(c, o, text)
         except COMM_ERRORS as e:
             raise ToolExit(EXIT_ERROR, f"{PROG}: {error_text(e)}") from None

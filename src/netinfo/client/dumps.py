@@ -36,7 +36,15 @@ from functools import partial
 from typing import Any, Protocol
 
 from ..errors import NetInfoError, NiError, Status, TooLong, error_text
-from ..model import NI_INDEX_NULL, NiId, Proplist, first_values, split_unescaped
+from ..model import (
+    NI_INDEX_NULL,
+    NiId,
+    Proplist,
+    first_values,
+    format_component,
+    parse_path,
+    split_unescaped,
+)
 from ..wire.limits import BIG_LIST_MAX, MAX_DEPTH
 from ..wire.protocol import Proc
 from .core import Client, ListAllStream
@@ -68,7 +76,8 @@ __all__ = [
     "read_table", "table_pieces", "write_subtree", "destroy_calls", "run_calls",
     "first_error", "destroy_tree", "Entry",
     "NameIndex", "Step", "plan_records", "step_calls", "step_requests", "FlatLoad", "load_flat",
-    "create_calls", "raw_load", "check_raw_input", "path_depth", "tree_depth",
+    "create_calls", "raw_load", "check_raw_input", "path_depth", "tree_depth", "path_names",
+    "names_path",
 ]
 
 #: How many times a run whose instance predictions failed is planned again.
@@ -638,12 +647,14 @@ class FlatLoad:
     niload's wording ("can't update NetInfo <t>/<name>", ...).
     """
 
-    def __init__(self, c: Client, fmt: str, *, merge: bool = False, delete: bool = False,
-                 verbose: bool = False, write: Callable[[str], Any] | None = None,
-                 progress: ProgressFactory | None = None) -> None:
+    def __init__(self, c: Client, fmt: str | None, *, merge: bool = False,
+                 delete: bool = False, verbose: bool = False,
+                 write: Callable[[str], Any] | None = None,
+                 progress: ProgressFactory | None = None, table: str | None = None) -> None:
         self.c = c
-        self.spec = FORMATS[fmt]
-        self.table = self.spec.directory
+        #: the directory loaded into: the format's, or *table* (``niload ldif`` loads the
+        #: records of each directory its input names, one FlatLoad each)
+        self.table = table if table is not None else FORMATS[fmt or ""].directory
         self.merge = merge
         self.delete = delete
         self.verbose = verbose
@@ -1127,6 +1138,37 @@ async def _take_away(c: Client, path: str) -> None:
         await destroy_tree(c, (await c.pathsearch(path)).object)
     except _ERRORS:
         pass
+
+
+async def path_names(c: Client, path: str, *, missing_ok: bool = False) -> tuple[str, ...]:
+    """The names (first ``name`` values) of the directories along *path* below the root:
+    ``/users/uid=501`` is ``("users", "ann")``, the path an LDAP DN spells. With
+    *missing_ok*, components past the last existing directory are their ``name=`` values
+    (what :func:`~netinfo.client.verbs.create_path` would make).
+
+    :raises NiError: NI_NODIR when a directory on the way does not exist (or has no name,
+        or is missing and not named by ``name``)."""
+    comps = parse_path(path)
+    names: list[str] = []
+    for n in range(1, len(comps) + 1):
+        sub = "/" + "/".join(format_component(k, v) for k, v in comps[:n])
+        try:
+            props = (await c.read(await c.pathsearch(sub)))[1]
+        except NiError as e:
+            if e.status != Status.NODIR or not missing_ok or any(
+                    k != "name" for k, _ in comps[n - 1:]):
+                raise
+            return tuple(names) + tuple(v for _, v in comps[n - 1:])
+        name = next((vs[0] for k, vs in props if k == "name" and vs), None)
+        if name is None:
+            raise NiError(Status.NODIR)
+        names.append(name)
+    return tuple(names)
+
+
+def names_path(names: Iterable[str]) -> str:
+    """:func:`path_names` backwards: the path that names those directories."""
+    return "/" + "/".join(format_component("name", n) for n in names)
 
 
 def path_depth(path: str) -> int:

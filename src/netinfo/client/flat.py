@@ -903,7 +903,7 @@ def record_key(record: Proplist) -> str | None:
 def record_path(table: str, name: str) -> str:
     """``<table>/<name>`` with each ``/`` in the name escaped as ``\\/``; ``=`` is *not*
     escaped, so ``a=b`` is read as ``key=value`` (spec §2.7 rule 2)."""
-    return f"{table}/{name.replace('/', chr(92) + '/')}"
+    return f"{table.rstrip('/')}/{name.replace('/', chr(92) + '/')}"
 
 
 def merge_proplists(new: Proplist, old: Proplist) -> Proplist:

@@ -22,7 +22,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from ..errors import DamagedDirectory, NiError, RpcError, Status, StorageError, WireError
+from ..errors import (
+    DamagedDirectory, NiError, RpcError, Status, StorageError, StoreDiverged, WireError,
+)
 from ..facts import DomainFacts, Role
 from ..model import Directory
 from ..storage import (
@@ -154,6 +156,8 @@ class Database:
                 lambda message: log.warning("%s: %s", self.where, message)))
         #: damaged directories already logged (report_damage)
         self._damage_logged: set[int] = set()
+        #: why the store's connection is lost, once said (check_store); "" when it is not
+        self._store_lost = ""
         if svc.pending:  # a new database: its empty root (no write: no Change)
             self._commit(unrecorded_ok=True)
 
@@ -529,16 +533,51 @@ class Database:
             ops.append(Meta(SEQ_KEY, self._seq))   # the numbering survives a restart
         try:
             self.store.commit(ops, svc.checksum, changes)
-        except StorageError:
+        except StorageError as exc:
             # Nothing of the batch is stored: take it back in memory too (no reload).
             log.exception("%s: commit failed; the batch's writes are rolled back", self.where)
             svc.rollback()
             self._seq = self._durable_seq
+            if isinstance(exc, StoreDiverged):
+                self._follow_store()
             raise
         svc.durable()
         self._durable_seq = self._seq
         self._tell(changes)
         return changes
+
+    def check_store(self) -> None:
+        """Between batches (netinfod, about every second): the store's connection looked
+        at (``Store.keep_alive``). A lost one is said once, at once; the engine says when
+        it is back; a domain found changed meanwhile is served as stored."""
+        if self._service.pending:
+            return
+        try:
+            self.store.keep_alive()
+        except StoreDiverged as e:
+            log.error("%s", e)
+            self._store_lost = ""
+            self._follow_store()
+        except StorageError as e:
+            if not self._store_lost:
+                log.error("%s", e)
+            self._store_lost = str(e)
+        else:
+            self._store_lost = ""
+
+    def _follow_store(self) -> None:
+        """The store holds another tree than the one served (``StoreDiverged``: a
+        database failover lost acknowledged writes, or kept a batch that was refused):
+        serve what it holds, and tell the subscribers it is a whole new tree (clones
+        copy it again, caches are dropped), as for :meth:`replace`."""
+        try:
+            self.reload()
+        except StorageError:
+            log.exception("%s: cannot read the store again", self.where)
+            return
+        log.warning("%s: serving what the store holds now (checksum %d)", self.where,
+                    self._service.checksum)
+        self._tell([Change(None, SUPERUSER, (), self._service.checksum, (), (), self._seq)])
 
     def _tell(self, changes: list[Change]) -> None:
         """Every subscriber hears of a durable batch (a failing one is logged)."""
@@ -568,10 +607,13 @@ class Database:
         return max(svc.source.stored_meta(SEQ_KEY) or 0,
                    journal.last_seq() if journal is not None else 0)
 
-    def continue_numbering(self, at_least: int) -> None:
+    def continue_numbering(self, at_least: int, exact: bool = False) -> None:
         """Number the next write after *at_least* too (a promoted clone continues its old
-        master's history, issue 24); stored with the next batch."""
-        if at_least > self._seq and not self._service.pending:
+        master's history, issue 24); with *exact*, right after it even where this
+        database counted further (a clone's count of the pushes it applied: the history
+        is its old master's, numbered by it); stored with the next batch."""
+        if (at_least > self._seq or (exact and at_least > 0)) and \
+                not self._service.pending:
             # _seq == _durable_seq + 1 after the next write: its batch stores the number
             self._seq = self._durable_seq = at_least
 

@@ -12,8 +12,10 @@ domain through its :class:`~netinfo.server.database.Database` as an RFC 2307 dir
   domain (``DirectoryService.snapshot``), a batch of entries at a time, so writes go on
   meanwhile and other connections are answered in between.
 * Writes (add, delete, modify, modrdn, password modify) are NETINFO procedures run through
-  ``Database.call`` as the bound user (so ``_writers`` decides, spec §10.4) and committed
-  at once: recorded, replicated and told to subscribers like any write.
+  ``Database.call`` as the bound user (so ``_writers`` decides, spec §10.4), made durable
+  by the connection's group commit (``Database.batch``: the requests of one read of the
+  socket in one transaction, their answers sent after it, unavailable if it fails):
+  recorded, replicated and told to subscribers like any write.
 * Bounds: connections under :class:`~netinfo.server.peers.PeerBounds`, messages under
   ``ber.MAX_MESSAGE``, :data:`MAX_OPS_PER_CONN` operations and :data:`MAX_PAGED` paged
   searches in flight per connection, :data:`MAX_TIME_LIMIT` seconds a search.
@@ -29,6 +31,7 @@ import ssl
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from functools import partial
 
 from ..errors import NiError, Status, StorageError, WireError
 from ..model import NiId, Proplist
@@ -38,7 +41,7 @@ from ..storage.nodes import Node, NodeSource
 from ..wire import ber
 from ..wire import ldap as L
 from .auth import is_loopback
-from .database import Database
+from .database import Batch, Database
 from .ldapview import (
     SCHEMA_DN, equality_terms, evaluate, root_dse, schema_entry, select, uses_dn_attributes,
 )
@@ -73,6 +76,9 @@ PARTIAL_BUDGET = 64 * 1024 * 1024
 #: Seconds a message may take to arrive once begun (netinfod's PARTIAL_TIMEOUT): a peer
 #: trickling a byte at a time holds its connection no longer.
 PARTIAL_TIMEOUT = 30.0
+#: Seconds netinfod's stop waits for the sessions it has cut to finish (their searches
+#: are cancelled; nothing they do then takes longer than a yield to the loop).
+CLOSE_WAIT = 5.0
 
 #: ni_status → LDAP result code (RFC 4511 Appendix A), for writes and lookups
 RESULT_OF_STATUS: dict[int, int] = {
@@ -132,6 +138,8 @@ class LdapServer:
         self.base_norm = norm_dn(self.base)
         self.base_text = dn_text(self.base)
         self._servers: list[asyncio.AbstractServer] = []
+        #: the tasks running the sessions, so that close() can wait for their end
+        self._sessions: set[asyncio.Task[None]] = set()
         self.conns: set[Connection] = set()
         #: bytes of partly received messages, all connections together
         self.partial_bytes = 0
@@ -160,17 +168,30 @@ class LdapServer:
             writer.close()
             return
         self.conns.add(conn)
+        task = asyncio.current_task()
+        if task is not None:
+            self._sessions.add(task)
         try:
             await conn.run()
         finally:
             self.conns.discard(conn)
             self.bounds.forget(conn)
+            if task is not None:
+                self._sessions.discard(task)
 
     async def close(self) -> None:
+        """Stop listening and end every session now. A TLS session is cut, not shut
+        down: a graceful close waits for the peer's close_notify (up to 30 s), and a
+        session still running when the loop ends is cancelled, which Python 3.11's
+        streams log as an error with a traceback (seen with SSSD's and nslcd's
+        StartTLS sessions, tests/test_ldap_clients.py)."""
         for srv in self._servers:
             srv.close()
         for c in list(self.conns):
             c.abort("server stopping")
+            c.writer.transport.abort()
+        if self._sessions:
+            await asyncio.wait(set(self._sessions), timeout=CLOSE_WAIT)
         for srv in self._servers:
             await srv.wait_closed()
 
@@ -346,6 +367,10 @@ class Connection:
         self.partial_since = 0.0
         #: the clock search time limits are measured by (tests give their own)
         self.clock = time.monotonic
+        #: the group commit of the requests of one read of the socket
+        #: (``Database.batch``): their writes are made durable together, and every
+        #: response sent meanwhile waits for that commit (:meth:`flush_batch`)
+        self.batch: Batch | None = None
 
     def __hash__(self) -> int:
         return id(self)
@@ -374,7 +399,25 @@ class Connection:
 
     def send(self, msgid: int, op: L.Operation, controls: tuple[L.Control, ...] = ()) -> None:
         if not self.closed:
-            self.writer.write(L.encode_message(L.Message(msgid, op, controls)))
+            data = L.encode_message(L.Message(msgid, op, controls))
+            if self.batch is None:
+                self.writer.write(data)
+            else:   # after the batch's commit; a write's success, unavailable if it fails
+                self.batch.add(data, partial(_unwritten, msgid, op))
+
+    def flush_batch(self) -> None:
+        """End the open batch: commit its writes (one transaction), then send every
+        response it held, those of writes that did not become durable replaced. Run
+        before anything awaits, so no other connection sees (or commits) the batch's
+        writes unanswered."""
+        batch, self.batch = self.batch, None
+        if batch is None:
+            return
+        replies = batch.close()
+        if batch.failed:
+            log.error("ldap: a commit failed; its writes are answered unavailable")
+        if replies and not self.closed:
+            self.writer.write(b"".join(replies))
 
     def disconnect(self, code: int, message: str) -> None:
         """The notice of disconnection (RFC 4511 §4.4.1), then close."""
@@ -439,11 +482,16 @@ class Connection:
                     if await self.handle(msg):   # unbind (RFC 4511 §4.3), or worse
                         self.closed = True
                         break
-                    # back-pressure: no more requests read while the answers wait
-                    await self.drain()
+                    if self.batch is None:
+                        # back-pressure: no more requests read while the answers wait
+                        await self.drain()
+                # the writes of this read's requests: one commit, then their answers
+                self.flush_batch()
+                await self.drain()
         except (ConnectionError, OSError):
             pass
         finally:
+            self.flush_batch()
             self._partial(0)
             self.closed = True
             for t in self.ops.values():
@@ -471,6 +519,7 @@ class Connection:
                              f"control {c.oid} not supported")
                 return False
         if isinstance(op, L.ExtendedRequest) and op.name == L.OID_STARTTLS:
+            self.flush_batch()   # nothing held across an await
             await self.start_tls(msg)
             return False
         if isinstance(op, L.SearchRequest):
@@ -485,6 +534,8 @@ class Connection:
         if handler is None:
             self._answer(msg, L.ResultCode.PROTOCOL_ERROR, "not a request")
             return isinstance(op, L.Response | L.SearchEntry | L.ExtendedResponse)
+        if self.batch is None and _writes(op):
+            self.batch = self.db.batch()
         try:
             handler(self, msg)
         except LdapError as e:
@@ -603,7 +654,6 @@ class Connection:
         else:
             self.db.call(Proc.CREATEPROP, self.caller, (nid, ("passwd", [crypted]),
                                                         len(node.props)))
-        self.db.commit()
         self.send(msg.id, L.ExtendedResponse(
             L.ResultCode.SUCCESS,
             value=None if generated is None else L.encode_passwd_generated(new)))
@@ -706,7 +756,6 @@ class Connection:
                 if page is not None and size and sent >= size:
                     more = True
                     break
-            self._flush(batch)
         except BaseException:
             state.close()
             raise
@@ -723,7 +772,10 @@ class Connection:
             controls = (L.Control(L.OID_PAGED_RESULTS, False, L.encode_paged(0, next_cookie)),)
         else:
             state.close()
-        self.send(msg.id, L.Response(L.SEARCH_DONE, L.ResultCode.SUCCESS), controls)
+        # the last entries and the result in one write: one system call, one segment
+        batch.append(L.encode_message(L.Message(msg.id, L.Response(
+            L.SEARCH_DONE, L.ResultCode.SUCCESS), controls)))
+        self._flush(batch)
 
     def _flush(self, batch: list[bytes]) -> None:
         if batch and not self.closed:
@@ -796,7 +848,6 @@ class Connection:
         props = props_from_attrs(path, attrs)
         self.db.call(Proc.CREATE, self.caller, (NiId(poid, parent.instance), props,
                                                 len(parent.children)))
-        self.db.commit()
         self._answer(msg, L.ResultCode.SUCCESS)
 
     def delete(self, msg: L.Message) -> None:
@@ -808,7 +859,6 @@ class Connection:
             raise LdapError(L.ResultCode.NOT_ALLOWED_ON_NON_LEAF)
         self.db.call(Proc.DESTROY, self.caller, (NiId(poid, parent.instance),
                                                  NiId(oid, node.instance)))
-        self.db.commit()
         self._answer(msg, L.ResultCode.SUCCESS)
 
     def modify(self, msg: L.Message) -> None:
@@ -845,7 +895,6 @@ class Connection:
         props = props_from_attrs(path, list(attrs.values()), node.props) if path else \
             _root_props(attrs, node.props)
         self.db.call(Proc.WRITE, self.caller, (NiId(oid, node.instance), props))
-        self.db.commit()
         self._answer(msg, L.ResultCode.SUCCESS)
 
     def modrdn(self, msg: L.Message) -> None:
@@ -878,8 +927,26 @@ class Connection:
                 vs = [new_name] + rest + ([] if op.delete_old else [vs[0]])
             props.append((k, list(vs)))
         self.db.call(Proc.WRITE, self.caller, (NiId(oid, node.instance), props))
-        self.db.commit()
         self._answer(msg, L.ResultCode.SUCCESS)
+
+
+def _writes(op: L.Operation) -> bool:
+    """Whether a request may write (and so opens the connection's batch)."""
+    return isinstance(op, L.AddRequest | L.DelRequest | L.ModifyRequest | L.ModDNRequest) \
+        or (isinstance(op, L.ExtendedRequest) and op.name == L.OID_PASSWD_MODIFY)
+
+
+def _unwritten(msgid: int, op: L.Operation, _reply: bytes) -> bytes:
+    """The response of a write whose commit failed (``Batch.add``'s *on_failure*): the
+    same operation's result, unavailable."""
+    message = "the domain could not be written"
+    if isinstance(op, L.ExtendedResponse):
+        failed: L.Operation = L.ExtendedResponse(L.ResultCode.UNAVAILABLE, "", message)
+    elif isinstance(op, L.Response):
+        failed = L.Response(op.op, L.ResultCode.UNAVAILABLE, "", message)
+    else:
+        failed = op
+    return L.encode_message(L.Message(msgid, failed))
 
 
 def _known(path: tuple[str, ...], names: list[str], base_attr: str) -> None:
@@ -911,7 +978,9 @@ def _root_props(attrs: Attrs, keep: Proplist) -> Proplist:
     for text in attrs.get("netinfoproperty", ("", []))[1]:
         kv = property_from_text(text)
         if kv is not None:
-            out.setdefault(kv[0], []).append(kv[1])
+            have = out.setdefault(kv[0], [])
+            if kv[1] is not None:   # KEY alone: a property with no values
+                have.append(kv[1])
     result: Proplist = [(k, out.pop(k)) for k, _ in keep if k in out]
     result.extend((k, vs) for k, vs in keep if k == "passwd")   # never shown
     result.extend(out.items())

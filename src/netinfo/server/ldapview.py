@@ -254,7 +254,7 @@ def _attr_description(name: str, t: AttrType) -> str:
             + " )")
 
 
-def _class_description(name: str, oid: str, kind: str, must: tuple[str, ...],
+def class_description(name: str, oid: str, kind: str, must: tuple[str, ...],
                        may: tuple[str, ...]) -> str:
     def oids(names: tuple[str, ...]) -> str:
         return names[0] if len(names) == 1 else "( " + " $ ".join(names) + " )"
@@ -271,10 +271,10 @@ def schema_entry() -> Attrs:
         "attributetypes": ("attributeTypes", [
             _attr_description(n, t) for n, t in ATTRIBUTE_TYPES.items()]),
         "objectclasses": ("objectClasses", [
-            _class_description(n, *row) for n, row in OBJECT_CLASSES.items()]),
+            class_description(n, *row) for n, row in OBJECT_CLASSES.items()]),
     }
 
 
 __all__ = ["MATCHING_RULES", "SCHEMA_DN", "SUPPORTED_CONTROLS", "SUPPORTED_EXTENSIONS",
-           "Tri", "equality_terms", "evaluate", "root_dse", "schema_entry", "select",
-           "uses_dn_attributes"]
+           "Tri", "class_description", "equality_terms", "evaluate", "root_dse",
+           "schema_entry", "select", "uses_dn_attributes"]

@@ -113,6 +113,9 @@ class ServerConfig:
     #: answer the hot reads by the short path (``fastpath``; ``--no-fast-path``: off, to
     #: measure against or rule it out)
     fast_path: bool = True
+    #: bind the TCP port with SO_REUSEPORT, so that the read workers' listening sockets
+    #: (``readworkers``, ``netinfod --read-workers``) share it
+    reuse_port: bool = False
 
 
 class YpHandler(Protocol):
@@ -666,6 +669,7 @@ class NetInfoServer:
         self.tcp_port = 0
         self._tcp: asyncio.AbstractServer | None = None
         self._udp: asyncio.DatagramTransport | None = None
+        self.tcp_socket: socket.socket | None = None
         self._search: asyncio.Task | None = None
         self._watch: asyncio.Task | None = None
         self._sweeper: asyncio.Task | None = None
@@ -730,8 +734,11 @@ class NetInfoServer:
         the programs whose rows ask for it with the portmapper."""
         loop = asyncio.get_running_loop()
         quiet_accept_errors(loop, f"netinfod {self.config.tag}")
-        tsock, usock = bind_pair(self.config.bind, self._wanted_ports())
+        tsock, usock = bind_pair(self.config.bind, self._wanted_ports(),
+                                 reuse_port=self.config.reuse_port)
         self._tcp = await loop.create_server(lambda: TcpConnection(self), sock=tsock)
+        #: the listening socket (its siblings serve the read workers: ``readworkers``)
+        self.tcp_socket = tsock
         self._udp, _ = await loop.create_datagram_endpoint(lambda: UdpEndpoint(self), sock=usock)
         self.tcp_port = tsock.getsockname()[1]
         self.udp_port = usock.getsockname()[1]
@@ -851,8 +858,8 @@ def connection_cap() -> int:
     return max(8, min(LIMITS.total, soft - 64 - 3 * MAX_STREAMS))
 
 
-def bind_pair(host: str, ports: tuple[int | None, int | None]) -> tuple[socket.socket,
-                                                                        socket.socket]:
+def bind_pair(host: str, ports: tuple[int | None, int | None], reuse_port: bool = False
+              ) -> tuple[socket.socket, socket.socket]:
     """Bound TCP (listening) and UDP sockets, on the same port when none is fixed.
 
     Fixed ports are used as given; otherwise a reserved port when running as root (the
@@ -861,13 +868,14 @@ def bind_pair(host: str, ports: tuple[int | None, int | None]) -> tuple[socket.s
     udp_port, tcp_port = ports
     fam = socket.AF_INET6 if ":" in host else socket.AF_INET
     if udp_port is not None or tcp_port is not None:
-        return _listen(fam, host, tcp_port or 0), _udp(fam, host, udp_port or 0)
+        return (_listen(fam, host, tcp_port or 0, reuse_port),
+                _udp(fam, host, udp_port or 0))
     candidates: list[int] = []
     if os.geteuid() == 0:
         candidates = random.sample(RESERVED_PORTS, len(RESERVED_PORTS))
     for port in candidates + [0] * 50:
         try:
-            t = _listen(fam, host, port)
+            t = _listen(fam, host, port, reuse_port)
         except OSError:
             continue
         try:
@@ -877,17 +885,31 @@ def bind_pair(host: str, ports: tuple[int | None, int | None]) -> tuple[socket.s
     raise OSError("no free port pair for UDP and TCP")
 
 
-def _listen(fam: int, host: str, port: int) -> socket.socket:
+def _listen(fam: int, host: str, port: int, reuse_port: bool = False,
+            backlog: int | None = 128) -> socket.socket:
     s = socket.socket(fam, socket.SOCK_STREAM)
     try:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse_port:
+            # the kernel spreads new connections over every socket of the group
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         s.bind((host, port))
-        s.listen(128)
+        if backlog is not None:
+            s.listen(backlog)
         s.setblocking(False)
     except OSError:
         s.close()
         raise
     return s
+
+
+def listen_socket(like: socket.socket) -> socket.socket:
+    """One more socket bound to *like*'s address and port (both SO_REUSEPORT), not yet
+    listening: a read worker's share of the TCP port (``readworkers``), which joins the
+    port's group when the worker calls ``listen`` (until then no connection waits on it
+    for a worker still starting)."""
+    host, port = like.getsockname()[:2]
+    return _listen(like.family, host, port, reuse_port=True, backlog=None)
 
 
 def _udp(fam: int, host: str, port: int) -> socket.socket:
@@ -901,4 +923,5 @@ def _udp(fam: int, host: str, port: int) -> socket.socket:
     return s
 
 
-__all__ = ["NetInfoServer", "ServerConfig", "Dispatcher", "local_addresses", "bind_pair"]
+__all__ = ["NetInfoServer", "ServerConfig", "Dispatcher", "local_addresses", "bind_pair",
+           "listen_socket"]

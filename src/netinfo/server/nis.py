@@ -129,6 +129,13 @@ class NisDoor:
             if self._sources(name.split("@", 1)[0].lstrip("\0")) & hit:
                 del self._whole[name]
 
+    def forget(self) -> None:
+        """Drop everything kept (a read worker heard that the owner wrote:
+        ``readworkers``)."""
+        self._hot.clear()
+        self._admitted.clear()
+        self._forget_all()
+
     def _forget_all(self) -> None:
         self._dirs.clear()
         self._sorted.clear()

@@ -273,16 +273,8 @@ class PeerBounds(Generic[C]):
             e.partial_since = 0.0
         self.partial_bytes += pending - e.partial
         e.partial = pending
-        while self.partial_bytes > self.limits.partial_total:
-            hog = max(self.conns, key=lambda c: self.conns[c].partial)
-            h = self.conns[hog]
-            self.stats.dropped_partial += 1
-            self.forget(hog)
-            self.drop(hog, f"{h.partial} bytes of incomplete requests, over the budget of "
-                           f"{self.limits.partial_total} for all connections")
-            if hog == conn:
-                return False
-        return True
+        return self._shed(conn, "partial", self.limits.partial_total, "dropped_partial",
+                          "bytes of incomplete requests")
 
     # -- queued reply bytes -----------------------------------------------------------------
 
@@ -300,13 +292,20 @@ class PeerBounds(Generic[C]):
         e.taken = taken
         self.queued_bytes += queued - e.queued
         e.queued = queued
-        while self.queued_bytes > self.limits.queued_total:
-            hog = max(self.conns, key=lambda c: self.conns[c].queued)
-            h = self.conns[hog]
-            self.stats.dropped_bytes += 1
+        return self._shed(conn, "queued", self.limits.queued_total, "dropped_bytes",
+                          "reply bytes queued")
+
+    def _shed(self, conn: C, held: str, budget: int, stat: str, what: str) -> bool:
+        """While all connections together hold more than *budget* bytes of kind *held*
+        (``partial`` or ``queued``: the entry's field, ``held + "_bytes"`` the total),
+        drop the one holding the most, counting it in ``stats.<stat>``. False when *conn*
+        was one of those dropped."""
+        while getattr(self, held + "_bytes") > budget:
+            hog = max(self.conns, key=lambda c: getattr(self.conns[c], held))
+            amount = getattr(self.conns[hog], held)
+            setattr(self.stats, stat, getattr(self.stats, stat) + 1)
             self.forget(hog)
-            self.drop(hog, f"{h.queued} reply bytes queued, over the budget of "
-                           f"{self.limits.queued_total} for all connections")
+            self.drop(hog, f"{amount} {what}, over the budget of {budget} for all connections")
             if hog == conn:
                 return False
         return True

@@ -661,6 +661,8 @@ class Replicator:
                 c = await Client.connect(addr, port, tag, privileged=True, timeout=5.0)
                 c.timeout = TRANSFER_TIMEOUT
                 try:
+                    # the master's history up to here is in the copy (history_mirror)
+                    through = await self.history.master_last(c)
                     transfer = await c.readall_stream(self.db.checksum)
                     try:
                         copied = None if transfer.current else await self._copy(transfer)
@@ -686,6 +688,7 @@ class Replicator:
             else:
                 self.last_sync = time.time()
                 self._source = None  # from now on the master our copy names
+                self.history.copied(through)
                 if copied is not None:  # None: we are current (checksum 0, spec §9.4)
                     count, took = copied
                     self._copied_at, self._copy_took = time.monotonic(), took

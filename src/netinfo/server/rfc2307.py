@@ -139,9 +139,9 @@ OBJECT_CLASSES: dict[str, tuple[str, str, tuple[str, ...], tuple[str, ...]]] = {
                    ("userPassword", "memberUid", "description")),
     "ipService": (_NIS[:-2] + "2.3", "STRUCTURAL",
                   ("cn", "ipServicePort", "ipServiceProtocol"), ("description",)),
-    "ipProtocol": (_NIS[:-2] + "2.4", "STRUCTURAL", ("cn", "ipProtocolNumber"),
-                   ("description",)),
-    "oncRpc": (_NIS[:-2] + "2.5", "STRUCTURAL", ("cn", "oncRpcNumber"), ("description",)),
+    "ipProtocol": (_NIS[:-2] + "2.4", "STRUCTURAL", ("cn", "ipProtocolNumber",
+                                                     "description"), ()),
+    "oncRpc": (_NIS[:-2] + "2.5", "STRUCTURAL", ("cn", "oncRpcNumber", "description"), ()),
     "ipHost": (_NIS[:-2] + "2.6", "AUXILIARY", ("cn", "ipHostNumber"), ("description",)),
     "ipNetwork": (_NIS[:-2] + "2.7", "STRUCTURAL", ("cn", "ipNetworkNumber"),
                   ("description",)),
@@ -155,6 +155,9 @@ OBJECT_CLASSES: dict[str, tuple[str, str, tuple[str, ...], tuple[str, ...]]] = {
     "nisMailAlias": ("1.3.6.1.4.1.42.2.27.1.2.5", "STRUCTURAL", ("cn",),
                      ("rfc822MailMember",)),
     "netinfoDirectory": (OWN_OID_ARC + ".2.1", "AUXILIARY", (), ("cn", "netinfoProperty")),
+    # the structural class of a directory no row maps (an entry needs one: RFC 4512
+    # §2.4.2, and slapadd refuses an entry without)
+    "netinfoEntry": (OWN_OID_ARC + ".2.2", "STRUCTURAL", ("cn",), ("netinfoProperty",)),
     "extensibleObject": ("1.3.6.1.4.1.1466.101.120.111", "AUXILIARY", (), ()),
     "subschema": ("2.5.20.1", "AUXILIARY", (), ("objectClasses", "attributeTypes")),
 }
@@ -207,6 +210,9 @@ class Mapping:
     derive: Callable[[dict[str, Values]], list[tuple[str, Values]]] | None = None
     #: the attributes *derive* makes (accepted in a write, read back as the columns say)
     derived: tuple[str, ...] = ()
+    #: properties read back from the derived attributes (lower-case name → values), for
+    #: an entry that does not carry them otherwise (one written by another directory)
+    underive: Callable[[dict[str, Values]], dict[str, Values]] | None = None
 
 
 def _user_extra(p: dict[str, Values]) -> list[tuple[str, Values]]:
@@ -228,6 +234,37 @@ def _mount_extra(p: dict[str, Values]) -> list[tuple[str, Values]]:
     opt_list = ([f"fstype={vfs[0]}"] if vfs and vfs[0] not in ("", "nfs") else []) + opts
     info = ("-" + ",".join(opt_list) + " " if opt_list else "") + p.get("name", [""])[0]
     return [("automountInformation", [info])]
+
+
+def _mount_back(by: dict[str, Values]) -> dict[str, Values]:
+    """:func:`_mount_extra` backwards: ``-opts,fstype=T location`` → vfstype, opts."""
+    info = by.get("automountinformation", [""])[0].split()
+    out: dict[str, Values] = {}
+    if len(info) >= 2 and info[0].startswith("-"):
+        opts = [o for o in info[0][1:].split(",") if o]
+        vfs = [o[7:] for o in opts if o.startswith("fstype=")]
+        if vfs:
+            out["vfstype"] = vfs[:1]
+        rest = [o for o in opts if not o.startswith("fstype=")]
+        if rest:
+            out["opts"] = rest
+    return out
+
+
+def mount_location(by: dict[str, Values]) -> str | None:
+    """The location (``server:/path``) an automountInformation value names, lower-case
+    attribute names in *by*."""
+    info = by.get("automountinformation", [""])[0].split()
+    return info[-1] if info else None
+
+
+def _described(p: dict[str, Values]) -> list[tuple[str, Values]]:
+    """RFC 2307 makes ``description`` a MUST of ipProtocol and oncRpc (OpenLDAP's
+    nis.schema too): a directory without one shows its name there, and reading an entry
+    back takes a description equal to the name for that (``props_from_attrs``)."""
+    if any(p.get("description", [])):
+        return []
+    return [("description", p.get("name", [""])[:1])]
 
 
 _NAME_CN = Column("cn", "name")
@@ -257,10 +294,10 @@ MAPPINGS: dict[str, Mapping] = {m.directory: m for m in (
     )),
     Mapping("protocols", "cn", ("top", "ipProtocol"), (
         _NAME_CN, Column("ipProtocolNumber", "number", True),
-    )),
+    ), _described, ("description",)),
     Mapping("rpcs", "cn", ("top", "oncRpc"), (
         _NAME_CN, Column("oncRpcNumber", "number", True),
-    )),
+    ), _described, ("description",)),
     Mapping("networks", "cn", ("top", "ipNetwork"), (
         _NAME_CN, Column("ipNetworkNumber", "address", True),
     )),
@@ -269,12 +306,24 @@ MAPPINGS: dict[str, Mapping] = {m.directory: m for m in (
     )),
     Mapping("mounts", "cn", ("top", "automount", "netinfoDirectory"), (
         _NAME_CN, Column("automountKey", "dir", True),
-    ), _mount_extra, ("automountInformation",)),
+    ), _mount_extra, ("automountInformation",), _mount_back),
     Mapping("netgroups", "cn", ("top", "nisNetgroup"), (
         _NAME_CN, Column("nisNetgroupTriple", "netgroup_triple"),
         Column("memberNisNetgroup", "netgroups"),
     )),
 )}
+
+def _placing() -> dict[str, str]:
+    """object class (lower case) → the directory whose rows alone carry it: how an entry
+    written by another directory (an OpenLDAP export) finds its NetInfo directory. Classes
+    two rows share, the generic ones and ``device`` (a catch-all) place nothing."""
+    seen: dict[str, list[str]] = {}
+    for m in MAPPINGS.values():
+        for cls in m.classes:
+            seen.setdefault(cls.lower(), []).append(m.directory)
+    skip = {"top", "device", *(c.lower() for c in GENERIC_CLASSES + CONTAINER_CLASSES)}
+    return {cls: dirs[0] for cls, dirs in seen.items() if len(dirs) == 1 and cls not in skip}
+
 
 #: NIS map → (directory, LDAP attributes joined by ":" in order): how the NIS front door
 #: could read its lines through the same rows (module docstring).
@@ -290,8 +339,10 @@ PASSTHROUGH = frozenset({"description", "mail"})
 #: properties never shown through netinfoProperty (their column is private)
 PRIVATE_PROPS = frozenset({"passwd"})
 PRIVATE_ATTRS = frozenset({"userpassword"})
-GENERIC_CLASSES = ("top", "netinfoDirectory", "extensibleObject")
+GENERIC_CLASSES = ("top", "netinfoEntry", "netinfoDirectory", "extensibleObject")
 CONTAINER_CLASSES = ("top", "organizationalUnit", "netinfoDirectory")
+#: object class (lower case) → the directory its entries belong in (:func:`_placing`)
+PLACING_CLASSES = _placing()
 
 
 # -- entries --------------------------------------------------------------------------------
@@ -314,18 +365,29 @@ def _add(attrs: Attrs, name: str, values: Values) -> None:
         have[1].extend(v for v in values if v not in have[1])
 
 
-def property_text(key: str, value: str) -> str:
+def property_text(key: str, value: str | None) -> str:
     """``netinfoProperty`` value: ``KEY=VALUE``, ``=`` and ``\\`` in KEY as ``\\3d``,
-    ``\\5c``."""
-    return key.replace("\\", "\\5c").replace("=", "\\3d") + "=" + value
+    ``\\5c``; a property with no values is ``KEY`` alone (*value* None)."""
+    key = key.replace("\\", "\\5c").replace("=", "\\3d")
+    return key if value is None else key + "=" + value
 
 
-def property_from_text(text: str) -> tuple[str, str] | None:
+def property_from_text(text: str) -> tuple[str, str | None] | None:
+    """:func:`property_text` backwards: (KEY, VALUE), VALUE None for ``KEY`` alone."""
     key, eq, value = text.partition("=")
-    if not eq or not key:
+    if not key:
         return None
+    if not eq:
+        return key.replace("\\3d", "=").replace("\\3D", "=").replace(
+            "\\5c", "\\").replace("\\5C", "\\"), None
     return key.replace("\\3d", "=").replace("\\3D", "=").replace("\\5c", "\\").replace(
         "\\5C", "\\"), value
+
+
+def _shown(c: Column, values: Values) -> Values:
+    """What column *c* shows of a property holding *values*."""
+    vs = values[:1] if c.first else values
+    return c.out(vs) if c.out is not None else [v for v in vs if v]
 
 
 def mapping_for(path: Sequence[str]) -> Mapping | None:
@@ -342,6 +404,7 @@ def entry_attrs(path: Sequence[str], props: Proplist, base_rdn: tuple[str, str])
     for k, vs in props:
         p.setdefault(k, list(vs))
     used: set[str] = set()
+    lossy: set[str] = set()
     if not path:   # the root directory: the base entry
         battr, bval = base_rdn
         cls = {"dc": "domain", "o": "organization", "ou": "organizationalUnit"}.get(
@@ -358,7 +421,10 @@ def entry_attrs(path: Sequence[str], props: Proplist, base_rdn: tuple[str, str])
                     continue
                 used.add(c.prop)
                 vs = have[:1] if c.first else have
-                _add(attrs, c.attr, c.out(vs) if c.out is not None else vs)
+                shown = c.out(vs) if c.out is not None else [v for v in vs if v]
+                _add(attrs, c.attr, shown)
+                if (c.back(shown) if c.back is not None else shown) != have or not have:
+                    lossy.add(c.prop)   # also carried exactly, as netinfoProperty
             if m.derive is not None:
                 for a, vs in m.derive(p):
                     _add(attrs, a, vs)
@@ -375,9 +441,14 @@ def entry_attrs(path: Sequence[str], props: Proplist, base_rdn: tuple[str, str])
         if k in PASSTHROUGH and k not in used:
             _add(attrs, k, vs)
             used.add(k)
-    _add(attrs, "netinfoProperty", [property_text(k, v) for k, vs in props
-                                    if k not in used and k not in PRIVATE_PROPS
-                                    for v in vs])
+    texts: Values = []
+    for k, vs in props:
+        if (k not in used or k in lossy) and k not in PRIVATE_PROPS:
+            texts.extend([property_text(k, v) for v in vs] if vs else [property_text(k, None)])
+    if texts and path and mapping_for(path) is not None:
+        # the class that allows netinfoProperty (a directory server's schema check)
+        _add(attrs, "objectClass", ["netinfoDirectory"])
+    _add(attrs, "netinfoProperty", texts)
     return attrs
 
 
@@ -401,6 +472,13 @@ def props_from_attrs(path: Sequence[str], attrs: Iterable[tuple[str, Values]],
         by.setdefault(a.lower(), []).extend(vs)
     m = mapping_for(path)
     out: dict[str, Values] = {}
+    exact: dict[str, Values] = {}
+    for text in by.get("netinfoproperty", []):
+        kv = property_from_text(text)
+        if kv is not None and kv[0] not in PRIVATE_PROPS:
+            have = exact.setdefault(kv[0], [])
+            if kv[1] is not None:
+                have.append(kv[1])
     if m is not None:
         for c in m.columns:
             got = by.get(c.attr.lower())
@@ -408,6 +486,15 @@ def props_from_attrs(path: Sequence[str], attrs: Iterable[tuple[str, Values]],
                 vs = c.back(got) if c.back is not None else got
                 have = out.setdefault(c.prop, [])
                 have.extend(v for v in vs if v not in have)
+                if c.prop in exact and set(_shown(c, exact[c.prop])) == set(got):
+                    # the property's exact values, which the column shows as *got*
+                    # (entry_attrs: a column that loses something, zero dates or empty
+                    # or extra values, is carried as netinfoProperty too)
+                    out[c.prop] = exact[c.prop]
+        if m.underive is not None:
+            for k, vs in m.underive(by).items():
+                if k not in out and k not in exact:
+                    out[k] = vs
         if "realname" not in out and m.directory == "users":
             cns = [v for v in by.get("cn", []) if v != path[-1]]
             if cns:
@@ -418,14 +505,12 @@ def props_from_attrs(path: Sequence[str], attrs: Iterable[tuple[str, Values]],
     out["name"] = [path[-1]] + [n for n in names if n != path[-1]]
     for k in PASSTHROUGH:
         if k in by and k not in out:
+            if (k == "description" and m is not None and m.derive is _described
+                    and by[k] == [path[-1]] and k not in exact):
+                continue   # the name shown as RFC 2307's mandatory description
             out[k] = by[k]
     # netinfoProperty speaks for the properties no column took
-    extra: dict[str, Values] = {}
-    for text in by.get("netinfoproperty", []):
-        kv = property_from_text(text)
-        if kv is not None and kv[0] not in out and kv[0] not in PRIVATE_PROPS:
-            extra.setdefault(kv[0], []).append(kv[1])
-    out.update(extra)
+    out.update((k, vs) for k, vs in exact.items() if k not in out)
     result: list[tuple[str, list[str]]] = [("name", out.pop("name"))]
     for k, vs in keep or ():   # present properties keep their places
         if k in out:
@@ -504,6 +589,9 @@ class DnError(ValueError):
     """A DN that does not parse (invalidDNSyntax)."""
 
 
+_HEX = frozenset(b"0123456789abcdefABCDEF")
+
+
 def _unescape(s: str) -> str:
     out = bytearray()
     i = 0
@@ -514,14 +602,13 @@ def _unescape(s: str) -> str:
             if i + 1 >= len(raw):
                 raise DnError("a DN ends with a backslash")
             nxt = raw[i + 1:i + 3]
-            try:
+            if len(nxt) == 2 and all(c in _HEX for c in nxt):   # not int()'s "+c", " c"
                 out.append(int(nxt.decode("ascii"), 16))
                 i += 3
                 continue
-            except (ValueError, UnicodeDecodeError):
-                out.append(raw[i + 1])
-                i += 2
-                continue
+            out.append(raw[i + 1])
+            i += 2
+            continue
         out.append(b)
         i += 1
     return out.decode("utf-8", "surrogateescape")
@@ -603,6 +690,7 @@ def norm_dn(dn: DN) -> tuple[tuple[str, str], ...]:
 __all__ = [
     "ATTRIBUTE_TYPES", "ATTRS_BY_LOWER", "AttrType", "Attrs", "CONTAINER_CLASSES", "Column",
     "DN", "DnError", "GENERIC_CLASSES", "MAPPINGS", "Mapping", "OWN_OID_ARC", "NIS_FIELDS",
+    "PLACING_CLASSES", "mount_location",
     "OBJECT_CLASSES", "PASSTHROUGH", "PRIVATE_ATTRS", "PRIVATE_PROPS", "attr_type", "dn_text",
     "default_base", "dn_of", "entry_attrs", "escape_value", "mapping_for", "norm_dn",
     "parse_dn", "property_from_text", "property_text", "props_from_attrs", "rdn_attr",

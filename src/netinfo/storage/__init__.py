@@ -286,6 +286,17 @@ class Store(ABC):
         """
         raise NotImplementedError(f"{type(self).__name__} copies are images")
 
+    def keep_alive(self) -> None:
+        """Between batches, about every second (netinfod): look at the connection to a
+        store server (an engine with one: PostgreSQL) and replace it when it was lost,
+        without waiting for a write. Nothing to do by default.
+
+        :raises StoreDiverged: reconnected, but the domain is not as this writer
+            committed it (``errors.StoreDiverged``).
+        :raises StorageError: the connection is lost and not back yet.
+        """
+        return None
+
     @abstractmethod
     def close(self) -> None:
         """Release the engine's resources."""

@@ -288,6 +288,13 @@ class CachedSource(NodeSource):
         if self._cache.pop(oid, None) is not None:
             self.cached_bytes -= self._weights.pop(oid)
 
+    def forget(self, oid: int) -> None:
+        """Read directory *oid* from the store again when next asked for: another
+        process changed it (netinfod's read workers hear of the owner's writes)."""
+        self._uncache(oid)
+        self._big.pop(oid, None)
+        self._ceiling = None
+
     def _load_kids(self, oid: int, n: Node) -> MutableSequence[int]:
         kids = self._rows.kids(oid)
         if len(kids) >= BIG_KIDS and self._cache.get(oid) is n:

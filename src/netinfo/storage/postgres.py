@@ -12,6 +12,8 @@ gives each table's meaning): ``dirs(id, instance, parent, props)`` with the XDR 
 ordinals (an insert touches one row); ``freed(id, instance)``; ``meta(key, value)`` (the
 checksum, spec §5.6, and the service's counters); ``keys(parent, key, value, child)``, the
 persisted LOOKUP index (spec §4.4, §5.4), kept in step by every Put and Free in the same
+transaction; the change history (issue 24: ``history``, ``history_dirs``,
+``history_size``, storage/sql_journal.py), one row per write written in the write's own
 transaction; ``schema_version``, numbered migrations of our own applied in order.
 
 One writer per domain: the writer holds a session-level advisory lock whose key is
@@ -19,7 +21,11 @@ derived from the schema's name (:meth:`PostgresStore.claim`). PostgreSQL release
 the writer's connection ends — its process died, or the connection was lost — so a
 standby waiting on it (``netinfod --standby``) takes over at once. Every batch is one
 transaction (:meth:`PostgresStore.commit`) on the connection that holds the lock: a writer
-that has lost its connection cannot commit, and says so, before a standby writes.
+that has lost its connection cannot commit, and says so, before a standby writes. It
+reconnects at its next batch (:meth:`PostgresStore._reconnect`: the server restarted, or
+a standby was promoted and a multi-host URL leads there), takes the lock again without
+waiting, and stores again only when the domain is as it committed it; otherwise
+(:class:`~netinfo.errors.StoreDiverged`) the database serves what the store holds.
 
 Durability: ``synchronous_commit`` as the server has it (``on`` by default: a commit
 returns once its WAL is flushed; with synchronous replication, once a standby has it too).
@@ -34,7 +40,9 @@ from __future__ import annotations
 
 import gc
 import hashlib
+import logging
 import os
+import select
 import socket
 import time
 from collections.abc import Callable, Sequence
@@ -43,11 +51,14 @@ from operator import itemgetter
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from ..errors import StorageError, WireError
+from ..errors import StorageError, StoreDiverged, WireError
 from ..wire.proplist import decode_proplist, encode_proplist
 from . import (
     Catalog, Engine, Free, Image, KidDel, KidIns, Meta, Op, Put, Record, Reset, Store,
 )
+from .changes import SEQ_KEY
+from .postgres_journal import PostgresJournal
+from .postgres_journal import schema as journal_schema
 from .sqlite import key_row_list, key_rows
 
 if TYPE_CHECKING:
@@ -62,6 +73,18 @@ DEFAULT_DOMAIN = "netinfo"
 SCHEMA_PREFIX = "ni_"
 #: How often a standby tries the lock (seconds); takeover is within this of the release.
 STANDBY_POLL = 0.25
+#: A writer whose connection was lost tries a new one at most this often (seconds); the
+#: writes of batches in between are refused at once.
+RECONNECT_PAUSE = 0.5
+#: A standby whose own connection was replaced leaves the lock alone this long (seconds),
+#: for the writer to reconnect first: it is not dead, the server was (netinfod looks at
+#: its connection every second).
+STANDBY_GRACE = 5.0
+#: The meta rows a writer compares when it reconnects: equal, the domain is as it left
+#: it (the change sequence number moves with every recorded write).
+_STATE_KEYS = ("checksum", SEQ_KEY)
+
+log = logging.getLogger("netinfo.storage.postgres")
 
 #: The writer's session's TCP keepalives, as the server sends them (seconds; count).
 _KEEPALIVES = (("tcp_keepalives_idle", 3), ("tcp_keepalives_interval", 2),
@@ -83,6 +106,8 @@ _MIGRATIONS: dict[int, list[str]] = {
         # a directory's own index rows, found by its number (Put, Free)
         "CREATE INDEX keys_child ON keys(child)",
     ],
+    # The change history (issue 24; postgres_journal, storage/sql_journal.py).
+    2: [*journal_schema()],
 }
 
 
@@ -241,27 +266,43 @@ class PostgresStore(Store):
         self._last: dict[int, int] = {}
         #: kids rows inserted but not yet sent (flushed before any read of kids)
         self._pending_kids: list[tuple[int, int, int]] = []
-        self._conn = _connect(conninfo, "store")
-        pg = _psycopg()
-        self._pg_error: type[Exception] = pg.Error
+        self._conninfo = conninfo
+        self._pg_error: type[Exception] = _psycopg().Error
+        self._conn = self._session()
+        self.rows = PgRows(self._conn)
+        #: the change history, in the domain's schema and the batches' transactions
+        self.journal: PostgresJournal = PostgresJournal(self._conn)
+        #: the domain's checksum and change number as this writer last committed them
+        #: (None until it claims), compared when it reconnects (:meth:`_reconnect`)
+        self._state: dict[str, int | None] | None = None
+        #: when a lost connection may next be replaced; why it was lost
+        self._retry_at = 0.0
+        self._lost = ""
+        #: a divergence a read's reconnection found (:meth:`revive`), raised by the next
+        #: batch or look at the connection
+        self._diverged: StoreDiverged | None = None
+
+    def _session(self) -> psycopg.Connection[Any]:
+        """A new connection, set up for the domain's schema."""
+        conn = _connect(self._conninfo, "store")
         try:
-            self._conn.execute(f'SET search_path TO "{self.schema}"')
+            conn.execute(f'SET search_path TO "{self.schema}"')
             # Over TCP, the server drops a silent writer's session (and its lock, for a
             # standby to take) within 3 + 2 × 2 s of its last sign of life; on a unix
             # socket these do nothing (a closed socket is seen at once).
             for name, value in _KEEPALIVES:
-                self._conn.execute(f"SET {name} = {value}")
-        except pg.Error as exc:
-            self._conn.close()
+                conn.execute(f"SET {name} = {value}")
+        except self._pg_error as exc:
+            conn.close()
             raise StorageError(f"{self.where}: {_one_line(exc)}") from exc
-        self.rows = PgRows(self._conn)
+        return conn
 
     # -- one writer ----------------------------------------------------------------------
 
-    def holder(self) -> str:
+    def holder(self, conn: psycopg.Connection[Any] | None = None) -> str:
         """Who holds the domain's lock, as PostgreSQL knows it ("nobody" when free)."""
         k = self._key & 0xFFFFFFFFFFFFFFFF
-        row = self._conn.execute(
+        row = (conn or self._conn).execute(
             "SELECT a.application_name, a.pid, a.client_addr FROM pg_locks l"
             " JOIN pg_stat_activity a ON a.pid = l.pid WHERE l.locktype = 'advisory'"
             " AND l.granted AND l.classid = %s AND l.objid = %s AND l.objsubid = 1"
@@ -293,11 +334,114 @@ class PostgresStore(Store):
                     announce(f"standby for {self.where}, held by {who}: waiting to take over")
                 while not got:
                     time.sleep(STANDBY_POLL)
-                    got = self.rows._one("SELECT pg_try_advisory_lock(%s)", (self._key,))
+                    got = self._try_lock_waiting()
             self._claimed = True
             self._migrate()
+            self._state = self._stored_state(self._conn)
         except self._pg_error as exc:
             raise StorageError(f"{self.where}: {_one_line(exc)}") from exc
+
+    def _try_lock_waiting(self) -> bool:
+        """A standby's next try for the lock; a connection lost meanwhile (the server
+        restarted, or failed over) is replaced, and the standby waits on."""
+        try:
+            return bool(self.rows._one("SELECT pg_try_advisory_lock(%s)", (self._key,)))
+        except self._pg_error:
+            if not self._conn.broken:
+                raise
+        try:
+            self._swap(self._session())
+        except StorageError:
+            return False   # tried again at the next poll
+        time.sleep(STANDBY_GRACE)
+        return False
+
+    def _stored_state(self, conn: psycopg.Connection[Any]) -> dict[str, int | None]:
+        rows = dict(conn.execute("SELECT key, value FROM meta WHERE key = ANY(%s)",
+                                 (list(_STATE_KEYS),)).fetchall()) \
+            if PgRows(conn)._one("SELECT to_regclass('meta') IS NOT NULL") else {}
+        return {k: rows.get(k) for k in _STATE_KEYS}
+
+    def _swap(self, conn: psycopg.Connection[Any]) -> None:
+        """Put *conn* in place of the writer's lost connection (the row reader too)."""
+        old, self._conn = self._conn, conn
+        self.rows._conn = conn
+        self.journal._conn = conn
+        self.journal.forget_paths()   # paths it knew may be stale after a failover
+        try:
+            old.close()
+        except Exception:   # already gone
+            pass
+
+    def _live(self) -> None:
+        """Before a batch: make sure the writer's connection is alive, and replace it
+        when it is lost. An idle connection's socket is readable only when the server
+        sent something unasked (it closed the session: restart, failover, terminated
+        backend), so that is checked without a round trip."""
+        diverged, self._diverged = self._diverged, None
+        if diverged is not None:
+            raise diverged
+        c = self._conn
+        if not (c.closed or c.broken):
+            try:
+                ready = select.select([c.fileno()], [], [], 0)[0]
+            except (OSError, ValueError):
+                ready = [True]
+            if not ready:
+                return
+            try:
+                c.execute("SELECT 1")
+                return
+            except self._pg_error as exc:
+                if not c.broken:
+                    raise StorageError(f"{self.where}: {_one_line(exc)}") from exc
+                self._lost = _one_line(exc)
+        self._reconnect()
+
+    def _reconnect(self) -> None:
+        """A new connection for a writer whose connection was lost: the lock taken again
+        (without waiting) and the domain found as this writer left it; only then are
+        batches stored again.
+
+        :raises StorageError: not now (nothing answers, or another writer holds the lock:
+            the next batch tries again, after :data:`RECONNECT_PAUSE`).
+        :raises StoreDiverged: reconnected, but the domain is not as this writer
+            committed it: its caller serves what the store holds from now on.
+        """
+        lost = (f"{self.where}: the connection to PostgreSQL is lost"
+                f"{f' ({self._lost})' if self._lost else ''}: writes are refused until "
+                f"it is back")
+        now = time.monotonic()
+        if now < self._retry_at:
+            raise StorageError(lost)
+        self._retry_at = now + RECONNECT_PAUSE
+        try:
+            conn = self._session()
+        except StorageError as exc:
+            raise StorageError(f"{lost}; reconnecting failed: {exc}") from exc
+        try:
+            if not PgRows(conn)._one("SELECT pg_try_advisory_lock(%s)", (self._key,)):
+                who = self.holder(conn)
+                conn.close()
+                raise StorageError(f"{lost}; reconnected, but {who} holds the domain now")
+            state = self._stored_state(conn)
+        except self._pg_error as exc:
+            conn.close()
+            raise StorageError(f"{lost}; reconnecting failed: {_one_line(exc)}") from exc
+        self._swap(conn)
+        self._counts.clear()
+        self._last.clear()
+        self._pending_kids = []
+        self._lost = ""
+        known, self._state = self._state, state
+        if known is not None and state != known:
+            raise StoreDiverged(
+                f"{self.where}: reconnected to PostgreSQL, but the domain is not as this "
+                f"writer committed it (checksum and change {known['checksum']}, "
+                f"{known[SEQ_KEY]}; stored {state['checksum']}, {state[SEQ_KEY]}: a "
+                f"failover lost acknowledged writes or kept an unacknowledged batch, or "
+                f"another writer wrote)")
+        log.warning("%s: reconnected to PostgreSQL; writes are stored again", self.where)
 
     def _migrate(self) -> None:
         c = self._conn
@@ -396,13 +540,15 @@ class PostgresStore(Store):
     def commit(self, ops: list[Op], checksum: int,
                changes: Sequence[Change] = ()) -> None:
         """Apply *ops* in order and store *checksum*, in one transaction on the writer's
-        connection (a batch of writes: *changes*, ``Store.commit``; no journal of them
-        is kept yet: the sequence number comes as a ``Meta`` op).
+        connection (a batch of writes: *changes*, ``Store.commit``, journalled first in
+        the same transaction, :attr:`journal`; the sequence number comes as a ``Meta``
+        op).
 
         :raises StorageError: nothing was applied (the connection lost, an unknown op, a
             bad value); the message says which.
         """
         self.claim()
+        self._live()
         c = self._conn
         # A big batch (a copy, a replace) makes millions of small tuples, which set the
         # cyclic GC off again and again (nothing here makes cycles): pause it.
@@ -411,6 +557,8 @@ class PostgresStore(Store):
             gc.disable()
         try:
             with c.transaction():
+                # The history first: it reads the touched directories' paths as they were.
+                self.journal.record(changes, self.journal.lookup)
                 puts: list[Put] = []
                 for op in ops:
                     kind = type(op)
@@ -433,17 +581,35 @@ class PostgresStore(Store):
             self._counts.clear()
             self._last.clear()
             self._pending_kids = []
+            self.journal.forget_paths()
             if isinstance(exc, StorageError):
                 raise StorageError(f"{self.where}: batch not applied: {exc}") from exc
             if isinstance(exc, Exception):
-                lost = " (the connection to PostgreSQL is lost: this writer stores " \
-                       "nothing more)" if c.closed or c.broken else ""
+                lost = ""
+                if c.closed or c.broken:
+                    self._lost = _one_line(exc)
+                    lost = (" (the connection to PostgreSQL is lost: writes are refused "
+                            "until it is back)")
                 raise StorageError(f"{self.where}: batch not applied: {_one_line(exc)}"
                                    f"{lost}") from exc
             raise
+        else:
+            self._committed(ops, checksum)
         finally:
             if paused:
                 gc.enable()
+
+    def _committed(self, ops: list[Op], checksum: int) -> None:
+        """Note the state a committed batch left (compared at a reconnection)."""
+        state = self._state
+        if state is None:
+            return
+        for op in ops:
+            if isinstance(op, Reset):
+                state[SEQ_KEY] = None
+            elif isinstance(op, Meta) and op.key in state:
+                state[op.key] = op.value
+        state["checksum"] = checksum
 
     def _puts(self, ops: list[Put]) -> None:
         self._flush_kids()
@@ -584,6 +750,28 @@ class PostgresStore(Store):
                 del self._last[parent]
 
     # -- the rest of the contract ------------------------------------------------------------
+
+    def revive(self) -> None:
+        """For a read that found the writer's connection lost: replace it now
+        (:meth:`_live`) rather than at the next batch (the lazy source reads on it,
+        ``postgres_source``). A domain found changed meanwhile is kept for the next batch
+        or look at the connection (:meth:`keep_alive`), which raise it: the service then
+        serves what the store holds.
+
+        :raises StorageError: not replaced (or found changed: the read fails too)."""
+        if not self._claimed:
+            raise StorageError(f"{self.where}: the connection to PostgreSQL is lost")
+        try:
+            self._live()
+        except StoreDiverged as exc:
+            self._diverged = exc
+            raise StorageError(str(exc)) from exc
+
+    def keep_alive(self) -> None:
+        """A writer's lost connection noticed without a write, and replaced
+        (:meth:`_live`; ``Store.keep_alive``)."""
+        if self._claimed:
+            self._live()
 
     def close(self) -> None:
         """Close the connection (the advisory lock goes with it)."""

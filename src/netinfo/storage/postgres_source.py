@@ -92,6 +92,11 @@ class PgReader(PgRows):
 
     @property
     def _c(self) -> psycopg.Connection[Any]:
+        if not self._snapshot:
+            # the writer's connection as it is now: one lost is replaced by the store
+            # (PostgresStore._reconnect), and the reads follow it
+            conn = self._conn = self._store._conn
+            return conn
         conn = self._conn
         if conn is None:
             conn = self._conn = self._open_snapshot()
@@ -111,21 +116,38 @@ class PgReader(PgRows):
         return conn
 
     def _bad(self, exc: BaseException) -> StorageError:
-        conn = self._conn
-        lost = "" if self._snapshot or conn is None or not (
-            conn.closed or conn.broken or conn.pgconn.status != _CONNECTION_OK) \
-            else " (the connection to PostgreSQL is lost: this writer stores nothing more)"
+        lost = " (the connection to PostgreSQL is lost)" if self._lost() else ""
         return StorageError(f"cannot read {self._store.where}: {_one_line(exc)}{lost}")
 
     def _q(self, sql: str, args: Sequence[object] | dict[str, object] = (),
            binary: bool = False) -> list[Any]:
-        try:
-            return self._c.execute(sql, args, binary=binary).fetchall()
-        except self._pg_error as exc:
-            raise self._bad(exc) from exc
+        for again in (True, False):
+            try:
+                return self._c.execute(sql, args, binary=binary).fetchall()
+            except self._pg_error as exc:
+                if not (again and self._lost()):
+                    raise self._bad(exc) from exc
+            self._store.revive()   # a lost writer's connection: once more on the new one
+        raise AssertionError("unreachable")
+
+    def _lost(self) -> bool:
+        """The writer's connection is gone (a snapshot's is never replaced)."""
+        conn = self._conn
+        return not self._snapshot and conn is not None and (
+            conn.closed or conn.broken or conn.pgconn.status != _CONNECTION_OK)
 
     def _hot(self, name: bytes, params: list[bytes]) -> Any:
-        """The result of hot statement *name* (``_HOT``), binary: one round trip."""
+        """The result of hot statement *name* (``_HOT``), binary: one round trip; on a
+        lost writer's connection, once more on the one that replaces it."""
+        try:
+            return self._hot_once(name, params)
+        except StorageError:
+            if not self._lost():
+                raise
+        self._store.revive()
+        return self._hot_once(name, params)
+
+    def _hot_once(self, name: bytes, params: list[bytes]) -> Any:
         conn = self._c
         pq = conn.pgconn
         try:

@@ -193,10 +193,13 @@ class SqliteStore(Store):
     #: Files up to this size are checked at open; larger ones by verify() after start.
     inline_check_max = 64 << 20
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, read_only: bool = False) -> None:
         if not path:
             raise StorageError("sqlite store: no file name given")
         self.path = path
+        #: a reader of a file another process owns and writes (netinfod's read workers,
+        #: server/readworkers): no check, no migration, every write refused by SQLite
+        self.read_only = read_only
         #: parent → exact number of kids rows; lets kid_ins tell an append (index == len)
         #: from a middle insert without counting. Dropped on any doubt (failed batch,
         #: another writer); rebuilt per parent with one count, or by load().
@@ -213,7 +216,7 @@ class SqliteStore(Store):
         self._verify_idle = threading.Event()
         self._verify_idle.set()
         self.found_damaged: list[str] = []
-        self._conn = self._open(check=True)
+        self._conn = self._open_reader() if read_only else self._open(check=True)
         #: the change history, kept in the same file and transactions (issue 24)
         self.journal: SqliteJournal = SqliteJournal(lambda: self._conn)
 
@@ -253,6 +256,38 @@ class SqliteStore(Store):
                 raise
             raise StorageError(f"cannot open sqlite store {path!r}: {exc}") from exc
         return conn
+
+    def _open_reader(self) -> sqlite3.Connection:
+        """A connection that only reads (``query_only``) a file in WAL mode, which its
+        owner opened, checked and migrated: it sees each commit of the owner's from its
+        next statement on (WAL readers never block the writer nor each other)."""
+        try:
+            conn = sqlite3.connect(self.path, isolation_level=None)
+        except sqlite3.Error as exc:
+            raise StorageError(f"cannot open sqlite store {self.path!r}: {exc}") from exc
+        try:
+            conn.execute("PRAGMA query_only=1")
+            mode = conn.execute("PRAGMA journal_mode").fetchone()[0]
+            if str(mode).lower() != "wal":
+                raise StorageError(f"sqlite store {self.path!r} is not in WAL mode "
+                                   f"({mode}): it cannot be read beside its writer")
+            self._data_version = conn.execute("PRAGMA data_version").fetchone()[0]
+        except (sqlite3.Error, StorageError) as exc:
+            conn.close()
+            if isinstance(exc, StorageError):
+                raise
+            raise StorageError(f"cannot open sqlite store {self.path!r}: {exc}") from exc
+        return conn
+
+    def reopen(self) -> None:
+        """A reader's connection opened again: the owner swapped a new file in
+        (``adopt``), which the old connection does not see. The caller asks for a new
+        :meth:`source`."""
+        old, self._conn = self._conn, self._open_reader()
+        try:
+            old.close()
+        except sqlite3.Error:
+            pass
 
     def _check(self, conn: sqlite3.Connection | None = None) -> None:
         """Refuse a damaged file (``PRAGMA quick_check``): a database SQLite can only

@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import IntEnum
 
-from .xdr import Packer, Unpacker
+from .xdr import Packer, Struct, Unpacker
 
 PMAP_PROG = 100000
 PMAP_VERS = 2
@@ -29,7 +29,7 @@ class PmapProc(IntEnum):
 
 
 @dataclass(frozen=True, slots=True)
-class Mapping:
+class Mapping(Struct):
     """``struct mapping {prog, vers, prot, port}``."""
 
     prog: int
@@ -45,18 +45,6 @@ class Mapping:
     def unpack(cls, u: Unpacker) -> Mapping:
         return cls(u.unpack_uint(), u.unpack_uint(), u.unpack_uint(), u.unpack_uint())
 
-    def encode(self) -> bytes:
-        p = Packer()
-        self.pack(p)
-        return p.get_buffer()
-
-    @classmethod
-    def decode(cls, data: bytes) -> Mapping:
-        u = Unpacker(data)
-        m = cls.unpack(u)
-        u.done()
-        return m
-
 
 def encode_bool(v: bool) -> bytes:
     return b"\0\0\0\x01" if v else b"\0\0\0\0"
@@ -71,18 +59,16 @@ def encode_uint(v: int) -> bytes:
 def encode_dump(maps: list[Mapping]) -> bytes:
     """DUMP result: an optional-pointer list of mappings."""
     p = Packer()
-    for m in maps:
-        p.pack_bool(True)
-        m.pack(p)
-    p.pack_bool(False)
+    p.pack_pointer_list(maps, lambda m: m.pack(p))
     return p.get_buffer()
 
 
+#: Mappings a DUMP reply may hold for the client (rpcb.REGISTRY_MAX is the server's).
+DUMP_MAX = 65536
+
+
 def decode_dump(u: Unpacker) -> list[Mapping]:
-    out = []
-    while u.unpack_bool():
-        out.append(Mapping.unpack(u))
-    return out
+    return u.unpack_pointer_list(lambda: Mapping.unpack(u), DUMP_MAX, "mappings")
 
 
 def encode_callit_args(prog: int, vers: int, proc: int, args: bytes) -> bytes:

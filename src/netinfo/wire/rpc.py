@@ -298,6 +298,15 @@ class RecordReader:
         """Bytes held towards incomplete records."""
         return len(self._buf) + len(self._rec)
 
+    def unread(self) -> bytes:
+        """What was fed but not yet returned as a record, as record-marked bytes again
+        (a connection handed to another process goes on from there: netinfod's read
+        workers); the reader is left empty."""
+        rec = bytes(self._rec)
+        out = (_U32.pack(len(rec)) + rec if rec else b"") + bytes(self._buf)
+        self._buf, self._rec, self._size = bytearray(), bytearray(), 0
+        return out
+
     def feed(self, data: bytes) -> list[bytes]:
         buf = self._buf
         buf += data

@@ -14,9 +14,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import IntEnum
 
-from ..errors import WireError
 from .portmap import IPPROTO_TCP, IPPROTO_UDP, Mapping
-from .xdr import Packer, Unpacker
+from .xdr import Packer, Struct, Unpacker
 
 RPCBVERS_3 = 3
 RPCBVERS_4 = 4
@@ -51,7 +50,7 @@ class RpcbProc(IntEnum):
 
 
 @dataclass(frozen=True, slots=True)
-class Rpcb:
+class Rpcb(Struct):
     """``struct rpcb {prog, vers, netid, addr, owner}``."""
 
     prog: int
@@ -72,18 +71,6 @@ class Rpcb:
         return cls(u.unpack_uint(), u.unpack_uint(), u.unpack_string(NETID_MAX),
                    u.unpack_string(UADDR_MAX), u.unpack_string(OWNER_MAX))
 
-    def encode(self) -> bytes:
-        p = Packer()
-        self.pack(p)
-        return p.get_buffer()
-
-    @classmethod
-    def decode(cls, data: bytes) -> Rpcb:
-        u = Unpacker(data)
-        r = cls.unpack(u)
-        u.done()
-        return r
-
 
 def encode_string(s: str) -> bytes:
     """GETADDR's result: the universal address, "" when not registered."""
@@ -102,20 +89,13 @@ def decode_string(data: bytes) -> str:
 def encode_rpcblist(entries: list[Rpcb]) -> bytes:
     """DUMP's result: ``rpcblist_ptr``, an optional-pointer list."""
     p = Packer()
-    for r in entries:
-        p.pack_bool(True)
-        r.pack(p)
-    p.pack_bool(False)
+    p.pack_pointer_list(entries, lambda r: r.pack(p))
     return p.get_buffer()
 
 
 def decode_rpcblist(data: bytes) -> list[Rpcb]:
     u = Unpacker(data)
-    out: list[Rpcb] = []
-    while u.unpack_bool():
-        if len(out) >= REGISTRY_MAX:
-            raise WireError(f"more than {REGISTRY_MAX} registrations")
-        out.append(Rpcb.unpack(u))
+    out = u.unpack_pointer_list(lambda: Rpcb.unpack(u), REGISTRY_MAX, "registrations")
     u.done()
     return out
 

@@ -13,7 +13,7 @@ import struct
 import sys
 from array import array
 from collections.abc import Callable, Iterable, Sequence
-from typing import TypeVar
+from typing import Self, TypeVar
 
 from ..errors import TooLong, WireError
 
@@ -96,6 +96,14 @@ class Packer:
         self._parts.append(_U32.pack(len(items)))
         for it in items:
             pack_item(it)
+
+    def pack_pointer_list(self, items: Iterable[T], pack_item: Callable[[T], None]) -> None:
+        """A chain of optional data (``struct x { ...; x *next; }``, RFC 4506 §4.19):
+        TRUE before each item, FALSE after the last (portmapper and rpcbind DUMP)."""
+        for item in items:
+            self.pack_uint(1)
+            pack_item(item)
+        self.pack_uint(0)
 
     def pack_uint_array(self, items: Sequence[int], maxlen: int = BIG_LIST_MAX) -> None:
         n = len(items)
@@ -207,6 +215,16 @@ class Unpacker:
         n = self._count(maxlen, min_item)
         return [unpack_item() for _ in range(n)]
 
+    def unpack_pointer_list(self, unpack_item: Callable[[], T], maxlen: int,
+                            what: str = "items") -> list[T]:
+        """The chain :meth:`Packer.pack_pointer_list` writes, at most *maxlen* items."""
+        out: list[T] = []
+        while self.unpack_bool():
+            if len(out) >= maxlen:
+                raise WireError(f"more than {maxlen} {what}")
+            out.append(unpack_item())
+        return out
+
     def unpack_uint_array(self, maxlen: int = BIG_LIST_MAX) -> list[int]:
         n = self._count(maxlen, 4)
         p = self.pos
@@ -233,3 +251,30 @@ class Unpacker:
             p = end + ((4 - (ln & 3)) & 3)
         self.pos = p
         return out
+
+
+class Struct:
+    """A value type packed as one XDR struct: subclasses give :meth:`pack` and
+    :meth:`unpack`; :meth:`encode` and :meth:`decode` (the whole buffer, nothing after
+    it) follow from them."""
+
+    __slots__ = ()
+
+    def pack(self, p: Packer) -> None:
+        raise NotImplementedError
+
+    @classmethod
+    def unpack(cls, u: Unpacker) -> Self:
+        raise NotImplementedError
+
+    def encode(self) -> bytes:
+        p = Packer()
+        self.pack(p)
+        return p.get_buffer()
+
+    @classmethod
+    def decode(cls, data: bytes) -> Self:
+        u = Unpacker(data)
+        v = cls.unpack(u)
+        u.done()
+        return v
