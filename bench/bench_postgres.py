@@ -1,15 +1,20 @@
 """The PostgreSQL engine against SQLite in one run (issue 23's measurements).
 
-Usage: python bench/bench_postgres.py [--users N] [--niload N] [--lookups N]
+Usage: python bench/bench_postgres.py [--users N] [--niload N] [--seconds S] [--no-copy-back]
+[--no-clone]
 
 A scratch PostgreSQL cluster (tests/pgcluster.py: initdb in a temporary directory, a unix
 socket only; as root it runs as nobody), fsync on. Builds an N-user SQLite domain the fast
-way (bench_scale.build), copies it into PostgreSQL with ``nistore copy`` (timed), then for
+way (bench_scale.build), copies it into PostgreSQL with ``nistore copy`` (timed), reads
+both engines' files once (:func:`warm`: both measured from the page cache), then for
 each engine: netinfod's start (exec → the first ``LOOKUP /users name=userK`` answered),
 its RSS, LOOKUPs/s of random users with 1 client and with 4 client processes (one TCP
 connection each, sequential calls), and ``niload passwd`` of M new users into a fresh
 ``-m --populate`` domain. Then the takeover: a writer and a ``--standby`` on the N-user
-PostgreSQL domain, the writer SIGKILLed, time until the standby answers a LOOKUP.
+PostgreSQL domain, the writer SIGKILLed, time until the standby answers a LOOKUP. Last,
+a clone's copy of the N-user domain in each engine, through nibindd (``nibindd --store``
+for PostgreSQL: the clone is another domain of the same database): ``nidomain -c`` until
+the clone's checksum is the master's.
 """
 
 from __future__ import annotations
@@ -114,6 +119,27 @@ def stop(p: subprocess.Popen) -> None:
         p.wait()
 
 
+def warm(cluster: Cluster, domain: str, sqlite_file: Path) -> None:
+    """Read each engine's files once, so both are measured from the OS page cache: the
+    SQLite file was just read whole by ``nistore copy``, but of the PostgreSQL domain only
+    what the copy read back (dirs, kids); without this the first lookups of a big domain
+    each wait for a disk read of the keys index (3 ms, measured at 1M)."""
+    import psycopg
+    with psycopg.connect(cluster.conninfo(), autocommit=True) as c:
+        files = [r[0] for r in c.execute(
+            "SELECT pg_relation_filepath(oid) FROM pg_class WHERE relnamespace = %s::regnamespace"
+            " AND relkind IN ('r', 'i')", (f"ni_{domain}",))]
+    data = Path(cluster.data)
+    for rel in files:
+        for f in sorted(data.glob(rel + "*")):
+            with open(f, "rb") as fh:
+                while fh.read(1 << 20):
+                    pass
+    with open(sqlite_file, "rb") as fh:
+        while fh.read(1 << 20):
+            pass
+
+
 def niload_time(directory: Path, tag: str, n: int, *store: str) -> float:
     p, port = netinfod(directory, tag, *store, "-m", "--populate")
     try:
@@ -132,11 +158,54 @@ def niload_time(directory: Path, tag: str, n: int, *store: str) -> float:
         stop(p)
 
 
+async def _checksum(tag: str) -> int:
+    from netinfo.client import binding
+    from netinfo.client.core import Client
+    _, port = await binding.getregister("127.0.0.1", tag, timeout=2)
+    c = await Client.connect("127.0.0.1", port, tag, privileged=False)
+    try:
+        return int(dict(await c.statistics())["checksum"][0])
+    finally:
+        await c.close()
+
+
+def clone_copy_time(directory: Path, *store: str, timeout: float = 3600) -> float:
+    """A clone of ``127.0.0.1/big`` made through nibindd (``nidomain -c copy``) in the
+    master's own catalog (a SQLite file beside it, or a domain of the same PostgreSQL
+    database with ``--store``): seconds from the call until both checksums agree."""
+    import asyncio
+
+    from tests.conftest import Nibindd
+    nb = Nibindd(directory, *store)
+    os.environ["NETINFO_PORTMAPPER"] = nb.env["NETINFO_PORTMAPPER"]
+    os.environ["NETINFO_BROADCAST"] = "off"
+    nb.start(timeout=600, tags=("big",))
+    try:
+        master = asyncio.run(_checksum("big"))
+        t0 = time.perf_counter()
+        r = subprocess.run([sys.executable, "-m", "netinfo.cli.nidomain", "-c", "copy",
+                            "127.0.0.1/big"], env=nb.env, capture_output=True, text=True)
+        assert r.returncode == 0, r.stderr
+        while time.perf_counter() - t0 < timeout:
+            try:
+                if asyncio.run(_checksum("copy")) == master:
+                    return time.perf_counter() - t0
+            except Exception:
+                pass
+            time.sleep(0.1)
+        raise TimeoutError("the clone did not converge")
+    finally:
+        nb.stop()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--users", type=int, default=100_000)
     ap.add_argument("--niload", type=int, default=10_000)
     ap.add_argument("--seconds", type=float, default=5.0)
+    ap.add_argument("--no-copy-back", action="store_true",
+                    help="skip nistore copy PostgreSQL -> SQLite (minutes at 1M)")
+    ap.add_argument("--no-clone", action="store_true", help="skip the clone copies")
     args = ap.parse_args()
     why = missing()
     if why:
@@ -147,21 +216,25 @@ def main() -> None:
     top = Path(tempfile.mkdtemp(prefix="ni-bench-pg-"))
     try:
         t = build(top / "lite", "big", users, ROOT / "src")
-        print(f"SQLite domain of {users:,} users built in {t:.1f} s")
+        print(f"SQLite domain of {users:,} users built in {t:.1f} s", flush=True)
         url = cluster.url("big")
         t0 = time.perf_counter()
         r = subprocess.run([sys.executable, "-m", "netinfo.cli.nistore", "copy",
                             str(top / "lite" / "big.nidb"), url], env=env(),
                            capture_output=True, text=True)
         assert r.returncode == 0, r.stderr
-        print(f"nistore copy SQLite -> PostgreSQL: {time.perf_counter() - t0:.1f} s")
-        back = top / "back.nidb"
-        back.mkdir()
-        t0 = time.perf_counter()
-        r = subprocess.run([sys.executable, "-m", "netinfo.cli.nistore", "copy", url,
-                            str(back)], env=env(), capture_output=True, text=True)
-        assert r.returncode == 0, r.stderr
-        print(f"nistore copy PostgreSQL -> SQLite: {time.perf_counter() - t0:.1f} s")
+        print(f"nistore copy SQLite -> PostgreSQL: {time.perf_counter() - t0:.1f} s",
+              flush=True)
+        if not args.no_copy_back:
+            back = top / "back.nidb"
+            back.mkdir()
+            t0 = time.perf_counter()
+            r = subprocess.run([sys.executable, "-m", "netinfo.cli.nistore", "copy", url,
+                                str(back)], env=env(), capture_output=True, text=True)
+            assert r.returncode == 0, r.stderr
+            print(f"nistore copy PostgreSQL -> SQLite: {time.perf_counter() - t0:.1f} s",
+                  flush=True)
+        warm(cluster, "big", top / "lite" / "big.nidb" / "netinfo.sqlite")
         for name, store in (("sqlite", ()), ("postgresql", ("--store", url))):
             t0 = time.perf_counter()
             p, port = netinfod(top / "lite", "big", *store)
@@ -171,12 +244,12 @@ def main() -> None:
                 one = lookups_per_s(port, users, 1, args.seconds)
                 four = lookups_per_s(port, users, 4, args.seconds)
                 print(f"{name}: start to first answer {start:.2f} s, RSS {rss:.0f} MiB, "
-                      f"lookups/s 1 client {one:,.0f}, 4 clients {four:,.0f}")
+                      f"lookups/s 1 client {one:,.0f}, 4 clients {four:,.0f}", flush=True)
             finally:
                 stop(p)
         for name, store in (("sqlite", ()), ("postgresql", ("--store", cluster.url("load")))):
             t = niload_time(top / name, "load", args.niload, *store)
-            print(f"{name}: niload passwd of {args.niload:,} users: {t:.1f} s")
+            print(f"{name}: niload passwd of {args.niload:,} users: {t:.1f} s", flush=True)
         # takeover
         writer, wport = netinfod(top / "ha", "big", "--store", url)
         t0 = time.perf_counter()
@@ -188,8 +261,18 @@ def main() -> None:
         writer.send_signal(signal.SIGKILL)
         writer.wait()
         took = first_answer(standby, sport, users, killed)
-        print(f"takeover: SIGKILL of the writer -> the standby's first answer: {took:.2f} s")
+        print(f"takeover: SIGKILL of the writer -> the standby's first answer: {took:.2f} s",
+              flush=True)
         stop(standby)
+        if not args.no_clone:
+            # a clone in each engine's catalog, copied from the master of the same engine
+            for name, where, store in (
+                    ("sqlite", top / "lite", ()),
+                    ("postgresql", top / "pgnib", ("--store", cluster.conninfo()))):
+                where.mkdir(exist_ok=True)
+                t = clone_copy_time(where, *store)
+                print(f"{name}: clone copy of {users:,} users (nidomain -c, until the "
+                      f"checksums agree): {t:.1f} s", flush=True)
     finally:
         cluster.remove()
         subprocess.run(["rm", "-rf", str(top)])

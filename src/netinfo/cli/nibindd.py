@@ -1,6 +1,6 @@
 """nibindd: serve every NetInfo database of a directory (tools §4.6, spec §6).
 
-``nibindd [--dir DIR] [--bind ADDR] [--portmapper auto|system|embedded] [--init]
+``nibindd [--dir DIR] [--store URL] [--bind ADDR] [--portmapper auto|system|embedded] [--init]
 [--trust-local] [--max-copy-mb N] [-v]``
 """
 
@@ -14,15 +14,15 @@ import sys
 from pathlib import Path
 
 from ..client.binding import portmapper_address
-from ..errors import ConfigError
+from ..errors import ConfigError, StorageError
 from ..netif import bind_problem, hostname, served_addresses
 from ..server.database import (
     DatabaseInUse,
     catalog_of,
-    database_exists,
     netinfo_dir,
     open_database,
 )
+from ..storage import Catalog, open_catalog
 from ..server.nibindd import RPCBIND_SOCKET, Nibindd, PortmapperTaken, run_nibindd
 from ..wire.nibind import valid_tag
 from ..server.proctitle import name_process
@@ -46,6 +46,11 @@ def build_parser() -> argparse.ArgumentParser:
                                 "(DIR/*.nidb), the NIBIND program and, when no rpcbind runs, "
                                 "a portmapper.")
     p.add_argument("--dir", help="database directory (default $NETINFO_DIR or /var/db/netinfo)")
+    p.add_argument("--store", metavar="URL",
+                   help="serve every domain stored at this catalog URL instead of DIR/*.nidb "
+                        "(postgresql://.../DBNAME: every domain of that database; each "
+                        "netinfod gets the URL with domain=TAG; new domains are created "
+                        "there)")
     p.add_argument("--bind", default="127.0.0.1",
                    help="address to listen on, for nibindd, its netinfods and an embedded "
                         "portmapper (default 127.0.0.1; 0.0.0.0 for all)")
@@ -89,7 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def init_domains(directory: Path, root_crypt: str | None = None,
-                 bind: str = "0.0.0.0") -> list[str]:
+                 bind: str = "0.0.0.0", catalog: Catalog | None = None) -> list[str]:
     """Create ``local`` (spec §12.3 template) and a ``network`` root when missing.
 
     The network root lists this host as its server (``./network``) and its local domain as
@@ -100,6 +105,8 @@ def init_domains(directory: Path, root_crypt: str | None = None,
     Root's ``passwd`` is *root_crypt* (a crypt string), else ``*`` (locked). The host is
     listed at :func:`served_addresses` of *bind*.
 
+    The domains are made in *catalog* when given (``--store``), else in *directory*.
+
     :raises DatabaseInUse: a database of *directory* is held by a running process.
     """
     made = []
@@ -107,9 +114,10 @@ def init_domains(directory: Path, root_crypt: str | None = None,
     addrs = served_addresses(bind)
     for tag, build in (("network", lambda svc: create_network_root(svc, host, addrs)),
                        ("local", create_local_under_network)):
-        if database_exists(directory, tag):
+        if (catalog or catalog_of(directory)).exists(tag):
             continue
-        with open_database(directory, tag, create=True) as db:
+        with open_database(directory, tag, create=True,
+                           store=None if catalog is None else catalog.url(tag)) as db:
             # through the database's door: the writes are recorded and told (issue 19)
             build(db.procedures)
             if root_crypt is not None:
@@ -119,10 +127,13 @@ def init_domains(directory: Path, root_crypt: str | None = None,
     return made
 
 
-def databases_in_use(directory: Path) -> DatabaseInUse | None:
-    """The first database of *directory* another process holds, if any: a second nibindd
-    on one directory would otherwise start servers that fight over its databases."""
-    catalog = catalog_of(directory)
+def databases_in_use(directory: Path, catalog: Catalog | None = None
+                     ) -> DatabaseInUse | None:
+    """The first database of *directory* (or *catalog*) another process holds, if any: a
+    second nibindd on one directory would otherwise start servers that fight over its
+    databases. (A PostgreSQL domain's writer lock is taken by its netinfod, which exits
+    naming the holder: ``Catalog.check_free``.)"""
+    catalog = catalog or catalog_of(directory)
     for tag in catalog.domains():
         try:
             catalog.check_free(tag)
@@ -159,18 +170,26 @@ async def serve(args: argparse.Namespace) -> int:
     if problem:
         print(f"{PROG}: cannot listen on {args.bind}: {problem}", file=sys.stderr)
         return 2
-    problem = None if args.init else directory_problem(directory)
+    catalog: Catalog | None = None
+    if args.store is not None:
+        try:
+            catalog = open_catalog(args.store)
+            catalog.domains()   # reachable, and a catalog there
+        except (ValueError, StorageError) as e:
+            print(f"{PROG}: cannot serve the domains of {args.store}: {e}", file=sys.stderr)
+            return 2
+    problem = None if args.init or catalog is not None else directory_problem(directory)
     if problem:
         print(f"{PROG}: serving nothing from {directory}: {problem}", file=sys.stderr)
         return 2
-    busy = databases_in_use(directory)
+    busy = databases_in_use(directory, catalog)
     if busy is not None:
         print(f"{PROG}: {busy}", file=sys.stderr)
         return 2
     child_args = ["--trust-local"] if args.trust_local else []
     if args.max_copy_mb is not None:
         child_args += ["--max-copy-mb", str(args.max_copy_mb)]
-    nb = Nibindd(directory, args.bind, args.portmapper, child_args or None)
+    nb = Nibindd(directory, args.bind, args.portmapper, child_args or None, args.store)
     for nisdomain, tag in args.nis_domain:
         nb.nis_domains.setdefault(tag, []).append(nisdomain)
     nb.nis_hierarchy = args.nis_hierarchy
@@ -186,18 +205,19 @@ async def serve(args: argparse.Namespace) -> int:
         print(f"{PROG}: {e}", file=sys.stderr)
         return 2
     if args.init:
-        directory.mkdir(parents=True, exist_ok=True)
+        home = nb.catalog
+        if catalog is None:
+            directory.mkdir(parents=True, exist_ok=True)
         try:
             crypted = None
-            if not (database_exists(directory, "network")
-                    and database_exists(directory, "local")):
+            if not (home.exists("network") and home.exists("local")):
                 crypted = root_password_hash(args.root_password_file, "the new domains")
-            made = init_domains(directory, crypted, args.bind)
-        except (DatabaseInUse, RootPasswordError) as e:
+            made = init_domains(directory, crypted, args.bind, catalog)
+        except (DatabaseInUse, RootPasswordError, StorageError) as e:
             print(f"{PROG}: {e}", file=sys.stderr)
             return 2
         for tag in made:
-            print(f"{PROG}: created {catalog_of(directory).where(tag)}", file=sys.stderr)
+            print(f"{PROG}: created {home.where(tag)}", file=sys.stderr)
         if made and crypted is None:
             print(locked_notice(PROG, "the new domains", "'nipasswd root' (local) and "
                                 "'nipasswd / root' (network)"), file=sys.stderr)
@@ -210,7 +230,8 @@ async def serve(args: argparse.Namespace) -> int:
         print(f"{PROG}: cannot start: {e}", file=sys.stderr)
         return 2
     where = "system rpcbind" if nb.system_rpcbind else f"portmapper port {nb.pmap_port}"
-    tags = ", ".join(nb.served_tags()) or (f"no databases yet (none in {directory}; "
+    tags = ", ".join(nb.served_tags()) or (f"no databases yet (none in "
+                                          f"{args.store or directory}; "
                                           "nidomain -m TAG creates one)")
     print(f"{PROG}: serving {tags} (nibind udp={nb.server.udp_port} "
           f"tcp={nb.server.tcp_port}, {where})", file=sys.stderr, flush=True)

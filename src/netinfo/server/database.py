@@ -821,6 +821,18 @@ def _readall_from(view: NodeSource) -> Iterator[bytes]:
     return iter_readall(DirectoryService.readall_in(view))
 
 
+def _made(make: Callable[[NodeSource], Iterator[bytes]], view: NodeSource
+          ) -> Iterator[bytes]:
+    """*make*'s pieces of *view*, made when the first is asked for (in the thread that
+    asks: ``Ahead``); a directory not in the snapshot is its status alone."""
+    try:
+        pieces = make(view)
+    except NiError as e:
+        yield pack_status(e.status)
+        return
+    yield from pieces
+
+
 class SnapshotStream:
     """A streamed reply body read from a snapshot of the domain (``NodeSource.snapshot``)
     taken when the first piece is asked for: the server commits the batch of writes read
@@ -866,15 +878,17 @@ class SnapshotStream:
                 raise
             if self._opened is not None:
                 self._opened()
-            try:
-                self._pieces = self._make(view)
-            except NiError as e:   # the directory is not in the snapshot
-                self._pieces = iter((pack_status(e.status),))
+            if view.off_loop:
+                # the view is the stream's alone and its engine's reads wait (a network
+                # round trip): they leave the event loop (module ahead), the first ones
+                # (the directory, its child count) too
+                self._pieces = self._ahead = Ahead(_made(self._make, view),
+                                                   "snapshot-stream")
             else:
-                if view.off_loop:
-                    # the view is the stream's alone and its engine's reads wait (a
-                    # network round trip): they leave the event loop (module ahead)
-                    self._pieces = self._ahead = Ahead(self._pieces, "snapshot-stream")
+                try:
+                    self._pieces = self._make(view)
+                except NiError as e:   # the directory is not in the snapshot
+                    self._pieces = iter((pack_status(e.status),))
         try:
             return next(self._pieces)
         except StopIteration:

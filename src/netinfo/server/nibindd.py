@@ -61,6 +61,7 @@ from ..wire.portmap import (
 from ..wire.rpcb import RPCBVERS_4, Registry, Rpcb, RpcbProc, encode_rpcblist, encode_string
 from ..wire.protocol import NETINFO_PROG, NETINFO_VERS, PROCEDURES, Proc, encode_args
 from ..wire.rpc import AcceptStat
+from ..storage import Catalog, open_catalog
 from .database import catalog_of
 from .netinfod import bind_pair
 from .rpc import Peer, Program, RpcServer
@@ -286,8 +287,14 @@ class Nibindd:
     """The NIBIND program and the netinfods it runs (spec §6)."""
 
     def __init__(self, directory: Path, bind: str = "0.0.0.0", portmapper: str = "auto",
-                 netinfod_args: list[str] | None = None) -> None:
+                 netinfod_args: list[str] | None = None, store: str | None = None) -> None:
         self.directory = directory
+        #: the catalog location URL the domains live at (``nibindd --store URL``: every
+        #: domain of a PostgreSQL database), None: the directory's ``*.nidb``
+        self.store = store
+        #: where the domains are found, created (``netinfod -m``, a clone) and destroyed
+        self.catalog: Catalog = catalog_of(directory) if store is None else \
+            open_catalog(store)
         self.bind = bind
         #: rpcbind's local socket, when the embedded portmapper serves it (its inode)
         self.local_socket: tuple[str, int] | None = None
@@ -449,8 +456,9 @@ class Nibindd:
     # -- the netinfods ------------------------------------------------------------------
 
     def served_tags(self) -> list[str]:
-        """Every domain of the directory's catalog: its ``*.nidb`` (spec §6.4)."""
-        return catalog_of(self.directory).domains()
+        """Every domain of the catalog: the directory's ``*.nidb`` (spec §6.4), or every
+        domain of the ``--store`` database."""
+        return self.catalog.domains()
 
     async def rescan(self) -> None:
         """Serve every database in the directory; stop serving vanished ones (SIGHUP).
@@ -458,7 +466,8 @@ class Nibindd:
         ``local`` starts last, once the others have registered, so that its parent search
         finds a parent served on this host at once (spec §8.2 timing).
         """
-        tags = set(self.served_tags())
+        # a PostgreSQL catalog is a query over the network: not on the event loop
+        tags = set(await asyncio.to_thread(self.served_tags))
         new = sorted(tags - set(self.children), key=lambda t: (t == "local", t))
         for tag in new:
             await self.start_child(tag, wait=10.0 if tag != "local" and "local" in new else 0)
@@ -475,9 +484,12 @@ class Nibindd:
         nis = [a for d in self.nis_domains.get(tag, ()) for a in ("--nis-domain", d)]
         if nis and self.nis_hierarchy:
             nis.append("--nis-hierarchy")
+        # a domain of a --store catalog is served from its own store URL (a new one is
+        # created there by ``netinfod -m`` or a clone's copy)
+        store = () if self.store is None else ("--store", self.catalog.url(tag))
         cmd = [sys.executable, "-m", "netinfo.cli.netinfod", "--dir", str(self.directory),
                "--bind", self.bind, *self.netinfod_args, *nis, *self.tag_args.get(tag, ()),
-               *extra, tag]
+               *store, *extra, tag]
         child.proc = await asyncio.create_subprocess_exec(*cmd, env=env,
                                                           stdin=asyncio.subprocess.DEVNULL)
         child.watcher = asyncio.ensure_future(self._watch(child, child.proc))
@@ -613,7 +625,7 @@ class Nibindd:
             if child is None or child.reg is None:
                 return Status.NOTAG
             await self._stop_child(child)
-            catalog_of(self.directory).destroy(tag)
+            await asyncio.to_thread(self.catalog.destroy, tag)
             return Status.OK
         raise AssertionError(proc)
 

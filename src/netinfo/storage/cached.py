@@ -471,7 +471,10 @@ class CachedSource(NodeSource):
         # theirs is pending (their directory is neither pinned nor in a commit in
         # flight): a copy (4 bytes a child, one memcpy) spares the view reading a
         # million-child list again on the event loop (0.6-1 s at 1M users, measured).
-        for oid, n in self._big.items():
+        # Not for a reader whose snapshot is taken by its first read, in the stream's
+        # worker thread (off_loop): a commit in between would make the copy stale; that
+        # reader reads its lists itself, off the loop.
+        for oid, n in ([] if view.off_loop else self._big.items()):
             kids = n._kids
             if kids is not None and oid not in self._pins and oid not in self._taken:
                 view._big[oid] = LazyNode(view, oid, n.instance, n.parent, n.props,

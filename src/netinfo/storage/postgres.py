@@ -30,10 +30,10 @@ waiting, and stores again only when the domain is as it committed it; otherwise
 Durability: ``synchronous_commit`` as the server has it (``on`` by default: a commit
 returns once its WAL is flushed; with synchronous replication, once a standby has it too).
 
-Reads: :class:`PgRows` holds the SQL of every read a lazy node source makes (one
-directory, a chunk of a child list, key lookups, counts), kept apart from any caching so
-that the engine-independent cached source can be put on it. Until then :meth:`load` gives
-the whole domain and the service serves it resident (as for the memory engine).
+Reads: the service reads directories on demand (:meth:`PostgresStore.source`: the
+engine-independent ``cached.CachedSource`` over ``postgres_source.PgReader``, the SQL of
+every read a lazy source makes), so start-up and a standby's takeover read nothing
+proportional to the domain's size; :meth:`load` gives the whole domain (``nistore``).
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ import os
 import select
 import socket
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from itertools import groupby
 from operator import itemgetter
 from typing import TYPE_CHECKING, Any
@@ -65,6 +65,7 @@ if TYPE_CHECKING:
     import psycopg
 
     from .changes import Change
+    from .nodes import NodeSource
 
 #: The domain a URL without ``domain=`` names.
 DEFAULT_DOMAIN = "netinfo"
@@ -177,8 +178,9 @@ class StoreInUse(StorageError):
 
 
 class PgRows:
-    """The reads of a lazy node source, as SQL on one connection (no caching here): the
-    row-reader half of the PostgreSQL engine. Each method is one round trip. Names and
+    """Reads of the store's own (counts, a child list, key lookups, the whole index), as
+    SQL on one connection, no caching: each method is one round trip. The lazy source's
+    reader adds the rest (``postgres_source.PgReader``). Names and
     values of :meth:`lookup` are compared as their UTF-8 bytes (surrogateescape), as
     stored in ``keys``."""
 
@@ -195,25 +197,6 @@ class PgRows:
             "SELECT instance, parent, props, EXISTS(SELECT 1 FROM kids WHERE parent = %(i)s)"
             " FROM dirs WHERE id = %(i)s", {"i": oid}).fetchone()
         return None if r is None else (r[0], r[1], bytes(r[2]), r[3])
-
-    def rows(self, ids: Sequence[int]) -> dict[int, tuple[int, int, bytes]]:
-        """Several directories at once: id → (instance, parent, props XDR)."""
-        return {oid: (inst, parent, bytes(props)) for oid, inst, parent, props in
-                self._conn.execute("SELECT id, instance, parent, props FROM dirs"
-                                   " WHERE id = ANY(%s)", (list(ids),))}
-
-    def kids(self, parent: int, after: int | None = None, limit: int = 256
-             ) -> list[tuple[int, int]]:
-        """A chunk of *parent*'s child list: up to *limit* (ord, child) pairs in order,
-        from the one after ordinal *after* (None: from the first)."""
-        args: tuple[int, ...]
-        if after is None:
-            sql, args = ("SELECT ord, child FROM kids WHERE parent = %s ORDER BY ord LIMIT %s",
-                         (parent, limit))
-        else:
-            sql, args = ("SELECT ord, child FROM kids WHERE parent = %s AND ord > %s"
-                         " ORDER BY ord LIMIT %s", (parent, after, limit))
-        return [(o, c) for o, c in self._conn.execute(sql, args)]
 
     def children(self, parent: int) -> list[int]:
         """*parent*'s whole child list, in order."""
@@ -247,8 +230,8 @@ class PgRows:
         v = self._one("SELECT value FROM meta WHERE key = %s", (key,))
         return None if v is None else int(v)
 
-    def instances(self) -> Iterator[tuple[int, int]]:
-        yield from self._conn.execute("SELECT id, instance FROM dirs ORDER BY id")
+    def instances(self) -> list[tuple[int, int]]:
+        return self._conn.execute("SELECT id, instance FROM dirs ORDER BY id").fetchall()
 
     def index_rows(self) -> set[tuple[int, bytes, bytes, int]]:
         """The whole ``keys`` index (``nistore check``)."""
@@ -295,6 +278,9 @@ class PostgresStore(Store):
         #: when a lost connection may next be replaced; why it was lost
         self._retry_at = 0.0
         self._lost = ""
+        #: a divergence a read's reconnection found (:meth:`revive`), raised by the next
+        #: batch or look at the connection
+        self._diverged: StoreDiverged | None = None
 
     def _session(self) -> psycopg.Connection[Any]:
         """A new connection, set up for the domain's schema."""
@@ -392,6 +378,9 @@ class PostgresStore(Store):
         when it is lost. An idle connection's socket is readable only when the server
         sent something unasked (it closed the session: restart, failover, terminated
         backend), so that is checked without a round trip."""
+        diverged, self._diverged = self._diverged, None
+        if diverged is not None:
+            raise diverged
         c = self._conn
         if not (c.closed or c.broken):
             try:
@@ -521,6 +510,23 @@ class PostgresStore(Store):
         self._counts = {p: len(k) for p, k in image.children.items()}
         self._last = {}
         return image
+
+    def source(self, cache: int | None = None,
+               cache_bytes: int | None = None) -> NodeSource:
+        """The domain read on demand through a bounded cache (``postgres_source``), on
+        this store's connection: the writer's, whose commits are the domain's only
+        writes, so the cache is kept in step by them (pinned until durable). A standby
+        that takes over opens a store of its own: it starts with a cold cache. A domain
+        not made yet is claimed first (its schema made), as its first commit would."""
+        from .postgres_source import PgSource  # noqa: PLC0415 - the seam's other half
+        if not self._claimed:
+            try:
+                made = self._has_schema() and self.schema_version() >= 1
+            except self._pg_error as exc:
+                raise StorageError(f"cannot read {self.where}: {_one_line(exc)}") from exc
+            if not made:
+                self.claim()
+        return PgSource(self, self._conn, cache, cache_bytes)
 
     def index_rows(self) -> set[tuple[int, bytes, bytes, int]]:
         """The whole persisted LOOKUP index (``nistore check``)."""
@@ -744,6 +750,22 @@ class PostgresStore(Store):
                 del self._last[parent]
 
     # -- the rest of the contract ------------------------------------------------------------
+
+    def revive(self) -> None:
+        """For a read that found the writer's connection lost: replace it now
+        (:meth:`_live`) rather than at the next batch (the lazy source reads on it,
+        ``postgres_source``). A domain found changed meanwhile is kept for the next batch
+        or look at the connection (:meth:`keep_alive`), which raise it: the service then
+        serves what the store holds.
+
+        :raises StorageError: not replaced (or found changed: the read fails too)."""
+        if not self._claimed:
+            raise StorageError(f"{self.where}: the connection to PostgreSQL is lost")
+        try:
+            self._live()
+        except StoreDiverged as exc:
+            self._diverged = exc
+            raise StorageError(str(exc)) from exc
 
     def keep_alive(self) -> None:
         """A writer's lost connection noticed without a write, and replaced
