@@ -30,6 +30,7 @@ import secrets
 import ssl
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
 
@@ -42,6 +43,7 @@ from ..wire import ber
 from ..wire import ldap as L
 from .auth import is_loopback
 from .database import Batch, Database
+from .service import check_password, settle
 from .ldapview import (
     SCHEMA_DN, equality_terms, evaluate, root_dse, schema_entry, select, uses_dn_attributes,
 )
@@ -79,6 +81,15 @@ PARTIAL_TIMEOUT = 30.0
 #: Seconds netinfod's stop waits for the sessions it has cut to finish (their searches
 #: are cancelled; nothing they do then takes longer than a yield to the loop).
 CLOSE_WAIT = 5.0
+
+#: Password verifications of simple binds in flight for the whole door, each in a worker
+#: thread (slapd checks ``crypt(3)`` in its worker threads likewise). The check is CPU
+#: bound and, with libpass's pure-Python SHA-512 crypt, holds the interpreter lock, so
+#: more threads than this machine's 2 cores add no rate, only latency for the event loop
+#: (docs/benchmarks.md, issue 22). Further binds wait in arrival order: a bind answered
+#: busy (RFC 4511 §4.1.9) fails SSSD's and nslcd's authentication at once, while the wait
+#: is bounded by the connections (one bind at a time each: the read loop awaits it).
+BIND_WORKERS = 2
 
 #: ni_status → LDAP result code (RFC 4511 Appendix A), for writes and lookups
 RESULT_OF_STATUS: dict[int, int] = {
@@ -138,6 +149,9 @@ class LdapServer:
         self.base_norm = norm_dn(self.base)
         self.base_text = dn_text(self.base)
         self._servers: list[asyncio.AbstractServer] = []
+        #: the threads simple binds verify passwords in (:data:`BIND_WORKERS`; their
+        #: queue is first come, first served)
+        self.verifier = ThreadPoolExecutor(BIND_WORKERS, thread_name_prefix="ldap-bind")
         #: the tasks running the sessions, so that close() can wait for their end
         self._sessions: set[asyncio.Task[None]] = set()
         self.conns: set[Connection] = set()
@@ -194,6 +208,20 @@ class LdapServer:
             await asyncio.wait(set(self._sessions), timeout=CLOSE_WAIT)
         for srv in self._servers:
             await srv.wait_closed()
+        self.verifier.shutdown(wait=False, cancel_futures=True)
+
+    async def check_user(self, who: str | int, password: str) -> tuple[str, bool]:
+        """The domain's ``check_user`` with the hashes verified in :attr:`verifier`: the
+        users *who* names read here, on the event loop (where writes are made), each
+        hash checked in a worker thread, the first match's outcome (or the same errors,
+        NI_NOUSER / NI_AUTHERROR)."""
+        label, candidates = self.db.user_candidates(who)
+        loop = asyncio.get_running_loop()
+        for stored, outcome in candidates:
+            if stored is None or await loop.run_in_executor(
+                    self.verifier, _verify, password, stored):
+                return settle(outcome)
+        raise NiError(Status.AUTHERROR, f"{label}: wrong password")
 
     # -- the directory as entries --------------------------------------------------------
 
@@ -522,6 +550,10 @@ class Connection:
             self.flush_batch()   # nothing held across an await
             await self.start_tls(msg)
             return False
+        if isinstance(op, L.BindRequest):
+            self.flush_batch()   # nothing held across an await
+            await self.bind(msg)
+            return False
         if isinstance(op, L.SearchRequest):
             if len(self.ops) >= MAX_OPS_PER_CONN:
                 self._answer(msg, L.ResultCode.BUSY, "too many operations in flight")
@@ -563,7 +595,16 @@ class Connection:
 
     # -- bind, StartTLS, Who am I? -------------------------------------------------------
 
-    def bind(self, msg: L.Message) -> None:
+    async def bind(self, msg: L.Message) -> None:
+        """A bind: its password verified off the event loop (:meth:`LdapServer.check_user`);
+        the connection reads nothing more meanwhile (RFC 4511 §4.2.1: requests after a
+        bind run as its outcome)."""
+        try:
+            await self._bind(msg)
+        except LdapError as e:
+            self._answer(msg, e.code, e.message, e.matched)
+
+    async def _bind(self, msg: L.Message) -> None:
         op = msg.op
         assert isinstance(op, L.BindRequest)
         self.caller = Caller(self.addr, self.port)
@@ -586,8 +627,9 @@ class Connection:
         if path is None or len(path) != 2 or path[0] != "users":
             raise LdapError(L.ResultCode.INVALID_CREDENTIALS, "")
         try:
-            self.caller = self.db.authenticator.authenticate(
-                path[1], password.decode("utf-8", "surrogateescape"), self.caller)
+            self.caller = await self.db.authenticator.authenticate_with(
+                path[1], password.decode("utf-8", "surrogateescape"), self.caller,
+                self.server.check_user)
         except NiError:
             raise LdapError(L.ResultCode.INVALID_CREDENTIALS, "") from None
         self.bound_dn = self.server._dn(path)
@@ -958,6 +1000,11 @@ def _known(path: tuple[str, ...], names: list[str], base_attr: str) -> None:
                         f"{unknown[0]}: not kept in this entry (use netinfoProperty)")
 
 
+def _verify(password: str, stored: str) -> bool:
+    """Whether *password* matches the crypt string *stored* (run in a bind worker)."""
+    return check_password(password, stored)
+
+
 def _safe_parse(dn: str) -> tuple[tuple[str, str], ...]:
     try:
         return parse_dn(dn)
@@ -987,9 +1034,10 @@ def _root_props(attrs: Attrs, keep: Proplist) -> Proplist:
     return result
 
 
-#: request type → its handler (searches, abandon, unbind and StartTLS are run by handle)
+#: request type → its handler (searches, binds, abandon, unbind and StartTLS are run by
+#: handle)
 _HANDLERS = {
-    L.BindRequest: Connection.bind, L.CompareRequest: Connection.compare,
+    L.CompareRequest: Connection.compare,
     L.ExtendedRequest: Connection.extended, L.AddRequest: Connection.add,
     L.DelRequest: Connection.delete, L.ModifyRequest: Connection.modify,
     L.ModDNRequest: Connection.modrdn,
@@ -1031,9 +1079,9 @@ def parse_address(text: str, default_port: int) -> tuple[str, int]:
     return host or "127.0.0.1", number
 
 
-__all__ = ["IDLE_TIMEOUT", "LdapConfig", "LdapError", "LdapServer", "MAX_OPS_PER_CONN",
-           "start_ldap", "MAX_PAGED", "MAX_TIME_LIMIT", "default_base", "parse_address",
-           "tls_context"]
+__all__ = ["BIND_WORKERS", "IDLE_TIMEOUT", "LdapConfig", "LdapError", "LdapServer",
+           "MAX_OPS_PER_CONN", "start_ldap", "MAX_PAGED", "MAX_TIME_LIMIT", "default_base",
+           "parse_address", "tls_context"]
 
 
 async def start_ldap(db: Database, tag: str, plain: str | None, ldaps: str | None,
