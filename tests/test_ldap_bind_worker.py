@@ -173,3 +173,42 @@ def test_binds_in_flight_are_bounded_and_answered_in_order(
     asyncio.run(run())
     assert 1 <= most[0] <= BIND_WORKERS
     assert len([f for f in failures if "authentication failed" in f]) == n // 2 + 1
+
+
+def test_a_search_begun_inline_is_still_abandoned_once_it_yields(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A search on an idle connection is answered in its read loop up to its first yield
+    (every BATCH entries examined); what is left runs as a task that abandon cancels (no
+    result for it), and the connection goes on answering."""
+    monkeypatch.setattr(door, "BATCH", 2)
+    gate = asyncio.Event()
+    real = door.Connection._yield
+
+    async def held(self: door.Connection, run: door._Search) -> bool:
+        await gate.wait()   # the first yield waits for the test
+        return await real(self, run)
+
+    monkeypatch.setattr(door.Connection, "_yield", held)
+
+    async def run() -> None:
+        server = LdapServer(_domain(), LdapConfig(BASE))
+        port = await server.listen("127.0.0.1", 0)
+        try:
+            (c,) = await _clients(port, 1)
+            c.w.write(L.encode_message(L.Message(3, L.SearchRequest(
+                BASE, L.Scope.SUB, 0, 0, 0, False, L.Present("objectClass"), ("1.1",)))))
+            while len(server.conns) != 1 or not next(iter(server.conns)).ops:
+                await asyncio.sleep(0.01)   # begun inline, then a task waiting to go on
+            c.w.write(L.encode_message(L.Message(4, L.AbandonRequest(3))))
+            while next(iter(server.conns)).ops:
+                await asyncio.sleep(0.01)
+            gate.set()
+            c.w.write(_search(5, "ann"))
+            got = await c.until(5)
+            assert not any(m.id == 3 and isinstance(m.op, L.Response) for m in got)
+            assert [m.op.dn for m in got if m.id == 5 and isinstance(m.op, L.SearchEntry)] \
+                == [f"uid=ann,ou=users,{BASE}"]
+        finally:
+            gate.set()
+            await server.close()
+    asyncio.run(run())

@@ -139,6 +139,25 @@ class _Paged:
             self.view = None
 
 
+@dataclass
+class _Search:
+    """A search under way (``Connection.search_now``): what it reads, how far it got, the
+    encoded entries not yet written."""
+    msgid: int
+    op: L.SearchRequest
+    paged: bool
+    size: int
+    state: _Paged
+    t0: float
+    limit: float
+    needs_dn: bool
+    sent: int = 0
+    examined: int = 0
+    #: the entry it stopped at for a yield, examined first when it goes on
+    pending: Item | None = None
+    out: list[bytes] = field(default_factory=list)
+
+
 class LdapServer:
     """The listeners of one domain's LDAP front door and their connections."""
 
@@ -372,8 +391,9 @@ _OWNERS = _owners()
 
 
 class Connection:
-    """One client connection: reads messages in order, runs each (searches as tasks that
-    abandon can cancel), writes responses."""
+    """One client connection: reads messages in order, runs each (searches inline when
+    nothing else is outstanding, as tasks that abandon can cancel once they must yield
+    or when other operations are in flight), writes responses."""
 
     def __init__(self, server: LdapServer, reader: asyncio.StreamReader,
                  writer: asyncio.StreamWriter) -> None:
@@ -558,7 +578,16 @@ class Connection:
             if len(self.ops) >= MAX_OPS_PER_CONN:
                 self._answer(msg, L.ResultCode.BUSY, "too many operations in flight")
                 return False
-            task = asyncio.ensure_future(self.search(msg, op))
+            run = None
+            if not self.ops and self.batch is None:
+                # nothing else outstanding and no write's answer held: answered here, in
+                # the read loop, as far as its first yield (all of it, for a search
+                # LOOKUP narrows to a few entries); a task (which abandon can cancel)
+                # only for what goes on after that
+                run = self.search_now(msg, op)
+                if run is None:
+                    return False
+            task = asyncio.ensure_future(self.search(msg, op, run))
             self.ops[msg.id] = task
             task.add_done_callback(self._done(msg.id))
             return False
@@ -727,20 +756,57 @@ class Connection:
             raise LdapError(L.ResultCode.INVALID_ATTRIBUTE_SYNTAX)
         self._answer(msg, L.ResultCode.COMPARE_TRUE if r else L.ResultCode.COMPARE_FALSE)
 
-    async def search(self, msg: L.Message, op: L.SearchRequest) -> None:
+    def search_now(self, msg: L.Message, op: L.SearchRequest) -> _Search | None:
+        """Begin a search without waiting: its entries up to its first yield to the event
+        loop (every :data:`BATCH` entries examined). None when the search is answered
+        (its result, or its error, sent), else the run to go on with after that yield
+        (:meth:`search`)."""
         try:
-            await self._search(msg, op)
-        except LdapError as e:
-            self.send(msg.id, L.Response(L.SEARCH_DONE, e.code, e.matched, e.message))
-        except NiError as e:
-            self.send(msg.id, L.Response(L.SEARCH_DONE, RESULT_OF_STATUS.get(
-                e.status, L.ResultCode.OTHER), "", str(e)))
+            run = self._open(msg, op)
+            if run is None or self._step(run):
+                return None
+            return run
+        except (LdapError, NiError) as e:
+            self._search_failed(msg, e)
+        except (ConnectionError, OSError):
+            self.abort("connection lost")
+        return None
+
+    async def search(self, msg: L.Message, op: L.SearchRequest,
+                     run: _Search | None = None) -> None:
+        """A search as a task (abandon cancels it): all of it, or what is left of *run*
+        begun inline by :meth:`handle`."""
+        try:
+            await self._search(msg, op, run)
+        except (LdapError, NiError) as e:
+            self._search_failed(msg, e)
         except asyncio.CancelledError:
             pass   # abandoned: no response (RFC 4511 §4.11)
         except (ConnectionError, OSError):
             self.abort("connection lost")
 
-    async def _search(self, msg: L.Message, op: L.SearchRequest) -> None:
+    def _search_failed(self, msg: L.Message, e: LdapError | NiError) -> None:
+        if isinstance(e, LdapError):
+            self.send(msg.id, L.Response(L.SEARCH_DONE, e.code, e.matched, e.message))
+        else:
+            self.send(msg.id, L.Response(L.SEARCH_DONE, RESULT_OF_STATUS.get(
+                e.status, L.ResultCode.OTHER), "", str(e)))
+
+    async def _search(self, msg: L.Message, op: L.SearchRequest,
+                      run: _Search | None = None) -> None:
+        """A search (or what is left of *run*), yielding to the event loop every
+        :data:`BATCH` entries examined. :raises LdapError, NiError:"""
+        if run is None:
+            run = self._open(msg, op)
+            if run is None:
+                return
+        while not self._step(run):
+            if not await self._yield(run):
+                return
+
+    def _open(self, msg: L.Message, op: L.SearchRequest) -> _Search | None:
+        """A search's run: its paged state resumed or its entries begun; None when
+        answered already (a paged search abandoned by a size of zero)."""
         page = next((c for c in msg.controls if c.oid == L.OID_PAGED_RESULTS), None)
         size, cookie = 0, b""
         if page is not None:
@@ -758,51 +824,74 @@ class Connection:
                 state.close()
                 self.send(msg.id, L.Response(L.SEARCH_DONE, L.ResultCode.SUCCESS),
                           (L.Control(L.OID_PAGED_RESULTS, False, L.encode_paged(0, b"")),))
-                return
+                return None
             t0 = state.started
         else:
             state = self._begin(op)
-        sent = 0
-        needs_dn = uses_dn_attributes(op.filter)
+        return _Search(msg.id, op, page is not None, size, state, t0, limit,
+                       uses_dn_attributes(op.filter))
+
+    async def _yield(self, run: _Search) -> bool:
+        """Between two batches of a search: what it holds sent, the peer given time to
+        take it, other connections served; False when its time limit is past (then
+        answered timeLimitExceeded)."""
         try:
-            batch: list[bytes] = []
-            examined = 0
-            more = False
-            for path, dn, attrs, opattrs in state.entries:
-                examined += 1
-                if examined % BATCH == 0:
-                    if batch:
-                        self.writer.write(b"".join(batch))
-                        batch.clear()
-                    await self.drain()
-                    await asyncio.sleep(0)
-                    if self.clock() - t0 > limit:
-                        self._flush(batch)
-                        self.send(msg.id, L.Response(L.SEARCH_DONE,
-                                                     L.ResultCode.TIME_LIMIT_EXCEEDED))
-                        state.close()
-                        return
+            if run.out:
+                self.writer.write(b"".join(run.out))
+                run.out.clear()
+            await self.drain()
+            await asyncio.sleep(0)
+            if self.clock() - run.t0 > run.limit:
+                self._flush(run.out)
+                self.send(run.msgid, L.Response(L.SEARCH_DONE,
+                                                L.ResultCode.TIME_LIMIT_EXCEEDED))
+                run.state.close()
+                return False
+            return True
+        except BaseException:
+            run.state.close()
+            raise
+
+    def _step(self, run: _Search) -> bool:
+        """Examine *run*'s entries until it is answered (True) or until the next yield
+        is due (False: the entry it stopped at is examined first when it goes on)."""
+        op = run.op
+        more = False
+        try:
+            while True:
+                item = run.pending
+                run.pending = None
+                if item is None:
+                    item = next(run.state.entries, None)
+                    if item is None:
+                        break
+                    run.examined += 1
+                    if run.examined % BATCH == 0:
+                        run.pending = item
+                        return False
+                path, dn, attrs, opattrs = item
                 hidden = self.hidden(path) if path is not None else PRIVATE_ATTRS
                 if evaluate(op.filter, attrs, hidden,
-                            _safe_parse(dn) if needs_dn else ()) is not True:
+                            _safe_parse(dn) if run.needs_dn else ()) is not True:
                     continue
-                if op.size_limit and sent >= op.size_limit:
-                    self._flush(batch)
-                    self.send(msg.id, L.Response(L.SEARCH_DONE,
-                                                 L.ResultCode.SIZE_LIMIT_EXCEEDED))
-                    state.close()
-                    return
-                batch.append(L.encode_message(L.Message(msg.id, L.SearchEntry(
+                if op.size_limit and run.sent >= op.size_limit:
+                    self._flush(run.out)
+                    self.send(run.msgid, L.Response(L.SEARCH_DONE,
+                                                    L.ResultCode.SIZE_LIMIT_EXCEEDED))
+                    run.state.close()
+                    return True
+                run.out.append(L.encode_message(L.Message(run.msgid, L.SearchEntry(
                     dn, select(attrs, op.attributes, op.types_only, hidden, opattrs)))))
-                sent += 1
-                if page is not None and size and sent >= size:
+                run.sent += 1
+                if run.paged and run.size and run.sent >= run.size:
                     more = True
                     break
         except BaseException:
-            state.close()
+            run.state.close()
             raise
+        state = run.state
         controls: tuple[L.Control, ...] = ()
-        if page is not None:
+        if run.paged:
             next_cookie = b""
             if more:
                 next_cookie = secrets.token_bytes(8)
@@ -815,9 +904,10 @@ class Connection:
         else:
             state.close()
         # the last entries and the result in one write: one system call, one segment
-        batch.append(L.encode_message(L.Message(msg.id, L.Response(
+        run.out.append(L.encode_message(L.Message(run.msgid, L.Response(
             L.SEARCH_DONE, L.ResultCode.SUCCESS), controls)))
-        self._flush(batch)
+        self._flush(run.out)
+        return True
 
     def _flush(self, batch: list[bytes]) -> None:
         if batch and not self.closed:
