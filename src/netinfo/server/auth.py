@@ -18,7 +18,7 @@ user, the peer and the reason, never the password.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from ..errors import NiError, Status
 from ..storage.changes import Caller
@@ -103,6 +103,22 @@ class Authenticator:
         self.limiter.check(peer.addr)
         try:
             user, superuser = self.check(who, password)
+        except NiError as e:
+            if e.status in (Status.AUTHERROR, Status.NOUSER):
+                label = f"uid {who}" if isinstance(who, int) else f"user {who!r}"
+                self.limiter.failed(peer.addr, peer.port, label, str(e))
+            raise
+        return Caller(peer.addr, peer.port, superuser, user, peer.checksum_only)
+
+    async def authenticate_with(self, who: str | int, password: str, peer: Caller,
+                                check: Callable[[str | int, str],
+                                                Awaitable[tuple[str, bool]]]) -> Caller:
+        """:meth:`authenticate` with the domain's check awaited (the LDAP door verifies
+        the hash in a worker thread, so that a bind does not hold the event loop): the
+        same limiter before, the same failures counted, the same caller or error."""
+        self.limiter.check(peer.addr)
+        try:
+            user, superuser = await check(who, password)
         except NiError as e:
             if e.status in (Status.AUTHERROR, Status.NOUSER):
                 label = f"uid {who}" if isinstance(who, int) else f"user {who!r}"

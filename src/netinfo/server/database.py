@@ -59,7 +59,7 @@ from ..wire.xdr import Unpacker
 # AUTH_FAILURES and AUTH_WINDOW stay importable from here (tests, web) as before
 from .ahead import Ahead
 from .auth import AUTH_FAILURES, AUTH_WINDOW, Authenticator, FailureLimiter  # noqa: F401
-from .service import SUPERUSER, DirectoryService, ServerInfo
+from .service import SUPERUSER, Candidate, DirectoryService, ServerInfo
 
 log = logging.getLogger("netinfo.database")
 
@@ -208,6 +208,12 @@ class Database:
     def root_without_password(self) -> list[str]:
         """Names of uid-0 users anyone can authenticate as (netinfod warns of them)."""
         return self._service.root_without_password()
+
+    def user_candidates(self, who: str | int) -> tuple[str, list[Candidate]]:
+        """The users a password for *who* is checked against, in order, with their
+        hashes (``DirectoryService.user_candidates``): for a door that verifies the
+        hashes off the event loop. :raises NiError: NI_NOUSER."""
+        return self._service.user_candidates(who)
 
     def is_forced_root(self) -> bool:
         """``netinfod -n`` or root ``isRoot`` = YES: no parent search (spec §8.2, §11)."""

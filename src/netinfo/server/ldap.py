@@ -30,6 +30,7 @@ import secrets
 import ssl
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
 
@@ -42,6 +43,7 @@ from ..wire import ber
 from ..wire import ldap as L
 from .auth import is_loopback
 from .database import Batch, Database
+from .service import check_password, settle
 from .ldapview import (
     SCHEMA_DN, equality_terms, evaluate, root_dse, schema_entry, select, uses_dn_attributes,
 )
@@ -79,6 +81,15 @@ PARTIAL_TIMEOUT = 30.0
 #: Seconds netinfod's stop waits for the sessions it has cut to finish (their searches
 #: are cancelled; nothing they do then takes longer than a yield to the loop).
 CLOSE_WAIT = 5.0
+
+#: Password verifications of simple binds in flight for the whole door, each in a worker
+#: thread (slapd checks ``crypt(3)`` in its worker threads likewise). The check is CPU
+#: bound and, with libpass's pure-Python SHA-512 crypt, holds the interpreter lock, so
+#: more threads than this machine's 2 cores add no rate, only latency for the event loop
+#: (docs/benchmarks.md, issue 22). Further binds wait in arrival order: a bind answered
+#: busy (RFC 4511 §4.1.9) fails SSSD's and nslcd's authentication at once, while the wait
+#: is bounded by the connections (one bind at a time each: the read loop awaits it).
+BIND_WORKERS = 2
 
 #: ni_status → LDAP result code (RFC 4511 Appendix A), for writes and lookups
 RESULT_OF_STATUS: dict[int, int] = {
@@ -128,6 +139,25 @@ class _Paged:
             self.view = None
 
 
+@dataclass
+class _Search:
+    """A search under way (``Connection.search_now``): what it reads, how far it got, the
+    encoded entries not yet written."""
+    msgid: int
+    op: L.SearchRequest
+    paged: bool
+    size: int
+    state: _Paged
+    t0: float
+    limit: float
+    needs_dn: bool
+    sent: int = 0
+    examined: int = 0
+    #: the entry it stopped at for a yield, examined first when it goes on
+    pending: Item | None = None
+    out: list[bytes] = field(default_factory=list)
+
+
 class LdapServer:
     """The listeners of one domain's LDAP front door and their connections."""
 
@@ -138,6 +168,9 @@ class LdapServer:
         self.base_norm = norm_dn(self.base)
         self.base_text = dn_text(self.base)
         self._servers: list[asyncio.AbstractServer] = []
+        #: the threads simple binds verify passwords in (:data:`BIND_WORKERS`; their
+        #: queue is first come, first served)
+        self.verifier = ThreadPoolExecutor(BIND_WORKERS, thread_name_prefix="ldap-bind")
         #: the tasks running the sessions, so that close() can wait for their end
         self._sessions: set[asyncio.Task[None]] = set()
         self.conns: set[Connection] = set()
@@ -194,6 +227,20 @@ class LdapServer:
             await asyncio.wait(set(self._sessions), timeout=CLOSE_WAIT)
         for srv in self._servers:
             await srv.wait_closed()
+        self.verifier.shutdown(wait=False, cancel_futures=True)
+
+    async def check_user(self, who: str | int, password: str) -> tuple[str, bool]:
+        """The domain's ``check_user`` with the hashes verified in :attr:`verifier`: the
+        users *who* names read here, on the event loop (where writes are made), each
+        hash checked in a worker thread, the first match's outcome (or the same errors,
+        NI_NOUSER / NI_AUTHERROR)."""
+        label, candidates = self.db.user_candidates(who)
+        loop = asyncio.get_running_loop()
+        for stored, outcome in candidates:
+            if stored is None or await loop.run_in_executor(
+                    self.verifier, _verify, password, stored):
+                return settle(outcome)
+        raise NiError(Status.AUTHERROR, f"{label}: wrong password")
 
     # -- the directory as entries --------------------------------------------------------
 
@@ -344,8 +391,9 @@ _OWNERS = _owners()
 
 
 class Connection:
-    """One client connection: reads messages in order, runs each (searches as tasks that
-    abandon can cancel), writes responses."""
+    """One client connection: reads messages in order, runs each (searches inline when
+    nothing else is outstanding, as tasks that abandon can cancel once they must yield
+    or when other operations are in flight), writes responses."""
 
     def __init__(self, server: LdapServer, reader: asyncio.StreamReader,
                  writer: asyncio.StreamWriter) -> None:
@@ -522,11 +570,24 @@ class Connection:
             self.flush_batch()   # nothing held across an await
             await self.start_tls(msg)
             return False
+        if isinstance(op, L.BindRequest):
+            self.flush_batch()   # nothing held across an await
+            await self.bind(msg)
+            return False
         if isinstance(op, L.SearchRequest):
             if len(self.ops) >= MAX_OPS_PER_CONN:
                 self._answer(msg, L.ResultCode.BUSY, "too many operations in flight")
                 return False
-            task = asyncio.ensure_future(self.search(msg, op))
+            run = None
+            if not self.ops and self.batch is None:
+                # nothing else outstanding and no write's answer held: answered here, in
+                # the read loop, as far as its first yield (all of it, for a search
+                # LOOKUP narrows to a few entries); a task (which abandon can cancel)
+                # only for what goes on after that
+                run = self.search_now(msg, op)
+                if run is None:
+                    return False
+            task = asyncio.ensure_future(self.search(msg, op, run))
             self.ops[msg.id] = task
             task.add_done_callback(self._done(msg.id))
             return False
@@ -563,7 +624,16 @@ class Connection:
 
     # -- bind, StartTLS, Who am I? -------------------------------------------------------
 
-    def bind(self, msg: L.Message) -> None:
+    async def bind(self, msg: L.Message) -> None:
+        """A bind: its password verified off the event loop (:meth:`LdapServer.check_user`);
+        the connection reads nothing more meanwhile (RFC 4511 §4.2.1: requests after a
+        bind run as its outcome)."""
+        try:
+            await self._bind(msg)
+        except LdapError as e:
+            self._answer(msg, e.code, e.message, e.matched)
+
+    async def _bind(self, msg: L.Message) -> None:
         op = msg.op
         assert isinstance(op, L.BindRequest)
         self.caller = Caller(self.addr, self.port)
@@ -586,8 +656,9 @@ class Connection:
         if path is None or len(path) != 2 or path[0] != "users":
             raise LdapError(L.ResultCode.INVALID_CREDENTIALS, "")
         try:
-            self.caller = self.db.authenticator.authenticate(
-                path[1], password.decode("utf-8", "surrogateescape"), self.caller)
+            self.caller = await self.db.authenticator.authenticate_with(
+                path[1], password.decode("utf-8", "surrogateescape"), self.caller,
+                self.server.check_user)
         except NiError:
             raise LdapError(L.ResultCode.INVALID_CREDENTIALS, "") from None
         self.bound_dn = self.server._dn(path)
@@ -685,20 +756,57 @@ class Connection:
             raise LdapError(L.ResultCode.INVALID_ATTRIBUTE_SYNTAX)
         self._answer(msg, L.ResultCode.COMPARE_TRUE if r else L.ResultCode.COMPARE_FALSE)
 
-    async def search(self, msg: L.Message, op: L.SearchRequest) -> None:
+    def search_now(self, msg: L.Message, op: L.SearchRequest) -> _Search | None:
+        """Begin a search without waiting: its entries up to its first yield to the event
+        loop (every :data:`BATCH` entries examined). None when the search is answered
+        (its result, or its error, sent), else the run to go on with after that yield
+        (:meth:`search`)."""
         try:
-            await self._search(msg, op)
-        except LdapError as e:
-            self.send(msg.id, L.Response(L.SEARCH_DONE, e.code, e.matched, e.message))
-        except NiError as e:
-            self.send(msg.id, L.Response(L.SEARCH_DONE, RESULT_OF_STATUS.get(
-                e.status, L.ResultCode.OTHER), "", str(e)))
+            run = self._open(msg, op)
+            if run is None or self._step(run):
+                return None
+            return run
+        except (LdapError, NiError) as e:
+            self._search_failed(msg, e)
+        except (ConnectionError, OSError):
+            self.abort("connection lost")
+        return None
+
+    async def search(self, msg: L.Message, op: L.SearchRequest,
+                     run: _Search | None = None) -> None:
+        """A search as a task (abandon cancels it): all of it, or what is left of *run*
+        begun inline by :meth:`handle`."""
+        try:
+            await self._search(msg, op, run)
+        except (LdapError, NiError) as e:
+            self._search_failed(msg, e)
         except asyncio.CancelledError:
             pass   # abandoned: no response (RFC 4511 §4.11)
         except (ConnectionError, OSError):
             self.abort("connection lost")
 
-    async def _search(self, msg: L.Message, op: L.SearchRequest) -> None:
+    def _search_failed(self, msg: L.Message, e: LdapError | NiError) -> None:
+        if isinstance(e, LdapError):
+            self.send(msg.id, L.Response(L.SEARCH_DONE, e.code, e.matched, e.message))
+        else:
+            self.send(msg.id, L.Response(L.SEARCH_DONE, RESULT_OF_STATUS.get(
+                e.status, L.ResultCode.OTHER), "", str(e)))
+
+    async def _search(self, msg: L.Message, op: L.SearchRequest,
+                      run: _Search | None = None) -> None:
+        """A search (or what is left of *run*), yielding to the event loop every
+        :data:`BATCH` entries examined. :raises LdapError, NiError:"""
+        if run is None:
+            run = self._open(msg, op)
+            if run is None:
+                return
+        while not self._step(run):
+            if not await self._yield(run):
+                return
+
+    def _open(self, msg: L.Message, op: L.SearchRequest) -> _Search | None:
+        """A search's run: its paged state resumed or its entries begun; None when
+        answered already (a paged search abandoned by a size of zero)."""
         page = next((c for c in msg.controls if c.oid == L.OID_PAGED_RESULTS), None)
         size, cookie = 0, b""
         if page is not None:
@@ -716,51 +824,74 @@ class Connection:
                 state.close()
                 self.send(msg.id, L.Response(L.SEARCH_DONE, L.ResultCode.SUCCESS),
                           (L.Control(L.OID_PAGED_RESULTS, False, L.encode_paged(0, b"")),))
-                return
+                return None
             t0 = state.started
         else:
             state = self._begin(op)
-        sent = 0
-        needs_dn = uses_dn_attributes(op.filter)
+        return _Search(msg.id, op, page is not None, size, state, t0, limit,
+                       uses_dn_attributes(op.filter))
+
+    async def _yield(self, run: _Search) -> bool:
+        """Between two batches of a search: what it holds sent, the peer given time to
+        take it, other connections served; False when its time limit is past (then
+        answered timeLimitExceeded)."""
         try:
-            batch: list[bytes] = []
-            examined = 0
-            more = False
-            for path, dn, attrs, opattrs in state.entries:
-                examined += 1
-                if examined % BATCH == 0:
-                    if batch:
-                        self.writer.write(b"".join(batch))
-                        batch.clear()
-                    await self.drain()
-                    await asyncio.sleep(0)
-                    if self.clock() - t0 > limit:
-                        self._flush(batch)
-                        self.send(msg.id, L.Response(L.SEARCH_DONE,
-                                                     L.ResultCode.TIME_LIMIT_EXCEEDED))
-                        state.close()
-                        return
+            if run.out:
+                self.writer.write(b"".join(run.out))
+                run.out.clear()
+            await self.drain()
+            await asyncio.sleep(0)
+            if self.clock() - run.t0 > run.limit:
+                self._flush(run.out)
+                self.send(run.msgid, L.Response(L.SEARCH_DONE,
+                                                L.ResultCode.TIME_LIMIT_EXCEEDED))
+                run.state.close()
+                return False
+            return True
+        except BaseException:
+            run.state.close()
+            raise
+
+    def _step(self, run: _Search) -> bool:
+        """Examine *run*'s entries until it is answered (True) or until the next yield
+        is due (False: the entry it stopped at is examined first when it goes on)."""
+        op = run.op
+        more = False
+        try:
+            while True:
+                item = run.pending
+                run.pending = None
+                if item is None:
+                    item = next(run.state.entries, None)
+                    if item is None:
+                        break
+                    run.examined += 1
+                    if run.examined % BATCH == 0:
+                        run.pending = item
+                        return False
+                path, dn, attrs, opattrs = item
                 hidden = self.hidden(path) if path is not None else PRIVATE_ATTRS
                 if evaluate(op.filter, attrs, hidden,
-                            _safe_parse(dn) if needs_dn else ()) is not True:
+                            _safe_parse(dn) if run.needs_dn else ()) is not True:
                     continue
-                if op.size_limit and sent >= op.size_limit:
-                    self._flush(batch)
-                    self.send(msg.id, L.Response(L.SEARCH_DONE,
-                                                 L.ResultCode.SIZE_LIMIT_EXCEEDED))
-                    state.close()
-                    return
-                batch.append(L.encode_message(L.Message(msg.id, L.SearchEntry(
+                if op.size_limit and run.sent >= op.size_limit:
+                    self._flush(run.out)
+                    self.send(run.msgid, L.Response(L.SEARCH_DONE,
+                                                    L.ResultCode.SIZE_LIMIT_EXCEEDED))
+                    run.state.close()
+                    return True
+                run.out.append(L.encode_message(L.Message(run.msgid, L.SearchEntry(
                     dn, select(attrs, op.attributes, op.types_only, hidden, opattrs)))))
-                sent += 1
-                if page is not None and size and sent >= size:
+                run.sent += 1
+                if run.paged and run.size and run.sent >= run.size:
                     more = True
                     break
         except BaseException:
-            state.close()
+            run.state.close()
             raise
+        state = run.state
         controls: tuple[L.Control, ...] = ()
-        if page is not None:
+        if run.paged:
             next_cookie = b""
             if more:
                 next_cookie = secrets.token_bytes(8)
@@ -773,9 +904,10 @@ class Connection:
         else:
             state.close()
         # the last entries and the result in one write: one system call, one segment
-        batch.append(L.encode_message(L.Message(msg.id, L.Response(
+        run.out.append(L.encode_message(L.Message(run.msgid, L.Response(
             L.SEARCH_DONE, L.ResultCode.SUCCESS), controls)))
-        self._flush(batch)
+        self._flush(run.out)
+        return True
 
     def _flush(self, batch: list[bytes]) -> None:
         if batch and not self.closed:
@@ -958,6 +1090,11 @@ def _known(path: tuple[str, ...], names: list[str], base_attr: str) -> None:
                         f"{unknown[0]}: not kept in this entry (use netinfoProperty)")
 
 
+def _verify(password: str, stored: str) -> bool:
+    """Whether *password* matches the crypt string *stored* (run in a bind worker)."""
+    return check_password(password, stored)
+
+
 def _safe_parse(dn: str) -> tuple[tuple[str, str], ...]:
     try:
         return parse_dn(dn)
@@ -987,9 +1124,10 @@ def _root_props(attrs: Attrs, keep: Proplist) -> Proplist:
     return result
 
 
-#: request type → its handler (searches, abandon, unbind and StartTLS are run by handle)
+#: request type → its handler (searches, binds, abandon, unbind and StartTLS are run by
+#: handle)
 _HANDLERS = {
-    L.BindRequest: Connection.bind, L.CompareRequest: Connection.compare,
+    L.CompareRequest: Connection.compare,
     L.ExtendedRequest: Connection.extended, L.AddRequest: Connection.add,
     L.DelRequest: Connection.delete, L.ModifyRequest: Connection.modify,
     L.ModDNRequest: Connection.modrdn,
@@ -1031,9 +1169,9 @@ def parse_address(text: str, default_port: int) -> tuple[str, int]:
     return host or "127.0.0.1", number
 
 
-__all__ = ["IDLE_TIMEOUT", "LdapConfig", "LdapError", "LdapServer", "MAX_OPS_PER_CONN",
-           "start_ldap", "MAX_PAGED", "MAX_TIME_LIMIT", "default_base", "parse_address",
-           "tls_context"]
+__all__ = ["BIND_WORKERS", "IDLE_TIMEOUT", "LdapConfig", "LdapError", "LdapServer",
+           "MAX_OPS_PER_CONN", "start_ldap", "MAX_PAGED", "MAX_TIME_LIMIT", "default_base",
+           "parse_address", "tls_context"]
 
 
 async def start_ldap(db: Database, tag: str, plain: str | None, ldaps: str | None,

@@ -390,6 +390,18 @@ class DirectoryService:
         superusers unless ``promote_admins`` is NO. No such user: NI_NOUSER; no match:
         NI_AUTHERROR. No limiter here: callers go through :attr:`authenticator`.
         """
+        label, candidates = self.user_candidates(who)
+        for stored, outcome in candidates:
+            if stored is None or check_password(password, stored):
+                return settle(outcome)
+        raise NiError(Status.AUTHERROR, f"{label}: wrong password")
+
+    def user_candidates(self, who: str | int) -> tuple[str, list[Candidate]]:
+        """:meth:`check_user` up to the password checks, for a caller that checks the
+        hashes elsewhere (the LDAP door, in a worker thread): the label of *who* and the
+        matching users in order, each (its crypt string, or None when any password
+        matches it; the outcome when it matches). Reads the tree: call it where writes
+        are made (the event loop). :raises NiError: NI_NOUSER."""
         by_uid = isinstance(who, int)
         label = f"uid {who}" if by_uid else f"user {who!r}"
         root = self._nodes[0]
@@ -400,23 +412,25 @@ class DirectoryService:
         hits = self._matches(found[0], users, "uid" if by_uid else "name", str(who))
         if not hits:
             raise NiError(Status.NOUSER, f"{label}: no such user")
+        out: list[Candidate] = []
         for oid in hits:
             props = self._nodes[oid].props
             authority = _fv(props, "authentication_authority")
             if authority and authority[0] not in (";basic;", ""):
                 continue  # ShadowHash / Password Server: out of scope (spec §10.2)
             stored = _fv(props, "passwd")
-            if stored is None or not stored or stored[0] == "" or check_password(
-                    password, stored[0]):
-                uid = who if by_uid else (_fv(props, "uid") or [""])[0]
-                if str(uid) == "0":
-                    return "root", True
-                names = _fv(props, "name")
-                if not names:
-                    raise NiError(Status.NOUSER, f"{label}: user has no name")
+            uid = who if by_uid else (_fv(props, "uid") or [""])[0]
+            names = _fv(props, "name")
+            outcome: tuple[str, bool] | NiError
+            if str(uid) == "0":
+                outcome = ("root", True)
+            elif not names:
+                outcome = NiError(Status.NOUSER, f"{label}: user has no name")
+            else:
                 # Apple: members of /groups/admin are promoted unless promote_admins is NO.
-                return names[0], self._promote_admins() and names[0] in self._admins()
-        raise NiError(Status.AUTHERROR, f"{label}: wrong password")
+                outcome = (names[0], self._promote_admins() and names[0] in self._admins())
+            out.append((stored[0] if stored and stored[0] != "" else None, outcome))
+        return label, out
 
     def _promote_admins(self) -> bool:
         vals = _fv(self._nodes[0].props, "promote_admins")
@@ -1100,6 +1114,18 @@ class DirectoryService:
         return ReadAll(self.checksum, self.highest_id(), self.iter_preorder(),
                        self._nodes.readall_pieces())
 
+
+
+#: one user :meth:`DirectoryService.check_user` may match: its crypt string (None: any
+#: password matches) and what authenticating as it gives (or the error it raises)
+Candidate = tuple[str | None, tuple[str, bool] | NiError]
+
+
+def settle(outcome: tuple[str, bool] | NiError) -> tuple[str, bool]:
+    """A :data:`Candidate`'s outcome once its password matched. :raises NiError:"""
+    if isinstance(outcome, NiError):
+        raise outcome
+    return outcome
 
 
 def check_password(password: str, stored: str) -> bool:
