@@ -484,3 +484,22 @@ class Progress:
 #: value too long to send (:class:`TooLong`, exit 1 by :data:`EXIT_BY_ERROR`). Every tool
 #: catches these where it catches :class:`NiError`, and words them its own way.
 COMM_ERRORS = (Timeout, RpcError, WireError, OSError, ConnectionError, TooLong)
+
+
+#: the LDIF format's name among nidump's and niload's formats (docs/ldap.md)
+LDIF = "ldif"
+
+
+def ldif_operands(ops: list[str], tagged: bool) -> tuple[str, list[str]] | None:
+    """With ``-r``: the subtree path and the rest of the operands when they name the
+    ldif format too (``ldif -r PATH DOMAIN`` or ``-r PATH ldif DOMAIN``; with ``-t
+    host/tag`` the domain is not among them), else None (``-r ldif DOMAIN`` stays a raw
+    dump or load of a directory called ldif): nidump's and niload's."""
+    want = 2 if tagged else 3
+    if len(ops) != want:
+        return None
+    if ops[0] == LDIF:
+        return ops[1], ops[2:]
+    if ops[1] == LDIF:
+        return ops[0], ops[2:]
+    return None

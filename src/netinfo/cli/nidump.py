@@ -61,6 +61,7 @@ from ..errors import NiError, Status
 from .common import (
     COMM_ERRORS,
     DEFAULT_TIMEOUT,
+    LDIF,
     Progress,
     ToolExit,
     UsageError,
@@ -72,11 +73,10 @@ from .common import (
     scan_args,
     tool_main,
     usage_text,
+    ldif_operands,
 )
 
 PROG = "nidump"
-#: the LDIF "format" (not a flat file: the whole domain through the RFC 2307 table)
-LDIF = "ldif"
 EXIT_USAGE = 1
 
 #: The usage text exactly as the original prints it, after no arguments and after an
@@ -136,21 +136,6 @@ def take_base(prog: str, args: list[str]) -> tuple[list[str], str | None]:
             out.append(a)
         i += 1
     return out, base
-
-
-def ldif_operands(ops: list[str], tagged: bool) -> tuple[str, list[str]] | None:
-    """With ``-r``: the subtree path and the rest of the operands when they name the
-    ldif format too (``ldif -r PATH DOMAIN`` or ``-r PATH ldif DOMAIN``; with ``-t
-    host/tag`` the domain is not among them), else None (``-r ldif DOMAIN`` stays a raw
-    dump of a directory called ldif)."""
-    want = 2 if tagged else 3
-    if len(ops) != want:
-        return None
-    if ops[0] == LDIF:
-        return ops[1], ops[2:]
-    if ops[1] == LDIF:
-        return ops[0], ops[2:]
-    return None
 
 
 def parse_args(args: list[str]) -> Options:

@@ -106,6 +106,8 @@ from .common import (
     scan_args,
     tool_main,
     usage_text,
+    LDIF,
+    ldif_operands,
 )
 
 if TYPE_CHECKING:
@@ -136,7 +138,6 @@ Input is read from stdin.
 """
 
 #: the LDIF "format" (docs/ldap.md "LDIF"): not a flat file of one table
-LDIF = "ldif"
 
 _ERRORS = (NiError, *COMM_ERRORS)
 
@@ -205,20 +206,6 @@ def parse_args(args: list[str]) -> Options:
         raise UsageError(f"{PROG}: -d does not apply to ldif (-r <directory> replaces a "
                          "subtree)")
     return o
-
-
-def ldif_operands(ops: list[str], tagged: bool) -> tuple[str, list[str]] | None:
-    """With ``-r``: the subtree path and the rest of the operands when they name the
-    ldif format too (``ldif -r PATH DOMAIN`` or ``-r PATH ldif DOMAIN``), else None (as
-    nidump's)."""
-    want = 2 if tagged else 3
-    if len(ops) != want:
-        return None
-    if ops[0] == LDIF:
-        return ops[1], ops[2:]
-    if ops[1] == LDIF:
-        return ops[0], ops[2:]
-    return None
 
 
 def read_stdin() -> str | bytes:

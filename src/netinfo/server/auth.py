@@ -104,9 +104,7 @@ class Authenticator:
         try:
             user, superuser = self.check(who, password)
         except NiError as e:
-            if e.status in (Status.AUTHERROR, Status.NOUSER):
-                label = f"uid {who}" if isinstance(who, int) else f"user {who!r}"
-                self.limiter.failed(peer.addr, peer.port, label, str(e))
+            self._count(e, who, peer)
             raise
         return Caller(peer.addr, peer.port, superuser, user, peer.checksum_only)
 
@@ -120,11 +118,15 @@ class Authenticator:
         try:
             user, superuser = await check(who, password)
         except NiError as e:
-            if e.status in (Status.AUTHERROR, Status.NOUSER):
-                label = f"uid {who}" if isinstance(who, int) else f"user {who!r}"
-                self.limiter.failed(peer.addr, peer.port, label, str(e))
+            self._count(e, who, peer)
             raise
         return Caller(peer.addr, peer.port, superuser, user, peer.checksum_only)
+
+    def _count(self, e: NiError, who: str | int, peer: Caller) -> None:
+        """A refused password or unknown user counts against *peer*'s address."""
+        if e.status in (Status.AUTHERROR, Status.NOUSER):
+            label = f"uid {who}" if isinstance(who, int) else f"user {who!r}"
+            self.limiter.failed(peer.addr, peer.port, label, str(e))
 
 
 __all__ = ["AUTH_FAILURES", "AUTH_WINDOW", "Authenticator", "FailureLimiter", "UserCheck",
