@@ -59,7 +59,7 @@ from . import (
 from .changes import SEQ_KEY
 from .postgres_journal import PostgresJournal
 from .postgres_journal import schema as journal_schema
-from .sqlite import key_row_list, key_rows
+from .sqlite import index_delta
 
 if TYPE_CHECKING:
     import psycopg
@@ -621,20 +621,9 @@ class PostgresStore(Store):
         old = {oid: (parent, bytes(blob)) for oid, parent, blob in c.execute(
             "SELECT id, parent, props FROM dirs WHERE id = ANY(%b::bigint[])", (ids,),
             binary=True)}
-        drop: list[tuple[int, bytes, bytes, int]] = []
-        add: list[tuple[int, bytes, bytes, int]] = []
-        for oid, (_, parent, blob) in rows.items():
-            was = old.get(oid)
-            if was == (parent, blob):
-                continue
-            props = last[oid].props
-            if was is None:
-                add.extend(key_row_list(oid, parent, props))
-                continue
-            new = key_rows(oid, parent, props)
-            before = key_rows(oid, was[0], decode_proplist(was[1]))
-            drop.extend(before - new)
-            add.extend(new - before)
+        drop, add = index_delta(
+            {oid: (parent, blob, last[oid].props) for oid, (_, parent, blob) in rows.items()},
+            old)
         if drop:
             c.execute("DELETE FROM keys k USING unnest(%b::bigint[], %b::bytea[], %b::bytea[],"
                       " %b::bigint[]) AS d(p, k, v, c) WHERE k.parent = d.p AND k.key = d.k"

@@ -76,6 +76,10 @@ def _options(*options: str) -> str:
     return " " + ", ".join([*options, *_STRICT]) if options or _STRICT else ""
 
 
+#: a row of the ``keys`` table: (parent, key, value, child)
+KeyRow = tuple[int, bytes, bytes, int]
+
+
 def key_rows(oid: int, parent: int, props: Proplist) -> set[tuple[int, bytes, bytes, int]]:
     """The ``keys`` rows of directory *oid*: (parent, name, value, oid) for each distinct
     value of the first property of each name (spec §4.4: LOOKUP looks at the first property
@@ -103,6 +107,28 @@ def key_row_list(oid: int, parent: int, props: Proplist) -> list[tuple[int, byte
         for v in values:
             rows.append((parent, kb, v.encode("utf-8", "surrogateescape"), oid))
     return rows
+
+
+def index_delta(new: dict[int, tuple[int, bytes, Proplist]],
+                old: dict[int, tuple[int, bytes]]) -> tuple[list[KeyRow], list[KeyRow]]:
+    """The LOOKUP index rows to drop and to add when directories are stored as *new*
+    (id → parent, stored proplist bytes, proplist) over what was stored, *old* (id →
+    parent, bytes; a new directory absent). One stored unchanged (parent and bytes)
+    costs nothing; both engines keep their ``keys`` table by it."""
+    drop: list[KeyRow] = []
+    add: list[KeyRow] = []
+    for oid, (parent, blob, props) in new.items():
+        was = old.get(oid)
+        if was == (parent, blob):
+            continue
+        if was is None:
+            add.extend(key_row_list(oid, parent, props))
+            continue
+        now = key_rows(oid, parent, props)
+        before = key_rows(oid, was[0], decode_proplist(was[1]))
+        drop.extend(before - now)
+        add.extend(now - before)
+    return drop, add
 
 
 #: property name -> its bytes in the keys table (key_row_list)
@@ -592,20 +618,7 @@ class SqliteStore(Store):
         # puts against the rows of its last put (a put changing neither parent nor props,
         # as an instance bump of a parent, costs nothing).
         last = {op.id: (op.parent, row[3], op.props) for row, op in zip(rows, ops, strict=True)}
-        old = self._stored(last)
-        drop: list[tuple[int, bytes, bytes, int]] = []
-        add: list[tuple[int, bytes, bytes, int]] = []
-        for oid, (parent, blob, props) in last.items():
-            was = old.get(oid)
-            if was == (parent, blob):
-                continue
-            if was is None:
-                add.extend(key_row_list(oid, parent, props))
-                continue
-            new = key_rows(oid, parent, props)
-            before = key_rows(oid, was[0], decode_proplist(was[1]))
-            drop.extend(before - new)
-            add.extend(new - before)
+        drop, add = index_delta(last, self._stored(last))
         c.executemany("DELETE FROM keys WHERE parent = ? AND key = ? AND value = ? AND child = ?",
                       drop)
         add.sort()  # in index order: each insert lands next to the last one
