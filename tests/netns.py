@@ -155,3 +155,54 @@ def wait_until(fn, timeout: float = 30.0, interval: float = 0.3):
             last = e
         time.sleep(interval)
     raise TimeoutError(f"condition not met within {timeout} s (last error: {last!r})")
+
+
+class HeldHost:
+    """A test host whose own mount namespace is held by a process (``unshare --mount``
+    running *script*, which sets up private /etc files, /run, ... and ends in ``exec
+    sleep``): every command enters its network, mount and UTS namespaces with nsenter,
+    so what *script* mounted lasts as long as the host (NIS and LDAP client hosts)."""
+
+    def __init__(self, h: Host, tmp: Path, script: str) -> None:
+        self.h = h
+        self.tmp = tmp
+        self.holder = h.spawn(["unshare", "--mount", "sh", "-c", script], tmp / "holder.log")
+        self.pid = wait_until(self._holder_pid, 15)
+
+    def _holder_pid(self) -> int | None:
+        """The holder's pid once its namespaces are set up (it runs sleep then)."""
+        try:
+            comm = Path(f"/proc/{self.holder.pid}/comm").read_text().strip()
+        except OSError:
+            return None
+        if self.holder.poll() is not None:
+            raise RuntimeError(f"test host setup failed:\n{self.log('holder.log')}")
+        return self.holder.pid if comm == "sleep" else None
+
+    def enter(self, cmd: list[str]) -> list[str]:
+        return ["nsenter", "-t", str(self.pid), "-n", "-m", "-u", *cmd]
+
+    def env(self, **extra: str) -> dict[str, str]:
+        return self.h.env(**extra)
+
+    def run(self, cmd: list[str], timeout: float = 60, input: str | None = None,
+            **env: str) -> subprocess.CompletedProcess:
+        return subprocess.run(self.enter(cmd), capture_output=True, text=True,
+                              timeout=timeout, env=self.env(**env), input=input)
+
+    def out(self, cmd: list[str], **env: str) -> str:
+        r = self.run(cmd, **env)
+        assert r.returncode == 0, f"{cmd}: {r.returncode}\n{r.stdout}\n{r.stderr}"
+        return r.stdout
+
+    def spawn(self, cmd: list[str], log: str, **env: str) -> subprocess.Popen:
+        out = open(self.tmp / log, "a")
+        p = subprocess.Popen(self.enter(cmd), stdout=out, stderr=subprocess.STDOUT,
+                             env=self.env(**env), start_new_session=True)
+        out.close()
+        self.h.procs.append(p)
+        return p
+
+    def log(self, name: str) -> str:
+        path = self.tmp / name
+        return path.read_text(errors="replace") if path.exists() else ""

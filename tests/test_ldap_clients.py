@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pytest
 
-from .netns import Network, available, wait_until
+from .netns import HeldHost, Network, available, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -183,13 +183,12 @@ def test_the_docs_show_these_configurations():
         assert conf in text, conf
 
 
-class ClientHost:
+class ClientHost(HeldHost):
     """One test host held by a process whose mount namespace every command enters
     (nsenter): the client's configuration files, /run and SSSD's state are private."""
 
     def __init__(self, net: Network, tmp: Path, client: str) -> None:
-        self.tmp = tmp
-        self.h = net.add_host("ldapsrv", 1)
+        h = self.h = net.add_host("ldapsrv", 1)
         etc = tmp / "etc"
         for d in ("sssd", "sssd/conf.d", "pam.d", "certs"):
             (etc / d).mkdir(parents=True)
@@ -235,44 +234,7 @@ class ClientHost:
             *steps,
             *[f"mount --bind {etc / src} {dst}" for src, dst in binds.items()],
             "exec sleep 86400"])
-        self.holder = self.h.spawn(["unshare", "--mount", "sh", "-c", script],
-                                   tmp / "holder.log")
-        self.pid = wait_until(self._holder_pid, 15)
-
-    def _holder_pid(self) -> int | None:
-        """The holder's pid once its namespaces are set up (it runs sleep then)."""
-        try:
-            comm = Path(f"/proc/{self.holder.pid}/comm").read_text().strip()
-        except OSError:
-            return None
-        if self.holder.poll() is not None:
-            raise RuntimeError(f"test host setup failed:\n{self.log('holder.log')}")
-        return self.holder.pid if comm == "sleep" else None
-
-    def enter(self, cmd: list[str]) -> list[str]:
-        return ["nsenter", "-t", str(self.pid), "-n", "-m", "-u", *cmd]
-
-    def run(self, cmd: list[str], timeout: float = 60, input: str | None = None,
-            **env: str) -> subprocess.CompletedProcess:
-        return subprocess.run(self.enter(cmd), capture_output=True, text=True,
-                              timeout=timeout, env=self.h.env(**env), input=input)
-
-    def out(self, cmd: list[str]) -> str:
-        r = self.run(cmd)
-        assert r.returncode == 0, f"{cmd}: {r.returncode}\n{r.stdout}\n{r.stderr}"
-        return r.stdout
-
-    def spawn(self, cmd: list[str], log: str) -> subprocess.Popen:
-        out = open(self.tmp / log, "a")
-        p = subprocess.Popen(self.enter(cmd), stdout=out, stderr=subprocess.STDOUT,
-                             env=self.h.env(), start_new_session=True)
-        out.close()
-        self.h.procs.append(p)
-        return p
-
-    def log(self, name: str) -> str:
-        path = self.tmp / name
-        return path.read_text(errors="replace") if path.exists() else ""
+        super().__init__(h, tmp, script)
 
     def niutil(self, *args: str) -> None:
         r = self.run([sys.executable, "-m", "netinfo.cli.niutil", args[0],

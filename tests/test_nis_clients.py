@@ -12,14 +12,13 @@ rpcbind as the host's portmapper, and with nibindd's embedded one.
 from __future__ import annotations
 
 import shutil
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
 
-from .netns import Network, available, wait_until
+from .netns import HeldHost, Network, available, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -83,13 +82,12 @@ def _make_domain(directory: Path, password_hash: str) -> None:
         db.commit()
 
 
-class NisHost:
+class NisHost(HeldHost):
     """One namespace host held by a process whose mount and UTS namespaces every command
     enters (nsenter): its private /etc files, /run, /var/yp and NIS domain name."""
 
     def __init__(self, net: Network, tmp: Path) -> None:
-        self.tmp = tmp
-        self.h = net.add_host("nisrv", 1)
+        h = net.add_host("nisrv", 1)
         (tmp / "nsswitch.conf").write_text(NSSWITCH)
         (tmp / "yp.conf").write_text(f"domain {DOM} server 127.0.0.1\n")
         (tmp / "nicknames").write_text(NICKNAMES)
@@ -106,45 +104,7 @@ class NisHost:
             f"mount --bind {tmp}/yp.conf /etc/yp.conf && "
             f"mount --bind {tmp}/pam.d /etc/pam.d && "
             f"domainname {DOM} && exec sleep 86400")
-        self.holder = self.h.spawn(["unshare", "--mount", "sh", "-c", script],
-                                   tmp / "holder.log")
-        self.pid = wait_until(self._holder_pid, 15)
-
-    def _holder_pid(self) -> int | None:
-        """The holder's pid once its namespaces are set up (it runs sleep then)."""
-        try:
-            comm = Path(f"/proc/{self.holder.pid}/comm").read_text().strip()
-        except OSError:
-            return None
-        return self.holder.pid if comm == "sleep" else None
-
-    def enter(self, cmd: list[str]) -> list[str]:
-        return ["nsenter", "-t", str(self.pid), "-n", "-m", "-u", *cmd]
-
-    def env(self, **extra: str) -> dict[str, str]:
-        return self.h.env(**extra)
-
-    def run(self, cmd: list[str], timeout: float = 60, input: str | None = None,
-            **env: str) -> subprocess.CompletedProcess:
-        return subprocess.run(self.enter(cmd), capture_output=True, text=True,
-                              timeout=timeout, env=self.env(**env), input=input)
-
-    def out(self, cmd: list[str], **env: str) -> str:
-        r = self.run(cmd, **env)
-        assert r.returncode == 0, f"{cmd}: {r.returncode}\n{r.stdout}\n{r.stderr}"
-        return r.stdout
-
-    def spawn(self, cmd: list[str], log: str, **env: str) -> subprocess.Popen:
-        out = open(self.tmp / log, "a")
-        p = subprocess.Popen(self.enter(cmd), stdout=out, stderr=subprocess.STDOUT,
-                             env=self.env(**env), start_new_session=True)
-        out.close()
-        self.h.procs.append(p)
-        return p
-
-    def log(self, name: str) -> str:
-        path = self.tmp / name
-        return path.read_text(errors="replace") if path.exists() else ""
+        super().__init__(h, tmp, script)
 
 
 @pytest.fixture(params=["system", "embedded"])
