@@ -36,7 +36,7 @@ sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from bench_scale import Conn, build, free_port, rss_mib  # noqa: E402
+from bench_scale import Conn, build, first_answer, free_port, rss_mib  # noqa: E402
 
 from tests.pgcluster import Cluster, missing  # noqa: E402
 
@@ -57,30 +57,6 @@ def netinfod(directory: Path, tag: str, *extra: str, port: int | None = None
            "127.0.0.1", "--port", str(port), "--trust-local", "-n", *extra, tag]
     return subprocess.Popen(cmd, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL,
                             env=env(), text=True), port
-
-
-def first_answer(p: subprocess.Popen, port: int, users: int, t0: float,
-                 timeout: float = 600) -> float:
-    want = f"user{users // 2}"
-    while time.perf_counter() - t0 < timeout:
-        if p.poll() is not None:
-            raise RuntimeError(f"netinfod exited with {p.returncode}: {p.stderr.read()}")
-        try:
-            c = Conn(port)
-        except OSError:
-            time.sleep(0.005)
-            continue
-        try:
-            (users_id,) = c.lookup(0, "name", "users")
-            found = c.lookup(users_id, "name", want)
-        except (OSError, ConnectionError):
-            time.sleep(0.005)
-            continue
-        finally:
-            c.close()
-        assert found == [users // 2 + 2], found
-        return time.perf_counter() - t0
-    raise RuntimeError("no answer")
 
 
 def _lookups(port: int, users: int, seconds: float, seed: int, out) -> None:

@@ -179,10 +179,20 @@ def start(directory: Path, tag: str, src: Path, cache: int | None, users: int
         cmd[-1:-1] = ["--cache", str(cache)]
     t0 = time.perf_counter()
     p = subprocess.Popen(cmd, stderr=subprocess.DEVNULL, stdout=subprocess.DEVNULL, env=env)
+    elapsed = first_answer(p, port, users, t0)
+    dead.close()
+    return p, port, elapsed
+
+
+def first_answer(p: subprocess.Popen, port: int, users: int, t0: float,
+                 timeout: float = 600) -> float:
+    """Seconds from *t0* until netinfod *p* on *port* answers a LOOKUP of user N/2 of
+    its *users* (the probe retries every 5 ms)."""
     want = f"user{users // 2}"
-    while True:
+    while time.perf_counter() - t0 < timeout:
         if p.poll() is not None:
-            raise RuntimeError(f"netinfod exited with {p.returncode}")
+            why = p.stderr.read() if p.stderr is not None else ""
+            raise RuntimeError(f"netinfod exited with {p.returncode}: {why}")
         try:
             c = Conn(port)
         except OSError:
@@ -192,14 +202,13 @@ def start(directory: Path, tag: str, src: Path, cache: int | None, users: int
             (users_id,) = c.lookup(0, "name", "users")
             found = c.lookup(users_id, "name", want)
         except (OSError, ConnectionError):
-            c.close()
             time.sleep(0.005)
             continue
-        elapsed = time.perf_counter() - t0
-        c.close()
+        finally:
+            c.close()
         assert found == [users // 2 + 2], found
-        dead.close()
-        return p, port, elapsed
+        return time.perf_counter() - t0
+    raise RuntimeError("no answer")
 
 
 def latencies(port: int, users: int, n: int, seed: int = 1) -> dict[str, float]:
