@@ -1,7 +1,7 @@
 """The PostgreSQL engine against SQLite in one run (issue 23's measurements).
 
-Usage: python bench/bench_postgres.py [--users N] [--niload N] [--seconds S] [--no-copy-back]
-[--no-clone]
+Usage: python bench/bench_postgres.py [--users N] [--niload N] [--seconds S] [--rounds R]
+[--no-copy-back] [--no-clone] [--no-niload] [--no-takeover]
 
 A scratch PostgreSQL cluster (tests/pgcluster.py: initdb in a temporary directory, a unix
 socket only; as root it runs as nobody), fsync on. Builds an N-user SQLite domain the fast
@@ -9,12 +9,14 @@ way (bench_scale.build), copies it into PostgreSQL with ``nistore copy`` (timed)
 both engines' files once (:func:`warm`: both measured from the page cache), then for
 each engine: netinfod's start (exec → the first ``LOOKUP /users name=userK`` answered),
 its RSS, LOOKUPs/s of random users with 1 client and with 4 client processes (one TCP
-connection each, sequential calls), and ``niload passwd`` of M new users into a fresh
-``-m --populate`` domain. Then the takeover: a writer and a ``--standby`` on the N-user
-PostgreSQL domain, the writer SIGKILLed, time until the standby answers a LOOKUP. Last,
-a clone's copy of the N-user domain in each engine, through nibindd (``nibindd --store``
-for PostgreSQL: the clone is another domain of the same database): ``nidomain -c`` until
-the clone's checksum is the master's.
+connection each, sequential calls; after a warm-up run of 4 clients, medians of
+``--rounds``), also for PostgreSQL with ``--store-on-loop`` (every round trip on the
+event loop: the control for the store threads, server/storeio.py), and ``niload
+passwd`` of M new users into a fresh ``-m --populate`` domain. Then the takeover: a
+writer and a ``--standby`` on the N-user PostgreSQL domain, the writer SIGKILLed, time
+until the standby answers a LOOKUP. Last, a clone's copy of the N-user domain in each
+engine, through nibindd (``nibindd --store`` for PostgreSQL: the clone is another domain
+of the same database): ``nidomain -c`` until the clone's checksum is the master's.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import os
 import random
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -179,6 +182,9 @@ def main() -> None:
     ap.add_argument("--users", type=int, default=100_000)
     ap.add_argument("--niload", type=int, default=10_000)
     ap.add_argument("--seconds", type=float, default=5.0)
+    ap.add_argument("--rounds", type=int, default=3, help="lookup runs per engine (median)")
+    ap.add_argument("--no-niload", action="store_true", help="skip the niload runs")
+    ap.add_argument("--no-takeover", action="store_true", help="skip the takeover")
     ap.add_argument("--no-copy-back", action="store_true",
                     help="skip nistore copy PostgreSQL -> SQLite (minutes at 1M)")
     ap.add_argument("--no-clone", action="store_true", help="skip the clone copies")
@@ -211,35 +217,52 @@ def main() -> None:
             print(f"nistore copy PostgreSQL -> SQLite: {time.perf_counter() - t0:.1f} s",
                   flush=True)
         warm(cluster, "big", top / "lite" / "big.nidb" / "netinfo.sqlite")
-        for name, store in (("sqlite", ()), ("postgresql", ("--store", url))):
+        rates: dict[str, tuple[float, float]] = {}
+        for name, store in (("sqlite", ()), ("postgresql", ("--store", url)),
+                            # the control: each round trip on the event loop (as before
+                            # the store threads, server/storeio.py)
+                            ("postgresql --store-on-loop", ("--store", url,
+                                                            "--store-on-loop"))):
             t0 = time.perf_counter()
             p, port = netinfod(top / "lite", "big", *store)
             try:
                 start = first_answer(p, port, users, t0)
                 rss = rss_mib(p.pid)
-                one = lookups_per_s(port, users, 1, args.seconds)
-                four = lookups_per_s(port, users, 4, args.seconds)
+                # a warm-up run first (each engine's caches and netinfod's reply table
+                # filled as a running server's are), then medians of args.rounds, 1 and 4
+                # clients alternating
+                lookups_per_s(port, users, 4, args.seconds)
+                ones, fours = [], []
+                for _ in range(args.rounds):
+                    ones.append(lookups_per_s(port, users, 1, args.seconds))
+                    fours.append(lookups_per_s(port, users, 4, args.seconds))
+                one, four = statistics.median(ones), statistics.median(fours)
+                rates[name] = (one, four)
+                lite = rates["sqlite"]
                 print(f"{name}: start to first answer {start:.2f} s, RSS {rss:.0f} MiB, "
-                      f"lookups/s 1 client {one:,.0f}, 4 clients {four:,.0f}", flush=True)
+                      f"lookups/s 1 client {one:,.0f} ({one / lite[0]:.2f}x SQLite), "
+                      f"4 clients {four:,.0f} ({four / lite[1]:.2f}x SQLite); "
+                      f"medians of {args.rounds}", flush=True)
             finally:
                 stop(p)
-        for name, store in (("sqlite", ()), ("postgresql", ("--store", cluster.url("load")))):
+        for name, store in (() if args.no_niload else (
+                ("sqlite", ()), ("postgresql", ("--store", cluster.url("load"))))):
             t = niload_time(top / name, "load", args.niload, *store)
             print(f"{name}: niload passwd of {args.niload:,} users: {t:.1f} s", flush=True)
-        # takeover
-        writer, wport = netinfod(top / "ha", "big", "--store", url)
-        t0 = time.perf_counter()
-        first_answer(writer, wport, users, t0)
-        standby, sport = netinfod(top / "ha", "big", "--store", url, "--standby")
-        line = standby.stderr.readline()
-        assert "waiting to take over" in line, line
-        killed = time.perf_counter()
-        writer.send_signal(signal.SIGKILL)
-        writer.wait()
-        took = first_answer(standby, sport, users, killed)
-        print(f"takeover: SIGKILL of the writer -> the standby's first answer: {took:.2f} s",
-              flush=True)
-        stop(standby)
+        if not args.no_takeover:
+            writer, wport = netinfod(top / "ha", "big", "--store", url)
+            t0 = time.perf_counter()
+            first_answer(writer, wport, users, t0)
+            standby, sport = netinfod(top / "ha", "big", "--store", url, "--standby")
+            line = standby.stderr.readline()
+            assert "waiting to take over" in line, line
+            killed = time.perf_counter()
+            writer.send_signal(signal.SIGKILL)
+            writer.wait()
+            took = first_answer(standby, sport, users, killed)
+            print(f"takeover: SIGKILL of the writer -> the standby's first answer: {took:.2f} s",
+                  flush=True)
+            stop(standby)
         if not args.no_clone:
             # a clone in each engine's catalog, copied from the master of the same engine
             for name, where, store in (

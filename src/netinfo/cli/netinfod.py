@@ -108,6 +108,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="answer every read by the general path, not the short one for hot "
                         "reads (NETINFO's and NIS MATCH: to measure against it, or to rule "
                         "it out)")
+    p.add_argument("--store-on-loop", dest="store_threads", action="store_false",
+                   help="read and commit a store on a server (PostgreSQL) on the event "
+                        "loop, each round trip holding every connection, rather than in "
+                        "reader and commit threads (to measure against)")
     p.add_argument("--read-workers", type=non_negative_int, metavar="N", default=0,
                    help="also serve reads from N worker processes on the same TCP port "
                         "(SQLite stores only; a connection that writes moves to this "
@@ -291,7 +295,8 @@ async def _serve(args: argparse.Namespace, db: Database, info: ServerInfo,
     server = NetInfoServer(db, ServerConfig(args.tag, args.bind, args.port,
                                             args.lenient_udp, args.trust_local,
                                             args.fast_path,
-                                            reuse_port=bool(args.read_workers)), addrs)
+                                            reuse_port=bool(args.read_workers),
+                                            store_threads=args.store_threads), addrs)
     # the NIS front door answers from the first call on (issue 21)
     nis = _open_nis(args.nis_domain, db, server, own)
     try:
@@ -416,7 +421,7 @@ STORE_WATCH_EVERY = 1.0
 async def _watch_store(db: Database) -> None:
     while True:
         await asyncio.sleep(STORE_WATCH_EVERY)
-        db.check_store()
+        await db.look_at_store()
 
 
 #: Seconds between retention passes over the change history, and entries per transaction.
@@ -433,7 +438,8 @@ async def _trim_history(db: Database) -> None:
         return
     while True:
         try:
-            while journal.trim_now(HISTORY_TRIM_BATCH) >= HISTORY_TRIM_BATCH:
+            while await db.on_writer(journal.trim_now, HISTORY_TRIM_BATCH) \
+                    >= HISTORY_TRIM_BATCH:
                 await asyncio.sleep(0)
         except Exception:
             log.exception("%s: trimming the change history failed", db.where)

@@ -16,11 +16,13 @@ netinfod converted old databases (spec §13). ``open_database(..., store=URL)`` 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from ..errors import (
     DamagedDirectory, NiError, RpcError, Status, StorageError, StoreDiverged, WireError,
@@ -33,11 +35,13 @@ from ..storage import (
     Image,
     Meta,
     NewCopy,
+    Op,
     Store,
     WriterLock,
     engine,
     engine_of,
 )
+from ..storage.cached import CachedSource, StoreWait, WaitingRows
 from ..storage.changes import SEQ_KEY, Caller, Change, DirState, Touched  # noqa: F401 - re-exported
 from ..storage.legacy import decode_collection
 from ..storage.nodes import NodeSource
@@ -60,7 +64,9 @@ from ..wire.xdr import Unpacker
 from .ahead import Ahead
 from .auth import AUTH_FAILURES, AUTH_WINDOW, Authenticator, FailureLimiter  # noqa: F401
 from .service import SUPERUSER, Candidate, DirectoryService, ServerInfo
+from .storeio import StoreIO
 
+T = TypeVar("T")
 log = logging.getLogger("netinfo.database")
 
 DEFAULT_DIR = "/var/db/netinfo"
@@ -158,6 +164,13 @@ class Database:
         self._damage_logged: set[int] = set()
         #: why the store's connection is lost, once said (check_store); "" when it is not
         self._store_lost = ""
+        #: the store's round trips off the event loop (:meth:`serve_off_loop`), or None
+        self._io: StoreIO | None = None
+        #: the commit in flight in the commit thread (:meth:`settle`), or None
+        self._inflight: _InFlight | None = None
+        #: failed commits so far: a batch whose writes were made before the last one
+        #: was rolled back with it (:class:`Batch`)
+        self.epoch = 0
         if svc.pending:  # a new database: its empty root (no write: no Change)
             self._commit(unrecorded_ok=True)
 
@@ -168,7 +181,7 @@ class Database:
         read then sees them, and they may still be rolled back: neither answer from a
         cache nor fill one), else a number that moves whenever the tree changed without
         a :class:`Change` telling which directories (subscribers hear of the others)."""
-        if self._service.pending or self._changes:
+        if self._service.pending or self._changes or self._inflight is not None:
             return None
         return self._generation
 
@@ -316,6 +329,12 @@ class Database:
     def _run(self, proc: int, caller: Caller, args: tuple) -> Any:
         if proc not in self._writes:
             return self._handlers[proc](caller, *args)
+        waiting = self.waiting
+        if waiting is not None and waiting.no_wait:
+            # What the write will read, fetched off the loop while nothing is changed
+            # (cached.StoreWait may leave here); its own reads then wait, rarely.
+            self._service.warm(caller, args)
+            waiting.no_wait = False
         value = self._handlers[proc](caller, *args)
         who, touched, ops = self._service.take_write()
         self._seq += 1
@@ -522,9 +541,31 @@ class Database:
 
     def _commit(self, unrecorded_ok: bool = False) -> list[Change]:
         svc = self._service
+        if self._inflight is not None:
+            had, epoch = bool(svc.pending), self.epoch
+            self._finish(self._inflight)
+            if had and self.epoch != epoch:
+                raise StorageError(f"{self.where}: the batch before failed to commit; these "
+                                   f"writes were rolled back with it")
+        taken = self._take(unrecorded_ok)
+        if taken is None:
+            return []
+        ops, checksum, changes, seq = taken
+        try:
+            self.store.commit(ops, checksum, changes)
+        except StorageError as exc:
+            self._failed(exc)
+            raise
+        self._done(changes, seq)
+        return changes
+
+    def _take(self, unrecorded_ok: bool) -> tuple[list[Op], int, list[Change], int] | None:
+        """The pending writes taken for one commit: (ops, checksum, changes, change
+        number), or None when there are none."""
+        svc = self._service
         if not svc.pending:
             self._changes.clear()
-            return []
+            return None
         ops = svc.take_pending()
         changes, self._changes = self._changes, []
         unrecorded = len(ops) - sum(len(c.ops) for c in changes)
@@ -537,39 +578,155 @@ class Database:
             self._generation += 1   # no Change says what these writes touched
         if self._seq != self._durable_seq:
             ops.append(Meta(SEQ_KEY, self._seq))   # the numbering survives a restart
-        try:
-            self.store.commit(ops, svc.checksum, changes)
-        except StorageError as exc:
-            # Nothing of the batch is stored: take it back in memory too (no reload).
-            log.exception("%s: commit failed; the batch's writes are rolled back", self.where)
-            svc.rollback()
-            self._seq = self._durable_seq
-            if isinstance(exc, StoreDiverged):
-                self._follow_store()
-            raise
-        svc.durable()
-        self._durable_seq = self._seq
+        return ops, svc.checksum, changes, self._seq
+
+    def _failed(self, exc: BaseException) -> None:
+        """Nothing of the batch taken is stored: take it back in memory too (no reload),
+        and every write made since (a later batch's, pinned behind a commit in flight)."""
+        log.error("%s: commit failed; the batch's writes are rolled back: %s", self.where,
+                  exc, exc_info=not isinstance(exc, StorageError))
+        self._service.rollback()
+        self._seq = self._durable_seq
+        self._changes.clear()
+        self._generation += 1
+        self.epoch += 1
+        if isinstance(exc, StoreDiverged):
+            self._follow_store()
+
+    def _done(self, changes: list[Change], seq: int) -> None:
+        self._service.durable()
+        self._durable_seq = seq
         self._tell(changes)
-        return changes
+
+    # -- the store's round trips off the event loop (server.storeio, issue 23 item 3) -------
+
+    def serve_off_loop(self) -> bool:
+        """Read and commit off the event loop when the store's engine waits on a server
+        (``Store.side_reader``; module ``storeio``): netinfod asks once it serves. True
+        when the database now does."""
+        if self._io is None:
+            probe = self.store.side_reader()
+            if probe is None:
+                return False
+            probe.close()
+            self._io = StoreIO(self.store.side_reader, self.where, self.store.loop_reader())
+        self._wrap_source()
+        return True
+
+    def _wrap_source(self) -> None:
+        src = self._service.source
+        if self._io is not None and isinstance(src, CachedSource):
+            src.wait_off_loop(self._io.read)
+
+    @property
+    def waiting(self) -> WaitingRows | None:
+        """The source's reader when its reads are kept off the loop (a door sets its
+        ``no_wait`` around a call and fetches what it misses: :meth:`fetch`)."""
+        src = self._service.source
+        return src.waiting if isinstance(src, CachedSource) else None
+
+    @property
+    def commits_wait(self) -> bool:
+        """Does a batch's commit run off the loop (:meth:`settle`)?"""
+        return self._io is not None
+
+    def fetch(self, wait: StoreWait, then: Callable[[], None]) -> None:
+        """Fetch the read a call missed (``cached.StoreWait``) without waiting on the
+        loop; ``then()`` once it is there: the door runs the call again."""
+        assert self._io is not None
+        self._io.fetch(wait, then)
+
+    async def settle(self, epoch: int) -> None:
+        """Make the pending writes durable off the event loop (the commit thread), one
+        commit in flight at a time (the writes made meanwhile go with the next: group
+        commit across connections). *epoch*: :attr:`epoch` when the caller's writes were
+        made. :raises StorageError: they are not stored (rolled back)."""
+        io = self._io
+        assert io is not None
+        while True:
+            inflight = self._inflight
+            if inflight is not None:
+                try:
+                    await asyncio.wrap_future(inflight.future)
+                except BaseException:
+                    pass   # _finish says it
+                if self._inflight is inflight:
+                    self._finish(inflight)
+                continue
+            if self.epoch != epoch:
+                raise StorageError(f"{self.where}: a batch failed to commit; these writes "
+                                   f"were rolled back with it")
+            taken = self._take(False)
+            if taken is None:
+                return
+            ops, checksum, changes, seq = taken
+            self._inflight = _InFlight(io.writer(self.store.commit, ops, checksum, changes),
+                                       changes, seq)
+
+    def _finish(self, inflight: _InFlight) -> None:
+        """The commit in flight has ended (or is waited for here, by a caller that
+        commits itself): make its writes durable, or roll them back."""
+        self._inflight = None
+        try:
+            inflight.future.result()
+        except BaseException as exc:
+            self._failed(exc)
+            return
+        self._done(inflight.changes, inflight.seq)
+
+    def _settle_now(self) -> None:
+        """Wait for the commit in flight, if any (before the store is used otherwise)."""
+        if self._inflight is not None:
+            self._finish(self._inflight)
 
     def check_store(self) -> None:
         """Between batches (netinfod, about every second): the store's connection looked
         at (``Store.keep_alive``). A lost one is said once, at once; the engine says when
         it is back; a domain found changed meanwhile is served as stored."""
-        if self._service.pending:
+        if self._service.pending or self._inflight is not None:
             return
         try:
             self.store.keep_alive()
-        except StoreDiverged as e:
+        except StorageError as e:
+            self._looked(e)
+        else:
+            self._looked(None)
+
+    async def look_at_store(self) -> None:
+        """:meth:`check_store`, the look itself (a reconnection, a connect timeout) in
+        the commit thread when the store's round trips are kept off the loop."""
+        if self._io is None:
+            self.check_store()
+            return
+        if self._service.pending or self._inflight is not None:
+            return
+        try:
+            await self.on_writer(self.store.keep_alive)
+        except StorageError as e:
+            self._looked(e)
+        else:
+            self._looked(None)
+
+    async def on_writer(self, fn: Callable[..., T], *args: Any) -> T:
+        """``fn(*args)`` where the writer's connection is used (the change history's
+        retention, a look at the connection): in the commit thread, after the commits
+        asked before, when the store's round trips are kept off the loop; else here."""
+        if self._io is None:
+            return fn(*args)
+        return await asyncio.wrap_future(self._io.writer(fn, *args))
+
+    def _looked(self, e: StorageError | None) -> None:
+        """What a look at the store's connection found (None: it is fine)."""
+        if e is None:
+            self._store_lost = ""
+        elif isinstance(e, StoreDiverged):
             log.error("%s", e)
             self._store_lost = ""
             self._follow_store()
-        except StorageError as e:
+        else:
             if not self._store_lost:
                 log.error("%s", e)
             self._store_lost = str(e)
-        else:
-            self._store_lost = ""
 
     def _follow_store(self) -> None:
         """The store holds another tree than the one served (``StoreDiverged``: a
@@ -596,11 +753,13 @@ class Database:
 
     def reload(self) -> None:
         """Forget every pending write and continue from what the store holds."""
+        self._settle_now()
         self._changes.clear()
         self._generation += 1
         source = self.store.source(self.cache, self.cache_bytes)
         if source is not None:
             self._service.reload(source=source)
+            self._wrap_source()
         else:
             self._service.reload(self.store.load())
         self._seq = self._durable_seq = self._stored_seq(self._service)
@@ -619,7 +778,7 @@ class Database:
         database counted further (a clone's count of the pushes it applied: the history
         is its old master's, numbered by it); stored with the next batch."""
         if (at_least > self._seq or (exact and at_least > 0)) and \
-                not self._service.pending:
+                not self._service.pending and self._inflight is None:
             # _seq == _durable_seq + 1 after the next write: its batch stores the number
             self._seq = self._durable_seq = at_least
 
@@ -646,6 +805,7 @@ class Database:
         source = self.store.source(self.cache, self.cache_bytes)
         if source is not None:
             self._service.reload(source=source)
+            self._wrap_source()
         return changes
 
     def new_copy(self) -> NewCopy:
@@ -667,7 +827,7 @@ class Database:
         """
         if copy.image is not None:
             return self.replace(copy.image, caller)
-        if self._service.pending:
+        if self._service.pending or self._inflight is not None:
             self.commit()
         # A stream's read transaction would keep the old file's WAL from being
         # checkpointed before the swap (storage/sqlite.py, adopt).
@@ -676,6 +836,7 @@ class Database:
         source = self.store.source(self.cache, self.cache_bytes)
         assert source is not None, "an engine that swaps copies reads its store lazily"
         self._service.reload(source=source)
+        self._wrap_source()
         # The copy holds no sequence number: the swap is numbered and stored as one
         # change, in a transaction of its own.
         self._seq = self._durable_seq + 1
@@ -693,7 +854,7 @@ class Database:
         (a master being demoted, before a copy from another master can replace it):
         where it is, or None when the store is no file (memory). Pending writes are
         committed first. :raises StorageError: nothing was kept."""
-        if self._service.pending:
+        if self._service.pending or self._inflight is not None:
             self.commit()
         return self.store.keep_aside(label)
 
@@ -701,10 +862,13 @@ class Database:
         """Commit what is pending, close the store and release the lock."""
         self.close_streams("the database was closed")
         try:
-            if self._service.pending:
+            if self._service.pending or self._inflight is not None:
                 self.commit()
         finally:
             try:
+                if self._io is not None:
+                    self._io.close()
+                    self._io = None
                 self.store.close()
             finally:
                 if self._lock is not None:
@@ -752,6 +916,17 @@ class Procedures:
 
 # -- group commit ---------------------------------------------------------------------------------
 
+class _InFlight:
+    """A batch's commit running in the commit thread (``Database.settle``)."""
+
+    __slots__ = ("future", "changes", "seq")
+
+    def __init__(self, future: Future[None], changes: list[Change], seq: int) -> None:
+        self.future = future
+        self.changes = changes
+        self.seq = seq
+
+
 class Batch:
     """The calls of one batch (:meth:`Database.batch`): each call's reply is added as it
     is answered (:meth:`add`), and the batch's end (:meth:`close`, or leaving a ``with``
@@ -762,10 +937,13 @@ class Batch:
 
     Which calls wrote the owner knows (each recorded write is numbered: :class:`Change`),
     so a door need not say; replies are opaque to the batch (bytes, a stream, an LDAP
-    message). Commits run on the event loop: a batch's writes are short.
+    message). Commits run on the event loop (a batch's writes are short), or, for an
+    engine whose commits wait on a server (``Database.commits_wait``), in the commit
+    thread: the door then awaits :meth:`close_async`, answering other connections
+    meanwhile. A batch that wrote nothing never commits another's writes.
     """
 
-    __slots__ = ("_db", "_mark", "_writes", "replies", "failed", "closed")
+    __slots__ = ("_db", "_mark", "_writes", "_epoch", "replies", "failed", "closed")
 
     def __init__(self, db: Database) -> None:
         self._db = db
@@ -773,6 +951,8 @@ class Batch:
         self._mark = db._seq
         #: (index in replies, what the reply becomes when the commit fails)
         self._writes: list[tuple[int, Callable[[Any], Any]]] = []
+        #: the owner's failed-commit count when the batch first wrote (None: it did not)
+        self._epoch: int | None = None
         #: the replies, in the order added (after close: as they are to be sent)
         self.replies: list[Any] = []
         #: True when the batch's commit failed (its writes were rolled back)
@@ -782,11 +962,20 @@ class Batch:
     def add(self, reply: Any, on_failure: Callable[[Any], Any] | None = None) -> None:
         """The reply of the next call of the batch. When that call wrote and the batch's
         commit fails, the reply becomes ``on_failure(reply)`` (None: kept)."""
-        seq = self._db._seq
-        if seq != self._mark and on_failure is not None and reply is not None:
-            self._writes.append((len(self.replies), on_failure))
+        db = self._db
+        seq = db._seq
+        if seq != self._mark:
+            if self._epoch is None:
+                self._epoch = db.epoch
+            if on_failure is not None and reply is not None:
+                self._writes.append((len(self.replies), on_failure))
         self._mark = seq
         self.replies.append(reply)
+
+    @property
+    def wrote(self) -> bool:
+        """Did a call of the batch write?"""
+        return self._epoch is not None
 
     def close(self) -> list[Any]:
         """Commit the batch's writes (once); the replies, those of failed writes
@@ -795,14 +984,41 @@ class Batch:
             return self.replies
         self.closed = True
         db = self._db
-        if db.dirty:
+        if (db.dirty or db._inflight is not None) and \
+                (self._epoch is not None or not db.commits_wait):
             try:
                 db.commit()
             except StorageError:
-                self.failed = True
-                for i, on_failure in self._writes:
-                    self.replies[i] = on_failure(self.replies[i])
+                self._fail()
+                return self.replies
+        if self._epoch is not None and db.epoch != self._epoch:
+            self._fail()   # rolled back with a batch committed before
         return self.replies
+
+    def close_now(self) -> bool:
+        """Close the batch at once when nothing of it waits (True): the engine commits
+        on the loop, or the batch wrote nothing. False: await :meth:`close_async`."""
+        if not self._db.commits_wait or self._epoch is None:
+            self.close()
+            return True
+        return False
+
+    async def close_async(self) -> list[Any]:
+        """:meth:`close`, the commit run in the commit thread (``Database.settle``)."""
+        if self.closed:
+            return self.replies
+        self.closed = True
+        if self._epoch is not None:
+            try:
+                await self._db.settle(self._epoch)
+            except StorageError:
+                self._fail()
+        return self.replies
+
+    def _fail(self) -> None:
+        self.failed = True
+        for i, on_failure in self._writes:
+            self.replies[i] = on_failure(self.replies[i])
 
     def __enter__(self) -> Batch:
         return self

@@ -47,6 +47,7 @@ from typing import Any
 
 from ..errors import Status
 from ..model import NiId
+from ..storage.cached import StoreWait
 from ..storage.changes import Change
 from ..wire import rpc
 from ..wire.protocol import NETINFO_PROG, NETINFO_VERS, Proc
@@ -202,6 +203,9 @@ class FastPath:
         t0 = time.perf_counter_ns()
         try:
             body = self._db.answer(proc, caller, args)
+        except StoreWait:
+            self._counters[proc][0] -= 1   # counted when it runs again
+            raise
         except Exception:
             log.exception("procedure %s failed", Proc(proc).name)
             return rpc.reply_accept_error(_STATUS.unpack_from(record)[0],

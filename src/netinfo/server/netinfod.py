@@ -35,6 +35,7 @@ from ..errors import DamagedDirectory, NetInfoError, NiError, Status, StorageErr
 from ..facts import Role
 from ..model import first_values, is_digits
 from ..netif import is_local, local_addresses, peer_uid
+from ..storage.cached import StoreWait
 from ..storage.changes import Caller
 from ..wire import rpc
 from ..wire.proplist import pack_status
@@ -92,6 +93,15 @@ IDLE_TIMEOUT = 900.0
 MAX_CONNECTIONS = LIMITS.total
 #: Reserved ports tried for a root netinfod (Mac OS X's RPC services sat in 600–1023).
 RESERVED_PORTS = range(600, 1024)
+#: Fetches off the event loop one call may make (a store whose reads are round trips:
+#: server.storeio); each runs it again. A LOOKUPREAD makes one or two, a LIST of a
+#: directory a few per chunk of 256 children; past it the call reads where it is.
+MAX_FETCHES = 32
+#: What a connection waits for while a read its call missed is fetched (TcpConnection).
+_FETCHING = object()
+#: UDP datagrams waiting for such a fetch at once (anonymous peers: past it a datagram
+#: reads where it is, in a reader thread, waited for).
+MAX_UDP_FETCHES = 64
 #: Seconds a portmapper call (registering a program) may take.
 PMAP_TIMEOUT = 2.0
 _U32 = struct.Struct(">I")
@@ -116,6 +126,9 @@ class ServerConfig:
     #: bind the TCP port with SO_REUSEPORT, so that the read workers' listening sockets
     #: (``readworkers``, ``netinfod --read-workers``) share it
     reuse_port: bool = False
+    #: keep a store's round trips (PostgreSQL's) off the event loop (``storeio``;
+    #: ``--store-on-loop``: on it, to measure against)
+    store_threads: bool = True
 
 
 class YpHandler(Protocol):
@@ -292,6 +305,9 @@ def netinfo_program(disp: Dispatcher) -> Program[ProgramHandler]:
         t0 = time.perf_counter_ns()
         try:
             body = db.answer(info.proc, caller, args)
+        except StoreWait:
+            counters[info.proc][0] -= 1   # counted when it runs again
+            raise
         except Exception:
             log.exception("procedure %s failed", info.proc.name)
             return rpc.reply_accept_error(xid, AcceptStat.SYSTEM_ERR)
@@ -385,8 +401,11 @@ class TcpConnection(asyncio.Protocol):
         self._writing_paused = False
         self._stream: ReplyStream | None = None
         self._stream_started = 0.0
-        #: the master's updates wait for this (Observer.held); None: they are answered
-        self._held: asyncio.Future[None] | None = None
+        #: the master's updates wait for this (Observer.held), or this connection's
+        #: commit or (_FETCHING) store fetch (server.storeio); None: calls are answered
+        self._held: asyncio.Future[None] | object | None = None
+        #: fetches off the loop made for the backlog's first call so far
+        self._fetches = 0
         #: reply bytes handed to the transport so far (what the peer took: this minus
         #: what the transport still buffers)
         self.written = 0
@@ -519,29 +538,88 @@ class TcpConnection(asyncio.Protocol):
         transport = self.transport
         assert transport is not None
         disp = self.server.dispatcher
+        db = disp.db
         budget = self.server.bounds.limits.queued_per_conn - transport.get_write_buffer_size()
         bad = False
         size = 0
         stream: ReplyStream | None = None
+        miss: StoreWait | None = None
         backlog = self.backlog
+        # A store whose reads are round trips (server.storeio): a call that misses
+        # raises StoreWait before it changes anything; it is fetched off the loop and
+        # the call runs again (up to MAX_FETCHES times; then it reads where it is).
+        waiting = db.waiting
         # One batch per read of the socket: its writes are committed together (group
         # commit) before any of its replies is sent (Database.batch).
-        with disp.db.batch() as batch:
+        batch = db.batch()
+        try:
             while backlog and size < budget:
                 rec = backlog.popleft()
+                if waiting is not None:
+                    waiting.no_wait = self._fetches < MAX_FETCHES
                 try:
                     reply = disp.handle(rec, self.caller, udp=False, batch=batch)
+                except StoreWait as e:
+                    backlog.appendleft(rec)
+                    miss = e
+                    break
                 except WireError as e:
                     log.warning("closing %s: %s", self.caller.addr, e)
                     bad = True
                     backlog.clear()
                     break
+                self._fetches = 0
                 if isinstance(reply, ReplyStream):
                     # its snapshot is taken at its first piece, after this commit
                     stream = reply
                     break
                 if reply is not None:
                     size += len(reply)
+        finally:
+            if waiting is not None:
+                waiting.no_wait = False
+        if batch.close_now():
+            self._send(batch, bad, stream, miss)
+            return
+        # the commit runs in the commit thread: this connection waits for it (the calls
+        # read meanwhile wait in the backlog), the others are answered meanwhile
+
+        async def settle() -> None:
+            await batch.close_async()
+            self._send(batch, bad, stream, miss)
+        self._wait(asyncio.ensure_future(settle()))
+
+    def _wait(self, fut: asyncio.Future[None]) -> None:
+        """Hold this connection until *fut* is done (its calls wait, reading paused),
+        then carry on."""
+        self._held = fut
+
+        def release(_: asyncio.Future[None]) -> None:
+            if self._held is fut:
+                self._held = None
+            if not fut.cancelled() and fut.exception() is not None:
+                log.error("closing %s: %s", self.caller.addr, fut.exception())
+                if self.transport is not None:
+                    self.transport.abort()
+                return
+            self._continue()
+        fut.add_done_callback(release)
+
+    def _fetched(self) -> None:
+        """What the backlog's first call missed is there: answer it again."""
+        if self._held is _FETCHING:
+            self._held = None
+        self._continue()
+
+    def _send(self, batch: Batch, bad: bool, stream: ReplyStream | None,
+              miss: StoreWait | None) -> None:
+        """Send a closed batch's replies; then the stream it ended with, the fetch its
+        last call waits for, or the rest of the backlog."""
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            if stream is not None:
+                stream.close()
+            return
         out = [rpc.frame(r) for r in batch.replies if isinstance(r, bytes)]
         if out:
             self._write(b"".join(out))
@@ -556,7 +634,14 @@ class TcpConnection(asyncio.Protocol):
             transport.pause_reading()
             self._pump()
             return
-        if backlog:
+        if miss is not None:
+            # reading goes on (more calls wait in the backlog: data_received pauses it
+            # then); pausing and resuming it per fetch cost two epoll changes each
+            self._fetches += 1
+            self._held = _FETCHING
+            self.server.dispatcher.db.fetch(miss, self._fetched)
+            return
+        if self.backlog:
             transport.pause_reading()
             if not self._writing_paused:
                 # The kernel took everything at once: carry on after other connections.
@@ -631,22 +716,33 @@ class UdpEndpoint(asyncio.DatagramProtocol):
     def __init__(self, server: NetInfoServer) -> None:
         self.server = server
         self.transport: asyncio.DatagramTransport | None = None
+        #: datagrams waiting for a fetch off the loop (MAX_UDP_FETCHES)
+        self.fetching = 0
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
 
-    def datagram_received(self, data: bytes, addr: tuple) -> None:
+    def datagram_received(self, data: bytes, addr: tuple, fetches: int = 0) -> None:
         disp = self.server.dispatcher
         local = is_local(addr[0], disp.own)
         # Lenient reads over UDP obey trusted_networks like TCP (PING and BIND stay open:
         # binding needs them, spec §10.5).
         lenient = self.server.config.lenient_udp and disp.db.admits_tcp(addr[0], local)
+        waiting = disp.db.waiting
+        if waiting is not None:
+            waiting.no_wait = fetches < MAX_FETCHES and self.fetching < MAX_UDP_FETCHES
         try:
             with disp.db.batch() as batch:   # no NETINFO writes over UDP (spec §1.4)
                 disp.handle(data, disp.caller_for(addr[0], addr[1], udp=True), udp=True,
                             lenient=lenient, batch=batch)
         except WireError:
             return  # not an RPC call: drop it
+        except StoreWait as miss:
+            self._fetch(miss, data, addr, fetches)
+            return
+        finally:
+            if waiting is not None:
+                waiting.no_wait = False
         reply = batch.replies[0]
         if isinstance(reply, ReplyStream):
             reply.close()   # never streamed over UDP
@@ -655,6 +751,16 @@ class UdpEndpoint(asyncio.DatagramProtocol):
             if not local:
                 reply = rpc.bounded_udp_reply(reply, len(data))
             self.transport.sendto(reply, addr)
+
+    def _fetch(self, miss: StoreWait, data: bytes, addr: tuple, fetches: int) -> None:
+        """Fetch what the datagram's call missed off the loop, then answer it again."""
+        self.fetching += 1
+
+        def again() -> None:
+            self.fetching -= 1
+            if self.transport is not None and not self.transport.is_closing():
+                self.datagram_received(data, addr, fetches + 1)
+        self.server.dispatcher.db.fetch(miss, again)
 
     def error_received(self, exc: Exception) -> None:
         log.debug("udp error: %s", exc)
@@ -751,6 +857,8 @@ class NetInfoServer:
         self.tcp_port = tsock.getsockname()[1]
         self.udp_port = usock.getsockname()[1]
         self._sweeper = asyncio.ensure_future(self._sweep())
+        if self.config.store_threads:
+            self.db.serve_off_loop()   # an engine whose reads wait on a server (storeio)
         await self._register()
 
     async def _register(self) -> None:

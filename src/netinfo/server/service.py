@@ -810,6 +810,45 @@ class DirectoryService:
         self.pending.append(KidIns(parent[0], at, oid))
         return (NiId(oid, inst), self._touched(parent[0], p))
 
+    def warm(self, caller: Caller, args: tuple[Any, ...]) -> None:
+        """Read what a write with *args* is about to read, changing nothing: the
+        directories it names with their parents, child lists and ancestors, the number a
+        CREATE would take, and the user entries a credential is checked against. A lazy
+        source whose reads are round trips fetches here what it misses (off the event
+        loop, ``server.storeio``), before the write changes anything (``Database``).
+        Errors are the write's to find."""
+        nodes = self._nodes
+        for arg in args:
+            if not isinstance(arg, NiId):
+                continue
+            n = nodes.get(arg[0])
+            if n is None:
+                continue
+            n.children  # noqa: B018 - its child list, read
+            oid = n.parent   # its ancestors (_set_props, _depth)
+            for _ in range(MAX_DEPTH + 1):
+                up = nodes.get(oid) if oid != arg[0] else None
+                if up is None or oid == 0 or up.parent == oid:
+                    break
+                oid = up.parent
+        if len(args) == 4 and isinstance(args[0], NiId) and isinstance(args[2], int):
+            # CREATE: the number it takes (spec §5.2; _allocate)
+            target = args[3]
+            if isinstance(target, NiId):
+                target[0] in nodes  # noqa: B015 - read
+            else:
+                if self._gaps_unscanned:
+                    nodes.gaps()
+                if self._free_heap:
+                    self._free_heap[0] in nodes  # noqa: B015 - read
+                self._next_new in nodes  # noqa: B015 - read
+        cred = caller.credential
+        if cred is not None and not (caller.superuser or caller.from_master):
+            try:
+                self.user_candidates(cred.uid)
+            except NiError:
+                pass
+
     def _depth(self, oid: int) -> int:
         """Levels from the root down to *oid* (the root: 0), counted up to one past
         :data:`~netinfo.wire.limits.MAX_DEPTH` (a parent chain that loops stops there too)."""

@@ -286,6 +286,21 @@ class Store(ABC):
         """
         raise NotImplementedError(f"{type(self).__name__} copies are images")
 
+    def side_reader(self) -> Any:
+        """A ``cached.RowReader`` of the stored domain on a connection of its own, for a
+        thread that reads while the writer commits (netinfod takes a store's round trips
+        off the event loop: ``server.storeio``, issue 23 item 3), or None for an engine
+        whose reads do not wait on a server (the default: SQLite reads a local file).
+        It reads what is committed; the caller closes it."""
+        return None
+
+    def loop_reader(self) -> Any:
+        """An engine's own way to run its hot reads on the event loop without waiting
+        (``postgres_source.PgLoopReads``: ``names``, ``async read(name, args)``,
+        ``close()``), or None: ``server.storeio`` then runs every fetch in a reader
+        thread (the default)."""
+        return None
+
     def keep_alive(self) -> None:
         """Between batches, about every second (netinfod): look at the connection to a
         store server (an engine with one: PostgreSQL) and replace it when it was lost,

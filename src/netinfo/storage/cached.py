@@ -31,7 +31,7 @@ from __future__ import annotations
 
 from array import array
 from collections import OrderedDict
-from collections.abc import Iterator, MutableSequence
+from collections.abc import Callable, Iterator, MutableSequence
 from itertools import chain
 from typing import Protocol
 
@@ -154,6 +154,168 @@ class RowReader(Protocol):
         ...
 
 
+#: Results fetched ahead (:class:`WaitingRows`) kept at most, waiting for the calls that
+#: asked for them to run again: a few per connection in flight; past it they are
+#: dropped (a call that finds its result gone asks again).
+READY_MAX = 4096
+
+
+class StoreWait(BaseException):
+    """A read that would wait for the store (a network round trip), raised instead of
+    waiting while :attr:`WaitingRows.no_wait` is set: the door fetches *key* off the
+    event loop (``server.storeio``) and runs the call again. A BaseException, so that
+    no "answer SYSTEM_ERR on any error" clause between the source and the door takes
+    it; raised only by reads, before the call changed anything (writes are warmed
+    first and then read with waiting allowed: ``Database``)."""
+
+    def __init__(self, rows: WaitingRows, key: ReadKey) -> None:
+        super().__init__(key[0])
+        self.rows = rows
+        self.key = key
+
+
+class _Failed:
+    """A read fetched ahead that failed: raised again where the result is taken."""
+
+    __slots__ = ("exc",)
+
+    def __init__(self, exc: BaseException) -> None:
+        self.exc = exc
+
+
+#: A read by name: (reader method, its arguments, lists as tuples).
+ReadKey = tuple[str, tuple[object, ...]]
+#: Runs one reader method, by name with its arguments, where it may wait (a thread).
+Runner = Callable[[str, tuple[object, ...]], object]
+
+
+class WaitingRows:
+    """A :class:`RowReader` whose reads are round trips, kept off the event loop
+    (issue 23 item 3): each read is either a result fetched ahead (:meth:`offer`, kept
+    until the next batch settles, at most :data:`READY_MAX`), or,
+    with :attr:`no_wait` set, :class:`StoreWait` naming it, or (reads of a write after
+    its warm-up, doors that do not fetch ahead) the read run by *run* (in a reader
+    thread with a connection of its own) and waited for.
+
+    A result fetched ahead is the store's committed state when it was read; the cached
+    source's pins and LOOKUP overlay cover every write not yet durable, so it stays true
+    until the next batch becomes durable (or is rolled back): :meth:`settled` then drops
+    every result kept, and :meth:`offer` refuses one read before it."""
+
+    off_loop = True
+
+    def __init__(self, rows: RowReader, run: Runner) -> None:
+        self._rows = rows
+        self._run = run
+        self.chunk = rows.chunk
+        #: raise StoreWait rather than wait (set by a door around one call)
+        self.no_wait = False
+        #: (method, arguments) → its result fetched ahead
+        self._ready: dict[ReadKey, object] = {}
+        #: batches settled so far (a fetch started before the last one is stale)
+        self.settles = 0
+        #: reads that waited where they were made (no fetch ahead): what the counters show
+        self.waited = 0
+
+    def _read(self, name: str, args: tuple[object, ...]) -> object:
+        key = (name, args)
+        ready = self._ready
+        value = ready.get(key, _Failed)
+        if value is not _Failed:
+            # kept until the next batch settles (a write's warm-up fetched it for the
+            # write's own reads too), but a failure only once: asked again, it is tried
+            # again
+            if type(value) is _Failed:
+                del ready[key]
+                raise value.exc
+            return value
+        if self.no_wait:
+            raise StoreWait(self, key)
+        self.waited += 1
+        return self._run(name, args)
+
+    def offer(self, key: ReadKey, value: object, settles: int) -> None:
+        """The result of read *key*, fetched when :attr:`settles` was *settles*: kept
+        for the call that asked, unless a batch settled since (then it may be stale)."""
+        if settles == self.settles:
+            if len(self._ready) >= READY_MAX:
+                self._ready.clear()
+            self._ready[key] = value
+
+    def failed(self, key: ReadKey, exc: BaseException, settles: int) -> None:
+        """Read *key* failed (the store is down): the call that asked gets the error."""
+        self.offer(key, _Failed(exc), settles)
+
+    def settled(self) -> None:
+        self.settles += 1
+        self._ready.clear()
+
+    # -- the RowReader (every read through _read) ------------------------------------------
+
+    def row(self, oid: int) -> tuple[int, int, bytes, bool] | None:
+        return self._read("row", (oid,))  # type: ignore[return-value]
+
+    def kids(self, oid: int) -> array[int]:
+        return self._read("kids", (oid,))  # type: ignore[return-value]
+
+    def fetch(self, ids: list[int], with_kids: bool) -> tuple[list[Row], dict[int, array[int]]]:
+        return self._read("fetch", (tuple(ids), with_kids))  # type: ignore[return-value]
+
+    def has(self, oid: int) -> bool:
+        return self._read("has", (oid,))  # type: ignore[return-value]
+
+    def max_id(self) -> int:
+        return self._read("max_id", ())  # type: ignore[return-value]
+
+    def highest(self, excluding: list[int]) -> int:
+        return self._read("highest", (tuple(excluding),))  # type: ignore[return-value]
+
+    def count(self) -> int:
+        return self._read("count", ())  # type: ignore[return-value]
+
+    def gaps(self) -> list[int]:
+        return self._read("gaps", ())  # type: ignore[return-value]
+
+    def freed(self) -> dict[int, int]:
+        return self._read("freed", ())  # type: ignore[return-value]
+
+    def meta(self, key: str) -> object:
+        return self._read("meta", (key,))
+
+    def instances(self) -> list[tuple[int, int]]:
+        return self._read("instances", ())  # type: ignore[return-value]
+
+    def ids(self) -> list[int]:
+        return self._read("ids", ())  # type: ignore[return-value]
+
+    def lookup(self, parent: int, key: bytes, value: bytes) -> list[int]:
+        return self._read("lookup", (parent, key, value))  # type: ignore[return-value]
+
+    def lookup_first(self, parent: int, key: bytes, value: bytes) -> tuple[int, bytes] | None:
+        return self._read("lookup_first", (parent, key, value))  # type: ignore[return-value]
+
+    def snapshot(self) -> RowReader:
+        return self._rows.snapshot()
+
+    def damaged(self, oid: int, exc: Exception) -> DamagedDirectory:
+        return self._rows.damaged(oid, exc)
+
+    def close(self) -> None:
+        return None
+
+
+def run_read(rows: RowReader, name: str, args: tuple[object, ...]) -> object:
+    """Reader method *name* of *rows* with *args* as :class:`WaitingRows` names them
+    (lists travel as tuples, to be keys)."""
+    if name == "fetch":
+        ids, with_kids = args
+        return rows.fetch(list(ids), bool(with_kids))  # type: ignore[call-overload]
+    if name == "highest":
+        return rows.highest(list(args[0]))  # type: ignore[call-overload]
+    method: Callable[..., object] = getattr(rows, name)
+    return method(*args)
+
+
 class LazyNode(Node):
     """A directory read from the store; its child list is read on first use."""
 
@@ -222,6 +384,21 @@ class CachedSource(NodeSource):
         self._ceiling: int | None = None
         #: True for a snapshot view (:meth:`snapshot`): its reader is its own
         self._reader = False
+        #: the reader when its reads are kept off the event loop (:meth:`wait_off_loop`)
+        self.waiting: WaitingRows | None = None
+
+    def wait_off_loop(self, run: Runner) -> WaitingRows:
+        """Read through a :class:`WaitingRows` running each read with *run* (in a reader
+        thread): a door can then fetch what a call misses off the event loop."""
+        waiting = self.waiting
+        if waiting is None:
+            waiting = self.waiting = WaitingRows(self._rows, run)
+            self._rows = waiting
+        return waiting
+
+    def _settled(self) -> None:
+        if self.waiting is not None:
+            self.waiting.settled()
 
     # -- decoding what the reader hands over ------------------------------------------------
 
@@ -372,11 +549,13 @@ class CachedSource(NodeSource):
         old, self._taken, self._pins = self._taken, self._pins, {}
         if old:
             self._settle(old)
+            self._settled()
 
     def durable(self) -> None:
         old, self._taken = self._taken, {}
         if old:
             self._settle(old)
+        self._settled()
 
     def rollback(self) -> None:
         # The undo log restored every pinned node; drop them all the same and read the
@@ -385,6 +564,7 @@ class CachedSource(NodeSource):
             self._uncache(oid)
             self._big.pop(oid, None)
         self._pins, self._taken, self._dirty, self._gone = {}, {}, {}, {}
+        self._settled()
 
     def _overlay(self) -> dict[int, Node | None]:
         return {**self._taken, **self._pins}

@@ -44,6 +44,7 @@ import logging
 import os
 import select
 import socket
+import threading
 import time
 from collections.abc import Callable, Sequence
 from itertools import groupby
@@ -271,7 +272,10 @@ class PostgresStore(Store):
         self._conn = self._session()
         self.rows = PgRows(self._conn)
         #: the change history, in the domain's schema and the batches' transactions
-        self.journal: PostgresJournal = PostgresJournal(self._conn)
+        #: held by each commit's transaction and by the journal's statements, which
+        #: share the writer's connection (a commit may run in a thread of its own)
+        self._writing = threading.RLock()
+        self.journal: PostgresJournal = PostgresJournal(self._conn, self._writing)
         #: the domain's checksum and change number as this writer last committed them
         #: (None until it claims), compared when it reconnects (:meth:`_reconnect`)
         self._state: dict[str, int | None] | None = None
@@ -528,6 +532,16 @@ class PostgresStore(Store):
                 self.claim()
         return PgSource(self, self._conn, cache, cache_bytes)
 
+    def side_reader(self) -> Any:
+        """A reader of the committed domain on a connection of its own (``Store``)."""
+        from .postgres_source import PgReader  # noqa: PLC0415 - the seam's other half
+        return PgReader.side(self)
+
+    def loop_reader(self) -> Any:
+        """The hot reads on connections the event loop drives (``Store``)."""
+        from .postgres_source import PgLoopReads  # noqa: PLC0415 - the seam's other half
+        return PgLoopReads(self)
+
     def index_rows(self) -> set[tuple[int, bytes, bytes, int]]:
         """The whole persisted LOOKUP index (``nistore check``)."""
         try:
@@ -547,6 +561,10 @@ class PostgresStore(Store):
         :raises StorageError: nothing was applied (the connection lost, an unknown op, a
             bad value); the message says which.
         """
+        with self._writing:
+            self._commit(ops, checksum, changes)
+
+    def _commit(self, ops: list[Op], checksum: int, changes: Sequence[Change]) -> None:
         self.claim()
         self._live()
         c = self._conn
@@ -760,7 +778,8 @@ class PostgresStore(Store):
         """A writer's lost connection noticed without a write, and replaced
         (:meth:`_live`; ``Store.keep_alive``)."""
         if self._claimed:
-            self._live()
+            with self._writing:
+                self._live()
 
     def close(self) -> None:
         """Close the connection (the advisory lock goes with it)."""

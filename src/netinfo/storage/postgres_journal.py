@@ -7,6 +7,7 @@ batch's transaction, so an entry and its write are committed together or not at 
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -37,9 +38,14 @@ class PostgresJournal(SqlJournal):
     """The journal in the domain's schema, on the store's connection (autocommit outside
     the store's transactions)."""
 
-    def __init__(self, conn: psycopg.Connection[Any]) -> None:
+    def __init__(self, conn: psycopg.Connection[Any],
+                 lock: threading.RLock | None = None) -> None:
         super().__init__()
         self._conn = conn
+        #: the store's writer lock: held by a commit's whole transaction (which may run
+        #: in a commit thread, server/storeio.py), so that a history query or trim made
+        #: meanwhile on the same connection waits for it instead of landing inside it
+        self._lock = lock or threading.RLock()
         self._sql: dict[str, str] = {}
         self._there = False
 
@@ -50,14 +56,17 @@ class PostgresJournal(SqlJournal):
         return got
 
     def _fetch(self, sql: str, args: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        return self._conn.execute(self._q(sql), args).fetchall()
+        with self._lock:
+            return self._conn.execute(self._q(sql), args).fetchall()
 
     def _run(self, sql: str, args: Sequence[Any] = ()) -> None:
-        self._conn.execute(self._q(sql), args)
+        with self._lock:
+            self._conn.execute(self._q(sql), args)
 
     def _run_many(self, sql: str, rows: Sequence[tuple[Any, ...]]) -> None:
         if rows:
-            self._conn.cursor().executemany(self._q(sql), rows)
+            with self._lock:
+                self._conn.cursor().executemany(self._q(sql), rows)
 
     def last_seq(self) -> int:
         # a store opened to read, never claimed, may have an older schema (no history)
@@ -70,6 +79,11 @@ class PostgresJournal(SqlJournal):
     def _insert(self, entries: list[tuple[Any, ...]], dirs: list[tuple[int, int]]) -> None:
         # a batch's rows in one statement per table (one round trip, not one a row),
         # sent in binary (the entries' bytes as they are, not escaped as text)
+        with self._lock:
+            self._insert_locked(entries, dirs)
+
+    def _insert_locked(self, entries: list[tuple[Any, ...]],
+                       dirs: list[tuple[int, int]]) -> None:
         c = self._conn
         if entries:
             c.execute(
@@ -84,7 +98,7 @@ class PostgresJournal(SqlJournal):
                       [list(col) for col in zip(*dirs, strict=True)])
 
     def _in_transaction(self, fn: Callable[[], object]) -> None:
-        with self._conn.transaction():
+        with self._lock, self._conn.transaction():
             fn()
 
 

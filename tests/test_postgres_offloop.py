@@ -1,0 +1,115 @@
+"""A PostgreSQL store's round trips never hold the other connections (issue 23 item 3).
+
+netinfod reads what its cache misses and commits its batches in threads
+(``server.storeio``): while PostgreSQL keeps one call waiting, every other connection
+is answered. The test makes PostgreSQL wait on purpose: a session of its own holds the
+domain's tables in ACCESS EXCLUSIVE mode, so that any read of them, and any commit,
+waits for it. Meanwhile a read of a cold directory and a write wait (their connections
+only), and a third connection's reads are answered at once. ``--store-on-loop`` (each
+round trip on the event loop, as before) is the control: there the third connection
+waits as long as the lock is held, so the test fails where the threads are missing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+
+import pytest
+
+from netinfo.client.core import Client
+from netinfo.storage.postgres import SCHEMA_PREFIX, split_url
+
+from .conftest import Netinfod
+
+#: seconds the tables are held
+HOLD = 3.0
+#: users made before the server restarts with a cold cache
+USERS = 40
+
+
+def _hold(conninfo: str, url: str, seconds: float, held: threading.Event) -> None:
+    """Hold the domain's tables for *seconds* (reads and commits of them wait)."""
+    import psycopg
+
+    schema = SCHEMA_PREFIX + split_url(url)[1]
+    with psycopg.connect(conninfo) as c:   # one transaction, rolled back at the end
+        c.execute(f'LOCK TABLE "{schema}".dirs, "{schema}".kids, "{schema}".keys, '
+                  f'"{schema}".meta IN ACCESS EXCLUSIVE MODE')
+        held.set()
+        time.sleep(seconds)
+        c.rollback()
+
+
+async def _populate(port: int, tag: str) -> None:
+    async with await Client.connect("127.0.0.1", port, tag) as c:
+        users, _ = await c.lookup(0, "name", "users")
+        uid = await c.self_id(users[0])
+        for i in range(USERS):
+            _, uid = await c.create(uid, [("name", [f"u{i}"]), ("uid", [str(1000 + i)])])
+
+
+@pytest.mark.parametrize("threads", [True, False], ids=["threads", "on-loop"])
+def test_a_waiting_round_trip_holds_only_its_own_connection(pg_cluster, tmp_path, threads):
+    url = pg_cluster.url()
+    made = Netinfod(tmp_path, "wait", "--store", url, "-m", "--populate").start()
+    try:
+        asyncio.run(_populate(made.port, "wait"))
+    finally:
+        made.stop()
+    # a cold cache: the users are read from PostgreSQL when asked for
+    d = Netinfod(tmp_path, "wait", "--store", url,
+                 *(() if threads else ("--store-on-loop",))).start()
+
+    async def scenario() -> tuple[float, float, list[str], int, bool]:
+        hot = await Client.connect("127.0.0.1", d.port, "wait")
+        cold = await Client.connect("127.0.0.1", d.port, "wait")
+        writer = await Client.connect("127.0.0.1", d.port, "wait")
+        try:
+            users, _ = await hot.lookup(0, "name", "users")
+            kids, users_id = await hot.children(users[0])
+            kids = kids[-USERS:]   # ours, after the template's
+            await hot.read(0)
+            # one write first: the path a write reads (and its numbering) is warm
+            _, users_id = await writer.create(users_id, [("name", ["early"])])
+            held = threading.Event()
+            holder = threading.Thread(target=_hold, args=(pg_cluster.conninfo(), url,
+                                                          HOLD, held))
+            holder.start()
+            try:
+                assert await asyncio.to_thread(held.wait, 10)
+                t0 = time.monotonic()
+                slow_read = asyncio.ensure_future(cold.read(kids[USERS // 2]))
+                slow_write = asyncio.ensure_future(
+                    writer.create(users_id, [("name", ["late"])]))
+                await asyncio.sleep(0.2)
+                for _ in range(20):   # cached: the root
+                    _, props = await hot.read(0)
+                    assert props
+                answered = time.monotonic() - t0
+                late_done = slow_read.done() or slow_write.done()
+                (_, user), (new, _) = await asyncio.gather(slow_read, slow_write)
+                waited = time.monotonic() - t0
+            finally:
+                await asyncio.to_thread(holder.join)
+            names = [v for k, vals in user for v in vals if k == "name"]
+            return answered, waited, names, new.object, late_done
+        finally:
+            for c in (hot, cold, writer):
+                await c.close()
+
+    try:
+        answered, waited, names, new, late_done = asyncio.run(scenario())
+    finally:
+        d.stop()
+    assert names == [f"u{USERS // 2}"]
+    assert new > 0
+    assert waited >= HOLD - 0.5   # the cold read and the write waited for PostgreSQL
+    if threads:
+        # the other connection was answered while they waited
+        assert answered < HOLD / 2, answered
+        assert not late_done, "PostgreSQL was held: these had to wait"
+    else:
+        # the control: on the loop, every connection waited for the round trip
+        assert answered >= HOLD - 0.5, answered
