@@ -58,12 +58,18 @@ def test_a_miss_names_its_read_and_a_fetched_result_answers_it(tmp_path):
     store.close()
 
 
-def test_a_result_fetched_before_a_batch_settled_is_refused(tmp_path):
+def _missed(tmp_path):
+    """A source whose reader never waits, and the read its get(2) misses."""
     store, src = _source(tmp_path)
     rows = src.wait_off_loop(lambda name, args: pytest.fail("no wait"))
     rows.no_wait = True
     with pytest.raises(StoreWait) as got:
         src.get(2)
+    return store, src, rows, got
+
+
+def test_a_result_fetched_before_a_batch_settled_is_refused(tmp_path):
+    store, src, rows, got = _missed(tmp_path)
     started = rows.settles
     src.durable()                          # ... while the fetch was under way
     rows.offer(got.value.key, (1, 1, b"", False), started)
@@ -73,11 +79,7 @@ def test_a_result_fetched_before_a_batch_settled_is_refused(tmp_path):
 
 
 def test_a_failed_fetch_fails_the_call_once_then_is_tried_again(tmp_path):
-    store, src = _source(tmp_path)
-    rows = src.wait_off_loop(lambda name, args: pytest.fail("no wait"))
-    rows.no_wait = True
-    with pytest.raises(StoreWait) as got:
-        src.get(2)
+    store, src, rows, got = _missed(tmp_path)
     rows.failed(got.value.key, StorageError("PostgreSQL is down"), rows.settles)
     with pytest.raises(StorageError, match="down"):
         src.get(2)
