@@ -148,8 +148,9 @@ async def _checksum(tag: str) -> int:
         await c.close()
 
 
-def _peak_mib(parent: int, tag: str) -> float:
-    """The peak RSS (VmHWM) of *parent*'s child netinfod serving *tag*, MiB (0: none)."""
+def _peak_mib(directory: Path, tag: str) -> float:
+    """The peak RSS (VmHWM) of the netinfod serving *tag* from *directory*, MiB (0:
+    none found)."""
     for pid in os.listdir("/proc"):
         if not pid.isdigit():
             continue
@@ -159,8 +160,8 @@ def _peak_mib(parent: int, tag: str) -> float:
         except OSError:
             continue
         fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
-        if int(fields.get("PPid", "0")) == parent and b"netinfod" in b" ".join(argv) \
-                and tag.encode() in argv:
+        if b"netinfo.cli.netinfod" in argv and str(directory).encode() in argv \
+                and tag.encode() in argv and "VmHWM" in fields:
             return int(fields["VmHWM"].split()[0]) / 1024
     return 0.0
 
@@ -188,8 +189,7 @@ def clone_copy_time(directory: Path, *store: str, timeout: float = 3600
             try:
                 if asyncio.run(_checksum("copy")) == master:
                     took = time.perf_counter() - t0
-                    assert nb.proc is not None
-                    return took, _peak_mib(nb.proc.pid, "copy")
+                    return took, _peak_mib(directory, "copy")
             except Exception:
                 pass
             time.sleep(0.1)
