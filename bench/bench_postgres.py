@@ -156,12 +156,13 @@ def _peak_mib(directory: Path, tag: str) -> float:
             continue
         try:
             status = Path(f"/proc/{pid}/status").read_text()
-            argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+            # netinfod sets its title: "netinfod TAG --dir DIR ..."
+            title = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0].decode(
+                errors="replace")
         except OSError:
             continue
         fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
-        if b"netinfo.cli.netinfod" in argv and str(directory).encode() in argv \
-                and tag.encode() in argv and "VmHWM" in fields:
+        if title.startswith(f"netinfod {tag} --dir {directory} ") and "VmHWM" in fields:
             return int(fields["VmHWM"].split()[0]) / 1024
     return 0.0
 

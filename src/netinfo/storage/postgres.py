@@ -114,6 +114,9 @@ _MIGRATIONS: dict[int, list[str]] = {
 }
 
 
+#: How long a copy's swap waits for a lock on the live tables (seconds; the event loop
+#: waits with it): a reader's transaction left open fails the swap, not the server.
+SWAP_LOCK_TIMEOUT = 10
 #: The tables that hold the domain itself (what a Reset empties): a copy's are moved into
 #: the live schema in place of these (:meth:`PostgresStore.adopt`); the others (the
 #: history, schema_version) stay where they are.
@@ -146,15 +149,18 @@ def _migrate(c: psycopg.Connection[Any], schema: str, where: str) -> None:
             c.execute("INSERT INTO schema_version VALUES (%s)", (version,))
 
 
-def _drop_leftover(c: psycopg.Connection[Any], schema: str, where: str) -> None:
+def _drop_leftover(c: psycopg.Connection[Any], schema: str, where: str) -> bool:
     """Drop the copy an interrupted clone's copy left beside *schema* (spec §9.5: a
-    leftover copy is never the domain). Only the domain's writer may: it alone writes
-    one."""
+    leftover copy is never the domain); True when there was one. Only the domain's
+    writer may: it alone writes one."""
     leftover = schema + COPY_SUFFIX
-    if c.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", (leftover,)).fetchone():
-        c.execute(f"DROP SCHEMA IF EXISTS {_quoted(leftover)} CASCADE")
-        log.warning("%s: discarded the copy an interrupted transfer left (schema %s)",
-                    where, leftover)
+    if not c.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s",
+                     (leftover,)).fetchone():
+        return False
+    c.execute(f"DROP SCHEMA IF EXISTS {_quoted(leftover)} CASCADE")
+    log.warning("%s: discarded the copy an interrupted transfer left (schema %s)",
+                where, leftover)
+    return True
 
 
 def _psycopg() -> Any:
@@ -387,7 +393,8 @@ class PostgresStore(Store):
                     got = self._try_lock_waiting()
             self._claimed = True
             self._migrate()
-            _drop_leftover(self._conn, self.schema, self.where)
+            if _drop_leftover(self._conn, self.schema, self.where):
+                self._forget()   # a DROP: psycopg deallocates the prepared statements
             self._state = self._stored_state(self._conn)
         except self._pg_error as exc:
             raise StorageError(f"{self.where}: {_one_line(exc)}") from exc
@@ -821,7 +828,7 @@ class PostgresStore(Store):
                 with c.transaction():
                     # a reader's transaction (a stream left open) would hold the swap
                     # indefinitely: fail instead, and keep the old domain
-                    c.execute("SET LOCAL lock_timeout = '60s'")
+                    c.execute(f"SET LOCAL lock_timeout = '{SWAP_LOCK_TIMEOUT}s'")
                     got = c.execute(f"SELECT max(version) FROM {new}.schema_version"
                                     ).fetchone()
                     if got is None or got[0] != max(_MIGRATIONS):
