@@ -27,7 +27,7 @@ from netinfo.errors import StorageError
 from netinfo.model import NI_INDEX_NULL, Directory, NiId
 from netinfo.server.database import open_database
 from netinfo.server.service import SUPERUSER
-from netinfo.storage import engine_of, open_store
+from netinfo.storage import engine_of, open_store, postgres
 from netinfo.storage.postgres import COPY_SUFFIX, PostgresCopy, StoreInUse, domains
 from netinfo.storage.postgres_source import PgReader
 from netinfo.wire.protocol import Proc
@@ -68,7 +68,10 @@ def _schemas(cluster) -> set[str]:
     return {n for (n,) in _sql(cluster, "SELECT nspname FROM pg_namespace")}
 
 
-def test_a_streamed_copy_is_row_for_row_what_replace_writes(pg_cluster, tmp_path):  # noqa: F811
+def test_a_streamed_copy_is_row_for_row_what_replace_writes(pg_cluster, tmp_path,  # noqa: F811
+                                                            monkeypatch):
+    # small pieces: every COPY is sent in many, rows cut nowhere
+    monkeypatch.setattr(postgres, "_COPY_CHUNK", 100)
     image = tree_image(300, seed=8)
     ua, ub = pg_cluster.url(), pg_cluster.url()
     with open_database(tmp_path, "a", create=True, store=ua) as a:
