@@ -148,10 +148,31 @@ async def _checksum(tag: str) -> int:
         await c.close()
 
 
-def clone_copy_time(directory: Path, *store: str, timeout: float = 3600) -> float:
+def _peak_mib(directory: Path, tag: str) -> float:
+    """The peak RSS (VmHWM) of the netinfod serving *tag* from *directory*, MiB (0:
+    none found)."""
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            status = Path(f"/proc/{pid}/status").read_text()
+            # netinfod sets its title: "netinfod TAG --dir DIR ..."
+            title = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0].decode(
+                errors="replace")
+        except OSError:
+            continue
+        fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
+        if title.startswith(f"netinfod {tag} --dir {directory} ") and "VmHWM" in fields:
+            return int(fields["VmHWM"].split()[0]) / 1024
+    return 0.0
+
+
+def clone_copy_time(directory: Path, *store: str, timeout: float = 3600
+                    ) -> tuple[float, float]:
     """A clone of ``127.0.0.1/big`` made through nibindd (``nidomain -c copy``) in the
     master's own catalog (a SQLite file beside it, or a domain of the same PostgreSQL
-    database with ``--store``): seconds from the call until both checksums agree."""
+    database with ``--store``): seconds from the call until both checksums agree, and
+    the clone netinfod's peak RSS (VmHWM, MiB) then."""
     import asyncio
 
     from tests.conftest import Nibindd
@@ -168,7 +189,8 @@ def clone_copy_time(directory: Path, *store: str, timeout: float = 3600) -> floa
         while time.perf_counter() - t0 < timeout:
             try:
                 if asyncio.run(_checksum("copy")) == master:
-                    return time.perf_counter() - t0
+                    took = time.perf_counter() - t0
+                    return took, _peak_mib(directory, "copy")
             except Exception:
                 pass
             time.sleep(0.1)
@@ -269,9 +291,10 @@ def main() -> None:
                     ("sqlite", top / "lite", ()),
                     ("postgresql", top / "pgnib", ("--store", cluster.conninfo()))):
                 where.mkdir(exist_ok=True)
-                t = clone_copy_time(where, *store)
+                t, peak = clone_copy_time(where, *store)
                 print(f"{name}: clone copy of {users:,} users (nidomain -c, until the "
-                      f"checksums agree): {t:.1f} s", flush=True)
+                      f"checksums agree): {t:.1f} s, the clone's peak RSS {peak:.0f} MiB",
+                      flush=True)
     finally:
         cluster.remove()
         subprocess.run(["rm", "-rf", str(top)])

@@ -5,7 +5,8 @@ domain of its own in the suite's scratch cluster, tests/pgcluster.py) and a clon
 store is PostgreSQL of a SQLite master.
 
 The clone makes its first copy with READALL (spec §9.4, §9.5; on PostgreSQL the copy is
-an image swapped in by one transaction), then receives every write the master commits
+streamed into a schema beside the live one, then swapped in by one transaction:
+``PostgresCopy``, never an image held in memory), then receives every write the master commits
 (spec §9.2): after each step both serve the same ``nidump -r /`` and checksum; restarted,
 the clone serves what it stored.
 """
@@ -13,6 +14,7 @@ the clone serves what it stored.
 from __future__ import annotations
 
 import re
+import threading
 import time
 from pathlib import Path
 
@@ -94,9 +96,18 @@ def test_a_clone_copies_its_master_and_follows_it(request, tmp_path: Path, monke
         clone = Netinfod(tmp_path / "c", CLONE, *clone_flags, "-c", host, "127.0.0.1", TAG)
         (tmp_path / "c").mkdir()
         clone.start()
+        log: list[str] = []
+        assert clone.proc is not None and clone.proc.stderr is not None
+        threading.Thread(target=log.extend, args=(clone.proc.stderr,), daemon=True).start()
         nb.wait_for((CLONE,))
         first = _converged(nb)
         assert "u29" in first[0]
+        if clone_engine == "postgresql":
+            # the streamed copy, swapped in (PostgresStore.adopt), not an image
+            deadline = time.monotonic() + 10
+            while not any("swapped in a copy of" in line for line in log):
+                assert time.monotonic() < deadline, "".join(log)
+                time.sleep(0.1)
         # the master's writes reach the clone: creates, property changes, a destroy
         _load(nb, dom, "p", 20)
         _tool(nb, "niutil", "-createprop", "-t", dom, "/users/u3", "shell", "/bin/zsh")

@@ -23,7 +23,8 @@ READALL with its own checksum, §9.5) at start-up, on CRASHED with another check
 pushed update fails here, on RESYNC and every ``cleanup_wait``. The copy is streamed: the
 reply is decoded as it arrives (``Client.readall_stream``) and its directories are written
 by a worker thread, a batch at a time through a short queue, into a new store beside the
-live one (``Database.new_copy``: ``FILE.temp`` for SQLite), which is then swapped in at
+live one (``Database.new_copy``: ``FILE.temp`` for SQLite, the schema ``ni_NAME~copy``
+for PostgreSQL), which is then swapped in at
 once (``Database.adopt``: after a crash the store holds the old tree or the new, never a
 mix). Memory follows the batches, not the domain, and the old copy serves reads until the
 swap. The master's updates that arrive meanwhile follow its snapshot, so they wait

@@ -44,9 +44,10 @@ import logging
 import os
 import select
 import socket
+import struct
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from itertools import groupby
 from operator import itemgetter
 from typing import TYPE_CHECKING, Any
@@ -55,7 +56,8 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from ..errors import StorageError, StoreDiverged, WireError
 from ..wire.proplist import decode_proplist, encode_proplist
 from . import (
-    Catalog, Engine, Free, Image, KidDel, KidIns, Meta, Op, Put, Record, Reset, Store,
+    Catalog, Engine, Free, Image, KidDel, KidIns, Meta, NewCopy, Op, Put, Record, Reset,
+    Store,
 )
 from .changes import SEQ_KEY
 from .postgres_journal import PostgresJournal
@@ -65,6 +67,7 @@ from .sqlite import index_delta
 if TYPE_CHECKING:
     import psycopg
 
+    from ..wire.readall import WireObject
     from .changes import Change
     from .nodes import NodeSource
 
@@ -110,6 +113,55 @@ _MIGRATIONS: dict[int, list[str]] = {
     # The change history (issue 24; postgres_journal, storage/sql_journal.py).
     2: [*journal_schema()],
 }
+
+
+#: How long a copy's swap waits for a lock on the live tables (seconds; the event loop
+#: waits with it): a reader's transaction left open fails the swap, not the server.
+SWAP_LOCK_TIMEOUT = 10
+#: The tables that hold the domain itself (what a Reset empties): a copy's are moved into
+#: the live schema in place of these (:meth:`PostgresStore.adopt`); the others (the
+#: history, schema_version) stay where they are.
+_DOMAIN_TABLES = ("dirs", "kids", "freed", "meta", "keys")
+#: The schema a clone's copy is written to: the live one's name and this. No domain name
+#: holds a '~' (:func:`split_url`), so it is never another domain's schema, and the
+#: catalog never lists it (:func:`domains`).
+COPY_SUFFIX = "~copy"
+
+
+def _quoted(schema: str) -> str:
+    return f'"{schema}"'
+
+
+def _migrate(c: psycopg.Connection[Any], schema: str, where: str) -> None:
+    """Create *schema* if need be and bring it to the newest version (one transaction;
+    *c*'s search_path names it)."""
+    with c.transaction():
+        c.execute(f"CREATE SCHEMA IF NOT EXISTS {_quoted(schema)}")
+        c.execute("CREATE TABLE IF NOT EXISTS schema_version(version integer NOT NULL)")
+        row = c.execute("SELECT max(version) FROM schema_version").fetchone()
+        current = (row[0] if row else None) or 0
+        newest = max(_MIGRATIONS)
+        if current > newest:
+            raise StorageError(f"{where} has schema version {current}, newer than "
+                               f"this program's {newest}")
+        for version in range(current + 1, newest + 1):
+            for step in _MIGRATIONS[version]:
+                c.execute(step)
+            c.execute("INSERT INTO schema_version VALUES (%s)", (version,))
+
+
+def _drop_leftover(c: psycopg.Connection[Any], schema: str, where: str) -> bool:
+    """Drop the copy an interrupted clone's copy left beside *schema* (spec §9.5: a
+    leftover copy is never the domain); True when there was one. Only the domain's
+    writer may: it alone writes one."""
+    leftover = schema + COPY_SUFFIX
+    if not c.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s",
+                     (leftover,)).fetchone():
+        return False
+    c.execute(f"DROP SCHEMA IF EXISTS {_quoted(leftover)} CASCADE")
+    log.warning("%s: discarded the copy an interrupted transfer left (schema %s)",
+                where, leftover)
+    return True
 
 
 def _psycopg() -> Any:
@@ -171,7 +223,8 @@ def domains(url: str) -> list[str]:
             (SCHEMA_PREFIX.replace("_", r"\_") + "%",)).fetchall()
     finally:
         conn.close()
-    return [r[0][len(SCHEMA_PREFIX):] for r in rows]
+    # a copy being written (or left by a crash) is no domain
+    return [r[0][len(SCHEMA_PREFIX):] for r in rows if COPY_SUFFIX not in r[0]]
 
 
 class StoreInUse(StorageError):
@@ -341,6 +394,8 @@ class PostgresStore(Store):
                     got = self._try_lock_waiting()
             self._claimed = True
             self._migrate()
+            if _drop_leftover(self._conn, self.schema, self.where):
+                self._forget()   # a DROP: psycopg deallocates the prepared statements
             self._state = self._stored_state(self._conn)
         except self._pg_error as exc:
             raise StorageError(f"{self.where}: {_one_line(exc)}") from exc
@@ -448,19 +503,7 @@ class PostgresStore(Store):
         log.warning("%s: reconnected to PostgreSQL; writes are stored again", self.where)
 
     def _migrate(self) -> None:
-        c = self._conn
-        with c.transaction():
-            c.execute(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"')
-            c.execute("CREATE TABLE IF NOT EXISTS schema_version(version integer NOT NULL)")
-            current = self.rows._one("SELECT max(version) FROM schema_version") or 0
-            newest = max(_MIGRATIONS)
-            if current > newest:
-                raise StorageError(f"{self.where} has schema version {current}, newer than "
-                                   f"this program's {newest}")
-            for version in range(current + 1, newest + 1):
-                for step in _MIGRATIONS[version]:
-                    c.execute(step)
-                c.execute("INSERT INTO schema_version VALUES (%s)", (version,))
+        _migrate(self._conn, self.schema, self.where)
 
     def schema_version(self) -> int:
         """The domain's schema version (0: no domain there)."""
@@ -596,10 +639,7 @@ class PostgresStore(Store):
                 c.execute("INSERT INTO meta VALUES ('checksum', %s) ON CONFLICT (key)"
                           " DO UPDATE SET value = EXCLUDED.value", (checksum,))
         except BaseException as exc:
-            self._counts.clear()
-            self._last.clear()
-            self._pending_kids = []
-            self.journal.forget_paths()
+            self._forget()
             if isinstance(exc, StorageError):
                 raise StorageError(f"{self.where}: batch not applied: {exc}") from exc
             if isinstance(exc, Exception):
@@ -756,6 +796,71 @@ class PostgresStore(Store):
             if self._last.get(parent) == gone[0]:
                 del self._last[parent]
 
+    # -- a whole new domain (a clone's copy, spec §9.5) ------------------------------------
+
+    def new_copy(self) -> PostgresCopy:
+        """A whole new domain written into the schema ``ni_NAME~copy`` beside this one, on
+        a connection of the copy's own (may be called in a worker thread)."""
+        return PostgresCopy(self)
+
+    def adopt(self, copy: NewCopy) -> None:
+        """Swap in a finished :class:`PostgresCopy`, in one transaction on the writer's
+        connection: the live schema's domain tables (:data:`_DOMAIN_TABLES`) are dropped
+        and the copy's moved into it in their place, then the copy's schema is dropped.
+        After a crash the domain is the old one or the new one, never a mix (a leftover
+        copy schema is dropped by the next writer, :meth:`claim`). The live schema stays
+        (its name keys the writer's advisory lock, and every reader's search_path names
+        it), and so do its change history (issue 24: a clone keeps it, as SQLite's copy
+        carries it over) and schema_version. Statements prepared on other connections
+        name the tables by search_path: PostgreSQL analyses them again once the tables
+        they used are dropped.
+
+        :raises StorageError: nothing was swapped (the old domain is served on).
+        """
+        if not isinstance(copy, PostgresCopy) or copy.schema != self.schema + COPY_SUFFIX \
+                or not copy.finished:
+            raise StorageError(f"{self.where}: cannot swap in an unfinished or foreign copy")
+        live, new = _quoted(self.schema), _quoted(copy.schema)
+        with self._writing:
+            self.claim()
+            self._live()
+            c = self._conn
+            try:
+                with c.transaction():
+                    # a reader's transaction (a stream left open) would hold the swap
+                    # indefinitely: fail instead, and keep the old domain
+                    c.execute(f"SET LOCAL lock_timeout = '{SWAP_LOCK_TIMEOUT}s'")
+                    got = c.execute(f"SELECT max(version) FROM {new}.schema_version"
+                                    ).fetchone()
+                    if got is None or got[0] != max(_MIGRATIONS):
+                        raise StorageError(f"the copy has schema version {got}")
+                    c.execute("DROP TABLE " + ", ".join(f"{live}.{t}" for t in _DOMAIN_TABLES))
+                    for t in _DOMAIN_TABLES:
+                        c.execute(f"ALTER TABLE {new}.{t} SET SCHEMA {live}")
+                    c.execute(f"DROP SCHEMA {new} CASCADE")
+            except (self._pg_error, StorageError) as exc:
+                self._forget()
+                if isinstance(exc, self._pg_error) and (c.closed or c.broken):
+                    self._lost = _one_line(exc)
+                raise StorageError(f"{self.where}: cannot swap in the copy: "
+                                   f"{_one_line(exc)}") from exc
+            self._forget()
+            if self._state is not None:
+                self._state = self._stored_state(c)
+        log.info("%s: swapped in a copy of %d directories written beside it", self.where,
+                 copy.count)
+
+    def _forget(self) -> None:
+        """Drop what is known of the tables' rows (after a swap, or a failed batch), and
+        of the statements prepared on the writer's connection (psycopg deallocates them
+        all after a DROP, ALTER or ROLLBACK there)."""
+        from .postgres_source import forget_prepared  # noqa: PLC0415 - the seam's other half
+        self._counts.clear()
+        self._last.clear()
+        self._pending_kids = []
+        self.journal.forget_paths()
+        forget_prepared(self._conn)
+
     # -- the rest of the contract ------------------------------------------------------------
 
     def revive(self) -> None:
@@ -791,6 +896,139 @@ def _columns(rows: list[tuple[Any, ...]], width: int) -> list[list[Any]]:
     if not rows:
         return [[] for _ in range(width)]
     return [list(col) for col in zip(*rows, strict=True)]
+
+
+# A copy's rows in COPY's binary format, packed here (a tenth of the cost of psycopg's
+# row at a time): the header (signature, flags, no extension), then each row as its
+# field count and each field as its length and bytes (int8: 8 big-endian bytes), then -1.
+_COPY_HEAD = b"PGCOPY\n\xff\r\n\x00" + struct.pack(">ii", 0, 0)
+_COPY_TAIL = struct.pack(">h", -1)
+#: a dirs row up to its proplist's bytes: (id, instance, parent, length of props)
+_DIRS_ROW = struct.Struct(">hiqiqiqi").pack
+#: a kids row: (parent, ord, child)
+_KIDS_ROW = struct.Struct(">hiqiqiq").pack
+#: a keys row's parent and the key's length; the value's length; the child
+_KEYS_HEAD = struct.Struct(">hiqi").pack
+_LENGTH = struct.Struct(">i").pack
+_KEYS_TAIL = struct.Struct(">iq").pack
+#: bytes of rows sent to the server at a time by a copy
+_COPY_CHUNK = 1 << 20
+# A directory listed as a child twice, or the root listed as one (service.tree_damage),
+# among the directories that exist (as SQLite's copy checks).
+_LISTED_TWICE = ("SELECT child FROM kids WHERE child IN (SELECT id FROM dirs)"
+                 " GROUP BY child HAVING count(*) > 1 OR child = 0 LIMIT 1")
+
+
+class PostgresCopy(NewCopy):
+    """A whole domain written into the schema ``ni_NAME~copy`` beside the live one
+    (dropped first if a crash left one), straight from a READALL stream's bytes, on a
+    connection of the copy's own (never the writer's: a commit thread uses that). The
+    schema is made by the same migrations as the live one; each :meth:`add` is one
+    transaction of three binary COPYs (packed here: :data:`_COPY_HEAD`): the ``dirs``
+    rows with the XDR proplists as they came (the store's own form), the ``kids`` rows
+    with the ordinals the store's appends give (0, gap, 2·gap, ...), the ``keys`` rows
+    from the pairs the decoder picked up
+    (:attr:`~netinfo.wire.readall.WireObject.firsts`, each once): the very rows a
+    ``Database.replace`` of the same tree leaves. Those transactions do not wait for the
+    disk (``synchronous_commit`` off): :meth:`finish` checks the tree and stores the
+    checksum in one that does. Swapped in by :meth:`PostgresStore.adopt`; one thread at
+    a time."""
+
+    def __init__(self, store: PostgresStore) -> None:
+        super().__init__()
+        self.schema = store.schema + COPY_SUFFIX
+        self.where = store.where
+        self._conninfo = store._conninfo
+        self._gap = store.gap
+        self._pg_error = store._pg_error
+        self._unique = _psycopg().errors.UniqueViolation
+        self._conn: psycopg.Connection[Any] | None = None
+        #: set by :meth:`finish`: the copy is whole, ready to be adopted
+        self.finished = False
+        try:
+            c = self._conn = _connect(self._conninfo, "copy")
+            c.execute(f"SET search_path TO {_quoted(self.schema)}")
+            c.execute("SET synchronous_commit = off")
+            c.execute(f"DROP SCHEMA IF EXISTS {_quoted(self.schema)} CASCADE")
+            _migrate(c, self.schema, self.where)
+        except (self._pg_error, StorageError) as exc:
+            self.discard()
+            raise StorageError(f"{self.where}: cannot write a copy: {_one_line(exc)}") from exc
+
+    def _write(self, c: psycopg.Connection[Any], table: str, rows: Iterable[bytes]) -> None:
+        """Rows packed in COPY's binary format into *table* by one COPY, sent about a
+        megabyte at a time (a child list of a million is never held whole)."""
+        with c.cursor().copy(f"COPY {table} FROM STDIN (FORMAT BINARY)") as cp:
+            chunk = [_COPY_HEAD]
+            size = 0
+            for row in rows:
+                chunk.append(row)
+                size += len(row)
+                if size >= _COPY_CHUNK:
+                    cp.write(b"".join(chunk))
+                    chunk, size = [], 0
+            chunk.append(_COPY_TAIL)
+            cp.write(b"".join(chunk))
+
+    def _add(self, objects: list[WireObject]) -> None:
+        c = self._conn
+        assert c is not None
+        gap = self._gap
+        try:
+            with c.transaction():
+                self._write(c, "dirs", (
+                    _DIRS_ROW(4, 8, o.oid, 8, o.instance, 8, o.parent, len(o.props))
+                    + o.props for o in objects))
+                if any(o.children for o in objects):
+                    self._write(c, "kids", (_KIDS_ROW(3, 8, o.oid, 8, i * gap, 8, k)
+                                            for o in objects
+                                            for i, k in enumerate(o.children)))
+                # The LOOKUP index (spec §4.4): none for the root, which is no one's
+                # child; a value twice in one property is one row.
+                self._write(c, "keys", (
+                    b"".join((_KEYS_HEAD(4, 8, o.parent, len(k)), k, _LENGTH(len(v)), v,
+                              _KEYS_TAIL(8, o.oid)))
+                    for o in objects if o.oid for k, v in dict.fromkeys(o.firsts)))
+        except self._unique as exc:
+            raise StorageError(f"damaged copy: a directory comes twice "
+                               f"({_one_line(exc)})") from exc
+        except self._pg_error as exc:
+            raise StorageError(f"{self.where}: cannot write a copy: {_one_line(exc)}") from exc
+
+    def finish(self) -> None:
+        c = self._conn
+        assert c is not None
+        if not self.count:
+            raise StorageError("the copy holds no directory")
+        try:
+            with c.transaction():
+                c.execute("SET LOCAL synchronous_commit = on")
+                row = c.execute(_LISTED_TWICE).fetchone()
+                if row is not None:
+                    raise StorageError(f"damaged database: directory {row[0]} is listed as "
+                                       f"a child more than once")
+                c.execute("INSERT INTO meta VALUES ('checksum', %s)", (self.checksum,))
+            # the planner's statistics of the new tables, before they serve
+            c.execute("ANALYZE dirs, kids, keys")
+            c.close()
+            self._conn = None
+        except self._pg_error as exc:
+            raise StorageError(f"{self.where}: cannot write a copy: {_one_line(exc)}") from exc
+        self.finished = True
+
+    def discard(self) -> None:
+        c, self._conn = self._conn, None
+        self.finished = False
+        try:
+            if c is not None:
+                c.close()   # a transaction in progress is rolled back
+            c = _connect(self._conninfo, "copy")
+            try:
+                c.execute(f"DROP SCHEMA IF EXISTS {_quoted(self.schema)} CASCADE")
+            finally:
+                c.close()
+        except Exception:   # never raises (NewCopy.discard); the next writer drops it
+            log.warning("%s: the copy schema %s was not dropped", self.where, self.schema)
 
 
 #: Op type → handler, for the ops applied one at a time (Puts are gathered).
@@ -835,7 +1073,8 @@ class PostgresCatalog(Catalog):
         except StorageError:
             return
         try:
-            conn.execute(f'DROP SCHEMA IF EXISTS "{SCHEMA_PREFIX + tag}" CASCADE')
+            for schema in (SCHEMA_PREFIX + tag, SCHEMA_PREFIX + tag + COPY_SUFFIX):
+                conn.execute(f"DROP SCHEMA IF EXISTS {_quoted(schema)} CASCADE")
         except Exception:   # never raises (Catalog.destroy)
             pass
         finally:
@@ -849,13 +1088,34 @@ class PostgresCatalog(Catalog):
 class PostgresEngine(Engine):
     """The ``postgresql:`` (and ``postgres:``) row of the engine table: *rest* is the
     whole store URL (``storage._WHOLE_URL``); the one-writer lock is the advisory lock
-    :meth:`PostgresStore.claim` takes; a copy is one transaction, so nothing is left
-    beside a domain by a crash."""
+    :meth:`PostgresStore.claim` takes; a clone's copy a crash interrupted leaves its
+    schema beside the domain's (:class:`PostgresCopy`), dropped by the next writer."""
 
     scheme = "postgresql"
 
     def open(self, rest: str) -> Store:
         return PostgresStore(rest)
+
+    def discard_leftovers(self, rest: str) -> None:
+        """Drop the schema an interrupted copy left, when no writer holds the domain
+        (the lock taken for that moment only: a running writer's copy in progress is
+        never touched). A standby, which cannot yet, leaves it to its :meth:`claim`."""
+        conninfo, domain = split_url(rest)
+        schema = SCHEMA_PREFIX + domain
+        key = lock_key(schema)
+        try:
+            conn = _connect(conninfo, "leftovers")
+        except StorageError:
+            return   # opening the store says why
+        try:
+            row = conn.execute("SELECT pg_try_advisory_lock(%s)", (key,)).fetchone()
+            if row and row[0]:
+                _drop_leftover(conn, schema, f"postgresql domain {domain}")
+        except _psycopg().Error as exc:
+            log.warning("postgresql domain %s: leftover copy not checked: %s", domain,
+                        _one_line(exc))
+        finally:
+            conn.close()   # the lock goes with the session
 
     def catalog(self, location: str) -> Catalog:
         return PostgresCatalog(location)

@@ -79,6 +79,18 @@ _CONNECTION_OK = 0      # libpq's CONNECTION_OK
 _prepared: weakref.WeakKeyDictionary[Any, set[bytes]] = weakref.WeakKeyDictionary()
 
 
+def forget_prepared(conn: Any) -> None:
+    """After a DROP, ALTER or ROLLBACK on *conn*: psycopg then deallocates every
+    statement prepared on it (its own cache's rule), ours too. Let that be sent now, and
+    prepare ours again at their next use."""
+    try:
+        if not (conn.closed or conn.broken):
+            conn.execute("SELECT 1")
+    except Exception:   # a lost connection is replaced, and prepares afresh anyway
+        pass
+    _prepared.pop(conn, None)
+
+
 def _prepare(pq: Any, name: bytes) -> None:
     """Prepare hot statement *name* on libpq connection *pq* (blocking).
     :raises StorageError: refused."""
