@@ -100,7 +100,7 @@ MAX_FETCHES = 32
 #: What a connection waits for while a read its call missed is fetched (TcpConnection).
 _FETCHING = object()
 #: UDP datagrams waiting for such a fetch at once (anonymous peers: past it a datagram
-#: reads where it is, in a reader thread, waited for).
+#: reads where it is, the loop waiting for the round trip); each holds its datagram.
 MAX_UDP_FETCHES = 64
 #: Seconds a portmapper call (registering a program) may take.
 PMAP_TIMEOUT = 2.0
@@ -590,8 +590,8 @@ class TcpConnection(asyncio.Protocol):
         self._wait(asyncio.ensure_future(settle()))
 
     def _wait(self, fut: asyncio.Future[None]) -> None:
-        """Hold this connection until *fut* is done (its calls wait, reading paused),
-        then carry on."""
+        """Hold this connection until *fut* is done (the calls it reads meanwhile wait
+        in the backlog, and its reading pauses when they come), then carry on."""
         self._held = fut
 
         def release(_: asyncio.Future[None]) -> None:

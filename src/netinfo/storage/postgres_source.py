@@ -373,7 +373,7 @@ class PgLoopReads:
     libpq in non-blocking mode: the query is sent, the loop goes on, and the result is
     taken when the socket is readable (each connection's socket stays registered with
     the loop). No thread: a result read in a thread waits for the interpreter lock
-    while the loop is busy (measured: 0.43x the on-loop rate with one client, 0.35x
+    while the loop is busy (measured: 0.51x the on-loop rate with one client, 0.57x
     with four, at 100,000 users), and no task per read. Each connection is the store's
     (``PostgresStore._session``) with the statements prepared, opened in a thread on
     first need, at most :data:`LOOP_CONNECTIONS` with one read in flight each (more
