@@ -14,6 +14,7 @@
 #include <string.h>
 #include <ldap.h>
 
+#include "ldapconn.h"
 #include "loadcore.h"
 
 static char *g_base;
@@ -39,22 +40,7 @@ int backend_init(int argc, char **argv)
 
 void *backend_connect(const char *host, int port, int verbose)
 {
-	char uri[256];
-	snprintf(uri, sizeof uri, "ldap://%s:%d/", host, port);
-	LDAP *ld = NULL;
-	if (ldap_initialize(&ld, uri) != LDAP_SUCCESS)
-		return NULL;
-	int v3 = LDAP_VERSION3;
-	ldap_set_option(ld, LDAP_OPT_PROTOCOL_VERSION, &v3);
-	struct berval cred = {0, NULL};
-	int rc = ldap_sasl_bind_s(ld, NULL, LDAP_SASL_SIMPLE, &cred, NULL, NULL, NULL);
-	if (rc != LDAP_SUCCESS) {
-		if (verbose)
-			fprintf(stderr, "ldap bind: %s\n", ldap_err2string(rc));
-		ldap_unbind_ext_s(ld, NULL, NULL);
-		return NULL;
-	}
-	return ld;
+	return ldap_open_anonymous("ldap", host, port, verbose);
 }
 
 int backend_call(void *conn, const char *name)
