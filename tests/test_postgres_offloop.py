@@ -19,6 +19,7 @@ import time
 import pytest
 
 from netinfo.client.core import Client
+from netinfo.model import NiId
 from netinfo.storage.postgres import SCHEMA_PREFIX, split_url
 
 from .conftest import Netinfod
@@ -113,3 +114,48 @@ def test_a_waiting_round_trip_holds_only_its_own_connection(pg_cluster, tmp_path
     else:
         # the control: on the loop, every connection waited for the round trip
         assert answered >= HOLD - 0.5, answered
+
+
+def test_udp_reads_of_a_cold_domain_are_fetched_and_answered(pg_cluster, tmp_path):
+    """Lenient UDP reads (spec §1.4) of directories the cache does not hold: each miss is
+    fetched off the loop and the datagram answered again (``UdpEndpoint._fetch``)."""
+    from netinfo.client.transport import udp_call
+    from netinfo.wire.proplist import unpack_proplist
+    from netinfo.wire.protocol import (
+        NETINFO_PROG,
+        NETINFO_VERS,
+        PROCEDURES,
+        Proc,
+        encode_args,
+    )
+
+    url = pg_cluster.url()
+    made = Netinfod(tmp_path, "udp", "--store", url, "-m", "--populate").start()
+    try:
+        asyncio.run(_populate(made.port, "udp"))
+    finally:
+        made.stop()
+    d = Netinfod(tmp_path, "udp", "--store", url, "--lenient-udp").start()
+
+    async def call(proc: Proc, *args: object):
+        body = encode_args(PROCEDURES[proc], *args)
+        return await udp_call("127.0.0.1", d.port, NETINFO_PROG, NETINFO_VERS, proc, body,
+                              timeout=5, retries=0)   # answered the first time
+
+    async def go() -> list[tuple[str, list[str]]]:
+        u = await call(Proc.LOOKUP, NiId(0, 0), "name", "users")
+        assert u.unpack_int() == 0
+        users = u.unpack_array(u.unpack_uint)[0]
+        u = await call(Proc.LOOKUP, NiId(users, 0), "name", "u7")
+        assert u.unpack_int() == 0
+        (u7,) = u.unpack_array(u.unpack_uint)
+        u = await call(Proc.READ, NiId(u7, 0))
+        assert u.unpack_int() == 0
+        u.unpack_uint(), u.unpack_uint()   # its id
+        return unpack_proplist(u)
+
+    try:
+        props = asyncio.run(go())
+    finally:
+        d.stop()
+    assert props == [("name", ["u7"]), ("uid", ["1007"])]
