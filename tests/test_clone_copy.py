@@ -238,11 +238,13 @@ def test_a_copy_is_row_for_row_what_replace_writes(tmp_path, monkeypatch):
         rows(tmp_path / "b.nidb" / "netinfo.sqlite")
 
 
-@pytest.mark.parametrize("damage", ["listed twice", "root as a child", "comes twice",
-                                    "no root first", "empty"])
-def test_a_damaged_copy_is_refused_and_the_old_tree_stays(tmp_path, damage):
-    image = tree_image(20)
-    objs = preorder(image)
+#: The ways a copy's stream is damaged (:func:`damaged_stream`).
+DAMAGES = ["listed twice", "root as a child", "comes twice", "no root first", "empty"]
+
+
+def damaged_stream(damage: str) -> list[Directory]:
+    """A copy's directories (READALL order) damaged the way *damage* names."""
+    objs = preorder(tree_image(20))
     if damage == "listed twice":
         objs[0] = Directory(objs[0].id, objs[0].props, 0, [1, 3, 1])
     elif damage == "root as a child":
@@ -253,6 +255,12 @@ def test_a_damaged_copy_is_refused_and_the_old_tree_stays(tmp_path, damage):
         objs = objs[1:]
     elif damage == "empty":
         objs = []
+    return objs
+
+
+@pytest.mark.parametrize("damage", DAMAGES)
+def test_a_damaged_copy_is_refused_and_the_old_tree_stays(tmp_path, damage):
+    objs = damaged_stream(damage)
     with open_database(tmp_path, "d", create=True) as db:
         db.replace(tree_image(5, seed=1))
         before = db.service_for_tests().image()

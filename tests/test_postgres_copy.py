@@ -24,7 +24,7 @@ import time
 import pytest
 
 from netinfo.errors import StorageError
-from netinfo.model import NI_INDEX_NULL, Directory, NiId
+from netinfo.model import NI_INDEX_NULL, NiId
 from netinfo.server.database import open_database
 from netinfo.server.service import SUPERUSER
 from netinfo.storage import engine_of, open_store, postgres
@@ -35,7 +35,8 @@ from netinfo.wire.protocol import Proc
 from .conftest import env_with_src, free_port
 from .pgcluster import pg_cluster  # noqa: F401 - the session's scratch cluster
 from .test_clone_copy import (  # noqa: F401 - master: the module's nibindd fixture
-    TRUST_FLAGS, WIRE_USERS, checksum, copy_into, master, preorder, tool, tree_image,
+    DAMAGES, TRUST_FLAGS, WIRE_USERS, checksum, copy_into, damaged_stream, master, preorder,
+    tool, tree_image,
     wait_for, wire_objects,
 )
 
@@ -98,21 +99,10 @@ def test_a_streamed_copy_is_row_for_row_what_replace_writes(pg_cluster, tmp_path
     assert len(got["kids"]) > 300 and len(got["keys"]) > 900
 
 
-@pytest.mark.parametrize("damage", ["listed twice", "root as a child", "comes twice",
-                                    "no root first", "empty"])
+@pytest.mark.parametrize("damage", DAMAGES)
 def test_a_damaged_copy_is_refused_and_the_old_tree_stays(pg_cluster, tmp_path,  # noqa: F811
                                                           damage):
-    objs = preorder(tree_image(20))
-    if damage == "listed twice":
-        objs[0] = Directory(objs[0].id, objs[0].props, 0, [1, 3, 1])
-    elif damage == "root as a child":
-        objs[0] = Directory(objs[0].id, objs[0].props, 0, [1, 3, 0])
-    elif damage == "comes twice":
-        objs.append(objs[2])
-    elif damage == "no root first":
-        objs = objs[1:]
-    elif damage == "empty":
-        objs = []
+    objs = damaged_stream(damage)
     url = pg_cluster.url()
     with open_database(tmp_path, "d", create=True, store=url) as db:
         db.replace(tree_image(5, seed=1))
