@@ -609,7 +609,7 @@ class Database:
             if probe is None:
                 return False
             probe.close()
-            self._io = StoreIO(self.store.side_reader, self.where, self.store.loop_reader())
+            self._io = StoreIO(self.store.side_reader, self.store.loop_reader())
         self._wrap_source()
         return True
 

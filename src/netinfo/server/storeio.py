@@ -48,7 +48,7 @@ T = TypeVar("T")
 class StoreIO:
     """The reader and commit threads of one database's store (see the module)."""
 
-    def __init__(self, make_reader: Callable[[], RowReader], where: str,
+    def __init__(self, make_reader: Callable[[], RowReader],
                  loop_reader: Any = None) -> None:
         self._make_reader = make_reader
         #: the engine's hot reads run on the loop itself (``Store.loop_reader``), or None
@@ -60,9 +60,6 @@ class StoreIO:
         self._readers_lock = threading.Lock()
         self._reads = ThreadPoolExecutor(READ_THREADS, thread_name_prefix="ni-read")
         self._commits = ThreadPoolExecutor(COMMIT_THREADS, thread_name_prefix="ni-commit")
-        self.where = where
-        #: reads fetched ahead for a door (a counter)
-        self.fetched = 0
 
     def _reader(self) -> RowReader:
         reader: RowReader | None = getattr(self._local, "reader", None)
@@ -99,7 +96,6 @@ class StoreIO:
                 rows.offer(key, value, settles)
             else:
                 rows.failed(key, exc, settles)
-            self.fetched += 1
             then()
         name, args = key
         if self._loop is not None and name in self._loop.names:
