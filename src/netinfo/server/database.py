@@ -64,6 +64,7 @@ from ..wire.xdr import Unpacker
 from .ahead import Ahead
 from .auth import AUTH_FAILURES, AUTH_WINDOW, Authenticator, FailureLimiter  # noqa: F401
 from .service import SUPERUSER, Candidate, DirectoryService, ServerInfo
+from .indexer import Indexer
 from .storeio import StoreIO
 
 T = TypeVar("T")
@@ -166,6 +167,8 @@ class Database:
         self._store_lost = ""
         #: the store's round trips off the event loop (:meth:`serve_off_loop`), or None
         self._io: StoreIO | None = None
+        #: builds the sources' resident LOOKUP indexes (:meth:`serve_indexes`), or None
+        self._indexer: Indexer | None = None
         #: the commit in flight in the commit thread (:meth:`settle`), or None
         self._inflight: _InFlight | None = None
         #: failed commits so far: a batch whose writes were made before the last one
@@ -613,10 +616,30 @@ class Database:
         self._wrap_source()
         return True
 
+    def serve_indexes(self) -> None:
+        """Let the source build resident LOOKUP indexes of the big directories asked
+        most (``storage.keyindex``, built off the loop by ``server.indexer``):
+        netinfod asks once it serves."""
+        if self._indexer is None:
+            self._indexer = Indexer(self.where)
+        self._wrap_source()
+
+    def _stop_indexes(self) -> None:
+        """Before a copy is swapped in: no build may hold a snapshot of the old store."""
+        src = self._service.source
+        if isinstance(src, CachedSource):
+            src.drop_indexes()
+        if self._indexer is not None:
+            self._indexer.stop()
+
     def _wrap_source(self) -> None:
         src = self._service.source
-        if self._io is not None and isinstance(src, CachedSource):
+        if not isinstance(src, CachedSource):
+            return
+        if self._io is not None:
             src.wait_off_loop(self._io.read)
+        if self._indexer is not None:
+            src.index_runner = self._indexer
 
     @property
     def waiting(self) -> WaitingRows | None:
@@ -832,6 +855,7 @@ class Database:
         # A stream's read transaction would keep the old file's WAL from being
         # checkpointed before the swap (storage/sqlite.py, adopt).
         self.close_streams("the database was replaced by a new copy")
+        self._stop_indexes()
         self.store.adopt(copy)
         source = self.store.source(self.cache, self.cache_bytes)
         assert source is not None, "an engine that swaps copies reads its store lazily"
@@ -861,11 +885,15 @@ class Database:
     def close(self) -> None:
         """Commit what is pending, close the store and release the lock."""
         self.close_streams("the database was closed")
+        self._stop_indexes()
         try:
             if self._service.pending or self._inflight is not None:
                 self.commit()
         finally:
             try:
+                if self._indexer is not None:
+                    self._indexer.close()
+                    self._indexer = None
                 if self._io is not None:
                     self._io.close()
                     self._io = None

@@ -859,6 +859,7 @@ class NetInfoServer:
         self._sweeper = asyncio.ensure_future(self._sweep())
         if self.config.store_threads:
             self.db.serve_off_loop()   # an engine whose reads wait on a server (storeio)
+        self.db.serve_indexes()        # resident LOOKUP indexes (indexer, keyindex)
         await self._register()
 
     async def _register(self) -> None:

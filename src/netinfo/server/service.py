@@ -1113,6 +1113,7 @@ class DirectoryService:
             calls, micros = counters[p]
             stats.append((p.name.lower(), [str(int(p)), str(calls), str(micros)]))
         stats += [(k, list(v)) for k, v in info.replication]
+        stats += self.source.statistics()
         return stats
 
     def proc_crashed(self, caller: Caller, checksum: int) -> None:

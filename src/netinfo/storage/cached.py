@@ -33,10 +33,11 @@ from array import array
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, MutableSequence
 from itertools import chain
+from time import monotonic
 from typing import Protocol
 
-from ..errors import DamagedDirectory, WireError
-from ..model import Directory, NiId, Proplist
+from ..errors import DamagedDirectory, StorageError, WireError
+from ..model import Directory, NiId, Proplist, first_values
 from ..wire.proplist import (
     StoredProplist,
     StoredProplists,
@@ -46,6 +47,8 @@ from ..wire.proplist import (
     stored_list_values,
 )
 from ..wire.readall import encode_readall_stored
+from .keyindex import MAX_BYTES as INDEX_BYTES
+from .keyindex import KeyIndex, TooBig
 from .nodes import MISSING, Node, NodeSource, bounded_preorder, list_value, matches
 
 #: Directories cached by default: measured (docs/benchmarks.md, "Scale") to keep a
@@ -63,6 +66,20 @@ SNAPSHOT_CACHE = 64
 SNAPSHOT_CACHE_BYTES = 4 << 20
 #: A directory as stored, undecoded: (instance, parent, props XDR, children).
 Stored = tuple[int, int, bytes, "array[int]"]
+#: LOOKUPs of one key of one directory that the store answered, after which the source
+#: asks for a resident index of them (``keyindex``; issue 23): a few hundred, so that
+#: a handful of logins builds nothing.
+INDEX_AFTER = 256
+#: Resident indexes one source keeps (and builds) at most; with ``keyindex.MAX_BYTES``
+#: over all of them.
+INDEX_MAX = 8
+#: An index dropped (too changed, forgotten) or given up is asked for again only after
+#: this many times the duration of its last build: building stays a small share of
+#: the time, however the directory changes.
+INDEX_COOLDOWN = 10
+#: (directory, key) pairs whose store LOOKUPs are counted at once (past it, the counts
+#: start again).
+INDEX_ASKS = 256
 #: A directory row: (id, instance, parent, props XDR).
 Row = tuple[int, int, int, bytes]
 _NO_KIDS: array[int] = array("I")
@@ -139,6 +156,12 @@ class RowReader(Protocol):
 
     def lookup_first(self, parent: int, key: bytes, value: bytes) -> tuple[int, bytes] | None:
         """The first such child with its props XDR, or None."""
+        ...
+
+    def pairs(self, parent: int, key: bytes) -> Iterator[tuple[bytes, int]]:
+        """Every (value, child) of the persisted index under *parent* and *key*, any
+        order, read a chunk at a time (a resident index is built from them:
+        ``keyindex``; on a snapshot reader, in a thread of its own)."""
         ...
 
     def snapshot(self) -> RowReader:
@@ -294,6 +317,9 @@ class WaitingRows:
     def lookup_first(self, parent: int, key: bytes, value: bytes) -> tuple[int, bytes] | None:
         return self._read("lookup_first", (parent, key, value))  # type: ignore[return-value]
 
+    def pairs(self, parent: int, key: bytes) -> Iterator[tuple[bytes, int]]:
+        return self._rows.pairs(parent, key)   # a snapshot's, in a thread: never here
+
     def snapshot(self) -> RowReader:
         return self._rows.snapshot()
 
@@ -355,6 +381,62 @@ def _utf8(s: str) -> bytes:
     return s.encode("utf-8", "surrogateescape")
 
 
+class IndexJob:
+    """A resident index of *key* under directory *oid* to build (``keyindex``): the
+    source asks its :attr:`CachedSource.index_runner` to call :meth:`run` in a thread
+    of its own (it reads a snapshot opened when the job was made, a chunk at a time)
+    and then :meth:`install` where the source is used (the event loop); the changes
+    that became durable meanwhile are applied there."""
+
+    def __init__(self, source: CachedSource, oid: int, key: str, max_bytes: int) -> None:
+        self.source = source
+        self.oid = oid
+        self.key = key
+        self._max_bytes = max_bytes
+        self._rows: RowReader | None = source._rows.snapshot()
+        #: the index built, or None (:attr:`error` says why)
+        self.index: KeyIndex | None = None
+        self.error: str | None = None
+        #: the build's duration (the cooldown of the next: INDEX_COOLDOWN)
+        self.seconds = 0.0
+        #: set to stop the build at its next chunk (a copy is being swapped in)
+        self.cancelled = False
+
+    def _pairs(self, rows: RowReader) -> Iterator[tuple[bytes, int]]:
+        for n, pair in enumerate(rows.pairs(self.oid, _utf8(self.key))):
+            if n & 4095 == 0 and self.cancelled:
+                raise TooBig("cancelled")
+            yield pair
+
+    def run(self) -> None:
+        """Build it (in a thread: reads and CPU, nothing of the source's touched)."""
+        start = monotonic()
+        rows, self._rows = self._rows, None
+        if rows is None:
+            return
+        try:
+            self.index = KeyIndex(self.oid, _utf8(self.key), self._pairs(rows),
+                                  self._max_bytes)
+        except (TooBig, StorageError) as exc:
+            self.error = str(exc)
+        finally:
+            rows.close()
+            self.seconds = monotonic() - start
+
+    def install(self) -> None:
+        """Hand the index to its source (where the source is used)."""
+        self.source._index_built(self)
+
+    def abandon(self) -> None:
+        """Never run: release the snapshot and tell the source."""
+        self.cancelled = True
+        self.error = self.error or "not run"
+        rows, self._rows = self._rows, None
+        if rows is not None:
+            rows.close()
+        self.install()
+
+
 class CachedSource(NodeSource):
     """The directories of a store, read on demand through a :class:`RowReader`."""
 
@@ -386,6 +468,19 @@ class CachedSource(NodeSource):
         self._reader = False
         #: the reader when its reads are kept off the event loop (:meth:`wait_off_loop`)
         self.waiting: WaitingRows | None = None
+        #: runs an :class:`IndexJob` (netinfod: a thread, then back on the loop); None:
+        #: no resident index is built (the tools, snapshot views)
+        self.index_runner: Callable[[IndexJob], None] | None = None
+        #: resident LOOKUP indexes (``keyindex``) by (directory, key)
+        self.indexes: dict[tuple[int, str], KeyIndex] = {}
+        #: LOOKUPs of a directory's key that the store answered (INDEX_AFTER)
+        self._asks: dict[tuple[int, str], int] = {}
+        #: builds in flight: their job and the values that became durable meanwhile
+        self._building: dict[tuple[int, str], tuple[IndexJob, dict[int, tuple[bytes, ...]]]] = {}
+        #: no new build of that index before this time (INDEX_COOLDOWN)
+        self._not_before: dict[tuple[int, str], float] = {}
+        #: how long the build of each resident index took
+        self._build_seconds: dict[tuple[int, str], float] = {}
 
     def wait_off_loop(self, run: Runner) -> WaitingRows:
         """Read through a :class:`WaitingRows` running each read with *run* (in a reader
@@ -471,6 +566,8 @@ class CachedSource(NodeSource):
         self._uncache(oid)
         self._big.pop(oid, None)
         self._ceiling = None
+        # its new state is unknown here: no resident index can say what it holds now
+        self.drop_indexes()
 
     def _load_kids(self, oid: int, n: Node) -> MutableSequence[int]:
         kids = self._rows.kids(oid)
@@ -538,6 +635,8 @@ class CachedSource(NodeSource):
                 self._remember(oid, n)
         self._dirty = {}
         gone, self._gone = self._gone, {}
+        if self.indexes or self._building:
+            self._index_settled(gen, gone)
         for oid, n in chain(self._taken.items(), self._pins.items()):
             if n is not None:
                 self._mark(oid, n)
@@ -665,12 +764,145 @@ class CachedSource(NodeSource):
         if self._reader:
             self._rows.close()   # ends the snapshot
 
+    # -- resident LOOKUP indexes (keyindex) ------------------------------------------------
+
+    def _indexed(self, oid: int, key: str, value: bytes) -> list[int] | None:
+        """LOOKUP's children of *oid* from a resident index of *key*, or None: ask the
+        store (no index, or two or more children hold *value*). Counts the store's
+        answers, and past INDEX_AFTER of one directory and key asks for an index (of
+        any directory: the build reads its pairs, however few; the bytes bound stops
+        one too big)."""
+        if self.indexes:
+            index = self.indexes.get((oid, key))
+            if index is not None:
+                return index.find(value)
+        if self.index_runner is not None:
+            self._asked(oid, key)
+        return None
+
+    def _asked(self, oid: int, key: str) -> None:
+        k = (oid, key)
+        asks = self._asks
+        n = asks.get(k, 0) + 1
+        if n < INDEX_AFTER:
+            if len(asks) >= INDEX_ASKS and k not in asks:
+                asks.clear()
+            asks[k] = n
+            return
+        asks.pop(k, None)
+        if k in self._building or self.index_runner is None:
+            return
+        now = monotonic()
+        not_before = self._not_before
+        if now < not_before.get(k, 0.0):
+            return
+        if len(not_before) >= INDEX_ASKS:
+            for old in [o for o, t in not_before.items() if t <= now]:
+                del not_before[old]
+        if len(self.indexes) + len(self._building) >= INDEX_MAX and not self._evict():
+            return
+        room = INDEX_BYTES - sum(i.nbytes for i in self.indexes.values())
+        job = IndexJob(self, oid, key, room)
+        self._building[k] = (job, {})
+        self.index_runner(job)
+
+    def _index_built(self, job: IndexJob) -> None:
+        k = (job.oid, job.key)
+        entry = self._building.get(k)
+        if entry is None or entry[0] is not job:
+            return   # dropped meanwhile (forget, the directory destroyed)
+        del self._building[k]
+        self._build_seconds[k] = job.seconds
+        self._not_before[k] = monotonic() + INDEX_COOLDOWN * job.seconds
+        index = job.index
+        if index is None:
+            return
+        for child, values in entry[1].items():
+            index.set(child, values)
+        if not index.too_changed():
+            self.indexes[k] = index
+
+    def _index_settled(self, gen: dict[int, Node | None], gone: dict[int, int]) -> None:
+        """*gen* became durable: each index (built or being built) of a directory a
+        changed child is under learns the child's values now."""
+        targets: dict[int, list[tuple[str, Callable[[int, tuple[bytes, ...]], None]]]] = {}
+        for (parent, key), index in self.indexes.items():
+            targets.setdefault(parent, []).append((key, index.set))
+        for (parent, key), (_, seen) in self._building.items():
+            targets.setdefault(parent, []).append((key, seen.__setitem__))
+        for oid, n in gen.items():
+            if oid in targets and n is None:
+                self._drop_indexes_of(oid)   # the directory itself is gone
+                continue
+            if n is None:
+                was = gone.get(oid)
+                where = list(targets.values()) if was is None else (
+                    [targets[was]] if was in targets else [])
+                for puts in where:
+                    for _, put in puts:
+                        put(oid, ())
+                continue
+            under = targets.get(n.parent)
+            if under is None:
+                continue
+            for key, put in under:
+                vals = first_values(n.props, key)
+                put(oid, tuple(dict.fromkeys(_utf8(v) for v in vals)) if vals else ())
+        for k, index in list(self.indexes.items()):
+            if index.too_changed():
+                self._drop(k, index)
+
+    def _evict(self) -> bool:
+        """All INDEX_MAX in use and one more asked for: drop the least used, if it
+        answered fewer than INDEX_AFTER lookups (halving every count: what was used
+        long ago fades). True when there is room now."""
+        least = min(self.indexes.items(), key=lambda item: item[1].hits, default=None)
+        for index in self.indexes.values():
+            index.hits //= 2
+        if least is None or least[1].hits * 2 >= INDEX_AFTER:
+            return False
+        self._drop(*least)
+        return True
+
+    def _drop(self, k: tuple[int, str], index: KeyIndex) -> None:
+        del self.indexes[k]
+        # asked for again, it is built after the cooldown of its last build
+        self._not_before[k] = monotonic() + INDEX_COOLDOWN * self._build_seconds.pop(k, 0.0)
+
+    def _drop_indexes_of(self, oid: int) -> None:
+        for k in [k for k in self.indexes if k[0] == oid]:
+            self._drop(k, self.indexes[k])
+        for k in [k for k in self._building if k[0] == oid]:
+            self._building.pop(k)[0].cancelled = True
+
+    def statistics(self) -> Proplist:
+        """``lookup_indexes``: "DIRECTORY KEY ENTRIES BYTES HITS" of each resident
+        index (none: no property)."""
+        if not self.indexes:
+            return []
+        return [("lookup_indexes", [f"{oid} {key} {i.entries} {i.nbytes} {i.hits}"
+                                    for (oid, key), i in self.indexes.items()])]
+
+    def drop_indexes(self) -> None:
+        """Drop every resident index and stop the builds in flight (their snapshots
+        close at their next chunk): another process changed the store, or a copy is
+        being swapped in."""
+        for k, index in list(self.indexes.items()):
+            self._drop(k, index)
+        for job, _ in self._building.values():
+            job.cancelled = True
+        self._building.clear()
+
     # -- whole-list reads -------------------------------------------------------------------
 
     def lookup(self, oid: int, node: Node, key: str, value: str) -> list[int]:
         """From the persisted index, ordered by child position (spec §4.4, §5.4); the
-        pinned children of *oid* are re-checked in memory and merged by position."""
-        found = self._rows.lookup(oid, _utf8(key), _utf8(value))
+        pinned children of *oid* are re-checked in memory and merged by position. A
+        resident index (``keyindex``) answers for the store when there is one."""
+        vb = _utf8(value)
+        found = self._indexed(oid, key, vb)
+        if found is None:
+            found = self._rows.lookup(oid, _utf8(key), vb)
         dirty = self._dirty.get(oid)
         if not dirty:
             return found
@@ -705,7 +937,19 @@ class CachedSource(NodeSource):
         if self._dirty.get(oid):
             found = self.lookup(oid, node, key, value)
             return True, (self.get(found[0]) if found else None)
-        hit = self._rows.lookup_first(oid, _utf8(key), _utf8(value))
+        vb = _utf8(value)
+        indexed = self._indexed(oid, key, vb)
+        if indexed is not None:
+            if not indexed:
+                return True, None
+            child = indexed[0]
+            resident = self._big.get(child) or self._cache.get(child)
+            if resident is not None:
+                return True, resident
+            row = self._rows.row(child)
+            if row is not None:
+                return True, StoredProplist(self._checked(child, row[2]))
+        hit = self._rows.lookup_first(oid, _utf8(key), vb)
         if hit is None:
             return True, None
         child, props = hit

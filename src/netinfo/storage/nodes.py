@@ -256,6 +256,10 @@ class NodeSource:
         without decoding (None: the caller encodes :meth:`preorder`)."""
         return None
 
+    def statistics(self) -> Proplist:
+        """What STATISTICS adds about this source (none by default)."""
+        return []
+
     def snapshot(self, checksum: int) -> NodeSource:
         """A read-only view of this source as it is now, unchanged by later writes, for a
         stream (READALL, LIST and LISTALL of a big directory) that must read one

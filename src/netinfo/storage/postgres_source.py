@@ -24,7 +24,7 @@ import sys
 import weakref
 from array import array
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from itertools import groupby
 from operator import itemgetter
 from typing import TYPE_CHECKING, Any
@@ -346,6 +346,19 @@ class PgReader(PgRows):
 
     def lookup_first(self, parent: int, key: bytes, value: bytes) -> tuple[int, bytes] | None:
         return _first(self._hot(b"ni_first", [_INT8.pack(parent), key, value]))
+
+    def pairs(self, parent: int, key: bytes) -> Iterator[tuple[bytes, int]]:
+        try:
+            # a named (server-side) cursor: a chunk at a time, never the whole set
+            with self._c.cursor(name="ni_pairs", binary=True) as cur:
+                cur.itersize = CHUNK * 16
+                cur.execute("SELECT k.value, k.child FROM keys k JOIN kids o"
+                            " ON o.parent = k.parent AND o.child = k.child"
+                            " WHERE k.parent = %s AND k.key = %s", (parent, key))
+                for value, child in cur:
+                    yield bytes(value), child
+        except self._pg_error as exc:
+            raise self._bad(exc) from exc
 
     def snapshot(self) -> PgReader:
         """A reader of a snapshot of its own: a connection in a repeatable-read

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import sqlite3
 from array import array
+from collections.abc import Iterator
 from itertools import groupby
 from operator import itemgetter
 from typing import TYPE_CHECKING
@@ -59,6 +60,10 @@ _FIRST_ANY = ("SELECT d.id, d.props FROM keys k CROSS JOIN dirs d"
 _LOOKUP = ("SELECT k.child FROM keys k CROSS JOIN kids o ON o.parent = k.parent"
            " AND o.child = k.child WHERE k.parent = ? AND k.key = ? AND k.value = ?"
            " ORDER BY o.ord")
+# Every (value, child) of one key under a directory, as LOOKUP reads them (a resident
+# index is built from them: keyindex); the order does not matter.
+_PAIRS = ("SELECT k.value, k.child FROM keys k CROSS JOIN kids o ON o.parent = k.parent"
+          " AND o.child = k.child WHERE k.parent = ? AND k.key = ?")
 # Whether it has children at all comes with a directory (one index seek).
 _ROW = ("SELECT instance, parent, props, EXISTS(SELECT 1 FROM kids WHERE parent = ?1)"
         " FROM dirs WHERE id = ?1")
@@ -206,6 +211,14 @@ class SqliteRows:
         except sqlite3.Error as exc:
             raise self._bad(exc) from exc
         return rows[0] if rows else None
+
+    def pairs(self, parent: int, key: bytes) -> Iterator[tuple[bytes, int]]:
+        try:
+            cur = self._conn.execute(_PAIRS, (parent, key))
+            while rows := cur.fetchmany(CHUNK * 16):
+                yield from rows
+        except sqlite3.Error as exc:
+            raise self._bad(exc) from exc
 
     def snapshot(self) -> SqliteRows:
         """Rows of a :meth:`~.sqlite.SqliteStore.reader` connection: a WAL snapshot."""
