@@ -11,7 +11,9 @@ each engine: netinfod's start (exec → the first ``LOOKUP /users name=userK`` a
 its RSS, LOOKUPs/s of random users with 1 client and with 4 client processes (one TCP
 connection each, sequential calls; after a warm-up run of 4 clients, medians of
 ``--rounds``), also for PostgreSQL with ``--store-on-loop`` (every round trip on the
-event loop: the control for the store threads, server/storeio.py), and ``niload
+event loop: the control for the store threads, server/storeio.py) and both engines with
+``--no-lookup-index`` (every LOOKUP read from the store: the control for the resident
+index, storage/keyindex.py), and ``niload
 passwd`` of M new users into a fresh ``-m --populate`` domain. Then the takeover: a
 writer and a ``--standby`` on the N-user PostgreSQL domain, the writer SIGKILLed, time
 until the standby answers a LOOKUP. Last, a clone's copy of the N-user domain in each
@@ -241,10 +243,14 @@ def main() -> None:
         warm(cluster, "big", top / "lite" / "big.nidb" / "netinfo.sqlite")
         rates: dict[str, tuple[float, float]] = {}
         for name, store in (("sqlite", ()), ("postgresql", ("--store", url)),
-                            # the control: each round trip on the event loop (as before
-                            # the store threads, server/storeio.py)
+                            # the controls: each round trip on the event loop (as before
+                            # the store threads, server/storeio.py); every LOOKUP read
+                            # from the store (no resident index: storage/keyindex.py)
                             ("postgresql --store-on-loop", ("--store", url,
-                                                            "--store-on-loop"))):
+                                                            "--store-on-loop")),
+                            ("sqlite --no-lookup-index", ("--no-lookup-index",)),
+                            ("postgresql --no-lookup-index", ("--store", url,
+                                                              "--no-lookup-index"))):
             t0 = time.perf_counter()
             p, port = netinfod(top / "lite", "big", *store)
             try:
@@ -261,7 +267,8 @@ def main() -> None:
                 one, four = statistics.median(ones), statistics.median(fours)
                 rates[name] = (one, four)
                 lite = rates["sqlite"]
-                print(f"{name}: start to first answer {start:.2f} s, RSS {rss:.0f} MiB, "
+                print(f"{name}: start to first answer {start:.2f} s, RSS {rss:.0f} MiB "
+                      f"({rss_mib(p.pid):.0f} MiB after the lookups), "
                       f"lookups/s 1 client {one:,.0f} ({one / lite[0]:.2f}x SQLite), "
                       f"4 clients {four:,.0f} ({four / lite[1]:.2f}x SQLite); "
                       f"medians of {args.rounds}", flush=True)

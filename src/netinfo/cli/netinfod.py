@@ -108,6 +108,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="answer every read by the general path, not the short one for hot "
                         "reads (NETINFO's and NIS MATCH: to measure against it, or to rule "
                         "it out)")
+    p.add_argument("--no-lookup-index", dest="lookup_index", action="store_false",
+                   help="never keep a resident LOOKUP index of a directory asked often "
+                        "(by default up to 8, 256 MiB in all, built in a thread: 30 MB "
+                        "for a million users' names); every LOOKUP then reads the store "
+                        "(to measure against, or to save the memory)")
     p.add_argument("--store-on-loop", dest="store_threads", action="store_false",
                    help="read and commit a store on a server (PostgreSQL) on the event "
                         "loop, each round trip holding every connection, rather than in "
@@ -296,7 +301,8 @@ async def _serve(args: argparse.Namespace, db: Database, info: ServerInfo,
                                             args.lenient_udp, args.trust_local,
                                             args.fast_path,
                                             reuse_port=bool(args.read_workers),
-                                            store_threads=args.store_threads), addrs)
+                                            store_threads=args.store_threads,
+                                            lookup_index=args.lookup_index), addrs)
     # the NIS front door answers from the first call on (issue 21)
     nis = _open_nis(args.nis_domain, db, server, own)
     try:

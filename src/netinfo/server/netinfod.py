@@ -129,6 +129,9 @@ class ServerConfig:
     #: keep a store's round trips (PostgreSQL's) off the event loop (``storeio``;
     #: ``--store-on-loop``: on it, to measure against)
     store_threads: bool = True
+    #: let the source keep resident LOOKUP indexes (``indexer``, ``storage.keyindex``;
+    #: ``--no-lookup-index``: never)
+    lookup_index: bool = True
 
 
 class YpHandler(Protocol):
@@ -859,7 +862,8 @@ class NetInfoServer:
         self._sweeper = asyncio.ensure_future(self._sweep())
         if self.config.store_threads:
             self.db.serve_off_loop()   # an engine whose reads wait on a server (storeio)
-        self.db.serve_indexes()        # resident LOOKUP indexes (indexer, keyindex)
+        if self.config.lookup_index:
+            self.db.serve_indexes()    # resident LOOKUP indexes (indexer, keyindex)
         await self._register()
 
     async def _register(self) -> None:

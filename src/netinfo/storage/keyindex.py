@@ -77,10 +77,20 @@ class KeyIndex:
             ends.append(len(blob))
             if len(blob) + ENTRY_BYTES * len(kids) > max_bytes:
                 raise TooBig(f"over {max_bytes} bytes")
-        order = sorted(range(len(hashes)), key=hashes.__getitem__)
-        self._hashes = array("q", [hashes[i] for i in order])
-        self._pos = array("I", order)
-        del order, hashes
+        # Sorted a bucket of the top eight bits at a time: one sort of the whole would
+        # hold the interpreter lock for half a second at a million entries (a C call
+        # gives it up to no other thread); a bucket's takes a few milliseconds, and
+        # the loop around them lets the event loop in (the build runs in a thread).
+        buckets: list[list[int]] = [[] for _ in range(256)]
+        for i, h in enumerate(hashes):
+            buckets[(h >> 56) + 128].append(i)
+        self._hashes = array("q")
+        self._pos = array("I")
+        for bucket in buckets:
+            bucket.sort(key=hashes.__getitem__)
+            self._pos.extend(bucket)
+            self._hashes.extend(map(hashes.__getitem__, bucket))
+        del buckets, hashes
         self._kids = kids
         self._ends = ends
         self._blob = bytes(blob)
