@@ -80,6 +80,10 @@ INDEX_COOLDOWN = 10
 #: (directory, key) pairs whose store LOOKUPs are counted at once (past it, the counts
 #: start again).
 INDEX_ASKS = 256
+#: Keys longer than this (in characters) are never counted nor indexed: the counts keep
+#: the keys, and 256 of 60 KB each held 15 MB (tests/test_security.py, finding 6); no
+#: directory is looked up often by a name that long.
+INDEX_KEY_MAX = 64
 #: A directory row: (id, instance, parent, props XDR).
 Row = tuple[int, int, int, bytes]
 _NO_KIDS: array[int] = array("I")
@@ -776,7 +780,7 @@ class CachedSource(NodeSource):
             index = self.indexes.get((oid, key))
             if index is not None:
                 return index.find(value)
-        if self.index_runner is not None:
+        if self.index_runner is not None and len(key) <= INDEX_KEY_MAX:
             self._asked(oid, key)
         return None
 
