@@ -1,16 +1,18 @@
 """LDAP front door: equality searches per second (issue 22 "Measure").
 
 Usage: python bench/bench_ldap.py [--users 10000] [--seconds 5] [--clients 1 4]
-                                 [--cpu-searches 20000]
+                                 [--cpu-searches 20000] [--py-spy FILE]
 
 Starts ``netinfod -m --ldap`` on loopback with N users (niload passwd), then runs 1 and 4
 client processes, each on one connection sending nslcd's search
 ``(&(objectClass=posixAccount)(uid=NAME))`` for random users, one at a time (a search,
 its entry and its result, then the next), for ``--seconds``; prints searches per second
 in all; then netinfod's own CPU time (utime + stime from /proc/PID/stat) per search
-over ``--cpu-searches`` sequential searches from one connection. Also a subtree scan (every entry of the domain, paged by 1000) and a simple bind
-rate. The clients use this project's codec (wire/ldap); slapd comparisons (C clients
-over libldap) are for the peers' harness, not here.
+over ``--cpu-searches`` sequential searches from one connection. Also a subtree scan
+(every entry of the domain, paged by 1000) and a simple bind rate. ``--py-spy FILE``
+records netinfod (``py-spy record -r 250 -f raw``, py-spy on PATH) during the last rate.
+The clients use this project's codec (wire/ldap); slapd comparisons (C clients over
+libldap) are for the peers' harness, not here.
 """
 
 from __future__ import annotations
@@ -115,6 +117,8 @@ def main() -> int:
     ap.add_argument("--users", type=int, default=10000)
     ap.add_argument("--seconds", type=float, default=5.0)
     ap.add_argument("--clients", type=int, nargs="+", default=[1, 4])
+    ap.add_argument("--py-spy", metavar="FILE",
+                    help="record netinfod with py-spy (raw format) while the last rate runs")
     ap.add_argument("--cpu-searches", type=int, default=20000,
                     help="sequential searches to measure netinfod's CPU per search (0: none)")
     o = ap.parse_args()
@@ -137,7 +141,14 @@ def main() -> int:
                            text=True, env=env, check=True)
             print(f"{o.users} users")
             for c in o.clients:
+                spy = None
+                if o.py_spy and c == o.clients[-1]:
+                    spy = subprocess.Popen(["py-spy", "record", "-r", "250", "-f", "raw",
+                                            "-o", o.py_spy, "-p", str(proc.pid), "-d",
+                                            str(int(o.seconds))], stdout=subprocess.DEVNULL)
                 per_second = rate(lport, o.users, o.seconds, c)
+                if spy is not None:
+                    spy.wait()
                 print(f"  equality search, {c} client(s): {per_second:,.0f}/s")
             if o.cpu_searches:
                 us = cpu_per_search(proc.pid, lport, o.users, o.cpu_searches)

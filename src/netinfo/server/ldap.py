@@ -86,6 +86,8 @@ WRITE_HIGH_WATER = 64 * 1024
 #: Store fetches off the loop (``cached.StoreWait``) one search may wait for before it
 #: reads where it is (netinfod's MAX_FETCHES for NETINFO calls, the same reasoning).
 MAX_FETCHES = 32
+#: a search's success (SearchResultDone), encoded once
+_DONE = L.encode_op(L.Response(L.SEARCH_DONE, L.ResultCode.SUCCESS))
 #: :attr:`Connection._held` while a store read is fetched off the loop
 _FETCHING = object()
 #: Seconds netinfod's stop waits for the sessions it has cut to finish (their searches
@@ -133,8 +135,96 @@ class LdapConfig:
 
 
 #: one entry in scope: its NetInfo path (None for the rootDSE and the schema), DN,
-#: attributes, operational attributes
-Item = tuple[tuple[str, ...] | None, str, Attrs, Attrs]
+#: attributes, operational attributes, and for an entry kept by :class:`_Kept` its
+#: encodings (attribute selection → the SearchResultEntry operation's bytes), else None
+Item = tuple[tuple[str, ...] | None, str, Attrs, Attrs, dict[object, bytes] | None]
+
+#: Entries (and LOOKUP answers) :class:`_Kept` holds at most before it starts again.
+MAX_KEPT = 50_000
+#: Encodings kept per entry (attribute selections: nslcd and SSSD each ask for one).
+MAX_ENCODINGS = 4
+
+
+class _Kept:
+    """What equality searches read again and again, kept per domain state as the fast
+    path's reply table is (``server/fastpath.py``): the directories under the root by
+    name, LOOKUP's answers under a directory, and the entries LOOKUP found with their
+    encodings. Used only while no write is pending (``Database.read_state`` not None)
+    and nobody watches LOOKUP; each durable write drops what it touched: the entry of
+    every directory it changed, the answers under those and under their parents, and
+    everything when a directory under the root is made, destroyed or renamed (every
+    DN below it changes) or a whole new tree arrives."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self.state: int | None = None
+        #: name → number of the directories under the root
+        self.tops: dict[str, int] = {}
+        #: parent → (property, value) → LOOKUP's answer
+        self.lookups: dict[int, dict[tuple[str, str], list[int]]] = {}
+        self.n_lookups = 0
+        #: directory number → its entry
+        self.items: dict[int, Item] = {}
+
+    def usable(self) -> bool:
+        """May the kept things be read and filled now?"""
+        db = self.db
+        state = db.read_state()
+        if state is None or db.is_watched(Proc.LOOKUP):
+            return False
+        if state != self.state:
+            self.clear()
+            self.state = state
+        return True
+
+    def clear(self) -> None:
+        self.tops.clear()
+        self.lookups.clear()
+        self.n_lookups = 0
+        self.items.clear()
+
+    def lookup(self, poid: int, prop: str, value: str) -> list[int]:
+        """LOOKUP of *prop* = *value* under *poid* (kept). :raises NiError: NI_NODIR."""
+        under = self.lookups.get(poid)
+        if under is not None:
+            found = under.get((prop, value))
+            if found is not None:
+                return found
+        found = self.db.call(Proc.LOOKUP, Caller(), (NiId(poid), prop, value))[0]
+        if self.n_lookups >= MAX_KEPT:
+            self.lookups.clear()
+            self.n_lookups = 0
+        self.lookups.setdefault(poid, {})[(prop, value)] = found
+        self.n_lookups += 1
+        return found
+
+    def keep(self, oid: int, item: Item) -> None:
+        if len(self.items) >= MAX_KEPT:
+            self.items.clear()
+        self.items[oid] = item
+
+    def changed(self, changes: list[Change]) -> None:
+        """A durable batch (``Database.subscribe``)."""
+        if not (self.tops or self.lookups or self.items):
+            return
+        items, lookups = self.items, self.lookups
+        for c in changes:
+            if c.proc is None:
+                self.clear()
+                return
+            for t in c.touched:
+                b, a = t.before, t.after
+                if (b is None or b.parent == 0) and (a is None or a.parent == 0) \
+                        and t.id != 0 and (b is None or a is None
+                                           or _names(b.props) != _names(a.props)):
+                    self.clear()   # a directory under the root made, gone or renamed
+                    return
+                items.pop(t.id, None)
+                lookups.pop(t.id, None)
+                if b is not None:
+                    lookups.pop(b.parent, None)
+                if a is not None:
+                    lookups.pop(a.parent, None)
 
 
 @dataclass
@@ -187,12 +277,10 @@ class LdapServer:
         # the one place the shared connection bounds are used (issue 22 item 6)
         self.bounds: PeerBounds[Connection] = PeerBounds(
             config.limits, drop=lambda c, why: c.abort(why), idle=lambda c: c.idle())
-        #: the directories under the root a search names (``ou=users`` → /users): name
-        #: → number, kept while ``Database.read_state`` stays and no durable write
-        #: touches them or the root's children (:meth:`_changed`)
-        self._tops: dict[str, int] = {}
-        self._tops_state: int | None = None
-        self._unsubscribe = db.subscribe(self._changed)
+        #: what equality searches read again and again (the directories under the root,
+        #: LOOKUP's answers, entries and their encodings), per domain state
+        self.kept = _Kept(db)
+        self._unsubscribe = db.subscribe(self.kept.changed)
 
     async def listen(self, host: str, port: int, ldaps: bool = False) -> int:
         """Listen on *host*:*port* (0: any free port), LDAPS when *ldaps*; the port."""
@@ -280,41 +368,15 @@ class LdapServer:
 
     def _top(self, name: str) -> int:
         """The number of the directory *name* under the root, through LOOKUP, kept
-        (:attr:`_tops`) while nothing is pending and no write moved it.
-        :raises NiError: NI_NODIR."""
-        db = self.db
-        state = db.read_state()
-        if state is not None and not db.is_watched(Proc.LOOKUP):
-            if state != self._tops_state:
-                self._tops.clear()
-                self._tops_state = state
-            oid = self._tops.get(name)
-            if oid is not None:
-                return oid
-            found, _ = db.call(Proc.LOOKUP, Caller(), (NiId(0), "name", name))
-            self._tops[name] = found[0]
-            return int(found[0])
-        found, _ = db.call(Proc.LOOKUP, Caller(), (NiId(0), "name", name))
-        return int(found[0])
-
-    def _changed(self, changes: list[Change]) -> None:
-        """A durable batch (``Database.subscribe``): a directory under the root made,
-        destroyed or renamed (its ``name`` changed), or a whole new tree, drops
-        :attr:`_tops`; a write below them (a user added to /users) keeps it."""
-        tops = self._tops
-        if not tops:
-            return
-        for c in changes:
-            if c.proc is None:
-                tops.clear()
-                return
-            for t in c.touched:
-                b, a = t.before, t.after
-                if (b is None or b.parent == 0) and (a is None or a.parent == 0) \
-                        and t.id != 0 and (b is None or a is None
-                                           or _names(b.props) != _names(a.props)):
-                    tops.clear()
-                    return
+        while nothing moves it (:class:`_Kept`). :raises NiError: NI_NODIR."""
+        kept = self.kept
+        if kept.usable():
+            oid = kept.tops.get(name)
+            if oid is None:
+                oid = int(self.db.call(Proc.LOOKUP, Caller(), (NiId(0), "name", name))[0][0])
+                kept.tops[name] = oid
+            return oid
+        return int(self.db.call(Proc.LOOKUP, Caller(), (NiId(0), "name", name))[0][0])
 
     def entry(self, path: tuple[str, ...], node: Node) -> Item:
         """(path, DN, attributes, operational attributes) of the directory at *path*."""
@@ -325,7 +387,7 @@ class LdapServer:
             "subschemasubentry": ("subschemaSubentry", [SCHEMA_DN]),
             "hassubordinates": ("hasSubordinates", ["TRUE" if node.children else "FALSE"]),
         }
-        return path, dn, attrs, op
+        return path, dn, attrs, op, None
 
     def walk(self, view: NodeSource, oid: int, node: Node, path: tuple[str, ...],
              scope: int) -> Iterator[Item]:
@@ -381,9 +443,14 @@ class LdapServer:
         if attr_type(col.attr).equality == "ci" and value.lower() != value:
             tries.append(value.lower())
         found: list[int] = []
+        kept = self.kept
+        keeping = kept.usable()
         for v in tries:
             try:
-                found, _ = self.db.call(Proc.LOOKUP, Caller(), (NiId(poid), col.prop, v))
+                if keeping:
+                    found = kept.lookup(poid, col.prop, v)
+                else:
+                    found, _ = self.db.call(Proc.LOOKUP, Caller(), (NiId(poid), col.prop, v))
                 break
             except NiError:
                 continue
@@ -391,12 +458,19 @@ class LdapServer:
         # read now (a store fetch, if one is needed, comes before anything is sent)
         items: list[Item] = []
         for oid in found:
-            n = src.get(oid)
-            if n is None:   # destroyed since
-                continue
-            name = next((vs[0] for k, vs in n.props if k == "name" and vs), None)
-            if name is not None:
-                items.append(self.entry(target + (name,), n))
+            item = kept.items.get(oid) if keeping else None
+            if item is None:
+                n = src.get(oid)
+                if n is None:   # destroyed since
+                    continue
+                name = next((vs[0] for k, vs in n.props if k == "name" and vs), None)
+                if name is None:
+                    continue
+                path, dn, attrs, op, _ = self.entry(target + (name,), n)
+                item = (path, dn, attrs, op, {} if keeping else None)
+                if keeping:
+                    kept.keep(oid, item)
+            items.append(item)
         return iter(items)
 
 
@@ -1030,7 +1104,7 @@ class Connection(asyncio.Protocol):
         if path is None:
             raise LdapError(L.ResultCode.NO_SUCH_OBJECT)
         _, node = self.server.resolve(path)
-        _, _, attrs, _ = self.server.entry(path, node)
+        _, _, attrs, _, _ = self.server.entry(path, node)
         if op.attr.lower() in self.hidden(path):
             raise LdapError(L.ResultCode.INSUFFICIENT_ACCESS_RIGHTS)
         if op.attr.lower() not in attrs:
@@ -1174,7 +1248,7 @@ class Connection(asyncio.Protocol):
                     if run.examined % BATCH == 0:
                         run.pending = item
                         return False
-                path, dn, attrs, opattrs = item
+                path, dn, attrs, opattrs, encodings = item
                 hidden = self.hidden(path) if path is not None else PRIVATE_ATTRS
                 if evaluate(op.filter, attrs, hidden,
                             _safe_parse(dn) if run.needs_dn else ()) is not True:
@@ -1185,8 +1259,18 @@ class Connection(asyncio.Protocol):
                                                     L.ResultCode.SIZE_LIMIT_EXCEEDED))
                     run.state.close()
                     return True
-                run.out.append(L.encode_message(L.Message(run.msgid, L.SearchEntry(
-                    dn, select(attrs, op.attributes, op.types_only, hidden, opattrs)))))
+                if encodings is None:
+                    body = L.encode_op(L.SearchEntry(dn, select(
+                        attrs, op.attributes, op.types_only, hidden, opattrs)))
+                else:   # a kept entry: its encoding for this selection, kept too
+                    key = (op.attributes, op.types_only, hidden)
+                    body = encodings.get(key) or b""
+                    if not body:
+                        body = L.encode_op(L.SearchEntry(dn, select(
+                            attrs, op.attributes, op.types_only, hidden, opattrs)))
+                        if len(encodings) < MAX_ENCODINGS:
+                            encodings[key] = body
+                run.out.append(L.message_with(run.msgid, body))
                 run.sent += 1
                 if run.paged and run.size and run.sent >= run.size:
                     more = True
@@ -1210,7 +1294,8 @@ class Connection(asyncio.Protocol):
             state.close()
         # the last entries and the result in one write: one system call, one segment
         run.out.append(L.encode_message(L.Message(run.msgid, L.Response(
-            L.SEARCH_DONE, L.ResultCode.SUCCESS), controls)))
+            L.SEARCH_DONE, L.ResultCode.SUCCESS), controls)) if controls
+            else L.message_with(run.msgid, _DONE))
         self._flush(run.out)
         return True
 
@@ -1227,11 +1312,11 @@ class Connection(asyncio.Protocol):
         base = op.base.strip()
         if base == "" and op.scope == L.Scope.BASE:
             dse = root_dse(srv.base_text, srv.config.tls is not None and not self.tls)
-            return _Paged(iter([(None, "", dse, {})]), None, now)
+            return _Paged(iter([(None, "", dse, {}, None)]), None, now)
         if "".join(base.lower().split()) == "cn=subschema":
             if op.scope != L.Scope.BASE:
                 return _Paged(iter(()), None, now)
-            return _Paged(iter([(None, SCHEMA_DN, schema_entry(), {})]), None, now)
+            return _Paged(iter([(None, SCHEMA_DN, schema_entry(), {}, None)]), None, now)
         path = srv.path_of(base)
         if path is None:
             raise LdapError(L.ResultCode.NO_SUCH_OBJECT, "not under this server's base",

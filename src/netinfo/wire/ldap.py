@@ -748,6 +748,18 @@ def encode_message(m: Message) -> bytes:
     return seq(SEQUENCE, *parts)
 
 
+def encode_op(o: Operation) -> bytes:
+    """An operation's encoding alone (the protocolOp of an LDAPMessage): what a server
+    keeps to send again under other message ids (:func:`message_with`)."""
+    return _enc(o)
+
+
+def message_with(msgid: int, op: bytes) -> bytes:
+    """The LDAPMessage (no controls) of message id *msgid* carrying the operation
+    *op* already encoded (:func:`encode_op`): ``encode_message`` without re-encoding."""
+    return tlv(SEQUENCE, encode_int(msgid) + op)
+
+
 # -- control and extended-operation values ---------------------------------------------------
 
 def decode_paged(value: bytes | None) -> tuple[int, bytes]:
@@ -806,6 +818,7 @@ __all__ = [
     "OID_WHOAMI", "Operation", "Or", "Present", "Response", "ResultCode", "SEARCH_DONE",
     "Scope", "SearchEntry", "SearchReference", "SearchRequest", "Substrings", "UNBIND",
     "UnbindRequest", "decode_filter", "decode_message", "decode_paged",
-    "decode_passwd_modify", "encode_filter", "encode_message", "encode_paged",
+    "decode_passwd_modify", "encode_filter", "encode_message", "encode_op", "encode_paged",
+    "message_with",
     "encode_passwd_generated", "encode_passwd_modify", "filter_text", "message_id",
 ]
