@@ -399,3 +399,71 @@ def test_a_search_after_writes_in_the_same_read_sees_them() -> None:
         c.w.close()
     _serve(db, body)
     assert batches == [2, 2]
+
+
+def test_a_cold_search_on_postgresql_waits_alone(pg_cluster, tmp_path: Path) -> None:
+    """On PostgreSQL a search whose user is not in the cache is fetched off the event
+    loop (``cached.StoreWait``, ``server.storeio``) and run again, as NETINFO's calls
+    are: while PostgreSQL keeps that read waiting (its tables held by a session of the
+    test's), another connection's search of a user read before is answered at once,
+    and the cold search is answered, right, once the tables are free."""
+    import threading
+    import time
+
+    from netinfo.client.core import Client
+
+    from .conftest import Netinfod, free_port
+    from .test_postgres_offloop import _hold
+
+    hold = 3.0
+    url = pg_cluster.url()
+    made = Netinfod(tmp_path, "ldappg", "--store", url, "-m", "--populate").start()
+
+    async def populate() -> None:
+        async with await Client.connect("127.0.0.1", made.port, "ldappg") as c:
+            users, _ = await c.lookup(0, "name", "users")
+            uid = await c.self_id(users[0])
+            for i in range(20):
+                _, uid = await c.create(uid, [("name", [f"p{i}"]), ("uid", [str(7000 + i)]),
+                                              ("gid", ["20"]), ("home", ["/h"])])
+    try:
+        asyncio.run(populate())
+    finally:
+        made.stop()
+    lport = free_port()
+    d = Netinfod(tmp_path, "ldappg", "--store", url, "--ldap", f"127.0.0.1:{lport}",
+                 "--ldap-base", BASE).start()
+
+    async def scenario() -> tuple[float, float, list[str], list[str]]:
+        hot, cold = await _connect(lport), await _connect(lport)
+        hot.w.write(_search(1, "p3"))
+        assert _uids(await hot.answers(1), 1) == ["p3"]
+        held = threading.Event()
+        holder = threading.Thread(target=_hold, args=(pg_cluster.conninfo(), url, hold,
+                                                      held))
+        holder.start()
+        try:
+            assert await asyncio.to_thread(held.wait, 10)
+            t0 = time.monotonic()
+            cold.w.write(_search(2, "p17"))
+            slow = asyncio.ensure_future(cold.answers(1))
+            await asyncio.sleep(0.2)
+            for i in range(10):
+                hot.w.write(_search(10 + i, "p3"))
+                assert _uids(await hot.answers(1), 10 + i) == ["p3"]
+            answered = time.monotonic() - t0
+            got = await slow
+            waited = time.monotonic() - t0
+        finally:
+            await asyncio.to_thread(holder.join)
+        hot.w.close()
+        cold.w.close()
+        return answered, waited, _uids(got, 2), [m.op.dn for m in got
+                                                  if isinstance(m.op, L.SearchEntry)]
+    try:
+        answered, waited, uids, dns = asyncio.run(scenario())
+    finally:
+        d.stop()
+    assert uids == ["p17"] and dns == [f"uid=p17,ou=users,{BASE}"]
+    assert waited >= hold - 0.5, waited     # the cold search waited for PostgreSQL
+    assert answered < hold / 2, answered    # the other connection did not
