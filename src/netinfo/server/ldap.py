@@ -16,9 +16,18 @@ domain through its :class:`~netinfo.server.database.Database` as an RFC 2307 dir
   by the connection's group commit (``Database.batch``: the requests of one read of the
   socket in one transaction, their answers sent after it, unavailable if it fails):
   recorded, replicated and told to subscribers like any write.
+* Connections: each an asyncio Protocol (:class:`Connection`): the whole messages of a
+  read are answered in order inside ``data_received`` and their answers written at
+  once; a Task only for what must await (a bind's verification, StartTLS, a PostgreSQL
+  commit, a search past its first yield). Equality searches read what :class:`_Kept`
+  holds (the mapped directories, LOOKUP's answers, the entries and their encodings)
+  while no write is pending; durable writes drop what they touch.
 * Bounds: connections under :class:`~netinfo.server.peers.PeerBounds`, messages under
   ``ber.MAX_MESSAGE``, :data:`MAX_OPS_PER_CONN` operations and :data:`MAX_PAGED` paged
-  searches in flight per connection, :data:`MAX_TIME_LIMIT` seconds a search.
+  searches in flight per connection, :data:`MAX_TIME_LIMIT` seconds a search; answers
+  queued past :data:`WRITE_HIGH_WATER` stop the reading, and the connection goes after
+  the bounds' ``stall`` seconds so; :data:`IDLE_TIMEOUT`, :data:`PARTIAL_TIMEOUT`
+  (timers, not a wait around each read).
 """
 
 from __future__ import annotations
