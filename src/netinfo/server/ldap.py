@@ -560,6 +560,8 @@ class Connection(asyncio.Protocol):
         self.finished: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         #: between a StartTLS response and the TLS transport's arrival
         self._starting_tls = False
+        #: inside :meth:`_process` (a callback it causes must not start another)
+        self._processing = False
 
     def __hash__(self) -> int:
         return id(self)
@@ -685,6 +687,7 @@ class Connection(asyncio.Protocol):
         buf = self.buf
         self._out = []
         self._out_size = 0
+        self._processing = True
         took = False
         try:
             while not self.closed and self._held is None and not self._writing_paused:
@@ -719,6 +722,7 @@ class Connection(asyncio.Protocol):
         finally:
             self._write_out()
             self._out = None
+            self._processing = False
         if took and buf:
             self.partial_since = time.monotonic()
         self._partial(len(buf))
@@ -773,8 +777,9 @@ class Connection(asyncio.Protocol):
 
     def _continue(self) -> None:
         """Go on answering after a hold or a pause: what waits in :attr:`buf` first."""
-        if self.closed or self._held is not None or self._writing_paused:
-            return
+        if self.closed or self._held is not None or self._writing_paused \
+                or self._processing:
+            return   # (while answering, the loop in _process goes on by itself)
         self.last = time.monotonic()
         transport = self.transport
         if transport is not None:
