@@ -7,8 +7,9 @@ Starts ``netinfod -m --ldap`` on loopback with N users (niload passwd), then run
 client processes, each on one connection sending nslcd's search
 ``(&(objectClass=posixAccount)(uid=NAME))`` for random users, one at a time (a search,
 its entry and its result, then the next), for ``--seconds``; prints searches per second
-in all; then netinfod's own CPU time (utime + stime from /proc/PID/stat) per search
-over ``--cpu-searches`` sequential searches from one connection. Also a subtree scan
+in all; netinfod's own CPU time (utime + stime from /proc/PID/stat) per search, first
+for each user once in turn (nothing of it read before), last over ``--cpu-searches``
+sequential searches of random users from one connection. Also a subtree scan
 (every entry of the domain, paged by 1000) and a simple bind rate. ``--py-spy FILE``
 records netinfod (``py-spy record -r 250 -f raw``, py-spy on PATH) during the last rate.
 The clients use this project's codec (wire/ldap); slapd comparisons (C clients over
@@ -82,16 +83,18 @@ def _cpu_ticks(pid: int) -> int:
     return int(fields[11]) + int(fields[12])
 
 
-def cpu_per_search(pid: int, port: int, users: int, count: int) -> float:
-    """netinfod's CPU microseconds per equality search, *count* sent one at a time."""
+def cpu_per_search(pid: int, port: int, users: int, count: int, cold: bool = False) -> float:
+    """netinfod's CPU microseconds per equality search, *count* sent one at a time, for
+    random users, or (*cold*) each user once in turn."""
     s = socket.create_connection(("127.0.0.1", port))
     buf = bytearray()
     rng = random.Random(1)
     t0 = _cpu_ticks(pid)
     for n in range(count):
+        who = n % users if cold else rng.randrange(users)
         req = L.Message(n + 1, L.SearchRequest(BASE, 2, 0, 0, 0, False, L.And((
             L.Compare(L.F_EQUAL, "objectClass", b"posixAccount"),
-            L.Compare(L.F_EQUAL, "uid", f"u{rng.randrange(users)}".encode()))), ()))
+            L.Compare(L.F_EQUAL, "uid", f"u{who}".encode()))), ()))
         s.sendall(L.encode_message(req))
         if _read_until_done(s, buf) != 1:
             raise RuntimeError("lookup missed")
@@ -140,6 +143,10 @@ def main() -> int:
                             "secret", "passwd", f"bench@127.0.0.1:{port}"], input=lines,
                            text=True, env=env, check=True)
             print(f"{o.users} users")
+            if o.cpu_searches:
+                us = cpu_per_search(proc.pid, lport, o.users, o.users, cold=True)
+                print(f"  netinfod CPU per equality search, each user once (cold): "
+                      f"{us:.0f} µs")
             for c in o.clients:
                 spy = None
                 if o.py_spy and c == o.clients[-1]:

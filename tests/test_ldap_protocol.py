@@ -303,7 +303,8 @@ def test_start_tls_with_a_request_in_the_handshakes_last_segment(tmp_path: Path)
 
 
 def test_kept_entries_follow_the_writes() -> None:
-    """The door keeps LOOKUP's answers and entries between searches; a modify, a delete,
+    """The door keeps LOOKUP's answers, entries and whole answers between searches; a
+    modify, a delete,
     an add, a write made through NETINFO (the Database) and a rename of ``ou=users``
     itself are each seen by the next search."""
     db = _domain(10)
@@ -327,7 +328,8 @@ def test_kept_entries_follow_the_writes() -> None:
 
         dn = f"uid=u2,ou=users,{BASE}"
         assert await shell(1, "u2") == []
-        assert await shell(2, "u2") == []   # kept now
+        assert await shell(2, "u2") == []   # kept now: answered from the reply table
+        assert len(server.kept.replies) == 1
         assert await write(3, L.ModifyRequest(dn, ((L.ModOp.REPLACE, (
             "loginShell", (b"/bin/zsh",))),))) == 0
         assert await shell(4, "u2") == ["/bin/zsh"]

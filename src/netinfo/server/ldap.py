@@ -174,6 +174,12 @@ class _Kept:
         self.n_lookups = 0
         #: directory number → its entry
         self.items: dict[int, Item] = {}
+        #: (reader, a search request's bytes after its message id) → the operations
+        #: answering it, encoded (entries, then the result): a search asked again is
+        #: answered without being decoded (:meth:`answer`)
+        self.replies: dict[tuple[object, bytes], tuple[bytes, ...]] = {}
+        #: directory number → the keys of the replies that read it
+        self.by_dir: dict[int, set[tuple[object, bytes]]] = {}
 
     def usable(self) -> bool:
         """May the kept things be read and filled now?"""
@@ -191,6 +197,46 @@ class _Kept:
         self.lookups.clear()
         self.n_lookups = 0
         self.items.clear()
+        self.replies.clear()
+        self.by_dir.clear()
+
+    def answer(self, reader: object, raw: bytes) -> tuple[bytes | None, tuple[object, bytes]
+                                                          | None]:
+        """The answer to the whole message *raw* when it is a search kept for *reader*
+        (its message id put in), else None and, for a search, the key to keep its
+        answer under (:meth:`keep_reply`). Only a message whose bytes after the id are
+        those of a search answered before: what decoded then decodes the same now."""
+        # LDAPMessage ::= SEQUENCE { messageID INTEGER, protocolOp, controls }
+        n = raw[1]
+        p = 2 if n < 0x80 else 2 + (n & 0x7F)
+        if len(raw) < p + 4 or raw[p] != 0x02:
+            return None, None
+        size = raw[p + 1]
+        q = p + 2 + size
+        if not 1 <= size <= 4 or raw[p + 2] & 0x80 or len(raw) <= q or raw[q] != 0x63:
+            return None, None
+        key = (reader, raw[q:])
+        ops = self.replies.get(key)
+        if ops is None or not self.usable():
+            return None, key
+        head = raw[p:q]
+        return b"".join([ber.tlv(ber.SEQUENCE, head + op) for op in ops]), None
+
+    def keep_reply(self, key: tuple[object, bytes], ops: tuple[bytes, ...],
+                   deps: list[int]) -> None:
+        if len(self.replies) >= MAX_KEPT:
+            self.replies.clear()
+            self.by_dir.clear()
+        self.replies[key] = ops
+        for d in deps:
+            self.by_dir.setdefault(d, set()).add(key)
+
+    def _drop(self, oid: int) -> None:
+        keys = self.by_dir.pop(oid, None)
+        if keys:
+            replies = self.replies
+            for k in keys:
+                replies.pop(k, None)
 
     def lookup(self, poid: int, prop: str, value: str) -> list[int]:
         """LOOKUP of *prop* = *value* under *poid* (kept). :raises NiError: NI_NODIR."""
@@ -214,7 +260,7 @@ class _Kept:
 
     def changed(self, changes: list[Change]) -> None:
         """A durable batch (``Database.subscribe``)."""
-        if not (self.tops or self.lookups or self.items):
+        if not (self.tops or self.lookups or self.items or self.replies):
             return
         items, lookups = self.items, self.lookups
         for c in changes:
@@ -230,10 +276,13 @@ class _Kept:
                     return
                 items.pop(t.id, None)
                 lookups.pop(t.id, None)
+                self._drop(t.id)
                 if b is not None:
                     lookups.pop(b.parent, None)
+                    self._drop(b.parent)
                 if a is not None:
                     lookups.pop(a.parent, None)
+                    self._drop(a.parent)
 
 
 @dataclass
@@ -241,6 +290,9 @@ class _Paged:
     entries: Iterator[Item]
     view: NodeSource | None
     started: float
+    #: the directories the entries were read from and under (LOOKUP's parent, each
+    #: entry), when they all came from :class:`_Kept`: what its answer depends on
+    deps: list[int] | None = None
 
     def close(self) -> None:
         if self.view is not None:
@@ -265,6 +317,10 @@ class _Search:
     #: the entry it stopped at for a yield, examined first when it goes on
     pending: Item | None = None
     out: list[bytes] = field(default_factory=list)
+    #: where its answer is to be kept (:meth:`_Kept.answer`), while it can be: begun
+    #: and answered in one go, every entry a kept one
+    fill: tuple[object, bytes] | None = None
+    bodies: list[bytes] = field(default_factory=list)
 
 
 class LdapServer:
@@ -433,10 +489,11 @@ class LdapServer:
         return None
 
     def lookup(self, target: tuple[str, ...], poid: int,
-               f: L.Filter) -> Iterator[Item] | None:
+               f: L.Filter) -> tuple[list[Item], list[int] | None] | None:
         """The children of *target* an equality on a plain column names, through the
         domain's indexed LOOKUP (nslcd's ``uid=NAME``, SSSD's ``memberUid=NAME``), or None
-        when no equality of *f* is on such a column."""
+        when no equality of *f* is on such a column; with the directories they depend
+        on when all of them are kept (:class:`_Kept`), else None."""
         m = MAPPINGS[target[0]]
         for attr, value in equality_terms(f):   # noqa: B007 (value used after the loop)
             col = next((c for c in m.columns if c.attr.lower() == attr and c.out is None),
@@ -466,6 +523,7 @@ class LdapServer:
         src = self.db.source
         # read now (a store fetch, if one is needed, comes before anything is sent)
         items: list[Item] = []
+        deps = [poid, *found] if keeping else None
         for oid in found:
             item = kept.items.get(oid) if keeping else None
             if item is None:
@@ -480,7 +538,7 @@ class LdapServer:
                 if keeping:
                     kept.keep(oid, item)
             items.append(item)
-        return iter(items)
+        return items, deps
 
 
 def _owners() -> dict[tuple[str, str], str]:
@@ -562,9 +620,17 @@ class Connection(asyncio.Protocol):
         self._starting_tls = False
         #: inside :meth:`_process` (a callback it causes must not start another)
         self._processing = False
+        #: the key the answer of the search being handled is to be kept under
+        self._fill: tuple[object, bytes] | None = None
 
     def __hash__(self) -> int:
         return id(self)
+
+    @property
+    def _reader(self) -> tuple[bool, str | None]:
+        """What a search's answer depends on of the reader (``hidden``)."""
+        c = self.caller
+        return c.is_root, c.user
 
     def idle(self) -> bool:
         return not self.ops and not self.partial and self._held is None
@@ -688,6 +754,7 @@ class Connection(asyncio.Protocol):
         self._out = []
         self._out_size = 0
         self._processing = True
+        kept = self.server.kept
         took = False
         try:
             while not self.closed and self._held is None and not self._writing_paused:
@@ -705,13 +772,24 @@ class Connection(asyncio.Protocol):
                     raw = bytes(buf) if n == len(buf) else bytes(buf[:n])
                     del buf[:n]
                     took = True
+                    if self.batch is None:
+                        hit, self._fill = kept.answer(self._reader, raw)
+                        if hit is not None:   # a search answered before: its answer
+                            self._emit(hit)
+                            if self._out_size > WRITE_HIGH_WATER:
+                                self._write_out()
+                            continue
                     try:
                         msg = L.decode_message(raw)
                     except WireError as e:
                         # RFC 4511 §4.1.1: a PDU that does not decode ends the session
                         self.disconnect(L.ResultCode.PROTOCOL_ERROR, str(e))
                         break
-                if self.handle(msg):   # unbind (RFC 4511 §4.3), or worse
+                try:
+                    end = self.handle(msg)
+                finally:
+                    self._fill = None
+                if end:   # unbind (RFC 4511 §4.3), or worse
                     self.abort("")
                     break
                 if self._out_size > WRITE_HIGH_WATER:
@@ -1150,8 +1228,13 @@ class Connection(asyncio.Protocol):
                 if waiting is not None:
                     waiting.no_wait = False
             self._fetches = 0
-            if run is None or self._step(run):
+            if run is None:
                 return None
+            if self._fill is not None and run.state.deps is not None and not run.paged:
+                run.fill = self._fill
+            if self._step(run):
+                return None
+            run.fill = None   # it yields: answered in more than one go
             return run
         except StoreWait as miss:
             self._retry = msg
@@ -1274,6 +1357,7 @@ class Connection(asyncio.Protocol):
                     run.state.close()
                     return True
                 if encodings is None:
+                    run.fill = None
                     body = L.encode_op(L.SearchEntry(dn, select(
                         attrs, op.attributes, op.types_only, hidden, opattrs)))
                 else:   # a kept entry: its encoding for this selection, kept too
@@ -1285,6 +1369,8 @@ class Connection(asyncio.Protocol):
                         if len(encodings) < MAX_ENCODINGS:
                             encodings[key] = body
                 run.out.append(L.message_with(run.msgid, body))
+                if run.fill is not None:
+                    run.bodies.append(body)
                 run.sent += 1
                 if run.paged and run.size and run.sent >= run.size:
                     more = True
@@ -1306,6 +1392,8 @@ class Connection(asyncio.Protocol):
             controls = (L.Control(L.OID_PAGED_RESULTS, False, L.encode_paged(0, next_cookie)),)
         else:
             state.close()
+            if run.fill is not None and state.deps is not None and self.server.kept.usable():
+                self.server.kept.keep_reply(run.fill, (*run.bodies, _DONE), state.deps)
         # the last entries and the result in one write: one system call, one segment
         run.out.append(L.encode_message(L.Message(run.msgid, L.Response(
             L.SEARCH_DONE, L.ResultCode.SUCCESS), controls)) if controls
@@ -1347,7 +1435,7 @@ class Connection(asyncio.Protocol):
                 return _Paged(iter(()), None, now)
             found = srv.lookup(owner, oid, op.filter)
             if found is not None:
-                return _Paged(found, None, now)
+                return _Paged(iter(found[0]), None, now, found[1])
             path, scope = owner, L.Scope.ONE
         view = self.db.snapshot()
         try:
