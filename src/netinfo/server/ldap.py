@@ -150,6 +150,8 @@ Item = tuple[tuple[str, ...] | None, str, Attrs, Attrs, dict[object, bytes] | No
 
 #: Entries (and LOOKUP answers) :class:`_Kept` holds at most before it starts again.
 MAX_KEPT = 50_000
+#: DNs whose paths :meth:`LdapServer.path_of` remembers at most before it starts again.
+MAX_PATHS = 4096
 #: Encodings kept per entry (attribute selections: nslcd and SSSD each ask for one).
 MAX_ENCODINGS = 4
 
@@ -345,6 +347,8 @@ class LdapServer:
         #: what equality searches read again and again (the directories under the root,
         #: LOOKUP's answers, entries and their encodings), per domain state
         self.kept = _Kept(db)
+        #: search bases and other DNs → their paths (:meth:`path_of`)
+        self._paths: dict[str, tuple[str, ...] | None] = {}
         self._unsubscribe = db.subscribe(self.kept.changed)
 
     async def listen(self, host: str, port: int, ldaps: bool = False) -> int:
@@ -392,7 +396,20 @@ class LdapServer:
 
     def path_of(self, dn: str) -> tuple[str, ...] | None:
         """The NetInfo path (names from the root) of an entry DN under the base, or None
-        when the DN is not under the base. :raises LdapError: invalidDNSyntax."""
+        when the DN is not under the base (remembered for the next search that names
+        it: a search base is mostly one of a few). :raises LdapError:
+        invalidDNSyntax, noSuchObject."""
+        paths = self._paths
+        got = paths.get(dn, paths)
+        if got is not paths:
+            return got   # type: ignore[return-value]
+        path = self._path_of(dn)
+        if len(paths) >= MAX_PATHS:
+            paths.clear()
+        paths[dn] = path
+        return path
+
+    def _path_of(self, dn: str) -> tuple[str, ...] | None:
         try:
             parsed = parse_dn(dn)
         except DnError as e:
