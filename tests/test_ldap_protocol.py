@@ -469,3 +469,24 @@ def test_a_cold_search_on_postgresql_waits_alone(pg_cluster, tmp_path: Path) -> 
     assert uids == ["p17"] and dns == [f"uid=p17,ou=users,{BASE}"]
     assert waited >= hold - 0.5, waited     # the cold search waited for PostgreSQL
     assert answered < hold / 2, answered    # the other connection did not
+
+
+def test_the_kept_tables_stay_within_their_bounds(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Past its bound a kept table starts again: searches of more users than the bounds
+    hold are all answered right, twice over, and the tables never hold more."""
+    monkeypatch.setattr(door, "MAX_KEPT_ENTRIES", 7)
+    monkeypatch.setattr(door, "MAX_KEPT_REPLIES", 5)
+    monkeypatch.setattr(door, "MAX_KEPT_LOOKUPS", 9)
+
+    async def body(server: LdapServer, port: int) -> None:
+        c = await _connect(port)
+        kept = server.kept
+        for rnd in range(2):
+            for i in range(USERS):
+                msgid = rnd * 1000 + i + 1
+                c.w.write(_search(msgid, f"u{i}"))
+                assert _uids(await c.answers(1), msgid) == [f"u{i}"]
+                assert len(kept.items) <= 7 and len(kept.replies) <= 5
+                assert kept.n_lookups <= 9
+        c.w.close()
+    _serve(_domain(), body)
