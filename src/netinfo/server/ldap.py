@@ -623,6 +623,8 @@ class Connection(asyncio.Protocol):
         #: what the connection waits for before it reads on: a task (bind, StartTLS,
         #: commit) or :data:`_FETCHING` (a store read off the loop); None: answering
         self._held: asyncio.Future[None] | object | None = None
+        #: cancel :attr:`_held` if the connection goes first (a bind, StartTLS)
+        self._cancel_held = False
         #: a message to run again first (its store read fetched, its batch committed)
         self._retry: L.Message | None = None
         #: fetches off the loop made for :attr:`_retry` so far (:data:`MAX_FETCHES`)
@@ -691,8 +693,8 @@ class Connection(asyncio.Protocol):
                 h.cancel()
         self._timer = self._stall = None
         held = self._held
-        if isinstance(held, asyncio.Task) and getattr(held, "cancel_on_close", False):
-            held.cancel()
+        if isinstance(held, asyncio.Future) and self._cancel_held:
+            held.cancel()   # a bind's or StartTLS's wait (never a commit's)
         for t in self.ops.values():
             t.cancel()
         for p in self.paged.values():
@@ -855,8 +857,7 @@ class Connection(asyncio.Protocol):
         """Hold the connection until *fut* is done (the messages read meanwhile wait),
         then answer on. *cancel_on_close*: cancel it if the connection goes first."""
         self._held = fut
-        if cancel_on_close:
-            fut.cancel_on_close = True   # type: ignore[attr-defined]
+        self._cancel_held = cancel_on_close
 
         def release(_: asyncio.Future[None]) -> None:
             if self._held is fut:
@@ -895,10 +896,12 @@ class Connection(asyncio.Protocol):
         """When the connection is to be closed if nothing happens: a message begun
         :data:`PARTIAL_TIMEOUT` ago and not whole, or :data:`IDLE_TIMEOUT` with nothing
         in flight (no search, no paged search left open, no wait)."""
-        if self.buf and self._held is None and self._retry is None:
+        if self.buf and self._held is None and self._retry is None \
+                and not self._writing_paused:
             return self.partial_since + PARTIAL_TIMEOUT
-        if self.ops or self.paged or self._held is not None or self._retry is not None:
-            return None
+        if self.ops or self.paged or self._held is not None or self._retry is not None \
+                or self._writing_paused:
+            return None   # (a peer not taking its answers: the stall timer's part)
         return self.last + IDLE_TIMEOUT
 
     def _arm(self) -> None:
