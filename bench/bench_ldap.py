@@ -1,14 +1,19 @@
 """LDAP front door: equality searches per second (issue 22 "Measure").
 
 Usage: python bench/bench_ldap.py [--users 10000] [--seconds 5] [--clients 1 4]
+                                 [--cpu-searches 20000] [--py-spy FILE]
 
 Starts ``netinfod -m --ldap`` on loopback with N users (niload passwd), then runs 1 and 4
 client processes, each on one connection sending nslcd's search
 ``(&(objectClass=posixAccount)(uid=NAME))`` for random users, one at a time (a search,
 its entry and its result, then the next), for ``--seconds``; prints searches per second
-in all. Also a subtree scan (every entry of the domain, paged by 1000) and a simple bind
-rate. The clients use this project's codec (wire/ldap); slapd comparisons (C clients
-over libldap) are for the peers' harness, not here.
+in all; netinfod's own CPU time (utime + stime from /proc/PID/stat) per search, first
+for each user once in turn (nothing of it read before), last over ``--cpu-searches``
+sequential searches of random users from one connection. Also a subtree scan
+(every entry of the domain, paged by 1000) and a simple bind rate. ``--py-spy FILE``
+records netinfod (``py-spy record -r 250 -f raw``, py-spy on PATH) during the last rate.
+The clients use this project's codec (wire/ldap); slapd comparisons (C clients over
+libldap) are for the peers' harness, not here.
 """
 
 from __future__ import annotations
@@ -71,6 +76,33 @@ def _client(port: int, users: int, seconds: float, out: multiprocessing.Queue) -
     out.put(n)
 
 
+def _cpu_ticks(pid: int) -> int:
+    """utime + stime of *pid* in clock ticks (/proc/PID/stat fields 14 and 15)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])
+
+
+def cpu_per_search(pid: int, port: int, users: int, count: int, cold: bool = False) -> float:
+    """netinfod's CPU microseconds per equality search, *count* sent one at a time, for
+    random users, or (*cold*) each user once in turn."""
+    s = socket.create_connection(("127.0.0.1", port))
+    buf = bytearray()
+    rng = random.Random(1)
+    t0 = _cpu_ticks(pid)
+    for n in range(count):
+        who = n % users if cold else rng.randrange(users)
+        req = L.Message(n + 1, L.SearchRequest(BASE, 2, 0, 0, 0, False, L.And((
+            L.Compare(L.F_EQUAL, "objectClass", b"posixAccount"),
+            L.Compare(L.F_EQUAL, "uid", f"u{who}".encode()))), ()))
+        s.sendall(L.encode_message(req))
+        if _read_until_done(s, buf) != 1:
+            raise RuntimeError("lookup missed")
+    used = _cpu_ticks(pid) - t0
+    s.close()
+    return used / os.sysconf("SC_CLK_TCK") / count * 1e6
+
+
 def rate(port: int, users: int, seconds: float, clients: int) -> float:
     q: multiprocessing.Queue = multiprocessing.Queue()
     ps = [multiprocessing.Process(target=_client, args=(port, users, seconds, q))
@@ -88,6 +120,10 @@ def main() -> int:
     ap.add_argument("--users", type=int, default=10000)
     ap.add_argument("--seconds", type=float, default=5.0)
     ap.add_argument("--clients", type=int, nargs="+", default=[1, 4])
+    ap.add_argument("--py-spy", metavar="FILE",
+                    help="record netinfod with py-spy (raw format) while the last rate runs")
+    ap.add_argument("--cpu-searches", type=int, default=20000,
+                    help="sequential searches to measure netinfod's CPU per search (0: none)")
     o = ap.parse_args()
     with tempfile.TemporaryDirectory() as d:
         (Path(d) / "pw").write_text("secret\n")
@@ -107,9 +143,24 @@ def main() -> int:
                             "secret", "passwd", f"bench@127.0.0.1:{port}"], input=lines,
                            text=True, env=env, check=True)
             print(f"{o.users} users")
+            if o.cpu_searches:
+                us = cpu_per_search(proc.pid, lport, o.users, o.users, cold=True)
+                print(f"  netinfod CPU per equality search, each user once (cold): "
+                      f"{us:.0f} µs")
             for c in o.clients:
+                spy = None
+                if o.py_spy and c == o.clients[-1]:
+                    spy = subprocess.Popen(["py-spy", "record", "-r", "250", "-f", "raw",
+                                            "-o", o.py_spy, "-p", str(proc.pid), "-d",
+                                            str(int(o.seconds))], stdout=subprocess.DEVNULL)
                 per_second = rate(lport, o.users, o.seconds, c)
+                if spy is not None:
+                    spy.wait()
                 print(f"  equality search, {c} client(s): {per_second:,.0f}/s")
+            if o.cpu_searches:
+                us = cpu_per_search(proc.pid, lport, o.users, o.cpu_searches)
+                print(f"  netinfod CPU per equality search: {us:.0f} µs "
+                      f"({o.cpu_searches} sequential)")
             s = socket.create_connection(("127.0.0.1", lport))
             t0 = time.perf_counter()
             s.sendall(L.encode_message(L.Message(1, L.SearchRequest(

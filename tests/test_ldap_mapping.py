@@ -146,21 +146,43 @@ def test_selection_and_the_fixed_entries() -> None:
     assert any("posixGroup" in v for v in schema_entry()["objectclasses"][1])
 
 
-class _Writer:
-    """A stand-in for a StreamWriter whose peer is *addr* (another host)."""
+class _Writer(asyncio.Transport):
+    """A stand-in for a connection's transport whose peer is *addr* (another host)."""
 
     def __init__(self, addr: str) -> None:
+        super().__init__()
         self.addr = addr
         self.out = b""
 
-    def get_extra_info(self, key: str):
-        return (self.addr, 40000) if key == "peername" else None
+    def get_extra_info(self, key: str, default: object = None) -> object:
+        return (self.addr, 40000) if key == "peername" else default
 
-    def write(self, data: bytes) -> None:
+    def write(self, data: bytes) -> None:   # type: ignore[override]
         self.out += data
 
     def close(self) -> None:
         pass
+
+    def is_closing(self) -> bool:
+        return False
+
+    def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
+        pass
+
+    def pause_reading(self) -> None:
+        pass
+
+    def resume_reading(self) -> None:
+        pass
+
+
+def _connection(server: LdapServer, addr: str) -> tuple[Connection, _Writer]:
+    """A connection of *server* over a stand-in transport from *addr* (in a running
+    loop)."""
+    w = _Writer(addr)
+    conn = Connection(server)
+    conn.connection_made(w)
+    return conn, w
 
 
 def test_password_binds_need_tls_off_loopback() -> None:
@@ -172,9 +194,8 @@ def test_password_binds_need_tls_off_loopback() -> None:
     bind = L.Message(1, L.BindRequest(3, "uid=root,ou=users,dc=t,dc=netinfo", b"pw"))
 
     async def answer(addr: str) -> L.Message:
-        w = _Writer(addr)
-        conn = Connection(server, asyncio.StreamReader(), w)   # type: ignore[arg-type]
-        await conn.handle(bind)
+        conn, w = _connection(server, addr)
+        await conn.bind(bind)
         return L.decode_message(w.out)
     for addr, code in (("192.0.2.7", L.ResultCode.CONFIDENTIALITY_REQUIRED),
                        ("127.0.0.1", L.ResultCode.INVALID_CREDENTIALS)):
@@ -195,9 +216,7 @@ def test_time_and_size_limits_in_process() -> None:
 
     def run(limit_s: int, size: int, tick: float) -> list[L.Message]:
         async def go() -> bytes:
-            w = _Writer("127.0.0.1")
-            w.drain = _nothing   # type: ignore[attr-defined]
-            conn = Connection(server, asyncio.StreamReader(), w)   # type: ignore[arg-type]
+            conn, w = _connection(server, "127.0.0.1")
             now = [0.0]
 
             def clock() -> float:
@@ -230,10 +249,6 @@ def test_time_and_size_limits_in_process() -> None:
         assert len(whole) > 30
     finally:
         S.BATCH = old
-
-
-async def _nothing() -> None:
-    return None
 
 
 def test_partial_messages_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -16,9 +16,18 @@ domain through its :class:`~netinfo.server.database.Database` as an RFC 2307 dir
   by the connection's group commit (``Database.batch``: the requests of one read of the
   socket in one transaction, their answers sent after it, unavailable if it fails):
   recorded, replicated and told to subscribers like any write.
+* Connections: each an asyncio Protocol (:class:`Connection`): the whole messages of a
+  read are answered in order inside ``data_received`` and their answers written at
+  once; a Task only for what must await (a bind's verification, StartTLS, a PostgreSQL
+  commit, a search past its first yield). Equality searches read what :class:`_Kept`
+  holds (the mapped directories, LOOKUP's answers, the entries and their encodings)
+  while no write is pending; durable writes drop what they touch.
 * Bounds: connections under :class:`~netinfo.server.peers.PeerBounds`, messages under
   ``ber.MAX_MESSAGE``, :data:`MAX_OPS_PER_CONN` operations and :data:`MAX_PAGED` paged
-  searches in flight per connection, :data:`MAX_TIME_LIMIT` seconds a search.
+  searches in flight per connection, :data:`MAX_TIME_LIMIT` seconds a search; answers
+  queued past :data:`WRITE_HIGH_WATER` stop the reading, and the connection goes after
+  the bounds' ``stall`` seconds so; :data:`IDLE_TIMEOUT`, :data:`PARTIAL_TIMEOUT`
+  (timers, not a wait around each read).
 """
 
 from __future__ import annotations
@@ -37,7 +46,8 @@ from functools import partial
 from ..errors import NiError, Status, StorageError, WireError
 from ..model import NiId, Proplist
 from ..passwords import hash_password
-from ..storage.changes import Caller
+from ..storage.cached import StoreWait
+from ..storage.changes import Caller, Change
 from ..storage.nodes import Node, NodeSource
 from ..wire import ber
 from ..wire import ldap as L
@@ -78,6 +88,17 @@ PARTIAL_BUDGET = 64 * 1024 * 1024
 #: Seconds a message may take to arrive once begun (netinfod's PARTIAL_TIMEOUT): a peer
 #: trickling a byte at a time holds its connection no longer.
 PARTIAL_TIMEOUT = 30.0
+#: Bytes of answers queued for a peer before its connection stops being read (the
+#: transport's high-water mark; asyncio's streams used 64 KiB); past the bounds' ``stall``
+#: seconds at it the connection goes.
+WRITE_HIGH_WATER = 64 * 1024
+#: Store fetches off the loop (``cached.StoreWait``) one search may wait for before it
+#: reads where it is (netinfod's MAX_FETCHES for NETINFO calls, the same reasoning).
+MAX_FETCHES = 32
+#: a search's success (SearchResultDone), encoded once
+_DONE = L.encode_op(L.Response(L.SEARCH_DONE, L.ResultCode.SUCCESS))
+#: :attr:`Connection._held` while a store read is fetched off the loop
+_FETCHING = object()
 #: Seconds netinfod's stop waits for the sessions it has cut to finish (their searches
 #: are cancelled; nothing they do then takes longer than a yield to the loop).
 CLOSE_WAIT = 5.0
@@ -123,8 +144,152 @@ class LdapConfig:
 
 
 #: one entry in scope: its NetInfo path (None for the rootDSE and the schema), DN,
-#: attributes, operational attributes
-Item = tuple[tuple[str, ...] | None, str, Attrs, Attrs]
+#: attributes, operational attributes, and for an entry kept by :class:`_Kept` its
+#: encodings (attribute selection → the SearchResultEntry operation's bytes), else None
+Item = tuple[tuple[str, ...] | None, str, Attrs, Attrs, dict[object, bytes] | None]
+
+#: What :class:`_Kept` holds at most of each kind before that table starts again, and
+#: what one costs (measured with tracemalloc, a user of 10,000 with nslcd's search):
+#: entries with their encodings 3.4 KB, whole answers 0.9 KB, LOOKUP answers 0.26 KB;
+#: about 38 MB in all when full (the fast path's reply table: 32 MiB).
+MAX_KEPT_ENTRIES = 4_096
+MAX_KEPT_REPLIES = 16_384
+MAX_KEPT_LOOKUPS = 32_768
+#: DNs whose paths :meth:`LdapServer.path_of` remembers at most before it starts again.
+MAX_PATHS = 4096
+#: Encodings kept per entry (attribute selections: nslcd and SSSD each ask for one).
+MAX_ENCODINGS = 4
+
+
+class _Kept:
+    """What equality searches read again and again, kept per domain state as the fast
+    path's reply table is (``server/fastpath.py``): the directories under the root by
+    name, LOOKUP's answers under a directory, and the entries LOOKUP found with their
+    encodings. Used only while no write is pending (``Database.read_state`` not None)
+    and nobody watches LOOKUP; each durable write drops what it touched: the entry of
+    every directory it changed, the answers under those and under their parents, and
+    everything when a directory under the root is made, destroyed or renamed (every
+    DN below it changes) or a whole new tree arrives."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self.state: int | None = None
+        #: name → number of the directories under the root
+        self.tops: dict[str, int] = {}
+        #: parent → (property, value) → LOOKUP's answer
+        self.lookups: dict[int, dict[tuple[str, str], list[int]]] = {}
+        self.n_lookups = 0
+        #: directory number → its entry
+        self.items: dict[int, Item] = {}
+        #: (reader, a search request's bytes after its message id) → the operations
+        #: answering it, encoded (entries, then the result): a search asked again is
+        #: answered without being decoded (:meth:`answer`)
+        self.replies: dict[tuple[object, bytes], tuple[bytes, ...]] = {}
+        #: directory number → the keys of the replies that read it
+        self.by_dir: dict[int, set[tuple[object, bytes]]] = {}
+
+    def usable(self) -> bool:
+        """May the kept things be read and filled now?"""
+        db = self.db
+        state = db.read_state()
+        if state is None or db.is_watched(Proc.LOOKUP):
+            return False
+        if state != self.state:
+            self.clear()
+            self.state = state
+        return True
+
+    def clear(self) -> None:
+        self.tops.clear()
+        self.lookups.clear()
+        self.n_lookups = 0
+        self.items.clear()
+        self.replies.clear()
+        self.by_dir.clear()
+
+    def answer(self, reader: object, raw: bytes) -> tuple[bytes | None, tuple[object, bytes]
+                                                          | None]:
+        """The answer to the whole message *raw* when it is a search kept for *reader*
+        (its message id put in), else None and, for a search, the key to keep its
+        answer under (:meth:`keep_reply`). Only a message whose bytes after the id are
+        those of a search answered before: what decoded then decodes the same now."""
+        # LDAPMessage ::= SEQUENCE { messageID INTEGER, protocolOp, controls }
+        n = raw[1]
+        p = 2 if n < 0x80 else 2 + (n & 0x7F)
+        if len(raw) < p + 4 or raw[p] != 0x02:
+            return None, None
+        size = raw[p + 1]
+        q = p + 2 + size
+        if not 1 <= size <= 4 or raw[p + 2] & 0x80 or len(raw) <= q or raw[q] != 0x63:
+            return None, None
+        key = (reader, raw[q:])
+        ops = self.replies.get(key)
+        if ops is None or not self.usable():
+            return None, key
+        head = raw[p:q]
+        return b"".join([ber.tlv(ber.SEQUENCE, head + op) for op in ops]), None
+
+    def keep_reply(self, key: tuple[object, bytes], ops: tuple[bytes, ...],
+                   deps: list[int]) -> None:
+        if len(self.replies) >= MAX_KEPT_REPLIES:
+            self.replies.clear()
+            self.by_dir.clear()
+        self.replies[key] = ops
+        for d in deps:
+            self.by_dir.setdefault(d, set()).add(key)
+
+    def _drop(self, oid: int) -> None:
+        keys = self.by_dir.pop(oid, None)
+        if keys:
+            replies = self.replies
+            for k in keys:
+                replies.pop(k, None)
+
+    def lookup(self, poid: int, prop: str, value: str) -> list[int]:
+        """LOOKUP of *prop* = *value* under *poid* (kept). :raises NiError: NI_NODIR."""
+        under = self.lookups.get(poid)
+        if under is not None:
+            found = under.get((prop, value))
+            if found is not None:
+                return found
+        found = self.db.call(Proc.LOOKUP, Caller(), (NiId(poid), prop, value))[0]
+        if self.n_lookups >= MAX_KEPT_LOOKUPS:
+            self.lookups.clear()
+            self.n_lookups = 0
+        self.lookups.setdefault(poid, {})[(prop, value)] = found
+        self.n_lookups += 1
+        return found
+
+    def keep(self, oid: int, item: Item) -> None:
+        if len(self.items) >= MAX_KEPT_ENTRIES:
+            self.items.clear()
+        self.items[oid] = item
+
+    def changed(self, changes: list[Change]) -> None:
+        """A durable batch (``Database.subscribe``)."""
+        if not (self.tops or self.lookups or self.items or self.replies):
+            return
+        items, lookups = self.items, self.lookups
+        for c in changes:
+            if c.proc is None:
+                self.clear()
+                return
+            for t in c.touched:
+                b, a = t.before, t.after
+                if (b is None or b.parent == 0) and (a is None or a.parent == 0) \
+                        and t.id != 0 and (b is None or a is None
+                                           or _names(b.props) != _names(a.props)):
+                    self.clear()   # a directory under the root made, gone or renamed
+                    return
+                items.pop(t.id, None)
+                lookups.pop(t.id, None)
+                self._drop(t.id)
+                if b is not None:
+                    lookups.pop(b.parent, None)
+                    self._drop(b.parent)
+                if a is not None:
+                    lookups.pop(a.parent, None)
+                    self._drop(a.parent)
 
 
 @dataclass
@@ -132,6 +297,9 @@ class _Paged:
     entries: Iterator[Item]
     view: NodeSource | None
     started: float
+    #: the directories the entries were read from and under (LOOKUP's parent, each
+    #: entry), when they all came from :class:`_Kept`: what its answer depends on
+    deps: list[int] | None = None
 
     def close(self) -> None:
         if self.view is not None:
@@ -156,6 +324,10 @@ class _Search:
     #: the entry it stopped at for a yield, examined first when it goes on
     pending: Item | None = None
     out: list[bytes] = field(default_factory=list)
+    #: where its answer is to be kept (:meth:`_Kept.answer`), while it can be: begun
+    #: and answered in one go, every entry a kept one
+    fill: tuple[object, bytes] | None = None
+    bodies: list[bytes] = field(default_factory=list)
 
 
 class LdapServer:
@@ -171,62 +343,45 @@ class LdapServer:
         #: the threads simple binds verify passwords in (:data:`BIND_WORKERS`; their
         #: queue is first come, first served)
         self.verifier = ThreadPoolExecutor(BIND_WORKERS, thread_name_prefix="ldap-bind")
-        #: the tasks running the sessions, so that close() can wait for their end
-        self._sessions: set[asyncio.Task[None]] = set()
         self.conns: set[Connection] = set()
         #: bytes of partly received messages, all connections together
         self.partial_bytes = 0
         # the one place the shared connection bounds are used (issue 22 item 6)
         self.bounds: PeerBounds[Connection] = PeerBounds(
             config.limits, drop=lambda c, why: c.abort(why), idle=lambda c: c.idle())
+        #: what equality searches read again and again (the directories under the root,
+        #: LOOKUP's answers, entries and their encodings), per domain state
+        self.kept = _Kept(db)
+        #: search bases and other DNs → their paths (:meth:`path_of`)
+        self._paths: dict[str, tuple[str, ...] | None] = {}
+        self._unsubscribe = db.subscribe(self.kept.changed)
 
     async def listen(self, host: str, port: int, ldaps: bool = False) -> int:
         """Listen on *host*:*port* (0: any free port), LDAPS when *ldaps*; the port."""
         if ldaps and self.config.tls is None:
             raise ValueError("LDAPS needs a certificate and key")
-        srv = await asyncio.start_server(self._accept, host, port,
-                                         ssl=self.config.tls if ldaps else None)
+        srv = await asyncio.get_running_loop().create_server(
+            lambda: Connection(self), host, port, ssl=self.config.tls if ldaps else None)
         self._servers.append(srv)
         return int(srv.sockets[0].getsockname()[1])
 
-    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        conn = Connection(self, reader, writer)
-        peer = writer.get_extra_info("peername") or ("", 0)
-        why = self.bounds.admit(conn, peer[0], time.monotonic())
-        if why is None and not self.db.admits_tcp(peer[0], is_loopback(peer[0])):
-            why = "not in trusted_networks"
-        if why is not None:
-            log.info("ldap: refusing %s: %s", peer[0], why)
-            self.bounds.forget(conn)
-            writer.close()
-            return
-        self.conns.add(conn)
-        task = asyncio.current_task()
-        if task is not None:
-            self._sessions.add(task)
-        try:
-            await conn.run()
-        finally:
-            self.conns.discard(conn)
-            self.bounds.forget(conn)
-            if task is not None:
-                self._sessions.discard(task)
-
     async def close(self) -> None:
         """Stop listening and end every session now. A TLS session is cut, not shut
-        down: a graceful close waits for the peer's close_notify (up to 30 s), and a
-        session still running when the loop ends is cancelled, which Python 3.11's
-        streams log as an error with a traceback (seen with SSSD's and nslcd's
-        StartTLS sessions, tests/test_ldap_clients.py)."""
+        down: a graceful close waits for the peer's close_notify (up to 30 s)."""
         for srv in self._servers:
             srv.close()
+        ends = []
         for c in list(self.conns):
             c.abort("server stopping")
-            c.writer.transport.abort()
-        if self._sessions:
-            await asyncio.wait(set(self._sessions), timeout=CLOSE_WAIT)
+            if c.transport is not None:
+                c.transport.abort()
+            ends.append(c.finished)
+            ends.extend(c.ops.values())
+        if ends:
+            await asyncio.wait(ends, timeout=CLOSE_WAIT)
         for srv in self._servers:
             await srv.wait_closed()
+        self._unsubscribe()
         self.verifier.shutdown(wait=False, cancel_futures=True)
 
     async def check_user(self, who: str | int, password: str) -> tuple[str, bool]:
@@ -246,7 +401,20 @@ class LdapServer:
 
     def path_of(self, dn: str) -> tuple[str, ...] | None:
         """The NetInfo path (names from the root) of an entry DN under the base, or None
-        when the DN is not under the base. :raises LdapError: invalidDNSyntax."""
+        when the DN is not under the base (remembered for the next search that names
+        it: a search base is mostly one of a few). :raises LdapError:
+        invalidDNSyntax, noSuchObject."""
+        paths = self._paths
+        got = paths.get(dn, paths)
+        if got is not paths:
+            return got   # type: ignore[return-value]
+        path = self._path_of(dn)
+        if len(paths) >= MAX_PATHS:
+            paths.clear()
+        paths[dn] = path
+        return path
+
+    def _path_of(self, dn: str) -> tuple[str, ...] | None:
         try:
             parsed = parse_dn(dn)
         except DnError as e:
@@ -270,20 +438,32 @@ class LdapServer:
         with the deepest existing entry as matchedDN."""
         src = self.db.source
         oid = 0
-        node = src.get(0)
-        assert node is not None
         for i, name in enumerate(path):
             try:
-                found, _ = self.db.call(Proc.LOOKUP, Caller(), (NiId(oid), "name", name))
+                if i == 0:
+                    oid = self._top(name)
+                else:
+                    found, _ = self.db.call(Proc.LOOKUP, Caller(), (NiId(oid), "name", name))
+                    oid = found[0]
             except NiError:
                 raise LdapError(L.ResultCode.NO_SUCH_OBJECT, "",
                                 self._dn(path[:i])) from None
-            oid = found[0]
-            got = src.get(oid)
-            if got is None:
-                raise LdapError(L.ResultCode.NO_SUCH_OBJECT, "", self._dn(path[:i]))
-            node = got
+        node = src.get(oid)
+        if node is None:
+            raise LdapError(L.ResultCode.NO_SUCH_OBJECT, "", self._dn(path[:-1]))
         return oid, node
+
+    def _top(self, name: str) -> int:
+        """The number of the directory *name* under the root, through LOOKUP, kept
+        while nothing moves it (:class:`_Kept`). :raises NiError: NI_NODIR."""
+        kept = self.kept
+        if kept.usable():
+            oid = kept.tops.get(name)
+            if oid is None:
+                oid = int(self.db.call(Proc.LOOKUP, Caller(), (NiId(0), "name", name))[0][0])
+                kept.tops[name] = oid
+            return oid
+        return int(self.db.call(Proc.LOOKUP, Caller(), (NiId(0), "name", name))[0][0])
 
     def entry(self, path: tuple[str, ...], node: Node) -> Item:
         """(path, DN, attributes, operational attributes) of the directory at *path*."""
@@ -294,7 +474,7 @@ class LdapServer:
             "subschemasubentry": ("subschemaSubentry", [SCHEMA_DN]),
             "hassubordinates": ("hasSubordinates", ["TRUE" if node.children else "FALSE"]),
         }
-        return path, dn, attrs, op
+        return path, dn, attrs, op, None
 
     def walk(self, view: NodeSource, oid: int, node: Node, path: tuple[str, ...],
              scope: int) -> Iterator[Item]:
@@ -331,10 +511,11 @@ class LdapServer:
         return None
 
     def lookup(self, target: tuple[str, ...], poid: int,
-               f: L.Filter) -> Iterator[Item] | None:
+               f: L.Filter) -> tuple[list[Item], list[int] | None] | None:
         """The children of *target* an equality on a plain column names, through the
         domain's indexed LOOKUP (nslcd's ``uid=NAME``, SSSD's ``memberUid=NAME``), or None
-        when no equality of *f* is on such a column."""
+        when no equality of *f* is on such a column; with the directories they depend
+        on when all of them are kept (:class:`_Kept`), else None."""
         m = MAPPINGS[target[0]]
         for attr, value in equality_terms(f):   # noqa: B007 (value used after the loop)
             col = next((c for c in m.columns if c.attr.lower() == attr and c.out is None),
@@ -350,23 +531,36 @@ class LdapServer:
         if attr_type(col.attr).equality == "ci" and value.lower() != value:
             tries.append(value.lower())
         found: list[int] = []
+        kept = self.kept
+        keeping = kept.usable()
         for v in tries:
             try:
-                found, _ = self.db.call(Proc.LOOKUP, Caller(), (NiId(poid), col.prop, v))
+                if keeping:
+                    found = kept.lookup(poid, col.prop, v)
+                else:
+                    found, _ = self.db.call(Proc.LOOKUP, Caller(), (NiId(poid), col.prop, v))
                 break
             except NiError:
                 continue
         src = self.db.source
-
-        def entries() -> Iterator[Item]:
-            for oid in found:
+        # read now (a store fetch, if one is needed, comes before anything is sent)
+        items: list[Item] = []
+        deps = [poid, *found] if keeping else None
+        for oid in found:
+            item = kept.items.get(oid) if keeping else None
+            if item is None:
                 n = src.get(oid)
                 if n is None:   # destroyed since
                     continue
                 name = next((vs[0] for k, vs in n.props if k == "name" and vs), None)
-                if name is not None:
-                    yield self.entry(target + (name,), n)
-        return entries()
+                if name is None:
+                    continue
+                path, dn, attrs, op, _ = self.entry(target + (name,), n)
+                item = (path, dn, attrs, op, {} if keeping else None)
+                if keeping:
+                    kept.keep(oid, item)
+            items.append(item)
+        return items, deps
 
 
 def _owners() -> dict[tuple[str, str], str]:
@@ -390,41 +584,357 @@ def _owners() -> dict[tuple[str, str], str]:
 _OWNERS = _owners()
 
 
-class Connection:
-    """One client connection: reads messages in order, runs each (searches inline when
-    nothing else is outstanding, as tasks that abandon can cancel once they must yield
-    or when other operations are in flight), writes responses."""
+class Connection(asyncio.Protocol):
+    """One client connection, an asyncio Protocol: the complete messages of each read
+    are answered in order inside ``data_received`` (a search up to its first yield, a
+    base or equality search whole), their answers written together; a Task only for
+    what must await (a bind's verification, StartTLS, a PostgreSQL commit, the rest of
+    a search past its first yield, which abandon can cancel). While such a wait holds
+    the connection (:attr:`_held`) the messages read meanwhile wait in :attr:`buf`."""
 
-    def __init__(self, server: LdapServer, reader: asyncio.StreamReader,
-                 writer: asyncio.StreamWriter) -> None:
+    def __init__(self, server: LdapServer) -> None:
         self.server = server
         self.db = server.db
-        self.reader = reader
-        self.writer = writer
-        peer = writer.get_extra_info("peername") or ("", 0)
-        self.addr: str = peer[0]
-        self.port: int = peer[1]
-        self.tls = writer.get_extra_info("sslcontext") is not None
-        self.caller = Caller(self.addr, self.port)
+        self.transport: asyncio.Transport | None = None
+        self.addr = ""
+        self.port = 0
+        self.tls = False
+        self.caller = Caller()
         self.bound_dn = ""
+        #: searches running as tasks (past their first yield), by message id
         self.ops: dict[int, asyncio.Task[None]] = {}
         self.paged: dict[bytes, _Paged] = {}
         self.closed = False
-        #: bytes of a message begun and not yet whole, and since when
+        #: bytes received and not yet answered (a message begun and not yet whole, or
+        #: whole messages waiting while the connection is held)
+        self.buf = bytearray()
+        #: bytes of :attr:`buf` counted against :data:`PARTIAL_BUDGET`, and since when
+        #: the message at its head is awaited
         self.partial = 0
         self.partial_since = 0.0
+        #: when the peer last sent something, or the connection last finished work
+        self.last = time.monotonic()
         #: the clock search time limits are measured by (tests give their own)
         self.clock = time.monotonic
         #: the group commit of the requests of one read of the socket
         #: (``Database.batch``): their writes are made durable together, and every
         #: response sent meanwhile waits for that commit (:meth:`flush_batch`)
         self.batch: Batch | None = None
+        #: what the connection waits for before it reads on: a task (bind, StartTLS,
+        #: commit) or :data:`_FETCHING` (a store read off the loop); None: answering
+        self._held: asyncio.Future[None] | object | None = None
+        #: cancel :attr:`_held` if the connection goes first (a bind, StartTLS)
+        self._cancel_held = False
+        #: a message to run again first (its store read fetched, its batch committed)
+        self._retry: L.Message | None = None
+        #: fetches off the loop made for :attr:`_retry` so far (:data:`MAX_FETCHES`)
+        self._fetches = 0
+        #: answers gathered while a read's messages are answered: one write for all
+        self._out: list[bytes] | None = None
+        self._out_size = 0
+        #: the peer is not taking its answers (the transport's buffer is past its mark)
+        self._writing_paused = False
+        #: search tasks waiting for the peer to take what is queued
+        self._drain_waiters: list[asyncio.Future[None]] = []
+        self._stall: asyncio.TimerHandle | None = None
+        #: the idle and partial-message timer (re-armed lazily: see :meth:`_timeout`)
+        self._timer: asyncio.TimerHandle | None = None
+        self.finished: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        #: between a StartTLS response and the TLS transport's arrival
+        self._starting_tls = False
+        #: inside :meth:`_process` (a callback it causes must not start another)
+        self._processing = False
+        #: the key the answer of the search being handled is to be kept under
+        self._fill: tuple[object, bytes] | None = None
 
     def __hash__(self) -> int:
         return id(self)
 
+    @property
+    def _reader(self) -> tuple[bool, str | None]:
+        """What a search's answer depends on of the reader (``hidden``)."""
+        c = self.caller
+        return c.is_root, c.user
+
     def idle(self) -> bool:
-        return not self.ops and not self.partial
+        return not self.ops and not self.partial and self._held is None
+
+    # -- the transport ------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        peer = transport.get_extra_info("peername") or ("", 0)
+        self.addr, self.port = peer[0], peer[1]
+        self.tls = transport.get_extra_info("sslcontext") is not None
+        self.caller = Caller(self.addr, self.port)
+        srv = self.server
+        why = srv.bounds.admit(self, self.addr, time.monotonic())
+        if why is None and not self.db.admits_tcp(self.addr, is_loopback(self.addr)):
+            why = "not in trusted_networks"
+        if why is not None:
+            log.info("ldap: refusing %s: %s", self.addr, why)
+            srv.bounds.forget(self)
+            self.closed = True
+            transport.close()
+            return
+        srv.conns.add(self)
+        transport.set_write_buffer_limits(high=WRITE_HIGH_WATER)
+        self._arm()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        srv = self.server
+        self.closed = True
+        self.flush_batch()   # the writes already made are committed (nothing is sent)
+        self._partial(0)
+        self.buf.clear()
+        for h in (self._timer, self._stall):
+            if h is not None:
+                h.cancel()
+        self._timer = self._stall = None
+        held = self._held
+        if isinstance(held, asyncio.Future) and self._cancel_held:
+            held.cancel()   # a bind's or StartTLS's wait (never a commit's)
+        for t in self.ops.values():
+            t.cancel()
+        for p in self.paged.values():
+            p.close()
+        self.paged.clear()
+        self._wake()
+        srv.conns.discard(self)
+        srv.bounds.forget(self)
+        if not self.finished.done():
+            self.finished.set_result(None)
+
+    def pause_writing(self) -> None:
+        """The peer does not take its answers: no more requests are read, and after the
+        bounds' ``stall`` seconds the connection goes (it then holds no more memory)."""
+        self._writing_paused = True
+        transport = self.transport
+        if transport is not None:
+            transport.pause_reading()
+        if self._stall is None:
+            self._stall = asyncio.get_running_loop().call_later(
+                self.server.config.limits.stall, self._stalled)
+
+    def resume_writing(self) -> None:
+        self._writing_paused = False
+        if self._stall is not None:
+            self._stall.cancel()
+            self._stall = None
+        self._wake()
+        self._continue()
+
+    def _stalled(self) -> None:
+        self._stall = None
+        self.abort(f"answers not taken for {self.server.config.limits.stall:g} s")
+        if self.transport is not None:
+            self.transport.abort()   # what is queued is dropped, not waited for
+
+    def _wake(self) -> None:
+        waiters, self._drain_waiters = self._drain_waiters, []
+        for w in waiters:
+            if not w.done():
+                w.set_result(None)
+
+    async def drain(self) -> None:
+        """Until the peer has taken what is queued for it (below the transport's
+        high-water mark); the stall timer (:meth:`pause_writing`) bounds the wait.
+        :raises ConnectionResetError: the connection is gone."""
+        while self._writing_paused and not self.closed:
+            w = asyncio.get_running_loop().create_future()
+            self._drain_waiters.append(w)
+            await w
+        if self.closed:
+            raise ConnectionResetError("closed")
+
+    def data_received(self, data: bytes) -> None:
+        if self.closed:
+            return
+        now = time.monotonic()
+        self.last = now
+        self.server.bounds.active(self, now)
+        buf = self.buf
+        if not buf:
+            self.partial_since = now
+        buf += data
+        if self._held is not None or self._writing_paused:
+            # the messages wait for what holds the connection: read no more meanwhile
+            # (but for a StartTLS handshake's: the request after it may come before the
+            # handshake's end reaches start_tls, and pausing the plain transport under
+            # the TLS one would stop the connection for good)
+            self._partial(len(buf))
+            if self.transport is not None and not self._starting_tls:
+                self.transport.pause_reading()
+            self._arm()
+            return
+        self._process()
+
+    def _process(self) -> None:
+        """Answer the whole messages in :attr:`buf` in order, until one must wait (a bind,
+        StartTLS, a commit or a store fetch holds the connection) or the peer stops
+        taking answers; then write the answers gathered, in one write."""
+        buf = self.buf
+        self._out = []
+        self._out_size = 0
+        self._processing = True
+        kept = self.server.kept
+        took = False
+        try:
+            while not self.closed and self._held is None and not self._writing_paused:
+                msg = self._retry
+                if msg is not None:
+                    self._retry = None
+                else:
+                    try:
+                        n = ber.frame(buf)
+                    except WireError as e:
+                        self.disconnect(L.ResultCode.PROTOCOL_ERROR, str(e))
+                        break
+                    if n is None:
+                        break
+                    raw = bytes(buf) if n == len(buf) else bytes(buf[:n])
+                    del buf[:n]
+                    took = True
+                    if self.batch is None:
+                        hit, self._fill = kept.answer(self._reader, raw)
+                        if hit is not None:   # a search answered before: its answer
+                            self._emit(hit)
+                            if self._out_size > WRITE_HIGH_WATER:
+                                self._write_out()
+                            continue
+                    try:
+                        msg = L.decode_message(raw)
+                    except WireError as e:
+                        # RFC 4511 §4.1.1: a PDU that does not decode ends the session
+                        self.disconnect(L.ResultCode.PROTOCOL_ERROR, str(e))
+                        break
+                try:
+                    end = self.handle(msg)
+                finally:
+                    self._fill = None
+                if end:   # unbind (RFC 4511 §4.3), or worse
+                    self.abort("")
+                    break
+                if self._out_size > WRITE_HIGH_WATER:
+                    self._write_out()   # may pause writing: the loop then stops
+            if self._held is None:
+                # the writes of this read's requests: one commit, then their answers
+                self.flush_batch()
+        finally:
+            self._write_out()
+            self._out = None
+            self._processing = False
+        if took and buf:
+            self.partial_since = time.monotonic()
+        self._partial(len(buf))
+        if buf and (self._held is not None or self._writing_paused) \
+                and self.transport is not None and not self._starting_tls:
+            self.transport.pause_reading()
+        self._arm()
+
+    def _write_out(self) -> None:
+        out = self._out
+        if out:
+            data = b"".join(out) if len(out) > 1 else out[0]
+            out.clear()
+            self._out_size = 0
+            if self.transport is not None and not self.transport.is_closing():
+                self.transport.write(data)
+
+    def _emit(self, data: bytes) -> None:
+        """Send *data*: gathered while a read's messages are answered, else at once."""
+        if self.closed:
+            return
+        out = self._out
+        if out is not None:
+            out.append(data)
+            self._out_size += len(data)
+        elif self.transport is not None and not self.transport.is_closing():
+            self.transport.write(data)
+
+    def _hold(self, fut: asyncio.Future[None], cancel_on_close: bool = False) -> None:
+        """Hold the connection until *fut* is done (the messages read meanwhile wait),
+        then answer on. *cancel_on_close*: cancel it if the connection goes first."""
+        self._held = fut
+        self._cancel_held = cancel_on_close
+
+        def release(_: asyncio.Future[None]) -> None:
+            if self._held is fut:
+                self._held = None
+            if not fut.cancelled() and fut.exception() is not None:
+                log.error("ldap: closing %s:%d: %s", self.addr, self.port, fut.exception())
+                if self.transport is not None:
+                    self.transport.abort()
+                return
+            self._continue()
+        fut.add_done_callback(release)
+
+    def _fetched(self) -> None:
+        """What :attr:`_retry` missed in the store is there: run it again."""
+        if self._held is _FETCHING:
+            self._held = None
+        self._continue()
+
+    def _continue(self) -> None:
+        """Go on answering after a hold or a pause: what waits in :attr:`buf` first."""
+        if self.closed or self._held is not None or self._writing_paused \
+                or self._processing:
+            return   # (while answering, the loop in _process goes on by itself)
+        self.last = time.monotonic()
+        transport = self.transport
+        if transport is not None:
+            transport.resume_reading()
+        if self.buf or self._retry is not None:
+            self._process()
+        else:
+            self._arm()
+
+    # -- timers ------------------------------------------------------------------------
+
+    def _deadline(self) -> float | None:
+        """When the connection is to be closed if nothing happens: a message begun
+        :data:`PARTIAL_TIMEOUT` ago and not whole, or :data:`IDLE_TIMEOUT` with nothing
+        in flight (no search, no paged search left open, no wait)."""
+        if self.buf and self._held is None and self._retry is None \
+                and not self._writing_paused:
+            return self.partial_since + PARTIAL_TIMEOUT
+        if self.ops or self.paged or self._held is not None or self._retry is not None \
+                or self._writing_paused:
+            return None   # (a peer not taking its answers: the stall timer's part)
+        return self.last + IDLE_TIMEOUT
+
+    def _arm(self) -> None:
+        """The timer set for :meth:`_deadline` (one call_later per connection, moved
+        only when the deadline comes earlier; a later one is found when it fires)."""
+        if self.closed:
+            return
+        d = self._deadline()
+        if d is None:
+            return
+        timer = self._timer
+        loop_now = time.monotonic()
+        if timer is not None:
+            if timer.when() <= d + 0.001:
+                return
+            timer.cancel()
+        self._timer = asyncio.get_running_loop().call_later(max(0.0, d - loop_now),
+                                                            self._timeout)
+
+    def _timeout(self) -> None:
+        self._timer = None
+        if self.closed:
+            return
+        d = self._deadline()
+        if d is None:
+            return
+        if d > time.monotonic():
+            self._arm()
+            return
+        self.disconnect(L.ResultCode.UNAVAILABLE,
+                        "a message took too long" if self.buf else "idle too long")
+
+    # -- sending -------------------------------------------------------------------------
 
     def _partial(self, held: int) -> None:
         """This connection now holds *held* bytes of a message not yet whole; past
@@ -440,32 +950,58 @@ class Connection:
             biggest.partial = 0
 
     def abort(self, why: str) -> None:
-        if not self.closed:
+        """Close the connection once what is queued for it is sent."""
+        if not self.closed and why:
             log.info("ldap: closing %s:%d: %s", self.addr, self.port, why)
+        self._write_out()
         self.closed = True
-        self.writer.close()
+        if self.transport is not None:
+            self.transport.close()
 
     def send(self, msgid: int, op: L.Operation, controls: tuple[L.Control, ...] = ()) -> None:
         if not self.closed:
             data = L.encode_message(L.Message(msgid, op, controls))
             if self.batch is None:
-                self.writer.write(data)
+                self._emit(data)
             else:   # after the batch's commit; a write's success, unavailable if it fails
                 self.batch.add(data, partial(_unwritten, msgid, op))
 
     def flush_batch(self) -> None:
         """End the open batch: commit its writes (one transaction), then send every
-        response it held, those of writes that did not become durable replaced. Run
-        before anything awaits, so no other connection sees (or commits) the batch's
-        writes unanswered."""
+        response it held, those of writes that did not become durable replaced. On an
+        engine whose commits wait on a server (PostgreSQL) the commit runs off the loop
+        and the connection is held meanwhile (:meth:`_hold`; other connections go on)."""
         batch, self.batch = self.batch, None
         if batch is None:
             return
-        replies = batch.close()
+        if batch.close_now():
+            self._batch_sent(batch)
+            return
+
+        async def settle() -> None:
+            await batch.close_async()
+            self._batch_sent(batch)
+        task = asyncio.ensure_future(settle())
+        if not self.closed:
+            self._hold(task)
+
+    def _batch_sent(self, batch: Batch) -> None:
         if batch.failed:
             log.error("ldap: a commit failed; its writes are answered unavailable")
-        if replies and not self.closed:
-            self.writer.write(b"".join(replies))
+        if batch.replies and not self.closed:
+            self._emit(b"".join(batch.replies))
+
+    def _settled(self, msg: L.Message) -> bool:
+        """Close the open batch before *msg* runs (a bind, StartTLS or search sees and
+        answers after the writes before it); False when its commit is awaited first
+        (*msg* then runs again after it)."""
+        if self.batch is None:
+            return True
+        self.flush_batch()
+        if self._held is None:
+            return True
+        self._retry = msg
+        return False
 
     def disconnect(self, code: int, message: str) -> None:
         """The notice of disconnection (RFC 4511 §4.4.1), then close."""
@@ -473,86 +1009,11 @@ class Connection:
                                         name=L.OID_NOTICE_OF_DISCONNECTION))
         self.abort(message)
 
-    async def drain(self) -> None:
-        """Until the peer has taken what is queued for it (asyncio's high-water mark),
-        at most the bounds' ``stall`` seconds; then the connection goes (a peer that
-        sends requests and never reads the answers holds no memory)."""
-        try:
-            await asyncio.wait_for(self.writer.drain(), self.server.config.limits.stall)
-        except TimeoutError:
-            self.abort(f"answers not taken for {self.server.config.limits.stall:g} s")
-            raise ConnectionResetError("stalled") from None
-
-    async def run(self) -> None:
-        buf = bytearray()
-        try:
-            while not self.closed:
-                if buf:
-                    wait: float | None = max(0.0, self.partial_since + PARTIAL_TIMEOUT
-                                             - time.monotonic())
-                else:
-                    wait = IDLE_TIMEOUT if not self.ops and not self.paged else None
-                try:
-                    data = await asyncio.wait_for(self.reader.read(65536), wait)
-                except TimeoutError:
-                    self.disconnect(L.ResultCode.UNAVAILABLE, "a message took too long"
-                                    if buf else "idle too long")
-                    break
-                if not data:
-                    break
-                now = time.monotonic()
-                self.server.bounds.active(self, now)
-                if not buf:
-                    self.partial_since = now
-                buf += data
-                self._partial(len(buf))
-                if self.closed:
-                    break
-                while not self.closed:
-                    try:
-                        n = ber.frame(buf)
-                    except WireError as e:
-                        self.disconnect(L.ResultCode.PROTOCOL_ERROR, str(e))
-                        break
-                    if n is None:
-                        break
-                    raw = bytes(buf[:n])
-                    del buf[:n]
-                    self._partial(len(buf))
-                    if buf:
-                        self.partial_since = time.monotonic()
-                    try:
-                        msg = L.decode_message(raw)
-                    except WireError as e:
-                        # RFC 4511 §4.1.1: a PDU that does not decode ends the session
-                        self.disconnect(L.ResultCode.PROTOCOL_ERROR, str(e))
-                        break
-                    if await self.handle(msg):   # unbind (RFC 4511 §4.3), or worse
-                        self.closed = True
-                        break
-                    if self.batch is None:
-                        # back-pressure: no more requests read while the answers wait
-                        await self.drain()
-                # the writes of this read's requests: one commit, then their answers
-                self.flush_batch()
-                await self.drain()
-        except (ConnectionError, OSError):
-            pass
-        finally:
-            self.flush_batch()
-            self._partial(0)
-            self.closed = True
-            for t in self.ops.values():
-                t.cancel()
-            for p in self.paged.values():
-                p.close()
-            self.paged.clear()
-            self.writer.close()
-
     # -- dispatch ------------------------------------------------------------------------
 
-    async def handle(self, msg: L.Message) -> bool:
-        """Run one request; True when the connection is to end."""
+    def handle(self, msg: L.Message) -> bool:
+        """Run one request (what must await, started: :meth:`_hold`); True when the
+        connection is to end."""
         op = msg.op
         if isinstance(op, L.UnbindRequest):
             return True
@@ -566,30 +1027,28 @@ class Connection:
                 self._answer(msg, L.ResultCode.UNAVAILABLE_CRITICAL_EXTENSION,
                              f"control {c.oid} not supported")
                 return False
-        if isinstance(op, L.ExtendedRequest) and op.name == L.OID_STARTTLS:
-            self.flush_batch()   # nothing held across an await
-            await self.start_tls(msg)
-            return False
-        if isinstance(op, L.BindRequest):
-            self.flush_batch()   # nothing held across an await
-            await self.bind(msg)
-            return False
         if isinstance(op, L.SearchRequest):
             if len(self.ops) >= MAX_OPS_PER_CONN:
                 self._answer(msg, L.ResultCode.BUSY, "too many operations in flight")
                 return False
-            run = None
-            if not self.ops and self.batch is None:
-                # nothing else outstanding and no write's answer held: answered here, in
-                # the read loop, as far as its first yield (all of it, for a search
-                # LOOKUP narrows to a few entries); a task (which abandon can cancel)
-                # only for what goes on after that
-                run = self.search_now(msg, op)
-                if run is None:
-                    return False
-            task = asyncio.ensure_future(self.search(msg, op, run))
-            self.ops[msg.id] = task
-            task.add_done_callback(self._done(msg.id))
+            if not self._settled(msg):
+                return False
+            # answered here as far as its first yield (all of it, for a search LOOKUP
+            # narrows to a few entries); a task (which abandon can cancel) only for
+            # what goes on after that
+            run = self.search_now(msg, op)
+            if run is not None:
+                task = asyncio.ensure_future(self.search(msg, op, run))
+                self.ops[msg.id] = task
+                task.add_done_callback(self._done(msg.id))
+            return False
+        if isinstance(op, L.ExtendedRequest) and op.name == L.OID_STARTTLS:
+            if self._settled(msg):
+                self._hold(asyncio.ensure_future(self.start_tls(msg)), cancel_on_close=True)
+            return False
+        if isinstance(op, L.BindRequest):
+            if self._settled(msg):
+                self._hold(asyncio.ensure_future(self.bind(msg)), cancel_on_close=True)
             return False
         handler = _HANDLERS.get(type(op))
         if handler is None:
@@ -611,6 +1070,8 @@ class Connection:
     def _done(self, msgid: int) -> Callable[[asyncio.Task[None]], None]:
         def forget(_task: asyncio.Task[None]) -> None:
             self.ops.pop(msgid, None)
+            self.last = time.monotonic()
+            self._arm()
         return forget
 
     def _answer(self, msg: L.Message, code: int, message: str = "", matched: str = "") -> None:
@@ -626,7 +1087,7 @@ class Connection:
 
     async def bind(self, msg: L.Message) -> None:
         """A bind: its password verified off the event loop (:meth:`LdapServer.check_user`);
-        the connection reads nothing more meanwhile (RFC 4511 §4.2.1: requests after a
+        the connection answers nothing more meanwhile (RFC 4511 §4.2.1: requests after a
         bind run as its outcome)."""
         try:
             await self._bind(msg)
@@ -675,13 +1136,27 @@ class Connection:
             self.send(msg.id, L.ExtendedResponse(L.ResultCode.OPERATIONS_ERROR, "",
                                                  "operations in flight"))
             return
+        if self.buf:   # RFC 4511 §4.14.1: nothing may follow until the response
+            self.disconnect(L.ResultCode.PROTOCOL_ERROR, "requests after StartTLS")
+            return
         self.send(msg.id, L.ExtendedResponse(L.ResultCode.SUCCESS, name=L.OID_STARTTLS))
-        await self.writer.drain()
+        transport = self.transport
+        assert transport is not None
+        self._starting_tls = True
         try:
-            await self.writer.start_tls(ctx)
+            tls = await asyncio.get_running_loop().start_tls(transport, self, ctx,
+                                                             server_side=True)
         except (ssl.SSLError, ConnectionError, OSError) as e:
             self.abort(f"TLS handshake failed: {e}")
             return
+        finally:
+            self._starting_tls = False
+        if tls is None or self.closed:
+            self.abort("TLS handshake failed")
+            return
+        assert isinstance(tls, asyncio.Transport)
+        self.transport = tls
+        tls.set_write_buffer_limits(high=WRITE_HIGH_WATER)
         self.tls = True
 
     def extended(self, msg: L.Message) -> None:
@@ -746,7 +1221,7 @@ class Connection:
         if path is None:
             raise LdapError(L.ResultCode.NO_SUCH_OBJECT)
         _, node = self.server.resolve(path)
-        _, _, attrs, _ = self.server.entry(path, node)
+        _, _, attrs, _, _ = self.server.entry(path, node)
         if op.attr.lower() in self.hidden(path):
             raise LdapError(L.ResultCode.INSUFFICIENT_ACCESS_RIGHTS)
         if op.attr.lower() not in attrs:
@@ -759,14 +1234,40 @@ class Connection:
     def search_now(self, msg: L.Message, op: L.SearchRequest) -> _Search | None:
         """Begin a search without waiting: its entries up to its first yield to the event
         loop (every :data:`BATCH` entries examined). None when the search is answered
-        (its result, or its error, sent), else the run to go on with after that yield
-        (:meth:`search`)."""
+        (its result, or its error, sent) or waits for a store fetch (it then runs again:
+        :attr:`_retry`), else the run to go on with after that yield (:meth:`search`).
+
+        On a store whose reads are round trips (PostgreSQL, ``server.storeio``) what
+        the search begins with (the base, LOOKUP and the entries it finds) is read
+        without waiting: a read the cache misses raises ``cached.StoreWait`` before
+        anything is sent, is fetched off the loop, and the search runs again, as
+        NETINFO's calls do (up to :data:`MAX_FETCHES` times; then it reads where it
+        is). A walk of a snapshot reads as it goes."""
+        waiting = self.db.waiting
         try:
-            run = self._open(msg, op)
-            if run is None or self._step(run):
+            if waiting is not None:
+                waiting.no_wait = self._fetches < MAX_FETCHES
+            try:
+                run = self._open(msg, op)
+            finally:
+                if waiting is not None:
+                    waiting.no_wait = False
+            self._fetches = 0
+            if run is None:
                 return None
+            if self._fill is not None and run.state.deps is not None and not run.paged:
+                run.fill = self._fill
+            if self._step(run):
+                return None
+            run.fill = None   # it yields: answered in more than one go
             return run
+        except StoreWait as miss:
+            self._retry = msg
+            self._fetches += 1
+            self._held = _FETCHING
+            self.db.fetch(miss, self._fetched)
         except (LdapError, NiError) as e:
+            self._fetches = 0
             self._search_failed(msg, e)
         except (ConnectionError, OSError):
             self.abort("connection lost")
@@ -837,7 +1338,7 @@ class Connection:
         answered timeLimitExceeded)."""
         try:
             if run.out:
-                self.writer.write(b"".join(run.out))
+                self._emit(b"".join(run.out))
                 run.out.clear()
             await self.drain()
             await asyncio.sleep(0)
@@ -869,7 +1370,7 @@ class Connection:
                     if run.examined % BATCH == 0:
                         run.pending = item
                         return False
-                path, dn, attrs, opattrs = item
+                path, dn, attrs, opattrs, encodings = item
                 hidden = self.hidden(path) if path is not None else PRIVATE_ATTRS
                 if evaluate(op.filter, attrs, hidden,
                             _safe_parse(dn) if run.needs_dn else ()) is not True:
@@ -880,8 +1381,21 @@ class Connection:
                                                     L.ResultCode.SIZE_LIMIT_EXCEEDED))
                     run.state.close()
                     return True
-                run.out.append(L.encode_message(L.Message(run.msgid, L.SearchEntry(
-                    dn, select(attrs, op.attributes, op.types_only, hidden, opattrs)))))
+                if encodings is None:
+                    run.fill = None
+                    body = L.encode_op(L.SearchEntry(dn, select(
+                        attrs, op.attributes, op.types_only, hidden, opattrs)))
+                else:   # a kept entry: its encoding for this selection, kept too
+                    key = (op.attributes, op.types_only, hidden)
+                    body = encodings.get(key) or b""
+                    if not body:
+                        body = L.encode_op(L.SearchEntry(dn, select(
+                            attrs, op.attributes, op.types_only, hidden, opattrs)))
+                        if len(encodings) < MAX_ENCODINGS:
+                            encodings[key] = body
+                run.out.append(L.message_with(run.msgid, body))
+                if run.fill is not None:
+                    run.bodies.append(body)
                 run.sent += 1
                 if run.paged and run.size and run.sent >= run.size:
                     more = True
@@ -903,15 +1417,18 @@ class Connection:
             controls = (L.Control(L.OID_PAGED_RESULTS, False, L.encode_paged(0, next_cookie)),)
         else:
             state.close()
+            if run.fill is not None and state.deps is not None and self.server.kept.usable():
+                self.server.kept.keep_reply(run.fill, (*run.bodies, _DONE), state.deps)
         # the last entries and the result in one write: one system call, one segment
         run.out.append(L.encode_message(L.Message(run.msgid, L.Response(
-            L.SEARCH_DONE, L.ResultCode.SUCCESS), controls)))
+            L.SEARCH_DONE, L.ResultCode.SUCCESS), controls)) if controls
+            else L.message_with(run.msgid, _DONE))
         self._flush(run.out)
         return True
 
     def _flush(self, batch: list[bytes]) -> None:
         if batch and not self.closed:
-            self.writer.write(b"".join(batch))
+            self._emit(b"".join(batch) if len(batch) > 1 else batch[0])
             batch.clear()
 
     def _begin(self, op: L.SearchRequest) -> _Paged:
@@ -922,11 +1439,11 @@ class Connection:
         base = op.base.strip()
         if base == "" and op.scope == L.Scope.BASE:
             dse = root_dse(srv.base_text, srv.config.tls is not None and not self.tls)
-            return _Paged(iter([(None, "", dse, {})]), None, now)
+            return _Paged(iter([(None, "", dse, {}, None)]), None, now)
         if "".join(base.lower().split()) == "cn=subschema":
             if op.scope != L.Scope.BASE:
                 return _Paged(iter(()), None, now)
-            return _Paged(iter([(None, SCHEMA_DN, schema_entry(), {})]), None, now)
+            return _Paged(iter([(None, SCHEMA_DN, schema_entry(), {}, None)]), None, now)
         path = srv.path_of(base)
         if path is None:
             raise LdapError(L.ResultCode.NO_SUCH_OBJECT, "not under this server's base",
@@ -943,7 +1460,7 @@ class Connection:
                 return _Paged(iter(()), None, now)
             found = srv.lookup(owner, oid, op.filter)
             if found is not None:
-                return _Paged(found, None, now)
+                return _Paged(iter(found[0]), None, now, found[1])
             path, scope = owner, L.Scope.ONE
         view = self.db.snapshot()
         try:
@@ -1060,6 +1577,10 @@ class Connection:
             props.append((k, list(vs)))
         self.db.call(Proc.WRITE, self.caller, (NiId(oid, node.instance), props))
         self._answer(msg, L.ResultCode.SUCCESS)
+
+
+def _names(props: Proplist) -> list[str] | None:
+    return next((vs for k, vs in props if k == "name"), None)
 
 
 def _writes(op: L.Operation) -> bool:

@@ -677,9 +677,22 @@ def _enc_result(code: int, matched: str, message: str,
     return parts
 
 
+def _enc_entry(dn: str, attrs: tuple[Attribute, ...]) -> bytes:
+    """SearchResultEntry, the hottest encoding of a server: :func:`_enc_attrs` with the
+    short forms written out (a value under 128 bytes: tag, length, contents)."""
+    parts = []
+    for name, values in attrs:
+        vs = [b"\x04" + bytes((len(v),)) + v if len(v) < 0x80 else tlv(OCTET_STRING, v)
+              for v in values]
+        nb = name.encode("utf-8", "surrogateescape")
+        head = b"\x04" + bytes((len(nb),)) + nb if len(nb) < 0x80 else tlv(OCTET_STRING, nb)
+        parts.append(tlv(SEQUENCE, head + tlv(SET, b"".join(vs))))
+    return tlv(0x64, encode_str(dn) + tlv(SEQUENCE, b"".join(parts)))
+
+
 def _enc(o: Operation) -> bytes:
     if isinstance(o, SearchEntry):
-        return seq(0x64, encode_str(o.dn), _enc_attrs(o.attributes))
+        return _enc_entry(o.dn, o.attributes)
     if isinstance(o, Response):
         parts = _enc_result(o.code, o.matched, o.message, o.referral)
         if o.sasl_creds is not None:
@@ -748,6 +761,18 @@ def encode_message(m: Message) -> bytes:
     return seq(SEQUENCE, *parts)
 
 
+def encode_op(o: Operation) -> bytes:
+    """An operation's encoding alone (the protocolOp of an LDAPMessage): what a server
+    keeps to send again under other message ids (:func:`message_with`)."""
+    return _enc(o)
+
+
+def message_with(msgid: int, op: bytes) -> bytes:
+    """The LDAPMessage (no controls) of message id *msgid* carrying the operation
+    *op* already encoded (:func:`encode_op`): ``encode_message`` without re-encoding."""
+    return tlv(SEQUENCE, encode_int(msgid) + op)
+
+
 # -- control and extended-operation values ---------------------------------------------------
 
 def decode_paged(value: bytes | None) -> tuple[int, bytes]:
@@ -806,6 +831,7 @@ __all__ = [
     "OID_WHOAMI", "Operation", "Or", "Present", "Response", "ResultCode", "SEARCH_DONE",
     "Scope", "SearchEntry", "SearchReference", "SearchRequest", "Substrings", "UNBIND",
     "UnbindRequest", "decode_filter", "decode_message", "decode_paged",
-    "decode_passwd_modify", "encode_filter", "encode_message", "encode_paged",
+    "decode_passwd_modify", "encode_filter", "encode_message", "encode_op", "encode_paged",
+    "message_with",
     "encode_passwd_generated", "encode_passwd_modify", "filter_text", "message_id",
 ]
