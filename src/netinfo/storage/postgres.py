@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import gc
 import hashlib
+import itertools
 import logging
 import os
 import select
@@ -47,7 +48,7 @@ import socket
 import struct
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from itertools import groupby
 from operator import itemgetter
 from typing import TYPE_CHECKING, Any
@@ -56,10 +57,11 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from ..errors import StorageError, StoreDiverged, WireError
 from ..wire.proplist import decode_proplist, encode_proplist
 from . import (
-    Catalog, Engine, Free, Image, KidDel, KidIns, Meta, NewCopy, Op, Put, Record, Reset,
-    Store,
+    Catalog, Dump, Engine, Free, Image, ImageDump, KidDel, KidIns, Meta, NewCopy, Op, Put,
+    Record, Reset, Store,
 )
 from .changes import SEQ_KEY
+from .dump import SqlDump
 from .postgres_journal import PostgresJournal
 from .postgres_journal import schema as journal_schema
 from .sqlite import index_delta
@@ -585,6 +587,15 @@ class PostgresStore(Store):
         from .postgres_source import PgLoopReads  # noqa: PLC0415 - the seam's other half
         return PgLoopReads(self)
 
+    def dump(self) -> Dump:
+        """The whole domain a chunk at a time, in a snapshot of its own (:class:`PgDump`;
+        an empty image where no domain was ever made)."""
+        try:
+            made = self._has_schema() and self.schema_version() >= 1
+        except self._pg_error as exc:
+            raise StorageError(f"cannot read {self.where}: {_one_line(exc)}") from exc
+        return PgDump(self) if made else ImageDump(Image())
+
     def index_rows(self) -> set[tuple[int, bytes, bytes, int]]:
         """The whole persisted LOOKUP index (``nistore check``)."""
         try:
@@ -907,6 +918,8 @@ _COPY_TAIL = struct.pack(">h", -1)
 _DIRS_ROW = struct.Struct(">hiqiqiqi").pack
 #: a kids row: (parent, ord, child)
 _KIDS_ROW = struct.Struct(">hiqiqiq").pack
+#: a freed row: (id, instance)
+_FREED_ROW = struct.Struct(">hiqiq").pack
 #: a keys row's parent and the key's length; the value's length; the child
 _KEYS_HEAD = struct.Struct(">hiqi").pack
 _LENGTH = struct.Struct(">i").pack
@@ -995,6 +1008,24 @@ class PostgresCopy(NewCopy):
         except self._pg_error as exc:
             raise StorageError(f"{self.where}: cannot write a copy: {_one_line(exc)}") from exc
 
+    def add_freed(self, rows: list[tuple[int, int]]) -> None:
+        c = self._conn
+        assert c is not None
+        try:
+            with c.transaction():
+                self._write(c, "freed", (_FREED_ROW(2, 8, oid, 8, inst) for oid, inst in rows))
+        except self._pg_error as exc:
+            raise StorageError(f"{self.where}: cannot write a copy: {_one_line(exc)}") from exc
+
+    def add_meta(self, key: str, value: int) -> None:
+        c = self._conn
+        assert c is not None
+        try:
+            c.execute("INSERT INTO meta VALUES (%s, %s) ON CONFLICT (key)"
+                      " DO UPDATE SET value = EXCLUDED.value", (key, value))
+        except self._pg_error as exc:
+            raise StorageError(f"{self.where}: cannot write a copy: {_one_line(exc)}") from exc
+
     def finish(self) -> None:
         c = self._conn
         assert c is not None
@@ -1029,6 +1060,44 @@ class PostgresCopy(NewCopy):
                 c.close()
         except Exception:   # never raises (NewCopy.discard); the next writer drops it
             log.warning("%s: the copy schema %s was not dropped", self.where, self.schema)
+
+
+class PgDump(SqlDump):
+    """:class:`~.dump.SqlDump` on a connection of its own in a ``REPEATABLE READ READ
+    ONLY`` transaction: each stream a server-side cursor, fetched a chunk at a time in
+    binary form. Its sorts are PostgreSQL's (``work_mem``, then on disk)."""
+
+    def __init__(self, store: PostgresStore) -> None:
+        self._where = store.where
+        self._pg_error = store._pg_error
+        self._names = itertools.count(1)
+        self._conn: psycopg.Connection[Any] | None = None
+        try:
+            c = self._conn = _connect(store._conninfo, "dump")
+            c.execute(f"SET search_path TO {_quoted(store.schema)}")
+            c.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        except (self._pg_error, StorageError) as exc:
+            self.close()
+            raise StorageError(f"cannot read {self._where}: {_one_line(exc)}") from exc
+
+    def _rows(self, sql: str, size: int) -> Iterator[list[tuple]]:  # type: ignore[type-arg]
+        c = self._conn
+        assert c is not None
+        try:
+            with c.cursor(name=f"ni_dump_{next(self._names)}", binary=True) as cur:
+                cur.execute(sql)
+                while rows := cur.fetchmany(size):
+                    yield rows
+        except self._pg_error as exc:
+            raise StorageError(f"cannot read {self._where}: {_one_line(exc)}") from exc
+
+    def close(self) -> None:
+        c, self._conn = self._conn, None
+        if c is not None:
+            try:
+                c.close()   # the transaction is rolled back: it only read
+            except Exception:   # never raises (Dump.close)
+                pass
 
 
 #: Op type → handler, for the ops applied one at a time (Puts are gathered).
