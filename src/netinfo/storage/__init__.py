@@ -263,8 +263,8 @@ class Dump(ABC):
         """(directories, the highest number or -1, rows of freed numbers)."""
 
     def keys(self) -> Iterator[tuple[int, int, bytes, bytes]] | None:
-        """The persisted LOOKUP index as (child, parent, name, value) rows, by child,
-        parent, name, value; None for an engine without one."""
+        """The persisted LOOKUP index as (child, parent, name, value) rows, by child
+        (one child's rows in any order); None for an engine without one."""
         return None
 
     @abstractmethod

@@ -16,6 +16,7 @@ from array import array
 from collections.abc import Iterator
 from itertools import groupby
 from operator import itemgetter
+from typing import Any
 
 from . import DirRow, Dump
 
@@ -28,7 +29,9 @@ _PARENTS = "SELECT DISTINCT parent FROM kids ORDER BY parent"
 _LISTINGS = "SELECT child, parent FROM kids ORDER BY child, parent"
 _FREED = ("SELECT f.id, f.instance FROM freed f LEFT JOIN dirs d ON d.id = f.id"
           " WHERE d.id IS NULL ORDER BY f.id")
-_KEYS = "SELECT child, parent, key, value FROM keys ORDER BY child, parent, key, value"
+# by child alone: each directory's rows are compared as a set (PostgreSQL may read them
+# along its keys_child index; SQLite sorts)
+_KEYS = "SELECT child, parent, key, value FROM keys ORDER BY child"
 _META = "SELECT key, value FROM meta"
 _COUNTS = ("SELECT (SELECT count(*) FROM dirs), (SELECT max(id) FROM dirs),"
            " (SELECT count(*) FROM freed)")
@@ -43,7 +46,7 @@ class SqlDump(Dump):
     """:class:`~netinfo.storage.Dump` by SQL (the module's docstring)."""
 
     @abstractmethod
-    def _rows(self, sql: str, size: int) -> Iterator[list[tuple]]:  # type: ignore[type-arg]
+    def _rows(self, sql: str, size: int) -> Iterator[list[tuple[Any, ...]]]:
         """The rows of *sql*, *size* at a time (``StorageError`` when it fails)."""
 
     def dirs(self) -> Iterator[list[DirRow]]:

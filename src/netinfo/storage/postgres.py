@@ -1080,7 +1080,7 @@ class PgDump(SqlDump):
             self.close()
             raise StorageError(f"cannot read {self._where}: {_one_line(exc)}") from exc
 
-    def _rows(self, sql: str, size: int) -> Iterator[list[tuple]]:  # type: ignore[type-arg]
+    def _rows(self, sql: str, size: int) -> Iterator[list[tuple[Any, ...]]]:
         c = self._conn
         assert c is not None
         try:

@@ -48,7 +48,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from itertools import chain, groupby
 from operator import itemgetter
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ..errors import StorageError, WireError
 from ..model import Proplist
@@ -866,7 +866,7 @@ class SqliteDump(SqlDump):
             conn.close()
             raise StorageError(f"cannot read sqlite store {path!r}: {exc}") from exc
 
-    def _rows(self, sql: str, size: int) -> Iterator[list[tuple]]:  # type: ignore[type-arg]
+    def _rows(self, sql: str, size: int) -> Iterator[list[tuple[Any, ...]]]:
         try:
             cur = self._conn.execute(sql)
             while rows := cur.fetchmany(size):
