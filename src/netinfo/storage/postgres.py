@@ -927,9 +927,12 @@ _KEYS_TAIL = struct.Struct(">iq").pack
 #: bytes of rows sent to the server at a time by a copy
 _COPY_CHUNK = 1 << 20
 # A directory listed as a child twice, or the root listed as one (service.tree_damage),
-# among the directories that exist (as SQLite's copy checks).
-_LISTED_TWICE = ("SELECT child FROM kids WHERE child IN (SELECT id FROM dirs)"
-                 " GROUP BY child HAVING count(*) > 1 OR child = 0 LIMIT 1")
+# among the directories that exist (as SQLite's copy checks). A join, and no LIMIT: with
+# "child IN (SELECT id FROM dirs) ... LIMIT 1" the planner counted on finding one early
+# and probed kids_child (parent, child) by child for every directory, a scan of the
+# whole index each: hours at 1,000,000 (measured: 2.2 s this way).
+_LISTED_TWICE = ("SELECT k.child FROM kids k JOIN dirs d ON d.id = k.child"
+                 " GROUP BY k.child HAVING count(*) > 1 OR k.child = 0")
 
 
 class PostgresCopy(NewCopy):
