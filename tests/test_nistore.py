@@ -149,6 +149,9 @@ DAMAGE = [
     ("INSERT INTO kids VALUES (2, 99, 3)", "directory 3 is listed by 1 and 2"),
     ("INSERT INTO kids VALUES (2, 99, 42)", "directory 2 lists child 42, which does not exist"),
     ("INSERT INTO kids VALUES (40, 0, 3)", "directory 40 has a child list but does not exist"),
+    # a cycle through numbers that are no directories, reached from the root: no walk
+    ("INSERT INTO kids VALUES (0, 99, 40), (40, 0, 41), (41, 0, 40)",
+     "directory 0 lists child 40, which does not exist"),
     ("INSERT INTO kids VALUES (5, 0, 0)", "the root is listed as a child of 5"),
     ("UPDATE meta SET value = 7 WHERE key = 'checksum'",
      "stored checksum 7 differs from the computed 36"),

@@ -167,7 +167,7 @@ def check_dump(dump: Dump) -> tuple[Problems, int, int | None, bool]:
     parent_no = next(parents, None)
     key = next(index, None) if index is not None else None
     total = count = 0
-    twice = root_listed = False
+    twice = root_listed = dangling = False
     orphans: list[int] = []
     n_orphans = 0
     extra = lost = 0
@@ -192,6 +192,7 @@ def check_dump(dump: Dump) -> tuple[Problems, int, int | None, bool]:
             while listing is not None and listing[0] < oid:
                 found.add(f"directory {listing[1]} lists child {listing[0]}, which does "
                           f"not exist")
+                dangling = True
                 listing = next(listings, None)
             listers: list[int] = []
             while listing is not None and listing[0] == oid:
@@ -243,6 +244,7 @@ def check_dump(dump: Dump) -> tuple[Problems, int, int | None, bool]:
         parent_no = next(parents, None)
     while listing is not None:
         found.add(f"directory {listing[1]} lists child {listing[0]}, which does not exist")
+        dangling = True
         listing = next(listings, None)
     while key is not None:
         extra += 1
@@ -251,9 +253,9 @@ def check_dump(dump: Dump) -> tuple[Problems, int, int | None, bool]:
         key = next(index, None)  # type: ignore[arg-type]
     if n_orphans:
         found.add(f"{n_orphans} directories are in no child list: {orphans}")
-    if not twice and not root_listed:
-        # every directory listed once at most: a walk from the root ends; what it does
-        # not reach is an orphan's subtree, or a cycle of child lists
+    if not (twice or root_listed or dangling):
+        # every number listed once at most (and only directories): a walk from the root
+        # ends; what it does not reach is an orphan's subtree, or a cycle of child lists
         n, some = dump.unreached()
         if n > n_orphans:
             found.add(f"{n} directories are not reachable from the root: {some}")

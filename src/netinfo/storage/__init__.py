@@ -270,8 +270,8 @@ class Dump(ABC):
     @abstractmethod
     def unreached(self, most: int = 10) -> tuple[int, list[int]]:
         """Directories the root does not reach through the child lists: how many, and
-        the first *most* numbers. Only when no directory is listed twice and the root is
-        listed by none (else a cycle would never end)."""
+        the first *most* numbers. Only when no directory is listed twice, the root by
+        none, and every listed number is a directory (else a cycle might never end)."""
 
     def close(self) -> None:
         """End the read (never raises)."""
