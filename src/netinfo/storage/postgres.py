@@ -981,8 +981,8 @@ class PostgresCopy(NewCopy):
     disk (``synchronous_commit`` off), nor maintain an index: the copy's tables get theirs
     (primary keys too: a directory that comes twice is found then) from :meth:`finish`,
     built once from all the rows (:data:`_BULK_TABLES`), which then checks the tree and
-    stores the checksum, in one transaction that waits for the disk. Swapped in by :meth:`PostgresStore.adopt`; one thread at
-    a time."""
+    stores the checksum, in one transaction that waits for the disk. Swapped in by
+    :meth:`PostgresStore.adopt`; one thread at a time."""
 
     def __init__(self, store: PostgresStore) -> None:
         super().__init__()
