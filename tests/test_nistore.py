@@ -5,7 +5,8 @@ of number order, directories with more children than a chunk, non-UTF-8 bytes in
 and counters, compared row by row with the original; ``check`` finding each kind of
 damage made by hand in the file (orphans, a cycle, a wrong parent, a directory listed
 twice, a listed child that does not exist, a child list of no directory, the root listed,
-a bad checksum, index rows missing and extra); and in process, that none of the three
+a bad checksum, index rows missing and extra); a copy whose process dies before the swap
+leaves no domain (and a replaced one whole); and in process, that none of the three
 ever loads a whole domain (``Store.load``). The same copy through PostgreSQL:
 tests/test_postgres.py.
 """
@@ -212,3 +213,48 @@ def test_memory_stores_go_through_images(tmp_path):
     want = rows(src)
     got = rows(back)
     assert got == want
+
+
+#: ``nistore copy`` in a process that dies (SIGKILL-like: ``os._exit``) once everything
+#: of the copy is written, before it is finished and swapped in
+CRASHING_COPY = """\
+import os, sys
+from netinfo.cli import nistore
+from netinfo.storage.sqlite import SqliteCopy
+classes = [SqliteCopy]
+try:
+    from netinfo.storage.postgres import PostgresCopy
+    classes.append(PostgresCopy)
+except ImportError:
+    pass
+for cls in classes:
+    cls.finish = lambda self: os._exit(9)
+sys.exit(nistore.main(sys.argv[1:]))
+"""
+
+
+def crashing_copy(*args: str):
+    import subprocess
+    import sys
+
+    from .conftest import env_with_src
+    return subprocess.run([sys.executable, "-c", CRASHING_COPY, "copy", *args],
+                          env=env_with_src(), capture_output=True, text=True, timeout=120)
+
+
+def test_a_copy_cut_short_is_never_a_domain(tmp_path):
+    src = tmp_path / "src.sqlite"
+    build_domain(src)
+    dst = tmp_path / "dst.sqlite"
+    p = crashing_copy(str(src), str(dst))
+    assert p.returncode == 9, p.stderr
+    assert (tmp_path / "dst.sqlite.temp").exists()     # what the copy had written
+    assert "directories: 0\n" in tool("info", str(dst)).stdout
+    tool("copy", str(src), str(dst))                   # no -f needed: it holds nothing
+    assert rows(dst) == rows(src)
+    assert not (tmp_path / "dst.sqlite.temp").exists()
+    # cut short while replacing a domain: the old one stays whole
+    small(src)
+    p = crashing_copy("-f", str(src), str(dst))
+    assert p.returncode == 9, p.stderr
+    assert "directories: 17001\n" in tool("info", str(dst)).stdout

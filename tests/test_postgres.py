@@ -525,3 +525,37 @@ def test_nistore_never_loads_a_postgres_domain(pg_cluster, tmp_path, monkeypatch
     assert nistore.main(["check", url]) == 1   # build_domain's checksum is made up
     assert rows(back) == rows(src)
     assert "directories: 17001" in capsys.readouterr().out
+
+
+def test_nistore_copy_cut_short_is_never_a_postgres_domain(pg_cluster, tmp_path):  # noqa: F811
+    import psycopg
+
+    from netinfo.storage.postgres import split_url
+
+    from .test_nistore import build_domain, crashing_copy, rows, small
+    src = tmp_path / "src.sqlite"
+    build_domain(src)
+    url = pg_cluster.url()
+    schema = f"ni_{split_url(url)[1]}"
+
+    def schemas() -> list[str]:
+        with psycopg.connect(pg_cluster.conninfo(), autocommit=True) as c:
+            return [r[0] for r in c.execute(
+                "SELECT nspname FROM pg_namespace WHERE nspname LIKE %s ORDER BY 1",
+                (schema + "%",))]
+
+    p = crashing_copy(str(src), url)
+    assert p.returncode == 9, p.stderr
+    assert schemas() == [schema, schema + "~copy"]     # what the copy had written
+    assert "directories: 0\n" in tool("nistore", "info", url).stdout
+    tool("nistore", "copy", str(src), url)             # no -f needed: it holds nothing
+    assert schemas() == [schema]
+    back = tmp_path / "back.sqlite"
+    tool("nistore", "copy", url, str(back))
+    assert rows(back) == rows(src)
+    # cut short while replacing the domain: the old one stays whole
+    other = tmp_path / "other.sqlite"
+    small(other)
+    p = crashing_copy("-f", str(other), url)
+    assert p.returncode == 9, p.stderr
+    assert "directories: 17001\n" in tool("nistore", "info", url).stdout
