@@ -452,3 +452,110 @@ def test_nistore_copy_sqlite_postgres_sqlite(pg_cluster, tmp_path):  # noqa: F81
         assert p.returncode == 2 and "in use by" in p.stderr
     finally:
         d.stop()
+
+
+def test_nistore_streams_an_exact_copy_through_postgres(pg_cluster, tmp_path):  # noqa: F811
+    """SQLite → PostgreSQL → SQLite of a domain with freed numbers, children out of
+    number order, lists longer than a chunk, non-UTF-8 bytes and counters: the rows of
+    the copy back are the original's (tests/test_nistore.py); check finds a cycle and a
+    missing index row in PostgreSQL."""
+    from .test_nistore import build_domain, rows
+    src = tmp_path / "src.sqlite"
+    checksum = build_domain(src)
+    want = rows(src)
+    url = pg_cluster.url()
+    p = tool("nistore", "copy", str(src), url)
+    assert p.stdout == f"copied {len(want['dirs'])} directories, checksum {checksum}\n"
+    back = tmp_path / "back.sqlite"
+    p = tool("nistore", "copy", url, str(back))
+    assert p.stdout == f"copied {len(want['dirs'])} directories, checksum {checksum}\n"
+    assert rows(back) == want
+    info = tool("nistore", "info", url).stdout
+    assert "freed numbers: 4\n" in info and "counter anon_writes: 17\n" in info
+    p = tool("nistore", "check", url, ok=False)
+    assert p.stdout == f"{url}: stored checksum {checksum} differs from the computed " \
+                       f"{_computed(want)}\n"
+    import psycopg
+    from netinfo.storage.postgres import split_url
+    schema = f'"ni_{split_url(url)[1]}"'
+    with psycopg.connect(pg_cluster.conninfo(), autocommit=True) as c:
+        c.execute(f"UPDATE {schema}.meta SET value = %s WHERE key = 'checksum'",
+                  (_computed(want),))
+        c.execute(f"DELETE FROM {schema}.kids WHERE child IN (3, 4)")
+        c.execute(f"UPDATE {schema}.dirs SET parent = 4 WHERE id = 3")
+        c.execute(f"UPDATE {schema}.dirs SET parent = 3 WHERE id = 4")
+        c.execute(f"INSERT INTO {schema}.kids VALUES (3, 0, 4), (4, 0, 3)")
+        c.execute(f"DELETE FROM {schema}.keys WHERE child = 20")
+    p = tool("nistore", "check", url, ok=False)
+    assert p.returncode == 1
+    assert f"{url}: 2 directories are not reachable from the root: [3, 4]\n" in p.stdout
+    # 20's three rows (the second "name" property gives none), and 3 and 4 now
+    # name new parents: their three rows each under the old ones are extra, and
+    # those under the new ones missing
+    assert f"{url}: the LOOKUP index lacks 9 rows, e.g. (1, b'name', b'u17', 20)\n" \
+        in p.stdout
+    assert f"{url}: the LOOKUP index has 6 rows no property gives, e.g. " \
+           f"(1, b'name', b'u0', 3)\n" in p.stdout
+
+
+def _computed(want) -> int:
+    return sum((r[0] + 1) * r[1] for r in want["dirs"]) & 0xFFFFFFFF
+
+
+def test_nistore_never_loads_a_postgres_domain(pg_cluster, tmp_path, monkeypatch,  # noqa: F811
+                                               capsys):
+    from netinfo.cli import nistore
+    from netinfo.storage import Store
+    from netinfo.storage.postgres import PostgresStore
+
+    from .test_nistore import build_domain, rows
+
+    def refused(self):
+        raise AssertionError(f"{type(self).__name__}.load called")
+
+    for cls in (Store, SqliteStore, PostgresStore, MemoryStore):
+        monkeypatch.setattr(cls, "load", refused)
+    src = tmp_path / "src.sqlite"
+    build_domain(src)
+    url = pg_cluster.url()
+    back = tmp_path / "back.sqlite"
+    assert nistore.main(["copy", str(src), url]) == 0
+    assert nistore.main(["copy", url, str(back)]) == 0
+    assert nistore.main(["info", url]) == 0
+    assert nistore.main(["check", url]) == 1   # build_domain's checksum is made up
+    assert rows(back) == rows(src)
+    assert "directories: 17001" in capsys.readouterr().out
+
+
+def test_nistore_copy_cut_short_is_never_a_postgres_domain(pg_cluster, tmp_path):  # noqa: F811
+    import psycopg
+
+    from netinfo.storage.postgres import split_url
+
+    from .test_nistore import build_domain, crashing_copy, rows, small
+    src = tmp_path / "src.sqlite"
+    build_domain(src)
+    url = pg_cluster.url()
+    schema = f"ni_{split_url(url)[1]}"
+
+    def schemas() -> list[str]:
+        with psycopg.connect(pg_cluster.conninfo(), autocommit=True) as c:
+            return [r[0] for r in c.execute(
+                "SELECT nspname FROM pg_namespace WHERE nspname LIKE %s ORDER BY 1",
+                (schema + "%",))]
+
+    p = crashing_copy(str(src), url)
+    assert p.returncode == 9, p.stderr
+    assert schemas() == [schema, schema + "~copy"]     # what the copy had written
+    assert "directories: 0\n" in tool("nistore", "info", url).stdout
+    tool("nistore", "copy", str(src), url)             # no -f needed: it holds nothing
+    assert schemas() == [schema]
+    back = tmp_path / "back.sqlite"
+    tool("nistore", "copy", url, str(back))
+    assert rows(back) == rows(src)
+    # cut short while replacing the domain: the old one stays whole
+    other = tmp_path / "other.sqlite"
+    small(other)
+    p = crashing_copy("-f", str(other), url)
+    assert p.returncode == 9, p.stderr
+    assert "directories: 17001\n" in tool("nistore", "info", url).stdout

@@ -36,7 +36,8 @@ database then replaces whole.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from array import array
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -159,6 +160,18 @@ class NewCopy(ABC):
     def _add(self, objects: list[WireObject]) -> None:
         """Write *objects* (checked and counted by :meth:`add`)."""
 
+    def add_freed(self, rows: list[tuple[int, int]]) -> None:
+        """Write destroyed numbers with their last instances (spec §5.3), none of them a
+        directory of the copy: an exact copy of a stored domain (``nistore copy``; a
+        clone's copy has none). Before :meth:`finish`."""
+        raise NotImplementedError(f"{type(self).__name__} keeps no freed numbers")
+
+    def add_meta(self, key: str, value: int) -> None:
+        """Write the service's counter *key* (a :class:`Meta` op's), as :meth:`add_freed`.
+        (The checksum is :attr:`checksum`, which an exact copy sets to the stored one
+        before :meth:`finish`, which stores it.)"""
+        raise NotImplementedError(f"{type(self).__name__} keeps no counters")
+
     @abstractmethod
     def finish(self) -> None:
         """Make the copy whole and durable, ready for :meth:`Store.adopt`.
@@ -190,6 +203,12 @@ class ImageCopy(NewCopy):
             if o.children:
                 children[o.oid] = o.children.tolist()
 
+    def add_freed(self, rows: list[tuple[int, int]]) -> None:
+        self.image.freed.update(rows)
+
+    def add_meta(self, key: str, value: int) -> None:
+        self.image.meta[key] = value
+
     def finish(self) -> None:
         self.image.checksum = self.checksum
         if not self.count:
@@ -197,6 +216,116 @@ class ImageCopy(NewCopy):
 
     def discard(self) -> None:
         self.image = Image()
+
+
+#: a stored directory's own row: (id, instance, parent, props XDR)
+DirRow = tuple[int, int, int, bytes]
+
+
+class Dump(ABC):
+    """One consistent read of a whole stored domain (a read transaction or snapshot of
+    its own), a chunk at a time, each stream in a fixed order so that two stores can be
+    compared side by side (``nistore``: copy, its read-back, check, info). Memory is
+    bounded by a chunk, and by one directory's child list. Every method raises
+    ``StorageError`` when the engine fails; a stream may be read again (from its
+    start, in the same snapshot); :meth:`close` ends the read."""
+
+    #: directories per chunk of :meth:`dirs`
+    chunk = 2000
+
+    @abstractmethod
+    def dirs(self) -> Iterator[list[DirRow]]:
+        """Every directory's row, by number, :attr:`chunk` at a time."""
+
+    @abstractmethod
+    def kids(self) -> Iterator[tuple[int, array[int]]]:
+        """Every child list (parent, children in order), by parent."""
+
+    @abstractmethod
+    def parents(self) -> Iterator[int]:
+        """Every number with a child list, ascending."""
+
+    @abstractmethod
+    def listings(self) -> Iterator[tuple[int, int]]:
+        """Every child list entry as (child, parent), by child then parent."""
+
+    @abstractmethod
+    def freed(self) -> Iterator[tuple[int, int]]:
+        """Destroyed numbers that no directory has taken again, with their last
+        instances (spec §5.3), by number."""
+
+    @abstractmethod
+    def meta(self) -> tuple[int | None, dict[str, int]]:
+        """(the stored checksum, the service's counters)."""
+
+    @abstractmethod
+    def summary(self) -> tuple[int, int, int]:
+        """(directories, the highest number or -1, rows of freed numbers)."""
+
+    def keys(self) -> Iterator[tuple[int, int, bytes, bytes]] | None:
+        """The persisted LOOKUP index as (child, parent, name, value) rows, by child
+        (one child's rows in any order); None for an engine without one."""
+        return None
+
+    @abstractmethod
+    def unreached(self, most: int = 10) -> tuple[int, list[int]]:
+        """Directories the root does not reach through the child lists: how many, and
+        the first *most* numbers. Only when no directory is listed twice, the root by
+        none, and every listed number is a directory (else a cycle might never end)."""
+
+    def close(self) -> None:
+        """End the read (never raises)."""
+        return None
+
+
+class ImageDump(Dump):
+    """The :class:`Dump` of an :class:`Image` (an engine without one of its own)."""
+
+    def __init__(self, image: Image) -> None:
+        self._image = image
+
+    def dirs(self) -> Iterator[list[DirRow]]:
+        from ..wire.proplist import encode_proplist  # noqa: PLC0415 - storage's own form
+        records = self._image.records
+        ids = sorted(records)
+        for i in range(0, len(ids), self.chunk):
+            yield [(oid, records[oid].instance, records[oid].parent,
+                    encode_proplist(records[oid].props)) for oid in ids[i:i + self.chunk]]
+
+    def kids(self) -> Iterator[tuple[int, array[int]]]:
+        for parent, kids in sorted(self._image.children.items()):
+            if kids:
+                yield parent, array("I", kids)
+
+    def parents(self) -> Iterator[int]:
+        return (p for p, _ in self.kids())
+
+    def listings(self) -> Iterator[tuple[int, int]]:
+        return iter(sorted((c, p) for p, kids in self._image.children.items() for c in kids))
+
+    def freed(self) -> Iterator[tuple[int, int]]:
+        return iter(sorted((oid, inst) for oid, inst in self._image.freed.items()
+                           if oid not in self._image.records))
+
+    def meta(self) -> tuple[int | None, dict[str, int]]:
+        return self._image.checksum, dict(self._image.meta)
+
+    def summary(self) -> tuple[int, int, int]:
+        records = self._image.records
+        return len(records), max(records, default=-1), len(self._image.freed)
+
+    def unreached(self, most: int = 10) -> tuple[int, list[int]]:
+        records, children = self._image.records, self._image.children
+        seen: set[int] = set()
+        todo = [0] if 0 in records else []
+        while todo:
+            oid = todo.pop()
+            if oid in seen:
+                continue
+            seen.add(oid)
+            todo.extend(children.get(oid, ()))
+        left = sorted(set(records) - seen)
+        return len(left), left[:most]
 
 
 class Store(ABC):
@@ -230,6 +359,11 @@ class Store(ABC):
     def exists(self) -> bool:
         """True when the store already holds a domain (any record)."""
         return bool(self.load().records)
+
+    def dump(self) -> Dump:
+        """The whole stored domain read a chunk at a time, in a read of its own
+        (:class:`Dump`; close it). The default reads the :meth:`load`-ed image."""
+        return ImageDump(self.load())
 
     #: True when an integrity check is left for :meth:`verify`, after start-up
     deferred_check = False
@@ -536,7 +670,8 @@ def apply_ops(image: Image, ops: list[Op]) -> None:
         fn(image, op)
 
 
-__all__ = ["Store", "Image", "Record", "Op", "Put", "Free", "KidIns", "KidDel", "Reset", "Meta",
+__all__ = ["Store", "Dump", "ImageDump", "DirRow", "Image", "Record", "Op", "Put", "Free",
+           "KidIns", "KidDel", "Reset", "Meta",
            "RESET", "NewCopy", "ImageCopy", "open_store", "apply_ops", "validate_ops",
            "Engine", "Catalog", "WriterLock", "DatabaseInUse", "engine", "engine_of",
            "open_catalog"]

@@ -44,17 +44,18 @@ import sqlite3
 import subprocess
 import sys
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from itertools import chain, groupby
 from operator import itemgetter
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ..errors import StorageError, WireError
 from ..model import Proplist
 from ..wire.proplist import check_proplist, decode_proplist, encode_proplist
 from ..wire.readall import WireObject
 from . import Free, Image, KidDel, KidIns, Meta, NewCopy, Op, Put, Record, Reset, Store
+from .dump import SqlDump
 from .sqlite_journal import SqliteJournal, carry_over, schema
 
 if TYPE_CHECKING:
@@ -176,6 +177,8 @@ _MIGRATIONS: dict[int, list[str | Callable[[sqlite3.Connection], None]]] = {
 CHUNK = 256
 #: SQLite's page cache of one snapshot reader (``SqliteStore.reader``), in KiB.
 SNAPSHOT_CACHE_KIB = 512
+#: SQLite's page cache of a :class:`SqliteDump` (``nistore``), in KiB.
+DUMP_CACHE_KIB = 32 * 1024
 
 
 def migrate(c: sqlite3.Connection, path: str) -> None:
@@ -523,6 +526,11 @@ class SqliteStore(Store):
             raise StorageError(f"cannot read sqlite store {self.path!r}: {exc}") from exc
         return conn
 
+    def dump(self) -> SqliteDump:
+        """The whole domain a chunk at a time, in a WAL snapshot of its own
+        (:meth:`reader`; ``storage.dump``)."""
+        return SqliteDump(self.path, self.reader())
+
     def exists(self) -> bool:
         """True when at least one directory is stored."""
         try:
@@ -844,6 +852,36 @@ class SqliteStore(Store):
             raise StorageError(f"cannot close sqlite store {self.path!r}: {exc}") from exc
 
 
+class SqliteDump(SqlDump):
+    """:class:`~.dump.SqlDump` on a :meth:`SqliteStore.reader` connection (a WAL
+    snapshot), with a larger page cache for its sorts (SQLite spills them to temporary
+    files beyond it)."""
+
+    def __init__(self, path: str, conn: sqlite3.Connection) -> None:
+        self._path = path
+        self._conn = conn
+        try:
+            conn.execute(f"PRAGMA cache_size=-{DUMP_CACHE_KIB}")
+        except sqlite3.Error as exc:
+            conn.close()
+            raise StorageError(f"cannot read sqlite store {path!r}: {exc}") from exc
+
+    def _rows(self, sql: str, size: int) -> Iterator[list[tuple[Any, ...]]]:
+        try:
+            cur = self._conn.execute(sql)
+            while rows := cur.fetchmany(size):
+                yield rows
+        except sqlite3.Error as exc:
+            raise StorageError(f"cannot read sqlite store {self._path!r}: {exc}; "
+                               f"{RECOVERY}") from exc
+
+    def close(self) -> None:
+        try:
+            self._conn.close()   # ends the read transaction
+        except sqlite3.Error:
+            pass
+
+
 #: Op type → handler, for the types applied one at a time (Put and Free are batched).
 _SINGLE: dict[type, Callable[..., None]] = {KidIns: SqliteStore._kid_ins,
                                             KidDel: SqliteStore._kid_del,
@@ -991,6 +1029,22 @@ class SqliteCopy(NewCopy):
                                    for k, v in o.firsts], ignore=True)
         except sqlite3.IntegrityError as exc:
             raise StorageError(f"damaged copy: a directory comes twice ({exc})") from exc
+        except sqlite3.Error as exc:
+            raise StorageError(f"cannot write a copy to {self.path!r}: {exc}") from exc
+
+    def add_freed(self, rows: list[tuple[int, int]]) -> None:
+        c = self._conn
+        assert c is not None
+        try:
+            _insert(c, "freed", 2, rows)
+        except sqlite3.Error as exc:
+            raise StorageError(f"cannot write a copy to {self.path!r}: {exc}") from exc
+
+    def add_meta(self, key: str, value: int) -> None:
+        c = self._conn
+        assert c is not None
+        try:
+            c.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
         except sqlite3.Error as exc:
             raise StorageError(f"cannot write a copy to {self.path!r}: {exc}") from exc
 
