@@ -45,7 +45,7 @@ PURE = frozenset({
     "netinfo.wire.history", "netinfo.storage.journal",
     "netinfo.storage", "netinfo.storage.memory", "netinfo.storage.nodes",
     "netinfo.storage.changes", "netinfo.storage.legacy", "netinfo.storage.cached",
-    "netinfo.storage.keyindex",
+    "netinfo.storage.keyindex", "netinfo.storage.dump",
     "netinfo.client", "netinfo.client.raw", "netinfo.client.flat",
     "netinfo.server", "netinfo.server.service", "netinfo.server.templates",
     "netinfo.server.quota", "netinfo.server.auth",
