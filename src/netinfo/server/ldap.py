@@ -53,6 +53,7 @@ from ..wire import ber
 from ..wire import ldap as L
 from .auth import is_loopback
 from .database import Batch, Database
+from .held import FETCHING, HeldConnection
 from .service import check_password, settle
 from .ldapview import (
     SCHEMA_DN, equality_terms, evaluate, root_dse, schema_entry, select, uses_dn_attributes,
@@ -97,8 +98,6 @@ WRITE_HIGH_WATER = 64 * 1024
 MAX_FETCHES = 32
 #: a search's success (SearchResultDone), encoded once
 _DONE = L.encode_op(L.Response(L.SEARCH_DONE, L.ResultCode.SUCCESS))
-#: :attr:`Connection._held` while a store read is fetched off the loop
-_FETCHING = object()
 #: Seconds netinfod's stop waits for the sessions it has cut to finish (their searches
 #: are cancelled; nothing they do then takes longer than a yield to the loop).
 CLOSE_WAIT = 5.0
@@ -584,7 +583,7 @@ def _owners() -> dict[tuple[str, str], str]:
 _OWNERS = _owners()
 
 
-class Connection(asyncio.Protocol):
+class Connection(HeldConnection):
     """One client connection, an asyncio Protocol: the complete messages of each read
     are answered in order inside ``data_received`` (a search up to its first yield, a
     base or equality search whole), their answers written together; a Task only for
@@ -621,7 +620,7 @@ class Connection(asyncio.Protocol):
         #: response sent meanwhile waits for that commit (:meth:`flush_batch`)
         self.batch: Batch | None = None
         #: what the connection waits for before it reads on: a task (bind, StartTLS,
-        #: commit) or :data:`_FETCHING` (a store read off the loop); None: answering
+        #: commit) or :data:`FETCHING` (a store read off the loop); None: answering
         self._held: asyncio.Future[None] | object | None = None
         #: cancel :attr:`_held` if the connection goes first (a bind, StartTLS)
         self._cancel_held = False
@@ -856,25 +855,8 @@ class Connection(asyncio.Protocol):
     def _hold(self, fut: asyncio.Future[None], cancel_on_close: bool = False) -> None:
         """Hold the connection until *fut* is done (the messages read meanwhile wait),
         then answer on. *cancel_on_close*: cancel it if the connection goes first."""
-        self._held = fut
         self._cancel_held = cancel_on_close
-
-        def release(_: asyncio.Future[None]) -> None:
-            if self._held is fut:
-                self._held = None
-            if not fut.cancelled() and fut.exception() is not None:
-                log.error("ldap: closing %s:%d: %s", self.addr, self.port, fut.exception())
-                if self.transport is not None:
-                    self.transport.abort()
-                return
-            self._continue()
-        fut.add_done_callback(release)
-
-    def _fetched(self) -> None:
-        """What :attr:`_retry` missed in the store is there: run it again."""
-        if self._held is _FETCHING:
-            self._held = None
-        self._continue()
+        self._hold_until(fut, log, f"ldap {self.addr}:{self.port}")
 
     def _continue(self) -> None:
         """Go on answering after a hold or a pause: what waits in :attr:`buf` first."""
@@ -1264,7 +1246,7 @@ class Connection(asyncio.Protocol):
         except StoreWait as miss:
             self._retry = msg
             self._fetches += 1
-            self._held = _FETCHING
+            self._held = FETCHING
             self.db.fetch(miss, self._fetched)
         except (LdapError, NiError) as e:
             self._fetches = 0

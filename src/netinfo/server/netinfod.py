@@ -56,6 +56,7 @@ from ..wire.yp import YPPROG, YPVERS, YpProc
 from .database import MAX_STREAMS, Batch, Database
 from .fastpath import FastPath
 from .history import HistoryProgram
+from .held import FETCHING, HeldConnection
 from .peers import PeerBounds, PeerLimits
 from .rpc import Program, prologue, quiet_accept_errors
 
@@ -97,8 +98,6 @@ RESERVED_PORTS = range(600, 1024)
 #: server.storeio); each runs it again. A LOOKUPREAD makes one or two, a LIST of a
 #: directory a few per chunk of 256 children; past it the call reads where it is.
 MAX_FETCHES = 32
-#: What a connection waits for while a read its call missed is fetched (TcpConnection).
-_FETCHING = object()
 #: UDP datagrams waiting for such a fetch at once (anonymous peers: past it a datagram
 #: reads where it is, the loop waiting for the round trip); each holds its datagram.
 MAX_UDP_FETCHES = 64
@@ -385,7 +384,7 @@ class ReplyStream:
             close()
 
 
-class TcpConnection(asyncio.Protocol):
+class TcpConnection(HeldConnection):
     """One TCP client: pipelined calls answered in order (spec §1.3).
 
     Memory per connection stays bounded: calls are answered only while the replies not
@@ -405,7 +404,7 @@ class TcpConnection(asyncio.Protocol):
         self._stream: ReplyStream | None = None
         self._stream_started = 0.0
         #: the master's updates wait for this (Observer.held), or this connection's
-        #: commit or (_FETCHING) store fetch (server.storeio); None: calls are answered
+        #: commit or (FETCHING) store fetch (server.storeio); None: calls are answered
         self._held: asyncio.Future[None] | object | None = None
         #: fetches off the loop made for the backlog's first call so far
         self._fetches = 0
@@ -595,24 +594,7 @@ class TcpConnection(asyncio.Protocol):
     def _wait(self, fut: asyncio.Future[None]) -> None:
         """Hold this connection until *fut* is done (the calls it reads meanwhile wait
         in the backlog, and its reading pauses when they come), then carry on."""
-        self._held = fut
-
-        def release(_: asyncio.Future[None]) -> None:
-            if self._held is fut:
-                self._held = None
-            if not fut.cancelled() and fut.exception() is not None:
-                log.error("closing %s: %s", self.caller.addr, fut.exception())
-                if self.transport is not None:
-                    self.transport.abort()
-                return
-            self._continue()
-        fut.add_done_callback(release)
-
-    def _fetched(self) -> None:
-        """What the backlog's first call missed is there: answer it again."""
-        if self._held is _FETCHING:
-            self._held = None
-        self._continue()
+        self._hold_until(fut, log, self.caller.addr)
 
     def _send(self, batch: Batch, bad: bool, stream: ReplyStream | None,
               miss: StoreWait | None) -> None:
@@ -641,7 +623,7 @@ class TcpConnection(asyncio.Protocol):
             # reading goes on (more calls wait in the backlog: data_received pauses it
             # then); pausing and resuming it per fetch cost two epoll changes each
             self._fetches += 1
-            self._held = _FETCHING
+            self._held = FETCHING
             self.server.dispatcher.db.fetch(miss, self._fetched)
             return
         if self.backlog:
