@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import socket
 import ssl
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -27,6 +26,8 @@ from netinfo.storage import open_store
 from netinfo.wire import ber
 from netinfo.wire import ldap as L
 from netinfo.wire.protocol import Proc
+
+from .test_ldap_server import _certificate
 
 BASE = "dc=t,dc=netinfo"
 TIMEOUT = 20
@@ -232,14 +233,6 @@ def test_a_peer_that_does_not_read_holds_a_bounded_queue() -> None:
     _serve(_domain(), body, LdapConfig(BASE, limits=PeerLimits(stall=2.0)))
 
 
-def _certificate(where: Path) -> tuple[Path, Path]:
-    cert, key = where / "cert.pem", where / "key.pem"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
-                    "ec_paramgen_curve:prime256v1", "-nodes", "-days", "2",
-                    "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
-                    "-keyout", str(key), "-out", str(cert)],
-                   check=True, capture_output=True)
-    return cert, key
 
 
 def test_start_tls_with_a_request_in_the_handshakes_last_segment(tmp_path: Path) -> None:
