@@ -1,7 +1,7 @@
 """The PostgreSQL engine against SQLite in one run (issue 23's measurements).
 
 Usage: python bench/bench_postgres.py [--users N] [--niload N] [--seconds S] [--rounds R]
-[--no-copy-back] [--no-clone] [--no-niload] [--no-takeover]
+[--no-copy-back] [--no-clone] [--no-niload] [--no-takeover] [--no-lookups]
 
 A scratch PostgreSQL cluster (tests/pgcluster.py: initdb in a temporary directory, a unix
 socket only; as root it runs as nobody), fsync on. Builds an N-user SQLite domain the fast
@@ -209,6 +209,8 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3, help="lookup runs per engine (median)")
     ap.add_argument("--no-niload", action="store_true", help="skip the niload runs")
     ap.add_argument("--no-takeover", action="store_true", help="skip the takeover")
+    ap.add_argument("--no-lookups", action="store_true",
+                    help="skip the servers' start, RSS and lookup rates")
     ap.add_argument("--no-copy-back", action="store_true",
                     help="skip nistore copy PostgreSQL -> SQLite (minutes at 1M)")
     ap.add_argument("--no-clone", action="store_true", help="skip the clone copies")
@@ -242,7 +244,8 @@ def main() -> None:
                   flush=True)
         warm(cluster, "big", top / "lite" / "big.nidb" / "netinfo.sqlite")
         rates: dict[str, tuple[float, float]] = {}
-        for name, store in (("sqlite", ()), ("postgresql", ("--store", url)),
+        for name, store in () if args.no_lookups else (
+                            ("sqlite", ()), ("postgresql", ("--store", url)),
                             # the controls: each round trip on the event loop (as before
                             # the store threads, server/storeio.py); every LOOKUP read
                             # from the store (no resident index: storage/keyindex.py)
