@@ -34,7 +34,7 @@ from netinfo.errors import NoDirectory, StorageError, WireError
 from netinfo.model import NI_INDEX_NULL, Directory, NiId
 from netinfo.server.database import DatabaseInUse, open_database
 from netinfo.server.service import SUPERUSER, DirectoryService
-from netinfo.storage import Image, Record
+from netinfo.storage import Image, Record, Store
 from netinfo.storage import sqlite as sqlite_engine
 from netinfo.storage.sqlite import COPY_SUFFIX, SqliteStore
 from netinfo.wire.protocol import NETINFO_PROG
@@ -524,17 +524,7 @@ def test_killing_the_clone_while_it_copies_leaves_a_database_that_opens(master, 
         finally:
             proc.send_signal(signal.SIGKILL)
             proc.wait()
-        store = SqliteStore(str(path))      # opens, and passes quick_check
-        try:
-            img = store.load()
-        finally:
-            store.close()
-        # the tree it had (none yet: the clone's first, root, machines and its master)
-        # or the whole new copy, never a part of one
-        if img.checksum == want:
-            assert len(img.records) > WIRE_USERS
-        else:
-            assert img.checksum == before or (before is None and len(img.records) == 3)
+        img = whole_or_before(SqliteStore(str(path)), want, before)  # passes quick_check
         assert DirectoryService(img).checksum == img.checksum
     assert killed_mid_copy >= 1
     proc = start()      # left alone, it copies and converges
@@ -548,6 +538,21 @@ def test_killing_the_clone_while_it_copies_leaves_a_database_that_opens(master, 
 
 
 TRUST_FLAGS = () if ROOT_USER else ("--trust-local",)
+
+
+def whole_or_before(store: Store, want: int | None, before: int | None) -> Image:
+    """The image of *store* (closed), checked to be the tree a killed clone had (none
+    yet: the clone's first, root, machines and its master) or the whole new copy with
+    checksum *want*, never a part of one."""
+    try:
+        img = store.load()
+    finally:
+        store.close()
+    if img.checksum == want:
+        assert len(img.records) > WIRE_USERS
+    else:
+        assert img.checksum == before or (before is None and len(img.records) == 3)
+    return img
 
 
 def _store_checksum(path: Path) -> int | None:

@@ -36,8 +36,7 @@ from .conftest import env_with_src, free_port
 from .pgcluster import pg_cluster  # noqa: F401 - the session's scratch cluster
 from .test_clone_copy import (  # noqa: F401 - master: the module's nibindd fixture
     DAMAGES, TRUST_FLAGS, WIRE_USERS, checksum, copy_into, damaged_stream, master, preorder,
-    tool, tree_image,
-    wait_for, wire_objects,
+    tool, tree_image, wait_for, whole_or_before, wire_objects,
 )
 
 
@@ -297,17 +296,7 @@ def test_killing_the_clone_while_it_copies_into_postgresql(master, pg_cluster,  
         finally:
             proc.send_signal(signal.SIGKILL)
             proc.wait()
-        store = open_store(url)
-        try:
-            img = store.load()
-        finally:
-            store.close()
-        # the tree it had (none yet: the clone's first, root, machines and its master)
-        # or the whole new copy, never a part of one
-        if img.checksum == want:
-            assert len(img.records) > WIRE_USERS
-        else:
-            assert img.checksum == before or (before is None and len(img.records) == 3)
+        whole_or_before(open_store(url), want, before)
         assert not [d for d in domains(url) if COPY_SUFFIX in d]
     assert killed_mid_copy >= 1
     proc = start()      # left alone, it copies and converges; the leftover is dropped

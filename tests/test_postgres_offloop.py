@@ -43,6 +43,18 @@ def _hold(conninfo: str, url: str, seconds: float, held: threading.Event) -> Non
         c.rollback()
 
 
+def _populated(pg_cluster, tmp_path, tag: str) -> str:
+    """The URL of a new PostgreSQL domain *tag* with USERS users, its netinfod stopped
+    (the next one starts with a cold cache)."""
+    url = pg_cluster.url()
+    made = Netinfod(tmp_path, tag, "--store", url, "-m", "--populate").start()
+    try:
+        asyncio.run(_populate(made.port, tag))
+    finally:
+        made.stop()
+    return url
+
+
 async def _populate(port: int, tag: str) -> None:
     async with await Client.connect("127.0.0.1", port, tag) as c:
         users, _ = await c.lookup(0, "name", "users")
@@ -53,12 +65,7 @@ async def _populate(port: int, tag: str) -> None:
 
 @pytest.mark.parametrize("threads", [True, False], ids=["threads", "on-loop"])
 def test_a_waiting_round_trip_holds_only_its_own_connection(pg_cluster, tmp_path, threads):
-    url = pg_cluster.url()
-    made = Netinfod(tmp_path, "wait", "--store", url, "-m", "--populate").start()
-    try:
-        asyncio.run(_populate(made.port, "wait"))
-    finally:
-        made.stop()
+    url = _populated(pg_cluster, tmp_path, "wait")
     # a cold cache: the users are read from PostgreSQL when asked for
     d = Netinfod(tmp_path, "wait", "--store", url,
                  *(() if threads else ("--store-on-loop",))).start()
@@ -129,12 +136,7 @@ def test_udp_reads_of_a_cold_domain_are_fetched_and_answered(pg_cluster, tmp_pat
         encode_args,
     )
 
-    url = pg_cluster.url()
-    made = Netinfod(tmp_path, "udp", "--store", url, "-m", "--populate").start()
-    try:
-        asyncio.run(_populate(made.port, "udp"))
-    finally:
-        made.stop()
+    url = _populated(pg_cluster, tmp_path, "udp")
     d = Netinfod(tmp_path, "udp", "--store", url, "--lenient-udp").start()
 
     async def call(proc: Proc, *args: object):
