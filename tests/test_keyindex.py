@@ -54,7 +54,7 @@ def test_the_index_answers_as_a_brute_force(monkeypatch, colliding):
     now = {c: (f"v{rnd.randrange(400)}".encode(),) for c in range(2, 1000)}
     now[5] = (b"", b"two")
     now[6] = ("\udcff".encode("utf-8", "surrogateescape"),)
-    index = KeyIndex(3, b"name", [(v, c) for c, vals in now.items() for v in vals])
+    index = KeyIndex([(v, c) for c, vals in now.items() for v in vals])
     assert index.entries == 1000 - 2 + 1
     probes = [f"v{i}".encode() for i in range(410)] + [b"", b"two", b"none", now[6][0]]
     _check(index, now, probes)
@@ -74,7 +74,7 @@ def test_the_index_answers_as_a_brute_force(monkeypatch, colliding):
 def test_an_index_past_its_bound_is_not_built():
     pairs = ((b"x" * 100, c) for c in range(1000))
     with pytest.raises(TooBig):
-        KeyIndex(3, b"name", pairs, max_bytes=10_000)
+        KeyIndex(pairs, max_bytes=10_000)
 
 
 # -- the source's use of it, on each engine -----------------------------------------------------

@@ -32,8 +32,6 @@ class Indexer:
         self.where = where
         self._pool: ThreadPoolExecutor | None = None
         self._jobs: dict[Future[None], IndexJob] = {}
-        #: indexes built (and handed over) so far
-        self.built = 0
 
     def __call__(self, job: IndexJob) -> None:
         """Build *job* in the thread, then install it on the running loop (without one,
@@ -66,7 +64,6 @@ class Indexer:
                 log.info("%s: no resident index of %r under directory %d: %s",
                          self.where, job.key, job.oid, job.error)
         elif job.index is not None:
-            self.built += 1
             log.info("%s: resident index of %r under directory %d: %d entries, %d bytes, "
                      "built in %.2f s", self.where, job.key, job.oid, job.index.entries,
                      job.index.nbytes, job.seconds)

@@ -419,8 +419,7 @@ class IndexJob:
         if rows is None:
             return
         try:
-            self.index = KeyIndex(self.oid, _utf8(self.key), self._pairs(rows),
-                                  self._max_bytes)
+            self.index = KeyIndex(self._pairs(rows), self._max_bytes)
         except (TooBig, StorageError) as exc:
             self.error = str(exc)
         finally:

@@ -50,22 +50,19 @@ class TooBig(Exception):
 
 
 class KeyIndex:
-    """Directory *parent*'s children by their first *key* property's values (see the
-    module): :meth:`find` answers LOOKUP's children for a value, :meth:`set` records
-    a child's values as they became durable."""
+    """A directory's children by their first values of one key (see the module):
+    :meth:`find` answers LOOKUP's children for a value, :meth:`set` records a child's
+    values as they became durable."""
 
-    __slots__ = ("parent", "key", "_hashes", "_pos", "_kids", "_ends", "_blob",
-                 "changed", "_by_value", "hits", "nbytes", "entries")
+    __slots__ = ("_hashes", "_pos", "_kids", "_ends", "_blob", "changed", "_by_value",
+                 "hits", "nbytes", "entries")
 
-    def __init__(self, parent: int, key: bytes, pairs: Iterable[tuple[bytes, int]],
-                 max_bytes: int = MAX_BYTES) -> None:
-        """Build from *pairs* (value, child), the store's index rows of (*parent*,
-        *key*) in any order.
+    def __init__(self, pairs: Iterable[tuple[bytes, int]], max_bytes: int = MAX_BYTES) -> None:
+        """Build from *pairs* (value, child), the store's index rows of one key under
+        one directory, in any order.
 
         :raises TooBig: past *max_bytes* (values included); nothing is kept then.
         """
-        self.parent = parent
-        self.key = key
         hashes = array("q")
         kids = array("I")
         ends = array("I")
