@@ -193,6 +193,31 @@ def test_a_copy_swapped_in_stops_a_build(tmp_path):
 
 # -- over the wire -------------------------------------------------------------------------------
 
+async def _add_users(c: Client, users: NiId, numbers: range) -> None:
+    """Users ``uK`` (``dup`` for 500) under *users*, 200 pipelined CREATEs at a time."""
+    for start in range(numbers.start, numbers.stop, 200):
+        users = await c.self_id(users)
+        await asyncio.gather(*(
+            c.create(NiId(users.object, users.instance + i),
+                     [("name", ["dup" if k == 500 else f"u{k}"]), ("uid", [str(k)])])
+            for i, k in enumerate(range(start, min(numbers.stop, start + 200)))))
+
+
+async def _built(c: Client, uid: int) -> str:
+    """LOOKUPs of /users by name until STATISTICS lists its resident index: the entry."""
+    for i in range(INDEX_AFTER + 20):
+        assert await lookup(c, uid, "name", f"u{i + 1}") != []
+    deadline = time.monotonic() + 30
+    while True:
+        stats = dict(await c.statistics())
+        if "lookup_indexes" in stats:
+            (entry,) = stats["lookup_indexes"]
+            return entry
+        assert time.monotonic() < deadline, "no index built"
+        await c.lookup(uid, "name", "u3")
+        await asyncio.sleep(0.1)
+
+
 def test_netinfod_builds_an_index_and_answers_as_before(engine_netinfod):
     d = engine_netinfod("big", "-m")
 
@@ -200,25 +225,9 @@ def test_netinfod_builds_an_index_and_answers_as_before(engine_netinfod):
         async with await Client.connect("127.0.0.1", d.port, "big") as c:
             root = await c.root()
             users, root = await c.create(root, [("name", ["users"])])
-            for start in range(0, USERS, 200):
-                users = await c.self_id(users)
-                await asyncio.gather(*(
-                    c.create(NiId(users.object, users.instance + i),
-                             [("name", ["dup" if k == 500 else f"u{k}"]),
-                              ("uid", [str(k)])])
-                    for i, k in enumerate(range(start, min(USERS, start + 200)))))
+            await _add_users(c, users, range(USERS))
             uid = users.object
-            for i in range(INDEX_AFTER + 20):
-                assert await lookup(c, uid, "name", f"u{i + 1}") != []
-            deadline = time.monotonic() + 30
-            while True:
-                stats = dict(await c.statistics())
-                if "lookup_indexes" in stats:
-                    break
-                assert time.monotonic() < deadline, "no index built"
-                await c.lookup(uid, "name", "u3")
-                await asyncio.sleep(0.1)
-            (entry,) = stats["lookup_indexes"]
+            entry = await _built(c, uid)
             assert entry.split()[:3] == [str(uid), "name", str(USERS)]
             probes = ["u0", "u9", "dup", f"u{USERS - 1}", "none", "new", "u1"]
 
@@ -253,3 +262,27 @@ def test_no_index_without_a_runner(tmp_path):
         for i in range(INDEX_AFTER * 2):
             _lookup_svc(svc, users, "name", f"u{i}")
         assert not svc.source.indexes and cached.INDEX_AFTER == INDEX_AFTER
+
+
+def test_an_index_changed_past_its_bound_is_dropped_and_built_again(netinfod):
+    # more users made than keyindex.CHANGED_MIN (the index holds fewer than four times
+    # that): the index goes, LOOKUPs are answered from the store, then it comes back
+    d = netinfod("big", "-m")
+    more = keyindex.CHANGED_MIN + 1
+
+    async def go() -> None:
+        async with await Client.connect("127.0.0.1", d.port, "big") as c:
+            users, _ = await c.create(await c.root(), [("name", ["users"])])
+            await _add_users(c, users, range(USERS))
+            uid = users.object
+            assert (await _built(c, uid)).split()[2] == str(USERS)
+            await _add_users(c, await c.self_id(uid), range(USERS, USERS + more))
+            assert "lookup_indexes" not in dict(await c.statistics())
+            for k in (0, USERS - 1, USERS, USERS + more - 1):
+                assert await lookup(c, uid, "name", f"u{k}") == await brute_lookup(
+                    c, uid, "name", f"u{k}")
+            assert (await _built(c, uid)).split()[2] == str(USERS + more)
+            assert await lookup(c, uid, "name", f"u{USERS + more - 1}") == await brute_lookup(
+                c, uid, "name", f"u{USERS + more - 1}")
+
+    asyncio.run(go())
