@@ -286,3 +286,34 @@ def test_an_index_changed_past_its_bound_is_dropped_and_built_again(netinfod):
                 c, uid, "name", f"u{USERS + more - 1}")
 
     asyncio.run(go())
+
+
+def test_a_ninth_index_takes_the_place_of_the_least_used(tmp_path):
+    # INDEX_MAX indexes in use: one more asked for evicts the least used, never one that
+    # answers often
+    keys = [f"k{i}" for i in range(cached.INDEX_MAX + 1)]
+    with Database(open_store(f"sqlite:{tmp_path / 'd.sqlite'}")) as db:
+        svc = db.service_for_tests()
+        u, _ = svc.proc_create(SUPERUSER, svc.proc_root(SUPERUSER), [("name", ["t"])],
+                               NI_INDEX_NULL)
+        for i in range(20):
+            svc.proc_create(SUPERUSER, svc.proc_self(SUPERUSER, u),
+                            [(k, [f"{k}-{i}"]) for k in keys], NI_INDEX_NULL)
+        db.commit()
+        src = svc.source
+
+        def run(job: IndexJob) -> None:
+            job.run()
+            job.install()
+        src.index_runner = run
+
+        def ask(key: str, times: int) -> None:
+            for n in range(times):
+                assert _lookup_svc(svc, u.object, key, f"{key}-{n % 20}") != []
+        for k in keys[:-1]:
+            ask(k, INDEX_AFTER)
+        assert sorted(k for _, k in src.indexes) == keys[:-1]
+        ask(keys[0], 4 * INDEX_AFTER)          # answered from its index: used
+        ask(keys[-1], INDEX_AFTER)
+        assert len(src.indexes) == cached.INDEX_MAX
+        assert (u.object, keys[-1]) in src.indexes and (u.object, keys[0]) in src.indexes
