@@ -6,6 +6,11 @@ modern crypt formats a migrated domain may carry — MD5 ``$1$``, SHA-256 ``$5$`
 ``$6$``, bcrypt ``$2a$/$2b$/$2y$`` and argon2 ``$argon2…`` where their backends are
 installed — through ``libpass`` (the maintained fork of passlib), so the result is the
 same on every Python version, with or without the stdlib ``crypt`` module (gone in 3.13).
+Where the C library's ``crypt_rn`` is present (libxcrypt, ``libcrypt.so.1``: Debian,
+Fedora, Arch, ...), DES, MD5, SHA-256 and SHA-512 crypt strings are checked by it
+instead: the same answers (tests/test_passwords.py compares the two), about twice as fast,
+and without the interpreter lock, so a check in a worker thread (the LDAP door's binds)
+does not stall the event loop.
 
 New passwords are hashed with SHA-512 crypt (``$6$``), which every platform's crypt(3)
 and every NetInfo-era tool after 2008 can read; a NeXT client still authenticates against
@@ -14,6 +19,7 @@ it, since only the server compares hashes.
 
 from __future__ import annotations
 
+import hmac
 from collections.abc import Callable
 from functools import cache
 from typing import Any
@@ -52,10 +58,84 @@ def scheme_of(stored: str) -> str | None:
     return None
 
 
+#: The schemes the C library checks when it can (:func:`_c_crypt`); bcrypt and argon2
+#: stay with libpass, whose backends also say whether they can be checked at all
+#: (:func:`verdict`).
+C_SCHEMES = frozenset({"des_crypt", "md5_crypt", "sha256_crypt", "sha512_crypt"})
+#: ``sizeof(struct crypt_data)`` in libxcrypt (crypt.h: CRYPT_DATA_INTERNAL_SIZE and
+#: the output and setting buffers); ``crypt_rn`` is told the size it gets.
+_CRYPT_DATA = 32768
+#: libxcrypt refuses longer passphrases (crypt.h: CRYPT_MAX_PASSPHRASE_SIZE, 512 with
+#: its NUL); libpass answers for those.
+_C_PHRASE_MAX = 511
+
+
+@cache
+def _c_crypt() -> Callable[[bytes, bytes], bytes | None] | None:
+    """libxcrypt's ``crypt_rn(phrase, setting, data, size)`` (re-entrant, a buffer of
+    its own per call; ctypes releases the interpreter lock around it), or None where
+    there is no such library or it does not agree with libpass on a probe of each
+    scheme (then libpass checks everything)."""
+    try:
+        import ctypes  # noqa: PLC0415 - loaded on the first check, as libpass is
+        fn = ctypes.CDLL("libcrypt.so.1").crypt_rn
+    except (ImportError, OSError, AttributeError):
+        return None
+    fn.restype = ctypes.c_char_p
+    fn.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_void_p, ctypes.c_int]
+
+    def crypt(phrase: bytes, setting: bytes) -> bytes | None:
+        data = ctypes.create_string_buffer(_CRYPT_DATA)
+        out: bytes | None = fn(phrase, setting, data, _CRYPT_DATA)
+        return out
+    for name in sorted(C_SCHEMES):
+        h = _handler(name)
+        if h is None:
+            return None
+        if name in ("sha256_crypt", "sha512_crypt"):
+            h = h.using(rounds=1000)   # the least both allow: a cheap probe
+        probe = str(h.hash("probe \u00e9"))
+        if crypt("probe \u00e9".encode(), probe.encode()) != probe.encode() \
+                or crypt(b"probe", probe.encode()) == probe.encode():
+            return None
+    return crypt
+
+
+def _verify_c(password: str, stored: str) -> bool | None:
+    """The C library's answer for *password* against *stored* (a :data:`C_SCHEMES`
+    string), or None when libpass must answer: no library, a password that is not a C
+    string (a NUL, or not encodable) or is longer than the library takes, a hash that is
+    not ASCII."""
+    crypt = _c_crypt()
+    if crypt is None or "\x00" in password or not stored.isascii():
+        return None
+    try:
+        phrase = password.encode("utf-8")   # as libpass encodes a str password
+    except UnicodeEncodeError:
+        return None
+    if len(phrase) > _C_PHRASE_MAX:
+        return None
+    setting = stored.encode("ascii")
+    out = crypt(phrase, setting)
+    return out is not None and hmac.compare_digest(out, setting)
+
+
 def verify(password: str, stored: str) -> bool:
     """True when *password* hashes to *stored*. Unknown formats, missing backends and
     malformed hashes never match (and never raise)."""
     name = scheme_of(stored)
+    if name is None:
+        return False
+    if name in C_SCHEMES:
+        answer = _verify_c(password, stored)
+        if answer is not None:
+            return answer
+    return verify_libpass(password, stored, name)
+
+
+def verify_libpass(password: str, stored: str, name: str | None = None) -> bool:
+    """:func:`verify` by libpass alone (*name*: the scheme, when known)."""
+    name = name or scheme_of(stored)
     if name is None:
         return False
     h = _handler(name)
