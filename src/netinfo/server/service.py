@@ -162,6 +162,8 @@ class DirectoryService:
         #: every credential's door, with the failure limiter (spec §10.2; module ``auth``);
         #: the owner (database.Database) replaces it with one that names the domain
         self.authenticator = Authenticator(self.check_user)
+        #: the password checks of check_user, recent successes remembered (passwords)
+        self.verified = _verified()
         #: the LOOKUP indexes that exist, least recently used first
         self._lru: OrderedDict[tuple[Node, str], None] = OrderedDict()
         #: how to take back the uncommitted changes: (function, *args), applied in reverse
@@ -392,7 +394,7 @@ class DirectoryService:
         """
         label, candidates = self.user_candidates(who)
         for stored, outcome in candidates:
-            if stored is None or check_password(password, stored):
+            if stored is None or self.verified(password, stored):
                 return settle(outcome)
         raise NiError(Status.AUTHERROR, f"{label}: wrong password")
 
@@ -1166,6 +1168,11 @@ def settle(outcome: tuple[str, bool] | NiError) -> tuple[str, bool]:
     if isinstance(outcome, NiError):
         raise outcome
     return outcome
+
+
+def _verified() -> Callable[[str, str], bool]:
+    from ..passwords import VerifiedPasswords  # noqa: PLC0415 - libpass loads on first use
+    return VerifiedPasswords()
 
 
 def check_password(password: str, stored: str) -> bool:
