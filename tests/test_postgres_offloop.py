@@ -161,3 +161,50 @@ def test_udp_reads_of_a_cold_domain_are_fetched_and_answered(pg_cluster, tmp_pat
     finally:
         d.stop()
     assert props == [("name", ["u7"]), ("uid", ["1007"])]
+
+
+def test_kept_answers_wait_for_a_commit_in_flight(pg_cluster, tmp_path):
+    """A LOOKUPREAD kept by the short path (and answered by the connection's lane, one
+    lone record at a time) is not answered from the table while a write's commit is in
+    flight: reads made meanwhile see the write (docs/postgres.md, "Visibility")."""
+    url = _populated(pg_cluster, tmp_path, "lane")
+    d = Netinfod(tmp_path, "lane", "--store", url).start()
+
+    async def scenario() -> tuple[list[str], list[str]]:
+        reader = await Client.connect("127.0.0.1", d.port, "lane")
+        writer = await Client.connect("127.0.0.1", d.port, "lane")
+        try:
+            users, _ = await reader.lookup(0, "name", "users")
+            users_id = await reader.self_id(users[0])
+
+            async def uid_of() -> list[str]:
+                _, props = await reader.lookupread(users_id, "name", "u3")
+                return [v for k, vals in props for v in vals if k == "uid"]
+            for _ in range(3):   # kept, then answered from the table
+                assert await uid_of() == ["1003"]
+            u3, _ = await writer.lookup(users[0], "name", "u3")
+            u3_id, _ = await writer.read(u3[0])
+            held = threading.Event()
+            holder = threading.Thread(target=_hold, args=(pg_cluster.conninfo(), url,
+                                                          HOLD, held))
+            holder.start()
+            try:
+                assert await asyncio.to_thread(held.wait, 10)
+                write = asyncio.ensure_future(
+                    writer.write(u3_id, [("name", ["u3"]), ("uid", ["7777"])]))
+                await asyncio.sleep(0.3)   # its commit waits for PostgreSQL
+                during = await uid_of()
+                await write
+            finally:
+                await asyncio.to_thread(holder.join)
+            return during, await uid_of()
+        finally:
+            for c in (reader, writer):
+                await c.close()
+
+    try:
+        during, after = asyncio.run(scenario())
+    finally:
+        d.stop()
+    assert during == ["7777"]
+    assert after == ["7777"]

@@ -160,6 +160,28 @@ class FastPath:
     def __len__(self) -> int:
         return len(self._replies)
 
+    def hit(self, record: bytes) -> bytes | None:
+        """The reply kept for *record* (``Program.hit``), or None: not a call this path
+        takes, not kept, or the table not to be trusted now (writes pending, a change
+        no record describes: :meth:`answer` then decides)."""
+        proc = self._heads.get(record[4:_ARGS])
+        if proc is None or self._db.is_watched(proc):
+            return None
+        state = self._db.read_state()
+        if state is None or state != self._generation:
+            return None
+        return self._kept(proc, record)
+
+    def _kept(self, proc: int, record: bytes) -> bytes | None:
+        key = record[4:]
+        hit = self._replies.get(key)
+        if hit is None:
+            return None
+        self._replies.move_to_end(key)
+        self._counters[proc][0] += 1
+        self.hits += 1
+        return record[:4] + hit
+
     def answer(self, record: bytes, caller: Any) -> Any:
         """The reply to *record* (bytes; a stream or None as the normal path gives), or
         None when it is not a call this path takes."""
@@ -178,13 +200,9 @@ class FastPath:
         if state != self._generation:
             self.clear()
             self._generation = state
-        key = record[4:]
-        hit = self._replies.get(key)
-        if hit is not None:
-            self._replies.move_to_end(key)
-            self._counters[proc][0] += 1
-            self.hits += 1
-            return record[:4] + hit
+        kept = self._kept(proc, record)
+        if kept is not None:
+            return kept
         self.misses += 1
         args = decode_args(proc, record)
         reply = self._slow(record, caller) if args is None else \
@@ -194,7 +212,7 @@ class FastPath:
                 and db.read_state() == state:
             status = _STATUS.unpack_from(reply, _OFFSET)[0]
             if status == Status.OK or status in KEPT_STATUSES:
-                self._keep(key, reply[4:], _STATUS.unpack_from(record, _ARGS)[0])
+                self._keep(record[4:], reply[4:], _STATUS.unpack_from(record, _ARGS)[0])
         return reply
 
     def _direct(self, proc: int, record: bytes, caller: Any, args: tuple[Any, ...]) -> bytes:

@@ -98,6 +98,11 @@ RESERVED_PORTS = range(600, 1024)
 #: server.storeio); each runs it again. A LOOKUPREAD makes one or two, a LIST of a
 #: directory a few per chunk of 256 children; past it the call reads where it is.
 MAX_FETCHES = 32
+#: The lane (``TcpConnection.data_received``): a read of at most this many bytes that
+#: is one whole record (its mark's last-fragment bit set) may be answered from the kept
+#: answers before any other step; bigger or split records take the usual way.
+LANE_MAX = 4096
+_LAST_FRAGMENT = 0x8000_0000
 #: UDP datagrams waiting for such a fetch at once (anonymous peers: past it a datagram
 #: reads where it is, the loop waiting for the round trip); each holds its datagram.
 MAX_UDP_FETCHES = 64
@@ -146,6 +151,10 @@ class YpHandler(Protocol):
         """A MATCH answered before the prologue (the reply record), or None."""
         ...
 
+    def hit(self, record: bytes) -> bytes | None:
+        """A MATCH's kept answer (the reply record), or None."""
+        ...
+
 
 class Observer(Protocol):
     """What the server asks of replication (``replicator.Replicator``): whether the
@@ -184,6 +193,8 @@ class Dispatcher:
         self.programs: dict[int, Program[ProgramHandler]] = {}
         #: the rows' short paths (``Program.fast``), tried before the prologue
         self._fast: tuple[Callable[[bytes, Caller], bytes | ReplyStream | None], ...] = ()
+        #: their kept answers alone (``Program.hit``), for a connection's lone record
+        self._hits: tuple[Callable[[bytes], bytes | None], ...] = ()
         for make in (netinfo_program, history_program, *programs):
             self.add_program(make(self))
 
@@ -193,6 +204,20 @@ class Dispatcher:
         portmapper at start when its row says so."""
         self.programs[row.prog] = row
         self._fast = tuple(r.fast for r in self.programs.values() if r.fast is not None)
+        self._hits = tuple(r.hit for r in self.programs.values() if r.hit is not None)
+
+    def hit(self, record: bytes, caller: Caller) -> bytes | None:
+        """The reply a row's short path kept for *record* (``Program.hit``), or None (then
+        :meth:`handle` answers it). A read's kept answer, so no batch need hold it: only
+        for a TCP caller with nothing else outstanding (``TcpConnection``), never for the
+        master pushing updates."""
+        if caller.from_master:
+            return None
+        for hit in self._hits:
+            reply = hit(record)
+            if reply is not None:
+                return reply
+        return None
 
     def caller_for(self, host: str, port: int, udp: bool = False,
                    ours: tuple[str, int] | None = None) -> Caller:
@@ -326,7 +351,8 @@ def netinfo_program(disp: Dispatcher) -> Program[ProgramHandler]:
         if disp.config.fast_path else None
     return Program(NETINFO_PROG, NETINFO_VERS, NETINFO_VERS, handle,
                    procs=frozenset(PROCEDURES), udp=UDP_PROCS, udp_lenient=UDP_LENIENT_PROCS,
-                   on_failure=_nospace, fast=fast.answer if fast is not None else None)
+                   on_failure=_nospace, fast=fast.answer if fast is not None else None,
+                   hit=fast.hit if fast is not None else None)
 
 
 def history_program(disp: Dispatcher) -> Program[ProgramHandler]:
@@ -358,7 +384,8 @@ def yp_program(door: YpHandler) -> ProgramFactory:
             return ReplyStream(rpc.reply_success(call.xid), body)
 
         return Program(YPPROG, YPVERS, YPVERS, handle, procs=_YP_PROCS, udp=None,
-                       fast=door.fast if door.short else None)
+                       fast=door.fast if door.short else None,
+                       hit=door.hit if door.short else None)
     return make
 
 
@@ -411,6 +438,9 @@ class TcpConnection(HeldConnection):
         #: reply bytes handed to the transport so far (what the peer took: this minus
         #: what the transport still buffers)
         self.written = 0
+        #: the reply bytes queued that the bounds were last told of (``_queued``): a
+        #: reply of the lane that leaves at once, while this is 0, tells them nothing new
+        self._told = 0
 
     @property
     def idle(self) -> bool:
@@ -498,6 +528,7 @@ class TcpConnection(HeldConnection):
         """Tell the bounds what is queued now (past the budget of all connections, the
         one holding the most is dropped: peers.PeerBounds.queued)."""
         queued, taken = self.measure()
+        self._told = queued
         self.server.bounds.queued(self, queued, taken, time.monotonic())
 
     def _continue(self) -> None:
@@ -520,6 +551,21 @@ class TcpConnection(HeldConnection):
         now = time.monotonic()
         bounds = self.server.bounds
         bounds.active(self, now)
+        n = len(data)
+        if n <= LANE_MAX and int.from_bytes(data[:4], "big") == _LAST_FRAGMENT + n - 4 \
+                and not self.backlog and self._stream is None and self._held is None \
+                and not self._writing_paused and not self.reader.pending() \
+                and self._lane_open():
+            # the lane: one whole record, nothing else outstanding (so no batch or
+            # order to keep); a kept answer of a short path is sent at once
+            reply = self.server.dispatcher.hit(data[4:], self.caller)
+            if reply is not None:
+                out = rpc.frame(reply)
+                transport.write(out)
+                self.written += len(out)
+                if self._told or transport.get_write_buffer_size():
+                    self._queued()
+                return
         try:
             records = self.reader.feed(data)
         except WireError as e:
@@ -534,6 +580,11 @@ class TcpConnection(HeldConnection):
                 self._answer()
             else:
                 transport.pause_reading()  # the stream's (or a copy's) turn: calls wait
+
+    def _lane_open(self) -> bool:
+        """Whether the lane may answer now (a read worker first applies the owner's
+        invalidations, as before any batch)."""
+        return True
 
     def _answer(self) -> None:
         """Answer backlog calls while the unsent replies stay under the high-water mark."""

@@ -447,6 +447,10 @@ class WorkerConnection(TcpConnection):
         self.server.sync()   # trusted_networks read as the owner last wrote them
         super().connection_made(transport)
 
+    def _lane_open(self) -> bool:
+        self.server.sync()
+        return not self._handing
+
     def _answer(self) -> None:
         server = self.server
         if self._handing:
