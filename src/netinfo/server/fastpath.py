@@ -160,17 +160,29 @@ class FastPath:
     def __len__(self) -> int:
         return len(self._replies)
 
-    def hit(self, record: bytes) -> bytes | None:
-        """The reply kept for *record* (``Program.hit``), or None: not a call this path
-        takes, not kept, or the table not to be trusted now (writes pending, a change
-        no record describes: :meth:`answer` then decides)."""
+    def lane(self, record: bytes, caller: Any) -> bytes | None:
+        """The reply this path gives *record* at once (``Program.lane``): a kept answer,
+        or, where reads never wait for a round trip (``Database.waiting`` None: SQLite),
+        a miss it decodes and answers itself; None: the usual way (:meth:`answer`
+        through the connection's batch), as for writes pending, LIST, odd arguments."""
         proc = self._heads.get(record[4:_ARGS])
-        if proc is None or self._db.is_watched(proc):
+        db = self._db
+        if proc is None or db.is_watched(proc):
             return None
-        state = self._db.read_state()
-        if state is None or state != self._generation:
+        state = db.read_state()
+        if state is None:
             return None
-        return self._kept(proc, record)
+        if state != self._generation:
+            self.clear()
+            self._generation = state
+        kept = self._kept(proc, record)
+        if kept is not None or db.waiting is not None:
+            return kept
+        args = decode_args(proc, record)
+        if args is None:
+            return None
+        self.misses += 1
+        return self._kept_too(record, self._direct(proc, record, caller, args), state)
 
     def _kept(self, proc: int, record: bytes) -> bytes | None:
         key = record[4:]
@@ -207,9 +219,13 @@ class FastPath:
         args = decode_args(proc, record)
         reply = self._slow(record, caller) if args is None else \
             self._direct(proc, record, caller, args)
+        return self._kept_too(record, reply, state)
+
+    def _kept_too(self, record: bytes, reply: Any, state: int) -> Any:
+        """*reply* (to *record*, read at *state*), kept when it may be."""
         if isinstance(reply, bytes) and len(reply) <= MAX_REPLY \
                 and reply[4:_OFFSET] == _ACCEPTED and len(reply) >= _OFFSET + 4 \
-                and db.read_state() == state:
+                and self._db.read_state() == state:
             status = _STATUS.unpack_from(reply, _OFFSET)[0]
             if status == Status.OK or status in KEPT_STATUSES:
                 self._keep(record[4:], reply[4:], _STATUS.unpack_from(record, _ARGS)[0])

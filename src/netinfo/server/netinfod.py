@@ -151,8 +151,8 @@ class YpHandler(Protocol):
         """A MATCH answered before the prologue (the reply record), or None."""
         ...
 
-    def hit(self, record: bytes) -> bytes | None:
-        """A MATCH's kept answer (the reply record), or None."""
+    def lane(self, record: bytes, caller: Caller) -> bytes | None:
+        """A MATCH's reply given at once (the reply record), or None."""
         ...
 
 
@@ -193,8 +193,8 @@ class Dispatcher:
         self.programs: dict[int, Program[ProgramHandler]] = {}
         #: the rows' short paths (``Program.fast``), tried before the prologue
         self._fast: tuple[Callable[[bytes, Caller], bytes | ReplyStream | None], ...] = ()
-        #: their kept answers alone (``Program.hit``), for a connection's lone record
-        self._hits: tuple[Callable[[bytes], bytes | None], ...] = ()
+        #: what they answer at once (``Program.lane``), for a connection's lone record
+        self._lanes: tuple[Callable[[bytes, Caller], bytes | None], ...] = ()
         for make in (netinfo_program, history_program, *programs):
             self.add_program(make(self))
 
@@ -204,17 +204,17 @@ class Dispatcher:
         portmapper at start when its row says so."""
         self.programs[row.prog] = row
         self._fast = tuple(r.fast for r in self.programs.values() if r.fast is not None)
-        self._hits = tuple(r.hit for r in self.programs.values() if r.hit is not None)
+        self._lanes = tuple(r.lane for r in self.programs.values() if r.lane is not None)
 
-    def hit(self, record: bytes, caller: Caller) -> bytes | None:
-        """The reply a row's short path kept for *record* (``Program.hit``), or None (then
-        :meth:`handle` answers it). A read's kept answer, so no batch need hold it: only
-        for a TCP caller with nothing else outstanding (``TcpConnection``), never for the
+    def lane(self, record: bytes, caller: Caller) -> bytes | None:
+        """The reply a row's short path gives *record* at once (``Program.lane``), or
+        None (then :meth:`handle` answers it). Reads only, so no batch need hold it: for
+        a TCP caller with nothing else outstanding (``TcpConnection``), never for the
         master pushing updates."""
         if caller.from_master:
             return None
-        for hit in self._hits:
-            reply = hit(record)
+        for lane in self._lanes:
+            reply = lane(record, caller)
             if reply is not None:
                 return reply
         return None
@@ -352,7 +352,7 @@ def netinfo_program(disp: Dispatcher) -> Program[ProgramHandler]:
     return Program(NETINFO_PROG, NETINFO_VERS, NETINFO_VERS, handle,
                    procs=frozenset(PROCEDURES), udp=UDP_PROCS, udp_lenient=UDP_LENIENT_PROCS,
                    on_failure=_nospace, fast=fast.answer if fast is not None else None,
-                   hit=fast.hit if fast is not None else None)
+                   lane=fast.lane if fast is not None else None)
 
 
 def history_program(disp: Dispatcher) -> Program[ProgramHandler]:
@@ -385,7 +385,7 @@ def yp_program(door: YpHandler) -> ProgramFactory:
 
         return Program(YPPROG, YPVERS, YPVERS, handle, procs=_YP_PROCS, udp=None,
                        fast=door.fast if door.short else None,
-                       hit=door.hit if door.short else None)
+                       lane=door.lane if door.short else None)
     return make
 
 
@@ -557,8 +557,8 @@ class TcpConnection(HeldConnection):
                 and not self._writing_paused and not self.reader.pending() \
                 and self._lane_open():
             # the lane: one whole record, nothing else outstanding (so no batch or
-            # order to keep); a kept answer of a short path is sent at once
-            reply = self.server.dispatcher.hit(data[4:], self.caller)
+            # order to keep); a read a short path answers at once is sent at once
+            reply = self.server.dispatcher.lane(data[4:], self.caller)
             if reply is not None:
                 out = rpc.frame(reply)
                 transport.write(out)

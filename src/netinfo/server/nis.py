@@ -401,12 +401,17 @@ class NisDoor:
             return None
         return record[:4] + _ACCEPTED + body
 
-    def hit(self, record: bytes) -> bytes | None:
-        """A plain MATCH's kept answer as its reply record (``Program.hit``), or None
-        (then :meth:`fast` or the normal path answers, and refills or drops the table)."""
-        if record[4:40] != MATCH_HEAD or self.db.read_state() != self._hot_state \
-                or self._hot_state is None or (self.ancestors is not None and
-                                               self.ancestors.generation != self._hot_generation):
+    def lane(self, record: bytes, caller: Caller) -> bytes | None:
+        """A plain MATCH's reply given at once (``Program.lane``): where reads never wait
+        for a round trip (``Database.waiting`` None), :meth:`fast`'s; else only a kept
+        answer. None: the usual way (which also refills or drops the table)."""
+        if record[4:40] != MATCH_HEAD:
+            return None
+        if self.db.waiting is None:
+            return self.fast(record, caller)
+        if self.db.read_state() != self._hot_state or self._hot_state is None \
+                or (self.ancestors is not None
+                    and self.ancestors.generation != self._hot_generation):
             return None
         body = self._hot.get(record[40:])
         return None if body is None else record[:4] + _ACCEPTED + body

@@ -80,11 +80,11 @@ class Program(Generic[H]):
     #: ``fastpath.FastPath.answer``: (record, caller) → the reply, or None to take the
     #: normal path); it answers reads only, so a batch's failure never rewrites them
     fast: Callable[[bytes, Any], Any] | None = None
-    #: the short path's kept answers alone (record → the reply kept for its bytes, or
-    #: None): offered by a TCP connection a lone whole record it read with nothing else
-    #: outstanding, before any of the connection's machinery (netinfod's
-    #: ``FastPath.hit``, the NIS door's ``NisDoor.hit``)
-    hit: Callable[[bytes], bytes | None] | None = None
+    #: what the short path answers at once ((record, caller) → the reply, or None):
+    #: offered by a TCP connection a lone whole record it read with nothing else
+    #: outstanding, before any of the connection's machinery; reads only (netinfod's
+    #: ``FastPath.lane``, the NIS door's ``NisDoor.lane``)
+    lane: Callable[[bytes, Any], bytes | None] | None = None
 
     def versions(self) -> range:
         return range(self.low, self.high + 1)
