@@ -62,7 +62,7 @@ from .ldapview import (
 from .peers import PeerBounds, PeerLimits
 from .rfc2307 import (
     MAPPINGS, PRIVATE_ATTRS, Attrs, DnError, attr_type, default_base, dn_of, dn_text,
-    entry_attrs,
+    entry_attrs, escape_value,
     norm_dn, parse_dn, property_from_text, props_from_attrs, rdn_attr, unknown_attrs,
 )
 from ..wire.protocol import Proc
@@ -342,6 +342,8 @@ class LdapServer:
         self.base = parse_dn(config.base)
         self.base_norm = norm_dn(self.base)
         self.base_text = dn_text(self.base)
+        #: the DN of ou=users (:meth:`quick`: a user's is ``uid=NAME,`` before it)
+        self._users_dn = dn_of(_USERS, self.base)
         self._servers: list[asyncio.AbstractServer] = []
         #: the threads simple binds verify passwords in (:data:`BIND_WORKERS`; their
         #: queue is first come, first served)
@@ -626,8 +628,8 @@ class LdapServer:
             hide = hidden(path)
             if evaluate(op.filter, attrs, hide) is not True:
                 continue
-            dn = self._dn(path)
-            opattrs: Attrs = {
+            dn = f"uid={escape_value(name)},{self._users_dn}"   # self._dn(path)
+            opattrs: Attrs = {} if op.attributes in _USER_ATTRS_ONLY else {
                 "entrydn": ("entryDN", [dn]),
                 "subschemasubentry": ("subschemaSubentry", [SCHEMA_DN]),
                 "hassubordinates": ("hasSubordinates", ["TRUE" if n.children else "FALSE"]),
@@ -637,6 +639,8 @@ class LdapServer:
 
 
 _USERS = ("users",)
+#: attribute lists that select no operational attribute (``select``)
+_USER_ATTRS_ONLY = frozenset({(), ("*",)})
 
 
 def _owners() -> dict[tuple[str, str], str]:
