@@ -1479,14 +1479,12 @@ class Connection(HeldConnection):
                     return True
                 if encodings is None:
                     run.fill = None
-                    body = L.encode_op(L.SearchEntry(dn, select(
-                        attrs, op.attributes, op.types_only, hidden, opattrs)))
+                    body = _entry_body(dn, attrs, op, hidden, opattrs)
                 else:   # a kept entry: its encoding for this selection, kept too
                     key = (op.attributes, op.types_only, hidden)
                     body = encodings.get(key) or b""
                     if not body:
-                        body = L.encode_op(L.SearchEntry(dn, select(
-                            attrs, op.attributes, op.types_only, hidden, opattrs)))
+                        body = _entry_body(dn, attrs, op, hidden, opattrs)
                         if len(encodings) < MAX_ENCODINGS:
                             encodings[key] = body
                 run.out.append(L.message_with(run.msgid, body))
@@ -1673,6 +1671,14 @@ class Connection(HeldConnection):
             props.append((k, list(vs)))
         self.db.call(Proc.WRITE, self.caller, (NiId(oid, node.instance), props))
         self._answer(msg, L.ResultCode.SUCCESS)
+
+
+def _entry_body(dn: str, attrs: Attrs, op: L.SearchRequest, hidden: frozenset[str],
+                opattrs: Attrs) -> bytes:
+    """The SearchResultEntry operation of one entry for search *op*."""
+    if not op.types_only:
+        return encode_selected(dn, attrs, op.attributes, hidden, opattrs)
+    return L.encode_op(L.SearchEntry(dn, select(attrs, op.attributes, True, hidden, opattrs)))
 
 
 def _names(props: Proplist) -> list[str] | None:
