@@ -14,6 +14,9 @@ from __future__ import annotations
 
 import asyncio
 import random
+from pathlib import Path
+
+import pytest
 
 from netinfo.errors import WireError
 from netinfo.model import NiId
@@ -81,8 +84,11 @@ def _request(rng: random.Random, msgid: int, names: list[str]) -> bytes:
         _filter(rng, name), attrs), controls))
 
 
-def _domain() -> Database:
-    db = Database(open_store("memory:"))
+def _domain(url: str = "memory:") -> Database:
+    """/users with root's password set; on SQLite a cache of 8 directories (most users
+    then read from the store: ``CachedSource.peek``)."""
+    db = Database(open_store(url), cache=8) if url != "memory:" else \
+        Database(open_store(url))
     populate_standard(db.procedures)
     nid = _find(db, "root")
     assert nid is not None
@@ -187,11 +193,13 @@ async def _open(port: int, who: tuple[str, str] | None) -> Wire:
     return c
 
 
-def test_short_path_answers_byte_for_byte_as_the_general_path(monkeypatch) -> None:
+@pytest.mark.parametrize("engine", ["memory", "sqlite"])
+def test_short_path_answers_byte_for_byte_as_the_general_path(monkeypatch, tmp_path: Path,
+                                                              engine: str) -> None:
     rng = random.Random(22)
     names = [f"u{i}" for i in range(30)] + ["Ann", "bob", "BOB", "x,y", "e=q", "café",
                                             " lead", "trail ", "#h", "nobody-here"]
-    db = _domain()
+    db = _domain("memory:" if engine == "memory" else f"sqlite:{tmp_path / 'd.sqlite'}")
     for name in names[:-1]:
         _create(db, rng, name)
     # the user the bound connections are (a password, md5-crypt: quick to check)

@@ -617,7 +617,7 @@ class LdapServer:
             return None
         bodies: list[bytes] = []
         for oid in found:
-            n = self.db.source.get(oid)
+            n = self.db.source.peek(oid)   # (a random user: not kept in the cache)
             if n is None:
                 continue
             name = next((vs[0] for k, vs in n.props if k == "name" and vs), None)
