@@ -97,6 +97,9 @@ WRITE_HIGH_WATER = 64 * 1024
 #: Store fetches off the loop (``cached.StoreWait``) one search may wait for before it
 #: reads where it is (netinfod's MAX_FETCHES for NETINFO calls, the same reasoning).
 MAX_FETCHES = 32
+#: who the door's own LOOKUPs are made as (anyone; a Caller is frozen, and making one
+#: costs more than the LOOKUP of a kept directory)
+_ANYONE = Caller()
 #: a search's success (SearchResultDone), encoded once
 _DONE = L.encode_op(L.Response(L.SEARCH_DONE, L.ResultCode.SUCCESS))
 #: Seconds netinfod's stop waits for the sessions it has cut to finish (their searches
@@ -255,7 +258,7 @@ class _Kept:
             found = under.get((prop, value))
             if found is not None:
                 return found
-        found = self.db.call(Proc.LOOKUP, Caller(), (NiId(poid), prop, value))[0]
+        found = self.db.call(Proc.LOOKUP, _ANYONE, (NiId(poid), prop, value))[0]
         if self.n_lookups >= MAX_KEPT_LOOKUPS:
             self.lookups.clear()
             self.n_lookups = 0
@@ -448,7 +451,7 @@ class LdapServer:
                 if i == 0:
                     oid = self._top(name)
                 else:
-                    found, _ = self.db.call(Proc.LOOKUP, Caller(), (NiId(oid), "name", name))
+                    found, _ = self.db.call(Proc.LOOKUP, _ANYONE, (NiId(oid), "name", name))
                     oid = found[0]
             except NiError:
                 raise LdapError(L.ResultCode.NO_SUCH_OBJECT, "",
@@ -465,10 +468,10 @@ class LdapServer:
         if kept.usable():
             oid = kept.tops.get(name)
             if oid is None:
-                oid = int(self.db.call(Proc.LOOKUP, Caller(), (NiId(0), "name", name))[0][0])
+                oid = int(self.db.call(Proc.LOOKUP, _ANYONE, (NiId(0), "name", name))[0][0])
                 kept.tops[name] = oid
             return oid
-        return int(self.db.call(Proc.LOOKUP, Caller(), (NiId(0), "name", name))[0][0])
+        return int(self.db.call(Proc.LOOKUP, _ANYONE, (NiId(0), "name", name))[0][0])
 
     def entry(self, path: tuple[str, ...], node: Node) -> Item:
         """(path, DN, attributes, operational attributes) of the directory at *path*."""
@@ -543,7 +546,7 @@ class LdapServer:
                 if keeping:
                     found = kept.lookup(poid, col.prop, v)
                 else:
-                    found, _ = self.db.call(Proc.LOOKUP, Caller(), (NiId(poid), col.prop, v))
+                    found, _ = self.db.call(Proc.LOOKUP, _ANYONE, (NiId(poid), col.prop, v))
                 break
             except NiError:
                 continue
