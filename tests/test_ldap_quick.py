@@ -369,3 +369,56 @@ def test_encode_selected_is_the_general_encoding() -> None:
                 assert encode_selected("uid=é,dc=t", attrs, wanted, hidden, op) == \
                     L.encode_op(L.SearchEntry("uid=é,dc=t", select(
                         attrs, wanted, False, hidden, op)))
+
+
+def test_damaged_searches_get_the_general_paths_answers() -> None:
+    """Requests of the short path's shapes with a byte changed (still framed): each door,
+    on a connection of its own, answers them with the same bytes (a result, an error, or
+    the notice of disconnection for what does not decode)."""
+    rng = random.Random(11)
+    db = _domain()
+    for name in ("u1", "u2", "Ann"):
+        _create(db, rng, name)
+    db.commit()
+
+    async def everything(port: int, raw: bytes) -> bytes:
+        r, w = await asyncio.open_connection("127.0.0.1", port)
+        w.write(raw)
+        # then a search that always answers: what came before it is all there
+        w.write(L.encode_message(L.Message(9, L.SearchRequest(
+            "", L.Scope.BASE, 0, 0, 0, False, L.Present("objectClass"), ("1.1",)))))
+        out = b""
+        while True:
+            data = await asyncio.wait_for(r.read(65536), TIMEOUT)
+            out += data
+            if not data or out.endswith(L.message_with(9, door._DONE)):
+                break
+        w.close()
+        return out
+
+    async def go() -> None:
+        fast = LdapServer(db, LdapConfig(BASE))
+        slow = LdapServer(db, LdapConfig(BASE, quick=False))
+        pf = await fast.listen("127.0.0.1", 0)
+        ps = await slow.listen("127.0.0.1", 0)
+        sent = 0
+        try:
+            while sent < 150:
+                f: L.Filter = L.Compare(L.F_EQUAL, "uid", rng.choice([b"u1", b"Ann"]))
+                if rng.random() < 0.5:
+                    f = L.And((L.Compare(L.F_EQUAL, "objectClass", b"posixAccount"), f))
+                raw = bytearray(L.encode_message(L.Message(rng.randrange(1, 300),
+                                                           L.SearchRequest(
+                    f"ou=users,{BASE}", L.Scope.ONE, 0, 0, 0, False, f, ("uid",)))))
+                raw[rng.randrange(2, len(raw))] = rng.randrange(256)
+                try:
+                    if ber.frame(raw) != len(raw):
+                        continue
+                except WireError:
+                    continue
+                sent += 1
+                assert await everything(pf, bytes(raw)) == await everything(ps, bytes(raw))
+        finally:
+            await fast.close()
+            await slow.close()
+    asyncio.run(go())
