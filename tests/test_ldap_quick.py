@@ -360,6 +360,9 @@ def test_encode_selected_is_the_general_encoding() -> None:
         assert n is not None
         path = ("users", n.props[0][1][0])
         attrs = entry_attrs(path, n.props, ("dc", "t"))
+        # values about the short form's bound (one value: 125..127 bytes and past)
+        attrs["description"] = ("description", ["y" * rng.choice([1, 125, 126, 127, 128, 300])])
+        attrs["mail"] = ("mail", ["m" * rng.choice([125, 126, 200])] * rng.choice([1, 2]))
         op = {"entrydn": ("entryDN", ["uid=x"]),
               "subschemasubentry": ("subschemaSubentry", ["cn=Subschema"]),
               "hassubordinates": ("hasSubordinates", ["FALSE"])}

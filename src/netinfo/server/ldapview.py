@@ -260,6 +260,12 @@ def encode_selected(dn: str, attrs: Attrs, wanted: tuple[str, ...], hidden: froz
                                     attr_type(shown).operational)
             if not (key in want or (plus if (is_op or h[1]) else everything)):
                 continue
+            if len(values) == 1:   # most are: SET { OCTET STRING } written at once
+                b = values[0].encode("utf-8", "surrogateescape")
+                n = len(b)
+                if n < 0x7E:
+                    parts.append(tlv(SEQUENCE, h[0] + bytes((0x31, n + 2, 0x04, n)) + b))
+                    continue
             vs = []
             for v in values:
                 b = v.encode("utf-8", "surrogateescape")
