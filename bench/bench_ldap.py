@@ -103,6 +103,62 @@ def cpu_per_search(pid: int, port: int, users: int, count: int, cold: bool = Fal
     return used / os.sysconf("SC_CLK_TCK") / count * 1e6
 
 
+def cold_cpu_per_search(pid: int, port: int, users: int, count: int, base: str,
+                        name: str = "u{}", seed: int = 1) -> float:
+    """netinfod's CPU microseconds per search of *count* distinct random users (none
+    asked before on this server: every search misses the kept answers), sent one at a
+    time as ``ldapload`` sends them (one level under ``ou=users``, every attribute,
+    anonymous), the plain equality and nslcd's filter in turn."""
+    s = socket.create_connection(("127.0.0.1", port))
+    buf = bytearray()
+    who = random.Random(seed).sample(range(users), count)
+    reqs = []
+    for n, i in enumerate(who):
+        f: L.Filter = L.Compare(L.F_EQUAL, "uid", name.format(i).encode())
+        if n % 2:
+            f = L.And((L.Compare(L.F_EQUAL, "objectClass", b"posixAccount"), f))
+        reqs.append(L.encode_message(L.Message(n + 1, L.SearchRequest(
+            f"ou=users,{base}", L.Scope.ONE, 0, 0, 0, False, f, ()))))
+    t0 = _cpu_ticks(pid)
+    for req in reqs:
+        s.sendall(req)
+        if _read_until_done(s, buf) != 1:
+            raise RuntimeError("lookup missed")
+    used = _cpu_ticks(pid) - t0
+    s.close()
+    return used / os.sysconf("SC_CLK_TCK") / count * 1e6
+
+
+def cold_on(directory: str, users: int, count: int, runs: int, fast: bool) -> None:
+    """``--domain DIR``: netinfod on the domain ``bench`` built in DIR by ``run.py``'s
+    ``build_netinfo`` (users ``user0``…), its LDAP door's CPU per cold search."""
+    port, lport = free_port(), free_port()
+    env = dict(os.environ, PYTHONPATH=str(ROOT / "src"))
+    base = "dc=bench,dc=test"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "netinfo.cli.netinfod", "--dir", directory, "--port",
+         str(port), "--ldap", f"127.0.0.1:{lport}", "--ldap-base", base, "bench"]
+        + ([] if fast else ["--no-fast-path"]), env=env, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stderr is not None
+        while "serving" not in proc.stderr.readline():
+            pass
+        # the resident LOOKUP index of /users built, the process warmed (not counted)
+        cold_cpu_per_search(proc.pid, lport, users, 2000, base, "user{}", seed=99)
+        for _ in range(120):   # until the index's thread is done: the process idle
+            t = _cpu_ticks(proc.pid)
+            time.sleep(1)
+            if _cpu_ticks(proc.pid) == t:
+                break
+        for r in range(runs):
+            us = cold_cpu_per_search(proc.pid, lport, users, count, base, "user{}", seed=r)
+            print(f"  netinfod CPU per cold search ({count} distinct users, "
+                  f"{'short path' if fast else '--no-fast-path'}): {us:.0f} µs")
+    finally:
+        proc.terminate()
+        proc.wait()
+
+
 def rate(port: int, users: int, seconds: float, clients: int) -> float:
     q: multiprocessing.Queue = multiprocessing.Queue()
     ps = [multiprocessing.Process(target=_client, args=(port, users, seconds, q))
@@ -124,7 +180,19 @@ def main() -> int:
                     help="record netinfod with py-spy (raw format) while the last rate runs")
     ap.add_argument("--cpu-searches", type=int, default=20000,
                     help="sequential searches to measure netinfod's CPU per search (0: none)")
+    ap.add_argument("--domain", metavar="DIR",
+                    help="only the cold measure, on the domain built in DIR by run.py's "
+                         "build_netinfo (--users: how many it holds)")
+    ap.add_argument("--cold", type=int, default=10000,
+                    help="with --domain: distinct users per cold run")
+    ap.add_argument("--runs", type=int, default=3, help="with --domain: cold runs")
+    ap.add_argument("--no-fast-path", dest="fast", action="store_false",
+                    help="netinfod --no-fast-path (every search by the general path)")
     o = ap.parse_args()
+    if o.domain:
+        print(f"{o.users} users in {o.domain}")
+        cold_on(o.domain, o.users, o.cold, o.runs, o.fast)
+        return 0
     with tempfile.TemporaryDirectory() as d:
         (Path(d) / "pw").write_text("secret\n")
         port, lport = free_port(), free_port()

@@ -106,8 +106,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "takes its own uid's callers for the superuser)")
     p.add_argument("--no-fast-path", dest="fast_path", action="store_false",
                    help="answer every read by the general path, not the short one for hot "
-                        "reads (NETINFO's and NIS MATCH: to measure against it, or to rule "
-                        "it out)")
+                        "reads (NETINFO's, NIS MATCH and LDAP's equality searches: to "
+                        "measure against it, or to rule it out)")
     p.add_argument("--no-lookup-index", dest="lookup_index", action="store_false",
                    help="never keep a resident LOOKUP index of a directory asked often "
                         "(by default up to 8, 256 MiB in all, built in a thread: 30 MB "
@@ -323,7 +323,8 @@ async def _serve(args: argparse.Namespace, db: Database, info: ServerInfo,
     if args.ldap or args.ldaps:
         try:
             ldap, ldap_lines = await start_ldap(db, args.tag, args.ldap, args.ldaps,
-                                           args.ldap_cert, args.ldap_key, args.ldap_base)
+                                           args.ldap_cert, args.ldap_key, args.ldap_base,
+                                           quick=args.fast_path)
         except (OSError, ValueError) as e:   # ssl.SSLError is an OSError
             print(f"{PROG}: cannot serve LDAP: {e}", file=sys.stderr)
             await server.close()

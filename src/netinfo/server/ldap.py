@@ -56,12 +56,13 @@ from .database import Batch, Database
 from .held import FETCHING, HeldConnection
 from .service import check_password, settle
 from .ldapview import (
-    SCHEMA_DN, equality_terms, evaluate, root_dse, schema_entry, select, uses_dn_attributes,
+    SCHEMA_DN, encode_selected, equality_terms, evaluate, root_dse, schema_entry, select,
+    uses_dn_attributes,
 )
 from .peers import PeerBounds, PeerLimits
 from .rfc2307 import (
     MAPPINGS, PRIVATE_ATTRS, Attrs, DnError, attr_type, default_base, dn_of, dn_text,
-    entry_attrs,
+    entry_attrs, escape_value,
     norm_dn, parse_dn, property_from_text, props_from_attrs, rdn_attr, unknown_attrs,
 )
 from ..wire.protocol import Proc
@@ -96,6 +97,9 @@ WRITE_HIGH_WATER = 64 * 1024
 #: Store fetches off the loop (``cached.StoreWait``) one search may wait for before it
 #: reads where it is (netinfod's MAX_FETCHES for NETINFO calls, the same reasoning).
 MAX_FETCHES = 32
+#: who the door's own LOOKUPs are made as (anyone; a Caller is frozen, and making one
+#: costs more than the LOOKUP of a kept directory)
+_ANYONE = Caller()
 #: a search's success (SearchResultDone), encoded once
 _DONE = L.encode_op(L.Response(L.SEARCH_DONE, L.ResultCode.SUCCESS))
 #: Seconds netinfod's stop waits for the sessions it has cut to finish (their searches
@@ -140,6 +144,9 @@ class LdapConfig:
     #: for StartTLS on the plain port and for LDAPS
     tls: ssl.SSLContext | None = None
     limits: PeerLimits = field(default_factory=PeerLimits)
+    #: answer the common equality searches by the short path (``Connection._quick``);
+    #: False: every search by the general one (netinfod's ``--no-fast-path``)
+    quick: bool = True
 
 
 #: one entry in scope: its NetInfo path (None for the rootDSE and the schema), DN,
@@ -251,7 +258,7 @@ class _Kept:
             found = under.get((prop, value))
             if found is not None:
                 return found
-        found = self.db.call(Proc.LOOKUP, Caller(), (NiId(poid), prop, value))[0]
+        found = self.db.call(Proc.LOOKUP, _ANYONE, (NiId(poid), prop, value))[0]
         if self.n_lookups >= MAX_KEPT_LOOKUPS:
             self.lookups.clear()
             self.n_lookups = 0
@@ -338,6 +345,8 @@ class LdapServer:
         self.base = parse_dn(config.base)
         self.base_norm = norm_dn(self.base)
         self.base_text = dn_text(self.base)
+        #: the DN of ou=users (:meth:`quick`: a user's is ``uid=NAME,`` before it)
+        self._users_dn = dn_of(_USERS, self.base)
         self._servers: list[asyncio.AbstractServer] = []
         #: the threads simple binds verify passwords in (:data:`BIND_WORKERS`; their
         #: queue is first come, first served)
@@ -442,7 +451,7 @@ class LdapServer:
                 if i == 0:
                     oid = self._top(name)
                 else:
-                    found, _ = self.db.call(Proc.LOOKUP, Caller(), (NiId(oid), "name", name))
+                    found, _ = self.db.call(Proc.LOOKUP, _ANYONE, (NiId(oid), "name", name))
                     oid = found[0]
             except NiError:
                 raise LdapError(L.ResultCode.NO_SUCH_OBJECT, "",
@@ -459,10 +468,10 @@ class LdapServer:
         if kept.usable():
             oid = kept.tops.get(name)
             if oid is None:
-                oid = int(self.db.call(Proc.LOOKUP, Caller(), (NiId(0), "name", name))[0][0])
+                oid = int(self.db.call(Proc.LOOKUP, _ANYONE, (NiId(0), "name", name))[0][0])
                 kept.tops[name] = oid
             return oid
-        return int(self.db.call(Proc.LOOKUP, Caller(), (NiId(0), "name", name))[0][0])
+        return int(self.db.call(Proc.LOOKUP, _ANYONE, (NiId(0), "name", name))[0][0])
 
     def entry(self, path: tuple[str, ...], node: Node) -> Item:
         """(path, DN, attributes, operational attributes) of the directory at *path*."""
@@ -537,7 +546,7 @@ class LdapServer:
                 if keeping:
                     found = kept.lookup(poid, col.prop, v)
                 else:
-                    found, _ = self.db.call(Proc.LOOKUP, Caller(), (NiId(poid), col.prop, v))
+                    found, _ = self.db.call(Proc.LOOKUP, _ANYONE, (NiId(poid), col.prop, v))
                 break
             except NiError:
                 continue
@@ -560,6 +569,81 @@ class LdapServer:
                     kept.keep(oid, item)
             items.append(item)
         return items, deps
+
+
+    def quick(self, op: L.SearchRequest, hidden: Callable[[tuple[str, ...]], frozenset[str]]
+              ) -> tuple[list[bytes], list[int]] | None:
+        """The short path of an equality search (:meth:`Connection._quick`): a search
+        under the base (subtree) or under ``ou=users`` (one level or subtree) for
+        ``(uid=V)`` or ``(&(objectClass=posixAccount)(uid=V))``, answered as the general
+        path answers it (``Connection._begin``, :meth:`lookup`, ``Connection._step``)
+        with none of its bookkeeping: the encoded entries (none or one) and the
+        directories the answer depends on. None for anything else, and whenever the
+        general path would do more than this (several users found, an error to
+        report): it then answers. Only while :class:`_Kept` is usable.
+        :raises LdapError, NiError: (the caller goes to the general path)"""
+        terms = equality_terms(op.filter)
+        if len(terms) == 2:
+            if terms[0][0] == "uid":
+                terms.reverse()
+            if terms[0] != ("objectclass", terms[0][1]) \
+                    or terms[0][1].lower() != "posixaccount":
+                return None
+        if terms[-1][0] != "uid":
+            return None
+        base = op.base.strip()
+        if "".join(base.lower().split()) == "cn=subschema":
+            return None
+        path = self.path_of(base)
+        if path != _USERS and not (path == () and op.scope == L.Scope.SUB):
+            return None
+        if self.owner(path, op.scope, op.filter) != _USERS:
+            return None
+        if path:
+            poid, _ = self.resolve(path)
+        else:
+            self.resolve(path)
+            poid, _ = self.resolve(_USERS)
+        value = terms[-1][1]
+        tries = [value]
+        if value.lower() != value:   # uid is case-ignore (as in lookup)
+            tries.append(value.lower())
+        kept = self.kept
+        found: list[int] = []
+        for v in tries:
+            try:
+                found = kept.lookup(poid, "name", v)
+                break
+            except NiError:
+                continue
+        if len(found) > 1:
+            return None
+        bodies: list[bytes] = []
+        for oid in found:
+            n = self.db.source.peek(oid)   # (a random user: not kept in the cache)
+            if n is None:
+                continue
+            name = next((vs[0] for k, vs in n.props if k == "name" and vs), None)
+            if name is None:
+                continue
+            path = ("users", name)
+            attrs = entry_attrs(path, n.props, self.base[0])
+            hide = hidden(path)
+            if evaluate(op.filter, attrs, hide) is not True:
+                continue
+            dn = f"uid={escape_value(name)},{self._users_dn}"   # self._dn(path)
+            opattrs: Attrs = {} if op.attributes in _USER_ATTRS_ONLY else {
+                "entrydn": ("entryDN", [dn]),
+                "subschemasubentry": ("subschemaSubentry", [SCHEMA_DN]),
+                "hassubordinates": ("hasSubordinates", ["TRUE" if n.children else "FALSE"]),
+            }
+            bodies.append(encode_selected(dn, attrs, op.attributes, hide, opattrs))
+        return bodies, [poid, *found]
+
+
+_USERS = ("users",)
+#: attribute lists that select no operational attribute (``select``)
+_USER_ATTRS_ONLY = frozenset({(), ("*",)})
 
 
 def _owners() -> dict[tuple[str, str], str]:
@@ -778,6 +862,7 @@ class Connection(HeldConnection):
         self._out_size = 0
         self._processing = True
         kept = self.server.kept
+        quick = self.server.config.quick
         took = False
         try:
             while not self.closed and self._held is None and not self._writing_paused:
@@ -797,7 +882,10 @@ class Connection(HeldConnection):
                     took = True
                     if self.batch is None:
                         hit, self._fill = kept.answer(self._reader, raw)
+                        if hit is None and self._fill is not None and quick:
+                            hit = self._quick(raw, self._fill)   # a new equality search
                         if hit is not None:   # a search answered before: its answer
+                            self._fill = None
                             self._emit(hit)
                             if self._out_size > WRITE_HIGH_WATER:
                                 self._write_out()
@@ -1213,6 +1301,35 @@ class Connection(HeldConnection):
             raise LdapError(L.ResultCode.INVALID_ATTRIBUTE_SYNTAX)
         self._answer(msg, L.ResultCode.COMPARE_TRUE if r else L.ResultCode.COMPARE_FALSE)
 
+    def _quick(self, raw: bytes, key: tuple[object, bytes]) -> bytes | None:
+        """The whole answer to the message *raw* when it is a search the short path
+        takes (``wire.ldap.scan_equality_search``, :meth:`LdapServer.quick`): what
+        :meth:`handle` would send for it, the same bytes, its answer kept as the general
+        path keeps it (:meth:`_Kept.keep_reply`); None for any other message, and for
+        a search the general path is to answer (its errors, its bookkeeping)."""
+        q = len(raw) - len(key[1])
+        op = L.scan_equality_search(raw, q)
+        if op is None or len(self.ops) >= MAX_OPS_PER_CONN or self.db.waiting is not None:
+            return None
+        kept = self.server.kept
+        if not kept.usable():
+            return None
+        try:
+            got = self.server.quick(op, self.hidden)
+        except (LdapError, NiError):
+            return None
+        if got is None:
+            return None
+        bodies, deps = got
+        self._fetches = 0
+        kept.keep_reply(key, (*bodies, _DONE), deps)
+        n = raw[1]
+        p = 2 if n < 0x80 else 2 + (n & 0x7F)
+        head = ber.encode_int(int.from_bytes(raw[p + 2:q], "big"))
+        if not bodies:
+            return ber.tlv(ber.SEQUENCE, head + _DONE)
+        return b"".join([ber.tlv(ber.SEQUENCE, head + b) for b in (*bodies, _DONE)])
+
     def search_now(self, msg: L.Message, op: L.SearchRequest) -> _Search | None:
         """Begin a search without waiting: its entries up to its first yield to the event
         loop (every :data:`BATCH` entries examined). None when the search is answered
@@ -1365,14 +1482,12 @@ class Connection(HeldConnection):
                     return True
                 if encodings is None:
                     run.fill = None
-                    body = L.encode_op(L.SearchEntry(dn, select(
-                        attrs, op.attributes, op.types_only, hidden, opattrs)))
+                    body = _entry_body(dn, attrs, op, hidden, opattrs)
                 else:   # a kept entry: its encoding for this selection, kept too
                     key = (op.attributes, op.types_only, hidden)
                     body = encodings.get(key) or b""
                     if not body:
-                        body = L.encode_op(L.SearchEntry(dn, select(
-                            attrs, op.attributes, op.types_only, hidden, opattrs)))
+                        body = _entry_body(dn, attrs, op, hidden, opattrs)
                         if len(encodings) < MAX_ENCODINGS:
                             encodings[key] = body
                 run.out.append(L.message_with(run.msgid, body))
@@ -1561,6 +1676,14 @@ class Connection(HeldConnection):
         self._answer(msg, L.ResultCode.SUCCESS)
 
 
+def _entry_body(dn: str, attrs: Attrs, op: L.SearchRequest, hidden: frozenset[str],
+                opattrs: Attrs) -> bytes:
+    """The SearchResultEntry operation of one entry for search *op*."""
+    if not op.types_only:
+        return encode_selected(dn, attrs, op.attributes, hidden, opattrs)
+    return L.encode_op(L.SearchEntry(dn, select(attrs, op.attributes, True, hidden, opattrs)))
+
+
 def _names(props: Proplist) -> list[str] | None:
     return next((vs for k, vs in props if k == "name"), None)
 
@@ -1679,9 +1802,11 @@ __all__ = ["BIND_WORKERS", "IDLE_TIMEOUT", "LdapConfig", "LdapError", "LdapServe
 
 async def start_ldap(db: Database, tag: str, plain: str | None, ldaps: str | None,
                      cert: str | None, key: str | None,
-                     base: str | None) -> tuple[LdapServer, list[str]]:
+                     base: str | None, quick: bool = True) -> tuple[LdapServer, list[str]]:
     """netinfod's ``--ldap``/``--ldaps``: the front door listening, and one line per
     listener (``ldap://HOST:PORT/BASE``) for the start-up message.
+
+    *quick*: the short path of equality searches (False: ``--no-fast-path``).
 
     :raises ValueError: a bad address, base or option combination; OSError, ssl.SSLError:
         cannot listen, or the certificate does not load.
@@ -1695,7 +1820,7 @@ async def start_ldap(db: Database, tag: str, plain: str | None, ldaps: str | Non
     except DnError as e:
         raise ValueError(f"bad --ldap-base: {e}") from None
     ctx = tls_context(cert, key) if cert is not None and key is not None else None
-    srv = LdapServer(db, LdapConfig(base or default_base(tag), ctx))
+    srv = LdapServer(db, LdapConfig(base or default_base(tag), ctx, quick=quick))
     lines = []
     try:
         for text, secure in ((plain, False), (ldaps, True)):

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from ..wire.ber import OCTET_STRING, SEQUENCE, SET, tlv
 from ..wire.ldap import (
     F_APPROX, F_EQUAL, F_GE, F_LE, OID_PAGED_RESULTS, OID_PASSWD_MODIFY, OID_STARTTLS,
     OID_WHOAMI, And, Attribute, Compare, Extensible, Filter, Not, Or, Present, Substrings,
@@ -223,6 +224,58 @@ def select(attrs: Attrs, wanted: tuple[str, ...], types_only: bool,
     return tuple(out)
 
 
+#: attribute name as shown → (its encoding as an AttributeDescription, whether it is
+#: operational), for :func:`encode_selected`
+_HEADS: dict[str, tuple[bytes, bool]] = {}
+#: an attribute list asked for → (the names lower-cased, everything, ``+``)
+_WANTS: dict[tuple[str, ...], tuple[frozenset[str], bool, bool]] = {}
+_MAX_MEMO = 1024
+
+
+def encode_selected(dn: str, attrs: Attrs, wanted: tuple[str, ...], hidden: frozenset[str],
+                    operational: Attrs) -> bytes:
+    """``encode_op(SearchEntry(dn, select(attrs, wanted, False, hidden, operational)))``
+    in one go, the same bytes: the entry's SearchResultEntry for a search that is not
+    typesOnly, with the attribute names' encodings and the attribute list's reading
+    remembered."""
+    w = _WANTS.get(wanted)
+    if w is None:
+        want = frozenset(x.lower() for x in wanted)
+        w = (want, not want or "*" in want, "+" in want)
+        if len(_WANTS) >= _MAX_MEMO:
+            _WANTS.clear()
+        _WANTS[wanted] = w
+    want, everything, plus = w
+    parts = []
+    heads = _HEADS
+    for source, is_op in ((attrs, False), (operational, True)):
+        for key, (shown, values) in source.items():
+            if key in hidden:
+                continue
+            h = heads.get(shown)
+            if h is None:
+                if len(heads) >= _MAX_MEMO:
+                    heads.clear()
+                h = heads[shown] = (tlv(OCTET_STRING, shown.encode("utf-8", "surrogateescape")),
+                                    attr_type(shown).operational)
+            if not (key in want or (plus if (is_op or h[1]) else everything)):
+                continue
+            if len(values) == 1:   # most are: SET { OCTET STRING } written at once
+                b = values[0].encode("utf-8", "surrogateescape")
+                n = len(b)
+                if n < 0x7E:
+                    parts.append(tlv(SEQUENCE, h[0] + bytes((0x31, n + 2, 0x04, n)) + b))
+                    continue
+            vs = []
+            for v in values:
+                b = v.encode("utf-8", "surrogateescape")
+                vs.append(b"\x04" + bytes((len(b),)) + b if len(b) < 0x80
+                          else tlv(OCTET_STRING, b))
+            parts.append(tlv(SEQUENCE, h[0] + tlv(SET, b"".join(vs))))
+    return tlv(0x64, tlv(OCTET_STRING, dn.encode("utf-8", "surrogateescape"))
+               + tlv(SEQUENCE, b"".join(parts)))
+
+
 # -- rootDSE and schema ----------------------------------------------------------------------
 
 SUPPORTED_CONTROLS = (OID_PAGED_RESULTS,)
@@ -276,5 +329,6 @@ def schema_entry() -> Attrs:
 
 
 __all__ = ["MATCHING_RULES", "SCHEMA_DN", "SUPPORTED_CONTROLS", "SUPPORTED_EXTENSIONS",
-           "Tri", "class_description", "equality_terms", "evaluate", "root_dse",
+           "Tri", "class_description", "encode_selected", "equality_terms", "evaluate",
+           "root_dse",
            "schema_entry", "select", "uses_dn_attributes"]

@@ -354,15 +354,17 @@ Attrs = dict[str, tuple[str, Values]]
 def _add(attrs: Attrs, name: str, values: Values) -> None:
     """Values added to an attribute; empty strings are left out (no LDAP syntax the
     mapping uses allows an empty value: an empty NetInfo value reads as absent)."""
-    values = [v for v in values if v]
-    if not values:
-        return
     key = name.lower()
     have = attrs.get(key)
     if have is None:
-        attrs[key] = (name, list(values))
-    else:
-        have[1].extend(v for v in values if v not in have[1])
+        values = [v for v in values if v]
+        if values:
+            attrs[key] = (name, values)
+        return
+    had = have[1]
+    for v in values:
+        if v and v not in had:
+            had.append(v)
 
 
 def property_text(key: str, value: str | None) -> str:

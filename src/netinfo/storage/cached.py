@@ -540,6 +540,21 @@ class CachedSource(NodeSource):
         self._remember(oid, n)
         return n
 
+    def peek(self, oid: int) -> Node | None:
+        """:meth:`get` without keeping what is read: a directory read once (a random
+        user an LDAP search names) must not flush the working set, as LOOKUPREAD's
+        stored answer does not (:meth:`lookup_first`)."""
+        if oid in self._pins or oid in self._taken:
+            return self.get(oid)
+        n = self._big.get(oid) or self._cache.get(oid)
+        if n is not None:
+            return n
+        row = self._rows.row(oid)
+        if row is None:
+            return None
+        return LazyNode(self, oid, row[0], row[1], self._decode(oid, row[2]),
+                        None if row[3] else array("I"))
+
     def _remember(self, oid: int, n: Node) -> None:
         """Keep clean directory *oid* (resident when big, else in the LRU)."""
         kids = n._kids

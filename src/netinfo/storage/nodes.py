@@ -143,6 +143,11 @@ class NodeSource:
     def get(self, oid: int, default: Node | None = None) -> Node | None:
         raise NotImplementedError
 
+    def peek(self, oid: int) -> Node | None:
+        """:meth:`get` for a directory read once: a source with a cache need not keep
+        it (``CachedSource.peek``)."""
+        return self.get(oid)
+
     def __getitem__(self, oid: int) -> Node:
         n = self.get(oid)
         if n is None:

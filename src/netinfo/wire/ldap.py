@@ -21,7 +21,7 @@ from enum import IntEnum
 
 from ..errors import WireError
 from .ber import (
-    BOOLEAN, CONSTRUCTED, ENUMERATED, OCTET_STRING, SEQUENCE, SET,
+    BOOLEAN, CONSTRUCTED, ENUMERATED, INTEGER, OCTET_STRING, SEQUENCE, SET,
     Reader, decode_bool, decode_int, decode_str, encode_bool, encode_enum, encode_int,
     encode_octets, encode_str, seq, tlv,
 )
@@ -832,6 +832,124 @@ __all__ = [
     "Scope", "SearchEntry", "SearchReference", "SearchRequest", "Substrings", "UNBIND",
     "UnbindRequest", "decode_filter", "decode_message", "decode_paged",
     "decode_passwd_modify", "encode_filter", "encode_message", "encode_op", "encode_paged",
+    "scan_equality_search",
     "message_with",
     "encode_passwd_generated", "encode_passwd_modify", "filter_text", "message_id",
 ]
+
+
+# -- the short path's request shapes (server/ldap.py, ``Connection._quick``) ------------------
+
+def _quick_len(data: bytes, i: int) -> tuple[int, int]:
+    """A BER length at *i* in short form or 0x81/0x82 long form: (length, where the
+    contents begin); (-1, 0) for any other form."""
+    n = data[i]
+    if n < 0x80:
+        return n, i + 1
+    if n == 0x81:
+        return data[i + 1], i + 2
+    if n == 0x82:
+        return (data[i + 1] << 8) | data[i + 2], i + 3
+    return -1, 0
+
+
+def _quick_ava(data: bytes, i: int, end: int) -> tuple[str, bytes, int] | None:
+    """An equalityMatch filter ``[3] { attr, value }`` at *i* (short forms only): the
+    attribute, the value and where it ends; None for anything else."""
+    if data[i] != F_EQUAL or i + 6 > end:
+        return None
+    n = data[i + 1]
+    stop = i + 2 + n
+    if n >= 0x80 or stop > end or data[i + 2] != OCTET_STRING:
+        return None
+    la = data[i + 3]
+    j = i + 4 + la
+    if la >= 0x80 or j + 2 > stop or data[j] != OCTET_STRING:
+        return None
+    lv = data[j + 1]
+    if lv >= 0x80 or j + 2 + lv != stop:
+        return None
+    return data[i + 4:j].decode("utf-8", "surrogateescape"), data[j + 2:stop], stop
+
+
+def scan_equality_search(data: bytes, q: int) -> SearchRequest | None:
+    """The SearchRequest at *q* of the whole message *data* when it is one of the short
+    path's shapes, read with no more than it needs: scope one level or subtree,
+    typesOnly FALSE, the filter ``(uid=V)`` or an AND of two equalities (nslcd's
+    ``(&(objectClass=posixAccount)(uid=V))``), any attribute list, nothing after it (no
+    controls), every length in the forms this reader knows. What it returns is what
+    :func:`decode_message` decodes of the same bytes; None for anything else (the
+    general decoder then decides, errors included)."""
+    try:
+        end = len(data)
+        if data[q] != 0x63:
+            return None
+        n, i = _quick_len(data, q + 1)
+        if n < 0 or i + n != end or data[i] != OCTET_STRING:
+            return None
+        lb = data[i + 1]
+        j = i + 2 + lb
+        if lb >= 0x80 or j + 18 > end:
+            return None
+        base = data[i + 2:j].decode("utf-8", "surrogateescape")
+        # scope, derefAliases: ENUMERATED of one byte; sizeLimit, timeLimit: INTEGER of
+        # one to four bytes, not negative; typesOnly: BOOLEAN FALSE
+        if data[j] != ENUMERATED or data[j + 1] != 1 or data[j + 3] != ENUMERATED \
+                or data[j + 4] != 1:
+            return None
+        scope, deref = data[j + 2], data[j + 5]
+        if scope not in (1, 2) or deref > 3:
+            return None
+        j += 6
+        limits = []
+        for _ in (0, 1):
+            ln = data[j + 1]
+            if data[j] != INTEGER or not 1 <= ln <= 4 or data[j + 2] & 0x80:
+                return None
+            limits.append(int.from_bytes(data[j + 2:j + 2 + ln], "big"))
+            j += 2 + ln
+        if data[j:j + 3] != b"\x01\x01\x00":
+            return None
+        j += 3
+        t = data[j]
+        f: Filter
+        if t == F_EQUAL:
+            one = _quick_ava(data, j, end)
+            if one is None:
+                return None
+            f = Compare(F_EQUAL, one[0], one[1])
+            j = one[2]
+        elif t == F_AND:
+            ln = data[j + 1]
+            stop = j + 2 + ln
+            if ln >= 0x80 or stop > end:
+                return None
+            a = _quick_ava(data, j + 2, stop)
+            if a is None:
+                return None
+            b = _quick_ava(data, a[2], stop)
+            if b is None or b[2] != stop:
+                return None
+            f = And((Compare(F_EQUAL, a[0], a[1]), Compare(F_EQUAL, b[0], b[1])))
+            j = stop
+        else:
+            return None
+        if data[j] != SEQUENCE:
+            return None
+        n, k = _quick_len(data, j + 1)
+        if n < 0 or k + n != end:
+            return None
+        names = []
+        while k < end:
+            ln = data[k + 1]
+            stop = k + 2 + ln
+            if data[k] != OCTET_STRING or ln >= 0x80 or stop > end:
+                return None
+            names.append(data[k + 2:stop].decode("utf-8", "surrogateescape"))
+            k = stop
+        if len(names) > MAX_LIST:
+            return None
+        return SearchRequest(base, scope, deref, limits[0], limits[1], False, f,
+                             tuple(names))
+    except IndexError:
+        return None

@@ -1,0 +1,427 @@
+"""The LDAP door's short path for equality searches (``Connection._quick``,
+``LdapServer.quick``, ``wire.ldap.scan_equality_search``, ``ldapview.encode_selected``):
+the same bytes as the general path, whatever is asked.
+
+Two doors on one domain, one with the short path and one without (``LdapConfig.quick``,
+netinfod's ``--no-fast-path``), each over a real loopback connection, are sent the same
+random searches (both filter shapes and others, several bases, scopes, attribute
+selections; anonymous, as a user, as root) between random writes (users created,
+renamed, deleted, given a password or a second name), and their answers are compared
+byte for byte. The scanner of the request shapes is checked against the general
+decoder on random and damaged requests."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from pathlib import Path
+
+import pytest
+
+from netinfo.errors import WireError
+from netinfo.model import NiId
+from netinfo.passwords import hash_password
+from netinfo.server import ldap as door
+from netinfo.server.database import Database
+from netinfo.server.ldap import LdapConfig, LdapServer
+from netinfo.server.ldapview import encode_selected, select
+from netinfo.server.rfc2307 import entry_attrs
+from netinfo.server.service import SUPERUSER
+from netinfo.server.templates import populate_standard
+from netinfo.storage import open_store
+from netinfo.wire import ber
+from netinfo.wire import ldap as L
+from netinfo.wire.protocol import Proc
+
+BASE = "dc=t,dc=netinfo"
+TIMEOUT = 20
+ROOT_PW = "root-pw"
+
+
+def _op_start(raw: bytes) -> int:
+    """Where the protocolOp of a whole message begins."""
+    n = raw[1]
+    p = 2 if n < 0x80 else 2 + (n & 0x7F)
+    return p + 2 + raw[p + 1]
+
+
+def _filter(rng: random.Random, name: str) -> L.Filter:
+    uid = L.Compare(L.F_EQUAL, rng.choice(["uid", "UID", "uId"]), name.encode())
+    cls = L.Compare(L.F_EQUAL, rng.choice(["objectClass", "objectclass"]),
+                    rng.choice([b"posixAccount", b"POSIXACCOUNT", b"posixGroup",
+                                b" posixAccount"]))
+    return rng.choice([
+        uid, uid, L.And((cls, uid)), L.And((cls, uid)), L.And((uid, cls)),
+        L.And((uid,)), L.And((uid, L.Compare(L.F_EQUAL, "gidNumber", b"20"))),
+        L.And((L.Compare(L.F_EQUAL, "cn", name.encode()), uid)),
+        L.Compare(L.F_EQUAL, "cn", name.encode()), L.Present("uid"),
+        L.Compare(L.F_GE, "uid", name.encode()),
+        L.Or((uid, cls)), L.And((cls, L.Not(uid))),
+        L.And((cls, L.Substrings("uid", name.encode()[:1] or b"u", (), None))),
+    ])
+
+
+def _request(rng: random.Random, msgid: int, names: list[str]) -> bytes:
+    """A random search, half of them of the short path's shapes."""
+    name = rng.choice(names)
+    if rng.random() < 0.5:
+        f: L.Filter = L.Compare(L.F_EQUAL, "uid", name.encode())
+        if rng.random() < 0.5:
+            f = L.And((L.Compare(L.F_EQUAL, "objectClass", b"posixAccount"), f))
+        return L.encode_message(L.Message(msgid, L.SearchRequest(
+            rng.choice([f"ou=users,{BASE}", BASE]), L.Scope.SUB if rng.random() < 0.5
+            else L.Scope.ONE, 0, rng.choice([0, 1]), 0, False, f,
+            rng.choice([(), ("*",), ("uid", "cn"), ("+",), ("userPassword",)]))))
+    base = rng.choice([f"ou=users,{BASE}"] * 6 + [
+        BASE, f"OU=Users, {BASE}", f" ou=users,{BASE} ", f"ou=groups,{BASE}",
+        f"ou=nothere,{BASE}", f"uid={name},ou=users,{BASE}", "dc=other", "cn=Subschema",
+        "", "not a dn", f"ou=users,{BASE.upper()}"])
+    scope = rng.choice([L.Scope.ONE] * 4 + [L.Scope.SUB] * 3 + [L.Scope.BASE])
+    attrs = rng.choice([(), (), ("*",), ("uid", "uidNumber"), ("+",), ("*", "+"),
+                        ("userPassword",), ("1.1",), ("cn", "entryDN", "hasSubordinates"),
+                        ("uid", "gidNumber", "homeDirectory", "loginShell", "gecos",
+                         "shadowLastChange", "shadowExpire", "userPassword", "cn",
+                         "objectClass", "uidNumber", "netinfoProperty", "sn")])
+    size = rng.choice([0, 0, 0, 1, 2, 500])
+    types_only = rng.random() < 0.05
+    controls: tuple[L.Control, ...] = ()
+    if rng.random() < 0.05:
+        # (not the paged one: its cookies are random)
+        controls = (L.Control("1.2.3.4", rng.random() < 0.5, None),)
+    return L.encode_message(L.Message(msgid, L.SearchRequest(
+        base, scope, rng.choice([0, 0, 3]), size, rng.choice([0, 30]), types_only,
+        _filter(rng, name), attrs), controls))
+
+
+def _domain(url: str = "memory:") -> Database:
+    """/users with root's password set; on SQLite a cache of 8 directories (most users
+    then read from the store: ``CachedSource.peek``)."""
+    db = Database(open_store(url), cache=8) if url != "memory:" else \
+        Database(open_store(url))
+    populate_standard(db.procedures)
+    nid = _find(db, "root")
+    assert nid is not None
+    db.call(Proc.WRITEPROP, SUPERUSER, (nid, 1, [hash_password(ROOT_PW, "md5_crypt")]))
+    db.commit()
+    return db
+
+
+def _users_dir(db: Database) -> NiId:
+    root = db.call(Proc.ROOT, SUPERUSER, ())
+    (uoid,), _ = db.call(Proc.LOOKUP, SUPERUSER, (root, "name", "users"))
+    return db.call(Proc.SELF, SUPERUSER, (NiId(uoid, 0),))
+
+
+def _create(db: Database, rng: random.Random, name: str) -> None:
+    props = [("name", [name]), ("uid", [str(rng.randrange(1000, 9999))]),
+             ("gid", [rng.choice(["20", "", "x"])])]
+    if rng.random() < 0.7:
+        props.append(("realname", [rng.choice([f"User {name}", "", "  ", "Ann B. Cé"])]))
+    if rng.random() < 0.7:
+        props.append(("home", [f"/home/{name}"]))
+    if rng.random() < 0.5:
+        props.append(("shell", ["/bin/sh"]))
+    if rng.random() < 0.4:
+        props.append(("passwd", [rng.choice(["*", "", hash_password("pw", "md5_crypt")])]))
+    if rng.random() < 0.2:
+        props.append(("change", [rng.choice(["0", "86400", "-5", "abc"])]))
+    if rng.random() < 0.2:
+        props.append(("description", ["a description"]))
+    if rng.random() < 0.2:
+        props.append(("_writers_passwd", [name]))
+    if rng.random() < 0.1:
+        props.append(("extra", []))
+    db.call(Proc.CREATE, SUPERUSER, (_users_dir(db), props, 0xFFFFFFFF))
+
+
+def _find(db: Database, name: str) -> NiId | None:
+    try:
+        (oid,), _ = db.call(Proc.LOOKUP, SUPERUSER, (_users_dir(db), "name", name))
+    except Exception:
+        return None
+    return db.call(Proc.SELF, SUPERUSER, (NiId(oid, 0),))
+
+
+def _change(db: Database, rng: random.Random, names: list[str]) -> None:
+    """A random write to /users: a user made, renamed, given a second name, deleted,
+    given a password or a child."""
+    kind = rng.choice(["create", "create", "rename", "alias", "delete", "passwd", "child"])
+    name = rng.choice(names)
+    if kind == "create":
+        _create(db, rng, rng.choice(names))   # sometimes a second user of one name
+    else:
+        nid = _find(db, name)
+        if nid is None:
+            return
+        if kind == "rename":
+            db.call(Proc.WRITEPROP, SUPERUSER, (nid, 0, [rng.choice(names)]))
+        elif kind == "alias":
+            db.call(Proc.WRITEPROP, SUPERUSER, (nid, 0, [name, rng.choice(names)]))
+        elif kind == "delete":
+            n = db.source.get(nid.object)
+            if n is None or not n.children:
+                db.call(Proc.DESTROY, SUPERUSER, (_users_dir(db), nid))
+        elif kind == "passwd":
+            db.call(Proc.CREATEPROP, SUPERUSER, (nid, ("passwd", ["$1$ab$cd"]), 0xFFFFFFFF))
+        else:
+            db.call(Proc.CREATE, SUPERUSER, (nid, [("name", ["sub"])], 0xFFFFFFFF))
+    db.commit()
+
+
+class Wire:
+    """One connection: a request sent, the bytes of its answers (to the result) read."""
+
+    def __init__(self, r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        self.r, self.w, self.buf = r, w, b""
+
+    async def ask(self, raw: bytes) -> bytes:
+        self.w.write(raw)
+        out = b""
+        while True:
+            n = ber.frame(self.buf)
+            if n is None:
+                data = await asyncio.wait_for(self.r.read(65536), TIMEOUT)
+                assert data, "connection closed"
+                self.buf += data
+                continue
+            one, self.buf = self.buf[:n], self.buf[n:]
+            out += one
+            m = L.decode_message(one)
+            if not isinstance(m.op, (L.SearchEntry, L.SearchReference)):
+                return out
+
+
+async def _open(port: int, who: tuple[str, str] | None) -> Wire:
+    r, w = await asyncio.open_connection("127.0.0.1", port)
+    c = Wire(r, w)
+    if who is not None:
+        answer = await c.ask(L.encode_message(L.Message(1, L.BindRequest(
+            3, who[0], who[1].encode()))))
+        op = L.decode_message(answer).op
+        assert isinstance(op, L.Response) and op.code == L.ResultCode.SUCCESS, op
+    return c
+
+
+@pytest.mark.parametrize("engine", ["memory", "sqlite"])
+def test_short_path_answers_byte_for_byte_as_the_general_path(monkeypatch, tmp_path: Path,
+                                                              engine: str) -> None:
+    rng = random.Random(22)
+    names = [f"u{i}" for i in range(30)] + ["Ann", "bob", "BOB", "x,y", "e=q", "café",
+                                            " lead", "trail ", "#h", "nobody-here"]
+    db = _domain("memory:" if engine == "memory" else f"sqlite:{tmp_path / 'd.sqlite'}")
+    for name in names[:-1]:
+        _create(db, rng, name)
+    # the user the bound connections are (a password, md5-crypt: quick to check)
+    db.call(Proc.CREATE, SUPERUSER, (_users_dir(db), [
+        ("name", ["carol"]), ("uid", ["77"]), ("passwd", [hash_password("c-pw", "md5_crypt")])],
+        0xFFFFFFFF))
+    db.commit()
+    names.append("carol")
+    taken = []
+    real_quick = LdapServer.quick
+
+    def counting(self, op, hidden):
+        got = real_quick(self, op, hidden)
+        if got is not None:
+            taken.append(len(got[0]))
+        return got
+    monkeypatch.setattr(LdapServer, "quick", counting)
+    readers = [None, (f"uid=carol,ou=users,{BASE}", "c-pw"),
+               (f"uid=root,ou=users,{BASE}", ROOT_PW)]
+
+    async def go() -> None:
+        fast = LdapServer(db, LdapConfig(BASE))
+        slow = LdapServer(db, LdapConfig(BASE, quick=False))
+        pf = await fast.listen("127.0.0.1", 0)
+        ps = await slow.listen("127.0.0.1", 0)
+        try:
+            pairs = [(await _open(pf, who), await _open(ps, who)) for who in readers]
+            msgid = 2
+            for _ in range(60):
+                for _ in range(40):
+                    a, b = rng.choice(pairs)
+                    raw = _request(rng, msgid, names)
+                    msgid += rng.choice([1, 1, 1, 200, 70000])
+                    got, want = await a.ask(raw), await b.ask(raw)
+                    assert got == want, (L.decode_message(raw), got, want)
+                    if rng.random() < 0.2:   # asked again: the kept answer
+                        assert await a.ask(raw) == await b.ask(raw)
+                _change(db, rng, names)
+            for a, b in pairs:
+                a.w.close()
+                b.w.close()
+        finally:
+            await fast.close()
+            await slow.close()
+    asyncio.run(go())
+    # the short path answered many (with and without an entry), not everything
+    assert taken.count(1) > 300 and taken.count(0) > 50, (taken.count(1), taken.count(0))
+
+
+def test_short_path_waits_for_pending_writes() -> None:
+    """While a write is pending (``read_state`` None) the general path answers (it sees
+    the write); what the short path kept before is not answered after the commit."""
+    db = _domain()
+    rng = random.Random(3)
+    _create(db, rng, "dan")
+    db.commit()
+
+    async def go() -> None:
+        srv = LdapServer(db, LdapConfig(BASE))
+        port = await srv.listen("127.0.0.1", 0)
+        try:
+            c = await _open(port, None)
+            raw = L.encode_message(L.Message(5, L.SearchRequest(
+                f"ou=users,{BASE}", L.Scope.ONE, 0, 0, 0, False,
+                L.Compare(L.F_EQUAL, "uid", b"dan"), ("uid",))))
+            first = await c.ask(raw)
+            assert b"dan" in first
+            nid = _find(db, "dan")
+            assert nid is not None
+            db.call(Proc.WRITEPROP, SUPERUSER, (nid, 0, ["dan2"]))   # not committed
+            assert srv.kept.usable() is False
+            assert b"dan" not in (await c.ask(raw)).replace(b"dan2", b"")
+            db.commit()
+            after = await c.ask(raw)
+            assert b"dan" not in after.replace(b"dan2", b"") and after != first
+            c.w.close()
+        finally:
+            await srv.close()
+    asyncio.run(go())
+
+
+def test_scanner_reads_what_the_decoder_reads() -> None:
+    """``scan_equality_search`` on random requests and on the same bytes damaged: when it
+    reads a search, the general decoder reads the same search from those bytes (and no
+    controls); it reads the common shapes."""
+    rng = random.Random(5)
+    names = ["u1", "Ann", "x" * 200, "é"]
+    read = 0
+    for _ in range(3000):
+        raw = _request(rng, rng.choice([1, 127, 128, 300, 2**31 - 1]), names)
+        variants = [raw]
+        for _ in range(4):
+            b = bytearray(raw)
+            b[rng.randrange(2, len(b))] = rng.randrange(256)
+            variants.append(bytes(b))
+        cut = rng.randrange(3, len(raw))
+        variants.append(raw[:cut])
+        for v in variants:
+            try:
+                if ber.frame(v) != len(v):
+                    continue
+            except WireError:
+                continue
+            n = v[1]
+            p = 2 if n < 0x80 else 2 + (n & 0x7F)
+            # the message ids _Kept.answer lets through to the short path
+            if len(v) < p + 4 or v[p] != 0x02 or not 1 <= v[p + 1] <= 4 or v[p + 2] & 0x80:
+                continue
+            q = p + 2 + v[p + 1]
+            if q >= len(v):
+                continue
+            got = L.scan_equality_search(v, q)
+            if got is None:
+                continue
+            read += v is raw
+            m = L.decode_message(v)
+            assert m.op == got and m.controls == (), (v, got, m)
+    assert read > 300
+
+
+def test_scanner_takes_ldapload_and_nslcd_requests() -> None:
+    for f in (L.Compare(L.F_EQUAL, "uid", b"user5"),
+              L.And((L.Compare(L.F_EQUAL, "objectClass", b"posixAccount"),
+                     L.Compare(L.F_EQUAL, "uid", b"user5")))):
+        for attrs in ((), ("uid", "userPassword", "uidNumber", "gidNumber", "cn",
+                           "homeDirectory", "loginShell", "gecos", "description",
+                           "objectClass", "shadowLastChange", "shadowMin", "shadowMax",
+                           "shadowWarning", "shadowInactive", "shadowExpire",
+                           "shadowFlag")):
+            raw = L.encode_message(L.Message(300, L.SearchRequest(
+                f"ou=users,{BASE}", L.Scope.ONE, 0, 0, 0, False, f, attrs)))
+            assert L.scan_equality_search(raw, _op_start(raw)) == L.decode_message(raw).op
+
+
+def test_encode_selected_is_the_general_encoding() -> None:
+    """``encode_selected`` against select + encode_op, random users, selections and
+    readers."""
+    rng = random.Random(9)
+    db = _domain()
+    for i in range(40):
+        _create(db, rng, f"n{i}")
+    db.commit()
+    src = db.source
+    uoid = _users_dir(db).object
+    node = src.get(uoid)
+    assert node is not None
+    for oid in node.children:
+        n = src.get(oid)
+        assert n is not None
+        path = ("users", n.props[0][1][0])
+        attrs = entry_attrs(path, n.props, ("dc", "t"))
+        # values about the short form's bound (one value: 125..127 bytes and past)
+        attrs["description"] = ("description", ["y" * rng.choice([1, 125, 126, 127, 128, 300])])
+        attrs["mail"] = ("mail", ["m" * rng.choice([125, 126, 200])] * rng.choice([1, 2]))
+        op = {"entrydn": ("entryDN", ["uid=x"]),
+              "subschemasubentry": ("subschemaSubentry", ["cn=Subschema"]),
+              "hassubordinates": ("hasSubordinates", ["FALSE"])}
+        for wanted in [(), ("*",), ("+",), ("uid", "ENTRYDN"), ("1.1",), ("*", "+"),
+                       ("userPassword", "cn")]:
+            for hidden in (frozenset(), door.PRIVATE_ATTRS):
+                assert encode_selected("uid=é,dc=t", attrs, wanted, hidden, op) == \
+                    L.encode_op(L.SearchEntry("uid=é,dc=t", select(
+                        attrs, wanted, False, hidden, op)))
+
+
+def test_damaged_searches_get_the_general_paths_answers() -> None:
+    """Requests of the short path's shapes with a byte changed (still framed): each door,
+    on a connection of its own, answers them with the same bytes (a result, an error, or
+    the notice of disconnection for what does not decode)."""
+    rng = random.Random(11)
+    db = _domain()
+    for name in ("u1", "u2", "Ann"):
+        _create(db, rng, name)
+    db.commit()
+
+    async def everything(port: int, raw: bytes) -> bytes:
+        r, w = await asyncio.open_connection("127.0.0.1", port)
+        w.write(raw)
+        # then a search that always answers: what came before it is all there
+        w.write(L.encode_message(L.Message(9, L.SearchRequest(
+            "", L.Scope.BASE, 0, 0, 0, False, L.Present("objectClass"), ("1.1",)))))
+        out = b""
+        while True:
+            data = await asyncio.wait_for(r.read(65536), TIMEOUT)
+            out += data
+            if not data or out.endswith(L.message_with(9, door._DONE)):
+                break
+        w.close()
+        return out
+
+    async def go() -> None:
+        fast = LdapServer(db, LdapConfig(BASE))
+        slow = LdapServer(db, LdapConfig(BASE, quick=False))
+        pf = await fast.listen("127.0.0.1", 0)
+        ps = await slow.listen("127.0.0.1", 0)
+        sent = 0
+        try:
+            while sent < 150:
+                f: L.Filter = L.Compare(L.F_EQUAL, "uid", rng.choice([b"u1", b"Ann"]))
+                if rng.random() < 0.5:
+                    f = L.And((L.Compare(L.F_EQUAL, "objectClass", b"posixAccount"), f))
+                raw = bytearray(L.encode_message(L.Message(rng.randrange(1, 300),
+                                                           L.SearchRequest(
+                    f"ou=users,{BASE}", L.Scope.ONE, 0, 0, 0, False, f, ("uid",)))))
+                raw[rng.randrange(2, len(raw))] = rng.randrange(256)
+                try:
+                    if ber.frame(raw) != len(raw):
+                        continue
+                except WireError:
+                    continue
+                sent += 1
+                assert await everything(pf, bytes(raw)) == await everything(ps, bytes(raw))
+        finally:
+            await fast.close()
+            await slow.close()
+    asyncio.run(go())
