@@ -237,13 +237,16 @@ class Netinfod:
                                      stdin=subprocess.DEVNULL, env=env_with_src(), text=True)
         deadline = time.monotonic() + timeout
         assert self.proc.stderr is not None
+        said: list[str] = []   # what it said before it served: the reason if it did not
         while time.monotonic() < deadline:
             line = self.proc.stderr.readline()
             if not line:
-                raise RuntimeError(f"netinfod exited with {self.proc.wait()}")
+                raise RuntimeError(f"netinfod exited with {self.proc.wait()}: "
+                                   + "".join(said[-10:]))
             if line.startswith(f"netinfod: serving {self.tag} "):
                 return self
-        raise RuntimeError("netinfod did not start")
+            said.append(line)
+        raise RuntimeError("netinfod did not start: " + "".join(said[-10:]))
 
     def stop(self, sig: int | None = None) -> int | None:
         if self.proc is None:
