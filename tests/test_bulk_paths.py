@@ -472,3 +472,56 @@ def test_a_table_locked_during_the_stream_stops_the_load(tmp_path, monkeypatch):
                        "No writes allowed: all objects are read-only\n"), err
     finally:
         d.stop()
+
+
+# -- a CREATE's LOOKUP rows taken as its proplist is decoded (issue 20 item 4) -----------------
+
+_NAMES = st.sampled_from(["name", "uid", "n", "", "é", "\udcff", "name "])
+_VALUES = st.lists(st.sampled_from(["a", "", "é", "\udcfe\udcff", "x" * 9, "a"]), max_size=4)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(_NAMES, _VALUES), max_size=8))
+def test_the_pairs_taken_while_decoding_make_the_rows_encoding_makes(props):
+    from netinfo.wire.proplist import _scan_proplist, unpack_wire_proplist
+    from netinfo.wire.xdr import Unpacker
+    data = encode_proplist([(k, list(v)) for k, v in props]) + b"\0\0\0\7"
+    u = Unpacker(data)
+    got = unpack_wire_proplist(u)
+    assert got.firsts is not None and u.pos == len(data) - 4
+    assert list(got) == _scan_proplist(data, 0)[0] == [(k, list(v)) for k, v in props]
+    assert got.wire == data[:-4]
+    assert key_row_list(7, 3, got) == key_row_list(7, 3, list(got))
+
+
+def test_created_directories_are_indexed_as_stored(tmp_path):
+    # odd proplists over the wire: a name twice (only its first property is looked
+    # up), several values, a value twice, none, bytes that are not UTF-8; the keys
+    # table then holds exactly the rows the stored proplists give
+    d = Netinfod(tmp_path, "k", "-m").start()
+    try:
+        odd = [[("name", ["a", "b", "a"]), ("uid", ["1"]), ("name", ["c"])],
+               [("name", ["é"]), ("e", []), ("v", ["", "\udcff\udcfe", "é"])],
+               [("x", ["1"])], []]
+
+        async def go():
+            c = await Client.connect("127.0.0.1", d.port, "k")
+            try:
+                made = [(await c.create(await c.self_id(0), props))[0].object
+                        for props in odd]
+                root = await c.self_id(0)
+                return made, [await dumps._holders(c, root, "b"),
+                              await dumps._holders(c, root, "c"),
+                              (await c.lookup(root, "v", "\udcff\udcfe"))[0]]
+            finally:
+                await c.close()
+        made, found = asyncio.run(go())
+        assert found == [[made[0]], [], [made[1]]]
+    finally:
+        d.stop()
+    with sqlite3.connect(tmp_path / "k.nidb" / "netinfo.sqlite") as db:
+        want = sorted({r for oid, parent, blob in db.execute("SELECT id, parent, props FROM dirs")
+                       for r in key_row_list(oid, parent, list(decode_proplist(blob)))})
+        assert _rows(db, "keys") == want
+        assert (b"name", b"c") not in {(k, v) for _, k, v, _ in want}
+        assert (b"v", b"\xff\xfe") in {(k, v) for _, k, v, _ in want}
