@@ -492,6 +492,8 @@ def test_the_pairs_taken_while_decoding_make_the_rows_encoding_makes(props):
     assert list(got) == _scan_proplist(data, 0)[0] == [(k, list(v)) for k, v in props]
     assert got.wire == data[:-4]
     assert key_row_list(7, 3, got) == key_row_list(7, 3, list(got))
+    assert got.firsts is None   # used once: the cached directory does not keep them
+    assert key_row_list(7, 3, got) == key_row_list(7, 3, list(got))
 
 
 def test_created_directories_are_indexed_as_stored(tmp_path):

@@ -94,8 +94,10 @@ def key_row_list(oid: int, parent: int, props: Proplist) -> list[tuple[int, byte
     if oid == 0:
         return []
     if type(props) is WireProplist and props.firsts is not None:
-        # a call's proplist: the pairs were taken as it was decoded
+        # a call's proplist: the pairs were taken as it was decoded; used once (they
+        # would double the memory of the cached directory), then encoding again
         f = props.firsts
+        props.firsts = None
         return [(parent, name, value, oid)
                 for name, value in zip(f[::2], f[1::2], strict=True)]
     rows = []

@@ -51,8 +51,8 @@ class WireProplist(list[tuple[str, list[str]]]):
         self.wire = wire
         #: name, value, name, value, ... as bytes, for each value of the first property
         #: of each name: the LOOKUP index's pairs (``storage.sqlite.key_row_list``),
-        #: taken as a call's proplist was decoded (:func:`unpack_wire_proplist`); None:
-        #: not taken
+        #: taken as a call's proplist was decoded (:func:`unpack_wire_proplist`) and
+        #: dropped once its rows are made; None: not taken (or used)
         self.firsts = firsts
 
     def _frozen(self, *args: object, **kw: object) -> NoReturn:
