@@ -330,3 +330,200 @@ def _found(port: int, names: list[str]) -> list[bool]:
         finally:
             await c.close()
     return asyncio.run(go())
+
+
+# -- a flat load's stream of pieces (issue 20 item 4: the server never waits between them) --
+
+def _spy_pictures(monkeypatch) -> list[int]:
+    """Count the pictures of the table a load takes (one per piece not streamed)."""
+    seen: list[int] = []
+    real = dumps.FlatLoad.picture
+
+    async def picture(self, oid, keys):
+        seen.append(len(keys))
+        return await real(self, oid, keys)
+    monkeypatch.setattr(dumps.FlatLoad, "picture", picture)
+    return seen
+
+
+def _load_both(tmp_path, monkeypatch, name: str, text: str, *extra: str):
+    """Load *text* into two new domains, streamed and with every piece pictured (the
+    path before the stream); the -v output and the dump of each."""
+    monkeypatch.setattr(formats, "PIECE_LINES", 40)
+    out = []
+    for stream in (True, False):
+        d = Netinfod(tmp_path / f"{name}{stream}", "s", "-m").start()
+        try:
+            dom = f"127.0.0.1:{d.port}/s"
+            if not stream:
+                monkeypatch.setattr(dumps.FlatLoad, "fast_plan", lambda self, oid, r: None)
+            pictures = _spy_pictures(monkeypatch)
+            rc, stdout, err = load(dom, "-v", *extra, "passwd", stdin=text)
+            assert rc == 0, err
+            out.append((stdout, err, dump(dom, "passwd"), dump(dom, "-r", "/users"),
+                        len(pictures)))
+        finally:
+            d.stop()
+            monkeypatch.undo()
+            monkeypatch.setattr(formats, "PIECE_LINES", 40)
+    return out
+
+
+def test_a_streamed_load_matches_the_pictured_one(tmp_path, monkeypatch):
+    # 400 users in pieces of 40, with a record without a name, a name twice (in one
+    # piece: that piece is pictured) and a comment: -v output, dumps and order the same
+    lines = _users(400, "s").splitlines(keepends=True)
+    lines[130] = ":*:5:5::0:0::/:/\n"
+    lines[250] = lines[245]
+    lines.insert(300, "# a comment\n")
+    streamed, pictured = _load_both(tmp_path, monkeypatch, "m", "".join(lines))
+    assert streamed[:4] == pictured[:4]
+    assert streamed[2].count("\n") == 398   # one without a name, s0250 replaced
+    assert "input item has no name - ignored" in streamed[1]
+    # the first piece and the one with the name twice were pictured; the rest streamed
+    assert (streamed[4], pictured[4]) == (2, 11)
+
+
+def test_a_streamed_load_with_merge_matches_too(tmp_path, monkeypatch):
+    streamed, pictured = _load_both(tmp_path, monkeypatch, "g", _users(200, "g"), "-m")
+    assert streamed[:4] == pictured[:4] and streamed[4] == 1
+
+
+def _write_meanwhile(port: int, when, what):
+    """Run *what(client)* on another connection (its own thread and loop) as the load
+    takes a piece that *when(records)* accepts, once."""
+    import threading
+    real = dumps._Ahead.take
+    done: list[bool] = []
+
+    def take(self):
+        recs = real(self)
+        if recs and not done and when(recs):
+            done.append(True)
+
+            async def go():
+                c = await Client.connect("127.0.0.1", port, "s")
+                try:
+                    await what(c)
+                finally:
+                    await c.close()
+            t = threading.Thread(target=lambda: asyncio.run(go()))
+            t.start()
+            t.join()
+        return recs
+    return take, done
+
+
+def _props(name: str, uid: str) -> list:
+    return [("name", [name]), ("uid", [uid])]
+
+
+def test_a_stream_that_another_writer_overtakes_is_planned_again(tmp_path, monkeypatch):
+    # While piece 4 is planned (pieces 2-3 out), somebody else creates s0300 (a name of
+    # piece 8) in /users: the stream's predicted instances fail (NI_STALE); the rest is
+    # planned again from a fresh read, and s0300 is replaced, never made twice.
+    monkeypatch.setattr(formats, "PIECE_LINES", 40)
+    d = Netinfod(tmp_path, "s", "-m").start()
+    try:
+        dom = f"127.0.0.1:{d.port}/s"
+        text = _users(400, "s")
+        rc, _, err = load(dom, "passwd", stdin=text[:text.index("s0001:")])
+        assert rc == 0, err
+
+        async def other(c):
+            users = await c.pathsearch("/users")
+            await c.create(await c.self_id(users), _props("s0300", "77"))
+        take, done = _write_meanwhile(d.port, lambda r: dict(r[0])["name"] == ["s0120"],
+                                      other)
+        monkeypatch.setattr(dumps._Ahead, "take", take)
+        rc, _, err = load(dom, "passwd", stdin=text)
+        assert rc == 0, err
+        assert done
+        have = dump(dom, "passwd").splitlines(keepends=True)
+        assert sorted(have) == sorted(text.splitlines(keepends=True))
+        names = [ln.split(":", 1)[0] for ln in have]
+        assert len(names) == len(set(names)) == 400
+    finally:
+        d.stop()
+
+
+def test_a_table_locked_during_the_stream_stops_the_load(tmp_path, monkeypatch):
+    # /users locked meanwhile: the stream fails (NI_STALE), the rest is planned again and
+    # its first CREATE is refused (NI_RDONLY): niload says which, and nothing after it
+    # is in
+    monkeypatch.setattr(formats, "PIECE_LINES", 40)
+    d = Netinfod(tmp_path, "s", "-m").start()
+    try:
+        dom = f"127.0.0.1:{d.port}/s"
+        text = _users(400, "s")
+
+        async def lock(c):
+            users = await c.pathsearch("/users")
+            await c.write(await c.self_id(users), [("name", ["users"]), ("_locked", [])])
+        take, done = _write_meanwhile(d.port, lambda r: dict(r[0])["name"] == ["s0200"],
+                                      lock)
+        monkeypatch.setattr(dumps._Ahead, "take", take)
+        rc, _, err = load(dom, "passwd", stdin=text)
+        assert done and rc == 1
+        have = dump(dom, "passwd")
+        assert 0 < have.count("\n") < 400 and text.startswith(have)
+        first_out = text.splitlines()[have.count("\n")].split(":", 1)[0]
+        assert err == (f"niload: can't update NetInfo /users/{first_out}: "
+                       "No writes allowed: all objects are read-only\n"), err
+    finally:
+        d.stop()
+
+
+# -- a CREATE's LOOKUP rows taken as its proplist is decoded (issue 20 item 4) -----------------
+
+_NAMES = st.sampled_from(["name", "uid", "n", "", "é", "\udcff", "name "])
+_VALUES = st.lists(st.sampled_from(["a", "", "é", "\udcfe\udcff", "x" * 9, "a"]), max_size=4)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(_NAMES, _VALUES), max_size=8))
+def test_the_pairs_taken_while_decoding_make_the_rows_encoding_makes(props):
+    from netinfo.wire.proplist import _scan_proplist, unpack_wire_proplist
+    from netinfo.wire.xdr import Unpacker
+    data = encode_proplist([(k, list(v)) for k, v in props]) + b"\0\0\0\7"
+    u = Unpacker(data)
+    got = unpack_wire_proplist(u)
+    assert got.firsts is not None and u.pos == len(data) - 4
+    assert list(got) == _scan_proplist(data, 0)[0] == [(k, list(v)) for k, v in props]
+    assert got.wire == data[:-4]
+    assert key_row_list(7, 3, got) == key_row_list(7, 3, list(got))
+    assert got.firsts is None   # used once: the cached directory does not keep them
+    assert key_row_list(7, 3, got) == key_row_list(7, 3, list(got))
+
+
+def test_created_directories_are_indexed_as_stored(tmp_path):
+    # odd proplists over the wire: a name twice (only its first property is looked
+    # up), several values, a value twice, none, bytes that are not UTF-8; the keys
+    # table then holds exactly the rows the stored proplists give
+    d = Netinfod(tmp_path, "k", "-m").start()
+    try:
+        odd = [[("name", ["a", "b", "a"]), ("uid", ["1"]), ("name", ["c"])],
+               [("name", ["é"]), ("e", []), ("v", ["", "\udcff\udcfe", "é"])],
+               [("x", ["1"])], []]
+
+        async def go():
+            c = await Client.connect("127.0.0.1", d.port, "k")
+            try:
+                made = [(await c.create(await c.self_id(0), props))[0].object
+                        for props in odd]
+                root = await c.self_id(0)
+                return made, [await dumps._holders(c, root, "b"),
+                              await dumps._holders(c, root, "c"),
+                              (await c.lookup(root, "v", "\udcff\udcfe"))[0]]
+            finally:
+                await c.close()
+        made, found = asyncio.run(go())
+        assert found == [[made[0]], [], [made[1]]]
+    finally:
+        d.stop()
+    with sqlite3.connect(tmp_path / "k.nidb" / "netinfo.sqlite") as db:
+        want = sorted({r for oid, parent, blob in db.execute("SELECT id, parent, props FROM dirs")
+                       for r in key_row_list(oid, parent, list(decode_proplist(blob)))})
+        assert _rows(db, "keys") == want
+        assert (b"name", b"c") not in {(k, v) for _, k, v, _ in want}
+        assert (b"v", b"\xff\xfe") in {(k, v) for _, k, v, _ in want}

@@ -59,7 +59,7 @@ class LineConn(asyncio.Protocol):
         bounds, now = self.server.bounds, time.monotonic()
         bounds.active(self, now)
         *lines, self.buf = (self.buf + data).split(b"\n")
-        if not bounds.account(self, len(self.buf), now):
+        if not bounds.account(self, len(self.buf), now, fresh=bool(lines)):
             return
         for line in lines:
             out = b"ok " + line + b"\n"
@@ -112,6 +112,23 @@ def test_a_listener_without_rpc_uses_the_same_bounds():
             w.write(b"half")
             assert await _closed(r) and bounds.stats.dropped_partial == 1
             w.close()
+
+            # a peer whose every write completes a request and begins the next (a bulk
+            # load's window) always holds an incomplete one, yet each is completed in
+            # time: it stays, past partial_timeout (issue 20 item 4: netinfod dropped
+            # niload after 30 s of streaming)
+            r, w = await _open(port, "127.0.0.2")
+            w.write(b"s0")
+            t0 = time.monotonic()
+            n = 0
+            while time.monotonic() - t0 < LIMITS.partial_timeout * 2:
+                w.write(b"\ns" + str(n + 1).encode())
+                assert await asyncio.wait_for(r.readline(), 1.0) == b"ok s%d\n" % n
+                n += 1
+                await asyncio.sleep(0.1)
+            assert bounds.stats.dropped_partial == 1 and len(bounds) == 1
+            w.close()
+            await _until(lambda: len(bounds) == 0)
 
             # per address: two connections each holding half a request (never idle);
             # a third from the same address is refused, one from another let in

@@ -154,10 +154,29 @@ class Client:
         :class:`~netinfo.errors.Timeout`.
         """
         out: list[Any] = []
+        if done is None:
+            await self.call_each(calls, window=window, each=out.append)
+        else:
+            def each(result: Any) -> None:
+                out.append(result)
+                done(len(out) - 1)
+            await self.call_each(calls, window=window, each=each)
+        return out
+
+    async def call_each(self, calls: Iterable[tuple[int, tuple[Any, ...]]], *,
+                        window: int, each: Callable[[Any], None]) -> None:
+        """:meth:`call_window` without keeping the results: *each(result)* is called
+        with each in order as it is taken (a failed call's exception in its place), so
+        a stream of a million calls holds a window of them, not the million.
+
+        *calls* is taken lazily, one call ahead of what is sent: a generator may plan
+        more calls while the earlier ones are out (a bulk load plans its next piece
+        then: ``dumps.FlatLoad``) and stop early (after a failure *each* saw). After a
+        timeout the rest of *calls* is still taken, each failed at once."""
         it = iter(calls)
         first = next(it, None)
         if first is None:
-            return out
+            return
         conn = await self.connection_for(first[0])
         timeout = self.write_timeout if PROCEDURES[first[0]].is_write else self.timeout
         loop = asyncio.get_running_loop()
@@ -178,12 +197,11 @@ class Client:
                     moved = now
             flying.popleft()
             try:
-                out.append(fut if isinstance(fut, BaseException)
-                           else self._reply(info, fut.result()))
+                result = fut if isinstance(fut, BaseException) \
+                    else self._reply(info, fut.result())
             except _CALL_ERRORS as e:
-                out.append(e)
-            if done is not None:
-                done(len(out) - 1)
+                result = e
+            each(result)
 
         held = False   # a call taken from *calls*, not sent yet
         try:
@@ -210,9 +228,10 @@ class Client:
                 conn.waiting.pop(xid, None)
                 if not isinstance(fut, BaseException):
                     fut.cancel()
-            out.extend(late for _ in range(len(flying) + held))
-            out.extend(late for _ in it)
-        return out
+            for _ in range(len(flying) + held):
+                each(late)
+            for _ in it:
+                each(late)
 
     @staticmethod
     def _reply(info: ProcInfo, rec: bytes) -> Any:

@@ -30,7 +30,8 @@ import asyncio
 import bisect
 from array import array
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, Protocol
@@ -609,22 +610,26 @@ def _holding(entries: list[Entry], keys: set[str]) -> set[int | None]:
 
 
 class NameFilter:
-    """Names that may be held by the table's children: a Bloom filter of 16 bits a name
-    for *capacity* names (2 MiB for a million; three probes, about one false "maybe" in
-    500), never a false "no". Lets a load skip the LOOKUP of a key that no child can
-    hold (:meth:`FlatLoad.picture`); a false "maybe" only costs that LOOKUP."""
+    """Names that may be held by the table's children: a Bloom filter of 32 bits a name
+    for *capacity* names (4 MiB for a million; five probes, about one false "maybe" in
+    15,000 when full), never a false "no". Lets a load skip the LOOKUP of a key that no
+    child can hold (:meth:`FlatLoad.picture`); a false "maybe" costs that LOOKUP, and
+    stops the stream of pieces (:meth:`FlatLoad.fast_plan`) for one piece: hence the
+    low rate (16 bits and three probes, one in 500, stopped most pieces of 2,000)."""
 
     def __init__(self, capacity: int) -> None:
         bits = 1 << 16
-        while bits < 16 * capacity and bits < 1 << 30:
+        while bits < 32 * capacity and bits < 1 << 30:
             bits <<= 1
         self.mask = bits - 1
         self.bits = bytearray(bits >> 3)
 
-    def _spots(self, name: str) -> tuple[int, int, int]:
+    def _spots(self, name: str) -> tuple[int, int, int, int, int]:
         h = hash(name) & 0xFFFFFFFFFFFFFFFF
         mask = self.mask
-        return h & mask, (h >> 21) & mask, ((h >> 42) ^ (h * 0x9E3779B1)) & mask
+        a = h & mask
+        b = ((h >> 32) ^ ((h * 0x9E3779B1) >> 13)) | 1   # double hashing: a + i·b
+        return a, (a + b) & mask, (a + 2 * b) & mask, (a + 3 * b) & mask, (a + 4 * b) & mask
 
     def add(self, names: Iterable[str]) -> None:
         bits = self.bits
@@ -637,6 +642,55 @@ class NameFilter:
             return False
         bits = self.bits
         return all(bits[b >> 3] & (1 << (b & 7)) for b in self._spots(name))
+
+
+#: Calls a flat load keeps in flight (:meth:`FlatLoad._stream`): the server batches
+#: what it has read (one commit per batch), and has a window's worth to answer while
+#: the load plans its next piece.
+LOAD_WINDOW = 2_000
+
+
+@dataclass
+class _Planned:
+    """A piece planned by :meth:`FlatLoad.fast_plan`: its records, steps and calls."""
+
+    records: list[Proplist]
+    steps: list[Step]
+    requests: list[tuple[int, tuple[Any, ...]]]
+    #: answers taken so far, and the first failed one (its index among the calls)
+    got: int = 0
+    bad: tuple[int, BaseException] | None = None
+
+
+class _Ahead:
+    """The pieces of a load, parsed one ahead in a worker thread: :meth:`take` waits
+    for the next one (on the event loop's thread: a stream of pieces plans the next
+    one while its calls are out), :meth:`take_async` lets the loop run meanwhile."""
+
+    def __init__(self, pieces: Iterable[list[Proplist]]) -> None:
+        self._it = iter(pieces)
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="niload-parse")
+        self._next: Future[list[Proplist] | None] | None = self._pool.submit(
+            next, self._it, None)
+
+    def take(self) -> list[Proplist] | None:
+        """The next piece (None: the input is done); the one after it is started."""
+        fut = self._next
+        if fut is None:
+            return None
+        records = fut.result()
+        self._next = None if records is None else self._pool.submit(next, self._it, None)
+        return records
+
+    async def take_async(self) -> list[Proplist] | None:
+        if self._next is not None:
+            await asyncio.wrap_future(self._next)
+        return self.take()
+
+    def close(self) -> None:
+        if self._next is not None:
+            self._next.cancel()
+        self._pool.shutdown(wait=False, cancel_futures=True)
 
 
 class FlatLoad:
@@ -812,32 +866,163 @@ class FlatLoad:
                     self.say(UPDATE_MESSAGES[s.action].format(path=s.path))
 
     async def run(self, pieces: Iterable[list[Proplist]], total: int = 0) -> int:
-        """Load the records, a piece at a time (each piece planned against a fresh
-        picture of the table, so memory is bounded by two pieces, not the input);
-        returns 0. *total*: how many records in all, for the progress bar. *pieces* is
-        advanced in a worker thread, one piece ahead.
+        """Load the records, a piece at a time (memory is bounded by a few pieces, not
+        the input); returns 0. *total*: how many records in all, for the progress bar.
+        *pieces* is advanced in a worker thread, one piece ahead.
+
+        The first piece, and any piece whose keys the table may already hold, is
+        planned against a fresh picture of the table (:meth:`picture`) and its calls
+        sent and answered before the next piece (:meth:`_run_piece`). A run of pieces
+        that only create (their keys are in no child, :attr:`known`) is streamed
+        instead (:meth:`_stream`): each is planned while the one before is still out,
+        against the table it will leave, so the server always has a window of calls.
 
         :raises LoadError:."""
         self.total = total
         oid = await self.table_dir()
         bar = _progress(self.progress, total)
-        it = iter(pieces)
-        # The next piece is parsed in a worker thread while this one's calls are out:
-        # the server has a window of calls to answer meanwhile (two pieces at a time).
-        nxt = asyncio.ensure_future(asyncio.to_thread(next, it, None))
+        ahead = _Ahead(pieces)
         try:
             first = True
-            while (records := await nxt) is not None:
-                nxt = asyncio.ensure_future(asyncio.to_thread(next, it, None))
-                if records:
-                    await self._run_piece(oid, records, bar, first)
+            while (records := await ahead.take_async()) is not None:
+                if not records:
+                    continue
+                if not first:
+                    todo = await self._stream(oid, records, ahead, bar)
+                else:
+                    todo = [records]
+                for piece in todo:
+                    await self._run_piece(oid, piece, bar, first)
                     first = False
-                del records
         finally:
-            if not nxt.done():
-                nxt.cancel()
+            ahead.close()
             bar.close()
         return 0
+
+    def fast_plan(self, oid: int, records: list[Proplist]) -> _Planned | None:
+        """*records* planned without reading the table, or None when that cannot be
+        done: the run knows every name the table can hold (:attr:`known`, the table
+        at :attr:`expected`, which counts the creates of the pieces still out), none
+        of the piece's keys is among them, and no record writes to a directory another
+        record of the piece creates (a name twice). Then every record is a create
+        (tools §2.7 rule 4), each carrying the instance the table will have once the
+        calls sent before it are done; the names and the instance are taken as if the
+        piece went through (a failure stops the stream and forgets them)."""
+        known = self.known
+        if known is None or self.expected < 0:
+            return None
+        for r in records:
+            key = record_key(r)
+            if key is not None and key in known:
+                return None
+        table = NiId(oid, self.expected)
+        entries: list[Entry] = []
+        steps, _ = plan_records(records, entries, NameIndex(), self.table, self.merge)
+        requests = step_requests(steps, entries, table)
+        if requests is None:
+            return None
+        creates = 0
+        for st in steps:
+            if st.action != "ignore":
+                known.add(_names(st.props))
+                creates += 1
+        self.size += creates
+        self.expected += creates
+        return _Planned(records, steps, requests)
+
+    async def _stream(self, oid: int, records: list[Proplist], ahead: _Ahead,
+                      bar: Progress) -> list[list[Proplist]]:
+        """Stream the pieces that :meth:`fast_plan` can plan, from *records* on, through
+        one window (:meth:`Client.call_each`: the next piece is planned once the calls
+        of this one are all sent, while they are answered; a piece is reported once
+        its last answer is in). Returns the pieces left to :meth:`_run_piece`: the one
+        that stopped the stream; after a failure that means the picture was out of
+        date (NI_STALE, NI_BADID: somebody else wrote), the rest of the failed piece
+        and every piece sent after it (planned again from a fresh read, as the records
+        of one piece are). Any other failure raises :class:`LoadError` with the steps
+        up to it reported.
+
+        :raises LoadError:."""
+        out: deque[_Planned] = deque()   # sent, not all answered, in order
+        failed: list[_Planned] = []      # the first piece with a failed call, and after
+        left: list[list[Proplist]] = []
+        #: the directories made by the CREATEs answered after the first failed call
+        after: list[NiId] = []
+
+        def settle() -> None:
+            while out and out[0].got == len(out[0].requests):
+                done = out.popleft()
+                if failed or done.bad is not None:
+                    failed.append(done)
+                else:
+                    self.report(done.records, done.steps)
+
+        def each(result: Any) -> None:
+            bar.advance()
+            p = out[0]
+            if isinstance(result, BaseException):
+                if p.bad is None:
+                    p.bad = (p.got, result)
+            elif failed or p.bad is not None:
+                after.append(result[0])
+            p.got += 1
+            settle()
+
+        def calls() -> Iterator[tuple[int, tuple[Any, ...]]]:
+            recs: list[Proplist] | None = records
+            while recs is not None and not failed:
+                if recs:
+                    planned = self.fast_plan(oid, recs)
+                    if planned is None:
+                        left.append(recs)
+                        return
+                    out.append(planned)
+                    settle()   # a piece of ignored records has no call to wait for
+                    yield from planned.requests
+                recs = ahead.take()
+
+        await self.c.call_each(calls(), window=LOAD_WINDOW, each=each)
+        if not failed:
+            return left
+        # The stream's predictions are void from here: read the table again.
+        self.known, self.expected = None, -2
+        planned = failed[0]
+        assert planned.bad is not None
+        which = [n for n, st in enumerate(planned.steps) if st.action != "ignore"]
+        step_at = which[planned.bad[0]]
+        step, err = planned.steps[step_at], planned.bad[1]
+        if isinstance(err, NiError) and err.status in _REPLAN:
+            self.report(planned.records, planned.steps[:step_at])
+            # Somebody else wrote to the table (its instance moved); the CREATEs after
+            # the first that failed can have lined up with the new instance and gone
+            # through, some perhaps making a name that other writer made meanwhile.
+            # They are taken away again, so that the rest is planned from the table as
+            # the stream left it before the failure (as one piece's calls are).
+            await self._take_back(oid, after)
+            return [planned.records[step.record:], *(p.records for p in failed[1:]), *left]
+        self.report(planned.records, planned.steps[:step_at] +
+                    [Step(step.record, step.path, "fail")])
+        raise LoadError(f"can't update NetInfo {step.path}", err)
+
+    async def _take_back(self, oid: int, made: list[NiId]) -> None:
+        """DESTROY the directories *made* under the table, one at a time with their
+        instances and the table's read just before (another writer may still be at
+        work); one already gone is left. :raises LoadError: one cannot be destroyed."""
+        for child in made:
+            for attempt in range(RETRIES + 1):
+                try:
+                    parent = await self.c.self_id(oid)
+                    now = await self.c.self_id(child.object)
+                    await self.c.destroy(parent, now)
+                except NiError as e:
+                    if e.status == Status.BADID:
+                        break   # gone already: nothing to take back
+                    if e.status == Status.STALE and attempt < RETRIES:
+                        continue
+                    raise LoadError(f"can't update NetInfo {self.table}", e) from None
+                except _ERRORS as e:
+                    raise LoadError(f"can't update NetInfo {self.table}", e) from None
+                break
 
     async def _run_piece(self, oid: int, records: list[Proplist], bar: Progress,
                          first: bool) -> None:

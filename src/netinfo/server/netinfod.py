@@ -572,7 +572,7 @@ class TcpConnection(HeldConnection):
             log.warning("closing %s: %s", self.caller.addr, e)
             transport.abort()
             return
-        if not bounds.account(self, self.reader.pending(), now):
+        if not bounds.account(self, self.reader.pending(), now, fresh=bool(records)):
             return   # dropped: over the budget of incomplete records
         if records:
             self.backlog.extend(records)

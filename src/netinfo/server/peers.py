@@ -260,14 +260,17 @@ class PeerBounds(Generic[C]):
 
     # -- incomplete requests --------------------------------------------------------------
 
-    def account(self, conn: C, pending: int, now: float) -> bool:
-        """*conn* now holds *pending* bytes of an incomplete request. False when that put
-        all connections together over :attr:`PeerLimits.partial_total` and *conn* was
-        the one dropped (the connection holding the most goes)."""
+    def account(self, conn: C, pending: int, now: float, fresh: bool = False) -> bool:
+        """*conn* now holds *pending* bytes of an incomplete request; *fresh*: a request
+        was completed since the last account, so these bytes begin another (its time
+        starts now: a peer that keeps a window of requests coming always holds the
+        beginning of the next one, and completes each in time). False when that put all
+        connections together over :attr:`PeerLimits.partial_total` and *conn* was the
+        one dropped (the connection holding the most goes)."""
         e = self.conns.get(conn)
         if e is None:
             return False
-        if pending and not e.partial:
+        if pending and (fresh or not e.partial):
             e.partial_since = now
         elif not pending:
             e.partial_since = 0.0

@@ -287,7 +287,7 @@ class RpcServer:
                 now = time.monotonic()
                 bounds.active(writer, now)
                 records = rr.feed(data)
-                if not bounds.account(writer, rr.pending(), now):
+                if not bounds.account(writer, rr.pending(), now, fresh=bool(records)):
                     break   # over the budget of incomplete records: dropped
                 self._busy.add(writer)
                 for rec in records:

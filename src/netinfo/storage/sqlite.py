@@ -52,7 +52,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import StorageError, WireError
 from ..model import Proplist
-from ..wire.proplist import check_proplist, decode_proplist, encode_proplist
+from ..wire.proplist import WireProplist, check_proplist, decode_proplist, encode_proplist
 from ..wire.readall import WireObject
 from . import Free, Image, KidDel, KidIns, Meta, NewCopy, Op, Put, Record, Reset, Store
 from .dump import SqlDump
@@ -93,6 +93,13 @@ def key_row_list(oid: int, parent: int, props: Proplist) -> list[tuple[int, byte
     IGNORE`` takes it once): a new directory's rows, without building a set."""
     if oid == 0:
         return []
+    if type(props) is WireProplist and props.firsts is not None:
+        # a call's proplist: the pairs were taken as it was decoded; used once (they
+        # would double the memory of the cached directory), then encoding again
+        f = props.firsts
+        props.firsts = None
+        return [(parent, name, value, oid)
+                for name, value in zip(f[::2], f[1::2], strict=True)]
     rows = []
     seen: set[str] = set()
     names = _NAME_BYTES
@@ -620,12 +627,17 @@ class SqliteStore(Store):
         return out
 
     def _puts(self, ops: list[Put]) -> None:
-        rows = [(oid, inst, parent, encode_proplist(props)) for oid, inst, parent, props in ops]
+        # Only the last put of a directory in the run is stored: a bulk load's batch puts
+        # its table once per CREATE (the instance), and each would be a row written.
+        final = {op.id: op for op in ops}
+        rows = [(oid, inst, parent, encode_proplist(props))
+                for oid, inst, parent, props in final.values()]
         c = self._conn
         # The LOOKUP index: per directory, the rows of what was stored before this run of
         # puts against the rows of its last put (a put changing neither parent nor props,
         # as an instance bump of a parent, costs nothing).
-        last = {op.id: (op.parent, row[3], op.props) for row, op in zip(rows, ops, strict=True)}
+        last = {row[0]: (row[2], row[3], op.props)
+                for row, op in zip(rows, final.values(), strict=True)}
         drop, add = index_delta(last, self._stored(last))
         c.executemany("DELETE FROM keys WHERE parent = ? AND key = ? AND value = ? AND child = ?",
                       drop)

@@ -43,11 +43,17 @@ class WireProplist(list[tuple[str, list[str]]]):
     here would make *wire* lie, so every mutating method raises :class:`TypeError`.
     ``list(w)`` is an ordinary, editable copy."""
 
-    __slots__ = ("wire",)
+    __slots__ = ("wire", "firsts")
 
-    def __init__(self, props: Proplist, wire: bytes) -> None:
+    def __init__(self, props: Proplist, wire: bytes,
+                 firsts: list[bytes] | None = None) -> None:
         super().__init__(props)
         self.wire = wire
+        #: name, value, name, value, ... as bytes, for each value of the first property
+        #: of each name: the LOOKUP index's pairs (``storage.sqlite.key_row_list``),
+        #: taken as a call's proplist was decoded (:func:`unpack_wire_proplist`) and
+        #: dropped once its rows are made; None: not taken (or used)
+        self.firsts = firsts
 
     def _frozen(self, *args: object, **kw: object) -> NoReturn:
         raise TypeError("a WireProplist cannot change: copy it with list() first")
@@ -145,9 +151,73 @@ def unpack_wire_proplist(u: Unpacker) -> WireProplist:
     data, start = u.data, u.pos
     if type(data) is not bytes:  # a memoryview or bytearray: slices must decode
         data = bytes(data)
-    props, end = _scan_proplist(data, start)
+    props, end, firsts = _scan_keyed(data, start)
     u.pos = end
-    return WireProplist(props, bytes(data[start:end]))
+    return WireProplist(props, data[start:end], firsts)
+
+
+def _scan_keyed(data: bytes, p: int) -> tuple[Proplist, int, list[bytes]]:
+    """:func:`_scan_proplist`, also giving the LOOKUP index's (name, value) byte pairs,
+    flat (:attr:`WireProplist.firsts`): the bytes are at hand here, and a new
+    directory's ``keys`` rows then need no encoding (a bulk load's ten rows a user).
+    A property of one value, the common case, is read without a loop over values."""
+    u32 = _U32.unpack_from
+    size = len(data)
+    firsts: list[bytes] = []
+    seen: set[bytes] = set()
+    try:
+        (n,) = u32(data, p)
+        if n > LIST_MAX or n * 8 > size - p - 4:
+            raise WireError(f"proplist of {n} properties in {size - p} bytes")
+        p += 4
+        props: Proplist = []
+        add = props.append
+        for _ in range(n):
+            (ln,) = u32(data, p)
+            if ln > NAME_MAX:
+                raise WireError(f"string length {ln} exceeds {NAME_MAX}")
+            p += 4
+            end = p + ln
+            name = data[p:end]
+            p = end + (-ln & 3)
+            (m,) = u32(data, p)
+            p += 4
+            first = name not in seen   # LOOKUP sees a name's first property only
+            if m == 1:
+                (ln,) = u32(data, p)
+                if ln > NAME_MAX:
+                    raise WireError(f"string length {ln} exceeds {NAME_MAX}")
+                p += 4
+                end = p + ln
+                value = data[p:end]
+                p = end + (-ln & 3)
+                if first:
+                    seen.add(name)
+                    firsts += (name, value)
+                add((name.decode("utf-8", "surrogateescape"),
+                     [value.decode("utf-8", "surrogateescape")]))
+                continue
+            if m > LIST_MAX or m * 4 > size - p:
+                raise WireError(f"namelist of {m} names past the end")
+            seen.add(name)
+            values = []
+            for _ in range(m):
+                (ln,) = u32(data, p)
+                if ln > NAME_MAX:
+                    raise WireError(f"string length {ln} exceeds {NAME_MAX}")
+                p += 4
+                end = p + ln
+                value = data[p:end]
+                values.append(value.decode("utf-8", "surrogateescape"))
+                if first:
+                    firsts += (name, value)
+                p = end + (-ln & 3)
+            add((name.decode("utf-8", "surrogateescape"), values))
+    except struct.error as exc:
+        raise WireError(f"truncated proplist: {exc}") from None
+    if p > size:
+        raise WireError("truncated proplist")
+    return props, p, firsts
 
 
 def _scan_proplist(data: bytes, p: int) -> tuple[Proplist, int]:
