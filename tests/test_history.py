@@ -634,3 +634,29 @@ def test_each_engine_keeps_pages_and_trims_the_same_journal(store_url):
         pass
     assert journal.size() == (0, 0) and journal.last_seq() == 0
     db.close()
+
+
+def test_names_that_are_not_utf8_are_journalled_and_kept_as_they_are(master, run_tool):
+    """A NeXT domain's ISO 8859-1 names are bytes that are not UTF-8: writing one is
+    journalled (its path with ``\\xNN`` for those bytes: the stores' text columns take
+    only Unicode) and the directory keeps its bytes exactly. Each engine refused the
+    commit before (NI_NOSPACE), so such a domain could not be loaded with history on."""
+    latin = b"M\xfcller".decode("utf-8", "surrogateescape")
+
+    async def writes() -> tuple[int, int, list]:
+        c = await connect(master)
+        try:
+            start = await last_seq(c)
+            users = await c.pathsearch("/users")
+            made, _ = await c.create(await c.self_id(users),
+                                     [("name", [latin]), ("realname", [latin + " x"])])
+            made = await c.write(made, [("name", [latin]), ("uid", ["601"])])
+            _, props = await c.read(made)
+            return start, made.object, props
+        finally:
+            await c.close()
+    start, made, props = run(writes())
+    assert props == [("name", [latin]), ("uid", ["601"])]
+    got = history_json(run_tool, master, "--since", f"#{start}")
+    assert [(e["procedure"], e["path"], e["dir"]) for e in reversed(got)] == [
+        ("CREATE", "/users/M\\xfcller", made), ("WRITE", "/users/M\\xfcller", made)]

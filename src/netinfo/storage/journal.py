@@ -75,8 +75,24 @@ class Row:
 
 
 def escape(name: str) -> str:
-    """A path component (spec §6.1: ``/``, ``=`` and ``\\`` escaped)."""
-    return name.replace("\\", "\\\\").replace("/", "\\/").replace("=", "\\=")
+    """A path component (spec §6.1: ``/``, ``=`` and ``\\`` escaped), as :func:`text`."""
+    return text(name.replace("\\", "\\\\").replace("/", "\\/").replace("=", "\\="))
+
+
+def text(s: str) -> str:
+    """*s* as text every store's text column takes: each byte that was not UTF-8 (the
+    surrogate escapes the wire's decoder leaves, e.g. a NeXT domain's ISO 8859-1
+    names) written as ``\\xNN``; unambiguous in a path, whose backslashes are escaped
+    themselves. The history's paths and user names are for reading and finding
+    entries; the entries' states keep the bytes as they were."""
+    if s.isascii():
+        return s
+    try:
+        s.encode("utf-8")
+    except UnicodeEncodeError:
+        return "".join(f"\\x{ord(c) - 0xDC00:02x}" if 0xDC80 <= ord(c) <= 0xDCFF else c
+                       for c in s)
+    return s
 
 
 def component(oid: int, props: Proplist) -> str:
@@ -203,7 +219,7 @@ class Journal(ABC):
                     known[oid] = (before.parent, before.props)
                 path = paths.path(oid, known, lookup)
             who = c.caller
-            user = who.user or ""
+            user = text(who.user or "")
             touched = c.touched
             rows.append(Row(c.seq, now, user, path, tuple(t[0] for t in touched),
                             encode_record(c.seq, now, user, _flags(c), who.addr, who.port,
