@@ -24,14 +24,16 @@ from netinfo.passwords import hash_password
 from netinfo.server import ldap as door
 from netinfo.server.database import Database
 from netinfo.server.ldap import LdapConfig, LdapServer
-from netinfo.server.ldapview import encode_selected, select
-from netinfo.server.rfc2307 import entry_attrs
+from netinfo.server.ldapentry import user_entry
+from netinfo.server.ldapview import encode_selected, evaluate, select
+from netinfo.server.rfc2307 import entry_attrs, escape_value
 from netinfo.server.service import SUPERUSER
 from netinfo.server.templates import populate_standard
 from netinfo.storage import cached, open_store
 from netinfo.storage.cached import CachedSource, IndexJob
 from netinfo.wire import ber
 from netinfo.wire import ldap as L
+from netinfo.wire.proplist import encode_proplist
 from netinfo.wire.protocol import Proc
 
 BASE = "dc=t,dc=netinfo"
@@ -148,6 +150,8 @@ def _create(db: Database, rng: random.Random, name: str) -> None:
             [["a", "b", "a"], ["x" * 130], [""]])))
     if rng.random() < 0.05:
         props.append(("uid", ["5"]))   # a second property of one name
+    if rng.random() < 0.08:
+        props += [("note", ["n1"]), ("note", [])]   # (not a column's)
     if rng.random() < 0.5:
         rng.shuffle(props)   # (the tests write the name as the property _where says)
     db.call(Proc.CREATE, SUPERUSER, (_users_dir(db), props, 0xFFFFFFFF))
@@ -477,3 +481,49 @@ def test_damaged_searches_get_the_general_paths_answers() -> None:
             await fast.close()
             await slow.close()
     asyncio.run(go())
+
+
+def test_user_entry_writes_the_general_entry() -> None:
+    """``ldapentry.user_entry`` against the general builder (``entry_attrs``, the filter,
+    ``encode_selected``) on random proplists, attribute lists and readers: the same
+    bytes, or None (then the general builder answers); most of them written."""
+    rng = random.Random(23)
+    keys = ["name", "uid", "gid", "realname", "home", "shell", "passwd", "note", "k=\\",
+            "é", "", "change", "description", "_writers_passwd"]
+    values = ["", " ", "a", "Ann B. Cé", "x" * 119, "y" * 121, "{CRYPT}h", "$1$s$h", "a b ",
+              "\udcff"]
+    written = 0
+    for _ in range(4000):
+        props = [("name", [rng.choice(["ann", "b,c", " x", "é"])])]
+        for _ in range(rng.randrange(8)):
+            k = rng.choice(keys[1:] if rng.random() < 0.9 else keys)
+            props.append((k, [rng.choice(values) if rng.random() < 0.8 else
+                              "z" * rng.randrange(100, 132)   # about the short forms
+                              for _ in range(rng.choice([1, 1, 1, 1, 0, 2]))]))
+        rng.shuffle(props)
+        data = encode_proplist(props)
+        name = next((vs[0] for k, vs in props if k == "name" and vs), None)
+        f: L.Filter = L.Compare(L.F_EQUAL, "uid", rng.choice([name or "", "other"]).encode(
+            "utf-8", "surrogateescape"))
+        if rng.random() < 0.5:
+            f = L.And((L.Compare(L.F_EQUAL, "objectClass", b"posixAccount"), f))
+        wanted = rng.choice([(), ("*",), ("+",), ("*", "+"), _NSLCD, ("1.1",), ("CN", "sn"),
+                             ("hasSubordinates", "entryDN"), ("netinfoProperty",)])
+        hide = rng.choice([frozenset(), door.PRIVATE_ATTRS])
+        kids = rng.choice([None, True, False])
+        got = user_entry(data, f"ou=users,{BASE}", f, wanted, lambda p, h=hide: h, kids)
+        if got is None:
+            continue
+        assert name is not None and got[0] == name
+        path = ("users", name)
+        attrs = entry_attrs(path, props, ("dc", "t"))
+        if evaluate(f, attrs, hide) is not True:
+            assert got[1] is None, props
+            continue
+        written += 1
+        dn = f"uid={escape_value(name)},ou=users,{BASE}"
+        op = {"entrydn": ("entryDN", [dn]),
+              "subschemasubentry": ("subschemaSubentry", ["cn=Subschema"]),
+              "hassubordinates": ("hasSubordinates", ["TRUE" if kids else "FALSE"])}
+        assert got[1] == encode_selected(dn, attrs, wanted, hide, op), (props, wanted)
+    assert written > 500, written

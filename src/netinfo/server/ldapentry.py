@@ -48,8 +48,9 @@ for _i, _c in enumerate(_USERS.columns):
     else:
         _CONVERTED.add(_c.prop.encode())
 _NAME = b"name"
-_PASSWD = b"passwd"
-_REALNAME = b"realname"
+_NAME_AT = _COLUMNS[_NAME]
+_PASSWD_AT = _COLUMNS[b"passwd"]
+_REAL_AT = _COLUMNS[b"realname"]
 _PASSTHROUGH = frozenset(p.encode() for p in PASSTHROUGH)
 _PRIVATE = frozenset(p.encode() for p in PRIVATE_PROPS)
 _NCOL = len(_USERS.columns)
@@ -125,7 +126,6 @@ def user_entry(data: bytes, users_dn: str, f: Filter, wanted: tuple[str, ...],
     size = len(data)
     cols: list[bytes | None] = [None] * _NCOL
     texts: list[bytes] = []
-    seen: set[bytes] = set()
     try:
         (n,) = u32(data, 0)
         if n > LIST_MAX or n * 8 > size - 4:
@@ -150,20 +150,17 @@ def user_entry(data: bytes, users_dn: str, f: Filter, wanted: tuple[str, ...],
                 p += 4
                 values.append(data[p:p + ln])
                 p += ln + (-ln & 3)
-            if key in seen:
-                return None
-            seen.add(key)
             i = _COLUMNS.get(key)
             if i is not None:
-                if m != 1:
-                    return None   # a column that shows less than it holds
-                if values[0]:
-                    cols[i] = values[0]
-                elif key == _NAME:
-                    return None
-                elif key not in _PRIVATE:
-                    # shown as nothing, so carried exactly as netinfoProperty
-                    texts.append(key + b"=")
+                if m != 1 or cols[i] is not None:
+                    return None   # a column that shows less than it holds, or twice
+                v = cols[i] = values[0]
+                if not v:
+                    if key == _NAME:
+                        return None
+                    if key not in _PRIVATE:
+                        # shown as nothing, so carried exactly as netinfoProperty
+                        texts.append(key + b"=")
             elif key in _CONVERTED or key in _PASSTHROUGH or not key:
                 return None
             elif key not in _PRIVATE:
@@ -176,14 +173,13 @@ def user_entry(data: bytes, users_dn: str, f: Filter, wanted: tuple[str, ...],
         return None
     if p != size:
         return None
-    name_b = cols[_COLUMNS[_NAME]]
+    name_b = cols[_NAME_AT]
     if name_b is None:
         return None
     name = _text(name_b)
     hidden = hidden_for(("users", name))
-    ri = _COLUMNS.get(_REALNAME)
-    real_b = cols[ri] if ri is not None else None
-    real = _text(real_b) if real_b is not None else ""
+    real_b = cols[_REAL_AT]
+    real = _text(real_b) if real_b else ""
     shows_real = bool(real.strip())
     classes, classes_attr = _CLASSES[shows_real, bool(texts)]
     if evaluate(f, {"uid": ("uid", [name]), "objectclass": ("objectClass", classes)},
@@ -196,13 +192,18 @@ def user_entry(data: bytes, users_dn: str, f: Filter, wanted: tuple[str, ...],
     parts = []
     if plan[0]:
         parts.append(classes_attr)
-    pi = _COLUMNS.get(_PASSWD)
-    for i, v in enumerate(cols):
-        if v is not None and plan[i + 1]:
-            parts.append(_attr(heads[i + 1], [b"{CRYPT}" + v if i == pi else v]))
+    for i, col in enumerate(cols):
+        if col and plan[i + 1]:
+            v = b"{CRYPT}" + col if i == _PASSWD_AT else col
+            head = heads[i + 1]
+            n = len(v)
+            size = len(head) + 4 + n
+            if size < 0x80:   # (_attr's short form, written here)
+                parts.append(bytes((0x30, size)) + head + bytes((0x31, n + 2, 0x04, n)) + v)
+            else:
+                parts.append(_attr(head, [v]))
     if plan[_CN]:
-        parts.append(_attr(heads[_CN], [real_b if shows_real and real_b is not None
-                                        else name_b]))
+        parts.append(_attr(heads[_CN], [real_b if shows_real and real_b else name_b]))
     if shows_real and plan[_SN]:
         parts.append(_attr(heads[_SN], [real.split()[-1].encode("utf-8", "surrogateescape")]))
     if texts and plan[_NIPROP]:
