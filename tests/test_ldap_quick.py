@@ -33,7 +33,7 @@ from netinfo.storage import cached, open_store
 from netinfo.storage.cached import CachedSource, IndexJob
 from netinfo.wire import ber
 from netinfo.wire import ldap as L
-from netinfo.wire.proplist import encode_proplist
+from netinfo.wire.proplist import decode_proplist, encode_proplist
 from netinfo.wire.protocol import Proc
 
 BASE = "dc=t,dc=netinfo"
@@ -512,6 +512,14 @@ def test_user_entry_writes_the_general_entry() -> None:
         hide = rng.choice([frozenset(), door.PRIVATE_ATTRS])
         kids = rng.choice([None, True, False])
         got = user_entry(data, f"ou=users,{BASE}", f, wanted, lambda p, h=hide: h, kids)
+        # damaged: what decode_proplist refuses is never written
+        bad = rng.choice([data[:rng.randrange(len(data))], data + b"\0\0\0\0",
+                          bytes([rng.randrange(256)]) + data[1:]])
+        try:
+            decode_proplist(bad)
+        except WireError:
+            assert user_entry(bad, f"ou=users,{BASE}", f, wanted, lambda p, h=hide: h,
+                              kids) is None
         if got is None:
             continue
         assert name is not None and got[0] == name
