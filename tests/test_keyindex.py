@@ -24,7 +24,7 @@ from netinfo.storage import cached, keyindex, open_store
 from netinfo.storage.cached import BIG_KIDS, INDEX_AFTER, CachedSource, IndexJob
 from netinfo.storage.changes import Caller
 from netinfo.storage.keyindex import KeyIndex, TooBig
-from netinfo.wire.proplist import StoredProplist
+from netinfo.wire.proplist import StoredProplist, decode_proplist, encode_proplist
 
 from .test_scale import brute_lookup, lookup
 
@@ -148,6 +148,20 @@ def test_the_source_answers_from_its_index_through_writes(store_url):
                     props = svc.proc_read(anon, NiId(want[0]))[1]
                     got = hit if isinstance(hit, StoredProplist) else hit.props
                     assert list(got) == props, p
+                # the LDAP door's read (ldap.LdapServer.quick): LOOKUP's children and the
+                # first one's node or stored bytes alone; None while children are pinned
+                stored = src.lookup_stored(users, "name", p)
+                if stored is None:
+                    assert src._dirty.get(users)
+                    continue
+                assert stored[0] == want, p
+                if want:
+                    row = stored[1]
+                    assert row is not None
+                    data = row if isinstance(row, bytes) else encode_proplist(row.props)
+                    assert decode_proplist(data) == svc.proc_read(anon, NiId(want[0]))[1], p
+                else:
+                    assert stored[1] is None
 
         hits = index.hits
         check()

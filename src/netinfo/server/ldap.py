@@ -43,7 +43,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
 
-from ..errors import NiError, Status, StorageError, WireError
+from ..errors import NiError, Status, StorageError, TooLong, WireError
 from ..model import NiId, Proplist
 from ..passwords import hash_password
 from ..storage.cached import StoreWait
@@ -65,7 +65,9 @@ from .rfc2307 import (
     entry_attrs, escape_value,
     norm_dn, parse_dn, property_from_text, props_from_attrs, rdn_attr, unknown_attrs,
 )
+from ..wire.proplist import encode_proplist
 from ..wire.protocol import Proc
+from .ldapentry import user_entry
 
 log = logging.getLogger("netinfo.ldap")
 
@@ -608,37 +610,73 @@ class LdapServer:
         tries = [value]
         if value.lower() != value:   # uid is case-ignore (as in lookup)
             tries.append(value.lower())
-        kept = self.kept
-        found: list[int] = []
-        for v in tries:
-            try:
-                found = kept.lookup(poid, "name", v)
-                break
-            except NiError:
-                continue
+        found, row = self._user_row(poid, tries)
         if len(found) > 1:
             return None
         bodies: list[bytes] = []
-        for oid in found:
-            n = self.db.source.peek(oid)   # (a random user: not kept in the cache)
+        if not found or row is None:   # (destroyed since)
+            return bodies, [poid, *found]
+        if isinstance(row, Node):
+            n: Node | None = row
+            try:
+                data = encode_proplist(row.props)
+            except (TooLong, WireError):
+                data = None
+            kids: bool | None = bool(row.children) if data is not None else None
+        else:
+            n, data, kids = None, row, None
+        got = None if data is None else user_entry(
+            data, self._users_dn, op.filter, op.attributes, hidden, kids)
+        if got is not None:   # (the common user: the entry from its stored bytes)
+            if got[1] is not None:
+                bodies.append(got[1])
+            return bodies, [poid, *found]
+        if n is None:
+            n = self.db.source.peek(found[0])   # (a random user: not kept in the cache)
             if n is None:
-                continue
-            name = next((vs[0] for k, vs in n.props if k == "name" and vs), None)
-            if name is None:
-                continue
-            path = ("users", name)
-            attrs = entry_attrs(path, n.props, self.base[0])
-            hide = hidden(path)
-            if evaluate(op.filter, attrs, hide) is not True:
-                continue
-            dn = f"uid={escape_value(name)},{self._users_dn}"   # self._dn(path)
-            opattrs: Attrs = {} if op.attributes in _USER_ATTRS_ONLY else {
-                "entrydn": ("entryDN", [dn]),
-                "subschemasubentry": ("subschemaSubentry", [SCHEMA_DN]),
-                "hassubordinates": ("hasSubordinates", ["TRUE" if n.children else "FALSE"]),
-            }
-            bodies.append(encode_selected(dn, attrs, op.attributes, hide, opattrs))
+                return bodies, [poid, *found]
+        name = next((vs[0] for k, vs in n.props if k == "name" and vs), None)
+        if name is None:
+            return bodies, [poid, *found]
+        path = ("users", name)
+        attrs = entry_attrs(path, n.props, self.base[0])
+        hide = hidden(path)
+        if evaluate(op.filter, attrs, hide) is not True:
+            return bodies, [poid, *found]
+        dn = f"uid={escape_value(name)},{self._users_dn}"   # self._dn(path)
+        opattrs: Attrs = {} if op.attributes in _USER_ATTRS_ONLY else {
+            "entrydn": ("entryDN", [dn]),
+            "subschemasubentry": ("subschemaSubentry", [SCHEMA_DN]),
+            "hassubordinates": ("hasSubordinates", ["TRUE" if n.children else "FALSE"]),
+        }
+        bodies.append(encode_selected(dn, attrs, op.attributes, hide, opattrs))
         return bodies, [poid, *found]
+
+    def _user_row(self, poid: int, tries: list[str]
+                  ) -> tuple[list[int], Node | bytes | None]:
+        """LOOKUP of the first of *tries* that /users (*poid*) holds by name, and the
+        first child it finds, read once: its node, or its stored proplist bytes
+        (``NodeSource.lookup_stored``: the resident index, the row alone), else (a
+        source that cannot, or pinned children) through :class:`_Kept`'s LOOKUP and
+        ``peek``. :raises NiError: (not NI_NODIR)"""
+        src = self.db.source
+        lookups = self.kept.lookups.get(poid)
+        for v in tries:
+            found = lookups.get(("name", v)) if lookups is not None else None
+            if found is None:
+                got = src.lookup_stored(poid, "name", v)
+                if got is not None:
+                    if got[0]:
+                        return got
+                    continue
+                try:
+                    found = self.kept.lookup(poid, "name", v)
+                except NiError:
+                    continue
+            if len(found) != 1:
+                return found, None
+            return found, src.peek(found[0])
+        return [], None
 
 
 _USERS = ("users",)

@@ -108,6 +108,10 @@ class RowReader(Protocol):
         """Directory *oid*: (instance, parent, props XDR, has children), or None."""
         ...
 
+    def props(self, oid: int) -> bytes | None:
+        """Directory *oid*'s props XDR alone (no test for children), or None."""
+        ...
+
     def kids(self, oid: int) -> array[int]:
         """*oid*'s child list, in order."""
         ...
@@ -281,6 +285,10 @@ class WaitingRows:
 
     def row(self, oid: int) -> tuple[int, int, bytes, bool] | None:
         return self._read("row", (oid,))  # type: ignore[return-value]
+
+    def props(self, oid: int) -> bytes | None:
+        row = self.row(oid)   # (one read fetched ahead for both)
+        return None if row is None else row[2]
 
     def kids(self, oid: int) -> array[int]:
         return self._read("kids", (oid,))  # type: ignore[return-value]
@@ -554,6 +562,31 @@ class CachedSource(NodeSource):
             return None
         return LazyNode(self, oid, row[0], row[1], self._decode(oid, row[2]),
                         None if row[3] else array("I"))
+
+    def lookup_stored(self, oid: int, key: str,
+                      value: str) -> tuple[list[int], Node | bytes | None] | None:
+        """LOOKUP's children of *oid* (:meth:`lookup`: the resident index, else the
+        store's) with the first one as it is read once: its node when in memory, else its
+        stored proplist bytes alone (one read of the row, without the test for children;
+        neither checked, decoded nor cached: the caller reads them with the checks of
+        ``decode_proplist``), None when it is gone. None when the caller is to ask
+        LOOKUP itself (pinned children of *oid*). The LDAP door's short path
+        (``LdapServer.quick``)."""
+        if self._dirty.get(oid):
+            return None
+        vb = _utf8(value)
+        found = self._indexed(oid, key, vb)
+        if found is None:
+            found = self._rows.lookup(oid, _utf8(key), vb)
+        if not found:
+            return found, None
+        child = found[0]
+        if child in self._pins or child in self._taken:
+            return found, self.get(child)
+        n = self._big.get(child) or self._cache.get(child)
+        if n is not None:
+            return found, n
+        return found, self._rows.props(child)
 
     def _remember(self, oid: int, n: Node) -> None:
         """Keep clean directory *oid* (resident when big, else in the LRU)."""

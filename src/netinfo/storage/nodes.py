@@ -214,6 +214,13 @@ class NodeSource:
         or None when the service should search itself."""
         return None
 
+    def lookup_stored(self, oid: int, key: str,
+                      value: str) -> tuple[list[int], Node | bytes | None] | None:
+        """LOOKUP's children of *oid* for *value* with the first one read once (its node,
+        or its stored proplist bytes), without the service's bookkeeping; None when the
+        caller is to ask LOOKUP (here always: ``CachedSource.lookup_stored``)."""
+        return None
+
     def lookup_first(self, oid: int, node: Node, key: str,
                      value: str) -> tuple[bool, Node | StoredProplist | None]:
         """LOOKUPREAD's child (spec §4.4: the first match in child-list order) as

@@ -279,6 +279,10 @@ class PgReader(PgRows):
     def row(self, oid: int) -> tuple[int, int, bytes, bool] | None:
         return _row(self._hot(b"ni_row", [_INT8.pack(oid)]))
 
+    def props(self, oid: int) -> bytes | None:
+        row = self.row(oid)   # (one prepared statement; the test for children is cheap)
+        return None if row is None else row[2]
+
     def kids(self, oid: int) -> array[int]:
         return _kids(self._hot(b"ni_kids", [_INT8.pack(oid)]))
 

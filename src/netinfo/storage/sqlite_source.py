@@ -67,6 +67,8 @@ _PAIRS = ("SELECT k.value, k.child FROM keys k CROSS JOIN kids o ON o.parent = k
 # Whether it has children at all comes with a directory (one index seek).
 _ROW = ("SELECT instance, parent, props, EXISTS(SELECT 1 FROM kids WHERE parent = ?1)"
         " FROM dirs WHERE id = ?1")
+# The proplist alone (a directory read once, its children not asked for).
+_PROPS = "SELECT props FROM dirs WHERE id = ?"
 
 
 class SqliteRows:
@@ -95,6 +97,13 @@ class SqliteRows:
             return self._conn.execute(_ROW, (oid,)).fetchone()
         except sqlite3.Error as exc:
             raise self._bad(exc) from exc
+
+    def props(self, oid: int) -> bytes | None:
+        try:
+            r = self._conn.execute(_PROPS, (oid,)).fetchone()
+        except sqlite3.Error as exc:
+            raise self._bad(exc) from exc
+        return None if r is None else r[0]
 
     def kids(self, oid: int) -> array[int]:
         try:
