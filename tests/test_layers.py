@@ -55,6 +55,7 @@ PURE = frozenset({
     "netinfo.server.nismaps",
     # the LDAP front door's table, filters and views (issue 22)
     "netinfo.server.rfc2307", "netinfo.server.ldapview", "netinfo.server.ldif",
+    "netinfo.server.ldapentry",
 })
 
 #: The client library: I/O (sockets, asyncio), but never the tools above it.
