@@ -13,8 +13,10 @@ waits as long as the lock is held, so the test fails where the threads are missi
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 import time
+from collections.abc import AsyncIterator
 
 import pytest
 
@@ -41,6 +43,20 @@ def _hold(conninfo: str, url: str, seconds: float, held: threading.Event) -> Non
         held.set()
         time.sleep(seconds)
         c.rollback()
+
+
+@contextlib.asynccontextmanager
+async def _holding(pg_cluster, url: str) -> AsyncIterator[None]:
+    """The domain's tables held by another session (:func:`_hold`) for :data:`HOLD`
+    seconds from entering; leaving waits for the hold to end."""
+    held = threading.Event()
+    holder = threading.Thread(target=_hold, args=(pg_cluster.conninfo(), url, HOLD, held))
+    holder.start()
+    try:
+        assert await asyncio.to_thread(held.wait, 10)
+        yield
+    finally:
+        await asyncio.to_thread(holder.join)
 
 
 def _populated(pg_cluster, tmp_path, tag: str) -> str:
@@ -81,12 +97,7 @@ def test_a_waiting_round_trip_holds_only_its_own_connection(pg_cluster, tmp_path
             await hot.read(0)
             # one write first: the path a write reads (and its numbering) is warm
             _, users_id = await writer.create(users_id, [("name", ["early"])])
-            held = threading.Event()
-            holder = threading.Thread(target=_hold, args=(pg_cluster.conninfo(), url,
-                                                          HOLD, held))
-            holder.start()
-            try:
-                assert await asyncio.to_thread(held.wait, 10)
+            async with _holding(pg_cluster, url):
                 t0 = time.monotonic()
                 slow_read = asyncio.ensure_future(cold.read(kids[USERS // 2]))
                 slow_write = asyncio.ensure_future(
@@ -99,8 +110,6 @@ def test_a_waiting_round_trip_holds_only_its_own_connection(pg_cluster, tmp_path
                 late_done = slow_read.done() or slow_write.done()
                 (_, user), (new, _) = await asyncio.gather(slow_read, slow_write)
                 waited = time.monotonic() - t0
-            finally:
-                await asyncio.to_thread(holder.join)
             names = [v for k, vals in user for v in vals if k == "name"]
             return answered, waited, names, new.object, late_done
         finally:
@@ -184,19 +193,12 @@ def test_kept_answers_wait_for_a_commit_in_flight(pg_cluster, tmp_path):
                 assert await uid_of() == ["1003"]
             u3, _ = await writer.lookup(users[0], "name", "u3")
             u3_id, _ = await writer.read(u3[0])
-            held = threading.Event()
-            holder = threading.Thread(target=_hold, args=(pg_cluster.conninfo(), url,
-                                                          HOLD, held))
-            holder.start()
-            try:
-                assert await asyncio.to_thread(held.wait, 10)
+            async with _holding(pg_cluster, url):
                 write = asyncio.ensure_future(
                     writer.write(u3_id, [("name", ["u3"]), ("uid", ["7777"])]))
                 await asyncio.sleep(0.3)   # its commit waits for PostgreSQL
                 during = await uid_of()
                 await write
-            finally:
-                await asyncio.to_thread(holder.join)
             return during, await uid_of()
         finally:
             for c in (reader, writer):
