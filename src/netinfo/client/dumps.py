@@ -1007,12 +1007,17 @@ class FlatLoad:
     async def _take_back(self, oid: int, made: list[NiId]) -> None:
         """DESTROY the directories *made* under the table, one at a time with their
         instances and the table's read just before (another writer may still be at
-        work); one already gone is left. :raises LoadError: one cannot be destroyed."""
+        work). One already gone is left, and so is one whose instance is no longer the
+        one made (another writer changed it, or its number was freed and taken again:
+        it is theirs now; the plan made again sees it). :raises LoadError: one cannot
+        be destroyed."""
         for child in made:
             for attempt in range(RETRIES + 1):
                 try:
                     parent = await self.c.self_id(oid)
                     now = await self.c.self_id(child.object)
+                    if now.instance != child.instance:
+                        break
                     await self.c.destroy(parent, now)
                 except NiError as e:
                     if e.status == Status.BADID:
