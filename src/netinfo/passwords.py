@@ -268,6 +268,3 @@ class VerifiedPasswords:
     def __len__(self) -> int:
         return len(self._seen)
 
-
-#: The check the directory service uses; tests may swap in another.
-Verifier = Callable[[str, str], bool]
