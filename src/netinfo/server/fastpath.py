@@ -165,58 +165,45 @@ class FastPath:
         or, where reads never wait for a round trip (``Database.waiting`` None: SQLite),
         a miss it decodes and answers itself; None: the usual way (:meth:`answer`
         through the connection's batch), as for writes pending, LIST, odd arguments."""
+        reply: bytes | None = self._take(record, caller, True)
+        return reply
+
+    def answer(self, record: bytes, caller: Any) -> Any:
+        """The reply to *record* (bytes; a stream or None as the normal path gives), or
+        None when it is not a call this path takes."""
+        return self._take(record, caller, False)
+
+    def _take(self, record: bytes, caller: Any, lane: bool) -> Any:
+        """:meth:`answer`, or with *lane* :meth:`lane` (None wherever the normal path
+        would have to answer)."""
         proc = self._heads.get(record[4:_ARGS])
         db = self._db
         if proc is None or db.is_watched(proc):
             return None
         state = db.read_state()
         if state is None:
-            return None
-        if state != self._generation:
-            self.clear()
-            self._generation = state
-        kept = self._kept(proc, record)
-        if kept is not None or db.waiting is not None:
-            return kept
-        args = decode_args(proc, record)
-        if args is None:
-            return None
-        self.misses += 1
-        return self._kept_too(record, self._direct(proc, record, caller, args), state)
-
-    def _kept(self, proc: int, record: bytes) -> bytes | None:
-        key = record[4:]
-        hit = self._replies.get(key)
-        if hit is None:
-            return None
-        self._replies.move_to_end(key)
-        self._counters[proc][0] += 1
-        self.hits += 1
-        return record[:4] + hit
-
-    def answer(self, record: bytes, caller: Any) -> Any:
-        """The reply to *record* (bytes; a stream or None as the normal path gives), or
-        None when it is not a call this path takes."""
-        proc = self._heads.get(record[4:_ARGS])
-        if proc is None:
-            return None
-        db = self._db
-        if db.is_watched(proc):
-            return None
-        state = db.read_state()
-        if state is None:
             # writes pending in this batch: the reply must see them (and they may yet be
             # rolled back): neither kept nor answered from the table
+            if lane:
+                return None
             self.misses += 1
             return self._slow(record, caller)
         if state != self._generation:
             self.clear()
             self._generation = state
-        kept = self._kept(proc, record)
-        if kept is not None:
-            return kept
-        self.misses += 1
+        key = record[4:]
+        hit = self._replies.get(key)
+        if hit is not None:
+            self._replies.move_to_end(key)
+            self._counters[proc][0] += 1
+            self.hits += 1
+            return record[:4] + hit
+        if lane and db.waiting is not None:
+            return None   # a miss that may need a fetch: the connection's machinery
         args = decode_args(proc, record)
+        if lane and args is None:
+            return None   # the normal path's (LIST, odd arguments)
+        self.misses += 1
         reply = self._slow(record, caller) if args is None else \
             self._direct(proc, record, caller, args)
         return self._kept_too(record, reply, state)

@@ -404,29 +404,31 @@ class NisDoor:
     def lane(self, record: bytes, caller: Caller) -> bytes | None:
         """A plain MATCH's reply given at once (``Program.lane``): where reads never wait
         for a round trip (``Database.waiting`` None), :meth:`fast`'s; else only a kept
-        answer. None: the usual way (which also refills or drops the table)."""
+        answer. None: the usual way."""
         if record[4:40] != MATCH_HEAD:
             return None
         if self.db.waiting is None:
             return self.fast(record, caller)
-        if self.db.read_state() != self._hot_state or self._hot_state is None \
-                or (self.ancestors is not None
-                    and self.ancestors.generation != self._hot_generation):
-            return None
-        body = self._hot.get(record[40:])
+        body = self._hot.get(record[40:]) if self._hot_now() is not None else None
         return None if body is None else record[:4] + _ACCEPTED + body
 
-    def _match(self, args: bytes, caller: Caller, udp: bool) -> Reply:
+    def _hot_now(self) -> int | None:
+        """The state the kept MATCH answers may be used and filled at (their table
+        emptied first when the tree or the ancestors moved without a write record: a
+        copy adopted); None while writes are pending, or without the short path."""
         if self.ancestors is not None and self.ancestors.generation != self._hot_generation:
             self._hot.clear()
             self._hot_bytes = 0
             self._hot_generation = self.ancestors.generation
         state = self.db.read_state() if self.short else None
         if state is not None and state != self._hot_state:
-            # the tree changed without a write record (a copy adopted): all may be stale
             self._hot.clear()
             self._hot_bytes = 0
             self._hot_state = state
+        return state
+
+    def _match(self, args: bytes, caller: Caller, udp: bool) -> Reply:
+        state = self._hot_now()
         hot = self._hot.get(args) if state is not None else None
         if hot is not None:
             return hot
