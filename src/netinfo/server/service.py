@@ -32,6 +32,7 @@ from ..facts import (
     trusted_networks,
 )
 from ..model import Directory, NiId, Proplist, addr_to_uint, first_values, uint_to_addr
+from ..passwords import VerifiedPasswords
 from ..storage import RESET, Free, Image, KidDel, KidIns, Meta, Op, Put
 from ..storage.changes import Caller, DirState, Touched
 from ..storage.nodes import MISSING, MemorySource, Node, NodeSource, no_gc
@@ -163,7 +164,7 @@ class DirectoryService:
         #: the owner (database.Database) replaces it with one that names the domain
         self.authenticator = Authenticator(self.check_user)
         #: the password checks of check_user, recent successes remembered (passwords)
-        self.verified = _verified()
+        self.verified = VerifiedPasswords()
         #: the LOOKUP indexes that exist, least recently used first
         self._lru: OrderedDict[tuple[Node, str], None] = OrderedDict()
         #: how to take back the uncommitted changes: (function, *args), applied in reverse
@@ -1168,11 +1169,6 @@ def settle(outcome: tuple[str, bool] | NiError) -> tuple[str, bool]:
     if isinstance(outcome, NiError):
         raise outcome
     return outcome
-
-
-def _verified() -> Callable[[str, str], bool]:
-    from ..passwords import VerifiedPasswords  # noqa: PLC0415 - libpass loads on first use
-    return VerifiedPasswords()
 
 
 def check_password(password: str, stored: str) -> bool:
