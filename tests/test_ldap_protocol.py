@@ -17,6 +17,7 @@ import pytest
 
 from netinfo.model import NiId
 from netinfo.server import ldap as door
+from netinfo.server import ldapentry
 from netinfo.server.database import Database
 from netinfo.server.ldap import LdapConfig, LdapServer, tls_context
 from netinfo.server.peers import PeerLimits
@@ -481,5 +482,45 @@ def test_the_kept_tables_stay_within_their_bounds(monkeypatch: pytest.MonkeyPatc
                 assert _uids(await c.answers(1), msgid) == [f"u{i}"]
                 assert len(kept.items) <= 7 and len(kept.replies) <= 5
                 assert kept.n_lookups <= 9
+        c.w.close()
+    _serve(_domain(), body)
+
+
+def test_long_searches_are_answered_but_their_keys_are_never_kept() -> None:
+    """A search longer than ``MAX_KEPT_KEY`` (a long filter value, a base DN of a
+    thousand characters, thousands of attributes named) is answered as any other, but
+    nothing it names becomes a key of a kept table: the tables' counts would otherwise
+    let each key hold up to a whole message (16 MiB)."""
+    many = tuple(f"attr{i}" for i in range(3000))
+
+    def search(msgid: int, name: str, attrs: tuple[str, ...], base: str = BASE) -> bytes:
+        return L.encode_message(L.Message(msgid, L.SearchRequest(
+            base, L.Scope.SUB, 0, 0, 0, False, L.And((
+                L.Compare(L.F_EQUAL, "objectClass", b"posixAccount"),
+                L.Compare(L.F_EQUAL, "uid", name.encode()))), attrs)))
+
+    async def body(server: LdapServer, port: int) -> None:
+        c = await _connect(port)
+        kept = server.kept
+        for msgid, (name, attrs) in enumerate(
+                [("u1", many), ("u1", (*many, "uid")), ("u2", ("uid",) * 400),
+                 ("x" * 5000, ()), ("u3", many)], 1):
+            for _ in range(2):
+                c.w.write(search(msgid, name, attrs))
+                got = await c.answers(1)
+                entries = [m for m in got if isinstance(m.op, L.SearchEntry)]
+                assert len(entries) == (0 if name.startswith("x") else 1), got
+                if "uid" in attrs:
+                    assert _uids(got, msgid) == [name]
+        long_base = "ou=" + "y" * 2000 + "," + BASE
+        c.w.write(search(99, "u1", (), long_base))
+        await c.answers(1)
+        assert not kept.replies
+        assert all(len(p) + len(v) <= door.MAX_KEPT_KEY
+                   for under in kept.lookups.values() for p, v in under)
+        assert all(door.selection_size(k[0]) <= door.MAX_KEPT_KEY   # type: ignore[index]
+                   for item in kept.items.values() if item[4] for k in item[4])
+        assert all(len(dn) <= door.MAX_KEPT_KEY for dn in server._paths)
+        assert all(ldapentry.selection_size(k[0]) <= 1024 for k in ldapentry._PLANS)
         c.w.close()
     _serve(_domain(), body)

@@ -57,7 +57,7 @@ from .held import FETCHING, HeldConnection
 from .service import check_password, settle
 from .ldapview import (
     SCHEMA_DN, encode_selected, equality_terms, evaluate, root_dse, schema_entry, select,
-    uses_dn_attributes,
+    selection_size, uses_dn_attributes,
 )
 from .peers import PeerBounds, PeerLimits
 from .rfc2307 import (
@@ -167,6 +167,14 @@ MAX_KEPT_LOOKUPS = 32_768
 MAX_PATHS = 4096
 #: Encodings kept per entry (attribute selections: nslcd and SSSD each ask for one).
 MAX_ENCODINGS = 4
+#: What any of the kept tables is keyed by (a search's bytes, a LOOKUP's property and
+#: value, an attribute selection, a DN) is kept only up to this many bytes or
+#: characters: the counts above bound the tables, this bounds what each key holds (a
+#: 16 MiB message could otherwise make each key 16 MiB). nslcd's and SSSD's searches
+#: are a few hundred bytes.
+MAX_KEPT_KEY = 1024
+#: A whole answer (its operations' bytes) is kept only up to this size.
+MAX_KEPT_ANSWER = 64 << 10
 
 
 class _Kept:
@@ -228,7 +236,8 @@ class _Kept:
             return None, None
         size = raw[p + 1]
         q = p + 2 + size
-        if not 1 <= size <= 4 or raw[p + 2] & 0x80 or len(raw) <= q or raw[q] != 0x63:
+        if not 1 <= size <= 4 or raw[p + 2] & 0x80 or len(raw) <= q or raw[q] != 0x63 \
+                or len(raw) - q > MAX_KEPT_KEY:
             return None, None
         key = (reader, raw[q:])
         ops = self.replies.get(key)
@@ -239,6 +248,8 @@ class _Kept:
 
     def keep_reply(self, key: tuple[object, bytes], ops: tuple[bytes, ...],
                    deps: list[int]) -> None:
+        if sum(map(len, ops)) > MAX_KEPT_ANSWER:
+            return
         if len(self.replies) >= MAX_KEPT_REPLIES:
             self.replies.clear()
             self.by_dir.clear()
@@ -261,6 +272,8 @@ class _Kept:
             if found is not None:
                 return found
         found = self.db.call(Proc.LOOKUP, _ANYONE, (NiId(poid), prop, value))[0]
+        if len(prop) + len(value) > MAX_KEPT_KEY:
+            return found
         if self.n_lookups >= MAX_KEPT_LOOKUPS:
             self.lookups.clear()
             self.n_lookups = 0
@@ -419,6 +432,8 @@ class LdapServer:
         if got is not paths:
             return got   # type: ignore[return-value]
         path = self._path_of(dn)
+        if len(dn) > MAX_KEPT_KEY:
+            return path
         if len(paths) >= MAX_PATHS:
             paths.clear()
         paths[dn] = path
@@ -1526,7 +1541,8 @@ class Connection(HeldConnection):
                     body = encodings.get(key) or b""
                     if not body:
                         body = _entry_body(dn, attrs, op, hidden, opattrs)
-                        if len(encodings) < MAX_ENCODINGS:
+                        if len(encodings) < MAX_ENCODINGS \
+                                and selection_size(op.attributes) <= MAX_KEPT_KEY:
                             encodings[key] = body
                 run.out.append(L.message_with(run.msgid, body))
                 if run.fill is not None:

@@ -25,7 +25,7 @@ from collections.abc import Callable
 from ..wire.ber import OCTET_STRING, SEQUENCE, SET, tlv
 from ..wire.ldap import Filter
 from ..wire.xdr import LIST_MAX, NAME_MAX
-from .ldapview import SCHEMA_DN, evaluate
+from .ldapview import SCHEMA_DN, evaluate, selection_size
 from .rfc2307 import (
     MAPPINGS, PASSTHROUGH, PRIVATE_PROPS, _crypt_out, _user_extra, attr_type, escape_value,
 )
@@ -89,6 +89,9 @@ _HAS = {True: _attr(_HEADS[_HASSUB], [b"TRUE"]), False: _attr(_HEADS[_HASSUB], [
 #: (attribute list, hidden) → which of the entry's attributes are written (by position)
 _PLANS: dict[tuple[tuple[str, ...], frozenset[str]], tuple[bool, ...]] = {}
 _MAX_PLANS = 1024
+#: a selection longer than this (characters) is planned each time, never kept (an
+#: anonymous search may name 65,535 attributes)
+_MAX_PLAN_KEY = 1024
 
 
 def _plan(wanted: tuple[str, ...], hidden: frozenset[str]) -> tuple[bool, ...]:
@@ -103,6 +106,8 @@ def _plan(wanted: tuple[str, ...], hidden: frozenset[str]) -> tuple[bool, ...]:
             a.lower() not in hidden and (a.lower() in want or (
                 plus if (i >= len(_SHOWN) or attr_type(a).operational) else everything))
             for i, a in enumerate((*_SHOWN, *_OPERATIONAL)))
+        if selection_size(wanted) > _MAX_PLAN_KEY:
+            return plan
         if len(_PLANS) >= _MAX_PLANS:
             _PLANS.clear()
         _PLANS[key] = plan

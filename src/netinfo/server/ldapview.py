@@ -18,6 +18,11 @@ from .rfc2307 import (
 
 #: The DN of the schema subentry (RFC 4512 §4.2), as OpenLDAP names it.
 SCHEMA_DN = "cn=Subschema"
+
+
+def selection_size(wanted: tuple[str, ...]) -> int:
+    """The characters of an attribute selection (what a table keyed by it holds)."""
+    return sum(map(len, wanted)) + len(wanted)
 #: Matching rules known by OID or name in an extensible match (RFC 4517 §4.2):
 #: rule → equality kind; any other rule makes the match Undefined (RFC 4511 §4.5.1.7.7).
 MATCHING_RULES = {
@@ -330,5 +335,5 @@ def schema_entry() -> Attrs:
 
 __all__ = ["MATCHING_RULES", "SCHEMA_DN", "SUPPORTED_CONTROLS", "SUPPORTED_EXTENSIONS",
            "Tri", "class_description", "encode_selected", "equality_terms", "evaluate",
-           "root_dse",
+           "root_dse", "selection_size",
            "schema_entry", "select", "uses_dn_attributes"]
