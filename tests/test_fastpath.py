@@ -16,6 +16,7 @@ from netinfo.model import NiId
 from netinfo.server.database import open_database
 from netinfo.server.fastpath import FAST_PROCS, FastPath
 from netinfo.server.netinfod import Dispatcher, ServerConfig
+from netinfo.storage.cached import BIG_KIDS, INDEX_AFTER, CachedSource, IndexJob
 from netinfo.storage.changes import Caller
 from netinfo.wire import rpc
 from netinfo.wire.protocol import NETINFO_PROG, NETINFO_VERS, PROCEDURES, Proc, encode_args
@@ -33,14 +34,14 @@ class Domain:
     """A SQLite domain with /users of USERS users, served by two dispatchers: the normal
     path alone and with the short path."""
 
-    def __init__(self, tmp_path) -> None:
-        self.db = open_database(tmp_path, "fp", create=True)
+    def __init__(self, tmp_path, users: int = USERS, cache: int | None = None) -> None:
+        self.db = open_database(tmp_path, "fp", create=True, cache=cache)
         self.normal = Dispatcher(self.db, ServerConfig("fp", fast_path=False), ["127.0.0.1"])
         self.fast = Dispatcher(self.db, ServerConfig("fp"), ["127.0.0.1"])
         root = self.db.call(Proc.ROOT, ROOT, ())
         self.users, _ = self.db.call(Proc.CREATE, ROOT, (root, [("name", ["users"])], -1,
                                                          None))
-        for i in range(USERS):
+        for i in range(users):
             self.create_user(i)
         self.db.commit()
         self.xid = 0
@@ -119,6 +120,52 @@ def test_fast_replies_equal_normal_replies_through_writes(tmp_path):
         assert d.exchange(d.fast, rec) == d.exchange(d.normal, rec), (step, rec.hex())
     assert table.hits > 500 and table.misses > 500   # both ways were taken
     assert len(table) > 0
+
+
+def test_lookupread_misses_from_stored_bytes_equal_normal_replies(tmp_path):
+    """A LOOKUPREAD miss answered from a resident index and the child's stored bytes
+    (FastPath._stored: no node built, the reply made around the bytes) is the normal
+    path's reply byte for byte: found, not found, two holders, through writes that
+    rename, add and destroy users."""
+    users = BIG_KIDS + 40
+    d = Domain(tmp_path, users=users, cache=16)   # children rarely resident
+    src = d.db.source
+    assert isinstance(src, CachedSource)
+    jobs: list[IndexJob] = []
+    src.index_runner = jobs.append                # built by hand below
+    info = PROCEDURES[Proc.LOOKUPREAD]
+
+    def lookupread(xid: int, name: str) -> bytes:
+        return _call(xid, Proc.LOOKUPREAD,
+                     encode_args(info, NiId(d.users.object, 3), "name", name))
+    for i in range(INDEX_AFTER):
+        d.exchange(d.normal, lookupread(i + 1, f"u{i}"))
+    (job,) = jobs
+    job.run()
+    job.install()
+    assert (d.users.object, "name") in src.indexes
+    table: FastPath = d.fast.programs[NETINFO_PROG].fast.__self__
+    rnd = random.Random(21)
+    n_users = users
+    for step in range(3000):
+        if step % 101 == 100:
+            ids = d.ids()
+            with d.db.batch():
+                child = d.db.call(Proc.SELF, ROOT, (NiId(rnd.choice(ids[1:]), 0),))
+                kind = rnd.randrange(3)
+                if kind == 0:
+                    d.db.call(Proc.WRITEPROP, ROOT, (child, 0, ["dup"]))
+                elif kind == 1:
+                    d.create_user(n_users)
+                    n_users += 1
+                else:
+                    parent = d.db.call(Proc.SELF, ROOT, (NiId(d.users.object, 0),))
+                    d.db.call(Proc.DESTROY, ROOT, (parent, child))
+        name = rnd.choice((f"u{rnd.randrange(n_users + 5)}", "dup", "none"))
+        rec = lookupread(step + 1000, name)
+        assert d.exchange(d.fast, rec) == d.exchange(d.normal, rec), (step, name)
+        table.clear()                             # every call a miss
+    assert table.stored > 1000                    # the stored bytes' way was taken
 
 
 def test_a_read_after_a_pending_write_in_its_batch_sees_it(tmp_path):

@@ -148,6 +148,12 @@ def test_the_source_answers_from_its_index_through_writes(store_url):
                     props = svc.proc_read(anon, NiId(want[0]))[1]
                     got = hit if isinstance(hit, StoredProplist) else hit.props
                     assert list(got) == props, p
+                # the short path's (fastpath.FastPath._stored): the one child's stored
+                # bytes, or None (none, several, pinned or resident: the usual way)
+                blob = src.stored_first(users, "name", p.encode())
+                if blob is not None:
+                    assert len(want) == 1, p
+                    assert decode_proplist(blob) == svc.proc_read(anon, NiId(want[0]))[1], p
                 # the LDAP door's read (ldap.LdapServer.quick): LOOKUP's children and the
                 # first one's node or stored bytes alone; None while children are pinned
                 stored = src.lookup_stored(users, "name", p)
@@ -164,6 +170,8 @@ def test_the_source_answers_from_its_index_through_writes(store_url):
                     assert stored[1] is None
 
         hits = index.hits
+        src._cache.clear()                # nothing resident: the stored bytes answer
+        assert src.stored_first(users, "name", b"u1") is not None
         check()
         assert index.hits > hits
         # pending (pinned) and then durable: a new user, a rename, a destroy, a duplicate

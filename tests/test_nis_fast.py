@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import random
 
+import pytest
+
 from netinfo.model import NI_INDEX_NULL, NiId
 from netinfo.server import nismaps
 from netinfo.server.database import open_database
 from netinfo.server.netinfod import Dispatcher, ServerConfig, yp_program
 from netinfo.server.nis import HOT_BYTES, NisDoor
+from netinfo.storage import cached
 from netinfo.storage.changes import Caller
 from netinfo.wire import rpc, yp
 from netinfo.wire.proplist import encode_proplist, stored_first_props
@@ -30,8 +33,8 @@ class Domain:
     """A SQLite domain (users, groups, a host, an alias) served by two dispatchers with
     a door each: the general path alone (``--no-fast-path``) and the short path."""
 
-    def __init__(self, tmp_path) -> None:
-        self.db = open_database(tmp_path, "nf", create=True)
+    def __init__(self, tmp_path, cache: int | None = None) -> None:
+        self.db = open_database(tmp_path, "nf", create=True, cache=cache)
         self.normal = Dispatcher(self.db, ServerConfig("nf", fast_path=False), ["127.0.0.1"])
         self.fast = Dispatcher(self.db, ServerConfig("nf"), ["127.0.0.1"])
         self.doors = []
@@ -107,8 +110,29 @@ def random_call(rnd: random.Random, xid: int, users: int) -> tuple[bytes, int]:
     return rpc.encode_call(xid, yp.YPPROG, yp.YPVERS, proc, args), port
 
 
-def test_short_matches_equal_general_matches_through_writes(tmp_path):
-    d = Domain(tmp_path)
+@pytest.mark.parametrize("indexed", [False, True])
+def test_short_matches_equal_general_matches_through_writes(tmp_path, monkeypatch, indexed):
+    """With *indexed*, a cache of 8 directories and resident LOOKUP indexes built at
+    once: most MATCH misses read the one child's stored bytes (``stored_first``)."""
+    if indexed:
+        monkeypatch.setattr(cached, "INDEX_AFTER", 2)
+    d = Domain(tmp_path, cache=8 if indexed else None)
+    stored = [0]
+    if indexed:
+        src = d.db.source
+        assert isinstance(src, cached.CachedSource)
+
+        def run(job: cached.IndexJob) -> None:
+            job.run()
+            job.install()
+        src.index_runner = run
+        real = src.stored_first
+
+        def counted(*args):
+            blob = real(*args)
+            stored[0] += blob is not None
+            return blob
+        monkeypatch.setattr(src, "stored_first", counted)
     rnd = random.Random(21)
     door = d.doors[1]
     users = USERS
@@ -139,7 +163,10 @@ def test_short_matches_equal_general_matches_through_writes(tmp_path):
         short = d.exchange(d.fast, rec, port)
         assert short == d.exchange(d.normal, rec, port), (step, rec.hex())
         kept = max(kept, len(door._hot))
-    assert kept > 20                          # answers were kept between writes
+        if indexed:
+            door._hot.clear()                 # every MATCH a miss
+    assert kept > 20 or indexed               # answers were kept between writes
+    assert stored[0] > 200 or not indexed     # the stored bytes' way was taken
     assert not d.doors[0]._hot                # the general path keeps none
 
 

@@ -26,6 +26,7 @@ import bisect
 import logging
 import struct
 from collections.abc import Callable, Iterable, Iterator
+from typing import Any
 
 from ..errors import DamagedDirectory, NiError, WireError
 from ..model import NiId, Proplist, first_values
@@ -295,8 +296,16 @@ class NisDoor:
         the general loop's first answer — read from the stored bytes (only the
         properties the map's lines read); :data:`_GENERAL` when that child does not
         hold it or cannot be read (the general loop then decides, and reports)."""
+        props: Any   # a Proplist, or a StoredProplist that reads as one
         try:
-            _, props = self.db.call(Proc.LOOKUPREAD, _NOBODY, (NiId(oid, 0), *probe))
+            # the one child's stored bytes as the resident index names it (no NETINFO
+            # call around it: issue 21's profile), else LOOKUPREAD itself
+            blob = None if self.db.is_watched(Proc.LOOKUPREAD) else \
+                self._source.stored_first(oid, probe[0], encode_str(probe[1]))
+            if blob is not None:
+                props = StoredProplist(blob)
+            else:
+                _, props = self.db.call(Proc.LOOKUPREAD, _NOBODY, (NiId(oid, 0), *probe))
         except NiError:
             return None          # no child matches (or the directory went): no line
         except DamagedDirectory:

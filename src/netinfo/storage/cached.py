@@ -997,9 +997,9 @@ class CachedSource(NodeSource):
             resident = self._big.get(child) or self._cache.get(child)
             if resident is not None:
                 return True, resident
-            row = self._rows.row(child)
-            if row is not None:
-                return True, StoredProplist(self._checked(child, row[2]))
+            blob = self._rows.props(child)   # one B-tree descent (row() is two)
+            if blob is not None:
+                return True, StoredProplist(self._checked(child, blob))
         hit = self._rows.lookup_first(oid, _utf8(key), vb)
         if hit is None:
             return True, None
@@ -1007,6 +1007,26 @@ class CachedSource(NodeSource):
         resident = self._big.get(child) or self._cache.get(child)
         return True, (resident if resident is not None
                       else StoredProplist(self._checked(child, props)))
+
+    def stored_first(self, oid: int, key: str, value: bytes) -> bytes | None:
+        """:meth:`lookup_first`'s usual answer at its cheapest: the stored proplist
+        (checked) of the one child of *oid* whose *key* has *value* as a resident index
+        names it, when no copy in memory or change pending decides instead; None: ask
+        :meth:`lookup_first` (no index, no match or several, a resident child)."""
+        indexes = self.indexes
+        if not indexes or self._dirty.get(oid):
+            return None
+        index = indexes.get((oid, key))
+        if index is None:
+            return None
+        found = index.find(value)
+        if not found:
+            return None
+        child = found[0]
+        if child in self._big or child in self._cache:
+            return None
+        blob = self._rows.props(child)
+        return None if blob is None else self._checked(child, blob)
 
     def children_of(self, node: Node) -> Iterator[tuple[int, Node]]:
         """Along *node*'s child list, a chunk of children per read, the cache left as it

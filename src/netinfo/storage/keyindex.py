@@ -10,11 +10,13 @@ directories that become durable (:meth:`KeyIndex.set`).
 
 Compact, not a dict: a dict of a million bytes keys costs about 120 MB in CPython. Here
 each entry is a 64-bit hash (Python's own ``hash`` of the value: SipHash, keyed at
-random per process, so nobody outside can pick colliding values), the entry's position,
-its child number and the end of its value in one byte string: 20 bytes and the value's
-own bytes (about 30 MB for a million ``userNNNNNN``). The hashes are sorted; a lookup is
-one ``bisect`` in C and a comparison of the value itself, so a hash collision costs a
-comparison more, never a wrong answer.
+random per process, so nobody outside can pick colliding values), its child number and
+the end of its value in one byte string, and a hash table of entry numbers (open
+addressing, linear probing, at most half full) finds them: 24 bytes and the value's own
+bytes (about 34 MB for a million ``userNNNNNN``). A lookup reads a slot or two and
+compares the value itself, so a hash collision costs a comparison more, never a wrong
+answer. (A sorted array and ``bisect`` took 20 probes at a million, each a cache miss
+once the server shares its cores with clients: issue 20's profile.)
 
 Entries changed since the build live in a small overlay (:attr:`KeyIndex.changed`), which
 wins over the built arrays; past :func:`too_changed` the source drops the index and
@@ -28,7 +30,6 @@ Pure: no I/O; the source's reader gives the pairs (``RowReader.pairs``).
 from __future__ import annotations
 
 from array import array
-from bisect import bisect_left
 from collections.abc import Iterable
 
 #: Entries a built index may hold in all, bytes of values included, before the build is
@@ -40,10 +41,10 @@ MAX_BYTES = 256 << 20
 #: times its final size (geometric growth).
 CHANGED_MIN = 4096
 #: Bytes an entry costs besides its value, as the arrays hold them: its hash (8), its
-#: position (4), its child (4) and the end of its value (4: the values of one index
-#: stay under MAX_BYTES, far below 4 GiB).
-ENTRY_BYTES = 8 + 4 + 4 + 4
-
+#: child (4), the end of its value (4: the values of one index stay under MAX_BYTES, far
+#: below 4 GiB) and two slots of the table (2 x 4: at most half full; up to four when
+#: the table has just doubled, which :attr:`KeyIndex.nbytes` counts).
+ENTRY_BYTES = 8 + 4 + 4 + 2 * 4
 
 class TooBig(Exception):
     """The index would pass its byte bound: not built."""
@@ -54,8 +55,8 @@ class KeyIndex:
     :meth:`find` answers LOOKUP's children for a value, :meth:`set` records a child's
     values as they became durable."""
 
-    __slots__ = ("_hashes", "_pos", "_kids", "_ends", "_blob", "changed", "_by_value",
-                 "hits", "nbytes", "entries")
+    __slots__ = ("_hashes", "_slots", "_mask", "_kids", "_ends", "_blob", "changed",
+                 "_by_value", "hits", "nbytes", "entries")
 
     def __init__(self, pairs: Iterable[tuple[bytes, int]], max_bytes: int = MAX_BYTES) -> None:
         """Build from *pairs* (value, child), the store's index rows of one key under
@@ -74,20 +75,19 @@ class KeyIndex:
             ends.append(len(blob))
             if len(blob) + ENTRY_BYTES * len(kids) > max_bytes:
                 raise TooBig(f"over {max_bytes} bytes")
-        # Sorted a bucket of the top eight bits at a time: one sort of the whole would
-        # hold the interpreter lock for half a second at a million entries (a C call
-        # gives it up to no other thread); a bucket's takes a few milliseconds, and
-        # the loop around them lets the event loop in (the build runs in a thread).
-        buckets: list[list[int]] = [[] for _ in range(256)]
-        for i, h in enumerate(hashes):
-            buckets[(h >> 56) + 128].append(i)
-        self._hashes = array("q")
-        self._pos = array("I")
-        for bucket in buckets:
-            bucket.sort(key=hashes.__getitem__)
-            self._pos.extend(bucket)
-            self._hashes.extend(map(hashes.__getitem__, bucket))
-        del buckets, hashes
+        # Slot i holds entry j as j + 1 (0: empty). A Python loop, not one C call: the
+        # build runs in a thread, and the loop gives the event loop its turns.
+        size = 1 << max(3, (2 * len(kids)).bit_length())
+        mask = size - 1
+        slots = array("I", bytes(4 * size))
+        for j, h in enumerate(hashes, 1):
+            i = h & mask
+            while slots[i]:
+                i = (i + 1) & mask
+            slots[i] = j
+        self._hashes = hashes
+        self._slots = slots
+        self._mask = mask
         self._kids = kids
         self._ends = ends
         self._blob = bytes(blob)
@@ -98,26 +98,26 @@ class KeyIndex:
         #: lookups answered
         self.hits = 0
         self.entries = len(kids)
-        self.nbytes = len(self._blob) + ENTRY_BYTES * self.entries
+        self.nbytes = len(self._blob) + 16 * self.entries + 4 * size
 
     def find(self, value: bytes) -> list[int] | None:
         """The children holding *value*: none or one, or None when two or more do (the
         caller asks the store, which orders them)."""
-        hashes = self._hashes
         h = hash(value)
-        i = bisect_left(hashes, h)
-        n = len(hashes)
+        slots, hashes, mask = self._slots, self._hashes, self._mask
+        i = h & mask
+        j = slots[i]
         hits: list[int] = []
-        if i < n and hashes[i] == h:
-            pos, ends, blob, kids, changed = (self._pos, self._ends, self._blob,
-                                              self._kids, self.changed)
-            while i < n and hashes[i] == h:
-                j = pos[i]
-                if blob[ends[j - 1] if j else 0:ends[j]] == value:
-                    child = kids[j]
-                    if child not in changed:
+        while j:
+            j -= 1
+            if hashes[j] == h:
+                ends = self._ends
+                if self._blob[ends[j - 1] if j else 0:ends[j]] == value:
+                    child = self._kids[j]
+                    if child not in self.changed:
                         hits.append(child)
-                i += 1
+            i = (i + 1) & mask
+            j = slots[i]
         more = self._by_value.get(value)
         if more:
             hits.extend(more)

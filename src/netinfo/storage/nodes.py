@@ -229,6 +229,12 @@ class NodeSource:
         itself (:meth:`lookup`)."""
         return False, None
 
+    def stored_first(self, oid: int, key: str, value: bytes) -> bytes | None:
+        """LOOKUPREAD's child as its stored proplist bytes, when the source has them at
+        hand without building a node (``CachedSource.stored_first``); None: ask
+        :meth:`lookup_first` (here always)."""
+        return None
+
     def children_of(self, node: Node) -> Iterator[tuple[int, Node]]:
         """(child, its node) along *node*'s child list; :data:`MISSING` for a number
         without a directory."""
