@@ -118,7 +118,7 @@ def test_fast_replies_equal_normal_replies_through_writes(tmp_path):
                     d.db.call(Proc.DESTROY, ROOT, (users, child))
         rec = random_call(rnd, step + 1, d.ids(), n_users)
         assert d.exchange(d.fast, rec) == d.exchange(d.normal, rec), (step, rec.hex())
-    assert table.hits > 500 and table.misses > 500   # both ways were taken
+    assert table.hits > 200 and table.misses > 500   # both ways were taken
     assert len(table) > 0
 
 
@@ -205,9 +205,33 @@ def test_the_table_is_bounded(tmp_path):
     for i, oid in enumerate(d.ids()):
         rec = _call(i, Proc.READ, struct.pack(">II", oid, 0))
         assert table.answer(rec, ANON) == d.exchange(d.normal, rec)
+        assert len(table) == min(10, i)     # each kept from its second miss on
+        assert table.answer(rec, ANON) == d.exchange(d.normal, rec)
     assert len(table) == 10
     assert sum(len(k) for k in table._by_dir.values()) == 10
     assert table.bytes < table.max_bytes
+
+
+def test_a_reply_is_kept_from_its_second_miss_on(tmp_path):
+    """The doorkeeper (admission.Doorkeeper): a read asked once is answered and not
+    kept; asked again it is kept; a window of first sightings forgets them all when
+    full, so reads spread over more keys than it holds are never kept."""
+    d = Domain(tmp_path)
+    table = FastPath(d.db, d.db.info.counters, lambda r, c: d.normal.answer(r, c)[0],
+                     max_entries=8)
+    ids = d.ids()
+    recs = [_call(i, Proc.READ, struct.pack(">II", oid, 0)) for i, oid in enumerate(ids)]
+    table.answer(recs[0], ANON)
+    assert len(table) == 0 and table.door.refused == 1
+    table.answer(recs[0], ANON)
+    assert len(table) == 1 and table.door.admitted == 1
+    table.answer(recs[0], ANON)
+    assert table.hits == 1
+    # more distinct reads than the window, round and round: none is ever kept
+    for _ in range(3):
+        for rec in recs[1:20]:
+            table.answer(rec, ANON)
+    assert len(table) == 1 and len(table.door) <= 8
 
 
 def test_udp_and_the_masters_updates_take_the_normal_path(tmp_path):

@@ -51,6 +51,8 @@ PURE = frozenset({
     "netinfo.server.quota", "netinfo.server.auth",
     # the bounds on a listener's peers (both RPC servers hand it their connections)
     "netinfo.server.peers",
+    # which answers the kept-answer tables take in (issue 20)
+    "netinfo.server.admission",
     # the NIS maps' table and line renderers (issue 21)
     "netinfo.server.nismaps",
     # the LDAP front door's table, filters and views (issue 22)

@@ -192,6 +192,7 @@ def test_kept_answers_are_bounded_by_bytes(tmp_path):
         rec = rpc.encode_call(i, yp.YPPROG, yp.YPVERS, YpProc.MATCH,
                               yp.encode_key(DOM, "passwd.byname", long_key + str(i).encode()))
         d.exchange(d.fast, rec, 40000)
+        d.exchange(d.fast, rec, 40000)      # kept from its second miss on (Doorkeeper)
     assert 0 < door._hot_bytes <= HOT_BYTES
     assert len(door._hot) == 200
 

@@ -21,7 +21,9 @@ streamed), arguments that do not decode — by the normal path (``slow``: prolog
 row's handler), so errors are the normal path's (NI_BADID, NI_NODIR, NI_NOPROP,
 GARBAGE_ARGS). A reply is kept when it may be: a success or one of
 :data:`KEPT_STATUSES`, read while no write was pending (``Database.read_state``), no
-bigger than :data:`MAX_REPLY`.
+bigger than :data:`MAX_REPLY`, and asked for the second time within the table's size in
+misses (``admission.Doorkeeper``: random reads over far more directories than the table
+holds would only churn it).
 
 Every argument of these procedures starts with the directory's id (spec §2), and the
 reply depends on that directory and its children only (LOOKUP, LOOKUPREAD, LIST search
@@ -53,6 +55,7 @@ from ..wire import rpc
 from ..wire.protocol import NETINFO_PROG, NETINFO_VERS, Proc
 from ..wire.rpc import AcceptStat
 from ..wire.xdr import NAME_MAX
+from .admission import Doorkeeper
 from .database import Database
 
 log = logging.getLogger("netinfo.server")
@@ -156,6 +159,8 @@ class FastPath:
         self._replies: OrderedDict[bytes, bytes] = OrderedDict()
         #: directory number → the keys filed under it
         self._by_dir: dict[int, set[bytes]] = {}
+        #: which answers are kept: those asked twice within the last max_entries misses
+        self.door = Doorkeeper(max_entries)
         self.bytes = 0
         self._generation: int | None = db.read_state()
         self.hits = 0
@@ -235,8 +240,9 @@ class FastPath:
                 and reply[4:_OFFSET] == _ACCEPTED and len(reply) >= _OFFSET + 4 \
                 and self._db.read_state() == state:
             status = _STATUS.unpack_from(reply, _OFFSET)[0]
-            if status == Status.OK or status in KEPT_STATUSES:
-                self._keep(record[4:], reply[4:], _STATUS.unpack_from(record, _ARGS)[0])
+            if (status == Status.OK or status in KEPT_STATUSES) \
+                    and self.door.admit(key := record[4:]):
+                self._keep(key, reply[4:], _STATUS.unpack_from(record, _ARGS)[0])
         return reply
 
     def _stored(self, record: bytes) -> bytes | None:

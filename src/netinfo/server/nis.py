@@ -37,6 +37,7 @@ from ..wire.proplist import StoredProplist, stored_first_props
 from ..wire.protocol import Proc
 from ..wire.xdr import decode_str, encode_str
 from ..wire.yp import YpProc, YpStat
+from .admission import Doorkeeper
 from .database import Database, SnapshotStream
 from .nis_hierarchy import Ancestors
 from .nismaps import AUTO_DIRECTORY, AUTO_PREFIX, MAPS, WHOLE_MAPS, MapSpec, automounts
@@ -103,6 +104,8 @@ class NisDoor:
         #: MATCH's arguments as sent → its result body (never a secure map's); any
         #: write empties it, as it does the securenets answers by address
         self._hot: dict[bytes, bytes] = {}
+        #: which answers are kept: those asked twice within the last HOT_MAX misses
+        self._door = Doorkeeper(HOT_MAX)
         self._hot_bytes = 0
         #: Database.read_state when _hot was filled (a change no record tells empties it)
         self._hot_state = db.read_state()
@@ -451,9 +454,10 @@ class NisDoor:
                 yp.encode_val(YpStat.TRUE, value)
         spec = MAPS.get(req.map)
         # kept unless a secure map's (its answer depends on the port), or read while
-        # writes are pending (the answer sees them, and they may be rolled back)
+        # writes are pending (the answer sees them, and they may be rolled back), or asked
+        # once only lately (the doorkeeper: issue 20)
         if state is not None and (spec is None or not spec.secure) \
-                and self.db.read_state() == state:
+                and self.db.read_state() == state and self._door.admit(args):
             size = len(args) + len(body) + HOT_OVERHEAD
             if len(self._hot) >= HOT_MAX or self._hot_bytes + size > HOT_BYTES:
                 self._hot.clear()

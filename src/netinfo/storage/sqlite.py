@@ -260,6 +260,17 @@ class SqliteStore(Store):
         #: the change history, kept in the same file and transactions (issue 24)
         self.journal: SqliteJournal = SqliteJournal(lambda: self._conn)
 
+    def _idle(self) -> sqlite3.Connection:
+        """The connection with no transaction open, for a write or anything SQLite
+        runs outside one (ATTACH, VACUUM): the read transaction the source's reads hold
+        between writes (``SqliteRows._held``) ended first. Wherever this is called a
+        transaction still open can only be that one: a write's would have made the
+        BEGIN that follows fail."""
+        c = self._conn
+        if c.in_transaction:
+            c.execute("COMMIT")
+        return c
+
     def _open(self, check: bool) -> sqlite3.Connection:
         """A connection to the file, in WAL mode, its schema migrated; with *check*, the
         file checked first (at once up to :attr:`inline_check_max`, else by
@@ -464,7 +475,7 @@ class SqliteStore(Store):
 
     def load(self) -> Image:
         """Read the whole domain: one pass over each table, in one read transaction."""
-        c = self._conn
+        c = self._idle()
         image = Image()
         # Building 100k+ small containers sets off the cyclic GC over and over (more than
         # half the load time, measured); nothing here makes cycles, so pause it.
@@ -562,7 +573,7 @@ class SqliteStore(Store):
         :raises StorageError: anything failed (unknown op, bad value, SQLite error);
             the transaction is rolled back and nothing was applied.
         """
-        c = self._conn
+        c = self._idle()
         try:
             c.execute("BEGIN IMMEDIATE")
             version = c.execute("PRAGMA data_version").fetchone()[0]
@@ -806,8 +817,8 @@ class SqliteStore(Store):
         assert isinstance(copy, SqliteCopy)
         self.interrupt_verify()
         self._verify_idle.wait(10)
-        old = self._conn
         try:
+            old = self._idle()
             carry_over(old, copy.path)   # a clone keeps its history (issue 24)
             busy = old.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
         except sqlite3.Error as exc:
@@ -841,7 +852,7 @@ class SqliteStore(Store):
         if os.path.exists(dest):
             raise StorageError(f"cannot keep the domain aside: {dest} exists")
         try:
-            self._conn.execute("VACUUM INTO ?", (dest,))
+            self._idle().execute("VACUUM INTO ?", (dest,))
             fd = os.open(dest, os.O_RDONLY)
             try:
                 os.fsync(fd)

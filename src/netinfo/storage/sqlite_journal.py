@@ -48,6 +48,8 @@ class SqliteJournal(SqlJournal):
 
     def _in_transaction(self, fn: Callable[[], object]) -> None:
         c = self.conn
+        if c.in_transaction:
+            c.execute("COMMIT")   # the source's held read (SqliteStore._idle)
         c.execute("BEGIN IMMEDIATE")
         try:
             fn()

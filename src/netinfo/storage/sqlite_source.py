@@ -80,10 +80,17 @@ class SqliteRows:
     off_loop = False
 
     def __init__(self, store: SqliteStore, conn: sqlite3.Connection,
-                 snapshot: bool = False) -> None:
+                 snapshot: bool = False, hold: bool = False) -> None:
         self._store = store
         self._conn = conn
         self._snapshot = snapshot
+        #: the owner's reads hold one read transaction from the first read until the
+        #: next write (``SqliteStore._idle`` ends it): a statement outside one begins
+        #: and ends its own, taking and dropping SQLite's locks (fcntl calls) and
+        #: checking the WAL each time (issue 20: 6-8 us of a LOOKUPREAD miss at 1M,
+        #: served, measured). Its own writes are the only ones the owner's snapshot
+        #: could miss, and each write ends the hold first.
+        self._hold = hold
 
     def _bad(self, exc: Exception) -> StorageError:
         return StorageError(f"cannot read sqlite store {self._store.path!r}: {exc}; "
@@ -92,22 +99,29 @@ class SqliteRows:
     def damaged(self, oid: int, exc: Exception) -> DamagedDirectory:
         return damaged(self._store.path, oid, exc)
 
+    def _held(self) -> sqlite3.Connection:
+        """The connection, inside the owner's held read transaction (see __init__)."""
+        c = self._conn
+        if self._hold and not c.in_transaction:
+            c.execute("BEGIN")
+        return c
+
     def row(self, oid: int) -> tuple[int, int, bytes, bool] | None:
         try:
-            return self._conn.execute(_ROW, (oid,)).fetchone()
+            return self._held().execute(_ROW, (oid,)).fetchone()
         except sqlite3.Error as exc:
             raise self._bad(exc) from exc
 
     def props(self, oid: int) -> bytes | None:
         try:
-            r = self._conn.execute(_PROPS, (oid,)).fetchone()
+            r = self._held().execute(_PROPS, (oid,)).fetchone()
         except sqlite3.Error as exc:
             raise self._bad(exc) from exc
         return None if r is None else r[0]
 
     def kids(self, oid: int) -> array[int]:
         try:
-            return array("I", map(itemgetter(0), self._conn.execute(
+            return array("I", map(itemgetter(0), self._held().execute(
                 "SELECT child FROM kids WHERE parent = ? ORDER BY ord", (oid,))))
         except sqlite3.Error as exc:
             raise self._bad(exc) from exc
@@ -116,11 +130,11 @@ class SqliteRows:
         marks = ",".join("?" * len(ids))
         kids: dict[int, array[int]] = {}
         try:
-            rows = self._conn.execute(
+            rows = self._held().execute(
                 f"SELECT id, instance, parent, props FROM dirs WHERE id IN ({marks})",
                 ids).fetchall()
             if with_kids and rows:
-                for parent, group in groupby(self._conn.execute(
+                for parent, group in groupby(self._held().execute(
                         f"SELECT parent, child FROM kids WHERE parent IN ({marks})"
                         " ORDER BY parent, ord", ids), itemgetter(0)):
                     kids[parent] = array("I", map(itemgetter(1), group))
@@ -130,7 +144,7 @@ class SqliteRows:
 
     def has(self, oid: int) -> bool:
         try:
-            return self._conn.execute("SELECT 1 FROM dirs WHERE id = ?",
+            return self._held().execute("SELECT 1 FROM dirs WHERE id = ?",
                                       (oid,)).fetchone() is not None
         except sqlite3.Error as exc:
             raise self._bad(exc) from exc
@@ -143,21 +157,21 @@ class SqliteRows:
         if excluding:
             sql += f" WHERE id NOT IN ({','.join('?' * len(excluding))})"
         try:
-            top = self._conn.execute(sql, excluding).fetchone()[0]
+            top = self._held().execute(sql, excluding).fetchone()[0]
         except sqlite3.Error as exc:
             raise self._bad(exc) from exc
         return -1 if top is None else top
 
     def count(self) -> int:
         try:
-            return self._conn.execute("SELECT count(*) FROM dirs").fetchone()[0]
+            return self._held().execute("SELECT count(*) FROM dirs").fetchone()[0]
         except sqlite3.Error as exc:
             raise self._bad(exc) from exc
 
     def gaps(self) -> list[int]:
         out: list[int] = []
         try:
-            first, last, count = self._conn.execute(
+            first, last, count = self._held().execute(
                 "SELECT min(id), max(id), count(*) FROM dirs").fetchone()
             if first is None or last - first + 1 == count:  # dense: no holes (0.1 s at 1M)
                 out.extend(range(first or 0))
@@ -165,12 +179,12 @@ class SqliteRows:
             out.extend(range(first))
             # Usually every hole is a destroyed number, listed in freed (a Put removes
             # its number from freed): then they are the holes, without a scan (1 s at 1M).
-            freed = [oid for (oid,) in self._conn.execute(
+            freed = [oid for (oid,) in self._held().execute(
                 "SELECT id FROM freed WHERE id > ? AND id < ?", (first, last))]
             if len(freed) == last - first + 1 - count:
                 out.extend(freed)
                 return out
-            for oid, nxt in self._conn.execute(
+            for oid, nxt in self._held().execute(
                     "SELECT id, nxt FROM (SELECT id, lead(id) OVER (ORDER BY id) AS nxt "
                     "FROM dirs) WHERE nxt > id + 1"):
                 out.extend(range(oid + 1, nxt))
@@ -180,32 +194,32 @@ class SqliteRows:
 
     def freed(self) -> dict[int, int]:
         try:
-            return dict(self._conn.execute("SELECT id, instance FROM freed"))
+            return dict(self._held().execute("SELECT id, instance FROM freed"))
         except sqlite3.Error as exc:
             raise self._bad(exc) from exc
 
     def meta(self, key: str) -> object:
         try:
-            row = self._conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+            row = self._held().execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
         except sqlite3.Error as exc:
             raise self._bad(exc) from exc
         return None if row is None else row[0]
 
     def instances(self) -> list[tuple[int, int]]:
         try:
-            return self._conn.execute("SELECT id, instance FROM dirs").fetchall()
+            return self._held().execute("SELECT id, instance FROM dirs").fetchall()
         except sqlite3.Error as exc:
             raise self._bad(exc) from exc
 
     def ids(self) -> list[int]:
         try:
-            return [oid for (oid,) in self._conn.execute("SELECT id FROM dirs")]
+            return [oid for (oid,) in self._held().execute("SELECT id FROM dirs")]
         except sqlite3.Error as exc:
             raise self._bad(exc) from exc
 
     def lookup(self, parent: int, key: bytes, value: bytes) -> list[int]:
         try:
-            return [c for (c,) in self._conn.execute(_LOOKUP, (parent, key, value))]
+            return [c for (c,) in self._held().execute(_LOOKUP, (parent, key, value))]
         except sqlite3.Error as exc:
             raise self._bad(exc) from exc
 
@@ -214,16 +228,16 @@ class SqliteRows:
         try:
             # Most values are held by one child: without ORDER BY SQLite builds no
             # sorter (14 instead of 19 us at 1M, measured); two rows ask again in order.
-            rows = self._conn.execute(_FIRST_ANY, args).fetchall()
+            rows = self._held().execute(_FIRST_ANY, args).fetchall()
             if len(rows) > 1:
-                rows = self._conn.execute(_FIRST_IN_ORDER, args).fetchall()
+                rows = self._held().execute(_FIRST_IN_ORDER, args).fetchall()
         except sqlite3.Error as exc:
             raise self._bad(exc) from exc
         return rows[0] if rows else None
 
     def pairs(self, parent: int, key: bytes) -> Iterator[tuple[bytes, int]]:
         try:
-            cur = self._conn.execute(_PAIRS, (parent, key))
+            cur = self._held().execute(_PAIRS, (parent, key))
             while rows := cur.fetchmany(CHUNK * 16):
                 yield from rows
         except sqlite3.Error as exc:
@@ -247,7 +261,8 @@ class SqliteSource(CachedSource):
 
     def __init__(self, store: SqliteStore, conn: sqlite3.Connection,
                  cache: int | None = None, cache_bytes: int | None = None) -> None:
-        super().__init__(SqliteRows(store, conn), cache, cache_bytes)
+        super().__init__(SqliteRows(store, conn, hold=not store.read_only), cache,
+                         cache_bytes)
 
 
 __all__ = ["SqliteRows", "SqliteSource", "LazyNode", "damaged"]
