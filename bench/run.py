@@ -649,6 +649,11 @@ client, random users; `bench/peers/` holds the C clients):
 * **ceiling**: `bench/peers/ninull.c`, rpcgen's dispatcher for the NETINFO program under
   libtirpc's single-threaded `svc_run`, answering a canned user: what the RPC layer
   costs with no directory behind it.
+* **the original netinfod** (NeXT's, Apple's): skipped — no build of it runs here (the
+  binaries are for NeXTSTEP and Darwin on m68k, i386 and PowerPC, and this project
+  builds nothing from their sources). netinfod is measured on its pure-Python path:
+  no compiled path is built (issue 20 item 2 is optional, and no single step of a
+  lookup is worth compiling alone: see the profiles further down).
 
 Everything runs in one network namespace (loopback only) that the script creates and
 deletes. The servers are started one at a time (each {{reps}} times; the median start is
