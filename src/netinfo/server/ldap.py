@@ -52,6 +52,7 @@ from ..storage.nodes import Node, NodeSource
 from ..wire import ber
 from ..wire import ldap as L
 from .auth import is_loopback
+from .admission import Doorkeeper
 from .database import Batch, Database
 from .held import FETCHING, HeldConnection
 from .service import check_password, settle
@@ -203,6 +204,9 @@ class _Kept:
         self.replies: dict[tuple[object, bytes], tuple[bytes, ...]] = {}
         #: directory number → the keys of the replies that read it
         self.by_dir: dict[int, set[tuple[object, bytes]]] = {}
+        #: which replies are kept: those asked twice within the last MAX_KEPT_REPLIES
+        #: searches answered (random users out of a million would only churn them)
+        self.door = Doorkeeper(MAX_KEPT_REPLIES)
 
     def usable(self) -> bool:
         """May the kept things be read and filled now?"""
@@ -248,7 +252,7 @@ class _Kept:
 
     def keep_reply(self, key: tuple[object, bytes], ops: tuple[bytes, ...],
                    deps: list[int]) -> None:
-        if sum(map(len, ops)) > MAX_KEPT_ANSWER:
+        if sum(map(len, ops)) > MAX_KEPT_ANSWER or not self.door.admit(key):
             return
         if len(self.replies) >= MAX_KEPT_REPLIES:
             self.replies.clear()
