@@ -40,7 +40,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as d:
         for i in range(args.tags):
             db = open_database(Path(d), f"t{i}", create=True)
-            svc = db.service
+            svc = db.service_for_tests()
             create_master(svc, f"t{i}", "bench", ["127.0.0.1"])
             populate_standard(svc)
             db.close()

@@ -73,7 +73,7 @@ def netinfod_pid(directory: Path, tag: str) -> int:
 
 def make_master(directory: Path, users: int) -> None:
     with open_database(directory, "net", create=True) as db:
-        svc = db.service
+        svc = db.service_for_tests()
         create_master(svc, "net", "bench", ["127.0.0.1"])
         # the clone this host will also serve, listed as the master's clones are (A12)
         from netinfo.server.templates import add_serves
