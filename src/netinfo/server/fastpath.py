@@ -258,12 +258,10 @@ class FastPath:
         source = self._db.source
         try:
             blob = source.stored_first(oid, key.decode("utf-8", "surrogateescape"), value)
+            node = None if blob is None else source.get(oid)
         except DamagedDirectory:
             return None
-        if blob is None:
-            return None
-        node = source.get(oid)
-        if node is None:
+        if blob is None or node is None:
             return None
         c = self._counters[Proc.LOOKUPREAD]
         c[0] += 1
