@@ -71,7 +71,8 @@ def is_digits(text: str) -> bool:
     ``str.isdigit`` is not the test: it accepts ``²`` or ``١``, which ``int`` then
     refuses (or reads as another number); the tools take only what C's ``isdigit`` does.
     """
-    return bool(text) and all(ch in _ASCII_DIGITS for ch in text)
+    # isdigit of an ASCII string accepts exactly 0-9 (and is False for "")
+    return text.isascii() and text.isdigit()
 
 
 def atoi(text: str) -> int:
