@@ -17,6 +17,7 @@ import time
 import pytest
 
 from netinfo.client.core import Client
+from netinfo.errors import NiError
 from netinfo.model import NI_INDEX_NULL, NiId
 from netinfo.server.database import Database
 from netinfo.server.service import SUPERUSER
@@ -271,6 +272,47 @@ def test_netinfod_builds_an_index_and_answers_as_before(engine_netinfod):
             stats = dict(await c.statistics())
             (entry,) = stats["lookup_indexes"]
             assert int(entry.split()[4]) > 0     # answered lookups, still resident
+
+    asyncio.run(go())
+
+
+def test_lookupread_over_tcp_reads_the_stored_bytes_the_index_names(engine_netinfod):
+    """A real netinfod with a cache of 16 directories: once the index is built, most
+    LOOKUPREADs of random users find a child that is not in memory, whose stored bytes
+    the short path sends (``FastPath._stored``) — each answer is the searched
+    directory's id and what READ says of the user, through renames, a new holder of a
+    name (two holders: the store orders them) and a destroy, each seen by the next
+    read (the held read transaction ends at every write)."""
+    d = engine_netinfod("big", "-m", "--cache", "16")
+    rnd = random.Random(23)
+
+    async def go() -> None:
+        async with await Client.connect("127.0.0.1", d.port, "big") as c:
+            root = await c.root()
+            users, root = await c.create(root, [("name", ["users"])])
+            await _add_users(c, users, range(USERS))
+            uid = users.object
+            await _built(c, uid)
+
+            async def check(names: list[str]) -> None:
+                for name in names:
+                    want = await brute_lookup(c, uid, "name", name)
+                    me = await c.self_id(uid)
+                    if not want:
+                        with pytest.raises(NiError):
+                            await c.lookupread(uid, "name", name)
+                        continue
+                    got_id, props = await c.lookupread(uid, "name", name)
+                    assert got_id == me, name
+                    assert props == (await c.read(want[0]))[1], name
+            await check([f"u{rnd.randrange(USERS)}" for _ in range(60)] + ["dup", "none"])
+            kids, users = await c.children(await c.self_id(uid))
+            await c.write(await c.self_id(kids[3]), [("name", ["renamed"])])
+            await c.create(users, [("name", ["u7"])], 0)       # a second u7, first
+            users = await c.self_id(uid)
+            await c.destroy(users, await c.self_id(kids[9]))
+            await check(["renamed", "u3", "u7", "u9", *[f"u{rnd.randrange(USERS)}"
+                                                        for _ in range(30)]])
 
     asyncio.run(go())
 
