@@ -23,16 +23,15 @@ from __future__ import annotations
 
 from collections.abc import Hashable
 
-#: Misses remembered at most (their hashes): as many as the tables keep entries.
-WINDOW = 100_000
-
 
 class Doorkeeper:
     """The admission of one kept-answer table (see the module)."""
 
     __slots__ = ("_seen", "window", "admitted", "refused")
 
-    def __init__(self, window: int = WINDOW) -> None:
+    def __init__(self, window: int) -> None:
+        """*window*: misses remembered at most (their hashes), as many as the table
+        keeps entries."""
         self._seen: set[int] = set()
         self.window = window
         #: answers let in, and misses turned away (a first sighting)
@@ -52,9 +51,6 @@ class Doorkeeper:
         seen.add(h)
         self.refused += 1
         return False
-
-    def clear(self) -> None:
-        self._seen.clear()
 
     def __len__(self) -> int:
         return len(self._seen)

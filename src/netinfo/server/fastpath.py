@@ -107,8 +107,11 @@ def decode_args(proc: int, record: bytes) -> tuple[Any, ...] | None:
     if proc not in _ID_2STR:
         return None
     parts = lookup_parts(record)
-    if parts is None:
-        return None
+    return None if parts is None else lookup_args(parts)
+
+
+def lookup_args(parts: tuple[int, int, bytes, bytes]) -> tuple[Any, ...]:
+    """:func:`lookup_parts`' as the codecs decode them: (id, key, value)."""
     o, i, key, value = parts
     return (NiId(o, i), key.decode("utf-8", "surrogateescape"),
             value.decode("utf-8", "surrogateescape"))
@@ -218,15 +221,24 @@ class FastPath:
             self._counters[proc][0] += 1
             self.hits += 1
             return record[:4] + hit
-        if lane and db.waiting is not None:
-            return None   # a miss that may need a fetch: the connection's machinery
-        if proc == Proc.LOOKUPREAD and db.waiting is None:
-            reply = self._stored(record)
-            if reply is not None:
-                self.misses += 1
-                self.stored += 1
-                return self._kept_too(record, reply, state)
-        args = decode_args(proc, record)
+        args: tuple[Any, ...] | None
+        if db.waiting is not None:
+            if lane:
+                return None   # a miss that may need a fetch: the connection's machinery
+            args = decode_args(proc, record)
+        elif proc == Proc.LOOKUPREAD:
+            # decoded once: for the stored bytes' way, else for the usual one
+            parts = lookup_parts(record)
+            args = None
+            if parts is not None:
+                reply = self._stored(record, parts)
+                if reply is not None:
+                    self.misses += 1
+                    self.stored += 1
+                    return self._kept_too(record, reply, state)
+                args = lookup_args(parts)
+        else:
+            args = decode_args(proc, record)
         if lane and args is None:
             return None   # the normal path's (LIST, odd arguments)
         self.misses += 1
@@ -245,14 +257,12 @@ class FastPath:
                 self._keep(key, reply[4:], _STATUS.unpack_from(record, _ARGS)[0])
         return reply
 
-    def _stored(self, record: bytes) -> bytes | None:
-        """A LOOKUPREAD miss answered with its child's stored proplist as the source
-        finds it at its cheapest (``NodeSource.stored_first``: a resident index, one
-        read of the store), the reply built around those bytes; None: the usual way
-        (:meth:`_direct`, which also reports a damaged directory)."""
-        parts = lookup_parts(record)
-        if parts is None:
-            return None
+    def _stored(self, record: bytes, parts: tuple[int, int, bytes, bytes]) -> bytes | None:
+        """A LOOKUPREAD miss (*record*, its :func:`lookup_parts`) answered with its
+        child's stored proplist as the source finds it at its cheapest
+        (``NodeSource.stored_first``: a resident index, one read of the store), the reply
+        built around those bytes; None: the usual way (:meth:`_direct`, which also
+        reports a damaged directory)."""
         oid, _, key, value = parts
         t0 = time.perf_counter_ns()
         source = self._db.source
