@@ -258,7 +258,7 @@ class SqliteStore(Store):
         self.found_damaged: list[str] = []
         self._conn = self._open_reader() if read_only else self._open(check=True)
         #: the change history, kept in the same file and transactions (issue 24)
-        self.journal: SqliteJournal = SqliteJournal(lambda: self._conn)
+        self.journal: SqliteJournal = SqliteJournal(lambda: self._conn, self._idle)
 
     def _idle(self) -> sqlite3.Connection:
         """The connection with no transaction open, for a write or anything SQLite

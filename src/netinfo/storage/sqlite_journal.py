@@ -28,9 +28,13 @@ def schema(options: str, without_rowid: str) -> list[str]:
 class SqliteJournal(SqlJournal):
     """The journal in the domain's SQLite file, on the store's connection."""
 
-    def __init__(self, conn_of: Callable[[], sqlite3.Connection]) -> None:
+    def __init__(self, conn_of: Callable[[], sqlite3.Connection],
+                 idle_of: Callable[[], sqlite3.Connection]) -> None:
         super().__init__()
         self._conn_of = conn_of
+        #: the connection with no transaction open (``SqliteStore._idle``: the source's
+        #: held read ended), for a transaction of the journal's own
+        self._idle_of = idle_of
 
     @property
     def conn(self) -> sqlite3.Connection:
@@ -47,9 +51,7 @@ class SqliteJournal(SqlJournal):
         self.conn.executemany(sql, rows)
 
     def _in_transaction(self, fn: Callable[[], object]) -> None:
-        c = self.conn
-        if c.in_transaction:
-            c.execute("COMMIT")   # the source's held read (SqliteStore._idle)
+        c = self._idle_of()
         c.execute("BEGIN IMMEDIATE")
         try:
             fn()
