@@ -16,6 +16,10 @@ mount and UTS namespace (``Bench.start_rpcbind``), so the host's are never touch
 * ``ypserv`` serves the same N users as a ``passwd.byname`` map made by ``makedbm``
   (``run.build_nis``).
 
+Before the rounds netinfod is loaded until it has read passwd.byname into memory
+(``server/nisresident.py``: what a busy map does in its first seconds of use; the time it
+took is reported, as ``makedbm``'s is for ypserv's map).
+
 The load client is the C ``ypload`` of bench/peers (rpcgen stubs from yp.x over libtirpc):
 YPPROC_MATCH(nibench, passwd.byname, userK) for random K over TCP, one call in flight per
 connection, 1 and 4 connections (threads), rates summed; medians of ``--reps`` rounds
@@ -131,6 +135,27 @@ print(json.dumps({{"all_s": round(took, 2), "bytes": total,
     return json.loads(r.stdout)
 
 
+def resident_read(b: peers.Bench, s: peers.Server, log_file: Path,
+                  limit: float = 600.0) -> float | None:
+    """Load netinfod until it has read passwd.byname into memory (``server/nisresident``:
+    a map asked RESIDENT_AFTER times is read once, on the event loop in turns, answering
+    meanwhile); the seconds from the first MATCH until its log says so (None: not within
+    *limit*). ypserv's counterpart is ``makedbm``, before the run."""
+    start = log_file.stat().st_size      # the log is shared by every run on the port
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < limit:
+        b.client(s, "load", 1.0, 1, 120)
+        with log_file.open("rb") as f:
+            f.seek(start)
+            said = f.read().decode(errors="replace")
+        if "NIS: passwd.byname kept in memory" in said:
+            took = time.monotonic() - t0
+            peers.log(f"netinfod: passwd.byname of {s.users:,} users in memory after "
+                      f"{took:.1f} s of load")
+            return round(took, 1)
+    return None
+
+
 def measure(args: argparse.Namespace, users: int, work: Path, bins: dict) -> dict:
     ns = peers.Namespace()
     try:
@@ -159,10 +184,12 @@ def measure(args: argparse.Namespace, users: int, work: Path, bins: dict) -> dic
         peers.CLIENTS = CLIENTS
         try:
             b.start_all(servers)
+            warm = resident_read(b, servers[1], b.work / f"netinfod-{PORTS['netinfod']}.log")
             b.load_all(servers)
         finally:
             peers.CLIENTS = saved
         out = {s.name: s.results for s in servers}
+        out["resident_read_s"] = warm
         ni = servers[1]
         assert ni.proc is not None
         out["all"] = all_while_writing(ns, ni.port, ni.proc.pid, users)
@@ -194,6 +221,10 @@ def report(results: dict) -> str:
         rows.append(f"| {int(users):,} | {a['all_s']} s | {a['bytes']:,} | "
                     f"{a['rss_mib_before']} → {a['rss_mib_peak']} MiB | {a['writes_during']} "
                     f"| {a['write_ms_median']} / {a['write_ms_max']} ms |")
+    rows += ["", "| users | passwd.byname in netinfod's memory after (s of load) |",
+             "|---|---|"]
+    for users, res in results.items():
+        rows.append(f"| {int(users):,} | {res.get('resident_read_s')} |")
     return "\n".join(rows)
 
 

@@ -65,6 +65,20 @@ def test_check_proplist_refuses_what_decode_refuses():
             check_proplist(bad)
 
 
+def damaged(rnd: random.Random, data: bytes) -> bytearray:
+    """*data* cut short, grown, or with a word overwritten (now and then unchanged)."""
+    out = bytearray(data)
+    how = rnd.randrange(4)
+    if how == 0 and out:
+        del out[rnd.randrange(len(out)):]
+    elif how == 1:
+        out += bytes(rnd.randrange(1, 9))
+    elif how == 2 and len(out) >= 4:
+        at = rnd.randrange(len(out) // 4) * 4
+        out[at:at + 4] = rnd.choice((0, 1, 2, 5, 255, 256, 65535, 1 << 31)).to_bytes(4, "big")
+    return out
+
+
 def test_check_proplist_agrees_with_decode_on_damaged_bytes():
     """The word walk of check_proplist and the decoder accept exactly the same bytes:
     random cuts, growths and overwritten words of real proplists (several values,
@@ -74,15 +88,7 @@ def test_check_proplist_agrees_with_decode_on_damaged_bytes():
         props = [(f"p{i}" * rnd.randrange(1, 4),
                   [("v" * rnd.randrange(0, 9)) for _ in range(rnd.choice((0, 1, 1, 2, 3)))])
                  for i in range(rnd.randrange(0, 6))]
-        data = bytearray(encode_proplist(props))
-        how = rnd.randrange(4)
-        if how == 0 and data:
-            del data[rnd.randrange(len(data)):]
-        elif how == 1:
-            data += bytes(rnd.randrange(1, 9))
-        elif how == 2 and len(data) >= 4:
-            at = rnd.randrange(len(data) // 4) * 4
-            data[at:at + 4] = rnd.choice((0, 1, 2, 5, 255, 256, 65535, 1 << 31)).to_bytes(4, "big")
+        data = damaged(rnd, encode_proplist(props))
         try:
             decode_proplist(bytes(data))
         except WireError:

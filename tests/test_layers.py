@@ -53,8 +53,8 @@ PURE = frozenset({
     "netinfo.server.peers",
     # which answers the kept-answer tables take in (issue 20)
     "netinfo.server.admission",
-    # the NIS maps' table and line renderers (issue 21)
-    "netinfo.server.nismaps",
+    # the NIS maps' table and line renderers, and the maps kept whole in memory (issue 21)
+    "netinfo.server.nismaps", "netinfo.server.nisresident",
     # the LDAP front door's table, filters and views (issue 22)
     "netinfo.server.rfc2307", "netinfo.server.ldapview", "netinfo.server.ldif",
     "netinfo.server.ldapentry",

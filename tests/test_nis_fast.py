@@ -7,6 +7,7 @@ alongside."""
 from __future__ import annotations
 
 import random
+from collections.abc import Iterator
 
 import pytest
 
@@ -18,9 +19,12 @@ from netinfo.server.nis import HOT_BYTES, NisDoor
 from netinfo.storage import cached
 from netinfo.storage.changes import Caller
 from netinfo.wire import rpc, yp
-from netinfo.wire.proplist import encode_proplist, stored_first_props
+from netinfo.errors import WireError
+from netinfo.wire.proplist import decode_proplist, encode_proplist, stored_first_props
 from netinfo.wire.protocol import Proc
 from netinfo.wire.yp import YpProc
+
+from .test_damaged import damaged
 
 ROOT = Caller("127.0.0.1", 600, superuser=True, user="root")
 DOM = "nifast"
@@ -90,6 +94,45 @@ def user_props(i: int, rnd: random.Random) -> list[tuple[str, list[str]]]:
     return props
 
 
+def random_write(d: Domain, rnd: random.Random, users: int) -> int:
+    """One write to /users, durable: a user made (at the front now and then), destroyed,
+    renamed or given another uid, or a name made again first in the list; returns the
+    number of user names used so far."""
+    kids = d.children("users")
+    kind = rnd.randrange(4)
+    with d.db.batch():
+        if kind == 0:
+            d.create("users", user_props(users, rnd), 0 if rnd.random() < 0.5 else NI_INDEX_NULL)
+            users += 1
+        elif kind == 1 and len(kids) > 5:
+            parent = d.db.call(Proc.SELF, ROOT, (NiId(d.dirs["users"].object, 0),))
+            child = d.db.call(Proc.SELF, ROOT, (NiId(rnd.choice(kids), 0),))
+            d.db.call(Proc.DESTROY, ROOT, (parent, child))
+        elif kind == 2:
+            child = d.db.call(Proc.SELF, ROOT, (NiId(rnd.choice(kids), 0),))
+            prop = rnd.choice(("name", "uid"))
+            d.db.call(Proc.WRITEPROP, ROOT, (child, 0 if prop == "name" else 2,
+                                             [f"u{rnd.randrange(users)}"]
+                                             if prop == "name" else ["501"]))
+        else:
+            d.create("users", [("name", [f"u{rnd.randrange(users)}"]), ("uid", ["777"]),
+                               ("gid", ["7"])], 0)
+    return users
+
+
+def random_steps(d: Domain, seed: int, steps: int, every: int
+                 ) -> Iterator[tuple[int, bytes, int]]:
+    """*steps* random YP calls (step, record, source port), with a random write to
+    /users before every *every*-th."""
+    rnd = random.Random(seed)
+    users = USERS
+    for step in range(steps):
+        if step % every == every - 1:
+            users = random_write(d, rnd, users)
+        rec, port = random_call(rnd, step + 1, users)
+        yield step, rec, port
+
+
 def random_call(rnd: random.Random, xid: int, users: int) -> tuple[bytes, int]:
     proc = rnd.choice((YpProc.MATCH,) * 8 + (YpProc.FIRST, YpProc.NEXT, YpProc.ORDER))
     name = rnd.choice(MAPS)
@@ -133,33 +176,9 @@ def test_short_matches_equal_general_matches_through_writes(tmp_path, monkeypatc
             stored[0] += blob is not None
             return blob
         monkeypatch.setattr(src, "stored_first", counted)
-    rnd = random.Random(21)
     door = d.doors[1]
-    users = USERS
     kept = 0
-    for step in range(5000):
-        if step % 61 == 60:
-            kids = d.children("users")
-            kind = rnd.randrange(4)
-            with d.db.batch():
-                if kind == 0:                  # a new user, at the front now and then
-                    d.create("users", user_props(users, rnd),
-                             0 if rnd.random() < 0.5 else NI_INDEX_NULL)
-                    users += 1
-                elif kind == 1 and len(kids) > 5:     # a user goes
-                    parent = d.db.call(Proc.SELF, ROOT, (NiId(d.dirs["users"].object, 0),))
-                    child = d.db.call(Proc.SELF, ROOT, (NiId(rnd.choice(kids), 0),))
-                    d.db.call(Proc.DESTROY, ROOT, (parent, child))
-                elif kind == 2:                # renamed, or its uid changed
-                    child = d.db.call(Proc.SELF, ROOT, (NiId(rnd.choice(kids), 0),))
-                    prop = rnd.choice(("name", "uid"))
-                    d.db.call(Proc.WRITEPROP, ROOT, (child, 0 if prop == "name" else 2,
-                                                     [f"u{rnd.randrange(users)}"]
-                                                     if prop == "name" else ["501"]))
-                else:                          # the same name again, first in the list
-                    d.create("users", [("name", [f"u{rnd.randrange(users)}"]),
-                                       ("uid", ["777"]), ("gid", ["7"])], 0)
-        rec, port = random_call(rnd, step + 1, users)
+    for step, rec, port in random_steps(d, 21, 5000, 61):
         short = d.exchange(d.fast, rec, port)
         assert short == d.exchange(d.normal, rec, port), (step, rec.hex())
         kept = max(kept, len(door._hot))
@@ -211,3 +230,36 @@ def test_stored_first_props_is_first_values():
                 continue
             got = stored_first_props(wire, frozenset(n.encode() for n in spec.reads))
             assert list(spec.entries(got)) == list(spec.entries(props)), props
+
+
+def test_stored_first_props_on_damaged_bytes():
+    """Cut, grown or overwritten proplists: a WireError or, where the whole decodes,
+    the decoder's first properties; never another exception (the words are read as
+    one array: a trailing part of a word counts as missing)."""
+    rnd = random.Random(6)
+    names = frozenset({b"name", b"uid", b"users"})
+    for _ in range(5000):
+        props = [(rnd.choice(("name", "uid", "users", "x", "é")),
+                  [rnd.choice(("a", "1", "", "é", "b:c")) for _ in range(rnd.randrange(3))])
+                 for _ in range(rnd.randrange(6))]
+        data = damaged(rnd, encode_proplist(props))
+        try:
+            got = stored_first_props(bytes(data), names)
+        except WireError:
+            continue
+        try:
+            whole = decode_proplist(bytes(data))
+        except WireError:
+            continue                       # damaged past the properties read
+        seen: set[str] = set()
+        first = []
+        for name, values in whole:
+            if name.encode("utf-8", "surrogateescape") in names and name not in seen:
+                seen.add(name)
+                first.append((name, values))
+        assert got == first, data.hex()
+    # a name or a value cut short by the end of the bytes is refused, not shortened
+    wire = encode_proplist([("x", ["1"]), ("name", ["alice"])])
+    for cut in range(4, 20):        # (fewer: only the padding goes)
+        with pytest.raises(WireError):
+            stored_first_props(wire[:-cut], names)

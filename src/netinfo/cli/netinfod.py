@@ -143,6 +143,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--nis-hierarchy", action="store_true",
                    help="with --nis-domain: maps also hold the entries of the ancestor "
                         "domains that this domain does not define (nearest wins)")
+    p.add_argument("--nis-resident-mb", type=non_negative, metavar="M",
+                   default=nis_door.RESIDENT_BYTES >> 20,
+                   help="with --nis-domain: keep busy maps whole in memory, at most M MB "
+                        "of them (0: none; default %(default)s)")
     p.add_argument("-v", "--verbose", action="store_true", help="log more")
     # the LDAP front door (issue 22; server/ldap.py)
     p.add_argument("--ldap", metavar="ADDR:PORT",
@@ -304,7 +308,7 @@ async def _serve(args: argparse.Namespace, db: Database, info: ServerInfo,
                                             store_threads=args.store_threads,
                                             lookup_index=args.lookup_index), addrs)
     # the NIS front door answers from the first call on (issue 21)
-    nis = _open_nis(args.nis_domain, db, server, own)
+    nis = _open_nis(args.nis_domain, db, server, own, args.nis_resident_mb << 20)
     try:
         await server.start()
     except OSError as e:
@@ -501,13 +505,14 @@ async def _verify(db: Database, stop: asyncio.Event, damaged: list[str]) -> None
 
 
 def _open_nis(domains: list[str], db: Database, server: NetInfoServer,
-              own: frozenset[str]) -> nis_door.NisDoor | None:
+              own: frozenset[str], resident_bytes: int) -> nis_door.NisDoor | None:
     """The NIS front door for *domains* (issue 21) on the server's ports; None when no
     NIS domain is asked for."""
     if not domains:
         return None
     door = nis_door.NisDoor(db, domains, lambda a: is_local(a, own), db.info.hostname,
-                            short=server.dispatcher.config.fast_path)
+                            short=server.dispatcher.config.fast_path,
+                            resident_bytes=resident_bytes)
     server.dispatcher.add_program(yp_program(door)(server.dispatcher))
     return door
 

@@ -25,15 +25,16 @@ import asyncio
 import bisect
 import logging
 import struct
+from time import monotonic
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-from ..errors import DamagedDirectory, NiError, WireError
+from ..errors import DamagedDirectory, NiError, StorageError, WireError
 from ..model import NiId, Proplist, first_values
 from ..storage.changes import Caller, Change
-from ..storage.nodes import NodeSource
+from ..storage.nodes import Node, NodeSource
 from ..wire import rpc, yp
-from ..wire.proplist import StoredProplist, stored_first_props
+from ..wire.proplist import StoredProplist, decode_proplist, stored_first_props
 from ..wire.protocol import Proc
 from ..wire.xdr import decode_str, encode_str
 from ..wire.yp import YpProc, YpStat
@@ -41,6 +42,7 @@ from .admission import Doorkeeper
 from .database import Database, SnapshotStream
 from .nis_hierarchy import Ancestors
 from .nismaps import AUTO_DIRECTORY, AUTO_PREFIX, MAPS, WHOLE_MAPS, MapSpec, automounts
+from .nisresident import ResidentMap, TooBig, entry_bytes
 
 log = logging.getLogger("netinfo.nis")
 
@@ -55,6 +57,26 @@ HOT_BYTES = 16 << 20
 #: What a kept answer costs beyond its bytes (dict slot, two bytes objects' headers):
 #: fastpath.ENTRY_OVERHEAD's measurement, less the per-directory index kept there.
 HOT_OVERHEAD = 250
+#: MATCHes of a map answered from the domain (the kept answers missed) after which the
+#: door reads the map whole into memory (``nisresident``): a handful of logins reads
+#: nothing, a busy map is read at once.
+RESIDENT_AFTER = 256
+#: Bytes of resident maps one door holds at most unless told (``netinfod
+#: --nis-resident-mb``): passwd.byname of 1,000,000 users is about 100 MiB, so one map
+#: of that size and the small ones.
+RESIDENT_BYTES = 160 << 20
+#: A map dropped (too changed, its read failed or passed the budget) is read again only
+#: after this many times the duration of its last read (and RESIDENT_AFTER misses).
+RESIDENT_COOLDOWN = 10
+#: Seconds of one turn of reading a map on the event loop (netinfod.STREAM_TURN's, the
+#: turns a streamed reply takes): the other connections are answered between turns.
+RESIDENT_TURN = 0.002
+#: Entries per piece read from the snapshot (a turn ends after the piece that passes
+#: RESIDENT_TURN: about 0.5 ms of reading a piece here).
+RESIDENT_BATCH = 32
+#: (NIS domain, map) pairs as sent whose MATCHes go straight to their resident map
+#: (``NisDoor._prefixes``); past it they are forgotten (and checked again).
+MAX_PREFIXES = 64
 #: The 36 bytes after the xid of a YP v2 MATCH with AUTH_NONE credential and verifier
 #: (RFC 5531 §9: msg_type, rpcvers, prog, vers, proc, cred and verf flavor and length):
 #: what every NIS client sends (glibc's nss_nis, yp-tools), answered before the prologue.
@@ -75,6 +97,10 @@ def _enc(s: str) -> bytes:
     return encode_str(s)
 
 
+#: map → the UTF-8 names of the properties its lines read (MapSpec.reads)
+_READS = {m.name: frozenset(map(_enc, m.reads)) for m in MAPS.values() if m.reads is not None}
+
+
 class NisDoor:
     """YP v2 for one domain's :class:`Database`, serving the NIS domains *domains*.
 
@@ -84,7 +110,8 @@ class NisDoor:
 
     def __init__(self, db: Database, domains: Iterable[str],
                  is_local: Callable[[str], bool] = lambda _a: False,
-                 master: str = "", short: bool = True) -> None:
+                 master: str = "", short: bool = True,
+                 resident_bytes: int = RESIDENT_BYTES) -> None:
         self.db = db
         #: the short path (issue 20): MATCH answers kept and taken before the prologue
         #: (:meth:`fast`), a line rendered from the stored bytes of the directory found;
@@ -111,10 +138,20 @@ class NisDoor:
         self._hot_state = db.read_state()
         self._admitted: dict[str, bool] = {}
         self._hot_generation = 0
-        #: map → the UTF-8 names of the properties its lines read (MapSpec.reads)
-        self._reads = {m.name: frozenset(r.encode("utf-8", "surrogateescape")
-                                         for r in m.reads)
-                       for m in MAPS.values() if m.reads is not None}
+        #: maps read whole into memory (``nisresident``; only with the short path), at
+        #: most this many bytes of them (0: none)
+        self.resident_bytes = resident_bytes if short else 0
+        self._resident: dict[str, ResidentMap] = {}
+        #: a MATCH's domain and map as sent (XDR) → their resident map, for those
+        #: checked already (never a secure map): read without decoding (_resident_args)
+        self._prefixes: dict[bytes, ResidentMap] = {}
+        #: the snapshots being read into them (the map answers from what was read)
+        self._reading: dict[str, SnapshotStream] = {}
+        #: MATCHes of each map answered from the domain since it was last read
+        #: (RESIDENT_AFTER)
+        self._live: dict[str, int] = {}
+        #: no map read again before this time (RESIDENT_COOLDOWN)
+        self._not_before: dict[str, float] = {}
         self._unsubscribe = db.subscribe(self._changed)
         #: the ancestors' maps (--nis-hierarchy; nis_hierarchy.Ancestors), or None
         self.ancestors: Ancestors | None = None
@@ -130,6 +167,7 @@ class NisDoor:
 
     def close(self) -> None:
         self._unsubscribe()
+        self._drop_resident()
 
     # -- the write records drop what is kept ---------------------------------------------
 
@@ -139,6 +177,8 @@ class NisDoor:
         self._hot_bytes = 0
         self._admitted.clear()
         ids = {v: k for k, v in self._dirs.items() if v is not None}
+        if self._resident:
+            self._forget_resident(changes, ids)
         hit: set[str] = set()
         for change in changes:
             if change.proc is None:        # a whole new tree
@@ -176,6 +216,116 @@ class NisDoor:
         self._dirs.clear()
         self._sorted.clear()
         self._whole.clear()
+        self._drop_resident()
+
+    def _forget_resident(self, changes: list[Change], ids: dict[int, str]) -> None:
+        """The keys of the resident maps' entries of every directory the changes touched
+        (before and after) are answered the usual way from now on; a map with too many
+        such keys is dropped (and read again later)."""
+        for change in changes:
+            for t in change.touched:
+                for st in (t.before, t.after):
+                    where = ids.get(st.parent) if st is not None else None
+                    if where is None or st is None:
+                        continue
+                    for name, kept in self._resident.items():
+                        spec = MAPS[name]
+                        if spec.directory == where:
+                            kept.forget(_enc(k) for k, _ in spec.entries(st.props))
+        for name in [n for n, kept in self._resident.items() if kept.too_changed()]:
+            log.info("NIS: %s changed by %d keys: read again later", name,
+                     len(self._resident[name].forgotten))
+            self._drop_resident(name)
+
+    def _drop_resident(self, name: str | None = None) -> None:
+        """Drop resident map *name* (None: all), and stop reading it; no new read
+        before RESIDENT_COOLDOWN times its last one's duration."""
+        self._prefixes.clear()
+        for n in list(self._resident) if name is None else [name]:
+            kept = self._resident.pop(n, None)
+            stream = self._reading.pop(n, None)
+            if stream is not None:
+                stream.close("dropped")
+            if kept is not None:
+                self._not_before[n] = monotonic() + RESIDENT_COOLDOWN * kept.seconds
+
+    def _resident_body(self, name: str, key: bytes, state: int | None) -> bytes | None:
+        """MATCH's result body for *key* from resident map *name*, or None: ask the
+        domain (and count it: past RESIDENT_AFTER the map is read)."""
+        if state is None:
+            return None               # writes pending: the domain answers
+        kept = self._resident.get(name)
+        if kept is not None:
+            if kept.state == state:
+                return kept.body(key)
+            self._drop_resident(name)   # the tree moved without a record (a copy adopted)
+        if self.resident_bytes:
+            n = self._live.get(name, 0) + 1
+            self._live[name] = n
+            if n >= RESIDENT_AFTER and monotonic() >= self._not_before.get(name, 0.0):
+                self._live.pop(name, None)
+                self._read(name, state)
+        return None
+
+    def _read(self, name: str, state: int) -> None:
+        """Begin reading map *name* whole from a snapshot, in turns of the event loop
+        (none running: nothing is read); it answers from what was read so far."""
+        spec = MAPS[name]
+        if spec.probe is None or self._dir(spec.directory) is None:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        room = self.resident_bytes - sum(m.nbytes for m in self._resident.values())
+        kept = ResidentMap(room, state=state)
+        started = monotonic()
+
+        def make(view: NodeSource) -> Iterator[bytes]:
+            node = _map_directory(view, spec)
+            if node is None:
+                return
+            kept.reserve(len(node.children))
+            batch: list[bytes] = []
+            for k, v in _own_entries(view, node, spec):
+                batch.append(entry_bytes(k, yp.encode_val(YpStat.TRUE, v)))
+                if len(batch) >= RESIDENT_BATCH:
+                    yield b"".join(batch)
+                    batch = []
+            yield b"".join(batch)
+
+        self._resident[name] = kept
+        self._reading[name] = SnapshotStream(self.db, "", make, privileged=True)
+        self._not_before[name] = started   # its cooldown is set when it ends
+        loop.call_soon(self._turn, name, kept, started)
+
+    def _turn(self, name: str, kept: ResidentMap, started: float) -> None:
+        """Read map *name* for RESIDENT_TURN seconds, then let the loop go on."""
+        stream = self._reading.get(name)
+        if stream is None or self._resident.get(name) is not kept:
+            return                 # dropped meanwhile
+        until = monotonic() + RESIDENT_TURN
+        try:
+            for piece in stream:
+                kept.feed(piece)
+                if monotonic() > until:
+                    asyncio.get_running_loop().call_soon(self._turn, name, kept, started)
+                    return
+        except (TooBig, StorageError, NiError, DamagedDirectory, WireError,
+                ValueError) as exc:
+            kept.seconds = monotonic() - started
+            log.info("NIS: %s not kept in memory: %s", name, exc)
+            self._drop_resident(name)
+            return
+        except Exception:
+            kept.seconds = monotonic() - started
+            log.exception("NIS: %s not kept in memory: its read failed", name)
+            self._drop_resident(name)
+            return
+        del self._reading[name]
+        kept.seconds = monotonic() - started
+        log.info("NIS: %s kept in memory: %d entries, %d bytes, read in %.2f s", name,
+                 kept.entries, kept.nbytes, kept.seconds)
 
     @staticmethod
     def _sources(name: str) -> set[str]:
@@ -313,7 +463,7 @@ class NisDoor:
             return None          # no child matches (or the directory went): no line
         except DamagedDirectory:
             return _GENERAL
-        reads = self._reads.get(spec.name)
+        reads = _READS.get(spec.name)
         if reads is not None and type(props) is StoredProplist:
             try:
                 props = stored_first_props(props.wire, reads)
@@ -441,30 +591,63 @@ class NisDoor:
 
     def _match(self, args: bytes, caller: Caller, udp: bool) -> Reply:
         state = self._hot_now()
-        hot = self._hot.get(args) if state is not None else None
-        if hot is not None:
-            return hot
+        if state is not None:
+            hot = self._hot.get(args)
+            if hot is not None:
+                return hot
+            if self._prefixes:
+                body = self._resident_args(args, state)
+                if body is not None:
+                    self._keep(args, body, state)
+                    return body
         req = (_split_key(args) if self.short else None) or yp.decode_key(args)
         bad = self._check(req.domain, req.map, caller)
+        spec = MAPS.get(req.map)
         if bad is not None:
             body = yp.encode_val(bad)
         else:
-            value = self._value(req.domain, req.map, req.key)
-            body = yp.encode_val(YpStat.NOKEY) if value is None else \
-                yp.encode_val(YpStat.TRUE, value)
-        spec = MAPS.get(req.map)
+            kept = self._resident_body(req.map, req.key, state) \
+                if self.resident_bytes and spec is not None else None
+            if kept is not None:
+                body = kept
+                q = _key_at(args)
+                if q is not None and spec is not None and not spec.secure:
+                    # the next MATCHes of this domain and map: _resident_args
+                    if len(self._prefixes) >= MAX_PREFIXES:
+                        self._prefixes.clear()
+                    self._prefixes[args[:q]] = self._resident[req.map]
+            else:
+                value = self._value(req.domain, req.map, req.key)
+                body = yp.encode_val(YpStat.NOKEY) if value is None else \
+                    yp.encode_val(YpStat.TRUE, value)
         # kept unless a secure map's (its answer depends on the port), or read while
-        # writes are pending (the answer sees them, and they may be rolled back), or asked
-        # once only lately (the doorkeeper: issue 20)
-        if state is not None and (spec is None or not spec.secure) \
-                and self.db.read_state() == state and self._door.admit(args):
+        # writes are pending (the answer sees them, and they may be rolled back)
+        if state is not None and (spec is None or not spec.secure):
+            self._keep(args, body, state)
+        return body
+
+    def _keep(self, args: bytes, body: bytes, state: int) -> None:
+        """Keep *body* as the answer to *args* (computed at *state*) if no write began
+        meanwhile and it was asked once before lately (the doorkeeper: issue 20)."""
+        if self.db.read_state() == state and self._door.admit(args):
             size = len(args) + len(body) + HOT_OVERHEAD
             if len(self._hot) >= HOT_MAX or self._hot_bytes + size > HOT_BYTES:
                 self._hot.clear()
                 self._hot_bytes = 0
             self._hot[args] = body
             self._hot_bytes += size
-        return body
+
+    def _resident_args(self, args: bytes, state: int) -> bytes | None:
+        """MATCH's result body for *args* (``ypreq_key``) whose domain and map, as sent,
+        were checked before and name a resident map (``_prefixes``), read without
+        decoding them; None: the usual way (not such a call, or not held)."""
+        q = _key_at(args)
+        if q is None:
+            return None
+        kept = self._prefixes.get(args[:q])
+        if kept is None or kept.state != state:
+            return None
+        return kept.body(args[q + 4:q + 4 + _U32.unpack_from(args, q)[0]])
 
     def _walk(self, domain: str, name: str, start: int) -> bytes:
         """FIRST / NEXT: the first entry at or after position *start* of the sorted keys
@@ -550,9 +733,9 @@ class NisDoor:
                               lambda view: _all_from(view, spec, extra))
 
 
-def _split_key(args: bytes) -> yp.ReqKey | None:
-    """A ``ypreq_key`` as :func:`yp.decode_key` decodes it, read with precompiled
-    structs; None when it is not plainly well formed (``decode_key`` then says why)."""
+def _key_at(args: bytes) -> int | None:
+    """Where the key (its length word) of a plainly well-formed ``ypreq_key`` begins,
+    after the domain and the map; None when it is not plainly well formed."""
     n = len(args)
     if n < 12:
         return None
@@ -568,9 +751,21 @@ def _split_key(args: bytes) -> yp.ReqKey | None:
     kl = u32(args, q)[0]
     if kl > yp.YPMAXRECORD or q + 4 + kl + (-kl & 3) != n:
         return None
+    return q
+
+
+def _split_key(args: bytes) -> yp.ReqKey | None:
+    """A ``ypreq_key`` as :func:`yp.decode_key` decodes it, read with precompiled
+    structs; None when it is not plainly well formed (``decode_key`` then says why)."""
+    q = _key_at(args)
+    if q is None:
+        return None
+    u32 = _U32.unpack_from
+    dl = u32(args, 0)[0]
+    p = 4 + dl + (-dl & 3)
     return yp.ReqKey(args[4:4 + dl].decode("utf-8", "surrogateescape"),
-                     args[p + 4:p + 4 + ml].decode("utf-8", "surrogateescape"),
-                     args[q + 4:q + 4 + kl])
+                     args[p + 4:p + 4 + u32(args, p)[0]].decode("utf-8", "surrogateescape"),
+                     args[q + 4:q + 4 + u32(args, q)[0]])
 
 
 def _add(entries: dict[bytes, bytes], key: str, line: str) -> None:
@@ -592,29 +787,43 @@ def _all_pieces(entries: Iterable[tuple[bytes, bytes]]) -> Iterator[bytes]:
     yield b"".join(batch)
 
 
+def _map_directory(view: NodeSource, spec: MapSpec) -> Node | None:
+    """The root directory *spec*'s map is made from, in *view* (None: there is none)."""
+    root = view.get(0)
+    if root is None:
+        return None
+    for _, node in view.children_of(root):
+        if (first_values(node.props, "name") or [""])[0] == spec.directory:
+            return node
+    return None
+
+
+def _own_entries(view: NodeSource, node: Node, spec: MapSpec
+                 ) -> Iterator[tuple[bytes, bytes]]:
+    """The (key, line) entries of *spec*'s map that fit YP's records, from the children
+    of *node* in *view*, in child order (a key two children share comes twice): read
+    from their stored bytes (checked), only the properties the lines read decoded.
+
+    :raises DamagedDirectory: a child's stored bytes do not decode."""
+    reads = _READS.get(spec.name)
+    for wire in view.listall_wire(node):
+        props = decode_proplist(wire) if reads is None else stored_first_props(wire, reads)
+        for key, line in spec.entries(props):
+            k, v = _enc(key), _enc(line)
+            if yp.fits(k) and yp.fits(v):
+                yield k, v
+
+
 def _all_from(view: NodeSource, spec: MapSpec,
               extra: Callable[[], Iterator[tuple[bytes, bytes]]] | None = None
               ) -> Iterator[bytes]:
     """ALL of *spec* read from a snapshot *view*: one directory's children, in order, in
     memory bounded by a batch (a key two children share is sent twice: nothing is
     remembered across the stream)."""
-    def own() -> Iterator[tuple[bytes, bytes]]:
-        root = view.get(0)
-        if root is None:
-            return
-        for _, node in view.children_of(root):
-            if (first_values(node.props, "name") or [""])[0] == spec.directory:
-                break
-        else:
-            return
-        for _, child in view.children_of(node):
-            for key, line in spec.entries(child.props):
-                k, v = _enc(key), _enc(line)
-                if yp.fits(k) and yp.fits(v):
-                    yield k, v
-
     def entries() -> Iterator[tuple[bytes, bytes]]:
-        yield from own()
+        node = _map_directory(view, spec)
+        if node is not None:
+            yield from _own_entries(view, node, spec)
         if extra is not None:
             yield from extra()
     return _all_pieces(entries())

@@ -610,7 +610,9 @@ async def run_worker(db: Database, config: ServerConfig, own_addresses: list[str
     server = WorkerServer(db, config, own_addresses, control=control, ring=ring)
     if nis_domains:
         own = frozenset(own_addresses)
-        server.nis = NisDoor(db, nis_domains, lambda a: is_local(a, own), db.info.hostname)
+        # no resident maps (nisresident): a worker forgets everything at each write
+        server.nis = NisDoor(db, nis_domains, lambda a: is_local(a, own), db.info.hostname,
+                             resident_bytes=0)
         server.dispatcher.add_program(yp_program(server.nis)(server.dispatcher))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
