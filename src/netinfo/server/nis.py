@@ -598,7 +598,6 @@ class NisDoor:
             if self._prefixes:
                 body = self._resident_args(args, state)
                 if body is not None:
-                    self._keep(args, body, state)
                     return body
         req = (_split_key(args) if self.short else None) or yp.decode_key(args)
         bad = self._check(req.domain, req.map, caller)
@@ -639,15 +638,24 @@ class NisDoor:
 
     def _resident_args(self, args: bytes, state: int) -> bytes | None:
         """MATCH's result body for *args* (``ypreq_key``) whose domain and map, as sent,
-        were checked before and name a resident map (``_prefixes``), read without
-        decoding them; None: the usual way (not such a call, or not held)."""
-        q = _key_at(args)
-        if q is None:
-            return None
-        kept = self._prefixes.get(args[:q])
-        if kept is None or kept.state != state:
-            return None
-        return kept.body(args[q + 4:q + 4 + _U32.unpack_from(args, q)[0]])
+        were checked before and name a resident map (``_prefixes``: a well-formed domain
+        and map, so *args* beginning with one is parsed as that one), read without
+        decoding them; None: the usual way (not such a call, or not held).
+
+        Kept among the answers (``_keep``) only when the whole map would fit there: a
+        million keys asked at random would only churn that table (issue 21's profile)."""
+        for prefix, kept in self._prefixes.items():
+            if args.startswith(prefix):
+                q = len(prefix)
+                kl = _U32.unpack_from(args, q)[0] if len(args) >= q + 4 else -1
+                if kl < 0 or kl > yp.YPMAXRECORD or q + 4 + kl + (-kl & 3) != len(args) \
+                        or kept.state != state:
+                    return None
+                body = kept.body(args[q + 4:q + 4 + kl])
+                if body is not None and kept.entries <= HOT_MAX:
+                    self._keep(args, body, state)
+                return body
+        return None
 
     def _walk(self, domain: str, name: str, start: int) -> bytes:
         """FIRST / NEXT: the first entry at or after position *start* of the sorted keys
