@@ -49,13 +49,13 @@ PORTS = {"netinfod": 9611, "ypserv": 9613}
 CLIENTS = (1, 4)
 
 
-def netinfod_nis(b: peers.Bench, directory: Path, port: int):
+def netinfod_nis(b: peers.Bench, directory: Path, port: int, loop: str = "asyncio"):
     env = {k: v for k, v in os.environ.items() if not k.startswith("NETINFO_")}
     env.update(PYTHONPATH=str(SRC), NETINFO_BROADCAST="off",
                NETINFO_PORTMAPPER="127.0.0.1:9619")   # nothing there: unregistered
     argv = [sys.executable, "-m", "netinfo.cli.netinfod", "--dir", str(directory),
-            "--bind", "127.0.0.1", "--port", str(port), "-n", "--nis-domain",
-            peers.NIS_DOMAIN, peers.TAG]
+            "--bind", "127.0.0.1", "--port", str(port), "-n", "--event-loop", loop,
+            "--nis-domain", peers.NIS_DOMAIN, peers.TAG]
     return lambda: b.ns.spawn(argv, b.work / f"netinfod-{port}.log", env)
 
 
@@ -177,7 +177,8 @@ def measure(args: argparse.Namespace, users: int, work: Path, bins: dict) -> dic
                          CLIENTS),
             peers.Server("netinfod", PORTS["netinfod"], users, bins["ypload"],
                          [peers.NIS_DOMAIN, "passwd.byname"],
-                         netinfod_nis(b, d, PORTS["netinfod"]), 120 + 900 * users / 1e6,
+                         netinfod_nis(b, d, PORTS["netinfod"], args.event_loop),
+                         120 + 900 * users / 1e6,
                          CLIENTS),
         ]
         saved = peers.CLIENTS
@@ -233,6 +234,8 @@ def main() -> int:
     ap.add_argument("--users", type=int, nargs="+", default=[10_000, 1_000_000])
     ap.add_argument("--seconds", type=float, default=5.0)
     ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--event-loop", choices=("asyncio", "uvloop"), default="asyncio",
+                    help="netinfod's event loop (netinfod --event-loop)")
     ap.add_argument("--json", help="write the raw results here")
     ap.add_argument("--workdir", help="keep the populations and logs here")
     args = ap.parse_args()

@@ -171,7 +171,12 @@ def _said(log: Path, text: str, timeout: float) -> bool:
     return False
 
 
-def test_netinfod_answers_a_busy_map_from_memory_and_sees_writes(tmp_path, monkeypatch):
+@pytest.mark.parametrize("flags", [(), ("--event-loop", "auto"), ("--nis-resident-mb", "0")],
+                         ids=["resident", "resident-uvloop", "none-kept"])
+def test_netinfod_answers_a_busy_map_and_sees_writes(tmp_path, monkeypatch, flags):
+    """By default the map is read into memory and answers from there (on asyncio's loop,
+    or on uvloop's when installed, as the tests' extras install it); with
+    ``--nis-resident-mb 0`` nothing is read: the same answers, the same writes seen."""
     from netinfo.server.database import open_database
     n = 3000
     with open_database(tmp_path, "test", create=True) as db:
@@ -189,18 +194,19 @@ def test_netinfod_answers_a_busy_map_from_memory_and_sees_writes(tmp_path, monke
     with log.open("w") as out:
         proc = subprocess.Popen([sys.executable, "-m", "netinfo.cli.netinfod", "--dir",
                                  str(tmp_path), "--bind", "127.0.0.1", "--port", str(port),
-                                 *TRUST, "--nis-domain", DOM, "test"],
+                                 *TRUST, *flags, "--nis-domain", DOM, "test"],
                                 stdout=subprocess.DEVNULL, stderr=out,
                                 stdin=subprocess.DEVNULL, env=env_with_src())
     try:
         assert _said(log, "netinfod: serving NIS domain", 30), log.read_text()
-        _served_from_memory(port, log, n)
+        _served(port, log, n, resident="0" not in flags)
     finally:
         proc.terminate()
         proc.wait(30)
+    assert ("kept in memory" in log.read_text()) is ("0" not in flags)
 
 
-def _served_from_memory(port: int, log: Path, n: int) -> None:
+def _served(port: int, log: Path, n: int, resident: bool) -> None:
     rnd = random.Random(3)
     with socket.create_connection(("127.0.0.1", port), 5) as s:
         reader = rpc.RecordReader(1 << 20)
@@ -211,8 +217,9 @@ def _served_from_memory(port: int, log: Path, n: int) -> None:
             if xid > nis.RESIDENT_AFTER and _said(log, "NIS: passwd.byname kept in memory: "
                                                        "3000 entries", 0):
                 break
-        assert _said(log, "NIS: passwd.byname kept in memory: 3000 entries", 10), \
-            log.read_text()
+        assert _said(log, "NIS: passwd.byname kept in memory: 3000 entries",
+                     10 if resident else 1) \
+            is resident, log.read_text()
         for xid in range(1000, 1200):
             i = rnd.randrange(n)
             assert _exchange(s, reader, xid, f"u{i}".encode()) == (

@@ -327,6 +327,26 @@ def tool_main(argv: list[str] | None, parse: Callable[[list[str]], Any], usage: 
     return guarded(prog, main)
 
 
+def run_loop(coro: Coroutine[Any, Any, int], which: str = "asyncio") -> int:
+    """Run a daemon's *coro* to its end on the event loop *which* names: ``asyncio``,
+    ``uvloop`` (libuv's loop: a quarter less CPU per call than asyncio's own, issue 21's
+    benchmarks), or ``auto``: uvloop when it is installed.
+
+    :raises SystemExit: uvloop asked for and not installed."""
+    factory: Callable[[], asyncio.AbstractEventLoop] | None = None
+    if which != "asyncio":
+        try:
+            import uvloop  # noqa: PLC0415
+        except ImportError:
+            if which == "uvloop":
+                raise SystemExit("--event-loop uvloop: uvloop is not installed "
+                                 "(pip install uvloop)") from None
+        else:
+            factory = uvloop.new_event_loop
+    with asyncio.Runner(loop_factory=factory) as runner:
+        return runner.run(coro)
+
+
 def run(coro_fn: Callable[[], Coroutine[Any, Any, int]], prog: str = "netinfo") -> int:
     """Run a tool's coroutine under :func:`guarded`."""
     return guarded(prog, lambda: asyncio.run(coro_fn()))
