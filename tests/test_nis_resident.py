@@ -75,6 +75,7 @@ def test_a_map_answers_while_it_is_fed_and_keeps_its_bound():
     with pytest.raises(ValueError):
         m.feed(entry_bytes(b"carol", b"12345")[:-1])
     assert not m.too_changed()
+    assert ResidentMap(1 << 40)._max_bytes == 0xFFFFFFFF   # places stay within 32 bits
     m.forget(f"u{i}".encode() for i in range(5000))
     assert m.too_changed()
 

@@ -7,12 +7,11 @@ map's properties are scanned out of them and the line is made: about 20 µs of P
 million users against ypserv's 12 µs for its whole call. A map asked often enough
 (``nis.RESIDENT_AFTER`` misses) is instead read once from a snapshot of the domain, on
 the event loop in turns (``nis.NisDoor``: it answers from what was read so far), into a
-:class:`ResidentMap`: every entry's key
-and finished MATCH result body in one byte string, found through an open-addressing
-table (linear probing, at most half full) whose slots hold each entry's place and 32 bits
-of its key's hash, so a MATCH reads a slot or two and the entry: at a million entries
-each read is a cache miss, and a table of entry numbers beside arrays of hashes and
-places took two more.
+:class:`ResidentMap`: every entry's key and finished MATCH result body in one byte
+string, found through an open-addressing table (linear probing, at most half full) whose
+slots hold each entry's place and 32 bits of its key's hash, so a MATCH reads a slot or
+two and the entry: at a million entries each read is a cache miss, and a table of entry
+numbers beside arrays of hashes and places took two more.
 
 It stays live without polling: every write's record (``Database.subscribe``) names the
 directories it touched with their properties before and after; the keys of the map's
@@ -26,7 +25,8 @@ LOOKUP orders them by child position) is never answered from here either.
 
 Memory: each entry costs its key and body (a passwd line and 8 bytes of XDR) and
 :data:`ENTRY_BYTES` more; a door holds at most its budget of them
-(``netinfod --nis-resident-mb``), a map that would pass it is not read.
+(``netinfod --nis-resident-mb``), a map that would pass it is not read, nor one past
+4 GiB (a slot holds its entry's place in 32 bits).
 
 Pure: no I/O. The door reads the snapshot and feeds the pieces (:func:`entry_bytes`).
 """
@@ -78,7 +78,7 @@ class ResidentMap:
         at once; past half full it doubles, one pass over the entries fed)."""
         self._blob = bytearray()
         self._slots, self._mask = _table(expected)
-        self._max_bytes = max_bytes
+        self._max_bytes = min(max_bytes, _LOW)   # every place fits a slot's 32 bits
         #: keys answered the usual way: touched by a write since the snapshot, or held by
         #: two entries
         self.forgotten: set[bytes] = set()
