@@ -1082,7 +1082,9 @@ class Connection(HeldConnection):
             log.info("ldap: closing %s:%d: %s", self.addr, self.port, why)
         self._write_out()
         self.closed = True
-        if self.transport is not None:
+        if self.transport is not None and not self.transport.is_closing():
+            # once only: asyncio's TLS transport forgets its protocol at a second
+            # close(), and its abort() then fails (CPython 3.11 sslproto)
             self.transport.close()
 
     def send(self, msgid: int, op: L.Operation, controls: tuple[L.Control, ...] = ()) -> None:
