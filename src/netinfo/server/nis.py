@@ -599,7 +599,8 @@ class NisDoor:
                 body = self._resident_args(args, state)
                 if body is not None:
                     return body
-        req = (_split_key(args) if self.short else None) or yp.decode_key(args)
+        split = _split_key(args) if self.short else None
+        req = split or yp.decode_key(args)
         bad = self._check(req.domain, req.map, caller)
         spec = MAPS.get(req.map)
         if bad is not None:
@@ -609,12 +610,14 @@ class NisDoor:
                 if self.resident_bytes and spec is not None else None
             if kept is not None:
                 body = kept
-                q = _key_at(args)
-                if q is not None and spec is not None and not spec.secure:
-                    # the next MATCHes of this domain and map: _resident_args
+                if split is not None and spec is not None and not spec.secure:
+                    # the next MATCHes of this domain and map (plainly well formed, so
+                    # what is before the key is exactly them): _resident_args
+                    kl = len(split.key)
                     if len(self._prefixes) >= MAX_PREFIXES:
                         self._prefixes.clear()
-                    self._prefixes[args[:q]] = self._resident[req.map]
+                    self._prefixes[args[:len(args) - 4 - kl - (-kl & 3)]] = \
+                        self._resident[req.map]
             else:
                 value = self._value(req.domain, req.map, req.key)
                 body = yp.encode_val(YpStat.NOKEY) if value is None else \
@@ -741,9 +744,9 @@ class NisDoor:
                               lambda view: _all_from(view, spec, extra))
 
 
-def _key_at(args: bytes) -> int | None:
-    """Where the key (its length word) of a plainly well-formed ``ypreq_key`` begins,
-    after the domain and the map; None when it is not plainly well formed."""
+def _split_key(args: bytes) -> yp.ReqKey | None:
+    """A ``ypreq_key`` as :func:`yp.decode_key` decodes it, read with precompiled
+    structs; None when it is not plainly well formed (``decode_key`` then says why)."""
     n = len(args)
     if n < 12:
         return None
@@ -759,21 +762,9 @@ def _key_at(args: bytes) -> int | None:
     kl = u32(args, q)[0]
     if kl > yp.YPMAXRECORD or q + 4 + kl + (-kl & 3) != n:
         return None
-    return q
-
-
-def _split_key(args: bytes) -> yp.ReqKey | None:
-    """A ``ypreq_key`` as :func:`yp.decode_key` decodes it, read with precompiled
-    structs; None when it is not plainly well formed (``decode_key`` then says why)."""
-    q = _key_at(args)
-    if q is None:
-        return None
-    u32 = _U32.unpack_from
-    dl = u32(args, 0)[0]
-    p = 4 + dl + (-dl & 3)
     return yp.ReqKey(args[4:4 + dl].decode("utf-8", "surrogateescape"),
-                     args[p + 4:p + 4 + u32(args, p)[0]].decode("utf-8", "surrogateescape"),
-                     args[q + 4:q + 4 + u32(args, q)[0]])
+                     args[p + 4:p + 4 + ml].decode("utf-8", "surrogateescape"),
+                     args[q + 4:q + 4 + kl])
 
 
 def _add(entries: dict[bytes, bytes], key: str, line: str) -> None:
