@@ -241,16 +241,21 @@ async def _built(c: Client, uid: int) -> str:
         await asyncio.sleep(0.1)
 
 
+async def _users_indexed(c: Client) -> tuple[int, str]:
+    """/users with USERS users made through *c*, once the server has built its index of
+    their names: the directory's number and the index's STATISTICS entry."""
+    root = await c.root()
+    users, root = await c.create(root, [("name", ["users"])])
+    await _add_users(c, users, range(USERS))
+    return users.object, await _built(c, users.object)
+
+
 def test_netinfod_builds_an_index_and_answers_as_before(engine_netinfod):
     d = engine_netinfod("big", "-m")
 
     async def go() -> None:
         async with await Client.connect("127.0.0.1", d.port, "big") as c:
-            root = await c.root()
-            users, root = await c.create(root, [("name", ["users"])])
-            await _add_users(c, users, range(USERS))
-            uid = users.object
-            entry = await _built(c, uid)
+            uid, entry = await _users_indexed(c)
             assert entry.split()[:3] == [str(uid), "name", str(USERS)]
             probes = ["u0", "u9", "dup", f"u{USERS - 1}", "none", "new", "u1"]
 
@@ -288,11 +293,7 @@ def test_lookupread_over_tcp_reads_the_stored_bytes_the_index_names(engine_netin
 
     async def go() -> None:
         async with await Client.connect("127.0.0.1", d.port, "big") as c:
-            root = await c.root()
-            users, root = await c.create(root, [("name", ["users"])])
-            await _add_users(c, users, range(USERS))
-            uid = users.object
-            await _built(c, uid)
+            uid, _ = await _users_indexed(c)
 
             async def check(names: list[str]) -> None:
                 for name in names:
