@@ -192,10 +192,15 @@ def test_a_peer_that_does_not_read_holds_a_bounded_queue() -> None:
     async def body(server: LdapServer, port: int) -> None:
         c = await _connect(port)
         w = c.w
+        # the peer's receive buffer fixed at 64 KiB (so the kernel does not grow it
+        # as the first batch is read: grown to megabytes, it would take the second
+        # batch whole, and the server would never see a stalled peer); 4 KiB would
+        # make the first batch's reading slower than the stall allowed
+        w.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
         while not server.conns:
             await asyncio.sleep(0.01)
-        # the server's side with a small kernel buffer, so that what is not taken
-        # queues in the server (where the bound is) rather than in the kernel
+        # the server's send buffer small too: what is not taken queues in the
+        # server, where the bound is, rather than in the kernel
         (conn,) = server.conns
         assert conn.transport is not None
         conn.transport.get_extra_info("socket").setsockopt(
@@ -225,10 +230,12 @@ def test_a_peer_that_does_not_read_holds_a_bounded_queue() -> None:
         entries = len(got) - n
         assert entries % n == 0 and entries // n > USERS
         # a peer that never reads again: dropped after the stall
+        paused.clear()
         w.write(b"".join(_scan(1000 + i) for i in range(n)))
         end = asyncio.get_running_loop().time() + TIMEOUT
         while server.conns and asyncio.get_running_loop().time() < end:
             await asyncio.sleep(0.05)
+        assert paused, "the second batch never queued past the mark"
         assert not server.conns
         w.close()
     _serve(_domain(), body, LdapConfig(BASE, limits=PeerLimits(stall=2.0)))
