@@ -234,7 +234,7 @@ def main() -> int:
     ap.add_argument("--users", type=int, nargs="+", default=[10_000, 1_000_000])
     ap.add_argument("--seconds", type=float, default=5.0)
     ap.add_argument("--reps", type=int, default=3)
-    ap.add_argument("--event-loop", choices=("asyncio", "uvloop"), default="asyncio",
+    ap.add_argument("--event-loop", choices=("asyncio", "uvloop", "auto"), default="auto",
                     help="netinfod's event loop (netinfod --event-loop)")
     ap.add_argument("--json", help="write the raw results here")
     ap.add_argument("--workdir", help="keep the populations and logs here")

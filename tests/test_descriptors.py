@@ -62,8 +62,14 @@ def exhaust(pid: int, port: int, lines: list[str], what: str) -> list[socket.soc
     return held
 
 
-def test_netinfod_at_the_descriptor_limit(tmp_path):
-    srv = Netinfod(tmp_path, "fd", "-m").start()
+@pytest.mark.parametrize("loop", ["auto", "asyncio"])
+def test_netinfod_at_the_descriptor_limit(tmp_path, loop):
+    """On either event loop (auto: uvloop, whose own server would accept and close in
+    silence; netinfod's listener is its own, server.listener): one log line, and a
+    connection made meanwhile waits in the kernel's queue and is answered once
+    descriptors are free again."""
+    from netinfo.wire import rpc
+    srv = Netinfod(tmp_path, "fd", "-m", "--event-loop", loop).start()
     assert srv.proc is not None
     lines: list[str] = []
     drain(srv.proc, lines)
@@ -72,8 +78,12 @@ def test_netinfod_at_the_descriptor_limit(tmp_path):
         held = exhaust(srv.proc.pid, srv.port, lines, "netinfod")
         time.sleep(2.5)   # accepting is retried every second, and fails again
         assert not ping_tcp(srv.port, timeout=1.0)
+        waiting = socket.create_connection(("127.0.0.1", srv.port), timeout=10)
+        waiting.sendall(rpc.frame(rpc.encode_call(0x4321, 200100000, 2, 0, b"")))
         for s in held:
             s.close()
+        with waiting:
+            assert len(waiting.recv(4096)) >= 4, "the queued connection was not answered"
         deadline = time.monotonic() + 15
         while not ping_tcp(srv.port):
             assert time.monotonic() < deadline, "netinfod never accepted again"

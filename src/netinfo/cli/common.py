@@ -327,7 +327,7 @@ def tool_main(argv: list[str] | None, parse: Callable[[list[str]], Any], usage: 
     return guarded(prog, main)
 
 
-def run_loop(coro: Coroutine[Any, Any, int], which: str = "asyncio") -> int:
+def run_loop(coro: Coroutine[Any, Any, int], which: str = "auto") -> int:
     """Run a daemon's *coro* to its end on the event loop *which* names: ``asyncio``,
     ``uvloop`` (libuv's loop: a quarter less CPU per call than asyncio's own, issue 21's
     benchmarks), or ``auto``: uvloop when it is installed.

@@ -42,6 +42,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
+from typing import cast
 
 from ..errors import NiError, Status, StorageError, TooLong, WireError
 from ..model import NiId, Proplist
@@ -55,6 +56,7 @@ from .auth import is_loopback
 from .admission import Doorkeeper
 from .database import Batch, Database
 from .held import FETCHING, HeldConnection
+from .listener import Listener, listen_on
 from .service import check_password, settle
 from .ldapview import (
     SCHEMA_DN, encode_selected, equality_terms, evaluate, root_dse, schema_entry, select,
@@ -366,7 +368,7 @@ class LdapServer:
         self.base_text = dn_text(self.base)
         #: the DN of ou=users (:meth:`quick`: a user's is ``uid=NAME,`` before it)
         self._users_dn = dn_of(_USERS, self.base)
-        self._servers: list[asyncio.AbstractServer] = []
+        self._servers: list[Listener] = []
         #: the threads simple binds verify passwords in (:data:`BIND_WORKERS`; their
         #: queue is first come, first served)
         self.verifier = ThreadPoolExecutor(BIND_WORKERS, thread_name_prefix="ldap-bind")
@@ -387,10 +389,11 @@ class LdapServer:
         """Listen on *host*:*port* (0: any free port), LDAPS when *ldaps*; the port."""
         if ldaps and self.config.tls is None:
             raise ValueError("LDAPS needs a certificate and key")
-        srv = await asyncio.get_running_loop().create_server(
-            lambda: Connection(self), host, port, ssl=self.config.tls if ldaps else None)
-        self._servers.append(srv)
-        return int(srv.sockets[0].getsockname()[1])
+        made = await listen_on(host, port, lambda: Connection(self),
+                               "ldaps" if ldaps else "ldap",
+                               ssl=self.config.tls if ldaps else None)
+        self._servers.extend(made)
+        return made[0].port
 
     async def close(self) -> None:
         """Stop listening and end every session now. A TLS session is cut, not shut
@@ -406,8 +409,6 @@ class LdapServer:
             ends.extend(c.ops.values())
         if ends:
             await asyncio.wait(ends, timeout=CLOSE_WAIT)
-        for srv in self._servers:
-            await srv.wait_closed()
         self._unsubscribe()
         self.verifier.shutdown(wait=False, cancel_futures=True)
 
@@ -802,8 +803,8 @@ class Connection(HeldConnection):
     # -- the transport ------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # a stream transport (uvloop's are not asyncio.Transport's subclasses)
+        self.transport = transport = cast(asyncio.Transport, transport)
         peer = transport.get_extra_info("peername") or ("", 0)
         self.addr, self.port = peer[0], peer[1]
         self.tls = transport.get_extra_info("sslcontext") is not None
@@ -1283,7 +1284,6 @@ class Connection(HeldConnection):
         if tls is None or self.closed:
             self.abort("TLS handshake failed")
             return
-        assert isinstance(tls, asyncio.Transport)
         self.transport = tls
         tls.set_write_buffer_limits(high=WRITE_HIGH_WATER)
         self.tls = True

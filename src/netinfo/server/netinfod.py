@@ -58,7 +58,8 @@ from .fastpath import FastPath
 from .history import HistoryProgram
 from .held import FETCHING, HeldConnection
 from .peers import PeerBounds, PeerLimits
-from .rpc import Program, prologue, quiet_accept_errors
+from .listener import Listener
+from .rpc import Program, prologue
 
 log = logging.getLogger("netinfo.server")
 
@@ -817,7 +818,7 @@ class NetInfoServer:
                                      programs)
         self.udp_port = 0
         self.tcp_port = 0
-        self._tcp: asyncio.AbstractServer | None = None
+        self._tcp: Listener | None = None
         self._udp: asyncio.DatagramTransport | None = None
         self.tcp_socket: socket.socket | None = None
         self._search: asyncio.Task | None = None
@@ -883,10 +884,10 @@ class NetInfoServer:
         """Bind both ports (spec §1.1: one UDP and one TCP port per netinfod) and register
         the programs whose rows ask for it with the portmapper."""
         loop = asyncio.get_running_loop()
-        quiet_accept_errors(loop, f"netinfod {self.config.tag}")
         tsock, usock = bind_pair(self.config.bind, self._wanted_ports(),
                                  reuse_port=self.config.reuse_port)
-        self._tcp = await loop.create_server(lambda: TcpConnection(self), sock=tsock)
+        self._tcp = Listener(tsock, lambda: TcpConnection(self),
+                             f"netinfod {self.config.tag}").start()
         #: the listening socket (its siblings serve the read workers: ``readworkers``)
         self.tcp_socket = tsock
         self._udp, _ = await loop.create_datagram_endpoint(lambda: UdpEndpoint(self), sock=usock)

@@ -89,6 +89,7 @@ from ..wire.protocol import NETINFO_PROG, NETINFO_VERS, Proc
 from ..wire.yp import YPPROG, YPVERS, YpProc
 from .database import Database
 from .fastpath import FastPath
+from .listener import Listener
 from .netinfod import NetInfoServer, ServerConfig, TcpConnection, listen_socket, yp_program
 from .nis import NisDoor
 
@@ -568,10 +569,10 @@ class WorkerServer(NetInfoServer):
         return True
 
     async def start_worker(self, listener: socket.socket) -> None:
-        loop = asyncio.get_running_loop()
         listener.setblocking(False)
         listener.listen(LISTEN_BACKLOG)   # joins the port's group now that we serve
-        self._tcp = await loop.create_server(lambda: WorkerConnection(self), sock=listener)
+        self._tcp = Listener(listener, lambda: WorkerConnection(self),
+                             f"netinfod {self.config.tag} (read worker)").start()
         self.tcp_socket = listener
         self.tcp_port = listener.getsockname()[1]
         self._sweeper = asyncio.ensure_future(self._sweep())

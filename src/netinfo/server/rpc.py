@@ -13,20 +13,20 @@ there every call is a coroutine. TCP calls on one connection are answered in ord
 from __future__ import annotations
 
 import asyncio
-import errno
 import logging
 import socket
 import struct
 import time
-import weakref
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, Generic, TypeVar
 
 from ..errors import WireError
 from ..netif import is_local, local_addresses
 from ..wire import rpc
 from ..wire.rpc import AcceptStat, AuthStat
+from .listener import Listener
 from .peers import PeerBounds, PeerLimits
 
 log = logging.getLogger("netinfo.rpcserver")
@@ -141,58 +141,14 @@ TCP_LIMITS = PeerLimits(total=MAX_TCP_CONNECTIONS, per_address=64, per_network=1
 SWEEP_PERIOD = 1.0
 
 
-#: Errors of accept() that mean "no descriptor or memory left" (issue 18 N19).
-ACCEPT_EXHAUSTED = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
-#: At most one log line per this many seconds about them.
-ACCEPT_LOG_PERIOD = 10.0
-_QUIET_LOOPS: weakref.WeakSet[asyncio.AbstractEventLoop] = weakref.WeakSet()
-
-
-def quiet_accept_errors(loop: asyncio.AbstractEventLoop, name: str) -> None:
-    """Make accept() failing for lack of descriptors (EMFILE, ENFILE) or memory one
-    rate-limited log line instead of a traceback each time (issue 18 N19).
-
-    asyncio itself stops accepting on that listener for a second and then tries again
-    (``ACCEPT_RETRY_DELAY``), which is the pause wanted: the connections already open are
-    served meanwhile, and as they close accepting resumes. It reports each failure
-    through the loop's exception handler, whose default logs a traceback; this handler
-    takes those reports and passes everything else on. Installed once per loop."""
-    if loop in _QUIET_LOOPS:
-        return
-    previous = loop.get_exception_handler()
-    state = {"last": float("-inf"), "missed": 0}
-
-    def handler(lp: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
-        exc = context.get("exception")
-        if isinstance(exc, OSError) and exc.errno in ACCEPT_EXHAUSTED and \
-                "accept" in str(context.get("message", "")):
-            now = time.monotonic()
-            if now - state["last"] >= ACCEPT_LOG_PERIOD:
-                more = f" ({state['missed']} more since the last report)" \
-                    if state["missed"] else ""
-                log.warning("%s: cannot accept connections: %s; accepting paused for a "
-                            "second%s", name, exc.strerror or exc, more)
-                state["last"], state["missed"] = now, 0
-            else:
-                state["missed"] += 1
-            return
-        if previous is not None:
-            previous(lp, context)
-        else:
-            lp.default_exception_handler(context)
-
-    loop.set_exception_handler(handler)
-    _QUIET_LOOPS.add(loop)
-
-
 class RpcServer:
     """Serves a set of programs on one UDP and one TCP socket."""
 
     def __init__(self, programs: list[Program[Handler]]) -> None:
         self.programs = {p.prog: p for p in programs}
-        self._tcp: asyncio.AbstractServer | None = None
+        self._tcp: Listener | None = None
         self._udp: asyncio.DatagramTransport | None = None
-        self._local: asyncio.AbstractServer | None = None
+        self._local: Listener | None = None
         self._tasks: set[asyncio.Task] = set()
         #: TCP connections (their writers) whose handler is answering a call
         self._busy: set[asyncio.StreamWriter] = set()
@@ -223,8 +179,7 @@ class RpcServer:
 
     async def start(self, tcp_sock: socket.socket, udp_sock: socket.socket) -> None:
         loop = asyncio.get_running_loop()
-        quiet_accept_errors(loop, "rpcserver")
-        self._tcp = await asyncio.start_server(self._serve_tcp, sock=tcp_sock)
+        self._tcp = Listener(tcp_sock, self._stream, "rpcserver").start()
         self._udp, _ = await loop.create_datagram_endpoint(lambda: _Udp(self), sock=udp_sock)
         self.tcp_port = tcp_sock.getsockname()[1]
         self.udp_port = udp_sock.getsockname()[1]
@@ -250,7 +205,15 @@ class RpcServer:
     async def start_local(self, sock: socket.socket) -> None:
         """Also serve a listening AF_UNIX stream socket (rpcbind's local transport, which
         libtirpc's rpcb calls try first): its peers are known by their credentials."""
-        self._local = await asyncio.start_unix_server(self._serve_local, sock=sock)
+        self._local = Listener(sock, partial(self._stream, self._serve_local),
+                               "rpcserver (local)").start()
+
+    def _stream(self, serve: Callable[[asyncio.StreamReader, asyncio.StreamWriter],
+                                      Awaitable[None]] | None = None
+                ) -> asyncio.StreamReaderProtocol:
+        """A connection's protocol: its reader and writer handed to *serve* (TCP's by
+        default), as ``asyncio.start_server`` makes them."""
+        return asyncio.StreamReaderProtocol(asyncio.StreamReader(), serve or self._serve_tcp)
 
     async def _serve_local(self, reader: asyncio.StreamReader,
                            writer: asyncio.StreamWriter) -> None:
