@@ -49,14 +49,14 @@ PORTS = {"netinfod": 9611, "ypserv": 9613}
 CLIENTS = (1, 4)
 
 
-def netinfod_nis(b: peers.Bench, directory: Path, port: int, loop: str = "asyncio"):
+def netinfod_nis(b: peers.Bench, directory: Path, port: int, loop: str = "auto"):
     env = {k: v for k, v in os.environ.items() if not k.startswith("NETINFO_")}
     env.update(PYTHONPATH=str(SRC), NETINFO_BROADCAST="off",
                NETINFO_PORTMAPPER="127.0.0.1:9619")   # nothing there: unregistered
     argv = [sys.executable, "-m", "netinfo.cli.netinfod", "--dir", str(directory),
             "--bind", "127.0.0.1", "--port", str(port), "-n", "--event-loop", loop,
             "--nis-domain", peers.NIS_DOMAIN, peers.TAG]
-    return lambda: b.ns.spawn(argv, b.work / f"netinfod-{port}.log", env)
+    return lambda: b.ns.spawn(argv, b.netinfod_log(port), env)
 
 
 def all_while_writing(ns: peers.Namespace, port: int, pid: int, users: int) -> dict:
@@ -135,27 +135,6 @@ print(json.dumps({{"all_s": round(took, 2), "bytes": total,
     return json.loads(r.stdout)
 
 
-def resident_read(b: peers.Bench, s: peers.Server, log_file: Path,
-                  limit: float = 600.0) -> float | None:
-    """Load netinfod until it has read passwd.byname into memory (``server/nisresident``:
-    a map asked RESIDENT_AFTER times is read once, on the event loop in turns, answering
-    meanwhile); the seconds from the first MATCH until its log says so (None: not within
-    *limit*). ypserv's counterpart is ``makedbm``, before the run."""
-    start = log_file.stat().st_size      # the log is shared by every run on the port
-    t0 = time.monotonic()
-    while time.monotonic() - t0 < limit:
-        b.client(s, "load", 1.0, 1, 120)
-        with log_file.open("rb") as f:
-            f.seek(start)
-            said = f.read().decode(errors="replace")
-        if "NIS: passwd.byname kept in memory" in said:
-            took = time.monotonic() - t0
-            peers.log(f"netinfod: passwd.byname of {s.users:,} users in memory after "
-                      f"{took:.1f} s of load")
-            return round(took, 1)
-    return None
-
-
 def measure(args: argparse.Namespace, users: int, work: Path, bins: dict) -> dict:
     ns = peers.Namespace()
     try:
@@ -179,18 +158,22 @@ def measure(args: argparse.Namespace, users: int, work: Path, bins: dict) -> dic
                          [peers.NIS_DOMAIN, "passwd.byname"],
                          netinfod_nis(b, d, PORTS["netinfod"], args.event_loop),
                          120 + 900 * users / 1e6,
-                         CLIENTS),
+                         CLIENTS,
+                         # loaded until passwd.byname is read into memory (a map asked
+                         # RESIDENT_AFTER times is read once, on the event loop in turns,
+                         # answering meanwhile): ypserv's counterpart is makedbm, before
+                         warm=(b.netinfod_log(PORTS["netinfod"]),
+                               "NIS: passwd.byname kept in memory")),
         ]
         saved = peers.CLIENTS
         peers.CLIENTS = CLIENTS
         try:
             b.start_all(servers)
-            warm = resident_read(b, servers[1], b.work / f"netinfod-{PORTS['netinfod']}.log")
             b.load_all(servers)
         finally:
             peers.CLIENTS = saved
         out = {s.name: s.results for s in servers}
-        out["resident_read_s"] = warm
+        out["resident_read_s"] = servers[1].results.get("warm_s")
         ni = servers[1]
         assert ni.proc is not None
         out["all"] = all_while_writing(ns, ni.port, ni.proc.pid, users)
