@@ -96,19 +96,19 @@ def test_resident_matches_equal_general_matches_through_writes(tmp_path, monkeyp
     d = Domain(tmp_path)
     door = d.doors[1]
     reads = []
-    real_read = door._read
+    real_read = door._resident._read
 
-    def counted(name, state):
+    def counted(name, state, make):
         reads.append(name)
-        real_read(name, state)
-    monkeypatch.setattr(door, "_read", counted)
+        real_read(name, state, make)
+    monkeypatch.setattr(door._resident, "_read", counted)
 
     async def run() -> int:
         hits = 0
         for step, rec, port in random_steps(d, 22, 4000, 53):
-            before = sum(m.hits for m in door._resident.values())
+            before = sum(m.hits for m in door._resident.maps.values())
             short = d.exchange(d.fast, rec, port)
-            hits += sum(m.hits for m in door._resident.values()) > before
+            hits += sum(m.hits for m in door._resident.maps.values()) > before
             assert short == d.exchange(d.normal, rec, port), (step, rec.hex())
             door._hot.clear()
             await asyncio.sleep(0)          # the maps' reading turns
@@ -135,14 +135,14 @@ def test_a_copy_swapped_in_drops_the_maps(tmp_path, monkeypatch):
         first = d.exchange(d.fast, rec, 40000)
         for _ in range(50):
             await asyncio.sleep(0)
-        assert "passwd.byname" in door._resident and not door._reading
+        assert "passwd.byname" in door._resident.maps and not door._resident.reading()
         door._hot.clear()
         assert d.exchange(d.fast, rec, 40000) == first
-        assert door._resident["passwd.byname"].hits == 1
+        assert door._resident.maps["passwd.byname"].hits == 1
         d.db._generation += 1               # what adopting a copy does to read_state
         door._hot.clear()
         assert d.exchange(d.fast, rec, 40000) == first
-        assert "passwd.byname" not in door._resident
+        assert "passwd.byname" not in door._resident.maps
     asyncio.run(run())
 
 

@@ -25,11 +25,11 @@ import asyncio
 import bisect
 import logging
 import struct
-from time import monotonic
 from collections.abc import Callable, Iterable, Iterator
+from functools import partial
 from typing import Any
 
-from ..errors import DamagedDirectory, NiError, StorageError, WireError
+from ..errors import DamagedDirectory, NiError, WireError
 from ..model import NiId, Proplist, first_values
 from ..storage.changes import Caller, Change
 from ..storage.nodes import Node, NodeSource
@@ -42,7 +42,8 @@ from .admission import Doorkeeper
 from .database import Database, SnapshotStream
 from .nis_hierarchy import Ancestors
 from .nismaps import AUTO_DIRECTORY, AUTO_PREFIX, MAPS, WHOLE_MAPS, MapSpec, automounts
-from .nisresident import ResidentMap, TooBig, entry_bytes
+from .nisresident import ResidentMap, entry_bytes
+from .residents import Residents
 
 log = logging.getLogger("netinfo.nis")
 
@@ -141,17 +142,12 @@ class NisDoor:
         #: maps read whole into memory (``nisresident``; only with the short path), at
         #: most this many bytes of them (0: none)
         self.resident_bytes = resident_bytes if short else 0
-        self._resident: dict[str, ResidentMap] = {}
         #: a MATCH's domain and map as sent (XDR) → their resident map, for those
         #: checked already (never a secure map): read without decoding (_resident_args)
         self._prefixes: dict[bytes, ResidentMap] = {}
-        #: the snapshots being read into them (the map answers from what was read)
-        self._reading: dict[str, SnapshotStream] = {}
-        #: MATCHes of each map answered from the domain since it was last read
-        #: (RESIDENT_AFTER)
-        self._live: dict[str, int] = {}
-        #: no map read again before this time (RESIDENT_COOLDOWN)
-        self._not_before: dict[str, float] = {}
+        self._resident = Residents(db, self.resident_bytes, "NIS", after=RESIDENT_AFTER,
+                                   cooldown=RESIDENT_COOLDOWN, turn=RESIDENT_TURN,
+                                   on_drop=lambda _name: self._prefixes.clear())
         self._unsubscribe = db.subscribe(self._changed)
         #: the ancestors' maps (--nis-hierarchy; nis_hierarchy.Ancestors), or None
         self.ancestors: Ancestors | None = None
@@ -167,7 +163,7 @@ class NisDoor:
 
     def close(self) -> None:
         self._unsubscribe()
-        self._drop_resident()
+        self._resident.drop()
 
     # -- the write records drop what is kept ---------------------------------------------
 
@@ -216,7 +212,7 @@ class NisDoor:
         self._dirs.clear()
         self._sorted.clear()
         self._whole.clear()
-        self._drop_resident()
+        self._resident.drop()
 
     def _forget_resident(self, changes: list[Change], ids: dict[int, str]) -> None:
         """The keys of the resident maps' entries of every directory the changes touched
@@ -228,104 +224,40 @@ class NisDoor:
                     where = ids.get(st.parent) if st is not None else None
                     if where is None or st is None:
                         continue
-                    for name, kept in self._resident.items():
+                    for name in list(self._resident.maps):
                         spec = MAPS[name]
                         if spec.directory == where:
-                            kept.forget(_enc(k) for k, _ in spec.entries(st.props))
-        for name in [n for n, kept in self._resident.items() if kept.too_changed()]:
-            log.info("NIS: %s changed by %d keys: read again later", name,
-                     len(self._resident[name].forgotten))
-            self._drop_resident(name)
-
-    def _drop_resident(self, name: str | None = None) -> None:
-        """Drop resident map *name* (None: all), and stop reading it; no new read
-        before RESIDENT_COOLDOWN times its last one's duration."""
-        self._prefixes.clear()
-        for n in list(self._resident) if name is None else [name]:
-            kept = self._resident.pop(n, None)
-            stream = self._reading.pop(n, None)
-            if stream is not None:
-                stream.close("dropped")
-            if kept is not None:
-                self._not_before[n] = monotonic() + RESIDENT_COOLDOWN * kept.seconds
+                            self._resident.forget(
+                                name, (_enc(k) for k, _ in spec.entries(st.props)))
+        self._resident.settle()
 
     def _resident_body(self, name: str, key: bytes, state: int | None) -> bytes | None:
         """MATCH's result body for *key* from resident map *name*, or None: ask the
         domain (and count it: past RESIDENT_AFTER the map is read)."""
         if state is None:
             return None               # writes pending: the domain answers
-        kept = self._resident.get(name)
+        kept = self._resident.get(name, state)
         if kept is not None:
-            if kept.state == state:
-                return kept.body(key)
-            self._drop_resident(name)   # the tree moved without a record (a copy adopted)
-        if self.resident_bytes:
-            n = self._live.get(name, 0) + 1
-            self._live[name] = n
-            if n >= RESIDENT_AFTER and monotonic() >= self._not_before.get(name, 0.0):
-                self._live.pop(name, None)
-                self._read(name, state)
+            return kept.body(key)
+        spec = MAPS[name]
+        if spec.probe is not None and self._dir(spec.directory) is not None:
+            self._resident.missed(name, state, partial(self._read_map, spec))
         return None
 
-    def _read(self, name: str, state: int) -> None:
-        """Begin reading map *name* whole from a snapshot, in turns of the event loop
-        (none running: nothing is read); it answers from what was read so far."""
-        spec = MAPS[name]
-        if spec.probe is None or self._dir(spec.directory) is None:
+    @staticmethod
+    def _read_map(spec: MapSpec, view: NodeSource, kept: ResidentMap) -> Iterator[bytes]:
+        """Map *spec*'s entries in *view*, as pieces for a resident map."""
+        node = _map_directory(view, spec)
+        if node is None:
             return
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
-            return
-        room = self.resident_bytes - sum(m.nbytes for m in self._resident.values())
-        kept = ResidentMap(room, state=state)
-        started = monotonic()
-
-        def make(view: NodeSource) -> Iterator[bytes]:
-            node = _map_directory(view, spec)
-            if node is None:
-                return
-            kept.reserve(len(node.children))
-            batch: list[bytes] = []
-            for k, v in _own_entries(view, node, spec):
-                batch.append(entry_bytes(k, yp.encode_val(YpStat.TRUE, v)))
-                if len(batch) >= RESIDENT_BATCH:
-                    yield b"".join(batch)
-                    batch = []
-            yield b"".join(batch)
-
-        self._resident[name] = kept
-        self._reading[name] = SnapshotStream(self.db, "", make, privileged=True)
-        self._not_before[name] = started   # its cooldown is set when it ends
-        loop.call_soon(self._turn, name, kept, started)
-
-    def _turn(self, name: str, kept: ResidentMap, started: float) -> None:
-        """Read map *name* for RESIDENT_TURN seconds, then let the loop go on."""
-        stream = self._reading.get(name)
-        if stream is None or self._resident.get(name) is not kept:
-            return                 # dropped meanwhile
-        until = monotonic() + RESIDENT_TURN
-        try:
-            for piece in stream:
-                kept.feed(piece)
-                if monotonic() > until:
-                    asyncio.get_running_loop().call_soon(self._turn, name, kept, started)
-                    return
-        except (TooBig, StorageError, NiError, DamagedDirectory, WireError,
-                ValueError) as exc:
-            kept.seconds = monotonic() - started
-            log.info("NIS: %s not kept in memory: %s", name, exc)
-            self._drop_resident(name)
-            return
-        except Exception:
-            kept.seconds = monotonic() - started
-            log.exception("NIS: %s not kept in memory: its read failed", name)
-            self._drop_resident(name)
-            return
-        del self._reading[name]
-        kept.seconds = monotonic() - started
-        log.info("NIS: %s kept in memory: %d entries, %d bytes, read in %.2f s", name,
-                 kept.entries, kept.nbytes, kept.seconds)
+        kept.reserve(len(node.children))
+        batch: list[bytes] = []
+        for k, v in _own_entries(view, node, spec):
+            batch.append(entry_bytes(k, yp.encode_val(YpStat.TRUE, v)))
+            if len(batch) >= RESIDENT_BATCH:
+                yield b"".join(batch)
+                batch = []
+        yield b"".join(batch)
 
     @staticmethod
     def _sources(name: str) -> set[str]:
@@ -617,7 +549,7 @@ class NisDoor:
                     if len(self._prefixes) >= MAX_PREFIXES:
                         self._prefixes.clear()
                     self._prefixes[args[:len(args) - 4 - kl - (-kl & 3)]] = \
-                        self._resident[req.map]
+                        self._resident.maps[req.map]
             else:
                 value = self._value(req.domain, req.map, req.key)
                 body = yp.encode_val(YpStat.NOKEY) if value is None else \
