@@ -232,18 +232,21 @@ async def _open(port: int, who: tuple[str, str] | None) -> Wire:
     return c
 
 
-@pytest.mark.parametrize("engine", ["memory", "sqlite", "sqlite-indexed"])
+@pytest.mark.parametrize("engine", ["memory", "sqlite", "sqlite-indexed", "sqlite-resident"])
 def test_short_path_answers_byte_for_byte_as_the_general_path(monkeypatch, tmp_path: Path,
                                                               engine: str) -> None:
     """On SQLite with a cache of 8 most users are read from the store by the short path
     (``CachedSource.lookup_stored``: the row alone); "sqlite-indexed" finds them through
     the resident index (built at once here), kept up to date by the writes between
-    rounds."""
+    rounds; "sqlite-resident" also holds the users' entries in memory (``residents``:
+    read after 3 misses, a piece per turn, forgotten by the writes, read again when too
+    changed) for the anonymous reader."""
     rng = random.Random(22)
     names = [f"u{i}" for i in range(30)] + ["Ann", "bob", "BOB", "x,y", "e=q", "café",
                                             " lead", "trail ", "#h", "nobody-here"]
     db = _domain("memory:" if engine == "memory" else f"sqlite:{tmp_path / 'd.sqlite'}")
-    if engine == "sqlite-indexed":
+    resident = engine == "sqlite-resident"
+    if engine in ("sqlite-indexed", "sqlite-resident"):
         src = db.source
         assert isinstance(src, CachedSource)
 
@@ -252,6 +255,12 @@ def test_short_path_answers_byte_for_byte_as_the_general_path(monkeypatch, tmp_p
             job.install()
         src.index_runner = run
         monkeypatch.setattr(cached, "INDEX_AFTER", 2)
+    if resident:
+        monkeypatch.setattr(door, "RESIDENT_AFTER", 3)
+        monkeypatch.setattr(door, "RESIDENT_BATCH", 4)
+        monkeypatch.setattr(door, "RESIDENT_TURN", 0.0)
+        monkeypatch.setattr(door, "RESIDENT_COOLDOWN", 0)
+        monkeypatch.setattr("netinfo.server.nisresident.FORGOTTEN_MIN", 6)
     for name in names[:-1]:
         _create(db, rng, name)
     # the user the bound connections are (a password, md5-crypt: quick to check)
@@ -269,6 +278,14 @@ def test_short_path_answers_byte_for_byte_as_the_general_path(monkeypatch, tmp_p
             taken.append(len(got[0]))
         return got
     monkeypatch.setattr(LdapServer, "quick", counting)
+    held = []   # answered from the users' entries in memory
+    real_held = LdapServer._resident_entry
+
+    def held_entry(self, wanted, value):
+        got = real_held(self, wanted, value)
+        held.append(got is not None)
+        return got
+    monkeypatch.setattr(LdapServer, "_resident_entry", held_entry)
     built = []   # entries written from the stored bytes (ldapentry.user_entry)
     real_entry = door.user_entry
 
@@ -281,7 +298,7 @@ def test_short_path_answers_byte_for_byte_as_the_general_path(monkeypatch, tmp_p
                (f"uid=root,ou=users,{BASE}", ROOT_PW)]
 
     async def go() -> None:
-        fast = LdapServer(db, LdapConfig(BASE))
+        fast = LdapServer(db, LdapConfig(BASE, resident_bytes=(1 << 20) if resident else 0))
         slow = LdapServer(db, LdapConfig(BASE, quick=False))
         pf = await fast.listen("127.0.0.1", 0)
         ps = await slow.listen("127.0.0.1", 0)
@@ -310,8 +327,13 @@ def test_short_path_answers_byte_for_byte_as_the_general_path(monkeypatch, tmp_p
     # most of those from the stored bytes, not all (the unusual users the general way)
     assert built.count(True) > 150 and built.count(None) > 50, (
         built.count(True), built.count(None), taken.count(1))
-    if engine == "sqlite-indexed":
+    if engine in ("sqlite-indexed", "sqlite-resident"):
         assert any(key[1] == "name" for key in src.indexes)
+    if resident:
+        # (a few only: writes every 40 searches, random selections, 3 readers)
+        assert held.count(True) > 15, (held.count(True), len(held))
+    else:
+        assert not held
 
 
 def test_short_path_waits_for_pending_writes() -> None:

@@ -38,6 +38,7 @@ import os
 import secrets
 import ssl
 import time
+import zlib
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -45,7 +46,7 @@ from functools import partial
 from typing import cast
 
 from ..errors import NiError, Status, StorageError, TooLong, WireError
-from ..model import NiId, Proplist
+from ..model import NiId, Proplist, first_values
 from ..passwords import hash_password
 from ..storage.cached import StoreWait
 from ..storage.changes import Caller, Change
@@ -55,6 +56,8 @@ from ..wire import ldap as L
 from .auth import is_loopback
 from .admission import Doorkeeper
 from .database import Batch, Database
+from .nisresident import ResidentMap, entry_bytes
+from .residents import Residents
 from .held import FETCHING, HeldConnection
 from .listener import Listener, listen_on
 from .service import check_password, settle
@@ -68,7 +71,7 @@ from .rfc2307 import (
     entry_attrs, escape_value,
     norm_dn, parse_dn, property_from_text, props_from_attrs, rdn_attr, unknown_attrs,
 )
-from ..wire.proplist import encode_proplist
+from ..wire.proplist import decode_proplist, encode_proplist, stored_first_props
 from ..wire.protocol import Proc
 from .ldapentry import user_entry
 
@@ -152,6 +155,9 @@ class LdapConfig:
     #: answer the common equality searches by the short path (``Connection._quick``);
     #: False: every search by the general one (netinfod's ``--no-fast-path``)
     quick: bool = True
+    #: bytes of users' entries held in memory for the short path's searches
+    #: (``residents``: RESIDENT_BYTES; 0 holds none)
+    resident_bytes: int = 0
 
 
 #: one entry in scope: its NetInfo path (None for the rootDSE and the schema), DN,
@@ -168,6 +174,34 @@ MAX_KEPT_REPLIES = 16_384
 MAX_KEPT_LOOKUPS = 32_768
 #: DNs whose paths :meth:`LdapServer.path_of` remembers at most before it starts again.
 MAX_PATHS = 4096
+#: The users' entries held in memory (``residents``, issue 22): read once the short
+#: path missed this many times for one attribute selection, at most RESIDENT_BYTES of
+#: them (1,000,000 users are about 70 MiB compressed), read again after a drop not
+#: sooner than RESIDENT_COOLDOWN times the last read, in turns of RESIDENT_TURN s
+RESIDENT_AFTER = 256
+RESIDENT_BYTES = 160 << 20
+RESIDENT_COOLDOWN = 10
+RESIDENT_TURN = 0.002
+RESIDENT_BATCH = 32
+#: Attribute selections with a resident map at most (nslcd's and SSSD's are one each)
+MAX_SHAPES = 4
+#: what a resident map's entries are compressed against (zlib's preset dictionary): a
+#: typical user's entry, whose names, classes and DN suffix most entries share
+_ZDICT = L.encode_op(L.SearchEntry("uid=user,ou=users,dc=netinfo", (
+    ("objectClass", (b"top", b"posixAccount", b"shadowAccount", b"inetOrgPerson",
+                     b"account", b"netinfoDirectory")),
+    ("uid", (b"user",)), ("uidNumber", (b"1000",)), ("gidNumber", (b"20",)),
+    ("gecos", (b"User",)), ("homeDirectory", (b"/home/user",)),
+    ("loginShell", (b"/bin/sh",)), ("cn", (b"User",)), ("sn", (b"User",)),
+    ("netinfoProperty", (b"_writers_passwd=user",)))))
+_NAME_ONLY = frozenset({b"name"})
+
+
+def _name_keys(props: Proplist) -> list[bytes]:
+    """Every value of every ``name`` property (what LOOKUP of a name matches), as a
+    resident map's keys."""
+    return [v.encode("utf-8", "surrogateescape") for k, vs in props if k == "name"
+            for v in vs]
 #: Encodings kept per entry (attribute selections: nslcd and SSSD each ask for one).
 MAX_ENCODINGS = 4
 #: What any of the kept tables is keyed by (a search's bytes, a LOOKUP's property and
@@ -384,6 +418,14 @@ class LdapServer:
         #: search bases and other DNs → their paths (:meth:`path_of`)
         self._paths: dict[str, tuple[str, ...] | None] = {}
         self._unsubscribe = db.subscribe(self.kept.changed)
+        #: users' entries held whole per attribute selection (``residents``), answering
+        #: the short path's searches of anonymous readers; compressed (_ZDICT)
+        self.residents = Residents(db, config.resident_bytes if config.quick else 0, "LDAP",
+                                   after=RESIDENT_AFTER, cooldown=RESIDENT_COOLDOWN,
+                                   turn=RESIDENT_TURN)
+        self._unsubscribe_residents = db.subscribe(self._forget_residents)
+        #: attribute selection → its resident map's name
+        self._shapes: dict[tuple[str, ...], str] = {}
 
     async def listen(self, host: str, port: int, ldaps: bool = False) -> int:
         """Listen on *host*:*port* (0: any free port), LDAPS when *ldaps*; the port."""
@@ -410,6 +452,8 @@ class LdapServer:
         if ends:
             await asyncio.wait(ends, timeout=CLOSE_WAIT)
         self._unsubscribe()
+        self._unsubscribe_residents()
+        self.residents.drop()
         self.verifier.shutdown(wait=False, cancel_futures=True)
 
     async def check_user(self, who: str | int, password: str) -> tuple[str, bool]:
@@ -600,7 +644,8 @@ class LdapServer:
         ``(uid=V)`` or ``(&(objectClass=posixAccount)(uid=V))``, answered as the general
         path answers it (``Connection._begin``, :meth:`lookup`, ``Connection._step``)
         with none of its bookkeeping: the encoded entries (none or one) and the
-        directories the answer depends on. None for anything else, and whenever the
+        directories the answer depends on (none for an entry held in memory, which is
+        not kept again: :meth:`_resident_entry`). None for anything else, and whenever the
         general path would do more than this (several users found, an error to
         report): it then answers. Only while :class:`_Kept` is usable.
         :raises LdapError, NiError: (the caller goes to the general path)"""
@@ -627,6 +672,10 @@ class LdapServer:
             self.resolve(path)
             poid, _ = self.resolve(_USERS)
         value = terms[-1][1]
+        if self.residents.budget and hidden(("users", value)) == PRIVATE_ATTRS:
+            held = self._resident_entry(op.attributes, value)
+            if held is not None:
+                return [held], []
         tries = [value]
         if value.lower() != value:   # uid is case-ignore (as in lookup)
             tries.append(value.lower())
@@ -671,6 +720,94 @@ class LdapServer:
         }
         bodies.append(encode_selected(dn, attrs, op.attributes, hide, opattrs))
         return bodies, [poid, *found]
+
+    # -- users' entries held in memory (residents) ---------------------------------------
+
+    def _resident_entry(self, wanted: tuple[str, ...], value: str) -> bytes | None:
+        """The SearchResultEntry of user *value* with attribute selection *wanted* for
+        an anonymous reader, from the resident map of that selection; None: the short
+        path reads it (and the miss is counted: the map is read after RESIDENT_AFTER)."""
+        state = self.db.read_state()
+        if state is None:
+            return None               # writes pending: the domain answers
+        name = self._shapes.get(wanted)
+        if name is None:
+            if len(self._shapes) >= MAX_SHAPES or selection_size(wanted) > MAX_KEPT_KEY:
+                return None
+            name = self._shapes[wanted] = f"users {len(self._shapes)}"
+        kept = self.residents.get(name, state)
+        if kept is not None:
+            z = kept.body(value.encode("utf-8", "surrogateescape"))
+            if z is not None:
+                return zlib.decompressobj(-15, _ZDICT).decompress(z)
+            return None
+        self.residents.missed(name, state, partial(self._read_users, wanted))
+        return None
+
+    def _read_users(self, wanted: tuple[str, ...], view: NodeSource, kept: ResidentMap
+                    ) -> Iterator[bytes]:
+        """Every user's entry (as :meth:`quick` writes it for an anonymous reader) with
+        attribute selection *wanted*, from snapshot *view*, compressed, keyed by the
+        user's name: pieces for a resident map. A user the short path does not write
+        (``user_entry`` None) is not held: the short path answers it."""
+        root = view.get(0)
+        users = None
+        if root is not None:
+            for _, node in view.children_of(root):
+                if (first_values(node.props, "name") or [""])[0] == _USERS[0]:
+                    users = node
+                    break
+        if users is None:
+            return
+        kept.reserve(len(users.children))
+        hidden: Callable[[tuple[str, ...]], frozenset[str]] = lambda _p: PRIVATE_ATTRS
+        batch: list[bytes] = []
+        for wire in view.listall_wire(users):
+            names = [v for k, vs in stored_first_props(wire, _NAME_ONLY) for v in vs[:1]
+                     if k == "name"]
+            if not names or not names[0]:
+                continue
+            name = names[0]
+            got = user_entry(wire, self._users_dn, L.Compare(L.F_EQUAL, "uid",
+                                                              name.encode()),
+                             wanted, hidden, None)
+            if got is None or got[1] is None:
+                # not held; nor, then, any name it has (LOOKUP finds every holder)
+                kept.forget(_name_keys(decode_proplist(wire)))
+                continue
+            co = zlib.compressobj(1, zlib.DEFLATED, -15, 9, zlib.Z_DEFAULT_STRATEGY, _ZDICT)
+            batch.append(entry_bytes(name.encode("utf-8", "surrogateescape"),
+                                     co.compress(got[1]) + co.flush()))
+            if len(batch) >= RESIDENT_BATCH:
+                yield b"".join(batch)
+                batch = []
+        yield b"".join(batch)
+
+    def _forget_residents(self, changes: list[Change]) -> None:
+        """A durable batch: the names of the users it touched (before and after) are
+        answered the usual way from now on; a directory under the root made, gone or
+        renamed drops the maps."""
+        res = self.residents
+        if not res:
+            return
+        keys: list[bytes] = []
+        for c in changes:
+            if c.proc is None:
+                res.drop()
+                return
+            for t in c.touched:
+                b, a = t.before, t.after
+                if t.id == 0 or ((b is None or b.parent == 0) and (a is None or a.parent == 0)
+                                 and (b is None or a is None
+                                      or _names(b.props) != _names(a.props))):
+                    res.drop()   # the root, or a directory under it made, gone or renamed
+                    return
+                for st in (b, a):
+                    if st is not None and st.parent != 0:
+                        keys.extend(_name_keys(st.props))
+        for name in list(res.maps):
+            res.forget(name, keys)
+        res.settle()
 
     def _user_row(self, poid: int, tries: list[str]
                   ) -> tuple[list[int], Node | bytes | None]:
@@ -1381,7 +1518,8 @@ class Connection(HeldConnection):
             return None
         bodies, deps = got
         self._fetches = 0
-        kept.keep_reply(key, (*bodies, _DONE), deps)
+        if deps:   # (none: a resident entry, not kept twice)
+            kept.keep_reply(key, (*bodies, _DONE), deps)
         n = raw[1]
         p = 2 if n < 0x80 else 2 + (n & 0x7F)
         head = ber.encode_int(int.from_bytes(raw[p + 2:q], "big"))
@@ -1880,7 +2018,8 @@ async def start_ldap(db: Database, tag: str, plain: str | None, ldaps: str | Non
     except DnError as e:
         raise ValueError(f"bad --ldap-base: {e}") from None
     ctx = tls_context(cert, key) if cert is not None and key is not None else None
-    srv = LdapServer(db, LdapConfig(base or default_base(tag), ctx, quick=quick))
+    srv = LdapServer(db, LdapConfig(base or default_base(tag), ctx, quick=quick,
+                                    resident_bytes=RESIDENT_BYTES))
     lines = []
     try:
         for text, secure in ((plain, False), (ldaps, True)):
