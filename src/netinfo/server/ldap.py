@@ -426,6 +426,8 @@ class LdapServer:
         self._unsubscribe_residents = db.subscribe(self._forget_residents)
         #: attribute selection → its resident map's name
         self._shapes: dict[tuple[str, ...], str] = {}
+        #: resident map → the preset dictionary its entries are compressed against
+        self._zdicts: dict[str, bytes] = {}
 
     async def listen(self, host: str, port: int, ldaps: bool = False) -> int:
         """Listen on *host*:*port* (0: any free port), LDAPS when *ldaps*; the port."""
@@ -739,13 +741,13 @@ class LdapServer:
         if kept is not None:
             z = kept.body(value.encode("utf-8", "surrogateescape"))
             if z is not None:
-                return zlib.decompressobj(-15, _ZDICT).decompress(z)
+                return zlib.decompressobj(-15, self._zdicts[name]).decompress(z)
             return None
-        self.residents.missed(name, state, partial(self._read_users, wanted))
+        self.residents.missed(name, state, partial(self._read_users, name, wanted))
         return None
 
-    def _read_users(self, wanted: tuple[str, ...], view: NodeSource, kept: ResidentMap
-                    ) -> Iterator[bytes]:
+    def _read_users(self, name: str, wanted: tuple[str, ...], view: NodeSource,
+                    kept: ResidentMap) -> Iterator[bytes]:
         """Every user's entry (as :meth:`quick` writes it for an anonymous reader) with
         attribute selection *wanted*, from snapshot *view*, compressed, keyed by the
         user's name: pieces for a resident map. A user the short path does not write
@@ -762,21 +764,26 @@ class LdapServer:
         kept.reserve(len(users.children))
         hidden: Callable[[tuple[str, ...]], frozenset[str]] = lambda _p: PRIVATE_ATTRS
         batch: list[bytes] = []
+        # compressed against the first entry read (what most share: the DN's suffix,
+        # the classes, the attribute names)
+        zdict = self._zdicts[name] = _ZDICT
         for wire in view.listall_wire(users):
             names = [v for k, vs in stored_first_props(wire, _NAME_ONLY) for v in vs[:1]
                      if k == "name"]
             if not names or not names[0]:
                 continue
-            name = names[0]
+            user = names[0]
             got = user_entry(wire, self._users_dn, L.Compare(L.F_EQUAL, "uid",
-                                                              name.encode()),
+                                                              user.encode()),
                              wanted, hidden, None)
             if got is None or got[1] is None:
                 # not held; nor, then, any name it has (LOOKUP finds every holder)
                 kept.forget(_name_keys(decode_proplist(wire)))
                 continue
-            co = zlib.compressobj(1, zlib.DEFLATED, -15, 9, zlib.Z_DEFAULT_STRATEGY, _ZDICT)
-            batch.append(entry_bytes(name.encode("utf-8", "surrogateescape"),
+            if zdict is _ZDICT:
+                zdict = self._zdicts[name] = got[1]
+            co = zlib.compressobj(1, zlib.DEFLATED, -15, 9, zlib.Z_DEFAULT_STRATEGY, zdict)
+            batch.append(entry_bytes(user.encode("utf-8", "surrogateescape"),
                                      co.compress(got[1]) + co.flush()))
             if len(batch) >= RESIDENT_BATCH:
                 yield b"".join(batch)
