@@ -920,7 +920,9 @@ def main() -> int:
                                           bins["ldapload"], [LDAP_USERS],
                                           b.netinfod(d, PORTS["netinfod-ldap"], door),
                                           120 + 900 * args.users / 1_000_000, LDAP_CLIENTS,
-                                          warm=index_ready(b, "netinfod-ldap")))
+                                          # the users' entries in memory (residents)
+                                          warm=(b.netinfod_log(PORTS["netinfod-ldap"]),
+                                                "LDAP: users 0 kept in memory")))
                     servers += ldap_aliases("netinfod-ldap", LDAP_PORTS["netinfod"],
                                             LDAP_PORTS["netinfod-ldaps"], args.users, bins)
                 if args.general:

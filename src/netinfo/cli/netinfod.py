@@ -33,6 +33,7 @@ from ..server.database import (
     netinfo_dir,
     open_database,
 )
+from ..server import ldap as ldap_door
 from ..server import nis as nis_door
 from ..server.ldap import start_ldap
 from ..server.netinfod import NetInfoServer, ServerConfig, yp_program
@@ -162,6 +163,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ldap-key", metavar="FILE", help="TLS private key (PEM) for LDAP")
     p.add_argument("--ldap-base", metavar="DN",
                    help="the domain's DN (default dc=TAG,dc=netinfo)")
+    p.add_argument("--ldap-resident-mb", type=megabytes, metavar="M",
+                   default=ldap_door.RESIDENT_BYTES >> 20,
+                   help="with --ldap: keep the users' entries whole in memory for busy "
+                        "anonymous equality searches, at most M MB of them (0: none; "
+                        "default %(default)s)")
     return p
 
 
@@ -341,7 +347,8 @@ async def _serve(args: argparse.Namespace, db: Database, info: ServerInfo,
         try:
             ldap, ldap_lines = await start_ldap(db, args.tag, args.ldap, args.ldaps,
                                            args.ldap_cert, args.ldap_key, args.ldap_base,
-                                           quick=args.fast_path)
+                                           quick=args.fast_path,
+                                           resident_bytes=args.ldap_resident_mb << 20)
         except (OSError, ValueError) as e:   # ssl.SSLError is an OSError
             print(f"{PROG}: cannot serve LDAP: {e}", file=sys.stderr)
             await server.close()

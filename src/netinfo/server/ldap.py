@@ -2007,11 +2007,13 @@ __all__ = ["BIND_WORKERS", "IDLE_TIMEOUT", "LdapConfig", "LdapError", "LdapServe
 
 async def start_ldap(db: Database, tag: str, plain: str | None, ldaps: str | None,
                      cert: str | None, key: str | None,
-                     base: str | None, quick: bool = True) -> tuple[LdapServer, list[str]]:
+                     base: str | None, quick: bool = True,
+                     resident_bytes: int = RESIDENT_BYTES) -> tuple[LdapServer, list[str]]:
     """netinfod's ``--ldap``/``--ldaps``: the front door listening, and one line per
     listener (``ldap://HOST:PORT/BASE``) for the start-up message.
 
-    *quick*: the short path of equality searches (False: ``--no-fast-path``).
+    *quick*: the short path of equality searches (False: ``--no-fast-path``);
+    *resident_bytes*: the users' entries held in memory at most (``--ldap-resident-mb``).
 
     :raises ValueError: a bad address, base or option combination; OSError, ssl.SSLError:
         cannot listen, or the certificate does not load.
@@ -2026,7 +2028,7 @@ async def start_ldap(db: Database, tag: str, plain: str | None, ldaps: str | Non
         raise ValueError(f"bad --ldap-base: {e}") from None
     ctx = tls_context(cert, key) if cert is not None and key is not None else None
     srv = LdapServer(db, LdapConfig(base or default_base(tag), ctx, quick=quick,
-                                    resident_bytes=RESIDENT_BYTES))
+                                    resident_bytes=resident_bytes))
     lines = []
     try:
         for text, secure in ((plain, False), (ldaps, True)):
