@@ -88,7 +88,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ldap-tag", metavar="TAG", default="network",
                    help="the tag whose netinfod gets the --ldap* options (default network)")
     for opt, meta in (("--ldap", "ADDR:PORT"), ("--ldaps", "ADDR:PORT"),
-                      ("--ldap-cert", "FILE"), ("--ldap-key", "FILE"), ("--ldap-base", "DN")):
+                      ("--ldap-cert", "FILE"), ("--ldap-key", "FILE"), ("--ldap-base", "DN"),
+                      ("--ldap-resident-mb", "M")):
         p.add_argument(opt, metavar=meta, help=f"passed to netinfod --ldap-tag as {opt}")
     return p
 
@@ -195,7 +196,8 @@ async def serve(args: argparse.Namespace) -> int:
     nb.nis_hierarchy = args.nis_hierarchy
     nb.rpcbind_socket = args.rpcbind_socket
     nb.tag_args[args.ldap_tag] = [
-        part for opt in ("ldap", "ldaps", "ldap_cert", "ldap_key", "ldap_base")
+        part for opt in ("ldap", "ldaps", "ldap_cert", "ldap_key", "ldap_base",
+                         "ldap_resident_mb")
         if getattr(args, opt) is not None
         for part in ("--" + opt.replace("_", "-"), os.path.abspath(getattr(args, opt))
                      if opt in ("ldap_cert", "ldap_key") else getattr(args, opt))]
