@@ -15,15 +15,12 @@ import sys
 
 import pytest
 
-from netinfo.model import NI_INDEX_NULL, NiId
 from netinfo.server import ldap as door
-from netinfo.server.service import SUPERUSER
-from netinfo.server.templates import create_master, ensure_dir
 from netinfo.wire import ber
 from netinfo.wire import ldap as L
 
 from .conftest import TRUST, env_with_src, free_port
-from .test_nis_resident import _said
+from .test_nis_resident import _said, users_domain
 
 BASE = "dc=t,dc=netinfo"
 USERS_DN = f"ou=users,{BASE}"
@@ -64,17 +61,8 @@ def _user(s: socket.socket, msgid: int, name: str) -> dict[str, tuple[bytes, ...
 @pytest.mark.parametrize("flags", [(), ("--ldap-resident-mb", "0")],
                          ids=["resident", "none-kept"])
 def test_the_door_answers_from_memory_and_sees_writes(tmp_path, monkeypatch, flags):
-    from netinfo.server.database import open_database
     n = 3000
-    with open_database(tmp_path, "test", create=True) as db:
-        create_master(db.procedures, "test", "localhost", ["127.0.0.1"])
-        users = ensure_dir(db.procedures, "users")
-        for i in range(n):
-            db.procedures.proc_create(
-                SUPERUSER, db.procedures.proc_self(SUPERUSER, NiId(users)),
-                [("name", [f"u{i}"]), ("uid", [str(10000 + i)]), ("gid", ["100"]),
-                 ("shell", ["/bin/sh"]), ("passwd", ["$1$salt$hash"])], NI_INDEX_NULL)
-        db.commit()
+    users_domain(tmp_path, n, ("passwd", ["$1$salt$hash"]))
     monkeypatch.setenv("NETINFO_PORTMAPPER", "127.0.0.1:1")   # served unregistered
     log = tmp_path / "netinfod.log"
     port, lport = free_port(), free_port()

@@ -162,6 +162,21 @@ def _exchange(s: socket.socket, reader: rpc.RecordReader, xid: int, key: bytes,
             return yp.decode_val(u.data[u.pos:])
 
 
+def users_domain(tmp_path: Path, n: int, *more: tuple[str, list[str]]) -> None:
+    """Domain "test" in *tmp_path* (a master on localhost) whose /users holds u0..u{n-1}
+    (uid 10000 + i, gid 100, shell /bin/sh, and the properties *more*)."""
+    from netinfo.server.database import open_database
+    with open_database(tmp_path, "test", create=True) as db:
+        create_master(db.procedures, "test", "localhost", ["127.0.0.1"])
+        users = ensure_dir(db.procedures, "users")
+        for i in range(n):
+            db.procedures.proc_create(
+                SUPERUSER, db.procedures.proc_self(SUPERUSER, NiId(users)),
+                [("name", [f"u{i}"]), ("uid", [str(10000 + i)]), ("gid", ["100"]),
+                 ("shell", ["/bin/sh"]), *more], NI_INDEX_NULL)
+        db.commit()
+
+
 def _said(log: Path, text: str, timeout: float) -> bool:
     """Has the server's log a line holding *text* (waiting up to *timeout* s)?"""
     deadline = time.monotonic() + timeout
@@ -178,17 +193,8 @@ def test_netinfod_answers_a_busy_map_and_sees_writes(tmp_path, monkeypatch, flag
     """By default the map is read into memory and answers from there (on uvloop's event
     loop, the default, or on asyncio's own); with
     ``--nis-resident-mb 0`` nothing is read: the same answers, the same writes seen."""
-    from netinfo.server.database import open_database
     n = 3000
-    with open_database(tmp_path, "test", create=True) as db:
-        create_master(db.procedures, "test", "localhost", ["127.0.0.1"])
-        users = ensure_dir(db.procedures, "users")
-        for i in range(n):
-            db.procedures.proc_create(
-                SUPERUSER, db.procedures.proc_self(SUPERUSER, NiId(users)),
-                [("name", [f"u{i}"]), ("uid", [str(10000 + i)]), ("gid", ["100"]),
-                 ("shell", ["/bin/sh"])], NI_INDEX_NULL)
-        db.commit()
+    users_domain(tmp_path, n)
     monkeypatch.setenv("NETINFO_PORTMAPPER", "127.0.0.1:1")   # served unregistered
     log = tmp_path / "netinfod.log"
     port = free_port()

@@ -49,7 +49,7 @@ from ..errors import NiError, Status, StorageError, TooLong, WireError
 from ..model import NiId, Proplist, first_values
 from ..passwords import hash_password
 from ..storage.cached import StoreWait
-from ..storage.changes import Caller, Change
+from ..storage.changes import Caller, Change, Touched
 from ..storage.nodes import Node, NodeSource
 from ..wire import ber
 from ..wire import ldap as L
@@ -337,9 +337,7 @@ class _Kept:
                 return
             for t in c.touched:
                 b, a = t.before, t.after
-                if (b is None or b.parent == 0) and (a is None or a.parent == 0) \
-                        and t.id != 0 and (b is None or a is None
-                                           or _names(b.props) != _names(a.props)):
+                if t.id != 0 and _top_moved(t):
                     self.clear()   # a directory under the root made, gone or renamed
                     return
                 items.pop(t.id, None)
@@ -804,9 +802,7 @@ class LdapServer:
                 return
             for t in c.touched:
                 b, a = t.before, t.after
-                if t.id == 0 or ((b is None or b.parent == 0) and (a is None or a.parent == 0)
-                                 and (b is None or a is None
-                                      or _names(b.props) != _names(a.props))):
+                if t.id == 0 or _top_moved(t):
                     res.drop()   # the root, or a directory under it made, gone or renamed
                     return
                 for st in (b, a):
@@ -1891,6 +1887,14 @@ def _entry_body(dn: str, attrs: Attrs, op: L.SearchRequest, hidden: frozenset[st
 
 def _names(props: Proplist) -> list[str] | None:
     return next((vs for k, vs in props if k == "name"), None)
+
+
+def _top_moved(t: Touched) -> bool:
+    """Whether a touched directory is one under the root made, gone or renamed (what
+    the paths of the door's entries hang on)."""
+    b, a = t.before, t.after
+    return (b is None or b.parent == 0) and (a is None or a.parent == 0) and (
+        b is None or a is None or _names(b.props) != _names(a.props))
 
 
 def _writes(op: L.Operation) -> bool:
