@@ -176,7 +176,8 @@ MAX_KEPT_LOOKUPS = 32_768
 MAX_PATHS = 4096
 #: The users' entries held in memory (``residents``, issue 22): read once the short
 #: path missed this many times for one attribute selection, at most RESIDENT_BYTES of
-#: them (1,000,000 users are about 70 MiB compressed), read again after a drop not
+#: them (1,000,000 users took 145 MB: about 110 bytes a user compressed, and the
+#: table), read again after a drop not
 #: sooner than RESIDENT_COOLDOWN times the last read, in turns of RESIDENT_TURN s
 RESIDENT_AFTER = 256
 RESIDENT_BYTES = 160 << 20
@@ -185,8 +186,9 @@ RESIDENT_TURN = 0.002
 RESIDENT_BATCH = 32
 #: Attribute selections with a resident map at most (nslcd's and SSSD's are one each)
 MAX_SHAPES = 4
-#: what a resident map's entries are compressed against (zlib's preset dictionary): a
-#: typical user's entry, whose names, classes and DN suffix most entries share
+#: what a resident map's entries are compressed against (zlib's preset dictionary)
+#: until its first entry is read, which then serves (its DN suffix, classes and
+#: attribute names are what most entries share)
 _ZDICT = L.encode_op(L.SearchEntry("uid=user,ou=users,dc=netinfo", (
     ("objectClass", (b"top", b"posixAccount", b"shadowAccount", b"inetOrgPerson",
                      b"account", b"netinfoDirectory")),
@@ -417,7 +419,7 @@ class LdapServer:
         self._paths: dict[str, tuple[str, ...] | None] = {}
         self._unsubscribe = db.subscribe(self.kept.changed)
         #: users' entries held whole per attribute selection (``residents``), answering
-        #: the short path's searches of anonymous readers; compressed (_ZDICT)
+        #: the short path's searches of anonymous readers; compressed (:attr:`_zdicts`)
         self.residents = Residents(db, config.resident_bytes if config.quick else 0, "LDAP",
                                    after=RESIDENT_AFTER, cooldown=RESIDENT_COOLDOWN,
                                    turn=RESIDENT_TURN)
