@@ -69,7 +69,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
-import ctypes.util
 import logging
 import mmap
 import os
@@ -580,9 +579,8 @@ class WorkerServer(NetInfoServer):
 
 def die_with_parent() -> None:
     """SIGTERM when the owner dies (Linux ``PR_SET_PDEATHSIG``); best effort."""
-    name = ctypes.util.find_library("c")
     try:
-        libc = ctypes.CDLL(name, use_errno=True)
+        libc = ctypes.CDLL(None, use_errno=True)   # (libc's symbols: see proctitle)
         libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
     except (OSError, AttributeError):
         pass
