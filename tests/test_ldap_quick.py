@@ -72,8 +72,23 @@ _NSLCD = ("uid", "userPassword", "uidNumber", "gidNumber", "cn", "homeDirectory"
 
 
 def _request(rng: random.Random, msgid: int, names: list[str]) -> bytes:
-    """A random search, half of them of the short path's shapes."""
+    """A random search, half of them of the short path's shapes; a quarter of one of a
+    few fixed shapes (as one client program asks: nslcd's, SSSD's), their decoys of the
+    same lengths included (what ``equality_value_span`` routes must not take)."""
     name = rng.choice(names)
+    if rng.random() < 0.25:
+        uid = L.Compare(L.F_EQUAL, "uid", name.encode())
+        cls = L.Compare(L.F_EQUAL, "objectClass", rng.choice(
+            [b"posixAccount"] * 4 + [b"posixGroupXY"]))
+        shape = rng.choice([
+            (f"ou=users,{BASE}", L.Scope.ONE, L.And((cls, uid)), _NSLCD),
+            (BASE, L.Scope.SUB, uid, ("*",)),
+            (f"ou=users,{BASE}", L.Scope.ONE, L.And((
+                L.Compare(L.F_EQUAL, "uid", b"posixAccount"), cls)), _NSLCD),
+            (f"ou=users,{BASE}", L.Scope.ONE, L.And((
+                L.Compare(L.F_EQUAL, "cn", name.encode()), uid)), _NSLCD)])
+        return L.encode_message(L.Message(msgid, L.SearchRequest(
+            shape[0], shape[1], 0, 0, 0, False, shape[2], shape[3])))
     if rng.random() < 0.5:
         f: L.Filter = L.Compare(L.F_EQUAL, "uid", name.encode())
         if rng.random() < 0.5:
@@ -243,7 +258,8 @@ def test_short_path_answers_byte_for_byte_as_the_general_path(monkeypatch, tmp_p
     changed) for the anonymous reader."""
     rng = random.Random(22)
     names = [f"u{i}" for i in range(30)] + ["Ann", "bob", "BOB", "x,y", "e=q", "café",
-                                            " lead", "trail ", "#h", "nobody-here"]
+                                            " lead", "trail ", "#h", "posixAccount",
+                                            "nobody-here"]
     db = _domain("memory:" if engine == "memory" else f"sqlite:{tmp_path / 'd.sqlite'}")
     resident = engine == "sqlite-resident"
     if engine in ("sqlite-indexed", "sqlite-resident"):
@@ -269,31 +285,27 @@ def test_short_path_answers_byte_for_byte_as_the_general_path(monkeypatch, tmp_p
         0xFFFFFFFF))
     db.commit()
     names.append("carol")
-    taken = []
-    real_quick = LdapServer.quick
+    def spy(owner: object, attr: str, note) -> list:
+        """What *note* says of each answer of ``owner.attr`` (None: nothing noted)."""
+        seen: list = []
+        real = getattr(owner, attr)
 
-    def counting(self, op, hidden):
-        got = real_quick(self, op, hidden)
-        if got is not None:
-            taken.append(len(got[0]))
-        return got
-    monkeypatch.setattr(LdapServer, "quick", counting)
-    held = []   # answered from the users' entries in memory
-    real_held = LdapServer._resident_entry
-
-    def held_entry(self, wanted, value):
-        got = real_held(self, wanted, value)
-        held.append(got is not None)
-        return got
-    monkeypatch.setattr(LdapServer, "_resident_entry", held_entry)
-    built = []   # entries written from the stored bytes (ldapentry.user_entry)
-    real_entry = door.user_entry
-
-    def entry(*args):
-        got = real_entry(*args)
-        built.append(None if got is None else got[1] is not None)
-        return got
-    monkeypatch.setattr(door, "user_entry", entry)
+        def wrapped(*args):
+            got = real(*args)
+            if note(got) is not None:
+                seen.append(note(got))
+            return got
+        monkeypatch.setattr(owner, attr, wrapped)
+        return seen
+    # searches the short path took (the entries it found)
+    taken = spy(LdapServer, "quick", lambda got: None if got is None else len(got[0]))
+    # answered from the users' entries in memory
+    held = spy(LdapServer, "_resident_entry", lambda got: got is not None)
+    # searches of a shape answered from memory before, routed there
+    routed = spy(LdapServer, "routed_entry", lambda got: got is not None)
+    # entries written from the stored bytes (ldapentry.user_entry)
+    built = spy(door, "user_entry",
+                lambda got: "none" if got is None else got[1] is not None)
     readers = [None, (f"uid=carol,ou=users,{BASE}", "c-pw"),
                (f"uid=root,ou=users,{BASE}", ROOT_PW)]
 
@@ -325,15 +337,16 @@ def test_short_path_answers_byte_for_byte_as_the_general_path(monkeypatch, tmp_p
     # the short path answered many (with and without an entry), not everything
     assert taken.count(1) > 300 and taken.count(0) > 30, (taken.count(1), taken.count(0))
     # most of those from the stored bytes, not all (the unusual users the general way)
-    assert built.count(True) > 150 and built.count(None) > 50, (
-        built.count(True), built.count(None), taken.count(1))
+    assert built.count(True) > 150 and built.count("none") > 50, (
+        built.count(True), built.count("none"), taken.count(1))
     if engine in ("sqlite-indexed", "sqlite-resident"):
         assert any(key[1] == "name" for key in src.indexes)
     if resident:
         # (a few only: writes every 40 searches, random selections, 3 readers)
         assert held.count(True) > 15, (held.count(True), len(held))
+        assert routed.count(True) > 5, (routed.count(True), len(routed))
     else:
-        assert not held
+        assert not held and not routed
 
 
 def test_short_path_waits_for_pending_writes() -> None:
@@ -371,10 +384,11 @@ def test_short_path_waits_for_pending_writes() -> None:
 def test_scanner_reads_what_the_decoder_reads() -> None:
     """``scan_equality_search`` on random requests and on the same bytes damaged: when it
     reads a search, the general decoder reads the same search from those bytes (and no
-    controls); it reads the common shapes."""
+    controls), and ``equality_value_span`` finds the value of its last equality; it
+    reads the common shapes."""
     rng = random.Random(5)
     names = ["u1", "Ann", "x" * 200, "é"]
-    read = 0
+    read = spans = 0
     for _ in range(3000):
         raw = _request(rng, rng.choice([1, 127, 128, 300, 2**31 - 1]), names)
         variants = [raw]
@@ -398,13 +412,19 @@ def test_scanner_reads_what_the_decoder_reads() -> None:
             q = p + 2 + v[p + 1]
             if q >= len(v):
                 continue
+            span = L.equality_value_span(v, q)   # (never raises, whatever the bytes)
             got = L.scan_equality_search(v, q)
             if got is None:
                 continue
             read += v is raw
             m = L.decode_message(v)
             assert m.op == got and m.controls == (), (v, got, m)
-    assert read > 300
+            # the span is the value of the filter's last equality
+            last = got.filter.terms[-1] if isinstance(got.filter, L.And) else got.filter
+            assert isinstance(last, L.Compare) and span is not None
+            assert v[span[0]:span[1]] == last.value
+            spans += 1
+    assert read > 300 and spans > 300
 
 
 def test_scanner_takes_ldapload_and_nslcd_requests() -> None:

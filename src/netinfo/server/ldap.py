@@ -110,6 +110,8 @@ MAX_FETCHES = 32
 _ANYONE = Caller()
 #: a search's success (SearchResultDone), encoded once
 _DONE = L.encode_op(L.Response(L.SEARCH_DONE, L.ResultCode.SUCCESS))
+#: the reader (``Connection._reader``) that has not bound: not the superuser, no user
+_ANONYMOUS = (False, None)
 #: Seconds netinfod's stop waits for the sessions it has cut to finish (their searches
 #: are cancelled; nothing they do then takes longer than a yield to the loop).
 CLOSE_WAIT = 5.0
@@ -186,16 +188,14 @@ RESIDENT_TURN = 0.002
 RESIDENT_BATCH = 32
 #: Attribute selections with a resident map at most (nslcd's and SSSD's are one each)
 MAX_SHAPES = 4
-#: what a resident map's entries are compressed against (zlib's preset dictionary)
-#: until its first entry is read, which then serves (its DN suffix, classes and
-#: attribute names are what most entries share)
-_ZDICT = L.encode_op(L.SearchEntry("uid=user,ou=users,dc=netinfo", (
-    ("objectClass", (b"top", b"posixAccount", b"shadowAccount", b"inetOrgPerson",
-                     b"account", b"netinfoDirectory")),
-    ("uid", (b"user",)), ("uidNumber", (b"1000",)), ("gidNumber", (b"20",)),
-    ("gecos", (b"User",)), ("homeDirectory", (b"/home/user",)),
-    ("loginShell", (b"/bin/sh",)), ("cn", (b"User",)), ("sn", (b"User",)),
-    ("netinfoProperty", (b"_writers_passwd=user",)))))
+#: A resident entry's raw deflate stream: a 4 KiB window (the preset dictionary and an
+#: entry fit) and a small hash table. zlib's defaults (32 KiB, memLevel 8) made the same
+#: bytes but set up ten times the state for each entry: 65-120 µs against 7 µs.
+_ZWBITS = -12
+_ZMEM = 4
+#: Search shapes routed to a resident map at most (a shape per base, filter form,
+#: attribute list and length of the uid's value: tens for one client program)
+MAX_ROUTES = 1024
 _NAME_ONLY = frozenset({b"name"})
 
 
@@ -422,12 +422,17 @@ class LdapServer:
         #: the short path's searches of anonymous readers; compressed (:attr:`_zdicts`)
         self.residents = Residents(db, config.resident_bytes if config.quick else 0, "LDAP",
                                    after=RESIDENT_AFTER, cooldown=RESIDENT_COOLDOWN,
-                                   turn=RESIDENT_TURN)
+                                   turn=RESIDENT_TURN,
+                                   on_drop=self._dropped)
         self._unsubscribe_residents = db.subscribe(self._forget_residents)
         #: attribute selection → its resident map's name
         self._shapes: dict[tuple[str, ...], str] = {}
         #: resident map → the preset dictionary its entries are compressed against
         self._zdicts: dict[str, bytes] = {}
+        #: anonymous searches' shapes (``wire.ldap.equality_value_span``: the bytes
+        #: before and after the uid's value) → the resident map their entries come from
+        #: (:meth:`Connection._quick`)
+        self.routes: dict[tuple[bytes, bytes], str] = {}
 
     async def listen(self, host: str, port: int, ldaps: bool = False) -> int:
         """Listen on *host*:*port* (0: any free port), LDAPS when *ldaps*; the port."""
@@ -739,12 +744,49 @@ class LdapServer:
             name = self._shapes[wanted] = f"users {len(self._shapes)}"
         kept = self.residents.get(name, state)
         if kept is not None:
-            z = kept.body(value.encode("utf-8", "surrogateescape"))
-            if z is not None:
-                return zlib.decompressobj(-15, self._zdicts[name]).decompress(z)
-            return None
+            return self._held_entry(name, kept, value.encode("utf-8", "surrogateescape"))
         self.residents.missed(name, state, partial(self._read_users, name, wanted))
         return None
+
+    def _held_entry(self, name: str, kept: ResidentMap, key: bytes) -> bytes | None:
+        z = kept.body(key)
+        return None if z is None else zlib.decompressobj(
+            _ZWBITS, self._zdicts[name]).decompress(z)
+
+    def _dropped(self, name: str | None) -> None:
+        """Maps dropped: all of them (a directory under the root made, gone or renamed)
+        forgets the routes too. (A route holds while its map is read again: whether a
+        search takes the resident map depends on its bytes, and on the reader and the
+        users' directory, which a map held at the domain's state has.)"""
+        if name is None:
+            self.routes.clear()
+
+    def routed_entry(self, name: str, key: bytes) -> bytes | None:
+        """The entry of user *key* from resident map *name* (a search routed to it,
+        :attr:`routes`), or None: the short path then answers as usual."""
+        state = self.db.read_state()
+        if state is None:
+            return None
+        kept = self.residents.get(name, state)
+        return None if kept is None else self._held_entry(name, kept, key)
+
+    def add_route(self, raw: bytes, q: int, op: L.SearchRequest) -> None:
+        """Search *op* (message *raw*, its SearchRequest at *q*), of an anonymous reader,
+        was answered from the resident map of its attribute selection: route the
+        searches of its shape there (at most MAX_ROUTES shapes)."""
+        span = L.equality_value_span(raw, q)
+        name = self._shapes.get(op.attributes)
+        if span is None or name is None:
+            return
+        start, end = span
+        # the span is the value of the one uid term, and the term is ``(uid=V)``
+        uids = [v for a, v in equality_terms(op.filter) if a == "uid"]
+        if raw[start - 7:start - 2].lower() != b"\x04\x03uid" or len(uids) != 1 \
+                or raw[start:end] != uids[0].encode("utf-8", "surrogateescape"):
+            return
+        if len(self.routes) >= MAX_ROUTES:
+            self.routes.clear()
+        self.routes[raw[q:start], raw[end:]] = name
 
     def _read_users(self, name: str, wanted: tuple[str, ...], view: NodeSource,
                     kept: ResidentMap) -> Iterator[bytes]:
@@ -764,9 +806,9 @@ class LdapServer:
         kept.reserve(len(users.children))
         hidden: Callable[[tuple[str, ...]], frozenset[str]] = lambda _p: PRIVATE_ATTRS
         batch: list[bytes] = []
-        # compressed against the first entry read (what most share: the DN's suffix,
-        # the classes, the attribute names)
-        zdict = self._zdicts[name] = _ZDICT
+        # compressed against the first entry read (zlib's preset dictionary: what most
+        # entries share, the DN's suffix, the classes, the attribute names)
+        zdict: bytes | None = None
         for wire in view.listall_wire(users):
             names = [v for k, vs in stored_first_props(wire, _NAME_ONLY) for v in vs[:1]
                      if k == "name"]
@@ -780,9 +822,10 @@ class LdapServer:
                 # not held; nor, then, any name it has (LOOKUP finds every holder)
                 kept.forget(_name_keys(decode_proplist(wire)))
                 continue
-            if zdict is _ZDICT:
+            if zdict is None:
                 zdict = self._zdicts[name] = got[1]
-            co = zlib.compressobj(1, zlib.DEFLATED, -15, 9, zlib.Z_DEFAULT_STRATEGY, zdict)
+            co = zlib.compressobj(1, zlib.DEFLATED, _ZWBITS, _ZMEM, zlib.Z_DEFAULT_STRATEGY,
+                                  zdict)
             batch.append(entry_bytes(user.encode("utf-8", "surrogateescape"),
                                      co.compress(got[1]) + co.flush()))
             if len(batch) >= RESIDENT_BATCH:
@@ -1509,22 +1552,43 @@ class Connection(HeldConnection):
         path keeps it (:meth:`_Kept.keep_reply`); None for any other message, and for
         a search the general path is to answer (its errors, its bookkeeping)."""
         q = len(raw) - len(key[1])
-        op = L.scan_equality_search(raw, q)
-        if op is None or len(self.ops) >= MAX_OPS_PER_CONN or self.db.waiting is not None:
+        server = self.server
+        if len(self.ops) >= MAX_OPS_PER_CONN or self.db.waiting is not None \
+                or not server.kept.usable():
             return None
-        kept = self.server.kept
-        if not kept.usable():
+        anonymous = key[0] == _ANONYMOUS
+        if anonymous and server.routes:
+            # a shape answered from a resident map before: the same map, by the value
+            span = L.equality_value_span(raw, q)
+            if span is not None:
+                start, end = span
+                name = server.routes.get((raw[q:start], raw[end:]))
+                if name is not None:
+                    held = server.routed_entry(name, raw[start:end])
+                    if held is not None:
+                        self._fetches = 0
+                        return self._entry_and_done(raw, q, [held])
+        op = L.scan_equality_search(raw, q)
+        if op is None:
             return None
         try:
-            got = self.server.quick(op, self.hidden)
+            got = server.quick(op, self.hidden)
         except (LdapError, NiError):
             return None
         if got is None:
             return None
         bodies, deps = got
         self._fetches = 0
-        if deps:   # (none: a resident entry, not kept twice)
-            kept.keep_reply(key, (*bodies, _DONE), deps)
+        if deps:
+            server.kept.keep_reply(key, (*bodies, _DONE), deps)
+        elif anonymous:   # a resident entry (not kept twice): route its shape there
+            server.add_route(raw, q, op)
+        return self._entry_and_done(raw, q, bodies)
+
+    @staticmethod
+    def _entry_and_done(raw: bytes, q: int, bodies: list[bytes]) -> bytes:
+        """The messages of a search's entries *bodies* and its success, with the
+        message id of *raw* (its protocolOp at *q*)."""
         n = raw[1]
         p = 2 if n < 0x80 else 2 + (n & 0x7F)
         head = ber.encode_int(int.from_bytes(raw[p + 2:q], "big"))

@@ -872,6 +872,39 @@ def _quick_ava(data: bytes, i: int, end: int) -> tuple[str, bytes, int] | None:
     return data[i + 4:j].decode("utf-8", "surrogateescape"), data[j + 2:stop], stop
 
 
+def equality_value_span(data: bytes, q: int) -> tuple[int, int] | None:
+    """Where the value of the last equality in the filter of the SearchRequest at *q*
+    of the whole message *data* lies, for the short path's filter shapes (``(A=V)``, or
+    an AND whose last term is ``(A=V)``): read no further than that value and checked
+    no more than it takes to find it. The bytes before and after it are the search's
+    shape: two messages with the same shape are the same search but for that value
+    (its length is in the shape), which is how ``server.ldap`` routes a search to a
+    users' map held in memory once one of its shape was answered from it (the shape
+    checked then by :func:`scan_equality_search`). None for anything else."""
+    try:
+        if data[q] != 0x63:
+            return None
+        n, i = _quick_len(data, q + 1)
+        if n < 0 or data[i] != OCTET_STRING:
+            return None
+        j = i + 2 + data[i + 1] + 6   # the base; scope and derefAliases
+        j += 2 + data[j + 1]          # sizeLimit
+        j += 2 + data[j + 1] + 3      # timeLimit; typesOnly
+        if data[j] == F_AND:
+            j += 2
+            j += 2 + data[j + 1]      # the first term
+        if data[j] != F_EQUAL:
+            return None
+        k = j + 4 + data[j + 3]       # past the attribute's name
+        start = k + 2
+        end = start + data[k + 1]
+        if end > len(data) or data[k] != OCTET_STRING:
+            return None
+        return start, end
+    except IndexError:
+        return None
+
+
 def scan_equality_search(data: bytes, q: int) -> SearchRequest | None:
     """The SearchRequest at *q* of the whole message *data* when it is one of the short
     path's shapes, read with no more than it needs: scope one level or subtree,
