@@ -898,7 +898,14 @@ class PostgresStore(Store):
                 self._live()
 
     def close(self) -> None:
-        """Close the connection (the advisory lock goes with it)."""
+        """Release the advisory lock, then close the connection. (The lock would go
+        with the session, but the server ends it only after close() returns: a writer
+        started at once, a restart, could find the domain still held.)"""
+        if self._claimed and not self._conn.closed:
+            try:
+                self._conn.execute("SELECT pg_advisory_unlock(%s)", (self._key,))
+            except self._pg_error:
+                pass   # (a connection lost: its session, and the lock, end anyway)
         self._conn.close()
 
 
@@ -1224,12 +1231,18 @@ class PostgresEngine(Engine):
         try:
             row = conn.execute("SELECT pg_try_advisory_lock(%s)", (key,)).fetchone()
             if row and row[0]:
-                _drop_leftover(conn, schema, f"postgresql domain {domain}")
+                try:
+                    _drop_leftover(conn, schema, f"postgresql domain {domain}")
+                finally:
+                    # released here, not by closing: the server ends the session after
+                    # close() returns, and the writer's claim that follows at once
+                    # found the lock still held ("in use by netinfo leftovers")
+                    conn.execute("SELECT pg_advisory_unlock(%s)", (key,))
         except _psycopg().Error as exc:
             log.warning("postgresql domain %s: leftover copy not checked: %s", domain,
                         _one_line(exc))
         finally:
-            conn.close()   # the lock goes with the session
+            conn.close()
 
     def catalog(self, location: str) -> Catalog:
         return PostgresCatalog(location)
