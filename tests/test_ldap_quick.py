@@ -292,8 +292,9 @@ def test_short_path_answers_byte_for_byte_as_the_general_path(monkeypatch, tmp_p
 
         def wrapped(*args):
             got = real(*args)
-            if note(got) is not None:
-                seen.append(note(got))
+            said = note(got)
+            if said is not None:
+                seen.append(said)
             return got
         monkeypatch.setattr(owner, attr, wrapped)
         return seen
