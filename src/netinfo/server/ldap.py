@@ -1080,9 +1080,16 @@ class Connection(HeldConnection):
             return
         now = time.monotonic()
         self.last = now
-        self.server.bounds.active(self, now)
+        server = self.server
+        server.bounds.active(self, now)
         buf = self.buf
         if not buf:
+            if server.routes and self._held is None and self.batch is None \
+                    and self._retry is None and not self.ops and not self._writing_paused \
+                    and self._timer is not None and not self._starting_tls \
+                    and self.caller.user is None and not self.caller.is_root \
+                    and self._lane(data):
+                return
             self.partial_since = now
         buf += data
         if self._held is not None or self._writing_paused:
@@ -1096,6 +1103,47 @@ class Connection(HeldConnection):
             self._arm()
             return
         self._process()
+
+    def _lane(self, data: bytes) -> bool:
+        """Answer *data* at once, and say so, when it is one whole search of a shape
+        routed to a resident map (:meth:`LdapServer.add_route`) with a user held there:
+        what :meth:`_process` would send for it, the same bytes, without its
+        bookkeeping. The caller has checked that nothing else is outstanding on the
+        connection (no bytes waiting, no hold, batch, search task or paused writing),
+        that the reader is anonymous (the only reader routes serve) and that the idle
+        timer is set (it finds the new :attr:`last` when it fires). False: the usual
+        way, which answers the same message alike or tells why not."""
+        # LDAPMessage ::= SEQUENCE { messageID INTEGER (1..4 bytes), protocolOp, ... }
+        n = len(data)
+        if n < 16 or data[0] != ber.SEQUENCE:
+            return False
+        b = data[1]
+        if b < 0x80:
+            p = 2
+        elif b == 0x81:
+            p, b = 3, data[2]
+        elif b == 0x82:
+            p, b = 4, data[2] << 8 | data[3]
+        else:
+            return False
+        size = data[p + 1]
+        if p + b != n or data[p] != ber.INTEGER or not 1 <= size <= 4 or data[p + 2] & 0x80:
+            return False
+        q = p + 2 + size
+        span = L.equality_value_span(data, q)
+        if span is None:
+            return False
+        start, end = span
+        server = self.server
+        name = server.routes.get((data[q:start], data[end:]))
+        if name is None or self.db.waiting is not None or not server.kept.usable():
+            return False
+        held = server.routed_entry(name, data[start:end])
+        if held is None or self.transport is None:
+            return False
+        self._fetches = 0
+        self.transport.write(self._entry_and_done(data, q, [held]))
+        return True
 
     def _process(self) -> None:
         """Answer the whole messages in :attr:`buf` in order, until one must wait (a bind,
@@ -1592,10 +1640,15 @@ class Connection(HeldConnection):
         message id of *raw* (its protocolOp at *q*)."""
         n = raw[1]
         p = 2 if n < 0x80 else 2 + (n & 0x7F)
-        head = ber.encode_int(int.from_bytes(raw[p + 2:q], "big"))
+        head = raw[p:q]   # the id as it came, when in its fewest bytes (X.690 §8.3.2)
+        if q - p > 3 and head[2] == 0 and head[3] < 0x80:
+            head = ber.encode_int(int.from_bytes(raw[p + 2:q], "big"))
+        done = head + _DONE
+        done = bytes((ber.SEQUENCE, len(done))) + done   # (under 0x80 bytes)
         if not bodies:
-            return ber.tlv(ber.SEQUENCE, head + _DONE)
-        return b"".join([ber.tlv(ber.SEQUENCE, head + b) for b in (*bodies, _DONE)])
+            return done
+        tlv = ber.tlv
+        return b"".join([*[tlv(ber.SEQUENCE, head + b) for b in bodies], done])
 
     def search_now(self, msg: L.Message, op: L.SearchRequest) -> _Search | None:
         """Begin a search without waiting: its entries up to its first yield to the event
