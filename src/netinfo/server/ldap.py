@@ -762,11 +762,18 @@ class LdapServer:
         if name is None:
             self.routes.clear()
 
-    def routed_entry(self, name: str, key: bytes) -> bytes | None:
-        """The entry of user *key* from resident map *name* (a search routed to it,
-        :attr:`routes`), or None: the short path then answers as usual."""
-        state = self.db.read_state()
-        if state is None:
+    def routed_entry(self, shape: tuple[bytes, bytes], key: bytes) -> bytes | None:
+        """The entry of user *key* when searches of *shape* (the request's bytes before
+        and after the value) are routed to a resident map (:attr:`routes`) and the
+        short path may answer now (``_Kept.usable``: no write pending, nobody watching
+        LOOKUP); None: the short path answers as usual. (Routes are only made by the
+        short path, which runs only where reads never wait: ``Database.waiting`` None.)"""
+        name = self.routes.get(shape)
+        if name is None:
+            return None
+        db = self.db
+        state = db.read_state()
+        if state is None or db.is_watched(Proc.LOOKUP):
             return None
         kept = self.residents.get(name, state)
         return None if kept is None else self._held_entry(name, kept, key)
@@ -1134,11 +1141,7 @@ class Connection(HeldConnection):
         if span is None:
             return False
         start, end = span
-        server = self.server
-        name = server.routes.get((data[q:start], data[end:]))
-        if name is None or self.db.waiting is not None or not server.kept.usable():
-            return False
-        held = server.routed_entry(name, data[start:end])
+        held = self.server.routed_entry((data[q:start], data[end:]), data[start:end])
         if held is None or self.transport is None:
             return False
         self._fetches = 0
@@ -1611,12 +1614,10 @@ class Connection(HeldConnection):
             span = L.equality_value_span(raw, q)
             if span is not None:
                 start, end = span
-                name = server.routes.get((raw[q:start], raw[end:]))
-                if name is not None:
-                    held = server.routed_entry(name, raw[start:end])
-                    if held is not None:
-                        self._fetches = 0
-                        return self._entry_and_done(raw, q, [held])
+                held = server.routed_entry((raw[q:start], raw[end:]), raw[start:end])
+                if held is not None:
+                    self._fetches = 0
+                    return self._entry_and_done(raw, q, [held])
         op = L.scan_equality_search(raw, q)
         if op is None:
             return None
@@ -1647,6 +1648,8 @@ class Connection(HeldConnection):
         done = bytes((ber.SEQUENCE, len(done))) + done   # (under 0x80 bytes)
         if not bodies:
             return done
+        if len(bodies) == 1:
+            return ber.tlv(ber.SEQUENCE, head + bodies[0]) + done
         tlv = ber.tlv
         return b"".join([*[tlv(ber.SEQUENCE, head + b) for b in bodies], done])
 
