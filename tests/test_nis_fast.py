@@ -178,13 +178,21 @@ def test_short_matches_equal_general_matches_through_writes(tmp_path, monkeypatc
         monkeypatch.setattr(src, "stored_first", counted)
     door = d.doors[1]
     kept = 0
+    laned = 0
     for step, rec, port in random_steps(d, 21, 5000, 61):
+        # the lane (a connection's lone record) first: when it answers, the same bytes
+        lane = d.fast.lane(rec, Caller("127.0.0.1", port))
         short = d.exchange(d.fast, rec, port)
-        assert short == d.exchange(d.normal, rec, port), (step, rec.hex())
+        want = d.exchange(d.normal, rec, port)
+        assert short == want, (step, rec.hex())
+        if lane is not None:
+            assert lane == want, (step, rec.hex())
+            laned += 1
         kept = max(kept, len(door._hot))
         if indexed:
             door._hot.clear()                 # every MATCH a miss
     assert kept > 20 or indexed               # answers were kept between writes
+    assert laned > 1000                       # the lane answered MATCHes
     assert stored[0] > 200 or not indexed     # the stored bytes' way was taken
     assert not d.doors[0]._hot                # the general path keeps none
 

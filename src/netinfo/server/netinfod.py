@@ -194,8 +194,9 @@ class Dispatcher:
         self.programs: dict[int, Program[ProgramHandler]] = {}
         #: the rows' short paths (``Program.fast``), tried before the prologue
         self._fast: tuple[Callable[[bytes, Caller], bytes | ReplyStream | None], ...] = ()
-        #: what they answer at once (``Program.lane``), for a connection's lone record
-        self._lanes: tuple[Callable[[bytes, Caller], bytes | None], ...] = ()
+        #: what they answer at once (``Program.lane``), for a connection's lone record,
+        #: by the program number's four bytes as a call carries them
+        self._lanes: dict[bytes, Callable[[bytes, Caller], bytes | None]] = {}
         for make in (netinfo_program, history_program, *programs):
             self.add_program(make(self))
 
@@ -205,7 +206,8 @@ class Dispatcher:
         portmapper at start when its row says so."""
         self.programs[row.prog] = row
         self._fast = tuple(r.fast for r in self.programs.values() if r.fast is not None)
-        self._lanes = tuple(r.lane for r in self.programs.values() if r.lane is not None)
+        self._lanes = {r.prog.to_bytes(4, "big"): r.lane for r in self.programs.values()
+                       if r.lane is not None}
 
     def lane(self, record: bytes, caller: Caller) -> bytes | None:
         """The reply a row's short path gives *record* at once (``Program.lane``), or
@@ -214,11 +216,8 @@ class Dispatcher:
         master pushing updates."""
         if caller.from_master:
             return None
-        for lane in self._lanes:
-            reply = lane(record, caller)
-            if reply is not None:
-                return reply
-        return None
+        lane = self._lanes.get(record[12:16])   # (xid, CALL, RPC version, program)
+        return None if lane is None else lane(record, caller)
 
     def caller_for(self, host: str, port: int, udp: bool = False,
                    ours: tuple[str, int] | None = None) -> Caller:

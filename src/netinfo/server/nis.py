@@ -496,15 +496,22 @@ class NisDoor:
         return record[:4] + _ACCEPTED + body
 
     def lane(self, record: bytes, caller: Caller) -> bytes | None:
-        """A plain MATCH's reply given at once (``Program.lane``): where reads never wait
-        for a round trip (``Database.waiting`` None), :meth:`fast`'s; else only a kept
-        answer. None: the usual way."""
+        """A plain MATCH's reply given at once (``Program.lane``): for a caller admitted
+        before, what :meth:`_match` answers first (a kept answer, or the resident
+        map's), without the calls of :meth:`handle`; else, where reads never wait for a
+        round trip (``Database.waiting`` None), :meth:`fast`'s. None: the usual way."""
         if record[4:40] != MATCH_HEAD:
             return None
-        if self.db.waiting is None:
-            return self.fast(record, caller)
-        body = self._hot.get(record[40:]) if self._hot_now() is not None else None
-        return None if body is None else record[:4] + _ACCEPTED + body
+        if self._admitted.get(caller.addr):   # (trusted_networks: handle's check)
+            state = self._hot_now()
+            if state is not None:
+                args = record[40:]
+                body = self._hot.get(args)
+                if body is None and self._prefixes:
+                    body = self._resident_args(args, state)
+                if body is not None:
+                    return record[:4] + _ACCEPTED + body
+        return self.fast(record, caller) if self.db.waiting is None else None
 
     def _hot_now(self) -> int | None:
         """The state the kept MATCH answers may be used and filled at (their table
