@@ -194,6 +194,13 @@ MAX_SHAPES = 4
 #: against 7 µs; the read of 1,000,003 users went from 75.9 to 73.1 s).
 _ZWBITS = -12
 _ZMEM = 4
+#: Users' maps of at most this many entries are held as written, not compressed, when
+#: a kilobyte each would take at most half their room (10,000 users: about 4.5 MB
+#: against 1.5). An inflate costs 2 µs a search in a loop and 7 µs in a netinfod woken
+#: for each search (one client, 10,000 users, this project's 2-core VM): a twentieth
+#: of that search's round trip. Past this the memory matters more (1,000,000 users:
+#: about 450 MB as written, 145 MB compressed).
+RESIDENT_PLAIN_USERS = 65_536
 #: Search shapes routed to a resident map at most (a shape per base, filter form,
 #: attribute list and length of the uid's value: tens for one client program)
 MAX_ROUTES = 1024
@@ -429,7 +436,8 @@ class LdapServer:
         #: attribute selection → its resident map's name
         self._shapes: dict[tuple[str, ...], str] = {}
         #: resident map → the preset dictionary its entries are compressed against
-        self._zdicts: dict[str, bytes] = {}
+        #: (None: held as written, RESIDENT_PLAIN_USERS)
+        self._zdicts: dict[str, bytes | None] = {}
         #: anonymous searches' shapes (``wire.ldap.equality_value_span``: the bytes
         #: before and after the uid's value) → the resident map their entries come from
         #: (:meth:`Connection._quick`)
@@ -751,8 +759,10 @@ class LdapServer:
 
     def _held_entry(self, name: str, kept: ResidentMap, key: bytes) -> bytes | None:
         z = kept.body(key)
-        return None if z is None else zlib.decompressobj(
-            _ZWBITS, self._zdicts[name]).decompress(z)
+        if z is None:
+            return None
+        zdict = self._zdicts[name]
+        return z if zdict is None else zlib.decompressobj(_ZWBITS, zdict).decompress(z)
 
     def _dropped(self, name: str | None) -> None:
         """Maps dropped: all of them (a directory under the root made, gone or renamed)
@@ -799,8 +809,9 @@ class LdapServer:
     def _read_users(self, name: str, wanted: tuple[str, ...], view: NodeSource,
                     kept: ResidentMap) -> Iterator[bytes]:
         """Every user's entry (as :meth:`quick` writes it for an anonymous reader) with
-        attribute selection *wanted*, from snapshot *view*, compressed, keyed by the
-        user's name: pieces for a resident map. A user the short path does not write
+        attribute selection *wanted*, from snapshot *view*, compressed (but for a map
+        of few users: RESIDENT_PLAIN_USERS), keyed by the user's name: pieces for a
+        resident map. A user the short path does not write
         (``user_entry`` None) is not held: the short path answers it."""
         root = view.get(0)
         users = None
@@ -811,12 +822,16 @@ class LdapServer:
                     break
         if users is None:
             return
-        kept.reserve(len(users.children))
+        n = len(users.children)
+        kept.reserve(n)
         hidden: Callable[[tuple[str, ...]], frozenset[str]] = lambda _p: PRIVATE_ATTRS
         batch: list[bytes] = []
         # compressed against the first entry read (zlib's preset dictionary: what most
         # entries share, the DN's suffix, the classes, the attribute names)
         zdict: bytes | None = None
+        plain = n <= RESIDENT_PLAIN_USERS and n * 1024 <= kept.room // 2
+        if plain:
+            self._zdicts[name] = None
         for wire in view.listall_wire(users):
             names = [v for k, vs in stored_first_props(wire, _NAME_ONLY) for v in vs[:1]
                      if k == "name"]
@@ -830,12 +845,19 @@ class LdapServer:
                 # not held; nor, then, any name it has (LOOKUP finds every holder)
                 kept.forget(_name_keys(decode_proplist(wire)))
                 continue
-            if zdict is None:
-                zdict = self._zdicts[name] = got[1]
-            co = zlib.compressobj(1, zlib.DEFLATED, _ZWBITS, _ZMEM, zlib.Z_DEFAULT_STRATEGY,
-                                  zdict)
-            batch.append(entry_bytes(user.encode("utf-8", "surrogateescape"),
-                                     co.compress(got[1]) + co.flush()))
+            if plain:
+                body = got[1]
+            else:
+                if zdict is None:
+                    zdict = self._zdicts[name] = got[1]
+                co = zlib.compressobj(1, zlib.DEFLATED, _ZWBITS, _ZMEM,
+                                      zlib.Z_DEFAULT_STRATEGY, zdict)
+                body = co.compress(got[1]) + co.flush()
+            key = user.encode("utf-8", "surrogateescape")
+            if len(body) > 0xFFFF or len(key) > 0xFFFF:   # (entry_bytes: 16-bit lengths)
+                kept.forget(_name_keys(decode_proplist(wire)))
+                continue
+            batch.append(entry_bytes(key, body))
             if len(batch) >= RESIDENT_BATCH:
                 yield b"".join(batch)
                 batch = []

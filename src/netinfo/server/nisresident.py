@@ -91,6 +91,11 @@ class ResidentMap:
         #: how long reading it took (the door's cooldown before it is read again)
         self.seconds = 0.0
 
+    @property
+    def room(self) -> int:
+        """The bytes the map may take at most."""
+        return self._max_bytes
+
     def reserve(self, expected: int) -> None:
         """Make the table for about *expected* entries (before the first piece)."""
         if not self.entries:
