@@ -388,6 +388,20 @@ def test_short_path_answers_byte_for_byte_as_the_general_path(monkeypatch, tmp_p
                     if rng.random() < 0.2:   # asked again: the kept answer
                         assert await a.ask(raw, k) == await b.ask(raw, k)
                 _change(db, rng, names)
+            # a message id not in its fewest bytes, asked again and again (the general
+            # path, then the kept answer): answered with the id in its fewest bytes
+            a, b = pairs[0]
+            for _ in range(20):
+                raw = _request(rng, 5, names)
+                p, q, _end = L.message_parts(raw) or (0, 0, 0)
+                assert raw[p:q] == b"\x02\x01\x05"
+                body = b"\x02\x03\x00\x00\x05" + raw[q:]
+                wide = ber.tlv(ber.SEQUENCE, body)
+                want = await b.ask(wide)
+                assert want == await b.ask(raw)   # (the same answer, the same id)
+                for _ in range(4):
+                    assert await a.ask(wide) == want
+                    assert await b.ask(wide) == want
             if resident:
                 before = len(lane)
                 await _damaged_routes(rng, fast, pf, ps, names)
@@ -471,12 +485,16 @@ def test_scanner_reads_what_the_decoder_reads() -> None:
                     continue
             except WireError:
                 continue
-            n = v[1]
-            p = 2 if n < 0x80 else 2 + (n & 0x7F)
-            # the message ids _Kept.answer lets through to the short path
-            if len(v) < p + 4 or v[p] != 0x02 or not 1 <= v[p + 1] <= 4 or v[p + 2] & 0x80:
+            # the messages _Kept.answer and the lane let through to the short path
+            parts = L.message_parts(v)   # (never raises, whatever the bytes)
+            if parts is None:
                 continue
-            q = p + 2 + v[p + 1]
+            p, q, end = parts
+            assert end == len(v)   # (framed whole: its length read as ber.frame reads it)
+            try:
+                assert L.decode_message(v).id == int.from_bytes(v[p + 2:q], "big")
+            except WireError:
+                pass
             if q >= len(v):
                 continue
             span = L.equality_value_span(v, q)   # (never raises, whatever the bytes)

@@ -224,6 +224,16 @@ MAX_KEPT_KEY = 1024
 MAX_KEPT_ANSWER = 64 << 10
 
 
+def _id_head(raw: bytes, p: int, q: int) -> bytes:
+    """The messageID of message *raw* (at *p*, its protocolOp at *q*) as an answer
+    carries it: as it came when in its fewest bytes (X.690 §8.3.2), else re-encoded, as
+    ``encode_message`` writes it."""
+    head = raw[p:q]
+    if q - p > 3 and head[2] == 0 and head[3] < 0x80:
+        return ber.encode_int(int.from_bytes(raw[p + 2:q], "big"))
+    return head
+
+
 class _Kept:
     """What equality searches read again and again, kept per domain state as the fast
     path's reply table is (``server/fastpath.py``): the directories under the root by
@@ -280,20 +290,17 @@ class _Kept:
         answer under (:meth:`keep_reply`). Only a message whose bytes after the id are
         those of a search answered before: what decoded then decodes the same now."""
         # LDAPMessage ::= SEQUENCE { messageID INTEGER, protocolOp, controls }
-        n = raw[1]
-        p = 2 if n < 0x80 else 2 + (n & 0x7F)
-        if len(raw) < p + 4 or raw[p] != 0x02:
+        parts = L.message_parts(raw)
+        if parts is None:
             return None, None
-        size = raw[p + 1]
-        q = p + 2 + size
-        if not 1 <= size <= 4 or raw[p + 2] & 0x80 or len(raw) <= q or raw[q] != 0x63 \
-                or len(raw) - q > MAX_KEPT_KEY:
+        p, q, _ = parts
+        if len(raw) <= q or raw[q] != 0x63 or len(raw) - q > MAX_KEPT_KEY:
             return None, None
         key = (reader, raw[q:])
         ops = self.replies.get(key)
         if ops is None or not self.usable():
             return None, key
-        head = raw[p:q]
+        head = _id_head(raw, p, q)
         return b"".join([ber.tlv(ber.SEQUENCE, head + op) for op in ops]), None
 
     def keep_reply(self, key: tuple[object, bytes], ops: tuple[bytes, ...],
@@ -1142,23 +1149,10 @@ class Connection(HeldConnection):
         that the reader is anonymous (the only reader routes serve) and that the idle
         timer is set (it finds the new :attr:`last` when it fires). False: the usual
         way, which answers the same message alike or tells why not."""
-        # LDAPMessage ::= SEQUENCE { messageID INTEGER (1..4 bytes), protocolOp, ... }
-        n = len(data)
-        if n < 16 or data[0] != ber.SEQUENCE:
+        parts = L.message_parts(data)
+        if parts is None or parts[2] != len(data):   # (one whole message, nothing after)
             return False
-        b = data[1]
-        if b < 0x80:
-            p = 2
-        elif b == 0x81:
-            p, b = 3, data[2]
-        elif b == 0x82:
-            p, b = 4, data[2] << 8 | data[3]
-        else:
-            return False
-        size = data[p + 1]
-        if p + b != n or data[p] != ber.INTEGER or not 1 <= size <= 4 or data[p + 2] & 0x80:
-            return False
-        q = p + 2 + size
+        q = parts[1]
         span = L.equality_value_span(data, q)
         if span is None:
             return False
@@ -1663,9 +1657,7 @@ class Connection(HeldConnection):
         message id of *raw* (its protocolOp at *q*)."""
         n = raw[1]
         p = 2 if n < 0x80 else 2 + (n & 0x7F)
-        head = raw[p:q]   # the id as it came, when in its fewest bytes (X.690 §8.3.2)
-        if q - p > 3 and head[2] == 0 and head[3] < 0x80:
-            head = ber.encode_int(int.from_bytes(raw[p + 2:q], "big"))
+        head = _id_head(raw, p, q)
         done = head + _DONE
         done = bytes((ber.SEQUENCE, len(done))) + done   # (under 0x80 bytes)
         if not bodies:

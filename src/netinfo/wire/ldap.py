@@ -832,7 +832,7 @@ __all__ = [
     "Scope", "SearchEntry", "SearchReference", "SearchRequest", "Substrings", "UNBIND",
     "UnbindRequest", "decode_filter", "decode_message", "decode_paged",
     "decode_passwd_modify", "encode_filter", "encode_message", "encode_op", "encode_paged",
-    "scan_equality_search",
+    "scan_equality_search", "equality_value_span", "message_parts",
     "message_with",
     "encode_passwd_generated", "encode_passwd_modify", "filter_text", "message_id",
 ]
@@ -870,6 +870,26 @@ def _quick_ava(data: bytes, i: int, end: int) -> tuple[str, bytes, int] | None:
     if lv >= 0x80 or j + 2 + lv != stop:
         return None
     return data[i + 4:j].decode("utf-8", "surrogateescape"), data[j + 2:stop], stop
+
+
+def message_parts(data: bytes) -> tuple[int, int, int] | None:
+    """Of the LDAPMessage at the start of *data*: where its messageID begins, where its
+    protocolOp begins and where the message ends by its length, when that length is in
+    short form or 0x81/0x82 long form and the id is an INTEGER of one to four bytes, not
+    negative (what the short path's answers echo); None for anything else (the general
+    decoder decides)."""
+    try:
+        if data[0] != SEQUENCE:
+            return None
+        n, p = _quick_len(data, 1)
+        if n < 0:
+            return None
+        size = data[p + 1]
+        if data[p] != INTEGER or not 1 <= size <= 4 or data[p + 2] & 0x80:
+            return None
+        return p, p + 2 + size, p + n
+    except IndexError:
+        return None
 
 
 def equality_value_span(data: bytes, q: int) -> tuple[int, int] | None:
