@@ -21,6 +21,7 @@ from netinfo.server import nis
 from netinfo.server.nisresident import ResidentMap, TooBig, entry_bytes
 from netinfo.server.service import SUPERUSER
 from netinfo.server.templates import create_master, ensure_dir
+from netinfo.storage.changes import Caller
 from netinfo.wire import rpc, yp
 from netinfo.wire.yp import YpProc, YpStat
 
@@ -103,19 +104,28 @@ def test_resident_matches_equal_general_matches_through_writes(tmp_path, monkeyp
         real_read(name, state, make)
     monkeypatch.setattr(door._resident, "_read", counted)
 
-    async def run() -> int:
-        hits = 0
+    async def run() -> tuple[int, int]:
+        hits = laned = 0
         for step, rec, port in random_steps(d, 22, 4000, 53):
+            # the lane (a connection's lone record) from memory too: the same bytes
+            door._hot.clear()
+            lane = d.fast.lane(rec, Caller("127.0.0.1", port))
+            door._hot.clear()
             before = sum(m.hits for m in door._resident.maps.values())
             short = d.exchange(d.fast, rec, port)
             hits += sum(m.hits for m in door._resident.maps.values()) > before
-            assert short == d.exchange(d.normal, rec, port), (step, rec.hex())
+            want = d.exchange(d.normal, rec, port)
+            assert short == want, (step, rec.hex())
+            if lane is not None:
+                assert lane == want, (step, rec.hex())
+                laned += 1
             door._hot.clear()
             await asyncio.sleep(0)          # the maps' reading turns
-        return hits
+        return hits, laned
 
-    hits = asyncio.run(run())
+    hits, laned = asyncio.run(run())
     assert hits > 150                        # answered from memory
+    assert laned > 150                       # by the lane too
     assert len(reads) > len(set(reads))      # dropped (too changed) and read again
     assert {"passwd.byname", "passwd.byuid", "shadow.byname"} <= set(reads)
     assert not d.doors[0]._resident          # --no-fast-path keeps none

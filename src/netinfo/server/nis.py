@@ -504,13 +504,9 @@ class NisDoor:
             return None
         if self._admitted.get(caller.addr):   # (trusted_networks: handle's check)
             state = self._hot_now()
-            if state is not None:
-                args = record[40:]
-                body = self._hot.get(args)
-                if body is None and self._prefixes:
-                    body = self._resident_args(args, state)
-                if body is not None:
-                    return record[:4] + _ACCEPTED + body
+            body = None if state is None else self._held(record[40:], state)
+            if body is not None:
+                return record[:4] + _ACCEPTED + body
         return self.fast(record, caller) if self.db.waiting is None else None
 
     def _hot_now(self) -> int | None:
@@ -528,16 +524,20 @@ class NisDoor:
             self._hot_state = state
         return state
 
+    def _held(self, args: bytes, state: int) -> bytes | None:
+        """MATCH's answer to *args* kept, or held in a resident map read at *state*
+        (:meth:`_resident_args`); None: computed."""
+        body = self._hot.get(args)
+        if body is None and self._prefixes:
+            body = self._resident_args(args, state)
+        return body
+
     def _match(self, args: bytes, caller: Caller, udp: bool) -> Reply:
         state = self._hot_now()
         if state is not None:
-            hot = self._hot.get(args)
-            if hot is not None:
-                return hot
-            if self._prefixes:
-                body = self._resident_args(args, state)
-                if body is not None:
-                    return body
+            held = self._held(args, state)
+            if held is not None:
+                return held
         split = _split_key(args) if self.short else None
         req = split or yp.decode_key(args)
         bad = self._check(req.domain, req.map, caller)
