@@ -162,12 +162,17 @@ def rss_mib(pid: int) -> float:
     return float("nan")
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time the process (all its threads) has used, and its live
-    children (netinfod's read workers, ``--workers``)."""
+def cpu_split(pid: int) -> tuple[float, float]:
+    """User and system CPU time the process (all its threads) has used, and its live
+    children (netinfod's read workers, ``--workers``): the system time is the kernel's
+    share, the calls' system calls and what the loopback does in them."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    own = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    return own + sum(cpu_seconds(c) for c in children(pid))
+    tick = os.sysconf("SC_CLK_TCK")
+    user, system = int(fields[11]) / tick, int(fields[12]) / tick
+    for c in children(pid):
+        u, s = cpu_split(c)
+        user, system = user + u, system + s
+    return user, system
 
 
 def children(pid: int) -> list[int]:
@@ -516,13 +521,16 @@ class Bench:
             for r in range(self.args.reps):
                 for s in these[r % len(these):] + these[:r % len(these)]:
                     assert s.proc is not None
-                    cpu = cpu_seconds(s.proc.pid)
+                    user, system = cpu_split(s.proc.pid)
                     out = self.client(s, "load", seconds, k, seconds + 120)
-                    cpu = cpu_seconds(s.proc.pid) - cpu
+                    after = cpu_split(s.proc.pid)
+                    user, system = after[0] - user, after[1] - system
+                    cpu = user + system
                     if out.returncode not in (0, 3) or not out.stdout.strip():
                         raise RuntimeError(f"{s.name}: load client failed: {out.stderr}")
                     one = json.loads(out.stdout)
                     one["server_cpu_us_per_call"] = round(cpu * 1e6 / max(1, one["calls"]), 1)
+                    one["server_user_us_per_call"] = round(user * 1e6 / max(1, one["calls"]), 1)
                     s.results["load"].setdefault(k, []).append(one)
             for s in these:
                 runs = s.results["load"][k]
