@@ -183,13 +183,14 @@ class FastPath:
     def __len__(self) -> int:
         return len(self._replies)
 
-    def lane(self, record: bytes, caller: Any) -> bytes | None:
-        """The reply this path gives *record* at once (``Program.lane``): a kept answer,
-        or, where reads never wait for a round trip (``Database.waiting`` None: SQLite),
-        a miss it decodes and answers itself; None: the usual way (:meth:`answer`
-        through the connection's batch), as for writes pending, LIST, odd arguments."""
-        reply: bytes | None = self._take(record, caller, True)
-        return reply
+    def lane(self, data: bytes, caller: Any) -> bytes | None:
+        """The reply this path gives at once (``Program.lane``) to *data*, a record with
+        its record mark, with its record mark too: a kept answer, or, where reads never
+        wait for a round trip (``Database.waiting`` None: SQLite), a miss it decodes and
+        answers itself; None: the usual way (:meth:`answer` through the connection's
+        batch), as for writes pending, LIST, odd arguments."""
+        reply: bytes | None = self._take(data[4:], caller, True)
+        return None if reply is None else rpc.frame(reply)
 
     def answer(self, record: bytes, caller: Any) -> Any:
         """The reply to *record* (bytes; a stream or None as the normal path gives), or

@@ -103,7 +103,6 @@ MAX_FETCHES = 32
 #: is one whole record (its mark's last-fragment bit set) may be answered from the kept
 #: answers before any other step; bigger or split records take the usual way.
 LANE_MAX = 4096
-_LAST_FRAGMENT = 0x8000_0000
 #: UDP datagrams waiting for such a fetch at once (anonymous peers: past it a datagram
 #: reads where it is, the loop waiting for the round trip); each holds its datagram.
 MAX_UDP_FETCHES = 64
@@ -152,8 +151,8 @@ class YpHandler(Protocol):
         """A MATCH answered before the prologue (the reply record), or None."""
         ...
 
-    def lane(self, record: bytes, caller: Caller) -> bytes | None:
-        """A MATCH's reply given at once (the reply record), or None."""
+    def lane(self, data: bytes, caller: Caller) -> bytes | None:
+        """A MATCH's reply given at once (both with their record marks), or None."""
         ...
 
 
@@ -209,15 +208,17 @@ class Dispatcher:
         self._lanes = {r.prog.to_bytes(4, "big"): r.lane for r in self.programs.values()
                        if r.lane is not None}
 
-    def lane(self, record: bytes, caller: Caller) -> bytes | None:
-        """The reply a row's short path gives *record* at once (``Program.lane``), or
-        None (then :meth:`handle` answers it). Reads only, so no batch need hold it: for
-        a TCP caller with nothing else outstanding (``TcpConnection``), never for the
+    def lane(self, data: bytes, caller: Caller) -> bytes | None:
+        """The reply a row's short path gives at once (``Program.lane``) to *data*, one
+        record in one fragment with its record mark, with its record mark too; or None
+        (then :meth:`handle` answers it). Reads only, so no batch need hold it: for a
+        TCP caller with nothing else outstanding (``TcpConnection``), never for the
         master pushing updates."""
         if caller.from_master:
             return None
-        lane = self._lanes.get(record[12:16])   # (xid, CALL, RPC version, program)
-        return None if lane is None else lane(record, caller)
+        # (mark, xid, CALL, RPC version, program)
+        lane = self._lanes.get(data[16:20])
+        return None if lane is None else lane(data, caller)
 
     def caller_for(self, host: str, port: int, udp: bool = False,
                    ours: tuple[str, int] | None = None) -> Caller:
@@ -552,15 +553,14 @@ class TcpConnection(HeldConnection):
         bounds = self.server.bounds
         bounds.active(self, now)
         n = len(data)
-        if n <= LANE_MAX and int.from_bytes(data[:4], "big") == _LAST_FRAGMENT + n - 4 \
+        if n <= LANE_MAX and int.from_bytes(data[:4], "big") == rpc.LAST_FRAGMENT + n - 4 \
                 and not self.backlog and self._stream is None and self._held is None \
                 and not self._writing_paused and not self.reader.pending() \
                 and self._lane_open():
             # the lane: one whole record, nothing else outstanding (so no batch or
             # order to keep); a read a short path answers at once is sent at once
-            reply = self.server.dispatcher.lane(data[4:], self.caller)
-            if reply is not None:
-                out = rpc.frame(reply)
+            out = self.server.dispatcher.lane(data, self.caller)
+            if out is not None:
                 transport.write(out)
                 self.written += len(out)
                 if self._told or transport.get_write_buffer_size():
@@ -743,7 +743,7 @@ class TcpConnection(HeldConnection):
 
 
 def _fragment(data: bytes, last: bool) -> bytes:
-    return _U32.pack((0x80000000 if last else 0) | len(data)) + data
+    return _U32.pack((rpc.LAST_FRAGMENT if last else 0) | len(data)) + data
 
 
 class UdpEndpoint(asyncio.DatagramProtocol):

@@ -143,7 +143,7 @@ class NisDoor:
         #: most this many bytes of them (0: none)
         self.resident_bytes = resident_bytes if short else 0
         #: a MATCH's domain and map as sent (XDR) → their resident map, for those
-        #: checked already (never a secure map): read without decoding (_resident_args)
+        #: checked already (never a secure map): read without decoding (_held)
         self._prefixes: dict[bytes, ResidentMap] = {}
         self._resident = Residents(db, self.resident_bytes, "NIS", after=RESIDENT_AFTER,
                                    cooldown=RESIDENT_COOLDOWN, turn=RESIDENT_TURN,
@@ -495,19 +495,24 @@ class NisDoor:
             return None
         return record[:4] + _ACCEPTED + body
 
-    def lane(self, record: bytes, caller: Caller) -> bytes | None:
-        """A plain MATCH's reply given at once (``Program.lane``): for a caller admitted
-        before, what :meth:`_match` answers first (a kept answer, or the resident
-        map's), without the calls of :meth:`handle`; else, where reads never wait for a
-        round trip (``Database.waiting`` None), :meth:`fast`'s. None: the usual way."""
-        if record[4:40] != MATCH_HEAD:
+    def lane(self, data: bytes, caller: Caller) -> bytes | None:
+        """A plain MATCH's reply given at once (``Program.lane``: *data* and the reply
+        with their record marks): for a caller admitted before, what :meth:`_match`
+        answers first (a kept answer, or the resident map's), without the calls of
+        :meth:`handle`; else, where reads never wait for a round trip
+        (``Database.waiting`` None), :meth:`fast`'s. None: the usual way."""
+        if not data.startswith(MATCH_HEAD, 8):
             return None
         if self._admitted.get(caller.addr):   # (trusted_networks: handle's check)
             state = self._hot_now()
-            body = None if state is None else self._held(record[40:], state)
+            body = None if state is None else self._held(data[44:], state)
             if body is not None:
-                return record[:4] + _ACCEPTED + body
-        return self.fast(record, caller) if self.db.waiting is None else None
+                return b"".join((_U32.pack(rpc.LAST_FRAGMENT | 24 + len(body)), data[4:8],
+                                 _ACCEPTED, body))
+        if self.db.waiting is not None:
+            return None
+        reply = self.fast(data[4:], caller)
+        return None if reply is None else rpc.frame(reply)
 
     def _hot_now(self) -> int | None:
         """The state the kept MATCH answers may be used and filled at (their table
@@ -525,11 +530,26 @@ class NisDoor:
         return state
 
     def _held(self, args: bytes, state: int) -> bytes | None:
-        """MATCH's answer to *args* kept, or held in a resident map read at *state*
-        (:meth:`_resident_args`); None: computed."""
+        """MATCH's result body for *args* (``ypreq_key``) kept, or held in a resident
+        map read at *state*; None: computed.
+
+        A resident map is asked when the domain and map *args* begin with, as sent, were
+        checked before and name it (``_prefixes``: a well-formed domain and map, so
+        *args* beginning with one is parsed as that one), without decoding them; the
+        rest is the key as an XDR string, or the map holds no such key. Its answer is
+        kept among the answers (``_keep``) only when the whole map would fit there: a
+        million keys asked at random would only churn that table (issue 21's
+        profile)."""
         body = self._hot.get(args)
-        if body is None and self._prefixes:
-            body = self._resident_args(args, state)
+        if body is None:
+            for prefix, kept in self._prefixes.items():
+                if args.startswith(prefix):
+                    if kept.state != state:
+                        return None
+                    body = kept.answer(args[len(prefix):])
+                    if body is not None and kept.entries <= HOT_MAX:
+                        self._keep(args, body, state)
+                    return body
         return body
 
     def _match(self, args: bytes, caller: Caller, udp: bool) -> Reply:
@@ -551,7 +571,7 @@ class NisDoor:
                 body = kept
                 if split is not None and spec is not None and not spec.secure:
                     # the next MATCHes of this domain and map (plainly well formed, so
-                    # what is before the key is exactly them): _resident_args
+                    # what is before the key is exactly them): _held
                     kl = len(split.key)
                     if len(self._prefixes) >= MAX_PREFIXES:
                         self._prefixes.clear()
@@ -577,27 +597,6 @@ class NisDoor:
                 self._hot_bytes = 0
             self._hot[args] = body
             self._hot_bytes += size
-
-    def _resident_args(self, args: bytes, state: int) -> bytes | None:
-        """MATCH's result body for *args* (``ypreq_key``) whose domain and map, as sent,
-        were checked before and name a resident map (``_prefixes``: a well-formed domain
-        and map, so *args* beginning with one is parsed as that one), read without
-        decoding them; None: the usual way (not such a call, or not held).
-
-        Kept among the answers (``_keep``) only when the whole map would fit there: a
-        million keys asked at random would only churn that table (issue 21's profile)."""
-        for prefix, kept in self._prefixes.items():
-            if args.startswith(prefix):
-                q = len(prefix)
-                kl = _U32.unpack_from(args, q)[0] if len(args) >= q + 4 else -1
-                if kl < 0 or kl > yp.YPMAXRECORD or q + 4 + kl + (-kl & 3) != len(args) \
-                        or kept.state != state:
-                    return None
-                body = kept.body(args[q + 4:q + 4 + kl])
-                if body is not None and kept.entries <= HOT_MAX:
-                    self._keep(args, body, state)
-                return body
-        return None
 
     def _walk(self, domain: str, name: str, start: int) -> bytes:
         """FIRST / NEXT: the first entry at or after position *start* of the sorted keys

@@ -27,19 +27,36 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import mmap
 from collections.abc import Callable, Iterable, Iterator
 from time import monotonic
 
 from ..errors import DamagedDirectory, NiError, StorageError, WireError
 from ..storage.nodes import NodeSource
 from .database import Database, SnapshotStream
-from .nisresident import ResidentMap, TooBig
+from .nisresident import HUGE_FROM, ResidentMap, TooBig
 
 log = logging.getLogger("netinfo.residents")
 
 #: How a map's entries are read from a snapshot (*view*) into *kept*: pieces of
 #: ``entry_bytes`` (it may ``kept.reserve`` first).
 Make = Callable[[NodeSource, ResidentMap], Iterator[bytes]]
+
+
+def anonymous_memory(size: int) -> mmap.mmap:
+    """*size* bytes of private anonymous memory (``nisresident.Memory``): zeros, taken
+    from the system as they are first written and given back when the map goes; from
+    ``nisresident.HUGE_FROM`` bytes on in huge pages (``MADV_HUGEPAGE``, which Linux's
+    default ``madvise`` mode of transparent huge pages grants) where the system has them:
+    2 MiB pages, so a random read of a big map seldom walks the page tables too."""
+    flags = getattr(mmap, "MAP_PRIVATE", 0) | getattr(mmap, "MAP_ANONYMOUS", 0)
+    mem = mmap.mmap(-1, size, flags=flags) if flags else mmap.mmap(-1, size)
+    if size >= HUGE_FROM and hasattr(mmap, "MADV_HUGEPAGE"):
+        try:
+            mem.madvise(mmap.MADV_HUGEPAGE)
+        except OSError:
+            pass          # a kernel without transparent huge pages: small pages
+    return mem
 
 
 class Residents:
@@ -122,7 +139,7 @@ class Residents:
         except RuntimeError:
             return
         room = self.budget - sum(m.nbytes for m in self.maps.values())
-        kept = ResidentMap(room, state=state)
+        kept = ResidentMap(room, state=state, memory=anonymous_memory)
         started = monotonic()
         self.maps[name] = kept
         self._reading[name] = SnapshotStream(self.db, "", lambda view: make(view, kept),

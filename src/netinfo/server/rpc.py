@@ -80,9 +80,10 @@ class Program(Generic[H]):
     #: ``fastpath.FastPath.answer``: (record, caller) → the reply, or None to take the
     #: normal path); it answers reads only, so a batch's failure never rewrites them
     fast: Callable[[bytes, Any], Any] | None = None
-    #: what the short path answers at once ((record, caller) → the reply, or None):
-    #: offered by a TCP connection a lone whole record it read with nothing else
-    #: outstanding, before any of the connection's machinery; reads only (netinfod's
+    #: what the short path answers at once ((the record with its record mark, caller) →
+    #: the reply with its record mark, or None): offered by a TCP connection a lone
+    #: whole record it read in one fragment with nothing else outstanding, before any of
+    #: the connection's machinery, and written as it comes; reads only (netinfod's
     #: ``FastPath.lane``, the NIS door's ``NisDoor.lane``)
     lane: Callable[[bytes, Any], bytes | None] | None = None
 

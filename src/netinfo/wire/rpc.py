@@ -28,7 +28,9 @@ FRAGMENT_SIZE = 1 << 20
 
 _U32 = struct.Struct(">I")
 _HDR6 = struct.Struct(">6I")
-_LAST = 0x80000000
+#: A record mark's last-fragment bit (RFC 5531 §11)
+LAST_FRAGMENT = 0x80000000
+_LAST = LAST_FRAGMENT
 
 
 class ReplyStat(IntEnum):
