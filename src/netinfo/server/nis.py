@@ -86,6 +86,8 @@ MATCH_HEAD = struct.pack(">9I", rpc.CALL, rpc.RPC_VERSION, yp.YPPROG, yp.YPVERS,
 #: The accepted-success reply header after the xid (as fastpath's)
 _ACCEPTED = rpc.reply_success(0)[4:]
 _U32 = struct.Struct(">I")
+#: A lane's reply before its body: the record mark, the xid, the accepted-success header
+_REPLY_HEAD = struct.Struct(f">I4s{len(_ACCEPTED)}s")
 #: a MATCH that the short path leaves to the general one
 _GENERAL = object()
 #: who the door's own reads are made as (reads ignore the caller, spec §4.2)
@@ -507,8 +509,8 @@ class NisDoor:
             state = self._hot_now()
             body = None if state is None else self._held(data[44:], state)
             if body is not None:
-                return b"".join((_U32.pack(rpc.LAST_FRAGMENT | 24 + len(body)), data[4:8],
-                                 _ACCEPTED, body))
+                return _REPLY_HEAD.pack(rpc.LAST_FRAGMENT | 24 + len(body), data[4:8],
+                                        _ACCEPTED) + body
         if self.db.waiting is not None:
             return None
         reply = self.fast(data[4:], caller)
@@ -542,8 +544,9 @@ class NisDoor:
         profile)."""
         body = self._hot.get(args)
         if body is None:
-            for prefix, kept in self._prefixes.items():
+            for prefix in self._prefixes:
                 if args.startswith(prefix):
+                    kept = self._prefixes[prefix]
                     if kept.state != state:
                         return None
                     body = kept.answer(args[len(prefix):])

@@ -20,8 +20,7 @@ measured), and a map dropped gives its memory back to the system at once.
 
 Keys are kept as a YP call carries them, XDR strings (length, bytes, padding:
 :func:`xdr_key`), so the door asks with the call's own bytes (:meth:`ResidentMap.answer`)
-and the comparison is one ``startswith`` (the length first makes a prefix match a whole
-match; :meth:`ResidentMap.answer` checks the length too); :meth:`ResidentMap.body` asks
+and the comparison is of the key's length, then of its bytes; :meth:`ResidentMap.body` asks
 with a plain key.
 
 It stays live without polling: every write's record (``Database.subscribe``) names the
@@ -103,7 +102,6 @@ class Region(Protocol):
 
     def __setitem__(self, s: slice, data: bytes, /) -> None: ...
 
-    def find(self, sub: bytes, start: int, end: int, /) -> int: ...
 
 
 #: Where a map's memory comes from: *size* bytes of zeros (``residents.anonymous_memory``)
@@ -277,10 +275,9 @@ class ResidentMap:
                 region = self._regions[s >> _PLACE_BITS & _REGION]
                 at = (s & _PLACE) + 2
                 n = len(xkey)
-                # found there, and as long as the key kept there (whose length word
-                # comes first): the whole key
-                if region.find(xkey, at, at + n) == at and \
-                        n == (region[at + 2] << 8 | region[at + 3]) + 7 & ~3:
+                # as long as the key kept there (its length word first), and equal
+                if n == (region[at + 2] << 8 | region[at + 3]) + 7 & ~3 and \
+                        region[at:at + n] == xkey:
                     if self.forgotten and xkey in self.forgotten:
                         return None
                     self.hits += 1
