@@ -194,6 +194,41 @@ def test_a_copy_swapped_in_drops_the_maps(tmp_path, monkeypatch):
     asyncio.run(run())
 
 
+def test_a_big_map_read_whole_lets_the_kept_answers_go(tmp_path, monkeypatch):
+    """The answers kept while a map was being read (the doorkeeper's) are let go once a
+    map too big to be kept among them is read whole: every later MATCH of it would ask
+    that table first and miss. The answers stay the same; a map that fits keeps them."""
+    monkeypatch.setattr(nis, "RESIDENT_AFTER", 1)
+    d = Domain(tmp_path)
+    door = d.doors[1]
+    keys = [b"u%d" % i for i in range(12)]
+
+    def ask(name: str) -> list[bytes | None]:
+        return [d.exchange(d.fast, rpc.encode_call(
+            7, yp.YPPROG, yp.YPVERS, YpProc.MATCH, yp.encode_key(DOM, name, k)), 40000)
+            for k in keys]
+
+    async def read(name: str, hot_max: int) -> list[bytes | None]:
+        monkeypatch.setattr(nis, "HOT_MAX", hot_max)
+        first = ask(name)
+        for _ in range(50):
+            await asyncio.sleep(0)
+        assert name in door._resident.maps and not door._resident.reading()
+        return first
+
+    async def run() -> None:
+        before = await read("passwd.byuid", 1000)     # fits: its answers are kept
+        assert ask("passwd.byuid") == before and door._hot
+        kept = len(door._hot)
+        big = await read("passwd.byname", 3)          # too big: the table is let go
+        assert not door._hot and kept > 3
+        assert ask("passwd.byname") == big
+        # kept again: only the answers the map does not hold (no such key)
+        assert door._hot and all(v[:4] != b"\0\0\0\1" for v in door._hot.values())
+        assert sum(b is not None and b[24:28] == b"\0\0\0\1" for b in big) > 3
+    asyncio.run(run())
+
+
 # -- a real netinfod -------------------------------------------------------------------------------
 
 

@@ -149,7 +149,8 @@ class NisDoor:
         self._prefixes: dict[bytes, ResidentMap] = {}
         self._resident = Residents(db, self.resident_bytes, "NIS", after=RESIDENT_AFTER,
                                    cooldown=RESIDENT_COOLDOWN, turn=RESIDENT_TURN,
-                                   on_drop=lambda _name: self._prefixes.clear())
+                                   on_drop=lambda _name: self._prefixes.clear(),
+                                   on_read=self._map_read)
         self._unsubscribe = db.subscribe(self._changed)
         #: the ancestors' maps (--nis-hierarchy; nis_hierarchy.Ancestors), or None
         self.ancestors: Ancestors | None = None
@@ -530,6 +531,15 @@ class NisDoor:
             self._hot_bytes = 0
             self._hot_state = state
         return state
+
+    def _map_read(self, kept: ResidentMap) -> None:
+        """A map read whole: past HOT_MAX entries (its answers never kept), the answers
+        kept until then, mostly its own, are let go. They answer nothing the map does
+        not, and a table of up to HOT_MAX of them asked first at every MATCH is a cache
+        miss a call (issue 21)."""
+        if kept.entries > HOT_MAX:
+            self._hot.clear()
+            self._hot_bytes = 0
 
     def _held(self, args: bytes, state: int) -> bytes | None:
         """MATCH's result body for *args* (``ypreq_key``) kept, or held in a resident

@@ -19,8 +19,9 @@ dropped.
 - A door holds at most ``budget`` bytes of maps; a map that would pass it is not read.
 
 The door gives what differs: how a map's entries are read from a snapshot (``make``:
-pieces of ``nisresident.entry_bytes``), and what to do when a map is dropped
-(``on_drop``: the NIS door forgets its prefixes).
+pieces of ``nisresident.entry_bytes``), what to do when a map is dropped (``on_drop``:
+the NIS door forgets its prefixes) and when one is read whole (``on_read``: the NIS
+door lets go of the answers it kept meanwhile).
 """
 
 from __future__ import annotations
@@ -65,7 +66,8 @@ class Residents:
 
     def __init__(self, db: Database, budget: int, what: str, *, after: int,
                  cooldown: float, turn: float,
-                 on_drop: Callable[[str | None], None] = lambda _name: None) -> None:
+                 on_drop: Callable[[str | None], None] = lambda _name: None,
+                 on_read: Callable[[ResidentMap], None] = lambda _kept: None) -> None:
         self.db = db
         self.budget = budget
         self.what = what
@@ -73,6 +75,8 @@ class Residents:
         self.cooldown = cooldown
         self.turn = turn
         self.on_drop = on_drop
+        #: told of each map read whole (the NIS door lets go of the answers it kept)
+        self.on_read = on_read
         self.maps: dict[str, ResidentMap] = {}
         #: the snapshots being read into them
         self._reading: dict[str, SnapshotStream] = {}
@@ -174,3 +178,4 @@ class Residents:
         kept.seconds = monotonic() - started
         log.info("%s: %s kept in memory: %d entries, %d bytes, read in %.2f s", self.what,
                  name, kept.entries, kept.nbytes, kept.seconds)
+        self.on_read(kept)
