@@ -48,15 +48,14 @@ from collections.abc import Callable, Iterable
 from typing import Protocol, TypeAlias, overload
 
 from ..storage.keyindex import TooBig
+from ..wire.xdr import opaque
 
 #: An entry as the pieces carry it and the map keeps it: the body's length, the key as
 #: an XDR string (:func:`xdr_key`), the body (at most 0xFFFF bytes; a YP body is at most
 #: YPMAXRECORD + 8)
 _BLEN = struct.Struct(">H")
-_U32 = struct.Struct(">I")
-_PAD = (b"", b"\0\0\0", b"\0\0", b"\0")
 #: What an entry costs besides its key and body: the body's length (2) and two slots of
-#: the table (2 x 8: at most half full; a slot holds the entry's piece, its place there
+#: the table (2 x 8: at most half full; a slot holds the entry's region, its place there
 #: and 20 bits of its key's hash, so that a lookup reads one slot and the entry, no more).
 ENTRY_BYTES = 2 + 2 * 8
 #: A slot: the tag (the key hash's top 20 bits) above the region's number (19 bits, from
@@ -85,7 +84,7 @@ FORGOTTEN_MIN = 4096
 def xdr_key(key: bytes) -> bytes:
     """*key* as a YP call carries it (RFC 4506 opaque<>: length, bytes, zero padding),
     and as the map keeps and compares it."""
-    return _U32.pack(len(key)) + key + _PAD[len(key) & 3]
+    return opaque(key)
 
 
 class Region(Protocol):
@@ -101,7 +100,6 @@ class Region(Protocol):
     def __getitem__(self, s: slice, /) -> bytes: ...
 
     def __setitem__(self, s: slice, data: bytes, /) -> None: ...
-
 
 
 #: Where a map's memory comes from: *size* bytes of zeros (``residents.anonymous_memory``)

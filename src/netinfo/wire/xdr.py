@@ -35,6 +35,13 @@ BIG_LIST_MAX = 1048576
 AUTH_MAX = 400
 
 
+def opaque(data: bytes) -> bytes:
+    """*data* as a variable-length opaque (RFC 4506 §4.10): its length, the bytes, zero
+    padding to four (what :meth:`Packer.pack_opaque` appends, in one piece)."""
+    n = len(data)
+    return _U32.pack(n) + data + _PAD[n & 3]
+
+
 def encode_str(s: str) -> bytes:
     return s.encode("utf-8", "surrogateescape")
 
