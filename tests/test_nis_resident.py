@@ -98,6 +98,22 @@ def test_a_map_is_asked_with_whole_xdr_keys_only():
     assert m.hits == 3
 
 
+def test_a_table_in_the_memory_given_grows_there(monkeypatch):
+    """A table from HUGE_FROM bytes on is a view of the memory given (huge pages in the
+    server), not an array: made so by reserve, and reached by growing from an array;
+    every entry answers through both."""
+    monkeypatch.setattr("netinfo.server.nisresident.HUGE_FROM", 1 << 10)
+    entries = [(b"k%d" % i, b"v%d" % i) for i in range(4000)]
+    for expected in (10, 5000):
+        m = ResidentMap(1 << 30, memory=anonymous_memory)
+        m.reserve(expected)
+        assert isinstance(m._slots, memoryview) == (expected > 10)
+        for piece in _pieces(entries, 50):
+            m.feed(piece)
+        assert isinstance(m._slots, memoryview) and len(m._slots) >= 8000
+        assert all(m.body(k) == v for k, v in entries) and m.body(b"k4000") is None
+
+
 def test_a_map_past_one_region_is_kept_in_several(monkeypatch):
     """Entries are copied to regions of memory that double from 64 KiB up to a bound
     (32 MiB: a place is 25 bits; 1 MiB here): a piece is cut between entries where a
